@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what building, the lab and the tests need on a fresh Debian machine. Idempotent, non-interactive.
+set -euo pipefail
+
+need_pkgs=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have ping || need_pkgs+=(iputils-ping)
+have ip || need_pkgs+=(iproute2)
+have bridge || need_pkgs+=(iproute2)
+have tcpdump || need_pkgs+=(tcpdump)
+have tshark || need_pkgs+=(tshark)
+have iperf3 || need_pkgs+=(iperf3)
+have timeout || need_pkgs+=(coreutils)
+have pkill || need_pkgs+=(procps)
+/usr/bin/python3 -c 'import scapy' >/dev/null 2>&1 || need_pkgs+=(python3-scapy)
+
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: missing packages ${need_pkgs[*]} and not root; install them first" >&2
+        exit 1
+    fi
+    echo "setup: installing ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+    apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+for c in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done

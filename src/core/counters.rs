@@ -1,0 +1,116 @@
+//! Counters: plain data, one set per worker, summed when read. Every drop has a reason.
+
+use std::fmt;
+
+macro_rules! drop_reasons {
+    ($($(#[$m:meta])* $v:ident = $name:literal,)*) => {
+        /// Why a frame or datagram was not forwarded. One enum for the whole daemon.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason { $($(#[$m])* $v,)* }
+
+        impl DropReason {
+            /// Every reason, in counter order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$v,)*];
+            /// Number of reasons.
+            pub const COUNT: usize = Self::ALL.len();
+            /// Stable snake_case name used in `stats --json` and logs.
+            pub const fn name(self) -> &'static str {
+                match self { $(DropReason::$v => $name,)* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// Underlay datagram shorter than a VXLAN header.
+    Truncated = "truncated",
+    /// VXLAN I flag clear.
+    VxlanFlags = "vxlan_flags",
+    /// VNI not configured here.
+    UnknownVni = "unknown_vni",
+    /// Source address is not a known remote (and `--allow-any-peer` is off).
+    UnknownPeer = "unknown_peer",
+    /// Inner frame shorter than an Ethernet header.
+    InnerRunt = "inner_runt",
+    /// Inner source MAC is multicast or zero.
+    BadSourceMac = "bad_source_mac",
+    /// Inner source MAC is our own device's: a loop.
+    OwnSourceMac = "own_source_mac",
+    /// Local frame shorter than an Ethernet header.
+    LocalRunt = "local_runt",
+    /// BUM or unknown-unicast frame with an empty flood list.
+    NoPeers = "no_peers",
+    /// Known-unicast destination that is ourselves (would loop back).
+    ToSelf = "to_self",
+    /// Local frame too large for the tunnel MTU.
+    TooBig = "too_big",
+    /// Sending to a remote VTEP failed (unreachable, ENOBUFS, ...).
+    TunnelTxError = "tunnel_tx_error",
+    /// Writing to the local device failed.
+    DeviceTxError = "device_tx_error",
+    /// Network index out of range (internal error).
+    UnknownNetwork = "unknown_network",
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Counters of one worker. Plain data; the I/O layer publishes and sums them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Datagrams received from the underlay.
+    pub rx_tunnel: u64,
+    /// Datagrams sent to the underlay (counted by the I/O layer on success).
+    pub tx_tunnel: u64,
+    /// Frames read from local devices.
+    pub rx_device: u64,
+    /// Frames written to local devices (counted by the I/O layer on success).
+    pub tx_device: u64,
+    /// Copies made by head-end replication (BUM and unknown unicast).
+    pub flood_copies: u64,
+    /// New FDB entries learned.
+    pub learned: u64,
+    /// Learned entries that moved to a different remote.
+    pub mac_moves: u64,
+    /// New MACs not learned because the per-VNI cap was reached.
+    pub learn_refused: u64,
+    /// Learning attempts refused because a static entry holds the MAC.
+    pub learn_static_conflict: u64,
+    /// Drops by reason, indexed by `DropReason as usize`.
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl Counters {
+    /// Counts one drop.
+    #[inline]
+    pub fn drop(&mut self, r: DropReason) {
+        self.drops[r as usize] += 1;
+    }
+    /// Drops under one reason.
+    pub fn drops_of(&self, r: DropReason) -> u64 {
+        self.drops[r as usize]
+    }
+    /// Total drops.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+    /// Adds `other` into `self` (summing per-worker counters).
+    pub fn add(&mut self, other: &Counters) {
+        self.rx_tunnel += other.rx_tunnel;
+        self.tx_tunnel += other.tx_tunnel;
+        self.rx_device += other.rx_device;
+        self.tx_device += other.tx_device;
+        self.flood_copies += other.flood_copies;
+        self.learned += other.learned;
+        self.mac_moves += other.mac_moves;
+        self.learn_refused += other.learn_refused;
+        self.learn_static_conflict += other.learn_static_conflict;
+        for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
+            *a += b;
+        }
+    }
+}
