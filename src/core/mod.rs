@@ -117,7 +117,11 @@ impl Core {
 
     /// The networks in [`NetId`] order.
     pub fn networks(&self) -> impl Iterator<Item = (NetId, Vni)> + '_ {
-        self.cfg.networks.iter().enumerate().map(|(i, n)| (NetId(i as u16), n.vni))
+        self.cfg
+            .networks
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (NetId(i as u16), n.vni))
     }
 
     /// The network with this VNI.
@@ -206,6 +210,10 @@ impl Core {
 
     /// Every network's flood list, in [`NetId`] order.
     pub fn peers(&self) -> Vec<(Vni, Vec<Ipv4Addr>)> {
-        self.cfg.networks.iter().map(|n| (n.vni, n.peers.clone())).collect()
+        self.cfg
+            .networks
+            .iter()
+            .map(|n| (n.vni, n.peers.clone()))
+            .collect()
     }
 }
