@@ -20,7 +20,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use stats::{Clock, StatsBoard};
-use std::io::ErrorKind;
+use std::io::{ErrorKind, IsTerminal};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
@@ -38,6 +38,7 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
@@ -229,9 +230,13 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
     }
     drop(core);
     for t in taps {
-        let (name, created) = (t.name.clone(), t.created);
+        // Closing the last handle of a device we created deletes it (unless someone already did).
+        let (name, ours) = (
+            t.name.clone(),
+            t.created && device::interface_exists(&t.name),
+        );
         drop(t);
-        if created {
+        if ours {
             info!(dev = %name, "device removed");
         }
     }
