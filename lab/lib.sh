@@ -262,7 +262,7 @@ lab_hosts() {
 # Prints one line per source pod with the round-trip time to each destination. The first answer from a
 # pod may take a moment (ARP, FDB learning), so each pair is retried until its deadline.
 lab_ping_all() {
-    local size=${1:-56} src dst dst_ip out rtt line failed=0 pods
+    local size=${1:-56} src dst dst_ip out rtt line failed=0 pods wait=$LAB_TIMEOUT
     mapfile -t pods < <(lab_pods)
     lab_say "ping every pod from every other pod (${#pods[@]} pods, $((size + 28))-byte IP packets, DF set)"
     for src in "${pods[@]}"; do
@@ -270,13 +270,17 @@ lab_ping_all() {
         for dst in "${pods[@]}"; do
             [ "$src" != "$dst" ] || continue
             dst_ip=$(lab_pod_ip "${dst%p*}" "p${dst##*p}")
-            if out=$(lab_ping_once "$src" "$dst_ip" "$size"); then
+            if out=$(lab_ping_once "$src" "$dst_ip" "$size" "$wait"); then
                 rtt=$(sed -n 's/.*time=\([0-9.]*\) ms.*/\1/p' <<<"$out" | tail -n 1)
                 line+=" $dst ${rtt}ms"
             else
                 line+=" $dst FAIL"
-                printf 'lab: FAIL %s -> %s (%s): no answer within %ss\n' "$src" "$dst" "$dst_ip" "$LAB_TIMEOUT" >&2
+                printf 'lab: FAIL %s -> %s (%s): no answer (retried for %ss)\n' "$src" "$dst" "$dst_ip" "$wait" >&2
                 failed=$((failed + 1))
+                wait=0
+                # Quiet runs (tests) stop at the first failure; people see the whole matrix, each
+                # further pair getting a single try.
+                [ "$QUIET" != 1 ] || lab_die "pod $src cannot reach $dst" || return
             fi
         done
         lab_info "$line"
@@ -284,9 +288,10 @@ lab_ping_all() {
     [ "$failed" = 0 ] || lab_die "$failed pod pairs could not reach each other"
 }
 
-# lab_ping_once FROM_NODE DST_IP SIZE: one answered ping (retried until the deadline); prints ping's output.
+# lab_ping_once FROM_NODE DST_IP SIZE [SECONDS]: one answered ping, retried until the deadline (default
+# LAB_TIMEOUT; 0 = a single try); prints ping's output.
 lab_ping_once() {
-    local ns out deadline=$((SECONDS + LAB_TIMEOUT))
+    local ns out deadline=$((SECONDS + ${4:-$LAB_TIMEOUT}))
     ns=$(lab_ns "$1")
     until out=$(ip netns exec "$ns" ping -c 1 -W 1 -M do -s "$3" "$2" 2>&1); do
         [ "$SECONDS" -lt "$deadline" ] || {
@@ -322,6 +327,15 @@ lab_fdb_learned() {
         jq -r '.[] | select(.dst != null and .state != "permanent" and .mac != "00:00:00:00:00:00")
             | "\(.mac | ascii_downcase) \(.dst)"' <<<"$json"
         ;;
+    esac
+}
+
+# lab_fdb_del HOST MAC: deletes the MAC from the host's VTEP FDB (vtepd's `fdb del`, or `bridge fdb del`).
+lab_fdb_del() {
+    local host=$1 mac=$2
+    case $(lab_impl "$host") in
+    vtepd) lab_client "$host" fdb del "$mac" --vni "$LAB_VNI" ;;
+    kernel) bridge -n "$(lab_ns "$host")" fdb del "$mac" dev "$(cat "$LAB_DIR/$host.dev")" ;;
     esac
 }
 
@@ -361,32 +375,59 @@ lab_send_frames() {
     ip netns exec "$ns" "$LAB_PY" "$LAB_HOME/send_frames.py" eth0 "$2" "$3" ${4:+--src "$4"}
 }
 
-# lab_capture HOST: starts tcpdump on the host's underlay link, keeping the VXLAN datagrams it receives
-# (udp dst port 4789, inbound only) in a pcap for lab_count; waits until it listens.
+# lab_capture NODE [DEV] [FILTER] [NAME]: starts tcpdump on the node's DEV (default eth0, the underlay
+# link), keeping the packets it receives (inbound only) that match FILTER (default: VXLAN datagrams,
+# udp dst port 4789) in $LAB_DIR/NAME.pcap (NAME defaults to NODE); waits until it listens.
 lab_capture() {
-    local host=$1 hns log deadline=$((SECONDS + LAB_TIMEOUT))
-    hns=$(lab_ns "$host")
-    log=$LAB_DIR/$host.tcpdump.log
-    ip netns exec "$hns" tcpdump -i eth0 -Q in -nn -U --immediate-mode -w "$LAB_DIR/$host.pcap" \
-        'udp dst port 4789' </dev/null >/dev/null 2>"$log" &
-    echo $! >"$LAB_DIR/$host.tcpdump.pid"
+    local node=$1 dev=${2:-eth0} filter=${3:-udp dst port 4789} name=${4:-$1} ns log pid
+    local deadline=$((SECONDS + LAB_TIMEOUT))
+    ns=$(lab_ns "$node")
+    log=$LAB_DIR/$name.tcpdump.log
+    ip netns exec "$ns" tcpdump -i "$dev" -Q in -nn -U --immediate-mode -w "$LAB_DIR/$name.pcap" \
+        "$filter" </dev/null >/dev/null 2>"$log" &
+    pid=$!
+    echo "$pid" >"$LAB_DIR/$name.tcpdump.pid"
     until grep -q 'listening on' "$log" 2>/dev/null; do
-        kill -0 "$!" 2>/dev/null || lab_die "tcpdump on $host failed: $(cat "$log")" || return
-        [ "$SECONDS" -lt "$deadline" ] || lab_die "tcpdump on $host not listening within ${LAB_TIMEOUT}s" || return
+        kill -0 "$pid" 2>/dev/null || lab_die "tcpdump on $node $dev failed: $(cat "$log")" || return
+        [ "$SECONDS" -lt "$deadline" ] || lab_die "tcpdump on $node $dev not listening within ${LAB_TIMEOUT}s" || return
         sleep 0.02
     done
 }
 
-# lab_count HOST INNER_DST_MAC: how many VXLAN datagrams captured on the host carry a frame to that MAC.
-lab_count() {
-    local host=$1 hex out
-    hex=${2//:/}
-    [ ${#hex} = 12 ] || lab_die "bad MAC $2" || return
-    # UDP header (8) + VXLAN header (8): the inner destination MAC starts at udp[16].
-    out=$(tcpdump -r "$LAB_DIR/$host.pcap" --count \
-        "udp dst port 4789 and udp[16:4] = 0x${hex:0:8} and udp[20:2] = 0x${hex:8:4}" 2>&1)
-    [[ $out =~ (^|$'\n')([0-9]+)\ packets?($|$'\n') ]] || lab_die "cannot count packets on $host: $out" || return
+# lab_count_pcap NAME [FILTER]: how many packets of capture NAME match FILTER.
+lab_count_pcap() {
+    local out
+    out=$(tcpdump -r "$LAB_DIR/$1.pcap" --count ${2:+"$2"} 2>&1)
+    [[ $out =~ (^|$'\n')([0-9]+)\ packets?($|$'\n') ]] || lab_die "cannot count packets of $1: $out" || return
     echo "${BASH_REMATCH[2]}"
+}
+
+# lab_count HOST INNER_DST_MAC: how many VXLAN datagrams the host received carrying a frame to that MAC
+# (from the capture lab_capture HOST started).
+lab_count() {
+    local hex=${2//:/}
+    [[ $hex =~ ^[0-9a-fA-F]{12}$ ]] || lab_die "bad MAC $2" || return
+    # UDP header (8) + VXLAN header (8): the inner destination MAC starts at udp[16].
+    lab_count_pcap "$1" "udp dst port 4789 and udp[16:4] = 0x${hex:0:8} and udp[20:2] = 0x${hex:8:4}"
+}
+
+# lab_inject NODE HOST SRC_IP KIND [ARGS...]: runs lab/scapy/vxlan_inject.py in NODE (a namespace on the
+# underlay, e.g. one made with `lab_host x 192.0.2.99`), sending KIND datagrams to HOST's underlay
+# address and MAC with source SRC_IP. Prints "sent N".
+lab_inject() {
+    local node=$1 host=$2 src=$3 kind=$4 mac
+    shift 4
+    mac=$(ip netns exec "$(lab_ns "$host")" cat /sys/class/net/eth0/address) || return
+    ip netns exec "$(lab_ns "$node")" "$LAB_PY" "$LAB_HOME/scapy/vxlan_inject.py" eth0 "$mac" "$src" \
+        "$(cat "$LAB_DIR/$host.ip")" "$kind" --vni "$LAB_VNI" "$@"
+}
+
+# lab_udp_csum_errors NODE: the kernel's count of UDP datagrams dropped for a bad checksum in the node
+# (Udp InCsumErrors of /proc/net/snmp, read inside its namespace).
+lab_udp_csum_errors() {
+    ip netns exec "$(lab_ns "$1")" awk '
+        $1 == "Udp:" && !seen { for (i = 2; i <= NF; i++) col[$i] = i; seen = 1; next }
+        $1 == "Udp:" && seen { print $col["InCsumErrors"]; exit }' /proc/net/snmp
 }
 
 # ---------------------------------------------------------------------------------------------
