@@ -35,7 +35,9 @@ pub struct Actions {
 impl Actions {
     /// An empty buffer with room for `cap` actions.
     pub fn with_capacity(cap: usize) -> Actions {
-        Actions { items: Vec::with_capacity(cap) }
+        Actions {
+            items: Vec::with_capacity(cap),
+        }
     }
     /// Forgets all actions, keeping capacity.
     pub fn clear(&mut self) {

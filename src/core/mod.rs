@@ -9,7 +9,13 @@
 //! below. Add freely; change a signature only together with its callers.
 
 pub mod actions;
+mod control;
 pub mod counters;
+mod decap;
+pub mod fdb;
+mod forward;
+mod learn;
+pub mod network;
 pub mod time;
 
 pub use actions::{Action, Actions};
@@ -17,7 +23,11 @@ pub use counters::{Counters, DropReason};
 pub use time::Timestamp;
 
 use encap::{MacAddr, Vni};
+use fdb::Fdb;
+use network::Network;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// Default FDB ageing time (like Linux).
@@ -102,110 +112,127 @@ pub enum CoreError {
 }
 
 /// The forwarding core shared by all workers and the control plane.
+///
+/// Data path ([`Core::on_local`], [`Core::on_remote`]): lock-free FDB reads, atomic refreshes,
+/// peer lists read from immutable snapshots. Control plane (`fdb_*`, `peer_*`): serialised
+/// by one mutex the data path never touches, publishing new snapshots on change.
 #[derive(Debug)]
 pub struct Core {
-    // IMPLEMENTATION: filled in by the core work (FDB on a lock-free map, snapshots of
-    // flood lists and known remotes).
-    cfg: CoreConfig,
+    local: Ipv4Addr,
+    allow_any_peer: AtomicBool,
+    nets: Box<[Network]>,
+    /// (VNI, NetId) sorted by VNI, for the per-datagram lookup.
+    by_vni: Box<[(Vni, NetId)]>,
+    fdb: Fdb,
+    control: Mutex<control::ControlState>,
 }
 
 impl Core {
     /// Builds a core; fails on a duplicate VNI or an unusable peer address.
     pub fn new(cfg: CoreConfig) -> Result<Core, CoreError> {
-        Ok(Core { cfg })
+        if cfg.networks.len() > usize::from(u16::MAX) + 1 {
+            return Err(CoreError::TooManyNetworks);
+        }
+        let mut by_vni: Vec<(Vni, NetId)> = Vec::with_capacity(cfg.networks.len());
+        let mut nets = Vec::with_capacity(cfg.networks.len());
+        let mut state = control::ControlState::default();
+        let mut seen = std::collections::HashSet::with_capacity(cfg.networks.len());
+        for (i, n) in cfg.networks.iter().enumerate() {
+            let id = NetId(u16::try_from(i).map_err(|_| CoreError::TooManyNetworks)?);
+            if !seen.insert(n.vni) {
+                return Err(CoreError::DuplicateVni(n.vni));
+            }
+            let mut flood: Vec<Ipv4Addr> = Vec::with_capacity(n.peers.len());
+            for &p in &n.peers {
+                if !usable_remote(cfg.local, p) {
+                    return Err(CoreError::BadRemote(p));
+                }
+                if !flood.contains(&p) {
+                    flood.push(p);
+                }
+            }
+            nets.push(Network::new(n, &flood));
+            state.nets.push(control::NetControl::new(flood));
+            by_vni.push((n.vni, id));
+        }
+        by_vni.sort_unstable();
+        Ok(Core {
+            local: cfg.local,
+            allow_any_peer: AtomicBool::new(cfg.allow_any_peer),
+            nets: nets.into(),
+            by_vni: by_vni.into(),
+            fdb: Fdb::with_capacity(1024),
+            control: Mutex::new(state),
+        })
+    }
+
+    /// Our own underlay address.
+    pub fn local(&self) -> Ipv4Addr {
+        self.local
     }
 
     /// The networks in [`NetId`] order.
     pub fn networks(&self) -> impl Iterator<Item = (NetId, Vni)> + '_ {
-        self.cfg.networks.iter().enumerate().map(|(i, n)| (NetId(i as u16), n.vni))
+        self.nets
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (NetId(i as u16), n.vni))
     }
 
     /// The network with this VNI.
+    #[inline]
     pub fn net_by_vni(&self, vni: Vni) -> Option<NetId> {
-        self.networks().find(|(_, v)| *v == vni).map(|(id, _)| id)
+        let i = self.by_vni.binary_search_by_key(&vni, |(v, _)| *v).ok()?;
+        Some(self.by_vni[i].1)
     }
 
-    /// A frame read from network `net`'s local device. Pushes one `ToTunnel` per destination
-    /// (known unicast: one; BUM or unknown unicast: one per flood-list peer), or a `Drop`.
-    pub fn on_local(
-        &self,
-        now: Timestamp,
-        net: NetId,
-        frame: &[u8],
-        out: &mut Actions,
-        ctr: &mut Counters,
-    ) {
-        let _ = (now, net, frame, out, ctr);
+    /// Whether decapsulation is accepted from any source.
+    pub fn allow_any_peer(&self) -> bool {
+        self.allow_any_peer.load(Ordering::Relaxed)
     }
 
-    /// A UDP payload (VXLAN header + inner frame) received from underlay address `src`.
-    /// Pushes at most one `ToDevice` (never a `ToTunnel`: split horizon), or a `Drop`; learns.
-    pub fn on_remote(
-        &self,
-        now: Timestamp,
-        src: Ipv4Addr,
-        datagram: &[u8],
-        out: &mut Actions,
-        ctr: &mut Counters,
-    ) {
-        let _ = (now, src, datagram, out, ctr);
+    /// Accepts (or stops accepting) decapsulation from sources that are not known remotes.
+    pub fn set_allow_any_peer(&self, on: bool) {
+        self.allow_any_peer.store(on, Ordering::Relaxed);
     }
 
-    /// Removes learned entries idle for longer than their network's ageing time; returns how many.
-    pub fn expire(&self, now: Timestamp) -> usize {
-        let _ = now;
-        0
+    /// Whether `ip` is a known remote of network `vni` (a flood-list peer or the remote of a
+    /// static FDB entry).
+    pub fn known_remote(&self, vni: Vni, ip: Ipv4Addr) -> bool {
+        self.net_by_vni(vni)
+            .and_then(|id| self.net(id))
+            .is_some_and(|n| n.peers.load().is_known(ip))
     }
 
-    /// Adds or replaces a static entry (a static entry replaces a learned one).
-    pub fn fdb_add(
-        &self,
-        now: Timestamp,
-        vni: Vni,
-        mac: MacAddr,
-        remote: Ipv4Addr,
-    ) -> Result<(), CoreError> {
-        let _ = (now, vni, mac, remote);
-        Ok(())
+    /// The remote VTEP a frame to `mac` in `vni` would go to (`None`: it would be flooded).
+    pub fn fdb_lookup(&self, now: Timestamp, vni: Vni, mac: MacAddr) -> Option<Ipv4Addr> {
+        let net = self.net(self.net_by_vni(vni)?)?;
+        self.fdb
+            .lookup(fdb::FdbKey::new(vni, mac), now.millis(), net.ageing_ms)
     }
 
-    /// Deletes an entry of either kind; `Ok(false)` if there was none.
-    pub fn fdb_del(&self, vni: Vni, mac: MacAddr) -> Result<bool, CoreError> {
-        let _ = (vni, mac);
-        Ok(false)
+    /// Learned entries of network `vni` counted against its cap (expired ones until removed).
+    pub fn learned_count(&self, vni: Vni) -> Option<usize> {
+        Some(self.net(self.net_by_vni(vni)?)?.learned_count())
     }
 
-    /// Deletes all entries (of one VNI, or learned only); returns how many.
-    pub fn fdb_flush(&self, vni: Option<Vni>, learned_only: bool) -> Result<usize, CoreError> {
-        let _ = (vni, learned_only);
-        Ok(0)
+    #[inline]
+    fn net(&self, id: NetId) -> Option<&Network> {
+        self.nets.get(usize::from(id.0))
     }
 
-    /// A snapshot of the FDB (of one VNI or all), sorted by VNI then MAC; expired entries omitted.
-    pub fn fdb_entries(&self, now: Timestamp, vni: Option<Vni>) -> Vec<FdbEntryInfo> {
-        let _ = (now, vni);
-        Vec::new()
+    fn control(&self) -> MutexGuard<'_, control::ControlState> {
+        // The state is only edited in small steps that keep it consistent: a panic elsewhere
+        // while holding the lock leaves nothing half-done worth refusing service over.
+        self.control.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Number of FDB entries (all networks, both kinds).
-    pub fn fdb_len(&self) -> usize {
-        0
+    fn usable_remote(&self, ip: Ipv4Addr) -> bool {
+        usable_remote(self.local, ip)
     }
+}
 
-    /// Adds a flood-list peer; `Ok(false)` if it was already there.
-    pub fn peer_add(&self, vni: Vni, ip: Ipv4Addr) -> Result<bool, CoreError> {
-        let _ = (vni, ip);
-        Ok(false)
-    }
-
-    /// Removes a flood-list peer; `Ok(false)` if it was not there.
-    pub fn peer_del(&self, vni: Vni, ip: Ipv4Addr) -> Result<bool, CoreError> {
-        let _ = (vni, ip);
-        Ok(false)
-    }
-
-    /// Every network's flood list, in [`NetId`] order.
-    pub fn peers(&self) -> Vec<(Vni, Vec<Ipv4Addr>)> {
-        self.cfg.networks.iter().map(|n| (n.vni, n.peers.clone())).collect()
-    }
+/// A remote VTEP address must be a unicast address other than our own.
+fn usable_remote(local: Ipv4Addr, ip: Ipv4Addr) -> bool {
+    !ip.is_unspecified() && !ip.is_multicast() && !ip.is_broadcast() && ip != local
 }

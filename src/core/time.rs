@@ -18,12 +18,21 @@ impl Timestamp {
     pub const fn millis(self) -> u64 {
         self.0
     }
-    /// `self + d`, saturating.
+    /// `self + d`, saturating (also available as `+`).
+    #[allow(clippy::should_implement_trait)]
     pub fn add(self, d: Duration) -> Timestamp {
         Timestamp(self.0.saturating_add(Timestamp::from_duration(d).0))
     }
     /// Time from `earlier` to `self` (zero if `earlier` is later).
     pub fn since(self, earlier: Timestamp) -> Duration {
         Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl std::ops::Add<Duration> for Timestamp {
+    type Output = Timestamp;
+    /// `self + d`, saturating.
+    fn add(self, d: Duration) -> Timestamp {
+        Timestamp::add(self, d)
     }
 }

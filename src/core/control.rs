@@ -1,0 +1,257 @@
+//! Control-plane operations: static FDB entries, flushes, listing, ageing, flood lists.
+//!
+//! Serialised by the core's control mutex (never taken by the data path). Every change to a
+//! flood list or to the set of static remotes publishes a fresh [`PeerSnapshot`].
+
+use super::fdb::{FdbEntry, FdbKey};
+use super::network::PeerSnapshot;
+use super::{Core, CoreError, EntryKind, FdbEntryInfo, NetId, Timestamp};
+use encap::{MacAddr, Vni};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+/// Control-plane bookkeeping of all networks, in [`NetId`] order.
+#[derive(Debug, Default)]
+pub(super) struct ControlState {
+    pub(super) nets: Vec<NetControl>,
+}
+
+/// Control-plane bookkeeping of one network.
+#[derive(Debug)]
+pub(super) struct NetControl {
+    /// The flood list, in insertion order.
+    flood: Vec<Ipv4Addr>,
+    /// Remote -> number of static entries pointing at it.
+    static_remotes: BTreeMap<Ipv4Addr, usize>,
+}
+
+impl NetControl {
+    pub(super) fn new(flood: Vec<Ipv4Addr>) -> NetControl {
+        NetControl {
+            flood,
+            static_remotes: BTreeMap::new(),
+        }
+    }
+
+    fn snapshot(&self) -> PeerSnapshot {
+        PeerSnapshot::new(&self.flood, self.static_remotes.keys().copied())
+    }
+
+    fn static_added(&mut self, remote: Ipv4Addr) {
+        *self.static_remotes.entry(remote).or_insert(0) += 1;
+    }
+
+    fn static_removed(&mut self, remote: Ipv4Addr) {
+        if let Some(n) = self.static_remotes.get_mut(&remote) {
+            *n -= 1;
+            if *n == 0 {
+                self.static_remotes.remove(&remote);
+            }
+        }
+    }
+}
+
+impl Core {
+    fn net_id(&self, vni: Vni) -> Result<NetId, CoreError> {
+        self.net_by_vni(vni).ok_or(CoreError::UnknownVni(vni))
+    }
+
+    /// Republishes network `id`'s peer snapshot from the control state.
+    fn publish(&self, state: &ControlState, id: NetId) {
+        if let (Some(net), Some(c)) = (self.net(id), state.nets.get(usize::from(id.0))) {
+            net.publish_peers(c.snapshot());
+        }
+    }
+
+    /// Accounts for an entry of network `id` that left the FDB.
+    fn removed(&self, state: &mut ControlState, id: NetId, kind: EntryKind, remote: Ipv4Addr) {
+        match kind {
+            EntryKind::Learned => {
+                if let Some(net) = self.net(id) {
+                    net.release_learned();
+                }
+            }
+            EntryKind::Static => {
+                if let Some(c) = state.nets.get_mut(usize::from(id.0)) {
+                    c.static_removed(remote);
+                }
+            }
+        }
+    }
+
+    /// Adds or replaces a static entry (a static entry replaces a learned one).
+    pub fn fdb_add(
+        &self,
+        now: Timestamp,
+        vni: Vni,
+        mac: MacAddr,
+        remote: Ipv4Addr,
+    ) -> Result<(), CoreError> {
+        let id = self.net_id(vni)?;
+        if !mac.is_unicast() {
+            return Err(CoreError::BadMac(mac));
+        }
+        if !self.usable_remote(remote) {
+            return Err(CoreError::BadRemote(remote));
+        }
+        let mut state = self.control();
+        // Make the remote known before the entry can send traffic toward it.
+        if let Some(c) = state.nets.get_mut(usize::from(id.0)) {
+            c.static_added(remote);
+        }
+        let entry = FdbEntry::new(EntryKind::Static, remote, now.millis());
+        if let Some((kind, old)) = self.fdb.replace(FdbKey::new(vni, mac), entry) {
+            self.removed(&mut state, id, kind, old);
+        }
+        self.publish(&state, id);
+        Ok(())
+    }
+
+    /// Deletes an entry of either kind; `Ok(false)` if there was none.
+    pub fn fdb_del(&self, vni: Vni, mac: MacAddr) -> Result<bool, CoreError> {
+        let id = self.net_id(vni)?;
+        let mut state = self.control();
+        let Some((kind, remote)) = self.fdb.remove_if(FdbKey::new(vni, mac), |_| true) else {
+            return Ok(false);
+        };
+        self.removed(&mut state, id, kind, remote);
+        if kind == EntryKind::Static {
+            self.publish(&state, id);
+        }
+        Ok(true)
+    }
+
+    /// Deletes all entries (of one VNI, or learned only); returns how many.
+    pub fn fdb_flush(&self, vni: Option<Vni>, learned_only: bool) -> Result<usize, CoreError> {
+        if let Some(v) = vni {
+            self.net_id(v)?;
+        }
+        let mut state = self.control();
+        let wanted = |e: &FdbEntry| !learned_only || e.kind() == EntryKind::Learned;
+        let keys = self
+            .fdb
+            .keys_where(|k, e| vni.is_none_or(|v| k.vni() == v) && wanted(e));
+        let mut removed = 0;
+        let mut touched_static = vec![false; self.nets.len()];
+        for key in keys {
+            let Some(id) = self.net_by_vni(key.vni()) else {
+                continue;
+            };
+            if let Some((kind, remote)) = self.fdb.remove_if(key, wanted) {
+                removed += 1;
+                self.removed(&mut state, id, kind, remote);
+                if kind == EntryKind::Static {
+                    touched_static[usize::from(id.0)] = true;
+                }
+            }
+        }
+        for (i, touched) in touched_static.into_iter().enumerate() {
+            if touched {
+                self.publish(&state, NetId(i as u16));
+            }
+        }
+        Ok(removed)
+    }
+
+    /// A snapshot of the FDB (of one VNI or all), sorted by VNI then MAC; expired entries omitted.
+    /// An unknown VNI yields an empty list.
+    pub fn fdb_entries(&self, now: Timestamp, vni: Option<Vni>) -> Vec<FdbEntryInfo> {
+        let now_ms = now.millis();
+        let mut out = Vec::new();
+        self.fdb.for_each(|k, e| {
+            if vni.is_some_and(|v| v != k.vni()) {
+                return;
+            }
+            let Some(net) = self.net_by_vni(k.vni()).and_then(|id| self.net(id)) else {
+                return;
+            };
+            if e.is_expired(now_ms, net.ageing_ms) {
+                return;
+            }
+            out.push(FdbEntryInfo {
+                vni: k.vni(),
+                mac: k.mac(),
+                remote: e.remote(),
+                kind: e.kind(),
+                age: now.since(Timestamp(e.last_seen())),
+            });
+        });
+        out.sort_unstable_by_key(|i| (i.vni, i.mac));
+        out
+    }
+
+    /// Number of FDB entries (all networks, both kinds; expired entries count until
+    /// [`Core::expire`] removes them).
+    pub fn fdb_len(&self) -> usize {
+        self.fdb.len()
+    }
+
+    /// Removes learned entries idle for longer than their network's ageing time; returns how many.
+    pub fn expire(&self, now: Timestamp) -> usize {
+        let now_ms = now.millis();
+        let ageing = |k: FdbKey| {
+            self.net_by_vni(k.vni())
+                .and_then(|id| Some((id, self.net(id)?)))
+        };
+        let keys = self
+            .fdb
+            .keys_where(|k, e| ageing(k).is_some_and(|(_, n)| e.is_expired(now_ms, n.ageing_ms)));
+        let mut removed = 0;
+        for key in keys {
+            let Some((_, net)) = ageing(key) else {
+                continue;
+            };
+            // Re-checked atomically: a refresh since the scan keeps the entry.
+            if self
+                .fdb
+                .remove_if(key, |e| e.is_expired(now_ms, net.ageing_ms))
+                .is_some()
+            {
+                net.release_learned();
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Adds a flood-list peer; `Ok(false)` if it was already there.
+    pub fn peer_add(&self, vni: Vni, ip: Ipv4Addr) -> Result<bool, CoreError> {
+        let id = self.net_id(vni)?;
+        if !self.usable_remote(ip) {
+            return Err(CoreError::BadRemote(ip));
+        }
+        let mut state = self.control();
+        let Some(c) = state.nets.get_mut(usize::from(id.0)) else {
+            return Err(CoreError::UnknownVni(vni));
+        };
+        if c.flood.contains(&ip) {
+            return Ok(false);
+        }
+        c.flood.push(ip);
+        self.publish(&state, id);
+        Ok(true)
+    }
+
+    /// Removes a flood-list peer; `Ok(false)` if it was not there.
+    pub fn peer_del(&self, vni: Vni, ip: Ipv4Addr) -> Result<bool, CoreError> {
+        let id = self.net_id(vni)?;
+        let mut state = self.control();
+        let Some(c) = state.nets.get_mut(usize::from(id.0)) else {
+            return Err(CoreError::UnknownVni(vni));
+        };
+        let Some(pos) = c.flood.iter().position(|p| *p == ip) else {
+            return Ok(false);
+        };
+        c.flood.remove(pos);
+        self.publish(&state, id);
+        Ok(true)
+    }
+
+    /// Every network's flood list, in [`NetId`] order.
+    pub fn peers(&self) -> Vec<(Vni, Vec<Ipv4Addr>)> {
+        self.nets
+            .iter()
+            .map(|n| (n.vni, n.peers.load().flood.to_vec()))
+            .collect()
+    }
+}
