@@ -4,6 +4,8 @@
 //! vacuously, except under CI (`CI` set), where they fail.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod wire;
+
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -235,7 +237,7 @@ impl Lab {
 
     /// Sends `n` frames (ethertype 0x88b5) to `dst` from pod `node`'s eth0, with its own source MAC
     /// or `src`.
-    pub fn send_frames(&self, node: &str, dst: &str, n: u32, src: Option<&str>) {
+    pub fn send_frames(&self, node: &str, dst: &str, n: u64, src: Option<&str>) {
         let n = n.to_string();
         let mut args = vec!["send-frames", node, dst, &n];
         if let Some(s) = src {
