@@ -20,6 +20,10 @@ pub enum Layer {
     Vxlan,
     /// The inner frame or packet carried by a tunnel.
     Inner,
+    /// The Ethernet header of the frame inside a VXLAN tunnel.
+    InnerEthernet,
+    /// The IPv4 header of the packet inside an IPIP tunnel.
+    InnerIpv4,
     /// A caller-provided output buffer.
     Buffer,
 }
@@ -56,6 +60,14 @@ pub enum Invalid {
     EcnCeOverNotEct,
     /// The inner packet's source is the tunnel's own underlay address (RFC 2003 §3.1).
     OwnSource,
+    /// A VLAN id over 12 bits.
+    VlanIdOutOfRange,
+    /// The result would exceed the 65535-byte IPv4/UDP length limit.
+    TooLong,
+    /// An empty UDP source port range, or one starting at 0.
+    PortRange,
+    /// ARP for something other than Ethernet/IPv4 (hardware/protocol type or address lengths).
+    ArpFormat,
 }
 
 /// A codec error.
@@ -86,6 +98,34 @@ impl Error {
     /// Shorthand for a truncation error.
     pub const fn truncated(layer: Layer, needed: usize, got: usize) -> Self {
         Error::Truncated { layer, needed, got }
+    }
+    /// The same error about the inner side of a tunnel: `Ipv4` becomes `InnerIpv4`, `Ethernet` and
+    /// `Vlan` become `InnerEthernet`.
+    pub const fn in_inner(self) -> Self {
+        const fn map(l: Layer) -> Layer {
+            match l {
+                Layer::Ipv4 => Layer::InnerIpv4,
+                Layer::Ethernet | Layer::Vlan => Layer::InnerEthernet,
+                other => other,
+            }
+        }
+        match self {
+            Error::Truncated { layer, needed, got } => Error::Truncated {
+                layer: map(layer),
+                needed,
+                got,
+            },
+            Error::Invalid { layer, reason } => Error::Invalid {
+                layer: map(layer),
+                reason,
+            },
+        }
+    }
+    /// The layer this error is about.
+    pub const fn layer(&self) -> Layer {
+        match self {
+            Error::Truncated { layer, .. } | Error::Invalid { layer, .. } => *layer,
+        }
     }
     /// Shorthand for an invalid-value error.
     pub const fn invalid(layer: Layer, reason: Invalid) -> Self {

@@ -1,0 +1,344 @@
+//! VXLAN over IPv4 (RFC 7348): outer IPv4 + UDP + VXLAN header in front of an Ethernet frame.
+//!
+//! ```text
+//! | IPv4 (20) | UDP (8) | VXLAN (8) | inner Ethernet frame ...
+//!  <----------- OVERHEAD = 36 ----->
+//! ```
+//! Outer fields on send: DF set (VXLAN must not be fragmented, RFC 7348 §4.3), TTL fixed or
+//! inherited (an inner TTL of 0 is treated like a non-IP frame: 64), DSCP inherited or fixed, ECN per RFC 6040, IP ID supplied by the caller (RFC 6864
+//! lets an atomic datagram carry any ID; Linux fills it from a per-destination counter, a caller
+//! may pass 0), UDP source port from the inner flow hash, UDP checksum computed or zero.
+//!
+//! On receive: the outer IPv4 header must be version 4 with a valid checksum and total length and
+//! not be a fragment (reassembly needs state; the kernel reassembles before a raw socket sees a
+//! datagram); options are skipped; protocol 17; UDP length within the datagram (trailing bytes past
+//! it are trimmed, as Linux does), destination port as configured, checksum zero or correct; VXLAN
+//! I flag set (reserved bits ignored); and a whole inner Ethernet header.
+
+use super::{Dscp, Ttl, outer_tos, outer_ttl};
+use crate::checksum;
+use crate::ecn::{self, EcnUpdate};
+use crate::error::{Error, Invalid, Layer, Result};
+use crate::ethernet;
+use crate::flow::{self, PortRange};
+use crate::ipv4::{self, Ipv4Packet, protocol};
+use crate::udp::{self, UdpPacket};
+use crate::vxlan::{self as vxlan_hdr, DEFAULT_PORT, FLAG_I, Vni, VxlanPacket, VxlanRepr};
+
+use core::net::Ipv4Addr;
+use core::ops::Range;
+
+/// Bytes of outer headers in front of the inner frame: IPv4 (20) + UDP (8) + VXLAN (8).
+pub const OVERHEAD: usize = ipv4::HEADER_LEN + udp::HEADER_LEN + vxlan_hdr::HEADER_LEN;
+/// Overhead including the inner Ethernet header: what the tunnel MTU loses (50).
+pub const MTU_OVERHEAD: usize = OVERHEAD + ethernet::HEADER_LEN;
+
+const UDP_AT: usize = ipv4::HEADER_LEN;
+const VXLAN_AT: usize = UDP_AT + udp::HEADER_LEN;
+
+/// Tunnel-wide settings for VXLAN encapsulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VxlanConfig {
+    /// Outer source address (the local VTEP).
+    pub local: Ipv4Addr,
+    /// UDP destination port (4789 by default; Linux's own default is 8472).
+    pub dst_port: u16,
+    /// Range the UDP source port is picked from by the inner flow hash.
+    pub src_ports: PortRange,
+    /// Outer TTL.
+    pub ttl: Ttl,
+    /// Outer DSCP.
+    pub dscp: Dscp,
+    /// Compute the UDP checksum (true) or send zero (like Linux without `udpcsum`).
+    pub udp_checksum: bool,
+}
+
+impl VxlanConfig {
+    /// Defaults for a local address: port 4789, source ports 49152-65535, TTL 64, DSCP inherited,
+    /// UDP checksum computed.
+    pub const fn new(local: Ipv4Addr) -> Self {
+        VxlanConfig {
+            local,
+            dst_port: DEFAULT_PORT,
+            src_ports: PortRange::DEFAULT,
+            ttl: Ttl::Fixed(super::DEFAULT_TTL),
+            dscp: Dscp::Inherit,
+            udp_checksum: true,
+        }
+    }
+}
+
+/// Per-packet outer fields that are not derived from the inner frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VxlanTx {
+    /// VXLAN network identifier.
+    pub vni: Vni,
+    /// Outer IPv4 identification.
+    pub ip_id: u16,
+    /// UDP source port; `None` picks it from the inner flow hash (the normal case).
+    pub src_port: Option<u16>,
+}
+
+impl VxlanTx {
+    /// Fields for `vni` with IP ID 0 and the hashed source port.
+    pub const fn new(vni: Vni) -> Self {
+        VxlanTx {
+            vni,
+            ip_id: 0,
+            src_port: None,
+        }
+    }
+}
+
+/// A VXLAN encapsulator for one destination VTEP: a precomputed outer header template.
+#[derive(Debug, Clone)]
+pub struct VxlanEncap {
+    template: [u8; OVERHEAD],
+    /// One's complement sum of the template's constant IPv4 header words.
+    ip_sum: u64,
+    /// Pseudo-header sum without the length (addresses and protocol).
+    pseudo_sum: u64,
+    src_ports: PortRange,
+    ttl: Ttl,
+    dscp: Dscp,
+    udp_checksum: bool,
+}
+
+impl VxlanEncap {
+    /// Builds the template for packets from `cfg.local` to `remote`. Fails on a fixed TTL of 0.
+    pub fn new(cfg: &VxlanConfig, remote: Ipv4Addr) -> Result<Self> {
+        if cfg.ttl == Ttl::Fixed(0) {
+            return Err(Error::invalid(Layer::Ipv4, Invalid::TtlZero));
+        }
+        let mut t = [0u8; OVERHEAD];
+        let mut ip = Ipv4Packet::new_unchecked(&mut t[..ipv4::HEADER_LEN]);
+        ip.set_version_and_header_len(ipv4::HEADER_LEN);
+        ip.set_unfragmented(true);
+        ip.set_ttl(match cfg.ttl {
+            Ttl::Fixed(v) => v,
+            Ttl::Inherit => 0,
+        });
+        ip.set_protocol(protocol::UDP);
+        ip.set_src(cfg.local);
+        ip.set_dst(remote);
+        // Folded, so that per-packet words can be added with plain additions.
+        let ip_sum = u64::from(checksum::fold(checksum::sum(&t[..ipv4::HEADER_LEN])));
+        UdpPacket::new_unchecked(&mut t[UDP_AT..VXLAN_AT]).set_dst_port(cfg.dst_port);
+        t[VXLAN_AT] = FLAG_I;
+        Ok(VxlanEncap {
+            template: t,
+            ip_sum,
+            pseudo_sum: checksum::pseudo_header(cfg.local, remote, protocol::UDP, 0),
+            src_ports: cfg.src_ports,
+            ttl: cfg.ttl,
+            dscp: cfg.dscp,
+            udp_checksum: cfg.udp_checksum,
+        })
+    }
+
+    /// The destination VTEP of this template.
+    pub fn remote(&self) -> Ipv4Addr {
+        Ipv4Packet::new_unchecked(&self.template[..]).dst()
+    }
+
+    /// The UDP source port this encapsulator picks for an inner frame.
+    pub fn src_port_for(&self, frame: &[u8]) -> u16 {
+        self.src_ports.pick(flow::inspect_frame(frame).hash)
+    }
+
+    /// Writes the outer headers in front of the inner Ethernet frame at `buf[off..off + len]` and
+    /// returns the range of the finished packet (`off - 36 .. off + len`).
+    ///
+    /// Errors: `off < 36` or the frame past the buffer (`Layer::Buffer`), an inner frame shorter
+    /// than an Ethernet header (`Layer::InnerEthernet`), a packet over 65535 bytes (`TooLong`).
+    #[inline]
+    pub fn encapsulate(
+        &self,
+        buf: &mut [u8],
+        off: usize,
+        len: usize,
+        tx: &VxlanTx,
+    ) -> Result<Range<usize>> {
+        if off < OVERHEAD {
+            return Err(Error::truncated(Layer::Buffer, OVERHEAD, off));
+        }
+        let end = off
+            .checked_add(len)
+            .ok_or(Error::invalid(Layer::Buffer, Invalid::TooLong))?;
+        if end > buf.len() {
+            return Err(Error::truncated(Layer::Buffer, end, buf.len()));
+        }
+        if len < ethernet::HEADER_LEN {
+            return Err(Error::truncated(
+                Layer::InnerEthernet,
+                ethernet::HEADER_LEN,
+                len,
+            ));
+        }
+        let total = OVERHEAD + len;
+        if total > ipv4::MAX_TOTAL_LEN {
+            return Err(Error::invalid(Layer::Ipv4, Invalid::TooLong));
+        }
+        let start = off - OVERHEAD;
+        let (head, rest) = buf[start..end].split_at_mut(OVERHEAD);
+        let info = flow::inspect_frame(rest);
+        let tos = outer_tos(self.dscp, info.ip.map(|i| i.tos));
+        // Non-zero only when inherited (the template holds a fixed TTL, or 0 when inheriting).
+        let ttl_var = match self.ttl {
+            Ttl::Fixed(_) => 0,
+            Ttl::Inherit => outer_ttl(Ttl::Inherit, info.ip.map(|i| i.ttl).filter(|&t| t != 0)),
+        };
+        let src_port = tx
+            .src_port
+            .unwrap_or_else(|| self.src_ports.pick(info.hash));
+
+        head.copy_from_slice(&self.template);
+        // IPv4: TOS, total length, ID, TTL (when inherited), checksum from the template sum.
+        head[1] = tos;
+        head[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        head[4..6].copy_from_slice(&tx.ip_id.to_be_bytes());
+        if ttl_var != 0 {
+            head[8] = ttl_var;
+        }
+        let acc = self.ip_sum
+            + u64::from(tos)
+            + total as u64
+            + u64::from(tx.ip_id)
+            + (u64::from(ttl_var) << 8);
+        head[10..12].copy_from_slice(&checksum::finish(acc).to_be_bytes());
+        // UDP: source port, length; VXLAN: VNI.
+        let udp_len = (total - ipv4::HEADER_LEN) as u16;
+        head[UDP_AT..UDP_AT + 2].copy_from_slice(&src_port.to_be_bytes());
+        head[UDP_AT + 4..UDP_AT + 6].copy_from_slice(&udp_len.to_be_bytes());
+        let v = tx.vni.get().to_be_bytes();
+        head[VXLAN_AT + 4..VXLAN_AT + 7].copy_from_slice(&v[1..]);
+        if self.udp_checksum {
+            let acc = checksum::add(
+                checksum::add(
+                    self.pseudo_sum + u64::from(udp_len),
+                    checksum::sum(&head[UDP_AT..]),
+                ),
+                checksum::sum(rest),
+            );
+            let c = checksum::finish(acc);
+            head[UDP_AT + 6..UDP_AT + 8]
+                .copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
+        }
+        Ok(start..end)
+    }
+}
+
+/// What a received VXLAN packet's outer headers said, and where its inner frame is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanRx {
+    /// Outer source address (the remote VTEP).
+    pub src: Ipv4Addr,
+    /// Outer destination address.
+    pub dst: Ipv4Addr,
+    /// Outer TOS byte (DSCP and ECN).
+    pub tos: u8,
+    /// Outer TTL.
+    pub ttl: u8,
+    /// Outer IP identification.
+    pub ip_id: u16,
+    /// Outer DF flag.
+    pub dont_frag: bool,
+    /// UDP source port.
+    pub src_port: u16,
+    /// UDP destination port.
+    pub dst_port: u16,
+    /// UDP checksum field (0: none was sent).
+    pub udp_checksum: u16,
+    /// VXLAN network identifier.
+    pub vni: Vni,
+    /// The inner Ethernet frame's range in the input buffer.
+    pub inner: Range<usize>,
+    /// What RFC 6040 decapsulation does to the inner IP header's ECN field.
+    pub ecn: EcnUpdate,
+}
+
+/// Validates a VXLAN-over-IPv4 packet (from the outer IPv4 header on) and locates its inner frame.
+/// `port` is the expected UDP destination port. The inner frame is not modified: when `ecn` is
+/// [`EcnUpdate::Set`], the caller must apply it (or use [`decapsulate_mut`]).
+pub fn decapsulate(packet: &[u8], port: u16) -> Result<VxlanRx> {
+    let ip = Ipv4Packet::new_checked(packet)?;
+    if !ip.verify_checksum() {
+        return Err(Error::invalid(Layer::Ipv4, Invalid::IpChecksum));
+    }
+    if ip.is_fragment() {
+        return Err(Error::invalid(Layer::Ipv4, Invalid::Fragment));
+    }
+    if ip.protocol() != protocol::UDP {
+        return Err(Error::invalid(Layer::Ipv4, Invalid::IpProtocol));
+    }
+    let (src, dst) = (ip.src(), ip.dst());
+    let udp_at = ip.header_len();
+    let udp = UdpPacket::new_checked(ip.payload())?;
+    if udp.dst_port() != port {
+        return Err(Error::invalid(Layer::Udp, Invalid::UdpPort));
+    }
+    if !udp.verify_checksum(src, dst) {
+        return Err(Error::invalid(Layer::Udp, Invalid::UdpChecksum));
+    }
+    let vx = VxlanPacket::new_checked(udp.payload())?;
+    let repr = VxlanRepr::parse(&vx)?;
+    let inner_len = vx.payload().len();
+    if inner_len < ethernet::HEADER_LEN {
+        return Err(Error::truncated(
+            Layer::InnerEthernet,
+            ethernet::HEADER_LEN,
+            inner_len,
+        ));
+    }
+    let inner_at = udp_at + udp::HEADER_LEN + vxlan_hdr::HEADER_LEN;
+    let inner = inner_at..inner_at + inner_len;
+    let ecn = match flow::frame_ip(&packet[inner.clone()]) {
+        Some(i) => ecn::decide(ip.tos(), i.tos)?,
+        None => EcnUpdate::NotIp,
+    };
+    Ok(VxlanRx {
+        src,
+        dst,
+        tos: ip.tos(),
+        ttl: ip.ttl(),
+        ip_id: ip.ident(),
+        dont_frag: ip.dont_frag(),
+        src_port: udp.src_port(),
+        dst_port: udp.dst_port(),
+        udp_checksum: udp.checksum(),
+        vni: repr.vni,
+        inner,
+        ecn,
+    })
+}
+
+/// [`decapsulate`], then applies the RFC 6040 result to the inner IP header in place (IPv4 with its
+/// checksum updated incrementally, or IPv6).
+pub fn decapsulate_mut(packet: &mut [u8], port: u16) -> Result<VxlanRx> {
+    let rx = decapsulate(packet, port)?;
+    if let EcnUpdate::Set(e) = rx.ecn {
+        let frame = &mut packet[rx.inner.clone()];
+        if let Some(i) = flow::frame_ip(frame) {
+            ecn::write_ip_ecn(&mut frame[i.offset..], i.is_ipv4, e);
+        }
+    }
+    Ok(rx)
+}
+
+/// Reads the 8-byte VXLAN header of a UDP payload (when the kernel has already stripped IPv4 and
+/// UDP): the VNI and the inner frame's range in `payload`.
+pub fn decapsulate_udp_payload(payload: &[u8]) -> Result<(Vni, Range<usize>)> {
+    let vx = VxlanPacket::new_checked(payload)?;
+    let repr = VxlanRepr::parse(&vx)?;
+    let n = payload.len() - vxlan_hdr::HEADER_LEN;
+    if n < ethernet::HEADER_LEN {
+        return Err(Error::truncated(
+            Layer::InnerEthernet,
+            ethernet::HEADER_LEN,
+            n,
+        ));
+    }
+    Ok((repr.vni, vxlan_hdr::HEADER_LEN..payload.len()))
+}
+
+const _: () = assert!(FLAG_I == 0x08 && OVERHEAD == 36 && MTU_OVERHEAD == 50);
