@@ -26,6 +26,7 @@ if [ "$QUIET" != 1 ]; then
     for host in $(lab_hosts); do
         lab_say "forwarding database of $host ($(lab_host_ip "$host"), $(lab_impl "$host"))"
         lab_show_fdb "$host" | sed 's/^/    /'
+        [ "$(lab_impl "$host")" != vtepd ] || lab_info "counters: $(lab_show_stats "$host")"
     done
 fi
 lab_say "all pods reached each other in $((SECONDS - started)) s; cleaning up"

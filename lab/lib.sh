@@ -364,6 +364,15 @@ lab_check_learned() {
     [ "$missing" = 0 ] || lab_die "$missing FDB entries were not learned"
 }
 
+# lab_show_stats HOST: one line of the host's vtepd counters (`stats --json`); nothing for a kernel host.
+lab_show_stats() {
+    local host=$1 json
+    [ "$(lab_impl "$host")" = vtepd ] || return 0
+    json=$(lab_client "$host" stats --json) || lab_die "stats --json failed on $host" || return
+    jq -r '"rx_device \(.rx_device), tx_tunnel \(.tx_tunnel) (\(.flood_copies) flood copies), rx_tunnel \(.rx_tunnel), tx_device \(.tx_device), fdb_entries \(.fdb_entries), drops \([.drops[]] | add // 0)"' <<<"$json" ||
+        lab_die "stats --json on $host printed something that is not the contract's JSON: $json"
+}
+
 # ---------------------------------------------------------------------------------------------
 # Traffic and wire counting
 
