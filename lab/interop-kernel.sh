@@ -4,7 +4,9 @@
 # flood list given by `bridge fdb append 00:00:00:00:00:00 dev vx0 dst <vtep>` for h1 and h2). Each host
 # has two pods behind a bridge cni0. Every pod pings every other pod (both directions, small and
 # full-MTU packets), then the script checks that vtepd learned the kernel host's pod MACs (`fdb show
-# --json`) and that the kernel learned vtepd's (`bridge fdb show dev vx0`, entries with dst).
+# --json`) and that the kernel learned vtepd's (`bridge fdb show dev vx0`, entries with dst), and
+# that vtepd's datagrams, as captured by their receivers, follow the wire rules (DF set, flags 0x08,
+# VNI 42; with LAB_CHECK_SRCPORT=1 also UDP source ports from the inner flow in 49152-65535).
 #
 # usage: sudo lab/interop-kernel.sh [--quiet] [--kernel] [--keep]
 #   --quiet   print nothing but failures (for tests); the exit status tells the result
@@ -21,9 +23,17 @@ trap lab_on_exit EXIT
 trap 'exit 130' INT TERM
 
 lab_fabric 3 2
+for host in $(lab_hosts); do lab_capture "$host"; done
 lab_ping_all 56
 lab_ping_all $((LAB_POD_MTU - 28))
 lab_check_learned
+lab_say "VXLAN datagrams sent by vtepd, as captured by their receivers"
+for tx in $(lab_hosts); do
+    [ "$(lab_impl "$tx")" = vtepd ] || continue
+    for rx in $(lab_hosts); do
+        [ "$rx" = "$tx" ] || lab_check_vxlan_wire "$rx" "$tx"
+    done
+done
 
 if [ "$QUIET" != 1 ]; then
     for host in $(lab_hosts); do

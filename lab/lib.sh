@@ -422,6 +422,33 @@ lab_inject() {
         "$(cat "$LAB_DIR/$host.ip")" "$kind" --vni "$LAB_VNI" "$@"
 }
 
+# lab_check_vxlan_wire RX_HOST TX_HOST: checks the VXLAN datagrams RX_HOST captured (lab_capture) from
+# TX_HOST's underlay address against the wire rules of design.md §2: DF set, flags byte 0x08 with the
+# reserved bits zero, VNI LAB_VNI. With LAB_CHECK_SRCPORT=1 also the UDP source port: in 49152-65535 and
+# varying with the inner flow (more than one port across the captured flows); otherwise the ports seen
+# are only reported. Prints a summary line.
+lab_check_vxlan_wire() {
+    local rx=$1 tx=$2 from total good ports in_range
+    from="udp dst port 4789 and ip src $(cat "$LAB_DIR/$tx.ip")"
+    total=$(lab_count_pcap "$rx" "$from") || return
+    [ "$total" -gt 0 ] || lab_die "$rx captured no VXLAN datagrams from $tx" || return
+    good=$(lab_count_pcap "$rx" "$from and ip[6] & 0x40 != 0 and udp[8:4] = 0x08000000 and udp[12:4] = $((LAB_VNI << 8))") ||
+        return
+    [ "$good" = "$total" ] ||
+        lab_die "$rx: only $good of $total VXLAN datagrams from $tx have DF, flags 0x08 and VNI $LAB_VNI" || return
+    in_range=$(lab_count_pcap "$rx" "$from and udp[0:2] >= 49152") || return
+    ports=$(tcpdump -r "$LAB_DIR/$rx.pcap" -nn "$from" 2>/dev/null |
+        sed -n 's/.* IP [0-9.]*\.\([0-9]*\) > .*/\1/p' | sort -nu | tr '\n' ' ')
+    lab_info "$rx <- $tx ($(lab_impl "$tx")): $total datagrams, all DF, flags 0x08, VNI $LAB_VNI; source ports: $ports"
+    if [ "${LAB_CHECK_SRCPORT:-0}" = 1 ]; then
+        [ "$in_range" = "$total" ] ||
+            lab_die "$rx: $((total - in_range)) of $total VXLAN datagrams from $tx have a source port below 49152 ($ports)" ||
+            return
+        [ "$(wc -w <<<"$ports")" -gt 1 ] ||
+            lab_die "$rx: all $total VXLAN datagrams from $tx have the same source port $ports" || return
+    fi
+}
+
 # lab_udp_csum_errors NODE: the kernel's count of UDP datagrams dropped for a bad checksum in the node
 # (Udp InCsumErrors of /proc/net/snmp, read inside its namespace).
 lab_udp_csum_errors() {
