@@ -158,7 +158,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<usize>,
 
-    /// Control socket path (overrides the file's `control` with --config).
+    /// Control socket path, mode 0600 [default: /run/vtepd/vtepd.sock]; with --config it
+    /// overrides the file's `control`.
     #[arg(long, value_name = "PATH", value_parser = parse_control_path)]
     pub control: Option<PathBuf>,
 

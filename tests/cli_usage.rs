@@ -107,6 +107,19 @@ fn bad_run_arguments_are_one_line_status_2_and_create_nothing() {
             ],
             "empty",
         ),
+        // An existing device that is not a TAP: refused, and nothing is left behind.
+        (
+            &[
+                "run",
+                "--dev",
+                "eth1",
+                "--local",
+                "192.0.2.1",
+                "--control",
+                ctl,
+            ],
+            "not a TAP device",
+        ),
     ];
     for (args, want) in cases {
         let o = run(ns.cmd(BIN).args(*args));

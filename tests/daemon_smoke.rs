@@ -300,3 +300,61 @@ fn config_file_with_two_networks() {
         "{peers}"
     );
 }
+
+#[test]
+fn a_peer_that_cannot_be_reached_is_counted_and_the_others_still_work() {
+    // 198.51.100.9 has no route in A's namespace: every copy to it fails with ENETUNREACH.
+    let (p, a, _b) = two_daemons(
+        &["--peer", "198.51.100.9", "--peer", "192.0.2.2"],
+        &["--peer", "192.0.2.1"],
+    );
+    assert!(p.a.ping_within("10.9.0.2", SECS(5)), "{}", a.log_text());
+    let st = a.stats();
+    assert!(n(&st["drops"], "tunnel_tx_error") > 0, "{st}");
+    assert!(p.a.ping("10.9.0.2"), "the loop stopped after a send error");
+}
+
+#[test]
+fn learned_entries_age_out() {
+    let (p, a, _b) = two_daemons(
+        &["--peer", "192.0.2.2", "--ageing", "1"],
+        &["--peer", "192.0.2.1"],
+    );
+    assert!(p.a.ping_within("10.9.0.2", SECS(5)));
+    let b_mac = p.b.mac("vx0");
+    a.ok(&["fdb", "add", "02:00:00:00:00:77", "192.0.2.2"]);
+    let aged = wait_until(SECS(10), || {
+        let fdb = a.fdb();
+        !fdb.iter().any(|e| e["mac"] == b_mac.as_str())
+    });
+    assert!(aged, "learned entry did not age out: {:?}", a.fdb());
+    // Static entries never age.
+    assert!(a.fdb().iter().any(|e| e["mac"] == "02:00:00:00:00:77"));
+}
+
+#[test]
+fn control_socket_answers_garbage_with_an_error_and_keeps_serving() {
+    use std::io::{BufRead, BufReader, Write};
+    let ns = Netns::new("g");
+    let d = Daemon::start(&ns, &["--dev", "vx0", "--local", "127.0.0.1"]);
+    for req in [
+        "not json\n",
+        "{\"cmd\":\"reboot\"}\n",
+        "{\"cmd\":\"fdb_show\",\"vni\":\"x\"}\n",
+    ] {
+        let mut s = std::os::unix::net::UnixStream::connect(&d.control).unwrap();
+        s.set_read_timeout(Some(SECS(5))).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["ok"], false, "{req}: {line}");
+        assert!(
+            v["error"].as_str().unwrap().contains("bad request"),
+            "{line}"
+        );
+    }
+    // A client that connects and says nothing does not wedge the server for good.
+    let _silent = std::os::unix::net::UnixStream::connect(&d.control).unwrap();
+    d.ok(&["stats"]);
+}
