@@ -14,8 +14,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 lab_parse_args "$@"
 lab_prepare
-trap lab_on_exit EXIT
-trap 'exit 130' INT TERM
+lab_traps
 
 started=$SECONDS
 lab_fabric 3 2

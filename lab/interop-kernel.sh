@@ -19,8 +19,7 @@ set -euo pipefail
 LAB_IMPLS="vtepd vtepd kernel"
 lab_parse_args "$@"
 lab_prepare
-trap lab_on_exit EXIT
-trap 'exit 130' INT TERM
+lab_traps
 
 lab_fabric 3 2
 for host in $(lab_hosts); do lab_capture "$host"; done

@@ -525,6 +525,7 @@ lab_cleanup() {
 lab_on_exit() {
     local rc=$?
     trap - EXIT INT TERM
+    set +e # a failing write (a closed pipe) must not cut the cleanup short
     [ "$rc" = 0 ] || lab_dump_logs
     if [ "${LAB_KEEP:-0}" = 1 ]; then
         printf 'lab: kept; look around with `ip netns exec %s-h1p1 ...`, clean up with `LAB_PREFIX=%s %s cleanup`\n' \
@@ -533,6 +534,15 @@ lab_on_exit() {
         lab_cleanup
     fi
     exit "$rc"
+}
+
+# lab_traps: the traps of a topology script: clean up on exit (lab_on_exit), turn INT and TERM into an
+# exit, and ignore SIGPIPE, so that output to a pipe whose reader is gone (`lab/demo.sh | head`) fails
+# a write instead of killing the script before its cleanup.
+lab_traps() {
+    trap lab_on_exit EXIT
+    trap 'exit 130' INT TERM
+    trap '' PIPE
 }
 
 # lab_parse_args ARGS...: the options every topology script takes.
