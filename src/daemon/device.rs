@@ -58,10 +58,12 @@ pub fn device_mtu(net: &NetConfig, underlay: &Underlay) -> Result<u16, Failure> 
         })
 }
 
-/// CAP_NET_ADMIN's bit in the capability sets.
+/// CAP_NET_ADMIN's bit in the capability sets (TAP devices).
 const CAP_NET_ADMIN: u32 = 12;
+/// CAP_NET_RAW's bit (the raw socket that sends encapsulated packets).
+const CAP_NET_RAW: u32 = 13;
 
-/// Fails with a clear runtime error unless we hold CAP_NET_ADMIN (root normally does).
+/// Fails with a clear runtime error unless we hold CAP_NET_ADMIN and CAP_NET_RAW (root does).
 pub fn check_privilege() -> Result<(), Failure> {
     let status = std::fs::read_to_string("/proc/self/status")
         .map_err(|e| Failure::Runtime(format!("cannot read /proc/self/status: {e}")))?;
@@ -70,9 +72,10 @@ pub fn check_privilege() -> Result<(), Failure> {
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
     match cap_eff {
-        Some(caps) if caps & (1 << CAP_NET_ADMIN) != 0 => Ok(()),
+        Some(caps) if caps & (1 << CAP_NET_ADMIN) != 0 && caps & (1 << CAP_NET_RAW) != 0 => Ok(()),
         Some(_) => Err(Failure::Runtime(
-            "vtepd run needs CAP_NET_ADMIN to create TAP devices: run it as root".into(),
+            "vtepd run needs CAP_NET_ADMIN (TAP devices) and CAP_NET_RAW (raw socket): run it as root"
+                .into(),
         )),
         // No capability line: not Linux-like /proc; let the device calls report errors.
         None => Ok(()),

@@ -1,4 +1,7 @@
-//! The underlay UDP socket: bound to `--local`:`--port`, DF set, non-blocking.
+//! The underlay sockets: a UDP socket bound to `--local`:`--port` that receives VXLAN, and a
+//! send-only raw IPv4 socket (IPPROTO_RAW, header included) that sends it, so that the daemon
+//! writes the whole outer header itself: the UDP source port from the inner flow hash
+//! (RFC 7348 §5, for underlay ECMP), DF, DSCP and ECN (RFC 6040) inherited from the inner packet.
 
 use crate::cli::Failure;
 use crate::sys;
@@ -16,12 +19,7 @@ pub fn bind_udp(local: Ipv4Addr, port: u16) -> Result<UdpSocket, Failure> {
     };
     let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
         .map_err(|e| fail("create it", e))?;
-    sys::set_dont_fragment(&sock).map_err(|e| fail("set DF (IP_MTU_DISCOVER)", e))?;
-    // Bigger buffers absorb bursts of flood copies; the default still works, so a refusal is
-    // only worth a log line.
-    if let Err(e) = sock.set_send_buffer_size(SOCKET_BUFFER) {
-        tracing::warn!("UDP socket {addr}: cannot enlarge the send buffer: {e}");
-    }
+    // A bigger buffer absorbs bursts; the default still works, so a refusal is only logged.
     if let Err(e) = sock.set_recv_buffer_size(SOCKET_BUFFER) {
         tracing::warn!("UDP socket {addr}: cannot enlarge the receive buffer: {e}");
     }
@@ -37,6 +35,34 @@ pub fn bind_udp(local: Ipv4Addr, port: u16) -> Result<UdpSocket, Failure> {
     sock.set_nonblocking(true)
         .map_err(|e| fail("make it non-blocking", e))?;
     Ok(sock.into())
+}
+
+/// Opens the send-only raw socket for encapsulated packets (their IPv4 header included).
+/// IPPROTO_RAW sockets never receive, so they cost nothing on the receive path.
+pub fn open_raw_sender() -> Result<Socket, Failure> {
+    let fail = |what: &str, e: std::io::Error| {
+        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            " (vtepd run needs CAP_NET_RAW)"
+        } else {
+            ""
+        };
+        Failure::Runtime(format!("raw IPv4 socket: cannot {what}: {e}{hint}"))
+    };
+    let sock = Socket::new(
+        Domain::IPV4,
+        Type::RAW,
+        Some(Protocol::from(libc::IPPROTO_RAW)),
+    )
+    .map_err(|e| fail("create it", e))?;
+    // The DF bit is in the header we write; this also forbids local fragmentation, so an
+    // oversize packet fails with EMSGSIZE instead of leaving in pieces (RFC 7348 §4.3).
+    sys::set_dont_fragment(&sock).map_err(|e| fail("set IP_MTU_DISCOVER", e))?;
+    if let Err(e) = sock.set_send_buffer_size(SOCKET_BUFFER) {
+        tracing::warn!("raw socket: cannot enlarge the send buffer: {e}");
+    }
+    sock.set_nonblocking(true)
+        .map_err(|e| fail("make it non-blocking", e))?;
+    Ok(sock)
 }
 
 #[cfg(test)]

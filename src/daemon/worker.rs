@@ -2,18 +2,23 @@
 //!
 //! It drains each readable source until it would block (with a per-source budget so one busy
 //! source cannot starve the others), hands every frame or datagram to the shared [`Core`] and
-//! carries out what the core decided. Buffers are allocated once; the VXLAN header is written
-//! into headroom in front of the frame read from the TAP, so a frame is never copied.
+//! carries out what the core decided. Buffers are allocated once; the whole outer header
+//! (IPv4 + UDP + VXLAN, by `encap`'s per-remote [`VxlanEncap`] template) is written into
+//! headroom in front of the frame read from the TAP and sent on a raw socket, so a frame is
+//! never copied.
 //! Nothing is shared with other threads except the lock-free core, the published counters and
 //! the stop flag, so the same loop can later run once per device queue.
 
 use super::device::Tap;
 use super::stats::{Clock, StatsBoard};
 use crate::core::{Action, Actions, Core, Counters, DropReason, NetId, Timestamp};
-use encap::vxlan::{HEADER_LEN, VxlanPacket};
-use encap::{MacAddr, Vni};
+use encap::tunnel::vxlan::OVERHEAD;
+use encap::vxlan::HEADER_LEN;
+use encap::{Invalid, MacAddr, Vni, VxlanConfig, VxlanEncap, VxlanTx};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
+use socket2::{SockAddr, Socket};
+use std::collections::HashMap;
 use std::io::{self, ErrorKind};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -27,8 +32,10 @@ use tun_rs::SyncDevice;
 const SOCKET: usize = 0;
 /// Token of the waker used to stop the worker.
 const WAKE: Token = Token(usize::MAX);
-/// Room in front of a frame read from a TAP for the VXLAN header.
-const HEADROOM: usize = HEADER_LEN;
+/// Room in front of a frame read from a TAP for the outer IPv4, UDP and VXLAN headers.
+const HEADROOM: usize = OVERHEAD;
+/// Remotes whose header template is cached; the cache is emptied (not freed) when full.
+const MAX_TEMPLATES: usize = 4096;
 /// Size of each packet buffer: the largest UDP datagram or frame, plus headroom.
 const BUF_LEN: usize = 65_536 + HEADROOM;
 /// Packets taken from one source before looking at the others.
@@ -45,10 +52,12 @@ pub struct WorkerSetup {
     pub id: usize,
     /// The shared core.
     pub core: Arc<Core>,
-    /// The non-blocking underlay socket.
+    /// The non-blocking UDP socket VXLAN arrives on.
     pub socket: UdpSocket,
-    /// Destination UDP port for encapsulated frames.
-    pub port: u16,
+    /// The non-blocking raw socket encapsulated frames leave on.
+    pub raw: Socket,
+    /// Outer header settings (local address, ports, TTL, DSCP, UDP checksum).
+    pub vxlan: VxlanConfig,
     /// The devices, indexed by [`NetId`].
     pub taps: Vec<TapPort>,
     /// The daemon clock.
@@ -116,6 +125,8 @@ pub struct Worker {
     socket: mio::net::UdpSocket,
     ctr: Counters,
     actions: Actions,
+    /// Outer header templates by remote VTEP.
+    encaps: HashMap<Ipv4Addr, VxlanEncap, ahash::RandomState>,
     /// Frames from the TAPs, read at `HEADROOM`.
     tx: Box<[u8]>,
     /// Datagrams from the socket.
@@ -153,6 +164,7 @@ impl Worker {
             socket,
             ctr: Counters::default(),
             actions: Actions::with_capacity(1024),
+            encaps: HashMap::with_capacity_and_hasher(64, ahash::RandomState::new()),
             tx: vec![0u8; BUF_LEN].into_boxed_slice(),
             rx: vec![0u8; BUF_LEN].into_boxed_slice(),
             pending,
@@ -268,21 +280,42 @@ impl Worker {
                 .on_local(now, net, frame, &mut self.actions, &mut self.ctr);
             for i in 0..self.actions.len() {
                 if let Action::ToTunnel { vni, dst } = self.actions.as_slice()[i] {
-                    self.send_tunnel(now, vni, dst, HEADROOM + n);
+                    self.send_tunnel(now, vni, dst, n);
                 }
             }
         }
         Ok(true)
     }
 
-    /// Sends `tx[..len]` (headroom + frame) to `dst` with a VXLAN header for `vni`.
+    /// Encapsulates the frame at `tx[HEADROOM..HEADROOM + len]` for `dst` and sends it.
     fn send_tunnel(&mut self, now: Timestamp, vni: Vni, dst: Ipv4Addr, len: usize) {
-        let pkt = &mut self.tx[..len];
-        VxlanPacket::new_unchecked(&mut *pkt).set_header(vni);
-        let to = SocketAddr::V4(SocketAddrV4::new(dst, self.s.port));
-        let mut res = self.socket.send_to(pkt, to);
+        if self.encaps.len() >= MAX_TEMPLATES && !self.encaps.contains_key(&dst) {
+            self.encaps.clear();
+        }
+        let enc = match self.encaps.entry(dst) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                match VxlanEncap::new(&self.s.vxlan, dst) {
+                    Ok(enc) => v.insert(enc),
+                    Err(_) => return self.ctr.drop(DropReason::TunnelTxError),
+                }
+            }
+        };
+        let range = match enc.encapsulate(&mut self.tx, HEADROOM, len, &VxlanTx::new(vni)) {
+            Ok(r) => r,
+            Err(encap::Error::Invalid {
+                reason: Invalid::TooLong,
+                ..
+            }) => {
+                return self.ctr.drop(DropReason::TooBig);
+            }
+            Err(_) => return self.ctr.drop(DropReason::LocalRunt),
+        };
+        let to = SockAddr::from(SocketAddrV4::new(dst, 0));
+        let pkt = &self.tx[range];
+        let mut res = self.s.raw.send_to(pkt, &to);
         if matches!(&res, Err(e) if e.kind() == ErrorKind::Interrupted) {
-            res = self.socket.send_to(pkt, to);
+            res = self.s.raw.send_to(pkt, &to);
         }
         match res {
             Ok(_) => self.ctr.tx_tunnel += 1,
