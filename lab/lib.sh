@@ -25,6 +25,7 @@
 # (namespace <prefix>-hNpM, eth0 = 10.42.N.(9+M)/16, MAC 02:42:0a:2a:NN:MM, MTU 1450) on veth vpM.
 # Nothing is created in the root namespace. IPv6 is off in every namespace so the wire stays quiet.
 
+LAB_PREFIX_GIVEN=${LAB_PREFIX:+1}
 LAB_PREFIX=${LAB_PREFIX:-vl$$}
 LAB_DIR=/run/vtepd-lab-$LAB_PREFIX
 LAB_TIMEOUT=${LAB_TIMEOUT:-10}
@@ -76,8 +77,8 @@ lab_netns_add() {
     mkdir -p "$LAB_DIR"
     ip netns add "$ns" || lab_die "cannot create namespace $ns" || return
     echo "$ns" >>"$LAB_DIR/netns"
-    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 >/dev/null
-    ip -n "$ns" link set lo up
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 >/dev/null &&
+        ip -n "$ns" link set lo up || lab_die "cannot set up namespace $ns"
 }
 
 # Creates the underlay: namespace <prefix>-ul holding bridge br0.
@@ -579,6 +580,11 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     set -uo pipefail
     [ $# -gt 0 ] || {
         sed -n '2,/^$/s/^# \{0,1\}//p' "$0"
+        exit 2
+    }
+    # Each command runs in its own process: without a shared LAB_PREFIX they could not find each other's lab.
+    [ -n "$LAB_PREFIX_GIVEN" ] || {
+        echo "lab/lib.sh: set LAB_PREFIX (a short name for this lab) when running commands" >&2
         exit 2
     }
     cmd=lab_${1//-/_}
