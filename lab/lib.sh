@@ -393,7 +393,7 @@ lab_capture() {
     local deadline=$((SECONDS + LAB_TIMEOUT))
     ns=$(lab_ns "$node")
     log=$LAB_DIR/$name.tcpdump.log
-    ip netns exec "$ns" tcpdump -i "$dev" -Q in -nn -U --immediate-mode -w "$LAB_DIR/$name.pcap" \
+    ip netns exec "$ns" tcpdump -Z root -i "$dev" -Q in -nn -U --immediate-mode -w "$LAB_DIR/$name.pcap" \
         "$filter" </dev/null >/dev/null 2>"$log" &
     pid=$!
     echo "$pid" >"$LAB_DIR/$name.tcpdump.pid"
