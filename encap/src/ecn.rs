@@ -59,7 +59,7 @@ pub enum EcnUpdate {
     Set(Ecn),
 }
 
-/// Combines an outer TOS byte with the IP header at `ip` (v4 or v6) of an inner packet.
+/// Combines an outer TOS byte with an inner TOS / traffic-class byte.
 pub(crate) fn decide(outer_tos: u8, inner_tos: u8) -> Result<EcnUpdate> {
     let inner = Ecn::from_tos(inner_tos);
     let out = decapsulate(Ecn::from_tos(outer_tos), inner)?;

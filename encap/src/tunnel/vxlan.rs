@@ -313,7 +313,8 @@ pub fn decapsulate(packet: &[u8], port: u16) -> Result<VxlanRx> {
 }
 
 /// [`decapsulate`], then applies the RFC 6040 result to the inner IP header in place (IPv4 with its
-/// checksum updated incrementally, or IPv6).
+/// checksum updated incrementally, or IPv6). The outer UDP checksum is left as it was: it covered
+/// the packet as received, and the outer headers are being stripped.
 pub fn decapsulate_mut(packet: &mut [u8], port: u16) -> Result<VxlanRx> {
     let rx = decapsulate(packet, port)?;
     if let EcnUpdate::Set(e) = rx.ecn {
@@ -341,4 +342,4 @@ pub fn decapsulate_udp_payload(payload: &[u8]) -> Result<(Vni, Range<usize>)> {
     Ok((repr.vni, vxlan_hdr::HEADER_LEN..payload.len()))
 }
 
-const _: () = assert!(FLAG_I == 0x08 && OVERHEAD == 36 && MTU_OVERHEAD == 50);
+const _: () = assert!(OVERHEAD == 36 && MTU_OVERHEAD == 50);
