@@ -193,7 +193,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
     let (w, waker) = Worker::new(WorkerSetup {
         id: 0,
         core: Arc::clone(&core),
-        socket: udp,
+        socket: mio::net::UdpSocket::from_std(udp),
         raw,
         vxlan: vxlan_config(cfg),
         taps: taps.iter().map(TapPort::of).collect(),

@@ -20,7 +20,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{SockAddr, Socket};
 use std::collections::HashMap;
 use std::io::{self, ErrorKind};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,7 +53,7 @@ pub struct WorkerSetup {
     /// The shared core.
     pub core: Arc<Core>,
     /// The non-blocking UDP socket VXLAN arrives on.
-    pub socket: UdpSocket,
+    pub socket: mio::net::UdpSocket,
     /// The non-blocking raw socket encapsulated frames leave on.
     pub raw: Socket,
     /// Outer header settings (local address, ports, TTL, DSCP, UDP checksum).
@@ -122,7 +122,6 @@ impl RateLimit {
 pub struct Worker {
     s: WorkerSetup,
     poll: Poll,
-    socket: mio::net::UdpSocket,
     ctr: Counters,
     actions: Actions,
     /// Outer header templates by remote VTEP.
@@ -147,10 +146,8 @@ impl Worker {
     pub fn new(mut s: WorkerSetup) -> io::Result<(Worker, Arc<Waker>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
-        let std_socket = s.socket.try_clone()?;
-        let mut socket = mio::net::UdpSocket::from_std(std_socket);
         poll.registry()
-            .register(&mut socket, Token(SOCKET), Interest::READABLE)?;
+            .register(&mut s.socket, Token(SOCKET), Interest::READABLE)?;
         for (i, t) in s.taps.iter().enumerate() {
             let fd = t.dev.as_raw_fd();
             poll.registry()
@@ -158,10 +155,8 @@ impl Worker {
         }
         let now = s.clock.now();
         let pending = vec![true; 1 + s.taps.len()];
-        s.taps.shrink_to_fit();
         let w = Worker {
             poll,
-            socket,
             ctr: Counters::default(),
             actions: Actions::with_capacity(1024),
             encaps: HashMap::with_capacity_and_hasher(64, ahash::RandomState::new()),
@@ -224,7 +219,7 @@ impl Worker {
     /// Reads datagrams until the socket would block or the budget is spent (returns true then).
     fn drain_socket(&mut self, now: Timestamp) -> bool {
         for _ in 0..BUDGET {
-            let (n, src) = match self.socket.recv_from(&mut self.rx) {
+            let (n, src) = match self.s.socket.recv_from(&mut self.rx) {
                 Ok(r) => r,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
