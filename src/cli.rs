@@ -154,7 +154,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_any_peer: bool,
 
-    /// Dataplane worker threads (only 1 is supported yet) [default: 1].
+    /// Dataplane worker threads, each with its own TAP queue and UDP socket
+    /// [default: the number of CPUs].
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<usize>,
 
@@ -226,7 +227,7 @@ impl RunArgs {
             local,
             port: self.port.unwrap_or(encap::vxlan::DEFAULT_PORT),
             allow_any_peer: self.allow_any_peer,
-            threads: self.threads.unwrap_or(1),
+            threads: self.threads.unwrap_or_else(config::default_threads),
             control: PathBuf::from(config::DEFAULT_CONTROL),
             networks: vec![net],
         })
@@ -464,7 +465,7 @@ mod tests {
         assert_eq!(c.control, PathBuf::from(config::DEFAULT_CONTROL));
         assert_eq!(c.networks[0].ageing, Duration::from_secs(300));
         assert!(c.networks[0].learning);
-        assert_eq!(c.threads, 1);
+        assert_eq!(c.threads, config::default_threads());
     }
 
     #[test]
@@ -485,7 +486,8 @@ mod tests {
             (&["--encap", "ipip"], "not supported yet"),
             (&["--route", "10.0.0.0/24=192.0.2.2"], "not supported yet"),
             (&["--metrics", "127.0.0.1:9000"], "not supported yet"),
-            (&["--threads", "2"], "not supported yet"),
+            (&["--threads", "0"], "thread count"),
+            (&["--threads", "65"], "thread count"),
             (&["--bogus"], "unexpected argument"),
             (&["--config", "/x.toml"], "cannot be used"),
         ];

@@ -179,6 +179,13 @@ pub fn parse_threads(s: &str) -> Result<usize, String> {
     threads_from(v)
 }
 
+/// The default worker thread count: one per CPU this process may run on (capped).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_THREADS)
+}
+
 fn threads_from(v: u64) -> Result<usize, String> {
     usize::try_from(v)
         .ok()
@@ -318,12 +325,6 @@ impl DaemonConfig {
         if self.networks.is_empty() {
             return err("no network configured (give --dev/--local or a [[network]] in the file)");
         }
-        if self.threads > 1 {
-            return err(format!(
-                "{} worker threads requested: more than one is not supported yet",
-                self.threads
-            ));
-        }
         if self.networks.len() > usize::from(u16::MAX) {
             return err("too many networks");
         }
@@ -446,7 +447,7 @@ impl FileConfig {
         };
         let threads = match self.threads {
             Some(t) => threads_from(t).map_err(ConfigError)?,
-            None => 1,
+            None => default_threads(),
         };
         let control = parse_control_path(self.control.as_deref().unwrap_or(DEFAULT_CONTROL))
             .map_err(ConfigError)?;
@@ -573,7 +574,7 @@ vni = 43
         assert!(d.learning);
         assert_eq!(d.ageing, DEFAULT_AGEING);
         assert_eq!(c.port, 4789);
-        assert_eq!(c.threads, 1);
+        assert_eq!(c.threads, default_threads());
     }
 
     #[test]
@@ -679,8 +680,8 @@ vni = 43
                 "thread",
             ),
             (
-                "local = \"192.0.2.1\"\nthreads = 2\n[[network]]\ndev=\"v\"\nvni=1\n",
-                "not supported yet",
+                "local = \"192.0.2.1\"\nthreads = 65\n[[network]]\ndev=\"v\"\nvni=1\n",
+                "thread",
             ),
             ("local = ", "line 1"),
         ];

@@ -62,6 +62,13 @@ pub fn stats_table(st: &StatsReport) -> String {
             n.vni, n.dev, n.peers, n.fdb_entries
         );
     }
+    for w in &st.workers {
+        let _ = writeln!(
+            s,
+            "worker {}: rx_tunnel {} tx_tunnel {} rx_device {} tx_device {} drops {}",
+            w.worker, w.rx_tunnel, w.tx_tunnel, w.rx_device, w.tx_device, w.drops_total
+        );
+    }
     s
 }
 
@@ -148,6 +155,15 @@ mod tests {
                 peers: 2,
                 fdb_entries: 2,
             }],
+            workers: vec![crate::control::protocol::WorkerStats {
+                worker: 1,
+                rx_tunnel: 6,
+                tx_tunnel: 7,
+                rx_device: 8,
+                tx_device: 9,
+                flood_copies: 0,
+                drops_total: 4,
+            }],
         };
         let t = stats_table(&st);
         assert!(t.contains("rx_tunnel               10\n"), "{t}");
@@ -156,5 +172,6 @@ mod tests {
         assert!(t.contains("  unknown_peer          4\n"));
         assert!(t.contains("  truncated             0\n"));
         assert!(t.contains("network vni 42 dev vtep0: 2 peers, 2 fdb entries"));
+        assert!(t.contains("worker 1: rx_tunnel 6 tx_tunnel 7 rx_device 8 tx_device 9 drops 4"));
     }
 }

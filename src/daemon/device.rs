@@ -89,9 +89,9 @@ pub fn interface_exists(name: &str) -> bool {
 
 /// An open TAP device.
 pub struct Tap {
-    /// The device handle (shared with the worker; the device goes away with the last handle
-    /// if we created it).
-    pub dev: Arc<SyncDevice>,
+    /// The device's queues (one per worker when multi-queue, else one), shared with the
+    /// workers; the device goes away with the last handle if we created it.
+    pub queues: Vec<Arc<SyncDevice>>,
     /// Device name.
     pub name: String,
     /// True when vtepd created the device (and so removes it on exit).
@@ -104,12 +104,35 @@ pub struct Tap {
 
 /// Creates (or attaches to) network `net`'s TAP device, sets its MTU, MAC (if we create it;
 /// an existing device keeps its own), address, brings it up and makes it non-blocking.
-pub fn open_tap(net: &NetConfig, mtu: u16, mac: MacAddr) -> Result<Tap, Failure> {
+/// With `queues > 1` the device is multi-queue and gets that many queues (the kernel steers
+/// each flow to one of them); an existing single-queue device cannot take more queues, so it is
+/// attached with one (and a warning).
+pub fn open_tap(net: &NetConfig, mtu: u16, mac: MacAddr, queues: usize) -> Result<Tap, Failure> {
     let existed = interface_exists(&net.dev);
+    match open_tap_queues(net, mtu, mac, existed, queues) {
+        Err(Failure::Usage(_)) if existed && queues > 1 => {
+            tracing::warn!(
+                dev = %net.dev,
+                "existing device is not multi-queue: one queue only (its frames go to one worker)"
+            );
+            open_tap_queues(net, mtu, mac, existed, 1)
+        }
+        r => r,
+    }
+}
+
+fn open_tap_queues(
+    net: &NetConfig,
+    mtu: u16,
+    mac: MacAddr,
+    existed: bool,
+    queues: usize,
+) -> Result<Tap, Failure> {
     let mut b = DeviceBuilder::new()
         .name(net.dev.clone())
         .layer(Layer::L2)
-        .mtu(mtu);
+        .mtu(mtu)
+        .multi_queue(queues > 1);
     if !existed {
         b = b.mac_addr(mac.octets());
     }
@@ -126,10 +149,22 @@ pub fn open_tap(net: &NetConfig, mtu: u16, mac: MacAddr) -> Result<Tap, Failure>
     } else {
         mac
     };
-    dev.set_nonblocking(true)
-        .map_err(|e| Failure::Runtime(format!("cannot make {} non-blocking: {e}", net.dev)))?;
+    let nonblocking = |d: &SyncDevice| {
+        d.set_nonblocking(true)
+            .map_err(|e| Failure::Runtime(format!("cannot make {} non-blocking: {e}", net.dev)))
+    };
+    nonblocking(&dev)?;
+    let mut all = Vec::with_capacity(queues);
+    for _ in 1..queues {
+        let q = dev.try_clone().map_err(|e| {
+            Failure::Runtime(format!("cannot open another queue of {}: {e}", net.dev))
+        })?;
+        nonblocking(&q)?;
+        all.push(Arc::new(q));
+    }
+    all.insert(0, Arc::new(dev));
     Ok(Tap {
-        dev: Arc::new(dev),
+        queues: all,
         name: net.dev.clone(),
         created: !existed,
         mac,
