@@ -321,7 +321,8 @@ mod tests {
         let mut meta = [RecvMeta::default(); 8];
         let (n, ovfl) = recv_batch(&rx, &mut arena, 64, &mut meta).unwrap();
         assert_eq!(n, 4, "four slots");
-        assert_eq!(ovfl, Some(0));
+        // The count comes only once the socket has dropped something.
+        assert_eq!(ovfl.unwrap_or(0), 0);
         for i in 0..n {
             assert_eq!(meta[i].len, 12 + i);
             assert_eq!(meta[i].src, Some(Ipv4Addr::LOCALHOST));
