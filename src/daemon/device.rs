@@ -111,11 +111,12 @@ pub fn open_tap(net: &NetConfig, mtu: u16, mac: MacAddr, queues: usize) -> Resul
     let existed = interface_exists(&net.dev);
     match open_tap_queues(net, mtu, mac, existed, queues) {
         Err(Failure::Usage(_)) if existed && queues > 1 => {
+            let tap = open_tap_queues(net, mtu, mac, existed, 1)?;
             tracing::warn!(
                 dev = %net.dev,
                 "existing device is not multi-queue: one queue only (its frames go to one worker)"
             );
-            open_tap_queues(net, mtu, mac, existed, 1)
+            Ok(tap)
         }
         r => r,
     }
