@@ -77,6 +77,19 @@ pub fn enable_rxq_overflow_count(sock: &impl AsFd) -> io::Result<()> {
     setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)
 }
 
+/// Sets a TUN/TAP device's offload flags (TUNSETOFFLOAD; 0: the kernel hands over complete
+/// frames, checksummed and segmented). The flags are device-wide.
+pub fn tun_set_offload(dev: &impl AsRawFd, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value (no pointer); the descriptor is a live
+    // TUN/TAP file borrowed for the call.
+    let rc = unsafe { libc::ioctl(dev.as_raw_fd(), libc::TUNSETOFFLOAD, flags as libc::c_ulong) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Most messages moved by one [`recv_batch`] or [`send_batch`] call.
 pub const MAX_BATCH: usize = 64;
 

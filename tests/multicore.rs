@@ -226,3 +226,51 @@ fn default_thread_count_is_the_cpu_count() {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     assert_eq!(workers(&a.stats()).len(), cpus.min(64));
 }
+
+#[test]
+fn an_existing_single_queue_tap_is_attached_with_one_queue() {
+    let p = Pair::new();
+    quiet(&p.a);
+    quiet(&p.b);
+    p.a.ip(&["tuntap", "add", "dev", "vx0", "mode", "tap"]);
+    let a = Daemon::start(
+        &p.a,
+        &[
+            "--dev",
+            "vx0",
+            "--local",
+            "192.0.2.1",
+            "--address",
+            "10.9.0.1/24",
+            "--peer",
+            "192.0.2.2",
+            "--threads",
+            "2",
+        ],
+    );
+    let _b = Daemon::start(
+        &p.b,
+        &[
+            "--dev",
+            "vx0",
+            "--local",
+            "192.0.2.2",
+            "--address",
+            "10.9.0.2/24",
+            "--peer",
+            "192.0.2.1",
+            "--threads",
+            "2",
+        ],
+    );
+    assert!(p.a.ping_within("10.9.0.2", SECS(10)), "{}", a.log_text());
+    assert!(a.log_text().contains("not multi-queue"), "{}", a.log_text());
+    let report = sequenced_flows(&p, 8, 50);
+    assert_eq!(n(&report, "reordered"), 0, "{report}");
+    let st = a.stats();
+    assert_eq!(workers(&st).len(), 2, "{st}");
+    // Only worker 0 reads the single queue; both may write to it.
+    assert_eq!(n(&workers(&st)[1], "rx_device"), 0, "{st}");
+    assert!(n(&workers(&st)[0], "rx_device") > 0, "{st}");
+    assert_rows_sum_to_totals(&st);
+}

@@ -56,6 +56,8 @@ drop_reasons! {
     RxQueueFull = "rx_queue_full",
     /// Writing to the local device failed.
     DeviceTxError = "device_tx_error",
+    /// A frame from the device asked for an offload vtepd does not do (GSO with offloads off).
+    DeviceOffload = "device_offload",
     /// Network index out of range (internal error).
     UnknownNetwork = "unknown_network",
 }

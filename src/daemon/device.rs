@@ -100,18 +100,30 @@ pub struct Tap {
     pub mac: MacAddr,
     /// The device's MTU.
     pub mtu: u16,
+    /// Every frame read or written carries a virtio-net header (IFF_VNET_HDR), which lets
+    /// the workers hand merged TCP segments to the kernel (see `batch_gro`).
+    pub vnet_hdr: bool,
 }
 
 /// Creates (or attaches to) network `net`'s TAP device, sets its MTU, MAC (if we create it;
 /// an existing device keeps its own), address, brings it up and makes it non-blocking.
 /// With `queues > 1` the device is multi-queue and gets that many queues (the kernel steers
 /// each flow to one of them); an existing single-queue device cannot take more queues, so it is
-/// attached with one (and a warning).
+/// attached with one (and a warning). The device gets virtio-net headers (with every offload
+/// the kernel could send us turned off) unless it refuses them.
 pub fn open_tap(net: &NetConfig, mtu: u16, mac: MacAddr, queues: usize) -> Result<Tap, Failure> {
     let existed = interface_exists(&net.dev);
-    match open_tap_queues(net, mtu, mac, existed, queues) {
+    let tap = match open_tap_queues(net, mtu, mac, existed, queues, true) {
+        Ok(t) => Ok(t),
+        Err(_) if !existed => {
+            // A fresh device without IFF_VNET_HDR: plain frames, no receive offload.
+            open_tap_queues(net, mtu, mac, existed, queues, false)
+        }
+        Err(e) => Err(e),
+    };
+    match tap {
         Err(Failure::Usage(_)) if existed && queues > 1 => {
-            let tap = open_tap_queues(net, mtu, mac, existed, 1)?;
+            let tap = open_tap_queues(net, mtu, mac, existed, 1, false)?;
             tracing::warn!(
                 dev = %net.dev,
                 "existing device is not multi-queue: one queue only (its frames go to one worker)"
@@ -128,12 +140,14 @@ fn open_tap_queues(
     mac: MacAddr,
     existed: bool,
     queues: usize,
+    vnet_hdr: bool,
 ) -> Result<Tap, Failure> {
     let mut b = DeviceBuilder::new()
         .name(net.dev.clone())
         .layer(Layer::L2)
         .mtu(mtu)
-        .multi_queue(queues > 1);
+        .multi_queue(queues > 1)
+        .offload(vnet_hdr);
     if !existed {
         b = b.mac_addr(mac.octets());
     }
@@ -164,7 +178,15 @@ fn open_tap_queues(
         all.push(Arc::new(q));
     }
     all.insert(0, Arc::new(dev));
+    if vnet_hdr {
+        // tun-rs turns TSO on with the header; vtepd does not segment super-frames from the
+        // device (yet), so the kernel must hand over complete, checksummed frames.
+        sys::tun_set_offload(&*all[0], 0).map_err(|e| {
+            Failure::Runtime(format!("cannot turn the offloads of {} off: {e}", net.dev))
+        })?;
+    }
     Ok(Tap {
+        vnet_hdr,
         queues: all,
         name: net.dev.clone(),
         created: !existed,
@@ -180,6 +202,7 @@ impl std::fmt::Debug for Tap {
             .field("created", &self.created)
             .field("mac", &self.mac)
             .field("mtu", &self.mtu)
+            .field("vnet_hdr", &self.vnet_hdr)
             .finish_non_exhaustive()
     }
 }

@@ -9,6 +9,7 @@
 //! (the control socket file, the TAP devices we created), so any later failure cleans up.
 
 pub mod batch;
+pub mod batch_gro;
 pub mod device;
 pub mod socket;
 pub mod stats;
@@ -115,6 +116,7 @@ fn port_of(tap: &Tap, id: usize) -> TapPort {
         dev: Arc::clone(&tap.queues[id % n]),
         name: tap.name.clone(),
         read: id < n,
+        vnet_hdr: tap.vnet_hdr,
     }
 }
 

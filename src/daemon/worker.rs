@@ -28,6 +28,7 @@
 //! and SO_REUSEPORT both hash the flow), so a flow is never reordered.
 
 use super::batch::{HEADROOM, RecvBatch, SendBatch};
+use super::batch_gro::{self, MAX_HEADER, TcpSegment, VNET_HDR_LEN, VNET_HDR_NONE};
 use super::stats::{Clock, StatsBoard};
 use crate::core::{Action, Actions, Core, Counters, DropReason, NetId, Timestamp};
 use encap::tunnel::vxlan::OVERHEAD;
@@ -37,6 +38,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::Socket;
 use std::collections::HashMap;
+use std::io::IoSlice;
 use std::io::{self, ErrorKind};
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
@@ -94,6 +96,8 @@ pub struct TapPort {
     /// Whether this worker reads the queue (a queue is read by exactly one worker; when a
     /// device has fewer queues than workers, the others only write to a shared one).
     pub read: bool,
+    /// Frames carry a virtio-net header (merged TCP segments may be written).
+    pub vnet_hdr: bool,
 }
 
 impl std::fmt::Debug for TapPort {
@@ -142,6 +146,8 @@ pub struct Worker {
     pending: Vec<bool>,
     /// The socket's receive-queue overflow count when last seen.
     rxq_overflow: u32,
+    /// TCP segments of the receive batch waiting to be written to a device as one.
+    run: Run,
     next_tick: Timestamp,
     next_report: Timestamp,
     drops_reported: [u64; DropReason::COUNT],
@@ -177,6 +183,7 @@ impl Worker {
             rxb: RecvBatch::new(),
             pending,
             rxq_overflow: 0,
+            run: Run::default(),
             next_tick: now.add(TICK),
             next_report: now.add(REPORT),
             drops_reported: [0; DropReason::COUNT],
@@ -258,6 +265,8 @@ impl Worker {
             for i in 0..n {
                 self.on_datagram(now, i);
             }
+            // The arena is reused by the next receive: nothing may wait past the batch.
+            self.flush_run(now);
             taken += n;
             if n < crate::sys::MAX_BATCH {
                 // The queue was emptied; a later arrival raises a new readiness event.
@@ -285,7 +294,7 @@ impl Worker {
         }
         for k in 0..self.actions.len() {
             match self.actions.as_slice()[k] {
-                Action::ToDevice { net, offset } => self.write_device(now, net, i, offset),
+                Action::ToDevice { net, offset } => self.deliver(now, net, i, offset),
                 // Already counted by the core; summarised by `report_drops`.
                 Action::Drop(_) => {}
                 // The core never sends a decapsulated frame back into a tunnel.
@@ -308,7 +317,24 @@ impl Worker {
                 self.flush_tunnel(now);
             }
             let (slot, buf) = self.txb.next_slot();
-            let n = match self.s.taps[t].dev.recv(&mut buf[HEADROOM..]) {
+            let tap = &self.s.taps[t];
+            // With a virtio-net header, it lands in the headroom and the frame at HEADROOM.
+            let at = if tap.vnet_hdr {
+                HEADROOM - VNET_HDR_LEN
+            } else {
+                HEADROOM
+            };
+            let n = match tap.dev.recv(&mut buf[at..]) {
+                Ok(n) if tap.vnet_hdr => {
+                    let (vnet, frame) = buf[at..at + n].split_at_mut(VNET_HDR_LEN.min(n));
+                    if !batch_gro::complete_read(vnet, frame) {
+                        self.ctr.rx_device += 1;
+                        self.ctr.drop(DropReason::DeviceOffload);
+                        taken += 1;
+                        continue;
+                    }
+                    n - VNET_HDR_LEN
+                }
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     more = false;
@@ -393,8 +419,116 @@ impl Worker {
         self.ctr.tx_tunnel += done.sent;
     }
 
-    /// Writes the inner frame of received datagram `i` (from `offset`) to network `net`'s device.
-    fn write_device(&mut self, now: Timestamp, net: NetId, i: usize, offset: usize) {
+    /// Hands the inner frame of received datagram `i` (from `offset`) to network `net`'s
+    /// device: appended to the pending run of TCP segments when it continues it, else written
+    /// (after the run).
+    fn deliver(&mut self, now: Timestamp, net: NetId, i: usize, offset: usize) {
+        let Some(tap) = self.s.taps.get(usize::from(net.0)) else {
+            return self.ctr.drop(DropReason::UnknownNetwork);
+        };
+        let seg = if tap.vnet_hdr {
+            self.rxb
+                .get(i)
+                .and_then(|(d, _)| d.get(offset..))
+                .and_then(batch_gro::tcp_segment)
+        } else {
+            None
+        };
+        let Some(seg) = seg else {
+            self.flush_run(now);
+            return self.write_one(now, net, i, offset);
+        };
+        if self.run.count > 0 && self.run.net == net && self.run.count < crate::sys::MAX_BATCH {
+            let first = self.run.parts[0];
+            if let (Some((fd, _)), Some((nd, _))) = (self.rxb.get(first.0), self.rxb.get(i)) {
+                let (ff, nf) = (&fd[first.1..], &nd[offset..]);
+                if batch_gro::continues(
+                    ff,
+                    &self.run.first,
+                    &self.run.last,
+                    self.run.total,
+                    nf,
+                    &seg,
+                ) {
+                    self.run.parts[self.run.count] = (i, offset);
+                    self.run.count += 1;
+                    self.run.last = seg;
+                    self.run.total += seg.payload;
+                    return;
+                }
+            }
+        }
+        self.flush_run(now);
+        self.run = Run {
+            net,
+            count: 1,
+            first: seg,
+            last: seg,
+            total: seg.payload,
+            ..Run::default()
+        };
+        self.run.parts[0] = (i, offset);
+    }
+
+    /// Writes the pending run: one segment as it is, several as one super-frame (or one by one
+    /// if the kernel refuses it).
+    fn flush_run(&mut self, now: Timestamp) {
+        let count = std::mem::take(&mut self.run.count);
+        match count {
+            0 => {}
+            1 => {
+                let (i, off) = self.run.parts[0];
+                self.write_one(now, self.run.net, i, off);
+            }
+            _ => {
+                if let Err(e) = self.write_run(count) {
+                    // EINVAL for a frame the kernel will not take as GSO, EIO while down...:
+                    // fall back to the segments themselves, which count their own errors.
+                    if e.raw_os_error() == Some(libc::EBADFD) {
+                        self.ctr.drops[DropReason::DeviceTxError as usize] += count as u64;
+                        return;
+                    }
+                    for k in 0..count {
+                        let (i, off) = self.run.parts[k];
+                        self.write_one(now, self.run.net, i, off);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes `count` segments of the run as one super-frame.
+    fn write_run(&mut self, count: usize) -> io::Result<()> {
+        let run = &self.run;
+        let Some(tap) = self.s.taps.get(usize::from(run.net.0)) else {
+            return Err(io::Error::from(ErrorKind::NotFound));
+        };
+        let (i0, off0) = run.parts[0];
+        let Some(first) = self.rxb.get(i0).and_then(|(d, _)| d.get(off0..)) else {
+            return Err(io::Error::from(ErrorKind::InvalidData));
+        };
+        let psh = run.last.psh;
+        let mut hdr = [0u8; MAX_HEADER];
+        let (h, vnet) = batch_gro::super_header(first, &run.first, run.total, psh, &mut hdr);
+        let mut iov = [IoSlice::new(&[]); crate::sys::MAX_BATCH + 2];
+        iov[0] = IoSlice::new(&vnet);
+        iov[1] = IoSlice::new(&hdr[..h]);
+        for (k, &(i, off)) in run.parts[..count].iter().enumerate() {
+            let payload = self
+                .rxb
+                .get(i)
+                .and_then(|(d, _)| d.get(off + h..))
+                .ok_or_else(|| io::Error::from(ErrorKind::InvalidData))?;
+            iov[2 + k] = IoSlice::new(payload);
+        }
+        tap.dev.send_vectored(&iov[..2 + count])?;
+        self.ctr.tx_device += count as u64;
+        Ok(())
+    }
+
+    /// Writes the inner frame of received datagram `i` (from `offset`) to network `net`'s
+    /// device on its own.
+    fn write_one(&mut self, now: Timestamp, net: NetId, i: usize, offset: usize) {
         let (Some(tap), Some(frame)) = (
             self.s.taps.get(usize::from(net.0)),
             self.rxb.get(i).and_then(|(d, _)| d.get(offset..)),
@@ -402,7 +536,13 @@ impl Worker {
             self.ctr.drop(DropReason::UnknownNetwork);
             return;
         };
-        match tap.dev.send(frame) {
+        let r = if tap.vnet_hdr {
+            tap.dev
+                .send_vectored(&[IoSlice::new(&VNET_HDR_NONE), IoSlice::new(frame)])
+        } else {
+            tap.dev.send(frame)
+        };
+        match r {
             Ok(_) => self.ctr.tx_device += 1,
             Err(e) => {
                 // EBADFD means the device was deleted: the next read reports it and stops us.
@@ -457,6 +597,38 @@ impl Worker {
                 REPORT.as_secs(),
                 parts.join(" ")
             );
+        }
+    }
+}
+
+/// TCP segments of one receive batch that continue each other, for one device write.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    net: NetId,
+    /// Segments in the run; `parts[..count]` are (datagram index, inner frame offset).
+    count: usize,
+    parts: [(usize, usize); crate::sys::MAX_BATCH],
+    first: TcpSegment,
+    last: TcpSegment,
+    /// Payload bytes in the run.
+    total: usize,
+}
+
+impl Default for Run {
+    fn default() -> Self {
+        let none = TcpSegment {
+            hdr_len: 0,
+            seq: 0,
+            payload: 0,
+            psh: false,
+        };
+        Run {
+            net: NetId(0),
+            count: 0,
+            parts: [(0, 0); crate::sys::MAX_BATCH],
+            first: none,
+            last: none,
+            total: 0,
         }
     }
 }
