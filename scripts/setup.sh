@@ -11,6 +11,8 @@ have tcpdump || need_pkgs+=(tcpdump)
 have tshark || need_pkgs+=(tshark)
 have iperf3 || need_pkgs+=(iperf3)
 have timeout || need_pkgs+=(coreutils)
+have jq || need_pkgs+=(jq)
+have sysctl || need_pkgs+=(procps)
 have pkill || need_pkgs+=(procps)
 /usr/bin/python3 -c 'import scapy' >/dev/null 2>&1 || need_pkgs+=(python3-scapy)
 

@@ -1,4 +1,5 @@
-fn main() {
-    eprintln!("vtepd: daemon not built yet");
-    std::process::exit(1);
+//! The `vtepd` binary: see `vtepd --help`.
+
+fn main() -> std::process::ExitCode {
+    vtepd::cli::main_entry()
 }

@@ -255,3 +255,29 @@ impl Core {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(n: u8) -> Ipv4Addr {
+        Ipv4Addr::new(192, 0, 2, n)
+    }
+
+    #[test]
+    fn static_remotes_are_reference_counted() {
+        let mut c = NetControl::new(vec![ip(1)]);
+        c.static_added(ip(2));
+        c.static_added(ip(2));
+        c.static_removed(ip(2));
+        assert!(
+            c.snapshot().is_known(ip(2)),
+            "one static entry still points at it"
+        );
+        c.static_removed(ip(2));
+        assert!(!c.snapshot().is_known(ip(2)));
+        c.static_removed(ip(2)); // unbalanced removal is harmless
+        assert!(c.snapshot().is_known(ip(1)), "flood-list peers stay known");
+        assert_eq!(&*c.snapshot().flood, &[ip(1)]);
+    }
+}

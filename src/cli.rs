@@ -1,0 +1,588 @@
+//! Command line: `vtepd run ...` and the client subcommands (design.md §3), and the mapping of
+//! every failure to one line on stderr and an exit status (0 ok, 2 usage, 1 runtime).
+
+use crate::config::{
+    self, DaemonConfig, Ipv4Cidr, NetConfig, parse_ageing, parse_control_path, parse_dev_name,
+    parse_max_fdb, parse_mtu, parse_port, parse_threads, parse_unicast_mac, parse_vni,
+    parse_vtep_ip,
+};
+use clap::{Args, Parser, Subcommand};
+use encap::{MacAddr, Vni};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Why a command failed, and so which exit status it gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Bad usage or bad configuration: exit status 2.
+    Usage(String),
+    /// A runtime failure: exit status 1.
+    Runtime(String),
+}
+
+impl Failure {
+    /// The process exit status.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Usage(_) => 2,
+            Failure::Runtime(_) => 1,
+        }
+    }
+    /// The message (one line).
+    pub fn message(&self) -> &str {
+        match self {
+            Failure::Usage(m) | Failure::Runtime(m) => m,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl From<config::ConfigError> for Failure {
+    fn from(e: config::ConfigError) -> Failure {
+        Failure::Usage(e.0)
+    }
+}
+
+/// vtepd: a userspace VXLAN tunnel endpoint (VTEP) with flood-and-learn forwarding.
+///
+/// `vtepd run` owns a TAP device per network and bridges it over VXLAN (UDP) to remote VTEPs;
+/// the other subcommands talk to a running daemon through its control socket.
+#[derive(Debug, Parser)]
+#[command(name = "vtepd", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (one network from flags, or several from --config FILE).
+    Run(Box<RunArgs>),
+    /// Show or change the forwarding database (MAC -> remote VTEP).
+    #[command(subcommand)]
+    Fdb(FdbCommand),
+    /// Show or change the flood lists (remote VTEPs that get BUM traffic).
+    #[command(subcommand)]
+    Peers(PeersCommand),
+    /// Show the daemon's counters.
+    Stats(StatsArgs),
+}
+
+/// `vtepd run` flags.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 after SIGINT/SIGTERM, 2 for a bad configuration \
+(nothing is created), 1 for a runtime failure (for example the device was removed).\n\
+Log level: RUST_LOG (default info), written to stderr."
+)]
+pub struct RunArgs {
+    /// Read the networks from a TOML file instead of the flags below
+    /// (keys: local, port, allow_any_peer, threads, control, and [[network]] tables with
+    /// dev, vni, peers, address, mtu, learning, ageing, max_fdb, fdb = [{mac, remote}]).
+    #[arg(long, value_name = "FILE", conflicts_with_all = [
+        "dev", "local", "vni", "peers", "port", "address", "mtu", "no_learning", "ageing",
+        "max_fdb", "allow_any_peer", "threads",
+    ])]
+    pub config: Option<PathBuf>,
+
+    /// TAP device to create (or attach to); removed on exit if vtepd created it.
+    #[arg(long, value_name = "NAME", value_parser = parse_dev_name,
+          required_unless_present = "config")]
+    pub dev: Option<String>,
+
+    /// Our underlay IPv4 address; must be an address of this host. The UDP socket binds to it.
+    #[arg(long, value_name = "IP", value_parser = parse_vtep_ip,
+          required_unless_present = "config")]
+    pub local: Option<Ipv4Addr>,
+
+    /// VXLAN network identifier, 0..=16777215 [default: 1].
+    #[arg(long, value_name = "N", value_parser = parse_vni)]
+    pub vni: Option<Vni>,
+
+    /// Remote VTEP that gets a copy of every broadcast, multicast and unknown-unicast frame
+    /// (head-end replication); repeat for several.
+    #[arg(long = "peer", value_name = "IP", value_parser = parse_vtep_ip)]
+    pub peers: Vec<Ipv4Addr>,
+
+    /// Device mode: l2 (a TAP device). l3 is not supported yet.
+    #[arg(long, value_name = "l2|l3", default_value = "l2")]
+    pub mode: String,
+
+    /// Encapsulation: vxlan. ipip is not supported yet.
+    #[arg(long, value_name = "vxlan|ipip", default_value = "vxlan")]
+    pub encap: String,
+
+    /// VXLAN UDP port, used as destination and bound locally [default: 4789].
+    #[arg(long, value_name = "N", value_parser = parse_port)]
+    pub port: Option<u16>,
+
+    /// IPv4 address and prefix to put on the device, like 10.0.0.1/24.
+    #[arg(long, value_name = "CIDR")]
+    pub address: Option<Ipv4Cidr>,
+
+    /// Device MTU [default: MTU of the underlay interface holding --local, minus 50].
+    #[arg(long, value_name = "N", value_parser = parse_mtu)]
+    pub mtu: Option<u16>,
+
+    /// Static route through the tunnel (L3 mode; not supported yet).
+    #[arg(long = "route", value_name = "CIDR=IP")]
+    pub routes: Vec<String>,
+
+    /// Do not learn remote MACs from received traffic (use static entries and flooding).
+    #[arg(long)]
+    pub no_learning: bool,
+
+    /// Seconds a learned FDB entry lives without being seen [default: 300].
+    #[arg(long, value_name = "SECS", value_parser = parse_ageing)]
+    pub ageing: Option<u64>,
+
+    /// Cap on learned FDB entries per network [default: 65536].
+    #[arg(long, value_name = "N", value_parser = parse_max_fdb)]
+    pub max_fdb: Option<usize>,
+
+    /// Accept VXLAN from any source, not only known remotes (peers and FDB remotes).
+    #[arg(long)]
+    pub allow_any_peer: bool,
+
+    /// Dataplane worker threads (only 1 is supported yet) [default: 1].
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
+    pub threads: Option<usize>,
+
+    /// Control socket path, mode 0600 [default: /run/vtepd/vtepd.sock]; with --config it
+    /// overrides the file's `control`.
+    #[arg(long, value_name = "PATH", value_parser = parse_control_path)]
+    pub control: Option<PathBuf>,
+
+    /// Prometheus metrics listener (not supported yet).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<String>,
+}
+
+impl RunArgs {
+    /// Builds and validates the daemon configuration (pure: reads the config file at most).
+    pub fn to_config(&self) -> Result<DaemonConfig, Failure> {
+        let not_yet = |what: &str| Err(Failure::Usage(format!("{what} is not supported yet")));
+        match self.mode.as_str() {
+            "l2" => {}
+            "l3" => return not_yet("--mode l3"),
+            m => return Err(Failure::Usage(format!("--mode '{m}': expected l2 or l3"))),
+        }
+        match self.encap.as_str() {
+            "vxlan" => {}
+            "ipip" => return not_yet("--encap ipip"),
+            e => {
+                return Err(Failure::Usage(format!(
+                    "--encap '{e}': expected vxlan or ipip"
+                )));
+            }
+        }
+        if !self.routes.is_empty() {
+            return not_yet("--route");
+        }
+        if self.metrics.is_some() {
+            return not_yet("--metrics");
+        }
+        let mut cfg = match &self.config {
+            Some(path) => DaemonConfig::from_file(path)?,
+            None => self.flags_config()?,
+        };
+        if let Some(c) = &self.control {
+            cfg.control = c.clone();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn flags_config(&self) -> Result<DaemonConfig, Failure> {
+        let missing = |f: &str| Failure::Usage(format!("{f} is required without --config"));
+        let dev = self.dev.clone().ok_or_else(|| missing("--dev"))?;
+        let local = self.local.ok_or_else(|| missing("--local"))?;
+        let vni = match self.vni {
+            Some(v) => v,
+            None => Vni::new(config::DEFAULT_VNI).map_err(|e| Failure::Usage(e.to_string()))?,
+        };
+        let mut net = NetConfig::new(dev, vni);
+        net.peers = self.peers.clone();
+        net.address = self.address;
+        net.mtu = self.mtu;
+        net.learning = !self.no_learning;
+        if let Some(a) = self.ageing {
+            net.ageing = Duration::from_secs(a);
+        }
+        if let Some(m) = self.max_fdb {
+            net.max_fdb = m;
+        }
+        Ok(DaemonConfig {
+            local,
+            port: self.port.unwrap_or(encap::vxlan::DEFAULT_PORT),
+            allow_any_peer: self.allow_any_peer,
+            threads: self.threads.unwrap_or(1),
+            control: PathBuf::from(config::DEFAULT_CONTROL),
+            networks: vec![net],
+        })
+    }
+}
+
+/// The `--control PATH` option every client subcommand takes.
+#[derive(Debug, Clone, Args)]
+pub struct ControlArg {
+    /// Control socket of the daemon to talk to.
+    #[arg(long, value_name = "PATH", default_value = config::DEFAULT_CONTROL,
+          value_parser = parse_control_path)]
+    pub control: PathBuf,
+}
+
+/// `vtepd fdb ...`
+#[derive(Debug, Subcommand)]
+pub enum FdbCommand {
+    /// List FDB entries (like `bridge fdb show`).
+    Show {
+        /// Only this network.
+        #[arg(long, value_name = "N", value_parser = parse_vni)]
+        vni: Option<Vni>,
+        /// Print a JSON array of {vni, dev, mac, remote, kind, age_secs}.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        ctl: ControlArg,
+    },
+    /// Add (or replace) a static entry: frames to MAC go to remote VTEP IP.
+    Add {
+        /// Unicast MAC address.
+        #[arg(value_parser = parse_unicast_mac)]
+        mac: MacAddr,
+        /// Remote VTEP.
+        #[arg(value_parser = parse_vtep_ip)]
+        remote: Ipv4Addr,
+        /// Network (may be omitted when the daemon has only one).
+        #[arg(long, value_name = "N", value_parser = parse_vni)]
+        vni: Option<Vni>,
+        #[command(flatten)]
+        ctl: ControlArg,
+    },
+    /// Delete an entry (learned or static).
+    Del {
+        /// Unicast MAC address.
+        #[arg(value_parser = parse_unicast_mac)]
+        mac: MacAddr,
+        /// Network (may be omitted when the daemon has only one).
+        #[arg(long, value_name = "N", value_parser = parse_vni)]
+        vni: Option<Vni>,
+        #[command(flatten)]
+        ctl: ControlArg,
+    },
+    /// Delete all entries (of every network unless --vni).
+    Flush {
+        /// Only this network.
+        #[arg(long, value_name = "N", value_parser = parse_vni)]
+        vni: Option<Vni>,
+        /// Keep static entries.
+        #[arg(long)]
+        learned_only: bool,
+        #[command(flatten)]
+        ctl: ControlArg,
+    },
+}
+
+/// `vtepd peers ...`
+#[derive(Debug, Subcommand)]
+pub enum PeersCommand {
+    /// List every network's flood list.
+    Show {
+        /// Print a JSON array of {vni, dev, peers}.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        ctl: ControlArg,
+    },
+    /// Add a remote VTEP to a flood list.
+    Add {
+        /// Remote VTEP.
+        #[arg(value_parser = parse_vtep_ip)]
+        ip: Ipv4Addr,
+        /// Network (may be omitted when the daemon has only one).
+        #[arg(long, value_name = "N", value_parser = parse_vni)]
+        vni: Option<Vni>,
+        #[command(flatten)]
+        ctl: ControlArg,
+    },
+    /// Remove a remote VTEP from a flood list.
+    Del {
+        /// Remote VTEP.
+        #[arg(value_parser = parse_vtep_ip)]
+        ip: Ipv4Addr,
+        /// Network (may be omitted when the daemon has only one).
+        #[arg(long, value_name = "N", value_parser = parse_vni)]
+        vni: Option<Vni>,
+        #[command(flatten)]
+        ctl: ControlArg,
+    },
+}
+
+/// `vtepd stats`
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print one JSON object (counters, fdb_entries, drops by reason).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub ctl: ControlArg,
+}
+
+/// Collapses a clap error to one line (drops the usage block and the `--help` hint).
+pub fn one_line_clap_error(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let mut parts = Vec::new();
+    for line in text.lines() {
+        let l = line.trim();
+        if l.starts_with("Usage:") || l.starts_with("For more information") {
+            break;
+        }
+        if !l.is_empty() {
+            parts.push(l.strip_prefix("error: ").unwrap_or(l));
+        }
+    }
+    parts.join(" ")
+}
+
+/// Parses the command line and runs it; the process's exit status.
+pub fn main_entry() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                // Help and version go to stdout with status 0.
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                let _ = e.print();
+                return ExitCode::from(2);
+            }
+            eprintln!("vtepd: {}", one_line_clap_error(&e));
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Run(args) => args.to_config().and_then(|cfg| crate::daemon::run(&cfg)),
+        Command::Fdb(c) => crate::control::client::fdb(c),
+        Command::Peers(c) => crate::control::client::peers(c),
+        Command::Stats(a) => crate::control::client::stats(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("vtepd: {}", f.message());
+            ExitCode::from(f.exit_code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("vtepd").chain(args.iter().copied()))
+    }
+
+    fn run_cfg(args: &[&str]) -> Result<DaemonConfig, Failure> {
+        match parse(args)
+            .map_err(|e| Failure::Usage(one_line_clap_error(&e)))?
+            .command
+        {
+            Command::Run(r) => r.to_config(),
+            c => panic!("not run: {c:?}"),
+        }
+    }
+
+    #[test]
+    fn help_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_flags_build_one_network() {
+        let c = run_cfg(&[
+            "run",
+            "--dev",
+            "vtep0",
+            "--local",
+            "192.0.2.1",
+            "--vni",
+            "42",
+            "--peer",
+            "192.0.2.2",
+            "--peer",
+            "192.0.2.3",
+            "--port",
+            "8472",
+            "--address",
+            "10.0.0.1/24",
+            "--mtu",
+            "1400",
+            "--no-learning",
+            "--ageing",
+            "10",
+            "--max-fdb",
+            "5",
+            "--allow-any-peer",
+            "--control",
+            "/tmp/v.sock",
+        ])
+        .unwrap();
+        assert_eq!(c.local, Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(c.port, 8472);
+        assert!(c.allow_any_peer);
+        assert_eq!(c.control, PathBuf::from("/tmp/v.sock"));
+        let n = &c.networks[0];
+        assert_eq!((n.dev.as_str(), n.vni.get()), ("vtep0", 42));
+        assert_eq!(n.peers.len(), 2);
+        assert_eq!(n.mtu, Some(1400));
+        assert!(!n.learning);
+        assert_eq!(n.ageing, Duration::from_secs(10));
+        assert_eq!(n.max_fdb, 5);
+    }
+
+    #[test]
+    fn run_defaults() {
+        let c = run_cfg(&["run", "--dev", "v0", "--local", "192.0.2.1"]).unwrap();
+        assert_eq!(c.port, 4789);
+        assert_eq!(c.networks[0].vni.get(), 1);
+        assert_eq!(c.control, PathBuf::from(config::DEFAULT_CONTROL));
+        assert_eq!(c.networks[0].ageing, Duration::from_secs(300));
+        assert!(c.networks[0].learning);
+        assert_eq!(c.threads, 1);
+    }
+
+    #[test]
+    fn run_rejects_bad_flags_with_one_line() {
+        let base = ["run", "--dev", "v0", "--local", "192.0.2.1"];
+        let cases: &[(&[&str], &str)] = &[
+            (&["--vni", "16777216"], "out of range"),
+            (&["--vni", "abc"], "VNI"),
+            (&["--port", "0"], "port"),
+            (&["--port", "65536"], "port"),
+            (&["--peer", "1.2.3"], "IPv4"),
+            (&["--peer", "192.0.2.1"], "own"),
+            (&["--peer", "192.0.2.2", "--peer", "192.0.2.2"], "twice"),
+            (&["--address", "10.0.0.1/40"], "prefix"),
+            (&["--mtu", "10"], "MTU"),
+            (&["--mode", "l3"], "not supported yet"),
+            (&["--mode", "l4"], "expected"),
+            (&["--encap", "ipip"], "not supported yet"),
+            (&["--route", "10.0.0.0/24=192.0.2.2"], "not supported yet"),
+            (&["--metrics", "127.0.0.1:9000"], "not supported yet"),
+            (&["--threads", "2"], "not supported yet"),
+            (&["--bogus"], "unexpected argument"),
+            (&["--config", "/x.toml"], "cannot be used"),
+        ];
+        for (extra, want) in cases {
+            let args: Vec<&str> = base.iter().chain(extra.iter()).copied().collect();
+            let e = run_cfg(&args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+            assert!(e.message().contains(want), "{args:?}: {e:?} lacks {want:?}");
+            assert!(!e.message().contains('\n'), "{args:?}: {e:?}");
+        }
+        let e = run_cfg(&["run", "--dev", "v0"]).unwrap_err();
+        assert!(e.message().contains("--local"), "{e:?}");
+        let e = run_cfg(&[
+            "run",
+            "--dev",
+            "a-name-that-is-too-long",
+            "--local",
+            "192.0.2.1",
+        ]);
+        assert!(e.unwrap_err().message().contains("longer"));
+    }
+
+    #[test]
+    fn config_file_allows_control_override() {
+        let dir = std::env::temp_dir().join(format!("vtepd-cli-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(
+            &f,
+            "local = \"192.0.2.1\"\n[[network]]\ndev = \"v\"\nvni = 7\n",
+        )
+        .unwrap();
+        let p = f.to_str().unwrap();
+        let c = run_cfg(&["run", "--config", p, "--control", "/tmp/o.sock"]).unwrap();
+        assert_eq!(c.control, PathBuf::from("/tmp/o.sock"));
+        assert_eq!(c.networks[0].vni.get(), 7);
+        let e = run_cfg(&["run", "--config", "/nonexistent/x.toml"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.message().contains("cannot read config"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn client_subcommands_parse() {
+        match parse(&["fdb", "add", "02:00:00:00:00:01", "192.0.2.5", "--vni", "3"])
+            .unwrap()
+            .command
+        {
+            Command::Fdb(FdbCommand::Add {
+                mac,
+                remote,
+                vni,
+                ctl,
+            }) => {
+                assert_eq!(mac.to_string(), "02:00:00:00:00:01");
+                assert_eq!(remote, Ipv4Addr::new(192, 0, 2, 5));
+                assert_eq!(vni.map(Vni::get), Some(3));
+                assert_eq!(ctl.control, PathBuf::from(config::DEFAULT_CONTROL));
+            }
+            c => panic!("{c:?}"),
+        }
+        match parse(&["fdb", "flush", "--learned-only", "--control", "/tmp/a"])
+            .unwrap()
+            .command
+        {
+            Command::Fdb(FdbCommand::Flush {
+                vni: None,
+                learned_only: true,
+                ctl,
+            }) => {
+                assert_eq!(ctl.control, PathBuf::from("/tmp/a"))
+            }
+            c => panic!("{c:?}"),
+        }
+        assert!(matches!(
+            parse(&["peers", "show", "--json"]).unwrap().command,
+            Command::Peers(PeersCommand::Show { json: true, .. })
+        ));
+        assert!(matches!(
+            parse(&["stats", "--json"]).unwrap().command,
+            Command::Stats(StatsArgs { json: true, .. })
+        ));
+        for bad in [
+            &["fdb", "add", "ff:ff:ff:ff:ff:ff", "192.0.2.5"][..],
+            &["fdb", "add", "02:00:00:00:00:01", "0.0.0.0"],
+            &["fdb", "del", "zz"],
+            &["fdb", "show", "--vni", "99999999"],
+            &["peers", "add", "300.1.1.1"],
+            &["peers", "del"],
+            &["stats", "--control", ""],
+        ] {
+            let e = parse(bad).unwrap_err();
+            let line = one_line_clap_error(&e);
+            assert!(
+                !line.is_empty() && !line.contains('\n'),
+                "{bad:?}: {line:?}"
+            );
+        }
+    }
+}

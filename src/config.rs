@@ -1,0 +1,763 @@
+//! Daemon configuration: built from `vtepd run` flags or read from a TOML file, and validated
+//! completely before anything touches the system.
+//!
+//! Every parse helper here returns a one-line, human-readable reason; the CLI uses the same
+//! helpers as clap value parsers, so a flag and a TOML key reject the same inputs the same way.
+
+use crate::core::{DEFAULT_AGEING, DEFAULT_MAX_LEARNED};
+use encap::{MacAddr, Vni};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Default control socket path.
+pub const DEFAULT_CONTROL: &str = "/run/vtepd/vtepd.sock";
+/// Default VNI when `--vni` is not given.
+pub const DEFAULT_VNI: u32 = 1;
+/// Bytes VXLAN over IPv4 adds in front of an inner frame's IP packet:
+/// outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14).
+pub const VXLAN_OVERHEAD: u16 = 50;
+/// Smallest MTU accepted for a device (the IPv4 minimum).
+pub const MIN_MTU: u16 = 68;
+/// Largest MTU accepted for a device (a VXLAN datagram must still fit in 64 KiB).
+pub const MAX_MTU: u16 = 65_000;
+/// Largest number of worker threads accepted.
+pub const MAX_THREADS: usize = 64;
+/// Longest device name Linux accepts (IFNAMSIZ - 1).
+pub const MAX_DEV_NAME: usize = 15;
+/// Longest Unix socket path (sun_path is 108 bytes with the terminating NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// A configuration that was rejected; the text is one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+/// An IPv4 address with a prefix length, like `10.0.0.1/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Cidr {
+    /// The address.
+    pub addr: Ipv4Addr,
+    /// Prefix length, 0..=32.
+    pub prefix: u8,
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Ipv4Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = s
+            .split_once('/')
+            .ok_or_else(|| format!("'{s}' is not an IPv4 CIDR (expected like 10.0.0.1/24)"))?;
+        let addr: Ipv4Addr = a
+            .parse()
+            .map_err(|_| format!("'{s}': '{a}' is not an IPv4 address"))?;
+        let prefix: u8 = p
+            .parse()
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| format!("'{s}': prefix length '{p}' is not in 0..=32"))?;
+        if prefix == 0 {
+            return Err(format!(
+                "'{s}': prefix length 0 is not a usable interface address"
+            ));
+        }
+        if addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast() {
+            return Err(format!("'{s}': {addr} is not a usable interface address"));
+        }
+        Ok(Ipv4Cidr { addr, prefix })
+    }
+}
+
+/// Parses a VNI (0..=2^24-1).
+pub fn parse_vni(s: &str) -> Result<Vni, String> {
+    let v: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a VNI (a number)"))?;
+    vni_from(v)
+}
+
+fn vni_from(v: u64) -> Result<Vni, String> {
+    u32::try_from(v)
+        .ok()
+        .and_then(|v| Vni::new(v).ok())
+        .ok_or_else(|| format!("VNI {v} is out of range (0..={})", Vni::MAX))
+}
+
+/// Parses a UDP port (1..=65535).
+pub fn parse_port(s: &str) -> Result<u16, String> {
+    let v: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a port number"))?;
+    port_from(v)
+}
+
+fn port_from(v: u64) -> Result<u16, String> {
+    u16::try_from(v)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("port {v} is not in 1..=65535"))
+}
+
+/// Parses a device MTU.
+pub fn parse_mtu(s: &str) -> Result<u16, String> {
+    let v: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not an MTU (a number)"))?;
+    mtu_from(v)
+}
+
+fn mtu_from(v: u64) -> Result<u16, String> {
+    u16::try_from(v)
+        .ok()
+        .filter(|m| (MIN_MTU..=MAX_MTU).contains(m))
+        .ok_or_else(|| format!("MTU {v} is not in {MIN_MTU}..={MAX_MTU}"))
+}
+
+/// Parses an ageing time in seconds (at least 1).
+pub fn parse_ageing(s: &str) -> Result<u64, String> {
+    let v: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    ageing_from(v)
+}
+
+fn ageing_from(v: u64) -> Result<u64, String> {
+    if (1..=10_000_000).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("ageing time {v}s is not in 1..=10000000"))
+    }
+}
+
+/// Parses a cap on learned FDB entries (at least 1).
+pub fn parse_max_fdb(s: &str) -> Result<usize, String> {
+    let v: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of entries"))?;
+    max_fdb_from(v)
+}
+
+fn max_fdb_from(v: u64) -> Result<usize, String> {
+    usize::try_from(v)
+        .ok()
+        .filter(|n| (1..=16_777_216).contains(n))
+        .ok_or_else(|| format!("FDB cap {v} is not in 1..=16777216"))
+}
+
+/// Parses a worker thread count.
+pub fn parse_threads(s: &str) -> Result<usize, String> {
+    let v: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a thread count"))?;
+    threads_from(v)
+}
+
+fn threads_from(v: u64) -> Result<usize, String> {
+    usize::try_from(v)
+        .ok()
+        .filter(|n| (1..=MAX_THREADS).contains(n))
+        .ok_or_else(|| format!("thread count {v} is not in 1..={MAX_THREADS}"))
+}
+
+/// Parses an IPv4 address usable as a tunnel endpoint (ours or a remote VTEP's): not
+/// unspecified, multicast or broadcast.
+pub fn parse_vtep_ip(s: &str) -> Result<Ipv4Addr, String> {
+    let a: Ipv4Addr = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not an IPv4 address"))?;
+    if a.is_unspecified() || a.is_multicast() || a.is_broadcast() {
+        return Err(format!(
+            "{a} cannot be a tunnel endpoint (unspecified, multicast or broadcast)"
+        ));
+    }
+    Ok(a)
+}
+
+/// Parses a unicast, non-zero MAC address (an FDB key).
+pub fn parse_unicast_mac(s: &str) -> Result<MacAddr, String> {
+    let m: MacAddr = s.trim().parse().map_err(|e| format!("'{s}': {e}"))?;
+    if !m.is_unicast() {
+        return Err(format!("{m} is not a unicast MAC address"));
+    }
+    Ok(m)
+}
+
+/// Checks a Linux interface name the way the kernel does (`dev_valid_name`).
+pub fn parse_dev_name(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("device name is empty".into());
+    }
+    if s.len() > MAX_DEV_NAME {
+        return Err(format!(
+            "device name '{s}' is longer than {MAX_DEV_NAME} bytes"
+        ));
+    }
+    if s == "." || s == ".." || s.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
+        return Err(format!("'{s}' is not a valid device name"));
+    }
+    if s.chars().any(|c| c.is_control()) {
+        return Err(format!("device name {s:?} contains a control character"));
+    }
+    Ok(s.to_owned())
+}
+
+/// Checks a control socket path.
+pub fn parse_control_path(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err("control socket path is empty".into());
+    }
+    if s.len() > MAX_SOCKET_PATH {
+        return Err(format!(
+            "control socket path is longer than {MAX_SOCKET_PATH} bytes"
+        ));
+    }
+    if s.ends_with('/') {
+        return Err(format!("control socket path '{s}' names a directory"));
+    }
+    Ok(PathBuf::from(s))
+}
+
+/// A static FDB entry from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticFdb {
+    /// MAC address.
+    pub mac: MacAddr,
+    /// Remote VTEP.
+    pub remote: Ipv4Addr,
+}
+
+/// One overlay network: a TAP device bridged to one VNI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetConfig {
+    /// TAP device name.
+    pub dev: String,
+    /// VXLAN network identifier.
+    pub vni: Vni,
+    /// Head-end replication list.
+    pub peers: Vec<Ipv4Addr>,
+    /// Address to put on the device.
+    pub address: Option<Ipv4Cidr>,
+    /// Device MTU (default: underlay MTU - 50).
+    pub mtu: Option<u16>,
+    /// Learn remote MACs from the data path.
+    pub learning: bool,
+    /// Ageing time of learned entries.
+    pub ageing: Duration,
+    /// Cap on learned entries.
+    pub max_fdb: usize,
+    /// Static FDB entries installed at start.
+    pub fdb: Vec<StaticFdb>,
+}
+
+/// A complete, validated daemon configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// Our underlay address (the UDP socket binds to it).
+    pub local: Ipv4Addr,
+    /// VXLAN UDP port (destination and bound source).
+    pub port: u16,
+    /// Accept decapsulation from any source.
+    pub allow_any_peer: bool,
+    /// Dataplane worker threads.
+    pub threads: usize,
+    /// Control socket path.
+    pub control: PathBuf,
+    /// The networks, in configuration order.
+    pub networks: Vec<NetConfig>,
+}
+
+impl NetConfig {
+    /// A network with default settings.
+    pub fn new(dev: String, vni: Vni) -> NetConfig {
+        NetConfig {
+            dev,
+            vni,
+            peers: Vec::new(),
+            address: None,
+            mtu: None,
+            learning: true,
+            ageing: DEFAULT_AGEING,
+            max_fdb: DEFAULT_MAX_LEARNED,
+            fdb: Vec::new(),
+        }
+    }
+}
+
+impl DaemonConfig {
+    /// Cross-field checks that single-value parsing cannot do: at least one network, no
+    /// duplicate VNI, device, peer or static MAC, no peer or static remote equal to `local`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.networks.is_empty() {
+            return err("no network configured (give --dev/--local or a [[network]] in the file)");
+        }
+        if self.threads > 1 {
+            return err(format!(
+                "{} worker threads requested: more than one is not supported yet",
+                self.threads
+            ));
+        }
+        if self.networks.len() > usize::from(u16::MAX) {
+            return err("too many networks");
+        }
+        let mut vnis = HashSet::new();
+        let mut devs = HashSet::new();
+        for n in &self.networks {
+            let what = format!("network {} (dev {})", n.vni, n.dev);
+            if !vnis.insert(n.vni) {
+                return err(format!("VNI {} is configured twice", n.vni));
+            }
+            if !devs.insert(n.dev.as_str()) {
+                return err(format!("device {} is configured twice", n.dev));
+            }
+            let mut peers = HashSet::new();
+            for p in &n.peers {
+                if *p == self.local {
+                    return err(format!("{what}: peer {p} is our own --local address"));
+                }
+                if !peers.insert(p) {
+                    return err(format!("{what}: peer {p} is listed twice"));
+                }
+            }
+            let mut macs = HashSet::new();
+            for e in &n.fdb {
+                if e.remote == self.local {
+                    return err(format!(
+                        "{what}: static entry {} points to our own address",
+                        e.mac
+                    ));
+                }
+                if !macs.insert(e.mac) {
+                    return err(format!("{what}: static entry {} is listed twice", e.mac));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and validates a TOML configuration file.
+    pub fn from_file(path: &Path) -> Result<DaemonConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
+        DaemonConfig::from_toml(&text)
+            .map_err(|e| ConfigError(format!("config {}: {}", path.display(), e.0)))
+    }
+
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str) -> Result<DaemonConfig, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+        let cfg = file.into_config()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Renders a TOML error on one line: `line N: message`.
+fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let msg = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    match e.span() {
+        Some(span) => {
+            let line = text
+                .get(..span.start)
+                .map_or(0, |t| t.matches('\n').count())
+                + 1;
+            ConfigError(format!("line {line}: {msg}"))
+        }
+        None => ConfigError(msg),
+    }
+}
+
+/// The file format. Addresses are strings parsed by the helpers above so that a bad value gets
+/// the same message as on the command line; numbers are wide so that range errors are ours.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    local: String,
+    port: Option<u64>,
+    #[serde(default)]
+    allow_any_peer: bool,
+    threads: Option<u64>,
+    control: Option<String>,
+    #[serde(default, rename = "network")]
+    networks: Vec<FileNetwork>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNetwork {
+    dev: String,
+    vni: u64,
+    #[serde(default)]
+    peers: Vec<String>,
+    address: Option<String>,
+    mtu: Option<u64>,
+    #[serde(default = "yes")]
+    learning: bool,
+    ageing: Option<u64>,
+    max_fdb: Option<u64>,
+    #[serde(default)]
+    fdb: Vec<FileFdb>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFdb {
+    mac: String,
+    remote: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl FileConfig {
+    fn into_config(self) -> Result<DaemonConfig, ConfigError> {
+        let local = parse_vtep_ip(&self.local).map_err(|e| ConfigError(format!("local: {e}")))?;
+        let port = match self.port {
+            Some(p) => port_from(p).map_err(ConfigError)?,
+            None => encap::vxlan::DEFAULT_PORT,
+        };
+        let threads = match self.threads {
+            Some(t) => threads_from(t).map_err(ConfigError)?,
+            None => 1,
+        };
+        let control = parse_control_path(self.control.as_deref().unwrap_or(DEFAULT_CONTROL))
+            .map_err(ConfigError)?;
+        let mut networks = Vec::with_capacity(self.networks.len());
+        for (i, n) in self.networks.into_iter().enumerate() {
+            let ctx = |e: String| ConfigError(format!("network #{}: {e}", i + 1));
+            let dev = parse_dev_name(&n.dev).map_err(ctx)?;
+            let vni = vni_from(n.vni).map_err(ctx)?;
+            let mut net = NetConfig::new(dev, vni);
+            for p in &n.peers {
+                net.peers
+                    .push(parse_vtep_ip(p).map_err(|e| ctx(format!("peer: {e}")))?);
+            }
+            net.address = n
+                .address
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(ctx)?;
+            net.mtu = n.mtu.map(mtu_from).transpose().map_err(ctx)?;
+            net.learning = n.learning;
+            if let Some(a) = n.ageing {
+                net.ageing = Duration::from_secs(ageing_from(a).map_err(ctx)?);
+            }
+            if let Some(m) = n.max_fdb {
+                net.max_fdb = max_fdb_from(m).map_err(ctx)?;
+            }
+            for e in &n.fdb {
+                let mac = parse_unicast_mac(&e.mac).map_err(|e| ctx(format!("fdb: {e}")))?;
+                let remote =
+                    parse_vtep_ip(&e.remote).map_err(|e| ctx(format!("fdb {mac}: {e}")))?;
+                net.fdb.push(StaticFdb { mac, remote });
+            }
+            networks.push(net);
+        }
+        Ok(DaemonConfig {
+            local,
+            port,
+            allow_any_peer: self.allow_any_peer,
+            threads,
+            control,
+            networks,
+        })
+    }
+}
+
+/// A stable, locally administered unicast MAC for a network's device, derived from its device
+/// name, VNI and our underlay address, so that a restart with the same configuration keeps it.
+///
+/// The hash (FNV-1a plus a finaliser) is written out here, rather than `DefaultHasher` or
+/// ahash, because its output must never change between Rust or crate versions.
+pub fn stable_mac(dev: &str, vni: Vni, local: Ipv4Addr) -> MacAddr {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h = OFFSET;
+    let (vni, local) = (vni.get().to_be_bytes(), local.octets());
+    for b in dev
+        .as_bytes()
+        .iter()
+        .chain(&[0u8])
+        .chain(&vni)
+        .chain(&local)
+    {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(PRIME);
+    }
+    // FNV-1a alone mixes its last input bytes poorly into the high bytes: finish with the
+    // MurmurHash3 64-bit finaliser so every input bit reaches every output byte.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    let b = h.to_be_bytes();
+    // Clear the group bit, set the locally-administered bit.
+    MacAddr([(b[0] & 0xfc) | 0x02, b[1], b[2], b[3], b[4], b[5]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+local = "192.0.2.1"
+port = 4789
+control = "/tmp/x.sock"
+
+[[network]]
+dev = "vtep42"
+vni = 42
+peers = ["192.0.2.2", "192.0.2.3"]
+address = "10.42.0.1/24"
+mtu = 1400
+learning = false
+ageing = 60
+max_fdb = 100
+fdb = [{ mac = "02:00:00:00:00:09", remote = "192.0.2.9" }]
+
+[[network]]
+dev = "vtep43"
+vni = 43
+"#;
+
+    fn toml_err(text: &str) -> String {
+        DaemonConfig::from_toml(text).unwrap_err().0
+    }
+
+    #[test]
+    fn good_file_parses() {
+        let c = DaemonConfig::from_toml(GOOD).unwrap();
+        assert_eq!(c.local, Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(c.control, PathBuf::from("/tmp/x.sock"));
+        assert_eq!(c.networks.len(), 2);
+        let n = &c.networks[0];
+        assert_eq!(n.vni.get(), 42);
+        assert_eq!(n.peers.len(), 2);
+        assert_eq!(n.address.unwrap().to_string(), "10.42.0.1/24");
+        assert_eq!(n.mtu, Some(1400));
+        assert!(!n.learning);
+        assert_eq!(n.ageing, Duration::from_secs(60));
+        assert_eq!(n.max_fdb, 100);
+        assert_eq!(n.fdb[0].remote, Ipv4Addr::new(192, 0, 2, 9));
+        let d = &c.networks[1];
+        assert!(d.learning);
+        assert_eq!(d.ageing, DEFAULT_AGEING);
+        assert_eq!(c.port, 4789);
+        assert_eq!(c.threads, 1);
+    }
+
+    #[test]
+    fn file_defaults() {
+        let c =
+            DaemonConfig::from_toml("local = \"192.0.2.1\"\n[[network]]\ndev = \"v\"\nvni = 0\n")
+                .unwrap();
+        assert_eq!(c.port, 4789);
+        assert_eq!(c.control, PathBuf::from(DEFAULT_CONTROL));
+        assert!(!c.allow_any_peer);
+    }
+
+    #[test]
+    fn file_errors_are_one_line() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "local = \"192.0.2.1\"\nbogus = 1\n[[network]]\ndev=\"v\"\nvni=1\n",
+                "line 2",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\ncolour=1\n",
+                "unknown field",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=16777216\n",
+                "out of range",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=-1\n",
+                "line 4",
+            ),
+            (
+                "local = \"1.2.3\"\n[[network]]\ndev=\"v\"\nvni=1\n",
+                "not an IPv4",
+            ),
+            (
+                "local = \"224.0.0.1\"\n[[network]]\ndev=\"v\"\nvni=1\n",
+                "tunnel endpoint",
+            ),
+            (
+                "local = \"192.0.2.1\"\nport = 70000\n[[network]]\ndev=\"v\"\nvni=1\n",
+                "port",
+            ),
+            (
+                "local = \"192.0.2.1\"\nport = 0\n[[network]]\ndev=\"v\"\nvni=1\n",
+                "port",
+            ),
+            ("local = \"192.0.2.1\"\n", "no network"),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"a-very-long-device-name\"\nvni=1\n",
+                "longer",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\naddress=\"10.0.0.1/33\"\n",
+                "prefix",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\naddress=\"10.0.0.1\"\n",
+                "CIDR",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\nmtu=20\n",
+                "MTU",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\nageing=0\n",
+                "ageing",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\nmax_fdb=0\n",
+                "cap",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\npeers=[\"x\"]\n",
+                "peer",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\npeers=[\"192.0.2.1\"]\n",
+                "own",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\npeers=[\"192.0.2.2\",\"192.0.2.2\"]\n",
+                "twice",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"a\"\nvni=1\n[[network]]\ndev=\"b\"\nvni=1\n",
+                "VNI 1",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"a\"\nvni=1\n[[network]]\ndev=\"a\"\nvni=2\n",
+                "device a",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\nfdb=[{mac=\"01:00:5e:00:00:01\",remote=\"192.0.2.2\"}]\n",
+                "unicast",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\nfdb=[{mac=\"02:00:00:00:00:01\",remote=\"192.0.2.2\",x=1}]\n",
+                "unknown field",
+            ),
+            (
+                "local = \"192.0.2.1\"\nthreads = 0\n[[network]]\ndev=\"v\"\nvni=1\n",
+                "thread",
+            ),
+            (
+                "local = \"192.0.2.1\"\nthreads = 2\n[[network]]\ndev=\"v\"\nvni=1\n",
+                "not supported yet",
+            ),
+            ("local = ", "line 1"),
+        ];
+        for (text, want) in cases {
+            let e = toml_err(text);
+            assert!(e.contains(want), "{text:?}: got {e:?}, wanted {want:?}");
+            assert!(!e.contains('\n'), "{text:?}: multi-line error {e:?}");
+        }
+    }
+
+    #[test]
+    fn value_parsers() {
+        assert_eq!(parse_vni("16777215").unwrap().get(), 16_777_215);
+        assert!(parse_vni("16777216").is_err());
+        assert!(parse_vni("99999999999999999999").is_err());
+        assert!(parse_vni("x").is_err());
+        assert_eq!(parse_port("4789"), Ok(4789));
+        assert!(parse_port("0").is_err());
+        assert!(parse_port("65536").is_err());
+        assert!(parse_mtu("67").is_err());
+        assert_eq!(parse_mtu("1450"), Ok(1450));
+        assert!(parse_ageing("0").is_err());
+        assert!(parse_max_fdb("0").is_err());
+        assert!(parse_threads("65").is_err());
+        assert!(parse_vtep_ip("0.0.0.0").is_err());
+        assert!(parse_vtep_ip("255.255.255.255").is_err());
+        assert!(parse_vtep_ip("239.1.1.1").is_err());
+        assert!(parse_vtep_ip("192.0.2.256").is_err());
+        assert!(parse_unicast_mac("ff:ff:ff:ff:ff:ff").is_err());
+        assert!(parse_unicast_mac("00:00:00:00:00:00").is_err());
+        assert!(parse_unicast_mac("02:00:00:00:00").is_err());
+        assert!(parse_unicast_mac("02:00:00:00:00:01").is_ok());
+        assert!("10.0.0.1/0".parse::<Ipv4Cidr>().is_err());
+        assert!("0.0.0.0/8".parse::<Ipv4Cidr>().is_err());
+        assert!("10.0.0.1/x".parse::<Ipv4Cidr>().is_err());
+        assert!("10.0.0.1/32".parse::<Ipv4Cidr>().is_ok());
+    }
+
+    #[test]
+    fn device_names() {
+        assert!(parse_dev_name("vtep0").is_ok());
+        assert!(parse_dev_name("123456789012345").is_ok());
+        for bad in [
+            "",
+            "1234567890123456",
+            ".",
+            "..",
+            "a/b",
+            "a:b",
+            "a b",
+            "a\tb",
+            "a\u{7}",
+        ] {
+            assert!(parse_dev_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn control_paths() {
+        assert!(parse_control_path("/run/vtepd/x.sock").is_ok());
+        assert!(parse_control_path("").is_err());
+        assert!(parse_control_path("/tmp/").is_err());
+        assert!(parse_control_path(&format!("/{}", "a".repeat(107))).is_err());
+    }
+
+    #[test]
+    fn stable_mac_is_stable_local_unicast_and_distinct() {
+        let l = Ipv4Addr::new(192, 0, 2, 1);
+        let v = Vni::new(42).unwrap();
+        let a = stable_mac("vtep0", v, l);
+        assert_eq!(a, stable_mac("vtep0", v, l));
+        assert!(a.is_unicast());
+        assert_eq!(a.0[0] & 0x02, 0x02, "locally administered");
+        // Pinned: a change here changes every deployed device's MAC.
+        assert_eq!(a.to_string(), "62:eb:70:0b:a2:ce");
+        assert_ne!(a, stable_mac("vtep1", v, l));
+        assert_ne!(a, stable_mac("vtep0", Vni::new(43).unwrap(), l));
+        assert_ne!(a, stable_mac("vtep0", v, Ipv4Addr::new(192, 0, 2, 2)));
+    }
+}

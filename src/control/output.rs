@@ -1,0 +1,160 @@
+//! Human-readable renderings of control answers (the `--json` forms are the serde types).
+
+use super::protocol::{FdbRow, Kind, PeersRow, StatsReport};
+use std::fmt::Write;
+
+/// FDB entries, one per line, in the style of `bridge fdb show`:
+/// `02:00:00:00:00:01 dev vtep0 vni 42 dst 192.0.2.2 learned age 3s`.
+pub fn fdb_table(rows: &[FdbRow]) -> String {
+    let mut s = String::new();
+    for r in rows {
+        let _ = write!(s, "{} dev {} vni {} dst {}", r.mac, r.dev, r.vni, r.remote);
+        let _ = match r.kind {
+            Kind::Learned => writeln!(s, " learned age {}s", r.age_secs),
+            Kind::Static => writeln!(s, " static"),
+        };
+    }
+    s
+}
+
+/// Flood lists as a table: one row per (network, peer).
+pub fn peers_table(rows: &[PeersRow]) -> String {
+    let w = rows.iter().map(|r| r.dev.len()).max().unwrap_or(0).max(3);
+    let mut s = format!("{:<8}  {:<w$}  PEER\n", "VNI", "DEV");
+    for r in rows {
+        if r.peers.is_empty() {
+            let _ = writeln!(s, "{:<8}  {:<w$}  -", r.vni, r.dev);
+        }
+        for p in &r.peers {
+            let _ = writeln!(s, "{:<8}  {:<w$}  {p}", r.vni, r.dev);
+        }
+    }
+    s
+}
+
+/// Counters as `name value` lines, then drops by reason, then one line per network.
+pub fn stats_table(st: &StatsReport) -> String {
+    let mut s = String::new();
+    let rows: [(&str, u64); 11] = [
+        ("rx_tunnel", st.rx_tunnel),
+        ("tx_tunnel", st.tx_tunnel),
+        ("rx_device", st.rx_device),
+        ("tx_device", st.tx_device),
+        ("flood_copies", st.flood_copies),
+        ("fdb_entries", st.fdb_entries as u64),
+        ("learned", st.learned),
+        ("mac_moves", st.mac_moves),
+        ("learn_refused", st.learn_refused),
+        ("learn_static_conflict", st.learn_static_conflict),
+        ("uptime_secs", st.uptime_secs),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(s, "{k:<24}{v}");
+    }
+    let _ = writeln!(s, "drops{:<19}{}", "", st.drops_total);
+    for (k, v) in &st.drops {
+        let _ = writeln!(s, "  {k:<22}{v}");
+    }
+    for n in &st.networks {
+        let _ = writeln!(
+            s,
+            "network vni {} dev {}: {} peers, {} fdb entries",
+            n.vni, n.dev, n.peers, n.fdb_entries
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::protocol::NetStats;
+    use std::collections::BTreeMap;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn fdb_lines_look_like_bridge() {
+        let rows = [
+            FdbRow {
+                vni: 42,
+                dev: "vtep0".into(),
+                mac: "02:00:00:00:00:01".into(),
+                remote: Ipv4Addr::new(192, 0, 2, 2),
+                kind: Kind::Learned,
+                age_secs: 3,
+            },
+            FdbRow {
+                vni: 42,
+                dev: "vtep0".into(),
+                mac: "02:00:00:00:00:02".into(),
+                remote: Ipv4Addr::new(192, 0, 2, 3),
+                kind: Kind::Static,
+                age_secs: 9,
+            },
+        ];
+        assert_eq!(
+            fdb_table(&rows),
+            "02:00:00:00:00:01 dev vtep0 vni 42 dst 192.0.2.2 learned age 3s\n\
+             02:00:00:00:00:02 dev vtep0 vni 42 dst 192.0.2.3 static\n"
+        );
+        assert_eq!(fdb_table(&[]), "");
+    }
+
+    #[test]
+    fn peers_table_lists_each_peer_and_empty_lists() {
+        let rows = [
+            PeersRow {
+                vni: 42,
+                dev: "vtep0".into(),
+                peers: vec![Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 3)],
+            },
+            PeersRow {
+                vni: 7,
+                dev: "v7".into(),
+                peers: vec![],
+            },
+        ];
+        let t = peers_table(&rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        assert!(lines[0].starts_with("VNI"));
+        assert!(lines[1].contains("42") && lines[1].ends_with("192.0.2.2"));
+        assert!(lines[2].ends_with("192.0.2.3"));
+        assert!(lines[3].starts_with("7 ") && lines[3].ends_with('-'));
+    }
+
+    #[test]
+    fn stats_table_lists_counters_and_every_drop() {
+        let mut drops = BTreeMap::new();
+        drops.insert("unknown_peer".to_owned(), 4);
+        drops.insert("truncated".to_owned(), 0);
+        let st = StatsReport {
+            rx_tunnel: 10,
+            tx_tunnel: 11,
+            rx_device: 12,
+            tx_device: 13,
+            flood_copies: 14,
+            fdb_entries: 2,
+            learned: 3,
+            mac_moves: 0,
+            learn_refused: 0,
+            learn_static_conflict: 0,
+            drops,
+            drops_total: 4,
+            uptime_secs: 5,
+            networks: vec![NetStats {
+                vni: 42,
+                dev: "vtep0".into(),
+                peers: 2,
+                fdb_entries: 2,
+            }],
+        };
+        let t = stats_table(&st);
+        assert!(t.contains("rx_tunnel               10\n"), "{t}");
+        assert!(t.contains("flood_copies            14\n"));
+        assert!(t.contains("drops                   4\n"));
+        assert!(t.contains("  unknown_peer          4\n"));
+        assert!(t.contains("  truncated             0\n"));
+        assert!(t.contains("network vni 42 dev vtep0: 2 peers, 2 fdb entries"));
+    }
+}

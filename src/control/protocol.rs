@@ -1,0 +1,266 @@
+//! The control protocol: one JSON request line from the client, one JSON response line back.
+//!
+//! ```text
+//! > {"cmd":"fdb_add","vni":42,"mac":"02:00:00:00:00:01","remote":"192.0.2.2"}
+//! < {"ok":true,"data":null}
+//! > {"cmd":"peers_del","ip":"192.0.2.9"}
+//! < {"ok":false,"usage":true,"error":"the daemon has 2 networks (VNI 42, 43): give --vni"}
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+/// Longest request line the server reads.
+pub const MAX_REQUEST: u64 = 64 * 1024;
+/// Longest response line the client reads.
+pub const MAX_RESPONSE: u64 = 256 * 1024 * 1024;
+
+/// A request. `vni: None` means "the only network" for changes and "all networks" for
+/// `fdb_show` and `fdb_flush`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// List FDB entries.
+    FdbShow {
+        /// Only this network.
+        #[serde(default)]
+        vni: Option<u32>,
+    },
+    /// Add or replace a static entry.
+    FdbAdd {
+        /// Network.
+        #[serde(default)]
+        vni: Option<u32>,
+        /// MAC address (text).
+        mac: String,
+        /// Remote VTEP.
+        remote: Ipv4Addr,
+    },
+    /// Delete an entry.
+    FdbDel {
+        /// Network.
+        #[serde(default)]
+        vni: Option<u32>,
+        /// MAC address (text).
+        mac: String,
+    },
+    /// Delete entries.
+    FdbFlush {
+        /// Only this network.
+        #[serde(default)]
+        vni: Option<u32>,
+        /// Keep static entries.
+        #[serde(default)]
+        learned_only: bool,
+    },
+    /// List flood lists.
+    PeersShow,
+    /// Add a flood-list peer.
+    PeersAdd {
+        /// Network.
+        #[serde(default)]
+        vni: Option<u32>,
+        /// Remote VTEP.
+        ip: Ipv4Addr,
+    },
+    /// Remove a flood-list peer.
+    PeersDel {
+        /// Network.
+        #[serde(default)]
+        vni: Option<u32>,
+        /// Remote VTEP.
+        ip: Ipv4Addr,
+    },
+    /// Counters.
+    Stats,
+}
+
+/// A response: `ok` with `data`, or an `error` (`usage` tells the client to exit with 2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// Success.
+    pub ok: bool,
+    /// The error was the request's fault (bad VNI, ...).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub usage: bool,
+    /// One-line error message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The answer.
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+impl Response {
+    /// A success carrying `data`.
+    pub fn ok(data: serde_json::Value) -> Response {
+        Response {
+            ok: true,
+            usage: false,
+            error: None,
+            data,
+        }
+    }
+    /// A failure.
+    pub fn err(usage: bool, msg: impl Into<String>) -> Response {
+        Response {
+            ok: false,
+            usage,
+            error: Some(msg.into()),
+            data: serde_json::Value::Null,
+        }
+    }
+}
+
+/// Kind of an FDB entry, as printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Learned from traffic.
+    Learned,
+    /// Added by the operator or the configuration.
+    Static,
+}
+
+/// One FDB entry (`fdb show --json` prints an array of these).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbRow {
+    /// Network.
+    pub vni: u32,
+    /// The network's device.
+    pub dev: String,
+    /// MAC address.
+    pub mac: String,
+    /// Remote VTEP.
+    pub remote: Ipv4Addr,
+    /// Learned or static.
+    pub kind: Kind,
+    /// Seconds since last seen (since added, for static entries).
+    pub age_secs: u64,
+}
+
+/// One network's flood list (`peers show --json` prints an array of these).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeersRow {
+    /// Network.
+    pub vni: u32,
+    /// The network's device.
+    pub dev: String,
+    /// Remote VTEPs receiving BUM traffic.
+    pub peers: Vec<Ipv4Addr>,
+}
+
+/// Per-network summary in [`StatsReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetStats {
+    /// Network.
+    pub vni: u32,
+    /// Device.
+    pub dev: String,
+    /// Flood-list length.
+    pub peers: usize,
+    /// FDB entries in this network.
+    pub fdb_entries: usize,
+}
+
+/// `stats --json`: counters summed over workers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsReport {
+    /// Datagrams received from the underlay.
+    pub rx_tunnel: u64,
+    /// Datagrams sent to the underlay.
+    pub tx_tunnel: u64,
+    /// Frames read from the devices.
+    pub rx_device: u64,
+    /// Frames written to the devices.
+    pub tx_device: u64,
+    /// Copies made by head-end replication.
+    pub flood_copies: u64,
+    /// FDB entries now (all networks, both kinds).
+    pub fdb_entries: usize,
+    /// Entries learned so far.
+    pub learned: u64,
+    /// Learned entries that moved to another remote.
+    pub mac_moves: u64,
+    /// MACs not learned because a network's cap was reached.
+    pub learn_refused: u64,
+    /// Learning refused because a static entry holds the MAC.
+    pub learn_static_conflict: u64,
+    /// Drops by reason; every reason is listed.
+    pub drops: BTreeMap<String, u64>,
+    /// Sum of `drops`.
+    pub drops_total: u64,
+    /// Seconds since the daemon started.
+    pub uptime_secs: u64,
+    /// Per network.
+    pub networks: Vec<NetStats>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_format() {
+        let r = Request::FdbAdd {
+            vni: Some(42),
+            mac: "02:00:00:00:00:01".into(),
+            remote: Ipv4Addr::new(192, 0, 2, 2),
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            s,
+            r#"{"cmd":"fdb_add","vni":42,"mac":"02:00:00:00:00:01","remote":"192.0.2.2"}"#
+        );
+        assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"cmd":"stats"}"#).unwrap(),
+            Request::Stats
+        );
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"cmd":"fdb_show"}"#).unwrap(),
+            Request::FdbShow { vni: None }
+        );
+        for bad in [
+            r#"{"cmd":"reboot"}"#,
+            r#"{"cmd":"fdb_show","x":1}"#,
+            r#"{"cmd":"peers_add","ip":"1.2.3"}"#,
+            r#"{"cmd":"fdb_del"}"#,
+            "not json",
+        ] {
+            assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn response_wire_format() {
+        let ok = serde_json::to_string(&Response::ok(serde_json::json!([1]))).unwrap();
+        assert_eq!(ok, r#"{"ok":true,"data":[1]}"#);
+        let e = serde_json::to_string(&Response::err(true, "give --vni")).unwrap();
+        assert_eq!(
+            e,
+            r#"{"ok":false,"usage":true,"error":"give --vni","data":null}"#
+        );
+        let back: Response = serde_json::from_str(&e).unwrap();
+        assert!(back.usage && !back.ok);
+    }
+
+    #[test]
+    fn fdb_row_has_the_contract_keys() {
+        let row = FdbRow {
+            vni: 42,
+            dev: "vtep0".into(),
+            mac: "02:00:00:00:00:01".into(),
+            remote: Ipv4Addr::new(192, 0, 2, 2),
+            kind: Kind::Learned,
+            age_secs: 3,
+        };
+        let v = serde_json::to_value(&row).unwrap();
+        for k in ["vni", "mac", "remote", "kind", "age_secs"] {
+            assert!(v.get(k).is_some(), "{k}");
+        }
+        assert_eq!(v["kind"], "learned");
+        assert_eq!(v["remote"], "192.0.2.2");
+    }
+}

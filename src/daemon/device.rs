@@ -1,0 +1,202 @@
+//! The system side of a network: the underlay interface holding `--local`, the privilege check,
+//! and the TAP device (through `tun-rs`).
+
+use crate::cli::Failure;
+use crate::config::{self, NetConfig};
+use crate::sys;
+use encap::MacAddr;
+use std::io;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use tun_rs::{DeviceBuilder, Layer, SyncDevice};
+
+/// The interface that holds our underlay address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Underlay {
+    /// Interface name.
+    pub ifname: String,
+    /// Its MTU.
+    pub mtu: u32,
+}
+
+/// Finds the interface holding `local` in our network namespace (a usage error if none does).
+pub fn find_underlay(local: Ipv4Addr) -> Result<Underlay, Failure> {
+    let ifaces = getifaddrs::getifaddrs()
+        .map_err(|e| Failure::Runtime(format!("cannot list interfaces: {e}")))?;
+    let ifname = ifaces
+        .filter(|i| matches!(&i.address, getifaddrs::Address::V4(a) if a.address == local))
+        .map(|i| i.name)
+        .next()
+        .ok_or_else(|| {
+            Failure::Usage(format!(
+                "--local {local} is not an address of this host (in this network namespace)"
+            ))
+        })?;
+    let mtu = sys::interface_mtu(&ifname)
+        .map_err(|e| Failure::Runtime(format!("cannot read the MTU of {ifname}: {e}")))?;
+    Ok(Underlay { ifname, mtu })
+}
+
+/// The device MTU for a network: `--mtu`, or the underlay MTU minus the VXLAN overhead.
+pub fn device_mtu(net: &NetConfig, underlay: &Underlay) -> Result<u16, Failure> {
+    if let Some(m) = net.mtu {
+        return Ok(m);
+    }
+    // A jumbo underlay (loopback has 65536) is capped so a datagram still fits in 64 KiB.
+    let derived = underlay
+        .mtu
+        .saturating_sub(u32::from(config::VXLAN_OVERHEAD))
+        .min(u32::from(config::MAX_MTU));
+    u16::try_from(derived)
+        .ok()
+        .filter(|m| *m >= config::MIN_MTU)
+        .ok_or_else(|| {
+            Failure::Usage(format!(
+                "dev {}: underlay {} has MTU {}, which leaves {derived} for the overlay; give --mtu",
+                net.dev, underlay.ifname, underlay.mtu
+            ))
+        })
+}
+
+/// CAP_NET_ADMIN's bit in the capability sets (TAP devices).
+const CAP_NET_ADMIN: u32 = 12;
+/// CAP_NET_RAW's bit (the raw socket that sends encapsulated packets).
+const CAP_NET_RAW: u32 = 13;
+
+/// Fails with a clear runtime error unless we hold CAP_NET_ADMIN and CAP_NET_RAW (root does).
+pub fn check_privilege() -> Result<(), Failure> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| Failure::Runtime(format!("cannot read /proc/self/status: {e}")))?;
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+    match cap_eff {
+        Some(caps) if caps & (1 << CAP_NET_ADMIN) != 0 && caps & (1 << CAP_NET_RAW) != 0 => Ok(()),
+        Some(_) => Err(Failure::Runtime(
+            "vtepd run needs CAP_NET_ADMIN (TAP devices) and CAP_NET_RAW (raw socket): run it as root"
+                .into(),
+        )),
+        // No capability line: not Linux-like /proc; let the device calls report errors.
+        None => Ok(()),
+    }
+}
+
+/// Whether an interface with this name exists in our network namespace.
+pub fn interface_exists(name: &str) -> bool {
+    getifaddrs::if_nametoindex(name).is_ok()
+}
+
+/// An open TAP device.
+pub struct Tap {
+    /// The device handle (shared with the worker; the device goes away with the last handle
+    /// if we created it).
+    pub dev: Arc<SyncDevice>,
+    /// Device name.
+    pub name: String,
+    /// True when vtepd created the device (and so removes it on exit).
+    pub created: bool,
+    /// The device's MAC address.
+    pub mac: MacAddr,
+    /// The device's MTU.
+    pub mtu: u16,
+}
+
+/// Creates (or attaches to) network `net`'s TAP device, sets its MTU, MAC (if we create it;
+/// an existing device keeps its own), address, brings it up and makes it non-blocking.
+pub fn open_tap(net: &NetConfig, mtu: u16, mac: MacAddr) -> Result<Tap, Failure> {
+    let existed = interface_exists(&net.dev);
+    let mut b = DeviceBuilder::new()
+        .name(net.dev.clone())
+        .layer(Layer::L2)
+        .mtu(mtu);
+    if !existed {
+        b = b.mac_addr(mac.octets());
+    }
+    if let Some(a) = net.address {
+        b = b.ipv4(a.addr, a.prefix, None);
+    }
+    let dev = b
+        .build_sync()
+        .map_err(|e| tap_error(&net.dev, existed, &e))?;
+    let mac = if existed {
+        MacAddr(dev.mac_address().map_err(|e| {
+            Failure::Runtime(format!("cannot read the MAC address of {}: {e}", net.dev))
+        })?)
+    } else {
+        mac
+    };
+    dev.set_nonblocking(true)
+        .map_err(|e| Failure::Runtime(format!("cannot make {} non-blocking: {e}", net.dev)))?;
+    Ok(Tap {
+        dev: Arc::new(dev),
+        name: net.dev.clone(),
+        created: !existed,
+        mac,
+        mtu,
+    })
+}
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tap")
+            .field("name", &self.name)
+            .field("created", &self.created)
+            .field("mac", &self.mac)
+            .field("mtu", &self.mtu)
+            .finish_non_exhaustive()
+    }
+}
+
+fn tap_error(dev: &str, existed: bool, e: &io::Error) -> Failure {
+    match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => Failure::Runtime(format!(
+            "cannot open TAP device {dev}: {e} (vtepd run needs root or CAP_NET_ADMIN)"
+        )),
+        Some(libc::EINVAL) if existed => Failure::Usage(format!(
+            "device {dev} already exists and is not a TAP device vtepd can attach to"
+        )),
+        Some(libc::EBUSY) => Failure::Runtime(format!(
+            "TAP device {dev} is busy (held by another process?)"
+        )),
+        _ => Failure::Runtime(format!("cannot set up TAP device {dev}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use encap::Vni;
+
+    #[test]
+    fn loopback_is_an_underlay() {
+        let u = find_underlay(Ipv4Addr::LOCALHOST).unwrap();
+        assert_eq!(u.ifname, "lo");
+        assert!(u.mtu >= 1500);
+        let e = find_underlay(Ipv4Addr::new(203, 0, 113, 254)).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn mtu_derivation() {
+        let mut n = NetConfig::new("v".into(), Vni::new(1).unwrap());
+        let u = Underlay {
+            ifname: "eth0".into(),
+            mtu: 1500,
+        };
+        assert_eq!(device_mtu(&n, &u), Ok(1450));
+        n.mtu = Some(1300);
+        assert_eq!(device_mtu(&n, &u), Ok(1300));
+        n.mtu = None;
+        let small = Underlay {
+            ifname: "x".into(),
+            mtu: 100,
+        };
+        assert_eq!(device_mtu(&n, &small).unwrap_err().exit_code(), 2);
+        let jumbo = Underlay {
+            ifname: "lo".into(),
+            mtu: 65536,
+        };
+        assert_eq!(device_mtu(&n, &jumbo), Ok(config::MAX_MTU));
+    }
+}

@@ -1,0 +1,292 @@
+//! The binary's usage contract: bad arguments and bad configuration files give one line on
+//! stderr and status 2 and create nothing (checked inside a fresh network namespace); a client
+//! without a daemon gives status 1; help is complete. Needs root for the namespace checks.
+
+mod daemon_support;
+
+use daemon_support::{BIN, Netns, run};
+use std::process::{Command, Output};
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts exit status `code` with exactly one non-empty line on stderr containing `want`.
+fn assert_one_line(o: &Output, code: i32, want: &str, what: &str) {
+    let err = stderr(o);
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{what}: status {:?}, stderr {err:?}",
+        o.status
+    );
+    assert_eq!(err.lines().count(), 1, "{what}: not one line: {err:?}");
+    assert!(err.starts_with("vtepd: "), "{what}: {err:?}");
+    assert!(err.contains(want), "{what}: {err:?} lacks {want:?}");
+}
+
+#[test]
+fn bad_run_arguments_are_one_line_status_2_and_create_nothing() {
+    let ns = Netns::new("u");
+    ns.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+    ]);
+    ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "eth0"]);
+    ns.ip(&["link", "set", "eth0", "up"]);
+    let before = ns.links();
+    let ctl = daemon_support::control_path("u");
+    let ctl = ctl.to_str().unwrap();
+    let base = [
+        "run",
+        "--dev",
+        "vx0",
+        "--local",
+        "192.0.2.1",
+        "--control",
+        ctl,
+    ];
+    let cases: &[(&[&str], &str)] = &[
+        (&["--vni", "16777216"], "out of range"),
+        (&["--vni=-1"], "--vni"),
+        (&["--port", "0"], "port"),
+        (&["--port", "70000"], "port"),
+        (&["--peer", "192.0.2"], "not an IPv4 address"),
+        (&["--peer", "224.0.0.1"], "tunnel endpoint"),
+        (&["--peer", "192.0.2.1"], "own"),
+        (&["--address", "10.0.0.1/33"], "prefix"),
+        (&["--address", "10.0.0.300/24"], "not an IPv4 address"),
+        (&["--mtu", "20"], "MTU"),
+        (&["--ageing", "0"], "ageing"),
+        (&["--max-fdb", "0"], "cap"),
+        (&["--threads", "0"], "thread"),
+        (&["--threads", "4"], "not supported yet"),
+        (&["--mode", "l3"], "not supported yet"),
+        (&["--encap", "ipip"], "not supported yet"),
+        (&["--route", "10.1.0.0/24=192.0.2.2"], "not supported yet"),
+        (&["--metrics", "127.0.0.1:9100"], "not supported yet"),
+        (&["--frobnicate"], "unexpected argument"),
+        (&["--config", "/dev/null"], "cannot be used with"),
+    ];
+    for (extra, want) in cases {
+        let o = run(ns.cmd(BIN).args(base).args(*extra));
+        assert_one_line(&o, 2, want, &format!("{extra:?}"));
+    }
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", "--dev", "vx0"], "--local"),
+        (&["run", "--local", "192.0.2.1"], "--dev"),
+        (
+            &["run", "--dev", "name-far-too-long", "--local", "192.0.2.1"],
+            "longer than 15",
+        ),
+        (
+            &["run", "--dev", "a/b", "--local", "192.0.2.1"],
+            "not a valid device name",
+        ),
+        // Not an address of this namespace: checked before anything is created.
+        (
+            &[
+                "run",
+                "--dev",
+                "vx0",
+                "--local",
+                "192.0.2.99",
+                "--control",
+                ctl,
+            ],
+            "not an address",
+        ),
+        (
+            &[
+                "run",
+                "--dev",
+                "vx0",
+                "--local",
+                "192.0.2.1",
+                "--control",
+                "",
+            ],
+            "empty",
+        ),
+        // An existing device that is not a TAP: refused, and nothing is left behind.
+        (
+            &[
+                "run",
+                "--dev",
+                "eth1",
+                "--local",
+                "192.0.2.1",
+                "--control",
+                ctl,
+            ],
+            "not a TAP device",
+        ),
+    ];
+    for (args, want) in cases {
+        let o = run(ns.cmd(BIN).args(*args));
+        assert_one_line(&o, 2, want, &format!("{args:?}"));
+    }
+    assert_eq!(ns.links(), before, "a rejected run created a device");
+    assert!(
+        !std::path::Path::new(ctl).exists(),
+        "a rejected run created the control socket"
+    );
+}
+
+#[test]
+fn bad_config_files_are_one_line_status_2_and_create_nothing() {
+    let ns = Netns::new("f");
+    ns.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+    ]);
+    ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "eth0"]);
+    ns.ip(&["link", "set", "eth0", "up"]);
+    let before = ns.links();
+    let ctl = daemon_support::control_path("f");
+    let head = format!("local = \"192.0.2.1\"\ncontrol = \"{}\"\n", ctl.display());
+    let net = |body: &str| format!("{head}[[network]]\ndev = \"vx0\"\nvni = 1\n{body}");
+    let cases: Vec<(String, &str)> = vec![
+        (net("colour = \"blue\"\n"), "unknown field"),
+        (format!("{head}verbose = true\n"), "unknown field"),
+        (net("vni = 2\n"), "duplicate key"),
+        (
+            format!("{head}[[network]]\ndev = \"vx0\"\nvni = 16777216\n"),
+            "out of range",
+        ),
+        (net("peers = [\"192.0.2.300\"]\n"), "not an IPv4 address"),
+        (net("address = \"10.0.0.1/40\"\n"), "prefix"),
+        (net("mtu = 100000\n"), "MTU"),
+        (
+            net("fdb = [{ mac = \"ff:ff:ff:ff:ff:ff\", remote = \"192.0.2.2\" }]\n"),
+            "unicast",
+        ),
+        (
+            net("[[network]]\ndev = \"vx1\"\nvni = 1\n"),
+            "VNI 1 is configured twice",
+        ),
+        (
+            net("[[network]]\ndev = \"vx0\"\nvni = 2\n"),
+            "device vx0 is configured twice",
+        ),
+        (head.clone(), "no network"),
+        (
+            "local = \"192.0.2.1\"\nport = 0\n[[network]]\ndev = \"v\"\nvni = 1\n".to_owned(),
+            "port",
+        ),
+        ("local = [".to_owned(), "line 1"),
+        (
+            "local = \"192.0.2.77\"\n[[network]]\ndev = \"vx0\"\nvni = 1\n".to_owned(),
+            "not an address",
+        ),
+    ];
+    let file = std::env::temp_dir().join(format!("{}.toml", ns.name));
+    for (text, want) in &cases {
+        std::fs::write(&file, text).unwrap();
+        let o = run(ns.cmd(BIN).args(["run", "--config"]).arg(&file));
+        assert_one_line(&o, 2, want, text);
+    }
+    let _ = std::fs::remove_file(&file);
+    let o = run(ns
+        .cmd(BIN)
+        .args(["run", "--config", "/nonexistent/vtepd.toml"]));
+    assert_one_line(&o, 2, "cannot read config", "missing file");
+    assert_eq!(ns.links(), before, "a rejected config created a device");
+    assert!(!ctl.exists());
+}
+
+#[test]
+fn missing_privilege_is_status_1() {
+    let ns = Netns::new("p");
+    let ctl = daemon_support::control_path("p");
+    let o = run(ns
+        .cmd("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            BIN,
+        ])
+        .args(["run", "--dev", "vx0", "--local", "127.0.0.1", "--control"])
+        .arg(&ctl));
+    assert_one_line(&o, 1, "CAP_NET_ADMIN", "unprivileged run");
+    assert!(!ns.has_link("vx0"));
+}
+
+#[test]
+fn client_without_daemon_is_status_1() {
+    let ctl = daemon_support::control_path("none");
+    for args in [
+        &["stats"][..],
+        &["fdb", "show"],
+        &["fdb", "add", "02:00:00:00:00:01", "192.0.2.2"],
+        &["peers", "show", "--json"],
+    ] {
+        let o = run(Command::new(BIN).args(args).arg("--control").arg(&ctl));
+        assert_one_line(&o, 1, "cannot reach vtepd", &format!("{args:?}"));
+    }
+    // A socket file nobody listens on.
+    drop(std::os::unix::net::UnixListener::bind(&ctl).unwrap());
+    let o = run(Command::new(BIN).args(["stats", "--control"]).arg(&ctl));
+    assert_one_line(&o, 1, "connection refused", "stale socket");
+    let _ = std::fs::remove_file(&ctl);
+}
+
+#[test]
+fn bad_client_arguments_are_status_2() {
+    let cases: &[&[&str]] = &[
+        &["fdb", "add", "01:00:5e:00:00:01", "192.0.2.2"],
+        &["fdb", "add", "02:00:00:00:00:01"],
+        &["fdb", "add", "02:00:00:00:00:01", "0.0.0.0"],
+        &["fdb", "del", "nonsense"],
+        &["fdb", "show", "--vni", "x"],
+        &["peers", "add", "192.0.2"],
+        &["peers", "remove", "192.0.2.2"],
+        &["stats", "--yaml"],
+        &["frobnicate"],
+    ];
+    for args in cases {
+        let o = run(Command::new(BIN).args(*args));
+        assert_one_line(&o, 2, "", &format!("{args:?}"));
+    }
+}
+
+#[test]
+fn help_lists_every_flag() {
+    let o = run(Command::new(BIN).args(["run", "--help"]));
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    for flag in [
+        "--config",
+        "--dev",
+        "--local",
+        "--vni",
+        "--peer",
+        "--mode",
+        "--encap",
+        "--port",
+        "--address",
+        "--mtu",
+        "--route",
+        "--no-learning",
+        "--ageing",
+        "--max-fdb",
+        "--allow-any-peer",
+        "--threads",
+        "--control",
+        "--metrics",
+    ] {
+        assert!(help.contains(flag), "run --help lacks {flag}");
+    }
+    let o = run(Command::new(BIN).arg("--help"));
+    let help = String::from_utf8_lossy(&o.stdout);
+    for sub in ["run", "fdb", "peers", "stats"] {
+        assert!(help.contains(sub), "--help lacks {sub}");
+    }
+    for sub in [&["fdb", "--help"][..], &["peers", "--help"]] {
+        let o = run(Command::new(BIN).args(sub));
+        let help = String::from_utf8_lossy(&o.stdout);
+        for c in ["show", "add", "del"] {
+            assert!(help.contains(c), "{sub:?} lacks {c}");
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! End-to-end checks of `vtepd run` in network namespaces: two daemons on a veth underlay,
+//! an address on each TAP, pings across, and the control socket's view and changes.
+//! Needs root (CAP_NET_ADMIN) and the tun, veth and netns kernel features.
+
+mod daemon_support;
+
+use daemon_support::{Daemon, Netns, Pair, control_path, must, wait_until};
+use std::process::Command;
+use std::time::Duration;
+use vtepd::core::DropReason;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+fn two_daemons(extra_a: &[&str], extra_b: &[&str]) -> (Pair, Daemon, Daemon) {
+    let p = Pair::new();
+    let mut a = vec!["--dev", "vx0", "--local", "192.0.2.1", "--vni", "42"];
+    a.extend_from_slice(&["--address", "10.9.0.1/24"]);
+    a.extend_from_slice(extra_a);
+    let mut b = vec!["--dev", "vx0", "--local", "192.0.2.2", "--vni", "42"];
+    b.extend_from_slice(&["--address", "10.9.0.2/24"]);
+    b.extend_from_slice(extra_b);
+    let da = Daemon::start(&p.a, &a);
+    let db = Daemon::start(&p.b, &b);
+    (p, da, db)
+}
+
+fn n(v: &serde_json::Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
+
+#[test]
+fn ping_across_learns_and_counts() {
+    let (p, a, b) = two_daemons(&["--peer", "192.0.2.2"], &["--peer", "192.0.2.1"]);
+    // The TAP: created, up, MTU = 1500 - 50, address set.
+    let link = p.a.ip(&["-o", "link", "show", "vx0"]);
+    assert!(link.contains("mtu 1450") && link.contains("UP"), "{link}");
+    assert!(
+        p.a.ip(&["-o", "addr", "show", "vx0"])
+            .contains("10.9.0.1/24")
+    );
+
+    assert!(
+        p.a.ping_within("10.9.0.2", SECS(5)),
+        "no ping across: {}",
+        a.log_text()
+    );
+    assert!(p.b.ping("10.9.0.1"));
+
+    let b_mac = p.b.mac("vx0");
+    let fdb = a.fdb();
+    let e = fdb
+        .iter()
+        .find(|e| e["mac"] == b_mac.as_str())
+        .unwrap_or_else(|| panic!("{fdb:?}"));
+    assert_eq!(e["remote"], "192.0.2.2");
+    assert_eq!(e["kind"], "learned");
+    assert_eq!(e["vni"], 42);
+    assert!(e["age_secs"].as_u64().is_some());
+    // The text form, like `bridge fdb show`.
+    let text = a.ok(&["fdb", "show"]);
+    assert!(
+        text.contains(&format!("{b_mac} dev vx0 vni 42 dst 192.0.2.2 learned")),
+        "{text}"
+    );
+
+    let st = a.stats();
+    for k in [
+        "rx_tunnel",
+        "tx_tunnel",
+        "rx_device",
+        "tx_device",
+        "flood_copies",
+        "learned",
+    ] {
+        assert!(n(&st, k) > 0, "{k} is zero: {st}");
+    }
+    assert!(n(&st, "fdb_entries") >= 1);
+    let drops = st["drops"].as_object().unwrap();
+    assert_eq!(drops.len(), DropReason::COUNT, "every reason listed: {st}");
+    for r in DropReason::ALL {
+        assert!(drops.contains_key(r.name()), "{} missing", r.name());
+    }
+    let peers: serde_json::Value =
+        serde_json::from_str(&a.ok(&["peers", "show", "--json"])).unwrap();
+    assert_eq!(peers[0]["vni"], 42);
+    assert_eq!(peers[0]["peers"][0], "192.0.2.2");
+    drop(b);
+}
+
+#[test]
+fn peers_and_fdb_changes_steer_traffic() {
+    // A floods nowhere and learns nothing; B knows A.
+    let (p, a, _b) = two_daemons(&["--no-learning"], &["--peer", "192.0.2.1"]);
+    assert!(!p.a.ping("10.9.0.2"));
+    assert!(n(&a.stats()["drops"], "no_peers") > 0);
+
+    // A flood-list peer makes ARP and unknown unicast reach B.
+    a.ok(&["peers", "add", "192.0.2.2"]);
+    assert!(p.a.ping_within("10.9.0.2", SECS(5)), "{}", a.log_text());
+    assert!(a.fdb().is_empty(), "--no-learning learned: {:?}", a.fdb());
+
+    // Without it, the (now ARP-resolved) unicast has nowhere to go.
+    a.ok(&["peers", "del", "192.0.2.2"]);
+    assert!(!p.a.ping("10.9.0.2"));
+
+    // A static entry steers unicast to B again, without any flooding.
+    let b_mac = p.b.mac("vx0");
+    a.ok(&["fdb", "add", &b_mac, "192.0.2.2"]);
+    let fdb = a.fdb();
+    assert_eq!(fdb.len(), 1);
+    assert_eq!(fdb[0]["kind"], "static");
+    let floods = n(&a.stats(), "flood_copies");
+    assert!(
+        p.a.ping("10.9.0.2"),
+        "static entry did not steer: {}",
+        a.log_text()
+    );
+    assert_eq!(n(&a.stats(), "flood_copies"), floods, "unicast was flooded");
+
+    a.ok(&["fdb", "del", &b_mac]);
+    assert!(a.fdb().is_empty());
+    assert!(!p.a.ping("10.9.0.2"));
+
+    // Deleting what is not there is a runtime error; an unknown VNI is bad usage.
+    assert_eq!(a.client(&["fdb", "del", &b_mac]).status.code(), Some(1));
+    assert_eq!(
+        a.client(&["peers", "del", "192.0.2.9"]).status.code(),
+        Some(1)
+    );
+    let out = a.client(&["peers", "add", "192.0.2.9", "--vni", "7"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("VNI 7"));
+    // A flush clears static entries too unless --learned-only.
+    a.ok(&["fdb", "add", &b_mac, "192.0.2.2"]);
+    a.ok(&["fdb", "flush", "--learned-only"]);
+    assert_eq!(a.fdb().len(), 1);
+    a.ok(&["fdb", "flush"]);
+    assert!(a.fdb().is_empty());
+}
+
+#[test]
+fn sigterm_and_sigint_exit_zero_and_clean_up() {
+    for sig in ["TERM", "INT"] {
+        let ns = Netns::new("s");
+        let mut d = Daemon::start(&ns, &["--dev", "vx0", "--local", "127.0.0.1"]);
+        assert!(ns.has_link("vx0"));
+        let mode = std::fs::metadata(&d.control).map(|m| {
+            use std::os::unix::fs::PermissionsExt;
+            m.permissions().mode() & 0o777
+        });
+        assert_eq!(mode.unwrap(), 0o600);
+        d.signal(sig);
+        let st = d.wait_exit(SECS(10)).expect("daemon did not exit");
+        assert_eq!(st.code(), Some(0), "SIG{sig}: {}", d.log_text());
+        assert!(!ns.has_link("vx0"), "TAP left behind after SIG{sig}");
+        assert!(
+            !d.control.exists(),
+            "control socket left behind after SIG{sig}"
+        );
+    }
+}
+
+#[test]
+fn deleted_device_ends_the_daemon_with_status_1() {
+    let ns = Netns::new("d");
+    let mut d = Daemon::start(&ns, &["--dev", "vx0", "--local", "127.0.0.1"]);
+    ns.ip(&["link", "del", "vx0"]);
+    let st = d
+        .wait_exit(SECS(10))
+        .expect("daemon kept running without its device");
+    assert_eq!(st.code(), Some(1));
+    let log = d.log_text();
+    assert!(log.contains("vx0 was removed"), "{log}");
+    assert!(!d.control.exists());
+}
+
+#[test]
+fn stale_socket_is_replaced_and_a_live_daemon_is_refused() {
+    let ns = Netns::new("k");
+    let path = control_path("stale");
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(path.exists(), "stale socket file");
+    // A daemon on the stale path starts (Daemon::start uses its own path, so drive it here).
+    let mut first = ns
+        .cmd(daemon_support::BIN)
+        .args(["run", "--dev", "vx0", "--local", "127.0.0.1", "--control"])
+        .arg(&path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = |args: &[&str]| {
+        Command::new(daemon_support::BIN)
+            .args(args)
+            .arg("--control")
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let up = wait_until(SECS(10), || client(&["stats"]).status.success());
+    // A second daemon (another device) is refused while the first answers.
+    let second = ns
+        .cmd(daemon_support::BIN)
+        .args([
+            "run",
+            "--dev",
+            "vx1",
+            "--local",
+            "127.0.0.1",
+            "--port",
+            "4790",
+            "--control",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    must(Command::new("kill").args(["-TERM", &first.id().to_string()]));
+    let exited = wait_until(SECS(10), || matches!(first.try_wait(), Ok(Some(_))));
+    if !exited {
+        let _ = first.kill();
+    }
+    let _ = first.wait();
+    let _ = std::fs::remove_file(&path);
+    assert!(up, "daemon did not start over a stale socket");
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("another vtepd"), "{err}");
+    assert!(!ns.has_link("vx1"), "refused daemon created its device");
+}
+
+#[test]
+fn existing_tap_is_used_and_kept() {
+    let ns = Netns::new("t");
+    ns.ip(&["tuntap", "add", "dev", "vx0", "mode", "tap"]);
+    let mac = ns.mac("vx0");
+    let mut d = Daemon::start(
+        &ns,
+        &["--dev", "vx0", "--local", "127.0.0.1", "--mtu", "1400"],
+    );
+    assert!(ns.ip(&["-o", "link", "show", "vx0"]).contains("mtu 1400"));
+    assert_eq!(ns.mac("vx0"), mac, "an existing device keeps its MAC");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(SECS(10)).and_then(|s| s.code()), Some(0));
+    assert!(
+        ns.has_link("vx0"),
+        "a device vtepd did not create must stay"
+    );
+}
+
+#[test]
+fn config_file_with_two_networks() {
+    let p = Pair::new();
+    let conf = |local: &str, peer: &str, host: u8| {
+        format!(
+            "local = \"{local}\"\n\
+             [[network]]\ndev = \"vx10\"\nvni = 10\npeers = [\"{peer}\"]\naddress = \"10.10.0.{host}/24\"\n\
+             [[network]]\ndev = \"vx20\"\nvni = 20\npeers = [\"{peer}\"]\naddress = \"10.20.0.{host}/24\"\n"
+        )
+    };
+    let dir = std::env::temp_dir();
+    let (fa, fb) = (
+        dir.join(format!("{}.toml", p.a.name)),
+        dir.join(format!("{}.toml", p.b.name)),
+    );
+    std::fs::write(&fa, conf("192.0.2.1", "192.0.2.2", 1)).unwrap();
+    std::fs::write(&fb, conf("192.0.2.2", "192.0.2.1", 2)).unwrap();
+    let a = Daemon::start(&p.a, &["--config", fa.to_str().unwrap()]);
+    let _b = Daemon::start(&p.b, &["--config", fb.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&fa);
+    let _ = std::fs::remove_file(&fb);
+    assert!(p.a.ping_within("10.10.0.2", SECS(5)), "{}", a.log_text());
+    assert!(p.a.ping_within("10.20.0.2", SECS(5)), "{}", a.log_text());
+    // Each network learned its own remote MAC, under its own VNI.
+    let fdb = a.fdb();
+    for (vni, dev) in [(10, "vx10"), (20, "vx20")] {
+        let mac = p.b.mac(dev);
+        assert!(
+            fdb.iter()
+                .any(|e| e["vni"] == vni && e["mac"] == mac.as_str()),
+            "VNI {vni}: {fdb:?}"
+        );
+    }
+    assert_eq!(
+        a.ok(&["fdb", "show", "--vni", "10", "--json"])
+            .matches("\"vni\"")
+            .count(),
+        1
+    );
+    // With two networks a change needs --vni.
+    let out = a.client(&["peers", "add", "192.0.2.9"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give --vni"));
+    a.ok(&["peers", "add", "192.0.2.9", "--vni", "20"]);
+    let peers = a.ok(&["peers", "show"]);
+    assert!(
+        peers
+            .lines()
+            .any(|l| l.starts_with("20 ") && l.ends_with("192.0.2.9")),
+        "{peers}"
+    );
+}
+
+#[test]
+fn a_peer_that_cannot_be_reached_is_counted_and_the_others_still_work() {
+    // 198.51.100.9 has no route in A's namespace: every copy to it fails with ENETUNREACH.
+    let (p, a, _b) = two_daemons(
+        &["--peer", "198.51.100.9", "--peer", "192.0.2.2"],
+        &["--peer", "192.0.2.1"],
+    );
+    assert!(p.a.ping_within("10.9.0.2", SECS(5)), "{}", a.log_text());
+    let st = a.stats();
+    assert!(n(&st["drops"], "tunnel_tx_error") > 0, "{st}");
+    assert!(p.a.ping("10.9.0.2"), "the loop stopped after a send error");
+}
+
+#[test]
+fn learned_entries_age_out() {
+    let (p, a, _b) = two_daemons(
+        &["--peer", "192.0.2.2", "--ageing", "1"],
+        &["--peer", "192.0.2.1"],
+    );
+    assert!(p.a.ping_within("10.9.0.2", SECS(5)));
+    let b_mac = p.b.mac("vx0");
+    a.ok(&["fdb", "add", "02:00:00:00:00:77", "192.0.2.2"]);
+    let aged = wait_until(SECS(10), || {
+        let fdb = a.fdb();
+        !fdb.iter().any(|e| e["mac"] == b_mac.as_str())
+    });
+    assert!(aged, "learned entry did not age out: {:?}", a.fdb());
+    // Static entries never age.
+    assert!(a.fdb().iter().any(|e| e["mac"] == "02:00:00:00:00:77"));
+}
+
+#[test]
+fn control_socket_answers_garbage_with_an_error_and_keeps_serving() {
+    use std::io::{BufRead, BufReader, Write};
+    let ns = Netns::new("g");
+    let d = Daemon::start(&ns, &["--dev", "vx0", "--local", "127.0.0.1"]);
+    for req in [
+        "not json\n",
+        "{\"cmd\":\"reboot\"}\n",
+        "{\"cmd\":\"fdb_show\",\"vni\":\"x\"}\n",
+    ] {
+        let mut s = std::os::unix::net::UnixStream::connect(&d.control).unwrap();
+        s.set_read_timeout(Some(SECS(5))).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["ok"], false, "{req}: {line}");
+        assert!(
+            v["error"].as_str().unwrap().contains("bad request"),
+            "{line}"
+        );
+    }
+    // A client that connects and says nothing does not wedge the server for good.
+    let _silent = std::os::unix::net::UnixStream::connect(&d.control).unwrap();
+    d.ok(&["stats"]);
+}

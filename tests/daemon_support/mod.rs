@@ -1,0 +1,265 @@
+//! Helpers for the netns integration tests of the vtepd binary: namespaces and daemons that
+//! clean up after themselves, bounded waits, and the client subcommands.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_vtepd");
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A name unique to this process and call, short enough for device names (≤ 15 bytes).
+pub fn unique(tag: &str) -> String {
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    format!("vt{}{}{}", std::process::id() % 100_000, tag, n)
+}
+
+/// Runs a command, returning its output (panics only if it cannot be started).
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Runs a command that must succeed.
+pub fn must(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `ip ARGS...` that must succeed.
+pub fn ip(args: &[&str]) -> String {
+    must(Command::new("ip").args(args))
+}
+
+/// Polls `cond` every 50 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A network namespace, deleted on drop.
+#[derive(Debug)]
+pub struct Netns {
+    /// Its name.
+    pub name: String,
+}
+
+impl Netns {
+    /// A fresh namespace with `lo` up.
+    pub fn new(tag: &str) -> Netns {
+        let name = unique(tag);
+        ip(&["netns", "add", &name]);
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+    /// `ip -n NS ARGS...` that must succeed.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+    /// A command run inside the namespace.
+    pub fn cmd(&self, prog: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, prog]);
+        c
+    }
+    /// Names of the links in the namespace.
+    pub fn links(&self) -> Vec<String> {
+        self.ip(&["-o", "link", "show"])
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+            .collect()
+    }
+    /// Whether a link exists.
+    pub fn has_link(&self, dev: &str) -> bool {
+        self.links().iter().any(|l| l == dev)
+    }
+    /// The MAC address of a link.
+    pub fn mac(&self, dev: &str) -> String {
+        let out = self.ip(&["-o", "link", "show", dev]);
+        let mut words = out.split_whitespace();
+        words.find(|w| *w == "link/ether");
+        words
+            .next()
+            .unwrap_or_else(|| panic!("no MAC in {out}"))
+            .to_owned()
+    }
+    /// One ping from this namespace with a 1 s deadline; true if answered.
+    pub fn ping(&self, dst: &str) -> bool {
+        run(self
+            .cmd("ping")
+            .args(["-c", "1", "-W", "1", dst])
+            .stdout(Stdio::null()))
+        .status
+        .success()
+    }
+    /// Pings until one is answered or `limit` passes.
+    pub fn ping_within(&self, dst: &str, limit: Duration) -> bool {
+        wait_until(limit, || self.ping(dst))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Two namespaces joined by a veth pair on 192.0.2.0/24: `a` is .1, `b` is .2.
+#[derive(Debug)]
+pub struct Pair {
+    /// Host A (192.0.2.1).
+    pub a: Netns,
+    /// Host B (192.0.2.2).
+    pub b: Netns,
+}
+
+impl Pair {
+    /// Builds the pair.
+    pub fn new() -> Pair {
+        let (a, b) = (Netns::new("a"), Netns::new("b"));
+        a.ip(&[
+            "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &b.name,
+        ]);
+        for (ns, addr) in [(&a, "192.0.2.1/24"), (&b, "192.0.2.2/24")] {
+            ns.ip(&["addr", "add", addr, "dev", "eth0"]);
+            ns.ip(&["link", "set", "eth0", "up"]);
+        }
+        Pair { a, b }
+    }
+}
+
+/// A vtepd daemon in a namespace; killed (SIGKILL) on drop if still running.
+#[derive(Debug)]
+pub struct Daemon {
+    /// The process (`ip netns exec` execs vtepd, so this is vtepd itself).
+    pub child: Child,
+    /// Its control socket.
+    pub control: PathBuf,
+    /// Where its stderr goes.
+    pub log: PathBuf,
+    exited: Option<ExitStatus>,
+}
+
+/// A control socket path unique to this test.
+pub fn control_path(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{}.sock", unique(tag)))
+}
+
+impl Daemon {
+    /// Starts `vtepd run ARGS --control <unique>` in `ns` and waits (≤ 10 s) until its control
+    /// socket answers.
+    pub fn start(ns: &Netns, args: &[&str]) -> Daemon {
+        let control = control_path("c");
+        let log = control.with_extension("log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = ns
+            .cmd(BIN)
+            .arg("run")
+            .args(args)
+            .arg("--control")
+            .arg(&control)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file))
+            .spawn()
+            .unwrap();
+        let mut d = Daemon {
+            child,
+            control,
+            log,
+            exited: None,
+        };
+        let up = wait_until(Duration::from_secs(10), || {
+            if let Ok(Some(st)) = d.child.try_wait() {
+                d.exited = Some(st);
+                return true;
+            }
+            d.client(&["stats"]).status.success()
+        });
+        assert!(
+            up && d.exited.is_none(),
+            "vtepd did not start ({:?}): {}",
+            d.exited,
+            d.log_text()
+        );
+        d
+    }
+    /// The daemon's stderr so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    /// `vtepd ARGS --control <ours>`.
+    pub fn client(&self, args: &[&str]) -> Output {
+        run(Command::new(BIN)
+            .args(args)
+            .arg("--control")
+            .arg(&self.control))
+    }
+    /// A client command that must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.client(args);
+        assert!(
+            out.status.success(),
+            "vtepd {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    /// `stats --json`.
+    pub fn stats(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["stats", "--json"])).unwrap()
+    }
+    /// `fdb show --json`.
+    pub fn fdb(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str(&self.ok(&["fdb", "show", "--json"])).unwrap()
+    }
+    /// Sends a signal by PID.
+    pub fn signal(&self, sig: &str) {
+        must(Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]));
+    }
+    /// Waits (≤ `limit`) for the daemon to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        if self.exited.is_none() {
+            wait_until(limit, || {
+                self.exited = self.child.try_wait().ok().flatten();
+                self.exited.is_some()
+            });
+        }
+        self.exited
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.exited.is_none() && matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_file(&self.log);
+        let _ = std::fs::remove_file(&self.control);
+    }
+}

@@ -1,0 +1,62 @@
+//! The lab's topology scripts, run as a test in quiet mode: lab/demo.sh (three vtepd hosts, six pods,
+//! every pod pings every other) and lab/interop-kernel.sh (two vtepd hosts and a kernel vxlan host
+//! reach each other's pods, learn each other's MACs, and vtepd's datagrams follow the wire rules).
+//! Each must exit 0.
+
+mod lab_util;
+
+use lab_util::{Lab, lab_available, repo};
+
+fn run_script(tag: &str, script: &str, env: &[(&str, &str)]) {
+    let lab = Lab::new(tag);
+    let out = lab
+        .command("timeout")
+        .envs(env.iter().copied())
+        .args(["--kill-after=5", "120"])
+        .arg(repo().join(script))
+        .arg("--quiet")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} --quiet failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{script} --quiet printed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn demo_script_succeeds() {
+    if lab_available("demo_script_succeeds") {
+        run_script("tdemo", "lab/demo.sh", &[]);
+    }
+}
+
+#[test]
+fn interop_kernel_script_succeeds() {
+    if lab_available("interop_kernel_script_succeeds") {
+        run_script("tintk", "lab/interop-kernel.sh", &[]);
+    }
+}
+
+/// design.md §2: the UDP source port comes from a hash of the inner flow, in 49152-65535, so the
+/// underlay's ECMP spreads flows (the kernel vxlan device does this). interop-kernel.sh checks it on
+/// the captured datagrams with LAB_CHECK_SRCPORT=1.
+#[test]
+#[ignore = "known gap: vtepd sends every datagram from its bound port 4789 (design.md §2 wants a \
+            per-flow port in 49152-65535)"]
+fn interop_vtepd_source_ports_follow_the_inner_flow() {
+    if lab_available("interop_vtepd_source_ports_follow_the_inner_flow") {
+        run_script(
+            "tsport",
+            "lab/interop-kernel.sh",
+            &[("LAB_CHECK_SRCPORT", "1")],
+        );
+    }
+}
