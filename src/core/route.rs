@@ -447,7 +447,7 @@ mod tests {
                 model.insert(p, via);
             }
             let t = r.load();
-            for (p, _) in &model {
+            for p in model.keys() {
                 // Probe each prefix's first and last address too.
                 for a in [p.network(), p.broadcast()] {
                     prop_assert_eq!(t.lookup(a), naive(&model, a));
