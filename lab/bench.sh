@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Throughput benchmark: vtepd against the Linux kernel's own vxlan device, side by side in one run on
-# one topology. Two hosts, h1 (192.0.2.1) and h2 (192.0.2.2), on a veth underlay (each host's eth0
-# is a veth whose peer is a port of bridge br0 in namespace <prefix>-ul; MTU 1500). Each mode in turn
+# one topology. Two hosts, h1 (192.0.2.1) and h2 (192.0.2.2), on a veth underlay (one veth pair: each
+# host's eth0, MTU 1500, default offloads; no bridge between them). Each mode in turn
 # puts its tunnel between the hosts, with the overlay address on the tunnel device itself, measures,
 # and is torn down:
 #   bare_veth       no tunnel: the underlay itself (h1 -> 192.0.2.2)
 #   kernel_vxlan    `ip link add vx0 type vxlan id 42 dstport 4789 ...` on both hosts, the other host
 #                   in its flood list (10.42.0.1/24 -> 10.42.0.2)
 #   vtepd_l2_vxlan  vtepd --mode l2 (TAP vtep0), VNI 42, the other host as peer (10.42.0.1 -> .2)
-#   vtepd_l3_vxlan  vtepd --mode l3 --encap vxlan (TUN tun0), route to the other host's /24
-#                   (10.44.1.1 -> 10.44.2.1)
-#   vtepd_l3_ipip   vtepd --mode l3 --encap ipip (TUN tun0), route to the other host's /24
-#                   (10.43.1.1 -> 10.43.2.1)
+#   vtepd_l3_vxlan  vtepd --mode l3 --encap vxlan (TUN tun0), VNI 42, the other host as peer, one
+#                   on-link subnet resolved by vtepd's ARP (10.44.0.1/24 -> 10.44.0.2)
+#   vtepd_l3_ipip   vtepd --mode l3 --encap ipip (TUN tun0), --route to the other host's /24
+#                   (10.43.1.1/24 -> 10.43.2.1)
 # For each mode, from h1 to h2:
 #   tcp1, tcp4  iperf3 TCP throughput with 1 and 4 streams (Gbit/s, as received)
 #   udp64       64-byte forwarding rate: packets per second arriving on h2's overlay device while
@@ -27,6 +27,7 @@
 # It prints a table with every vtepd figure also as a ratio to kernel vxlan from the same run.
 #
 # usage: sudo lab/bench.sh [--quick] [--modes LIST] [--repeat N] [--json [FILE]] [--quiet] [--keep]
+#                          [--profile perf|callgrind [--profile-load tcp|udp]]
 #   --quick       short runs (about 10 s a mode instead of about 30 s)
 #   --modes LIST  comma-separated modes (default: all): bare_veth, kernel_vxlan, vtepd_l2_vxlan,
 #                 vtepd_l3_vxlan, vtepd_l3_ipip, or short names bare, kernel, vtepd_l2, vtepd_l3vx,
@@ -43,6 +44,15 @@
 #                 and facts of the run (kernel, cpus, load, durations). A figure not measured is null.
 #   --quiet       print nothing but failures (and the JSON when asked for)
 #   --keep        leave the lab up at the end
+#   --profile perf|callgrind
+#                 instead of measuring, profile both daemons of each selected vtepd mode under load
+#                 (10 s; --quick: 3 s) and write reports to target/bench/profile/<mode>-*.txt:
+#                 perf: `perf record -g -e cpu-clock` (software clock: no hardware counters in this
+#                 VM), time by binary, by symbol, and inclusive by call chain (which syscall);
+#                 callgrind: the daemons run under valgrind, user-space instructions by function
+#                 and per packet forwarded (immune to a noisy machine; the kernel is invisible to it)
+#   --profile-load tcp|udp
+#                 the load while profiling: one iperf3 TCP stream (default) or the 64-byte UDP flood
 # Environment: VTEPD_BIN (a built vtepd; otherwise cargo builds the release binary), BENCH_VTEPD_ARGS
 # (extra `vtepd run` flags, word-split, e.g. "--threads 1"), LAB_SKIP_SETUP=1, LAB_PREFIX.
 # Exit status: 0 when every selected mode was measured or is not supported by this vtepd yet (vtepd
@@ -80,6 +90,8 @@ QUICK=0
 MODES=$BENCH_MODES_ALL
 JSON_OUT=
 ROUNDS=1
+PROFILE=
+PROFILE_LOAD=tcp
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) QUICK=1 ;;
@@ -113,6 +125,16 @@ while [ $# -gt 0 ]; do
         ;;
     -q | --quiet) QUIET=1 ;;
     --keep) LAB_KEEP=1 ;;
+    --profile)
+        [ $# -ge 2 ] && [[ $2 == perf || $2 == callgrind ]] || bench_bad_usage "--profile perf or callgrind"
+        PROFILE=$2
+        shift
+        ;;
+    --profile-load)
+        [ $# -ge 2 ] && [[ $2 == tcp || $2 == udp ]] || bench_bad_usage "--profile-load tcp or udp"
+        PROFILE_LOAD=$2
+        shift
+        ;;
     -h | --help)
         bench_usage
         exit 0
@@ -131,9 +153,9 @@ done
 if [ "$JSON_OUT" = - ]; then exec 3>&1 1>&2; else exec 3>&1; fi
 
 if [ "$QUICK" = 1 ]; then
-    PINGS=50 TCP_SECS=1 UDP_SECS=1
+    PINGS=50 TCP_SECS=1 UDP_SECS=1 PROFILE_SECS=3
 else
-    PINGS=200 TCP_SECS=5 UDP_SECS=3
+    PINGS=200 TCP_SECS=5 UDP_SECS=3 PROFILE_SECS=10
 fi
 UDP_THREADS="1 2"
 UDP_WARMUP=0.5
@@ -141,8 +163,28 @@ UDP_WARMUP=0.5
 for tool in iperf3 jq ping ip rustc awk; do
     command -v "$tool" >/dev/null || lab_die "$tool not found (scripts/setup.sh installs the lab's tools)" || exit 1
 done
+case $PROFILE in
+perf) command -v perf >/dev/null || lab_die "perf not found (apt-get install linux-perf)" || exit 1 ;;
+callgrind) command -v valgrind >/dev/null || lab_die "valgrind not found (apt-get install valgrind)" || exit 1 ;;
+esac
 lab_prepare
 lab_traps
+PROFILE_DIR=$LAB_REPO/target/bench/profile
+BENCH_STOP_SECS=5
+if [ "$PROFILE" = callgrind ]; then
+    # `vtepd run` under callgrind (client commands run as they are); valgrind starts and stops slowly.
+    LAB_TIMEOUT=60 BENCH_STOP_SECS=60
+    mkdir -p "$LAB_DIR" "$PROFILE_DIR"
+    cat >"$LAB_DIR/vtepd-callgrind" <<EOF
+#!/bin/sh
+if [ "\$1" = run ]; then
+    exec valgrind --tool=callgrind --callgrind-out-file="$PROFILE_DIR/callgrind.out.%p" "$VTEPD_BIN" "\$@"
+fi
+exec "$VTEPD_BIN" "\$@"
+EOF
+    chmod +x "$LAB_DIR/vtepd-callgrind"
+    VTEPD_BIN=$LAB_DIR/vtepd-callgrind
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Results: R[key] = JSON text (a number, a string or null), written out at the end. Figures are
@@ -199,7 +241,7 @@ BENCH_HZ=$(getconf CLK_TCK)
 bench_cpu_busy() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
 # bench_proc_cpu PID...: user+system jiffies of the processes (all their threads); 0 for none.
 bench_proc_cpu() {
-    local pid total=0 stat rest
+    local pid total=0 stat rest f
     for pid in "$@"; do
         stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
         rest=${stat##*) } # the command name may hold spaces and parentheses
@@ -262,11 +304,18 @@ bench_udpgen_build() {
     mv -f "$tmp" "$UDPGEN" # atomic: a parallel run never sees half a binary
 }
 
-# bench_topology: the underlay with hosts h1 and h2, an iperf3 server and a UDP sink in h2.
+# bench_topology: hosts h1 and h2 joined by one veth pair (their eth0s: the underlay), an iperf3
+# server and a UDP sink in h2.
 bench_topology() {
-    lab_underlay || return
-    lab_host h1 || return
-    lab_host h2 || return
+    local i
+    lab_netns_add h1 && lab_netns_add h2 || return
+    ip -n "$(lab_ns h1)" link add eth0 type veth peer name eth0 netns "$(lab_ns h2)" ||
+        lab_die "cannot create the underlay veth pair" || return
+    for i in 1 2; do
+        ip -n "$(lab_ns "h$i")" addr add "$(bench_ul_ip "$i")/24" dev eth0 &&
+            ip -n "$(lab_ns "h$i")" link set eth0 up || return
+        bench_ul_ip "$i" >"$LAB_DIR/h$i.ip"
+    done
     # The generator runs from the lab's directory so lab_cleanup recognises (and stops) it.
     cp "$UDPGEN" "$LAB_DIR/udpgen" || return
     ip netns exec "$(lab_ns h2)" iperf3 -s -p "$BENCH_IPERF_PORT" --logfile "$LAB_DIR/iperf3-server.log" \
@@ -348,16 +397,16 @@ bench_up_vtepd_l2_vxlan() {
     DST=10.42.0.2 RXDEV=vtep0
 }
 
-# L3 VXLAN: the TUN carries IP; vtepd resolves the next hop's MAC itself (ARP by head-end
-# replication to the peer, answered by the remote vtepd for its own address).
+# L3 VXLAN: the TUN carries IP; both overlay addresses share one subnet, so the destination is
+# on-link and vtepd resolves its MAC itself (ARP by head-end replication to the peer, answered by
+# the remote vtepd for its own address).
 bench_up_vtepd_l3_vxlan() {
-    local i o
+    local i
     for i in 1 2; do
-        o=$((3 - i))
-        bench_vtepd "h$i" tun0 --mode l3 --encap vxlan --vni "$BENCH_VNI" --peer "$(bench_ul_ip "$o")" \
-            --address "10.44.$i.1/24" --route "10.44.$o.0/24=$(bench_ul_ip "$o")" || return
+        bench_vtepd "h$i" tun0 --mode l3 --encap vxlan --vni "$BENCH_VNI" --peer "$(bench_ul_ip $((3 - i)))" \
+            --address "10.44.0.$i/24" || return
     done
-    DST=10.44.2.1 RXDEV=tun0
+    DST=10.44.0.2 RXDEV=tun0
 }
 
 bench_up_vtepd_l3_ipip() {
@@ -370,9 +419,10 @@ bench_up_vtepd_l3_ipip() {
     DST=10.43.2.1 RXDEV=tun0
 }
 
-# bench_down: stops our vtepd processes (SIGTERM, then SIGKILL after 5 s) and deletes kernel devices.
+# bench_down: stops our vtepd processes (SIGTERM, then SIGKILL after BENCH_STOP_SECS) and deletes
+# kernel devices.
 bench_down() {
-    local pid ns deadline=$((SECONDS + 5))
+    local pid ns deadline=$((SECONDS + BENCH_STOP_SECS))
     for pid in "${DAEMONS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${DAEMONS[@]}"; do
         while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.05; done
@@ -408,12 +458,21 @@ bench_ping() {
 
 # bench_tcp MODE STREAMS: iperf3 TCP throughput; with one stream also the CPU per GB.
 bench_tcp() {
-    local mode=$1 streams=$2 json gbps bytes b0 b1 p0 p1 o0 o1 t0 t1 per_gb
+    local mode=$1 streams=$2 json gbps bytes b0 b1 p0 p1 o0 o1 t0 t1 per_gb tries=0
     b0=$(bench_cpu_busy) o0=$(bench_others_cpu) p0=$(bench_proc_cpu "${DAEMONS[@]}") t0=$(bench_now)
-    json=$(timeout $((TCP_SECS + 20)) ip netns exec "$(lab_ns h1)" iperf3 -c "$DST" -p "$BENCH_IPERF_PORT" \
-        -t "$TCP_SECS" -P "$streams" -J) ||
-        lab_die "$mode: iperf3 -P $streams to $DST failed: $(jq -r '.error // empty' <<<"$json" 2>/dev/null)" ||
-        return
+    # The server may still be closing the previous test ("busy"): that alone is retried.
+    while :; do
+        tries=$((tries + 1))
+        if json=$(timeout $((TCP_SECS + 20)) ip netns exec "$(lab_ns h1)" iperf3 -c "$DST" \
+            -p "$BENCH_IPERF_PORT" -t "$TCP_SECS" -P "$streams" -J); then
+            break
+        fi
+        if [ "$tries" -ge 3 ] || ! grep -q busy <<<"$json"; then
+            lab_die "$mode: iperf3 -P $streams to $DST failed: $(jq -r '.error // empty' <<<"$json" 2>/dev/null)"
+            return
+        fi
+        sleep 1
+    done
     b1=$(bench_cpu_busy) o1=$(bench_others_cpu) p1=$(bench_proc_cpu "${DAEMONS[@]}") t1=$(bench_now)
     gbps=$(jq -r '.end.sum_received.bits_per_second // 0 | . / 1e9 * 1000 | round / 1000' <<<"$json")
     bytes=$(jq -r '.end.sum_received.bytes // 0' <<<"$json")
@@ -482,6 +541,76 @@ bench_mode() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Profiling
+
+# bench_profile MODE: sets a vtepd mode up, profiles both daemons under PROFILE_LOAD for
+# PROFILE_SECS, tears it down, writes and shows the reports. Returns 3 for n/a.
+bench_profile() {
+    local mode=$1 rc=0 load pids=() b1 b2 a1 a2 n1 n2 n i f total out
+    out=$PROFILE_DIR/$mode
+    lab_say "$mode: profiling both daemons with $PROFILE under $PROFILE_LOAD load for ${PROFILE_SECS}s"
+    "bench_up_$mode" || rc=$?
+    if [ "$rc" = 0 ]; then lab_wait_ping h1 "$DST" 30 || rc=1; fi
+    if [ "$rc" != 0 ]; then
+        bench_down
+        return "$rc"
+    fi
+    pids=("${DAEMONS[@]}")
+    b1=$(lab_client h1 stats --json) && b2=$(lab_client h2 stats --json) || rc=1
+    if [ "$PROFILE_LOAD" = tcp ]; then
+        timeout $((PROFILE_SECS + 20)) ip netns exec "$(lab_ns h1)" iperf3 -c "$DST" -p "$BENCH_IPERF_PORT" \
+            -t $((PROFILE_SECS + 1)) >"$out-load.txt" 2>&1 &
+    else
+        ip netns exec "$(lab_ns h1)" "$LAB_DIR/udpgen" send "$DST:$BENCH_UDP_PORT" --size "$BENCH_UDP_PAYLOAD" \
+            --secs $((PROFILE_SECS + 1)) >"$out-load.txt" 2>&1 &
+    fi
+    load=$!
+    if [ "$PROFILE" = perf ]; then
+        perf record -q -g -e cpu-clock -F 1999 -p "$(IFS=,; echo "${pids[*]}")" -o "$out-perf.data" \
+            -- sleep "$PROFILE_SECS" 2>"$LAB_DIR/perf.log" || lab_die "perf record failed: $(cat "$LAB_DIR/perf.log")" || rc=1
+    else
+        sleep "$PROFILE_SECS"
+    fi
+    wait "$load" || lab_die "$mode: the $PROFILE_LOAD load failed: $(tail -n 3 "$out-load.txt")" || rc=1
+    a1=$(lab_client h1 stats --json) && a2=$(lab_client h2 stats --json) || rc=1
+    bench_down
+    [ "$rc" = 0 ] || return "$rc"
+    # Packets each daemon handled: frames from its device plus datagrams from the tunnel.
+    n1=$(jq -n --argjson a "$b1" --argjson b "$a1" '($b.rx_device - $a.rx_device) + ($b.rx_tunnel - $a.rx_tunnel)')
+    n2=$(jq -n --argjson a "$b2" --argjson b "$a2" '($b.rx_device - $a.rx_device) + ($b.rx_tunnel - $a.rx_tunnel)')
+    lab_info "load: $(grep -E 'receiver|^sent' "$out-load.txt" | tail -n 1)"
+    lab_info "packets handled while profiled: h1 $n1, h2 $n2"
+    if [ "$PROFILE" = perf ]; then
+        perf report -i "$out-perf.data" --stdio --no-children --sort dso -g none --percent-limit 0.5 2>/dev/null |
+            grep -v '^#' | grep -v '^$' >"$out-perf-dso.txt"
+        perf report -i "$out-perf.data" --stdio --no-children --sort sym -g none --percent-limit 0.7 2>/dev/null |
+            grep -v '^#' | grep -v '^$' >"$out-perf-self.txt"
+        perf report -i "$out-perf.data" --stdio --children --sort sym -g none --percent-limit 3 2>/dev/null |
+            grep -v '^#' | grep -v '^$' >"$out-perf-inclusive.txt"
+        lab_say "$mode: time by binary ($out-perf-dso.txt)"
+        sed 's/^/    /' "$out-perf-dso.txt"
+        lab_say "$mode: self time by symbol, top 25 ($out-perf-self.txt)"
+        head -n 25 "$out-perf-self.txt" | sed 's/^/    /'
+        lab_say "$mode: inclusive time, above 3% ($out-perf-inclusive.txt)"
+        sed 's/^/    /' "$out-perf-inclusive.txt"
+    else
+        i=0
+        for pid in "${pids[@]}"; do
+            i=$((i + 1))
+            f=$PROFILE_DIR/callgrind.out.$pid
+            [ -s "$f" ] || lab_die "no callgrind output $f" || return
+            callgrind_annotate --inclusive=no "$f" 2>/dev/null | head -n 60 >"$out-callgrind-h$i.txt"
+            total=$(sed -n 's/^\([0-9,]*\) (100.0%).*PROGRAM TOTALS.*/\1/p' "$out-callgrind-h$i.txt" | tr -d ,)
+            n=$([ "$i" = 1 ] && echo "$n1" || echo "$n2")
+            lab_say "$mode h$i: ${total:-?} user-space instructions for $n packets (whole run, start-up included): $(
+                awk -v t="${total:-0}" -v n="$n" 'BEGIN { if (n > 0) printf "%.0f", t / n; else print "n/a" }') per packet ($out-callgrind-h$i.txt)"
+            sed -n '15,44s/^/    /p' "$out-callgrind-h$i.txt"
+        done
+    fi
+}
+
+
+# ---------------------------------------------------------------------------------------------
 # Output
 
 # bench_table: the results, one row per mode, vtepd figures with their ratio to kernel vxlan.
@@ -540,6 +669,18 @@ bench_set loadavg_before "$(cut -d ' ' -f 1 /proc/loadavg)"
 bench_set background_cpu_busy "$(bench_background_load 1)"
 lab_say "benchmark $LAB_PREFIX: modes $SELECTED$([ "$QUICK" = 1 ] && echo ' (quick)'), $ROUNDS round(s); $(bench_get background_cpu_busy) of $(nproc) CPUs busy before we start"
 bench_topology || lab_die "cannot build the topology" || exit 1
+
+if [ -n "$PROFILE" ]; then
+    mkdir -p "$PROFILE_DIR"
+    for mode in $SELECTED; do
+        [[ $mode == vtepd_* ]] || continue
+        rc=0
+        bench_profile "$mode" || rc=$?
+        [ "$rc" != 3 ] || lab_info "$mode: not supported by this vtepd yet"
+        [ "$rc" = 0 ] || [ "$rc" = 3 ] || lab_die "$mode: profiling failed" || exit 1
+    done
+    exit 0
+fi
 
 declare -A STATUS
 failed=
