@@ -291,6 +291,19 @@ pub fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// Moves the calling thread into a new, empty network namespace (only loopback, down). Used by
+/// tests that need a private namespace for devices and routes without touching the host's.
+pub fn unshare_network_namespace() -> io::Result<()> {
+    // SAFETY: unshare only changes the calling thread's namespace membership; no memory is
+    // passed.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ pub mod fdb;
 mod forward;
 mod learn;
 pub mod network;
+pub mod route;
 pub mod time;
 
 pub use actions::{Action, Actions};

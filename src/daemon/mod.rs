@@ -11,8 +11,10 @@
 pub mod batch;
 pub mod batch_gro;
 pub mod device;
+pub mod netlink;
 pub mod socket;
 pub mod stats;
+pub mod tun;
 pub mod worker;
 
 use crate::cli::Failure;
