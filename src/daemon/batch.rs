@@ -7,6 +7,7 @@
 //! copies of a frame, each with its own outer header, in the same `sendmmsg` without copying the
 //! frame.
 
+use super::batch_gro::MAX_HEADER;
 use crate::sys::{self, MAX_BATCH, RecvMeta, SendMsg};
 use encap::tunnel::vxlan::OVERHEAD;
 use std::io;
@@ -77,11 +78,21 @@ impl RecvBatch {
     }
 }
 
+/// Longest head of a queued datagram: outer headers, then (for a segment cut from a device
+/// super-frame) the segment's own inner headers.
+pub const MAX_HEAD: usize = OVERHEAD + MAX_HEADER;
+
 /// Where one queued datagram's parts are.
 #[derive(Debug, Clone, Copy, Default)]
 struct Queued {
+    /// Frame slot of the body.
     slot: u16,
+    /// Start of the body in the slot.
+    start: u32,
+    /// Body bytes.
     len: u32,
+    /// Head bytes.
+    head_len: u8,
     dst: Option<Ipv4Addr>,
 }
 
@@ -91,8 +102,8 @@ pub struct SendBatch {
     frames: Box<[u8]>,
     /// Slots holding frames that queued copies may still refer to.
     used: usize,
-    /// Outer headers of the queued copies.
-    heads: [[u8; OVERHEAD]; MAX_BATCH],
+    /// Heads of the queued copies (outer headers, and inner ones for segments).
+    heads: [[u8; MAX_HEAD]; MAX_BATCH],
     queued: [Queued; MAX_BATCH],
     count: usize,
 }
@@ -112,8 +123,9 @@ impl Default for SendBatch {
     }
 }
 
-/// Bytes of one frame slot.
-const SLOT: usize = HEADROOM + MAX_PACKET;
+/// Bytes of one frame slot: headroom, then the largest frame a device may hand over (a 64 KiB
+/// IP packet behind an Ethernet header and a VLAN tag, rounded up).
+const SLOT: usize = HEADROOM + MAX_PACKET + 64;
 
 /// What one flush did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -130,7 +142,7 @@ impl SendBatch {
         SendBatch {
             frames: vec![0u8; MAX_BATCH * SLOT].into_boxed_slice(),
             used: 0,
-            heads: [[0u8; OVERHEAD]; MAX_BATCH],
+            heads: [[0u8; MAX_HEAD]; MAX_BATCH],
             queued: [Queued::default(); MAX_BATCH],
             count: 0,
         }
@@ -180,16 +192,41 @@ impl SendBatch {
     /// Queues a datagram to `dst`: the outer headers `head`, then the frame
     /// `slot[HEADROOM..HEADROOM + len]`. Returns false (nothing queued) when the batch is full.
     pub fn push(&mut self, head: &[u8; OVERHEAD], slot: usize, len: usize, dst: Ipv4Addr) -> bool {
-        let (Ok(slot16), Ok(len32)) = (u16::try_from(slot), u32::try_from(len)) else {
+        self.push_part(head, slot, HEADROOM, len, dst)
+    }
+
+    /// Queues a datagram to `dst`: `head` (at most [`MAX_HEAD`] bytes), then
+    /// `slot[start..start + len]`. Returns false (nothing queued) when the batch is full or the
+    /// parts are out of range.
+    pub fn push_part(
+        &mut self,
+        head: &[u8],
+        slot: usize,
+        start: usize,
+        len: usize,
+        dst: Ipv4Addr,
+    ) -> bool {
+        let (Ok(slot16), Ok(start32), Ok(len32), Ok(head8)) = (
+            u16::try_from(slot),
+            u32::try_from(start),
+            u32::try_from(len),
+            u8::try_from(head.len()),
+        ) else {
             return false;
         };
-        if self.count >= MAX_BATCH || slot >= MAX_BATCH || len > MAX_PACKET {
+        if self.count >= MAX_BATCH
+            || slot >= MAX_BATCH
+            || head.len() > MAX_HEAD
+            || start.checked_add(len).is_none_or(|e| e > SLOT)
+        {
             return false;
         }
-        self.heads[self.count] = *head;
+        self.heads[self.count][..head.len()].copy_from_slice(head);
         self.queued[self.count] = Queued {
             slot: slot16,
+            start: start32,
             len: len32,
+            head_len: head8,
             dst: Some(dst),
         };
         self.count += 1;
@@ -211,9 +248,9 @@ impl SendBatch {
             dst: Ipv4Addr::UNSPECIFIED,
         }; MAX_BATCH];
         for (i, q) in self.queued[..self.count].iter().enumerate() {
-            let start = usize::from(q.slot) * SLOT + HEADROOM;
+            let start = usize::from(q.slot) * SLOT + q.start as usize;
             msgs[i] = SendMsg {
-                head: &self.heads[i],
+                head: &self.heads[i][..usize::from(q.head_len)],
                 body: &self.frames[start..start + q.len as usize],
                 dst: q.dst.unwrap_or(Ipv4Addr::UNSPECIFIED),
             };
@@ -239,8 +276,10 @@ impl SendBatch {
                 }
             }
         }
+        // `used` stays: the frame being worked on when a full batch forced this flush may
+        // still queue more copies from its slot. The slots are recycled by `next_slot` once
+        // nothing is queued.
         self.count = 0;
-        self.used = 0;
         out
     }
 }
@@ -265,6 +304,12 @@ mod tests {
         assert!(!b.has_room());
         assert!(!b.push(&head, 0, 1, Ipv4Addr::new(192, 0, 2, 1)));
         assert_eq!(b.len(), MAX_BATCH);
+        // A flush in the middle of a frame's copies must not hand its slot out again.
+        let raw = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let _ = b.flush(&raw, |_, _| {});
+        assert!(b.push(&head, MAX_BATCH - 1, 1, Ipv4Addr::new(192, 0, 2, 1)));
+        assert!(!b.has_free_slot(), "the last slot is still referenced");
+        assert_eq!(b.len(), 1);
     }
 
     #[test]
@@ -272,8 +317,10 @@ mod tests {
         let mut b = SendBatch::new();
         let head = [0u8; OVERHEAD];
         assert!(!b.push(&head, MAX_BATCH, 1, Ipv4Addr::LOCALHOST));
-        assert!(!b.push(&head, 0, MAX_PACKET + 1, Ipv4Addr::LOCALHOST));
+        assert!(!b.push(&head, 0, SLOT, Ipv4Addr::LOCALHOST));
+        assert!(!b.push_part(&[0u8; MAX_HEAD + 1], 0, 0, 1, Ipv4Addr::LOCALHOST));
         assert!(b.is_empty());
+        assert!(b.push_part(&[0u8; MAX_HEAD], 0, SLOT - 1, 1, Ipv4Addr::LOCALHOST));
     }
 
     #[test]

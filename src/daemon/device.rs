@@ -179,9 +179,11 @@ fn open_tap_queues(
     }
     all.insert(0, Arc::new(dev));
     if vnet_hdr {
-        // tun-rs turns TSO on with the header; vtepd does not segment super-frames from the
-        // device (yet), so the kernel must hand over complete, checksummed frames.
-        sys::tun_set_offload(&*all[0], 0).map_err(|e| {
+        // tun-rs turns on TSO for both IP versions (and USO) with the header; the workers
+        // segment TCP/IPv4 super-frames (batch_tso) and complete partial checksums, so keep
+        // exactly those: the kernel segments the rest before handing it over.
+        let flags = libc::TUN_F_CSUM | libc::TUN_F_TSO4;
+        sys::tun_set_offload(&*all[0], flags).map_err(|e| {
             Failure::Runtime(format!("cannot turn the offloads of {} off: {e}", net.dev))
         })?;
     }

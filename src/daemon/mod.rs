@@ -10,6 +10,7 @@
 
 pub mod batch;
 pub mod batch_gro;
+pub mod batch_tso;
 pub mod device;
 pub mod netlink;
 pub mod socket;

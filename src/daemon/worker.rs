@@ -4,13 +4,16 @@
 //! It drains each readable source in batches until it would block (with a per-source budget so
 //! one busy source cannot starve the others), hands every frame or datagram to the shared
 //! [`Core`] and carries out what the core decided:
-//! - underlay -> device: one `recvmmsg` takes up to 64 datagrams; each inner frame is written
-//!   to its device queue (a TAP has no batched write without offloads).
-//! - device -> underlay: frames are read from the TAP queue into the slots of a [`SendBatch`];
+//! - underlay -> device: one `recvmmsg` takes up to 64 datagrams; runs of TCP segments of one
+//!   flow are written to the device as one GSO super-frame (`batch_gro`, when the TAP has
+//!   virtio-net headers), anything else frame by frame.
+//! - device -> underlay: frames are read from the TAP queue into the slots of a [`SendBatch`]
+//!   (with TSO, a read may be a 64 KiB TCP super-frame, cut into segments by `batch_tso`);
 //!   every copy the core asks for (one, or one per peer for head-end replication) gets its
 //!   outer IPv4 + UDP + VXLAN header from `encap`'s per-remote [`VxlanEncap`] template in a
 //!   header array of its own, and the whole batch leaves in one `sendmmsg` on the raw socket,
-//!   so each inner flow keeps its own UDP source port. A frame is never copied in user space.
+//!   so each inner flow keeps its own UDP source port. Payloads are never copied in user
+//!   space; only headers are.
 //!
 //! # No locks, no allocation per packet
 //! Per path, what the loop touches for each packet: the [`Core`] (lock-free FDB reads and
@@ -27,8 +30,9 @@
 //! the daemon runs N of them, and the kernel keeps each flow on one worker (TAP queue selection
 //! and SO_REUSEPORT both hash the flow), so a flow is never reordered.
 
-use super::batch::{HEADROOM, RecvBatch, SendBatch};
+use super::batch::{HEADROOM, MAX_HEAD, MAX_PACKET, RecvBatch, SendBatch};
 use super::batch_gro::{self, MAX_HEADER, TcpSegment, VNET_HDR_LEN, VNET_HDR_NONE};
+use super::batch_tso::{self, TsoFrame};
 use super::stats::{Clock, StatsBoard};
 use crate::core::{Action, Actions, Core, Counters, DropReason, NetId, Timestamp};
 use encap::tunnel::vxlan::OVERHEAD;
@@ -140,6 +144,9 @@ pub struct Worker {
     encaps: HashMap<Ipv4Addr, VxlanEncap, ahash::RandomState>,
     /// Frames from the TAPs and the encapsulated copies waiting for `sendmmsg`.
     txb: SendBatch,
+    /// Where a segment's outer headers are computed (headroom, inner headers, room for the
+    /// payload, which stays in its frame slot).
+    scratch: Box<[u8]>,
     /// Datagrams from the socket.
     rxb: RecvBatch,
     /// Sources that may still have data (0: socket, 1 + i: TAP i).
@@ -180,6 +187,7 @@ impl Worker {
             actions: Actions::with_capacity(1024),
             encaps: HashMap::with_capacity_and_hasher(64, ahash::RandomState::new()),
             txb: SendBatch::new(),
+            scratch: vec![0u8; OVERHEAD + MAX_PACKET + 64].into_boxed_slice(),
             rxb: RecvBatch::new(),
             pending,
             rxq_overflow: 0,
@@ -324,10 +332,21 @@ impl Worker {
             } else {
                 HEADROOM
             };
+            let mut tso = None;
             let n = match tap.dev.recv(&mut buf[at..]) {
                 Ok(n) if tap.vnet_hdr => {
-                    let (vnet, frame) = buf[at..at + n].split_at_mut(VNET_HDR_LEN.min(n));
-                    if !batch_gro::complete_read(vnet, frame) {
+                    let ok = n >= VNET_HDR_LEN && {
+                        let (vnet, frame) = buf[at..at + n].split_at_mut(VNET_HDR_LEN);
+                        if batch_tso::is_tso(vnet) {
+                            let mut v = [0u8; VNET_HDR_LEN];
+                            v.copy_from_slice(vnet);
+                            tso = Some(v);
+                            true
+                        } else {
+                            batch_gro::complete_read(vnet, frame)
+                        }
+                    };
+                    if !ok {
                         self.ctr.rx_device += 1;
                         self.ctr.drop(DropReason::DeviceOffload);
                         taken += 1;
@@ -349,12 +368,35 @@ impl Worker {
             self.txb.commit_slot();
             taken += 1;
             let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + n];
+            let tso = match tso.map(|v| batch_tso::tso_frame(&v, frame)) {
+                None => None,
+                Some(Some(t)) => Some(t),
+                Some(None) => {
+                    self.ctr.rx_device += 1;
+                    self.ctr.drop(DropReason::DeviceOffload);
+                    continue;
+                }
+            };
+            let floods = self.ctr.flood_copies;
             self.s
                 .core
                 .on_local(now, net, frame, &mut self.actions, &mut self.ctr);
+            if let Some(tf) = &tso {
+                // Counted as the frames the kernel would have handed over without TSO.
+                let more_segs = tf.segments() as u64 - 1;
+                self.ctr.rx_device += more_segs;
+                self.ctr.flood_copies += (self.ctr.flood_copies - floods) * more_segs;
+            }
             for i in 0..self.actions.len() {
                 if let Action::ToTunnel { vni, dst } = self.actions.as_slice()[i] {
-                    self.queue_tunnel(now, vni, dst, slot, n);
+                    match &tso {
+                        None => self.queue_tunnel(now, vni, dst, slot, n),
+                        Some(tf) => {
+                            for k in 0..tf.segments() {
+                                self.queue_segment(now, vni, dst, slot, n, tf, k);
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -368,17 +410,8 @@ impl Worker {
         if !self.txb.has_room() {
             self.flush_tunnel(now);
         }
-        if self.encaps.len() >= MAX_TEMPLATES && !self.encaps.contains_key(&dst) {
-            self.encaps.clear();
-        }
-        let enc = match self.encaps.entry(dst) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                match VxlanEncap::new(&self.s.vxlan, dst) {
-                    Ok(enc) => v.insert(enc),
-                    Err(_) => return self.ctr.drop(DropReason::TunnelTxError),
-                }
-            }
+        let Some(enc) = template(&mut self.encaps, &self.s.vxlan, dst) else {
+            return self.ctr.drop(DropReason::TunnelTxError);
         };
         let buf = self.txb.slot_mut(slot);
         let range = match enc.encapsulate(buf, HEADROOM, len, &VxlanTx::new(vni)) {
@@ -394,6 +427,61 @@ impl Worker {
         let mut head = [0u8; OVERHEAD];
         head.copy_from_slice(&buf[range.start..range.start + OVERHEAD]);
         if !self.txb.push(&head, slot, len, dst) {
+            self.ctr.drop(DropReason::TunnelTxError);
+        }
+    }
+
+    /// Cuts segment `k` out of the TCP super-frame in send slot `slot` (`len` bytes at
+    /// `HEADROOM`), encapsulates it for `dst` and queues it: its outer and inner headers as the
+    /// head, its payload from the slot.
+    #[allow(clippy::too_many_arguments)]
+    fn queue_segment(
+        &mut self,
+        now: Timestamp,
+        vni: Vni,
+        dst: Ipv4Addr,
+        slot: usize,
+        len: usize,
+        t: &TsoFrame,
+        k: usize,
+    ) {
+        if !self.txb.has_room() {
+            self.flush_tunnel(now);
+        }
+        let Some(enc) = template(&mut self.encaps, &self.s.vxlan, dst) else {
+            return self.ctr.drop(DropReason::TunnelTxError);
+        };
+        let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
+        let mut inner = [0u8; MAX_HEADER];
+        let Some(payload) = batch_tso::segment(frame, t, k, &mut inner) else {
+            return self.ctr.drop(DropReason::DeviceOffload);
+        };
+        let (h, plen) = (t.hdr_len, payload.len());
+        self.scratch[OVERHEAD..OVERHEAD + h].copy_from_slice(&inner[..h]);
+        if self.s.vxlan.udp_checksum {
+            // Only a UDP checksum reads the payload; it is sent from the slot either way.
+            self.scratch[OVERHEAD + h..OVERHEAD + h + plen]
+                .copy_from_slice(&frame[payload.clone()]);
+        }
+        let range = match enc.encapsulate(&mut self.scratch, OVERHEAD, h + plen, &VxlanTx::new(vni))
+        {
+            Ok(r) => r,
+            Err(encap::Error::Invalid {
+                reason: Invalid::TooLong,
+                ..
+            }) => return self.ctr.drop(DropReason::TooBig),
+            Err(_) => return self.ctr.drop(DropReason::LocalRunt),
+        };
+        let mut head = [0u8; MAX_HEAD];
+        head[..OVERHEAD].copy_from_slice(&self.scratch[range.start..range.start + OVERHEAD]);
+        head[OVERHEAD..OVERHEAD + h].copy_from_slice(&inner[..h]);
+        if !self.txb.push_part(
+            &head[..OVERHEAD + h],
+            slot,
+            HEADROOM + payload.start,
+            plen,
+            dst,
+        ) {
             self.ctr.drop(DropReason::TunnelTxError);
         }
     }
@@ -597,6 +685,24 @@ impl Worker {
                 REPORT.as_secs(),
                 parts.join(" ")
             );
+        }
+    }
+}
+
+/// The outer header template for `dst`, made on first use (`None` if the settings cannot
+/// make one). The cache is emptied, not freed, when it reaches its cap.
+fn template<'a>(
+    encaps: &'a mut HashMap<Ipv4Addr, VxlanEncap, ahash::RandomState>,
+    cfg: &VxlanConfig,
+    dst: Ipv4Addr,
+) -> Option<&'a VxlanEncap> {
+    if encaps.len() >= MAX_TEMPLATES && !encaps.contains_key(&dst) {
+        encaps.clear();
+    }
+    match encaps.entry(dst) {
+        std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            VxlanEncap::new(cfg, dst).ok().map(|enc| &*v.insert(enc))
         }
     }
 }
