@@ -571,6 +571,25 @@ lab_ipip_sink() {
     echo $! >"$LAB_DIR/$1.sink.pid"
 }
 
+# lab_ipip_inject NODE HOST OUTER_SRC INNER_SRC INNER_DST [OPTIONS...]: from NODE's eth0, sends IPIP
+# packets (scapy, lab/scapy/ipip_inject.py) to HOST's underlay address and MAC with outer source
+# OUTER_SRC around ICMP echo requests INNER_SRC -> INNER_DST. Prints "sent N".
+lab_ipip_inject() {
+    local node=$1 host=$2 osrc=$3 isrc=$4 idst=$5 mac
+    shift 5
+    mac=$(ip netns exec "$(lab_ns "$host")" cat /sys/class/net/eth0/address) || return
+    ip netns exec "$(lab_ns "$node")" "$LAB_PY" "$LAB_HOME/scapy/ipip_inject.py" tunnel eth0 "$mac" \
+        "$osrc" "$(cat "$LAB_DIR/$host.ip")" "$isrc" "$idst" "$@"
+}
+
+# lab_ipip_local NODE SRC DST [OPTIONS...]: writes an ICMP echo request SRC -> DST to a raw socket in
+# NODE (header included: TTL and source as given), for the kernel to route. Prints "sent N".
+lab_ipip_local() {
+    local node=$1
+    shift
+    ip netns exec "$(lab_ns "$node")" "$LAB_PY" "$LAB_HOME/scapy/ipip_inject.py" local "$@"
+}
+
 # lab_ipip_fields NAME [FILTER]: tshark's decoding of capture NAME: one line per packet with the
 # comma-separated values of ip.src ip.dst ip.proto ip.flags.df ip.dsfield.ecn ip.ttl (outer header
 # first, then the inner one), tab-separated.
