@@ -12,6 +12,7 @@ pub mod batch;
 pub mod batch_gro;
 pub mod batch_tso;
 pub mod device;
+pub mod l3_ipip;
 pub mod netlink;
 pub mod socket;
 pub mod stats;
@@ -125,6 +126,9 @@ fn port_of(tap: &Tap, id: usize) -> TapPort {
 
 /// Runs the daemon until a signal (Ok) or a fatal error.
 pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
+    if cfg.mode == crate::config::Mode::L3 {
+        return l3_ipip::run(cfg);
+    }
     init_logging();
     // Read-only checks: a failure here leaves the system untouched.
     let underlay = device::find_underlay(cfg.local)?;
@@ -252,6 +256,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
             .collect(),
         board,
         clock,
+        routes: None,
     };
     let (srv, waker) = Server::new(listener, handler, Arc::clone(&stop))
         .map_err(|e| rt("cannot set up the control server", e))?;
