@@ -187,6 +187,15 @@ pub fn default_threads() -> usize {
         .clamp(1, MAX_THREADS)
 }
 
+/// The default worker thread count for an encapsulation: one per CPU for VXLAN, one for IPIP
+/// (whose raw socket receives every packet once, so it runs a single worker).
+pub fn default_threads_for(encap: Encap) -> usize {
+    match encap {
+        Encap::Vxlan => default_threads(),
+        Encap::Ipip => 1,
+    }
+}
+
 fn threads_from(v: u64) -> Result<usize, String> {
     usize::try_from(v)
         .ok()
@@ -546,8 +555,8 @@ impl FileConfig {
             None => encap::vxlan::DEFAULT_PORT,
         };
         let threads = match self.threads {
-            Some(t) => threads_from(t).map_err(ConfigError)?,
-            None => default_threads(),
+            Some(t) => Some(threads_from(t).map_err(ConfigError)?),
+            None => None,
         };
         let control = parse_control_path(self.control.as_deref().unwrap_or(DEFAULT_CONTROL))
             .map_err(ConfigError)?;
@@ -612,7 +621,7 @@ impl FileConfig {
             allow_any_peer: self.allow_any_peer,
             mode,
             encap,
-            threads,
+            threads: threads.unwrap_or_else(|| default_threads_for(encap)),
             control,
             networks,
         })
