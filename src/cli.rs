@@ -140,7 +140,9 @@ pub struct RunArgs {
     pub address: Option<Ipv4Cidr>,
 
     /// Device MTU [default: MTU of the underlay interface holding --local, minus the
-    /// encapsulation overhead: 50 for VXLAN, 20 for IPIP].
+    /// encapsulation overhead: 50 for VXLAN, 20 for IPIP]. With --encap ipip and an MTU above
+    /// that tunnel MTU, oversize packets with DF are answered with ICMP "fragmentation needed"
+    /// (carrying the tunnel MTU) and oversize packets without DF are dropped (counted too_big).
     #[arg(long, value_name = "N", value_parser = parse_mtu)]
     pub mtu: Option<u16>,
 

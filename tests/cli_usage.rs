@@ -348,10 +348,14 @@ fn help_lists_every_flag() {
     }
     let o = run(Command::new(BIN).arg("--help"));
     let help = String::from_utf8_lossy(&o.stdout);
-    for sub in ["run", "fdb", "peers", "stats"] {
+    for sub in ["run", "fdb", "peers", "routes", "stats"] {
         assert!(help.contains(sub), "--help lacks {sub}");
     }
-    for sub in [&["fdb", "--help"][..], &["peers", "--help"]] {
+    for sub in [
+        &["fdb", "--help"][..],
+        &["peers", "--help"],
+        &["routes", "--help"],
+    ] {
         let o = run(Command::new(BIN).args(sub));
         let help = String::from_utf8_lossy(&o.stdout);
         for c in ["show", "add", "del"] {
