@@ -3,7 +3,7 @@
 
 use crate::config::{
     self, DaemonConfig, Ipv4Cidr, NetConfig, parse_ageing, parse_control_path, parse_dev_name,
-    parse_max_fdb, parse_mtu, parse_port, parse_threads, parse_unicast_mac, parse_vni,
+    parse_max_fdb, parse_mtu, parse_neigh, parse_port, parse_threads, parse_unicast_mac, parse_vni,
     parse_vtep_ip,
 };
 use clap::{Args, Parser, Subcommand};
@@ -76,6 +76,9 @@ pub enum Command {
     Peers(PeersCommand),
     /// Show the daemon's counters.
     Stats(StatsArgs),
+    /// Show or change the neighbour bindings (overlay IP -> MAC; L3 VXLAN, ARP suppression).
+    #[command(subcommand)]
+    Neigh(NeighCommand),
 }
 
 /// `vtepd run` flags.
@@ -91,7 +94,7 @@ pub struct RunArgs {
     /// dev, vni, peers, address, mtu, learning, ageing, max_fdb, fdb = [{mac, remote}]).
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "dev", "local", "vni", "peers", "port", "address", "mtu", "no_learning", "ageing",
-        "max_fdb", "allow_any_peer", "threads",
+        "max_fdb", "allow_any_peer", "threads", "neigh", "arp_suppress",
     ])]
     pub config: Option<PathBuf>,
 
@@ -137,6 +140,16 @@ pub struct RunArgs {
     /// Static route through the tunnel (L3 mode; not supported yet).
     #[arg(long = "route", value_name = "CIDR=IP")]
     pub routes: Vec<String>,
+
+    /// Static neighbour binding: overlay IP -> MAC (L3 VXLAN next hops, like flannel's
+    /// `ip neigh ... nud permanent`; L2 with --arp-suppress: answered on behalf); repeatable.
+    #[arg(long = "neigh", value_name = "IP=MAC", value_parser = parse_neigh)]
+    pub neigh: Vec<config::StaticNeigh>,
+
+    /// L2: answer local ARP requests for remote addresses learned from ARP crossing the tunnel
+    /// (or `neigh add`) directly into the TAP device instead of flooding them to every peer.
+    #[arg(long)]
+    pub arp_suppress: bool,
 
     /// Do not learn remote MACs from received traffic (use static entries and flooding).
     #[arg(long)]
@@ -216,6 +229,8 @@ impl RunArgs {
         net.address = self.address;
         net.mtu = self.mtu;
         net.learning = !self.no_learning;
+        net.neigh = self.neigh.clone();
+        net.arp_suppress = self.arp_suppress;
         if let Some(a) = self.ageing {
             net.ageing = Duration::from_secs(a);
         }
@@ -329,6 +344,47 @@ pub enum PeersCommand {
     },
 }
 
+/// `vtepd neigh ...`
+#[derive(Debug, Subcommand)]
+pub enum NeighCommand {
+    /// List neighbour bindings (like `ip neigh show`).
+    Show {
+        /// Only this network.
+        #[arg(long, value_name = "N", value_parser = parse_vni)]
+        vni: Option<Vni>,
+        /// Print a JSON array of {vni, dev, ip, mac, kind, age_secs}.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        ctl: ControlArg,
+    },
+    /// Add (or replace) a static binding: IP is at MAC.
+    Add {
+        /// Overlay address.
+        #[arg(value_parser = config::parse_neigh_ip)]
+        ip: Ipv4Addr,
+        /// Unicast MAC address.
+        #[arg(value_parser = parse_unicast_mac)]
+        mac: MacAddr,
+        /// Network (may be omitted when the daemon has only one).
+        #[arg(long, value_name = "N", value_parser = parse_vni)]
+        vni: Option<Vni>,
+        #[command(flatten)]
+        ctl: ControlArg,
+    },
+    /// Delete a binding (learned or static).
+    Del {
+        /// Overlay address.
+        #[arg(value_parser = config::parse_neigh_ip)]
+        ip: Ipv4Addr,
+        /// Network (may be omitted when the daemon has only one).
+        #[arg(long, value_name = "N", value_parser = parse_vni)]
+        vni: Option<Vni>,
+        #[command(flatten)]
+        ctl: ControlArg,
+    },
+}
+
 /// `vtepd stats`
 #[derive(Debug, Args)]
 pub struct StatsArgs {
@@ -379,6 +435,7 @@ pub fn main_entry() -> ExitCode {
         Command::Fdb(c) => crate::control::client::fdb(c),
         Command::Peers(c) => crate::control::client::peers(c),
         Command::Stats(a) => crate::control::client::stats(a),
+        Command::Neigh(c) => crate::control::client::neigh(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -487,6 +544,19 @@ mod tests {
             (&["--metrics", "127.0.0.1:9000"], "not supported yet"),
             (&["--threads", "2"], "not supported yet"),
             (&["--bogus"], "unexpected argument"),
+            (&["--neigh", "10.0.0.1"], "IP=MAC"),
+            (&["--neigh", "10.0.0.1=ff:ff:ff:ff:ff:ff"], "unicast"),
+            (&["--neigh", "10.0.0.256=02:00:00:00:00:01"], "IPv4"),
+            (
+                &[
+                    "--arp-suppress",
+                    "--neigh",
+                    "10.0.0.1=02:00:00:00:00:01",
+                    "--neigh",
+                    "10.0.0.1=02:00:00:00:00:02",
+                ],
+                "twice",
+            ),
             (&["--config", "/x.toml"], "cannot be used"),
         ];
         for (extra, want) in cases {
@@ -576,6 +646,9 @@ mod tests {
             &["peers", "add", "300.1.1.1"],
             &["peers", "del"],
             &["stats", "--control", ""],
+            &["neigh", "add", "10.0.0.1", "ff:ff:ff:ff:ff:ff"],
+            &["neigh", "add", "224.0.0.1", "02:00:00:00:00:01"],
+            &["neigh", "del"],
         ] {
             let e = parse(bad).unwrap_err();
             let line = one_line_clap_error(&e);

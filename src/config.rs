@@ -210,6 +210,31 @@ pub fn parse_unicast_mac(s: &str) -> Result<MacAddr, String> {
     Ok(m)
 }
 
+/// Parses an overlay neighbour address (unicast: not unspecified, multicast or broadcast).
+pub fn parse_neigh_ip(s: &str) -> Result<Ipv4Addr, String> {
+    let a: Ipv4Addr = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not an IPv4 address"))?;
+    if !crate::core::neigh::usable_ip(a) {
+        return Err(format!(
+            "{a} cannot be a neighbour (unspecified, multicast or broadcast)"
+        ));
+    }
+    Ok(a)
+}
+
+/// Parses a static neighbour `IP=MAC` (`--neigh`).
+pub fn parse_neigh(s: &str) -> Result<StaticNeigh, String> {
+    let (ip, mac) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not IP=MAC (like 10.244.1.0=02:00:00:00:00:01)"))?;
+    Ok(StaticNeigh {
+        ip: parse_neigh_ip(ip)?,
+        mac: parse_unicast_mac(mac)?,
+    })
+}
+
 /// Checks a Linux interface name the way the kernel does (`dev_valid_name`).
 pub fn parse_dev_name(s: &str) -> Result<String, String> {
     if s.is_empty() {
@@ -254,6 +279,15 @@ pub struct StaticFdb {
     pub remote: Ipv4Addr,
 }
 
+/// A static neighbour binding (overlay IP -> MAC) from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticNeigh {
+    /// Overlay address.
+    pub ip: Ipv4Addr,
+    /// Its MAC.
+    pub mac: MacAddr,
+}
+
 /// One overlay network: a TAP device bridged to one VNI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetConfig {
@@ -275,6 +309,10 @@ pub struct NetConfig {
     pub max_fdb: usize,
     /// Static FDB entries installed at start.
     pub fdb: Vec<StaticFdb>,
+    /// Static neighbour bindings installed at start (L3 VXLAN next hops; L2 ARP suppression).
+    pub neigh: Vec<StaticNeigh>,
+    /// Answer local ARP requests for known remote addresses instead of flooding them (L2).
+    pub arp_suppress: bool,
 }
 
 /// A complete, validated daemon configuration.
@@ -307,6 +345,8 @@ impl NetConfig {
             ageing: DEFAULT_AGEING,
             max_fdb: DEFAULT_MAX_LEARNED,
             fdb: Vec::new(),
+            neigh: Vec::new(),
+            arp_suppress: false,
         }
     }
 }
@@ -356,6 +396,18 @@ impl DaemonConfig {
                 }
                 if !macs.insert(e.mac) {
                     return err(format!("{what}: static entry {} is listed twice", e.mac));
+                }
+            }
+            let mut ips = HashSet::new();
+            for e in &n.neigh {
+                if !ips.insert(e.ip) {
+                    return err(format!("{what}: neighbour {} is listed twice", e.ip));
+                }
+                if n.address.is_some_and(|a| a.addr == e.ip) {
+                    return err(format!(
+                        "{what}: neighbour {} is the device's own address",
+                        e.ip
+                    ));
                 }
             }
         }
@@ -424,6 +476,17 @@ struct FileNetwork {
     max_fdb: Option<u64>,
     #[serde(default)]
     fdb: Vec<FileFdb>,
+    #[serde(default)]
+    neigh: Vec<FileNeigh>,
+    #[serde(default)]
+    arp_suppress: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNeigh {
+    ip: String,
+    mac: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -480,6 +543,12 @@ impl FileConfig {
                     parse_vtep_ip(&e.remote).map_err(|e| ctx(format!("fdb {mac}: {e}")))?;
                 net.fdb.push(StaticFdb { mac, remote });
             }
+            for e in &n.neigh {
+                let ip = parse_neigh_ip(&e.ip).map_err(|e| ctx(format!("neigh: {e}")))?;
+                let mac = parse_unicast_mac(&e.mac).map_err(|e| ctx(format!("neigh {ip}: {e}")))?;
+                net.neigh.push(StaticNeigh { ip, mac });
+            }
+            net.arp_suppress = n.arp_suppress;
             networks.push(net);
         }
         Ok(DaemonConfig {
@@ -679,6 +748,22 @@ vni = 43
                 "thread",
             ),
             (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\nneigh=[{ip=\"10.0.0.1\",mac=\"ff:ff:ff:ff:ff:ff\"}]\n",
+                "unicast",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\nneigh=[{ip=\"224.0.0.1\",mac=\"02:00:00:00:00:01\"}]\n",
+                "neighbour",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\narp_suppress=true\nneigh=[{ip=\"10.0.0.1\",mac=\"02:00:00:00:00:01\"},{ip=\"10.0.0.1\",mac=\"02:00:00:00:00:02\"}]\n",
+                "twice",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\nneigh=[{ip=\"10.0.0.1\"}]\n",
+                "mac",
+            ),
+            (
                 "local = \"192.0.2.1\"\nthreads = 2\n[[network]]\ndev=\"v\"\nvni=1\n",
                 "not supported yet",
             ),
@@ -717,6 +802,21 @@ vni = 43
         assert!("0.0.0.0/8".parse::<Ipv4Cidr>().is_err());
         assert!("10.0.0.1/x".parse::<Ipv4Cidr>().is_err());
         assert!("10.0.0.1/32".parse::<Ipv4Cidr>().is_ok());
+        let n = parse_neigh("10.244.1.0=02:00:00:00:00:01").unwrap();
+        assert_eq!(n.ip, Ipv4Addr::new(10, 244, 1, 0));
+        assert_eq!(n.mac.to_string(), "02:00:00:00:00:01");
+        for bad in [
+            "10.244.1.0",
+            "10.244.1.0=",
+            "=02:00:00:00:00:01",
+            "10.244.1=02:00:00:00:00:01",
+            "0.0.0.0=02:00:00:00:00:01",
+            "255.255.255.255=02:00:00:00:00:01",
+            "10.244.1.0=01:00:5e:00:00:01",
+            "10.244.1.0=02:00:00:00:00",
+        ] {
+            assert!(parse_neigh(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -160,6 +160,10 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
             core.fdb_add(clock.now(), n.vni, e.mac, e.remote)
                 .map_err(|err| Failure::Usage(format!("static entry {}: {err}", e.mac)))?;
         }
+        for e in &n.neigh {
+            core.neigh_add(clock.now(), n.vni, e.ip, e.mac)
+                .map_err(|err| Failure::Usage(format!("neighbour {}: {err}", e.ip)))?;
+        }
     }
 
     info!(
@@ -179,6 +183,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
             mac = %t.mac,
             peers = ?n.peers,
             learning = n.learning,
+            arp_suppress = n.arp_suppress,
             static_entries = n.fdb.len(),
             created = t.created,
             "network ready"
@@ -201,6 +206,10 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
         board: Arc::clone(&board),
         stop: Arc::clone(&stop),
         housekeeping: true,
+        arp: crate::core::arp_suppress::ArpSuppress::new(
+            Arc::clone(&core),
+            cfg.networks.iter().map(|n| n.arp_suppress).collect(),
+        ),
     })
     .map_err(|e| rt("cannot set up the worker", e))?;
     tasks.push(Task {
@@ -213,9 +222,11 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
         nets: cfg
             .networks
             .iter()
-            .map(|n| NetInfo {
+            .zip(&taps)
+            .map(|(n, t)| NetInfo {
                 vni: n.vni,
                 dev: n.dev.clone(),
+                mac: t.mac,
             })
             .collect(),
         board,
