@@ -151,3 +151,10 @@ fn ipip_encap_decap_64(b: Bencher) {
         black_box(ipip::decapsulate(black_box(&buf[r])))
     });
 }
+
+/// The Internet checksum alone (what the UDP checksum adds per byte).
+#[divan::bench(args = SIZES)]
+fn checksum_sum(b: Bencher, len: usize) {
+    let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+    b.bench_local(|| black_box(encap::checksum::checksum(black_box(&data))));
+}

@@ -12,8 +12,7 @@
 //! are skipped. The inner header must be version 4 with a valid IHL, checksum and a total length
 //! that fits in the outer payload (bytes past it are trimmed).
 
-use super::{Dscp, Ttl, outer_tos, outer_ttl};
-use crate::checksum;
+use super::{Dscp, OuterIpv4, Ttl};
 use crate::ecn::{self, EcnUpdate};
 use crate::error::{Error, Invalid, Layer, Result};
 use crate::ipv4::{self, Ipv4Packet, protocol};
@@ -48,44 +47,22 @@ impl IpipConfig {
 /// An IPIP encapsulator for one remote endpoint: a precomputed outer header template.
 #[derive(Debug, Clone)]
 pub struct IpipEncap {
-    template: [u8; OVERHEAD],
-    /// Folded one's complement sum of the template's constant words.
-    ip_sum: u64,
+    outer: OuterIpv4,
     local: Ipv4Addr,
-    ttl: Ttl,
-    dscp: Dscp,
 }
 
 impl IpipEncap {
     /// Builds the template for packets from `cfg.local` to `remote`. Fails on a fixed TTL of 0.
     pub fn new(cfg: &IpipConfig, remote: Ipv4Addr) -> Result<Self> {
-        if cfg.ttl == Ttl::Fixed(0) {
-            return Err(Error::invalid(Layer::Ipv4, Invalid::TtlZero));
-        }
-        let mut t = [0u8; OVERHEAD];
-        let mut ip = Ipv4Packet::new_unchecked(&mut t[..]);
-        ip.set_version_and_header_len(ipv4::HEADER_LEN);
-        ip.set_unfragmented(false);
-        ip.set_ttl(match cfg.ttl {
-            Ttl::Fixed(v) => v,
-            Ttl::Inherit => 0,
-        });
-        ip.set_protocol(protocol::IPIP);
-        ip.set_src(cfg.local);
-        ip.set_dst(remote);
-        let ip_sum = u64::from(checksum::fold(checksum::sum(&t)));
         Ok(IpipEncap {
-            template: t,
-            ip_sum,
+            outer: OuterIpv4::new(cfg.local, remote, protocol::IPIP, cfg.ttl, cfg.dscp)?,
             local: cfg.local,
-            ttl: cfg.ttl,
-            dscp: cfg.dscp,
         })
     }
 
     /// The remote endpoint of this template.
     pub fn remote(&self) -> Ipv4Addr {
-        Ipv4Packet::new_unchecked(&self.template[..]).dst()
+        self.outer.remote()
     }
 
     /// Writes the outer header in front of the inner IPv4 packet at `buf[off..off + len]` and returns
@@ -126,28 +103,14 @@ impl IpipEncap {
         if total > ipv4::MAX_TOTAL_LEN {
             return Err(Error::invalid(Layer::Ipv4, Invalid::TooLong));
         }
-        let tos = outer_tos(self.dscp, Some(inner.tos()));
-        let ttl_var = match self.ttl {
-            Ttl::Fixed(_) => 0,
-            Ttl::Inherit => outer_ttl(Ttl::Inherit, Some(inner.ttl())),
-        };
-        let df: u16 = if inner.dont_frag() { 0x4000 } else { 0 };
-
-        head.copy_from_slice(&self.template);
-        head[1] = tos;
-        head[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-        head[4..6].copy_from_slice(&ip_id.to_be_bytes());
-        head[6..8].copy_from_slice(&df.to_be_bytes());
-        if ttl_var != 0 {
-            head[8] = ttl_var;
-        }
-        let acc = self.ip_sum
-            + u64::from(tos)
-            + total as u64
-            + u64::from(ip_id)
-            + u64::from(df)
-            + (u64::from(ttl_var) << 8);
-        head[10..12].copy_from_slice(&checksum::finish(acc).to_be_bytes());
+        self.outer.write(
+            head,
+            total as u16,
+            ip_id,
+            inner.dont_frag(),
+            Some(inner.tos()),
+            Some(inner.ttl()),
+        );
         Ok(start..start + total)
     }
 }

@@ -18,6 +18,11 @@
 pub mod ipip;
 pub mod vxlan;
 
+use crate::checksum;
+use crate::error::{Error, Invalid, Layer, Result};
+use crate::ipv4::{self, Ipv4Packet};
+use core::net::Ipv4Addr;
+
 /// Outer TTL when fixed by default, and when inheriting from a non-IP inner frame (Linux's default).
 pub const DEFAULT_TTL: u8 = 64;
 
@@ -63,5 +68,94 @@ pub(crate) fn outer_ttl(ttl: Ttl, inner_ttl: Option<u8>) -> u8 {
     match ttl {
         Ttl::Fixed(v) => v,
         Ttl::Inherit => inner_ttl.unwrap_or(DEFAULT_TTL),
+    }
+}
+
+/// The constant part of an outer IPv4 header for one (source, destination, protocol), with the
+/// folded one's complement sum of its words, shared by the VXLAN and IPIP encapsulators. Per packet
+/// only TOS, total length, ID, DF and (when inherited) TTL vary, and the checksum is finished from
+/// the template sum plus those words.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OuterIpv4 {
+    header: [u8; ipv4::HEADER_LEN],
+    /// Folded sum of the constant words, so per-packet words can be added with plain additions.
+    sum: u64,
+    ttl: Ttl,
+    dscp: Dscp,
+}
+
+impl OuterIpv4 {
+    /// The template for `local` -> `remote` carrying `protocol`. Fails on a fixed TTL of 0.
+    pub(crate) fn new(
+        local: Ipv4Addr,
+        remote: Ipv4Addr,
+        protocol: u8,
+        ttl: Ttl,
+        dscp: Dscp,
+    ) -> Result<Self> {
+        if ttl == Ttl::Fixed(0) {
+            return Err(Error::invalid(Layer::Ipv4, Invalid::TtlZero));
+        }
+        let mut header = [0u8; ipv4::HEADER_LEN];
+        let mut ip = Ipv4Packet::new_unchecked(&mut header[..]);
+        ip.set_version_and_header_len(ipv4::HEADER_LEN);
+        ip.set_unfragmented(false);
+        // 0 when inheriting: the per-packet TTL is then added to the sum.
+        ip.set_ttl(match ttl {
+            Ttl::Fixed(v) => v,
+            Ttl::Inherit => 0,
+        });
+        ip.set_protocol(protocol);
+        ip.set_src(local);
+        ip.set_dst(remote);
+        let sum = u64::from(checksum::fold(checksum::sum(&header)));
+        Ok(OuterIpv4 {
+            header,
+            sum,
+            ttl,
+            dscp,
+        })
+    }
+
+    /// The destination address.
+    pub(crate) fn remote(&self) -> Ipv4Addr {
+        Ipv4Packet::new_unchecked(&self.header[..]).dst()
+    }
+
+    /// Writes the header into `head[..20]` for a packet of `total` bytes (at most 65535, checked by
+    /// the caller), whose inner IP TOS and TTL are given (`None`: not IP, or TTL not usable).
+    #[inline]
+    pub(crate) fn write(
+        &self,
+        head: &mut [u8],
+        total: u16,
+        ip_id: u16,
+        dont_frag: bool,
+        inner_tos: Option<u8>,
+        inner_ttl: Option<u8>,
+    ) {
+        let tos = outer_tos(self.dscp, inner_tos);
+        // Non-zero only when inherited (the template holds a fixed TTL, or 0 when inheriting).
+        let ttl_var = match self.ttl {
+            Ttl::Fixed(_) => 0,
+            Ttl::Inherit => outer_ttl(Ttl::Inherit, inner_ttl),
+        };
+        let flags: u16 = if dont_frag { 0x4000 } else { 0 };
+        let head = &mut head[..ipv4::HEADER_LEN];
+        head.copy_from_slice(&self.header);
+        head[1] = tos;
+        head[2..4].copy_from_slice(&total.to_be_bytes());
+        head[4..6].copy_from_slice(&ip_id.to_be_bytes());
+        head[6..8].copy_from_slice(&flags.to_be_bytes());
+        if ttl_var != 0 {
+            head[8] = ttl_var;
+        }
+        let acc = self.sum
+            + u64::from(tos)
+            + u64::from(total)
+            + u64::from(ip_id)
+            + u64::from(flags)
+            + (u64::from(ttl_var) << 8);
+        head[10..12].copy_from_slice(&checksum::finish(acc).to_be_bytes());
     }
 }

@@ -15,7 +15,7 @@
 //! it are trimmed, as Linux does), destination port as configured, checksum zero or correct; VXLAN
 //! I flag set (reserved bits ignored); and a whole inner Ethernet header.
 
-use super::{Dscp, Ttl, outer_tos, outer_ttl};
+use super::{Dscp, OuterIpv4, Ttl};
 use crate::checksum;
 use crate::ecn::{self, EcnUpdate};
 use crate::error::{Error, Invalid, Layer, Result};
@@ -93,52 +93,34 @@ impl VxlanTx {
 /// A VXLAN encapsulator for one destination VTEP: a precomputed outer header template.
 #[derive(Debug, Clone)]
 pub struct VxlanEncap {
-    template: [u8; OVERHEAD],
-    /// One's complement sum of the template's constant IPv4 header words.
-    ip_sum: u64,
+    outer: OuterIpv4,
+    /// UDP and VXLAN headers with their constant fields (destination port, I flag).
+    template: [u8; OVERHEAD - ipv4::HEADER_LEN],
     /// Pseudo-header sum without the length (addresses and protocol).
     pseudo_sum: u64,
     src_ports: PortRange,
-    ttl: Ttl,
-    dscp: Dscp,
     udp_checksum: bool,
 }
 
 impl VxlanEncap {
     /// Builds the template for packets from `cfg.local` to `remote`. Fails on a fixed TTL of 0.
     pub fn new(cfg: &VxlanConfig, remote: Ipv4Addr) -> Result<Self> {
-        if cfg.ttl == Ttl::Fixed(0) {
-            return Err(Error::invalid(Layer::Ipv4, Invalid::TtlZero));
-        }
-        let mut t = [0u8; OVERHEAD];
-        let mut ip = Ipv4Packet::new_unchecked(&mut t[..ipv4::HEADER_LEN]);
-        ip.set_version_and_header_len(ipv4::HEADER_LEN);
-        ip.set_unfragmented(true);
-        ip.set_ttl(match cfg.ttl {
-            Ttl::Fixed(v) => v,
-            Ttl::Inherit => 0,
-        });
-        ip.set_protocol(protocol::UDP);
-        ip.set_src(cfg.local);
-        ip.set_dst(remote);
-        // Folded, so that per-packet words can be added with plain additions.
-        let ip_sum = u64::from(checksum::fold(checksum::sum(&t[..ipv4::HEADER_LEN])));
-        UdpPacket::new_unchecked(&mut t[UDP_AT..VXLAN_AT]).set_dst_port(cfg.dst_port);
-        t[VXLAN_AT] = FLAG_I;
+        let outer = OuterIpv4::new(cfg.local, remote, protocol::UDP, cfg.ttl, cfg.dscp)?;
+        let mut t = [0u8; OVERHEAD - ipv4::HEADER_LEN];
+        UdpPacket::new_unchecked(&mut t[..udp::HEADER_LEN]).set_dst_port(cfg.dst_port);
+        t[VXLAN_AT - UDP_AT] = FLAG_I;
         Ok(VxlanEncap {
+            outer,
             template: t,
-            ip_sum,
             pseudo_sum: checksum::pseudo_header(cfg.local, remote, protocol::UDP, 0),
             src_ports: cfg.src_ports,
-            ttl: cfg.ttl,
-            dscp: cfg.dscp,
             udp_checksum: cfg.udp_checksum,
         })
     }
 
     /// The destination VTEP of this template.
     pub fn remote(&self) -> Ipv4Addr {
-        Ipv4Packet::new_unchecked(&self.template[..]).dst()
+        self.outer.remote()
     }
 
     /// The UDP source port this encapsulator picks for an inner frame.
@@ -182,30 +164,20 @@ impl VxlanEncap {
         let start = off - OVERHEAD;
         let (head, rest) = buf[start..end].split_at_mut(OVERHEAD);
         let info = flow::inspect_frame(rest);
-        let tos = outer_tos(self.dscp, info.ip.map(|i| i.tos));
-        // Non-zero only when inherited (the template holds a fixed TTL, or 0 when inheriting).
-        let ttl_var = match self.ttl {
-            Ttl::Fixed(_) => 0,
-            Ttl::Inherit => outer_ttl(Ttl::Inherit, info.ip.map(|i| i.ttl).filter(|&t| t != 0)),
-        };
         let src_port = tx
             .src_port
             .unwrap_or_else(|| self.src_ports.pick(info.hash));
 
-        head.copy_from_slice(&self.template);
-        // IPv4: TOS, total length, ID, TTL (when inherited), checksum from the template sum.
-        head[1] = tos;
-        head[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-        head[4..6].copy_from_slice(&tx.ip_id.to_be_bytes());
-        if ttl_var != 0 {
-            head[8] = ttl_var;
-        }
-        let acc = self.ip_sum
-            + u64::from(tos)
-            + total as u64
-            + u64::from(tx.ip_id)
-            + (u64::from(ttl_var) << 8);
-        head[10..12].copy_from_slice(&checksum::finish(acc).to_be_bytes());
+        // IPv4 from its template (DF always set: RFC 7348 §4.3); an inner TTL of 0 is not inherited.
+        self.outer.write(
+            head,
+            total as u16,
+            tx.ip_id,
+            true,
+            info.ip.map(|i| i.tos),
+            info.ip.map(|i| i.ttl).filter(|&t| t != 0),
+        );
+        head[UDP_AT..].copy_from_slice(&self.template);
         // UDP: source port, length; VXLAN: VNI.
         let udp_len = (total - ipv4::HEADER_LEN) as u16;
         head[UDP_AT..UDP_AT + 2].copy_from_slice(&src_port.to_be_bytes());
