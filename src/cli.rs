@@ -2,10 +2,11 @@
 //! every failure to one line on stderr and an exit status (0 ok, 2 usage, 1 runtime).
 
 use crate::config::{
-    self, DaemonConfig, Ipv4Cidr, NetConfig, parse_ageing, parse_control_path, parse_dev_name,
-    parse_max_fdb, parse_mtu, parse_neigh, parse_port, parse_threads, parse_unicast_mac, parse_vni,
-    parse_vtep_ip,
+    self, DaemonConfig, Encap, Ipv4Cidr, Mode, NetConfig, parse_ageing, parse_control_path,
+    parse_dev_name, parse_max_fdb, parse_mtu, parse_neigh, parse_port, parse_route, parse_threads,
+    parse_unicast_mac, parse_vni, parse_vtep_ip,
 };
+use crate::core::route::Route;
 use clap::{Args, Parser, Subcommand};
 use encap::{MacAddr, Vni};
 use std::fmt;
@@ -90,15 +91,17 @@ Log level: RUST_LOG (default info), written to stderr."
 )]
 pub struct RunArgs {
     /// Read the networks from a TOML file instead of the flags below
-    /// (keys: local, port, allow_any_peer, threads, control, and [[network]] tables with
-    /// dev, vni, peers, address, mtu, learning, ageing, max_fdb, fdb = [{mac, remote}]).
+    /// (keys: local, port, allow_any_peer, mode, encap, threads, control, and [[network]]
+    /// tables with dev, vni, peers, address, mtu, learning, ageing, max_fdb,
+    /// fdb = [{mac, remote}], routes = ["CIDR=IP", ...]).
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "dev", "local", "vni", "peers", "port", "address", "mtu", "no_learning", "ageing",
-        "max_fdb", "allow_any_peer", "threads", "neigh", "arp_suppress",
+        "max_fdb", "allow_any_peer", "threads", "mode", "encap", "routes", "neigh",
+        "arp_suppress",
     ])]
     pub config: Option<PathBuf>,
 
-    /// TAP device to create (or attach to); removed on exit if vtepd created it.
+    /// TAP (l2) or TUN (l3) device to create (or attach to); removed on exit if vtepd created it.
     #[arg(long, value_name = "NAME", value_parser = parse_dev_name,
           required_unless_present = "config")]
     pub dev: Option<String>,
@@ -117,13 +120,15 @@ pub struct RunArgs {
     #[arg(long = "peer", value_name = "IP", value_parser = parse_vtep_ip)]
     pub peers: Vec<Ipv4Addr>,
 
-    /// Device mode: l2 (a TAP device). l3 is not supported yet.
-    #[arg(long, value_name = "l2|l3", default_value = "l2")]
-    pub mode: String,
+    /// Device mode: l2 (a TAP device carrying Ethernet frames) or l3 (a TUN device carrying IP
+    /// packets, sent by --route) [default: l2].
+    #[arg(long, value_name = "l2|l3", value_parser = |s: &str| s.parse::<Mode>())]
+    pub mode: Option<Mode>,
 
-    /// Encapsulation: vxlan. ipip is not supported yet.
-    #[arg(long, value_name = "vxlan|ipip", default_value = "vxlan")]
-    pub encap: String,
+    /// Encapsulation: vxlan (UDP), or ipip (IP protocol 4, RFC 2003; needs --mode l3)
+    /// [default: vxlan].
+    #[arg(long, value_name = "vxlan|ipip", value_parser = |s: &str| s.parse::<Encap>())]
+    pub encap: Option<Encap>,
 
     /// VXLAN UDP port, used as destination and bound locally [default: 4789].
     #[arg(long, value_name = "N", value_parser = parse_port)]
@@ -133,13 +138,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "CIDR")]
     pub address: Option<Ipv4Cidr>,
 
-    /// Device MTU [default: MTU of the underlay interface holding --local, minus 50].
+    /// Device MTU [default: MTU of the underlay interface holding --local, minus the
+    /// encapsulation overhead: 50 for VXLAN, 20 for IPIP].
     #[arg(long, value_name = "N", value_parser = parse_mtu)]
     pub mtu: Option<u16>,
 
-    /// Static route through the tunnel (L3 mode; not supported yet).
-    #[arg(long = "route", value_name = "CIDR=IP")]
-    pub routes: Vec<String>,
+    /// L3 mode: send packets to the overlay prefix CIDR through the tunnel to next hop IP
+    /// (longest prefix wins; repeat for several). With --encap ipip, IP is the remote node's
+    /// underlay address; with --encap vxlan, IP is an overlay next hop whose MAC the neighbour
+    /// table resolves. vtepd installs the matching kernel route `CIDR dev <device>` itself and
+    /// removes it on exit.
+    #[arg(long = "route", value_name = "CIDR=IP", value_parser = parse_route)]
+    pub routes: Vec<Route>,
 
     /// Static neighbour binding: overlay IP -> MAC (L3 VXLAN next hops, like flannel's
     /// `ip neigh ... nud permanent`; L2 with --arp-suppress: answered on behalf); repeatable.
@@ -163,7 +173,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = parse_max_fdb)]
     pub max_fdb: Option<usize>,
 
-    /// Accept VXLAN from any source, not only known remotes (peers and FDB remotes).
+    /// Accept tunnel traffic from any source, not only known remotes (peers and FDB remotes;
+    /// route next hops in L3 mode). An IPIP endpoint open to anyone lets any host inject packets
+    /// (CVE-2020-10136): leave this off unless the underlay is filtered.
     #[arg(long)]
     pub allow_any_peer: bool,
 
@@ -185,22 +197,20 @@ impl RunArgs {
     /// Builds and validates the daemon configuration (pure: reads the config file at most).
     pub fn to_config(&self) -> Result<DaemonConfig, Failure> {
         let not_yet = |what: &str| Err(Failure::Usage(format!("{what} is not supported yet")));
-        match self.mode.as_str() {
-            "l2" => {}
-            "l3" => return not_yet("--mode l3"),
-            m => return Err(Failure::Usage(format!("--mode '{m}': expected l2 or l3"))),
-        }
-        match self.encap.as_str() {
-            "vxlan" => {}
-            "ipip" => return not_yet("--encap ipip"),
-            e => {
+        if self.encap == Some(Encap::Ipip) {
+            let vxlan_only = [
+                ("--vni", self.vni.is_some()),
+                ("--peer", !self.peers.is_empty()),
+                ("--port", self.port.is_some()),
+                ("--no-learning", self.no_learning),
+                ("--ageing", self.ageing.is_some()),
+                ("--max-fdb", self.max_fdb.is_some()),
+            ];
+            if let Some((flag, _)) = vxlan_only.iter().find(|(_, given)| *given) {
                 return Err(Failure::Usage(format!(
-                    "--encap '{e}': expected vxlan or ipip"
+                    "{flag} is not used with --encap ipip (it sends by --route)"
                 )));
             }
-        }
-        if !self.routes.is_empty() {
-            return not_yet("--route");
         }
         if self.metrics.is_some() {
             return not_yet("--metrics");
@@ -213,6 +223,10 @@ impl RunArgs {
             cfg.control = c.clone();
         }
         cfg.validate()?;
+        if cfg.mode == Mode::L3 && cfg.encap == Encap::Ipip {
+            // The L3 IPIP data path lands in the next step; its configuration is checked above.
+            return not_yet("--mode l3");
+        }
         Ok(cfg)
     }
 
@@ -237,10 +251,13 @@ impl RunArgs {
         if let Some(m) = self.max_fdb {
             net.max_fdb = m;
         }
+        net.routes = self.routes.clone();
         Ok(DaemonConfig {
             local,
             port: self.port.unwrap_or(encap::vxlan::DEFAULT_PORT),
             allow_any_peer: self.allow_any_peer,
+            mode: self.mode.unwrap_or_default(),
+            encap: self.encap.unwrap_or_default(),
             threads: self.threads.unwrap_or(1),
             control: PathBuf::from(config::DEFAULT_CONTROL),
             networks: vec![net],
@@ -539,8 +556,9 @@ mod tests {
             (&["--mtu", "10"], "MTU"),
             (&["--mode", "l3"], "not supported yet"),
             (&["--mode", "l4"], "expected"),
-            (&["--encap", "ipip"], "not supported yet"),
-            (&["--route", "10.0.0.0/24=192.0.2.2"], "not supported yet"),
+            (&["--encap", "ipip"], "needs --mode l3"),
+            (&["--encap", "gre"], "expected vxlan or ipip"),
+            (&["--route", "10.0.0.0/24=192.0.2.2"], "need --mode l3"),
             (&["--metrics", "127.0.0.1:9000"], "not supported yet"),
             (&["--threads", "2"], "not supported yet"),
             (&["--bogus"], "unexpected argument"),
@@ -576,6 +594,64 @@ mod tests {
             "192.0.2.1",
         ]);
         assert!(e.unwrap_err().message().contains("longer"));
+    }
+
+    #[test]
+    fn ipip_flags_are_checked() {
+        let base = [
+            "run",
+            "--dev",
+            "tun0",
+            "--local",
+            "192.0.2.1",
+            "--mode",
+            "l3",
+        ];
+        let base: Vec<&str> = base.iter().copied().chain(["--encap", "ipip"]).collect();
+        let cases: &[(&[&str], &str)] = &[
+            (&["--route", "10.0.1.0/26"], "CIDR=IP"),
+            (&["--route", "10.0.1.0/33=192.0.2.2"], "prefix"),
+            (&["--route", "10.0.1.1/26=192.0.2.2"], "host bits"),
+            (&["--route", "10.0.1.0/26=224.0.0.5"], "unicast"),
+            (&["--route", "10.0.1.0/26=255.255.255.255"], "unicast"),
+            (&["--route", "10.0.1.0/26=0.0.0.0"], "unicast"),
+            (&["--route", "0.0.0.0/0=192.0.2.2"], "default"),
+            (&["--route", "10.0.1.0/26=192.0.2.1"], "own --local"),
+            (
+                &["--route", "192.0.2.0/24=198.51.100.2"],
+                "covers 192.0.2.1",
+            ),
+            (
+                &[
+                    "--route",
+                    "10.0.1.0/26=192.0.2.2",
+                    "--route",
+                    "10.0.1.0/26=192.0.2.3",
+                ],
+                "twice",
+            ),
+            (&["--vni", "5"], "--vni is not used with --encap ipip"),
+            (&["--peer", "192.0.2.2"], "--peer is not used"),
+            (&["--port", "4789"], "--port is not used"),
+            (&["--ageing", "5"], "--ageing is not used"),
+        ];
+        for (extra, want) in cases {
+            let args: Vec<&str> = base.iter().chain(extra.iter()).copied().collect();
+            let e = run_cfg(&args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+            assert!(e.message().contains(want), "{args:?}: {e:?} lacks {want:?}");
+            assert!(!e.message().contains('\n'), "{args:?}: {e:?}");
+        }
+        let e = run_cfg(&[
+            "run",
+            "--dev",
+            "t",
+            "--local",
+            "192.0.2.1",
+            "--encap",
+            "ipip",
+        ]);
+        assert!(e.unwrap_err().message().contains("needs --mode l3"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Every parse helper here returns a one-line, human-readable reason; the CLI uses the same
 //! helpers as clap value parsers, so a flag and a TOML key reject the same inputs the same way.
 
+use crate::core::route::{self, Route};
 use crate::core::{DEFAULT_AGEING, DEFAULT_MAX_LEARNED};
 use encap::{MacAddr, Vni};
 use serde::Deserialize;
@@ -270,6 +271,53 @@ pub fn parse_control_path(s: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(s))
 }
 
+/// Device mode: what the local device carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Ethernet frames on a TAP device.
+    #[default]
+    L2,
+    /// IP packets on a TUN device.
+    L3,
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "l2" => Ok(Mode::L2),
+            "l3" => Ok(Mode::L3),
+            m => Err(format!("mode '{m}': expected l2 or l3")),
+        }
+    }
+}
+
+/// Encapsulation on the underlay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encap {
+    /// VXLAN over UDP (RFC 7348).
+    #[default]
+    Vxlan,
+    /// IPv4-in-IPv4 (RFC 2003), IP protocol 4.
+    Ipip,
+}
+
+impl FromStr for Encap {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "vxlan" => Ok(Encap::Vxlan),
+            "ipip" => Ok(Encap::Ipip),
+            e => Err(format!("encap '{e}': expected vxlan or ipip")),
+        }
+    }
+}
+
+/// Parses a `--route CIDR=IP` value (see [`route::parse_route`]).
+pub fn parse_route(s: &str) -> Result<Route, String> {
+    route::parse_route(s)
+}
+
 /// A static FDB entry from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StaticFdb {
@@ -313,6 +361,8 @@ pub struct NetConfig {
     pub neigh: Vec<StaticNeigh>,
     /// Answer local ARP requests for known remote addresses instead of flooding them (L2).
     pub arp_suppress: bool,
+    /// L3 routes through the tunnel (overlay prefix -> next hop).
+    pub routes: Vec<Route>,
 }
 
 /// A complete, validated daemon configuration.
@@ -324,6 +374,10 @@ pub struct DaemonConfig {
     pub port: u16,
     /// Accept decapsulation from any source.
     pub allow_any_peer: bool,
+    /// L2 (TAP) or L3 (TUN).
+    pub mode: Mode,
+    /// VXLAN or IPIP.
+    pub encap: Encap,
     /// Dataplane worker threads.
     pub threads: usize,
     /// Control socket path.
@@ -347,6 +401,7 @@ impl NetConfig {
             fdb: Vec::new(),
             neigh: Vec::new(),
             arp_suppress: false,
+            routes: Vec::new(),
         }
     }
 }
@@ -367,6 +422,7 @@ impl DaemonConfig {
         if self.networks.len() > usize::from(u16::MAX) {
             return err("too many networks");
         }
+        self.validate_mode()?;
         let mut vnis = HashSet::new();
         let mut devs = HashSet::new();
         for n in &self.networks {
@@ -414,6 +470,92 @@ impl DaemonConfig {
         Ok(())
     }
 
+    /// The rules that depend on `mode` and `encap`.
+    fn validate_mode(&self) -> Result<(), ConfigError> {
+        match (self.mode, self.encap) {
+            (Mode::L2, Encap::Ipip) => {
+                return err("--encap ipip carries IP packets: it needs --mode l3");
+            }
+            (Mode::L2, Encap::Vxlan) => {
+                if let Some(n) = self.networks.iter().find(|n| !n.routes.is_empty()) {
+                    return err(format!("dev {}: routes need --mode l3", n.dev));
+                }
+                if let Some(n) = self
+                    .networks
+                    .iter()
+                    .find(|n| !n.neigh.is_empty() && !n.arp_suppress)
+                {
+                    return err(format!(
+                        "dev {}: static neighbours in --mode l2 are only used by --arp-suppress",
+                        n.dev
+                    ));
+                }
+                return Ok(());
+            }
+            (Mode::L3, Encap::Vxlan) => return self.validate_l3_vxlan(),
+            (Mode::L3, Encap::Ipip) => {}
+        }
+        if let Some(n) = self
+            .networks
+            .iter()
+            .find(|n| !n.neigh.is_empty() || n.arp_suppress)
+        {
+            return err(format!(
+                "dev {}: --neigh and --arp-suppress are for VXLAN; IPIP has no link layer",
+                n.dev
+            ));
+        }
+        let [n] = self.networks.as_slice() else {
+            return err("--encap ipip runs one TUN device: configure exactly one network");
+        };
+        if !n.peers.is_empty() {
+            return err("--peer is for VXLAN flooding; IPIP sends by --route");
+        }
+        if !n.fdb.is_empty() {
+            return err("static FDB entries are for VXLAN; IPIP sends by --route");
+        }
+        let routes = route::Routes::new(self.local);
+        let mut seen = HashSet::new();
+        for r in &n.routes {
+            if !seen.insert(r.prefix) {
+                return err(format!("route {} is listed twice", r.prefix));
+            }
+            routes
+                .add(*r)
+                .map_err(|e| ConfigError(format!("route {r}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The rules of `--mode l3 --encap vxlan`: one TUN device with its own overlay address
+    /// (vtepd answers ARP for it), overlay next hops, no ARP suppression (that is for L2).
+    fn validate_l3_vxlan(&self) -> Result<(), ConfigError> {
+        let [n] = self.networks.as_slice() else {
+            return err("--mode l3 runs one TUN device: configure exactly one network");
+        };
+        let Some(a) = n.address else {
+            return err(format!(
+                "dev {}: --mode l3 --encap vxlan needs --address (vtepd's own overlay address)",
+                n.dev
+            ));
+        };
+        if n.arp_suppress {
+            return err("--arp-suppress is for --mode l2 (in l3 mode vtepd answers ARP itself)");
+        }
+        let mut seen = HashSet::new();
+        for r in &n.routes {
+            if !seen.insert(r.prefix) {
+                return err(format!("route {} is listed twice", r.prefix));
+            }
+            if r.prefix.contains(&a.addr) {
+                return err(format!("route {r} covers our own --address {}", a.addr));
+            }
+        }
+        route::Routes::with_overlay_routes(self.local, &n.routes)
+            .map_err(|e| ConfigError(format!("route: {e}")))?;
+        Ok(())
+    }
+
     /// Reads and validates a TOML configuration file.
     pub fn from_file(path: &Path) -> Result<DaemonConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
@@ -455,6 +597,8 @@ struct FileConfig {
     port: Option<u64>,
     #[serde(default)]
     allow_any_peer: bool,
+    mode: Option<String>,
+    encap: Option<String>,
     threads: Option<u64>,
     control: Option<String>,
     #[serde(default, rename = "network")]
@@ -465,7 +609,7 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct FileNetwork {
     dev: String,
-    vni: u64,
+    vni: Option<u64>,
     #[serde(default)]
     peers: Vec<String>,
     address: Option<String>,
@@ -476,6 +620,8 @@ struct FileNetwork {
     max_fdb: Option<u64>,
     #[serde(default)]
     fdb: Vec<FileFdb>,
+    #[serde(default)]
+    routes: Vec<String>,
     #[serde(default)]
     neigh: Vec<FileNeigh>,
     #[serde(default)]
@@ -513,11 +659,31 @@ impl FileConfig {
         };
         let control = parse_control_path(self.control.as_deref().unwrap_or(DEFAULT_CONTROL))
             .map_err(ConfigError)?;
+        let mode: Mode = self
+            .mode
+            .as_deref()
+            .unwrap_or("l2")
+            .parse()
+            .map_err(ConfigError)?;
+        let encap: Encap = self
+            .encap
+            .as_deref()
+            .unwrap_or("vxlan")
+            .parse()
+            .map_err(ConfigError)?;
+        if encap == Encap::Ipip && self.port.is_some() {
+            return Err(ConfigError("port is not used with IPIP".into()));
+        }
         let mut networks = Vec::with_capacity(self.networks.len());
         for (i, n) in self.networks.into_iter().enumerate() {
             let ctx = |e: String| ConfigError(format!("network #{}: {e}", i + 1));
             let dev = parse_dev_name(&n.dev).map_err(ctx)?;
-            let vni = vni_from(n.vni).map_err(ctx)?;
+            let vni = match (encap, n.vni) {
+                (Encap::Vxlan, Some(v)) => vni_from(v).map_err(ctx)?,
+                (Encap::Vxlan, None) => return Err(ctx("vni is required with VXLAN".into())),
+                (Encap::Ipip, Some(_)) => return Err(ctx("vni is not used with IPIP".into())),
+                (Encap::Ipip, None) => vni_from(u64::from(DEFAULT_VNI)).map_err(ctx)?,
+            };
             let mut net = NetConfig::new(dev, vni);
             for p in &n.peers {
                 net.peers
@@ -549,12 +715,17 @@ impl FileConfig {
                 net.neigh.push(StaticNeigh { ip, mac });
             }
             net.arp_suppress = n.arp_suppress;
+            for r in &n.routes {
+                net.routes.push(parse_route(r).map_err(ctx)?);
+            }
             networks.push(net);
         }
         Ok(DaemonConfig {
             local,
             port,
             allow_any_peer: self.allow_any_peer,
+            mode,
+            encap,
             threads,
             control,
             networks,
@@ -774,6 +945,53 @@ vni = 43
             assert!(e.contains(want), "{text:?}: got {e:?}, wanted {want:?}");
             assert!(!e.contains('\n'), "{text:?}: multi-line error {e:?}");
         }
+    }
+
+    #[test]
+    fn ipip_file() {
+        let c = DaemonConfig::from_toml(
+            "local = \"192.0.2.1\"\nmode = \"l3\"\nencap = \"ipip\"\n[[network]]\ndev = \"tunl9\"\n\
+             routes = [\"10.0.1.0/26=192.0.2.2\", \"10.0.2.0/26=192.0.2.3\"]\n",
+        )
+        .unwrap();
+        assert_eq!((c.mode, c.encap), (Mode::L3, Encap::Ipip));
+        assert_eq!(c.networks[0].routes.len(), 2);
+        assert_eq!(
+            c.networks[0].routes[1].to_string(),
+            "10.0.2.0/26 via 192.0.2.3"
+        );
+        let head = "local = \"192.0.2.1\"\nmode = \"l3\"\nencap = \"ipip\"\n";
+        for (body, want) in [
+            ("[[network]]\ndev=\"t\"\nvni=3\n", "vni is not used"),
+            ("port=4789\n[[network]]\ndev=\"t\"\n", "port is not used"),
+            ("[[network]]\ndev=\"t\"\npeers=[\"192.0.2.2\"]\n", "--peer"),
+            (
+                "[[network]]\ndev=\"t\"\nroutes=[\"10.0.1.0/26\"]\n",
+                "CIDR=IP",
+            ),
+            (
+                "[[network]]\ndev=\"t\"\nroutes=[\"10.0.1.0/26=192.0.2.1\"]\n",
+                "own",
+            ),
+            (
+                "[[network]]\ndev=\"a\"\n[[network]]\ndev=\"b\"\n",
+                "exactly one",
+            ),
+        ] {
+            let e = toml_err(&format!("{head}{body}"));
+            assert!(e.contains(want), "{body:?}: {e}");
+            assert!(!e.contains('\n'));
+        }
+        assert!(toml_err("local = \"192.0.2.1\"\nmode = \"l5\"\n").contains("expected l2 or l3"));
+        assert!(
+            toml_err("local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\n").contains("vni is required")
+        );
+        assert!(
+            toml_err(
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\nroutes=[\"10.0.0.0/8=192.0.2.2\"]\n"
+            )
+            .contains("need --mode l3")
+        );
     }
 
     #[test]

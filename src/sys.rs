@@ -1,4 +1,4 @@
-//! The only module allowed `unsafe`: the two system calls no well-kept crate exposes safely
+//! The only module allowed `unsafe`: the system calls no well-kept crate exposes safely
 //! (socket2 has no IP_MTU_DISCOVER, and nothing offers SIOCGIFMTU for an arbitrary interface).
 #![allow(unsafe_code)]
 
@@ -63,6 +63,19 @@ pub fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
     // SAFETY: as above; restores the previous mask.
     unsafe { libc::umask(old) };
     out
+}
+
+/// Moves the calling thread into a new, empty network namespace (only loopback, down). Used by
+/// tests that need a private namespace for devices and routes without touching the host's.
+pub fn unshare_network_namespace() -> io::Result<()> {
+    // SAFETY: unshare only changes the calling thread's namespace membership; no memory is
+    // passed.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]

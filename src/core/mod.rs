@@ -21,6 +21,7 @@ mod learn;
 pub mod neigh;
 mod neigh_control;
 pub mod network;
+pub mod route;
 pub mod time;
 
 pub use actions::{Action, Actions};

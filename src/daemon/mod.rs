@@ -7,8 +7,10 @@
 //! (the control socket file, the TAP devices we created), so any later failure cleans up.
 
 pub mod device;
+pub mod netlink;
 pub mod socket;
 pub mod stats;
+pub mod tun;
 pub mod worker;
 
 use crate::cli::Failure;

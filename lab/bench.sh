@@ -1,0 +1,728 @@
+#!/usr/bin/env bash
+# Throughput benchmark: vtepd against the Linux kernel's own vxlan device, side by side in one run on
+# one topology. Two hosts, h1 (192.0.2.1) and h2 (192.0.2.2), on a veth underlay (one veth pair: each
+# host's eth0, MTU 1500, default offloads; no bridge between them). Each mode in turn
+# puts its tunnel between the hosts, with the overlay address on the tunnel device itself, measures,
+# and is torn down:
+#   bare_veth       no tunnel: the underlay itself (h1 -> 192.0.2.2)
+#   kernel_vxlan    `ip link add vx0 type vxlan id 42 dstport 4789 ...` on both hosts, the other host
+#                   in its flood list (10.42.0.1/24 -> 10.42.0.2)
+#   vtepd_l2_vxlan  vtepd --mode l2 (TAP vtep0), VNI 42, the other host as peer (10.42.0.1 -> .2)
+#   vtepd_l3_vxlan  vtepd --mode l3 --encap vxlan (TUN tun0), VNI 42, the other host as peer, one
+#                   on-link subnet resolved by vtepd's ARP (10.44.0.1/24 -> 10.44.0.2)
+#   vtepd_l3_ipip   vtepd --mode l3 --encap ipip (TUN tun0), --route to the other host's /24
+#                   (10.43.1.1/24 -> 10.43.2.1)
+# For each mode, from h1 to h2:
+#   tcp1, tcp4  iperf3 TCP throughput with 1 and 4 streams (Gbit/s, as received)
+#   udp64       64-byte forwarding rate: packets per second arriving on h2's overlay device while
+#               scripts/udpgen.rs floods 18-byte UDP payloads (46-byte IPv4 packets: 64-byte Ethernet
+#               frames with FCS) from 1 and from 2 sending threads; the better of the two is kept
+#               (on a 2-core machine the generator competes with the forwarder for the CPU)
+#   rtt         ping round-trip time (10 ms apart), p50 and p99 of per-packet times (microseconds)
+#   cpu         CPU seconds spent during the tcp1 test per GB received, counted system-wide from
+#               /proc/stat (user+nice+system+irq+softirq, all CPUs) so kernel and userspace modes
+#               compare, minus what processes that are not ours used meanwhile (a shared machine);
+#               cpu_all: the same without that subtraction; daemon_cpu (vtepd modes): both vtepd
+#               processes' own CPU (/proc/PID/stat) per GB
+# It prints a table with every vtepd figure also as a ratio to kernel vxlan from the same run.
+#
+# usage: sudo lab/bench.sh [--quick] [--modes LIST] [--repeat N] [--json [FILE]] [--quiet] [--keep]
+#                          [--profile perf|callgrind [--profile-load tcp|udp]]
+#   --quick       short runs (about 10 s a mode instead of about 30 s)
+#   --modes LIST  comma-separated modes (default: all): bare_veth, kernel_vxlan, vtepd_l2_vxlan,
+#                 vtepd_l3_vxlan, vtepd_l3_ipip, or short names bare, kernel, vtepd_l2, vtepd_l3vx,
+#                 vtepd_ipip, all
+#   --repeat N    N rounds over all modes (default 1), interleaved so a change of background load
+#                 hits every mode alike; each figure is the best of its rounds (highest rate, lowest
+#                 RTT and CPU), which is what the code can do when other work leaves it alone
+#   --json [FILE] also write the results as one JSON object to FILE (or to stdout when FILE is
+#                 missing or `-`; the table then goes to stderr). Keys: <mode>_<metric> with metric
+#                 tcp1_gbps, tcp4_gbps, udp64_pps, udp64_offered_pps, rtt_p50_us, rtt_p99_us,
+#                 cpu_s_per_gb, cpu_all_s_per_gb, others_cpus (CPUs busy with other processes during
+#                 tcp1), daemon_cpu_s_per_gb (vtepd modes); <mode>_status (ok, n/a, failed); for vtepd
+#                 modes <mode>_<tcp1|tcp4|udp64|rtt_p50|rtt_p99|cpu>_ratio (vtepd / kernel vxlan);
+#                 and facts of the run (kernel, cpus, load, durations). A figure not measured is null.
+#   --quiet       print nothing but failures (and the JSON when asked for)
+#   --keep        leave the lab up at the end
+#   --profile perf|callgrind
+#                 instead of measuring, profile both daemons of each selected vtepd mode under load
+#                 (10 s; --quick: 3 s) and write reports to target/bench/profile/<mode>-*.txt:
+#                 perf: `perf record -g -e cpu-clock` (software clock: no hardware counters in this
+#                 VM), time by binary, by symbol, and inclusive by call chain (which syscall);
+#                 callgrind: the daemons run under valgrind, user-space instructions by function
+#                 and per packet forwarded (immune to a noisy machine; the kernel is invisible to it)
+#   --profile-load tcp|udp
+#                 the load while profiling: one iperf3 TCP stream (default) or the 64-byte UDP flood
+# Environment: VTEPD_BIN (a built vtepd; otherwise cargo builds the release binary), BENCH_VTEPD_ARGS
+# (extra `vtepd run` flags, word-split, e.g. "--threads 1"), LAB_SKIP_SETUP=1, LAB_PREFIX.
+# Exit status: 0 when every selected mode was measured or is not supported by this vtepd yet (vtepd
+# exits with status 2 saying "not supported": reported as n/a), 1 when a mode that should work failed,
+# 2 for bad usage.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+BENCH_MODES_ALL="bare_veth kernel_vxlan vtepd_l2_vxlan vtepd_l3_vxlan vtepd_l3_ipip"
+BENCH_VNI=42
+BENCH_IPERF_PORT=5201
+BENCH_UDP_PORT=9000
+BENCH_UDP_PAYLOAD=18 # + 8 UDP + 20 IPv4 = 46-byte packet = 64-byte Ethernet frame with its FCS
+# Figures of every mode, and (bench_best) whether more or less is better.
+BENCH_METRICS="tcp1_gbps tcp4_gbps udp64_pps udp64_offered_pps rtt_p50_us rtt_p99_us cpu_s_per_gb cpu_all_s_per_gb others_cpus"
+
+bench_usage() { sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; }
+bench_bad_usage() {
+    printf 'lab/bench.sh: %s (try --help)\n' "$*" >&2
+    exit 2
+}
+
+# bench_mode_name NAME: the full mode name of a full or short name, or nothing.
+bench_mode_name() {
+    case $1 in
+    bare | bare_veth) echo bare_veth ;;
+    kernel | kernel_vxlan) echo kernel_vxlan ;;
+    vtepd_l2 | vtepd_l2_vxlan) echo vtepd_l2_vxlan ;;
+    vtepd_l3vx | vtepd_l3_vxlan) echo vtepd_l3_vxlan ;;
+    vtepd_ipip | vtepd_l3_ipip) echo vtepd_l3_ipip ;;
+    esac
+}
+
+QUICK=0
+MODES=$BENCH_MODES_ALL
+JSON_OUT=
+ROUNDS=1
+PROFILE=
+PROFILE_LOAD=tcp
+while [ $# -gt 0 ]; do
+    case $1 in
+    --quick) QUICK=1 ;;
+    --modes)
+        [ $# -ge 2 ] || bench_bad_usage "--modes needs a list"
+        MODES=
+        for m in ${2//,/ }; do
+            if [ "$m" = all ]; then
+                MODES+=" $BENCH_MODES_ALL"
+                continue
+            fi
+            full=$(bench_mode_name "$m")
+            [ -n "$full" ] || bench_bad_usage "unknown mode '$m'"
+            MODES+=" $full"
+        done
+        [ -n "$MODES" ] || bench_bad_usage "--modes needs at least one mode"
+        shift
+        ;;
+    --repeat)
+        [ $# -ge 2 ] && [[ $2 =~ ^[1-9][0-9]?$ ]] || bench_bad_usage "--repeat needs a count from 1 to 99"
+        ROUNDS=$2
+        shift
+        ;;
+    --json)
+        if [ $# -ge 2 ] && [ "${2#--}" = "$2" ]; then
+            JSON_OUT=$2
+            shift
+        else
+            JSON_OUT=-
+        fi
+        ;;
+    -q | --quiet) QUIET=1 ;;
+    --keep) LAB_KEEP=1 ;;
+    --profile)
+        [ $# -ge 2 ] && [[ $2 == perf || $2 == callgrind ]] || bench_bad_usage "--profile perf or callgrind"
+        PROFILE=$2
+        shift
+        ;;
+    --profile-load)
+        [ $# -ge 2 ] && [[ $2 == tcp || $2 == udp ]] || bench_bad_usage "--profile-load tcp or udp"
+        PROFILE_LOAD=$2
+        shift
+        ;;
+    -h | --help)
+        bench_usage
+        exit 0
+        ;;
+    *) bench_bad_usage "unknown option $1" ;;
+    esac
+    shift
+done
+# Each selected mode once, in the canonical order.
+SELECTED=
+for m in $BENCH_MODES_ALL; do
+    [[ " $MODES " != *" $m "* ]] || SELECTED+="${SELECTED:+ }$m"
+done
+
+# Human output goes to stderr when the JSON goes to stdout.
+if [ "$JSON_OUT" = - ]; then exec 3>&1 1>&2; else exec 3>&1; fi
+
+if [ "$QUICK" = 1 ]; then
+    PINGS=50 TCP_SECS=1 UDP_SECS=1 PROFILE_SECS=3
+else
+    PINGS=200 TCP_SECS=5 UDP_SECS=3 PROFILE_SECS=10
+fi
+UDP_THREADS="1 2"
+UDP_WARMUP=0.5
+
+for tool in iperf3 jq ping ip rustc awk; do
+    command -v "$tool" >/dev/null || lab_die "$tool not found (scripts/setup.sh installs the lab's tools)" || exit 1
+done
+case $PROFILE in
+perf) command -v perf >/dev/null || lab_die "perf not found (apt-get install linux-perf)" || exit 1 ;;
+callgrind) command -v valgrind >/dev/null || lab_die "valgrind not found (apt-get install valgrind)" || exit 1 ;;
+esac
+lab_prepare
+lab_traps
+PROFILE_DIR=$LAB_REPO/target/bench/profile
+BENCH_STOP_SECS=5
+if [ "$PROFILE" = callgrind ]; then
+    # `vtepd run` under callgrind (client commands run as they are); valgrind starts and stops slowly.
+    LAB_TIMEOUT=60 BENCH_STOP_SECS=60
+    mkdir -p "$LAB_DIR" "$PROFILE_DIR"
+    cat >"$LAB_DIR/vtepd-callgrind" <<EOF
+#!/bin/sh
+if [ "\$1" = run ]; then
+    exec valgrind --tool=callgrind --callgrind-out-file="$PROFILE_DIR/callgrind.out.%p" "$VTEPD_BIN" "\$@"
+fi
+exec "$VTEPD_BIN" "\$@"
+EOF
+    chmod +x "$LAB_DIR/vtepd-callgrind"
+    VTEPD_BIN=$LAB_DIR/vtepd-callgrind
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Results: R[key] = JSON text (a number, a string or null), written out at the end. Figures are
+# first collected per round in ROUNDS_OF[key] (space-separated) and reduced by bench_best.
+
+declare -A R ROUNDS_OF
+bench_set() { R[$1]=$2; }
+bench_set_str() { R[$1]=$(jq -n --arg v "$2" '$v'); }
+bench_get() { printf '%s' "${R[$1]:-null}"; }
+# bench_record KEY VALUE: one round's figure.
+bench_record() {
+    ROUNDS_OF[$1]="${ROUNDS_OF[$1]:-}${ROUNDS_OF[$1]:+ }$2"
+    R[$1]=$2
+}
+# bench_best KEY: reduces the key's rounds to the best one: the highest rate, the lowest RTT or CPU;
+# the mean for others_cpus (a fact about the run, not a figure to better).
+bench_best() {
+    local key=$1 how
+    [ -n "${ROUNDS_OF[$key]:-}" ] || return 0
+    case $key in
+    *_gbps | *_pps) how=max ;;
+    *_others_cpus) how=mean ;;
+    *) how=min ;;
+    esac
+    R[$key]=$(tr ' ' '\n' <<<"${ROUNDS_OF[$key]}" | awk -v how="$how" '
+        { v = $1 + 0; s += v; if (NR == 1 || (how == "max" ? v > b : v < b)) b = v }
+        END { if (how == "mean") b = s / NR; print (b == int(b) ? b : sprintf("%.6g", b)) }')
+}
+# bench_fmt VALUE DECIMALS: VALUE with DECIMALS decimals, or n/a for null.
+bench_fmt() {
+    if [ "$1" = null ]; then printf 'n/a'; else LC_ALL=C printf "%.${2}f" "$1"; fi
+}
+# bench_ratio_name METRIC: the name of a metric's ratio key (<mode>_<name>_ratio); nothing if none.
+bench_ratio_name() {
+    case $1 in
+    tcp1_gbps | tcp4_gbps | udp64_pps) echo "${1%_*}" ;;
+    rtt_p50_us | rtt_p99_us) echo "${1%_us}" ;;
+    cpu_s_per_gb) echo cpu ;;
+    esac
+}
+# bench_div A B [SCALE]: A / B * SCALE, or null when either is null or B is 0.
+bench_div() {
+    awk -v a="$1" -v b="$2" -v s="${3:-1}" 'BEGIN {
+        if (a == "null" || b == "null" || b + 0 == 0) print "null"; else printf "%.6g\n", a / b * s }'
+}
+# bench_now: seconds since the epoch, with nanoseconds.
+bench_now() { date +%s.%N; }
+
+# ---------------------------------------------------------------------------------------------
+# CPU accounting (jiffies: 1/BENCH_HZ s)
+
+BENCH_HZ=$(getconf CLK_TCK)
+# bench_cpu_busy: busy jiffies of all CPUs (user nice system irq softirq of /proc/stat's cpu line).
+bench_cpu_busy() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
+# bench_proc_cpu PID...: user+system jiffies of the processes (all their threads); 0 for none.
+bench_proc_cpu() {
+    local pid total=0 stat rest f
+    for pid in "$@"; do
+        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+        rest=${stat##*) } # the command name may hold spaces and parentheses
+        read -r -a f <<<"$rest"
+        total=$((total + f[11] + f[12])) # fields 14 and 15 (utime, stime), counted from 1 with pid and comm
+    done
+    echo "$total"
+}
+# bench_others_cpu: jiffies used so far by processes that are not this script or its descendants
+# (nor kernel threads, which do our softirq work when it is deferred): user + system, plus the
+# same of their reaped children (cutime, cstime), so that a compiler that started and ended
+# between two readings is counted through its parent.
+bench_others_cpu() {
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v me="$$" '
+        {
+            match($0, /.*\) /) # the command name may hold spaces and parentheses
+            split(substr($0, RLENGTH + 1), f, " ")
+            pid = $1 + 0
+            ppid[pid] = f[2] + 0
+            used[pid] = f[12] + f[13] + f[14] + f[15]
+        }
+        END {
+            ours[me] = 1
+            do {
+                grew = 0
+                for (p in ppid) if (!(p in ours) && (ppid[p] in ours)) { ours[p] = 1; grew = 1 }
+            } while (grew)
+            for (p in used) if (!(p in ours) && p != 2 && ppid[p] != 2) total += used[p]
+            print total + 0
+        }'
+}
+
+# bench_background_load SECS: how many CPUs were busy on average over SECS, before we start.
+bench_background_load() {
+    local b0 b1
+    b0=$(bench_cpu_busy)
+    sleep "$1"
+    b1=$(bench_cpu_busy)
+    awk -v d=$((b1 - b0)) -v hz="$BENCH_HZ" -v s="$1" 'BEGIN { printf "%.2f\n", d / hz / s }'
+}
+
+# ---------------------------------------------------------------------------------------------
+# Topology
+
+bench_ul_ip() { lab_host_ip "h$1"; }
+
+# bench_udpgen_build: compiles scripts/udpgen.rs (std only) into target/bench/ unless up to date;
+# sets UDPGEN.
+bench_udpgen_build() {
+    local src=$LAB_REPO/scripts/udpgen.rs dir=$LAB_REPO/target/bench tmp
+    UDPGEN=$dir/udpgen
+    [ "$UDPGEN" -nt "$src" ] && return 0
+    mkdir -p "$dir" || return
+    tmp=$(mktemp "$dir/udpgen.XXXXXX") || return
+    lab_say "building the UDP generator (rustc -O scripts/udpgen.rs)"
+    rustc --edition 2024 -C opt-level=3 -o "$tmp" "$src" || {
+        rm -f "$tmp"
+        return 1
+    }
+    mv -f "$tmp" "$UDPGEN" # atomic: a parallel run never sees half a binary
+}
+
+# bench_topology: hosts h1 and h2 joined by one veth pair (their eth0s: the underlay), an iperf3
+# server and a UDP sink in h2.
+bench_topology() {
+    local i
+    lab_netns_add h1 && lab_netns_add h2 || return
+    ip -n "$(lab_ns h1)" link add eth0 type veth peer name eth0 netns "$(lab_ns h2)" ||
+        lab_die "cannot create the underlay veth pair" || return
+    for i in 1 2; do
+        ip -n "$(lab_ns "h$i")" addr add "$(bench_ul_ip "$i")/24" dev eth0 &&
+            ip -n "$(lab_ns "h$i")" link set eth0 up || return
+        bench_ul_ip "$i" >"$LAB_DIR/h$i.ip"
+    done
+    # The generator runs from the lab's directory so lab_cleanup recognises (and stops) it.
+    cp "$UDPGEN" "$LAB_DIR/udpgen" || return
+    ip netns exec "$(lab_ns h2)" iperf3 -s -p "$BENCH_IPERF_PORT" --logfile "$LAB_DIR/iperf3-server.log" \
+        </dev/null >/dev/null 2>&1 &
+    echo $! >"$LAB_DIR/iperf3-server.pid"
+    ip netns exec "$(lab_ns h2)" "$LAB_DIR/udpgen" sink "0.0.0.0:$BENCH_UDP_PORT" --secs 3600 \
+        </dev/null >/dev/null 2>"$LAB_DIR/udpsink.log" &
+    echo $! >"$LAB_DIR/udpsink.pid"
+    lab_wait_ping h1 "$(bench_ul_ip 2)" || return
+}
+
+# ---------------------------------------------------------------------------------------------
+# Tunnels: bench_up_MODE sets DST (the address h1 sends to), RXDEV (h2's overlay device) and
+# DAEMONS (PIDs of the vtepd processes); bench_down tears down whatever is up. A bench_up returns 3
+# when this vtepd does not support the mode yet.
+
+DAEMONS=()
+KERNEL_DEVS=()
+
+bench_up_bare_veth() {
+    DST=$(bench_ul_ip 2) RXDEV=eth0
+}
+
+bench_up_kernel_vxlan() {
+    local i o ns
+    for i in 1 2; do
+        o=$((3 - i))
+        ns=$(lab_ns "h$i")
+        lab_info "h$i: ip link add vx0 type vxlan id $BENCH_VNI local $(bench_ul_ip "$i") dstport 4789 dev eth0; flood to $(bench_ul_ip "$o"); 10.42.0.$i/24"
+        ip -n "$ns" link add vx0 type vxlan id "$BENCH_VNI" local "$(bench_ul_ip "$i")" dstport 4789 dev eth0 ||
+            return
+        KERNEL_DEVS+=("$ns")
+        bridge -n "$ns" fdb append 00:00:00:00:00:00 dev vx0 dst "$(bench_ul_ip "$o")" &&
+            ip -n "$ns" addr add "10.42.0.$i/24" dev vx0 &&
+            ip -n "$ns" link set vx0 up || return
+    done
+    DST=10.42.0.2 RXDEV=vx0
+}
+
+# bench_vtepd HOST DEV ARGS...: starts `vtepd run --dev DEV --local <host's IP> --control <sock> ARGS`
+# (plus BENCH_VTEPD_ARGS) in the host, waits for its control socket and device, sets the device up.
+# Returns 3 (and says so) when vtepd exits with status 2 saying the mode is not supported yet.
+bench_vtepd() {
+    local host=$1 dev=$2 ns sock log pid rc deadline=$((SECONDS + LAB_TIMEOUT))
+    shift 2
+    ns=$(lab_ns "$host")
+    sock=$(lab_sock "$host")
+    log=$LAB_DIR/$host.vtepd.log
+    local args=(run --dev "$dev" --local "$(cat "$LAB_DIR/$host.ip")" --control "$sock" "$@")
+    # shellcheck disable=SC2206 # BENCH_VTEPD_ARGS is a list of flags
+    args+=(${BENCH_VTEPD_ARGS:-})
+    lab_info "$host: vtepd ${args[*]}"
+    ip netns exec "$ns" "$VTEPD_BIN" "${args[@]}" </dev/null >"$log" 2>&1 &
+    pid=$!
+    echo "$pid" >"$LAB_DIR/$host.vtepd.pid"
+    DAEMONS+=("$pid")
+    until [ -S "$sock" ]; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            rc=0
+            wait "$pid" || rc=$?
+            if [ "$rc" = 2 ] && grep -q 'not supported' "$log"; then
+                lab_info "$host: this vtepd does not support it yet: $(head -n 1 "$log")"
+                return 3
+            fi
+            lab_die "vtepd on $host exited with status $rc: $(tail -n 3 "$log")" || return
+        fi
+        [ "$SECONDS" -lt "$deadline" ] || lab_die "no control socket $sock within ${LAB_TIMEOUT}s" || return
+        sleep 0.05
+    done
+    lab_wait_link "$ns" "$dev" && ip -n "$ns" link set "$dev" up
+}
+
+bench_up_vtepd_l2_vxlan() {
+    local i
+    for i in 1 2; do
+        bench_vtepd "h$i" vtep0 --vni "$BENCH_VNI" --peer "$(bench_ul_ip $((3 - i)))" \
+            --address "10.42.0.$i/24" || return
+    done
+    DST=10.42.0.2 RXDEV=vtep0
+}
+
+# L3 VXLAN: the TUN carries IP; both overlay addresses share one subnet, so the destination is
+# on-link and vtepd resolves its MAC itself (ARP by head-end replication to the peer, answered by
+# the remote vtepd for its own address).
+bench_up_vtepd_l3_vxlan() {
+    local i
+    for i in 1 2; do
+        bench_vtepd "h$i" tun0 --mode l3 --encap vxlan --vni "$BENCH_VNI" --peer "$(bench_ul_ip $((3 - i)))" \
+            --address "10.44.0.$i/24" || return
+    done
+    DST=10.44.0.2 RXDEV=tun0
+}
+
+bench_up_vtepd_l3_ipip() {
+    local i o
+    for i in 1 2; do
+        o=$((3 - i))
+        bench_vtepd "h$i" tun0 --mode l3 --encap ipip \
+            --address "10.43.$i.1/24" --route "10.43.$o.0/24=$(bench_ul_ip "$o")" || return
+    done
+    DST=10.43.2.1 RXDEV=tun0
+}
+
+# bench_down: stops our vtepd processes (SIGTERM, then SIGKILL after BENCH_STOP_SECS) and deletes
+# kernel devices.
+bench_down() {
+    local pid ns deadline=$((SECONDS + BENCH_STOP_SECS))
+    for pid in "${DAEMONS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${DAEMONS[@]}"; do
+        while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.05; done
+        if kill -0 "$pid" 2>/dev/null; then
+            printf 'lab: vtepd %s did not stop on SIGTERM; killing it\n' "$pid" >&2
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -f "$LAB_DIR"/h?.vtepd.pid
+    for ns in "${KERNEL_DEVS[@]}"; do ip -n "$ns" link del vx0 2>/dev/null || true; done
+    DAEMONS=() KERNEL_DEVS=()
+}
+
+# ---------------------------------------------------------------------------------------------
+# Measurements (from h1 to DST in h2)
+
+# bench_ping MODE: RTT p50 and p99 of PINGS pings 10 ms apart.
+bench_ping() {
+    local mode=$1 out times n p50 p99
+    out=$(timeout $((PINGS / 50 + 10)) ip netns exec "$(lab_ns h1)" ping -n -c "$PINGS" -i 0.01 -W 1 "$DST") ||
+        lab_die "$mode: ping $DST failed: $(tail -n 2 <<<"$out")" || return
+    times=$(sed -n 's/.* time=\([0-9.]*\) ms.*/\1/p' <<<"$out" | sort -n)
+    n=$(grep -c . <<<"$times") || true
+    [ "$n" -gt 0 ] || lab_die "$mode: no ping answers from $DST" || return
+    # Nearest-rank percentiles, in microseconds.
+    p50=$(awk -v n="$n" 'NR == int((n * 50 + 99) / 100) { print $1 * 1000 }' <<<"$times")
+    p99=$(awk -v n="$n" 'NR == int((n * 99 + 99) / 100) { print $1 * 1000 }' <<<"$times")
+    bench_record "${mode}_rtt_p50_us" "$p50"
+    bench_record "${mode}_rtt_p99_us" "$p99"
+    lab_info "$mode: ping $n/$PINGS answered, p50 $p50 us, p99 $p99 us"
+}
+
+# bench_tcp MODE STREAMS: iperf3 TCP throughput; with one stream also the CPU per GB.
+bench_tcp() {
+    local mode=$1 streams=$2 json gbps bytes b0 b1 p0 p1 o0 o1 t0 t1 per_gb tries=0
+    b0=$(bench_cpu_busy) o0=$(bench_others_cpu) p0=$(bench_proc_cpu "${DAEMONS[@]}") t0=$(bench_now)
+    # The server may still be closing the previous test ("busy"): that alone is retried.
+    while :; do
+        tries=$((tries + 1))
+        if json=$(timeout $((TCP_SECS + 20)) ip netns exec "$(lab_ns h1)" iperf3 -c "$DST" \
+            -p "$BENCH_IPERF_PORT" -t "$TCP_SECS" -P "$streams" -J); then
+            break
+        fi
+        if [ "$tries" -ge 3 ] || ! grep -q busy <<<"$json"; then
+            lab_die "$mode: iperf3 -P $streams to $DST failed: $(jq -r '.error // empty' <<<"$json" 2>/dev/null)"
+            return
+        fi
+        sleep 1
+    done
+    b1=$(bench_cpu_busy) o1=$(bench_others_cpu) p1=$(bench_proc_cpu "${DAEMONS[@]}") t1=$(bench_now)
+    gbps=$(jq -r '.end.sum_received.bits_per_second // 0 | . / 1e9 * 1000 | round / 1000' <<<"$json")
+    bytes=$(jq -r '.end.sum_received.bytes // 0' <<<"$json")
+    [ "${bytes%.*}" -gt 0 ] ||
+        lab_die "$mode: iperf3 -P $streams moved nothing: $(jq -c '.end.sum_received' <<<"$json")" || return
+    bench_record "${mode}_tcp${streams}_gbps" "$gbps"
+    lab_info "$mode: TCP x$streams $gbps Gbit/s"
+    [ "$streams" = 1 ] || return 0
+    per_gb=$(awk -v hz="$BENCH_HZ" 'BEGIN { print 1e9 / hz }') # jiffies per byte -> seconds per GB
+    # Other processes' CPU can exceed what /proc/stat saw by a tick or so: never below zero.
+    bench_record "${mode}_cpu_s_per_gb" "$(bench_div $((b1 - b0 - o1 + o0 < 0 ? 0 : b1 - b0 - o1 + o0)) "$bytes" "$per_gb")"
+    bench_record "${mode}_cpu_all_s_per_gb" "$(bench_div $((b1 - b0)) "$bytes" "$per_gb")"
+    bench_record "${mode}_others_cpus" "$(awk -v j=$((o1 - o0)) -v hz="$BENCH_HZ" -v t0="$t0" -v t1="$t1" \
+        'BEGIN { printf "%.2f\n", j / hz / (t1 - t0) }')"
+    if [ "${#DAEMONS[@]}" -gt 0 ]; then
+        bench_record "${mode}_daemon_cpu_s_per_gb" "$(bench_div $((p1 - p0)) "$bytes" "$per_gb")"
+    fi
+    lab_info "$mode: CPU per GB: $(bench_get "${mode}_cpu_s_per_gb") s ours, $(bench_get "${mode}_cpu_all_s_per_gb") s system-wide (others used $(bench_get "${mode}_others_cpus") CPUs meanwhile)"
+}
+
+# bench_rx_packets: packets received so far by h2's overlay device.
+bench_rx_packets() {
+    ip -n "$(lab_ns h2)" -s -j link show dev "$RXDEV" | jq -r '.[0].stats64.rx.packets'
+}
+
+# bench_udp MODE: the 64-byte forwarding rate, the best over the generator thread counts.
+bench_udp() {
+    local mode=$1 threads c0 c1 t0 t1 pps best=0 best_offered=null out gen offered
+    out=$LAB_DIR/udpgen.out
+    for threads in $UDP_THREADS; do
+        ip netns exec "$(lab_ns h1)" "$LAB_DIR/udpgen" send "$DST:$BENCH_UDP_PORT" --size "$BENCH_UDP_PAYLOAD" \
+            --secs "$(awk -v a="$UDP_SECS" -v b="$UDP_WARMUP" 'BEGIN { print a + 2 * b }')" --threads "$threads" \
+            </dev/null >"$out" 2>&1 &
+        gen=$!
+        # Counted in the steady state: after a warm-up, and before the generator stops.
+        sleep "$UDP_WARMUP"
+        c0=$(bench_rx_packets) t0=$(bench_now)
+        sleep "$UDP_SECS"
+        c1=$(bench_rx_packets) t1=$(bench_now)
+        wait "$gen" || lab_die "$mode: udpgen failed: $(cat "$out")" || return
+        pps=$(awk -v c=$((c1 - c0)) -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.0f\n", c / (t1 - t0) }')
+        offered=$(awk '{ for (i = 1; i < NF; i++) if ($i == "pps") print $(i + 1) }' "$out")
+        lab_info "$mode: UDP 64-byte, $threads sender thread(s): $pps packets/s received (offered ${offered:-?}/s)"
+        if [ "$pps" -gt "$best" ]; then best=$pps best_offered=${offered:-null}; fi
+        sleep 0.2 # let the queues drain before the next run
+    done
+    [ "$best" -gt 0 ] || lab_die "$mode: no 64-byte UDP packet arrived at h2's $RXDEV" || return
+    bench_record "${mode}_udp64_pps" "$best"
+    bench_record "${mode}_udp64_offered_pps" "$best_offered"
+}
+
+# bench_mode MODE: sets the mode up, measures everything, tears it down. Returns 3 for n/a.
+bench_mode() {
+    local mode=$1 rc=0
+    lab_say "$mode"
+    "bench_up_$mode" || rc=$?
+    if [ "$rc" = 0 ]; then
+        lab_wait_ping h1 "$DST" || rc=1
+    fi
+    if [ "$rc" = 0 ]; then
+        bench_ping "$mode" && bench_tcp "$mode" 1 && bench_tcp "$mode" 4 && bench_udp "$mode" || rc=1
+    fi
+    [ "$rc" != 1 ] || [ "${#DAEMONS[@]}" = 0 ] || lab_dump_logs
+    bench_down
+    return "$rc"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Profiling
+
+# bench_profile MODE: sets a vtepd mode up, profiles both daemons under PROFILE_LOAD for
+# PROFILE_SECS, tears it down, writes and shows the reports. Returns 3 for n/a.
+bench_profile() {
+    local mode=$1 rc=0 load pids=() b1 b2 a1 a2 n1 n2 n i f total out
+    out=$PROFILE_DIR/$mode
+    lab_say "$mode: profiling both daemons with $PROFILE under $PROFILE_LOAD load for ${PROFILE_SECS}s"
+    "bench_up_$mode" || rc=$?
+    if [ "$rc" = 0 ]; then lab_wait_ping h1 "$DST" 30 || rc=1; fi
+    if [ "$rc" != 0 ]; then
+        bench_down
+        return "$rc"
+    fi
+    pids=("${DAEMONS[@]}")
+    b1=$(lab_client h1 stats --json) && b2=$(lab_client h2 stats --json) || rc=1
+    if [ "$PROFILE_LOAD" = tcp ]; then
+        timeout $((PROFILE_SECS + 20)) ip netns exec "$(lab_ns h1)" iperf3 -c "$DST" -p "$BENCH_IPERF_PORT" \
+            -t $((PROFILE_SECS + 1)) >"$out-load.txt" 2>&1 &
+    else
+        ip netns exec "$(lab_ns h1)" "$LAB_DIR/udpgen" send "$DST:$BENCH_UDP_PORT" --size "$BENCH_UDP_PAYLOAD" \
+            --secs $((PROFILE_SECS + 1)) >"$out-load.txt" 2>&1 &
+    fi
+    load=$!
+    if [ "$PROFILE" = perf ]; then
+        perf record -q -g -e cpu-clock -F 1999 -p "$(IFS=,; echo "${pids[*]}")" -o "$out-perf.data" \
+            -- sleep "$PROFILE_SECS" 2>"$LAB_DIR/perf.log" || lab_die "perf record failed: $(cat "$LAB_DIR/perf.log")" || rc=1
+    else
+        sleep "$PROFILE_SECS"
+    fi
+    wait "$load" || lab_die "$mode: the $PROFILE_LOAD load failed: $(tail -n 3 "$out-load.txt")" || rc=1
+    a1=$(lab_client h1 stats --json) && a2=$(lab_client h2 stats --json) || rc=1
+    bench_down
+    [ "$rc" = 0 ] || return "$rc"
+    # Packets each daemon handled: frames from its device plus datagrams from the tunnel.
+    n1=$(jq -n --argjson a "$b1" --argjson b "$a1" '($b.rx_device - $a.rx_device) + ($b.rx_tunnel - $a.rx_tunnel)')
+    n2=$(jq -n --argjson a "$b2" --argjson b "$a2" '($b.rx_device - $a.rx_device) + ($b.rx_tunnel - $a.rx_tunnel)')
+    lab_info "load: $(grep -E 'receiver|^sent' "$out-load.txt" | tail -n 1)"
+    lab_info "packets handled while profiled: h1 $n1, h2 $n2"
+    if [ "$PROFILE" = perf ]; then
+        perf report -i "$out-perf.data" --stdio --no-children --sort dso -g none --percent-limit 0.5 2>/dev/null |
+            grep -v '^#' | grep -v '^$' >"$out-perf-dso.txt"
+        perf report -i "$out-perf.data" --stdio --no-children --sort sym -g none --percent-limit 0.7 2>/dev/null |
+            grep -v '^#' | grep -v '^$' >"$out-perf-self.txt"
+        perf report -i "$out-perf.data" --stdio --children --sort sym -g none --percent-limit 3 2>/dev/null |
+            grep -v '^#' | grep -v '^$' >"$out-perf-inclusive.txt"
+        lab_say "$mode: time by binary ($out-perf-dso.txt)"
+        sed 's/^/    /' "$out-perf-dso.txt"
+        lab_say "$mode: self time by symbol, top 25 ($out-perf-self.txt)"
+        head -n 25 "$out-perf-self.txt" | sed 's/^/    /'
+        lab_say "$mode: inclusive time, above 3% ($out-perf-inclusive.txt)"
+        sed 's/^/    /' "$out-perf-inclusive.txt"
+    else
+        i=0
+        for pid in "${pids[@]}"; do
+            i=$((i + 1))
+            f=$PROFILE_DIR/callgrind.out.$pid
+            [ -s "$f" ] || lab_die "no callgrind output $f" || return
+            callgrind_annotate --inclusive=no "$f" 2>/dev/null | head -n 60 >"$out-callgrind-h$i.txt"
+            total=$(sed -n 's/^\([0-9,]*\) (100.0%).*PROGRAM TOTALS.*/\1/p' "$out-callgrind-h$i.txt" | tr -d ,)
+            n=$([ "$i" = 1 ] && echo "$n1" || echo "$n2")
+            lab_say "$mode h$i: ${total:-?} user-space instructions for $n packets (whole run, start-up included): $(
+                awk -v t="${total:-0}" -v n="$n" 'BEGIN { if (n > 0) printf "%.0f", t / n; else print "n/a" }') per packet ($out-callgrind-h$i.txt)"
+            sed -n '15,44s/^/    /p' "$out-callgrind-h$i.txt"
+        done
+    fi
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+
+# bench_table: the results, one row per mode, vtepd figures with their ratio to kernel vxlan.
+bench_table() {
+    local mode m v r cell
+    local -a metrics=(tcp1_gbps tcp4_gbps udp64_pps rtt_p50_us rtt_p99_us cpu_s_per_gb daemon_cpu_s_per_gb)
+    printf '\n%-16s %-15s %-15s %-15s %-15s %-15s %-15s %-10s\n' mode "TCP 1 (Gbit/s)" "TCP 4 (Gbit/s)" \
+        "UDP 64B (kpps)" "RTT p50 (us)" "RTT p99 (us)" "CPU (s/GB)" "vtepd CPU"
+    for mode in $SELECTED; do
+        printf '%-16s' "$mode"
+        for m in "${metrics[@]}"; do
+            v=$(bench_get "${mode}_$m")
+            case $m in
+            udp64_pps) cell=$(bench_fmt "$(bench_div "$v" 1000)" 0) ;;
+            rtt_*) cell=$(bench_fmt "$v" 0) ;;
+            *) cell=$(bench_fmt "$v" 2) ;;
+            esac
+            r=$(bench_ratio_name "$m")
+            [ -z "$r" ] || r=$(bench_get "${mode}_${r}_ratio")
+            [ -z "$r" ] || [ "$r" = null ] || cell+=" ($(bench_fmt "$r" 2)x)"
+            if [ "$m" = daemon_cpu_s_per_gb ]; then printf ' %-10s' "$cell"; else printf ' %-15s' "$cell"; fi
+        done
+        printf '  %s\n' "$(bench_get "${mode}_status" | tr -d '"')"
+    done
+    printf '\n(x) = vtepd / kernel_vxlan in this run: above 1 is better for TCP and UDP, worse for RTT and CPU.\n'
+    printf 'UDP 64B: 18-byte UDP payloads (64-byte Ethernet frames), packets/s arriving on the far tunnel device.\n'
+    printf 'CPU: CPU seconds per GB during TCP 1, system-wide minus other processes; vtepd CPU: both daemons'"'"' own.\n'
+    printf 'Load: %s of %s CPUs busy before the run; load average %s -> %s; %s round(s), best of each figure.\n' \
+        "$(bench_get background_cpu_busy)" "$(bench_get cpus)" "$(bench_get loadavg_before)" \
+        "$(bench_get loadavg_after)" "$ROUNDS"
+}
+
+# bench_json: every result as one JSON object.
+bench_json() {
+    local k
+    for k in "${!R[@]}"; do printf '%s\t%s\n' "$k" "${R[$k]}"; done | sort |
+        jq -R -s 'split("\n") | map(select(length > 0) | split("\t") | {key: .[0], value: (.[1] | fromjson)}) | from_entries'
+}
+
+# ---------------------------------------------------------------------------------------------
+# Run
+
+bench_udpgen_build || lab_die "cannot build scripts/udpgen.rs" || exit 1
+bench_set_str started_at "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+bench_set_str kernel "$(uname -r)"
+bench_set cpus "$(nproc)"
+bench_set_str cpu_model "$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)"
+bench_set quick "$([ "$QUICK" = 1 ] && echo true || echo false)"
+bench_set rounds "$ROUNDS"
+bench_set tcp_secs "$TCP_SECS"
+bench_set udp_secs "$UDP_SECS"
+bench_set pings "$PINGS"
+bench_set udp64_payload_bytes "$BENCH_UDP_PAYLOAD"
+bench_set_str vtepd_args "${BENCH_VTEPD_ARGS:-}"
+bench_set loadavg_before "$(cut -d ' ' -f 1 /proc/loadavg)"
+bench_set background_cpu_busy "$(bench_background_load 1)"
+lab_say "benchmark $LAB_PREFIX: modes $SELECTED$([ "$QUICK" = 1 ] && echo ' (quick)'), $ROUNDS round(s); $(bench_get background_cpu_busy) of $(nproc) CPUs busy before we start"
+bench_topology || lab_die "cannot build the topology" || exit 1
+
+if [ -n "$PROFILE" ]; then
+    mkdir -p "$PROFILE_DIR"
+    for mode in $SELECTED; do
+        [[ $mode == vtepd_* ]] || continue
+        rc=0
+        bench_profile "$mode" || rc=$?
+        [ "$rc" != 3 ] || lab_info "$mode: not supported by this vtepd yet"
+        [ "$rc" = 0 ] || [ "$rc" = 3 ] || lab_die "$mode: profiling failed" || exit 1
+    done
+    exit 0
+fi
+
+declare -A STATUS
+failed=
+for ((round = 1; round <= ROUNDS; round++)); do
+    [ "$ROUNDS" = 1 ] || lab_say "round $round of $ROUNDS"
+    for mode in $SELECTED; do
+        case ${STATUS[$mode]:-ok} in n/a | failed) continue ;; esac
+        rc=0
+        bench_mode "$mode" || rc=$?
+        case $rc in
+        0) STATUS[$mode]=ok ;;
+        3) STATUS[$mode]=n/a ;;
+        *)
+            STATUS[$mode]=failed
+            failed+=" $mode"
+            ;;
+        esac
+    done
+done
+bench_set loadavg_after "$(cut -d ' ' -f 1 /proc/loadavg)"
+
+for mode in $SELECTED; do
+    bench_set_str "${mode}_status" "${STATUS[$mode]}"
+    # Every figure key exists for every selected mode: the best of the rounds, or null.
+    for m in $BENCH_METRICS daemon_cpu_s_per_gb; do
+        [[ $m != daemon_* || $mode == vtepd_* ]] || continue
+        if [ "${STATUS[$mode]}" = ok ]; then bench_best "${mode}_$m"; else R[${mode}_$m]=null; fi
+        bench_set "${mode}_$m" "$(bench_get "${mode}_$m")"
+    done
+done
+# Ratios of every vtepd figure to kernel vxlan's.
+for mode in $SELECTED; do
+    [[ $mode == vtepd_* ]] || continue
+    for m in $BENCH_METRICS; do
+        r=$(bench_ratio_name "$m")
+        [ -n "$r" ] || continue
+        bench_set "${mode}_${r}_ratio" "$(bench_div "$(bench_get "${mode}_$m")" "$(bench_get "kernel_vxlan_$m")")"
+    done
+done
+
+[ "$QUIET" = 1 ] || bench_table
+if [ -n "$JSON_OUT" ]; then
+    if [ "$JSON_OUT" = - ]; then bench_json >&3; else bench_json >"$JSON_OUT"; fi
+fi
+[ -z "$failed" ] || lab_die "failed:$failed" || exit 1

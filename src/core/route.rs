@@ -1,0 +1,463 @@
+//! The L3 route table: overlay prefix -> next hop, with longest-prefix match.
+//!
+//! For `--encap ipip` the next hop is the remote node's underlay address (the outer destination);
+//! for `--encap vxlan` in L3 mode it is an overlay next hop whose MAC the neighbour table resolves.
+//!
+//! The data path reads an immutable [`RouteTable`] snapshot through [`Routes::load`] (an
+//! `arc-swap` load: no lock, no reference-count contention); the control plane edits a private
+//! copy under a mutex the data path never takes and publishes a new snapshot on every change.
+//!
+//! The prefix map is `prefix-trie`'s tree-bitmap `PrefixMap` (well kept, widely used, fast
+//! longest-prefix match over `ipnet` prefixes) rather than a hand-written trie.
+
+use arc_swap::{ArcSwap, Guard};
+use ipnet::Ipv4Net;
+use prefix_trie::PrefixMap;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// One route: packets to `prefix` go to next hop `via`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Route {
+    /// Overlay destination prefix (host bits zero).
+    pub prefix: Ipv4Net,
+    /// Next hop.
+    pub via: Ipv4Addr,
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} via {}", self.prefix, self.via)
+    }
+}
+
+/// A route the table refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// The prefix has bits set past its length (like `10.0.0.1/24`).
+    #[error("{0}: host bits are set (did you mean {1}?)")]
+    HostBits(String, Ipv4Net),
+    /// A /0 route would take over every destination, the underlay included.
+    #[error("{0}: a default route through the tunnel is not supported")]
+    Default(Ipv4Net),
+    /// The next hop is unspecified, multicast, broadcast or loopback.
+    #[error("next hop {0} is not a unicast address")]
+    BadNextHop(Ipv4Addr),
+    /// The next hop is our own underlay address.
+    #[error("next hop {0} is our own --local address")]
+    NextHopIsLocal(Ipv4Addr),
+    /// A route would capture the underlay traffic to a next hop or from us (a tunnel loop).
+    #[error("{prefix} covers {addr}, which must stay reachable outside the tunnel")]
+    Loop {
+        /// The offending prefix.
+        prefix: Ipv4Net,
+        /// The underlay address it covers.
+        addr: Ipv4Addr,
+    },
+    /// The table is full.
+    #[error("route table is full ({0} routes)")]
+    Full(usize),
+}
+
+/// Largest number of routes a table holds.
+pub const MAX_ROUTES: usize = 65_536;
+
+/// Parses `CIDR` into a prefix whose host bits are zero (as `ip route` insists), refusing /0.
+pub fn parse_prefix(s: &str) -> Result<Ipv4Net, String> {
+    let s = s.trim();
+    let net: Ipv4Net = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not an IPv4 prefix (expected like 10.0.1.0/26)"))?;
+    check_prefix(s, net).map_err(|e| e.to_string())
+}
+
+fn check_prefix(shown: &str, net: Ipv4Net) -> Result<Ipv4Net, RouteError> {
+    if net.addr() != net.network() {
+        return Err(RouteError::HostBits(shown.to_owned(), net.trunc()));
+    }
+    if net.prefix_len() == 0 {
+        return Err(RouteError::Default(net));
+    }
+    Ok(net)
+}
+
+/// Whether `ip` can be a next hop: unicast, not loopback.
+pub fn usable_next_hop(ip: Ipv4Addr) -> bool {
+    !(ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() || ip.is_loopback())
+}
+
+/// Parses `CIDR=IP` (the `--route` flag and the TOML `routes` strings).
+pub fn parse_route(s: &str) -> Result<Route, String> {
+    let (p, v) = s.split_once('=').ok_or_else(|| {
+        format!("'{s}' is not a route (expected CIDR=IP, like 10.0.1.0/26=192.0.2.2)")
+    })?;
+    let prefix = parse_prefix(p)?;
+    let via: Ipv4Addr = v
+        .trim()
+        .parse()
+        .map_err(|_| format!("route '{s}': '{}' is not an IPv4 address", v.trim()))?;
+    if !usable_next_hop(via) {
+        return Err(format!("route '{s}': {}", RouteError::BadNextHop(via)));
+    }
+    Ok(Route { prefix, via })
+}
+
+/// An immutable route table: what the data path reads.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    map: PrefixMap<Ipv4Net, Ipv4Addr>,
+    /// Sorted, deduplicated next hops (the sources decapsulation accepts).
+    next_hops: Box<[Ipv4Addr]>,
+}
+
+impl RouteTable {
+    fn build(routes: &BTreeMap<Ipv4Net, Ipv4Addr>) -> RouteTable {
+        let mut map = PrefixMap::new();
+        for (p, v) in routes {
+            map.insert(*p, *v);
+        }
+        let mut next_hops: Vec<Ipv4Addr> = routes.values().copied().collect();
+        next_hops.sort_unstable();
+        next_hops.dedup();
+        RouteTable {
+            map,
+            next_hops: next_hops.into(),
+        }
+    }
+
+    /// The next hop for `dst` by longest-prefix match.
+    #[inline]
+    pub fn lookup(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        self.lookup_route(dst).map(|r| r.via)
+    }
+
+    /// The route `dst` matches by longest-prefix match.
+    #[inline]
+    pub fn lookup_route(&self, dst: Ipv4Addr) -> Option<Route> {
+        self.map
+            .get_lpm(&Ipv4Net::from(dst))
+            .map(|(prefix, via)| Route { prefix, via: *via })
+    }
+
+    /// Whether `ip` is the next hop of some route.
+    #[inline]
+    pub fn is_next_hop(&self, ip: Ipv4Addr) -> bool {
+        if self.next_hops.len() <= 16 {
+            self.next_hops.contains(&ip)
+        } else {
+            self.next_hops.binary_search(&ip).is_ok()
+        }
+    }
+
+    /// Number of routes.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when there are no routes.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Every route, sorted by prefix.
+    pub fn routes(&self) -> Vec<Route> {
+        let mut v: Vec<Route> = self
+            .map
+            .iter()
+            .map(|(p, via)| Route {
+                prefix: p,
+                via: *via,
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// The shared, editable route table: lock-free snapshots for the data path, serialised edits
+/// for the control plane.
+#[derive(Debug)]
+pub struct Routes {
+    /// Our own underlay address (never a next hop, never covered by a route).
+    local: Ipv4Addr,
+    current: ArcSwap<RouteTable>,
+    edit: Mutex<BTreeMap<Ipv4Net, Ipv4Addr>>,
+}
+
+impl Routes {
+    /// An empty table for a daemon whose underlay address is `local`.
+    pub fn new(local: Ipv4Addr) -> Routes {
+        Routes {
+            local,
+            current: ArcSwap::from_pointee(RouteTable::default()),
+            edit: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// A table holding `routes` (checked as [`Routes::add`] checks them; later duplicates of a
+    /// prefix replace earlier ones).
+    pub fn with_routes(local: Ipv4Addr, routes: &[Route]) -> Result<Routes, RouteError> {
+        let r = Routes::new(local);
+        for route in routes {
+            r.add(*route)?;
+        }
+        Ok(r)
+    }
+
+    /// Our underlay address.
+    pub fn local(&self) -> Ipv4Addr {
+        self.local
+    }
+
+    /// The current snapshot (cheap; hold it for a batch of packets, not forever).
+    #[inline]
+    pub fn load(&self) -> Guard<Arc<RouteTable>> {
+        self.current.load()
+    }
+
+    /// The current snapshot as an owned `Arc`.
+    pub fn snapshot(&self) -> Arc<RouteTable> {
+        self.current.load_full()
+    }
+
+    fn locked(&self) -> std::sync::MutexGuard<'_, BTreeMap<Ipv4Net, Ipv4Addr>> {
+        // Edits are single map operations: a panic elsewhere cannot leave it half-changed.
+        self.edit.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds or replaces the route for `route.prefix`; returns the next hop it replaced.
+    ///
+    /// Refused: host bits set, /0, a next hop that is not unicast or is our own address, and
+    /// any route whose prefix covers our own address or a next hop (the encapsulated packet
+    /// would be routed back into the tunnel).
+    pub fn add(&self, route: Route) -> Result<Option<Ipv4Addr>, RouteError> {
+        let Route { prefix, via } = route;
+        check_prefix(&prefix.to_string(), prefix)?;
+        if !usable_next_hop(via) {
+            return Err(RouteError::BadNextHop(via));
+        }
+        if via == self.local {
+            return Err(RouteError::NextHopIsLocal(via));
+        }
+        let mut m = self.locked();
+        if !m.contains_key(&prefix) && m.len() >= MAX_ROUTES {
+            return Err(RouteError::Full(m.len()));
+        }
+        for addr in [self.local, via] {
+            if prefix.contains(&addr) {
+                return Err(RouteError::Loop { prefix, addr });
+            }
+        }
+        if let Some((p, _)) = m.iter().find(|(p, _)| p.contains(&via)) {
+            return Err(RouteError::Loop {
+                prefix: *p,
+                addr: via,
+            });
+        }
+        if let Some(hop) = m.values().find(|hop| prefix.contains(*hop)) {
+            return Err(RouteError::Loop { prefix, addr: *hop });
+        }
+        let old = m.insert(prefix, via);
+        self.current.store(Arc::new(RouteTable::build(&m)));
+        Ok(old)
+    }
+
+    /// Removes the route for exactly `prefix`; returns its next hop (`None`: there was none).
+    pub fn del(&self, prefix: Ipv4Net) -> Option<Ipv4Addr> {
+        let mut m = self.locked();
+        let old = m.remove(&prefix)?;
+        self.current.store(Arc::new(RouteTable::build(&m)));
+        Some(old)
+    }
+
+    /// Every route, sorted by prefix.
+    pub fn list(&self) -> Vec<Route> {
+        self.locked()
+            .iter()
+            .map(|(p, v)| Route {
+                prefix: *p,
+                via: *v,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+    fn route(p: &str, v: &str) -> Route {
+        Route {
+            prefix: net(p),
+            via: ip(v),
+        }
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let r = Routes::with_routes(
+            LOCAL,
+            &[
+                route("10.0.0.0/8", "192.0.2.2"),
+                route("10.1.0.0/16", "192.0.2.3"),
+                route("10.1.2.0/26", "192.0.2.4"),
+                route("10.1.2.7/32", "192.0.2.5"),
+            ],
+        )
+        .unwrap();
+        let t = r.load();
+        assert_eq!(t.lookup(ip("10.9.9.9")), Some(ip("192.0.2.2")));
+        assert_eq!(t.lookup(ip("10.1.9.9")), Some(ip("192.0.2.3")));
+        assert_eq!(t.lookup(ip("10.1.2.63")), Some(ip("192.0.2.4")));
+        assert_eq!(t.lookup(ip("10.1.2.64")), Some(ip("192.0.2.3")));
+        assert_eq!(t.lookup(ip("10.1.2.7")), Some(ip("192.0.2.5")));
+        assert_eq!(t.lookup(ip("11.0.0.1")), None);
+        assert_eq!(
+            t.lookup_route(ip("10.1.2.1")).unwrap().prefix,
+            net("10.1.2.0/26")
+        );
+        assert!(t.is_next_hop(ip("192.0.2.4")));
+        assert!(!t.is_next_hop(ip("192.0.2.9")));
+        assert_eq!(t.len(), 4);
+    }
+
+    #[test]
+    fn edits_publish_new_snapshots() {
+        let r = Routes::new(LOCAL);
+        let before = r.snapshot();
+        assert_eq!(r.add(route("10.0.1.0/26", "192.0.2.2")), Ok(None));
+        assert_eq!(
+            r.add(route("10.0.1.0/26", "192.0.2.3")),
+            Ok(Some(ip("192.0.2.2")))
+        );
+        assert!(before.is_empty(), "an old snapshot never changes");
+        assert_eq!(r.load().lookup(ip("10.0.1.1")), Some(ip("192.0.2.3")));
+        assert!(!r.load().is_next_hop(ip("192.0.2.2")));
+        assert_eq!(r.del(net("10.0.1.0/26")), Some(ip("192.0.2.3")));
+        assert_eq!(r.del(net("10.0.1.0/26")), None);
+        assert_eq!(r.load().lookup(ip("10.0.1.1")), None);
+        assert!(r.list().is_empty());
+    }
+
+    #[test]
+    fn refuses_bad_routes() {
+        let r = Routes::new(LOCAL);
+        let bad = [
+            (route("10.0.0.0/8", "0.0.0.0"), "not a unicast"),
+            (route("10.0.0.0/8", "224.0.0.1"), "not a unicast"),
+            (route("10.0.0.0/8", "255.255.255.255"), "not a unicast"),
+            (route("10.0.0.0/8", "127.0.0.1"), "not a unicast"),
+            (route("10.0.0.0/8", "192.0.2.1"), "own --local"),
+            (route("192.0.2.0/24", "198.51.100.2"), "covers 192.0.2.1"),
+            (
+                route("198.51.100.0/24", "198.51.100.2"),
+                "covers 198.51.100.2",
+            ),
+            (
+                Route {
+                    prefix: Ipv4Net::new(ip("10.0.0.1"), 24).unwrap(),
+                    via: ip("192.0.2.2"),
+                },
+                "host bits",
+            ),
+            (
+                Route {
+                    prefix: Ipv4Net::new(ip("0.0.0.0"), 0).unwrap(),
+                    via: ip("192.0.2.2"),
+                },
+                "default route",
+            ),
+        ];
+        for (rt, want) in bad {
+            let e = r.add(rt).unwrap_err().to_string();
+            assert!(e.contains(want), "{rt}: {e}");
+        }
+        // A route whose prefix covers an existing next hop, or a next hop inside an existing route.
+        r.add(route("10.0.0.0/8", "198.51.100.2")).unwrap();
+        assert!(r.add(route("198.51.0.0/16", "203.0.113.9")).is_err());
+        assert!(r.add(route("172.16.0.0/12", "10.1.1.1")).is_err());
+        assert_eq!(r.list().len(), 1);
+    }
+
+    #[test]
+    fn parsing() {
+        assert_eq!(
+            parse_route("10.0.1.0/26=192.0.2.2"),
+            Ok(route("10.0.1.0/26", "192.0.2.2"))
+        );
+        assert_eq!(
+            parse_route(" 10.0.1.0/26 = 192.0.2.2 "),
+            Ok(route("10.0.1.0/26", "192.0.2.2"))
+        );
+        for (bad, want) in [
+            ("10.0.1.0/26", "CIDR=IP"),
+            ("10.0.1.0=192.0.2.2", "prefix"),
+            ("10.0.1.0/33=192.0.2.2", "prefix"),
+            ("10.0.1.1/26=192.0.2.2", "host bits"),
+            ("0.0.0.0/0=192.0.2.2", "default"),
+            ("10.0.1.0/26=x", "IPv4 address"),
+            ("10.0.1.0/26=239.0.0.1", "unicast"),
+            ("10.0.1.0/26=0.0.0.0", "unicast"),
+        ] {
+            let e = parse_route(bad).unwrap_err();
+            assert!(e.contains(want), "{bad}: {e}");
+            assert!(!e.contains('\n'));
+        }
+        assert!(parse_prefix("10.0.0.0/8").is_ok());
+    }
+
+    /// The naive model: scan every route, keep the longest one containing the address.
+    fn naive(routes: &BTreeMap<Ipv4Net, Ipv4Addr>, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        routes
+            .iter()
+            .filter(|(p, _)| p.contains(&dst))
+            .max_by_key(|(p, _)| p.prefix_len())
+            .map(|(_, v)| *v)
+    }
+
+    proptest! {
+        #[test]
+        fn lpm_matches_a_naive_scan(
+            entries in proptest::collection::vec((any::<u32>(), 1u8..=32, 1u8..=200), 0..40),
+            probes in proptest::collection::vec(any::<u32>(), 1..40),
+        ) {
+            // Next hops live in 100.64.0.0/10 and prefixes avoid it: no loop refusals here.
+            let mut model = BTreeMap::new();
+            let r = Routes::new(LOCAL);
+            for (addr, len, hop) in entries {
+                let Ok(p) = Ipv4Net::new(Ipv4Addr::from(addr & 0x7fff_ffff), len) else { continue };
+                let p = p.trunc();
+                if p.contains(&LOCAL) || p.contains(&Ipv4Addr::new(100, 64, 0, 0))
+                    || Ipv4Net::new(Ipv4Addr::new(100, 64, 0, 0), 10).unwrap().contains(&p.network())
+                    || p.contains(&Ipv4Addr::new(100, 127, 255, 255)) {
+                    continue;
+                }
+                let via = Ipv4Addr::new(100, 64, 0, hop);
+                r.add(Route { prefix: p, via }).unwrap();
+                model.insert(p, via);
+            }
+            let t = r.load();
+            for p in model.keys() {
+                // Probe each prefix's first and last address too.
+                for a in [p.network(), p.broadcast()] {
+                    prop_assert_eq!(t.lookup(a), naive(&model, a));
+                }
+            }
+            for a in probes {
+                let a = Ipv4Addr::from(a);
+                prop_assert_eq!(t.lookup(a), naive(&model, a));
+            }
+            prop_assert_eq!(t.len(), model.len());
+        }
+    }
+}

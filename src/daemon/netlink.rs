@@ -1,0 +1,289 @@
+//! Kernel routes onto vtepd's own device, through rtnetlink (synchronous, no async runtime):
+//! `ip route replace CIDR dev IFINDEX [via IP onlink]` and `ip route del CIDR dev IFINDEX`,
+//! done by vtepd itself so that a user needs no `ip route` commands.
+//!
+//! Messages are built and parsed by `netlink-packet-route` and sent on a `netlink-sys`
+//! socket; every request asks for an acknowledgement and waits for it at most
+//! [`ACK_TIMEOUT`]. [`KernelRoutes`] remembers what it installed and removes it on drop.
+
+use ipnet::Ipv4Net;
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use std::collections::BTreeSet;
+use std::io;
+use std::net::Ipv4Addr;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+use tracing::{debug, warn};
+
+/// How long to wait for the kernel's answer to one request.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The interface index of `name` in our network namespace.
+pub fn ifindex(name: &str) -> io::Result<u32> {
+    getifaddrs::if_nametoindex(name)
+}
+
+fn route_message(prefix: Ipv4Net, ifindex: u32, via: Option<Ipv4Addr>) -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = AddressFamily::Inet;
+    msg.header.destination_prefix_length = prefix.prefix_len();
+    msg.header.table = RouteHeader::RT_TABLE_MAIN;
+    msg.header.protocol = RouteProtocol::Static;
+    msg.header.kind = RouteType::Unicast;
+    msg.header.scope = if via.is_some() {
+        RouteScope::Universe
+    } else {
+        RouteScope::Link
+    };
+    msg.attributes
+        .push(RouteAttribute::Destination(RouteAddress::Inet(
+            prefix.network(),
+        )));
+    msg.attributes.push(RouteAttribute::Oif(ifindex));
+    if let Some(gw) = via {
+        // The gateway is not on any subnet of the device: `onlink` tells the kernel to trust it.
+        msg.header.flags = RouteFlags::Onlink;
+        msg.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
+    }
+    msg
+}
+
+/// Sends one request and waits for its acknowledgement.
+fn request(msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
+    let mut sock = Socket::new(NETLINK_ROUTE)?;
+    sock.bind_auto()?;
+    sock.connect(&SocketAddr::new(0, 0))?;
+    socket2::SockRef::from(&sock).set_read_timeout(Some(ACK_TIMEOUT))?;
+
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+    header.sequence_number = 1;
+    let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+    packet.finalize();
+    let mut buf = vec![0u8; packet.header.length as usize];
+    packet.serialize(&mut buf);
+    sock.send(&buf, 0)?;
+
+    let mut rx = vec![0u8; 8192];
+    loop {
+        let n = sock.recv(&mut &mut rx[..], 0).map_err(|e| {
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) {
+                io::Error::new(io::ErrorKind::TimedOut, "no answer from the kernel")
+            } else {
+                e
+            }
+        })?;
+        let mut at = 0;
+        while at < n {
+            let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[at..n])
+                .map_err(|e| io::Error::other(format!("unreadable netlink answer: {e}")))?;
+            let len = reply.header.length as usize;
+            if reply.header.sequence_number == 1 {
+                match reply.payload {
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            None => Ok(()),
+                            Some(_) => Err(e.to_io()),
+                        };
+                    }
+                    NetlinkPayload::Done(_) => return Ok(()),
+                    _ => {}
+                }
+            }
+            if len == 0 {
+                break;
+            }
+            at += len;
+        }
+    }
+}
+
+/// Adds (or replaces) the route `prefix dev ifindex`, with `via GW onlink` when given.
+pub fn add_route(prefix: Ipv4Net, ifindex: u32, via: Option<Ipv4Addr>) -> io::Result<()> {
+    request(
+        RouteNetlinkMessage::NewRoute(route_message(prefix, ifindex, via)),
+        NLM_F_CREATE | NLM_F_REPLACE,
+    )
+}
+
+/// Deletes the route `prefix dev ifindex`.
+pub fn del_route(prefix: Ipv4Net, ifindex: u32) -> io::Result<()> {
+    let mut msg = route_message(prefix, ifindex, None);
+    // Match any scope: the route may have been installed with a gateway.
+    msg.header.scope = RouteScope::NoWhere;
+    request(RouteNetlinkMessage::DelRoute(msg), 0)
+}
+
+/// The kernel routes vtepd installed on one device; each is removed again on drop (or by
+/// [`KernelRoutes::remove`]), and routes it did not install are never touched.
+#[derive(Debug)]
+pub struct KernelRoutes {
+    dev: String,
+    ifindex: u32,
+    /// Whether routes carry `via GW onlink` (L3 VXLAN) or only `dev` (IPIP).
+    with_gateway: bool,
+    installed: Mutex<BTreeSet<Ipv4Net>>,
+}
+
+impl KernelRoutes {
+    /// Routes on device `dev` (which must exist and be up to take routes).
+    pub fn new(dev: &str, with_gateway: bool) -> io::Result<KernelRoutes> {
+        Ok(KernelRoutes {
+            dev: dev.to_owned(),
+            ifindex: ifindex(dev)?,
+            with_gateway,
+            installed: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    /// The device's interface index.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    fn installed(&self) -> std::sync::MutexGuard<'_, BTreeSet<Ipv4Net>> {
+        self.installed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Installs (or replaces) the kernel route for `prefix` (`via` is used only when the
+    /// routes carry gateways).
+    pub fn install(&self, prefix: Ipv4Net, via: Ipv4Addr) -> io::Result<()> {
+        let gw = self.with_gateway.then_some(via);
+        add_route(prefix, self.ifindex, gw).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot add route {prefix} dev {}: {e}", self.dev),
+            )
+        })?;
+        debug!(%prefix, dev = %self.dev, "kernel route installed");
+        self.installed().insert(prefix);
+        Ok(())
+    }
+
+    /// Removes the kernel route for `prefix` if we installed it (a route already gone is fine).
+    pub fn remove(&self, prefix: Ipv4Net) -> io::Result<()> {
+        if !self.installed().remove(&prefix) {
+            return Ok(());
+        }
+        match del_route(prefix, self.ifindex) {
+            Ok(()) => Ok(()),
+            Err(e) if gone(&e) => Ok(()),
+            Err(e) => Err(io::Error::new(
+                e.kind(),
+                format!("cannot delete route {prefix} dev {}: {e}", self.dev),
+            )),
+        }
+    }
+
+    /// The prefixes installed now.
+    pub fn list(&self) -> Vec<Ipv4Net> {
+        self.installed().iter().copied().collect()
+    }
+}
+
+/// The route (or its device) no longer exists.
+fn gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ESRCH) | Some(libc::ENODEV) | Some(libc::ENOENT)
+    )
+}
+
+impl Drop for KernelRoutes {
+    fn drop(&mut self) {
+        let all = std::mem::take(&mut *self.installed());
+        for prefix in all {
+            match del_route(prefix, self.ifindex) {
+                Ok(()) => debug!(%prefix, dev = %self.dev, "kernel route removed"),
+                Err(e) if gone(&e) => {}
+                Err(e) => warn!(%prefix, dev = %self.dev, "cannot remove kernel route: {e}"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_carry_prefix_device_and_gateway() {
+        let p: Ipv4Net = "10.0.1.0/26".parse().unwrap();
+        let m = route_message(p, 7, None);
+        assert_eq!(m.header.destination_prefix_length, 26);
+        assert_eq!(m.header.scope, RouteScope::Link);
+        assert!(m.attributes.contains(&RouteAttribute::Oif(7)));
+        assert!(
+            m.attributes
+                .contains(&RouteAttribute::Destination(RouteAddress::Inet(
+                    Ipv4Addr::new(10, 0, 1, 0)
+                )))
+        );
+        let g = route_message(p, 7, Some(Ipv4Addr::new(10, 0, 1, 0)));
+        assert_eq!(g.header.flags, RouteFlags::Onlink);
+        assert_eq!(g.header.scope, RouteScope::Universe);
+        assert!(
+            g.attributes
+                .contains(&RouteAttribute::Gateway(RouteAddress::Inet(Ipv4Addr::new(
+                    10, 0, 1, 0
+                ))))
+        );
+    }
+
+    /// In a private network namespace: a TUN device takes a route, the route makes its prefix
+    /// reachable, and removing it (or dropping the owner) makes it unreachable again.
+    #[test]
+    fn routes_on_a_tun_in_a_private_namespace() {
+        let t = std::thread::spawn(|| {
+            if crate::sys::unshare_network_namespace().is_err() {
+                eprintln!("skipped: cannot create a network namespace (not root?)");
+                return;
+            }
+            let tun = crate::daemon::tun::open_tun("vt-nltest0", 1400, None).unwrap();
+            let reach = |ip: &str| {
+                std::net::UdpSocket::bind("0.0.0.0:0")
+                    .unwrap()
+                    .connect((ip, 9))
+                    .is_ok()
+            };
+            assert!(!reach("10.0.1.5"));
+            let k = KernelRoutes::new("vt-nltest0", false).unwrap();
+            assert_eq!(k.ifindex(), tun.ifindex);
+            let p: Ipv4Net = "10.0.1.0/26".parse().unwrap();
+            let q: Ipv4Net = "10.0.2.0/26".parse().unwrap();
+            k.install(p, Ipv4Addr::new(192, 0, 2, 2)).unwrap();
+            k.install(p, Ipv4Addr::new(192, 0, 2, 3)).unwrap(); // replace is fine
+            k.install(q, Ipv4Addr::new(192, 0, 2, 3)).unwrap();
+            assert!(reach("10.0.1.5") && reach("10.0.2.5"));
+            assert!(!reach("10.0.1.77"));
+            assert_eq!(k.list(), vec![p, q]);
+            k.remove(p).unwrap();
+            k.remove(p).unwrap(); // not ours any more: nothing to do
+            assert!(!reach("10.0.1.5"));
+            drop(k);
+            assert!(!reach("10.0.2.5"), "dropping the owner removes its routes");
+            // (`via GW onlink` needs loopback up, which a bare namespace lacks: the lab covers it.)
+        });
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn unknown_device_is_an_error() {
+        assert!(KernelRoutes::new("no-such-dev-x9", false).is_err());
+    }
+}
