@@ -181,6 +181,9 @@ impl RouteTable {
 pub struct Routes {
     /// Our own underlay address (never a next hop, never covered by a route).
     local: Ipv4Addr,
+    /// Next hops are overlay addresses (L3 VXLAN: flannel's `10.244.1.0/24 via 10.244.1.0
+    /// onlink`), resolved by ARP inside the overlay: a prefix may cover its own next hop.
+    overlay_next_hops: bool,
     current: ArcSwap<RouteTable>,
     edit: Mutex<BTreeMap<Ipv4Net, Ipv4Addr>>,
 }
@@ -190,6 +193,7 @@ impl Routes {
     pub fn new(local: Ipv4Addr) -> Routes {
         Routes {
             local,
+            overlay_next_hops: false,
             current: ArcSwap::from_pointee(RouteTable::default()),
             edit: Mutex::new(BTreeMap::new()),
         }
@@ -199,6 +203,18 @@ impl Routes {
     /// prefix replace earlier ones).
     pub fn with_routes(local: Ipv4Addr, routes: &[Route]) -> Result<Routes, RouteError> {
         let r = Routes::new(local);
+        for route in routes {
+            r.add(*route)?;
+        }
+        Ok(r)
+    }
+
+    /// A table whose next hops are overlay addresses (L3 VXLAN), holding `routes`: checked as
+    /// [`Routes::add`] checks them, except that a prefix may cover a next hop (the packet to it
+    /// is framed for the next hop's MAC, never routed by its address on the underlay).
+    pub fn with_overlay_routes(local: Ipv4Addr, routes: &[Route]) -> Result<Routes, RouteError> {
+        let mut r = Routes::new(local);
+        r.overlay_next_hops = true;
         for route in routes {
             r.add(*route)?;
         }
@@ -244,10 +260,19 @@ impl Routes {
         if !m.contains_key(&prefix) && m.len() >= MAX_ROUTES {
             return Err(RouteError::Full(m.len()));
         }
-        for addr in [self.local, via] {
-            if prefix.contains(&addr) {
-                return Err(RouteError::Loop { prefix, addr });
-            }
+        if prefix.contains(&self.local) {
+            return Err(RouteError::Loop {
+                prefix,
+                addr: self.local,
+            });
+        }
+        if self.overlay_next_hops {
+            let old = m.insert(prefix, via);
+            self.current.store(Arc::new(RouteTable::build(&m)));
+            return Ok(old);
+        }
+        if prefix.contains(&via) {
+            return Err(RouteError::Loop { prefix, addr: via });
         }
         if let Some((p, _)) = m.iter().find(|(p, _)| p.contains(&via)) {
             return Err(RouteError::Loop {
@@ -287,6 +312,21 @@ impl Routes {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn overlay_next_hops_may_sit_inside_their_prefix() {
+        let flannel = route("10.244.1.0/24", "10.244.1.0");
+        assert!(matches!(
+            Routes::with_routes(LOCAL, &[flannel]),
+            Err(RouteError::Loop { .. })
+        ));
+        let r =
+            Routes::with_overlay_routes(LOCAL, &[flannel, route("10.244.2.0/24", "10.244.2.0")])
+                .unwrap();
+        assert_eq!(r.load().lookup(ip("10.244.1.7")), Some(ip("10.244.1.0")));
+        // Our own underlay address still may not be covered.
+        assert!(r.add(route("192.0.2.0/24", "10.244.3.0")).is_err());
+    }
 
     const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 

@@ -7,6 +7,7 @@
 //! (the control socket file, the TAP devices we created), so any later failure cleans up.
 
 pub mod device;
+pub mod l3_vxlan;
 pub mod netlink;
 pub mod socket;
 pub mod stats;
@@ -107,6 +108,9 @@ fn vxlan_config(cfg: &DaemonConfig) -> VxlanConfig {
 
 /// Runs the daemon until a signal (Ok) or a fatal error.
 pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
+    if (cfg.mode, cfg.encap) == (crate::config::Mode::L3, crate::config::Encap::Vxlan) {
+        return l3_vxlan::run(cfg);
+    }
     init_logging();
     // Read-only checks: a failure here leaves the system untouched.
     let underlay = device::find_underlay(cfg.local)?;
