@@ -531,6 +531,31 @@ mod tests {
     }
 
     #[test]
+    fn run_flags_build_an_l3_vxlan_network() {
+        let c = run_cfg(&[
+            "run",
+            "--mode",
+            "l3",
+            "--dev",
+            "vtep0",
+            "--local",
+            "192.0.2.1",
+            "--address",
+            "10.244.0.0/32",
+            "--route",
+            "10.244.1.0/24=10.244.1.0",
+            "--neigh",
+            "10.244.1.0=02:00:00:00:00:01",
+        ])
+        .unwrap();
+        assert_eq!((c.mode, c.encap), (Mode::L3, Encap::Vxlan));
+        let n = &c.networks[0];
+        assert_eq!(n.routes[0].via, Ipv4Addr::new(10, 244, 1, 0));
+        assert_eq!(n.neigh[0].mac.to_string(), "02:00:00:00:00:01");
+        assert!(!n.arp_suppress);
+    }
+
+    #[test]
     fn run_defaults() {
         let c = run_cfg(&["run", "--dev", "v0", "--local", "192.0.2.1"]).unwrap();
         assert_eq!(c.port, 4789);
@@ -554,7 +579,17 @@ mod tests {
             (&["--peer", "192.0.2.2", "--peer", "192.0.2.2"], "twice"),
             (&["--address", "10.0.0.1/40"], "prefix"),
             (&["--mtu", "10"], "MTU"),
-            (&["--mode", "l3"], "not supported yet"),
+            (&["--mode", "l3"], "needs --address"),
+            (
+                &[
+                    "--mode",
+                    "l3",
+                    "--address",
+                    "10.244.0.0/32",
+                    "--arp-suppress",
+                ],
+                "for --mode l2",
+            ),
             (&["--mode", "l4"], "expected"),
             (&["--encap", "ipip"], "needs --mode l3"),
             (&["--encap", "gre"], "expected vxlan or ipip"),

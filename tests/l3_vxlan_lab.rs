@@ -2,7 +2,9 @@
 //! up the way flannel's vxlan backend sets it up (static neighbour, FDB entry and onlink route per
 //! remote node), and against an L2 vtepd on the same VNI: pings both ways (small and full MTU), a
 //! ping answered by vtepd itself, ARP resolution of a next hop, and iperf3 TCP each way. The
-//! script exits non-zero on any failure and prints nothing when it succeeds.
+//! script exits non-zero on any failure and prints nothing when it succeeds. iperf3 runs one
+//! second each way here: long enough to prove TCP flows, short enough not to starve the lab
+//! tests running beside it.
 
 mod lab_util;
 
@@ -16,7 +18,7 @@ fn flannel_vxlan_script_succeeds() {
     let lab = Lab::new("tflan");
     let out = lab
         .command("timeout")
-        .env("IPERF_SECS", "2")
+        .env("IPERF_SECS", "1")
         .args(["--kill-after=5", "150"])
         .arg(repo().join("lab/flannel-vxlan.sh"))
         .arg("--quiet")
