@@ -6,9 +6,10 @@ use crate::config::{
     parse_dev_name, parse_max_fdb, parse_mtu, parse_neigh, parse_port, parse_route, parse_threads,
     parse_unicast_mac, parse_vni, parse_vtep_ip,
 };
-use crate::core::route::Route;
+use crate::core::route::{Route, parse_prefix};
 use clap::{Args, Parser, Subcommand};
 use encap::{MacAddr, Vni};
+use ipnet::Ipv4Net;
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -75,6 +76,9 @@ pub enum Command {
     /// Show or change the flood lists (remote VTEPs that get BUM traffic).
     #[command(subcommand)]
     Peers(PeersCommand),
+    /// Show or change the L3 routes (overlay prefix -> next hop).
+    #[command(subcommand)]
+    Routes(RoutesCommand),
     /// Show the daemon's counters.
     Stats(StatsArgs),
     /// Show or change the neighbour bindings (overlay IP -> MAC; L3 VXLAN, ARP suppression).
@@ -223,10 +227,6 @@ impl RunArgs {
             cfg.control = c.clone();
         }
         cfg.validate()?;
-        if cfg.mode == Mode::L3 && cfg.encap == Encap::Ipip {
-            // The L3 IPIP data path lands in the next step; its configuration is checked above.
-            return not_yet("--mode l3");
-        }
         Ok(cfg)
     }
 
@@ -361,6 +361,50 @@ pub enum PeersCommand {
     },
 }
 
+/// `vtepd routes ...`
+#[derive(Debug, Subcommand)]
+pub enum RoutesCommand {
+    /// List the routes (like `ip route`).
+    Show {
+        /// Print a JSON array of {prefix, via, dev}.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        ctl: ControlArg,
+    },
+    /// Add (or replace) a route: packets to CIDR go to next hop IP. Takes effect at once, and
+    /// vtepd installs the kernel route `CIDR dev <device>` itself.
+    Add {
+        /// Overlay prefix, like 10.0.1.0/26.
+        #[arg(value_name = "CIDR", value_parser = parse_prefix)]
+        prefix: Ipv4Net,
+        /// Next hop (IPIP: the remote node's underlay address; L3 VXLAN: an overlay next hop).
+        #[arg(value_name = "IP", value_parser = parse_next_hop)]
+        via: Ipv4Addr,
+        #[command(flatten)]
+        ctl: ControlArg,
+    },
+    /// Delete the route for exactly CIDR (and its kernel route).
+    Del {
+        /// Overlay prefix.
+        #[arg(value_name = "CIDR", value_parser = parse_prefix)]
+        prefix: Ipv4Net,
+        #[command(flatten)]
+        ctl: ControlArg,
+    },
+}
+
+fn parse_next_hop(s: &str) -> Result<Ipv4Addr, String> {
+    let ip: Ipv4Addr = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not an IPv4 address"))?;
+    if !crate::core::route::usable_next_hop(ip) {
+        return Err(format!("next hop {ip} is not a unicast address"));
+    }
+    Ok(ip)
+}
+
 /// `vtepd neigh ...`
 #[derive(Debug, Subcommand)]
 pub enum NeighCommand {
@@ -451,6 +495,7 @@ pub fn main_entry() -> ExitCode {
         Command::Run(args) => args.to_config().and_then(|cfg| crate::daemon::run(&cfg)),
         Command::Fdb(c) => crate::control::client::fdb(c),
         Command::Peers(c) => crate::control::client::peers(c),
+        Command::Routes(c) => crate::control::client::routes(c),
         Command::Stats(a) => crate::control::client::stats(a),
         Command::Neigh(c) => crate::control::client::neigh(c),
     };

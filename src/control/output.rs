@@ -1,6 +1,6 @@
 //! Human-readable renderings of control answers (the `--json` forms are the serde types).
 
-use super::protocol::{FdbRow, Kind, NeighRow, PeersRow, StatsReport};
+use super::protocol::{FdbRow, Kind, NeighRow, PeersRow, RouteRow, StatsReport};
 use std::fmt::Write;
 
 /// FDB entries, one per line, in the style of `bridge fdb show`:
@@ -13,6 +13,15 @@ pub fn fdb_table(rows: &[FdbRow]) -> String {
             Kind::Learned => writeln!(s, " learned age {}s", r.age_secs),
             Kind::Static => writeln!(s, " static"),
         };
+    }
+    s
+}
+
+/// Routes, one per line, in the style of `ip route`: `10.0.1.0/26 via 192.0.2.2 dev tunl0`.
+pub fn routes_table(rows: &[RouteRow]) -> String {
+    let mut s = String::new();
+    for r in rows {
+        let _ = writeln!(s, "{} via {} dev {}", r.prefix, r.via, r.dev);
     }
     s
 }
@@ -81,7 +90,12 @@ pub fn stats_table(st: &StatsReport) -> String {
         let _ = writeln!(
             s,
             "network vni {} dev {} mac {}: {} peers, {} fdb entries, {} neighbours",
-            n.vni, n.dev, n.mac, n.peers, n.fdb_entries, n.neigh_entries
+            n.vni,
+            n.dev,
+            n.mac.as_deref().unwrap_or("-"),
+            n.peers,
+            n.fdb_entries,
+            n.neigh_entries
         );
     }
     s
@@ -177,7 +191,7 @@ mod tests {
                 dev: "vtep0".into(),
                 peers: 2,
                 fdb_entries: 2,
-                mac: "02:00:00:00:00:0a".into(),
+                mac: Some("02:00:00:00:00:0a".into()),
                 neigh_entries: 1,
             }],
         };

@@ -74,6 +74,20 @@ pub enum Request {
     },
     /// Counters.
     Stats,
+    /// List L3 routes.
+    RoutesShow,
+    /// Add or replace an L3 route.
+    RoutesAdd {
+        /// Overlay prefix (text, like `10.0.1.0/26`).
+        prefix: String,
+        /// Next hop.
+        via: Ipv4Addr,
+    },
+    /// Remove an L3 route.
+    RoutesDel {
+        /// Overlay prefix (text).
+        prefix: String,
+    },
     /// List neighbour bindings (IP -> MAC).
     NeighShow {
         /// Only this network.
@@ -192,6 +206,17 @@ pub struct PeersRow {
     pub peers: Vec<Ipv4Addr>,
 }
 
+/// One L3 route (`routes show --json` prints an array of these).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteRow {
+    /// Overlay prefix, like `10.0.1.0/26`.
+    pub prefix: String,
+    /// Next hop: the remote node's underlay address (IPIP) or an overlay next hop (L3 VXLAN).
+    pub via: Ipv4Addr,
+    /// The device the kernel route points to.
+    pub dev: String,
+}
+
 /// Per-network summary in [`StatsReport`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetStats {
@@ -205,8 +230,8 @@ pub struct NetStats {
     pub fdb_entries: usize,
     /// vtepd's own MAC on this network (the TAP's, or the L3 endpoint's): a peer configured
     /// flannel-style needs it for its static neighbour and FDB entries.
-    #[serde(default)]
-    pub mac: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
     /// Neighbour bindings (IP -> MAC) in this network.
     #[serde(default)]
     pub neigh_entries: usize,

@@ -3,10 +3,13 @@
 //! on the data path at once. It never blocks a dataplane worker.
 
 use super::protocol::{
-    FdbRow, Kind, MAX_REQUEST, NeighRow, NetStats, PeersRow, Request, Response, StatsReport,
+    FdbRow, Kind, MAX_REQUEST, NeighRow, NetStats, PeersRow, Request, Response, RouteRow,
+    StatsReport,
 };
 use crate::cli::Failure;
+use crate::core::route::parse_prefix;
 use crate::core::{Core, CoreError, EntryKind};
+use crate::daemon::netlink::{RouteChangeError, RouteService};
 use crate::daemon::stats::{Clock, StatsBoard};
 use crate::sys;
 use encap::{MacAddr, Vni};
@@ -106,8 +109,8 @@ pub struct NetInfo {
     pub vni: Vni,
     /// Device name.
     pub dev: String,
-    /// vtepd's own MAC on this network.
-    pub mac: MacAddr,
+    /// vtepd's own MAC on this network (`None`: the network has no link layer, IPIP).
+    pub mac: Option<MacAddr>,
 }
 
 /// Answers requests against the shared state.
@@ -121,6 +124,13 @@ pub struct Handler {
     pub board: Arc<StatsBoard>,
     /// The daemon clock.
     pub clock: Clock,
+    /// The L3 route table and its kernel routes (`None` in L2 mode).
+    pub routes: Option<Arc<RouteService>>,
+}
+
+fn route_err(e: RouteChangeError) -> Response {
+    let usage = matches!(e, RouteChangeError::Refused(_));
+    Response::err(usage, e.to_string())
 }
 
 fn core_err(e: CoreError) -> Response {
@@ -275,6 +285,39 @@ impl Handler {
                 Response::ok(serde_json::json!({ "changed": true }))
             }
             Request::Stats => to_json(&self.stats(now)),
+            Request::RoutesShow => {
+                let Some(svc) = &self.routes else {
+                    return Ok(to_json(&Vec::<RouteRow>::new()));
+                };
+                let rows: Vec<RouteRow> = svc
+                    .list()
+                    .into_iter()
+                    .map(|r| RouteRow {
+                        prefix: r.prefix.to_string(),
+                        via: r.via,
+                        dev: svc.dev().to_owned(),
+                    })
+                    .collect();
+                to_json(&rows)
+            }
+            Request::RoutesAdd { prefix, via } => {
+                let svc = self.route_service()?;
+                let prefix = parse_prefix(&prefix).map_err(|e| Response::err(true, e))?;
+                let old = svc
+                    .add(crate::core::route::Route { prefix, via })
+                    .map_err(route_err)?;
+                info!(%prefix, %via, replaced = ?old, "route added");
+                Response::ok(serde_json::json!({ "changed": old != Some(via) }))
+            }
+            Request::RoutesDel { prefix } => {
+                let svc = self.route_service()?;
+                let prefix = parse_prefix(&prefix).map_err(|e| Response::err(true, e))?;
+                if svc.del(prefix).map_err(route_err)?.is_none() {
+                    return Err(Response::err(false, format!("no route for {prefix}")));
+                }
+                info!(%prefix, "route removed");
+                Response::ok(serde_json::json!({ "changed": true }))
+            }
             Request::NeighShow { vni } => {
                 let rows: Vec<NeighRow> = self
                     .core
@@ -314,6 +357,15 @@ impl Handler {
         })
     }
 
+    fn route_service(&self) -> Result<&Arc<RouteService>, Response> {
+        self.routes.as_ref().ok_or_else(|| {
+            Response::err(
+                true,
+                "this daemon runs in L2 mode: it has no route table (routes need --mode l3)",
+            )
+        })
+    }
+
     fn stats(&self, now: crate::core::Timestamp) -> StatsReport {
         let c = self.board.sum();
         let peers = self.core.peers();
@@ -328,7 +380,7 @@ impl Handler {
                     .find(|(v, _)| *v == n.vni)
                     .map_or(0, |(_, p)| p.len()),
                 fdb_entries: self.core.fdb_entries(now, Some(n.vni)).len(),
-                mac: n.mac.to_string(),
+                mac: n.mac.map(|m| m.to_string()),
                 neigh_entries: self.core.neigh_entries(now, Some(n.vni)).len(),
             })
             .collect();

@@ -16,6 +16,7 @@ pub mod counters;
 mod decap;
 pub mod fdb;
 mod forward;
+pub mod ipip;
 pub mod l3vx;
 mod learn;
 pub mod neigh;

@@ -8,7 +8,7 @@
 //! host needs no `ip route` commands.
 
 use super::device;
-use super::netlink::KernelRoutes;
+use super::netlink::{KernelRoutes, RouteService};
 use super::stats::{Clock, StatsBoard};
 use super::tun::{self, Tun};
 use super::{SIGNALS, Task, WAKE, init_logging, socket, spawn, supervise, vxlan_config};
@@ -93,13 +93,12 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
     let udp = socket::bind_udp(cfg.local, cfg.port)?;
     let raw = socket::open_raw_sender()?;
     let tun = tun::open_tun(&n.dev, mtu, Some(address))?;
-    let kernel_routes =
-        KernelRoutes::new(&n.dev, false).map_err(|e| rt("cannot program routes", e))?;
-    for r in routes.list() {
-        kernel_routes
-            .install(r.prefix, r.via)
-            .map_err(|e| Failure::Runtime(e.to_string()))?;
-    }
+    let kernel = KernelRoutes::new(&tun.name, false)
+        .map_err(|e| Failure::Runtime(format!("device {}: {e}", tun.name)))?;
+    let service = Arc::new(
+        RouteService::new(Arc::clone(&routes), kernel)
+            .map_err(|e| Failure::Runtime(e.to_string()))?,
+    );
     let own_mac = stable_mac(&n.dev, n.vni, cfg.local);
     let clock = Clock::new();
     let core = Arc::new(
@@ -180,10 +179,11 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
         nets: vec![NetInfo {
             vni: n.vni,
             dev: n.dev.clone(),
-            mac: own_mac,
+            mac: Some(own_mac),
         }],
         board,
         clock,
+        routes: Some(Arc::clone(&service)),
     };
     let (srv, waker) = Server::new(listener, handler, Arc::clone(&stop))
         .map_err(|e| rt("cannot set up the control server", e))?;
@@ -204,7 +204,11 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
             error!("a thread panicked while stopping");
         }
     }
-    drop(kernel_routes);
+    // Kernel routes first (they point at the device), then the device, then the socket file.
+    match Arc::try_unwrap(service) {
+        Ok(s) => drop(s),
+        Err(_) => error!("route service still shared at exit; kernel routes left to the device"),
+    }
     drop(core);
     let (name, ours) = (tun.name.clone(), tun.created);
     drop(tun);

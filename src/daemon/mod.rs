@@ -7,6 +7,7 @@
 //! (the control socket file, the TAP devices we created), so any later failure cleans up.
 
 pub mod device;
+pub mod l3_ipip;
 pub mod l3_vxlan;
 pub mod netlink;
 pub mod socket;
@@ -110,6 +111,9 @@ fn vxlan_config(cfg: &DaemonConfig) -> VxlanConfig {
 pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
     if (cfg.mode, cfg.encap) == (crate::config::Mode::L3, crate::config::Encap::Vxlan) {
         return l3_vxlan::run(cfg);
+    }
+    if cfg.mode == crate::config::Mode::L3 {
+        return l3_ipip::run(cfg);
     }
     init_logging();
     // Read-only checks: a failure here leaves the system untouched.
@@ -232,11 +236,12 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
             .map(|(n, t)| NetInfo {
                 vni: n.vni,
                 dev: n.dev.clone(),
-                mac: t.mac,
+                mac: Some(t.mac),
             })
             .collect(),
         board,
         clock,
+        routes: None,
     };
     let (srv, waker) = Server::new(listener, handler, Arc::clone(&stop))
         .map_err(|e| rt("cannot set up the control server", e))?;
