@@ -97,7 +97,7 @@ pub struct RunArgs {
     /// Read the networks from a TOML file instead of the flags below
     /// (keys: local, port, allow_any_peer, mode, encap, threads, control, and [[network]]
     /// tables with dev, vni, peers, address, mtu, learning, ageing, max_fdb,
-    /// fdb = [{mac, remote}], routes = ["CIDR=IP", ...]).
+    /// fdb = [{mac, remote}], routes = ["CIDR=IP", ...], neigh = [{ip, mac}], arp_suppress).
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "dev", "local", "vni", "peers", "port", "address", "mtu", "no_learning", "ageing",
         "max_fdb", "allow_any_peer", "threads", "mode", "encap", "routes", "neigh",

@@ -817,6 +817,43 @@ vni = 43
     }
 
     #[test]
+    fn l3_vxlan_and_arp_suppress_files() {
+        let c = DaemonConfig::from_toml(
+            "local = \"192.0.2.1\"\nmode = \"l3\"\n[[network]]\ndev = \"vtep0\"\nvni = 1\n\
+             address = \"10.244.0.0/32\"\nroutes = [\"10.244.1.0/24=10.244.1.0\"]\n\
+             neigh = [{ ip = \"10.244.1.0\", mac = \"02:00:00:00:00:01\" }]\n",
+        )
+        .unwrap();
+        assert_eq!((c.mode, c.encap), (Mode::L3, Encap::Vxlan));
+        assert_eq!(c.networks[0].neigh[0].ip, Ipv4Addr::new(10, 244, 1, 0));
+        let c = DaemonConfig::from_toml(
+            "local = \"192.0.2.1\"\n[[network]]\ndev = \"v\"\nvni = 1\narp_suppress = true\n\
+             neigh = [{ ip = \"10.0.0.9\", mac = \"02:00:00:00:00:09\" }]\n",
+        )
+        .unwrap();
+        assert!(c.networks[0].arp_suppress);
+        for (text, want) in [
+            (
+                "local = \"192.0.2.1\"\nmode = \"l3\"\n[[network]]\ndev = \"v\"\nvni = 1\n",
+                "needs --address",
+            ),
+            (
+                "local = \"192.0.2.1\"\nmode = \"l3\"\n[[network]]\ndev = \"v\"\nvni = 1\n\
+                 address = \"10.0.0.1/32\"\narp_suppress = true\n",
+                "for --mode l2",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev = \"v\"\nvni = 1\n\
+                 neigh = [{ ip = \"10.0.0.9\", mac = \"02:00:00:00:00:09\" }]\n",
+                "only used by --arp-suppress",
+            ),
+        ] {
+            let e = toml_err(text);
+            assert!(e.contains(want), "{text:?}: {e:?}");
+        }
+    }
+
+    #[test]
     fn file_defaults() {
         let c =
             DaemonConfig::from_toml("local = \"192.0.2.1\"\n[[network]]\ndev = \"v\"\nvni = 0\n")
