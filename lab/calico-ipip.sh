@@ -16,6 +16,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 lab_parse_args "$@"
+[ "$LAB_VTEP" != kernel ] || lab_die "--kernel: no kernel reference here (this kernel has no ipip link type)"
 lab_prepare
 lab_traps
 

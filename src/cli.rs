@@ -53,10 +53,11 @@ impl From<config::ConfigError> for Failure {
     }
 }
 
-/// vtepd: a userspace VXLAN tunnel endpoint (VTEP) with flood-and-learn forwarding.
+/// vtepd: a userspace VXLAN/IPIP tunnel endpoint (VTEP) with flood-and-learn forwarding.
 ///
-/// `vtepd run` owns a TAP device per network and bridges it over VXLAN (UDP) to remote VTEPs;
-/// the other subcommands talk to a running daemon through its control socket.
+/// `vtepd run` owns a TAP device per network and bridges it over VXLAN (UDP) to remote VTEPs,
+/// or (`--mode l3 --encap ipip`) a TUN device whose packets it routes over IPIP (RFC 2003) to
+/// remote nodes; the other subcommands talk to a running daemon through its control socket.
 #[derive(Debug, Parser)]
 #[command(name = "vtepd", version, propagate_version = true)]
 pub struct Cli {

@@ -322,6 +322,13 @@ fn ipip_routes_change_at_once_and_go_away_on_exit() {
             "{bad:?}"
         );
     }
+    let out = lab.client("h1", &["peers", "add", "192.0.2.5"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "peers add on an L3 daemon: {out:?}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("L3 mode"));
     let out = lab.client("h1", &["routes", "del", "10.244.7.0/24"]);
     assert_eq!(
         out.status.code(),

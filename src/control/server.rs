@@ -178,6 +178,12 @@ impl Handler {
 
     /// The network a change applies to: the given one, or the only one.
     fn target(&self, vni: Option<u32>) -> Result<Vni, Response> {
+        if self.nets.is_empty() {
+            return Err(Response::err(
+                true,
+                "this daemon runs in L3 mode: it has no FDB or flood lists (see `routes`)",
+            ));
+        }
         match (vni, self.nets.as_slice()) {
             (Some(v), _) => self.known(v),
             (None, [only]) => Ok(only.vni),
