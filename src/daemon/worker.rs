@@ -34,6 +34,7 @@ use super::batch::{HEADROOM, MAX_HEAD, MAX_PACKET, RecvBatch, SendBatch};
 use super::batch_gro::{self, MAX_HEADER, TcpSegment, VNET_HDR_LEN, VNET_HDR_NONE};
 use super::batch_tso::{self, TsoFrame};
 use super::stats::{Clock, StatsBoard};
+use crate::core::arp_suppress::ArpSuppress;
 use crate::core::{Action, Actions, Core, Counters, DropReason, NetId, Timestamp};
 use encap::tunnel::vxlan::OVERHEAD;
 use encap::vxlan::HEADER_LEN;
@@ -88,6 +89,8 @@ pub struct WorkerSetup {
     pub stop: Arc<AtomicBool>,
     /// Whether this worker runs the FDB ageing timer (exactly one should).
     pub housekeeping: bool,
+    /// ARP suppression (`--arp-suppress`), per network; a no-op where it is off.
+    pub arp: ArpSuppress,
 }
 
 /// A worker's handle on one network's device.
@@ -302,7 +305,14 @@ impl Worker {
         }
         for k in 0..self.actions.len() {
             match self.actions.as_slice()[k] {
-                Action::ToDevice { net, offset } => self.deliver(now, net, i, offset),
+                Action::ToDevice { net, offset } => {
+                    // --- ARP suppression: learn bindings from ARP crossing the tunnel.
+                    if let Some(frame) = self.rxb.get(i).and_then(|(d, _)| d.get(offset..)) {
+                        self.s.arp.snoop_remote(now, net, frame, &mut self.ctr);
+                    }
+                    // --- end ARP suppression.
+                    self.deliver(now, net, i, offset)
+                }
                 // Already counted by the core; summarised by `report_drops`.
                 Action::Drop(_) => {}
                 // The core never sends a decapsulated frame back into a tunnel.
@@ -377,6 +387,25 @@ impl Worker {
                     continue;
                 }
             };
+            // --- ARP suppression: a request for a known remote address is answered here.
+            if tso.is_none()
+                && let Some(reply) = self.s.arp.answer_local(now, net, frame, &mut self.ctr)
+            {
+                self.ctr.rx_device += 1;
+                let dev = &self.s.taps[t];
+                let r = if dev.vnet_hdr {
+                    dev.dev
+                        .send_vectored(&[IoSlice::new(&VNET_HDR_NONE), IoSlice::new(reply)])
+                } else {
+                    dev.dev.send(reply)
+                };
+                match r {
+                    Ok(_) => self.ctr.tx_device += 1,
+                    Err(_) => self.ctr.drop(DropReason::DeviceTxError),
+                }
+                continue;
+            }
+            // --- end ARP suppression.
             let floods = self.ctr.flood_copies;
             self.s
                 .core
