@@ -108,7 +108,7 @@ fn vxlan_config(cfg: &DaemonConfig) -> VxlanConfig {
 
 /// Runs the daemon until a signal (Ok) or a fatal error.
 pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
-    if cfg.mode == crate::config::Mode::L3 {
+    if (cfg.mode, cfg.encap) == (crate::config::Mode::L3, crate::config::Encap::Ipip) {
         return l3_ipip::run(cfg);
     }
     init_logging();
