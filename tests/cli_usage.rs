@@ -60,7 +60,7 @@ fn bad_run_arguments_are_one_line_status_2_and_create_nothing() {
         (&["--max-fdb", "0"], "cap"),
         (&["--threads", "0"], "thread"),
         (&["--threads", "4"], "not supported yet"),
-        (&["--mode", "l3"], "not supported yet"),
+        (&["--mode", "l3"], "needs --address"),
         (&["--mode", "l9"], "expected l2 or l3"),
         (&["--encap", "ipip"], "needs --mode l3"),
         (&["--route", "10.1.0.0/24=192.0.2.2"], "need --mode l3"),
