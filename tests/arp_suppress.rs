@@ -74,3 +74,83 @@ fn without_suppression_the_request_floods_to_every_peer() {
     }
     assert_eq!(second_pod_asks("arpoff", false), (2, 0));
 }
+
+/// VXLAN datagrams carrying an ARP request from h1p1 (10.42.1.10 = 0x0a2a010a).
+const H1P1_ARP: &str =
+    "udp dst port 4789 and udp[28:2] = 0x0806 and udp[36:2] = 1 and udp[44:4] = 0x0a2a010a";
+
+#[test]
+fn static_binding_from_the_control_socket_is_answered_until_deleted() {
+    if !lab_available("static_binding_from_the_control_socket_is_answered_until_deleted") {
+        return;
+    }
+    let lab = Lab::new("arpst");
+    lab.fabric(3, 1, "vtepd vtepd vtepd", "--arp-suppress");
+    let vni = lab.vni().to_string();
+    // An address nobody on the overlay has: only the static binding can answer for it.
+    let (ip, mac) = ("10.42.2.99", "02:42:0a:2a:02:63");
+    lab.client_ok("h1", &["neigh", "add", ip, mac, "--vni", &vni]);
+    let rows: serde_json::Value =
+        serde_json::from_str(&lab.client_ok("h1", &["neigh", "show", "--json"])).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ip"] == ip)
+        .unwrap_or_else(|| panic!("neigh show lacks {ip}: {rows}"));
+    assert_eq!(
+        (row["mac"].as_str(), row["kind"].as_str()),
+        (Some(mac), Some("static"))
+    );
+
+    let pod = format!("{}-h1p1", lab.prefix());
+    let ask = || {
+        // The pod forgets what it knew, then asks (the echo itself goes nowhere).
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "exec", &pod, "ip", "neigh", "flush", "all"])
+            .status();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "exec", &pod, "ping", "-c", "1", "-W", "1", ip])
+            .output();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    let copies = |lab: &Lab, tag: &str| -> u64 {
+        ["h2", "h3"]
+            .iter()
+            .map(|h| {
+                let out = lab.sh(&["count-pcap", &format!("{h}{tag}"), H1P1_ARP]);
+                out.trim().parse::<u64>().unwrap()
+            })
+            .sum()
+    };
+    for h in ["h2", "h3"] {
+        lab.sh(&["capture", h, "eth0", H1P1_ARP, &format!("{h}on")]);
+    }
+    let before = lab.stats("h1").get("arp_suppressed");
+    ask();
+    let neigh = std::process::Command::new("ip")
+        .args(["netns", "exec", &pod, "ip", "neigh", "show", ip])
+        .output()
+        .unwrap();
+    let neigh = String::from_utf8_lossy(&neigh.stdout);
+    assert!(
+        neigh.contains(mac),
+        "the pod did not get {mac} for {ip}: {neigh}"
+    );
+    assert_eq!(
+        copies(&lab, "on"),
+        0,
+        "a suppressed request reached the underlay"
+    );
+    assert!(lab.stats("h1").get("arp_suppressed") > before);
+
+    lab.client_ok("h1", &["neigh", "del", ip, "--vni", &vni]);
+    for h in ["h2", "h3"] {
+        lab.sh(&["capture", h, "eth0", H1P1_ARP, &format!("{h}off")]);
+    }
+    ask();
+    assert!(
+        copies(&lab, "off") >= 2,
+        "after neigh del the request must flood to both peers"
+    );
+}
