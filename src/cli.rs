@@ -55,9 +55,11 @@ impl From<config::ConfigError> for Failure {
 
 /// vtepd: a userspace VXLAN/IPIP tunnel endpoint (VTEP) with flood-and-learn forwarding.
 ///
-/// `vtepd run` owns a TAP device per network and bridges it over VXLAN (UDP) to remote VTEPs,
-/// or (`--mode l3 --encap ipip`) a TUN device whose packets it routes over IPIP (RFC 2003) to
-/// remote nodes; the other subcommands talk to a running daemon through its control socket.
+/// `vtepd run` owns a TAP device per network and bridges it over VXLAN (UDP) to remote VTEPs
+/// (`--mode l2`, the default), or a TUN device whose packets it routes to remote nodes over IPIP
+/// (`--mode l3 --encap ipip`, RFC 2003) or over VXLAN as an L2 endpoint with its own MAC and ARP
+/// (`--mode l3 --encap vxlan`). The other subcommands talk to a running daemon through its control
+/// socket (`--control PATH`).
 #[derive(Debug, Parser)]
 #[command(name = "vtepd", version, propagate_version = true)]
 pub struct Cli {
