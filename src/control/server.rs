@@ -15,14 +15,14 @@ use crate::sys;
 use encap::{MacAddr, Vni};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 const LISTENER: Token = Token(0);
@@ -506,23 +506,158 @@ impl Server {
 
     fn try_serve(&self, stream: UnixStream) -> std::io::Result<()> {
         stream.set_nonblocking(false)?;
-        stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
-        stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-        let mut line = String::new();
-        BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line)?;
-        let resp = if !line.ends_with('\n') && line.len() as u64 >= MAX_REQUEST {
-            Response::err(true, "request too long")
-        } else {
-            match serde_json::from_str::<Request>(line.trim()) {
+        // One deadline for the whole exchange: a per-read timeout alone would let a client that
+        // drips a byte every second hold the (single-threaded) control plane for hours.
+        let deadline = Instant::now() + CLIENT_TIMEOUT;
+        let resp = match read_request(&stream, deadline)? {
+            RequestLine::TooLong => Response::err(true, "request too long"),
+            RequestLine::Line(line) => match serde_json::from_slice::<Request>(line.trim_ascii()) {
                 Ok(req) => {
                     debug!(?req, "control request");
                     self.handler.handle(req)
                 }
                 Err(e) => Response::err(true, format!("bad request: {e}")),
-            }
+            },
         };
         let mut out = serde_json::to_vec(&resp).map_err(std::io::Error::other)?;
         out.push(b'\n');
-        (&stream).write_all(&out)
+        write_response(&stream, &out, deadline)
+    }
+}
+
+/// What a client sent.
+#[derive(Debug, PartialEq, Eq)]
+enum RequestLine {
+    /// The bytes before the first newline (or before end of stream).
+    Line(Vec<u8>),
+    /// More than [`MAX_REQUEST`] bytes without a newline.
+    TooLong,
+}
+
+/// The time left until `deadline`, or a `TimedOut` error once it has passed.
+fn remaining(deadline: Instant) -> std::io::Result<Duration> {
+    match deadline.checked_duration_since(Instant::now()) {
+        Some(left) if !left.is_zero() => Ok(left),
+        _ => Err(std::io::Error::new(
+            ErrorKind::TimedOut,
+            "client too slow: deadline passed",
+        )),
+    }
+}
+
+/// A socket timeout (`EAGAIN` on a blocking socket) reported as what it is.
+fn timed_out(e: std::io::Error) -> std::io::Error {
+    if e.kind() == ErrorKind::WouldBlock {
+        std::io::Error::new(ErrorKind::TimedOut, "client too slow: deadline passed")
+    } else {
+        e
+    }
+}
+
+/// Reads one request line from a blocking stream, giving up at `deadline`. Bytes are kept as
+/// bytes, so invalid UTF-8 gets a "bad request" answer from the JSON parser.
+fn read_request(stream: &UnixStream, deadline: Instant) -> std::io::Result<RequestLine> {
+    let mut line = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        stream.set_read_timeout(Some(remaining(deadline)?))?;
+        let n = match (&*stream).read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(timed_out(e)),
+        };
+        if n == 0 {
+            return Ok(RequestLine::Line(line));
+        }
+        if let Some(end) = buf[..n].iter().position(|&b| b == b'\n') {
+            line.extend_from_slice(&buf[..end]);
+            return Ok(if line.len() as u64 > MAX_REQUEST {
+                RequestLine::TooLong
+            } else {
+                RequestLine::Line(line)
+            });
+        }
+        line.extend_from_slice(&buf[..n]);
+        if line.len() as u64 > MAX_REQUEST {
+            return Ok(RequestLine::TooLong);
+        }
+    }
+}
+
+/// Writes the whole answer to a blocking stream, giving up at `deadline`.
+fn write_response(stream: &UnixStream, mut out: &[u8], deadline: Instant) -> std::io::Result<()> {
+    while !out.is_empty() {
+        stream.set_write_timeout(Some(remaining(deadline)?))?;
+        match (&*stream).write(out) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => out = &out[n..],
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(timed_out(e)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::thread;
+
+    #[test]
+    fn a_client_dripping_bytes_is_cut_off_at_the_deadline() {
+        let (server, client) = UnixStream::pair().unwrap();
+        // One byte every 50 ms: each read finishes well inside any per-read timeout, but the
+        // whole line takes about 2 s, far past the 300 ms deadline.
+        let writer = thread::spawn(move || {
+            for b in b"{\"cmd\":\"stats\"}\n".iter().chain(b"                    ") {
+                if (&client).write_all(&[*b]).is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let got = read_request(&server, Instant::now() + Duration::from_millis(300));
+        let err = got.expect_err("a drip-fed request must not be served");
+        assert_eq!(err.kind(), ErrorKind::TimedOut);
+        drop(server);
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn a_silent_client_times_out() {
+        let (server, _client) = UnixStream::pair().unwrap();
+        let err = read_request(&server, Instant::now() + Duration::from_millis(100)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut);
+    }
+
+    #[test]
+    fn reads_one_line_and_refuses_an_endless_one() {
+        let (server, client) = UnixStream::pair().unwrap();
+        (&client).write_all(b"{\"cmd\":\"stats\"}\nrest").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert_eq!(
+            read_request(&server, deadline).unwrap(),
+            RequestLine::Line(b"{\"cmd\":\"stats\"}".to_vec())
+        );
+
+        let (server, client) = UnixStream::pair().unwrap();
+        let writer = thread::spawn(move || {
+            let chunk = [b'x'; 4096];
+            while (&client).write_all(&chunk).is_ok() {}
+        });
+        assert_eq!(read_request(&server, deadline).unwrap(), RequestLine::TooLong);
+        drop(server);
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_bad_request_not_a_silent_hang_up() {
+        let (server, client) = UnixStream::pair().unwrap();
+        (&client).write_all(b"{\"cmd\":\"st\xffats\"}\n").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let RequestLine::Line(line) = read_request(&server, deadline).unwrap() else {
+            panic!("a short line")
+        };
+        assert!(serde_json::from_slice::<Request>(&line).is_err());
     }
 }
