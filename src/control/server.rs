@@ -523,16 +523,26 @@ impl Server {
         let spawned = std::thread::Builder::new()
             .name("vtepd-control-client".into())
             .spawn(move || {
+                // Frees the slot however the thread ends (a panic included).
+                let _slot = Slot(active);
                 if let Err(e) = try_serve(&handler, stream) {
                     debug!("control client: {e}");
                 }
-                active.fetch_sub(1, Ordering::AcqRel);
             });
         if let Err(e) = spawned {
             // The closure (and the stream in it) is gone: the client sees the connection close.
             warn!("control socket: cannot start a client thread: {e}");
             self.active.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+}
+
+/// A taken client slot, given back on drop.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
