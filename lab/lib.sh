@@ -468,6 +468,137 @@ lab_udp_csum_errors() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Calico-style IPIP (L3 mode over TUN)
+#
+# Node hN (namespace <prefix>-hN, underlay 192.0.2.N) owns the pod block 10.244.N.64/26. Pod pM
+# (namespace <prefix>-hNpM) has eth0 = 10.244.N.(64+M)/32, MTU LAB_IPIP_POD_MTU, and a default route
+# via 169.254.1.1, which nothing owns: the host side of its veth (caliNpM, MAC ee:ee:ee:ee:ee:ee)
+# answers ARP for it by proxy ARP, and the node routes 10.244.N.(64+M)/32 to that veth. vtepd runs
+# `--mode l3 --encap ipip` on TUN device tunl0 (address 10.244.N.64/32, as Calico gives its tunl0)
+# with one route per remote pod block via the remote node; it installs the kernel routes itself.
+
+LAB_IPIP_DEV=${LAB_IPIP_DEV:-tunl0}
+LAB_IPIP_POD_MTU=${LAB_IPIP_POD_MTU:-1480}
+
+# Pod block of node hN.
+lab_calico_block() { printf '10.244.%s.64/26' "${1#h}"; }
+# Address of pod M on node hN.
+lab_calico_pod_ip() { printf '10.244.%s.%s' "${1#h}" $((64 + ${2#p})); }
+
+# lab_calico_node NAME: a host on the underlay that forwards, with a default route (via the
+# underlay's .254, which nothing answers: only so that proxy ARP has a route for 169.254.1.1).
+lab_calico_node() {
+    local hns
+    lab_host "$1" || return
+    hns=$(lab_ns "$1")
+    ip netns exec "$hns" sysctl -qw net.ipv4.ip_forward=1 >/dev/null &&
+        ip -n "$hns" route add default via "$LAB_UNDERLAY_NET.254" dev eth0 ||
+        lab_die "cannot make $1 a router" || return
+}
+
+# lab_calico_pod NODE POD: a pod with a /32 and gateway 169.254.1.1, behind proxy ARP on the node.
+lab_calico_pod() {
+    local node=$1 pod=$2 hns pns ip veth
+    hns=$(lab_ns "$node")
+    pns=$(lab_ns "$node$pod")
+    ip=$(lab_calico_pod_ip "$node" "$pod")
+    veth=cali${node#h}$pod
+    lab_netns_add "$node$pod" || return
+    ip -n "$hns" link add "$veth" mtu "$LAB_IPIP_POD_MTU" address ee:ee:ee:ee:ee:ee type veth \
+        peer name eth0 netns "$pns" mtu "$LAB_IPIP_POD_MTU" &&
+        ip netns exec "$hns" sysctl -qw "net.ipv4.conf.$veth.proxy_arp=1" >/dev/null &&
+        ip -n "$hns" link set "$veth" up &&
+        ip -n "$hns" route add "$ip/32" dev "$veth" scope link &&
+        ip -n "$pns" link set eth0 up &&
+        ip -n "$pns" addr add "$ip/32" dev eth0 &&
+        ip -n "$pns" route add 169.254.1.1 dev eth0 scope link &&
+        ip -n "$pns" route add default via 169.254.1.1 dev eth0 ||
+        lab_die "cannot create pod $node$pod" || return
+}
+
+# lab_vtepd_ipip NODE ROUTES [FLAGS...]: starts vtepd L3 IPIP in the node on LAB_IPIP_DEV with
+# address = the first address of the node's block, ROUTES a comma-separated list of CIDR=IP; waits
+# for its control socket and device.
+lab_vtepd_ipip() {
+    local node=$1 routes=$2 hns ip r addr
+    shift 2
+    hns=$(lab_ns "$node")
+    ip=$(cat "$LAB_DIR/$node.ip")
+    addr=$(lab_calico_block "$node")
+    addr=${addr%/26}/32
+    [ -x "$VTEPD_BIN" ] || lab_die "vtepd binary $VTEPD_BIN not found (build it, or set VTEPD_BIN)" || return
+    local args=(run --mode l3 --encap ipip --dev "$LAB_IPIP_DEV" --local "$ip" --address "$addr"
+        --control "$(lab_sock "$node")")
+    for r in ${routes//,/ }; do args+=(--route "$r"); done
+    args+=("$@")
+    lab_info "$node: vtepd ${args[*]}"
+    ip netns exec "$hns" "$VTEPD_BIN" "${args[@]}" </dev/null >"$LAB_DIR/$node.vtepd.log" 2>&1 &
+    echo $! >"$LAB_DIR/$node.vtepd.pid"
+    echo vtepd >"$LAB_DIR/$node.impl"
+    lab_wait_socket "$node" || return
+    lab_wait_link "$hns" "$LAB_IPIP_DEV"
+}
+
+# lab_calico NNODES NPODS: the Calico IPIP topology: NNODES nodes with NPODS pods each, every node
+# running vtepd with a route to every other node's pod block via that node.
+lab_calico() {
+    local nnodes=$1 npods=$2 i j routes
+    lab_say "Calico-style IPIP $LAB_PREFIX: $nnodes nodes on ${LAB_UNDERLAY_NET}.0/24, $npods pods each"
+    lab_underlay || return
+    for ((i = 1; i <= nnodes; i++)); do
+        lab_calico_node "h$i" || return
+        for ((j = 1; j <= npods; j++)); do
+            lab_calico_pod "h$i" "p$j" || return
+            lab_info "h${i}p$j: $(lab_calico_pod_ip "h$i" "p$j")/32, default via 169.254.1.1 (proxy ARP on cali$i"p$j"), mtu $LAB_IPIP_POD_MTU"
+        done
+    done
+    for ((i = 1; i <= nnodes; i++)); do
+        routes=
+        for ((j = 1; j <= nnodes; j++)); do
+            [ "$j" = "$i" ] || routes+="${routes:+,}$(lab_calico_block "h$j")=$(lab_host_ip "h$j")"
+        done
+        lab_vtepd_ipip "h$i" "$routes" || return
+    done
+}
+
+# lab_ipip_sink NODE [SECONDS]: holds a raw IP-protocol-4 socket open in NODE (default 120 s), so that
+# its kernel, which has no IPIP handler, does not answer IPIP packets with "protocol unreachable"
+# (for a node that plays a remote IPIP peer with scapy).
+lab_ipip_sink() {
+    ip netns exec "$(lab_ns "$1")" timeout "${2:-120}" "$LAB_PY" -c \
+        "import socket,time; s=socket.socket(socket.AF_INET, socket.SOCK_RAW, 4); time.sleep(1e9)" \
+        "$LAB_DIR/sink" </dev/null >/dev/null 2>&1 &
+    echo $! >"$LAB_DIR/$1.sink.pid"
+}
+
+# lab_ipip_inject NODE HOST OUTER_SRC INNER_SRC INNER_DST [OPTIONS...]: from NODE's eth0, sends IPIP
+# packets (scapy, lab/scapy/ipip_inject.py) to HOST's underlay address and MAC with outer source
+# OUTER_SRC around ICMP echo requests INNER_SRC -> INNER_DST. Prints "sent N".
+lab_ipip_inject() {
+    local node=$1 host=$2 osrc=$3 isrc=$4 idst=$5 mac
+    shift 5
+    mac=$(ip netns exec "$(lab_ns "$host")" cat /sys/class/net/eth0/address) || return
+    ip netns exec "$(lab_ns "$node")" "$LAB_PY" "$LAB_HOME/scapy/ipip_inject.py" tunnel eth0 "$mac" \
+        "$osrc" "$(cat "$LAB_DIR/$host.ip")" "$isrc" "$idst" "$@"
+}
+
+# lab_ipip_local NODE SRC DST [OPTIONS...]: writes an ICMP echo request SRC -> DST to a raw socket in
+# NODE (header included: TTL and source as given), for the kernel to route. Prints "sent N".
+lab_ipip_local() {
+    local node=$1
+    shift
+    ip netns exec "$(lab_ns "$node")" "$LAB_PY" "$LAB_HOME/scapy/ipip_inject.py" local "$@"
+}
+
+# lab_ipip_fields NAME [FILTER]: tshark's decoding of capture NAME: one line per packet with the
+# comma-separated values of ip.src ip.dst ip.proto ip.flags.df ip.dsfield.ecn ip.ttl (outer header
+# first, then the inner one), tab-separated.
+lab_ipip_fields() {
+    tshark -r "$LAB_DIR/$1.pcap" -n ${2:+-Y "$2"} -T fields -E separator=/t \
+        -e ip.src -e ip.dst -e ip.proto -e ip.flags.df -e ip.dsfield.ecn -e ip.ttl 2>/dev/null
+}
+
+# ---------------------------------------------------------------------------------------------
 # Lifecycle
 
 # lab_prepare: for topology scripts run by people: needs root; runs scripts/setup.sh (unless

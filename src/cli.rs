@@ -6,9 +6,10 @@ use crate::config::{
     parse_dev_name, parse_max_fdb, parse_mtu, parse_port, parse_route, parse_threads,
     parse_unicast_mac, parse_vni, parse_vtep_ip,
 };
-use crate::core::route::Route;
+use crate::core::route::{Route, parse_prefix};
 use clap::{Args, Parser, Subcommand};
 use encap::{MacAddr, Vni};
+use ipnet::Ipv4Net;
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -52,10 +53,11 @@ impl From<config::ConfigError> for Failure {
     }
 }
 
-/// vtepd: a userspace VXLAN tunnel endpoint (VTEP) with flood-and-learn forwarding.
+/// vtepd: a userspace VXLAN/IPIP tunnel endpoint (VTEP) with flood-and-learn forwarding.
 ///
-/// `vtepd run` owns a TAP device per network and bridges it over VXLAN (UDP) to remote VTEPs;
-/// the other subcommands talk to a running daemon through its control socket.
+/// `vtepd run` owns a TAP device per network and bridges it over VXLAN (UDP) to remote VTEPs,
+/// or (`--mode l3 --encap ipip`) a TUN device whose packets it routes over IPIP (RFC 2003) to
+/// remote nodes; the other subcommands talk to a running daemon through its control socket.
 #[derive(Debug, Parser)]
 #[command(name = "vtepd", version, propagate_version = true)]
 pub struct Cli {
@@ -75,6 +77,9 @@ pub enum Command {
     /// Show or change the flood lists (remote VTEPs that get BUM traffic).
     #[command(subcommand)]
     Peers(PeersCommand),
+    /// Show or change the L3 routes (overlay prefix -> next hop).
+    #[command(subcommand)]
+    Routes(RoutesCommand),
     /// Show the daemon's counters.
     Stats(StatsArgs),
 }
@@ -209,10 +214,6 @@ impl RunArgs {
             cfg.control = c.clone();
         }
         cfg.validate()?;
-        if cfg.mode == Mode::L3 {
-            // The L3 IPIP data path lands in the next step; its configuration is checked above.
-            return not_yet("--mode l3");
-        }
         Ok(cfg)
     }
 
@@ -345,6 +346,50 @@ pub enum PeersCommand {
     },
 }
 
+/// `vtepd routes ...`
+#[derive(Debug, Subcommand)]
+pub enum RoutesCommand {
+    /// List the routes (like `ip route`).
+    Show {
+        /// Print a JSON array of {prefix, via, dev}.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        ctl: ControlArg,
+    },
+    /// Add (or replace) a route: packets to CIDR go to next hop IP. Takes effect at once, and
+    /// vtepd installs the kernel route `CIDR dev <device>` itself.
+    Add {
+        /// Overlay prefix, like 10.0.1.0/26.
+        #[arg(value_name = "CIDR", value_parser = parse_prefix)]
+        prefix: Ipv4Net,
+        /// Next hop (IPIP: the remote node's underlay address; L3 VXLAN: an overlay next hop).
+        #[arg(value_name = "IP", value_parser = parse_next_hop)]
+        via: Ipv4Addr,
+        #[command(flatten)]
+        ctl: ControlArg,
+    },
+    /// Delete the route for exactly CIDR (and its kernel route).
+    Del {
+        /// Overlay prefix.
+        #[arg(value_name = "CIDR", value_parser = parse_prefix)]
+        prefix: Ipv4Net,
+        #[command(flatten)]
+        ctl: ControlArg,
+    },
+}
+
+fn parse_next_hop(s: &str) -> Result<Ipv4Addr, String> {
+    let ip: Ipv4Addr = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not an IPv4 address"))?;
+    if !crate::core::route::usable_next_hop(ip) {
+        return Err(format!("next hop {ip} is not a unicast address"));
+    }
+    Ok(ip)
+}
+
 /// `vtepd stats`
 #[derive(Debug, Args)]
 pub struct StatsArgs {
@@ -394,6 +439,7 @@ pub fn main_entry() -> ExitCode {
         Command::Run(args) => args.to_config().and_then(|cfg| crate::daemon::run(&cfg)),
         Command::Fdb(c) => crate::control::client::fdb(c),
         Command::Peers(c) => crate::control::client::peers(c),
+        Command::Routes(c) => crate::control::client::routes(c),
         Command::Stats(a) => crate::control::client::stats(a),
     };
     match result {

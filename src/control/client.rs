@@ -2,8 +2,8 @@
 //! then its answer printed as a table or as JSON.
 
 use super::output;
-use super::protocol::{FdbRow, MAX_RESPONSE, PeersRow, Request, Response, StatsReport};
-use crate::cli::{Failure, FdbCommand, PeersCommand, StatsArgs};
+use super::protocol::{FdbRow, MAX_RESPONSE, PeersRow, Request, Response, RouteRow, StatsReport};
+use crate::cli::{Failure, FdbCommand, PeersCommand, RoutesCommand, StatsArgs};
 use encap::Vni;
 use serde::de::DeserializeOwned;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -156,6 +156,35 @@ pub fn peers(cmd: PeersCommand) -> Result<(), Failure> {
         PeersCommand::Del { ip, vni: v, ctl } => {
             call(&ctl.control, &Request::PeersDel { vni: vni(v), ip }).map(drop)
         }
+    }
+}
+
+/// `vtepd routes ...`
+pub fn routes(cmd: RoutesCommand) -> Result<(), Failure> {
+    match cmd {
+        RoutesCommand::Show { json, ctl } => {
+            let rows: Vec<RouteRow> = typed(call(&ctl.control, &Request::RoutesShow)?)?;
+            if json {
+                emit_json(&rows)
+            } else {
+                emit(&output::routes_table(&rows))
+            }
+        }
+        RoutesCommand::Add { prefix, via, ctl } => call(
+            &ctl.control,
+            &Request::RoutesAdd {
+                prefix: prefix.to_string(),
+                via,
+            },
+        )
+        .map(drop),
+        RoutesCommand::Del { prefix, ctl } => call(
+            &ctl.control,
+            &Request::RoutesDel {
+                prefix: prefix.to_string(),
+            },
+        )
+        .map(drop),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Human-readable renderings of control answers (the `--json` forms are the serde types).
 
-use super::protocol::{FdbRow, Kind, PeersRow, StatsReport};
+use super::protocol::{FdbRow, Kind, PeersRow, RouteRow, StatsReport};
 use std::fmt::Write;
 
 /// FDB entries, one per line, in the style of `bridge fdb show`:
@@ -13,6 +13,15 @@ pub fn fdb_table(rows: &[FdbRow]) -> String {
             Kind::Learned => writeln!(s, " learned age {}s", r.age_secs),
             Kind::Static => writeln!(s, " static"),
         };
+    }
+    s
+}
+
+/// Routes, one per line, in the style of `ip route`: `10.0.1.0/26 via 192.0.2.2 dev tunl0`.
+pub fn routes_table(rows: &[RouteRow]) -> String {
+    let mut s = String::new();
+    for r in rows {
+        let _ = writeln!(s, "{} via {} dev {}", r.prefix, r.via, r.dev);
     }
     s
 }

@@ -74,6 +74,20 @@ pub enum Request {
     },
     /// Counters.
     Stats,
+    /// List L3 routes.
+    RoutesShow,
+    /// Add or replace an L3 route.
+    RoutesAdd {
+        /// Overlay prefix (text, like `10.0.1.0/26`).
+        prefix: String,
+        /// Next hop.
+        via: Ipv4Addr,
+    },
+    /// Remove an L3 route.
+    RoutesDel {
+        /// Overlay prefix (text).
+        prefix: String,
+    },
 }
 
 /// A response: `ok` with `data`, or an `error` (`usage` tells the client to exit with 2).
@@ -149,6 +163,17 @@ pub struct PeersRow {
     pub dev: String,
     /// Remote VTEPs receiving BUM traffic.
     pub peers: Vec<Ipv4Addr>,
+}
+
+/// One L3 route (`routes show --json` prints an array of these).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteRow {
+    /// Overlay prefix, like `10.0.1.0/26`.
+    pub prefix: String,
+    /// Next hop: the remote node's underlay address (IPIP) or an overlay next hop (L3 VXLAN).
+    pub via: Ipv4Addr,
+    /// The device the kernel route points to.
+    pub dev: String,
 }
 
 /// Per-network summary in [`StatsReport`].

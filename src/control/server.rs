@@ -3,10 +3,12 @@
 //! on the data path at once. It never blocks a dataplane worker.
 
 use super::protocol::{
-    FdbRow, Kind, MAX_REQUEST, NetStats, PeersRow, Request, Response, StatsReport,
+    FdbRow, Kind, MAX_REQUEST, NetStats, PeersRow, Request, Response, RouteRow, StatsReport,
 };
 use crate::cli::Failure;
+use crate::core::route::parse_prefix;
 use crate::core::{Core, CoreError, EntryKind};
+use crate::daemon::netlink::{RouteChangeError, RouteService};
 use crate::daemon::stats::{Clock, StatsBoard};
 use crate::sys;
 use encap::{MacAddr, Vni};
@@ -119,6 +121,13 @@ pub struct Handler {
     pub board: Arc<StatsBoard>,
     /// The daemon clock.
     pub clock: Clock,
+    /// The L3 route table and its kernel routes (`None` in L2 mode).
+    pub routes: Option<Arc<RouteService>>,
+}
+
+fn route_err(e: RouteChangeError) -> Response {
+    let usage = matches!(e, RouteChangeError::Refused(_));
+    Response::err(usage, e.to_string())
 }
 
 fn core_err(e: CoreError) -> Response {
@@ -166,6 +175,12 @@ impl Handler {
 
     /// The network a change applies to: the given one, or the only one.
     fn target(&self, vni: Option<u32>) -> Result<Vni, Response> {
+        if self.nets.is_empty() {
+            return Err(Response::err(
+                true,
+                "this daemon runs in L3 mode: it has no FDB or flood lists (see `routes`)",
+            ));
+        }
         match (vni, self.nets.as_slice()) {
             (Some(v), _) => self.known(v),
             (None, [only]) => Ok(only.vni),
@@ -273,6 +288,48 @@ impl Handler {
                 Response::ok(serde_json::json!({ "changed": true }))
             }
             Request::Stats => to_json(&self.stats(now)),
+            Request::RoutesShow => {
+                let Some(svc) = &self.routes else {
+                    return Ok(to_json(&Vec::<RouteRow>::new()));
+                };
+                let rows: Vec<RouteRow> = svc
+                    .list()
+                    .into_iter()
+                    .map(|r| RouteRow {
+                        prefix: r.prefix.to_string(),
+                        via: r.via,
+                        dev: svc.dev().to_owned(),
+                    })
+                    .collect();
+                to_json(&rows)
+            }
+            Request::RoutesAdd { prefix, via } => {
+                let svc = self.route_service()?;
+                let prefix = parse_prefix(&prefix).map_err(|e| Response::err(true, e))?;
+                let old = svc
+                    .add(crate::core::route::Route { prefix, via })
+                    .map_err(route_err)?;
+                info!(%prefix, %via, replaced = ?old, "route added");
+                Response::ok(serde_json::json!({ "changed": old != Some(via) }))
+            }
+            Request::RoutesDel { prefix } => {
+                let svc = self.route_service()?;
+                let prefix = parse_prefix(&prefix).map_err(|e| Response::err(true, e))?;
+                if svc.del(prefix).map_err(route_err)?.is_none() {
+                    return Err(Response::err(false, format!("no route for {prefix}")));
+                }
+                info!(%prefix, "route removed");
+                Response::ok(serde_json::json!({ "changed": true }))
+            }
+        })
+    }
+
+    fn route_service(&self) -> Result<&Arc<RouteService>, Response> {
+        self.routes.as_ref().ok_or_else(|| {
+            Response::err(
+                true,
+                "this daemon runs in L2 mode: it has no route table (routes need --mode l3)",
+            )
         })
     }
 

@@ -51,6 +51,21 @@ drop_reasons! {
     DeviceTxError = "device_tx_error",
     /// Network index out of range (internal error).
     UnknownNetwork = "unknown_network",
+    /// L3: a packet from the device that is not IPv4 (IPv6, ...).
+    NotIpv4 = "not_ipv4",
+    /// L3: a packet from the device with a malformed IPv4 header.
+    BadIpHeader = "bad_ip_header",
+    /// L3: no route for the packet's destination.
+    NoRoute = "no_route",
+    /// IPIP: TTL 0 (never tunnelled, never delivered; RFC 2003 §3.1).
+    TtlZero = "ttl_zero",
+    /// IPIP: inner source is our own underlay address (a loop or a spoof; RFC 2003 §3.1).
+    OwnSource = "own_source",
+    /// IPIP: a received packet whose outer or inner header is malformed (bad checksum,
+    /// version, length, fragment).
+    BadIpip = "bad_ipip",
+    /// Outer CE over an inner Not-ECT packet (RFC 6040 §4.2).
+    EcnDrop = "ecn_drop",
 }
 
 impl fmt::Display for DropReason {

@@ -14,6 +14,7 @@ pub mod counters;
 mod decap;
 pub mod fdb;
 mod forward;
+pub mod ipip;
 mod learn;
 pub mod network;
 pub mod route;

@@ -112,20 +112,6 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    fn build(routes: &BTreeMap<Ipv4Net, Ipv4Addr>) -> RouteTable {
-        let mut map = PrefixMap::new();
-        for (p, v) in routes {
-            map.insert(*p, *v);
-        }
-        let mut next_hops: Vec<Ipv4Addr> = routes.values().copied().collect();
-        next_hops.sort_unstable();
-        next_hops.dedup();
-        RouteTable {
-            map,
-            next_hops: next_hops.into(),
-        }
-    }
-
     /// The next hop for `dst` by longest-prefix match.
     #[inline]
     pub fn lookup(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
@@ -162,16 +148,88 @@ impl RouteTable {
 
     /// Every route, sorted by prefix.
     pub fn routes(&self) -> Vec<Route> {
-        let mut v: Vec<Route> = self
-            .map
-            .iter()
-            .map(|(p, via)| Route {
+        sorted(&self.map)
+    }
+}
+
+fn sorted(map: &PrefixMap<Ipv4Net, Ipv4Addr>) -> Vec<Route> {
+    let mut v: Vec<Route> = map
+        .iter()
+        .map(|(prefix, via)| Route { prefix, via: *via })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// The control plane's copy of the table: the routes and how many use each next hop.
+#[derive(Debug, Default)]
+struct Editable {
+    map: PrefixMap<Ipv4Net, Ipv4Addr>,
+    hops: BTreeMap<Ipv4Addr, usize>,
+}
+
+impl Editable {
+    /// The checks of [`Routes::add`]; every one is a lookup, not a scan of the routes.
+    fn check(&self, local: Ipv4Addr, route: Route) -> Result<(), RouteError> {
+        let Route { prefix, via } = route;
+        check_prefix(&prefix.to_string(), prefix)?;
+        if !usable_next_hop(via) {
+            return Err(RouteError::BadNextHop(via));
+        }
+        if via == local {
+            return Err(RouteError::NextHopIsLocal(via));
+        }
+        if self.map.get(&prefix).is_none() && self.map.len() >= MAX_ROUTES {
+            return Err(RouteError::Full(self.map.len()));
+        }
+        for addr in [local, via] {
+            if prefix.contains(&addr) {
+                return Err(RouteError::Loop { prefix, addr });
+            }
+        }
+        // The next hop inside another route's prefix.
+        if let Some((p, _)) = self.map.get_lpm(&Ipv4Net::from(via)) {
+            return Err(RouteError::Loop {
                 prefix: p,
-                via: *via,
-            })
-            .collect();
-        v.sort_unstable();
-        v
+                addr: via,
+            });
+        }
+        // The new prefix covering another route's next hop (next hops are few: one per node).
+        if let Some(hop) = self.hops.keys().find(|h| prefix.contains(*h)) {
+            return Err(RouteError::Loop { prefix, addr: *hop });
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, route: Route) -> Option<Ipv4Addr> {
+        let old = self.map.insert(route.prefix, route.via);
+        if let Some(o) = old {
+            self.release(o);
+        }
+        *self.hops.entry(route.via).or_insert(0) += 1;
+        old
+    }
+
+    fn remove(&mut self, prefix: Ipv4Net) -> Option<Ipv4Addr> {
+        let old = self.map.remove(&prefix)?;
+        self.release(old);
+        Some(old)
+    }
+
+    fn release(&mut self, hop: Ipv4Addr) {
+        if let Some(n) = self.hops.get_mut(&hop) {
+            *n -= 1;
+            if *n == 0 {
+                self.hops.remove(&hop);
+            }
+        }
+    }
+
+    fn snapshot(&self) -> RouteTable {
+        RouteTable {
+            map: self.map.clone(),
+            next_hops: self.hops.keys().copied().collect(),
+        }
     }
 }
 
@@ -182,7 +240,7 @@ pub struct Routes {
     /// Our own underlay address (never a next hop, never covered by a route).
     local: Ipv4Addr,
     current: ArcSwap<RouteTable>,
-    edit: Mutex<BTreeMap<Ipv4Net, Ipv4Addr>>,
+    edit: Mutex<Editable>,
 }
 
 impl Routes {
@@ -191,16 +249,21 @@ impl Routes {
         Routes {
             local,
             current: ArcSwap::from_pointee(RouteTable::default()),
-            edit: Mutex::new(BTreeMap::new()),
+            edit: Mutex::new(Editable::default()),
         }
     }
 
-    /// A table holding `routes` (checked as [`Routes::add`] checks them; later duplicates of a
-    /// prefix replace earlier ones).
+    /// A table holding `routes`, each checked as [`Routes::add`] checks it (a later route for
+    /// the same prefix replaces an earlier one), published once.
     pub fn with_routes(local: Ipv4Addr, routes: &[Route]) -> Result<Routes, RouteError> {
         let r = Routes::new(local);
-        for route in routes {
-            r.add(*route)?;
+        {
+            let mut e = r.locked();
+            for route in routes {
+                e.check(local, *route)?;
+                e.insert(*route);
+            }
+            r.current.store(Arc::new(e.snapshot()));
         }
         Ok(r)
     }
@@ -221,65 +284,36 @@ impl Routes {
         self.current.load_full()
     }
 
-    fn locked(&self) -> std::sync::MutexGuard<'_, BTreeMap<Ipv4Net, Ipv4Addr>> {
-        // Edits are single map operations: a panic elsewhere cannot leave it half-changed.
+    fn locked(&self) -> std::sync::MutexGuard<'_, Editable> {
+        // Edits are checked before they change anything: a panic elsewhere cannot leave the
+        // state half-changed.
         self.edit.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Adds or replaces the route for `route.prefix`; returns the next hop it replaced.
     ///
     /// Refused: host bits set, /0, a next hop that is not unicast or is our own address, and
-    /// any route whose prefix covers our own address or a next hop (the encapsulated packet
-    /// would be routed back into the tunnel).
+    /// any route whose prefix covers our own address or a next hop, or whose next hop lies in
+    /// another route's prefix (the encapsulated packet would be routed back into the tunnel).
     pub fn add(&self, route: Route) -> Result<Option<Ipv4Addr>, RouteError> {
-        let Route { prefix, via } = route;
-        check_prefix(&prefix.to_string(), prefix)?;
-        if !usable_next_hop(via) {
-            return Err(RouteError::BadNextHop(via));
-        }
-        if via == self.local {
-            return Err(RouteError::NextHopIsLocal(via));
-        }
-        let mut m = self.locked();
-        if !m.contains_key(&prefix) && m.len() >= MAX_ROUTES {
-            return Err(RouteError::Full(m.len()));
-        }
-        for addr in [self.local, via] {
-            if prefix.contains(&addr) {
-                return Err(RouteError::Loop { prefix, addr });
-            }
-        }
-        if let Some((p, _)) = m.iter().find(|(p, _)| p.contains(&via)) {
-            return Err(RouteError::Loop {
-                prefix: *p,
-                addr: via,
-            });
-        }
-        if let Some(hop) = m.values().find(|hop| prefix.contains(*hop)) {
-            return Err(RouteError::Loop { prefix, addr: *hop });
-        }
-        let old = m.insert(prefix, via);
-        self.current.store(Arc::new(RouteTable::build(&m)));
+        let mut e = self.locked();
+        e.check(self.local, route)?;
+        let old = e.insert(route);
+        self.current.store(Arc::new(e.snapshot()));
         Ok(old)
     }
 
     /// Removes the route for exactly `prefix`; returns its next hop (`None`: there was none).
     pub fn del(&self, prefix: Ipv4Net) -> Option<Ipv4Addr> {
-        let mut m = self.locked();
-        let old = m.remove(&prefix)?;
-        self.current.store(Arc::new(RouteTable::build(&m)));
+        let mut e = self.locked();
+        let old = e.remove(prefix)?;
+        self.current.store(Arc::new(e.snapshot()));
         Some(old)
     }
 
     /// Every route, sorted by prefix.
     pub fn list(&self) -> Vec<Route> {
-        self.locked()
-            .iter()
-            .map(|(p, v)| Route {
-                prefix: *p,
-                via: *v,
-            })
-            .collect()
+        sorted(&self.locked().map)
     }
 }
 
@@ -414,6 +448,23 @@ mod tests {
             assert!(!e.contains('\n'));
         }
         assert!(parse_prefix("10.0.0.0/8").is_ok());
+    }
+
+    #[test]
+    fn a_large_table_builds_in_one_pass() {
+        // 16384 pod blocks behind 256 nodes: every check is a lookup, the snapshot is built once.
+        let routes: Vec<Route> = (0..16384u32)
+            .map(|i| Route {
+                prefix: Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 | (i << 6)), 26).unwrap(),
+                via: Ipv4Addr::new(100, 64, (i % 256) as u8, 1),
+            })
+            .collect();
+        let r = Routes::with_routes(LOCAL, &routes).unwrap();
+        let t = r.load();
+        assert_eq!(t.len(), 16384);
+        assert_eq!(t.lookup(ip("10.0.0.65")), Some(ip("100.64.1.1")));
+        assert!(t.is_next_hop(ip("100.64.255.1")));
+        assert_eq!(r.list().len(), 16384);
     }
 
     /// The naive model: scan every route, keep the longest one containing the address.

@@ -7,6 +7,7 @@
 //! (the control socket file, the TAP devices we created), so any later failure cleans up.
 
 pub mod device;
+pub mod l3_ipip;
 pub mod netlink;
 pub mod socket;
 pub mod stats;
@@ -107,6 +108,9 @@ fn vxlan_config(cfg: &DaemonConfig) -> VxlanConfig {
 
 /// Runs the daemon until a signal (Ok) or a fatal error.
 pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
+    if cfg.mode == crate::config::Mode::L3 {
+        return l3_ipip::run(cfg);
+    }
     init_logging();
     // Read-only checks: a failure here leaves the system untouched.
     let underlay = device::find_underlay(cfg.local)?;
@@ -222,6 +226,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
             .collect(),
         board,
         clock,
+        routes: None,
     };
     let (srv, waker) = Server::new(listener, handler, Arc::clone(&stop))
         .map_err(|e| rt("cannot set up the control server", e))?;

@@ -6,6 +6,7 @@
 //! socket; every request asks for an acknowledgement and waits for it at most
 //! [`ACK_TIMEOUT`]. [`KernelRoutes`] remembers what it installed and removes it on drop.
 
+use crate::core::route::{Route, RouteError, Routes};
 use ipnet::Ipv4Net;
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
@@ -20,7 +21,7 @@ use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use std::collections::BTreeSet;
 use std::io;
 use std::net::Ipv4Addr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tracing::{debug, warn};
 
@@ -214,6 +215,83 @@ impl Drop for KernelRoutes {
                 Err(e) => warn!(%prefix, dev = %self.dev, "cannot remove kernel route: {e}"),
             }
         }
+    }
+}
+
+/// Why a route change failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteChangeError {
+    /// The route table refused it (bad prefix or next hop, a loop, full): the request's fault.
+    #[error("{0}")]
+    Refused(#[from] RouteError),
+    /// The kernel refused it; the table was left as it was.
+    #[error("{0}")]
+    Kernel(io::Error),
+}
+
+/// The route table together with its mirror in the kernel: every change applies to both (the
+/// table at once, for the data path; the kernel route so the host sends matching packets into
+/// the device), or to neither.
+#[derive(Debug)]
+pub struct RouteService {
+    table: Arc<Routes>,
+    kernel: KernelRoutes,
+}
+
+impl RouteService {
+    /// Installs a kernel route for every route already in `table`.
+    pub fn new(table: Arc<Routes>, kernel: KernelRoutes) -> io::Result<RouteService> {
+        for r in table.list() {
+            kernel.install(r.prefix, r.via)?;
+        }
+        Ok(RouteService { table, kernel })
+    }
+
+    /// The route table.
+    pub fn table(&self) -> &Arc<Routes> {
+        &self.table
+    }
+
+    /// The device the kernel routes point to.
+    pub fn dev(&self) -> &str {
+        &self.kernel.dev
+    }
+
+    /// Adds or replaces a route; returns the next hop it replaced.
+    pub fn add(&self, route: Route) -> Result<Option<Ipv4Addr>, RouteChangeError> {
+        let old = self.table.add(route)?;
+        if let Err(e) = self.kernel.install(route.prefix, route.via) {
+            // Put the table back as it was: the change happens everywhere or nowhere.
+            match old {
+                Some(via) => {
+                    let _ = self.table.add(Route {
+                        prefix: route.prefix,
+                        via,
+                    });
+                }
+                None => {
+                    self.table.del(route.prefix);
+                }
+            }
+            return Err(RouteChangeError::Kernel(e));
+        }
+        Ok(old)
+    }
+
+    /// Removes the route for exactly `prefix`; returns its next hop (`None`: there was none).
+    pub fn del(&self, prefix: Ipv4Net) -> Result<Option<Ipv4Addr>, RouteChangeError> {
+        if !self.table.list().iter().any(|r| r.prefix == prefix) {
+            return Ok(None);
+        }
+        self.kernel
+            .remove(prefix)
+            .map_err(RouteChangeError::Kernel)?;
+        Ok(self.table.del(prefix))
+    }
+
+    /// Every route, sorted by prefix.
+    pub fn list(&self) -> Vec<Route> {
+        self.table.list()
     }
 }
 

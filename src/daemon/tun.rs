@@ -11,6 +11,11 @@ use tun_rs::{DeviceBuilder, Layer, SyncDevice};
 /// Bytes IPIP adds in front of an inner IPv4 packet (the outer IPv4 header).
 pub const IPIP_OVERHEAD: u16 = 20;
 
+/// Packets the kernel may queue for vtepd on the device. The TUN default (500) overflows
+/// under a single TCP flow while the worker is busy (the kernel then drops, and TCP backs off
+/// hard); a deeper queue absorbs the bursts (this kernel has no TUN backpressure flag).
+pub const TX_QUEUE_LEN: u32 = 2048;
+
 /// The MTU for an L3 device: `--mtu`, or the underlay MTU minus `overhead`.
 pub fn l3_mtu(
     dev: &str,
@@ -69,6 +74,7 @@ pub fn open_tun(name: &str, mtu: u16, address: Option<Ipv4Cidr>) -> Result<Tun, 
         .name(name.to_owned())
         .layer(Layer::L3)
         .mtu(mtu)
+        .tx_queue_len(TX_QUEUE_LEN)
         .enable(true);
     if let Some(a) = address {
         b = b.ipv4(a.addr, a.prefix, None);

@@ -1,0 +1,738 @@
+//! The sans-IO IPIP tunnel (RFC 2003) for L3 mode: IPv4 packets from a TUN device are routed by
+//! longest-prefix match to a remote node and wrapped in an outer IPv4 header (protocol 4);
+//! IPIP packets from the underlay are checked and their inner packet goes to the device.
+//!
+//! No clock, no sockets: time comes in as `now`, buffers belong to the caller, and each call
+//! returns exactly one verdict (one packet never fans out, so a value says it better than an
+//! action list). The wire work is `encap`'s: [`IpipEncap`] writes the outer header (DF copied
+//! from the inner packet, ECN copied with CE sent as ECT(0), DSCP inherited, TTL fixed) and
+//! [`encap::tunnel::ipip::decapsulate_mut`] validates a received packet and applies the RFC 6040
+//! decapsulation table.
+//!
+//! Rules beyond the codec's:
+//! - Decapsulation is accepted only from a route next hop unless `allow_any_peer` (an open IPIP
+//!   endpoint lets anyone inject packets: CVE-2020-10136). A source that can never be a tunnel
+//!   endpoint (our own address, multicast, broadcast, unspecified) is refused even then.
+//! - TTL 0 is refused both ways, and so is an inner source equal to our underlay address.
+//! - A packet longer than the tunnel MTU (underlay MTU - 20) with DF set is answered with an
+//!   ICMP "fragmentation needed" carrying the tunnel MTU, for the device (so the sender's path
+//!   MTU discovery works). Its source is the unreachable packet's destination: that address
+//!   routes back through the tunnel device, so the host's reverse-path filter accepts it, and it
+//!   is not one of the host's own addresses (which the kernel drops as martians when they come
+//!   in through a device). Without DF the packet is dropped as `too_big`: the device's own MTU
+//!   (the tunnel MTU by default) already makes the kernel fragment such packets before vtepd
+//!   sees them, so this only happens when `--mtu` was set above the tunnel MTU.
+
+use super::route::Routes;
+use super::{Counters, DropReason, Timestamp};
+use encap::ipv4::{self, Ipv4Packet, Ipv4Repr, protocol};
+use encap::{Error, Invalid, IpipConfig, IpipEncap, checksum};
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub use encap::tunnel::ipip::OVERHEAD;
+
+/// Longest ICMP error written (RFC 1812 §4.3.2.3: at most 576 bytes).
+pub const ICMP_MAX: usize = 576;
+/// ICMP errors a worker may send in a burst.
+const ICMP_BURST: u32 = 20;
+/// One more ICMP error allowed every this many milliseconds.
+const ICMP_INTERVAL_MS: u64 = 10;
+/// Header templates cached per worker; the cache is emptied (not freed) when full.
+const MAX_TEMPLATES: usize = 4096;
+
+/// Settings of an IPIP tunnel.
+#[derive(Debug, Clone)]
+pub struct IpipSettings {
+    /// Our underlay address: the outer source.
+    pub local: Ipv4Addr,
+    /// Accept decapsulation from any source.
+    pub allow_any_peer: bool,
+    /// Largest inner packet that fits the underlay (underlay MTU - 20).
+    pub tunnel_mtu: u16,
+}
+
+/// The shared IPIP tunnel state: settings and the route table.
+#[derive(Debug)]
+pub struct Ipip {
+    local: Ipv4Addr,
+    allow_any_peer: AtomicBool,
+    tunnel_mtu: u16,
+    encap: IpipConfig,
+    routes: Arc<Routes>,
+}
+
+/// What to do with a packet read from the device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalVerdict {
+    /// Send `buf[range]` (outer header + inner packet) to `dst` on the underlay.
+    ToTunnel {
+        /// The remote node.
+        dst: Ipv4Addr,
+        /// The finished packet in the caller's buffer.
+        range: Range<usize>,
+    },
+    /// Write [`IpipTx::reply`] (an ICMP error for the sender) into the device; the packet
+    /// itself was dropped and counted under `too_big`.
+    Reply,
+    /// Nothing to send; counted under this reason.
+    Drop(DropReason),
+}
+
+/// What to do with an IPIP packet from the underlay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteVerdict {
+    /// Write `packet[range]` (the inner packet, ECN already combined) into the device.
+    ToDevice {
+        /// The inner packet in the caller's buffer.
+        range: Range<usize>,
+    },
+    /// Nothing to deliver; counted under this reason.
+    Drop(DropReason),
+}
+
+/// A worker's own encapsulation state: outer header templates by remote, the outer IP ID
+/// counter, the ICMP error buffer and its rate limit.
+#[derive(Debug)]
+pub struct IpipTx {
+    templates: HashMap<Ipv4Addr, IpipEncap, ahash::RandomState>,
+    next_id: u16,
+    reply: Box<[u8; ICMP_MAX]>,
+    reply_len: usize,
+    icmp_tokens: u32,
+    icmp_refill: Timestamp,
+}
+
+impl Default for IpipTx {
+    fn default() -> Self {
+        IpipTx::new(0)
+    }
+}
+
+impl IpipTx {
+    /// Fresh state; `seed` starts the outer IP ID counter (give each worker its own).
+    pub fn new(seed: u16) -> IpipTx {
+        IpipTx {
+            templates: HashMap::with_capacity_and_hasher(64, ahash::RandomState::new()),
+            next_id: seed,
+            reply: Box::new([0; ICMP_MAX]),
+            reply_len: 0,
+            icmp_tokens: ICMP_BURST,
+            icmp_refill: Timestamp::ZERO,
+        }
+    }
+
+    /// The last ICMP error built (valid after a [`LocalVerdict::Reply`]).
+    pub fn reply(&self) -> &[u8] {
+        &self.reply[..self.reply_len]
+    }
+
+    fn take_icmp_token(&mut self, now: Timestamp) -> bool {
+        let earned = now.millis().saturating_sub(self.icmp_refill.millis()) / ICMP_INTERVAL_MS;
+        if earned > 0 {
+            self.icmp_tokens = (self.icmp_tokens as u64 + earned).min(ICMP_BURST as u64) as u32;
+            self.icmp_refill = now;
+        }
+        if self.icmp_tokens == 0 {
+            return false;
+        }
+        self.icmp_tokens -= 1;
+        true
+    }
+}
+
+#[inline]
+fn reject<T>(ctr: &mut Counters, r: DropReason, f: impl FnOnce(DropReason) -> T) -> T {
+    ctr.drop(r);
+    f(r)
+}
+
+impl Ipip {
+    /// A tunnel over `routes` (shared with the control plane, which edits it).
+    pub fn new(settings: &IpipSettings, routes: Arc<Routes>) -> Ipip {
+        Ipip {
+            local: settings.local,
+            allow_any_peer: AtomicBool::new(settings.allow_any_peer),
+            tunnel_mtu: settings.tunnel_mtu,
+            encap: IpipConfig::new(settings.local),
+            routes,
+        }
+    }
+
+    /// Our underlay address.
+    pub fn local(&self) -> Ipv4Addr {
+        self.local
+    }
+
+    /// The tunnel MTU.
+    pub fn tunnel_mtu(&self) -> u16 {
+        self.tunnel_mtu
+    }
+
+    /// The route table.
+    pub fn routes(&self) -> &Arc<Routes> {
+        &self.routes
+    }
+
+    /// Accepts (or stops accepting) decapsulation from sources that are not next hops.
+    pub fn set_allow_any_peer(&self, on: bool) {
+        self.allow_any_peer.store(on, Ordering::Relaxed);
+    }
+
+    /// An IPv4 packet read from the device, at `buf[off..off + len]` with at least
+    /// [`OVERHEAD`] bytes of headroom before `off`. On `ToTunnel` the outer header has been
+    /// written in front of it.
+    pub fn on_local_ip(
+        &self,
+        now: Timestamp,
+        buf: &mut [u8],
+        off: usize,
+        len: usize,
+        tx: &mut IpipTx,
+        ctr: &mut Counters,
+    ) -> LocalVerdict {
+        ctr.rx_device += 1;
+        let Some(pkt) = off.checked_add(len).and_then(|end| buf.get(off..end)) else {
+            return reject(ctr, DropReason::BadIpHeader, LocalVerdict::Drop);
+        };
+        if pkt.first().is_some_and(|b| b >> 4 != 4) {
+            return reject(ctr, DropReason::NotIpv4, LocalVerdict::Drop);
+        }
+        let Ok(ip) = Ipv4Packet::new_checked(pkt) else {
+            return reject(ctr, DropReason::BadIpHeader, LocalVerdict::Drop);
+        };
+        if ip.ttl() == 0 {
+            return reject(ctr, DropReason::TtlZero, LocalVerdict::Drop);
+        }
+        if ip.src() == self.local {
+            return reject(ctr, DropReason::OwnSource, LocalVerdict::Drop);
+        }
+        let Some(dst) = self.routes.load().lookup(ip.dst()) else {
+            return reject(ctr, DropReason::NoRoute, LocalVerdict::Drop);
+        };
+        let inner_len = usize::from(ip.total_len());
+        if inner_len > usize::from(self.tunnel_mtu) {
+            ctr.drop(DropReason::TooBig);
+            if ip.dont_frag() && self.frag_needed(now, pkt, tx) {
+                return LocalVerdict::Reply;
+            }
+            return LocalVerdict::Drop(DropReason::TooBig);
+        }
+        if tx.templates.len() >= MAX_TEMPLATES && !tx.templates.contains_key(&dst) {
+            tx.templates.clear();
+        }
+        let enc = match tx.templates.entry(dst) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                match IpipEncap::new(&self.encap, dst) {
+                    Ok(enc) => v.insert(enc),
+                    Err(_) => return reject(ctr, DropReason::TunnelTxError, LocalVerdict::Drop),
+                }
+            }
+        };
+        tx.next_id = tx.next_id.wrapping_add(1);
+        match enc.encapsulate(buf, off, inner_len, tx.next_id) {
+            Ok(range) => LocalVerdict::ToTunnel { dst, range },
+            Err(e) => {
+                let r = match invalid_reason(&e) {
+                    Some(Invalid::TtlZero) => DropReason::TtlZero,
+                    Some(Invalid::OwnSource) => DropReason::OwnSource,
+                    Some(Invalid::TooLong) => DropReason::TooBig,
+                    _ => DropReason::BadIpHeader,
+                };
+                reject(ctr, r, LocalVerdict::Drop)
+            }
+        }
+    }
+
+    /// Builds an ICMP "fragmentation needed" (type 3 code 4) for the sender of `pkt` in
+    /// `tx.reply`; false when none may be sent (ICMP errors about ICMP errors, non-first
+    /// fragments, sources that are not unicast, or the rate limit).
+    fn frag_needed(&self, now: Timestamp, pkt: &[u8], tx: &mut IpipTx) -> bool {
+        let ip = Ipv4Packet::new_unchecked(pkt);
+        let (src, dst) = (ip.src(), ip.dst());
+        if src.is_unspecified()
+            || src.is_multicast()
+            || src.is_broadcast()
+            || src.is_loopback()
+            || dst.is_multicast()
+            || dst.is_broadcast()
+            || ip.frag_offset() != 0
+        {
+            return false;
+        }
+        let hl = ip.header_len();
+        if ip.protocol() == protocol::ICMP {
+            // Never an error about an error (RFC 1122 §3.2.2): only echo, timestamp, ... pass.
+            let ty = pkt.get(hl).copied().unwrap_or(0);
+            if matches!(ty, 3 | 4 | 5 | 11 | 12) {
+                return false;
+            }
+        }
+        if !tx.take_icmp_token(now) {
+            return false;
+        }
+        let quoted = pkt.len().min(ICMP_MAX - ipv4::HEADER_LEN - 8);
+        let icmp_len = 8 + quoted;
+        let out = &mut tx.reply[..];
+        let repr = Ipv4Repr {
+            src: dst,
+            dst: src,
+            protocol: protocol::ICMP,
+            // Internetwork control, as Linux sends its ICMP errors.
+            tos: 0xc0,
+            ident: tx.next_id,
+            dont_frag: false,
+            ttl: 64,
+            payload_len: icmp_len,
+        };
+        if repr.emit(out).is_err() {
+            return false;
+        }
+        let icmp = &mut out[ipv4::HEADER_LEN..ipv4::HEADER_LEN + icmp_len];
+        icmp[0] = 3; // destination unreachable
+        icmp[1] = 4; // fragmentation needed and DF set
+        icmp[2..6].fill(0);
+        icmp[6..8].copy_from_slice(&self.tunnel_mtu.to_be_bytes());
+        icmp[8..].copy_from_slice(&pkt[..quoted]);
+        let c = checksum::checksum(icmp);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        tx.reply_len = ipv4::HEADER_LEN + icmp_len;
+        true
+    }
+
+    /// An IPIP packet from the underlay, from its outer IPv4 header on (as a raw IPv4 socket
+    /// delivers it). On `ToDevice` the inner ECN field has been combined with the outer one.
+    pub fn on_remote_ipip(
+        &self,
+        _now: Timestamp,
+        packet: &mut [u8],
+        ctr: &mut Counters,
+    ) -> RemoteVerdict {
+        ctr.rx_tunnel += 1;
+        let Some(src) = packet
+            .get(12..16)
+            .map(|b| Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+        else {
+            return reject(ctr, DropReason::BadIpip, RemoteVerdict::Drop);
+        };
+        let unusable =
+            src.is_unspecified() || src.is_multicast() || src.is_broadcast() || src == self.local;
+        if unusable
+            || (!self.allow_any_peer.load(Ordering::Relaxed)
+                && !self.routes.load().is_next_hop(src))
+        {
+            return reject(ctr, DropReason::UnknownPeer, RemoteVerdict::Drop);
+        }
+        let rx = match encap::tunnel::ipip::decapsulate_mut(packet) {
+            Ok(rx) => rx,
+            Err(e) => {
+                let r = if invalid_reason(&e) == Some(Invalid::EcnCeOverNotEct) {
+                    DropReason::EcnDrop
+                } else {
+                    DropReason::BadIpip
+                };
+                return reject(ctr, r, RemoteVerdict::Drop);
+            }
+        };
+        let inner = Ipv4Packet::new_unchecked(&packet[rx.inner.clone()]);
+        if inner.ttl() == 0 {
+            return reject(ctr, DropReason::TtlZero, RemoteVerdict::Drop);
+        }
+        if inner.src() == self.local {
+            return reject(ctr, DropReason::OwnSource, RemoteVerdict::Drop);
+        }
+        RemoteVerdict::ToDevice { range: rx.inner }
+    }
+}
+
+/// The `Invalid` reason of a codec error, if it is one.
+fn invalid_reason(e: &Error) -> Option<Invalid> {
+    match e {
+        Error::Invalid { reason, .. } => Some(*reason),
+        Error::Truncated { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::route::Route;
+    use encap::tunnel::ipip::decapsulate;
+
+    const A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+    const POD_A: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 5);
+    const POD_B: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 7);
+    const HEAD: usize = OVERHEAD;
+
+    fn tunnel(local: Ipv4Addr, via: Ipv4Addr, block: &str) -> Ipip {
+        let routes = Routes::with_routes(
+            local,
+            &[Route {
+                prefix: block.parse().unwrap(),
+                via,
+            }],
+        )
+        .unwrap();
+        Ipip::new(
+            &IpipSettings {
+                local,
+                allow_any_peer: false,
+                tunnel_mtu: 1480,
+            },
+            Arc::new(routes),
+        )
+    }
+
+    /// An IPv4/UDP-ish packet of `len` bytes in a buffer with headroom; returns the buffer.
+    fn packet(src: Ipv4Addr, dst: Ipv4Addr, len: usize, tos: u8, df: bool, ttl: u8) -> Vec<u8> {
+        let mut buf = vec![0u8; HEAD + len];
+        Ipv4Repr {
+            src,
+            dst,
+            protocol: protocol::UDP,
+            tos,
+            ident: 77,
+            dont_frag: df,
+            ttl,
+            payload_len: len - 20,
+        }
+        .emit(&mut buf[HEAD..])
+        .unwrap();
+        for (i, b) in buf[HEAD + 20..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        buf
+    }
+
+    fn send(t: &Ipip, buf: &mut [u8], tx: &mut IpipTx, ctr: &mut Counters) -> LocalVerdict {
+        let len = buf.len() - HEAD;
+        t.on_local_ip(Timestamp(1000), buf, HEAD, len, tx, ctr)
+    }
+
+    #[test]
+    fn encapsulates_by_route_with_df_ecn_and_ttl() {
+        let t = tunnel(A, B, "10.0.2.0/26");
+        let mut tx = IpipTx::new(1);
+        let mut ctr = Counters::default();
+        for (df, tos, want_outer_ecn) in
+            [(true, 0x02, 0x02), (false, 0x03, 0x02), (true, 0xb9, 0x01)]
+        {
+            let mut buf = packet(POD_A, POD_B, 100, tos, df, 63);
+            let inner = buf[HEAD..].to_vec();
+            let LocalVerdict::ToTunnel { dst, range } = send(&t, &mut buf, &mut tx, &mut ctr)
+            else {
+                panic!("not tunnelled");
+            };
+            assert_eq!(dst, B);
+            assert_eq!(range, 0..HEAD + 100);
+            let out = &buf[range];
+            let rx = decapsulate(out).unwrap();
+            assert_eq!((rx.src, rx.dst), (A, B));
+            assert_eq!(rx.dont_frag, df, "outer DF copies the inner DF");
+            assert_eq!(rx.tos & 3, want_outer_ecn, "ECN copied, CE sent as ECT(0)");
+            assert_eq!(rx.tos & 0xfc, tos & 0xfc, "DSCP inherited");
+            assert_eq!(rx.ttl, 64);
+            assert_eq!(&out[rx.inner], &inner[..], "inner packet untouched");
+        }
+        assert_eq!(ctr.rx_device, 3);
+        assert_eq!(ctr.total_drops(), 0);
+    }
+
+    #[test]
+    fn local_rules_drop_and_count() {
+        let t = tunnel(A, B, "10.0.2.0/26");
+        let mut tx = IpipTx::default();
+        let mut ctr = Counters::default();
+        let cases: Vec<(Vec<u8>, DropReason)> = vec![
+            (packet(POD_A, POD_B, 60, 0, true, 0), DropReason::TtlZero),
+            (packet(A, POD_B, 60, 0, true, 9), DropReason::OwnSource),
+            (
+                packet(POD_A, Ipv4Addr::new(10, 0, 3, 1), 60, 0, true, 9),
+                DropReason::NoRoute,
+            ),
+            (
+                {
+                    let mut v = vec![0u8; HEAD + 40];
+                    v[HEAD] = 0x60;
+                    v
+                },
+                DropReason::NotIpv4,
+            ),
+            (
+                {
+                    let mut v = packet(POD_A, POD_B, 60, 0, true, 9);
+                    v[HEAD + 3] = 200; // total length past the packet
+                    v
+                },
+                DropReason::BadIpHeader,
+            ),
+            (
+                {
+                    let mut v = vec![0u8; HEAD + 3];
+                    v[HEAD] = 0x45;
+                    v
+                },
+                DropReason::BadIpHeader,
+            ),
+        ];
+        for (i, (mut buf, why)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                send(&t, &mut buf, &mut tx, &mut ctr),
+                LocalVerdict::Drop(why),
+                "case {i}"
+            );
+            assert!(ctr.drops_of(why) > 0, "case {i}");
+        }
+        assert_eq!(ctr.total_drops(), 6);
+        // An empty read is a bad header too, never a panic.
+        let mut empty = vec![0u8; HEAD];
+        assert_eq!(
+            t.on_local_ip(Timestamp(0), &mut empty, HEAD, 0, &mut tx, &mut ctr),
+            LocalVerdict::Drop(DropReason::BadIpHeader)
+        );
+        assert_eq!(
+            t.on_local_ip(Timestamp(0), &mut empty, HEAD, 99, &mut tx, &mut ctr),
+            LocalVerdict::Drop(DropReason::BadIpHeader)
+        );
+    }
+
+    #[test]
+    fn oversize_df_gets_frag_needed_with_the_tunnel_mtu() {
+        let t = tunnel(A, B, "10.0.2.0/26");
+        let mut tx = IpipTx::default();
+        let mut ctr = Counters::default();
+        let mut buf = packet(POD_A, POD_B, 1500, 0, true, 63);
+        let orig = buf[HEAD..].to_vec();
+        assert_eq!(send(&t, &mut buf, &mut tx, &mut ctr), LocalVerdict::Reply);
+        assert_eq!(ctr.drops_of(DropReason::TooBig), 1);
+        let r = tx.reply();
+        assert_eq!(r.len(), ICMP_MAX);
+        let ip = Ipv4Packet::new_checked(r).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!(ip.protocol(), protocol::ICMP);
+        assert_eq!((ip.src(), ip.dst()), (POD_B, POD_A));
+        let icmp = ip.payload();
+        assert_eq!((icmp[0], icmp[1]), (3, 4));
+        assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), 1480);
+        assert!(checksum::verify(icmp));
+        assert_eq!(&icmp[8..], &orig[..icmp.len() - 8], "quotes the packet");
+
+        // Without DF: dropped, no reply.
+        let mut buf = packet(POD_A, POD_B, 1500, 0, false, 63);
+        assert_eq!(
+            send(&t, &mut buf, &mut tx, &mut ctr),
+            LocalVerdict::Drop(DropReason::TooBig)
+        );
+        // Exactly the tunnel MTU fits.
+        let mut buf = packet(POD_A, POD_B, 1480, 0, true, 63);
+        assert!(matches!(
+            send(&t, &mut buf, &mut tx, &mut ctr),
+            LocalVerdict::ToTunnel { .. }
+        ));
+        // Never an ICMP error about an ICMP error.
+        let mut buf = packet(POD_A, POD_B, 1500, 0, true, 63);
+        buf[HEAD + 9] = protocol::ICMP;
+        buf[HEAD + 20] = 3;
+        let mut p = Ipv4Packet::new_unchecked(&mut buf[HEAD..]);
+        p.fill_checksum();
+        assert_eq!(
+            send(&t, &mut buf, &mut tx, &mut ctr),
+            LocalVerdict::Drop(DropReason::TooBig)
+        );
+    }
+
+    #[test]
+    fn frag_needed_is_rate_limited() {
+        let t = tunnel(A, B, "10.0.2.0/26");
+        let mut tx = IpipTx::default();
+        let mut ctr = Counters::default();
+        let mut replies = 0;
+        for _ in 0..100 {
+            let mut buf = packet(POD_A, POD_B, 1500, 0, true, 63);
+            if send(&t, &mut buf, &mut tx, &mut ctr) == LocalVerdict::Reply {
+                replies += 1;
+            }
+        }
+        assert_eq!(replies, ICMP_BURST);
+        assert_eq!(ctr.drops_of(DropReason::TooBig), 100);
+        // Time refills the bucket.
+        let mut buf = packet(POD_A, POD_B, 1500, 0, true, 63);
+        let v = t.on_local_ip(Timestamp(5000), &mut buf, HEAD, 1500, &mut tx, &mut ctr);
+        assert_eq!(v, LocalVerdict::Reply);
+    }
+
+    /// Node A's packet, encapsulated, as B receives it.
+    fn wire(inner_tos: u8, outer_ecn: Option<u8>, ttl: u8) -> Vec<u8> {
+        let a = tunnel(A, B, "10.0.2.0/26");
+        let mut buf = packet(POD_A, POD_B, 100, inner_tos, true, ttl.max(1));
+        if ttl == 0 {
+            buf[HEAD + 8] = 0;
+            Ipv4Packet::new_unchecked(&mut buf[HEAD..]).fill_checksum();
+            let r = Ipv4Repr {
+                src: A,
+                dst: B,
+                protocol: protocol::IPIP,
+                tos: 0,
+                ident: 1,
+                dont_frag: true,
+                ttl: 64,
+                payload_len: 100,
+            };
+            r.emit(&mut buf[..HEAD]).unwrap();
+            return buf;
+        }
+        let v = send(
+            &a,
+            &mut buf,
+            &mut IpipTx::default(),
+            &mut Counters::default(),
+        );
+        let LocalVerdict::ToTunnel { range, .. } = v else {
+            panic!("{v:?}")
+        };
+        let mut out = buf[range].to_vec();
+        if let Some(e) = outer_ecn {
+            out[1] = (out[1] & 0xfc) | e;
+            Ipv4Packet::new_unchecked(&mut out[..]).fill_checksum();
+        }
+        out
+    }
+
+    #[test]
+    fn decapsulates_only_from_next_hops() {
+        let b = tunnel(B, A, "10.0.1.0/26");
+        let mut ctr = Counters::default();
+        let mut p = wire(0, None, 64);
+        let inner = p[HEAD..].to_vec();
+        let v = b.on_remote_ipip(Timestamp(0), &mut p, &mut ctr);
+        assert_eq!(
+            v,
+            RemoteVerdict::ToDevice {
+                range: HEAD..HEAD + 100
+            }
+        );
+        assert_eq!(&p[HEAD..], &inner[..]);
+
+        // From a node that is no next hop: refused unless allow_any_peer.
+        let c = tunnel(B, Ipv4Addr::new(192, 0, 2, 9), "10.0.1.0/26");
+        let mut p = wire(0, None, 64);
+        assert_eq!(
+            c.on_remote_ipip(Timestamp(0), &mut p, &mut ctr),
+            RemoteVerdict::Drop(DropReason::UnknownPeer)
+        );
+        c.set_allow_any_peer(true);
+        assert!(matches!(
+            c.on_remote_ipip(Timestamp(0), &mut p, &mut ctr),
+            RemoteVerdict::ToDevice { .. }
+        ));
+        // Our own address as the outer source is never accepted.
+        let mut p = wire(0, None, 64);
+        p[12..16].copy_from_slice(&B.octets());
+        Ipv4Packet::new_unchecked(&mut p[..]).fill_checksum();
+        assert_eq!(
+            c.on_remote_ipip(Timestamp(0), &mut p, &mut ctr),
+            RemoteVerdict::Drop(DropReason::UnknownPeer)
+        );
+        assert_eq!(ctr.drops_of(DropReason::UnknownPeer), 2);
+        assert_eq!(ctr.rx_tunnel, 4);
+    }
+
+    #[test]
+    fn decapsulation_rules() {
+        let b = tunnel(B, A, "10.0.1.0/26");
+        let mut ctr = Counters::default();
+        // RFC 6040: outer CE over inner ECT(0) marks the inner packet CE.
+        let mut p = wire(0x02, Some(0x03), 64);
+        let RemoteVerdict::ToDevice { range } = b.on_remote_ipip(Timestamp(0), &mut p, &mut ctr)
+        else {
+            panic!()
+        };
+        let inner = Ipv4Packet::new_checked(&p[range]).unwrap();
+        assert_eq!(inner.tos() & 3, 3);
+        assert!(inner.verify_checksum());
+        // Outer CE over inner Not-ECT: dropped.
+        let mut p = wire(0x00, Some(0x03), 64);
+        assert_eq!(
+            b.on_remote_ipip(Timestamp(0), &mut p, &mut ctr),
+            RemoteVerdict::Drop(DropReason::EcnDrop)
+        );
+        // Inner TTL 0.
+        let mut p = wire(0, None, 0);
+        assert_eq!(
+            b.on_remote_ipip(Timestamp(0), &mut p, &mut ctr),
+            RemoteVerdict::Drop(DropReason::TtlZero)
+        );
+        // Bad outer checksum, truncation, garbage.
+        let mut p = wire(0, None, 64);
+        p[10] ^= 0xff;
+        assert_eq!(
+            b.on_remote_ipip(Timestamp(0), &mut p, &mut ctr),
+            RemoteVerdict::Drop(DropReason::BadIpip)
+        );
+        let mut p = wire(0, None, 64);
+        for cut in [0, 5, 19, 20, 30, 60] {
+            let mut short = p[..cut].to_vec();
+            let v = b.on_remote_ipip(Timestamp(0), &mut short, &mut ctr);
+            assert!(matches!(v, RemoteVerdict::Drop(_)), "cut {cut}: {v:?}");
+        }
+        p.truncate(HEAD + 100);
+        assert!(matches!(
+            b.on_remote_ipip(Timestamp(0), &mut p, &mut ctr),
+            RemoteVerdict::ToDevice { .. }
+        ));
+        assert_eq!(ctr.drops_of(DropReason::EcnDrop), 1);
+        assert_eq!(ctr.drops_of(DropReason::TtlZero), 1);
+    }
+
+    #[test]
+    fn route_changes_apply_at_once() {
+        let t = tunnel(A, B, "10.0.2.0/26");
+        let c = Ipv4Addr::new(192, 0, 2, 3);
+        let mut tx = IpipTx::default();
+        let mut ctr = Counters::default();
+        let to = |t: &Ipip, tx: &mut IpipTx, ctr: &mut Counters| {
+            let mut buf = packet(POD_A, Ipv4Addr::new(10, 0, 3, 4), 60, 0, true, 9);
+            send(t, &mut buf, tx, ctr)
+        };
+        assert_eq!(
+            to(&t, &mut tx, &mut ctr),
+            LocalVerdict::Drop(DropReason::NoRoute)
+        );
+        t.routes()
+            .add(Route {
+                prefix: "10.0.3.0/26".parse().unwrap(),
+                via: c,
+            })
+            .unwrap();
+        assert!(matches!(
+            to(&t, &mut tx, &mut ctr),
+            LocalVerdict::ToTunnel { dst, .. } if dst == c
+        ));
+        t.routes().del("10.0.3.0/26".parse().unwrap());
+        assert_eq!(
+            to(&t, &mut tx, &mut ctr),
+            LocalVerdict::Drop(DropReason::NoRoute)
+        );
+    }
+
+    proptest::proptest! {
+        /// Any bytes from either side: a verdict, never a panic.
+        #[test]
+        fn never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let t = tunnel(A, B, "10.0.2.0/26");
+            t.set_allow_any_peer(true);
+            let mut ctr = Counters::default();
+            let mut buf = vec![0u8; HEAD];
+            buf.extend_from_slice(&data);
+            let len = data.len();
+            let _ = t.on_local_ip(Timestamp(0), &mut buf, HEAD, len, &mut IpipTx::default(), &mut ctr);
+            let mut p = data.clone();
+            let _ = t.on_remote_ipip(Timestamp(0), &mut p, &mut ctr);
+        }
+    }
+}

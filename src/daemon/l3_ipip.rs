@@ -1,0 +1,539 @@
+//! `vtepd run --mode l3 --encap ipip`: a TUN device, a raw IPv4 socket for protocol 4, the
+//! route table with its kernel routes, one dataplane worker and the control server.
+//!
+//! Same order of work as the L2 daemon: read-only checks first (so a bad configuration
+//! changes nothing), then every resource is held by a value whose drop undoes it (control
+//! socket file, kernel routes, the TUN device we created).
+//!
+//! The raw socket (`AF_INET`, `SOCK_RAW`, `IPPROTO_IPIP`, bound to `--local`) receives every
+//! protocol-4 packet addressed to us, outer header included, and sends with `IP_HDRINCL`: the
+//! outer header is written by `encap`'s IPIP encapsulator, which copies DF from the inner packet
+//! per packet (the kernel fills in only the checksum and, when zero, the ID). The kernel here
+//! needs no `ipip` module.
+
+use super::device::{self, Underlay};
+use super::netlink::{KernelRoutes, RouteService};
+use super::stats::{Clock, StatsBoard};
+use super::tun::{self, IPIP_OVERHEAD, Tun};
+use crate::cli::Failure;
+use crate::config::DaemonConfig;
+use crate::control::server::{self, Handler, Server};
+use crate::core::ipip::{Ipip, IpipSettings, IpipTx, LocalVerdict, OVERHEAD, RemoteVerdict};
+use crate::core::route::Routes;
+use crate::core::{Core, CoreConfig, Counters, DropReason, Timestamp};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::io::{self, ErrorKind, Read};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+use tracing::{error, info, warn};
+
+const SIGNALS: Token = Token(0);
+const WAKE: Token = Token(1);
+/// Worker tokens.
+const SOCKET: Token = Token(0);
+const DEVICE: Token = Token(1);
+const WORKER_WAKE: Token = Token(2);
+/// Packet buffer: the largest IPv4 packet plus headroom for the outer header.
+const BUF_LEN: usize = 65_536 + OVERHEAD;
+/// Packets taken from one source before looking at the other.
+const BUDGET: usize = 64;
+/// Period of the drop summary and of rate-limited error logs.
+const REPORT: Duration = Duration::from_secs(10);
+/// Socket buffer size asked for (the kernel caps it at net.core.[rw]mem_max).
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Opens the raw IPIP socket bound to `local`.
+pub fn open_ipip_socket(local: Ipv4Addr) -> Result<Socket, Failure> {
+    let fail = |what: &str, e: io::Error| {
+        let hint = if e.kind() == ErrorKind::PermissionDenied {
+            " (vtepd run needs CAP_NET_RAW)"
+        } else {
+            ""
+        };
+        Failure::Runtime(format!("raw IPIP socket: cannot {what}: {e}{hint}"))
+    };
+    let sock = Socket::new(
+        Domain::IPV4,
+        Type::RAW,
+        Some(Protocol::from(libc::IPPROTO_IPIP)),
+    )
+    .map_err(|e| fail("create it", e))?;
+    sock.set_header_included_v4(true)
+        .map_err(|e| fail("set IP_HDRINCL", e))?;
+    sock.bind(&SocketAddrV4::new(local, 0).into())
+        .map_err(|e| fail("bind it", e))?;
+    for (what, r) in [
+        ("receive", sock.set_recv_buffer_size(SOCKET_BUFFER)),
+        ("send", sock.set_send_buffer_size(SOCKET_BUFFER)),
+    ] {
+        // The defaults still work: a refusal is only logged.
+        if let Err(e) = r {
+            warn!("raw IPIP socket: cannot enlarge the {what} buffer: {e}");
+        }
+    }
+    sock.set_nonblocking(true)
+        .map_err(|e| fail("make it non-blocking", e))?;
+    Ok(sock)
+}
+
+/// The tunnel MTU: what fits in one underlay packet after the outer header.
+fn tunnel_mtu(underlay: &Underlay, dev: &str) -> Result<u16, Failure> {
+    tun::l3_mtu(dev, None, underlay, IPIP_OVERHEAD)
+}
+
+/// Runs the L3 IPIP daemon until a signal (Ok) or a fatal error.
+pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
+    super::init_logging();
+    let [net] = cfg.networks.as_slice() else {
+        return Err(Failure::Usage(
+            "--encap ipip runs one TUN device: configure exactly one network".into(),
+        ));
+    };
+    // Read-only checks: a failure here leaves the system untouched.
+    let underlay = device::find_underlay(cfg.local)?;
+    let tmtu = tunnel_mtu(&underlay, &net.dev)?;
+    let mtu = tun::l3_mtu(&net.dev, net.mtu, &underlay, IPIP_OVERHEAD)?;
+    let routes = Arc::new(
+        Routes::with_routes(cfg.local, &net.routes).map_err(|e| Failure::Usage(e.to_string()))?,
+    );
+    device::check_privilege()?;
+
+    let rt = |what: &str, e: io::Error| Failure::Runtime(format!("{what}: {e}"));
+    let mut poll = Poll::new().map_err(|e| rt("cannot create poller", e))?;
+    let main_waker = Arc::new(Waker::new(poll.registry(), WAKE).map_err(|e| rt("waker", e))?);
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM]).map_err(|e| rt("cannot install signal handlers", e))?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)
+        .map_err(|e| rt("cannot watch signals", e))?;
+
+    // From here on every resource undoes itself when dropped.
+    let (listener, socket_file) = server::bind(&cfg.control)?;
+    let raw = open_ipip_socket(cfg.local)?;
+    let tun = tun::open_tun(&net.dev, mtu, net.address)?;
+    let kernel = KernelRoutes::new(&tun.name, false)
+        .map_err(|e| Failure::Runtime(format!("device {}: {e}", tun.name)))?;
+    let service = Arc::new(
+        RouteService::new(Arc::clone(&routes), kernel)
+            .map_err(|e| Failure::Runtime(e.to_string()))?,
+    );
+    let ipip = Arc::new(Ipip::new(
+        &IpipSettings {
+            local: cfg.local,
+            allow_any_peer: cfg.allow_any_peer,
+            tunnel_mtu: tmtu,
+        },
+        routes,
+    ));
+    let clock = Clock::new();
+    info!(
+        "vtepd {} up: IPIP on {} (underlay {} MTU {}, tunnel MTU {tmtu}), device {} MTU {}{}, \
+         {} routes, control socket {}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.local,
+        underlay.ifname,
+        underlay.mtu,
+        tun.name,
+        tun.mtu,
+        net.address
+            .map(|a| format!(" address {a}"))
+            .unwrap_or_default(),
+        service.list().len(),
+        cfg.control.display()
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let board = Arc::new(StatsBoard::new(1));
+    let (tx, rx) = mpsc::channel::<(String, Result<(), String>)>();
+    let mut threads = Vec::new();
+
+    let (worker, waker) = IpipWorker::new(
+        Arc::clone(&ipip),
+        &tun,
+        raw,
+        clock,
+        Arc::clone(&board),
+        Arc::clone(&stop),
+    )
+    .map_err(|e| rt("cannot set up the worker", e))?;
+    threads.push((
+        waker,
+        spawn("vtepd-ipip-0", move || worker.run(), &tx, &main_waker)?,
+    ));
+
+    let core = Arc::new(
+        Core::new(CoreConfig {
+            local: cfg.local,
+            allow_any_peer: cfg.allow_any_peer,
+            networks: Vec::new(),
+        })
+        .map_err(|e| Failure::Usage(e.to_string()))?,
+    );
+    let handler = Handler {
+        core,
+        nets: Vec::new(),
+        board,
+        clock,
+        routes: Some(Arc::clone(&service)),
+    };
+    let (srv, waker) = Server::new(listener, handler, Arc::clone(&stop))
+        .map_err(|e| rt("cannot set up the control server", e))?;
+    threads.push((
+        waker,
+        spawn("vtepd-control", move || srv.run(), &tx, &main_waker)?,
+    ));
+
+    let outcome = wait(&mut poll, &mut signals, &rx);
+
+    stop.store(true, Ordering::Release);
+    for (waker, _) in &threads {
+        if let Err(e) = waker.wake() {
+            error!("cannot wake a thread to stop it: {e}");
+        }
+    }
+    for (_, handle) in threads {
+        if handle.join().is_err() {
+            error!("a thread panicked while stopping");
+        }
+    }
+    // Kernel routes first (they point at the device), then the device, then the socket file.
+    drop(ipip);
+    match Arc::try_unwrap(service) {
+        Ok(s) => drop(s),
+        Err(_) => error!("route service still shared at exit; kernel routes left to the device"),
+    }
+    let (name, ours) = (tun.name.clone(), tun.created);
+    drop(tun);
+    if ours && !device::interface_exists(&name) {
+        info!(dev = %name, "device removed");
+    }
+    drop(socket_file);
+    if outcome.is_ok() {
+        info!("vtepd stopped");
+    }
+    outcome
+}
+
+type Notices = mpsc::Sender<(String, Result<(), String>)>;
+
+/// Tells the supervisor when a thread ends (or unwinds).
+struct ExitNotice {
+    who: String,
+    result: Option<Result<(), String>>,
+    tx: Notices,
+    waker: Arc<Waker>,
+}
+
+impl Drop for ExitNotice {
+    fn drop(&mut self) {
+        let r = self
+            .result
+            .take()
+            .unwrap_or_else(|| Err(format!("{} panicked", self.who)));
+        // The supervisor may already be gone when the process is ending.
+        let _ = self.tx.send((std::mem::take(&mut self.who), r));
+        let _ = self.waker.wake();
+    }
+}
+
+fn spawn<F>(
+    name: &str,
+    body: F,
+    tx: &Notices,
+    waker: &Arc<Waker>,
+) -> Result<std::thread::JoinHandle<()>, Failure>
+where
+    F: FnOnce() -> Result<(), String> + Send + 'static,
+{
+    let notice = ExitNotice {
+        who: name.to_owned(),
+        result: None,
+        tx: tx.clone(),
+        waker: Arc::clone(waker),
+    };
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let mut notice = notice;
+            notice.result = Some(body());
+        })
+        .map_err(|e| Failure::Runtime(format!("cannot start thread {name}: {e}")))
+}
+
+/// Waits for SIGINT/SIGTERM (Ok) or for a thread to end (its error).
+fn wait(
+    poll: &mut Poll,
+    signals: &mut Signals,
+    rx: &mpsc::Receiver<(String, Result<(), String>)>,
+) -> Result<(), Failure> {
+    let mut events = Events::with_capacity(8);
+    loop {
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() == ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(Failure::Runtime(format!("poll failed: {e}")));
+        }
+        if events.iter().any(|ev| ev.token() == SIGNALS)
+            && let Some(sig) = signals.pending().next()
+        {
+            let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+            info!("{name} received, shutting down");
+            return Ok(());
+        }
+        if let Ok((who, r)) = rx.try_recv() {
+            return Err(Failure::Runtime(match r {
+                Err(msg) => msg,
+                Ok(()) => format!("{who} stopped unexpectedly"),
+            }));
+        }
+    }
+}
+
+/// Allows one log line per period and counts the ones it held back.
+#[derive(Debug, Default)]
+struct RateLimit {
+    next: Timestamp,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    fn check(&mut self, now: Timestamp) -> Option<u64> {
+        if now >= self.next {
+            self.next = now.add(REPORT);
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
+}
+
+/// The IPIP dataplane worker: one mio loop over the TUN device and the raw socket.
+struct IpipWorker {
+    ipip: Arc<Ipip>,
+    dev: Arc<tun_rs::SyncDevice>,
+    dev_name: String,
+    sock: Socket,
+    poll: Poll,
+    clock: Clock,
+    board: Arc<StatsBoard>,
+    stop: Arc<AtomicBool>,
+    tx: IpipTx,
+    ctr: Counters,
+    /// Packets from the device, read at `OVERHEAD`.
+    out: Box<[u8]>,
+    /// Packets from the socket.
+    inp: Box<[u8]>,
+    pending: [bool; 2],
+    next_report: Timestamp,
+    drops_reported: [u64; DropReason::COUNT],
+    tunnel_err_log: RateLimit,
+    device_err_log: RateLimit,
+    socket_err_log: RateLimit,
+}
+
+impl IpipWorker {
+    fn new(
+        ipip: Arc<Ipip>,
+        tun: &Tun,
+        sock: Socket,
+        clock: Clock,
+        board: Arc<StatsBoard>,
+        stop: Arc<AtomicBool>,
+    ) -> io::Result<(IpipWorker, Arc<Waker>)> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WORKER_WAKE)?);
+        let sfd = sock.as_raw_fd();
+        poll.registry()
+            .register(&mut SourceFd(&sfd), SOCKET, Interest::READABLE)?;
+        let dfd = tun.dev.as_raw_fd();
+        poll.registry()
+            .register(&mut SourceFd(&dfd), DEVICE, Interest::READABLE)?;
+        let seed = (clock.now().millis() as u16).wrapping_mul(0x9e37);
+        Ok((
+            IpipWorker {
+                ipip,
+                dev: Arc::clone(&tun.dev),
+                dev_name: tun.name.clone(),
+                sock,
+                poll,
+                next_report: clock.now().add(REPORT),
+                clock,
+                board,
+                stop,
+                tx: IpipTx::new(seed),
+                ctr: Counters::default(),
+                out: vec![0u8; BUF_LEN].into_boxed_slice(),
+                inp: vec![0u8; BUF_LEN].into_boxed_slice(),
+                pending: [true, true],
+                drops_reported: [0; DropReason::COUNT],
+                tunnel_err_log: RateLimit::default(),
+                device_err_log: RateLimit::default(),
+                socket_err_log: RateLimit::default(),
+            },
+            waker,
+        ))
+    }
+
+    fn run(mut self) -> Result<(), String> {
+        let mut events = Events::with_capacity(16);
+        loop {
+            let timeout = if self.pending.contains(&true) {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(1)
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(format!("IPIP worker: poll failed: {e}"));
+            }
+            if self.stop.load(Ordering::Acquire) {
+                self.board.publish(0, &self.ctr);
+                return Ok(());
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    SOCKET => self.pending[0] = true,
+                    DEVICE => self.pending[1] = true,
+                    _ => {}
+                }
+            }
+            let now = self.clock.now();
+            if self.pending[0] {
+                self.pending[0] = self.drain_socket(now);
+            }
+            if self.pending[1] {
+                self.pending[1] = self.drain_device(now)?;
+            }
+            self.board.publish(0, &self.ctr);
+            if now >= self.next_report {
+                self.next_report = now.add(REPORT);
+                self.report_drops();
+            }
+        }
+    }
+
+    /// Reads IPIP packets until the socket would block or the budget is spent (true then).
+    fn drain_socket(&mut self, now: Timestamp) -> bool {
+        for _ in 0..BUDGET {
+            let n = match (&self.sock).read(&mut self.inp) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // A pending socket error (an ICMP about an earlier send) is reported once
+                    // and cleared: keep reading.
+                    if let Some(held) = self.socket_err_log.check(now) {
+                        warn!(error = %e, suppressed = held, "raw IPIP socket receive error");
+                    }
+                    continue;
+                }
+            };
+            let verdict = self
+                .ipip
+                .on_remote_ipip(now, &mut self.inp[..n], &mut self.ctr);
+            if let RemoteVerdict::ToDevice { range } = verdict {
+                match self.dev.send(&self.inp[range]) {
+                    Ok(_) => self.ctr.tx_device += 1,
+                    Err(e) => self.device_error(now, &e),
+                }
+            }
+        }
+        true
+    }
+
+    /// Reads packets from the device until it would block or the budget is spent (true then);
+    /// a read error other than would-block means the device is gone.
+    fn drain_device(&mut self, now: Timestamp) -> Result<bool, String> {
+        for _ in 0..BUDGET {
+            let n = match self.dev.recv(&mut self.out[OVERHEAD..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(if e.raw_os_error() == Some(libc::EBADFD) {
+                        format!("device {} was removed (read from it: {e})", self.dev_name)
+                    } else {
+                        format!("device {} failed (read from it: {e})", self.dev_name)
+                    });
+                }
+            };
+            let verdict =
+                self.ipip
+                    .on_local_ip(now, &mut self.out, OVERHEAD, n, &mut self.tx, &mut self.ctr);
+            match verdict {
+                LocalVerdict::ToTunnel { dst, range } => self.send_tunnel(now, dst, range),
+                LocalVerdict::Reply => {
+                    let reply = self.tx.reply();
+                    match self.dev.send(reply) {
+                        Ok(_) => self.ctr.tx_device += 1,
+                        Err(e) => self.device_error(now, &e),
+                    }
+                }
+                LocalVerdict::Drop(_) => {}
+            }
+        }
+        Ok(true)
+    }
+
+    fn send_tunnel(&mut self, now: Timestamp, dst: Ipv4Addr, range: std::ops::Range<usize>) {
+        let to = SockAddr::from(SocketAddrV4::new(dst, 0));
+        let pkt = &self.out[range];
+        let mut res = self.sock.send_to(pkt, &to);
+        if matches!(&res, Err(e) if e.kind() == ErrorKind::Interrupted) {
+            res = self.sock.send_to(pkt, &to);
+        }
+        match res {
+            Ok(_) => self.ctr.tx_tunnel += 1,
+            Err(e) => {
+                // Unreachable, ENOBUFS, EMSGSIZE (a path MTU below ours), a full buffer: this
+                // packet is lost, the loop goes on.
+                self.ctr.drop(DropReason::TunnelTxError);
+                if let Some(held) = self.tunnel_err_log.check(now) {
+                    warn!(remote = %dst, error = %e, suppressed = held, "send to remote node failed");
+                }
+            }
+        }
+    }
+
+    fn device_error(&mut self, now: Timestamp, e: &io::Error) {
+        // EBADFD means the device was deleted: the next read reports it and stops us. Anything
+        // else (EIO while the device is down, ...) loses this packet only.
+        self.ctr.drop(DropReason::DeviceTxError);
+        if let Some(held) = self.device_err_log.check(now) {
+            warn!(dev = %self.dev_name, error = %e, suppressed = held, "write to device failed");
+        }
+        if e.raw_os_error() == Some(libc::EBADFD) {
+            self.pending[1] = true;
+        }
+    }
+
+    /// Logs, at most once per period, how many packets were dropped since the last report.
+    fn report_drops(&mut self) {
+        let mut parts = Vec::new();
+        for r in DropReason::ALL {
+            let (now, before) = (self.ctr.drops_of(*r), self.drops_reported[*r as usize]);
+            if now > before {
+                parts.push(format!("{}={}", r.name(), now - before));
+            }
+            self.drops_reported[*r as usize] = now;
+        }
+        if !parts.is_empty() {
+            info!(
+                "dropped in the last {}s: {}",
+                REPORT.as_secs(),
+                parts.join(" ")
+            );
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! L3 IPIP (`--mode l3 --encap ipip`) in network namespaces.
+//!
+//! - lab/calico-ipip.sh in quiet mode: two Calico-style nodes, pod-to-pod ping both ways, tshark
+//!   decodes the underlay as IPv4-in-IPv4, an iperf3 TCP transfer.
+//! - Conformance against scapy as the independent IPIP peer (the kernel here has no `ipip` link
+//!   type): one vtepd node h1 with a pod, a "remote node" h2 (192.0.2.2) that is only scapy and
+//!   tcpdump, and a stranger x (192.0.2.99). Checked: an IPIP packet from the listed node is
+//!   delivered (the pod answers, through the tunnel); one from the stranger is dropped and counted;
+//!   the outer header of what vtepd sends copies DF and ECN (CE sent as ECT(0)) with TTL 64; an
+//!   oversize DF packet gets ICMP "fragmentation needed" with the tunnel MTU; TTL 0, our own source
+//!   and outer CE over inner Not-ECT are dropped and counted; `routes add|del|show` changes the
+//!   data path and the kernel routes at once; SIGTERM removes the device and its routes.
+
+mod lab_util;
+
+use lab_util::{Lab, Stats, WAIT, lab_available, repo, wait_for};
+use std::process::Command;
+
+const H1: &str = "192.0.2.1";
+const H2: &str = "192.0.2.2";
+const X: &str = "192.0.2.99";
+const POD: &str = "10.244.1.65";
+/// A pod "behind" h2, which only scapy plays.
+const REMOTE_POD: &str = "10.244.2.70";
+
+#[test]
+fn calico_ipip_script_succeeds() {
+    if !lab_available("calico_ipip_script_succeeds") {
+        return;
+    }
+    let lab = Lab::new("tcal");
+    let out = lab
+        .command("timeout")
+        .args(["--kill-after=5", "120"])
+        .arg(repo().join("lab/calico-ipip.sh"))
+        .arg("--quiet")
+        .output()
+        .expect("cannot run lab/calico-ipip.sh");
+    assert!(
+        out.status.success(),
+        "lab/calico-ipip.sh --quiet failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "--quiet printed something");
+}
+
+/// The conformance lab: h1 runs vtepd (tunnel MTU 1480, device MTU 1500 so that oversize packets
+/// reach it) with pod h1p1 (MTU 1500); h2 and x are bare underlay hosts.
+fn conformance_lab(tag: &str) -> Lab {
+    let lab = Lab::new(tag);
+    let pod_mtu = [("LAB_IPIP_POD_MTU", "1500")];
+    lab.sh(&["underlay"]);
+    lab.sh(&["calico-node", "h1"]);
+    lab.sh_env(&pod_mtu, &["calico-pod", "h1", "p1"]);
+    lab.sh(&["host", "h2"]);
+    lab.sh(&["host", "x", X]);
+    lab.sh(&["ipip-sink", "h2"]);
+    lab.sh(&[
+        "vtepd-ipip",
+        "h1",
+        &format!("10.244.2.64/26={H2}"),
+        "--mtu",
+        "1500",
+    ]);
+    lab
+}
+
+/// Injects `count` IPIP echo requests from `node` (outer source `osrc`) toward pod h1p1.
+fn inject(lab: &Lab, node: &str, osrc: &str, count: u64, opts: &[&str]) {
+    let n = count.to_string();
+    let mut args = vec![
+        "ipip-inject",
+        node,
+        "h1",
+        osrc,
+        REMOTE_POD,
+        POD,
+        "--count",
+        &n,
+    ];
+    args.extend_from_slice(opts);
+    let out = lab.sh(&args);
+    assert_eq!(out.trim(), format!("sent {count}"));
+}
+
+/// Waits until drop `reason` on h1 grew by `n` from `before`; returns the new stats.
+fn wait_drop(lab: &Lab, before: &Stats, reason: &str, n: u64) -> Stats {
+    wait_for(&format!("drops.{reason} to grow by {n}"), WAIT, || {
+        let s = lab.stats("h1");
+        (s.drop_of(reason) >= before.drop_of(reason) + n).then_some(s)
+    })
+}
+
+/// tshark's decoding of capture `name`: (ip.src, ip.dst, ip.proto, ip.flags.df, ip.dsfield.ecn,
+/// ip.ttl) per packet, each "outer,inner".
+fn fields(lab: &Lab, name: &str, filter: &str) -> Vec<Vec<String>> {
+    lab.sh(&["ipip-fields", name, filter])
+        .lines()
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect()
+}
+
+fn stop_capture(lab: &Lab, name: &str) {
+    let pid = std::fs::read_to_string(format!(
+        "/run/vtepd-lab-{}/{name}.tcpdump.pid",
+        lab.prefix()
+    ))
+    .expect("capture pid");
+    // tcpdump writes each packet as it comes (-U): stopping only closes the file.
+    let _ = Command::new("kill").arg(pid.trim()).status();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+}
+
+fn in_ns(lab: &Lab, node: &str, args: &[&str]) -> std::process::Output {
+    Command::new("timeout")
+        .args(["20", "ip", "netns", "exec"])
+        .arg(format!("{}-{node}", lab.prefix()))
+        .args(args)
+        .output()
+        .expect("cannot run a command in a namespace")
+}
+
+#[test]
+fn ipip_conformance_against_scapy() {
+    if !lab_available("ipip_conformance_against_scapy") {
+        return;
+    }
+    let lab = conformance_lab("tipip");
+
+    // 1. An IPIP packet from the listed node reaches the pod, whose answer comes back through
+    //    the tunnel to h2.
+    lab.sh(&["capture", "h2", "eth0", "ip proto 4", "replies"]);
+    let before = lab.stats("h1");
+    inject(&lab, "h2", H2, 3, &[]);
+    wait_for("3 packets delivered into the TUN", WAIT, || {
+        (lab.stats("h1").get("tx_device") >= before.get("tx_device") + 3).then_some(())
+    });
+    wait_for("3 echo replies tunnelled to h2", WAIT, || {
+        (fields(&lab, "replies", "icmp.type == 0").len() >= 3).then_some(())
+    });
+    stop_capture(&lab, "replies");
+    for f in fields(&lab, "replies", "icmp.type == 0") {
+        assert_eq!(
+            f[0],
+            format!("{H1},{POD}"),
+            "outer and inner sources: {f:?}"
+        );
+        assert_eq!(f[1], format!("{H2},{REMOTE_POD}"), "destinations: {f:?}");
+        assert_eq!(f[2], "4,1", "IPv4-in-IPv4 around ICMP: {f:?}");
+    }
+
+    // 2. The same packet from a stranger: dropped and counted, nothing delivered.
+    let before = lab.stats("h1");
+    inject(&lab, "x", X, 4, &[]);
+    let after = wait_drop(&lab, &before, "unknown_peer", 4);
+    assert_eq!(after.get("tx_device"), before.get("tx_device"));
+    assert_eq!(after.get("rx_tunnel"), before.get("rx_tunnel") + 4);
+
+    // 3. The outer header of what vtepd sends: DF copied, ECN copied (CE as ECT(0)), TTL 64.
+    lab.sh(&["capture", "h2", "eth0", "ip proto 4", "outer"]);
+    for (df, tos) in [("do", "0x02"), ("dont", "0x03"), ("do", "0x01")] {
+        // Nobody answers these pings (h2 is only scapy): only the packets matter.
+        in_ns(
+            &lab,
+            "h1p1",
+            &[
+                "ping", "-c", "2", "-i", "0.2", "-W", "1", "-M", df, "-Q", tos, "-s", "100",
+                REMOTE_POD,
+            ],
+        );
+    }
+    wait_for("6 echo requests tunnelled to h2", WAIT, || {
+        (fields(&lab, "outer", "icmp.type == 8").len() >= 6).then_some(())
+    });
+    stop_capture(&lab, "outer");
+    let seen: Vec<(String, String, String)> = fields(&lab, "outer", "icmp.type == 8")
+        .into_iter()
+        .map(|f| (f[3].clone(), f[4].clone(), f[5].clone()))
+        .collect();
+    eprintln!("outer,inner DF / ECN / TTL: {seen:?}");
+    let want = [("1,1", "2,2"), ("0,0", "2,3"), ("1,1", "1,1")];
+    for (df, ecn) in want {
+        let n = seen
+            .iter()
+            .filter(|(d, e, t)| d == df && e == ecn && t == "64,63")
+            .count();
+        assert_eq!(n, 2, "DF {df} ECN {ecn} TTL 64,63 in {seen:?}");
+    }
+
+    // 4. An oversize DF packet: ICMP "fragmentation needed" with the tunnel MTU (1480) reaches
+    //    the sender, whose ping reports it.
+    let before = lab.stats("h1");
+    let out = in_ns(
+        &lab,
+        "h1p1",
+        &[
+            "ping", "-c", "2", "-i", "0.3", "-W", "1", "-M", "do", "-s", "1472", REMOTE_POD,
+        ],
+    );
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text = text.to_lowercase();
+    assert!(
+        text.contains("mtu = 1480") || text.contains("mtu=1480"),
+        "ping did not learn MTU 1480: {text}"
+    );
+    let after = lab.stats("h1");
+    assert!(after.drop_of("too_big") > before.drop_of("too_big"));
+    assert!(
+        after.get("tx_device") > before.get("tx_device"),
+        "the ICMP went into the TUN"
+    );
+
+    // 5. TTL 0 and our own underlay source, written into the tunnel by the node itself.
+    let before = lab.stats("h1");
+    lab.sh(&[
+        "ipip-local",
+        "h1",
+        "10.244.1.64",
+        REMOTE_POD,
+        "--ttl",
+        "0",
+        "--count",
+        "2",
+    ]);
+    wait_drop(&lab, &before, "ttl_zero", 2);
+    lab.sh(&["ipip-local", "h1", H1, REMOTE_POD, "--count", "3"]);
+    wait_drop(&lab, &before, "own_source", 3);
+
+    // 6. From the listed node: outer CE over inner Not-ECT, and inner TTL 0.
+    let before = lab.stats("h1");
+    inject(
+        &lab,
+        "h2",
+        H2,
+        2,
+        &["--outer-tos", "0x03", "--inner-tos", "0"],
+    );
+    wait_drop(&lab, &before, "ecn_drop", 2);
+    inject(&lab, "h2", H2, 1, &["--ttl", "0"]);
+    let after = wait_drop(&lab, &before, "ttl_zero", 1);
+    assert_eq!(after.get("tx_device"), before.get("tx_device"));
+    // Outer CE over inner ECT(0) is delivered (as CE).
+    inject(
+        &lab,
+        "h2",
+        H2,
+        1,
+        &["--outer-tos", "0x03", "--inner-tos", "0x02"],
+    );
+    wait_for("the CE-marked packet delivered", WAIT, || {
+        (lab.stats("h1").get("tx_device") > after.get("tx_device")).then_some(())
+    });
+}
+
+#[test]
+fn ipip_routes_change_at_once_and_go_away_on_exit() {
+    if !lab_available("ipip_routes_change_at_once_and_go_away_on_exit") {
+        return;
+    }
+    let lab = conformance_lab("tiprt");
+    let kernel_routes = || {
+        String::from_utf8_lossy(&in_ns(&lab, "h1", &["ip", "route", "show", "dev", "tunl0"]).stdout)
+            .to_string()
+    };
+    assert!(
+        kernel_routes().contains("10.244.2.64/26"),
+        "{}",
+        kernel_routes()
+    );
+
+    // x is no next hop: its packets are dropped ...
+    let before = lab.stats("h1");
+    inject(&lab, "x", X, 2, &[]);
+    wait_drop(&lab, &before, "unknown_peer", 2);
+    // ... until a route names it; then they are delivered, and the kernel route is there.
+    lab.client_ok("h1", &["routes", "add", "10.244.9.64/26", X]);
+    let shown: serde_json::Value =
+        serde_json::from_str(&lab.client_ok("h1", &["routes", "show", "--json"])).unwrap();
+    assert!(
+        shown
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["prefix"] == "10.244.9.64/26" && r["via"] == X && r["dev"] == "tunl0"),
+        "{shown}"
+    );
+    assert!(
+        kernel_routes().contains("10.244.9.64/26"),
+        "{}",
+        kernel_routes()
+    );
+    let before = lab.stats("h1");
+    inject(&lab, "x", X, 2, &[]);
+    wait_for("x's packets delivered", WAIT, || {
+        (lab.stats("h1").get("tx_device") >= before.get("tx_device") + 2).then_some(())
+    });
+    // Deleting it takes both away again.
+    lab.client_ok("h1", &["routes", "del", "10.244.9.64/26"]);
+    assert!(
+        !kernel_routes().contains("10.244.9.64/26"),
+        "{}",
+        kernel_routes()
+    );
+    let before = lab.stats("h1");
+    inject(&lab, "x", X, 2, &[]);
+    wait_drop(&lab, &before, "unknown_peer", 2);
+    // Bad requests: one line, status 2, nothing changed.
+    for bad in [
+        &["routes", "add", "10.244.9.0/16", X][..],
+        &["routes", "add", "10.244.9.64/26", "224.0.0.1"],
+        &["routes", "add", "192.0.2.0/24", X],
+        &["routes", "add", "10.244.9.64/26", H1],
+    ] {
+        let out = lab.client("h1", bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).lines().count(),
+            1,
+            "{bad:?}"
+        );
+    }
+    let out = lab.client("h1", &["peers", "add", "192.0.2.5"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "peers add on an L3 daemon: {out:?}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("L3 mode"));
+    let out = lab.client("h1", &["routes", "del", "10.244.7.0/24"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "deleting a missing route: {out:?}"
+    );
+    assert_eq!(lab.client_ok("h1", &["routes", "show"]).lines().count(), 1);
+
+    // SIGTERM: vtepd exits 0 and its device (with its routes) is gone.
+    let pid = std::fs::read_to_string(format!("/run/vtepd-lab-{}/h1.vtepd.pid", lab.prefix()))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(Command::new("kill").arg(&pid).status().unwrap().success());
+    wait_for("vtepd to exit", WAIT, || {
+        (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+    });
+    let out = in_ns(&lab, "h1", &["ip", "link", "show", "tunl0"]);
+    assert!(!out.status.success(), "tunl0 still exists after SIGTERM");
+    assert!(!kernel_routes().contains("10.244."), "{}", kernel_routes());
+}
