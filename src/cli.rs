@@ -3,7 +3,7 @@
 
 use crate::config::{
     self, DaemonConfig, Encap, Ipv4Cidr, Mode, NetConfig, parse_ageing, parse_control_path,
-    parse_dev_name, parse_max_fdb, parse_mtu, parse_port, parse_route, parse_threads,
+    parse_dev_name, parse_max_fdb, parse_mtu, parse_neigh, parse_port, parse_route, parse_threads,
     parse_unicast_mac, parse_vni, parse_vtep_ip,
 };
 use crate::core::route::{Route, parse_prefix};
@@ -82,6 +82,9 @@ pub enum Command {
     Routes(RoutesCommand),
     /// Show the daemon's counters.
     Stats(StatsArgs),
+    /// Show or change the neighbour bindings (overlay IP -> MAC; L3 VXLAN, ARP suppression).
+    #[command(subcommand)]
+    Neigh(NeighCommand),
 }
 
 /// `vtepd run` flags.
@@ -95,10 +98,11 @@ pub struct RunArgs {
     /// Read the networks from a TOML file instead of the flags below
     /// (keys: local, port, allow_any_peer, mode, encap, threads, control, and [[network]]
     /// tables with dev, vni, peers, address, mtu, learning, ageing, max_fdb,
-    /// fdb = [{mac, remote}], routes = ["CIDR=IP", ...]).
+    /// fdb = [{mac, remote}], routes = ["CIDR=IP", ...], neigh = [{ip, mac}], arp_suppress).
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "dev", "local", "vni", "peers", "port", "address", "mtu", "no_learning", "ageing",
-        "max_fdb", "allow_any_peer", "threads", "mode", "encap", "routes",
+        "max_fdb", "allow_any_peer", "threads", "mode", "encap", "routes", "neigh",
+        "arp_suppress",
     ])]
     pub config: Option<PathBuf>,
 
@@ -140,7 +144,9 @@ pub struct RunArgs {
     pub address: Option<Ipv4Cidr>,
 
     /// Device MTU [default: MTU of the underlay interface holding --local, minus the
-    /// encapsulation overhead: 50 for VXLAN, 20 for IPIP].
+    /// encapsulation overhead: 50 for VXLAN, 20 for IPIP]. With --encap ipip and an MTU above
+    /// that tunnel MTU, oversize packets with DF are answered with ICMP "fragmentation needed"
+    /// (carrying the tunnel MTU) and oversize packets without DF are dropped (counted too_big).
     #[arg(long, value_name = "N", value_parser = parse_mtu)]
     pub mtu: Option<u16>,
 
@@ -151,6 +157,16 @@ pub struct RunArgs {
     /// removes it on exit.
     #[arg(long = "route", value_name = "CIDR=IP", value_parser = parse_route)]
     pub routes: Vec<Route>,
+
+    /// Static neighbour binding: overlay IP -> MAC (L3 VXLAN next hops, like flannel's
+    /// `ip neigh ... nud permanent`; L2 with --arp-suppress: answered on behalf); repeatable.
+    #[arg(long = "neigh", value_name = "IP=MAC", value_parser = parse_neigh)]
+    pub neigh: Vec<config::StaticNeigh>,
+
+    /// L2: answer local ARP requests for remote addresses learned from ARP crossing the tunnel
+    /// (or `neigh add`) directly into the TAP device instead of flooding them to every peer.
+    #[arg(long)]
+    pub arp_suppress: bool,
 
     /// Do not learn remote MACs from received traffic (use static entries and flooding).
     #[arg(long)]
@@ -230,6 +246,8 @@ impl RunArgs {
         net.address = self.address;
         net.mtu = self.mtu;
         net.learning = !self.no_learning;
+        net.neigh = self.neigh.clone();
+        net.arp_suppress = self.arp_suppress;
         if let Some(a) = self.ageing {
             net.ageing = Duration::from_secs(a);
         }
@@ -390,6 +408,47 @@ fn parse_next_hop(s: &str) -> Result<Ipv4Addr, String> {
     Ok(ip)
 }
 
+/// `vtepd neigh ...`
+#[derive(Debug, Subcommand)]
+pub enum NeighCommand {
+    /// List neighbour bindings (like `ip neigh show`).
+    Show {
+        /// Only this network.
+        #[arg(long, value_name = "N", value_parser = parse_vni)]
+        vni: Option<Vni>,
+        /// Print a JSON array of {vni, dev, ip, mac, kind, age_secs}.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        ctl: ControlArg,
+    },
+    /// Add (or replace) a static binding: IP is at MAC.
+    Add {
+        /// Overlay address.
+        #[arg(value_parser = config::parse_neigh_ip)]
+        ip: Ipv4Addr,
+        /// Unicast MAC address.
+        #[arg(value_parser = parse_unicast_mac)]
+        mac: MacAddr,
+        /// Network (may be omitted when the daemon has only one).
+        #[arg(long, value_name = "N", value_parser = parse_vni)]
+        vni: Option<Vni>,
+        #[command(flatten)]
+        ctl: ControlArg,
+    },
+    /// Delete a binding (learned or static).
+    Del {
+        /// Overlay address.
+        #[arg(value_parser = config::parse_neigh_ip)]
+        ip: Ipv4Addr,
+        /// Network (may be omitted when the daemon has only one).
+        #[arg(long, value_name = "N", value_parser = parse_vni)]
+        vni: Option<Vni>,
+        #[command(flatten)]
+        ctl: ControlArg,
+    },
+}
+
 /// `vtepd stats`
 #[derive(Debug, Args)]
 pub struct StatsArgs {
@@ -441,6 +500,7 @@ pub fn main_entry() -> ExitCode {
         Command::Peers(c) => crate::control::client::peers(c),
         Command::Routes(c) => crate::control::client::routes(c),
         Command::Stats(a) => crate::control::client::stats(a),
+        Command::Neigh(c) => crate::control::client::neigh(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -519,6 +579,31 @@ mod tests {
     }
 
     #[test]
+    fn run_flags_build_an_l3_vxlan_network() {
+        let c = run_cfg(&[
+            "run",
+            "--mode",
+            "l3",
+            "--dev",
+            "vtep0",
+            "--local",
+            "192.0.2.1",
+            "--address",
+            "10.244.0.0/32",
+            "--route",
+            "10.244.1.0/24=10.244.1.0",
+            "--neigh",
+            "10.244.1.0=02:00:00:00:00:01",
+        ])
+        .unwrap();
+        assert_eq!((c.mode, c.encap), (Mode::L3, Encap::Vxlan));
+        let n = &c.networks[0];
+        assert_eq!(n.routes[0].via, Ipv4Addr::new(10, 244, 1, 0));
+        assert_eq!(n.neigh[0].mac.to_string(), "02:00:00:00:00:01");
+        assert!(!n.arp_suppress);
+    }
+
+    #[test]
     fn run_defaults() {
         let c = run_cfg(&["run", "--dev", "v0", "--local", "192.0.2.1"]).unwrap();
         assert_eq!(c.port, 4789);
@@ -542,7 +627,17 @@ mod tests {
             (&["--peer", "192.0.2.2", "--peer", "192.0.2.2"], "twice"),
             (&["--address", "10.0.0.1/40"], "prefix"),
             (&["--mtu", "10"], "MTU"),
-            (&["--mode", "l3"], "not supported yet"),
+            (&["--mode", "l3"], "needs --address"),
+            (
+                &[
+                    "--mode",
+                    "l3",
+                    "--address",
+                    "10.244.0.0/32",
+                    "--arp-suppress",
+                ],
+                "for --mode l2",
+            ),
             (&["--mode", "l4"], "expected"),
             (&["--encap", "ipip"], "needs --mode l3"),
             (&["--encap", "gre"], "expected vxlan or ipip"),
@@ -550,6 +645,19 @@ mod tests {
             (&["--metrics", "127.0.0.1:9000"], "not supported yet"),
             (&["--threads", "2"], "not supported yet"),
             (&["--bogus"], "unexpected argument"),
+            (&["--neigh", "10.0.0.1"], "IP=MAC"),
+            (&["--neigh", "10.0.0.1=ff:ff:ff:ff:ff:ff"], "unicast"),
+            (&["--neigh", "10.0.0.256=02:00:00:00:00:01"], "IPv4"),
+            (
+                &[
+                    "--arp-suppress",
+                    "--neigh",
+                    "10.0.0.1=02:00:00:00:00:01",
+                    "--neigh",
+                    "10.0.0.1=02:00:00:00:00:02",
+                ],
+                "twice",
+            ),
             (&["--config", "/x.toml"], "cannot be used"),
         ];
         for (extra, want) in cases {
@@ -697,6 +805,9 @@ mod tests {
             &["peers", "add", "300.1.1.1"],
             &["peers", "del"],
             &["stats", "--control", ""],
+            &["neigh", "add", "10.0.0.1", "ff:ff:ff:ff:ff:ff"],
+            &["neigh", "add", "224.0.0.1", "02:00:00:00:00:01"],
+            &["neigh", "del"],
         ] {
             let e = parse(bad).unwrap_err();
             let line = one_line_clap_error(&e);

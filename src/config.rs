@@ -211,6 +211,31 @@ pub fn parse_unicast_mac(s: &str) -> Result<MacAddr, String> {
     Ok(m)
 }
 
+/// Parses an overlay neighbour address (unicast: not unspecified, multicast or broadcast).
+pub fn parse_neigh_ip(s: &str) -> Result<Ipv4Addr, String> {
+    let a: Ipv4Addr = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not an IPv4 address"))?;
+    if !crate::core::neigh::usable_ip(a) {
+        return Err(format!(
+            "{a} cannot be a neighbour (unspecified, multicast or broadcast)"
+        ));
+    }
+    Ok(a)
+}
+
+/// Parses a static neighbour `IP=MAC` (`--neigh`).
+pub fn parse_neigh(s: &str) -> Result<StaticNeigh, String> {
+    let (ip, mac) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not IP=MAC (like 10.244.1.0=02:00:00:00:00:01)"))?;
+    Ok(StaticNeigh {
+        ip: parse_neigh_ip(ip)?,
+        mac: parse_unicast_mac(mac)?,
+    })
+}
+
 /// Checks a Linux interface name the way the kernel does (`dev_valid_name`).
 pub fn parse_dev_name(s: &str) -> Result<String, String> {
     if s.is_empty() {
@@ -302,6 +327,15 @@ pub struct StaticFdb {
     pub remote: Ipv4Addr,
 }
 
+/// A static neighbour binding (overlay IP -> MAC) from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticNeigh {
+    /// Overlay address.
+    pub ip: Ipv4Addr,
+    /// Its MAC.
+    pub mac: MacAddr,
+}
+
 /// One overlay network: a TAP device bridged to one VNI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetConfig {
@@ -323,6 +357,10 @@ pub struct NetConfig {
     pub max_fdb: usize,
     /// Static FDB entries installed at start.
     pub fdb: Vec<StaticFdb>,
+    /// Static neighbour bindings installed at start (L3 VXLAN next hops; L2 ARP suppression).
+    pub neigh: Vec<StaticNeigh>,
+    /// Answer local ARP requests for known remote addresses instead of flooding them (L2).
+    pub arp_suppress: bool,
     /// L3 routes through the tunnel (overlay prefix -> next hop).
     pub routes: Vec<Route>,
 }
@@ -361,6 +399,8 @@ impl NetConfig {
             ageing: DEFAULT_AGEING,
             max_fdb: DEFAULT_MAX_LEARNED,
             fdb: Vec::new(),
+            neigh: Vec::new(),
+            arp_suppress: false,
             routes: Vec::new(),
         }
     }
@@ -414,6 +454,18 @@ impl DaemonConfig {
                     return err(format!("{what}: static entry {} is listed twice", e.mac));
                 }
             }
+            let mut ips = HashSet::new();
+            for e in &n.neigh {
+                if !ips.insert(e.ip) {
+                    return err(format!("{what}: neighbour {} is listed twice", e.ip));
+                }
+                if n.address.is_some_and(|a| a.addr == e.ip) {
+                    return err(format!(
+                        "{what}: neighbour {} is the device's own address",
+                        e.ip
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -428,10 +480,30 @@ impl DaemonConfig {
                 if let Some(n) = self.networks.iter().find(|n| !n.routes.is_empty()) {
                     return err(format!("dev {}: routes need --mode l3", n.dev));
                 }
+                if let Some(n) = self
+                    .networks
+                    .iter()
+                    .find(|n| !n.neigh.is_empty() && !n.arp_suppress)
+                {
+                    return err(format!(
+                        "dev {}: static neighbours in --mode l2 are only used by --arp-suppress",
+                        n.dev
+                    ));
+                }
                 return Ok(());
             }
-            (Mode::L3, Encap::Vxlan) => return err("--mode l3 --encap vxlan is not supported yet"),
+            (Mode::L3, Encap::Vxlan) => return self.validate_l3_vxlan(),
             (Mode::L3, Encap::Ipip) => {}
+        }
+        if let Some(n) = self
+            .networks
+            .iter()
+            .find(|n| !n.neigh.is_empty() || n.arp_suppress)
+        {
+            return err(format!(
+                "dev {}: --neigh and --arp-suppress are for VXLAN; IPIP has no link layer",
+                n.dev
+            ));
         }
         let [n] = self.networks.as_slice() else {
             return err("--encap ipip runs one TUN device: configure exactly one network");
@@ -455,6 +527,38 @@ impl DaemonConfig {
                 .add(*r)
                 .map_err(|e| ConfigError(format!("route {r}: {e}")))?;
         }
+        Ok(())
+    }
+
+    /// The rules of `--mode l3 --encap vxlan`: one TUN device with its own overlay address
+    /// (vtepd answers ARP for it), overlay next hops, no ARP suppression (that is for L2).
+    fn validate_l3_vxlan(&self) -> Result<(), ConfigError> {
+        let [n] = self.networks.as_slice() else {
+            return err("--mode l3 runs one TUN device: configure exactly one network");
+        };
+        let Some(a) = n.address else {
+            return err(format!(
+                "dev {}: --mode l3 --encap vxlan needs --address (vtepd's own overlay address)",
+                n.dev
+            ));
+        };
+        if n.arp_suppress {
+            return err("--arp-suppress is for --mode l2 (in l3 mode vtepd answers ARP itself)");
+        }
+        if self.threads > 1 {
+            return err("--mode l3 --encap vxlan runs one dataplane worker: --threads must be 1");
+        }
+        let mut seen = HashSet::new();
+        for r in &n.routes {
+            if !seen.insert(r.prefix) {
+                return err(format!("route {} is listed twice", r.prefix));
+            }
+            if r.prefix.contains(&a.addr) {
+                return err(format!("route {r} covers our own --address {}", a.addr));
+            }
+        }
+        route::Routes::with_overlay_routes(self.local, &n.routes)
+            .map_err(|e| ConfigError(format!("route: {e}")))?;
         Ok(())
     }
 
@@ -524,6 +628,17 @@ struct FileNetwork {
     fdb: Vec<FileFdb>,
     #[serde(default)]
     routes: Vec<String>,
+    #[serde(default)]
+    neigh: Vec<FileNeigh>,
+    #[serde(default)]
+    arp_suppress: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNeigh {
+    ip: String,
+    mac: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -600,6 +715,12 @@ impl FileConfig {
                     parse_vtep_ip(&e.remote).map_err(|e| ctx(format!("fdb {mac}: {e}")))?;
                 net.fdb.push(StaticFdb { mac, remote });
             }
+            for e in &n.neigh {
+                let ip = parse_neigh_ip(&e.ip).map_err(|e| ctx(format!("neigh: {e}")))?;
+                let mac = parse_unicast_mac(&e.mac).map_err(|e| ctx(format!("neigh {ip}: {e}")))?;
+                net.neigh.push(StaticNeigh { ip, mac });
+            }
+            net.arp_suppress = n.arp_suppress;
             for r in &n.routes {
                 net.routes.push(parse_route(r).map_err(ctx)?);
             }
@@ -699,6 +820,43 @@ vni = 43
         assert_eq!(d.ageing, DEFAULT_AGEING);
         assert_eq!(c.port, 4789);
         assert_eq!(c.threads, 1);
+    }
+
+    #[test]
+    fn l3_vxlan_and_arp_suppress_files() {
+        let c = DaemonConfig::from_toml(
+            "local = \"192.0.2.1\"\nmode = \"l3\"\n[[network]]\ndev = \"vtep0\"\nvni = 1\n\
+             address = \"10.244.0.0/32\"\nroutes = [\"10.244.1.0/24=10.244.1.0\"]\n\
+             neigh = [{ ip = \"10.244.1.0\", mac = \"02:00:00:00:00:01\" }]\n",
+        )
+        .unwrap();
+        assert_eq!((c.mode, c.encap), (Mode::L3, Encap::Vxlan));
+        assert_eq!(c.networks[0].neigh[0].ip, Ipv4Addr::new(10, 244, 1, 0));
+        let c = DaemonConfig::from_toml(
+            "local = \"192.0.2.1\"\n[[network]]\ndev = \"v\"\nvni = 1\narp_suppress = true\n\
+             neigh = [{ ip = \"10.0.0.9\", mac = \"02:00:00:00:00:09\" }]\n",
+        )
+        .unwrap();
+        assert!(c.networks[0].arp_suppress);
+        for (text, want) in [
+            (
+                "local = \"192.0.2.1\"\nmode = \"l3\"\n[[network]]\ndev = \"v\"\nvni = 1\n",
+                "needs --address",
+            ),
+            (
+                "local = \"192.0.2.1\"\nmode = \"l3\"\n[[network]]\ndev = \"v\"\nvni = 1\n\
+                 address = \"10.0.0.1/32\"\narp_suppress = true\n",
+                "for --mode l2",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev = \"v\"\nvni = 1\n\
+                 neigh = [{ ip = \"10.0.0.9\", mac = \"02:00:00:00:00:09\" }]\n",
+                "only used by --arp-suppress",
+            ),
+        ] {
+            let e = toml_err(text);
+            assert!(e.contains(want), "{text:?}: {e:?}");
+        }
     }
 
     #[test]
@@ -804,6 +962,22 @@ vni = 43
                 "thread",
             ),
             (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\nneigh=[{ip=\"10.0.0.1\",mac=\"ff:ff:ff:ff:ff:ff\"}]\n",
+                "unicast",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\nneigh=[{ip=\"224.0.0.1\",mac=\"02:00:00:00:00:01\"}]\n",
+                "neighbour",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\narp_suppress=true\nneigh=[{ip=\"10.0.0.1\",mac=\"02:00:00:00:00:01\"},{ip=\"10.0.0.1\",mac=\"02:00:00:00:00:02\"}]\n",
+                "twice",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\nneigh=[{ip=\"10.0.0.1\"}]\n",
+                "mac",
+            ),
+            (
                 "local = \"192.0.2.1\"\nthreads = 2\n[[network]]\ndev=\"v\"\nvni=1\n",
                 "not supported yet",
             ),
@@ -889,6 +1063,21 @@ vni = 43
         assert!("0.0.0.0/8".parse::<Ipv4Cidr>().is_err());
         assert!("10.0.0.1/x".parse::<Ipv4Cidr>().is_err());
         assert!("10.0.0.1/32".parse::<Ipv4Cidr>().is_ok());
+        let n = parse_neigh("10.244.1.0=02:00:00:00:00:01").unwrap();
+        assert_eq!(n.ip, Ipv4Addr::new(10, 244, 1, 0));
+        assert_eq!(n.mac.to_string(), "02:00:00:00:00:01");
+        for bad in [
+            "10.244.1.0",
+            "10.244.1.0=",
+            "=02:00:00:00:00:01",
+            "10.244.1=02:00:00:00:00:01",
+            "0.0.0.0=02:00:00:00:00:01",
+            "255.255.255.255=02:00:00:00:00:01",
+            "10.244.1.0=01:00:5e:00:00:01",
+            "10.244.1.0=02:00:00:00:00",
+        ] {
+            assert!(parse_neigh(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -60,7 +60,7 @@ fn bad_run_arguments_are_one_line_status_2_and_create_nothing() {
         (&["--max-fdb", "0"], "cap"),
         (&["--threads", "0"], "thread"),
         (&["--threads", "4"], "not supported yet"),
-        (&["--mode", "l3"], "not supported yet"),
+        (&["--mode", "l3"], "needs --address"),
         (&["--mode", "l9"], "expected l2 or l3"),
         (&["--encap", "ipip"], "needs --mode l3"),
         (&["--route", "10.1.0.0/24=192.0.2.2"], "need --mode l3"),
@@ -348,10 +348,14 @@ fn help_lists_every_flag() {
     }
     let o = run(Command::new(BIN).arg("--help"));
     let help = String::from_utf8_lossy(&o.stdout);
-    for sub in ["run", "fdb", "peers", "stats"] {
+    for sub in ["run", "fdb", "peers", "routes", "stats"] {
         assert!(help.contains(sub), "--help lacks {sub}");
     }
-    for sub in [&["fdb", "--help"][..], &["peers", "--help"]] {
+    for sub in [
+        &["fdb", "--help"][..],
+        &["peers", "--help"],
+        &["routes", "--help"],
+    ] {
         let o = run(Command::new(BIN).args(sub));
         let help = String::from_utf8_lossy(&o.stdout);
         for c in ["show", "add", "del"] {

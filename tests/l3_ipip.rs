@@ -201,6 +201,7 @@ fn ipip_conformance_against_scapy() {
     );
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    eprintln!("ping -M do -s 1472 from the pod:\n{text}");
     let text = text.to_lowercase();
     assert!(
         text.contains("mtu = 1480") || text.contains("mtu=1480"),

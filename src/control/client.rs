@@ -2,8 +2,10 @@
 //! then its answer printed as a table or as JSON.
 
 use super::output;
-use super::protocol::{FdbRow, MAX_RESPONSE, PeersRow, Request, Response, RouteRow, StatsReport};
-use crate::cli::{Failure, FdbCommand, PeersCommand, RoutesCommand, StatsArgs};
+use super::protocol::{
+    FdbRow, MAX_RESPONSE, NeighRow, PeersRow, Request, Response, RouteRow, StatsReport,
+};
+use crate::cli::{Failure, FdbCommand, NeighCommand, PeersCommand, RoutesCommand, StatsArgs};
 use encap::Vni;
 use serde::de::DeserializeOwned;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -195,5 +197,36 @@ pub fn stats(a: StatsArgs) -> Result<(), Failure> {
         emit_json(&st)
     } else {
         emit(&output::stats_table(&st))
+    }
+}
+
+/// `vtepd neigh ...`
+pub fn neigh(cmd: NeighCommand) -> Result<(), Failure> {
+    match cmd {
+        NeighCommand::Show { vni: v, json, ctl } => {
+            let rows: Vec<NeighRow> =
+                typed(call(&ctl.control, &Request::NeighShow { vni: vni(v) })?)?;
+            if json {
+                emit_json(&rows)
+            } else {
+                emit(&output::neigh_table(&rows))
+            }
+        }
+        NeighCommand::Add {
+            ip,
+            mac,
+            vni: v,
+            ctl,
+        } => {
+            let req = Request::NeighAdd {
+                vni: vni(v),
+                ip,
+                mac: mac.to_string(),
+            };
+            call(&ctl.control, &req).map(drop)
+        }
+        NeighCommand::Del { ip, vni: v, ctl } => {
+            call(&ctl.control, &Request::NeighDel { vni: vni(v), ip }).map(drop)
+        }
     }
 }

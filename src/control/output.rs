@@ -1,6 +1,6 @@
 //! Human-readable renderings of control answers (the `--json` forms are the serde types).
 
-use super::protocol::{FdbRow, Kind, PeersRow, RouteRow, StatsReport};
+use super::protocol::{FdbRow, Kind, NeighRow, PeersRow, RouteRow, StatsReport};
 use std::fmt::Write;
 
 /// FDB entries, one per line, in the style of `bridge fdb show`:
@@ -26,6 +26,20 @@ pub fn routes_table(rows: &[RouteRow]) -> String {
     s
 }
 
+/// Neighbour bindings, one per line, in the style of `ip neigh show`:
+/// `10.244.1.0 lladdr 02:00:00:00:00:01 dev vtep0 vni 1 PERMANENT` (static) or `... REACHABLE 3s`.
+pub fn neigh_table(rows: &[NeighRow]) -> String {
+    let mut s = String::new();
+    for r in rows {
+        let _ = write!(s, "{} lladdr {} dev {} vni {}", r.ip, r.mac, r.dev, r.vni);
+        let _ = match r.kind {
+            Kind::Learned => writeln!(s, " learned age {}s", r.age_secs),
+            Kind::Static => writeln!(s, " static"),
+        };
+    }
+    s
+}
+
 /// Flood lists as a table: one row per (network, peer).
 pub fn peers_table(rows: &[PeersRow]) -> String {
     let w = rows.iter().map(|r| r.dev.len()).max().unwrap_or(0).max(3);
@@ -44,7 +58,7 @@ pub fn peers_table(rows: &[PeersRow]) -> String {
 /// Counters as `name value` lines, then drops by reason, then one line per network.
 pub fn stats_table(st: &StatsReport) -> String {
     let mut s = String::new();
-    let rows: [(&str, u64); 11] = [
+    let rows: [(&str, u64); 19] = [
         ("rx_tunnel", st.rx_tunnel),
         ("tx_tunnel", st.tx_tunnel),
         ("rx_device", st.rx_device),
@@ -55,6 +69,14 @@ pub fn stats_table(st: &StatsReport) -> String {
         ("mac_moves", st.mac_moves),
         ("learn_refused", st.learn_refused),
         ("learn_static_conflict", st.learn_static_conflict),
+        ("neigh_learned", st.neigh_learned),
+        ("neigh_mac_changes", st.neigh_mac_changes),
+        ("neigh_refused", st.neigh_refused),
+        ("arp_suppressed", st.arp_suppressed),
+        ("arp_requests", st.arp_requests),
+        ("arp_replies", st.arp_replies),
+        ("icmp_echo_replies", st.icmp_echo_replies),
+        ("neigh_failed", st.neigh_failed),
         ("uptime_secs", st.uptime_secs),
     ];
     for (k, v) in rows {
@@ -67,8 +89,13 @@ pub fn stats_table(st: &StatsReport) -> String {
     for n in &st.networks {
         let _ = writeln!(
             s,
-            "network vni {} dev {}: {} peers, {} fdb entries",
-            n.vni, n.dev, n.peers, n.fdb_entries
+            "network vni {} dev {} mac {}: {} peers, {} fdb entries, {} neighbours",
+            n.vni,
+            n.dev,
+            n.mac.as_deref().unwrap_or("-"),
+            n.peers,
+            n.fdb_entries,
+            n.neigh_entries
         );
     }
     s
@@ -148,6 +175,14 @@ mod tests {
             mac_moves: 0,
             learn_refused: 0,
             learn_static_conflict: 0,
+            neigh_learned: 0,
+            neigh_mac_changes: 0,
+            neigh_refused: 0,
+            arp_suppressed: 6,
+            arp_requests: 0,
+            arp_replies: 0,
+            icmp_echo_replies: 0,
+            neigh_failed: 0,
             drops,
             drops_total: 4,
             uptime_secs: 5,
@@ -156,6 +191,8 @@ mod tests {
                 dev: "vtep0".into(),
                 peers: 2,
                 fdb_entries: 2,
+                mac: Some("02:00:00:00:00:0a".into()),
+                neigh_entries: 1,
             }],
         };
         let t = stats_table(&st);
@@ -164,6 +201,9 @@ mod tests {
         assert!(t.contains("drops                   4\n"));
         assert!(t.contains("  unknown_peer          4\n"));
         assert!(t.contains("  truncated             0\n"));
-        assert!(t.contains("network vni 42 dev vtep0: 2 peers, 2 fdb entries"));
+        assert!(t.contains("arp_suppressed          6\n"));
+        assert!(t.contains(
+            "network vni 42 dev vtep0 mac 02:00:00:00:00:0a: 2 peers, 2 fdb entries, 1 neighbours"
+        ));
     }
 }

@@ -88,6 +88,47 @@ pub enum Request {
         /// Overlay prefix (text).
         prefix: String,
     },
+    /// List neighbour bindings (IP -> MAC).
+    NeighShow {
+        /// Only this network.
+        #[serde(default)]
+        vni: Option<u32>,
+    },
+    /// Add or replace a static neighbour binding.
+    NeighAdd {
+        /// Network.
+        #[serde(default)]
+        vni: Option<u32>,
+        /// Overlay address.
+        ip: Ipv4Addr,
+        /// MAC address (text).
+        mac: String,
+    },
+    /// Delete a neighbour binding.
+    NeighDel {
+        /// Network.
+        #[serde(default)]
+        vni: Option<u32>,
+        /// Overlay address.
+        ip: Ipv4Addr,
+    },
+}
+
+/// One neighbour binding (`neigh show --json` prints an array of these).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighRow {
+    /// Network.
+    pub vni: u32,
+    /// The network's device.
+    pub dev: String,
+    /// Overlay address.
+    pub ip: Ipv4Addr,
+    /// Its MAC.
+    pub mac: String,
+    /// Learned (from ARP) or static.
+    pub kind: Kind,
+    /// Seconds since last confirmed (since added, for static bindings).
+    pub age_secs: u64,
 }
 
 /// A response: `ok` with `data`, or an `error` (`usage` tells the client to exit with 2).
@@ -187,6 +228,13 @@ pub struct NetStats {
     pub peers: usize,
     /// FDB entries in this network.
     pub fdb_entries: usize,
+    /// vtepd's own MAC on this network (the TAP's, or the L3 endpoint's): a peer configured
+    /// flannel-style needs it for its static neighbour and FDB entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// Neighbour bindings (IP -> MAC) in this network.
+    #[serde(default)]
+    pub neigh_entries: usize,
 }
 
 /// `stats --json`: counters summed over workers.
@@ -212,6 +260,30 @@ pub struct StatsReport {
     pub learn_refused: u64,
     /// Learning refused because a static entry holds the MAC.
     pub learn_static_conflict: u64,
+    /// Neighbour bindings created from ARP.
+    #[serde(default)]
+    pub neigh_learned: u64,
+    /// Learned neighbour bindings whose MAC changed.
+    #[serde(default)]
+    pub neigh_mac_changes: u64,
+    /// Neighbour bindings refused by the cap.
+    #[serde(default)]
+    pub neigh_refused: u64,
+    /// Local ARP requests answered on behalf of remote hosts instead of flooded (L2).
+    #[serde(default)]
+    pub arp_suppressed: u64,
+    /// ARP requests sent to resolve next hops (L3).
+    #[serde(default)]
+    pub arp_requests: u64,
+    /// ARP replies sent for our own overlay address (L3).
+    #[serde(default)]
+    pub arp_replies: u64,
+    /// ICMP echo replies sent for our own overlay address (L3).
+    #[serde(default)]
+    pub icmp_echo_replies: u64,
+    /// Next hops given up on after the last ARP retry (L3).
+    #[serde(default)]
+    pub neigh_failed: u64,
     /// Drops by reason; every reason is listed.
     pub drops: BTreeMap<String, u64>,
     /// Sum of `drops`.
@@ -246,6 +318,17 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<Request>(r#"{"cmd":"fdb_show"}"#).unwrap(),
             Request::FdbShow { vni: None }
+        );
+        assert_eq!(
+            serde_json::from_str::<Request>(
+                r#"{"cmd":"neigh_add","ip":"10.244.1.0","mac":"02:00:00:00:00:01"}"#
+            )
+            .unwrap(),
+            Request::NeighAdd {
+                vni: None,
+                ip: Ipv4Addr::new(10, 244, 1, 0),
+                mac: "02:00:00:00:00:01".into()
+            }
         );
         for bad in [
             r#"{"cmd":"reboot"}"#,

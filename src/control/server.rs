@@ -3,7 +3,8 @@
 //! on the data path at once. It never blocks a dataplane worker.
 
 use super::protocol::{
-    FdbRow, Kind, MAX_REQUEST, NetStats, PeersRow, Request, Response, RouteRow, StatsReport,
+    FdbRow, Kind, MAX_REQUEST, NeighRow, NetStats, PeersRow, Request, Response, RouteRow,
+    StatsReport,
 };
 use crate::cli::Failure;
 use crate::core::route::parse_prefix;
@@ -108,6 +109,8 @@ pub struct NetInfo {
     pub vni: Vni,
     /// Device name.
     pub dev: String,
+    /// vtepd's own MAC on this network (`None`: the network has no link layer, IPIP).
+    pub mac: Option<MacAddr>,
 }
 
 /// Answers requests against the shared state.
@@ -321,6 +324,42 @@ impl Handler {
                 info!(%prefix, "route removed");
                 Response::ok(serde_json::json!({ "changed": true }))
             }
+            Request::NeighShow { vni } => {
+                let rows: Vec<NeighRow> = self
+                    .core
+                    .neigh_entries(now, self.filter(vni)?)
+                    .into_iter()
+                    .map(|(vni, e)| NeighRow {
+                        vni: vni.get(),
+                        dev: self.dev_of(vni),
+                        ip: e.ip,
+                        mac: e.mac.to_string(),
+                        kind: match e.kind {
+                            EntryKind::Learned => Kind::Learned,
+                            EntryKind::Static => Kind::Static,
+                        },
+                        age_secs: e.age.as_secs(),
+                    })
+                    .collect();
+                to_json(&rows)
+            }
+            Request::NeighAdd { vni, ip, mac } => {
+                let (vni, mac) = (self.target(vni)?, Self::mac(&mac)?);
+                self.core.neigh_add(now, vni, ip, mac).map_err(core_err)?;
+                info!(%vni, %ip, %mac, "static neighbour added");
+                Response::ok(serde_json::Value::Null)
+            }
+            Request::NeighDel { vni, ip } => {
+                let vni = self.target(vni)?;
+                if !self.core.neigh_del(vni, ip).map_err(core_err)? {
+                    return Err(Response::err(
+                        false,
+                        format!("no neighbour {ip} in VNI {vni}"),
+                    ));
+                }
+                info!(%vni, %ip, "neighbour deleted");
+                Response::ok(serde_json::Value::Null)
+            }
         })
     }
 
@@ -347,6 +386,8 @@ impl Handler {
                     .find(|(v, _)| *v == n.vni)
                     .map_or(0, |(_, p)| p.len()),
                 fdb_entries: self.core.fdb_entries(now, Some(n.vni)).len(),
+                mac: n.mac.map(|m| m.to_string()),
+                neigh_entries: self.core.neigh_entries(now, Some(n.vni)).len(),
             })
             .collect();
         StatsReport {
@@ -360,6 +401,14 @@ impl Handler {
             mac_moves: c.mac_moves,
             learn_refused: c.learn_refused,
             learn_static_conflict: c.learn_static_conflict,
+            neigh_learned: c.neigh_learned,
+            neigh_mac_changes: c.neigh_mac_changes,
+            neigh_refused: c.neigh_refused,
+            arp_suppressed: c.arp_suppressed,
+            arp_requests: c.arp_requests,
+            arp_replies: c.arp_replies,
+            icmp_echo_replies: c.icmp_echo_replies,
+            neigh_failed: c.neigh_failed,
             drops: crate::core::DropReason::ALL
                 .iter()
                 .map(|r| (r.name().to_owned(), c.drops_of(*r)))

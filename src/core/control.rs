@@ -187,7 +187,9 @@ impl Core {
     }
 
     /// Removes learned entries idle for longer than their network's ageing time; returns how many.
+    /// Also ages out learned neighbour bindings (not counted in the result).
     pub fn expire(&self, now: Timestamp) -> usize {
+        self.neigh_expire(now);
         let now_ms = now.millis();
         let ageing = |k: FdbKey| {
             self.net_by_vni(k.vni())

@@ -66,6 +66,14 @@ drop_reasons! {
     BadIpip = "bad_ipip",
     /// Outer CE over an inner Not-ECT packet (RFC 6040 §4.2).
     EcnDrop = "ecn_drop",
+    /// L3: a frame whose destination MAC is neither ours nor broadcast.
+    NotForUs = "not_for_us",
+    /// An ARP packet that is not Ethernet/IPv4 ARP, or is truncated.
+    BadArp = "bad_arp",
+    /// L3: a packet waiting for neighbour resolution did not fit the bounded queue.
+    NeighQueueFull = "neigh_queue_full",
+    /// L3: a queued packet whose next hop never answered ARP.
+    NeighUnresolved = "neigh_unresolved",
 }
 
 impl fmt::Display for DropReason {
@@ -95,6 +103,22 @@ pub struct Counters {
     pub learn_refused: u64,
     /// Learning attempts refused because a static entry holds the MAC.
     pub learn_static_conflict: u64,
+    /// Neighbour bindings (IP -> MAC) created by ARP.
+    pub neigh_learned: u64,
+    /// Learned neighbour bindings whose MAC changed.
+    pub neigh_mac_changes: u64,
+    /// New neighbour bindings refused because the per-network cap was reached.
+    pub neigh_refused: u64,
+    /// Local ARP requests answered on behalf of a remote host instead of flooded (L2).
+    pub arp_suppressed: u64,
+    /// ARP requests sent to resolve a next hop (L3; each one head-end replicated).
+    pub arp_requests: u64,
+    /// ARP replies sent for our own overlay address (L3).
+    pub arp_replies: u64,
+    /// ICMP echo replies sent for our own overlay address (L3).
+    pub icmp_echo_replies: u64,
+    /// Next hops given up on after the last ARP retry (L3).
+    pub neigh_failed: u64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -124,6 +148,14 @@ impl Counters {
         self.mac_moves += other.mac_moves;
         self.learn_refused += other.learn_refused;
         self.learn_static_conflict += other.learn_static_conflict;
+        self.neigh_learned += other.neigh_learned;
+        self.neigh_mac_changes += other.neigh_mac_changes;
+        self.neigh_refused += other.neigh_refused;
+        self.arp_suppressed += other.arp_suppressed;
+        self.arp_requests += other.arp_requests;
+        self.arp_replies += other.arp_replies;
+        self.icmp_echo_replies += other.icmp_echo_replies;
+        self.neigh_failed += other.neigh_failed;
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
             *a += b;
         }

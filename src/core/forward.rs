@@ -19,8 +19,21 @@ impl Core {
         out: &mut Actions,
         ctr: &mut Counters,
     ) {
-        out.clear();
         ctr.rx_device += 1;
+        self.forward_frame(now, net, frame, out, ctr);
+    }
+
+    /// The forwarding decision of [`Core::on_local`] without counting the frame as read from
+    /// the device: for frames vtepd generated itself (ARP requests and replies, L3 frames).
+    pub fn forward_frame(
+        &self,
+        now: Timestamp,
+        net: NetId,
+        frame: &[u8],
+        out: &mut Actions,
+        ctr: &mut Counters,
+    ) {
+        out.clear();
         let Some(n) = self.net(net) else {
             return reject(out, ctr, DropReason::UnknownNetwork);
         };

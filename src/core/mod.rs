@@ -9,13 +9,18 @@
 //! below. Add freely; change a signature only together with its callers.
 
 pub mod actions;
+pub mod arp;
+pub mod arp_suppress;
 mod control;
 pub mod counters;
 mod decap;
 pub mod fdb;
 mod forward;
 pub mod ipip;
+pub mod l3vx;
 mod learn;
+pub mod neigh;
+mod neigh_control;
 pub mod network;
 pub mod route;
 pub mod time;
@@ -108,6 +113,9 @@ pub enum CoreError {
     /// A remote that cannot be a VTEP (unspecified, multicast, broadcast or our own address).
     #[error("{0} is not a usable remote VTEP address")]
     BadRemote(Ipv4Addr),
+    /// An address that cannot be a neighbour (unspecified, multicast or broadcast).
+    #[error("{0} is not a usable neighbour address")]
+    BadNeighbour(Ipv4Addr),
     /// More networks than a NetId can index.
     #[error("too many networks")]
     TooManyNetworks,
@@ -126,6 +134,8 @@ pub struct Core {
     /// (VNI, NetId) sorted by VNI, for the per-datagram lookup.
     by_vni: Box<[(Vni, NetId)]>,
     fdb: Fdb,
+    /// IP -> MAC bindings per network, in [`NetId`] order (ARP suppression, L3 VXLAN).
+    neigh: Box<[neigh::NeighTable]>,
     control: Mutex<control::ControlState>,
 }
 
@@ -158,12 +168,18 @@ impl Core {
             by_vni.push((n.vni, id));
         }
         by_vni.sort_unstable();
+        let neigh = cfg
+            .networks
+            .iter()
+            .map(|n| neigh::NeighTable::new(n.ageing, n.max_learned))
+            .collect();
         Ok(Core {
             local: cfg.local,
             allow_any_peer: AtomicBool::new(cfg.allow_any_peer),
             nets: nets.into(),
             by_vni: by_vni.into(),
             fdb: Fdb::with_capacity(1024),
+            neigh,
             control: Mutex::new(state),
         })
     }

@@ -170,7 +170,9 @@ struct Editable {
 
 impl Editable {
     /// The checks of [`Routes::add`]; every one is a lookup, not a scan of the routes.
-    fn check(&self, local: Ipv4Addr, route: Route) -> Result<(), RouteError> {
+    /// With `overlay` (L3 VXLAN) next hops are overlay addresses: only our own underlay
+    /// address must stay outside every prefix.
+    fn check(&self, local: Ipv4Addr, route: Route, overlay: bool) -> Result<(), RouteError> {
         let Route { prefix, via } = route;
         check_prefix(&prefix.to_string(), prefix)?;
         if !usable_next_hop(via) {
@@ -182,10 +184,17 @@ impl Editable {
         if self.map.get(&prefix).is_none() && self.map.len() >= MAX_ROUTES {
             return Err(RouteError::Full(self.map.len()));
         }
-        for addr in [local, via] {
-            if prefix.contains(&addr) {
-                return Err(RouteError::Loop { prefix, addr });
-            }
+        if prefix.contains(&local) {
+            return Err(RouteError::Loop {
+                prefix,
+                addr: local,
+            });
+        }
+        if overlay {
+            return Ok(());
+        }
+        if prefix.contains(&via) {
+            return Err(RouteError::Loop { prefix, addr: via });
         }
         // The next hop inside another route's prefix.
         if let Some((p, _)) = self.map.get_lpm(&Ipv4Net::from(via)) {
@@ -239,6 +248,9 @@ impl Editable {
 pub struct Routes {
     /// Our own underlay address (never a next hop, never covered by a route).
     local: Ipv4Addr,
+    /// Next hops are overlay addresses (L3 VXLAN: flannel's `10.244.1.0/24 via 10.244.1.0
+    /// onlink`), resolved by ARP inside the overlay: a prefix may cover its own next hop.
+    overlay_next_hops: bool,
     current: ArcSwap<RouteTable>,
     edit: Mutex<Editable>,
 }
@@ -248,6 +260,7 @@ impl Routes {
     pub fn new(local: Ipv4Addr) -> Routes {
         Routes {
             local,
+            overlay_next_hops: false,
             current: ArcSwap::from_pointee(RouteTable::default()),
             edit: Mutex::new(Editable::default()),
         }
@@ -260,10 +273,22 @@ impl Routes {
         {
             let mut e = r.locked();
             for route in routes {
-                e.check(local, *route)?;
+                e.check(local, *route, false)?;
                 e.insert(*route);
             }
             r.current.store(Arc::new(e.snapshot()));
+        }
+        Ok(r)
+    }
+
+    /// A table whose next hops are overlay addresses (L3 VXLAN), holding `routes`: checked as
+    /// [`Routes::add`] checks them, except that a prefix may cover a next hop (the packet to it
+    /// is framed for the next hop's MAC, never routed by its address on the underlay).
+    pub fn with_overlay_routes(local: Ipv4Addr, routes: &[Route]) -> Result<Routes, RouteError> {
+        let mut r = Routes::new(local);
+        r.overlay_next_hops = true;
+        for route in routes {
+            r.add(*route)?;
         }
         Ok(r)
     }
@@ -297,7 +322,7 @@ impl Routes {
     /// another route's prefix (the encapsulated packet would be routed back into the tunnel).
     pub fn add(&self, route: Route) -> Result<Option<Ipv4Addr>, RouteError> {
         let mut e = self.locked();
-        e.check(self.local, route)?;
+        e.check(self.local, route, self.overlay_next_hops)?;
         let old = e.insert(route);
         self.current.store(Arc::new(e.snapshot()));
         Ok(old)
@@ -335,6 +360,21 @@ mod tests {
             prefix: net(p),
             via: ip(v),
         }
+    }
+
+    #[test]
+    fn overlay_next_hops_may_sit_inside_their_prefix() {
+        let flannel = route("10.244.1.0/24", "10.244.1.0");
+        assert!(matches!(
+            Routes::with_routes(LOCAL, &[flannel]),
+            Err(RouteError::Loop { .. })
+        ));
+        let r =
+            Routes::with_overlay_routes(LOCAL, &[flannel, route("10.244.2.0/24", "10.244.2.0")])
+                .unwrap();
+        assert_eq!(r.load().lookup(ip("10.244.1.7")), Some(ip("10.244.1.0")));
+        // Our own underlay address still may not be covered.
+        assert!(r.add(route("192.0.2.0/24", "10.244.3.0")).is_err());
     }
 
     #[test]

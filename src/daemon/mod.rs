@@ -8,6 +8,7 @@
 
 pub mod device;
 pub mod l3_ipip;
+pub mod l3_vxlan;
 pub mod netlink;
 pub mod socket;
 pub mod stats;
@@ -108,6 +109,9 @@ fn vxlan_config(cfg: &DaemonConfig) -> VxlanConfig {
 
 /// Runs the daemon until a signal (Ok) or a fatal error.
 pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
+    if (cfg.mode, cfg.encap) == (crate::config::Mode::L3, crate::config::Encap::Vxlan) {
+        return l3_vxlan::run(cfg);
+    }
     if cfg.mode == crate::config::Mode::L3 {
         return l3_ipip::run(cfg);
     }
@@ -166,6 +170,10 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
             core.fdb_add(clock.now(), n.vni, e.mac, e.remote)
                 .map_err(|err| Failure::Usage(format!("static entry {}: {err}", e.mac)))?;
         }
+        for e in &n.neigh {
+            core.neigh_add(clock.now(), n.vni, e.ip, e.mac)
+                .map_err(|err| Failure::Usage(format!("neighbour {}: {err}", e.ip)))?;
+        }
     }
 
     info!(
@@ -185,6 +193,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
             mac = %t.mac,
             peers = ?n.peers,
             learning = n.learning,
+            arp_suppress = n.arp_suppress,
             static_entries = n.fdb.len(),
             created = t.created,
             "network ready"
@@ -207,6 +216,10 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
         board: Arc::clone(&board),
         stop: Arc::clone(&stop),
         housekeeping: true,
+        arp: crate::core::arp_suppress::ArpSuppress::new(
+            Arc::clone(&core),
+            cfg.networks.iter().map(|n| n.arp_suppress).collect(),
+        ),
     })
     .map_err(|e| rt("cannot set up the worker", e))?;
     tasks.push(Task {
@@ -219,9 +232,11 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
         nets: cfg
             .networks
             .iter()
-            .map(|n| NetInfo {
+            .zip(&taps)
+            .map(|(n, t)| NetInfo {
                 vni: n.vni,
                 dev: n.dev.clone(),
+                mac: Some(t.mac),
             })
             .collect(),
         board,

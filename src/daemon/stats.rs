@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Scalar counters before the drop array.
-const SCALARS: usize = 9;
+const SCALARS: usize = 17;
 /// Values in one slot.
 const SLOT_LEN: usize = SCALARS + DropReason::COUNT;
 
@@ -26,6 +26,14 @@ fn to_array(c: &Counters) -> [u64; SLOT_LEN] {
         c.mac_moves,
         c.learn_refused,
         c.learn_static_conflict,
+        c.neigh_learned,
+        c.neigh_mac_changes,
+        c.neigh_refused,
+        c.arp_suppressed,
+        c.arp_requests,
+        c.arp_replies,
+        c.icmp_echo_replies,
+        c.neigh_failed,
     ]);
     a[SCALARS..].copy_from_slice(&c.drops);
     a
@@ -42,6 +50,14 @@ fn from_array(a: &[u64; SLOT_LEN]) -> Counters {
         mac_moves: a[6],
         learn_refused: a[7],
         learn_static_conflict: a[8],
+        neigh_learned: a[9],
+        neigh_mac_changes: a[10],
+        neigh_refused: a[11],
+        arp_suppressed: a[12],
+        arp_requests: a[13],
+        arp_replies: a[14],
+        icmp_echo_replies: a[15],
+        neigh_failed: a[16],
         ..Counters::default()
     };
     c.drops.copy_from_slice(&a[SCALARS..]);
@@ -130,6 +146,14 @@ mod tests {
             mac_moves: k + 6,
             learn_refused: k + 7,
             learn_static_conflict: k + 8,
+            neigh_learned: k + 9,
+            neigh_mac_changes: k + 10,
+            neigh_refused: k + 11,
+            arp_suppressed: k + 12,
+            arp_requests: k + 13,
+            arp_replies: k + 14,
+            icmp_echo_replies: k + 15,
+            neigh_failed: k + 16,
             ..Counters::default()
         };
         for (i, d) in c.drops.iter_mut().enumerate() {

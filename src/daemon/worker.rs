@@ -11,6 +11,7 @@
 
 use super::device::Tap;
 use super::stats::{Clock, StatsBoard};
+use crate::core::arp_suppress::ArpSuppress;
 use crate::core::{Action, Actions, Core, Counters, DropReason, NetId, Timestamp};
 use encap::tunnel::vxlan::OVERHEAD;
 use encap::vxlan::HEADER_LEN;
@@ -68,6 +69,8 @@ pub struct WorkerSetup {
     pub stop: Arc<AtomicBool>,
     /// Whether this worker runs the FDB ageing timer (exactly one should).
     pub housekeeping: bool,
+    /// ARP suppression (`--arp-suppress`), per network; a no-op where it is off.
+    pub arp: ArpSuppress,
 }
 
 /// A worker's handle on one network's device.
@@ -245,7 +248,14 @@ impl Worker {
             }
             for i in 0..self.actions.len() {
                 match self.actions.as_slice()[i] {
-                    Action::ToDevice { net, offset } => self.write_device(now, net, offset, n),
+                    Action::ToDevice { net, offset } => {
+                        // --- ARP suppression: learn bindings from ARP crossing the tunnel.
+                        if let Some(frame) = self.rx.get(offset..n) {
+                            self.s.arp.snoop_remote(now, net, frame, &mut self.ctr);
+                        }
+                        // --- end ARP suppression.
+                        self.write_device(now, net, offset, n)
+                    }
                     // Already counted by the core; summarised by `report_drops`.
                     Action::Drop(_) => {}
                     // The core never sends a decapsulated frame back into a tunnel.
@@ -270,6 +280,16 @@ impl Worker {
                 Err(e) => return Err(self.device_failed(t, "read from", &e)),
             };
             let frame = &self.tx[HEADROOM..HEADROOM + n];
+            // --- ARP suppression: a request for a known remote address is answered here.
+            if let Some(reply) = self.s.arp.answer_local(now, net, frame, &mut self.ctr) {
+                self.ctr.rx_device += 1;
+                match self.s.taps[t].dev.send(reply) {
+                    Ok(_) => self.ctr.tx_device += 1,
+                    Err(_) => self.ctr.drop(DropReason::DeviceTxError),
+                }
+                continue;
+            }
+            // --- end ARP suppression.
             self.s
                 .core
                 .on_local(now, net, frame, &mut self.actions, &mut self.ctr);

@@ -1,0 +1,459 @@
+//! L3 over VXLAN (flannel-style): vtepd is the Ethernet endpoint of a TUN device. IP packets
+//! from the TUN get an Ethernet header toward their next hop's MAC (resolved by ARP, or a
+//! static binding); frames from the tunnel addressed to our MAC (or broadcast) lose theirs and
+//! go into the TUN. ARP requests for our own overlay address and ICMP echo requests to it are
+//! answered here.
+//!
+//! Sans-IO like the rest of the core: time is passed in, frames vtepd makes go into a
+//! caller-owned [`Generated`] buffer, counters into a caller-owned [`Counters`]. A packet whose
+//! next hop is resolved costs one lock-free neighbour lookup; only a miss takes the pending
+//! queue's mutex.
+//!
+//! What is learned, and from what (the safety rules):
+//! - an ARP request for our own address: the sender's binding (it is talking to us; Linux
+//!   does the same), created or updated;
+//! - an ARP reply to us for an address we are resolving: created or updated;
+//! - any other ARP (gratuitous, unsolicited replies, requests for other addresses): may only
+//!   update an existing binding, never create one (Linux's arp_accept=0);
+//! - an IPv4 packet from an on-link source (inside our `--address` subnet): only refreshes an
+//!   existing binding with the same MAC (a forged source never creates or redirects one).
+//!   Sources behind a router (the common flannel case) carry the router's MAC and teach nothing.
+
+use super::arp::{
+    self, ARP_FRAME_LEN, FrameTo, Generated, arp_reply, arp_request, write_arp_frame,
+    write_ipv4_header,
+};
+use super::neigh::{Evidence, Learned, NeighTable};
+use super::{Core, Counters, DropReason, NetId, Timestamp};
+use encap::MacAddr;
+use encap::arp::{ArpOperation, ArpPacket, ArpRepr};
+use encap::ethernet::{self, EthernetFrame, ethertype};
+use std::collections::{HashMap, VecDeque};
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// Packets held per unresolved next hop (further ones are dropped and counted).
+pub const DEFAULT_QUEUE_PER_NEIGH: usize = 16;
+/// Bytes held for all unresolved next hops together.
+pub const DEFAULT_QUEUE_BYTES: usize = 1 << 20;
+/// ARP requests sent for one next hop before giving up.
+pub const DEFAULT_ARP_TRIES: u32 = 3;
+/// Time between ARP requests for one next hop.
+pub const DEFAULT_ARP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Settings of one L3 VXLAN network.
+#[derive(Debug, Clone)]
+pub struct L3VxConfig {
+    /// Our MAC on the overlay (the configuration-derived stable MAC).
+    pub own_mac: MacAddr,
+    /// Our overlay address.
+    pub address: Ipv4Addr,
+    /// Its prefix length: destinations inside are on-link (their own next hop).
+    pub prefix: u8,
+    /// Packets held per unresolved next hop.
+    pub queue_per_neigh: usize,
+    /// Bytes held for all unresolved next hops.
+    pub queue_bytes: usize,
+    /// ARP requests per resolution before giving up.
+    pub arp_tries: u32,
+    /// Time between them.
+    pub arp_interval: Duration,
+}
+
+impl L3VxConfig {
+    /// Defaults for everything but the addresses.
+    pub fn new(own_mac: MacAddr, address: Ipv4Addr, prefix: u8) -> L3VxConfig {
+        L3VxConfig {
+            own_mac,
+            address,
+            prefix: prefix.min(32),
+            queue_per_neigh: DEFAULT_QUEUE_PER_NEIGH,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
+            arp_tries: DEFAULT_ARP_TRIES,
+            arp_interval: DEFAULT_ARP_INTERVAL,
+        }
+    }
+}
+
+/// What to do with a packet read from the TUN device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunVerdict {
+    /// Put an Ethernet header (this destination, our MAC, IPv4) in front of it and forward
+    /// the frame ([`Core::forward_frame`]).
+    Send(MacAddr),
+    /// Copied into the pending queue until its next hop resolves.
+    Held,
+    /// Dropped (already counted under this reason).
+    Drop(DropReason),
+}
+
+/// What to do with a frame decapsulated for this network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameVerdict {
+    /// Write `frame[offset..]` (the IP packet) into the TUN device.
+    ToDevice {
+        /// Start of the IP packet in the frame.
+        offset: usize,
+    },
+    /// Handled here (ARP, echo to us) or dropped and counted.
+    Consumed,
+}
+
+/// Packets waiting for one next hop.
+#[derive(Debug)]
+struct Waiting {
+    packets: VecDeque<Vec<u8>>,
+    tries: u32,
+    next_try: Timestamp,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    by_hop: HashMap<Ipv4Addr, Waiting>,
+    bytes: usize,
+}
+
+/// The L3 VXLAN engine of one network; shared by the workers (`Arc`).
+#[derive(Debug)]
+pub struct L3Vx {
+    core: Arc<Core>,
+    net: NetId,
+    cfg: L3VxConfig,
+    mask: u32,
+    pending: Mutex<Pending>,
+}
+
+fn account(ctr: &mut Counters, r: Learned) {
+    match r {
+        Learned::New => ctr.neigh_learned += 1,
+        Learned::MacChanged(_) => ctr.neigh_mac_changes += 1,
+        Learned::Refused => ctr.neigh_refused += 1,
+        Learned::Refreshed | Learned::StaticKept | Learned::Ignored => {}
+    }
+}
+
+/// The multicast MAC of an IPv4 multicast group (RFC 1112 §6.4).
+fn multicast_mac(ip: Ipv4Addr) -> MacAddr {
+    let o = ip.octets();
+    MacAddr([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]])
+}
+
+impl L3Vx {
+    /// The engine of network `net` of `core`.
+    pub fn new(core: Arc<Core>, net: NetId, cfg: L3VxConfig) -> L3Vx {
+        let mask = if cfg.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(cfg.prefix))
+        };
+        L3Vx {
+            core,
+            net,
+            cfg,
+            mask,
+            pending: Mutex::new(Pending::default()),
+        }
+    }
+
+    /// Our MAC.
+    pub fn own_mac(&self) -> MacAddr {
+        self.cfg.own_mac
+    }
+
+    /// Our overlay address.
+    pub fn address(&self) -> Ipv4Addr {
+        self.cfg.address
+    }
+
+    /// The network.
+    pub fn net(&self) -> NetId {
+        self.net
+    }
+
+    fn table(&self) -> Option<&NeighTable> {
+        self.core.neigh(self.net)
+    }
+
+    /// Whether `ip` is inside our subnet (on-link).
+    pub fn on_link(&self, ip: Ipv4Addr) -> bool {
+        (u32::from(ip) ^ u32::from(self.cfg.address)) & self.mask == 0
+    }
+
+    fn subnet_broadcast(&self, ip: Ipv4Addr) -> bool {
+        self.cfg.prefix < 31 && self.on_link(ip) && u32::from(ip) | self.mask == u32::MAX
+    }
+
+    /// The next hop for `dst`: itself when on-link, else the route's (`route`, an overlay
+    /// address from the route table, flannel's `via 10.244.1.0 onlink`).
+    pub fn next_hop(&self, dst: Ipv4Addr, route: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
+        if self.on_link(dst) { Some(dst) } else { route }
+    }
+
+    /// Packets held for unresolved next hops (all of them), and their bytes.
+    pub fn pending(&self) -> (usize, usize) {
+        let p = self.lock();
+        (p.by_hop.values().map(|w| w.packets.len()).sum(), p.bytes)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // Every change to the queue is completed before the lock is released.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An IP packet read from the TUN device, for destination `dst`'s route next hop `route`
+    /// (the caller's route-table lookup; ignored for on-link destinations). May push an ARP
+    /// request into `out`.
+    pub fn on_tun(
+        &self,
+        now: Timestamp,
+        packet: &[u8],
+        route: Option<Ipv4Addr>,
+        out: &mut Generated,
+        ctr: &mut Counters,
+    ) -> TunVerdict {
+        let drop = |ctr: &mut Counters, r: DropReason| {
+            ctr.drop(r);
+            TunVerdict::Drop(r)
+        };
+        if packet.len() < 20 || packet[0] >> 4 != 4 {
+            return drop(ctr, DropReason::NotIpv4);
+        }
+        let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
+        if dst == self.cfg.address {
+            return drop(ctr, DropReason::ToSelf);
+        }
+        if dst.is_broadcast() || self.subnet_broadcast(dst) {
+            return TunVerdict::Send(MacAddr::BROADCAST);
+        }
+        if dst.is_multicast() {
+            return TunVerdict::Send(multicast_mac(dst));
+        }
+        let Some(hop) = self.next_hop(dst, route) else {
+            return drop(ctr, DropReason::NoRoute);
+        };
+        let Some(table) = self.table() else {
+            return drop(ctr, DropReason::UnknownNetwork);
+        };
+        if let Some(mac) = table.lookup(hop, now.millis()) {
+            return TunVerdict::Send(mac);
+        }
+        self.hold(now, hop, packet, table, out, ctr)
+    }
+
+    /// The slow path of [`L3Vx::on_tun`]: queue the packet and ask who has `hop`.
+    fn hold(
+        &self,
+        now: Timestamp,
+        hop: Ipv4Addr,
+        packet: &[u8],
+        table: &NeighTable,
+        out: &mut Generated,
+        ctr: &mut Counters,
+    ) -> TunVerdict {
+        let mut p = self.lock();
+        // Resolved while we waited for the lock: the resolver flushed before we queued.
+        if let Some(mac) = table.lookup(hop, now.millis()) {
+            return TunVerdict::Send(mac);
+        }
+        if p.bytes + packet.len() > self.cfg.queue_bytes {
+            ctr.drop(DropReason::NeighQueueFull);
+            return TunVerdict::Drop(DropReason::NeighQueueFull);
+        }
+        let first = !p.by_hop.contains_key(&hop);
+        let w = p.by_hop.entry(hop).or_insert_with(|| Waiting {
+            packets: VecDeque::new(),
+            tries: 0,
+            next_try: now,
+        });
+        if w.packets.len() >= self.cfg.queue_per_neigh {
+            ctr.drop(DropReason::NeighQueueFull);
+            return TunVerdict::Drop(DropReason::NeighQueueFull);
+        }
+        w.packets.push_back(packet.to_vec());
+        if first {
+            w.tries = 1;
+            w.next_try = now.add(self.cfg.arp_interval);
+        }
+        p.bytes += packet.len();
+        drop(p);
+        if first {
+            self.push_request(hop, out, ctr);
+        }
+        TunVerdict::Held
+    }
+
+    fn push_request(&self, hop: Ipv4Addr, out: &mut Generated, ctr: &mut Counters) {
+        let req = arp_request(self.cfg.own_mac, self.cfg.address, hop);
+        out.push(FrameTo::Tunnel, ARP_FRAME_LEN, |b| {
+            write_arp_frame(b, MacAddr::BROADCAST, self.cfg.own_mac, &req)
+        });
+        ctr.arp_requests += 1;
+    }
+
+    /// Moves the packets waiting for `hop` (now at `mac`) into `out` as frames to the tunnel.
+    fn release(&self, hop: Ipv4Addr, mac: MacAddr, out: &mut Generated) {
+        let Some(w) = ({
+            let mut p = self.lock();
+            let w = p.by_hop.remove(&hop);
+            if let Some(w) = &w {
+                p.bytes -= w.packets.iter().map(Vec::len).sum::<usize>();
+            }
+            w
+        }) else {
+            return;
+        };
+        for pkt in w.packets {
+            out.push(FrameTo::Tunnel, ethernet::HEADER_LEN + pkt.len(), |b| {
+                b[ethernet::HEADER_LEN..].copy_from_slice(&pkt);
+                write_ipv4_header(b, mac, self.cfg.own_mac)
+            });
+        }
+    }
+
+    fn resolving(&self, hop: Ipv4Addr) -> bool {
+        self.lock().by_hop.contains_key(&hop)
+    }
+
+    /// A frame decapsulated for this network (`frame`: from its Ethernet header on).
+    pub fn on_frame(
+        &self,
+        now: Timestamp,
+        frame: &[u8],
+        out: &mut Generated,
+        ctr: &mut Counters,
+    ) -> FrameVerdict {
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            ctr.drop(DropReason::InnerRunt);
+            return FrameVerdict::Consumed;
+        };
+        let dst = eth.dst();
+        if dst != self.cfg.own_mac && !dst.is_broadcast() {
+            ctr.drop(DropReason::NotForUs);
+            return FrameVerdict::Consumed;
+        }
+        match eth.ethertype() {
+            ethertype::ARP => {
+                self.on_arp(now, eth.payload(), out, ctr);
+                FrameVerdict::Consumed
+            }
+            ethertype::IPV4 => self.on_ipv4(now, eth.src(), eth.header_len(), frame, out, ctr),
+            _ => {
+                ctr.drop(DropReason::NotIpv4);
+                FrameVerdict::Consumed
+            }
+        }
+    }
+
+    fn on_ipv4(
+        &self,
+        now: Timestamp,
+        src_mac: MacAddr,
+        offset: usize,
+        frame: &[u8],
+        out: &mut Generated,
+        ctr: &mut Counters,
+    ) -> FrameVerdict {
+        let packet = &frame[offset..];
+        if packet.len() < 20 || packet[0] >> 4 != 4 {
+            ctr.drop(DropReason::NotIpv4);
+            return FrameVerdict::Consumed;
+        }
+        let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
+        let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
+        if let Some(t) = self.table()
+            && self.on_link(src)
+        {
+            account(ctr, t.learn(src, src_mac, now.millis(), Evidence::Confirm));
+        }
+        if dst == self.cfg.address
+            && let Some(len) = arp::echo_reply_len(packet, self.cfg.address)
+        {
+            let (own_ip, own_mac) = (self.cfg.address, self.cfg.own_mac);
+            let before = out.len();
+            out.push(FrameTo::Tunnel, len, |b| {
+                arp::write_echo_reply(b, packet, own_ip, own_mac, src_mac)
+            });
+            if out.len() > before {
+                ctr.icmp_echo_replies += 1;
+                return FrameVerdict::Consumed;
+            }
+        }
+        FrameVerdict::ToDevice { offset }
+    }
+
+    fn on_arp(&self, now: Timestamp, payload: &[u8], out: &mut Generated, ctr: &mut Counters) {
+        let Ok(a) = ArpPacket::new_checked(payload).and_then(|p| ArpRepr::parse(&p)) else {
+            ctr.drop(DropReason::BadArp);
+            return;
+        };
+        let Some(table) = self.table() else { return };
+        let to_us = a.target_ip == self.cfg.address;
+        let evidence = match a.operation {
+            ArpOperation::Request if to_us => Evidence::Authoritative,
+            ArpOperation::Reply if to_us && self.resolving(a.sender_ip) => Evidence::Authoritative,
+            _ => Evidence::UpdateOnly,
+        };
+        let learned = if a.sender_ip == self.cfg.address {
+            // Someone claims our address: never bind it.
+            Learned::Ignored
+        } else {
+            table.learn(a.sender_ip, a.sender_mac, now.millis(), evidence)
+        };
+        account(ctr, learned);
+        if a.operation == ArpOperation::Request && to_us {
+            let reply = arp_reply(&a, self.cfg.own_mac);
+            out.push(FrameTo::Tunnel, ARP_FRAME_LEN, |b| {
+                write_arp_frame(b, a.sender_mac, self.cfg.own_mac, &reply)
+            });
+            ctr.arp_replies += 1;
+        }
+        if matches!(
+            learned,
+            Learned::New | Learned::Refreshed | Learned::MacChanged(_)
+        ) && let Some(mac) = table.lookup(a.sender_ip, now.millis())
+        {
+            self.release(a.sender_ip, mac, out);
+        }
+    }
+
+    /// Timer work: re-asks for next hops still unresolved after the interval, gives up (and
+    /// drops their packets, counted) after the last try, and releases packets whose next hop
+    /// got a binding some other way (a static `neigh add`). Call about once a second.
+    pub fn poll(&self, now: Timestamp, out: &mut Generated, ctr: &mut Counters) {
+        let Some(table) = self.table() else { return };
+        let due: Vec<Ipv4Addr> = {
+            let p = self.lock();
+            p.by_hop
+                .iter()
+                .filter(|(_, w)| w.next_try <= now)
+                .map(|(h, _)| *h)
+                .collect()
+        };
+        for hop in due {
+            if let Some(mac) = table.lookup(hop, now.millis()) {
+                self.release(hop, mac, out);
+                continue;
+            }
+            let mut p = self.lock();
+            let Some(w) = p.by_hop.get_mut(&hop) else {
+                continue;
+            };
+            if w.tries >= self.cfg.arp_tries {
+                let w = p.by_hop.remove(&hop);
+                if let Some(w) = w {
+                    p.bytes -= w.packets.iter().map(Vec::len).sum::<usize>();
+                    for _ in &w.packets {
+                        ctr.drop(DropReason::NeighUnresolved);
+                    }
+                }
+                ctr.neigh_failed += 1;
+                continue;
+            }
+            w.tries += 1;
+            w.next_try = now.add(self.cfg.arp_interval);
+            drop(p);
+            self.push_request(hop, out, ctr);
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! In-memory tests of the L3 VXLAN engine (next-hop resolution, the pending queue, ARP retries,
+//! the own-address ARP and ICMP echo responders) and of L2 ARP suppression, with a virtual clock.
+//!
+//! The byte vectors are built by scapy, an implementation independent of ours:
+//! `/usr/bin/python3 lab/scapy/l3vx_vectors.py` prints them.
+
+use encap::{MacAddr, Vni};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+use vtepd::core::arp::{FrameTo, Generated};
+use vtepd::core::arp_suppress::ArpSuppress;
+use vtepd::core::l3vx::{FrameVerdict, L3Vx, L3VxConfig, TunVerdict};
+use vtepd::core::{
+    Core, CoreConfig, Counters, DropReason, EntryKind, NetId, NetworkConfig, Timestamp,
+};
+
+const NET: NetId = NetId(0);
+const OWN_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+const PEER_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+const ROUTER_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 3]);
+const OWN_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 0);
+const PEER_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 7);
+/// A remote node's overlay address: the next hop of its pod subnet (flannel's `via X onlink`).
+const NODE_B: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 0);
+const POD_B: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 5);
+
+// scapy-built (lab/scapy/l3vx_vectors.py).
+const ARP_REQUEST: &str =
+    "ffffffffffff020000000002080600010800060400010200000000020af400070000000000000af40000";
+const ARP_REPLY: &str =
+    "020000000002020000000001080600010800060400020200000000010af400000200000000020af40007";
+const ARP_WHO_HAS_PEER: &str =
+    "ffffffffffff020000000001080600010800060400010200000000010af400000000000000000af40007";
+const ARP_PEER_IS_AT: &str =
+    "020000000001020000000002080600010800060400020200000000020af400070200000000010af40000";
+const ECHO_REQUEST: &str = "02000000000102000000000308004500004c123440003f0112910af401050af400000800c8e404d20007000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f";
+const ECHO_REPLY: &str = "02000000000302000000000108004500004c00004000400123c50af400000af401050000d0e404d20007000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f";
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn core(max_learned: usize) -> Arc<Core> {
+    Arc::new(
+        Core::new(CoreConfig {
+            local: Ipv4Addr::new(192, 0, 2, 1),
+            allow_any_peer: false,
+            networks: vec![NetworkConfig {
+                vni: Vni::new(1).unwrap(),
+                peers: vec![Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 3)],
+                own_mac: OWN_MAC,
+                learning: true,
+                ageing: Duration::from_secs(300),
+                max_learned,
+            }],
+        })
+        .unwrap(),
+    )
+}
+
+/// An engine on 10.244.0.0/24 (so PEER_IP is on-link) with small queues.
+fn engine(c: &Arc<Core>) -> L3Vx {
+    let mut cfg = L3VxConfig::new(OWN_MAC, OWN_IP, 24);
+    cfg.queue_per_neigh = 3;
+    cfg.queue_bytes = 1000;
+    L3Vx::new(Arc::clone(c), NET, cfg)
+}
+
+/// A minimal IPv4 packet from POD-ish `src` to `dst` of `len` bytes, tagged in its last byte.
+fn ip_packet(src: Ipv4Addr, dst: Ipv4Addr, len: usize, tag: u8) -> Vec<u8> {
+    let mut p = vec![0u8; len];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    p[len - 1] = tag;
+    p
+}
+
+fn frames(g: &Generated) -> Vec<(FrameTo, Vec<u8>)> {
+    g.iter().map(|(t, f)| (t, f.to_vec())).collect()
+}
+
+fn at(secs: u64) -> Timestamp {
+    Timestamp::ZERO.add(Duration::from_secs(secs))
+}
+
+#[test]
+fn own_address_arp_reply_matches_scapy() {
+    let c = core(100);
+    let e = engine(&c);
+    let (mut g, mut ctr) = (Generated::new(), Counters::default());
+    let v = e.on_frame(at(0), &hex(ARP_REQUEST), &mut g, &mut ctr);
+    assert_eq!(v, FrameVerdict::Consumed);
+    assert_eq!(frames(&g), vec![(FrameTo::Tunnel, hex(ARP_REPLY))]);
+    assert_eq!(ctr.arp_replies, 1);
+    // The asker's binding is learned from a request for our own address.
+    assert_eq!(c.neigh(NET).unwrap().lookup(PEER_IP, 0), Some(PEER_MAC));
+    assert_eq!(ctr.neigh_learned, 1);
+}
+
+#[test]
+fn icmp_echo_reply_matches_scapy() {
+    let c = core(100);
+    let e = engine(&c);
+    let (mut g, mut ctr) = (Generated::new(), Counters::default());
+    let v = e.on_frame(at(0), &hex(ECHO_REQUEST), &mut g, &mut ctr);
+    assert_eq!(v, FrameVerdict::Consumed);
+    assert_eq!(frames(&g), vec![(FrameTo::Tunnel, hex(ECHO_REPLY))]);
+    assert_eq!(ctr.icmp_echo_replies, 1);
+}
+
+#[test]
+fn echo_with_bad_checksum_is_not_answered_but_delivered() {
+    let c = core(100);
+    let e = engine(&c);
+    let mut req = hex(ECHO_REQUEST);
+    let n = req.len();
+    req[n - 1] ^= 0xff; // breaks the ICMP checksum
+    let (mut g, mut ctr) = (Generated::new(), Counters::default());
+    let v = e.on_frame(at(0), &req, &mut g, &mut ctr);
+    assert_eq!(v, FrameVerdict::ToDevice { offset: 14 });
+    assert!(g.is_empty());
+    assert_eq!(ctr.icmp_echo_replies, 0);
+}
+
+#[test]
+fn frames_for_other_macs_are_dropped_and_ip_to_us_is_unwrapped() {
+    let c = core(100);
+    let e = engine(&c);
+    let (mut g, mut ctr) = (Generated::new(), Counters::default());
+    let pkt = ip_packet(POD_B, Ipv4Addr::new(10, 244, 0, 9), 40, 1);
+    let mut f = Vec::new();
+    f.extend_from_slice(&PEER_MAC.0); // not us
+    f.extend_from_slice(&ROUTER_MAC.0);
+    f.extend_from_slice(&[8, 0]);
+    f.extend_from_slice(&pkt);
+    assert_eq!(
+        e.on_frame(at(0), &f, &mut g, &mut ctr),
+        FrameVerdict::Consumed
+    );
+    assert_eq!(ctr.drops_of(DropReason::NotForUs), 1);
+    f[..6].copy_from_slice(&OWN_MAC.0);
+    assert_eq!(
+        e.on_frame(at(0), &f, &mut g, &mut ctr),
+        FrameVerdict::ToDevice { offset: 14 }
+    );
+    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    assert_eq!(
+        e.on_frame(at(0), &f, &mut g, &mut ctr),
+        FrameVerdict::Consumed
+    );
+    assert_eq!(ctr.drops_of(DropReason::NotIpv4), 1);
+    assert!(g.is_empty());
+    // An IP packet from a routed source teaches nothing.
+    assert!(c.neigh(NET).unwrap().is_empty());
+}
+
+#[test]
+fn resolution_queues_then_flushes_in_order() {
+    let c = core(100);
+    let e = engine(&c);
+    let (mut g, mut ctr) = (Generated::new(), Counters::default());
+    let p1 = ip_packet(OWN_IP, PEER_IP, 100, 1);
+    let p2 = ip_packet(OWN_IP, PEER_IP, 100, 2);
+    assert_eq!(
+        e.on_tun(at(0), &p1, None, &mut g, &mut ctr),
+        TunVerdict::Held
+    );
+    // One ARP request (scapy's bytes), not one per packet.
+    assert_eq!(frames(&g), vec![(FrameTo::Tunnel, hex(ARP_WHO_HAS_PEER))]);
+    g.clear();
+    assert_eq!(
+        e.on_tun(at(0), &p2, None, &mut g, &mut ctr),
+        TunVerdict::Held
+    );
+    assert!(g.is_empty());
+    assert_eq!(ctr.arp_requests, 1);
+    assert_eq!(e.pending(), (2, 200));
+
+    assert_eq!(
+        e.on_frame(at(0), &hex(ARP_PEER_IS_AT), &mut g, &mut ctr),
+        FrameVerdict::Consumed
+    );
+    let out = frames(&g);
+    assert_eq!(out.len(), 2);
+    for ((to, f), p) in out.iter().zip([&p1, &p2]) {
+        assert_eq!(*to, FrameTo::Tunnel);
+        assert_eq!(&f[..6], &PEER_MAC.0);
+        assert_eq!(&f[6..12], &OWN_MAC.0);
+        assert_eq!(&f[12..14], &[0x08, 0x00]);
+        assert_eq!(&f[14..], &p[..]);
+    }
+    assert_eq!(e.pending(), (0, 0));
+    // Now the fast path answers.
+    g.clear();
+    assert_eq!(
+        e.on_tun(at(1), &p1, None, &mut g, &mut ctr),
+        TunVerdict::Send(PEER_MAC)
+    );
+    assert!(g.is_empty());
+}
+
+#[test]
+fn routed_destinations_resolve_their_next_hop() {
+    let c = core(100);
+    let e = engine(&c);
+    let (mut g, mut ctr) = (Generated::new(), Counters::default());
+    let p = ip_packet(OWN_IP, POD_B, 60, 1);
+    assert_eq!(
+        e.on_tun(at(0), &p, None, &mut g, &mut ctr),
+        TunVerdict::Drop(DropReason::NoRoute)
+    );
+    c.neigh_add(at(0), Vni::new(1).unwrap(), NODE_B, ROUTER_MAC)
+        .unwrap();
+    assert_eq!(
+        e.on_tun(at(0), &p, Some(NODE_B), &mut g, &mut ctr),
+        TunVerdict::Send(ROUTER_MAC)
+    );
+    // Broadcast and multicast need no resolution.
+    let b = ip_packet(OWN_IP, Ipv4Addr::new(10, 244, 0, 255), 40, 0);
+    assert_eq!(
+        e.on_tun(at(0), &b, None, &mut g, &mut ctr),
+        TunVerdict::Send(MacAddr::BROADCAST)
+    );
+    let m = ip_packet(OWN_IP, Ipv4Addr::new(239, 129, 2, 3), 40, 0);
+    assert_eq!(
+        e.on_tun(at(0), &m, None, &mut g, &mut ctr),
+        TunVerdict::Send(MacAddr([1, 0, 0x5e, 1, 2, 3]))
+    );
+    let to_self = ip_packet(PEER_IP, OWN_IP, 40, 0);
+    assert_eq!(
+        e.on_tun(at(0), &to_self, None, &mut g, &mut ctr),
+        TunVerdict::Drop(DropReason::ToSelf)
+    );
+    assert_eq!(
+        e.on_tun(at(0), &[0x60; 40], None, &mut g, &mut ctr),
+        TunVerdict::Drop(DropReason::NotIpv4)
+    );
+    assert!(g.is_empty());
+}
+
+#[test]
+fn pending_queue_is_bounded_per_neighbour_and_in_bytes() {
+    let c = core(100);
+    let e = engine(&c);
+    let (mut g, mut ctr) = (Generated::new(), Counters::default());
+    for i in 0..5 {
+        let p = ip_packet(OWN_IP, PEER_IP, 100, i);
+        let want = if i < 3 {
+            TunVerdict::Held
+        } else {
+            TunVerdict::Drop(DropReason::NeighQueueFull)
+        };
+        assert_eq!(e.on_tun(at(0), &p, None, &mut g, &mut ctr), want, "{i}");
+    }
+    // 300 bytes held for PEER_IP; the 1000-byte total allows two 300-byte packets more.
+    let other = |n: u8| Ipv4Addr::new(10, 244, 0, 100 + n);
+    for n in 0..3 {
+        let p = ip_packet(OWN_IP, other(n), 300, n);
+        let want = if n < 2 {
+            TunVerdict::Held
+        } else {
+            TunVerdict::Drop(DropReason::NeighQueueFull)
+        };
+        assert_eq!(e.on_tun(at(0), &p, None, &mut g, &mut ctr), want, "{n}");
+    }
+    assert_eq!(ctr.drops_of(DropReason::NeighQueueFull), 3);
+    assert_eq!(e.pending(), (5, 900));
+    assert_eq!(ctr.arp_requests, 3);
+}
+
+#[test]
+fn arp_is_retried_then_given_up_with_the_queue_counted() {
+    let c = core(100);
+    let e = engine(&c);
+    let (mut g, mut ctr) = (Generated::new(), Counters::default());
+    for i in 0..2 {
+        e.on_tun(
+            at(0),
+            &ip_packet(OWN_IP, PEER_IP, 50, i),
+            None,
+            &mut g,
+            &mut ctr,
+        );
+    }
+    assert_eq!(ctr.arp_requests, 1);
+    g.clear();
+    e.poll(Timestamp(500), &mut g, &mut ctr);
+    assert!(g.is_empty(), "not due yet");
+    e.poll(at(1), &mut g, &mut ctr);
+    assert_eq!(frames(&g), vec![(FrameTo::Tunnel, hex(ARP_WHO_HAS_PEER))]);
+    e.poll(at(2), &mut g, &mut ctr);
+    assert_eq!(ctr.arp_requests, 3);
+    g.clear();
+    e.poll(at(3), &mut g, &mut ctr);
+    assert!(g.is_empty());
+    assert_eq!(ctr.neigh_failed, 1);
+    assert_eq!(ctr.drops_of(DropReason::NeighUnresolved), 2);
+    assert_eq!(e.pending(), (0, 0));
+    // A new packet starts over.
+    e.on_tun(
+        at(4),
+        &ip_packet(OWN_IP, PEER_IP, 50, 9),
+        None,
+        &mut g,
+        &mut ctr,
+    );
+    assert_eq!(ctr.arp_requests, 4);
+}
+
+#[test]
+fn a_static_binding_added_while_waiting_releases_the_queue_on_poll() {
+    let c = core(100);
+    let e = engine(&c);
+    let (mut g, mut ctr) = (Generated::new(), Counters::default());
+    let p = ip_packet(OWN_IP, PEER_IP, 50, 1);
+    e.on_tun(at(0), &p, None, &mut g, &mut ctr);
+    g.clear();
+    c.neigh_add(at(0), Vni::new(1).unwrap(), PEER_IP, PEER_MAC)
+        .unwrap();
+    e.poll(at(1), &mut g, &mut ctr);
+    let out = frames(&g);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].1[..6], &PEER_MAC.0);
+    assert_eq!(&out[0].1[14..], &p[..]);
+    assert_eq!(ctr.arp_requests, 1, "no retry once resolved");
+}
+
+#[test]
+fn unsolicited_replies_do_not_create_bindings() {
+    let c = core(100);
+    let e = engine(&c);
+    let (mut g, mut ctr) = (Generated::new(), Counters::default());
+    e.on_frame(at(0), &hex(ARP_PEER_IS_AT), &mut g, &mut ctr);
+    assert!(c.neigh(NET).unwrap().is_empty());
+    assert!(g.is_empty());
+    // But they update an existing learned binding (and the change is counted).
+    c.neigh(NET).unwrap().learn(
+        PEER_IP,
+        ROUTER_MAC,
+        0,
+        vtepd::core::neigh::Evidence::Authoritative,
+    );
+    e.on_frame(at(0), &hex(ARP_PEER_IS_AT), &mut g, &mut ctr);
+    assert_eq!(c.neigh(NET).unwrap().lookup(PEER_IP, 0), Some(PEER_MAC));
+    assert_eq!(ctr.neigh_mac_changes, 1);
+}
+
+#[test]
+fn static_neighbours_survive_arp() {
+    let c = core(100);
+    let e = engine(&c);
+    let v = Vni::new(1).unwrap();
+    c.neigh_add(at(0), v, PEER_IP, ROUTER_MAC).unwrap();
+    let (mut g, mut ctr) = (Generated::new(), Counters::default());
+    e.on_frame(at(0), &hex(ARP_REQUEST), &mut g, &mut ctr);
+    let entries = c.neigh_entries(at(0), None);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].1.mac, ROUTER_MAC);
+    assert_eq!(entries[0].1.kind, EntryKind::Static);
+    assert!(c.neigh_del(v, PEER_IP).unwrap());
+    assert!(!c.neigh_del(v, PEER_IP).unwrap());
+    assert!(
+        c.neigh_add(at(0), v, Ipv4Addr::BROADCAST, PEER_MAC)
+            .is_err()
+    );
+    assert!(c.neigh_add(at(0), v, PEER_IP, MacAddr::BROADCAST).is_err());
+    assert!(
+        c.neigh_add(at(0), Vni::new(2).unwrap(), PEER_IP, PEER_MAC)
+            .is_err()
+    );
+}
+
+#[test]
+fn neighbour_cap_is_counted() {
+    let c = core(1);
+    let e = engine(&c);
+    let (mut g, mut ctr) = (Generated::new(), Counters::default());
+    e.on_frame(at(0), &hex(ARP_REQUEST), &mut g, &mut ctr);
+    let mut other = hex(ARP_REQUEST);
+    other[6..12].copy_from_slice(&ROUTER_MAC.0);
+    other[22..28].copy_from_slice(&ROUTER_MAC.0);
+    other[31] = 8; // sender 10.244.0.8
+    e.on_frame(at(0), &other, &mut g, &mut ctr);
+    assert_eq!(ctr.neigh_learned, 1);
+    assert_eq!(ctr.neigh_refused, 1);
+    assert_eq!(ctr.arp_replies, 2, "both are still answered");
+}
+
+// ---------------------------------------------------------------------------------------------
+// L2 ARP suppression
+
+/// A broadcast who-has `target` from a local host (`mac`, `ip`).
+fn local_request(mac: MacAddr, ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let mut f = hex(ARP_REQUEST);
+    f[6..12].copy_from_slice(&mac.0);
+    f[22..28].copy_from_slice(&mac.0);
+    f[28..32].copy_from_slice(&ip.octets());
+    f[38..42].copy_from_slice(&target.octets());
+    f
+}
+
+#[test]
+fn suppression_answers_known_remote_addresses_only() {
+    let c = core(100);
+    let mut s = ArpSuppress::new(Arc::clone(&c), vec![true]);
+    let mut ctr = Counters::default();
+    let local = (
+        MacAddr([2, 0, 0, 0, 0xaa, 1]),
+        Ipv4Addr::new(10, 244, 0, 50),
+    );
+    // Unknown target: flood as usual.
+    let req = local_request(local.0, local.1, PEER_IP);
+    assert!(s.answer_local(at(0), NET, &req, &mut ctr).is_none());
+    // A reply from the remote host crosses the tunnel (PEER is at PEER_MAC): snooped.
+    let mut reply = hex(ARP_PEER_IS_AT);
+    reply[..6].copy_from_slice(&local.0.0);
+    s.snoop_remote(at(0), NET, &reply, &mut ctr);
+    assert_eq!(ctr.neigh_learned, 1);
+    let answer = s.answer_local(at(1), NET, &req, &mut ctr).unwrap().to_vec();
+    // Reply on behalf of PEER: from PEER_MAC to the asker, PEER_IP is at PEER_MAC.
+    let mut want = hex(ARP_REPLY);
+    want[..6].copy_from_slice(&local.0.0);
+    want[6..12].copy_from_slice(&PEER_MAC.0);
+    want[22..28].copy_from_slice(&PEER_MAC.0);
+    want[28..32].copy_from_slice(&PEER_IP.octets());
+    want[32..38].copy_from_slice(&local.0.0);
+    want[38..42].copy_from_slice(&local.1.octets());
+    assert_eq!(answer, want);
+    assert_eq!(ctr.arp_suppressed, 1);
+
+    // Not answered: probes, gratuitous ARP, unicast requests, the asker's own address.
+    let probe = local_request(local.0, Ipv4Addr::UNSPECIFIED, PEER_IP);
+    let garp = local_request(PEER_MAC, PEER_IP, PEER_IP);
+    let mut unicast = req.clone();
+    unicast[..6].copy_from_slice(&PEER_MAC.0);
+    let own = local_request(PEER_MAC, Ipv4Addr::new(10, 244, 0, 51), PEER_IP);
+    for f in [&probe, &garp, &unicast, &own] {
+        assert!(s.answer_local(at(1), NET, f, &mut ctr).is_none());
+    }
+    assert_eq!(ctr.arp_suppressed, 1);
+}
+
+#[test]
+fn suppression_bindings_age_change_and_respect_static() {
+    let c = core(100);
+    let mut s = ArpSuppress::new(Arc::clone(&c), vec![true]);
+    let mut ctr = Counters::default();
+    let garp = |mac: MacAddr| local_request(mac, PEER_IP, PEER_IP);
+    s.snoop_remote(at(0), NET, &garp(PEER_MAC), &mut ctr);
+    s.snoop_remote(at(1), NET, &garp(ROUTER_MAC), &mut ctr);
+    assert_eq!(ctr.neigh_mac_changes, 1);
+    let asker = (
+        MacAddr([2, 0, 0, 0, 0xaa, 1]),
+        Ipv4Addr::new(10, 244, 0, 50),
+    );
+    let req = local_request(asker.0, asker.1, PEER_IP);
+    assert_eq!(
+        &s.answer_local(at(2), NET, &req, &mut ctr).unwrap()[6..12],
+        &ROUTER_MAC.0
+    );
+    // Aged out after 300 s: flooded again.
+    assert!(s.answer_local(at(302), NET, &req, &mut ctr).is_none());
+    // A static binding wins over what is snooped.
+    c.neigh_add(at(302), Vni::new(1).unwrap(), PEER_IP, PEER_MAC)
+        .unwrap();
+    s.snoop_remote(at(303), NET, &garp(ROUTER_MAC), &mut ctr);
+    assert_eq!(
+        &s.answer_local(at(304), NET, &req, &mut ctr).unwrap()[6..12],
+        &PEER_MAC.0
+    );
+    // A sender MAC that is not the frame's source teaches nothing.
+    let mut forged = local_request(ROUTER_MAC, Ipv4Addr::new(10, 244, 0, 60), PEER_IP);
+    forged[6..12].copy_from_slice(&PEER_MAC.0);
+    s.snoop_remote(at(304), NET, &forged, &mut ctr);
+    assert_eq!(
+        c.neigh(NET)
+            .unwrap()
+            .lookup(Ipv4Addr::new(10, 244, 0, 60), 304_000),
+        None
+    );
+}
+
+#[test]
+fn suppression_off_does_nothing() {
+    let c = core(100);
+    let mut s = ArpSuppress::new(Arc::clone(&c), vec![false]);
+    let mut ctr = Counters::default();
+    s.snoop_remote(at(0), NET, &hex(ARP_PEER_IS_AT), &mut ctr);
+    c.neigh_add(at(0), Vni::new(1).unwrap(), PEER_IP, PEER_MAC)
+        .unwrap();
+    let req = local_request(MacAddr([2, 0, 0, 0, 0xaa, 1]), OWN_IP, PEER_IP);
+    assert!(s.answer_local(at(0), NET, &req, &mut ctr).is_none());
+    assert!(s.answer_local(at(0), NetId(7), &req, &mut ctr).is_none());
+    assert_eq!(ctr.neigh_learned, 0);
+}
+
+#[test]
+fn garbage_never_panics() {
+    let c = core(100);
+    let e = engine(&c);
+    let mut s = ArpSuppress::new(Arc::clone(&c), vec![true]);
+    let (mut g, mut ctr) = (Generated::new(), Counters::default());
+    let mut seed = 0x1234_5678_u32;
+    for len in 0..200 {
+        let mut f: Vec<u8> = (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                seed as u8
+            })
+            .collect();
+        for variant in 0..4 {
+            if f.len() >= 14 {
+                match variant {
+                    1 => f[12..14].copy_from_slice(&[8, 6]),
+                    2 => f[12..14].copy_from_slice(&[8, 0]),
+                    3 => f[..6].copy_from_slice(&OWN_MAC.0),
+                    _ => {}
+                }
+            }
+            e.on_frame(at(0), &f, &mut g, &mut ctr);
+            e.on_tun(at(0), &f, Some(NODE_B), &mut g, &mut ctr);
+            s.snoop_remote(at(0), NET, &f, &mut ctr);
+            let _ = s.answer_local(at(0), NET, &f, &mut ctr);
+        }
+    }
+}
