@@ -20,7 +20,8 @@
 # Checks: ping both ways between A's and B's pods and between A's and C's pods (small and full-MTU,
 # DF set); a ping to vtepd's own overlay address (answered by vtepd: icmp_echo_replies); a few seconds
 # of iperf3 TCP in each direction between A and B pods (prints Gbit/s); vtepd learned C's gateway by
-# ARP (neigh show). With --quiet nothing is printed unless something fails.
+# ARP (neigh show); `routes del` / `routes add` on the control socket take the overlay route (and its
+# kernel route) away and back. With --quiet nothing is printed unless something fails.
 #
 # usage: sudo lab/flannel-vxlan.sh [--quiet] [--keep]
 set -euo pipefail
@@ -141,6 +142,15 @@ ba=$(iperf 5202 h2p1 h1p1 "$A_POD")
 awk -v x="$ab" -v y="$ba" 'BEGIN { exit !(x > 0 && y > 0) }' || lab_die "iperf3 moved nothing ($ab / $ba Gbit/s)"
 lab_info "A (vtepd L3) -> B (kernel flannel.1): $ab Gbit/s"
 lab_info "B (kernel flannel.1) -> A (vtepd L3): $ba Gbit/s"
+
+lab_say "routes through the control socket: del and re-add 10.244.1.0/24 on h1"
+lab_client h1 routes del 10.244.1.0/24
+[ -z "$(ip -n "$H1" route show 10.244.1.0/24 dev vtep0)" ] || lab_die "routes del left the kernel route"
+! lab_ping_once h1p1 "$B_POD" 56 0 >/dev/null || lab_die "h1p1 still reaches $B_POD without its route"
+lab_client h1 routes add 10.244.1.0/24 "$B_VTEP"
+out=$(lab_ping_once h1p1 "$B_POD" 56) || lab_die "h1p1 cannot reach $B_POD after routes add: $out"
+lab_info "routes del: $B_POD unreachable; routes add 10.244.1.0/24 $B_VTEP: reachable again"
+[ "$QUIET" = 1 ] || lab_client h1 routes show | sed 's/^/    /'
 
 if [ "$QUIET" != 1 ]; then
     lab_say "vtepd counters on h1: $(lab_client h1 stats --json | jq -c '{rx_tunnel, tx_tunnel, rx_device, tx_device, arp_requests, arp_replies, icmp_echo_replies, neigh_learned, drops_total}')"

@@ -108,6 +108,12 @@ lab_cni() {
     ip -n "$hns" link add cni0 type bridge mcast_snooping 0 && ip -n "$hns" link set cni0 up
 }
 
+# lab_pin_neigh NODE IP MAC: a permanent neighbour entry on NODE's eth0, so the kernel never
+# re-probes it (a unicast ARP probe ~5 s after a ping otherwise crosses the tunnel by itself).
+lab_pin_neigh() {
+    ip -n "$(lab_ns "$1")" neigh replace "$2" lladdr "$3" dev eth0 nud permanent
+}
+
 # lab_pod HOST POD [CIDR] [MAC]: pod namespace <prefix>-HOSTPOD behind the host's cni0 (veth vPOD).
 lab_pod() {
     local host=$1 pod=$2 cidr=${3:-$(lab_pod_ip "$1" "$2")/16} mac=${4:-$(lab_pod_mac "$1" "$2")}

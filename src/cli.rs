@@ -55,9 +55,11 @@ impl From<config::ConfigError> for Failure {
 
 /// vtepd: a userspace VXLAN/IPIP tunnel endpoint (VTEP) with flood-and-learn forwarding.
 ///
-/// `vtepd run` owns a TAP device per network and bridges it over VXLAN (UDP) to remote VTEPs,
-/// or (`--mode l3 --encap ipip`) a TUN device whose packets it routes over IPIP (RFC 2003) to
-/// remote nodes; the other subcommands talk to a running daemon through its control socket.
+/// `vtepd run` owns a TAP device per network and bridges it over VXLAN (UDP) to remote VTEPs
+/// (`--mode l2`, the default), or a TUN device whose packets it routes to remote nodes over IPIP
+/// (`--mode l3 --encap ipip`, RFC 2003) or over VXLAN as an L2 endpoint with its own MAC and ARP
+/// (`--mode l3 --encap vxlan`). The other subcommands talk to a running daemon through its control
+/// socket (`--control PATH`).
 #[derive(Debug, Parser)]
 #[command(name = "vtepd", version, propagate_version = true)]
 pub struct Cli {
@@ -186,7 +188,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_any_peer: bool,
 
-    /// Dataplane worker threads (only 1 is supported yet) [default: 1].
+    /// Dataplane worker threads, each with its own TAP queue and UDP socket
+    /// [default: the number of CPUs].
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<usize>,
 
@@ -261,7 +264,9 @@ impl RunArgs {
             allow_any_peer: self.allow_any_peer,
             mode: self.mode.unwrap_or_default(),
             encap: self.encap.unwrap_or_default(),
-            threads: self.threads.unwrap_or(1),
+            threads: self
+                .threads
+                .unwrap_or_else(|| config::default_threads_for(self.mode.unwrap_or_default())),
             control: PathBuf::from(config::DEFAULT_CONTROL),
             networks: vec![net],
         })
@@ -611,7 +616,7 @@ mod tests {
         assert_eq!(c.control, PathBuf::from(config::DEFAULT_CONTROL));
         assert_eq!(c.networks[0].ageing, Duration::from_secs(300));
         assert!(c.networks[0].learning);
-        assert_eq!(c.threads, 1);
+        assert_eq!(c.threads, config::default_threads());
     }
 
     #[test]
@@ -643,7 +648,8 @@ mod tests {
             (&["--encap", "gre"], "expected vxlan or ipip"),
             (&["--route", "10.0.0.0/24=192.0.2.2"], "need --mode l3"),
             (&["--metrics", "127.0.0.1:9000"], "not supported yet"),
-            (&["--threads", "2"], "not supported yet"),
+            (&["--threads", "0"], "thread count"),
+            (&["--threads", "65"], "thread count"),
             (&["--bogus"], "unexpected argument"),
             (&["--neigh", "10.0.0.1"], "IP=MAC"),
             (&["--neigh", "10.0.0.1=ff:ff:ff:ff:ff:ff"], "unicast"),
@@ -691,6 +697,10 @@ mod tests {
             "l3",
         ];
         let base: Vec<&str> = base.iter().copied().chain(["--encap", "ipip"]).collect();
+        // IPIP runs one worker unless told otherwise (VXLAN: one per CPU).
+        let mut ok = base.clone();
+        ok.extend_from_slice(&["--route", "10.0.1.0/26=192.0.2.2"]);
+        assert_eq!(run_cfg(&ok).unwrap().threads, 1);
         let cases: &[(&[&str], &str)] = &[
             (&["--route", "10.0.1.0/26"], "CIDR=IP"),
             (&["--route", "10.0.1.0/33=192.0.2.2"], "prefix"),

@@ -180,6 +180,22 @@ pub fn parse_threads(s: &str) -> Result<usize, String> {
     threads_from(v)
 }
 
+/// The default worker thread count: one per CPU this process may run on (capped).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_THREADS)
+}
+
+/// The default worker thread count for a mode: one per CPU for L2 (VXLAN), one for the L3
+/// modes (they run a single worker so far).
+pub fn default_threads_for(mode: Mode) -> usize {
+    match mode {
+        Mode::L2 => default_threads(),
+        Mode::L3 => 1,
+    }
+}
+
 fn threads_from(v: u64) -> Result<usize, String> {
     usize::try_from(v)
         .ok()
@@ -412,12 +428,6 @@ impl DaemonConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.networks.is_empty() {
             return err("no network configured (give --dev/--local or a [[network]] in the file)");
-        }
-        if self.threads > 1 {
-            return err(format!(
-                "{} worker threads requested: more than one is not supported yet",
-                self.threads
-            ));
         }
         if self.networks.len() > usize::from(u16::MAX) {
             return err("too many networks");
@@ -660,8 +670,8 @@ impl FileConfig {
             None => encap::vxlan::DEFAULT_PORT,
         };
         let threads = match self.threads {
-            Some(t) => threads_from(t).map_err(ConfigError)?,
-            None => 1,
+            Some(t) => Some(threads_from(t).map_err(ConfigError)?),
+            None => None,
         };
         let control = parse_control_path(self.control.as_deref().unwrap_or(DEFAULT_CONTROL))
             .map_err(ConfigError)?;
@@ -732,7 +742,7 @@ impl FileConfig {
             allow_any_peer: self.allow_any_peer,
             mode,
             encap,
-            threads,
+            threads: threads.unwrap_or_else(|| default_threads_for(mode)),
             control,
             networks,
         })
@@ -819,7 +829,7 @@ vni = 43
         assert!(d.learning);
         assert_eq!(d.ageing, DEFAULT_AGEING);
         assert_eq!(c.port, 4789);
-        assert_eq!(c.threads, 1);
+        assert_eq!(c.threads, default_threads());
     }
 
     #[test]
@@ -978,8 +988,8 @@ vni = 43
                 "mac",
             ),
             (
-                "local = \"192.0.2.1\"\nthreads = 2\n[[network]]\ndev=\"v\"\nvni=1\n",
-                "not supported yet",
+                "local = \"192.0.2.1\"\nthreads = 65\n[[network]]\ndev=\"v\"\nvni=1\n",
+                "thread",
             ),
             ("local = ", "line 1"),
         ];

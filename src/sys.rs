@@ -1,8 +1,16 @@
 //! The only module allowed `unsafe`: the system calls no well-kept crate exposes safely
-//! (socket2 has no IP_MTU_DISCOVER, and nothing offers SIOCGIFMTU for an arbitrary interface).
+//! (socket2 has no IP_MTU_DISCOVER, SO_RCVBUFFORCE or SO_RXQ_OVFL, nothing offers SIOCGIFMTU for
+//! an arbitrary interface), and the batched `recvmmsg`/`sendmmsg` of the data path.
+//!
+//! Why not quinn-udp for the batches: it drives UDP sockets only (its send path sets the source
+//! port from the socket and wants GSO-style equal segments), while vtepd sends through a raw
+//! IP_HDRINCL socket so that each inner flow gets its own UDP source port; and its receive path
+//! does not report the socket's overflow counter (SO_RXQ_OVFL) we count drops with. The two
+//! wrappers below are small, allocate nothing and keep every pointer on the caller's stack.
 #![allow(unsafe_code)]
 
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd};
 
 /// Sets IP_MTU_DISCOVER = IP_PMTUDISC_DO: every datagram leaves with DF set and is never
@@ -24,6 +32,224 @@ pub fn set_dont_fragment(sock: &impl AsFd) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+fn setsockopt_int(
+    sock: &impl AsFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    val: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the descriptor is borrowed from a live socket for the duration of the call; the
+    // option value points to a c_int on our stack and its exact size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_fd().as_raw_fd(),
+            level,
+            name,
+            (&val as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Sets SO_RCVBUFFORCE (receive = true) or SO_SNDBUFFORCE: a socket buffer size above
+/// net.core.[rw]mem_max, allowed with CAP_NET_ADMIN.
+pub fn force_buffer_size(sock: &impl AsFd, receive: bool, bytes: usize) -> io::Result<()> {
+    let name = if receive {
+        libc::SO_RCVBUFFORCE
+    } else {
+        libc::SO_SNDBUFFORCE
+    };
+    let val = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    setsockopt_int(sock, libc::SOL_SOCKET, name, val)
+}
+
+/// Sets SO_RXQ_OVFL: every received datagram then carries the socket's count of datagrams
+/// dropped because its receive queue was full (read by [`recv_batch`]).
+pub fn enable_rxq_overflow_count(sock: &impl AsFd) -> io::Result<()> {
+    setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)
+}
+
+/// Sets a TUN/TAP device's offload flags (TUNSETOFFLOAD; 0: the kernel hands over complete
+/// frames, checksummed and segmented). The flags are device-wide.
+pub fn tun_set_offload(dev: &impl AsRawFd, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value (no pointer); the descriptor is a live
+    // TUN/TAP file borrowed for the call.
+    let rc = unsafe { libc::ioctl(dev.as_raw_fd(), libc::TUNSETOFFLOAD, flags as libc::c_ulong) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Most messages moved by one [`recv_batch`] or [`send_batch`] call.
+pub const MAX_BATCH: usize = 64;
+
+/// One datagram received by [`recv_batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecvMeta {
+    /// Bytes received into the slot (the datagram's length unless `truncated`).
+    pub len: usize,
+    /// True when the datagram was larger than the slot (MSG_TRUNC).
+    pub truncated: bool,
+    /// Sender address (`None` if it was not IPv4).
+    pub src: Option<Ipv4Addr>,
+}
+
+/// Control buffer room for one SO_RXQ_OVFL message (CMSG_SPACE(4) rounded up, u64-aligned).
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct CmsgBuf([u8; 32]);
+
+/// Receives up to `min(arena.len() / slot, meta.len(), MAX_BATCH)` datagrams with one
+/// `recvmmsg(MSG_DONTWAIT)`: datagram `i` goes to `arena[i * slot..(i + 1) * slot]` and is
+/// described by `meta[i]`. Returns how many arrived (an error, e.g. WouldBlock, when none did)
+/// and, when the socket has SO_RXQ_OVFL on, its latest overflow drop count.
+pub fn recv_batch(
+    sock: &impl AsFd,
+    arena: &mut [u8],
+    slot: usize,
+    meta: &mut [RecvMeta],
+) -> io::Result<(usize, Option<u32>)> {
+    let n = arena
+        .len()
+        .checked_div(slot)
+        .unwrap_or(0)
+        .min(meta.len())
+        .min(MAX_BATCH);
+    if n == 0 {
+        return Ok((0, None));
+    }
+    // SAFETY: these are plain C structs for which all-zero bytes are valid values.
+    let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut addrs: [libc::sockaddr_in; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    let mut cmsgs = [CmsgBuf([0; 32]); MAX_BATCH];
+    for (i, chunk) in arena.chunks_exact_mut(slot).take(n).enumerate() {
+        iovs[i] = libc::iovec {
+            iov_base: chunk.as_mut_ptr().cast(),
+            iov_len: slot,
+        };
+        let h = &mut hdrs[i].msg_hdr;
+        h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
+        h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        h.msg_iov = &mut iovs[i];
+        h.msg_iovlen = 1;
+        h.msg_control = cmsgs[i].0.as_mut_ptr().cast();
+        h.msg_controllen = std::mem::size_of::<CmsgBuf>() as _;
+    }
+    // SAFETY: every header points into arrays on this stack frame (addresses, iovecs, control
+    // buffers) or into `arena`, each with its true length, all alive and exclusively borrowed
+    // for the duration of the call; the kernel writes at most those lengths and `n` headers.
+    let rc = unsafe {
+        libc::recvmmsg(
+            sock.as_fd().as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let got = rc as usize;
+    let mut overflow = None;
+    for i in 0..got {
+        let h = &hdrs[i];
+        let a = &addrs[i];
+        meta[i] = RecvMeta {
+            len: (h.msg_len as usize).min(slot),
+            truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+            src: (i32::from(a.sin_family) == libc::AF_INET)
+                .then(|| Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr))),
+        };
+        // SAFETY: the header's control fields describe `cmsgs[i]`, which the kernel filled
+        // (msg_controllen was updated to the bytes written); CMSG_FIRSTHDR/CMSG_NXTHDR stay
+        // inside that length, and CMSG_DATA of an SO_RXQ_OVFL message holds a u32.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&h.msg_hdr);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_RXQ_OVFL {
+                    overflow = Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>()));
+                }
+                c = libc::CMSG_NXTHDR(&h.msg_hdr, c);
+            }
+        }
+    }
+    Ok((got, overflow))
+}
+
+/// One datagram for [`send_batch`]: `head` then `body`, to `dst`.
+#[derive(Debug, Clone, Copy)]
+pub struct SendMsg<'a> {
+    /// First part (e.g. the outer headers).
+    pub head: &'a [u8],
+    /// Second part (e.g. the inner frame).
+    pub body: &'a [u8],
+    /// Destination address (the port is 0: raw sockets ignore it).
+    pub dst: Ipv4Addr,
+}
+
+/// Sends `msgs[..min(len, MAX_BATCH)]` with one `sendmmsg(MSG_DONTWAIT)`. Returns how many were
+/// sent, in order; an error only when the first one failed (its errno), so that the caller can
+/// count it and carry on with the next.
+pub fn send_batch(sock: &impl AsFd, msgs: &[SendMsg<'_>]) -> io::Result<usize> {
+    let n = msgs.len().min(MAX_BATCH);
+    if n == 0 {
+        return Ok(0);
+    }
+    // SAFETY: plain C structs for which all-zero bytes are valid values.
+    let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut iovs: [[libc::iovec; 2]; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut addrs: [libc::sockaddr_in; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    for (i, m) in msgs.iter().take(n).enumerate() {
+        // The kernel only reads through iov_base on send; the pointer is mut only by type.
+        iovs[i] = [
+            libc::iovec {
+                iov_base: m.head.as_ptr().cast_mut().cast(),
+                iov_len: m.head.len(),
+            },
+            libc::iovec {
+                iov_base: m.body.as_ptr().cast_mut().cast(),
+                iov_len: m.body.len(),
+            },
+        ];
+        addrs[i].sin_family = libc::AF_INET as libc::sa_family_t;
+        addrs[i].sin_addr.s_addr = u32::from(m.dst).to_be();
+        let h = &mut hdrs[i].msg_hdr;
+        h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
+        h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        h.msg_iov = iovs[i].as_mut_ptr();
+        h.msg_iovlen = 2;
+    }
+    // SAFETY: every header points into arrays on this stack frame or into the borrowed
+    // `msgs` slices, with their true lengths, alive for the duration of the call; the kernel
+    // only reads the data and writes `msg_len` into the `n` headers.
+    let rc = unsafe {
+        libc::sendmmsg(
+            sock.as_fd().as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as usize)
     }
 }
 
@@ -88,6 +314,102 @@ mod tests {
         assert!(interface_mtu("no-such-dev-x").is_err());
         assert!(interface_mtu("").is_err());
         assert!(interface_mtu("a-name-longer-than-ifnamsiz").is_err());
+    }
+
+    #[test]
+    fn batches_round_trip_over_loopback() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        enable_rxq_overflow_count(&rx).unwrap();
+        let tx = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .unwrap();
+        tx.connect(&rx.local_addr().unwrap().into()).unwrap();
+        let bodies: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 10 + usize::from(i)]).collect();
+        let msgs: Vec<SendMsg<'_>> = bodies
+            .iter()
+            .map(|b| SendMsg {
+                head: b"hd",
+                body: b,
+                dst: Ipv4Addr::LOCALHOST,
+            })
+            .collect();
+        // send_batch names port 0, which UDP refuses (EINVAL): the first message's error.
+        assert!(send_batch(&tx, &msgs).is_err());
+        for b in &bodies {
+            let mut d = b"hd".to_vec();
+            d.extend_from_slice(b);
+            tx.send(&d).unwrap();
+        }
+        let mut arena = vec![0u8; 4 * 64];
+        let mut meta = [RecvMeta::default(); 8];
+        let (n, ovfl) = recv_batch(&rx, &mut arena, 64, &mut meta).unwrap();
+        assert_eq!(n, 4, "four slots");
+        // The count comes only once the socket has dropped something.
+        assert_eq!(ovfl.unwrap_or(0), 0);
+        for i in 0..n {
+            assert_eq!(meta[i].len, 12 + i);
+            assert_eq!(meta[i].src, Some(Ipv4Addr::LOCALHOST));
+            assert!(!meta[i].truncated);
+            assert_eq!(&arena[i * 64 + 2..i * 64 + 12 + i], &bodies[i][..]);
+        }
+        let (n, _) = recv_batch(&rx, &mut arena, 8, &mut meta).unwrap();
+        assert_eq!((n, meta[0].len, meta[0].truncated), (1, 8, true));
+        let e = recv_batch(&rx, &mut arena, 64, &mut meta).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn send_batch_sends_in_order_through_a_raw_socket() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let port = rx.local_addr().unwrap().port();
+        let raw = match socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(libc::IPPROTO_RAW)),
+        ) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return, // needs CAP_NET_RAW
+            Err(e) => panic!("raw socket: {e}"),
+        };
+        let bodies: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 5 + usize::from(i)]).collect();
+        let heads: Vec<[u8; 28]> = bodies
+            .iter()
+            .map(|b| {
+                let total = (28 + b.len()) as u16;
+                let mut h = [0u8; 28];
+                h[0] = 0x45;
+                h[2..4].copy_from_slice(&total.to_be_bytes());
+                h[8] = 64;
+                h[9] = 17;
+                h[12..16].copy_from_slice(&[127, 0, 0, 1]);
+                h[16..20].copy_from_slice(&[127, 0, 0, 1]);
+                h[20..22].copy_from_slice(&4242u16.to_be_bytes());
+                h[22..24].copy_from_slice(&port.to_be_bytes());
+                h[24..26].copy_from_slice(&(total - 20).to_be_bytes());
+                h
+            })
+            .collect();
+        let msgs: Vec<SendMsg<'_>> = heads
+            .iter()
+            .zip(&bodies)
+            .map(|(h, b)| SendMsg {
+                head: h,
+                body: b,
+                dst: Ipv4Addr::LOCALHOST,
+            })
+            .collect();
+        assert_eq!(send_batch(&raw, &msgs).unwrap(), 3);
+        assert_eq!(send_batch(&raw, &[]).unwrap(), 0);
+        let mut buf = [0u8; 64];
+        for b in &bodies {
+            let (n, from) = rx.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &b[..]);
+            assert_eq!(from.port(), 4242);
+        }
     }
 
     #[test]

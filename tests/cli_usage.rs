@@ -59,7 +59,7 @@ fn bad_run_arguments_are_one_line_status_2_and_create_nothing() {
         (&["--ageing", "0"], "ageing"),
         (&["--max-fdb", "0"], "cap"),
         (&["--threads", "0"], "thread"),
-        (&["--threads", "4"], "not supported yet"),
+        (&["--threads", "65"], "thread"),
         (&["--mode", "l3"], "needs --address"),
         (&["--mode", "l9"], "expected l2 or l3"),
         (&["--encap", "ipip"], "needs --mode l3"),

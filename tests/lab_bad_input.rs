@@ -17,6 +17,9 @@ const INNER_DST: &str = "02:99:00:00:00:aa";
 fn fabric(tag: &str) -> Lab {
     let lab = Lab::new(tag);
     lab.fabric(2, 1, "vtepd vtepd", "");
+    // Pinned neighbours: no ARP of the pods' own crosses the tunnel while counters are compared.
+    lab.sh(&["pin-neigh", "h1p1", "10.42.2.10", "02:42:0a:2a:02:01"]);
+    lab.sh(&["pin-neigh", "h2p1", "10.42.1.10", "02:42:0a:2a:01:01"]);
     lab.sh(&["host", "x", STRANGER]);
     lab.sh(&["wait-ping", "h1p1", "10.42.2.10", "8"]);
     lab

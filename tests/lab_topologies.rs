@@ -49,8 +49,6 @@ fn interop_kernel_script_succeeds() {
 /// underlay's ECMP spreads flows (the kernel vxlan device does this). interop-kernel.sh checks it on
 /// the captured datagrams with LAB_CHECK_SRCPORT=1.
 #[test]
-#[ignore = "known gap: vtepd sends every datagram from its bound port 4789 (design.md §2 wants a \
-            per-flow port in 49152-65535)"]
 fn interop_vtepd_source_ports_follow_the_inner_flow() {
     if lab_available("interop_vtepd_source_ports_follow_the_inner_flow") {
         run_script(

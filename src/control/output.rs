@@ -27,7 +27,7 @@ pub fn routes_table(rows: &[RouteRow]) -> String {
 }
 
 /// Neighbour bindings, one per line, in the style of `ip neigh show`:
-/// `10.244.1.0 lladdr 02:00:00:00:00:01 dev vtep0 vni 1 PERMANENT` (static) or `... REACHABLE 3s`.
+/// `10.244.1.0 lladdr 02:00:00:00:00:01 dev vtep0 vni 1 static` or `... learned age 3s`.
 pub fn neigh_table(rows: &[NeighRow]) -> String {
     let mut s = String::new();
     for r in rows {
@@ -98,6 +98,13 @@ pub fn stats_table(st: &StatsReport) -> String {
             n.neigh_entries
         );
     }
+    for w in &st.workers {
+        let _ = writeln!(
+            s,
+            "worker {}: rx_tunnel {} tx_tunnel {} rx_device {} tx_device {} drops {}",
+            w.worker, w.rx_tunnel, w.tx_tunnel, w.rx_device, w.tx_device, w.drops_total
+        );
+    }
     s
 }
 
@@ -134,6 +141,33 @@ mod tests {
              02:00:00:00:00:02 dev vtep0 vni 42 dst 192.0.2.3 static\n"
         );
         assert_eq!(fdb_table(&[]), "");
+    }
+
+    #[test]
+    fn neigh_lines_look_like_ip_neigh() {
+        let rows = [
+            NeighRow {
+                vni: 1,
+                dev: "vtep0".into(),
+                ip: Ipv4Addr::new(10, 244, 1, 0),
+                mac: "02:00:00:00:00:01".into(),
+                kind: Kind::Static,
+                age_secs: 9,
+            },
+            NeighRow {
+                vni: 1,
+                dev: "vtep0".into(),
+                ip: Ipv4Addr::new(10, 244, 2, 1),
+                mac: "02:00:00:00:00:02".into(),
+                kind: Kind::Learned,
+                age_secs: 3,
+            },
+        ];
+        assert_eq!(
+            neigh_table(&rows),
+            "10.244.1.0 lladdr 02:00:00:00:00:01 dev vtep0 vni 1 static\n\
+             10.244.2.1 lladdr 02:00:00:00:00:02 dev vtep0 vni 1 learned age 3s\n"
+        );
     }
 
     #[test]
@@ -194,6 +228,15 @@ mod tests {
                 mac: Some("02:00:00:00:00:0a".into()),
                 neigh_entries: 1,
             }],
+            workers: vec![crate::control::protocol::WorkerStats {
+                worker: 1,
+                rx_tunnel: 6,
+                tx_tunnel: 7,
+                rx_device: 8,
+                tx_device: 9,
+                flood_copies: 0,
+                drops_total: 4,
+            }],
         };
         let t = stats_table(&st);
         assert!(t.contains("rx_tunnel               10\n"), "{t}");
@@ -205,5 +248,6 @@ mod tests {
         assert!(t.contains(
             "network vni 42 dev vtep0 mac 02:00:00:00:00:0a: 2 peers, 2 fdb entries, 1 neighbours"
         ));
+        assert!(t.contains("worker 1: rx_tunnel 6 tx_tunnel 7 rx_device 8 tx_device 9 drops 4"));
     }
 }

@@ -237,6 +237,25 @@ pub struct NetStats {
     pub neigh_entries: usize,
 }
 
+/// One dataplane worker's own counters in [`StatsReport`] (they sum to the totals).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    /// Worker index (0..threads).
+    pub worker: usize,
+    /// Datagrams received from the underlay.
+    pub rx_tunnel: u64,
+    /// Datagrams sent to the underlay.
+    pub tx_tunnel: u64,
+    /// Frames read from the devices.
+    pub rx_device: u64,
+    /// Frames written to the devices.
+    pub tx_device: u64,
+    /// Copies made by head-end replication.
+    pub flood_copies: u64,
+    /// Drops, all reasons.
+    pub drops_total: u64,
+}
+
 /// `stats --json`: counters summed over workers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsReport {
@@ -292,6 +311,9 @@ pub struct StatsReport {
     pub uptime_secs: u64,
     /// Per network.
     pub networks: Vec<NetStats>,
+    /// Per dataplane worker.
+    #[serde(default)]
+    pub workers: Vec<WorkerStats>,
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use super::protocol::{
     FdbRow, Kind, MAX_REQUEST, NeighRow, NetStats, PeersRow, Request, Response, RouteRow,
-    StatsReport,
+    StatsReport, WorkerStats,
 };
 use crate::cli::Failure;
 use crate::core::route::parse_prefix;
@@ -373,7 +373,12 @@ impl Handler {
     }
 
     fn stats(&self, now: crate::core::Timestamp) -> StatsReport {
-        let c = self.board.sum();
+        // One snapshot of every worker, so the totals are exactly the sum of the rows.
+        let per_worker = self.board.per_worker();
+        let mut c = crate::core::Counters::default();
+        for w in &per_worker {
+            c.add(w);
+        }
         let peers = self.core.peers();
         let networks = self
             .nets
@@ -416,6 +421,19 @@ impl Handler {
             drops_total: c.total_drops(),
             uptime_secs: self.clock.uptime().as_secs(),
             networks,
+            workers: per_worker
+                .iter()
+                .enumerate()
+                .map(|(worker, w)| WorkerStats {
+                    worker,
+                    rx_tunnel: w.rx_tunnel,
+                    tx_tunnel: w.tx_tunnel,
+                    rx_device: w.rx_device,
+                    tx_device: w.tx_device,
+                    flood_copies: w.flood_copies,
+                    drops_total: w.total_drops(),
+                })
+                .collect(),
         }
     }
 }

@@ -45,10 +45,19 @@ drop_reasons! {
     ToSelf = "to_self",
     /// Local frame too large for the tunnel MTU.
     TooBig = "too_big",
-    /// Sending to a remote VTEP failed (unreachable, ENOBUFS, ...).
+    /// Sending to a remote VTEP failed (unreachable, no route, too big, ...).
     TunnelTxError = "tunnel_tx_error",
+    /// Sending to a remote VTEP found no buffer memory (ENOBUFS: a full device queue).
+    TunnelTxNoBufs = "tunnel_tx_nobufs",
+    /// Sending to a remote VTEP would have blocked (EAGAIN: the socket's send buffer is full).
+    TunnelTxFull = "tunnel_tx_full",
+    /// The underlay socket's receive queue was full: datagrams the kernel dropped before we
+    /// could read them (its SO_RXQ_OVFL count).
+    RxQueueFull = "rx_queue_full",
     /// Writing to the local device failed.
     DeviceTxError = "device_tx_error",
+    /// A frame from the device asked for an offload vtepd does not do (GSO with offloads off).
+    DeviceOffload = "device_offload",
     /// Network index out of range (internal error).
     UnknownNetwork = "unknown_network",
     /// L3: a packet from the device that is not IPv4 (IPv6, ...).

@@ -89,9 +89,9 @@ pub fn interface_exists(name: &str) -> bool {
 
 /// An open TAP device.
 pub struct Tap {
-    /// The device handle (shared with the worker; the device goes away with the last handle
-    /// if we created it).
-    pub dev: Arc<SyncDevice>,
+    /// The device's queues (one per worker when multi-queue, else one), shared with the
+    /// workers; the device goes away with the last handle if we created it.
+    pub queues: Vec<Arc<SyncDevice>>,
     /// Device name.
     pub name: String,
     /// True when vtepd created the device (and so removes it on exit).
@@ -100,16 +100,54 @@ pub struct Tap {
     pub mac: MacAddr,
     /// The device's MTU.
     pub mtu: u16,
+    /// Every frame read or written carries a virtio-net header (IFF_VNET_HDR), which lets
+    /// the workers hand merged TCP segments to the kernel (see `batch_gro`).
+    pub vnet_hdr: bool,
 }
 
 /// Creates (or attaches to) network `net`'s TAP device, sets its MTU, MAC (if we create it;
 /// an existing device keeps its own), address, brings it up and makes it non-blocking.
-pub fn open_tap(net: &NetConfig, mtu: u16, mac: MacAddr) -> Result<Tap, Failure> {
+/// With `queues > 1` the device is multi-queue and gets that many queues (the kernel steers
+/// each flow to one of them); an existing single-queue device cannot take more queues, so it is
+/// attached with one (and a warning). The device gets virtio-net headers (with every offload
+/// the kernel could send us turned off) unless it refuses them.
+pub fn open_tap(net: &NetConfig, mtu: u16, mac: MacAddr, queues: usize) -> Result<Tap, Failure> {
     let existed = interface_exists(&net.dev);
+    let tap = match open_tap_queues(net, mtu, mac, existed, queues, true) {
+        Ok(t) => Ok(t),
+        Err(_) if !existed => {
+            // A fresh device without IFF_VNET_HDR: plain frames, no receive offload.
+            open_tap_queues(net, mtu, mac, existed, queues, false)
+        }
+        Err(e) => Err(e),
+    };
+    match tap {
+        Err(Failure::Usage(_)) if existed && queues > 1 => {
+            let tap = open_tap_queues(net, mtu, mac, existed, 1, false)?;
+            tracing::warn!(
+                dev = %net.dev,
+                "existing device is not multi-queue: one queue only (its frames go to one worker)"
+            );
+            Ok(tap)
+        }
+        r => r,
+    }
+}
+
+fn open_tap_queues(
+    net: &NetConfig,
+    mtu: u16,
+    mac: MacAddr,
+    existed: bool,
+    queues: usize,
+    vnet_hdr: bool,
+) -> Result<Tap, Failure> {
     let mut b = DeviceBuilder::new()
         .name(net.dev.clone())
         .layer(Layer::L2)
-        .mtu(mtu);
+        .mtu(mtu)
+        .multi_queue(queues > 1)
+        .offload(vnet_hdr);
     if !existed {
         b = b.mac_addr(mac.octets());
     }
@@ -126,10 +164,32 @@ pub fn open_tap(net: &NetConfig, mtu: u16, mac: MacAddr) -> Result<Tap, Failure>
     } else {
         mac
     };
-    dev.set_nonblocking(true)
-        .map_err(|e| Failure::Runtime(format!("cannot make {} non-blocking: {e}", net.dev)))?;
+    let nonblocking = |d: &SyncDevice| {
+        d.set_nonblocking(true)
+            .map_err(|e| Failure::Runtime(format!("cannot make {} non-blocking: {e}", net.dev)))
+    };
+    nonblocking(&dev)?;
+    let mut all = Vec::with_capacity(queues);
+    for _ in 1..queues {
+        let q = dev.try_clone().map_err(|e| {
+            Failure::Runtime(format!("cannot open another queue of {}: {e}", net.dev))
+        })?;
+        nonblocking(&q)?;
+        all.push(Arc::new(q));
+    }
+    all.insert(0, Arc::new(dev));
+    if vnet_hdr {
+        // tun-rs turns on TSO for both IP versions (and USO) with the header; the workers
+        // segment TCP/IPv4 super-frames (batch_tso) and complete partial checksums, so keep
+        // exactly those: the kernel segments the rest before handing it over.
+        let flags = libc::TUN_F_CSUM | libc::TUN_F_TSO4;
+        sys::tun_set_offload(&*all[0], flags).map_err(|e| {
+            Failure::Runtime(format!("cannot turn the offloads of {} off: {e}", net.dev))
+        })?;
+    }
     Ok(Tap {
-        dev: Arc::new(dev),
+        vnet_hdr,
+        queues: all,
         name: net.dev.clone(),
         created: !existed,
         mac,
@@ -144,6 +204,7 @@ impl std::fmt::Debug for Tap {
             .field("created", &self.created)
             .field("mac", &self.mac)
             .field("mtu", &self.mtu)
+            .field("vnet_hdr", &self.vnet_hdr)
             .finish_non_exhaustive()
     }
 }

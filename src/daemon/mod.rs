@@ -1,11 +1,16 @@
-//! `vtepd run`: sets up the networks (TAP devices, UDP socket, control socket), runs the
-//! dataplane worker and the control server on their own threads, and shuts everything down
-//! on SIGINT/SIGTERM (status 0) or when a device fails (status 1).
+//! `vtepd run`: sets up the networks (TAP devices, UDP sockets, control socket), runs the
+//! dataplane workers (`--threads N`: one thread each, with its own TAP queue of every network,
+//! its own SO_REUSEPORT UDP socket and its own raw send socket) and the control server on their
+//! own threads, and shuts everything down on SIGINT/SIGTERM (status 0) or when a device fails
+//! (status 1).
 //!
 //! Order of work: read-only checks first (underlay address and MTU, privilege), so that a bad
 //! configuration changes nothing; then every resource is held by a value whose drop undoes it
 //! (the control socket file, the TAP devices we created), so any later failure cleans up.
 
+pub mod batch;
+pub mod batch_gro;
+pub mod batch_tso;
 pub mod device;
 pub mod l3_ipip;
 pub mod l3_vxlan;
@@ -25,6 +30,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use stats::{Clock, StatsBoard};
+use std::collections::VecDeque;
 use std::io::{ErrorKind, IsTerminal};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
@@ -107,6 +113,18 @@ fn vxlan_config(cfg: &DaemonConfig) -> VxlanConfig {
     v
 }
 
+/// Worker `id`'s port on `tap`: its own queue, or (a device with fewer queues than workers)
+/// a shared one it only writes to.
+fn port_of(tap: &Tap, id: usize) -> TapPort {
+    let n = tap.queues.len().max(1);
+    TapPort {
+        dev: Arc::clone(&tap.queues[id % n]),
+        name: tap.name.clone(),
+        read: id < n,
+        vnet_hdr: tap.vnet_hdr,
+    }
+}
+
 /// Runs the daemon until a signal (Ok) or a fatal error.
 pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
     if (cfg.mode, cfg.encap) == (crate::config::Mode::L3, crate::config::Encap::Vxlan) {
@@ -137,11 +155,11 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
 
     // From here on every resource undoes itself when dropped.
     let (listener, socket_file) = server::bind(&cfg.control)?;
-    let udp = socket::bind_udp(cfg.local, cfg.port)?;
-    let raw = socket::open_raw_sender()?;
+    let workers = cfg.threads.max(1);
+    let mut udp: VecDeque<_> = socket::bind_udp_group(cfg.local, cfg.port, workers)?.into();
     let mut taps: Vec<Tap> = Vec::with_capacity(cfg.networks.len());
     for (n, mtu) in cfg.networks.iter().zip(&mtus) {
-        let tap = device::open_tap(n, *mtu, stable_mac(&n.dev, n.vni, cfg.local))?;
+        let tap = device::open_tap(n, *mtu, stable_mac(&n.dev, n.vni, cfg.local), workers)?;
         taps.push(tap);
     }
     let clock = Clock::new();
@@ -177,12 +195,13 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
     }
 
     info!(
-        "vtepd {} up: VXLAN on {}:{} (underlay {} MTU {}), control socket {}",
+        "vtepd {} up: VXLAN on {}:{} (underlay {} MTU {}), {} worker(s), control socket {}",
         env!("CARGO_PKG_VERSION"),
         cfg.local,
         cfg.port,
         underlay.ifname,
         underlay.mtu,
+        workers,
         cfg.control.display()
     );
     for (n, t) in cfg.networks.iter().zip(&taps) {
@@ -201,31 +220,42 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let board = Arc::new(StatsBoard::new(cfg.threads));
+    let board = Arc::new(StatsBoard::new(workers));
     let (tx, rx) = mpsc::channel();
     let mut tasks = Vec::new();
 
-    let (w, waker) = Worker::new(WorkerSetup {
-        id: 0,
-        core: Arc::clone(&core),
-        socket: mio::net::UdpSocket::from_std(udp),
-        raw,
-        vxlan: vxlan_config(cfg),
-        taps: taps.iter().map(TapPort::of).collect(),
-        clock,
-        board: Arc::clone(&board),
-        stop: Arc::clone(&stop),
-        housekeeping: true,
-        arp: crate::core::arp_suppress::ArpSuppress::new(
-            Arc::clone(&core),
-            cfg.networks.iter().map(|n| n.arp_suppress).collect(),
-        ),
-    })
-    .map_err(|e| rt("cannot set up the worker", e))?;
-    tasks.push(Task {
-        waker,
-        handle: spawn("vtepd-worker-0", move || w.run(), &tx, &main_waker)?,
-    });
+    for id in 0..workers {
+        let (Some(sock), raw) = (udp.pop_front(), socket::open_raw_sender()?) else {
+            return Err(Failure::Runtime("fewer UDP sockets than workers".into()));
+        };
+        let (w, waker) = Worker::new(WorkerSetup {
+            id,
+            core: Arc::clone(&core),
+            socket: mio::net::UdpSocket::from_std(sock),
+            raw,
+            vxlan: vxlan_config(cfg),
+            taps: taps.iter().map(|t| port_of(t, id)).collect(),
+            clock,
+            board: Arc::clone(&board),
+            stop: Arc::clone(&stop),
+            // FDB ageing runs in exactly one place.
+            housekeeping: id == 0,
+            arp: crate::core::arp_suppress::ArpSuppress::new(
+                Arc::clone(&core),
+                cfg.networks.iter().map(|n| n.arp_suppress).collect(),
+            ),
+        })
+        .map_err(|e| rt("cannot set up a worker", e))?;
+        tasks.push(Task {
+            waker,
+            handle: spawn(
+                &format!("vtepd-worker-{id}"),
+                move || w.run(),
+                &tx,
+                &main_waker,
+            )?,
+        });
+    }
 
     let handler = Handler {
         core: Arc::clone(&core),

@@ -8,22 +8,47 @@ use crate::sys;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 
-/// Socket buffer size asked for (the kernel caps it at net.core.[rw]mem_max).
-const SOCKET_BUFFER: usize = 4 << 20;
+/// Socket buffer size asked for: room for a burst of several thousand full-size datagrams
+/// while a worker is busy elsewhere. Set with SO_RCVBUFFORCE/SO_SNDBUFFORCE (we run with
+/// CAP_NET_ADMIN), falling back to the plain option, which the kernel caps at
+/// net.core.[rw]mem_max.
+const SOCKET_BUFFER: usize = 8 << 20;
 
-/// Opens the VXLAN socket.
+/// Sizes one of a socket's buffers: forced if allowed, else as large as the kernel lets us.
+/// The default still works, so a refusal is only logged.
+fn size_buffer(sock: &Socket, receive: bool, what: &str) {
+    if sys::force_buffer_size(sock, receive, SOCKET_BUFFER).is_ok() {
+        return;
+    }
+    let r = if receive {
+        sock.set_recv_buffer_size(SOCKET_BUFFER)
+    } else {
+        sock.set_send_buffer_size(SOCKET_BUFFER)
+    };
+    if let Err(e) = r {
+        let dir = if receive { "receive" } else { "send" };
+        tracing::warn!("{what}: cannot enlarge the {dir} buffer: {e}");
+    }
+}
+
+/// Opens the VXLAN socket (a group of one).
 pub fn bind_udp(local: Ipv4Addr, port: u16) -> Result<UdpSocket, Failure> {
+    let mut v = bind_udp_group(local, port, 1)?;
+    Ok(v.remove(0))
+}
+
+/// Opens `n` VXLAN sockets on the same address and port (SO_REUSEPORT): the kernel spreads
+/// datagrams over them by a hash of the 4-tuple, so each flow (the sender picks the UDP source
+/// port from the inner flow) always lands on the same socket, i.e. the same worker.
+///
+/// SO_REUSEPORT would also let a second daemon join the group and silently take part of the
+/// traffic, so a probe bind without it comes first: it fails if anyone holds the port.
+pub fn bind_udp_group(local: Ipv4Addr, port: u16, n: usize) -> Result<Vec<UdpSocket>, Failure> {
     let addr = SocketAddrV4::new(local, port);
     let fail = |what: &str, e: std::io::Error| {
         Failure::Runtime(format!("UDP socket {addr}: cannot {what}: {e}"))
     };
-    let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
-        .map_err(|e| fail("create it", e))?;
-    // A bigger buffer absorbs bursts; the default still works, so a refusal is only logged.
-    if let Err(e) = sock.set_recv_buffer_size(SOCKET_BUFFER) {
-        tracing::warn!("UDP socket {addr}: cannot enlarge the receive buffer: {e}");
-    }
-    sock.bind(&addr.into()).map_err(|e| {
+    let in_use = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             Failure::Runtime(format!(
                 "UDP {addr} is already in use (another VTEP on this port and address?)"
@@ -31,10 +56,36 @@ pub fn bind_udp(local: Ipv4Addr, port: u16) -> Result<UdpSocket, Failure> {
         } else {
             fail("bind", e)
         }
-    })?;
-    sock.set_nonblocking(true)
-        .map_err(|e| fail("make it non-blocking", e))?;
-    Ok(sock.into())
+    };
+    let new = || {
+        Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
+            .map_err(|e| fail("create it", e))
+    };
+    let probe = new()?;
+    probe.bind(&addr.into()).map_err(in_use)?;
+    // Port 0 asks the kernel for a port: the group then binds to the one it gave the probe.
+    let addr = match probe.local_addr().ok().and_then(|a| a.as_socket_ipv4()) {
+        Some(a) => a,
+        None => addr,
+    };
+    drop(probe);
+    let mut socks = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        let sock = new()?;
+        if n > 1 {
+            sock.set_reuse_port(true)
+                .map_err(|e| fail("set SO_REUSEPORT", e))?;
+        }
+        size_buffer(&sock, true, &format!("UDP socket {addr}"));
+        if let Err(e) = sys::enable_rxq_overflow_count(&sock) {
+            tracing::warn!("UDP socket {addr}: cannot count receive-queue drops: {e}");
+        }
+        sock.bind(&addr.into()).map_err(in_use)?;
+        sock.set_nonblocking(true)
+            .map_err(|e| fail("make it non-blocking", e))?;
+        socks.push(sock.into());
+    }
+    Ok(socks)
 }
 
 /// Opens the send-only raw socket for encapsulated packets (their IPv4 header included).
@@ -57,9 +108,7 @@ pub fn open_raw_sender() -> Result<Socket, Failure> {
     // The DF bit is in the header we write; this also forbids local fragmentation, so an
     // oversize packet fails with EMSGSIZE instead of leaving in pieces (RFC 7348 §4.3).
     sys::set_dont_fragment(&sock).map_err(|e| fail("set IP_MTU_DISCOVER", e))?;
-    if let Err(e) = sock.set_send_buffer_size(SOCKET_BUFFER) {
-        tracing::warn!("raw socket: cannot enlarge the send buffer: {e}");
-    }
+    size_buffer(&sock, false, "raw socket");
     sock.set_nonblocking(true)
         .map_err(|e| fail("make it non-blocking", e))?;
     Ok(sock)
@@ -76,5 +125,18 @@ mod tests {
         let e = bind_udp(Ipv4Addr::LOCALHOST, port).unwrap_err();
         assert!(e.message().contains("already in use"), "{e:?}");
         assert_eq!(e.exit_code(), 1);
+    }
+
+    #[test]
+    fn a_group_shares_one_port_and_refuses_outsiders() {
+        let g = bind_udp_group(Ipv4Addr::LOCALHOST, 0, 3).unwrap();
+        assert_eq!(g.len(), 3);
+        let port = g[0].local_addr().unwrap().port();
+        assert!(g.iter().all(|s| s.local_addr().unwrap().port() == port));
+        // Neither a plain socket nor another group may join.
+        for n in [1, 2] {
+            let e = bind_udp_group(Ipv4Addr::LOCALHOST, port, n).unwrap_err();
+            assert!(e.message().contains("already in use"), "{e:?}");
+        }
     }
 }

@@ -91,6 +91,14 @@ impl StatsBoard {
         }
     }
 
+    /// Each worker's counters, in worker order.
+    pub fn per_worker(&self) -> Vec<Counters> {
+        self.slots
+            .iter()
+            .map(|slot| from_array(&std::array::from_fn(|i| slot.0[i].load(Ordering::Relaxed))))
+            .collect()
+    }
+
     /// The sum over all workers.
     pub fn sum(&self) -> Counters {
         let mut total = Counters::default();
@@ -177,6 +185,7 @@ mod tests {
         let mut want = sample(1);
         want.add(&sample(10));
         assert_eq!(b.sum(), want);
+        assert_eq!(b.per_worker(), vec![sample(1), sample(10)]);
         // A later publish replaces, not adds.
         b.publish(1, &Counters::default());
         assert_eq!(b.sum(), sample(1));

@@ -1,15 +1,38 @@
-//! A dataplane worker: one mio loop over the underlay UDP socket and the TAP device(s).
+//! A dataplane worker: one mio loop over its own underlay UDP socket (one of a SO_REUSEPORT
+//! group), its own raw send socket and its own queue of every TAP device.
 //!
-//! It drains each readable source until it would block (with a per-source budget so one busy
-//! source cannot starve the others), hands every frame or datagram to the shared [`Core`] and
-//! carries out what the core decided. Buffers are allocated once; the whole outer header
-//! (IPv4 + UDP + VXLAN, by `encap`'s per-remote [`VxlanEncap`] template) is written into
-//! headroom in front of the frame read from the TAP and sent on a raw socket, so a frame is
-//! never copied.
-//! Nothing is shared with other threads except the lock-free core, the published counters and
-//! the stop flag, so the same loop can later run once per device queue.
+//! It drains each readable source in batches until it would block (with a per-source budget so
+//! one busy source cannot starve the others), hands every frame or datagram to the shared
+//! [`Core`] and carries out what the core decided:
+//! - underlay -> device: one `recvmmsg` takes up to 64 datagrams; runs of TCP segments of one
+//!   flow are written to the device as one GSO super-frame (`batch_gro`, when the TAP has
+//!   virtio-net headers), anything else frame by frame.
+//! - device -> underlay: frames are read from the TAP queue into the slots of a [`SendBatch`]
+//!   (with TSO, a read may be a 64 KiB TCP super-frame, cut into segments by `batch_tso`);
+//!   every copy the core asks for (one, or one per peer for head-end replication) gets its
+//!   outer IPv4 + UDP + VXLAN header from `encap`'s per-remote [`VxlanEncap`] template in a
+//!   header array of its own, and the whole batch leaves in one `sendmmsg` on the raw socket,
+//!   so each inner flow keeps its own UDP source port. Payloads are never copied in user
+//!   space; only headers are.
+//!
+//! # No locks, no allocation per packet
+//! Per path, what the loop touches for each packet: the [`Core`] (lock-free FDB reads and
+//! learning through papaya, peer lists through arc-swap snapshots, counters in the worker's own
+//! [`Counters`]); the worker's own arenas ([`RecvBatch`], [`SendBatch`], [`Actions`], all sized
+//! once in `new`); the template cache (a HashMap that only allocates when a new remote is first
+//! seen; it is cleared, not freed, at its cap); `sys::recv_batch`/`sys::send_batch` (arrays on
+//! the stack). Counters are published into the worker's own cache-padded slot of the
+//! [`StatsBoard`] once per round, with relaxed stores. Logging happens only on errors and is
+//! rate-limited. `tests/multicore_alloc.rs` checks the no-allocation part with a counting
+//! allocator.
+//!
+//! Workers share nothing but the core, the stats board and the stop flag: with `--threads N`
+//! the daemon runs N of them, and the kernel keeps each flow on one worker (TAP queue selection
+//! and SO_REUSEPORT both hash the flow), so a flow is never reordered.
 
-use super::device::Tap;
+use super::batch::{HEADROOM, MAX_HEAD, MAX_PACKET, RecvBatch, SendBatch};
+use super::batch_gro::{self, MAX_HEADER, TcpSegment, VNET_HDR_LEN, VNET_HDR_NONE};
+use super::batch_tso::{self, TsoFrame};
 use super::stats::{Clock, StatsBoard};
 use crate::core::arp_suppress::ArpSuppress;
 use crate::core::{Action, Actions, Core, Counters, DropReason, NetId, Timestamp};
@@ -18,10 +41,11 @@ use encap::vxlan::HEADER_LEN;
 use encap::{Invalid, MacAddr, Vni, VxlanConfig, VxlanEncap, VxlanTx};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use socket2::{SockAddr, Socket};
+use socket2::Socket;
 use std::collections::HashMap;
+use std::io::IoSlice;
 use std::io::{self, ErrorKind};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,14 +57,10 @@ use tun_rs::SyncDevice;
 const SOCKET: usize = 0;
 /// Token of the waker used to stop the worker.
 const WAKE: Token = Token(usize::MAX);
-/// Room in front of a frame read from a TAP for the outer IPv4, UDP and VXLAN headers.
-const HEADROOM: usize = OVERHEAD;
 /// Remotes whose header template is cached; the cache is emptied (not freed) when full.
 const MAX_TEMPLATES: usize = 4096;
-/// Size of each packet buffer: the largest UDP datagram or frame, plus headroom.
-const BUF_LEN: usize = 65_536 + HEADROOM;
 /// Packets taken from one source before looking at the others.
-const BUDGET: usize = 64;
+const BUDGET: usize = 256;
 /// Housekeeping period (FDB ageing).
 const TICK: Duration = Duration::from_secs(1);
 /// Period of the drop summary and of rate-limited error logs.
@@ -76,27 +96,23 @@ pub struct WorkerSetup {
 /// A worker's handle on one network's device.
 #[derive(Clone)]
 pub struct TapPort {
-    /// The device (a queue of it).
+    /// The device queue this worker writes to (and reads from, if `read`).
     pub dev: Arc<SyncDevice>,
     /// Its name, for messages.
     pub name: String,
+    /// Whether this worker reads the queue (a queue is read by exactly one worker; when a
+    /// device has fewer queues than workers, the others only write to a shared one).
+    pub read: bool,
+    /// Frames carry a virtio-net header (merged TCP segments may be written).
+    pub vnet_hdr: bool,
 }
 
 impl std::fmt::Debug for TapPort {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TapPort")
             .field("name", &self.name)
+            .field("read", &self.read)
             .finish_non_exhaustive()
-    }
-}
-
-impl TapPort {
-    /// A port on `tap`.
-    pub fn of(tap: &Tap) -> TapPort {
-        TapPort {
-            dev: Arc::clone(&tap.dev),
-            name: tap.name.clone(),
-        }
     }
 }
 
@@ -129,12 +145,19 @@ pub struct Worker {
     actions: Actions,
     /// Outer header templates by remote VTEP.
     encaps: HashMap<Ipv4Addr, VxlanEncap, ahash::RandomState>,
-    /// Frames from the TAPs, read at `HEADROOM`.
-    tx: Box<[u8]>,
+    /// Frames from the TAPs and the encapsulated copies waiting for `sendmmsg`.
+    txb: SendBatch,
+    /// Where a segment's outer headers are computed (headroom, inner headers, room for the
+    /// payload, which stays in its frame slot).
+    scratch: Box<[u8]>,
     /// Datagrams from the socket.
-    rx: Box<[u8]>,
+    rxb: RecvBatch,
     /// Sources that may still have data (0: socket, 1 + i: TAP i).
     pending: Vec<bool>,
+    /// The socket's receive-queue overflow count when last seen.
+    rxq_overflow: u32,
+    /// TCP segments of the receive batch waiting to be written to a device as one.
+    run: Run,
     next_tick: Timestamp,
     next_report: Timestamp,
     drops_reported: [u64; DropReason::COUNT],
@@ -151,21 +174,27 @@ impl Worker {
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         poll.registry()
             .register(&mut s.socket, Token(SOCKET), Interest::READABLE)?;
-        for (i, t) in s.taps.iter().enumerate() {
+        for (i, t) in s.taps.iter().enumerate().filter(|(_, t)| t.read) {
             let fd = t.dev.as_raw_fd();
             poll.registry()
                 .register(&mut SourceFd(&fd), Token(1 + i), Interest::READABLE)?;
         }
         let now = s.clock.now();
-        let pending = vec![true; 1 + s.taps.len()];
+        let mut pending = vec![true; 1 + s.taps.len()];
+        for (i, t) in s.taps.iter().enumerate() {
+            pending[1 + i] = t.read;
+        }
         let w = Worker {
             poll,
             ctr: Counters::default(),
             actions: Actions::with_capacity(1024),
             encaps: HashMap::with_capacity_and_hasher(64, ahash::RandomState::new()),
-            tx: vec![0u8; BUF_LEN].into_boxed_slice(),
-            rx: vec![0u8; BUF_LEN].into_boxed_slice(),
+            txb: SendBatch::new(),
+            scratch: vec![0u8; OVERHEAD + MAX_PACKET + 64].into_boxed_slice(),
+            rxb: RecvBatch::new(),
             pending,
+            rxq_overflow: 0,
+            run: Run::default(),
             next_tick: now.add(TICK),
             next_report: now.add(REPORT),
             drops_reported: [0; DropReason::COUNT],
@@ -219,11 +248,20 @@ impl Worker {
         }
     }
 
-    /// Reads datagrams until the socket would block or the budget is spent (returns true then).
+    /// Reads datagrams in batches until the socket would block (false) or the budget is spent
+    /// (true).
     fn drain_socket(&mut self, now: Timestamp) -> bool {
-        for _ in 0..BUDGET {
-            let (n, src) = match self.s.socket.recv_from(&mut self.rx) {
-                Ok(r) => r,
+        let mut taken = 0;
+        while taken < BUDGET {
+            let n = match self.rxb.recv(&self.s.socket) {
+                Ok((n, ovfl)) => {
+                    if let Some(o) = ovfl {
+                        let lost = o.wrapping_sub(self.rxq_overflow);
+                        self.rxq_overflow = o;
+                        self.ctr.drops[DropReason::RxQueueFull as usize] += u64::from(lost);
+                    }
+                    n
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -231,92 +269,181 @@ impl Worker {
                     if let Some(held) = self.socket_err_log.check(now) {
                         warn!(error = %e, suppressed = held, "UDP receive error");
                     }
+                    taken += 1;
                     continue;
                 }
             };
-            let SocketAddr::V4(src) = src else { continue };
-            let (learned, moves) = (self.ctr.learned, self.ctr.mac_moves);
-            self.s.core.on_remote(
-                now,
-                *src.ip(),
-                &self.rx[..n],
-                &mut self.actions,
-                &mut self.ctr,
-            );
-            if self.ctr.learned != learned || self.ctr.mac_moves != moves {
-                self.log_learning(*src.ip(), n, self.ctr.mac_moves != moves);
+            for i in 0..n {
+                self.on_datagram(now, i);
             }
-            for i in 0..self.actions.len() {
-                match self.actions.as_slice()[i] {
-                    Action::ToDevice { net, offset } => {
-                        // --- ARP suppression: learn bindings from ARP crossing the tunnel.
-                        if let Some(frame) = self.rx.get(offset..n) {
-                            self.s.arp.snoop_remote(now, net, frame, &mut self.ctr);
-                        }
-                        // --- end ARP suppression.
-                        self.write_device(now, net, offset, n)
-                    }
-                    // Already counted by the core; summarised by `report_drops`.
-                    Action::Drop(_) => {}
-                    // The core never sends a decapsulated frame back into a tunnel.
-                    Action::ToTunnel { .. } => {}
-                }
+            // The arena is reused by the next receive: nothing may wait past the batch.
+            self.flush_run(now);
+            taken += n;
+            if n < crate::sys::MAX_BATCH {
+                // The queue was emptied; a later arrival raises a new readiness event.
+                return false;
             }
         }
         true
     }
 
-    /// Reads frames from TAP `t` until it would block or the budget is spent (returns true
-    /// then); a read error other than would-block means the device is gone.
+    /// Datagram `i` of the receive batch: to the core, then to the device.
+    fn on_datagram(&mut self, now: Timestamp, i: usize) {
+        let Some((d, m)) = self.rxb.get(i) else {
+            return;
+        };
+        let (Some(src), false) = (m.src, m.truncated) else {
+            self.ctr.rx_tunnel += 1;
+            return self.ctr.drop(DropReason::Truncated);
+        };
+        let (learned, moves) = (self.ctr.learned, self.ctr.mac_moves);
+        self.s
+            .core
+            .on_remote(now, src, d, &mut self.actions, &mut self.ctr);
+        if self.ctr.learned != learned || self.ctr.mac_moves != moves {
+            log_learning(d, src, self.ctr.mac_moves != moves);
+        }
+        for k in 0..self.actions.len() {
+            match self.actions.as_slice()[k] {
+                Action::ToDevice { net, offset } => {
+                    // --- ARP suppression: learn bindings from ARP crossing the tunnel.
+                    if let Some(frame) = self.rxb.get(i).and_then(|(d, _)| d.get(offset..)) {
+                        self.s.arp.snoop_remote(now, net, frame, &mut self.ctr);
+                    }
+                    // --- end ARP suppression.
+                    self.deliver(now, net, i, offset)
+                }
+                // Already counted by the core; summarised by `report_drops`.
+                Action::Drop(_) => {}
+                // The core never sends a decapsulated frame back into a tunnel.
+                Action::ToTunnel { .. } => {}
+            }
+        }
+    }
+
+    /// Reads frames from TAP `t` until it would block (false) or the budget is spent (true),
+    /// queueing their encapsulated copies and sending them in batches; a read error other than
+    /// would-block means the device is gone.
     fn drain_tap(&mut self, t: usize, now: Timestamp) -> Result<bool, String> {
         let Some(net) = u16::try_from(t).ok().map(NetId) else {
             return Ok(false);
         };
-        for _ in 0..BUDGET {
-            let n = match self.s.taps[t].dev.recv(&mut self.tx[HEADROOM..]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.device_failed(t, "read from", &e)),
+        let mut more = true;
+        let mut taken = 0;
+        while taken < BUDGET {
+            if !self.txb.has_free_slot() {
+                self.flush_tunnel(now);
+            }
+            let (slot, buf) = self.txb.next_slot();
+            let tap = &self.s.taps[t];
+            // With a virtio-net header, it lands in the headroom and the frame at HEADROOM.
+            let at = if tap.vnet_hdr {
+                HEADROOM - VNET_HDR_LEN
+            } else {
+                HEADROOM
             };
-            let frame = &self.tx[HEADROOM..HEADROOM + n];
+            let mut tso = None;
+            let n = match tap.dev.recv(&mut buf[at..]) {
+                Ok(n) if tap.vnet_hdr => {
+                    let ok = n >= VNET_HDR_LEN && {
+                        let (vnet, frame) = buf[at..at + n].split_at_mut(VNET_HDR_LEN);
+                        if batch_tso::is_tso(vnet) {
+                            let mut v = [0u8; VNET_HDR_LEN];
+                            v.copy_from_slice(vnet);
+                            tso = Some(v);
+                            true
+                        } else {
+                            batch_gro::complete_read(vnet, frame)
+                        }
+                    };
+                    if !ok {
+                        self.ctr.rx_device += 1;
+                        self.ctr.drop(DropReason::DeviceOffload);
+                        taken += 1;
+                        continue;
+                    }
+                    n - VNET_HDR_LEN
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    more = false;
+                    break;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.flush_tunnel(now);
+                    return Err(self.device_failed(t, "read from", &e));
+                }
+            };
+            self.txb.commit_slot();
+            taken += 1;
+            let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + n];
+            let tso = match tso.map(|v| batch_tso::tso_frame(&v, frame)) {
+                None => None,
+                Some(Some(t)) => Some(t),
+                Some(None) => {
+                    self.ctr.rx_device += 1;
+                    self.ctr.drop(DropReason::DeviceOffload);
+                    continue;
+                }
+            };
             // --- ARP suppression: a request for a known remote address is answered here.
-            if let Some(reply) = self.s.arp.answer_local(now, net, frame, &mut self.ctr) {
+            if tso.is_none()
+                && let Some(reply) = self.s.arp.answer_local(now, net, frame, &mut self.ctr)
+            {
                 self.ctr.rx_device += 1;
-                match self.s.taps[t].dev.send(reply) {
+                let dev = &self.s.taps[t];
+                let r = if dev.vnet_hdr {
+                    dev.dev
+                        .send_vectored(&[IoSlice::new(&VNET_HDR_NONE), IoSlice::new(reply)])
+                } else {
+                    dev.dev.send(reply)
+                };
+                match r {
                     Ok(_) => self.ctr.tx_device += 1,
                     Err(_) => self.ctr.drop(DropReason::DeviceTxError),
                 }
                 continue;
             }
             // --- end ARP suppression.
+            let floods = self.ctr.flood_copies;
             self.s
                 .core
                 .on_local(now, net, frame, &mut self.actions, &mut self.ctr);
+            if let Some(tf) = &tso {
+                // Counted as the frames the kernel would have handed over without TSO.
+                let more_segs = tf.segments() as u64 - 1;
+                self.ctr.rx_device += more_segs;
+                self.ctr.flood_copies += (self.ctr.flood_copies - floods) * more_segs;
+            }
             for i in 0..self.actions.len() {
                 if let Action::ToTunnel { vni, dst } = self.actions.as_slice()[i] {
-                    self.send_tunnel(now, vni, dst, n);
+                    match &tso {
+                        None => self.queue_tunnel(now, vni, dst, slot, n),
+                        Some(tf) => {
+                            for k in 0..tf.segments() {
+                                self.queue_segment(now, vni, dst, slot, n, tf, k);
+                            }
+                        }
+                    }
                 }
             }
         }
-        Ok(true)
+        self.flush_tunnel(now);
+        Ok(more)
     }
 
-    /// Encapsulates the frame at `tx[HEADROOM..HEADROOM + len]` for `dst` and sends it.
-    fn send_tunnel(&mut self, now: Timestamp, vni: Vni, dst: Ipv4Addr, len: usize) {
-        if self.encaps.len() >= MAX_TEMPLATES && !self.encaps.contains_key(&dst) {
-            self.encaps.clear();
+    /// Encapsulates the frame in send slot `slot` (`len` bytes at `HEADROOM`) for `dst` and
+    /// queues the copy.
+    fn queue_tunnel(&mut self, now: Timestamp, vni: Vni, dst: Ipv4Addr, slot: usize, len: usize) {
+        if !self.txb.has_room() {
+            self.flush_tunnel(now);
         }
-        let enc = match self.encaps.entry(dst) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                match VxlanEncap::new(&self.s.vxlan, dst) {
-                    Ok(enc) => v.insert(enc),
-                    Err(_) => return self.ctr.drop(DropReason::TunnelTxError),
-                }
-            }
+        let Some(enc) = template(&mut self.encaps, &self.s.vxlan, dst) else {
+            return self.ctr.drop(DropReason::TunnelTxError);
         };
-        let range = match enc.encapsulate(&mut self.tx, HEADROOM, len, &VxlanTx::new(vni)) {
+        let buf = self.txb.slot_mut(slot);
+        let range = match enc.encapsulate(buf, HEADROOM, len, &VxlanTx::new(vni)) {
             Ok(r) => r,
             Err(encap::Error::Invalid {
                 reason: Invalid::TooLong,
@@ -326,34 +453,213 @@ impl Worker {
             }
             Err(_) => return self.ctr.drop(DropReason::LocalRunt),
         };
-        let to = SockAddr::from(SocketAddrV4::new(dst, 0));
-        let pkt = &self.tx[range];
-        let mut res = self.s.raw.send_to(pkt, &to);
-        if matches!(&res, Err(e) if e.kind() == ErrorKind::Interrupted) {
-            res = self.s.raw.send_to(pkt, &to);
+        let mut head = [0u8; OVERHEAD];
+        head.copy_from_slice(&buf[range.start..range.start + OVERHEAD]);
+        if !self.txb.push(&head, slot, len, dst) {
+            self.ctr.drop(DropReason::TunnelTxError);
         }
-        match res {
-            Ok(_) => self.ctr.tx_tunnel += 1,
-            Err(e) => {
-                // Unreachable, ENOBUFS, EMSGSIZE, a full buffer: this copy is lost, the loop goes on.
-                self.ctr.drop(DropReason::TunnelTxError);
-                if let Some(held) = self.tunnel_err_log.check(now) {
-                    warn!(remote = %dst, error = %e, suppressed = held, "send to remote VTEP failed");
+    }
+
+    /// Cuts segment `k` out of the TCP super-frame in send slot `slot` (`len` bytes at
+    /// `HEADROOM`), encapsulates it for `dst` and queues it: its outer and inner headers as the
+    /// head, its payload from the slot.
+    #[allow(clippy::too_many_arguments)]
+    fn queue_segment(
+        &mut self,
+        now: Timestamp,
+        vni: Vni,
+        dst: Ipv4Addr,
+        slot: usize,
+        len: usize,
+        t: &TsoFrame,
+        k: usize,
+    ) {
+        if !self.txb.has_room() {
+            self.flush_tunnel(now);
+        }
+        let Some(enc) = template(&mut self.encaps, &self.s.vxlan, dst) else {
+            return self.ctr.drop(DropReason::TunnelTxError);
+        };
+        let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
+        let mut inner = [0u8; MAX_HEADER];
+        let Some(payload) = batch_tso::segment(frame, t, k, &mut inner) else {
+            return self.ctr.drop(DropReason::DeviceOffload);
+        };
+        let (h, plen) = (t.hdr_len, payload.len());
+        self.scratch[OVERHEAD..OVERHEAD + h].copy_from_slice(&inner[..h]);
+        if self.s.vxlan.udp_checksum {
+            // Only a UDP checksum reads the payload; it is sent from the slot either way.
+            self.scratch[OVERHEAD + h..OVERHEAD + h + plen]
+                .copy_from_slice(&frame[payload.clone()]);
+        }
+        let range = match enc.encapsulate(&mut self.scratch, OVERHEAD, h + plen, &VxlanTx::new(vni))
+        {
+            Ok(r) => r,
+            Err(encap::Error::Invalid {
+                reason: Invalid::TooLong,
+                ..
+            }) => return self.ctr.drop(DropReason::TooBig),
+            Err(_) => return self.ctr.drop(DropReason::LocalRunt),
+        };
+        let mut head = [0u8; MAX_HEAD];
+        head[..OVERHEAD].copy_from_slice(&self.scratch[range.start..range.start + OVERHEAD]);
+        head[OVERHEAD..OVERHEAD + h].copy_from_slice(&inner[..h]);
+        if !self.txb.push_part(
+            &head[..OVERHEAD + h],
+            slot,
+            HEADROOM + payload.start,
+            plen,
+            dst,
+        ) {
+            self.ctr.drop(DropReason::TunnelTxError);
+        }
+    }
+
+    /// Sends the queued copies; counts each refused one under its reason.
+    fn flush_tunnel(&mut self, now: Timestamp) {
+        if self.txb.is_empty() {
+            return;
+        }
+        let (ctr, log) = (&mut self.ctr, &mut self.tunnel_err_log);
+        let done = self.txb.flush(&self.s.raw, |dst, e| {
+            let reason = match e.raw_os_error() {
+                Some(libc::ENOBUFS) => DropReason::TunnelTxNoBufs,
+                Some(libc::EAGAIN) => DropReason::TunnelTxFull,
+                // Unreachable, EMSGSIZE, ...: this copy is lost, the loop goes on.
+                _ => DropReason::TunnelTxError,
+            };
+            ctr.drop(reason);
+            if let Some(held) = log.check(now) {
+                warn!(remote = %dst, error = %e, suppressed = held, "send to remote VTEP failed");
+            }
+        });
+        self.ctr.tx_tunnel += done.sent;
+    }
+
+    /// Hands the inner frame of received datagram `i` (from `offset`) to network `net`'s
+    /// device: appended to the pending run of TCP segments when it continues it, else written
+    /// (after the run).
+    fn deliver(&mut self, now: Timestamp, net: NetId, i: usize, offset: usize) {
+        let Some(tap) = self.s.taps.get(usize::from(net.0)) else {
+            return self.ctr.drop(DropReason::UnknownNetwork);
+        };
+        let seg = if tap.vnet_hdr {
+            self.rxb
+                .get(i)
+                .and_then(|(d, _)| d.get(offset..))
+                .and_then(batch_gro::tcp_segment)
+        } else {
+            None
+        };
+        let Some(seg) = seg else {
+            self.flush_run(now);
+            return self.write_one(now, net, i, offset);
+        };
+        if self.run.count > 0 && self.run.net == net && self.run.count < crate::sys::MAX_BATCH {
+            let first = self.run.parts[0];
+            if let (Some((fd, _)), Some((nd, _))) = (self.rxb.get(first.0), self.rxb.get(i)) {
+                let (ff, nf) = (&fd[first.1..], &nd[offset..]);
+                if batch_gro::continues(
+                    ff,
+                    &self.run.first,
+                    &self.run.last,
+                    self.run.total,
+                    nf,
+                    &seg,
+                ) {
+                    self.run.parts[self.run.count] = (i, offset);
+                    self.run.count += 1;
+                    self.run.last = seg;
+                    self.run.total += seg.payload;
+                    return;
+                }
+            }
+        }
+        self.flush_run(now);
+        self.run = Run {
+            net,
+            count: 1,
+            first: seg,
+            last: seg,
+            total: seg.payload,
+            ..Run::default()
+        };
+        self.run.parts[0] = (i, offset);
+    }
+
+    /// Writes the pending run: one segment as it is, several as one super-frame (or one by one
+    /// if the kernel refuses it).
+    fn flush_run(&mut self, now: Timestamp) {
+        let count = std::mem::take(&mut self.run.count);
+        match count {
+            0 => {}
+            1 => {
+                let (i, off) = self.run.parts[0];
+                self.write_one(now, self.run.net, i, off);
+            }
+            _ => {
+                if let Err(e) = self.write_run(count) {
+                    // EINVAL for a frame the kernel will not take as GSO, EIO while down...:
+                    // fall back to the segments themselves, which count their own errors.
+                    if e.raw_os_error() == Some(libc::EBADFD) {
+                        self.ctr.drops[DropReason::DeviceTxError as usize] += count as u64;
+                        return;
+                    }
+                    for k in 0..count {
+                        let (i, off) = self.run.parts[k];
+                        self.write_one(now, self.run.net, i, off);
+                    }
                 }
             }
         }
     }
 
-    /// Writes `rx[offset..len]` (a decapsulated frame) to network `net`'s device.
-    fn write_device(&mut self, now: Timestamp, net: NetId, offset: usize, len: usize) {
+    /// Writes `count` segments of the run as one super-frame.
+    fn write_run(&mut self, count: usize) -> io::Result<()> {
+        let run = &self.run;
+        let Some(tap) = self.s.taps.get(usize::from(run.net.0)) else {
+            return Err(io::Error::from(ErrorKind::NotFound));
+        };
+        let (i0, off0) = run.parts[0];
+        let Some(first) = self.rxb.get(i0).and_then(|(d, _)| d.get(off0..)) else {
+            return Err(io::Error::from(ErrorKind::InvalidData));
+        };
+        let psh = run.last.psh;
+        let mut hdr = [0u8; MAX_HEADER];
+        let (h, vnet) = batch_gro::super_header(first, &run.first, run.total, psh, &mut hdr);
+        let mut iov = [IoSlice::new(&[]); crate::sys::MAX_BATCH + 2];
+        iov[0] = IoSlice::new(&vnet);
+        iov[1] = IoSlice::new(&hdr[..h]);
+        for (k, &(i, off)) in run.parts[..count].iter().enumerate() {
+            let payload = self
+                .rxb
+                .get(i)
+                .and_then(|(d, _)| d.get(off + h..))
+                .ok_or_else(|| io::Error::from(ErrorKind::InvalidData))?;
+            iov[2 + k] = IoSlice::new(payload);
+        }
+        tap.dev.send_vectored(&iov[..2 + count])?;
+        self.ctr.tx_device += count as u64;
+        Ok(())
+    }
+
+    /// Writes the inner frame of received datagram `i` (from `offset`) to network `net`'s
+    /// device on its own.
+    fn write_one(&mut self, now: Timestamp, net: NetId, i: usize, offset: usize) {
         let (Some(tap), Some(frame)) = (
             self.s.taps.get(usize::from(net.0)),
-            self.rx.get(offset..len),
+            self.rxb.get(i).and_then(|(d, _)| d.get(offset..)),
         ) else {
             self.ctr.drop(DropReason::UnknownNetwork);
             return;
         };
-        match tap.dev.send(frame) {
+        let r = if tap.vnet_hdr {
+            tap.dev
+                .send_vectored(&[IoSlice::new(&VNET_HDR_NONE), IoSlice::new(frame)])
+        } else {
+            tap.dev.send(frame)
+        };
+        match r {
             Ok(_) => self.ctr.tx_device += 1,
             Err(e) => {
                 // EBADFD means the device was deleted: the next read reports it and stops us.
@@ -362,7 +668,7 @@ impl Worker {
                 if let Some(held) = self.device_err_log.check(now) {
                     warn!(dev = %tap.name, error = %e, suppressed = held, "write to device failed");
                 }
-                if e.raw_os_error() == Some(libc::EBADFD) {
+                if e.raw_os_error() == Some(libc::EBADFD) && tap.read {
                     self.pending[1 + usize::from(net.0)] = true;
                 }
             }
@@ -377,24 +683,6 @@ impl Worker {
             format!("device {name} failed ({op} it: {e})")
         }
     }
-
-    fn log_learning(&self, src: Ipv4Addr, n: usize, moved: bool) {
-        let d = &self.rx[..n];
-        let (Some(mac), Some(vni)) = (
-            d.get(HEADER_LEN + 6..HEADER_LEN + 12)
-                .and_then(MacAddr::from_bytes),
-            d.get(4..7)
-                .map(|v| u32::from_be_bytes([0, v[0], v[1], v[2]])),
-        ) else {
-            return;
-        };
-        if moved {
-            debug!(%mac, vni, remote = %src, "MAC moved");
-        } else {
-            debug!(%mac, vni, remote = %src, "MAC learned");
-        }
-    }
-
     fn tick(&mut self, now: Timestamp) {
         self.next_tick = now.add(TICK);
         if self.s.housekeeping {
@@ -427,5 +715,72 @@ impl Worker {
                 parts.join(" ")
             );
         }
+    }
+}
+
+/// The outer header template for `dst`, made on first use (`None` if the settings cannot
+/// make one). The cache is emptied, not freed, when it reaches its cap.
+fn template<'a>(
+    encaps: &'a mut HashMap<Ipv4Addr, VxlanEncap, ahash::RandomState>,
+    cfg: &VxlanConfig,
+    dst: Ipv4Addr,
+) -> Option<&'a VxlanEncap> {
+    if encaps.len() >= MAX_TEMPLATES && !encaps.contains_key(&dst) {
+        encaps.clear();
+    }
+    match encaps.entry(dst) {
+        std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            VxlanEncap::new(cfg, dst).ok().map(|enc| &*v.insert(enc))
+        }
+    }
+}
+
+/// TCP segments of one receive batch that continue each other, for one device write.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    net: NetId,
+    /// Segments in the run; `parts[..count]` are (datagram index, inner frame offset).
+    count: usize,
+    parts: [(usize, usize); crate::sys::MAX_BATCH],
+    first: TcpSegment,
+    last: TcpSegment,
+    /// Payload bytes in the run.
+    total: usize,
+}
+
+impl Default for Run {
+    fn default() -> Self {
+        let none = TcpSegment {
+            hdr_len: 0,
+            seq: 0,
+            payload: 0,
+            psh: false,
+        };
+        Run {
+            net: NetId(0),
+            count: 0,
+            parts: [(0, 0); crate::sys::MAX_BATCH],
+            first: none,
+            last: none,
+            total: 0,
+        }
+    }
+}
+
+/// Logs (at debug level) a MAC learned or moved from a datagram.
+fn log_learning(d: &[u8], src: Ipv4Addr, moved: bool) {
+    let (Some(mac), Some(vni)) = (
+        d.get(HEADER_LEN + 6..HEADER_LEN + 12)
+            .and_then(MacAddr::from_bytes),
+        d.get(4..7)
+            .map(|v| u32::from_be_bytes([0, v[0], v[1], v[2]])),
+    ) else {
+        return;
+    };
+    if moved {
+        debug!(%mac, vni, remote = %src, "MAC moved");
+    } else {
+        debug!(%mac, vni, remote = %src, "MAC learned");
     }
 }

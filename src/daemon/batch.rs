@@ -1,0 +1,345 @@
+//! Preallocated buffer arenas for batched I/O: a receive batch filled by one `recvmmsg`, and a
+//! send batch of encapsulated frames emptied by one `sendmmsg`.
+//!
+//! Both are allocated once per worker and reused for its whole life, so moving packets never
+//! allocates. The send batch keeps each frame where it was read (in a slot of its arena) and the
+//! outer headers of every copy in a small array of their own, so head-end replication sends all
+//! copies of a frame, each with its own outer header, in the same `sendmmsg` without copying the
+//! frame.
+
+use super::batch_gro::MAX_HEADER;
+use crate::sys::{self, MAX_BATCH, RecvMeta, SendMsg};
+use encap::tunnel::vxlan::OVERHEAD;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+
+/// Room in front of each frame slot for the outer headers (encap writes them there first).
+pub const HEADROOM: usize = OVERHEAD;
+/// Largest datagram or frame a slot holds.
+pub const MAX_PACKET: usize = 65_536;
+
+/// Datagrams received by one `recvmmsg`, each in its own slot of an arena.
+pub struct RecvBatch {
+    arena: Box<[u8]>,
+    meta: [RecvMeta; MAX_BATCH],
+    len: usize,
+}
+
+impl std::fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        RecvBatch::new()
+    }
+}
+
+impl RecvBatch {
+    /// An empty batch with room for [`MAX_BATCH`] datagrams of up to [`MAX_PACKET`] bytes.
+    pub fn new() -> RecvBatch {
+        RecvBatch {
+            arena: vec![0u8; MAX_BATCH * MAX_PACKET].into_boxed_slice(),
+            meta: [RecvMeta::default(); MAX_BATCH],
+            len: 0,
+        }
+    }
+
+    /// Replaces the batch with the datagrams waiting on `sock` (at most [`MAX_BATCH`]); returns
+    /// how many arrived and the socket's overflow drop count if it reported one. WouldBlock
+    /// when none were waiting.
+    pub fn recv(&mut self, sock: &impl AsFd) -> io::Result<(usize, Option<u32>)> {
+        self.len = 0;
+        let (n, ovfl) = sys::recv_batch(sock, &mut self.arena, MAX_PACKET, &mut self.meta)?;
+        self.len = n;
+        Ok((n, ovfl))
+    }
+
+    /// Number of datagrams in the batch.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the batch holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Datagram `i`: its bytes and how it arrived (`None` past the end).
+    pub fn get(&self, i: usize) -> Option<(&[u8], &RecvMeta)> {
+        let m = self.meta.get(i).filter(|_| i < self.len)?;
+        let start = i * MAX_PACKET;
+        Some((self.arena.get(start..start + m.len)?, m))
+    }
+}
+
+/// Longest head of a queued datagram: outer headers, then (for a segment cut from a device
+/// super-frame) the segment's own inner headers.
+pub const MAX_HEAD: usize = OVERHEAD + MAX_HEADER;
+
+/// Where one queued datagram's parts are.
+#[derive(Debug, Clone, Copy, Default)]
+struct Queued {
+    /// Frame slot of the body.
+    slot: u16,
+    /// Start of the body in the slot.
+    start: u32,
+    /// Body bytes.
+    len: u32,
+    /// Head bytes.
+    head_len: u8,
+    dst: Option<Ipv4Addr>,
+}
+
+/// Frames read from a device, and the encapsulated copies queued for one `sendmmsg`.
+pub struct SendBatch {
+    /// `MAX_BATCH` slots of `HEADROOM + MAX_PACKET` bytes; frames are read at `HEADROOM`.
+    frames: Box<[u8]>,
+    /// Slots holding frames that queued copies may still refer to.
+    used: usize,
+    /// Heads of the queued copies (outer headers, and inner ones for segments).
+    heads: [[u8; MAX_HEAD]; MAX_BATCH],
+    queued: [Queued; MAX_BATCH],
+    count: usize,
+}
+
+impl std::fmt::Debug for SendBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendBatch")
+            .field("used", &self.used)
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SendBatch {
+    fn default() -> Self {
+        SendBatch::new()
+    }
+}
+
+/// Bytes of one frame slot: headroom, then the largest frame a device may hand over (a 64 KiB
+/// IP packet behind an Ethernet header and a VLAN tag, rounded up).
+const SLOT: usize = HEADROOM + MAX_PACKET + 64;
+
+/// What one flush did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flushed {
+    /// Datagrams the kernel took.
+    pub sent: u64,
+    /// Datagrams refused (each reported to the error callback).
+    pub failed: u64,
+}
+
+impl SendBatch {
+    /// An empty batch.
+    pub fn new() -> SendBatch {
+        SendBatch {
+            frames: vec![0u8; MAX_BATCH * SLOT].into_boxed_slice(),
+            used: 0,
+            heads: [[0u8; MAX_HEAD]; MAX_BATCH],
+            queued: [Queued::default(); MAX_BATCH],
+            count: 0,
+        }
+    }
+
+    /// Datagrams queued.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// True when another frame slot is free (else flush first).
+    pub fn has_free_slot(&self) -> bool {
+        self.used < MAX_BATCH || self.count == 0
+    }
+
+    /// True when another datagram can be queued (else flush first).
+    pub fn has_room(&self) -> bool {
+        self.count < MAX_BATCH
+    }
+
+    /// The next free frame slot, whole (`HEADROOM` bytes, then room for the frame), and its
+    /// index. Call [`SendBatch::has_free_slot`] first; a slot is reused only once every copy
+    /// that referred to it was flushed.
+    pub fn next_slot(&mut self) -> (usize, &mut [u8]) {
+        if self.count == 0 {
+            self.used = 0;
+        }
+        let i = self.used.min(MAX_BATCH - 1);
+        (i, &mut self.frames[i * SLOT..(i + 1) * SLOT])
+    }
+
+    /// Marks the slot returned by the last `next_slot` as holding a frame.
+    pub fn commit_slot(&mut self) {
+        self.used = (self.used + 1).min(MAX_BATCH);
+    }
+
+    /// Frame slot `i`, whole (for writing outer headers at its headroom).
+    pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
+        &mut self.frames[i * SLOT..(i + 1) * SLOT]
+    }
+
+    /// Queues a datagram to `dst`: the outer headers `head`, then the frame
+    /// `slot[HEADROOM..HEADROOM + len]`. Returns false (nothing queued) when the batch is full.
+    pub fn push(&mut self, head: &[u8; OVERHEAD], slot: usize, len: usize, dst: Ipv4Addr) -> bool {
+        self.push_part(head, slot, HEADROOM, len, dst)
+    }
+
+    /// Queues a datagram to `dst`: `head` (at most [`MAX_HEAD`] bytes), then
+    /// `slot[start..start + len]`. Returns false (nothing queued) when the batch is full or the
+    /// parts are out of range.
+    pub fn push_part(
+        &mut self,
+        head: &[u8],
+        slot: usize,
+        start: usize,
+        len: usize,
+        dst: Ipv4Addr,
+    ) -> bool {
+        let (Ok(slot16), Ok(start32), Ok(len32), Ok(head8)) = (
+            u16::try_from(slot),
+            u32::try_from(start),
+            u32::try_from(len),
+            u8::try_from(head.len()),
+        ) else {
+            return false;
+        };
+        if self.count >= MAX_BATCH
+            || slot >= MAX_BATCH
+            || head.len() > MAX_HEAD
+            || start.checked_add(len).is_none_or(|e| e > SLOT)
+        {
+            return false;
+        }
+        self.heads[self.count][..head.len()].copy_from_slice(head);
+        self.queued[self.count] = Queued {
+            slot: slot16,
+            start: start32,
+            len: len32,
+            head_len: head8,
+            dst: Some(dst),
+        };
+        self.count += 1;
+        true
+    }
+
+    /// Sends everything queued on `sock` with as few `sendmmsg` calls as the kernel allows; a
+    /// datagram the kernel refuses is reported to `on_error` (with its destination) and skipped.
+    /// The batch is empty afterwards.
+    pub fn flush(
+        &mut self,
+        sock: &impl AsFd,
+        mut on_error: impl FnMut(Ipv4Addr, &io::Error),
+    ) -> Flushed {
+        let mut out = Flushed::default();
+        let mut msgs = [SendMsg {
+            head: &[],
+            body: &[],
+            dst: Ipv4Addr::UNSPECIFIED,
+        }; MAX_BATCH];
+        for (i, q) in self.queued[..self.count].iter().enumerate() {
+            let start = usize::from(q.slot) * SLOT + q.start as usize;
+            msgs[i] = SendMsg {
+                head: &self.heads[i][..usize::from(q.head_len)],
+                body: &self.frames[start..start + q.len as usize],
+                dst: q.dst.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            };
+        }
+        let mut i = 0;
+        while i < self.count {
+            match sys::send_batch(sock, &msgs[i..self.count]) {
+                Ok(0) => {
+                    // Not expected from sendmmsg; never spin on it.
+                    on_error(msgs[i].dst, &io::Error::from(io::ErrorKind::WriteZero));
+                    out.failed += 1;
+                    i += 1;
+                }
+                Ok(k) => {
+                    out.sent += k as u64;
+                    i += k;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    on_error(msgs[i].dst, &e);
+                    out.failed += 1;
+                    i += 1;
+                }
+            }
+        }
+        // `used` stays: the frame being worked on when a full batch forced this flush may
+        // still queue more copies from its slot. The slots are recycled by `next_slot` once
+        // nothing is queued.
+        self.count = 0;
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_reused_only_after_a_flush() {
+        let mut b = SendBatch::new();
+        let head = [7u8; OVERHEAD];
+        for k in 0..MAX_BATCH {
+            assert!(b.has_free_slot());
+            let (i, s) = b.next_slot();
+            assert_eq!(i, k);
+            s[HEADROOM] = k as u8;
+            b.commit_slot();
+            assert!(b.push(&head, i, 1, Ipv4Addr::new(192, 0, 2, 1)));
+        }
+        assert!(!b.has_free_slot());
+        assert!(!b.has_room());
+        assert!(!b.push(&head, 0, 1, Ipv4Addr::new(192, 0, 2, 1)));
+        assert_eq!(b.len(), MAX_BATCH);
+        // A flush in the middle of a frame's copies must not hand its slot out again.
+        let raw = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let _ = b.flush(&raw, |_, _| {});
+        assert!(b.push(&head, MAX_BATCH - 1, 1, Ipv4Addr::new(192, 0, 2, 1)));
+        assert!(!b.has_free_slot(), "the last slot is still referenced");
+        assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn push_refuses_out_of_range() {
+        let mut b = SendBatch::new();
+        let head = [0u8; OVERHEAD];
+        assert!(!b.push(&head, MAX_BATCH, 1, Ipv4Addr::LOCALHOST));
+        assert!(!b.push(&head, 0, SLOT, Ipv4Addr::LOCALHOST));
+        assert!(!b.push_part(&[0u8; MAX_HEAD + 1], 0, 0, 1, Ipv4Addr::LOCALHOST));
+        assert!(b.is_empty());
+        assert!(b.push_part(&[0u8; MAX_HEAD], 0, SLOT - 1, 1, Ipv4Addr::LOCALHOST));
+    }
+
+    #[test]
+    fn recv_batch_reads_loopback_datagrams() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 0..3u8 {
+            tx.send_to(&[i; 9], rx.local_addr().unwrap()).unwrap();
+        }
+        let mut b = RecvBatch::new();
+        let (n, _) = b.recv(&rx).unwrap();
+        assert_eq!(n, 3);
+        for i in 0..3 {
+            let (d, m) = b.get(i).unwrap();
+            assert_eq!(d, &[i as u8; 9]);
+            assert_eq!(m.src, Some(Ipv4Addr::LOCALHOST));
+        }
+        assert!(b.get(3).is_none());
+        assert_eq!(b.recv(&rx).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert!(b.is_empty());
+    }
+}

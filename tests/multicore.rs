@@ -1,0 +1,276 @@
+//! `--threads 2` end to end, in network namespaces: flows spread over both workers, no flow is
+//! reordered, what one worker learns every worker uses, and the per-worker counters in
+//! `stats --json` sum to the totals. Needs root (netns, TAP) and /usr/bin/python3.
+
+mod daemon_support;
+
+use daemon_support::{Daemon, Netns, Pair};
+use serde_json::Value;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+const TOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/multicore_tool.py");
+/// The Debian python with the standard library we need (the first python3 on PATH may differ).
+const PYTHON: &str = "/usr/bin/python3";
+
+/// No IPv6 in the namespaces: its multicast chatter would be flooded and blur the counters.
+pub fn quiet(ns: &Netns) {
+    for key in ["all", "default"] {
+        daemon_support::must(
+            ns.cmd("sysctl")
+                .args(["-qw", &format!("net.ipv6.conf.{key}.disable_ipv6=1")]),
+        );
+    }
+}
+
+fn two_daemons(threads: &str) -> (Pair, Daemon, Daemon) {
+    let p = Pair::new();
+    quiet(&p.a);
+    quiet(&p.b);
+    let a = Daemon::start(
+        &p.a,
+        &[
+            "--dev",
+            "vx0",
+            "--local",
+            "192.0.2.1",
+            "--vni",
+            "42",
+            "--address",
+            "10.9.0.1/24",
+            "--peer",
+            "192.0.2.2",
+            "--threads",
+            threads,
+        ],
+    );
+    let b = Daemon::start(
+        &p.b,
+        &[
+            "--dev",
+            "vx0",
+            "--local",
+            "192.0.2.2",
+            "--vni",
+            "42",
+            "--address",
+            "10.9.0.2/24",
+            "--peer",
+            "192.0.2.1",
+            "--threads",
+            threads,
+        ],
+    );
+    assert!(p.a.ping_within("10.9.0.2", SECS(10)), "{}", a.log_text());
+    (p, a, b)
+}
+
+fn n(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
+
+/// The `workers` rows of `stats --json`.
+fn workers(st: &Value) -> Vec<Value> {
+    st["workers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("stats --json has no workers array: {st}"))
+        .clone()
+}
+
+/// Checks that every per-worker counter sums to its total.
+fn assert_rows_sum_to_totals(st: &Value) {
+    let rows = workers(st);
+    for key in [
+        "rx_tunnel",
+        "tx_tunnel",
+        "rx_device",
+        "tx_device",
+        "flood_copies",
+        "drops_total",
+    ] {
+        let sum: u64 = rows.iter().map(|w| n(w, key)).sum();
+        assert_eq!(sum, n(st, key), "{key}: workers {rows:?} vs total in {st}");
+    }
+}
+
+/// A python helper process in a namespace.
+fn tool(ns: &Netns, args: &[&str]) -> Child {
+    ns.cmd("timeout")
+        .args(["60", PYTHON, TOOL])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start the python helper")
+}
+
+/// Waits for a helper; its stdout parsed as JSON (panics with its stderr otherwise).
+fn finish(child: Child) -> Value {
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "helper failed ({}): {text}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("helper printed {text:?}: {e}"))
+}
+
+/// Sends `per_flow` sequence-numbered datagrams on each of `flows` UDP flows from A to B and
+/// returns the receiver's report.
+fn sequenced_flows(p: &Pair, flows: u32, per_flow: u32) -> Value {
+    let mut rx = tool(&p.b, &["seq-recv", "7000", "2"]);
+    // The receiver says "ready" on stderr once bound.
+    let mut ready = false;
+    if let Some(err) = rx.stderr.as_mut() {
+        use std::io::Read;
+        let mut b = [0u8; 6];
+        ready = err.read_exact(&mut b).is_ok() && &b == b"ready\n";
+    }
+    assert!(ready, "the receiver did not start");
+    let tx =
+        p.a.cmd("timeout")
+            .args(["60", PYTHON, TOOL, "seq-send", "10.9.0.2", "7000"])
+            .args([flows.to_string(), per_flow.to_string()])
+            .status()
+            .unwrap();
+    assert!(tx.success(), "sender failed: {tx}");
+    finish(rx)
+}
+
+#[test]
+fn flows_spread_over_workers_in_order_and_counters_sum() {
+    let (p, a, b) = two_daemons("2");
+    for d in [&a, &b] {
+        assert_eq!(workers(&d.stats()).len(), 2, "two workers in stats --json");
+    }
+    let report = sequenced_flows(&p, 16, 300);
+    assert_eq!(n(&report, "reordered"), 0, "a flow was reordered: {report}");
+    assert_eq!(n(&report, "flows"), 16, "every flow arrived: {report}");
+    // Some loss under load is allowed (UDP), but most must arrive.
+    assert!(n(&report, "received") > 16 * 300 / 2, "{report}");
+
+    // Both of A's workers read frames from the TAP, both of B's received datagrams.
+    let (sa, sb) = (a.stats(), b.stats());
+    for (st, key) in [
+        (&sa, "rx_device"),
+        (&sa, "tx_tunnel"),
+        (&sb, "rx_tunnel"),
+        (&sb, "tx_device"),
+    ] {
+        for w in workers(st) {
+            assert!(n(&w, key) > 0, "a worker never saw {key}: {st}");
+        }
+    }
+    assert_rows_sum_to_totals(&a.stats());
+    assert_rows_sum_to_totals(&b.stats());
+}
+
+#[test]
+fn what_one_worker_learns_every_worker_uses() {
+    let (p, a, _b) = two_daemons("2");
+    // B's MAC is known on A after the ping (learned by whichever worker got B's reply).
+    let b_mac = p.b.mac("vx0");
+    assert!(
+        a.fdb().iter().any(|e| e["mac"] == b_mac.as_str()),
+        "{:?}",
+        a.fdb()
+    );
+    let before = a.stats();
+    let report = sequenced_flows(&p, 16, 100);
+    assert!(n(&report, "received") > 0, "{report}");
+    let after = a.stats();
+    // Every worker sent unicast to B: nothing was flooded, though both workers carried flows.
+    assert_eq!(
+        n(&after, "flood_copies"),
+        n(&before, "flood_copies"),
+        "frames to a learned MAC were flooded: {after}"
+    );
+    let (wb, wa) = (workers(&before), workers(&after));
+    for (x, y) in wb.iter().zip(&wa) {
+        assert!(
+            n(y, "tx_tunnel") > n(x, "tx_tunnel"),
+            "a worker sent nothing: {before} -> {after}"
+        );
+    }
+}
+
+#[test]
+fn one_thread_still_works_and_reports_one_worker() {
+    let (p, a, _b) = two_daemons("1");
+    let report = sequenced_flows(&p, 4, 50);
+    assert_eq!(n(&report, "reordered"), 0, "{report}");
+    let st = a.stats();
+    assert_eq!(workers(&st).len(), 1, "{st}");
+    assert_rows_sum_to_totals(&st);
+}
+
+#[test]
+fn default_thread_count_is_the_cpu_count() {
+    let p = Pair::new();
+    let a = Daemon::start(
+        &p.a,
+        &[
+            "--dev",
+            "vx0",
+            "--local",
+            "192.0.2.1",
+            "--peer",
+            "192.0.2.2",
+        ],
+    );
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(workers(&a.stats()).len(), cpus.min(64));
+}
+
+#[test]
+fn an_existing_single_queue_tap_is_attached_with_one_queue() {
+    let p = Pair::new();
+    quiet(&p.a);
+    quiet(&p.b);
+    p.a.ip(&["tuntap", "add", "dev", "vx0", "mode", "tap"]);
+    let a = Daemon::start(
+        &p.a,
+        &[
+            "--dev",
+            "vx0",
+            "--local",
+            "192.0.2.1",
+            "--address",
+            "10.9.0.1/24",
+            "--peer",
+            "192.0.2.2",
+            "--threads",
+            "2",
+        ],
+    );
+    let _b = Daemon::start(
+        &p.b,
+        &[
+            "--dev",
+            "vx0",
+            "--local",
+            "192.0.2.2",
+            "--address",
+            "10.9.0.2/24",
+            "--peer",
+            "192.0.2.1",
+            "--threads",
+            "2",
+        ],
+    );
+    assert!(p.a.ping_within("10.9.0.2", SECS(10)), "{}", a.log_text());
+    assert!(a.log_text().contains("not multi-queue"), "{}", a.log_text());
+    let report = sequenced_flows(&p, 8, 50);
+    assert_eq!(n(&report, "reordered"), 0, "{report}");
+    let st = a.stats();
+    assert_eq!(workers(&st).len(), 2, "{st}");
+    // Only worker 0 reads the single queue; both may write to it.
+    assert_eq!(n(&workers(&st)[1], "rx_device"), 0, "{st}");
+    assert!(n(&workers(&st)[0], "rx_device") > 0, "{st}");
+    assert_rows_sum_to_totals(&st);
+}
