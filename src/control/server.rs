@@ -488,6 +488,7 @@ impl Server {
                 return Err(format!("control socket: poll failed: {e}"));
             }
             if self.stop.load(Ordering::Acquire) {
+                self.wait_for_clients();
                 return Ok(());
             }
             loop {
@@ -502,6 +503,16 @@ impl Server {
                     }
                 }
             }
+        }
+    }
+
+    /// Waits (at most a little longer than one client's deadline) until no client thread holds
+    /// the shared state, so that what it owns (kernel routes, in L3 mode) is released when the
+    /// daemon drops it on the way out.
+    fn wait_for_clients(&self) {
+        let deadline = Instant::now() + CLIENT_TIMEOUT + Duration::from_secs(1);
+        while self.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -525,8 +536,10 @@ impl Server {
         let spawned = std::thread::Builder::new()
             .name("vtepd-control-client".into())
             .spawn(move || {
-                // Frees the slot however the thread ends (a panic included).
+                // Frees the slot however the thread ends (a panic included), and only after
+                // this thread's handle on the shared state (declared later, dropped first).
                 let _slot = Slot(active);
+                let handler = handler;
                 if let Err(e) = try_serve(&handler, stream) {
                     debug!("control client: {e}");
                 }
@@ -755,6 +768,32 @@ mod tests {
         thread.join().unwrap().unwrap();
         drop(file);
         assert!(!path.exists(), "socket file left behind");
+        let _ = std::fs::remove_dir(&dir);
+    }
+
+    #[test]
+    fn stopping_waits_for_client_threads_to_let_go_of_the_state() {
+        let dir = std::env::temp_dir().join(format!("vtepd-ctl-stop-{}", std::process::id()));
+        let path = dir.join("c.sock");
+        let (listener, file) = bind(&path).unwrap();
+        let h = handler();
+        let core = Arc::clone(&h.core);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (srv, waker) = Server::new(listener, h, Arc::clone(&stop)).unwrap();
+        let thread = thread::spawn(move || srv.run());
+        // A client whose thread is still running (it never sends) when the server is stopped.
+        let silent = UnixStream::connect(&path).unwrap();
+        thread::sleep(Duration::from_millis(100));
+        stop.store(true, Ordering::Release);
+        waker.wake().unwrap();
+        thread.join().unwrap().unwrap();
+        assert_eq!(
+            Arc::strong_count(&core),
+            1,
+            "a client thread still holds the shared state after the server stopped"
+        );
+        drop(silent);
+        drop(file);
         let _ = std::fs::remove_dir(&dir);
     }
 
