@@ -382,7 +382,7 @@ impl Handler {
             c.add(w);
         }
         let peers = self.core.peers();
-        let networks = self
+        let networks: Vec<NetStats> = self
             .nets
             .iter()
             .map(|n| NetStats {
@@ -397,13 +397,15 @@ impl Handler {
                 neigh_entries: self.core.neigh_entries(now, Some(n.vni)).len(),
             })
             .collect();
+        // What `fdb show` lists: entries past their ageing time but not yet reaped are not counted.
+        let fdb_entries = networks.iter().map(|n| n.fdb_entries).sum();
         StatsReport {
             rx_tunnel: c.rx_tunnel,
             tx_tunnel: c.tx_tunnel,
             rx_device: c.rx_device,
             tx_device: c.tx_device,
             flood_copies: c.flood_copies,
-            fdb_entries: self.core.fdb_len(),
+            fdb_entries,
             learned: c.learned,
             mac_moves: c.mac_moves,
             learn_refused: c.learn_refused,
@@ -669,16 +671,20 @@ mod tests {
     }
 
     fn handler() -> Handler {
+        handler_with(Duration::from_secs(300))
+    }
+
+    fn handler_with(ageing: Duration) -> Handler {
         let vni = Vni::new(42).unwrap();
         let core = Core::new(crate::core::CoreConfig {
             local: "192.0.2.1".parse().unwrap(),
             allow_any_peer: false,
             networks: vec![crate::core::NetworkConfig {
                 vni,
-                peers: vec![],
+                peers: vec![PEER],
                 own_mac: MacAddr([2, 0, 0, 0, 0, 1]),
                 learning: true,
-                ageing: Duration::from_secs(300),
+                ageing,
                 max_learned: 16,
             }],
         })
@@ -694,6 +700,31 @@ mod tests {
             clock: Clock::new(),
             routes: None,
         }
+    }
+
+    const PEER: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 2, 2);
+
+    #[test]
+    fn stats_fdb_entries_agree_with_fdb_show() {
+        let h = handler_with(Duration::from_millis(1));
+        // A VXLAN datagram (I flag, VNI 42) from the peer: its inner source MAC gets learned at
+        // time 0, and has aged out by the time the control plane looks.
+        let mut d = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+        d.extend_from_slice(&[2, 0, 0, 0, 0, 9, 2, 0, 0, 0, 0, 7, 0x88, 0xb5]);
+        let mut out = crate::core::Actions::with_capacity(4);
+        let mut ctr = crate::core::Counters::default();
+        h.core
+            .on_remote(crate::core::Timestamp(0), PEER, &d, &mut out, &mut ctr);
+        assert_eq!(ctr.learned, 1, "{ctr:?}");
+        thread::sleep(Duration::from_millis(20));
+        let shown = h.handle(Request::FdbShow { vni: None });
+        assert_eq!(
+            shown.data,
+            serde_json::json!([]),
+            "fdb show lists an aged-out entry"
+        );
+        let stats = h.handle(Request::Stats);
+        assert_eq!(stats.data["fdb_entries"], 0, "{:?}", stats.data);
     }
 
     #[test]
