@@ -10,8 +10,14 @@
 //! outer header is written by `encap`'s IPIP encapsulator, which copies DF from the inner packet
 //! per packet (the kernel fills in only the checksum and, when zero, the ID). The kernel here
 //! needs no `ipip` module.
+//!
+//! Packets move in batches: the TUN device has offloads on (TSO/USO super-packets are split
+//! into segments, each encapsulated in place, see `l3_offload`), encapsulated packets leave
+//! with `sendmmsg`, IPIP packets arrive with `recvmmsg`, and decapsulated TCP segments are
+//! coalesced into GSO writes to the device.
 
 use super::device::{self, Underlay};
+use super::l3_offload::{TunReader, TunWriter, TunnelQueue};
 use super::netlink::{KernelRoutes, RouteService};
 use super::stats::{Clock, StatsBoard};
 use super::tun::{self, IPIP_OVERHEAD, Tun};
@@ -21,12 +27,13 @@ use crate::control::server::{self, Handler, Server};
 use crate::core::ipip::{Ipip, IpipSettings, IpipTx, LocalVerdict, OVERHEAD, RemoteVerdict};
 use crate::core::route::Routes;
 use crate::core::{Core, CoreConfig, Counters, DropReason, Timestamp};
+use crate::sys::{self, MAX_BATCH, RecvMeta};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use std::io::{self, ErrorKind, Read};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io::{self, ErrorKind};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,10 +47,10 @@ const WAKE: Token = Token(1);
 const SOCKET: Token = Token(0);
 const DEVICE: Token = Token(1);
 const WORKER_WAKE: Token = Token(2);
-/// Packet buffer: the largest IPv4 packet plus headroom for the outer header.
-const BUF_LEN: usize = 65_536 + OVERHEAD;
-/// Packets taken from one source before looking at the other.
-const BUDGET: usize = 64;
+/// Receive slot: the largest IPv4 packet (outer header included).
+const RECV_SLOT: usize = 65_536;
+/// Reads (device reads or `recvmmsg` calls) from one source before looking at the other.
+const BUDGET: usize = 16;
 /// Period of the drop summary and of rate-limited error logs.
 const REPORT: Duration = Duration::from_secs(10);
 /// Socket buffer size asked for (the kernel caps it at net.core.[rw]mem_max).
@@ -117,7 +124,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
     // From here on every resource undoes itself when dropped.
     let (listener, socket_file) = server::bind(&cfg.control)?;
     let raw = open_ipip_socket(cfg.local)?;
-    let tun = tun::open_tun(&net.dev, mtu, net.address)?;
+    let tun = tun::open_tun(&net.dev, mtu, net.address, true)?;
     let kernel = KernelRoutes::new(&tun.name, false)
         .map_err(|e| Failure::Runtime(format!("device {}: {e}", tun.name)))?;
     let service = Arc::new(
@@ -297,6 +304,30 @@ fn wait(
     }
 }
 
+/// IP protocol number of TCP.
+const IPPROTO_TCP: u8 = 6;
+
+/// Writes one IP packet to the device; with offloads on (`vnet_hdr`), behind a zero virtio-net
+/// header (no offload asked for) assembled in `scratch`.
+fn write_plain(
+    dev: &tun_rs::SyncDevice,
+    vnet_hdr: bool,
+    scratch: &mut [u8],
+    packet: &[u8],
+) -> io::Result<usize> {
+    if !vnet_hdr {
+        return dev.send(packet);
+    }
+    let h = tun_rs::VIRTIO_NET_HDR_LEN;
+    let end = h + packet.len();
+    let Some(dst) = scratch.get_mut(h..end) else {
+        return Err(io::Error::from(ErrorKind::InvalidInput));
+    };
+    dst.copy_from_slice(packet);
+    scratch[..h].fill(0);
+    dev.send(&scratch[..end])
+}
+
 /// Allows one log line per period and counts the ones it held back.
 #[derive(Debug, Default)]
 struct RateLimit {
@@ -328,10 +359,19 @@ struct IpipWorker {
     stop: Arc<AtomicBool>,
     tx: IpipTx,
     ctr: Counters,
-    /// Packets from the device, read at `OVERHEAD`.
-    out: Box<[u8]>,
-    /// Packets from the socket.
+    /// Packets (segments) from the device, each read at `OVERHEAD` in its own slot.
+    out: TunReader,
+    /// Encapsulated packets in `out`'s slots, waiting for `sendmmsg`.
+    queue: TunnelQueue,
+    /// IPIP packets from the socket, one `recvmmsg` worth, `RECV_SLOT` bytes apart.
     inp: Box<[u8]>,
+    inp_meta: [RecvMeta; MAX_BATCH],
+    /// Decapsulated packets waiting for the device.
+    to_dev: TunWriter,
+    /// Single writes (ICMP replies, non-TCP packets) are assembled here behind a zero
+    /// virtio-net header when the device has offloads.
+    scratch: Box<[u8]>,
+    vnet_hdr: bool,
     pending: [bool; 2],
     next_report: Timestamp,
     drops_reported: [u64; DropReason::COUNT],
@@ -371,8 +411,13 @@ impl IpipWorker {
                 stop,
                 tx: IpipTx::new(seed),
                 ctr: Counters::default(),
-                out: vec![0u8; BUF_LEN].into_boxed_slice(),
-                inp: vec![0u8; BUF_LEN].into_boxed_slice(),
+                out: TunReader::new(tun.mtu, OVERHEAD),
+                queue: TunnelQueue::new(),
+                inp: vec![0u8; MAX_BATCH * RECV_SLOT].into_boxed_slice(),
+                inp_meta: [RecvMeta::default(); MAX_BATCH],
+                to_dev: TunWriter::new(),
+                scratch: vec![0u8; tun_rs::VIRTIO_NET_HDR_LEN + 65_536].into_boxed_slice(),
+                vnet_hdr: tun.dev.tcp_gso(),
                 pending: [true, true],
                 drops_reported: [0; DropReason::COUNT],
                 tunnel_err_log: RateLimit::default(),
@@ -423,44 +468,107 @@ impl IpipWorker {
         }
     }
 
-    /// Reads IPIP packets until the socket would block or the budget is spent (true then).
+    /// Reads IPIP packets (`recvmmsg`) until the socket would block or the budget is spent
+    /// (true then); writes the decapsulated ones to the device, coalesced.
     fn drain_socket(&mut self, now: Timestamp) -> bool {
+        let mut more = true;
         for _ in 0..BUDGET {
-            let n = match (&self.sock).read(&mut self.inp) {
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+            let got =
+                match sys::recv_batch(&self.sock, &mut self.inp, RECV_SLOT, &mut self.inp_meta) {
+                    Ok((n, _)) => n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        more = false;
+                        break;
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        // A pending socket error (an ICMP about an earlier send) is reported once
+                        // and cleared: keep reading.
+                        if let Some(held) = self.socket_err_log.check(now) {
+                            warn!(error = %e, suppressed = held, "raw IPIP socket receive error");
+                        }
+                        continue;
+                    }
+                };
+            for i in 0..got {
+                let meta = self.inp_meta[i];
+                let slot = &mut self.inp[i * RECV_SLOT..(i + 1) * RECV_SLOT];
+                if meta.truncated {
+                    self.ctr.rx_tunnel += 1;
+                    self.ctr.drop(DropReason::BadIpip);
+                    continue;
+                }
+                let verdict = self
+                    .ipip
+                    .on_remote_ipip(now, &mut slot[..meta.len], &mut self.ctr);
+                let RemoteVerdict::ToDevice { range } = verdict else {
+                    continue;
+                };
+                let inner = &slot[range];
+                if inner.get(9) == Some(&IPPROTO_TCP) {
+                    // TCP goes through the coalescing writer (one `recvmmsg` worth, flushed
+                    // after each: room enough).
+                    if !self.to_dev.push(inner) {
+                        self.ctr.drop(DropReason::DeviceTxError);
+                    }
+                } else {
+                    // Everything else is written as it is: UDP coalesced into USO writes
+                    // would reach the far side as the same datagrams, but the device counts
+                    // (and qdiscs see) one packet per write.
+                    let res = write_plain(&self.dev, self.vnet_hdr, &mut self.scratch, inner);
+                    match res {
+                        Ok(_) => self.ctr.tx_device += 1,
+                        Err(e) => self.device_error(now, &e),
+                    }
+                }
+            }
+            self.flush_device(now);
+        }
+        more
+    }
+
+    /// Writes the decapsulated packets waiting for the device.
+    fn flush_device(&mut self, now: Timestamp) {
+        let (n, r) = self.to_dev.flush(&self.dev);
+        match r {
+            Ok(()) => self.ctr.tx_device += n as u64,
+            Err(e) => {
+                // tun-rs reports the last failed write of the batch, not how many failed: at
+                // least one packet is lost, the others were written.
+                self.ctr.tx_device += n.saturating_sub(1) as u64;
+                self.device_error(now, &e);
+            }
+        }
+    }
+
+    /// Reads packets and super-packets from the device until it would block or the budget is
+    /// spent (true then), encapsulating every segment into the `sendmmsg` queue; a read error
+    /// other than would-block means the device is gone.
+    fn drain_device(&mut self, now: Timestamp) -> Result<bool, String> {
+        let mut more = true;
+        for _ in 0..BUDGET {
+            if self.out.needs_flush() {
+                self.flush_tunnel(now);
+            }
+            let segs = match self.out.read(&self.dev) {
+                Ok(r) => r,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    more = false;
+                    break;
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // A pending socket error (an ICMP about an earlier send) is reported once
-                    // and cleared: keep reading.
-                    if let Some(held) = self.socket_err_log.check(now) {
-                        warn!(error = %e, suppressed = held, "raw IPIP socket receive error");
+                Err(e) if e.raw_os_error().is_none() => {
+                    // A super-packet tun-rs could not split (bad virtio header, too many
+                    // segments): this one is lost.
+                    self.ctr.drop(DropReason::DeviceOffload);
+                    if let Some(held) = self.device_err_log.check(now) {
+                        warn!(dev = %self.dev_name, error = %e, suppressed = held,
+                              "cannot split a packet from the device");
                     }
                     continue;
                 }
-            };
-            let verdict = self
-                .ipip
-                .on_remote_ipip(now, &mut self.inp[..n], &mut self.ctr);
-            if let RemoteVerdict::ToDevice { range } = verdict {
-                match self.dev.send(&self.inp[range]) {
-                    Ok(_) => self.ctr.tx_device += 1,
-                    Err(e) => self.device_error(now, &e),
-                }
-            }
-        }
-        true
-    }
-
-    /// Reads packets from the device until it would block or the budget is spent (true then);
-    /// a read error other than would-block means the device is gone.
-    fn drain_device(&mut self, now: Timestamp) -> Result<bool, String> {
-        for _ in 0..BUDGET {
-            let n = match self.dev.recv(&mut self.out[OVERHEAD..]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    self.flush_tunnel(now);
                     return Err(if e.raw_os_error() == Some(libc::EBADFD) {
                         format!("device {} was removed (read from it: {e})", self.dev_name)
                     } else {
@@ -468,41 +576,42 @@ impl IpipWorker {
                     });
                 }
             };
-            let verdict =
-                self.ipip
-                    .on_local_ip(now, &mut self.out, OVERHEAD, n, &mut self.tx, &mut self.ctr);
-            match verdict {
-                LocalVerdict::ToTunnel { dst, range } => self.send_tunnel(now, dst, range),
-                LocalVerdict::Reply => {
-                    let reply = self.tx.reply();
-                    match self.dev.send(reply) {
-                        Ok(_) => self.ctr.tx_device += 1,
-                        Err(e) => self.device_error(now, &e),
-                    }
+            for i in segs {
+                let (slot, n) = self.out.slot_mut(i);
+                let verdict =
+                    self.ipip
+                        .on_local_ip(now, slot, OVERHEAD, n, &mut self.tx, &mut self.ctr);
+                match verdict {
+                    LocalVerdict::ToTunnel { dst, range } => self.queue.push(i, range, dst),
+                    LocalVerdict::Reply => self.send_reply(now),
+                    LocalVerdict::Drop(_) => {}
                 }
-                LocalVerdict::Drop(_) => {}
             }
         }
-        Ok(true)
+        self.flush_tunnel(now);
+        Ok(more)
     }
 
-    fn send_tunnel(&mut self, now: Timestamp, dst: Ipv4Addr, range: std::ops::Range<usize>) {
-        let to = SockAddr::from(SocketAddrV4::new(dst, 0));
-        let pkt = &self.out[range];
-        let mut res = self.sock.send_to(pkt, &to);
-        if matches!(&res, Err(e) if e.kind() == ErrorKind::Interrupted) {
-            res = self.sock.send_to(pkt, &to);
-        }
-        match res {
-            Ok(_) => self.ctr.tx_tunnel += 1,
-            Err(e) => {
+    /// Sends the queued encapsulated packets and frees the device slots.
+    fn flush_tunnel(&mut self, now: Timestamp) {
+        let log = &mut self.tunnel_err_log;
+        self.queue
+            .flush(&self.out, &self.sock, &mut self.ctr, |dst, e| {
                 // Unreachable, ENOBUFS, EMSGSIZE (a path MTU below ours), a full buffer: this
                 // packet is lost, the loop goes on.
-                self.ctr.drop(DropReason::TunnelTxError);
-                if let Some(held) = self.tunnel_err_log.check(now) {
+                if let Some(held) = log.check(now) {
                     warn!(remote = %dst, error = %e, suppressed = held, "send to remote node failed");
                 }
-            }
+            });
+        self.out.clear();
+    }
+
+    /// Writes the ICMP reply `tx` holds to the device.
+    fn send_reply(&mut self, now: Timestamp) {
+        let res = write_plain(&self.dev, self.vnet_hdr, &mut self.scratch, self.tx.reply());
+        match res {
+            Ok(_) => self.ctr.tx_device += 1,
+            Err(e) => self.device_error(now, &e),
         }
     }
 

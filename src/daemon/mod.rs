@@ -13,6 +13,7 @@ pub mod batch_gro;
 pub mod batch_tso;
 pub mod device;
 pub mod l3_ipip;
+pub mod l3_offload;
 pub mod l3_vxlan;
 pub mod netlink;
 pub mod socket;

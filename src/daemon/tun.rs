@@ -1,5 +1,6 @@
-//! The L3 device: a TUN device (through `tun-rs`: layer 3, no packet-information header, no
-//! offload), with its MTU, optional address, brought up and non-blocking.
+//! The L3 device: a TUN device (through `tun-rs`: layer 3, no packet-information header,
+//! optionally with offloads: `IFF_VNET_HDR` with TSO/USO), with its MTU, optional address,
+//! brought up and non-blocking.
 
 use super::device::{Underlay, interface_exists};
 use crate::cli::Failure;
@@ -67,14 +68,22 @@ impl std::fmt::Debug for Tun {
 }
 
 /// Creates (or attaches to) the TUN device `name`: sets its MTU and address, brings it up and
-/// makes it non-blocking.
-pub fn open_tun(name: &str, mtu: u16, address: Option<Ipv4Cidr>) -> Result<Tun, Failure> {
+/// makes it non-blocking. With `offload`, every read and write carries a virtio-net header and
+/// the kernel may hand over (and accept) TCP/UDP super-packets: read them with
+/// `recv_multiple` and write with `send_multiple`.
+pub fn open_tun(
+    name: &str,
+    mtu: u16,
+    address: Option<Ipv4Cidr>,
+    offload: bool,
+) -> Result<Tun, Failure> {
     let existed = interface_exists(name);
     let mut b = DeviceBuilder::new()
         .name(name.to_owned())
         .layer(Layer::L3)
         .mtu(mtu)
         .tx_queue_len(TX_QUEUE_LEN)
+        .offload(offload)
         .enable(true);
     if let Some(a) = address {
         b = b.ipv4(a.addr, a.prefix, None);

@@ -1,0 +1,284 @@
+//! Batched I/O on an L3 TUN device opened with offloads (`IFF_VNET_HDR`, TSO/USO), and the
+//! batch of encapsulated packets sent to the tunnel with one `sendmmsg`.
+//!
+//! Reading: the kernel may hand over a TCP/UDP super-packet (up to 64 KiB) with a virtio-net
+//! header; tun-rs's `recv_multiple` splits it into MTU-sized segments (headers, lengths and
+//! checksums rewritten per segment), each into its own slot with headroom for the outer
+//! header, so every segment is encapsulated in place. Slots fill across several reads so that
+//! one `sendmmsg` carries many packets.
+//!
+//! Writing: decapsulated packets are copied behind room for the virtio-net header and handed
+//! to tun-rs's `send_multiple`, whose GRO table coalesces consecutive TCP segments of a flow
+//! (and UDP datagrams, when the kernel has USO) into one GSO write.
+//!
+//! Hand-written around tun-rs rather than in it: tun-rs splits and coalesces, but the slot
+//! arenas, the headroom and the raw-socket batch are vtepd's. Everything is allocated once.
+
+use crate::core::{Counters, DropReason};
+use crate::sys::{self, MAX_BATCH, SendMsg};
+use std::io;
+use std::net::Ipv4Addr;
+use std::ops::Range;
+use tun_rs::{GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
+
+/// Segment slots: enough that after a flush (at [`MAX_BATCH`] queued) a 64 KiB super-packet
+/// cut at an MSS of 512 still fits in what is left.
+pub const SEG_SLOTS: usize = MAX_BATCH + 128;
+/// Largest packet tun-rs reads in one go (virtio-net header, then up to 64 KiB).
+const RAW_LEN: usize = VIRTIO_NET_HDR_LEN + 65_536;
+
+/// Segments read from the TUN device, each in its own slot behind `headroom` bytes.
+pub struct TunReader {
+    raw: Box<[u8]>,
+    segs: Vec<Box<[u8]>>,
+    sizes: Vec<usize>,
+    filled: usize,
+    headroom: usize,
+}
+
+impl std::fmt::Debug for TunReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunReader")
+            .field("filled", &self.filled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TunReader {
+    /// Slots for packets of up to `mtu` bytes behind `headroom` bytes.
+    pub fn new(mtu: u16, headroom: usize) -> TunReader {
+        let slot = headroom + usize::from(mtu).max(1500) + 64;
+        TunReader {
+            raw: vec![0u8; RAW_LEN].into_boxed_slice(),
+            segs: (0..SEG_SLOTS)
+                .map(|_| vec![0u8; slot].into_boxed_slice())
+                .collect(),
+            sizes: vec![0; SEG_SLOTS],
+            filled: 0,
+            headroom,
+        }
+    }
+
+    /// True when the slots are too few for another super-packet: flush, then [`clear`].
+    ///
+    /// [`clear`]: TunReader::clear
+    pub fn needs_flush(&self) -> bool {
+        self.filled >= MAX_BATCH
+    }
+
+    /// Frees every slot (after what referred to them was sent).
+    pub fn clear(&mut self) {
+        self.filled = 0;
+    }
+
+    /// Reads one packet or super-packet into the next free slots and returns their indices.
+    /// An error with an OS code is the device's (WouldBlock: nothing waiting); one without
+    /// is a super-packet tun-rs could not split (malformed header, too many segments).
+    pub fn read(&mut self, dev: &SyncDevice) -> io::Result<Range<usize>> {
+        let start = self.filled;
+        let n = dev.recv_multiple(
+            &mut self.raw,
+            &mut self.segs[start..],
+            &mut self.sizes[start..],
+            self.headroom,
+        )?;
+        self.filled += n;
+        Ok(start..start + n)
+    }
+
+    /// Slot `i` (headroom included) and the length of the packet behind the headroom.
+    pub fn slot_mut(&mut self, i: usize) -> (&mut [u8], usize) {
+        (&mut self.segs[i], self.sizes[i])
+    }
+
+    /// Slot `i`, whole.
+    pub fn slot(&self, i: usize) -> &[u8] {
+        &self.segs[i]
+    }
+}
+
+/// One encapsulated packet waiting for `sendmmsg`: `slot[range]` to `dst`.
+#[derive(Debug, Clone)]
+struct Queued {
+    slot: usize,
+    range: Range<usize>,
+    dst: Ipv4Addr,
+}
+
+/// Encapsulated packets (in [`TunReader`] slots) queued for the tunnel socket.
+#[derive(Debug)]
+pub struct TunnelQueue {
+    queued: Vec<Queued>,
+}
+
+impl Default for TunnelQueue {
+    fn default() -> Self {
+        TunnelQueue::new()
+    }
+}
+
+impl TunnelQueue {
+    /// An empty queue with room for every slot.
+    pub fn new() -> TunnelQueue {
+        TunnelQueue {
+            queued: Vec::with_capacity(SEG_SLOTS),
+        }
+    }
+
+    /// Queues `slot[range]` to `dst`.
+    pub fn push(&mut self, slot: usize, range: Range<usize>, dst: Ipv4Addr) {
+        // Never more than one entry per slot, and the capacity is every slot: no allocation.
+        self.queued.push(Queued { slot, range, dst });
+    }
+
+    /// Sends everything queued on `sock` (`sendmmsg`, up to [`MAX_BATCH`] a call); each packet
+    /// the kernel refuses is counted with its reason and reported to `on_error`. Counts sent
+    /// packets as `tx_tunnel`. The queue is empty afterwards.
+    pub fn flush(
+        &mut self,
+        reader: &TunReader,
+        sock: &impl std::os::fd::AsFd,
+        ctr: &mut Counters,
+        mut on_error: impl FnMut(Ipv4Addr, &io::Error),
+    ) {
+        let mut msgs = [SendMsg {
+            head: &[],
+            body: &[],
+            dst: Ipv4Addr::UNSPECIFIED,
+        }; MAX_BATCH];
+        for chunk in self.queued.chunks(MAX_BATCH) {
+            for (m, q) in msgs.iter_mut().zip(chunk) {
+                *m = SendMsg {
+                    head: &[],
+                    body: &reader.slot(q.slot)[q.range.clone()],
+                    dst: q.dst,
+                };
+            }
+            let msgs = &msgs[..chunk.len()];
+            let mut i = 0;
+            while i < msgs.len() {
+                match sys::send_batch(sock, &msgs[i..]) {
+                    Ok(0) => {
+                        // Not expected from sendmmsg; never spin on it.
+                        fail(
+                            ctr,
+                            &mut on_error,
+                            msgs[i].dst,
+                            &io::ErrorKind::WriteZero.into(),
+                        );
+                        i += 1;
+                    }
+                    Ok(k) => {
+                        ctr.tx_tunnel += k as u64;
+                        i += k;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        fail(ctr, &mut on_error, msgs[i].dst, &e);
+                        i += 1;
+                    }
+                }
+            }
+        }
+        self.queued.clear();
+    }
+}
+
+fn fail(
+    ctr: &mut Counters,
+    on_error: &mut impl FnMut(Ipv4Addr, &io::Error),
+    dst: Ipv4Addr,
+    e: &io::Error,
+) {
+    ctr.drop(match e.raw_os_error() {
+        Some(libc::ENOBUFS) => DropReason::TunnelTxNoBufs,
+        Some(libc::EAGAIN) => DropReason::TunnelTxFull,
+        _ => DropReason::TunnelTxError,
+    });
+    on_error(dst, e);
+}
+
+/// Decapsulated packets waiting to be written to the TUN device, coalesced where possible.
+pub struct TunWriter {
+    bufs: Vec<Vec<u8>>,
+    len: usize,
+    gro: GROTable,
+}
+
+impl std::fmt::Debug for TunWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunWriter")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for TunWriter {
+    fn default() -> Self {
+        TunWriter::new()
+    }
+}
+
+/// Room each write buffer keeps: the virtio-net header and a whole coalesced 64 KiB packet.
+const WRITE_CAP: usize = VIRTIO_NET_HDR_LEN + 65_536;
+
+impl TunWriter {
+    /// [`MAX_BATCH`] empty buffers.
+    pub fn new() -> TunWriter {
+        TunWriter {
+            bufs: (0..MAX_BATCH)
+                .map(|_| Vec::with_capacity(WRITE_CAP))
+                .collect(),
+            len: 0,
+            gro: GROTable::new(),
+        }
+    }
+
+    /// Packets waiting.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True when the next push needs a flush first.
+    pub fn is_full(&self) -> bool {
+        self.len >= self.bufs.len()
+    }
+
+    /// Copies `packet` (an IP packet) into the next buffer. Returns false (nothing queued) when
+    /// full or when the packet is larger than a buffer.
+    pub fn push(&mut self, packet: &[u8]) -> bool {
+        if self.is_full() || VIRTIO_NET_HDR_LEN + packet.len() > WRITE_CAP {
+            return false;
+        }
+        let b = &mut self.bufs[self.len];
+        // Within the capacity reserved at start: no allocation.
+        b.clear();
+        b.resize(VIRTIO_NET_HDR_LEN, 0);
+        b.extend_from_slice(packet);
+        self.len += 1;
+        true
+    }
+
+    /// Writes everything waiting to `dev` (coalesced by tun-rs's GRO table when the device has
+    /// offloads) and returns how many packets were queued; an error when a write failed (the
+    /// packets before and after it were still written).
+    pub fn flush(&mut self, dev: &SyncDevice) -> (usize, io::Result<()>) {
+        let n = std::mem::take(&mut self.len);
+        if n == 0 {
+            return (0, Ok(()));
+        }
+        let r = dev
+            .send_multiple(&mut self.gro, &mut self.bufs[..n], VIRTIO_NET_HDR_LEN)
+            .map(|_| ());
+        // Coalescing grew some buffers past their length: trim them back (capacity stays).
+        for b in &mut self.bufs[..n] {
+            b.truncate(VIRTIO_NET_HDR_LEN);
+        }
+        (n, r)
+    }
+}
