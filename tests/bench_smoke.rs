@@ -93,3 +93,23 @@ fn quick_bench_of_kernel_and_vtepd_l2_produces_numbers() {
     // Modes not asked for are not in the object.
     assert!(!json.keys().any(|k| k.starts_with("bare_veth_")));
 }
+
+/// Bad usage is refused with status 2 and a one-line reason, before anything is built or created.
+#[test]
+fn bad_bench_usage_exits_2() {
+    for args in [
+        &["--modes", "nope"][..],
+        &["--repeat", "0"],
+        &["--profile", "gprof"],
+        &["--frobnicate"],
+    ] {
+        let out = std::process::Command::new(repo().join("lab/bench.sh"))
+            .args(args)
+            .output()
+            .expect("cannot run lab/bench.sh");
+        assert_eq!(out.status.code(), Some(2), "lab/bench.sh {args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "lab/bench.sh {args:?}: {err}");
+        assert!(err.starts_with("lab/bench.sh: "), "{err}");
+    }
+}

@@ -15,20 +15,22 @@ use crate::sys;
 use encap::{MacAddr, Vni};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 const LISTENER: Token = Token(0);
 const WAKE: Token = Token(1);
-/// How long one client may take to send its request or read the answer.
+/// How long one client may take to send its request and read the answer, in all.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Clients served at the same time; one more is told the daemon is busy.
+const MAX_CLIENTS: usize = 16;
 
 /// The control socket's file; removed on drop if it is still the one we created.
 #[derive(Debug)]
@@ -442,7 +444,8 @@ impl Handler {
 #[derive(Debug)]
 pub struct Server {
     listener: UnixListener,
-    handler: Handler,
+    handler: Arc<Handler>,
+    active: Arc<AtomicUsize>,
     poll: Poll,
     stop: Arc<AtomicBool>,
 }
@@ -462,7 +465,8 @@ impl Server {
         Ok((
             Server {
                 listener,
-                handler,
+                handler: Arc::new(handler),
+                active: Arc::new(AtomicUsize::new(0)),
                 poll,
                 stop,
             },
@@ -470,7 +474,8 @@ impl Server {
         ))
     }
 
-    /// Serves clients one at a time until `stop` is set.
+    /// Serves clients, each on its own short-lived thread (at most [`MAX_CLIENTS`] at once, so
+    /// one slow or silent client never holds up the others), until `stop` is set.
     pub fn run(mut self) -> Result<(), String> {
         let mut events = Events::with_capacity(8);
         loop {
@@ -485,7 +490,7 @@ impl Server {
             }
             loop {
                 match self.listener.accept() {
-                    Ok((stream, _)) => self.serve(stream),
+                    Ok((stream, _)) => self.dispatch(stream),
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                     Err(e) => {
@@ -498,31 +503,268 @@ impl Server {
         }
     }
 
-    fn serve(&self, stream: UnixStream) {
-        if let Err(e) = self.try_serve(stream) {
-            debug!("control client: {e}");
+    /// Hands one client to a thread of its own, or tells it the daemon is busy.
+    fn dispatch(&self, stream: UnixStream) {
+        if self.active.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+            self.active.fetch_sub(1, Ordering::AcqRel);
+            // The accepted socket is non-blocking: a client that does not read just misses this.
+            let mut out = serde_json::to_vec(&Response::err(
+                false,
+                format!("vtepd is busy ({MAX_CLIENTS} control clients already connected)"),
+            ))
+            .unwrap_or_default();
+            out.push(b'\n');
+            if let Err(e) = (&stream).write_all(&out) {
+                debug!("control client (busy): {e}");
+            }
+            return;
+        }
+        let (handler, active) = (Arc::clone(&self.handler), Arc::clone(&self.active));
+        let spawned = std::thread::Builder::new()
+            .name("vtepd-control-client".into())
+            .spawn(move || {
+                // Frees the slot however the thread ends (a panic included).
+                let _slot = Slot(active);
+                if let Err(e) = try_serve(&handler, stream) {
+                    debug!("control client: {e}");
+                }
+            });
+        if let Err(e) = spawned {
+            // The closure (and the stream in it) is gone: the client sees the connection close.
+            warn!("control socket: cannot start a client thread: {e}");
+            self.active.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// A taken client slot, given back on drop.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Reads one request, answers it; the whole exchange within [`CLIENT_TIMEOUT`].
+fn try_serve(handler: &Handler, stream: UnixStream) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    // One deadline for the whole exchange: a per-read timeout alone would let a client that
+    // drips a byte every second hold its thread (and a client slot) for hours.
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    let resp = match read_request(&stream, deadline)? {
+        RequestLine::TooLong => Response::err(true, "request too long"),
+        RequestLine::Line(line) => match serde_json::from_slice::<Request>(line.trim_ascii()) {
+            Ok(req) => {
+                debug!(?req, "control request");
+                handler.handle(req)
+            }
+            Err(e) => Response::err(true, format!("bad request: {e}")),
+        },
+    };
+    let mut out = serde_json::to_vec(&resp).map_err(std::io::Error::other)?;
+    out.push(b'\n');
+    write_response(&stream, &out, deadline)
+}
+
+/// What a client sent.
+#[derive(Debug, PartialEq, Eq)]
+enum RequestLine {
+    /// The bytes before the first newline (or before end of stream).
+    Line(Vec<u8>),
+    /// More than [`MAX_REQUEST`] bytes without a newline.
+    TooLong,
+}
+
+/// The time left until `deadline`, or a `TimedOut` error once it has passed.
+fn remaining(deadline: Instant) -> std::io::Result<Duration> {
+    match deadline.checked_duration_since(Instant::now()) {
+        Some(left) if !left.is_zero() => Ok(left),
+        _ => Err(std::io::Error::new(
+            ErrorKind::TimedOut,
+            "client too slow: deadline passed",
+        )),
+    }
+}
+
+/// A socket timeout (`EAGAIN` on a blocking socket) reported as what it is.
+fn timed_out(e: std::io::Error) -> std::io::Error {
+    if e.kind() == ErrorKind::WouldBlock {
+        std::io::Error::new(ErrorKind::TimedOut, "client too slow: deadline passed")
+    } else {
+        e
+    }
+}
+
+/// Reads one request line from a blocking stream, giving up at `deadline`. Bytes are kept as
+/// bytes, so invalid UTF-8 gets a "bad request" answer from the JSON parser.
+fn read_request(stream: &UnixStream, deadline: Instant) -> std::io::Result<RequestLine> {
+    let mut line = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        stream.set_read_timeout(Some(remaining(deadline)?))?;
+        let n = match (&*stream).read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(timed_out(e)),
+        };
+        if n == 0 {
+            return Ok(RequestLine::Line(line));
+        }
+        if let Some(end) = buf[..n].iter().position(|&b| b == b'\n') {
+            line.extend_from_slice(&buf[..end]);
+            return Ok(if line.len() as u64 > MAX_REQUEST {
+                RequestLine::TooLong
+            } else {
+                RequestLine::Line(line)
+            });
+        }
+        line.extend_from_slice(&buf[..n]);
+        if line.len() as u64 > MAX_REQUEST {
+            return Ok(RequestLine::TooLong);
+        }
+    }
+}
+
+/// Writes the whole answer to a blocking stream, giving up at `deadline`.
+fn write_response(stream: &UnixStream, mut out: &[u8], deadline: Instant) -> std::io::Result<()> {
+    while !out.is_empty() {
+        stream.set_write_timeout(Some(remaining(deadline)?))?;
+        match (&*stream).write(out) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => out = &out[n..],
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(timed_out(e)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::thread;
+
+    #[test]
+    fn a_client_dripping_bytes_is_cut_off_at_the_deadline() {
+        let (server, client) = UnixStream::pair().unwrap();
+        // One byte every 50 ms: each read finishes well inside any per-read timeout, but the
+        // whole line takes about 2 s, far past the 300 ms deadline.
+        let writer = thread::spawn(move || {
+            for b in b"{\"cmd\":\"stats\"}\n"
+                .iter()
+                .chain(b"                    ")
+            {
+                if (&client).write_all(&[*b]).is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let got = read_request(&server, Instant::now() + Duration::from_millis(300));
+        let err = got.expect_err("a drip-fed request must not be served");
+        assert_eq!(err.kind(), ErrorKind::TimedOut);
+        drop(server);
+        writer.join().unwrap();
+    }
+
+    fn handler() -> Handler {
+        let vni = Vni::new(42).unwrap();
+        let core = Core::new(crate::core::CoreConfig {
+            local: "192.0.2.1".parse().unwrap(),
+            allow_any_peer: false,
+            networks: vec![crate::core::NetworkConfig {
+                vni,
+                peers: vec![],
+                own_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                learning: true,
+                ageing: Duration::from_secs(300),
+                max_learned: 16,
+            }],
+        })
+        .unwrap();
+        Handler {
+            core: Arc::new(core),
+            nets: vec![NetInfo {
+                vni,
+                dev: "vt0".into(),
+                mac: None,
+            }],
+            board: Arc::new(StatsBoard::new(1)),
+            clock: Clock::new(),
+            routes: None,
         }
     }
 
-    fn try_serve(&self, stream: UnixStream) -> std::io::Result<()> {
-        stream.set_nonblocking(false)?;
-        stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
-        stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-        let mut line = String::new();
-        BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line)?;
-        let resp = if !line.ends_with('\n') && line.len() as u64 >= MAX_REQUEST {
-            Response::err(true, "request too long")
-        } else {
-            match serde_json::from_str::<Request>(line.trim()) {
-                Ok(req) => {
-                    debug!(?req, "control request");
-                    self.handler.handle(req)
-                }
-                Err(e) => Response::err(true, format!("bad request: {e}")),
-            }
+    #[test]
+    fn silent_clients_do_not_hold_up_the_next_one() {
+        let dir = std::env::temp_dir().join(format!("vtepd-ctl-test-{}", std::process::id()));
+        let path = dir.join("c.sock");
+        let (listener, file) = bind(&path).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (srv, waker) = Server::new(listener, handler(), Arc::clone(&stop)).unwrap();
+        let thread = thread::spawn(move || srv.run());
+        // Three clients that connect and never send: served one at a time, they would hold the
+        // control plane for 3 x CLIENT_TIMEOUT (6 s) before the request below got an answer.
+        let silent: Vec<_> = (0..3)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        thread::sleep(Duration::from_millis(100));
+        let c = UnixStream::connect(&path).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+        (&c).write_all(b"{\"cmd\":\"peers_show\"}\n").unwrap();
+        let mut answer = String::new();
+        (&c).read_to_string(&mut answer)
+            .expect("an answer while others stay silent");
+        let resp: Response = serde_json::from_str(answer.trim()).unwrap();
+        assert!(resp.ok, "{answer}");
+        drop(silent);
+        stop.store(true, Ordering::Release);
+        waker.wake().unwrap();
+        thread.join().unwrap().unwrap();
+        drop(file);
+        assert!(!path.exists(), "socket file left behind");
+        let _ = std::fs::remove_dir(&dir);
+    }
+
+    #[test]
+    fn a_silent_client_times_out() {
+        let (server, _client) = UnixStream::pair().unwrap();
+        let err = read_request(&server, Instant::now() + Duration::from_millis(100)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut);
+    }
+
+    #[test]
+    fn reads_one_line_and_refuses_an_endless_one() {
+        let (server, client) = UnixStream::pair().unwrap();
+        (&client).write_all(b"{\"cmd\":\"stats\"}\nrest").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert_eq!(
+            read_request(&server, deadline).unwrap(),
+            RequestLine::Line(b"{\"cmd\":\"stats\"}".to_vec())
+        );
+
+        let (server, client) = UnixStream::pair().unwrap();
+        let writer = thread::spawn(move || {
+            let chunk = [b'x'; 4096];
+            while (&client).write_all(&chunk).is_ok() {}
+        });
+        assert_eq!(
+            read_request(&server, deadline).unwrap(),
+            RequestLine::TooLong
+        );
+        drop(server);
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_bad_request_not_a_silent_hang_up() {
+        let (server, client) = UnixStream::pair().unwrap();
+        (&client).write_all(b"{\"cmd\":\"st\xffats\"}\n").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let RequestLine::Line(line) = read_request(&server, deadline).unwrap() else {
+            panic!("a short line")
         };
-        let mut out = serde_json::to_vec(&resp).map_err(std::io::Error::other)?;
-        out.push(b'\n');
-        (&stream).write_all(&out)
+        assert!(serde_json::from_slice::<Request>(&line).is_err());
     }
 }

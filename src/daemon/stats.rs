@@ -15,27 +15,49 @@ const SCALARS: usize = 17;
 const SLOT_LEN: usize = SCALARS + DropReason::COUNT;
 
 fn to_array(c: &Counters) -> [u64; SLOT_LEN] {
+    // Destructured without `..`: a counter added to `Counters` but not published here is a
+    // compile error, not a value silently missing from `stats`.
+    let Counters {
+        rx_tunnel,
+        tx_tunnel,
+        rx_device,
+        tx_device,
+        flood_copies,
+        learned,
+        mac_moves,
+        learn_refused,
+        learn_static_conflict,
+        neigh_learned,
+        neigh_mac_changes,
+        neigh_refused,
+        arp_suppressed,
+        arp_requests,
+        arp_replies,
+        icmp_echo_replies,
+        neigh_failed,
+        drops,
+    } = *c;
     let mut a = [0u64; SLOT_LEN];
     a[..SCALARS].copy_from_slice(&[
-        c.rx_tunnel,
-        c.tx_tunnel,
-        c.rx_device,
-        c.tx_device,
-        c.flood_copies,
-        c.learned,
-        c.mac_moves,
-        c.learn_refused,
-        c.learn_static_conflict,
-        c.neigh_learned,
-        c.neigh_mac_changes,
-        c.neigh_refused,
-        c.arp_suppressed,
-        c.arp_requests,
-        c.arp_replies,
-        c.icmp_echo_replies,
-        c.neigh_failed,
+        rx_tunnel,
+        tx_tunnel,
+        rx_device,
+        tx_device,
+        flood_copies,
+        learned,
+        mac_moves,
+        learn_refused,
+        learn_static_conflict,
+        neigh_learned,
+        neigh_mac_changes,
+        neigh_refused,
+        arp_suppressed,
+        arp_requests,
+        arp_replies,
+        icmp_echo_replies,
+        neigh_failed,
     ]);
-    a[SCALARS..].copy_from_slice(&c.drops);
+    a[SCALARS..].copy_from_slice(&drops);
     a
 }
 
