@@ -382,7 +382,7 @@ impl Handler {
             c.add(w);
         }
         let peers = self.core.peers();
-        let networks = self
+        let networks: Vec<NetStats> = self
             .nets
             .iter()
             .map(|n| NetStats {
@@ -397,13 +397,15 @@ impl Handler {
                 neigh_entries: self.core.neigh_entries(now, Some(n.vni)).len(),
             })
             .collect();
+        // What `fdb show` lists: entries past their ageing time but not yet reaped are not counted.
+        let fdb_entries = networks.iter().map(|n| n.fdb_entries).sum();
         StatsReport {
             rx_tunnel: c.rx_tunnel,
             tx_tunnel: c.tx_tunnel,
             rx_device: c.rx_device,
             tx_device: c.tx_device,
             flood_copies: c.flood_copies,
-            fdb_entries: self.core.fdb_len(),
+            fdb_entries,
             learned: c.learned,
             mac_moves: c.mac_moves,
             learn_refused: c.learn_refused,
@@ -486,6 +488,7 @@ impl Server {
                 return Err(format!("control socket: poll failed: {e}"));
             }
             if self.stop.load(Ordering::Acquire) {
+                self.wait_for_clients();
                 return Ok(());
             }
             loop {
@@ -500,6 +503,16 @@ impl Server {
                     }
                 }
             }
+        }
+    }
+
+    /// Waits (at most a little longer than one client's deadline) until no client thread holds
+    /// the shared state, so that what it owns (kernel routes, in L3 mode) is released when the
+    /// daemon drops it on the way out.
+    fn wait_for_clients(&self) {
+        let deadline = Instant::now() + CLIENT_TIMEOUT + Duration::from_secs(1);
+        while self.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -523,8 +536,10 @@ impl Server {
         let spawned = std::thread::Builder::new()
             .name("vtepd-control-client".into())
             .spawn(move || {
-                // Frees the slot however the thread ends (a panic included).
+                // Frees the slot however the thread ends (a panic included), and only after
+                // this thread's handle on the shared state (declared later, dropped first).
                 let _slot = Slot(active);
+                let handler = handler;
                 if let Err(e) = try_serve(&handler, stream) {
                     debug!("control client: {e}");
                 }
@@ -669,16 +684,20 @@ mod tests {
     }
 
     fn handler() -> Handler {
+        handler_with(Duration::from_secs(300))
+    }
+
+    fn handler_with(ageing: Duration) -> Handler {
         let vni = Vni::new(42).unwrap();
         let core = Core::new(crate::core::CoreConfig {
             local: "192.0.2.1".parse().unwrap(),
             allow_any_peer: false,
             networks: vec![crate::core::NetworkConfig {
                 vni,
-                peers: vec![],
+                peers: vec![PEER],
                 own_mac: MacAddr([2, 0, 0, 0, 0, 1]),
                 learning: true,
-                ageing: Duration::from_secs(300),
+                ageing,
                 max_learned: 16,
             }],
         })
@@ -694,6 +713,31 @@ mod tests {
             clock: Clock::new(),
             routes: None,
         }
+    }
+
+    const PEER: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 2, 2);
+
+    #[test]
+    fn stats_fdb_entries_agree_with_fdb_show() {
+        let h = handler_with(Duration::from_millis(1));
+        // A VXLAN datagram (I flag, VNI 42) from the peer: its inner source MAC gets learned at
+        // time 0, and has aged out by the time the control plane looks.
+        let mut d = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+        d.extend_from_slice(&[2, 0, 0, 0, 0, 9, 2, 0, 0, 0, 0, 7, 0x88, 0xb5]);
+        let mut out = crate::core::Actions::with_capacity(4);
+        let mut ctr = crate::core::Counters::default();
+        h.core
+            .on_remote(crate::core::Timestamp(0), PEER, &d, &mut out, &mut ctr);
+        assert_eq!(ctr.learned, 1, "{ctr:?}");
+        thread::sleep(Duration::from_millis(20));
+        let shown = h.handle(Request::FdbShow { vni: None });
+        assert_eq!(
+            shown.data,
+            serde_json::json!([]),
+            "fdb show lists an aged-out entry"
+        );
+        let stats = h.handle(Request::Stats);
+        assert_eq!(stats.data["fdb_entries"], 0, "{:?}", stats.data);
     }
 
     #[test]
@@ -724,6 +768,32 @@ mod tests {
         thread.join().unwrap().unwrap();
         drop(file);
         assert!(!path.exists(), "socket file left behind");
+        let _ = std::fs::remove_dir(&dir);
+    }
+
+    #[test]
+    fn stopping_waits_for_client_threads_to_let_go_of_the_state() {
+        let dir = std::env::temp_dir().join(format!("vtepd-ctl-stop-{}", std::process::id()));
+        let path = dir.join("c.sock");
+        let (listener, file) = bind(&path).unwrap();
+        let h = handler();
+        let core = Arc::clone(&h.core);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (srv, waker) = Server::new(listener, h, Arc::clone(&stop)).unwrap();
+        let thread = thread::spawn(move || srv.run());
+        // A client whose thread is still running (it never sends) when the server is stopped.
+        let silent = UnixStream::connect(&path).unwrap();
+        thread::sleep(Duration::from_millis(100));
+        stop.store(true, Ordering::Release);
+        waker.wake().unwrap();
+        thread.join().unwrap().unwrap();
+        assert_eq!(
+            Arc::strong_count(&core),
+            1,
+            "a client thread still holds the shared state after the server stopped"
+        );
+        drop(silent);
+        drop(file);
         let _ = std::fs::remove_dir(&dir);
     }
 
