@@ -77,6 +77,15 @@ pub fn enable_rxq_overflow_count(sock: &impl AsFd) -> io::Result<()> {
     setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)
 }
 
+/// `UDP_GRO` (linux/udp.h; not in the libc crate for glibc targets).
+const UDP_GRO: libc::c_int = 104;
+
+/// Sets UDP_GRO: the kernel may hand over a run of equal-size datagrams from one sender as one
+/// read, with their size in a control message ([`RecvMeta::gso_size`], read by [`recv_batch`]).
+pub fn enable_udp_gro(sock: &impl AsFd) -> io::Result<()> {
+    setsockopt_int(sock, libc::SOL_UDP, UDP_GRO, 1)
+}
+
 /// Sets a TUN/TAP device's offload flags (TUNSETOFFLOAD; 0: the kernel hands over complete
 /// frames, checksummed and segmented). The flags are device-wide.
 pub fn tun_set_offload(dev: &impl AsRawFd, flags: libc::c_uint) -> io::Result<()> {
@@ -102,12 +111,16 @@ pub struct RecvMeta {
     pub truncated: bool,
     /// Sender address (`None` if it was not IPv4).
     pub src: Option<Ipv4Addr>,
+    /// With UDP_GRO on: the size of each of the equal-size datagrams coalesced into this read
+    /// (the last may be shorter); 0 when the read is one datagram.
+    pub gso_size: u16,
 }
 
-/// Control buffer room for one SO_RXQ_OVFL message (CMSG_SPACE(4) rounded up, u64-aligned).
+/// Control buffer room for an SO_RXQ_OVFL and a UDP_GRO message (CMSG_SPACE(4) each, rounded
+/// up, u64-aligned).
 #[repr(C, align(8))]
 #[derive(Clone, Copy)]
-struct CmsgBuf([u8; 32]);
+struct CmsgBuf([u8; 64]);
 
 /// Receives up to `min(arena.len() / slot, meta.len(), MAX_BATCH)` datagrams with one
 /// `recvmmsg(MSG_DONTWAIT)`: datagram `i` goes to `arena[i * slot..(i + 1) * slot]` and is
@@ -134,7 +147,7 @@ pub fn recv_batch(
     let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     let mut addrs: [libc::sockaddr_in; MAX_BATCH] = unsafe { std::mem::zeroed() };
-    let mut cmsgs = [CmsgBuf([0; 32]); MAX_BATCH];
+    let mut cmsgs = [CmsgBuf([0; 64]); MAX_BATCH];
     for (i, chunk) in arena.chunks_exact_mut(slot).take(n).enumerate() {
         iovs[i] = libc::iovec {
             iov_base: chunk.as_mut_ptr().cast(),
@@ -173,15 +186,21 @@ pub fn recv_batch(
             truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
             src: (i32::from(a.sin_family) == libc::AF_INET)
                 .then(|| Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr))),
+            gso_size: 0,
         };
         // SAFETY: the header's control fields describe `cmsgs[i]`, which the kernel filled
         // (msg_controllen was updated to the bytes written); CMSG_FIRSTHDR/CMSG_NXTHDR stay
-        // inside that length, and CMSG_DATA of an SO_RXQ_OVFL message holds a u32.
+        // inside that length, CMSG_DATA of an SO_RXQ_OVFL message holds a u32 and that of a
+        // UDP_GRO message an int.
         unsafe {
             let mut c = libc::CMSG_FIRSTHDR(&h.msg_hdr);
             while !c.is_null() {
                 if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_RXQ_OVFL {
                     overflow = Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>()));
+                }
+                if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == UDP_GRO {
+                    let g = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                    meta[i].gso_size = u16::try_from(g).unwrap_or(0);
                 }
                 c = libc::CMSG_NXTHDR(&h.msg_hdr, c);
             }
@@ -245,6 +264,53 @@ pub fn send_batch(sock: &impl AsFd, msgs: &[SendMsg<'_>]) -> io::Result<usize> {
             n as libc::c_uint,
             libc::MSG_DONTWAIT,
         )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as usize)
+    }
+}
+
+/// `UDP_SEGMENT` (linux/udp.h; not in the libc crate for glibc targets).
+const UDP_SEGMENT: libc::c_int = 17 + 86;
+
+/// Sends `parts` (concatenated) to `dst` with one `sendmsg(MSG_DONTWAIT)` on a UDP socket,
+/// asking the kernel (UDP_SEGMENT) to cut the payload into datagrams of `gso_size` bytes (the
+/// last may be shorter). Returns the bytes taken.
+pub fn send_segmented(
+    sock: &impl AsFd,
+    parts: &[io::IoSlice<'_>],
+    dst: std::net::SocketAddrV4,
+    gso_size: u16,
+) -> io::Result<usize> {
+    // SAFETY: plain C structs for which all-zero bytes are valid values.
+    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    addr.sin_family = libc::AF_INET as libc::sa_family_t;
+    addr.sin_port = dst.port().to_be();
+    addr.sin_addr.s_addr = u32::from(*dst.ip()).to_be();
+    let mut cmsg = CmsgBuf([0; 64]);
+    // SAFETY: as above.
+    let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+    h.msg_name = (&mut addr as *mut libc::sockaddr_in).cast();
+    h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // std documents IoSlice as ABI-compatible with iovec on Unix; the kernel only reads it.
+    h.msg_iov = parts.as_ptr().cast_mut().cast();
+    h.msg_iovlen = parts.len() as _;
+    h.msg_control = cmsg.0.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE only computes a size.
+    h.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as _;
+    // SAFETY: the control buffer is 64 bytes, u64-aligned, and msg_controllen (CMSG_SPACE of a
+    // u16, 24 bytes) fits in it, so CMSG_FIRSTHDR is non-null and CMSG_DATA has room for the
+    // u16 written; the message header points at `addr`, `parts` and `cmsg`, all alive and
+    // borrowed for the call, with their true lengths.
+    let rc = unsafe {
+        let c = libc::CMSG_FIRSTHDR(&h);
+        (*c).cmsg_level = libc::SOL_UDP;
+        (*c).cmsg_type = UDP_SEGMENT;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), gso_size);
+        libc::sendmsg(sock.as_fd().as_raw_fd(), &h, libc::MSG_DONTWAIT)
     };
     if rc < 0 {
         Err(io::Error::last_os_error())

@@ -19,16 +19,41 @@ pub const HEADROOM: usize = OVERHEAD;
 /// Largest datagram or frame a slot holds.
 pub const MAX_PACKET: usize = 65_536;
 
-/// Datagrams received by one `recvmmsg`, each in its own slot of an arena.
+/// Most datagrams one read may hold when the kernel coalesced them (UDP_GRO); the kernel's own
+/// limit per coalesced packet is 64 (GRO) or 128 (a local sender's UDP_SEGMENT).
+const MAX_SEGMENTS: usize = 128;
+
+/// Where one datagram of a receive batch is.
+#[derive(Debug, Clone, Copy, Default)]
+struct Datagram {
+    /// Which read (arena slot and its [`RecvMeta`]).
+    read: u16,
+    /// Start in the arena.
+    start: u32,
+    /// Bytes.
+    len: u32,
+}
+
+/// Datagrams received by one `recvmmsg`, each read in its own slot of an arena. With UDP_GRO on
+/// the socket a read may hold a run of equal-size datagrams; they are indexed one by one, so
+/// a caller sees datagrams either way.
 pub struct RecvBatch {
     arena: Box<[u8]>,
     meta: [RecvMeta; MAX_BATCH],
+    /// Reads in the batch.
+    reads: usize,
+    /// The datagrams of the reads, in order; `dgrams[..len]` are valid.
+    dgrams: Box<[Datagram]>,
     len: usize,
+    /// Datagrams of the last receive beyond the index's room (only if the kernel coalesced
+    /// more than [`MAX_SEGMENTS`] into one read): lost.
+    unindexed: usize,
 }
 
 impl std::fmt::Debug for RecvBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecvBatch")
+            .field("reads", &self.reads)
             .field("len", &self.len)
             .finish_non_exhaustive()
     }
@@ -41,23 +66,61 @@ impl Default for RecvBatch {
 }
 
 impl RecvBatch {
-    /// An empty batch with room for [`MAX_BATCH`] datagrams of up to [`MAX_PACKET`] bytes.
+    /// An empty batch with room for [`MAX_BATCH`] reads of up to [`MAX_PACKET`] bytes.
     pub fn new() -> RecvBatch {
         RecvBatch {
             arena: vec![0u8; MAX_BATCH * MAX_PACKET].into_boxed_slice(),
             meta: [RecvMeta::default(); MAX_BATCH],
+            reads: 0,
+            dgrams: vec![Datagram::default(); MAX_BATCH * MAX_SEGMENTS].into_boxed_slice(),
             len: 0,
+            unindexed: 0,
         }
     }
 
-    /// Replaces the batch with the datagrams waiting on `sock` (at most [`MAX_BATCH`]); returns
-    /// how many arrived and the socket's overflow drop count if it reported one. WouldBlock
-    /// when none were waiting.
+    /// Replaces the batch with what is waiting on `sock` (at most [`MAX_BATCH`] reads); returns
+    /// how many datagrams arrived and the socket's overflow drop count if it reported one.
+    /// WouldBlock when none were waiting.
     pub fn recv(&mut self, sock: &impl AsFd) -> io::Result<(usize, Option<u32>)> {
         self.len = 0;
+        self.reads = 0;
+        self.unindexed = 0;
         let (n, ovfl) = sys::recv_batch(sock, &mut self.arena, MAX_PACKET, &mut self.meta)?;
-        self.len = n;
-        Ok((n, ovfl))
+        self.reads = n;
+        for (r, m) in self.meta[..n].iter().enumerate() {
+            let base = r * MAX_PACKET;
+            let step = match usize::from(m.gso_size) {
+                0 => m.len.max(1),
+                g => g,
+            };
+            let mut off = 0;
+            // An empty datagram is still one datagram.
+            while off < m.len || (off == 0 && m.len == 0) {
+                let Some(d) = self.dgrams.get_mut(self.len) else {
+                    self.unindexed += (m.len - off).div_ceil(step);
+                    break;
+                };
+                let len = step.min(m.len - off);
+                // Both fit: the arena is MAX_BATCH * MAX_PACKET bytes (below 2^32).
+                *d = Datagram {
+                    read: r as u16,
+                    start: (base + off) as u32,
+                    len: len as u32,
+                };
+                self.len += 1;
+                off += step;
+                if m.len == 0 {
+                    break;
+                }
+            }
+        }
+        Ok((self.len, ovfl))
+    }
+
+    /// Reads (kernel receives) in the batch: fewer than [`MAX_BATCH`] means the socket was
+    /// drained.
+    pub fn reads(&self) -> usize {
+        self.reads
     }
 
     /// Number of datagrams in the batch.
@@ -65,16 +128,23 @@ impl RecvBatch {
         self.len
     }
 
+    /// Datagrams the last receive lost because one read held more than the index has room
+    /// for (count them as drops).
+    pub fn unindexed(&self) -> usize {
+        self.unindexed
+    }
+
     /// True when the batch holds nothing.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
-    /// Datagram `i`: its bytes and how it arrived (`None` past the end).
+    /// Datagram `i`: its bytes and how the read it came in arrived (`None` past the end).
     pub fn get(&self, i: usize) -> Option<(&[u8], &RecvMeta)> {
-        let m = self.meta.get(i).filter(|_| i < self.len)?;
-        let start = i * MAX_PACKET;
-        Some((self.arena.get(start..start + m.len)?, m))
+        let d = self.dgrams.get(i).filter(|_| i < self.len)?;
+        let m = self.meta.get(usize::from(d.read))?;
+        let start = d.start as usize;
+        Some((self.arena.get(start..start + d.len as usize)?, m))
     }
 }
 
@@ -321,6 +391,51 @@ mod tests {
         assert!(!b.push_part(&[0u8; MAX_HEAD + 1], 0, 0, 1, Ipv4Addr::LOCALHOST));
         assert!(b.is_empty());
         assert!(b.push_part(&[0u8; MAX_HEAD], 0, SLOT - 1, 1, Ipv4Addr::LOCALHOST));
+    }
+
+    #[test]
+    fn coalesced_reads_are_split_into_the_datagrams_sent() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sys::enable_udp_gro(&rx).unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let std::net::SocketAddr::V4(dst) = rx.local_addr().unwrap() else {
+            panic!("not IPv4");
+        };
+        // 10 datagrams of 1000 bytes and a short one, each byte saying where it is.
+        let payload: Vec<u8> = (0..10_300u32).map(|i| (i * 7 % 251) as u8).collect();
+        let (head, body) = payload.split_at(123);
+        let parts = [std::io::IoSlice::new(head), std::io::IoSlice::new(body)];
+        assert_eq!(
+            sys::send_segmented(&tx, &parts, dst, 1000).unwrap(),
+            payload.len()
+        );
+        // And one plain datagram after it.
+        tx.send_to(&[9u8; 77], dst).unwrap();
+        let mut b = RecvBatch::new();
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        let mut coalesced = false;
+        while got.len() < 12 {
+            let (n, _) = b.recv(&rx).unwrap();
+            coalesced |= n > b.reads();
+            for i in 0..n {
+                let (d, m) = b.get(i).unwrap();
+                assert_eq!(m.src, Some(Ipv4Addr::LOCALHOST));
+                assert!(!m.truncated);
+                got.push(d.to_vec());
+            }
+            assert_eq!(b.unindexed(), 0);
+        }
+        assert!(
+            coalesced,
+            "loopback hands a UDP_SEGMENT send to a UDP_GRO socket whole"
+        );
+        let want: Vec<&[u8]> = payload.chunks(1000).collect();
+        assert_eq!(got.len(), 12);
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.as_slice(), *w);
+        }
+        assert_eq!(got[11], vec![9u8; 77]);
     }
 
     #[test]

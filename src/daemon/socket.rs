@@ -114,6 +114,19 @@ pub fn open_raw_sender() -> Result<Socket, Failure> {
     Ok(sock)
 }
 
+/// Opens a send-only UDP socket bound to `local`:`port` for UDP GSO sends (one `sendmsg` cut
+/// into datagrams by the kernel): not part of the receive group (no SO_REUSEPORT), DF set so
+/// an oversize datagram fails instead of leaving in fragments. `None` when the port is taken
+/// or the socket cannot be made (the caller then sends another way).
+pub fn open_gso_sender(local: Ipv4Addr, port: u16) -> Option<Socket> {
+    let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).ok()?;
+    sys::set_dont_fragment(&sock).ok()?;
+    sock.bind(&SocketAddrV4::new(local, port).into()).ok()?;
+    sock.set_nonblocking(true).ok()?;
+    size_buffer(&sock, false, "UDP GSO socket");
+    Some(sock)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,17 @@
 //!   header array of its own, and the whole batch leaves in one `sendmmsg` on the raw socket,
 //!   so each inner flow keeps its own UDP source port. Payloads are never copied in user
 //!   space; only headers are.
+//! - UDP GSO: the segments of a TCP super-frame going to one remote leave instead in one
+//!   `sendmsg` with UDP_SEGMENT (the kernel cuts it into equal-size datagrams, at most 64 KiB
+//!   a send) from a UDP socket bound to `--local` and to the flow's own source port (the one
+//!   the raw path would write; a small per-worker pool, [`MAX_GSO_SOCKETS`], opened on first
+//!   use without SO_REUSEPORT; a port that cannot be bound falls back to the raw path). DF is
+//!   set on those sockets (IP_PMTUDISC_DO), TTL and TOS (DSCP + ECN) are set per super-frame
+//!   from the outer header encap computed for its first segment; the kernel writes the IP ID
+//!   and always a UDP checksum (also with `udp_checksum` off). What a send refuses goes the
+//!   raw way. On receive the socket has UDP_GRO on: a run of equal-size datagrams may arrive
+//!   as one read, which [`RecvBatch`] splits (a GSO send from a vtepd peer crosses a veth or
+//!   loopback underlay whole and is never cut into datagrams in between).
 //!
 //! # No locks, no allocation per packet
 //! Per path, what the loop touches for each packet: the [`Core`] (lock-free FDB reads and
@@ -59,6 +70,9 @@ const SOCKET: usize = 0;
 const WAKE: Token = Token(usize::MAX);
 /// Remotes whose header template is cached; the cache is emptied (not freed) when full.
 const MAX_TEMPLATES: usize = 4096;
+/// UDP GSO send sockets a worker keeps open (one per flow source port in use); the pool is
+/// closed and refilled on demand when full.
+const MAX_GSO_SOCKETS: usize = 64;
 /// Packets taken from one source before looking at the others.
 const BUDGET: usize = 256;
 /// Housekeeping period (FDB ageing).
@@ -158,6 +172,11 @@ pub struct Worker {
     rxq_overflow: u32,
     /// TCP segments of the receive batch waiting to be written to a device as one.
     run: Run,
+    /// UDP GSO send sockets by source port (with the TOS and TTL they are set to; `None`:
+    /// the port could not be bound).
+    gso_socks: HashMap<u16, Option<(Socket, u8, u8)>, ahash::RandomState>,
+    /// The VXLAN and inner headers of each segment of a UDP GSO send.
+    gso_heads: Box<[[u8; HEADER_LEN + MAX_HEADER]; crate::sys::MAX_BATCH]>,
     next_tick: Timestamp,
     next_report: Timestamp,
     drops_reported: [u64; DropReason::COUNT],
@@ -170,6 +189,12 @@ impl Worker {
     /// Registers the sources with a new poller; returns the worker and the waker that
     /// interrupts its poll (set `stop` first, then wake).
     pub fn new(mut s: WorkerSetup) -> io::Result<(Worker, Arc<Waker>)> {
+        // Runs of equal-size datagrams from one sender may then arrive as one read (a remote
+        // vtepd sending with UDP GSO over a local or GRO-capable underlay); `RecvBatch` splits
+        // them. Without it everything still works, a datagram at a time.
+        if let Err(e) = crate::sys::enable_udp_gro(&s.socket) {
+            debug!(error = %e, "UDP_GRO not available on the VXLAN socket");
+        }
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         poll.registry()
@@ -195,6 +220,11 @@ impl Worker {
             pending,
             rxq_overflow: 0,
             run: Run::default(),
+            gso_socks: HashMap::with_capacity_and_hasher(
+                MAX_GSO_SOCKETS,
+                ahash::RandomState::new(),
+            ),
+            gso_heads: Box::new([[0u8; HEADER_LEN + MAX_HEADER]; crate::sys::MAX_BATCH]),
             next_tick: now.add(TICK),
             next_report: now.add(REPORT),
             drops_reported: [0; DropReason::COUNT],
@@ -273,13 +303,16 @@ impl Worker {
                     continue;
                 }
             };
+            let lost = self.rxb.unindexed() as u64;
+            self.ctr.rx_tunnel += lost;
+            self.ctr.drops[DropReason::Truncated as usize] += lost;
             for i in 0..n {
                 self.on_datagram(now, i);
             }
             // The arena is reused by the next receive: nothing may wait past the batch.
             self.flush_run(now);
             taken += n;
-            if n < crate::sys::MAX_BATCH {
+            if self.rxb.reads() < crate::sys::MAX_BATCH {
                 // The queue was emptied; a later arrival raises a new readiness event.
                 return false;
             }
@@ -421,7 +454,8 @@ impl Worker {
                     match &tso {
                         None => self.queue_tunnel(now, vni, dst, slot, n),
                         Some(tf) => {
-                            for k in 0..tf.segments() {
+                            let from = self.send_gso(now, vni, dst, slot, n, tf);
+                            for k in from..tf.segments() {
                                 self.queue_segment(now, vni, dst, slot, n, tf, k);
                             }
                         }
@@ -513,6 +547,108 @@ impl Worker {
         ) {
             self.ctr.drop(DropReason::TunnelTxError);
         }
+    }
+
+    /// Sends all segments of the TCP super-frame in send slot `slot` (`len` bytes at
+    /// `HEADROOM`) to `dst` with one UDP GSO `sendmsg` from the pool socket bound to the flow's
+    /// source port. Returns how many segments (from the first) were sent: the caller queues
+    /// the rest one by one (0 when GSO does not fit).
+    #[allow(clippy::too_many_arguments)]
+    fn send_gso(
+        &mut self,
+        now: Timestamp,
+        vni: Vni,
+        dst: Ipv4Addr,
+        slot: usize,
+        len: usize,
+        t: &TsoFrame,
+    ) -> usize {
+        let segs = t.segments();
+        let h = t.hdr_len;
+        if !(2..=crate::sys::MAX_BATCH).contains(&segs) {
+            return 0;
+        }
+        let Some(enc) = template(&mut self.encaps, &self.s.vxlan, dst) else {
+            return 0;
+        };
+        // The outer header of the first segment gives the flow's source port, TTL and TOS.
+        let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
+        let mut inner = [0u8; MAX_HEADER];
+        let Some(p0) = batch_tso::segment(frame, t, 0, &mut inner) else {
+            return 0;
+        };
+        self.scratch[OVERHEAD..OVERHEAD + h].copy_from_slice(&inner[..h]);
+        let Ok(range) = enc.encapsulate(
+            &mut self.scratch,
+            OVERHEAD,
+            h + p0.len(),
+            &VxlanTx::new(vni),
+        ) else {
+            return 0;
+        };
+        let outer = &self.scratch[range.start..range.start + OVERHEAD];
+        let (tos, ttl) = (outer[1], outer[8]);
+        let port = u16::from_be_bytes([outer[20], outer[21]]);
+        let mut vx = [0u8; HEADER_LEN];
+        vx.copy_from_slice(&outer[28..OVERHEAD]);
+        let gso_size = HEADER_LEN + h + t.mss;
+        let Ok(gso16) = u16::try_from(gso_size) else {
+            return 0;
+        };
+        if self.gso_socks.len() >= MAX_GSO_SOCKETS && !self.gso_socks.contains_key(&port) {
+            self.gso_socks.clear();
+        }
+        let local = self.s.vxlan.local;
+        let entry = self
+            .gso_socks
+            .entry(port)
+            .or_insert_with(|| super::socket::open_gso_sender(local, port).map(|s| (s, 0, 0)));
+        let Some((sock, cur_tos, cur_ttl)) = entry else {
+            return 0;
+        };
+        if *cur_tos != tos || *cur_ttl != ttl {
+            if sock.set_tos_v4(u32::from(tos)).is_err() || sock.set_ttl_v4(u32::from(ttl)).is_err()
+            {
+                return 0;
+            }
+            (*cur_tos, *cur_ttl) = (tos, ttl);
+        }
+        // Whatever was queued before goes first: a flow is never reordered.
+        self.flush_tunnel(now);
+        let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
+        let mut iov = [IoSlice::new(&[]); 2 * crate::sys::MAX_BATCH];
+        for k in 0..segs {
+            let head = &mut self.gso_heads[k];
+            let Some(p) = batch_tso::segment(frame, t, k, &mut inner) else {
+                return 0;
+            };
+            if k + 1 < segs && p.len() != t.mss {
+                return 0;
+            }
+            head[..HEADER_LEN].copy_from_slice(&vx);
+            head[HEADER_LEN..HEADER_LEN + h].copy_from_slice(&inner[..h]);
+            iov[2 * k + 1] = IoSlice::new(&frame[p]);
+        }
+        for k in 0..segs {
+            iov[2 * k] = IoSlice::new(&self.gso_heads[k][..HEADER_LEN + h]);
+        }
+        let Some((sock, _, _)) = self.gso_socks.get(&port).and_then(|e| e.as_ref()) else {
+            return 0;
+        };
+        let to = std::net::SocketAddrV4::new(dst, self.s.vxlan.dst_port);
+        // One send carries at most 64 KiB of UDP payload.
+        let per_send = (usize::from(u16::MAX) - 8) / gso_size;
+        let mut sent = 0;
+        while sent < segs {
+            let k = per_send.min(segs - sent);
+            if crate::sys::send_segmented(sock, &iov[2 * sent..2 * (sent + k)], to, gso16).is_err()
+            {
+                break;
+            }
+            sent += k;
+        }
+        self.ctr.tx_tunnel += sent as u64;
+        sent
     }
 
     /// Sends the queued copies; counts each refused one under its reason.
