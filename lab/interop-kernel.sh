@@ -3,7 +3,7 @@
 # h2 run vtepd and host h3 runs the kernel's vxlan device vx0 (VNI 42, dstport 4789, learning on, its
 # flood list given by `bridge fdb append 00:00:00:00:00:00 dev vx0 dst <vtep>` for h1 and h2). Each host
 # has two pods behind a bridge cni0. Every pod pings every other pod (both directions, small and
-# full-MTU packets), then the script checks that vtepd learned the kernel host's pod MACs (`fdb show
+# full-MTU packets) and a TCP transfer runs each way between h1's and h3's pods, then the script checks that vtepd learned the kernel host's pod MACs (`fdb show
 # --json`) and that the kernel learned vtepd's (`bridge fdb show dev vx0`, entries with dst), and
 # that vtepd's datagrams, as captured by their receivers, follow the wire rules (DF set, flags 0x08,
 # VNI 42; with LAB_CHECK_SRCPORT=1 also UDP source ports from the inner flow in 49152-65535).
@@ -26,6 +26,9 @@ for host in $(lab_hosts); do lab_capture "$host"; done
 lab_ping_all 56
 lab_ping_all $((LAB_POD_MTU - 28))
 lab_check_learned
+lab_say "TCP between a vtepd host's pod and the kernel host's pod, both ways"
+lab_tcp_check h1p1 h3p1
+lab_tcp_check h3p1 h1p1
 lab_say "VXLAN datagrams sent by vtepd, as captured by their receivers"
 for tx in $(lab_hosts); do
     [ "$(lab_impl "$tx")" = vtepd ] || continue
