@@ -1,0 +1,88 @@
+//! Shared by the byte-exact TCP transfer tests (L2 multi-worker, L3 IPIP with offloads): a
+//! pseudo-random payload file and a transfer through tests/multicore_tool.py between the two
+//! namespaces of a daemon pair. Include it next to `mod daemon_support;`.
+
+use crate::daemon_support::{self, Netns, Pair, must};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::process::Stdio;
+
+const TOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/multicore_tool.py");
+const PYTHON: &str = "/usr/bin/python3";
+
+pub fn quiet(ns: &Netns) {
+    for key in ["all", "default"] {
+        must(
+            ns.cmd("sysctl")
+                .args(["-qw", &format!("net.ipv6.conf.{key}.disable_ipv6=1")]),
+        );
+    }
+}
+
+/// A file of `len` pseudo-random bytes (xorshift from `seed`), named from `tag`, removed on drop.
+pub struct Payload(std::path::PathBuf);
+
+impl Payload {
+    pub fn new(tag: &str, seed: u64, len: usize) -> Payload {
+        let path = std::env::temp_dir().join(daemon_support::unique(tag));
+        let mut f = std::fs::File::create(&path).unwrap();
+        let mut x: u64 = seed;
+        let mut buf = Vec::with_capacity(len);
+        while buf.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            buf.extend_from_slice(&x.to_le_bytes());
+        }
+        buf.truncate(len);
+        f.write_all(&buf).unwrap();
+        Payload(path)
+    }
+}
+
+impl Drop for Payload {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Sends `file` from `p.a` to a sink on `p.b` listening on `dst`:`port`, with TCP MSS `mss` and
+/// writes of `chunk` bytes; returns the source's and the sink's JSON reports (size, sha256).
+pub fn transfer(
+    p: &Pair,
+    file: &Payload,
+    dst: &str,
+    port: u16,
+    mss: u32,
+    chunk: usize,
+) -> (Value, Value) {
+    let mut sink =
+        p.b.cmd("timeout")
+            .args(["60", PYTHON, TOOL, "sink", &port.to_string(), "40"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut ready = [0u8; 6];
+    assert!(
+        sink.stderr.as_mut().unwrap().read_exact(&mut ready).is_ok() && &ready == b"ready\n",
+        "the sink did not start"
+    );
+    let src =
+        p.a.cmd("timeout")
+            .args(["60", PYTHON, TOOL, "source", dst, &port.to_string()])
+            .arg(&file.0)
+            .args([mss.to_string(), chunk.to_string()])
+            .output()
+            .unwrap();
+    assert!(
+        src.status.success(),
+        "source failed: {}",
+        String::from_utf8_lossy(&src.stderr)
+    );
+    let out = sink.wait_with_output().unwrap();
+    let parse = |b: &[u8]| -> Value {
+        serde_json::from_slice(b).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(b)))
+    };
+    (parse(&src.stdout), parse(&out.stdout))
+}
