@@ -124,7 +124,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
     // From here on every resource undoes itself when dropped.
     let (listener, socket_file) = server::bind(&cfg.control)?;
     let raw = open_ipip_socket(cfg.local)?;
-    let tun = tun::open_tun(&net.dev, mtu, net.address, true)?;
+    let tun = tun::open_tun(&net.dev, mtu, net.address, true, 1)?;
     let kernel = KernelRoutes::new(&tun.name, false)
         .map_err(|e| Failure::Runtime(format!("device {}: {e}", tun.name)))?;
     let service = Arc::new(
