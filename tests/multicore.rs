@@ -3,8 +3,10 @@
 //! `stats --json` sum to the totals. Needs root (netns, TAP) and /usr/bin/python3.
 
 mod daemon_support;
+mod l2_pair_support;
 
 use daemon_support::{Daemon, Netns, Pair};
+use l2_pair_support::{assert_rows_sum_to_totals, l2_daemon, n, two_daemons, workers};
 use serde_json::Value;
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -13,88 +15,6 @@ const SECS: fn(u64) -> Duration = Duration::from_secs;
 const TOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/multicore_tool.py");
 /// The Debian python with the standard library we need (the first python3 on PATH may differ).
 const PYTHON: &str = "/usr/bin/python3";
-
-/// No IPv6 in the namespaces: its multicast chatter would be flooded and blur the counters.
-pub fn quiet(ns: &Netns) {
-    for key in ["all", "default"] {
-        daemon_support::must(
-            ns.cmd("sysctl")
-                .args(["-qw", &format!("net.ipv6.conf.{key}.disable_ipv6=1")]),
-        );
-    }
-}
-
-fn two_daemons(threads: &str) -> (Pair, Daemon, Daemon) {
-    let p = Pair::new();
-    quiet(&p.a);
-    quiet(&p.b);
-    let a = Daemon::start(
-        &p.a,
-        &[
-            "--dev",
-            "vx0",
-            "--local",
-            "192.0.2.1",
-            "--vni",
-            "42",
-            "--address",
-            "10.9.0.1/24",
-            "--peer",
-            "192.0.2.2",
-            "--threads",
-            threads,
-        ],
-    );
-    let b = Daemon::start(
-        &p.b,
-        &[
-            "--dev",
-            "vx0",
-            "--local",
-            "192.0.2.2",
-            "--vni",
-            "42",
-            "--address",
-            "10.9.0.2/24",
-            "--peer",
-            "192.0.2.1",
-            "--threads",
-            threads,
-        ],
-    );
-    assert!(p.a.ping_within("10.9.0.2", SECS(10)), "{}", a.log_text());
-    (p, a, b)
-}
-
-fn n(v: &Value, key: &str) -> u64 {
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{key} missing in {v}"))
-}
-
-/// The `workers` rows of `stats --json`.
-fn workers(st: &Value) -> Vec<Value> {
-    st["workers"]
-        .as_array()
-        .unwrap_or_else(|| panic!("stats --json has no workers array: {st}"))
-        .clone()
-}
-
-/// Checks that every per-worker counter sums to its total.
-fn assert_rows_sum_to_totals(st: &Value) {
-    let rows = workers(st);
-    for key in [
-        "rx_tunnel",
-        "tx_tunnel",
-        "rx_device",
-        "tx_device",
-        "flood_copies",
-        "drops_total",
-    ] {
-        let sum: u64 = rows.iter().map(|w| n(w, key)).sum();
-        assert_eq!(sum, n(st, key), "{key}: workers {rows:?} vs total in {st}");
-    }
-}
 
 /// A python helper process in a namespace.
 fn tool(ns: &Netns, args: &[&str]) -> Child {
@@ -230,39 +150,11 @@ fn default_thread_count_is_the_cpu_count() {
 #[test]
 fn an_existing_single_queue_tap_is_attached_with_one_queue() {
     let p = Pair::new();
-    quiet(&p.a);
-    quiet(&p.b);
+    p.a.disable_ipv6();
+    p.b.disable_ipv6();
     p.a.ip(&["tuntap", "add", "dev", "vx0", "mode", "tap"]);
-    let a = Daemon::start(
-        &p.a,
-        &[
-            "--dev",
-            "vx0",
-            "--local",
-            "192.0.2.1",
-            "--address",
-            "10.9.0.1/24",
-            "--peer",
-            "192.0.2.2",
-            "--threads",
-            "2",
-        ],
-    );
-    let _b = Daemon::start(
-        &p.b,
-        &[
-            "--dev",
-            "vx0",
-            "--local",
-            "192.0.2.2",
-            "--address",
-            "10.9.0.2/24",
-            "--peer",
-            "192.0.2.1",
-            "--threads",
-            "2",
-        ],
-    );
+    let a = l2_daemon(&p.a, 1, 2, &["--threads", "2"]);
+    let _b = l2_daemon(&p.b, 2, 1, &["--threads", "2"]);
     assert!(p.a.ping_within("10.9.0.2", SECS(10)), "{}", a.log_text());
     assert!(a.log_text().contains("not multi-queue"), "{}", a.log_text());
     let report = sequenced_flows(&p, 8, 50);
