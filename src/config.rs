@@ -518,9 +518,6 @@ impl DaemonConfig {
         let [n] = self.networks.as_slice() else {
             return err("--encap ipip runs one TUN device: configure exactly one network");
         };
-        if self.threads > 1 {
-            return err("--encap ipip runs one worker thread: --threads above 1 is not supported");
-        }
         if !n.peers.is_empty() {
             return err("--peer is for VXLAN flooding; IPIP sends by --route");
         }

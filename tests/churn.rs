@@ -7,9 +7,12 @@
 //! VTEPD_CHURN_SECS sets how long the churn lasts (default 30).
 
 mod daemon_support;
+#[allow(dead_code)] // the sequenced flows are not used here
+mod flow_support;
 mod l2_pair_support;
 
-use l2_pair_support::{assert_rows_sum_to_totals, n, two_daemons, workers};
+use flow_support::{assert_rows_sum_to_totals, n, workers};
+use l2_pair_support::two_daemons;
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -92,7 +92,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
     let (listener, socket_file) = server::bind(&cfg.control)?;
     let udp = socket::bind_udp(cfg.local, cfg.port)?;
     let raw = socket::open_raw_sender()?;
-    let tun = tun::open_tun(&n.dev, mtu, Some(address), false)?;
+    let tun = tun::open_tun(&n.dev, mtu, Some(address), false, 1)?;
     let kernel = KernelRoutes::new(&tun.name, false)
         .map_err(|e| Failure::Runtime(format!("device {}: {e}", tun.name)))?;
     let service = Arc::new(

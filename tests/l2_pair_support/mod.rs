@@ -1,10 +1,9 @@
 //! Shared by the L2 multi-worker tests (multicore, churn, multicore_integrity): a pair of vtepd
-//! L2 daemons over the veth underlay of a [`Pair`] (VNI 42, overlay 10.9.0.0/24), and the
-//! per-worker rows of `stats --json`. Include it next to `mod daemon_support;`.
+//! L2 daemons over the veth underlay of a [`Pair`] (VNI 42, overlay 10.9.0.0/24). Include it
+//! next to `mod daemon_support;`.
 #![allow(dead_code)] // each test binary uses a different part
 
 use crate::daemon_support::{Daemon, Netns, Pair};
-use serde_json::Value;
 use std::time::Duration;
 
 /// Starts vtepd L2 in host `me` of a pair (192.0.2.`me`, overlay 10.9.0.`me`/24 on TAP vx0)
@@ -45,35 +44,4 @@ pub fn two_daemons(threads: &str) -> (Pair, Daemon, Daemon) {
         a.log_text()
     );
     (p, a, b)
-}
-
-/// Counter `key` of a `stats --json` object (or one of its worker rows).
-pub fn n(v: &Value, key: &str) -> u64 {
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{key} missing in {v}"))
-}
-
-/// The `workers` rows of `stats --json`.
-pub fn workers(st: &Value) -> Vec<Value> {
-    st["workers"]
-        .as_array()
-        .unwrap_or_else(|| panic!("stats --json has no workers array: {st}"))
-        .clone()
-}
-
-/// Checks that every per-worker counter sums to its total.
-pub fn assert_rows_sum_to_totals(st: &Value) {
-    let rows = workers(st);
-    for key in [
-        "rx_tunnel",
-        "tx_tunnel",
-        "rx_device",
-        "tx_device",
-        "flood_copies",
-        "drops_total",
-    ] {
-        let sum: u64 = rows.iter().map(|w| n(w, key)).sum();
-        assert_eq!(sum, n(st, key), "{key}: workers {rows:?} vs total in {st}");
-    }
 }
