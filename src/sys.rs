@@ -144,10 +144,13 @@ pub struct RecvMeta {
     /// With UDP_GRO on: the size of each of the equal-size datagrams coalesced into this read
     /// (the last may be shorter); 0 when the read is one datagram.
     pub gso_size: u16,
+    /// With IP_RECVTOS on: the outer IPv4 TOS byte (DSCP and ECN), the same for every datagram
+    /// of a coalesced read; 0 when not reported.
+    pub tos: u8,
 }
 
-/// Control buffer room for an SO_RXQ_OVFL and a UDP_GRO message (CMSG_SPACE(4) each, rounded
-/// up, u64-aligned).
+/// Control buffer room for an SO_RXQ_OVFL, a UDP_GRO and an IP_TOS message (CMSG_SPACE of 4,
+/// 4 and 1 bytes: 16 each), u64-aligned.
 #[repr(C, align(8))]
 #[derive(Clone, Copy)]
 struct CmsgBuf([u8; 64]);
@@ -217,11 +220,12 @@ pub fn recv_batch(
             src: (i32::from(a.sin_family) == libc::AF_INET)
                 .then(|| Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr))),
             gso_size: 0,
+            tos: 0,
         };
         // SAFETY: the header's control fields describe `cmsgs[i]`, which the kernel filled
         // (msg_controllen was updated to the bytes written); CMSG_FIRSTHDR/CMSG_NXTHDR stay
-        // inside that length, CMSG_DATA of an SO_RXQ_OVFL message holds a u32 and that of a
-        // UDP_GRO message an int.
+        // inside that length, CMSG_DATA of an SO_RXQ_OVFL message holds a u32, that of a
+        // UDP_GRO message an int and that of an IP_TOS message one byte.
         unsafe {
             let mut c = libc::CMSG_FIRSTHDR(&h.msg_hdr);
             while !c.is_null() {
@@ -231,6 +235,9 @@ pub fn recv_batch(
                 if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == UDP_GRO {
                     let g = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
                     meta[i].gso_size = u16::try_from(g).unwrap_or(0);
+                }
+                if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_TOS {
+                    meta[i].tos = *libc::CMSG_DATA(c);
                 }
                 c = libc::CMSG_NXTHDR(&h.msg_hdr, c);
             }

@@ -58,3 +58,75 @@ impl Core {
         });
     }
 }
+
+impl Core {
+    /// RFC 6040 decapsulation of the ECN field (normal mode): combines `outer_tos`, the TOS
+    /// byte of the datagram that carried `frame` (an inner Ethernet frame [`Core::on_remote`]
+    /// delivers), with the inner IP header's ECN bits, rewriting them in place (the IPv4
+    /// checksum updated). Returns false, having counted an `EcnDrop`, when the frame must be
+    /// dropped: outer CE over an inner Not-ECT packet. Frames without an IP header pass as they
+    /// are.
+    pub fn decapsulate_ecn(frame: &mut [u8], outer_tos: u8, ctr: &mut Counters) -> bool {
+        // Outer Not-ECT and ECT(0) (ECN bit 0 clear) leave every inner field as it is.
+        if outer_tos & 1 == 0 {
+            return true;
+        }
+        if encap::ecn::decapsulate_frame(frame, outer_tos).is_err() {
+            ctr.drop(DropReason::EcnDrop);
+            return false;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An Ethernet frame holding an IPv4 header with ECN bits `ecn` and a valid checksum.
+    fn frame(ecn: u8) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14..24].copy_from_slice(&[0x45, 0xb8 | ecn, 0, 20, 0, 1, 0x40, 0, 64, 17]);
+        f[26..34].copy_from_slice(&[10, 9, 0, 2, 10, 9, 0, 1]);
+        let sum = encap::checksum::checksum(&f[14..]);
+        f[24..26].copy_from_slice(&sum.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn outer_ecn_is_combined_with_the_inner_and_ce_over_not_ect_dropped() {
+        // (outer, inner, inner after or None: dropped); 0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE.
+        let cases = [
+            (3, 0, None),
+            (3, 2, Some(3)),
+            (3, 1, Some(3)),
+            (1, 2, Some(1)),
+            (1, 0, Some(0)),
+            (2, 1, Some(1)),
+            (0, 3, Some(3)),
+            (2, 0, Some(0)),
+        ];
+        for (outer, inner, want) in cases {
+            let mut ctr = Counters::default();
+            let mut f = frame(inner);
+            let kept = Core::decapsulate_ecn(&mut f, 0x28 | outer, &mut ctr);
+            assert_eq!(kept, want.is_some(), "outer {outer} inner {inner}");
+            assert_eq!(ctr.drops_of(DropReason::EcnDrop), u64::from(!kept));
+            if let Some(w) = want {
+                assert_eq!(
+                    f[15],
+                    0xb8 | w,
+                    "outer {outer} inner {inner}: DSCP kept, ECN set"
+                );
+                assert!(encap::checksum::verify(&f[14..]), "IPv4 checksum");
+            }
+        }
+        // Not IP: passes untouched.
+        let mut arp = vec![0u8; 60];
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        let before = arp.clone();
+        assert!(Core::decapsulate_ecn(&mut arp, 3, &mut Counters::default()));
+        assert_eq!(arp, before);
+    }
+}

@@ -139,12 +139,23 @@ impl RecvBatch {
         self.len == 0
     }
 
+    /// Where datagram `i` is in the arena, and which read it came in (`None` past the end).
+    fn locate(&self, i: usize) -> Option<(std::ops::Range<usize>, usize)> {
+        let d = self.dgrams.get(i).filter(|_| i < self.len)?;
+        let start = d.start as usize;
+        Some((start..start + d.len as usize, usize::from(d.read)))
+    }
+
     /// Datagram `i`: its bytes and how the read it came in arrived (`None` past the end).
     pub fn get(&self, i: usize) -> Option<(&[u8], &RecvMeta)> {
-        let d = self.dgrams.get(i).filter(|_| i < self.len)?;
-        let m = self.meta.get(usize::from(d.read))?;
-        let start = d.start as usize;
-        Some((self.arena.get(start..start + d.len as usize)?, m))
+        let (bytes, read) = self.locate(i)?;
+        Some((self.arena.get(bytes)?, self.meta.get(read)?))
+    }
+
+    /// Datagram `i` to rewrite in place, with how its read arrived (`None` past the end).
+    pub fn get_mut(&mut self, i: usize) -> Option<(&mut [u8], &RecvMeta)> {
+        let (bytes, read) = self.locate(i)?;
+        Some((self.arena.get_mut(bytes)?, self.meta.get(read)?))
     }
 }
 
@@ -398,7 +409,10 @@ mod tests {
         let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         sys::enable_udp_gro(&rx).unwrap();
         rx.set_nonblocking(true).unwrap();
+        socket2::SockRef::from(&rx).set_recv_tos_v4(true).unwrap();
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        // DSCP EF with CE: every datagram of the coalesced read reports it.
+        socket2::SockRef::from(&tx).set_tos_v4(0xbb).unwrap();
         let std::net::SocketAddr::V4(dst) = rx.local_addr().unwrap() else {
             panic!("not IPv4");
         };
@@ -422,6 +436,7 @@ mod tests {
                 let (d, m) = b.get(i).unwrap();
                 assert_eq!(m.src, Some(Ipv4Addr::LOCALHOST));
                 assert!(!m.truncated);
+                assert_eq!(m.tos, 0xbb, "the outer TOS of datagram {}", got.len());
                 got.push(d.to_vec());
             }
             assert_eq!(b.unindexed(), 0);

@@ -80,6 +80,9 @@ pub fn bind_udp_group(local: Ipv4Addr, port: u16, n: usize) -> Result<Vec<UdpSoc
         if let Err(e) = sys::enable_rxq_overflow_count(&sock) {
             tracing::warn!("UDP socket {addr}: cannot count receive-queue drops: {e}");
         }
+        // The outer TOS of every datagram, for RFC 6040 decapsulation of its ECN bits.
+        sock.set_recv_tos_v4(true)
+            .map_err(|e| fail("set IP_RECVTOS", e))?;
         sock.bind(&addr.into()).map_err(in_use)?;
         sock.set_nonblocking(true)
             .map_err(|e| fail("make it non-blocking", e))?;

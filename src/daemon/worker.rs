@@ -339,6 +339,15 @@ impl Worker {
         for k in 0..self.actions.len() {
             match self.actions.as_slice()[k] {
                 Action::ToDevice { net, offset } => {
+                    // RFC 6040: the outer ECN bits onto the inner packet (one TOS per read),
+                    // or the frame is dropped.
+                    if let Some((d, m)) = self.rxb.get_mut(i) {
+                        let tos = m.tos;
+                        let frame = d.get_mut(offset..).unwrap_or_default();
+                        if !Core::decapsulate_ecn(frame, tos, &mut self.ctr) {
+                            continue;
+                        }
+                    }
                     // --- ARP suppression: learn bindings from ARP crossing the tunnel.
                     if let Some(frame) = self.rxb.get(i).and_then(|(d, _)| d.get(offset..)) {
                         self.s.arp.snoop_remote(now, net, frame, &mut self.ctr);
