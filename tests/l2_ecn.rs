@@ -7,8 +7,10 @@
 //! /usr/bin/python3 with scapy.
 
 mod daemon_support;
+mod l2_pair_support;
 
-use daemon_support::{Daemon, Pair, must, unique, wait_until};
+use daemon_support::{Pair, must, unique, wait_until};
+use l2_pair_support::l2_daemon;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -43,21 +45,7 @@ fn outer_ecn_is_decapsulated_per_rfc6040_and_ce_over_not_ect_is_dropped() {
     let p = Pair::new();
     p.a.disable_ipv6();
     p.b.disable_ipv6();
-    let a = Daemon::start(
-        &p.a,
-        &[
-            "--dev",
-            "vx0",
-            "--local",
-            "192.0.2.1",
-            "--vni",
-            "42",
-            "--address",
-            "10.9.0.1/24",
-            "--peer",
-            "192.0.2.2",
-        ],
-    );
+    let a = l2_daemon(&p.a, 1, 2, &["--vni", "42"]);
     let pcap = std::env::temp_dir().join(format!("{}.pcap", unique("ecn")));
     let mut dump =
         p.a.cmd("timeout")
