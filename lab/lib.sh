@@ -418,15 +418,23 @@ lab_send_frames() {
     ip netns exec "$ns" "$LAB_PY" "$LAB_HOME/send_frames.py" eth0 "$2" "$3" ${4:+--src "$4"}
 }
 
-# lab_capture NODE [DEV] [FILTER] [NAME]: starts tcpdump on the node's DEV (default eth0, the underlay
-# link), keeping the packets it receives (inbound only) that match FILTER (default: VXLAN datagrams,
-# udp dst port 4789) in $LAB_DIR/NAME.pcap (NAME defaults to NODE); waits until it listens.
+# lab_capture NODE [DEV] [FILTER] [NAME] [DIRECTION]: starts tcpdump on the node's DEV (default eth0,
+# the underlay link), keeping the packets it receives (DIRECTION in, the default; out: the packets it
+# sends) that match FILTER (default: VXLAN datagrams, udp dst port 4789) in $LAB_DIR/NAME.pcap (NAME
+# defaults to NODE); waits until it listens. Packets reach the file at once, to be counted while the
+# capture runs; with LAB_CAPTURE_BULK=1 they are buffered instead (a 64 MiB ring of variable-size
+# blocks, which a bulk TCP transfer does not overrun): read the file after lab_capture_stop NAME.
 lab_capture() {
-    local node=$1 dev=${2:-eth0} filter=${3:-udp dst port 4789} name=${4:-$1} ns log pid
-    local deadline=$((SECONDS + LAB_TIMEOUT))
+    local node=$1 dev=${2:-eth0} filter=${3:-udp dst port 4789} name=${4:-$1} dir=${5:-in} ns log pid
+    local deadline=$((SECONDS + LAB_TIMEOUT)) mode=(-U --immediate-mode)
+    rm -f "$LAB_DIR/$name.bulk"
+    if [ "${LAB_CAPTURE_BULK:-0}" = 1 ]; then
+        mode=(-B 65536)
+        : >"$LAB_DIR/$name.bulk"
+    fi
     ns=$(lab_ns "$node")
     log=$LAB_DIR/$name.tcpdump.log
-    ip netns exec "$ns" tcpdump -Z root -i "$dev" -Q in -nn -U --immediate-mode -w "$LAB_DIR/$name.pcap" \
+    ip netns exec "$ns" tcpdump -Z root -i "$dev" -Q "$dir" -nn "${mode[@]}" -w "$LAB_DIR/$name.pcap" \
         "$filter" </dev/null >/dev/null 2>"$log" &
     pid=$!
     echo "$pid" >"$LAB_DIR/$name.tcpdump.pid"
@@ -435,6 +443,53 @@ lab_capture() {
         [ "$SECONDS" -lt "$deadline" ] || lab_die "tcpdump on $node $dev not listening within ${LAB_TIMEOUT}s" || return
         sleep 0.02
     done
+}
+
+# lab_capture_stop NAME: stops capture NAME (SIGTERM: tcpdump writes out what it holds), waits
+# (bounded) until tcpdump has exited, and prints how many packets the kernel dropped from it.
+lab_capture_stop() {
+    local name=$1 pid log deadline=$((SECONDS + LAB_TIMEOUT))
+    pid=$(cat "$LAB_DIR/$name.tcpdump.pid") || return
+    log=$LAB_DIR/$name.tcpdump.log
+    # A bulk capture's last block reaches tcpdump only when the kernel retires it, at most a
+    # second (tcpdump's timeout) after its first packet; tcpdump stopped before that loses it.
+    [ ! -e "$LAB_DIR/$name.bulk" ] || sleep 1.5
+    kill -TERM "$pid" 2>/dev/null
+    while kill -0 "$pid" 2>/dev/null; do
+        [ "$SECONDS" -lt "$deadline" ] || lab_die "tcpdump of capture $name did not exit" || return
+        sleep 0.05
+    done
+    rm -f "$LAB_DIR/$name.tcpdump.pid"
+    sed -n 's/^\([0-9]*\) packets\{0,1\} dropped by kernel$/\1/p' "$log" | grep . ||
+        lab_die "capture $name: tcpdump reported no statistics: $(cat "$log")"
+}
+
+# lab_wire_port HOST: makes the underlay bridge's port toward HOST behave like a NIC without
+# offloads (tx checksumming and with it segmentation off): what reaches HOST is what a wire would
+# carry, every UDP GSO send cut into its datagrams and every checksum filled in, in software.
+lab_wire_port() {
+    ip netns exec "$(lab_ns ul)" ethtool -K "$1" tx off >/dev/null ||
+        lab_die "cannot turn off tx offloads on the underlay port toward $1"
+}
+
+# lab_gro HOST: makes runs of datagrams to a socket with UDP_GRO reach it merged: GRO on for the
+# host's underlay link, and TSO off on the bridge port that feeds it (veth hands forwarded packets
+# to its receive NAPI, where GRO happens, only when the sending end cannot make TSO packets).
+lab_gro() {
+    ip netns exec "$(lab_ns ul)" ethtool -K "$1" tso off >/dev/null &&
+        ip netns exec "$(lab_ns "$1")" ethtool -K eth0 gro on >/dev/null ||
+        lab_die "cannot set up GRO toward $1"
+}
+
+# lab_vxlan_gso_check MODE NAME TX_HOST: lab/scapy/vxlan_gso_check.py on capture NAME for the VXLAN
+# datagrams sent by TX_HOST (VNI LAB_VNI, TX_HOST's eth0 MTU). MODE wire: each datagram as a wire
+# carries it (size, DF, checksums, VXLAN header); MODE whole: a capture where UDP GSO sends (or GRO
+# merges) show whole, cut into their segments. Prints the script's JSON.
+lab_vxlan_gso_check() {
+    local mode=$1 name=$2 tx=$3 mtu
+    mtu=$(ip netns exec "$(lab_ns "$tx")" cat /sys/class/net/eth0/mtu) || return
+    "$LAB_PY" "$LAB_HOME/scapy/vxlan_gso_check.py" "$mode" "$LAB_DIR/$name.pcap" "$(cat "$LAB_DIR/$tx.ip")" \
+        --vni "$LAB_VNI" --mtu "$mtu"
 }
 
 # lab_count_pcap NAME [FILTER]: how many packets of capture NAME match FILTER.

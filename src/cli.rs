@@ -188,7 +188,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_any_peer: bool,
 
-    /// Dataplane worker threads, each with its own TAP queue and UDP socket
+    /// Dataplane worker threads, each with its own device queue and socket
     /// [default: the number of CPUs].
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<usize>,

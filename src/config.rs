@@ -518,9 +518,6 @@ impl DaemonConfig {
         let [n] = self.networks.as_slice() else {
             return err("--encap ipip runs one TUN device: configure exactly one network");
         };
-        if self.threads > 1 {
-            return err("--encap ipip runs one worker thread: --threads above 1 is not supported");
-        }
         if !n.peers.is_empty() {
             return err("--peer is for VXLAN flooding; IPIP sends by --route");
         }
@@ -554,9 +551,6 @@ impl DaemonConfig {
         };
         if n.arp_suppress {
             return err("--arp-suppress is for --mode l2 (in l3 mode vtepd answers ARP itself)");
-        }
-        if self.threads > 1 {
-            return err("--mode l3 --encap vxlan runs one dataplane worker: --threads must be 1");
         }
         let mut seen = HashSet::new();
         for r in &n.routes {

@@ -86,6 +86,36 @@ pub fn enable_udp_gro(sock: &impl AsFd) -> io::Result<()> {
     setsockopt_int(sock, libc::SOL_UDP, UDP_GRO, 1)
 }
 
+/// Attaches classic BPF program `prog` to a socket (SO_ATTACH_FILTER): the kernel runs it on
+/// every packet the socket would receive and queues the packet only when it returns non-zero.
+/// The kernel copies (and verifies) the program: `prog` need not outlive the call.
+pub fn attach_socket_filter(sock: &impl AsFd, prog: &[libc::sock_filter]) -> io::Result<()> {
+    let len =
+        u16::try_from(prog.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let fprog = libc::sock_fprog {
+        len,
+        // The kernel only reads the program; the pointer is mut only by type.
+        filter: prog.as_ptr().cast_mut(),
+    };
+    // SAFETY: the descriptor is borrowed from a live socket for the duration of the call; the
+    // option value is a sock_fprog on our stack (its exact size passed) pointing to `len`
+    // instructions that `prog` keeps alive and unchanged until the call returns.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Sets a TUN/TAP device's offload flags (TUNSETOFFLOAD; 0: the kernel hands over complete
 /// frames, checksummed and segmented). The flags are device-wide.
 pub fn tun_set_offload(dev: &impl AsRawFd, flags: libc::c_uint) -> io::Result<()> {

@@ -47,8 +47,8 @@ fn calico_ipip_script_succeeds() {
 }
 
 /// The conformance lab: h1 runs vtepd (tunnel MTU 1480, device MTU 1500 so that oversize packets
-/// reach it) with pod h1p1 (MTU 1500); h2 and x are bare underlay hosts.
-fn conformance_lab(tag: &str) -> Lab {
+/// reach it, and `flags`) with pod h1p1 (MTU 1500); h2 and x are bare underlay hosts.
+fn conformance_lab(tag: &str, flags: &[&str]) -> Lab {
     let lab = Lab::new(tag);
     let pod_mtu = [("LAB_IPIP_POD_MTU", "1500")];
     lab.sh(&["underlay"]);
@@ -57,13 +57,10 @@ fn conformance_lab(tag: &str) -> Lab {
     lab.sh(&["host", "h2"]);
     lab.sh(&["host", "x", X]);
     lab.sh(&["ipip-sink", "h2"]);
-    lab.sh(&[
-        "vtepd-ipip",
-        "h1",
-        &format!("10.244.2.64/26={H2}"),
-        "--mtu",
-        "1500",
-    ]);
+    let routes = format!("10.244.2.64/26={H2}");
+    let mut args = vec!["vtepd-ipip", "h1", &routes, "--mtu", "1500"];
+    args.extend_from_slice(flags);
+    lab.sh(&args);
     lab
 }
 
@@ -127,7 +124,7 @@ fn ipip_conformance_against_scapy() {
     if !lab_available("ipip_conformance_against_scapy") {
         return;
     }
-    let lab = conformance_lab("tipip");
+    let lab = conformance_lab("tipip", &[]);
 
     // 1. An IPIP packet from the listed node reaches the pod, whose answer comes back through
     //    the tunnel to h2.
@@ -261,7 +258,7 @@ fn ipip_routes_change_at_once_and_go_away_on_exit() {
     if !lab_available("ipip_routes_change_at_once_and_go_away_on_exit") {
         return;
     }
-    let lab = conformance_lab("tiprt");
+    let lab = conformance_lab("tiprt", &[]);
     let kernel_routes = || {
         String::from_utf8_lossy(&in_ns(&lab, "h1", &["ip", "route", "show", "dev", "tunl0"]).stdout)
             .to_string()
@@ -350,4 +347,71 @@ fn ipip_routes_change_at_once_and_go_away_on_exit() {
     let out = in_ns(&lab, "h1", &["ip", "link", "show", "tunl0"]);
     assert!(!out.status.success(), "tunl0 still exists after SIGTERM");
     assert!(!kernel_routes().contains("10.244."), "{}", kernel_routes());
+}
+
+/// `--threads 3`: IPIP packets of many inner flows from scapy reach the pod exactly once each
+/// (the raw sockets' filters hand each packet to one worker), counted once, spread over the
+/// workers, whose counters sum to the totals.
+#[test]
+fn ipip_packets_reach_the_pod_exactly_once_with_three_workers() {
+    if !lab_available("ipip_packets_reach_the_pod_exactly_once_with_three_workers") {
+        return;
+    }
+    let lab = conformance_lab("tipmq", &["--threads", "3"]);
+    let rows = |s: &Stats| s.0["workers"].as_array().cloned().unwrap_or_default();
+    let before = lab.stats("h1");
+    assert_eq!(rows(&before).len(), 3, "{:?}", before.0);
+    lab.sh(&["capture", "h1p1", "eth0", "udp dst port 9", "pod"]);
+    const K: u64 = 90;
+    let n = K.to_string();
+    let out = lab.sh(&[
+        "ipip-inject",
+        "h2",
+        "h1",
+        H2,
+        REMOTE_POD,
+        POD,
+        "--count",
+        &n,
+        "--flows",
+        "30",
+    ]);
+    assert_eq!(out.trim(), format!("sent {K}"));
+    let after = wait_for("K datagrams delivered into the TUN", WAIT, || {
+        let s = lab.stats("h1");
+        (s.get("tx_device") >= before.get("tx_device") + K).then_some(s)
+    });
+    wait_for("K datagrams at the pod", WAIT, || {
+        (fields(&lab, "pod", "udp.dstport == 9").len() as u64 >= K).then_some(())
+    });
+    // A duplicate would come right behind its original: give it time to show up.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    stop_capture(&lab, "pod");
+    let after_wait = lab.stats("h1");
+    assert_eq!(
+        fields(&lab, "pod", "udp.dstport == 9").len() as u64,
+        K,
+        "each datagram reaches the pod once"
+    );
+    for s in [&after, &after_wait] {
+        assert_eq!(s.get("rx_tunnel"), before.get("rx_tunnel") + K, "{:?}", s.0);
+        assert_eq!(s.get("tx_device"), before.get("tx_device") + K, "{:?}", s.0);
+    }
+    let (w0, w1) = (rows(&before), rows(&after_wait));
+    let grew = w0
+        .iter()
+        .zip(&w1)
+        .filter(|(x, y)| y["rx_tunnel"].as_u64() > x["rx_tunnel"].as_u64())
+        .count();
+    assert!(grew >= 2, "30 flows all went to one worker: {w1:?}");
+    for key in [
+        "rx_tunnel",
+        "tx_tunnel",
+        "rx_device",
+        "tx_device",
+        "drops_total",
+    ] {
+        let sum: u64 = w1.iter().map(|w| w[key].as_u64().unwrap_or(0)).sum();
+        assert_eq!(sum, after_wait.get(key), "{key}: {w1:?}");
+    }
 }

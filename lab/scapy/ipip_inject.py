@@ -16,6 +16,8 @@ options:
   --inner-tos X   inner TOS byte (default 0)
   --df            set DF on the inner packet
   --id N          ICMP echo identifier (default 0x1234)
+  --flows N       (tunnel) UDP datagrams to port 9 instead of echo requests, from source ports
+                  40000..40000+N-1 in turn: N inner flows
 
 Prints "sent N". Needs Debian's /usr/bin/python3 (python3-scapy).
 """
@@ -24,7 +26,7 @@ import argparse
 import socket
 import sys
 
-from scapy.layers.inet import ICMP, IP
+from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.sendrecv import sendp
@@ -39,6 +41,14 @@ def echo(src: str, dst: str, a: argparse.Namespace, seq: int) -> IP:
     )
 
 
+def datagram(src: str, dst: str, a: argparse.Namespace, seq: int) -> IP:
+    return (
+        IP(src=src, dst=dst, ttl=a.ttl, tos=a.inner_tos, id=seq)
+        / UDP(sport=40000 + seq % a.flows, dport=9)
+        / Raw(b"vtepd ipip flows %d" % seq)
+    )
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("mode", choices=["tunnel", "local"])
@@ -49,16 +59,18 @@ def main() -> int:
     p.add_argument("--inner-tos", type=lambda s: int(s, 0), default=0)
     p.add_argument("--df", action="store_true")
     p.add_argument("--id", type=lambda s: int(s, 0), default=0x1234)
+    p.add_argument("--flows", type=int, default=0)
     a = p.parse_args()
     sent = 0
     if a.mode == "tunnel":
         if len(a.args) != 6:
             p.error("tunnel needs IFACE DST_MAC OUTER_SRC OUTER_DST INNER_SRC INNER_DST")
         iface, mac, osrc, odst, isrc, idst = a.args
+        inner = datagram if a.flows > 0 else echo
         frames = [
             Ether(dst=mac)
             / IP(src=osrc, dst=odst, proto=4, tos=a.outer_tos, flags="DF", ttl=64)
-            / echo(isrc, idst, a, seq)
+            / inner(isrc, idst, a, seq)
             for seq in range(1, a.count + 1)
         ]
         sendp(frames, iface=iface, verbose=False)

@@ -1,12 +1,17 @@
-//! `vtepd run --mode l3 --encap ipip`: a TUN device, a raw IPv4 socket for protocol 4, the
-//! route table with its kernel routes, one dataplane worker and the control server.
+//! `vtepd run --mode l3 --encap ipip`: a TUN device, raw IPv4 sockets for protocol 4, the
+//! route table with its kernel routes, the dataplane workers and the control server.
 //!
 //! Same order of work as the L2 daemon: read-only checks first (so a bad configuration
 //! changes nothing), then every resource is held by a value whose drop undoes it (control
 //! socket file, kernel routes, the TUN device we created).
 //!
-//! The raw socket (`AF_INET`, `SOCK_RAW`, `IPPROTO_IPIP`, bound to `--local`) receives every
-//! protocol-4 packet addressed to us, outer header included, and sends with `IP_HDRINCL`: the
+//! `--threads N` workers, each with its own queue of the (multi-queue) TUN device, its own raw
+//! socket (`AF_INET`, `SOCK_RAW`, `IPPROTO_IPIP`, bound to `--local`), mio loop, buffers and
+//! counters (its own slot of the stats board); nothing is shared on the packet path but the
+//! lock-free route table. The kernel steers each flow from the device to one queue; the raw
+//! sockets form a group whose filters hand each arriving IPIP packet (outer header included) to
+//! exactly one of them, by a hash of the inner flow (see `ipip_group`). Each sends with
+//! `IP_HDRINCL`: the
 //! outer header is written by `encap`'s IPIP encapsulator, which copies DF from the inner packet
 //! per packet (the kernel fills in only the checksum and, when zero, the ID). The kernel here
 //! needs no `ipip` module.
@@ -17,6 +22,7 @@
 //! coalesced into GSO writes to the device.
 
 use super::device::{self, Underlay};
+use super::ipip_group::open_ipip_group;
 use super::l3_offload::{TunReader, TunWriter, TunnelQueue};
 use super::netlink::{KernelRoutes, RouteService};
 use super::stats::{Clock, StatsBoard};
@@ -32,9 +38,8 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::Socket;
 use std::io::{self, ErrorKind};
-use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
@@ -53,42 +58,6 @@ const RECV_SLOT: usize = 65_536;
 const BUDGET: usize = 16;
 /// Period of the drop summary and of rate-limited error logs.
 const REPORT: Duration = Duration::from_secs(10);
-/// Socket buffer size asked for (the kernel caps it at net.core.[rw]mem_max).
-const SOCKET_BUFFER: usize = 4 << 20;
-
-/// Opens the raw IPIP socket bound to `local`.
-pub fn open_ipip_socket(local: Ipv4Addr) -> Result<Socket, Failure> {
-    let fail = |what: &str, e: io::Error| {
-        let hint = if e.kind() == ErrorKind::PermissionDenied {
-            " (vtepd run needs CAP_NET_RAW)"
-        } else {
-            ""
-        };
-        Failure::Runtime(format!("raw IPIP socket: cannot {what}: {e}{hint}"))
-    };
-    let sock = Socket::new(
-        Domain::IPV4,
-        Type::RAW,
-        Some(Protocol::from(libc::IPPROTO_IPIP)),
-    )
-    .map_err(|e| fail("create it", e))?;
-    sock.set_header_included_v4(true)
-        .map_err(|e| fail("set IP_HDRINCL", e))?;
-    sock.bind(&SocketAddrV4::new(local, 0).into())
-        .map_err(|e| fail("bind it", e))?;
-    for (what, r) in [
-        ("receive", sock.set_recv_buffer_size(SOCKET_BUFFER)),
-        ("send", sock.set_send_buffer_size(SOCKET_BUFFER)),
-    ] {
-        // The defaults still work: a refusal is only logged.
-        if let Err(e) = r {
-            warn!("raw IPIP socket: cannot enlarge the {what} buffer: {e}");
-        }
-    }
-    sock.set_nonblocking(true)
-        .map_err(|e| fail("make it non-blocking", e))?;
-    Ok(sock)
-}
 
 /// The tunnel MTU: what fits in one underlay packet after the outer header.
 fn tunnel_mtu(underlay: &Underlay, dev: &str) -> Result<u16, Failure> {
@@ -123,8 +92,10 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
 
     // From here on every resource undoes itself when dropped.
     let (listener, socket_file) = server::bind(&cfg.control)?;
-    let raw = open_ipip_socket(cfg.local)?;
-    let tun = tun::open_tun(&net.dev, mtu, net.address, true)?;
+    let tun = tun::open_tun(&net.dev, mtu, net.address, true, cfg.threads)?;
+    // One worker per device queue (fewer than asked when an existing device has one queue).
+    let workers = tun.queues.len();
+    let raws = open_ipip_group(cfg.local, workers)?;
     let kernel = KernelRoutes::new(&tun.name, false)
         .map_err(|e| Failure::Runtime(format!("device {}: {e}", tun.name)))?;
     let service = Arc::new(
@@ -142,7 +113,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
     let clock = Clock::new();
     info!(
         "vtepd {} up: IPIP on {} (underlay {} MTU {}, tunnel MTU {tmtu}), device {} MTU {}{}, \
-         {} routes, control socket {}",
+         {} routes, {workers} worker(s), control socket {}",
         env!("CARGO_PKG_VERSION"),
         cfg.local,
         underlay.ifname,
@@ -157,23 +128,32 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
-    let board = Arc::new(StatsBoard::new(1));
+    let board = Arc::new(StatsBoard::new(workers));
     let (tx, rx) = mpsc::channel::<(String, Result<(), String>)>();
     let mut threads = Vec::new();
 
-    let (worker, waker) = IpipWorker::new(
-        Arc::clone(&ipip),
-        &tun,
-        raw,
-        clock,
-        Arc::clone(&board),
-        Arc::clone(&stop),
-    )
-    .map_err(|e| rt("cannot set up the worker", e))?;
-    threads.push((
-        waker,
-        spawn("vtepd-ipip-0", move || worker.run(), &tx, &main_waker)?,
-    ));
+    for (index, (queue, raw)) in tun.queues.iter().zip(raws).enumerate() {
+        let (worker, waker) = IpipWorker::new(
+            index,
+            Arc::clone(&ipip),
+            &tun,
+            Arc::clone(queue),
+            raw,
+            clock,
+            Arc::clone(&board),
+            Arc::clone(&stop),
+        )
+        .map_err(|e| rt("cannot set up a worker", e))?;
+        threads.push((
+            waker,
+            spawn(
+                &format!("vtepd-ipip-{index}"),
+                move || worker.run(),
+                &tx,
+                &main_waker,
+            )?,
+        ));
+    }
 
     let core = Arc::new(
         Core::new(CoreConfig {
@@ -347,8 +327,10 @@ impl RateLimit {
     }
 }
 
-/// The IPIP dataplane worker: one mio loop over the TUN device and the raw socket.
+/// An IPIP dataplane worker: one mio loop over its TUN queue and its raw socket.
 struct IpipWorker {
+    /// Worker index: its slot on the stats board.
+    index: usize,
     ipip: Arc<Ipip>,
     dev: Arc<tun_rs::SyncDevice>,
     dev_name: String,
@@ -381,9 +363,12 @@ struct IpipWorker {
 }
 
 impl IpipWorker {
+    #[allow(clippy::too_many_arguments)]
     fn new(
+        index: usize,
         ipip: Arc<Ipip>,
         tun: &Tun,
+        dev: Arc<tun_rs::SyncDevice>,
         sock: Socket,
         clock: Clock,
         board: Arc<StatsBoard>,
@@ -394,14 +379,18 @@ impl IpipWorker {
         let sfd = sock.as_raw_fd();
         poll.registry()
             .register(&mut SourceFd(&sfd), SOCKET, Interest::READABLE)?;
-        let dfd = tun.dev.as_raw_fd();
+        let dfd = dev.as_raw_fd();
         poll.registry()
             .register(&mut SourceFd(&dfd), DEVICE, Interest::READABLE)?;
-        let seed = (clock.now().millis() as u16).wrapping_mul(0x9e37);
+        // IP IDs: each worker starts elsewhere in the space.
+        let seed = (clock.now().millis() as u16 ^ (index as u16).wrapping_mul(0x3c6f))
+            .wrapping_mul(0x9e37);
+        let vnet_hdr = dev.tcp_gso();
         Ok((
             IpipWorker {
+                index,
                 ipip,
-                dev: Arc::clone(&tun.dev),
+                dev,
                 dev_name: tun.name.clone(),
                 sock,
                 poll,
@@ -417,7 +406,7 @@ impl IpipWorker {
                 inp_meta: [RecvMeta::default(); MAX_BATCH],
                 to_dev: TunWriter::new(),
                 scratch: vec![0u8; tun_rs::VIRTIO_NET_HDR_LEN + 65_536].into_boxed_slice(),
-                vnet_hdr: tun.dev.tcp_gso(),
+                vnet_hdr,
                 pending: [true, true],
                 drops_reported: [0; DropReason::COUNT],
                 tunnel_err_log: RateLimit::default(),
@@ -443,7 +432,7 @@ impl IpipWorker {
                 return Err(format!("IPIP worker: poll failed: {e}"));
             }
             if self.stop.load(Ordering::Acquire) {
-                self.board.publish(0, &self.ctr);
+                self.board.publish(self.index, &self.ctr);
                 return Ok(());
             }
             for ev in events.iter() {
@@ -460,7 +449,7 @@ impl IpipWorker {
             if self.pending[1] {
                 self.pending[1] = self.drain_device(now)?;
             }
-            self.board.publish(0, &self.ctr);
+            self.board.publish(self.index, &self.ctr);
             if now >= self.next_report {
                 self.next_report = now.add(REPORT);
                 self.report_drops();
@@ -639,6 +628,7 @@ impl IpipWorker {
         }
         if !parts.is_empty() {
             info!(
+                worker = self.index,
                 "dropped in the last {}s: {}",
                 REPORT.as_secs(),
                 parts.join(" ")

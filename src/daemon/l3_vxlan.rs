@@ -86,15 +86,16 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
 
     // From here on every resource undoes itself when dropped.
     let (listener, socket_file) = server::bind(&cfg.control)?;
-    let threads = cfg.threads.max(1);
-    let udp = socket::bind_udp_group(cfg.local, cfg.port, threads)?;
-    let tun = tun::open_tun(&n.dev, mtu, Some(address), true)?;
+    // One queue per worker (an existing single-queue device gives one: one worker then).
+    let tun = tun::open_tun(&n.dev, mtu, Some(address), true, cfg.threads.max(1))?;
     // tun-rs turns on TSO for both IP versions (and USO) with the header; the workers segment
     // TCP/IPv4 super-packets and complete partial checksums, so keep exactly those: the kernel
-    // segments everything else before handing it over.
+    // segments everything else before handing it over. The flags are device-wide.
     crate::sys::tun_set_offload(&*tun.dev, libc::TUN_F_CSUM | libc::TUN_F_TSO4)
         .map_err(|e| rt(&format!("cannot set the offloads of {}", tun.name), e))?;
-    let queues = vec![Arc::clone(&tun.dev)];
+    let queues = tun.queues.clone();
+    let threads = queues.len();
+    let udp = socket::bind_udp_group(cfg.local, cfg.port, threads)?;
     let kernel = KernelRoutes::new(&tun.name, false)
         .map_err(|e| Failure::Runtime(format!("device {}: {e}", tun.name)))?;
     let service = Arc::new(

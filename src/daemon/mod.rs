@@ -12,6 +12,7 @@ pub mod batch;
 pub mod batch_gro;
 pub mod batch_tso;
 pub mod device;
+pub mod ipip_group;
 pub mod l3_ipip;
 pub mod l3_offload;
 pub mod l3_vxlan;

@@ -332,7 +332,7 @@ mod tests {
                 eprintln!("skipped: cannot create a network namespace (not root?)");
                 return;
             }
-            let tun = crate::daemon::tun::open_tun("vt-nltest0", 1400, None, false).unwrap();
+            let tun = crate::daemon::tun::open_tun("vt-nltest0", 1400, None, false, 1).unwrap();
             let reach = |ip: &str| {
                 std::net::UdpSocket::bind("0.0.0.0:0")
                     .unwrap()

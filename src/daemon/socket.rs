@@ -16,7 +16,7 @@ const SOCKET_BUFFER: usize = 8 << 20;
 
 /// Sizes one of a socket's buffers: forced if allowed, else as large as the kernel lets us.
 /// The default still works, so a refusal is only logged.
-fn size_buffer(sock: &Socket, receive: bool, what: &str) {
+pub(super) fn size_buffer(sock: &Socket, receive: bool, what: &str) {
     if sys::force_buffer_size(sock, receive, SOCKET_BUFFER).is_ok() {
         return;
     }

@@ -44,8 +44,12 @@ pub fn l3_mtu(
 
 /// An open TUN device.
 pub struct Tun {
-    /// The device handle (the device goes away with the last handle if we created it).
+    /// The first queue (the only one of a single-queue device); also `queues[0]`.
     pub dev: Arc<SyncDevice>,
+    /// Every queue of the device (one per worker when multi-queue, else one); the kernel
+    /// steers each flow to one queue. The device goes away with the last handle if we
+    /// created it.
+    pub queues: Vec<Arc<SyncDevice>>,
     /// Device name.
     pub name: String,
     /// True when vtepd created the device (and so removes it on exit).
@@ -63,6 +67,7 @@ impl std::fmt::Debug for Tun {
             .field("created", &self.created)
             .field("mtu", &self.mtu)
             .field("ifindex", &self.ifindex)
+            .field("queues", &self.queues.len())
             .finish_non_exhaustive()
     }
 }
@@ -71,30 +76,78 @@ impl std::fmt::Debug for Tun {
 /// makes it non-blocking. With `offload`, every read and write carries a virtio-net header and
 /// the kernel may hand over (and accept) TCP/UDP super-packets: read them with
 /// `recv_multiple` and write with `send_multiple`.
+///
+/// With `queues > 1` the device is multi-queue with that many queues (each opened with the
+/// same offload settings). An existing single-queue device cannot take more queues: it is
+/// attached with one (and a warning), so callers must use `Tun::queues.len()`, not `queues`.
+/// An existing multi-queue device is attached as such.
 pub fn open_tun(
     name: &str,
     mtu: u16,
     address: Option<Ipv4Cidr>,
     offload: bool,
+    queues: usize,
 ) -> Result<Tun, Failure> {
     let existed = interface_exists(name);
+    let queues = queues.max(1);
+    let open =
+        |n, multi_queue| open_tun_queues(name, mtu, address, offload, existed, n, multi_queue);
+    match open(queues, queues > 1) {
+        // The kernel refuses (EINVAL) a queue whose multi-queue flag differs from the device's.
+        Err(Failure::Usage(_)) if existed && queues > 1 => {
+            let tun = open(1, false)?;
+            tracing::warn!(
+                dev = %name,
+                "existing device is not multi-queue: one queue only (its packets go to one worker)"
+            );
+            Ok(tun)
+        }
+        Err(Failure::Usage(e)) if existed => open(1, true).map_err(|_| Failure::Usage(e)),
+        r => r,
+    }
+}
+
+fn open_tun_queues(
+    name: &str,
+    mtu: u16,
+    address: Option<Ipv4Cidr>,
+    offload: bool,
+    existed: bool,
+    queues: usize,
+    multi_queue: bool,
+) -> Result<Tun, Failure> {
     let mut b = DeviceBuilder::new()
         .name(name.to_owned())
         .layer(Layer::L3)
         .mtu(mtu)
         .tx_queue_len(TX_QUEUE_LEN)
+        .multi_queue(multi_queue)
         .offload(offload)
         .enable(true);
     if let Some(a) = address {
         b = b.ipv4(a.addr, a.prefix, None);
     }
     let dev = b.build_sync().map_err(|e| tun_error(name, existed, &e))?;
-    dev.set_nonblocking(true)
-        .map_err(|e| Failure::Runtime(format!("cannot make {name} non-blocking: {e}")))?;
+    let nonblocking = |d: &SyncDevice| {
+        d.set_nonblocking(true)
+            .map_err(|e| Failure::Runtime(format!("cannot make {name} non-blocking: {e}")))
+    };
+    nonblocking(&dev)?;
+    let mut all = Vec::with_capacity(queues);
+    for _ in 1..queues {
+        let q = dev
+            .try_clone()
+            .map_err(|e| Failure::Runtime(format!("cannot open another queue of {name}: {e}")))?;
+        nonblocking(&q)?;
+        all.push(Arc::new(q));
+    }
+    let dev = Arc::new(dev);
+    all.insert(0, Arc::clone(&dev));
     let ifindex = super::netlink::ifindex(name)
         .map_err(|e| Failure::Runtime(format!("cannot find the index of {name}: {e}")))?;
     Ok(Tun {
-        dev: Arc::new(dev),
+        dev,
+        queues: all,
         name: name.to_owned(),
         created: !existed,
         mtu,
@@ -120,6 +173,7 @@ fn tun_error(dev: &str, existed: bool, e: &io::Error) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn mtu_derivation() {
@@ -144,5 +198,65 @@ mod tests {
             mtu: 65536,
         };
         assert_eq!(l3_mtu("t", None, &jumbo, IPIP_OVERHEAD), Ok(MAX_MTU));
+    }
+
+    /// In a private network namespace: a fresh device gets every queue asked for (with
+    /// offloads on each), an existing single-queue device falls back to one queue, and an
+    /// existing multi-queue device is attached as such.
+    #[test]
+    fn queues_in_a_private_namespace() {
+        let t = std::thread::spawn(|| {
+            if crate::sys::unshare_network_namespace().is_err() {
+                eprintln!("skipped: cannot create a network namespace (not root?)");
+                return;
+            }
+            let tun = open_tun("vt-mq0", 1400, None, true, 3).unwrap();
+            assert_eq!(tun.queues.len(), 3);
+            assert!(tun.created);
+            assert!(Arc::ptr_eq(&tun.dev, &tun.queues[0]));
+            assert!(tun.queues.iter().all(|q| q.tcp_gso()));
+            let fds: std::collections::HashSet<_> =
+                tun.queues.iter().map(|q| q.as_raw_fd()).collect();
+            assert_eq!(fds.len(), 3, "each queue is its own file");
+            drop(tun);
+            assert!(!interface_exists("vt-mq0"), "gone with its last queue");
+
+            let ip = |args: &[&str]| {
+                let ok = std::process::Command::new("ip")
+                    .args(args)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(ok, "ip {args:?}");
+            };
+            ip(&["tuntap", "add", "dev", "vt-sq0", "mode", "tun"]);
+            let tun = open_tun("vt-sq0", 1400, None, false, 4).unwrap();
+            assert_eq!(tun.queues.len(), 1);
+            assert!(!tun.created);
+            drop(tun);
+            ip(&[
+                "tuntap",
+                "add",
+                "dev",
+                "vt-mq1",
+                "mode",
+                "tun",
+                "multi_queue",
+            ]);
+            assert_eq!(
+                open_tun("vt-mq1", 1400, None, false, 1)
+                    .unwrap()
+                    .queues
+                    .len(),
+                1
+            );
+            assert_eq!(
+                open_tun("vt-mq1", 1400, None, false, 2)
+                    .unwrap()
+                    .queues
+                    .len(),
+                2
+            );
+        });
+        t.join().unwrap();
     }
 }

@@ -1,11 +1,12 @@
 //! Shared by the byte-exact TCP transfer tests (L2 multi-worker, L3 IPIP with offloads): a
 //! pseudo-random payload file and a transfer through tests/multicore_tool.py between the two
-//! namespaces of a daemon pair. Include it next to `mod daemon_support;`.
+//! namespaces of a daemon pair (or any two namespaces). Include it next to `mod daemon_support;`.
+#![allow(dead_code)] // each test binary uses a different part
 
 use crate::daemon_support::{self, Netns, Pair, must};
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 const TOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/multicore_tool.py");
 const PYTHON: &str = "/usr/bin/python3";
@@ -46,35 +47,50 @@ impl Drop for Payload {
     }
 }
 
-/// Sends `file` from `p.a` to a sink on `p.b` listening on `dst`:`port`, with TCP MSS `mss` and
-/// writes of `chunk` bytes; returns the source's and the sink's JSON reports (size, sha256).
-pub fn transfer(
-    p: &Pair,
+/// The two namespaces of a transfer, by name: the source runs in the first, the sink in the
+/// second. A daemon pair gives its `a` and `b`.
+pub struct Ends<'a>(pub &'a str, pub &'a str);
+
+impl<'a> From<&'a Pair> for Ends<'a> {
+    fn from(p: &'a Pair) -> Ends<'a> {
+        Ends(&p.a.name, &p.b.name)
+    }
+}
+
+/// Sends `file` from the first of `ends` to a sink in the second listening on `dst`:`port`,
+/// with TCP MSS `mss` and writes of `chunk` bytes; returns the source's and the sink's JSON
+/// reports (size, sha256).
+pub fn transfer<'a>(
+    ends: impl Into<Ends<'a>>,
     file: &Payload,
     dst: &str,
     port: u16,
     mss: u32,
     chunk: usize,
 ) -> (Value, Value) {
-    let mut sink =
-        p.b.cmd("timeout")
-            .args(["60", PYTHON, TOOL, "sink", &port.to_string(), "40"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+    let Ends(from, to) = ends.into();
+    let in_ns = |ns: &str| {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, "timeout", "60", PYTHON, TOOL]);
+        c
+    };
+    let mut sink = in_ns(to)
+        .args(["sink", &port.to_string(), "40"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut ready = [0u8; 6];
     assert!(
         sink.stderr.as_mut().unwrap().read_exact(&mut ready).is_ok() && &ready == b"ready\n",
         "the sink did not start"
     );
-    let src =
-        p.a.cmd("timeout")
-            .args(["60", PYTHON, TOOL, "source", dst, &port.to_string()])
-            .arg(&file.0)
-            .args([mss.to_string(), chunk.to_string()])
-            .output()
-            .unwrap();
+    let src = in_ns(from)
+        .args(["source", dst, &port.to_string()])
+        .arg(&file.0)
+        .args([mss.to_string(), chunk.to_string()])
+        .output()
+        .unwrap();
     assert!(
         src.status.success(),
         "source failed: {}",
