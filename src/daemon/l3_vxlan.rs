@@ -6,6 +6,24 @@
 //!
 //! Kernel routes for every `--route` are installed on the TUN (netlink, removed on exit), so the
 //! host needs no `ip route` commands.
+//!
+//! # Dataplane
+//! `--threads N` workers, each with its own TUN queue (multi-queue TUN), its own SO_REUSEPORT
+//! UDP socket, raw send socket, mio loop, buffers and counters; they share the core and the
+//! L3 engine (lock-free neighbour reads; only an unresolved next hop takes the pending queue's
+//! lock). The kernel keeps a flow on one queue and one socket, so no flow is reordered.
+//! Exactly one worker runs the housekeeping (FDB and neighbour ageing, ARP retries).
+//! - TUN -> tunnel: the TUN has offloads (virtio-net header, TCP/IPv4 TSO and checksum
+//!   offload only; the kernel segments anything else first). Each read lands in a send slot
+//!   behind room for the outer headers and an Ethernet header, which is written in front of
+//!   the packet; a TSO super-packet stays whole, becomes an Ethernet super-frame and goes
+//!   through the same send side as the L2 worker ([`TunnelTx`]: the core's copies, split by
+//!   `batch_tso`, runs to one remote as one UDP GSO send, the rest in one `sendmmsg`). A
+//!   super-packet whose next hop is unresolved is cut into segments that the engine queues
+//!   one by one (the pending queue holds whole packets).
+//! - tunnel -> TUN: `recvmmsg` with UDP GRO ([`RecvBatch`]), the core, the engine, then TCP
+//!   packets are coalesced into GSO writes ([`TunWriter`]) after each batch; anything else is
+//!   written as it is (one device packet per datagram).
 
 use super::batch::{HEADROOM, MAX_PACKET, RecvBatch};
 use super::batch_gro::{self, MAX_HEADER, VNET_HDR_LEN, VNET_HDR_NONE};

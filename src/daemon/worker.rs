@@ -7,32 +7,24 @@
 //! - underlay -> device: one `recvmmsg` takes up to 64 datagrams; runs of TCP segments of one
 //!   flow are written to the device as one GSO super-frame (`batch_gro`, when the TAP has
 //!   virtio-net headers), anything else frame by frame.
-//! - device -> underlay: frames are read from the TAP queue into the slots of a [`SendBatch`]
-//!   (with TSO, a read may be a 64 KiB TCP super-frame, cut into segments by `batch_tso`);
-//!   every copy the core asks for (one, or one per peer for head-end replication) gets its
-//!   outer IPv4 + UDP + VXLAN header from `encap`'s per-remote [`VxlanEncap`] template in a
-//!   header array of its own, and the whole batch leaves in one `sendmmsg` on the raw socket,
-//!   so each inner flow keeps its own UDP source port. Payloads are never copied in user
-//!   space; only headers are.
-//! - UDP GSO: the segments of a TCP super-frame going to one remote leave instead in one
-//!   `sendmsg` with UDP_SEGMENT (the kernel cuts it into equal-size datagrams, at most 64 KiB
-//!   a send) from a UDP socket bound to `--local` and to the flow's own source port (the one
-//!   the raw path would write; a small per-worker pool, [`MAX_GSO_SOCKETS`], opened on first
-//!   use without SO_REUSEPORT; a port that cannot be bound falls back to the raw path). DF is
-//!   set on those sockets (IP_PMTUDISC_DO), TTL and TOS (DSCP + ECN) are set per super-frame
-//!   from the outer header encap computed for its first segment; the kernel writes the IP ID
-//!   and always a UDP checksum (also with `udp_checksum` off). What a send refuses goes the
-//!   raw way. On receive the socket has UDP_GRO on: a run of equal-size datagrams may arrive
-//!   as one read, which [`RecvBatch`] splits (a GSO send from a vtepd peer crosses a veth or
-//!   loopback underlay whole and is never cut into datagrams in between).
+//! - device -> underlay: frames are read from the TAP queue into the slots of the
+//!   [`TunnelTx`]'s send batch (with TSO, a read may be a 64 KiB TCP super-frame, cut into
+//!   segments by `batch_tso`); every copy the core asks for (one, or one per peer for head-end
+//!   replication) gets its outer header from a per-remote template and the batch leaves in one
+//!   `sendmmsg` on the raw socket, so each inner flow keeps its own UDP source port; the
+//!   segments of a super-frame to one remote leave as one UDP GSO send (see [`TunnelTx`],
+//!   shared with the L3 VXLAN worker). Payloads are never copied in user space.
+//! - On receive the socket has UDP_GRO on: a run of equal-size datagrams may arrive as one
+//!   read, which [`RecvBatch`] splits (a GSO send from a vtepd peer crosses a veth or loopback
+//!   underlay whole and is never cut into datagrams in between).
 //!
 //! # No locks, no allocation per packet
 //! Per path, what the loop touches for each packet: the [`Core`] (lock-free FDB reads and
 //! learning through papaya, peer lists through arc-swap snapshots, counters in the worker's own
-//! [`Counters`]); the worker's own arenas ([`RecvBatch`], [`SendBatch`], [`Actions`], all sized
-//! once in `new`); the template cache (a HashMap that only allocates when a new remote is first
-//! seen; it is cleared, not freed, at its cap); `sys::recv_batch`/`sys::send_batch` (arrays on
-//! the stack). Counters are published into the worker's own cache-padded slot of the
+//! [`Counters`]); the worker's own arenas ([`RecvBatch`], the [`TunnelTx`] send batch,
+//! [`Actions`], all sized once in `new`); the template cache (a HashMap that only allocates
+//! when a new remote is first seen; it is cleared, not freed, at its cap);
+//! `sys::recv_batch`/`sys::send_batch` (arrays on the stack). Counters are published into the worker's own cache-padded slot of the
 //! [`StatsBoard`] once per round, with relaxed stores. Logging happens only on errors and is
 //! rate-limited. `tests/multicore_alloc.rs` checks the no-allocation part with a counting
 //! allocator.
