@@ -7,32 +7,17 @@
 //! VTEPD_CHURN_SECS sets how long the churn lasts (default 30).
 
 mod daemon_support;
+#[allow(dead_code)] // the sequenced flows are not used here
+mod flow_support;
+mod l2_pair_support;
 
-use daemon_support::{Daemon, Netns, Pair, must};
+use flow_support::{assert_rows_sum_to_totals, n, workers};
+use l2_pair_support::two_daemons;
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
-
-fn quiet(ns: &Netns) {
-    for key in ["all", "default"] {
-        must(
-            ns.cmd("sysctl")
-                .args(["-qw", &format!("net.ipv6.conf.{key}.disable_ipv6=1")]),
-        );
-    }
-}
-
-fn n(v: &Value, key: &str) -> u64 {
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{key} missing in {v}"))
-}
-
-fn workers(st: &Value) -> Vec<Value> {
-    st["workers"].as_array().cloned().unwrap_or_default()
-}
 
 fn churn_secs() -> u64 {
     std::env::var("VTEPD_CHURN_SECS")
@@ -49,44 +34,7 @@ fn mac(i: u32) -> String {
 #[test]
 fn control_churn_under_load_leaves_consistent_state() {
     let secs = churn_secs();
-    let p = Pair::new();
-    quiet(&p.a);
-    quiet(&p.b);
-    let a = Daemon::start(
-        &p.a,
-        &[
-            "--dev",
-            "vx0",
-            "--local",
-            "192.0.2.1",
-            "--vni",
-            "42",
-            "--address",
-            "10.9.0.1/24",
-            "--peer",
-            "192.0.2.2",
-            "--threads",
-            "2",
-        ],
-    );
-    let b = Daemon::start(
-        &p.b,
-        &[
-            "--dev",
-            "vx0",
-            "--local",
-            "192.0.2.2",
-            "--vni",
-            "42",
-            "--address",
-            "10.9.0.2/24",
-            "--peer",
-            "192.0.2.1",
-            "--threads",
-            "2",
-        ],
-    );
-    assert!(p.a.ping_within("10.9.0.2", SECS(10)), "{}", a.log_text());
+    let (p, a, b) = two_daemons("2");
 
     let mut server =
         p.b.cmd("iperf3")
@@ -211,16 +159,7 @@ fn control_churn_under_load_leaves_consistent_state() {
     }
     // Counters: the rows sum to the totals, and nothing was sent that was not received.
     for st in &after {
-        for key in [
-            "rx_tunnel",
-            "tx_tunnel",
-            "rx_device",
-            "tx_device",
-            "drops_total",
-        ] {
-            let sum: u64 = workers(st).iter().map(|w| n(w, key)).sum();
-            assert_eq!(sum, n(st, key), "{key} in {st}");
-        }
+        assert_rows_sum_to_totals(st);
         assert!(n(st, "tx_device") <= n(st, "rx_tunnel"), "{st}");
         assert!(
             n(st, "tx_tunnel") <= n(st, "rx_device") + n(st, "flood_copies"),

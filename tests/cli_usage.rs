@@ -2,49 +2,17 @@
 //! stderr and status 2 and create nothing (checked inside a fresh network namespace); a client
 //! without a daemon gives status 1; help is complete. Needs root for the namespace checks.
 
+mod cli_support;
 mod daemon_support;
 
+use cli_support::{RejectNs, assert_one_line};
 use daemon_support::{BIN, Netns, run};
-use std::process::{Command, Output};
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts exit status `code` with exactly one non-empty line on stderr containing `want`.
-fn assert_one_line(o: &Output, code: i32, want: &str, what: &str) {
-    let err = stderr(o);
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "{what}: status {:?}, stderr {err:?}",
-        o.status
-    );
-    assert_eq!(err.lines().count(), 1, "{what}: not one line: {err:?}");
-    assert!(err.starts_with("vtepd: "), "{what}: {err:?}");
-    assert!(err.contains(want), "{what}: {err:?} lacks {want:?}");
-}
+use std::process::Command;
 
 #[test]
 fn bad_run_arguments_are_one_line_status_2_and_create_nothing() {
-    let ns = Netns::new("u");
-    ns.ip(&[
-        "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
-    ]);
-    ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "eth0"]);
-    ns.ip(&["link", "set", "eth0", "up"]);
-    let before = ns.links();
-    let ctl = daemon_support::control_path("u");
-    let ctl = ctl.to_str().unwrap();
-    let base = [
-        "run",
-        "--dev",
-        "vx0",
-        "--local",
-        "192.0.2.1",
-        "--control",
-        ctl,
-    ];
+    let rj = RejectNs::new("u");
+    let ctl = rj.ctl_str();
     let cases: &[(&[&str], &str)] = &[
         (&["--vni", "16777216"], "out of range"),
         (&["--vni=-1"], "--vni"),
@@ -137,8 +105,7 @@ fn bad_run_arguments_are_one_line_status_2_and_create_nothing() {
         (&["--config", "/dev/null"], "cannot be used with"),
     ];
     for (extra, want) in cases {
-        let o = run(ns.cmd(BIN).args(base).args(*extra));
-        assert_one_line(&o, 2, want, &format!("{extra:?}"));
+        rj.refuse(extra, want);
     }
     let cases: &[(&[&str], &str)] = &[
         (&["run", "--dev", "vx0"], "--local"),
@@ -167,12 +134,12 @@ fn bad_run_arguments_are_one_line_status_2_and_create_nothing() {
         (
             &[
                 "run",
+                "--control",
+                "",
                 "--dev",
                 "vx0",
                 "--local",
                 "192.0.2.1",
-                "--control",
-                "",
             ],
             "empty",
         ),
@@ -191,26 +158,16 @@ fn bad_run_arguments_are_one_line_status_2_and_create_nothing() {
         ),
     ];
     for (args, want) in cases {
-        let o = run(ns.cmd(BIN).args(*args));
+        let o = rj.vtepd(args);
         assert_one_line(&o, 2, want, &format!("{args:?}"));
     }
-    assert_eq!(ns.links(), before, "a rejected run created a device");
-    assert!(
-        !std::path::Path::new(ctl).exists(),
-        "a rejected run created the control socket"
-    );
+    rj.assert_nothing_created("run");
 }
 
 #[test]
 fn bad_config_files_are_one_line_status_2_and_create_nothing() {
-    let ns = Netns::new("f");
-    ns.ip(&[
-        "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
-    ]);
-    ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "eth0"]);
-    ns.ip(&["link", "set", "eth0", "up"]);
-    let before = ns.links();
-    let ctl = daemon_support::control_path("f");
+    let rj = RejectNs::new("f");
+    let ctl = &rj.ctl;
     let head = format!("local = \"192.0.2.1\"\ncontrol = \"{}\"\n", ctl.display());
     let net = |body: &str| format!("{head}[[network]]\ndev = \"vx0\"\nvni = 1\n{body}");
     let cases: Vec<(String, &str)> = vec![
@@ -247,19 +204,16 @@ fn bad_config_files_are_one_line_status_2_and_create_nothing() {
             "not an address",
         ),
     ];
-    let file = std::env::temp_dir().join(format!("{}.toml", ns.name));
+    let file = std::env::temp_dir().join(format!("{}.toml", rj.ns.name));
     for (text, want) in &cases {
         std::fs::write(&file, text).unwrap();
-        let o = run(ns.cmd(BIN).args(["run", "--config"]).arg(&file));
+        let o = run(rj.ns.cmd(BIN).args(["run", "--config"]).arg(&file));
         assert_one_line(&o, 2, want, text);
     }
     let _ = std::fs::remove_file(&file);
-    let o = run(ns
-        .cmd(BIN)
-        .args(["run", "--config", "/nonexistent/vtepd.toml"]));
+    let o = rj.vtepd(&["run", "--config", "/nonexistent/vtepd.toml"]);
     assert_one_line(&o, 2, "cannot read config", "missing file");
-    assert_eq!(ns.links(), before, "a rejected config created a device");
-    assert!(!ctl.exists());
+    rj.assert_nothing_created("config");
 }
 
 #[test]

@@ -2,39 +2,16 @@
 //! --encap vxlan`, `neigh ...`): a bad value or combination gives one line on stderr, status 2,
 //! and creates nothing (checked inside a fresh network namespace). Needs root.
 
+mod cli_support;
 mod daemon_support;
 
-use daemon_support::{BIN, Netns, run};
-use std::process::{Command, Output};
-
-fn assert_one_line(o: &Output, code: i32, want: &str, what: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(code), "{what}: {err:?}");
-    assert_eq!(err.lines().count(), 1, "{what}: not one line: {err:?}");
-    assert!(err.starts_with("vtepd: "), "{what}: {err:?}");
-    assert!(err.contains(want), "{what}: {err:?} lacks {want:?}");
-}
+use cli_support::RejectNs;
+use daemon_support::{BIN, run};
+use std::process::Command;
 
 #[test]
 fn bad_neigh_and_arp_flags_are_one_line_status_2_and_create_nothing() {
-    let ns = Netns::new("n");
-    ns.ip(&[
-        "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
-    ]);
-    ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "eth0"]);
-    ns.ip(&["link", "set", "eth0", "up"]);
-    let before = ns.links();
-    let ctl = daemon_support::control_path("n");
-    let ctl = ctl.to_str().unwrap();
-    let base = [
-        "run",
-        "--dev",
-        "vx0",
-        "--local",
-        "192.0.2.1",
-        "--control",
-        ctl,
-    ];
+    let rj = RejectNs::new("n");
     let l3 = ["--mode", "l3", "--encap", "vxlan"];
     let l3a = [&l3[..], &["--address", "10.244.0.0/32"]].concat();
     let with = |head: &[&str], tail: &[&str]| -> Vec<String> {
@@ -89,14 +66,9 @@ fn bad_neigh_and_arp_flags_are_one_line_status_2_and_create_nothing() {
         ),
     ];
     for (extra, want) in &cases {
-        let o = run(ns.cmd(BIN).args(base).args(extra));
-        assert_one_line(&o, 2, want, &format!("{extra:?}"));
+        rj.refuse(extra, want);
     }
-    assert_eq!(ns.links(), before, "a rejected run created a device");
-    assert!(
-        !std::path::Path::new(ctl).exists(),
-        "a rejected run created the control socket"
-    );
+    rj.assert_nothing_created("run");
 }
 
 #[test]

@@ -4,9 +4,11 @@
 
 mod daemon_support;
 mod flow_support;
+mod l2_pair_support;
 
-use daemon_support::{Daemon, Netns, Pair};
+use daemon_support::{Daemon, Pair};
 use flow_support::{assert_rows_sum_to_totals, n, workers};
+use l2_pair_support::{l2_daemon, two_daemons};
 use std::time::Duration;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
@@ -14,58 +16,6 @@ const SECS: fn(u64) -> Duration = Duration::from_secs;
 /// Sequenced flows to B's overlay address.
 fn sequenced_flows(p: &Pair, flows: u32, per_flow: u32) -> serde_json::Value {
     flow_support::sequenced_flows(p, "10.9.0.2", flows, per_flow)
-}
-
-/// No IPv6 in the namespaces: its multicast chatter would be flooded and blur the counters.
-pub fn quiet(ns: &Netns) {
-    for key in ["all", "default"] {
-        daemon_support::must(
-            ns.cmd("sysctl")
-                .args(["-qw", &format!("net.ipv6.conf.{key}.disable_ipv6=1")]),
-        );
-    }
-}
-
-fn two_daemons(threads: &str) -> (Pair, Daemon, Daemon) {
-    let p = Pair::new();
-    quiet(&p.a);
-    quiet(&p.b);
-    let a = Daemon::start(
-        &p.a,
-        &[
-            "--dev",
-            "vx0",
-            "--local",
-            "192.0.2.1",
-            "--vni",
-            "42",
-            "--address",
-            "10.9.0.1/24",
-            "--peer",
-            "192.0.2.2",
-            "--threads",
-            threads,
-        ],
-    );
-    let b = Daemon::start(
-        &p.b,
-        &[
-            "--dev",
-            "vx0",
-            "--local",
-            "192.0.2.2",
-            "--vni",
-            "42",
-            "--address",
-            "10.9.0.2/24",
-            "--peer",
-            "192.0.2.1",
-            "--threads",
-            threads,
-        ],
-    );
-    assert!(p.a.ping_within("10.9.0.2", SECS(10)), "{}", a.log_text());
-    (p, a, b)
 }
 
 #[test]
@@ -156,39 +106,11 @@ fn default_thread_count_is_the_cpu_count() {
 #[test]
 fn an_existing_single_queue_tap_is_attached_with_one_queue() {
     let p = Pair::new();
-    quiet(&p.a);
-    quiet(&p.b);
+    p.a.disable_ipv6();
+    p.b.disable_ipv6();
     p.a.ip(&["tuntap", "add", "dev", "vx0", "mode", "tap"]);
-    let a = Daemon::start(
-        &p.a,
-        &[
-            "--dev",
-            "vx0",
-            "--local",
-            "192.0.2.1",
-            "--address",
-            "10.9.0.1/24",
-            "--peer",
-            "192.0.2.2",
-            "--threads",
-            "2",
-        ],
-    );
-    let _b = Daemon::start(
-        &p.b,
-        &[
-            "--dev",
-            "vx0",
-            "--local",
-            "192.0.2.2",
-            "--address",
-            "10.9.0.2/24",
-            "--peer",
-            "192.0.2.1",
-            "--threads",
-            "2",
-        ],
-    );
+    let a = l2_daemon(&p.a, 1, 2, &["--threads", "2"]);
+    let _b = l2_daemon(&p.b, 2, 1, &["--threads", "2"]);
     assert!(p.a.ping_within("10.9.0.2", SECS(10)), "{}", a.log_text());
     assert!(a.log_text().contains("not multi-queue"), "{}", a.log_text());
     let report = sequenced_flows(&p, 8, 50);

@@ -4,56 +4,15 @@
 //! must equal the sender's. Needs root and /usr/bin/python3.
 
 mod daemon_support;
+mod l2_pair_support;
 mod transfer_support;
 
-use daemon_support::{Daemon, Pair};
-use std::time::Duration;
-use transfer_support::{Payload, quiet, transfer};
+use l2_pair_support::two_daemons;
+use transfer_support::{Payload, transfer};
 
 #[test]
 fn tcp_streams_arrive_byte_identical_around_the_mtu_boundary() {
-    let p = Pair::new();
-    quiet(&p.a);
-    quiet(&p.b);
-    let a = Daemon::start(
-        &p.a,
-        &[
-            "--dev",
-            "vx0",
-            "--local",
-            "192.0.2.1",
-            "--vni",
-            "42",
-            "--address",
-            "10.9.0.1/24",
-            "--peer",
-            "192.0.2.2",
-            "--threads",
-            "2",
-        ],
-    );
-    let _b = Daemon::start(
-        &p.b,
-        &[
-            "--dev",
-            "vx0",
-            "--local",
-            "192.0.2.2",
-            "--vni",
-            "42",
-            "--address",
-            "10.9.0.2/24",
-            "--peer",
-            "192.0.2.1",
-            "--threads",
-            "2",
-        ],
-    );
-    assert!(
-        p.a.ping_within("10.9.0.2", Duration::from_secs(10)),
-        "{}",
-        a.log_text()
-    );
+    let (p, _a, _b) = two_daemons("2");
     let file = Payload::new("pl", 0x9e37_79b9_7f4a_7c15, 8 << 20);
     let cases: &[(u32, usize)] = &[
         (0, 65_536),

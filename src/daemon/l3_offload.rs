@@ -12,7 +12,10 @@
 //! (and UDP datagrams, when the kernel has USO) into one GSO write.
 //!
 //! Hand-written around tun-rs rather than in it: tun-rs splits and coalesces, but the slot
-//! arenas, the headroom and the raw-socket batch are vtepd's. Everything is allocated once.
+//! arenas, the headroom and the raw-socket batch are vtepd's. Everything here is allocated
+//! once; tun-rs's GRO table (in `send_multiple`) still copies each TCP packet it examines into
+//! a fresh `Vec` (its `tcp_gro`), the one per-packet allocation left on the IPIP path (malloc
+//! and free were about 1.6% of the CPU under one TCP stream).
 
 use crate::core::{Counters, DropReason};
 use crate::sys::{self, MAX_BATCH, SendMsg};

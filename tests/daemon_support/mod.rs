@@ -83,6 +83,15 @@ impl Netns {
         c.args(["netns", "exec", &self.name, prog]);
         c
     }
+    /// Turns IPv6 off in the namespace (no router solicitations or MLD on the test's links).
+    pub fn disable_ipv6(&self) {
+        for key in ["all", "default"] {
+            must(
+                self.cmd("sysctl")
+                    .args(["-qw", &format!("net.ipv6.conf.{key}.disable_ipv6=1")]),
+            );
+        }
+    }
     /// Names of the links in the namespace.
     pub fn links(&self) -> Vec<String> {
         self.ip(&["-o", "link", "show"])

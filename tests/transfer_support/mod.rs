@@ -3,7 +3,7 @@
 //! namespaces of a daemon pair (or any two namespaces). Include it next to `mod daemon_support;`.
 #![allow(dead_code)] // each test binary uses a different part
 
-use crate::daemon_support::{self, Netns, Pair, must};
+use crate::daemon_support::{self, Netns, Pair};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -11,13 +11,9 @@ use std::process::{Command, Stdio};
 const TOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/multicore_tool.py");
 const PYTHON: &str = "/usr/bin/python3";
 
+/// IPv6 off in `ns`: the tunnel carries only the test's traffic.
 pub fn quiet(ns: &Netns) {
-    for key in ["all", "default"] {
-        must(
-            ns.cmd("sysctl")
-                .args(["-qw", &format!("net.ipv6.conf.{key}.disable_ipv6=1")]),
-        );
-    }
+    ns.disable_ipv6();
 }
 
 /// A file of `len` pseudo-random bytes (xorshift from `seed`), named from `tag`, removed on drop.
