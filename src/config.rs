@@ -552,9 +552,6 @@ impl DaemonConfig {
         if n.arp_suppress {
             return err("--arp-suppress is for --mode l2 (in l3 mode vtepd answers ARP itself)");
         }
-        if self.threads > 1 {
-            return err("--mode l3 --encap vxlan runs one dataplane worker: --threads must be 1");
-        }
         let mut seen = HashSet::new();
         for r in &n.routes {
             if !seen.insert(r.prefix) {

@@ -212,9 +212,36 @@ impl L3Vx {
         out: &mut Generated,
         ctr: &mut Counters,
     ) -> TunVerdict {
+        match self.decide(now, packet, route, ctr) {
+            Ok(v) => v,
+            Err((hop, table)) => self.hold(now, hop, packet, table, out, ctr),
+        }
+    }
+
+    /// [`L3Vx::on_tun`] without the slow path: `None` (nothing counted) when the next hop is
+    /// unresolved. For packets that must not be queued whole (a TSO super-packet): the caller
+    /// then hands over its segments one by one to [`L3Vx::on_tun`].
+    pub fn on_tun_resolved(
+        &self,
+        now: Timestamp,
+        packet: &[u8],
+        route: Option<Ipv4Addr>,
+        ctr: &mut Counters,
+    ) -> Option<TunVerdict> {
+        self.decide(now, packet, route, ctr).ok()
+    }
+
+    /// The verdict for a TUN packet, or its unresolved next hop (and the table to hold it in).
+    fn decide(
+        &self,
+        now: Timestamp,
+        packet: &[u8],
+        route: Option<Ipv4Addr>,
+        ctr: &mut Counters,
+    ) -> Result<TunVerdict, (Ipv4Addr, &NeighTable)> {
         let drop = |ctr: &mut Counters, r: DropReason| {
             ctr.drop(r);
-            TunVerdict::Drop(r)
+            Ok(TunVerdict::Drop(r))
         };
         if packet.len() < 20 || packet[0] >> 4 != 4 {
             return drop(ctr, DropReason::NotIpv4);
@@ -224,10 +251,10 @@ impl L3Vx {
             return drop(ctr, DropReason::ToSelf);
         }
         if dst.is_broadcast() || self.subnet_broadcast(dst) {
-            return TunVerdict::Send(MacAddr::BROADCAST);
+            return Ok(TunVerdict::Send(MacAddr::BROADCAST));
         }
         if dst.is_multicast() {
-            return TunVerdict::Send(multicast_mac(dst));
+            return Ok(TunVerdict::Send(multicast_mac(dst)));
         }
         let Some(hop) = self.next_hop(dst, route) else {
             return drop(ctr, DropReason::NoRoute);
@@ -235,10 +262,10 @@ impl L3Vx {
         let Some(table) = self.table() else {
             return drop(ctr, DropReason::UnknownNetwork);
         };
-        if let Some(mac) = table.lookup(hop, now.millis()) {
-            return TunVerdict::Send(mac);
+        match table.lookup(hop, now.millis()) {
+            Some(mac) => Ok(TunVerdict::Send(mac)),
+            None => Err((hop, table)),
         }
-        self.hold(now, hop, packet, table, out, ctr)
     }
 
     /// The slow path of [`L3Vx::on_tun`]: queue the packet and ask who has `hop`.

@@ -8,6 +8,7 @@
 //! frame.
 
 use super::batch_gro::MAX_HEADER;
+use crate::core::{Counters, DropReason};
 use crate::sys::{self, MAX_BATCH, RecvMeta, SendMsg};
 use encap::tunnel::vxlan::OVERHEAD;
 use std::io;
@@ -115,6 +116,27 @@ impl RecvBatch {
             }
         }
         Ok((self.len, ovfl))
+    }
+
+    /// [`RecvBatch::recv`], with the losses counted in `ctr`: what the socket's queue dropped
+    /// since `overflow` (its last seen drop count, updated) as `RxQueueFull`, and datagrams
+    /// past the index's room as received and `Truncated`.
+    pub fn recv_counted(
+        &mut self,
+        sock: &impl AsFd,
+        overflow: &mut u32,
+        ctr: &mut Counters,
+    ) -> io::Result<usize> {
+        let (n, ovfl) = self.recv(sock)?;
+        if let Some(o) = ovfl {
+            let lost = o.wrapping_sub(*overflow);
+            *overflow = o;
+            ctr.drops[DropReason::RxQueueFull as usize] += u64::from(lost);
+        }
+        let lost = self.unindexed as u64;
+        ctr.rx_tunnel += lost;
+        ctr.drops[DropReason::Truncated as usize] += lost;
+        Ok(n)
     }
 
     /// Reads (kernel receives) in the batch: fewer than [`MAX_BATCH`] means the socket was

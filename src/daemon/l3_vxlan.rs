@@ -6,11 +6,35 @@
 //!
 //! Kernel routes for every `--route` are installed on the TUN (netlink, removed on exit), so the
 //! host needs no `ip route` commands.
+//!
+//! # Dataplane
+//! `--threads N` workers, each with its own TUN queue (multi-queue TUN), its own SO_REUSEPORT
+//! UDP socket, raw send socket, mio loop, buffers and counters; they share the core and the
+//! L3 engine (lock-free neighbour reads; only an unresolved next hop takes the pending queue's
+//! lock). The kernel keeps a flow on one queue and one socket, so no flow is reordered.
+//! Exactly one worker runs the housekeeping (FDB and neighbour ageing, ARP retries).
+//! - TUN -> tunnel: the TUN has offloads (virtio-net header, TCP/IPv4 TSO and checksum
+//!   offload only; the kernel segments anything else first). Each read lands in a send slot
+//!   behind room for the outer headers and an Ethernet header, which is written in front of
+//!   the packet; a TSO super-packet stays whole, becomes an Ethernet super-frame and goes
+//!   through the same send side as the L2 worker ([`TunnelTx`]: the core's copies, split by
+//!   `batch_tso`, runs to one remote as one UDP GSO send, the rest in one `sendmmsg`). A
+//!   super-packet whose next hop is unresolved is cut into segments that the engine queues
+//!   one by one (the pending queue holds whole packets).
+//! - tunnel -> TUN: `recvmmsg` with UDP GRO ([`RecvBatch`]), the core, the engine, then TCP
+//!   packets are coalesced into GSO writes ([`TunWriter`]) after each batch; anything else is
+//!   written as it is (one device packet per datagram).
 
+use super::batch::{HEADROOM, MAX_PACKET, RecvBatch};
+use super::batch_gro::{self, MAX_HEADER, VNET_HDR_LEN, VNET_HDR_NONE};
+use super::batch_tso::{self, TsoFrame};
 use super::device;
+use super::l3_offload::TunWriter;
 use super::netlink::{KernelRoutes, RouteService};
+use super::ratelimit::{DropReport, RateLimit};
 use super::stats::{Clock, StatsBoard};
-use super::tun::{self, Tun};
+use super::tun;
+use super::tunnel_tx::TunnelTx;
 use super::{SIGNALS, Task, WAKE, init_logging, socket, spawn, supervise, vxlan_config};
 use crate::cli::Failure;
 use crate::config::{DaemonConfig, VXLAN_OVERHEAD, stable_mac};
@@ -21,39 +45,29 @@ use crate::core::route::Routes;
 use crate::core::{
     Action, Actions, Core, CoreConfig, Counters, DropReason, NetId, NetworkConfig, Timestamp,
 };
-use encap::tunnel::vxlan::OVERHEAD;
-use encap::{Invalid, Vni, VxlanConfig, VxlanEncap, VxlanTx};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
-use socket2::{SockAddr, Socket};
-use std::collections::HashMap;
-use std::io::{self, ErrorKind};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::io::{self, ErrorKind, IoSlice};
+use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use tun_rs::SyncDevice;
 
 /// Our single network.
 const NET: NetId = NetId(0);
 /// Ethernet header vtepd puts in front of each IP packet.
 const ETH: usize = encap::ethernet::HEADER_LEN;
-/// Room in front of a packet read from the TUN: outer headers, then the Ethernet header.
-const HEADROOM: usize = OVERHEAD + ETH;
-/// Size of each packet buffer.
-const BUF_LEN: usize = 65_536 + HEADROOM;
-/// Packets taken from one source before looking at the other.
-const BUDGET: usize = 64;
+/// Reads from one source before looking at the other (a read may be a 64 KiB super-packet).
+const BUDGET: usize = 256;
 /// Timer period: ARP retries, FDB and neighbour ageing.
 const TICK: Duration = Duration::from_secs(1);
-/// Remotes whose outer header template is cached (emptied when full).
-const MAX_TEMPLATES: usize = 4096;
-/// Period of rate-limited error logs.
-const LOG_EVERY: Duration = Duration::from_secs(10);
+/// IP protocol number of TCP.
+const IPPROTO_TCP: u8 = 6;
 
 const SOCKET: Token = Token(0);
 const TUN_TOKEN: Token = Token(1);
@@ -90,9 +104,16 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
 
     // From here on every resource undoes itself when dropped.
     let (listener, socket_file) = server::bind(&cfg.control)?;
-    let udp = socket::bind_udp(cfg.local, cfg.port)?;
-    let raw = socket::open_raw_sender()?;
-    let tun = tun::open_tun(&n.dev, mtu, Some(address), false, 1)?;
+    // One queue per worker (an existing single-queue device gives one: one worker then).
+    let tun = tun::open_tun(&n.dev, mtu, Some(address), true, cfg.threads.max(1))?;
+    // tun-rs turns on TSO for both IP versions (and USO) with the header; the workers segment
+    // TCP/IPv4 super-packets and complete partial checksums, so keep exactly those: the kernel
+    // segments everything else before handing it over. The flags are device-wide.
+    crate::sys::tun_set_offload(&*tun.dev, libc::TUN_F_CSUM | libc::TUN_F_TSO4)
+        .map_err(|e| rt(&format!("cannot set the offloads of {}", tun.name), e))?;
+    let queues = tun.queues.clone();
+    let threads = queues.len();
+    let udp = socket::bind_udp_group(cfg.local, cfg.port, threads)?;
     let kernel = KernelRoutes::new(&tun.name, false)
         .map_err(|e| Failure::Runtime(format!("device {}: {e}", tun.name)))?;
     let service = Arc::new(
@@ -154,26 +175,36 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
-    let board = Arc::new(StatsBoard::new(1));
+    let board = Arc::new(StatsBoard::new(threads));
     let (tx, rx) = mpsc::channel();
     let mut tasks = Vec::new();
-    let (w, waker) = L3Worker::new(L3Setup {
-        core: Arc::clone(&core),
-        engine,
-        routes: Arc::clone(&routes),
-        socket: mio::net::UdpSocket::from_std(udp),
-        raw,
-        vxlan: vxlan_config(cfg),
-        tun: &tun,
-        clock,
-        board: Arc::clone(&board),
-        stop: Arc::clone(&stop),
-    })
-    .map_err(|e| rt("cannot set up the worker", e))?;
-    tasks.push(Task {
-        waker,
-        handle: spawn("vtepd-l3vx-worker", move || w.run(), &tx, &main_waker)?,
-    });
+    for (id, (sock, queue)) in udp.into_iter().zip(queues).enumerate() {
+        let (w, waker) = L3Worker::new(L3Setup {
+            id,
+            core: Arc::clone(&core),
+            engine: Arc::clone(&engine),
+            routes: Arc::clone(&routes),
+            socket: mio::net::UdpSocket::from_std(sock),
+            tx: TunnelTx::new(socket::open_raw_sender()?, vxlan_config(cfg)),
+            tun: queue,
+            tun_name: tun.name.clone(),
+            clock,
+            board: Arc::clone(&board),
+            stop: Arc::clone(&stop),
+            // Ageing and ARP retries run in exactly one place.
+            housekeeping: id == 0,
+        })
+        .map_err(|e| rt("cannot set up a worker", e))?;
+        tasks.push(Task {
+            waker,
+            handle: spawn(
+                &format!("vtepd-l3vx-worker-{id}"),
+                move || w.run(),
+                &tx,
+                &main_waker,
+            )?,
+        });
+    }
     let handler = Handler {
         core: Arc::clone(&core),
         nets: vec![NetInfo {
@@ -222,144 +253,78 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
     outcome
 }
 
-/// What the L3 worker needs.
-struct L3Setup<'a> {
+/// What one L3 worker needs.
+struct L3Setup {
+    id: usize,
     core: Arc<Core>,
     engine: Arc<L3Vx>,
     routes: Arc<Routes>,
     socket: mio::net::UdpSocket,
-    raw: Socket,
-    vxlan: VxlanConfig,
-    tun: &'a Tun,
-    clock: Clock,
-    board: Arc<StatsBoard>,
-    stop: Arc<AtomicBool>,
-}
-
-/// Encapsulates and sends frames; caches one outer header template per remote.
-struct Sender {
-    raw: Socket,
-    vxlan: VxlanConfig,
-    encaps: HashMap<Ipv4Addr, VxlanEncap, ahash::RandomState>,
-    next_log: Timestamp,
-}
-
-impl Sender {
-    /// Sends `buf[start..start + len]` (an Ethernet frame with `OVERHEAD` bytes free in front)
-    /// to `dst` with `vni`.
-    #[allow(clippy::too_many_arguments)]
-    fn send(
-        &mut self,
-        now: Timestamp,
-        buf: &mut [u8],
-        start: usize,
-        len: usize,
-        vni: Vni,
-        dst: Ipv4Addr,
-        ctr: &mut Counters,
-    ) {
-        if self.encaps.len() >= MAX_TEMPLATES && !self.encaps.contains_key(&dst) {
-            self.encaps.clear();
-        }
-        let enc = match self.encaps.entry(dst) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                match VxlanEncap::new(&self.vxlan, dst) {
-                    Ok(enc) => v.insert(enc),
-                    Err(_) => return ctr.drop(DropReason::TunnelTxError),
-                }
-            }
-        };
-        let range = match enc.encapsulate(buf, start, len, &VxlanTx::new(vni)) {
-            Ok(r) => r,
-            Err(encap::Error::Invalid {
-                reason: Invalid::TooLong,
-                ..
-            }) => return ctr.drop(DropReason::TooBig),
-            Err(_) => return ctr.drop(DropReason::LocalRunt),
-        };
-        let to = SockAddr::from(SocketAddrV4::new(dst, 0));
-        let mut res = self.raw.send_to(&buf[range.clone()], &to);
-        if matches!(&res, Err(e) if e.kind() == ErrorKind::Interrupted) {
-            res = self.raw.send_to(&buf[range], &to);
-        }
-        match res {
-            Ok(_) => ctr.tx_tunnel += 1,
-            Err(e) => {
-                ctr.drop(DropReason::TunnelTxError);
-                if now >= self.next_log {
-                    self.next_log = now.add(LOG_EVERY);
-                    warn!(remote = %dst, error = %e, "send to remote VTEP failed");
-                }
-            }
-        }
-    }
-}
-
-/// The L3 VXLAN dataplane loop: the UDP socket and the TUN device.
-struct L3Worker {
-    core: Arc<Core>,
-    engine: Arc<L3Vx>,
-    routes: Arc<Routes>,
-    socket: mio::net::UdpSocket,
+    tx: TunnelTx,
+    /// This worker's queue of the TUN device (opened with offloads).
     tun: Arc<SyncDevice>,
     tun_name: String,
     clock: Clock,
     board: Arc<StatsBoard>,
     stop: Arc<AtomicBool>,
+    /// Whether this worker runs ageing and ARP retries (exactly one does).
+    housekeeping: bool,
+}
+
+/// One L3 VXLAN dataplane loop: its UDP socket and its TUN queue.
+struct L3Worker {
+    s: L3Setup,
     poll: Poll,
-    sender: Sender,
     ctr: Counters,
     actions: Actions,
     generated: Generated,
-    /// Packets from the TUN, read at `HEADROOM`.
-    tx: Box<[u8]>,
     /// Datagrams from the socket.
-    rx: Box<[u8]>,
-    /// Generated frames being sent, copied at `HEADROOM - ETH`.
-    gtx: Box<[u8]>,
+    rxb: RecvBatch,
+    /// Decapsulated packets waiting for the TUN, coalesced into GSO writes.
+    to_dev: TunWriter,
+    /// One segment of a super-packet whose next hop is unresolved (Ethernet header, then the
+    /// IP packet), on its way into the pending queue.
+    seg: Box<[u8]>,
+    /// Sources that may still have data (0: socket, 1: TUN).
     pending: [bool; 2],
+    /// The socket's receive-queue overflow count when last seen.
+    rxq_overflow: u32,
     next_tick: Timestamp,
-    next_dev_log: Timestamp,
+    drop_report: DropReport,
+    device_err_log: RateLimit,
+    socket_err_log: RateLimit,
 }
 
 impl L3Worker {
-    fn new(s: L3Setup<'_>) -> io::Result<(L3Worker, Arc<Waker>)> {
+    fn new(mut s: L3Setup) -> io::Result<(L3Worker, Arc<Waker>)> {
+        // Runs of equal-size datagrams (a peer's UDP GSO send, or kernel GRO) may then arrive
+        // as one read, which `RecvBatch` splits; without it, a datagram at a time.
+        if let Err(e) = crate::sys::enable_udp_gro(&s.socket) {
+            debug!(error = %e, "UDP_GRO not available on the VXLAN socket");
+        }
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WORKER_WAKE)?);
-        let mut socket = s.socket;
         poll.registry()
-            .register(&mut socket, SOCKET, Interest::READABLE)?;
-        let fd = s.tun.dev.as_raw_fd();
+            .register(&mut s.socket, SOCKET, Interest::READABLE)?;
+        let fd = s.tun.as_raw_fd();
         poll.registry()
             .register(&mut SourceFd(&fd), TUN_TOKEN, Interest::READABLE)?;
         let now = s.clock.now();
         let w = L3Worker {
-            core: s.core,
-            engine: s.engine,
-            routes: s.routes,
-            socket,
-            tun: Arc::clone(&s.tun.dev),
-            tun_name: s.tun.name.clone(),
-            clock: s.clock,
-            board: s.board,
-            stop: s.stop,
             poll,
-            sender: Sender {
-                raw: s.raw,
-                vxlan: s.vxlan,
-                encaps: HashMap::with_capacity_and_hasher(64, ahash::RandomState::new()),
-                next_log: now,
-            },
             ctr: Counters::default(),
             actions: Actions::with_capacity(256),
             generated: Generated::new(),
-            tx: vec![0u8; BUF_LEN].into_boxed_slice(),
-            rx: vec![0u8; BUF_LEN].into_boxed_slice(),
-            gtx: vec![0u8; BUF_LEN].into_boxed_slice(),
+            rxb: RecvBatch::new(),
+            to_dev: TunWriter::new(),
+            seg: vec![0u8; ETH + MAX_PACKET].into_boxed_slice(),
             pending: [true, true],
+            rxq_overflow: 0,
             next_tick: now.add(TICK),
-            next_dev_log: now,
+            drop_report: DropReport::new(now),
+            device_err_log: RateLimit::default(),
+            socket_err_log: RateLimit::default(),
+            s,
         };
         Ok((w, waker))
     }
@@ -367,7 +332,7 @@ impl L3Worker {
     fn run(mut self) -> Result<(), String> {
         let mut events = Events::with_capacity(16);
         loop {
-            let now = self.clock.now();
+            let now = self.s.clock.now();
             let timeout = if self.pending.contains(&true) {
                 Duration::ZERO
             } else {
@@ -377,10 +342,10 @@ impl L3Worker {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
                 }
-                return Err(format!("L3 worker: poll failed: {e}"));
+                return Err(format!("L3 worker {}: poll failed: {e}", self.s.id));
             }
-            if self.stop.load(Ordering::Acquire) {
-                self.board.publish(0, &self.ctr);
+            if self.s.stop.load(Ordering::Acquire) {
+                self.s.board.publish(self.s.id, &self.ctr);
                 return Ok(());
             }
             for ev in events.iter() {
@@ -388,145 +353,320 @@ impl L3Worker {
                     *p = true;
                 }
             }
-            let now = self.clock.now();
-            if self.pending[0] {
-                self.pending[0] = self.drain_socket(now);
+            let now = self.s.clock.now();
+            if self.pending[SOCKET.0] {
+                self.pending[SOCKET.0] = self.drain_socket(now);
             }
-            if self.pending[1] {
-                self.pending[1] = self.drain_tun(now)?;
+            if self.pending[TUN_TOKEN.0] {
+                self.pending[TUN_TOKEN.0] = self.drain_tun(now)?;
             }
             if now >= self.next_tick {
                 self.next_tick = now.add(TICK);
-                self.core.expire(now);
-                self.generated.clear();
-                self.engine.poll(now, &mut self.generated, &mut self.ctr);
-                self.send_generated(now);
+                if self.s.housekeeping {
+                    self.s.core.expire(now);
+                    self.s.engine.poll(now, &mut self.generated, &mut self.ctr);
+                    self.send_generated(now);
+                    self.s.tx.flush(now, &mut self.ctr);
+                }
+                self.drop_report.tick(now, self.s.id, &self.ctr);
             }
-            self.board.publish(0, &self.ctr);
+            self.s.board.publish(self.s.id, &self.ctr);
         }
     }
 
-    /// Datagrams until the socket would block or the budget is spent (true then).
+    /// Reads datagrams in batches until the socket would block (false) or the budget is spent
+    /// (true); the packets for the TUN leave coalesced after each batch.
     fn drain_socket(&mut self, now: Timestamp) -> bool {
-        for _ in 0..BUDGET {
-            let (n, src) = match self.socket.recv_from(&mut self.rx) {
-                Ok(r) => r,
+        let mut taken = 0;
+        while taken < BUDGET {
+            let got = self
+                .rxb
+                .recv_counted(&self.s.socket, &mut self.rxq_overflow, &mut self.ctr);
+            let n = match got {
+                Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
-                Err(_) => continue,
-            };
-            let SocketAddr::V4(src) = src else { continue };
-            self.core.on_remote(
-                now,
-                *src.ip(),
-                &self.rx[..n],
-                &mut self.actions,
-                &mut self.ctr,
-            );
-            let Some(&Action::ToDevice { offset, .. }) = self
-                .actions
-                .iter()
-                .find(|a| matches!(a, Action::ToDevice { .. }))
-            else {
-                continue;
-            };
-            let Some(frame) = self.rx.get(offset..n) else {
-                continue;
-            };
-            self.generated.clear();
-            if let FrameVerdict::ToDevice { offset: ip } =
-                self.engine
-                    .on_frame(now, frame, &mut self.generated, &mut self.ctr)
-                && let Some(packet) = frame.get(ip..)
-            {
-                match self.tun.send(packet) {
-                    Ok(_) => self.ctr.tx_device += 1,
-                    Err(e) => {
-                        self.ctr.drop(DropReason::DeviceTxError);
-                        if now >= self.next_dev_log {
-                            self.next_dev_log = now.add(LOG_EVERY);
-                            warn!(dev = %self.tun_name, error = %e, "write to device failed");
-                        }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // A pending socket error is reported once and cleared: keep reading.
+                    if let Some(held) = self.socket_err_log.check(now) {
+                        warn!(error = %e, suppressed = held, "UDP receive error");
                     }
+                    taken += 1;
+                    continue;
                 }
+            };
+            for i in 0..n {
+                self.on_datagram(now, i);
             }
-            self.send_generated(now);
+            self.flush_device(now);
+            // Replies and released packets the batch generated.
+            self.s.tx.flush(now, &mut self.ctr);
+            taken += n;
+            if self.rxb.reads() < crate::sys::MAX_BATCH {
+                return false;
+            }
         }
         true
     }
 
-    /// Packets until the TUN would block or the budget is spent (true then); a read error
-    /// other than would-block means the device is gone.
+    /// Datagram `i` of the receive batch: to the core, then (a frame for us) to the engine,
+    /// then (an IP packet) to the TUN writer.
+    fn on_datagram(&mut self, now: Timestamp, i: usize) {
+        if self.to_dev.is_full() {
+            self.flush_device(now);
+        }
+        let Some((d, m)) = self.rxb.get(i) else {
+            return;
+        };
+        let (Some(src), false) = (m.src, m.truncated) else {
+            self.ctr.rx_tunnel += 1;
+            return self.ctr.drop(DropReason::Truncated);
+        };
+        self.s
+            .core
+            .on_remote(now, src, d, &mut self.actions, &mut self.ctr);
+        let Some(frame) = self
+            .actions
+            .iter()
+            .find_map(|a| match *a {
+                Action::ToDevice { offset, .. } => Some(offset),
+                _ => None,
+            })
+            .and_then(|offset| d.get(offset..))
+        else {
+            return;
+        };
+        let verdict = self
+            .s
+            .engine
+            .on_frame(now, frame, &mut self.generated, &mut self.ctr);
+        if let FrameVerdict::ToDevice { offset } = verdict
+            && let Some(packet) = frame.get(offset..)
+        {
+            if packet.get(9) == Some(&IPPROTO_TCP) {
+                // TCP goes through the coalescing writer (flushed after each batch).
+                if !self.to_dev.push(packet) {
+                    self.ctr.drop(DropReason::DeviceTxError);
+                }
+            } else {
+                // Anything else is written as it is: UDP coalesced into USO writes would
+                // reach the far side as the same datagrams, but the device would count (and
+                // qdiscs see) one packet per write.
+                let vnet = IoSlice::new(&VNET_HDR_NONE);
+                match self.s.tun.send_vectored(&[vnet, IoSlice::new(packet)]) {
+                    Ok(_) => self.ctr.tx_device += 1,
+                    Err(e) => self.device_error(now, &e),
+                }
+            }
+        }
+        if !self.generated.is_empty() {
+            self.send_generated(now);
+        }
+    }
+
+    /// Writes the decapsulated packets waiting for the TUN (coalesced where possible).
+    fn flush_device(&mut self, now: Timestamp) {
+        let (n, r) = self.to_dev.flush(&self.s.tun);
+        let Err(e) = r else {
+            self.ctr.tx_device += n as u64;
+            return;
+        };
+        // tun-rs reports the last failed write of the batch, not how many failed: at least
+        // one packet is lost, the others were written.
+        self.ctr.tx_device += n.saturating_sub(1) as u64;
+        self.device_error(now, &e);
+    }
+
+    /// Counts and logs (rate-limited) a failed device write. EBADFD (the device was deleted)
+    /// is seen by the next read, which stops the worker; anything else loses this packet only.
+    fn device_error(&mut self, now: Timestamp, e: &io::Error) {
+        self.ctr.drop(DropReason::DeviceTxError);
+        if let Some(held) = self.device_err_log.check(now) {
+            warn!(dev = %self.s.tun_name, error = %e, suppressed = held, "write to device failed");
+        }
+    }
+
+    /// Reads packets and TSO super-packets from the TUN until it would block (false) or the
+    /// budget is spent (true), each into a send slot behind room for the outer headers and its
+    /// Ethernet header, and sends their encapsulated copies in batches; a read error other
+    /// than would-block means the device is gone.
     fn drain_tun(&mut self, now: Timestamp) -> Result<bool, String> {
-        for _ in 0..BUDGET {
-            let n = match self.tun.recv(&mut self.tx[HEADROOM..]) {
+        let mut more = true;
+        let mut taken = 0;
+        while taken < BUDGET {
+            if !self.s.tx.txb.has_free_slot() {
+                self.s.tx.flush(now, &mut self.ctr);
+            }
+            let (slot, buf) = self.s.tx.txb.next_slot();
+            // The virtio-net header lands where the Ethernet header goes, the packet behind it.
+            let at = HEADROOM + ETH - VNET_HDR_LEN;
+            let n = match self.s.tun.recv(&mut buf[at..]) {
                 Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    more = false;
+                    break;
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    self.s.tx.flush(now, &mut self.ctr);
                     return Err(format!(
                         "device {} failed (read from it: {e})",
-                        self.tun_name
+                        self.s.tun_name
                     ));
                 }
             };
+            taken += 1;
+            let mut vnet = [0u8; VNET_HDR_LEN];
+            let len = n.saturating_sub(VNET_HDR_LEN);
+            vnet.copy_from_slice(&buf[at..at + VNET_HDR_LEN]);
+            let packet = &mut buf[HEADROOM + ETH..HEADROOM + ETH + len];
+            let tso = batch_tso::is_tso(&vnet);
+            if n < VNET_HDR_LEN || (!tso && !batch_gro::complete_read(&vnet, packet)) {
+                self.ctr.rx_device += 1;
+                self.ctr.drop(DropReason::DeviceOffload);
+                continue;
+            }
+            self.s.tx.txb.commit_slot();
+            self.on_packet(now, slot, len, tso.then_some(vnet));
+        }
+        self.s.tx.flush(now, &mut self.ctr);
+        Ok(more)
+    }
+
+    /// The packet (or, with the virtio-net header `tso`, the TCP super-packet) of `len` bytes
+    /// in send slot `slot` at `HEADROOM + ETH`: framed toward its next hop and forwarded, or
+    /// held until the next hop resolves.
+    fn on_packet(
+        &mut self,
+        now: Timestamp,
+        slot: usize,
+        len: usize,
+        tso: Option<[u8; VNET_HDR_LEN]>,
+    ) {
+        let frame_len = ETH + len;
+        let own = self.s.engine.own_mac();
+        let buf = self.s.tx.txb.slot_mut(slot);
+        let frame = &mut buf[HEADROOM..HEADROOM + frame_len];
+        // A placeholder destination until the verdict; the super-frame parser wants the type.
+        if !write_ipv4_header(frame, own, own) {
             self.ctr.rx_device += 1;
-            let packet = &self.tx[HEADROOM..HEADROOM + n];
-            let route = packet
-                .get(16..20)
-                .map(|d| Ipv4Addr::new(d[0], d[1], d[2], d[3]))
-                .and_then(|dst| self.routes.load().lookup(dst));
-            self.generated.clear();
-            let verdict =
-                self.engine
-                    .on_tun(now, packet, route, &mut self.generated, &mut self.ctr);
-            if let TunVerdict::Send(mac) = verdict {
-                let start = HEADROOM - ETH;
-                if write_ipv4_header(&mut self.tx[start..], mac, self.engine.own_mac()) {
-                    self.forward(now, start, ETH + n, false);
+            return self.ctr.drop(DropReason::NotIpv4);
+        }
+        let route = frame
+            .get(ETH + 16..ETH + 20)
+            .map(|d| Ipv4Addr::new(d[0], d[1], d[2], d[3]))
+            .and_then(|dst| self.s.routes.load().lookup(dst));
+        let (verdict, tso) = match tso {
+            None => {
+                self.ctr.rx_device += 1;
+                let v = self.s.engine.on_tun(
+                    now,
+                    &frame[ETH..],
+                    route,
+                    &mut self.generated,
+                    &mut self.ctr,
+                );
+                (v, None)
+            }
+            Some(vnet) => {
+                let Some(t) = batch_tso::tso_frame(&vnet, frame) else {
+                    self.ctr.rx_device += 1;
+                    return self.ctr.drop(DropReason::DeviceOffload);
+                };
+                // Counted as the packets the kernel would have handed over without TSO.
+                self.ctr.rx_device += t.segments() as u64;
+                let v = self
+                    .s
+                    .engine
+                    .on_tun_resolved(now, &frame[ETH..], route, &mut self.ctr);
+                match v {
+                    Some(v) => (v, Some(t)),
+                    None => return self.hold_segments(now, slot, frame_len, &t, route),
                 }
             }
+        };
+        if let TunVerdict::Send(mac) = verdict {
+            write_ipv4_header(frame, mac, own);
+            self.forward_slot(now, slot, frame_len, tso.as_ref());
+        }
+        if !self.generated.is_empty() {
             self.send_generated(now);
         }
-        Ok(true)
     }
 
-    /// Forwards the frame at `tx[start..start + len]` (or `gtx` with `generated`) through the
-    /// core and sends every copy it decides.
-    fn forward(&mut self, now: Timestamp, start: usize, len: usize, generated: bool) {
-        let buf = if generated {
-            &mut self.gtx
-        } else {
-            &mut self.tx
-        };
-        self.core.forward_frame(
-            now,
-            NET,
-            &buf[start..start + len],
-            &mut self.actions,
-            &mut self.ctr,
-        );
-        for a in self.actions.iter() {
-            if let Action::ToTunnel { vni, dst } = *a {
-                self.sender
-                    .send(now, buf, start, len, vni, dst, &mut self.ctr);
+    /// Hands the segments of the super-frame in send slot `slot` one by one to the engine
+    /// (the pending queue holds whole packets only); a segment whose next hop resolved in the
+    /// meantime is sent as a generated frame.
+    fn hold_segments(
+        &mut self,
+        now: Timestamp,
+        slot: usize,
+        frame_len: usize,
+        t: &TsoFrame,
+        route: Option<Ipv4Addr>,
+    ) {
+        let own = self.s.engine.own_mac();
+        let mut head = [0u8; MAX_HEADER];
+        for k in 0..t.segments() {
+            let frame = &self.s.tx.txb.slot_mut(slot)[HEADROOM..HEADROOM + frame_len];
+            let Some(payload) = batch_tso::segment(frame, t, k, &mut head) else {
+                self.ctr.drop(DropReason::DeviceOffload);
+                continue;
+            };
+            let (h, end) = (t.hdr_len, t.hdr_len + payload.len());
+            self.seg[..h].copy_from_slice(&head[..h]);
+            self.seg[h..end].copy_from_slice(&frame[payload]);
+            let seg = &self.seg[..end];
+            let v =
+                self.s
+                    .engine
+                    .on_tun(now, &seg[ETH..], route, &mut self.generated, &mut self.ctr);
+            if let TunVerdict::Send(mac) = v {
+                self.generated.push(FrameTo::Tunnel, end, |b| {
+                    b.copy_from_slice(seg);
+                    write_ipv4_header(b, mac, own)
+                });
             }
         }
+        self.send_generated(now);
     }
 
-    /// Sends the frames the engine generated (ARP, echo replies, released packets).
+    /// Forwards the frame in send slot `slot` (`len` bytes at `HEADROOM`; a TCP super-frame
+    /// when `tso`) through the core and queues every copy it decides.
+    fn forward_slot(&mut self, now: Timestamp, slot: usize, len: usize, tso: Option<&TsoFrame>) {
+        let floods = self.ctr.flood_copies;
+        let frame = &self.s.tx.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
+        self.s
+            .core
+            .forward_frame(now, NET, frame, &mut self.actions, &mut self.ctr);
+        if let Some(t) = tso {
+            let more_segs = t.segments() as u64 - 1;
+            self.ctr.flood_copies += (self.ctr.flood_copies - floods) * more_segs;
+        }
+        self.s
+            .tx
+            .send_copies(now, self.actions.as_slice(), slot, len, tso, &mut self.ctr);
+    }
+
+    /// Sends the frames the engine generated (ARP, echo replies, released packets), each
+    /// copied into a send slot, and empties the buffer.
     fn send_generated(&mut self, now: Timestamp) {
-        let count = self.generated.len();
-        for i in 0..count {
+        for i in 0..self.generated.len() {
+            if !self.s.tx.txb.has_free_slot() {
+                self.s.tx.flush(now, &mut self.ctr);
+            }
             let Some((to, frame)) = self.generated.iter().nth(i) else {
                 break;
             };
+            let (slot, buf) = self.s.tx.txb.next_slot();
             let len = frame.len();
-            let start = HEADROOM - ETH;
-            if to != FrameTo::Tunnel || start + len > self.gtx.len() {
+            if to != FrameTo::Tunnel || HEADROOM + len > buf.len() {
                 continue;
             }
-            self.gtx[start..start + len].copy_from_slice(frame);
-            self.forward(now, start, len, true);
+            buf[HEADROOM..HEADROOM + len].copy_from_slice(frame);
+            self.s.tx.txb.commit_slot();
+            self.forward_slot(now, slot, len, None);
         }
+        self.generated.clear();
     }
 }

@@ -17,9 +17,11 @@ pub mod l3_ipip;
 pub mod l3_offload;
 pub mod l3_vxlan;
 pub mod netlink;
+pub mod ratelimit;
 pub mod socket;
 pub mod stats;
 pub mod tun;
+pub mod tunnel_tx;
 pub mod worker;
 
 use crate::cli::Failure;
@@ -234,8 +236,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
             id,
             core: Arc::clone(&core),
             socket: mio::net::UdpSocket::from_std(sock),
-            raw,
-            vxlan: vxlan_config(cfg),
+            tx: tunnel_tx::TunnelTx::new(raw, vxlan_config(cfg)),
             taps: taps.iter().map(|t| port_of(t, id)).collect(),
             clock,
             board: Arc::clone(&board),

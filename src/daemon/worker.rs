@@ -7,32 +7,24 @@
 //! - underlay -> device: one `recvmmsg` takes up to 64 datagrams; runs of TCP segments of one
 //!   flow are written to the device as one GSO super-frame (`batch_gro`, when the TAP has
 //!   virtio-net headers), anything else frame by frame.
-//! - device -> underlay: frames are read from the TAP queue into the slots of a [`SendBatch`]
-//!   (with TSO, a read may be a 64 KiB TCP super-frame, cut into segments by `batch_tso`);
-//!   every copy the core asks for (one, or one per peer for head-end replication) gets its
-//!   outer IPv4 + UDP + VXLAN header from `encap`'s per-remote [`VxlanEncap`] template in a
-//!   header array of its own, and the whole batch leaves in one `sendmmsg` on the raw socket,
-//!   so each inner flow keeps its own UDP source port. Payloads are never copied in user
-//!   space; only headers are.
-//! - UDP GSO: the segments of a TCP super-frame going to one remote leave instead in one
-//!   `sendmsg` with UDP_SEGMENT (the kernel cuts it into equal-size datagrams, at most 64 KiB
-//!   a send) from a UDP socket bound to `--local` and to the flow's own source port (the one
-//!   the raw path would write; a small per-worker pool, [`MAX_GSO_SOCKETS`], opened on first
-//!   use without SO_REUSEPORT; a port that cannot be bound falls back to the raw path). DF is
-//!   set on those sockets (IP_PMTUDISC_DO), TTL and TOS (DSCP + ECN) are set per super-frame
-//!   from the outer header encap computed for its first segment; the kernel writes the IP ID
-//!   and always a UDP checksum (also with `udp_checksum` off). What a send refuses goes the
-//!   raw way. On receive the socket has UDP_GRO on: a run of equal-size datagrams may arrive
-//!   as one read, which [`RecvBatch`] splits (a GSO send from a vtepd peer crosses a veth or
-//!   loopback underlay whole and is never cut into datagrams in between).
+//! - device -> underlay: frames are read from the TAP queue into the slots of the
+//!   [`TunnelTx`]'s send batch (with TSO, a read may be a 64 KiB TCP super-frame, cut into
+//!   segments by `batch_tso`); every copy the core asks for (one, or one per peer for head-end
+//!   replication) gets its outer header from a per-remote template and the batch leaves in one
+//!   `sendmmsg` on the raw socket, so each inner flow keeps its own UDP source port; the
+//!   segments of a super-frame to one remote leave as one UDP GSO send (see [`TunnelTx`],
+//!   shared with the L3 VXLAN worker). Payloads are never copied in user space.
+//! - On receive the socket has UDP_GRO on: a run of equal-size datagrams may arrive as one
+//!   read, which [`RecvBatch`] splits (a GSO send from a vtepd peer crosses a veth or loopback
+//!   underlay whole and is never cut into datagrams in between).
 //!
 //! # No locks, no allocation per packet
 //! Per path, what the loop touches for each packet: the [`Core`] (lock-free FDB reads and
 //! learning through papaya, peer lists through arc-swap snapshots, counters in the worker's own
-//! [`Counters`]); the worker's own arenas ([`RecvBatch`], [`SendBatch`], [`Actions`], all sized
-//! once in `new`); the template cache (a HashMap that only allocates when a new remote is first
-//! seen; it is cleared, not freed, at its cap); `sys::recv_batch`/`sys::send_batch` (arrays on
-//! the stack). Counters are published into the worker's own cache-padded slot of the
+//! [`Counters`]); the worker's own arenas ([`RecvBatch`], the [`TunnelTx`] send batch,
+//! [`Actions`], all sized once in `new`); the template cache (a HashMap that only allocates
+//! when a new remote is first seen; it is cleared, not freed, at its cap);
+//! `sys::recv_batch`/`sys::send_batch` (arrays on the stack). Counters are published into the worker's own cache-padded slot of the
 //! [`StatsBoard`] once per round, with relaxed stores. Logging happens only on errors and is
 //! rate-limited. `tests/multicore_alloc.rs` checks the no-allocation part with a counting
 //! allocator.
@@ -41,19 +33,18 @@
 //! the daemon runs N of them, and the kernel keeps each flow on one worker (TAP queue selection
 //! and SO_REUSEPORT both hash the flow), so a flow is never reordered.
 
-use super::batch::{HEADROOM, MAX_HEAD, MAX_PACKET, RecvBatch, SendBatch};
+use super::batch::{HEADROOM, RecvBatch};
 use super::batch_gro::{self, MAX_HEADER, TcpSegment, VNET_HDR_LEN, VNET_HDR_NONE};
-use super::batch_tso::{self, TsoFrame};
+use super::batch_tso;
+use super::ratelimit::{DropReport, RateLimit};
 use super::stats::{Clock, StatsBoard};
+use super::tunnel_tx::TunnelTx;
 use crate::core::arp_suppress::ArpSuppress;
 use crate::core::{Action, Actions, Core, Counters, DropReason, NetId, Timestamp};
-use encap::tunnel::vxlan::OVERHEAD;
+use encap::MacAddr;
 use encap::vxlan::HEADER_LEN;
-use encap::{Invalid, MacAddr, Vni, VxlanConfig, VxlanEncap, VxlanTx};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use socket2::Socket;
-use std::collections::HashMap;
 use std::io::IoSlice;
 use std::io::{self, ErrorKind};
 use std::net::Ipv4Addr;
@@ -61,24 +52,17 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 use tun_rs::SyncDevice;
 
 /// Token of the UDP socket; TAP `i` is `Token(1 + i)`.
 const SOCKET: usize = 0;
 /// Token of the waker used to stop the worker.
 const WAKE: Token = Token(usize::MAX);
-/// Remotes whose header template is cached; the cache is emptied (not freed) when full.
-const MAX_TEMPLATES: usize = 4096;
-/// UDP GSO send sockets a worker keeps open (one per flow source port in use); the pool is
-/// closed and refilled on demand when full.
-const MAX_GSO_SOCKETS: usize = 64;
 /// Packets taken from one source before looking at the others.
 const BUDGET: usize = 256;
 /// Housekeeping period (FDB ageing).
 const TICK: Duration = Duration::from_secs(1);
-/// Period of the drop summary and of rate-limited error logs.
-const REPORT: Duration = Duration::from_secs(10);
 
 /// Everything a worker needs; built by the daemon, run on its own thread.
 #[derive(Debug)]
@@ -89,10 +73,8 @@ pub struct WorkerSetup {
     pub core: Arc<Core>,
     /// The non-blocking UDP socket VXLAN arrives on.
     pub socket: mio::net::UdpSocket,
-    /// The non-blocking raw socket encapsulated frames leave on.
-    pub raw: Socket,
-    /// Outer header settings (local address, ports, TTL, DSCP, UDP checksum).
-    pub vxlan: VxlanConfig,
+    /// The send side: raw socket, outer header settings, frame slots, GSO socket pool.
+    pub tx: TunnelTx,
     /// The devices, indexed by [`NetId`].
     pub taps: Vec<TapPort>,
     /// The daemon clock.
@@ -130,26 +112,6 @@ impl std::fmt::Debug for TapPort {
     }
 }
 
-/// Allows one log line per period and counts the ones it held back.
-#[derive(Debug, Default)]
-struct RateLimit {
-    next: Timestamp,
-    suppressed: u64,
-}
-
-impl RateLimit {
-    /// `Some(suppressed since the last line)` when a line may be logged now.
-    fn check(&mut self, now: Timestamp) -> Option<u64> {
-        if now >= self.next {
-            self.next = now.add(REPORT);
-            Some(std::mem::take(&mut self.suppressed))
-        } else {
-            self.suppressed += 1;
-            None
-        }
-    }
-}
-
 /// A running worker.
 #[derive(Debug)]
 pub struct Worker {
@@ -157,13 +119,6 @@ pub struct Worker {
     poll: Poll,
     ctr: Counters,
     actions: Actions,
-    /// Outer header templates by remote VTEP.
-    encaps: HashMap<Ipv4Addr, VxlanEncap, ahash::RandomState>,
-    /// Frames from the TAPs and the encapsulated copies waiting for `sendmmsg`.
-    txb: SendBatch,
-    /// Where a segment's outer headers are computed (headroom, inner headers, room for the
-    /// payload, which stays in its frame slot).
-    scratch: Box<[u8]>,
     /// Datagrams from the socket.
     rxb: RecvBatch,
     /// Sources that may still have data (0: socket, 1 + i: TAP i).
@@ -172,15 +127,8 @@ pub struct Worker {
     rxq_overflow: u32,
     /// TCP segments of the receive batch waiting to be written to a device as one.
     run: Run,
-    /// UDP GSO send sockets by source port (with the TOS and TTL they are set to; `None`:
-    /// the port could not be bound).
-    gso_socks: HashMap<u16, Option<(Socket, u8, u8)>, ahash::RandomState>,
-    /// The VXLAN and inner headers of each segment of a UDP GSO send.
-    gso_heads: Box<[[u8; HEADER_LEN + MAX_HEADER]; crate::sys::MAX_BATCH]>,
     next_tick: Timestamp,
-    next_report: Timestamp,
-    drops_reported: [u64; DropReason::COUNT],
-    tunnel_err_log: RateLimit,
+    drop_report: DropReport,
     device_err_log: RateLimit,
     socket_err_log: RateLimit,
 }
@@ -213,22 +161,12 @@ impl Worker {
             poll,
             ctr: Counters::default(),
             actions: Actions::with_capacity(1024),
-            encaps: HashMap::with_capacity_and_hasher(64, ahash::RandomState::new()),
-            txb: SendBatch::new(),
-            scratch: vec![0u8; OVERHEAD + MAX_PACKET + 64].into_boxed_slice(),
             rxb: RecvBatch::new(),
             pending,
             rxq_overflow: 0,
             run: Run::default(),
-            gso_socks: HashMap::with_capacity_and_hasher(
-                MAX_GSO_SOCKETS,
-                ahash::RandomState::new(),
-            ),
-            gso_heads: Box::new([[0u8; HEADER_LEN + MAX_HEADER]; crate::sys::MAX_BATCH]),
             next_tick: now.add(TICK),
-            next_report: now.add(REPORT),
-            drops_reported: [0; DropReason::COUNT],
-            tunnel_err_log: RateLimit::default(),
+            drop_report: DropReport::new(now),
             device_err_log: RateLimit::default(),
             socket_err_log: RateLimit::default(),
             s,
@@ -283,29 +221,23 @@ impl Worker {
     fn drain_socket(&mut self, now: Timestamp) -> bool {
         let mut taken = 0;
         while taken < BUDGET {
-            let n = match self.rxb.recv(&self.s.socket) {
-                Ok((n, ovfl)) => {
-                    if let Some(o) = ovfl {
-                        let lost = o.wrapping_sub(self.rxq_overflow);
-                        self.rxq_overflow = o;
-                        self.ctr.drops[DropReason::RxQueueFull as usize] += u64::from(lost);
+            let n =
+                match self
+                    .rxb
+                    .recv_counted(&self.s.socket, &mut self.rxq_overflow, &mut self.ctr)
+                {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        // A pending socket error is reported once and cleared: keep reading.
+                        if let Some(held) = self.socket_err_log.check(now) {
+                            warn!(error = %e, suppressed = held, "UDP receive error");
+                        }
+                        taken += 1;
+                        continue;
                     }
-                    n
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // A pending socket error is reported once and cleared: keep reading.
-                    if let Some(held) = self.socket_err_log.check(now) {
-                        warn!(error = %e, suppressed = held, "UDP receive error");
-                    }
-                    taken += 1;
-                    continue;
-                }
-            };
-            let lost = self.rxb.unindexed() as u64;
-            self.ctr.rx_tunnel += lost;
-            self.ctr.drops[DropReason::Truncated as usize] += lost;
+                };
             for i in 0..n {
                 self.on_datagram(now, i);
             }
@@ -355,7 +287,7 @@ impl Worker {
                     // --- end ARP suppression.
                     self.deliver(now, net, i, offset)
                 }
-                // Already counted by the core; summarised by `report_drops`.
+                // Already counted by the core; summarised by the drop report.
                 Action::Drop(_) => {}
                 // The core never sends a decapsulated frame back into a tunnel.
                 Action::ToTunnel { .. } => {}
@@ -373,10 +305,10 @@ impl Worker {
         let mut more = true;
         let mut taken = 0;
         while taken < BUDGET {
-            if !self.txb.has_free_slot() {
-                self.flush_tunnel(now);
+            if !self.s.tx.txb.has_free_slot() {
+                self.s.tx.flush(now, &mut self.ctr);
             }
-            let (slot, buf) = self.txb.next_slot();
+            let (slot, buf) = self.s.tx.txb.next_slot();
             let tap = &self.s.taps[t];
             // With a virtio-net header, it lands in the headroom and the frame at HEADROOM.
             let at = if tap.vnet_hdr {
@@ -413,13 +345,13 @@ impl Worker {
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    self.flush_tunnel(now);
+                    self.s.tx.flush(now, &mut self.ctr);
                     return Err(self.device_failed(t, "read from", &e));
                 }
             };
-            self.txb.commit_slot();
+            self.s.tx.txb.commit_slot();
             taken += 1;
-            let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + n];
+            let frame = &self.s.tx.txb.slot_mut(slot)[HEADROOM..HEADROOM + n];
             let tso = match tso.map(|v| batch_tso::tso_frame(&v, frame)) {
                 None => None,
                 Some(Some(t)) => Some(t),
@@ -458,227 +390,17 @@ impl Worker {
                 self.ctr.rx_device += more_segs;
                 self.ctr.flood_copies += (self.ctr.flood_copies - floods) * more_segs;
             }
-            for i in 0..self.actions.len() {
-                if let Action::ToTunnel { vni, dst } = self.actions.as_slice()[i] {
-                    match &tso {
-                        None => self.queue_tunnel(now, vni, dst, slot, n),
-                        Some(tf) => {
-                            let from = self.send_gso(now, vni, dst, slot, n, tf);
-                            for k in from..tf.segments() {
-                                self.queue_segment(now, vni, dst, slot, n, tf, k);
-                            }
-                        }
-                    }
-                }
-            }
+            self.s.tx.send_copies(
+                now,
+                self.actions.as_slice(),
+                slot,
+                n,
+                tso.as_ref(),
+                &mut self.ctr,
+            );
         }
-        self.flush_tunnel(now);
+        self.s.tx.flush(now, &mut self.ctr);
         Ok(more)
-    }
-
-    /// Encapsulates the frame in send slot `slot` (`len` bytes at `HEADROOM`) for `dst` and
-    /// queues the copy.
-    fn queue_tunnel(&mut self, now: Timestamp, vni: Vni, dst: Ipv4Addr, slot: usize, len: usize) {
-        if !self.txb.has_room() {
-            self.flush_tunnel(now);
-        }
-        let Some(enc) = template(&mut self.encaps, &self.s.vxlan, dst) else {
-            return self.ctr.drop(DropReason::TunnelTxError);
-        };
-        let buf = self.txb.slot_mut(slot);
-        let range = match enc.encapsulate(buf, HEADROOM, len, &VxlanTx::new(vni)) {
-            Ok(r) => r,
-            Err(encap::Error::Invalid {
-                reason: Invalid::TooLong,
-                ..
-            }) => {
-                return self.ctr.drop(DropReason::TooBig);
-            }
-            Err(_) => return self.ctr.drop(DropReason::LocalRunt),
-        };
-        let mut head = [0u8; OVERHEAD];
-        head.copy_from_slice(&buf[range.start..range.start + OVERHEAD]);
-        if !self.txb.push(&head, slot, len, dst) {
-            self.ctr.drop(DropReason::TunnelTxError);
-        }
-    }
-
-    /// Cuts segment `k` out of the TCP super-frame in send slot `slot` (`len` bytes at
-    /// `HEADROOM`), encapsulates it for `dst` and queues it: its outer and inner headers as the
-    /// head, its payload from the slot.
-    #[allow(clippy::too_many_arguments)]
-    fn queue_segment(
-        &mut self,
-        now: Timestamp,
-        vni: Vni,
-        dst: Ipv4Addr,
-        slot: usize,
-        len: usize,
-        t: &TsoFrame,
-        k: usize,
-    ) {
-        if !self.txb.has_room() {
-            self.flush_tunnel(now);
-        }
-        let Some(enc) = template(&mut self.encaps, &self.s.vxlan, dst) else {
-            return self.ctr.drop(DropReason::TunnelTxError);
-        };
-        let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
-        let mut inner = [0u8; MAX_HEADER];
-        let Some(payload) = batch_tso::segment(frame, t, k, &mut inner) else {
-            return self.ctr.drop(DropReason::DeviceOffload);
-        };
-        let (h, plen) = (t.hdr_len, payload.len());
-        self.scratch[OVERHEAD..OVERHEAD + h].copy_from_slice(&inner[..h]);
-        if self.s.vxlan.udp_checksum {
-            // Only a UDP checksum reads the payload; it is sent from the slot either way.
-            self.scratch[OVERHEAD + h..OVERHEAD + h + plen]
-                .copy_from_slice(&frame[payload.clone()]);
-        }
-        let range = match enc.encapsulate(&mut self.scratch, OVERHEAD, h + plen, &VxlanTx::new(vni))
-        {
-            Ok(r) => r,
-            Err(encap::Error::Invalid {
-                reason: Invalid::TooLong,
-                ..
-            }) => return self.ctr.drop(DropReason::TooBig),
-            Err(_) => return self.ctr.drop(DropReason::LocalRunt),
-        };
-        let mut head = [0u8; MAX_HEAD];
-        head[..OVERHEAD].copy_from_slice(&self.scratch[range.start..range.start + OVERHEAD]);
-        head[OVERHEAD..OVERHEAD + h].copy_from_slice(&inner[..h]);
-        if !self.txb.push_part(
-            &head[..OVERHEAD + h],
-            slot,
-            HEADROOM + payload.start,
-            plen,
-            dst,
-        ) {
-            self.ctr.drop(DropReason::TunnelTxError);
-        }
-    }
-
-    /// Sends all segments of the TCP super-frame in send slot `slot` (`len` bytes at
-    /// `HEADROOM`) to `dst` with one UDP GSO `sendmsg` from the pool socket bound to the flow's
-    /// source port. Returns how many segments (from the first) were sent: the caller queues
-    /// the rest one by one (0 when GSO does not fit).
-    #[allow(clippy::too_many_arguments)]
-    fn send_gso(
-        &mut self,
-        now: Timestamp,
-        vni: Vni,
-        dst: Ipv4Addr,
-        slot: usize,
-        len: usize,
-        t: &TsoFrame,
-    ) -> usize {
-        let segs = t.segments();
-        let h = t.hdr_len;
-        if !(2..=crate::sys::MAX_BATCH).contains(&segs) {
-            return 0;
-        }
-        let Some(enc) = template(&mut self.encaps, &self.s.vxlan, dst) else {
-            return 0;
-        };
-        // The outer header of the first segment gives the flow's source port, TTL and TOS.
-        let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
-        let mut inner = [0u8; MAX_HEADER];
-        let Some(p0) = batch_tso::segment(frame, t, 0, &mut inner) else {
-            return 0;
-        };
-        self.scratch[OVERHEAD..OVERHEAD + h].copy_from_slice(&inner[..h]);
-        let Ok(range) = enc.encapsulate(
-            &mut self.scratch,
-            OVERHEAD,
-            h + p0.len(),
-            &VxlanTx::new(vni),
-        ) else {
-            return 0;
-        };
-        let outer = &self.scratch[range.start..range.start + OVERHEAD];
-        let (tos, ttl) = (outer[1], outer[8]);
-        let port = u16::from_be_bytes([outer[20], outer[21]]);
-        let mut vx = [0u8; HEADER_LEN];
-        vx.copy_from_slice(&outer[28..OVERHEAD]);
-        let gso_size = HEADER_LEN + h + t.mss;
-        let Ok(gso16) = u16::try_from(gso_size) else {
-            return 0;
-        };
-        if self.gso_socks.len() >= MAX_GSO_SOCKETS && !self.gso_socks.contains_key(&port) {
-            self.gso_socks.clear();
-        }
-        let local = self.s.vxlan.local;
-        let entry = self
-            .gso_socks
-            .entry(port)
-            .or_insert_with(|| super::socket::open_gso_sender(local, port).map(|s| (s, 0, 0)));
-        let Some((sock, cur_tos, cur_ttl)) = entry else {
-            return 0;
-        };
-        if *cur_tos != tos || *cur_ttl != ttl {
-            if sock.set_tos_v4(u32::from(tos)).is_err() || sock.set_ttl_v4(u32::from(ttl)).is_err()
-            {
-                return 0;
-            }
-            (*cur_tos, *cur_ttl) = (tos, ttl);
-        }
-        // Whatever was queued before goes first: a flow is never reordered.
-        self.flush_tunnel(now);
-        let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
-        let mut iov = [IoSlice::new(&[]); 2 * crate::sys::MAX_BATCH];
-        for k in 0..segs {
-            let head = &mut self.gso_heads[k];
-            let Some(p) = batch_tso::segment(frame, t, k, &mut inner) else {
-                return 0;
-            };
-            if k + 1 < segs && p.len() != t.mss {
-                return 0;
-            }
-            head[..HEADER_LEN].copy_from_slice(&vx);
-            head[HEADER_LEN..HEADER_LEN + h].copy_from_slice(&inner[..h]);
-            iov[2 * k + 1] = IoSlice::new(&frame[p]);
-        }
-        for k in 0..segs {
-            iov[2 * k] = IoSlice::new(&self.gso_heads[k][..HEADER_LEN + h]);
-        }
-        let Some((sock, _, _)) = self.gso_socks.get(&port).and_then(|e| e.as_ref()) else {
-            return 0;
-        };
-        let to = std::net::SocketAddrV4::new(dst, self.s.vxlan.dst_port);
-        // One send carries at most 64 KiB of UDP payload.
-        let per_send = (usize::from(u16::MAX) - 8) / gso_size;
-        let mut sent = 0;
-        while sent < segs {
-            let k = per_send.min(segs - sent);
-            if crate::sys::send_segmented(sock, &iov[2 * sent..2 * (sent + k)], to, gso16).is_err()
-            {
-                break;
-            }
-            sent += k;
-        }
-        self.ctr.tx_tunnel += sent as u64;
-        sent
-    }
-
-    /// Sends the queued copies; counts each refused one under its reason.
-    fn flush_tunnel(&mut self, now: Timestamp) {
-        if self.txb.is_empty() {
-            return;
-        }
-        let (ctr, log) = (&mut self.ctr, &mut self.tunnel_err_log);
-        let done = self.txb.flush(&self.s.raw, |dst, e| {
-            let reason = match e.raw_os_error() {
-                Some(libc::ENOBUFS) => DropReason::TunnelTxNoBufs,
-                Some(libc::EAGAIN) => DropReason::TunnelTxFull,
-                // Unreachable, EMSGSIZE, ...: this copy is lost, the loop goes on.
-                _ => DropReason::TunnelTxError,
-            };
-            ctr.drop(reason);
-            if let Some(held) = log.check(now) {
-                warn!(remote = %dst, error = %e, suppressed = held, "send to remote VTEP failed");
-            }
-        });
-        self.ctr.tx_tunnel += done.sent;
     }
 
     /// Hands the inner frame of received datagram `i` (from `offset`) to network `net`'s
@@ -836,48 +558,7 @@ impl Worker {
                 debug!(entries = aged, "FDB entries aged out");
             }
         }
-        if now >= self.next_report {
-            self.next_report = now.add(REPORT);
-            self.report_drops();
-        }
-    }
-
-    /// Logs, at most once per period, how many packets were dropped since the last report.
-    fn report_drops(&mut self) {
-        let mut parts = Vec::new();
-        for r in DropReason::ALL {
-            let (now, before) = (self.ctr.drops_of(*r), self.drops_reported[*r as usize]);
-            if now > before {
-                parts.push(format!("{}={}", r.name(), now - before));
-            }
-            self.drops_reported[*r as usize] = now;
-        }
-        if !parts.is_empty() {
-            info!(
-                worker = self.s.id,
-                "dropped in the last {}s: {}",
-                REPORT.as_secs(),
-                parts.join(" ")
-            );
-        }
-    }
-}
-
-/// The outer header template for `dst`, made on first use (`None` if the settings cannot
-/// make one). The cache is emptied, not freed, when it reaches its cap.
-fn template<'a>(
-    encaps: &'a mut HashMap<Ipv4Addr, VxlanEncap, ahash::RandomState>,
-    cfg: &VxlanConfig,
-    dst: Ipv4Addr,
-) -> Option<&'a VxlanEncap> {
-    if encaps.len() >= MAX_TEMPLATES && !encaps.contains_key(&dst) {
-        encaps.clear();
-    }
-    match encaps.entry(dst) {
-        std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
-        std::collections::hash_map::Entry::Vacant(v) => {
-            VxlanEncap::new(cfg, dst).ok().map(|enc| &*v.insert(enc))
-        }
+        self.drop_report.tick(now, self.s.id, &self.ctr);
     }
 }
 

@@ -1,0 +1,351 @@
+//! The device -> tunnel half of a VXLAN worker, shared by the L2 worker ([`super::worker`])
+//! and the L3 VXLAN worker ([`super::l3_vxlan`]): frames read into the slots of a
+//! [`SendBatch`], encapsulated with `encap`'s per-remote [`VxlanEncap`] template, and sent in
+//! one `sendmmsg` on the raw socket (each inner flow keeps its own UDP source port). Payloads
+//! are never copied in user space; only headers are.
+//!
+//! A TCP/IPv4 super-frame (device TSO, cut by [`batch_tso`]) going to one remote leaves as one
+//! UDP GSO `sendmsg` (UDP_SEGMENT: the kernel cuts it into equal-size datagrams, at most
+//! 64 KiB a send) from a UDP socket bound to `--local` and to the flow's own source port (the
+//! one the raw path would write; a small pool, [`MAX_GSO_SOCKETS`], opened on first use without
+//! SO_REUSEPORT; a port that cannot be bound falls back to the raw path). DF is set on those
+//! sockets (IP_PMTUDISC_DO), TTL and TOS (DSCP + ECN) are set per super-frame from the outer
+//! header encap computed for its first segment; the kernel writes the IP ID and always a UDP
+//! checksum (also with `udp_checksum` off). Whatever a GSO send refuses goes the raw way,
+//! segment by segment.
+//!
+//! Everything is allocated once; the template cache and the socket pool only allocate when a
+//! new remote or port is first seen, and are cleared (not freed) at their caps.
+
+use super::batch::{HEADROOM, MAX_HEAD, MAX_PACKET, SendBatch};
+use super::batch_gro::MAX_HEADER;
+use super::batch_tso::{self, TsoFrame};
+use super::ratelimit::RateLimit;
+use crate::core::{Action, Counters, DropReason, Timestamp};
+use encap::tunnel::vxlan::OVERHEAD;
+use encap::vxlan::HEADER_LEN;
+use encap::{Invalid, Vni, VxlanConfig, VxlanEncap, VxlanTx};
+use socket2::Socket;
+use std::collections::HashMap;
+use std::io::IoSlice;
+use std::net::Ipv4Addr;
+use tracing::warn;
+
+/// Remotes whose header template is cached; the cache is emptied (not freed) when full.
+const MAX_TEMPLATES: usize = 4096;
+/// UDP GSO send sockets kept open (one per flow source port in use); the pool is closed and
+/// refilled on demand when full.
+pub const MAX_GSO_SOCKETS: usize = 64;
+
+/// Frames read from a device, and their encapsulated copies on their way to remote VTEPs.
+#[derive(Debug)]
+pub struct TunnelTx {
+    raw: Socket,
+    vxlan: VxlanConfig,
+    /// Outer header templates by remote VTEP.
+    encaps: HashMap<Ipv4Addr, VxlanEncap, ahash::RandomState>,
+    /// Frames from the device and the encapsulated copies waiting for `sendmmsg`.
+    pub txb: SendBatch,
+    /// Where a segment's outer headers are computed (headroom, inner headers, room for the
+    /// payload, which stays in its frame slot).
+    scratch: Box<[u8]>,
+    /// UDP GSO send sockets by source port (with the TOS and TTL they are set to; `None`:
+    /// the port could not be bound).
+    gso_socks: HashMap<u16, Option<(Socket, u8, u8)>, ahash::RandomState>,
+    /// The VXLAN and inner headers of each segment of a UDP GSO send.
+    gso_heads: Box<[[u8; HEADER_LEN + MAX_HEADER]; crate::sys::MAX_BATCH]>,
+    err_log: RateLimit,
+}
+
+impl TunnelTx {
+    /// Sends on the non-blocking raw socket `raw` with the outer header settings `vxlan`.
+    pub fn new(raw: Socket, vxlan: VxlanConfig) -> TunnelTx {
+        TunnelTx {
+            raw,
+            vxlan,
+            encaps: HashMap::with_capacity_and_hasher(64, ahash::RandomState::new()),
+            txb: SendBatch::new(),
+            scratch: vec![0u8; OVERHEAD + MAX_PACKET + 64].into_boxed_slice(),
+            gso_socks: HashMap::with_capacity_and_hasher(
+                MAX_GSO_SOCKETS,
+                ahash::RandomState::new(),
+            ),
+            gso_heads: Box::new([[0u8; HEADER_LEN + MAX_HEADER]; crate::sys::MAX_BATCH]),
+            err_log: RateLimit::default(),
+        }
+    }
+
+    /// Sends a copy of the frame in send slot `slot` (`len` bytes at `HEADROOM`; a TCP
+    /// super-frame when `tso`) for every [`Action::ToTunnel`] among `actions` (the core's
+    /// decision for it: one remote, or one per peer for head-end replication).
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_copies(
+        &mut self,
+        now: Timestamp,
+        actions: &[Action],
+        slot: usize,
+        len: usize,
+        tso: Option<&TsoFrame>,
+        ctr: &mut Counters,
+    ) {
+        for a in actions {
+            if let Action::ToTunnel { vni, dst } = *a {
+                match tso {
+                    None => self.queue(now, vni, dst, slot, len, ctr),
+                    Some(t) => self.queue_super(now, vni, dst, slot, len, t, ctr),
+                }
+            }
+        }
+    }
+
+    /// Encapsulates the frame in send slot `slot` (`len` bytes at `HEADROOM`) for `dst` and
+    /// queues the copy.
+    #[allow(clippy::too_many_arguments)]
+    fn queue(
+        &mut self,
+        now: Timestamp,
+        vni: Vni,
+        dst: Ipv4Addr,
+        slot: usize,
+        len: usize,
+        ctr: &mut Counters,
+    ) {
+        if !self.txb.has_room() {
+            self.flush(now, ctr);
+        }
+        let Some(enc) = template(&mut self.encaps, &self.vxlan, dst) else {
+            return ctr.drop(DropReason::TunnelTxError);
+        };
+        let buf = self.txb.slot_mut(slot);
+        let range = match enc.encapsulate(buf, HEADROOM, len, &VxlanTx::new(vni)) {
+            Ok(r) => r,
+            Err(encap::Error::Invalid {
+                reason: Invalid::TooLong,
+                ..
+            }) => return ctr.drop(DropReason::TooBig),
+            Err(_) => return ctr.drop(DropReason::LocalRunt),
+        };
+        let mut head = [0u8; OVERHEAD];
+        head.copy_from_slice(&buf[range.start..range.start + OVERHEAD]);
+        if !self.txb.push(&head, slot, len, dst) {
+            ctr.drop(DropReason::TunnelTxError);
+        }
+    }
+
+    /// Sends every segment of the TCP super-frame `t` in send slot `slot` (`len` bytes at
+    /// `HEADROOM`) to `dst`: as UDP GSO sends where it can, the rest queued one by one.
+    #[allow(clippy::too_many_arguments)]
+    fn queue_super(
+        &mut self,
+        now: Timestamp,
+        vni: Vni,
+        dst: Ipv4Addr,
+        slot: usize,
+        len: usize,
+        t: &TsoFrame,
+        ctr: &mut Counters,
+    ) {
+        let from = self.send_gso(now, vni, dst, slot, len, t, ctr);
+        for k in from..t.segments() {
+            self.queue_segment(now, vni, dst, slot, len, t, k, ctr);
+        }
+    }
+
+    /// Cuts segment `k` out of the TCP super-frame in send slot `slot` (`len` bytes at
+    /// `HEADROOM`), encapsulates it for `dst` and queues it: its outer and inner headers as the
+    /// head, its payload from the slot.
+    #[allow(clippy::too_many_arguments)]
+    fn queue_segment(
+        &mut self,
+        now: Timestamp,
+        vni: Vni,
+        dst: Ipv4Addr,
+        slot: usize,
+        len: usize,
+        t: &TsoFrame,
+        k: usize,
+        ctr: &mut Counters,
+    ) {
+        if !self.txb.has_room() {
+            self.flush(now, ctr);
+        }
+        let Some(enc) = template(&mut self.encaps, &self.vxlan, dst) else {
+            return ctr.drop(DropReason::TunnelTxError);
+        };
+        let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
+        let mut inner = [0u8; MAX_HEADER];
+        let Some(payload) = batch_tso::segment(frame, t, k, &mut inner) else {
+            return ctr.drop(DropReason::DeviceOffload);
+        };
+        let (h, plen) = (t.hdr_len, payload.len());
+        self.scratch[OVERHEAD..OVERHEAD + h].copy_from_slice(&inner[..h]);
+        if self.vxlan.udp_checksum {
+            // Only a UDP checksum reads the payload; it is sent from the slot either way.
+            self.scratch[OVERHEAD + h..OVERHEAD + h + plen]
+                .copy_from_slice(&frame[payload.clone()]);
+        }
+        let range = match enc.encapsulate(&mut self.scratch, OVERHEAD, h + plen, &VxlanTx::new(vni))
+        {
+            Ok(r) => r,
+            Err(encap::Error::Invalid {
+                reason: Invalid::TooLong,
+                ..
+            }) => return ctr.drop(DropReason::TooBig),
+            Err(_) => return ctr.drop(DropReason::LocalRunt),
+        };
+        let mut head = [0u8; MAX_HEAD];
+        head[..OVERHEAD].copy_from_slice(&self.scratch[range.start..range.start + OVERHEAD]);
+        head[OVERHEAD..OVERHEAD + h].copy_from_slice(&inner[..h]);
+        if !self.txb.push_part(
+            &head[..OVERHEAD + h],
+            slot,
+            HEADROOM + payload.start,
+            plen,
+            dst,
+        ) {
+            ctr.drop(DropReason::TunnelTxError);
+        }
+    }
+
+    /// Sends all segments of the TCP super-frame in send slot `slot` (`len` bytes at
+    /// `HEADROOM`) to `dst` with one UDP GSO `sendmsg` from the pool socket bound to the flow's
+    /// source port. Returns how many segments (from the first) were sent: the caller queues
+    /// the rest one by one (0 when GSO does not fit).
+    #[allow(clippy::too_many_arguments)]
+    fn send_gso(
+        &mut self,
+        now: Timestamp,
+        vni: Vni,
+        dst: Ipv4Addr,
+        slot: usize,
+        len: usize,
+        t: &TsoFrame,
+        ctr: &mut Counters,
+    ) -> usize {
+        let segs = t.segments();
+        let h = t.hdr_len;
+        if !(2..=crate::sys::MAX_BATCH).contains(&segs) {
+            return 0;
+        }
+        let Some(enc) = template(&mut self.encaps, &self.vxlan, dst) else {
+            return 0;
+        };
+        // The outer header of the first segment gives the flow's source port, TTL and TOS.
+        let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
+        let mut inner = [0u8; MAX_HEADER];
+        let Some(p0) = batch_tso::segment(frame, t, 0, &mut inner) else {
+            return 0;
+        };
+        self.scratch[OVERHEAD..OVERHEAD + h].copy_from_slice(&inner[..h]);
+        let Ok(range) = enc.encapsulate(
+            &mut self.scratch,
+            OVERHEAD,
+            h + p0.len(),
+            &VxlanTx::new(vni),
+        ) else {
+            return 0;
+        };
+        let outer = &self.scratch[range.start..range.start + OVERHEAD];
+        let (tos, ttl) = (outer[1], outer[8]);
+        let port = u16::from_be_bytes([outer[20], outer[21]]);
+        let mut vx = [0u8; HEADER_LEN];
+        vx.copy_from_slice(&outer[28..OVERHEAD]);
+        let gso_size = HEADER_LEN + h + t.mss;
+        let Ok(gso16) = u16::try_from(gso_size) else {
+            return 0;
+        };
+        if self.gso_socks.len() >= MAX_GSO_SOCKETS && !self.gso_socks.contains_key(&port) {
+            self.gso_socks.clear();
+        }
+        let local = self.vxlan.local;
+        let entry = self
+            .gso_socks
+            .entry(port)
+            .or_insert_with(|| super::socket::open_gso_sender(local, port).map(|s| (s, 0, 0)));
+        let Some((sock, cur_tos, cur_ttl)) = entry else {
+            return 0;
+        };
+        if *cur_tos != tos || *cur_ttl != ttl {
+            if sock.set_tos_v4(u32::from(tos)).is_err() || sock.set_ttl_v4(u32::from(ttl)).is_err()
+            {
+                return 0;
+            }
+            (*cur_tos, *cur_ttl) = (tos, ttl);
+        }
+        // Whatever was queued before goes first: a flow is never reordered.
+        self.flush(now, ctr);
+        let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
+        let mut iov = [IoSlice::new(&[]); 2 * crate::sys::MAX_BATCH];
+        for k in 0..segs {
+            let head = &mut self.gso_heads[k];
+            let Some(p) = batch_tso::segment(frame, t, k, &mut inner) else {
+                return 0;
+            };
+            if k + 1 < segs && p.len() != t.mss {
+                return 0;
+            }
+            head[..HEADER_LEN].copy_from_slice(&vx);
+            head[HEADER_LEN..HEADER_LEN + h].copy_from_slice(&inner[..h]);
+            iov[2 * k + 1] = IoSlice::new(&frame[p]);
+        }
+        for k in 0..segs {
+            iov[2 * k] = IoSlice::new(&self.gso_heads[k][..HEADER_LEN + h]);
+        }
+        let Some((sock, _, _)) = self.gso_socks.get(&port).and_then(|e| e.as_ref()) else {
+            return 0;
+        };
+        let to = std::net::SocketAddrV4::new(dst, self.vxlan.dst_port);
+        // One send carries at most 64 KiB of UDP payload.
+        let per_send = (usize::from(u16::MAX) - 8) / gso_size;
+        let mut sent = 0;
+        while sent < segs {
+            let k = per_send.min(segs - sent);
+            if crate::sys::send_segmented(sock, &iov[2 * sent..2 * (sent + k)], to, gso16).is_err()
+            {
+                break;
+            }
+            sent += k;
+        }
+        ctr.tx_tunnel += sent as u64;
+        sent
+    }
+
+    /// Sends the queued copies; counts each refused one under its reason.
+    pub fn flush(&mut self, now: Timestamp, ctr: &mut Counters) {
+        if self.txb.is_empty() {
+            return;
+        }
+        let log = &mut self.err_log;
+        let done = self.txb.flush(&self.raw, |dst, e| {
+            let reason = match e.raw_os_error() {
+                Some(libc::ENOBUFS) => DropReason::TunnelTxNoBufs,
+                Some(libc::EAGAIN) => DropReason::TunnelTxFull,
+                // Unreachable, EMSGSIZE, ...: this copy is lost, the loop goes on.
+                _ => DropReason::TunnelTxError,
+            };
+            ctr.drop(reason);
+            if let Some(held) = log.check(now) {
+                warn!(remote = %dst, error = %e, suppressed = held, "send to remote VTEP failed");
+            }
+        });
+        ctr.tx_tunnel += done.sent;
+    }
+}
+
+/// The outer header template for `dst`, made on first use (`None` if the settings cannot
+/// make one). The cache is emptied, not freed, when it reaches its cap.
+fn template<'a>(
+    encaps: &'a mut HashMap<Ipv4Addr, VxlanEncap, ahash::RandomState>,
+    cfg: &VxlanConfig,
+    dst: Ipv4Addr,
+) -> Option<&'a VxlanEncap> {
+    if encaps.len() >= MAX_TEMPLATES && !encaps.contains_key(&dst) {
+        encaps.clear();
+    }
+    match encaps.entry(dst) {
+        std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            VxlanEncap::new(cfg, dst).ok().map(|enc| &*v.insert(enc))
+        }
+    }
+}
