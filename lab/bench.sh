@@ -54,7 +54,9 @@
 #   --profile-load tcp|udp
 #                 the load while profiling: one iperf3 TCP stream (default) or the 64-byte UDP flood
 # Environment: VTEPD_BIN (a built vtepd; otherwise cargo builds the release binary), BENCH_VTEPD_ARGS
-# (extra `vtepd run` flags, word-split, e.g. "--threads 1"), LAB_SKIP_SETUP=1, LAB_PREFIX.
+# (extra `vtepd run` flags, word-split, e.g. "--threads 1"), BENCH_PROFILE_SYSTEM=1 (--profile perf
+# samples the whole machine - iperf3, softirqs, idle - instead of the two daemons), LAB_SKIP_SETUP=1,
+# LAB_PREFIX.
 # Exit status: 0 when every selected mode was measured or is not supported by this vtepd yet (vtepd
 # exits with status 2 saying "not supported": reported as n/a), 1 when a mode that should work failed,
 # 2 for bad usage.
@@ -566,7 +568,9 @@ bench_profile() {
     fi
     load=$!
     if [ "$PROFILE" = perf ]; then
-        perf record -q -g -e cpu-clock -F 1999 -p "$(IFS=,; echo "${pids[*]}")" -o "$out-perf.data" \
+        local scope=(-p "$(IFS=,; echo "${pids[*]}")")
+        [ "${BENCH_PROFILE_SYSTEM:-0}" = 1 ] && scope=(-a)
+        perf record -q -g -e cpu-clock -F 1999 "${scope[@]}" -o "$out-perf.data" \
             -- sleep "$PROFILE_SECS" 2>"$LAB_DIR/perf.log" || lab_die "perf record failed: $(cat "$LAB_DIR/perf.log")" || rc=1
     else
         sleep "$PROFILE_SECS"
