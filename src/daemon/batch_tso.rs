@@ -141,7 +141,7 @@ pub fn segment(
 
 #[cfg(test)]
 mod tests {
-    use super::super::batch_gro::tcp_segment;
+    use super::super::batch_gro::{Framing, tcp_segment};
     use super::*;
 
     /// A super-frame: headers (with TCP options) then `payload` bytes, as the kernel hands it
@@ -203,7 +203,8 @@ mod tests {
                 // The GRO checker verifies the TCP checksum (it refuses FIN, so clear it and
                 // fix the checksum up for that check alone).
                 if flags & (TCP_FIN | TCP_CWR) == 0 {
-                    let s = tcp_segment(&seg).unwrap_or_else(|| panic!("segment {k} invalid"));
+                    let s = tcp_segment(&seg, Framing::Ethernet)
+                        .unwrap_or_else(|| panic!("segment {k} invalid"));
                     assert_eq!(s.seq, 0xffff_fff0u32.wrapping_add((k * mss) as u32));
                 }
                 let id = u16::from_be_bytes([seg[18], seg[19]]);

@@ -21,10 +21,12 @@
 //! with `sendmmsg`, IPIP packets arrive with `recvmmsg`, and decapsulated TCP segments are
 //! coalesced into GSO writes to the device.
 
+use super::batch_gro::{self, Flushed, Framing, Part, TcpRun};
 use super::device::{self, Underlay};
 use super::ipip_group::open_ipip_group;
-use super::l3_offload::{TunReader, TunWriter, TunnelQueue};
+use super::l3_offload::{TunReader, TunnelQueue};
 use super::netlink::{KernelRoutes, RouteService};
+use super::ratelimit::{DropReport, RateLimit};
 use super::stats::{Clock, StatsBoard};
 use super::tun::{self, IPIP_OVERHEAD, Tun};
 use crate::cli::Failure;
@@ -39,7 +41,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use socket2::Socket;
-use std::io::{self, ErrorKind};
+use std::io::{self, ErrorKind, IoSlice};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
@@ -56,8 +58,6 @@ const WORKER_WAKE: Token = Token(2);
 const RECV_SLOT: usize = 65_536;
 /// Reads (device reads or `recvmmsg` calls) from one source before looking at the other.
 const BUDGET: usize = 16;
-/// Period of the drop summary and of rate-limited error logs.
-const REPORT: Duration = Duration::from_secs(10);
 
 /// The tunnel MTU: what fits in one underlay packet after the outer header.
 fn tunnel_mtu(underlay: &Underlay, dev: &str) -> Result<u16, Failure> {
@@ -284,9 +284,6 @@ fn wait(
     }
 }
 
-/// IP protocol number of TCP.
-const IPPROTO_TCP: u8 = 6;
-
 /// Writes one IP packet to the device; with offloads on (`vnet_hdr`), behind a zero virtio-net
 /// header (no offload asked for) assembled in `scratch`.
 fn write_plain(
@@ -308,23 +305,11 @@ fn write_plain(
     dev.send(&scratch[..end])
 }
 
-/// Allows one log line per period and counts the ones it held back.
-#[derive(Debug, Default)]
-struct RateLimit {
-    next: Timestamp,
-    suppressed: u64,
-}
-
-impl RateLimit {
-    fn check(&mut self, now: Timestamp) -> Option<u64> {
-        if now >= self.next {
-            self.next = now.add(REPORT);
-            Some(std::mem::take(&mut self.suppressed))
-        } else {
-            self.suppressed += 1;
-            None
-        }
-    }
+/// The packet received `i`-th into `inp` (slots [`RECV_SLOT`] bytes apart, their lengths in
+/// `meta`), from `off` on; `None` outside what was read.
+fn received<'a>(inp: &'a [u8], meta: &[RecvMeta], (i, off): Part) -> Option<&'a [u8]> {
+    let len = meta.get(i)?.len;
+    inp.get(i * RECV_SLOT + off..i * RECV_SLOT + len)
 }
 
 /// An IPIP dataplane worker: one mio loop over its TUN queue and its raw socket.
@@ -348,15 +333,16 @@ struct IpipWorker {
     /// IPIP packets from the socket, one `recvmmsg` worth, `RECV_SLOT` bytes apart.
     inp: Box<[u8]>,
     inp_meta: [RecvMeta; MAX_BATCH],
-    /// Decapsulated packets waiting for the device.
-    to_dev: TunWriter,
+    /// Decapsulated TCP segments waiting for the device, to be coalesced into one GSO write.
+    run: TcpRun,
+    /// The device's MTU (largest packet it sends).
+    mtu: usize,
     /// Single writes (ICMP replies, non-TCP packets) are assembled here behind a zero
     /// virtio-net header when the device has offloads.
     scratch: Box<[u8]>,
     vnet_hdr: bool,
     pending: [bool; 2],
-    next_report: Timestamp,
-    drops_reported: [u64; DropReason::COUNT],
+    drop_report: DropReport,
     tunnel_err_log: RateLimit,
     device_err_log: RateLimit,
     socket_err_log: RateLimit,
@@ -394,7 +380,7 @@ impl IpipWorker {
                 dev_name: tun.name.clone(),
                 sock,
                 poll,
-                next_report: clock.now().add(REPORT),
+                drop_report: DropReport::new(clock.now()),
                 clock,
                 board,
                 stop,
@@ -404,11 +390,11 @@ impl IpipWorker {
                 queue: TunnelQueue::new(),
                 inp: vec![0u8; MAX_BATCH * RECV_SLOT].into_boxed_slice(),
                 inp_meta: [RecvMeta::default(); MAX_BATCH],
-                to_dev: TunWriter::new(),
+                run: TcpRun::new(Framing::Ip),
+                mtu: usize::from(tun.mtu),
                 scratch: vec![0u8; tun_rs::VIRTIO_NET_HDR_LEN + 65_536].into_boxed_slice(),
                 vnet_hdr,
                 pending: [true, true],
-                drops_reported: [0; DropReason::COUNT],
                 tunnel_err_log: RateLimit::default(),
                 device_err_log: RateLimit::default(),
                 socket_err_log: RateLimit::default(),
@@ -450,10 +436,7 @@ impl IpipWorker {
                 self.pending[1] = self.drain_device(now)?;
             }
             self.board.publish(self.index, &self.ctr);
-            if now >= self.next_report {
-                self.next_report = now.add(REPORT);
-                self.report_drops();
-            }
+            self.drop_report.tick(now, self.index, &self.ctr);
         }
     }
 
@@ -490,25 +473,8 @@ impl IpipWorker {
                 let verdict = self
                     .ipip
                     .on_remote_ipip(now, &mut slot[..meta.len], &mut self.ctr);
-                let RemoteVerdict::ToDevice { range } = verdict else {
-                    continue;
-                };
-                let inner = &slot[range];
-                if inner.get(9) == Some(&IPPROTO_TCP) {
-                    // TCP goes through the coalescing writer (one `recvmmsg` worth, flushed
-                    // after each: room enough).
-                    if !self.to_dev.push(inner) {
-                        self.ctr.drop(DropReason::DeviceTxError);
-                    }
-                } else {
-                    // Everything else is written as it is: UDP coalesced into USO writes
-                    // would reach the far side as the same datagrams, but the device counts
-                    // (and qdiscs see) one packet per write.
-                    let res = write_plain(&self.dev, self.vnet_hdr, &mut self.scratch, inner);
-                    match res {
-                        Ok(_) => self.ctr.tx_device += 1,
-                        Err(e) => self.device_error(now, &e),
-                    }
+                if let RemoteVerdict::ToDevice { range } = verdict {
+                    self.deliver(now, i, range);
                 }
             }
             self.flush_device(now);
@@ -516,16 +482,75 @@ impl IpipWorker {
         more
     }
 
-    /// Writes the decapsulated packets waiting for the device.
+    /// Hands the inner packet `range` of the packet received `i`-th to the device: a TCP
+    /// segment that continues the pending run joins it; a super-packet the underlay's GRO
+    /// merged is written as GSO; anything else is written as it is (after the run).
+    fn deliver(&mut self, now: Timestamp, i: usize, range: std::ops::Range<usize>) {
+        let part = (i, range.start);
+        let base = i * RECV_SLOT;
+        let Some(inner) = self.inp.get(base + range.start..base + range.end) else {
+            return self.ctr.drop(DropReason::BadIpip);
+        };
+        if self.vnet_hdr {
+            if let Some(seg) = batch_gro::tcp_segment(inner, Framing::Ip) {
+                let (inp, meta) = (&self.inp, &self.inp_meta);
+                let bytes = |p: Part| received(inp, meta, p);
+                if !self.run.offer(0, part, &seg, bytes) {
+                    self.flush_device(now);
+                    self.run.start(0, part, &seg);
+                }
+                return;
+            }
+            self.flush_device(now);
+            let inner = &self.inp[base + range.start..base + range.end];
+            if let Some(vnet) = batch_gro::kernel_merged(inner, Framing::Ip, self.mtu) {
+                let iov = [IoSlice::new(&vnet), IoSlice::new(inner)];
+                match self.dev.send_vectored(&iov) {
+                    Ok(_) => self.ctr.tx_device += 1,
+                    Err(e) => self.device_error(now, &e),
+                }
+                return;
+            }
+        } else if batch_gro::kernel_merged(inner, Framing::Ip, self.mtu).is_some() {
+            // No offloads to hand it over with: complete its checksum, write it whole.
+            let inner = &mut self.inp[base + range.start..base + range.end];
+            batch_gro::complete_merged(inner, Framing::Ip);
+        }
+        self.write_one(now, part);
+    }
+
+    /// Writes the packet at `part` (an inner packet of the receive batch) as it is.
+    fn write_one(&mut self, now: Timestamp, part: Part) {
+        let Some(packet) = received(&self.inp, &self.inp_meta, part) else {
+            return self.ctr.drop(DropReason::DeviceTxError);
+        };
+        let res = write_plain(&self.dev, self.vnet_hdr, &mut self.scratch, packet);
+        match res {
+            Ok(_) => self.ctr.tx_device += 1,
+            Err(e) => self.device_error(now, &e),
+        }
+    }
+
+    /// Writes the pending run of TCP segments: several as one GSO packet (one by one if the
+    /// kernel refuses it), a single one as it is.
     fn flush_device(&mut self, now: Timestamp) {
-        let (n, r) = self.to_dev.flush(&self.dev);
-        match r {
-            Ok(()) => self.ctr.tx_device += n as u64,
-            Err(e) => {
-                // tun-rs reports the last failed write of the batch, not how many failed: at
-                // least one packet is lost, the others were written.
-                self.ctr.tx_device += n.saturating_sub(1) as u64;
-                self.device_error(now, &e);
+        let (inp, meta) = (&self.inp, &self.inp_meta);
+        let bytes = |p: Part| received(inp, meta, p);
+        let dev = &*self.dev;
+        match self.run.flush(|_| Some(dev), bytes) {
+            Flushed::Empty => {}
+            Flushed::One { part, .. } => self.write_one(now, part),
+            Flushed::Merged { count } => self.ctr.tx_device += count as u64,
+            Flushed::Refused { count, error, .. } => {
+                if error.raw_os_error() == Some(libc::EBADFD) {
+                    // The device is gone: the next read says so and stops the worker.
+                    self.ctr.drops[DropReason::DeviceTxError as usize] += count as u64;
+                    return;
+                }
+                for k in 0..count {
+                    let part = self.run.flushed(count)[k];
+                    self.write_one(now, part);
+                }
             }
         }
     }
@@ -613,26 +638,6 @@ impl IpipWorker {
         }
         if e.raw_os_error() == Some(libc::EBADFD) {
             self.pending[1] = true;
-        }
-    }
-
-    /// Logs, at most once per period, how many packets were dropped since the last report.
-    fn report_drops(&mut self) {
-        let mut parts = Vec::new();
-        for r in DropReason::ALL {
-            let (now, before) = (self.ctr.drops_of(*r), self.drops_reported[*r as usize]);
-            if now > before {
-                parts.push(format!("{}={}", r.name(), now - before));
-            }
-            self.drops_reported[*r as usize] = now;
-        }
-        if !parts.is_empty() {
-            info!(
-                worker = self.index,
-                "dropped in the last {}s: {}",
-                REPORT.as_secs(),
-                parts.join(" ")
-            );
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Batched I/O on an L3 TUN device opened with offloads (`IFF_VNET_HDR`, TSO/USO), and the
-//! batch of encapsulated packets sent to the tunnel with one `sendmmsg`.
+//! Batched reads from an L3 TUN device opened with offloads (`IFF_VNET_HDR`, TSO/USO), and the
+//! batch of encapsulated packets sent to the tunnel with one `sendmmsg` (the IPIP worker's
+//! device -> tunnel half; writes to the device are `batch_gro`'s).
 //!
 //! Reading: the kernel may hand over a TCP/UDP super-packet (up to 64 KiB) with a virtio-net
 //! header; tun-rs's `recv_multiple` splits it into MTU-sized segments (headers, lengths and
@@ -7,22 +8,15 @@
 //! header, so every segment is encapsulated in place. Slots fill across several reads so that
 //! one `sendmmsg` carries many packets.
 //!
-//! Writing: decapsulated packets are copied behind room for the virtio-net header and handed
-//! to tun-rs's `send_multiple`, whose GRO table coalesces consecutive TCP segments of a flow
-//! (and UDP datagrams, when the kernel has USO) into one GSO write.
-//!
-//! Hand-written around tun-rs rather than in it: tun-rs splits and coalesces, but the slot
-//! arenas, the headroom and the raw-socket batch are vtepd's. Everything here is allocated
-//! once; tun-rs's GRO table (in `send_multiple`) still copies each TCP packet it examines into
-//! a fresh `Vec` (its `tcp_gro`), the one per-packet allocation left on the IPIP path (malloc
-//! and free were about 1.6% of the CPU under one TCP stream).
+//! Hand-written around tun-rs rather than in it: tun-rs splits, but the slot arenas, the
+//! headroom and the raw-socket batch are vtepd's. Everything here is allocated once.
 
 use crate::core::{Counters, DropReason};
 use crate::sys::{self, MAX_BATCH, SendMsg};
 use std::io;
 use std::net::Ipv4Addr;
 use std::ops::Range;
-use tun_rs::{GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
+use tun_rs::{SyncDevice, VIRTIO_NET_HDR_LEN};
 
 /// Segment slots: enough that after a flush (at [`MAX_BATCH`] queued) a 64 KiB super-packet
 /// cut at an MSS of 512 still fits in what is left.
@@ -199,89 +193,4 @@ fn fail(
         _ => DropReason::TunnelTxError,
     });
     on_error(dst, e);
-}
-
-/// Decapsulated packets waiting to be written to the TUN device, coalesced where possible.
-pub struct TunWriter {
-    bufs: Vec<Vec<u8>>,
-    len: usize,
-    gro: GROTable,
-}
-
-impl std::fmt::Debug for TunWriter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TunWriter")
-            .field("len", &self.len)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for TunWriter {
-    fn default() -> Self {
-        TunWriter::new()
-    }
-}
-
-/// Room each write buffer keeps: the virtio-net header and a whole coalesced 64 KiB packet.
-const WRITE_CAP: usize = VIRTIO_NET_HDR_LEN + 65_536;
-
-impl TunWriter {
-    /// [`MAX_BATCH`] empty buffers.
-    pub fn new() -> TunWriter {
-        TunWriter {
-            bufs: (0..MAX_BATCH)
-                .map(|_| Vec::with_capacity(WRITE_CAP))
-                .collect(),
-            len: 0,
-            gro: GROTable::new(),
-        }
-    }
-
-    /// Packets waiting.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True when nothing waits.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// True when the next push needs a flush first.
-    pub fn is_full(&self) -> bool {
-        self.len >= self.bufs.len()
-    }
-
-    /// Copies `packet` (an IP packet) into the next buffer. Returns false (nothing queued) when
-    /// full or when the packet is larger than a buffer.
-    pub fn push(&mut self, packet: &[u8]) -> bool {
-        if self.is_full() || VIRTIO_NET_HDR_LEN + packet.len() > WRITE_CAP {
-            return false;
-        }
-        let b = &mut self.bufs[self.len];
-        // Within the capacity reserved at start: no allocation.
-        b.clear();
-        b.resize(VIRTIO_NET_HDR_LEN, 0);
-        b.extend_from_slice(packet);
-        self.len += 1;
-        true
-    }
-
-    /// Writes everything waiting to `dev` (coalesced by tun-rs's GRO table when the device has
-    /// offloads) and returns how many packets were queued; an error when a write failed (the
-    /// packets before and after it were still written).
-    pub fn flush(&mut self, dev: &SyncDevice) -> (usize, io::Result<()>) {
-        let n = std::mem::take(&mut self.len);
-        if n == 0 {
-            return (0, Ok(()));
-        }
-        let r = dev
-            .send_multiple(&mut self.gro, &mut self.bufs[..n], VIRTIO_NET_HDR_LEN)
-            .map(|_| ());
-        // Coalescing grew some buffers past their length: trim them back (capacity stays).
-        for b in &mut self.bufs[..n] {
-            b.truncate(VIRTIO_NET_HDR_LEN);
-        }
-        (n, r)
-    }
 }

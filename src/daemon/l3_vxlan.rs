@@ -21,15 +21,17 @@
 //!   `batch_tso`, runs to one remote as one UDP GSO send, the rest in one `sendmmsg`). A
 //!   super-packet whose next hop is unresolved is cut into segments that the engine queues
 //!   one by one (the pending queue holds whole packets).
-//! - tunnel -> TUN: `recvmmsg` with UDP GRO ([`RecvBatch`]), the core, the engine, then TCP
-//!   packets are coalesced into GSO writes ([`TunWriter`]) after each batch; anything else is
-//!   written as it is (one device packet per datagram).
+//! - tunnel -> TUN: `recvmmsg` with UDP GRO ([`RecvBatch`]), the core, the engine, then runs
+//!   of TCP segments of one flow are written as one GSO packet ([`TcpRun`]: headers, then each
+//!   segment's payload where it was received, one `writev`); anything else is written as it is
+//!   (one device packet per datagram).
 
 use super::batch::{HEADROOM, MAX_PACKET, RecvBatch};
-use super::batch_gro::{self, MAX_HEADER, VNET_HDR_LEN, VNET_HDR_NONE};
+use super::batch_gro::{
+    self, Flushed, Framing, MAX_HEADER, Part, TcpRun, VNET_HDR_LEN, VNET_HDR_NONE,
+};
 use super::batch_tso::{self, TsoFrame};
 use super::device;
-use super::l3_offload::TunWriter;
 use super::netlink::{KernelRoutes, RouteService};
 use super::ratelimit::{DropReport, RateLimit};
 use super::stats::{Clock, StatsBoard};
@@ -66,8 +68,6 @@ const ETH: usize = encap::ethernet::HEADER_LEN;
 const BUDGET: usize = 256;
 /// Timer period: ARP retries, FDB and neighbour ageing.
 const TICK: Duration = Duration::from_secs(1);
-/// IP protocol number of TCP.
-const IPPROTO_TCP: u8 = 6;
 
 const SOCKET: Token = Token(0);
 const TUN_TOKEN: Token = Token(1);
@@ -280,8 +280,8 @@ struct L3Worker {
     generated: Generated,
     /// Datagrams from the socket.
     rxb: RecvBatch,
-    /// Decapsulated packets waiting for the TUN, coalesced into GSO writes.
-    to_dev: TunWriter,
+    /// Decapsulated TCP segments waiting for the TUN, to be coalesced into one GSO write.
+    run: TcpRun,
     /// One segment of a super-packet whose next hop is unresolved (Ethernet header, then the
     /// IP packet), on its way into the pending queue.
     seg: Box<[u8]>,
@@ -316,7 +316,7 @@ impl L3Worker {
             actions: Actions::with_capacity(256),
             generated: Generated::new(),
             rxb: RecvBatch::new(),
-            to_dev: TunWriter::new(),
+            run: TcpRun::new(Framing::Ip),
             seg: vec![0u8; ETH + MAX_PACKET].into_boxed_slice(),
             pending: [true, true],
             rxq_overflow: 0,
@@ -410,11 +410,9 @@ impl L3Worker {
     }
 
     /// Datagram `i` of the receive batch: to the core, then (a frame for us) to the engine,
-    /// then (an IP packet) to the TUN writer.
+    /// then (an IP packet) to the TUN: a TCP segment that continues the pending run joins it,
+    /// anything else is written as it is (after the run).
     fn on_datagram(&mut self, now: Timestamp, i: usize) {
-        if self.to_dev.is_full() {
-            self.flush_device(now);
-        }
         let Some((d, m)) = self.rxb.get(i) else {
             return;
         };
@@ -425,14 +423,14 @@ impl L3Worker {
         self.s
             .core
             .on_remote(now, src, d, &mut self.actions, &mut self.ctr);
-        let Some(frame) = self
+        let Some((at, frame)) = self
             .actions
             .iter()
             .find_map(|a| match *a {
                 Action::ToDevice { offset, .. } => Some(offset),
                 _ => None,
             })
-            .and_then(|offset| d.get(offset..))
+            .and_then(|offset| Some((offset, d.get(offset..)?)))
         else {
             return;
         };
@@ -443,19 +441,19 @@ impl L3Worker {
         if let FrameVerdict::ToDevice { offset } = verdict
             && let Some(packet) = frame.get(offset..)
         {
-            if packet.get(9) == Some(&IPPROTO_TCP) {
-                // TCP goes through the coalescing writer (flushed after each batch).
-                if !self.to_dev.push(packet) {
-                    self.ctr.drop(DropReason::DeviceTxError);
+            let part = (i, at + offset);
+            match batch_gro::tcp_segment(packet, Framing::Ip) {
+                Some(seg) => {
+                    let rxb = &self.rxb;
+                    let bytes = |(i, off): Part| rxb.get(i).and_then(|(d, _)| d.get(off..));
+                    if !self.run.offer(0, part, &seg, bytes) {
+                        self.flush_device(now);
+                        self.run.start(0, part, &seg);
+                    }
                 }
-            } else {
-                // Anything else is written as it is: UDP coalesced into USO writes would
-                // reach the far side as the same datagrams, but the device would count (and
-                // qdiscs see) one packet per write.
-                let vnet = IoSlice::new(&VNET_HDR_NONE);
-                match self.s.tun.send_vectored(&[vnet, IoSlice::new(packet)]) {
-                    Ok(_) => self.ctr.tx_device += 1,
-                    Err(e) => self.device_error(now, &e),
+                None => {
+                    self.flush_device(now);
+                    self.write_one(now, part);
                 }
             }
         }
@@ -464,17 +462,40 @@ impl L3Worker {
         }
     }
 
-    /// Writes the decapsulated packets waiting for the TUN (coalesced where possible).
-    fn flush_device(&mut self, now: Timestamp) {
-        let (n, r) = self.to_dev.flush(&self.s.tun);
-        let Err(e) = r else {
-            self.ctr.tx_device += n as u64;
-            return;
+    /// Writes the packet at `part` of the receive batch to the TUN as it is.
+    fn write_one(&mut self, now: Timestamp, (i, off): Part) {
+        let Some(packet) = self.rxb.get(i).and_then(|(d, _)| d.get(off..)) else {
+            return self.ctr.drop(DropReason::DeviceTxError);
         };
-        // tun-rs reports the last failed write of the batch, not how many failed: at least
-        // one packet is lost, the others were written.
-        self.ctr.tx_device += n.saturating_sub(1) as u64;
-        self.device_error(now, &e);
+        let vnet = IoSlice::new(&VNET_HDR_NONE);
+        match self.s.tun.send_vectored(&[vnet, IoSlice::new(packet)]) {
+            Ok(_) => self.ctr.tx_device += 1,
+            Err(e) => self.device_error(now, &e),
+        }
+    }
+
+    /// Writes the pending run of TCP segments to the TUN: several as one GSO packet (one by
+    /// one if the kernel refuses it), a single one as it is.
+    fn flush_device(&mut self, now: Timestamp) {
+        let rxb = &self.rxb;
+        let bytes = |(i, off): Part| rxb.get(i).and_then(|(d, _)| d.get(off..));
+        let tun = &*self.s.tun;
+        match self.run.flush(|_| Some(tun), bytes) {
+            Flushed::Empty => {}
+            Flushed::One { part, .. } => self.write_one(now, part),
+            Flushed::Merged { count } => self.ctr.tx_device += count as u64,
+            Flushed::Refused { count, error, .. } => {
+                if error.raw_os_error() == Some(libc::EBADFD) {
+                    // The device is gone: the next read says so and stops the worker.
+                    self.ctr.drops[DropReason::DeviceTxError as usize] += count as u64;
+                    return;
+                }
+                for k in 0..count {
+                    let part = self.run.flushed(count)[k];
+                    self.write_one(now, part);
+                }
+            }
+        }
     }
 
     /// Counts and logs (rate-limited) a failed device write. EBADFD (the device was deleted)

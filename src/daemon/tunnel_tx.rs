@@ -276,10 +276,19 @@ impl TunnelTx {
         self.flush(now, ctr);
         let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
         let mut iov = [IoSlice::new(&[]); 2 * crate::sys::MAX_BATCH];
+        let mut inner0 = Some((inner, p0));
         for k in 0..segs {
             let head = &mut self.gso_heads[k];
-            let Some(p) = batch_tso::segment(frame, t, k, &mut inner) else {
-                return 0;
+            // Segment 0's headers were made above (its checksum read its payload once).
+            let p = match inner0.take() {
+                Some((i0, p)) => {
+                    inner = i0;
+                    p
+                }
+                None => match batch_tso::segment(frame, t, k, &mut inner) {
+                    Some(p) => p,
+                    None => return 0,
+                },
             };
             if k + 1 < segs && p.len() != t.mss {
                 return 0;

@@ -34,7 +34,7 @@
 //! and SO_REUSEPORT both hash the flow), so a flow is never reordered.
 
 use super::batch::{HEADROOM, RecvBatch};
-use super::batch_gro::{self, MAX_HEADER, TcpSegment, VNET_HDR_LEN, VNET_HDR_NONE};
+use super::batch_gro::{self, Flushed, Framing, Part, TcpRun, VNET_HDR_LEN, VNET_HDR_NONE};
 use super::batch_tso;
 use super::ratelimit::{DropReport, RateLimit};
 use super::stats::{Clock, StatsBoard};
@@ -126,7 +126,7 @@ pub struct Worker {
     /// The socket's receive-queue overflow count when last seen.
     rxq_overflow: u32,
     /// TCP segments of the receive batch waiting to be written to a device as one.
-    run: Run,
+    run: TcpRun,
     next_tick: Timestamp,
     drop_report: DropReport,
     device_err_log: RateLimit,
@@ -164,7 +164,7 @@ impl Worker {
             rxb: RecvBatch::new(),
             pending,
             rxq_overflow: 0,
-            run: Run::default(),
+            run: TcpRun::new(Framing::Ethernet),
             next_tick: now.add(TICK),
             drop_report: DropReport::new(now),
             device_err_log: RateLimit::default(),
@@ -414,7 +414,7 @@ impl Worker {
             self.rxb
                 .get(i)
                 .and_then(|(d, _)| d.get(offset..))
-                .and_then(batch_gro::tcp_segment)
+                .and_then(|f| batch_gro::tcp_segment(f, Framing::Ethernet))
         } else {
             None
         };
@@ -422,92 +422,41 @@ impl Worker {
             self.flush_run(now);
             return self.write_one(now, net, i, offset);
         };
-        if self.run.count > 0 && self.run.net == net && self.run.count < crate::sys::MAX_BATCH {
-            let first = self.run.parts[0];
-            if let (Some((fd, _)), Some((nd, _))) = (self.rxb.get(first.0), self.rxb.get(i)) {
-                let (ff, nf) = (&fd[first.1..], &nd[offset..]);
-                if batch_gro::continues(
-                    ff,
-                    &self.run.first,
-                    &self.run.last,
-                    self.run.total,
-                    nf,
-                    &seg,
-                ) {
-                    self.run.parts[self.run.count] = (i, offset);
-                    self.run.count += 1;
-                    self.run.last = seg;
-                    self.run.total += seg.payload;
-                    return;
-                }
-            }
+        let rxb = &self.rxb;
+        let bytes = |(i, off): Part| rxb.get(i).and_then(|(d, _)| d.get(off..));
+        if !self.run.offer(net.0, (i, offset), &seg, bytes) {
+            self.flush_run(now);
+            self.run.start(net.0, (i, offset), &seg);
         }
-        self.flush_run(now);
-        self.run = Run {
-            net,
-            count: 1,
-            first: seg,
-            last: seg,
-            total: seg.payload,
-            ..Run::default()
-        };
-        self.run.parts[0] = (i, offset);
     }
 
     /// Writes the pending run: one segment as it is, several as one super-frame (or one by one
     /// if the kernel refuses it).
     fn flush_run(&mut self, now: Timestamp) {
-        let count = std::mem::take(&mut self.run.count);
-        match count {
-            0 => {}
-            1 => {
-                let (i, off) = self.run.parts[0];
-                self.write_one(now, self.run.net, i, off);
-            }
-            _ => {
-                if let Err(e) = self.write_run(count) {
-                    // EINVAL for a frame the kernel will not take as GSO, EIO while down...:
-                    // fall back to the segments themselves, which count their own errors.
-                    if e.raw_os_error() == Some(libc::EBADFD) {
-                        self.ctr.drops[DropReason::DeviceTxError as usize] += count as u64;
-                        return;
-                    }
-                    for k in 0..count {
-                        let (i, off) = self.run.parts[k];
-                        self.write_one(now, self.run.net, i, off);
-                    }
+        let rxb = &self.rxb;
+        let bytes = |(i, off): Part| rxb.get(i).and_then(|(d, _)| d.get(off..));
+        let taps = &self.s.taps;
+        let dev = |k: u16| taps.get(usize::from(k)).map(|t| &*t.dev);
+        match self.run.flush(dev, bytes) {
+            Flushed::Empty => {}
+            Flushed::One {
+                key,
+                part: (i, off),
+            } => self.write_one(now, NetId(key), i, off),
+            Flushed::Merged { count } => self.ctr.tx_device += count as u64,
+            Flushed::Refused { key, count, error } => {
+                // EINVAL for a frame the kernel will not take as GSO, EIO while down...:
+                // fall back to the segments themselves, which count their own errors.
+                if error.raw_os_error() == Some(libc::EBADFD) {
+                    self.ctr.drops[DropReason::DeviceTxError as usize] += count as u64;
+                    return;
+                }
+                for k in 0..count {
+                    let (i, off) = self.run.flushed(count)[k];
+                    self.write_one(now, NetId(key), i, off);
                 }
             }
         }
-    }
-
-    /// Writes `count` segments of the run as one super-frame.
-    fn write_run(&mut self, count: usize) -> io::Result<()> {
-        let run = &self.run;
-        let Some(tap) = self.s.taps.get(usize::from(run.net.0)) else {
-            return Err(io::Error::from(ErrorKind::NotFound));
-        };
-        let (i0, off0) = run.parts[0];
-        let Some(first) = self.rxb.get(i0).and_then(|(d, _)| d.get(off0..)) else {
-            return Err(io::Error::from(ErrorKind::InvalidData));
-        };
-        let psh = run.last.psh;
-        let mut hdr = [0u8; MAX_HEADER];
-        let (h, vnet) = batch_gro::super_header(first, &run.first, run.total, psh, &mut hdr);
-        let mut iov = [IoSlice::new(&[]); crate::sys::MAX_BATCH + 2];
-        iov[0] = IoSlice::new(&vnet);
-        iov[1] = IoSlice::new(&hdr[..h]);
-        for (k, &(i, off)) in run.parts[..count].iter().enumerate() {
-            let payload = self
-                .rxb
-                .get(i)
-                .and_then(|(d, _)| d.get(off + h..))
-                .ok_or_else(|| io::Error::from(ErrorKind::InvalidData))?;
-            iov[2 + k] = IoSlice::new(payload);
-        }
-        tap.dev.send_vectored(&iov[..2 + count])?;
-        self.ctr.tx_device += count as u64;
-        Ok(())
     }
 
     /// Writes the inner frame of received datagram `i` (from `offset`) to network `net`'s
@@ -559,38 +508,6 @@ impl Worker {
             }
         }
         self.drop_report.tick(now, self.s.id, &self.ctr);
-    }
-}
-
-/// TCP segments of one receive batch that continue each other, for one device write.
-#[derive(Debug, Clone, Copy)]
-struct Run {
-    net: NetId,
-    /// Segments in the run; `parts[..count]` are (datagram index, inner frame offset).
-    count: usize,
-    parts: [(usize, usize); crate::sys::MAX_BATCH],
-    first: TcpSegment,
-    last: TcpSegment,
-    /// Payload bytes in the run.
-    total: usize,
-}
-
-impl Default for Run {
-    fn default() -> Self {
-        let none = TcpSegment {
-            hdr_len: 0,
-            seq: 0,
-            payload: 0,
-            psh: false,
-        };
-        Run {
-            net: NetId(0),
-            count: 0,
-            parts: [(0, 0); crate::sys::MAX_BATCH],
-            first: none,
-            last: none,
-            total: 0,
-        }
     }
 }
 
