@@ -264,9 +264,7 @@ impl RunArgs {
             allow_any_peer: self.allow_any_peer,
             mode: self.mode.unwrap_or_default(),
             encap: self.encap.unwrap_or_default(),
-            threads: self
-                .threads
-                .unwrap_or_else(|| config::default_threads_for(self.mode.unwrap_or_default())),
+            threads: self.threads.unwrap_or_else(config::default_threads),
             control: PathBuf::from(config::DEFAULT_CONTROL),
             networks: vec![net],
         })
@@ -697,10 +695,10 @@ mod tests {
             "l3",
         ];
         let base: Vec<&str> = base.iter().copied().chain(["--encap", "ipip"]).collect();
-        // IPIP runs one worker unless told otherwise (VXLAN: one per CPU).
+        // Every mode runs one worker per CPU unless told otherwise.
         let mut ok = base.clone();
         ok.extend_from_slice(&["--route", "10.0.1.0/26=192.0.2.2"]);
-        assert_eq!(run_cfg(&ok).unwrap().threads, 1);
+        assert_eq!(run_cfg(&ok).unwrap().threads, config::default_threads());
         let cases: &[(&[&str], &str)] = &[
             (&["--route", "10.0.1.0/26"], "CIDR=IP"),
             (&["--route", "10.0.1.0/33=192.0.2.2"], "prefix"),

@@ -187,15 +187,6 @@ pub fn default_threads() -> usize {
         .clamp(1, MAX_THREADS)
 }
 
-/// The default worker thread count for a mode: one per CPU for L2 (VXLAN), one for the L3
-/// modes (they run a single worker so far).
-pub fn default_threads_for(mode: Mode) -> usize {
-    match mode {
-        Mode::L2 => default_threads(),
-        Mode::L3 => 1,
-    }
-}
-
 fn threads_from(v: u64) -> Result<usize, String> {
     usize::try_from(v)
         .ok()
@@ -736,7 +727,7 @@ impl FileConfig {
             allow_any_peer: self.allow_any_peer,
             mode,
             encap,
-            threads: threads.unwrap_or_else(|| default_threads_for(mode)),
+            threads: threads.unwrap_or_else(default_threads),
             control,
             networks,
         })
