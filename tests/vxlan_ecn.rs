@@ -1,15 +1,15 @@
-//! RFC 6040 decapsulation on the L2 VXLAN receive path, in network namespaces: host B (no
-//! daemon, scapy: lab/scapy/vxlan_ecn.py) sends VXLAN datagrams with chosen outer and inner ECN
-//! bits to vtepd on host A, and a capture on A's TAP shows what vtepd delivered. Outer CE over
-//! an inner Not-ECT packet is dropped and counted as `ecn_drop`; outer CE over ECT becomes inner
-//! CE, outer ECT(1) over ECT(0) becomes ECT(1), everything else keeps its inner bits; every
-//! delivered inner IPv4 header has a valid checksum. Needs root, tcpdump and Debian's
-//! /usr/bin/python3 with scapy.
+//! RFC 6040 decapsulation on the VXLAN receive paths (L2 over a TAP, L3 over a TUN), in network
+//! namespaces: host B (no daemon, scapy: lab/scapy/vxlan_ecn.py) sends VXLAN datagrams with
+//! chosen outer and inner ECN bits to vtepd on host A, and a capture on A's device shows what
+//! vtepd delivered. Outer CE over an inner Not-ECT packet is dropped and counted as `ecn_drop`;
+//! outer CE over ECT becomes inner CE, outer ECT(1) over ECT(0) becomes ECT(1), everything else
+//! keeps its inner bits; every delivered inner IPv4 header has a valid checksum. Needs root,
+//! tcpdump and Debian's /usr/bin/python3 with scapy.
 
 mod daemon_support;
 mod l2_pair_support;
 
-use daemon_support::{Pair, must, unique, wait_until};
+use daemon_support::{Daemon, Pair, must, unique, wait_until};
 use l2_pair_support::l2_daemon;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -46,10 +46,50 @@ fn outer_ecn_is_decapsulated_per_rfc6040_and_ce_over_not_ect_is_dropped() {
     p.a.disable_ipv6();
     p.b.disable_ipv6();
     let a = l2_daemon(&p.a, 1, 2, &["--vni", "42"]);
+    let tap = p.a.mac("vx0");
+    check_cases(&p, &a, "vx0", &tap);
+}
+
+#[test]
+fn l3_vxlan_decapsulates_outer_ecn_per_rfc6040_too() {
+    let p = Pair::new();
+    p.a.disable_ipv6();
+    p.b.disable_ipv6();
+    let a = Daemon::start(
+        &p.a,
+        &[
+            "--mode",
+            "l3",
+            "--encap",
+            "vxlan",
+            "--dev",
+            "tun0",
+            "--local",
+            "192.0.2.1",
+            "--vni",
+            "42",
+            "--address",
+            "10.9.0.1/24",
+            "--peer",
+            "192.0.2.2",
+        ],
+    );
+    // vtepd is the Ethernet endpoint itself: the inner frames go to its own MAC.
+    let own = vtepd::config::stable_mac(
+        "tun0",
+        encap::Vni::new(42).unwrap(),
+        std::net::Ipv4Addr::new(192, 0, 2, 1),
+    );
+    check_cases(&p, &a, "tun0", &own.to_string());
+}
+
+/// Sends every case from B to A's daemon `a` (inner frames to `inner_mac`), captures what
+/// reaches A's device `dev` and checks it against [`CASES`].
+fn check_cases(p: &Pair, a: &Daemon, dev: &str, inner_mac: &str) {
     let pcap = std::env::temp_dir().join(format!("{}.pcap", unique("ecn")));
     let mut dump =
         p.a.cmd("timeout")
-            .args(["20", "tcpdump", "-i", "vx0", "-Q", "in", "-nn", "-U"])
+            .args(["20", "tcpdump", "-i", dev, "-Q", "in", "-nn", "-U"])
             .args(["--immediate-mode", "-w"])
             .arg(&pcap)
             .arg("udp dst port 9")
@@ -61,17 +101,17 @@ fn outer_ecn_is_decapsulated_per_rfc6040_and_ce_over_not_ect_is_dropped() {
         .lines()
         .map_while(Result::ok)
         .any(|l| l.contains("listening on"));
-    assert!(listening, "tcpdump on vx0 did not start");
+    assert!(listening, "tcpdump on {dev} did not start");
 
     let cases: Vec<String> = CASES
         .iter()
         .map(|(id, outer, inner, _)| format!("{id}:{outer}:{inner}"))
         .collect();
-    let (eth0, tap) = (p.a.mac("eth0"), p.a.mac("vx0"));
+    let eth0 = p.a.mac("eth0");
     must(
         p.b.cmd(PYTHON)
             .arg(SCRIPT)
-            .args(["send", "eth0", &eth0, "192.0.2.2", "192.0.2.1", &tap])
+            .args(["send", "eth0", &eth0, "192.0.2.2", "192.0.2.1", inner_mac])
             .args(&cases),
     );
     let seen = || -> Value {
@@ -90,7 +130,7 @@ fn outer_ecn_is_decapsulated_per_rfc6040_and_ce_over_not_ect_is_dropped() {
     let _ = std::fs::remove_file(&pcap);
     assert!(
         done,
-        "the last case never reached the TAP: {got} {}",
+        "the last case never reached {dev}: {got} {}",
         a.log_text()
     );
 

@@ -11,7 +11,8 @@ send: for each CASE, written ID:OUTER:INNER (ECN codepoints 0-3: Not-ECT, ECT(1)
   inner ECN bits, carrying "ecn-case-ID"; the outer header carries the outer ECN bits. Sent in
   the order given. Prints "sent N".
 check: the IPv4/UDP packets to port 9 carrying "ecn-case-ID" in PCAP (a capture on the
-  receiver's device); prints JSON {ID: [[ecn, ip_checksum_ok], ...]} in capture order.
+  receiver's device: Ethernet frames from a TAP, IP packets from a TUN); prints JSON
+  {ID: [[ecn, ip_checksum_ok], ...]} in capture order.
 """
 
 import json
@@ -49,10 +50,18 @@ def send(iface, dst_mac, src_ip, dst_ip, inner_dst, cases):
 
 def check(path):
     seen = {}
-    for data, _meta in RawPcapReader(path):
-        if len(data) < 42 or data[12:14] != b"\x08\x00":
+    reader = RawPcapReader(path)
+    # DLT_EN10MB (a TAP) or DLT_RAW (a TUN: 101 in a pcap file, 12 in some libpcaps).
+    ethernet = reader.linktype == 1
+    for data, _meta in reader:
+        if ethernet:
+            if len(data) < 42 or data[12:14] != b"\x08\x00":
+                continue
+            ip = data[14:]
+        else:
+            ip = data
+        if len(ip) < 28 or ip[0] >> 4 != 4:
             continue
-        ip = data[14:]
         ihl = (ip[0] & 0x0F) * 4
         if ip[9] != 17 or int.from_bytes(ip[ihl + 2:ihl + 4], "big") != 9:
             continue

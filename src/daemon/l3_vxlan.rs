@@ -420,18 +420,24 @@ impl L3Worker {
             self.ctr.rx_tunnel += 1;
             return self.ctr.drop(DropReason::Truncated);
         };
+        let tos = m.tos;
         self.s
             .core
             .on_remote(now, src, d, &mut self.actions, &mut self.ctr);
-        let Some((at, frame)) = self
-            .actions
-            .iter()
-            .find_map(|a| match *a {
-                Action::ToDevice { offset, .. } => Some(offset),
-                _ => None,
-            })
-            .and_then(|offset| Some((offset, d.get(offset..)?)))
-        else {
+        let Some(at) = self.actions.iter().find_map(|a| match *a {
+            Action::ToDevice { offset, .. } => Some(offset),
+            _ => None,
+        }) else {
+            return;
+        };
+        // RFC 6040: the outer ECN bits onto the inner packet, or the frame is dropped.
+        let Some(frame) = self.rxb.get_mut(i).and_then(|(d, _)| d.get_mut(at..)) else {
+            return;
+        };
+        if !Core::decapsulate_ecn(frame, tos, &mut self.ctr) {
+            return;
+        }
+        let Some(frame) = self.rxb.get(i).and_then(|(d, _)| d.get(at..)) else {
             return;
         };
         let verdict = self
