@@ -10,7 +10,7 @@
 //! Behind an underlay with GRO (the receiving veth with GRO and a NAPI thread, as a NIC with
 //! interrupt coalescing): the kernel merges the IPIP packets of a TCP flow before the raw
 //! socket sees them (a super-packet whose TCP checksum field holds only the pseudo-header sum);
-//! the stream must still arrive byte-identical, from fewer reads than packets were sent.
+//! the stream must still arrive byte-identical, and vtepd counts what came merged.
 //!
 //! With `--threads 2`: sequence-numbered UDP flows spread over both workers of each daemon (both
 //! read from their TUN queue and sent, both received from their raw socket and wrote to the
@@ -153,11 +153,14 @@ fn ipip_tcp_streams_arrive_byte_identical_from_an_underlay_with_gro() {
         assert_eq!(sent["bytes"], 16 << 20, "MSS {mss}: {sent}");
         assert_eq!(got, sent, "MSS {mss}: the stream changed in the tunnel");
     }
-    // The receiver read merged packets: far fewer reads than packets left the sender.
-    let (tx, rx) = (counter(&a, "tx_tunnel"), counter(&b, "rx_tunnel"));
+    // The receiver handled packets the underlay had merged (how many depends on when the NAPI
+    // thread ran: some in 48 MiB).
+    let merged = counter(&b, "rx_merged");
+    assert!(merged > 0, "the underlay merged nothing: {}", b.stats());
     assert!(
-        rx < tx / 2,
-        "the underlay merged nothing: {tx} sent, {rx} received"
+        counter(&b, "rx_tunnel") < counter(&a, "tx_tunnel"),
+        "{}",
+        b.stats()
     );
     assert_eq!(counter(&b, "drops_total"), 0, "{}", b.stats());
 }

@@ -58,7 +58,7 @@ pub fn peers_table(rows: &[PeersRow]) -> String {
 /// Counters as `name value` lines, then drops by reason, then one line per network.
 pub fn stats_table(st: &StatsReport) -> String {
     let mut s = String::new();
-    let rows: [(&str, u64); 19] = [
+    let rows: [(&str, u64); 20] = [
         ("rx_tunnel", st.rx_tunnel),
         ("tx_tunnel", st.tx_tunnel),
         ("rx_device", st.rx_device),
@@ -77,6 +77,7 @@ pub fn stats_table(st: &StatsReport) -> String {
         ("arp_replies", st.arp_replies),
         ("icmp_echo_replies", st.icmp_echo_replies),
         ("neigh_failed", st.neigh_failed),
+        ("rx_merged", st.rx_merged),
         ("uptime_secs", st.uptime_secs),
     ];
     for (k, v) in rows {
@@ -217,6 +218,7 @@ mod tests {
             arp_replies: 0,
             icmp_echo_replies: 0,
             neigh_failed: 0,
+            rx_merged: 0,
             drops,
             drops_total: 4,
             uptime_secs: 5,

@@ -303,6 +303,9 @@ pub struct StatsReport {
     /// Next hops given up on after the last ARP retry (L3).
     #[serde(default)]
     pub neigh_failed: u64,
+    /// Packets from the tunnel the underlay's GRO had merged (IPIP), handed over as GSO.
+    #[serde(default)]
+    pub rx_merged: u64,
     /// Drops by reason; every reason is listed.
     pub drops: BTreeMap<String, u64>,
     /// Sum of `drops`.

@@ -418,6 +418,7 @@ impl Handler {
             arp_replies: c.arp_replies,
             icmp_echo_replies: c.icmp_echo_replies,
             neigh_failed: c.neigh_failed,
+            rx_merged: c.rx_merged,
             drops: crate::core::DropReason::ALL
                 .iter()
                 .map(|r| (r.name().to_owned(), c.drops_of(*r)))

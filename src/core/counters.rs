@@ -128,6 +128,9 @@ pub struct Counters {
     pub icmp_echo_replies: u64,
     /// Next hops given up on after the last ARP retry (L3).
     pub neigh_failed: u64,
+    /// Packets from the tunnel that arrived already merged by the underlay's GRO (IPIP
+    /// super-packets; each is one `rx_tunnel`), handed to the device as GSO.
+    pub rx_merged: u64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -165,6 +168,7 @@ impl Counters {
         self.arp_replies += other.arp_replies;
         self.icmp_echo_replies += other.icmp_echo_replies;
         self.neigh_failed += other.neigh_failed;
+        self.rx_merged += other.rx_merged;
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
             *a += b;
         }

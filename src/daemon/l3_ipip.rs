@@ -504,6 +504,7 @@ impl IpipWorker {
             self.flush_device(now);
             let inner = &self.inp[base + range.start..base + range.end];
             if let Some(vnet) = batch_gro::kernel_merged(inner, Framing::Ip, self.mtu) {
+                self.ctr.rx_merged += 1;
                 let iov = [IoSlice::new(&vnet), IoSlice::new(inner)];
                 match self.dev.send_vectored(&iov) {
                     Ok(_) => self.ctr.tx_device += 1,
@@ -512,6 +513,7 @@ impl IpipWorker {
                 return;
             }
         } else if batch_gro::kernel_merged(inner, Framing::Ip, self.mtu).is_some() {
+            self.ctr.rx_merged += 1;
             // No offloads to hand it over with: complete its checksum, write it whole.
             let inner = &mut self.inp[base + range.start..base + range.end];
             batch_gro::complete_merged(inner, Framing::Ip);

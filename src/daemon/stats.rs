@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Scalar counters before the drop array.
-const SCALARS: usize = 17;
+const SCALARS: usize = 18;
 /// Values in one slot.
 const SLOT_LEN: usize = SCALARS + DropReason::COUNT;
 
@@ -35,6 +35,7 @@ fn to_array(c: &Counters) -> [u64; SLOT_LEN] {
         arp_replies,
         icmp_echo_replies,
         neigh_failed,
+        rx_merged,
         drops,
     } = *c;
     let mut a = [0u64; SLOT_LEN];
@@ -56,6 +57,7 @@ fn to_array(c: &Counters) -> [u64; SLOT_LEN] {
         arp_replies,
         icmp_echo_replies,
         neigh_failed,
+        rx_merged,
     ]);
     a[SCALARS..].copy_from_slice(&drops);
     a
@@ -80,6 +82,7 @@ fn from_array(a: &[u64; SLOT_LEN]) -> Counters {
         arp_replies: a[14],
         icmp_echo_replies: a[15],
         neigh_failed: a[16],
+        rx_merged: a[17],
         ..Counters::default()
     };
     c.drops.copy_from_slice(&a[SCALARS..]);
@@ -184,6 +187,7 @@ mod tests {
             arp_replies: k + 14,
             icmp_echo_replies: k + 15,
             neigh_failed: k + 16,
+            rx_merged: k + 17,
             ..Counters::default()
         };
         for (i, d) in c.drops.iter_mut().enumerate() {
