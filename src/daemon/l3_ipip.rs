@@ -478,6 +478,11 @@ impl IpipWorker {
                 }
             }
             self.flush_device(now);
+            if got < MAX_BATCH {
+                // The queue was emptied; a later arrival raises a new readiness event.
+                more = false;
+                break;
+            }
         }
         more
     }
