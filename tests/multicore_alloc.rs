@@ -5,6 +5,8 @@
 //! peers); the datagrams read back with `recvmmsg` into the `RecvBatch` and handed to
 //! `Core::on_remote` (which refreshes the learned entry). Loopback only; the raw socket needs
 //! CAP_NET_RAW (without it the test says so and passes, except under CI).
+//! The receive side's TCP coalescing (`batch_gro::TcpRun`: segments checked, joined into runs,
+//! written as one super-packet from where they were received) allocates nothing either.
 //! The allocator is the one `unsafe` outside src/sys.rs: a test-only forwarding wrapper.
 
 use encap::{MacAddr, Vni, VxlanConfig, VxlanEncap, VxlanTx};
@@ -15,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use vtepd::core::{Action, Actions, Core, CoreConfig, Counters, NetId, NetworkConfig, Timestamp};
 use vtepd::daemon::batch::{HEADROOM, RecvBatch, SendBatch};
+use vtepd::daemon::batch_gro::{self, Flushed, Framing, PacketWrite, Part, TcpRun};
 
 struct Counting;
 
@@ -200,4 +203,90 @@ fn steady_state_forwarding_does_not_allocate() {
     assert_eq!(allocs, 0, "the per-packet path allocated");
     assert!(ctr.rx_device >= 400 && ctr.flood_copies >= 400, "{ctr:?}");
     assert!(ctr.rx_tunnel >= 600, "{ctr:?}");
+}
+
+/// A device that counts what it is given.
+#[derive(Default)]
+struct CountingDevice {
+    packets: Cell<u64>,
+    bytes: Cell<u64>,
+}
+
+impl PacketWrite for CountingDevice {
+    fn write_packet(&self, iov: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        let n: usize = iov.iter().map(|s| s.len()).sum();
+        self.packets.set(self.packets.get() + 1);
+        self.bytes.set(self.bytes.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// An IPv4/TCP segment (ACK, no options) of `payload` bytes at sequence `seq`, checksums valid.
+fn tcp_segment(seq: u32, payload: usize) -> Vec<u8> {
+    let mut p = vec![0u8; 40 + payload];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&((40 + payload) as u16).to_be_bytes());
+    p[6] = 0x40;
+    p[8] = 64;
+    p[9] = 6;
+    p[12..16].copy_from_slice(&[10, 0, 0, 1]);
+    p[16..20].copy_from_slice(&[10, 0, 0, 2]);
+    let c = encap::checksum::checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[20..22].copy_from_slice(&1234u16.to_be_bytes());
+    p[22..24].copy_from_slice(&80u16.to_be_bytes());
+    p[24..28].copy_from_slice(&seq.to_be_bytes());
+    p[32] = 5 << 4;
+    p[33] = 0x10;
+    p[34..36].copy_from_slice(&512u16.to_be_bytes());
+    for (i, b) in p[40..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let ps = encap::checksum::pseudo_header(
+        Ipv4Addr::new(10, 0, 0, 1),
+        Ipv4Addr::new(10, 0, 0, 2),
+        6,
+        (20 + payload) as u16,
+    );
+    let c = encap::checksum::finish(encap::checksum::add(ps, encap::checksum::sum(&p[20..])));
+    p[36..38].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+#[test]
+fn receive_coalescing_does_not_allocate() {
+    // One receive batch's worth: 44 segments of a flow, then a gap (a second run).
+    let segs: Vec<Vec<u8>> = (0..48u32)
+        .map(|k| tcp_segment(k * 1400 + if k >= 44 { 7000 } else { 0 }, 1400))
+        .collect();
+    let dev = CountingDevice::default();
+    let mut run = TcpRun::new(Framing::Ip);
+    let batch = |run: &mut TcpRun| {
+        let bytes = |(i, off): Part| segs.get(i).and_then(|p| p.get(off..));
+        for (i, p) in segs.iter().enumerate() {
+            let seg = batch_gro::tcp_segment(p, Framing::Ip).expect("mergeable");
+            assert!(batch_gro::kernel_merged(p, Framing::Ip, 1480).is_none());
+            if !run.offer(0, (i, 0), &seg, bytes) {
+                assert!(!matches!(
+                    run.flush(|_| Some(&dev), bytes),
+                    Flushed::Refused { .. }
+                ));
+                run.start(0, (i, 0), &seg);
+            }
+        }
+        assert!(matches!(
+            run.flush(|_| Some(&dev), bytes),
+            Flushed::Merged { count: 4 }
+        ));
+    };
+    batch(&mut run);
+    let allocs = allocations(|| {
+        for _ in 0..200 {
+            batch(&mut run);
+        }
+    });
+    assert_eq!(allocs, 0, "the receive coalescing allocated");
+    // Two super-packets a batch: 44 and 4 segments, each behind one virtio-net + header copy.
+    assert_eq!(dev.packets.get(), 2 * 201);
+    assert_eq!(dev.bytes.get(), 201 * (2 * (10 + 40) + 48 * 1400));
 }
