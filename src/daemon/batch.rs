@@ -7,7 +7,7 @@
 //! copies of a frame, each with its own outer header, in the same `sendmmsg` without copying the
 //! frame.
 
-use super::batch_gro::MAX_HEADER;
+use super::batch_gro::{MAX_HEADER, Part};
 use crate::core::{Counters, DropReason};
 use crate::sys::{self, MAX_BATCH, RecvMeta, SendMsg};
 use encap::tunnel::vxlan::OVERHEAD;
@@ -172,6 +172,12 @@ impl RecvBatch {
     pub fn get(&self, i: usize) -> Option<(&[u8], &RecvMeta)> {
         let (bytes, read) = self.locate(i)?;
         Some((self.arena.get(bytes)?, self.meta.get(read)?))
+    }
+
+    /// The bytes of datagram `i` from offset `off` on (`None` past the end): where a
+    /// [`Part`] of a run points.
+    pub fn at(&self, (i, off): Part) -> Option<&[u8]> {
+        self.get(i).and_then(|(d, _)| d.get(off..))
     }
 
     /// Datagram `i` to rewrite in place, with how its read arrived (`None` past the end).

@@ -18,6 +18,7 @@
 //! [`kernel_merged`] recognises the other kind of super-packet: one the underlay's own GRO
 //! already merged (a raw IPIP socket behind a NIC with GRO receives those whole).
 
+use crate::core::{Counters, DropReason};
 use crate::sys::MAX_BATCH;
 use encap::checksum;
 use std::io::{self, IoSlice};
@@ -252,8 +253,10 @@ pub fn kernel_merged(pkt: &[u8], framing: Framing, mtu: usize) -> Option<[u8; VN
         return None;
     }
     let pseudo = pseudo(pkt, l3, tcp.len())?;
-    if checksum::fold(checksum::add(pseudo, checksum::sum(tcp))) == 0xffff
-        || be16(tcp, 16) != checksum::fold(pseudo)
+    // The field first (no pass over the payload for an ordinary packet), then the sum: a
+    // complete checksum may happen to equal the pseudo-header sum.
+    if be16(tcp, 16) != checksum::fold(pseudo)
+        || checksum::fold(checksum::add(pseudo, checksum::sum(tcp))) == 0xffff
     {
         return None;
     }
@@ -385,8 +388,30 @@ impl TcpRun {
         self.total = seg.payload;
     }
 
-    /// Where the segments of the last flushed run were (`count` from [`Flushed::Refused`]);
-    /// valid until the next [`start`](TcpRun::start).
+    /// Counts what a flush did into `ctr` and returns what the caller still writes one by one:
+    /// the device key and how many of [`flushed`](TcpRun::flushed)'s parts (a single segment,
+    /// or a refused run's segments; none for a merged run, or when the device is gone: EBADFD,
+    /// whose next read stops the worker).
+    pub fn settle(&self, flushed: Flushed, ctr: &mut Counters) -> (u16, usize) {
+        match flushed {
+            Flushed::Empty => (0, 0),
+            Flushed::One { key, .. } => (key, 1),
+            Flushed::Merged { count } => {
+                ctr.tx_device += count as u64;
+                (0, 0)
+            }
+            Flushed::Refused { error, count, .. } if error.raw_os_error() == Some(libc::EBADFD) => {
+                ctr.drops[DropReason::DeviceTxError as usize] += count as u64;
+                (0, 0)
+            }
+            // EINVAL for a packet the kernel will not take as GSO, EIO while down...: the
+            // segments themselves go, and count their own errors.
+            Flushed::Refused { key, count, .. } => (key, count),
+        }
+    }
+
+    /// Where the segments of the last flushed run were (`count` from [`Flushed::Refused`], or
+    /// [`settle`](TcpRun::settle)); valid until the next [`start`](TcpRun::start).
     pub fn flushed(&self, count: usize) -> &[Part] {
         &self.parts[..count.min(MAX_BATCH)]
     }
@@ -817,5 +842,34 @@ mod tests {
         assert!(complete_merged(&mut c, Framing::Ip));
         assert!(tcp_segment(&c, Framing::Ip).is_some());
         assert_eq!(c[52..], p[52..]);
+    }
+
+    #[test]
+    fn settling_counts_what_a_flush_did_and_leaves_the_rest_to_write() {
+        let run = TcpRun::new(Framing::Ip);
+        let mut ctr = Counters::default();
+        assert_eq!(run.settle(Flushed::Empty, &mut ctr), (0, 0));
+        assert_eq!(
+            run.settle(
+                Flushed::One {
+                    key: 3,
+                    part: (1, 2)
+                },
+                &mut ctr
+            ),
+            (3, 1)
+        );
+        assert_eq!(run.settle(Flushed::Merged { count: 5 }, &mut ctr), (0, 0));
+        assert_eq!(ctr.tx_device, 5);
+        let refused = |code| Flushed::Refused {
+            key: 2,
+            count: 4,
+            error: io::Error::from_raw_os_error(code),
+        };
+        // A refused super-packet: its segments one by one; the device gone: counted lost.
+        assert_eq!(run.settle(refused(libc::EINVAL), &mut ctr), (2, 4));
+        assert_eq!(ctr.total_drops(), 0);
+        assert_eq!(run.settle(refused(libc::EBADFD), &mut ctr), (0, 0));
+        assert_eq!(ctr.drops_of(DropReason::DeviceTxError), 4);
     }
 }

@@ -21,7 +21,7 @@
 //! with `sendmmsg`, IPIP packets arrive with `recvmmsg`, and decapsulated TCP segments are
 //! coalesced into GSO writes to the device.
 
-use super::batch_gro::{self, Flushed, Framing, Part, TcpRun};
+use super::batch_gro::{self, Framing, Part, TcpRun};
 use super::device::{self, Underlay};
 use super::ipip_group::open_ipip_group;
 use super::l3_offload::{TunReader, TunnelQueue};
@@ -496,33 +496,38 @@ impl IpipWorker {
         let Some(inner) = self.inp.get(base + range.start..base + range.end) else {
             return self.ctr.drop(DropReason::BadIpip);
         };
-        if self.vnet_hdr {
-            if let Some(seg) = batch_gro::tcp_segment(inner, Framing::Ip) {
-                let (inp, meta) = (&self.inp, &self.inp_meta);
-                let bytes = |p: Part| received(inp, meta, p);
-                if !self.run.offer(0, part, &seg, bytes) {
-                    self.flush_device(now);
-                    self.run.start(0, part, &seg);
-                }
-                return;
-            }
-            self.flush_device(now);
-            let inner = &self.inp[base + range.start..base + range.end];
-            if let Some(vnet) = batch_gro::kernel_merged(inner, Framing::Ip, self.mtu) {
-                self.ctr.rx_merged += 1;
-                let iov = [IoSlice::new(&vnet), IoSlice::new(inner)];
-                match self.dev.send_vectored(&iov) {
-                    Ok(_) => self.ctr.tx_device += 1,
-                    Err(e) => self.device_error(now, &e),
-                }
-                return;
-            }
-        } else if batch_gro::kernel_merged(inner, Framing::Ip, self.mtu).is_some() {
+        // Checked first: it reads the payload only for a packet that is merged.
+        if let Some(vnet) = batch_gro::kernel_merged(inner, Framing::Ip, self.mtu) {
             self.ctr.rx_merged += 1;
-            // No offloads to hand it over with: complete its checksum, write it whole.
+            self.flush_device(now);
             let inner = &mut self.inp[base + range.start..base + range.end];
-            batch_gro::complete_merged(inner, Framing::Ip);
+            if !self.vnet_hdr {
+                // No offloads to hand it over with: complete its checksum, write it whole.
+                if !batch_gro::complete_merged(inner, Framing::Ip) {
+                    // Not reached: kernel_merged read the same headers.
+                    return self.ctr.drop(DropReason::BadIpip);
+                }
+                return self.write_one(now, part);
+            }
+            let iov = [IoSlice::new(&vnet), IoSlice::new(inner)];
+            match self.dev.send_vectored(&iov) {
+                Ok(_) => self.ctr.tx_device += 1,
+                Err(e) => self.device_error(now, &e),
+            }
+            return;
         }
+        if self.vnet_hdr
+            && let Some(seg) = batch_gro::tcp_segment(inner, Framing::Ip)
+        {
+            let (inp, meta) = (&self.inp, &self.inp_meta);
+            let bytes = |p: Part| received(inp, meta, p);
+            if !self.run.offer(0, part, &seg, bytes) {
+                self.flush_device(now);
+                self.run.start(0, part, &seg);
+            }
+            return;
+        }
+        self.flush_device(now);
         self.write_one(now, part);
     }
 
@@ -544,21 +549,11 @@ impl IpipWorker {
         let (inp, meta) = (&self.inp, &self.inp_meta);
         let bytes = |p: Part| received(inp, meta, p);
         let dev = &*self.dev;
-        match self.run.flush(|_| Some(dev), bytes) {
-            Flushed::Empty => {}
-            Flushed::One { part, .. } => self.write_one(now, part),
-            Flushed::Merged { count } => self.ctr.tx_device += count as u64,
-            Flushed::Refused { count, error, .. } => {
-                if error.raw_os_error() == Some(libc::EBADFD) {
-                    // The device is gone: the next read says so and stops the worker.
-                    self.ctr.drops[DropReason::DeviceTxError as usize] += count as u64;
-                    return;
-                }
-                for k in 0..count {
-                    let part = self.run.flushed(count)[k];
-                    self.write_one(now, part);
-                }
-            }
+        let flushed = self.run.flush(|_| Some(dev), bytes);
+        let (_, singles) = self.run.settle(flushed, &mut self.ctr);
+        for k in 0..singles {
+            let part = self.run.flushed(singles)[k];
+            self.write_one(now, part);
         }
     }
 

@@ -27,9 +27,7 @@
 //!   (one device packet per datagram).
 
 use super::batch::{HEADROOM, MAX_PACKET, RecvBatch};
-use super::batch_gro::{
-    self, Flushed, Framing, MAX_HEADER, Part, TcpRun, VNET_HDR_LEN, VNET_HDR_NONE,
-};
+use super::batch_gro::{self, Framing, MAX_HEADER, Part, TcpRun, VNET_HDR_LEN, VNET_HDR_NONE};
 use super::batch_tso::{self, TsoFrame};
 use super::device;
 use super::netlink::{KernelRoutes, RouteService};
@@ -437,7 +435,7 @@ impl L3Worker {
         if !Core::decapsulate_ecn(frame, tos, &mut self.ctr) {
             return;
         }
-        let Some(frame) = self.rxb.get(i).and_then(|(d, _)| d.get(at..)) else {
+        let Some(frame) = self.rxb.at((i, at)) else {
             return;
         };
         let verdict = self
@@ -451,7 +449,7 @@ impl L3Worker {
             match batch_gro::tcp_segment(packet, Framing::Ip) {
                 Some(seg) => {
                     let rxb = &self.rxb;
-                    let bytes = |(i, off): Part| rxb.get(i).and_then(|(d, _)| d.get(off..));
+                    let bytes = |p: Part| rxb.at(p);
                     if !self.run.offer(0, part, &seg, bytes) {
                         self.flush_device(now);
                         self.run.start(0, part, &seg);
@@ -469,8 +467,8 @@ impl L3Worker {
     }
 
     /// Writes the packet at `part` of the receive batch to the TUN as it is.
-    fn write_one(&mut self, now: Timestamp, (i, off): Part) {
-        let Some(packet) = self.rxb.get(i).and_then(|(d, _)| d.get(off..)) else {
+    fn write_one(&mut self, now: Timestamp, part: Part) {
+        let Some(packet) = self.rxb.at(part) else {
             return self.ctr.drop(DropReason::DeviceTxError);
         };
         let vnet = IoSlice::new(&VNET_HDR_NONE);
@@ -484,23 +482,13 @@ impl L3Worker {
     /// one if the kernel refuses it), a single one as it is.
     fn flush_device(&mut self, now: Timestamp) {
         let rxb = &self.rxb;
-        let bytes = |(i, off): Part| rxb.get(i).and_then(|(d, _)| d.get(off..));
+        let bytes = |p: Part| rxb.at(p);
         let tun = &*self.s.tun;
-        match self.run.flush(|_| Some(tun), bytes) {
-            Flushed::Empty => {}
-            Flushed::One { part, .. } => self.write_one(now, part),
-            Flushed::Merged { count } => self.ctr.tx_device += count as u64,
-            Flushed::Refused { count, error, .. } => {
-                if error.raw_os_error() == Some(libc::EBADFD) {
-                    // The device is gone: the next read says so and stops the worker.
-                    self.ctr.drops[DropReason::DeviceTxError as usize] += count as u64;
-                    return;
-                }
-                for k in 0..count {
-                    let part = self.run.flushed(count)[k];
-                    self.write_one(now, part);
-                }
-            }
+        let flushed = self.run.flush(|_| Some(tun), bytes);
+        let (_, singles) = self.run.settle(flushed, &mut self.ctr);
+        for k in 0..singles {
+            let part = self.run.flushed(singles)[k];
+            self.write_one(now, part);
         }
     }
 

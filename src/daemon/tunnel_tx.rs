@@ -276,26 +276,22 @@ impl TunnelTx {
         self.flush(now, ctr);
         let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
         let mut iov = [IoSlice::new(&[]); 2 * crate::sys::MAX_BATCH];
-        let mut inner0 = Some((inner, p0));
+        // Segment 0's headers are in `inner` already (made above, its checksum read once).
+        let mut p = p0;
         for k in 0..segs {
             let head = &mut self.gso_heads[k];
-            // Segment 0's headers were made above (its checksum read its payload once).
-            let p = match inner0.take() {
-                Some((i0, p)) => {
-                    inner = i0;
-                    p
-                }
-                None => match batch_tso::segment(frame, t, k, &mut inner) {
-                    Some(p) => p,
-                    None => return 0,
-                },
-            };
+            if k > 0 {
+                let Some(next) = batch_tso::segment(frame, t, k, &mut inner) else {
+                    return 0;
+                };
+                p = next;
+            }
             if k + 1 < segs && p.len() != t.mss {
                 return 0;
             }
             head[..HEADER_LEN].copy_from_slice(&vx);
             head[HEADER_LEN..HEADER_LEN + h].copy_from_slice(&inner[..h]);
-            iov[2 * k + 1] = IoSlice::new(&frame[p]);
+            iov[2 * k + 1] = IoSlice::new(&frame[p.clone()]);
         }
         for k in 0..segs {
             iov[2 * k] = IoSlice::new(&self.gso_heads[k][..HEADER_LEN + h]);

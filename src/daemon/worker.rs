@@ -34,7 +34,7 @@
 //! and SO_REUSEPORT both hash the flow), so a flow is never reordered.
 
 use super::batch::{HEADROOM, RecvBatch};
-use super::batch_gro::{self, Flushed, Framing, Part, TcpRun, VNET_HDR_LEN, VNET_HDR_NONE};
+use super::batch_gro::{self, Framing, Part, TcpRun, VNET_HDR_LEN, VNET_HDR_NONE};
 use super::batch_tso;
 use super::ratelimit::{DropReport, RateLimit};
 use super::stats::{Clock, StatsBoard};
@@ -281,7 +281,7 @@ impl Worker {
                         }
                     }
                     // --- ARP suppression: learn bindings from ARP crossing the tunnel.
-                    if let Some(frame) = self.rxb.get(i).and_then(|(d, _)| d.get(offset..)) {
+                    if let Some(frame) = self.rxb.at((i, offset)) {
                         self.s.arp.snoop_remote(now, net, frame, &mut self.ctr);
                     }
                     // --- end ARP suppression.
@@ -412,8 +412,7 @@ impl Worker {
         };
         let seg = if tap.vnet_hdr {
             self.rxb
-                .get(i)
-                .and_then(|(d, _)| d.get(offset..))
+                .at((i, offset))
                 .and_then(|f| batch_gro::tcp_segment(f, Framing::Ethernet))
         } else {
             None
@@ -423,7 +422,7 @@ impl Worker {
             return self.write_one(now, net, i, offset);
         };
         let rxb = &self.rxb;
-        let bytes = |(i, off): Part| rxb.get(i).and_then(|(d, _)| d.get(off..));
+        let bytes = |p: Part| rxb.at(p);
         if !self.run.offer(net.0, (i, offset), &seg, bytes) {
             self.flush_run(now);
             self.run.start(net.0, (i, offset), &seg);
@@ -434,28 +433,14 @@ impl Worker {
     /// if the kernel refuses it).
     fn flush_run(&mut self, now: Timestamp) {
         let rxb = &self.rxb;
-        let bytes = |(i, off): Part| rxb.get(i).and_then(|(d, _)| d.get(off..));
+        let bytes = |p: Part| rxb.at(p);
         let taps = &self.s.taps;
         let dev = |k: u16| taps.get(usize::from(k)).map(|t| &*t.dev);
-        match self.run.flush(dev, bytes) {
-            Flushed::Empty => {}
-            Flushed::One {
-                key,
-                part: (i, off),
-            } => self.write_one(now, NetId(key), i, off),
-            Flushed::Merged { count } => self.ctr.tx_device += count as u64,
-            Flushed::Refused { key, count, error } => {
-                // EINVAL for a frame the kernel will not take as GSO, EIO while down...:
-                // fall back to the segments themselves, which count their own errors.
-                if error.raw_os_error() == Some(libc::EBADFD) {
-                    self.ctr.drops[DropReason::DeviceTxError as usize] += count as u64;
-                    return;
-                }
-                for k in 0..count {
-                    let (i, off) = self.run.flushed(count)[k];
-                    self.write_one(now, NetId(key), i, off);
-                }
-            }
+        let flushed = self.run.flush(dev, bytes);
+        let (key, singles) = self.run.settle(flushed, &mut self.ctr);
+        for k in 0..singles {
+            let (i, off) = self.run.flushed(singles)[k];
+            self.write_one(now, NetId(key), i, off);
         }
     }
 
@@ -464,7 +449,7 @@ impl Worker {
     fn write_one(&mut self, now: Timestamp, net: NetId, i: usize, offset: usize) {
         let (Some(tap), Some(frame)) = (
             self.s.taps.get(usize::from(net.0)),
-            self.rxb.get(i).and_then(|(d, _)| d.get(offset..)),
+            self.rxb.at((i, offset)),
         ) else {
             self.ctr.drop(DropReason::UnknownNetwork);
             return;
