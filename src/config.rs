@@ -320,6 +320,46 @@ impl FromStr for Encap {
     }
 }
 
+/// What the daemon runs: its device kind and its encapsulation as one value, so the pair that
+/// makes no sense (an L2 device over IPIP) cannot be represented. Built from `--mode` and
+/// `--encap` (or the file's `mode` and `encap`) by [`Tunnel::new`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tunnel {
+    /// Ethernet frames on TAP devices over VXLAN (`--mode l2`).
+    #[default]
+    L2Vxlan,
+    /// IP packets on a TUN device over VXLAN, vtepd the L2 endpoint (`--mode l3 --encap vxlan`).
+    L3Vxlan,
+    /// IP packets on a TUN device over IPIP (`--mode l3 --encap ipip`).
+    L3Ipip,
+}
+
+impl Tunnel {
+    /// The tunnel `mode` and `encap` name (each defaulted when absent).
+    pub fn new(mode: Option<Mode>, encap: Option<Encap>) -> Result<Tunnel, ConfigError> {
+        match (mode.unwrap_or_default(), encap.unwrap_or_default()) {
+            (Mode::L2, Encap::Vxlan) => Ok(Tunnel::L2Vxlan),
+            (Mode::L3, Encap::Vxlan) => Ok(Tunnel::L3Vxlan),
+            (Mode::L3, Encap::Ipip) => Ok(Tunnel::L3Ipip),
+            (Mode::L2, Encap::Ipip) => err("--encap ipip carries IP packets: it needs --mode l3"),
+        }
+    }
+
+    /// Whether the underlay carries VXLAN (else IPIP).
+    pub fn is_vxlan(self) -> bool {
+        self != Tunnel::L3Ipip
+    }
+
+    /// Short name, as in thread names (`vtepd-<name>-<n>`) and logs: `l2`, `l3vx`, `ipip`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tunnel::L2Vxlan => "l2",
+            Tunnel::L3Vxlan => "l3vx",
+            Tunnel::L3Ipip => "ipip",
+        }
+    }
+}
+
 /// Parses a `--route CIDR=IP` value (see [`route::parse_route`]).
 pub fn parse_route(s: &str) -> Result<Route, String> {
     route::parse_route(s)
@@ -381,10 +421,8 @@ pub struct DaemonConfig {
     pub port: u16,
     /// Accept decapsulation from any source.
     pub allow_any_peer: bool,
-    /// L2 (TAP) or L3 (TUN).
-    pub mode: Mode,
-    /// VXLAN or IPIP.
-    pub encap: Encap,
+    /// What runs: L2 VXLAN (TAP), L3 VXLAN or L3 IPIP (TUN).
+    pub tunnel: Tunnel,
     /// Dataplane worker threads.
     pub threads: usize,
     /// Control socket path.
@@ -473,11 +511,8 @@ impl DaemonConfig {
 
     /// The rules that depend on `mode` and `encap`.
     fn validate_mode(&self) -> Result<(), ConfigError> {
-        match (self.mode, self.encap) {
-            (Mode::L2, Encap::Ipip) => {
-                return err("--encap ipip carries IP packets: it needs --mode l3");
-            }
-            (Mode::L2, Encap::Vxlan) => {
+        match self.tunnel {
+            Tunnel::L2Vxlan => {
                 if let Some(n) = self.networks.iter().find(|n| !n.routes.is_empty()) {
                     return err(format!("dev {}: routes need --mode l3", n.dev));
                 }
@@ -493,8 +528,8 @@ impl DaemonConfig {
                 }
                 return Ok(());
             }
-            (Mode::L3, Encap::Vxlan) => return self.validate_l3_vxlan(),
-            (Mode::L3, Encap::Ipip) => {}
+            Tunnel::L3Vxlan => return self.validate_l3_vxlan(),
+            Tunnel::L3Ipip => {}
         }
         if let Some(n) = self
             .networks
@@ -660,30 +695,31 @@ impl FileConfig {
         };
         let control = parse_control_path(self.control.as_deref().unwrap_or(DEFAULT_CONTROL))
             .map_err(ConfigError)?;
-        let mode: Mode = self
+        let mode: Option<Mode> = self
             .mode
             .as_deref()
-            .unwrap_or("l2")
-            .parse()
+            .map(str::parse)
+            .transpose()
             .map_err(ConfigError)?;
-        let encap: Encap = self
+        let encap: Option<Encap> = self
             .encap
             .as_deref()
-            .unwrap_or("vxlan")
-            .parse()
+            .map(str::parse)
+            .transpose()
             .map_err(ConfigError)?;
-        if encap == Encap::Ipip && self.port.is_some() {
+        let tunnel = Tunnel::new(mode, encap)?;
+        if !tunnel.is_vxlan() && self.port.is_some() {
             return Err(ConfigError("port is not used with IPIP".into()));
         }
         let mut networks = Vec::with_capacity(self.networks.len());
         for (i, n) in self.networks.into_iter().enumerate() {
             let ctx = |e: String| ConfigError(format!("network #{}: {e}", i + 1));
             let dev = parse_dev_name(&n.dev).map_err(ctx)?;
-            let vni = match (encap, n.vni) {
-                (Encap::Vxlan, Some(v)) => vni_from(v).map_err(ctx)?,
-                (Encap::Vxlan, None) => return Err(ctx("vni is required with VXLAN".into())),
-                (Encap::Ipip, Some(_)) => return Err(ctx("vni is not used with IPIP".into())),
-                (Encap::Ipip, None) => vni_from(u64::from(DEFAULT_VNI)).map_err(ctx)?,
+            let vni = match (tunnel.is_vxlan(), n.vni) {
+                (true, Some(v)) => vni_from(v).map_err(ctx)?,
+                (true, None) => return Err(ctx("vni is required with VXLAN".into())),
+                (false, Some(_)) => return Err(ctx("vni is not used with IPIP".into())),
+                (false, None) => vni_from(u64::from(DEFAULT_VNI)).map_err(ctx)?,
             };
             let mut net = NetConfig::new(dev, vni);
             for p in &n.peers {
@@ -725,8 +761,7 @@ impl FileConfig {
             local,
             port,
             allow_any_peer: self.allow_any_peer,
-            mode,
-            encap,
+            tunnel,
             threads: threads.unwrap_or_else(default_threads),
             control,
             networks,
@@ -825,7 +860,7 @@ vni = 43
              neigh = [{ ip = \"10.244.1.0\", mac = \"02:00:00:00:00:01\" }]\n",
         )
         .unwrap();
-        assert_eq!((c.mode, c.encap), (Mode::L3, Encap::Vxlan));
+        assert_eq!(c.tunnel, Tunnel::L3Vxlan);
         assert_eq!(c.networks[0].neigh[0].ip, Ipv4Addr::new(10, 244, 1, 0));
         let c = DaemonConfig::from_toml(
             "local = \"192.0.2.1\"\n[[network]]\ndev = \"v\"\nvni = 1\narp_suppress = true\n\
@@ -992,7 +1027,7 @@ vni = 43
              routes = [\"10.0.1.0/26=192.0.2.2\", \"10.0.2.0/26=192.0.2.3\"]\n",
         )
         .unwrap();
-        assert_eq!((c.mode, c.encap), (Mode::L3, Encap::Ipip));
+        assert_eq!(c.tunnel, Tunnel::L3Ipip);
         assert_eq!(c.networks[0].routes.len(), 2);
         assert_eq!(
             c.networks[0].routes[1].to_string(),

@@ -13,4 +13,5 @@ pub mod config;
 pub mod control;
 pub mod core;
 pub mod daemon;
+pub mod error;
 pub mod sys;

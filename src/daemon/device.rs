@@ -1,8 +1,8 @@
 //! The system side of a network: the underlay interface holding `--local`, the privilege check,
 //! and the TAP device (through `tun-rs`).
 
-use crate::cli::Failure;
 use crate::config::{self, NetConfig};
+use crate::error::Failure;
 use crate::sys;
 use encap::MacAddr;
 use std::io;

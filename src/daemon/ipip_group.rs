@@ -24,7 +24,7 @@
 //! socket read by one worker would put all decapsulation on one core.
 
 use super::socket::size_buffer;
-use crate::cli::Failure;
+use crate::error::Failure;
 use crate::sys;
 use libc::sock_filter;
 use socket2::{Domain, Protocol, Socket, Type};

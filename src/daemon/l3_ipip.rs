@@ -23,18 +23,19 @@
 
 use super::batch_gro::{self, Framing, Part, TcpRun};
 use super::device::{self, Underlay};
+use super::handler::Handler;
 use super::ipip_group::open_ipip_group;
 use super::l3_offload::{TunReader, TunnelQueue};
 use super::netlink::{KernelRoutes, RouteService};
 use super::ratelimit::{DropReport, RateLimit};
 use super::stats::{Clock, StatsBoard};
 use super::tun::{self, IPIP_OVERHEAD, Tun};
-use crate::cli::Failure;
 use crate::config::DaemonConfig;
-use crate::control::server::{self, Handler, Server};
+use crate::control::server::{self, Server};
 use crate::core::ipip::{Ipip, IpipSettings, IpipTx, LocalVerdict, OVERHEAD, RemoteVerdict};
 use crate::core::route::Routes;
 use crate::core::{Core, CoreConfig, Counters, DropReason, Timestamp};
+use crate::error::Failure;
 use crate::sys::{self, MAX_BATCH, RecvMeta};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};

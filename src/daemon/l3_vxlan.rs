@@ -30,21 +30,22 @@ use super::batch::{HEADROOM, MAX_PACKET, RecvBatch};
 use super::batch_gro::{self, Framing, MAX_HEADER, Part, TcpRun, VNET_HDR_LEN, VNET_HDR_NONE};
 use super::batch_tso::{self, TsoFrame};
 use super::device;
+use super::handler::{Handler, NetInfo};
 use super::netlink::{KernelRoutes, RouteService};
 use super::ratelimit::{DropReport, RateLimit};
 use super::stats::{Clock, StatsBoard};
 use super::tun;
 use super::tunnel_tx::TunnelTx;
 use super::{SIGNALS, Task, WAKE, init_logging, socket, spawn, supervise, vxlan_config};
-use crate::cli::Failure;
 use crate::config::{DaemonConfig, VXLAN_OVERHEAD, stable_mac};
-use crate::control::server::{self, Handler, NetInfo, Server};
+use crate::control::server::{self, Server};
 use crate::core::arp::{FrameTo, Generated, write_ipv4_header};
 use crate::core::l3vx::{FrameVerdict, L3Vx, L3VxConfig, TunVerdict};
 use crate::core::route::Routes;
 use crate::core::{
     Action, Actions, Core, CoreConfig, Counters, DropReason, NetId, NetworkConfig, Timestamp,
 };
+use crate::error::Failure;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};

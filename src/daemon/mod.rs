@@ -12,6 +12,7 @@ pub mod batch;
 pub mod batch_gro;
 pub mod batch_tso;
 pub mod device;
+pub mod handler;
 pub mod ipip_group;
 pub mod l3_ipip;
 pub mod l3_offload;
@@ -24,12 +25,13 @@ pub mod tun;
 pub mod tunnel_tx;
 pub mod worker;
 
-use crate::cli::Failure;
 use crate::config::{DaemonConfig, stable_mac};
-use crate::control::server::{self, Handler, NetInfo, Server};
+use crate::control::server::{self, Server};
 use crate::core::{Core, CoreConfig, NetworkConfig};
+use crate::error::Failure;
 use device::Tap;
 use encap::VxlanConfig;
+use handler::{Handler, NetInfo};
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -131,11 +133,10 @@ fn port_of(tap: &Tap, id: usize) -> TapPort {
 
 /// Runs the daemon until a signal (Ok) or a fatal error.
 pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
-    if (cfg.mode, cfg.encap) == (crate::config::Mode::L3, crate::config::Encap::Vxlan) {
-        return l3_vxlan::run(cfg);
-    }
-    if cfg.mode == crate::config::Mode::L3 {
-        return l3_ipip::run(cfg);
+    match cfg.tunnel {
+        crate::config::Tunnel::L3Vxlan => return l3_vxlan::run(cfg),
+        crate::config::Tunnel::L3Ipip => return l3_ipip::run(cfg),
+        crate::config::Tunnel::L2Vxlan => {}
     }
     init_logging();
     // Read-only checks: a failure here leaves the system untouched.

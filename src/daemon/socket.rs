@@ -3,7 +3,7 @@
 //! writes the whole outer header itself: the UDP source port from the inner flow hash
 //! (RFC 7348 §5, for underlay ECMP), DF, DSCP and ECN (RFC 6040) inherited from the inner packet.
 
-use crate::cli::Failure;
+use crate::error::Failure;
 use crate::sys;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};

@@ -3,8 +3,8 @@
 //! brought up and non-blocking.
 
 use super::device::{Underlay, interface_exists};
-use crate::cli::Failure;
 use crate::config::{Ipv4Cidr, MAX_MTU, MIN_MTU};
+use crate::error::Failure;
 use std::io;
 use std::sync::Arc;
 use tun_rs::{DeviceBuilder, Layer, SyncDevice};

@@ -7,51 +7,16 @@ use crate::config::{
     parse_unicast_mac, parse_vni, parse_vtep_ip,
 };
 use crate::core::route::{Route, parse_prefix};
+pub use crate::error::Failure;
+
+mod client;
 use clap::{Args, Parser, Subcommand};
 use encap::{MacAddr, Vni};
 use ipnet::Ipv4Net;
-use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-
-/// Why a command failed, and so which exit status it gets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// Bad usage or bad configuration: exit status 2.
-    Usage(String),
-    /// A runtime failure: exit status 1.
-    Runtime(String),
-}
-
-impl Failure {
-    /// The process exit status.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Failure::Usage(_) => 2,
-            Failure::Runtime(_) => 1,
-        }
-    }
-    /// The message (one line).
-    pub fn message(&self) -> &str {
-        match self {
-            Failure::Usage(m) | Failure::Runtime(m) => m,
-        }
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.message())
-    }
-}
-
-impl From<config::ConfigError> for Failure {
-    fn from(e: config::ConfigError) -> Failure {
-        Failure::Usage(e.0)
-    }
-}
 
 /// vtepd: a userspace VXLAN/IPIP tunnel endpoint (VTEP) with flood-and-learn forwarding.
 ///
@@ -262,8 +227,7 @@ impl RunArgs {
             local,
             port: self.port.unwrap_or(encap::vxlan::DEFAULT_PORT),
             allow_any_peer: self.allow_any_peer,
-            mode: self.mode.unwrap_or_default(),
-            encap: self.encap.unwrap_or_default(),
+            tunnel: config::Tunnel::new(self.mode, self.encap)?,
             threads: self.threads.unwrap_or_else(config::default_threads),
             control: PathBuf::from(config::DEFAULT_CONTROL),
             networks: vec![net],
@@ -499,11 +463,11 @@ pub fn main_entry() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(args) => args.to_config().and_then(|cfg| crate::daemon::run(&cfg)),
-        Command::Fdb(c) => crate::control::client::fdb(c),
-        Command::Peers(c) => crate::control::client::peers(c),
-        Command::Routes(c) => crate::control::client::routes(c),
-        Command::Stats(a) => crate::control::client::stats(a),
-        Command::Neigh(c) => crate::control::client::neigh(c),
+        Command::Fdb(c) => client::fdb(c),
+        Command::Peers(c) => client::peers(c),
+        Command::Routes(c) => client::routes(c),
+        Command::Stats(a) => client::stats(a),
+        Command::Neigh(c) => client::neigh(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -599,7 +563,7 @@ mod tests {
             "10.244.1.0=02:00:00:00:00:01",
         ])
         .unwrap();
-        assert_eq!((c.mode, c.encap), (Mode::L3, Encap::Vxlan));
+        assert_eq!(c.tunnel, config::Tunnel::L3Vxlan);
         let n = &c.networks[0];
         assert_eq!(n.routes[0].via, Ipv4Addr::new(10, 244, 1, 0));
         assert_eq!(n.neigh[0].mac.to_string(), "02:00:00:00:00:01");

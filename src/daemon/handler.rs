@@ -1,0 +1,415 @@
+//! The daemon's side of the control socket: answers each [`Request`] against the shared state
+//! (the core, the route service, the published counters), so every change takes effect on the
+//! data path at once. Runs on the control server's client threads; never blocks a worker.
+
+use super::netlink::{RouteChangeError, RouteService};
+use super::stats::{Clock, StatsBoard};
+use crate::control::protocol::{
+    FdbRow, Kind, NeighRow, NetStats, PeersRow, Request, Response, RouteRow, StatsReport,
+    WorkerStats,
+};
+use crate::control::server::Handle;
+use crate::core::route::parse_prefix;
+use crate::core::{Core, CoreError, EntryKind};
+use encap::{MacAddr, Vni};
+use std::sync::Arc;
+use tracing::info;
+
+/// A network as the control plane shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetInfo {
+    /// VNI.
+    pub vni: Vni,
+    /// Device name.
+    pub dev: String,
+    /// vtepd's own MAC on this network (`None`: the network has no link layer, IPIP).
+    pub mac: Option<MacAddr>,
+}
+
+/// Answers requests against the shared state.
+#[derive(Debug)]
+pub struct Handler {
+    /// The shared core.
+    pub core: Arc<Core>,
+    /// The networks, in NetId order.
+    pub nets: Vec<NetInfo>,
+    /// Published worker counters.
+    pub board: Arc<StatsBoard>,
+    /// The daemon clock.
+    pub clock: Clock,
+    /// The L3 route table and its kernel routes (`None` in L2 mode).
+    pub routes: Option<Arc<RouteService>>,
+}
+
+fn route_err(e: RouteChangeError) -> Response {
+    let usage = matches!(e, RouteChangeError::Refused(_));
+    Response::err(usage, e.to_string())
+}
+
+fn core_err(e: CoreError) -> Response {
+    let usage = !matches!(e, CoreError::TooManyNetworks);
+    Response::err(usage, e.to_string())
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Response {
+    match serde_json::to_value(v) {
+        Ok(v) => Response::ok(v),
+        Err(e) => Response::err(false, format!("internal error: {e}")),
+    }
+}
+
+impl Handler {
+    fn dev_of(&self, vni: Vni) -> String {
+        self.nets
+            .iter()
+            .find(|n| n.vni == vni)
+            .map(|n| n.dev.clone())
+            .unwrap_or_default()
+    }
+
+    fn vni_list(&self) -> String {
+        self.nets
+            .iter()
+            .map(|n| n.vni.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// A VNI the daemon has.
+    fn known(&self, v: u32) -> Result<Vni, Response> {
+        match Vni::new(v) {
+            Ok(vni) if self.nets.iter().any(|n| n.vni == vni) => Ok(vni),
+            _ => Err(Response::err(
+                true,
+                format!(
+                    "no network with VNI {v} (this daemon has VNI {})",
+                    self.vni_list()
+                ),
+            )),
+        }
+    }
+
+    /// The network a change applies to: the given one, or the only one.
+    fn target(&self, vni: Option<u32>) -> Result<Vni, Response> {
+        if self.nets.is_empty() {
+            return Err(Response::err(
+                true,
+                "this daemon runs in L3 mode: it has no FDB or flood lists (see `routes`)",
+            ));
+        }
+        match (vni, self.nets.as_slice()) {
+            (Some(v), _) => self.known(v),
+            (None, [only]) => Ok(only.vni),
+            (None, nets) => Err(Response::err(
+                true,
+                format!(
+                    "the daemon has {} networks (VNI {}): give --vni",
+                    nets.len(),
+                    self.vni_list()
+                ),
+            )),
+        }
+    }
+
+    fn filter(&self, vni: Option<u32>) -> Result<Option<Vni>, Response> {
+        vni.map(|v| self.known(v)).transpose()
+    }
+
+    fn mac(s: &str) -> Result<MacAddr, Response> {
+        crate::config::parse_unicast_mac(s).map_err(|e| Response::err(true, e))
+    }
+
+    fn try_handle(&self, req: Request) -> Result<Response, Response> {
+        let now = self.clock.now();
+        Ok(match req {
+            Request::FdbShow { vni } => {
+                let rows: Vec<FdbRow> = self
+                    .core
+                    .fdb_entries(now, self.filter(vni)?)
+                    .into_iter()
+                    .map(|e| FdbRow {
+                        vni: e.vni.get(),
+                        dev: self.dev_of(e.vni),
+                        mac: e.mac.to_string(),
+                        remote: e.remote,
+                        kind: match e.kind {
+                            EntryKind::Learned => Kind::Learned,
+                            EntryKind::Static => Kind::Static,
+                        },
+                        age_secs: e.age.as_secs(),
+                    })
+                    .collect();
+                to_json(&rows)
+            }
+            Request::FdbAdd { vni, mac, remote } => {
+                let (vni, mac) = (self.target(vni)?, Self::mac(&mac)?);
+                self.core.fdb_add(now, vni, mac, remote).map_err(core_err)?;
+                info!(%vni, %mac, %remote, "static FDB entry added");
+                Response::ok(serde_json::Value::Null)
+            }
+            Request::FdbDel { vni, mac } => {
+                let (vni, mac) = (self.target(vni)?, Self::mac(&mac)?);
+                if !self.core.fdb_del(vni, mac).map_err(core_err)? {
+                    return Err(Response::err(
+                        false,
+                        format!("no FDB entry for {mac} in VNI {vni}"),
+                    ));
+                }
+                info!(%vni, %mac, "FDB entry deleted");
+                Response::ok(serde_json::Value::Null)
+            }
+            Request::FdbFlush { vni, learned_only } => {
+                let removed = self
+                    .core
+                    .fdb_flush(self.filter(vni)?, learned_only)
+                    .map_err(core_err)?;
+                info!(removed, learned_only, "FDB flushed");
+                Response::ok(serde_json::json!({ "removed": removed }))
+            }
+            Request::PeersShow => {
+                let rows: Vec<PeersRow> = self
+                    .core
+                    .peers()
+                    .into_iter()
+                    .map(|(vni, peers)| PeersRow {
+                        vni: vni.get(),
+                        dev: self.dev_of(vni),
+                        peers,
+                    })
+                    .collect();
+                to_json(&rows)
+            }
+            Request::PeersAdd { vni, ip } => {
+                let vni = self.target(vni)?;
+                let added = self.core.peer_add(vni, ip).map_err(core_err)?;
+                if added {
+                    info!(%vni, peer = %ip, "peer added");
+                }
+                Response::ok(serde_json::json!({ "changed": added }))
+            }
+            Request::PeersDel { vni, ip } => {
+                let vni = self.target(vni)?;
+                if !self.core.peer_del(vni, ip).map_err(core_err)? {
+                    return Err(Response::err(
+                        false,
+                        format!("{ip} is not a peer of VNI {vni}"),
+                    ));
+                }
+                info!(%vni, peer = %ip, "peer removed");
+                Response::ok(serde_json::json!({ "changed": true }))
+            }
+            Request::Stats => to_json(&self.stats(now)),
+            Request::RoutesShow => {
+                let Some(svc) = &self.routes else {
+                    return Ok(to_json(&Vec::<RouteRow>::new()));
+                };
+                let rows: Vec<RouteRow> = svc
+                    .list()
+                    .into_iter()
+                    .map(|r| RouteRow {
+                        prefix: r.prefix.to_string(),
+                        via: r.via,
+                        dev: svc.dev().to_owned(),
+                    })
+                    .collect();
+                to_json(&rows)
+            }
+            Request::RoutesAdd { prefix, via } => {
+                let svc = self.route_service()?;
+                let prefix = parse_prefix(&prefix).map_err(|e| Response::err(true, e))?;
+                let old = svc
+                    .add(crate::core::route::Route { prefix, via })
+                    .map_err(route_err)?;
+                info!(%prefix, %via, replaced = ?old, "route added");
+                Response::ok(serde_json::json!({ "changed": old != Some(via) }))
+            }
+            Request::RoutesDel { prefix } => {
+                let svc = self.route_service()?;
+                let prefix = parse_prefix(&prefix).map_err(|e| Response::err(true, e))?;
+                if svc.del(prefix).map_err(route_err)?.is_none() {
+                    return Err(Response::err(false, format!("no route for {prefix}")));
+                }
+                info!(%prefix, "route removed");
+                Response::ok(serde_json::json!({ "changed": true }))
+            }
+            Request::NeighShow { vni } => {
+                let rows: Vec<NeighRow> = self
+                    .core
+                    .neigh_entries(now, self.filter(vni)?)
+                    .into_iter()
+                    .map(|(vni, e)| NeighRow {
+                        vni: vni.get(),
+                        dev: self.dev_of(vni),
+                        ip: e.ip,
+                        mac: e.mac.to_string(),
+                        kind: match e.kind {
+                            EntryKind::Learned => Kind::Learned,
+                            EntryKind::Static => Kind::Static,
+                        },
+                        age_secs: e.age.as_secs(),
+                    })
+                    .collect();
+                to_json(&rows)
+            }
+            Request::NeighAdd { vni, ip, mac } => {
+                let (vni, mac) = (self.target(vni)?, Self::mac(&mac)?);
+                self.core.neigh_add(now, vni, ip, mac).map_err(core_err)?;
+                info!(%vni, %ip, %mac, "static neighbour added");
+                Response::ok(serde_json::Value::Null)
+            }
+            Request::NeighDel { vni, ip } => {
+                let vni = self.target(vni)?;
+                if !self.core.neigh_del(vni, ip).map_err(core_err)? {
+                    return Err(Response::err(
+                        false,
+                        format!("no neighbour {ip} in VNI {vni}"),
+                    ));
+                }
+                info!(%vni, %ip, "neighbour deleted");
+                Response::ok(serde_json::Value::Null)
+            }
+        })
+    }
+
+    fn route_service(&self) -> Result<&Arc<RouteService>, Response> {
+        self.routes.as_ref().ok_or_else(|| {
+            Response::err(
+                true,
+                "this daemon runs in L2 mode: it has no route table (routes need --mode l3)",
+            )
+        })
+    }
+
+    fn stats(&self, now: crate::core::Timestamp) -> StatsReport {
+        // One snapshot of every worker, so the totals are exactly the sum of the rows.
+        let per_worker = self.board.per_worker();
+        let mut c = crate::core::Counters::default();
+        for w in &per_worker {
+            c.add(w);
+        }
+        let peers = self.core.peers();
+        let networks: Vec<NetStats> = self
+            .nets
+            .iter()
+            .map(|n| NetStats {
+                vni: n.vni.get(),
+                dev: n.dev.clone(),
+                peers: peers
+                    .iter()
+                    .find(|(v, _)| *v == n.vni)
+                    .map_or(0, |(_, p)| p.len()),
+                fdb_entries: self.core.fdb_entries(now, Some(n.vni)).len(),
+                mac: n.mac.map(|m| m.to_string()),
+                neigh_entries: self.core.neigh_entries(now, Some(n.vni)).len(),
+            })
+            .collect();
+        // What `fdb show` lists: entries past their ageing time but not yet reaped are not counted.
+        let fdb_entries = networks.iter().map(|n| n.fdb_entries).sum();
+        StatsReport {
+            rx_tunnel: c.rx_tunnel,
+            tx_tunnel: c.tx_tunnel,
+            rx_device: c.rx_device,
+            tx_device: c.tx_device,
+            flood_copies: c.flood_copies,
+            fdb_entries,
+            learned: c.learned,
+            mac_moves: c.mac_moves,
+            learn_refused: c.learn_refused,
+            learn_static_conflict: c.learn_static_conflict,
+            neigh_learned: c.neigh_learned,
+            neigh_mac_changes: c.neigh_mac_changes,
+            neigh_refused: c.neigh_refused,
+            arp_suppressed: c.arp_suppressed,
+            arp_requests: c.arp_requests,
+            arp_replies: c.arp_replies,
+            icmp_echo_replies: c.icmp_echo_replies,
+            neigh_failed: c.neigh_failed,
+            rx_merged: c.rx_merged,
+            drops: crate::core::DropReason::ALL
+                .iter()
+                .map(|r| (r.name().to_owned(), c.drops_of(*r)))
+                .collect(),
+            drops_total: c.total_drops(),
+            uptime_secs: self.clock.uptime().as_secs(),
+            networks,
+            workers: per_worker
+                .iter()
+                .enumerate()
+                .map(|(worker, w)| WorkerStats {
+                    worker,
+                    rx_tunnel: w.rx_tunnel,
+                    tx_tunnel: w.tx_tunnel,
+                    rx_device: w.rx_device,
+                    tx_device: w.tx_device,
+                    flood_copies: w.flood_copies,
+                    drops_total: w.total_drops(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Handle for Handler {
+    fn handle(&self, req: Request) -> Response {
+        self.try_handle(req).unwrap_or_else(|r| r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn handler_with(ageing: Duration) -> Handler {
+        let vni = Vni::new(42).unwrap();
+        let core = Core::new(crate::core::CoreConfig {
+            local: "192.0.2.1".parse().unwrap(),
+            allow_any_peer: false,
+            networks: vec![crate::core::NetworkConfig {
+                vni,
+                peers: vec![PEER],
+                own_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                learning: true,
+                ageing,
+                max_learned: 16,
+            }],
+        })
+        .unwrap();
+        Handler {
+            core: Arc::new(core),
+            nets: vec![NetInfo {
+                vni,
+                dev: "vt0".into(),
+                mac: None,
+            }],
+            board: Arc::new(StatsBoard::new(1)),
+            clock: Clock::new(),
+            routes: None,
+        }
+    }
+
+    const PEER: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 2, 2);
+
+    #[test]
+    fn stats_fdb_entries_agree_with_fdb_show() {
+        let h = handler_with(Duration::from_millis(1));
+        // A VXLAN datagram (I flag, VNI 42) from the peer: its inner source MAC gets learned at
+        // time 0, and has aged out by the time the control plane looks.
+        let mut d = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+        d.extend_from_slice(&[2, 0, 0, 0, 0, 9, 2, 0, 0, 0, 0, 7, 0x88, 0xb5]);
+        let mut out = crate::core::Actions::with_capacity(4);
+        let mut ctr = crate::core::Counters::default();
+        h.core
+            .on_remote(crate::core::Timestamp(0), PEER, &d, &mut out, &mut ctr);
+        assert_eq!(ctr.learned, 1, "{ctr:?}");
+        std::thread::sleep(Duration::from_millis(20));
+        let shown = h.handle(Request::FdbShow { vni: None });
+        assert_eq!(
+            shown.data,
+            serde_json::json!([]),
+            "fdb show lists an aged-out entry"
+        );
+        let stats = h.handle(Request::Stats);
+        assert_eq!(stats.data["fdb_entries"], 0, "{:?}", stats.data);
+    }
+}
