@@ -26,8 +26,8 @@
 #               processes' own CPU (/proc/PID/stat) per GB
 # It prints a table with every vtepd figure also as a ratio to kernel vxlan from the same run.
 #
-# usage: sudo lab/bench.sh [--quick] [--modes LIST] [--repeat N] [--json [FILE]] [--quiet] [--keep]
-#                          [--profile perf|callgrind [--profile-load tcp|udp]]
+# usage: sudo lab/bench.sh [--quick] [--modes LIST] [--repeat N] [--baseline BIN] [--json [FILE]]
+#                          [--quiet] [--keep] [--profile perf|callgrind [--profile-load tcp|udp]]
 #   --quick       short runs (about 10 s a mode instead of about 30 s)
 #   --modes LIST  comma-separated modes (default: all): bare_veth, kernel_vxlan, vtepd_l2_vxlan,
 #                 vtepd_l3_vxlan, vtepd_l3_ipip, or short names bare, kernel, vtepd_l2, vtepd_l3vx,
@@ -35,6 +35,14 @@
 #   --repeat N    N rounds over all modes (default 1), interleaved so a change of background load
 #                 hits every mode alike; each figure is the best of its rounds (highest rate, lowest
 #                 RTT and CPU), which is what the code can do when other work leaves it alone
+#   --baseline BIN
+#                 A/B run: BIN is an already built "before" vtepd; every selected vtepd mode is
+#                 measured twice in each round on the same topology, with BIN and with the current
+#                 vtepd (VTEPD_BIN or the cargo build), back to back, which goes first alternating
+#                 from round to round (odd rounds: the baseline; an even --repeat puts each first
+#                 equally often); a second table gives per vtepd mode the baseline's figures (best
+#                 of the rounds, as above), the current ones, current/baseline, and tcp1's
+#                 current/baseline in each round (the noise). Not with --profile
 #   --json [FILE] also write the results as one JSON object to FILE (or to stdout when FILE is
 #                 missing or `-`; the table then goes to stderr). Keys: <mode>_<metric> with metric
 #                 tcp1_gbps, tcp4_gbps, udp64_pps, udp64_offered_pps, rtt_p50_us, rtt_p99_us,
@@ -42,6 +50,11 @@
 #                 tcp1), daemon_cpu_s_per_gb (vtepd modes); <mode>_status (ok, n/a, failed); for vtepd
 #                 modes <mode>_<tcp1|tcp4|udp64|rtt_p50|rtt_p99|cpu>_ratio (vtepd / kernel vxlan);
 #                 and facts of the run (kernel, cpus, load, durations). A figure not measured is null.
+#                 With --baseline, for vtepd modes also <mode>_base_<metric> and <mode>_base_status
+#                 (the baseline's, same metrics), <mode>_<tcp1|tcp4|udp64|rtt_p50|rtt_p99|cpu|
+#                 daemon_cpu>_vs_base (current / baseline), <mode>_tcp1_vs_base_rounds (an array:
+#                 tcp1 current / baseline of each round in which both were measured), and
+#                 baseline_bin, vtepd_bin (the two binaries' paths)
 #   --quiet       print nothing but failures (and the JSON when asked for)
 #   --keep        leave the lab up at the end
 #   --profile perf|callgrind
@@ -55,11 +68,11 @@
 #                 the load while profiling: one iperf3 TCP stream (default) or the 64-byte UDP flood
 # Environment: VTEPD_BIN (a built vtepd; otherwise cargo builds the release binary), BENCH_VTEPD_ARGS
 # (extra `vtepd run` flags, word-split, e.g. "--threads 1"), BENCH_PROFILE_SYSTEM=1 (--profile perf
-# samples the whole machine - iperf3, softirqs, idle - instead of the two daemons), LAB_SKIP_SETUP=1,
-# LAB_PREFIX.
+# samples the whole machine - iperf3, softirqs, idle - instead of the two daemons),
+# BENCH_BASELINE_BIN (the baseline binary when --baseline is not given), LAB_SKIP_SETUP=1, LAB_PREFIX.
 # Exit status: 0 when every selected mode was measured or is not supported by this vtepd yet (vtepd
-# exits with status 2 saying "not supported": reported as n/a), 1 when a mode that should work failed,
-# 2 for bad usage.
+# exits with status 2 saying "not supported": reported as n/a), 1 when a mode that should work failed
+# (with either binary of an A/B run), 2 for bad usage.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -94,6 +107,7 @@ JSON_OUT=
 ROUNDS=1
 PROFILE=
 PROFILE_LOAD=tcp
+BASELINE_BIN=${BENCH_BASELINE_BIN:-}
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) QUICK=1 ;;
@@ -115,6 +129,11 @@ while [ $# -gt 0 ]; do
     --repeat)
         [ $# -ge 2 ] && [[ $2 =~ ^[1-9][0-9]?$ ]] || bench_bad_usage "--repeat needs a count from 1 to 99"
         ROUNDS=$2
+        shift
+        ;;
+    --baseline)
+        [[ $# -ge 2 && -n $2 ]] || bench_bad_usage "--baseline needs a vtepd binary"
+        BASELINE_BIN=$2
         shift
         ;;
     --json)
@@ -150,6 +169,16 @@ SELECTED=
 for m in $BENCH_MODES_ALL; do
     [[ " $MODES " != *" $m "* ]] || SELECTED+="${SELECTED:+ }$m"
 done
+# The baseline of an A/B run: an executable file, named by its absolute path (`ip netns exec` would
+# look a bare name up in PATH).
+if [ -n "$BASELINE_BIN" ]; then
+    [ -e "$BASELINE_BIN" ] || bench_bad_usage "baseline vtepd $BASELINE_BIN: no such file"
+    [ -f "$BASELINE_BIN" ] || bench_bad_usage "baseline vtepd $BASELINE_BIN: not a file"
+    [ -x "$BASELINE_BIN" ] || bench_bad_usage "baseline vtepd $BASELINE_BIN: not executable"
+    [ -z "$PROFILE" ] || bench_bad_usage "--baseline (or BENCH_BASELINE_BIN) does not go with --profile"
+    [[ " $SELECTED" == *" vtepd_"* ]] || bench_bad_usage "--baseline needs a vtepd mode among the modes"
+    BASELINE_BIN=$(realpath -- "$BASELINE_BIN")
+fi
 
 # Human output goes to stderr when the JSON goes to stdout.
 if [ "$JSON_OUT" = - ]; then exec 3>&1 1>&2; else exec 3>&1; fi
@@ -218,6 +247,14 @@ bench_best() {
 # bench_fmt VALUE DECIMALS: VALUE with DECIMALS decimals, or n/a for null.
 bench_fmt() {
     if [ "$1" = null ]; then printf 'n/a'; else LC_ALL=C printf "%.${2}f" "$1"; fi
+}
+# bench_vs_base_name METRIC: the name of a metric's A/B ratio key (<mode>_<name>_vs_base); nothing if
+# none.
+bench_vs_base_name() {
+    case $1 in
+    daemon_cpu_s_per_gb) echo daemon_cpu ;;
+    *) bench_ratio_name "$1" ;;
+    esac
 }
 # bench_ratio_name METRIC: the name of a metric's ratio key (<mode>_<name>_ratio); nothing if none.
 bench_ratio_name() {
@@ -526,16 +563,23 @@ bench_udp() {
     bench_record "${mode}_udp64_offered_pps" "$best_offered"
 }
 
-# bench_mode MODE: sets the mode up, measures everything, tears it down. Returns 3 for n/a.
+# bench_mode MODE [LABEL BIN]: sets the mode up, measures everything, tears it down. Returns 3 for
+# n/a. An A/B run names the figures' keys after LABEL (MODE: the current vtepd, MODE_base: the
+# baseline) and runs the vtepd binary BIN.
 bench_mode() {
-    local mode=$1 rc=0
-    lab_say "$mode"
+    local mode=$1 label=${2:-$1} rc=0
+    local VTEPD_BIN=${3:-$VTEPD_BIN} # seen by bench_vtepd (dynamic scope)
+    if [ $# -gt 1 ]; then
+        lab_say "$mode, $([ "$label" = "$mode" ] && echo current || echo baseline) vtepd $VTEPD_BIN"
+    else
+        lab_say "$mode"
+    fi
     "bench_up_$mode" || rc=$?
     if [ "$rc" = 0 ]; then
         lab_wait_ping h1 "$DST" || rc=1
     fi
     if [ "$rc" = 0 ]; then
-        bench_ping "$mode" && bench_tcp "$mode" 1 && bench_tcp "$mode" 4 && bench_udp "$mode" || rc=1
+        bench_ping "$label" && bench_tcp "$label" 1 && bench_tcp "$label" 4 && bench_udp "$label" || rc=1
     fi
     [ "$rc" != 1 ] || [ "${#DAEMONS[@]}" = 0 ] || lab_dump_logs
     bench_down
@@ -647,6 +691,52 @@ bench_table() {
         "$(bench_get loadavg_after)" "$ROUNDS"
 }
 
+# bench_ab_table: the A/B table: each vtepd mode's figures with the baseline and the current binary,
+# current/baseline, and tcp1's current/baseline in each round.
+bench_ab_table() {
+    local mode m v row name label cell
+    local -a metrics=(tcp1_gbps tcp4_gbps udp64_pps rtt_p50_us rtt_p99_us cpu_s_per_gb daemon_cpu_s_per_gb)
+    printf '\nA/B: baseline %s, current %s\n' "$BASELINE_BIN" "$VTEPD_BIN"
+    printf '%-16s %-15s %-15s %-15s %-15s %-15s %-15s %-10s\n' mode "TCP 1 (Gbit/s)" "TCP 4 (Gbit/s)" \
+        "UDP 64B (kpps)" "RTT p50 (us)" "RTT p99 (us)" "CPU (s/GB)" "vtepd CPU"
+    for mode in $SELECTED; do
+        [[ $mode == vtepd_* ]] || continue
+        printf '%s\n' "$mode"
+        for row in base current ratio; do
+            case $row in
+            base) name="  baseline" label=${mode}_base ;;
+            current) name="  current" label=$mode ;;
+            ratio) name="  current/base" label= ;;
+            esac
+            printf '%-16s' "$name"
+            for m in "${metrics[@]}"; do
+                if [ "$row" = ratio ]; then
+                    v=$(bench_get "${mode}_$(bench_vs_base_name "$m")_vs_base")
+                    cell=$(bench_fmt "$v" 2)
+                    [ "$v" = null ] || cell+=x
+                else
+                    v=$(bench_get "${label}_$m")
+                    case $m in
+                    udp64_pps) cell=$(bench_fmt "$(bench_div "$v" 1000)" 0) ;;
+                    rtt_*) cell=$(bench_fmt "$v" 0) ;;
+                    *) cell=$(bench_fmt "$v" 2) ;;
+                    esac
+                fi
+                if [ "$m" = daemon_cpu_s_per_gb ]; then printf ' %-10s' "$cell"; else printf ' %-15s' "$cell"; fi
+            done
+            if [ -n "$label" ]; then printf '  %s\n' "$(bench_get "${label}_status" | tr -d '"')"; else printf '\n'; fi
+        done
+        cell='' v=${TCP1_VS_BASE[$mode]:-}
+        for v in ${v//,/ }; do
+            if [ "$v" = null ]; then cell+=" n/a"; else cell+=" $(bench_fmt "$v" 2)x"; fi
+        done
+        printf '%-16s%s\n' "  tcp1 by round" "${cell:- n/a}"
+    done
+    printf '\ncurrent/base: above 1 is better for TCP and UDP, worse for RTT and CPU; compare it with the spread\n'
+    printf 'of tcp1 by round (current/baseline in each round, in order), which is the noise of this run.\n'
+    printf 'Each round measures both binaries back to back, the baseline first in odd rounds, the current first in even.\n'
+}
+
 # bench_json: every result as one JSON object.
 bench_json() {
     local k
@@ -672,6 +762,14 @@ bench_set_str vtepd_args "${BENCH_VTEPD_ARGS:-}"
 bench_set loadavg_before "$(cut -d ' ' -f 1 /proc/loadavg)"
 bench_set background_cpu_busy "$(bench_background_load 1)"
 lab_say "benchmark $LAB_PREFIX: modes $SELECTED$([ "$QUICK" = 1 ] && echo ' (quick)'), $ROUNDS round(s); $(bench_get background_cpu_busy) of $(nproc) CPUs busy before we start"
+if [ -n "$BASELINE_BIN" ]; then
+    bench_set_str baseline_bin "$BASELINE_BIN"
+    bench_set_str vtepd_bin "$VTEPD_BIN"
+    lab_info "A/B: every vtepd mode with baseline $BASELINE_BIN and current $VTEPD_BIN, back to back"
+    if cmp -s "$BASELINE_BIN" "$VTEPD_BIN"; then
+        lab_info "the two binaries are identical: an A/A run, the ratios show the noise"
+    fi
+fi
 bench_topology || lab_die "cannot build the topology" || exit 1
 
 if [ -n "$PROFILE" ]; then
@@ -686,33 +784,64 @@ if [ -n "$PROFILE" ]; then
     exit 0
 fi
 
-declare -A STATUS
+declare -A STATUS TCP1_VS_BASE
 failed=
+# bench_variant LABEL MODE [BIN]: one round of MODE (bench_mode) unless LABEL is already n/a or
+# failed; records LABEL's status. Succeeds when it was measured in this round.
+bench_variant() {
+    local label=$1 mode=$2 rc=0
+    case ${STATUS[$label]:-ok} in n/a | failed) return 1 ;; esac
+    if [ $# -gt 2 ]; then bench_mode "$mode" "$label" "$3" || rc=$?; else bench_mode "$mode" || rc=$?; fi
+    case $rc in
+    0) STATUS[$label]=ok ;;
+    3) STATUS[$label]=n/a ;;
+    *)
+        STATUS[$label]=failed
+        failed+=" $label"
+        ;;
+    esac
+    [ "$rc" = 0 ]
+}
 for ((round = 1; round <= ROUNDS; round++)); do
     [ "$ROUNDS" = 1 ] || lab_say "round $round of $ROUNDS"
     for mode in $SELECTED; do
-        case ${STATUS[$mode]:-ok} in n/a | failed) continue ;; esac
-        rc=0
-        bench_mode "$mode" || rc=$?
-        case $rc in
-        0) STATUS[$mode]=ok ;;
-        3) STATUS[$mode]=n/a ;;
-        *)
-            STATUS[$mode]=failed
-            failed+=" $mode"
-            ;;
-        esac
+        if [ -z "$BASELINE_BIN" ] || [[ $mode != vtepd_* ]]; then
+            bench_variant "$mode" "$mode" || true
+            continue
+        fi
+        # A/B: both binaries back to back, the baseline first in odd rounds.
+        base_ok=0 cur_ok=0
+        if [ $((round % 2)) = 1 ]; then
+            bench_variant "${mode}_base" "$mode" "$BASELINE_BIN" && base_ok=1
+            bench_variant "$mode" "$mode" "$VTEPD_BIN" && cur_ok=1
+        else
+            bench_variant "$mode" "$mode" "$VTEPD_BIN" && cur_ok=1
+            bench_variant "${mode}_base" "$mode" "$BASELINE_BIN" && base_ok=1
+        fi
+        if [ "$base_ok$cur_ok" = 11 ]; then
+            # This round's figures are the last of each key's rounds.
+            r=$(bench_div "${ROUNDS_OF[${mode}_tcp1_gbps]##* }" "${ROUNDS_OF[${mode}_base_tcp1_gbps]##* }")
+            TCP1_VS_BASE[$mode]="${TCP1_VS_BASE[$mode]:-}${TCP1_VS_BASE[$mode]:+,}$r"
+            lab_info "$mode: tcp1 current/baseline in round $round: $r"
+        fi
     done
 done
 bench_set loadavg_after "$(cut -d ' ' -f 1 /proc/loadavg)"
 
+# The labels whose figures were measured: every selected mode, and in an A/B run each vtepd mode's
+# baseline (MODE_base).
+LABELS=
 for mode in $SELECTED; do
-    bench_set_str "${mode}_status" "${STATUS[$mode]}"
+    LABELS+="${LABELS:+ }$mode"
+    [ -z "$BASELINE_BIN" ] || [[ $mode != vtepd_* ]] || LABELS+=" ${mode}_base"
+done
+for label in $LABELS; do
+    bench_set_str "${label}_status" "${STATUS[$label]}"
     # Every figure key exists for every selected mode: the best of the rounds, or null.
     for m in $BENCH_METRICS daemon_cpu_s_per_gb; do
-        [[ $m != daemon_* || $mode == vtepd_* ]] || continue
-        if [ "${STATUS[$mode]}" = ok ]; then bench_best "${mode}_$m"; else R[${mode}_$m]=null; fi
-        bench_set "${mode}_$m" "$(bench_get "${mode}_$m")"
+        [[ $m != daemon_* || $label == vtepd_* ]] || continue
+        if [ "${STATUS[$label]}" = ok ]; then bench_best "${label}_$m"; else R[${label}_$m]=null; fi
+        bench_set "${label}_$m" "$(bench_get "${label}_$m")"
     done
 done
 # Ratios of every vtepd figure to kernel vxlan's.
@@ -725,7 +854,21 @@ for mode in $SELECTED; do
     done
 done
 
+# A/B: each vtepd figure of the current binary over the baseline's, and tcp1's in each round.
+if [ -n "$BASELINE_BIN" ]; then
+    for mode in $SELECTED; do
+        [[ $mode == vtepd_* ]] || continue
+        for m in $BENCH_METRICS daemon_cpu_s_per_gb; do
+            r=$(bench_vs_base_name "$m")
+            [ -n "$r" ] || continue
+            bench_set "${mode}_${r}_vs_base" "$(bench_div "$(bench_get "${mode}_$m")" "$(bench_get "${mode}_base_$m")")"
+        done
+        bench_set "${mode}_tcp1_vs_base_rounds" "[${TCP1_VS_BASE[$mode]:-}]"
+    done
+fi
+
 [ "$QUIET" = 1 ] || bench_table
+[ "$QUIET" = 1 ] || [ -z "$BASELINE_BIN" ] || bench_ab_table
 if [ -n "$JSON_OUT" ]; then
     if [ "$JSON_OUT" = - ]; then bench_json >&3; else bench_json >"$JSON_OUT"; fi
 fi
