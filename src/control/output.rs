@@ -58,28 +58,10 @@ pub fn peers_table(rows: &[PeersRow]) -> String {
 /// Counters as `name value` lines, then drops by reason, then one line per network.
 pub fn stats_table(st: &StatsReport) -> String {
     let mut s = String::new();
-    let rows: [(&str, u64); 20] = [
-        ("rx_tunnel", st.rx_tunnel),
-        ("tx_tunnel", st.tx_tunnel),
-        ("rx_device", st.rx_device),
-        ("tx_device", st.tx_device),
-        ("flood_copies", st.flood_copies),
+    let rows = st.counters.scalars().into_iter().chain([
         ("fdb_entries", st.fdb_entries as u64),
-        ("learned", st.learned),
-        ("mac_moves", st.mac_moves),
-        ("learn_refused", st.learn_refused),
-        ("learn_static_conflict", st.learn_static_conflict),
-        ("neigh_learned", st.neigh_learned),
-        ("neigh_mac_changes", st.neigh_mac_changes),
-        ("neigh_refused", st.neigh_refused),
-        ("arp_suppressed", st.arp_suppressed),
-        ("arp_requests", st.arp_requests),
-        ("arp_replies", st.arp_replies),
-        ("icmp_echo_replies", st.icmp_echo_replies),
-        ("neigh_failed", st.neigh_failed),
-        ("rx_merged", st.rx_merged),
         ("uptime_secs", st.uptime_secs),
-    ];
+    ]);
     for (k, v) in rows {
         let _ = writeln!(s, "{k:<24}{v}");
     }
@@ -103,7 +85,12 @@ pub fn stats_table(st: &StatsReport) -> String {
         let _ = writeln!(
             s,
             "worker {}: rx_tunnel {} tx_tunnel {} rx_device {} tx_device {} drops {}",
-            w.worker, w.rx_tunnel, w.tx_tunnel, w.rx_device, w.tx_device, w.drops_total
+            w.worker,
+            w.counters.rx_tunnel,
+            w.counters.tx_tunnel,
+            w.counters.rx_device,
+            w.counters.tx_device,
+            w.drops_total
         );
     }
     s
@@ -113,6 +100,7 @@ pub fn stats_table(st: &StatsReport) -> String {
 mod tests {
     use super::*;
     use crate::control::protocol::NetStats;
+    use crate::core::Counters;
     use std::collections::BTreeMap;
     use std::net::Ipv4Addr;
 
@@ -200,25 +188,17 @@ mod tests {
         drops.insert("unknown_peer".to_owned(), 4);
         drops.insert("truncated".to_owned(), 0);
         let st = StatsReport {
-            rx_tunnel: 10,
-            tx_tunnel: 11,
-            rx_device: 12,
-            tx_device: 13,
-            flood_copies: 14,
+            counters: Counters {
+                rx_tunnel: 10,
+                tx_tunnel: 11,
+                rx_device: 12,
+                tx_device: 13,
+                flood_copies: 14,
+                learned: 3,
+                arp_suppressed: 6,
+                ..Counters::default()
+            },
             fdb_entries: 2,
-            learned: 3,
-            mac_moves: 0,
-            learn_refused: 0,
-            learn_static_conflict: 0,
-            neigh_learned: 0,
-            neigh_mac_changes: 0,
-            neigh_refused: 0,
-            arp_suppressed: 6,
-            arp_requests: 0,
-            arp_replies: 0,
-            icmp_echo_replies: 0,
-            neigh_failed: 0,
-            rx_merged: 0,
             drops,
             drops_total: 4,
             uptime_secs: 5,
@@ -232,11 +212,13 @@ mod tests {
             }],
             workers: vec![crate::control::protocol::WorkerStats {
                 worker: 1,
-                rx_tunnel: 6,
-                tx_tunnel: 7,
-                rx_device: 8,
-                tx_device: 9,
-                flood_copies: 0,
+                counters: Counters {
+                    rx_tunnel: 6,
+                    tx_tunnel: 7,
+                    rx_device: 8,
+                    tx_device: 9,
+                    ..Counters::default()
+                },
                 drops_total: 4,
             }],
         };

@@ -7,6 +7,7 @@
 //! < {"ok":false,"usage":true,"error":"the daemon has 2 networks (VNI 42, 43): give --vni"}
 //! ```
 
+use crate::core::Counters;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -242,70 +243,21 @@ pub struct NetStats {
 pub struct WorkerStats {
     /// Worker index (0..threads).
     pub worker: usize,
-    /// Datagrams received from the underlay.
-    pub rx_tunnel: u64,
-    /// Datagrams sent to the underlay.
-    pub tx_tunnel: u64,
-    /// Frames read from the devices.
-    pub rx_device: u64,
-    /// Frames written to the devices.
-    pub tx_device: u64,
-    /// Copies made by head-end replication.
-    pub flood_copies: u64,
-    /// Drops, all reasons.
+    /// Its counters, one key each (the same names as the totals).
+    #[serde(flatten)]
+    pub counters: Counters,
+    /// Its drops, all reasons.
     pub drops_total: u64,
 }
 
 /// `stats --json`: counters summed over workers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsReport {
-    /// Datagrams received from the underlay.
-    pub rx_tunnel: u64,
-    /// Datagrams sent to the underlay.
-    pub tx_tunnel: u64,
-    /// Frames read from the devices.
-    pub rx_device: u64,
-    /// Frames written to the devices.
-    pub tx_device: u64,
-    /// Copies made by head-end replication.
-    pub flood_copies: u64,
+    /// Every counter, one key each (`rx_tunnel`, `tx_tunnel`, ...: see [`Counters`]).
+    #[serde(flatten)]
+    pub counters: Counters,
     /// FDB entries now (all networks, both kinds).
     pub fdb_entries: usize,
-    /// Entries learned so far.
-    pub learned: u64,
-    /// Learned entries that moved to another remote.
-    pub mac_moves: u64,
-    /// MACs not learned because a network's cap was reached.
-    pub learn_refused: u64,
-    /// Learning refused because a static entry holds the MAC.
-    pub learn_static_conflict: u64,
-    /// Neighbour bindings created from ARP.
-    #[serde(default)]
-    pub neigh_learned: u64,
-    /// Learned neighbour bindings whose MAC changed.
-    #[serde(default)]
-    pub neigh_mac_changes: u64,
-    /// Neighbour bindings refused by the cap.
-    #[serde(default)]
-    pub neigh_refused: u64,
-    /// Local ARP requests answered on behalf of remote hosts instead of flooded (L2).
-    #[serde(default)]
-    pub arp_suppressed: u64,
-    /// ARP requests sent to resolve next hops (L3).
-    #[serde(default)]
-    pub arp_requests: u64,
-    /// ARP replies sent for our own overlay address (L3).
-    #[serde(default)]
-    pub arp_replies: u64,
-    /// ICMP echo replies sent for our own overlay address (L3).
-    #[serde(default)]
-    pub icmp_echo_replies: u64,
-    /// Next hops given up on after the last ARP retry (L3).
-    #[serde(default)]
-    pub neigh_failed: u64,
-    /// Packets from the tunnel the underlay's GRO had merged (IPIP), handed over as GSO.
-    #[serde(default)]
-    pub rx_merged: u64,
     /// Drops by reason; every reason is listed.
     pub drops: BTreeMap<String, u64>,
     /// Sum of `drops`.

@@ -91,48 +91,102 @@ impl fmt::Display for DropReason {
     }
 }
 
-/// Counters of one worker. Plain data; the I/O layer publishes and sums them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counters {
+/// Declares the per-worker counters once: the [`Counters`] struct and everything that lists
+/// them (their names, the flat array the stats board publishes, summing, the `stats --json`
+/// field names through serde) come from this one list, so a counter is added in one line.
+macro_rules! counters {
+    ($($(#[$m:meta])* $f:ident,)*) => {
+        /// Counters of one worker. Plain data; the I/O layer publishes and sums them. The
+        /// serde form is a flat object of `name: value` (the drops are reported apart).
+        #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[serde(default)]
+        pub struct Counters {
+            $($(#[$m])* pub $f: u64,)*
+            /// Drops by reason, indexed by `DropReason as usize`.
+            #[serde(skip)]
+            pub drops: [u64; DropReason::COUNT],
+        }
+
+        impl Counters {
+            /// The counters' names (their `stats --json` keys), in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($f),)*];
+            /// Number of named counters.
+            pub const SCALARS: usize = Self::NAMES.len();
+            /// Length of [`Counters::to_array`]: the named counters, then the drops.
+            pub const LEN: usize = Self::SCALARS + DropReason::COUNT;
+
+            /// The named counters with their values, in declaration order.
+            pub fn scalars(&self) -> [(&'static str, u64); Self::SCALARS] {
+                [$((stringify!($f), self.$f),)*]
+            }
+
+            /// Every value as one flat array: the named counters, then the drops by reason.
+            pub fn to_array(&self) -> [u64; Self::LEN] {
+                let mut a = [0u64; Self::LEN];
+                let mut i = 0;
+                $(a[i] = self.$f; i += 1;)*
+                a[i..].copy_from_slice(&self.drops);
+                a
+            }
+
+            /// The counters [`Counters::to_array`] flattened.
+            pub fn from_array(a: &[u64; Self::LEN]) -> Counters {
+                let mut c = Counters::default();
+                let mut i = 0;
+                $(c.$f = a[i]; i += 1;)*
+                c.drops.copy_from_slice(&a[i..]);
+                c
+            }
+
+            /// Adds `other` into `self` (summing per-worker counters).
+            pub fn add(&mut self, other: &Counters) {
+                $(self.$f += other.$f;)*
+                for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
+                    *a += b;
+                }
+            }
+        }
+    };
+}
+
+counters! {
     /// Datagrams received from the underlay.
-    pub rx_tunnel: u64,
+    rx_tunnel,
     /// Datagrams sent to the underlay (counted by the I/O layer on success).
-    pub tx_tunnel: u64,
+    tx_tunnel,
     /// Frames read from local devices.
-    pub rx_device: u64,
+    rx_device,
     /// Frames written to local devices (counted by the I/O layer on success).
-    pub tx_device: u64,
+    tx_device,
     /// Copies made by head-end replication (BUM and unknown unicast).
-    pub flood_copies: u64,
+    flood_copies,
     /// New FDB entries learned.
-    pub learned: u64,
+    learned,
     /// Learned entries that moved to a different remote.
-    pub mac_moves: u64,
+    mac_moves,
     /// New MACs not learned because the per-VNI cap was reached.
-    pub learn_refused: u64,
+    learn_refused,
     /// Learning attempts refused because a static entry holds the MAC.
-    pub learn_static_conflict: u64,
+    learn_static_conflict,
     /// Neighbour bindings (IP -> MAC) created by ARP.
-    pub neigh_learned: u64,
+    neigh_learned,
     /// Learned neighbour bindings whose MAC changed.
-    pub neigh_mac_changes: u64,
+    neigh_mac_changes,
     /// New neighbour bindings refused because the per-network cap was reached.
-    pub neigh_refused: u64,
+    neigh_refused,
     /// Local ARP requests answered on behalf of a remote host instead of flooded (L2).
-    pub arp_suppressed: u64,
+    arp_suppressed,
     /// ARP requests sent to resolve a next hop (L3; each one head-end replicated).
-    pub arp_requests: u64,
+    arp_requests,
     /// ARP replies sent for our own overlay address (L3).
-    pub arp_replies: u64,
+    arp_replies,
     /// ICMP echo replies sent for our own overlay address (L3).
-    pub icmp_echo_replies: u64,
+    icmp_echo_replies,
     /// Next hops given up on after the last ARP retry (L3).
-    pub neigh_failed: u64,
+    neigh_failed,
     /// Packets from the tunnel that arrived already merged by the underlay's GRO (IPIP
     /// super-packets; each is one `rx_tunnel`), handed to the device as GSO.
-    pub rx_merged: u64,
-    /// Drops by reason, indexed by `DropReason as usize`.
-    pub drops: [u64; DropReason::COUNT],
+    rx_merged,
 }
 
 impl Counters {
@@ -149,28 +203,56 @@ impl Counters {
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().sum()
     }
-    /// Adds `other` into `self` (summing per-worker counters).
-    pub fn add(&mut self, other: &Counters) {
-        self.rx_tunnel += other.rx_tunnel;
-        self.tx_tunnel += other.tx_tunnel;
-        self.rx_device += other.rx_device;
-        self.tx_device += other.tx_device;
-        self.flood_copies += other.flood_copies;
-        self.learned += other.learned;
-        self.mac_moves += other.mac_moves;
-        self.learn_refused += other.learn_refused;
-        self.learn_static_conflict += other.learn_static_conflict;
-        self.neigh_learned += other.neigh_learned;
-        self.neigh_mac_changes += other.neigh_mac_changes;
-        self.neigh_refused += other.neigh_refused;
-        self.arp_suppressed += other.arp_suppressed;
-        self.arp_requests += other.arp_requests;
-        self.arp_replies += other.arp_replies;
-        self.icmp_echo_replies += other.icmp_echo_replies;
-        self.neigh_failed += other.neigh_failed;
-        self.rx_merged += other.rx_merged;
-        for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
-            *a += b;
+    /// Drops by reason name, every reason listed (the `drops` object of `stats --json`).
+    pub fn drops_by_name(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DropReason::ALL
+            .iter()
+            .map(|r| (r.name(), self.drops_of(*r)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flat_array_keeps_every_counter_and_drop() {
+        let a: [u64; Counters::LEN] = std::array::from_fn(|i| 1000 + i as u64);
+        let c = Counters::from_array(&a);
+        assert_eq!(c.to_array(), a);
+        assert_eq!(c.rx_tunnel, 1000);
+        assert_eq!(c.rx_merged, 1000 + Counters::SCALARS as u64 - 1);
+        assert_eq!(
+            c.drops_of(DropReason::ALL[0]),
+            1000 + Counters::SCALARS as u64
+        );
+        let names: Vec<_> = c.scalars().iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, Counters::NAMES);
+        assert_eq!(c.scalars()[2], ("rx_device", 1002));
+    }
+
+    #[test]
+    fn json_names_are_the_declared_names() {
+        let mut c = Counters {
+            flood_copies: 7,
+            ..Counters::default()
+        };
+        c.drop(DropReason::NoPeers);
+        let v = serde_json::to_value(&c).unwrap();
+        let obj = v.as_object().unwrap();
+        assert_eq!(obj.len(), Counters::SCALARS, "{v}");
+        for n in Counters::NAMES {
+            assert!(obj.contains_key(*n), "{n} missing from {v}");
         }
+        assert_eq!(v["flood_copies"], 7);
+        let back: Counters = serde_json::from_value(v).unwrap();
+        assert_eq!(back.flood_copies, 7);
+        assert_eq!(back.total_drops(), 0, "drops are reported apart");
+        let mut sum = c.clone();
+        sum.add(&c);
+        assert_eq!(
+            (sum.flood_copies, sum.drops_of(DropReason::NoPeers)),
+            (14, 2)
+        );
     }
 }

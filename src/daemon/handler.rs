@@ -306,43 +306,22 @@ impl Handler {
         // What `fdb show` lists: entries past their ageing time but not yet reaped are not counted.
         let fdb_entries = networks.iter().map(|n| n.fdb_entries).sum();
         StatsReport {
-            rx_tunnel: c.rx_tunnel,
-            tx_tunnel: c.tx_tunnel,
-            rx_device: c.rx_device,
-            tx_device: c.tx_device,
-            flood_copies: c.flood_copies,
             fdb_entries,
-            learned: c.learned,
-            mac_moves: c.mac_moves,
-            learn_refused: c.learn_refused,
-            learn_static_conflict: c.learn_static_conflict,
-            neigh_learned: c.neigh_learned,
-            neigh_mac_changes: c.neigh_mac_changes,
-            neigh_refused: c.neigh_refused,
-            arp_suppressed: c.arp_suppressed,
-            arp_requests: c.arp_requests,
-            arp_replies: c.arp_replies,
-            icmp_echo_replies: c.icmp_echo_replies,
-            neigh_failed: c.neigh_failed,
-            rx_merged: c.rx_merged,
-            drops: crate::core::DropReason::ALL
-                .iter()
-                .map(|r| (r.name().to_owned(), c.drops_of(*r)))
+            drops: c
+                .drops_by_name()
+                .map(|(name, n)| (name.to_owned(), n))
                 .collect(),
             drops_total: c.total_drops(),
+            counters: c,
             uptime_secs: self.clock.uptime().as_secs(),
             networks,
             workers: per_worker
-                .iter()
+                .into_iter()
                 .enumerate()
                 .map(|(worker, w)| WorkerStats {
                     worker,
-                    rx_tunnel: w.rx_tunnel,
-                    tx_tunnel: w.tx_tunnel,
-                    rx_device: w.rx_device,
-                    tx_device: w.tx_device,
-                    flood_copies: w.flood_copies,
                     drops_total: w.total_drops(),
+                    counters: w,
                 })
                 .collect(),
         }
