@@ -156,6 +156,11 @@ impl L3Vx {
         }
     }
 
+    /// The core it forwards through.
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
     /// Our MAC.
     pub fn own_mac(&self) -> MacAddr {
         self.cfg.own_mac

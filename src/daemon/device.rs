@@ -197,6 +197,44 @@ fn open_tap_queues(
     })
 }
 
+/// A device as the runner holds it until teardown: vtepd's handles on its queues, so a
+/// device vtepd created goes away when this is dropped (the workers' handles are gone by then).
+pub struct OwnedDevice {
+    /// Device name.
+    pub name: String,
+    /// True when vtepd created the device (its drop then removes it).
+    pub created: bool,
+    /// The queues.
+    queues: Vec<Arc<SyncDevice>>,
+}
+
+impl OwnedDevice {
+    /// Holds `queues` of device `name` (`created`: vtepd made it).
+    pub fn new(name: String, created: bool, queues: Vec<Arc<SyncDevice>>) -> OwnedDevice {
+        OwnedDevice {
+            name,
+            created,
+            queues,
+        }
+    }
+}
+
+impl std::fmt::Debug for OwnedDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnedDevice")
+            .field("name", &self.name)
+            .field("created", &self.created)
+            .field("queues", &self.queues.len())
+            .finish()
+    }
+}
+
+impl From<Tap> for OwnedDevice {
+    fn from(t: Tap) -> OwnedDevice {
+        OwnedDevice::new(t.name, t.created, t.queues)
+    }
+}
+
 impl std::fmt::Debug for Tap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tap")

@@ -155,6 +155,12 @@ fn open_tun_queues(
     })
 }
 
+impl From<Tun> for super::device::OwnedDevice {
+    fn from(t: Tun) -> super::device::OwnedDevice {
+        super::device::OwnedDevice::new(t.name, t.created, t.queues)
+    }
+}
+
 fn tun_error(dev: &str, existed: bool, e: &io::Error) -> Failure {
     match e.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => Failure::Runtime(format!(

@@ -1,0 +1,144 @@
+//! A worker's handle on one device queue, shared by every mode's dataplane: writes packets
+//! (behind a zero virtio-net header when the device has offloads), counts what was written or
+//! lost, logs failures at most once per period, and turns a vanished device into the one reason
+//! that ends the worker, whichever way it was noticed (a read, a write, a refused super-packet).
+
+use super::batch_gro::{Part, TcpRun, VNET_HDR_NONE};
+use super::ratelimit::RateLimit;
+use crate::core::{Counters, DropReason, Timestamp};
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+use tracing::warn;
+use tun_rs::SyncDevice;
+
+/// A worker's port on one device queue.
+pub struct DevPort {
+    /// The queue.
+    pub dev: Arc<SyncDevice>,
+    /// The device's name, for messages.
+    pub name: String,
+    /// Every packet read or written carries a virtio-net header (IFF_VNET_HDR).
+    pub vnet_hdr: bool,
+    /// Whether this worker reads the queue (a queue is read by exactly one worker; when a
+    /// device has fewer queues than workers, the others only write to a shared one).
+    pub read: bool,
+    err_log: RateLimit,
+    /// Set when a write found the device gone: the reason the worker ends.
+    gone: Option<String>,
+}
+
+impl std::fmt::Debug for DevPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevPort")
+            .field("name", &self.name)
+            .field("vnet_hdr", &self.vnet_hdr)
+            .field("read", &self.read)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The one-line reason an I/O error on device `name` ends a worker (`op`: "read from", ...).
+pub fn device_failed(name: &str, op: &str, e: &io::Error) -> String {
+    if e.raw_os_error() == Some(libc::EBADFD) {
+        format!("device {name} was removed ({op} it: {e})")
+    } else {
+        format!("device {name} failed ({op} it: {e})")
+    }
+}
+
+impl DevPort {
+    /// A port on queue `dev` of device `name`.
+    pub fn new(dev: Arc<SyncDevice>, name: &str, vnet_hdr: bool, read: bool) -> DevPort {
+        DevPort {
+            dev,
+            name: name.to_owned(),
+            vnet_hdr,
+            read,
+            err_log: RateLimit::default(),
+            gone: None,
+        }
+    }
+
+    /// Writes one whole packet (`None`: a place that held none, counted lost) and counts it.
+    pub fn write(&mut self, now: Timestamp, packet: Option<&[u8]>, ctr: &mut Counters) {
+        let Some(packet) = packet else {
+            return ctr.drop(DropReason::DeviceTxError);
+        };
+        let r = if self.vnet_hdr {
+            self.dev
+                .send_vectored(&[IoSlice::new(&VNET_HDR_NONE), IoSlice::new(packet)])
+        } else {
+            self.dev.send(packet)
+        };
+        match r {
+            Ok(_) => ctr.tx_device += 1,
+            Err(e) => self.write_failed(now, &e, 1, ctr),
+        }
+    }
+
+    /// Writes a packet given with its own virtio-net header (a GSO super-packet) and counts it.
+    pub fn write_vnet(&mut self, now: Timestamp, iov: &[IoSlice<'_>], ctr: &mut Counters) {
+        match self.dev.send_vectored(iov) {
+            Ok(_) => ctr.tx_device += 1,
+            Err(e) => self.write_failed(now, &e, 1, ctr),
+        }
+    }
+
+    /// Counts `count` packets lost to the failed write `e`, logs it (rate-limited) and notes a
+    /// device that is gone (EBADFD: anything else, EIO while it is down..., loses these only).
+    pub fn write_failed(&mut self, now: Timestamp, e: &io::Error, count: u64, ctr: &mut Counters) {
+        ctr.drops[DropReason::DeviceTxError as usize] += count;
+        if let Some(held) = self.err_log.check(now) {
+            warn!(dev = %self.name, error = %e, suppressed = held, "write to device failed");
+        }
+        if e.raw_os_error() == Some(libc::EBADFD) && self.gone.is_none() {
+            self.gone = Some(device_failed(&self.name, "write to", e));
+        }
+    }
+
+    /// The reason a failed read ends the worker.
+    pub fn read_failed(&self, e: &io::Error) -> String {
+        device_failed(&self.name, "read from", e)
+    }
+
+    /// Logs (rate-limited) a read that lost one packet without ending the worker.
+    pub fn read_lost(&mut self, now: Timestamp, e: &io::Error) {
+        if let Some(held) = self.err_log.check(now) {
+            warn!(dev = %self.name, error = %e, suppressed = held, "cannot take a packet from the device");
+        }
+    }
+
+    /// `Err` with the reason to end the worker once a write found the device gone.
+    pub fn check(&self) -> Result<(), String> {
+        self.gone.as_ref().map_or(Ok(()), |g| Err(g.clone()))
+    }
+}
+
+/// Writes the pending run of TCP segments to its port (`ports[key]`): several as one GSO
+/// super-packet (one by one if the kernel refuses it), a single one as it is. `bytes` finds the
+/// packet at a place of the caller's receive batch.
+pub fn flush_run<'a>(
+    run: &mut TcpRun,
+    ports: &mut [DevPort],
+    bytes: impl Fn(Part) -> Option<&'a [u8]>,
+    now: Timestamp,
+    ctr: &mut Counters,
+) {
+    let flushed = run.flush(|k| ports.get(usize::from(k)).map(|p| &*p.dev), &bytes);
+    if let super::batch_gro::Flushed::Refused { key, error, .. } = &flushed
+        && error.raw_os_error() == Some(libc::EBADFD)
+        && let Some(p) = ports.get_mut(usize::from(*key))
+    {
+        // Counted by `settle`; noted here so the worker ends.
+        p.write_failed(now, error, 0, ctr);
+    }
+    let (key, singles) = run.settle(flushed, ctr);
+    let Some(port) = ports.get_mut(usize::from(key)) else {
+        ctr.drops[DropReason::UnknownNetwork as usize] += singles as u64;
+        return;
+    };
+    for k in 0..singles {
+        let part = run.flushed(singles)[k];
+        port.write(now, bytes(part), ctr);
+    }
+}

@@ -1,0 +1,503 @@
+//! `vtepd run` in L2 mode (the default): one TAP device per network, bridged over VXLAN. This
+//! module opens the devices and sockets for the runner ([`L2Vxlan`]) and is the per-worker
+//! dataplane the event loop drives ([`L2Worker`]): its own underlay UDP socket (one of a
+//! SO_REUSEPORT group), its own raw send socket and its own queue of every TAP device.
+//!
+//! The worker hands every frame or datagram to the shared [`Core`] and carries out what the
+//! core decided:
+//! - underlay -> device: one `recvmmsg` takes up to 64 datagrams; runs of TCP segments of one
+//!   flow are written to the device as one GSO super-frame (`batch_gro`, when the TAP has
+//!   virtio-net headers), anything else frame by frame.
+//! - device -> underlay: frames are read from the TAP queue into the slots of the
+//!   [`TunnelTx`]'s send batch (with TSO, a read may be a 64 KiB TCP super-frame, cut into
+//!   segments by `batch_tso`); every copy the core asks for (one, or one per peer for head-end
+//!   replication) gets its outer header from a per-remote template and the batch leaves in one
+//!   `sendmmsg` on the raw socket, so each inner flow keeps its own UDP source port; the
+//!   segments of a super-frame to one remote leave as one UDP GSO send (see [`TunnelTx`],
+//!   shared with the L3 VXLAN worker). Payloads are never copied in user space.
+//! - On receive the socket has UDP_GRO on: a run of equal-size datagrams may arrive as one
+//!   read, which [`RecvBatch`] splits (a GSO send from a vtepd peer crosses a veth or loopback
+//!   underlay whole and is never cut into datagrams in between).
+//!
+//! # No locks, no allocation per packet
+//! Per path, what the loop touches for each packet: the [`Core`] (lock-free FDB reads and
+//! learning through papaya, peer lists through arc-swap snapshots, counters in the worker's own
+//! [`Counters`]); the worker's own arenas ([`RecvBatch`], the [`TunnelTx`] send batch,
+//! [`Actions`], all sized once in `new`); the template cache (a HashMap that only allocates
+//! when a new remote is first seen; it is cleared, not freed, at its cap);
+//! `sys::recv_batch`/`sys::send_batch` (arrays on the stack). The event loop publishes the
+//! counters into the worker's own cache-padded slot of the stats board once per round, with
+//! relaxed stores. Logging happens only on errors and is rate-limited. `tests/multicore_alloc.rs` checks the no-allocation part with a counting
+//! allocator.
+//!
+//! Workers share nothing but the core: with `--threads N` the daemon runs N of them, and the kernel keeps each flow on one worker (TAP queue selection
+//! and SO_REUSEPORT both hash the flow), so a flow is never reordered.
+
+use super::batch::{HEADROOM, RecvBatch};
+use super::batch_gro::{self, Framing, Part, TcpRun, VNET_HDR_LEN};
+use super::batch_tso;
+use super::dev_port::{DevPort, flush_run};
+use super::device::{self, Tap, Underlay};
+use super::event_loop::Dataplane;
+use super::handler::NetInfo;
+use super::ratelimit::RateLimit;
+use super::runner::{ControlParts, Held, Mode, Opened};
+use super::stats::Clock;
+use super::tunnel_tx::TunnelTx;
+use super::{socket, vxlan_config};
+use crate::config::{DaemonConfig, stable_mac};
+use crate::core::arp_suppress::ArpSuppress;
+use crate::core::{
+    Action, Actions, Core, CoreConfig, Counters, DropReason, NetId, NetworkConfig, Timestamp,
+};
+use crate::error::Failure;
+use encap::MacAddr;
+use encap::vxlan::HEADER_LEN;
+use std::io::{self, ErrorKind};
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use tracing::{debug, info, warn};
+
+/// The L2 VXLAN mode: the device MTU of every network, from the read-only checks.
+#[derive(Debug)]
+pub struct L2Vxlan {
+    mtus: Vec<u16>,
+}
+
+impl Mode for L2Vxlan {
+    type Worker = L2Worker;
+
+    fn check(cfg: &DaemonConfig, underlay: &Underlay) -> Result<L2Vxlan, Failure> {
+        let mtus = cfg
+            .networks
+            .iter()
+            .map(|n| device::device_mtu(n, underlay))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(L2Vxlan { mtus })
+    }
+
+    fn open(self, cfg: &DaemonConfig, clock: Clock) -> Result<Opened<L2Worker>, Failure> {
+        let workers = cfg.threads.max(1);
+        let udp = socket::bind_udp_group(cfg.local, cfg.port, workers)?;
+        let mut taps: Vec<Tap> = Vec::with_capacity(cfg.networks.len());
+        for (n, mtu) in cfg.networks.iter().zip(&self.mtus) {
+            let tap = device::open_tap(n, *mtu, stable_mac(&n.dev, n.vni, cfg.local), workers)?;
+            taps.push(tap);
+        }
+        let core = Arc::new(
+            Core::new(CoreConfig {
+                local: cfg.local,
+                allow_any_peer: cfg.allow_any_peer,
+                networks: cfg
+                    .networks
+                    .iter()
+                    .zip(&taps)
+                    .map(|(n, t)| NetworkConfig {
+                        vni: n.vni,
+                        peers: n.peers.clone(),
+                        own_mac: t.mac,
+                        learning: n.learning,
+                        ageing: n.ageing,
+                        max_learned: n.max_fdb,
+                    })
+                    .collect(),
+            })
+            .map_err(|e| Failure::Usage(e.to_string()))?,
+        );
+        super::install_static(&core, cfg, clock)?;
+        for (n, t) in cfg.networks.iter().zip(&taps) {
+            info!(
+                vni = %n.vni,
+                dev = %t.name,
+                mtu = t.mtu,
+                mac = %t.mac,
+                peers = ?n.peers,
+                learning = n.learning,
+                arp_suppress = n.arp_suppress,
+                static_entries = n.fdb.len(),
+                created = t.created,
+                "network ready"
+            );
+        }
+        let mut dataplanes = Vec::with_capacity(workers);
+        for (id, sock) in udp.into_iter().enumerate() {
+            let arp = ArpSuppress::new(
+                Arc::clone(&core),
+                cfg.networks.iter().map(|n| n.arp_suppress).collect(),
+            );
+            let tx = TunnelTx::new(socket::open_raw_sender()?, vxlan_config(cfg));
+            let ports = taps.iter().map(|t| port_of(t, id)).collect();
+            let w = L2Worker::new(Arc::clone(&core), sock, tx, ports, arp)
+                .map_err(|e| Failure::Runtime(format!("cannot set up a worker: {e}")))?;
+            dataplanes.push(w);
+        }
+        let nets = cfg
+            .networks
+            .iter()
+            .zip(&taps)
+            .map(|(n, t)| NetInfo {
+                vni: n.vni,
+                dev: n.dev.clone(),
+                mac: Some(t.mac),
+            })
+            .collect();
+        Ok(Opened {
+            workers: dataplanes,
+            control: ControlParts {
+                core,
+                nets,
+                routes: None,
+            },
+            held: Held {
+                routes: None,
+                devices: taps.into_iter().map(Into::into).collect(),
+            },
+            summary: format!("VXLAN on {}:{}", cfg.local, cfg.port),
+        })
+    }
+}
+
+/// Worker `id`'s port on `tap`: its own queue, or (a device with fewer queues than workers)
+/// a shared one it only writes to.
+fn port_of(tap: &Tap, id: usize) -> DevPort {
+    let n = tap.queues.len().max(1);
+    DevPort::new(
+        Arc::clone(&tap.queues[id % n]),
+        &tap.name,
+        tap.vnet_hdr,
+        id < n,
+    )
+}
+
+/// One L2 worker's dataplane.
+#[derive(Debug)]
+pub struct L2Worker {
+    core: Arc<Core>,
+    /// The non-blocking UDP socket VXLAN arrives on.
+    socket: std::net::UdpSocket,
+    /// The send side: raw socket, outer header settings, frame slots, GSO socket pool.
+    tx: TunnelTx,
+    /// The devices, indexed by [`NetId`].
+    taps: Vec<DevPort>,
+    /// The taps this worker reads: source `1 + k` is `taps[readable[k]]`.
+    readable: Vec<usize>,
+    /// ARP suppression (`--arp-suppress`), per network; a no-op where it is off.
+    arp: ArpSuppress,
+    ctr: Counters,
+    actions: Actions,
+    /// Datagrams from the socket.
+    rxb: RecvBatch,
+    /// The socket's receive-queue overflow count when last seen.
+    rxq_overflow: u32,
+    /// TCP segments of the receive batch waiting to be written to a device as one.
+    run: TcpRun,
+    socket_err_log: RateLimit,
+}
+
+/// Source 0 is the UDP socket; source `1 + k` the `k`-th TAP queue this worker reads.
+const SOCKET: usize = 0;
+
+impl L2Worker {
+    /// A worker over `socket` (non-blocking), sending through `tx`, with a port on every TAP.
+    pub fn new(
+        core: Arc<Core>,
+        socket: std::net::UdpSocket,
+        tx: TunnelTx,
+        taps: Vec<DevPort>,
+        arp: ArpSuppress,
+    ) -> io::Result<L2Worker> {
+        // Runs of equal-size datagrams from one sender may then arrive as one read (a remote
+        // vtepd sending with UDP GSO over a local or GRO-capable underlay); `RecvBatch` splits
+        // them. Without it everything still works, a datagram at a time.
+        if let Err(e) = crate::sys::enable_udp_gro(&socket) {
+            debug!(error = %e, "UDP_GRO not available on the VXLAN socket");
+        }
+        let readable = (0..taps.len()).filter(|&i| taps[i].read).collect();
+        Ok(L2Worker {
+            core,
+            socket,
+            tx,
+            taps,
+            readable,
+            arp,
+            ctr: Counters::default(),
+            actions: Actions::with_capacity(1024),
+            rxb: RecvBatch::new(),
+            rxq_overflow: 0,
+            run: TcpRun::new(Framing::Ethernet),
+            socket_err_log: RateLimit::default(),
+        })
+    }
+
+    /// Fails the worker once a write found a device gone.
+    fn check_devices(&self) -> Result<(), String> {
+        self.taps.iter().try_for_each(DevPort::check)
+    }
+
+    /// Reads datagrams in batches until the socket would block (false) or `budget` datagrams
+    /// were taken (true).
+    fn drain_socket(&mut self, now: Timestamp, budget: usize) -> bool {
+        let mut taken = 0;
+        while taken < budget {
+            let n = match self
+                .rxb
+                .recv_counted(&self.socket, &mut self.rxq_overflow, &mut self.ctr)
+            {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // A pending socket error is reported once and cleared: keep reading.
+                    if let Some(held) = self.socket_err_log.check(now) {
+                        warn!(error = %e, suppressed = held, "UDP receive error");
+                    }
+                    taken += 1;
+                    continue;
+                }
+            };
+            for i in 0..n {
+                self.on_datagram(now, i);
+            }
+            // The arena is reused by the next receive: nothing may wait past the batch.
+            self.flush_run(now);
+            taken += n;
+            if self.rxb.reads() < crate::sys::MAX_BATCH {
+                // The queue was emptied; a later arrival raises a new readiness event.
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Datagram `i` of the receive batch: to the core, then to the device.
+    fn on_datagram(&mut self, now: Timestamp, i: usize) {
+        let Some((d, m)) = self.rxb.get(i) else {
+            return;
+        };
+        let (Some(src), false) = (m.src, m.truncated) else {
+            self.ctr.rx_tunnel += 1;
+            return self.ctr.drop(DropReason::Truncated);
+        };
+        let (learned, moves) = (self.ctr.learned, self.ctr.mac_moves);
+        self.core
+            .on_remote(now, src, d, &mut self.actions, &mut self.ctr);
+        if self.ctr.learned != learned || self.ctr.mac_moves != moves {
+            log_learning(d, src, self.ctr.mac_moves != moves);
+        }
+        for k in 0..self.actions.len() {
+            match self.actions.as_slice()[k] {
+                Action::ToDevice { net, offset } => {
+                    // RFC 6040: the outer ECN bits onto the inner packet (one TOS per read),
+                    // or the frame is dropped.
+                    if let Some((d, m)) = self.rxb.get_mut(i) {
+                        let tos = m.tos;
+                        let frame = d.get_mut(offset..).unwrap_or_default();
+                        if !Core::decapsulate_ecn(frame, tos, &mut self.ctr) {
+                            continue;
+                        }
+                    }
+                    // --- ARP suppression: learn bindings from ARP crossing the tunnel.
+                    if let Some(frame) = self.rxb.at((i, offset)) {
+                        self.arp.snoop_remote(now, net, frame, &mut self.ctr);
+                    }
+                    // --- end ARP suppression.
+                    self.deliver(now, net, i, offset)
+                }
+                // Already counted by the core; summarised by the drop report.
+                Action::Drop(_) => {}
+                // The core never sends a decapsulated frame back into a tunnel.
+                Action::ToTunnel { .. } => {}
+            }
+        }
+    }
+
+    /// Reads frames from TAP `t` until it would block (false) or `budget` frames were taken
+    /// (true), queueing their encapsulated copies and sending them in batches; a read error
+    /// other than would-block means the device is gone.
+    fn drain_tap(&mut self, t: usize, now: Timestamp, budget: usize) -> Result<bool, String> {
+        let Some(net) = u16::try_from(t).ok().map(NetId) else {
+            return Ok(false);
+        };
+        let mut more = true;
+        let mut taken = 0;
+        while taken < budget {
+            if !self.tx.txb.has_free_slot() {
+                self.tx.flush(now, &mut self.ctr);
+            }
+            let (slot, buf) = self.tx.txb.next_slot();
+            let tap = &self.taps[t];
+            // With a virtio-net header, it lands in the headroom and the frame at HEADROOM.
+            let at = if tap.vnet_hdr {
+                HEADROOM - VNET_HDR_LEN
+            } else {
+                HEADROOM
+            };
+            let mut tso = None;
+            let n = match tap.dev.recv(&mut buf[at..]) {
+                Ok(n) if tap.vnet_hdr => {
+                    let ok = n >= VNET_HDR_LEN && {
+                        let (vnet, frame) = buf[at..at + n].split_at_mut(VNET_HDR_LEN);
+                        if batch_tso::is_tso(vnet) {
+                            let mut v = [0u8; VNET_HDR_LEN];
+                            v.copy_from_slice(vnet);
+                            tso = Some(v);
+                            true
+                        } else {
+                            batch_gro::complete_read(vnet, frame)
+                        }
+                    };
+                    if !ok {
+                        self.ctr.rx_device += 1;
+                        self.ctr.drop(DropReason::DeviceOffload);
+                        taken += 1;
+                        continue;
+                    }
+                    n - VNET_HDR_LEN
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    more = false;
+                    break;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.tx.flush(now, &mut self.ctr);
+                    return Err(self.taps[t].read_failed(&e));
+                }
+            };
+            self.tx.txb.commit_slot();
+            taken += 1;
+            let frame = &self.tx.txb.slot_mut(slot)[HEADROOM..HEADROOM + n];
+            let tso = match tso.map(|v| batch_tso::tso_frame(&v, frame)) {
+                None => None,
+                Some(Some(t)) => Some(t),
+                Some(None) => {
+                    self.ctr.rx_device += 1;
+                    self.ctr.drop(DropReason::DeviceOffload);
+                    continue;
+                }
+            };
+            // --- ARP suppression: a request for a known remote address is answered here.
+            if tso.is_none()
+                && let Some(reply) = self.arp.answer_local(now, net, frame, &mut self.ctr)
+            {
+                self.ctr.rx_device += 1;
+                self.taps[t].write(now, Some(reply), &mut self.ctr);
+                continue;
+            }
+            // --- end ARP suppression.
+            let floods = self.ctr.flood_copies;
+            self.core
+                .on_local(now, net, frame, &mut self.actions, &mut self.ctr);
+            if let Some(tf) = &tso {
+                // Counted as the frames the kernel would have handed over without TSO (and
+                // as many packets of the budget).
+                let more_segs = tf.segments() as u64 - 1;
+                self.ctr.rx_device += more_segs;
+                self.ctr.flood_copies += (self.ctr.flood_copies - floods) * more_segs;
+                taken += more_segs as usize;
+            }
+            self.tx.send_copies(
+                now,
+                self.actions.as_slice(),
+                slot,
+                n,
+                tso.as_ref(),
+                &mut self.ctr,
+            );
+        }
+        self.tx.flush(now, &mut self.ctr);
+        Ok(more)
+    }
+
+    /// Hands the inner frame of received datagram `i` (from `offset`) to network `net`'s
+    /// device: appended to the pending run of TCP segments when it continues it, else written
+    /// (after the run).
+    fn deliver(&mut self, now: Timestamp, net: NetId, i: usize, offset: usize) {
+        let Some(tap) = self.taps.get_mut(usize::from(net.0)) else {
+            return self.ctr.drop(DropReason::UnknownNetwork);
+        };
+        let seg = if tap.vnet_hdr {
+            self.rxb
+                .at((i, offset))
+                .and_then(|f| batch_gro::tcp_segment(f, Framing::Ethernet))
+        } else {
+            None
+        };
+        let Some(seg) = seg else {
+            self.flush_run(now);
+            let frame = self.rxb.at((i, offset));
+            return self.taps[usize::from(net.0)].write(now, frame, &mut self.ctr);
+        };
+        let rxb = &self.rxb;
+        let bytes = |p: Part| rxb.at(p);
+        if !self.run.offer(net.0, (i, offset), &seg, bytes) {
+            self.flush_run(now);
+            self.run.start(net.0, (i, offset), &seg);
+        }
+    }
+
+    /// Writes the pending run: one segment as it is, several as one super-frame (or one by one
+    /// if the kernel refuses it).
+    fn flush_run(&mut self, now: Timestamp) {
+        let rxb = &self.rxb;
+        flush_run(
+            &mut self.run,
+            &mut self.taps,
+            |p| rxb.at(p),
+            now,
+            &mut self.ctr,
+        );
+    }
+}
+
+impl Dataplane for L2Worker {
+    fn sources(&self) -> Vec<RawFd> {
+        std::iter::once(self.socket.as_raw_fd())
+            .chain(self.readable.iter().map(|&t| self.taps[t].dev.as_raw_fd()))
+            .collect()
+    }
+
+    fn drain(&mut self, i: usize, now: Timestamp, budget: usize) -> Result<bool, String> {
+        let more = match i {
+            SOCKET => self.drain_socket(now, budget),
+            _ => match self.readable.get(i - 1) {
+                Some(&t) => self.drain_tap(t, now, budget)?,
+                None => false,
+            },
+        };
+        self.check_devices()?;
+        Ok(more)
+    }
+
+    fn tick(&mut self, now: Timestamp, leader: bool) {
+        if leader {
+            let aged = self.core.expire(now);
+            if aged > 0 {
+                debug!(entries = aged, "FDB entries aged out");
+            }
+        }
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.ctr
+    }
+}
+
+/// Logs (at debug level) a MAC learned or moved from a datagram.
+fn log_learning(d: &[u8], src: Ipv4Addr, moved: bool) {
+    let (Some(mac), Some(vni)) = (
+        d.get(HEADER_LEN + 6..HEADER_LEN + 12)
+            .and_then(MacAddr::from_bytes),
+        d.get(4..7)
+            .map(|v| u32::from_be_bytes([0, v[0], v[1], v[2]])),
+    ) else {
+        return;
+    };
+    if moved {
+        debug!(%mac, vni, remote = %src, "MAC moved");
+    } else {
+        debug!(%mac, vni, remote = %src, "MAC learned");
+    }
+}

@@ -1,0 +1,315 @@
+//! `vtepd run`, once for every mode: the only place that orders start-up, supervises the
+//! threads, handles signals, decides the exit status and tears down.
+//!
+//! Order of work:
+//! 1. Read-only checks ([`Mode::check`]: the underlay holding `--local` and its MTU, the mode's
+//!    own settings; then the privilege): a bad configuration changes nothing.
+//! 2. Signals (so a SIGTERM during set-up still cleans up), the control socket, then the
+//!    mode's devices, sockets and shared state ([`Mode::open`]). From here every resource is
+//!    held by a value whose drop undoes it, so any later failure cleans up.
+//! 3. One thread per dataplane worker, each running the one [`EventLoop`] over the mode's
+//!    [`Dataplane`] (named `vtepd-<mode>-<n>`), and the control server's thread.
+//! 4. Supervision: SIGINT/SIGTERM end the daemon with status 0; a thread that ends (a device
+//!    removed, a panic) ends it with status 1 and its reason.
+//! 5. Teardown in reverse: stop and join every thread, then the kernel routes (they point at
+//!    the device), then the devices vtepd created, then the control socket file.
+
+use super::device::{self, OwnedDevice, Underlay};
+use super::event_loop::{Dataplane, EventLoop, LoopContext};
+use super::handler::{Handler, NetInfo};
+use super::init_logging;
+use super::netlink::RouteService;
+use super::stats::{Clock, StatsBoard};
+use crate::config::DaemonConfig;
+use crate::control::server::{self, Server};
+use crate::core::Core;
+use crate::error::Failure;
+use mio::{Events, Interest, Poll, Token, Waker};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use std::io::ErrorKind;
+use std::os::unix::net::UnixListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use tracing::{error, info};
+
+const SIGNALS: Token = Token(0);
+const WAKE: Token = Token(1);
+
+/// What a mode supplies to the runner: its checks, and how it opens its devices, sockets and
+/// per-worker dataplanes.
+pub trait Mode: Sized {
+    /// The per-worker dataplane the event loop drives.
+    type Worker: Dataplane + Send + 'static;
+
+    /// Read-only checks and the settings they derive (MTUs, routes): nothing is created.
+    fn check(cfg: &DaemonConfig, underlay: &Underlay) -> Result<Self, Failure>;
+
+    /// Opens the devices and sockets and builds the shared state and one dataplane per worker.
+    /// Everything it returns undoes itself when dropped.
+    fn open(self, cfg: &DaemonConfig, clock: Clock) -> Result<Opened<Self::Worker>, Failure>;
+}
+
+/// What [`Mode::open`] hands to the runner.
+#[derive(Debug)]
+pub struct Opened<W> {
+    /// One dataplane per worker thread.
+    pub workers: Vec<W>,
+    /// What the control plane answers from.
+    pub control: ControlParts,
+    /// What was created, undone after the threads stopped.
+    pub held: Held,
+    /// What runs, for the "up" log line (`VXLAN on 192.0.2.1:4789`, ...).
+    pub summary: String,
+}
+
+/// The shared state the control plane works on.
+#[derive(Debug)]
+pub struct ControlParts {
+    /// The forwarding core.
+    pub core: Arc<Core>,
+    /// The networks, in `NetId` order.
+    pub nets: Vec<NetInfo>,
+    /// The route table and its kernel routes (L3 modes).
+    pub routes: Option<Arc<RouteService>>,
+}
+
+/// What a mode created, torn down after every thread stopped: kernel routes first (they
+/// point at the device), then the devices.
+#[derive(Debug, Default)]
+pub struct Held {
+    /// The route service, whose drop removes its kernel routes.
+    pub routes: Option<Arc<RouteService>>,
+    /// The devices; one vtepd created goes away with its last handle.
+    pub devices: Vec<OwnedDevice>,
+}
+
+/// Why a thread ended, sent to the supervisor when the thread finishes (or unwinds).
+struct ExitNotice {
+    who: String,
+    result: Option<Result<(), String>>,
+    tx: mpsc::Sender<(String, Result<(), String>)>,
+    waker: Arc<Waker>,
+}
+
+impl Drop for ExitNotice {
+    fn drop(&mut self) {
+        let r = self
+            .result
+            .take()
+            .unwrap_or_else(|| Err(format!("{} panicked", self.who)));
+        // The supervisor may already be gone when the process is ending: nothing to tell then.
+        let _ = self.tx.send((std::mem::take(&mut self.who), r));
+        let _ = self.waker.wake();
+    }
+}
+
+/// A running thread: stopped with the shared stop flag and its waker, then joined.
+struct Task {
+    waker: Arc<Waker>,
+    handle: JoinHandle<()>,
+}
+
+/// The threads, and the channel on which they say why they ended.
+struct Threads {
+    tasks: Vec<Task>,
+    tx: mpsc::Sender<(String, Result<(), String>)>,
+    rx: mpsc::Receiver<(String, Result<(), String>)>,
+    main_waker: Arc<Waker>,
+}
+
+impl Threads {
+    fn new(main_waker: Arc<Waker>) -> Threads {
+        let (tx, rx) = mpsc::channel();
+        Threads {
+            tasks: Vec::new(),
+            tx,
+            rx,
+            main_waker,
+        }
+    }
+
+    /// Starts `body` on a thread called `name`, stopped through `waker`.
+    fn spawn<F>(&mut self, name: String, waker: Arc<Waker>, body: F) -> Result<(), Failure>
+    where
+        F: FnOnce() -> Result<(), String> + Send + 'static,
+    {
+        let notice = ExitNotice {
+            who: name.clone(),
+            result: None,
+            tx: self.tx.clone(),
+            waker: Arc::clone(&self.main_waker),
+        };
+        let handle = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                let mut notice = notice;
+                notice.result = Some(body());
+            })
+            .map_err(|e| Failure::Runtime(format!("cannot start thread {name}: {e}")))?;
+        self.tasks.push(Task { waker, handle });
+        Ok(())
+    }
+
+    /// Sets `stop`, wakes every thread and joins them.
+    fn stop(self, stop: &AtomicBool) {
+        stop.store(true, Ordering::Release);
+        for t in &self.tasks {
+            if let Err(e) = t.waker.wake() {
+                error!("cannot wake a thread to stop it: {e}");
+            }
+        }
+        for t in self.tasks {
+            if t.handle.join().is_err() {
+                error!("a thread panicked while stopping");
+            }
+        }
+    }
+}
+
+/// Runs the daemon in mode `M` until a signal (Ok) or a fatal error.
+pub fn run<M: Mode>(cfg: &DaemonConfig) -> Result<(), Failure> {
+    init_logging();
+    // Read-only checks: a failure here leaves the system untouched.
+    let underlay = device::find_underlay(cfg.local)?;
+    let mode = M::check(cfg, &underlay)?;
+    device::check_privilege()?;
+
+    // Signals first, so that a SIGTERM during set-up still cleans up.
+    let rt = |what: &str, e: std::io::Error| Failure::Runtime(format!("{what}: {e}"));
+    let mut poll = Poll::new().map_err(|e| rt("cannot create poller", e))?;
+    let main_waker = Arc::new(Waker::new(poll.registry(), WAKE).map_err(|e| rt("waker", e))?);
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM]).map_err(|e| rt("cannot install signal handlers", e))?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)
+        .map_err(|e| rt("cannot watch signals", e))?;
+
+    // From here on every resource undoes itself when dropped.
+    let (listener, socket_file) = server::bind(&cfg.control)?;
+    let clock = Clock::new();
+    let Opened {
+        workers,
+        control,
+        held,
+        summary,
+    } = mode.open(cfg, clock)?;
+    info!(
+        "vtepd {} up: {summary} (underlay {} MTU {}), {} worker(s), control socket {}",
+        env!("CARGO_PKG_VERSION"),
+        underlay.ifname,
+        underlay.mtu,
+        workers.len(),
+        cfg.control.display()
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let board = Arc::new(StatsBoard::new(workers.len()));
+    let mut threads = Threads::new(main_waker);
+    let started = start(
+        cfg,
+        listener,
+        workers,
+        control,
+        &board,
+        clock,
+        &stop,
+        &mut threads,
+    );
+    let outcome = started.and_then(|()| supervise(&mut poll, &mut signals, &threads.rx));
+    threads.stop(&stop);
+    teardown(held);
+    drop(socket_file);
+    if outcome.is_ok() {
+        info!("vtepd stopped");
+    }
+    outcome
+}
+
+/// Starts the workers' and the control server's threads.
+#[allow(clippy::too_many_arguments)]
+fn start<W: Dataplane + Send + 'static>(
+    cfg: &DaemonConfig,
+    listener: UnixListener,
+    workers: Vec<W>,
+    control: ControlParts,
+    board: &Arc<StatsBoard>,
+    clock: Clock,
+    stop: &Arc<AtomicBool>,
+    threads: &mut Threads,
+) -> Result<(), Failure> {
+    let rt = |what: &str, e: std::io::Error| Failure::Runtime(format!("{what}: {e}"));
+    for (id, w) in workers.into_iter().enumerate() {
+        let cx = LoopContext {
+            id,
+            clock,
+            board: Arc::clone(board),
+            stop: Arc::clone(stop),
+        };
+        let (lp, waker) = EventLoop::new(w, cx).map_err(|e| rt("cannot set up a worker", e))?;
+        let name = format!("vtepd-{}-{id}", cfg.tunnel.name());
+        threads.spawn(name, waker, move || lp.run())?;
+    }
+    let handler = Handler {
+        core: control.core,
+        nets: control.nets,
+        board: Arc::clone(board),
+        clock,
+        routes: control.routes,
+    };
+    let (srv, waker) = Server::new(listener, handler, Arc::clone(stop))
+        .map_err(|e| rt("cannot set up the control server", e))?;
+    threads.spawn("vtepd-control".into(), waker, move || srv.run())
+}
+
+/// Undoes what the mode created: kernel routes first (they point at the device), then the
+/// devices (a device vtepd created goes away with its last handle).
+fn teardown(held: Held) {
+    let Held { routes, devices } = held;
+    if let Some(svc) = routes
+        && Arc::try_unwrap(svc).is_err()
+    {
+        error!("route service still shared at exit; kernel routes left to the device");
+    }
+    for d in devices {
+        let (name, ours) = (
+            d.name.clone(),
+            d.created && device::interface_exists(&d.name),
+        );
+        drop(d);
+        if ours && !device::interface_exists(&name) {
+            info!(dev = %name, "device removed");
+        }
+    }
+}
+
+/// Waits for SIGINT/SIGTERM (Ok) or for a thread to end (its error).
+fn supervise(
+    poll: &mut Poll,
+    signals: &mut Signals,
+    rx: &mpsc::Receiver<(String, Result<(), String>)>,
+) -> Result<(), Failure> {
+    let mut events = Events::with_capacity(8);
+    loop {
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() == ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(Failure::Runtime(format!("poll failed: {e}")));
+        }
+        if events.iter().any(|ev| ev.token() == SIGNALS)
+            && let Some(sig) = signals.pending().next()
+        {
+            let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+            info!("{name} received, shutting down");
+            return Ok(());
+        }
+        if let Ok((who, r)) = rx.try_recv() {
+            return Err(Failure::Runtime(match r {
+                Err(msg) => msg,
+                Ok(()) => format!("{who} stopped unexpectedly"),
+            }));
+        }
+    }
+}
