@@ -10,8 +10,8 @@ use std::net::Ipv4Addr;
 use encap::vxlan::{HEADER_LEN, VxlanPacket};
 use encap::{MacAddr, Vni};
 use vtepd::core::{
-    Action, Actions, Core, CoreConfig, Counters, DEFAULT_AGEING, DEFAULT_MAX_LEARNED, NetId,
-    NetworkConfig, Timestamp,
+    Core, CoreConfig, Counters, DEFAULT_AGEING, DEFAULT_MAX_LEARNED, FromDevice, FromTunnel, NetId,
+    NetworkConfig, Outer, Remotes, Timestamp,
 };
 
 #[global_allocator]
@@ -52,14 +52,13 @@ fn core(peers: usize, fdb: u32) -> Core {
         }],
     })
     .unwrap();
-    let (mut out, mut ctr) = (Actions::with_capacity(64), Counters::default());
+    let mut ctr = Counters::default();
     for i in 0..fdb {
-        let d = datagram(MacAddr::BROADCAST, host(i));
+        let mut d = datagram(MacAddr::BROADCAST, host(i));
         c.on_remote(
             Timestamp(0),
-            peer(i as usize % peers),
-            &d,
-            &mut out,
+            peer(i as usize % peers).into(),
+            &mut d,
             &mut ctr,
         );
     }
@@ -85,31 +84,32 @@ fn datagram(dst: MacAddr, src: MacAddr) -> Vec<u8> {
 
 const FDB_SIZE: u32 = 10_000;
 
-/// A local frame to a learned MAC: one FDB lookup, one `ToTunnel`.
+/// A local frame to a learned MAC: one FDB lookup, one remote.
 #[divan::bench(sample_count = 200, sample_size = 5000)]
 fn on_local_known_unicast(bencher: divan::Bencher) {
     let c = core(8, FDB_SIZE);
     let f = frame(host(1234), MacAddr([0x02, 0xee, 0, 0, 0, 1]));
-    let (mut out, mut ctr) = (Actions::with_capacity(64), Counters::default());
+    let (mut to, mut ctr) = (Remotes::with_capacity(64), Counters::default());
     bencher.bench_local(|| {
-        c.on_local(Timestamp(1), NET, black_box(&f), &mut out, &mut ctr);
-        debug_assert!(matches!(out.as_slice(), [Action::ToTunnel { .. }]));
+        let v = black_box(c.on_local(Timestamp(1), NET, black_box(&f), &mut to, &mut ctr));
+        debug_assert!(v == FromDevice::Tunnel && to.len() == 1);
     });
 }
 
 /// A datagram from a known peer whose source MAC is already learned: header checks, peer
-/// check, learning refresh (the clock advances, so the refresh stores), one `ToDevice`.
+/// check, learning refresh (the clock advances, so the refresh stores), one `Deliver`.
 #[divan::bench(sample_count = 200, sample_size = 5000)]
 fn on_remote_learned_refresh(bencher: divan::Bencher) {
     let c = core(8, FDB_SIZE);
-    let src = peer(1234 % 8);
-    let d = datagram(MacAddr([0x02, 0xee, 0, 0, 0, 1]), host(1234));
-    let (mut out, mut ctr) = (Actions::with_capacity(64), Counters::default());
+    let src = Outer::from(peer(1234 % 8));
+    // Outer TOS 0 (Not-ECT): the in-place ECN step leaves the datagram as it is.
+    let mut d = datagram(MacAddr([0x02, 0xee, 0, 0, 0, 1]), host(1234));
+    let mut ctr = Counters::default();
     let mut now = 1u64;
     bencher.bench_local(|| {
         now += 1;
-        c.on_remote(Timestamp(now), src, black_box(&d), &mut out, &mut ctr);
-        debug_assert!(matches!(out.as_slice(), [Action::ToDevice { .. }]));
+        let v = black_box(c.on_remote(Timestamp(now), src, black_box(d.as_mut_slice()), &mut ctr));
+        debug_assert!(matches!(v, FromTunnel::Deliver { .. }));
     });
     assert_eq!(ctr.mac_moves + ctr.learned, 0);
 }
@@ -120,13 +120,13 @@ fn on_remote_learned_refresh(bencher: divan::Bencher) {
 fn flood(bencher: divan::Bencher, peers: usize) {
     let c = core(peers, 0);
     let f = frame(MacAddr::BROADCAST, MacAddr([0x02, 0xee, 0, 0, 0, 1]));
-    let (mut out, mut ctr) = (Actions::with_capacity(64), Counters::default());
+    let (mut to, mut ctr) = (Remotes::with_capacity(64), Counters::default());
     // Warm up: the first snapshot load on a thread registers it with arc-swap (one allocation).
-    c.on_local(Timestamp(1), NET, &f, &mut out, &mut ctr);
+    c.on_local(Timestamp(1), NET, &f, &mut to, &mut ctr);
     bencher
         .counter(divan::counter::ItemsCount::new(peers))
         .bench_local(|| {
-            c.on_local(Timestamp(1), NET, black_box(&f), &mut out, &mut ctr);
-            debug_assert_eq!(out.len(), peers);
+            let v = black_box(c.on_local(Timestamp(1), NET, black_box(&f), &mut to, &mut ctr));
+            debug_assert!(v == FromDevice::Tunnel && to.len() == peers);
         });
 }

@@ -521,7 +521,7 @@ lab_inject() {
 }
 
 # lab_check_vxlan_wire RX_HOST TX_HOST: checks the VXLAN datagrams RX_HOST captured (lab_capture) from
-# TX_HOST's underlay address against the wire rules of design.md §2: DF set, flags byte 0x08 with the
+# TX_HOST's underlay address against the wire rules in ARCHITECTURE.md: DF set, flags byte 0x08 with the
 # reserved bits zero, VNI LAB_VNI. With LAB_CHECK_SRCPORT=1 also the UDP source port: in 49152-65535 and
 # varying with the inner flow (more than one port across the captured flows); otherwise the ports seen
 # are only reported. Prints a summary line.

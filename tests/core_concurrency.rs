@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 use vtepd::core::{
-    Action, Actions, Core, CoreConfig, Counters, DEFAULT_AGEING, NetId, NetworkConfig, Timestamp,
+    Core, CoreConfig, Counters, DEFAULT_AGEING, FromDevice, FromTunnel, NetId, NetworkConfig,
+    Remotes, Timestamp,
 };
 
 const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -66,11 +67,18 @@ fn racing_learners_respect_the_cap_exactly() {
         .map(|t| {
             let c = c.clone();
             thread::spawn(move || {
-                let (mut out, mut ctr) = (Actions::default(), Counters::default());
+                let mut ctr = Counters::default();
                 for i in 0..2000 {
                     let m = (i * 7 + t as u32 * 131) % 2000;
-                    c.on_remote(Timestamp(1), peer(t), &datagram(mac(m)), &mut out, &mut ctr);
-                    assert!(matches!(out.as_slice(), [Action::ToDevice { .. }]));
+                    let mut d = datagram(mac(m));
+                    let v = c.on_remote(Timestamp(1), peer(t).into(), &mut d, &mut ctr);
+                    assert_eq!(
+                        v,
+                        FromTunnel::Deliver {
+                            net: NetId(0),
+                            range: HEADER_LEN..d.len()
+                        }
+                    );
                 }
                 ctr
             })
@@ -98,14 +106,14 @@ fn bookkeeping_is_exact_after_learn_expire_flush_races() {
         .map(|t| {
             let (c, stop, clock) = (c.clone(), stop.clone(), clock.clone());
             thread::spawn(move || {
-                let (mut out, mut ctr) = (Actions::default(), Counters::default());
+                let mut ctr = Counters::default();
                 let mut batch = 0u32;
                 while !stop.load(Ordering::Relaxed) {
                     batch += 1;
                     for i in 0..200 {
                         let now = Timestamp(clock.fetch_add(1, Ordering::Relaxed));
-                        let d = datagram(mac(i + 1000 * (batch % 3)));
-                        c.on_remote(now, peer(t), &d, &mut out, &mut ctr);
+                        let mut d = datagram(mac(i + 1000 * (batch % 3)));
+                        c.on_remote(now, peer(t).into(), &mut d, &mut ctr);
                     }
                 }
                 ctr
@@ -166,18 +174,14 @@ fn floods_always_see_one_consistent_flood_list() {
         .map(|_| {
             let (c, stop, floods) = (c.clone(), stop.clone(), floods.clone());
             thread::spawn(move || {
-                let (mut out, mut ctr) = (Actions::with_capacity(64), Counters::default());
+                let (mut to, mut ctr) = (Remotes::with_capacity(64), Counters::default());
                 let frame = &datagram(mac(1))[HEADER_LEN..];
                 let mut copies = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    c.on_local(Timestamp(1), NetId(0), frame, &mut out, &mut ctr);
-                    let dsts: Vec<Ipv4Addr> = out
-                        .iter()
-                        .map(|a| match a {
-                            Action::ToTunnel { dst, .. } => *dst,
-                            other => panic!("unexpected {other:?}"),
-                        })
-                        .collect();
+                    let v = c.on_local(Timestamp(1), NetId(0), frame, &mut to, &mut ctr);
+                    assert_eq!(v, FromDevice::Tunnel, "unexpected {v:?}");
+                    assert_eq!(to.vni(), vni());
+                    let dsts: Vec<Ipv4Addr> = to.as_slice().to_vec();
                     // peers 0 and 1 are never removed; 2..10 come and go, in order.
                     assert_eq!(&dsts[..2], &[peer(0), peer(1)]);
                     let distinct: std::collections::HashSet<_> = dsts.iter().collect();

@@ -1,7 +1,9 @@
 //! A simulated VXLAN fabric in memory, in the style of the Linux kernel's vxlan selftests:
 //! several `Core`s, each with its own underlay address and a "device" log, a virtual clock,
 //! and a wire that turns `ToTunnel` actions into real VXLAN datagrams delivered to the target
-//! core's `on_remote`. Every test asserts exact copy counts.
+//! core's `on_remote`. Every test asserts exact copy counts. The core's decisions
+//! (`FromDevice` with the remotes listed in `Remotes`, `FromTunnel`) are turned into the
+//! local `Action` records the tests compare against (`device_actions`, `tunnel_actions`).
 //!
 //! The wire forwards whatever the cores ask for, including any `ToTunnel` a core would emit
 //! for a decapsulated frame, so a split-horizon violation shows up as extra copies.
@@ -13,8 +15,8 @@ use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 use vtepd::core::{
-    Action, Actions, Core, CoreConfig, Counters, DEFAULT_AGEING, DEFAULT_MAX_LEARNED, DropReason,
-    NetId, NetworkConfig, Timestamp,
+    Core, CoreConfig, Counters, DEFAULT_AGEING, DEFAULT_MAX_LEARNED, DropReason, FromDevice,
+    FromTunnel, NetId, NetworkConfig, Remotes, Timestamp,
 };
 
 const VNI: u32 = 100;
@@ -46,6 +48,52 @@ fn frame(dst: MacAddr, src: MacAddr, tag: u8) -> Vec<u8> {
     f.extend_from_slice(&[0x08, 0x00]);
     f.resize(60, tag);
     f
+}
+
+/// A decision of the core as a list of records in the old `Action` shape, so the expectations
+/// read as they did: what a dataplane would do with the packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// Encapsulate with `vni` and send to `dst`.
+    ToTunnel { vni: Vni, dst: Ipv4Addr },
+    /// Write `datagram[offset..]` to network `net`'s device.
+    ToDevice { net: NetId, offset: usize },
+    /// Nothing sent; counted under the reason.
+    Drop(DropReason),
+}
+
+/// A device-frame decision with the remotes it left in `to`: one `ToTunnel` per remote in
+/// order, each with `to.vni()`. A drop comes first, followed by any remote `to` still lists
+/// (none: the core resets `to` on every call, so a stale remote shows up as an extra record).
+fn device_actions(d: FromDevice, to: &Remotes) -> Vec<Action> {
+    let copies = to
+        .as_slice()
+        .iter()
+        .map(|&dst| Action::ToTunnel { vni: to.vni(), dst });
+    match d {
+        FromDevice::Tunnel => copies.collect(),
+        FromDevice::Drop(r) => std::iter::once(Action::Drop(r)).chain(copies).collect(),
+        other => panic!("the L2 core decided {other:?} for a device frame"),
+    }
+}
+
+/// A tunnel-datagram decision for a datagram of `len` bytes: a delivery must be of the rest
+/// of the datagram from its offset (`offset..len`).
+fn tunnel_actions(d: FromTunnel, len: usize) -> Vec<Action> {
+    match d {
+        FromTunnel::Deliver { net, range } => {
+            assert_eq!(
+                range.end, len,
+                "delivery does not run to the datagram's end"
+            );
+            vec![Action::ToDevice {
+                net,
+                offset: range.start,
+            }]
+        }
+        FromTunnel::Drop(r) => vec![Action::Drop(r)],
+        FromTunnel::Consumed => panic!("the L2 core consumed a datagram"),
+    }
 }
 
 /// Per-network settings used to build a fabric.
@@ -87,7 +135,7 @@ struct Fabric {
     vteps: Vec<Vtep>,
     /// Every datagram any VTEP sent, in order.
     wire: Vec<Sent>,
-    out: Actions,
+    remotes: Remotes,
 }
 
 impl Fabric {
@@ -132,7 +180,7 @@ impl Fabric {
             now: Timestamp(1_000),
             vteps,
             wire: Vec::new(),
-            out: Actions::with_capacity(64),
+            remotes: Remotes::with_capacity(64),
         }
     }
 
@@ -147,9 +195,10 @@ impl Fabric {
     /// VTEP `i`'s local device emits `frame` on `net`; runs the fabric until quiet.
     fn local(&mut self, i: usize, frame: &[u8]) -> Vec<Action> {
         let v = &mut self.vteps[i];
-        v.core
-            .on_local(self.now, NET, frame, &mut self.out, &mut v.ctr);
-        let acts = self.out.as_slice().to_vec();
+        let decision = v
+            .core
+            .on_local(self.now, NET, frame, &mut self.remotes, &mut v.ctr);
+        let acts = device_actions(decision, &self.remotes);
         let mut queue = VecDeque::new();
         self.dispatch(i, frame, false, &acts, &mut queue);
         self.run(queue);
@@ -158,12 +207,15 @@ impl Fabric {
 
     /// Delivers a raw datagram to VTEP `to` as if from `src`; runs the fabric until quiet.
     fn inject(&mut self, to: usize, src: Ipv4Addr, datagram: &[u8]) -> Vec<Action> {
+        // The core rewrites the datagram in place (ECN): it works on the wire's copy.
+        let mut datagram = datagram.to_vec();
         let v = &mut self.vteps[to];
-        v.core
-            .on_remote(self.now, src, datagram, &mut self.out, &mut v.ctr);
-        let acts = self.out.as_slice().to_vec();
+        let decision = v
+            .core
+            .on_remote(self.now, src.into(), &mut datagram, &mut v.ctr);
+        let acts = tunnel_actions(decision, datagram.len());
         let mut queue = VecDeque::new();
-        self.dispatch(to, datagram, true, &acts, &mut queue);
+        self.dispatch(to, &datagram, true, &acts, &mut queue);
         self.run(queue);
         acts
     }
@@ -201,13 +253,12 @@ impl Fabric {
 
     fn run(&mut self, mut queue: VecDeque<(usize, Ipv4Addr, Vec<u8>)>) {
         let mut steps = 0;
-        while let Some((t, src, d)) = queue.pop_front() {
+        while let Some((t, src, mut d)) = queue.pop_front() {
             steps += 1;
             assert!(steps < 10_000, "fabric does not settle: a forwarding loop");
             let v = &mut self.vteps[t];
-            v.core
-                .on_remote(self.now, src, &d, &mut self.out, &mut v.ctr);
-            let acts = self.out.as_slice().to_vec();
+            let decision = v.core.on_remote(self.now, src.into(), &mut d, &mut v.ctr);
+            let acts = tunnel_actions(decision, d.len());
             self.dispatch(t, &d, true, &acts, &mut queue);
         }
     }
@@ -724,14 +775,15 @@ fn drop_no_peers_and_unknown_network() {
     let acts = f.local(0, &frame(MacAddr::BROADCAST, host(1), 1));
     assert_eq!(acts, vec![Action::Drop(DropReason::NoPeers)]);
     let v = &mut f.vteps[0];
-    let mut out = Actions::default();
-    v.core.on_local(
+    let mut to = Remotes::default();
+    let decision = v.core.on_local(
         f.now,
         NetId(1),
         &frame(host(2), host(1), 1),
-        &mut out,
+        &mut to,
         &mut v.ctr,
     );
+    let out = device_actions(decision, &to);
     assert_eq!(out.as_slice(), &[Action::Drop(DropReason::UnknownNetwork)]);
     assert_eq!(v.ctr.total_drops(), 2);
 }
@@ -834,15 +886,11 @@ fn networks_are_isolated_by_vni() {
             .collect(),
     };
     let b = Core::new(mk(1)).unwrap();
-    let (mut out, mut ctr) = (Actions::default(), Counters::default());
+    let (mut to, mut ctr) = (Remotes::default(), Counters::default());
     let m = host(1);
-    b.on_remote(
-        Timestamp(0),
-        underlay(0),
-        &encapsulate(vni(20), &frame(host(2), m, 1)),
-        &mut out,
-        &mut ctr,
-    );
+    let mut d = encapsulate(vni(20), &frame(host(2), m, 1));
+    let decision = b.on_remote(Timestamp(0), underlay(0).into(), &mut d, &mut ctr);
+    let out = tunnel_actions(decision, d.len());
     assert_eq!(
         out.as_slice(),
         &[Action::ToDevice {
@@ -856,17 +904,18 @@ fn networks_are_isolated_by_vni() {
         Timestamp(0),
         NetId(0),
         &frame(m, host(2), 2),
-        &mut out,
+        &mut to,
         &mut ctr,
     );
     assert_eq!(ctr.flood_copies, 1, "VNI 10 does not know m");
-    b.on_local(
+    let decision = b.on_local(
         Timestamp(0),
         NetId(1),
         &frame(m, host(2), 3),
-        &mut out,
+        &mut to,
         &mut ctr,
     );
+    let out = device_actions(decision, &to);
     assert_eq!(
         out.as_slice(),
         &[Action::ToTunnel {
@@ -880,18 +929,33 @@ fn networks_are_isolated_by_vni() {
 #[test]
 fn actions_are_cleared_by_every_call() {
     let f = Fabric::mesh(3, NetSpec::default());
-    let (mut out, mut ctr) = (Actions::default(), Counters::default());
-    out.push(Action::Drop(DropReason::TooBig));
-    f.core(0).on_local(
+    let (mut to, mut ctr) = (Remotes::default(), Counters::default());
+    // A stale remote (and VNI) left in the buffer from an earlier packet.
+    to.reset(vni(VNI + 1));
+    to.push(Ipv4Addr::new(203, 0, 113, 99));
+    let decision = f.core(0).on_local(
         f.now,
         NET,
         &frame(MacAddr::BROADCAST, host(1), 1),
-        &mut out,
+        &mut to,
         &mut ctr,
     );
+    let out = device_actions(decision, &to);
     assert_eq!(out.len(), 2);
-    f.core(0)
-        .on_remote(f.now, underlay(1), &[], &mut out, &mut ctr);
+    // The flood's remotes are still in the buffer: a later drop must not list any of them.
+    let decision = f.core(0).on_local(
+        f.now,
+        NET,
+        &frame(MacAddr::BROADCAST, host(1), 1)[..13],
+        &mut to,
+        &mut ctr,
+    );
+    let out = device_actions(decision, &to);
+    assert_eq!(out.as_slice(), &[Action::Drop(DropReason::LocalRunt)]);
+    let decision = f
+        .core(0)
+        .on_remote(f.now, underlay(1).into(), &mut [], &mut ctr);
+    let out = tunnel_actions(decision, 0);
     assert_eq!(out.as_slice(), &[Action::Drop(DropReason::Truncated)]);
 }
 
@@ -899,12 +963,12 @@ fn actions_are_cleared_by_every_call() {
 
 /// Checks the invariant of every call: either exactly one `Drop` (counted once) or only
 /// forwarding actions, at least one.
-fn check_outcome(out: &Actions, before: &Counters, after: &Counters, from_tunnel: bool) {
+fn check_outcome(out: &[Action], before: &Counters, after: &Counters, from_tunnel: bool) {
     let drops = out.iter().filter(|a| matches!(a, Action::Drop(_))).count();
     assert!(!out.is_empty(), "no decision");
     if drops > 0 {
-        assert_eq!(out.len(), 1, "a drop comes alone: {:?}", out.as_slice());
-        let Action::Drop(r) = out.as_slice()[0] else {
+        assert_eq!(out.len(), 1, "a drop comes alone: {:?}", out);
+        let Action::Drop(r) = out[0] else {
             unreachable!()
         };
         assert_eq!(after.drops_of(r), before.drops_of(r) + 1);
@@ -913,7 +977,7 @@ fn check_outcome(out: &Actions, before: &Counters, after: &Counters, from_tunnel
         assert_eq!(after.total_drops(), before.total_drops());
         if from_tunnel {
             assert!(matches!(
-                out.as_slice(),
+                out,
                 [Action::ToDevice {
                     offset: HEADER_LEN,
                     ..
@@ -937,7 +1001,7 @@ proptest! {
     ) {
         let f = Fabric::mesh(3, NetSpec { max_learned: 4, ..NetSpec::default() });
         let core = f.core(1);
-        let (mut out, mut ctr) = (Actions::default(), Counters::default());
+        let (mut to, mut ctr) = (Remotes::default(), Counters::default());
         for (i, (src, mut bytes, as_vxlan, v)) in datagrams.into_iter().enumerate() {
             let now = Timestamp(i as u64 * 1000);
             let before = ctr.clone();
@@ -946,11 +1010,12 @@ proptest! {
                 VxlanPacket::new_unchecked(&mut bytes[..]).set_header(vni(VNI + v / 3 * (v % 3)));
             }
             let src_ip = if src == 3 { Ipv4Addr::new(203, 0, 113, 1) } else { underlay(src) };
-            core.on_remote(now, src_ip, &bytes, &mut out, &mut ctr);
-            check_outcome(&out, &before, &ctr, true);
+            let mut d = bytes.clone();
+            let decision = core.on_remote(now, src_ip.into(), &mut d, &mut ctr);
+            check_outcome(&tunnel_actions(decision, d.len()), &before, &ctr, true);
             let before = ctr.clone();
-            core.on_local(now, NetId(v as u16 % 2), &bytes, &mut out, &mut ctr);
-            check_outcome(&out, &before, &ctr, false);
+            let decision = core.on_local(now, NetId(v as u16 % 2), &bytes, &mut to, &mut ctr);
+            check_outcome(&device_actions(decision, &to), &before, &ctr, false);
         }
         prop_assert!(core.learned_count(vni(VNI)).unwrap() <= 4);
         prop_assert_eq!(ctr.rx_tunnel, ctr.rx_device);

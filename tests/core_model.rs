@@ -1,7 +1,7 @@
 //! Model-based test: random sequences of data-path learning and control-plane operations,
 //! checked after every step against a plain single-threaded reference model of the FDB rules
-//! (design.md §2): learn only unicast non-own MACs, never over static, moves counted, refresh
-//! only as a source, ageing, per-VNI cap.
+//! (RFC 7348 §4.1, as ARCHITECTURE.md states them): learn only unicast non-own MACs, never over
+//! static, moves counted, refresh only as a source, ageing, per-VNI cap.
 
 use encap::vxlan::{HEADER_LEN, VxlanPacket};
 use encap::{MacAddr, Vni};
@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 use vtepd::core::{
-    Action, Actions, Core, CoreConfig, Counters, EntryKind, NetId, NetworkConfig, Timestamp,
+    Core, CoreConfig, Counters, DropReason, EntryKind, FromDevice, FromTunnel, NetId,
+    NetworkConfig, Remotes, Timestamp,
 };
 
 const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -153,6 +154,52 @@ impl Model {
     }
 }
 
+/// A decision of the core as a list of records in the old `Action` shape, so the expectations
+/// below read as they did: what a dataplane would do with the packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// Encapsulate with `vni` and send to `dst`.
+    ToTunnel { vni: Vni, dst: Ipv4Addr },
+    /// Write `datagram[offset..]` to network `net`'s device.
+    ToDevice { net: NetId, offset: usize },
+    /// Nothing sent; counted under the reason.
+    Drop(DropReason),
+}
+
+/// A device-frame decision with the remotes it left in `to`: one `ToTunnel` per remote in
+/// order, each with `to.vni()`. A drop comes first, followed by any remote `to` still lists
+/// (none: the core resets `to` on every call, so a stale remote shows up as an extra record).
+fn device_actions(d: FromDevice, to: &Remotes) -> Vec<Action> {
+    let copies = to
+        .as_slice()
+        .iter()
+        .map(|&dst| Action::ToTunnel { vni: to.vni(), dst });
+    match d {
+        FromDevice::Tunnel => copies.collect(),
+        FromDevice::Drop(r) => std::iter::once(Action::Drop(r)).chain(copies).collect(),
+        other => panic!("the L2 core decided {other:?} for a device frame"),
+    }
+}
+
+/// A tunnel-datagram decision for a datagram of `len` bytes: a delivery must be of the rest
+/// of the datagram from its offset (`offset..len`).
+fn tunnel_actions(d: FromTunnel, len: usize) -> Vec<Action> {
+    match d {
+        FromTunnel::Deliver { net, range } => {
+            assert_eq!(
+                range.end, len,
+                "delivery does not run to the datagram's end"
+            );
+            vec![Action::ToDevice {
+                net,
+                offset: range.start,
+            }]
+        }
+        FromTunnel::Drop(r) => vec![Action::Drop(r)],
+        FromTunnel::Consumed => panic!("the L2 core consumed a datagram"),
+    }
+}
+
 fn datagram(v: u32, src: MacAddr) -> Vec<u8> {
     let mut d = vec![0u8; HEADER_LEN];
     VxlanPacket::new_unchecked(&mut d[..]).set_header(Vni::new(v).unwrap());
@@ -186,13 +233,15 @@ proptest! {
         .unwrap();
         let vni = |n: usize| Vni::new(VNIS[n]).unwrap();
         let mut model = Model::default();
-        let (mut out, mut ctr) = (Actions::default(), Counters::default());
+        let (mut to, mut ctr) = (Remotes::default(), Counters::default());
         let mut now = 0u64;
         for op in ops {
             match op {
                 Op::Advance(ms) => now += ms,
                 Op::Remote { net, from, mac: m } => {
-                    core.on_remote(Timestamp(now), peer(from), &datagram(VNIS[net], mac(m)), &mut out, &mut ctr);
+                    let mut d = datagram(VNIS[net], mac(m));
+                    let decision = core.on_remote(Timestamp(now), peer(from).into(), &mut d, &mut ctr);
+                    let out = tunnel_actions(decision, d.len());
                     prop_assert_eq!(out.as_slice(), &[Action::ToDevice { net: NetId(net as u16), offset: HEADER_LEN }]);
                     model.learn(now, net, m, peer(from));
                 }
@@ -200,7 +249,8 @@ proptest! {
                     let mut f = mac(m).0.to_vec();
                     f.extend_from_slice(&[0x02, 0xaa, 0, 0, 0, 1, 0x08, 0x00]);
                     f.resize(60, 0);
-                    core.on_local(Timestamp(now), NetId(net as u16), &f, &mut out, &mut ctr);
+                    let decision = core.on_local(Timestamp(now), NetId(net as u16), &f, &mut to, &mut ctr);
+                    let out = device_actions(decision, &to);
                     let expected: Vec<Action> = match model.lookup(now, net, m) {
                         Some(dst) => vec![Action::ToTunnel { vni: vni(net), dst }],
                         None => (0..3).map(|p| Action::ToTunnel { vni: vni(net), dst: peer(p) }).collect(),

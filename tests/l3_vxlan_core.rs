@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use vtepd::core::arp::{FrameTo, Generated};
 use vtepd::core::arp_suppress::ArpSuppress;
-use vtepd::core::l3vx::{FrameVerdict, L3Vx, L3VxConfig, TunVerdict};
+use vtepd::core::l3vx::{L3Vx, L3VxConfig, TunVerdict};
+use vtepd::core::route::{Routes, parse_route};
 use vtepd::core::{
-    Core, CoreConfig, Counters, DropReason, EntryKind, NetId, NetworkConfig, Timestamp,
+    Core, CoreConfig, Counters, DropReason, EntryKind, FromDevice, FromTunnel, NetId,
+    NetworkConfig, Out, Outer, Timestamp,
 };
 
 const NET: NetId = NetId(0);
@@ -67,7 +69,9 @@ fn engine(c: &Arc<Core>) -> L3Vx {
     let mut cfg = L3VxConfig::new(OWN_MAC, OWN_IP, 24);
     cfg.queue_per_neigh = 3;
     cfg.queue_bytes = 1000;
-    L3Vx::new(Arc::clone(c), NET, cfg)
+    // An empty overlay route table: the tests pass each packet's route next hop to `on_tun`.
+    let routes = Routes::with_overlay_routes(c.local(), &[]).unwrap();
+    L3Vx::new(Arc::clone(c), NET, cfg, Arc::new(routes))
 }
 
 /// A minimal IPv4 packet from POD-ish `src` to `dst` of `len` bytes, tagged in its last byte.
@@ -87,6 +91,35 @@ fn frames(g: &Generated) -> Vec<(FrameTo, Vec<u8>)> {
     g.iter().map(|(t, f)| (t, f.to_vec())).collect()
 }
 
+/// What `on_frame` decides to deliver into the TUN: the IP packet at `frame[offset..]`.
+fn deliver(offset: usize, frame: &[u8]) -> FromTunnel {
+    FromTunnel::Deliver {
+        net: NET,
+        range: offset..frame.len(),
+    }
+}
+
+/// [`ArpSuppress::answer_local`] with a fresh buffer: the reply written into the device, or
+/// `None` (nothing pushed) when the request is left to flood.
+fn suppressed(
+    s: &ArpSuppress,
+    now: Timestamp,
+    net: NetId,
+    frame: &[u8],
+    ctr: &mut Counters,
+) -> Option<Vec<u8>> {
+    let mut g = Generated::new();
+    if !s.answer_local(now, net, frame, &mut g, ctr) {
+        assert!(g.is_empty(), "nothing generated when not answered");
+        return None;
+    }
+    let out = frames(&g);
+    assert_eq!(out.len(), 1, "one reply per answered request");
+    let (to, reply) = out.into_iter().next().unwrap();
+    assert_eq!(to, FrameTo::Device, "the reply goes back into the device");
+    Some(reply)
+}
+
 fn at(secs: u64) -> Timestamp {
     Timestamp::ZERO.add(Duration::from_secs(secs))
 }
@@ -97,7 +130,7 @@ fn own_address_arp_reply_matches_scapy() {
     let e = engine(&c);
     let (mut g, mut ctr) = (Generated::new(), Counters::default());
     let v = e.on_frame(at(0), &hex(ARP_REQUEST), &mut g, &mut ctr);
-    assert_eq!(v, FrameVerdict::Consumed);
+    assert_eq!(v, FromTunnel::Consumed);
     assert_eq!(frames(&g), vec![(FrameTo::Tunnel, hex(ARP_REPLY))]);
     assert_eq!(ctr.arp_replies, 1);
     // The asker's binding is learned from a request for our own address.
@@ -111,7 +144,7 @@ fn icmp_echo_reply_matches_scapy() {
     let e = engine(&c);
     let (mut g, mut ctr) = (Generated::new(), Counters::default());
     let v = e.on_frame(at(0), &hex(ECHO_REQUEST), &mut g, &mut ctr);
-    assert_eq!(v, FrameVerdict::Consumed);
+    assert_eq!(v, FromTunnel::Consumed);
     assert_eq!(frames(&g), vec![(FrameTo::Tunnel, hex(ECHO_REPLY))]);
     assert_eq!(ctr.icmp_echo_replies, 1);
 }
@@ -125,7 +158,7 @@ fn echo_with_bad_checksum_is_not_answered_but_delivered() {
     req[n - 1] ^= 0xff; // breaks the ICMP checksum
     let (mut g, mut ctr) = (Generated::new(), Counters::default());
     let v = e.on_frame(at(0), &req, &mut g, &mut ctr);
-    assert_eq!(v, FrameVerdict::ToDevice { offset: 14 });
+    assert_eq!(v, deliver(14, &req));
     assert!(g.is_empty());
     assert_eq!(ctr.icmp_echo_replies, 0);
 }
@@ -143,18 +176,15 @@ fn frames_for_other_macs_are_dropped_and_ip_to_us_is_unwrapped() {
     f.extend_from_slice(&pkt);
     assert_eq!(
         e.on_frame(at(0), &f, &mut g, &mut ctr),
-        FrameVerdict::Consumed
+        FromTunnel::Drop(DropReason::NotForUs)
     );
     assert_eq!(ctr.drops_of(DropReason::NotForUs), 1);
     f[..6].copy_from_slice(&OWN_MAC.0);
-    assert_eq!(
-        e.on_frame(at(0), &f, &mut g, &mut ctr),
-        FrameVerdict::ToDevice { offset: 14 }
-    );
+    assert_eq!(e.on_frame(at(0), &f, &mut g, &mut ctr), deliver(14, &f));
     f[12..14].copy_from_slice(&[0x86, 0xdd]);
     assert_eq!(
         e.on_frame(at(0), &f, &mut g, &mut ctr),
-        FrameVerdict::Consumed
+        FromTunnel::Drop(DropReason::NotIpv4)
     );
     assert_eq!(ctr.drops_of(DropReason::NotIpv4), 1);
     assert!(g.is_empty());
@@ -186,7 +216,7 @@ fn resolution_queues_then_flushes_in_order() {
 
     assert_eq!(
         e.on_frame(at(0), &hex(ARP_PEER_IS_AT), &mut g, &mut ctr),
-        FrameVerdict::Consumed
+        FromTunnel::Consumed
     );
     let out = frames(&g);
     assert_eq!(out.len(), 2);
@@ -394,6 +424,113 @@ fn neighbour_cap_is_counted() {
     assert_eq!(ctr.arp_replies, 2, "both are still answered");
 }
 
+/// A VXLAN datagram (UDP payload) carrying `frame` in VNI 1.
+fn vxlan(frame: &[u8]) -> Vec<u8> {
+    let mut d = vec![0u8; encap::vxlan::HEADER_LEN];
+    encap::vxlan::VxlanPacket::new_unchecked(&mut d[..]).set_header(Vni::new(1).unwrap());
+    d.extend_from_slice(frame);
+    d
+}
+
+#[test]
+fn engine_wrappers_route_resolve_and_decapsulate() {
+    let c = core(100);
+    let routes = Routes::with_overlay_routes(
+        c.local(),
+        &[parse_route(&format!("10.244.1.0/24={NODE_B}")).unwrap()],
+    )
+    .unwrap();
+    let e = L3Vx::new(
+        Arc::clone(&c),
+        NET,
+        L3VxConfig::new(OWN_MAC, OWN_IP, 24),
+        Arc::new(routes),
+    );
+    let (mut out, mut ctr) = (Out::default(), Counters::default());
+    let (peer_a, peer_b) = (Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 3));
+
+    // From the TUN, routed via NODE_B: unresolved, so held and NODE_B asked for.
+    let p = ip_packet(OWN_IP, POD_B, 60, 1);
+    let mut frame = [vec![0u8; 14], p.clone()].concat();
+    assert_eq!(
+        e.on_local_resolved(at(0), &mut frame, &mut out, &mut ctr),
+        None
+    );
+    assert_eq!(
+        ctr.rx_device, 0,
+        "on_local_resolved does not count the packet"
+    );
+    assert_eq!(
+        e.on_local(at(0), &mut frame, &mut out, &mut ctr),
+        FromDevice::Held
+    );
+    assert_eq!(ctr.rx_device, 1);
+    let g = frames(&out.generated);
+    assert_eq!(g.len(), 1);
+    assert_eq!(g[0].0, FrameTo::Tunnel);
+    assert_eq!(&g[0].1[38..42], &NODE_B.octets(), "who-has NODE_B");
+    assert_eq!(e.pending(), (1, 60));
+    out.generated.clear();
+
+    // Resolved: framed for NODE_B's MAC and flooded (ROUTER_MAC is not in the FDB yet).
+    c.neigh_add(at(0), Vni::new(1).unwrap(), NODE_B, ROUTER_MAC)
+        .unwrap();
+    for resolved_only in [false, true] {
+        let mut frame = [vec![0u8; 14], p.clone()].concat();
+        let v = if resolved_only {
+            e.on_local_resolved(at(0), &mut frame, &mut out, &mut ctr)
+        } else {
+            Some(e.on_local(at(0), &mut frame, &mut out, &mut ctr))
+        };
+        assert_eq!(v, Some(FromDevice::Tunnel));
+        assert_eq!(out.remotes.as_slice(), &[peer_a, peer_b]);
+        assert_eq!(out.remotes.vni(), Vni::new(1).unwrap());
+        assert_eq!(&frame[..6], &ROUTER_MAC.0);
+        assert_eq!(&frame[6..12], &OWN_MAC.0);
+        assert_eq!(&frame[12..14], &[0x08, 0x00]);
+        assert_eq!(&frame[14..], &p[..]);
+    }
+    assert_eq!(ctr.rx_device, 2);
+
+    // From the tunnel: an echo request to us is answered, not delivered.
+    let mut d = vxlan(&hex(ECHO_REQUEST));
+    assert_eq!(
+        e.on_remote(at(0), Outer::from(peer_a), &mut d, &mut out, &mut ctr),
+        FromTunnel::Consumed
+    );
+    assert_eq!(
+        frames(&out.generated),
+        vec![(FrameTo::Tunnel, hex(ECHO_REPLY))]
+    );
+    out.generated.clear();
+    // An IP packet to us: delivered, its range in the datagram (VXLAN and Ethernet headers off).
+    let mut req = hex(ECHO_REQUEST);
+    let n = req.len();
+    req[n - 1] ^= 0xff;
+    let mut d = vxlan(&req);
+    assert_eq!(
+        e.on_remote(at(0), Outer::from(peer_a), &mut d, &mut out, &mut ctr),
+        FromTunnel::Deliver {
+            net: NET,
+            range: 8 + 14..d.len()
+        }
+    );
+    assert!(out.generated.is_empty());
+    // The core's checks still apply: a source that is not a peer is dropped.
+    let mut d = vxlan(&req);
+    assert_eq!(
+        e.on_remote(
+            at(0),
+            Outer::from(Ipv4Addr::new(203, 0, 113, 9)),
+            &mut d,
+            &mut out,
+            &mut ctr
+        ),
+        FromTunnel::Drop(DropReason::UnknownPeer)
+    );
+    assert_eq!(ctr.rx_tunnel, 3);
+}
+
 // ---------------------------------------------------------------------------------------------
 // L2 ARP suppression
 
@@ -410,7 +547,7 @@ fn local_request(mac: MacAddr, ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
 #[test]
 fn suppression_answers_known_remote_addresses_only() {
     let c = core(100);
-    let mut s = ArpSuppress::new(Arc::clone(&c), vec![true]);
+    let s = ArpSuppress::new(Arc::clone(&c), vec![true]);
     let mut ctr = Counters::default();
     let local = (
         MacAddr([2, 0, 0, 0, 0xaa, 1]),
@@ -418,13 +555,13 @@ fn suppression_answers_known_remote_addresses_only() {
     );
     // Unknown target: flood as usual.
     let req = local_request(local.0, local.1, PEER_IP);
-    assert!(s.answer_local(at(0), NET, &req, &mut ctr).is_none());
+    assert!(suppressed(&s, at(0), NET, &req, &mut ctr).is_none());
     // A reply from the remote host crosses the tunnel (PEER is at PEER_MAC): snooped.
     let mut reply = hex(ARP_PEER_IS_AT);
     reply[..6].copy_from_slice(&local.0.0);
     s.snoop_remote(at(0), NET, &reply, &mut ctr);
     assert_eq!(ctr.neigh_learned, 1);
-    let answer = s.answer_local(at(1), NET, &req, &mut ctr).unwrap().to_vec();
+    let answer = suppressed(&s, at(1), NET, &req, &mut ctr).unwrap();
     // Reply on behalf of PEER: from PEER_MAC to the asker, PEER_IP is at PEER_MAC.
     let mut want = hex(ARP_REPLY);
     want[..6].copy_from_slice(&local.0.0);
@@ -443,7 +580,7 @@ fn suppression_answers_known_remote_addresses_only() {
     unicast[..6].copy_from_slice(&PEER_MAC.0);
     let own = local_request(PEER_MAC, Ipv4Addr::new(10, 244, 0, 51), PEER_IP);
     for f in [&probe, &garp, &unicast, &own] {
-        assert!(s.answer_local(at(1), NET, f, &mut ctr).is_none());
+        assert!(suppressed(&s, at(1), NET, f, &mut ctr).is_none());
     }
     assert_eq!(ctr.arp_suppressed, 1);
 }
@@ -451,7 +588,7 @@ fn suppression_answers_known_remote_addresses_only() {
 #[test]
 fn suppression_bindings_age_change_and_respect_static() {
     let c = core(100);
-    let mut s = ArpSuppress::new(Arc::clone(&c), vec![true]);
+    let s = ArpSuppress::new(Arc::clone(&c), vec![true]);
     let mut ctr = Counters::default();
     let garp = |mac: MacAddr| local_request(mac, PEER_IP, PEER_IP);
     s.snoop_remote(at(0), NET, &garp(PEER_MAC), &mut ctr);
@@ -463,17 +600,17 @@ fn suppression_bindings_age_change_and_respect_static() {
     );
     let req = local_request(asker.0, asker.1, PEER_IP);
     assert_eq!(
-        &s.answer_local(at(2), NET, &req, &mut ctr).unwrap()[6..12],
+        &suppressed(&s, at(2), NET, &req, &mut ctr).unwrap()[6..12],
         &ROUTER_MAC.0
     );
     // Aged out after 300 s: flooded again.
-    assert!(s.answer_local(at(302), NET, &req, &mut ctr).is_none());
+    assert!(suppressed(&s, at(302), NET, &req, &mut ctr).is_none());
     // A static binding wins over what is snooped.
     c.neigh_add(at(302), Vni::new(1).unwrap(), PEER_IP, PEER_MAC)
         .unwrap();
     s.snoop_remote(at(303), NET, &garp(ROUTER_MAC), &mut ctr);
     assert_eq!(
-        &s.answer_local(at(304), NET, &req, &mut ctr).unwrap()[6..12],
+        &suppressed(&s, at(304), NET, &req, &mut ctr).unwrap()[6..12],
         &PEER_MAC.0
     );
     // A sender MAC that is not the frame's source teaches nothing.
@@ -491,14 +628,14 @@ fn suppression_bindings_age_change_and_respect_static() {
 #[test]
 fn suppression_off_does_nothing() {
     let c = core(100);
-    let mut s = ArpSuppress::new(Arc::clone(&c), vec![false]);
+    let s = ArpSuppress::new(Arc::clone(&c), vec![false]);
     let mut ctr = Counters::default();
     s.snoop_remote(at(0), NET, &hex(ARP_PEER_IS_AT), &mut ctr);
     c.neigh_add(at(0), Vni::new(1).unwrap(), PEER_IP, PEER_MAC)
         .unwrap();
     let req = local_request(MacAddr([2, 0, 0, 0, 0xaa, 1]), OWN_IP, PEER_IP);
-    assert!(s.answer_local(at(0), NET, &req, &mut ctr).is_none());
-    assert!(s.answer_local(at(0), NetId(7), &req, &mut ctr).is_none());
+    assert!(suppressed(&s, at(0), NET, &req, &mut ctr).is_none());
+    assert!(suppressed(&s, at(0), NetId(7), &req, &mut ctr).is_none());
     assert_eq!(ctr.neigh_learned, 0);
 }
 
@@ -506,7 +643,7 @@ fn suppression_off_does_nothing() {
 fn garbage_never_panics() {
     let c = core(100);
     let e = engine(&c);
-    let mut s = ArpSuppress::new(Arc::clone(&c), vec![true]);
+    let s = ArpSuppress::new(Arc::clone(&c), vec![true]);
     let (mut g, mut ctr) = (Generated::new(), Counters::default());
     let mut seed = 0x1234_5678_u32;
     for len in 0..200 {
@@ -530,7 +667,7 @@ fn garbage_never_panics() {
             e.on_frame(at(0), &f, &mut g, &mut ctr);
             e.on_tun(at(0), &f, Some(NODE_B), &mut g, &mut ctr);
             s.snoop_remote(at(0), NET, &f, &mut ctr);
-            let _ = s.answer_local(at(0), NET, &f, &mut ctr);
+            let _ = s.answer_local(at(0), NET, &f, &mut g, &mut ctr);
         }
     }
 }

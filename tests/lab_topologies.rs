@@ -45,9 +45,9 @@ fn interop_kernel_script_succeeds() {
     }
 }
 
-/// design.md §2: the UDP source port comes from a hash of the inner flow, in 49152-65535, so the
-/// underlay's ECMP spreads flows (the kernel vxlan device does this). interop-kernel.sh checks it on
-/// the captured datagrams with LAB_CHECK_SRCPORT=1.
+/// RFC 7348 §5 (the wire rules in ARCHITECTURE.md): the UDP source port comes from a hash of the
+/// inner flow, in 49152-65535, so the underlay's ECMP spreads flows (the kernel vxlan device does
+/// this). interop-kernel.sh checks it on the captured datagrams with LAB_CHECK_SRCPORT=1.
 #[test]
 fn interop_vtepd_source_ports_follow_the_inner_flow() {
     if lab_available("interop_vtepd_source_ports_follow_the_inner_flow") {

@@ -15,7 +15,9 @@ use std::cell::Cell;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
-use vtepd::core::{Action, Actions, Core, CoreConfig, Counters, NetId, NetworkConfig, Timestamp};
+use vtepd::core::{
+    Core, CoreConfig, Counters, FromDevice, FromTunnel, NetId, NetworkConfig, Remotes, Timestamp,
+};
 use vtepd::daemon::batch::{HEADROOM, RecvBatch, SendBatch};
 use vtepd::daemon::batch_gro::{self, Flushed, Framing, PacketWrite, Part, TcpRun};
 
@@ -135,7 +137,7 @@ fn steady_state_forwarding_does_not_allocate() {
         .collect();
     let mut txb = SendBatch::new();
     let mut rxb = RecvBatch::new();
-    let mut actions = Actions::with_capacity(64);
+    let mut to = Remotes::with_capacity(64);
     let mut ctr = Counters::default();
     let mut now = Timestamp(1000);
 
@@ -145,7 +147,7 @@ fn steady_state_forwarding_does_not_allocate() {
     let n = frame(OWN, REMOTE_MAC, &mut first[8..]);
     first[0] = 0x08;
     first[4..7].copy_from_slice(&[0, 0, 42]);
-    core.on_remote(now, PEER, &first[..8 + n], &mut actions, &mut ctr);
+    core.on_remote(now, PEER.into(), &mut first[..8 + n], &mut ctr);
 
     // One round of a worker's work, both directions.
     let mut round = |now: Timestamp, txb: &mut SendBatch, rxb: &mut RecvBatch| {
@@ -154,13 +156,11 @@ fn steady_state_forwarding_does_not_allocate() {
             let len = frame(dst, OWN, &mut buf[HEADROOM..]);
             txb.commit_slot();
             let f = &txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
-            core.on_local(now, NetId(0), f, &mut actions, &mut ctr);
-            for a in actions.iter() {
-                let Action::ToTunnel { vni, dst } = *a else {
-                    panic!("unexpected {a:?}")
-                };
+            let v = core.on_local(now, NetId(0), f, &mut to, &mut ctr);
+            assert_eq!(v, FromDevice::Tunnel);
+            let vni = to.vni();
+            for _dst in to.as_slice() {
                 // Every copy goes to the loopback "remote", whatever its VTEP address.
-                let _ = dst;
                 let buf = txb.slot_mut(slot);
                 let r = enc[0]
                     .encapsulate(buf, HEADROOM, len, &VxlanTx::new(vni))
@@ -181,11 +181,10 @@ fn steady_state_forwarding_does_not_allocate() {
                 let mut dg = [0u8; 128];
                 dg[..d.len()].copy_from_slice(d);
                 dg[8 + 6..8 + 12].copy_from_slice(&REMOTE_MAC.0);
-                core.on_remote(now, PEER, &dg[..d.len()], &mut actions, &mut ctr);
+                let v = core.on_remote(now, PEER.into(), &mut dg[..d.len()], &mut ctr);
                 assert!(
-                    matches!(actions.as_slice(), [Action::ToDevice { .. }]),
-                    "{:?} from {:?}",
-                    actions.as_slice(),
+                    matches!(v, FromTunnel::Deliver { .. }),
+                    "{v:?} from {:?}",
                     m.src
                 );
             }

@@ -23,6 +23,8 @@ pub struct Vni(u32);
 impl Vni {
     /// Largest valid VNI (2^24 - 1).
     pub const MAX: u32 = 0x00ff_ffff;
+    /// VNI 0.
+    pub const ZERO: Vni = Vni(0);
 
     /// A VNI, or an error when `v` does not fit in 24 bits.
     pub const fn new(v: u32) -> Result<Vni> {

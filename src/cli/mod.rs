@@ -1,4 +1,4 @@
-//! Command line: `vtepd run ...` and the client subcommands (design.md §3), and the mapping of
+//! Command line: `vtepd run ...` and the client subcommands (the CLI in README.md), and the mapping of
 //! every failure to one line on stderr and an exit status (0 ok, 2 usage, 1 runtime).
 
 use crate::config::{

@@ -11,22 +11,22 @@
 //! probes (sender 0.0.0.0), gratuitous ARP, unicast requests (NUD re-probes), tagged frames, and a
 //! question about the asker's own address.
 //!
-//! One [`ArpSuppress`] per worker: it owns the 42-byte buffer its replies are written into.
+//! Shared by the workers (it keeps no state of its own); a reply is written into the caller's
+//! [`Generated`] buffer, to be written back into the device.
 
-use super::arp::{ARP_FRAME_LEN, arp_reply, write_arp_frame};
+use super::arp::{ARP_FRAME_LEN, FrameTo, Generated, arp_reply, write_arp_frame};
 use super::neigh::{Evidence, Learned, usable_ip};
 use super::{Core, Counters, NetId, Timestamp};
 use encap::arp::{ArpOperation, ArpPacket, ArpRepr};
 use encap::ethernet::{EthernetFrame, ethertype};
 use std::sync::Arc;
 
-/// A worker's ARP suppressor over the shared core.
+/// ARP suppression over the shared core.
 #[derive(Debug)]
 pub struct ArpSuppress {
     core: Arc<Core>,
     /// Whether suppression is on, by [`NetId`].
     enabled: Box<[bool]>,
-    reply: [u8; ARP_FRAME_LEN],
 }
 
 /// The ARP packet of an untagged Ethernet frame, if it is one.
@@ -47,7 +47,6 @@ impl ArpSuppress {
         ArpSuppress {
             core,
             enabled: enabled.into(),
-            reply: [0; ARP_FRAME_LEN],
         }
     }
 
@@ -89,36 +88,50 @@ impl ArpSuppress {
     }
 
     /// A frame read from `net`'s local device. When it is a broadcast ARP request for a known
-    /// remote address, returns the reply to write back into the device (counted as
-    /// `arp_suppressed`); the frame must then not be forwarded. `None`: forward as usual.
+    /// remote address, pushes the reply to write back into the device onto `out` (as
+    /// [`FrameTo::Device`], counted as `arp_suppressed`) and returns true: the frame must then
+    /// not be forwarded. False: forward as usual.
     pub fn answer_local(
-        &mut self,
+        &self,
         now: Timestamp,
         net: NetId,
         frame: &[u8],
+        out: &mut Generated,
         ctr: &mut Counters,
-    ) -> Option<&[u8]> {
+    ) -> bool {
         if !self.enabled(net) {
-            return None;
+            return false;
         }
-        let (eth, a) = arp_of(frame)?;
+        let Some((eth, a)) = arp_of(frame) else {
+            return false;
+        };
         if a.operation != ArpOperation::Request
             || !eth.dst().is_broadcast()
             || !usable_ip(a.sender_ip)
             || a.sender_ip == a.target_ip
             || !a.sender_mac.is_unicast()
         {
-            return None;
+            return false;
         }
-        let mac = self.core.neigh(net)?.lookup(a.target_ip, now.millis())?;
+        let Some(mac) = self
+            .core
+            .neigh(net)
+            .and_then(|t| t.lookup(a.target_ip, now.millis()))
+        else {
+            return false;
+        };
         if mac == a.sender_mac {
-            return None;
+            return false;
         }
         let reply = arp_reply(&a, mac);
-        if !write_arp_frame(&mut self.reply, eth.src(), mac, &reply) {
-            return None;
+        let before = out.len();
+        out.push(FrameTo::Device, ARP_FRAME_LEN, |b| {
+            write_arp_frame(b, eth.src(), mac, &reply)
+        });
+        if out.len() == before {
+            return false;
         }
         ctr.arp_suppressed += 1;
-        Some(&self.reply)
+        true
     }
 }

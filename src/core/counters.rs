@@ -45,6 +45,9 @@ drop_reasons! {
     ToSelf = "to_self",
     /// Local frame too large for the tunnel MTU.
     TooBig = "too_big",
+    /// The outer headers could not be written (no room in front of the packet, settings that
+    /// make no header): an internal error, never expected.
+    EncapError = "encap_error",
     /// Sending to a remote VTEP failed (unreachable, no route, too big, ...).
     TunnelTxError = "tunnel_tx_error",
     /// Sending to a remote VTEP found no buffer memory (ENOBUFS: a full device queue).

@@ -1,72 +1,79 @@
 //! Datagrams from the underlay: validate, check the source, learn, deliver to the device.
 //! Never forwarded to another tunnel (split horizon).
 
-use super::forward::{ETH_HEADER_LEN, reject};
-use super::{Action, Actions, Core, Counters, DropReason, Timestamp};
+use super::forward::ETH_HEADER_LEN;
+use super::{Core, Counters, DropReason, FromTunnel, Outer, Timestamp};
 use encap::MacAddr;
 use encap::vxlan::{HEADER_LEN, VxlanPacket, VxlanRepr};
-use std::net::Ipv4Addr;
 
 impl Core {
-    /// A UDP payload (VXLAN header + inner frame) received from underlay address `src`.
-    /// Pushes at most one `ToDevice` (never a `ToTunnel`: split horizon), or a `Drop`; learns.
+    /// A UDP payload (VXLAN header + inner frame) received from the underlay (`outer`: its
+    /// source and outer TOS). Delivers the inner frame to its network's device at most (never
+    /// to another tunnel: split horizon), after learning its source MAC and combining its ECN
+    /// field with the outer one in place (RFC 6040), or drops it.
     ///
     /// A source that can never be a VTEP (our own address, multicast, broadcast, unspecified)
     /// is dropped as `UnknownPeer` even with `allow_any_peer`.
     pub fn on_remote(
         &self,
         now: Timestamp,
-        src: Ipv4Addr,
-        datagram: &[u8],
-        out: &mut Actions,
+        outer: Outer,
+        datagram: &mut [u8],
         ctr: &mut Counters,
-    ) {
-        out.clear();
+    ) -> FromTunnel {
         ctr.rx_tunnel += 1;
-        let Ok(pkt) = VxlanPacket::new_checked(datagram) else {
-            return reject(out, ctr, DropReason::Truncated);
+        let drop = |ctr: &mut Counters, r: DropReason| {
+            ctr.drop(r);
+            FromTunnel::Drop(r)
+        };
+        let Ok(pkt) = VxlanPacket::new_checked(&*datagram) else {
+            return drop(ctr, DropReason::Truncated);
         };
         let Ok(hdr) = VxlanRepr::parse(&pkt) else {
-            return reject(out, ctr, DropReason::VxlanFlags);
+            return drop(ctr, DropReason::VxlanFlags);
         };
         let Some((id, net)) = self
             .net_by_vni(hdr.vni)
             .and_then(|id| Some((id, self.net(id)?)))
         else {
-            return reject(out, ctr, DropReason::UnknownVni);
+            return drop(ctr, DropReason::UnknownVni);
         };
+        let src = outer.src;
         if !self.usable_remote(src) || (!self.allow_any_peer() && !net.peers.load().is_known(src)) {
-            return reject(out, ctr, DropReason::UnknownPeer);
+            return drop(ctr, DropReason::UnknownPeer);
         }
         let inner = pkt.payload();
         if inner.len() < ETH_HEADER_LEN {
-            return reject(out, ctr, DropReason::InnerRunt);
+            return drop(ctr, DropReason::InnerRunt);
         }
         let src_mac = MacAddr::from_bytes(&inner[6..]).unwrap_or(MacAddr::ZERO);
         if !src_mac.is_unicast() {
-            return reject(out, ctr, DropReason::BadSourceMac);
+            return drop(ctr, DropReason::BadSourceMac);
         }
         if src_mac == net.own_mac {
-            return reject(out, ctr, DropReason::OwnSourceMac);
+            return drop(ctr, DropReason::OwnSourceMac);
         }
         if net.learning {
             self.learn(net, src_mac, src, now.millis(), ctr);
         }
-        out.push(Action::ToDevice {
+        // RFC 6040: the outer ECN bits onto the inner packet, or the frame is dropped.
+        if !Core::decapsulate_ecn(&mut datagram[HEADER_LEN..], outer.tos, ctr) {
+            return FromTunnel::Drop(DropReason::EcnDrop);
+        }
+        FromTunnel::Deliver {
             net: id,
-            offset: HEADER_LEN,
-        });
+            range: HEADER_LEN..datagram.len(),
+        }
     }
 }
 
 impl Core {
     /// RFC 6040 decapsulation of the ECN field (normal mode): combines `outer_tos`, the TOS
-    /// byte of the datagram that carried `frame` (an inner Ethernet frame [`Core::on_remote`]
-    /// delivers), with the inner IP header's ECN bits, rewriting them in place (the IPv4
-    /// checksum updated). Returns false, having counted an `EcnDrop`, when the frame must be
-    /// dropped: outer CE over an inner Not-ECT packet. Frames without an IP header pass as they
-    /// are.
-    pub fn decapsulate_ecn(frame: &mut [u8], outer_tos: u8, ctr: &mut Counters) -> bool {
+    /// byte of the datagram that carried `frame` (an inner Ethernet frame), with the inner IP
+    /// header's ECN bits, rewriting them in place (the IPv4 checksum updated). Returns false,
+    /// having counted an `EcnDrop`, when the frame must be dropped: outer CE over an inner
+    /// Not-ECT packet. Frames without an IP header pass as they are.
+    fn decapsulate_ecn(frame: &mut [u8], outer_tos: u8, ctr: &mut Counters) -> bool {
         // Outer Not-ECT and ECT(0) (ECN bit 0 clear) leave every inner field as it is.
         if outer_tos & 1 == 0 {
             return true;

@@ -2,25 +2,25 @@
 //! network's flood list (head-end replication).
 
 use super::fdb::FdbKey;
-use super::{Action, Actions, Core, Counters, DropReason, NetId, Timestamp};
+use super::{Core, Counters, DropReason, FromDevice, NetId, Remotes, Timestamp};
 use encap::MacAddr;
 
 /// Length of an Ethernet II header (dst, src, ethertype).
 pub(super) const ETH_HEADER_LEN: usize = 14;
 
 impl Core {
-    /// A frame read from network `net`'s local device. Pushes one `ToTunnel` per destination
-    /// (known unicast: one; BUM or unknown unicast: one per flood-list peer), or a `Drop`.
+    /// A frame read from network `net`'s local device: sent to one remote (known unicast) or
+    /// to every flood-list peer (BUM or unknown unicast), listed in `to`; or dropped.
     pub fn on_local(
         &self,
         now: Timestamp,
         net: NetId,
         frame: &[u8],
-        out: &mut Actions,
+        to: &mut Remotes,
         ctr: &mut Counters,
-    ) {
+    ) -> FromDevice {
         ctr.rx_device += 1;
-        self.forward_frame(now, net, frame, out, ctr);
+        self.forward_frame(now, net, frame, to, ctr)
     }
 
     /// The forwarding decision of [`Core::on_local`] without counting the frame as read from
@@ -30,15 +30,20 @@ impl Core {
         now: Timestamp,
         net: NetId,
         frame: &[u8],
-        out: &mut Actions,
+        to: &mut Remotes,
         ctr: &mut Counters,
-    ) {
-        out.clear();
-        let Some(n) = self.net(net) else {
-            return reject(out, ctr, DropReason::UnknownNetwork);
+    ) -> FromDevice {
+        let drop = |ctr: &mut Counters, r: DropReason| {
+            ctr.drop(r);
+            FromDevice::Drop(r)
         };
+        let Some(n) = self.net(net) else {
+            to.reset(encap::Vni::ZERO);
+            return drop(ctr, DropReason::UnknownNetwork);
+        };
+        to.reset(n.vni);
         if frame.len() < ETH_HEADER_LEN {
-            return reject(out, ctr, DropReason::LocalRunt);
+            return drop(ctr, DropReason::LocalRunt);
         }
         let dst = MacAddr::from_bytes(frame).unwrap_or(MacAddr::BROADCAST);
         if !dst.is_multicast()
@@ -47,28 +52,19 @@ impl Core {
                     .lookup(FdbKey::new(n.vni, dst), now.millis(), n.ageing_ms)
         {
             if remote == self.local {
-                return reject(out, ctr, DropReason::ToSelf);
+                return drop(ctr, DropReason::ToSelf);
             }
-            out.push(Action::ToTunnel {
-                vni: n.vni,
-                dst: remote,
-            });
-            return;
+            to.push(remote);
+            return FromDevice::Tunnel;
         }
         let peers = n.peers.load();
         if peers.flood.is_empty() {
-            return reject(out, ctr, DropReason::NoPeers);
+            return drop(ctr, DropReason::NoPeers);
         }
         for &dst in peers.flood.iter() {
-            out.push(Action::ToTunnel { vni: n.vni, dst });
+            to.push(dst);
         }
         ctr.flood_copies += peers.flood.len() as u64;
+        FromDevice::Tunnel
     }
-}
-
-/// Counts a drop and records it as the call's only action.
-#[inline]
-pub(super) fn reject(out: &mut Actions, ctr: &mut Counters, r: DropReason) {
-    ctr.drop(r);
-    out.push(Action::Drop(r));
 }

@@ -3,11 +3,11 @@
 //! IPIP packets from the underlay are checked and their inner packet goes to the device.
 //!
 //! No clock, no sockets: time comes in as `now`, buffers belong to the caller, and each call
-//! returns exactly one verdict (one packet never fans out, so a value says it better than an
-//! action list). The wire work is `encap`'s: [`IpipEncap`] writes the outer header (DF copied
-//! from the inner packet, ECN copied with CE sent as ECT(0), DSCP inherited, TTL fixed) and
-//! [`encap::tunnel::ipip::decapsulate_mut`] validates a received packet and applies the RFC 6040
-//! decapsulation table.
+//! returns one decision in the engines' calling convention (see [`super::engine`]). The wire
+//! work is `encap`'s: the worker's [`Encapsulator`](super::encapsulator::Encapsulator) writes
+//! the outer header (DF copied from the inner packet, ECN copied with CE sent as ECT(0), DSCP
+//! inherited, TTL fixed) and [`encap::tunnel::ipip::decapsulate_mut`] validates a received
+//! packet and applies the RFC 6040 decapsulation table.
 //!
 //! Rules beyond the codec's:
 //! - Decapsulation is accepted only from a route next hop unless `allow_any_peer` (an open IPIP
@@ -23,13 +23,12 @@
 //!   (the tunnel MTU by default) already makes the kernel fragment such packets before vtepd
 //!   sees them, so this only happens when `--mtu` was set above the tunnel MTU.
 
+use super::arp::FrameTo;
 use super::route::Routes;
-use super::{Counters, DropReason, Timestamp};
+use super::{Counters, DropReason, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp};
 use encap::ipv4::{self, Ipv4Packet, Ipv4Repr, protocol};
-use encap::{Error, Invalid, IpipConfig, IpipEncap, checksum};
-use std::collections::HashMap;
+use encap::{Error, Invalid, checksum};
 use std::net::Ipv4Addr;
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -37,12 +36,8 @@ pub use encap::tunnel::ipip::OVERHEAD;
 
 /// Longest ICMP error written (RFC 1812 §4.3.2.3: at most 576 bytes).
 pub const ICMP_MAX: usize = 576;
-/// ICMP errors a worker may send in a burst.
-const ICMP_BURST: u32 = 20;
-/// One more ICMP error allowed every this many milliseconds.
-const ICMP_INTERVAL_MS: u64 = 10;
-/// Header templates cached per worker; the cache is emptied (not freed) when full.
-const MAX_TEMPLATES: usize = 4096;
+/// The one network of an IPIP daemon (its TUN device).
+pub const NET: NetId = NetId(0);
 
 /// Settings of an IPIP tunnel.
 #[derive(Debug, Clone)]
@@ -61,90 +56,9 @@ pub struct Ipip {
     local: Ipv4Addr,
     allow_any_peer: AtomicBool,
     tunnel_mtu: u16,
-    encap: IpipConfig,
     routes: Arc<Routes>,
 }
 
-/// What to do with a packet read from the device.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LocalVerdict {
-    /// Send `buf[range]` (outer header + inner packet) to `dst` on the underlay.
-    ToTunnel {
-        /// The remote node.
-        dst: Ipv4Addr,
-        /// The finished packet in the caller's buffer.
-        range: Range<usize>,
-    },
-    /// Write [`IpipTx::reply`] (an ICMP error for the sender) into the device; the packet
-    /// itself was dropped and counted under `too_big`.
-    Reply,
-    /// Nothing to send; counted under this reason.
-    Drop(DropReason),
-}
-
-/// What to do with an IPIP packet from the underlay.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RemoteVerdict {
-    /// Write `packet[range]` (the inner packet, ECN already combined) into the device.
-    ToDevice {
-        /// The inner packet in the caller's buffer.
-        range: Range<usize>,
-    },
-    /// Nothing to deliver; counted under this reason.
-    Drop(DropReason),
-}
-
-/// A worker's own encapsulation state: outer header templates by remote, the outer IP ID
-/// counter, the ICMP error buffer and its rate limit.
-#[derive(Debug)]
-pub struct IpipTx {
-    templates: HashMap<Ipv4Addr, IpipEncap, ahash::RandomState>,
-    next_id: u16,
-    reply: Box<[u8; ICMP_MAX]>,
-    reply_len: usize,
-    icmp_tokens: u32,
-    icmp_refill: Timestamp,
-}
-
-impl Default for IpipTx {
-    fn default() -> Self {
-        IpipTx::new(0)
-    }
-}
-
-impl IpipTx {
-    /// Fresh state; `seed` starts the outer IP ID counter (give each worker its own).
-    pub fn new(seed: u16) -> IpipTx {
-        IpipTx {
-            templates: HashMap::with_capacity_and_hasher(64, ahash::RandomState::new()),
-            next_id: seed,
-            reply: Box::new([0; ICMP_MAX]),
-            reply_len: 0,
-            icmp_tokens: ICMP_BURST,
-            icmp_refill: Timestamp::ZERO,
-        }
-    }
-
-    /// The last ICMP error built (valid after a [`LocalVerdict::Reply`]).
-    pub fn reply(&self) -> &[u8] {
-        &self.reply[..self.reply_len]
-    }
-
-    fn take_icmp_token(&mut self, now: Timestamp) -> bool {
-        let earned = now.millis().saturating_sub(self.icmp_refill.millis()) / ICMP_INTERVAL_MS;
-        if earned > 0 {
-            self.icmp_tokens = (self.icmp_tokens as u64 + earned).min(ICMP_BURST as u64) as u32;
-            self.icmp_refill = now;
-        }
-        if self.icmp_tokens == 0 {
-            return false;
-        }
-        self.icmp_tokens -= 1;
-        true
-    }
-}
-
-#[inline]
 fn reject<T>(ctr: &mut Counters, r: DropReason, f: impl FnOnce(DropReason) -> T) -> T {
     ctr.drop(r);
     f(r)
@@ -157,7 +71,6 @@ impl Ipip {
             local: settings.local,
             allow_any_peer: AtomicBool::new(settings.allow_any_peer),
             tunnel_mtu: settings.tunnel_mtu,
-            encap: IpipConfig::new(settings.local),
             routes,
         }
     }
@@ -182,76 +95,48 @@ impl Ipip {
         self.allow_any_peer.store(on, Ordering::Relaxed);
     }
 
-    /// An IPv4 packet read from the device, at `buf[off..off + len]` with at least
-    /// [`OVERHEAD`] bytes of headroom before `off`. On `ToTunnel` the outer header has been
-    /// written in front of it.
-    pub fn on_local_ip(
+    /// An IPv4 packet read from the device: routed to its remote node (`out.remotes`, for the
+    /// worker's encapsulator), answered with an ICMP "fragmentation needed" when it does not
+    /// fit the tunnel with DF set (the error in `out.generated`), or dropped.
+    pub fn on_local(
         &self,
         now: Timestamp,
-        buf: &mut [u8],
-        off: usize,
-        len: usize,
-        tx: &mut IpipTx,
+        pkt: &[u8],
+        out: &mut Out,
         ctr: &mut Counters,
-    ) -> LocalVerdict {
+    ) -> FromDevice {
         ctr.rx_device += 1;
-        let Some(pkt) = off.checked_add(len).and_then(|end| buf.get(off..end)) else {
-            return reject(ctr, DropReason::BadIpHeader, LocalVerdict::Drop);
-        };
+        out.remotes.reset(encap::Vni::ZERO);
         if pkt.first().is_some_and(|b| b >> 4 != 4) {
-            return reject(ctr, DropReason::NotIpv4, LocalVerdict::Drop);
+            return reject(ctr, DropReason::NotIpv4, FromDevice::Drop);
         }
         let Ok(ip) = Ipv4Packet::new_checked(pkt) else {
-            return reject(ctr, DropReason::BadIpHeader, LocalVerdict::Drop);
+            return reject(ctr, DropReason::BadIpHeader, FromDevice::Drop);
         };
         if ip.ttl() == 0 {
-            return reject(ctr, DropReason::TtlZero, LocalVerdict::Drop);
+            return reject(ctr, DropReason::TtlZero, FromDevice::Drop);
         }
         if ip.src() == self.local {
-            return reject(ctr, DropReason::OwnSource, LocalVerdict::Drop);
+            return reject(ctr, DropReason::OwnSource, FromDevice::Drop);
         }
         let Some(dst) = self.routes.load().lookup(ip.dst()) else {
-            return reject(ctr, DropReason::NoRoute, LocalVerdict::Drop);
+            return reject(ctr, DropReason::NoRoute, FromDevice::Drop);
         };
-        let inner_len = usize::from(ip.total_len());
-        if inner_len > usize::from(self.tunnel_mtu) {
+        if usize::from(ip.total_len()) > usize::from(self.tunnel_mtu) {
             ctr.drop(DropReason::TooBig);
-            if ip.dont_frag() && self.frag_needed(now, pkt, tx) {
-                return LocalVerdict::Reply;
+            if ip.dont_frag() && self.frag_needed(now, pkt, out) {
+                return FromDevice::Answered;
             }
-            return LocalVerdict::Drop(DropReason::TooBig);
+            return FromDevice::Drop(DropReason::TooBig);
         }
-        if tx.templates.len() >= MAX_TEMPLATES && !tx.templates.contains_key(&dst) {
-            tx.templates.clear();
-        }
-        let enc = match tx.templates.entry(dst) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                match IpipEncap::new(&self.encap, dst) {
-                    Ok(enc) => v.insert(enc),
-                    Err(_) => return reject(ctr, DropReason::TunnelTxError, LocalVerdict::Drop),
-                }
-            }
-        };
-        tx.next_id = tx.next_id.wrapping_add(1);
-        match enc.encapsulate(buf, off, inner_len, tx.next_id) {
-            Ok(range) => LocalVerdict::ToTunnel { dst, range },
-            Err(e) => {
-                let r = match invalid_reason(&e) {
-                    Some(Invalid::TtlZero) => DropReason::TtlZero,
-                    Some(Invalid::OwnSource) => DropReason::OwnSource,
-                    Some(Invalid::TooLong) => DropReason::TooBig,
-                    _ => DropReason::BadIpHeader,
-                };
-                reject(ctr, r, LocalVerdict::Drop)
-            }
-        }
+        out.remotes.push(dst);
+        FromDevice::Tunnel
     }
 
-    /// Builds an ICMP "fragmentation needed" (type 3 code 4) for the sender of `pkt` in
-    /// `tx.reply`; false when none may be sent (ICMP errors about ICMP errors, non-first
-    /// fragments, sources that are not unicast, or the rate limit).
-    fn frag_needed(&self, now: Timestamp, pkt: &[u8], tx: &mut IpipTx) -> bool {
+    /// Builds an ICMP "fragmentation needed" (type 3 code 4) for the sender of `pkt` into
+    /// `out.generated` (for the device); false when none may be sent (ICMP errors about ICMP
+    /// errors, non-first fragments, sources that are not unicast, or the rate limit).
+    fn frag_needed(&self, now: Timestamp, pkt: &[u8], out: &mut Out) -> bool {
         let ip = Ipv4Packet::new_unchecked(pkt);
         let (src, dst) = (ip.src(), ip.dst());
         if src.is_unspecified()
@@ -272,52 +157,58 @@ impl Ipip {
                 return false;
             }
         }
-        if !tx.take_icmp_token(now) {
+        if !out.icmp.take(now) {
             return false;
         }
         let quoted = pkt.len().min(ICMP_MAX - ipv4::HEADER_LEN - 8);
         let icmp_len = 8 + quoted;
-        let out = &mut tx.reply[..];
-        let repr = Ipv4Repr {
-            src: dst,
-            dst: src,
-            protocol: protocol::ICMP,
-            // Internetwork control, as Linux sends its ICMP errors.
-            tos: 0xc0,
-            ident: tx.next_id,
-            dont_frag: false,
-            ttl: 64,
-            payload_len: icmp_len,
-        };
-        if repr.emit(out).is_err() {
-            return false;
-        }
-        let icmp = &mut out[ipv4::HEADER_LEN..ipv4::HEADER_LEN + icmp_len];
-        icmp[0] = 3; // destination unreachable
-        icmp[1] = 4; // fragmentation needed and DF set
-        icmp[2..6].fill(0);
-        icmp[6..8].copy_from_slice(&self.tunnel_mtu.to_be_bytes());
-        icmp[8..].copy_from_slice(&pkt[..quoted]);
-        let c = checksum::checksum(icmp);
-        icmp[2..4].copy_from_slice(&c.to_be_bytes());
-        tx.reply_len = ipv4::HEADER_LEN + icmp_len;
-        true
+        let mtu = self.tunnel_mtu;
+        let before = out.generated.len();
+        out.generated
+            .push(FrameTo::Device, ipv4::HEADER_LEN + icmp_len, |b| {
+                let repr = Ipv4Repr {
+                    src: dst,
+                    dst: src,
+                    protocol: protocol::ICMP,
+                    // Internetwork control, as Linux sends its ICMP errors.
+                    tos: 0xc0,
+                    ident: 0,
+                    dont_frag: false,
+                    ttl: 64,
+                    payload_len: icmp_len,
+                };
+                if repr.emit(&mut *b).is_err() {
+                    return false;
+                }
+                let icmp = &mut b[ipv4::HEADER_LEN..];
+                icmp[0] = 3; // destination unreachable
+                icmp[1] = 4; // fragmentation needed and DF set
+                icmp[2..6].fill(0);
+                icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
+                icmp[8..].copy_from_slice(&pkt[..quoted]);
+                let c = checksum::checksum(icmp);
+                icmp[2..4].copy_from_slice(&c.to_be_bytes());
+                true
+            });
+        out.generated.len() > before
     }
 
     /// An IPIP packet from the underlay, from its outer IPv4 header on (as a raw IPv4 socket
-    /// delivers it). On `ToDevice` the inner ECN field has been combined with the outer one.
-    pub fn on_remote_ipip(
+    /// delivers it: the header's source is the one checked, the outer TOS is read from it). Delivered, its inner ECN
+    /// field combined with the outer one (RFC 6040), or dropped.
+    pub fn on_remote(
         &self,
         _now: Timestamp,
+        _outer: Outer,
         packet: &mut [u8],
         ctr: &mut Counters,
-    ) -> RemoteVerdict {
+    ) -> FromTunnel {
         ctr.rx_tunnel += 1;
         let Some(src) = packet
             .get(12..16)
             .map(|b| Ipv4Addr::new(b[0], b[1], b[2], b[3]))
         else {
-            return reject(ctr, DropReason::BadIpip, RemoteVerdict::Drop);
+            return reject(ctr, DropReason::BadIpip, FromTunnel::Drop);
         };
         let unusable =
             src.is_unspecified() || src.is_multicast() || src.is_broadcast() || src == self.local;
@@ -325,7 +216,7 @@ impl Ipip {
             || (!self.allow_any_peer.load(Ordering::Relaxed)
                 && !self.routes.load().is_next_hop(src))
         {
-            return reject(ctr, DropReason::UnknownPeer, RemoteVerdict::Drop);
+            return reject(ctr, DropReason::UnknownPeer, FromTunnel::Drop);
         }
         let rx = match encap::tunnel::ipip::decapsulate_mut(packet) {
             Ok(rx) => rx,
@@ -335,17 +226,20 @@ impl Ipip {
                 } else {
                     DropReason::BadIpip
                 };
-                return reject(ctr, r, RemoteVerdict::Drop);
+                return reject(ctr, r, FromTunnel::Drop);
             }
         };
         let inner = Ipv4Packet::new_unchecked(&packet[rx.inner.clone()]);
         if inner.ttl() == 0 {
-            return reject(ctr, DropReason::TtlZero, RemoteVerdict::Drop);
+            return reject(ctr, DropReason::TtlZero, FromTunnel::Drop);
         }
         if inner.src() == self.local {
-            return reject(ctr, DropReason::OwnSource, RemoteVerdict::Drop);
+            return reject(ctr, DropReason::OwnSource, FromTunnel::Drop);
         }
-        RemoteVerdict::ToDevice { range: rx.inner }
+        FromTunnel::Deliver {
+            net: NET,
+            range: rx.inner,
+        }
     }
 }
 
@@ -360,8 +254,78 @@ fn invalid_reason(e: &Error) -> Option<Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::encapsulator::{Encapsulator, TunnelConfig};
     use crate::core::route::Route;
+    use encap::IpipConfig;
     use encap::tunnel::ipip::decapsulate;
+
+    /// A worker's side of the engine, as the IPIP worker holds it.
+    struct Tx {
+        out: Out,
+        enc: Encapsulator,
+    }
+
+    impl Tx {
+        fn new(seed: u16) -> Tx {
+            Tx {
+                out: Out::default(),
+                enc: Encapsulator::new(TunnelConfig::Ipip(IpipConfig::new(A)), seed),
+            }
+        }
+        /// The ICMP error the last decision answered with.
+        fn reply(&self) -> &[u8] {
+            self.out.generated.iter().last().map_or(&[][..], |(_, f)| f)
+        }
+    }
+
+    impl Default for Tx {
+        fn default() -> Tx {
+            Tx::new(0)
+        }
+    }
+
+    /// What the worker does with a packet it read: the engine's decision, then (to the tunnel)
+    /// the encapsulation in place.
+    #[derive(Debug, PartialEq, Eq)]
+    enum LocalVerdict {
+        ToTunnel {
+            dst: Ipv4Addr,
+            range: std::ops::Range<usize>,
+        },
+        Reply,
+        Drop(DropReason),
+    }
+
+    fn on_local_ip(
+        t: &Ipip,
+        now: Timestamp,
+        buf: &mut [u8],
+        off: usize,
+        len: usize,
+        tx: &mut Tx,
+        ctr: &mut Counters,
+    ) -> LocalVerdict {
+        tx.out.generated.clear();
+        let pkt = off
+            .checked_add(len)
+            .and_then(|e| buf.get(off..e))
+            .unwrap_or(&[]);
+        match t.on_local(now, pkt, &mut tx.out, ctr) {
+            FromDevice::Tunnel => {
+                let dst = tx.out.remotes.as_slice()[0];
+                match tx.enc.encapsulate(buf, off, len, encap::Vni::ZERO, dst) {
+                    Ok(range) => LocalVerdict::ToTunnel { dst, range },
+                    Err(r) => {
+                        ctr.drop(r);
+                        LocalVerdict::Drop(r)
+                    }
+                }
+            }
+            FromDevice::Answered => LocalVerdict::Reply,
+            FromDevice::Drop(r) => LocalVerdict::Drop(r),
+            FromDevice::Held => panic!("IPIP never holds a packet"),
+        }
+    }
 
     const A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
     const B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
@@ -409,15 +373,15 @@ mod tests {
         buf
     }
 
-    fn send(t: &Ipip, buf: &mut [u8], tx: &mut IpipTx, ctr: &mut Counters) -> LocalVerdict {
+    fn send(t: &Ipip, buf: &mut [u8], tx: &mut Tx, ctr: &mut Counters) -> LocalVerdict {
         let len = buf.len() - HEAD;
-        t.on_local_ip(Timestamp(1000), buf, HEAD, len, tx, ctr)
+        on_local_ip(t, Timestamp(1000), buf, HEAD, len, tx, ctr)
     }
 
     #[test]
     fn encapsulates_by_route_with_df_ecn_and_ttl() {
         let t = tunnel(A, B, "10.0.2.0/26");
-        let mut tx = IpipTx::new(1);
+        let mut tx = Tx::new(1);
         let mut ctr = Counters::default();
         for (df, tos, want_outer_ecn) in
             [(true, 0x02, 0x02), (false, 0x03, 0x02), (true, 0xb9, 0x01)]
@@ -446,7 +410,7 @@ mod tests {
     #[test]
     fn local_rules_drop_and_count() {
         let t = tunnel(A, B, "10.0.2.0/26");
-        let mut tx = IpipTx::default();
+        let mut tx = Tx::default();
         let mut ctr = Counters::default();
         let cases: Vec<(Vec<u8>, DropReason)> = vec![
             (packet(POD_A, POD_B, 60, 0, true, 0), DropReason::TtlZero),
@@ -492,11 +456,11 @@ mod tests {
         // An empty read is a bad header too, never a panic.
         let mut empty = vec![0u8; HEAD];
         assert_eq!(
-            t.on_local_ip(Timestamp(0), &mut empty, HEAD, 0, &mut tx, &mut ctr),
+            on_local_ip(&t, Timestamp(0), &mut empty, HEAD, 0, &mut tx, &mut ctr),
             LocalVerdict::Drop(DropReason::BadIpHeader)
         );
         assert_eq!(
-            t.on_local_ip(Timestamp(0), &mut empty, HEAD, 99, &mut tx, &mut ctr),
+            on_local_ip(&t, Timestamp(0), &mut empty, HEAD, 99, &mut tx, &mut ctr),
             LocalVerdict::Drop(DropReason::BadIpHeader)
         );
     }
@@ -504,7 +468,7 @@ mod tests {
     #[test]
     fn oversize_df_gets_frag_needed_with_the_tunnel_mtu() {
         let t = tunnel(A, B, "10.0.2.0/26");
-        let mut tx = IpipTx::default();
+        let mut tx = Tx::default();
         let mut ctr = Counters::default();
         let mut buf = packet(POD_A, POD_B, 1500, 0, true, 63);
         let orig = buf[HEAD..].to_vec();
@@ -549,7 +513,7 @@ mod tests {
     #[test]
     fn frag_needed_is_rate_limited() {
         let t = tunnel(A, B, "10.0.2.0/26");
-        let mut tx = IpipTx::default();
+        let mut tx = Tx::default();
         let mut ctr = Counters::default();
         let mut replies = 0;
         for _ in 0..100 {
@@ -558,11 +522,11 @@ mod tests {
                 replies += 1;
             }
         }
-        assert_eq!(replies, ICMP_BURST);
+        assert_eq!(replies, crate::core::engine::IcmpBudget::BURST);
         assert_eq!(ctr.drops_of(DropReason::TooBig), 100);
         // Time refills the bucket.
         let mut buf = packet(POD_A, POD_B, 1500, 0, true, 63);
-        let v = t.on_local_ip(Timestamp(5000), &mut buf, HEAD, 1500, &mut tx, &mut ctr);
+        let v = on_local_ip(&t, Timestamp(5000), &mut buf, HEAD, 1500, &mut tx, &mut ctr);
         assert_eq!(v, LocalVerdict::Reply);
     }
 
@@ -586,12 +550,7 @@ mod tests {
             r.emit(&mut buf[..HEAD]).unwrap();
             return buf;
         }
-        let v = send(
-            &a,
-            &mut buf,
-            &mut IpipTx::default(),
-            &mut Counters::default(),
-        );
+        let v = send(&a, &mut buf, &mut Tx::default(), &mut Counters::default());
         let LocalVerdict::ToTunnel { range, .. } = v else {
             panic!("{v:?}")
         };
@@ -609,10 +568,11 @@ mod tests {
         let mut ctr = Counters::default();
         let mut p = wire(0, None, 64);
         let inner = p[HEAD..].to_vec();
-        let v = b.on_remote_ipip(Timestamp(0), &mut p, &mut ctr);
+        let v = b.on_remote(Timestamp(0), A.into(), &mut p, &mut ctr);
         assert_eq!(
             v,
-            RemoteVerdict::ToDevice {
+            FromTunnel::Deliver {
+                net: NET,
                 range: HEAD..HEAD + 100
             }
         );
@@ -622,21 +582,21 @@ mod tests {
         let c = tunnel(B, Ipv4Addr::new(192, 0, 2, 9), "10.0.1.0/26");
         let mut p = wire(0, None, 64);
         assert_eq!(
-            c.on_remote_ipip(Timestamp(0), &mut p, &mut ctr),
-            RemoteVerdict::Drop(DropReason::UnknownPeer)
+            c.on_remote(Timestamp(0), A.into(), &mut p, &mut ctr),
+            FromTunnel::Drop(DropReason::UnknownPeer)
         );
         c.set_allow_any_peer(true);
         assert!(matches!(
-            c.on_remote_ipip(Timestamp(0), &mut p, &mut ctr),
-            RemoteVerdict::ToDevice { .. }
+            c.on_remote(Timestamp(0), A.into(), &mut p, &mut ctr),
+            FromTunnel::Deliver { .. }
         ));
         // Our own address as the outer source is never accepted.
         let mut p = wire(0, None, 64);
         p[12..16].copy_from_slice(&B.octets());
         Ipv4Packet::new_unchecked(&mut p[..]).fill_checksum();
         assert_eq!(
-            c.on_remote_ipip(Timestamp(0), &mut p, &mut ctr),
-            RemoteVerdict::Drop(DropReason::UnknownPeer)
+            c.on_remote(Timestamp(0), A.into(), &mut p, &mut ctr),
+            FromTunnel::Drop(DropReason::UnknownPeer)
         );
         assert_eq!(ctr.drops_of(DropReason::UnknownPeer), 2);
         assert_eq!(ctr.rx_tunnel, 4);
@@ -648,7 +608,8 @@ mod tests {
         let mut ctr = Counters::default();
         // RFC 6040: outer CE over inner ECT(0) marks the inner packet CE.
         let mut p = wire(0x02, Some(0x03), 64);
-        let RemoteVerdict::ToDevice { range } = b.on_remote_ipip(Timestamp(0), &mut p, &mut ctr)
+        let FromTunnel::Deliver { range, .. } =
+            b.on_remote(Timestamp(0), A.into(), &mut p, &mut ctr)
         else {
             panic!()
         };
@@ -658,32 +619,32 @@ mod tests {
         // Outer CE over inner Not-ECT: dropped.
         let mut p = wire(0x00, Some(0x03), 64);
         assert_eq!(
-            b.on_remote_ipip(Timestamp(0), &mut p, &mut ctr),
-            RemoteVerdict::Drop(DropReason::EcnDrop)
+            b.on_remote(Timestamp(0), A.into(), &mut p, &mut ctr),
+            FromTunnel::Drop(DropReason::EcnDrop)
         );
         // Inner TTL 0.
         let mut p = wire(0, None, 0);
         assert_eq!(
-            b.on_remote_ipip(Timestamp(0), &mut p, &mut ctr),
-            RemoteVerdict::Drop(DropReason::TtlZero)
+            b.on_remote(Timestamp(0), A.into(), &mut p, &mut ctr),
+            FromTunnel::Drop(DropReason::TtlZero)
         );
         // Bad outer checksum, truncation, garbage.
         let mut p = wire(0, None, 64);
         p[10] ^= 0xff;
         assert_eq!(
-            b.on_remote_ipip(Timestamp(0), &mut p, &mut ctr),
-            RemoteVerdict::Drop(DropReason::BadIpip)
+            b.on_remote(Timestamp(0), A.into(), &mut p, &mut ctr),
+            FromTunnel::Drop(DropReason::BadIpip)
         );
         let mut p = wire(0, None, 64);
         for cut in [0, 5, 19, 20, 30, 60] {
             let mut short = p[..cut].to_vec();
-            let v = b.on_remote_ipip(Timestamp(0), &mut short, &mut ctr);
-            assert!(matches!(v, RemoteVerdict::Drop(_)), "cut {cut}: {v:?}");
+            let v = b.on_remote(Timestamp(0), A.into(), &mut short, &mut ctr);
+            assert!(matches!(v, FromTunnel::Drop(_)), "cut {cut}: {v:?}");
         }
         p.truncate(HEAD + 100);
         assert!(matches!(
-            b.on_remote_ipip(Timestamp(0), &mut p, &mut ctr),
-            RemoteVerdict::ToDevice { .. }
+            b.on_remote(Timestamp(0), A.into(), &mut p, &mut ctr),
+            FromTunnel::Deliver { .. }
         ));
         assert_eq!(ctr.drops_of(DropReason::EcnDrop), 1);
         assert_eq!(ctr.drops_of(DropReason::TtlZero), 1);
@@ -693,9 +654,9 @@ mod tests {
     fn route_changes_apply_at_once() {
         let t = tunnel(A, B, "10.0.2.0/26");
         let c = Ipv4Addr::new(192, 0, 2, 3);
-        let mut tx = IpipTx::default();
+        let mut tx = Tx::default();
         let mut ctr = Counters::default();
-        let to = |t: &Ipip, tx: &mut IpipTx, ctr: &mut Counters| {
+        let to = |t: &Ipip, tx: &mut Tx, ctr: &mut Counters| {
             let mut buf = packet(POD_A, Ipv4Addr::new(10, 0, 3, 4), 60, 0, true, 9);
             send(t, &mut buf, tx, ctr)
         };
@@ -730,9 +691,9 @@ mod tests {
             let mut buf = vec![0u8; HEAD];
             buf.extend_from_slice(&data);
             let len = data.len();
-            let _ = t.on_local_ip(Timestamp(0), &mut buf, HEAD, len, &mut IpipTx::default(), &mut ctr);
+            let _ = on_local_ip(&t, Timestamp(0), &mut buf, HEAD, len, &mut Tx::default(), &mut ctr);
             let mut p = data.clone();
-            let _ = t.on_remote_ipip(Timestamp(0), &mut p, &mut ctr);
+            let _ = t.on_remote(Timestamp(0), A.into(), &mut p, &mut ctr);
         }
     }
 }

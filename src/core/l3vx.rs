@@ -24,7 +24,8 @@ use super::arp::{
     write_ipv4_header,
 };
 use super::neigh::{Evidence, Learned, NeighTable};
-use super::{Core, Counters, DropReason, NetId, Timestamp};
+use super::route::Routes;
+use super::{Core, Counters, DropReason, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp};
 use encap::MacAddr;
 use encap::arp::{ArpOperation, ArpPacket, ArpRepr};
 use encap::ethernet::{self, EthernetFrame, ethertype};
@@ -88,18 +89,6 @@ pub enum TunVerdict {
     Drop(DropReason),
 }
 
-/// What to do with a frame decapsulated for this network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FrameVerdict {
-    /// Write `frame[offset..]` (the IP packet) into the TUN device.
-    ToDevice {
-        /// Start of the IP packet in the frame.
-        offset: usize,
-    },
-    /// Handled here (ARP, echo to us) or dropped and counted.
-    Consumed,
-}
-
 /// Packets waiting for one next hop.
 #[derive(Debug)]
 struct Waiting {
@@ -118,6 +107,8 @@ struct Pending {
 #[derive(Debug)]
 pub struct L3Vx {
     core: Arc<Core>,
+    /// The route table (shared with the control plane, which edits it).
+    routes: Arc<Routes>,
     net: NetId,
     cfg: L3VxConfig,
     mask: u32,
@@ -140,8 +131,8 @@ fn multicast_mac(ip: Ipv4Addr) -> MacAddr {
 }
 
 impl L3Vx {
-    /// The engine of network `net` of `core`.
-    pub fn new(core: Arc<Core>, net: NetId, cfg: L3VxConfig) -> L3Vx {
+    /// The engine of network `net` of `core`, routing by `routes`.
+    pub fn new(core: Arc<Core>, net: NetId, cfg: L3VxConfig, routes: Arc<Routes>) -> L3Vx {
         let mask = if cfg.prefix == 0 {
             0
         } else {
@@ -149,6 +140,7 @@ impl L3Vx {
         };
         L3Vx {
             core,
+            routes,
             net,
             cfg,
             mask,
@@ -204,6 +196,95 @@ impl L3Vx {
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         // Every change to the queue is completed before the lock is released.
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A VXLAN datagram (UDP payload) from the underlay: the core's checks, learning and ECN
+    /// ([`Core::on_remote`]), then [`L3Vx::on_frame`] on the inner frame.
+    pub fn on_remote(
+        &self,
+        now: Timestamp,
+        outer: Outer,
+        datagram: &mut [u8],
+        out: &mut Out,
+        ctr: &mut Counters,
+    ) -> FromTunnel {
+        let range = match self.core.on_remote(now, outer, datagram, ctr) {
+            FromTunnel::Deliver { range, .. } => range,
+            v => return v,
+        };
+        let at = range.start;
+        match self.on_frame(now, &datagram[range], &mut out.generated, ctr) {
+            FromTunnel::Deliver { net, range } => FromTunnel::Deliver {
+                net,
+                range: at + range.start..at + range.end,
+            },
+            v => v,
+        }
+    }
+
+    /// A packet read from the TUN device, in a frame: `frame[..14]` is room for its Ethernet
+    /// header, the IP packet follows. Resolved, the header toward its next hop is written and
+    /// the core forwards the frame ([`FromDevice::Tunnel`], the remotes in `out.remotes`);
+    /// unresolved, a copy is held and an ARP request made ([`FromDevice::Held`]); or dropped.
+    pub fn on_local(
+        &self,
+        now: Timestamp,
+        frame: &mut [u8],
+        out: &mut Out,
+        ctr: &mut Counters,
+    ) -> FromDevice {
+        ctr.rx_device += 1;
+        let Some(packet) = frame.get(ethernet::HEADER_LEN..) else {
+            ctr.drop(DropReason::NotIpv4);
+            return FromDevice::Drop(DropReason::NotIpv4);
+        };
+        let route = self.route_of(packet);
+        let v = self.on_tun(now, packet, route, &mut out.generated, ctr);
+        self.send(now, frame, v, out, ctr)
+    }
+
+    /// [`L3Vx::on_local`] for a packet that must not be held whole (a TSO super-packet),
+    /// without counting it as read: `None` (nothing counted) when its next hop is unresolved;
+    /// the caller then hands its segments one by one to [`L3Vx::on_local`].
+    pub fn on_local_resolved(
+        &self,
+        now: Timestamp,
+        frame: &mut [u8],
+        out: &mut Out,
+        ctr: &mut Counters,
+    ) -> Option<FromDevice> {
+        let packet = frame.get(ethernet::HEADER_LEN..)?;
+        let route = self.route_of(packet);
+        let v = self.decide(now, packet, route, ctr).ok()?;
+        Some(self.send(now, frame, v, out, ctr))
+    }
+
+    /// The route next hop for an IPv4 packet's destination.
+    fn route_of(&self, packet: &[u8]) -> Option<Ipv4Addr> {
+        let d = packet.get(16..20)?;
+        self.routes
+            .load()
+            .lookup(Ipv4Addr::new(d[0], d[1], d[2], d[3]))
+    }
+
+    /// Carries out a TUN verdict for the packet in `frame` (behind its Ethernet header's room).
+    fn send(
+        &self,
+        now: Timestamp,
+        frame: &mut [u8],
+        v: TunVerdict,
+        out: &mut Out,
+        ctr: &mut Counters,
+    ) -> FromDevice {
+        match v {
+            TunVerdict::Send(mac) => {
+                write_ipv4_header(frame, mac, self.cfg.own_mac);
+                self.core
+                    .forward_frame(now, self.net, frame, &mut out.remotes, ctr)
+            }
+            TunVerdict::Held => FromDevice::Held,
+            TunVerdict::Drop(r) => FromDevice::Drop(r),
+        }
     }
 
     /// An IP packet read from the TUN device, for destination `dst`'s route next hop `route`
@@ -347,33 +428,31 @@ impl L3Vx {
         self.lock().by_hop.contains_key(&hop)
     }
 
-    /// A frame decapsulated for this network (`frame`: from its Ethernet header on).
+    /// A frame decapsulated for this network (`frame`: from its Ethernet header on): its IP
+    /// packet to deliver into the TUN, ARP and echo requests to us answered (into `out`), or
+    /// dropped.
     pub fn on_frame(
         &self,
         now: Timestamp,
         frame: &[u8],
         out: &mut Generated,
         ctr: &mut Counters,
-    ) -> FrameVerdict {
+    ) -> FromTunnel {
+        let drop = |ctr: &mut Counters, r: DropReason| {
+            ctr.drop(r);
+            FromTunnel::Drop(r)
+        };
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
-            ctr.drop(DropReason::InnerRunt);
-            return FrameVerdict::Consumed;
+            return drop(ctr, DropReason::InnerRunt);
         };
         let dst = eth.dst();
         if dst != self.cfg.own_mac && !dst.is_broadcast() {
-            ctr.drop(DropReason::NotForUs);
-            return FrameVerdict::Consumed;
+            return drop(ctr, DropReason::NotForUs);
         }
         match eth.ethertype() {
-            ethertype::ARP => {
-                self.on_arp(now, eth.payload(), out, ctr);
-                FrameVerdict::Consumed
-            }
+            ethertype::ARP => self.on_arp(now, eth.payload(), out, ctr),
             ethertype::IPV4 => self.on_ipv4(now, eth.src(), eth.header_len(), frame, out, ctr),
-            _ => {
-                ctr.drop(DropReason::NotIpv4);
-                FrameVerdict::Consumed
-            }
+            _ => drop(ctr, DropReason::NotIpv4),
         }
     }
 
@@ -385,11 +464,11 @@ impl L3Vx {
         frame: &[u8],
         out: &mut Generated,
         ctr: &mut Counters,
-    ) -> FrameVerdict {
+    ) -> FromTunnel {
         let packet = &frame[offset..];
         if packet.len() < 20 || packet[0] >> 4 != 4 {
             ctr.drop(DropReason::NotIpv4);
-            return FrameVerdict::Consumed;
+            return FromTunnel::Drop(DropReason::NotIpv4);
         }
         let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
         let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
@@ -408,18 +487,30 @@ impl L3Vx {
             });
             if out.len() > before {
                 ctr.icmp_echo_replies += 1;
-                return FrameVerdict::Consumed;
+                return FromTunnel::Consumed;
             }
         }
-        FrameVerdict::ToDevice { offset }
+        FromTunnel::Deliver {
+            net: self.net,
+            range: offset..frame.len(),
+        }
     }
 
-    fn on_arp(&self, now: Timestamp, payload: &[u8], out: &mut Generated, ctr: &mut Counters) {
+    fn on_arp(
+        &self,
+        now: Timestamp,
+        payload: &[u8],
+        out: &mut Generated,
+        ctr: &mut Counters,
+    ) -> FromTunnel {
         let Ok(a) = ArpPacket::new_checked(payload).and_then(|p| ArpRepr::parse(&p)) else {
             ctr.drop(DropReason::BadArp);
-            return;
+            return FromTunnel::Drop(DropReason::BadArp);
         };
-        let Some(table) = self.table() else { return };
+        let Some(table) = self.table() else {
+            ctr.drop(DropReason::UnknownNetwork);
+            return FromTunnel::Drop(DropReason::UnknownNetwork);
+        };
         let to_us = a.target_ip == self.cfg.address;
         let evidence = match a.operation {
             ArpOperation::Request if to_us => Evidence::Authoritative,
@@ -447,6 +538,7 @@ impl L3Vx {
         {
             self.release(a.sender_ip, mac, out);
         }
+        FromTunnel::Consumed
     }
 
     /// Timer work: re-asks for next hops still unresolved after the interval, gives up (and

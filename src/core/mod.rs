@@ -1,22 +1,27 @@
 //! The sans-IO forwarding core: FDB, flood-and-learn, head-end replication, split horizon.
 //!
-//! Pure logic: time is passed in, decisions are written into a caller-owned [`Actions`] buffer,
-//! counters into a caller-owned [`Counters`]. No clock, no sockets, no per-packet allocation.
-//! A [`Core`] is `Send + Sync` and shared (`Arc<Core>`) by every dataplane worker and the
-//! control plane; forwarding reads never take a lock.
+//! Pure logic: time is passed in; every engine ([`Core`] with [`l2::L2`], [`l3vx::L3Vx`],
+//! [`ipip::Ipip`]) takes bytes plus what the socket said about them and returns one decision
+//! ([`FromTunnel`], [`FromDevice`], see [`engine`]), writing what else it decided (remotes,
+//! generated frames) into a caller-owned [`Out`] and counters into a caller-owned
+//! [`Counters`]. No clock, no sockets, no per-packet allocation. The engines are `Send + Sync`
+//! and shared (`Arc`) by every dataplane worker and the control plane; forwarding reads never
+//! take a lock. Encapsulation for both tunnels is [`encapsulator`]'s.
 //!
 //! PUBLIC API CONTRACT: the daemon (src/daemon, src/control) is written against the items
 //! below. Add freely; change a signature only together with its callers.
 
-pub mod actions;
 pub mod arp;
 pub mod arp_suppress;
 mod control;
 pub mod counters;
 mod decap;
+pub mod encapsulator;
+pub mod engine;
 pub mod fdb;
 mod forward;
 pub mod ipip;
+pub mod l2;
 pub mod l3vx;
 mod learn;
 pub mod neigh;
@@ -25,8 +30,8 @@ pub mod network;
 pub mod route;
 pub mod time;
 
-pub use actions::{Action, Actions};
 pub use counters::{Counters, DropReason};
+pub use engine::{FromDevice, FromTunnel, Out, Outer, Remotes};
 pub use time::Timestamp;
 
 use encap::{MacAddr, Vni};

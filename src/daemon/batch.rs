@@ -187,6 +187,49 @@ impl RecvBatch {
     }
 }
 
+/// Sends every message of `msgs` on `sock` with as few `sendmmsg` calls as the kernel allows
+/// (at most [`MAX_BATCH`] a call); a datagram the kernel refuses is reported to `on_error` (with
+/// its destination) and skipped, so one bad destination never holds up the others.
+pub fn send_all(
+    sock: &impl AsFd,
+    msgs: &[SendMsg<'_>],
+    on_error: &mut impl FnMut(Ipv4Addr, &io::Error),
+) -> Flushed {
+    let mut out = Flushed::default();
+    let mut i = 0;
+    while i < msgs.len() {
+        match sys::send_batch(sock, &msgs[i..]) {
+            Ok(0) => {
+                // Not expected from sendmmsg; never spin on it.
+                on_error(msgs[i].dst, &io::Error::from(io::ErrorKind::WriteZero));
+                out.failed += 1;
+                i += 1;
+            }
+            Ok(k) => {
+                out.sent += k as u64;
+                i += k;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                on_error(msgs[i].dst, &e);
+                out.failed += 1;
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The reason a datagram the kernel refused on send is counted under.
+pub fn send_drop_reason(e: &io::Error) -> DropReason {
+    match e.raw_os_error() {
+        Some(libc::ENOBUFS) => DropReason::TunnelTxNoBufs,
+        Some(libc::EAGAIN) => DropReason::TunnelTxFull,
+        // Unreachable, EMSGSIZE, ...
+        _ => DropReason::TunnelTxError,
+    }
+}
+
 /// Longest head of a queued datagram: outer headers, then (for a segment cut from a device
 /// super-frame) the segment's own inner headers.
 pub const MAX_HEAD: usize = OVERHEAD + MAX_HEADER;
@@ -350,7 +393,6 @@ impl SendBatch {
         sock: &impl AsFd,
         mut on_error: impl FnMut(Ipv4Addr, &io::Error),
     ) -> Flushed {
-        let mut out = Flushed::default();
         let mut msgs = [SendMsg {
             head: &[],
             body: &[],
@@ -364,27 +406,7 @@ impl SendBatch {
                 dst: q.dst.unwrap_or(Ipv4Addr::UNSPECIFIED),
             };
         }
-        let mut i = 0;
-        while i < self.count {
-            match sys::send_batch(sock, &msgs[i..self.count]) {
-                Ok(0) => {
-                    // Not expected from sendmmsg; never spin on it.
-                    on_error(msgs[i].dst, &io::Error::from(io::ErrorKind::WriteZero));
-                    out.failed += 1;
-                    i += 1;
-                }
-                Ok(k) => {
-                    out.sent += k as u64;
-                    i += k;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    on_error(msgs[i].dst, &e);
-                    out.failed += 1;
-                    i += 1;
-                }
-            }
-        }
+        let out = send_all(sock, &msgs[..self.count], &mut on_error);
         // `used` stays: the frame being worked on when a full batch forced this flush may
         // still queue more copies from its slot. The slots are recycled by `next_slot` once
         // nothing is queued.

@@ -376,10 +376,9 @@ mod tests {
         // time 0, and has aged out by the time the control plane looks.
         let mut d = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
         d.extend_from_slice(&[2, 0, 0, 0, 0, 9, 2, 0, 0, 0, 0, 7, 0x88, 0xb5]);
-        let mut out = crate::core::Actions::with_capacity(4);
         let mut ctr = crate::core::Counters::default();
         h.core
-            .on_remote(crate::core::Timestamp(0), PEER, &d, &mut out, &mut ctr);
+            .on_remote(crate::core::Timestamp(0), PEER.into(), &mut d, &mut ctr);
         assert_eq!(ctr.learned, 1, "{ctr:?}");
         std::thread::sleep(Duration::from_millis(20));
         let shown = h.handle(Request::FdbShow { vni: None });

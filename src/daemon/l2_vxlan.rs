@@ -46,14 +46,16 @@ use super::stats::Clock;
 use super::tunnel_tx::TunnelTx;
 use super::{socket, vxlan_config};
 use crate::config::{DaemonConfig, stable_mac};
-use crate::core::arp_suppress::ArpSuppress;
+use crate::core::arp::FrameTo;
+use crate::core::l2::L2;
 use crate::core::{
-    Action, Actions, Core, CoreConfig, Counters, DropReason, NetId, NetworkConfig, Timestamp,
+    Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, NetworkConfig, Out,
+    Outer, Timestamp,
 };
 use crate::error::Failure;
 use encap::MacAddr;
 use encap::vxlan::HEADER_LEN;
-use std::io::{self, ErrorKind};
+use std::io::ErrorKind;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
@@ -120,17 +122,15 @@ impl Mode for L2Vxlan {
                 "network ready"
             );
         }
+        let engine = Arc::new(L2::new(
+            Arc::clone(&core),
+            cfg.networks.iter().map(|n| n.arp_suppress).collect(),
+        ));
         let mut dataplanes = Vec::with_capacity(workers);
         for (id, sock) in udp.into_iter().enumerate() {
-            let arp = ArpSuppress::new(
-                Arc::clone(&core),
-                cfg.networks.iter().map(|n| n.arp_suppress).collect(),
-            );
             let tx = TunnelTx::new(socket::open_raw_sender()?, vxlan_config(cfg));
             let ports = taps.iter().map(|t| port_of(t, id)).collect();
-            let w = L2Worker::new(Arc::clone(&core), sock, tx, ports, arp)
-                .map_err(|e| Failure::Runtime(format!("cannot set up a worker: {e}")))?;
-            dataplanes.push(w);
+            dataplanes.push(L2Worker::new(Arc::clone(&engine), sock, tx, ports));
         }
         let nets = cfg
             .networks
@@ -173,7 +173,7 @@ fn port_of(tap: &Tap, id: usize) -> DevPort {
 /// One L2 worker's dataplane.
 #[derive(Debug)]
 pub struct L2Worker {
-    core: Arc<Core>,
+    engine: Arc<L2>,
     /// The non-blocking UDP socket VXLAN arrives on.
     socket: std::net::UdpSocket,
     /// The send side: raw socket, outer header settings, frame slots, GSO socket pool.
@@ -182,10 +182,9 @@ pub struct L2Worker {
     taps: Vec<DevPort>,
     /// The taps this worker reads: source `1 + k` is `taps[readable[k]]`.
     readable: Vec<usize>,
-    /// ARP suppression (`--arp-suppress`), per network; a no-op where it is off.
-    arp: ArpSuppress,
     ctr: Counters,
-    actions: Actions,
+    /// The engine's remotes and generated frames for the packet at hand.
+    out: Out,
     /// Datagrams from the socket.
     rxb: RecvBatch,
     /// The socket's receive-queue overflow count when last seen.
@@ -201,12 +200,11 @@ const SOCKET: usize = 0;
 impl L2Worker {
     /// A worker over `socket` (non-blocking), sending through `tx`, with a port on every TAP.
     pub fn new(
-        core: Arc<Core>,
+        engine: Arc<L2>,
         socket: std::net::UdpSocket,
         tx: TunnelTx,
         taps: Vec<DevPort>,
-        arp: ArpSuppress,
-    ) -> io::Result<L2Worker> {
+    ) -> L2Worker {
         // Runs of equal-size datagrams from one sender may then arrive as one read (a remote
         // vtepd sending with UDP GSO over a local or GRO-capable underlay); `RecvBatch` splits
         // them. Without it everything still works, a datagram at a time.
@@ -214,20 +212,19 @@ impl L2Worker {
             debug!(error = %e, "UDP_GRO not available on the VXLAN socket");
         }
         let readable = (0..taps.len()).filter(|&i| taps[i].read).collect();
-        Ok(L2Worker {
-            core,
+        L2Worker {
+            engine,
             socket,
             tx,
             taps,
             readable,
-            arp,
             ctr: Counters::default(),
-            actions: Actions::with_capacity(1024),
+            out: Out::with_capacity(1024),
             rxb: RecvBatch::new(),
             rxq_overflow: 0,
             run: TcpRun::new(Framing::Ethernet),
             socket_err_log: RateLimit::default(),
-        })
+        }
     }
 
     /// Fails the worker once a write found a device gone.
@@ -270,45 +267,26 @@ impl L2Worker {
         true
     }
 
-    /// Datagram `i` of the receive batch: to the core, then to the device.
+    /// Datagram `i` of the receive batch: to the engine, then to the device.
     fn on_datagram(&mut self, now: Timestamp, i: usize) {
-        let Some((d, m)) = self.rxb.get(i) else {
+        let Some((d, m)) = self.rxb.get_mut(i) else {
             return;
         };
         let (Some(src), false) = (m.src, m.truncated) else {
             self.ctr.rx_tunnel += 1;
             return self.ctr.drop(DropReason::Truncated);
         };
+        let outer = Outer { src, tos: m.tos };
         let (learned, moves) = (self.ctr.learned, self.ctr.mac_moves);
-        self.core
-            .on_remote(now, src, d, &mut self.actions, &mut self.ctr);
-        if self.ctr.learned != learned || self.ctr.mac_moves != moves {
+        let v = self.engine.on_remote(now, outer, d, &mut self.ctr);
+        if (self.ctr.learned != learned || self.ctr.mac_moves != moves)
+            && let Some((d, _)) = self.rxb.get(i)
+        {
             log_learning(d, src, self.ctr.mac_moves != moves);
         }
-        for k in 0..self.actions.len() {
-            match self.actions.as_slice()[k] {
-                Action::ToDevice { net, offset } => {
-                    // RFC 6040: the outer ECN bits onto the inner packet (one TOS per read),
-                    // or the frame is dropped.
-                    if let Some((d, m)) = self.rxb.get_mut(i) {
-                        let tos = m.tos;
-                        let frame = d.get_mut(offset..).unwrap_or_default();
-                        if !Core::decapsulate_ecn(frame, tos, &mut self.ctr) {
-                            continue;
-                        }
-                    }
-                    // --- ARP suppression: learn bindings from ARP crossing the tunnel.
-                    if let Some(frame) = self.rxb.at((i, offset)) {
-                        self.arp.snoop_remote(now, net, frame, &mut self.ctr);
-                    }
-                    // --- end ARP suppression.
-                    self.deliver(now, net, i, offset)
-                }
-                // Already counted by the core; summarised by the drop report.
-                Action::Drop(_) => {}
-                // The core never sends a decapsulated frame back into a tunnel.
-                Action::ToTunnel { .. } => {}
-            }
+        // Drops are counted by the engine and summarised by the drop report.
+        if let FromTunnel::Deliver { net, range } = v {
+            self.deliver(now, net, i, range.start);
         }
     }
 
@@ -378,18 +356,18 @@ impl L2Worker {
                     continue;
                 }
             };
-            // --- ARP suppression: a request for a known remote address is answered here.
-            if tso.is_none()
-                && let Some(reply) = self.arp.answer_local(now, net, frame, &mut self.ctr)
-            {
-                self.ctr.rx_device += 1;
-                self.taps[t].write(now, Some(reply), &mut self.ctr);
-                continue;
-            }
-            // --- end ARP suppression.
             let floods = self.ctr.flood_copies;
-            self.core
-                .on_local(now, net, frame, &mut self.actions, &mut self.ctr);
+            match self
+                .engine
+                .on_local(now, net, frame, &mut self.out, &mut self.ctr)
+            {
+                FromDevice::Tunnel => {}
+                FromDevice::Answered => {
+                    self.answer(now, t);
+                    continue;
+                }
+                FromDevice::Held | FromDevice::Drop(_) => continue,
+            }
             if let Some(tf) = &tso {
                 // Counted as the frames the kernel would have handed over without TSO (and
                 // as many packets of the budget).
@@ -398,17 +376,21 @@ impl L2Worker {
                 self.ctr.flood_copies += (self.ctr.flood_copies - floods) * more_segs;
                 taken += more_segs as usize;
             }
-            self.tx.send_copies(
-                now,
-                self.actions.as_slice(),
-                slot,
-                n,
-                tso.as_ref(),
-                &mut self.ctr,
-            );
+            self.tx
+                .send_copies(now, &self.out.remotes, slot, n, tso.as_ref(), &mut self.ctr);
         }
         self.tx.flush(now, &mut self.ctr);
         Ok(more)
+    }
+
+    /// Writes the engine's answers (ARP replies on behalf of remote hosts) into TAP `t`.
+    fn answer(&mut self, now: Timestamp, t: usize) {
+        for (to, frame) in self.out.generated.iter() {
+            if to == FrameTo::Device {
+                self.taps[t].write(now, Some(frame), &mut self.ctr);
+            }
+        }
+        self.out.generated.clear();
     }
 
     /// Hands the inner frame of received datagram `i` (from `offset`) to network `net`'s
@@ -473,7 +455,7 @@ impl Dataplane for L2Worker {
 
     fn tick(&mut self, now: Timestamp, leader: bool) {
         if leader {
-            let aged = self.core.expire(now);
+            let aged = self.engine.core().expire(now);
             if aged > 0 {
                 debug!(entries = aged, "FDB entries aged out");
             }

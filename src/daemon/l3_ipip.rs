@@ -31,12 +31,18 @@ use super::runner::{ControlParts, Held, Mode, Opened};
 use super::stats::Clock;
 use super::tun::{self, IPIP_OVERHEAD};
 use crate::config::DaemonConfig;
-use crate::core::ipip::{Ipip, IpipSettings, IpipTx, LocalVerdict, OVERHEAD, RemoteVerdict};
+use crate::core::arp::FrameTo;
+use crate::core::encapsulator::{Encapsulator, TunnelConfig};
+use crate::core::ipip::{Ipip, IpipSettings, OVERHEAD};
 use crate::core::route::Routes;
-use crate::core::{Core, CoreConfig, Counters, DropReason, Timestamp};
+use crate::core::{
+    Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, Out, Outer, Timestamp,
+};
 use crate::error::Failure;
+use encap::{IpipConfig, Vni};
 use socket2::Socket;
 use std::io::{ErrorKind, IoSlice};
+use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use tracing::{info, warn};
@@ -113,7 +119,8 @@ impl Mode for L3Ipip {
             .map(|(index, (queue, raw))| {
                 let vnet_hdr = queue.tcp_gso();
                 let port = DevPort::new(Arc::clone(queue), &tun.name, vnet_hdr, true);
-                IpipWorker::new(index, Arc::clone(&ipip), tun.mtu, port, raw, clock)
+                let enc = IpipConfig::new(cfg.local);
+                IpipWorker::new(index, Arc::clone(&ipip), enc, tun.mtu, port, raw, clock)
             })
             .collect();
         // IPIP has no FDB or flood lists: the control plane's core has no network.
@@ -148,11 +155,14 @@ pub struct IpipWorker {
     /// This worker's queue of the TUN device, as a one-port slice.
     dev: [DevPort; 1],
     sock: Socket,
-    tx: IpipTx,
+    /// Writes the outer headers.
+    enc: Encapsulator,
+    /// The engine's remotes and generated frames (ICMP errors) for the packet at hand.
+    out: Out,
     ctr: Counters,
     /// Packets (segments) from the device, each read at `OVERHEAD` in its own slot.
-    out: TunReader,
-    /// Encapsulated packets in `out`'s slots, waiting for `sendmmsg`.
+    reader: TunReader,
+    /// Encapsulated packets in `reader`'s slots, waiting for `sendmmsg`.
     queue: TunnelQueue,
     /// IPIP packets from the socket (outer header included), one `recvmmsg` worth.
     rxb: RecvBatch,
@@ -168,6 +178,7 @@ impl IpipWorker {
     fn new(
         index: usize,
         ipip: Arc<Ipip>,
+        enc: IpipConfig,
         mtu: u16,
         dev: DevPort,
         sock: Socket,
@@ -180,9 +191,10 @@ impl IpipWorker {
             ipip,
             dev: [dev],
             sock,
-            tx: IpipTx::new(seed),
+            enc: Encapsulator::new(TunnelConfig::Ipip(enc), seed),
+            out: Out::default(),
             ctr: Counters::default(),
-            out: TunReader::new(mtu, OVERHEAD),
+            reader: TunReader::new(mtu, OVERHEAD),
             queue: TunnelQueue::new(),
             rxb: RecvBatch::new(),
             run: TcpRun::new(Framing::Ip),
@@ -220,8 +232,12 @@ impl IpipWorker {
                     self.ctr.drop(DropReason::BadIpip);
                     continue;
                 }
-                let verdict = self.ipip.on_remote_ipip(now, packet, &mut self.ctr);
-                if let RemoteVerdict::ToDevice { range } = verdict {
+                let outer = Outer {
+                    src: meta.src.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    tos: meta.tos,
+                };
+                let v = self.ipip.on_remote(now, outer, packet, &mut self.ctr);
+                if let FromTunnel::Deliver { range, .. } = v {
                     self.deliver(now, i, range);
                 }
             }
@@ -305,10 +321,10 @@ impl IpipWorker {
         let mut more = true;
         let mut taken = 0;
         while taken < budget {
-            if self.out.needs_flush() {
+            if self.reader.needs_flush() {
                 self.flush_tunnel(now);
             }
-            let segs = match self.out.read(&self.dev[0].dev) {
+            let segs = match self.reader.read(&self.dev[0].dev) {
                 Ok(r) => r,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     more = false;
@@ -330,16 +346,25 @@ impl IpipWorker {
             };
             taken += segs.len().max(1);
             for i in segs {
-                let (slot, n) = self.out.slot_mut(i);
-                let verdict =
-                    self.ipip
-                        .on_local_ip(now, slot, OVERHEAD, n, &mut self.tx, &mut self.ctr);
-                match verdict {
-                    LocalVerdict::ToTunnel { dst, range } => self.queue.push(i, range, dst),
-                    LocalVerdict::Reply => {
-                        self.dev[0].write(now, Some(self.tx.reply()), &mut self.ctr)
+                let (slot, n) = self.reader.slot_mut(i);
+                let Some(packet) = slot.get(OVERHEAD..OVERHEAD + n) else {
+                    self.ctr.rx_device += 1;
+                    self.ctr.drop(DropReason::BadIpHeader);
+                    continue;
+                };
+                match self
+                    .ipip
+                    .on_local(now, packet, &mut self.out, &mut self.ctr)
+                {
+                    FromDevice::Tunnel => {
+                        let dst = self.out.remotes.as_slice()[0];
+                        match self.enc.encapsulate(slot, OVERHEAD, n, Vni::ZERO, dst) {
+                            Ok(range) => self.queue.push(i, range, dst),
+                            Err(r) => self.ctr.drop(r),
+                        }
                     }
-                    LocalVerdict::Drop(_) => {}
+                    FromDevice::Answered => self.answer(now),
+                    FromDevice::Held | FromDevice::Drop(_) => {}
                 }
             }
         }
@@ -347,18 +372,28 @@ impl IpipWorker {
         Ok(more)
     }
 
+    /// Writes the engine's answers (ICMP errors for the sender) into the device.
+    fn answer(&mut self, now: Timestamp) {
+        for (to, packet) in self.out.generated.iter() {
+            if to == FrameTo::Device {
+                self.dev[0].write(now, Some(packet), &mut self.ctr);
+            }
+        }
+        self.out.generated.clear();
+    }
+
     /// Sends the queued encapsulated packets and frees the device slots.
     fn flush_tunnel(&mut self, now: Timestamp) {
         let log = &mut self.tunnel_err_log;
         self.queue
-            .flush(&self.out, &self.sock, &mut self.ctr, |dst, e| {
+            .flush(&self.reader, &self.sock, &mut self.ctr, |dst, e| {
                 // Unreachable, ENOBUFS, EMSGSIZE (a path MTU below ours), a full buffer: this
                 // packet is lost, the loop goes on.
                 if let Some(held) = log.check(now) {
                     warn!(remote = %dst, error = %e, suppressed = held, "send to remote node failed");
                 }
             });
-        self.out.clear();
+        self.reader.clear();
     }
 }
 

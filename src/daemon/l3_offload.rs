@@ -11,8 +11,9 @@
 //! Hand-written around tun-rs rather than in it: tun-rs splits, but the slot arenas, the
 //! headroom and the raw-socket batch are vtepd's. Everything here is allocated once.
 
-use crate::core::{Counters, DropReason};
-use crate::sys::{self, MAX_BATCH, SendMsg};
+use super::batch::{send_all, send_drop_reason};
+use crate::core::Counters;
+use crate::sys::{MAX_BATCH, SendMsg};
 use std::io;
 use std::net::Ipv4Addr;
 use std::ops::Range;
@@ -151,46 +152,12 @@ impl TunnelQueue {
                     dst: q.dst,
                 };
             }
-            let msgs = &msgs[..chunk.len()];
-            let mut i = 0;
-            while i < msgs.len() {
-                match sys::send_batch(sock, &msgs[i..]) {
-                    Ok(0) => {
-                        // Not expected from sendmmsg; never spin on it.
-                        fail(
-                            ctr,
-                            &mut on_error,
-                            msgs[i].dst,
-                            &io::ErrorKind::WriteZero.into(),
-                        );
-                        i += 1;
-                    }
-                    Ok(k) => {
-                        ctr.tx_tunnel += k as u64;
-                        i += k;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        fail(ctr, &mut on_error, msgs[i].dst, &e);
-                        i += 1;
-                    }
-                }
-            }
+            let done = send_all(sock, &msgs[..chunk.len()], &mut |dst, e| {
+                ctr.drop(send_drop_reason(e));
+                on_error(dst, e);
+            });
+            ctr.tx_tunnel += done.sent;
         }
         self.queued.clear();
     }
-}
-
-fn fail(
-    ctr: &mut Counters,
-    on_error: &mut impl FnMut(Ipv4Addr, &io::Error),
-    dst: Ipv4Addr,
-    e: &io::Error,
-) {
-    ctr.drop(match e.raw_os_error() {
-        Some(libc::ENOBUFS) => DropReason::TunnelTxNoBufs,
-        Some(libc::EAGAIN) => DropReason::TunnelTxFull,
-        _ => DropReason::TunnelTxError,
-    });
-    on_error(dst, e);
 }

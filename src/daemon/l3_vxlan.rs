@@ -42,15 +42,15 @@ use super::tun;
 use super::tunnel_tx::TunnelTx;
 use super::{socket, vxlan_config};
 use crate::config::{DaemonConfig, Ipv4Cidr, VXLAN_OVERHEAD, stable_mac};
-use crate::core::arp::{FrameTo, Generated, write_ipv4_header};
-use crate::core::l3vx::{FrameVerdict, L3Vx, L3VxConfig, TunVerdict};
+use crate::core::arp::{FrameTo, write_ipv4_header};
+use crate::core::l3vx::{L3Vx, L3VxConfig};
 use crate::core::route::Routes;
 use crate::core::{
-    Action, Actions, Core, CoreConfig, Counters, DropReason, NetId, NetworkConfig, Timestamp,
+    Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, NetworkConfig, Out,
+    Outer, Timestamp,
 };
 use crate::error::Failure;
 use std::io::{self, ErrorKind};
-use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use tracing::{debug, info, warn};
@@ -141,6 +141,7 @@ impl Mode for L3Vxlan {
             Arc::clone(&core),
             NET,
             L3VxConfig::new(own_mac, address.addr, address.prefix),
+            Arc::clone(&self.routes),
         ));
         info!(
             vni = %n.vni,
@@ -159,13 +160,7 @@ impl Mode for L3Vxlan {
         for (sock, queue) in udp.into_iter().zip(&tun.queues) {
             let tx = TunnelTx::new(socket::open_raw_sender()?, vxlan_config(cfg));
             let port = DevPort::new(Arc::clone(queue), &tun.name, true, true);
-            workers.push(L3VxWorker::new(
-                Arc::clone(&engine),
-                Arc::clone(&self.routes),
-                sock,
-                tx,
-                port,
-            ));
+            workers.push(L3VxWorker::new(Arc::clone(&engine), sock, tx, port));
         }
         Ok(Opened {
             workers,
@@ -190,16 +185,14 @@ impl Mode for L3Vxlan {
 /// One L3 VXLAN worker's dataplane: its UDP socket and its TUN queue.
 #[derive(Debug)]
 pub struct L3VxWorker {
-    core: Arc<Core>,
     engine: Arc<L3Vx>,
-    routes: Arc<Routes>,
     socket: std::net::UdpSocket,
     tx: TunnelTx,
     /// This worker's queue of the TUN device (opened with offloads), as a one-port slice.
     tun: [DevPort; 1],
     ctr: Counters,
-    actions: Actions,
-    generated: Generated,
+    /// The engine's remotes and generated frames for the packet at hand.
+    out: Out,
     /// Datagrams from the socket.
     rxb: RecvBatch,
     /// Decapsulated TCP segments waiting for the TUN, to be coalesced into one GSO write.
@@ -215,7 +208,6 @@ pub struct L3VxWorker {
 impl L3VxWorker {
     fn new(
         engine: Arc<L3Vx>,
-        routes: Arc<Routes>,
         socket: std::net::UdpSocket,
         tx: TunnelTx,
         tun: DevPort,
@@ -226,15 +218,12 @@ impl L3VxWorker {
             debug!(error = %e, "UDP_GRO not available on the VXLAN socket");
         }
         L3VxWorker {
-            core: Arc::clone(engine.core()),
             engine,
-            routes,
             socket,
             tx,
             tun: [tun],
             ctr: Counters::default(),
-            actions: Actions::with_capacity(256),
-            generated: Generated::new(),
+            out: Out::with_capacity(256),
             rxb: RecvBatch::new(),
             run: TcpRun::new(Framing::Ip),
             seg: vec![0u8; ETH + MAX_PACKET].into_boxed_slice(),
@@ -278,44 +267,28 @@ impl L3VxWorker {
         true
     }
 
-    /// Datagram `i` of the receive batch: to the core, then (a frame for us) to the engine,
-    /// then (an IP packet) to the TUN: a TCP segment that continues the pending run joins it,
+    /// Datagram `i` of the receive batch: to the engine (the core, then the L3 endpoint), then
+    /// (an IP packet) to the TUN: a TCP segment that continues the pending run joins it,
     /// anything else is written as it is (after the run).
     fn on_datagram(&mut self, now: Timestamp, i: usize) {
-        let Some((d, m)) = self.rxb.get(i) else {
+        let Some((d, m)) = self.rxb.get_mut(i) else {
             return;
         };
         let (Some(src), false) = (m.src, m.truncated) else {
             self.ctr.rx_tunnel += 1;
             return self.ctr.drop(DropReason::Truncated);
         };
-        let tos = m.tos;
-        self.core
-            .on_remote(now, src, d, &mut self.actions, &mut self.ctr);
-        let Some(at) = self.actions.iter().find_map(|a| match *a {
-            Action::ToDevice { offset, .. } => Some(offset),
-            _ => None,
-        }) else {
-            return;
-        };
-        // RFC 6040: the outer ECN bits onto the inner packet, or the frame is dropped.
-        let Some(frame) = self.rxb.get_mut(i).and_then(|(d, _)| d.get_mut(at..)) else {
-            return;
-        };
-        if !Core::decapsulate_ecn(frame, tos, &mut self.ctr) {
-            return;
-        }
-        let Some(frame) = self.rxb.at((i, at)) else {
-            return;
-        };
-        let verdict = self
+        let outer = Outer { src, tos: m.tos };
+        let v = self
             .engine
-            .on_frame(now, frame, &mut self.generated, &mut self.ctr);
-        if let FrameVerdict::ToDevice { offset } = verdict
-            && let Some(packet) = frame.get(offset..)
-        {
-            let part = (i, at + offset);
-            match batch_gro::tcp_segment(packet, Framing::Ip) {
+            .on_remote(now, outer, d, &mut self.out, &mut self.ctr);
+        if let FromTunnel::Deliver { range, .. } = v {
+            let part = (i, range.start);
+            let seg = self
+                .rxb
+                .at(part)
+                .and_then(|p| batch_gro::tcp_segment(p, Framing::Ip));
+            match seg {
                 Some(seg) => {
                     let rxb = &self.rxb;
                     let bytes = |p: Part| rxb.at(p);
@@ -330,7 +303,7 @@ impl L3VxWorker {
                 }
             }
         }
-        if !self.generated.is_empty() {
+        if !self.out.generated.is_empty() {
             self.send_generated(now);
         }
     }
@@ -409,120 +382,104 @@ impl L3VxWorker {
         tso: Option<[u8; VNET_HDR_LEN]>,
     ) -> usize {
         let frame_len = ETH + len;
-        let own = self.engine.own_mac();
-        let buf = self.tx.txb.slot_mut(slot);
-        let frame = &mut buf[HEADROOM..HEADROOM + frame_len];
-        // A placeholder destination until the verdict; the super-frame parser wants the type.
-        if !write_ipv4_header(frame, own, own) {
-            self.ctr.rx_device += 1;
-            self.ctr.drop(DropReason::NotIpv4);
+        let frame = &mut self.tx.txb.slot_mut(slot)[HEADROOM..HEADROOM + frame_len];
+        let Some(vnet) = tso else {
+            let v = self
+                .engine
+                .on_local(now, frame, &mut self.out, &mut self.ctr);
+            if v == FromDevice::Tunnel {
+                self.tx
+                    .send_copies(now, &self.out.remotes, slot, frame_len, None, &mut self.ctr);
+            }
+            if !self.out.generated.is_empty() {
+                self.send_generated(now);
+            }
             return 1;
-        }
-        let route = frame
-            .get(ETH + 16..ETH + 20)
-            .map(|d| Ipv4Addr::new(d[0], d[1], d[2], d[3]))
-            .and_then(|dst| self.routes.load().lookup(dst));
-        let (verdict, tso) = match tso {
-            None => {
-                self.ctr.rx_device += 1;
-                let v = self.engine.on_tun(
-                    now,
-                    &frame[ETH..],
-                    route,
-                    &mut self.generated,
-                    &mut self.ctr,
-                );
-                (v, None)
-            }
-            Some(vnet) => {
-                let Some(t) = batch_tso::tso_frame(&vnet, frame) else {
-                    self.ctr.rx_device += 1;
-                    self.ctr.drop(DropReason::DeviceOffload);
-                    return 1;
-                };
-                // Counted as the packets the kernel would have handed over without TSO.
-                self.ctr.rx_device += t.segments() as u64;
-                let v = self
-                    .engine
-                    .on_tun_resolved(now, &frame[ETH..], route, &mut self.ctr);
-                match v {
-                    Some(v) => (v, Some(t)),
-                    None => {
-                        self.hold_segments(now, slot, frame_len, &t, route);
-                        return t.segments();
-                    }
-                }
-            }
         };
-        if let TunVerdict::Send(mac) = verdict {
-            write_ipv4_header(frame, mac, own);
-            self.forward_slot(now, slot, frame_len, tso.as_ref());
+        // A placeholder header until the decision: the super-frame parser wants the type.
+        let own = self.engine.own_mac();
+        let Some(t) = write_ipv4_header(frame, own, own)
+            .then(|| batch_tso::tso_frame(&vnet, frame))
+            .flatten()
+        else {
+            self.ctr.rx_device += 1;
+            self.ctr.drop(DropReason::DeviceOffload);
+            return 1;
+        };
+        let floods = self.ctr.flood_copies;
+        let Some(v) = self
+            .engine
+            .on_local_resolved(now, frame, &mut self.out, &mut self.ctr)
+        else {
+            self.hold_segments(now, slot, frame_len, &t);
+            return t.segments();
+        };
+        // Counted as the packets the kernel would have handed over without TSO.
+        self.ctr.rx_device += t.segments() as u64;
+        if v == FromDevice::Tunnel {
+            let more_segs = t.segments() as u64 - 1;
+            self.ctr.flood_copies += (self.ctr.flood_copies - floods) * more_segs;
+            self.tx.send_copies(
+                now,
+                &self.out.remotes,
+                slot,
+                frame_len,
+                Some(&t),
+                &mut self.ctr,
+            );
         }
-        if !self.generated.is_empty() {
-            self.send_generated(now);
-        }
-        tso.map_or(1, |t| t.segments())
+        t.segments()
     }
 
     /// Hands the segments of the super-frame in send slot `slot` one by one to the engine
     /// (the pending queue holds whole packets only); a segment whose next hop resolved in the
-    /// meantime is sent as a generated frame.
-    fn hold_segments(
-        &mut self,
-        now: Timestamp,
-        slot: usize,
-        frame_len: usize,
-        t: &TsoFrame,
-        route: Option<Ipv4Addr>,
-    ) {
-        let own = self.engine.own_mac();
+    /// meantime is sent at once.
+    fn hold_segments(&mut self, now: Timestamp, slot: usize, frame_len: usize, t: &TsoFrame) {
         let mut head = [0u8; MAX_HEADER];
         for k in 0..t.segments() {
             let frame = &self.tx.txb.slot_mut(slot)[HEADROOM..HEADROOM + frame_len];
             let Some(payload) = batch_tso::segment(frame, t, k, &mut head) else {
+                self.ctr.rx_device += 1;
                 self.ctr.drop(DropReason::DeviceOffload);
                 continue;
             };
             let (h, end) = (t.hdr_len, t.hdr_len + payload.len());
             self.seg[..h].copy_from_slice(&head[..h]);
             self.seg[h..end].copy_from_slice(&frame[payload]);
-            let seg = &self.seg[..end];
             let v = self
                 .engine
-                .on_tun(now, &seg[ETH..], route, &mut self.generated, &mut self.ctr);
-            if let TunVerdict::Send(mac) = v {
-                self.generated.push(FrameTo::Tunnel, end, |b| {
-                    b.copy_from_slice(seg);
-                    write_ipv4_header(b, mac, own)
-                });
+                .on_local(now, &mut self.seg[..end], &mut self.out, &mut self.ctr);
+            if v == FromDevice::Tunnel {
+                self.send_segment(now, end);
             }
         }
         self.send_generated(now);
     }
 
-    /// Forwards the frame in send slot `slot` (`len` bytes at `HEADROOM`; a TCP super-frame
-    /// when `tso`) through the core and queues every copy it decides.
-    fn forward_slot(&mut self, now: Timestamp, slot: usize, len: usize, tso: Option<&TsoFrame>) {
-        let floods = self.ctr.flood_copies;
-        let frame = &self.tx.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
-        self.core
-            .forward_frame(now, NET, frame, &mut self.actions, &mut self.ctr);
-        if let Some(t) = tso {
-            let more_segs = t.segments() as u64 - 1;
-            self.ctr.flood_copies += (self.ctr.flood_copies - floods) * more_segs;
+    /// Sends the segment in `self.seg[..len]` (the engine framed it; its remotes are in
+    /// `out.remotes`) from a send slot of its own.
+    fn send_segment(&mut self, now: Timestamp, len: usize) {
+        if !self.tx.txb.has_free_slot() {
+            self.tx.flush(now, &mut self.ctr);
         }
+        let (slot, buf) = self.tx.txb.next_slot();
+        let Some(dst) = buf.get_mut(HEADROOM..HEADROOM + len) else {
+            return self.ctr.drop(DropReason::EncapError);
+        };
+        dst.copy_from_slice(&self.seg[..len]);
+        self.tx.txb.commit_slot();
         self.tx
-            .send_copies(now, self.actions.as_slice(), slot, len, tso, &mut self.ctr);
+            .send_copies(now, &self.out.remotes, slot, len, None, &mut self.ctr);
     }
 
     /// Sends the frames the engine generated (ARP, echo replies, released packets), each
-    /// copied into a send slot, and empties the buffer.
+    /// copied into a send slot and forwarded by the core, and empties the buffer.
     fn send_generated(&mut self, now: Timestamp) {
-        for i in 0..self.generated.len() {
+        for i in 0..self.out.generated.len() {
             if !self.tx.txb.has_free_slot() {
                 self.tx.flush(now, &mut self.ctr);
             }
-            let Some((to, frame)) = self.generated.iter().nth(i) else {
+            let Some((to, frame)) = self.out.generated.iter().nth(i) else {
                 break;
             };
             let (slot, buf) = self.tx.txb.next_slot();
@@ -532,9 +489,20 @@ impl L3VxWorker {
             }
             buf[HEADROOM..HEADROOM + len].copy_from_slice(frame);
             self.tx.txb.commit_slot();
-            self.forward_slot(now, slot, len, None);
+            let frame = &self.tx.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
+            let v = self.engine.core().forward_frame(
+                now,
+                NET,
+                frame,
+                &mut self.out.remotes,
+                &mut self.ctr,
+            );
+            if v == FromDevice::Tunnel {
+                self.tx
+                    .send_copies(now, &self.out.remotes, slot, len, None, &mut self.ctr);
+            }
         }
-        self.generated.clear();
+        self.out.generated.clear();
     }
 }
 
@@ -555,8 +523,9 @@ impl Dataplane for L3VxWorker {
 
     fn tick(&mut self, now: Timestamp, leader: bool) {
         if leader {
-            self.core.expire(now);
-            self.engine.poll(now, &mut self.generated, &mut self.ctr);
+            self.engine.core().expire(now);
+            self.engine
+                .poll(now, &mut self.out.generated, &mut self.ctr);
             self.send_generated(now);
             self.tx.flush(now, &mut self.ctr);
         }

@@ -1,8 +1,8 @@
-//! The device -> tunnel half of a VXLAN worker, shared by the L2 worker ([`super::worker`])
+//! The device -> tunnel half of a VXLAN worker, shared by the L2 worker ([`super::l2_vxlan`])
 //! and the L3 VXLAN worker ([`super::l3_vxlan`]): frames read into the slots of a
-//! [`SendBatch`], encapsulated with `encap`'s per-remote [`VxlanEncap`] template, and sent in
-//! one `sendmmsg` on the raw socket (each inner flow keeps its own UDP source port). Payloads
-//! are never copied in user space; only headers are.
+//! [`SendBatch`], encapsulated by the worker's [`Encapsulator`] (per-remote header templates),
+//! and sent in one `sendmmsg` on the raw socket (each inner flow keeps its own UDP source
+//! port). Payloads are never copied in user space; only headers are.
 //!
 //! A TCP/IPv4 super-frame (device TSO, cut by [`batch_tso`]) going to one remote leaves as one
 //! UDP GSO `sendmsg` (UDP_SEGMENT: the kernel cuts it into equal-size datagrams, at most
@@ -17,22 +17,21 @@
 //! Everything is allocated once; the template cache and the socket pool only allocate when a
 //! new remote or port is first seen, and are cleared (not freed) at their caps.
 
-use super::batch::{HEADROOM, MAX_HEAD, MAX_PACKET, SendBatch};
+use super::batch::{HEADROOM, MAX_HEAD, MAX_PACKET, SendBatch, send_drop_reason};
 use super::batch_gro::MAX_HEADER;
 use super::batch_tso::{self, TsoFrame};
 use super::ratelimit::RateLimit;
-use crate::core::{Action, Counters, DropReason, Timestamp};
+use crate::core::encapsulator::{Encapsulator, TunnelConfig};
+use crate::core::{Counters, DropReason, Remotes, Timestamp};
 use encap::tunnel::vxlan::OVERHEAD;
 use encap::vxlan::HEADER_LEN;
-use encap::{Invalid, Vni, VxlanConfig, VxlanEncap, VxlanTx};
+use encap::{Vni, VxlanConfig};
 use socket2::Socket;
 use std::collections::HashMap;
 use std::io::IoSlice;
 use std::net::Ipv4Addr;
 use tracing::warn;
 
-/// Remotes whose header template is cached; the cache is emptied (not freed) when full.
-const MAX_TEMPLATES: usize = 4096;
 /// UDP GSO send sockets kept open (one per flow source port in use); the pool is closed and
 /// refilled on demand when full.
 pub const MAX_GSO_SOCKETS: usize = 64;
@@ -41,9 +40,10 @@ pub const MAX_GSO_SOCKETS: usize = 64;
 #[derive(Debug)]
 pub struct TunnelTx {
     raw: Socket,
+    /// The settings the UDP GSO sockets need (the same the encapsulator writes).
     vxlan: VxlanConfig,
-    /// Outer header templates by remote VTEP.
-    encaps: HashMap<Ipv4Addr, VxlanEncap, ahash::RandomState>,
+    /// Writes the outer headers (per-remote templates).
+    enc: Encapsulator,
     /// Frames from the device and the encapsulated copies waiting for `sendmmsg`.
     pub txb: SendBatch,
     /// Where a segment's outer headers are computed (headroom, inner headers, room for the
@@ -62,8 +62,8 @@ impl TunnelTx {
     pub fn new(raw: Socket, vxlan: VxlanConfig) -> TunnelTx {
         TunnelTx {
             raw,
+            enc: Encapsulator::new(TunnelConfig::Vxlan(vxlan), 0),
             vxlan,
-            encaps: HashMap::with_capacity_and_hasher(64, ahash::RandomState::new()),
             txb: SendBatch::new(),
             scratch: vec![0u8; OVERHEAD + MAX_PACKET + 64].into_boxed_slice(),
             gso_socks: HashMap::with_capacity_and_hasher(
@@ -76,24 +76,22 @@ impl TunnelTx {
     }
 
     /// Sends a copy of the frame in send slot `slot` (`len` bytes at `HEADROOM`; a TCP
-    /// super-frame when `tso`) for every [`Action::ToTunnel`] among `actions` (the core's
-    /// decision for it: one remote, or one per peer for head-end replication).
-    #[allow(clippy::too_many_arguments)]
+    /// super-frame when `tso`) to every remote in `to` (the engine's decision for it: one
+    /// remote, or one per peer for head-end replication).
     pub fn send_copies(
         &mut self,
         now: Timestamp,
-        actions: &[Action],
+        to: &Remotes,
         slot: usize,
         len: usize,
         tso: Option<&TsoFrame>,
         ctr: &mut Counters,
     ) {
-        for a in actions {
-            if let Action::ToTunnel { vni, dst } = *a {
-                match tso {
-                    None => self.queue(now, vni, dst, slot, len, ctr),
-                    Some(t) => self.queue_super(now, vni, dst, slot, len, t, ctr),
-                }
+        let vni = to.vni();
+        for &dst in to.as_slice() {
+            match tso {
+                None => self.queue(now, vni, dst, slot, len, ctr),
+                Some(t) => self.queue_super(now, vni, dst, slot, len, t, ctr),
             }
         }
     }
@@ -113,17 +111,10 @@ impl TunnelTx {
         if !self.txb.has_room() {
             self.flush(now, ctr);
         }
-        let Some(enc) = template(&mut self.encaps, &self.vxlan, dst) else {
-            return ctr.drop(DropReason::TunnelTxError);
-        };
         let buf = self.txb.slot_mut(slot);
-        let range = match enc.encapsulate(buf, HEADROOM, len, &VxlanTx::new(vni)) {
+        let range = match self.enc.encapsulate(buf, HEADROOM, len, vni, dst) {
             Ok(r) => r,
-            Err(encap::Error::Invalid {
-                reason: Invalid::TooLong,
-                ..
-            }) => return ctr.drop(DropReason::TooBig),
-            Err(_) => return ctr.drop(DropReason::LocalRunt),
+            Err(r) => return ctr.drop(r),
         };
         let mut head = [0u8; OVERHEAD];
         head.copy_from_slice(&buf[range.start..range.start + OVERHEAD]);
@@ -169,9 +160,6 @@ impl TunnelTx {
         if !self.txb.has_room() {
             self.flush(now, ctr);
         }
-        let Some(enc) = template(&mut self.encaps, &self.vxlan, dst) else {
-            return ctr.drop(DropReason::TunnelTxError);
-        };
         let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
         let mut inner = [0u8; MAX_HEADER];
         let Some(payload) = batch_tso::segment(frame, t, k, &mut inner) else {
@@ -184,14 +172,12 @@ impl TunnelTx {
             self.scratch[OVERHEAD + h..OVERHEAD + h + plen]
                 .copy_from_slice(&frame[payload.clone()]);
         }
-        let range = match enc.encapsulate(&mut self.scratch, OVERHEAD, h + plen, &VxlanTx::new(vni))
+        let range = match self
+            .enc
+            .encapsulate(&mut self.scratch, OVERHEAD, h + plen, vni, dst)
         {
             Ok(r) => r,
-            Err(encap::Error::Invalid {
-                reason: Invalid::TooLong,
-                ..
-            }) => return ctr.drop(DropReason::TooBig),
-            Err(_) => return ctr.drop(DropReason::LocalRunt),
+            Err(r) => return ctr.drop(r),
         };
         let mut head = [0u8; MAX_HEAD];
         head[..OVERHEAD].copy_from_slice(&self.scratch[range.start..range.start + OVERHEAD]);
@@ -227,9 +213,6 @@ impl TunnelTx {
         if !(2..=crate::sys::MAX_BATCH).contains(&segs) {
             return 0;
         }
-        let Some(enc) = template(&mut self.encaps, &self.vxlan, dst) else {
-            return 0;
-        };
         // The outer header of the first segment gives the flow's source port, TTL and TOS.
         let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
         let mut inner = [0u8; MAX_HEADER];
@@ -237,12 +220,10 @@ impl TunnelTx {
             return 0;
         };
         self.scratch[OVERHEAD..OVERHEAD + h].copy_from_slice(&inner[..h]);
-        let Ok(range) = enc.encapsulate(
-            &mut self.scratch,
-            OVERHEAD,
-            h + p0.len(),
-            &VxlanTx::new(vni),
-        ) else {
+        let Ok(range) = self
+            .enc
+            .encapsulate(&mut self.scratch, OVERHEAD, h + p0.len(), vni, dst)
+        else {
             return 0;
         };
         let outer = &self.scratch[range.start..range.start + OVERHEAD];
@@ -322,35 +303,12 @@ impl TunnelTx {
         }
         let log = &mut self.err_log;
         let done = self.txb.flush(&self.raw, |dst, e| {
-            let reason = match e.raw_os_error() {
-                Some(libc::ENOBUFS) => DropReason::TunnelTxNoBufs,
-                Some(libc::EAGAIN) => DropReason::TunnelTxFull,
-                // Unreachable, EMSGSIZE, ...: this copy is lost, the loop goes on.
-                _ => DropReason::TunnelTxError,
-            };
-            ctr.drop(reason);
+            // Unreachable, EMSGSIZE, ...: this copy is lost, the loop goes on.
+            ctr.drop(send_drop_reason(e));
             if let Some(held) = log.check(now) {
                 warn!(remote = %dst, error = %e, suppressed = held, "send to remote VTEP failed");
             }
         });
         ctr.tx_tunnel += done.sent;
-    }
-}
-
-/// The outer header template for `dst`, made on first use (`None` if the settings cannot
-/// make one). The cache is emptied, not freed, when it reaches its cap.
-fn template<'a>(
-    encaps: &'a mut HashMap<Ipv4Addr, VxlanEncap, ahash::RandomState>,
-    cfg: &VxlanConfig,
-    dst: Ipv4Addr,
-) -> Option<&'a VxlanEncap> {
-    if encaps.len() >= MAX_TEMPLATES && !encaps.contains_key(&dst) {
-        encaps.clear();
-    }
-    match encaps.entry(dst) {
-        std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
-        std::collections::hash_map::Entry::Vacant(v) => {
-            VxlanEncap::new(cfg, dst).ok().map(|enc| &*v.insert(enc))
-        }
     }
 }

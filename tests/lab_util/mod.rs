@@ -68,7 +68,7 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
     }
 }
 
-/// One entry of `vtepd fdb show --json` (design.md §3).
+/// One entry of `vtepd fdb show --json` (README.md, "Talking to a running daemon").
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct FdbEntry {
     /// VNI.

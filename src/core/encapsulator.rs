@@ -1,0 +1,226 @@
+//! Encapsulation for both tunnels in one place: a worker's [`Encapsulator`] writes the outer
+//! headers (VXLAN: IPv4 + UDP + VXLAN; IPIP: IPv4) in front of a packet, in place, from a
+//! per-remote header template of `encap`'s ([`VxlanEncap`], [`IpipEncap`]), and says why when it
+//! cannot (the one mapping of codec errors to drop reasons).
+//!
+//! One per worker (it owns the template cache and the IPIP ID counter), so nothing is shared on
+//! the packet path. The cache only allocates when a remote is first seen, and is emptied (not
+//! freed) at [`MAX_TEMPLATES`].
+
+use super::DropReason;
+use encap::{Error, Invalid, IpipConfig, IpipEncap, Layer, Vni, VxlanConfig, VxlanEncap, VxlanTx};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::net::Ipv4Addr;
+use std::ops::Range;
+
+/// Remotes whose header template is cached; the cache is emptied (not freed) when full.
+pub const MAX_TEMPLATES: usize = 4096;
+
+/// Which tunnel, with its outer header settings.
+#[derive(Debug, Clone)]
+pub enum TunnelConfig {
+    /// VXLAN over IPv4/UDP (RFC 7348).
+    Vxlan(VxlanConfig),
+    /// IPv4 in IPv4 (RFC 2003).
+    Ipip(IpipConfig),
+}
+
+#[derive(Debug, Clone)]
+enum Template {
+    Vxlan(VxlanEncap),
+    Ipip(IpipEncap),
+}
+
+/// A worker's encapsulator: header templates by remote, and the IPIP outer IP ID counter.
+#[derive(Debug)]
+pub struct Encapsulator {
+    cfg: TunnelConfig,
+    templates: HashMap<Ipv4Addr, Template, ahash::RandomState>,
+    next_id: u16,
+}
+
+impl Encapsulator {
+    /// An encapsulator for `cfg`; `id_seed` starts the outer IP ID counter of IPIP (give each
+    /// worker its own). VXLAN packets carry ID 0: they always have DF set (RFC 6864 §4.1).
+    pub fn new(cfg: TunnelConfig, id_seed: u16) -> Encapsulator {
+        Encapsulator {
+            cfg,
+            templates: HashMap::with_capacity_and_hasher(64, ahash::RandomState::new()),
+            next_id: id_seed,
+        }
+    }
+
+    /// The outer header settings.
+    pub fn config(&self) -> &TunnelConfig {
+        &self.cfg
+    }
+
+    /// Bytes the outer headers take in front of a packet.
+    pub fn overhead(&self) -> usize {
+        match self.cfg {
+            TunnelConfig::Vxlan(_) => encap::tunnel::vxlan::OVERHEAD,
+            TunnelConfig::Ipip(_) => encap::tunnel::ipip::OVERHEAD,
+        }
+    }
+
+    /// Writes the outer headers for `dst` in front of the packet at `buf[off..off + len]` (an
+    /// Ethernet frame for VXLAN, with `vni`; an IPv4 packet for IPIP) and returns the range of
+    /// the finished packet, or why it cannot be sent.
+    pub fn encapsulate(
+        &mut self,
+        buf: &mut [u8],
+        off: usize,
+        len: usize,
+        vni: Vni,
+        dst: Ipv4Addr,
+    ) -> Result<Range<usize>, DropReason> {
+        if self.templates.len() >= MAX_TEMPLATES && !self.templates.contains_key(&dst) {
+            self.templates.clear();
+        }
+        let t = match self.templates.entry(dst) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(v) => {
+                let t = match &self.cfg {
+                    TunnelConfig::Vxlan(c) => VxlanEncap::new(c, dst).map(Template::Vxlan),
+                    TunnelConfig::Ipip(c) => IpipEncap::new(c, dst).map(Template::Ipip),
+                };
+                v.insert(t.map_err(|e| drop_reason(&e))?)
+            }
+        };
+        let r = match t {
+            Template::Vxlan(enc) => enc.encapsulate(buf, off, len, &VxlanTx::new(vni)),
+            Template::Ipip(enc) => {
+                self.next_id = self.next_id.wrapping_add(1);
+                enc.encapsulate(buf, off, len, self.next_id)
+            }
+        };
+        r.map_err(|e| drop_reason(&e))
+    }
+}
+
+/// Why a packet the codec refused to encapsulate is dropped.
+pub fn drop_reason(e: &Error) -> DropReason {
+    match *e {
+        Error::Invalid {
+            reason: Invalid::TooLong,
+            ..
+        } => DropReason::TooBig,
+        Error::Invalid {
+            reason: Invalid::TtlZero,
+            ..
+        } => DropReason::TtlZero,
+        Error::Invalid {
+            reason: Invalid::OwnSource,
+            ..
+        } => DropReason::OwnSource,
+        Error::Truncated {
+            layer: Layer::InnerEthernet,
+            ..
+        } => DropReason::LocalRunt,
+        Error::Truncated {
+            layer: Layer::InnerIpv4,
+            ..
+        }
+        | Error::Invalid {
+            layer: Layer::InnerIpv4,
+            ..
+        } => DropReason::BadIpHeader,
+        // No room for the headers, settings that make no template: never expected.
+        _ => DropReason::EncapError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const REMOTE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+
+    fn ipv4(len: usize, ttl: u8, src: Ipv4Addr) -> Vec<u8> {
+        let mut p = vec![0u8; 20 + len];
+        encap::ipv4::Ipv4Repr {
+            src,
+            dst: Ipv4Addr::new(10, 0, 0, 2),
+            protocol: 17,
+            tos: 0,
+            ident: 1,
+            dont_frag: true,
+            ttl,
+            payload_len: len - 20,
+        }
+        .emit(&mut p[20..])
+        .unwrap();
+        p
+    }
+
+    #[test]
+    fn each_tunnel_writes_its_headers_and_ipip_counts_ids() {
+        let mut vx = Encapsulator::new(TunnelConfig::Vxlan(VxlanConfig::new(LOCAL)), 0);
+        assert_eq!(vx.overhead(), 36);
+        let mut f = vec![0u8; 36 + 60];
+        f[36 + 12] = 0x88;
+        let r = vx.encapsulate(&mut f, 36, 60, Vni::new(7).unwrap(), REMOTE);
+        assert_eq!(r, Ok(0..96));
+        let rx = encap::tunnel::vxlan::decapsulate(&f, 4789).unwrap();
+        assert_eq!((rx.src, rx.dst, rx.vni.get()), (LOCAL, REMOTE, 7));
+
+        let mut ip = Encapsulator::new(TunnelConfig::Ipip(IpipConfig::new(LOCAL)), 100);
+        assert_eq!(ip.overhead(), 20);
+        for id in [101u16, 102] {
+            let mut p = ipv4(60, 9, Ipv4Addr::new(10, 0, 0, 1));
+            assert_eq!(ip.encapsulate(&mut p, 20, 60, Vni::ZERO, REMOTE), Ok(0..80));
+            let rx = encap::tunnel::ipip::decapsulate(&p).unwrap();
+            assert_eq!((rx.src, rx.dst), (LOCAL, REMOTE));
+            assert_eq!(u16::from_be_bytes([p[4], p[5]]), id);
+        }
+    }
+
+    #[test]
+    fn refusals_carry_their_reason() {
+        let mut vx = Encapsulator::new(TunnelConfig::Vxlan(VxlanConfig::new(LOCAL)), 0);
+        let mut f = vec![0u8; 36 + 10];
+        assert_eq!(
+            vx.encapsulate(&mut f, 36, 10, Vni::ZERO, REMOTE),
+            Err(DropReason::LocalRunt)
+        );
+        assert_eq!(
+            vx.encapsulate(&mut f, 10, 14, Vni::ZERO, REMOTE),
+            Err(DropReason::EncapError),
+            "no headroom"
+        );
+        let mut big = vec![0u8; 36 + 65_500];
+        assert_eq!(
+            vx.encapsulate(&mut big, 36, 65_500, Vni::ZERO, REMOTE),
+            Err(DropReason::TooBig)
+        );
+        let mut ip = Encapsulator::new(TunnelConfig::Ipip(IpipConfig::new(LOCAL)), 0);
+        let mut p = ipv4(60, 0, Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(
+            ip.encapsulate(&mut p, 20, 60, Vni::ZERO, REMOTE),
+            Err(DropReason::TtlZero)
+        );
+        let mut p = ipv4(60, 9, LOCAL);
+        assert_eq!(
+            ip.encapsulate(&mut p, 20, 60, Vni::ZERO, REMOTE),
+            Err(DropReason::OwnSource)
+        );
+        let mut p = vec![0x45u8; 20 + 10];
+        assert_eq!(
+            ip.encapsulate(&mut p, 20, 10, Vni::ZERO, REMOTE),
+            Err(DropReason::BadIpHeader)
+        );
+    }
+
+    #[test]
+    fn the_template_cache_is_bounded() {
+        let mut vx = Encapsulator::new(TunnelConfig::Vxlan(VxlanConfig::new(LOCAL)), 0);
+        let mut f = vec![0u8; 36 + 60];
+        for i in 0..(MAX_TEMPLATES as u32 + 10) {
+            let dst = Ipv4Addr::from(0x0a00_0000 + i);
+            assert!(vx.encapsulate(&mut f, 36, 60, Vni::ZERO, dst).is_ok());
+            assert!(vx.templates.len() <= MAX_TEMPLATES);
+        }
+    }
+}

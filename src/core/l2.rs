@@ -1,0 +1,67 @@
+//! The L2 VXLAN engine: the core's flood-and-learn forwarding between TAP devices and VXLAN,
+//! with ARP suppression, in the engines' one calling convention (see [`super::engine`]).
+//! Shared by the workers (`Arc`).
+
+use super::arp_suppress::ArpSuppress;
+use super::{Core, Counters, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp};
+use std::sync::Arc;
+
+/// The L2 VXLAN engine over a shared [`Core`].
+#[derive(Debug)]
+pub struct L2 {
+    core: Arc<Core>,
+    arp: ArpSuppress,
+}
+
+impl L2 {
+    /// The engine of `core`'s networks; `arp_suppress[i]` turns ARP suppression on for
+    /// `NetId(i)`.
+    pub fn new(core: Arc<Core>, arp_suppress: Vec<bool>) -> L2 {
+        let arp = ArpSuppress::new(Arc::clone(&core), arp_suppress);
+        L2 { core, arp }
+    }
+
+    /// The core.
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// A VXLAN datagram (UDP payload) from the underlay: [`Core::on_remote`], and ARP crossing
+    /// the tunnel teaches ARP suppression its bindings.
+    pub fn on_remote(
+        &self,
+        now: Timestamp,
+        outer: Outer,
+        datagram: &mut [u8],
+        ctr: &mut Counters,
+    ) -> FromTunnel {
+        let v = self.core.on_remote(now, outer, datagram, ctr);
+        if let FromTunnel::Deliver { net, range } = &v
+            && let Some(frame) = datagram.get(range.clone())
+        {
+            self.arp.snoop_remote(now, *net, frame, ctr);
+        }
+        v
+    }
+
+    /// A frame from network `net`'s TAP device: a broadcast ARP request for a known remote
+    /// address is answered into the device ([`FromDevice::Answered`]); anything else is
+    /// forwarded by [`Core::on_local`] to the remotes in `out.remotes`.
+    pub fn on_local(
+        &self,
+        now: Timestamp,
+        net: NetId,
+        frame: &[u8],
+        out: &mut Out,
+        ctr: &mut Counters,
+    ) -> FromDevice {
+        if self
+            .arp
+            .answer_local(now, net, frame, &mut out.generated, ctr)
+        {
+            ctr.rx_device += 1;
+            return FromDevice::Answered;
+        }
+        self.core.on_local(now, net, frame, &mut out.remotes, ctr)
+    }
+}

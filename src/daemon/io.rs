@@ -1,0 +1,100 @@
+//! What a dataplane worker does to its device queue and its underlay socket, as two small batch
+//! traits, so the same worker runs on real devices and sockets ([`SyncDevice`], socket2's
+//! [`Socket`]) and, in tests, on the in-memory ones of [`mem`] (the way wireguard-go drives its
+//! whole device in memory with `tun/tuntest` and `conn/bindtest`).
+
+use super::batch_gro::PacketWrite;
+use crate::sys::{self, RecvMeta, SendMsg};
+use socket2::Socket;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, RawFd};
+use tun_rs::SyncDevice;
+
+pub mod mem;
+
+/// A device queue (a TAP or TUN file) as a worker uses it. Reads and writes carry a
+/// virtio-net header when the device has offloads ([`DeviceQueue::tcp_gso`]).
+pub trait DeviceQueue: PacketWrite + Send + Sync + 'static {
+    /// Reads one packet (or TSO super-packet) into `buf`; `WouldBlock` when none is waiting.
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Writes one packet.
+    fn send(&self, buf: &[u8]) -> io::Result<usize>;
+    /// Reads one packet or super-packet into `raw` and splits it into MSS-sized segments, each
+    /// into `bufs[i][offset..]` with its length in `sizes[i]` (tun-rs's `recv_multiple`);
+    /// returns how many. An error without an OS code: a super-packet that could not be split.
+    fn recv_segments(
+        &self,
+        raw: &mut [u8],
+        bufs: &mut [Box<[u8]>],
+        sizes: &mut [usize],
+        offset: usize,
+    ) -> io::Result<usize>;
+    /// Whether the device has virtio-net headers with TCP segmentation offload.
+    fn tcp_gso(&self) -> bool;
+    /// The file descriptor to poll for reading.
+    fn fd(&self) -> RawFd;
+}
+
+impl DeviceQueue for SyncDevice {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        SyncDevice::recv(self, buf)
+    }
+    fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        SyncDevice::send(self, buf)
+    }
+    fn recv_segments(
+        &self,
+        raw: &mut [u8],
+        bufs: &mut [Box<[u8]>],
+        sizes: &mut [usize],
+        offset: usize,
+    ) -> io::Result<usize> {
+        self.recv_multiple(raw, bufs, sizes, offset)
+    }
+    fn tcp_gso(&self) -> bool {
+        SyncDevice::tcp_gso(self)
+    }
+    fn fd(&self) -> RawFd {
+        self.as_raw_fd()
+    }
+}
+
+/// An underlay socket as a worker uses it: datagrams in and out in batches.
+pub trait DatagramSocket: Send + 'static {
+    /// Receives up to `meta.len()` datagrams (one `recvmmsg`): datagram `i` into
+    /// `arena[i * slot..]`, described by `meta[i]`; `WouldBlock` when none was waiting. Also
+    /// the socket's latest receive-queue overflow count, when it reports one.
+    fn recv_batch(
+        &self,
+        arena: &mut [u8],
+        slot: usize,
+        meta: &mut [RecvMeta],
+    ) -> io::Result<(usize, Option<u32>)>;
+    /// Sends a prefix of `msgs` (one `sendmmsg`); how many went, or the first one's error.
+    fn send_batch(&self, msgs: &[SendMsg<'_>]) -> io::Result<usize>;
+    /// The file descriptor to poll for reading.
+    fn fd(&self) -> RawFd;
+}
+
+impl DatagramSocket for Socket {
+    fn recv_batch(
+        &self,
+        arena: &mut [u8],
+        slot: usize,
+        meta: &mut [RecvMeta],
+    ) -> io::Result<(usize, Option<u32>)> {
+        sys::recv_batch(self, arena, slot, meta)
+    }
+    fn send_batch(&self, msgs: &[SendMsg<'_>]) -> io::Result<usize> {
+        sys::send_batch(self, msgs)
+    }
+    fn fd(&self) -> RawFd {
+        self.as_raw_fd()
+    }
+}
+
+impl PacketWrite for SyncDevice {
+    fn write_packet(&self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.send_vectored(iov)
+    }
+}
