@@ -1,25 +1,37 @@
 //! The per-packet path allocates nothing: a counting global allocator watches one thread while
-//! it runs, in steady state, what a worker does for every packet - a frame through
-//! `Core::on_local`, its outer header from a cached `VxlanEncap` template, queued into the
-//! `SendBatch` and sent with `sendmmsg` on a raw socket (one unicast copy and one flooded to two
-//! peers); the datagrams read back with `recvmmsg` into the `RecvBatch` and handed to
-//! `Core::on_remote` (which refreshes the learned entry). Loopback only; the raw socket needs
-//! CAP_NET_RAW (without it the test says so and passes, except under CI).
+//! it runs, in steady state, the real dataplane workers of every mode:
+//! - two L2 VXLAN workers (`L2Worker`) as two VTEPs on loopback, with real sockets (their UDP
+//!   sockets and raw send sockets, `recvmmsg`/`sendmmsg`) and in-memory TAP queues: unicast
+//!   and flooded frames from each TAP, encapsulated, sent, received by the other worker,
+//!   learned (a refresh) and delivered into its TAP. The raw socket needs CAP_NET_RAW
+//!   (without it the test says so and passes, except under CI).
+//! - an L3 VXLAN worker and an IPIP worker on in-memory devices and sockets, both directions.
+//!
 //! The receive side's TCP coalescing (`batch_gro::TcpRun`: segments checked, joined into runs,
 //! written as one super-packet from where they were received) allocates nothing either.
 //! The allocator is the one `unsafe` outside src/sys.rs: a test-only forwarding wrapper.
 
-use encap::{MacAddr, Vni, VxlanConfig, VxlanEncap, VxlanTx};
+use encap::{IpipConfig, MacAddr, Vni, VxlanConfig};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::net::{Ipv4Addr, UdpSocket};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
-use vtepd::core::{
-    Core, CoreConfig, Counters, FromDevice, FromTunnel, NetId, NetworkConfig, Remotes, Timestamp,
-};
-use vtepd::daemon::batch::{HEADROOM, RecvBatch, SendBatch};
+use vtepd::core::ipip::{Ipip, IpipSettings};
+use vtepd::core::l2::L2;
+use vtepd::core::l3vx::{L3Vx, L3VxConfig};
+use vtepd::core::route::{Route, Routes};
+use vtepd::core::{Core, CoreConfig, NetId, NetworkConfig, Timestamp};
 use vtepd::daemon::batch_gro::{self, Flushed, Framing, PacketWrite, Part, TcpRun};
+use vtepd::daemon::dev_port::DevPort;
+use vtepd::daemon::event_loop::{BUDGET, Dataplane};
+use vtepd::daemon::io::DeviceQueue;
+use vtepd::daemon::io::mem::{MemDevice, MemSocket};
+use vtepd::daemon::l2_vxlan::L2Worker;
+use vtepd::daemon::l3_ipip::IpipWorker;
+use vtepd::daemon::l3_vxlan::L3VxWorker;
+use vtepd::daemon::socket;
+use vtepd::daemon::tunnel_tx::TunnelTx;
 
 struct Counting;
 
@@ -57,7 +69,7 @@ unsafe impl GlobalAlloc for Counting {
 }
 
 #[global_allocator]
-static A: Counting = Counting;
+static ALLOCATOR: Counting = Counting;
 
 /// Allocations made by `f` on this thread.
 fn allocations(f: impl FnOnce()) -> u64 {
@@ -68,15 +80,17 @@ fn allocations(f: impl FnOnce()) -> u64 {
     COUNT.with(|c| c.get())
 }
 
-const LOCAL: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
-const PEER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
-const PEER2: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
-const OWN: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
-const REMOTE_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+const A: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+const B: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+const HOST_A: MacAddr = MacAddr([2, 0, 0, 0, 0xa, 1]);
+const HOST_B: MacAddr = MacAddr([2, 0, 0, 0, 0xb, 1]);
+/// Source 0 of every worker is its socket, source 1 its device queue.
+const SOCKET: usize = 0;
+const DEVICE: usize = 1;
 
-fn frame(dst: MacAddr, src: MacAddr, out: &mut [u8]) -> usize {
+fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
     // Ethernet + a minimal IPv4/UDP packet: the flow hash looks into it.
-    let mut f = [0u8; 60];
+    let mut f = vec![0u8; 60];
     f[..6].copy_from_slice(&dst.0);
     f[6..12].copy_from_slice(&src.0);
     f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
@@ -88,36 +102,41 @@ fn frame(dst: MacAddr, src: MacAddr, out: &mut [u8]) -> usize {
     f[30..34].copy_from_slice(&[10, 0, 0, 2]);
     f[34..36].copy_from_slice(&1234u16.to_be_bytes());
     f[36..38].copy_from_slice(&5678u16.to_be_bytes());
-    out[..60].copy_from_slice(&f);
-    60
+    f
 }
 
-#[test]
-fn steady_state_forwarding_does_not_allocate() {
-    let vni = Vni::new(42).unwrap();
-    let core = Arc::new(
+fn core(local: Ipv4Addr, peer: Ipv4Addr, own: MacAddr) -> Arc<Core> {
+    Arc::new(
         Core::new(CoreConfig {
-            local: LOCAL,
-            allow_any_peer: true,
+            local,
+            allow_any_peer: false,
             networks: vec![NetworkConfig {
-                vni,
-                peers: vec![PEER, PEER2],
-                own_mac: OWN,
+                vni: Vni::new(42).unwrap(),
+                peers: vec![peer],
+                own_mac: own,
                 learning: true,
                 ageing: Duration::from_secs(300),
                 max_learned: 1024,
             }],
         })
         .unwrap(),
-    );
-    // The "remote VTEP": a UDP socket the raw socket's datagrams go to (they carry its port).
-    let rx = UdpSocket::bind((LOCAL, 0)).unwrap();
-    let port = rx.local_addr().unwrap().port();
-    let raw = match socket2::Socket::new(
-        socket2::Domain::IPV4,
-        socket2::Type::RAW,
-        Some(socket2::Protocol::from(libc::IPPROTO_RAW)),
-    ) {
+    )
+}
+
+/// The packets `dev` was given, counted and forgotten.
+fn drain_written(dev: &MemDevice) -> usize {
+    dev.take_written(|_| ())
+}
+
+/// One L2 VTEP on loopback: a real UDP socket on `local`:`port`, a real raw send socket, an
+/// in-memory TAP.
+fn vtep(
+    local: Ipv4Addr,
+    peer: Ipv4Addr,
+    port: u16,
+    own: MacAddr,
+) -> Option<(L2Worker<MemDevice, socket2::Socket>, Arc<MemDevice>, u16)> {
+    let raw = match socket::open_raw_sender() {
         Ok(s) => s,
         Err(e) => {
             assert!(
@@ -125,83 +144,203 @@ fn steady_state_forwarding_does_not_allocate() {
                 "CI needs CAP_NET_RAW: {e}"
             );
             eprintln!("skipped: no raw socket ({e})");
-            return;
+            return None;
         }
     };
-    let mut vx = VxlanConfig::new(LOCAL);
+    let udp = socket::bind_udp(local, port).unwrap();
+    let port = udp.local_addr().unwrap().port();
+    let mut vx = VxlanConfig::new(local);
     vx.dst_port = port;
     vx.udp_checksum = false;
-    let enc: Vec<VxlanEncap> = [LOCAL, PEER, PEER2]
-        .iter()
-        .map(|r| VxlanEncap::new(&vx, *r).unwrap())
-        .collect();
-    let mut txb = SendBatch::new();
-    let mut rxb = RecvBatch::new();
-    let mut to = Remotes::with_capacity(64);
-    let mut ctr = Counters::default();
-    let mut now = Timestamp(1000);
+    let tap = Arc::new(MemDevice::new(64, true).unwrap());
+    let engine = Arc::new(L2::new(core(local, peer, own), vec![false]));
+    let w = L2Worker::new(
+        engine,
+        udp.into(),
+        TunnelTx::new(raw, vx),
+        vec![DevPort::new(Arc::clone(&tap), "tap", true, true)],
+    );
+    Some((w, tap, port))
+}
 
-    // Learn REMOTE_MAC (a map insert), thread-local state of the map's guards.
-    // A frame to REMOTE_MAC is flooded until then.
-    let mut first = [0u8; 128];
-    let n = frame(OWN, REMOTE_MAC, &mut first[8..]);
-    first[0] = 0x08;
-    first[4..7].copy_from_slice(&[0, 0, 42]);
-    core.on_remote(now, PEER.into(), &mut first[..8 + n], &mut ctr);
+/// Drains `w`'s socket until `want` frames reached its TAP (loopback delivers in the sender's
+/// system call; a few tries cover a late softirq).
+fn receive(
+    w: &mut L2Worker<MemDevice, socket2::Socket>,
+    tap: &MemDevice,
+    want: usize,
+    now: Timestamp,
+) {
+    let mut got = 0;
+    for _ in 0..1000 {
+        assert_eq!(w.drain(SOCKET, now, BUDGET), Ok(false));
+        got += drain_written(tap);
+        if got >= want {
+            break;
+        }
+    }
+    assert_eq!(got, want, "frames delivered");
+}
 
-    // One round of a worker's work, both directions.
-    let mut round = |now: Timestamp, txb: &mut SendBatch, rxb: &mut RecvBatch| {
-        for dst in [REMOTE_MAC, MacAddr::BROADCAST] {
-            let (slot, buf) = txb.next_slot();
-            let len = frame(dst, OWN, &mut buf[HEADROOM..]);
-            txb.commit_slot();
-            let f = &txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
-            let v = core.on_local(now, NetId(0), f, &mut to, &mut ctr);
-            assert_eq!(v, FromDevice::Tunnel);
-            let vni = to.vni();
-            for _dst in to.as_slice() {
-                // Every copy goes to the loopback "remote", whatever its VTEP address.
-                let buf = txb.slot_mut(slot);
-                let r = enc[0]
-                    .encapsulate(buf, HEADROOM, len, &VxlanTx::new(vni))
-                    .unwrap();
-                let mut head = [0u8; HEADROOM];
-                head.copy_from_slice(&buf[r.start..r.start + HEADROOM]);
-                assert!(txb.push(&head, slot, len, LOCAL));
-            }
-        }
-        {
-            let done = txb.flush(&raw, |d, e| panic!("send to {d}: {e}"));
-            assert_eq!(done.sent, 3, "one unicast copy and two flooded ones");
-            let (n, _) = rxb.recv(&rx).unwrap();
-            assert_eq!(n, 3);
-            for i in 0..n {
-                let (d, m) = rxb.get(i).unwrap();
-                // The datagram as a remote VTEP would send it: from PEER, REMOTE_MAC inside.
-                let mut dg = [0u8; 128];
-                dg[..d.len()].copy_from_slice(d);
-                dg[8 + 6..8 + 12].copy_from_slice(&REMOTE_MAC.0);
-                let v = core.on_remote(now, PEER.into(), &mut dg[..d.len()], &mut ctr);
-                assert!(
-                    matches!(v, FromTunnel::Deliver { .. }),
-                    "{v:?} from {:?}",
-                    m.src
-                );
-            }
-        }
+#[test]
+fn steady_state_l2_workers_do_not_allocate() {
+    let Some((mut wa, tap_a, port)) = vtep(A, B, 0, MacAddr([2, 0, 0, 0, 0, 0xa])) else {
+        return;
     };
-    // Warm up: thread-local state of the map's guards, the socket paths.
-    round(now, &mut txb, &mut rxb);
-
+    let Some((mut wb, tap_b, _)) = vtep(B, A, port, MacAddr([2, 0, 0, 0, 0, 0xb])) else {
+        return;
+    };
+    let to_b = frame(HOST_B, HOST_A);
+    let bcast_a = frame(MacAddr::BROADCAST, HOST_A);
+    let to_a = frame(HOST_A, HOST_B);
+    let mut now = Timestamp(1000);
+    // One round of both workers' work: A's TAP sends a unicast frame and a broadcast (flooded
+    // to B), B receives and delivers both; B's TAP answers, A delivers it.
+    let mut round = |now: Timestamp| {
+        assert!(tap_a.inject(&to_b) && tap_a.inject(&bcast_a));
+        assert_eq!(wa.drain(DEVICE, now, BUDGET), Ok(false));
+        receive(&mut wb, &tap_b, 2, now);
+        assert!(tap_b.inject(&to_a));
+        assert_eq!(wb.drain(DEVICE, now, BUDGET), Ok(false));
+        receive(&mut wa, &tap_a, 1, now);
+    };
+    // Warm up: MACs learned both ways (map inserts), header templates, thread-locals.
+    round(now);
+    round(now);
     let allocs = allocations(|| {
         for _ in 0..200 {
             now = Timestamp(now.0 + 1);
-            round(now, &mut txb, &mut rxb);
+            round(now);
         }
     });
     assert_eq!(allocs, 0, "the per-packet path allocated");
-    assert!(ctr.rx_device >= 400 && ctr.flood_copies >= 400, "{ctr:?}");
-    assert!(ctr.rx_tunnel >= 600, "{ctr:?}");
+    let (ca, cb) = (wa.counters(), wb.counters());
+    assert_eq!((ca.rx_device, ca.tx_tunnel), (2 * 202, 2 * 202));
+    assert_eq!((cb.rx_tunnel, cb.tx_device), (2 * 202, 2 * 202));
+    assert_eq!(
+        (ca.learned, cb.learned),
+        (1, 1),
+        "learned once, refreshed since"
+    );
+    assert_eq!(ca.total_drops() + cb.total_drops(), 0, "{ca:?} {cb:?}");
+}
+
+/// An IPv4/UDP packet of `len` bytes from `src` to `dst`.
+fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> Vec<u8> {
+    let mut p = vec![0u8; len];
+    encap::ipv4::Ipv4Repr {
+        src,
+        dst,
+        protocol: 17,
+        tos: 0,
+        ident: 1,
+        dont_frag: true,
+        ttl: 64,
+        payload_len: len - 20,
+    }
+    .emit(&mut p)
+    .unwrap();
+    p
+}
+
+#[test]
+fn steady_state_l3_workers_do_not_allocate() {
+    // L3 VXLAN: a resolved next hop out, and a frame for us in.
+    let own = MacAddr([2, 0, 0, 0, 0, 1]);
+    let c = core(A, B, own);
+    let routes = Arc::new(Routes::with_overlay_routes(A, &[]).unwrap());
+    let own_ip = Ipv4Addr::new(10, 244, 0, 1);
+    let peer_ip = Ipv4Addr::new(10, 244, 0, 7);
+    c.neigh_add(Timestamp(0), Vni::new(42).unwrap(), peer_ip, HOST_B)
+        .unwrap();
+    let engine = Arc::new(L3Vx::new(
+        Arc::clone(&c),
+        NetId(0),
+        L3VxConfig::new(own, own_ip, 24),
+        routes,
+    ));
+    let tun = Arc::new(MemDevice::new(64, true).unwrap());
+    let udp = Arc::new(MemSocket::new(64).unwrap());
+    let mut vx = VxlanConfig::new(A);
+    vx.udp_checksum = false;
+    let mut w = L3VxWorker::new(
+        engine,
+        Arc::clone(&udp),
+        TunnelTx::new(Arc::clone(&udp), vx),
+        DevPort::new(Arc::clone(&tun), "tun", true, true),
+    );
+    let out_pkt = ipv4(own_ip, peer_ip, 100);
+    let mut in_dgram = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+    in_dgram.extend_from_slice(&own.0);
+    in_dgram.extend_from_slice(&HOST_B.0);
+    in_dgram.extend_from_slice(&[0x08, 0x00]);
+    in_dgram.extend_from_slice(&ipv4(peer_ip, own_ip, 100));
+    let mut round = |now: Timestamp| {
+        assert!(tun.inject(&out_pkt));
+        assert_eq!(w.drain(DEVICE, now, BUDGET), Ok(false));
+        assert_eq!(udp.take_sent(|_, _| ()), 1);
+        assert!(udp.inject(B, 0, &in_dgram));
+        assert_eq!(w.drain(SOCKET, now, BUDGET), Ok(false));
+        assert_eq!(drain_written(&tun), 1);
+    };
+    round(Timestamp(1000));
+    let allocs = allocations(|| {
+        for k in 0..200 {
+            round(Timestamp(1001 + k));
+        }
+    });
+    assert_eq!(allocs, 0, "the L3 VXLAN path allocated");
+    assert_eq!(w.counters().total_drops(), 0, "{:?}", w.counters());
+
+    // IPIP (in memory, so any addresses): a routed packet out, an IPIP packet in.
+    let (a, b) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
+    let route = Route {
+        prefix: "10.0.2.0/24".parse().unwrap(),
+        via: b,
+    };
+    let ipip = Arc::new(Ipip::new(
+        &IpipSettings {
+            local: a,
+            allow_any_peer: false,
+            tunnel_mtu: 1480,
+        },
+        Arc::new(Routes::with_routes(a, &[route]).unwrap()),
+    ));
+    let tun = Arc::new(MemDevice::new(64, true).unwrap());
+    let sock = Arc::new(MemSocket::new(64).unwrap());
+    let mut w = IpipWorker::new(
+        ipip,
+        IpipConfig::new(a),
+        1,
+        1480,
+        DevPort::new(Arc::clone(&tun), "tunl", true, true),
+        Arc::clone(&sock),
+    );
+    assert!(tun.tcp_gso());
+    let (pod_a, pod_b) = (Ipv4Addr::new(10, 0, 1, 5), Ipv4Addr::new(10, 0, 2, 7));
+    let out_pkt = ipv4(pod_a, pod_b, 200);
+    let mut wire = ipv4(b, a, 20 + 200);
+    wire[9] = 4;
+    wire[10..12].fill(0);
+    let sum = encap::checksum::checksum(&wire[..20]);
+    wire[10..12].copy_from_slice(&sum.to_be_bytes());
+    wire[20..].copy_from_slice(&ipv4(pod_b, pod_a, 200));
+    let mut round = |now: Timestamp| {
+        assert!(tun.inject(&out_pkt));
+        assert_eq!(w.drain(DEVICE, now, BUDGET), Ok(false));
+        assert_eq!(sock.take_sent(|_, _| ()), 1);
+        assert!(sock.inject(b, 0, &wire));
+        assert_eq!(w.drain(SOCKET, now, BUDGET), Ok(false));
+        assert_eq!(drain_written(&tun), 1);
+    };
+    round(Timestamp(1000));
+    let allocs = allocations(|| {
+        for k in 0..200 {
+            round(Timestamp(1001 + k));
+        }
+    });
+    assert_eq!(allocs, 0, "the IPIP path allocated");
+    assert_eq!(w.counters().total_drops(), 0, "{:?}", w.counters());
 }
 
 /// A device that counts what it is given.

@@ -8,12 +8,12 @@
 //! frame.
 
 use super::batch_gro::{MAX_HEADER, Part};
+use super::io::DatagramSocket;
 use crate::core::{Counters, DropReason};
-use crate::sys::{self, MAX_BATCH, RecvMeta, SendMsg};
+use crate::sys::{MAX_BATCH, RecvMeta, SendMsg};
 use encap::tunnel::vxlan::OVERHEAD;
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::AsFd;
 
 /// Room in front of each frame slot for the outer headers (encap writes them there first).
 pub const HEADROOM: usize = OVERHEAD;
@@ -82,11 +82,11 @@ impl RecvBatch {
     /// Replaces the batch with what is waiting on `sock` (at most [`MAX_BATCH`] reads); returns
     /// how many datagrams arrived and the socket's overflow drop count if it reported one.
     /// WouldBlock when none were waiting.
-    pub fn recv(&mut self, sock: &impl AsFd) -> io::Result<(usize, Option<u32>)> {
+    pub fn recv(&mut self, sock: &impl DatagramSocket) -> io::Result<(usize, Option<u32>)> {
         self.len = 0;
         self.reads = 0;
         self.unindexed = 0;
-        let (n, ovfl) = sys::recv_batch(sock, &mut self.arena, MAX_PACKET, &mut self.meta)?;
+        let (n, ovfl) = sock.recv_batch(&mut self.arena, MAX_PACKET, &mut self.meta)?;
         self.reads = n;
         for (r, m) in self.meta[..n].iter().enumerate() {
             let base = r * MAX_PACKET;
@@ -123,7 +123,7 @@ impl RecvBatch {
     /// past the index's room as received and `Truncated`.
     pub fn recv_counted(
         &mut self,
-        sock: &impl AsFd,
+        sock: &impl DatagramSocket,
         overflow: &mut u32,
         ctr: &mut Counters,
     ) -> io::Result<usize> {
@@ -191,14 +191,14 @@ impl RecvBatch {
 /// (at most [`MAX_BATCH`] a call); a datagram the kernel refuses is reported to `on_error` (with
 /// its destination) and skipped, so one bad destination never holds up the others.
 pub fn send_all(
-    sock: &impl AsFd,
+    sock: &impl DatagramSocket,
     msgs: &[SendMsg<'_>],
     on_error: &mut impl FnMut(Ipv4Addr, &io::Error),
 ) -> Flushed {
     let mut out = Flushed::default();
     let mut i = 0;
     while i < msgs.len() {
-        match sys::send_batch(sock, &msgs[i..]) {
+        match sock.send_batch(&msgs[i..]) {
             Ok(0) => {
                 // Not expected from sendmmsg; never spin on it.
                 on_error(msgs[i].dst, &io::Error::from(io::ErrorKind::WriteZero));
@@ -390,7 +390,7 @@ impl SendBatch {
     /// The batch is empty afterwards.
     pub fn flush(
         &mut self,
-        sock: &impl AsFd,
+        sock: &impl DatagramSocket,
         mut on_error: impl FnMut(Ipv4Addr, &io::Error),
     ) -> Flushed {
         let mut msgs = [SendMsg {
@@ -418,6 +418,7 @@ impl SendBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys;
 
     #[test]
     fn slots_are_reused_only_after_a_flush() {

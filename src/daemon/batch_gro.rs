@@ -23,18 +23,11 @@ use crate::sys::MAX_BATCH;
 use encap::checksum;
 use std::io::{self, IoSlice};
 use std::net::Ipv4Addr;
-use tun_rs::SyncDevice;
 
 /// A device that takes one packet (with its virtio-net header) per vectored write.
 pub trait PacketWrite {
     /// Writes the packet made of `iov`.
     fn write_packet(&self, iov: &[IoSlice<'_>]) -> io::Result<usize>;
-}
-
-impl PacketWrite for SyncDevice {
-    fn write_packet(&self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.send_vectored(iov)
-    }
 }
 
 /// Bytes of the virtio-net header in front of every frame on an IFF_VNET_HDR device.

@@ -4,17 +4,17 @@
 //! that ends the worker, whichever way it was noticed (a read, a write, a refused super-packet).
 
 use super::batch_gro::{Part, TcpRun, VNET_HDR_NONE};
+use super::io::DeviceQueue;
 use super::ratelimit::RateLimit;
 use crate::core::{Counters, DropReason, Timestamp};
 use std::io::{self, IoSlice};
 use std::sync::Arc;
 use tracing::warn;
-use tun_rs::SyncDevice;
 
 /// A worker's port on one device queue.
-pub struct DevPort {
+pub struct DevPort<D> {
     /// The queue.
-    pub dev: Arc<SyncDevice>,
+    pub dev: Arc<D>,
     /// The device's name, for messages.
     pub name: String,
     /// Every packet read or written carries a virtio-net header (IFF_VNET_HDR).
@@ -27,7 +27,7 @@ pub struct DevPort {
     gone: Option<String>,
 }
 
-impl std::fmt::Debug for DevPort {
+impl<D> std::fmt::Debug for DevPort<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DevPort")
             .field("name", &self.name)
@@ -46,9 +46,9 @@ pub fn device_failed(name: &str, op: &str, e: &io::Error) -> String {
     }
 }
 
-impl DevPort {
+impl<D: DeviceQueue> DevPort<D> {
     /// A port on queue `dev` of device `name`.
-    pub fn new(dev: Arc<SyncDevice>, name: &str, vnet_hdr: bool, read: bool) -> DevPort {
+    pub fn new(dev: Arc<D>, name: &str, vnet_hdr: bool, read: bool) -> DevPort<D> {
         DevPort {
             dev,
             name: name.to_owned(),
@@ -66,7 +66,7 @@ impl DevPort {
         };
         let r = if self.vnet_hdr {
             self.dev
-                .send_vectored(&[IoSlice::new(&VNET_HDR_NONE), IoSlice::new(packet)])
+                .write_packet(&[IoSlice::new(&VNET_HDR_NONE), IoSlice::new(packet)])
         } else {
             self.dev.send(packet)
         };
@@ -78,7 +78,7 @@ impl DevPort {
 
     /// Writes a packet given with its own virtio-net header (a GSO super-packet) and counts it.
     pub fn write_vnet(&mut self, now: Timestamp, iov: &[IoSlice<'_>], ctr: &mut Counters) {
-        match self.dev.send_vectored(iov) {
+        match self.dev.write_packet(iov) {
             Ok(_) => ctr.tx_device += 1,
             Err(e) => self.write_failed(now, &e, 1, ctr),
         }
@@ -117,9 +117,9 @@ impl DevPort {
 /// Writes the pending run of TCP segments to its port (`ports[key]`): several as one GSO
 /// super-packet (one by one if the kernel refuses it), a single one as it is. `bytes` finds the
 /// packet at a place of the caller's receive batch.
-pub fn flush_run<'a>(
+pub fn flush_run<'a, D: DeviceQueue>(
     run: &mut TcpRun,
-    ports: &mut [DevPort],
+    ports: &mut [DevPort<D>],
     bytes: impl Fn(Part) -> Option<&'a [u8]>,
     now: Timestamp,
     ctr: &mut Counters,

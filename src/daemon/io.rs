@@ -52,7 +52,8 @@ impl DeviceQueue for SyncDevice {
         self.recv_multiple(raw, bufs, sizes, offset)
     }
     fn tcp_gso(&self) -> bool {
-        SyncDevice::tcp_gso(self)
+        // tun-rs's own (on the device behind the handle).
+        std::ops::Deref::deref(self).tcp_gso()
     }
     fn fd(&self) -> RawFd {
         self.as_raw_fd()
@@ -76,25 +77,50 @@ pub trait DatagramSocket: Send + 'static {
     fn fd(&self) -> RawFd;
 }
 
-impl DatagramSocket for Socket {
+/// The real sockets: `recvmmsg` and `sendmmsg` (see [`sys`]).
+macro_rules! kernel_socket {
+    ($($t:ty),*) => {$(
+        impl DatagramSocket for $t {
+            fn recv_batch(
+                &self,
+                arena: &mut [u8],
+                slot: usize,
+                meta: &mut [RecvMeta],
+            ) -> io::Result<(usize, Option<u32>)> {
+                sys::recv_batch(self, arena, slot, meta)
+            }
+            fn send_batch(&self, msgs: &[SendMsg<'_>]) -> io::Result<usize> {
+                sys::send_batch(self, msgs)
+            }
+            fn fd(&self) -> RawFd {
+                self.as_raw_fd()
+            }
+        }
+    )*};
+}
+
+kernel_socket!(Socket, std::net::UdpSocket);
+
+impl PacketWrite for SyncDevice {
+    fn write_packet(&self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.send_vectored(iov)
+    }
+}
+
+/// A socket shared with whoever else holds it (a test that looks at what a worker sent).
+impl<T: DatagramSocket + Sync> DatagramSocket for std::sync::Arc<T> {
     fn recv_batch(
         &self,
         arena: &mut [u8],
         slot: usize,
         meta: &mut [RecvMeta],
     ) -> io::Result<(usize, Option<u32>)> {
-        sys::recv_batch(self, arena, slot, meta)
+        (**self).recv_batch(arena, slot, meta)
     }
     fn send_batch(&self, msgs: &[SendMsg<'_>]) -> io::Result<usize> {
-        sys::send_batch(self, msgs)
+        (**self).send_batch(msgs)
     }
     fn fd(&self) -> RawFd {
-        self.as_raw_fd()
-    }
-}
-
-impl PacketWrite for SyncDevice {
-    fn write_packet(&self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.send_vectored(iov)
+        (**self).fd()
     }
 }

@@ -40,6 +40,7 @@ use super::dev_port::{DevPort, flush_run};
 use super::device::{self, Tap, Underlay};
 use super::event_loop::Dataplane;
 use super::handler::NetInfo;
+use super::io::{DatagramSocket, DeviceQueue};
 use super::ratelimit::RateLimit;
 use super::runner::{ControlParts, Held, Mode, Opened};
 use super::stats::Clock;
@@ -55,11 +56,13 @@ use crate::core::{
 use crate::error::Failure;
 use encap::MacAddr;
 use encap::vxlan::HEADER_LEN;
+use socket2::Socket;
 use std::io::ErrorKind;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use tracing::{debug, info, warn};
+use tun_rs::SyncDevice;
 
 /// The L2 VXLAN mode: the device MTU of every network, from the read-only checks.
 #[derive(Debug)]
@@ -130,7 +133,7 @@ impl Mode for L2Vxlan {
         for (id, sock) in udp.into_iter().enumerate() {
             let tx = TunnelTx::new(socket::open_raw_sender()?, vxlan_config(cfg));
             let ports = taps.iter().map(|t| port_of(t, id)).collect();
-            dataplanes.push(L2Worker::new(Arc::clone(&engine), sock, tx, ports));
+            dataplanes.push(L2Worker::new(Arc::clone(&engine), sock.into(), tx, ports));
         }
         let nets = cfg
             .networks
@@ -160,7 +163,7 @@ impl Mode for L2Vxlan {
 
 /// Worker `id`'s port on `tap`: its own queue, or (a device with fewer queues than workers)
 /// a shared one it only writes to.
-fn port_of(tap: &Tap, id: usize) -> DevPort {
+fn port_of(tap: &Tap, id: usize) -> DevPort<SyncDevice> {
     let n = tap.queues.len().max(1);
     DevPort::new(
         Arc::clone(&tap.queues[id % n]),
@@ -170,16 +173,15 @@ fn port_of(tap: &Tap, id: usize) -> DevPort {
     )
 }
 
-/// One L2 worker's dataplane.
-#[derive(Debug)]
-pub struct L2Worker {
+/// One L2 worker's dataplane: on TAP queues `D` and sockets `S` (in-memory ones in tests).
+pub struct L2Worker<D = SyncDevice, S = Socket> {
     engine: Arc<L2>,
     /// The non-blocking UDP socket VXLAN arrives on.
-    socket: std::net::UdpSocket,
+    socket: S,
     /// The send side: raw socket, outer header settings, frame slots, GSO socket pool.
-    tx: TunnelTx,
+    tx: TunnelTx<S>,
     /// The devices, indexed by [`NetId`].
-    taps: Vec<DevPort>,
+    taps: Vec<DevPort<D>>,
     /// The taps this worker reads: source `1 + k` is `taps[readable[k]]`.
     readable: Vec<usize>,
     ctr: Counters,
@@ -197,20 +199,23 @@ pub struct L2Worker {
 /// Source 0 is the UDP socket; source `1 + k` the `k`-th TAP queue this worker reads.
 const SOCKET: usize = 0;
 
-impl L2Worker {
+impl<D, S> std::fmt::Debug for L2Worker<D, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("L2Worker")
+            .field("taps", &self.taps)
+            .field("ctr", &self.ctr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
     /// A worker over `socket` (non-blocking), sending through `tx`, with a port on every TAP.
     pub fn new(
         engine: Arc<L2>,
-        socket: std::net::UdpSocket,
-        tx: TunnelTx,
-        taps: Vec<DevPort>,
-    ) -> L2Worker {
-        // Runs of equal-size datagrams from one sender may then arrive as one read (a remote
-        // vtepd sending with UDP GSO over a local or GRO-capable underlay); `RecvBatch` splits
-        // them. Without it everything still works, a datagram at a time.
-        if let Err(e) = crate::sys::enable_udp_gro(&socket) {
-            debug!(error = %e, "UDP_GRO not available on the VXLAN socket");
-        }
+        socket: S,
+        tx: TunnelTx<S>,
+        taps: Vec<DevPort<D>>,
+    ) -> L2Worker<D, S> {
         let readable = (0..taps.len()).filter(|&i| taps[i].read).collect();
         L2Worker {
             engine,
@@ -229,7 +234,7 @@ impl L2Worker {
 
     /// Fails the worker once a write found a device gone.
     fn check_devices(&self) -> Result<(), String> {
-        self.taps.iter().try_for_each(DevPort::check)
+        self.taps.iter().try_for_each(|t| t.check())
     }
 
     /// Reads datagrams in batches until the socket would block (false) or `budget` datagrams
@@ -434,10 +439,10 @@ impl L2Worker {
     }
 }
 
-impl Dataplane for L2Worker {
+impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L2Worker<D, S> {
     fn sources(&self) -> Vec<RawFd> {
-        std::iter::once(self.socket.as_raw_fd())
-            .chain(self.readable.iter().map(|&t| self.taps[t].dev.as_raw_fd()))
+        std::iter::once(self.socket.fd())
+            .chain(self.readable.iter().map(|&t| self.taps[t].dev.fd()))
             .collect()
     }
 

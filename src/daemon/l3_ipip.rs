@@ -23,6 +23,7 @@ use super::batch_gro::{self, Framing, Part, TcpRun};
 use super::dev_port::{DevPort, flush_run};
 use super::device::Underlay;
 use super::event_loop::Dataplane;
+use super::io::{DatagramSocket, DeviceQueue};
 use super::ipip_group::open_ipip_group;
 use super::l3_offload::{TunReader, TunnelQueue};
 use super::netlink::{KernelRoutes, RouteService};
@@ -43,9 +44,10 @@ use encap::{IpipConfig, Vni};
 use socket2::Socket;
 use std::io::{ErrorKind, IoSlice};
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use tracing::{info, warn};
+use tun_rs::SyncDevice;
 
 /// Source 0 is the raw socket, source 1 the TUN queue.
 const SOCKET: usize = 0;
@@ -120,7 +122,10 @@ impl Mode for L3Ipip {
                 let vnet_hdr = queue.tcp_gso();
                 let port = DevPort::new(Arc::clone(queue), &tun.name, vnet_hdr, true);
                 let enc = IpipConfig::new(cfg.local);
-                IpipWorker::new(index, Arc::clone(&ipip), enc, tun.mtu, port, raw, clock)
+                // IP IDs: each worker starts elsewhere in the space.
+                let seed = (clock.now().millis() as u16 ^ (index as u16).wrapping_mul(0x3c6f))
+                    .wrapping_mul(0x9e37);
+                IpipWorker::new(Arc::clone(&ipip), enc, seed, tun.mtu, port, raw)
             })
             .collect();
         // IPIP has no FDB or flood lists: the control plane's core has no network.
@@ -148,13 +153,13 @@ impl Mode for L3Ipip {
     }
 }
 
-/// An IPIP worker's dataplane: its TUN queue and its raw socket.
-#[derive(Debug)]
-pub struct IpipWorker {
+/// An IPIP worker's dataplane: its TUN queue and its raw socket (`D` and `S`: in-memory ones
+/// in tests).
+pub struct IpipWorker<D = SyncDevice, S = Socket> {
     ipip: Arc<Ipip>,
     /// This worker's queue of the TUN device, as a one-port slice.
-    dev: [DevPort; 1],
-    sock: Socket,
+    dev: [DevPort<D>; 1],
+    sock: S,
     /// Writes the outer headers.
     enc: Encapsulator,
     /// The engine's remotes and generated frames (ICMP errors) for the packet at hand.
@@ -174,19 +179,27 @@ pub struct IpipWorker {
     socket_err_log: RateLimit,
 }
 
-impl IpipWorker {
-    fn new(
-        index: usize,
+impl<D, S> std::fmt::Debug for IpipWorker<D, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IpipWorker")
+            .field("dev", &self.dev)
+            .field("ctr", &self.ctr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
+    /// A worker on its TUN queue `dev` (of MTU `mtu`) and its raw IPIP socket `sock`, writing
+    /// outer headers as `enc` says with IP IDs from `id_seed` on.
+    pub fn new(
         ipip: Arc<Ipip>,
         enc: IpipConfig,
+        id_seed: u16,
         mtu: u16,
-        dev: DevPort,
-        sock: Socket,
-        clock: Clock,
-    ) -> IpipWorker {
-        // IP IDs: each worker starts elsewhere in the space.
-        let seed = (clock.now().millis() as u16 ^ (index as u16).wrapping_mul(0x3c6f))
-            .wrapping_mul(0x9e37);
+        dev: DevPort<D>,
+        sock: S,
+    ) -> IpipWorker<D, S> {
+        let seed = id_seed;
         IpipWorker {
             ipip,
             dev: [dev],
@@ -324,7 +337,7 @@ impl IpipWorker {
             if self.reader.needs_flush() {
                 self.flush_tunnel(now);
             }
-            let segs = match self.reader.read(&self.dev[0].dev) {
+            let segs = match self.reader.read(&*self.dev[0].dev) {
                 Ok(r) => r,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     more = false;
@@ -397,9 +410,9 @@ impl IpipWorker {
     }
 }
 
-impl Dataplane for IpipWorker {
+impl<D: DeviceQueue, S: DatagramSocket> Dataplane for IpipWorker<D, S> {
     fn sources(&self) -> Vec<RawFd> {
-        vec![self.sock.as_raw_fd(), self.dev[0].dev.as_raw_fd()]
+        vec![self.sock.fd(), self.dev[0].dev.fd()]
     }
 
     fn drain(&mut self, i: usize, now: Timestamp, budget: usize) -> Result<bool, String> {

@@ -12,12 +12,13 @@
 //! headroom and the raw-socket batch are vtepd's. Everything here is allocated once.
 
 use super::batch::{send_all, send_drop_reason};
+use super::io::{DatagramSocket, DeviceQueue};
 use crate::core::Counters;
 use crate::sys::{MAX_BATCH, SendMsg};
 use std::io;
 use std::net::Ipv4Addr;
 use std::ops::Range;
-use tun_rs::{SyncDevice, VIRTIO_NET_HDR_LEN};
+use tun_rs::VIRTIO_NET_HDR_LEN;
 
 /// Segment slots: enough that after a flush (at [`MAX_BATCH`] queued) a 64 KiB super-packet
 /// cut at an MSS of 512 still fits in what is left.
@@ -72,9 +73,9 @@ impl TunReader {
     /// Reads one packet or super-packet into the next free slots and returns their indices.
     /// An error with an OS code is the device's (WouldBlock: nothing waiting); one without
     /// is a super-packet tun-rs could not split (malformed header, too many segments).
-    pub fn read(&mut self, dev: &SyncDevice) -> io::Result<Range<usize>> {
+    pub fn read(&mut self, dev: &impl DeviceQueue) -> io::Result<Range<usize>> {
         let start = self.filled;
-        let n = dev.recv_multiple(
+        let n = dev.recv_segments(
             &mut self.raw,
             &mut self.segs[start..],
             &mut self.sizes[start..],
@@ -135,7 +136,7 @@ impl TunnelQueue {
     pub fn flush(
         &mut self,
         reader: &TunReader,
-        sock: &impl std::os::fd::AsFd,
+        sock: &impl DatagramSocket,
         ctr: &mut Counters,
         mut on_error: impl FnMut(Ipv4Addr, &io::Error),
     ) {

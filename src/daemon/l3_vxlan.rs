@@ -34,6 +34,7 @@ use super::dev_port::{DevPort, flush_run};
 use super::device::Underlay;
 use super::event_loop::Dataplane;
 use super::handler::NetInfo;
+use super::io::{DatagramSocket, DeviceQueue};
 use super::netlink::{KernelRoutes, RouteService};
 use super::ratelimit::RateLimit;
 use super::runner::{ControlParts, Held, Mode, Opened};
@@ -50,10 +51,12 @@ use crate::core::{
     Outer, Timestamp,
 };
 use crate::error::Failure;
+use socket2::Socket;
 use std::io::{self, ErrorKind};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::Arc;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
+use tun_rs::SyncDevice;
 
 /// Our single network.
 const NET: NetId = NetId(0);
@@ -160,7 +163,7 @@ impl Mode for L3Vxlan {
         for (sock, queue) in udp.into_iter().zip(&tun.queues) {
             let tx = TunnelTx::new(socket::open_raw_sender()?, vxlan_config(cfg));
             let port = DevPort::new(Arc::clone(queue), &tun.name, true, true);
-            workers.push(L3VxWorker::new(Arc::clone(&engine), sock, tx, port));
+            workers.push(L3VxWorker::new(Arc::clone(&engine), sock.into(), tx, port));
         }
         Ok(Opened {
             workers,
@@ -182,14 +185,14 @@ impl Mode for L3Vxlan {
     }
 }
 
-/// One L3 VXLAN worker's dataplane: its UDP socket and its TUN queue.
-#[derive(Debug)]
-pub struct L3VxWorker {
+/// One L3 VXLAN worker's dataplane: its UDP socket and its TUN queue (`S` and `D`: in-memory
+/// ones in tests).
+pub struct L3VxWorker<D = SyncDevice, S = Socket> {
     engine: Arc<L3Vx>,
-    socket: std::net::UdpSocket,
-    tx: TunnelTx,
+    socket: S,
+    tx: TunnelTx<S>,
     /// This worker's queue of the TUN device (opened with offloads), as a one-port slice.
-    tun: [DevPort; 1],
+    tun: [DevPort<D>; 1],
     ctr: Counters,
     /// The engine's remotes and generated frames for the packet at hand.
     out: Out,
@@ -205,18 +208,18 @@ pub struct L3VxWorker {
     socket_err_log: RateLimit,
 }
 
-impl L3VxWorker {
-    fn new(
-        engine: Arc<L3Vx>,
-        socket: std::net::UdpSocket,
-        tx: TunnelTx,
-        tun: DevPort,
-    ) -> L3VxWorker {
-        // Runs of equal-size datagrams (a peer's UDP GSO send, or kernel GRO) may then arrive
-        // as one read, which `RecvBatch` splits; without it, a datagram at a time.
-        if let Err(e) = crate::sys::enable_udp_gro(&socket) {
-            debug!(error = %e, "UDP_GRO not available on the VXLAN socket");
-        }
+impl<D, S> std::fmt::Debug for L3VxWorker<D, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("L3VxWorker")
+            .field("tun", &self.tun)
+            .field("ctr", &self.ctr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
+    /// A worker over `socket` (non-blocking), sending through `tx`, with its TUN queue `tun`.
+    pub fn new(engine: Arc<L3Vx>, socket: S, tx: TunnelTx<S>, tun: DevPort<D>) -> L3VxWorker<D, S> {
         L3VxWorker {
             engine,
             socket,
@@ -506,9 +509,9 @@ impl L3VxWorker {
     }
 }
 
-impl Dataplane for L3VxWorker {
+impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L3VxWorker<D, S> {
     fn sources(&self) -> Vec<RawFd> {
-        vec![self.socket.as_raw_fd(), self.tun[0].dev.as_raw_fd()]
+        vec![self.socket.fd(), self.tun[0].dev.fd()]
     }
 
     fn drain(&mut self, i: usize, now: Timestamp, budget: usize) -> Result<bool, String> {

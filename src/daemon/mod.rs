@@ -4,6 +4,9 @@
 //! its per-worker [`event_loop::Dataplane`], and what it gives the control plane
 //! ([`l2_vxlan`], [`l3_vxlan`], [`l3_ipip`]).
 //!
+//! A dataplane works on its device queue and socket through two small traits ([`io`]), so the
+//! same worker runs on real ones and, in tests, on in-memory ones ([`io::mem`]).
+//!
 //! Shared by the modes' dataplanes: batched socket I/O ([`batch`]), device receive and
 //! transmit offloads ([`batch_gro`], [`batch_tso`], [`l3_offload`]), the VXLAN send side
 //! ([`tunnel_tx`]), device ports ([`dev_port`]), and the control plane's view of the state
@@ -16,6 +19,7 @@ pub mod dev_port;
 pub mod device;
 pub mod event_loop;
 pub mod handler;
+pub mod io;
 pub mod ipip_group;
 pub mod l2_vxlan;
 pub mod l3_ipip;

@@ -43,6 +43,10 @@ pub fn bind_udp(local: Ipv4Addr, port: u16) -> Result<UdpSocket, Failure> {
 ///
 /// SO_REUSEPORT would also let a second daemon join the group and silently take part of the
 /// traffic, so a probe bind without it comes first: it fails if anyone holds the port.
+///
+/// Each socket has UDP_GRO on where the kernel has it: runs of equal-size datagrams from one
+/// sender (a remote vtepd's UDP GSO send over a local or GRO-capable underlay) may then arrive
+/// as one read, which `RecvBatch` splits; without it everything works a datagram at a time.
 pub fn bind_udp_group(local: Ipv4Addr, port: u16, n: usize) -> Result<Vec<UdpSocket>, Failure> {
     let addr = SocketAddrV4::new(local, port);
     let fail = |what: &str, e: std::io::Error| {
@@ -86,6 +90,9 @@ pub fn bind_udp_group(local: Ipv4Addr, port: u16, n: usize) -> Result<Vec<UdpSoc
         sock.bind(&addr.into()).map_err(in_use)?;
         sock.set_nonblocking(true)
             .map_err(|e| fail("make it non-blocking", e))?;
+        if let Err(e) = sys::enable_udp_gro(&sock) {
+            tracing::debug!(error = %e, "UDP_GRO not available on the VXLAN socket");
+        }
         socks.push(sock.into());
     }
     Ok(socks)

@@ -20,6 +20,7 @@
 use super::batch::{HEADROOM, MAX_HEAD, MAX_PACKET, SendBatch, send_drop_reason};
 use super::batch_gro::MAX_HEADER;
 use super::batch_tso::{self, TsoFrame};
+use super::io::DatagramSocket;
 use super::ratelimit::RateLimit;
 use crate::core::encapsulator::{Encapsulator, TunnelConfig};
 use crate::core::{Counters, DropReason, Remotes, Timestamp};
@@ -36,10 +37,11 @@ use tracing::warn;
 /// refilled on demand when full.
 pub const MAX_GSO_SOCKETS: usize = 64;
 
-/// Frames read from a device, and their encapsulated copies on their way to remote VTEPs.
+/// Frames read from a device, and their encapsulated copies on their way to remote VTEPs
+/// (sent on `S`, the raw socket; an in-memory one in tests).
 #[derive(Debug)]
-pub struct TunnelTx {
-    raw: Socket,
+pub struct TunnelTx<S = Socket> {
+    raw: S,
     /// The settings the UDP GSO sockets need (the same the encapsulator writes).
     vxlan: VxlanConfig,
     /// Writes the outer headers (per-remote templates).
@@ -57,9 +59,9 @@ pub struct TunnelTx {
     err_log: RateLimit,
 }
 
-impl TunnelTx {
+impl<S: DatagramSocket> TunnelTx<S> {
     /// Sends on the non-blocking raw socket `raw` with the outer header settings `vxlan`.
-    pub fn new(raw: Socket, vxlan: VxlanConfig) -> TunnelTx {
+    pub fn new(raw: S, vxlan: VxlanConfig) -> TunnelTx<S> {
         TunnelTx {
             raw,
             enc: Encapsulator::new(TunnelConfig::Vxlan(vxlan), 0),

@@ -1,0 +1,489 @@
+//! The real dataplane workers of every mode, driven in memory: their device queues and sockets
+//! are `daemon::io::mem` fakes, so a test injects a frame or datagram, calls the worker's
+//! `drain` as the event loop would, and checks what it wrote or sent, with no kernel. Outer
+//! headers are checked with encap's decapsulators and inner packets byte for byte against what
+//! went in.
+
+use encap::{IpipConfig, MacAddr, Vni, VxlanConfig};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+use vtepd::core::ipip::{Ipip, IpipSettings};
+use vtepd::core::l2::L2;
+use vtepd::core::l3vx::{L3Vx, L3VxConfig};
+use vtepd::core::route::{Route, Routes};
+use vtepd::core::{Core, CoreConfig, DropReason, NetId, NetworkConfig, Timestamp};
+use vtepd::daemon::batch_gro::VNET_HDR_LEN;
+use vtepd::daemon::dev_port::DevPort;
+use vtepd::daemon::event_loop::{BUDGET, Dataplane};
+use vtepd::daemon::io::mem::{MemDevice, MemSocket};
+use vtepd::daemon::l2_vxlan::L2Worker;
+use vtepd::daemon::l3_ipip::IpipWorker;
+use vtepd::daemon::l3_vxlan::L3VxWorker;
+use vtepd::daemon::tunnel_tx::TunnelTx;
+
+const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const P1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+const P2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+const OWN: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+const HOST_A: MacAddr = MacAddr([2, 0, 0, 0, 0xa, 1]);
+const HOST_B: MacAddr = MacAddr([2, 0, 0, 0, 0xb, 1]);
+/// Source 0 of every worker is its socket, source 1 its (first) device queue.
+const SOCKET: usize = 0;
+const DEVICE: usize = 1;
+const NOW: Timestamp = Timestamp(1000);
+
+fn vni() -> Vni {
+    Vni::new(42).unwrap()
+}
+
+fn core(peers: Vec<Ipv4Addr>) -> Arc<Core> {
+    Arc::new(
+        Core::new(CoreConfig {
+            local: LOCAL,
+            allow_any_peer: false,
+            networks: vec![NetworkConfig {
+                vni: vni(),
+                peers,
+                own_mac: OWN,
+                learning: true,
+                ageing: Duration::from_secs(300),
+                max_learned: 1024,
+            }],
+        })
+        .unwrap(),
+    )
+}
+
+fn vxlan_settings() -> VxlanConfig {
+    let mut v = VxlanConfig::new(LOCAL);
+    v.udp_checksum = false;
+    v
+}
+
+/// An IPv4/UDP packet of `len` bytes from `src` to `dst` with TOS `tos`, valid checksum,
+/// tagged in its last byte.
+fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, len: usize, tos: u8, tag: u8) -> Vec<u8> {
+    let mut p = vec![0u8; len];
+    encap::ipv4::Ipv4Repr {
+        src,
+        dst,
+        protocol: 17,
+        tos,
+        ident: 7,
+        dont_frag: true,
+        ttl: 64,
+        payload_len: len - 20,
+    }
+    .emit(&mut p)
+    .unwrap();
+    p[len - 1] = tag;
+    p
+}
+
+/// An Ethernet frame carrying `payload` (IPv4).
+fn frame(dst: MacAddr, src: MacAddr, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A VXLAN datagram (UDP payload) for VNI 42 carrying `inner`.
+fn vxlan(inner: &[u8]) -> Vec<u8> {
+    let mut d = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+    d.extend_from_slice(inner);
+    d
+}
+
+/// Every datagram `sock` sent: (destination, bytes).
+fn sent(sock: &MemSocket) -> Vec<(Ipv4Addr, Vec<u8>)> {
+    let mut v = Vec::new();
+    sock.take_sent(|dst, p| v.push((dst, p.to_vec())));
+    v
+}
+
+/// Every packet written to `dev`, without its virtio-net header (which must say "nothing to
+/// do" unless `gso`).
+fn written(dev: &MemDevice) -> Vec<Vec<u8>> {
+    let mut v = Vec::new();
+    dev.take_written(|p| v.push(p.to_vec()));
+    v
+}
+
+fn plain(packets: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    packets
+        .into_iter()
+        .map(|p| {
+            assert_eq!(&p[..VNET_HDR_LEN], &[0u8; VNET_HDR_LEN], "a plain write");
+            p[VNET_HDR_LEN..].to_vec()
+        })
+        .collect()
+}
+
+struct L2Rig {
+    w: L2Worker<MemDevice, Arc<MemSocket>>,
+    tap: Arc<MemDevice>,
+    udp: Arc<MemSocket>,
+    raw: Arc<MemSocket>,
+}
+
+fn l2(peers: Vec<Ipv4Addr>) -> L2Rig {
+    let engine = Arc::new(L2::new(core(peers), vec![false]));
+    let tap = Arc::new(MemDevice::new(128, true).unwrap());
+    let udp = Arc::new(MemSocket::new(128).unwrap());
+    let raw = Arc::new(MemSocket::new(128).unwrap());
+    let tx = TunnelTx::new(Arc::clone(&raw), vxlan_settings());
+    let port = DevPort::new(Arc::clone(&tap), "tap0", true, true);
+    let w = L2Worker::new(engine, Arc::clone(&udp), tx, vec![port]);
+    L2Rig { w, tap, udp, raw }
+}
+
+#[test]
+fn l2_floods_learns_delivers_and_sends_unicast() {
+    let mut r = l2(vec![P1, P2]);
+    assert_eq!(r.w.sources().len(), 2);
+    // A broadcast from the local host: one copy per peer, each a VXLAN packet from us.
+    let bcast = frame(
+        MacAddr::BROADCAST,
+        HOST_A,
+        &ipv4(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 255),
+            60,
+            0,
+            1,
+        ),
+    );
+    assert!(r.tap.inject(&bcast));
+    assert_eq!(r.w.drain(DEVICE, NOW, BUDGET), Ok(false));
+    let out = sent(&r.raw);
+    assert_eq!(
+        out.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
+        vec![P1, P2]
+    );
+    for (dst, pkt) in &out {
+        let rx = encap::tunnel::vxlan::decapsulate(pkt, 4789).unwrap();
+        assert_eq!((rx.src, rx.dst, rx.vni), (LOCAL, *dst, vni()));
+        assert_eq!(&pkt[rx.inner], &bcast[..]);
+    }
+    assert_eq!(r.w.counters().flood_copies, 2);
+
+    // From P1, host B answers host A: delivered into the TAP as it was, B learned behind P1.
+    let reply = frame(
+        HOST_A,
+        HOST_B,
+        &ipv4(
+            Ipv4Addr::new(10, 0, 0, 2),
+            Ipv4Addr::new(10, 0, 0, 1),
+            60,
+            0,
+            2,
+        ),
+    );
+    assert!(r.udp.inject(P1, 0, &vxlan(&reply)));
+    assert_eq!(r.w.drain(SOCKET, NOW, BUDGET), Ok(false));
+    assert_eq!(plain(written(&r.tap)), vec![reply.clone()]);
+    let c = r.w.counters();
+    assert_eq!((c.rx_tunnel, c.tx_device, c.learned), (1, 1, 1));
+
+    // Now a frame to B goes to P1 alone.
+    let to_b = frame(
+        HOST_B,
+        HOST_A,
+        &ipv4(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            80,
+            0,
+            3,
+        ),
+    );
+    assert!(r.tap.inject(&to_b));
+    assert_eq!(r.w.drain(DEVICE, NOW, BUDGET), Ok(false));
+    let out = sent(&r.raw);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, P1);
+    let rx = encap::tunnel::vxlan::decapsulate(&out[0].1, 4789).unwrap();
+    assert_eq!(&out[0].1[rx.inner], &to_b[..]);
+    assert_eq!(r.w.counters().tx_tunnel, 3);
+
+    // From an unknown source: counted, not delivered.
+    assert!(
+        r.udp
+            .inject(Ipv4Addr::new(192, 0, 2, 99), 0, &vxlan(&reply))
+    );
+    assert_eq!(r.w.drain(SOCKET, NOW, BUDGET), Ok(false));
+    assert!(written(&r.tap).is_empty());
+    assert_eq!(r.w.counters().drops_of(DropReason::UnknownPeer), 1);
+}
+
+#[test]
+fn l2_applies_ecn_inside_the_decision() {
+    let mut r = l2(vec![P1]);
+    // Outer CE over inner ECT(0): the inner packet leaves marked CE (checksum updated).
+    let inner = ipv4(
+        Ipv4Addr::new(10, 0, 0, 2),
+        Ipv4Addr::new(10, 0, 0, 1),
+        60,
+        0x02,
+        1,
+    );
+    let f = frame(HOST_A, HOST_B, &inner);
+    assert!(r.udp.inject(P1, 0x03, &vxlan(&f)));
+    // Outer CE over inner Not-ECT: dropped.
+    let not_ect = frame(
+        HOST_A,
+        HOST_B,
+        &ipv4(
+            Ipv4Addr::new(10, 0, 0, 2),
+            Ipv4Addr::new(10, 0, 0, 1),
+            60,
+            0x00,
+            2,
+        ),
+    );
+    assert!(r.udp.inject(P1, 0x03, &vxlan(&not_ect)));
+    assert_eq!(r.w.drain(SOCKET, NOW, BUDGET), Ok(false));
+    let got = plain(written(&r.tap));
+    assert_eq!(got.len(), 1);
+    let ip = encap::ipv4::Ipv4Packet::new_checked(&got[0][14..]).unwrap();
+    assert_eq!(ip.tos() & 3, 3, "CE");
+    assert!(ip.verify_checksum());
+    assert_eq!(r.w.counters().drops_of(DropReason::EcnDrop), 1);
+}
+
+/// A TCP/IPv4 segment (ACK) of `payload` bytes at `seq`, checksums valid.
+fn tcp(seq: u32, payload: usize) -> Vec<u8> {
+    let mut p = vec![0u8; 40 + payload];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&((40 + payload) as u16).to_be_bytes());
+    p[6] = 0x40;
+    p[8] = 64;
+    p[9] = 6;
+    p[12..16].copy_from_slice(&[10, 0, 0, 2]);
+    p[16..20].copy_from_slice(&[10, 0, 0, 1]);
+    let c = encap::checksum::checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[20..22].copy_from_slice(&1234u16.to_be_bytes());
+    p[22..24].copy_from_slice(&80u16.to_be_bytes());
+    p[24..28].copy_from_slice(&seq.to_be_bytes());
+    p[32] = 5 << 4;
+    p[33] = 0x10;
+    p[34..36].copy_from_slice(&512u16.to_be_bytes());
+    for (i, b) in p[40..].iter_mut().enumerate() {
+        *b = (seq as usize + i) as u8;
+    }
+    let ps = encap::checksum::pseudo_header(
+        Ipv4Addr::new(10, 0, 0, 2),
+        Ipv4Addr::new(10, 0, 0, 1),
+        6,
+        (20 + payload) as u16,
+    );
+    let c = encap::checksum::finish(encap::checksum::add(ps, encap::checksum::sum(&p[20..])));
+    p[36..38].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+#[test]
+fn l2_coalesces_a_tcp_run_into_one_gso_write() {
+    let mut r = l2(vec![P1]);
+    for k in 0..4u32 {
+        let f = frame(HOST_A, HOST_B, &tcp(k * 1000, 1000));
+        assert!(r.udp.inject(P1, 0, &vxlan(&f)));
+    }
+    assert_eq!(r.w.drain(SOCKET, NOW, BUDGET), Ok(false));
+    let w = written(&r.tap);
+    assert_eq!(w.len(), 1, "one super-frame");
+    let v = &w[0];
+    assert_eq!(v[1], 1, "GSO TCPv4");
+    assert_eq!(u16::from_le_bytes([v[4], v[5]]), 1000, "gso_size");
+    // Headers once, then the four payloads in order.
+    let payload: Vec<u8> = (0..4u32)
+        .flat_map(|k| tcp(k * 1000, 1000)[40..].to_vec())
+        .collect();
+    assert_eq!(&v[VNET_HDR_LEN + 14 + 40..], &payload[..]);
+    assert_eq!(r.w.counters().tx_device, 4);
+}
+
+#[test]
+fn a_removed_device_ends_the_worker_with_its_reason() {
+    let mut r = l2(vec![P1]);
+    r.tap.remove();
+    let e = r.w.drain(DEVICE, NOW, BUDGET).unwrap_err();
+    assert!(e.contains("tap0 was removed"), "{e}");
+    // Noticed on a write too (a datagram for the device).
+    let mut r = l2(vec![P1]);
+    r.tap.remove();
+    let f = frame(
+        HOST_A,
+        HOST_B,
+        &ipv4(
+            Ipv4Addr::new(10, 0, 0, 2),
+            Ipv4Addr::new(10, 0, 0, 1),
+            60,
+            0,
+            1,
+        ),
+    );
+    assert!(r.udp.inject(P1, 0, &vxlan(&f)));
+    let e = r.w.drain(SOCKET, NOW, BUDGET).unwrap_err();
+    assert!(e.contains("tap0 was removed (write to it"), "{e}");
+    assert_eq!(r.w.counters().drops_of(DropReason::DeviceTxError), 1);
+}
+
+const OWN_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 1);
+const PEER_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 7);
+
+/// An ARP packet in an Ethernet frame.
+fn arp(
+    op: u16,
+    eth_dst: MacAddr,
+    sha: MacAddr,
+    spa: Ipv4Addr,
+    tha: MacAddr,
+    tpa: Ipv4Addr,
+) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&eth_dst.0);
+    f.extend_from_slice(&sha.0);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4]);
+    f.extend_from_slice(&op.to_be_bytes());
+    f.extend_from_slice(&sha.0);
+    f.extend_from_slice(&spa.octets());
+    f.extend_from_slice(&tha.0);
+    f.extend_from_slice(&tpa.octets());
+    f
+}
+
+#[test]
+fn l3_vxlan_resolves_releases_and_unwraps() {
+    let c = core(vec![P1]);
+    let routes = Arc::new(Routes::with_overlay_routes(LOCAL, &[]).unwrap());
+    let engine = Arc::new(L3Vx::new(
+        Arc::clone(&c),
+        NetId(0),
+        L3VxConfig::new(OWN, OWN_IP, 24),
+        routes,
+    ));
+    let tun = Arc::new(MemDevice::new(64, true).unwrap());
+    let udp = Arc::new(MemSocket::new(64).unwrap());
+    let raw = Arc::new(MemSocket::new(64).unwrap());
+    let tx = TunnelTx::new(Arc::clone(&raw), vxlan_settings());
+    let port = DevPort::new(Arc::clone(&tun), "tun0", true, true);
+    let mut w = L3VxWorker::new(engine, Arc::clone(&udp), tx, port);
+
+    // A packet for an on-link address nobody resolved yet: held, and an ARP request flooded.
+    let pkt = ipv4(OWN_IP, PEER_IP, 100, 0, 9);
+    assert!(tun.inject(&pkt));
+    assert_eq!(w.drain(DEVICE, NOW, BUDGET), Ok(false));
+    let out = sent(&raw);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, P1);
+    let rx = encap::tunnel::vxlan::decapsulate(&out[0].1, 4789).unwrap();
+    let req = &out[0].1[rx.inner];
+    assert_eq!(
+        req,
+        &arp(1, MacAddr::BROADCAST, OWN, OWN_IP, MacAddr::ZERO, PEER_IP)[..]
+    );
+
+    // The answer from P1: the held packet leaves, framed toward the answer's MAC.
+    let is_at = arp(2, OWN, HOST_B, PEER_IP, OWN, OWN_IP);
+    assert!(udp.inject(P1, 0, &vxlan(&is_at)));
+    assert_eq!(w.drain(SOCKET, NOW, BUDGET), Ok(false));
+    let out = sent(&raw);
+    assert_eq!(out.len(), 1);
+    let rx = encap::tunnel::vxlan::decapsulate(&out[0].1, 4789).unwrap();
+    assert_eq!(&out[0].1[rx.inner], &frame(HOST_B, OWN, &pkt)[..]);
+    assert_eq!(w.counters().neigh_learned, 1);
+
+    // A packet for us from the tunnel: its IP packet goes into the TUN.
+    let back = ipv4(PEER_IP, OWN_IP, 90, 0, 4);
+    assert!(udp.inject(P1, 0, &vxlan(&frame(OWN, HOST_B, &back))));
+    assert_eq!(w.drain(SOCKET, NOW, BUDGET), Ok(false));
+    assert_eq!(plain(written(&tun)), vec![back]);
+
+    // And later packets to the resolved neighbour leave at once.
+    assert!(tun.inject(&pkt));
+    assert_eq!(w.drain(DEVICE, NOW, BUDGET), Ok(false));
+    assert_eq!(sent(&raw).len(), 1);
+}
+
+#[test]
+fn ipip_encapsulates_decapsulates_and_answers_oversize() {
+    let routes = Routes::with_routes(
+        LOCAL,
+        &[Route {
+            prefix: "10.0.2.0/24".parse().unwrap(),
+            via: P1,
+        }],
+    )
+    .unwrap();
+    let ipip = Arc::new(Ipip::new(
+        &IpipSettings {
+            local: LOCAL,
+            allow_any_peer: false,
+            tunnel_mtu: 1480,
+        },
+        Arc::new(routes),
+    ));
+    let tun = Arc::new(MemDevice::new(64, true).unwrap());
+    let sock = Arc::new(MemSocket::new(64).unwrap());
+    let port = DevPort::new(Arc::clone(&tun), "tunl0", true, true);
+    let mut w = IpipWorker::new(
+        ipip,
+        IpipConfig::new(LOCAL),
+        100,
+        1480,
+        port,
+        Arc::clone(&sock),
+    );
+    let pod_a = Ipv4Addr::new(10, 0, 1, 5);
+    let pod_b = Ipv4Addr::new(10, 0, 2, 7);
+
+    let pkt = ipv4(pod_a, pod_b, 200, 0, 1);
+    assert!(tun.inject(&pkt));
+    assert_eq!(w.drain(DEVICE, NOW, BUDGET), Ok(false));
+    let out = sent(&sock);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, P1);
+    let rx = encap::tunnel::ipip::decapsulate(&out[0].1).unwrap();
+    assert_eq!((rx.src, rx.dst, rx.dont_frag), (LOCAL, P1, true));
+    assert_eq!(&out[0].1[rx.inner], &pkt[..]);
+
+    // P1's answer, as a raw socket hands it over (outer header included).
+    let back = ipv4(pod_b, pod_a, 120, 0, 2);
+    let mut wire = vec![0u8; 20];
+    wire.extend_from_slice(&back);
+    encap::ipv4::Ipv4Repr {
+        src: P1,
+        dst: LOCAL,
+        protocol: 4,
+        tos: 0,
+        ident: 1,
+        dont_frag: true,
+        ttl: 64,
+        payload_len: back.len(),
+    }
+    .emit(&mut wire[..])
+    .unwrap();
+    assert!(sock.inject(P1, 0, &wire));
+    assert_eq!(w.drain(SOCKET, NOW, BUDGET), Ok(false));
+    assert_eq!(plain(written(&tun)), vec![back]);
+
+    // Too big for the tunnel with DF: an ICMP "fragmentation needed" back into the TUN.
+    let big = ipv4(pod_a, pod_b, 1500, 0, 3);
+    assert!(tun.inject(&big));
+    assert_eq!(w.drain(DEVICE, NOW, BUDGET), Ok(false));
+    assert!(sent(&sock).is_empty());
+    let icmp = plain(written(&tun));
+    assert_eq!(icmp.len(), 1);
+    let ip = encap::ipv4::Ipv4Packet::new_checked(&icmp[0][..]).unwrap();
+    assert_eq!((ip.src(), ip.dst(), ip.protocol()), (pod_b, pod_a, 1));
+    let body = ip.payload();
+    assert_eq!((body[0], body[1]), (3, 4));
+    assert_eq!(u16::from_be_bytes([body[6], body[7]]), 1480);
+    assert_eq!(w.counters().drops_of(DropReason::TooBig), 1);
+}
