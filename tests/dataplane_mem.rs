@@ -170,6 +170,7 @@ fn l2_floods_learns_delivers_and_sends_unicast() {
         assert_eq!(&pkt[rx.inner], &bcast[..]);
     }
     assert_eq!(r.w.counters().flood_copies, 2);
+    assert_eq!(r.w.counters().rx_device_bytes, bcast.len() as u64);
 
     // From P1, host B answers host A: delivered into the TAP as it was, B learned behind P1.
     let reply = frame(
@@ -188,6 +189,7 @@ fn l2_floods_learns_delivers_and_sends_unicast() {
     assert_eq!(plain(written(&r.tap)), vec![reply.clone()]);
     let c = r.w.counters();
     assert_eq!((c.rx_tunnel, c.tx_device, c.learned), (1, 1, 1));
+    assert_eq!(c.tx_device_bytes, reply.len() as u64);
 
     // Now a frame to B goes to P1 alone.
     let to_b = frame(
@@ -306,6 +308,62 @@ fn l2_coalesces_a_tcp_run_into_one_gso_write() {
         .collect();
     assert_eq!(&v[VNET_HDR_LEN + 14 + 40..], &payload[..]);
     assert_eq!(r.w.counters().tx_device, 4);
+    assert_eq!(r.w.counters().tx_device_bytes, 4 * (14 + 40 + 1000));
+}
+
+#[test]
+fn l2_cuts_a_tso_super_frame_into_valid_segments() {
+    let mut r = l2(vec![P1]);
+    // A 3000-byte TCP super-frame as the kernel hands it over: the IP length of the whole, the
+    // TCP checksum field holding the pseudo-header sum, a virtio-net header asking for TCPv4
+    // segmentation at 1000 bytes.
+    let whole = tcp(0, 3000);
+    let mut f = frame(HOST_B, HOST_A, &whole);
+    let ps = encap::checksum::pseudo_header(
+        Ipv4Addr::new(10, 0, 0, 2),
+        Ipv4Addr::new(10, 0, 0, 1),
+        6,
+        (20 + 3000) as u16,
+    );
+    f[14 + 36..14 + 38].copy_from_slice(&encap::checksum::fold(ps).to_be_bytes());
+    let mut vnet = [0u8; VNET_HDR_LEN];
+    vnet[0] = 1; // needs checksum
+    vnet[1] = 1; // GSO TCPv4
+    vnet[2..4].copy_from_slice(&54u16.to_le_bytes());
+    vnet[4..6].copy_from_slice(&1000u16.to_le_bytes());
+    vnet[6..8].copy_from_slice(&34u16.to_le_bytes());
+    vnet[8..10].copy_from_slice(&16u16.to_le_bytes());
+    assert!(r.tap.inject_with_header(&vnet, &f));
+    assert_eq!(r.w.drain(DEVICE, NOW, BUDGET), Ok(false));
+    // Flooded to the one peer: three segments, each a valid TCP segment of the stream (its
+    // checksum verified by the coalescer's check), in order.
+    let out = sent(&r.raw);
+    assert_eq!(out.len(), 3, "one datagram per segment");
+    let mut stream = Vec::new();
+    for (k, (dst, pkt)) in out.iter().enumerate() {
+        assert_eq!(*dst, P1);
+        let rx = encap::tunnel::vxlan::decapsulate(pkt, 4789).unwrap();
+        let inner = &pkt[rx.inner];
+        let seg = vtepd::daemon::batch_gro::tcp_segment(
+            inner,
+            vtepd::daemon::batch_gro::Framing::Ethernet,
+        )
+        .unwrap_or_else(|| panic!("segment {k} is not a valid TCP segment"));
+        assert_eq!(seg.seq, k as u32 * 1000);
+        stream.extend_from_slice(&inner[14 + 40..]);
+    }
+    assert_eq!(stream, whole[40..]);
+    let c = r.w.counters();
+    assert_eq!((c.rx_device, c.tx_tunnel, c.flood_copies), (3, 3, 3));
+    assert_eq!(c.rx_device_bytes, 3 * (14 + 40 + 1000));
+
+    // Dropped whole (no peer to flood to): still counted as the three frames it stands for.
+    let mut r = l2(vec![]);
+    assert!(r.tap.inject_with_header(&vnet, &f));
+    assert_eq!(r.w.drain(DEVICE, NOW, BUDGET), Ok(false));
+    let c = r.w.counters();
+    assert_eq!((c.rx_device, c.drops_of(DropReason::NoPeers)), (3, 1));
+    assert!(sent(&r.raw).is_empty());
 }
 
 #[test]
@@ -452,6 +510,7 @@ fn ipip_encapsulates_decapsulates_and_answers_oversize() {
     let rx = encap::tunnel::ipip::decapsulate(&out[0].1).unwrap();
     assert_eq!((rx.src, rx.dst, rx.dont_frag), (LOCAL, P1, true));
     assert_eq!(&out[0].1[rx.inner], &pkt[..]);
+    assert_eq!(w.counters().rx_device_bytes, pkt.len() as u64);
 
     // P1's answer, as a raw socket hands it over (outer header included).
     let back = ipv4(pod_b, pod_a, 120, 0, 2);

@@ -414,7 +414,7 @@ fn receive_coalescing_does_not_allocate() {
         }
         assert!(matches!(
             run.flush(|_| Some(&dev), bytes),
-            Flushed::Merged { count: 4 }
+            Flushed::Merged { count: 4, .. }
         ));
     };
     batch(&mut run);

@@ -161,6 +161,12 @@ counters! {
     rx_device,
     /// Frames written to local devices (counted by the I/O layer on success).
     tx_device,
+    /// Bytes of the frames or packets read from local devices (a TSO super-packet as the
+    /// segments it stands for, headers included; virtio-net headers not counted).
+    rx_device_bytes,
+    /// Bytes of the frames or packets written to local devices (a coalesced run as its
+    /// segments, headers included; virtio-net headers not counted).
+    tx_device_bytes,
     /// Copies made by head-end replication (BUM and unknown unicast).
     flood_copies,
     /// New FDB entries learned.
@@ -232,6 +238,7 @@ mod tests {
         let names: Vec<_> = c.scalars().iter().map(|(n, _)| *n).collect();
         assert_eq!(names, Counters::NAMES);
         assert_eq!(c.scalars()[2], ("rx_device", 1002));
+        assert_eq!(c.scalars()[4], ("rx_device_bytes", 1004));
     }
 
     #[test]

@@ -311,6 +311,8 @@ pub enum Flushed {
     Merged {
         /// Segments written.
         count: usize,
+        /// Their bytes, each segment's headers counted (as they were received).
+        bytes: usize,
     },
     /// The device refused the super-packet (`error`); the caller writes the segments one by
     /// one ([`TcpRun::flushed`]) unless the device is gone.
@@ -389,8 +391,9 @@ impl TcpRun {
         match flushed {
             Flushed::Empty => (0, 0),
             Flushed::One { key, .. } => (key, 1),
-            Flushed::Merged { count } => {
+            Flushed::Merged { count, bytes } => {
                 ctr.tx_device += count as u64;
+                ctr.tx_device_bytes += bytes as u64;
                 (0, 0)
             }
             Flushed::Refused { error, count, .. } if error.raw_os_error() == Some(libc::EBADFD) => {
@@ -427,7 +430,10 @@ impl TcpRun {
                 part: self.parts[0],
             },
             _ => match self.write(count, dev(key), bytes) {
-                Ok(()) => Flushed::Merged { count },
+                Ok(()) => Flushed::Merged {
+                    count,
+                    bytes: count * self.first.hdr_len + self.total,
+                },
                 Err(error) => Flushed::Refused { key, count, error },
             },
         }
@@ -852,8 +858,12 @@ mod tests {
             ),
             (3, 1)
         );
-        assert_eq!(run.settle(Flushed::Merged { count: 5 }, &mut ctr), (0, 0));
-        assert_eq!(ctr.tx_device, 5);
+        let merged = Flushed::Merged {
+            count: 5,
+            bytes: 5000,
+        };
+        assert_eq!(run.settle(merged, &mut ctr), (0, 0));
+        assert_eq!((ctr.tx_device, ctr.tx_device_bytes), (5, 5000));
         let refused = |code| Flushed::Refused {
             key: 2,
             count: 4,

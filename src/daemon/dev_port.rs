@@ -2,10 +2,14 @@
 //! (behind a zero virtio-net header when the device has offloads), counts what was written or
 //! lost, logs failures at most once per period, and turns a vanished device into the one reason
 //! that ends the worker, whichever way it was noticed (a read, a write, a refused super-packet).
+//! [`deliver`] and [`flush_run`] hand what the engine delivered to the device, runs of TCP
+//! segments coalesced into one GSO write.
 
-use super::batch_gro::{Part, TcpRun, VNET_HDR_NONE};
+use super::batch::RecvBatch;
+use super::batch_gro::{self, Framing, Part, TcpRun, VNET_HDR_NONE};
 use super::io::DeviceQueue;
 use super::ratelimit::RateLimit;
+use crate::core::arp::{FrameTo, Generated};
 use crate::core::{Counters, DropReason, Timestamp};
 use std::io::{self, IoSlice};
 use std::sync::Arc;
@@ -71,7 +75,10 @@ impl<D: DeviceQueue> DevPort<D> {
             self.dev.send(packet)
         };
         match r {
-            Ok(_) => ctr.tx_device += 1,
+            Ok(_) => {
+                ctr.tx_device += 1;
+                ctr.tx_device_bytes += packet.len() as u64;
+            }
             Err(e) => self.write_failed(now, &e, 1, ctr),
         }
     }
@@ -79,7 +86,10 @@ impl<D: DeviceQueue> DevPort<D> {
     /// Writes a packet given with its own virtio-net header (a GSO super-packet) and counts it.
     pub fn write_vnet(&mut self, now: Timestamp, iov: &[IoSlice<'_>], ctr: &mut Counters) {
         match self.dev.write_packet(iov) {
-            Ok(_) => ctr.tx_device += 1,
+            Ok(n) => {
+                ctr.tx_device += 1;
+                ctr.tx_device_bytes += n.saturating_sub(batch_gro::VNET_HDR_LEN) as u64;
+            }
             Err(e) => self.write_failed(now, &e, 1, ctr),
         }
     }
@@ -106,6 +116,17 @@ impl<D: DeviceQueue> DevPort<D> {
         if let Some(held) = self.err_log.check(now) {
             warn!(dev = %self.name, error = %e, suppressed = held, "cannot take a packet from the device");
         }
+    }
+
+    /// Writes the engine's answers for the device (`FrameTo::Device` frames: ARP replies on
+    /// behalf of remote hosts, ICMP errors for a sender) and empties the buffer.
+    pub fn write_answers(&mut self, now: Timestamp, out: &mut Generated, ctr: &mut Counters) {
+        for (to, packet) in out.iter() {
+            if to == FrameTo::Device {
+                self.write(now, Some(packet), ctr);
+            }
+        }
+        out.clear();
     }
 
     /// `Err` with the reason to end the worker once a write found the device gone.
@@ -140,5 +161,40 @@ pub fn flush_run<'a, D: DeviceQueue>(
     for k in 0..singles {
         let part = run.flushed(singles)[k];
         port.write(now, bytes(part), ctr);
+    }
+}
+
+/// Hands the packet at `part` of the receive batch `batch` to port `key`: a TCP segment that
+/// continues the pending run joins it (one that does not starts a new run, after the old one is
+/// written); anything else is written as it is, after the run.
+#[allow(clippy::too_many_arguments)]
+pub fn deliver<D: DeviceQueue>(
+    run: &mut TcpRun,
+    ports: &mut [DevPort<D>],
+    batch: &RecvBatch,
+    key: u16,
+    part: Part,
+    framing: Framing,
+    now: Timestamp,
+    ctr: &mut Counters,
+) {
+    let seg = match ports.get(usize::from(key)) {
+        Some(p) if p.vnet_hdr => batch
+            .at(part)
+            .and_then(|f| batch_gro::tcp_segment(f, framing)),
+        Some(_) => None,
+        None => return ctr.drop(DropReason::UnknownNetwork),
+    };
+    let bytes = |p: Part| batch.at(p);
+    match seg {
+        Some(seg) if run.offer(key, part, &seg, bytes) => {}
+        Some(seg) => {
+            flush_run(run, ports, bytes, now, ctr);
+            run.start(key, part, &seg);
+        }
+        None => {
+            flush_run(run, ports, bytes, now, ctr);
+            ports[usize::from(key)].write(now, batch.at(part), ctr);
+        }
     }
 }

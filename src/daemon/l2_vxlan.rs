@@ -33,21 +33,20 @@
 //! Workers share nothing but the core: with `--threads N` the daemon runs N of them, and the kernel keeps each flow on one worker (TAP queue selection
 //! and SO_REUSEPORT both hash the flow), so a flow is never reordered.
 
-use super::batch::{HEADROOM, RecvBatch};
-use super::batch_gro::{self, Framing, Part, TcpRun, VNET_HDR_LEN};
+use super::batch::HEADROOM;
+use super::batch_gro::{self, Framing, TcpRun, VNET_HDR_LEN};
 use super::batch_tso;
-use super::dev_port::{DevPort, flush_run};
+use super::dev_port::{DevPort, deliver, flush_run};
 use super::device::{self, Tap, Underlay};
 use super::event_loop::Dataplane;
 use super::handler::NetInfo;
 use super::io::{DatagramSocket, DeviceQueue};
-use super::ratelimit::RateLimit;
+use super::receive::{OnDatagrams, Receiver, drain_socket};
 use super::runner::{ControlParts, Held, Mode, Opened};
 use super::stats::Clock;
 use super::tunnel_tx::TunnelTx;
 use super::{socket, vxlan_config};
 use crate::config::{DaemonConfig, stable_mac};
-use crate::core::arp::FrameTo;
 use crate::core::l2::L2;
 use crate::core::{
     Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, NetworkConfig, Out,
@@ -61,7 +60,7 @@ use std::io::ErrorKind;
 use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
 use std::sync::Arc;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 use tun_rs::SyncDevice;
 
 /// The L2 VXLAN mode: the device MTU of every network, from the read-only checks.
@@ -176,8 +175,8 @@ fn port_of(tap: &Tap, id: usize) -> DevPort<SyncDevice> {
 /// One L2 worker's dataplane: on TAP queues `D` and sockets `S` (in-memory ones in tests).
 pub struct L2Worker<D = SyncDevice, S = Socket> {
     engine: Arc<L2>,
-    /// The non-blocking UDP socket VXLAN arrives on.
-    socket: S,
+    /// The non-blocking UDP socket VXLAN arrives on, and its receive batch.
+    rx: Receiver<S>,
     /// The send side: raw socket, outer header settings, frame slots, GSO socket pool.
     tx: TunnelTx<S>,
     /// The devices, indexed by [`NetId`].
@@ -187,13 +186,8 @@ pub struct L2Worker<D = SyncDevice, S = Socket> {
     ctr: Counters,
     /// The engine's remotes and generated frames for the packet at hand.
     out: Out,
-    /// Datagrams from the socket.
-    rxb: RecvBatch,
-    /// The socket's receive-queue overflow count when last seen.
-    rxq_overflow: u32,
     /// TCP segments of the receive batch waiting to be written to a device as one.
     run: TcpRun,
-    socket_err_log: RateLimit,
 }
 
 /// Source 0 is the UDP socket; source `1 + k` the `k`-th TAP queue this worker reads.
@@ -219,16 +213,13 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
         let readable = (0..taps.len()).filter(|&i| taps[i].read).collect();
         L2Worker {
             engine,
-            socket,
+            rx: Receiver::new(socket),
             tx,
             taps,
             readable,
             ctr: Counters::default(),
             out: Out::with_capacity(1024),
-            rxb: RecvBatch::new(),
-            rxq_overflow: 0,
             run: TcpRun::new(Framing::Ethernet),
-            socket_err_log: RateLimit::default(),
         }
     }
 
@@ -237,44 +228,9 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
         self.taps.iter().try_for_each(|t| t.check())
     }
 
-    /// Reads datagrams in batches until the socket would block (false) or `budget` datagrams
-    /// were taken (true).
-    fn drain_socket(&mut self, now: Timestamp, budget: usize) -> bool {
-        let mut taken = 0;
-        while taken < budget {
-            let n = match self
-                .rxb
-                .recv_counted(&self.socket, &mut self.rxq_overflow, &mut self.ctr)
-            {
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // A pending socket error is reported once and cleared: keep reading.
-                    if let Some(held) = self.socket_err_log.check(now) {
-                        warn!(error = %e, suppressed = held, "UDP receive error");
-                    }
-                    taken += 1;
-                    continue;
-                }
-            };
-            for i in 0..n {
-                self.on_datagram(now, i);
-            }
-            // The arena is reused by the next receive: nothing may wait past the batch.
-            self.flush_run(now);
-            taken += n;
-            if self.rxb.reads() < crate::sys::MAX_BATCH {
-                // The queue was emptied; a later arrival raises a new readiness event.
-                return false;
-            }
-        }
-        true
-    }
-
     /// Datagram `i` of the receive batch: to the engine, then to the device.
-    fn on_datagram(&mut self, now: Timestamp, i: usize) {
-        let Some((d, m)) = self.rxb.get_mut(i) else {
+    fn datagram(&mut self, now: Timestamp, i: usize) {
+        let Some((d, m)) = self.rx.batch.get_mut(i) else {
             return;
         };
         let (Some(src), false) = (m.src, m.truncated) else {
@@ -285,13 +241,25 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
         let (learned, moves) = (self.ctr.learned, self.ctr.mac_moves);
         let v = self.engine.on_remote(now, outer, d, &mut self.ctr);
         if (self.ctr.learned != learned || self.ctr.mac_moves != moves)
-            && let Some((d, _)) = self.rxb.get(i)
+            && let Some((d, _)) = self.rx.batch.get(i)
         {
             log_learning(d, src, self.ctr.mac_moves != moves);
         }
         // Drops are counted by the engine and summarised by the drop report.
         if let FromTunnel::Deliver { net, range } = v {
-            self.deliver(now, net, i, range.start);
+            let part = (i, range.start);
+            let (batch, ctr) = (&self.rx.batch, &mut self.ctr);
+            let framing = Framing::Ethernet;
+            deliver(
+                &mut self.run,
+                &mut self.taps,
+                batch,
+                net.0,
+                part,
+                framing,
+                now,
+                ctr,
+            );
         }
     }
 
@@ -332,6 +300,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
                     };
                     if !ok {
                         self.ctr.rx_device += 1;
+                        self.ctr.rx_device_bytes += n.saturating_sub(VNET_HDR_LEN) as u64;
                         self.ctr.drop(DropReason::DeviceOffload);
                         taken += 1;
                         continue;
@@ -350,17 +319,25 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
                 }
             };
             self.tx.txb.commit_slot();
-            taken += 1;
             let frame = &self.tx.txb.slot_mut(slot)[HEADROOM..HEADROOM + n];
             let tso = match tso.map(|v| batch_tso::tso_frame(&v, frame)) {
                 None => None,
                 Some(Some(t)) => Some(t),
                 Some(None) => {
                     self.ctr.rx_device += 1;
+                    self.ctr.rx_device_bytes += n as u64;
                     self.ctr.drop(DropReason::DeviceOffload);
+                    taken += 1;
                     continue;
                 }
             };
+            // A super-frame counts as the frames the kernel would have handed over without
+            // TSO (the engine counts one), and as many packets of the budget.
+            let more_segs = tso.map_or(0, |t| t.segments() - 1);
+            let hdr_len = tso.map_or(0, |t| t.hdr_len);
+            self.ctr.rx_device += more_segs as u64;
+            self.ctr.rx_device_bytes += (n + more_segs * hdr_len) as u64;
+            taken += 1 + more_segs;
             let floods = self.ctr.flood_copies;
             match self
                 .engine
@@ -368,71 +345,36 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             {
                 FromDevice::Tunnel => {}
                 FromDevice::Answered => {
-                    self.answer(now, t);
+                    self.taps[t].write_answers(now, &mut self.out.generated, &mut self.ctr);
                     continue;
                 }
                 FromDevice::Held | FromDevice::Drop(_) => continue,
             }
-            if let Some(tf) = &tso {
-                // Counted as the frames the kernel would have handed over without TSO (and
-                // as many packets of the budget).
-                let more_segs = tf.segments() as u64 - 1;
-                self.ctr.rx_device += more_segs;
-                self.ctr.flood_copies += (self.ctr.flood_copies - floods) * more_segs;
-                taken += more_segs as usize;
-            }
+            // Every segment is flooded as the super-frame is.
+            self.ctr.flood_copies += (self.ctr.flood_copies - floods) * more_segs as u64;
             self.tx
                 .send_copies(now, &self.out.remotes, slot, n, tso.as_ref(), &mut self.ctr);
         }
         self.tx.flush(now, &mut self.ctr);
         Ok(more)
     }
+}
 
-    /// Writes the engine's answers (ARP replies on behalf of remote hosts) into TAP `t`.
-    fn answer(&mut self, now: Timestamp, t: usize) {
-        for (to, frame) in self.out.generated.iter() {
-            if to == FrameTo::Device {
-                self.taps[t].write(now, Some(frame), &mut self.ctr);
-            }
-        }
-        self.out.generated.clear();
+impl<D: DeviceQueue, S: DatagramSocket> OnDatagrams for L2Worker<D, S> {
+    type Sock = S;
+    fn receiver(&mut self) -> (&mut Receiver<S>, &mut Counters) {
+        (&mut self.rx, &mut self.ctr)
     }
-
-    /// Hands the inner frame of received datagram `i` (from `offset`) to network `net`'s
-    /// device: appended to the pending run of TCP segments when it continues it, else written
-    /// (after the run).
-    fn deliver(&mut self, now: Timestamp, net: NetId, i: usize, offset: usize) {
-        let Some(tap) = self.taps.get_mut(usize::from(net.0)) else {
-            return self.ctr.drop(DropReason::UnknownNetwork);
-        };
-        let seg = if tap.vnet_hdr {
-            self.rxb
-                .at((i, offset))
-                .and_then(|f| batch_gro::tcp_segment(f, Framing::Ethernet))
-        } else {
-            None
-        };
-        let Some(seg) = seg else {
-            self.flush_run(now);
-            let frame = self.rxb.at((i, offset));
-            return self.taps[usize::from(net.0)].write(now, frame, &mut self.ctr);
-        };
-        let rxb = &self.rxb;
-        let bytes = |p: Part| rxb.at(p);
-        if !self.run.offer(net.0, (i, offset), &seg, bytes) {
-            self.flush_run(now);
-            self.run.start(net.0, (i, offset), &seg);
-        }
+    fn on_datagram(&mut self, now: Timestamp, i: usize) {
+        self.datagram(now, i);
     }
-
-    /// Writes the pending run: one segment as it is, several as one super-frame (or one by one
-    /// if the kernel refuses it).
-    fn flush_run(&mut self, now: Timestamp) {
-        let rxb = &self.rxb;
+    fn end_batch(&mut self, now: Timestamp) {
+        // The arena is reused by the next receive: nothing may wait past the batch.
+        let batch = &self.rx.batch;
         flush_run(
             &mut self.run,
             &mut self.taps,
-            |p| rxb.at(p),
+            |p| batch.at(p),
             now,
             &mut self.ctr,
         );
@@ -441,14 +383,14 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
 
 impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L2Worker<D, S> {
     fn sources(&self) -> Vec<RawFd> {
-        std::iter::once(self.socket.fd())
+        std::iter::once(self.rx.sock.fd())
             .chain(self.readable.iter().map(|&t| self.taps[t].dev.fd()))
             .collect()
     }
 
     fn drain(&mut self, i: usize, now: Timestamp, budget: usize) -> Result<bool, String> {
         let more = match i {
-            SOCKET => self.drain_socket(now, budget),
+            SOCKET => drain_socket(self, now, budget),
             _ => match self.readable.get(i - 1) {
                 Some(&t) => self.drain_tap(t, now, budget)?,
                 None => false,

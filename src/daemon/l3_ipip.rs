@@ -18,9 +18,8 @@
 //! with `sendmmsg`, IPIP packets arrive with `recvmmsg`, and decapsulated TCP segments are
 //! coalesced into GSO writes to the device.
 
-use super::batch::RecvBatch;
-use super::batch_gro::{self, Framing, Part, TcpRun};
-use super::dev_port::{DevPort, flush_run};
+use super::batch_gro::{self, Framing, TcpRun};
+use super::dev_port::{DevPort, deliver, flush_run};
 use super::device::Underlay;
 use super::event_loop::Dataplane;
 use super::io::{DatagramSocket, DeviceQueue};
@@ -28,11 +27,11 @@ use super::ipip_group::open_ipip_group;
 use super::l3_offload::{TunReader, TunnelQueue};
 use super::netlink::{KernelRoutes, RouteService};
 use super::ratelimit::RateLimit;
+use super::receive::{OnDatagrams, Receiver, drain_socket};
 use super::runner::{ControlParts, Held, Mode, Opened};
 use super::stats::Clock;
 use super::tun::{self, IPIP_OVERHEAD};
 use crate::config::DaemonConfig;
-use crate::core::arp::FrameTo;
 use crate::core::encapsulator::{Encapsulator, TunnelConfig};
 use crate::core::ipip::{Ipip, IpipSettings, OVERHEAD};
 use crate::core::route::Routes;
@@ -159,7 +158,8 @@ pub struct IpipWorker<D = SyncDevice, S = Socket> {
     ipip: Arc<Ipip>,
     /// This worker's queue of the TUN device, as a one-port slice.
     dev: [DevPort<D>; 1],
-    sock: S,
+    /// The raw IPIP socket (it sends too), and its receive batch.
+    rx: Receiver<S>,
     /// Writes the outer headers.
     enc: Encapsulator,
     /// The engine's remotes and generated frames (ICMP errors) for the packet at hand.
@@ -169,14 +169,11 @@ pub struct IpipWorker<D = SyncDevice, S = Socket> {
     reader: TunReader,
     /// Encapsulated packets in `reader`'s slots, waiting for `sendmmsg`.
     queue: TunnelQueue,
-    /// IPIP packets from the socket (outer header included), one `recvmmsg` worth.
-    rxb: RecvBatch,
     /// Decapsulated TCP segments waiting for the device, to be coalesced into one GSO write.
     run: TcpRun,
     /// The device's MTU (largest packet it sends).
     mtu: usize,
     tunnel_err_log: RateLimit,
-    socket_err_log: RateLimit,
 }
 
 impl<D, S> std::fmt::Debug for IpipWorker<D, S> {
@@ -203,65 +200,36 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
         IpipWorker {
             ipip,
             dev: [dev],
-            sock,
+            rx: Receiver::new(sock),
             enc: Encapsulator::new(TunnelConfig::Ipip(enc), seed),
             out: Out::default(),
             ctr: Counters::default(),
             reader: TunReader::new(mtu, OVERHEAD),
             queue: TunnelQueue::new(),
-            rxb: RecvBatch::new(),
             run: TcpRun::new(Framing::Ip),
             mtu: usize::from(mtu),
             tunnel_err_log: RateLimit::default(),
-            socket_err_log: RateLimit::default(),
         }
     }
 
-    /// Reads IPIP packets (`recvmmsg`) until the socket would block or `budget` packets were
-    /// taken (true then); writes the decapsulated ones to the device, coalesced.
-    fn drain_socket(&mut self, now: Timestamp, budget: usize) -> bool {
-        let mut taken = 0;
-        while taken < budget {
-            let got = match self.rxb.recv(&self.sock) {
-                Ok((n, _)) => n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // A pending socket error (an ICMP about an earlier send) is reported once
-                    // and cleared: keep reading.
-                    if let Some(held) = self.socket_err_log.check(now) {
-                        warn!(error = %e, suppressed = held, "raw IPIP socket receive error");
-                    }
-                    taken += 1;
-                    continue;
-                }
-            };
-            for i in 0..got {
-                let Some((packet, meta)) = self.rxb.get_mut(i) else {
-                    continue;
-                };
-                if meta.truncated {
-                    self.ctr.rx_tunnel += 1;
-                    self.ctr.drop(DropReason::BadIpip);
-                    continue;
-                }
-                let outer = Outer {
-                    src: meta.src.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                    tos: meta.tos,
-                };
-                let v = self.ipip.on_remote(now, outer, packet, &mut self.ctr);
-                if let FromTunnel::Deliver { range, .. } = v {
-                    self.deliver(now, i, range);
-                }
-            }
-            self.flush_device(now);
-            taken += got;
-            if self.rxb.reads() < crate::sys::MAX_BATCH {
-                // The queue was emptied; a later arrival raises a new readiness event.
-                return false;
-            }
+    /// The IPIP packet received `i`-th (outer header included, as a raw socket hands it over):
+    /// to the engine, then its inner packet to the device.
+    fn datagram(&mut self, now: Timestamp, i: usize) {
+        let Some((packet, meta)) = self.rx.batch.get_mut(i) else {
+            return;
+        };
+        if meta.truncated {
+            self.ctr.rx_tunnel += 1;
+            return self.ctr.drop(DropReason::BadIpip);
         }
-        true
+        let outer = Outer {
+            src: meta.src.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            tos: meta.tos,
+        };
+        let v = self.ipip.on_remote(now, outer, packet, &mut self.ctr);
+        if let FromTunnel::Deliver { range, .. } = v {
+            self.deliver(now, i, range);
+        }
     }
 
     /// Hands the inner packet `range` of the packet received `i`-th to the device: a TCP
@@ -269,7 +237,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
     /// merged is written as GSO; anything else is written as it is (after the run).
     fn deliver(&mut self, now: Timestamp, i: usize, range: std::ops::Range<usize>) {
         let part = (i, range.start);
-        let Some(inner) = self.rxb.get(i).and_then(|(d, _)| d.get(range.clone())) else {
+        let Some(inner) = self.rx.batch.get(i).and_then(|(d, _)| d.get(range.clone())) else {
             return self.ctr.drop(DropReason::BadIpip);
         };
         // Checked first: it reads the payload only for a packet that is merged.
@@ -277,7 +245,8 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
             self.ctr.rx_merged += 1;
             self.flush_device(now);
             let Some(inner) = self
-                .rxb
+                .rx
+                .batch
                 .get_mut(i)
                 .and_then(|(d, _)| d.get_mut(range.clone()))
             else {
@@ -289,39 +258,33 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
                     // Not reached: kernel_merged read the same headers.
                     return self.ctr.drop(DropReason::BadIpip);
                 }
-                return self.write_one(now, part);
+                let packet = self.rx.batch.at(part);
+                return self.dev[0].write(now, packet, &mut self.ctr);
             }
             let iov = [IoSlice::new(&vnet), IoSlice::new(inner)];
             return self.dev[0].write_vnet(now, &iov, &mut self.ctr);
         }
-        if self.dev[0].vnet_hdr
-            && let Some(seg) = batch_gro::tcp_segment(inner, Framing::Ip)
-        {
-            let rxb = &self.rxb;
-            let bytes = |p: Part| rxb.at(p);
-            if !self.run.offer(0, part, &seg, bytes) {
-                self.flush_device(now);
-                self.run.start(0, part, &seg);
-            }
-            return;
-        }
-        self.flush_device(now);
-        self.write_one(now, part);
-    }
-
-    /// Writes the packet at `part` (an inner packet of the receive batch) as it is.
-    fn write_one(&mut self, now: Timestamp, part: Part) {
-        self.dev[0].write(now, self.rxb.at(part), &mut self.ctr);
+        let (batch, ctr) = (&self.rx.batch, &mut self.ctr);
+        deliver(
+            &mut self.run,
+            &mut self.dev,
+            batch,
+            0,
+            part,
+            Framing::Ip,
+            now,
+            ctr,
+        );
     }
 
     /// Writes the pending run of TCP segments: several as one GSO packet (one by one if the
     /// kernel refuses it), a single one as it is.
     fn flush_device(&mut self, now: Timestamp) {
-        let rxb = &self.rxb;
+        let batch = &self.rx.batch;
         flush_run(
             &mut self.run,
             &mut self.dev,
-            |p| rxb.at(p),
+            |p| batch.at(p),
             now,
             &mut self.ctr,
         );
@@ -360,6 +323,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
             taken += segs.len().max(1);
             for i in segs {
                 let (slot, n) = self.reader.slot_mut(i);
+                self.ctr.rx_device_bytes += n as u64;
                 let Some(packet) = slot.get(OVERHEAD..OVERHEAD + n) else {
                     self.ctr.rx_device += 1;
                     self.ctr.drop(DropReason::BadIpHeader);
@@ -376,7 +340,10 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
                             Err(r) => self.ctr.drop(r),
                         }
                     }
-                    FromDevice::Answered => self.answer(now),
+                    FromDevice::Answered => {
+                        let out = &mut self.out.generated;
+                        self.dev[0].write_answers(now, out, &mut self.ctr);
+                    }
                     FromDevice::Held | FromDevice::Drop(_) => {}
                 }
             }
@@ -385,21 +352,11 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
         Ok(more)
     }
 
-    /// Writes the engine's answers (ICMP errors for the sender) into the device.
-    fn answer(&mut self, now: Timestamp) {
-        for (to, packet) in self.out.generated.iter() {
-            if to == FrameTo::Device {
-                self.dev[0].write(now, Some(packet), &mut self.ctr);
-            }
-        }
-        self.out.generated.clear();
-    }
-
     /// Sends the queued encapsulated packets and frees the device slots.
     fn flush_tunnel(&mut self, now: Timestamp) {
         let log = &mut self.tunnel_err_log;
         self.queue
-            .flush(&self.reader, &self.sock, &mut self.ctr, |dst, e| {
+            .flush(&self.reader, &self.rx.sock, &mut self.ctr, |dst, e| {
                 // Unreachable, ENOBUFS, EMSGSIZE (a path MTU below ours), a full buffer: this
                 // packet is lost, the loop goes on.
                 if let Some(held) = log.check(now) {
@@ -410,14 +367,27 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
     }
 }
 
+impl<D: DeviceQueue, S: DatagramSocket> OnDatagrams for IpipWorker<D, S> {
+    type Sock = S;
+    fn receiver(&mut self) -> (&mut Receiver<S>, &mut Counters) {
+        (&mut self.rx, &mut self.ctr)
+    }
+    fn on_datagram(&mut self, now: Timestamp, i: usize) {
+        self.datagram(now, i);
+    }
+    fn end_batch(&mut self, now: Timestamp) {
+        self.flush_device(now);
+    }
+}
+
 impl<D: DeviceQueue, S: DatagramSocket> Dataplane for IpipWorker<D, S> {
     fn sources(&self) -> Vec<RawFd> {
-        vec![self.sock.fd(), self.dev[0].dev.fd()]
+        vec![self.rx.sock.fd(), self.dev[0].dev.fd()]
     }
 
     fn drain(&mut self, i: usize, now: Timestamp, budget: usize) -> Result<bool, String> {
         let more = match i {
-            SOCKET => self.drain_socket(now, budget),
+            SOCKET => drain_socket(self, now, budget),
             DEVICE => self.drain_device(now, budget)?,
             _ => false,
         };

@@ -27,16 +27,16 @@
 //!   segment's payload where it was received, one `writev`); anything else is written as it is
 //!   (one device packet per datagram).
 
-use super::batch::{HEADROOM, MAX_PACKET, RecvBatch};
-use super::batch_gro::{self, Framing, MAX_HEADER, Part, TcpRun, VNET_HDR_LEN};
+use super::batch::{HEADROOM, MAX_PACKET};
+use super::batch_gro::{self, Framing, MAX_HEADER, TcpRun, VNET_HDR_LEN};
 use super::batch_tso::{self, TsoFrame};
-use super::dev_port::{DevPort, flush_run};
+use super::dev_port::{DevPort, deliver, flush_run};
 use super::device::Underlay;
 use super::event_loop::Dataplane;
 use super::handler::NetInfo;
 use super::io::{DatagramSocket, DeviceQueue};
 use super::netlink::{KernelRoutes, RouteService};
-use super::ratelimit::RateLimit;
+use super::receive::{OnDatagrams, Receiver, drain_socket};
 use super::runner::{ControlParts, Held, Mode, Opened};
 use super::stats::Clock;
 use super::tun;
@@ -55,7 +55,7 @@ use socket2::Socket;
 use std::io::{self, ErrorKind};
 use std::os::fd::RawFd;
 use std::sync::Arc;
-use tracing::{info, warn};
+use tracing::info;
 use tun_rs::SyncDevice;
 
 /// Our single network.
@@ -189,23 +189,19 @@ impl Mode for L3Vxlan {
 /// ones in tests).
 pub struct L3VxWorker<D = SyncDevice, S = Socket> {
     engine: Arc<L3Vx>,
-    socket: S,
+    /// The UDP socket VXLAN arrives on, and its receive batch.
+    rx: Receiver<S>,
     tx: TunnelTx<S>,
     /// This worker's queue of the TUN device (opened with offloads), as a one-port slice.
     tun: [DevPort<D>; 1],
     ctr: Counters,
     /// The engine's remotes and generated frames for the packet at hand.
     out: Out,
-    /// Datagrams from the socket.
-    rxb: RecvBatch,
     /// Decapsulated TCP segments waiting for the TUN, to be coalesced into one GSO write.
     run: TcpRun,
     /// One segment of a super-packet whose next hop is unresolved (Ethernet header, then the
     /// IP packet), on its way into the pending queue.
     seg: Box<[u8]>,
-    /// The socket's receive-queue overflow count when last seen.
-    rxq_overflow: u32,
-    socket_err_log: RateLimit,
 }
 
 impl<D, S> std::fmt::Debug for L3VxWorker<D, S> {
@@ -222,59 +218,21 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
     pub fn new(engine: Arc<L3Vx>, socket: S, tx: TunnelTx<S>, tun: DevPort<D>) -> L3VxWorker<D, S> {
         L3VxWorker {
             engine,
-            socket,
+            rx: Receiver::new(socket),
             tx,
             tun: [tun],
             ctr: Counters::default(),
             out: Out::with_capacity(256),
-            rxb: RecvBatch::new(),
             run: TcpRun::new(Framing::Ip),
             seg: vec![0u8; ETH + MAX_PACKET].into_boxed_slice(),
-            rxq_overflow: 0,
-            socket_err_log: RateLimit::default(),
         }
-    }
-
-    /// Reads datagrams in batches until the socket would block (false) or `budget` datagrams
-    /// were taken (true); the packets for the TUN leave coalesced after each batch.
-    fn drain_socket(&mut self, now: Timestamp, budget: usize) -> bool {
-        let mut taken = 0;
-        while taken < budget {
-            let got = self
-                .rxb
-                .recv_counted(&self.socket, &mut self.rxq_overflow, &mut self.ctr);
-            let n = match got {
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // A pending socket error is reported once and cleared: keep reading.
-                    if let Some(held) = self.socket_err_log.check(now) {
-                        warn!(error = %e, suppressed = held, "UDP receive error");
-                    }
-                    taken += 1;
-                    continue;
-                }
-            };
-            for i in 0..n {
-                self.on_datagram(now, i);
-            }
-            self.flush_device(now);
-            // Replies and released packets the batch generated.
-            self.tx.flush(now, &mut self.ctr);
-            taken += n;
-            if self.rxb.reads() < crate::sys::MAX_BATCH {
-                return false;
-            }
-        }
-        true
     }
 
     /// Datagram `i` of the receive batch: to the engine (the core, then the L3 endpoint), then
     /// (an IP packet) to the TUN: a TCP segment that continues the pending run joins it,
     /// anything else is written as it is (after the run).
-    fn on_datagram(&mut self, now: Timestamp, i: usize) {
-        let Some((d, m)) = self.rxb.get_mut(i) else {
+    fn datagram(&mut self, now: Timestamp, i: usize) {
+        let Some((d, m)) = self.rx.batch.get_mut(i) else {
             return;
         };
         let (Some(src), false) = (m.src, m.truncated) else {
@@ -287,46 +245,21 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             .on_remote(now, outer, d, &mut self.out, &mut self.ctr);
         if let FromTunnel::Deliver { range, .. } = v {
             let part = (i, range.start);
-            let seg = self
-                .rxb
-                .at(part)
-                .and_then(|p| batch_gro::tcp_segment(p, Framing::Ip));
-            match seg {
-                Some(seg) => {
-                    let rxb = &self.rxb;
-                    let bytes = |p: Part| rxb.at(p);
-                    if !self.run.offer(0, part, &seg, bytes) {
-                        self.flush_device(now);
-                        self.run.start(0, part, &seg);
-                    }
-                }
-                None => {
-                    self.flush_device(now);
-                    self.write_one(now, part);
-                }
-            }
+            let (batch, ctr) = (&self.rx.batch, &mut self.ctr);
+            deliver(
+                &mut self.run,
+                &mut self.tun,
+                batch,
+                0,
+                part,
+                Framing::Ip,
+                now,
+                ctr,
+            );
         }
         if !self.out.generated.is_empty() {
             self.send_generated(now);
         }
-    }
-
-    /// Writes the packet at `part` of the receive batch to the TUN as it is.
-    fn write_one(&mut self, now: Timestamp, part: Part) {
-        self.tun[0].write(now, self.rxb.at(part), &mut self.ctr);
-    }
-
-    /// Writes the pending run of TCP segments to the TUN: several as one GSO packet (one by
-    /// one if the kernel refuses it), a single one as it is.
-    fn flush_device(&mut self, now: Timestamp) {
-        let rxb = &self.rxb;
-        flush_run(
-            &mut self.run,
-            &mut self.tun,
-            |p| rxb.at(p),
-            now,
-            &mut self.ctr,
-        );
     }
 
     /// Reads packets and TSO super-packets from the TUN until it would block (false) or
@@ -358,6 +291,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             taken += 1;
             let mut vnet = [0u8; VNET_HDR_LEN];
             let len = n.saturating_sub(VNET_HDR_LEN);
+            self.ctr.rx_device_bytes += len as u64;
             vnet.copy_from_slice(&buf[at..at + VNET_HDR_LEN]);
             let packet = &mut buf[HEADROOM + ETH..HEADROOM + ETH + len];
             let tso = batch_tso::is_tso(&vnet);
@@ -409,6 +343,8 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             self.ctr.drop(DropReason::DeviceOffload);
             return 1;
         };
+        // Each segment's own IP and TCP headers, as if read without TSO.
+        self.ctr.rx_device_bytes += ((t.segments() - 1) * (t.hdr_len - ETH)) as u64;
         let floods = self.ctr.flood_copies;
         let Some(v) = self
             .engine
@@ -509,14 +445,36 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
     }
 }
 
+impl<D: DeviceQueue, S: DatagramSocket> OnDatagrams for L3VxWorker<D, S> {
+    type Sock = S;
+    fn receiver(&mut self) -> (&mut Receiver<S>, &mut Counters) {
+        (&mut self.rx, &mut self.ctr)
+    }
+    fn on_datagram(&mut self, now: Timestamp, i: usize) {
+        self.datagram(now, i);
+    }
+    fn end_batch(&mut self, now: Timestamp) {
+        let batch = &self.rx.batch;
+        flush_run(
+            &mut self.run,
+            &mut self.tun,
+            |p| batch.at(p),
+            now,
+            &mut self.ctr,
+        );
+        // Replies and released packets the batch generated.
+        self.tx.flush(now, &mut self.ctr);
+    }
+}
+
 impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L3VxWorker<D, S> {
     fn sources(&self) -> Vec<RawFd> {
-        vec![self.socket.fd(), self.tun[0].dev.fd()]
+        vec![self.rx.sock.fd(), self.tun[0].dev.fd()]
     }
 
     fn drain(&mut self, i: usize, now: Timestamp, budget: usize) -> Result<bool, String> {
         let more = match i {
-            SOCKET => self.drain_socket(now, budget),
+            SOCKET => drain_socket(self, now, budget),
             TUN => self.drain_tun(now, budget)?,
             _ => false,
         };

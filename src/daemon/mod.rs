@@ -27,6 +27,7 @@ pub mod l3_offload;
 pub mod l3_vxlan;
 pub mod netlink;
 pub mod ratelimit;
+pub mod receive;
 pub mod runner;
 pub mod socket;
 pub mod stats;
