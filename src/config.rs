@@ -19,9 +19,6 @@ use std::time::Duration;
 pub const DEFAULT_CONTROL: &str = "/run/vtepd/vtepd.sock";
 /// Default VNI when `--vni` is not given.
 pub const DEFAULT_VNI: u32 = 1;
-/// Bytes VXLAN over IPv4 adds in front of an inner frame's IP packet:
-/// outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14).
-pub const VXLAN_OVERHEAD: u16 = 50;
 /// Smallest MTU accepted for a device (the IPv4 minimum).
 pub const MIN_MTU: u16 = 68;
 /// Largest MTU accepted for a device (a VXLAN datagram must still fit in 64 KiB).

@@ -56,8 +56,10 @@ impl Core {
         if net.learning {
             self.learn(net, src_mac, src, now.millis(), ctr);
         }
-        // RFC 6040: the outer ECN bits onto the inner packet, or the frame is dropped.
-        if !Core::decapsulate_ecn(&mut datagram[HEADER_LEN..], outer.tos, ctr) {
+        // RFC 6040: the outer ECN bits onto the inner packet, or the frame is dropped. Outer
+        // Not-ECT and ECT(0) (ECN bit 0 clear) leave every inner field as it is.
+        if outer.tos & 1 != 0 && !Core::decapsulate_ecn(&mut datagram[HEADER_LEN..], outer.tos, ctr)
+        {
             return FromTunnel::Drop(DropReason::EcnDrop);
         }
         FromTunnel::Deliver {

@@ -178,12 +178,13 @@ pub fn deliver<D: DeviceQueue>(
     now: Timestamp,
     ctr: &mut Counters,
 ) {
-    let seg = match ports.get(usize::from(key)) {
-        Some(p) if p.vnet_hdr => batch
-            .at(part)
-            .and_then(|f| batch_gro::tcp_segment(f, framing)),
-        Some(_) => None,
-        None => return ctr.drop(DropReason::UnknownNetwork),
+    let Some(vnet_hdr) = ports.get(usize::from(key)).map(|p| p.vnet_hdr) else {
+        return ctr.drop(DropReason::UnknownNetwork);
+    };
+    let packet = batch.at(part);
+    let seg = match packet {
+        Some(p) if vnet_hdr => batch_gro::tcp_segment(p, framing),
+        _ => None,
     };
     let bytes = |p: Part| batch.at(p);
     match seg {
@@ -194,7 +195,7 @@ pub fn deliver<D: DeviceQueue>(
         }
         None => {
             flush_run(run, ports, bytes, now, ctr);
-            ports[usize::from(key)].write(now, batch.at(part), ctr);
+            ports[usize::from(key)].write(now, packet, ctr);
         }
     }
 }

@@ -37,23 +37,35 @@ pub fn find_underlay(local: Ipv4Addr) -> Result<Underlay, Failure> {
     Ok(Underlay { ifname, mtu })
 }
 
-/// The device MTU for a network: `--mtu`, or the underlay MTU minus the VXLAN overhead.
-pub fn device_mtu(net: &NetConfig, underlay: &Underlay) -> Result<u16, Failure> {
-    if let Some(m) = net.mtu {
+/// Bytes VXLAN over IPv4 adds in front of an inner IP packet (outer IPv4, UDP, VXLAN and the
+/// inner Ethernet header): what an overlay MTU leaves of the underlay's.
+pub const VXLAN_MTU_OVERHEAD: usize = encap::tunnel::vxlan::MTU_OVERHEAD;
+/// Bytes IPIP adds in front of an inner IPv4 packet (the outer IPv4 header).
+pub const IPIP_MTU_OVERHEAD: usize = encap::tunnel::ipip::OVERHEAD;
+
+/// The MTU of device `dev`: `mtu` (`--mtu`) when given, or the underlay MTU minus the
+/// tunnel's `overhead`.
+pub fn overlay_mtu(
+    dev: &str,
+    mtu: Option<u16>,
+    underlay: &Underlay,
+    overhead: usize,
+) -> Result<u16, Failure> {
+    if let Some(m) = mtu {
         return Ok(m);
     }
     // A jumbo underlay (loopback has 65536) is capped so a datagram still fits in 64 KiB.
     let derived = underlay
         .mtu
-        .saturating_sub(u32::from(config::VXLAN_OVERHEAD))
+        .saturating_sub(u32::try_from(overhead).unwrap_or(u32::MAX))
         .min(u32::from(config::MAX_MTU));
     u16::try_from(derived)
         .ok()
         .filter(|m| *m >= config::MIN_MTU)
         .ok_or_else(|| {
             Failure::Usage(format!(
-                "dev {}: underlay {} has MTU {}, which leaves {derived} for the overlay; give --mtu",
-                net.dev, underlay.ifname, underlay.mtu
+                "dev {dev}: underlay {} has MTU {}, which leaves {derived} for the overlay; give --mtu",
+                underlay.ifname, underlay.mtu
             ))
         })
 }
@@ -274,6 +286,11 @@ mod tests {
         assert!(u.mtu >= 1500);
         let e = find_underlay(Ipv4Addr::new(203, 0, 113, 254)).unwrap_err();
         assert_eq!(e.exit_code(), 2);
+    }
+
+    /// The MTU of an L2 network's device, as the L2 mode derives it.
+    fn device_mtu(n: &NetConfig, u: &Underlay) -> Result<u16, Failure> {
+        overlay_mtu(&n.dev, n.mtu, u, VXLAN_MTU_OVERHEAD)
     }
 
     #[test]

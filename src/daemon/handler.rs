@@ -41,6 +41,14 @@ pub struct Handler {
     pub routes: Option<Arc<RouteService>>,
 }
 
+/// An entry's kind as the protocol prints it.
+fn kind(k: EntryKind) -> Kind {
+    match k {
+        EntryKind::Learned => Kind::Learned,
+        EntryKind::Static => Kind::Static,
+    }
+}
+
 fn route_err(e: RouteChangeError) -> Response {
     let usage = matches!(e, RouteChangeError::Refused(_));
     Response::err(usage, e.to_string())
@@ -132,10 +140,7 @@ impl Handler {
                         dev: self.dev_of(e.vni),
                         mac: e.mac.to_string(),
                         remote: e.remote,
-                        kind: match e.kind {
-                            EntryKind::Learned => Kind::Learned,
-                            EntryKind::Static => Kind::Static,
-                        },
+                        kind: kind(e.kind),
                         age_secs: e.age.as_secs(),
                     })
                     .collect();
@@ -242,10 +247,7 @@ impl Handler {
                         dev: self.dev_of(vni),
                         ip: e.ip,
                         mac: e.mac.to_string(),
-                        kind: match e.kind {
-                            EntryKind::Learned => Kind::Learned,
-                            EntryKind::Static => Kind::Static,
-                        },
+                        kind: kind(e.kind),
                         age_secs: e.age.as_secs(),
                     })
                     .collect();

@@ -76,7 +76,7 @@ impl Mode for L2Vxlan {
         let mtus = cfg
             .networks
             .iter()
-            .map(|n| device::device_mtu(n, underlay))
+            .map(|n| device::overlay_mtu(&n.dev, n.mtu, underlay, device::VXLAN_MTU_OVERHEAD))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(L2Vxlan { mtus })
     }

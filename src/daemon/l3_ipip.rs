@@ -20,7 +20,7 @@
 
 use super::batch_gro::{self, Framing, TcpRun};
 use super::dev_port::{DevPort, deliver, flush_run};
-use super::device::Underlay;
+use super::device::{IPIP_MTU_OVERHEAD, Underlay, overlay_mtu};
 use super::event_loop::Dataplane;
 use super::io::{DatagramSocket, DeviceQueue};
 use super::ipip_group::open_ipip_group;
@@ -30,7 +30,7 @@ use super::ratelimit::RateLimit;
 use super::receive::{OnDatagrams, Receiver, drain_socket};
 use super::runner::{ControlParts, Held, Mode, Opened};
 use super::stats::Clock;
-use super::tun::{self, IPIP_OVERHEAD};
+use super::tun;
 use crate::config::DaemonConfig;
 use crate::core::encapsulator::{Encapsulator, TunnelConfig};
 use crate::core::ipip::{Ipip, IpipSettings, OVERHEAD};
@@ -71,8 +71,8 @@ impl Mode for L3Ipip {
                 "--encap ipip runs one TUN device: configure exactly one network".into(),
             ));
         };
-        let tunnel_mtu = tun::l3_mtu(&net.dev, None, underlay, IPIP_OVERHEAD)?;
-        let mtu = tun::l3_mtu(&net.dev, net.mtu, underlay, IPIP_OVERHEAD)?;
+        let tunnel_mtu = overlay_mtu(&net.dev, None, underlay, IPIP_MTU_OVERHEAD)?;
+        let mtu = overlay_mtu(&net.dev, net.mtu, underlay, IPIP_MTU_OVERHEAD)?;
         let routes = Arc::new(
             Routes::with_routes(cfg.local, &net.routes)
                 .map_err(|e| Failure::Usage(e.to_string()))?,

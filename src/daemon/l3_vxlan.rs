@@ -31,7 +31,7 @@ use super::batch::{HEADROOM, MAX_PACKET};
 use super::batch_gro::{self, Framing, MAX_HEADER, TcpRun, VNET_HDR_LEN};
 use super::batch_tso::{self, TsoFrame};
 use super::dev_port::{DevPort, deliver, flush_run};
-use super::device::Underlay;
+use super::device::{Underlay, VXLAN_MTU_OVERHEAD, overlay_mtu};
 use super::event_loop::Dataplane;
 use super::handler::NetInfo;
 use super::io::{DatagramSocket, DeviceQueue};
@@ -42,7 +42,7 @@ use super::stats::Clock;
 use super::tun;
 use super::tunnel_tx::TunnelTx;
 use super::{socket, vxlan_config};
-use crate::config::{DaemonConfig, Ipv4Cidr, VXLAN_OVERHEAD, stable_mac};
+use crate::config::{DaemonConfig, Ipv4Cidr, stable_mac};
 use crate::core::arp::{FrameTo, write_ipv4_header};
 use crate::core::l3vx::{L3Vx, L3VxConfig};
 use crate::core::route::Routes;
@@ -86,7 +86,7 @@ impl Mode for L3Vxlan {
         let address = n
             .address
             .ok_or_else(|| Failure::Usage("--address is required".into()))?;
-        let mtu = tun::l3_mtu(&n.dev, n.mtu, underlay, VXLAN_OVERHEAD)?;
+        let mtu = overlay_mtu(&n.dev, n.mtu, underlay, VXLAN_MTU_OVERHEAD)?;
         let routes = Arc::new(
             Routes::with_overlay_routes(cfg.local, &n.routes)
                 .map_err(|e| Failure::Usage(format!("route: {e}")))?,

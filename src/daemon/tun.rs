@@ -2,45 +2,17 @@
 //! optionally with offloads: `IFF_VNET_HDR` with TSO/USO), with its MTU, optional address,
 //! brought up and non-blocking.
 
-use super::device::{Underlay, interface_exists};
-use crate::config::{Ipv4Cidr, MAX_MTU, MIN_MTU};
+use super::device::interface_exists;
+use crate::config::Ipv4Cidr;
 use crate::error::Failure;
 use std::io;
 use std::sync::Arc;
 use tun_rs::{DeviceBuilder, Layer, SyncDevice};
 
-/// Bytes IPIP adds in front of an inner IPv4 packet (the outer IPv4 header).
-pub const IPIP_OVERHEAD: u16 = 20;
-
 /// Packets the kernel may queue for vtepd on the device. The TUN default (500) overflows
 /// under a single TCP flow while the worker is busy (the kernel then drops, and TCP backs off
 /// hard); a deeper queue absorbs the bursts (this kernel has no TUN backpressure flag).
 pub const TX_QUEUE_LEN: u32 = 2048;
-
-/// The MTU for an L3 device: `--mtu`, or the underlay MTU minus `overhead`.
-pub fn l3_mtu(
-    dev: &str,
-    mtu: Option<u16>,
-    underlay: &Underlay,
-    overhead: u16,
-) -> Result<u16, Failure> {
-    if let Some(m) = mtu {
-        return Ok(m);
-    }
-    let derived = underlay
-        .mtu
-        .saturating_sub(u32::from(overhead))
-        .min(u32::from(MAX_MTU));
-    u16::try_from(derived)
-        .ok()
-        .filter(|m| *m >= MIN_MTU)
-        .ok_or_else(|| {
-            Failure::Usage(format!(
-                "dev {dev}: underlay {} has MTU {}, which leaves {derived} for the overlay; give --mtu",
-                underlay.ifname, underlay.mtu
-            ))
-        })
-}
 
 /// An open TUN device.
 pub struct Tun {
@@ -180,6 +152,11 @@ fn tun_error(dev: &str, existed: bool, e: &io::Error) -> Failure {
 mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
+
+    use super::super::device::{
+        IPIP_MTU_OVERHEAD as IPIP_OVERHEAD, Underlay, overlay_mtu as l3_mtu,
+    };
+    use crate::config::MAX_MTU;
 
     #[test]
     fn mtu_derivation() {
