@@ -8,6 +8,9 @@
 //! The wire forwards whatever the cores ask for, including any `ToTunnel` a core would emit
 //! for a decapsulated frame, so a split-horizon violation shows up as extra copies.
 
+mod decision_support;
+
+use decision_support::{Action, device_actions, tunnel_actions};
 use encap::vxlan::{HEADER_LEN, VxlanPacket};
 use encap::{MacAddr, Vni};
 use proptest::prelude::*;
@@ -15,8 +18,8 @@ use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 use vtepd::core::{
-    Core, CoreConfig, Counters, DEFAULT_AGEING, DEFAULT_MAX_LEARNED, DropReason, FromDevice,
-    FromTunnel, NetId, NetworkConfig, Remotes, Timestamp,
+    Core, CoreConfig, Counters, DEFAULT_AGEING, DEFAULT_MAX_LEARNED, DropReason, NetId,
+    NetworkConfig, Remotes, Timestamp,
 };
 
 const VNI: u32 = 100;
@@ -48,52 +51,6 @@ fn frame(dst: MacAddr, src: MacAddr, tag: u8) -> Vec<u8> {
     f.extend_from_slice(&[0x08, 0x00]);
     f.resize(60, tag);
     f
-}
-
-/// A decision of the core as a list of records in the old `Action` shape, so the expectations
-/// read as they did: what a dataplane would do with the packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
-    /// Encapsulate with `vni` and send to `dst`.
-    ToTunnel { vni: Vni, dst: Ipv4Addr },
-    /// Write `datagram[offset..]` to network `net`'s device.
-    ToDevice { net: NetId, offset: usize },
-    /// Nothing sent; counted under the reason.
-    Drop(DropReason),
-}
-
-/// A device-frame decision with the remotes it left in `to`: one `ToTunnel` per remote in
-/// order, each with `to.vni()`. A drop comes first, followed by any remote `to` still lists
-/// (none: the core resets `to` on every call, so a stale remote shows up as an extra record).
-fn device_actions(d: FromDevice, to: &Remotes) -> Vec<Action> {
-    let copies = to
-        .as_slice()
-        .iter()
-        .map(|&dst| Action::ToTunnel { vni: to.vni(), dst });
-    match d {
-        FromDevice::Tunnel => copies.collect(),
-        FromDevice::Drop(r) => std::iter::once(Action::Drop(r)).chain(copies).collect(),
-        other => panic!("the L2 core decided {other:?} for a device frame"),
-    }
-}
-
-/// A tunnel-datagram decision for a datagram of `len` bytes: a delivery must be of the rest
-/// of the datagram from its offset (`offset..len`).
-fn tunnel_actions(d: FromTunnel, len: usize) -> Vec<Action> {
-    match d {
-        FromTunnel::Deliver { net, range } => {
-            assert_eq!(
-                range.end, len,
-                "delivery does not run to the datagram's end"
-            );
-            vec![Action::ToDevice {
-                net,
-                offset: range.start,
-            }]
-        }
-        FromTunnel::Drop(r) => vec![Action::Drop(r)],
-        FromTunnel::Consumed => panic!("the L2 core consumed a datagram"),
-    }
 }
 
 /// Per-network settings used to build a fabric.

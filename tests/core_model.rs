@@ -3,6 +3,9 @@
 //! (RFC 7348 §4.1, as ARCHITECTURE.md states them): learn only unicast non-own MACs, never over
 //! static, moves counted, refresh only as a source, ageing, per-VNI cap.
 
+mod decision_support;
+
+use decision_support::{Action, device_actions, tunnel_actions};
 use encap::vxlan::{HEADER_LEN, VxlanPacket};
 use encap::{MacAddr, Vni};
 use proptest::prelude::*;
@@ -10,8 +13,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 use vtepd::core::{
-    Core, CoreConfig, Counters, DropReason, EntryKind, FromDevice, FromTunnel, NetId,
-    NetworkConfig, Remotes, Timestamp,
+    Core, CoreConfig, Counters, EntryKind, NetId, NetworkConfig, Remotes, Timestamp,
 };
 
 const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -151,52 +153,6 @@ impl Model {
         }
         v.sort_by_key(|x| (x.0, x.1));
         v
-    }
-}
-
-/// A decision of the core as a list of records in the old `Action` shape, so the expectations
-/// below read as they did: what a dataplane would do with the packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
-    /// Encapsulate with `vni` and send to `dst`.
-    ToTunnel { vni: Vni, dst: Ipv4Addr },
-    /// Write `datagram[offset..]` to network `net`'s device.
-    ToDevice { net: NetId, offset: usize },
-    /// Nothing sent; counted under the reason.
-    Drop(DropReason),
-}
-
-/// A device-frame decision with the remotes it left in `to`: one `ToTunnel` per remote in
-/// order, each with `to.vni()`. A drop comes first, followed by any remote `to` still lists
-/// (none: the core resets `to` on every call, so a stale remote shows up as an extra record).
-fn device_actions(d: FromDevice, to: &Remotes) -> Vec<Action> {
-    let copies = to
-        .as_slice()
-        .iter()
-        .map(|&dst| Action::ToTunnel { vni: to.vni(), dst });
-    match d {
-        FromDevice::Tunnel => copies.collect(),
-        FromDevice::Drop(r) => std::iter::once(Action::Drop(r)).chain(copies).collect(),
-        other => panic!("the L2 core decided {other:?} for a device frame"),
-    }
-}
-
-/// A tunnel-datagram decision for a datagram of `len` bytes: a delivery must be of the rest
-/// of the datagram from its offset (`offset..len`).
-fn tunnel_actions(d: FromTunnel, len: usize) -> Vec<Action> {
-    match d {
-        FromTunnel::Deliver { net, range } => {
-            assert_eq!(
-                range.end, len,
-                "delivery does not run to the datagram's end"
-            );
-            vec![Action::ToDevice {
-                net,
-                offset: range.start,
-            }]
-        }
-        FromTunnel::Drop(r) => vec![Action::Drop(r)],
-        FromTunnel::Consumed => panic!("the L2 core consumed a datagram"),
     }
 }
 

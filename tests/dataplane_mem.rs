@@ -4,7 +4,10 @@
 //! headers are checked with encap's decapsulators and inner packets byte for byte against what
 //! went in.
 
+mod packet_support;
+
 use encap::{IpipConfig, MacAddr, Vni, VxlanConfig};
+use packet_support::{ipv4, tcp};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +35,9 @@ const HOST_B: MacAddr = MacAddr([2, 0, 0, 0, 0xb, 1]);
 const SOCKET: usize = 0;
 const DEVICE: usize = 1;
 const NOW: Timestamp = Timestamp(1000);
+/// Hosts A and B of the L2 tests (B behind the tunnel).
+const A_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const B_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
 fn vni() -> Vni {
     Vni::new(42).unwrap()
@@ -59,26 +65,6 @@ fn vxlan_settings() -> VxlanConfig {
     let mut v = VxlanConfig::new(LOCAL);
     v.udp_checksum = false;
     v
-}
-
-/// An IPv4/UDP packet of `len` bytes from `src` to `dst` with TOS `tos`, valid checksum,
-/// tagged in its last byte.
-fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, len: usize, tos: u8, tag: u8) -> Vec<u8> {
-    let mut p = vec![0u8; len];
-    encap::ipv4::Ipv4Repr {
-        src,
-        dst,
-        protocol: 17,
-        tos,
-        ident: 7,
-        dont_frag: true,
-        ttl: 64,
-        payload_len: len - 20,
-    }
-    .emit(&mut p)
-    .unwrap();
-    p[len - 1] = tag;
-    p
 }
 
 /// An Ethernet frame carrying `payload` (IPv4).
@@ -257,43 +243,11 @@ fn l2_applies_ecn_inside_the_decision() {
     assert_eq!(r.w.counters().drops_of(DropReason::EcnDrop), 1);
 }
 
-/// A TCP/IPv4 segment (ACK) of `payload` bytes at `seq`, checksums valid.
-fn tcp(seq: u32, payload: usize) -> Vec<u8> {
-    let mut p = vec![0u8; 40 + payload];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&((40 + payload) as u16).to_be_bytes());
-    p[6] = 0x40;
-    p[8] = 64;
-    p[9] = 6;
-    p[12..16].copy_from_slice(&[10, 0, 0, 2]);
-    p[16..20].copy_from_slice(&[10, 0, 0, 1]);
-    let c = encap::checksum::checksum(&p[..20]);
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    p[20..22].copy_from_slice(&1234u16.to_be_bytes());
-    p[22..24].copy_from_slice(&80u16.to_be_bytes());
-    p[24..28].copy_from_slice(&seq.to_be_bytes());
-    p[32] = 5 << 4;
-    p[33] = 0x10;
-    p[34..36].copy_from_slice(&512u16.to_be_bytes());
-    for (i, b) in p[40..].iter_mut().enumerate() {
-        *b = (seq as usize + i) as u8;
-    }
-    let ps = encap::checksum::pseudo_header(
-        Ipv4Addr::new(10, 0, 0, 2),
-        Ipv4Addr::new(10, 0, 0, 1),
-        6,
-        (20 + payload) as u16,
-    );
-    let c = encap::checksum::finish(encap::checksum::add(ps, encap::checksum::sum(&p[20..])));
-    p[36..38].copy_from_slice(&c.to_be_bytes());
-    p
-}
-
 #[test]
 fn l2_coalesces_a_tcp_run_into_one_gso_write() {
     let mut r = l2(vec![P1]);
     for k in 0..4u32 {
-        let f = frame(HOST_A, HOST_B, &tcp(k * 1000, 1000));
+        let f = frame(HOST_A, HOST_B, &tcp(B_IP, A_IP, k * 1000, 1000));
         assert!(r.udp.inject(P1, 0, &vxlan(&f)));
     }
     assert_eq!(r.w.drain(SOCKET, NOW, BUDGET), Ok(false));
@@ -304,7 +258,7 @@ fn l2_coalesces_a_tcp_run_into_one_gso_write() {
     assert_eq!(u16::from_le_bytes([v[4], v[5]]), 1000, "gso_size");
     // Headers once, then the four payloads in order.
     let payload: Vec<u8> = (0..4u32)
-        .flat_map(|k| tcp(k * 1000, 1000)[40..].to_vec())
+        .flat_map(|k| tcp(B_IP, A_IP, k * 1000, 1000)[40..].to_vec())
         .collect();
     assert_eq!(&v[VNET_HDR_LEN + 14 + 40..], &payload[..]);
     assert_eq!(r.w.counters().tx_device, 4);
@@ -317,7 +271,7 @@ fn l2_cuts_a_tso_super_frame_into_valid_segments() {
     // A 3000-byte TCP super-frame as the kernel hands it over: the IP length of the whole, the
     // TCP checksum field holding the pseudo-header sum, a virtio-net header asking for TCPv4
     // segmentation at 1000 bytes.
-    let whole = tcp(0, 3000);
+    let whole = tcp(B_IP, A_IP, 0, 3000);
     let mut f = frame(HOST_B, HOST_A, &whole);
     let ps = encap::checksum::pseudo_header(
         Ipv4Addr::new(10, 0, 0, 2),

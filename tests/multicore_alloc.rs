@@ -11,7 +11,10 @@
 //! written as one super-packet from where they were received) allocates nothing either.
 //! The allocator is the one `unsafe` outside src/sys.rs: a test-only forwarding wrapper.
 
+mod packet_support;
+
 use encap::{IpipConfig, MacAddr, Vni, VxlanConfig};
+use packet_support::{ipv4, tcp};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::Ipv4Addr;
@@ -225,24 +228,6 @@ fn steady_state_l2_workers_do_not_allocate() {
     assert_eq!(ca.total_drops() + cb.total_drops(), 0, "{ca:?} {cb:?}");
 }
 
-/// An IPv4/UDP packet of `len` bytes from `src` to `dst`.
-fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> Vec<u8> {
-    let mut p = vec![0u8; len];
-    encap::ipv4::Ipv4Repr {
-        src,
-        dst,
-        protocol: 17,
-        tos: 0,
-        ident: 1,
-        dont_frag: true,
-        ttl: 64,
-        payload_len: len - 20,
-    }
-    .emit(&mut p)
-    .unwrap();
-    p
-}
-
 #[test]
 fn steady_state_l3_workers_do_not_allocate() {
     // L3 VXLAN: a resolved next hop out, and a frame for us in.
@@ -269,12 +254,12 @@ fn steady_state_l3_workers_do_not_allocate() {
         TunnelTx::new(Arc::clone(&udp), vx),
         DevPort::new(Arc::clone(&tun), "tun", true, true),
     );
-    let out_pkt = ipv4(own_ip, peer_ip, 100);
+    let out_pkt = ipv4(own_ip, peer_ip, 100, 0, 1);
     let mut in_dgram = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
     in_dgram.extend_from_slice(&own.0);
     in_dgram.extend_from_slice(&HOST_B.0);
     in_dgram.extend_from_slice(&[0x08, 0x00]);
-    in_dgram.extend_from_slice(&ipv4(peer_ip, own_ip, 100));
+    in_dgram.extend_from_slice(&ipv4(peer_ip, own_ip, 100, 0, 2));
     let mut round = |now: Timestamp| {
         assert!(tun.inject(&out_pkt));
         assert_eq!(w.drain(DEVICE, now, BUDGET), Ok(false));
@@ -318,13 +303,13 @@ fn steady_state_l3_workers_do_not_allocate() {
     );
     assert!(tun.tcp_gso());
     let (pod_a, pod_b) = (Ipv4Addr::new(10, 0, 1, 5), Ipv4Addr::new(10, 0, 2, 7));
-    let out_pkt = ipv4(pod_a, pod_b, 200);
-    let mut wire = ipv4(b, a, 20 + 200);
+    let out_pkt = ipv4(pod_a, pod_b, 200, 0, 1);
+    let mut wire = ipv4(b, a, 20 + 200, 0, 0);
     wire[9] = 4;
     wire[10..12].fill(0);
     let sum = encap::checksum::checksum(&wire[..20]);
     wire[10..12].copy_from_slice(&sum.to_be_bytes());
-    wire[20..].copy_from_slice(&ipv4(pod_b, pod_a, 200));
+    wire[20..].copy_from_slice(&ipv4(pod_b, pod_a, 200, 0, 2));
     let mut round = |now: Timestamp| {
         assert!(tun.inject(&out_pkt));
         assert_eq!(w.drain(DEVICE, now, BUDGET), Ok(false));
@@ -359,43 +344,18 @@ impl PacketWrite for CountingDevice {
     }
 }
 
-/// An IPv4/TCP segment (ACK, no options) of `payload` bytes at sequence `seq`, checksums valid.
-fn tcp_segment(seq: u32, payload: usize) -> Vec<u8> {
-    let mut p = vec![0u8; 40 + payload];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&((40 + payload) as u16).to_be_bytes());
-    p[6] = 0x40;
-    p[8] = 64;
-    p[9] = 6;
-    p[12..16].copy_from_slice(&[10, 0, 0, 1]);
-    p[16..20].copy_from_slice(&[10, 0, 0, 2]);
-    let c = encap::checksum::checksum(&p[..20]);
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    p[20..22].copy_from_slice(&1234u16.to_be_bytes());
-    p[22..24].copy_from_slice(&80u16.to_be_bytes());
-    p[24..28].copy_from_slice(&seq.to_be_bytes());
-    p[32] = 5 << 4;
-    p[33] = 0x10;
-    p[34..36].copy_from_slice(&512u16.to_be_bytes());
-    for (i, b) in p[40..].iter_mut().enumerate() {
-        *b = i as u8;
-    }
-    let ps = encap::checksum::pseudo_header(
-        Ipv4Addr::new(10, 0, 0, 1),
-        Ipv4Addr::new(10, 0, 0, 2),
-        6,
-        (20 + payload) as u16,
-    );
-    let c = encap::checksum::finish(encap::checksum::add(ps, encap::checksum::sum(&p[20..])));
-    p[36..38].copy_from_slice(&c.to_be_bytes());
-    p
-}
-
 #[test]
 fn receive_coalescing_does_not_allocate() {
     // One receive batch's worth: 44 segments of a flow, then a gap (a second run).
     let segs: Vec<Vec<u8>> = (0..48u32)
-        .map(|k| tcp_segment(k * 1400 + if k >= 44 { 7000 } else { 0 }, 1400))
+        .map(|k| {
+            tcp(
+                Ipv4Addr::new(10, 0, 0, 1),
+                Ipv4Addr::new(10, 0, 0, 2),
+                k * 1400 + if k >= 44 { 7000 } else { 0 },
+                1400,
+            )
+        })
         .collect();
     let dev = CountingDevice::default();
     let mut run = TcpRun::new(Framing::Ip);
