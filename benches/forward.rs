@@ -10,8 +10,8 @@ use std::net::Ipv4Addr;
 use encap::vxlan::{HEADER_LEN, VxlanPacket};
 use encap::{MacAddr, Vni};
 use vtepd::core::{
-    Core, CoreConfig, Counters, DEFAULT_AGEING, DEFAULT_MAX_LEARNED, FromDevice, FromTunnel, NetId,
-    NetworkConfig, Outer, Remotes, Timestamp,
+    Core, CoreConfig, Counters, FromDevice, FromTunnel, NetId, NetworkConfig, Outer, Remotes,
+    Timestamp,
 };
 
 #[global_allocator]
@@ -46,9 +46,7 @@ fn core(peers: usize, fdb: u32) -> Core {
             vni: vni(),
             peers: (0..peers).map(peer).collect(),
             own_mac: MacAddr([0x02, 0xff, 0, 0, 0, 1]),
-            learning: true,
-            ageing: DEFAULT_AGEING,
-            max_learned: DEFAULT_MAX_LEARNED,
+            ..Default::default()
         }],
     })
     .unwrap();

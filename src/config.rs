@@ -4,7 +4,9 @@
 //! Every parse helper here returns a one-line, human-readable reason; the CLI uses the same
 //! helpers as clap value parsers, so a flag and a TOML key reject the same inputs the same way.
 
+pub use crate::core::dampening::MoveLimit;
 use crate::core::route::{self, Route};
+pub use crate::core::storm::StormLimits;
 use crate::core::{DEFAULT_AGEING, DEFAULT_MAX_LEARNED};
 use encap::{MacAddr, Vni};
 use serde::Deserialize;
@@ -133,6 +135,26 @@ fn mtu_from(v: u64) -> Result<u16, String> {
         .ok()
         .filter(|m| (MIN_MTU..=MAX_MTU).contains(m))
         .ok_or_else(|| format!("MTU {v} is not in {MIN_MTU}..={MAX_MTU}"))
+}
+
+/// Parses a command-line `key=value,...` list into the type of the configuration file's table
+/// of the same keys (for example `moves=3,window=60` for `mac_move = { moves = 3, window = 60 }`),
+/// so a flag and its file key are read by one parser.
+pub fn parse_inline_table<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Wrap<T> {
+        v: T,
+    }
+    let pairs = s
+        .split(',')
+        .all(|kv| kv.split_once('=').is_some_and(|(k, _)| !k.is_empty()));
+    if !pairs || s.contains(['\n', '\r', '{', '}', '#', '[']) {
+        return Err(format!("{s:?} is not a key=value,... list"));
+    }
+    toml::from_str::<Wrap<T>>(&format!("v = {{ {} }}", s.replace(',', ", ")))
+        .map(|w| w.v)
+        .map_err(|e| format!("{s:?}: {}", e.message()))
 }
 
 /// Parses an ageing time in seconds (at least 1).
@@ -407,6 +429,10 @@ pub struct NetConfig {
     pub arp_suppress: bool,
     /// L3 routes through the tunnel (overlay prefix -> next hop).
     pub routes: Vec<Route>,
+    /// MAC-move dampening (`mac_move = { moves, window, hold }`; `moves = 0`: off).
+    pub mac_move: MoveLimit,
+    /// Storm control of flooded frames from the device, frames/s per kind (L2).
+    pub storm: StormLimits,
 }
 
 /// A complete, validated daemon configuration.
@@ -429,6 +455,20 @@ pub struct DaemonConfig {
 }
 
 impl NetConfig {
+    /// What the forwarding core needs of this network, with the device's MAC.
+    pub fn to_core(&self, own_mac: MacAddr) -> crate::core::NetworkConfig {
+        crate::core::NetworkConfig {
+            vni: self.vni,
+            peers: self.peers.clone(),
+            own_mac,
+            learning: self.learning,
+            ageing: self.ageing,
+            max_learned: self.max_fdb,
+            mac_move: self.mac_move,
+            storm: self.storm,
+        }
+    }
+
     /// A network with default settings.
     pub fn new(dev: String, vni: Vni) -> NetConfig {
         NetConfig {
@@ -444,6 +484,8 @@ impl NetConfig {
             neigh: Vec::new(),
             arp_suppress: false,
             routes: Vec::new(),
+            mac_move: MoveLimit::default(),
+            storm: StormLimits::default(),
         }
     }
 }
@@ -469,6 +511,10 @@ impl DaemonConfig {
             if !devs.insert(n.dev.as_str()) {
                 return err(format!("device {} is configured twice", n.dev));
             }
+            n.mac_move
+                .validate()
+                .and_then(|()| n.storm.validate())
+                .map_err(|e| ConfigError(format!("{what}: {e}")))?;
             let mut peers = HashSet::new();
             for p in &n.peers {
                 if *p == self.local {
@@ -524,6 +570,13 @@ impl DaemonConfig {
                     ));
                 }
                 return Ok(());
+            }
+            _ if self
+                .networks
+                .iter()
+                .any(|n| n.storm != StormLimits::default()) =>
+            {
+                return err("storm control is for --mode l2 (frames a TAP device floods)");
             }
             Tunnel::L3Vxlan => return self.validate_l3_vxlan(),
             Tunnel::L3Ipip => {}
@@ -659,6 +712,10 @@ struct FileNetwork {
     neigh: Vec<FileNeigh>,
     #[serde(default)]
     arp_suppress: bool,
+    #[serde(default)]
+    mac_move: MoveLimit,
+    #[serde(default)]
+    storm: StormLimits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -749,6 +806,8 @@ impl FileConfig {
                 net.neigh.push(StaticNeigh { ip, mac });
             }
             net.arp_suppress = n.arp_suppress;
+            net.mac_move = n.mac_move;
+            net.storm = n.storm;
             for r in &n.routes {
                 net.routes.push(parse_route(r).map_err(ctx)?);
             }
@@ -894,6 +953,57 @@ vni = 43
         assert_eq!(c.port, 4789);
         assert_eq!(c.control, PathBuf::from(DEFAULT_CONTROL));
         assert!(!c.allow_any_peer);
+    }
+
+    #[test]
+    fn dampening_and_storm_control_parse_from_the_file_and_flags() {
+        let c = DaemonConfig::from_toml(
+            "local = \"192.0.2.1\"\n[[network]]\ndev = \"v\"\nvni = 1\n\
+             mac_move = { moves = 3, window = 60 }\nstorm = { broadcast = 1000, multicast = 50 }\n\
+             [[network]]\ndev = \"w\"\nvni = 2\n",
+        )
+        .unwrap();
+        let (n, d) = (&c.networks[0], &c.networks[1]);
+        let limit = MoveLimit {
+            moves: 3,
+            window: 60,
+            hold: 180,
+        };
+        assert_eq!(n.mac_move, limit);
+        assert_eq!(
+            n.storm,
+            StormLimits {
+                broadcast: Some(1000),
+                unknown_unicast: None,
+                multicast: Some(50),
+            }
+        );
+        assert_eq!((d.mac_move, d.storm), Default::default());
+        // The flags' form reads the same keys.
+        assert_eq!(
+            parse_inline_table::<MoveLimit>("moves=3,window=60"),
+            Ok(limit)
+        );
+        assert_eq!(
+            parse_inline_table::<StormLimits>("unknown_unicast=7").map(|s| s.unknown_unicast),
+            Ok(Some(7))
+        );
+        for bad in ["moves=x", "flood=1", "moves=1}", "moves=1\nx=2", "moves"] {
+            assert!(parse_inline_table::<MoveLimit>(bad).is_err(), "{bad}");
+        }
+        let net = "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\n";
+        for (extra, msg) in [
+            ("storm = { broadcast = 0 }", "at least 1"),
+            ("storm = { flood = 5 }", "unknown field"),
+            ("mac_move = { window = 0 }", "window"),
+            ("mac_move = { moves = 5, hold = 90000 }", "hold"),
+        ] {
+            let e = toml_err(&format!("{net}{extra}\n"));
+            assert!(e.contains(msg), "{extra}: {e}");
+        }
+        let l3 = "local = \"192.0.2.1\"\nmode = \"l3\"\n[[network]]\ndev=\"v\"\nvni=1\n\
+                  address = \"10.0.0.1/24\"\nstorm = { broadcast = 10 }\n";
+        assert!(toml_err(l3).contains("--mode l2"), "{}", toml_err(l3));
     }
 
     #[test]

@@ -77,6 +77,78 @@ pub fn enable_rxq_overflow_count(sock: &impl AsFd) -> io::Result<()> {
     setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)
 }
 
+/// Sets IP_RECVERR: the kernel then reports every error of a send to the sender, the drops of a
+/// full queue on the way out included (without it a raw or UDP socket's ENOBUFS is silently
+/// turned into success), and queues the ICMP errors that come back about what the socket sent
+/// on its error queue (read with [`drain_error_queue`]).
+pub fn enable_recv_err(sock: &impl AsFd) -> io::Result<()> {
+    setsockopt_int(sock, libc::IPPROTO_IP, libc::IP_RECVERR, 1)
+}
+
+/// Reads and discards everything on a socket's error queue (MSG_ERRQUEUE, without blocking);
+/// returns how many errors there were. What the queue holds (ICMP errors about earlier sends)
+/// costs socket memory until read.
+pub fn drain_error_queue(sock: &impl AsFd) -> io::Result<usize> {
+    let mut n = 0;
+    loop {
+        let mut data = [0u8; 64];
+        let mut ctrl = CmsgBuf([0; 64]);
+        let mut iov = libc::iovec {
+            iov_base: data.as_mut_ptr().cast(),
+            iov_len: data.len(),
+        };
+        // SAFETY: a plain C struct for which all-zero bytes are a valid value.
+        let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+        h.msg_iov = &mut iov;
+        h.msg_iovlen = 1;
+        h.msg_control = ctrl.0.as_mut_ptr().cast();
+        h.msg_controllen = std::mem::size_of::<CmsgBuf>() as _;
+        // SAFETY: the header points at `iov` (into `data`) and `ctrl` on this stack frame with
+        // their true lengths, alive for the call; the kernel writes at most those lengths.
+        let rc = unsafe {
+            libc::recvmsg(
+                sock.as_fd().as_raw_fd(),
+                &mut h,
+                libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+            )
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock => Ok(n),
+                io::ErrorKind::Interrupted => continue,
+                _ => Err(e),
+            };
+        }
+        n += 1;
+    }
+}
+
+/// The count of packets a socket dropped because its receive queue was full (SO_MEMINFO's
+/// SK_MEMINFO_DROPS: the count SO_RXQ_OVFL reports with each datagram), read at any time.
+pub fn socket_drops(sock: &impl AsFd) -> io::Result<u32> {
+    /// SK_MEMINFO_VARS in linux/sock_diag.h; SK_MEMINFO_DROPS is the last of them.
+    const VARS: usize = 9;
+    let mut info = [0u32; VARS];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: the descriptor is borrowed from a live socket for the call; the option value
+    // points to an array on our stack and `len` holds its exact size, which the kernel does not
+    // write past.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(info[VARS - 1])
+}
+
 /// `UDP_GRO` (linux/udp.h; not in the libc crate for glibc targets).
 const UDP_GRO: libc::c_int = 104;
 

@@ -39,9 +39,9 @@ fn core(peers: usize, max_learned: usize, ageing: Duration) -> Arc<Core> {
                 vni: vni(),
                 peers: (0..peers).map(peer).collect(),
                 own_mac: MacAddr([0x02, 0xff, 0, 0, 0, 1]),
-                learning: true,
                 ageing,
                 max_learned,
+                ..Default::default()
             }],
         })
         .unwrap(),

@@ -3,10 +3,7 @@
 use encap::{MacAddr, Vni};
 use std::net::Ipv4Addr;
 use std::time::Duration;
-use vtepd::core::{
-    Core, CoreConfig, CoreError, DEFAULT_AGEING, DEFAULT_MAX_LEARNED, EntryKind, NetId,
-    NetworkConfig, Timestamp,
-};
+use vtepd::core::{Core, CoreConfig, CoreError, EntryKind, NetId, NetworkConfig, Timestamp};
 
 const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const R1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
@@ -22,9 +19,7 @@ fn net(v: u32, peers: Vec<Ipv4Addr>) -> NetworkConfig {
         vni: vni(v),
         peers,
         own_mac: MacAddr([0x02, 0, 0, 0, 0xff, 0xff]),
-        learning: true,
-        ageing: DEFAULT_AGEING,
-        max_learned: DEFAULT_MAX_LEARNED,
+        ..Default::default()
     }
 }
 

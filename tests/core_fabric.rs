@@ -123,6 +123,7 @@ impl Fabric {
                         learning: s.learning,
                         ageing: s.ageing,
                         max_learned: s.max_learned,
+                        ..Default::default()
                     }],
                 };
                 Vtep {
@@ -533,9 +534,10 @@ fn spoofed_source_cannot_move_a_static_entry() {
     f.core(1)
         .fdb_add(f.now, vni(VNI), victim, underlay(0))
         .unwrap();
-    // VTEP 2 sends a frame claiming to come from the victim's MAC.
+    // VTEP 2 sends a frame claiming to come from the victim's MAC: not delivered (a spoof).
     f.local(2, &frame(MacAddr::BROADCAST, victim, 1));
-    assert_eq!(f.delivered(1, 1), 1);
+    assert_eq!(f.delivered(1, 1), 0);
+    assert_eq!(f.ctr(1).drops_of(DropReason::StaticConflict), 1);
     assert_eq!(f.ctr(1).learn_static_conflict, 1);
     assert_eq!(f.ctr(1).mac_moves, 0);
     assert_eq!(
@@ -552,6 +554,28 @@ fn spoofed_source_cannot_move_a_static_entry() {
             vni: vni(VNI)
         }]
     );
+}
+
+#[test]
+fn a_static_entry_pins_its_mac_with_learning_off_too() {
+    let mut f = Fabric::mesh(
+        3,
+        NetSpec {
+            learning: false,
+            ..NetSpec::default()
+        },
+    );
+    let victim = host(1);
+    f.core(1)
+        .fdb_add(f.now, vni(VNI), victim, underlay(0))
+        .unwrap();
+    // From the VTEP the entry names: delivered; from another: dropped as a spoof.
+    f.local(0, &frame(MacAddr::BROADCAST, victim, 1));
+    f.local(2, &frame(MacAddr::BROADCAST, victim, 2));
+    assert_eq!(f.delivered(1, 1), 1);
+    assert_eq!(f.delivered(1, 2), 0);
+    assert_eq!(f.ctr(1).drops_of(DropReason::StaticConflict), 1);
+    assert_eq!(f.ctr(1).learned, 0);
 }
 
 #[test]
@@ -836,9 +860,7 @@ fn networks_are_isolated_by_vni() {
                 vni: vni(v),
                 peers: vec![underlay(1 - i)],
                 own_mac: dev_mac(i),
-                learning: true,
-                ageing: DEFAULT_AGEING,
-                max_learned: DEFAULT_MAX_LEARNED,
+                ..Default::default()
             })
             .collect(),
     };

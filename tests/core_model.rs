@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 use vtepd::core::{
-    Core, CoreConfig, Counters, EntryKind, NetId, NetworkConfig, Remotes, Timestamp,
+    Core, CoreConfig, Counters, DropReason, EntryKind, NetId, NetworkConfig, Remotes, Timestamp,
 };
 
 const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -96,12 +96,16 @@ impl Model {
             .filter(|e| e.kind == EntryKind::Learned)
             .count()
     }
-    fn learn(&mut self, now: u64, net: usize, m: u8, from: Ipv4Addr) {
+    /// Learns `m` from `from`; true when a static entry pins it elsewhere (the frame is then
+    /// dropped as a spoof).
+    fn learn(&mut self, now: u64, net: usize, m: u8, from: Ipv4Addr) -> bool {
         let learned = self.learned(net);
         match self.fdb[net].get_mut(&m) {
             Some(e) if e.kind == EntryKind::Static => {
                 if e.remote != from {
                     self.ctr.learn_static_conflict += 1;
+                    self.ctr.drop(DropReason::StaticConflict);
+                    return true;
                 }
             }
             Some(e) if Model::expired(e, now) => {
@@ -134,6 +138,7 @@ impl Model {
                 self.ctr.learned += 1;
             }
         }
+        false
     }
     fn lookup(&self, now: u64, net: usize, m: u8) -> Option<Ipv4Addr> {
         self.fdb[net]
@@ -180,9 +185,11 @@ proptest! {
                     vni: Vni::new(v).unwrap(),
                     peers: (0..3).map(peer).collect(),
                     own_mac: MacAddr([0x02, 0xee, 0, 0, 0, 1]),
-                    learning: true,
                     ageing: Duration::from_millis(AGEING_MS),
                     max_learned: CAP,
+                    // The model learns without dampening (tests/core_dampening.rs covers it).
+                    mac_move: vtepd::core::dampening::MoveLimit::OFF,
+                    ..Default::default()
                 })
                 .collect(),
         })
@@ -198,8 +205,12 @@ proptest! {
                     let mut d = datagram(VNIS[net], mac(m));
                     let decision = core.on_remote(Timestamp(now), peer(from).into(), &mut d, &mut ctr);
                     let out = tunnel_actions(decision, d.len());
-                    prop_assert_eq!(out.as_slice(), &[Action::ToDevice { net: NetId(net as u16), offset: HEADER_LEN }]);
-                    model.learn(now, net, m, peer(from));
+                    let want = if model.learn(now, net, m, peer(from)) {
+                        Action::Drop(DropReason::StaticConflict)
+                    } else {
+                        Action::ToDevice { net: NetId(net as u16), offset: HEADER_LEN }
+                    };
+                    prop_assert_eq!(out.as_slice(), &[want]);
                 }
                 Op::Local { net, mac: m } => {
                     let mut f = mac(m).0.to_vec();
@@ -261,7 +272,9 @@ proptest! {
             prop_assert_eq!(ctr.mac_moves, model.ctr.mac_moves);
             prop_assert_eq!(ctr.learn_refused, model.ctr.learn_refused);
             prop_assert_eq!(ctr.learn_static_conflict, model.ctr.learn_static_conflict);
-            prop_assert_eq!(ctr.total_drops(), 0);
+            // The only drops: frames whose source MAC a static entry pins elsewhere.
+            prop_assert_eq!(ctr.drops_of(DropReason::StaticConflict), model.ctr.drops_of(DropReason::StaticConflict));
+            prop_assert_eq!(ctr.total_drops(), model.ctr.total_drops());
         }
     }
 }

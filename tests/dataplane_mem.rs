@@ -52,9 +52,9 @@ fn core(peers: Vec<Ipv4Addr>) -> Arc<Core> {
                 vni: vni(),
                 peers,
                 own_mac: OWN,
-                learning: true,
                 ageing: Duration::from_secs(300),
                 max_learned: 1024,
+                ..Default::default()
             }],
         })
         .unwrap(),

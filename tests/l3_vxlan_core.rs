@@ -55,9 +55,9 @@ fn core(max_learned: usize) -> Arc<Core> {
                 vni: Vni::new(1).unwrap(),
                 peers: vec![Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 3)],
                 own_mac: OWN_MAC,
-                learning: true,
                 ageing: Duration::from_secs(300),
                 max_learned,
+                ..Default::default()
             }],
         })
         .unwrap(),
@@ -406,6 +406,33 @@ fn static_neighbours_survive_arp() {
         c.neigh_add(at(0), Vni::new(2).unwrap(), PEER_IP, PEER_MAC)
             .is_err()
     );
+}
+
+/// A frame from the tunnel whose sender address a static neighbour binds to another MAC is a
+/// spoof: neither believed, nor answered, nor delivered; one with the bound MAC passes.
+#[test]
+fn static_neighbours_drop_frames_that_contradict_them() {
+    let c = core(100);
+    let e = engine(&c);
+    c.neigh_add(at(0), Vni::new(1).unwrap(), PEER_IP, ROUTER_MAC)
+        .unwrap();
+    let (mut g, mut ctr) = (Generated::new(), Counters::default());
+    // PEER_IP asks for our address from PEER_MAC: no reply, dropped.
+    let v = e.on_frame(at(0), &hex(ARP_REQUEST), &mut g, &mut ctr);
+    assert_eq!(v, FromTunnel::Drop(DropReason::StaticConflict));
+    assert!(g.is_empty(), "a spoofed request is not answered");
+    // An IPv4 packet from PEER_IP behind PEER_MAC: dropped; behind ROUTER_MAC: delivered.
+    let mut f = Vec::new();
+    f.extend_from_slice(&OWN_MAC.0);
+    f.extend_from_slice(&PEER_MAC.0);
+    f.extend_from_slice(&[8, 0]);
+    f.extend_from_slice(&ip_packet(PEER_IP, OWN_IP, 40, 1));
+    let v = e.on_frame(at(0), &f, &mut g, &mut ctr);
+    assert_eq!(v, FromTunnel::Drop(DropReason::StaticConflict));
+    f[6..12].copy_from_slice(&ROUTER_MAC.0);
+    assert_eq!(e.on_frame(at(0), &f, &mut g, &mut ctr), deliver(14, &f));
+    assert_eq!(ctr.drops_of(DropReason::StaticConflict), 2);
+    assert_eq!(c.neigh(NET).unwrap().lookup(PEER_IP, 0), Some(ROUTER_MAC));
 }
 
 #[test]

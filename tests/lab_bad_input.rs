@@ -45,7 +45,13 @@ fn still_forwards(lab: &Lab) {
 /// Injects `kind` from `src` and checks that exactly the sent datagrams were received and dropped under
 /// `reason`, that no other drop reason moved and that nothing was delivered to the device.
 fn dropped_and_counted(tag: &str, src: &str, kind: &str, reason: &str) {
+    dropped_and_counted_after(tag, src, kind, reason, &|_| {});
+}
+
+/// [`dropped_and_counted`], with `setup` run on the fabric first.
+fn dropped_and_counted_after(tag: &str, src: &str, kind: &str, reason: &str, setup: &dyn Fn(&Lab)) {
     let lab = fabric(tag);
+    setup(&lab);
     let before = lab.stats("h1");
     let sent = inject(&lab, src, kind, &[]);
     assert!(sent > 0);
@@ -119,6 +125,27 @@ fn unknown_peer_is_dropped_and_counted() {
 fn runt_inner_frame_is_dropped_and_counted() {
     if lab_available("runt_inner_frame_is_dropped_and_counted") {
         dropped_and_counted("bru", PEER, "runt", "inner_runt");
+    }
+}
+
+/// A known peer sending frames whose source MAC a static entry pins to another VTEP: a spoof.
+/// The entry stays, and the frames are dropped and counted (as Linux's vxlan drops them), not
+/// delivered.
+#[test]
+fn a_source_mac_pinned_elsewhere_is_dropped_and_counted() {
+    if lab_available("a_source_mac_pinned_elsewhere_is_dropped_and_counted") {
+        // The injected frames' source MAC (vxlan_inject.py's INNER_SRC), pinned to a third VTEP.
+        let pin = |lab: &Lab| {
+            lab.sh(&[
+                "client",
+                "h1",
+                "fdb",
+                "add",
+                "02:99:00:00:00:01",
+                "192.0.2.3",
+            ]);
+        };
+        dropped_and_counted_after("bsp", PEER, "good", "static_conflict", &pin);
     }
 }
 

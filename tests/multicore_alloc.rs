@@ -117,9 +117,9 @@ fn core(local: Ipv4Addr, peer: Ipv4Addr, own: MacAddr) -> Arc<Core> {
                 vni: Vni::new(42).unwrap(),
                 peers: vec![peer],
                 own_mac: own,
-                learning: true,
                 ageing: Duration::from_secs(300),
                 max_learned: 1024,
+                ..Default::default()
             }],
         })
         .unwrap(),

@@ -3,8 +3,8 @@
 
 use crate::config::{
     self, DaemonConfig, Encap, Ipv4Cidr, Mode, NetConfig, parse_ageing, parse_control_path,
-    parse_dev_name, parse_max_fdb, parse_mtu, parse_neigh, parse_port, parse_route, parse_threads,
-    parse_unicast_mac, parse_vni, parse_vtep_ip,
+    parse_dev_name, parse_inline_table, parse_max_fdb, parse_mtu, parse_neigh, parse_port,
+    parse_route, parse_threads, parse_unicast_mac, parse_vni, parse_vtep_ip,
 };
 use crate::core::route::{Route, parse_prefix};
 pub use crate::error::Failure;
@@ -65,11 +65,12 @@ pub struct RunArgs {
     /// Read the networks from a TOML file instead of the flags below
     /// (keys: local, port, allow_any_peer, mode, encap, threads, control, and [[network]]
     /// tables with dev, vni, peers, address, mtu, learning, ageing, max_fdb,
-    /// fdb = [{mac, remote}], routes = ["CIDR=IP", ...], neigh = [{ip, mac}], arp_suppress).
+    /// fdb = [{mac, remote}], routes = ["CIDR=IP", ...], neigh = [{ip, mac}], arp_suppress,
+    /// mac_move = {moves, window, hold}, storm = {broadcast, unknown_unicast, multicast}).
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "dev", "local", "vni", "peers", "port", "address", "mtu", "no_learning", "ageing",
         "max_fdb", "allow_any_peer", "threads", "mode", "encap", "routes", "neigh",
-        "arp_suppress",
+        "arp_suppress", "mac_move", "storm",
     ])]
     pub config: Option<PathBuf>,
 
@@ -147,6 +148,19 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = parse_max_fdb)]
     pub max_fdb: Option<usize>,
 
+    /// MAC-move dampening: a MAC that moves between remotes more than MOVES times in WINDOW
+    /// seconds is frozen on its last remote for HOLD seconds (shown in `fdb show`; `fdb del`
+    /// ends it early); moves=0 turns it off [default: moves=5,window=180,hold=180].
+    #[arg(long, value_name = "moves=N,window=SECS,hold=SECS",
+          value_parser = parse_inline_table::<config::MoveLimit>)]
+    pub mac_move: Option<config::MoveLimit>,
+
+    /// L2 storm control: frames per second flooded from the device, per kind (keys broadcast,
+    /// unknown_unicast, multicast; a kind left out is unlimited); frames over the limit are
+    /// dropped and counted (storm_broadcast, ...) [default: no limit].
+    #[arg(long, value_name = "KIND=PPS,...", value_parser = parse_inline_table::<config::StormLimits>)]
+    pub storm: Option<config::StormLimits>,
+
     /// Accept tunnel traffic from any source, not only known remotes (peers and FDB remotes;
     /// route next hops in L3 mode). An IPIP endpoint open to anyone lets any host inject packets
     /// (CVE-2020-10136): leave this off unless the underlay is filtered.
@@ -180,6 +194,8 @@ impl RunArgs {
                 ("--no-learning", self.no_learning),
                 ("--ageing", self.ageing.is_some()),
                 ("--max-fdb", self.max_fdb.is_some()),
+                ("--mac-move", self.mac_move.is_some()),
+                ("--storm", self.storm.is_some()),
             ];
             if let Some((flag, _)) = vxlan_only.iter().find(|(_, given)| *given) {
                 return Err(Failure::Usage(format!(
@@ -222,6 +238,8 @@ impl RunArgs {
         if let Some(m) = self.max_fdb {
             net.max_fdb = m;
         }
+        net.mac_move = self.mac_move.unwrap_or_default();
+        net.storm = self.storm.unwrap_or_default();
         net.routes = self.routes.clone();
         Ok(DaemonConfig {
             local,
@@ -530,6 +548,10 @@ mod tests {
             "--allow-any-peer",
             "--control",
             "/tmp/v.sock",
+            "--mac-move",
+            "moves=2,hold=30",
+            "--storm",
+            "broadcast=500",
         ])
         .unwrap();
         assert_eq!(c.local, Ipv4Addr::new(192, 0, 2, 1));
@@ -543,6 +565,9 @@ mod tests {
         assert!(!n.learning);
         assert_eq!(n.ageing, Duration::from_secs(10));
         assert_eq!(n.max_fdb, 5);
+        let moves = (n.mac_move.moves, n.mac_move.window, n.mac_move.hold);
+        assert_eq!(moves, (2, 180, 30));
+        assert_eq!((n.storm.broadcast, n.storm.multicast), (Some(500), None));
     }
 
     #[test]

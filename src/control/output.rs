@@ -4,14 +4,19 @@ use super::protocol::{FdbRow, Kind, NeighRow, PeersRow, RouteRow, StatsReport};
 use std::fmt::Write;
 
 /// FDB entries, one per line, in the style of `bridge fdb show`:
-/// `02:00:00:00:00:01 dev vtep0 vni 42 dst 192.0.2.2 learned age 3s`.
+/// `02:00:00:00:00:01 dev vtep0 vni 42 dst 192.0.2.2 learned age 3s`, with
+/// ` frozen 170s` after an entry MAC-move dampening froze.
 pub fn fdb_table(rows: &[FdbRow]) -> String {
     let mut s = String::new();
     for r in rows {
         let _ = write!(s, "{} dev {} vni {} dst {}", r.mac, r.dev, r.vni, r.remote);
         let _ = match r.kind {
-            Kind::Learned => writeln!(s, " learned age {}s", r.age_secs),
-            Kind::Static => writeln!(s, " static"),
+            Kind::Learned => write!(s, " learned age {}s", r.age_secs),
+            Kind::Static => write!(s, " static"),
+        };
+        let _ = match r.frozen_secs {
+            Some(f) => writeln!(s, " frozen {f}s"),
+            None => writeln!(s),
         };
     }
     s
@@ -114,6 +119,7 @@ mod tests {
                 remote: Ipv4Addr::new(192, 0, 2, 2),
                 kind: Kind::Learned,
                 age_secs: 3,
+                frozen_secs: None,
             },
             FdbRow {
                 vni: 42,
@@ -122,12 +128,23 @@ mod tests {
                 remote: Ipv4Addr::new(192, 0, 2, 3),
                 kind: Kind::Static,
                 age_secs: 9,
+                frozen_secs: None,
+            },
+            FdbRow {
+                vni: 42,
+                dev: "vtep0".into(),
+                mac: "02:00:00:00:00:03".into(),
+                remote: Ipv4Addr::new(192, 0, 2, 4),
+                kind: Kind::Learned,
+                age_secs: 0,
+                frozen_secs: Some(170),
             },
         ];
         assert_eq!(
             fdb_table(&rows),
             "02:00:00:00:00:01 dev vtep0 vni 42 dst 192.0.2.2 learned age 3s\n\
-             02:00:00:00:00:02 dev vtep0 vni 42 dst 192.0.2.3 static\n"
+             02:00:00:00:00:02 dev vtep0 vni 42 dst 192.0.2.3 static\n\
+             02:00:00:00:00:03 dev vtep0 vni 42 dst 192.0.2.4 learned age 0s frozen 170s\n"
         );
         assert_eq!(fdb_table(&[]), "");
     }

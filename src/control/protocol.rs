@@ -194,6 +194,9 @@ pub struct FdbRow {
     pub kind: Kind,
     /// Seconds since last seen (since added, for static entries).
     pub age_secs: u64,
+    /// Seconds left frozen by MAC-move dampening (absent: not frozen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_secs: Option<u64>,
 }
 
 /// One network's flood list (`peers show --json` prints an array of these).
@@ -340,6 +343,7 @@ mod tests {
             remote: Ipv4Addr::new(192, 0, 2, 2),
             kind: Kind::Learned,
             age_secs: 3,
+            frozen_secs: None,
         };
         let v = serde_json::to_value(&row).unwrap();
         for k in ["vni", "mac", "remote", "kind", "age_secs"] {
@@ -347,5 +351,12 @@ mod tests {
         }
         assert_eq!(v["kind"], "learned");
         assert_eq!(v["remote"], "192.0.2.2");
+        // Only a frozen entry has `frozen_secs`.
+        assert!(v.get("frozen_secs").is_none());
+        let frozen = FdbRow {
+            frozen_secs: Some(7),
+            ..row
+        };
+        assert_eq!(serde_json::to_value(&frozen).unwrap()["frozen_secs"], 7);
     }
 }

@@ -83,7 +83,10 @@ impl ArpSuppress {
             Learned::New => ctr.neigh_learned += 1,
             Learned::MacChanged(_) => ctr.neigh_mac_changes += 1,
             Learned::Refused => ctr.neigh_refused += 1,
-            Learned::Refreshed | Learned::StaticKept | Learned::Ignored => {}
+            Learned::Refreshed
+            | Learned::StaticKept
+            | Learned::StaticConflict
+            | Learned::Ignored => {}
         }
     }
 

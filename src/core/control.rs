@@ -9,6 +9,7 @@ use super::{Core, CoreError, EntryKind, FdbEntryInfo, NetId, Timestamp};
 use encap::{MacAddr, Vni};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 /// Control-plane bookkeeping of all networks, in [`NetId`] order.
 #[derive(Debug, Default)]
@@ -174,6 +175,7 @@ impl Core {
                 remote: e.remote(),
                 kind: e.kind(),
                 age: now.since(Timestamp(e.last_seen())),
+                frozen: e.moves().frozen_for(now_ms).map(Duration::from_millis),
             });
         });
         out.sort_unstable_by_key(|i| (i.vni, i.mac));

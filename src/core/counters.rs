@@ -37,8 +37,18 @@ drop_reasons! {
     BadSourceMac = "bad_source_mac",
     /// Inner source MAC is our own device's: a loop.
     OwnSourceMac = "own_source_mac",
+    /// A frame from the tunnel whose source contradicts a static entry: its source MAC is
+    /// pinned to another VTEP (FDB), or (L3 VXLAN) its source IP to another MAC (neighbour).
+    /// A spoof, or a misconfiguration: never delivered.
+    StaticConflict = "static_conflict",
     /// Local frame shorter than an Ethernet header.
     LocalRunt = "local_runt",
+    /// Broadcast frame from the device over its network's storm-control limit.
+    StormBroadcast = "storm_broadcast",
+    /// Unknown-unicast frame from the device over its network's storm-control limit.
+    StormUnknownUnicast = "storm_unknown_unicast",
+    /// Multicast frame from the device over its network's storm-control limit.
+    StormMulticast = "storm_multicast",
     /// BUM or unknown-unicast frame with an empty flood list.
     NoPeers = "no_peers",
     /// Known-unicast destination that is ourselves (would loop back).
@@ -94,6 +104,10 @@ impl fmt::Display for DropReason {
     }
 }
 
+fn no_drops() -> [u64; DropReason::COUNT] {
+    [0; DropReason::COUNT]
+}
+
 /// Declares the per-worker counters once: the [`Counters`] struct and everything that lists
 /// them (their names, the flat array the stats board publishes, summing, the `stats --json`
 /// field names through serde) come from this one list, so a counter is added in one line.
@@ -101,13 +115,23 @@ macro_rules! counters {
     ($($(#[$m:meta])* $f:ident,)*) => {
         /// Counters of one worker. Plain data; the I/O layer publishes and sums them. The
         /// serde form is a flat object of `name: value` (the drops are reported apart).
-        #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
         #[serde(default)]
         pub struct Counters {
             $($(#[$m])* pub $f: u64,)*
             /// Drops by reason, indexed by `DropReason as usize`.
-            #[serde(skip)]
+            #[serde(skip, default = "no_drops")]
             pub drops: [u64; DropReason::COUNT],
+        }
+
+        // By hand: `Default` is not derived for arrays longer than 32.
+        impl Default for Counters {
+            fn default() -> Self {
+                Counters {
+                    $($f: 0,)*
+                    drops: no_drops(),
+                }
+            }
         }
 
         impl Counters {
@@ -173,6 +197,10 @@ counters! {
     learned,
     /// Learned entries that moved to a different remote.
     mac_moves,
+    /// MACs frozen by dampening: they moved more often than their network allows.
+    mac_frozen,
+    /// Moves of frozen MACs not made (their frames were still delivered).
+    mac_moves_held,
     /// New MACs not learned because the per-VNI cap was reached.
     learn_refused,
     /// Learning attempts refused because a static entry holds the MAC.
@@ -193,6 +221,9 @@ counters! {
     icmp_echo_replies,
     /// Next hops given up on after the last ARP retry (L3).
     neigh_failed,
+    /// Errors the kernel reported after the fact about packets sent to remotes (ICMP errors
+    /// coming back, read from the sockets' error queues once a second).
+    tunnel_icmp_errors,
     /// Packets from the tunnel that arrived already merged by the underlay's GRO (IPIP
     /// super-packets; each is one `rx_tunnel`), handed to the device as GSO.
     rx_merged,

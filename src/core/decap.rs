@@ -53,8 +53,15 @@ impl Core {
         if src_mac == net.own_mac {
             return drop(ctr, DropReason::OwnSourceMac);
         }
-        if net.learning {
-            self.learn(net, src_mac, src, now.millis(), ctr);
+        // A MAC pinned by a static entry to another VTEP is a spoof (or a misconfiguration):
+        // the entry stays and the frame is dropped, as Linux's vxlan does.
+        let conflict = if net.learning {
+            self.learn(net, src_mac, src, now.millis(), ctr)
+        } else {
+            self.pinned_elsewhere(net, src_mac, src)
+        };
+        if conflict {
+            return drop(ctr, DropReason::StaticConflict);
         }
         // RFC 6040: the outer ECN bits onto the inner packet, or the frame is dropped. Outer
         // Not-ECT and ECT(0) (ECN bit 0 clear) leave every inner field as it is.

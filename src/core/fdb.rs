@@ -29,6 +29,7 @@
 //! and expire/delete with exact cap accounting.
 
 use super::EntryKind;
+use super::dampening::MoveHistory;
 use encap::{MacAddr, Vni};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -62,6 +63,7 @@ impl FdbKey {
 pub struct FdbEntry {
     remote: AtomicU32,
     last_seen: AtomicU64,
+    moves: MoveHistory,
     kind: EntryKind,
 }
 
@@ -71,8 +73,14 @@ impl FdbEntry {
         FdbEntry {
             remote: AtomicU32::new(u32::from(remote)),
             last_seen: AtomicU64::new(now_ms),
+            moves: MoveHistory::default(),
             kind,
         }
+    }
+    /// Its MAC-move history (learned entries; see `dampening`).
+    #[inline]
+    pub fn moves(&self) -> &MoveHistory {
+        &self.moves
     }
     /// Learned or static.
     #[inline]

@@ -2,6 +2,7 @@
 //! network's flood list (head-end replication).
 
 use super::fdb::FdbKey;
+use super::storm::FloodKind;
 use super::{Core, Counters, DropReason, FromDevice, NetId, Remotes, Timestamp};
 use encap::MacAddr;
 
@@ -20,11 +21,12 @@ impl Core {
         ctr: &mut Counters,
     ) -> FromDevice {
         ctr.rx_device += 1;
-        self.forward_frame(now, net, frame, to, ctr)
+        self.forward(now, net, frame, to, ctr, true)
     }
 
     /// The forwarding decision of [`Core::on_local`] without counting the frame as read from
-    /// the device: for frames vtepd generated itself (ARP requests and replies, L3 frames).
+    /// the device and without storm control: for frames vtepd generated itself (ARP requests and
+    /// replies, L3 frames).
     pub fn forward_frame(
         &self,
         now: Timestamp,
@@ -32,6 +34,19 @@ impl Core {
         frame: &[u8],
         to: &mut Remotes,
         ctr: &mut Counters,
+    ) -> FromDevice {
+        self.forward(now, net, frame, to, ctr, false)
+    }
+
+    /// The forwarding decision; `police`: frames to be flooded pass storm control first.
+    fn forward(
+        &self,
+        now: Timestamp,
+        net: NetId,
+        frame: &[u8],
+        to: &mut Remotes,
+        ctr: &mut Counters,
+        police: bool,
     ) -> FromDevice {
         let drop = |ctr: &mut Counters, r: DropReason| {
             ctr.drop(r);
@@ -61,10 +76,31 @@ impl Core {
         if peers.flood.is_empty() {
             return drop(ctr, DropReason::NoPeers);
         }
+        if police {
+            let kind = if dst == MacAddr::BROADCAST {
+                FloodKind::Broadcast
+            } else if dst.is_multicast() {
+                FloodKind::Multicast
+            } else {
+                FloodKind::UnknownUnicast
+            };
+            if !n.storm.allow(kind, now.millis()) {
+                return drop(ctr, storm_drop(kind));
+            }
+        }
         for &dst in peers.flood.iter() {
             to.push(dst);
         }
         ctr.flood_copies += peers.flood.len() as u64;
         FromDevice::Tunnel
+    }
+}
+
+/// The drop reason of a frame of `kind` over its storm-control limit.
+fn storm_drop(kind: FloodKind) -> DropReason {
+    match kind {
+        FloodKind::Broadcast => DropReason::StormBroadcast,
+        FloodKind::UnknownUnicast => DropReason::StormUnknownUnicast,
+        FloodKind::Multicast => DropReason::StormMulticast,
     }
 }

@@ -120,7 +120,7 @@ fn account(ctr: &mut Counters, r: Learned) {
         Learned::New => ctr.neigh_learned += 1,
         Learned::MacChanged(_) => ctr.neigh_mac_changes += 1,
         Learned::Refused => ctr.neigh_refused += 1,
-        Learned::Refreshed | Learned::StaticKept | Learned::Ignored => {}
+        Learned::Refreshed | Learned::StaticKept | Learned::StaticConflict | Learned::Ignored => {}
     }
 }
 
@@ -475,7 +475,13 @@ impl L3Vx {
         if let Some(t) = self.table()
             && self.on_link(src)
         {
-            account(ctr, t.learn(src, src_mac, now.millis(), Evidence::Confirm));
+            let learned = t.learn(src, src_mac, now.millis(), Evidence::Confirm);
+            if learned == Learned::StaticConflict {
+                // A source address a static neighbour binds to another MAC: a spoof.
+                ctr.drop(DropReason::StaticConflict);
+                return FromTunnel::Drop(DropReason::StaticConflict);
+            }
+            account(ctr, learned);
         }
         if dst == self.cfg.address
             && let Some(len) = arp::echo_reply_len(packet, self.cfg.address)
@@ -523,6 +529,12 @@ impl L3Vx {
         } else {
             table.learn(a.sender_ip, a.sender_mac, now.millis(), evidence)
         };
+        if learned == Learned::StaticConflict {
+            // A sender address a static neighbour binds to another MAC: neither believed nor
+            // answered.
+            ctr.drop(DropReason::StaticConflict);
+            return FromTunnel::Drop(DropReason::StaticConflict);
+        }
         account(ctr, learned);
         if a.operation == ArpOperation::Request && to_us {
             let reply = arp_reply(&a, self.cfg.own_mac);

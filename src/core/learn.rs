@@ -1,9 +1,11 @@
 //! Learning (RFC 7348 §4.1): inner source MAC -> outer source address, per VNI.
 //!
 //! Called only for frames that arrived from a tunnel and passed every check (unicast,
-//! non-zero, not our own MAC, known source). Never touches a static entry; a new MAC is
-//! learned only while the network is under its cap.
+//! non-zero, not our own MAC, known source). Never touches a static entry, and says when one
+//! pins the MAC to another remote (the caller then drops the frame); a new MAC is learned only
+//! while the network is under its cap, and a MAC that moves too often is frozen (`dampening`).
 
+use super::dampening::{Frozen, Move};
 use super::fdb::{FdbEntry, FdbKey};
 use super::network::Network;
 use super::{Core, Counters, EntryKind};
@@ -11,7 +13,8 @@ use encap::MacAddr;
 use std::net::Ipv4Addr;
 
 impl Core {
-    /// Learns (or refreshes, or moves) `mac` as behind `remote` in `net`.
+    /// Learns (or refreshes, or moves) `mac` as behind `remote` in `net`. Returns true when a
+    /// static entry pins `mac` to another remote (nothing learned: a conflict).
     pub(super) fn learn(
         &self,
         net: &Network,
@@ -19,31 +22,55 @@ impl Core {
         remote: Ipv4Addr,
         now_ms: u64,
         ctr: &mut Counters,
-    ) {
+    ) -> bool {
         let key = FdbKey::new(net.vni, mac);
         let existing = self.fdb.with_entry(key, |e| match e.kind() {
             EntryKind::Static => {
-                if e.remote() != remote {
+                let conflict = e.remote() != remote;
+                if conflict {
                     ctr.learn_static_conflict += 1;
                 }
+                conflict
             }
             EntryKind::Learned if e.is_expired(now_ms, net.ageing_ms) => {
                 // Treated as absent by lookups: this is a fresh learn, not a move.
+                e.moves().reset();
                 e.relearn(remote, now_ms);
                 ctr.learned += 1;
+                false
             }
             EntryKind::Learned if e.remote() != remote => {
-                e.relearn(remote, now_ms);
-                ctr.mac_moves += 1;
+                match e.moves().record(now_ms, &net.mac_move) {
+                    Move::Allowed => {
+                        e.relearn(remote, now_ms);
+                        ctr.mac_moves += 1;
+                    }
+                    Move::Froze => {
+                        ctr.mac_frozen += 1;
+                        ctr.mac_moves_held += 1;
+                        // A full queue loses the report, never the count.
+                        let _ = self.frozen.push(Frozen {
+                            vni: net.vni,
+                            mac,
+                            remote: e.remote(),
+                            moving_to: remote,
+                        });
+                    }
+                    Move::Frozen => ctr.mac_moves_held += 1,
+                }
+                false
             }
-            EntryKind::Learned => e.touch(now_ms),
+            EntryKind::Learned => {
+                e.touch(now_ms);
+                false
+            }
         });
-        if existing.is_some() {
-            return;
+        if let Some(conflict) = existing {
+            return conflict;
         }
         if !net.reserve_learned() {
             ctr.learn_refused += 1;
-            return;
+            return false;
         }
         let entry = FdbEntry::new(EntryKind::Learned, remote, now_ms);
         if self.fdb.insert_new(key, entry, |_| ()).is_ok() {
@@ -52,5 +79,16 @@ impl Core {
             // Another worker learned it first; its insert holds the reservation.
             net.release_learned();
         }
+        false
+    }
+
+    /// Whether a static entry of `net` pins `mac` to a remote other than `remote` (for networks
+    /// that do not learn: [`Core::learn`] says it otherwise).
+    pub(super) fn pinned_elsewhere(&self, net: &Network, mac: MacAddr, remote: Ipv4Addr) -> bool {
+        self.fdb
+            .with_entry(FdbKey::new(net.vni, mac), |e| {
+                e.kind() == EntryKind::Static && e.remote() != remote
+            })
+            .unwrap_or(false)
     }
 }

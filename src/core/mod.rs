@@ -15,6 +15,7 @@ pub mod arp;
 pub mod arp_suppress;
 mod control;
 pub mod counters;
+pub mod dampening;
 mod decap;
 pub mod encapsulator;
 pub mod engine;
@@ -28,6 +29,7 @@ pub mod neigh;
 mod neigh_control;
 pub mod network;
 pub mod route;
+pub mod storm;
 pub mod time;
 
 pub use counters::{Counters, DropReason};
@@ -46,6 +48,10 @@ use std::time::Duration;
 pub const DEFAULT_AGEING: Duration = Duration::from_secs(300);
 /// Default cap on learned FDB entries per VNI.
 pub const DEFAULT_MAX_LEARNED: usize = 65536;
+
+/// MAC freezes kept for the daemon to report between two reads; more are counted
+/// (`mac_frozen`) but not reported one by one.
+const FROZEN_REPORTS: usize = 64;
 
 /// Index of a network inside a [`Core`], in configuration order (0..n).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,6 +72,26 @@ pub struct NetworkConfig {
     pub ageing: Duration,
     /// Cap on learned entries in this network.
     pub max_learned: usize,
+    /// MAC-move dampening.
+    pub mac_move: dampening::MoveLimit,
+    /// Storm control of the frames from the device that are flooded.
+    pub storm: storm::StormLimits,
+}
+
+impl Default for NetworkConfig {
+    /// VNI 0 (not a usable network; set `vni`), no peers, learning on, defaults elsewhere.
+    fn default() -> Self {
+        NetworkConfig {
+            vni: Vni::ZERO,
+            peers: Vec::new(),
+            own_mac: MacAddr([0; 6]),
+            learning: true,
+            ageing: DEFAULT_AGEING,
+            max_learned: DEFAULT_MAX_LEARNED,
+            mac_move: dampening::MoveLimit::default(),
+            storm: storm::StormLimits::default(),
+        }
+    }
 }
 
 /// Configuration of a [`Core`].
@@ -101,6 +127,8 @@ pub struct FdbEntryInfo {
     pub kind: EntryKind,
     /// Time since last seen as a source (since added, for static entries).
     pub age: Duration,
+    /// Time left frozen by MAC-move dampening (`None`: not frozen).
+    pub frozen: Option<Duration>,
 }
 
 /// A control-plane request the core refused.
@@ -141,6 +169,8 @@ pub struct Core {
     fdb: Fdb,
     /// IP -> MAC bindings per network, in [`NetId`] order (ARP suppression, L3 VXLAN).
     neigh: Box<[neigh::NeighTable]>,
+    /// MACs frozen by dampening, not yet reported (see [`Core::take_frozen`]).
+    frozen: crossbeam_queue::ArrayQueue<dampening::Frozen>,
     control: Mutex<control::ControlState>,
 }
 
@@ -185,6 +215,7 @@ impl Core {
             by_vni: by_vni.into(),
             fdb: Fdb::with_capacity(1024),
             neigh,
+            frozen: crossbeam_queue::ArrayQueue::new(FROZEN_REPORTS),
             control: Mutex::new(state),
         })
     }
@@ -192,6 +223,13 @@ impl Core {
     /// Our own underlay address.
     pub fn local(&self) -> Ipv4Addr {
         self.local
+    }
+
+    /// Hands each MAC frozen by dampening since the last call to `report` (once per freeze).
+    pub fn take_frozen(&self, mut report: impl FnMut(dampening::Frozen)) {
+        while let Some(f) = self.frozen.pop() {
+            report(f);
+        }
     }
 
     /// The networks in [`NetId`] order.

@@ -82,8 +82,11 @@ pub enum Learned {
     Refreshed,
     /// An existing learned binding now points at a different MAC (the old one is given).
     MacChanged(MacAddr),
-    /// A static binding holds this address; it was left alone.
+    /// A static binding holds this address with the same MAC; it was left alone.
     StaticKept,
+    /// A static binding holds this address with another MAC: the evidence contradicts it (a
+    /// spoof, or a misconfiguration); the binding was left alone.
+    StaticConflict,
     /// Nothing changed (the evidence did not allow it).
     Ignored,
     /// A new binding was refused: the network's cap is reached.
@@ -147,7 +150,8 @@ impl NeighTable {
         if let Some(e) = self.map.get(&key, &guard) {
             let expired = e.is_expired(now_ms, self.ageing_ms);
             return match (e.kind, evidence) {
-                (EntryKind::Static, _) => Learned::StaticKept,
+                (EntryKind::Static, _) if e.mac() == mac => Learned::StaticKept,
+                (EntryKind::Static, _) => Learned::StaticConflict,
                 (_, Evidence::Confirm) if !expired && e.mac() == mac => {
                     e.touch(now_ms);
                     Learned::Refreshed
@@ -358,7 +362,9 @@ mod tests {
             Evidence::UpdateOnly,
             Evidence::Confirm,
         ] {
-            assert_eq!(t.learn(A, M2, 5, ev), Learned::StaticKept);
+            // Another MAC contradicts the static binding; the same MAC only agrees with it.
+            assert_eq!(t.learn(A, M2, 5, ev), Learned::StaticConflict);
+            assert_eq!(t.learn(A, M1, 5, ev), Learned::StaticKept);
         }
         assert_eq!(t.lookup(A, u64::MAX), Some(M1));
         assert_eq!(t.expire(u64::MAX), 0);

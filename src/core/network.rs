@@ -1,6 +1,8 @@
 //! One overlay network as the data path sees it: immutable settings, the learned-entry count,
 //! and a snapshot of its peers (flood list and known remotes) swapped on every change.
 
+use super::dampening::MoveLimit;
+use super::storm::StormControl;
 use super::{NetworkConfig, Timestamp};
 use arc_swap::ArcSwap;
 use encap::{MacAddr, Vni};
@@ -54,6 +56,10 @@ pub struct Network {
     pub ageing_ms: u64,
     /// Cap on learned entries.
     pub max_learned: usize,
+    /// MAC-move dampening policy.
+    pub mac_move: MoveLimit,
+    /// Storm-control buckets of the frames from the device that are flooded.
+    pub storm: StormControl,
     /// Learned entries currently in the FDB for this network (expired ones until removed).
     learned: AtomicUsize,
     /// Current peers.
@@ -69,6 +75,8 @@ impl Network {
             learning: cfg.learning,
             ageing_ms: Timestamp::from_duration(cfg.ageing).millis(),
             max_learned: cfg.max_learned,
+            mac_move: cfg.mac_move,
+            storm: StormControl::new(&cfg.storm),
             learned: AtomicUsize::new(0),
             peers: ArcSwap::from_pointee(PeerSnapshot::new(flood, std::iter::empty())),
         }
@@ -134,11 +142,10 @@ mod tests {
     fn learned_cap_reserve_and_release() {
         let cfg = NetworkConfig {
             vni: Vni::new(1).unwrap(),
-            peers: vec![],
             own_mac: MacAddr([2, 0, 0, 0, 0, 1]),
-            learning: true,
             ageing: std::time::Duration::from_secs(1),
             max_learned: 2,
+            ..NetworkConfig::default()
         };
         let n = Network::new(&cfg, &[]);
         assert!(n.reserve_learned());

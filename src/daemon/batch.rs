@@ -129,9 +129,7 @@ impl RecvBatch {
     ) -> io::Result<usize> {
         let (n, ovfl) = self.recv(sock)?;
         if let Some(o) = ovfl {
-            let lost = o.wrapping_sub(*overflow);
-            *overflow = o;
-            ctr.drops[DropReason::RxQueueFull as usize] += u64::from(lost);
+            count_overflow(o, overflow, ctr);
         }
         let lost = self.unindexed as u64;
         ctr.rx_tunnel += lost;
@@ -187,9 +185,25 @@ impl RecvBatch {
     }
 }
 
+/// Counts the datagrams a socket's full receive queue dropped since `seen` (its drop count
+/// when last read, updated), given its drop count `now`. A count older than `seen` (a datagram
+/// queued before the last read carries the count of its time) adds nothing.
+pub fn count_overflow(now: u32, seen: &mut u32, ctr: &mut Counters) {
+    let lost = now.wrapping_sub(*seen);
+    // The count only grows: a "negative" difference is an older reading, not 4 billion drops.
+    if lost > 0 && lost < 1 << 31 {
+        *seen = now;
+        ctr.drops[DropReason::RxQueueFull as usize] += u64::from(lost);
+    }
+}
+
 /// Sends every message of `msgs` on `sock` with as few `sendmmsg` calls as the kernel allows
 /// (at most [`MAX_BATCH`] a call); a datagram the kernel refuses is reported to `on_error` (with
 /// its destination) and skipped, so one bad destination never holds up the others.
+///
+/// A refusal other than a full queue (ENOBUFS, EAGAIN) is tried once more: the kernel also
+/// fails a send with an error left pending by an earlier ICMP error about another packet (and
+/// clears it), which must not cost this one.
 pub fn send_all(
     sock: &impl DatagramSocket,
     msgs: &[SendMsg<'_>],
@@ -197,6 +211,7 @@ pub fn send_all(
 ) -> Flushed {
     let mut out = Flushed::default();
     let mut i = 0;
+    let mut retried = usize::MAX;
     while i < msgs.len() {
         match sock.send_batch(&msgs[i..]) {
             Ok(0) => {
@@ -210,6 +225,7 @@ pub fn send_all(
                 i += k;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if retried != i && !queue_full(&e) => retried = i,
             Err(e) => {
                 on_error(msgs[i].dst, &e);
                 out.failed += 1;
@@ -218,6 +234,11 @@ pub fn send_all(
         }
     }
     out
+}
+
+/// Whether a send failed because a queue on the way out was full (nothing pending to clear).
+fn queue_full(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOBUFS) | Some(libc::EAGAIN))
 }
 
 /// The reason a datagram the kernel refused on send is counted under.

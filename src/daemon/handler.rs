@@ -142,6 +142,8 @@ impl Handler {
                         remote: e.remote,
                         kind: kind(e.kind),
                         age_secs: e.age.as_secs(),
+                        // Rounded up: a frozen entry never shows 0 s left.
+                        frozen_secs: e.frozen.map(|d| d.as_millis().div_ceil(1000) as u64),
                     })
                     .collect();
                 to_json(&rows)
@@ -350,9 +352,9 @@ mod tests {
                 vni,
                 peers: vec![PEER],
                 own_mac: MacAddr([2, 0, 0, 0, 0, 1]),
-                learning: true,
                 ageing,
                 max_learned: 16,
+                ..Default::default()
             }],
         })
         .unwrap();

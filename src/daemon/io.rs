@@ -73,6 +73,16 @@ pub trait DatagramSocket: Send + 'static {
     ) -> io::Result<(usize, Option<u32>)>;
     /// Sends a prefix of `msgs` (one `sendmmsg`); how many went, or the first one's error.
     fn send_batch(&self, msgs: &[SendMsg<'_>]) -> io::Result<usize>;
+    /// Reads and discards the errors queued about earlier sends (ICMP errors that came back);
+    /// how many.
+    fn drain_errors(&self) -> io::Result<usize> {
+        Ok(0)
+    }
+    /// The count of datagrams dropped because the receive queue was full, if the socket keeps
+    /// one.
+    fn queue_drops(&self) -> io::Result<Option<u32>> {
+        Ok(None)
+    }
     /// The file descriptor to poll for reading.
     fn fd(&self) -> RawFd;
 }
@@ -91,6 +101,12 @@ macro_rules! kernel_socket {
             }
             fn send_batch(&self, msgs: &[SendMsg<'_>]) -> io::Result<usize> {
                 sys::send_batch(self, msgs)
+            }
+            fn drain_errors(&self) -> io::Result<usize> {
+                sys::drain_error_queue(self)
+            }
+            fn queue_drops(&self) -> io::Result<Option<u32>> {
+                sys::socket_drops(self).map(Some)
             }
             fn fd(&self) -> RawFd {
                 self.as_raw_fd()
@@ -119,6 +135,12 @@ impl<T: DatagramSocket + Sync> DatagramSocket for std::sync::Arc<T> {
     }
     fn send_batch(&self, msgs: &[SendMsg<'_>]) -> io::Result<usize> {
         (**self).send_batch(msgs)
+    }
+    fn drain_errors(&self) -> io::Result<usize> {
+        (**self).drain_errors()
+    }
+    fn queue_drops(&self) -> io::Result<Option<u32>> {
+        (**self).queue_drops()
     }
     fn fd(&self) -> RawFd {
         (**self).fd()

@@ -64,6 +64,8 @@ fn open_member(local: Ipv4Addr, index: u32, count: u32) -> Result<Socket, Failur
     }
     sock.set_header_included_v4(true)
         .map_err(|e| fail("set IP_HDRINCL", e))?;
+    // Without it the kernel reports a packet its queues dropped on the way out as sent.
+    sys::enable_recv_err(&sock).map_err(|e| fail("set IP_RECVERR", e))?;
     sock.bind(&SocketAddrV4::new(local, 0).into())
         .map_err(|e| fail("bind it", e))?;
     size_buffer(&sock, true, "raw IPIP socket");

@@ -45,12 +45,11 @@ use super::receive::{OnDatagrams, Receiver, drain_socket};
 use super::runner::{ControlParts, Held, Mode, Opened};
 use super::stats::Clock;
 use super::tunnel_tx::TunnelTx;
-use super::{socket, vxlan_config};
+use super::{housekeeping, socket, vxlan_config};
 use crate::config::{DaemonConfig, stable_mac};
 use crate::core::l2::L2;
 use crate::core::{
-    Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, NetworkConfig, Out,
-    Outer, Timestamp,
+    Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp,
 };
 use crate::error::Failure;
 use encap::MacAddr;
@@ -97,14 +96,7 @@ impl Mode for L2Vxlan {
                     .networks
                     .iter()
                     .zip(&taps)
-                    .map(|(n, t)| NetworkConfig {
-                        vni: n.vni,
-                        peers: n.peers.clone(),
-                        own_mac: t.mac,
-                        learning: n.learning,
-                        ageing: n.ageing,
-                        max_learned: n.max_fdb,
-                    })
+                    .map(|(n, t)| n.to_core(t.mac))
                     .collect(),
             })
             .map_err(|e| Failure::Usage(e.to_string()))?,
@@ -401,11 +393,10 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L2Worker<D, S> {
     }
 
     fn tick(&mut self, now: Timestamp, leader: bool) {
+        self.rx.tick(&mut self.ctr);
+        self.tx.drain_errors(&mut self.ctr);
         if leader {
-            let aged = self.engine.core().expire(now);
-            if aged > 0 {
-                debug!(entries = aged, "FDB entries aged out");
-            }
+            housekeeping::tick(self.engine.core(), now);
         }
     }
 

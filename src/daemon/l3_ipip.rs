@@ -395,7 +395,9 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for IpipWorker<D, S> {
         Ok(more)
     }
 
-    fn tick(&mut self, _now: Timestamp, _leader: bool) {}
+    fn tick(&mut self, _now: Timestamp, _leader: bool) {
+        self.rx.tick(&mut self.ctr);
+    }
 
     fn counters(&self) -> &Counters {
         &self.ctr

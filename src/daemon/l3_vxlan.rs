@@ -41,14 +41,13 @@ use super::runner::{ControlParts, Held, Mode, Opened};
 use super::stats::Clock;
 use super::tun;
 use super::tunnel_tx::TunnelTx;
-use super::{socket, vxlan_config};
+use super::{housekeeping, socket, vxlan_config};
 use crate::config::{DaemonConfig, Ipv4Cidr, stable_mac};
 use crate::core::arp::{FrameTo, write_ipv4_header};
 use crate::core::l3vx::{L3Vx, L3VxConfig};
 use crate::core::route::Routes;
 use crate::core::{
-    Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, NetworkConfig, Out,
-    Outer, Timestamp,
+    Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp,
 };
 use crate::error::Failure;
 use socket2::Socket;
@@ -127,14 +126,7 @@ impl Mode for L3Vxlan {
             Core::new(CoreConfig {
                 local: cfg.local,
                 allow_any_peer: cfg.allow_any_peer,
-                networks: vec![NetworkConfig {
-                    vni: n.vni,
-                    peers: n.peers.clone(),
-                    own_mac,
-                    learning: n.learning,
-                    ageing: n.ageing,
-                    max_learned: n.max_fdb,
-                }],
+                networks: vec![n.to_core(own_mac)],
             })
             .map_err(|e| Failure::Usage(e.to_string()))?,
         );
@@ -483,8 +475,10 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L3VxWorker<D, S> {
     }
 
     fn tick(&mut self, now: Timestamp, leader: bool) {
+        self.rx.tick(&mut self.ctr);
+        self.tx.drain_errors(&mut self.ctr);
         if leader {
-            self.engine.core().expire(now);
+            housekeeping::tick(self.engine.core(), now);
             self.engine
                 .poll(now, &mut self.out.generated, &mut self.ctr);
             self.send_generated(now);

@@ -19,6 +19,7 @@ pub mod dev_port;
 pub mod device;
 pub mod event_loop;
 pub mod handler;
+pub mod housekeeping;
 pub mod io;
 pub mod ipip_group;
 pub mod l2_vxlan;

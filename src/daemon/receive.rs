@@ -2,7 +2,7 @@
 //! receives into ([`Receiver`]) and the one loop that drains it ([`drain_socket`]). A dataplane
 //! supplies only what it does with each datagram and after each batch ([`OnDatagrams`]).
 
-use super::batch::RecvBatch;
+use super::batch::{RecvBatch, count_overflow};
 use super::io::DatagramSocket;
 use super::ratelimit::RateLimit;
 use crate::core::{Counters, Timestamp};
@@ -40,6 +40,18 @@ impl<S: DatagramSocket> Receiver<S> {
             batch: RecvBatch::new(),
             overflow: 0,
             err_log: RateLimit::default(),
+        }
+    }
+
+    /// Housekeeping on the tick: counts what the socket's full receive queue dropped since the
+    /// last datagram reported it (the count otherwise arrives only with the next datagram), and
+    /// empties its error queue, counting the errors (`tunnel_icmp_errors`).
+    pub fn tick(&mut self, ctr: &mut Counters) {
+        if let Ok(Some(d)) = self.sock.queue_drops() {
+            count_overflow(d, &mut self.overflow, ctr);
+        }
+        if let Ok(n) = self.sock.drain_errors() {
+            ctr.tunnel_icmp_errors += n as u64;
         }
     }
 

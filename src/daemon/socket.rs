@@ -118,6 +118,8 @@ pub fn open_raw_sender() -> Result<Socket, Failure> {
     // The DF bit is in the header we write; this also forbids local fragmentation, so an
     // oversize packet fails with EMSGSIZE instead of leaving in pieces (RFC 7348 §4.3).
     sys::set_dont_fragment(&sock).map_err(|e| fail("set IP_MTU_DISCOVER", e))?;
+    // Without it the kernel reports a packet its queues dropped on the way out as sent.
+    sys::enable_recv_err(&sock).map_err(|e| fail("set IP_RECVERR", e))?;
     size_buffer(&sock, false, "raw socket");
     sock.set_nonblocking(true)
         .map_err(|e| fail("make it non-blocking", e))?;
@@ -131,6 +133,7 @@ pub fn open_raw_sender() -> Result<Socket, Failure> {
 pub fn open_gso_sender(local: Ipv4Addr, port: u16) -> Option<Socket> {
     let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).ok()?;
     sys::set_dont_fragment(&sock).ok()?;
+    sys::enable_recv_err(&sock).ok()?;
     sock.bind(&SocketAddrV4::new(local, port).into()).ok()?;
     sock.set_nonblocking(true).ok()?;
     size_buffer(&sock, false, "UDP GSO socket");

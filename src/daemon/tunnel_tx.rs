@@ -298,6 +298,17 @@ impl<S: DatagramSocket> TunnelTx<S> {
         sent
     }
 
+    /// Housekeeping on the tick: empties the send sockets' error queues (ICMP errors that came
+    /// back about what they sent), counting the errors (`tunnel_icmp_errors`).
+    pub fn drain_errors(&mut self, ctr: &mut Counters) {
+        let gso = self.gso_socks.values().flatten().map(|(s, _, _)| s);
+        let queued = std::iter::once(self.raw.drain_errors())
+            .chain(gso.map(crate::sys::drain_error_queue))
+            .filter_map(Result::ok)
+            .sum::<usize>();
+        ctr.tunnel_icmp_errors += queued as u64;
+    }
+
     /// Sends the queued copies; counts each refused one under its reason.
     pub fn flush(&mut self, now: Timestamp, ctr: &mut Counters) {
         if self.txb.is_empty() {
