@@ -122,19 +122,14 @@ fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
 #[test]
 fn stats_fdb_show_and_neigh_show_at_10k_networks_and_1m_entries() {
     let core = timed("building the core", build);
-    let handler = Handler {
-        core,
-        nets: (0..NETS)
-            .map(|i| NetInfo {
-                vni: vni(i),
-                dev: dev(i),
-                mac: None,
-            })
-            .collect(),
-        board: Arc::new(StatsBoard::new(2)),
-        clock: Clock::new(),
-        routes: None,
-    };
+    let nets = (0..NETS)
+        .map(|i| NetInfo {
+            vni: vni(i),
+            dev: dev(i),
+            mac: None,
+        })
+        .collect();
+    let handler = Handler::new(core, nets, Arc::new(StatsBoard::new(2)), Clock::new(), None);
     // Past the 1 ms ageing time of half the networks (nothing reaps them: no worker runs).
     std::thread::sleep(Duration::from_millis(20));
 

@@ -17,15 +17,22 @@
 //! - at most [`MAX_ANSWERING`] requests are answered at once, and up to [`MAX_QUEUED`] more
 //!   wait their turn in arrival order; only beyond that is a client told the daemon is busy;
 //! - garbage (a request too long, not JSON, not a request) is answered by the control thread
-//!   itself with a one-line error and takes no answering thread.
+//!   itself with a one-line error and takes no answering thread;
+//! - an answer is written as it is produced (a [`Reply::Data`]: a million FDB entries are never
+//!   one JSON value in memory); the client may keep it waiting at most [`WRITE_STALL`] at a
+//!   time (not reading at all) and [`WRITE_WAIT`] in all (reading too slowly), so a client
+//!   that stops reading, or reads a little at a time, loses its answer and frees its thread
+//!   within the time the answer takes to produce plus [`WRITE_WAIT`].
 
 use super::protocol::{MAX_REQUEST, Request, Response};
 use crate::error::Failure;
 use crate::sys;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
+use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{ErrorKind, Read, Write};
+use std::fmt;
+use std::io::{BufWriter, ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -41,8 +48,16 @@ const WAKE: Token = Token(1);
 const FIRST: usize = 2;
 /// How long a client may take, from being accepted, to send its whole request line.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long writing an answer may take.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one write of an answer may wait for the client to make room (the client not
+/// reading at all).
+pub const WRITE_STALL: Duration = Duration::from_secs(2);
+/// How long, in all, writing one answer may wait for the client to make room (a client that
+/// reads, however slowly). The daemon's own time to produce the answer is not counted: a
+/// client reading as it should waits for the daemon, never the other way round (a million FDB
+/// entries, about 100 MB of JSON, reach the CLI in about a second).
+pub const WRITE_WAIT: Duration = Duration::from_secs(10);
+/// The answering thread's write buffer.
+const WRITE_BUFFER: usize = 64 * 1024;
 /// Connections waiting for their request; one more closes the one waiting longest.
 pub const MAX_WAITING: usize = 128;
 /// Requests answered at the same time, each on a thread of its own.
@@ -126,14 +141,86 @@ pub fn bind(path: &Path) -> Result<(UnixListener, SocketFile), Failure> {
 
 /// Answers control requests; implemented by the daemon on its shared state.
 pub trait Handle: Send + Sync + 'static {
-    /// Answers one request.
-    fn handle(&self, req: Request) -> Response;
+    /// Answers one request: a whole response, or data written as it is produced.
+    fn handle(&self, req: Request) -> Reply<'_>;
+}
+
+/// A writer of an answer's data, straight to the client.
+type DataWriter<'a> = Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()> + 'a>;
+
+/// A [`Handle`]'s answer to one request.
+pub enum Reply<'a> {
+    /// A whole response: an error, or a small answer.
+    Whole(Response),
+    /// A success whose data (one JSON value) is written to the client as it is produced, so a
+    /// large answer is never built in memory as a whole. What reaches the client is exactly
+    /// the line `Response::ok(data)` would be.
+    Data(DataWriter<'a>),
+}
+
+impl fmt::Debug for Reply<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reply::Whole(r) => f.debug_tuple("Whole").field(r).finish(),
+            Reply::Data(_) => f.write_str("Data(..)"),
+        }
+    }
+}
+
+impl From<Response> for Reply<'_> {
+    fn from(r: Response) -> Self {
+        Reply::Whole(r)
+    }
+}
+
+impl<'a> Reply<'a> {
+    /// A success carrying `data`, serialized straight to the client.
+    pub fn data<T: Serialize + 'a>(data: T) -> Reply<'a> {
+        Reply::Data(Box::new(move |out| {
+            serde_json::to_writer(out, &data).map_err(Into::into)
+        }))
+    }
+
+    /// A success whose data is a JSON array of `rows`, each one made and serialized as it is
+    /// written.
+    pub fn rows<I>(rows: I) -> Reply<'a>
+    where
+        I: IntoIterator + 'a,
+        I::Item: Serialize,
+    {
+        Reply::Data(Box::new(move |out| {
+            out.write_all(b"[")?;
+            for (i, row) in rows.into_iter().enumerate() {
+                if i > 0 {
+                    out.write_all(b",")?;
+                }
+                serde_json::to_writer(&mut *out, &row)?;
+            }
+            out.write_all(b"]")
+        }))
+    }
+
+    /// Writes the reply as one answer line (and flushes `out`).
+    pub fn write_to(self, out: &mut dyn Write) -> std::io::Result<()> {
+        match self {
+            Reply::Whole(resp) => serde_json::to_writer(&mut *out, &resp)?,
+            Reply::Data(data) => {
+                out.write_all(br#"{"ok":true,"data":"#)?;
+                data(&mut *out)?;
+                out.write_all(b"}")?;
+            }
+        }
+        out.write_all(b"\n")?;
+        out.flush()
+    }
 }
 
 /// The limits of a [`Server`] (the constants above; smaller ones in tests).
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     request_timeout: Duration,
+    write_stall: Duration,
+    write_wait: Duration,
     max_waiting: usize,
     max_answering: usize,
     max_queued: usize,
@@ -142,6 +229,8 @@ struct Limits {
 impl Limits {
     const DEFAULT: Limits = Limits {
         request_timeout: REQUEST_TIMEOUT,
+        write_stall: WRITE_STALL,
+        write_wait: WRITE_WAIT,
         max_waiting: MAX_WAITING,
         max_answering: MAX_ANSWERING,
         max_queued: MAX_QUEUED,
@@ -432,6 +521,7 @@ impl<H: Handle> Server<H> {
                 waker: Arc::clone(&self.waker),
             };
             let (handler, stop) = (Arc::clone(&self.handler), Arc::clone(&self.stop));
+            let limits = self.limits;
             let spawned = std::thread::Builder::new()
                 .name("vtepd-control-client".into())
                 .spawn(move || {
@@ -443,7 +533,7 @@ impl<H: Handle> Server<H> {
                     if stop.load(Ordering::Acquire) {
                         return;
                     }
-                    if let Err(e) = answer(&*handler, job) {
+                    if let Err(e) = answer(&*handler, job, &limits, &stop) {
                         debug!("control client: {e}");
                     }
                 });
@@ -456,14 +546,14 @@ impl<H: Handle> Server<H> {
         }
     }
 
-    /// Closes every connection not being answered yet, then waits (at most a little longer
-    /// than an answer may take) until no answering thread holds the shared state, so that
-    /// what it owns (kernel routes, in L3 mode) is released when the daemon drops it on the
-    /// way out.
+    /// Closes every connection not being answered yet, then waits (a little longer than a
+    /// write may stall: answering threads give up at their next write once `stop` is set)
+    /// until no answering thread holds the shared state, so that what it owns (kernel routes,
+    /// in L3 mode) is released when the daemon drops it on the way out.
     fn shut_down(&mut self) {
         self.waiting.clear();
         self.queue.clear();
-        let deadline = Instant::now() + WRITE_TIMEOUT + Duration::from_secs(1);
+        let deadline = Instant::now() + self.limits.write_stall + Duration::from_secs(1);
         while self.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -495,44 +585,74 @@ fn reply_now(stream: &UnixStream, resp: &Response) {
     }
 }
 
-/// Answers one request on a blocking socket, within [`WRITE_TIMEOUT`].
-fn answer(handler: &impl Handle, job: Job) -> std::io::Result<()> {
+/// Answers one request on a blocking socket, writing the answer as it is produced.
+fn answer(
+    handler: &impl Handle,
+    job: Job,
+    limits: &Limits,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
     job.stream.set_nonblocking(false)?;
-    let resp = handler.handle(job.req);
-    let mut out = serde_json::to_vec(&resp).map_err(std::io::Error::other)?;
-    out.push(b'\n');
-    write_response(&job.stream, &out, Instant::now() + WRITE_TIMEOUT)
-}
-
-/// The time left until `deadline`, or a `TimedOut` error once it has passed.
-fn remaining(deadline: Instant) -> std::io::Result<Duration> {
-    match deadline.checked_duration_since(Instant::now()) {
-        Some(left) if !left.is_zero() => Ok(left),
-        _ => Err(std::io::Error::new(
-            ErrorKind::TimedOut,
-            "client too slow: deadline passed",
-        )),
+    let reply = handler.handle(job.req);
+    let to_client = AnswerStream {
+        stream: &job.stream,
+        waited: Duration::ZERO,
+        limits,
+        stop,
+    };
+    let mut out = BufWriter::with_capacity(WRITE_BUFFER, to_client);
+    let written = reply.write_to(&mut out);
+    if written.is_err() {
+        // Not flushed again on drop: the client already had its chance.
+        drop(out.into_parts());
     }
+    written
 }
 
-/// Writes the whole answer to a blocking stream, giving up at `deadline`.
-fn write_response(stream: &UnixStream, mut out: &[u8], deadline: Instant) -> std::io::Result<()> {
-    while !out.is_empty() {
-        stream.set_write_timeout(Some(remaining(deadline)?))?;
-        match (&*stream).write(out) {
-            Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => out = &out[n..],
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                return Err(std::io::Error::new(
-                    ErrorKind::TimedOut,
-                    "client too slow: deadline passed",
-                ));
-            }
-            Err(e) => return Err(e),
+/// The socket an answer goes to: each write may wait for the client at most the stall limit,
+/// all of them together at most the wait limit, and writing stops once the daemon is stopping.
+struct AnswerStream<'a> {
+    stream: &'a UnixStream,
+    /// Time spent in writes so far (waiting for the client to make room, nearly all of it).
+    waited: Duration,
+    limits: &'a Limits,
+    stop: &'a AtomicBool,
+}
+
+fn too_slow() -> std::io::Error {
+    std::io::Error::new(ErrorKind::TimedOut, "client too slow to read its answer")
+}
+
+impl Write for AnswerStream<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.stop.load(Ordering::Acquire) {
+            return Err(std::io::Error::other("the daemon is stopping"));
         }
+        let left = self
+            .limits
+            .write_wait
+            .checked_sub(self.waited)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(too_slow)?;
+        self.stream
+            .set_write_timeout(Some(left.min(self.limits.write_stall)))?;
+        let started = Instant::now();
+        let written = loop {
+            // A blocking write with a timeout returns what it sent before the timeout, or
+            // EAGAIN if it sent nothing at all.
+            match (&*self.stream).write(buf) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break Err(too_slow()),
+                r => break r,
+            }
+        };
+        self.waited += started.elapsed();
+        written
     }
-    Ok(())
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -542,17 +662,21 @@ mod tests {
     use std::thread;
 
     /// A handler holding some shared state (like the daemon's), answering every request after
-    /// `delay`.
+    /// `delay`: with `rows` numbers (a streamed answer) if there are any.
     #[derive(Debug, Default)]
     struct Fake {
         state: Arc<()>,
         delay: Duration,
+        rows: u32,
     }
 
     impl Handle for Fake {
-        fn handle(&self, _req: Request) -> Response {
+        fn handle(&self, _req: Request) -> Reply<'_> {
             thread::sleep(self.delay);
-            Response::ok(serde_json::json!({ "answered": true }))
+            if self.rows > 0 {
+                return Reply::rows(0..self.rows);
+            }
+            Response::ok(serde_json::json!({ "answered": true })).into()
         }
     }
 
@@ -765,6 +889,106 @@ mod tests {
         assert!(!answers[3].ok && answers[3].error.as_deref().unwrap().contains("busy"));
         // A slot freed wakes the control thread: later requests are answered again.
         assert!(answer_on(&srv.send(STATS)).ok);
+    }
+
+    #[test]
+    fn a_streamed_answer_is_the_line_a_whole_one_would_be() {
+        let whole = |data: serde_json::Value| {
+            let mut v = serde_json::to_vec(&Response::ok(data)).unwrap();
+            v.push(b'\n');
+            v
+        };
+        let streamed = |r: Reply<'_>| {
+            let mut v = Vec::new();
+            r.write_to(&mut v).unwrap();
+            v
+        };
+        assert_eq!(
+            streamed(Reply::rows(["a", "b"])),
+            whole(serde_json::json!(["a", "b"]))
+        );
+        assert_eq!(
+            streamed(Reply::rows(Vec::<u8>::new())),
+            whole(serde_json::json!([]))
+        );
+        let report = BTreeMap::from([("x", 1)]);
+        assert_eq!(
+            streamed(Reply::data(&report)),
+            whole(serde_json::json!({ "x": 1 }))
+        );
+        let err = Response::err(true, "give --vni");
+        assert_eq!(streamed(err.clone().into()), {
+            let mut v = serde_json::to_vec(&err).unwrap();
+            v.push(b'\n');
+            v
+        });
+    }
+
+    #[test]
+    fn a_large_answer_arrives_whole() {
+        let big = Fake {
+            rows: 2_000_000,
+            ..Fake::default()
+        };
+        let srv = serve("big", big, Limits::DEFAULT);
+        let resp = answer_on(&srv.send(STATS));
+        let rows = resp.data.as_array().unwrap();
+        assert_eq!(rows.len(), 2_000_000);
+        assert_eq!(rows[1_999_999], 1_999_999);
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_its_answer_is_cut_off_and_frees_its_thread() {
+        let big = Fake {
+            rows: 2_000_000,
+            ..Fake::default()
+        };
+        let srv = serve(
+            "stall",
+            big,
+            small(|l| {
+                l.write_stall = Duration::from_millis(200);
+                l.max_answering = 1;
+            }),
+        );
+        // Asks for about 15 MB and reads none of it: the only answering thread stalls.
+        let stalled = srv.send(STATS);
+        thread::sleep(Duration::from_millis(100));
+        // Waits its turn, then gets its whole answer once the stalled one is given up on.
+        let resp = answer_on(&srv.send(STATS));
+        assert_eq!(resp.data.as_array().map(Vec::len), Some(2_000_000));
+        // The stalled client got the start of its answer and then the end of the stream.
+        let mut got = Vec::new();
+        (&stalled).read_to_end(&mut got).unwrap();
+        assert!(got.starts_with(br#"{"ok":true,"data":[0,1,2,"#));
+        assert!(!got.ends_with(b"\n"), "a cut-off answer looked whole");
+    }
+
+    #[test]
+    fn a_slow_reader_is_cut_off_once_it_made_the_answer_wait_too_long() {
+        let big = Fake {
+            rows: 2_000_000,
+            ..Fake::default()
+        };
+        let srv = serve(
+            "limit",
+            big,
+            small(|l| l.write_wait = Duration::from_millis(300)),
+        );
+        // Reads 4 KB every 50 ms: always some progress, but 15 MB would keep the answer
+        // waiting for minutes.
+        let c = srv.send(STATS);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match (&c).read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        assert!(got.starts_with(br#"{"ok":true,"data":[0,1,2,"#));
+        assert!(!got.ends_with(b"\n"), "a cut-off answer looked whole");
     }
 
     #[test]
