@@ -125,3 +125,56 @@ fn a_client_reconnecting_in_a_loop_does_not_keep_a_real_client_out() {
     );
     d.ok(&["stats"]);
 }
+
+#[test]
+fn stats_and_fdb_show_agree_with_a_config_of_many_networks() {
+    // The shape that made `stats` time out (3000 networks x 70 static entries), smaller:
+    // every TAP costs the kernel time to create and more to remove.
+    const NETS: u32 = 200;
+    const PER: u32 = 70;
+    let ns = Netns::new("m");
+    ns.disable_ipv6();
+    let mut conf = String::from("local = \"127.0.0.1\"\nthreads = 1\n");
+    for v in 1..=NETS {
+        conf.push_str(&format!("[[network]]\ndev = \"m{v}\"\nvni = {v}\nfdb = ["));
+        for j in 0..PER {
+            conf.push_str(&format!(
+                "{{ mac = \"02:00:00:{:02x}:{:02x}:{j:02x}\", remote = \"192.0.2.{}\" }},",
+                v >> 8,
+                v & 0xff,
+                2 + j % 50
+            ));
+        }
+        conf.push_str("]\n");
+    }
+    let file = std::env::temp_dir().join(format!("{}.toml", ns.name));
+    std::fs::write(&file, conf).unwrap();
+    let d = Daemon::start(&ns, &["--config", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+
+    let st = d.stats();
+    let nets = st["networks"].as_array().unwrap();
+    assert_eq!(nets.len(), NETS as usize);
+    for (v, n) in (1..=NETS).zip(nets) {
+        assert_eq!(n["vni"], v);
+        assert_eq!(n["dev"], format!("m{v}"));
+        assert_eq!(n["fdb_entries"], PER, "{n}");
+    }
+    assert_eq!(st["fdb_entries"], NETS * PER);
+    let fdb = d.fdb();
+    assert_eq!(fdb.len(), (NETS * PER) as usize);
+    assert!(fdb.iter().all(|e| e["kind"] == "static"));
+    let one: Vec<serde_json::Value> =
+        serde_json::from_str(&d.ok(&["fdb", "show", "--vni", "77", "--json"])).unwrap();
+    assert_eq!(one.len(), PER as usize);
+    assert!(one.iter().all(|e| e["vni"] == 77 && e["dev"] == "m77"));
+    assert_eq!(
+        d.ok(&["fdb", "show"]).lines().count(),
+        (NETS * PER) as usize
+    );
+    // A change shows in the counts at once.
+    d.ok(&["fdb", "del", "02:00:00:00:4d:00", "--vni", "77"]);
+    let st = d.stats();
+    assert_eq!(st["networks"][76]["fdb_entries"], PER - 1);
+    assert_eq!(st["fdb_entries"], NETS * PER - 1);
+}
