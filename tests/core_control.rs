@@ -139,6 +139,61 @@ fn fdb_entries_are_sorted_and_filtered() {
     assert!(c.fdb_entries(now, Some(vni(7))).is_empty());
 }
 
+/// Learns `mac` in network `v` as behind `from`, at `now` (a VXLAN datagram from a peer).
+fn learn(c: &Core, now: Timestamp, v: u32, mac: MacAddr, from: Ipv4Addr) {
+    let b = v.to_be_bytes();
+    let mut d = vec![0x08, 0, 0, 0, b[1], b[2], b[3], 0];
+    d.extend_from_slice(&[0x02, 0, 0, 0, 0xee, 0xee]);
+    d.extend_from_slice(&mac.0);
+    d.extend_from_slice(&[0x88, 0xb5]);
+    let mut ctr = vtepd::core::Counters::default();
+    c.on_remote(now, from.into(), &mut d, &mut ctr);
+    assert_eq!(ctr.learned + ctr.mac_moves, 1, "{ctr:?}");
+}
+
+#[test]
+fn fdb_counts_follow_every_change_and_skip_aged_entries() {
+    let mut fast = net(1, vec![R1]);
+    fast.ageing = Duration::from_secs(1);
+    let c = core(vec![fast, net(2, vec![R1])]).unwrap();
+    let m = |n: u8| MacAddr([0x02, 0, 0, 0, 0, n]);
+    // The counts are exactly what a listing of each network shows.
+    let check = |now: u64, want: [usize; 2]| {
+        let now = Timestamp(now);
+        let listed: Vec<usize> = [1, 2]
+            .map(|v| c.fdb_entries(now, Some(vni(v))).len())
+            .to_vec();
+        assert_eq!(listed, want, "listing at {now:?}");
+        assert_eq!(c.fdb_counts(now), want, "counts at {now:?}");
+    };
+    check(0, [0, 0]);
+    for v in [1, 2] {
+        c.fdb_add(Timestamp(0), vni(v), m(1), R2).unwrap();
+        learn(&c, Timestamp(0), v, m(2), R1);
+        learn(&c, Timestamp(0), v, m(3), R1);
+    }
+    check(500, [3, 3]);
+    // Past network 1's ageing time, not yet reaped: neither listed nor counted.
+    check(2_000, [1, 3]);
+    learn(&c, Timestamp(2_000), 1, m(3), R1);
+    check(2_500, [2, 3]);
+    // A static entry replacing a learned one, or another static one.
+    c.fdb_add(Timestamp(0), vni(2), m(2), R2).unwrap();
+    c.fdb_add(Timestamp(0), vni(2), m(1), R1).unwrap();
+    check(2_500, [2, 3]);
+    assert_eq!(c.fdb_del(vni(2), m(1)), Ok(true));
+    assert_eq!(c.fdb_del(vni(2), m(3)), Ok(true));
+    assert_eq!(c.fdb_del(vni(2), m(3)), Ok(false));
+    check(2_500, [2, 1]);
+    // Reaping what was past its time changes no count.
+    assert_eq!(c.expire(Timestamp(2_500)), 1);
+    check(2_500, [2, 1]);
+    assert_eq!(c.fdb_flush(Some(vni(1)), true), Ok(1));
+    check(2_500, [1, 1]);
+    assert_eq!(c.fdb_flush(None, false), Ok(2));
+    check(2_500, [0, 0]);
+}
+
 #[test]
 fn too_many_networks_is_refused() {
     let nets: Vec<_> = (0..=u32::from(u16::MAX) + 1)

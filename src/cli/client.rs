@@ -19,10 +19,20 @@ fn emit(text: &str) -> Result<(), Failure> {
     }
 }
 
+/// Writes `v` as pretty JSON to stdout as it is serialized (a listing of a million rows is
+/// not copied into one string first); a closed pipe is not an error.
 fn emit_json<T: serde::Serialize>(v: &T) -> Result<(), Failure> {
-    let mut s = serde_json::to_string_pretty(v).map_err(|e| Failure::Runtime(e.to_string()))?;
-    s.push('\n');
-    emit(&s)
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = serde_json::to_writer_pretty(&mut out, v)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    match written {
+        Err(e) if e.kind() != ErrorKind::BrokenPipe => {
+            Err(Failure::Runtime(format!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn vni(v: Option<Vni>) -> Option<u32> {

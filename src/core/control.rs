@@ -24,6 +24,8 @@ pub(super) struct NetControl {
     flood: Vec<Ipv4Addr>,
     /// Remote -> number of static entries pointing at it.
     static_remotes: BTreeMap<Ipv4Addr, usize>,
+    /// Static entries in the FDB (the sum of `static_remotes`' counts).
+    statics: usize,
 }
 
 impl NetControl {
@@ -31,6 +33,7 @@ impl NetControl {
         NetControl {
             flood,
             static_remotes: BTreeMap::new(),
+            statics: 0,
         }
     }
 
@@ -40,11 +43,13 @@ impl NetControl {
 
     fn static_added(&mut self, remote: Ipv4Addr) {
         *self.static_remotes.entry(remote).or_insert(0) += 1;
+        self.statics += 1;
     }
 
     fn static_removed(&mut self, remote: Ipv4Addr) {
         if let Some(n) = self.static_remotes.get_mut(&remote) {
             *n -= 1;
+            self.statics -= 1;
             if *n == 0 {
                 self.static_remotes.remove(&remote);
             }
@@ -182,6 +187,37 @@ impl Core {
         out
     }
 
+    /// How many entries each network has, in [`NetId`] order: what [`Core::fdb_entries`]
+    /// would list for it, counted without listing. Static entries are counted by the control
+    /// state and learned ones by the networks' cap accounting, as they come and go; learned
+    /// entries past their ageing time but not yet removed by [`Core::expire`] are not counted,
+    /// which takes one pass over the FDB, and only when some network has learned entries.
+    /// Like a listing, weakly consistent with concurrent learning and ageing.
+    pub fn fdb_counts(&self, now: Timestamp) -> Vec<usize> {
+        let statics: Vec<usize> = self.control().nets.iter().map(|c| c.statics).collect();
+        let mut learned: Vec<usize> = self.nets.iter().map(|n| n.learned_count()).collect();
+        if learned.iter().any(|&n| n > 0) {
+            let now_ms = now.millis();
+            self.fdb.for_each(|k, e| {
+                if e.kind() != EntryKind::Learned {
+                    return;
+                }
+                if let Some(id) = self.net_by_vni(k.vni())
+                    && let Some(net) = self.net(id)
+                    && e.is_expired(now_ms, net.ageing_ms)
+                    && let Some(n) = learned.get_mut(usize::from(id.0))
+                {
+                    *n = n.saturating_sub(1);
+                }
+            });
+        }
+        statics
+            .into_iter()
+            .zip(learned)
+            .map(|(s, l)| s + l)
+            .collect()
+    }
+
     /// Number of FDB entries (all networks, both kinds; expired entries count until
     /// [`Core::expire`] removes them).
     pub fn fdb_len(&self) -> usize {
@@ -278,9 +314,11 @@ mod tests {
             c.snapshot().is_known(ip(2)),
             "one static entry still points at it"
         );
+        assert_eq!(c.statics, 1);
         c.static_removed(ip(2));
         assert!(!c.snapshot().is_known(ip(2)));
         c.static_removed(ip(2)); // unbalanced removal is harmless
+        assert_eq!(c.statics, 0);
         assert!(c.snapshot().is_known(ip(1)), "flood-list peers stay known");
         assert_eq!(&*c.snapshot().flood, &[ip(1)]);
     }

@@ -268,6 +268,19 @@ impl NeighTable {
         out
     }
 
+    /// How many live bindings there are (what [`NeighTable::entries`] would list), counted
+    /// without listing: the table's size when no binding is learned, else one pass over it.
+    pub fn live_len(&self, now_ms: u64) -> usize {
+        if self.learned_count() == 0 {
+            return self.len();
+        }
+        let guard = self.map.guard();
+        self.map
+            .iter(&guard)
+            .filter(|(_, e)| !e.is_expired(now_ms, self.ageing_ms))
+            .count()
+    }
+
     /// Learned bindings counted against the cap (expired ones until removed).
     pub fn learned_count(&self) -> usize {
         self.learned.load(Relaxed)
@@ -444,6 +457,8 @@ mod tests {
         t.learn(A, M1, 5_000, Evidence::Authoritative);
         t.add_static(Ipv4Addr::new(10, 0, 0, 9), M1, 0);
         let e = t.entries(12_000);
+        assert_eq!(t.live_len(12_000), 2);
+        assert_eq!(t.live_len(0), 3);
         let ips: Vec<_> = e.iter().map(|i| i.ip).collect();
         assert_eq!(ips, vec![A, Ipv4Addr::new(10, 0, 0, 9)]);
         assert_eq!(e[0].age, Duration::from_secs(7));

@@ -45,18 +45,30 @@ impl Core {
 
     /// Live bindings of one network or all, as (VNI, binding), sorted by VNI then address.
     pub fn neigh_entries(&self, now: Timestamp, vni: Option<Vni>) -> Vec<(Vni, NeighInfo)> {
-        let mut out = Vec::new();
-        let mut nets: Vec<(Vni, NetId)> = self.networks().map(|(id, v)| (v, id)).collect();
-        nets.sort_unstable();
-        for (v, id) in nets {
-            if vni.is_some_and(|want| want != v) {
-                continue;
+        let nets: Vec<(Vni, NetId)> = match vni {
+            Some(v) => self.net_by_vni(v).map(|id| (v, id)).into_iter().collect(),
+            None => {
+                let mut all: Vec<(Vni, NetId)> = self.networks().map(|(id, v)| (v, id)).collect();
+                all.sort_unstable();
+                all
             }
+        };
+        let mut out = Vec::new();
+        for (v, id) in nets {
             if let Some(t) = self.neigh(id) {
                 out.extend(t.entries(now.millis()).into_iter().map(|e| (v, e)));
             }
         }
         out
+    }
+
+    /// How many live bindings each network has, in [`NetId`] order (what
+    /// [`Core::neigh_entries`] would list for it, counted without listing).
+    pub fn neigh_counts(&self, now: Timestamp) -> Vec<usize> {
+        self.neigh
+            .iter()
+            .map(|t| t.live_len(now.millis()))
+            .collect()
     }
 
     /// Removes expired learned bindings in every network; returns how many.

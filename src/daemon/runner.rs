@@ -251,13 +251,13 @@ fn start<W: Dataplane + Send + 'static>(
         let name = format!("vtepd-{}-{id}", cfg.tunnel.name());
         threads.spawn(name, waker, move || lp.run())?;
     }
-    let handler = Handler {
-        core: control.core,
-        nets: control.nets,
-        board: Arc::clone(board),
+    let handler = Handler::new(
+        control.core,
+        control.nets,
+        Arc::clone(board),
         clock,
-        routes: control.routes,
-    };
+        control.routes,
+    );
     let (srv, waker) = Server::new(listener, handler, Arc::clone(stop))
         .map_err(|e| rt("cannot set up the control server", e))?;
     threads.spawn("vtepd-control".into(), waker, move || srv.run())
