@@ -3,8 +3,8 @@
 
 use crate::config::{
     self, DaemonConfig, Encap, Ipv4Cidr, Mode, NetConfig, parse_ageing, parse_control_path,
-    parse_dev_name, parse_max_fdb, parse_mtu, parse_neigh, parse_port, parse_route, parse_threads,
-    parse_unicast_mac, parse_vni, parse_vtep_ip,
+    parse_dev_name, parse_max_fdb, parse_mtu, parse_neigh, parse_port, parse_remote_ip,
+    parse_route, parse_threads, parse_unicast_mac, parse_vni, parse_vtep_ip,
 };
 use crate::core::route::{Route, parse_prefix};
 pub use crate::error::Failure;
@@ -89,7 +89,7 @@ pub struct RunArgs {
 
     /// Remote VTEP that gets a copy of every broadcast, multicast and unknown-unicast frame
     /// (head-end replication); repeat for several.
-    #[arg(long = "peer", value_name = "IP", value_parser = parse_vtep_ip)]
+    #[arg(long = "peer", value_name = "IP", value_parser = parse_remote_ip)]
     pub peers: Vec<Ipv4Addr>,
 
     /// Device mode: l2 (a TAP device carrying Ethernet frames) or l3 (a TUN device carrying IP
@@ -264,7 +264,7 @@ pub enum FdbCommand {
         #[arg(value_parser = parse_unicast_mac)]
         mac: MacAddr,
         /// Remote VTEP.
-        #[arg(value_parser = parse_vtep_ip)]
+        #[arg(value_parser = parse_remote_ip)]
         remote: Ipv4Addr,
         /// Network (may be omitted when the daemon has only one).
         #[arg(long, value_name = "N", value_parser = parse_vni)]
@@ -310,7 +310,7 @@ pub enum PeersCommand {
     /// Add a remote VTEP to a flood list.
     Add {
         /// Remote VTEP.
-        #[arg(value_parser = parse_vtep_ip)]
+        #[arg(value_parser = parse_remote_ip)]
         ip: Ipv4Addr,
         /// Network (may be omitted when the daemon has only one).
         #[arg(long, value_name = "N", value_parser = parse_vni)]
@@ -321,7 +321,7 @@ pub enum PeersCommand {
     /// Remove a remote VTEP from a flood list.
     Del {
         /// Remote VTEP.
-        #[arg(value_parser = parse_vtep_ip)]
+        #[arg(value_parser = parse_remote_ip)]
         ip: Ipv4Addr,
         /// Network (may be omitted when the daemon has only one).
         #[arg(long, value_name = "N", value_parser = parse_vni)]
@@ -369,9 +369,7 @@ fn parse_next_hop(s: &str) -> Result<Ipv4Addr, String> {
         .trim()
         .parse()
         .map_err(|_| format!("'{s}' is not an IPv4 address"))?;
-    if !crate::core::route::usable_next_hop(ip) {
-        return Err(format!("next hop {ip} is not a unicast address"));
-    }
+    crate::core::route::check_next_hop(ip).map_err(|e| e.to_string())?;
     Ok(ip)
 }
 
