@@ -358,3 +358,60 @@ fn control_socket_answers_garbage_with_an_error_and_keeps_serving() {
     let _silent = std::os::unix::net::UnixStream::connect(&d.control).unwrap();
     d.ok(&["stats"]);
 }
+
+#[test]
+fn an_mtu_above_the_underlay_warns_and_counts_too_big() {
+    // Both TAPs at MTU 9000 over a 1500 underlay (veth): TCP agrees on an MSS of 8960.
+    let (p, a, _b) = two_daemons(
+        &["--peer", "192.0.2.2", "--mtu", "9000"],
+        &["--peer", "192.0.2.1", "--mtu", "9000"],
+    );
+    let warn = "dev vx0: MTU 9000 is more than the underlay carries: eth0 has MTU 1500, \
+                which leaves 1450 after VXLAN's 50 bytes; larger frames from it are dropped \
+                (counted too_big)";
+    let log = a.log_text();
+    assert_eq!(
+        log.lines().filter(|l| l.contains(warn)).count(),
+        1,
+        "one warning line: {log}"
+    );
+    assert!(p.a.ping_within("10.9.0.2", SECS(5)), "{}", a.log_text());
+    // A 3028-byte packet, not fragmented by the TAP (MTU 9000): too big for the underlay.
+    let big = daemon_support::run(
+        p.a.cmd("ping")
+            .args(["-c", "2", "-W", "1", "-M", "dont", "-s", "3000", "10.9.0.2"])
+            .stdout(std::process::Stdio::null()),
+    );
+    assert!(!big.status.success(), "a 3028-byte ping crossed");
+    let st = a.stats();
+    assert!(n(&st["drops"], "too_big") >= 2, "{st}");
+    assert_eq!(n(&st["drops"], "tunnel_tx_error"), 0, "{st}");
+
+    // TCP: full-size segments (from TSO super-frames: the GSO send path) do not fit either.
+    let sink = "import socket\n\
+                l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+                l.bind(('10.9.0.2', 5201)); l.listen(1); l.settimeout(10)\n\
+                c, _ = l.accept(); c.settimeout(3)\n\
+                try:\n    while c.recv(65536): pass\nexcept OSError: pass\n";
+    let mut sink =
+        p.b.cmd("python3")
+            .args(["-c", sink])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+    let source = "import socket, time\n\
+                  for _ in range(50):\n    try:\n        s = socket.create_connection(('10.9.0.2', 5201), timeout=3); break\n    except OSError: time.sleep(0.1)\n\
+                  s.settimeout(3)\n\
+                  try: s.sendall(b'x' * 2000000)\nexcept OSError: pass\n";
+    let sent = daemon_support::run(p.a.cmd("timeout").args(["10", "python3", "-c", source]));
+    let _ = sink.kill();
+    let _ = sink.wait();
+    assert!(sent.status.code().is_some(), "the source was killed");
+    let st = a.stats();
+    assert!(
+        n(&st["drops"], "too_big") > 2,
+        "no TCP segment counted: {st}"
+    );
+    assert_eq!(n(&st["drops"], "tunnel_tx_error"), 0, "{st}");
+}

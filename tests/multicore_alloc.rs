@@ -162,7 +162,7 @@ fn vtep(
     let w = L2Worker::new(
         engine,
         udp.into(),
-        TunnelTx::new(raw, vx),
+        TunnelTx::new(raw, vx, 65_536),
         vec![DevPort::new(Arc::clone(&tap), "tap", true, true)],
     );
     Some((w, tap, port))
@@ -289,7 +289,7 @@ fn steady_state_l3_workers_do_not_allocate() {
     let mut w = L3VxWorker::new(
         engine,
         Arc::clone(&udp),
-        TunnelTx::new(Arc::clone(&udp), vx),
+        TunnelTx::new(Arc::clone(&udp), vx, 1500),
         DevPort::new(Arc::clone(&tun), "tun", true, true),
     );
     let out_pkt = ipv4(own_ip, peer_ip, 100, 0, 1);

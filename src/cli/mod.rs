@@ -111,9 +111,11 @@ pub struct RunArgs {
     pub address: Option<Ipv4Cidr>,
 
     /// Device MTU [default: MTU of the underlay interface holding --local, minus the
-    /// encapsulation overhead: 50 for VXLAN, 20 for IPIP]. With --encap ipip and an MTU above
-    /// that tunnel MTU, oversize packets with DF are answered with ICMP "fragmentation needed"
-    /// (carrying the tunnel MTU) and oversize packets without DF are dropped (counted too_big).
+    /// encapsulation overhead: 50 for VXLAN, 20 for IPIP]. A larger MTU is accepted with a
+    /// warning: with VXLAN, frames that do not fit in one underlay packet are dropped (counted
+    /// too_big); with --encap ipip, oversize packets with DF are answered with ICMP
+    /// "fragmentation needed" (carrying the tunnel MTU) and oversize packets without DF are
+    /// dropped (counted too_big).
     #[arg(long, value_name = "N", value_parser = parse_mtu)]
     pub mtu: Option<u16>,
 

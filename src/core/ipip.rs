@@ -268,7 +268,7 @@ mod tests {
         fn new(seed: u16) -> Tx {
             Tx {
                 out: Out::default(),
-                enc: Encapsulator::new(TunnelConfig::Ipip(IpipConfig::new(A)), seed),
+                enc: Encapsulator::new(TunnelConfig::Ipip(IpipConfig::new(A)), seed, 1500),
             }
         }
         /// The ICMP error the last decision answered with.

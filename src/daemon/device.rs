@@ -70,6 +70,32 @@ pub fn overlay_mtu(
         })
 }
 
+/// Warns, in one line, when device `dev`'s MTU `mtu` is more than one underlay packet carries
+/// after `tunnel`'s `overhead` bytes: what does not fit is never sent (counted `too_big`);
+/// `then` says what happens to such packets. Returns whether it warned.
+pub fn warn_if_above_underlay(
+    dev: &str,
+    mtu: u16,
+    underlay: &Underlay,
+    tunnel: &str,
+    overhead: usize,
+    then: &str,
+) -> bool {
+    let fits = underlay
+        .mtu
+        .saturating_sub(u32::try_from(overhead).unwrap_or(u32::MAX));
+    if u32::from(mtu) <= fits {
+        return false;
+    }
+    tracing::warn!(
+        "dev {dev}: MTU {mtu} is more than the underlay carries: {} has MTU {}, which leaves {fits} \
+         after {tunnel}'s {overhead} bytes; {then} (counted too_big)",
+        underlay.ifname,
+        underlay.mtu
+    );
+    true
+}
+
 /// CAP_NET_ADMIN's bit in the capability sets (TAP devices).
 const CAP_NET_ADMIN: u32 = 12;
 /// CAP_NET_RAW's bit (the raw socket that sends encapsulated packets).
@@ -291,6 +317,20 @@ mod tests {
     /// The MTU of an L2 network's device, as the L2 mode derives it.
     fn device_mtu(n: &NetConfig, u: &Underlay) -> Result<u16, Failure> {
         overlay_mtu(&n.dev, n.mtu, u, VXLAN_MTU_OVERHEAD)
+    }
+
+    #[test]
+    fn an_mtu_above_the_underlay_is_warned_about() {
+        let u = Underlay {
+            ifname: "eth0".into(),
+            mtu: 1500,
+        };
+        let warn = |mtu, overhead| warn_if_above_underlay("v", mtu, &u, "T", overhead, "x");
+        assert!(!warn(1450, VXLAN_MTU_OVERHEAD));
+        assert!(warn(1451, VXLAN_MTU_OVERHEAD));
+        assert!(warn(9000, VXLAN_MTU_OVERHEAD));
+        assert!(!warn(1480, IPIP_MTU_OVERHEAD));
+        assert!(warn(1481, IPIP_MTU_OVERHEAD));
     }
 
     #[test]
