@@ -229,23 +229,98 @@ fn stale_socket_is_replaced_and_a_live_daemon_is_refused() {
     assert!(!ns.has_link("vx1"), "refused daemon created its device");
 }
 
+/// What `ip` and the kernel say about device `dev` in `ns` that vtepd may change: the link with
+/// its TUN/TAP details, its IPv4 addresses, and its offloads (as ethtool shows them, when
+/// ethtool is there, less what was only requested). Left out: what the kernel itself changes
+/// the first time a device goes up and keeps (its queueing discipline; a TUN's IPv6 address
+/// generation mode, eui64 to random).
+fn device_state(ns: &Netns, dev: &str) -> String {
+    let link = ns.ip(&["-d", "-o", "link", "show", "dev", dev]);
+    let mut words = link.split_whitespace().peekable();
+    let mut kept = Vec::new();
+    while let Some(w) = words.next() {
+        if w == "qdisc" || w == "addrgenmode" {
+            words.next();
+            continue;
+        }
+        kept.push(w);
+    }
+    let addrs = ns.ip(&["-4", "-o", "addr", "show", "dev", dev]);
+    let offloads = daemon_support::run(ns.cmd("ethtool").args(["-k", dev]));
+    let offloads = String::from_utf8_lossy(&offloads.stdout)
+        .lines()
+        .map(|l| l.split(" [").next().unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    format!("{}\n{addrs}\n{offloads}", kept.join(" "))
+}
+
+/// A TAP or TUN made beforehand (multi-queue or not) with an address of its own: vtepd adds
+/// its address beside it, sets its MTU and brings it up; after SIGTERM the device is still
+/// there and exactly as it was (down, its MTU, queue length and address, no virtio-net header,
+/// offloads off).
 #[test]
-fn existing_tap_is_used_and_kept() {
-    let ns = Netns::new("t");
-    ns.ip(&["tuntap", "add", "dev", "vx0", "mode", "tap"]);
-    let mac = ns.mac("vx0");
-    let mut d = Daemon::start(
-        &ns,
-        &["--dev", "vx0", "--local", "127.0.0.1", "--mtu", "1400"],
-    );
-    assert!(ns.ip(&["-o", "link", "show", "vx0"]).contains("mtu 1400"));
-    assert_eq!(ns.mac("vx0"), mac, "an existing device keeps its MAC");
-    d.signal("TERM");
-    assert_eq!(d.wait_exit(SECS(10)).and_then(|s| s.code()), Some(0));
-    assert!(
-        ns.has_link("vx0"),
-        "a device vtepd did not create must stay"
-    );
+fn an_existing_device_is_given_back_as_it_was() {
+    let l2: &[&str] = &["--dev", "vx0", "--local", "127.0.0.1"];
+    let ipip: &[&str] = &[
+        "--mode",
+        "l3",
+        "--encap",
+        "ipip",
+        "--dev",
+        "vx0",
+        "--local",
+        "127.0.0.1",
+    ];
+    for (kind, mq, args) in [("tap", true, l2), ("tap", false, l2), ("tun", true, ipip)] {
+        let ns = Netns::new("r");
+        let mut add = vec!["tuntap", "add", "dev", "vx0", "mode", kind];
+        if mq {
+            add.push("multi_queue");
+        }
+        ns.ip(&add);
+        ns.ip(&["addr", "add", "10.8.0.1/24", "dev", "vx0"]);
+        let mac = (kind == "tap").then(|| ns.mac("vx0"));
+        let before = device_state(&ns, "vx0");
+        let mut all = args.to_vec();
+        all.extend_from_slice(&[
+            "--address",
+            "10.9.0.1/24",
+            "--mtu",
+            "1400",
+            "--threads",
+            "2",
+        ]);
+        let mut d = Daemon::start(&ns, &all);
+        let link = ns.ip(&["-o", "link", "show", "vx0"]);
+        assert!(link.contains("mtu 1400") && link.contains(",UP"), "{link}");
+        let addrs = ns.ip(&["-4", "-o", "addr", "show", "dev", "vx0"]);
+        assert!(
+            addrs.contains("10.8.0.1/24") && addrs.contains("10.9.0.1/24"),
+            "added beside the device's own: {addrs}"
+        );
+        if let Some(mac) = mac {
+            assert_eq!(ns.mac("vx0"), mac, "an existing device keeps its MAC");
+        }
+        d.signal("TERM");
+        assert_eq!(
+            d.wait_exit(SECS(10)).and_then(|s| s.code()),
+            Some(0),
+            "{}",
+            d.log_text()
+        );
+        assert!(
+            ns.has_link("vx0"),
+            "a device vtepd did not create must stay"
+        );
+        assert_eq!(
+            device_state(&ns, "vx0"),
+            before,
+            "{kind} (multi_queue {mq}) not as it was: {}",
+            d.log_text()
+        );
+        assert!(d.log_text().contains("device given back as it was"));
+    }
 }
 
 #[test]
