@@ -7,7 +7,7 @@
 pub use crate::core::dampening::MoveLimit;
 use crate::core::route::{self, Route};
 pub use crate::core::storm::StormLimits;
-use crate::core::{DEFAULT_AGEING, DEFAULT_MAX_LEARNED};
+use crate::core::{DEFAULT_AGEING, DEFAULT_MAX_LEARNED, UnusableRemote};
 use encap::{MacAddr, Vni};
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -213,8 +213,9 @@ fn threads_from(v: u64) -> Result<usize, String> {
         .ok_or_else(|| format!("thread count {v} is not in 1..={MAX_THREADS}"))
 }
 
-/// Parses an IPv4 address usable as a tunnel endpoint (ours or a remote VTEP's): not
-/// unspecified, multicast or broadcast.
+/// Parses our own underlay address (`--local`): not unspecified, multicast or broadcast (a
+/// loopback address is fine: two daemons on one host can tunnel over it). A remote VTEP's
+/// address is checked by [`parse_remote_ip`].
 pub fn parse_vtep_ip(s: &str) -> Result<Ipv4Addr, String> {
     let a: Ipv4Addr = s
         .trim()
@@ -226,6 +227,20 @@ pub fn parse_vtep_ip(s: &str) -> Result<Ipv4Addr, String> {
         ));
     }
     Ok(a)
+}
+
+/// Parses a remote VTEP's address (`--peer`, a static FDB remote, `fdb add`, `peers add`): a
+/// unicast address of another host, reachable over the underlay (see [`UnusableRemote`]; our
+/// own address is refused where it is known).
+pub fn parse_remote_ip(s: &str) -> Result<Ipv4Addr, String> {
+    let a: Ipv4Addr = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not an IPv4 address"))?;
+    match UnusableRemote::of(a) {
+        Some(e) => Err(e.to_string()),
+        None => Ok(a),
+    }
 }
 
 /// Parses a unicast, non-zero MAC address (an FDB key).
@@ -778,7 +793,7 @@ impl FileConfig {
             let mut net = NetConfig::new(dev, vni);
             for p in &n.peers {
                 net.peers
-                    .push(parse_vtep_ip(p).map_err(|e| ctx(format!("peer: {e}")))?);
+                    .push(parse_remote_ip(p).map_err(|e| ctx(format!("peer: {e}")))?);
             }
             net.address = n
                 .address
@@ -797,7 +812,7 @@ impl FileConfig {
             for e in &n.fdb {
                 let mac = parse_unicast_mac(&e.mac).map_err(|e| ctx(format!("fdb: {e}")))?;
                 let remote =
-                    parse_vtep_ip(&e.remote).map_err(|e| ctx(format!("fdb {mac}: {e}")))?;
+                    parse_remote_ip(&e.remote).map_err(|e| ctx(format!("fdb {mac}: {e}")))?;
                 net.fdb.push(StaticFdb { mac, remote });
             }
             for e in &n.neigh {
@@ -906,6 +921,36 @@ vni = 43
         assert_eq!(d.ageing, DEFAULT_AGEING);
         assert_eq!(c.port, 4789);
         assert_eq!(c.threads, default_threads());
+    }
+
+    /// A remote VTEP must be another host on the underlay, wherever the file names one; our
+    /// own address may be loopback.
+    #[test]
+    fn file_refuses_loopback_and_unspecified_remotes() {
+        let net = |body: &str| {
+            format!("local = \"127.0.0.1\"\n[[network]]\ndev = \"v\"\nvni = 1\n{body}")
+        };
+        assert!(DaemonConfig::from_toml(&net("")).is_ok());
+        for (body, want) in [
+            (
+                "peers = [\"127.0.0.2\"]\n",
+                "network #1: peer: 127.0.0.2 is a loopback address: a remote VTEP must be reachable over the underlay",
+            ),
+            (
+                "peers = [\"0.0.0.0\"]\n",
+                "network #1: peer: 0.0.0.0 is the unspecified address",
+            ),
+            (
+                "fdb = [{ mac = \"02:00:00:00:00:09\", remote = \"127.0.0.1\" }]\n",
+                "network #1: fdb 02:00:00:00:00:09: 127.0.0.1 is a loopback address",
+            ),
+        ] {
+            let e = toml_err(&net(body));
+            assert!(e.starts_with(want), "{body}: {e}");
+        }
+        let ipip = "local = \"192.0.2.1\"\nmode = \"l3\"\nencap = \"ipip\"\n[[network]]\n\
+                    dev = \"t\"\nroutes = [\"10.0.0.0/8=127.0.0.1\"]\n";
+        assert!(toml_err(ipip).contains("next hop 127.0.0.1 is a loopback address"));
     }
 
     #[test]
@@ -1192,6 +1237,30 @@ vni = 43
         assert!(parse_vtep_ip("255.255.255.255").is_err());
         assert!(parse_vtep_ip("239.1.1.1").is_err());
         assert!(parse_vtep_ip("192.0.2.256").is_err());
+        assert_eq!(
+            parse_vtep_ip("127.0.0.1"),
+            Ok(Ipv4Addr::LOCALHOST),
+            "--local may be lo"
+        );
+        assert_eq!(
+            parse_remote_ip("127.0.0.1").unwrap_err(),
+            "127.0.0.1 is a loopback address: a remote VTEP must be reachable over the underlay"
+        );
+        for (bad, why) in [
+            ("127.3.4.5", "loopback"),
+            ("0.0.0.0", "unspecified"),
+            ("239.1.1.1", "multicast"),
+            ("255.255.255.255", "broadcast"),
+            ("192.0.2.256", "not an IPv4 address"),
+        ] {
+            let e = parse_remote_ip(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        assert!(
+            parse_remote_ip("169.254.1.2").is_ok(),
+            "link-local is on the underlay"
+        );
+        assert!(parse_remote_ip("192.0.2.2").is_ok());
         assert!(parse_unicast_mac("ff:ff:ff:ff:ff:ff").is_err());
         assert!(parse_unicast_mac("00:00:00:00:00:00").is_err());
         assert!(parse_unicast_mac("02:00:00:00:00").is_err());

@@ -201,6 +201,49 @@ pub fn tun_set_offload(dev: &impl AsRawFd, flags: libc::c_uint) -> io::Result<()
     }
 }
 
+/// The TUN/TAP flags a device keeps from the last file attached to it (the kernel's
+/// `TUN_FEATURES`: no packet information, one queue, virtio-net header, multi-queue, NAPI),
+/// with its kind (`IFF_TUN`, `IFF_TAP`).
+pub const TUN_ATTACH_FLAGS: u32 = (libc::IFF_TUN
+    | libc::IFF_TAP
+    | libc::IFF_NO_PI
+    | libc::IFF_ONE_QUEUE
+    | libc::IFF_VNET_HDR
+    | libc::IFF_MULTI_QUEUE
+    | libc::IFF_NAPI
+    | libc::IFF_NAPI_FRAGS) as u32;
+
+/// Attaches once to the existing TUN/TAP device `name` with `flags` (TUNSETIFF: the device
+/// then keeps those of [`TUN_ATTACH_FLAGS`], as after any attach), turns its device-wide offload
+/// flags off (TUNSETOFFLOAD 0) and detaches. Used to hand a device back as vtepd found it.
+pub fn tun_reattach(name: &str, flags: u32) -> io::Result<()> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "bad interface name",
+        ));
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")?;
+    // SAFETY: ifreq is a plain C struct for which all-zero bytes are a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags = (flags & TUN_ATTACH_FLAGS) as libc::c_short;
+    // SAFETY: TUNSETIFF reads the NUL-terminated name and the flags from `req` (zeroed, name
+    // shorter than IFNAMSIZ) and may write the name back, inside `req`, which lives on our
+    // stack for the whole call; the descriptor is the live /dev/net/tun file opened above.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF as _, &mut req) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    tun_set_offload(&file, 0)
+}
+
 /// Most messages moved by one [`recv_batch`] or [`send_batch`] call.
 pub const MAX_BATCH: usize = 64;
 

@@ -19,7 +19,12 @@ fn bad_run_arguments_are_one_line_status_2_and_create_nothing() {
         (&["--port", "0"], "port"),
         (&["--port", "70000"], "port"),
         (&["--peer", "192.0.2"], "not an IPv4 address"),
-        (&["--peer", "224.0.0.1"], "tunnel endpoint"),
+        (&["--peer", "224.0.0.1"], "224.0.0.1 is a multicast address"),
+        (
+            &["--peer", "127.0.0.1"],
+            "127.0.0.1 is a loopback address: a remote VTEP must be reachable over the underlay",
+        ),
+        (&["--peer", "0.0.0.0"], "0.0.0.0 is the unspecified address"),
         (&["--peer", "192.0.2.1"], "own"),
         (&["--address", "10.0.0.1/33"], "prefix"),
         (&["--address", "10.0.0.300/24"], "not an IPv4 address"),
@@ -183,6 +188,14 @@ fn bad_config_files_are_one_line_status_2_and_create_nothing() {
             "out of range",
         ),
         (net("peers = [\"192.0.2.300\"]\n"), "not an IPv4 address"),
+        (
+            net("peers = [\"127.0.0.1\"]\n"),
+            "127.0.0.1 is a loopback address",
+        ),
+        (
+            net("fdb = [{ mac = \"02:00:00:00:00:09\", remote = \"127.0.0.2\" }]\n"),
+            "127.0.0.2 is a loopback address",
+        ),
         (net("address = \"10.0.0.1/40\"\n"), "prefix"),
         (net("mtu = 100000\n"), "MTU"),
         (
@@ -274,6 +287,22 @@ fn bad_client_arguments_are_status_2() {
     for args in cases {
         let o = run(Command::new(BIN).args(*args));
         assert_one_line(&o, 2, "", &format!("{args:?}"));
+    }
+    // A remote VTEP on loopback is refused before any daemon is asked, saying why.
+    let ctl = daemon_support::control_path("lo");
+    let loopback: &[&[&str]] = &[
+        &["fdb", "add", "02:00:00:00:00:01", "127.0.0.1"],
+        &["peers", "add", "127.0.0.1"],
+        &["peers", "add", "127.1.2.3", "--vni", "7"],
+    ];
+    for args in loopback {
+        let o = run(Command::new(BIN).args(*args).arg("--control").arg(&ctl));
+        assert_one_line(
+            &o,
+            2,
+            "is a loopback address: a remote VTEP must be reachable over the underlay",
+            &format!("{args:?}"),
+        );
     }
 }
 

@@ -3,7 +3,9 @@
 use encap::{MacAddr, Vni};
 use std::net::Ipv4Addr;
 use std::time::Duration;
-use vtepd::core::{Core, CoreConfig, CoreError, EntryKind, NetId, NetworkConfig, Timestamp};
+use vtepd::core::{
+    Core, CoreConfig, CoreError, EntryKind, NetId, NetworkConfig, Timestamp, UnusableRemote,
+};
 
 const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const R1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
@@ -31,8 +33,10 @@ fn core(nets: Vec<NetworkConfig>) -> Result<Core, CoreError> {
     })
 }
 
-const BAD_REMOTES: [Ipv4Addr; 4] = [
+const BAD_REMOTES: [Ipv4Addr; 6] = [
     Ipv4Addr::UNSPECIFIED,
+    Ipv4Addr::LOCALHOST,
+    Ipv4Addr::new(127, 9, 9, 9),
     Ipv4Addr::BROADCAST,
     Ipv4Addr::new(239, 1, 1, 1),
     LOCAL,
@@ -43,6 +47,35 @@ const BAD_MACS: [MacAddr; 3] = [
     MacAddr([0x33, 0x33, 0, 0, 0, 1]),
 ];
 
+/// The refusal of `bad` as a remote VTEP, with its reason.
+fn bad_remote(bad: Ipv4Addr) -> CoreError {
+    CoreError::BadRemote(UnusableRemote::check(LOCAL, bad).unwrap_err())
+}
+
+#[test]
+fn remote_refusals_say_why() {
+    assert_eq!(
+        bad_remote(Ipv4Addr::LOCALHOST).to_string(),
+        "127.0.0.1 is a loopback address: a remote VTEP must be reachable over the underlay"
+    );
+    for (bad, why) in [
+        (Ipv4Addr::UNSPECIFIED, "unspecified"),
+        (Ipv4Addr::new(127, 9, 9, 9), "loopback"),
+        (Ipv4Addr::BROADCAST, "broadcast"),
+        (Ipv4Addr::new(239, 1, 1, 1), "multicast"),
+        (LOCAL, "our own --local address"),
+    ] {
+        let e = bad_remote(bad);
+        assert!(e.to_string().starts_with(&format!("{bad} is ")), "{e}");
+        assert!(e.to_string().contains(why), "{e}");
+    }
+    // Link-local addresses sit on the underlay link itself: usable.
+    assert_eq!(
+        UnusableRemote::check(LOCAL, Ipv4Addr::new(169, 254, 0, 2)),
+        Ok(())
+    );
+}
+
 #[test]
 fn new_rejects_duplicate_vni_and_bad_peers() {
     assert_eq!(
@@ -52,7 +85,7 @@ fn new_rejects_duplicate_vni_and_bad_peers() {
     for bad in BAD_REMOTES {
         assert_eq!(
             core(vec![net(1, vec![R1, bad])]).unwrap_err(),
-            CoreError::BadRemote(bad)
+            bad_remote(bad)
         );
     }
 }
@@ -81,10 +114,7 @@ fn fdb_add_validates() {
         assert_eq!(c.fdb_add(now, vni(1), bad, R1), Err(CoreError::BadMac(bad)));
     }
     for bad in BAD_REMOTES {
-        assert_eq!(
-            c.fdb_add(now, vni(1), MAC, bad),
-            Err(CoreError::BadRemote(bad))
-        );
+        assert_eq!(c.fdb_add(now, vni(1), MAC, bad), Err(bad_remote(bad)));
     }
     assert_eq!(c.fdb_len(), 0);
     assert_eq!(c.fdb_add(now, vni(1), MAC, R1), Ok(()));
@@ -114,7 +144,7 @@ fn peer_add_validates() {
     assert_eq!(c.peer_add(vni(2), R1), Err(CoreError::UnknownVni(vni(2))));
     assert_eq!(c.peer_del(vni(2), R1), Err(CoreError::UnknownVni(vni(2))));
     for bad in BAD_REMOTES {
-        assert_eq!(c.peer_add(vni(1), bad), Err(CoreError::BadRemote(bad)));
+        assert_eq!(c.peer_add(vni(1), bad), Err(bad_remote(bad)));
     }
     assert_eq!(c.peer_add(vni(1), R2), Ok(true));
     assert_eq!(c.peer_add(vni(1), R1), Ok(true));

@@ -229,23 +229,98 @@ fn stale_socket_is_replaced_and_a_live_daemon_is_refused() {
     assert!(!ns.has_link("vx1"), "refused daemon created its device");
 }
 
+/// What `ip` and the kernel say about device `dev` in `ns` that vtepd may change: the link with
+/// its TUN/TAP details, its IPv4 addresses, and its offloads (as ethtool shows them, when
+/// ethtool is there, less what was only requested). Left out: what the kernel itself changes
+/// the first time a device goes up and keeps (its queueing discipline; a TUN's IPv6 address
+/// generation mode, eui64 to random).
+fn device_state(ns: &Netns, dev: &str) -> String {
+    let link = ns.ip(&["-d", "-o", "link", "show", "dev", dev]);
+    let mut words = link.split_whitespace().peekable();
+    let mut kept = Vec::new();
+    while let Some(w) = words.next() {
+        if w == "qdisc" || w == "addrgenmode" {
+            words.next();
+            continue;
+        }
+        kept.push(w);
+    }
+    let addrs = ns.ip(&["-4", "-o", "addr", "show", "dev", dev]);
+    let offloads = daemon_support::run(ns.cmd("ethtool").args(["-k", dev]));
+    let offloads = String::from_utf8_lossy(&offloads.stdout)
+        .lines()
+        .map(|l| l.split(" [").next().unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    format!("{}\n{addrs}\n{offloads}", kept.join(" "))
+}
+
+/// A TAP or TUN made beforehand (multi-queue or not) with an address of its own: vtepd adds
+/// its address beside it, sets its MTU and brings it up; after SIGTERM the device is still
+/// there and exactly as it was (down, its MTU, queue length and address, no virtio-net header,
+/// offloads off).
 #[test]
-fn existing_tap_is_used_and_kept() {
-    let ns = Netns::new("t");
-    ns.ip(&["tuntap", "add", "dev", "vx0", "mode", "tap"]);
-    let mac = ns.mac("vx0");
-    let mut d = Daemon::start(
-        &ns,
-        &["--dev", "vx0", "--local", "127.0.0.1", "--mtu", "1400"],
-    );
-    assert!(ns.ip(&["-o", "link", "show", "vx0"]).contains("mtu 1400"));
-    assert_eq!(ns.mac("vx0"), mac, "an existing device keeps its MAC");
-    d.signal("TERM");
-    assert_eq!(d.wait_exit(SECS(10)).and_then(|s| s.code()), Some(0));
-    assert!(
-        ns.has_link("vx0"),
-        "a device vtepd did not create must stay"
-    );
+fn an_existing_device_is_given_back_as_it_was() {
+    let l2: &[&str] = &["--dev", "vx0", "--local", "127.0.0.1"];
+    let ipip: &[&str] = &[
+        "--mode",
+        "l3",
+        "--encap",
+        "ipip",
+        "--dev",
+        "vx0",
+        "--local",
+        "127.0.0.1",
+    ];
+    for (kind, mq, args) in [("tap", true, l2), ("tap", false, l2), ("tun", true, ipip)] {
+        let ns = Netns::new("r");
+        let mut add = vec!["tuntap", "add", "dev", "vx0", "mode", kind];
+        if mq {
+            add.push("multi_queue");
+        }
+        ns.ip(&add);
+        ns.ip(&["addr", "add", "10.8.0.1/24", "dev", "vx0"]);
+        let mac = (kind == "tap").then(|| ns.mac("vx0"));
+        let before = device_state(&ns, "vx0");
+        let mut all = args.to_vec();
+        all.extend_from_slice(&[
+            "--address",
+            "10.9.0.1/24",
+            "--mtu",
+            "1400",
+            "--threads",
+            "2",
+        ]);
+        let mut d = Daemon::start(&ns, &all);
+        let link = ns.ip(&["-o", "link", "show", "vx0"]);
+        assert!(link.contains("mtu 1400") && link.contains(",UP"), "{link}");
+        let addrs = ns.ip(&["-4", "-o", "addr", "show", "dev", "vx0"]);
+        assert!(
+            addrs.contains("10.8.0.1/24") && addrs.contains("10.9.0.1/24"),
+            "added beside the device's own: {addrs}"
+        );
+        if let Some(mac) = mac {
+            assert_eq!(ns.mac("vx0"), mac, "an existing device keeps its MAC");
+        }
+        d.signal("TERM");
+        assert_eq!(
+            d.wait_exit(SECS(10)).and_then(|s| s.code()),
+            Some(0),
+            "{}",
+            d.log_text()
+        );
+        assert!(
+            ns.has_link("vx0"),
+            "a device vtepd did not create must stay"
+        );
+        assert_eq!(
+            device_state(&ns, "vx0"),
+            before,
+            "{kind} (multi_queue {mq}) not as it was: {}",
+            d.log_text()
+        );
+        assert!(d.log_text().contains("device given back as it was"));
+    }
 }
 
 #[test]
@@ -357,4 +432,61 @@ fn control_socket_answers_garbage_with_an_error_and_keeps_serving() {
     // A client that connects and says nothing does not wedge the server for good.
     let _silent = std::os::unix::net::UnixStream::connect(&d.control).unwrap();
     d.ok(&["stats"]);
+}
+
+#[test]
+fn an_mtu_above_the_underlay_warns_and_counts_too_big() {
+    // Both TAPs at MTU 9000 over a 1500 underlay (veth): TCP agrees on an MSS of 8960.
+    let (p, a, _b) = two_daemons(
+        &["--peer", "192.0.2.2", "--mtu", "9000"],
+        &["--peer", "192.0.2.1", "--mtu", "9000"],
+    );
+    let warn = "dev vx0: MTU 9000 is more than the underlay carries: eth0 has MTU 1500, \
+                which leaves 1450 after VXLAN's 50 bytes; larger frames from it are dropped \
+                (counted too_big)";
+    let log = a.log_text();
+    assert_eq!(
+        log.lines().filter(|l| l.contains(warn)).count(),
+        1,
+        "one warning line: {log}"
+    );
+    assert!(p.a.ping_within("10.9.0.2", SECS(5)), "{}", a.log_text());
+    // A 3028-byte packet, not fragmented by the TAP (MTU 9000): too big for the underlay.
+    let big = daemon_support::run(
+        p.a.cmd("ping")
+            .args(["-c", "2", "-W", "1", "-M", "dont", "-s", "3000", "10.9.0.2"])
+            .stdout(std::process::Stdio::null()),
+    );
+    assert!(!big.status.success(), "a 3028-byte ping crossed");
+    let st = a.stats();
+    assert!(n(&st["drops"], "too_big") >= 2, "{st}");
+    assert_eq!(n(&st["drops"], "tunnel_tx_error"), 0, "{st}");
+
+    // TCP: full-size segments (from TSO super-frames: the GSO send path) do not fit either.
+    let sink = "import socket\n\
+                l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+                l.bind(('10.9.0.2', 5201)); l.listen(1); l.settimeout(10)\n\
+                c, _ = l.accept(); c.settimeout(3)\n\
+                try:\n    while c.recv(65536): pass\nexcept OSError: pass\n";
+    let mut sink =
+        p.b.cmd("python3")
+            .args(["-c", sink])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+    let source = "import socket, time\n\
+                  for _ in range(50):\n    try:\n        s = socket.create_connection(('10.9.0.2', 5201), timeout=3); break\n    except OSError: time.sleep(0.1)\n\
+                  s.settimeout(3)\n\
+                  try: s.sendall(b'x' * 2000000)\nexcept OSError: pass\n";
+    let sent = daemon_support::run(p.a.cmd("timeout").args(["10", "python3", "-c", source]));
+    let _ = sink.kill();
+    let _ = sink.wait();
+    assert!(sent.status.code().is_some(), "the source was killed");
+    let st = a.stats();
+    assert!(
+        n(&st["drops"], "too_big") > 2,
+        "no TCP segment counted: {st}"
+    );
+    assert_eq!(n(&st["drops"], "tunnel_tx_error"), 0, "{st}");
 }

@@ -35,6 +35,8 @@ const HOST_B: MacAddr = MacAddr([2, 0, 0, 0, 0xb, 1]);
 const SOCKET: usize = 0;
 const DEVICE: usize = 1;
 const NOW: Timestamp = Timestamp(1000);
+/// The underlay MTU the VXLAN workers send over.
+const UNDERLAY_MTU: u32 = 1500;
 /// Hosts A and B of the L2 tests (B behind the tunnel).
 const A_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const B_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -121,7 +123,7 @@ fn l2(peers: Vec<Ipv4Addr>) -> L2Rig {
     let tap = Arc::new(MemDevice::new(128, true).unwrap());
     let udp = Arc::new(MemSocket::new(128).unwrap());
     let raw = Arc::new(MemSocket::new(128).unwrap());
-    let tx = TunnelTx::new(Arc::clone(&raw), vxlan_settings());
+    let tx = TunnelTx::new(Arc::clone(&raw), vxlan_settings(), UNDERLAY_MTU);
     let port = DevPort::new(Arc::clone(&tap), "tap0", true, true);
     let w = L2Worker::new(engine, Arc::clone(&udp), tx, vec![port]);
     L2Rig { w, tap, udp, raw }
@@ -320,6 +322,103 @@ fn l2_cuts_a_tso_super_frame_into_valid_segments() {
     assert!(sent(&r.raw).is_empty());
 }
 
+/// A TSO super-frame from host A to host B: `segs` TCP segments of `mss` bytes, as the kernel
+/// hands it over (IP length of the whole, pseudo-header sum in the TCP checksum, a virtio-net
+/// header asking for TCPv4 segmentation).
+fn tso_frame(segs: usize, mss: u16) -> ([u8; VNET_HDR_LEN], Vec<u8>) {
+    let len = segs * usize::from(mss);
+    let whole = tcp(B_IP, A_IP, 0, len);
+    let mut f = frame(HOST_B, HOST_A, &whole);
+    let ps = encap::checksum::pseudo_header(
+        Ipv4Addr::new(10, 0, 0, 2),
+        Ipv4Addr::new(10, 0, 0, 1),
+        6,
+        (20 + len) as u16,
+    );
+    f[14 + 36..14 + 38].copy_from_slice(&encap::checksum::fold(ps).to_be_bytes());
+    let mut vnet = [0u8; VNET_HDR_LEN];
+    vnet[0] = 1; // needs checksum
+    vnet[1] = 1; // GSO TCPv4
+    vnet[2..4].copy_from_slice(&54u16.to_le_bytes());
+    vnet[4..6].copy_from_slice(&mss.to_le_bytes());
+    vnet[6..8].copy_from_slice(&34u16.to_le_bytes());
+    vnet[8..10].copy_from_slice(&16u16.to_le_bytes());
+    (vnet, f)
+}
+
+/// A device MTU above what the underlay carries: every copy that would not fit in one underlay
+/// packet is counted `too_big` and never handed to a socket (no `tunnel_tx_error`), on every
+/// send path: a plain frame (once per flooded copy), each segment of a TSO super-frame (the
+/// GSO send is not tried), an L3 VXLAN packet; what fits still leaves.
+#[test]
+fn copies_too_big_for_the_underlay_are_too_big_on_every_path() {
+    let mut r = l2(vec![P1, P2]);
+    // 1464 bytes of frame + 36 of outer headers = 1500: fits exactly. One byte more does not.
+    for (len, sent_copies) in [(1464usize, 2usize), (1465, 0), (9014, 0)] {
+        let f = frame(
+            MacAddr::BROADCAST,
+            HOST_A,
+            &ipv4(A_IP, Ipv4Addr::new(10, 0, 0, 255), len - 14, 0, 1),
+        );
+        assert!(r.tap.inject(&f));
+        assert_eq!(r.w.drain(DEVICE, NOW, BUDGET), Ok(false));
+        assert_eq!(sent(&r.raw).len(), sent_copies, "frame of {len}");
+    }
+    let c = r.w.counters();
+    assert_eq!(
+        c.drops_of(DropReason::TooBig),
+        4,
+        "two copies of two frames"
+    );
+    assert_eq!(c.drops_of(DropReason::TunnelTxError), 0);
+    assert_eq!(c.tx_tunnel, 2);
+
+    // A super-frame whose segments (14 + 40 + 1460 + 36 = 1550) do not fit: each segment
+    // counted, none sent. One whose segments fit (MSS 1410) leaves whole.
+    let mut r = l2(vec![P1]);
+    let (vnet, f) = tso_frame(3, 1460);
+    assert!(r.tap.inject_with_header(&vnet, &f));
+    assert_eq!(r.w.drain(DEVICE, NOW, BUDGET), Ok(false));
+    assert!(sent(&r.raw).is_empty());
+    let c = r.w.counters();
+    assert_eq!(c.drops_of(DropReason::TooBig), 3);
+    assert_eq!((c.tx_tunnel, c.drops_of(DropReason::TunnelTxError)), (0, 0));
+    let (vnet, f) = tso_frame(3, 1410);
+    assert!(r.tap.inject_with_header(&vnet, &f));
+    assert_eq!(r.w.drain(DEVICE, NOW, BUDGET), Ok(false));
+    let out = sent(&r.raw);
+    assert_eq!(out.len(), 3);
+    assert!(
+        out.iter().all(|(_, p)| p.len() == 1500),
+        "full-size datagrams"
+    );
+
+    // L3 VXLAN: a packet to a resolved neighbour, 1450 bytes (fits) and 1451 (does not).
+    let c = core(vec![P1]);
+    c.neigh_add(Timestamp(0), vni(), PEER_IP, HOST_B).unwrap();
+    let routes = Arc::new(Routes::with_overlay_routes(LOCAL, &[]).unwrap());
+    let engine = Arc::new(L3Vx::new(
+        Arc::clone(&c),
+        NetId(0),
+        L3VxConfig::new(OWN, OWN_IP, 24),
+        routes,
+    ));
+    let tun = Arc::new(MemDevice::new(64, true).unwrap());
+    let udp = Arc::new(MemSocket::new(64).unwrap());
+    let raw = Arc::new(MemSocket::new(64).unwrap());
+    let tx = TunnelTx::new(Arc::clone(&raw), vxlan_settings(), UNDERLAY_MTU);
+    let port = DevPort::new(Arc::clone(&tun), "tun0", true, true);
+    let mut w = L3VxWorker::new(engine, Arc::clone(&udp), tx, port);
+    for (len, copies) in [(1450usize, 1usize), (1451, 0)] {
+        assert!(tun.inject(&ipv4(OWN_IP, PEER_IP, len, 0, 9)));
+        assert_eq!(w.drain(DEVICE, NOW, BUDGET), Ok(false));
+        assert_eq!(sent(&raw).len(), copies, "packet of {len}");
+    }
+    let c = w.counters();
+    assert_eq!(c.drops_of(DropReason::TooBig), 1);
+    assert_eq!(c.drops_of(DropReason::TunnelTxError), 0);
+}
+
 #[test]
 fn a_removed_device_ends_the_worker_with_its_reason() {
     let mut r = l2(vec![P1]);
@@ -383,7 +482,7 @@ fn l3_vxlan_resolves_releases_and_unwraps() {
     let tun = Arc::new(MemDevice::new(64, true).unwrap());
     let udp = Arc::new(MemSocket::new(64).unwrap());
     let raw = Arc::new(MemSocket::new(64).unwrap());
-    let tx = TunnelTx::new(Arc::clone(&raw), vxlan_settings());
+    let tx = TunnelTx::new(Arc::clone(&raw), vxlan_settings(), UNDERLAY_MTU);
     let port = DevPort::new(Arc::clone(&tun), "tun0", true, true);
     let mut w = L3VxWorker::new(engine, Arc::clone(&udp), tx, port);
 

@@ -4,7 +4,7 @@
 use crate::config::{
     self, DaemonConfig, Encap, Ipv4Cidr, Mode, NetConfig, parse_ageing, parse_control_path,
     parse_dev_name, parse_inline_table, parse_max_fdb, parse_mtu, parse_neigh, parse_port,
-    parse_route, parse_threads, parse_unicast_mac, parse_vni, parse_vtep_ip,
+    parse_remote_ip, parse_route, parse_threads, parse_unicast_mac, parse_vni, parse_vtep_ip,
 };
 use crate::core::route::{Route, parse_prefix};
 pub use crate::error::Failure;
@@ -90,7 +90,7 @@ pub struct RunArgs {
 
     /// Remote VTEP that gets a copy of every broadcast, multicast and unknown-unicast frame
     /// (head-end replication); repeat for several.
-    #[arg(long = "peer", value_name = "IP", value_parser = parse_vtep_ip)]
+    #[arg(long = "peer", value_name = "IP", value_parser = parse_remote_ip)]
     pub peers: Vec<Ipv4Addr>,
 
     /// Device mode: l2 (a TAP device carrying Ethernet frames) or l3 (a TUN device carrying IP
@@ -112,9 +112,11 @@ pub struct RunArgs {
     pub address: Option<Ipv4Cidr>,
 
     /// Device MTU [default: MTU of the underlay interface holding --local, minus the
-    /// encapsulation overhead: 50 for VXLAN, 20 for IPIP]. With --encap ipip and an MTU above
-    /// that tunnel MTU, oversize packets with DF are answered with ICMP "fragmentation needed"
-    /// (carrying the tunnel MTU) and oversize packets without DF are dropped (counted too_big).
+    /// encapsulation overhead: 50 for VXLAN, 20 for IPIP]. A larger MTU is accepted with a
+    /// warning: with VXLAN, frames that do not fit in one underlay packet are dropped (counted
+    /// too_big); with --encap ipip, oversize packets with DF are answered with ICMP
+    /// "fragmentation needed" (carrying the tunnel MTU) and oversize packets without DF are
+    /// dropped (counted too_big).
     #[arg(long, value_name = "N", value_parser = parse_mtu)]
     pub mtu: Option<u16>,
 
@@ -282,7 +284,7 @@ pub enum FdbCommand {
         #[arg(value_parser = parse_unicast_mac)]
         mac: MacAddr,
         /// Remote VTEP.
-        #[arg(value_parser = parse_vtep_ip)]
+        #[arg(value_parser = parse_remote_ip)]
         remote: Ipv4Addr,
         /// Network (may be omitted when the daemon has only one).
         #[arg(long, value_name = "N", value_parser = parse_vni)]
@@ -328,7 +330,7 @@ pub enum PeersCommand {
     /// Add a remote VTEP to a flood list.
     Add {
         /// Remote VTEP.
-        #[arg(value_parser = parse_vtep_ip)]
+        #[arg(value_parser = parse_remote_ip)]
         ip: Ipv4Addr,
         /// Network (may be omitted when the daemon has only one).
         #[arg(long, value_name = "N", value_parser = parse_vni)]
@@ -339,7 +341,7 @@ pub enum PeersCommand {
     /// Remove a remote VTEP from a flood list.
     Del {
         /// Remote VTEP.
-        #[arg(value_parser = parse_vtep_ip)]
+        #[arg(value_parser = parse_remote_ip)]
         ip: Ipv4Addr,
         /// Network (may be omitted when the daemon has only one).
         #[arg(long, value_name = "N", value_parser = parse_vni)]
@@ -387,9 +389,7 @@ fn parse_next_hop(s: &str) -> Result<Ipv4Addr, String> {
         .trim()
         .parse()
         .map_err(|_| format!("'{s}' is not an IPv4 address"))?;
-    if !crate::core::route::usable_next_hop(ip) {
-        return Err(format!("next hop {ip} is not a unicast address"));
-    }
+    crate::core::route::check_next_hop(ip).map_err(|e| e.to_string())?;
     Ok(ip)
 }
 

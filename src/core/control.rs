@@ -97,9 +97,7 @@ impl Core {
         if !mac.is_unicast() {
             return Err(CoreError::BadMac(mac));
         }
-        if !self.usable_remote(remote) {
-            return Err(CoreError::BadRemote(remote));
-        }
+        self.usable_remote(remote)?;
         let mut state = self.control();
         // Make the remote known before the entry can send traffic toward it.
         if let Some(c) = state.nets.get_mut(usize::from(id.0)) {
@@ -257,9 +255,7 @@ impl Core {
     /// Adds a flood-list peer; `Ok(false)` if it was already there.
     pub fn peer_add(&self, vni: Vni, ip: Ipv4Addr) -> Result<bool, CoreError> {
         let id = self.net_id(vni)?;
-        if !self.usable_remote(ip) {
-            return Err(CoreError::BadRemote(ip));
-        }
+        self.usable_remote(ip)?;
         let mut state = self.control();
         let Some(c) = state.nets.get_mut(usize::from(id.0)) else {
             return Err(CoreError::UnknownVni(vni));

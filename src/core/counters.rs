@@ -53,12 +53,14 @@ drop_reasons! {
     NoPeers = "no_peers",
     /// Known-unicast destination that is ourselves (would loop back).
     ToSelf = "to_self",
-    /// Local frame too large for the tunnel MTU.
+    /// Local frame or packet too large for the tunnel: its encapsulation would not fit in one
+    /// underlay packet (the underlay MTU), or (IPIP) it is longer than the tunnel MTU.
     TooBig = "too_big",
     /// The outer headers could not be written (no room in front of the packet, settings that
     /// make no header): an internal error, never expected.
     EncapError = "encap_error",
-    /// Sending to a remote VTEP failed (unreachable, no route, too big, ...).
+    /// Sending to a remote VTEP failed (unreachable, no route, a path MTU below the underlay
+    /// interface's, ...).
     TunnelTxError = "tunnel_tx_error",
     /// Sending to a remote VTEP found no buffer memory (ENOBUFS: a full device queue).
     TunnelTxNoBufs = "tunnel_tx_nobufs",

@@ -39,7 +39,9 @@ impl Core {
             return drop(ctr, DropReason::UnknownVni);
         };
         let src = outer.src;
-        if !self.usable_remote(src) || (!self.allow_any_peer() && !net.peers.load().is_known(src)) {
+        if self.usable_remote(src).is_err()
+            || (!self.allow_any_peer() && !net.peers.load().is_known(src))
+        {
             return drop(ctr, DropReason::UnknownPeer);
         }
         let inner = pkt.payload();

@@ -3,6 +3,11 @@
 //! per-remote header template of `encap`'s ([`VxlanEncap`], [`IpipEncap`]), and says why when it
 //! cannot (the one mapping of codec errors to drop reasons).
 //!
+//! It knows the outer size, so it is also the one place that checks it against what the underlay
+//! carries: an encapsulated packet longer than the underlay MTU it was given is refused as
+//! [`DropReason::TooBig`] before any send is tried (the kernel would refuse it with EMSGSIZE,
+//! counted as a send error, or a UDP GSO send with EINVAL).
+//!
 //! One per worker (it owns the template cache and the IPIP ID counter), so nothing is shared on
 //! the packet path. The cache only allocates when a remote is first seen, and is emptied (not
 //! freed) at [`MAX_TEMPLATES`].
@@ -32,23 +37,35 @@ enum Template {
     Ipip(IpipEncap),
 }
 
-/// A worker's encapsulator: header templates by remote, and the IPIP outer IP ID counter.
+/// A worker's encapsulator: header templates by remote, the IPIP outer IP ID counter, and the
+/// largest outer packet the underlay carries.
 #[derive(Debug)]
 pub struct Encapsulator {
     cfg: TunnelConfig,
     templates: HashMap<Ipv4Addr, Template, ahash::RandomState>,
     next_id: u16,
+    /// The underlay MTU (at most 65535, the largest IPv4 packet).
+    max_outer: usize,
 }
 
 impl Encapsulator {
-    /// An encapsulator for `cfg`; `id_seed` starts the outer IP ID counter of IPIP (give each
-    /// worker its own). VXLAN packets carry ID 0: they always have DF set (RFC 6864 §4.1).
-    pub fn new(cfg: TunnelConfig, id_seed: u16) -> Encapsulator {
+    /// An encapsulator for `cfg` over an underlay of MTU `underlay_mtu` (no outer packet is
+    /// longer); `id_seed` starts the outer IP ID counter of IPIP (give each worker its own).
+    /// VXLAN packets carry ID 0: they always have DF set (RFC 6864 §4.1).
+    pub fn new(cfg: TunnelConfig, id_seed: u16, underlay_mtu: u32) -> Encapsulator {
         Encapsulator {
             cfg,
             templates: HashMap::with_capacity_and_hasher(64, ahash::RandomState::new()),
             next_id: id_seed,
+            max_outer: usize::try_from(underlay_mtu)
+                .unwrap_or(usize::MAX)
+                .min(usize::from(u16::MAX)),
         }
+    }
+
+    /// The largest outer packet it writes: the underlay MTU.
+    pub fn max_outer(&self) -> usize {
+        self.max_outer
     }
 
     /// The outer header settings.
@@ -66,7 +83,7 @@ impl Encapsulator {
 
     /// Writes the outer headers for `dst` in front of the packet at `buf[off..off + len]` (an
     /// Ethernet frame for VXLAN, with `vni`; an IPv4 packet for IPIP) and returns the range of
-    /// the finished packet, or why it cannot be sent.
+    /// the finished packet, or why it cannot be sent (`TooBig`: longer than the underlay MTU).
     pub fn encapsulate(
         &mut self,
         buf: &mut [u8],
@@ -75,6 +92,9 @@ impl Encapsulator {
         vni: Vni,
         dst: Ipv4Addr,
     ) -> Result<Range<usize>, DropReason> {
+        if len.saturating_add(self.overhead()) > self.max_outer {
+            return Err(DropReason::TooBig);
+        }
         if self.templates.len() >= MAX_TEMPLATES && !self.templates.contains_key(&dst) {
             self.templates.clear();
         }
@@ -137,6 +157,8 @@ mod tests {
 
     const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
     const REMOTE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+    /// Loopback's MTU: no limit below the largest IPv4 packet.
+    const JUMBO: u32 = 65_536;
 
     fn ipv4(len: usize, ttl: u8, src: Ipv4Addr) -> Vec<u8> {
         let mut p = vec![0u8; 20 + len];
@@ -157,7 +179,7 @@ mod tests {
 
     #[test]
     fn each_tunnel_writes_its_headers_and_ipip_counts_ids() {
-        let mut vx = Encapsulator::new(TunnelConfig::Vxlan(VxlanConfig::new(LOCAL)), 0);
+        let mut vx = Encapsulator::new(TunnelConfig::Vxlan(VxlanConfig::new(LOCAL)), 0, JUMBO);
         assert_eq!(vx.overhead(), 36);
         let mut f = vec![0u8; 36 + 60];
         f[36 + 12] = 0x88;
@@ -166,7 +188,7 @@ mod tests {
         let rx = encap::tunnel::vxlan::decapsulate(&f, 4789).unwrap();
         assert_eq!((rx.src, rx.dst, rx.vni.get()), (LOCAL, REMOTE, 7));
 
-        let mut ip = Encapsulator::new(TunnelConfig::Ipip(IpipConfig::new(LOCAL)), 100);
+        let mut ip = Encapsulator::new(TunnelConfig::Ipip(IpipConfig::new(LOCAL)), 100, JUMBO);
         assert_eq!(ip.overhead(), 20);
         for id in [101u16, 102] {
             let mut p = ipv4(60, 9, Ipv4Addr::new(10, 0, 0, 1));
@@ -179,7 +201,7 @@ mod tests {
 
     #[test]
     fn refusals_carry_their_reason() {
-        let mut vx = Encapsulator::new(TunnelConfig::Vxlan(VxlanConfig::new(LOCAL)), 0);
+        let mut vx = Encapsulator::new(TunnelConfig::Vxlan(VxlanConfig::new(LOCAL)), 0, JUMBO);
         let mut f = vec![0u8; 36 + 10];
         assert_eq!(
             vx.encapsulate(&mut f, 36, 10, Vni::ZERO, REMOTE),
@@ -195,7 +217,7 @@ mod tests {
             vx.encapsulate(&mut big, 36, 65_500, Vni::ZERO, REMOTE),
             Err(DropReason::TooBig)
         );
-        let mut ip = Encapsulator::new(TunnelConfig::Ipip(IpipConfig::new(LOCAL)), 0);
+        let mut ip = Encapsulator::new(TunnelConfig::Ipip(IpipConfig::new(LOCAL)), 0, JUMBO);
         let mut p = ipv4(60, 0, Ipv4Addr::new(10, 0, 0, 1));
         assert_eq!(
             ip.encapsulate(&mut p, 20, 60, Vni::ZERO, REMOTE),
@@ -213,9 +235,44 @@ mod tests {
         );
     }
 
+    /// An outer packet longer than the underlay MTU is `TooBig`, in both tunnels, and one that
+    /// fills the MTU exactly is sent.
+    #[test]
+    fn the_underlay_mtu_bounds_the_outer_packet() {
+        let mut vx = Encapsulator::new(TunnelConfig::Vxlan(VxlanConfig::new(LOCAL)), 0, 1500);
+        assert_eq!(vx.max_outer(), 1500);
+        let mut f = vec![0u8; 36 + 1465];
+        f[36 + 12] = 0x88;
+        assert_eq!(
+            vx.encapsulate(&mut f, 36, 1465, Vni::ZERO, REMOTE),
+            Err(DropReason::TooBig),
+            "1465 + 36 > 1500"
+        );
+        assert_eq!(
+            vx.encapsulate(&mut f, 36, 1464, Vni::ZERO, REMOTE),
+            Ok(0..1500)
+        );
+        let mut ip = Encapsulator::new(TunnelConfig::Ipip(IpipConfig::new(LOCAL)), 0, 1400);
+        let mut p = ipv4(1381, 9, Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(
+            ip.encapsulate(&mut p, 20, 1381, Vni::ZERO, REMOTE),
+            Err(DropReason::TooBig)
+        );
+        let mut p = ipv4(1380, 9, Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(
+            ip.encapsulate(&mut p, 20, 1380, Vni::ZERO, REMOTE),
+            Ok(0..1400)
+        );
+        // A jumbo underlay: bounded by the largest IPv4 packet only.
+        assert_eq!(
+            Encapsulator::new(TunnelConfig::Ipip(IpipConfig::new(LOCAL)), 0, 65_536).max_outer(),
+            65_535
+        );
+    }
+
     #[test]
     fn the_template_cache_is_bounded() {
-        let mut vx = Encapsulator::new(TunnelConfig::Vxlan(VxlanConfig::new(LOCAL)), 0);
+        let mut vx = Encapsulator::new(TunnelConfig::Vxlan(VxlanConfig::new(LOCAL)), 0, JUMBO);
         let mut f = vec![0u8; 36 + 60];
         for i in 0..(MAX_TEMPLATES as u32 + 10) {
             let dst = Ipv4Addr::from(0x0a00_0000 + i);

@@ -12,7 +12,8 @@
 //! Rules beyond the codec's:
 //! - Decapsulation is accepted only from a route next hop unless `allow_any_peer` (an open IPIP
 //!   endpoint lets anyone inject packets: CVE-2020-10136). A source that can never be a tunnel
-//!   endpoint (our own address, multicast, broadcast, unspecified) is refused even then.
+//!   endpoint (see [`super::UnusableRemote`]: our own address, loopback, multicast, broadcast,
+//!   unspecified) is refused even then.
 //! - TTL 0 is refused both ways, and so is an inner source equal to our underlay address.
 //! - A packet longer than the tunnel MTU (underlay MTU - 20) with DF set is answered with an
 //!   ICMP "fragmentation needed" carrying the tunnel MTU, for the device (so the sender's path
@@ -210,9 +211,7 @@ impl Ipip {
         else {
             return reject(ctr, DropReason::BadIpip, FromTunnel::Drop);
         };
-        let unusable =
-            src.is_unspecified() || src.is_multicast() || src.is_broadcast() || src == self.local;
-        if unusable
+        if super::UnusableRemote::check(self.local, src).is_err()
             || (!self.allow_any_peer.load(Ordering::Relaxed)
                 && !self.routes.load().is_next_hop(src))
         {
@@ -269,7 +268,7 @@ mod tests {
         fn new(seed: u16) -> Tx {
             Tx {
                 out: Out::default(),
-                enc: Encapsulator::new(TunnelConfig::Ipip(IpipConfig::new(A)), seed),
+                enc: Encapsulator::new(TunnelConfig::Ipip(IpipConfig::new(A)), seed, 1500),
             }
         }
         /// The ICMP error the last decision answered with.

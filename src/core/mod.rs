@@ -143,9 +143,10 @@ pub enum CoreError {
     /// A MAC that cannot be an FDB key (multicast or zero).
     #[error("{0} is not a unicast MAC address")]
     BadMac(MacAddr),
-    /// A remote that cannot be a VTEP (unspecified, multicast, broadcast or our own address).
-    #[error("{0} is not a usable remote VTEP address")]
-    BadRemote(Ipv4Addr),
+    /// A remote that cannot be a VTEP (unspecified, loopback, multicast, broadcast or our own
+    /// address), and why.
+    #[error("{0}")]
+    BadRemote(#[from] UnusableRemote),
     /// An address that cannot be a neighbour (unspecified, multicast or broadcast).
     #[error("{0} is not a usable neighbour address")]
     BadNeighbour(Ipv4Addr),
@@ -191,9 +192,7 @@ impl Core {
             }
             let mut flood: Vec<Ipv4Addr> = Vec::with_capacity(n.peers.len());
             for &p in &n.peers {
-                if !usable_remote(cfg.local, p) {
-                    return Err(CoreError::BadRemote(p));
-                }
+                UnusableRemote::check(cfg.local, p)?;
                 if !flood.contains(&p) {
                     flood.push(p);
                 }
@@ -288,12 +287,85 @@ impl Core {
         self.control.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn usable_remote(&self, ip: Ipv4Addr) -> bool {
-        usable_remote(self.local, ip)
+    fn usable_remote(&self, ip: Ipv4Addr) -> Result<(), UnusableRemote> {
+        UnusableRemote::check(self.local, ip)
     }
 }
 
-/// A remote VTEP address must be a unicast address other than our own.
-fn usable_remote(local: Ipv4Addr, ip: Ipv4Addr) -> bool {
-    !ip.is_unspecified() && !ip.is_multicast() && !ip.is_broadcast() && ip != local
+/// Why an address cannot be a remote VTEP: the one rule for every place a remote is given
+/// (`--peer`, static FDB remotes, `fdb add`, `peers add`, IPIP route next hops) and for the
+/// sources decapsulation accepts. A remote VTEP is another host's unicast address, reached
+/// over the underlay. Link-local addresses (169.254.0.0/16) are accepted: they are reachable
+/// on the underlay link itself, and some fabrics number their point-to-point links with them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UnusableRemote {
+    /// 0.0.0.0.
+    #[error(
+        "{0} is the unspecified address: a remote VTEP must be a unicast address of another host"
+    )]
+    Unspecified(Ipv4Addr),
+    /// 127.0.0.0/8.
+    #[error("{0} is a loopback address: a remote VTEP must be reachable over the underlay")]
+    Loopback(Ipv4Addr),
+    /// 224.0.0.0/4.
+    #[error(
+        "{0} is a multicast address: a remote VTEP must be a unicast address (list each VTEP as a peer)"
+    )]
+    Multicast(Ipv4Addr),
+    /// 255.255.255.255.
+    #[error(
+        "{0} is the broadcast address: a remote VTEP must be a unicast address of another host"
+    )]
+    Broadcast(Ipv4Addr),
+    /// Our own underlay address.
+    #[error("{0} is our own --local address: a remote VTEP must be another host")]
+    Own(Ipv4Addr),
+}
+
+impl UnusableRemote {
+    /// Why `ip` can never be a remote VTEP, whatever our own address (`None`: it can be one).
+    pub fn of(ip: Ipv4Addr) -> Option<UnusableRemote> {
+        if ip.is_unspecified() {
+            Some(UnusableRemote::Unspecified(ip))
+        } else if ip.is_loopback() {
+            Some(UnusableRemote::Loopback(ip))
+        } else if ip.is_multicast() {
+            Some(UnusableRemote::Multicast(ip))
+        } else if ip.is_broadcast() {
+            Some(UnusableRemote::Broadcast(ip))
+        } else {
+            None
+        }
+    }
+
+    /// Whether `ip` can be a remote VTEP of a VTEP whose own address is `local`.
+    pub fn check(local: Ipv4Addr, ip: Ipv4Addr) -> Result<(), UnusableRemote> {
+        match UnusableRemote::of(ip) {
+            Some(e) => Err(e),
+            None if ip == local => Err(UnusableRemote::Own(ip)),
+            None => Ok(()),
+        }
+    }
+
+    /// The refused address.
+    pub fn ip(&self) -> Ipv4Addr {
+        match *self {
+            UnusableRemote::Unspecified(ip)
+            | UnusableRemote::Loopback(ip)
+            | UnusableRemote::Multicast(ip)
+            | UnusableRemote::Broadcast(ip)
+            | UnusableRemote::Own(ip) => ip,
+        }
+    }
+
+    /// What kind of address it is ("a loopback address", ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UnusableRemote::Unspecified(_) => "the unspecified address",
+            UnusableRemote::Loopback(_) => "a loopback address",
+            UnusableRemote::Multicast(_) => "a multicast address",
+            UnusableRemote::Broadcast(_) => "the broadcast address",
+            UnusableRemote::Own(_) => "our own --local address",
+        }
+    }
 }

@@ -10,6 +10,7 @@
 //! The prefix map is `prefix-trie`'s tree-bitmap `PrefixMap` (well kept, widely used, fast
 //! longest-prefix match over `ipnet` prefixes) rather than a hand-written trie.
 
+use super::UnusableRemote;
 use arc_swap::{ArcSwap, Guard};
 use ipnet::Ipv4Net;
 use prefix_trie::PrefixMap;
@@ -41,9 +42,10 @@ pub enum RouteError {
     /// A /0 route would take over every destination, the underlay included.
     #[error("{0}: a default route through the tunnel is not supported")]
     Default(Ipv4Net),
-    /// The next hop is unspecified, multicast, broadcast or loopback.
-    #[error("next hop {0} is not a unicast address")]
-    BadNextHop(Ipv4Addr),
+    /// The next hop is unspecified, loopback, multicast or broadcast (the kind of address it
+    /// is, from [`UnusableRemote::kind`]).
+    #[error("next hop {0} is {1}: it must be a unicast address of another host")]
+    BadNextHop(Ipv4Addr, &'static str),
     /// The next hop is our own underlay address.
     #[error("next hop {0} is our own --local address")]
     NextHopIsLocal(Ipv4Addr),
@@ -82,9 +84,13 @@ fn check_prefix(shown: &str, net: Ipv4Net) -> Result<Ipv4Net, RouteError> {
     Ok(net)
 }
 
-/// Whether `ip` can be a next hop: unicast, not loopback.
-pub fn usable_next_hop(ip: Ipv4Addr) -> bool {
-    !(ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() || ip.is_loopback())
+/// Whether `ip` can be a next hop: a unicast address of another host (the rule of remote VTEPs,
+/// [`UnusableRemote::of`]; our own underlay address is refused where it is known).
+pub fn check_next_hop(ip: Ipv4Addr) -> Result<(), RouteError> {
+    match UnusableRemote::of(ip) {
+        Some(e) => Err(RouteError::BadNextHop(ip, e.kind())),
+        None => Ok(()),
+    }
 }
 
 /// Parses `CIDR=IP` (the `--route` flag and the TOML `routes` strings).
@@ -97,9 +103,7 @@ pub fn parse_route(s: &str) -> Result<Route, String> {
         .trim()
         .parse()
         .map_err(|_| format!("route '{s}': '{}' is not an IPv4 address", v.trim()))?;
-    if !usable_next_hop(via) {
-        return Err(format!("route '{s}': {}", RouteError::BadNextHop(via)));
-    }
+    check_next_hop(via).map_err(|e| format!("route '{s}': {e}"))?;
     Ok(Route { prefix, via })
 }
 
@@ -175,9 +179,7 @@ impl Editable {
     fn check(&self, local: Ipv4Addr, route: Route, overlay: bool) -> Result<(), RouteError> {
         let Route { prefix, via } = route;
         check_prefix(&prefix.to_string(), prefix)?;
-        if !usable_next_hop(via) {
-            return Err(RouteError::BadNextHop(via));
-        }
+        check_next_hop(via)?;
         if via == local {
             return Err(RouteError::NextHopIsLocal(via));
         }
@@ -427,10 +429,13 @@ mod tests {
     fn refuses_bad_routes() {
         let r = Routes::new(LOCAL);
         let bad = [
-            (route("10.0.0.0/8", "0.0.0.0"), "not a unicast"),
-            (route("10.0.0.0/8", "224.0.0.1"), "not a unicast"),
-            (route("10.0.0.0/8", "255.255.255.255"), "not a unicast"),
-            (route("10.0.0.0/8", "127.0.0.1"), "not a unicast"),
+            (route("10.0.0.0/8", "0.0.0.0"), "is the unspecified address"),
+            (route("10.0.0.0/8", "224.0.0.1"), "is a multicast address"),
+            (
+                route("10.0.0.0/8", "255.255.255.255"),
+                "is the broadcast address",
+            ),
+            (route("10.0.0.0/8", "127.0.0.1"), "is a loopback address"),
             (route("10.0.0.0/8", "192.0.2.1"), "own --local"),
             (route("192.0.2.0/24", "198.51.100.2"), "covers 192.0.2.1"),
             (

@@ -1,7 +1,10 @@
 //! The system side of a network: the underlay interface holding `--local`, the privilege check,
-//! and the TAP device (through `tun-rs`).
+//! the TAP device (through `tun-rs`), and what every device of vtepd's goes through: set up
+//! after it is opened ([`configure`]), and given back as it was found when vtepd only attached
+//! to it ([`Restore`]).
 
-use crate::config::{self, NetConfig};
+use super::link;
+use crate::config::{self, Ipv4Cidr, NetConfig};
 use crate::error::Failure;
 use crate::sys;
 use encap::MacAddr;
@@ -70,6 +73,32 @@ pub fn overlay_mtu(
         })
 }
 
+/// Warns, in one line, when device `dev`'s MTU `mtu` is more than one underlay packet carries
+/// after `tunnel`'s `overhead` bytes: what does not fit is never sent (counted `too_big`);
+/// `then` says what happens to such packets. Returns whether it warned.
+pub fn warn_if_above_underlay(
+    dev: &str,
+    mtu: u16,
+    underlay: &Underlay,
+    tunnel: &str,
+    overhead: usize,
+    then: &str,
+) -> bool {
+    let fits = underlay
+        .mtu
+        .saturating_sub(u32::try_from(overhead).unwrap_or(u32::MAX));
+    if u32::from(mtu) <= fits {
+        return false;
+    }
+    tracing::warn!(
+        "dev {dev}: MTU {mtu} is more than the underlay carries: {} has MTU {}, which leaves {fits} \
+         after {tunnel}'s {overhead} bytes; {then} (counted too_big)",
+        underlay.ifname,
+        underlay.mtu
+    );
+    true
+}
+
 /// CAP_NET_ADMIN's bit in the capability sets (TAP devices).
 const CAP_NET_ADMIN: u32 = 12;
 /// CAP_NET_RAW's bit (the raw socket that sends encapsulated packets).
@@ -115,16 +144,36 @@ pub struct Tap {
     /// Every frame read or written carries a virtio-net header (IFF_VNET_HDR), which lets
     /// the workers hand merged TCP segments to the kernel (see `batch_gro`).
     pub vnet_hdr: bool,
+    /// The device's interface index.
+    pub ifindex: u32,
+    /// For a device vtepd only attached to: what to put back once the queues are closed (after
+    /// them, so dropped last).
+    pub restore: Restore,
 }
 
 /// Creates (or attaches to) network `net`'s TAP device, sets its MTU, MAC (if we create it;
-/// an existing device keeps its own), address, brings it up and makes it non-blocking.
+/// an existing device keeps its own), address, brings it up and makes it non-blocking (see
+/// [`configure`]; an existing device is given back as it was at exit, see [`Restore`]).
 /// With `queues > 1` the device is multi-queue and gets that many queues (the kernel steers
 /// each flow to one of them); an existing single-queue device cannot take more queues, so it is
 /// attached with one (and a warning). The device gets virtio-net headers (with every offload
 /// the kernel could send us turned off) unless it refuses them.
 pub fn open_tap(net: &NetConfig, mtu: u16, mac: MacAddr, queues: usize) -> Result<Tap, Failure> {
     let existed = interface_exists(&net.dev);
+    let before = Restore::before(&net.dev, existed)?;
+    let mut tap = open_tap_any(net, mtu, mac, existed, queues)?;
+    tap.restore = Restore::new(before);
+    (tap.ifindex, tap.restore.added) = configure(&tap.name, net.address, true)?;
+    Ok(tap)
+}
+
+fn open_tap_any(
+    net: &NetConfig,
+    mtu: u16,
+    mac: MacAddr,
+    existed: bool,
+    queues: usize,
+) -> Result<Tap, Failure> {
     let tap = match open_tap_queues(net, mtu, mac, existed, queues, true) {
         Ok(t) => Ok(t),
         Err(_) if !existed => {
@@ -154,17 +203,17 @@ fn open_tap_queues(
     queues: usize,
     vnet_hdr: bool,
 ) -> Result<Tap, Failure> {
+    // Address and state are vtepd's own work (`configure`): added, not replaced, and up only
+    // once the queueing discipline is settled.
     let mut b = DeviceBuilder::new()
         .name(net.dev.clone())
         .layer(Layer::L2)
         .mtu(mtu)
         .multi_queue(queues > 1)
-        .offload(vnet_hdr);
+        .offload(vnet_hdr)
+        .inherit_enable_state();
     if !existed {
         b = b.mac_addr(mac.octets());
-    }
-    if let Some(a) = net.address {
-        b = b.ipv4(a.addr, a.prefix, None);
     }
     let dev = b
         .build_sync()
@@ -206,27 +255,152 @@ fn open_tap_queues(
         created: !existed,
         mac,
         mtu,
+        ifindex: 0,
+        restore: Restore::default(),
     })
 }
 
-/// A device as the runner holds it until teardown: vtepd's handles on its queues, so a
-/// device vtepd created goes away when this is dropped (the workers' handles are gone by then).
+/// Sets up a device just opened: the address (added, with a broadcast address when
+/// `broadcast`, as an Ethernet device has), then up. Returns its interface index and the
+/// address if vtepd added it (`None`: none asked, or the device had it already).
+pub fn configure(
+    dev: &str,
+    address: Option<Ipv4Cidr>,
+    broadcast: bool,
+) -> Result<(u32, Option<Ipv4Cidr>), Failure> {
+    let rt = |what: &str, e: io::Error| Failure::Runtime(format!("{what} {dev}: {e}"));
+    let ifindex = super::netlink::ifindex(dev).map_err(|e| rt("cannot find the index of", e))?;
+    let added = match address {
+        Some(a) => link::add_address(ifindex, a, broadcast)
+            .map_err(|e| rt(&format!("cannot add address {a} to"), e))?
+            .then_some(a),
+        None => None,
+    };
+    let up = link::Change {
+        up: Some(true),
+        ..link::Change::default()
+    };
+    link::set(ifindex, up).map_err(|e| rt("cannot bring up", e))?;
+    Ok((ifindex, added))
+}
+
+/// A device's state before vtepd attached to it ([`Restore::before`]); it becomes a
+/// [`Restore`] once vtepd has attached (a device vtepd could not attach to was not changed).
+#[derive(Debug, Clone)]
+pub struct Before {
+    link: link::LinkInfo,
+    /// Its TUN/TAP flags (`/sys/class/net/DEV/tun_flags`), when readable.
+    tun_flags: Option<u32>,
+}
+
+/// What vtepd changed on a device it did not create, put back when this is dropped (after the
+/// device's queues are closed): its TUN/TAP flags (virtio-net header) and offloads (none: the
+/// kernel has no call that reads a TUN's offload flags back, and none is what a device no
+/// program set up has and what is safe for whichever program attaches next), the address vtepd
+/// added, its MTU, transmit queue length and administrative state. Empty (`default`) for a
+/// device vtepd created: that one is removed instead.
+#[derive(Debug, Default)]
+pub struct Restore {
+    before: Option<Before>,
+    /// The address vtepd added (`None`: none, or the device had it already).
+    pub added: Option<Ipv4Cidr>,
+}
+
+impl Restore {
+    /// Reads the state of device `dev` if it `existed` (else nothing to put back).
+    pub fn before(dev: &str, existed: bool) -> Result<Option<Before>, Failure> {
+        if !existed {
+            return Ok(None);
+        }
+        let link = link::get(dev)
+            .map_err(|e| Failure::Runtime(format!("cannot read the state of {dev}: {e}")))?;
+        let tun_flags = std::fs::read_to_string(format!("/sys/class/net/{dev}/tun_flags"))
+            .ok()
+            .and_then(|t| u32::from_str_radix(t.trim().trim_start_matches("0x"), 16).ok());
+        Ok(Some(Before { link, tun_flags }))
+    }
+
+    /// What to put back on a device that was as `before` says (`None`: vtepd created it).
+    pub fn new(before: Option<Before>) -> Restore {
+        Restore {
+            before,
+            added: None,
+        }
+    }
+
+    fn put_back(b: &Before, added: Option<Ipv4Cidr>) -> io::Result<()> {
+        let l = &b.link;
+        if let Some(flags) = b.tun_flags {
+            sys::tun_reattach(&l.name, flags)?;
+        }
+        if let Some(a) = added {
+            link::del_address(l.index, a)?;
+        }
+        link::set(
+            l.index,
+            link::Change {
+                up: Some(l.up),
+                mtu: Some(l.mtu),
+                txqlen: Some(l.txqlen),
+                group: None,
+            },
+        )
+    }
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let Some(b) = self.before.take() else {
+            return;
+        };
+        let dev = &b.link.name;
+        match Restore::put_back(&b, self.added) {
+            Ok(()) => tracing::info!(
+                %dev,
+                up = b.link.up,
+                mtu = b.link.mtu,
+                "device given back as it was (state, MTU, queue length, addresses, offloads)"
+            ),
+            Err(e) if !interface_exists(dev) => {
+                tracing::debug!(%dev, "device gone, nothing to put back: {e}");
+            }
+            Err(e) => tracing::warn!(%dev, "cannot put the device back as it was: {e}"),
+        }
+    }
+}
+
+/// A device as the runner holds it until teardown: vtepd's handles on its queues, and what to
+/// put back (a device vtepd attached to) once they are closed. A device vtepd created goes away
+/// with its last handle.
 pub struct OwnedDevice {
     /// Device name.
     pub name: String,
-    /// True when vtepd created the device (its drop then removes it).
+    /// True when vtepd created the device (it is removed at exit).
     pub created: bool,
+    /// The device's interface index.
+    pub ifindex: u32,
     /// The queues.
     queues: Vec<Arc<SyncDevice>>,
+    /// Put back after the queues are closed: declared after them, so dropped after them.
+    restore: Restore,
 }
 
 impl OwnedDevice {
-    /// Holds `queues` of device `name` (`created`: vtepd made it).
-    pub fn new(name: String, created: bool, queues: Vec<Arc<SyncDevice>>) -> OwnedDevice {
+    /// Holds `queues` of device `name` of index `ifindex` (`created`: vtepd made it), and what
+    /// to put back.
+    pub fn new(
+        name: String,
+        created: bool,
+        ifindex: u32,
+        queues: Vec<Arc<SyncDevice>>,
+        restore: Restore,
+    ) -> OwnedDevice {
         OwnedDevice {
             name,
             created,
+            ifindex,
             queues,
+            restore,
         }
     }
 }
@@ -236,14 +410,16 @@ impl std::fmt::Debug for OwnedDevice {
         f.debug_struct("OwnedDevice")
             .field("name", &self.name)
             .field("created", &self.created)
+            .field("ifindex", &self.ifindex)
             .field("queues", &self.queues.len())
+            .field("restore", &self.restore)
             .finish()
     }
 }
 
 impl From<Tap> for OwnedDevice {
     fn from(t: Tap) -> OwnedDevice {
-        OwnedDevice::new(t.name, t.created, t.queues)
+        OwnedDevice::new(t.name, t.created, t.ifindex, t.queues, t.restore)
     }
 }
 
@@ -291,6 +467,20 @@ mod tests {
     /// The MTU of an L2 network's device, as the L2 mode derives it.
     fn device_mtu(n: &NetConfig, u: &Underlay) -> Result<u16, Failure> {
         overlay_mtu(&n.dev, n.mtu, u, VXLAN_MTU_OVERHEAD)
+    }
+
+    #[test]
+    fn an_mtu_above_the_underlay_is_warned_about() {
+        let u = Underlay {
+            ifname: "eth0".into(),
+            mtu: 1500,
+        };
+        let warn = |mtu, overhead| warn_if_above_underlay("v", mtu, &u, "T", overhead, "x");
+        assert!(!warn(1450, VXLAN_MTU_OVERHEAD));
+        assert!(warn(1451, VXLAN_MTU_OVERHEAD));
+        assert!(warn(9000, VXLAN_MTU_OVERHEAD));
+        assert!(!warn(1480, IPIP_MTU_OVERHEAD));
+        assert!(warn(1481, IPIP_MTU_OVERHEAD));
     }
 
     #[test]

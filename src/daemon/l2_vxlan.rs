@@ -62,10 +62,12 @@ use std::sync::Arc;
 use tracing::{debug, info};
 use tun_rs::SyncDevice;
 
-/// The L2 VXLAN mode: the device MTU of every network, from the read-only checks.
+/// The L2 VXLAN mode: the device MTU of every network and the underlay's, from the read-only
+/// checks.
 #[derive(Debug)]
 pub struct L2Vxlan {
     mtus: Vec<u16>,
+    underlay_mtu: u32,
 }
 
 impl Mode for L2Vxlan {
@@ -77,7 +79,20 @@ impl Mode for L2Vxlan {
             .iter()
             .map(|n| device::overlay_mtu(&n.dev, n.mtu, underlay, device::VXLAN_MTU_OVERHEAD))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(L2Vxlan { mtus })
+        for (n, mtu) in cfg.networks.iter().zip(&mtus) {
+            device::warn_if_above_underlay(
+                &n.dev,
+                *mtu,
+                underlay,
+                "VXLAN",
+                device::VXLAN_MTU_OVERHEAD,
+                "larger frames from it are dropped",
+            );
+        }
+        Ok(L2Vxlan {
+            mtus,
+            underlay_mtu: underlay.mtu,
+        })
     }
 
     fn open(self, cfg: &DaemonConfig, clock: Clock) -> Result<Opened<L2Worker>, Failure> {
@@ -122,7 +137,11 @@ impl Mode for L2Vxlan {
         ));
         let mut dataplanes = Vec::with_capacity(workers);
         for (id, sock) in udp.into_iter().enumerate() {
-            let tx = TunnelTx::new(socket::open_raw_sender()?, vxlan_config(cfg));
+            let tx = TunnelTx::new(
+                socket::open_raw_sender()?,
+                vxlan_config(cfg),
+                self.underlay_mtu,
+            );
             let ports = taps.iter().map(|t| port_of(t, id)).collect();
             dataplanes.push(L2Worker::new(Arc::clone(&engine), sock.into(), tx, ports));
         }

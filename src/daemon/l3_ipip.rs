@@ -20,7 +20,7 @@
 
 use super::batch_gro::{self, Framing, TcpRun};
 use super::dev_port::{DevPort, deliver, flush_run};
-use super::device::{IPIP_MTU_OVERHEAD, Underlay, overlay_mtu};
+use super::device::{IPIP_MTU_OVERHEAD, Underlay, overlay_mtu, warn_if_above_underlay};
 use super::event_loop::Dataplane;
 use super::io::{DatagramSocket, DeviceQueue};
 use super::ipip_group::open_ipip_group;
@@ -73,6 +73,15 @@ impl Mode for L3Ipip {
         };
         let tunnel_mtu = overlay_mtu(&net.dev, None, underlay, IPIP_MTU_OVERHEAD)?;
         let mtu = overlay_mtu(&net.dev, net.mtu, underlay, IPIP_MTU_OVERHEAD)?;
+        warn_if_above_underlay(
+            &net.dev,
+            mtu,
+            underlay,
+            "IPIP",
+            IPIP_MTU_OVERHEAD,
+            "larger packets from it are answered with an ICMP \"fragmentation needed\" (DF set) \
+             or dropped",
+        );
         let routes = Arc::new(
             Routes::with_routes(cfg.local, &net.routes)
                 .map_err(|e| Failure::Usage(e.to_string()))?,
@@ -196,12 +205,13 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
         dev: DevPort<D>,
         sock: S,
     ) -> IpipWorker<D, S> {
-        let seed = id_seed;
+        // The engine's tunnel MTU is what the underlay carries after the outer header.
+        let underlay_mtu = u32::from(ipip.tunnel_mtu()) + OVERHEAD as u32;
         IpipWorker {
             ipip,
             dev: [dev],
             rx: Receiver::new(sock),
-            enc: Encapsulator::new(TunnelConfig::Ipip(enc), seed),
+            enc: Encapsulator::new(TunnelConfig::Ipip(enc), id_seed, underlay_mtu),
             out: Out::default(),
             ctr: Counters::default(),
             reader: TunReader::new(mtu, OVERHEAD),

@@ -31,7 +31,7 @@ use super::batch::{HEADROOM, MAX_PACKET};
 use super::batch_gro::{self, Framing, MAX_HEADER, TcpRun, VNET_HDR_LEN};
 use super::batch_tso::{self, TsoFrame};
 use super::dev_port::{DevPort, deliver, flush_run};
-use super::device::{Underlay, VXLAN_MTU_OVERHEAD, overlay_mtu};
+use super::device::{Underlay, VXLAN_MTU_OVERHEAD, overlay_mtu, warn_if_above_underlay};
 use super::event_loop::Dataplane;
 use super::handler::NetInfo;
 use super::io::{DatagramSocket, DeviceQueue};
@@ -69,6 +69,7 @@ const TUN: usize = 1;
 #[derive(Debug)]
 pub struct L3Vxlan {
     mtu: u16,
+    underlay_mtu: u32,
     address: Ipv4Cidr,
     routes: Arc<Routes>,
 }
@@ -86,12 +87,21 @@ impl Mode for L3Vxlan {
             .address
             .ok_or_else(|| Failure::Usage("--address is required".into()))?;
         let mtu = overlay_mtu(&n.dev, n.mtu, underlay, VXLAN_MTU_OVERHEAD)?;
+        warn_if_above_underlay(
+            &n.dev,
+            mtu,
+            underlay,
+            "VXLAN",
+            VXLAN_MTU_OVERHEAD,
+            "larger packets from it are dropped",
+        );
         let routes = Arc::new(
             Routes::with_overlay_routes(cfg.local, &n.routes)
                 .map_err(|e| Failure::Usage(format!("route: {e}")))?,
         );
         Ok(L3Vxlan {
             mtu,
+            underlay_mtu: underlay.mtu,
             address,
             routes,
         })
@@ -153,7 +163,11 @@ impl Mode for L3Vxlan {
         );
         let mut workers = Vec::with_capacity(tun.queues.len());
         for (sock, queue) in udp.into_iter().zip(&tun.queues) {
-            let tx = TunnelTx::new(socket::open_raw_sender()?, vxlan_config(cfg));
+            let tx = TunnelTx::new(
+                socket::open_raw_sender()?,
+                vxlan_config(cfg),
+                self.underlay_mtu,
+            );
             let port = DevPort::new(Arc::clone(queue), &tun.name, true, true);
             workers.push(L3VxWorker::new(Arc::clone(&engine), sock.into(), tx, port));
         }

@@ -26,6 +26,7 @@ pub mod l2_vxlan;
 pub mod l3_ipip;
 pub mod l3_offload;
 pub mod l3_vxlan;
+pub mod link;
 pub mod netlink;
 pub mod ratelimit;
 pub mod receive;

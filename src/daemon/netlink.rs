@@ -4,7 +4,8 @@
 //!
 //! Messages are built and parsed by `netlink-packet-route` and sent on a `netlink-sys`
 //! socket; every request asks for an acknowledgement and waits for it at most
-//! [`ACK_TIMEOUT`]. [`KernelRoutes`] remembers what it installed and removes it on drop.
+//! [`ACK_TIMEOUT`] ([`exchange`], shared with [`super::link`]). [`KernelRoutes`] remembers what
+//! it installed and removes it on drop.
 
 use crate::core::route::{Route, RouteError, Routes};
 use ipnet::Ipv4Net;
@@ -60,7 +61,17 @@ fn route_message(prefix: Ipv4Net, ifindex: u32, via: Option<Ipv4Addr>) -> RouteM
 }
 
 /// Sends one request and waits for its acknowledgement.
-fn request(msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
+pub(crate) fn request(msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
+    exchange(msg, flags, |_| {})
+}
+
+/// Sends one request (a change, a get or, with `NLM_F_DUMP`, a dump) and hands every message
+/// the kernel answers with to `on_reply`, until its acknowledgement or the end of the dump.
+pub(crate) fn exchange(
+    msg: RouteNetlinkMessage,
+    flags: u16,
+    mut on_reply: impl FnMut(RouteNetlinkMessage),
+) -> io::Result<()> {
     let mut sock = Socket::new(NETLINK_ROUTE)?;
     sock.bind_auto()?;
     sock.connect(&SocketAddr::new(0, 0))?;
@@ -75,7 +86,8 @@ fn request(msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
     packet.serialize(&mut buf);
     sock.send(&buf, 0)?;
 
-    let mut rx = vec![0u8; 8192];
+    // Room for a whole dump message batch (the kernel fills up to 32 KiB per read).
+    let mut rx = vec![0u8; 64 * 1024];
     loop {
         let n = sock.recv(&mut &mut rx[..], 0).map_err(|e| {
             if matches!(
@@ -101,6 +113,7 @@ fn request(msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
                         };
                     }
                     NetlinkPayload::Done(_) => return Ok(()),
+                    NetlinkPayload::InnerMessage(m) => on_reply(m),
                     _ => {}
                 }
             }

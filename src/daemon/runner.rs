@@ -12,7 +12,8 @@
 //! 4. Supervision: SIGINT/SIGTERM end the daemon with status 0; a thread that ends (a device
 //!    removed, a panic) ends it with status 1 and its reason.
 //! 5. Teardown in reverse: stop and join every thread, then the kernel routes (they point at
-//!    the device), then the devices vtepd created, then the control socket file.
+//!    the device), then the devices (those vtepd created removed, those it attached to given
+//!    back as they were), then the control socket file.
 
 use super::device::{self, OwnedDevice, Underlay};
 use super::event_loop::{Dataplane, EventLoop, LoopContext};
@@ -75,13 +76,13 @@ pub struct ControlParts {
     pub routes: Option<Arc<RouteService>>,
 }
 
-/// What a mode created, torn down after every thread stopped: kernel routes first (they
-/// point at the device), then the devices.
+/// What a mode created or changed, undone after every thread stopped: kernel routes first
+/// (they point at the device), then the devices.
 #[derive(Debug, Default)]
 pub struct Held {
     /// The route service, whose drop removes its kernel routes.
     pub routes: Option<Arc<RouteService>>,
-    /// The devices; one vtepd created goes away with its last handle.
+    /// The devices: removed if vtepd created them, else given back as they were.
     pub devices: Vec<OwnedDevice>,
 }
 
@@ -263,8 +264,9 @@ fn start<W: Dataplane + Send + 'static>(
     threads.spawn("vtepd-control".into(), waker, move || srv.run())
 }
 
-/// Undoes what the mode created: kernel routes first (they point at the device), then the
-/// devices (a device vtepd created goes away with its last handle).
+/// Undoes what the mode did: kernel routes first (they point at the device), then the
+/// devices: one vtepd created goes away with its last handle, one it attached to is given back
+/// as it was (see [`device::Restore`]).
 fn teardown(held: Held) {
     let Held { routes, devices } = held;
     if let Some(svc) = routes

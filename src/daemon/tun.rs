@@ -2,7 +2,7 @@
 //! optionally with offloads: `IFF_VNET_HDR` with TSO/USO), with its MTU, optional address,
 //! brought up and non-blocking.
 
-use super::device::interface_exists;
+use super::device::{Restore, configure, interface_exists};
 use crate::config::Ipv4Cidr;
 use crate::error::Failure;
 use std::io;
@@ -30,6 +30,9 @@ pub struct Tun {
     pub mtu: u16,
     /// The device's interface index.
     pub ifindex: u32,
+    /// For a device vtepd only attached to: what to put back once the queues are closed (after
+    /// them, so dropped last).
+    pub restore: Restore,
 }
 
 impl std::fmt::Debug for Tun {
@@ -45,7 +48,8 @@ impl std::fmt::Debug for Tun {
 }
 
 /// Creates (or attaches to) the TUN device `name`: sets its MTU and address, brings it up and
-/// makes it non-blocking. With `offload`, every read and write carries a virtio-net header and
+/// makes it non-blocking (see `device::configure`; an existing device is given back as it was
+/// at exit, see [`Restore`]). With `offload`, every read and write carries a virtio-net header and
 /// the kernel may hand over (and accept) TCP/UDP super-packets: read them with
 /// `recv_multiple` and write with `send_multiple`.
 ///
@@ -61,9 +65,22 @@ pub fn open_tun(
     queues: usize,
 ) -> Result<Tun, Failure> {
     let existed = interface_exists(name);
+    let before = Restore::before(name, existed)?;
+    let mut tun = open_tun_any(name, mtu, offload, existed, queues)?;
+    tun.restore = Restore::new(before);
+    (tun.ifindex, tun.restore.added) = configure(&tun.name, address, false)?;
+    Ok(tun)
+}
+
+fn open_tun_any(
+    name: &str,
+    mtu: u16,
+    offload: bool,
+    existed: bool,
+    queues: usize,
+) -> Result<Tun, Failure> {
     let queues = queues.max(1);
-    let open =
-        |n, multi_queue| open_tun_queues(name, mtu, address, offload, existed, n, multi_queue);
+    let open = |n, multi_queue| open_tun_queues(name, mtu, offload, existed, n, multi_queue);
     match open(queues, queues > 1) {
         // The kernel refuses (EINVAL) a queue whose multi-queue flag differs from the device's.
         Err(Failure::Usage(_)) if existed && queues > 1 => {
@@ -82,24 +99,22 @@ pub fn open_tun(
 fn open_tun_queues(
     name: &str,
     mtu: u16,
-    address: Option<Ipv4Cidr>,
     offload: bool,
     existed: bool,
     queues: usize,
     multi_queue: bool,
 ) -> Result<Tun, Failure> {
-    let mut b = DeviceBuilder::new()
+    // Address and state are vtepd's own work (`device::configure`).
+    let dev = DeviceBuilder::new()
         .name(name.to_owned())
         .layer(Layer::L3)
         .mtu(mtu)
         .tx_queue_len(TX_QUEUE_LEN)
         .multi_queue(multi_queue)
         .offload(offload)
-        .enable(true);
-    if let Some(a) = address {
-        b = b.ipv4(a.addr, a.prefix, None);
-    }
-    let dev = b.build_sync().map_err(|e| tun_error(name, existed, &e))?;
+        .inherit_enable_state()
+        .build_sync()
+        .map_err(|e| tun_error(name, existed, &e))?;
     let nonblocking = |d: &SyncDevice| {
         d.set_nonblocking(true)
             .map_err(|e| Failure::Runtime(format!("cannot make {name} non-blocking: {e}")))
@@ -115,21 +130,20 @@ fn open_tun_queues(
     }
     let dev = Arc::new(dev);
     all.insert(0, Arc::clone(&dev));
-    let ifindex = super::netlink::ifindex(name)
-        .map_err(|e| Failure::Runtime(format!("cannot find the index of {name}: {e}")))?;
     Ok(Tun {
         dev,
         queues: all,
         name: name.to_owned(),
         created: !existed,
         mtu,
-        ifindex,
+        ifindex: 0,
+        restore: Restore::default(),
     })
 }
 
 impl From<Tun> for super::device::OwnedDevice {
     fn from(t: Tun) -> super::device::OwnedDevice {
-        super::device::OwnedDevice::new(t.name, t.created, t.queues)
+        super::device::OwnedDevice::new(t.name, t.created, t.ifindex, t.queues, t.restore)
     }
 }
 

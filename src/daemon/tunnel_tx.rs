@@ -60,11 +60,13 @@ pub struct TunnelTx<S = Socket> {
 }
 
 impl<S: DatagramSocket> TunnelTx<S> {
-    /// Sends on the non-blocking raw socket `raw` with the outer header settings `vxlan`.
-    pub fn new(raw: S, vxlan: VxlanConfig) -> TunnelTx<S> {
+    /// Sends on the non-blocking raw socket `raw` with the outer header settings `vxlan`, over
+    /// an underlay of MTU `underlay_mtu`: a copy that would not fit is counted `too_big` and
+    /// never sent.
+    pub fn new(raw: S, vxlan: VxlanConfig, underlay_mtu: u32) -> TunnelTx<S> {
         TunnelTx {
             raw,
-            enc: Encapsulator::new(TunnelConfig::Vxlan(vxlan), 0),
+            enc: Encapsulator::new(TunnelConfig::Vxlan(vxlan), 0, underlay_mtu),
             vxlan,
             txb: SendBatch::new(),
             scratch: vec![0u8; OVERHEAD + MAX_PACKET + 64].into_boxed_slice(),
@@ -216,6 +218,10 @@ impl<S: DatagramSocket> TunnelTx<S> {
             return 0;
         }
         // The outer header of the first segment gives the flow's source port, TTL and TOS.
+        // Encapsulating it is also the underlay MTU check of the whole send: it carries a full
+        // MSS (a shorter first segment of several is refused below), so every datagram the
+        // kernel cuts is at most its size; one too big for the underlay is never attempted
+        // (the caller then counts each segment `too_big`).
         let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
         let mut inner = [0u8; MAX_HEADER];
         let Some(p0) = batch_tso::segment(frame, t, 0, &mut inner) else {
