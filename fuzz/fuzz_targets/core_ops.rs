@@ -1,0 +1,4 @@
+//! `core_ops`: see `src/core_ops.rs` for what it drives and the invariants it checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vtepd_fuzz::core_ops::run(data));

@@ -1,0 +1,4 @@
+//! `gro`: see `src/gro.rs` for what it drives and the invariants it checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vtepd_fuzz::gro::run(data));

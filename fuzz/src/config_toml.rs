@@ -1,0 +1,29 @@
+//! `config_toml`: `DaemonConfig::from_toml` on arbitrary text (the input, UTF-8-lossy).
+//!
+//! Checked: no panic; an accepted configuration validates again (and is what it was); every
+//! error message is one non-empty line (the daemon prints it as `vtepd: <message>`).
+
+use vtepd::config::DaemonConfig;
+
+/// The target's body.
+pub fn run(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    match DaemonConfig::from_toml(&text) {
+        Ok(cfg) => {
+            assert_eq!(
+                cfg.validate(),
+                Ok(()),
+                "an accepted configuration validates again"
+            );
+            assert!(!cfg.networks.is_empty());
+        }
+        Err(e) => {
+            let m = &e.0;
+            assert!(!m.trim().is_empty(), "an empty error message");
+            assert!(
+                !m.contains(['\n', '\r']),
+                "the error message is not one line: {m:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! `ipip_engine`: the IPIP engine ([`Ipip::on_local`], [`Ipip::on_remote`]) over a route table
+//! the input edits, and the worker's encapsulation step ([`Encapsulator`]) on every packet
+//! `on_local` sends to the tunnel, driven by a sequence of operations decoded from the input.
+//!
+//! Checked after every step:
+//! - ranges stay inside the buffer; a Deliver's inner packet parses as IPv4 (header checksum
+//!   valid, TTL not 0, not from our own address) and only comes from a route next hop unless
+//!   `allow_any_peer`;
+//! - a packet sent to the tunnel has one remote, its route's next hop, and fits the tunnel
+//!   MTU; encapsulated, it decapsulates again (when its header is valid) into the same packet
+//!   between our address and that next hop;
+//! - an Answered decision made one ICMP "fragmentation needed" in `Out::generated` that parses
+//!   (IPv4 and ICMP checksums, type 3 code 4, the tunnel MTU, the quoted packet) and goes back
+//!   to the sender;
+//! - counters: every packet read is counted, every drop is counted (the drops in `Counters`,
+//!   reason by reason, are the Drop decisions, the too-big packets answered, and the
+//!   encapsulator's refusals).
+
+use crate::frames;
+use crate::input::{Input, Writer};
+use encap::ipv4::Ipv4Packet;
+use encap::tunnel::ipip::{OVERHEAD, decapsulate};
+use encap::{IpipConfig, Vni};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+use vtepd::core::arp::FrameTo;
+use vtepd::core::encapsulator::{Encapsulator, TunnelConfig};
+use vtepd::core::ipip::{ICMP_MAX, Ipip, IpipSettings, NET};
+use vtepd::core::route::{Route, Routes};
+use vtepd::core::{Counters, DropReason, FromDevice, FromTunnel, Out, Outer, Timestamp};
+
+/// Our underlay address.
+pub const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+/// Remote nodes: B and C are next hops at the start, D is not.
+pub const NODES: [Ipv4Addr; 3] = [
+    Ipv4Addr::new(192, 0, 2, 2),
+    Ipv4Addr::new(192, 0, 2, 3),
+    Ipv4Addr::new(192, 0, 2, 4),
+];
+/// Prefixes routes are made of.
+pub const PREFIXES: [&str; 4] = ["10.0.2.0/26", "10.0.3.0/24", "10.0.0.0/16", "10.0.2.32/27"];
+/// Addresses packets carry: pods behind the routes and ours, and the unusable ones.
+pub const IPS: [Ipv4Addr; 12] = [
+    Ipv4Addr::new(10, 0, 1, 5),
+    Ipv4Addr::new(10, 0, 2, 7),
+    Ipv4Addr::new(10, 0, 2, 40),
+    Ipv4Addr::new(10, 0, 3, 9),
+    Ipv4Addr::new(10, 1, 0, 1),
+    LOCAL,
+    NODES[0],
+    NODES[1],
+    NODES[2],
+    Ipv4Addr::UNSPECIFIED,
+    Ipv4Addr::BROADCAST,
+    Ipv4Addr::new(224, 0, 0, 5),
+];
+/// Tunnel MTUs a run picks from (small ones so short inputs reach "fragmentation needed").
+pub const MTUS: [u16; 4] = [1480, 68, 100, 576];
+
+/// The operations (the first byte of each, modulo their number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// A packet from the device: an IPv4 packet (see [`frames::ipv4`]) or raw bytes.
+    Local = 0,
+    /// A packet from the underlay: an outer header (source from the pool) around an inner
+    /// packet, or raw bytes; then the socket's source.
+    Remote = 1,
+    /// `routes add`: prefix, next hop.
+    RouteAdd = 2,
+    /// `routes del`: prefix.
+    RouteDel = 3,
+    /// Time passes.
+    Step = 4,
+    /// `--allow-any-peer` on or off.
+    AllowAny = 5,
+}
+const OPS: u8 = 6;
+
+fn packet(inp: &mut Input<'_>) -> Vec<u8> {
+    if inp.u8() & 1 == 0 {
+        frames::ipv4(inp, &IPS)
+    } else {
+        inp.bytes().to_vec()
+    }
+}
+
+/// Encodes a valid IPv4 packet for a Local op.
+pub fn write_local(w: &mut Writer, tos: u8, ttl: u8, src: Ipv4Addr, dst: Ipv4Addr, pl: &[u8]) {
+    w.u8(Op::Local as u8).u8(0);
+    frames::write_ipv4_packet(w, tos, ttl, 17, src, dst, pl);
+}
+
+/// Encodes a raw packet (from `src`) for a Remote op.
+pub fn write_remote_raw(w: &mut Writer, src: Ipv4Addr, p: &[u8]) {
+    w.u8(Op::Remote as u8).u8(1).bytes(p).ip(src);
+}
+
+/// The target's body.
+pub fn run(data: &[u8]) {
+    let mut inp = Input::new(data);
+    let cfg = inp.u8();
+    let mtu = MTUS[usize::from(cfg >> 1) % MTUS.len()];
+    let mut allow_any = cfg & 1 != 0;
+    let routes = Routes::with_routes(
+        LOCAL,
+        &[
+            Route {
+                prefix: PREFIXES[0].parse().unwrap(),
+                via: NODES[0],
+            },
+            Route {
+                prefix: PREFIXES[1].parse().unwrap(),
+                via: NODES[1],
+            },
+        ],
+    )
+    .expect("valid routes");
+    let t = Ipip::new(
+        &IpipSettings {
+            local: LOCAL,
+            allow_any_peer: allow_any,
+            tunnel_mtu: mtu,
+        },
+        Arc::new(routes),
+    );
+    let mut enc = Encapsulator::new(TunnelConfig::Ipip(IpipConfig::new(LOCAL)), 7);
+    let mut out = Out::default();
+    let mut ctr = Counters::default();
+    let mut drops = vec![0u64; DropReason::COUNT];
+    let (mut rx_device, mut rx_tunnel) = (0u64, 0u64);
+    let mut now = Timestamp(1_000_000);
+    let mut steps = 0;
+    while !inp.is_empty() && steps < 128 {
+        steps += 1;
+        match inp.u8() % OPS {
+            0 => {
+                let p = packet(&mut inp);
+                rx_device += 1;
+                local(&t, &mut enc, now, &p, &mut out, &mut ctr, &mut drops);
+            }
+            1 => {
+                let mut p = if inp.u8() & 1 == 0 {
+                    let src = inp.ip(&IPS);
+                    let inner = frames::ipv4(&mut inp, &IPS);
+                    let mut b = vec![0u8; OVERHEAD];
+                    b.extend_from_slice(&inner);
+                    encap::ipv4::Ipv4Repr {
+                        src,
+                        dst: LOCAL,
+                        protocol: 4,
+                        tos: inp.u8(),
+                        ident: 0,
+                        dont_frag: true,
+                        ttl: 64,
+                        payload_len: inner.len(),
+                    }
+                    .emit(&mut b[..])
+                    .ok();
+                    b
+                } else {
+                    inp.bytes().to_vec()
+                };
+                let from = inp.ip(&IPS);
+                rx_tunnel += 1;
+                remote(&t, allow_any, now, from, &mut p, &mut ctr, &mut drops);
+            }
+            2 => {
+                let prefix = PREFIXES[usize::from(inp.u8()) % PREFIXES.len()];
+                let via = inp.ip(&IPS);
+                let _ = t.routes().add(Route {
+                    prefix: prefix.parse().unwrap(),
+                    via,
+                });
+            }
+            3 => {
+                let prefix = PREFIXES[usize::from(inp.u8()) % PREFIXES.len()];
+                t.routes().del(prefix.parse().unwrap());
+            }
+            4 => now = now + Duration::from_millis(u64::from(inp.u16())),
+            _ => {
+                allow_any = inp.bool();
+                t.set_allow_any_peer(allow_any);
+            }
+        }
+        assert_eq!(ctr.rx_device, rx_device, "every packet read is counted");
+        assert_eq!(ctr.rx_tunnel, rx_tunnel, "every packet received is counted");
+        for r in DropReason::ALL {
+            assert_eq!(ctr.drops_of(*r), drops[*r as usize], "drops counted as {r}");
+        }
+    }
+}
+
+fn local(
+    t: &Ipip,
+    enc: &mut Encapsulator,
+    now: Timestamp,
+    p: &[u8],
+    out: &mut Out,
+    ctr: &mut Counters,
+    drops: &mut [u64],
+) {
+    out.generated.clear();
+    let mut buf = vec![0u8; OVERHEAD];
+    buf.extend_from_slice(p);
+    let v = t.on_local(now, p, out, ctr);
+    crate::trace!("local {p:02x?}: {v:?} {:?}", out.remotes.as_slice());
+    match v {
+        FromDevice::Tunnel => {
+            let ip = Ipv4Packet::new_checked(p).expect("tunnelled: a parsable IPv4 packet");
+            assert_ne!(ip.ttl(), 0, "TTL 0 tunnelled");
+            assert_ne!(ip.src(), LOCAL, "our own source tunnelled");
+            assert!(usize::from(ip.total_len()) <= usize::from(t.tunnel_mtu()));
+            let via = t.routes().load().lookup(ip.dst());
+            assert_eq!(
+                out.remotes.as_slice(),
+                via.as_slice(),
+                "one remote, the route's"
+            );
+            assert!(out.generated.is_empty());
+            let dst = via.unwrap();
+            match enc.encapsulate(&mut buf, OVERHEAD, p.len(), Vni::ZERO, dst) {
+                Ok(range) => {
+                    crate::trace!("encapsulated: {:02x?}", &buf[range.clone()]);
+                    assert!(range.start <= range.end && range.end <= buf.len());
+                    let total = usize::from(ip.total_len());
+                    assert_eq!(range, 0..OVERHEAD + total, "outer header plus the packet");
+                    let valid = ip.verify_checksum() && ip.header_len() <= total;
+                    match decapsulate(&buf[range.clone()]) {
+                        Ok(rx) => {
+                            assert_eq!((rx.src, rx.dst), (LOCAL, dst));
+                            assert_eq!(&buf[rx.inner], &p[..total], "the packet, unchanged");
+                        }
+                        Err(e) => assert!(!valid, "a valid packet encapsulated badly: {e:?}"),
+                    }
+                }
+                Err(r) => {
+                    crate::trace!("encapsulation refused: {r:?}");
+                    // The worker counts what the encapsulator refuses.
+                    ctr.drop(r);
+                    drops[r as usize] += 1;
+                }
+            }
+        }
+        FromDevice::Answered => {
+            drops[DropReason::TooBig as usize] += 1;
+            assert!(out.remotes.is_empty());
+            check_frag_needed(t, p, out);
+        }
+        FromDevice::Drop(r) => {
+            drops[r as usize] += 1;
+            assert!(out.remotes.is_empty(), "no remote for a dropped packet");
+            assert!(out.generated.is_empty());
+        }
+        FromDevice::Held => panic!("IPIP never holds a packet"),
+    }
+}
+
+/// The ICMP error for `p`: parses, checksums right, type 3 code 4 with the tunnel MTU, from
+/// the packet's destination to its source, quoting it.
+fn check_frag_needed(t: &Ipip, p: &[u8], out: &Out) {
+    let g: Vec<_> = out.generated.iter().collect();
+    assert_eq!(g.len(), 1, "one ICMP error");
+    let (to, e) = g[0];
+    assert_eq!(to, FrameTo::Device);
+    assert!(e.len() <= ICMP_MAX);
+    let orig = Ipv4Packet::new_checked(p).unwrap();
+    assert!(usize::from(orig.total_len()) > usize::from(t.tunnel_mtu()));
+    assert!(orig.dont_frag());
+    let ip = Ipv4Packet::new_checked(e).expect("the error parses as IPv4");
+    assert!(ip.verify_checksum(), "IPv4 checksum");
+    assert_eq!(usize::from(ip.total_len()), e.len());
+    assert_eq!(ip.protocol(), 1);
+    assert_eq!((ip.src(), ip.dst()), (orig.dst(), orig.src()));
+    let icmp = &e[ip.header_len()..];
+    assert!(encap::checksum::verify(icmp), "ICMP checksum");
+    assert_eq!((icmp[0], icmp[1]), (3, 4));
+    assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), t.tunnel_mtu());
+    assert_eq!(&icmp[8..], &p[..icmp.len() - 8], "quotes the packet");
+}
+
+fn remote(
+    t: &Ipip,
+    allow_any: bool,
+    now: Timestamp,
+    from: Ipv4Addr,
+    p: &mut [u8],
+    ctr: &mut Counters,
+    drops: &mut [u64],
+) {
+    let len = p.len();
+    let orig = p.to_vec();
+    let v = t.on_remote(now, Outer::from(from), p, ctr);
+    crate::trace!("remote {orig:02x?}: {v:?}");
+    match v {
+        FromTunnel::Deliver { net, range } => {
+            assert_eq!(net, NET);
+            assert!(range.start >= 20 && range.start <= range.end && range.end <= len);
+            let src = Ipv4Addr::new(orig[12], orig[13], orig[14], orig[15]);
+            assert!(
+                allow_any || t.routes().load().is_next_hop(src),
+                "decapsulated from {src}, no next hop"
+            );
+            assert_ne!(src, LOCAL);
+            let inner = Ipv4Packet::new_checked(&p[range.clone()]).expect("inner parses as IPv4");
+            assert!(
+                inner.verify_checksum(),
+                "inner checksum after the ECN update"
+            );
+            assert_eq!(usize::from(inner.total_len()), range.len());
+            assert_ne!(inner.ttl(), 0);
+            assert_ne!(inner.src(), LOCAL);
+            // Only the inner ECN bits and checksum may have changed.
+            for (i, (a, b)) in orig.iter().zip(p.iter()).enumerate() {
+                let off = i.wrapping_sub(range.start);
+                assert!(
+                    a == b || off == 1 || off == 10 || off == 11,
+                    "byte {i} changed"
+                );
+            }
+        }
+        FromTunnel::Drop(r) => drops[r as usize] += 1,
+        FromTunnel::Consumed => panic!("IPIP consumes nothing"),
+    }
+}
