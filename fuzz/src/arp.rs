@@ -83,6 +83,7 @@ pub fn run(data: &[u8]) {
                     learning: true,
                     ageing: Duration::from_secs(5),
                     max_learned: CAP,
+                    ..Default::default()
                 })
                 .collect(),
         })

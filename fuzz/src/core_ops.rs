@@ -21,6 +21,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 use vtepd::core::arp::FrameTo;
+use vtepd::core::dampening::MoveLimit;
 use vtepd::core::l2::L2;
 use vtepd::core::{
     Core, CoreConfig, Counters, DropReason, EntryKind, FromDevice, FromTunnel, NetId,
@@ -212,6 +213,8 @@ pub fn run(data: &[u8]) {
             learning: m.learning[i],
             ageing: AGEING[i],
             max_learned: MAX_LEARNED[i],
+            mac_move: MoveLimit::OFF, // the model does not freeze MACs
+            ..Default::default()
         })
         .collect();
     let core = Arc::new(
@@ -468,6 +471,14 @@ fn remote(
         _ if len < 8 + 14 => Some(DropReason::InnerRunt),
         _ if !src_mac.is_some_and(|s| s.is_unicast()) => Some(DropReason::BadSourceMac),
         Some(n) if src_mac == Some(OWN[n]) => Some(DropReason::OwnSourceMac),
+        // A static entry pins its MAC: from another remote the frame is a spoof.
+        Some(n)
+            if src_mac
+                .and_then(|s| m.statics.get(&(VNIS[n], s.0)))
+                .is_some_and(|r| *r != src) =>
+        {
+            Some(DropReason::StaticConflict)
+        }
         _ => None,
     };
     let v = l2.on_remote(now, Outer { src, tos }, d, ctr);

@@ -124,7 +124,9 @@ pub fn run(data: &[u8]) {
         },
         Arc::new(routes),
     );
-    let mut enc = Encapsulator::new(TunnelConfig::Ipip(IpipConfig::new(LOCAL)), 7);
+    // The underlay carries the tunnel MTU plus the outer header.
+    let underlay_mtu = u32::from(mtu) + 20;
+    let mut enc = Encapsulator::new(TunnelConfig::Ipip(IpipConfig::new(LOCAL)), 7, underlay_mtu);
     let mut out = Out::default();
     let mut ctr = Counters::default();
     let mut drops = vec![0u64; DropReason::COUNT];

@@ -194,6 +194,7 @@ pub fn run(data: &[u8]) {
                 learning: true,
                 ageing: AGEING,
                 max_learned: 4,
+                ..Default::default()
             }],
         })
         .expect("a valid core"),
