@@ -490,3 +490,41 @@ fn an_mtu_above_the_underlay_warns_and_counts_too_big() {
     );
     assert_eq!(n(&st["drops"], "tunnel_tx_error"), 0, "{st}");
 }
+
+/// Many networks from a file: every device has one root qdisc (not one per possible queue), and
+/// after SIGTERM every device vtepd created is gone (removed in one batch), while a device of
+/// someone else's in the same namespace stays.
+#[test]
+fn many_networks_are_all_removed_at_exit() {
+    const NETS: usize = 300;
+    let ns = Netns::new("m");
+    ns.ip(&["tuntap", "add", "dev", "other0", "mode", "tap"]);
+    let mut conf = String::from("local = \"127.0.0.1\"\nthreads = 2\n");
+    for i in 1..=NETS {
+        conf.push_str(&format!("[[network]]\ndev = \"vn{i}\"\nvni = {i}\n"));
+    }
+    let file = std::env::temp_dir().join(format!("{}.toml", ns.name));
+    std::fs::write(&file, conf).unwrap();
+    let mut d = Daemon::start(&ns, &["--config", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    let ours = |ns: &Netns| ns.links().iter().filter(|l| l.starts_with("vn")).count();
+    assert_eq!(ours(&ns), NETS);
+    let qdisc = must(ns.cmd("tc").args(["qdisc", "show", "dev", "vn1"]));
+    assert!(
+        qdisc.lines().count() == 1 && qdisc.contains(" root ") && !qdisc.contains("mq"),
+        "one root qdisc: {qdisc}"
+    );
+    d.signal("TERM");
+    let st = d.wait_exit(SECS(120)).expect("daemon did not exit");
+    assert_eq!(st.code(), Some(0), "{}", d.log_text());
+    assert_eq!(ours(&ns), 0, "devices left behind: {}", d.log_text());
+    assert!(ns.has_link("other0"), "someone else's device was removed");
+    let log = d.log_text();
+    assert!(
+        log.contains(&format!(
+            "devices removed (vn1, vn2, vn3, vn4, vn5, vn6, vn7, vn8 and {} more) devices={NETS}",
+            NETS - 8
+        )),
+        "{log}"
+    );
+}

@@ -12,8 +12,8 @@
 //! 4. Supervision: SIGINT/SIGTERM end the daemon with status 0; a thread that ends (a device
 //!    removed, a panic) ends it with status 1 and its reason.
 //! 5. Teardown in reverse: stop and join every thread, then the kernel routes (they point at
-//!    the device), then the devices (those vtepd created removed, those it attached to given
-//!    back as they were), then the control socket file.
+//!    the device), then the devices (those vtepd created removed in one batch, those it
+//!    attached to given back as they were), then the control socket file.
 
 use super::device::{self, OwnedDevice, Underlay};
 use super::event_loop::{Dataplane, EventLoop, LoopContext};
@@ -265,8 +265,8 @@ fn start<W: Dataplane + Send + 'static>(
 }
 
 /// Undoes what the mode did: kernel routes first (they point at the device), then the
-/// devices: one vtepd created goes away with its last handle, one it attached to is given back
-/// as it was (see [`device::Restore`]).
+/// devices: those vtepd created removed in one batch, those it attached to given back as they
+/// were (see [`device::release`]).
 fn teardown(held: Held) {
     let Held { routes, devices } = held;
     if let Some(svc) = routes
@@ -274,16 +274,7 @@ fn teardown(held: Held) {
     {
         error!("route service still shared at exit; kernel routes left to the device");
     }
-    for d in devices {
-        let (name, ours) = (
-            d.name.clone(),
-            d.created && device::interface_exists(&d.name),
-        );
-        drop(d);
-        if ours && !device::interface_exists(&name) {
-            info!(dev = %name, "device removed");
-        }
-    }
+    device::release(devices);
 }
 
 /// Waits for SIGINT/SIGTERM (Ok) or for a thread to end (its error).

@@ -68,7 +68,8 @@ pub fn open_tun(
     let before = Restore::before(name, existed)?;
     let mut tun = open_tun_any(name, mtu, offload, existed, queues)?;
     tun.restore = Restore::new(before);
-    (tun.ifindex, tun.restore.added) = configure(&tun.name, address, false)?;
+    let multi_queue = !existed && tun.queues.len() > 1;
+    (tun.ifindex, tun.restore.added) = configure(&tun.name, multi_queue, address, false)?;
     Ok(tun)
 }
 
