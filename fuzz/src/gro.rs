@@ -300,6 +300,7 @@ fn coalesce(pkts: &[Vec<u8>], keys: &[u16], refuse: &[i32], framing: Framing) {
             *s.refuse.borrow_mut() = refuse.get(i).copied().unwrap_or(0);
         }
         let f = run.flush(dev, bytes);
+        crate::trace!("flush before packet {i}: {f:?}");
         match f {
             Flushed::Empty => {}
             Flushed::One { part, .. } => {

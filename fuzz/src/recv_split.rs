@@ -157,6 +157,11 @@ pub fn run(data: &[u8]) {
                 continue;
             }
             let n = got.expect("reads waiting");
+            crate::trace!(
+                "{} reads: {n} datagrams, {} unindexed",
+                rs.len(),
+                batch.unindexed()
+            );
             check(&batch, &rs, n);
             if counted {
                 let lost = batch.unindexed() as u64;

@@ -449,7 +449,7 @@ fn gro_seeds(s: &mut Seeds) {
             .u16(3);
         s.put("gro", &format!("run-{name}"), &w.finish());
     }
-    // Runs on two devices, one of which refuses (EINVAL), one gone (key 2).
+    // Runs on two devices and a missing one (key 2).
     let mut w = Writer::new();
     w.u8(0).u32(1);
     for (k, p) in [
@@ -465,6 +465,14 @@ fn gro_seeds(s: &mut Seeds) {
         w.u8(k);
         gro::write_segment(&mut w, &[p; 20], false);
     }
+    // A packet that is no segment flushes the run: drawn 4 (device 1 refuses, EINVAL), then
+    // 9 (device 0 is gone, EBADFD).
+    w.u8(4).u8(0).bytes(&[0x45; 30]);
+    for p in [9u8, 10] {
+        w.u8(0);
+        gro::write_segment(&mut w, &[p; 20], false);
+    }
+    w.u8(9).u8(0).bytes(&[0x45; 30]);
     s.put("gro", "devices", &w.finish());
     // What the underlay's GRO hands over: merged, the pseudo-header sum in the checksum field.
     let mut p = vec![0u8; 20 + 20 + 3000];
