@@ -32,13 +32,21 @@ pub const MAX_DEV_NAME: usize = 15;
 /// Longest Unix socket path (sun_path is 108 bytes with the terminating NUL).
 pub const MAX_SOCKET_PATH: usize = 107;
 
-/// A configuration that was rejected; the text is one line.
+/// A configuration that was rejected. Shown (`Display`) as one line: control characters the
+/// message quotes from the input (a TOML string may hold a line break) are escaped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub String);
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                fmt::Write::write_char(f, c)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -899,6 +907,18 @@ vni = 43
 
     fn toml_err(text: &str) -> String {
         DaemonConfig::from_toml(text).unwrap_err().0
+    }
+
+    #[test]
+    fn an_error_quoting_a_line_break_is_shown_on_one_line() {
+        let e = DaemonConfig::from_toml("local = \"1\\n2\"\n[[network]]\ndev = \"v\"\nvni = 42\n")
+            .unwrap_err();
+        assert!(e.0.contains('\n'), "the value is quoted: {e:?}");
+        let shown = e.to_string();
+        assert!(shown.contains("1\\n2"), "{shown}");
+        assert!(!shown.contains(['\n', '\r']), "{shown:?}");
+        let failure = crate::error::Failure::from(e);
+        assert!(!failure.message().contains('\n'), "{}", failure.message());
     }
 
     #[test]

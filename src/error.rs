@@ -38,6 +38,6 @@ impl std::error::Error for Failure {}
 
 impl From<crate::config::ConfigError> for Failure {
     fn from(e: crate::config::ConfigError) -> Failure {
-        Failure::Usage(e.0)
+        Failure::Usage(e.to_string())
     }
 }

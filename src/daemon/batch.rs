@@ -98,7 +98,8 @@ impl RecvBatch {
             // An empty datagram is still one datagram.
             while off < m.len || (off == 0 && m.len == 0) {
                 let Some(d) = self.dgrams.get_mut(self.len) else {
-                    self.unindexed += (m.len - off).div_ceil(step);
+                    // At least one: an empty read is one datagram too.
+                    self.unindexed += (m.len - off).div_ceil(step).max(1);
                     break;
                 };
                 let len = step.min(m.len - off);
@@ -474,6 +475,60 @@ mod tests {
         assert!(!b.push_part(&[0u8; MAX_HEAD + 1], 0, 0, 1, Ipv4Addr::LOCALHOST));
         assert!(b.is_empty());
         assert!(b.push_part(&[0u8; MAX_HEAD], 0, SLOT - 1, 1, Ipv4Addr::LOCALHOST));
+    }
+
+    /// Hands out the reads given once (lengths and GSO sizes), then WouldBlock.
+    struct Reads(std::sync::Mutex<Vec<(usize, u16)>>);
+
+    impl DatagramSocket for Reads {
+        fn recv_batch(
+            &self,
+            _arena: &mut [u8],
+            _slot: usize,
+            meta: &mut [RecvMeta],
+        ) -> io::Result<(usize, Option<u32>)> {
+            let reads = std::mem::take(&mut *self.0.lock().unwrap());
+            if reads.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            for (m, &(len, gso_size)) in meta.iter_mut().zip(&reads) {
+                *m = RecvMeta {
+                    len,
+                    gso_size,
+                    ..RecvMeta::default()
+                };
+            }
+            Ok((reads.len(), None))
+        }
+        fn send_batch(&self, _: &[SendMsg<'_>]) -> io::Result<usize> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn fd(&self) -> std::os::fd::RawFd {
+            -1
+        }
+    }
+
+    #[test]
+    fn every_datagram_past_a_full_index_is_counted_even_an_empty_one() {
+        let index = MAX_BATCH * MAX_SEGMENTS;
+        // One read coalescing more one-byte datagrams than the index holds, then an empty one.
+        let sock = Reads(vec![(MAX_PACKET, 1), (0, 0)].into());
+        let mut b = RecvBatch::new();
+        let mut ctr = Counters::default();
+        let n = b.recv_counted(&sock, &mut 0, &mut ctr).unwrap();
+        assert_eq!(n, index);
+        assert_eq!(b.unindexed(), MAX_PACKET - index + 1);
+        assert_eq!(ctr.rx_tunnel, (MAX_PACKET - index + 1) as u64);
+        assert_eq!(
+            ctr.drops[DropReason::Truncated as usize],
+            ctr.rx_tunnel,
+            "the lost ones are drops"
+        );
+
+        // Exactly the index, then an empty read: only that one is lost.
+        let sock = Reads(vec![(index, 1), (0, 0)].into());
+        assert_eq!(b.recv(&sock).unwrap().0, index);
+        assert_eq!(b.unindexed(), 1);
     }
 
     #[test]

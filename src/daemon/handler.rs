@@ -60,6 +60,9 @@ fn core_err(e: CoreError) -> Response {
     Response::err(usage, e.to_string())
 }
 
+/// How many VNIs an error message names before it counts the rest.
+const VNIS_NAMED: usize = 8;
+
 impl Handler {
     /// A handler on the shared state: the core, its networks (in [`crate::core::NetId`]
     /// order), the workers' published counters, the daemon clock, and the L3 route table and
@@ -93,12 +96,20 @@ impl Handler {
         self.net_info(vni).map_or("", |n| n.dev.as_str())
     }
 
+    /// The daemon's VNIs for an error message: the first [`VNIS_NAMED`], then how many more
+    /// (a daemon with 10k networks must not answer a typo with 60 KB).
     fn vni_list(&self) -> String {
-        self.nets
+        let mut list = self
+            .nets
             .iter()
+            .take(VNIS_NAMED)
             .map(|n| n.vni.to_string())
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", ");
+        if self.nets.len() > VNIS_NAMED {
+            list += &format!(" and {} more", self.nets.len() - VNIS_NAMED);
+        }
+        list
     }
 
     /// A VNI the daemon has.
@@ -347,27 +358,37 @@ mod tests {
     use std::time::Duration;
 
     fn handler_with(ageing: Duration) -> Handler {
-        let vni = Vni::new(42).unwrap();
+        handler_of(&[42], ageing)
+    }
+
+    /// A handler with one network per VNI given.
+    fn handler_of(vnis: &[u32], ageing: Duration) -> Handler {
+        let vnis: Vec<Vni> = vnis.iter().map(|&v| Vni::new(v).unwrap()).collect();
         let core = Core::new(crate::core::CoreConfig {
             local: "192.0.2.1".parse().unwrap(),
             allow_any_peer: false,
-            networks: vec![crate::core::NetworkConfig {
-                vni,
-                peers: vec![PEER],
-                own_mac: MacAddr([2, 0, 0, 0, 0, 1]),
-                ageing,
-                max_learned: 16,
-                ..Default::default()
-            }],
+            networks: vnis
+                .iter()
+                .map(|&vni| crate::core::NetworkConfig {
+                    vni,
+                    peers: vec![PEER],
+                    own_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                    ageing,
+                    max_learned: 16,
+                    ..Default::default()
+                })
+                .collect(),
         })
         .unwrap();
         Handler::new(
             Arc::new(core),
-            vec![NetInfo {
-                vni,
-                dev: "vt0".into(),
-                mac: None,
-            }],
+            vnis.iter()
+                .map(|&vni| NetInfo {
+                    vni,
+                    dev: format!("vt{vni}"),
+                    mac: None,
+                })
+                .collect(),
             Arc::new(StatsBoard::new(1)),
             Clock::new(),
             None,
@@ -403,5 +424,36 @@ mod tests {
         );
         let stats = answer(&h, Request::Stats);
         assert_eq!(stats.data["fdb_entries"], 0, "{:?}", stats.data);
+    }
+
+    #[test]
+    fn an_unknown_vni_is_answered_briefly_at_scale() {
+        let vnis: Vec<u32> = (1..=10_000).collect();
+        let h = handler_of(&vnis, Duration::from_secs(300));
+        let unknown = answer(&h, Request::FdbShow { vni: Some(20_000) });
+        let msg = unknown.error.expect("an unknown VNI is an error");
+        assert!(msg.starts_with("no network with VNI 20000"), "{msg}");
+        assert!(
+            msg.ends_with("VNI 1, 2, 3, 4, 5, 6, 7, 8 and 9992 more)"),
+            "{msg}"
+        );
+        let ambiguous = answer(
+            &h,
+            Request::FdbDel {
+                vni: None,
+                mac: "02:00:00:00:00:09".into(),
+            },
+        );
+        let msg = ambiguous
+            .error
+            .expect("no VNI with many networks is an error");
+        assert!(msg.len() < 200, "{} bytes: {msg}", msg.len());
+        assert!(msg.contains("10000 networks"), "{msg}");
+
+        let few = handler_of(&[5, 6], Duration::from_secs(300));
+        let msg = answer(&few, Request::FdbShow { vni: Some(7) })
+            .error
+            .unwrap();
+        assert!(msg.ends_with("(this daemon has VNI 5, 6)"), "{msg}");
     }
 }
