@@ -190,7 +190,11 @@ fn net_of(v: Vni) -> Option<usize> {
 }
 
 fn usable_remote(ip: Ipv4Addr) -> bool {
-    !ip.is_unspecified() && !ip.is_multicast() && !ip.is_broadcast() && ip != LOCAL
+    !ip.is_unspecified()
+        && !ip.is_loopback()
+        && !ip.is_multicast()
+        && !ip.is_broadcast()
+        && ip != LOCAL
 }
 
 /// The target's body.
