@@ -8,9 +8,9 @@
 //! vtepd's encoder.
 //!
 //! Topology: a hub namespace with a bridge, and three hosts on it: the observer (192.0.2.2), the
-//! kernel VTEP (192.0.2.10) and vtepd (192.0.2.11). The hub's port toward the observer has
-//! transmit checksum offload off, so what the observer captures carries final UDP checksums
-//! (a veth otherwise hands over partial ones), as a wire would.
+//! kernel VTEP (192.0.2.10) and vtepd (192.0.2.11). The hub's ports toward the observer and
+//! vtepd have transmit checksum offload off, so what they receive carries final checksums (a
+//! veth otherwise hands over partial ones), as a wire would.
 //!
 //! Inner frames (scapy, written to the devices with AF_PACKET), all broadcast so both VTEPs
 //! flood them: IPv4 with DF, TTL 17, TOS 0xb9 (DSCP 46, ECT(1)); IPv4 without DF, TTL 5, TOS
@@ -77,8 +77,12 @@ impl Fabric {
         let observer = host("o", OBSERVER);
         let kernel = host("k", KERNEL);
         let vtepd = host("v", VTEPD);
-        // Checksums (and GSO segmentation) are finished in software on the way to the observer.
-        must(hub.cmd("ethtool").args(["-K", "po", "tx", "off"]));
+        // Checksums (and GSO segmentation) are finished in software on the way to the observer,
+        // and to vtepd, which reads the inner frames of what it receives as they came (a veth
+        // would hand it the kernel VTEP's partial inner TCP checksums).
+        for port in ["po", "pv"] {
+            must(hub.cmd("ethtool").args(["-K", port, "tx", "off"]));
+        }
         Fabric {
             observer,
             kernel,
@@ -150,7 +154,7 @@ impl Capture {
         let log = file.with_extension("tcpdump.log");
         let child = ns
             .cmd("tcpdump")
-            .args(["-i", "eth0", "-n", "-U", "-s", "256", "-w"])
+            .args(["-i", "eth0", "-n", "-U", "-w"])
             .arg(&file)
             .arg(filter)
             .stdout(Stdio::null())
@@ -429,4 +433,177 @@ fn outer_header_matches_the_kernel_vxlan_device_for_each_option() {
         }
     }
     eprintln!("kernel/vtepd per frame:\n{}", table.join("\n"));
+}
+
+/// A TCP receiver on the observer's overlay address: reads `conns` connections to their end.
+fn tcp_sink(ns: &Netns, port: u16, conns: usize) -> Child {
+    let script = format!(
+        r#"
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("10.42.0.2", {port}))
+s.listen(4)
+for _ in range({conns}):
+    c, _ = s.accept()
+    while c.recv(1 << 16):
+        pass
+    c.close()
+"#
+    );
+    ns.cmd("timeout")
+        .args(["60", "/usr/bin/python3", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot run python3")
+}
+
+/// Sends `len` bytes by TCP from `ns` to the observer's sink with inner TTL 33 and TOS 0x28
+/// (connecting again until the sink listens, within the bound).
+fn tcp_send(ns: &Netns, port: u16, len: usize) {
+    let script = format!(
+        r#"
+import socket, time
+end = time.time() + 10
+while True:
+    s = socket.socket()
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 33)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x28)
+    s.settimeout(10)
+    try:
+        s.connect(("10.42.0.2", {port}))
+        break
+    except OSError:
+        s.close()
+        if time.time() > end:
+            raise
+        time.sleep(0.1)
+s.sendall(b"x" * {len})
+s.shutdown(socket.SHUT_WR)
+s.recv(1)
+s.close()
+"#
+    );
+    must(
+        ns.cmd("timeout")
+            .args(["30", "/usr/bin/python3", "-c", &script]),
+    );
+}
+
+/// TCP through both VTEPs, once with every field inherited and once with fixed ones and DF
+/// clear: vtepd sends its TSO super-frames with UDP GSO (seen whole on its own link), and on the
+/// wire every data packet of vtepd carries the outer fields the kernel's do (inner TTL 33 and
+/// TOS 0x28 where inherited), a valid UDP checksum and a source port in range.
+#[test]
+fn gso_sends_keep_the_outer_policy() {
+    if !is_root() {
+        assert!(std::env::var_os("CI").is_none(), "needs root under CI");
+        eprintln!("skipped: needs root to build network namespaces");
+        return;
+    }
+    const LEN: usize = 2 << 20;
+    let cases: [(&str, &[&str], (u16, u16)); 2] = [
+        (
+            "ttl inherit tos inherit df inherit srcport 49152 65535 udpcsum",
+            &[
+                "--ttl",
+                "inherit",
+                "--tos",
+                "inherit",
+                "--df",
+                "inherit",
+                "--udp-csum",
+                "on",
+            ],
+            (49152, 65535),
+        ),
+        (
+            "ttl 7 tos 0xb8 df unset srcport 5000 5010 udpcsum",
+            &[
+                "--ttl",
+                "7",
+                "--tos",
+                "0xb8",
+                "--df",
+                "unset",
+                "--srcport",
+                "5000-5010",
+                "--udp-csum",
+                "on",
+            ],
+            (5000, 5010),
+        ),
+    ];
+    let fabric = Fabric::new();
+    let o = &fabric.observer;
+    o.ip(&[
+        "link", "add", "vx0", "type", "vxlan", "id", "42", "local", OBSERVER, "dstport", "4789",
+    ]);
+    for dst in [KERNEL, VTEPD] {
+        must(o.cmd("bridge").args([
+            "fdb",
+            "append",
+            "00:00:00:00:00:00",
+            "dev",
+            "vx0",
+            "dst",
+            dst,
+        ]));
+    }
+    o.ip(&["addr", "add", "10.42.0.2/24", "dev", "vx0"]);
+    o.ip(&["link", "set", "vx0", "up"]);
+    for (i, (kernel, flags, (lo, hi))) in cases.into_iter().enumerate() {
+        let port = 7000 + i as u16;
+        let _vx = fabric.kernel_vtep(kernel);
+        fabric
+            .kernel
+            .ip(&["addr", "add", "10.42.0.10/24", "dev", "vx0"]);
+        let _d = fabric.vtepd(flags, &["--address", "10.42.0.11/24"]);
+        let wire = Capture::start(o, "udp dst port 4789 and not src host 192.0.2.2");
+        let sent = Capture::start(&fabric.vtepd, "udp dst port 4789");
+        let mut sink = tcp_sink(o, port, 2);
+        tcp_send(&fabric.kernel, port, LEN);
+        tcp_send(&fabric.vtepd, port, LEN);
+        let _ = sink.wait();
+
+        // On vtepd's own link a UDP GSO send shows whole, longer than the MTU.
+        let whole = sent.outer("ip.len > 1500");
+        assert!(
+            !whole.is_empty(),
+            "{kernel}: vtepd sent no UDP GSO super-packet"
+        );
+        let mut seen = BTreeMap::new();
+        for src in [KERNEL, VTEPD] {
+            let data = wire.outer(&format!("ip.src == {src} && udp.length > 1000"));
+            // A capture may miss some of a fast stream: a sample is enough.
+            assert!(
+                data.len() >= 100,
+                "{kernel}: {src}: {} data packets captured",
+                data.len()
+            );
+            let kinds: std::collections::BTreeSet<_> = data
+                .iter()
+                .map(|p| {
+                    assert!((lo..=hi).contains(&p.src_port), "{kernel}: {src}: {p:?}");
+                    (p.ttl, p.tos, p.df, p.csum_kind())
+                })
+                .collect();
+            eprintln!(
+                "{kernel}: {src}: {} data packets, outer (ttl, tos, df, csum) {kinds:?}",
+                data.len()
+            );
+            seen.insert(src, kinds);
+        }
+        eprintln!("{kernel}: vtepd's UDP GSO sends: {}", whole.len());
+        assert_eq!(seen[KERNEL].len(), 1, "{kernel}: {seen:?}");
+        assert_eq!(
+            seen[VTEPD], seen[KERNEL],
+            "{kernel}: vtepd's and the kernel's"
+        );
+        assert!(
+            seen[VTEPD].iter().all(|k| k.3 == "valid"),
+            "{kernel}: {seen:?}"
+        );
+    }
 }
