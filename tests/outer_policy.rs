@@ -24,8 +24,10 @@
 //! Needs root, tcpdump, tshark, ethtool and Debian's /usr/bin/python3 with scapy.
 
 mod daemon_support;
+mod lab_util;
 
 use daemon_support::{Daemon, Netns, must, run, wait_until};
+use lab_util::lab_available;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -35,17 +37,6 @@ const OBSERVER: &str = "192.0.2.2";
 const KERNEL: &str = "192.0.2.10";
 const VTEPD: &str = "192.0.2.11";
 const WAIT: Duration = Duration::from_secs(10);
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
 
 /// The hub, the observer and the two VTEP hosts.
 struct Fabric {
@@ -354,6 +345,24 @@ const CASES: &[Case] = &[
     },
 ];
 
+/// Fixed fields and DF clear, for the UDP GSO test (`CASES[2]` is its inherited one).
+const GSO_FIXED: Case = Case {
+    kernel: "ttl 7 tos 0xb8 df unset srcport 5000 5010 udpcsum",
+    vtepd: &[
+        "--ttl",
+        "7",
+        "--tos",
+        "0xb8",
+        "--df",
+        "unset",
+        "--srcport",
+        "5000-5010",
+        "--udp-csum",
+        "on",
+    ],
+    ports: (5000, 5010),
+};
+
 /// Captures the VXLAN packets `count` frames make from `src`, until all are there.
 fn wait_packets(cap: &Capture, src: &str, count: usize) -> Vec<Outer> {
     let filter = format!("ip.src == {src} && vxlan");
@@ -368,9 +377,7 @@ fn wait_packets(cap: &Capture, src: &str, count: usize) -> Vec<Outer> {
 
 #[test]
 fn outer_header_matches_the_kernel_vxlan_device_for_each_option() {
-    if !is_root() {
-        assert!(std::env::var_os("CI").is_none(), "needs root under CI");
-        eprintln!("skipped: needs root to build network namespaces");
+    if !lab_available("outer_header_matches_the_kernel_vxlan_device_for_each_option") {
         return;
     }
     let fabric = Fabric::new();
@@ -497,44 +504,11 @@ s.close()
 /// TOS 0x28 where inherited), a valid UDP checksum and a source port in range.
 #[test]
 fn gso_sends_keep_the_outer_policy() {
-    if !is_root() {
-        assert!(std::env::var_os("CI").is_none(), "needs root under CI");
-        eprintln!("skipped: needs root to build network namespaces");
+    if !lab_available("gso_sends_keep_the_outer_policy") {
         return;
     }
     const LEN: usize = 2 << 20;
-    let cases: [(&str, &[&str], (u16, u16)); 2] = [
-        (
-            "ttl inherit tos inherit df inherit srcport 49152 65535 udpcsum",
-            &[
-                "--ttl",
-                "inherit",
-                "--tos",
-                "inherit",
-                "--df",
-                "inherit",
-                "--udp-csum",
-                "on",
-            ],
-            (49152, 65535),
-        ),
-        (
-            "ttl 7 tos 0xb8 df unset srcport 5000 5010 udpcsum",
-            &[
-                "--ttl",
-                "7",
-                "--tos",
-                "0xb8",
-                "--df",
-                "unset",
-                "--srcport",
-                "5000-5010",
-                "--udp-csum",
-                "on",
-            ],
-            (5000, 5010),
-        ),
-    ];
+    let cases = [&CASES[2], &GSO_FIXED];
     let fabric = Fabric::new();
     let o = &fabric.observer;
     o.ip(&[
@@ -553,13 +527,14 @@ fn gso_sends_keep_the_outer_policy() {
     }
     o.ip(&["addr", "add", "10.42.0.2/24", "dev", "vx0"]);
     o.ip(&["link", "set", "vx0", "up"]);
-    for (i, (kernel, flags, (lo, hi))) in cases.into_iter().enumerate() {
+    for (i, case) in cases.into_iter().enumerate() {
+        let (kernel, (lo, hi)) = (case.kernel, case.ports);
         let port = 7000 + i as u16;
         let _vx = fabric.kernel_vtep(kernel);
         fabric
             .kernel
             .ip(&["addr", "add", "10.42.0.10/24", "dev", "vx0"]);
-        let _d = fabric.vtepd(flags, &["--address", "10.42.0.11/24"]);
+        let _d = fabric.vtepd(case.vtepd, &["--address", "10.42.0.11/24"]);
         let wire = Capture::start(o, "udp dst port 4789 and not src host 192.0.2.2");
         let sent = Capture::start(&fabric.vtepd, "udp dst port 4789");
         let mut sink = tcp_sink(o, port, 2);
