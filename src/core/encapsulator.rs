@@ -60,7 +60,8 @@ pub struct Encapsulator {
 impl Encapsulator {
     /// An encapsulator for `cfg` over an underlay of MTU `underlay_mtu` (no outer packet is
     /// longer); `id_seed` starts the outer IP ID counter of IPIP (give each worker its own).
-    /// VXLAN packets carry ID 0: they always have DF set (RFC 6864 §4.1).
+    /// VXLAN packets carry ID 0: with DF set any ID will do (RFC 6864 §4.1), and with DF clear
+    /// the kernel fills in a zero ID on the raw socket.
     pub fn new(cfg: TunnelConfig, id_seed: u16, underlay_mtu: u32) -> Encapsulator {
         Encapsulator {
             cfgs: vec![cfg],
