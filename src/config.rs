@@ -4,6 +4,8 @@
 //! Every parse helper here returns a one-line, human-readable reason; the CLI uses the same
 //! helpers as clap value parsers, so a flag and a TOML key reject the same inputs the same way.
 
+pub mod outer;
+
 pub use crate::core::dampening::MoveLimit;
 use crate::core::route::{self, Route};
 pub use crate::core::storm::StormLimits;
@@ -16,6 +18,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
+
+pub use outer::Outer;
 
 /// Default control socket path.
 pub const DEFAULT_CONTROL: &str = "/run/vtepd/vtepd.sock";
@@ -456,6 +460,8 @@ pub struct NetConfig {
     pub mac_move: MoveLimit,
     /// Storm control of flooded frames from the device, frames/s per kind (L2).
     pub storm: StormLimits,
+    /// Outer-header policy (TTL, TOS, DF, source ports, UDP checksum).
+    pub outer: Outer,
 }
 
 /// A complete, validated daemon configuration.
@@ -509,6 +515,7 @@ impl NetConfig {
             routes: Vec::new(),
             mac_move: MoveLimit::default(),
             storm: StormLimits::default(),
+            outer: Outer::default(),
         }
     }
 }
@@ -611,6 +618,16 @@ impl DaemonConfig {
         {
             return err(format!(
                 "dev {}: --neigh and --arp-suppress are for VXLAN; IPIP has no link layer",
+                n.dev
+            ));
+        }
+        if let Some((n, (_, key))) = self
+            .networks
+            .iter()
+            .find_map(|n| n.outer.vxlan_only().map(|o| (n, o)))
+        {
+            return err(format!(
+                "dev {}: {key} is for VXLAN: IPIP has no UDP header",
                 n.dev
             ));
         }
@@ -739,6 +756,8 @@ struct FileNetwork {
     mac_move: MoveLimit,
     #[serde(default)]
     storm: StormLimits,
+    #[serde(flatten)]
+    outer: Outer,
 }
 
 #[derive(Debug, Deserialize)]
@@ -831,6 +850,7 @@ impl FileConfig {
             net.arp_suppress = n.arp_suppress;
             net.mac_move = n.mac_move;
             net.storm = n.storm;
+            net.outer = n.outer;
             for r in &n.routes {
                 net.routes.push(parse_route(r).map_err(ctx)?);
             }
@@ -1189,6 +1209,48 @@ vni = 43
             let e = toml_err(text);
             assert!(e.contains(want), "{text:?}: got {e:?}, wanted {want:?}");
             assert!(!e.contains('\n'), "{text:?}: multi-line error {e:?}");
+        }
+    }
+
+    /// The outer-header keys of a `[[network]]`, each network its own; IPIP refuses the UDP ones.
+    #[test]
+    fn outer_policy_keys() {
+        let c = DaemonConfig::from_toml(
+            "local = \"192.0.2.1\"\n[[network]]\ndev = \"v\"\nvni = 1\nttl = \"inherit\"\n\
+             tos = 0x28\ndf = \"unset\"\nsrcport = \"5000-5010\"\nudp_csum = true\n\
+             [[network]]\ndev = \"w\"\nvni = 2\nttl = 9\ntos = \"inherit\"\nudp_csum = \"off\"\n\
+             [[network]]\ndev = \"x\"\nvni = 3\n",
+        )
+        .unwrap();
+        let o = c.networks[0].outer;
+        assert_eq!(o.ttl, Some(encap::Ttl::Inherit));
+        assert_eq!(o.tos, Some(encap::Dscp::Fixed(10)));
+        assert_eq!(o.df, Some(encap::Df::Unset));
+        assert_eq!(o.srcport, encap::PortRange::new(5000, 5010).ok());
+        assert_eq!(o.udp_csum, Some(true));
+        let o = c.networks[1].outer;
+        assert_eq!(o.ttl, Some(encap::Ttl::Fixed(9)));
+        assert_eq!(o.tos, Some(encap::Dscp::Inherit));
+        assert_eq!(o.udp_csum, Some(false));
+        assert_eq!(c.networks[2].outer, Outer::default());
+        let ipip =
+            "local = \"192.0.2.1\"\nmode = \"l3\"\nencap = \"ipip\"\n[[network]]\ndev = \"t\"\n";
+        let c =
+            DaemonConfig::from_toml(&format!("{ipip}ttl = 7\ndf = \"set\"\ntos = 184\n")).unwrap();
+        let i = c.networks[0].outer.ipip(c.local);
+        assert_eq!(
+            (i.ttl, i.dscp, i.df),
+            (encap::Ttl::Fixed(7), encap::Dscp::Fixed(46), encap::Df::Set)
+        );
+        for (extra, want) in [
+            (
+                "srcport = \"1-2\"",
+                "dev t: srcport is for VXLAN: IPIP has no UDP header",
+            ),
+            ("udp_csum = false", "dev t: udp_csum is for VXLAN"),
+        ] {
+            let e = toml_err(&format!("{ipip}{extra}\n"));
+            assert!(e.contains(want), "{extra}: {e}");
         }
     }
 

@@ -13,10 +13,15 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd};
 
-/// Sets IP_MTU_DISCOVER = IP_PMTUDISC_DO: every datagram leaves with DF set and is never
-/// fragmented locally; an oversize send fails with EMSGSIZE (RFC 7348 §4.3).
-pub fn set_dont_fragment(sock: &impl AsFd) -> io::Result<()> {
-    let val: libc::c_int = libc::IP_PMTUDISC_DO;
+/// Sets IP_MTU_DISCOVER: with `df`, IP_PMTUDISC_DO (every datagram leaves with DF set and is
+/// never fragmented locally; an oversize send fails with EMSGSIZE, RFC 7348 §4.3); without,
+/// IP_PMTUDISC_DONT (DF clear).
+pub fn set_dont_fragment(sock: &impl AsFd, df: bool) -> io::Result<()> {
+    let val: libc::c_int = if df {
+        libc::IP_PMTUDISC_DO
+    } else {
+        libc::IP_PMTUDISC_DONT
+    };
     // SAFETY: the descriptor is borrowed from a live socket for the duration of the call; the
     // option value points to a c_int on our stack and its exact size is passed.
     let rc = unsafe {
@@ -630,9 +635,28 @@ mod tests {
         }
     }
 
+    /// Both settings take, as IP_MTU_DISCOVER reads back.
     #[test]
     fn dont_fragment_on_udp_socket() {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        set_dont_fragment(&s).unwrap();
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        for (df, want) in [
+            (false, libc::IP_PMTUDISC_DONT),
+            (true, libc::IP_PMTUDISC_DO),
+        ] {
+            set_dont_fragment(&s, df).unwrap();
+            let mut v: libc::c_int = -1;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: a live descriptor; `v` and `len` are on our stack with their sizes.
+            let rc = unsafe {
+                libc::getsockopt(
+                    s.as_fd().as_raw_fd(),
+                    libc::IPPROTO_IP,
+                    libc::IP_MTU_DISCOVER,
+                    (&mut v as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            assert_eq!((rc, v), (0, want));
+        }
     }
 }

@@ -109,6 +109,30 @@ fn bad_run_arguments_are_one_line_status_2_and_create_nothing() {
             &["--mode", "l3", "--encap", "ipip", "--peer", "192.0.2.2"],
             "--peer is not used",
         ),
+        // Outer-header policy (ip-link's vxlan options).
+        (&["--ttl", "0"], "TTL 0 is not in 1..=255"),
+        (&["--ttl", "256"], "not in 1..=255"),
+        (&["--ttl", "auto"], "not a TTL"),
+        (&["--tos", "0x29"], "sets ECN bits"),
+        (&["--tos", "0x100"], "not in 0..=255"),
+        (&["--tos", "af11"], "not a TOS"),
+        (&["--df", "yes"], "expected set, unset or inherit"),
+        (&["--srcport", "5010-5000"], "5010 is more than 5000"),
+        (&["--srcport", "0-100"], "port 0"),
+        (&["--srcport", "5000"], "MIN-MAX"),
+        (&["--udp-csum", "1"], "expected on or off"),
+        (
+            &["--mode", "l3", "--encap", "ipip", "--srcport", "5000-5010"],
+            "--srcport is for VXLAN: IPIP has no UDP header",
+        ),
+        (
+            &["--mode", "l3", "--encap", "ipip", "--udp-csum", "on"],
+            "--udp-csum is for VXLAN",
+        ),
+        (
+            &["--config", "/dev/null", "--ttl", "9"],
+            "cannot be used with",
+        ),
         (&["--metrics", "127.0.0.1:9100"], "not supported yet"),
         (&["--frobnicate"], "unexpected argument"),
         (&["--config", "/dev/null"], "cannot be used with"),
@@ -216,6 +240,17 @@ fn bad_config_files_are_one_line_status_2_and_create_nothing() {
             "port",
         ),
         ("local = [".to_owned(), "line 1"),
+        (net("ttl = 0\n"), "TTL 0"),
+        (net("tos = \"0x03\"\n"), "sets ECN bits"),
+        (net("df = \"maybe\"\n"), "expected set, unset or inherit"),
+        (net("srcport = \"9-8\"\n"), "9 is more than 8"),
+        (net("udp_csum = \"sometimes\"\n"), "expected on or off"),
+        (
+            "local = \"192.0.2.1\"\nmode = \"l3\"\nencap = \"ipip\"\n[[network]]\ndev = \"t\"\n\
+             udp_csum = true\n"
+                .to_owned(),
+            "udp_csum is for VXLAN",
+        ),
         (
             "local = \"192.0.2.77\"\n[[network]]\ndev = \"vx0\"\nvni = 1\n".to_owned(),
             "not an address",
@@ -330,6 +365,11 @@ fn help_lists_every_flag() {
         "--threads",
         "--control",
         "--metrics",
+        "--ttl",
+        "--tos",
+        "--df",
+        "--srcport",
+        "--udp-csum",
     ] {
         assert!(help.contains(flag), "run --help lacks {flag}");
     }

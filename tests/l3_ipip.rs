@@ -415,3 +415,112 @@ fn ipip_packets_reach_the_pod_exactly_once_with_three_workers() {
         assert_eq!(sum, after_wait.get(key), "{key}: {w1:?}");
     }
 }
+
+/// Checks each captured IPIP packet against the outer header scapy builds for its inner packet
+/// under `ttl`, `tos` and `df` (ip-link's words: a number or inherit; set, unset or inherit),
+/// written out here from RFC 2003 and RFC 6040 (CE is sent as ECT(0)), not from vtepd: the whole
+/// outer header must be byte for byte scapy's, IP ID taken from the capture. Prints
+/// `checked N` and one line per mismatch.
+const SCAPY_OUTER_CHECK: &str = r#"
+import sys
+from scapy.all import rdpcap, IP, raw
+pcap, ttl, tos, df = sys.argv[1:5]
+n = 0
+for p in rdpcap(pcap):
+    if IP not in p or p[IP].proto != 4:
+        continue
+    o = p[IP]
+    inner = IP(raw(o.payload))
+    if inner.proto != 1 or inner.payload.type != 8:
+        continue
+    ecn = inner.tos & 3
+    want_tos = (inner.tos if tos == "inherit" else int(tos, 0)) & 0xfc
+    want_tos |= 2 if ecn == 3 else ecn
+    inner_df = bool(inner.flags & 2)
+    want_df = {"set": True, "unset": False, "inherit": inner_df}[df]
+    want = IP(src=o.src, dst=o.dst, proto=4, id=o.id,
+              ttl=inner.ttl if ttl == "inherit" else int(ttl),
+              tos=want_tos, flags="DF" if want_df else 0) / inner
+    n += 1
+    if raw(want)[:20] != raw(o)[:20]:
+        print("mismatch", raw(o)[:20].hex(), "want", raw(want)[:20].hex())
+print("checked", n)
+"#;
+
+/// Runs [`SCAPY_OUTER_CHECK`] on `pcap` for the option words; returns (checked, its output).
+fn scapy_outer_check(pcap: &str, ttl: &str, tos: &str, df: &str) -> (usize, String) {
+    let out = Command::new("timeout")
+        .args([
+            "30",
+            "/usr/bin/python3",
+            "-c",
+            SCAPY_OUTER_CHECK,
+            pcap,
+            ttl,
+            tos,
+            df,
+        ])
+        .output()
+        .expect("cannot run python3");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let checked = text
+        .lines()
+        .find_map(|l| l.strip_prefix("checked "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    (checked, text)
+}
+
+/// `--ttl`, `--tos` and `--df` on the IPIP wire, each option set against scapy's outer header
+/// for the same inner packets: pings from the pod with DF or not and four TOS bytes (DSCP 46 with
+/// ECT(1), DSCP 10 with CE, DSCP 0 Not-ECT, ECT(0)). The check itself must see a wrong TTL.
+#[test]
+fn ipip_outer_policy_against_scapy() {
+    if !lab_available("ipip_outer_policy_against_scapy") {
+        return;
+    }
+    let cases: [(&str, &str, &str); 3] = [
+        ("33", "0x28", "unset"),
+        ("inherit", "inherit", "set"),
+        ("inherit", "0xb8", "inherit"),
+    ];
+    for ((ttl, tos, df), tag) in cases.into_iter().zip(["tpola", "tpolb", "tpolc"]) {
+        let lab = conformance_lab(tag, &["--ttl", ttl, "--tos", tos, "--df", df]);
+        lab.sh(&["capture", "h2", "eth0", "ip proto 4", "policy"]);
+        for (m, q) in [
+            ("do", "0xb9"),
+            ("dont", "0x2b"),
+            ("do", "0x00"),
+            ("dont", "0x02"),
+        ] {
+            // Nobody answers these pings (h2 is only scapy): only the packets matter.
+            in_ns(
+                &lab,
+                "h1p1",
+                &[
+                    "ping", "-c", "2", "-i", "0.2", "-W", "1", "-M", m, "-Q", q, "-s", "100",
+                    REMOTE_POD,
+                ],
+            );
+        }
+        wait_for("8 echo requests tunnelled to h2", WAIT, || {
+            (fields(&lab, "policy", "icmp.type == 8").len() >= 8).then_some(())
+        });
+        stop_capture(&lab, "policy");
+        let pcap = format!("/run/vtepd-lab-{}/policy.pcap", lab.prefix());
+        let what = format!("--ttl {ttl} --tos {tos} --df {df}");
+        let (checked, text) = scapy_outer_check(&pcap, ttl, tos, df);
+        eprintln!("{what}: {text}");
+        assert!(!text.contains("mismatch"), "{what}: {text}");
+        assert!(checked >= 8, "{what}: {text}");
+        if ttl == "33" {
+            let (_, wrong) = scapy_outer_check(&pcap, "34", tos, df);
+            assert!(wrong.contains("mismatch"), "the check is blind: {wrong}");
+        }
+    }
+}

@@ -64,6 +64,9 @@ pub struct IpInfo {
     pub offset: usize,
     /// True for IPv4, false for IPv6.
     pub is_ipv4: bool,
+    /// The packet may not be fragmented on its way: IPv4 with DF set, and every IPv6 packet
+    /// (routers never fragment IPv6). What an inherited outer DF copies.
+    pub dont_frag: bool,
 }
 
 /// The result of looking into an inner Ethernet frame.
@@ -110,12 +113,14 @@ fn ip_at(frame: &[u8], l3: usize, etype: u16) -> Option<IpInfo> {
             ttl: ip[8],
             offset: l3,
             is_ipv4: true,
+            dont_frag: ip[6] & 0x40 != 0,
         }),
         ethertype::IPV6 if ip.len() >= 40 && ip[0] >> 4 == 6 => Some(IpInfo {
             tos: (ip[0] << 4) | (ip[1] >> 4),
             ttl: ip[7],
             offset: l3,
             is_ipv4: false,
+            dont_frag: true,
         }),
         _ => None,
     }
@@ -279,7 +284,8 @@ mod tests {
                     tos: 0xb9,
                     ttl: 33,
                     offset: off,
-                    is_ipv4: true
+                    is_ipv4: true,
+                    dont_frag: false,
                 })
             );
             assert_eq!(frame_ip(&frame(vlan, 1000)), info.ip);

@@ -39,5 +39,5 @@ pub use ethernet::{EthernetFrame, EthernetRepr, MacAddr, VlanId, VlanTag};
 pub use flow::PortRange;
 pub use tunnel::ipip::{IpipConfig, IpipEncap, IpipRx};
 pub use tunnel::vxlan::{VxlanConfig, VxlanEncap, VxlanRx, VxlanTx};
-pub use tunnel::{Dscp, Ttl};
+pub use tunnel::{Df, Dscp, Ttl};
 pub use vxlan::Vni;

@@ -7,7 +7,7 @@ use encap::ipv4::Ipv4Repr;
 use encap::tunnel::{ipip, vxlan};
 use encap::udp::UdpRepr;
 use encap::{
-    Dscp, IpipConfig, IpipEncap, MacAddr, PortRange, Ttl, Vni, VxlanConfig, VxlanEncap, VxlanTx,
+    Df, Dscp, IpipConfig, IpipEncap, MacAddr, PortRange, Ttl, Vni, VxlanConfig, VxlanEncap, VxlanTx,
 };
 use etherparse as ep;
 use proptest::prelude::*;
@@ -38,6 +38,9 @@ fn ttl_mode() -> impl Strategy<Value = Ttl> {
 }
 fn dscp_mode() -> impl Strategy<Value = Dscp> {
     prop_oneof![Just(Dscp::Inherit), (0u8..64).prop_map(Dscp::Fixed)]
+}
+fn df_mode() -> impl Strategy<Value = Df> {
+    prop_oneof![Just(Df::Set), Just(Df::Unset), Just(Df::Inherit)]
 }
 fn port_range() -> impl Strategy<Value = PortRange> {
     (1u16..=65535, 1u16..=65535).prop_map(|(a, b)| PortRange::new(a.min(b), a.max(b)).unwrap())
@@ -126,6 +129,13 @@ impl InnerFrame {
     fn ip_tos_ttl(&self) -> Option<(u8, u8)> {
         match &self.body {
             Body::Udp { ip, .. } => Some((ip.tos, ip.ttl)),
+            _ => None,
+        }
+    }
+    /// The inner IPv4 DF bit (`None`: not IP).
+    fn ip_df(&self) -> Option<bool> {
+        match &self.body {
+            Body::Udp { ip, .. } => Some(ip.dont_frag),
             _ => None,
         }
     }
@@ -507,13 +517,14 @@ proptest! {
     fn vxlan_encap_matches_etherparse(
         frame in inner_frame(), local in ip4(), remote in ip4(),
         dst_port in prop_oneof![Just(4789u16), Just(8472u16), 1u16..],
-        src_ports in port_range(), ttl in ttl_mode(), dscp in dscp_mode(), udp_checksum in any::<bool>(),
+        src_ports in port_range(), ttl in ttl_mode(), dscp in dscp_mode(), df in df_mode(),
+        udp_checksum in any::<bool>(),
         vni in 0u32..=Vni::MAX, ip_id in any::<u16>(), fixed_src_port in proptest::option::of(any::<u16>()),
         headroom in 36usize..80,
     ) {
         let bytes = frame.to_bytes();
         check_frame(&bytes, &frame)?;
-        let cfg = VxlanConfig { local, dst_port, src_ports, ttl, dscp, udp_checksum };
+        let cfg = VxlanConfig { local, dst_port, src_ports, ttl, dscp, df, udp_checksum };
         let enc = VxlanEncap::new(&cfg, remote).unwrap();
         let mut buf = vec![0u8; headroom + bytes.len()];
         buf[headroom..].copy_from_slice(&bytes);
@@ -542,7 +553,12 @@ proptest! {
             protocol: 17,
             tos: (want_dscp << 2) | outer_ecn(inner_ip.map(|(tos, _)| tos)),
             ident: ip_id,
-            dont_frag: true,
+            // Written out rather than with `Df::outer`: set, unset, or the inner IPv4 DF.
+            dont_frag: match df {
+                Df::Set => true,
+                Df::Unset => false,
+                Df::Inherit => frame.ip_df() == Some(true),
+            },
             ttl: want_ttl,
             payload_len: 16 + bytes.len(),
         };
@@ -577,7 +593,7 @@ proptest! {
         options in (0usize..=10).prop_flat_map(|w| proptest::collection::vec(any::<u8>(), w * 4)),
         payload in proptest::collection::vec(any::<u8>(), 0..1500),
         trailer in proptest::collection::vec(any::<u8>(), 0..8),
-        local in ip4(), remote in ip4(), ttl in ttl_mode(), dscp in dscp_mode(),
+        local in ip4(), remote in ip4(), ttl in ttl_mode(), dscp in dscp_mode(), df in df_mode(),
         ip_id in any::<u16>(), headroom in 20usize..60,
     ) {
         prop_assume!(inner_src != local);
@@ -604,7 +620,7 @@ proptest! {
         let mut buf = vec![0u8; headroom];
         buf.extend_from_slice(&inner);
         buf.extend_from_slice(&trailer);
-        let enc = IpipEncap::new(&IpipConfig { local, ttl, dscp }, remote).unwrap();
+        let enc = IpipEncap::new(&IpipConfig { local, ttl, dscp, df }, remote).unwrap();
         let r = enc.encapsulate(&mut buf, headroom, inner.len() + trailer.len(), ip_id).unwrap();
         prop_assert_eq!(r.clone(), headroom - ipip::OVERHEAD..headroom + inner.len());
         let pkt = &buf[r];
@@ -620,7 +636,7 @@ proptest! {
             protocol: 4,
             tos: (match dscp { Dscp::Fixed(d) => d, Dscp::Inherit => tos >> 2 } << 2) | outer_ecn(Some(tos)),
             ident: ip_id,
-            dont_frag,
+            dont_frag: match df { Df::Set => true, Df::Unset => false, Df::Inherit => dont_frag },
             ttl: match ttl { Ttl::Fixed(t) => t, Ttl::Inherit => inner_ttl },
             payload_len: inner.len(),
         };

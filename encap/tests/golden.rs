@@ -190,6 +190,8 @@ fn check_vxlan_encode(c: &Case) {
         src_ports: PortRange::DEFAULT,
         ttl: c.ttl(),
         dscp: c.dscp(),
+        // Every kernel capture was made with `df set`.
+        df: encap::Df::Set,
         udp_checksum: c.config["udp_checksum"] == "1",
     };
     let enc = VxlanEncap::new(&cfg, dst).unwrap();
@@ -268,6 +270,7 @@ fn check_ipip_encode(c: &Case) {
         local: c.ip("src"),
         ttl: c.ttl(),
         dscp: c.dscp(),
+        df: encap::Df::Inherit,
     };
     let enc = IpipEncap::new(&cfg, c.ip("dst")).unwrap();
     assert_eq!(c.packet[0], 0x45, "{}", c.id());

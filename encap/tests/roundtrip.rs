@@ -168,7 +168,7 @@ proptest! {
         src_ports in port_range(), ttl in ttl_mode(), dscp in dscp_mode(), udp_checksum in any::<bool>(),
         vni in 0u32..=Vni::MAX, ip_id in any::<u16>(), headroom in 36usize..80,
     ) {
-        let cfg = VxlanConfig { local, dst_port, src_ports, ttl, dscp, udp_checksum };
+        let cfg = VxlanConfig { local, dst_port, src_ports, ttl, dscp, udp_checksum, ..VxlanConfig::new(local) };
         let enc = VxlanEncap::new(&cfg, remote).unwrap();
         let mut buf = vec![0u8; headroom + frame.len()];
         buf[headroom..].copy_from_slice(&frame);
@@ -204,7 +204,7 @@ proptest! {
         inner.emit(&mut buf[20..]).unwrap();
         buf[40..].copy_from_slice(&payload);
         let original = buf[20..].to_vec();
-        let enc = IpipEncap::new(&IpipConfig { local, ttl, dscp }, remote).unwrap();
+        let enc = IpipEncap::new(&IpipConfig { local, ttl, dscp, ..IpipConfig::new(local) }, remote).unwrap();
         let r = enc.encapsulate(&mut buf, 20, original.len(), ip_id).unwrap();
         prop_assert_eq!(r.clone(), 0..buf.len());
         let rx = ipip::decapsulate(&buf[r]).unwrap();

@@ -66,11 +66,12 @@ pub struct RunArgs {
     /// (keys: local, port, allow_any_peer, mode, encap, threads, control, and [[network]]
     /// tables with dev, vni, peers, address, mtu, learning, ageing, max_fdb,
     /// fdb = [{mac, remote}], routes = ["CIDR=IP", ...], neigh = [{ip, mac}], arp_suppress,
-    /// mac_move = {moves, window, hold}, storm = {broadcast, unknown_unicast, multicast}).
+    /// mac_move = {moves, window, hold}, storm = {broadcast, unknown_unicast, multicast}, ttl,
+    /// tos, df, srcport, udp_csum).
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "dev", "local", "vni", "peers", "port", "address", "mtu", "no_learning", "ageing",
         "max_fdb", "allow_any_peer", "threads", "mode", "encap", "routes", "neigh",
-        "arp_suppress", "mac_move", "storm",
+        "arp_suppress", "mac_move", "storm", "outer",
     ])]
     pub config: Option<PathBuf>,
 
@@ -163,6 +164,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "KIND=PPS,...", value_parser = parse_inline_table::<config::StormLimits>)]
     pub storm: Option<config::StormLimits>,
 
+    /// Outer-header policy: --ttl, --tos, --df, --srcport, --udp-csum.
+    #[command(flatten)]
+    pub outer: config::Outer,
+
     /// Accept tunnel traffic from any source, not only known remotes (peers and FDB remotes;
     /// route next hops in L3 mode). An IPIP endpoint open to anyone lets any host inject packets
     /// (CVE-2020-10136): leave this off unless the underlay is filtered.
@@ -204,6 +209,11 @@ impl RunArgs {
                     "{flag} is not used with --encap ipip (it sends by --route)"
                 )));
             }
+            if let Some((flag, _)) = self.outer.vxlan_only() {
+                return Err(Failure::Usage(format!(
+                    "{flag} is for VXLAN: IPIP has no UDP header"
+                )));
+            }
         }
         if self.metrics.is_some() {
             return not_yet("--metrics");
@@ -242,6 +252,7 @@ impl RunArgs {
         }
         net.mac_move = self.mac_move.unwrap_or_default();
         net.storm = self.storm.unwrap_or_default();
+        net.outer = self.outer;
         net.routes = self.routes.clone();
         Ok(DaemonConfig {
             local,

@@ -8,6 +8,11 @@
 //! [`DropReason::TooBig`] before any send is tried (the kernel would refuse it with EMSGSIZE,
 //! counted as a send error, or a UDP GSO send with EINVAL).
 //!
+//! The outer-header policy (TTL, TOS, DF, source ports, UDP checksum) may differ between
+//! networks ([`Encapsulator::with_network`]); it is resolved into the template once, so a packet
+//! only pays for it in the fields that are inherited from the inner packet. With one policy for
+//! every network (the common case) a packet costs no look-up by VNI.
+//!
 //! One per worker (it owns the template cache and the IPIP ID counter), so nothing is shared on
 //! the packet path. The cache only allocates when a remote is first seen, and is emptied (not
 //! freed) at [`MAX_TEMPLATES`].
@@ -23,7 +28,7 @@ use std::ops::Range;
 pub const MAX_TEMPLATES: usize = 4096;
 
 /// Which tunnel, with its outer header settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TunnelConfig {
     /// VXLAN over IPv4/UDP (RFC 7348).
     Vxlan(VxlanConfig),
@@ -41,8 +46,12 @@ enum Template {
 /// largest outer packet the underlay carries.
 #[derive(Debug)]
 pub struct Encapsulator {
-    cfg: TunnelConfig,
-    templates: HashMap<Ipv4Addr, Template, ahash::RandomState>,
+    /// The distinct outer header settings; `[0]` serves every network `by_vni` does not name.
+    cfgs: Vec<TunnelConfig>,
+    /// Networks whose settings differ from `cfgs[0]`: their index in `cfgs`.
+    by_vni: HashMap<Vni, u16, ahash::RandomState>,
+    /// Templates by (index in `cfgs`, remote).
+    templates: HashMap<(u16, Ipv4Addr), Template, ahash::RandomState>,
     next_id: u16,
     /// The underlay MTU (at most 65535, the largest IPv4 packet).
     max_outer: usize,
@@ -51,10 +60,12 @@ pub struct Encapsulator {
 impl Encapsulator {
     /// An encapsulator for `cfg` over an underlay of MTU `underlay_mtu` (no outer packet is
     /// longer); `id_seed` starts the outer IP ID counter of IPIP (give each worker its own).
-    /// VXLAN packets carry ID 0: they always have DF set (RFC 6864 §4.1).
+    /// VXLAN packets carry ID 0: with DF set any ID will do (RFC 6864 §4.1), and with DF clear
+    /// the kernel fills in a zero ID on the raw socket.
     pub fn new(cfg: TunnelConfig, id_seed: u16, underlay_mtu: u32) -> Encapsulator {
         Encapsulator {
-            cfg,
+            cfgs: vec![cfg],
+            by_vni: HashMap::default(),
             templates: HashMap::with_capacity_and_hasher(64, ahash::RandomState::new()),
             next_id: id_seed,
             max_outer: usize::try_from(underlay_mtu)
@@ -68,14 +79,48 @@ impl Encapsulator {
         self.max_outer
     }
 
-    /// The outer header settings.
-    pub fn config(&self) -> &TunnelConfig {
-        &self.cfg
+    /// Gives network `vni` its own outer header settings (of the same tunnel kind; the settings
+    /// of a network never named here are those given to [`Encapsulator::new`]). Settings equal
+    /// to another network's share its templates. Ignored past 65535 distinct settings.
+    pub fn with_network(mut self, vni: Vni, cfg: TunnelConfig) -> Encapsulator {
+        let i = match self.cfgs.iter().position(|c| *c == cfg) {
+            Some(i) => i,
+            None => {
+                self.cfgs.push(cfg);
+                self.cfgs.len() - 1
+            }
+        };
+        match u16::try_from(i) {
+            Ok(0) => {
+                self.by_vni.remove(&vni);
+            }
+            Ok(i) => {
+                self.by_vni.insert(vni, i);
+            }
+            Err(_) => {}
+        }
+        self.templates.clear();
+        self
+    }
+
+    /// Which of `cfgs` network `vni` uses.
+    #[inline]
+    fn index(&self, vni: Vni) -> u16 {
+        if self.by_vni.is_empty() {
+            0
+        } else {
+            self.by_vni.get(&vni).copied().unwrap_or(0)
+        }
+    }
+
+    /// The outer header settings of network `vni`.
+    pub fn config(&self, vni: Vni) -> &TunnelConfig {
+        &self.cfgs[usize::from(self.index(vni))]
     }
 
     /// Bytes the outer headers take in front of a packet.
     pub fn overhead(&self) -> usize {
-        match self.cfg {
+        match self.cfgs[0] {
             TunnelConfig::Vxlan(_) => encap::tunnel::vxlan::OVERHEAD,
             TunnelConfig::Ipip(_) => encap::tunnel::ipip::OVERHEAD,
         }
@@ -95,13 +140,15 @@ impl Encapsulator {
         if len.saturating_add(self.overhead()) > self.max_outer {
             return Err(DropReason::TooBig);
         }
-        if self.templates.len() >= MAX_TEMPLATES && !self.templates.contains_key(&dst) {
+        let i = self.index(vni);
+        let key = (i, dst);
+        if self.templates.len() >= MAX_TEMPLATES && !self.templates.contains_key(&key) {
             self.templates.clear();
         }
-        let t = match self.templates.entry(dst) {
+        let t = match self.templates.entry(key) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(v) => {
-                let t = match &self.cfg {
+                let t = match &self.cfgs[usize::from(i)] {
                     TunnelConfig::Vxlan(c) => VxlanEncap::new(c, dst).map(Template::Vxlan),
                     TunnelConfig::Ipip(c) => IpipEncap::new(c, dst).map(Template::Ipip),
                 };
@@ -268,6 +315,35 @@ mod tests {
             Encapsulator::new(TunnelConfig::Ipip(IpipConfig::new(LOCAL)), 0, 65_536).max_outer(),
             65_535
         );
+    }
+
+    /// Each network's policy is its own; networks with equal settings share one.
+    #[test]
+    fn networks_keep_their_own_outer_policy() {
+        let base = VxlanConfig::new(LOCAL);
+        let other = VxlanConfig {
+            ttl: encap::Ttl::Fixed(9),
+            df: encap::Df::Unset,
+            ..base
+        };
+        let (a, b, c) = (
+            Vni::new(1).unwrap(),
+            Vni::new(2).unwrap(),
+            Vni::new(3).unwrap(),
+        );
+        let mut vx = Encapsulator::new(TunnelConfig::Vxlan(base), 0, JUMBO)
+            .with_network(b, TunnelConfig::Vxlan(other))
+            .with_network(c, TunnelConfig::Vxlan(base));
+        assert_eq!(vx.cfgs.len(), 2);
+        assert_eq!(vx.config(a), &TunnelConfig::Vxlan(base));
+        assert_eq!(vx.config(b), &TunnelConfig::Vxlan(other));
+        for (vni, ttl, df) in [(a, 64, 0x40), (b, 9, 0), (c, 64, 0x40), (a, 64, 0x40)] {
+            let mut f = vec![0u8; 36 + 60];
+            f[36 + 12] = 0x88;
+            assert_eq!(vx.encapsulate(&mut f, 36, 60, vni, REMOTE), Ok(0..96));
+            assert_eq!((f[8], f[6] & 0x40), (ttl, df), "{vni:?}");
+            assert!(encap::tunnel::vxlan::decapsulate(&f, 4789).is_ok());
+        }
     }
 
     #[test]

@@ -45,7 +45,7 @@ use super::receive::{OnDatagrams, Receiver, drain_socket};
 use super::runner::{ControlParts, Held, Mode, Opened};
 use super::stats::Clock;
 use super::tunnel_tx::TunnelTx;
-use super::{housekeeping, socket, vxlan_config};
+use super::{housekeeping, socket, tunnel_tx};
 use crate::config::{DaemonConfig, stable_mac};
 use crate::core::l2::L2;
 use crate::core::{
@@ -137,11 +137,7 @@ impl Mode for L2Vxlan {
         ));
         let mut dataplanes = Vec::with_capacity(workers);
         for (id, sock) in udp.into_iter().enumerate() {
-            let tx = TunnelTx::new(
-                socket::open_raw_sender()?,
-                vxlan_config(cfg),
-                self.underlay_mtu,
-            );
+            let tx = tunnel_tx(cfg, self.underlay_mtu)?;
             let ports = taps.iter().map(|t| port_of(t, id)).collect();
             dataplanes.push(L2Worker::new(Arc::clone(&engine), sock.into(), tx, ports));
         }

@@ -129,7 +129,7 @@ impl Mode for L3Ipip {
             .map(|(index, (queue, raw))| {
                 let vnet_hdr = queue.tcp_gso();
                 let port = DevPort::new(Arc::clone(queue), &tun.name, vnet_hdr, true);
-                let enc = IpipConfig::new(cfg.local);
+                let enc = net.outer.ipip(cfg.local);
                 // IP IDs: each worker starts elsewhere in the space.
                 let seed = (clock.now().millis() as u16 ^ (index as u16).wrapping_mul(0x3c6f))
                     .wrapping_mul(0x9e37);

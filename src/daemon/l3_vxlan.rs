@@ -41,7 +41,7 @@ use super::runner::{ControlParts, Held, Mode, Opened};
 use super::stats::Clock;
 use super::tun;
 use super::tunnel_tx::TunnelTx;
-use super::{housekeeping, socket, vxlan_config};
+use super::{housekeeping, socket, tunnel_tx};
 use crate::config::{DaemonConfig, Ipv4Cidr, stable_mac};
 use crate::core::arp::{FrameTo, write_ipv4_header};
 use crate::core::l3vx::{L3Vx, L3VxConfig};
@@ -163,11 +163,7 @@ impl Mode for L3Vxlan {
         );
         let mut workers = Vec::with_capacity(tun.queues.len());
         for (sock, queue) in udp.into_iter().zip(&tun.queues) {
-            let tx = TunnelTx::new(
-                socket::open_raw_sender()?,
-                vxlan_config(cfg),
-                self.underlay_mtu,
-            );
+            let tx = tunnel_tx(cfg, self.underlay_mtu)?;
             let port = DevPort::new(Arc::clone(queue), &tun.name, true, true);
             workers.push(L3VxWorker::new(Arc::clone(&engine), sock.into(), tx, port));
         }

@@ -36,10 +36,9 @@ pub mod stats;
 pub mod tun;
 pub mod tunnel_tx;
 
-use crate::config::{DaemonConfig, Tunnel};
+use crate::config::{DaemonConfig, NetConfig, Outer, Tunnel};
 use crate::core::Core;
 use crate::error::Failure;
-use encap::VxlanConfig;
 use stats::Clock;
 use std::io::IsTerminal;
 
@@ -64,14 +63,22 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
     }
 }
 
-/// Outer header settings: our address, the VXLAN port, source ports from the inner flow hash
-/// in 49152-65535, TTL 64, DSCP and ECN inherited, and a zero UDP checksum (as Linux's vxlan
-/// device sends by default over IPv4; RFC 7348 §5 allows it and saves a pass over the frame).
-fn vxlan_config(cfg: &DaemonConfig) -> VxlanConfig {
-    let mut v = VxlanConfig::new(cfg.local);
-    v.dst_port = cfg.port;
-    v.udp_checksum = false;
-    v
+/// A VXLAN worker's send side: a raw socket of its own, and each network's outer-header
+/// settings (our address, the VXLAN port, and its policy: by default source ports from the inner
+/// flow hash in 49152-65535, TTL 64, DSCP and ECN inherited, DF set, and a zero UDP checksum, as
+/// Linux's vxlan device sends by default over IPv4; RFC 7348 §5 allows it and saves a pass over
+/// the frame).
+fn tunnel_tx(cfg: &DaemonConfig, underlay_mtu: u32) -> Result<tunnel_tx::TunnelTx, Failure> {
+    let settings = |n: &NetConfig| n.outer.vxlan(cfg.local, cfg.port);
+    let first = cfg
+        .networks
+        .first()
+        .map_or_else(|| Outer::default().vxlan(cfg.local, cfg.port), settings);
+    let mut tx = tunnel_tx::TunnelTx::new(socket::open_raw_sender()?, first, underlay_mtu);
+    for n in cfg.networks.iter().skip(1) {
+        tx = tx.with_network(n.vni, settings(n));
+    }
+    Ok(tx)
 }
 
 /// Installs the configuration's static FDB entries and neighbours into `core`.

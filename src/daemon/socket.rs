@@ -115,9 +115,10 @@ pub fn open_raw_sender() -> Result<Socket, Failure> {
         Some(Protocol::from(libc::IPPROTO_RAW)),
     )
     .map_err(|e| fail("create it", e))?;
-    // The DF bit is in the header we write; this also forbids local fragmentation, so an
-    // oversize packet fails with EMSGSIZE instead of leaving in pieces (RFC 7348 §4.3).
-    sys::set_dont_fragment(&sock).map_err(|e| fail("set IP_MTU_DISCOVER", e))?;
+    // The DF bit is in the header we write (the network's `df` policy); this also forbids
+    // local fragmentation, so an oversize packet fails with EMSGSIZE instead of leaving in
+    // pieces (RFC 7348 §4.3).
+    sys::set_dont_fragment(&sock, true).map_err(|e| fail("set IP_MTU_DISCOVER", e))?;
     // Without it the kernel reports a packet its queues dropped on the way out as sent.
     sys::enable_recv_err(&sock).map_err(|e| fail("set IP_RECVERR", e))?;
     size_buffer(&sock, false, "raw socket");
@@ -132,7 +133,7 @@ pub fn open_raw_sender() -> Result<Socket, Failure> {
 /// or the socket cannot be made (the caller then sends another way).
 pub fn open_gso_sender(local: Ipv4Addr, port: u16) -> Option<Socket> {
     let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).ok()?;
-    sys::set_dont_fragment(&sock).ok()?;
+    sys::set_dont_fragment(&sock, true).ok()?;
     sys::enable_recv_err(&sock).ok()?;
     sock.bind(&SocketAddrV4::new(local, port).into()).ok()?;
     sock.set_nonblocking(true).ok()?;

@@ -8,11 +8,12 @@
 //! UDP GSO `sendmsg` (UDP_SEGMENT: the kernel cuts it into equal-size datagrams, at most
 //! 64 KiB a send) from a UDP socket bound to `--local` and to the flow's own source port (the
 //! one the raw path would write; a small pool, [`MAX_GSO_SOCKETS`], opened on first use without
-//! SO_REUSEPORT; a port that cannot be bound falls back to the raw path). DF is set on those
-//! sockets (IP_PMTUDISC_DO), TTL and TOS (DSCP + ECN) are set per super-frame from the outer
-//! header encap computed for its first segment; the kernel writes the IP ID and always a UDP
-//! checksum (also with `udp_checksum` off). Whatever a GSO send refuses goes the raw way,
-//! segment by segment.
+//! SO_REUSEPORT; a port that cannot be bound falls back to the raw path). DF (IP_MTU_DISCOVER:
+//! IP_PMTUDISC_DO or _DONT), TTL and TOS (DSCP + ECN) are set on those sockets per super-frame
+//! from the outer header encap computed for its first segment, so the network's outer-header
+//! policy holds there too; the kernel writes the IP ID and always a UDP checksum (a UDP GSO send
+//! on a socket told SO_NO_CHECK fails with EINVAL), also with `udp_checksum` off. Whatever a GSO
+//! send refuses goes the raw way, segment by segment.
 //!
 //! Everything is allocated once; the template cache and the socket pool only allocate when a
 //! new remote or port is first seen, and are cleared (not freed) at their caps.
@@ -33,6 +34,31 @@ use std::io::IoSlice;
 use std::net::Ipv4Addr;
 use tracing::warn;
 
+/// The outer TOS, TTL and DF a UDP GSO socket is set to send with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct GsoOuter {
+    tos: u8,
+    ttl: u8,
+    df: bool,
+}
+
+impl GsoOuter {
+    /// Not known to be set (a new socket, or a change that failed): TTL 0 is in no outer
+    /// header, so the next send sets every field.
+    const NOT_SET: GsoOuter = GsoOuter {
+        tos: 0,
+        ttl: 0,
+        df: true,
+    };
+
+    /// Sets `sock` to send with these fields.
+    fn apply(&self, sock: &Socket) -> std::io::Result<()> {
+        sock.set_tos_v4(u32::from(self.tos))?;
+        sock.set_ttl_v4(u32::from(self.ttl))?;
+        crate::sys::set_dont_fragment(sock, self.df)
+    }
+}
+
 /// UDP GSO send sockets kept open (one per flow source port in use); the pool is closed and
 /// refilled on demand when full.
 pub const MAX_GSO_SOCKETS: usize = 64;
@@ -42,8 +68,8 @@ pub const MAX_GSO_SOCKETS: usize = 64;
 #[derive(Debug)]
 pub struct TunnelTx<S = Socket> {
     raw: S,
-    /// The settings the UDP GSO sockets need (the same the encapsulator writes).
-    vxlan: VxlanConfig,
+    /// Our underlay address (the UDP GSO sockets bind to it).
+    local: Ipv4Addr,
     /// Writes the outer headers (per-remote templates).
     enc: Encapsulator,
     /// Frames from the device and the encapsulated copies waiting for `sendmmsg`.
@@ -51,23 +77,23 @@ pub struct TunnelTx<S = Socket> {
     /// Where a segment's outer headers are computed (headroom, inner headers, room for the
     /// payload, which stays in its frame slot).
     scratch: Box<[u8]>,
-    /// UDP GSO send sockets by source port (with the TOS and TTL they are set to; `None`:
-    /// the port could not be bound).
-    gso_socks: HashMap<u16, Option<(Socket, u8, u8)>, ahash::RandomState>,
+    /// UDP GSO send sockets by source port (with the outer TOS, TTL and DF they are set to;
+    /// `None`: the port could not be bound).
+    gso_socks: HashMap<u16, Option<(Socket, GsoOuter)>, ahash::RandomState>,
     /// The VXLAN and inner headers of each segment of a UDP GSO send.
     gso_heads: Box<[[u8; HEADER_LEN + MAX_HEADER]; crate::sys::MAX_BATCH]>,
     err_log: RateLimit,
 }
 
 impl<S: DatagramSocket> TunnelTx<S> {
-    /// Sends on the non-blocking raw socket `raw` with the outer header settings `vxlan`, over
-    /// an underlay of MTU `underlay_mtu`: a copy that would not fit is counted `too_big` and
-    /// never sent.
+    /// Sends on the non-blocking raw socket `raw` with the outer header settings `vxlan` (of
+    /// every network not given its own by [`TunnelTx::with_network`]), over an underlay of MTU
+    /// `underlay_mtu`: a copy that would not fit is counted `too_big` and never sent.
     pub fn new(raw: S, vxlan: VxlanConfig, underlay_mtu: u32) -> TunnelTx<S> {
         TunnelTx {
             raw,
             enc: Encapsulator::new(TunnelConfig::Vxlan(vxlan), 0, underlay_mtu),
-            vxlan,
+            local: vxlan.local,
             txb: SendBatch::new(),
             scratch: vec![0u8; OVERHEAD + MAX_PACKET + 64].into_boxed_slice(),
             gso_socks: HashMap::with_capacity_and_hasher(
@@ -76,6 +102,20 @@ impl<S: DatagramSocket> TunnelTx<S> {
             ),
             gso_heads: Box::new([[0u8; HEADER_LEN + MAX_HEADER]; crate::sys::MAX_BATCH]),
             err_log: RateLimit::default(),
+        }
+    }
+
+    /// Gives network `vni` its own outer header settings (the same `local`).
+    pub fn with_network(mut self, vni: Vni, vxlan: VxlanConfig) -> TunnelTx<S> {
+        self.enc = self.enc.with_network(vni, TunnelConfig::Vxlan(vxlan));
+        self
+    }
+
+    /// The VXLAN settings of network `vni`.
+    fn settings(&self, vni: Vni) -> Option<&VxlanConfig> {
+        match self.enc.config(vni) {
+            TunnelConfig::Vxlan(c) => Some(c),
+            TunnelConfig::Ipip(_) => None,
         }
     }
 
@@ -164,6 +204,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         if !self.txb.has_room() {
             self.flush(now, ctr);
         }
+        let udp_checksum = self.settings(vni).is_none_or(|c| c.udp_checksum);
         let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
         let mut inner = [0u8; MAX_HEADER];
         let Some(payload) = batch_tso::segment(frame, t, k, &mut inner) else {
@@ -171,7 +212,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         };
         let (h, plen) = (t.hdr_len, payload.len());
         self.scratch[OVERHEAD..OVERHEAD + h].copy_from_slice(&inner[..h]);
-        if self.vxlan.udp_checksum {
+        if udp_checksum {
             // Only a UDP checksum reads the payload; it is sent from the slot either way.
             self.scratch[OVERHEAD + h..OVERHEAD + h + plen]
                 .copy_from_slice(&frame[payload.clone()]);
@@ -235,7 +276,11 @@ impl<S: DatagramSocket> TunnelTx<S> {
             return 0;
         };
         let outer = &self.scratch[range.start..range.start + OVERHEAD];
-        let (tos, ttl) = (outer[1], outer[8]);
+        let want = GsoOuter {
+            tos: outer[1],
+            ttl: outer[8],
+            df: outer[6] & 0x40 != 0,
+        };
         let port = u16::from_be_bytes([outer[20], outer[21]]);
         let mut vx = [0u8; HEADER_LEN];
         vx.copy_from_slice(&outer[28..OVERHEAD]);
@@ -246,20 +291,22 @@ impl<S: DatagramSocket> TunnelTx<S> {
         if self.gso_socks.len() >= MAX_GSO_SOCKETS && !self.gso_socks.contains_key(&port) {
             self.gso_socks.clear();
         }
-        let local = self.vxlan.local;
-        let entry = self
-            .gso_socks
-            .entry(port)
-            .or_insert_with(|| super::socket::open_gso_sender(local, port).map(|s| (s, 0, 0)));
-        let Some((sock, cur_tos, cur_ttl)) = entry else {
+        let Some(dst_port) = self.settings(vni).map(|c| c.dst_port) else {
             return 0;
         };
-        if *cur_tos != tos || *cur_ttl != ttl {
-            if sock.set_tos_v4(u32::from(tos)).is_err() || sock.set_ttl_v4(u32::from(ttl)).is_err()
-            {
+        let local = self.local;
+        let entry = self.gso_socks.entry(port).or_insert_with(|| {
+            super::socket::open_gso_sender(local, port).map(|s| (s, GsoOuter::NOT_SET))
+        });
+        let Some((sock, cur)) = entry else {
+            return 0;
+        };
+        if *cur != want {
+            if want.apply(sock).is_err() {
+                *cur = GsoOuter::NOT_SET;
                 return 0;
             }
-            (*cur_tos, *cur_ttl) = (tos, ttl);
+            *cur = want;
         }
         // Whatever was queued before goes first: a flow is never reordered.
         self.flush(now, ctr);
@@ -285,10 +332,10 @@ impl<S: DatagramSocket> TunnelTx<S> {
         for k in 0..segs {
             iov[2 * k] = IoSlice::new(&self.gso_heads[k][..HEADER_LEN + h]);
         }
-        let Some((sock, _, _)) = self.gso_socks.get(&port).and_then(|e| e.as_ref()) else {
+        let Some((sock, _)) = self.gso_socks.get(&port).and_then(|e| e.as_ref()) else {
             return 0;
         };
-        let to = std::net::SocketAddrV4::new(dst, self.vxlan.dst_port);
+        let to = std::net::SocketAddrV4::new(dst, dst_port);
         // One send carries at most 64 KiB of UDP payload.
         let per_send = (usize::from(u16::MAX) - 8) / gso_size;
         let mut sent = 0;
@@ -307,7 +354,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
     /// Housekeeping on the tick: empties the send sockets' error queues (ICMP errors that came
     /// back about what they sent), counting the errors (`tunnel_icmp_errors`).
     pub fn drain_errors(&mut self, ctr: &mut Counters) {
-        let gso = self.gso_socks.values().flatten().map(|(s, _, _)| s);
+        let gso = self.gso_socks.values().flatten().map(|(s, _)| s);
         let queued = std::iter::once(self.raw.drain_errors())
             .chain(gso.map(crate::sys::drain_error_queue))
             .filter_map(Result::ok)

@@ -1,6 +1,6 @@
 //! IPv4-in-IPv4 (RFC 2003): an outer IPv4 header with protocol 4 in front of an IPv4 packet.
 //!
-//! On send (§3.1): the outer DF copies the inner DF; TTL fixed or inherited; DSCP inherited or
+//! On send: the outer DF copies the inner DF by default (§3.1), or is always set or unset; TTL fixed or inherited; DSCP inherited or
 //! fixed; ECN per RFC 6040; IP ID from the caller. A packet with an inner TTL of 0, or whose inner
 //! source is the tunnel's own underlay address (a loop), is refused. The inner header must be a
 //! well-formed IPv4 header (version, IHL, total length within the given bytes); its checksum is not
@@ -12,7 +12,7 @@
 //! are skipped. The inner header must be version 4 with a valid IHL, checksum and a total length
 //! that fits in the outer payload (bytes past it are trimmed).
 
-use super::{Dscp, OuterIpv4, Ttl};
+use super::{Df, Dscp, OuterIpv4, Ttl};
 use crate::ecn::{self, EcnUpdate};
 use crate::error::{Error, Invalid, Layer, Result};
 use crate::ipv4::{self, Ipv4Packet, protocol};
@@ -31,15 +31,18 @@ pub struct IpipConfig {
     pub ttl: Ttl,
     /// Outer DSCP.
     pub dscp: Dscp,
+    /// Outer DF bit.
+    pub df: Df,
 }
 
 impl IpipConfig {
-    /// Defaults for a local address: TTL 64, DSCP inherited.
+    /// Defaults for a local address: TTL 64, DSCP inherited, DF inherited (RFC 2003 §3.1).
     pub const fn new(local: Ipv4Addr) -> Self {
         IpipConfig {
             local,
             ttl: Ttl::Fixed(super::DEFAULT_TTL),
             dscp: Dscp::Inherit,
+            df: Df::Inherit,
         }
     }
 }
@@ -49,6 +52,7 @@ impl IpipConfig {
 pub struct IpipEncap {
     outer: OuterIpv4,
     local: Ipv4Addr,
+    df: Df,
 }
 
 impl IpipEncap {
@@ -57,6 +61,7 @@ impl IpipEncap {
         Ok(IpipEncap {
             outer: OuterIpv4::new(cfg.local, remote, protocol::IPIP, cfg.ttl, cfg.dscp)?,
             local: cfg.local,
+            df: cfg.df,
         })
     }
 
@@ -107,7 +112,7 @@ impl IpipEncap {
             head,
             total as u16,
             ip_id,
-            inner.dont_frag(),
+            self.df.outer(Some(inner.dont_frag())),
             Some(inner.tos()),
             Some(inner.ttl()),
         );

@@ -51,6 +51,31 @@ pub enum Dscp {
     Fixed(u8),
 }
 
+/// How the outer DF bit is chosen (ip-link(8)'s `df set|unset|inherit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Df {
+    /// Always set.
+    Set,
+    /// Never set: routers on the path may fragment the outer packet.
+    Unset,
+    /// Set when the inner packet may not be fragmented: IPv4 with DF, and IPv6 (as Linux's
+    /// vxlan); unset for a non-IP inner frame.
+    Inherit,
+}
+
+impl Df {
+    /// The outer DF bit for an inner packet whose own "do not fragment" is given (`None`: not
+    /// IP).
+    #[inline]
+    pub const fn outer(self, inner_dont_frag: Option<bool>) -> bool {
+        match self {
+            Df::Set => true,
+            Df::Unset => false,
+            Df::Inherit => matches!(inner_dont_frag, Some(true)),
+        }
+    }
+}
+
 /// The outer TOS byte for an inner TOS byte (`None`: inner is not IP).
 #[inline]
 pub(crate) fn outer_tos(dscp: Dscp, inner_tos: Option<u8>) -> u8 {
@@ -157,5 +182,30 @@ impl OuterIpv4 {
             + u64::from(flags)
             + (u64::from(ttl_var) << 8);
         head[10..12].copy_from_slice(&checksum::finish(acc).to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `df inherit` as Linux's vxlan: an IPv4 packet's DF, always for IPv6, never for non-IP.
+    #[test]
+    fn df_policy() {
+        for inner in [None, Some(false), Some(true)] {
+            assert!(Df::Set.outer(inner));
+            assert!(!Df::Unset.outer(inner));
+        }
+        assert!(!Df::Inherit.outer(None));
+        assert!(!Df::Inherit.outer(Some(false)));
+        assert!(Df::Inherit.outer(Some(true)));
+        let mut v6 = [0u8; 14 + 40];
+        v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+        v6[14] = 0x60;
+        assert_eq!(
+            crate::flow::frame_ip(&v6).map(|i| i.dont_frag),
+            Some(true),
+            "IPv6 is never fragmented on the way"
+        );
     }
 }

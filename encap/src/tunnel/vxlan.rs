@@ -4,10 +4,12 @@
 //! | IPv4 (20) | UDP (8) | VXLAN (8) | inner Ethernet frame ...
 //!  <----------- OVERHEAD = 36 ----->
 //! ```
-//! Outer fields on send: DF set (VXLAN must not be fragmented, RFC 7348 §4.3), TTL fixed or
-//! inherited (an inner TTL of 0 is treated like a non-IP frame: 64), DSCP inherited or fixed, ECN per RFC 6040, IP ID supplied by the caller (RFC 6864
-//! lets an atomic datagram carry any ID; Linux fills it from a per-destination counter, a caller
-//! may pass 0), UDP source port from the inner flow hash, UDP checksum computed or zero.
+//! Outer fields on send: DF set, unset or inherited ([`Df`]; set by default: VXLAN must not be
+//! fragmented, RFC 7348 §4.3), TTL fixed or inherited (an inner TTL of 0 is treated like a
+//! non-IP frame: 64), DSCP inherited or fixed, ECN per RFC 6040, IP ID supplied by the caller
+//! (RFC 6864 lets an atomic datagram carry any ID; Linux fills in a zero ID on a raw socket, from
+//! a per-destination counter when DF is clear), UDP source port from the inner flow hash, UDP
+//! checksum computed or zero.
 //!
 //! On receive: the outer IPv4 header must be version 4 with a valid checksum and total length and
 //! not be a fragment (reassembly needs state; the kernel reassembles before a raw socket sees a
@@ -15,7 +17,7 @@
 //! it are trimmed, as Linux does), destination port as configured, checksum zero or correct; VXLAN
 //! I flag set (reserved bits ignored); and a whole inner Ethernet header.
 
-use super::{Dscp, OuterIpv4, Ttl};
+use super::{Df, Dscp, OuterIpv4, Ttl};
 use crate::checksum;
 use crate::ecn::{self, EcnUpdate};
 use crate::error::{Error, Invalid, Layer, Result};
@@ -49,13 +51,15 @@ pub struct VxlanConfig {
     pub ttl: Ttl,
     /// Outer DSCP.
     pub dscp: Dscp,
+    /// Outer DF bit.
+    pub df: Df,
     /// Compute the UDP checksum (true) or send zero (like Linux without `udpcsum`).
     pub udp_checksum: bool,
 }
 
 impl VxlanConfig {
     /// Defaults for a local address: port 4789, source ports 49152-65535, TTL 64, DSCP inherited,
-    /// UDP checksum computed.
+    /// DF set, UDP checksum computed.
     pub const fn new(local: Ipv4Addr) -> Self {
         VxlanConfig {
             local,
@@ -63,6 +67,7 @@ impl VxlanConfig {
             src_ports: PortRange::DEFAULT,
             ttl: Ttl::Fixed(super::DEFAULT_TTL),
             dscp: Dscp::Inherit,
+            df: Df::Set,
             udp_checksum: true,
         }
     }
@@ -99,6 +104,7 @@ pub struct VxlanEncap {
     /// Pseudo-header sum without the length (addresses and protocol).
     pseudo_sum: u64,
     src_ports: PortRange,
+    df: Df,
     udp_checksum: bool,
 }
 
@@ -114,6 +120,7 @@ impl VxlanEncap {
             template: t,
             pseudo_sum: checksum::pseudo_header(cfg.local, remote, protocol::UDP, 0),
             src_ports: cfg.src_ports,
+            df: cfg.df,
             udp_checksum: cfg.udp_checksum,
         })
     }
@@ -168,12 +175,12 @@ impl VxlanEncap {
             .src_port
             .unwrap_or_else(|| self.src_ports.pick(info.hash));
 
-        // IPv4 from its template (DF always set: RFC 7348 §4.3); an inner TTL of 0 is not inherited.
+        // IPv4 from its template; an inner TTL of 0 is not inherited.
         self.outer.write(
             head,
             total as u16,
             tx.ip_id,
-            true,
+            self.df.outer(info.ip.map(|i| i.dont_frag)),
             info.ip.map(|i| i.tos),
             info.ip.map(|i| i.ttl).filter(|&t| t != 0),
         );

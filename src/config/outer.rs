@@ -1,0 +1,305 @@
+//! The outer-header policy of a network, named like ip-link(8)'s vxlan options: `ttl`, `tos`,
+//! `df`, `srcport` and `udp-csum`. Defined once here: the `vtepd run` flags (flattened into
+//! the command line), their parsers, the file keys of a `[[network]]` (same names, `udp_csum`
+//! with an underscore) and what the encapsulators get ([`Outer::vxlan`], [`Outer::ipip`]).
+//!
+//! Every field is `None` when not given, so the defaults live in one place (the `resolve`
+//! functions) and a VXLAN-only option given for IPIP can be refused ([`Outer::vxlan_only`]).
+
+use encap::{Df, Dscp, IpipConfig, PortRange, Ttl, VxlanConfig};
+use serde::{Deserialize, Deserializer};
+use std::net::Ipv4Addr;
+
+/// The outer TTL when `--ttl` is not given (Linux's default too).
+pub const DEFAULT_TTL: u8 = encap::tunnel::DEFAULT_TTL;
+
+/// Outer-header options of one network (`None`: not given, the default applies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::Args, Deserialize)]
+#[group(id = "outer", multiple = true)]
+pub struct Outer {
+    /// Outer TTL: 1..=255, or inherit (the inner packet's TTL or hop limit; 64 for a frame that
+    /// is not IP or has TTL 0), like ip-link's `ttl` [default: 64].
+    #[arg(long, value_name = "N|inherit", value_parser = parse_ttl)]
+    #[serde(default, deserialize_with = "de_ttl")]
+    pub ttl: Option<Ttl>,
+
+    /// Outer TOS byte: a DSCP in the upper six bits (decimal or 0x hex, like 0x28 for DSCP 10;
+    /// the two ECN bits must be 0), or inherit (the inner packet's DSCP), like ip-link's `tos`.
+    /// The ECN field always follows the inner packet (RFC 6040: CE is sent as ECT(0))
+    /// [default: inherit].
+    #[arg(long, value_name = "N|inherit", value_parser = parse_tos)]
+    #[serde(default, deserialize_with = "de_tos")]
+    pub tos: Option<Dscp>,
+
+    /// Outer DF bit: set, unset, or inherit (the inner IPv4 DF; set for IPv6, unset for other
+    /// frames), like ip-link's `df` [default: set for VXLAN (RFC 7348 §4.3: never fragmented;
+    /// the underlay's ICMP errors then reach us), inherit for IPIP (RFC 2003 §3.1)].
+    #[arg(long, value_name = "set|unset|inherit", value_parser = parse_df)]
+    #[serde(default, deserialize_with = "de_df")]
+    pub df: Option<Df>,
+
+    /// VXLAN: range of UDP source ports, MIN-MAX (inclusive), each inner flow's hash mapped
+    /// into it, like ip-link's `srcport MIN MAX` [default: 49152-65535].
+    #[arg(long, value_name = "MIN-MAX", value_parser = parse_srcport)]
+    #[serde(default, deserialize_with = "de_srcport")]
+    pub srcport: Option<PortRange>,
+
+    /// VXLAN: send a UDP checksum (on) or zero (off), like ip-link's `udpcsum`/`noudpcsum`
+    /// [default: off; TCP super-frames sent with UDP GSO always carry one: the kernel refuses
+    /// GSO without it].
+    #[arg(long, value_name = "on|off", value_parser = parse_udp_csum)]
+    #[serde(default, deserialize_with = "de_udp_csum")]
+    pub udp_csum: Option<bool>,
+}
+
+impl Outer {
+    /// The first VXLAN-only option given, as its flag and its file key.
+    pub fn vxlan_only(&self) -> Option<(&'static str, &'static str)> {
+        if self.srcport.is_some() {
+            Some(("--srcport", "srcport"))
+        } else if self.udp_csum.is_some() {
+            Some(("--udp-csum", "udp_csum"))
+        } else {
+            None
+        }
+    }
+
+    /// The VXLAN encapsulation settings for packets from `local` to UDP port `port`.
+    pub fn vxlan(&self, local: Ipv4Addr, port: u16) -> VxlanConfig {
+        let mut v = VxlanConfig::new(local);
+        v.dst_port = port;
+        v.ttl = self.ttl.unwrap_or(Ttl::Fixed(DEFAULT_TTL));
+        v.dscp = self.tos.unwrap_or(Dscp::Inherit);
+        v.df = self.df.unwrap_or(Df::Set);
+        v.src_ports = self.srcport.unwrap_or(PortRange::DEFAULT);
+        v.udp_checksum = self.udp_csum.unwrap_or(false);
+        v
+    }
+
+    /// The IPIP encapsulation settings for packets from `local`.
+    pub fn ipip(&self, local: Ipv4Addr) -> IpipConfig {
+        let mut c = IpipConfig::new(local);
+        c.ttl = self.ttl.unwrap_or(Ttl::Fixed(DEFAULT_TTL));
+        c.dscp = self.tos.unwrap_or(Dscp::Inherit);
+        c.df = self.df.unwrap_or(Df::Inherit);
+        c
+    }
+}
+
+/// Parses `--ttl`: `inherit` or 1..=255.
+pub fn parse_ttl(s: &str) -> Result<Ttl, String> {
+    match s.trim() {
+        "inherit" => Ok(Ttl::Inherit),
+        t => match t.parse::<u64>() {
+            Ok(v @ 1..=255) => Ok(Ttl::Fixed(v as u8)),
+            Ok(v) => Err(format!("TTL {v} is not in 1..=255 (or inherit)")),
+            Err(_) => Err(format!("'{s}' is not a TTL (1..=255 or inherit)")),
+        },
+    }
+}
+
+/// Parses `--tos`: `inherit`, or a TOS byte (decimal or `0x` hex) whose ECN bits are 0.
+pub fn parse_tos(s: &str) -> Result<Dscp, String> {
+    let t = s.trim();
+    if t == "inherit" {
+        return Ok(Dscp::Inherit);
+    }
+    let v = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => t.parse::<u64>(),
+    }
+    .map_err(|_| format!("'{s}' is not a TOS (a number like 0x28, or inherit)"))?;
+    let v = u8::try_from(v).map_err(|_| format!("TOS {v} is not in 0..=255 (or inherit)"))?;
+    if v & 0x03 != 0 {
+        return Err(format!(
+            "TOS {v:#04x} sets ECN bits: the ECN field follows the inner packet (RFC 6040); \
+             give a multiple of 4 like {:#04x}",
+            v & 0xfc
+        ));
+    }
+    Ok(Dscp::Fixed(v >> 2))
+}
+
+/// Parses `--df`: `set`, `unset` or `inherit`.
+pub fn parse_df(s: &str) -> Result<Df, String> {
+    match s.trim() {
+        "set" => Ok(Df::Set),
+        "unset" => Ok(Df::Unset),
+        "inherit" => Ok(Df::Inherit),
+        d => Err(format!("df '{d}': expected set, unset or inherit")),
+    }
+}
+
+/// Parses `--srcport MIN-MAX`: two ports (1..=65535), MIN <= MAX.
+pub fn parse_srcport(s: &str) -> Result<PortRange, String> {
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or_else(|| format!("'{s}' is not a port range MIN-MAX (like 49152-65535)"))?;
+    let lo = super::parse_port(lo).map_err(|e| format!("source port range '{s}': {e}"))?;
+    let hi = super::parse_port(hi).map_err(|e| format!("source port range '{s}': {e}"))?;
+    PortRange::new(lo, hi).map_err(|_| format!("source port range '{s}': {lo} is more than {hi}"))
+}
+
+/// Parses `--udp-csum`: `on` or `off`.
+pub fn parse_udp_csum(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        c => Err(format!("udp-csum '{c}': expected on or off")),
+    }
+}
+
+/// A file value of any scalar kind (`ttl = 64`, `ttl = "inherit"`, `udp_csum = true`), handed
+/// to the flag's parser as the text the flag would have had.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Int(i64),
+    Bool(bool),
+    Str(String),
+}
+
+fn de_with<'de, D: Deserializer<'de>, T>(
+    d: D,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, D::Error> {
+    let text = match Scalar::deserialize(d)? {
+        Scalar::Int(i) => i.to_string(),
+        Scalar::Bool(b) => if b { "on" } else { "off" }.to_owned(),
+        Scalar::Str(s) => s,
+    };
+    parse(&text).map(Some).map_err(serde::de::Error::custom)
+}
+
+fn de_ttl<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ttl>, D::Error> {
+    de_with(d, parse_ttl)
+}
+fn de_tos<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Dscp>, D::Error> {
+    de_with(d, parse_tos)
+}
+fn de_df<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Df>, D::Error> {
+    de_with(d, parse_df)
+}
+fn de_srcport<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PortRange>, D::Error> {
+    de_with(d, parse_srcport)
+}
+fn de_udp_csum<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    de_with(d, parse_udp_csum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_values() {
+        assert_eq!(parse_ttl("inherit"), Ok(Ttl::Inherit));
+        assert_eq!(parse_ttl("1"), Ok(Ttl::Fixed(1)));
+        assert_eq!(parse_ttl(" 255 "), Ok(Ttl::Fixed(255)));
+        for (bad, why) in [
+            ("0", "not in 1..=255"),
+            ("256", "not in 1..=255"),
+            ("-1", "not a TTL"),
+            ("auto", "not a TTL"),
+            ("", "not a TTL"),
+            ("99999999999999999999", "not a TTL"),
+        ] {
+            let e = parse_ttl(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn tos_values() {
+        assert_eq!(parse_tos("inherit"), Ok(Dscp::Inherit));
+        assert_eq!(parse_tos("0x28"), Ok(Dscp::Fixed(10)));
+        assert_eq!(parse_tos("0XB8"), Ok(Dscp::Fixed(46)));
+        assert_eq!(parse_tos("40"), Ok(Dscp::Fixed(10)));
+        assert_eq!(parse_tos("0"), Ok(Dscp::Fixed(0)));
+        assert_eq!(parse_tos("252"), Ok(Dscp::Fixed(63)));
+        for (bad, why) in [
+            ("0x29", "sets ECN bits"),
+            ("1", "give a multiple of 4 like 0x00"),
+            ("256", "not in 0..=255"),
+            ("0x100", "not in 0..=255"),
+            ("0x", "not a TOS"),
+            ("ef", "not a TOS"),
+            ("-4", "not a TOS"),
+        ] {
+            let e = parse_tos(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn df_srcport_and_checksum_values() {
+        assert_eq!(parse_df("set"), Ok(Df::Set));
+        assert_eq!(parse_df("unset"), Ok(Df::Unset));
+        assert_eq!(parse_df("inherit"), Ok(Df::Inherit));
+        assert!(
+            parse_df("on")
+                .unwrap_err()
+                .contains("expected set, unset or inherit")
+        );
+        let r = parse_srcport("5000-5010").unwrap();
+        assert_eq!((r.lo(), r.hi()), (5000, 5010));
+        let one = parse_srcport("6000-6000").unwrap();
+        assert_eq!((one.lo(), one.hi()), (6000, 6000));
+        for (bad, why) in [
+            ("5010-5000", "5010 is more than 5000"),
+            ("0-10", "port 0 is not in 1..=65535"),
+            ("1-65536", "port 65536"),
+            ("5000", "MIN-MAX"),
+            ("a-b", "not a port number"),
+            ("5000-", "not a port number"),
+        ] {
+            let e = parse_srcport(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        assert_eq!(parse_udp_csum("on"), Ok(true));
+        assert_eq!(parse_udp_csum("off"), Ok(false));
+        assert!(parse_udp_csum("yes").is_err());
+    }
+
+    #[test]
+    fn defaults_and_resolution() {
+        let local = Ipv4Addr::new(192, 0, 2, 1);
+        let v = Outer::default().vxlan(local, 8472);
+        assert_eq!(v.dst_port, 8472);
+        assert_eq!(v.ttl, Ttl::Fixed(64));
+        assert_eq!(v.dscp, Dscp::Inherit);
+        assert_eq!(v.df, Df::Set);
+        assert_eq!(v.src_ports, PortRange::DEFAULT);
+        assert!(!v.udp_checksum);
+        let i = Outer::default().ipip(local);
+        assert_eq!(
+            (i.ttl, i.dscp, i.df),
+            (Ttl::Fixed(64), Dscp::Inherit, Df::Inherit)
+        );
+        let o = Outer {
+            ttl: Some(Ttl::Inherit),
+            tos: Some(Dscp::Fixed(10)),
+            df: Some(Df::Unset),
+            srcport: PortRange::new(5000, 5010).ok(),
+            udp_csum: Some(true),
+        };
+        let v = o.vxlan(local, 4789);
+        assert_eq!(
+            (v.ttl, v.dscp, v.df),
+            (Ttl::Inherit, Dscp::Fixed(10), Df::Unset)
+        );
+        assert_eq!(v.src_ports, PortRange::new(5000, 5010).unwrap());
+        assert!(v.udp_checksum);
+        assert_eq!(o.ipip(local).df, Df::Unset);
+        assert_eq!(o.vxlan_only(), Some(("--srcport", "srcport")));
+        assert_eq!(
+            Outer {
+                udp_csum: Some(false),
+                ..Outer::default()
+            }
+            .vxlan_only(),
+            Some(("--udp-csum", "udp_csum"))
+        );
+        assert_eq!(Outer::default().vxlan_only(), None);
+    }
+}
