@@ -557,8 +557,12 @@ impl std::fmt::Debug for Tap {
 
 fn tap_error(dev: &str, existed: bool, e: &io::Error) -> Failure {
     match e.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) => Failure::Runtime(format!(
+        Some(libc::EPERM) => Failure::Runtime(format!(
             "cannot open TAP device {dev}: {e} (vtepd run needs root or CAP_NET_ADMIN)"
+        )),
+        Some(libc::EACCES) => Failure::Runtime(format!(
+            "cannot open TAP device {dev}: {e} (vtepd's user must be able to open \
+             /dev/net/tun: root, or mode 0666 as udev makes it)"
         )),
         Some(libc::EINVAL) if existed => Failure::Usage(format!(
             "device {dev} already exists and is not a TAP device vtepd can attach to"
