@@ -20,6 +20,7 @@ pub mod device;
 pub mod event_loop;
 pub mod handler;
 pub mod housekeeping;
+pub mod in_use;
 pub mod io;
 pub mod ipip_group;
 pub mod l2_vxlan;

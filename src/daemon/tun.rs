@@ -3,6 +3,7 @@
 //! brought up and non-blocking.
 
 use super::device::{Restore, configure, interface_exists};
+use super::in_use;
 use crate::config::Ipv4Cidr;
 use crate::error::Failure;
 use std::io;
@@ -65,9 +66,14 @@ pub fn open_tun(
     queues: usize,
 ) -> Result<Tun, Failure> {
     let existed = interface_exists(name);
+    if existed {
+        in_use::refuse_if_held(name, 0)?;
+    }
     let before = Restore::before(name, existed)?;
     let mut tun = open_tun_any(name, mtu, offload, existed, queues)?;
     tun.restore = Restore::new(before);
+    // Another process may have attached meanwhile (two daemons started at once).
+    in_use::refuse_if_held(name, tun.queues.len())?;
     let multi_queue = !existed && tun.queues.len() > 1;
     (tun.ifindex, tun.restore.added) = configure(&tun.name, multi_queue, address, false)?;
     Ok(tun)
@@ -160,9 +166,7 @@ fn tun_error(dev: &str, existed: bool, e: &io::Error) -> Failure {
         Some(libc::EINVAL) if existed => Failure::Usage(format!(
             "device {dev} already exists and is not a TUN device vtepd can attach to"
         )),
-        Some(libc::EBUSY) => Failure::Runtime(format!(
-            "TUN device {dev} is busy (held by another process?)"
-        )),
+        Some(libc::EBUSY) => in_use::held(dev, "it"),
         _ => Failure::Runtime(format!("cannot set up TUN device {dev}: {e}")),
     }
 }
