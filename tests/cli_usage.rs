@@ -436,6 +436,10 @@ fn the_man_page_renders() {
     for sub in ["vtepd-fdb-show.1", "vtepd-completions.1", "vtepd-man.1"] {
         assert!(dir.join(sub).exists(), "no {sub}");
     }
+    assert!(
+        !dir.join("vtepd-help.1").exists(),
+        "a page for clap's help subcommand"
+    );
     // Rendered by groff (man's formatter) when it is installed: no warnings, every flag.
     let rendered = Command::new("groff")
         .args(["-man", "-Tutf8", "-ww", "-z"])

@@ -89,24 +89,14 @@ fn holds(proc: &Path, dev: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::private_netns::{self, ip};
 
     /// In a private network namespace: a persistent multi-queue TAP nobody holds passes; held
     /// by a queue of ours it is refused for a newcomer (naming this process is skipped: it is
     /// us) and passes for the holder itself; a veth is no TUN/TAP device and passes.
     #[test]
     fn held_devices_are_refused() {
-        let t = std::thread::spawn(|| {
-            if crate::sys::unshare_network_namespace().is_err() {
-                eprintln!("skipped: cannot create a network namespace (not root?)");
-                return;
-            }
-            let ip = |args: &[&str]| {
-                let ok = std::process::Command::new("ip")
-                    .args(args)
-                    .status()
-                    .is_ok_and(|s| s.success());
-                assert!(ok, "ip {args:?}");
-            };
+        private_netns::run(|| {
             ip(&[
                 "tuntap",
                 "add",
@@ -140,6 +130,5 @@ mod tests {
             assert_eq!(refuse_if_held("vt-v0", 0), Ok(()));
             assert!(refuse_if_held("vt-none", 0).is_err());
         });
-        t.join().unwrap();
     }
 }

@@ -231,6 +231,7 @@ pub fn delete_group(group: u32) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::private_netns::{self, ip};
 
     #[test]
     fn address_messages_carry_the_broadcast_of_ethernet_prefixes() {
@@ -258,18 +259,7 @@ mod tests {
     /// added once (a second add says it was there) and removed; a group deleted in one request.
     #[test]
     fn links_in_a_private_namespace() {
-        let t = std::thread::spawn(|| {
-            if crate::sys::unshare_network_namespace().is_err() {
-                eprintln!("skipped: cannot create a network namespace (not root?)");
-                return;
-            }
-            let ip = |args: &[&str]| {
-                let ok = std::process::Command::new("ip")
-                    .args(args)
-                    .status()
-                    .is_ok_and(|s| s.success());
-                assert!(ok, "ip {args:?}");
-            };
+        private_netns::run(|| {
             ip(&["tuntap", "add", "dev", "vt-lk0", "mode", "tap"]);
             let l = get("vt-lk0").unwrap();
             assert_eq!((l.up, l.group), (false, 0));
@@ -297,6 +287,5 @@ mod tests {
             assert!(all().unwrap().iter().all(|l| !l.name.starts_with("vt-lk")));
             assert!(get("vt-lk0").is_err());
         });
-        t.join().unwrap();
     }
 }

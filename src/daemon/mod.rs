@@ -31,6 +31,8 @@ pub mod link;
 pub mod logging;
 pub mod netlink;
 pub mod notify;
+#[cfg(test)]
+mod private_netns;
 pub mod ratelimit;
 pub mod receive;
 pub mod runner;

@@ -174,6 +174,7 @@ fn tun_error(dev: &str, existed: bool, e: &io::Error) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::private_netns::{self, ip};
     use std::os::fd::AsRawFd;
 
     use super::super::device::{
@@ -211,11 +212,7 @@ mod tests {
     /// existing multi-queue device is attached as such.
     #[test]
     fn queues_in_a_private_namespace() {
-        let t = std::thread::spawn(|| {
-            if crate::sys::unshare_network_namespace().is_err() {
-                eprintln!("skipped: cannot create a network namespace (not root?)");
-                return;
-            }
+        private_netns::run(|| {
             let tun = open_tun("vt-mq0", 1400, None, true, 3).unwrap();
             assert_eq!(tun.queues.len(), 3);
             assert!(tun.created);
@@ -227,13 +224,6 @@ mod tests {
             drop(tun);
             assert!(!interface_exists("vt-mq0"), "gone with its last queue");
 
-            let ip = |args: &[&str]| {
-                let ok = std::process::Command::new("ip")
-                    .args(args)
-                    .status()
-                    .is_ok_and(|s| s.success());
-                assert!(ok, "ip {args:?}");
-            };
             ip(&["tuntap", "add", "dev", "vt-sq0", "mode", "tun"]);
             let tun = open_tun("vt-sq0", 1400, None, false, 4).unwrap();
             assert_eq!(tun.queues.len(), 1);
@@ -263,6 +253,5 @@ mod tests {
                 2
             );
         });
-        t.join().unwrap();
     }
 }
