@@ -779,6 +779,42 @@ mod tests {
     }
 
     #[test]
+    fn log_format_flag_overrides_the_file() {
+        let dir = std::env::temp_dir().join(format!("vtepd-cli-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        let file =
+            "local = \"192.0.2.1\"\nlog_format = \"text\"\n[[network]]\ndev = \"v\"\nvni = 7\n";
+        std::fs::write(&f, file).unwrap();
+        let p = f.to_str().unwrap();
+        let from_file = run_cfg(&["run", "--config", p]).unwrap();
+        let flag = run_cfg(&["run", "--config", p, "--log-format", "json"]).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(from_file.log_format, LogFormat::Text);
+        assert_eq!(flag.log_format, LogFormat::Json);
+        let flags = run_cfg(&[
+            "run",
+            "--dev",
+            "v0",
+            "--local",
+            "192.0.2.1",
+            "--log-format",
+            "json",
+        ]);
+        assert_eq!(flags.unwrap().log_format, LogFormat::Json);
+        let e = run_cfg(&[
+            "run",
+            "--dev",
+            "v0",
+            "--local",
+            "192.0.2.1",
+            "--log-format",
+            "xml",
+        ]);
+        assert!(e.unwrap_err().message().contains("expected text or json"));
+    }
+
+    #[test]
     fn client_subcommands_parse() {
         match parse(&["fdb", "add", "02:00:00:00:00:01", "192.0.2.5", "--vni", "3"])
             .unwrap()
