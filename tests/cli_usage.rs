@@ -440,6 +440,13 @@ fn the_man_page_renders() {
         !dir.join("vtepd-help.1").exists(),
         "a page for clap's help subcommand"
     );
+    let o = run(Command::new(BIN).args(["man", "--out-dir", "/proc/vtepd-man"]));
+    assert_one_line(
+        &o,
+        1,
+        "cannot create /proc/vtepd-man",
+        "unwritable --out-dir",
+    );
     // Rendered by groff (man's formatter) when it is installed: no warnings, every flag.
     let rendered = Command::new("groff")
         .args(["-man", "-Tutf8", "-ww", "-z"])
