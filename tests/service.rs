@@ -184,6 +184,48 @@ fn ready_is_told_once_everything_is_up_and_stopping_at_sigterm() {
     assert!(!d.control.exists(), "control socket left behind");
 }
 
+/// A daemon that fails (its device removed under it) tells STOPPING=1 with the reason, then
+/// exits with status 1.
+#[test]
+fn stopping_is_told_when_the_daemon_fails() {
+    let ns = Netns::new("rf");
+    let notify = NotifySocket::new();
+    let control = control_path("rf");
+    let mut d = Proc::spawn(
+        ns.cmd(BIN)
+            .args([
+                "run",
+                "--dev",
+                "vxf0",
+                "--local",
+                "127.0.0.1",
+                "--threads",
+                "1",
+            ])
+            .arg("--control")
+            .arg(&control)
+            .env("NOTIFY_SOCKET", &notify.path),
+        control,
+    );
+    let ready = notify.next(SECS(15)).unwrap_or_default();
+    assert!(
+        ready.lines().any(|l| l == "READY=1"),
+        "{ready:?}: {}",
+        d.log_text()
+    );
+    ns.ip(&["link", "del", "vxf0"]);
+    let stopping = notify
+        .next(SECS(10))
+        .expect("no STOPPING=1 after a failure");
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping:?}");
+    assert!(
+        stopping.contains("STATUS=failed, shutting down: ") && stopping.contains("vxf0"),
+        "{stopping:?}"
+    );
+    assert_eq!(d.wait_exit(), Some(1), "{}", d.log_text());
+    assert!(!d.control.exists(), "control socket left behind");
+}
+
 /// A notify socket nobody listens on is logged, and the daemon still runs and stops cleanly.
 #[test]
 fn a_dead_notify_socket_is_logged_not_fatal() {
