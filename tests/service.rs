@@ -91,6 +91,23 @@ impl Drop for Proc {
     }
 }
 
+/// A directory of this test's own, removed (with what is in it) on drop, even after a panic.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(unique(tag));
+        std::fs::create_dir(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A notify socket as systemd makes it: a Unix datagram socket at a path, removed on drop.
 struct NotifySocket {
     sock: UnixDatagram,
@@ -368,8 +385,8 @@ fn the_units_capabilities_are_enough() {
         .join(",");
     let p = daemon_support::Pair::new();
     // The RuntimeDirectory: owned by the service's user.
-    let dir = std::env::temp_dir().join(unique("rt"));
-    std::fs::create_dir(&dir).unwrap();
+    let tmp = TempDir::new("rt");
+    let dir = tmp.0.clone();
     must(Command::new("chown").args(["65534:65534"]).arg(&dir));
     let control = dir.join("vtepd.sock");
     // /dev/net/tun as udev makes it on a systemd host (mode 0666), in a mount namespace of
@@ -445,7 +462,6 @@ fn the_units_capabilities_are_enough() {
     assert!(!p.a.has_link("vxc0"), "device left behind");
     assert!(!a.control.exists(), "control socket left behind");
     drop(a);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `systemd-analyze verify` accepts the unit without a warning (with the binary path pointed
@@ -468,14 +484,12 @@ fn the_unit_file_verifies() {
         !unit.contains("\nExecReload="),
         "SIGHUP does not reload yet"
     );
-    let dir = std::env::temp_dir().join(unique("unit"));
-    std::fs::create_dir(&dir).unwrap();
-    let copy = dir.join("vtepd.service");
+    let dir = TempDir::new("unit");
+    let copy = dir.0.join("vtepd.service");
     std::fs::write(&copy, unit.replace("/usr/bin/vtepd", BIN)).unwrap();
     let o = run(Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
         .arg(&copy));
-    let _ = std::fs::remove_dir_all(&dir);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && err.trim().is_empty(), "{err}");
 }
