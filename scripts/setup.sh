@@ -14,6 +14,9 @@ have iperf3 || need_pkgs+=(iperf3)
 have timeout || need_pkgs+=(coreutils)
 have jq || need_pkgs+=(jq)
 have sysctl || need_pkgs+=(procps)
+# `systemd-analyze verify` checks dist/vtepd.service (tests/service.rs); groff renders the man page.
+have systemd-analyze || need_pkgs+=(systemd)
+have groff || need_pkgs+=(groff-base)
 have pkill || need_pkgs+=(procps)
 /usr/bin/python3 -c 'import scapy' >/dev/null 2>&1 || need_pkgs+=(python3-scapy)
 

@@ -345,6 +345,27 @@ impl FromStr for Mode {
     }
 }
 
+/// How the daemon writes its log lines (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One line of text per event (colours only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields.message`, `target`, ...).
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            f => Err(format!("log format '{f}': expected text or json")),
+        }
+    }
+}
+
 /// Encapsulation on the underlay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Encap {
@@ -479,6 +500,8 @@ pub struct DaemonConfig {
     pub threads: usize,
     /// Control socket path.
     pub control: PathBuf,
+    /// How log lines are written.
+    pub log_format: LogFormat,
     /// The networks, in configuration order.
     pub networks: Vec<NetConfig>,
 }
@@ -727,6 +750,7 @@ struct FileConfig {
     encap: Option<String>,
     threads: Option<u64>,
     control: Option<String>,
+    log_format: Option<String>,
     #[serde(default, rename = "network")]
     networks: Vec<FileNetwork>,
 }
@@ -790,6 +814,11 @@ impl FileConfig {
             None => None,
         };
         let control = parse_control_path(self.control.as_deref().unwrap_or(DEFAULT_CONTROL))
+            .map_err(ConfigError)?;
+        let log_format: LogFormat = self
+            .log_format
+            .as_deref()
+            .map_or(Ok(LogFormat::Text), str::parse)
             .map_err(ConfigError)?;
         let mode: Option<Mode> = self
             .mode
@@ -863,6 +892,7 @@ impl FileConfig {
             tunnel,
             threads: threads.unwrap_or_else(default_threads),
             control,
+            log_format,
             networks,
         })
     }
@@ -961,6 +991,18 @@ vni = 43
         assert_eq!(d.ageing, DEFAULT_AGEING);
         assert_eq!(c.port, 4789);
         assert_eq!(c.threads, default_threads());
+    }
+
+    #[test]
+    fn log_format_key() {
+        let file =
+            |v: &str| format!("local = \"192.0.2.1\"\n{v}[[network]]\ndev = \"v\"\nvni = 1\n");
+        let fmt = |v: &str| DaemonConfig::from_toml(&file(v)).map(|c| c.log_format);
+        assert_eq!(fmt(""), Ok(LogFormat::Text));
+        assert_eq!(fmt("log_format = \"json\"\n"), Ok(LogFormat::Json));
+        assert_eq!(fmt("log_format = \"text\"\n"), Ok(LogFormat::Text));
+        let e = toml_err(&file("log_format = \"xml\"\n"));
+        assert_eq!(e, "log format 'xml': expected text or json");
     }
 
     /// A remote VTEP must be another host on the underlay, wherever the file names one; our

@@ -370,12 +370,21 @@ fn help_lists_every_flag() {
         "--df",
         "--srcport",
         "--udp-csum",
+        "--log-format",
     ] {
         assert!(help.contains(flag), "run --help lacks {flag}");
     }
     let o = run(Command::new(BIN).arg("--help"));
     let help = String::from_utf8_lossy(&o.stdout);
-    for sub in ["run", "fdb", "peers", "routes", "stats"] {
+    for sub in [
+        "run",
+        "fdb",
+        "peers",
+        "routes",
+        "stats",
+        "completions",
+        "man",
+    ] {
         assert!(help.contains(sub), "--help lacks {sub}");
     }
     for sub in [
@@ -389,4 +398,142 @@ fn help_lists_every_flag() {
             assert!(help.contains(c), "{sub:?} lacks {c}");
         }
     }
+}
+
+#[test]
+fn bad_log_settings_are_one_line_status_2_and_create_nothing() {
+    let rj = RejectNs::new("lg");
+    rj.refuse(
+        &["--log-format", "xml"],
+        "log format 'xml': expected text or json",
+    );
+    for (filter, want) in [
+        (
+            "vtepd=loud",
+            "RUST_LOG=\"vtepd=loud\" is not a valid log filter",
+        ),
+        ("info,[{", "is not a valid log filter"),
+    ] {
+        let o = run(rj.ns.cmd(BIN).args(rj.base()).env("RUST_LOG", filter));
+        assert_one_line(&o, 2, want, filter);
+    }
+    let file = std::env::temp_dir().join(format!("{}.toml", rj.ns.name));
+    let text = format!(
+        "local = \"192.0.2.1\"\ncontrol = \"{}\"\nlog_format = \"yaml\"\n[[network]]\ndev = \"vx0\"\nvni = 1\n",
+        rj.ctl.display()
+    );
+    std::fs::write(&file, text).unwrap();
+    let o = run(rj.ns.cmd(BIN).args(["run", "--config"]).arg(&file));
+    let _ = std::fs::remove_file(&file);
+    assert_one_line(&o, 2, "log format 'yaml'", "log_format in a file");
+    rj.assert_nothing_created("log setting");
+}
+
+#[test]
+fn completions_name_every_subcommand() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let o = run(Command::new(BIN).args(["completions", shell]));
+        assert!(o.status.success(), "{shell}: {o:?}");
+        let script = String::from_utf8_lossy(&o.stdout);
+        for word in [
+            "run",
+            "fdb",
+            "peers",
+            "routes",
+            "neigh",
+            "stats",
+            "log-format",
+        ] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    // bash: a script bash itself accepts, which completes `vtepd f` to fdb.
+    let o = run(Command::new(BIN).args(["completions", "bash"]));
+    let script = String::from_utf8_lossy(&o.stdout).into_owned();
+    let probe = format!(
+        "{script}\nCOMP_WORDS=(vtepd f); COMP_CWORD=1; COMP_LINE='vtepd f'; COMP_POINT=7; \
+         _vtepd vtepd f vtepd; echo \"${{COMPREPLY[@]}}\""
+    );
+    let o = run(Command::new("bash").args(["--norc", "-c", &probe]));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "fdb", "{o:?}");
+    let o = run(Command::new(BIN).args(["completions", "tcsh"]));
+    assert_one_line(&o, 2, "tcsh", "unknown shell");
+}
+
+#[test]
+fn the_man_page_renders() {
+    let o = run(Command::new(BIN).arg("man"));
+    assert!(o.status.success());
+    let roff = String::from_utf8_lossy(&o.stdout).into_owned();
+    for part in [".TH vtepd 1", ".SH NAME", ".SH SYNOPSIS", ".SH SUBCOMMANDS"] {
+        assert!(roff.contains(part), "vtepd man lacks {part}");
+    }
+    let dir = std::env::temp_dir().join(daemon_support::unique("man"));
+    let o = run(Command::new(BIN).arg("man").arg("--out-dir").arg(&dir));
+    assert!(o.status.success(), "{o:?}");
+    let run_page = dir.join("vtepd-run.1");
+    let page = std::fs::read_to_string(&run_page).unwrap_or_default();
+    for sub in ["vtepd-fdb-show.1", "vtepd-completions.1", "vtepd-man.1"] {
+        assert!(dir.join(sub).exists(), "no {sub}");
+    }
+    assert!(
+        !dir.join("vtepd-help.1").exists(),
+        "a page for clap's help subcommand"
+    );
+    let o = run(Command::new(BIN).args(["man", "--out-dir", "/proc/vtepd-man"]));
+    assert_one_line(
+        &o,
+        1,
+        "cannot create /proc/vtepd-man",
+        "unwritable --out-dir",
+    );
+    // Rendered by groff (man's formatter) when it is installed: no warnings, every flag.
+    let rendered = Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z"])
+        .arg(&run_page)
+        .output();
+    let text = Command::new("groff")
+        .args(["-man", "-Tascii", "-P-c", "-P-b", "-P-u"])
+        .arg(&run_page)
+        .output();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(page.contains(".SH OPTIONS"), "{page}");
+    match (rendered, text) {
+        (Ok(check), Ok(text)) => {
+            let warnings = String::from_utf8_lossy(&check.stderr);
+            assert!(check.status.success() && warnings.is_empty(), "{warnings}");
+            let text = String::from_utf8_lossy(&text.stdout);
+            for flag in ["--dev", "--local", "--log-format", "--control", "SIGHUP"] {
+                assert!(text.contains(flag), "vtepd-run(1) lacks {flag}:\n{text}");
+            }
+        }
+        _ => eprintln!("groff not installed: roff structure checked only"),
+    }
+}
+
+#[test]
+fn usage_lines_show_the_required_arguments() {
+    let o = run(Command::new(BIN).args(["run", "--help"]));
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        help.contains("Usage: vtepd run --dev <NAME> --local <IP> [OPTIONS]"),
+        "{help}"
+    );
+    assert!(help.contains("vtepd run --config <FILE>"), "{help}");
+    let o = run(Command::new(BIN).args(["fdb", "add", "--help"]));
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        help.contains("Usage: vtepd fdb add [OPTIONS] <MAC> <REMOTE>"),
+        "{help}"
+    );
+    // Wrapped to the terminal's width (COLUMNS when stdout is not a terminal).
+    let o = run(Command::new(BIN)
+        .args(["run", "--help"])
+        .env("COLUMNS", "60"));
+    let help = String::from_utf8_lossy(&o.stdout);
+    let long = help
+        .lines()
+        .filter(|l| l.len() > 60 && !l.contains("vtepd run"))
+        .count();
+    assert_eq!(long, 0, "{help}");
 }

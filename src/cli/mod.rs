@@ -2,14 +2,16 @@
 //! every failure to one line on stderr and an exit status (0 ok, 2 usage, 1 runtime).
 
 use crate::config::{
-    self, DaemonConfig, Encap, Ipv4Cidr, Mode, NetConfig, parse_ageing, parse_control_path,
-    parse_dev_name, parse_inline_table, parse_max_fdb, parse_mtu, parse_neigh, parse_port,
-    parse_remote_ip, parse_route, parse_threads, parse_unicast_mac, parse_vni, parse_vtep_ip,
+    self, DaemonConfig, Encap, Ipv4Cidr, LogFormat, Mode, NetConfig, parse_ageing,
+    parse_control_path, parse_dev_name, parse_inline_table, parse_max_fdb, parse_mtu, parse_neigh,
+    parse_port, parse_remote_ip, parse_route, parse_threads, parse_unicast_mac, parse_vni,
+    parse_vtep_ip,
 };
 use crate::core::route::{Route, parse_prefix};
 pub use crate::error::Failure;
 
 mod client;
+mod docs;
 use clap::{Args, Parser, Subcommand};
 use encap::{MacAddr, Vni};
 use ipnet::Ipv4Net;
@@ -18,7 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// vtepd: a userspace VXLAN/IPIP tunnel endpoint (VTEP) with flood-and-learn forwarding.
+/// Userspace VXLAN/IPIP tunnel endpoint (VTEP) with flood-and-learn forwarding.
 ///
 /// `vtepd run` owns a TAP device per network and bridges it over VXLAN (UDP) to remote VTEPs
 /// (`--mode l2`, the default), or a TUN device whose packets it routes to remote nodes over IPIP
@@ -52,18 +54,29 @@ pub enum Command {
     /// Show or change the neighbour bindings (overlay IP -> MAC; L3 VXLAN, ARP suppression).
     #[command(subcommand)]
     Neigh(NeighCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions(docs::CompletionsArgs),
+    /// Print the manual page vtepd(1) in roff to stdout, or write every page to a directory.
+    Man(docs::ManArgs),
 }
 
 /// `vtepd run` flags.
 #[derive(Debug, Args)]
 #[command(
+    override_usage = "vtepd run --dev <NAME> --local <IP> [OPTIONS]\n       \
+vtepd run --config <FILE> [--control <PATH>] [--log-format <text|json>]",
     after_help = "Exit status: 0 after SIGINT/SIGTERM, 2 for a bad configuration \
 (nothing is created), 1 for a runtime failure (for example the device was removed).\n\
-Log level: RUST_LOG (default info), written to stderr."
+Signals: SIGINT and SIGTERM shut down cleanly; SIGHUP, SIGUSR1 and SIGUSR2 are logged and \
+ignored (configuration reload is not implemented yet); SIGPIPE is ignored.\n\
+Under systemd (Type=notify) vtepd tells READY=1 once its control socket, devices and workers \
+are up, and STOPPING=1 when it shuts down.\n\
+Log level: RUST_LOG (default info; an invalid filter is refused with status 2), written to \
+stderr."
 )]
 pub struct RunArgs {
     /// Read the networks from a TOML file instead of the flags below
-    /// (keys: local, port, allow_any_peer, mode, encap, threads, control, and [[network]]
+    /// (keys: local, port, allow_any_peer, mode, encap, threads, control, log_format, and [[network]]
     /// tables with dev, vni, peers, address, mtu, learning, ageing, max_fdb,
     /// fdb = [{mac, remote}], routes = ["CIDR=IP", ...], neigh = [{ip, mac}], arp_suppress,
     /// mac_move = {moves, window, hold}, storm = {broadcast, unknown_unicast, multicast}, ttl,
@@ -187,6 +200,11 @@ pub struct RunArgs {
     /// Prometheus metrics listener (not supported yet).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<String>,
+
+    /// Log lines as text or as one JSON object per line, on stderr [default: text]; with
+    /// --config it overrides the file's `log_format`.
+    #[arg(long, value_name = "text|json", value_parser = |s: &str| s.parse::<LogFormat>())]
+    pub log_format: Option<LogFormat>,
 }
 
 impl RunArgs {
@@ -225,6 +243,9 @@ impl RunArgs {
         if let Some(c) = &self.control {
             cfg.control = c.clone();
         }
+        if let Some(f) = self.log_format {
+            cfg.log_format = f;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -261,6 +282,7 @@ impl RunArgs {
             tunnel: config::Tunnel::new(self.mode, self.encap)?,
             threads: self.threads.unwrap_or_else(config::default_threads),
             control: PathBuf::from(config::DEFAULT_CONTROL),
+            log_format: LogFormat::default(),
             networks: vec![net],
         })
     }
@@ -497,6 +519,8 @@ pub fn main_entry() -> ExitCode {
         Command::Routes(c) => client::routes(c),
         Command::Stats(a) => client::stats(a),
         Command::Neigh(c) => client::neigh(c),
+        Command::Completions(a) => docs::completions(&a),
+        Command::Man(a) => docs::man(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -763,6 +787,42 @@ mod tests {
         assert_eq!(e.exit_code(), 2);
         assert!(e.message().contains("cannot read config"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn log_format_flag_overrides_the_file() {
+        let dir = std::env::temp_dir().join(format!("vtepd-cli-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        let file =
+            "local = \"192.0.2.1\"\nlog_format = \"text\"\n[[network]]\ndev = \"v\"\nvni = 7\n";
+        std::fs::write(&f, file).unwrap();
+        let p = f.to_str().unwrap();
+        let from_file = run_cfg(&["run", "--config", p]).unwrap();
+        let flag = run_cfg(&["run", "--config", p, "--log-format", "json"]).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(from_file.log_format, LogFormat::Text);
+        assert_eq!(flag.log_format, LogFormat::Json);
+        let flags = run_cfg(&[
+            "run",
+            "--dev",
+            "v0",
+            "--local",
+            "192.0.2.1",
+            "--log-format",
+            "json",
+        ]);
+        assert_eq!(flags.unwrap().log_format, LogFormat::Json);
+        let e = run_cfg(&[
+            "run",
+            "--dev",
+            "v0",
+            "--local",
+            "192.0.2.1",
+            "--log-format",
+            "xml",
+        ]);
+        assert!(e.unwrap_err().message().contains("expected text or json"));
     }
 
     #[test]

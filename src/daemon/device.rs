@@ -3,7 +3,7 @@
 //! after it is opened ([`configure`]), given back as it was found when vtepd only attached to it
 //! ([`Restore`]), or removed with the others in one batch when vtepd created it ([`release`]).
 
-use super::link;
+use super::{in_use, link};
 use crate::config::{self, Ipv4Cidr, NetConfig};
 use crate::error::Failure;
 use crate::sys;
@@ -160,9 +160,14 @@ pub struct Tap {
 /// the kernel could send us turned off) unless it refuses them.
 pub fn open_tap(net: &NetConfig, mtu: u16, mac: MacAddr, queues: usize) -> Result<Tap, Failure> {
     let existed = interface_exists(&net.dev);
+    if existed {
+        in_use::refuse_if_held(&net.dev, 0)?;
+    }
     let before = Restore::before(&net.dev, existed)?;
     let mut tap = open_tap_any(net, mtu, mac, existed, queues)?;
     tap.restore = Restore::new(before);
+    // Another process may have attached meanwhile (two daemons started at once).
+    in_use::refuse_if_held(&net.dev, tap.queues.len())?;
     let multi_queue = !existed && tap.queues.len() > 1;
     (tap.ifindex, tap.restore.added) = configure(&tap.name, multi_queue, net.address, true)?;
     Ok(tap)
@@ -557,15 +562,17 @@ impl std::fmt::Debug for Tap {
 
 fn tap_error(dev: &str, existed: bool, e: &io::Error) -> Failure {
     match e.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) => Failure::Runtime(format!(
+        Some(libc::EPERM) => Failure::Runtime(format!(
             "cannot open TAP device {dev}: {e} (vtepd run needs root or CAP_NET_ADMIN)"
+        )),
+        Some(libc::EACCES) => Failure::Runtime(format!(
+            "cannot open TAP device {dev}: {e} (vtepd's user must be able to open \
+             /dev/net/tun: root, or mode 0666 as udev makes it)"
         )),
         Some(libc::EINVAL) if existed => Failure::Usage(format!(
             "device {dev} already exists and is not a TAP device vtepd can attach to"
         )),
-        Some(libc::EBUSY) => Failure::Runtime(format!(
-            "TAP device {dev} is busy (held by another process?)"
-        )),
+        Some(libc::EBUSY) => in_use::held(dev, "it"),
         _ => Failure::Runtime(format!("cannot set up TAP device {dev}: {e}")),
     }
 }

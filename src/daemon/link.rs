@@ -9,9 +9,12 @@
 
 use super::netlink::{exchange, request};
 use crate::config::Ipv4Cidr;
+use netlink_packet_core::Nla;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, LinkAttribute, LinkFlags, LinkInfo as Info, LinkMessage,
+};
 use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::io;
@@ -68,6 +71,50 @@ pub fn get(name: &str) -> io::Result<LinkInfo> {
         }
     })?;
     found.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no link {name}")))
+}
+
+/// IFLA_TUN_NUM_QUEUES: the queues attached to a TUN/TAP device (`linux/if_link.h`).
+const IFLA_TUN_NUM_QUEUES: u16 = 8;
+/// IFLA_TUN_NUM_DISABLED_QUEUES: queues attached but switched off (`TUNSETQUEUE`).
+const IFLA_TUN_NUM_DISABLED_QUEUES: u16 = 9;
+
+/// How many files (by any process) are attached to the TUN/TAP device `name` as queues,
+/// enabled or not, as the kernel counts them; `None` if it is not a TUN/TAP device (or the
+/// kernel does not say).
+pub fn tun_queues(name: &str) -> io::Result<Option<u32>> {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+    let mut found = None;
+    exchange(RouteNetlinkMessage::GetLink(msg), 0, |m| {
+        if let RouteNetlinkMessage::NewLink(l) = m {
+            found = Some(tun_queues_of(&l));
+        }
+    })?;
+    found.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no link {name}")))
+}
+
+fn tun_queues_of(m: &LinkMessage) -> Option<u32> {
+    let infos = m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(i) => Some(i),
+        _ => None,
+    })?;
+    let data = infos.iter().find_map(|i| match i {
+        Info::Data(InfoData::Tun(d)) => Some(d),
+        _ => None,
+    })?;
+    let mut total = None;
+    for nla in data {
+        if matches!(
+            nla.kind(),
+            IFLA_TUN_NUM_QUEUES | IFLA_TUN_NUM_DISABLED_QUEUES
+        ) && nla.value_len() == 4
+        {
+            let mut v = [0u8; 4];
+            nla.emit_value(&mut v);
+            total = Some(total.unwrap_or(0) + u32::from_ne_bytes(v));
+        }
+    }
+    total
 }
 
 /// Every link of our network namespace.
@@ -184,6 +231,7 @@ pub fn delete_group(group: u32) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::private_netns::{self, ip};
 
     #[test]
     fn address_messages_carry_the_broadcast_of_ethernet_prefixes() {
@@ -211,18 +259,7 @@ mod tests {
     /// added once (a second add says it was there) and removed; a group deleted in one request.
     #[test]
     fn links_in_a_private_namespace() {
-        let t = std::thread::spawn(|| {
-            if crate::sys::unshare_network_namespace().is_err() {
-                eprintln!("skipped: cannot create a network namespace (not root?)");
-                return;
-            }
-            let ip = |args: &[&str]| {
-                let ok = std::process::Command::new("ip")
-                    .args(args)
-                    .status()
-                    .is_ok_and(|s| s.success());
-                assert!(ok, "ip {args:?}");
-            };
+        private_netns::run(|| {
             ip(&["tuntap", "add", "dev", "vt-lk0", "mode", "tap"]);
             let l = get("vt-lk0").unwrap();
             assert_eq!((l.up, l.group), (false, 0));
@@ -250,6 +287,5 @@ mod tests {
             assert!(all().unwrap().iter().all(|l| !l.name.starts_with("vt-lk")));
             assert!(get("vt-lk0").is_err());
         });
-        t.join().unwrap();
     }
 }

@@ -20,6 +20,7 @@ pub mod device;
 pub mod event_loop;
 pub mod handler;
 pub mod housekeeping;
+pub mod in_use;
 pub mod io;
 pub mod ipip_group;
 pub mod l2_vxlan;
@@ -27,10 +28,15 @@ pub mod l3_ipip;
 pub mod l3_offload;
 pub mod l3_vxlan;
 pub mod link;
+pub mod logging;
 pub mod netlink;
+pub mod notify;
+#[cfg(test)]
+mod private_netns;
 pub mod ratelimit;
 pub mod receive;
 pub mod runner;
+pub mod signals;
 pub mod socket;
 pub mod stats;
 pub mod tun;
@@ -40,19 +46,6 @@ use crate::config::{DaemonConfig, NetConfig, Outer, Tunnel};
 use crate::core::Core;
 use crate::error::Failure;
 use stats::Clock;
-use std::io::IsTerminal;
-
-/// Sets up `tracing` for the daemon: RUST_LOG (default `info`) to stderr.
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Fails only if a subscriber is already installed (tests), which is fine.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
-}
 
 /// Runs the daemon until a signal (Ok) or a fatal error.
 pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {

@@ -311,6 +311,7 @@ impl RouteService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::private_netns;
 
     #[test]
     fn messages_carry_prefix_device_and_gateway() {
@@ -340,11 +341,7 @@ mod tests {
     /// reachable, and removing it (or dropping the owner) makes it unreachable again.
     #[test]
     fn routes_on_a_tun_in_a_private_namespace() {
-        let t = std::thread::spawn(|| {
-            if crate::sys::unshare_network_namespace().is_err() {
-                eprintln!("skipped: cannot create a network namespace (not root?)");
-                return;
-            }
+        private_netns::run(|| {
             let tun = crate::daemon::tun::open_tun("vt-nltest0", 1400, None, false, 1).unwrap();
             let reach = |ip: &str| {
                 std::net::UdpSocket::bind("0.0.0.0:0")
@@ -370,7 +367,6 @@ mod tests {
             assert!(!reach("10.0.2.5"), "dropping the owner removes its routes");
             // (`via GW onlink` needs loopback up, which a bare namespace lacks: the lab covers it.)
         });
-        t.join().unwrap();
     }
 
     #[test]

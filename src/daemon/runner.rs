@@ -9,8 +9,10 @@
 //!    held by a value whose drop undoes it, so any later failure cleans up.
 //! 3. One thread per dataplane worker, each running the one [`EventLoop`] over the mode's
 //!    [`Dataplane`] (named `vtepd-<mode>-<n>`), and the control server's thread.
-//! 4. Supervision: SIGINT/SIGTERM end the daemon with status 0; a thread that ends (a device
-//!    removed, a panic) ends it with status 1 and its reason.
+//! 4. Readiness told to the service manager (`READY=1`, see [`notify`]), then supervision:
+//!    SIGINT/SIGTERM end the daemon with status 0; SIGHUP, SIGUSR1 and SIGUSR2 are logged and
+//!    ignored ([`signals`]); a thread that ends (a device removed, a panic) ends it with status
+//!    1 and its reason. `STOPPING=1` is told as shutdown begins.
 //! 5. Teardown in reverse: stop and join every thread, then the kernel routes (they point at
 //!    the device), then the devices (those vtepd created removed in one batch, those it
 //!    attached to given back as they were), then the control socket file.
@@ -18,22 +20,22 @@
 use super::device::{self, OwnedDevice, Underlay};
 use super::event_loop::{Dataplane, EventLoop, LoopContext};
 use super::handler::{Handler, NetInfo};
-use super::init_logging;
 use super::netlink::RouteService;
+use super::notify;
+use super::signals::{self, Action};
 use super::stats::{Clock, StatsBoard};
 use crate::config::DaemonConfig;
 use crate::control::server::{self, Server};
 use crate::core::Core;
 use crate::error::Failure;
 use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use std::io::ErrorKind;
 use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 const SIGNALS: Token = Token(0);
 const WAKE: Token = Token(1);
@@ -171,7 +173,7 @@ impl Threads {
 
 /// Runs the daemon in mode `M` until a signal (Ok) or a fatal error.
 pub fn run<M: Mode>(cfg: &DaemonConfig) -> Result<(), Failure> {
-    init_logging();
+    super::logging::init(cfg.log_format)?;
     // Read-only checks: a failure here leaves the system untouched.
     let underlay = device::find_underlay(cfg.local)?;
     let mode = M::check(cfg, &underlay)?;
@@ -182,7 +184,7 @@ pub fn run<M: Mode>(cfg: &DaemonConfig) -> Result<(), Failure> {
     let mut poll = Poll::new().map_err(|e| rt("cannot create poller", e))?;
     let main_waker = Arc::new(Waker::new(poll.registry(), WAKE).map_err(|e| rt("waker", e))?);
     let mut signals =
-        Signals::new([SIGINT, SIGTERM]).map_err(|e| rt("cannot install signal handlers", e))?;
+        Signals::new(signals::HANDLED).map_err(|e| rt("cannot install signal handlers", e))?;
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)
         .map_err(|e| rt("cannot watch signals", e))?;
@@ -196,9 +198,8 @@ pub fn run<M: Mode>(cfg: &DaemonConfig) -> Result<(), Failure> {
         held,
         summary,
     } = mode.open(cfg, clock)?;
-    info!(
-        "vtepd {} up: {summary} (underlay {} MTU {}), {} worker(s), control socket {}",
-        env!("CARGO_PKG_VERSION"),
+    let up = format!(
+        "{summary} (underlay {} MTU {}), {} worker(s), control socket {}",
         underlay.ifname,
         underlay.mtu,
         workers.len(),
@@ -218,14 +219,19 @@ pub fn run<M: Mode>(cfg: &DaemonConfig) -> Result<(), Failure> {
         &stop,
         &mut threads,
     );
-    let outcome = started.and_then(|()| supervise(&mut poll, &mut signals, &threads.rx));
+    let outcome = started.and_then(|()| {
+        info!("vtepd {} up: {up}", env!("CARGO_PKG_VERSION"));
+        notify::ready(&up);
+        supervise(&mut poll, &mut signals, &threads.rx)
+    });
+    notify::stopping(&match &outcome {
+        Ok(signal) => format!("{signal} received, shutting down"),
+        Err(f) => format!("failed, shutting down: {}", f.message()),
+    });
     threads.stop(&stop);
     teardown(held);
     drop(socket_file);
-    if outcome.is_ok() {
-        info!("vtepd stopped");
-    }
-    outcome
+    outcome.map(|_| info!("vtepd stopped"))
 }
 
 /// Starts the workers' and the control server's threads.
@@ -277,12 +283,13 @@ fn teardown(held: Held) {
     device::release(devices);
 }
 
-/// Waits for SIGINT/SIGTERM (Ok) or for a thread to end (its error).
+/// Waits for SIGINT/SIGTERM (Ok: the signal's name) or for a thread to end (its error); logs
+/// and ignores the other handled signals.
 fn supervise(
     poll: &mut Poll,
     signals: &mut Signals,
     rx: &mpsc::Receiver<(String, Result<(), String>)>,
-) -> Result<(), Failure> {
+) -> Result<&'static str, Failure> {
     let mut events = Events::with_capacity(8);
     loop {
         if let Err(e) = poll.poll(&mut events, None) {
@@ -291,12 +298,16 @@ fn supervise(
             }
             return Err(Failure::Runtime(format!("poll failed: {e}")));
         }
-        if events.iter().any(|ev| ev.token() == SIGNALS)
-            && let Some(sig) = signals.pending().next()
-        {
-            let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
-            info!("{name} received, shutting down");
-            return Ok(());
+        if events.iter().any(|ev| ev.token() == SIGNALS) {
+            for sig in signals.pending() {
+                match signals::action(sig) {
+                    Action::Stop(name) => {
+                        info!("{name} received, shutting down");
+                        return Ok(name);
+                    }
+                    Action::Ignore(line) => warn!("{line}"),
+                }
+            }
         }
         if let Ok((who, r)) = rx.try_recv() {
             return Err(Failure::Runtime(match r {

@@ -3,6 +3,7 @@
 //! brought up and non-blocking.
 
 use super::device::{Restore, configure, interface_exists};
+use super::in_use;
 use crate::config::Ipv4Cidr;
 use crate::error::Failure;
 use std::io;
@@ -65,9 +66,14 @@ pub fn open_tun(
     queues: usize,
 ) -> Result<Tun, Failure> {
     let existed = interface_exists(name);
+    if existed {
+        in_use::refuse_if_held(name, 0)?;
+    }
     let before = Restore::before(name, existed)?;
     let mut tun = open_tun_any(name, mtu, offload, existed, queues)?;
     tun.restore = Restore::new(before);
+    // Another process may have attached meanwhile (two daemons started at once).
+    in_use::refuse_if_held(name, tun.queues.len())?;
     let multi_queue = !existed && tun.queues.len() > 1;
     (tun.ifindex, tun.restore.added) = configure(&tun.name, multi_queue, address, false)?;
     Ok(tun)
@@ -150,15 +156,17 @@ impl From<Tun> for super::device::OwnedDevice {
 
 fn tun_error(dev: &str, existed: bool, e: &io::Error) -> Failure {
     match e.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) => Failure::Runtime(format!(
+        Some(libc::EPERM) => Failure::Runtime(format!(
             "cannot open TUN device {dev}: {e} (vtepd run needs root or CAP_NET_ADMIN)"
+        )),
+        Some(libc::EACCES) => Failure::Runtime(format!(
+            "cannot open TUN device {dev}: {e} (vtepd's user must be able to open \
+             /dev/net/tun: root, or mode 0666 as udev makes it)"
         )),
         Some(libc::EINVAL) if existed => Failure::Usage(format!(
             "device {dev} already exists and is not a TUN device vtepd can attach to"
         )),
-        Some(libc::EBUSY) => Failure::Runtime(format!(
-            "TUN device {dev} is busy (held by another process?)"
-        )),
+        Some(libc::EBUSY) => in_use::held(dev, "it"),
         _ => Failure::Runtime(format!("cannot set up TUN device {dev}: {e}")),
     }
 }
@@ -166,6 +174,7 @@ fn tun_error(dev: &str, existed: bool, e: &io::Error) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::private_netns::{self, ip};
     use std::os::fd::AsRawFd;
 
     use super::super::device::{
@@ -203,11 +212,7 @@ mod tests {
     /// existing multi-queue device is attached as such.
     #[test]
     fn queues_in_a_private_namespace() {
-        let t = std::thread::spawn(|| {
-            if crate::sys::unshare_network_namespace().is_err() {
-                eprintln!("skipped: cannot create a network namespace (not root?)");
-                return;
-            }
+        private_netns::run(|| {
             let tun = open_tun("vt-mq0", 1400, None, true, 3).unwrap();
             assert_eq!(tun.queues.len(), 3);
             assert!(tun.created);
@@ -219,13 +224,6 @@ mod tests {
             drop(tun);
             assert!(!interface_exists("vt-mq0"), "gone with its last queue");
 
-            let ip = |args: &[&str]| {
-                let ok = std::process::Command::new("ip")
-                    .args(args)
-                    .status()
-                    .is_ok_and(|s| s.success());
-                assert!(ok, "ip {args:?}");
-            };
             ip(&["tuntap", "add", "dev", "vt-sq0", "mode", "tun"]);
             let tun = open_tun("vt-sq0", 1400, None, false, 4).unwrap();
             assert_eq!(tun.queues.len(), 1);
@@ -255,6 +253,5 @@ mod tests {
                 2
             );
         });
-        t.join().unwrap();
     }
 }
