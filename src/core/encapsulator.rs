@@ -4,20 +4,24 @@
 //! cannot (the one mapping of codec errors to drop reasons).
 //!
 //! It knows the outer size, so it is also the one place that checks it against what the underlay
-//! carries: an encapsulated packet longer than the underlay MTU it was given is refused as
-//! [`DropReason::TooBig`] before any send is tried (the kernel would refuse it with EMSGSIZE,
-//! counted as a send error, or a UDP GSO send with EINVAL).
+//! carries: an encapsulated packet longer than the path MTU toward its remote (the underlay MTU,
+//! or less where [`PathMtus`] learned less) is refused as [`DropReason::TooBig`] before any send
+//! is tried (the kernel would refuse it with EMSGSIZE, or a UDP GSO send with EINVAL); the
+//! caller then answers or cuts the packet ([`super::too_big`]). Each cached template carries
+//! its remote's path MTU, read again only when the shared table's generation moved.
 //!
 //! One per worker (it owns the template cache and the IPIP ID counter), so nothing is shared on
 //! the packet path. The cache only allocates when a remote is first seen, and is emptied (not
 //! freed) at [`MAX_TEMPLATES`].
 
 use super::DropReason;
+use super::pmtu::PathMtus;
 use encap::{Error, Invalid, IpipConfig, IpipEncap, Layer, Vni, VxlanConfig, VxlanEncap, VxlanTx};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::net::Ipv4Addr;
 use std::ops::Range;
+use std::sync::Arc;
 
 /// Remotes whose header template is cached; the cache is emptied (not freed) when full.
 pub const MAX_TEMPLATES: usize = 4096;
@@ -37,35 +41,87 @@ enum Template {
     Ipip(IpipEncap),
 }
 
-/// A worker's encapsulator: header templates by remote, the IPIP outer IP ID counter, and the
-/// largest outer packet the underlay carries.
+/// A remote's cached header template and the largest outer packet its path carries.
+#[derive(Debug, Clone)]
+struct Remote {
+    template: Template,
+    max_outer: usize,
+}
+
+/// A worker's encapsulator: header templates by remote (each with its path MTU), the IPIP
+/// outer IP ID counter, and the largest outer packet the underlay carries.
 #[derive(Debug)]
 pub struct Encapsulator {
     cfg: TunnelConfig,
-    templates: HashMap<Ipv4Addr, Template, ahash::RandomState>,
+    templates: HashMap<Ipv4Addr, Remote, ahash::RandomState>,
     next_id: u16,
     /// The underlay MTU (at most 65535, the largest IPv4 packet).
     max_outer: usize,
+    /// The path MTUs shared with the other workers, and the generation the cache reflects.
+    pmtu: Arc<PathMtus>,
+    generation: u64,
 }
 
 impl Encapsulator {
     /// An encapsulator for `cfg` over an underlay of MTU `underlay_mtu` (no outer packet is
-    /// longer); `id_seed` starts the outer IP ID counter of IPIP (give each worker its own).
-    /// VXLAN packets carry ID 0: they always have DF set (RFC 6864 §4.1).
+    /// longer) with path MTUs of its own; `id_seed` starts the outer IP ID counter of IPIP
+    /// (give each worker its own). VXLAN packets carry ID 0: they always have DF set
+    /// (RFC 6864 §4.1).
     pub fn new(cfg: TunnelConfig, id_seed: u16, underlay_mtu: u32) -> Encapsulator {
+        Encapsulator::with_path_mtus(cfg, id_seed, Arc::new(PathMtus::new(underlay_mtu)))
+    }
+
+    /// An encapsulator whose outer packets to each remote fit that remote's path MTU in `pmtu`
+    /// (shared by the workers; its configured MTU is the underlay's).
+    pub fn with_path_mtus(cfg: TunnelConfig, id_seed: u16, pmtu: Arc<PathMtus>) -> Encapsulator {
         Encapsulator {
             cfg,
             templates: HashMap::with_capacity_and_hasher(64, ahash::RandomState::new()),
             next_id: id_seed,
-            max_outer: usize::try_from(underlay_mtu)
-                .unwrap_or(usize::MAX)
-                .min(usize::from(u16::MAX)),
+            max_outer: usize::from(pmtu.configured()),
+            generation: pmtu.generation(),
+            pmtu,
         }
     }
 
     /// The largest outer packet it writes: the underlay MTU.
     pub fn max_outer(&self) -> usize {
         self.max_outer
+    }
+
+    /// The path MTUs it follows.
+    pub fn path_mtus(&self) -> &Arc<PathMtus> {
+        &self.pmtu
+    }
+
+    /// The longest packet (as [`Encapsulator::encapsulate`] takes it: an Ethernet frame for
+    /// VXLAN, an IPv4 packet for IPIP) whose encapsulation fits the path toward `dst`.
+    pub fn max_inner(&mut self, dst: Ipv4Addr) -> usize {
+        self.refresh();
+        let outer = match self.templates.get(&dst) {
+            Some(r) => r.max_outer,
+            None => usize::from(self.pmtu.get(dst)).min(self.max_outer),
+        };
+        outer.saturating_sub(self.overhead())
+    }
+
+    /// Re-reads every cached remote's path MTU when the shared table changed.
+    #[inline]
+    fn refresh(&mut self) {
+        let g = self.pmtu.generation();
+        if g == self.generation {
+            return;
+        }
+        self.generation = g;
+        let max = self.max_outer;
+        for (dst, r) in self.templates.iter_mut() {
+            r.max_outer = usize::from(self.pmtu.get(*dst)).min(max);
+        }
+    }
+
+    /// The outer IP ID the next IPIP packet gets.
+    pub fn next_id(&self) -> u16 {
+        self.next_id
     }
 
     /// The outer header settings.
@@ -95,20 +151,28 @@ impl Encapsulator {
         if len.saturating_add(self.overhead()) > self.max_outer {
             return Err(DropReason::TooBig);
         }
+        self.refresh();
+        let overhead = self.overhead();
         if self.templates.len() >= MAX_TEMPLATES && !self.templates.contains_key(&dst) {
             self.templates.clear();
         }
-        let t = match self.templates.entry(dst) {
+        let r = match self.templates.entry(dst) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(v) => {
                 let t = match &self.cfg {
                     TunnelConfig::Vxlan(c) => VxlanEncap::new(c, dst).map(Template::Vxlan),
                     TunnelConfig::Ipip(c) => IpipEncap::new(c, dst).map(Template::Ipip),
                 };
-                v.insert(t.map_err(|e| drop_reason(&e))?)
+                v.insert(Remote {
+                    template: t.map_err(|e| drop_reason(&e))?,
+                    max_outer: usize::from(self.pmtu.get(dst)).min(self.max_outer),
+                })
             }
         };
-        let r = match t {
+        if len.saturating_add(overhead) > r.max_outer {
+            return Err(DropReason::TooBig);
+        }
+        let r = match &mut r.template {
             Template::Vxlan(enc) => enc.encapsulate(buf, off, len, &VxlanTx::new(vni)),
             Template::Ipip(enc) => {
                 self.next_id = self.next_id.wrapping_add(1);

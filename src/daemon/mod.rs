@@ -28,6 +28,7 @@ pub mod l3_offload;
 pub mod l3_vxlan;
 pub mod link;
 pub mod netlink;
+pub mod pmtu;
 pub mod ratelimit;
 pub mod receive;
 pub mod runner;
