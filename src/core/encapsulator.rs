@@ -334,6 +334,34 @@ mod tests {
         );
     }
 
+    /// A path MTU learned toward one remote bounds its packets (and only its), from the next
+    /// packet on, in a worker whose template was cached before; it goes when the value ages.
+    #[test]
+    fn each_remote_follows_its_learned_path_mtu() {
+        use crate::core::Timestamp;
+        let pmtu = Arc::new(PathMtus::new(1500));
+        let cfg = TunnelConfig::Vxlan(VxlanConfig::new(LOCAL));
+        let mut vx = Encapsulator::with_path_mtus(cfg, 0, Arc::clone(&pmtu));
+        let other = Ipv4Addr::new(192, 0, 2, 3);
+        let mut f = vec![0u8; 36 + 1464];
+        f[36 + 12] = 0x88;
+        assert!(vx.encapsulate(&mut f, 36, 1464, Vni::ZERO, REMOTE).is_ok());
+        assert_eq!(vx.max_inner(REMOTE), 1464);
+        pmtu.learn(Timestamp(0), REMOTE, 1400);
+        assert_eq!(
+            vx.encapsulate(&mut f, 36, 1464, Vni::ZERO, REMOTE),
+            Err(DropReason::TooBig)
+        );
+        assert_eq!(vx.max_inner(REMOTE), 1364);
+        assert_eq!(
+            vx.encapsulate(&mut f, 36, 1364, Vni::ZERO, REMOTE),
+            Ok(0..1400)
+        );
+        assert!(vx.encapsulate(&mut f, 36, 1464, Vni::ZERO, other).is_ok());
+        pmtu.expire(Timestamp(0) + crate::core::pmtu::PMTU_EXPIRES);
+        assert!(vx.encapsulate(&mut f, 36, 1464, Vni::ZERO, REMOTE).is_ok());
+    }
+
     #[test]
     fn the_template_cache_is_bounded() {
         let mut vx = Encapsulator::new(TunnelConfig::Vxlan(VxlanConfig::new(LOCAL)), 0, JUMBO);

@@ -71,6 +71,13 @@ pub enum TooBig {
     Drop,
 }
 
+/// The ICMP error a packet gets, with the MTU it carries.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    FragNeeded(u16),
+    PacketTooBig(u32),
+}
+
 /// The network layer of a frame: where it starts and which protocol it is.
 fn network_layer(framing: Framing, frame: &[u8]) -> Option<(usize, u16)> {
     match framing {
@@ -135,7 +142,7 @@ fn decide(
     let Some(ip) = frame.get(l3..) else {
         return TooBig::Drop;
     };
-    let answered = match ty {
+    let answer = match ty {
         ETHERTYPE_IPV4 => {
             let Ok(p) = Ipv4Packet::new_checked(ip) else {
                 return TooBig::Drop;
@@ -143,33 +150,25 @@ fn decide(
             if !p.dont_frag() {
                 return Fragments::new(frame, l3, mtu).map_or(TooBig::Drop, TooBig::Fragment);
             }
-            let Ok(mtu) = u16::try_from(mtu) else {
-                return TooBig::Drop;
-            };
-            if !may_answer_v4(ip) {
-                return TooBig::Drop;
+            match u16::try_from(mtu) {
+                Ok(mtu) if may_answer_v4(ip) => Answer::FragNeeded(mtu),
+                _ => return TooBig::Drop,
             }
-            if !out.icmp.take(now) {
-                ctr.icmp_rate_limited += 1;
-                return TooBig::Drop;
-            }
-            push_answer(out, framing, frame, l3, |b| frag_needed(ip, mtu, b))
         }
-        ETHERTYPE_IPV6 if mtu >= IPV6_MIN_MTU => {
-            let Ok(mtu) = u32::try_from(mtu) else {
-                return TooBig::Drop;
-            };
-            if !may_answer_v6(ip) {
-                return TooBig::Drop;
-            }
-            if !out.icmp.take(now) {
-                ctr.icmp_rate_limited += 1;
-                return TooBig::Drop;
-            }
-            push_answer(out, framing, frame, l3, |b| packet_too_big(ip, mtu, b))
-        }
-        _ => false,
+        ETHERTYPE_IPV6 if mtu >= IPV6_MIN_MTU => match u32::try_from(mtu) {
+            Ok(mtu) if may_answer_v6(ip) => Answer::PacketTooBig(mtu),
+            _ => return TooBig::Drop,
+        },
+        _ => return TooBig::Drop,
     };
+    if !out.icmp.take(now) {
+        ctr.icmp_rate_limited += 1;
+        return TooBig::Drop;
+    }
+    let answered = push_answer(out, framing, frame, l3, |b| match answer {
+        Answer::FragNeeded(mtu) => frag_needed(ip, mtu, b),
+        Answer::PacketTooBig(mtu) => packet_too_big(ip, mtu, b),
+    });
     if answered {
         TooBig::Answered
     } else {

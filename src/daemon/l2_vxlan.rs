@@ -89,7 +89,9 @@ impl Mode for L2Vxlan {
                 underlay,
                 "VXLAN",
                 device::VXLAN_MTU_OVERHEAD,
-                "larger frames from it are dropped",
+                "larger IPv4 packets with DF and IPv6 packets from it are answered with an ICMP \
+                 error carrying the MTU that fits, larger IPv4 packets without DF are cut into \
+                 fragments, other frames are dropped",
             );
         }
         Ok(L2Vxlan {

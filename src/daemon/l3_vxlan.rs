@@ -97,7 +97,8 @@ impl Mode for L3Vxlan {
             underlay,
             "VXLAN",
             VXLAN_MTU_OVERHEAD,
-            "larger packets from it are dropped",
+            "larger packets from it with DF are answered with an ICMP \"fragmentation needed\" \
+             carrying the MTU that fits, those without DF are cut into fragments",
         );
         let routes = Arc::new(
             Routes::with_overlay_routes(cfg.local, &n.routes)
@@ -410,6 +411,8 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         let (Some(packet), Some(mtu)) = (frame.get(ETH..), fit.checked_sub(ETH)) else {
             return self.ctr.drop(DropReason::TooBig);
         };
+        // Frames the decision generated for the tunnel stay for `send_generated`.
+        let waiting = self.out.generated.len();
         match too_big::on_too_big(
             now,
             Framing::Ip,
@@ -420,7 +423,8 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             &mut self.ctr,
         ) {
             TooBig::Answered => {
-                self.tun[0].write_answers(now, &mut self.out.generated, &mut self.ctr);
+                let out = &mut self.out.generated;
+                self.tun[0].write_answers_from(now, out, waiting, &mut self.ctr);
             }
             TooBig::Fragment(f) => {
                 let (vni, f) = (self.out.remotes.vni(), f.behind_link(ETH));
