@@ -241,17 +241,27 @@ impl Handler {
                 Response::ok(serde_json::json!({ "removed": removed })).into()
             }
             Request::PeersShow => {
-                Reply::rows(self.core.peers().into_iter().map(move |(vni, peers)| {
-                    PeersRow {
-                        vni: vni.get(),
-                        dev: self.dev_of(vni).to_owned(),
-                        path_mtu: peers
-                            .iter()
-                            .filter_map(|p| self.path_mtu_row(now, *p))
-                            .collect(),
-                        peers,
-                    }
-                }))
+                let row = move |vni: u32, dev: String, peers: Vec<Ipv4Addr>| PeersRow {
+                    vni,
+                    dev,
+                    path_mtu: peers
+                        .iter()
+                        .filter_map(|p| self.path_mtu_row(now, *p))
+                        .collect(),
+                    peers,
+                };
+                if let (true, Some(svc)) = (self.nets.is_empty(), &self.routes) {
+                    // IPIP: no flood lists; its remotes are the route next hops (no VNI: 0).
+                    let mut hops: Vec<Ipv4Addr> = svc.list().iter().map(|r| r.via).collect();
+                    hops.sort_unstable();
+                    hops.dedup();
+                    return Ok(Reply::rows([row(0, svc.dev().to_owned(), hops)]));
+                }
+                Reply::rows(
+                    self.core.peers().into_iter().map(move |(vni, peers)| {
+                        row(vni.get(), self.dev_of(vni).to_owned(), peers)
+                    }),
+                )
             }
             Request::PeersAdd { vni, ip } => {
                 let vni = self.target(vni)?;
