@@ -86,8 +86,11 @@ impl PmtuLearner {
     /// Housekeeping: reads the listener, asks the routes of the remotes whose sends were too
     /// long, and takes every report into the table; `leader` also ages the table.
     pub fn tick(&mut self, now: Timestamp, leader: bool, ctr: &mut Counters) {
-        if let Some(icmp) = &self.icmp {
-            icmp.read(self.local, &mut self.reports);
+        if let Some(icmp) = &self.icmp
+            && let Err(e) = icmp.read(self.local, &mut self.reports)
+            && let Some(held) = self.err_log.check(now)
+        {
+            warn!(error = %e, suppressed = held, "cannot read the ICMP listener");
         }
         for dst in self.too_long.drain(..) {
             match sys::route_mtu(self.local, dst) {
@@ -145,13 +148,14 @@ impl IcmpListener {
     }
 
     /// Reads what is waiting (without blocking), keeping the reports about our sends.
-    fn read(&self, local: Ipv4Addr, reports: &mut Vec<(Ipv4Addr, u32)>) {
+    fn read(&self, local: Ipv4Addr, reports: &mut Vec<(Ipv4Addr, u32)>) -> std::io::Result<()> {
         let mut buf = [0u8; 1024];
         for _ in 0..MAX_ICMP_READS {
             let n = match std::io::Read::read(&mut &self.sock, &mut buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
             };
             if let Some(r) = frag_needed_about(&buf[..n], local, self.ours)
                 && reports.len() < MAX_REPORTS
@@ -159,5 +163,6 @@ impl IcmpListener {
                 reports.push(r);
             }
         }
+        Ok(())
     }
 }
