@@ -90,26 +90,46 @@ pub fn enable_recv_err(sock: &impl AsFd) -> io::Result<()> {
     setsockopt_int(sock, libc::IPPROTO_IP, libc::IP_RECVERR, 1)
 }
 
-/// Reads and discards everything on a socket's error queue (MSG_ERRQUEUE, without blocking);
-/// returns how many errors there were. What the queue holds (ICMP errors about earlier sends)
-/// costs socket memory until read.
-pub fn drain_error_queue(sock: &impl AsFd) -> io::Result<usize> {
+/// One error read from a socket's error queue: what it says about an earlier send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueuedError {
+    /// The destination of the send it is about (the error's `msg_name`).
+    pub dst: Option<Ipv4Addr>,
+    /// The largest packet the path toward `dst` carries, when the error says so: an ICMP
+    /// "fragmentation needed" (`ee_origin` ICMP, type 3 code 4: `ee_info`) or a local EMSGSIZE
+    /// (`ee_origin` local: `ee_info`).
+    pub mtu: Option<u32>,
+}
+
+/// `SO_EE_ORIGIN_LOCAL` and `SO_EE_ORIGIN_ICMP` of linux/errqueue.h.
+const SO_EE_ORIGIN_LOCAL: u8 = 1;
+const SO_EE_ORIGIN_ICMP: u8 = 2;
+
+/// Reads everything on a socket's error queue (MSG_ERRQUEUE, without blocking), handing each
+/// error to `on`; returns how many there were. What the queue holds (ICMP errors about earlier
+/// sends) costs socket memory until read.
+pub fn drain_error_queue(sock: &impl AsFd, mut on: impl FnMut(QueuedError)) -> io::Result<usize> {
     let mut n = 0;
     loop {
         let mut data = [0u8; 64];
         let mut ctrl = CmsgBuf([0; 64]);
+        // SAFETY: a plain C struct for which all-zero bytes are a valid value.
+        let mut name: libc::sockaddr_in = unsafe { std::mem::zeroed() };
         let mut iov = libc::iovec {
             iov_base: data.as_mut_ptr().cast(),
             iov_len: data.len(),
         };
         // SAFETY: a plain C struct for which all-zero bytes are a valid value.
         let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+        h.msg_name = (&mut name as *mut libc::sockaddr_in).cast();
+        h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
         h.msg_iov = &mut iov;
         h.msg_iovlen = 1;
         h.msg_control = ctrl.0.as_mut_ptr().cast();
         h.msg_controllen = std::mem::size_of::<CmsgBuf>() as _;
-        // SAFETY: the header points at `iov` (into `data`) and `ctrl` on this stack frame with
-        // their true lengths, alive for the call; the kernel writes at most those lengths.
+        // SAFETY: the header points at `name`, `iov` (into `data`) and `ctrl` on this stack
+        // frame with their true lengths, alive for the call; the kernel writes at most those
+        // lengths.
         let rc = unsafe {
             libc::recvmsg(
                 sock.as_fd().as_raw_fd(),
@@ -126,7 +146,82 @@ pub fn drain_error_queue(sock: &impl AsFd) -> io::Result<usize> {
             };
         }
         n += 1;
+        let dst = (i32::from(name.sin_family) == libc::AF_INET
+            && h.msg_namelen as usize >= std::mem::size_of::<libc::sockaddr_in>())
+        .then(|| Ipv4Addr::from(u32::from_be(name.sin_addr.s_addr)));
+        let mut mtu = None;
+        // SAFETY: the header's control fields describe `ctrl`, which the kernel filled
+        // (msg_controllen was updated to the bytes written); CMSG_FIRSTHDR/CMSG_NXTHDR stay
+        // inside that length, and the data of an IP_RECVERR message starts with a
+        // sock_extended_err, read unaligned only when the message is long enough to hold one.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&h);
+            while !c.is_null() {
+                let len = (*c).cmsg_len as usize;
+                let need = libc::CMSG_LEN(std::mem::size_of::<libc::sock_extended_err>() as u32);
+                if (*c).cmsg_level == libc::IPPROTO_IP
+                    && (*c).cmsg_type == libc::IP_RECVERR
+                    && len >= need as usize
+                {
+                    let e = std::ptr::read_unaligned(
+                        libc::CMSG_DATA(c).cast::<libc::sock_extended_err>(),
+                    );
+                    let frag_needed =
+                        e.ee_origin == SO_EE_ORIGIN_ICMP && e.ee_type == 3 && e.ee_code == 4;
+                    let local =
+                        e.ee_origin == SO_EE_ORIGIN_LOCAL && e.ee_errno == libc::EMSGSIZE as u32;
+                    if (frag_needed || local) && e.ee_info > 0 {
+                        mtu = Some(e.ee_info);
+                    }
+                }
+                c = libc::CMSG_NXTHDR(&h, c);
+            }
+        }
+        on(QueuedError { dst, mtu });
     }
+}
+
+/// The MTU of the kernel's route from `local` toward `dst` (IP_MTU of a UDP socket connected
+/// there: the route's `mtu`, a learned path MTU, or the device's), for a send that failed with
+/// EMSGSIZE. Sends nothing.
+pub fn route_mtu(local: Ipv4Addr, dst: Ipv4Addr) -> io::Result<u32> {
+    let sock = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    sock.bind(&std::net::SocketAddrV4::new(local, 0).into())?;
+    sock.connect(&std::net::SocketAddrV4::new(dst, 9).into())?;
+    let mut val: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the descriptor is borrowed from a live socket for the call; the option value
+    // points to a c_int on our stack and `len` holds its exact size.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU,
+            (&mut val as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    u32::try_from(val).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
+}
+
+/// `ICMP_FILTER` (linux/icmp.h, level SOL_RAW): a mask of the ICMP types a raw ICMP socket
+/// does not receive.
+const ICMP_FILTER: libc::c_int = 1;
+
+/// Lets the raw ICMP socket `sock` receive only ICMP types `types` (ICMP_FILTER).
+pub fn icmp_filter(sock: &impl AsFd, types: &[u8]) -> io::Result<()> {
+    let allowed = types
+        .iter()
+        .filter(|t| **t < 32)
+        .fold(0u32, |m, t| m | 1 << t);
+    setsockopt_int(sock, libc::SOL_RAW, ICMP_FILTER, !allowed as libc::c_int)
 }
 
 /// The count of packets a socket dropped because its receive queue was full (SO_MEMINFO's

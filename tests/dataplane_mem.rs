@@ -373,16 +373,26 @@ fn copies_too_big_for_the_underlay_are_too_big_on_every_path() {
     assert_eq!(c.drops_of(DropReason::TunnelTxError), 0);
     assert_eq!(c.tx_tunnel, 2);
 
-    // A super-frame whose segments (14 + 40 + 1460 + 36 = 1550) do not fit: each segment
-    // counted, none sent. One whose segments fit (MSS 1410) leaves whole.
+    // A super-frame whose segments (14 + 40 + 1460 + 36 = 1550) do not fit the path: cut
+    // again to the MSS that fits (1410), nothing dropped, the stream whole. One whose segments
+    // fit (MSS 1410) leaves as it was cut.
     let mut r = l2(vec![P1]);
     let (vnet, f) = tso_frame(3, 1460);
     assert!(r.tap.inject_with_header(&vnet, &f));
     assert_eq!(r.w.drain(DEVICE, NOW, BUDGET), Ok(false));
-    assert!(sent(&r.raw).is_empty());
+    let out = sent(&r.raw);
+    assert_eq!(out.len(), 4, "4380 bytes in segments of 1410");
+    assert!(out.iter().all(|(_, p)| p.len() <= 1500));
+    let mut stream = Vec::new();
+    for (_, p) in &out {
+        let rx = encap::tunnel::vxlan::decapsulate(p, 4789).unwrap();
+        stream.extend_from_slice(&p[rx.inner][14 + 40..]);
+    }
+    assert_eq!(stream, f[14 + 40..]);
     let c = r.w.counters();
-    assert_eq!(c.drops_of(DropReason::TooBig), 3);
-    assert_eq!((c.tx_tunnel, c.drops_of(DropReason::TunnelTxError)), (0, 0));
+    assert_eq!(c.drops_of(DropReason::TooBig), 0);
+    assert_eq!((c.tx_tunnel, c.drops_of(DropReason::TunnelTxError)), (4, 0));
+    let mut r = l2(vec![P1]);
     let (vnet, f) = tso_frame(3, 1410);
     assert!(r.tap.inject_with_header(&vnet, &f));
     assert_eq!(r.w.drain(DEVICE, NOW, BUDGET), Ok(false));
@@ -417,6 +427,14 @@ fn copies_too_big_for_the_underlay_are_too_big_on_every_path() {
     let c = w.counters();
     assert_eq!(c.drops_of(DropReason::TooBig), 1);
     assert_eq!(c.drops_of(DropReason::TunnelTxError), 0);
+    // The one with DF was answered into the TUN: fragmentation needed, MTU 1450.
+    let mut icmp = Vec::new();
+    tun.take_written(|p| icmp.push(p.to_vec()));
+    let answer = icmp.last().expect("an ICMP error");
+    let ip = &answer[answer.len() - 576..];
+    assert_eq!((ip[9], ip[20], ip[21]), (1, 3, 4), "ICMP 3/4");
+    assert_eq!(u16::from_be_bytes([ip[26], ip[27]]), 1450);
+    assert_eq!(c.icmp_too_big, 1);
 }
 
 #[test]

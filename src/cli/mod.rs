@@ -127,10 +127,11 @@ pub struct RunArgs {
 
     /// Device MTU [default: MTU of the underlay interface holding --local, minus the
     /// encapsulation overhead: 50 for VXLAN, 20 for IPIP]. A larger MTU is accepted with a
-    /// warning: with VXLAN, frames that do not fit in one underlay packet are dropped (counted
-    /// too_big); with --encap ipip, oversize packets with DF are answered with ICMP
-    /// "fragmentation needed" (carrying the tunnel MTU) and oversize packets without DF are
-    /// dropped (counted too_big).
+    /// warning. In every mode a packet that does not fit the path toward its remote (the
+    /// underlay MTU, or a lower path MTU learned from the underlay's ICMP errors) is answered
+    /// with an ICMP "fragmentation needed" (IPv4 with DF) or "packet too big" (IPv6, L2)
+    /// carrying the MTU that fits; IPv4 without DF is cut into fragments (VXLAN) or dropped
+    /// (IPIP; counted too_big).
     #[arg(long, value_name = "N", value_parser = parse_mtu)]
     pub mtu: Option<u16>,
 

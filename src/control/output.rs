@@ -45,16 +45,25 @@ pub fn neigh_table(rows: &[NeighRow]) -> String {
     s
 }
 
-/// Flood lists as a table: one row per (network, peer).
+/// Flood lists as a table: one row per (network, peer), with the path MTU toward the peer
+/// (`1400 learned, 540s left` when a lower one was learned).
 pub fn peers_table(rows: &[PeersRow]) -> String {
     let w = rows.iter().map(|r| r.dev.len()).max().unwrap_or(0).max(3);
-    let mut s = format!("{:<8}  {:<w$}  PEER\n", "VNI", "DEV");
+    let mut s = format!("{:<8}  {:<w$}  {:<15}  PMTU\n", "VNI", "DEV", "PEER");
     for r in rows {
         if r.peers.is_empty() {
             let _ = writeln!(s, "{:<8}  {:<w$}  -", r.vni, r.dev);
         }
         for p in &r.peers {
-            let _ = writeln!(s, "{:<8}  {:<w$}  {p}", r.vni, r.dev);
+            let pmtu = match r.path_mtu.iter().find(|m| m.remote == *p) {
+                Some(m) if m.learned => {
+                    format!("{} learned, {}s left", m.mtu, m.expires_secs.unwrap_or(0))
+                }
+                Some(m) => m.mtu.to_string(),
+                None => String::new(),
+            };
+            let line = format!("{:<8}  {:<w$}  {:<15}  {pmtu}", r.vni, r.dev, p.to_string());
+            let _ = writeln!(s, "{}", line.trim_end());
         }
     }
     s
@@ -86,6 +95,16 @@ pub fn stats_table(st: &StatsReport) -> String {
             n.neigh_entries
         );
     }
+    let _ = writeln!(s, "path_mtu configured {}", st.path_mtu.configured);
+    for m in &st.path_mtu.learned {
+        let _ = writeln!(
+            s,
+            "  {} {} learned, {}s left",
+            m.remote,
+            m.mtu,
+            m.expires_secs.unwrap_or(0)
+        );
+    }
     for w in &st.workers {
         let _ = writeln!(
             s,
@@ -104,7 +123,7 @@ pub fn stats_table(st: &StatsReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::protocol::NetStats;
+    use crate::control::protocol::{NetStats, PathMtuRow};
     use crate::core::Counters;
     use std::collections::BTreeMap;
     use std::net::Ipv4Addr;
@@ -183,11 +202,18 @@ mod tests {
                 vni: 42,
                 dev: "vtep0".into(),
                 peers: vec![Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 3)],
+                path_mtu: vec![PathMtuRow {
+                    remote: Ipv4Addr::new(192, 0, 2, 3),
+                    mtu: 1400,
+                    learned: true,
+                    expires_secs: Some(540),
+                }],
             },
             PeersRow {
                 vni: 7,
                 dev: "v7".into(),
                 peers: vec![],
+                path_mtu: vec![],
             },
         ];
         let t = peers_table(&rows);
@@ -195,7 +221,7 @@ mod tests {
         assert_eq!(lines.len(), 4, "{t}");
         assert!(lines[0].starts_with("VNI"));
         assert!(lines[1].contains("42") && lines[1].ends_with("192.0.2.2"));
-        assert!(lines[2].ends_with("192.0.2.3"));
+        assert!(lines[2].contains("192.0.2.3") && lines[2].ends_with("1400 learned, 540s left"));
         assert!(lines[3].starts_with("7 ") && lines[3].ends_with('-'));
     }
 
@@ -238,6 +264,7 @@ mod tests {
                 },
                 drops_total: 4,
             }],
+            path_mtu: Default::default(),
         };
         let t = stats_table(&st);
         assert!(t.contains("rx_tunnel               10\n"), "{t}");

@@ -208,6 +208,32 @@ pub struct PeersRow {
     pub dev: String,
     /// Remote VTEPs receiving BUM traffic.
     pub peers: Vec<Ipv4Addr>,
+    /// The path MTU toward each of them, in the same order.
+    #[serde(default)]
+    pub path_mtu: Vec<PathMtuRow>,
+}
+
+/// The path MTU toward one remote (in `peers show` and `stats --json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathMtuRow {
+    /// The remote VTEP or node.
+    pub remote: Ipv4Addr,
+    /// The largest outer packet toward it.
+    pub mtu: u16,
+    /// Learned from the underlay (else the configured underlay MTU).
+    pub learned: bool,
+    /// Seconds before a learned value goes back to the configured MTU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_secs: Option<u64>,
+}
+
+/// The path MTUs in [`StatsReport`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathMtuReport {
+    /// The configured underlay MTU: every remote's path MTU unless a lower one was learned.
+    pub configured: u16,
+    /// The remotes a lower path MTU was learned toward.
+    pub learned: Vec<PathMtuRow>,
 }
 
 /// One L3 route (`routes show --json` prints an array of these).
@@ -272,6 +298,9 @@ pub struct StatsReport {
     /// Per dataplane worker.
     #[serde(default)]
     pub workers: Vec<WorkerStats>,
+    /// Path MTUs toward the remotes.
+    #[serde(default)]
+    pub path_mtu: PathMtuReport,
 }
 
 #[cfg(test)]

@@ -57,6 +57,13 @@ impl Generated {
             self.buf.truncate(start);
         }
     }
+    /// Forgets the frames from the `len`-th on, keeping the first `len`.
+    pub fn truncate(&mut self, len: usize) {
+        if let Some((_, r)) = self.frames.get(len) {
+            self.buf.truncate(r.start);
+            self.frames.truncate(len);
+        }
+    }
     /// The frames, in order.
     pub fn iter(&self) -> impl Iterator<Item = (FrameTo, &[u8])> + '_ {
         self.frames
@@ -215,6 +222,18 @@ mod tests {
                 (FrameTo::Device, &[9u8][..])
             ]
         );
+        g.truncate(5);
+        assert_eq!(g.len(), 2, "nothing past the end");
+        g.truncate(1);
+        assert_eq!(
+            g.iter().collect::<Vec<_>>(),
+            vec![(FrameTo::Tunnel, &[1u8, 2, 3][..])]
+        );
+        g.push(FrameTo::Device, 1, |b| {
+            b[0] = 7;
+            true
+        });
+        assert_eq!(g.iter().nth(1), Some((FrameTo::Device, &[7u8][..])));
         g.clear();
         assert!(g.is_empty());
     }

@@ -229,6 +229,15 @@ counters! {
     /// Packets from the tunnel that arrived already merged by the underlay's GRO (IPIP
     /// super-packets; each is one `rx_tunnel`), handed to the device as GSO.
     rx_merged,
+    /// ICMP "fragmentation needed" / ICMPv6 "packet too big" errors written into a device for
+    /// packets that did not fit the path toward their remote (each also a `too_big` drop).
+    icmp_too_big,
+    /// Such errors not sent because the worker's ICMP budget was spent.
+    icmp_rate_limited,
+    /// IPv4 packets without DF cut into fragments because they did not fit the path.
+    fragmented,
+    /// Lower path MTUs learned toward a remote (from ICMP errors, EMSGSIZE and route MTUs).
+    pmtu_learned,
 }
 
 impl Counters {
@@ -263,7 +272,7 @@ mod tests {
         let c = Counters::from_array(&a);
         assert_eq!(c.to_array(), a);
         assert_eq!(c.rx_tunnel, 1000);
-        assert_eq!(c.rx_merged, 1000 + Counters::SCALARS as u64 - 1);
+        assert_eq!(c.pmtu_learned, 1000 + Counters::SCALARS as u64 - 1);
         assert_eq!(
             c.drops_of(DropReason::ALL[0]),
             1000 + Counters::SCALARS as u64

@@ -4,9 +4,11 @@
 //! cannot (the one mapping of codec errors to drop reasons).
 //!
 //! It knows the outer size, so it is also the one place that checks it against what the underlay
-//! carries: an encapsulated packet longer than the underlay MTU it was given is refused as
-//! [`DropReason::TooBig`] before any send is tried (the kernel would refuse it with EMSGSIZE,
-//! counted as a send error, or a UDP GSO send with EINVAL).
+//! carries: an encapsulated packet longer than the path MTU toward its remote (the underlay MTU,
+//! or less where [`PathMtus`] learned less) is refused as [`DropReason::TooBig`] before any send
+//! is tried (the kernel would refuse it with EMSGSIZE, or a UDP GSO send with EINVAL); the
+//! caller then answers or cuts the packet ([`super::too_big`]). Each cached template carries
+//! its remote's path MTU, read again only when the shared table's generation moved.
 //!
 //! The outer-header policy (TTL, TOS, DF, source ports, UDP checksum) may differ between
 //! networks ([`Encapsulator::with_network`]); it is resolved into the template once, so a packet
@@ -18,11 +20,13 @@
 //! freed) at [`MAX_TEMPLATES`].
 
 use super::DropReason;
+use super::pmtu::PathMtus;
 use encap::{Error, Invalid, IpipConfig, IpipEncap, Layer, Vni, VxlanConfig, VxlanEncap, VxlanTx};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::net::Ipv4Addr;
 use std::ops::Range;
+use std::sync::Arc;
 
 /// Remotes whose header template is cached; the cache is emptied (not freed) when full.
 pub const MAX_TEMPLATES: usize = 4096;
@@ -42,35 +46,51 @@ enum Template {
     Ipip(IpipEncap),
 }
 
-/// A worker's encapsulator: header templates by remote, the IPIP outer IP ID counter, and the
-/// largest outer packet the underlay carries.
+/// A remote's cached header template and the largest outer packet its path carries.
+#[derive(Debug, Clone)]
+struct Remote {
+    template: Template,
+    max_outer: usize,
+}
+
+/// A worker's encapsulator: header templates by remote (each with its path MTU), the IPIP
+/// outer IP ID counter, and the largest outer packet the underlay carries.
 #[derive(Debug)]
 pub struct Encapsulator {
     /// The distinct outer header settings; `[0]` serves every network `by_vni` does not name.
     cfgs: Vec<TunnelConfig>,
     /// Networks whose settings differ from `cfgs[0]`: their index in `cfgs`.
     by_vni: HashMap<Vni, u16, ahash::RandomState>,
-    /// Templates by (index in `cfgs`, remote).
-    templates: HashMap<(u16, Ipv4Addr), Template, ahash::RandomState>,
+    /// Templates (each with its path MTU) by (index in `cfgs`, remote).
+    templates: HashMap<(u16, Ipv4Addr), Remote, ahash::RandomState>,
     next_id: u16,
     /// The underlay MTU (at most 65535, the largest IPv4 packet).
     max_outer: usize,
+    /// The path MTUs shared with the other workers, and the generation the cache reflects.
+    pmtu: Arc<PathMtus>,
+    generation: u64,
 }
 
 impl Encapsulator {
     /// An encapsulator for `cfg` over an underlay of MTU `underlay_mtu` (no outer packet is
-    /// longer); `id_seed` starts the outer IP ID counter of IPIP (give each worker its own).
-    /// VXLAN packets carry ID 0: with DF set any ID will do (RFC 6864 §4.1), and with DF clear
-    /// the kernel fills in a zero ID on the raw socket.
+    /// longer) with path MTUs of its own; `id_seed` starts the outer IP ID counter of IPIP
+    /// (give each worker its own). VXLAN packets carry ID 0: with DF set any ID will do
+    /// (RFC 6864 §4.1), and with DF clear the kernel fills in a zero ID on the raw socket.
     pub fn new(cfg: TunnelConfig, id_seed: u16, underlay_mtu: u32) -> Encapsulator {
+        Encapsulator::with_path_mtus(cfg, id_seed, Arc::new(PathMtus::new(underlay_mtu)))
+    }
+
+    /// An encapsulator whose outer packets to each remote fit that remote's path MTU in `pmtu`
+    /// (shared by the workers; its configured MTU is the underlay's).
+    pub fn with_path_mtus(cfg: TunnelConfig, id_seed: u16, pmtu: Arc<PathMtus>) -> Encapsulator {
         Encapsulator {
             cfgs: vec![cfg],
             by_vni: HashMap::default(),
             templates: HashMap::with_capacity_and_hasher(64, ahash::RandomState::new()),
             next_id: id_seed,
-            max_outer: usize::try_from(underlay_mtu)
-                .unwrap_or(usize::MAX)
-                .min(usize::from(u16::MAX)),
+            max_outer: usize::from(pmtu.configured()),
+            generation: pmtu.generation(),
+            pmtu,
         }
     }
 
@@ -118,6 +138,42 @@ impl Encapsulator {
         &self.cfgs[usize::from(self.index(vni))]
     }
 
+    /// The path MTUs it follows.
+    pub fn path_mtus(&self) -> &Arc<PathMtus> {
+        &self.pmtu
+    }
+
+    /// The longest packet (as [`Encapsulator::encapsulate`] takes it: an Ethernet frame for
+    /// VXLAN, an IPv4 packet for IPIP) of network `vni` whose encapsulation fits the path
+    /// toward `dst`.
+    pub fn max_inner(&mut self, vni: Vni, dst: Ipv4Addr) -> usize {
+        self.refresh();
+        let outer = match self.templates.get(&(self.index(vni), dst)) {
+            Some(r) => r.max_outer,
+            None => usize::from(self.pmtu.get(dst)).min(self.max_outer),
+        };
+        outer.saturating_sub(self.overhead())
+    }
+
+    /// Re-reads every cached remote's path MTU when the shared table changed.
+    #[inline]
+    fn refresh(&mut self) {
+        let g = self.pmtu.generation();
+        if g == self.generation {
+            return;
+        }
+        self.generation = g;
+        let max = self.max_outer;
+        for ((_, dst), r) in self.templates.iter_mut() {
+            r.max_outer = usize::from(self.pmtu.get(*dst)).min(max);
+        }
+    }
+
+    /// The outer IP ID the next IPIP packet gets.
+    pub fn next_id(&self) -> u16 {
+        self.next_id
+    }
+
     /// Bytes the outer headers take in front of a packet.
     pub fn overhead(&self) -> usize {
         match self.cfgs[0] {
@@ -140,22 +196,30 @@ impl Encapsulator {
         if len.saturating_add(self.overhead()) > self.max_outer {
             return Err(DropReason::TooBig);
         }
+        self.refresh();
+        let overhead = self.overhead();
         let i = self.index(vni);
         let key = (i, dst);
         if self.templates.len() >= MAX_TEMPLATES && !self.templates.contains_key(&key) {
             self.templates.clear();
         }
-        let t = match self.templates.entry(key) {
+        let r = match self.templates.entry(key) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(v) => {
                 let t = match &self.cfgs[usize::from(i)] {
                     TunnelConfig::Vxlan(c) => VxlanEncap::new(c, dst).map(Template::Vxlan),
                     TunnelConfig::Ipip(c) => IpipEncap::new(c, dst).map(Template::Ipip),
                 };
-                v.insert(t.map_err(|e| drop_reason(&e))?)
+                v.insert(Remote {
+                    template: t.map_err(|e| drop_reason(&e))?,
+                    max_outer: usize::from(self.pmtu.get(dst)).min(self.max_outer),
+                })
             }
         };
-        let r = match t {
+        if len.saturating_add(overhead) > r.max_outer {
+            return Err(DropReason::TooBig);
+        }
+        let r = match &mut r.template {
             Template::Vxlan(enc) => enc.encapsulate(buf, off, len, &VxlanTx::new(vni)),
             Template::Ipip(enc) => {
                 self.next_id = self.next_id.wrapping_add(1);
@@ -344,6 +408,34 @@ mod tests {
             assert_eq!((f[8], f[6] & 0x40), (ttl, df), "{vni:?}");
             assert!(encap::tunnel::vxlan::decapsulate(&f, 4789).is_ok());
         }
+    }
+
+    /// A path MTU learned toward one remote bounds its packets (and only its), from the next
+    /// packet on, in a worker whose template was cached before; it goes when the value ages.
+    #[test]
+    fn each_remote_follows_its_learned_path_mtu() {
+        use crate::core::Timestamp;
+        let pmtu = Arc::new(PathMtus::new(1500));
+        let cfg = TunnelConfig::Vxlan(VxlanConfig::new(LOCAL));
+        let mut vx = Encapsulator::with_path_mtus(cfg, 0, Arc::clone(&pmtu));
+        let other = Ipv4Addr::new(192, 0, 2, 3);
+        let mut f = vec![0u8; 36 + 1464];
+        f[36 + 12] = 0x88;
+        assert!(vx.encapsulate(&mut f, 36, 1464, Vni::ZERO, REMOTE).is_ok());
+        assert_eq!(vx.max_inner(Vni::ZERO, REMOTE), 1464);
+        pmtu.learn(Timestamp(0), REMOTE, 1400);
+        assert_eq!(
+            vx.encapsulate(&mut f, 36, 1464, Vni::ZERO, REMOTE),
+            Err(DropReason::TooBig)
+        );
+        assert_eq!(vx.max_inner(Vni::ZERO, REMOTE), 1364);
+        assert_eq!(
+            vx.encapsulate(&mut f, 36, 1364, Vni::ZERO, REMOTE),
+            Ok(0..1400)
+        );
+        assert!(vx.encapsulate(&mut f, 36, 1464, Vni::ZERO, other).is_ok());
+        pmtu.expire(Timestamp(0) + crate::core::pmtu::PMTU_EXPIRES);
+        assert!(vx.encapsulate(&mut f, 36, 1464, Vni::ZERO, REMOTE).is_ok());
     }
 
     #[test]

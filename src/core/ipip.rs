@@ -24,19 +24,18 @@
 //!   (the tunnel MTU by default) already makes the kernel fragment such packets before vtepd
 //!   sees them, so this only happens when `--mtu` was set above the tunnel MTU.
 
-use super::arp::FrameTo;
 use super::route::Routes;
+use super::too_big::{self, Framing, TooBig};
 use super::{Counters, DropReason, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp};
-use encap::ipv4::{self, Ipv4Packet, Ipv4Repr, protocol};
-use encap::{Error, Invalid, checksum};
+use encap::ipv4::Ipv4Packet;
+use encap::{Error, Invalid};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use encap::tunnel::ipip::OVERHEAD;
 
-/// Longest ICMP error written (RFC 1812 §4.3.2.3: at most 576 bytes).
-pub const ICMP_MAX: usize = 576;
+pub use super::too_big::ICMP_MAX;
 /// The one network of an IPIP daemon (its TUN device).
 pub const NET: NetId = NetId(0);
 
@@ -124,74 +123,14 @@ impl Ipip {
             return reject(ctr, DropReason::NoRoute, FromDevice::Drop);
         };
         if usize::from(ip.total_len()) > usize::from(self.tunnel_mtu) {
-            ctr.drop(DropReason::TooBig);
-            if ip.dont_frag() && self.frag_needed(now, pkt, out) {
-                return FromDevice::Answered;
-            }
-            return FromDevice::Drop(DropReason::TooBig);
+            let mtu = usize::from(self.tunnel_mtu);
+            return match too_big::on_too_big(now, Framing::Ip, pkt, mtu, false, out, ctr) {
+                TooBig::Answered => FromDevice::Answered,
+                _ => FromDevice::Drop(DropReason::TooBig),
+            };
         }
         out.remotes.push(dst);
         FromDevice::Tunnel
-    }
-
-    /// Builds an ICMP "fragmentation needed" (type 3 code 4) for the sender of `pkt` into
-    /// `out.generated` (for the device); false when none may be sent (ICMP errors about ICMP
-    /// errors, non-first fragments, sources that are not unicast, or the rate limit).
-    fn frag_needed(&self, now: Timestamp, pkt: &[u8], out: &mut Out) -> bool {
-        let ip = Ipv4Packet::new_unchecked(pkt);
-        let (src, dst) = (ip.src(), ip.dst());
-        if src.is_unspecified()
-            || src.is_multicast()
-            || src.is_broadcast()
-            || src.is_loopback()
-            || dst.is_multicast()
-            || dst.is_broadcast()
-            || ip.frag_offset() != 0
-        {
-            return false;
-        }
-        let hl = ip.header_len();
-        if ip.protocol() == protocol::ICMP {
-            // Never an error about an error (RFC 1122 §3.2.2): only echo, timestamp, ... pass.
-            let ty = pkt.get(hl).copied().unwrap_or(0);
-            if matches!(ty, 3 | 4 | 5 | 11 | 12) {
-                return false;
-            }
-        }
-        if !out.icmp.take(now) {
-            return false;
-        }
-        let quoted = pkt.len().min(ICMP_MAX - ipv4::HEADER_LEN - 8);
-        let icmp_len = 8 + quoted;
-        let mtu = self.tunnel_mtu;
-        let before = out.generated.len();
-        out.generated
-            .push(FrameTo::Device, ipv4::HEADER_LEN + icmp_len, |b| {
-                let repr = Ipv4Repr {
-                    src: dst,
-                    dst: src,
-                    protocol: protocol::ICMP,
-                    // Internetwork control, as Linux sends its ICMP errors.
-                    tos: 0xc0,
-                    ident: 0,
-                    dont_frag: false,
-                    ttl: 64,
-                    payload_len: icmp_len,
-                };
-                if repr.emit(&mut *b).is_err() {
-                    return false;
-                }
-                let icmp = &mut b[ipv4::HEADER_LEN..];
-                icmp[0] = 3; // destination unreachable
-                icmp[1] = 4; // fragmentation needed and DF set
-                icmp[2..6].fill(0);
-                icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
-                icmp[8..].copy_from_slice(&pkt[..quoted]);
-                let c = checksum::checksum(icmp);
-                icmp[2..4].copy_from_slice(&c.to_be_bytes());
-                true
-            });
-        out.generated.len() > before
     }
 
     /// An IPIP packet from the underlay, from its outer IPv4 header on (as a raw IPv4 socket
@@ -256,6 +195,8 @@ mod tests {
     use crate::core::encapsulator::{Encapsulator, TunnelConfig};
     use crate::core::route::Route;
     use encap::IpipConfig;
+    use encap::checksum;
+    use encap::ipv4::{Ipv4Repr, protocol};
     use encap::tunnel::ipip::decapsulate;
 
     /// A worker's side of the engine, as the IPIP worker holds it.

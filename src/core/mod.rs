@@ -28,9 +28,11 @@ mod learn;
 pub mod neigh;
 mod neigh_control;
 pub mod network;
+pub mod pmtu;
 pub mod route;
 pub mod storm;
 pub mod time;
+pub mod too_big;
 
 pub use counters::{Counters, DropReason};
 pub use engine::{FromDevice, FromTunnel, Out, Outer, Remotes};

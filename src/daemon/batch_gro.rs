@@ -46,24 +46,7 @@ const TCP_PSH: u8 = 0x08;
 /// Largest IPv4 total length.
 const MAX_IP_LEN: usize = 65_535;
 
-/// What a device packet starts with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// An Ethernet header (TAP): the IPv4 header at byte 14.
-    Ethernet,
-    /// The IPv4 header itself (TUN).
-    Ip,
-}
-
-impl Framing {
-    /// Offset of the IPv4 header.
-    pub const fn l3(self) -> usize {
-        match self {
-            Framing::Ethernet => ETH_LEN,
-            Framing::Ip => 0,
-        }
-    }
-}
+pub use crate::core::too_big::Framing;
 
 /// A TCP/IPv4 segment that may be merged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -129,6 +129,23 @@ impl<D: DeviceQueue> DevPort<D> {
         out.clear();
     }
 
+    /// Writes the device-bound frames of `out` from the `from`-th on (answers made after
+    /// `from` frames were already waiting) and forgets them; the earlier ones stay.
+    pub fn write_answers_from(
+        &mut self,
+        now: Timestamp,
+        out: &mut Generated,
+        from: usize,
+        ctr: &mut Counters,
+    ) {
+        for (to, packet) in out.iter().skip(from) {
+            if to == FrameTo::Device {
+                self.write(now, Some(packet), ctr);
+            }
+        }
+        out.truncate(from);
+    }
+
     /// `Err` with the reason to end the worker once a write found the device gone.
     pub fn check(&self) -> Result<(), String> {
         self.gone.as_ref().map_or(Ok(()), |g| Err(g.clone()))

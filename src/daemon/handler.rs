@@ -9,13 +9,15 @@
 use super::netlink::{RouteChangeError, RouteService};
 use super::stats::{Clock, StatsBoard};
 use crate::control::protocol::{
-    FdbRow, Kind, NeighRow, NetStats, PeersRow, Request, Response, RouteRow, StatsReport,
-    WorkerStats,
+    FdbRow, Kind, NeighRow, NetStats, PathMtuReport, PathMtuRow, PeersRow, Request, Response,
+    RouteRow, StatsReport, WorkerStats,
 };
 use crate::control::server::{Handle, Reply};
+use crate::core::pmtu::PathMtus;
 use crate::core::route::parse_prefix;
 use crate::core::{Core, CoreError, EntryKind};
 use encap::{MacAddr, Vni};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use tracing::info;
 
@@ -40,6 +42,8 @@ pub struct Handler {
     board: Arc<StatsBoard>,
     clock: Clock,
     routes: Option<Arc<RouteService>>,
+    /// The path MTUs (none in tests without a dataplane).
+    pmtu: Option<Arc<PathMtus>>,
 }
 
 /// An entry's kind as the protocol prints it.
@@ -84,6 +88,44 @@ impl Handler {
             board,
             clock,
             routes,
+            pmtu: None,
+        }
+    }
+
+    /// Reports the path MTUs `pmtu` in `peers show` and `stats`.
+    pub fn with_path_mtus(mut self, pmtu: Arc<PathMtus>) -> Handler {
+        self.pmtu = Some(pmtu);
+        self
+    }
+
+    /// The path MTU toward `remote` as `peers show` and `stats` report it.
+    fn path_mtu_row(&self, now: crate::core::Timestamp, remote: Ipv4Addr) -> Option<PathMtuRow> {
+        let p = self.pmtu.as_ref()?;
+        let learned = p.learned_toward(now, remote);
+        Some(PathMtuRow {
+            remote,
+            mtu: learned.map_or(p.configured(), |l| l.mtu),
+            learned: learned.is_some(),
+            expires_secs: learned.map(|l| l.expires_in.as_secs()),
+        })
+    }
+
+    fn path_mtu_report(&self, now: crate::core::Timestamp) -> PathMtuReport {
+        let Some(p) = &self.pmtu else {
+            return PathMtuReport::default();
+        };
+        PathMtuReport {
+            configured: p.configured(),
+            learned: p
+                .learned(now)
+                .into_iter()
+                .map(|l| PathMtuRow {
+                    remote: l.remote,
+                    mtu: l.mtu,
+                    learned: true,
+                    expires_secs: Some(l.expires_in.as_secs()),
+                })
+                .collect(),
         }
     }
 
@@ -199,11 +241,27 @@ impl Handler {
                 Response::ok(serde_json::json!({ "removed": removed })).into()
             }
             Request::PeersShow => {
-                Reply::rows(self.core.peers().into_iter().map(|(vni, peers)| PeersRow {
-                    vni: vni.get(),
-                    dev: self.dev_of(vni).to_owned(),
+                let row = move |vni: u32, dev: String, peers: Vec<Ipv4Addr>| PeersRow {
+                    vni,
+                    dev,
+                    path_mtu: peers
+                        .iter()
+                        .filter_map(|p| self.path_mtu_row(now, *p))
+                        .collect(),
                     peers,
-                }))
+                };
+                if let (true, Some(svc)) = (self.nets.is_empty(), &self.routes) {
+                    // IPIP: no flood lists; its remotes are the route next hops (no VNI: 0).
+                    let mut hops: Vec<Ipv4Addr> = svc.list().iter().map(|r| r.via).collect();
+                    hops.sort_unstable();
+                    hops.dedup();
+                    return Ok(Reply::rows([row(0, svc.dev().to_owned(), hops)]));
+                }
+                Reply::rows(
+                    self.core.peers().into_iter().map(move |(vni, peers)| {
+                        row(vni.get(), self.dev_of(vni).to_owned(), peers)
+                    }),
+                )
             }
             Request::PeersAdd { vni, ip } => {
                 let vni = self.target(vni)?;
@@ -342,6 +400,7 @@ impl Handler {
                     counters: w,
                 })
                 .collect(),
+            path_mtu: self.path_mtu_report(now),
         }
     }
 }

@@ -73,9 +73,10 @@ pub trait DatagramSocket: Send + 'static {
     ) -> io::Result<(usize, Option<u32>)>;
     /// Sends a prefix of `msgs` (one `sendmmsg`); how many went, or the first one's error.
     fn send_batch(&self, msgs: &[SendMsg<'_>]) -> io::Result<usize>;
-    /// Reads and discards the errors queued about earlier sends (ICMP errors that came back);
-    /// how many.
-    fn drain_errors(&self) -> io::Result<usize> {
+    /// Reads the errors queued about earlier sends (ICMP errors that came back, local
+    /// EMSGSIZE), handing each to `on`; how many.
+    fn drain_errors(&self, on: &mut dyn FnMut(sys::QueuedError)) -> io::Result<usize> {
+        let _ = on;
         Ok(0)
     }
     /// The count of datagrams dropped because the receive queue was full, if the socket keeps
@@ -102,8 +103,8 @@ macro_rules! kernel_socket {
             fn send_batch(&self, msgs: &[SendMsg<'_>]) -> io::Result<usize> {
                 sys::send_batch(self, msgs)
             }
-            fn drain_errors(&self) -> io::Result<usize> {
-                sys::drain_error_queue(self)
+            fn drain_errors(&self, on: &mut dyn FnMut(sys::QueuedError)) -> io::Result<usize> {
+                sys::drain_error_queue(self, on)
             }
             fn queue_drops(&self) -> io::Result<Option<u32>> {
                 sys::socket_drops(self).map(Some)
@@ -136,8 +137,8 @@ impl<T: DatagramSocket + Sync> DatagramSocket for std::sync::Arc<T> {
     fn send_batch(&self, msgs: &[SendMsg<'_>]) -> io::Result<usize> {
         (**self).send_batch(msgs)
     }
-    fn drain_errors(&self) -> io::Result<usize> {
-        (**self).drain_errors()
+    fn drain_errors(&self, on: &mut dyn FnMut(sys::QueuedError)) -> io::Result<usize> {
+        (**self).drain_errors(on)
     }
     fn queue_drops(&self) -> io::Result<Option<u32>> {
         (**self).queue_drops()

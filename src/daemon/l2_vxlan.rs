@@ -41,6 +41,7 @@ use super::device::{self, Tap, Underlay};
 use super::event_loop::Dataplane;
 use super::handler::NetInfo;
 use super::io::{DatagramSocket, DeviceQueue};
+use super::pmtu::IcmpListener;
 use super::receive::{OnDatagrams, Receiver, drain_socket};
 use super::runner::{ControlParts, Held, Mode, Opened};
 use super::stats::Clock;
@@ -48,6 +49,8 @@ use super::tunnel_tx::TunnelTx;
 use super::{housekeeping, socket, tunnel_tx};
 use crate::config::{DaemonConfig, stable_mac};
 use crate::core::l2::L2;
+use crate::core::pmtu::{OurSends, PathMtus};
+use crate::core::too_big::{self, TooBig};
 use crate::core::{
     Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp,
 };
@@ -86,7 +89,9 @@ impl Mode for L2Vxlan {
                 underlay,
                 "VXLAN",
                 device::VXLAN_MTU_OVERHEAD,
-                "larger frames from it are dropped",
+                "larger IPv4 packets with DF and IPv6 packets from it are answered with an ICMP \
+                 error carrying the MTU that fits, larger IPv4 packets without DF are cut into \
+                 fragments, other frames are dropped",
             );
         }
         Ok(L2Vxlan {
@@ -135,9 +140,13 @@ impl Mode for L2Vxlan {
             Arc::clone(&core),
             cfg.networks.iter().map(|n| n.arp_suppress).collect(),
         ));
+        let pmtu = Arc::new(PathMtus::new(self.underlay_mtu));
         let mut dataplanes = Vec::with_capacity(workers);
         for (id, sock) in udp.into_iter().enumerate() {
-            let tx = tunnel_tx(cfg, self.underlay_mtu)?;
+            let listener = (id == 0)
+                .then(|| IcmpListener::open(OurSends::Vxlan { port: cfg.port }))
+                .flatten();
+            let tx = tunnel_tx(cfg, Arc::clone(&pmtu), listener)?;
             let ports = taps.iter().map(|t| port_of(t, id)).collect();
             dataplanes.push(L2Worker::new(Arc::clone(&engine), sock.into(), tx, ports));
         }
@@ -157,6 +166,7 @@ impl Mode for L2Vxlan {
                 core,
                 nets,
                 routes: None,
+                path_mtus: pmtu,
             },
             held: Held {
                 routes: None,
@@ -359,11 +369,51 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             }
             // Every segment is flooded as the super-frame is.
             self.ctr.flood_copies += (self.ctr.flood_copies - floods) * more_segs as u64;
-            self.tx
-                .send_copies(now, &self.out.remotes, slot, n, tso.as_ref(), &mut self.ctr);
+            if let Some((dst, fit)) =
+                self.tx
+                    .send_copies(now, &self.out.remotes, slot, n, tso.as_ref(), &mut self.ctr)
+            {
+                self.too_big(now, t, slot, n, dst, fit);
+            }
         }
         self.tx.flush(now, &mut self.ctr);
         Ok(more)
+    }
+}
+
+impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
+    /// The frame in send slot `slot` (`len` bytes) from TAP `t` did not fit the path toward
+    /// `dst` (at most `fit` bytes do): the core answers it (an ICMP error back into the TAP,
+    /// from the original destination) or cuts it into fragments, sent here.
+    fn too_big(
+        &mut self,
+        now: Timestamp,
+        t: usize,
+        slot: usize,
+        len: usize,
+        dst: Ipv4Addr,
+        fit: usize,
+    ) {
+        let frame = &self.tx.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
+        match too_big::on_too_big(
+            now,
+            Framing::Ethernet,
+            frame,
+            fit,
+            true,
+            &mut self.out,
+            &mut self.ctr,
+        ) {
+            TooBig::Answered => {
+                self.taps[t].write_answers(now, &mut self.out.generated, &mut self.ctr);
+            }
+            TooBig::Fragment(f) => {
+                let vni = self.out.remotes.vni();
+                self.tx
+                    .send_fragments(now, vni, dst, slot, len, &f, &mut self.ctr);
+            }
+            TooBig::Drop => {}
+        }
     }
 }
 
@@ -408,8 +458,8 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L2Worker<D, S> {
     }
 
     fn tick(&mut self, now: Timestamp, leader: bool) {
-        self.rx.tick(&mut self.ctr);
-        self.tx.drain_errors(&mut self.ctr);
+        self.rx.tick(&mut self.ctr, &mut |_| {});
+        self.tx.tick(now, leader, &mut self.ctr);
         if leader {
             housekeeping::tick(self.engine.core(), now);
         }

@@ -26,6 +26,7 @@ use super::io::{DatagramSocket, DeviceQueue};
 use super::ipip_group::open_ipip_group;
 use super::l3_offload::{TunReader, TunnelQueue};
 use super::netlink::{KernelRoutes, RouteService};
+use super::pmtu::{IcmpListener, PmtuLearner};
 use super::ratelimit::RateLimit;
 use super::receive::{OnDatagrams, Receiver, drain_socket};
 use super::runner::{ControlParts, Held, Mode, Opened};
@@ -34,7 +35,9 @@ use super::tun;
 use crate::config::DaemonConfig;
 use crate::core::encapsulator::{Encapsulator, TunnelConfig};
 use crate::core::ipip::{Ipip, IpipSettings, OVERHEAD};
+use crate::core::pmtu::{OurSends, PathMtus};
 use crate::core::route::Routes;
+use crate::core::too_big::{self, TooBig};
 use crate::core::{
     Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, Out, Outer, Timestamp,
 };
@@ -121,6 +124,7 @@ impl Mode for L3Ipip {
             created = tun.created,
             "network ready"
         );
+        let pmtu = Arc::new(PathMtus::new(u32::from(self.tunnel_mtu) + OVERHEAD as u32));
         let workers = tun
             .queues
             .iter()
@@ -133,7 +137,11 @@ impl Mode for L3Ipip {
                 // IP IDs: each worker starts elsewhere in the space.
                 let seed = (clock.now().millis() as u16 ^ (index as u16).wrapping_mul(0x3c6f))
                     .wrapping_mul(0x9e37);
+                let listener = (index == 0)
+                    .then(|| IcmpListener::open(OurSends::Ipip))
+                    .flatten();
                 IpipWorker::new(Arc::clone(&ipip), enc, seed, tun.mtu, port, raw)
+                    .with_path_mtus(Arc::clone(&pmtu), listener)
             })
             .collect();
         // IPIP has no FDB or flood lists: the control plane's core has no network.
@@ -151,6 +159,7 @@ impl Mode for L3Ipip {
                 core,
                 nets: Vec::new(),
                 routes: Some(Arc::clone(&service)),
+                path_mtus: pmtu,
             },
             held: Held {
                 routes: Some(service),
@@ -183,6 +192,8 @@ pub struct IpipWorker<D = SyncDevice, S = Socket> {
     /// The device's MTU (largest packet it sends).
     mtu: usize,
     tunnel_err_log: RateLimit,
+    /// What the underlay says about the path MTUs, for the shared table.
+    learner: PmtuLearner,
 }
 
 impl<D, S> std::fmt::Debug for IpipWorker<D, S> {
@@ -207,7 +218,9 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
     ) -> IpipWorker<D, S> {
         // The engine's tunnel MTU is what the underlay carries after the outer header.
         let underlay_mtu = u32::from(ipip.tunnel_mtu()) + OVERHEAD as u32;
+        let learner = PmtuLearner::new(Arc::new(PathMtus::new(underlay_mtu)), ipip.local());
         IpipWorker {
+            learner,
             ipip,
             dev: [dev],
             rx: Receiver::new(sock),
@@ -220,6 +233,16 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
             mtu: usize::from(mtu),
             tunnel_err_log: RateLimit::default(),
         }
+    }
+
+    /// The same worker following and feeding the shared path MTUs `pmtu` (their configured
+    /// MTU is the underlay's), reading the ICMP listener `icmp` on the tick.
+    pub fn with_path_mtus(mut self, pmtu: Arc<PathMtus>, icmp: Option<IcmpListener>) -> Self {
+        let cfg = self.enc.config(Vni::ZERO).clone();
+        let seed = self.enc.next_id();
+        self.enc = Encapsulator::with_path_mtus(cfg, seed, Arc::clone(&pmtu));
+        self.learner = PmtuLearner::new(pmtu, self.ipip.local()).with_listener(icmp);
+        self
     }
 
     /// The IPIP packet received `i`-th (outer header included, as a raw socket hands it over):
@@ -347,6 +370,30 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
                         let dst = self.out.remotes.as_slice()[0];
                         match self.enc.encapsulate(slot, OVERHEAD, n, Vni::ZERO, dst) {
                             Ok(range) => self.queue.push(i, range, dst),
+                            Err(DropReason::TooBig) => {
+                                // Below the tunnel MTU, above the path's: answered with DF,
+                                // else dropped (the kernel cuts IPIP's inner packets only
+                                // to the device MTU).
+                                let fit = self.enc.max_inner(Vni::ZERO, dst);
+                                let (out, ctr) = (&mut self.out, &mut self.ctr);
+                                let packet = &slot[OVERHEAD..OVERHEAD + n];
+                                let d = too_big::on_too_big(
+                                    now,
+                                    Framing::Ip,
+                                    packet,
+                                    fit,
+                                    false,
+                                    out,
+                                    ctr,
+                                );
+                                if d == TooBig::Answered {
+                                    self.dev[0].write_answers(
+                                        now,
+                                        &mut self.out.generated,
+                                        &mut self.ctr,
+                                    );
+                                }
+                            }
                             Err(r) => self.ctr.drop(r),
                         }
                     }
@@ -364,9 +411,10 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
 
     /// Sends the queued encapsulated packets and frees the device slots.
     fn flush_tunnel(&mut self, now: Timestamp) {
-        let log = &mut self.tunnel_err_log;
+        let (log, learner) = (&mut self.tunnel_err_log, &mut self.learner);
         self.queue
             .flush(&self.reader, &self.rx.sock, &mut self.ctr, |dst, e| {
+                learner.on_send_error(dst, e);
                 // Unreachable, ENOBUFS, EMSGSIZE (a path MTU below ours), a full buffer: this
                 // packet is lost, the loop goes on.
                 if let Some(held) = log.check(now) {
@@ -405,8 +453,10 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for IpipWorker<D, S> {
         Ok(more)
     }
 
-    fn tick(&mut self, _now: Timestamp, _leader: bool) {
-        self.rx.tick(&mut self.ctr);
+    fn tick(&mut self, now: Timestamp, leader: bool) {
+        let learner = &mut self.learner;
+        self.rx.tick(&mut self.ctr, &mut |e| learner.on_queued(e));
+        self.learner.tick(now, leader, &mut self.ctr);
     }
 
     fn counters(&self) -> &Counters {

@@ -36,6 +36,7 @@ use super::event_loop::Dataplane;
 use super::handler::NetInfo;
 use super::io::{DatagramSocket, DeviceQueue};
 use super::netlink::{KernelRoutes, RouteService};
+use super::pmtu::IcmpListener;
 use super::receive::{OnDatagrams, Receiver, drain_socket};
 use super::runner::{ControlParts, Held, Mode, Opened};
 use super::stats::Clock;
@@ -45,13 +46,16 @@ use super::{housekeeping, socket, tunnel_tx};
 use crate::config::{DaemonConfig, Ipv4Cidr, stable_mac};
 use crate::core::arp::{FrameTo, write_ipv4_header};
 use crate::core::l3vx::{L3Vx, L3VxConfig};
+use crate::core::pmtu::{OurSends, PathMtus};
 use crate::core::route::Routes;
+use crate::core::too_big::{self, TooBig};
 use crate::core::{
     Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp,
 };
 use crate::error::Failure;
 use socket2::Socket;
 use std::io::{self, ErrorKind};
+use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use tracing::info;
@@ -93,7 +97,8 @@ impl Mode for L3Vxlan {
             underlay,
             "VXLAN",
             VXLAN_MTU_OVERHEAD,
-            "larger packets from it are dropped",
+            "larger packets from it with DF are answered with an ICMP \"fragmentation needed\" \
+             carrying the MTU that fits, those without DF are cut into fragments",
         );
         let routes = Arc::new(
             Routes::with_overlay_routes(cfg.local, &n.routes)
@@ -161,9 +166,13 @@ impl Mode for L3Vxlan {
             "network ready (peers reach {} at MAC {own_mac})",
             address.addr
         );
+        let pmtu = Arc::new(PathMtus::new(self.underlay_mtu));
         let mut workers = Vec::with_capacity(tun.queues.len());
-        for (sock, queue) in udp.into_iter().zip(&tun.queues) {
-            let tx = tunnel_tx(cfg, self.underlay_mtu)?;
+        for (id, (sock, queue)) in udp.into_iter().zip(&tun.queues).enumerate() {
+            let listener = (id == 0)
+                .then(|| IcmpListener::open(OurSends::Vxlan { port: cfg.port }))
+                .flatten();
+            let tx = tunnel_tx(cfg, Arc::clone(&pmtu), listener)?;
             let port = DevPort::new(Arc::clone(queue), &tun.name, true, true);
             workers.push(L3VxWorker::new(Arc::clone(&engine), sock.into(), tx, port));
         }
@@ -177,6 +186,7 @@ impl Mode for L3Vxlan {
                     mac: Some(own_mac),
                 }],
                 routes: Some(Arc::clone(&service)),
+                path_mtus: pmtu,
             },
             held: Held {
                 routes: Some(service),
@@ -326,9 +336,17 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             let v = self
                 .engine
                 .on_local(now, frame, &mut self.out, &mut self.ctr);
-            if v == FromDevice::Tunnel {
-                self.tx
-                    .send_copies(now, &self.out.remotes, slot, frame_len, None, &mut self.ctr);
+            if v == FromDevice::Tunnel
+                && let Some((dst, fit)) = self.tx.send_copies(
+                    now,
+                    &self.out.remotes,
+                    slot,
+                    frame_len,
+                    None,
+                    &mut self.ctr,
+                )
+            {
+                self.too_big(now, slot, frame_len, dst, fit);
             }
             if !self.out.generated.is_empty() {
                 self.send_generated(now);
@@ -360,7 +378,8 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         if v == FromDevice::Tunnel {
             let more_segs = t.segments() as u64 - 1;
             self.ctr.flood_copies += (self.ctr.flood_copies - floods) * more_segs;
-            self.tx.send_copies(
+            // Segments are cut to fit the path: nothing comes back.
+            let _ = self.tx.send_copies(
                 now,
                 &self.out.remotes,
                 slot,
@@ -370,6 +389,45 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             );
         }
         t.segments()
+    }
+
+    /// The packet framed in send slot `slot` (`frame_len` bytes, Ethernet header included) did
+    /// not fit the path toward `dst` (at most `fit` bytes of frame do): the core answers it (an
+    /// ICMP error back into the TUN) or cuts it into fragments, sent here.
+    fn too_big(
+        &mut self,
+        now: Timestamp,
+        slot: usize,
+        frame_len: usize,
+        dst: Ipv4Addr,
+        fit: usize,
+    ) {
+        let frame = &self.tx.txb.slot_mut(slot)[HEADROOM..HEADROOM + frame_len];
+        let (Some(packet), Some(mtu)) = (frame.get(ETH..), fit.checked_sub(ETH)) else {
+            return self.ctr.drop(DropReason::TooBig);
+        };
+        // Frames the decision generated for the tunnel stay for `send_generated`.
+        let waiting = self.out.generated.len();
+        match too_big::on_too_big(
+            now,
+            Framing::Ip,
+            packet,
+            mtu,
+            true,
+            &mut self.out,
+            &mut self.ctr,
+        ) {
+            TooBig::Answered => {
+                let out = &mut self.out.generated;
+                self.tun[0].write_answers_from(now, out, waiting, &mut self.ctr);
+            }
+            TooBig::Fragment(f) => {
+                let (vni, f) = (self.out.remotes.vni(), f.behind_link(ETH));
+                self.tx
+                    .send_fragments(now, vni, dst, slot, frame_len, &f, &mut self.ctr);
+            }
+            TooBig::Drop => {}
+        }
     }
 
     /// Hands the segments of the super-frame in send slot `slot` one by one to the engine
@@ -409,8 +467,21 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         };
         dst.copy_from_slice(&self.seg[..len]);
         self.tx.txb.commit_slot();
-        self.tx
-            .send_copies(now, &self.out.remotes, slot, len, None, &mut self.ctr);
+        self.send_whole(now, slot, len);
+    }
+
+    /// Sends the frame in send slot `slot` (`len` bytes) to `out.remotes`; one too big for
+    /// the path is dropped as `too_big` (segments and packets released after resolution: the
+    /// sender's next packets are answered).
+    fn send_whole(&mut self, now: Timestamp, slot: usize, len: usize) {
+        let to = &self.out.remotes;
+        if self
+            .tx
+            .send_copies(now, to, slot, len, None, &mut self.ctr)
+            .is_some()
+        {
+            self.ctr.drop(DropReason::TooBig);
+        }
     }
 
     /// Sends the frames the engine generated (ARP, echo replies, released packets), each
@@ -439,8 +510,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
                 &mut self.ctr,
             );
             if v == FromDevice::Tunnel {
-                self.tx
-                    .send_copies(now, &self.out.remotes, slot, len, None, &mut self.ctr);
+                self.send_whole(now, slot, len);
             }
         }
         self.out.generated.clear();
@@ -485,8 +555,8 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L3VxWorker<D, S> {
     }
 
     fn tick(&mut self, now: Timestamp, leader: bool) {
-        self.rx.tick(&mut self.ctr);
-        self.tx.drain_errors(&mut self.ctr);
+        self.rx.tick(&mut self.ctr, &mut |_| {});
+        self.tx.tick(now, leader, &mut self.ctr);
         if leader {
             housekeeping::tick(self.engine.core(), now);
             self.engine

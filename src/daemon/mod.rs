@@ -31,6 +31,7 @@ pub mod link;
 pub mod logging;
 pub mod netlink;
 pub mod notify;
+pub mod pmtu;
 #[cfg(test)]
 mod private_netns;
 pub mod ratelimit;
@@ -60,14 +61,19 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
 /// settings (our address, the VXLAN port, and its policy: by default source ports from the inner
 /// flow hash in 49152-65535, TTL 64, DSCP and ECN inherited, DF set, and a zero UDP checksum, as
 /// Linux's vxlan device sends by default over IPv4; RFC 7348 §5 allows it and saves a pass over
-/// the frame).
-fn tunnel_tx(cfg: &DaemonConfig, underlay_mtu: u32) -> Result<tunnel_tx::TunnelTx, Failure> {
+/// the frame). It follows and feeds the shared path MTUs `pmtu`, and reads the ICMP listener
+/// `icmp` (one worker's) on the tick.
+fn tunnel_tx(
+    cfg: &DaemonConfig,
+    pmtu: std::sync::Arc<crate::core::pmtu::PathMtus>,
+    icmp: Option<pmtu::IcmpListener>,
+) -> Result<tunnel_tx::TunnelTx, Failure> {
     let settings = |n: &NetConfig| n.outer.vxlan(cfg.local, cfg.port);
     let first = cfg
         .networks
         .first()
         .map_or_else(|| Outer::default().vxlan(cfg.local, cfg.port), settings);
-    let mut tx = tunnel_tx::TunnelTx::new(socket::open_raw_sender()?, first, underlay_mtu);
+    let mut tx = tunnel_tx::TunnelTx::with_path_mtus(socket::open_raw_sender()?, first, pmtu, icmp);
     for n in cfg.networks.iter().skip(1) {
         tx = tx.with_network(n.vni, settings(n));
     }

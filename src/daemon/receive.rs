@@ -6,7 +6,7 @@ use super::batch::{RecvBatch, count_overflow};
 use super::io::DatagramSocket;
 use super::ratelimit::RateLimit;
 use crate::core::{Counters, Timestamp};
-use crate::sys::MAX_BATCH;
+use crate::sys::{MAX_BATCH, QueuedError};
 use std::io::ErrorKind;
 use tracing::warn;
 
@@ -45,12 +45,13 @@ impl<S: DatagramSocket> Receiver<S> {
 
     /// Housekeeping on the tick: counts what the socket's full receive queue dropped since the
     /// last datagram reported it (the count otherwise arrives only with the next datagram), and
-    /// empties its error queue, counting the errors (`tunnel_icmp_errors`).
-    pub fn tick(&mut self, ctr: &mut Counters) {
+    /// empties its error queue, counting the errors (`tunnel_icmp_errors`) and handing each to
+    /// `on` (path MTU reports).
+    pub fn tick(&mut self, ctr: &mut Counters, on: &mut dyn FnMut(QueuedError)) {
         if let Ok(Some(d)) = self.sock.queue_drops() {
             count_overflow(d, &mut self.overflow, ctr);
         }
-        if let Ok(n) = self.sock.drain_errors() {
+        if let Ok(n) = self.sock.drain_errors(on) {
             ctr.tunnel_icmp_errors += n as u64;
         }
     }

@@ -27,6 +27,7 @@ use super::stats::{Clock, StatsBoard};
 use crate::config::DaemonConfig;
 use crate::control::server::{self, Server};
 use crate::core::Core;
+use crate::core::pmtu::PathMtus;
 use crate::error::Failure;
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook_mio::v1_0::Signals;
@@ -76,6 +77,8 @@ pub struct ControlParts {
     pub nets: Vec<NetInfo>,
     /// The route table and its kernel routes (L3 modes).
     pub routes: Option<Arc<RouteService>>,
+    /// The path MTU toward each remote (shared with the workers).
+    pub path_mtus: Arc<PathMtus>,
 }
 
 /// What a mode created or changed, undone after every thread stopped: kernel routes first
@@ -264,7 +267,8 @@ fn start<W: Dataplane + Send + 'static>(
         Arc::clone(board),
         clock,
         control.routes,
-    );
+    )
+    .with_path_mtus(control.path_mtus);
     let (srv, waker) = Server::new(listener, handler, Arc::clone(stop))
         .map_err(|e| rt("cannot set up the control server", e))?;
     threads.spawn("vtepd-control".into(), waker, move || srv.run())

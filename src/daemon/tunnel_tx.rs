@@ -15,6 +15,15 @@
 //! on a socket told SO_NO_CHECK fails with EINVAL), also with `udp_checksum` off. Whatever a GSO
 //! send refuses goes the raw way, segment by segment.
 //!
+//! Path MTU: every copy is checked against the path MTU toward its remote (the encapsulator's
+//! per-remote limit, see `core::pmtu`). A unicast frame that does not fit is handed back to the
+//! worker ([`TunnelTx::send_copies`] returns the limit), which lets the core decide
+//! (`core::too_big`): an ICMP error into the device, or IPv4 fragments sent here
+//! ([`TunnelTx::send_fragments`], payloads sent from the slot as segments are). A super-frame
+//! is cut into segments of an MSS that fits the path, whatever the device's MSS was. The send
+//! sockets' error queues and EMSGSIZE refusals feed the path MTU table on the tick
+//! ([`PmtuLearner`]).
+//!
 //! Everything is allocated once; the template cache and the socket pool only allocate when a
 //! new remote or port is first seen, and are cleared (not freed) at their caps.
 
@@ -22,8 +31,11 @@ use super::batch::{HEADROOM, MAX_HEAD, MAX_PACKET, SendBatch, send_drop_reason};
 use super::batch_gro::MAX_HEADER;
 use super::batch_tso::{self, TsoFrame};
 use super::io::DatagramSocket;
+use super::pmtu::{IcmpListener, PmtuLearner};
 use super::ratelimit::RateLimit;
 use crate::core::encapsulator::{Encapsulator, TunnelConfig};
+use crate::core::pmtu::PathMtus;
+use crate::core::too_big::Fragments;
 use crate::core::{Counters, DropReason, Remotes, Timestamp};
 use encap::tunnel::vxlan::OVERHEAD;
 use encap::vxlan::HEADER_LEN;
@@ -32,6 +44,8 @@ use socket2::Socket;
 use std::collections::HashMap;
 use std::io::IoSlice;
 use std::net::Ipv4Addr;
+use std::ops::Range;
+use std::sync::Arc;
 use tracing::warn;
 
 /// The outer TOS, TTL and DF a UDP GSO socket is set to send with.
@@ -83,6 +97,8 @@ pub struct TunnelTx<S = Socket> {
     /// The VXLAN and inner headers of each segment of a UDP GSO send.
     gso_heads: Box<[[u8; HEADER_LEN + MAX_HEADER]; crate::sys::MAX_BATCH]>,
     err_log: RateLimit,
+    /// What the underlay says about the path MTUs, for the shared table.
+    learner: PmtuLearner,
 }
 
 impl<S: DatagramSocket> TunnelTx<S> {
@@ -90,10 +106,22 @@ impl<S: DatagramSocket> TunnelTx<S> {
     /// every network not given its own by [`TunnelTx::with_network`]), over an underlay of MTU
     /// `underlay_mtu`: a copy that would not fit is counted `too_big` and never sent.
     pub fn new(raw: S, vxlan: VxlanConfig, underlay_mtu: u32) -> TunnelTx<S> {
+        TunnelTx::with_path_mtus(raw, vxlan, Arc::new(PathMtus::new(underlay_mtu)), None)
+    }
+
+    /// Like [`TunnelTx::new`], following and feeding the shared path MTUs `pmtu` (their
+    /// configured MTU is the underlay's), and reading the ICMP listener `icmp` on the tick.
+    pub fn with_path_mtus(
+        raw: S,
+        vxlan: VxlanConfig,
+        pmtu: Arc<PathMtus>,
+        icmp: Option<IcmpListener>,
+    ) -> TunnelTx<S> {
         TunnelTx {
             raw,
-            enc: Encapsulator::new(TunnelConfig::Vxlan(vxlan), 0, underlay_mtu),
+            learner: PmtuLearner::new(Arc::clone(&pmtu), vxlan.local).with_listener(icmp),
             local: vxlan.local,
+            enc: Encapsulator::with_path_mtus(TunnelConfig::Vxlan(vxlan), 0, pmtu),
             txb: SendBatch::new(),
             scratch: vec![0u8; OVERHEAD + MAX_PACKET + 64].into_boxed_slice(),
             gso_socks: HashMap::with_capacity_and_hasher(
@@ -121,7 +149,11 @@ impl<S: DatagramSocket> TunnelTx<S> {
 
     /// Sends a copy of the frame in send slot `slot` (`len` bytes at `HEADROOM`; a TCP
     /// super-frame when `tso`) to every remote in `to` (the engine's decision for it: one
-    /// remote, or one per peer for head-end replication).
+    /// remote, or one per peer for head-end replication). A frame for one remote that does
+    /// not fit the path toward it is not sent and not counted: it comes back as that remote
+    /// and the longest frame that fits, for the caller to answer or cut (a flooded copy that
+    /// does not fit is dropped as `too_big`).
+    #[must_use]
     pub fn send_copies(
         &mut self,
         now: Timestamp,
@@ -130,18 +162,29 @@ impl<S: DatagramSocket> TunnelTx<S> {
         len: usize,
         tso: Option<&TsoFrame>,
         ctr: &mut Counters,
-    ) {
+    ) -> Option<(Ipv4Addr, usize)> {
         let vni = to.vni();
+        let mut too_big = None;
         for &dst in to.as_slice() {
             match tso {
-                None => self.queue(now, vni, dst, slot, len, ctr),
+                None => {
+                    if let Some(fit) = self.queue(now, vni, dst, slot, len, ctr) {
+                        if to.len() == 1 {
+                            too_big = Some((dst, fit));
+                        } else {
+                            ctr.drop(DropReason::TooBig);
+                        }
+                    }
+                }
                 Some(t) => self.queue_super(now, vni, dst, slot, len, t, ctr),
             }
         }
+        too_big
     }
 
     /// Encapsulates the frame in send slot `slot` (`len` bytes at `HEADROOM`) for `dst` and
-    /// queues the copy.
+    /// queues the copy. When it does not fit the path: the longest frame that does (nothing
+    /// counted).
     #[allow(clippy::too_many_arguments)]
     fn queue(
         &mut self,
@@ -151,19 +194,47 @@ impl<S: DatagramSocket> TunnelTx<S> {
         slot: usize,
         len: usize,
         ctr: &mut Counters,
-    ) {
+    ) -> Option<usize> {
         if !self.txb.has_room() {
             self.flush(now, ctr);
         }
         let buf = self.txb.slot_mut(slot);
         let range = match self.enc.encapsulate(buf, HEADROOM, len, vni, dst) {
             Ok(r) => r,
-            Err(r) => return ctr.drop(r),
+            Err(DropReason::TooBig) => return Some(self.enc.max_inner(vni, dst)),
+            Err(r) => {
+                ctr.drop(r);
+                return None;
+            }
         };
         let mut head = [0u8; OVERHEAD];
         head.copy_from_slice(&buf[range.start..range.start + OVERHEAD]);
         if !self.txb.push(&head, slot, len, dst) {
             ctr.drop(DropReason::TunnelTxError);
+        }
+        None
+    }
+
+    /// Sends the fragments `f` of the IPv4 packet in the frame in send slot `slot` to `dst`
+    /// (the core cut it because it did not fit the path).
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_fragments(
+        &mut self,
+        now: Timestamp,
+        vni: Vni,
+        dst: Ipv4Addr,
+        slot: usize,
+        len: usize,
+        f: &Fragments,
+        ctr: &mut Counters,
+    ) {
+        for k in 0..f.count() {
+            let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
+            let mut inner = [0u8; MAX_HEADER];
+            let Some((h, payload)) = f.header(frame, k, &mut inner) else {
+                return ctr.drop(DropReason::EncapError);
+            };
+            self.queue_cut(now, vni, dst, slot, len, &inner[..h], payload, ctr);
         }
     }
 
@@ -180,9 +251,23 @@ impl<S: DatagramSocket> TunnelTx<S> {
         t: &TsoFrame,
         ctr: &mut Counters,
     ) {
-        let from = self.send_gso(now, vni, dst, slot, len, t, ctr);
+        // Segments that fit the path toward `dst`, whatever MSS the device cut for.
+        let fit = self.enc.max_inner(vni, dst);
+        let mut t = *t;
+        if t.hdr_len + t.mss > fit {
+            match fit.checked_sub(t.hdr_len).filter(|m| *m >= 8) {
+                Some(mss) => t.mss = mss,
+                None => {
+                    for _ in 0..t.segments() {
+                        ctr.drop(DropReason::TooBig);
+                    }
+                    return;
+                }
+            }
+        }
+        let from = self.send_gso(now, vni, dst, slot, len, &t, ctr);
         for k in from..t.segments() {
-            self.queue_segment(now, vni, dst, slot, len, t, k, ctr);
+            self.queue_segment(now, vni, dst, slot, len, &t, k, ctr);
         }
     }
 
@@ -201,17 +286,39 @@ impl<S: DatagramSocket> TunnelTx<S> {
         k: usize,
         ctr: &mut Counters,
     ) {
-        if !self.txb.has_room() {
-            self.flush(now, ctr);
-        }
-        let udp_checksum = self.settings(vni).is_none_or(|c| c.udp_checksum);
         let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
         let mut inner = [0u8; MAX_HEADER];
         let Some(payload) = batch_tso::segment(frame, t, k, &mut inner) else {
             return ctr.drop(DropReason::DeviceOffload);
         };
-        let (h, plen) = (t.hdr_len, payload.len());
-        self.scratch[OVERHEAD..OVERHEAD + h].copy_from_slice(&inner[..h]);
+        self.queue_cut(now, vni, dst, slot, len, &inner[..t.hdr_len], payload, ctr);
+    }
+
+    /// Encapsulates and queues a packet cut out of the frame in send slot `slot` (`len` bytes
+    /// at `HEADROOM`): its own headers `inner`, then `payload` (a range of the frame), which
+    /// is sent from the slot.
+    #[allow(clippy::too_many_arguments)]
+    fn queue_cut(
+        &mut self,
+        now: Timestamp,
+        vni: Vni,
+        dst: Ipv4Addr,
+        slot: usize,
+        len: usize,
+        inner: &[u8],
+        payload: Range<usize>,
+        ctr: &mut Counters,
+    ) {
+        if !self.txb.has_room() {
+            self.flush(now, ctr);
+        }
+        let udp_checksum = self.settings(vni).is_none_or(|c| c.udp_checksum);
+        let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
+        let (h, plen) = (inner.len(), payload.len());
+        if h > MAX_HEADER || payload.end > frame.len() {
+            return ctr.drop(DropReason::EncapError);
+        }
+        self.scratch[OVERHEAD..OVERHEAD + h].copy_from_slice(inner);
         if udp_checksum {
             // Only a UDP checksum reads the payload; it is sent from the slot either way.
             self.scratch[OVERHEAD + h..OVERHEAD + h + plen]
@@ -226,7 +333,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         };
         let mut head = [0u8; MAX_HEAD];
         head[..OVERHEAD].copy_from_slice(&self.scratch[range.start..range.start + OVERHEAD]);
-        head[OVERHEAD..OVERHEAD + h].copy_from_slice(&inner[..h]);
+        head[OVERHEAD..OVERHEAD + h].copy_from_slice(inner);
         if !self.txb.push_part(
             &head[..OVERHEAD + h],
             slot,
@@ -352,14 +459,18 @@ impl<S: DatagramSocket> TunnelTx<S> {
     }
 
     /// Housekeeping on the tick: empties the send sockets' error queues (ICMP errors that came
-    /// back about what they sent), counting the errors (`tunnel_icmp_errors`).
-    pub fn drain_errors(&mut self, ctr: &mut Counters) {
-        let gso = self.gso_socks.values().flatten().map(|(s, _)| s);
-        let queued = std::iter::once(self.raw.drain_errors())
-            .chain(gso.map(crate::sys::drain_error_queue))
-            .filter_map(Result::ok)
-            .sum::<usize>();
+    /// back about what they sent), counting the errors (`tunnel_icmp_errors`), and takes what
+    /// they and the refused sends said about path MTUs into the shared table (`leader`: also
+    /// ages it).
+    pub fn tick(&mut self, now: Timestamp, leader: bool, ctr: &mut Counters) {
+        let learner = &mut self.learner;
+        let mut on = |e| learner.on_queued(e);
+        let mut queued = self.raw.drain_errors(&mut on).unwrap_or(0);
+        for (sock, _) in self.gso_socks.values().flatten() {
+            queued += crate::sys::drain_error_queue(sock, &mut on).unwrap_or(0);
+        }
         ctr.tunnel_icmp_errors += queued as u64;
+        self.learner.tick(now, leader, ctr);
     }
 
     /// Sends the queued copies; counts each refused one under its reason.
@@ -367,10 +478,11 @@ impl<S: DatagramSocket> TunnelTx<S> {
         if self.txb.is_empty() {
             return;
         }
-        let log = &mut self.err_log;
+        let (log, learner) = (&mut self.err_log, &mut self.learner);
         let done = self.txb.flush(&self.raw, |dst, e| {
             // Unreachable, EMSGSIZE, ...: this copy is lost, the loop goes on.
             ctr.drop(send_drop_reason(e));
+            learner.on_send_error(dst, e);
             if let Some(held) = log.check(now) {
                 warn!(remote = %dst, error = %e, suppressed = held, "send to remote VTEP failed");
             }
