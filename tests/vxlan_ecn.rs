@@ -123,7 +123,9 @@ fn check_cases(p: &Pair, a: &Daemon, dev: &str, inner_mac: &str) {
         );
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("check printed {out:?}: {e}"))
     };
-    let done = wait_until(Duration::from_secs(10), || !seen()["99"].is_null());
+    // Each look starts scapy (seconds on a loaded machine), so the bound is generous; it ends
+    // as soon as the last case is seen.
+    let done = wait_until(Duration::from_secs(30), || !seen()["99"].is_null());
     let _ = dump.kill();
     let _ = dump.wait();
     let got = seen();
