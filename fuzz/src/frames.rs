@@ -4,6 +4,7 @@
 
 use crate::input::{Input, Writer};
 use encap::MacAddr;
+use encap::ipv4::Ipv4Packet;
 use std::net::Ipv4Addr;
 
 /// Ethertypes a structured frame picks from.
@@ -175,6 +176,18 @@ pub fn write_ipv4_packet(
         .ip(src)
         .ip(dst)
         .bytes(payload);
+}
+
+/// Recomputes the IPv4 header checksum at `at` (when the header is all there), so that mutated
+/// inputs get past the checksum gate; returns the header length.
+pub fn fix_ipv4_checksum(buf: &mut [u8], at: usize) -> Option<usize> {
+    let ip = buf.get_mut(at..)?;
+    let hl = usize::from(*ip.first()? & 0x0f) * 4;
+    if hl < 20 || hl > ip.len() {
+        return None;
+    }
+    Ipv4Packet::new_unchecked(ip).fill_checksum();
+    Some(hl)
 }
 
 #[cfg(test)]

@@ -1,21 +1,9 @@
 //! `vxlan_decap`: VXLAN decapsulation on arbitrary bytes: the read-only, `&mut` and UDP-payload paths must never
 //! panic, must agree, and must stay inside the input.
 
-use encap::ipv4::Ipv4Packet;
+use crate::frames::fix_ipv4_checksum;
 use encap::tunnel::vxlan;
 use encap::{EcnUpdate, ecn};
-
-/// Recomputes the IPv4 header checksum at `at` (when the header is all there), so that mutated
-/// inputs get past the checksum gate; returns the header length.
-fn fix_ipv4_checksum(buf: &mut [u8], at: usize) -> Option<usize> {
-    let ip = buf.get_mut(at..)?;
-    let hl = usize::from(*ip.first()? & 0x0f) * 4;
-    if hl < 20 || hl > ip.len() {
-        return None;
-    }
-    Ipv4Packet::new_unchecked(ip).fill_checksum();
-    Some(hl)
-}
 
 /// The target's body.
 pub fn run(data: &[u8]) {
