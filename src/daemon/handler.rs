@@ -351,6 +351,11 @@ impl Handler {
         })
     }
 
+    /// The counters and table sizes (`stats --json`, and every metrics scrape) now.
+    pub fn stats_now(&self) -> StatsReport {
+        self.stats(self.clock.now())
+    }
+
     fn stats(&self, now: crate::core::Timestamp) -> StatsReport {
         // One snapshot of every worker, so the totals are exactly the sum of the rows.
         let per_worker = self.board.per_worker();
@@ -361,21 +366,23 @@ impl Handler {
         // Per network, in NetId order: kept as entries come and go (at most one pass over the
         // FDB, to leave out learned entries past their ageing time and not yet reaped).
         let peers = self.core.peers();
-        let fdb = self.core.fdb_counts(now);
+        let fdb = self.core.fdb_counts_by_kind(now);
         let neigh = self.core.neigh_counts(now);
         let networks: Vec<NetStats> = self
             .nets
             .iter()
             .map(|n| {
                 let id = self.core.net_by_vni(n.vni).map(|id| usize::from(id.0));
-                let at = |counts: &[usize]| id.and_then(|i| counts.get(i).copied());
+                let fdb = id.and_then(|i| fdb.get(i)).copied().unwrap_or_default();
                 NetStats {
                     vni: n.vni.get(),
                     dev: n.dev.clone(),
                     peers: id.and_then(|i| peers.get(i)).map_or(0, |(_, p)| p.len()),
-                    fdb_entries: at(&fdb).unwrap_or(0),
+                    fdb_entries: fdb.statics + fdb.learned,
+                    fdb_static_entries: fdb.statics,
+                    fdb_learned_entries: fdb.learned,
                     mac: n.mac.map(|m| m.to_string()),
-                    neigh_entries: at(&neigh).unwrap_or(0),
+                    neigh_entries: id.and_then(|i| neigh.get(i)).copied().unwrap_or(0),
                 }
             })
             .collect();
@@ -408,6 +415,13 @@ impl Handler {
 impl Handle for Handler {
     fn handle(&self, req: Request) -> Reply<'_> {
         self.try_handle(req).unwrap_or_else(Reply::from)
+    }
+}
+
+/// The control server and the metrics server share one handler.
+impl Handle for Arc<Handler> {
+    fn handle(&self, req: Request) -> Reply<'_> {
+        Handler::handle(self, req)
     }
 }
 
