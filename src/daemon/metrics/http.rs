@@ -3,10 +3,11 @@
 //! and other methods with 405, one request per connection (`Connection: close`).
 //!
 //! Written by hand on mio (already the daemon's event loop) because the small HTTP server
-//! crates do not bound what a scraper can take: tiny_http, the usual candidate, starts a thread
-//! per connection with no cap on connections and no deadline for a request, so silent
-//! connections pile up threads. Requests are parsed by `httparse`. One thread serves every
-//! connection without ever blocking on one:
+//! crates do not bound what a scraper can take: tiny_http, the usual candidate, serves each
+//! connection on a thread of a pool that grows as connections come, and its configuration (an
+//! address and TLS) has no connection cap and no request deadline, so silent connections would
+//! pile up threads. Requests are parsed by `httparse`. One thread serves every connection
+//! without ever blocking on one:
 //!
 //! - at most [`MAX_CONNECTIONS`] connections at once; one more closes the connection that has
 //!   waited longest for its request (a real scraper sends its request as soon as it is
