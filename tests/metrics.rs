@@ -257,7 +257,7 @@ fn a_scrape_equals_stats_json_after_known_traffic() {
                 "B's MAC was learned"
             );
             let version = env!("CARGO_PKG_VERSION");
-            let info = [("version", version), ("mode", "l2_vxlan")];
+            let info = [("version", version), ("mode", "l2-vxlan")];
             assert_eq!(s.get("vtepd_build_info", &info), 1.0);
             assert_eq!(s.get("vtepd_up", &[]), 1.0);
             exact = true;
@@ -328,6 +328,37 @@ fn hostile_scrapers_never_block_a_scrape_or_the_control_socket() {
     assert_eq!(r["statuses"]["POST /metrics"], 405, "{r}");
     // And after them the daemon still scrapes.
     assert!(scrape(&p.a).get("vtepd_up", &[]) == 1.0);
+
+    // Silent scrapers do not hold up a shutdown either.
+    let mut holder =
+        p.a.cmd("timeout")
+            .args([
+                "30",
+                "/usr/bin/python3",
+                "-c",
+                "import socket, sys, time\n\
+             s = [socket.create_connection(('127.0.0.1', 9570)) for _ in range(5)]\n\
+             print('open', flush=True)\n\
+             time.sleep(30)\n",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+    let open = BufReader::new(holder.stdout.take().unwrap())
+        .lines()
+        .next()
+        .and_then(Result::ok);
+    assert_eq!(open.as_deref(), Some("open"));
+    let mut a = a;
+    a.signal("TERM");
+    let st = a.wait_exit(Duration::from_secs(10));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "SIGTERM with scrapers connected: {st:?}\n{}",
+        a.log_text()
+    );
 }
 
 #[test]

@@ -55,7 +55,7 @@ pub const WORKER_COUNTERS: &[&str] = &[
 /// What a scrape shows besides the report: fixed when the daemon starts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Meta {
-    /// `vtepd_build_info{mode}`: `l2_vxlan`, `l3_vxlan` or `l3_ipip`.
+    /// `vtepd_build_info{mode}`: `l2-vxlan`, `l3-vxlan` or `l3-ipip`.
     pub mode: &'static str,
     /// `vtepd_start_time_seconds`: when the daemon started, in seconds since the Unix epoch.
     pub start_time: f64,
@@ -69,9 +69,9 @@ impl Meta {
             .unwrap_or_default();
         Meta {
             mode: match tunnel {
-                Tunnel::L2Vxlan => "l2_vxlan",
-                Tunnel::L3Vxlan => "l3_vxlan",
-                Tunnel::L3Ipip => "l3_ipip",
+                Tunnel::L2Vxlan => "l2-vxlan",
+                Tunnel::L3Vxlan => "l3-vxlan",
+                Tunnel::L3Ipip => "l3-ipip",
             },
             start_time: now.saturating_sub(uptime).as_secs_f64(),
         }

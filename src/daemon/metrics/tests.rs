@@ -62,7 +62,7 @@ fn report() -> StatsReport {
 
 fn scrape(r: StatsReport) -> String {
     let meta = Meta {
-        mode: "l2_vxlan",
+        mode: "l2-vxlan",
         start_time: 1_700_000_000.5,
     };
     let registry = StatsCollector::new(move || r.clone(), meta).into_registry();
@@ -170,7 +170,7 @@ fn workers_networks_and_meta() {
         value(
             &text,
             &format!(
-                "vtepd_build_info{{version=\"{}\",mode=\"l2_vxlan\"}}",
+                "vtepd_build_info{{version=\"{}\",mode=\"l2-vxlan\"}}",
                 env!("CARGO_PKG_VERSION")
             )
         ),
@@ -204,7 +204,7 @@ fn families_are_named_even_without_samples() {
 #[test]
 fn meta_names_the_mode() {
     let m = Meta::new(Tunnel::L3Ipip, std::time::Duration::from_secs(10));
-    assert_eq!(m.mode, "l3_ipip");
+    assert_eq!(m.mode, "l3-ipip");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -213,4 +213,24 @@ fn meta_names_the_mode() {
         m.start_time <= now - 10.0 && m.start_time > now - 3600.0,
         "{m:?}"
     );
+}
+
+#[test]
+fn ten_thousand_networks_are_one_sample_each_per_family() {
+    let mut r = report();
+    let one = r.networks[0].clone();
+    r.networks = (0..10_000)
+        .map(|i| NetStats {
+            vni: i,
+            dev: format!("vx{i}"),
+            ..one.clone()
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    let text = scrape(r);
+    eprintln!("10k networks: {} bytes in {:?}", text.len(), t.elapsed());
+    let count = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(count("vtepd_fdb_entries{"), 20_000);
+    assert_eq!(count("vtepd_neigh_entries{"), 10_000);
+    assert_eq!(count("vtepd_peers{"), 10_000);
 }
