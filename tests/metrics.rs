@@ -56,9 +56,14 @@ impl Scrape {
 
 /// Scrapes `METRICS` from inside `ns` with the Python tool (bounded: `timeout 20`).
 fn scrape(ns: &Netns) -> Scrape {
+    scrape_at(ns, METRICS)
+}
+
+/// Scrapes `addr` from inside `ns`.
+fn scrape_at(ns: &Netns, addr: &str) -> Scrape {
     let out = run(ns
         .cmd("timeout")
-        .args(["20", "/usr/bin/python3", TOOL, "scrape", METRICS]));
+        .args(["20", "/usr/bin/python3", TOOL, "scrape", addr]));
     assert!(
         out.status.success(),
         "scrape failed: {}",
@@ -396,6 +401,52 @@ fn a_metrics_address_in_use_is_refused_before_anything_is_created() {
     );
     assert!(!ns.has_link("vx1"), "a refused start created its device");
     assert!(!ctl.exists(), "a refused start created its control socket");
+}
+
+#[test]
+fn an_ipip_daemon_serves_metrics_on_ipv6_loopback() {
+    let ns = Netns::new("m6");
+    ns.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+    ]);
+    ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "eth0"]);
+    ns.ip(&["link", "set", "eth0", "up"]);
+    let d = Daemon::start(
+        &ns,
+        &[
+            "--mode",
+            "l3",
+            "--encap",
+            "ipip",
+            "--dev",
+            "tun0",
+            "--local",
+            "192.0.2.1",
+            "--address",
+            "10.244.0.1/32",
+            "--route",
+            "10.244.1.0/24=192.0.2.2",
+            "--threads",
+            "1",
+            "--metrics",
+            "[::1]:9570",
+        ],
+    );
+    let s = scrape_at(&ns, "[::1]:9570");
+    let info = [("version", env!("CARGO_PKG_VERSION")), ("mode", "l3-ipip")];
+    assert_eq!(s.get("vtepd_build_info", &info), 1.0);
+    let st = d.stats();
+    assert_eq!(
+        s.get("vtepd_uptime_seconds", &[]).floor(),
+        s.get("vtepd_uptime_seconds", &[])
+    );
+    assert!(s.get("vtepd_uptime_seconds", &[]) <= u(&st["uptime_secs"]));
+    assert!(
+        d.log_text()
+            .contains("metrics on http://[::1]:9570/metrics"),
+        "{}",
+        d.log_text()
+    );
 }
 
 /// The metric names a PromQL expression uses: every identifier starting with `vtepd_`.
