@@ -269,18 +269,25 @@ fn l2_follows_a_lowered_route_mtu() {
         "{}",
         a.log_text()
     );
+    follows_a_lowered_route_mtu(&p, &a, "10.9.0.2", 1422, 1350, 5203);
+}
+
+/// On a [`Pair`] whose first pings went through: lowers A's route to B to MTU 1400, then checks
+/// that `ping -M do -s probe` toward `dst` is told `fits`, a TCP transfer completes, no outer
+/// packet above 1400 bytes leaves A, and A shows the learned path MTU.
+fn follows_a_lowered_route_mtu(p: &Pair, a: &Daemon, dst: &str, probe: u32, fits: u32, port: u16) {
     p.a.ip(&["route", "add", "192.0.2.2/32", "dev", "eth0", "mtu", "1400"]);
     let big = outer_packets_above(&p.a, "eth0", "192.0.2.1", 1400, || {
         assert_eq!(
-            ping_reports_mtu(&p.a, "10.9.0.2", 1422),
-            Some(1350),
+            ping_reports_mtu(&p.a, dst, probe),
+            Some(fits),
             "{}",
             a.log_text()
         );
-        tcp_transfer_completes(&p.a, &p.b, "10.9.0.2", 5203);
+        tcp_transfer_completes(&p.a, &p.b, dst, port);
     });
     assert_eq!(big, 0, "outer packets above the path MTU");
-    assert_eq!(learned(&a, "192.0.2.2"), Some(1400));
+    assert_eq!(learned(a, "192.0.2.2"), Some(1400));
 }
 
 /// Starts vtepd L3 VXLAN in `ns` (TUN vt0, VNI 7, overlay `me`/32, route to the other side's
@@ -362,6 +369,81 @@ fn l3_vxlan_answers_and_learns_the_path_mtu() {
     tcp_transfer_completes(&n.b, &n.a, "10.244.0.0", 5205);
 }
 
+/// L3 VXLAN with the underlay route's MTU lowered to 1400: the sender is told 1350, TCP
+/// completes, and no outer packet above 1400 bytes leaves (TSO cut to the path).
+#[test]
+fn l3_vxlan_follows_a_lowered_route_mtu() {
+    let p = Pair::new();
+    p.a.disable_ipv6();
+    p.b.disable_ipv6();
+    let (ga, gb) = ("192.0.2.1", "192.0.2.2");
+    let a = l3vx(
+        &p.a,
+        ga,
+        "10.244.0.0",
+        "10.244.1.0/24",
+        "10.244.1.0",
+        gb,
+        &[],
+    );
+    let b = l3vx(
+        &p.b,
+        gb,
+        "10.244.1.0",
+        "10.244.0.0/24",
+        "10.244.0.0",
+        ga,
+        &[],
+    );
+    a.ok(&["neigh", "add", "10.244.1.0", &own_mac(&b)]);
+    b.ok(&["neigh", "add", "10.244.0.0", &own_mac(&a)]);
+    assert!(
+        p.a.ping_within("10.244.1.0", Duration::from_secs(10)),
+        "{}",
+        a.log_text()
+    );
+    follows_a_lowered_route_mtu(&p, &a, "10.244.1.0", 1422, 1350, 5208);
+}
+
+/// L3 VXLAN, `--mtu 1500`: the first packet toward a next hop not yet resolved waits for ARP;
+/// once released it does not fit the underlay, and its sender is told so (it used to be
+/// dropped as `too_big` with no answer, leaving only the sender's later packets answered).
+#[test]
+fn l3_vxlan_answers_a_packet_held_for_its_next_hop() {
+    let p = Pair::new();
+    p.a.disable_ipv6();
+    p.b.disable_ipv6();
+    let (ga, gb) = ("192.0.2.1", "192.0.2.2");
+    let a = l3vx(
+        &p.a,
+        ga,
+        "10.244.0.0",
+        "10.244.1.0/24",
+        "10.244.1.0",
+        gb,
+        &["--mtu", "1500"],
+    );
+    let _b = l3vx(
+        &p.b,
+        gb,
+        "10.244.1.0",
+        "10.244.0.0/24",
+        "10.244.0.0",
+        ga,
+        &[],
+    );
+    let out =
+        run(p
+            .a
+            .cmd("ping")
+            .args(["-M", "do", "-s", "1472", "-c", "1", "-W", "5", "10.244.1.0"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(mtu_in(&text), Some(1450), "{text}\n{}", a.log_text());
+    let st = a.stats();
+    assert_eq!(st["icmp_too_big"], 1, "{st}");
+    assert!(st["arp_requests"].as_u64() >= Some(1), "{st}");
+}
+
 /// Starts vtepd IPIP in `ns` (TUN tl0, address `me`/32, route `block` via `via`).
 fn ipip(ns: &Netns, local: &str, me: &str, block: &str, via: &str) -> Daemon {
     let addr = format!("{me}/32");
@@ -408,4 +490,33 @@ fn ipip_learns_the_path_mtu_from_the_underlay() {
     tcp_transfer_completes(&n.a, &n.b, "10.244.2.65", 5206);
     tcp_transfer_completes(&n.b, &n.a, "10.244.1.65", 5207);
     let _ = &n.r;
+}
+
+/// IPIP with the underlay route's MTU lowered to 1400: the sender is told 1380, TCP completes,
+/// and no outer packet above 1400 bytes leaves (TSO cut to the path).
+#[test]
+fn ipip_follows_a_lowered_route_mtu() {
+    let p = Pair::new();
+    p.a.disable_ipv6();
+    p.b.disable_ipv6();
+    let a = ipip(
+        &p.a,
+        "192.0.2.1",
+        "10.244.1.65",
+        "10.244.2.64/26",
+        "192.0.2.2",
+    );
+    let _b = ipip(
+        &p.b,
+        "192.0.2.2",
+        "10.244.2.65",
+        "10.244.1.64/26",
+        "192.0.2.1",
+    );
+    assert!(
+        p.a.ping_within("10.244.2.65", Duration::from_secs(10)),
+        "{}",
+        a.log_text()
+    );
+    follows_a_lowered_route_mtu(&p, &a, "10.244.2.65", 1400, 1380, 5209);
 }

@@ -470,17 +470,13 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         self.send_whole(now, slot, len);
     }
 
-    /// Sends the frame in send slot `slot` (`len` bytes) to `out.remotes`; one too big for
-    /// the path is dropped as `too_big` (segments and packets released after resolution: the
-    /// sender's next packets are answered).
+    /// Sends the frame in send slot `slot` (`len` bytes) to `out.remotes` (segments and
+    /// packets released after their next hop resolved); one too big for the path is answered
+    /// or fragmented like a packet read from the device.
     fn send_whole(&mut self, now: Timestamp, slot: usize, len: usize) {
         let to = &self.out.remotes;
-        if self
-            .tx
-            .send_copies(now, to, slot, len, None, &mut self.ctr)
-            .is_some()
-        {
-            self.ctr.drop(DropReason::TooBig);
+        if let Some((dst, fit)) = self.tx.send_copies(now, to, slot, len, None, &mut self.ctr) {
+            self.too_big(now, slot, len, dst, fit);
         }
     }
 
