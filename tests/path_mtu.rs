@@ -172,8 +172,7 @@ fn l2(ns: &Netns, local: &str, addr: &str, peer: &str, extra: &[&str]) -> Daemon
 
 /// Issue 11, case 1: L2 with `--mtu 1500` on a 1500-byte underlay. A 1500-byte IPv4 packet with
 /// DF is answered (it used to be lost, counted `tunnel_tx_error`) with "fragmentation needed"
-/// from the destination, MTU 1450; an IPv6 one with "packet too big". The answer crosses a
-/// bridge: a pod behind `br0` gets it too.
+/// from the destination, MTU 1450; an IPv6 one with "packet too big".
 #[test]
 fn l2_answers_oversize_packets_with_the_mtu_that_fits() {
     let p = Pair::new();
@@ -217,6 +216,58 @@ fn l2_answers_oversize_packets_with_the_mtu_that_fits() {
     assert!(st["icmp_too_big"].as_u64() >= Some(2), "{st}");
     assert_eq!(st["drops"]["tunnel_tx_error"], 0, "{st}");
     assert!(st["drops"]["too_big"].as_u64() >= Some(2));
+}
+
+/// L2 behind a bridge, as with VMs: the TAP is a port of `br0` and the sender a "VM" namespace
+/// on another port. Its oversize packet is answered from the destination (inner addresses and
+/// MACs swapped), so the bridge forwards the answer to the VM, whose ping reports the MTU.
+#[test]
+fn l2_answer_crosses_a_bridge_to_a_vm() {
+    let p = Pair::new();
+    let vm = Netns::new("vm");
+    for ns in [&p.a, &p.b, &vm] {
+        ns.disable_ipv6();
+    }
+    let mtu = ["--mtu", "1500"];
+    let a = Daemon::start(
+        &p.a,
+        &[
+            "--dev",
+            "vx0",
+            "--vni",
+            "42",
+            "--local",
+            "192.0.2.1",
+            "--peer",
+            "192.0.2.2",
+            mtu[0],
+            mtu[1],
+        ],
+    );
+    let _b = l2(&p.b, "192.0.2.2", "10.9.0.2/24", "192.0.2.1", &mtu);
+    p.a.ip(&["link", "add", "br0", "type", "bridge"]);
+    p.a.ip(&[
+        "link", "add", "vmport", "type", "veth", "peer", "name", "eth0", "netns", &vm.name,
+    ]);
+    for port in ["vx0", "vmport"] {
+        p.a.ip(&["link", "set", port, "master", "br0"]);
+        p.a.ip(&["link", "set", port, "up"]);
+    }
+    p.a.ip(&["link", "set", "br0", "up"]);
+    vm.ip(&["addr", "add", "10.9.0.1/24", "dev", "eth0"]);
+    vm.ip(&["link", "set", "eth0", "up"]);
+    assert!(
+        vm.ping_within("10.9.0.2", Duration::from_secs(10)),
+        "{}",
+        a.log_text()
+    );
+    assert_eq!(
+        ping_reports_mtu(&vm, "10.9.0.2", 1472),
+        Some(1450),
+        "{}",
+        a.log_text()
+    );
+    assert!(a.stats()["icmp_too_big"].as_u64() >= Some(1));
 }
 
 /// Issue 11, case 2: L2 at the default MTU (1450), a router on the way with a 1400-byte link.
