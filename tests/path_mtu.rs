@@ -152,6 +152,23 @@ fn outer_packets_above(ns: &Netns, dev: &str, src: &str, mtu: u32, f: impl FnOnc
     out.lines().count() as u64
 }
 
+/// In a [`Routed`] topology with daemon `a` on host A: a ping from A to `dst` goes through,
+/// then `ping -M do -s probe` is told `fits` and `a` shows path MTU 1400 learned toward B.
+fn learns_from_the_router(n: &Routed, a: &Daemon, dst: &str, probe: u32, fits: u32) {
+    assert!(
+        n.a.ping_within(dst, Duration::from_secs(10)),
+        "{}",
+        a.log_text()
+    );
+    assert_eq!(
+        ping_reports_mtu(&n.a, dst, probe),
+        Some(fits),
+        "{}",
+        a.log_text()
+    );
+    assert_eq!(learned(a, B), Some(1400));
+}
+
 /// Starts vtepd L2 in `ns` (TAP vx0, VNI 42, overlay `addr`) toward `peer`, plus `extra`.
 fn l2(ns: &Netns, local: &str, addr: &str, peer: &str, extra: &[&str]) -> Daemon {
     let mut args = vec![
@@ -278,18 +295,7 @@ fn l2_learns_the_path_mtu_from_the_underlay() {
     let n = Routed::new("1400");
     let a = l2(&n.a, A, "10.9.0.1/24", B, &[]);
     let b = l2(&n.b, B, "10.9.0.2/24", A, &[]);
-    assert!(
-        n.a.ping_within("10.9.0.2", Duration::from_secs(10)),
-        "{}",
-        a.log_text()
-    );
-    assert_eq!(
-        ping_reports_mtu(&n.a, "10.9.0.2", 1422),
-        Some(1350),
-        "{}",
-        a.log_text()
-    );
-    assert_eq!(learned(&a, B), Some(1400));
+    learns_from_the_router(&n, &a, "10.9.0.2", 1422, 1350);
     let peers: Vec<Value> = serde_json::from_str(&a.ok(&["peers", "show", "--json"])).unwrap();
     let row = &peers[0]["path_mtu"][0];
     assert_eq!(
@@ -420,10 +426,9 @@ fn l3_vxlan_answers_and_learns_the_path_mtu() {
     tcp_transfer_completes(&n.b, &n.a, "10.244.0.0", 5205);
 }
 
-/// L3 VXLAN with the underlay route's MTU lowered to 1400: the sender is told 1350, TCP
-/// completes, and no outer packet above 1400 bytes leaves (TSO cut to the path).
-#[test]
-fn l3_vxlan_follows_a_lowered_route_mtu() {
+/// A [`Pair`] (IPv6 off) running L3 VXLAN: A (10.244.0.0, plus `extra_a`) and B (10.244.1.0),
+/// each routing the other's /24 through the other; no neighbours added.
+fn l3vx_pair(extra_a: &[&str]) -> (Pair, Daemon, Daemon) {
     let p = Pair::new();
     p.a.disable_ipv6();
     p.b.disable_ipv6();
@@ -435,7 +440,7 @@ fn l3_vxlan_follows_a_lowered_route_mtu() {
         "10.244.1.0/24",
         "10.244.1.0",
         gb,
-        &[],
+        extra_a,
     );
     let b = l3vx(
         &p.b,
@@ -446,6 +451,14 @@ fn l3_vxlan_follows_a_lowered_route_mtu() {
         ga,
         &[],
     );
+    (p, a, b)
+}
+
+/// L3 VXLAN with the underlay route's MTU lowered to 1400: the sender is told 1350, TCP
+/// completes, and no outer packet above 1400 bytes leaves (TSO cut to the path).
+#[test]
+fn l3_vxlan_follows_a_lowered_route_mtu() {
+    let (p, a, b) = l3vx_pair(&[]);
     a.ok(&["neigh", "add", "10.244.1.0", &own_mac(&b)]);
     b.ok(&["neigh", "add", "10.244.0.0", &own_mac(&a)]);
     assert!(
@@ -461,28 +474,7 @@ fn l3_vxlan_follows_a_lowered_route_mtu() {
 /// dropped as `too_big` with no answer, leaving only the sender's later packets answered).
 #[test]
 fn l3_vxlan_answers_a_packet_held_for_its_next_hop() {
-    let p = Pair::new();
-    p.a.disable_ipv6();
-    p.b.disable_ipv6();
-    let (ga, gb) = ("192.0.2.1", "192.0.2.2");
-    let a = l3vx(
-        &p.a,
-        ga,
-        "10.244.0.0",
-        "10.244.1.0/24",
-        "10.244.1.0",
-        gb,
-        &["--mtu", "1500"],
-    );
-    let _b = l3vx(
-        &p.b,
-        gb,
-        "10.244.1.0",
-        "10.244.0.0/24",
-        "10.244.0.0",
-        ga,
-        &[],
-    );
+    let (p, a, _b) = l3vx_pair(&["--mtu", "1500"]);
     let out =
         run(p
             .a
@@ -526,18 +518,7 @@ fn ipip_learns_the_path_mtu_from_the_underlay() {
     let n = Routed::new("1400");
     let a = ipip(&n.a, A, "10.244.1.65", "10.244.2.64/26", B);
     let _b = ipip(&n.b, B, "10.244.2.65", "10.244.1.64/26", A);
-    assert!(
-        n.a.ping_within("10.244.2.65", Duration::from_secs(10)),
-        "{}",
-        a.log_text()
-    );
-    assert_eq!(
-        ping_reports_mtu(&n.a, "10.244.2.65", 1400),
-        Some(1380),
-        "{}",
-        a.log_text()
-    );
-    assert_eq!(learned(&a, B), Some(1400));
+    learns_from_the_router(&n, &a, "10.244.2.65", 1400, 1380);
     tcp_transfer_completes(&n.a, &n.b, "10.244.2.65", 5206);
     tcp_transfer_completes(&n.b, &n.a, "10.244.1.65", 5207);
     let _ = &n.r;
