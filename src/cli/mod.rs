@@ -471,9 +471,13 @@ pub enum NeighCommand {
 /// `vtepd stats`
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// Print one JSON object (counters, fdb_entries, drops by reason).
+    /// Print one JSON object: every counter, zeros included, per network, per peer and per
+    /// worker (the README lists its fields).
     #[arg(long)]
     pub json: bool,
+    /// Text: show the counters that are zero too (hidden by default).
+    #[arg(long)]
+    pub all: bool,
     #[command(flatten)]
     pub ctl: ControlArg,
 }

@@ -9,8 +9,8 @@
 use super::netlink::{RouteChangeError, RouteService};
 use super::stats::{Clock, StatsBoard};
 use crate::control::protocol::{
-    FdbRow, Kind, NeighRow, NetStats, PathMtuReport, PathMtuRow, PeersRow, Request, Response,
-    RouteRow, StatsReport, WorkerStats,
+    FdbRow, Kind, NeighRow, NetStats, PathMtuReport, PathMtuRow, PeerStats, PeersRow, Request,
+    Response, RouteRow, STATS_VERSION, StatsReport, TunnelMode, WorkerStats,
 };
 use crate::control::server::{Handle, Reply};
 use crate::core::pmtu::PathMtus;
@@ -44,6 +44,8 @@ pub struct Handler {
     routes: Option<Arc<RouteService>>,
     /// The path MTUs (none in tests without a dataplane).
     pmtu: Option<Arc<PathMtus>>,
+    /// The tunnel mode (what `stats` reports and which counters apply).
+    mode: TunnelMode,
 }
 
 /// An entry's kind as the protocol prints it.
@@ -89,7 +91,14 @@ impl Handler {
             clock,
             routes,
             pmtu: None,
+            mode: TunnelMode::L2Vxlan,
         }
+    }
+
+    /// Reports `mode` as the daemon's tunnel mode.
+    pub fn with_mode(mut self, mode: TunnelMode) -> Handler {
+        self.mode = mode;
+        self
     }
 
     /// Reports the path MTUs `pmtu` in `peers show` and `stats`.
@@ -363,12 +372,33 @@ impl Handler {
         let peers = self.core.peers();
         let fdb = self.core.fdb_counts(now);
         let neigh = self.core.neigh_counts(now);
-        let networks: Vec<NetStats> = self
-            .nets
+        // IPIP has no network list: its one device is network 0 (VNI 0) here.
+        let ipip_dev = match (&self.routes, self.nets.is_empty()) {
+            (Some(svc), true) => Some(NetInfo {
+                vni: encap::Vni::ZERO,
+                dev: svc.dev().to_owned(),
+                mac: None,
+            }),
+            _ => None,
+        };
+        let nets: Vec<&NetInfo> = self.nets.iter().chain(ipip_dev.as_ref()).collect();
+        let cells = self.board.networks(nets.len());
+        let networks: Vec<NetStats> = nets
             .iter()
-            .map(|n| {
+            .zip(cells)
+            .map(|(n, (mut traffic, mut drops))| {
                 let id = self.core.net_by_vni(n.vni).map(|id| usize::from(id.0));
                 let at = |counts: &[usize]| id.and_then(|i| counts.get(i).copied());
+                if self.mode != TunnelMode::L2Vxlan {
+                    // One network, one device: its device figures and drops are the daemon's
+                    // (but for the drops of datagrams no network took).
+                    (traffic.rx_device, traffic.rx_device_bytes) = (c.rx_device, c.rx_device_bytes);
+                    (traffic.tx_device, traffic.tx_device_bytes) = (c.tx_device, c.tx_device_bytes);
+                    drops = c.drops;
+                    for r in crate::core::DropReason::BEFORE_NETWORK {
+                        drops[*r as usize] = 0;
+                    }
+                }
                 NetStats {
                     vni: n.vni.get(),
                     dev: n.dev.clone(),
@@ -376,12 +406,34 @@ impl Handler {
                     fdb_entries: at(&fdb).unwrap_or(0),
                     mac: n.mac.map(|m| m.to_string()),
                     neigh_entries: at(&neigh).unwrap_or(0),
+                    traffic,
+                    drops: crate::core::DropReason::ALL
+                        .iter()
+                        .map(|r| (r.name().to_owned(), drops[*r as usize]))
+                        .collect(),
+                    drops_total: drops.iter().sum(),
                 }
+            })
+            .collect();
+        let (rows, peers_overflow) = self.board.peers();
+        let peer_rows = rows
+            .into_iter()
+            .filter_map(|(net, remote, traffic)| {
+                let n = nets.get(usize::from(net.0))?;
+                Some(PeerStats {
+                    vni: n.vni.get(),
+                    dev: n.dev.clone(),
+                    remote,
+                    traffic,
+                    path_mtu: self.path_mtu_row(now, remote).map(|m| m.mtu),
+                })
             })
             .collect();
         // What `fdb show` lists: entries past their ageing time but not yet reaped are not counted.
         let fdb_entries = networks.iter().map(|n| n.fdb_entries).sum();
         StatsReport {
+            version: STATS_VERSION,
+            mode: self.mode,
             fdb_entries,
             drops: c
                 .drops_by_name()
@@ -401,6 +453,8 @@ impl Handler {
                 })
                 .collect(),
             path_mtu: self.path_mtu_report(now),
+            peers: peer_rows,
+            peers_overflow,
         }
     }
 }
