@@ -244,11 +244,19 @@ pub fn stats_table(st: &StatsReport, all: bool) -> String {
     }
     for w in &st.workers {
         let c = &w.counters;
-        let _ = writeln!(
-            s,
-            "worker {}: rx_tunnel {} tx_tunnel {} rx_device {} tx_device {} drops {}",
-            w.worker, c.rx_tunnel, c.tx_tunnel, c.rx_device, c.tx_device, w.drops_total
-        );
+        let _ = write!(s, "worker {}:", w.worker);
+        for (k, v) in [
+            ("rx_tunnel", c.rx_tunnel),
+            ("tx_tunnel", c.tx_tunnel),
+            ("rx_device", c.rx_device),
+            ("tx_device", c.tx_device),
+            ("drops", w.drops_total),
+        ] {
+            if all || v != 0 {
+                let _ = write!(s, " {k} {v}");
+            }
+        }
+        let _ = writeln!(s);
     }
     if all || st.drops_total != 0 {
         let _ = writeln!(s, "drops {}", st.drops_total);
@@ -420,18 +428,31 @@ mod tests {
                 drops: net_drops,
                 drops_total: 2,
             }],
-            workers: vec![crate::control::protocol::WorkerStats {
-                worker: 1,
-                counters: Counters {
-                    rx_tunnel: 6,
-                    tx_tunnel: 7,
-                    rx_device: 8,
-                    tx_device: 9,
-                    ..Counters::default()
+            workers: vec![
+                crate::control::protocol::WorkerStats {
+                    worker: 1,
+                    counters: Counters {
+                        rx_tunnel: 6,
+                        tx_tunnel: 7,
+                        rx_device: 8,
+                        tx_device: 9,
+                        ..Counters::default()
+                    },
+                    drops_total: 4,
                 },
-                drops_total: 4,
-            }],
-            path_mtu: Default::default(),
+                crate::control::protocol::WorkerStats {
+                    worker: 2,
+                    counters: Counters {
+                        tx_tunnel: 1,
+                        ..Counters::default()
+                    },
+                    drops_total: 0,
+                },
+            ],
+            path_mtu: crate::control::protocol::PathMtuReport {
+                configured: 1500,
+                learned: vec![],
+            },
             peers: vec![
                 crate::control::protocol::PeerStats {
                     vni: 42,
@@ -506,6 +527,7 @@ mod tests {
         assert!(!t.contains("192.0.2.3"), "{t}");
         assert!(!t.contains("beyond the row limit"), "{t}");
         assert!(t.contains("worker 1: rx_tunnel 6 tx_tunnel 7 rx_device 8 tx_device 9 drops 4"));
+        assert!(t.contains("worker 2: tx_tunnel 1\n"), "{t}");
         // Never a zero counter line.
         for line in t
             .lines()
@@ -530,6 +552,9 @@ mod tests {
         );
         assert!(all.contains("peer 192.0.2.3 vni 42 dev vtep0: rx 0 (0 B) tx 0 (0 B)\n"));
         assert!(all.contains("peers beyond the row limit: rx 0 (0 B) tx 0 (0 B)\n"));
+        assert!(
+            all.contains("worker 2: rx_tunnel 0 tx_tunnel 1 rx_device 0 tx_device 0 drops 0\n")
+        );
     }
 
     #[test]

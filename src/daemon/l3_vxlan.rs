@@ -256,13 +256,11 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         let v = self
             .engine
             .on_remote(now, outer, d, &mut self.out, &mut self.ctr);
-        if v == FromTunnel::Consumed {
+        // What the tunnel carried: the Ethernet frame (delivered as the IP packet in it).
+        if matches!(v, FromTunnel::Consumed | FromTunnel::Deliver { .. }) {
             self.tun[0].traffic().tunnel_rx(NET, src, 1, inner);
         }
         if let FromTunnel::Deliver { range, .. } = v {
-            self.tun[0]
-                .traffic()
-                .tunnel_rx(NET, src, 1, range.len() as u64);
             let part = (i, range.start);
             let (batch, ctr) = (&self.rx.batch, &mut self.ctr);
             deliver(
