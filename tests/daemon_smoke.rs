@@ -386,6 +386,20 @@ fn a_peer_that_cannot_be_reached_is_counted_and_the_others_still_work() {
     assert!(p.a.ping_within("10.9.0.2", SECS(5)), "{}", a.log_text());
     let st = a.stats();
     assert!(n(&st["drops"], "tunnel_tx_error") > 0, "{st}");
+    // Counted in the network too, with the copies that went through to the other peer.
+    let net = net_row(&st, "vx0");
+    assert_eq!(
+        n(&net["drops"], "tunnel_tx_error"),
+        n(&st["drops"], "tunnel_tx_error"),
+        "{net}"
+    );
+    assert!(n(net, "drops_total") >= n(&net["drops"], "tunnel_tx_error"));
+    assert!(n(&peer_row(&st, 42, "192.0.2.2"), "tx_tunnel") > 0, "{st}");
+    assert_eq!(
+        n(&peer_row(&st, 42, "198.51.100.9"), "tx_tunnel"),
+        0,
+        "{st}"
+    );
     assert!(p.a.ping("10.9.0.2"), "the loop stopped after a send error");
 }
 

@@ -200,8 +200,8 @@ pub fn count_overflow(now: u32, seen: &mut u32, ctr: &mut Counters) {
 
 /// Sends every message of `msgs` on `sock` with as few `sendmmsg` calls as the kernel allows
 /// (at most [`MAX_BATCH`] a call); a datagram the kernel refuses is reported to `on_error` (with
-/// its destination) and skipped, so one bad destination never holds up the others. The index
-/// of each message the kernel took is told to `on_sent`.
+/// its index in `msgs`) and skipped, so one bad destination never holds up the others. The
+/// index of each message the kernel took is told to `on_sent`.
 ///
 /// A refusal other than a full queue (ENOBUFS, EAGAIN) is tried once more: the kernel also
 /// fails a send with an error left pending by an earlier ICMP error about another packet (and
@@ -209,7 +209,7 @@ pub fn count_overflow(now: u32, seen: &mut u32, ctr: &mut Counters) {
 pub fn send_all(
     sock: &impl DatagramSocket,
     msgs: &[SendMsg<'_>],
-    on_error: &mut impl FnMut(Ipv4Addr, &io::Error),
+    on_error: &mut impl FnMut(usize, &io::Error),
     on_sent: &mut impl FnMut(usize),
 ) -> Flushed {
     let mut out = Flushed::default();
@@ -219,7 +219,7 @@ pub fn send_all(
         match sock.send_batch(&msgs[i..]) {
             Ok(0) => {
                 // Not expected from sendmmsg; never spin on it.
-                on_error(msgs[i].dst, &io::Error::from(io::ErrorKind::WriteZero));
+                on_error(i, &io::Error::from(io::ErrorKind::WriteZero));
                 out.failed += 1;
                 i += 1;
             }
@@ -231,7 +231,7 @@ pub fn send_all(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if retried != i && !queue_full(&e) => retried = i,
             Err(e) => {
-                on_error(msgs[i].dst, &e);
+                on_error(i, &e);
                 out.failed += 1;
                 i += 1;
             }
@@ -422,13 +422,14 @@ impl SendBatch {
     }
 
     /// Sends everything queued on `sock` with as few `sendmmsg` calls as the kernel allows; a
-    /// datagram the kernel refuses is reported to `on_error` (with its destination) and skipped;
+    /// datagram the kernel refuses is reported to `on_error` (with its network and destination)
+    /// and skipped;
     /// each one sent is told to `on_sent` (its network, destination and inner bytes: the
     /// datagram without its outer IP, UDP and VXLAN headers). The batch is empty afterwards.
     pub fn flush(
         &mut self,
         sock: &impl DatagramSocket,
-        mut on_error: impl FnMut(Ipv4Addr, &io::Error),
+        mut on_error: impl FnMut(u16, Ipv4Addr, &io::Error),
         mut on_sent: impl FnMut(u16, Ipv4Addr, u64),
     ) -> Flushed {
         let mut msgs = [SendMsg {
@@ -445,6 +446,11 @@ impl SendBatch {
             };
         }
         let queued = &self.queued;
+        let mut on_error = |i: usize, e: &io::Error| {
+            if let Some(q) = queued.get(i) {
+                on_error(q.net, q.dst.unwrap_or(Ipv4Addr::UNSPECIFIED), e);
+            }
+        };
         let out = send_all(sock, &msgs[..self.count], &mut on_error, &mut |i| {
             if let Some(q) = queued.get(i) {
                 let inner = (usize::from(q.head_len) + q.len as usize).saturating_sub(OVERHEAD);
@@ -482,7 +488,7 @@ mod tests {
         assert_eq!(b.len(), MAX_BATCH);
         // A flush in the middle of a frame's copies must not hand its slot out again.
         let raw = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let _ = b.flush(&raw, |_, _| {}, |_, _, _| {});
+        let _ = b.flush(&raw, |_, _, _| {}, |_, _, _| {});
         assert!(b.push(&head, MAX_BATCH - 1, 1, Ipv4Addr::new(192, 0, 2, 1), 0));
         assert!(!b.has_free_slot(), "the last slot is still referenced");
         assert_eq!(b.len(), 1);

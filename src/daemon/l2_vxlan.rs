@@ -428,7 +428,8 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
         fit: usize,
     ) {
         let frame = &self.tx.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
-        match too_big::on_too_big(
+        let drops = self.ctr.drops;
+        let d = too_big::on_too_big(
             now,
             Framing::Ethernet,
             frame,
@@ -436,7 +437,10 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             true,
             &mut self.out,
             &mut self.ctr,
-        ) {
+        );
+        self.traffic
+            .dropped_since(net_id(t), &drops, &self.ctr.drops);
+        match d {
             TooBig::Answered => {
                 self.taps[t].write_answers(now, &mut self.out.generated, &mut self.ctr);
             }

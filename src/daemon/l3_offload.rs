@@ -163,9 +163,11 @@ impl TunnelQueue {
             let done = send_all(
                 sock,
                 &msgs[..chunk.len()],
-                &mut |dst, e| {
+                &mut |i, e| {
                     ctr.drop(send_drop_reason(e));
-                    on_error(dst, e);
+                    if let Some(q) = chunk.get(i) {
+                        on_error(q.dst, e);
+                    }
                 },
                 &mut |i| {
                     if let Some(q) = chunk.get(i) {

@@ -284,6 +284,22 @@ impl Traffic {
         }
     }
 
+    /// The drops counted between `before` and `now` (two readings of a worker's
+    /// [`Counters::drops`]), in network `net`: for paths where the core counts a drop inside a
+    /// decision that does not name its reason (rare ones: a packet too big for its path).
+    pub fn dropped_since(
+        &self,
+        net: NetId,
+        before: &[u64; DropReason::COUNT],
+        now: &[u64; DropReason::COUNT],
+    ) {
+        for (r, (a, b)) in DropReason::ALL.iter().zip(before.iter().zip(now.iter())) {
+            if b > a {
+                self.dropped_n(net, *r, b - a);
+            }
+        }
+    }
+
     /// Rows taken in the peer table.
     pub fn peer_rows(&self) -> usize {
         self.rows.load(Ordering::Relaxed)
@@ -427,6 +443,11 @@ mod tests {
             }
         );
         assert_eq!(nets[1].1[DropReason::NoPeers as usize], 3);
+        let (mut before, mut now) = ([0; DropReason::COUNT], [0; DropReason::COUNT]);
+        before[DropReason::TooBig as usize] = 5;
+        now[DropReason::TooBig as usize] = 7;
+        w0.dropped_since(NetId(0), &before, &now);
+        assert_eq!(b.networks(1)[0].1[DropReason::TooBig as usize], 2);
         assert_eq!(nets[0].1.iter().sum::<u64>(), 0);
         let (rows, overflow) = b.peers();
         let rx = |rx_tunnel, rx_tunnel_bytes| PeerTraffic {

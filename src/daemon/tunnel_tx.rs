@@ -141,6 +141,12 @@ impl<S: DatagramSocket> TunnelTx<S> {
         }
     }
 
+    /// Counts drop `r` of the frame at hand, in the totals and in its network.
+    fn drop(&self, ctr: &mut Counters, r: DropReason) {
+        ctr.drop(r);
+        self.traffic.dropped(self.net, r);
+    }
+
     /// Counts what is sent per network and per remote into `traffic` (the worker's cells).
     pub fn attach(&mut self, traffic: Arc<Traffic>) {
         self.traffic = traffic;
@@ -188,7 +194,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
                         if to.len() == 1 {
                             too_big = Some((dst, fit));
                         } else {
-                            ctr.drop(DropReason::TooBig);
+                            self.drop(ctr, DropReason::TooBig);
                         }
                     }
                 }
@@ -219,14 +225,14 @@ impl<S: DatagramSocket> TunnelTx<S> {
             Ok(r) => r,
             Err(DropReason::TooBig) => return Some(self.enc.max_inner(vni, dst)),
             Err(r) => {
-                ctr.drop(r);
+                self.drop(ctr, r);
                 return None;
             }
         };
         let mut head = [0u8; OVERHEAD];
         head.copy_from_slice(&buf[range.start..range.start + OVERHEAD]);
         if !self.txb.push(&head, slot, len, dst, self.net.0) {
-            ctr.drop(DropReason::TunnelTxError);
+            self.drop(ctr, DropReason::TunnelTxError);
         }
         None
     }
@@ -250,7 +256,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
             let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
             let mut inner = [0u8; MAX_HEADER];
             let Some((h, payload)) = f.header(frame, k, &mut inner) else {
-                return ctr.drop(DropReason::EncapError);
+                return self.drop(ctr, DropReason::EncapError);
             };
             self.queue_cut(now, vni, dst, slot, len, &inner[..h], payload, ctr);
         }
@@ -277,7 +283,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
                 Some(mss) => t.mss = mss,
                 None => {
                     for _ in 0..t.segments() {
-                        ctr.drop(DropReason::TooBig);
+                        self.drop(ctr, DropReason::TooBig);
                     }
                     return;
                 }
@@ -307,7 +313,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
         let mut inner = [0u8; MAX_HEADER];
         let Some(payload) = batch_tso::segment(frame, t, k, &mut inner) else {
-            return ctr.drop(DropReason::DeviceOffload);
+            return self.drop(ctr, DropReason::DeviceOffload);
         };
         self.queue_cut(now, vni, dst, slot, len, &inner[..t.hdr_len], payload, ctr);
     }
@@ -334,7 +340,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
         let (h, plen) = (inner.len(), payload.len());
         if h > MAX_HEADER || payload.end > frame.len() {
-            return ctr.drop(DropReason::EncapError);
+            return self.drop(ctr, DropReason::EncapError);
         }
         self.scratch[OVERHEAD..OVERHEAD + h].copy_from_slice(inner);
         if udp_checksum {
@@ -347,7 +353,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
             .encapsulate(&mut self.scratch, OVERHEAD, h + plen, vni, dst)
         {
             Ok(r) => r,
-            Err(r) => return ctr.drop(r),
+            Err(r) => return self.drop(ctr, r),
         };
         let mut head = [0u8; MAX_HEAD];
         head[..OVERHEAD].copy_from_slice(&self.scratch[range.start..range.start + OVERHEAD]);
@@ -360,7 +366,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
             dst,
             self.net.0,
         ) {
-            ctr.drop(DropReason::TunnelTxError);
+            self.drop(ctr, DropReason::TunnelTxError);
         }
     }
 
@@ -505,9 +511,11 @@ impl<S: DatagramSocket> TunnelTx<S> {
         let mut bytes = 0;
         let done = self.txb.flush(
             &self.raw,
-            |dst, e| {
+            |net, dst, e| {
                 // Unreachable, EMSGSIZE, ...: this copy is lost, the loop goes on.
-                ctr.drop(send_drop_reason(e));
+                let r = send_drop_reason(e);
+                ctr.drop(r);
+                traffic.dropped(NetId(net), r);
                 learner.on_send_error(dst, e);
                 if let Some(held) = log.check(now) {
                     warn!(remote = %dst, error = %e, suppressed = held, "send to remote VTEP failed");
