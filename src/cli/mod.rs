@@ -49,7 +49,10 @@ pub enum Command {
     /// Show or change the L3 routes (overlay prefix -> next hop).
     #[command(subcommand)]
     Routes(RoutesCommand),
-    /// Show the daemon's counters.
+    /// Show the daemon's counters: packets and bytes per network and per peer, drops by reason.
+    ///
+    /// Like `ip -s link`: the counters of the daemon's mode only, zeros left out (`--all` shows
+    /// them), bytes in binary units (B, KiB, MiB, GiB: powers of 1024).
     Stats(StatsArgs),
     /// Show or change the neighbour bindings (overlay IP -> MAC; L3 VXLAN, ARP suppression).
     #[command(subcommand)]
