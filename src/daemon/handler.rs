@@ -540,6 +540,58 @@ mod tests {
     }
 
     #[test]
+    fn stats_reports_traffic_per_network_and_peer_with_every_field() {
+        let h = handler_of(&[42, 43], Duration::from_secs(300)).with_mode(TunnelMode::L2Vxlan);
+        h.board.ensure_networks(2);
+        let t = h.board.traffic(0);
+        let net43 = h.core.net_by_vni(Vni::new(43).unwrap()).unwrap();
+        t.tunnel_rx(net43, PEER, 2, 200);
+        t.tunnel_tx(net43, PEER, 1, 100);
+        t.device_tx(net43, 2, 200);
+        t.dropped(net43, crate::core::DropReason::StormBroadcast);
+        let st = answer(&h, Request::Stats).data;
+        assert_eq!(st["version"], 1);
+        assert_eq!(st["mode"], "l2-vxlan");
+        let nets = st["networks"].as_array().unwrap();
+        assert_eq!(nets.len(), 2);
+        for row in nets {
+            for k in crate::core::NetTraffic::NAMES {
+                assert!(row[k].is_u64(), "{k} missing in {row}");
+            }
+            let drops = row["drops"].as_object().unwrap();
+            assert_eq!(drops.len(), crate::core::DropReason::COUNT, "{row}");
+        }
+        let row = nets.iter().find(|r| r["vni"] == 43).unwrap();
+        assert_eq!(
+            (&row["rx_tunnel"], &row["rx_tunnel_bytes"]),
+            (&2.into(), &200.into())
+        );
+        assert_eq!(
+            (&row["tx_device"], &row["tx_device_bytes"]),
+            (&2.into(), &200.into())
+        );
+        assert_eq!(row["drops"]["storm_broadcast"], 1);
+        assert_eq!(row["drops_total"], 1);
+        let other = nets.iter().find(|r| r["vni"] == 42).unwrap();
+        assert_eq!(other["rx_tunnel"], 0);
+        assert_eq!(
+            st["peers"],
+            serde_json::json!([{
+                "vni": 43, "dev": "vt43", "remote": "192.0.2.2",
+                "rx_tunnel": 2, "rx_tunnel_bytes": 200, "tx_tunnel": 1, "tx_tunnel_bytes": 100,
+            }])
+        );
+        assert_eq!(
+            st["peers_overflow"],
+            serde_json::json!({"rx_tunnel": 0, "rx_tunnel_bytes": 0, "tx_tunnel": 0, "tx_tunnel_bytes": 0})
+        );
+        // The text and JSON forms read the same report back.
+        let back: StatsReport = serde_json::from_value(st).unwrap();
+        assert_eq!(back.peers[0].traffic.tx_tunnel_bytes, 100);
+        assert_eq!(back.mode, TunnelMode::L2Vxlan);
+    }
+
+    #[test]
     fn an_unknown_vni_is_answered_briefly_at_scale() {
         let vnis: Vec<u32> = (1..=10_000).collect();
         let h = handler_of(&vnis, Duration::from_secs(300));
