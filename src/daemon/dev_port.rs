@@ -64,7 +64,7 @@ impl<D: DeviceQueue> DevPort<D> {
             read,
             err_log: RateLimit::default(),
             gone: None,
-            traffic: Arc::new(Traffic::new()),
+            traffic: Traffic::detached(),
             net: NetId(0),
         }
     }

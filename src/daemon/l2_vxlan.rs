@@ -239,7 +239,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             ctr: Counters::default(),
             out: Out::with_capacity(1024),
             run: TcpRun::new(Framing::Ethernet),
-            traffic: Arc::new(Traffic::new()),
+            traffic: Traffic::detached(),
         }
     }
 

@@ -49,7 +49,7 @@ impl StatsBoard {
     pub fn traffic(&self, w: usize) -> Arc<Traffic> {
         self.traffic
             .get(w)
-            .map_or_else(|| Arc::new(Traffic::new()), Arc::clone)
+            .map_or_else(Traffic::detached, Arc::clone)
     }
 
     /// Makes room for networks `0..n` in every worker's cells (allocates off the packet path;
@@ -191,6 +191,16 @@ impl Traffic {
             rows: AtomicUsize::new(0),
             overflow: std::array::from_fn(|_| AtomicU64::new(0)),
         }
+    }
+
+    /// The cells of whatever is not attached to a worker's (a dataplane built without an event
+    /// loop, in tests): one set for the whole process, counted into and never read, so an
+    /// unattached device port costs no memory of its own (a daemon has one per network and
+    /// worker).
+    pub fn detached() -> Arc<Traffic> {
+        static DETACHED: std::sync::LazyLock<Arc<Traffic>> =
+            std::sync::LazyLock::new(|| Arc::new(Traffic::new()));
+        Arc::clone(&DETACHED)
     }
 
     /// Cells for networks `0..n` (allocates the chunks missing).

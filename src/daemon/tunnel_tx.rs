@@ -136,7 +136,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
             ),
             gso_heads: Box::new([[0u8; HEADER_LEN + MAX_HEADER]; crate::sys::MAX_BATCH]),
             err_log: RateLimit::default(),
-            traffic: Arc::new(Traffic::new()),
+            traffic: Traffic::detached(),
             net: NetId(0),
         }
     }
