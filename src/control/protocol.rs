@@ -434,6 +434,79 @@ mod tests {
         assert!(back.usage && !back.ok);
     }
 
+    /// Every key `stats --json` prints (drop reasons aside) is in the README's list of its
+    /// fields, so the list cannot fall behind the code.
+    #[test]
+    fn the_readme_lists_every_stats_json_field() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("### `stats --json`").expect("README section");
+        let section = &readme[start..];
+        let section = &section[..section[4..].find("\n## ").map_or(section.len(), |e| e + 4)];
+        let report = StatsReport {
+            version: STATS_VERSION,
+            mode: TunnelMode::L3Ipip,
+            counters: Counters::default(),
+            fdb_entries: 0,
+            drops: BTreeMap::new(),
+            drops_total: 0,
+            uptime_secs: 0,
+            networks: vec![NetStats {
+                vni: 0,
+                dev: String::new(),
+                peers: 0,
+                fdb_entries: 0,
+                mac: Some(String::new()),
+                neigh_entries: 0,
+                traffic: NetTraffic::default(),
+                drops: BTreeMap::new(),
+                drops_total: 0,
+            }],
+            workers: vec![WorkerStats {
+                worker: 0,
+                counters: Counters::default(),
+                drops_total: 0,
+            }],
+            path_mtu: PathMtuReport {
+                configured: 0,
+                learned: vec![PathMtuRow {
+                    remote: Ipv4Addr::LOCALHOST,
+                    mtu: 0,
+                    learned: true,
+                    expires_secs: Some(0),
+                }],
+            },
+            peers: vec![PeerStats {
+                vni: 0,
+                dev: String::new(),
+                remote: Ipv4Addr::LOCALHOST,
+                traffic: PeerTraffic::default(),
+                path_mtu: Some(0),
+            }],
+            peers_overflow: PeerTraffic::default(),
+        };
+        fn keys(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        out.push(k.clone());
+                        keys(v, out);
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| keys(v, out)),
+                _ => {}
+            }
+        }
+        let mut all = Vec::new();
+        keys(&serde_json::to_value(&report).unwrap(), &mut all);
+        assert!(all.len() > 60, "{all:?}");
+        for k in all {
+            assert!(
+                section.contains(&format!("`{k}`")),
+                "README's stats --json section does not list `{k}`"
+            );
+        }
+    }
+
     #[test]
     fn fdb_row_has_the_contract_keys() {
         let row = FdbRow {
