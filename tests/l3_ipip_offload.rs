@@ -190,6 +190,8 @@ fn ipip_flows_spread_over_two_workers_in_order_and_counters_sum() {
     }
     assert_rows_sum_to_totals(&sa);
     assert_rows_sum_to_totals(&sb);
+    flow_support::traffic_sums_to_totals(&a).unwrap();
+    flow_support::traffic_sums_to_totals(&b).unwrap();
     // Every datagram B received from the tunnel was received once: what B's workers took in
     // is what A's workers sent (nothing else crossed meanwhile but the ping and its reply).
     assert!(

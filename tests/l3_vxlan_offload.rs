@@ -143,6 +143,8 @@ fn l3_vxlan_two_workers_spread_flows_in_order_and_counters_sum() {
     assert_eq!(got, sent, "the stream changed in the tunnel");
     assert_rows_sum_to_totals(&a.stats());
     assert_rows_sum_to_totals(&b.stats());
+    flow_support::traffic_sums_to_totals(&a).unwrap();
+    flow_support::traffic_sums_to_totals(&b).unwrap();
 }
 
 /// Pings counted per network and per remote VTEP: an Ethernet frame (1042 bytes) in the tunnel
