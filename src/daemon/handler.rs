@@ -381,13 +381,21 @@ impl Handler {
             }),
             _ => None,
         };
-        let nets: Vec<&NetInfo> = self.nets.iter().chain(ipip_dev.as_ref()).collect();
-        let cells = self.board.networks(nets.len());
+        // Each network with its NetId (the index of its cells); IPIP's device is network 0.
+        let nets: Vec<(&NetInfo, Option<usize>)> = self
+            .nets
+            .iter()
+            .map(|n| (n, self.core.net_by_vni(n.vni).map(|id| usize::from(id.0))))
+            .chain(ipip_dev.as_ref().map(|n| (n, Some(0))))
+            .collect();
+        let ids = nets.iter().filter_map(|(_, id)| *id);
+        let cells = self.board.networks(ids.max().map_or(0, |m| m + 1));
         let networks: Vec<NetStats> = nets
             .iter()
-            .zip(cells)
-            .map(|(n, (mut traffic, mut drops))| {
-                let id = self.core.net_by_vni(n.vni).map(|id| usize::from(id.0));
+            .map(|&(n, id)| {
+                let (mut traffic, mut drops) = id
+                    .and_then(|i| cells.get(i).copied())
+                    .unwrap_or((Default::default(), [0; crate::core::DropReason::COUNT]));
                 let at = |counts: &[usize]| id.and_then(|i| counts.get(i).copied());
                 if self.mode != TunnelMode::L2Vxlan {
                     // One network, one device: its device figures and drops are the daemon's
@@ -416,10 +424,12 @@ impl Handler {
             })
             .collect();
         let (rows, peers_overflow) = self.board.peers();
+        let by_id: std::collections::HashMap<usize, &NetInfo> =
+            nets.iter().filter_map(|&(n, id)| Some((id?, n))).collect();
         let peer_rows = rows
             .into_iter()
             .filter_map(|(net, remote, traffic)| {
-                let n = nets.get(usize::from(net.0))?;
+                let n = by_id.get(&usize::from(net.0))?;
                 Some(PeerStats {
                     vni: n.vni.get(),
                     dev: n.dev.clone(),
