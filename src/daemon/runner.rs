@@ -25,6 +25,7 @@ use super::notify;
 use super::signals::{self, Action};
 use super::stats::{Clock, StatsBoard};
 use crate::config::DaemonConfig;
+use crate::control::protocol::TunnelMode;
 use crate::control::server::{self, Server};
 use crate::core::Core;
 use crate::core::pmtu::PathMtus;
@@ -211,6 +212,8 @@ pub fn run<M: Mode>(cfg: &DaemonConfig) -> Result<(), Failure> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let board = Arc::new(StatsBoard::new(workers.len()));
+    // Every mode counts into network 0 at least (IPIP's device has no network list).
+    board.ensure_networks(control.nets.len().max(1));
     let mut threads = Threads::new(main_waker);
     let started = start(
         cfg,
@@ -268,7 +271,12 @@ fn start<W: Dataplane + Send + 'static>(
         clock,
         control.routes,
     )
-    .with_path_mtus(control.path_mtus);
+    .with_path_mtus(control.path_mtus)
+    .with_mode(match cfg.tunnel {
+        crate::config::Tunnel::L2Vxlan => TunnelMode::L2Vxlan,
+        crate::config::Tunnel::L3Vxlan => TunnelMode::L3Vxlan,
+        crate::config::Tunnel::L3Ipip => TunnelMode::L3Ipip,
+    });
     let (srv, waker) = Server::new(listener, handler, Arc::clone(stop))
         .map_err(|e| rt("cannot set up the control server", e))?;
     threads.spawn("vtepd-control".into(), waker, move || srv.run())
