@@ -34,7 +34,7 @@ pub mod storm;
 pub mod time;
 pub mod too_big;
 
-pub use counters::{Counters, DropReason};
+pub use counters::{Counters, DropReason, NetTraffic, PeerTraffic};
 pub use engine::{FromDevice, FromTunnel, Out, Outer, Remotes};
 pub use time::Timestamp;
 

@@ -10,7 +10,7 @@
 //! when draining fails.
 
 use super::ratelimit::DropReport;
-use super::stats::{Clock, StatsBoard};
+use super::stats::{Clock, StatsBoard, Traffic};
 use crate::core::{Counters, Timestamp};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -41,6 +41,10 @@ pub trait Dataplane {
     fn tick(&mut self, now: Timestamp, leader: bool);
     /// The worker's counters.
     fn counters(&self) -> &Counters;
+    /// Gives the worker its traffic cells (per network and per remote) before it runs.
+    fn attach(&mut self, traffic: Arc<Traffic>) {
+        let _ = traffic;
+    }
 }
 
 /// What the loop needs besides the dataplane.
@@ -77,7 +81,8 @@ impl<D> std::fmt::Debug for EventLoop<D> {
 impl<D: Dataplane> EventLoop<D> {
     /// Registers `dp`'s sources with a new poller; returns the loop and the waker that
     /// interrupts it (set `stop` first, then wake).
-    pub fn new(dp: D, cx: LoopContext) -> io::Result<(EventLoop<D>, Arc<Waker>)> {
+    pub fn new(mut dp: D, cx: LoopContext) -> io::Result<(EventLoop<D>, Arc<Waker>)> {
+        dp.attach(cx.board.traffic(cx.id));
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let sources = dp.sources();

@@ -44,7 +44,7 @@ use super::io::{DatagramSocket, DeviceQueue};
 use super::pmtu::IcmpListener;
 use super::receive::{OnDatagrams, Receiver, drain_socket};
 use super::runner::{ControlParts, Held, Mode, Opened};
-use super::stats::Clock;
+use super::stats::{Clock, Traffic};
 use super::tunnel_tx::TunnelTx;
 use super::{housekeeping, socket, tunnel_tx};
 use crate::config::{DaemonConfig, stable_mac};
@@ -55,8 +55,8 @@ use crate::core::{
     Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp,
 };
 use crate::error::Failure;
-use encap::MacAddr;
 use encap::vxlan::HEADER_LEN;
+use encap::{MacAddr, Vni};
 use socket2::Socket;
 use std::io::ErrorKind;
 use std::net::Ipv4Addr;
@@ -205,6 +205,8 @@ pub struct L2Worker<D = SyncDevice, S = Socket> {
     out: Out,
     /// TCP segments of the receive batch waiting to be written to a device as one.
     run: TcpRun,
+    /// Traffic per network and per remote.
+    traffic: Arc<Traffic>,
 }
 
 /// Source 0 is the UDP socket; source `1 + k` the `k`-th TAP queue this worker reads.
@@ -237,7 +239,15 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             ctr: Counters::default(),
             out: Out::with_capacity(1024),
             run: TcpRun::new(Framing::Ethernet),
+            traffic: Traffic::detached(),
         }
+    }
+
+    /// The network datagram `i`'s VXLAN header names, if this daemon has it.
+    fn net_of(&self, i: usize) -> Option<NetId> {
+        let v = self.rx.batch.get(i)?.0.get(4..7)?;
+        let vni = Vni::new(u32::from_be_bytes([0, v[0], v[1], v[2]])).ok()?;
+        self.engine.core().net_by_vni(vni)
     }
 
     /// Fails the worker once a write found a device gone.
@@ -262,8 +272,15 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
         {
             log_learning(d, src, self.ctr.mac_moves != moves);
         }
-        // Drops are counted by the engine and summarised by the drop report.
+        // Drops are counted by the engine (and here in their network when the VNI names one
+        // of ours) and summarised by the drop report.
+        if let FromTunnel::Drop(r) = v
+            && let Some(net) = self.net_of(i)
+        {
+            self.traffic.dropped(net, r);
+        }
         if let FromTunnel::Deliver { net, range } = v {
+            self.traffic.tunnel_rx(net, src, 1, range.len() as u64);
             let part = (i, range.start);
             let (batch, ctr) = (&self.rx.batch, &mut self.ctr);
             let framing = Framing::Ethernet;
@@ -316,9 +333,12 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
                         }
                     };
                     if !ok {
+                        let bytes = n.saturating_sub(VNET_HDR_LEN) as u64;
                         self.ctr.rx_device += 1;
-                        self.ctr.rx_device_bytes += n.saturating_sub(VNET_HDR_LEN) as u64;
+                        self.ctr.rx_device_bytes += bytes;
                         self.ctr.drop(DropReason::DeviceOffload);
+                        self.traffic.device_rx(net, 1, bytes);
+                        self.traffic.dropped(net, DropReason::DeviceOffload);
                         taken += 1;
                         continue;
                     }
@@ -344,6 +364,8 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
                     self.ctr.rx_device += 1;
                     self.ctr.rx_device_bytes += n as u64;
                     self.ctr.drop(DropReason::DeviceOffload);
+                    self.traffic.device_rx(net, 1, n as u64);
+                    self.traffic.dropped(net, DropReason::DeviceOffload);
                     taken += 1;
                     continue;
                 }
@@ -352,8 +374,10 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             // TSO (the engine counts one), and as many packets of the budget.
             let more_segs = tso.map_or(0, |t| t.segments() - 1);
             let hdr_len = tso.map_or(0, |t| t.hdr_len);
+            let bytes = (n + more_segs * hdr_len) as u64;
             self.ctr.rx_device += more_segs as u64;
-            self.ctr.rx_device_bytes += (n + more_segs * hdr_len) as u64;
+            self.ctr.rx_device_bytes += bytes;
+            self.traffic.device_rx(net, 1 + more_segs as u64, bytes);
             taken += 1 + more_segs;
             let floods = self.ctr.flood_copies;
             match self
@@ -365,14 +389,23 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
                     self.taps[t].write_answers(now, &mut self.out.generated, &mut self.ctr);
                     continue;
                 }
-                FromDevice::Held | FromDevice::Drop(_) => continue,
+                FromDevice::Drop(r) => {
+                    self.traffic.dropped(net, r);
+                    continue;
+                }
+                FromDevice::Held => continue,
             }
             // Every segment is flooded as the super-frame is.
             self.ctr.flood_copies += (self.ctr.flood_copies - floods) * more_segs as u64;
-            if let Some((dst, fit)) =
-                self.tx
-                    .send_copies(now, &self.out.remotes, slot, n, tso.as_ref(), &mut self.ctr)
-            {
+            if let Some((dst, fit)) = self.tx.send_copies(
+                now,
+                net,
+                &self.out.remotes,
+                slot,
+                n,
+                tso.as_ref(),
+                &mut self.ctr,
+            ) {
                 self.too_big(now, t, slot, n, dst, fit);
             }
         }
@@ -395,7 +428,8 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
         fit: usize,
     ) {
         let frame = &self.tx.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
-        match too_big::on_too_big(
+        let drops = self.ctr.drops;
+        let d = too_big::on_too_big(
             now,
             Framing::Ethernet,
             frame,
@@ -403,14 +437,17 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             true,
             &mut self.out,
             &mut self.ctr,
-        ) {
+        );
+        self.traffic
+            .dropped_since(net_id(t), &drops, &self.ctr.drops);
+        match d {
             TooBig::Answered => {
                 self.taps[t].write_answers(now, &mut self.out.generated, &mut self.ctr);
             }
             TooBig::Fragment(f) => {
                 let vni = self.out.remotes.vni();
                 self.tx
-                    .send_fragments(now, vni, dst, slot, len, &f, &mut self.ctr);
+                    .send_fragments(now, net_id(t), vni, dst, slot, len, &f, &mut self.ctr);
             }
             TooBig::Drop => {}
         }
@@ -468,6 +505,19 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L2Worker<D, S> {
     fn counters(&self) -> &Counters {
         &self.ctr
     }
+
+    fn attach(&mut self, traffic: Arc<Traffic>) {
+        self.tx.attach(Arc::clone(&traffic));
+        for (t, port) in self.taps.iter_mut().enumerate() {
+            port.attach(Arc::clone(&traffic), net_id(t));
+        }
+        self.traffic = traffic;
+    }
+}
+
+/// The network of TAP `t` (the TAPs are in [`NetId`] order; a NetId is a u16, so are they).
+fn net_id(t: usize) -> NetId {
+    NetId(t as u16)
 }
 
 /// Logs (at debug level) a MAC learned or moved from a datagram.

@@ -12,7 +12,9 @@
 //! | family | type | labels |
 //! | --- | --- | --- |
 //! | `vtepd_<counter>_total` (`vtepd_rx_tunnel_total`, ...) | counter | |
-//! | `vtepd_drops_total` | counter | `reason` |
+//! | `vtepd_drops_total` | counter | `reason`, `vni`, `dev` (empty: no known network) |
+//! | `vtepd_{rx,tx}_packets_total`, `vtepd_{rx,tx}_bytes_total` | counter | `vni`, `dev`, `side` (`tunnel`, `device`) |
+//! | `vtepd_peer_{rx,tx}_packets_total`, `vtepd_peer_{rx,tx}_bytes_total` | counter | `vni`, `dev`, `remote` (empty: remotes beyond the bounded rows) |
 //! | `vtepd_worker_<counter>_total` ([`WORKER_COUNTERS`]), `vtepd_worker_drops_total` | counter | `worker` |
 //! | `vtepd_fdb_entries` | gauge | `vni`, `dev`, `kind` (`learned`, `static`) |
 //! | `vtepd_neigh_entries` | gauge | `vni`, `dev` |
@@ -50,6 +52,8 @@ pub const WORKER_COUNTERS: &[&str] = &[
     "tx_device",
     "rx_device_bytes",
     "tx_device_bytes",
+    "rx_tunnel_bytes",
+    "tx_tunnel_bytes",
 ];
 
 /// What a scrape shows besides the report: fixed when the daemon starts.
@@ -174,6 +178,9 @@ where
     Ok(())
 }
 
+/// A sample's labels: names and (escaped) values.
+type Labels<const N: usize> = [(&'static str, String); N];
+
 /// Writes a family of one sample without labels.
 fn single(
     enc: &mut DescriptorEncoder<'_>,
@@ -228,14 +235,11 @@ pub fn encode_report(
     }
     let drops = (
         "vtepd_drops",
-        "Packets or frames not forwarded, by reason (every reason listed).",
+        "Packets or frames not forwarded, by reason and network (vni and dev empty: no network \
+         took the packet, or its network is not known); the rows of a reason sum to its total.",
         None,
     );
-    let by_reason = r
-        .drops
-        .iter()
-        .map(|(reason, n)| ([("reason", escape(reason))], counter(*n)));
-    family(e, drops, Counter, by_reason)?;
+    family(e, drops, Counter, drop_rows(r))?;
     let worker = |w: &crate::control::protocol::WorkerStats| [("worker", w.worker.to_string())];
     for (i, name) in Counters::NAMES.iter().enumerate() {
         if !WORKER_COUNTERS.contains(name) {
@@ -316,6 +320,144 @@ pub fn encode_report(
         .iter()
         .map(|p| ([("remote", p.remote.to_string())], gauge(i64::from(p.mtu))));
     family(e, desc, Gauge, rows)?;
+    traffic_families(e, r)
+}
+
+/// `vtepd_drops_total` rows: each network's drops by reason (reasons with drops only, so that
+/// 10k networks do not make 360k rows), then every reason's drops no network accounts for
+/// (`vni=""`, `dev=""`: the total less the networks'), so the rows of a reason always sum to
+/// its total in `stats --json`.
+fn drop_rows(r: &StatsReport) -> Vec<(Labels<3>, ConstCounter<u64>)> {
+    let mut rows = Vec::new();
+    let mut accounted: std::collections::BTreeMap<&str, u64> = Default::default();
+    for n in &r.networks {
+        for (reason, v) in n.drops.iter().filter(|(_, v)| **v > 0) {
+            *accounted.entry(reason.as_str()).or_default() += v;
+            let labels = [
+                ("reason", escape(reason)),
+                ("vni", n.vni.to_string()),
+                ("dev", escape(&n.dev)),
+            ];
+            rows.push((labels, counter(*v)));
+        }
+    }
+    for (reason, total) in &r.drops {
+        let rest = total.saturating_sub(accounted.get(reason.as_str()).copied().unwrap_or(0));
+        let labels = [
+            ("reason", escape(reason)),
+            ("vni", String::new()),
+            ("dev", String::new()),
+        ];
+        rows.push((labels, counter(rest)));
+    }
+    rows
+}
+
+/// Per network (`vtepd_{rx,tx}_{packets,bytes}_total{vni,dev,side}`) and per peer
+/// (`vtepd_peer_{rx,tx}_{packets,bytes}_total{vni,dev,remote}`; the rows of remotes that found
+/// no row of their own, `peers_overflow`, with empty labels).
+fn traffic_families(e: &mut DescriptorEncoder<'_>, r: &StatsReport) -> Result<(), fmt::Error> {
+    use MetricType::Counter;
+    type Pick = fn(&crate::core::NetTraffic) -> u64;
+    let net_families: [(&str, &str, Option<&Unit>, Pick, Pick); 4] = [
+        (
+            "vtepd_rx_packets",
+            "Packets per network: side=tunnel delivered into it by the tunnel, side=device \
+             read from its device.",
+            None,
+            |t| t.rx_tunnel,
+            |t| t.rx_device,
+        ),
+        (
+            "vtepd_rx",
+            "Bytes of those packets per network (tunnel: inner bytes).",
+            Some(&Unit::Bytes),
+            |t| t.rx_tunnel_bytes,
+            |t| t.rx_device_bytes,
+        ),
+        (
+            "vtepd_tx_packets",
+            "Packets per network: side=tunnel sent into the tunnel (each flooded copy), \
+             side=device written to its device.",
+            None,
+            |t| t.tx_tunnel,
+            |t| t.tx_device,
+        ),
+        (
+            "vtepd_tx",
+            "Bytes of those packets per network (tunnel: inner bytes).",
+            Some(&Unit::Bytes),
+            |t| t.tx_tunnel_bytes,
+            |t| t.tx_device_bytes,
+        ),
+    ];
+    for (name, help, unit, tunnel, device) in net_families {
+        let rows = r.networks.iter().flat_map(|n| {
+            let label = |side: &str| {
+                [
+                    ("vni", n.vni.to_string()),
+                    ("dev", escape(&n.dev)),
+                    ("side", side.to_owned()),
+                ]
+            };
+            [
+                (label("tunnel"), counter(tunnel(&n.traffic))),
+                (label("device"), counter(device(&n.traffic))),
+            ]
+        });
+        family(e, (name, help, unit), Counter, rows)?;
+    }
+    type PeerPick = fn(&crate::core::PeerTraffic) -> u64;
+    let peer_families: [(&str, &str, Option<&Unit>, PeerPick); 4] = [
+        (
+            "vtepd_peer_rx_packets",
+            "Packets received from a remote and accepted into a network (empty labels: remotes \
+             beyond the bounded per-peer rows).",
+            None,
+            |t| t.rx_tunnel,
+        ),
+        (
+            "vtepd_peer_rx",
+            "Inner bytes received from a remote (empty labels: remotes beyond the rows).",
+            Some(&Unit::Bytes),
+            |t| t.rx_tunnel_bytes,
+        ),
+        (
+            "vtepd_peer_tx_packets",
+            "Packets sent to a remote (a flooded copy counts for the remote it went to; empty \
+             labels: remotes beyond the rows).",
+            None,
+            |t| t.tx_tunnel,
+        ),
+        (
+            "vtepd_peer_tx",
+            "Inner bytes sent to a remote (empty labels: remotes beyond the rows).",
+            Some(&Unit::Bytes),
+            |t| t.tx_tunnel_bytes,
+        ),
+    ];
+    for (name, help, unit, pick) in peer_families {
+        let rows = r
+            .peers
+            .iter()
+            .map(|p| {
+                let labels = [
+                    ("vni", p.vni.to_string()),
+                    ("dev", escape(&p.dev)),
+                    ("remote", p.remote.to_string()),
+                ];
+                (labels, counter(pick(&p.traffic)))
+            })
+            .chain(std::iter::once((
+                [
+                    ("vni", String::new()),
+                    ("dev", String::new()),
+                    ("remote", String::new()),
+                ],
+                counter(pick(&r.peers_overflow)),
+            )));
+        family(e, (name, help, unit), Counter, rows)?;
+    }
     Ok(())
 }
 

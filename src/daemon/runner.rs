@@ -28,6 +28,7 @@ use super::notify;
 use super::signals::{self, Action};
 use super::stats::{Clock, StatsBoard};
 use crate::config::DaemonConfig;
+use crate::control::protocol::TunnelMode;
 use crate::control::server::{self, Server};
 use crate::core::Core;
 use crate::core::pmtu::PathMtus;
@@ -216,6 +217,8 @@ pub fn run<M: Mode>(cfg: &DaemonConfig) -> Result<(), Failure> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let board = Arc::new(StatsBoard::new(workers.len()));
+    // Every mode counts into network 0 at least (IPIP's device has no network list).
+    board.ensure_networks(control.nets.len().max(1));
     let mut threads = Threads::new(main_waker);
     let started = start(
         cfg,
@@ -274,7 +277,12 @@ fn start<W: Dataplane + Send + 'static>(
             clock,
             control.routes,
         )
-        .with_path_mtus(control.path_mtus),
+        .with_path_mtus(control.path_mtus)
+        .with_mode(match cfg.tunnel {
+            crate::config::Tunnel::L2Vxlan => TunnelMode::L2Vxlan,
+            crate::config::Tunnel::L3Vxlan => TunnelMode::L3Vxlan,
+            crate::config::Tunnel::L3Ipip => TunnelMode::L3Ipip,
+        }),
     );
     if let Some(l) = metrics_listener {
         // Every scrape is one fresh `stats` report from the handler the control socket uses.

@@ -1,6 +1,17 @@
 use super::*;
-use crate::control::protocol::{NetStats, PathMtuReport, PathMtuRow, WorkerStats};
-use crate::core::DropReason;
+use crate::control::protocol::{
+    NetStats, PathMtuReport, PathMtuRow, PeerStats, STATS_VERSION, TunnelMode, WorkerStats,
+};
+use crate::core::{DropReason, NetTraffic, PeerTraffic};
+use std::collections::BTreeMap;
+
+/// Every reason, with `n` drops of `with` and none of the others.
+fn drops_of(with: DropReason, n: u64) -> BTreeMap<String, u64> {
+    DropReason::ALL
+        .iter()
+        .map(|r| (r.name().to_owned(), if *r == with { n } else { 0 }))
+        .collect()
+}
 
 /// Counters whose every value (drops included) is distinct: `base + index`.
 fn sample(base: u64) -> Counters {
@@ -12,6 +23,8 @@ fn report() -> StatsReport {
     let mut c = w0.clone();
     c.add(&w1);
     StatsReport {
+        version: STATS_VERSION,
+        mode: TunnelMode::L2Vxlan,
         fdb_entries: 5,
         drops: c.drops_by_name().map(|(n, v)| (n.to_owned(), v)).collect(),
         drops_total: c.total_drops(),
@@ -27,6 +40,10 @@ fn report() -> StatsReport {
                 fdb_learned_entries: 4,
                 mac: None,
                 neigh_entries: 3,
+                traffic: NetTraffic::from_array(&std::array::from_fn(|i| 10 + i as u64)),
+                // Part of the daemon's no_peers drops (1000 + its index, and 2000 + it).
+                drops: drops_of(DropReason::NoPeers, 7),
+                drops_total: 7,
             },
             NetStats {
                 vni: 7,
@@ -37,6 +54,9 @@ fn report() -> StatsReport {
                 fdb_learned_entries: 0,
                 mac: None,
                 neigh_entries: 0,
+                traffic: NetTraffic::default(),
+                drops: drops_of(DropReason::NoPeers, 0),
+                drops_total: 0,
             },
         ],
         workers: [w0, w1]
@@ -57,6 +77,14 @@ fn report() -> StatsReport {
                 expires_secs: Some(60),
             }],
         },
+        peers: vec![PeerStats {
+            vni: 42,
+            dev: "vtep0".into(),
+            remote: "192.0.2.2".parse().unwrap(),
+            traffic: PeerTraffic::from_array(&[1, 2, 3, 4]),
+            path_mtu: Some(1500),
+        }],
+        peers_overflow: PeerTraffic::from_array(&[5, 6, 7, 8]),
     }
 }
 
@@ -107,21 +135,84 @@ fn every_counter_is_a_total_with_its_doc() {
 }
 
 #[test]
-fn drops_by_reason_sum_to_the_total() {
+fn drops_by_reason_and_network_sum_to_the_total() {
     let r = report();
     let text = scrape(r.clone());
     let mut sum = 0u64;
     for reason in DropReason::ALL {
-        let v: u64 = value(
+        let name = reason.name();
+        let rest: u64 = value(
             &text,
-            &format!("vtepd_drops_total{{reason=\"{}\"}}", reason.name()),
+            &format!("vtepd_drops_total{{reason=\"{name}\",vni=\"\",dev=\"\"}}"),
         )
         .parse()
         .unwrap();
-        assert_eq!(v, r.counters.drops_of(*reason));
-        sum += v;
+        let in_net: u64 = samples(&text)
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with(&format!("vtepd_drops_total{{reason=\"{name}\",vni=\""))
+                    && !k.contains("vni=\"\"")
+            })
+            .map(|(_, v)| v.parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(rest + in_net, r.counters.drops_of(*reason), "{name}");
+        sum += rest + in_net;
     }
     assert_eq!(sum, r.drops_total);
+    // A network's drops: only the reasons it has.
+    assert_eq!(
+        value(
+            &text,
+            r#"vtepd_drops_total{reason="no_peers",vni="42",dev="vtep0"}"#
+        ),
+        "7"
+    );
+    let vni7 = r#"vni="7",dev="we\"ird\\""#;
+    assert_eq!(
+        text.matches(vni7).count(),
+        2 * 4 + 2 + 1 + 1,
+        "VNI 7 has traffic rows (4 families, 2 sides), FDB (2), neigh and peers"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("vtepd_drops_total") && l.contains(vni7)),
+        "a network without drops has no drop rows"
+    );
+}
+
+#[test]
+fn traffic_per_network_and_per_peer() {
+    let r = report();
+    let text = scrape(r.clone());
+    let t = r.networks[0].traffic;
+    let net = |side: &str| format!("{{vni=\"42\",dev=\"vtep0\",side=\"{side}\"}}");
+    for (family, side, want) in [
+        ("vtepd_rx_packets_total", "tunnel", t.rx_tunnel),
+        ("vtepd_rx_bytes_total", "tunnel", t.rx_tunnel_bytes),
+        ("vtepd_tx_packets_total", "tunnel", t.tx_tunnel),
+        ("vtepd_tx_bytes_total", "tunnel", t.tx_tunnel_bytes),
+        ("vtepd_rx_packets_total", "device", t.rx_device),
+        ("vtepd_rx_bytes_total", "device", t.rx_device_bytes),
+        ("vtepd_tx_packets_total", "device", t.tx_device),
+        ("vtepd_tx_bytes_total", "device", t.tx_device_bytes),
+    ] {
+        assert_eq!(
+            value(&text, &format!("{family}{}", net(side))),
+            want.to_string()
+        );
+    }
+    let peer = r#"{vni="42",dev="vtep0",remote="192.0.2.2"}"#;
+    let overflow = r#"{vni="",dev="",remote=""}"#;
+    for (family, want, spill) in [
+        ("vtepd_peer_rx_packets_total", "1", "5"),
+        ("vtepd_peer_rx_bytes_total", "2", "6"),
+        ("vtepd_peer_tx_packets_total", "3", "7"),
+        ("vtepd_peer_tx_bytes_total", "4", "8"),
+    ] {
+        assert_eq!(value(&text, &format!("{family}{peer}")), want);
+        assert_eq!(value(&text, &format!("{family}{overflow}")), spill);
+    }
 }
 
 #[test]
