@@ -28,7 +28,6 @@
 
 pub mod http;
 
-use crate::config::Tunnel;
 use crate::control::protocol::StatsReport;
 use crate::core::Counters;
 use prometheus_client::collector::Collector;
@@ -59,24 +58,17 @@ pub const WORKER_COUNTERS: &[&str] = &[
 /// What a scrape shows besides the report: fixed when the daemon starts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Meta {
-    /// `vtepd_build_info{mode}`: `l2-vxlan`, `l3-vxlan` or `l3-ipip`.
-    pub mode: &'static str,
     /// `vtepd_start_time_seconds`: when the daemon started, in seconds since the Unix epoch.
     pub start_time: f64,
 }
 
 impl Meta {
-    /// The meta of a daemon in `tunnel` mode that has been up for `uptime`.
-    pub fn new(tunnel: Tunnel, uptime: std::time::Duration) -> Meta {
+    /// The meta of a daemon that has been up for `uptime`.
+    pub fn new(uptime: std::time::Duration) -> Meta {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         Meta {
-            mode: match tunnel {
-                Tunnel::L2Vxlan => "l2-vxlan",
-                Tunnel::L3Vxlan => "l3-vxlan",
-                Tunnel::L3Ipip => "l3-ipip",
-            },
             start_time: now.saturating_sub(uptime).as_secs_f64(),
         }
     }
@@ -206,7 +198,11 @@ pub fn encode_report(
 ) -> Result<(), fmt::Error> {
     use MetricType::{Counter, Gauge};
     let e = &mut enc;
-    let labels = [("version", env!("CARGO_PKG_VERSION")), ("mode", meta.mode)];
+    // The mode as `stats --json` names it (`l2-vxlan`, `l3-vxlan`, `l3-ipip`).
+    let labels = [
+        ("version", env!("CARGO_PKG_VERSION")),
+        ("mode", r.mode.name()),
+    ];
     e.encode_descriptor(
         "vtepd_build",
         "The running vtepd's version and mode.",

@@ -287,7 +287,7 @@ fn start<W: Dataplane + Send + 'static>(
     if let Some(l) = metrics_listener {
         // Every scrape is one fresh `stats` report from the handler the control socket uses.
         let from = Arc::clone(&handler);
-        let meta = metrics::Meta::new(cfg.tunnel, clock.uptime());
+        let meta = metrics::Meta::new(clock.uptime());
         let registry = metrics::StatsCollector::new(move || from.stats_now(), meta).into_registry();
         let render = Box::new(move || metrics::render(&registry).ok());
         let (srv, waker) = metrics::http::MetricsServer::new(l, render, Arc::clone(stop))
