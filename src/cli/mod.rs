@@ -202,7 +202,7 @@ pub struct RunArgs {
     pub control: Option<PathBuf>,
 
     /// Serve Prometheus metrics (`GET /metrics`, OpenMetrics text) over HTTP on this IP
-    /// address and port, like 127.0.0.1:9570 or [::1]:9570 [default: no metrics listener];
+    /// address and port, like 127.0.0.1:9570 or `[::1]:9570` [default: no metrics listener];
     /// with --config it overrides the file's `metrics`.
     #[arg(long, value_name = "ADDR:PORT", value_parser = parse_metrics_addr)]
     pub metrics: Option<std::net::SocketAddr>,

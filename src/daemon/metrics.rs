@@ -2,7 +2,7 @@
 //! OpenMetrics text format, encoded by the `prometheus-client` crate.
 //!
 //! Off the packet path: every scrape takes one fresh [`StatsReport`] from the same
-//! [`super::handler::Handler::stats`] that answers `vtepd stats --json` (the workers' published
+//! [`super::handler::Handler::stats_now`] that answers `vtepd stats --json` (the workers' published
 //! counters, summed when read, and the core's table counts), so a scrape and `stats --json`
 //! can never disagree; nothing here is updated by a worker. [`StatsCollector`] turns the report
 //! into metric families on each scrape; [`http`] serves them.
