@@ -19,6 +19,8 @@ have systemd-analyze || need_pkgs+=(systemd)
 have groff || need_pkgs+=(groff-base)
 have pkill || need_pkgs+=(procps)
 /usr/bin/python3 -c 'import scapy' >/dev/null 2>&1 || need_pkgs+=(python3-scapy)
+# The independent parser of the metrics scrapes (tests/metrics.rs).
+/usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need_pkgs+=(python3-prometheus-client)
 
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

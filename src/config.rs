@@ -14,7 +14,7 @@ use encap::{MacAddr, Vni};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -324,6 +324,19 @@ pub fn parse_control_path(s: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(s))
 }
 
+/// Checks a Prometheus metrics listener address (`--metrics`, `metrics = "..."`): an IP address
+/// and a port, like `127.0.0.1:9570` or `[::1]:9570`. Whether it can be bound (the address is
+/// local, the port free) is checked when the daemon starts, before anything is created.
+pub fn parse_metrics_addr(s: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = s.parse().map_err(|_| {
+        format!("metrics address '{s}' is not IP:PORT (like 127.0.0.1:9570 or [::1]:9570)")
+    })?;
+    if addr.port() == 0 {
+        return Err(format!("metrics address '{s}' needs a port other than 0"));
+    }
+    Ok(addr)
+}
+
 /// Device mode: what the local device carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
@@ -502,6 +515,8 @@ pub struct DaemonConfig {
     pub control: PathBuf,
     /// How log lines are written.
     pub log_format: LogFormat,
+    /// Where to serve Prometheus metrics (`GET /metrics`); `None`: no metrics listener.
+    pub metrics: Option<SocketAddr>,
     /// The networks, in configuration order.
     pub networks: Vec<NetConfig>,
 }
@@ -751,6 +766,7 @@ struct FileConfig {
     threads: Option<u64>,
     control: Option<String>,
     log_format: Option<String>,
+    metrics: Option<String>,
     #[serde(default, rename = "network")]
     networks: Vec<FileNetwork>,
 }
@@ -820,6 +836,12 @@ impl FileConfig {
             .as_deref()
             .map_or(Ok(LogFormat::Text), str::parse)
             .map_err(ConfigError)?;
+        let metrics = self
+            .metrics
+            .as_deref()
+            .map(parse_metrics_addr)
+            .transpose()
+            .map_err(|e| ConfigError(format!("metrics: {e}")))?;
         let mode: Option<Mode> = self
             .mode
             .as_deref()
@@ -893,6 +915,7 @@ impl FileConfig {
             threads: threads.unwrap_or_else(default_threads),
             control,
             log_format,
+            metrics,
             networks,
         })
     }
@@ -1003,6 +1026,34 @@ vni = 43
         assert_eq!(fmt("log_format = \"text\"\n"), Ok(LogFormat::Text));
         let e = toml_err(&file("log_format = \"xml\"\n"));
         assert_eq!(e, "log format 'xml': expected text or json");
+    }
+
+    #[test]
+    fn metrics_key() {
+        let file =
+            |v: &str| format!("local = \"192.0.2.1\"\n{v}[[network]]\ndev = \"v\"\nvni = 1\n");
+        let addr = |v: &str| DaemonConfig::from_toml(&file(v)).map(|c| c.metrics);
+        assert_eq!(addr(""), Ok(None));
+        assert_eq!(
+            addr("metrics = \"127.0.0.1:9570\"\n"),
+            Ok(Some("127.0.0.1:9570".parse().unwrap()))
+        );
+        assert_eq!(
+            addr("metrics = \"[::1]:9570\"\n"),
+            Ok(Some("[::1]:9570".parse().unwrap()))
+        );
+        for (bad, want) in [
+            ("localhost:9570", "is not IP:PORT"),
+            ("127.0.0.1", "is not IP:PORT"),
+            ("127.0.0.1:70000", "is not IP:PORT"),
+            ("127.0.0.1:0", "port other than 0"),
+            ("", "is not IP:PORT"),
+        ] {
+            let e = toml_err(&file(&format!("metrics = \"{bad}\"\n")));
+            assert!(e.starts_with("metrics: metrics address"), "{bad}: {e}");
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+        assert!(toml_err(&file("metrics = 9570\n")).starts_with("line 2:"));
     }
 
     /// A remote VTEP must be another host on the underlay, wherever the file names one; our

@@ -133,7 +133,15 @@ fn bad_run_arguments_are_one_line_status_2_and_create_nothing() {
             &["--config", "/dev/null", "--ttl", "9"],
             "cannot be used with",
         ),
-        (&["--metrics", "127.0.0.1:9100"], "not supported yet"),
+        (&["--metrics", "127.0.0.1"], "is not IP:PORT"),
+        (&["--metrics", "localhost:9570"], "is not IP:PORT"),
+        (&["--metrics", "127.0.0.1:0"], "port other than 0"),
+        // Syntactically fine but not an address of this namespace: refused at start, before
+        // the control socket or the device exist.
+        (
+            &["--metrics", "203.0.113.9:9570"],
+            "cannot listen for metrics on 203.0.113.9:9570",
+        ),
         (&["--frobnicate"], "unexpected argument"),
         (&["--config", "/dev/null"], "cannot be used with"),
     ];

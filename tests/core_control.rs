@@ -195,6 +195,20 @@ fn fdb_counts_follow_every_change_and_skip_aged_entries() {
             .to_vec();
         assert_eq!(listed, want, "listing at {now:?}");
         assert_eq!(c.fdb_counts(now), want, "counts at {now:?}");
+        // By kind: what the listing shows of each kind.
+        let by_kind: Vec<(usize, usize)> = [1, 2]
+            .map(|v| {
+                let l = c.fdb_entries(now, Some(vni(v)));
+                let statics = l.iter().filter(|e| e.kind == EntryKind::Static).count();
+                (statics, l.len() - statics)
+            })
+            .to_vec();
+        let counted: Vec<(usize, usize)> = c
+            .fdb_counts_by_kind(now)
+            .iter()
+            .map(|k| (k.statics, k.learned))
+            .collect();
+        assert_eq!(counted, by_kind, "counts by kind at {now:?}");
     };
     check(0, [0, 0]);
     for v in [1, 2] {

@@ -3,9 +3,9 @@
 
 use crate::config::{
     self, DaemonConfig, Encap, Ipv4Cidr, LogFormat, Mode, NetConfig, parse_ageing,
-    parse_control_path, parse_dev_name, parse_inline_table, parse_max_fdb, parse_mtu, parse_neigh,
-    parse_port, parse_remote_ip, parse_route, parse_threads, parse_unicast_mac, parse_vni,
-    parse_vtep_ip,
+    parse_control_path, parse_dev_name, parse_inline_table, parse_max_fdb, parse_metrics_addr,
+    parse_mtu, parse_neigh, parse_port, parse_remote_ip, parse_route, parse_threads,
+    parse_unicast_mac, parse_vni, parse_vtep_ip,
 };
 use crate::core::route::{Route, parse_prefix};
 pub use crate::error::Failure;
@@ -67,7 +67,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 #[command(
     override_usage = "vtepd run --dev <NAME> --local <IP> [OPTIONS]\n       \
-vtepd run --config <FILE> [--control <PATH>] [--log-format <text|json>]",
+vtepd run --config <FILE> [--control <PATH>] [--metrics <ADDR:PORT>] [--log-format <text|json>]",
     after_help = "Exit status: 0 after SIGINT/SIGTERM, 2 for a bad configuration \
 (nothing is created), 1 for a runtime failure (for example the device was removed).\n\
 Signals: SIGINT and SIGTERM shut down cleanly; SIGHUP, SIGUSR1 and SIGUSR2 are logged and \
@@ -79,8 +79,8 @@ stderr."
 )]
 pub struct RunArgs {
     /// Read the networks from a TOML file instead of the flags below
-    /// (keys: local, port, allow_any_peer, mode, encap, threads, control, log_format, and [[network]]
-    /// tables with dev, vni, peers, address, mtu, learning, ageing, max_fdb,
+    /// (keys: local, port, allow_any_peer, mode, encap, threads, control, metrics, log_format,
+    /// and [[network]] tables with dev, vni, peers, address, mtu, learning, ageing, max_fdb,
     /// fdb = [{mac, remote}], routes = ["CIDR=IP", ...], neigh = [{ip, mac}], arp_suppress,
     /// mac_move = {moves, window, hold}, storm = {broadcast, unknown_unicast, multicast}, ttl,
     /// tos, df, srcport, udp_csum).
@@ -201,9 +201,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH", value_parser = parse_control_path)]
     pub control: Option<PathBuf>,
 
-    /// Prometheus metrics listener (not supported yet).
-    #[arg(long, value_name = "ADDR:PORT")]
-    pub metrics: Option<String>,
+    /// Serve Prometheus metrics (`GET /metrics`, OpenMetrics text) over HTTP on this IP
+    /// address and port, like 127.0.0.1:9570 or `[::1]:9570` [default: no metrics listener];
+    /// with --config it overrides the file's `metrics`.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_metrics_addr)]
+    pub metrics: Option<std::net::SocketAddr>,
 
     /// Log lines as text or as one JSON object per line, on stderr [default: text]; with
     /// --config it overrides the file's `log_format`.
@@ -214,7 +216,6 @@ pub struct RunArgs {
 impl RunArgs {
     /// Builds and validates the daemon configuration (pure: reads the config file at most).
     pub fn to_config(&self) -> Result<DaemonConfig, Failure> {
-        let not_yet = |what: &str| Err(Failure::Usage(format!("{what} is not supported yet")));
         if self.encap == Some(Encap::Ipip) {
             let vxlan_only = [
                 ("--vni", self.vni.is_some()),
@@ -237,15 +238,15 @@ impl RunArgs {
                 )));
             }
         }
-        if self.metrics.is_some() {
-            return not_yet("--metrics");
-        }
         let mut cfg = match &self.config {
             Some(path) => DaemonConfig::from_file(path)?,
             None => self.flags_config()?,
         };
         if let Some(c) = &self.control {
             cfg.control = c.clone();
+        }
+        if let Some(m) = self.metrics {
+            cfg.metrics = Some(m);
         }
         if let Some(f) = self.log_format {
             cfg.log_format = f;
@@ -287,6 +288,7 @@ impl RunArgs {
             threads: self.threads.unwrap_or_else(config::default_threads),
             control: PathBuf::from(config::DEFAULT_CONTROL),
             log_format: LogFormat::default(),
+            metrics: None,
             networks: vec![net],
         })
     }
@@ -677,7 +679,8 @@ mod tests {
             (&["--encap", "ipip"], "needs --mode l3"),
             (&["--encap", "gre"], "expected vxlan or ipip"),
             (&["--route", "10.0.0.0/24=192.0.2.2"], "need --mode l3"),
-            (&["--metrics", "127.0.0.1:9000"], "not supported yet"),
+            (&["--metrics", "127.0.0.1"], "is not IP:PORT"),
+            (&["--metrics", "localhost:9000"], "is not IP:PORT"),
             (&["--threads", "0"], "thread count"),
             (&["--threads", "65"], "thread count"),
             (&["--bogus"], "unexpected argument"),

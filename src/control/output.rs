@@ -418,6 +418,8 @@ mod tests {
                 dev: "vtep0".into(),
                 peers: 2,
                 fdb_entries: 2,
+                fdb_static_entries: 1,
+                fdb_learned_entries: 1,
                 mac: Some("02:00:00:00:00:0a".into()),
                 neigh_entries: 1,
                 traffic: crate::core::NetTraffic {

@@ -288,8 +288,14 @@ pub struct NetStats {
     pub dev: String,
     /// Flood-list length.
     pub peers: usize,
-    /// FDB entries in this network.
+    /// FDB entries in this network (static and learned).
     pub fdb_entries: usize,
+    /// Of which static.
+    #[serde(default)]
+    pub fdb_static_entries: usize,
+    /// Of which learned (and not past their ageing time).
+    #[serde(default)]
+    pub fdb_learned_entries: usize,
     /// vtepd's own MAC on this network (the TAP's, or the L3 endpoint's): a peer configured
     /// flannel-style needs it for its static neighbour and FDB entries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -455,6 +461,8 @@ mod tests {
                 dev: String::new(),
                 peers: 0,
                 fdb_entries: 0,
+                fdb_static_entries: 0,
+                fdb_learned_entries: 0,
                 mac: Some(String::new()),
                 neigh_entries: 0,
                 traffic: NetTraffic::default(),

@@ -5,7 +5,7 @@
 
 use super::fdb::{FdbEntry, FdbKey};
 use super::network::PeerSnapshot;
-use super::{Core, CoreError, EntryKind, FdbEntryInfo, NetId, Timestamp};
+use super::{Core, CoreError, EntryKind, FdbCount, FdbEntryInfo, NetId, Timestamp};
 use encap::{MacAddr, Vni};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -192,6 +192,15 @@ impl Core {
     /// which takes one pass over the FDB, and only when some network has learned entries.
     /// Like a listing, weakly consistent with concurrent learning and ageing.
     pub fn fdb_counts(&self, now: Timestamp) -> Vec<usize> {
+        self.fdb_counts_by_kind(now)
+            .into_iter()
+            .map(|c| c.statics + c.learned)
+            .collect()
+    }
+
+    /// [`Core::fdb_counts`] split by kind: each network's static and live learned entries, in
+    /// [`NetId`] order (the same pass, the same consistency).
+    pub fn fdb_counts_by_kind(&self, now: Timestamp) -> Vec<FdbCount> {
         let statics: Vec<usize> = self.control().nets.iter().map(|c| c.statics).collect();
         let mut learned: Vec<usize> = self.nets.iter().map(|n| n.learned_count()).collect();
         if learned.iter().any(|&n| n > 0) {
@@ -212,7 +221,7 @@ impl Core {
         statics
             .into_iter()
             .zip(learned)
-            .map(|(s, l)| s + l)
+            .map(|(statics, learned)| FdbCount { statics, learned })
             .collect()
     }
 

@@ -137,16 +137,17 @@ fn no_drops() -> [u64; DropReason::COUNT] {
 }
 
 /// Declares the per-worker counters once: the [`Counters`] struct and everything that lists
-/// them (their names, the flat array the stats board publishes, summing, the `stats --json`
-/// field names through serde) come from this one list, so a counter is added in one line.
+/// them (their names and docs, the flat array the stats board publishes, summing, the
+/// `stats --json` field names through serde, the metric families) come from this one list, so a
+/// counter is added in one line.
 macro_rules! counters {
-    ($($(#[$m:meta])* $f:ident = $modes:expr,)*) => {
+    ($($(#[doc = $doc:literal])* $f:ident = $modes:expr,)*) => {
         /// Counters of one worker. Plain data; the I/O layer publishes and sums them. The
         /// serde form is a flat object of `name: value` (the drops are reported apart).
         #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
         #[serde(default)]
         pub struct Counters {
-            $($(#[$m])* pub $f: u64,)*
+            $($(#[doc = $doc])* pub $f: u64,)*
             /// Drops by reason, indexed by `DropReason as usize`.
             #[serde(skip, default = "no_drops")]
             pub drops: [u64; DropReason::COUNT],
@@ -165,6 +166,9 @@ macro_rules! counters {
         impl Counters {
             /// The counters' names (their `stats --json` keys), in declaration order.
             pub const NAMES: &'static [&'static str] = &[$(stringify!($f),)*];
+            /// Each counter's documentation (its doc comment, lines joined), in declaration
+            /// order: the metrics' HELP text.
+            pub const DOCS: &'static [&'static str] = &[$(concat!($($doc),*),)*];
             /// The modes each counter applies to ([`modes`] bits), in declaration order: the
             /// `stats` text shows a counter only in these.
             pub const MODES: &'static [u8] = &[$($modes,)*];
@@ -400,6 +404,12 @@ mod tests {
         assert_eq!(names, Counters::NAMES);
         assert_eq!(c.scalars()[2], ("rx_device", 1002));
         assert_eq!(c.scalars()[4], ("rx_device_bytes", 1004));
+        assert_eq!(Counters::DOCS.len(), Counters::SCALARS);
+        assert_eq!(
+            Counters::DOCS[0].trim(),
+            "Datagrams received from the underlay."
+        );
+        assert!(Counters::DOCS.iter().all(|d| !d.trim().is_empty()));
     }
 
     #[test]

@@ -133,6 +133,15 @@ pub struct FdbEntryInfo {
     pub frozen: Option<Duration>,
 }
 
+/// One network's FDB entries by kind (see [`Core::fdb_counts_by_kind`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FdbCount {
+    /// Static entries.
+    pub statics: usize,
+    /// Learned entries not past their ageing time.
+    pub learned: usize,
+}
+
 /// A control-plane request the core refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CoreError {

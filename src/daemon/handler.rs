@@ -360,6 +360,11 @@ impl Handler {
         })
     }
 
+    /// The counters and table sizes (`stats --json`, and every metrics scrape) now.
+    pub fn stats_now(&self) -> StatsReport {
+        self.stats(self.clock.now())
+    }
+
     fn stats(&self, now: crate::core::Timestamp) -> StatsReport {
         // One snapshot of every worker, so the totals are exactly the sum of the rows.
         let per_worker = self.board.per_worker();
@@ -370,7 +375,7 @@ impl Handler {
         // Per network, in NetId order: kept as entries come and go (at most one pass over the
         // FDB, to leave out learned entries past their ageing time and not yet reaped).
         let peers = self.core.peers();
-        let fdb = self.core.fdb_counts(now);
+        let fdb = self.core.fdb_counts_by_kind(now);
         let neigh = self.core.neigh_counts(now);
         // IPIP has no network list: its one device is network 0 (VNI 0) here.
         let ipip_dev = match (&self.routes, self.nets.is_empty()) {
@@ -396,7 +401,7 @@ impl Handler {
                 let (mut traffic, mut drops) = id
                     .and_then(|i| cells.get(i).copied())
                     .unwrap_or((Default::default(), [0; crate::core::DropReason::COUNT]));
-                let at = |counts: &[usize]| id.and_then(|i| counts.get(i).copied());
+                let fdb = id.and_then(|i| fdb.get(i)).copied().unwrap_or_default();
                 if self.mode != TunnelMode::L2Vxlan {
                     // One network, one device: its device figures and drops are the daemon's
                     // (but for the drops of datagrams no network took).
@@ -411,9 +416,11 @@ impl Handler {
                     vni: n.vni.get(),
                     dev: n.dev.clone(),
                     peers: id.and_then(|i| peers.get(i)).map_or(0, |(_, p)| p.len()),
-                    fdb_entries: at(&fdb).unwrap_or(0),
+                    fdb_entries: fdb.statics + fdb.learned,
+                    fdb_static_entries: fdb.statics,
+                    fdb_learned_entries: fdb.learned,
                     mac: n.mac.map(|m| m.to_string()),
-                    neigh_entries: at(&neigh).unwrap_or(0),
+                    neigh_entries: id.and_then(|i| neigh.get(i)).copied().unwrap_or(0),
                     traffic,
                     drops: crate::core::DropReason::ALL
                         .iter()
@@ -472,6 +479,13 @@ impl Handler {
 impl Handle for Handler {
     fn handle(&self, req: Request) -> Reply<'_> {
         self.try_handle(req).unwrap_or_else(Reply::from)
+    }
+}
+
+/// The control server and the metrics server share one handler.
+impl Handle for Arc<Handler> {
+    fn handle(&self, req: Request) -> Reply<'_> {
+        Handler::handle(self, req)
     }
 }
 

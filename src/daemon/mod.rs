@@ -10,7 +10,7 @@
 //! Shared by the modes' dataplanes: batched socket I/O ([`batch`]), device receive and
 //! transmit offloads ([`batch_gro`], [`batch_tso`], [`l3_offload`]), the VXLAN send side
 //! ([`tunnel_tx`]), device ports ([`dev_port`]), and the control plane's view of the state
-//! ([`handler`], [`stats`]).
+//! ([`handler`], [`stats`]), and the metrics listener ([`metrics`]).
 
 pub mod batch;
 pub mod batch_gro;
@@ -29,6 +29,7 @@ pub mod l3_offload;
 pub mod l3_vxlan;
 pub mod link;
 pub mod logging;
+pub mod metrics;
 pub mod netlink;
 pub mod notify;
 pub mod pmtu;

@@ -8,7 +8,9 @@
 //!    mode's devices, sockets and shared state ([`Mode::open`]). From here every resource is
 //!    held by a value whose drop undoes it, so any later failure cleans up.
 //! 3. One thread per dataplane worker, each running the one [`EventLoop`] over the mode's
-//!    [`Dataplane`] (named `vtepd-<mode>-<n>`), and the control server's thread.
+//!    [`Dataplane`] (named `vtepd-<mode>-<n>`), the control server's thread, and with
+//!    `--metrics` the metrics server's (`vtepd-metrics`; its listener is bound in step 1, so an
+//!    address that cannot be listened on is refused before anything is created).
 //! 4. Readiness told to the service manager (`READY=1`, see [`notify`]), then supervision:
 //!    SIGINT/SIGTERM end the daemon with status 0; SIGHUP, SIGUSR1 and SIGUSR2 are logged and
 //!    ignored ([`signals`]); a thread that ends (a device removed, a panic) ends it with status
@@ -20,6 +22,7 @@
 use super::device::{self, OwnedDevice, Underlay};
 use super::event_loop::{Dataplane, EventLoop, LoopContext};
 use super::handler::{Handler, NetInfo};
+use super::metrics;
 use super::netlink::RouteService;
 use super::notify;
 use super::signals::{self, Action};
@@ -182,6 +185,8 @@ pub fn run<M: Mode>(cfg: &DaemonConfig) -> Result<(), Failure> {
     let underlay = device::find_underlay(cfg.local)?;
     let mode = M::check(cfg, &underlay)?;
     device::check_privilege()?;
+    // Bound now, so that an address that cannot be listened on changes nothing.
+    let metrics_listener = cfg.metrics.map(metrics::http::bind).transpose()?;
 
     // Signals first, so that a SIGTERM during set-up still cleans up.
     let rt = |what: &str, e: std::io::Error| Failure::Runtime(format!("{what}: {e}"));
@@ -217,7 +222,7 @@ pub fn run<M: Mode>(cfg: &DaemonConfig) -> Result<(), Failure> {
     let mut threads = Threads::new(main_waker);
     let started = start(
         cfg,
-        listener,
+        (listener, metrics_listener),
         workers,
         control,
         &board,
@@ -240,11 +245,11 @@ pub fn run<M: Mode>(cfg: &DaemonConfig) -> Result<(), Failure> {
     outcome.map(|_| info!("vtepd stopped"))
 }
 
-/// Starts the workers' and the control server's threads.
+/// Starts the workers' threads, the control server's and the metrics server's.
 #[allow(clippy::too_many_arguments)]
 fn start<W: Dataplane + Send + 'static>(
     cfg: &DaemonConfig,
-    listener: UnixListener,
+    (listener, metrics_listener): (UnixListener, Option<std::net::TcpListener>),
     workers: Vec<W>,
     control: ControlParts,
     board: &Arc<StatsBoard>,
@@ -264,19 +269,31 @@ fn start<W: Dataplane + Send + 'static>(
         let name = format!("vtepd-{}-{id}", cfg.tunnel.name());
         threads.spawn(name, waker, move || lp.run())?;
     }
-    let handler = Handler::new(
-        control.core,
-        control.nets,
-        Arc::clone(board),
-        clock,
-        control.routes,
-    )
-    .with_path_mtus(control.path_mtus)
-    .with_mode(match cfg.tunnel {
-        crate::config::Tunnel::L2Vxlan => TunnelMode::L2Vxlan,
-        crate::config::Tunnel::L3Vxlan => TunnelMode::L3Vxlan,
-        crate::config::Tunnel::L3Ipip => TunnelMode::L3Ipip,
-    });
+    let handler = Arc::new(
+        Handler::new(
+            control.core,
+            control.nets,
+            Arc::clone(board),
+            clock,
+            control.routes,
+        )
+        .with_path_mtus(control.path_mtus)
+        .with_mode(match cfg.tunnel {
+            crate::config::Tunnel::L2Vxlan => TunnelMode::L2Vxlan,
+            crate::config::Tunnel::L3Vxlan => TunnelMode::L3Vxlan,
+            crate::config::Tunnel::L3Ipip => TunnelMode::L3Ipip,
+        }),
+    );
+    if let Some(l) = metrics_listener {
+        // Every scrape is one fresh `stats` report from the handler the control socket uses.
+        let from = Arc::clone(&handler);
+        let meta = metrics::Meta::new(clock.uptime());
+        let registry = metrics::StatsCollector::new(move || from.stats_now(), meta).into_registry();
+        let render = Box::new(move || metrics::render(&registry).ok());
+        let (srv, waker) = metrics::http::MetricsServer::new(l, render, Arc::clone(stop))
+            .map_err(|e| rt("cannot set up the metrics server", e))?;
+        threads.spawn("vtepd-metrics".into(), waker, move || srv.run())?;
+    }
     let (srv, waker) = Server::new(listener, handler, Arc::clone(stop))
         .map_err(|e| rt("cannot set up the control server", e))?;
     threads.spawn("vtepd-control".into(), waker, move || srv.run())
