@@ -4,7 +4,7 @@
 //! flood list or to the set of static remotes publishes a fresh [`PeerSnapshot`].
 
 use super::fdb::{FdbEntry, FdbKey};
-use super::network::PeerSnapshot;
+use super::network::{NetSettings, PeerSnapshot};
 use super::{Core, CoreError, EntryKind, FdbEntryInfo, NetId, Timestamp};
 use encap::{MacAddr, Vni};
 use std::collections::BTreeMap;
@@ -169,7 +169,7 @@ impl Core {
             let Some(net) = self.net_by_vni(k.vni()).and_then(|id| self.net(id)) else {
                 return;
             };
-            if e.is_expired(now_ms, net.ageing_ms) {
+            if e.is_expired(now_ms, net.ageing_ms()) {
                 return;
             }
             out.push(FdbEntryInfo {
@@ -202,7 +202,7 @@ impl Core {
                 }
                 if let Some(id) = self.net_by_vni(k.vni())
                     && let Some(net) = self.net(id)
-                    && e.is_expired(now_ms, net.ageing_ms)
+                    && e.is_expired(now_ms, net.ageing_ms())
                     && let Some(n) = learned.get_mut(usize::from(id.0))
                 {
                     *n = n.saturating_sub(1);
@@ -233,7 +233,7 @@ impl Core {
         };
         let keys = self
             .fdb
-            .keys_where(|k, e| ageing(k).is_some_and(|(_, n)| e.is_expired(now_ms, n.ageing_ms)));
+            .keys_where(|k, e| ageing(k).is_some_and(|(_, n)| e.is_expired(now_ms, n.ageing_ms())));
         let mut removed = 0;
         for key in keys {
             let Some((_, net)) = ageing(key) else {
@@ -242,7 +242,7 @@ impl Core {
             // Re-checked atomically: a refresh since the scan keeps the entry.
             if self
                 .fdb
-                .remove_if(key, |e| e.is_expired(now_ms, net.ageing_ms))
+                .remove_if(key, |e| e.is_expired(now_ms, net.ageing_ms()))
                 .is_some()
             {
                 net.release_learned();
@@ -281,6 +281,42 @@ impl Core {
         c.flood.remove(pos);
         self.publish(&state, id);
         Ok(true)
+    }
+
+    /// Replaces network `vni`'s flood list (a reload), keeping the order given; `Ok(false)` if
+    /// it was already that list. Checked whole before anything changes.
+    pub fn peers_set(&self, vni: Vni, peers: &[Ipv4Addr]) -> Result<bool, CoreError> {
+        let id = self.net_id(vni)?;
+        let mut flood: Vec<Ipv4Addr> = Vec::with_capacity(peers.len());
+        for &p in peers {
+            self.usable_remote(p)?;
+            if !flood.contains(&p) {
+                flood.push(p);
+            }
+        }
+        let mut state = self.control();
+        let Some(c) = state.nets.get_mut(usize::from(id.0)) else {
+            return Err(CoreError::UnknownVni(vni));
+        };
+        if c.flood == flood {
+            return Ok(false);
+        }
+        c.flood = flood;
+        self.publish(&state, id);
+        Ok(true)
+    }
+
+    /// Gives network `vni` new settings (a reload): they apply to the next packet of every
+    /// worker; learned entries, neighbours and counts are kept.
+    pub fn set_net_settings(&self, vni: Vni, s: &NetSettings) -> Result<(), CoreError> {
+        let id = self.net_id(vni)?;
+        if let Some(n) = self.net(id) {
+            n.apply(s);
+        }
+        if let Some(t) = self.neigh(id) {
+            t.set_limits(s.ageing, s.max_learned);
+        }
+        Ok(())
     }
 
     /// Every network's flood list, in [`NetId`] order.

@@ -270,7 +270,7 @@ impl Core {
     pub fn fdb_lookup(&self, now: Timestamp, vni: Vni, mac: MacAddr) -> Option<Ipv4Addr> {
         let net = self.net(self.net_by_vni(vni)?)?;
         self.fdb
-            .lookup(fdb::FdbKey::new(vni, mac), now.millis(), net.ageing_ms)
+            .lookup(fdb::FdbKey::new(vni, mac), now.millis(), net.ageing_ms())
     }
 
     /// Learned entries of network `vni` counted against its cap (expired ones until removed).

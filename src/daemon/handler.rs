@@ -7,10 +7,11 @@
 //! pass over the FDB, its rows written to the client as they are made.
 
 use super::netlink::{RouteChangeError, RouteService};
+use super::reload::{ReloadError, Reloader};
 use super::stats::{Clock, StatsBoard};
 use crate::control::protocol::{
-    FdbRow, Kind, NeighRow, NetStats, PathMtuReport, PathMtuRow, PeersRow, Request, Response,
-    RouteRow, StatsReport, WorkerStats,
+    ConfigShowReport, FdbRow, Kind, NeighRow, NetStats, PathMtuReport, PathMtuRow, PeersRow,
+    ReloadReport, Request, Response, RouteRow, StatsReport, WorkerStats,
 };
 use crate::control::server::{Handle, Reply};
 use crate::core::pmtu::PathMtus;
@@ -19,7 +20,7 @@ use crate::core::{Core, CoreError, EntryKind};
 use encap::{MacAddr, Vni};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use tracing::info;
+use tracing::{info, warn};
 
 /// A network as the control plane shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +45,8 @@ pub struct Handler {
     routes: Option<Arc<RouteService>>,
     /// The path MTUs (none in tests without a dataplane).
     pmtu: Option<Arc<PathMtus>>,
+    /// The running configuration and its reload (none in tests without a daemon).
+    reloader: Option<Arc<Reloader>>,
 }
 
 /// An entry's kind as the protocol prints it.
@@ -89,7 +92,20 @@ impl Handler {
             clock,
             routes,
             pmtu: None,
+            reloader: None,
         }
+    }
+
+    /// Answers `reload` and `config show` with `reloader`.
+    pub fn with_reloader(mut self, reloader: Arc<Reloader>) -> Handler {
+        self.reloader = Some(reloader);
+        self
+    }
+
+    fn reloader(&self) -> Result<&Reloader, Response> {
+        self.reloader.as_deref().ok_or_else(|| {
+            Response::err(false, "this daemon has no configuration to show or reload")
+        })
     }
 
     /// Reports the path MTUs `pmtu` in `peers show` and `stats`.
@@ -338,6 +354,21 @@ impl Handler {
                 }
                 info!(%vni, %ip, "neighbour deleted");
                 Response::ok(serde_json::Value::Null).into()
+            }
+            Request::Reload => match self.reloader()?.reload() {
+                Ok(changes) => Reply::data(ReloadReport { changes }),
+                Err(e) => {
+                    warn!("{e}");
+                    let usage = matches!(e, ReloadError::Refused(_));
+                    return Err(Response::err(usage, e.to_string()));
+                }
+            },
+            Request::ConfigShow => {
+                let config = self
+                    .reloader()?
+                    .show()
+                    .map_err(|e| Response::err(false, e))?;
+                Reply::data(ConfigShowReport { config })
             }
         })
     }

@@ -10,9 +10,11 @@
 //! 3. One thread per dataplane worker, each running the one [`EventLoop`] over the mode's
 //!    [`Dataplane`] (named `vtepd-<mode>-<n>`), and the control server's thread.
 //! 4. Readiness told to the service manager (`READY=1`, see [`notify`]), then supervision:
-//!    SIGINT/SIGTERM end the daemon with status 0; SIGHUP, SIGUSR1 and SIGUSR2 are logged and
-//!    ignored ([`signals`]); a thread that ends (a device removed, a panic) ends it with status
-//!    1 and its reason. `STOPPING=1` is told as shutdown begins.
+//!    SIGINT/SIGTERM end the daemon with status 0; SIGHUP reloads the configuration file
+//!    ([`Reloader`], the same as `vtepd reload`; `RELOADING=1` then `READY=1` to the service
+//!    manager); SIGUSR1 and SIGUSR2 are logged and ignored ([`signals`]); a thread that ends (a
+//!    device removed, a panic) ends it with status 1 and its reason. `STOPPING=1` is told as
+//!    shutdown begins.
 //! 5. Teardown in reverse: stop and join every thread, then the kernel routes (they point at
 //!    the device), then the devices (those vtepd created removed in one batch, those it
 //!    attached to given back as they were), then the control socket file.
@@ -22,9 +24,10 @@ use super::event_loop::{Dataplane, EventLoop, LoopContext};
 use super::handler::{Handler, NetInfo};
 use super::netlink::RouteService;
 use super::notify;
+use super::reload::Reloader;
 use super::signals::{self, Action};
 use super::stats::{Clock, StatsBoard};
-use crate::config::DaemonConfig;
+use crate::config::{ConfigSource, DaemonConfig};
 use crate::control::server::{self, Server};
 use crate::core::Core;
 use crate::core::pmtu::PathMtus;
@@ -174,8 +177,9 @@ impl Threads {
     }
 }
 
-/// Runs the daemon in mode `M` until a signal (Ok) or a fatal error.
-pub fn run<M: Mode>(cfg: &DaemonConfig) -> Result<(), Failure> {
+/// Runs the daemon in mode `M` until a signal (Ok) or a fatal error; `source` is where `cfg`
+/// was read from (`None`: flags), for reloads.
+pub fn run<M: Mode>(cfg: &DaemonConfig, source: Option<ConfigSource>) -> Result<(), Failure> {
     super::logging::init(cfg.log_format)?;
     // Read-only checks: a failure here leaves the system untouched.
     let underlay = device::find_underlay(cfg.local)?;
@@ -211,12 +215,20 @@ pub fn run<M: Mode>(cfg: &DaemonConfig) -> Result<(), Failure> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let board = Arc::new(StatsBoard::new(workers.len()));
+    let reloader = Arc::new(Reloader::new(
+        cfg.clone(),
+        source,
+        Arc::clone(&control.core),
+        control.routes.clone(),
+        clock,
+    ));
     let mut threads = Threads::new(main_waker);
     let started = start(
         cfg,
         listener,
         workers,
         control,
+        Arc::clone(&reloader),
         &board,
         clock,
         &stop,
@@ -225,7 +237,7 @@ pub fn run<M: Mode>(cfg: &DaemonConfig) -> Result<(), Failure> {
     let outcome = started.and_then(|()| {
         info!("vtepd {} up: {up}", env!("CARGO_PKG_VERSION"));
         notify::ready(&up);
-        supervise(&mut poll, &mut signals, &threads.rx)
+        supervise(&mut poll, &mut signals, &threads.rx, &reloader, &up)
     });
     notify::stopping(&match &outcome {
         Ok(signal) => format!("{signal} received, shutting down"),
@@ -244,6 +256,7 @@ fn start<W: Dataplane + Send + 'static>(
     listener: UnixListener,
     workers: Vec<W>,
     control: ControlParts,
+    reloader: Arc<Reloader>,
     board: &Arc<StatsBoard>,
     clock: Clock,
     stop: &Arc<AtomicBool>,
@@ -268,7 +281,8 @@ fn start<W: Dataplane + Send + 'static>(
         clock,
         control.routes,
     )
-    .with_path_mtus(control.path_mtus);
+    .with_path_mtus(control.path_mtus)
+    .with_reloader(reloader);
     let (srv, waker) = Server::new(listener, handler, Arc::clone(stop))
         .map_err(|e| rt("cannot set up the control server", e))?;
     threads.spawn("vtepd-control".into(), waker, move || srv.run())
@@ -287,12 +301,15 @@ fn teardown(held: Held) {
     device::release(devices);
 }
 
-/// Waits for SIGINT/SIGTERM (Ok: the signal's name) or for a thread to end (its error); logs
-/// and ignores the other handled signals.
+/// Waits for SIGINT/SIGTERM (Ok: the signal's name) or for a thread to end (its error);
+/// reloads at SIGHUP (telling the service manager, whose status line `up` is given back after);
+/// logs and ignores the other handled signals.
 fn supervise(
     poll: &mut Poll,
     signals: &mut Signals,
     rx: &mpsc::Receiver<(String, Result<(), String>)>,
+    reloader: &Reloader,
+    up: &str,
 ) -> Result<&'static str, Failure> {
     let mut events = Events::with_capacity(8);
     loop {
@@ -308,6 +325,15 @@ fn supervise(
                     Action::Stop(name) => {
                         info!("{name} received, shutting down");
                         return Ok(name);
+                    }
+                    Action::Reload => {
+                        info!("SIGHUP received: reloading the configuration");
+                        notify::reloading();
+                        // The reloader logs each change; a refusal is logged here.
+                        if let Err(e) = reloader.reload() {
+                            warn!("SIGHUP: {e}");
+                        }
+                        notify::ready(up);
                     }
                     Action::Ignore(line) => warn!("{line}"),
                 }

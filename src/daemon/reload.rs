@@ -1,0 +1,259 @@
+//! The running configuration and the reload (`vtepd reload`, SIGHUP, `vtepd config show`).
+//!
+//! [`Reloader::running`] is the configuration the daemon runs now: the one it last loaded, with
+//! the flood lists, static FDB entries, static neighbours and routes read back from the live
+//! state (so it includes what the control socket changed since). [`Reloader::reload`] reads the
+//! file again exactly as the start did ([`ConfigSource`]: the same file, the same command-line
+//! overrides), works out the whole difference first ([`reload::plan`]: anything that needs a
+//! restart refuses all of it), then applies it: routes first (the kernel may refuse one; those
+//! already changed are then put back), then the core's state, which a validated plan cannot
+//! fail. Learned FDB entries and neighbours, path MTUs and counters are not touched.
+//!
+//! One reload at a time (a mutex): a SIGHUP during `vtepd reload` waits for it.
+
+use super::netlink::RouteService;
+use super::stats::Clock;
+use crate::config::reload::{self, Step};
+use crate::config::{ConfigSource, DaemonConfig, StaticFdb, StaticNeigh};
+use crate::core::route::Route;
+use crate::core::{Core, EntryKind};
+use std::sync::{Arc, Mutex, PoisonError};
+use tracing::{info, warn};
+
+/// Why a reload did not (wholly) happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReloadError {
+    /// Nothing was changed: no file, an invalid file, or a change that needs a restart.
+    #[error("{0}")]
+    Refused(String),
+    /// Applying failed (the kernel refused a route): the message says what state it left.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The daemon's configuration, its source, and the live state it reads and changes.
+#[derive(Debug)]
+pub struct Reloader {
+    source: Option<ConfigSource>,
+    /// The configuration last loaded (its settings are the running ones; its lists are read
+    /// back from the live state by [`Reloader::running`]).
+    base: Mutex<DaemonConfig>,
+    core: Arc<Core>,
+    routes: Option<Arc<RouteService>>,
+    clock: Clock,
+    /// Held for a whole reload.
+    busy: Mutex<()>,
+}
+
+impl Reloader {
+    /// A reloader of `cfg` (read from `source`, or from flags when `None`) over the live state.
+    pub fn new(
+        cfg: DaemonConfig,
+        source: Option<ConfigSource>,
+        core: Arc<Core>,
+        routes: Option<Arc<RouteService>>,
+        clock: Clock,
+    ) -> Reloader {
+        Reloader {
+            source,
+            base: Mutex::new(cfg),
+            core,
+            routes,
+            clock,
+            busy: Mutex::new(()),
+        }
+    }
+
+    /// The running configuration: the last one loaded, with the live flood lists, static
+    /// entries, static neighbours and routes.
+    pub fn running(&self) -> DaemonConfig {
+        let mut cfg = self
+            .base
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let now = self.clock.now();
+        let peers = self.core.peers();
+        let fdb = self.core.fdb_entries(now, None);
+        let neigh = self.core.neigh_entries(now, None);
+        for n in &mut cfg.networks {
+            // IPIP's core has no network: its configuration has no lists but the routes.
+            if self.core.net_by_vni(n.vni).is_none() {
+                continue;
+            }
+            if let Some((_, p)) = peers.iter().find(|(v, _)| *v == n.vni) {
+                n.peers = p.clone();
+            }
+            n.fdb = fdb
+                .iter()
+                .filter(|e| e.vni == n.vni && e.kind == EntryKind::Static)
+                .map(|e| StaticFdb {
+                    mac: e.mac,
+                    remote: e.remote,
+                })
+                .collect();
+            // An L2 network keeps neighbours only for ARP suppression: without it a file could
+            // not hold them (`neigh add` there has no use), so they are left out.
+            let keep_neigh = n.arp_suppress || cfg.tunnel != crate::config::Tunnel::L2Vxlan;
+            n.neigh = neigh
+                .iter()
+                .filter(|(v, e)| keep_neigh && *v == n.vni && e.kind == EntryKind::Static)
+                .map(|(_, e)| StaticNeigh {
+                    ip: e.ip,
+                    mac: e.mac,
+                })
+                .collect();
+        }
+        if let (Some(svc), Some(n)) = (&self.routes, cfg.networks.first_mut()) {
+            n.routes = svc.list();
+        }
+        cfg
+    }
+
+    /// The running configuration as a TOML file `vtepd run --config` accepts.
+    pub fn show(&self) -> Result<String, String> {
+        self.running().to_toml().map_err(|e| e.to_string())
+    }
+
+    /// Reads the file again and applies the difference: the changes, one line each (none: no
+    /// change), or why nothing was changed. Each change is logged too.
+    pub fn reload(&self) -> Result<Vec<String>, ReloadError> {
+        let _one = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(source) = &self.source else {
+            return Err(ReloadError::Refused(
+                "this daemon was started from flags, not --config: there is no file to reload \
+                 (restart it with --config FILE to use reload)"
+                    .into(),
+            ));
+        };
+        let refused =
+            |why: String| ReloadError::Refused(format!("reload refused, nothing changed: {why}"));
+        let new = source.load().map_err(|e| refused(e.to_string()))?;
+        let steps = reload::plan(&self.running(), &new).map_err(|e| refused(e.to_string()))?;
+        self.apply(&steps).map_err(ReloadError::Failed)?;
+        *self.base.lock().unwrap_or_else(PoisonError::into_inner) = new;
+        let lines: Vec<String> = steps.iter().flat_map(Step::lines).collect();
+        if lines.is_empty() {
+            info!(
+                "configuration reloaded from {}: no change",
+                source.path.display()
+            );
+        }
+        for l in &lines {
+            info!("configuration reloaded: {l}");
+        }
+        Ok(lines)
+    }
+
+    /// Applies the steps in order. The route steps come first and are undone if the kernel
+    /// refuses one; the core's steps cannot fail for a validated plan (if one does anyway, the
+    /// error says which change failed: those before it are applied, those after it are not).
+    fn apply(&self, steps: &[Step]) -> Result<(), String> {
+        let mut undo: Vec<Step> = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            let done = match step {
+                Step::RouteDel(r) => self.route_del(r.prefix).map(|()| {
+                    undo.push(Step::RouteSet {
+                        route: *r,
+                        was: None,
+                    })
+                }),
+                Step::RouteSet { route, was } => self.route_set(*route).map(|()| {
+                    undo.push(match was {
+                        Some(via) => Step::RouteSet {
+                            route: Route {
+                                prefix: route.prefix,
+                                via: *via,
+                            },
+                            was: None,
+                        },
+                        None => Step::RouteDel(*route),
+                    })
+                }),
+                other => self.apply_core(other),
+            };
+            if let Err(e) = done {
+                let line = step.lines().join(", ");
+                if matches!(step, Step::RouteDel(_) | Step::RouteSet { .. }) {
+                    let left = self.undo_routes(undo);
+                    return Err(format!("reload failed, nothing changed: {line}: {e}{left}"));
+                }
+                return Err(format!(
+                    "reload failed at change {} of {} ({line}): {e}; the changes before it are \
+                     applied (see the log), those after it are not: `vtepd config show` prints \
+                     what runs",
+                    i + 1,
+                    steps.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts back the routes a failed reload changed, most recent first; a note on what could
+    /// not be put back (empty when all was).
+    fn undo_routes(&self, undo: Vec<Step>) -> String {
+        let mut failed = Vec::new();
+        for step in undo.into_iter().rev() {
+            let r = match &step {
+                Step::RouteDel(r) => self.route_del(r.prefix),
+                Step::RouteSet { route, .. } => self.route_set(*route),
+                _ => Ok(()),
+            };
+            if let Err(e) = r {
+                warn!("reload: cannot undo a route change: {e}");
+                failed.push(step.lines().join(", "));
+            }
+        }
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (and these route changes could not be undone: {}; `vtepd routes show` lists \
+                 what is installed)",
+                failed.join(", ")
+            )
+        }
+    }
+
+    fn route_service(&self) -> Result<&RouteService, String> {
+        self.routes
+            .as_deref()
+            .ok_or_else(|| "this daemon has no route table".to_owned())
+    }
+
+    fn route_set(&self, r: Route) -> Result<(), String> {
+        self.route_service()?
+            .add(r)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    fn route_del(&self, prefix: ipnet::Ipv4Net) -> Result<(), String> {
+        self.route_service()?
+            .del(prefix)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    fn apply_core(&self, step: &Step) -> Result<(), String> {
+        let c = &self.core;
+        let now = self.clock.now();
+        let r = match *step {
+            Step::AllowAnyPeer(on) => {
+                c.set_allow_any_peer(on);
+                Ok(())
+            }
+            Step::Peers { vni, ref list, .. } => c.peers_set(vni, list).map(drop),
+            Step::Settings { vni, ref to, .. } => c.set_net_settings(vni, to),
+            Step::FdbDel { vni, mac, .. } => c.fdb_del(vni, mac).map(drop),
+            Step::FdbSet {
+                vni, mac, remote, ..
+            } => c.fdb_add(now, vni, mac, remote),
+            Step::NeighDel { vni, ip, .. } => c.neigh_del(vni, ip).map(drop),
+            Step::NeighSet { vni, ip, mac, .. } => c.neigh_add(now, vni, ip, mac),
+            Step::RouteDel(_) | Step::RouteSet { .. } => Ok(()),
+        };
+        r.map_err(|e| e.to_string())
+    }
+}
