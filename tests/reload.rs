@@ -465,3 +465,62 @@ fn routes_follow_the_file_in_the_kernel() {
     assert_eq!(code, Some(2), "{err}");
     assert_eq!(kernel(), k);
 }
+
+/// L3 VXLAN: static neighbours and routes follow the file (a neighbour's MAC changed, one
+/// added, a route replaced), learned state aside; `config show` then reloads as no change.
+#[test]
+fn l3_vxlan_neighbours_and_routes_follow_the_file() {
+    let ns = underlay_ns("rv");
+    let file = |neigh: &str, routes: &str| {
+        format!(
+            "local = \"192.0.2.1\"\nmode = \"l3\"\nthreads = 1\n[[network]]\ndev = \"trv0\"\n\
+             vni = 7\naddress = \"10.244.0.0/32\"\npeers = [\"192.0.2.2\"]\n\
+             routes = [{routes}]\nneigh = [{neigh}]\n"
+        )
+    };
+    let n1 = "{ ip = \"10.244.1.0\", mac = \"02:00:00:00:00:01\" }";
+    let f = Conf::new(&file(n1, "\"10.244.1.0/24=10.244.1.0\""));
+    let d = Daemon::start(&ns, &["--config", f.path()]);
+    let neigh = |d: &Daemon| -> Vec<(String, String, String)> {
+        serde_json::from_str::<Vec<serde_json::Value>>(&d.ok(&["neigh", "show", "--json"]))
+            .unwrap()
+            .into_iter()
+            .map(|e| {
+                (
+                    e["ip"].as_str().unwrap().to_owned(),
+                    e["mac"].as_str().unwrap().to_owned(),
+                    e["kind"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let st = |ip: &str, mac: &str| (ip.to_owned(), mac.to_owned(), "static".to_owned());
+    assert_eq!(neigh(&d), [st("10.244.1.0", "02:00:00:00:00:01")]);
+
+    let n2 = "{ ip = \"10.244.1.0\", mac = \"02:00:00:00:00:0a\" }, \
+              { ip = \"10.244.2.0\", mac = \"02:00:00:00:00:02\" }";
+    f.write(&file(n2, "\"10.244.2.0/24=10.244.2.0\""));
+    let said = reload_ok(&d);
+    assert_eq!(
+        said,
+        "route 10.244.1.0/24 via 10.244.1.0 removed\nroute 10.244.2.0/24 via 10.244.2.0 added\n\
+         VNI 7: neighbour 10.244.1.0 = 02:00:00:00:00:0a (was 02:00:00:00:00:01)\n\
+         VNI 7: neighbour 10.244.2.0 = 02:00:00:00:00:02 added\n"
+    );
+    assert_eq!(
+        neigh(&d),
+        [
+            st("10.244.1.0", "02:00:00:00:00:0a"),
+            st("10.244.2.0", "02:00:00:00:00:02")
+        ]
+    );
+    let k = ns.ip(&["route", "show", "dev", "trv0"]);
+    assert!(
+        k.contains("10.244.2.0/24") && !k.contains("10.244.1.0/24"),
+        "{k}"
+    );
+
+    // What config show prints, reloaded: nothing to do.
+    f.write(&config_show(&d));
+    assert_eq!(reload_ok(&d), "no change\n");
+}

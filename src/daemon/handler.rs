@@ -216,6 +216,19 @@ impl Handler {
 
     fn try_handle(&self, req: Request) -> Result<Reply<'_>, Response> {
         let now = self.clock.now();
+        // A change waits for a reload in progress, and a reload for it.
+        let _change = match req {
+            Request::FdbAdd { .. }
+            | Request::FdbDel { .. }
+            | Request::FdbFlush { .. }
+            | Request::PeersAdd { .. }
+            | Request::PeersDel { .. }
+            | Request::RoutesAdd { .. }
+            | Request::RoutesDel { .. }
+            | Request::NeighAdd { .. }
+            | Request::NeighDel { .. } => self.reloader.as_deref().map(Reloader::change_guard),
+            _ => None,
+        };
         Ok(match req {
             // One pass over the FDB for the snapshot; the rows are made as they are written.
             Request::FdbShow { vni } => {

@@ -9,7 +9,9 @@
 //! already changed are then put back), then the core's state, which a validated plan cannot
 //! fail. Learned FDB entries and neighbours, path MTUs and counters are not touched.
 //!
-//! One reload at a time (a mutex): a SIGHUP during `vtepd reload` waits for it.
+//! One reload at a time, and none while a control-socket change is being made (a read-write
+//! lock: changes take it shared, [`Reloader::change_guard`], a reload exclusively), so a reload
+//! compares against and replaces a configuration nobody changes meanwhile.
 
 use super::netlink::RouteService;
 use super::stats::Clock;
@@ -17,7 +19,7 @@ use crate::config::reload::{self, Step};
 use crate::config::{ConfigSource, DaemonConfig, StaticFdb, StaticNeigh};
 use crate::core::route::Route;
 use crate::core::{Core, EntryKind};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use tracing::{info, warn};
 
 /// Why a reload did not (wholly) happen.
@@ -41,8 +43,8 @@ pub struct Reloader {
     core: Arc<Core>,
     routes: Option<Arc<RouteService>>,
     clock: Clock,
-    /// Held for a whole reload.
-    busy: Mutex<()>,
+    /// Held exclusively for a whole reload, shared for each control-socket change.
+    changes: RwLock<()>,
 }
 
 impl Reloader {
@@ -60,8 +62,14 @@ impl Reloader {
             core,
             routes,
             clock,
-            busy: Mutex::new(()),
+            changes: RwLock::new(()),
         }
+    }
+
+    /// Held while a control-socket request changes flood lists, entries, neighbours or routes:
+    /// a reload waits for it (and it for a reload).
+    pub fn change_guard(&self) -> RwLockReadGuard<'_, ()> {
+        self.changes.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The running configuration: the last one loaded, with the live flood lists, static
@@ -118,7 +126,7 @@ impl Reloader {
     /// Reads the file again and applies the difference: the changes, one line each (none: no
     /// change), or why nothing was changed. Each change is logged too.
     pub fn reload(&self) -> Result<Vec<String>, ReloadError> {
-        let _one = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        let _alone = self.changes.write().unwrap_or_else(PoisonError::into_inner);
         let Some(source) = &self.source else {
             return Err(ReloadError::Refused(
                 "this daemon was started from flags, not --config: there is no file to reload \
