@@ -22,6 +22,31 @@ use crate::core::{Core, EntryKind};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use tracing::{info, warn};
 
+/// The route table a reload changes: the daemon's [`RouteService`] (table and kernel routes
+/// together), or a stand-in in tests.
+pub trait RouteTable: std::fmt::Debug + Send + Sync {
+    /// Every route.
+    fn list(&self) -> Vec<Route>;
+    /// Adds or replaces a route.
+    fn set(&self, r: Route) -> Result<(), String>;
+    /// Removes the route for `prefix`.
+    fn del(&self, prefix: ipnet::Ipv4Net) -> Result<(), String>;
+}
+
+impl RouteTable for RouteService {
+    fn list(&self) -> Vec<Route> {
+        RouteService::list(self)
+    }
+    fn set(&self, r: Route) -> Result<(), String> {
+        self.add(r).map(drop).map_err(|e| e.to_string())
+    }
+    fn del(&self, prefix: ipnet::Ipv4Net) -> Result<(), String> {
+        RouteService::del(self, prefix)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// Why a reload did not (wholly) happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReloadError {
@@ -41,7 +66,7 @@ pub struct Reloader {
     /// back from the live state by [`Reloader::running`]).
     base: Mutex<DaemonConfig>,
     core: Arc<Core>,
-    routes: Option<Arc<RouteService>>,
+    routes: Option<Arc<dyn RouteTable>>,
     clock: Clock,
     /// Held exclusively for a whole reload, shared for each control-socket change.
     changes: RwLock<()>,
@@ -53,7 +78,7 @@ impl Reloader {
         cfg: DaemonConfig,
         source: Option<ConfigSource>,
         core: Arc<Core>,
-        routes: Option<Arc<RouteService>>,
+        routes: Option<Arc<dyn RouteTable>>,
         clock: Clock,
     ) -> Reloader {
         Reloader {
@@ -224,24 +249,18 @@ impl Reloader {
         }
     }
 
-    fn route_service(&self) -> Result<&RouteService, String> {
+    fn route_table(&self) -> Result<&dyn RouteTable, String> {
         self.routes
             .as_deref()
             .ok_or_else(|| "this daemon has no route table".to_owned())
     }
 
     fn route_set(&self, r: Route) -> Result<(), String> {
-        self.route_service()?
-            .add(r)
-            .map(drop)
-            .map_err(|e| e.to_string())
+        self.route_table()?.set(r)
     }
 
     fn route_del(&self, prefix: ipnet::Ipv4Net) -> Result<(), String> {
-        self.route_service()?
-            .del(prefix)
-            .map(drop)
-            .map_err(|e| e.to_string())
+        self.route_table()?.del(prefix)
     }
 
     fn apply_core(&self, step: &Step) -> Result<(), String> {
@@ -263,5 +282,138 @@ impl Reloader {
             Step::RouteDel(_) | Step::RouteSet { .. } => Ok(()),
         };
         r.map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{CoreConfig, NetworkConfig};
+    use encap::{MacAddr, Vni};
+    use ipnet::Ipv4Net;
+    use std::collections::BTreeMap;
+
+    /// A route table that refuses to add `refuse` (as a kernel might).
+    #[derive(Debug)]
+    struct Table {
+        routes: Mutex<BTreeMap<Ipv4Net, std::net::Ipv4Addr>>,
+        refuse: Ipv4Net,
+    }
+
+    impl RouteTable for Table {
+        fn list(&self) -> Vec<Route> {
+            let t = self.routes.lock().unwrap();
+            t.iter()
+                .map(|(&prefix, &via)| Route { prefix, via })
+                .collect()
+        }
+        fn set(&self, r: Route) -> Result<(), String> {
+            if r.prefix == self.refuse {
+                return Err(format!("cannot add route {}: refused", r.prefix));
+            }
+            self.routes.lock().unwrap().insert(r.prefix, r.via);
+            Ok(())
+        }
+        fn del(&self, prefix: Ipv4Net) -> Result<(), String> {
+            self.routes.lock().unwrap().remove(&prefix);
+            Ok(())
+        }
+    }
+
+    fn file(path: &std::path::Path, routes: &str, extra: &str) {
+        let text = format!(
+            "local = \"192.0.2.1\"\nmode = \"l3\"\nthreads = 1\n{extra}[[network]]\n\
+             dev = \"t\"\nvni = 7\naddress = \"10.244.0.0/32\"\npeers = [\"192.0.2.2\"]\n\
+             routes = [{routes}]\n"
+        );
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// The kernel refuses the last route of a reload: the route changes made before it are
+    /// undone, nothing else was applied, and the error says so.
+    #[test]
+    fn a_refused_route_undoes_the_reload() {
+        let path = std::env::temp_dir().join(format!("vtepd-reload-{}.toml", std::process::id()));
+        file(
+            &path,
+            "\"10.1.0.0/24=10.244.1.1\", \"10.2.0.0/24=10.244.1.2\"",
+            "",
+        );
+        let source = ConfigSource {
+            path: path.clone(),
+            control: None,
+            log_format: None,
+        };
+        let cfg = source.load().unwrap();
+        let table = Arc::new(Table {
+            routes: Mutex::new(
+                cfg.networks[0]
+                    .routes
+                    .iter()
+                    .map(|r| (r.prefix, r.via))
+                    .collect(),
+            ),
+            refuse: "10.9.0.0/24".parse().unwrap(),
+        });
+        let core = Arc::new(
+            Core::new(CoreConfig {
+                local: cfg.local,
+                allow_any_peer: false,
+                networks: vec![NetworkConfig {
+                    vni: Vni::new(7).unwrap(),
+                    peers: cfg.networks[0].peers.clone(),
+                    own_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                    ..NetworkConfig::default()
+                }],
+            })
+            .unwrap(),
+        );
+        let routes: Arc<dyn RouteTable> = table.clone();
+        let r = Reloader::new(
+            cfg,
+            Some(source),
+            Arc::clone(&core),
+            Some(routes),
+            Clock::new(),
+        );
+        let before = r.show().unwrap();
+
+        // A peer change, one route removed, one changed, one added and one refused.
+        file(
+            &path,
+            "\"10.2.0.0/24=10.244.1.3\", \"10.3.0.0/24=10.244.1.3\", \"10.9.0.0/24=10.244.1.9\"",
+            "allow_any_peer = true\n",
+        );
+        let e = r.reload().unwrap_err();
+        assert_eq!(
+            e,
+            ReloadError::Failed(
+                "reload failed, nothing changed: route 10.9.0.0/24 via 10.244.1.9 added: \
+                 cannot add route 10.9.0.0/24: refused"
+                    .into()
+            )
+        );
+        assert_eq!(r.show().unwrap(), before);
+        assert!(!core.allow_any_peer(), "a later step was applied");
+
+        // Without the refused route it applies.
+        file(
+            &path,
+            "\"10.2.0.0/24=10.244.1.3\", \"10.3.0.0/24=10.244.1.3\"",
+            "allow_any_peer = true\n",
+        );
+        let lines = r.reload().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            lines,
+            [
+                "route 10.1.0.0/24 via 10.244.1.1 removed",
+                "route 10.2.0.0/24 via 10.244.1.3 (was via 10.244.1.2)",
+                "route 10.3.0.0/24 via 10.244.1.3 added",
+                "allow_any_peer off -> on",
+            ]
+        );
+        assert!(core.allow_any_peer());
+        assert_eq!(table.list().len(), 2);
     }
 }

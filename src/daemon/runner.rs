@@ -219,7 +219,10 @@ pub fn run<M: Mode>(cfg: &DaemonConfig, source: Option<ConfigSource>) -> Result<
         cfg.clone(),
         source,
         Arc::clone(&control.core),
-        control.routes.clone(),
+        control
+            .routes
+            .clone()
+            .map(|r| r as Arc<dyn super::reload::RouteTable>),
         clock,
     ));
     let mut threads = Threads::new(main_waker);
