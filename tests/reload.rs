@@ -464,6 +464,14 @@ fn routes_follow_the_file_in_the_kernel() {
     let (code, _, err) = reload(&d);
     assert_eq!(code, Some(2), "{err}");
     assert_eq!(kernel(), k);
+
+    // At exit the routes are removed with the device, and the route service is not left
+    // shared by the reloader.
+    let mut d = d;
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(SECS(10)).and_then(|s| s.code()), Some(0));
+    assert!(!d.log_text().contains("still shared"), "{}", d.log_text());
+    assert!(!ns.has_link("tri0"));
 }
 
 /// L3 VXLAN: static neighbours and routes follow the file (a neighbour's MAC changed, one

@@ -247,6 +247,9 @@ pub fn run<M: Mode>(cfg: &DaemonConfig, source: Option<ConfigSource>) -> Result<
         Err(f) => format!("failed, shutting down: {}", f.message()),
     });
     threads.stop(&stop);
+    // The last handle on the route service besides `held`'s (the handler's went with the
+    // control thread), so that teardown removes the kernel routes.
+    drop(reloader);
     teardown(held);
     drop(socket_file);
     outcome.map(|_| info!("vtepd stopped"))
