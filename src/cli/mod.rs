@@ -54,8 +54,11 @@ pub enum Command {
     /// Show or change the neighbour bindings (overlay IP -> MAC; L3 VXLAN, ARP suppression).
     #[command(subcommand)]
     Neigh(NeighCommand),
-    /// Read the daemon's configuration file again and apply the difference without a restart
-    /// (as SIGHUP does); prints what changed, one line each.
+    /// Apply the daemon's changed configuration file without a restart (as SIGHUP does).
+    ///
+    /// Reads the file given to `vtepd run --config` again (with the --control and --log-format
+    /// given there) and applies the difference; prints what changed, one line each, or
+    /// `no change`.
     #[command(after_help = RELOAD_HELP)]
     Reload(ControlArg),
     /// Show the running configuration.
