@@ -532,3 +532,102 @@ fn l3_vxlan_neighbours_and_routes_follow_the_file() {
     f.write(&config_show(&d));
     assert_eq!(reload_ok(&d), "no change\n");
 }
+
+/// L2: a network added by a reload gets its TAP device and carries traffic at once; one
+/// removed has its device gone while the others keep forwarding with their learned entries;
+/// and a VNI removed can come back.
+#[test]
+fn l2_networks_added_and_removed_by_reload() {
+    let (p, fa, fb, a, b) = pair_from_files();
+    let second = |me: u8, other: u8| {
+        format!(
+            "[[network]]\ndev = \"vy0\"\nvni = 43\naddress = \"10.9.1.{me}/24\"\n\
+             peers = [\"192.0.2.{other}\"]\n"
+        )
+    };
+    fa.write(&format!(
+        "{}{}",
+        l2_file(1, "\"192.0.2.2\"", ""),
+        second(1, 2)
+    ));
+    fb.write(&format!(
+        "{}{}",
+        l2_file(2, "\"192.0.2.1\"", ""),
+        second(2, 1)
+    ));
+    assert_eq!(reload_ok(&a), "network VNI 43 (dev vy0) added\n");
+    assert_eq!(reload_ok(&b), "network VNI 43 (dev vy0) added\n");
+    assert!(p.a.has_link("vy0") && p.b.has_link("vy0"));
+    assert!(
+        p.a.ping_within("10.9.1.2", SECS(10)),
+        "no traffic on the added network: {}",
+        a.log_text()
+    );
+    let nets = |d: &Daemon| -> Vec<u64> {
+        d.stats()["networks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["vni"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(nets(&a), [42, 43]);
+    assert!(learned(&a).len() >= 2, "{:?}", learned(&a));
+    let before = a.stats()["rx_tunnel"].as_u64().unwrap();
+
+    // VNI 42 goes: its device too; VNI 43 keeps forwarding and its learned entries.
+    let only43 = |me: u8, other: u8| {
+        format!(
+            "local = \"192.0.2.{me}\"\nthreads = 1\n{}",
+            second(me, other)
+        )
+    };
+    fa.write(&only43(1, 2));
+    fb.write(&only43(2, 1));
+    assert_eq!(reload_ok(&a), "network VNI 42 (dev vx0) removed\n");
+    assert_eq!(reload_ok(&b), "network VNI 42 (dev vx0) removed\n");
+    assert!(!p.a.has_link("vx0") && !p.b.has_link("vx0"));
+    assert!(p.a.ping("10.9.1.2"), "{}", a.log_text());
+    assert_eq!(nets(&a), [43]);
+    assert!(a.fdb().iter().all(|e| e["vni"] == 43));
+    assert!(
+        a.stats()["rx_tunnel"].as_u64().unwrap() > before,
+        "counters kept"
+    );
+    assert!(!config_show(&a).contains("vx0"));
+
+    // And back, as a new network.
+    fa.write(&format!(
+        "{}{}",
+        l2_file(1, "\"192.0.2.2\"", ""),
+        second(1, 2)
+    ));
+    fb.write(&format!(
+        "{}{}",
+        l2_file(2, "\"192.0.2.1\"", ""),
+        second(2, 1)
+    ));
+    assert_eq!(reload_ok(&a), "network VNI 42 (dev vx0) added\n");
+    assert_eq!(reload_ok(&b), "network VNI 42 (dev vx0) added\n");
+    assert!(p.a.ping_within("10.9.0.2", SECS(10)), "{}", a.log_text());
+    assert!(p.a.ping("10.9.1.2"));
+
+    // At exit every device goes, those from the start and those added since.
+    let (mut a, mut b) = (a, b);
+    for d in [&mut a, &mut b] {
+        d.signal("TERM");
+        assert_eq!(
+            d.wait_exit(SECS(10)).and_then(|s| s.code()),
+            Some(0),
+            "{}",
+            d.log_text()
+        );
+    }
+    for ns in [&p.a, &p.b] {
+        assert!(
+            !ns.has_link("vx0") && !ns.has_link("vy0"),
+            "{:?}",
+            ns.links()
+        );
+    }
+}

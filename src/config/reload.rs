@@ -2,14 +2,15 @@
 //! again ([`plan`]), worked out whole before anything is applied. Pure: the daemon applies the
 //! steps (`daemon::reload`).
 //!
-//! Applied while running, for the networks that stay: flood lists, static FDB entries, static
-//! neighbours, routes (L3), and each network's learning, ageing, learned-entry cap, ARP
-//! suppression, MAC-move dampening and storm limits; `allow_any_peer` (VXLAN). Everything else
-//! needs a restart and refuses the whole reload, naming each setting: `local`, `port`, `mode`,
-//! `encap`, `threads`, `control`, `log_format`, `allow_any_peer` with IPIP, a network added,
-//! removed or renamed (its `dev`), and a network's `address`, `mtu` and outer-header policy
-//! (`ttl`, `tos`, `df`, `srcport`, `udp_csum`: every worker keeps header templates built from
-//! it).
+//! Applied while running: in L2 mode, networks added and removed (their devices created and
+//! removed); for the networks that stay, flood lists, static FDB entries, static neighbours,
+//! routes (L3), and each network's learning, ageing, learned-entry cap, ARP suppression,
+//! MAC-move dampening and storm limits; `allow_any_peer` (VXLAN). Everything else needs a
+//! restart and refuses the whole reload, naming each setting: `local`, `port`, `mode`, `encap`,
+//! `threads`, `control`, `log_format`, `allow_any_peer` with IPIP, a network added or removed in
+//! the L3 modes, a network renamed (its `dev`, or a device moved to another VNI), and a
+//! network's `address`, `mtu` and outer-header policy (`ttl`, `tos`, `df`, `srcport`,
+//! `udp_csum`: every worker keeps header templates built from it).
 //!
 //! The file is the truth: the running configuration compared against it includes the changes
 //! made through the control socket, so a peer, entry, neighbour or route added there and not in
@@ -26,6 +27,15 @@ use std::net::Ipv4Addr;
 /// One change a reload makes, applied in the order of the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
+    /// A network added (L2): its device created, its place made in the core and the workers.
+    NetAdd(Box<NetConfig>),
+    /// A network removed (L2): out of the core and the workers, its device removed.
+    NetDel {
+        /// Its VNI.
+        vni: Vni,
+        /// Its device.
+        dev: String,
+    },
     /// Accept tunnel traffic from any source (or not).
     AllowAnyPeer(bool),
     /// A network's new flood list (`added` and `removed` say what differs).
@@ -104,6 +114,8 @@ impl Step {
     pub fn lines(&self) -> Vec<String> {
         let on = |b: bool| if b { "on" } else { "off" };
         match self {
+            Step::NetAdd(n) => vec![format!("network VNI {} (dev {}) added", n.vni, n.dev)],
+            Step::NetDel { vni, dev } => vec![format!("network VNI {vni} (dev {dev}) removed")],
             Step::AllowAnyPeer(b) => vec![format!("allow_any_peer {} -> {}", on(!b), on(*b))],
             Step::Peers {
                 vni,
@@ -184,9 +196,10 @@ impl fmt::Display for Refused {
     }
 }
 
-/// The steps that turn `running` into `new`, in the order to apply them (routes first: only
-/// they can fail, in the kernel, and they are undone if they do), or every reason the change
-/// cannot be made without a restart.
+/// The steps that turn `running` into `new`, in the order to apply them: networks added (with
+/// their static entries and neighbours) and routes first, since only they can fail (a device,
+/// the kernel) and they can be undone; then networks removed (which cannot be undone: learned
+/// state goes); then the rest. Or every reason the change cannot be made without a restart.
 pub fn plan(running: &DaemonConfig, new: &DaemonConfig) -> Result<Vec<Step>, Refused> {
     let mut refused = Vec::new();
     let mut restart = |what: String| refused.push(format!("{what}: needs a restart"));
@@ -249,14 +262,44 @@ pub fn plan(running: &DaemonConfig, new: &DaemonConfig) -> Result<Vec<Step>, Ref
             format!("network dev {}", n.dev)
         }
     };
+    // Networks come and go in L2 mode only (one TAP device each); a device name that moves
+    // to another VNI is a rename.
+    let l2 = running.tunnel == Tunnel::L2Vxlan && new.tunnel == Tunnel::L2Vxlan;
+    let mut first = Vec::new();
+    let mut removed = Vec::new();
     for (vni, &i) in &old_nets {
         if !new_nets.contains_key(vni) {
-            restart(format!("{} removed", label(&running.networks[i])));
+            let o = &running.networks[i];
+            if !l2 {
+                restart(format!("{} removed", label(o)));
+            } else if let Some(n) = new.networks.iter().find(|n| n.dev == o.dev) {
+                restart(format!(
+                    "dev {}: VNI {} -> {} (remove the network and add it back in two reloads)",
+                    o.dev, o.vni, n.vni
+                ));
+            } else {
+                removed.push(Step::NetDel {
+                    vni: *vni,
+                    dev: o.dev.clone(),
+                });
+            }
         }
     }
     for (vni, &i) in &new_nets {
         if !old_nets.contains_key(vni) {
-            restart(format!("{} added", label(&new.networks[i])));
+            let n = &new.networks[i];
+            if !l2 {
+                restart(format!("{} added", label(n)));
+            } else if !running.networks.iter().any(|o| o.dev == n.dev) {
+                first.push(Step::NetAdd(Box::new(n.clone())));
+                // Created with its peers and settings; its static entries and neighbours next.
+                let bare = NetConfig {
+                    fdb: Vec::new(),
+                    neigh: Vec::new(),
+                    ..n.clone()
+                };
+                network_steps(*vni, &bare, n, &mut first);
+            }
         }
     }
     let mut route_steps = Vec::new();
@@ -292,8 +335,10 @@ pub fn plan(running: &DaemonConfig, new: &DaemonConfig) -> Result<Vec<Step>, Ref
     if !refused.is_empty() {
         return Err(Refused(refused));
     }
-    route_steps.append(&mut steps);
-    Ok(route_steps)
+    first.append(&mut route_steps);
+    first.append(&mut removed);
+    first.append(&mut steps);
+    Ok(first)
 }
 
 /// The settings lines of a network whose settings went from `o` to `n`.
@@ -510,8 +555,6 @@ mod tests {
             "port 4789 -> 8472",
             "threads 2 -> 3",
             "control /tmp/r.sock -> /tmp/s.sock",
-            "network VNI 42 (dev v42) removed",
-            "network VNI 44 (dev v44) added",
             "network VNI 43 (dev v43): dev v43 -> w43",
             "network VNI 43 (dev v43): mtu default -> 1400",
             "network VNI 43 (dev v43): outer-header policy",

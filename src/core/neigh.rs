@@ -136,6 +136,12 @@ impl NeighTable {
         u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// Removes every binding (its network was removed).
+    pub fn clear(&self) {
+        self.map.pin().clear();
+        self.learned.store(0, Relaxed);
+    }
+
     /// Changes the ageing time and the cap on learned bindings (those already learned stay).
     pub fn set_limits(&self, ageing: Duration, max_learned: usize) {
         self.ageing_ms.store(Self::millis(ageing), Relaxed);

@@ -80,6 +80,8 @@ pub struct Network {
     pub storm: StormControl,
     /// Whether ARP suppression answers for this network (set by the L2 engine).
     arp_suppress: AtomicBool,
+    /// False once the network was removed (a reload): the data path no longer finds it.
+    live: AtomicBool,
     /// Learned entries currently in the FDB for this network (expired ones until removed).
     learned: AtomicUsize,
     /// Current peers.
@@ -98,9 +100,21 @@ impl Network {
             mac_move: AtomicMoveLimit::new(cfg.mac_move),
             storm: StormControl::new(&cfg.storm),
             arp_suppress: AtomicBool::new(false),
+            live: AtomicBool::new(true),
             learned: AtomicUsize::new(0),
             peers: ArcSwap::from_pointee(PeerSnapshot::new(flood, std::iter::empty())),
         }
+    }
+
+    /// Whether the network is in use (not removed).
+    #[inline]
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Takes the network out of use, for good.
+    pub fn retire(&self) {
+        self.live.store(false, Ordering::Release);
     }
 
     /// Whether to learn from decapsulated frames.

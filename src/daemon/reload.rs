@@ -13,12 +13,14 @@
 //! lock: changes take it shared, [`Reloader::change_guard`], a reload exclusively), so a reload
 //! compares against and replaces a configuration nobody changes meanwhile.
 
+use super::handler::{NetInfo, NetList, SharedNets};
 use super::netlink::RouteService;
 use super::stats::Clock;
 use crate::config::reload::{self, Step};
-use crate::config::{ConfigSource, DaemonConfig, StaticFdb, StaticNeigh};
+use crate::config::{ConfigSource, DaemonConfig, NetConfig, StaticFdb, StaticNeigh};
 use crate::core::route::Route;
 use crate::core::{Core, EntryKind};
+use encap::Vni;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use tracing::{info, warn};
 
@@ -47,6 +49,17 @@ impl RouteTable for RouteService {
     }
 }
 
+/// The networks of a daemon whose set changes at run time (L2: a TAP device each).
+pub trait NetworkSet: std::fmt::Debug + Send + Sync {
+    /// Creates network `n` of configuration `cfg`: its device, its place in the core (a new
+    /// [`crate::core::NetId`]) and its queue in every worker. What the control plane shows.
+    fn add(&self, cfg: &DaemonConfig, n: &NetConfig) -> Result<NetInfo, String>;
+    /// Removes network `vni`: from the core, then from every worker, then its device.
+    fn remove(&self, vni: Vni) -> Result<(), String>;
+    /// At exit, once the workers stopped: removes (or gives back) every device.
+    fn release(&self);
+}
+
 /// Why a reload did not (wholly) happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReloadError {
@@ -67,18 +80,24 @@ pub struct Reloader {
     base: Mutex<DaemonConfig>,
     core: Arc<Core>,
     routes: Option<Arc<dyn RouteTable>>,
+    /// The networks as the control plane shows them.
+    nets: SharedNets,
+    /// Networks added and removed at run time (L2).
+    networks: Option<Arc<dyn NetworkSet>>,
     clock: Clock,
     /// Held exclusively for a whole reload, shared for each control-socket change.
     changes: RwLock<()>,
 }
 
 impl Reloader {
-    /// A reloader of `cfg` (read from `source`, or from flags when `None`) over the live state.
+    /// A reloader of `cfg` (read from `source`, or from flags when `None`) over the live state;
+    /// `nets` is what the control plane shows of the networks.
     pub fn new(
         cfg: DaemonConfig,
         source: Option<ConfigSource>,
         core: Arc<Core>,
         routes: Option<Arc<dyn RouteTable>>,
+        nets: Vec<NetInfo>,
         clock: Clock,
     ) -> Reloader {
         Reloader {
@@ -86,9 +105,22 @@ impl Reloader {
             base: Mutex::new(cfg),
             core,
             routes,
+            nets: Arc::new(arc_swap::ArcSwap::from_pointee(NetList::new(nets))),
+            networks: None,
             clock,
             changes: RwLock::new(()),
         }
+    }
+
+    /// Adds and removes networks through `set` (L2 mode).
+    pub fn with_networks(mut self, set: Option<Arc<dyn NetworkSet>>) -> Reloader {
+        self.networks = set;
+        self
+    }
+
+    /// The network list the control plane shows, kept up to date by reloads.
+    pub fn nets(&self) -> SharedNets {
+        Arc::clone(&self.nets)
     }
 
     /// Held while a control-socket request changes flood lists, entries, neighbours or routes:
@@ -163,7 +195,7 @@ impl Reloader {
             |why: String| ReloadError::Refused(format!("reload refused, nothing changed: {why}"));
         let new = source.load().map_err(|e| refused(e.to_string()))?;
         let steps = reload::plan(&self.running(), &new).map_err(|e| refused(e.to_string()))?;
-        self.apply(&steps).map_err(ReloadError::Failed)?;
+        self.apply(&new, &steps).map_err(ReloadError::Failed)?;
         *self.base.lock().unwrap_or_else(PoisonError::into_inner) = new;
         let lines: Vec<String> = steps.iter().flat_map(Step::lines).collect();
         if lines.is_empty() {
@@ -178,13 +210,40 @@ impl Reloader {
         Ok(lines)
     }
 
-    /// Applies the steps in order. The route steps come first and are undone if the kernel
-    /// refuses one; the core's steps cannot fail for a validated plan (if one does anyway, the
-    /// error says which change failed: those before it are applied, those after it are not).
-    fn apply(&self, steps: &[Step]) -> Result<(), String> {
+    /// Applies the steps in order. Networks added (with their entries) and route changes come
+    /// first and are undone if one of them fails (a device that cannot be created, a route the
+    /// kernel refuses); networks removed and the core's steps cannot be undone, and cannot fail
+    /// for a validated plan short of a broken system (if one does anyway, the error says which
+    /// change failed: those before it are applied, those after it are not).
+    fn apply(&self, cfg: &DaemonConfig, steps: &[Step]) -> Result<(), String> {
+        let added_vnis: Vec<Vni> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::NetAdd(n) => Some(n.vni),
+                _ => None,
+            })
+            .collect();
+        let undoable = |s: &Step| match s {
+            Step::NetAdd(_) | Step::RouteDel(_) | Step::RouteSet { .. } => true,
+            Step::FdbSet { vni, .. } | Step::NeighSet { vni, .. } => added_vnis.contains(vni),
+            _ => false,
+        };
         let mut undo: Vec<Step> = Vec::new();
+        let mut added: Vec<NetInfo> = Vec::new();
+        let mut removed: Vec<Vni> = Vec::new();
         for (i, step) in steps.iter().enumerate() {
             let done = match step {
+                Step::NetAdd(n) => self.net_set().and_then(|s| s.add(cfg, n)).map(|info| {
+                    added.push(info);
+                    undo.push(Step::NetDel {
+                        vni: n.vni,
+                        dev: n.dev.clone(),
+                    });
+                }),
+                Step::NetDel { vni, .. } => self
+                    .net_set()
+                    .and_then(|s| s.remove(*vni))
+                    .map(|()| removed.push(*vni)),
                 Step::RouteDel(r) => self.route_del(r.prefix).map(|()| {
                     undo.push(Step::RouteSet {
                         route: *r,
@@ -207,10 +266,11 @@ impl Reloader {
             };
             if let Err(e) = done {
                 let line = step.lines().join(", ");
-                if matches!(step, Step::RouteDel(_) | Step::RouteSet { .. }) {
-                    let left = self.undo_routes(undo);
+                if undoable(step) {
+                    let left = self.undo(undo);
                     return Err(format!("reload failed, nothing changed: {line}: {e}{left}"));
                 }
+                self.update_nets(added, &removed);
                 return Err(format!(
                     "reload failed at change {} of {} ({line}): {e}; the changes before it are \
                      applied (see the log), those after it are not: `vtepd config show` prints \
@@ -220,21 +280,45 @@ impl Reloader {
                 ));
             }
         }
+        self.update_nets(added, &removed);
         Ok(())
     }
 
-    /// Puts back the routes a failed reload changed, most recent first; a note on what could
-    /// not be put back (empty when all was).
-    fn undo_routes(&self, undo: Vec<Step>) -> String {
+    fn net_set(&self) -> Result<&dyn NetworkSet, String> {
+        self.networks
+            .as_deref()
+            .ok_or_else(|| "this daemon cannot add or remove networks while it runs".to_owned())
+    }
+
+    /// The control plane's network list after networks were added and removed.
+    fn update_nets(&self, added: Vec<NetInfo>, removed: &[Vni]) {
+        if added.is_empty() && removed.is_empty() {
+            return;
+        }
+        let old = self.nets.load();
+        let nets = old
+            .nets()
+            .iter()
+            .filter(|n| !removed.contains(&n.vni))
+            .cloned()
+            .chain(added)
+            .collect();
+        self.nets.store(Arc::new(NetList::new(nets)));
+    }
+
+    /// Puts back the networks and routes a failed reload changed, most recent first; a note
+    /// on what could not be put back (empty when all was).
+    fn undo(&self, undo: Vec<Step>) -> String {
         let mut failed = Vec::new();
         for step in undo.into_iter().rev() {
             let r = match &step {
                 Step::RouteDel(r) => self.route_del(r.prefix),
                 Step::RouteSet { route, .. } => self.route_set(*route),
+                Step::NetDel { vni, .. } => self.net_set().and_then(|s| s.remove(*vni)),
                 _ => Ok(()),
             };
             if let Err(e) = r {
-                warn!("reload: cannot undo a route change: {e}");
+                warn!("reload: cannot undo a change: {e}");
                 failed.push(step.lines().join(", "));
             }
         }
@@ -242,8 +326,8 @@ impl Reloader {
             String::new()
         } else {
             format!(
-                " (and these route changes could not be undone: {}; `vtepd routes show` lists \
-                 what is installed)",
+                " (and these changes could not be undone: {}; `vtepd config show` prints what \
+                 runs)",
                 failed.join(", ")
             )
         }
@@ -279,7 +363,9 @@ impl Reloader {
             } => c.fdb_add(now, vni, mac, remote),
             Step::NeighDel { vni, ip, .. } => c.neigh_del(vni, ip).map(drop),
             Step::NeighSet { vni, ip, mac, .. } => c.neigh_add(now, vni, ip, mac),
-            Step::RouteDel(_) | Step::RouteSet { .. } => Ok(()),
+            Step::RouteDel(_) | Step::RouteSet { .. } | Step::NetAdd(_) | Step::NetDel { .. } => {
+                Ok(())
+            }
         };
         r.map_err(|e| e.to_string())
     }
@@ -374,6 +460,7 @@ mod tests {
             Some(source),
             Arc::clone(&core),
             Some(routes),
+            Vec::new(),
             Clock::new(),
         );
         let before = r.show().unwrap();

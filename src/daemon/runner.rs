@@ -82,6 +82,8 @@ pub struct ControlParts {
     pub routes: Option<Arc<RouteService>>,
     /// The path MTU toward each remote (shared with the workers).
     pub path_mtus: Arc<PathMtus>,
+    /// Networks added and removed at run time by a reload (L2; `None`: refused).
+    pub networks: Option<Arc<dyn super::reload::NetworkSet>>,
 }
 
 /// What a mode created or changed, undone after every thread stopped: kernel routes first
@@ -92,6 +94,8 @@ pub struct Held {
     pub routes: Option<Arc<RouteService>>,
     /// The devices: removed if vtepd created them, else given back as they were.
     pub devices: Vec<OwnedDevice>,
+    /// The networks whose devices come and go at run time (L2), released with the devices.
+    pub networks: Option<Arc<dyn super::reload::NetworkSet>>,
 }
 
 /// Why a thread ended, sent to the supervisor when the thread finishes (or unwinds).
@@ -215,16 +219,20 @@ pub fn run<M: Mode>(cfg: &DaemonConfig, source: Option<ConfigSource>) -> Result<
 
     let stop = Arc::new(AtomicBool::new(false));
     let board = Arc::new(StatsBoard::new(workers.len()));
-    let reloader = Arc::new(Reloader::new(
-        cfg.clone(),
-        source,
-        Arc::clone(&control.core),
-        control
-            .routes
-            .clone()
-            .map(|r| r as Arc<dyn super::reload::RouteTable>),
-        clock,
-    ));
+    let reloader = Arc::new(
+        Reloader::new(
+            cfg.clone(),
+            source,
+            Arc::clone(&control.core),
+            control
+                .routes
+                .clone()
+                .map(|r| r as Arc<dyn super::reload::RouteTable>),
+            control.nets.clone(),
+            clock,
+        )
+        .with_networks(control.networks.clone()),
+    );
     let mut threads = Threads::new(main_waker);
     let started = start(
         cfg,
@@ -298,13 +306,20 @@ fn start<W: Dataplane + Send + 'static>(
 /// devices: those vtepd created removed in one batch, those it attached to given back as they
 /// were (see [`device::release`]).
 fn teardown(held: Held) {
-    let Held { routes, devices } = held;
+    let Held {
+        routes,
+        devices,
+        networks,
+    } = held;
     if let Some(svc) = routes
         && Arc::try_unwrap(svc).is_err()
     {
         error!("route service still shared at exit; kernel routes left to the device");
     }
     device::release(devices);
+    if let Some(n) = networks {
+        n.release();
+    }
 }
 
 /// Waits for SIGINT/SIGTERM (Ok: the signal's name) or for a thread to end (its error);
