@@ -358,13 +358,11 @@ pub struct L2Worker<D = SyncDevice, S = Socket> {
     rx: Receiver<S>,
     /// The send side: raw socket, outer header settings, frame slots, GSO socket pool.
     tx: TunnelTx<S>,
-    /// The devices, indexed by [`NetId`].
-    taps: Vec<DevPort<D>>,
+    /// The devices, indexed by [`NetId`] (a network removed at run time leaves its slot
+    /// empty: ids keep their places).
+    taps: Vec<Option<DevPort<D>>>,
     /// The taps this worker reads: source `1 + k` is `taps[readable[k]]`.
     readable: Vec<usize>,
-    /// Whether each tap's network is still there (a removed one's port stays, unused, so that
-    /// ids keep their places).
-    live: Vec<bool>,
     /// Networks added and removed at run time, taken between two rounds.
     changes: Option<Arc<SegQueue<NetChange<D>>>>,
     ctr: Counters,
@@ -399,8 +397,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             engine,
             rx: Receiver::new(socket),
             tx,
-            live: vec![true; taps.len()],
-            taps,
+            taps: taps.into_iter().map(Some).collect(),
             readable,
             changes: None,
             ctr: Counters::default(),
@@ -417,11 +414,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
 
     /// Fails the worker once a write found a device gone.
     fn check_devices(&self) -> Result<(), String> {
-        self.taps
-            .iter()
-            .zip(&self.live)
-            .filter(|(_, live)| **live)
-            .try_for_each(|(t, _)| t.check())
+        self.taps.iter().flatten().try_for_each(|t| t.check())
     }
 
     /// Datagram `i` of the receive batch: to the engine, then to the device.
@@ -473,7 +466,9 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
                 self.tx.flush(now, &mut self.ctr);
             }
             let (slot, buf) = self.tx.txb.next_slot();
-            let tap = &self.taps[t];
+            let Some(tap) = self.taps.get(t).and_then(Option::as_ref) else {
+                return Ok(false);
+            };
             // With a virtio-net header, it lands in the headroom and the frame at HEADROOM.
             let at = if tap.vnet_hdr {
                 HEADROOM - VNET_HDR_LEN
@@ -511,7 +506,9 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.tx.flush(now, &mut self.ctr);
-                    return Err(self.taps[t].read_failed(&e));
+                    return Err(self.taps[t]
+                        .as_ref()
+                        .map_or_else(|| e.to_string(), |p| p.read_failed(&e)));
                 }
             };
             self.tx.txb.commit_slot();
@@ -541,7 +538,9 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             {
                 FromDevice::Tunnel => {}
                 FromDevice::Answered => {
-                    self.taps[t].write_answers(now, &mut self.out.generated, &mut self.ctr);
+                    if let Some(p) = self.taps[t].as_mut() {
+                        p.write_answers(now, &mut self.out.generated, &mut self.ctr);
+                    }
                     continue;
                 }
                 FromDevice::Held | FromDevice::Drop(_) => continue,
@@ -584,7 +583,9 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             &mut self.ctr,
         ) {
             TooBig::Answered => {
-                self.taps[t].write_answers(now, &mut self.out.generated, &mut self.ctr);
+                if let Some(p) = self.taps[t].as_mut() {
+                    p.write_answers(now, &mut self.out.generated, &mut self.ctr);
+                }
             }
             TooBig::Fragment(f) => {
                 let vni = self.out.remotes.vni();
@@ -620,7 +621,12 @@ impl<D: DeviceQueue, S: DatagramSocket> OnDatagrams for L2Worker<D, S> {
 impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L2Worker<D, S> {
     fn sources(&self) -> Vec<RawFd> {
         std::iter::once(self.rx.sock.fd())
-            .chain(self.readable.iter().map(|&t| self.taps[t].dev.fd()))
+            .chain(
+                self.readable
+                    .iter()
+                    .filter_map(|&t| self.taps[t].as_ref())
+                    .map(|p| p.dev.fd()),
+            )
             .collect()
     }
 
@@ -666,23 +672,23 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L2Worker<D, S> {
                 } => {
                     // Ids are given in order and every worker gets every one.
                     if usize::from(id.0) == self.taps.len() {
-                        self.taps.push(port);
-                        self.live.push(true);
+                        self.taps.push(Some(port));
                         self.tx.set_network(vni, vxlan);
                     } else {
                         tracing::error!(net_id = id.0, "a network added out of order is ignored");
                     }
                 }
                 NetChange::Remove { id, done } => {
-                    if let Some(l) = self.live.get_mut(usize::from(id.0)) {
-                        *l = false;
+                    // The loop has unregistered the queue: closing our handle on it is safe.
+                    if let Some(slot) = self.taps.get_mut(usize::from(id.0)) {
+                        *slot = None;
                     }
                     let _ = done.send(());
                 }
             }
         }
         self.readable = (0..self.taps.len())
-            .filter(|&i| self.live[i] && self.taps[i].read)
+            .filter(|&i| self.taps[i].as_ref().is_some_and(|p| p.read))
             .collect();
     }
 }

@@ -5,9 +5,11 @@
 //! state (so it includes what the control socket changed since). [`Reloader::reload`] reads the
 //! file again exactly as the start did ([`ConfigSource`]: the same file, the same command-line
 //! overrides), works out the whole difference first ([`reload::plan`]: anything that needs a
-//! restart refuses all of it), then applies it: routes first (the kernel may refuse one; those
-//! already changed are then put back), then the core's state, which a validated plan cannot
-//! fail. Learned FDB entries and neighbours, path MTUs and counters are not touched.
+//! restart refuses all of it), then applies it: networks added and routes first (a device may
+//! not be created, the kernel may refuse a route; those already made are then undone), then
+//! networks removed ([`NetworkSet`], L2), then the core's state, which a validated plan cannot
+//! fail. Learned FDB entries and neighbours, path MTUs and counters of the networks that stay
+//! are not touched.
 //!
 //! One reload at a time, and none while a control-socket change is being made (a read-write
 //! lock: changes take it shared, [`Reloader::change_guard`], a reload exclusively), so a reload
