@@ -4,7 +4,8 @@
 //! others), a periodic [`TICK`] for housekeeping, the stop flag, and `EINTR`.
 //!
 //! A mode supplies only its [`Dataplane`]: which file descriptors to watch, what draining one
-//! of them means, and its housekeeping. The loop owns everything around that: it publishes the
+//! of them means, its housekeeping, and (L2) changes to its sources made at run time (networks
+//! added or removed by a reload), which the loop takes between two rounds. The loop owns everything around that: it publishes the
 //! worker's counters into its slot of the [`StatsBoard`] after every round, logs the periodic
 //! drop summary, and returns `Ok` when asked to stop or the dataplane's error (a device gone)
 //! when draining fails.

@@ -505,4 +505,95 @@ mod tests {
         assert!(core.allow_any_peer());
         assert_eq!(table.list().len(), 2);
     }
+
+    /// A network set that cannot create `refuse` and records what it did.
+    #[derive(Debug, Default)]
+    struct Nets {
+        refuse: u32,
+        log: Mutex<Vec<String>>,
+    }
+
+    impl NetworkSet for Nets {
+        fn add(&self, _cfg: &DaemonConfig, n: &NetConfig) -> Result<NetInfo, String> {
+            if n.vni.get() == self.refuse {
+                return Err(format!("cannot create {}", n.dev));
+            }
+            self.log.lock().unwrap().push(format!("add {}", n.vni));
+            Ok(NetInfo {
+                vni: n.vni,
+                dev: n.dev.clone(),
+                mac: None,
+            })
+        }
+        fn remove(&self, vni: Vni) -> Result<(), String> {
+            self.log.lock().unwrap().push(format!("remove {vni}"));
+            Ok(())
+        }
+        fn release(&self) {}
+    }
+
+    /// A network that cannot be created undoes the networks added before it, and nothing
+    /// else is applied; the control plane's list stays as it was.
+    #[test]
+    fn a_network_that_cannot_be_created_undoes_the_reload() {
+        let path = std::env::temp_dir().join(format!("vtepd-reload-n-{}.toml", std::process::id()));
+        let write = |nets: &[u32]| {
+            let mut t = "local = \"192.0.2.1\"\nthreads = 1\nallow_any_peer = true\n".to_owned();
+            for v in nets {
+                t += &format!("[[network]]\ndev = \"v{v}\"\nvni = {v}\n");
+            }
+            std::fs::write(&path, t).unwrap();
+        };
+        write(&[1]);
+        let source = ConfigSource {
+            path: path.clone(),
+            control: None,
+            log_format: None,
+        };
+        let mut cfg = source.load().unwrap();
+        cfg.allow_any_peer = false;
+        let core = Arc::new(
+            Core::new(CoreConfig {
+                local: cfg.local,
+                allow_any_peer: false,
+                networks: vec![NetworkConfig {
+                    vni: Vni::new(1).unwrap(),
+                    own_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                    ..NetworkConfig::default()
+                }],
+            })
+            .unwrap(),
+        );
+        let set = Arc::new(Nets {
+            refuse: 3,
+            ..Nets::default()
+        });
+        let info = |v: u32| NetInfo {
+            vni: Vni::new(v).unwrap(),
+            dev: format!("v{v}"),
+            mac: None,
+        };
+        let r = Reloader::new(
+            cfg,
+            Some(source),
+            Arc::clone(&core),
+            None,
+            vec![info(1)],
+            Clock::new(),
+        )
+        .with_networks(Some(set.clone() as Arc<dyn NetworkSet>));
+        write(&[2, 3]);
+        let e = r.reload().unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            e,
+            ReloadError::Failed(
+                "reload failed, nothing changed: network VNI 3 (dev v3) added: cannot create v3"
+                    .into()
+            )
+        );
+        assert_eq!(*set.log.lock().unwrap(), ["add 2", "remove 2"]);
+        assert!(!core.allow_any_peer(), "a later step was applied");
+        assert_eq!(r.nets().load().nets(), [info(1)]);
+    }
 }
