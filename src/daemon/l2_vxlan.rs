@@ -670,13 +670,13 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L2Worker<D, S> {
                     port,
                     vxlan,
                 } => {
-                    // Ids are given in order and every worker gets every one.
-                    if usize::from(id.0) == self.taps.len() {
-                        self.taps.push(Some(port));
-                        self.tx.set_network(vni, vxlan);
-                    } else {
-                        tracing::error!(net_id = id.0, "a network added out of order is ignored");
+                    // Ids are given in order; one the core gave and took back is an empty slot.
+                    let i = usize::from(id.0);
+                    if self.taps.len() <= i {
+                        self.taps.resize_with(i + 1, || None);
                     }
+                    self.taps[i] = Some(port);
+                    self.tx.set_network(vni, vxlan);
                 }
                 NetChange::Remove { id, done } => {
                     // The loop has unregistered the queue: closing our handle on it is safe.
