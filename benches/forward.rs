@@ -1,6 +1,8 @@
 //! Per-packet cost of the forwarding core: known-unicast `on_local`, `on_remote` with a
 //! learning refresh, and head-end replication to 1, 8 and 32 peers (divide by the peer count
 //! for the cost per replica). The allocation profiler shows the paths do not allocate.
+//! The `count_*` benches are what the dataplane adds per packet for the traffic counters
+//! (per network and per peer: `vtepd::daemon::stats::Traffic`).
 //!
 //! Run: `cargo bench --bench forward`.
 
@@ -13,6 +15,7 @@ use vtepd::core::{
     Core, CoreConfig, Counters, FromDevice, FromTunnel, NetId, NetworkConfig, Outer, Remotes,
     Timestamp,
 };
+use vtepd::daemon::stats::StatsBoard;
 
 #[global_allocator]
 static ALLOC: divan::AllocProfiler = divan::AllocProfiler::system();
@@ -127,4 +130,42 @@ fn flood(bencher: divan::Bencher, peers: usize) {
             let v = black_box(c.on_local(Timestamp(1), NET, black_box(&f), &mut to, &mut ctr));
             debug_assert!(v == FromDevice::Tunnel && to.len() == peers);
         });
+}
+
+/// `on_remote_learned_refresh` and what the dataplane counts for the delivered frame: the
+/// network's and the peer's `rx_tunnel` and bytes.
+#[divan::bench(sample_count = 200, sample_size = 5000)]
+fn on_remote_counted(bencher: divan::Bencher) {
+    let c = core(8, FDB_SIZE);
+    let board = StatsBoard::new(1);
+    board.ensure_networks(1);
+    let traffic = board.traffic(0);
+    let src = Outer::from(peer(1234 % 8));
+    let mut d = datagram(MacAddr([0x02, 0xee, 0, 0, 0, 1]), host(1234));
+    let mut ctr = Counters::default();
+    let mut now = 1u64;
+    bencher.bench_local(|| {
+        now += 1;
+        let v = black_box(c.on_remote(Timestamp(now), src, black_box(d.as_mut_slice()), &mut ctr));
+        if let FromTunnel::Deliver { net, range } = v {
+            traffic.tunnel_rx(net, src.src, 1, range.len() as u64);
+        }
+    });
+    assert!(board.peers().0.len() == 1);
+}
+
+/// The counting alone for one sent copy (network and peer cells), over 32 remotes in turn: the
+/// cost per flooded replica on top of `flood`.
+#[divan::bench(sample_count = 200, sample_size = 5000)]
+fn count_tunnel_tx_32_peers(bencher: divan::Bencher) {
+    let board = StatsBoard::new(1);
+    board.ensure_networks(1);
+    let traffic = board.traffic(0);
+    let remotes: Vec<Ipv4Addr> = (0..32).map(peer).collect();
+    let mut i = 0;
+    bencher.bench_local(|| {
+        i = (i + 1) % remotes.len();
+        traffic.tunnel_tx(NET, black_box(remotes[i]), 1, black_box(64));
+    });
+    assert_eq!(board.peers().0.len(), 32);
 }

@@ -386,6 +386,20 @@ fn a_peer_that_cannot_be_reached_is_counted_and_the_others_still_work() {
     assert!(p.a.ping_within("10.9.0.2", SECS(5)), "{}", a.log_text());
     let st = a.stats();
     assert!(n(&st["drops"], "tunnel_tx_error") > 0, "{st}");
+    // Counted in the network too, with the copies that went through to the other peer.
+    let net = net_row(&st, "vx0");
+    assert_eq!(
+        n(&net["drops"], "tunnel_tx_error"),
+        n(&st["drops"], "tunnel_tx_error"),
+        "{net}"
+    );
+    assert!(n(net, "drops_total") >= n(&net["drops"], "tunnel_tx_error"));
+    assert!(n(&peer_row(&st, 42, "192.0.2.2"), "tx_tunnel") > 0, "{st}");
+    assert_eq!(
+        n(&peer_row(&st, 42, "198.51.100.9"), "tx_tunnel"),
+        0,
+        "{st}"
+    );
     assert!(p.a.ping("10.9.0.2"), "the loop stopped after a send error");
 }
 
@@ -533,4 +547,234 @@ fn many_networks_are_all_removed_at_exit() {
         )),
         "{log}"
     );
+}
+
+/// The `networks` row of `dev` in `stats --json`.
+fn net_row<'a>(st: &'a serde_json::Value, dev: &str) -> &'a serde_json::Value {
+    st["networks"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["dev"] == dev))
+        .unwrap_or_else(|| panic!("no network {dev} in {st}"))
+}
+
+/// The `peers` row of (`vni`, `remote`) in `stats --json` (all zero when absent).
+fn peer_row(st: &serde_json::Value, vni: u64, remote: &str) -> serde_json::Value {
+    st["peers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no peers array in {st}"))
+        .iter()
+        .find(|r| r["vni"] == vni && r["remote"] == remote)
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({"rx_tunnel": 0, "rx_tunnel_bytes": 0, "tx_tunnel": 0, "tx_tunnel_bytes": 0}))
+}
+
+/// `after[key] - before[key]`.
+fn grew(after: &serde_json::Value, before: &serde_json::Value, key: &str) -> u64 {
+    n(after, key) - n(before, key)
+}
+
+/// A two-network configuration file for host `host` (1 or 2) of a [`Pair`], plus `extra` keys.
+fn two_network_conf(p: &Pair, host: u8, extra: &str) -> std::path::PathBuf {
+    let (local, peer, ns) = match host {
+        1 => ("192.0.2.1", "192.0.2.2", &p.a),
+        _ => ("192.0.2.2", "192.0.2.1", &p.b),
+    };
+    let text = format!(
+        "local = \"{local}\"\n{extra}\n\
+         [[network]]\ndev = \"vx10\"\nvni = 10\npeers = [\"{peer}\"]\naddress = \"10.10.0.{host}/24\"\n\
+         [[network]]\ndev = \"vx20\"\nvni = 20\npeers = [\"{peer}\"]\naddress = \"10.20.0.{host}/24\"\n"
+    );
+    let f = std::env::temp_dir().join(format!("{}.toml", ns.name));
+    std::fs::write(&f, text).unwrap();
+    f
+}
+
+/// Five pings of 1000 bytes across network 10 (no ARP: permanent neighbours; no IPv6): each
+/// side counts exactly 5 frames of 1042 bytes (Ethernet + IPv4 + ICMP + 1000) each way, in
+/// network 10 and for the other side's address as peer, and nothing in network 20.
+#[test]
+fn per_network_and_per_peer_counters_count_known_pings() {
+    let p = Pair::new();
+    p.a.disable_ipv6();
+    p.b.disable_ipv6();
+    let (fa, fb) = (two_network_conf(&p, 1, ""), two_network_conf(&p, 2, ""));
+    let a = Daemon::start(&p.a, &["--config", fa.to_str().unwrap()]);
+    let b = Daemon::start(&p.b, &["--config", fb.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&fa);
+    let _ = std::fs::remove_file(&fb);
+    for (ns, other, ip) in [(&p.a, &p.b, "10.10.0.2"), (&p.b, &p.a, "10.10.0.1")] {
+        let mac = other.mac("vx10");
+        ns.ip(&[
+            "neigh",
+            "replace",
+            ip,
+            "lladdr",
+            &mac,
+            "dev",
+            "vx10",
+            "nud",
+            "permanent",
+        ]);
+    }
+    // Both MACs learned (the first frames are flooded, as unknown unicast).
+    assert!(p.a.ping_within("10.10.0.2", SECS(5)), "{}", a.log_text());
+    let (a0, b0) = (a.stats(), b.stats());
+    let out =
+        must(
+            p.a.cmd("ping")
+                .args(["-c", "5", "-i", "0.2", "-W", "2", "-s", "1000", "10.10.0.2"]),
+        );
+    assert!(out.contains("5 received"), "{out}");
+    let (a1, b1) = (a.stats(), b.stats());
+    const FRAME: u64 = 14 + 20 + 8 + 1000;
+
+    assert_eq!(a1["version"], 1, "{a1}");
+    assert_eq!(a1["mode"], "l2-vxlan", "{a1}");
+    let (n0, n1) = (net_row(&a0, "vx10"), net_row(&a1, "vx10"));
+    for (k, want) in [
+        ("rx_tunnel", 5),
+        ("rx_tunnel_bytes", 5 * FRAME),
+        ("tx_tunnel", 5),
+        ("tx_tunnel_bytes", 5 * FRAME),
+        ("rx_device", 5),
+        ("rx_device_bytes", 5 * FRAME),
+        ("tx_device", 5),
+        ("tx_device_bytes", 5 * FRAME),
+    ] {
+        assert_eq!(grew(n1, n0, k), want, "A's vx10 {k}: {n0} -> {n1}");
+        // The daemon's totals moved as much (it has no other traffic).
+        assert_eq!(grew(&a1, &a0, k), want, "A's total {k}");
+    }
+    // The other network saw nothing: every figure present, all zero.
+    let other = net_row(&a1, "vx20");
+    for k in vtepd::core::NetTraffic::NAMES {
+        assert_eq!(n(other, k), 0, "vx20 {k}: {other}");
+    }
+    assert_eq!(other["drops"].as_object().unwrap().len(), DropReason::COUNT);
+    assert_eq!(n(other, "drops_total"), 0);
+    // Per peer, both sides.
+    let (p0, p1) = (
+        peer_row(&a0, 10, "192.0.2.2"),
+        peer_row(&a1, 10, "192.0.2.2"),
+    );
+    let (q0, q1) = (
+        peer_row(&b0, 10, "192.0.2.1"),
+        peer_row(&b1, 10, "192.0.2.1"),
+    );
+    for (k, want) in [
+        ("rx_tunnel", 5),
+        ("rx_tunnel_bytes", 5 * FRAME),
+        ("tx_tunnel", 5),
+        ("tx_tunnel_bytes", 5 * FRAME),
+    ] {
+        assert_eq!(grew(&p1, &p0, k), want, "A's peer {k}: {p0} -> {p1}");
+        assert_eq!(grew(&q1, &q0, k), want, "B's peer {k}: {q0} -> {q1}");
+    }
+    assert_eq!(p1["dev"], "vx10");
+    assert_eq!(p1["path_mtu"], 1500, "{p1}");
+    assert_eq!(
+        peer_row(&a1, 20, "192.0.2.2"),
+        peer_row(&a0, 20, "192.0.2.2"),
+        "network 20's peer row moved"
+    );
+    assert_eq!(n(&a1["peers_overflow"], "rx_tunnel"), 0, "{a1}");
+
+    // The text: one block per network, one line per peer, units, only L2 counters.
+    let text = a.ok(&["stats"]);
+    eprintln!("{text}");
+    assert!(text.starts_with("vtepd l2-vxlan: up "), "{text}");
+    assert!(text.contains("network vni 10 dev vx10 mac "), "{text}");
+    assert!(
+        text.contains("peer 192.0.2.2 vni 10 dev vx10: rx "),
+        "{text}"
+    );
+    assert!(text.contains(" KiB"), "{text}");
+    for absent in ["rx_merged", "arp_requests", "icmp_echo_replies", " 0\n"] {
+        assert!(!text.contains(absent), "{absent:?} in {text}");
+    }
+    let all = a.ok(&["stats", "--all"]);
+    assert!(all.contains("  mac_moves               0\n"), "{all}");
+    assert!(!all.contains("rx_merged"), "{all}");
+}
+
+/// With `--allow-any-peer`, VXLAN frames from 760 spoofed sources in two networks (1520
+/// (network, remote) pairs, more than a worker's rows): the rows stop at the bound, the rest
+/// is counted in `peers_overflow`, and rows plus overflow add up to the networks' figures.
+#[test]
+fn a_spoofed_flood_does_not_grow_the_peer_rows_past_the_bound() {
+    let p = Pair::new();
+    let fb = two_network_conf(&p, 2, "allow_any_peer = true\nthreads = 1");
+    let b = Daemon::start(&p.b, &["--config", fb.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&fb);
+    for key in ["all", "default", "eth0"] {
+        must(
+            p.b.cmd("sysctl")
+                .args(["-qw", &format!("net.ipv4.conf.{key}.rp_filter=0")]),
+        );
+    }
+    // Raw IPv4 (the kernel fills in the length, ID and header checksum), UDP checksum 0.
+    let script = r#"
+import socket, struct, time
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+srcs = ["192.0.2.%d" % i for i in range(3, 255)]
+srcs += ["198.51.100.%d" % i for i in range(1, 255)] + ["203.0.113.%d" % i for i in range(1, 255)]
+sent = 0
+for vni in (10, 20):
+    for k, src in enumerate(srcs):
+        mac = bytes([2, 0xaa, vni, 0, k >> 8, k & 0xff])
+        frame = b"\xff" * 6 + mac + b"\x88\xb5" + bytes(46)
+        vx = struct.pack("!II", 0x08000000, vni << 8)
+        udp = struct.pack("!HHHH", 40000 + k, 4789, 8 + len(vx) + len(frame), 0)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 0, 0, 0, 64, 17, 0,
+                         socket.inet_aton(src), socket.inet_aton("192.0.2.2"))
+        s.sendto(ip + udp + vx + frame, ("192.0.2.2", 0))
+        sent += 1
+        if sent % 32 == 0:
+            time.sleep(0.002)
+print(sent)
+"#;
+    let sent: u64 = must(p.a.cmd("/usr/bin/python3").args(["-c", script]))
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(sent, 1520);
+    // Every datagram read (or lost to a full socket queue, counted) before looking.
+    let seen = wait_until(SECS(10), || {
+        let st = b.stats();
+        n(&st, "rx_tunnel") + n(&st["drops"], "rx_queue_full") >= sent
+    });
+    let st = b.stats();
+    assert!(seen, "not all datagrams arrived: {st}");
+    let rows = st["peers"].as_array().unwrap();
+    let bound = vtepd::daemon::stats::PEER_ROWS;
+    assert!(
+        rows.len() <= bound,
+        "{} peer rows, bound {bound}",
+        rows.len()
+    );
+    let overflow = n(&st["peers_overflow"], "rx_tunnel");
+    assert!(
+        overflow > 0,
+        "nothing in the overflow: {}",
+        st["peers_overflow"]
+    );
+    let in_rows: u64 = rows.iter().map(|r| n(r, "rx_tunnel")).sum();
+    let in_nets: u64 = st["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| n(r, "rx_tunnel"))
+        .sum();
+    assert_eq!(in_rows + overflow, in_nets, "rows + overflow vs networks");
+    assert!(
+        in_nets > bound as u64,
+        "only {in_nets} frames delivered: {st}"
+    );
+    assert_eq!(
+        n(&st["peers_overflow"], "rx_tunnel_bytes"),
+        overflow * 60,
+        "60-byte frames"
+    );
+    let text = b.ok(&["stats"]);
+    assert!(text.contains("peers beyond the row limit: rx "), "{text}");
 }

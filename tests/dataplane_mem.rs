@@ -210,6 +210,84 @@ fn l2_floods_learns_delivers_and_sends_unicast() {
     assert_eq!(r.w.counters().drops_of(DropReason::UnknownPeer), 1);
 }
 
+/// The traffic cells of an L2 worker: a flood counts one copy for each peer it went to, a
+/// delivered frame for its network and sender, a drop in the network its VNI names, and a
+/// datagram for a VNI we do not have in no network.
+#[test]
+fn l2_counts_traffic_per_network_and_per_peer() {
+    use vtepd::daemon::stats::StatsBoard;
+    let mut r = l2(vec![P1, P2]);
+    let board = StatsBoard::new(1);
+    board.ensure_networks(1);
+    r.w.attach(board.traffic(0));
+    let bcast = frame(
+        MacAddr::BROADCAST,
+        HOST_A,
+        &ipv4(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 255),
+            60,
+            0,
+            1,
+        ),
+    );
+    assert!(r.tap.inject(&bcast));
+    assert_eq!(r.w.drain(DEVICE, NOW, BUDGET), Ok(false));
+    let len = bcast.len() as u64;
+    let peer = |remote: Ipv4Addr| {
+        board
+            .peers()
+            .0
+            .into_iter()
+            .find(|(net, r, _)| *net == NetId(0) && *r == remote)
+            .map(|(_, _, t)| t)
+    };
+    for p in [P1, P2] {
+        let t = peer(p).unwrap_or_else(|| panic!("no row for {p}"));
+        assert_eq!((t.tx_tunnel, t.tx_tunnel_bytes, t.rx_tunnel), (1, len, 0));
+    }
+    let (net, drops) = board.networks(1)[0];
+    assert_eq!((net.tx_tunnel, net.tx_tunnel_bytes), (2, 2 * len));
+    assert_eq!((net.rx_device, net.rx_device_bytes), (1, len));
+    assert_eq!(r.w.counters().tx_tunnel_bytes, 2 * len);
+    assert_eq!(drops.iter().sum::<u64>(), 0);
+
+    let reply = frame(
+        HOST_A,
+        HOST_B,
+        &ipv4(
+            Ipv4Addr::new(10, 0, 0, 2),
+            Ipv4Addr::new(10, 0, 0, 1),
+            60,
+            0,
+            2,
+        ),
+    );
+    assert!(r.udp.inject(P1, 0, &vxlan(&reply)));
+    assert_eq!(r.w.drain(SOCKET, NOW, BUDGET), Ok(false));
+    let rlen = reply.len() as u64;
+    let t = peer(P1).unwrap();
+    assert_eq!((t.rx_tunnel, t.rx_tunnel_bytes), (1, rlen));
+    let (net, _) = board.networks(1)[0];
+    assert_eq!((net.rx_tunnel, net.rx_tunnel_bytes), (1, rlen));
+    assert_eq!((net.tx_device, net.tx_device_bytes), (1, rlen));
+    assert_eq!(r.w.counters().rx_tunnel_bytes, rlen);
+
+    // A stranger in our VNI: dropped in the network, no row. Another VNI: in no network.
+    let stranger = Ipv4Addr::new(192, 0, 2, 99);
+    assert!(r.udp.inject(stranger, 0, &vxlan(&reply)));
+    let mut other_vni = vxlan(&reply);
+    other_vni[6] = 43;
+    assert!(r.udp.inject(P1, 0, &other_vni));
+    assert_eq!(r.w.drain(SOCKET, NOW, BUDGET), Ok(false));
+    let (_, drops) = board.networks(1)[0];
+    assert_eq!(drops[DropReason::UnknownPeer as usize], 1);
+    assert_eq!(drops.iter().sum::<u64>(), 1);
+    assert_eq!(r.w.counters().drops_of(DropReason::UnknownVni), 1);
+    assert!(peer(stranger).is_none());
+    assert_eq!(board.peers().0.len(), 2);
+}
+
 #[test]
 fn l2_applies_ecn_inside_the_decision() {
     let mut r = l2(vec![P1]);

@@ -99,6 +99,15 @@ fn fields(lab: &Lab, name: &str, filter: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The (rx_tunnel, rx_tunnel_bytes) of h1's peer row for `remote` (VNI 0), if it has one.
+fn peer_rx(s: &Stats, remote: &str) -> Option<(u64, u64)> {
+    let row = s.0["peers"]
+        .as_array()?
+        .iter()
+        .find(|r| r["vni"] == 0 && r["remote"] == remote)?;
+    Some((row["rx_tunnel"].as_u64()?, row["rx_tunnel_bytes"].as_u64()?))
+}
+
 fn stop_capture(lab: &Lab, name: &str) {
     let pid = std::fs::read_to_string(format!(
         "/run/vtepd-lab-{}/{name}.tcpdump.pid",
@@ -131,9 +140,14 @@ fn ipip_conformance_against_scapy() {
     lab.sh(&["capture", "h2", "eth0", "ip proto 4", "replies"]);
     let before = lab.stats("h1");
     inject(&lab, "h2", H2, 3, &[]);
-    wait_for("3 packets delivered into the TUN", WAIT, || {
-        (lab.stats("h1").get("tx_device") >= before.get("tx_device") + 3).then_some(())
+    let after = wait_for("3 packets delivered into the TUN", WAIT, || {
+        let s = lab.stats("h1");
+        (s.get("tx_device") >= before.get("tx_device") + 3).then_some(s)
     });
+    // Counted for h2 as a peer: 3 packets of 60 bytes (IPv4, ICMP, 32 bytes of data).
+    let rx = |s: &Stats| peer_rx(s, H2).unwrap_or((0, 0));
+    let ((p0, b0), (p1, b1)) = (rx(&before), rx(&after));
+    assert_eq!((p1 - p0, b1 - b0), (3, 180), "{}", after.0["peers"]);
     wait_for("3 echo replies tunnelled to h2", WAIT, || {
         (fields(&lab, "replies", "icmp.type == 0").len() >= 3).then_some(())
     });
@@ -154,6 +168,19 @@ fn ipip_conformance_against_scapy() {
     let after = wait_drop(&lab, &before, "unknown_peer", 4);
     assert_eq!(after.get("tx_device"), before.get("tx_device"));
     assert_eq!(after.get("rx_tunnel"), before.get("rx_tunnel") + 4);
+    // Counted in the network (the TUN), and the stranger gets no peer row.
+    let drops_in_net = |s: &Stats| s.0["networks"][0]["drops"]["unknown_peer"].as_u64();
+    assert_eq!(
+        drops_in_net(&after),
+        drops_in_net(&before).map(|d| d + 4),
+        "{}",
+        after.0
+    );
+    assert!(
+        peer_rx(&after, X).is_none(),
+        "a row for the stranger: {}",
+        after.0
+    );
 
     // 3. The outer header of what vtepd sends: DF copied, ECN copied (CE as ECT(0)), TTL 64.
     lab.sh(&["capture", "h2", "eth0", "ip proto 4", "outer"]);

@@ -22,7 +22,9 @@ mod flow_support;
 mod transfer_support;
 
 use daemon_support::{Daemon, Netns, Pair};
-use flow_support::{assert_rows_sum_to_totals, n, sequenced_flows, workers};
+use flow_support::{
+    assert_rows_sum_to_totals, five_pings_are_counted, n, sequenced_flows, workers,
+};
 use std::time::Duration;
 use transfer_support::{Payload, quiet, transfer};
 
@@ -188,10 +190,30 @@ fn ipip_flows_spread_over_two_workers_in_order_and_counters_sum() {
     }
     assert_rows_sum_to_totals(&sa);
     assert_rows_sum_to_totals(&sb);
+    flow_support::traffic_sums_to_totals(&a).unwrap();
+    flow_support::traffic_sums_to_totals(&b).unwrap();
     // Every datagram B received from the tunnel was received once: what B's workers took in
     // is what A's workers sent (nothing else crossed meanwhile but the ping and its reply).
     assert!(
         n(&sb, "rx_tunnel") <= n(&sa, "tx_tunnel"),
         "more received than sent: {sa} {sb}"
     );
+}
+
+/// Pings counted per network (the TUN, VNI 0) and per remote node, in packets and bytes; the
+/// text shows no VXLAN counters.
+#[test]
+fn pings_are_counted_per_network_and_per_node() {
+    let (p, a, b) = pair("1");
+    let text = five_pings_are_counted(&p, &a, &b, "10.43.2.1", ("tun0", 0, "l3-ipip"), 1028);
+    eprintln!("{text}");
+    assert!(text.starts_with("vtepd l3-ipip: up "), "{text}");
+    assert!(text.contains("network vni 0 dev tun0\n"), "{text}");
+    assert!(
+        text.contains("peer 192.0.2.2 vni 0 dev tun0: rx "),
+        "{text}"
+    );
+    for absent in ["fdb", "arp_", "learned", "flood_copies", "neigh", "mac"] {
+        assert!(!text.contains(absent), "{absent} in {text}");
+    }
 }

@@ -7,7 +7,7 @@ mod flow_support;
 mod l2_pair_support;
 
 use daemon_support::{Daemon, Pair};
-use flow_support::{assert_rows_sum_to_totals, n, workers};
+use flow_support::{assert_rows_sum_to_totals, n, traffic_sums_to_totals, workers};
 use l2_pair_support::{l2_daemon, two_daemons};
 use std::time::Duration;
 
@@ -44,6 +44,9 @@ fn flows_spread_over_workers_in_order_and_counters_sum() {
     }
     assert_rows_sum_to_totals(&a.stats());
     assert_rows_sum_to_totals(&b.stats());
+    // The per-network and per-peer cells of both workers add up to the totals.
+    traffic_sums_to_totals(&a).unwrap();
+    traffic_sums_to_totals(&b).unwrap();
 }
 
 #[test]

@@ -152,6 +152,23 @@ fn outer_packets_above(ns: &Netns, dev: &str, src: &str, mtu: u32, f: impl FnOnc
     out.lines().count() as u64
 }
 
+/// In a [`Routed`] topology with daemon `a` on host A: a ping from A to `dst` goes through,
+/// then `ping -M do -s probe` is told `fits` and `a` shows path MTU 1400 learned toward B.
+fn learns_from_the_router(n: &Routed, a: &Daemon, dst: &str, probe: u32, fits: u32) {
+    assert!(
+        n.a.ping_within(dst, Duration::from_secs(10)),
+        "{}",
+        a.log_text()
+    );
+    assert_eq!(
+        ping_reports_mtu(&n.a, dst, probe),
+        Some(fits),
+        "{}",
+        a.log_text()
+    );
+    assert_eq!(learned(a, B), Some(1400));
+}
+
 /// Starts vtepd L2 in `ns` (TAP vx0, VNI 42, overlay `addr`) toward `peer`, plus `extra`.
 fn l2(ns: &Netns, local: &str, addr: &str, peer: &str, extra: &[&str]) -> Daemon {
     let mut args = vec![
@@ -172,8 +189,7 @@ fn l2(ns: &Netns, local: &str, addr: &str, peer: &str, extra: &[&str]) -> Daemon
 
 /// Issue 11, case 1: L2 with `--mtu 1500` on a 1500-byte underlay. A 1500-byte IPv4 packet with
 /// DF is answered (it used to be lost, counted `tunnel_tx_error`) with "fragmentation needed"
-/// from the destination, MTU 1450; an IPv6 one with "packet too big". The answer crosses a
-/// bridge: a pod behind `br0` gets it too.
+/// from the destination, MTU 1450; an IPv6 one with "packet too big".
 #[test]
 fn l2_answers_oversize_packets_with_the_mtu_that_fits() {
     let p = Pair::new();
@@ -219,6 +235,58 @@ fn l2_answers_oversize_packets_with_the_mtu_that_fits() {
     assert!(st["drops"]["too_big"].as_u64() >= Some(2));
 }
 
+/// L2 behind a bridge, as with VMs: the TAP is a port of `br0` and the sender a "VM" namespace
+/// on another port. Its oversize packet is answered from the destination (inner addresses and
+/// MACs swapped), so the bridge forwards the answer to the VM, whose ping reports the MTU.
+#[test]
+fn l2_answer_crosses_a_bridge_to_a_vm() {
+    let p = Pair::new();
+    let vm = Netns::new("vm");
+    for ns in [&p.a, &p.b, &vm] {
+        ns.disable_ipv6();
+    }
+    let mtu = ["--mtu", "1500"];
+    let a = Daemon::start(
+        &p.a,
+        &[
+            "--dev",
+            "vx0",
+            "--vni",
+            "42",
+            "--local",
+            "192.0.2.1",
+            "--peer",
+            "192.0.2.2",
+            mtu[0],
+            mtu[1],
+        ],
+    );
+    let _b = l2(&p.b, "192.0.2.2", "10.9.0.2/24", "192.0.2.1", &mtu);
+    p.a.ip(&["link", "add", "br0", "type", "bridge"]);
+    p.a.ip(&[
+        "link", "add", "vmport", "type", "veth", "peer", "name", "eth0", "netns", &vm.name,
+    ]);
+    for port in ["vx0", "vmport"] {
+        p.a.ip(&["link", "set", port, "master", "br0"]);
+        p.a.ip(&["link", "set", port, "up"]);
+    }
+    p.a.ip(&["link", "set", "br0", "up"]);
+    vm.ip(&["addr", "add", "10.9.0.1/24", "dev", "eth0"]);
+    vm.ip(&["link", "set", "eth0", "up"]);
+    assert!(
+        vm.ping_within("10.9.0.2", Duration::from_secs(10)),
+        "{}",
+        a.log_text()
+    );
+    assert_eq!(
+        ping_reports_mtu(&vm, "10.9.0.2", 1472),
+        Some(1450),
+        "{}",
+        a.log_text()
+    );
+    assert!(a.stats()["icmp_too_big"].as_u64() >= Some(1));
+}
+
 /// Issue 11, case 2: L2 at the default MTU (1450), a router on the way with a 1400-byte link.
 /// The router's ICMP teaches vtepd the path MTU (shown in `peers show` and `stats --json`), the
 /// sender is told 1350, and a TCP transfer completes.
@@ -227,18 +295,7 @@ fn l2_learns_the_path_mtu_from_the_underlay() {
     let n = Routed::new("1400");
     let a = l2(&n.a, A, "10.9.0.1/24", B, &[]);
     let b = l2(&n.b, B, "10.9.0.2/24", A, &[]);
-    assert!(
-        n.a.ping_within("10.9.0.2", Duration::from_secs(10)),
-        "{}",
-        a.log_text()
-    );
-    assert_eq!(
-        ping_reports_mtu(&n.a, "10.9.0.2", 1422),
-        Some(1350),
-        "{}",
-        a.log_text()
-    );
-    assert_eq!(learned(&a, B), Some(1400));
+    learns_from_the_router(&n, &a, "10.9.0.2", 1422, 1350);
     let peers: Vec<Value> = serde_json::from_str(&a.ok(&["peers", "show", "--json"])).unwrap();
     let row = &peers[0]["path_mtu"][0];
     assert_eq!(
@@ -269,18 +326,25 @@ fn l2_follows_a_lowered_route_mtu() {
         "{}",
         a.log_text()
     );
+    follows_a_lowered_route_mtu(&p, &a, "10.9.0.2", 1422, 1350, 5203);
+}
+
+/// On a [`Pair`] whose first pings went through: lowers A's route to B to MTU 1400, then checks
+/// that `ping -M do -s probe` toward `dst` is told `fits`, a TCP transfer completes, no outer
+/// packet above 1400 bytes leaves A, and A shows the learned path MTU.
+fn follows_a_lowered_route_mtu(p: &Pair, a: &Daemon, dst: &str, probe: u32, fits: u32, port: u16) {
     p.a.ip(&["route", "add", "192.0.2.2/32", "dev", "eth0", "mtu", "1400"]);
     let big = outer_packets_above(&p.a, "eth0", "192.0.2.1", 1400, || {
         assert_eq!(
-            ping_reports_mtu(&p.a, "10.9.0.2", 1422),
-            Some(1350),
+            ping_reports_mtu(&p.a, dst, probe),
+            Some(fits),
             "{}",
             a.log_text()
         );
-        tcp_transfer_completes(&p.a, &p.b, "10.9.0.2", 5203);
+        tcp_transfer_completes(&p.a, &p.b, dst, port);
     });
     assert_eq!(big, 0, "outer packets above the path MTU");
-    assert_eq!(learned(&a, "192.0.2.2"), Some(1400));
+    assert_eq!(learned(a, "192.0.2.2"), Some(1400));
 }
 
 /// Starts vtepd L3 VXLAN in `ns` (TUN vt0, VNI 7, overlay `me`/32, route to the other side's
@@ -362,6 +426,67 @@ fn l3_vxlan_answers_and_learns_the_path_mtu() {
     tcp_transfer_completes(&n.b, &n.a, "10.244.0.0", 5205);
 }
 
+/// A [`Pair`] (IPv6 off) running L3 VXLAN: A (10.244.0.0, plus `extra_a`) and B (10.244.1.0),
+/// each routing the other's /24 through the other; no neighbours added.
+fn l3vx_pair(extra_a: &[&str]) -> (Pair, Daemon, Daemon) {
+    let p = Pair::new();
+    p.a.disable_ipv6();
+    p.b.disable_ipv6();
+    let (ga, gb) = ("192.0.2.1", "192.0.2.2");
+    let a = l3vx(
+        &p.a,
+        ga,
+        "10.244.0.0",
+        "10.244.1.0/24",
+        "10.244.1.0",
+        gb,
+        extra_a,
+    );
+    let b = l3vx(
+        &p.b,
+        gb,
+        "10.244.1.0",
+        "10.244.0.0/24",
+        "10.244.0.0",
+        ga,
+        &[],
+    );
+    (p, a, b)
+}
+
+/// L3 VXLAN with the underlay route's MTU lowered to 1400: the sender is told 1350, TCP
+/// completes, and no outer packet above 1400 bytes leaves (TSO cut to the path).
+#[test]
+fn l3_vxlan_follows_a_lowered_route_mtu() {
+    let (p, a, b) = l3vx_pair(&[]);
+    a.ok(&["neigh", "add", "10.244.1.0", &own_mac(&b)]);
+    b.ok(&["neigh", "add", "10.244.0.0", &own_mac(&a)]);
+    assert!(
+        p.a.ping_within("10.244.1.0", Duration::from_secs(10)),
+        "{}",
+        a.log_text()
+    );
+    follows_a_lowered_route_mtu(&p, &a, "10.244.1.0", 1422, 1350, 5208);
+}
+
+/// L3 VXLAN, `--mtu 1500`: the first packet toward a next hop not yet resolved waits for ARP;
+/// once released it does not fit the underlay, and its sender is told so (it used to be
+/// dropped as `too_big` with no answer, leaving only the sender's later packets answered).
+#[test]
+fn l3_vxlan_answers_a_packet_held_for_its_next_hop() {
+    let (p, a, _b) = l3vx_pair(&["--mtu", "1500"]);
+    let out =
+        run(p
+            .a
+            .cmd("ping")
+            .args(["-M", "do", "-s", "1472", "-c", "1", "-W", "5", "10.244.1.0"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(mtu_in(&text), Some(1450), "{text}\n{}", a.log_text());
+    let st = a.stats();
+    assert_eq!(st["icmp_too_big"], 1, "{st}");
+    assert!(st["arp_requests"].as_u64() >= Some(1), "{st}");
+}
+
 /// Starts vtepd IPIP in `ns` (TUN tl0, address `me`/32, route `block` via `via`).
 fn ipip(ns: &Netns, local: &str, me: &str, block: &str, via: &str) -> Daemon {
     let addr = format!("{me}/32");
@@ -393,19 +518,37 @@ fn ipip_learns_the_path_mtu_from_the_underlay() {
     let n = Routed::new("1400");
     let a = ipip(&n.a, A, "10.244.1.65", "10.244.2.64/26", B);
     let _b = ipip(&n.b, B, "10.244.2.65", "10.244.1.64/26", A);
-    assert!(
-        n.a.ping_within("10.244.2.65", Duration::from_secs(10)),
-        "{}",
-        a.log_text()
-    );
-    assert_eq!(
-        ping_reports_mtu(&n.a, "10.244.2.65", 1400),
-        Some(1380),
-        "{}",
-        a.log_text()
-    );
-    assert_eq!(learned(&a, B), Some(1400));
+    learns_from_the_router(&n, &a, "10.244.2.65", 1400, 1380);
     tcp_transfer_completes(&n.a, &n.b, "10.244.2.65", 5206);
     tcp_transfer_completes(&n.b, &n.a, "10.244.1.65", 5207);
     let _ = &n.r;
+}
+
+/// IPIP with the underlay route's MTU lowered to 1400: the sender is told 1380, TCP completes,
+/// and no outer packet above 1400 bytes leaves (TSO cut to the path).
+#[test]
+fn ipip_follows_a_lowered_route_mtu() {
+    let p = Pair::new();
+    p.a.disable_ipv6();
+    p.b.disable_ipv6();
+    let a = ipip(
+        &p.a,
+        "192.0.2.1",
+        "10.244.1.65",
+        "10.244.2.64/26",
+        "192.0.2.2",
+    );
+    let _b = ipip(
+        &p.b,
+        "192.0.2.2",
+        "10.244.2.65",
+        "10.244.1.64/26",
+        "192.0.2.1",
+    );
+    assert!(
+        p.a.ping_within("10.244.2.65", Duration::from_secs(10)),
+        "{}",
+        a.log_text()
+    );
+    follows_a_lowered_route_mtu(&p, &a, "10.244.2.65", 1400, 1380, 5209);
 }

@@ -573,6 +573,20 @@ fn l2_networks_added_and_removed_by_reload() {
     };
     assert_eq!(nets(&a), [42, 43]);
     assert!(learned(&a).len() >= 2, "{:?}", learned(&a));
+    // The added network has counters of its own.
+    let net43 = |d: &Daemon, key: &str| {
+        d.stats()["networks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["vni"] == 43)
+            .map_or(0, |n| n[key].as_u64().unwrap_or(0))
+    };
+    assert!(
+        net43(&a, "rx_tunnel") > 0 && net43(&a, "tx_device") > 0,
+        "{}",
+        a.stats()
+    );
     let before = a.stats()["rx_tunnel"].as_u64().unwrap();
 
     // VNI 42 goes: its device too; VNI 43 keeps forwarding and its learned entries.

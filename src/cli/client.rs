@@ -146,7 +146,7 @@ pub fn stats(a: StatsArgs) -> Result<(), Failure> {
     if a.json {
         emit_json(&st)
     } else {
-        emit(&output::stats_table(&st))
+        emit(&output::stats_table(&st, a.all))
     }
 }
 

@@ -49,7 +49,10 @@ pub enum Command {
     /// Show or change the L3 routes (overlay prefix -> next hop).
     #[command(subcommand)]
     Routes(RoutesCommand),
-    /// Show the daemon's counters.
+    /// Show the daemon's counters: packets and bytes per network and per peer, drops by reason.
+    ///
+    /// Like `ip -s link`: the counters of the daemon's mode only, zeros left out (`--all` shows
+    /// them), bytes in binary units (B, KiB, MiB, GiB: powers of 1024).
     Stats(StatsArgs),
     /// Show or change the neighbour bindings (overlay IP -> MAC; L3 VXLAN, ARP suppression).
     #[command(subcommand)]
@@ -512,9 +515,13 @@ pub enum NeighCommand {
 /// `vtepd stats`
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// Print one JSON object (counters, fdb_entries, drops by reason).
+    /// Print one JSON object: every counter, zeros included, per network, per peer and per
+    /// worker (the README lists its fields).
     #[arg(long)]
     pub json: bool,
+    /// Text: show the counters that are zero too (hidden by default).
+    #[arg(long)]
+    pub all: bool,
     #[command(flatten)]
     pub ctl: ControlArg,
 }

@@ -7,7 +7,7 @@
 //! < {"ok":false,"usage":true,"error":"the daemon has 2 networks (VNI 42, 43): give --vni"}
 //! ```
 
-use crate::core::Counters;
+use crate::core::{Counters, NetTraffic, PeerTraffic};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -265,6 +265,38 @@ pub struct RouteRow {
     pub dev: String,
 }
 
+/// The version of the `stats --json` layout: raised when a field changes meaning or goes
+/// away (new fields do not raise it).
+pub const STATS_VERSION: u32 = 1;
+
+fn stats_version() -> u32 {
+    STATS_VERSION
+}
+
+/// The daemon's tunnel mode, as `stats` reports it: it decides which counters apply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TunnelMode {
+    /// Ethernet frames on TAP devices over VXLAN.
+    #[default]
+    L2Vxlan,
+    /// IP packets on a TUN device over VXLAN (vtepd the Ethernet endpoint).
+    L3Vxlan,
+    /// IP packets on a TUN device over IPIP.
+    L3Ipip,
+}
+
+impl TunnelMode {
+    /// The name in `stats --json` (`l2-vxlan`, `l3-vxlan`, `l3-ipip`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TunnelMode::L2Vxlan => "l2-vxlan",
+            TunnelMode::L3Vxlan => "l3-vxlan",
+            TunnelMode::L3Ipip => "l3-ipip",
+        }
+    }
+}
+
 /// Per-network summary in [`StatsReport`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetStats {
@@ -283,6 +315,32 @@ pub struct NetStats {
     /// Neighbour bindings (IP -> MAC) in this network.
     #[serde(default)]
     pub neigh_entries: usize,
+    /// The network's traffic (`rx_tunnel`, `rx_tunnel_bytes`, ... `tx_device_bytes`).
+    #[serde(flatten)]
+    pub traffic: NetTraffic,
+    /// Drops in this network by reason (those whose network is known); every reason listed.
+    #[serde(default)]
+    pub drops: BTreeMap<String, u64>,
+    /// Sum of `drops`.
+    #[serde(default)]
+    pub drops_total: u64,
+}
+
+/// Tunnel traffic with one remote in one network, in [`StatsReport::peers`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStats {
+    /// Network (0 in IPIP mode).
+    pub vni: u32,
+    /// The network's device.
+    pub dev: String,
+    /// The remote VTEP or node.
+    pub remote: Ipv4Addr,
+    /// Packets and inner bytes to and from it.
+    #[serde(flatten)]
+    pub traffic: PeerTraffic,
+    /// The path MTU toward it now (the configured underlay MTU unless a lower one was learned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_mtu: Option<u16>,
 }
 
 /// One dataplane worker's own counters in [`StatsReport`] (they sum to the totals).
@@ -300,6 +358,12 @@ pub struct WorkerStats {
 /// `stats --json`: counters summed over workers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsReport {
+    /// The layout's version ([`STATS_VERSION`]).
+    #[serde(default = "stats_version")]
+    pub version: u32,
+    /// The daemon's tunnel mode.
+    #[serde(default)]
+    pub mode: TunnelMode,
     /// Every counter, one key each (`rx_tunnel`, `tx_tunnel`, ...: see [`Counters`]).
     #[serde(flatten)]
     pub counters: Counters,
@@ -319,6 +383,13 @@ pub struct StatsReport {
     /// Path MTUs toward the remotes.
     #[serde(default)]
     pub path_mtu: PathMtuReport,
+    /// Tunnel traffic per (network, remote), ordered by network then remote.
+    #[serde(default)]
+    pub peers: Vec<PeerStats>,
+    /// Tunnel traffic of remotes that found no row (each worker keeps a bounded number of
+    /// rows, so a flood of spoofed sources cannot grow them): counted here instead.
+    #[serde(default)]
+    pub peers_overflow: PeerTraffic,
 }
 
 #[cfg(test)]
@@ -387,6 +458,79 @@ mod tests {
         );
         let back: Response = serde_json::from_str(&e).unwrap();
         assert!(back.usage && !back.ok);
+    }
+
+    /// Every key `stats --json` prints (drop reasons aside) is in the README's list of its
+    /// fields, so the list cannot fall behind the code.
+    #[test]
+    fn the_readme_lists_every_stats_json_field() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("### `stats --json`").expect("README section");
+        let section = &readme[start..];
+        let section = &section[..section[4..].find("\n## ").map_or(section.len(), |e| e + 4)];
+        let report = StatsReport {
+            version: STATS_VERSION,
+            mode: TunnelMode::L3Ipip,
+            counters: Counters::default(),
+            fdb_entries: 0,
+            drops: BTreeMap::new(),
+            drops_total: 0,
+            uptime_secs: 0,
+            networks: vec![NetStats {
+                vni: 0,
+                dev: String::new(),
+                peers: 0,
+                fdb_entries: 0,
+                mac: Some(String::new()),
+                neigh_entries: 0,
+                traffic: NetTraffic::default(),
+                drops: BTreeMap::new(),
+                drops_total: 0,
+            }],
+            workers: vec![WorkerStats {
+                worker: 0,
+                counters: Counters::default(),
+                drops_total: 0,
+            }],
+            path_mtu: PathMtuReport {
+                configured: 0,
+                learned: vec![PathMtuRow {
+                    remote: Ipv4Addr::LOCALHOST,
+                    mtu: 0,
+                    learned: true,
+                    expires_secs: Some(0),
+                }],
+            },
+            peers: vec![PeerStats {
+                vni: 0,
+                dev: String::new(),
+                remote: Ipv4Addr::LOCALHOST,
+                traffic: PeerTraffic::default(),
+                path_mtu: Some(0),
+            }],
+            peers_overflow: PeerTraffic::default(),
+        };
+        fn keys(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        out.push(k.clone());
+                        keys(v, out);
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| keys(v, out)),
+                _ => {}
+            }
+        }
+        let mut all = Vec::new();
+        keys(&serde_json::to_value(&report).unwrap(), &mut all);
+        assert!(all.len() > 60, "{all:?}");
+        for k in all {
+            assert!(
+                section.contains(&format!("`{k}`")),
+                "README's stats --json section does not list `{k}`"
+            );
+        }
     }
 
     #[test]

@@ -100,10 +100,36 @@ drop_reasons! {
     NeighUnresolved = "neigh_unresolved",
 }
 
+impl DropReason {
+    /// Reasons a datagram is dropped for before any network took it (no network to count it
+    /// in, whatever the mode).
+    pub const BEFORE_NETWORK: &'static [DropReason] = &[
+        DropReason::Truncated,
+        DropReason::VxlanFlags,
+        DropReason::UnknownVni,
+        DropReason::RxQueueFull,
+        DropReason::UnknownNetwork,
+    ];
+}
+
 impl fmt::Display for DropReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// The tunnel modes a counter applies to, as bits (`Counters::MODES`).
+pub mod modes {
+    /// L2 VXLAN.
+    pub const L2: u8 = 1;
+    /// L3 VXLAN.
+    pub const L3VX: u8 = 2;
+    /// L3 IPIP.
+    pub const IPIP: u8 = 4;
+    /// Both VXLAN modes.
+    pub const VXLAN: u8 = L2 | L3VX;
+    /// Every mode.
+    pub const ALL: u8 = L2 | L3VX | IPIP;
 }
 
 fn no_drops() -> [u64; DropReason::COUNT] {
@@ -114,7 +140,7 @@ fn no_drops() -> [u64; DropReason::COUNT] {
 /// them (their names, the flat array the stats board publishes, summing, the `stats --json`
 /// field names through serde) come from this one list, so a counter is added in one line.
 macro_rules! counters {
-    ($($(#[$m:meta])* $f:ident,)*) => {
+    ($($(#[$m:meta])* $f:ident = $modes:expr,)*) => {
         /// Counters of one worker. Plain data; the I/O layer publishes and sums them. The
         /// serde form is a flat object of `name: value` (the drops are reported apart).
         #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -139,6 +165,9 @@ macro_rules! counters {
         impl Counters {
             /// The counters' names (their `stats --json` keys), in declaration order.
             pub const NAMES: &'static [&'static str] = &[$(stringify!($f),)*];
+            /// The modes each counter applies to ([`modes`] bits), in declaration order: the
+            /// `stats` text shows a counter only in these.
+            pub const MODES: &'static [u8] = &[$($modes,)*];
             /// Number of named counters.
             pub const SCALARS: usize = Self::NAMES.len();
             /// Length of [`Counters::to_array`]: the named counters, then the drops.
@@ -180,64 +209,154 @@ macro_rules! counters {
 
 counters! {
     /// Datagrams received from the underlay.
-    rx_tunnel,
+    rx_tunnel = modes::ALL,
     /// Datagrams sent to the underlay (counted by the I/O layer on success).
-    tx_tunnel,
+    tx_tunnel = modes::ALL,
     /// Frames read from local devices.
-    rx_device,
+    rx_device = modes::ALL,
     /// Frames written to local devices (counted by the I/O layer on success).
-    tx_device,
+    tx_device = modes::ALL,
     /// Bytes of the frames or packets read from local devices (a TSO super-packet as the
     /// segments it stands for, headers included; virtio-net headers not counted).
-    rx_device_bytes,
+    rx_device_bytes = modes::ALL,
     /// Bytes of the frames or packets written to local devices (a coalesced run as its
     /// segments, headers included; virtio-net headers not counted).
-    tx_device_bytes,
+    tx_device_bytes = modes::ALL,
+    /// Inner bytes of the datagrams received from the underlay: what the tunnel carried, the
+    /// outer IP, UDP and VXLAN headers not counted (the Ethernet frame in VXLAN, the IP packet
+    /// in IPIP), like `ip -s link` on a kernel tunnel device.
+    rx_tunnel_bytes = modes::ALL,
+    /// Inner bytes of the datagrams sent to the underlay (counted with `tx_tunnel`, on success;
+    /// a UDP GSO send as the segments it stands for).
+    tx_tunnel_bytes = modes::ALL,
     /// Copies made by head-end replication (BUM and unknown unicast).
-    flood_copies,
+    flood_copies = modes::VXLAN,
     /// New FDB entries learned.
-    learned,
+    learned = modes::VXLAN,
     /// Learned entries that moved to a different remote.
-    mac_moves,
+    mac_moves = modes::VXLAN,
     /// MACs frozen by dampening: they moved more often than their network allows.
-    mac_frozen,
+    mac_frozen = modes::VXLAN,
     /// Moves of frozen MACs not made (their frames were still delivered).
-    mac_moves_held,
+    mac_moves_held = modes::VXLAN,
     /// New MACs not learned because the per-VNI cap was reached.
-    learn_refused,
+    learn_refused = modes::VXLAN,
     /// Learning attempts refused because a static entry holds the MAC.
-    learn_static_conflict,
+    learn_static_conflict = modes::VXLAN,
     /// Neighbour bindings (IP -> MAC) created by ARP.
-    neigh_learned,
+    neigh_learned = modes::VXLAN,
     /// Learned neighbour bindings whose MAC changed.
-    neigh_mac_changes,
+    neigh_mac_changes = modes::VXLAN,
     /// New neighbour bindings refused because the per-network cap was reached.
-    neigh_refused,
+    neigh_refused = modes::VXLAN,
     /// Local ARP requests answered on behalf of a remote host instead of flooded (L2).
-    arp_suppressed,
+    arp_suppressed = modes::L2,
     /// ARP requests sent to resolve a next hop (L3; each one head-end replicated).
-    arp_requests,
+    arp_requests = modes::L3VX,
     /// ARP replies sent for our own overlay address (L3).
-    arp_replies,
+    arp_replies = modes::L3VX,
     /// ICMP echo replies sent for our own overlay address (L3).
-    icmp_echo_replies,
+    icmp_echo_replies = modes::L3VX,
     /// Next hops given up on after the last ARP retry (L3).
-    neigh_failed,
+    neigh_failed = modes::L3VX,
     /// Errors the kernel reported after the fact about packets sent to remotes (ICMP errors
     /// coming back, read from the sockets' error queues once a second).
-    tunnel_icmp_errors,
+    tunnel_icmp_errors = modes::ALL,
     /// Packets from the tunnel that arrived already merged by the underlay's GRO (IPIP
     /// super-packets; each is one `rx_tunnel`), handed to the device as GSO.
-    rx_merged,
+    rx_merged = modes::IPIP,
     /// ICMP "fragmentation needed" / ICMPv6 "packet too big" errors written into a device for
     /// packets that did not fit the path toward their remote (each also a `too_big` drop).
-    icmp_too_big,
+    icmp_too_big = modes::ALL,
     /// Such errors not sent because the worker's ICMP budget was spent.
-    icmp_rate_limited,
+    icmp_rate_limited = modes::ALL,
     /// IPv4 packets without DF cut into fragments because they did not fit the path.
-    fragmented,
+    fragmented = modes::VXLAN,
     /// Lower path MTUs learned toward a remote (from ICMP errors, EMSGSIZE and route MTUs).
-    pmtu_learned,
+    pmtu_learned = modes::ALL,
+}
+
+/// Declares a set of traffic counters once (per network, per peer): a plain struct with
+/// serde keys equal to the field names, its names in order, and the flat array form the
+/// per-worker cells publish.
+macro_rules! traffic {
+    ($(#[$sm:meta])* $name:ident { $($(#[$m:meta])* $f:ident,)* }) => {
+        $(#[$sm])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[serde(default)]
+        pub struct $name {
+            $($(#[$m])* pub $f: u64,)*
+        }
+
+        impl $name {
+            /// The counters' names (their `stats --json` keys), in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($f),)*];
+            /// Number of counters.
+            pub const LEN: usize = Self::NAMES.len();
+
+            /// The counters with their values, in declaration order.
+            pub fn scalars(&self) -> [(&'static str, u64); Self::LEN] {
+                [$((stringify!($f), self.$f),)*]
+            }
+
+            /// The counters as a flat array, in declaration order.
+            pub fn from_array(a: &[u64; Self::LEN]) -> $name {
+                let mut i = 0;
+                let mut c = $name::default();
+                $(c.$f = a[i]; i += 1;)*
+                let _ = i;
+                c
+            }
+
+            /// Adds `other` into `self`.
+            pub fn add(&mut self, other: &$name) {
+                $(self.$f += other.$f;)*
+            }
+
+            /// True when every counter is zero.
+            pub fn is_zero(&self) -> bool {
+                true $(&& self.$f == 0)*
+            }
+        }
+    };
+}
+
+traffic! {
+    /// Traffic of one network (VNI or L3 device), summed over the workers. The same names as
+    /// the daemon's totals; `rx_tunnel` here counts only what was accepted into the network
+    /// (delivered to its device, or answered by vtepd), the totals count every datagram read.
+    NetTraffic {
+        /// Packets the tunnel delivered into this network.
+        rx_tunnel,
+        /// Their inner bytes.
+        rx_tunnel_bytes,
+        /// Packets of this network sent into the tunnel (each copy of a flood counts).
+        tx_tunnel,
+        /// Their inner bytes.
+        tx_tunnel_bytes,
+        /// Frames or packets read from this network's device.
+        rx_device,
+        /// Their bytes.
+        rx_device_bytes,
+        /// Frames or packets written to this network's device.
+        tx_device,
+        /// Their bytes.
+        tx_device_bytes,
+    }
+}
+
+traffic! {
+    /// Tunnel traffic between this daemon and one remote (a VTEP or IPIP node) in one network.
+    PeerTraffic {
+        /// Packets received from the remote and accepted into the network.
+        rx_tunnel,
+        /// Their inner bytes.
+        rx_tunnel_bytes,
+        /// Packets sent to the remote (a flooded copy counts for the remote it went to).
+        tx_tunnel,
+        /// Their inner bytes.
+        tx_tunnel_bytes,
+    }
 }
 
 impl Counters {

@@ -22,6 +22,7 @@ impl Core {
         ctr: &mut Counters,
     ) -> FromTunnel {
         ctr.rx_tunnel += 1;
+        ctr.rx_tunnel_bytes += datagram.len().saturating_sub(HEADER_LEN) as u64;
         let drop = |ctr: &mut Counters, r: DropReason| {
             ctr.drop(r);
             FromTunnel::Drop(r)

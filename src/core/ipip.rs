@@ -144,6 +144,9 @@ impl Ipip {
         ctr: &mut Counters,
     ) -> FromTunnel {
         ctr.rx_tunnel += 1;
+        // Inner bytes: without the outer header (its IHL words; 20 bytes if unreadable).
+        let outer = packet.first().map_or(20, |b| usize::from(b & 0x0f) * 4);
+        ctr.rx_tunnel_bytes += packet.len().saturating_sub(outer) as u64;
         let Some(src) = packet
             .get(12..16)
             .map(|b| Ipv4Addr::new(b[0], b[1], b[2], b[3]))

@@ -35,7 +35,7 @@ pub mod time;
 pub mod too_big;
 mod vni_index;
 
-pub use counters::{Counters, DropReason};
+pub use counters::{Counters, DropReason, NetTraffic, PeerTraffic};
 pub use engine::{FromDevice, FromTunnel, Out, Outer, Remotes};
 pub use time::Timestamp;
 

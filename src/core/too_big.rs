@@ -462,6 +462,29 @@ mod tests {
     const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
     const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
 
+    /// [`on_too_big`] at time 1 for an Ethernet frame, cutting allowed.
+    fn eth(frame: &[u8], max_len: usize, out: &mut Out, ctr: &mut Counters) -> TooBig {
+        on_too_big(
+            Timestamp(1),
+            Framing::Ethernet,
+            frame,
+            max_len,
+            true,
+            out,
+            ctr,
+        )
+    }
+
+    /// [`on_too_big`] at time 1 for an IP packet (TUN framing), cutting allowed.
+    fn ip(packet: &[u8], max_len: usize, out: &mut Out, ctr: &mut Counters) -> TooBig {
+        on_too_big(Timestamp(1), Framing::Ip, packet, max_len, true, out, ctr)
+    }
+
+    /// [`ip`] for a caller that cannot send fragments.
+    fn ip_uncut(packet: &[u8], max_len: usize, out: &mut Out, ctr: &mut Counters) -> TooBig {
+        on_too_big(Timestamp(1), Framing::Ip, packet, max_len, false, out, ctr)
+    }
+
     /// An Ethernet frame from A to B holding an IPv4/UDP packet of `len` bytes.
     fn v4_frame(len: usize, df: bool, options: &[u8]) -> Vec<u8> {
         let mut f = B.to_vec();
@@ -512,15 +535,7 @@ mod tests {
     fn ipv4_with_df_gets_frag_needed_from_the_destination() {
         let f = v4_frame(1500, true, &[]);
         let (mut out, mut ctr) = (Out::default(), Counters::default());
-        let d = on_too_big(
-            Timestamp(1),
-            Framing::Ethernet,
-            &f,
-            1464,
-            true,
-            &mut out,
-            &mut ctr,
-        );
+        let d = eth(&f, 1464, &mut out, &mut ctr);
         assert_eq!(d, TooBig::Answered);
         assert_eq!((ctr.icmp_too_big, ctr.drops_of(DropReason::TooBig)), (1, 1));
         let a = answer(&out);
@@ -555,15 +570,7 @@ mod tests {
     fn ip_framing_answers_without_a_link_header() {
         let f = v4_frame(1400, true, &[]);
         let (mut out, mut ctr) = (Out::default(), Counters::default());
-        let d = on_too_big(
-            Timestamp(1),
-            Framing::Ip,
-            &f[14..],
-            1380,
-            false,
-            &mut out,
-            &mut ctr,
-        );
+        let d = ip_uncut(&f[14..], 1380, &mut out, &mut ctr);
         assert_eq!(d, TooBig::Answered);
         let a = answer(&out);
         let p = SlicedPacket::from_ip(&a).unwrap();
@@ -577,15 +584,7 @@ mod tests {
     fn ipv6_gets_packet_too_big_above_1280_only() {
         let f = v6_frame(1500);
         let (mut out, mut ctr) = (Out::default(), Counters::default());
-        let d = on_too_big(
-            Timestamp(1),
-            Framing::Ethernet,
-            &f,
-            1464,
-            true,
-            &mut out,
-            &mut ctr,
-        );
+        let d = eth(&f, 1464, &mut out, &mut ctr);
         assert_eq!(d, TooBig::Answered);
         let a = answer(&out);
         assert_eq!(a.len(), 14 + 1280, "at most 1280 bytes");
@@ -613,15 +612,7 @@ mod tests {
             .unwrap();
         assert_eq!(sum, icmp.checksum());
         let (mut out, mut ctr) = (Out::default(), Counters::default());
-        let d = on_too_big(
-            Timestamp(1),
-            Framing::Ethernet,
-            &f,
-            1200,
-            true,
-            &mut out,
-            &mut ctr,
-        );
+        let d = eth(&f, 1200, &mut out, &mut ctr);
         assert_eq!(
             (d, out.generated.len()),
             (TooBig::Drop, 0),
@@ -635,68 +626,20 @@ mod tests {
         let mut err = v4_frame(1500, true, &[]);
         err[14 + 9] = 1; // ICMP
         err[34] = 3; // destination unreachable
-        assert_eq!(
-            on_too_big(
-                Timestamp(1),
-                Framing::Ethernet,
-                &err,
-                1464,
-                true,
-                &mut out,
-                &mut ctr
-            ),
-            TooBig::Drop
-        );
+        assert_eq!(eth(&err, 1464, &mut out, &mut ctr), TooBig::Drop);
         let mut bcast = v4_frame(1500, true, &[]);
         bcast[14 + 16..14 + 20].copy_from_slice(&[255; 4]);
-        assert_eq!(
-            on_too_big(
-                Timestamp(1),
-                Framing::Ethernet,
-                &bcast,
-                1464,
-                true,
-                &mut out,
-                &mut ctr
-            ),
-            TooBig::Drop
-        );
+        assert_eq!(eth(&bcast, 1464, &mut out, &mut ctr), TooBig::Drop);
         let f = v4_frame(1500, true, &[]);
         let answered = (0..100)
-            .filter(|_| {
-                on_too_big(
-                    Timestamp(1),
-                    Framing::Ethernet,
-                    &f,
-                    1464,
-                    true,
-                    &mut out,
-                    &mut ctr,
-                ) == TooBig::Answered
-            })
+            .filter(|_| eth(&f, 1464, &mut out, &mut ctr) == TooBig::Answered)
             .count();
         assert_eq!(answered, super::super::engine::IcmpBudget::BURST as usize);
         assert_eq!(ctr.icmp_rate_limited, 100 - answered as u64);
         assert_eq!(ctr.drops_of(DropReason::TooBig), 102);
         for n in 0..60 {
-            let _ = on_too_big(
-                Timestamp(1),
-                Framing::Ethernet,
-                &f[..n],
-                10,
-                true,
-                &mut out,
-                &mut ctr,
-            );
-            let _ = on_too_big(
-                Timestamp(1),
-                Framing::Ip,
-                &f[14..14 + n],
-                10,
-                true,
-                &mut out,
-                &mut ctr,
-            );
+            let _ = eth(&f[..n], 10, &mut out, &mut ctr);
+            let _ = ip(&f[14..14 + n], 10, &mut out, &mut ctr);
         }
     }
 
@@ -712,15 +655,7 @@ mod tests {
         ] {
             let f = v4_frame(len, false, options);
             let (mut out, mut ctr) = (Out::default(), Counters::default());
-            let TooBig::Fragment(fr) = on_too_big(
-                Timestamp(1),
-                Framing::Ethernet,
-                &f,
-                14 + mtu,
-                true,
-                &mut out,
-                &mut ctr,
-            ) else {
+            let TooBig::Fragment(fr) = eth(&f, 14 + mtu, &mut out, &mut ctr) else {
                 panic!("not cut")
             };
             assert_eq!((ctr.fragmented, ctr.total_drops()), (1, 0));

@@ -200,7 +200,8 @@ pub fn count_overflow(now: u32, seen: &mut u32, ctr: &mut Counters) {
 
 /// Sends every message of `msgs` on `sock` with as few `sendmmsg` calls as the kernel allows
 /// (at most [`MAX_BATCH`] a call); a datagram the kernel refuses is reported to `on_error` (with
-/// its destination) and skipped, so one bad destination never holds up the others.
+/// its index in `msgs`) and skipped, so one bad destination never holds up the others. The
+/// index of each message the kernel took is told to `on_sent`.
 ///
 /// A refusal other than a full queue (ENOBUFS, EAGAIN) is tried once more: the kernel also
 /// fails a send with an error left pending by an earlier ICMP error about another packet (and
@@ -208,7 +209,8 @@ pub fn count_overflow(now: u32, seen: &mut u32, ctr: &mut Counters) {
 pub fn send_all(
     sock: &impl DatagramSocket,
     msgs: &[SendMsg<'_>],
-    on_error: &mut impl FnMut(Ipv4Addr, &io::Error),
+    on_error: &mut impl FnMut(usize, &io::Error),
+    on_sent: &mut impl FnMut(usize),
 ) -> Flushed {
     let mut out = Flushed::default();
     let mut i = 0;
@@ -217,18 +219,19 @@ pub fn send_all(
         match sock.send_batch(&msgs[i..]) {
             Ok(0) => {
                 // Not expected from sendmmsg; never spin on it.
-                on_error(msgs[i].dst, &io::Error::from(io::ErrorKind::WriteZero));
+                on_error(i, &io::Error::from(io::ErrorKind::WriteZero));
                 out.failed += 1;
                 i += 1;
             }
             Ok(k) => {
                 out.sent += k as u64;
+                (i..i + k).for_each(&mut *on_sent);
                 i += k;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if retried != i && !queue_full(&e) => retried = i,
             Err(e) => {
-                on_error(msgs[i].dst, &e);
+                on_error(i, &e);
                 out.failed += 1;
                 i += 1;
             }
@@ -268,6 +271,8 @@ struct Queued {
     /// Head bytes.
     head_len: u8,
     dst: Option<Ipv4Addr>,
+    /// The network the datagram carries a frame of (its `NetId`), for the traffic counters.
+    net: u16,
 }
 
 /// Frames read from a device, and the encapsulated copies queued for one `sendmmsg`.
@@ -363,13 +368,20 @@ impl SendBatch {
         &mut self.frames[i * SLOT..(i + 1) * SLOT]
     }
 
-    /// Queues a datagram to `dst`: the outer headers `head`, then the frame
+    /// Queues a datagram of network `net` to `dst`: the outer headers `head`, then the frame
     /// `slot[HEADROOM..HEADROOM + len]`. Returns false (nothing queued) when the batch is full.
-    pub fn push(&mut self, head: &[u8; OVERHEAD], slot: usize, len: usize, dst: Ipv4Addr) -> bool {
-        self.push_part(head, slot, HEADROOM, len, dst)
+    pub fn push(
+        &mut self,
+        head: &[u8; OVERHEAD],
+        slot: usize,
+        len: usize,
+        dst: Ipv4Addr,
+        net: u16,
+    ) -> bool {
+        self.push_part(head, slot, HEADROOM, len, dst, net)
     }
 
-    /// Queues a datagram to `dst`: `head` (at most [`MAX_HEAD`] bytes), then
+    /// Queues a datagram of network `net` to `dst`: `head` (at most [`MAX_HEAD`] bytes), then
     /// `slot[start..start + len]`. Returns false (nothing queued) when the batch is full or the
     /// parts are out of range.
     pub fn push_part(
@@ -379,6 +391,7 @@ impl SendBatch {
         start: usize,
         len: usize,
         dst: Ipv4Addr,
+        net: u16,
     ) -> bool {
         let (Ok(slot16), Ok(start32), Ok(len32), Ok(head8)) = (
             u16::try_from(slot),
@@ -402,18 +415,22 @@ impl SendBatch {
             len: len32,
             head_len: head8,
             dst: Some(dst),
+            net,
         };
         self.count += 1;
         true
     }
 
     /// Sends everything queued on `sock` with as few `sendmmsg` calls as the kernel allows; a
-    /// datagram the kernel refuses is reported to `on_error` (with its destination) and skipped.
-    /// The batch is empty afterwards.
+    /// datagram the kernel refuses is reported to `on_error` (with its network and destination)
+    /// and skipped;
+    /// each one sent is told to `on_sent` (its network, destination and inner bytes: the
+    /// datagram without its outer IP, UDP and VXLAN headers). The batch is empty afterwards.
     pub fn flush(
         &mut self,
         sock: &impl DatagramSocket,
-        mut on_error: impl FnMut(Ipv4Addr, &io::Error),
+        mut on_error: impl FnMut(u16, Ipv4Addr, &io::Error),
+        mut on_sent: impl FnMut(u16, Ipv4Addr, u64),
     ) -> Flushed {
         let mut msgs = [SendMsg {
             head: &[],
@@ -428,7 +445,18 @@ impl SendBatch {
                 dst: q.dst.unwrap_or(Ipv4Addr::UNSPECIFIED),
             };
         }
-        let out = send_all(sock, &msgs[..self.count], &mut on_error);
+        let queued = &self.queued;
+        let mut on_error = |i: usize, e: &io::Error| {
+            if let Some(q) = queued.get(i) {
+                on_error(q.net, q.dst.unwrap_or(Ipv4Addr::UNSPECIFIED), e);
+            }
+        };
+        let out = send_all(sock, &msgs[..self.count], &mut on_error, &mut |i| {
+            if let Some(q) = queued.get(i) {
+                let inner = (usize::from(q.head_len) + q.len as usize).saturating_sub(OVERHEAD);
+                on_sent(q.net, q.dst.unwrap_or(Ipv4Addr::UNSPECIFIED), inner as u64);
+            }
+        });
         // `used` stays: the frame being worked on when a full batch forced this flush may
         // still queue more copies from its slot. The slots are recycled by `next_slot` once
         // nothing is queued.
@@ -452,16 +480,16 @@ mod tests {
             assert_eq!(i, k);
             s[HEADROOM] = k as u8;
             b.commit_slot();
-            assert!(b.push(&head, i, 1, Ipv4Addr::new(192, 0, 2, 1)));
+            assert!(b.push(&head, i, 1, Ipv4Addr::new(192, 0, 2, 1), 0));
         }
         assert!(!b.has_free_slot());
         assert!(!b.has_room());
-        assert!(!b.push(&head, 0, 1, Ipv4Addr::new(192, 0, 2, 1)));
+        assert!(!b.push(&head, 0, 1, Ipv4Addr::new(192, 0, 2, 1), 0));
         assert_eq!(b.len(), MAX_BATCH);
         // A flush in the middle of a frame's copies must not hand its slot out again.
         let raw = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let _ = b.flush(&raw, |_, _| {});
-        assert!(b.push(&head, MAX_BATCH - 1, 1, Ipv4Addr::new(192, 0, 2, 1)));
+        let _ = b.flush(&raw, |_, _, _| {}, |_, _, _| {});
+        assert!(b.push(&head, MAX_BATCH - 1, 1, Ipv4Addr::new(192, 0, 2, 1), 0));
         assert!(!b.has_free_slot(), "the last slot is still referenced");
         assert_eq!(b.len(), 1);
     }
@@ -470,11 +498,11 @@ mod tests {
     fn push_refuses_out_of_range() {
         let mut b = SendBatch::new();
         let head = [0u8; OVERHEAD];
-        assert!(!b.push(&head, MAX_BATCH, 1, Ipv4Addr::LOCALHOST));
-        assert!(!b.push(&head, 0, SLOT, Ipv4Addr::LOCALHOST));
-        assert!(!b.push_part(&[0u8; MAX_HEAD + 1], 0, 0, 1, Ipv4Addr::LOCALHOST));
+        assert!(!b.push(&head, MAX_BATCH, 1, Ipv4Addr::LOCALHOST, 0));
+        assert!(!b.push(&head, 0, SLOT, Ipv4Addr::LOCALHOST, 0));
+        assert!(!b.push_part(&[0u8; MAX_HEAD + 1], 0, 0, 1, Ipv4Addr::LOCALHOST, 0));
         assert!(b.is_empty());
-        assert!(b.push_part(&[0u8; MAX_HEAD], 0, SLOT - 1, 1, Ipv4Addr::LOCALHOST));
+        assert!(b.push_part(&[0u8; MAX_HEAD], 0, SLOT - 1, 1, Ipv4Addr::LOCALHOST, 0));
     }
 
     /// Hands out the reads given once (lengths and GSO sizes), then WouldBlock.

@@ -329,6 +329,11 @@ impl TcpRun {
         }
     }
 
+    /// The device of the pending run (the caller's index; meaningless when it is empty).
+    pub fn key(&self) -> u16 {
+        self.key
+    }
+
     /// Appends segment `seg` (at `part`, for device `key`) when it continues the run, and says
     /// whether it did; if not, the caller flushes the run and [`start`](TcpRun::start)s a new
     /// one with it. `bytes` resolves a place to the packet there.

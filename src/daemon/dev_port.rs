@@ -9,8 +9,9 @@ use super::batch::RecvBatch;
 use super::batch_gro::{self, Framing, Part, TcpRun, VNET_HDR_NONE};
 use super::io::DeviceQueue;
 use super::ratelimit::RateLimit;
+use super::stats::Traffic;
 use crate::core::arp::{FrameTo, Generated};
-use crate::core::{Counters, DropReason, Timestamp};
+use crate::core::{Counters, DropReason, NetId, Timestamp};
 use std::io::{self, IoSlice};
 use std::sync::Arc;
 use tracing::warn;
@@ -29,6 +30,9 @@ pub struct DevPort<D> {
     err_log: RateLimit,
     /// Set when a write found the device gone: the reason the worker ends.
     gone: Option<String>,
+    /// The worker's traffic cells, and the network whose device this is.
+    traffic: Arc<Traffic>,
+    net: NetId,
 }
 
 impl<D> std::fmt::Debug for DevPort<D> {
@@ -60,7 +64,25 @@ impl<D: DeviceQueue> DevPort<D> {
             read,
             err_log: RateLimit::default(),
             gone: None,
+            traffic: Traffic::detached(),
+            net: NetId(0),
         }
+    }
+
+    /// Counts what is written (and lost) here as network `net`'s, into `traffic`.
+    pub fn attach(&mut self, traffic: Arc<Traffic>, net: NetId) {
+        self.traffic = traffic;
+        self.net = net;
+    }
+
+    /// The worker's traffic cells this port counts into.
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
+    }
+
+    /// The network whose device this is.
+    pub fn net(&self) -> NetId {
+        self.net
     }
 
     /// Writes one whole packet (`None`: a place that held none, counted lost) and counts it.
@@ -78,6 +100,7 @@ impl<D: DeviceQueue> DevPort<D> {
             Ok(_) => {
                 ctr.tx_device += 1;
                 ctr.tx_device_bytes += packet.len() as u64;
+                self.traffic.device_tx(self.net, 1, packet.len() as u64);
             }
             Err(e) => self.write_failed(now, &e, 1, ctr),
         }
@@ -87,8 +110,10 @@ impl<D: DeviceQueue> DevPort<D> {
     pub fn write_vnet(&mut self, now: Timestamp, iov: &[IoSlice<'_>], ctr: &mut Counters) {
         match self.dev.write_packet(iov) {
             Ok(n) => {
+                let bytes = n.saturating_sub(batch_gro::VNET_HDR_LEN) as u64;
                 ctr.tx_device += 1;
-                ctr.tx_device_bytes += n.saturating_sub(batch_gro::VNET_HDR_LEN) as u64;
+                ctr.tx_device_bytes += bytes;
+                self.traffic.device_tx(self.net, 1, bytes);
             }
             Err(e) => self.write_failed(now, &e, 1, ctr),
         }
@@ -98,6 +123,8 @@ impl<D: DeviceQueue> DevPort<D> {
     /// device that is gone (EBADFD: anything else, EIO while it is down..., loses these only).
     pub fn write_failed(&mut self, now: Timestamp, e: &io::Error, count: u64, ctr: &mut Counters) {
         ctr.drops[DropReason::DeviceTxError as usize] += count;
+        self.traffic
+            .dropped_n(self.net, DropReason::DeviceTxError, count);
         if let Some(held) = self.err_log.check(now) {
             warn!(dev = %self.name, error = %e, suppressed = held, "write to device failed");
         }
@@ -189,7 +216,13 @@ pub fn flush_run<'a, D: DeviceQueue>(
     now: Timestamp,
     ctr: &mut Counters,
 ) {
+    let run_key = run.key();
     let flushed = run.flush(|k| ports.port(k).map(|p| &*p.dev), &bytes);
+    if let super::batch_gro::Flushed::Merged { count, bytes } = &flushed
+        && let Some(p) = ports.port(run_key)
+    {
+        p.traffic.device_tx(p.net, *count as u64, *bytes as u64);
+    }
     if let super::batch_gro::Flushed::Refused { key, error, .. } = &flushed
         && error.raw_os_error() == Some(libc::EBADFD)
         && let Some(p) = ports.port_mut(*key)

@@ -11,7 +11,7 @@
 //! when draining fails.
 
 use super::ratelimit::DropReport;
-use super::stats::{Clock, StatsBoard};
+use super::stats::{Clock, StatsBoard, Traffic};
 use crate::core::{Counters, Timestamp};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -50,6 +50,10 @@ pub trait Dataplane {
     /// Takes the waiting changes. The loop unregisters the sources before and registers
     /// [`Dataplane::sources`] again after, so the dataplane may close what it no longer reads.
     fn apply_changes(&mut self) {}
+    /// Gives the worker its traffic cells (per network and per remote) before it runs.
+    fn attach(&mut self, traffic: Arc<Traffic>) {
+        let _ = traffic;
+    }
 }
 
 /// What the loop needs besides the dataplane.
@@ -86,7 +90,8 @@ impl<D> std::fmt::Debug for EventLoop<D> {
 impl<D: Dataplane> EventLoop<D> {
     /// Registers `dp`'s sources with a new poller; returns the loop and the waker that
     /// interrupts it (set `stop` first, then wake).
-    pub fn new(dp: D, cx: LoopContext) -> io::Result<(EventLoop<D>, Arc<Waker>)> {
+    pub fn new(mut dp: D, cx: LoopContext) -> io::Result<(EventLoop<D>, Arc<Waker>)> {
+        dp.attach(cx.board.traffic(cx.id));
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let pending = register(&poll, &dp.sources())?;

@@ -10,8 +10,9 @@ use super::netlink::{RouteChangeError, RouteService};
 use super::reload::{ReloadError, Reloader};
 use super::stats::{Clock, StatsBoard};
 use crate::control::protocol::{
-    ConfigShowReport, FdbRow, Kind, NeighRow, NetStats, PathMtuReport, PathMtuRow, PeersRow,
-    ReloadReport, Request, Response, RouteRow, StatsReport, WorkerStats,
+    ConfigShowReport, FdbRow, Kind, NeighRow, NetStats, PathMtuReport, PathMtuRow, PeerStats,
+    PeersRow, ReloadReport, Request, Response, RouteRow, STATS_VERSION, StatsReport, TunnelMode,
+    WorkerStats,
 };
 use crate::control::server::{Handle, Reply};
 use crate::core::pmtu::PathMtus;
@@ -97,6 +98,8 @@ pub struct Handler {
     pmtu: Option<Arc<PathMtus>>,
     /// The running configuration and its reload (none in tests without a daemon).
     reloader: Option<Arc<Reloader>>,
+    /// The tunnel mode (what `stats` reports and which counters apply).
+    mode: TunnelMode,
 }
 
 /// An entry's kind as the protocol prints it.
@@ -139,7 +142,14 @@ impl Handler {
             routes,
             pmtu: None,
             reloader: None,
+            mode: TunnelMode::L2Vxlan,
         }
+    }
+
+    /// Reports `mode` as the daemon's tunnel mode.
+    pub fn with_mode(mut self, mode: TunnelMode) -> Handler {
+        self.mode = mode;
+        self
     }
 
     /// Answers `reload` and `config show` with `reloader`, and shows the networks it keeps.
@@ -438,27 +448,79 @@ impl Handler {
         // FDB, to leave out learned entries past their ageing time and not yet reaped).
         let fdb = self.core.fdb_counts(now);
         let neigh = self.core.neigh_counts(now);
-        let networks: Vec<NetStats> = self
-            .nets()
+        // IPIP has no network list: its one device is network 0 (VNI 0) here.
+        let list = self.nets();
+        let ipip_dev = match (&self.routes, list.nets.is_empty()) {
+            (Some(svc), true) => Some(NetInfo {
+                vni: encap::Vni::ZERO,
+                dev: svc.dev().to_owned(),
+                mac: None,
+            }),
+            _ => None,
+        };
+        // Each network with its NetId (the index of its cells); IPIP's device is network 0.
+        let nets: Vec<(&NetInfo, Option<usize>)> = list
             .nets
             .iter()
-            .map(|n| {
-                let net = self.core.net_by_vni(n.vni);
-                let id = net.map(|id| usize::from(id.0));
+            .map(|n| (n, self.core.net_by_vni(n.vni).map(|id| usize::from(id.0))))
+            .chain(ipip_dev.as_ref().map(|n| (n, Some(0))))
+            .collect();
+        let ids = nets.iter().filter_map(|(_, id)| *id);
+        let cells = self.board.networks(ids.max().map_or(0, |m| m + 1));
+        let networks: Vec<NetStats> = nets
+            .iter()
+            .map(|&(n, id)| {
+                let (mut traffic, mut drops) = id
+                    .and_then(|i| cells.get(i).copied())
+                    .unwrap_or((Default::default(), [0; crate::core::DropReason::COUNT]));
                 let at = |counts: &[usize]| id.and_then(|i| counts.get(i).copied());
+                if self.mode != TunnelMode::L2Vxlan {
+                    // One network, one device: its device figures and drops are the daemon's
+                    // (but for the drops of datagrams no network took).
+                    (traffic.rx_device, traffic.rx_device_bytes) = (c.rx_device, c.rx_device_bytes);
+                    (traffic.tx_device, traffic.tx_device_bytes) = (c.tx_device, c.tx_device_bytes);
+                    drops = c.drops;
+                    for r in crate::core::DropReason::BEFORE_NETWORK {
+                        drops[*r as usize] = 0;
+                    }
+                }
                 NetStats {
                     vni: n.vni.get(),
                     dev: n.dev.clone(),
-                    peers: net.map_or(0, |id| self.core.flood_len(id)),
+                    peers: id.map_or(0, |i| self.core.flood_len(crate::core::NetId(i as u16))),
                     fdb_entries: at(&fdb).unwrap_or(0),
                     mac: n.mac.map(|m| m.to_string()),
                     neigh_entries: at(&neigh).unwrap_or(0),
+                    traffic,
+                    drops: crate::core::DropReason::ALL
+                        .iter()
+                        .map(|r| (r.name().to_owned(), drops[*r as usize]))
+                        .collect(),
+                    drops_total: drops.iter().sum(),
                 }
+            })
+            .collect();
+        let (rows, peers_overflow) = self.board.peers();
+        let by_id: std::collections::HashMap<usize, &NetInfo> =
+            nets.iter().filter_map(|&(n, id)| Some((id?, n))).collect();
+        let peer_rows = rows
+            .into_iter()
+            .filter_map(|(net, remote, traffic)| {
+                let n = by_id.get(&usize::from(net.0))?;
+                Some(PeerStats {
+                    vni: n.vni.get(),
+                    dev: n.dev.clone(),
+                    remote,
+                    traffic,
+                    path_mtu: self.path_mtu_row(now, remote).map(|m| m.mtu),
+                })
             })
             .collect();
         // What `fdb show` lists: entries past their ageing time but not yet reaped are not counted.
         let fdb_entries = networks.iter().map(|n| n.fdb_entries).sum();
         StatsReport {
+            version: STATS_VERSION,
+            mode: self.mode,
             fdb_entries,
             drops: c
                 .drops_by_name()
@@ -478,6 +540,8 @@ impl Handler {
                 })
                 .collect(),
             path_mtu: self.path_mtu_report(now),
+            peers: peer_rows,
+            peers_overflow,
         }
     }
 }
@@ -560,6 +624,58 @@ mod tests {
         );
         let stats = answer(&h, Request::Stats);
         assert_eq!(stats.data["fdb_entries"], 0, "{:?}", stats.data);
+    }
+
+    #[test]
+    fn stats_reports_traffic_per_network_and_peer_with_every_field() {
+        let h = handler_of(&[42, 43], Duration::from_secs(300)).with_mode(TunnelMode::L2Vxlan);
+        h.board.ensure_networks(2);
+        let t = h.board.traffic(0);
+        let net43 = h.core.net_by_vni(Vni::new(43).unwrap()).unwrap();
+        t.tunnel_rx(net43, PEER, 2, 200);
+        t.tunnel_tx(net43, PEER, 1, 100);
+        t.device_tx(net43, 2, 200);
+        t.dropped(net43, crate::core::DropReason::StormBroadcast);
+        let st = answer(&h, Request::Stats).data;
+        assert_eq!(st["version"], 1);
+        assert_eq!(st["mode"], "l2-vxlan");
+        let nets = st["networks"].as_array().unwrap();
+        assert_eq!(nets.len(), 2);
+        for row in nets {
+            for k in crate::core::NetTraffic::NAMES {
+                assert!(row[k].is_u64(), "{k} missing in {row}");
+            }
+            let drops = row["drops"].as_object().unwrap();
+            assert_eq!(drops.len(), crate::core::DropReason::COUNT, "{row}");
+        }
+        let row = nets.iter().find(|r| r["vni"] == 43).unwrap();
+        assert_eq!(
+            (&row["rx_tunnel"], &row["rx_tunnel_bytes"]),
+            (&2.into(), &200.into())
+        );
+        assert_eq!(
+            (&row["tx_device"], &row["tx_device_bytes"]),
+            (&2.into(), &200.into())
+        );
+        assert_eq!(row["drops"]["storm_broadcast"], 1);
+        assert_eq!(row["drops_total"], 1);
+        let other = nets.iter().find(|r| r["vni"] == 42).unwrap();
+        assert_eq!(other["rx_tunnel"], 0);
+        assert_eq!(
+            st["peers"],
+            serde_json::json!([{
+                "vni": 43, "dev": "vt43", "remote": "192.0.2.2",
+                "rx_tunnel": 2, "rx_tunnel_bytes": 200, "tx_tunnel": 1, "tx_tunnel_bytes": 100,
+            }])
+        );
+        assert_eq!(
+            st["peers_overflow"],
+            serde_json::json!({"rx_tunnel": 0, "rx_tunnel_bytes": 0, "tx_tunnel": 0, "tx_tunnel_bytes": 0})
+        );
+        // The text and JSON forms read the same report back.
+        let back: StatsReport = serde_json::from_value(st).unwrap();
+        assert_eq!(back.peers[0].traffic.tx_tunnel_bytes, 100);
+        assert_eq!(back.mode, TunnelMode::L2Vxlan);
     }
 
     #[test]

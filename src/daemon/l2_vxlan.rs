@@ -46,7 +46,7 @@ use super::pmtu::IcmpListener;
 use super::receive::{OnDatagrams, Receiver, drain_socket};
 use super::reload::NetworkSet;
 use super::runner::{ControlParts, Held, Mode, Opened};
-use super::stats::Clock;
+use super::stats::{Clock, StatsBoard, Traffic};
 use super::tunnel_tx::TunnelTx;
 use super::{housekeeping, socket, tunnel_tx};
 use crate::config::{DaemonConfig, NetConfig, stable_mac};
@@ -58,10 +58,9 @@ use crate::core::{
 };
 use crate::error::Failure;
 use crossbeam_queue::SegQueue;
-use encap::MacAddr;
-use encap::Vni;
 use encap::VxlanConfig;
 use encap::vxlan::HEADER_LEN;
+use encap::{MacAddr, Vni};
 use socket2::Socket;
 use std::io::ErrorKind;
 use std::net::Ipv4Addr;
@@ -184,6 +183,7 @@ impl Mode for L2Vxlan {
             core: Arc::clone(&core),
             underlay: self.underlay,
             queues,
+            board: std::sync::OnceLock::new(),
             devices: Mutex::new(
                 cfg.networks
                     .iter()
@@ -263,6 +263,8 @@ pub struct L2Networks {
     queues: Vec<Arc<SegQueue<NetChange<SyncDevice>>>>,
     /// The devices by VNI.
     devices: Mutex<Vec<(Vni, OwnedDevice)>>,
+    /// Where the workers count per network: a network added gets its cells first.
+    board: std::sync::OnceLock<Arc<StatsBoard>>,
 }
 
 impl L2Networks {
@@ -287,6 +289,9 @@ impl NetworkSet for L2Networks {
         };
         // ARP suppression and the rest of the settings, as at start.
         let _ = self.core.set_net_settings(n.vni, &n.settings());
+        if let Some(b) = self.board.get() {
+            b.ensure_networks(usize::from(id.0) + 1);
+        }
         let vxlan = n.outer.vxlan(cfg.local, cfg.port);
         for (w, q) in self.queues.iter().enumerate() {
             q.push(NetChange::Add {
@@ -345,6 +350,10 @@ impl NetworkSet for L2Networks {
         Ok(())
     }
 
+    fn count_into(&self, board: Arc<StatsBoard>) {
+        let _ = self.board.set(board);
+    }
+
     fn release(&self) {
         let all = std::mem::take(&mut *self.devices());
         device::release(all.into_iter().map(|(_, d)| d).collect());
@@ -370,6 +379,8 @@ pub struct L2Worker<D = SyncDevice, S = Socket> {
     out: Out,
     /// TCP segments of the receive batch waiting to be written to a device as one.
     run: TcpRun,
+    /// Traffic per network and per remote.
+    traffic: Arc<Traffic>,
 }
 
 /// Source 0 is the UDP socket; source `1 + k` the `k`-th TAP queue this worker reads.
@@ -403,6 +414,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             ctr: Counters::default(),
             out: Out::with_capacity(1024),
             run: TcpRun::new(Framing::Ethernet),
+            traffic: Traffic::detached(),
         }
     }
 
@@ -410,6 +422,13 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
     pub fn with_changes(mut self, changes: Arc<SegQueue<NetChange<D>>>) -> L2Worker<D, S> {
         self.changes = Some(changes);
         self
+    }
+
+    /// The network datagram `i`'s VXLAN header names, if this daemon has it.
+    fn net_of(&self, i: usize) -> Option<NetId> {
+        let v = self.rx.batch.get(i)?.0.get(4..7)?;
+        let vni = Vni::new(u32::from_be_bytes([0, v[0], v[1], v[2]])).ok()?;
+        self.engine.core().net_by_vni(vni)
     }
 
     /// Fails the worker once a write found a device gone.
@@ -434,8 +453,15 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
         {
             log_learning(d, src, self.ctr.mac_moves != moves);
         }
-        // Drops are counted by the engine and summarised by the drop report.
+        // Drops are counted by the engine (and here in their network when the VNI names one
+        // of ours) and summarised by the drop report.
+        if let FromTunnel::Drop(r) = v
+            && let Some(net) = self.net_of(i)
+        {
+            self.traffic.dropped(net, r);
+        }
         if let FromTunnel::Deliver { net, range } = v {
+            self.traffic.tunnel_rx(net, src, 1, range.len() as u64);
             let part = (i, range.start);
             let (batch, ctr) = (&self.rx.batch, &mut self.ctr);
             let framing = Framing::Ethernet;
@@ -490,9 +516,12 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
                         }
                     };
                     if !ok {
+                        let bytes = n.saturating_sub(VNET_HDR_LEN) as u64;
                         self.ctr.rx_device += 1;
-                        self.ctr.rx_device_bytes += n.saturating_sub(VNET_HDR_LEN) as u64;
+                        self.ctr.rx_device_bytes += bytes;
                         self.ctr.drop(DropReason::DeviceOffload);
+                        self.traffic.device_rx(net, 1, bytes);
+                        self.traffic.dropped(net, DropReason::DeviceOffload);
                         taken += 1;
                         continue;
                     }
@@ -520,6 +549,8 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
                     self.ctr.rx_device += 1;
                     self.ctr.rx_device_bytes += n as u64;
                     self.ctr.drop(DropReason::DeviceOffload);
+                    self.traffic.device_rx(net, 1, n as u64);
+                    self.traffic.dropped(net, DropReason::DeviceOffload);
                     taken += 1;
                     continue;
                 }
@@ -528,8 +559,10 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             // TSO (the engine counts one), and as many packets of the budget.
             let more_segs = tso.map_or(0, |t| t.segments() - 1);
             let hdr_len = tso.map_or(0, |t| t.hdr_len);
+            let bytes = (n + more_segs * hdr_len) as u64;
             self.ctr.rx_device += more_segs as u64;
-            self.ctr.rx_device_bytes += (n + more_segs * hdr_len) as u64;
+            self.ctr.rx_device_bytes += bytes;
+            self.traffic.device_rx(net, 1 + more_segs as u64, bytes);
             taken += 1 + more_segs;
             let floods = self.ctr.flood_copies;
             match self
@@ -543,14 +576,23 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
                     }
                     continue;
                 }
-                FromDevice::Held | FromDevice::Drop(_) => continue,
+                FromDevice::Drop(r) => {
+                    self.traffic.dropped(net, r);
+                    continue;
+                }
+                FromDevice::Held => continue,
             }
             // Every segment is flooded as the super-frame is.
             self.ctr.flood_copies += (self.ctr.flood_copies - floods) * more_segs as u64;
-            if let Some((dst, fit)) =
-                self.tx
-                    .send_copies(now, &self.out.remotes, slot, n, tso.as_ref(), &mut self.ctr)
-            {
+            if let Some((dst, fit)) = self.tx.send_copies(
+                now,
+                net,
+                &self.out.remotes,
+                slot,
+                n,
+                tso.as_ref(),
+                &mut self.ctr,
+            ) {
                 self.too_big(now, t, slot, n, dst, fit);
             }
         }
@@ -573,7 +615,8 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
         fit: usize,
     ) {
         let frame = &self.tx.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
-        match too_big::on_too_big(
+        let drops = self.ctr.drops;
+        let d = too_big::on_too_big(
             now,
             Framing::Ethernet,
             frame,
@@ -581,7 +624,10 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             true,
             &mut self.out,
             &mut self.ctr,
-        ) {
+        );
+        self.traffic
+            .dropped_since(net_id(t), &drops, &self.ctr.drops);
+        match d {
             TooBig::Answered => {
                 if let Some(p) = self.taps[t].as_mut() {
                     p.write_answers(now, &mut self.out.generated, &mut self.ctr);
@@ -590,7 +636,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             TooBig::Fragment(f) => {
                 let vni = self.out.remotes.vni();
                 self.tx
-                    .send_fragments(now, vni, dst, slot, len, &f, &mut self.ctr);
+                    .send_fragments(now, net_id(t), vni, dst, slot, len, &f, &mut self.ctr);
             }
             TooBig::Drop => {}
         }
@@ -675,6 +721,8 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L2Worker<D, S> {
                     if self.taps.len() <= i {
                         self.taps.resize_with(i + 1, || None);
                     }
+                    let mut port = port;
+                    port.attach(Arc::clone(&self.traffic), id);
                     self.taps[i] = Some(port);
                     self.tx.set_network(vni, vxlan);
                 }
@@ -691,6 +739,21 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L2Worker<D, S> {
             .filter(|&i| self.taps[i].as_ref().is_some_and(|p| p.read))
             .collect();
     }
+
+    fn attach(&mut self, traffic: Arc<Traffic>) {
+        self.tx.attach(Arc::clone(&traffic));
+        for (t, port) in self.taps.iter_mut().enumerate() {
+            if let Some(port) = port {
+                port.attach(Arc::clone(&traffic), net_id(t));
+            }
+        }
+        self.traffic = traffic;
+    }
+}
+
+/// The network of TAP `t` (the TAPs are in [`NetId`] order; a NetId is a u16, so are they).
+fn net_id(t: usize) -> NetId {
+    NetId(t as u16)
 }
 
 /// Logs (at debug level) a MAC learned or moved from a datagram.

@@ -30,7 +30,7 @@ use super::pmtu::{IcmpListener, PmtuLearner};
 use super::ratelimit::RateLimit;
 use super::receive::{OnDatagrams, Receiver, drain_socket};
 use super::runner::{ControlParts, Held, Mode, Opened};
-use super::stats::Clock;
+use super::stats::{Clock, Traffic};
 use super::tun;
 use crate::config::DaemonConfig;
 use crate::core::encapsulator::{Encapsulator, TunnelConfig};
@@ -39,7 +39,7 @@ use crate::core::pmtu::{OurSends, PathMtus};
 use crate::core::route::Routes;
 use crate::core::too_big::{self, TooBig};
 use crate::core::{
-    Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, Out, Outer, Timestamp,
+    Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp,
 };
 use crate::error::Failure;
 use encap::{IpipConfig, Vni};
@@ -263,6 +263,13 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
         };
         let v = self.ipip.on_remote(now, outer, packet, &mut self.ctr);
         if let FromTunnel::Deliver { range, .. } = v {
+            // The source checked is the outer header's (the socket's address is the same).
+            let src = packet
+                .get(12..16)
+                .map_or(outer.src, |b| Ipv4Addr::new(b[0], b[1], b[2], b[3]));
+            self.dev[0]
+                .traffic()
+                .tunnel_rx(NetId(0), src, 1, range.len() as u64);
             self.deliver(now, i, range);
         }
     }
@@ -414,8 +421,9 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
     /// Sends the queued encapsulated packets and frees the device slots.
     fn flush_tunnel(&mut self, now: Timestamp) {
         let (log, learner) = (&mut self.tunnel_err_log, &mut self.learner);
+        let traffic = self.dev[0].traffic();
         self.queue
-            .flush(&self.reader, &self.rx.sock, &mut self.ctr, |dst, e| {
+            .flush(&self.reader, &self.rx.sock, &mut self.ctr, traffic, |dst, e| {
                 learner.on_send_error(dst, e);
                 // Unreachable, ENOBUFS, EMSGSIZE (a path MTU below ours), a full buffer: this
                 // packet is lost, the loop goes on.
@@ -463,5 +471,9 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for IpipWorker<D, S> {
 
     fn counters(&self) -> &Counters {
         &self.ctr
+    }
+
+    fn attach(&mut self, traffic: Arc<Traffic>) {
+        self.dev[0].attach(traffic, NetId(0));
     }
 }

@@ -13,12 +13,16 @@
 
 use super::batch::{send_all, send_drop_reason};
 use super::io::{DatagramSocket, DeviceQueue};
-use crate::core::Counters;
+use super::stats::Traffic;
+use crate::core::{Counters, NetId};
 use crate::sys::{MAX_BATCH, SendMsg};
 use std::io;
 use std::net::Ipv4Addr;
 use std::ops::Range;
 use tun_rs::VIRTIO_NET_HDR_LEN;
+
+/// Bytes of the outer IPv4 header of an IPIP packet vtepd sends.
+const IPV4_HEADER: usize = 20;
 
 /// Segment slots: enough that after a flush (at [`MAX_BATCH`] queued) a 64 KiB super-packet
 /// cut at an MSS of 512 still fits in what is left.
@@ -132,12 +136,14 @@ impl TunnelQueue {
 
     /// Sends everything queued on `sock` (`sendmmsg`, up to [`MAX_BATCH`] a call); each packet
     /// the kernel refuses is counted with its reason and reported to `on_error`. Counts sent
-    /// packets as `tx_tunnel`. The queue is empty afterwards.
+    /// packets as `tx_tunnel` (their inner bytes, without the outer IPv4 header, as
+    /// `tx_tunnel_bytes`), and into `traffic` as network 0's. The queue is empty afterwards.
     pub fn flush(
         &mut self,
         reader: &TunReader,
         sock: &impl DatagramSocket,
         ctr: &mut Counters,
+        traffic: &Traffic,
         mut on_error: impl FnMut(Ipv4Addr, &io::Error),
     ) {
         let mut msgs = [SendMsg {
@@ -153,11 +159,27 @@ impl TunnelQueue {
                     dst: q.dst,
                 };
             }
-            let done = send_all(sock, &msgs[..chunk.len()], &mut |dst, e| {
-                ctr.drop(send_drop_reason(e));
-                on_error(dst, e);
-            });
+            let mut bytes = 0;
+            let done = send_all(
+                sock,
+                &msgs[..chunk.len()],
+                &mut |i, e| {
+                    ctr.drop(send_drop_reason(e));
+                    if let Some(q) = chunk.get(i) {
+                        on_error(q.dst, e);
+                    }
+                },
+                &mut |i| {
+                    if let Some(q) = chunk.get(i) {
+                        // The outer header encap writes has no options.
+                        let inner = q.range.len().saturating_sub(IPV4_HEADER) as u64;
+                        bytes += inner;
+                        traffic.tunnel_tx(NetId(0), q.dst, 1, inner);
+                    }
+                },
+            );
             ctr.tx_tunnel += done.sent;
+            ctr.tx_tunnel_bytes += bytes;
         }
         self.queued.clear();
     }

@@ -39,7 +39,7 @@ use super::netlink::{KernelRoutes, RouteService};
 use super::pmtu::IcmpListener;
 use super::receive::{OnDatagrams, Receiver, drain_socket};
 use super::runner::{ControlParts, Held, Mode, Opened};
-use super::stats::Clock;
+use super::stats::{Clock, Traffic};
 use super::tun;
 use super::tunnel_tx::TunnelTx;
 use super::{housekeeping, socket, tunnel_tx};
@@ -254,9 +254,14 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             return self.ctr.drop(DropReason::Truncated);
         };
         let outer = Outer { src, tos: m.tos };
+        let inner = d.len().saturating_sub(encap::vxlan::HEADER_LEN) as u64;
         let v = self
             .engine
             .on_remote(now, outer, d, &mut self.out, &mut self.ctr);
+        // What the tunnel carried: the Ethernet frame (delivered as the IP packet in it).
+        if matches!(v, FromTunnel::Consumed | FromTunnel::Deliver { .. }) {
+            self.tun[0].traffic().tunnel_rx(NET, src, 1, inner);
+        }
         if let FromTunnel::Deliver { range, .. } = v {
             let part = (i, range.start);
             let (batch, ctr) = (&self.rx.batch, &mut self.ctr);
@@ -341,6 +346,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             if v == FromDevice::Tunnel
                 && let Some((dst, fit)) = self.tx.send_copies(
                     now,
+                    NET,
                     &self.out.remotes,
                     slot,
                     frame_len,
@@ -383,6 +389,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             // Segments are cut to fit the path: nothing comes back.
             let _ = self.tx.send_copies(
                 now,
+                NET,
                 &self.out.remotes,
                 slot,
                 frame_len,
@@ -426,7 +433,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             TooBig::Fragment(f) => {
                 let (vni, f) = (self.out.remotes.vni(), f.behind_link(ETH));
                 self.tx
-                    .send_fragments(now, vni, dst, slot, frame_len, &f, &mut self.ctr);
+                    .send_fragments(now, NET, vni, dst, slot, frame_len, &f, &mut self.ctr);
             }
             TooBig::Drop => {}
         }
@@ -472,17 +479,16 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         self.send_whole(now, slot, len);
     }
 
-    /// Sends the frame in send slot `slot` (`len` bytes) to `out.remotes`; one too big for
-    /// the path is dropped as `too_big` (segments and packets released after resolution: the
-    /// sender's next packets are answered).
+    /// Sends the frame in send slot `slot` (`len` bytes) to `out.remotes` (segments and
+    /// packets released after their next hop resolved); one too big for the path is answered
+    /// or fragmented like a packet read from the device.
     fn send_whole(&mut self, now: Timestamp, slot: usize, len: usize) {
         let to = &self.out.remotes;
-        if self
+        if let Some((dst, fit)) = self
             .tx
-            .send_copies(now, to, slot, len, None, &mut self.ctr)
-            .is_some()
+            .send_copies(now, NET, to, slot, len, None, &mut self.ctr)
         {
-            self.ctr.drop(DropReason::TooBig);
+            self.too_big(now, slot, len, dst, fit);
         }
     }
 
@@ -570,5 +576,10 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L3VxWorker<D, S> {
 
     fn counters(&self) -> &Counters {
         &self.ctr
+    }
+
+    fn attach(&mut self, traffic: Arc<Traffic>) {
+        self.tx.attach(Arc::clone(&traffic));
+        self.tun[0].attach(traffic, NET);
     }
 }

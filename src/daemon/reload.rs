@@ -60,6 +60,11 @@ pub trait NetworkSet: std::fmt::Debug + Send + Sync {
     fn remove(&self, vni: Vni) -> Result<(), String>;
     /// At exit, once the workers stopped: removes (or gives back) every device.
     fn release(&self);
+    /// The board whose per-network cells a network added later needs (made before the
+    /// workers count into them).
+    fn count_into(&self, board: Arc<super::stats::StatsBoard>) {
+        let _ = board;
+    }
 }
 
 /// Why a reload did not (wholly) happen.

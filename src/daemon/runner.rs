@@ -28,6 +28,7 @@ use super::reload::Reloader;
 use super::signals::{self, Action};
 use super::stats::{Clock, StatsBoard};
 use crate::config::{ConfigSource, DaemonConfig};
+use crate::control::protocol::TunnelMode;
 use crate::control::server::{self, Server};
 use crate::core::Core;
 use crate::core::pmtu::PathMtus;
@@ -219,6 +220,11 @@ pub fn run<M: Mode>(cfg: &DaemonConfig, source: Option<ConfigSource>) -> Result<
 
     let stop = Arc::new(AtomicBool::new(false));
     let board = Arc::new(StatsBoard::new(workers.len()));
+    // Every mode counts into network 0 at least (IPIP's device has no network list).
+    board.ensure_networks(control.nets.len().max(1));
+    if let Some(set) = &control.networks {
+        set.count_into(Arc::clone(&board));
+    }
     let reloader = Arc::new(
         Reloader::new(
             cfg.clone(),
@@ -296,6 +302,11 @@ fn start<W: Dataplane + Send + 'static>(
         control.routes,
     )
     .with_path_mtus(control.path_mtus)
+    .with_mode(match cfg.tunnel {
+        crate::config::Tunnel::L2Vxlan => TunnelMode::L2Vxlan,
+        crate::config::Tunnel::L3Vxlan => TunnelMode::L3Vxlan,
+        crate::config::Tunnel::L3Ipip => TunnelMode::L3Ipip,
+    })
     .with_reloader(reloader);
     let (srv, waker) = Server::new(listener, handler, Arc::clone(stop))
         .map_err(|e| rt("cannot set up the control server", e))?;

@@ -3,10 +3,21 @@
 //! Each worker owns a plain [`Counters`] on its hot path and copies it into its own cache-padded
 //! slot of atomics after every batch (relaxed stores: the reader only needs a recent value, not
 //! a consistent cut). The control plane sums the slots without ever blocking a worker.
+//!
+//! Traffic per network and per peer ([`Traffic`], one per worker) is counted straight into
+//! atomic cells that only the worker's own thread writes (a relaxed load and store, no
+//! read-modify-write: as cheap as a plain add), so nothing is copied after a batch; the control
+//! plane reads and sums them the same way. No lock and no allocation on the packet path:
+//! the per-network cells are allocated in chunks off the packet path
+//! ([`StatsBoard::ensure_networks`], for the networks there are, and again before networks
+//! are added at run time), the per-peer rows are a fixed table of [`PEER_ROWS`] per worker.
 
-use crate::core::{Counters, Timestamp};
+use crate::core::{Counters, DropReason, NetId, NetTraffic, PeerTraffic, Timestamp};
 use crossbeam_utils::CachePadded;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Values in one slot: [`Counters::to_array`].
@@ -19,6 +30,8 @@ struct Slot([AtomicU64; SLOT_LEN]);
 #[derive(Debug)]
 pub struct StatsBoard {
     slots: Box<[CachePadded<Slot>]>,
+    /// Each worker's traffic cells.
+    traffic: Box<[Arc<Traffic>]>,
 }
 
 impl StatsBoard {
@@ -27,9 +40,299 @@ impl StatsBoard {
         let slots = (0..workers)
             .map(|_| CachePadded::new(Slot(std::array::from_fn(|_| AtomicU64::new(0)))))
             .collect();
-        StatsBoard { slots }
+        let traffic = (0..workers).map(|_| Arc::new(Traffic::new())).collect();
+        StatsBoard { slots, traffic }
     }
 
+    /// Worker `w`'s traffic cells (detached ones, counted but never read, if `w` is out of
+    /// range).
+    pub fn traffic(&self, w: usize) -> Arc<Traffic> {
+        self.traffic
+            .get(w)
+            .map_or_else(Traffic::detached, Arc::clone)
+    }
+
+    /// Makes room for networks `0..n` in every worker's cells (allocates off the packet path;
+    /// a network beyond the room is counted in the totals only). Call it before a new network
+    /// gets traffic; growing never moves or resets the cells of the networks there are.
+    pub fn ensure_networks(&self, n: usize) {
+        for t in self.traffic.iter() {
+            t.ensure_networks(n);
+        }
+    }
+
+    /// Networks `0..n`: their traffic and drops by reason, summed over the workers.
+    pub fn networks(&self, n: usize) -> Vec<(NetTraffic, [u64; DropReason::COUNT])> {
+        let mut sums = vec![[0u64; NET_LEN]; n];
+        for t in self.traffic.iter() {
+            for (i, sum) in sums.iter_mut().enumerate() {
+                if let Some(cell) = t.net_cell(i) {
+                    for (s, c) in sum.iter_mut().zip(cell.iter()) {
+                        *s += c.load(Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        sums.into_iter()
+            .map(|a| {
+                let (traffic, drops) = a.split_at(NetTraffic::LEN);
+                (
+                    NetTraffic::from_array(traffic.try_into().unwrap_or(&[0; NetTraffic::LEN])),
+                    drops.try_into().unwrap_or([0; DropReason::COUNT]),
+                )
+            })
+            .collect()
+    }
+
+    /// Every (network, remote) row of every worker, summed over the workers and ordered by
+    /// network then remote; and the traffic of remotes that found no row (the overflow).
+    pub fn peers(&self) -> (Vec<(NetId, Ipv4Addr, PeerTraffic)>, PeerTraffic) {
+        let mut rows: BTreeMap<(u16, Ipv4Addr), PeerTraffic> = BTreeMap::new();
+        let mut overflow = PeerTraffic::default();
+        for t in self.traffic.iter() {
+            t.each_peer(|net, remote, p| rows.entry((net.0, remote)).or_default().add(&p));
+            overflow.add(&load_peer(&t.overflow));
+        }
+        let rows = rows
+            .into_iter()
+            .map(|((net, remote), p)| (NetId(net), remote, p))
+            .collect();
+        (rows, overflow)
+    }
+}
+
+/// Networks per chunk of per-network cells.
+const NET_CHUNK: usize = 64;
+/// Chunks a worker can have: every [`NetId`].
+const NET_CHUNKS: usize = (u16::MAX as usize + 1) / NET_CHUNK;
+/// Values per network: its [`NetTraffic`], then its drops by reason.
+const NET_LEN: usize = NetTraffic::LEN + DropReason::COUNT;
+/// (network, remote) rows each worker keeps. Remotes are configuration, FDB remotes or (with
+/// `--allow-any-peer`) whoever sends: the table never grows, and the traffic of a remote that
+/// finds no row is counted in the overflow (`peers_overflow` in `stats --json`).
+pub const PEER_ROWS: usize = 1024;
+/// Slots a lookup looks at before it gives up on a row (the table is open addressing).
+const PEER_PROBES: usize = 16;
+
+// Indexes of the cells, in the order `NetTraffic` and `PeerTraffic` declare their fields
+// (checked by a test); each packet count is followed by its bytes.
+const RX_TUNNEL: usize = 0;
+const RX_TUNNEL_BYTES: usize = 1;
+const TX_TUNNEL: usize = 2;
+const TX_TUNNEL_BYTES: usize = 3;
+const RX_DEVICE: usize = 4;
+const TX_DEVICE: usize = 6;
+
+type NetCell = [AtomicU64; NET_LEN];
+type PeerCell = [AtomicU64; PeerTraffic::LEN];
+
+/// Adds `v` to a cell only one thread writes: a relaxed load and store, no locked
+/// read-modify-write (readers see the old or the new value, never a torn one).
+#[inline]
+fn bump(c: &AtomicU64, v: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed);
+}
+
+fn load_peer(c: &PeerCell) -> PeerTraffic {
+    PeerTraffic::from_array(&std::array::from_fn(|i| c[i].load(Ordering::Relaxed)))
+}
+
+/// A (network, remote) row's key: never 0 (0 marks a free slot).
+fn peer_key(net: NetId, remote: Ipv4Addr) -> u64 {
+    1 << 48 | u64::from(net.0) << 32 | u64::from(u32::from(remote))
+}
+
+/// Where a row's lookup starts. A multiplicative (Fibonacci) hash written here rather than a
+/// hasher crate's: the key is one u64 and the table's size a power of two.
+fn peer_home(key: u64) -> usize {
+    (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54) as usize % PEER_ROWS
+}
+
+/// One worker's traffic per network and per (network, remote): cells only the worker's thread
+/// writes (through `&self`: the control plane reads them at the same time), summed by
+/// [`StatsBoard`] when read.
+pub struct Traffic {
+    /// Per-network cells in chunks of [`NET_CHUNK`], allocated by
+    /// [`Traffic::ensure_networks`] (never on the packet path).
+    nets: Box<[OnceLock<Box<[NetCell]>>]>,
+    /// Row keys ([`peer_key`]; 0: free), published with release ordering once the row's
+    /// cells (zero) are there.
+    keys: Box<[AtomicU64]>,
+    peers: Box<[PeerCell]>,
+    /// Rows taken.
+    rows: AtomicUsize,
+    /// Traffic of remotes that found no row.
+    overflow: PeerCell,
+}
+
+impl std::fmt::Debug for Traffic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Traffic")
+            .field("rows", &self.rows.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Traffic::new()
+    }
+}
+
+impl Traffic {
+    /// Cells for no network yet and an empty peer table.
+    pub fn new() -> Traffic {
+        Traffic {
+            nets: (0..NET_CHUNKS).map(|_| OnceLock::new()).collect(),
+            keys: (0..PEER_ROWS).map(|_| AtomicU64::new(0)).collect(),
+            peers: (0..PEER_ROWS)
+                .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                .collect(),
+            rows: AtomicUsize::new(0),
+            overflow: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// The cells of whatever is not attached to a worker's (a dataplane built without an event
+    /// loop, in tests): one set for the whole process, counted into and never read, so an
+    /// unattached device port costs no memory of its own (a daemon has one per network and
+    /// worker).
+    pub fn detached() -> Arc<Traffic> {
+        static DETACHED: std::sync::LazyLock<Arc<Traffic>> =
+            std::sync::LazyLock::new(|| Arc::new(Traffic::new()));
+        Arc::clone(&DETACHED)
+    }
+
+    /// Cells for networks `0..n` (allocates the chunks missing).
+    pub fn ensure_networks(&self, n: usize) {
+        for chunk in self.nets.iter().take(n.div_ceil(NET_CHUNK)) {
+            chunk.get_or_init(|| {
+                (0..NET_CHUNK)
+                    .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                    .collect()
+            });
+        }
+    }
+
+    #[inline]
+    fn net_cell(&self, i: usize) -> Option<&NetCell> {
+        self.nets.get(i / NET_CHUNK)?.get()?.get(i % NET_CHUNK)
+    }
+
+    #[inline]
+    fn net(&self, net: NetId, at: usize, pkts: u64, bytes: u64) {
+        if let Some(c) = self.net_cell(usize::from(net.0)) {
+            bump(&c[at], pkts);
+            bump(&c[at + 1], bytes);
+        }
+    }
+
+    /// The row of `remote` in network `net`: found, or taken now if the table has room near
+    /// its home; else the overflow.
+    #[inline]
+    fn peer(&self, net: NetId, remote: Ipv4Addr) -> &PeerCell {
+        let key = peer_key(net, remote);
+        let home = peer_home(key);
+        for k in 0..PEER_PROBES {
+            let s = (home + k) % PEER_ROWS;
+            match self.keys[s].load(Ordering::Relaxed) {
+                k if k == key => return &self.peers[s],
+                0 => {
+                    // Only this worker's thread writes: no other writer can take the slot.
+                    self.keys[s].store(key, Ordering::Release);
+                    bump_usize(&self.rows);
+                    return &self.peers[s];
+                }
+                _ => {}
+            }
+        }
+        &self.overflow
+    }
+
+    /// A packet of `bytes` inner bytes from `remote` accepted into network `net` (`pkts`: the
+    /// segments a merged one stands for).
+    #[inline]
+    pub fn tunnel_rx(&self, net: NetId, remote: Ipv4Addr, pkts: u64, bytes: u64) {
+        self.net(net, RX_TUNNEL, pkts, bytes);
+        let p = self.peer(net, remote);
+        bump(&p[RX_TUNNEL], pkts);
+        bump(&p[RX_TUNNEL_BYTES], bytes);
+    }
+
+    /// `pkts` packets of network `net` sent to `remote`, `bytes` inner bytes in all.
+    #[inline]
+    pub fn tunnel_tx(&self, net: NetId, remote: Ipv4Addr, pkts: u64, bytes: u64) {
+        self.net(net, TX_TUNNEL, pkts, bytes);
+        let p = self.peer(net, remote);
+        bump(&p[TX_TUNNEL], pkts);
+        bump(&p[TX_TUNNEL_BYTES], bytes);
+    }
+
+    /// `pkts` packets (`bytes` in all) read from network `net`'s device.
+    #[inline]
+    pub fn device_rx(&self, net: NetId, pkts: u64, bytes: u64) {
+        self.net(net, RX_DEVICE, pkts, bytes);
+    }
+
+    /// `pkts` packets (`bytes` in all) written to network `net`'s device.
+    #[inline]
+    pub fn device_tx(&self, net: NetId, pkts: u64, bytes: u64) {
+        self.net(net, TX_DEVICE, pkts, bytes);
+    }
+
+    /// A drop in network `net` (also counted in the worker's [`Counters`]).
+    #[inline]
+    pub fn dropped(&self, net: NetId, r: DropReason) {
+        self.dropped_n(net, r, 1);
+    }
+
+    /// `n` drops in network `net`.
+    #[inline]
+    pub fn dropped_n(&self, net: NetId, r: DropReason, n: u64) {
+        if let Some(c) = self.net_cell(usize::from(net.0)) {
+            bump(&c[NetTraffic::LEN + r as usize], n);
+        }
+    }
+
+    /// The drops counted between `before` and `now` (two readings of a worker's
+    /// [`Counters::drops`]), in network `net`: for paths where the core counts a drop inside a
+    /// decision that does not name its reason (rare ones: a packet too big for its path).
+    pub fn dropped_since(
+        &self,
+        net: NetId,
+        before: &[u64; DropReason::COUNT],
+        now: &[u64; DropReason::COUNT],
+    ) {
+        for (r, (a, b)) in DropReason::ALL.iter().zip(before.iter().zip(now.iter())) {
+            if b > a {
+                self.dropped_n(net, *r, b - a);
+            }
+        }
+    }
+
+    /// Rows taken in the peer table.
+    pub fn peer_rows(&self) -> usize {
+        self.rows.load(Ordering::Relaxed)
+    }
+
+    /// Calls `f` with every row taken.
+    fn each_peer(&self, mut f: impl FnMut(NetId, Ipv4Addr, PeerTraffic)) {
+        for (k, cell) in self.keys.iter().zip(self.peers.iter()) {
+            let key = k.load(Ordering::Acquire);
+            if key != 0 {
+                let net = NetId((key >> 32) as u16);
+                f(net, Ipv4Addr::from(key as u32), load_peer(cell));
+            }
+        }
+    }
+}
+
+#[inline]
+fn bump_usize(c: &AtomicUsize) {
+    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+impl StatsBoard {
     /// Publishes worker `w`'s counters (ignored if `w` is out of range).
     pub fn publish(&self, w: usize, c: &Counters) {
         if let Some(slot) = self.slots.get(w) {
@@ -96,6 +399,141 @@ mod tests {
     /// Counters whose every value (drops included) is distinct and depends on `k`.
     fn sample(k: u64) -> Counters {
         Counters::from_array(&std::array::from_fn(|i| k * 100 + i as u64))
+    }
+
+    const A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+    const B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+
+    #[test]
+    fn cell_indexes_follow_the_declared_names() {
+        let n = NetTraffic::NAMES;
+        assert_eq!(n[RX_TUNNEL], "rx_tunnel");
+        assert_eq!(n[RX_TUNNEL_BYTES], "rx_tunnel_bytes");
+        assert_eq!(n[TX_TUNNEL], "tx_tunnel");
+        assert_eq!(n[TX_TUNNEL_BYTES], "tx_tunnel_bytes");
+        assert_eq!(n[RX_DEVICE], "rx_device");
+        assert_eq!(n[RX_DEVICE + 1], "rx_device_bytes");
+        assert_eq!(n[TX_DEVICE], "tx_device");
+        assert_eq!(n[TX_DEVICE + 1], "tx_device_bytes");
+        assert_eq!(PeerTraffic::NAMES, &n[..PeerTraffic::LEN]);
+    }
+
+    #[test]
+    fn traffic_is_summed_per_network_and_peer_over_workers() {
+        let b = StatsBoard::new(2);
+        b.ensure_networks(2);
+        let (w0, w1) = (b.traffic(0), b.traffic(1));
+        w0.tunnel_rx(NetId(0), A, 1, 100);
+        w1.tunnel_rx(NetId(0), A, 2, 300);
+        w1.tunnel_tx(NetId(1), A, 3, 30);
+        w0.tunnel_tx(NetId(1), B, 1, 10);
+        w0.device_rx(NetId(1), 4, 40);
+        w1.device_tx(NetId(0), 5, 50);
+        w0.dropped(NetId(1), DropReason::NoPeers);
+        w1.dropped_n(NetId(1), DropReason::NoPeers, 2);
+        let nets = b.networks(2);
+        assert_eq!(
+            nets[0].0,
+            NetTraffic {
+                rx_tunnel: 3,
+                rx_tunnel_bytes: 400,
+                tx_device: 5,
+                tx_device_bytes: 50,
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            nets[1].0,
+            NetTraffic {
+                tx_tunnel: 4,
+                tx_tunnel_bytes: 40,
+                rx_device: 4,
+                rx_device_bytes: 40,
+                ..Default::default()
+            }
+        );
+        assert_eq!(nets[1].1[DropReason::NoPeers as usize], 3);
+        let (mut before, mut now) = ([0; DropReason::COUNT], [0; DropReason::COUNT]);
+        before[DropReason::TooBig as usize] = 5;
+        now[DropReason::TooBig as usize] = 7;
+        w0.dropped_since(NetId(0), &before, &now);
+        assert_eq!(b.networks(1)[0].1[DropReason::TooBig as usize], 2);
+        assert_eq!(nets[0].1.iter().sum::<u64>(), 0);
+        let (rows, overflow) = b.peers();
+        let rx = |rx_tunnel, rx_tunnel_bytes| PeerTraffic {
+            rx_tunnel,
+            rx_tunnel_bytes,
+            ..Default::default()
+        };
+        let tx = |tx_tunnel, tx_tunnel_bytes| PeerTraffic {
+            tx_tunnel,
+            tx_tunnel_bytes,
+            ..Default::default()
+        };
+        assert_eq!(
+            rows,
+            vec![
+                (NetId(0), A, rx(3, 400)),
+                (NetId(1), A, tx(3, 30)),
+                (NetId(1), B, tx(1, 10)),
+            ]
+        );
+        assert!(overflow.is_zero());
+    }
+
+    #[test]
+    fn networks_beyond_the_cells_are_not_counted_until_grown() {
+        let b = StatsBoard::new(1);
+        b.ensure_networks(1);
+        let t = b.traffic(0);
+        // Network 100 has no cells yet: nothing counted there, nothing panics.
+        t.device_rx(NetId(100), 1, 10);
+        t.dropped(NetId(100), DropReason::NoPeers);
+        t.device_rx(NetId(0), 1, 10);
+        assert_eq!(b.networks(101)[100].0, NetTraffic::default());
+        // Growing keeps what the existing networks counted, and the new one counts.
+        b.ensure_networks(101);
+        t.device_rx(NetId(100), 2, 20);
+        let nets = b.networks(101);
+        assert_eq!((nets[0].0.rx_device, nets[0].0.rx_device_bytes), (1, 10));
+        assert_eq!(
+            (nets[100].0.rx_device, nets[100].0.rx_device_bytes),
+            (2, 20)
+        );
+        // The largest NetId has room too.
+        b.ensure_networks(usize::from(u16::MAX) + 1);
+        t.device_tx(NetId(u16::MAX), 1, 1);
+        let last = b.networks(usize::from(u16::MAX) + 1).pop().unwrap();
+        assert_eq!(last.0.tx_device, 1);
+    }
+
+    #[test]
+    fn peer_rows_are_bounded_and_the_rest_overflows() {
+        let b = StatsBoard::new(1);
+        b.ensure_networks(1);
+        let t = b.traffic(0);
+        // A flood of distinct sources, four times the rows there are.
+        let n = 4 * PEER_ROWS as u32;
+        for i in 0..n {
+            let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + i);
+            t.tunnel_rx(NetId(0), src, 1, 10);
+        }
+        let (rows, overflow) = b.peers();
+        assert!(rows.len() <= PEER_ROWS, "{} rows", rows.len());
+        assert_eq!(rows.len(), t.peer_rows());
+        assert!(rows.len() > PEER_ROWS / 2, "only {} rows taken", rows.len());
+        // Nothing is lost: rows and overflow add up to what was counted.
+        let in_rows: u64 = rows.iter().map(|r| r.2.rx_tunnel).sum();
+        assert_eq!(in_rows + overflow.rx_tunnel, u64::from(n));
+        assert_eq!(overflow.rx_tunnel_bytes, overflow.rx_tunnel * 10);
+        // The network's own figures count everything.
+        assert_eq!(b.networks(1)[0].0.rx_tunnel, u64::from(n));
+        // A remote that has a row keeps counting there.
+        let (net, known, before) = rows[0];
+        t.tunnel_tx(net, known, 1, 5);
+        let (after, _) = b.peers();
+        assert_eq!(after.len(), rows.len());
+        assert_eq!(after[0].2.tx_tunnel, before.tx_tunnel + 1);
     }
 
     #[test]

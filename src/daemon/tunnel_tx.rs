@@ -33,10 +33,11 @@ use super::batch_tso::{self, TsoFrame};
 use super::io::DatagramSocket;
 use super::pmtu::{IcmpListener, PmtuLearner};
 use super::ratelimit::RateLimit;
+use super::stats::Traffic;
 use crate::core::encapsulator::{Encapsulator, TunnelConfig};
 use crate::core::pmtu::PathMtus;
 use crate::core::too_big::Fragments;
-use crate::core::{Counters, DropReason, Remotes, Timestamp};
+use crate::core::{Counters, DropReason, NetId, Remotes, Timestamp};
 use encap::tunnel::vxlan::OVERHEAD;
 use encap::vxlan::HEADER_LEN;
 use encap::{Vni, VxlanConfig};
@@ -99,6 +100,11 @@ pub struct TunnelTx<S = Socket> {
     err_log: RateLimit,
     /// What the underlay says about the path MTUs, for the shared table.
     learner: PmtuLearner,
+    /// The worker's traffic cells (per network and per remote).
+    traffic: Arc<Traffic>,
+    /// The network of the frame at hand (set by [`TunnelTx::send_copies`] and
+    /// [`TunnelTx::send_fragments`]).
+    net: NetId,
 }
 
 impl<S: DatagramSocket> TunnelTx<S> {
@@ -130,7 +136,20 @@ impl<S: DatagramSocket> TunnelTx<S> {
             ),
             gso_heads: Box::new([[0u8; HEADER_LEN + MAX_HEADER]; crate::sys::MAX_BATCH]),
             err_log: RateLimit::default(),
+            traffic: Traffic::detached(),
+            net: NetId(0),
         }
+    }
+
+    /// Counts drop `r` of the frame at hand, in the totals and in its network.
+    fn drop(&self, ctr: &mut Counters, r: DropReason) {
+        ctr.drop(r);
+        self.traffic.dropped(self.net, r);
+    }
+
+    /// Counts what is sent per network and per remote into `traffic` (the worker's cells).
+    pub fn attach(&mut self, traffic: Arc<Traffic>) {
+        self.traffic = traffic;
     }
 
     /// Gives network `vni` its own outer header settings (the same `local`).
@@ -157,11 +176,13 @@ impl<S: DatagramSocket> TunnelTx<S> {
     /// remote, or one per peer for head-end replication). A frame for one remote that does
     /// not fit the path toward it is not sent and not counted: it comes back as that remote
     /// and the longest frame that fits, for the caller to answer or cut (a flooded copy that
-    /// does not fit is dropped as `too_big`).
+    /// does not fit is dropped as `too_big`). `net` is the frame's network, for the counters.
     #[must_use]
+    #[allow(clippy::too_many_arguments)]
     pub fn send_copies(
         &mut self,
         now: Timestamp,
+        net: NetId,
         to: &Remotes,
         slot: usize,
         len: usize,
@@ -169,6 +190,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         ctr: &mut Counters,
     ) -> Option<(Ipv4Addr, usize)> {
         let vni = to.vni();
+        self.net = net;
         let mut too_big = None;
         for &dst in to.as_slice() {
             match tso {
@@ -177,7 +199,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
                         if to.len() == 1 {
                             too_big = Some((dst, fit));
                         } else {
-                            ctr.drop(DropReason::TooBig);
+                            self.drop(ctr, DropReason::TooBig);
                         }
                     }
                 }
@@ -208,24 +230,25 @@ impl<S: DatagramSocket> TunnelTx<S> {
             Ok(r) => r,
             Err(DropReason::TooBig) => return Some(self.enc.max_inner(vni, dst)),
             Err(r) => {
-                ctr.drop(r);
+                self.drop(ctr, r);
                 return None;
             }
         };
         let mut head = [0u8; OVERHEAD];
         head.copy_from_slice(&buf[range.start..range.start + OVERHEAD]);
-        if !self.txb.push(&head, slot, len, dst) {
-            ctr.drop(DropReason::TunnelTxError);
+        if !self.txb.push(&head, slot, len, dst, self.net.0) {
+            self.drop(ctr, DropReason::TunnelTxError);
         }
         None
     }
 
     /// Sends the fragments `f` of the IPv4 packet in the frame in send slot `slot` to `dst`
-    /// (the core cut it because it did not fit the path).
+    /// (the core cut it because it did not fit the path); `net` is the packet's network.
     #[allow(clippy::too_many_arguments)]
     pub fn send_fragments(
         &mut self,
         now: Timestamp,
+        net: NetId,
         vni: Vni,
         dst: Ipv4Addr,
         slot: usize,
@@ -233,11 +256,12 @@ impl<S: DatagramSocket> TunnelTx<S> {
         f: &Fragments,
         ctr: &mut Counters,
     ) {
+        self.net = net;
         for k in 0..f.count() {
             let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
             let mut inner = [0u8; MAX_HEADER];
             let Some((h, payload)) = f.header(frame, k, &mut inner) else {
-                return ctr.drop(DropReason::EncapError);
+                return self.drop(ctr, DropReason::EncapError);
             };
             self.queue_cut(now, vni, dst, slot, len, &inner[..h], payload, ctr);
         }
@@ -264,7 +288,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
                 Some(mss) => t.mss = mss,
                 None => {
                     for _ in 0..t.segments() {
-                        ctr.drop(DropReason::TooBig);
+                        self.drop(ctr, DropReason::TooBig);
                     }
                     return;
                 }
@@ -294,7 +318,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
         let mut inner = [0u8; MAX_HEADER];
         let Some(payload) = batch_tso::segment(frame, t, k, &mut inner) else {
-            return ctr.drop(DropReason::DeviceOffload);
+            return self.drop(ctr, DropReason::DeviceOffload);
         };
         self.queue_cut(now, vni, dst, slot, len, &inner[..t.hdr_len], payload, ctr);
     }
@@ -321,7 +345,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
         let (h, plen) = (inner.len(), payload.len());
         if h > MAX_HEADER || payload.end > frame.len() {
-            return ctr.drop(DropReason::EncapError);
+            return self.drop(ctr, DropReason::EncapError);
         }
         self.scratch[OVERHEAD..OVERHEAD + h].copy_from_slice(inner);
         if udp_checksum {
@@ -334,7 +358,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
             .encapsulate(&mut self.scratch, OVERHEAD, h + plen, vni, dst)
         {
             Ok(r) => r,
-            Err(r) => return ctr.drop(r),
+            Err(r) => return self.drop(ctr, r),
         };
         let mut head = [0u8; MAX_HEAD];
         head[..OVERHEAD].copy_from_slice(&self.scratch[range.start..range.start + OVERHEAD]);
@@ -345,8 +369,9 @@ impl<S: DatagramSocket> TunnelTx<S> {
             HEADROOM + payload.start,
             plen,
             dst,
+            self.net.0,
         ) {
-            ctr.drop(DropReason::TunnelTxError);
+            self.drop(ctr, DropReason::TunnelTxError);
         }
     }
 
@@ -453,10 +478,14 @@ impl<S: DatagramSocket> TunnelTx<S> {
         let mut sent = 0;
         while sent < segs {
             let k = per_send.min(segs - sent);
-            if crate::sys::send_segmented(sock, &iov[2 * sent..2 * (sent + k)], to, gso16).is_err()
-            {
+            let part = &iov[2 * sent..2 * (sent + k)];
+            if crate::sys::send_segmented(sock, part, to, gso16).is_err() {
                 break;
             }
+            // Inner bytes: each segment's inner headers and payload, not its VXLAN header.
+            let bytes = (part.iter().map(|s| s.len()).sum::<usize>() - k * HEADER_LEN) as u64;
+            ctr.tx_tunnel_bytes += bytes;
+            self.traffic.tunnel_tx(self.net, dst, k as u64, bytes);
             sent += k;
         }
         ctr.tx_tunnel += sent as u64;
@@ -483,15 +512,26 @@ impl<S: DatagramSocket> TunnelTx<S> {
         if self.txb.is_empty() {
             return;
         }
-        let (log, learner) = (&mut self.err_log, &mut self.learner);
-        let done = self.txb.flush(&self.raw, |dst, e| {
-            // Unreachable, EMSGSIZE, ...: this copy is lost, the loop goes on.
-            ctr.drop(send_drop_reason(e));
-            learner.on_send_error(dst, e);
-            if let Some(held) = log.check(now) {
-                warn!(remote = %dst, error = %e, suppressed = held, "send to remote VTEP failed");
-            }
-        });
+        let (log, learner, traffic) = (&mut self.err_log, &mut self.learner, &self.traffic);
+        let mut bytes = 0;
+        let done = self.txb.flush(
+            &self.raw,
+            |net, dst, e| {
+                // Unreachable, EMSGSIZE, ...: this copy is lost, the loop goes on.
+                let r = send_drop_reason(e);
+                ctr.drop(r);
+                traffic.dropped(NetId(net), r);
+                learner.on_send_error(dst, e);
+                if let Some(held) = log.check(now) {
+                    warn!(remote = %dst, error = %e, suppressed = held, "send to remote VTEP failed");
+                }
+            },
+            |net, dst, inner| {
+                bytes += inner;
+                traffic.tunnel_tx(NetId(net), dst, 1, inner);
+            },
+        );
         ctr.tx_tunnel += done.sent;
+        ctr.tx_tunnel_bytes += bytes;
     }
 }
