@@ -43,15 +43,16 @@ impl VniIndex {
     /// The network with `vni`. Lock-free.
     #[inline]
     pub fn get(&self, vni: Vni) -> Option<NetId> {
-        let key = u64::from(vni.get());
+        let want = USED | u64::from(vni.get());
         let mut at = self.home(vni);
         for _ in 0..self.words.len() {
-            let w = self.words[at].load(Ordering::Acquire);
+            let w = self.words.get(at)?.load(Ordering::Acquire);
+            // Used, not a tombstone, this VNI: one comparison.
+            if w & (USED | TOMB | VNI_MASK) == want {
+                return Some(NetId((w >> 24) as u16));
+            }
             if w == 0 {
                 return None;
-            }
-            if w & TOMB == 0 && w & VNI_MASK == key {
-                return Some(NetId((w >> 24) as u16));
             }
             at = (at + 1) & self.mask;
         }
