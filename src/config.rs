@@ -5,13 +5,14 @@
 //! helpers as clap value parsers, so a flag and a TOML key reject the same inputs the same way.
 
 pub mod outer;
+pub mod reload;
 
 pub use crate::core::dampening::MoveLimit;
 use crate::core::route::{self, Route};
 pub use crate::core::storm::StormLimits;
 use crate::core::{DEFAULT_AGEING, DEFAULT_MAX_LEARNED, UnusableRemote};
 use encap::{MacAddr, Vni};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -536,6 +537,18 @@ impl NetConfig {
         }
     }
 
+    /// The settings a reload can change while the network runs.
+    pub fn settings(&self) -> crate::core::network::NetSettings {
+        crate::core::network::NetSettings {
+            learning: self.learning,
+            ageing: self.ageing,
+            max_learned: self.max_fdb,
+            mac_move: self.mac_move,
+            storm: self.storm,
+            arp_suppress: self.arp_suppress,
+        }
+    }
+
     /// A network with default settings.
     pub fn new(dev: String, vni: Vni) -> NetConfig {
         NetConfig {
@@ -735,6 +748,77 @@ impl DaemonConfig {
         cfg.validate()?;
         Ok(cfg)
     }
+
+    /// This configuration as a TOML file that [`DaemonConfig::from_toml`] reads back into an
+    /// equal configuration (`vtepd config show`). Keys at their default are left out, except
+    /// the daemon-wide ones (mode, encap, threads, control, log format), which are written as
+    /// they are: the file then runs the same daemon on another machine.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        let vxlan = self.tunnel.is_vxlan();
+        let file = FileConfig {
+            local: self.local.to_string(),
+            port: vxlan.then_some(u64::from(self.port)),
+            allow_any_peer: self.allow_any_peer,
+            mode: Some(
+                if self.tunnel == Tunnel::L2Vxlan {
+                    "l2"
+                } else {
+                    "l3"
+                }
+                .into(),
+            ),
+            encap: Some(if vxlan { "vxlan" } else { "ipip" }.into()),
+            threads: Some(self.threads as u64),
+            control: Some(self.control.to_string_lossy().into_owned()),
+            log_format: Some(
+                match self.log_format {
+                    LogFormat::Text => "text",
+                    LogFormat::Json => "json",
+                }
+                .into(),
+            ),
+            metrics: self.metrics.map(|m| m.to_string()),
+            networks: self
+                .networks
+                .iter()
+                .map(|n| FileNetwork::of(n, vxlan))
+                .collect(),
+        };
+        toml::to_string(&file).map_err(|e| ConfigError(format!("cannot write TOML: {e}")))
+    }
+}
+
+/// Where a daemon's configuration came from, so that a reload reads it exactly as the start
+/// did: the file, and the command-line options given with it that override its keys (they are
+/// applied again on every reload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigSource {
+    /// The file (`--config`).
+    pub path: PathBuf,
+    /// `--control`, overriding the file's `control`.
+    pub control: Option<PathBuf>,
+    /// `--log-format`, overriding the file's `log_format`.
+    pub log_format: Option<LogFormat>,
+    /// `--metrics`, overriding the file's `metrics`.
+    pub metrics: Option<SocketAddr>,
+}
+
+impl ConfigSource {
+    /// Reads and validates the file, with the overrides applied.
+    pub fn load(&self) -> Result<DaemonConfig, ConfigError> {
+        let mut cfg = DaemonConfig::from_file(&self.path)?;
+        if let Some(c) = &self.control {
+            cfg.control = c.clone();
+        }
+        if let Some(f) = self.log_format {
+            cfg.log_format = f;
+        }
+        if let Some(m) = self.metrics {
+            cfg.metrics = Some(m);
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
 }
 
 /// Renders a TOML error on one line: `line N: message`.
@@ -754,60 +838,117 @@ fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
 
 /// The file format. Addresses are strings parsed by the helpers above so that a bad value gets
 /// the same message as on the command line; numbers are wide so that range errors are ours.
-#[derive(Debug, Deserialize)]
+///
+/// The same types are written by [`DaemonConfig::to_toml`], so what `config show` prints is
+/// read back by the one parser.
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     local: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     port: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     allow_any_peer: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     encap: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     threads: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     control: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     log_format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     metrics: Option<String>,
     #[serde(default, rename = "network")]
     networks: Vec<FileNetwork>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileNetwork {
     dev: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     vni: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     peers: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     mtu: Option<u64>,
-    #[serde(default = "yes")]
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
     learning: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     ageing: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     max_fdb: Option<u64>,
-    #[serde(default)]
-    fdb: Vec<FileFdb>,
-    #[serde(default)]
-    routes: Vec<String>,
-    #[serde(default)]
-    neigh: Vec<FileNeigh>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     arp_suppress: bool,
-    #[serde(default)]
-    mac_move: MoveLimit,
-    #[serde(default)]
-    storm: StormLimits,
     #[serde(flatten)]
     outer: Outer,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    routes: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    mac_move: MoveLimit,
+    #[serde(default, skip_serializing_if = "is_default")]
+    storm: StormLimits,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    fdb: Vec<FileFdb>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    neigh: Vec<FileNeigh>,
 }
 
-#[derive(Debug, Deserialize)]
+impl FileNetwork {
+    /// The file form of `n` (`vxlan`: whether the daemon runs VXLAN, which has VNIs).
+    fn of(n: &NetConfig, vxlan: bool) -> FileNetwork {
+        let secs = n.ageing.as_secs();
+        FileNetwork {
+            dev: n.dev.clone(),
+            vni: vxlan.then_some(u64::from(n.vni.get())),
+            peers: n.peers.iter().map(ToString::to_string).collect(),
+            address: n.address.map(|a| a.to_string()),
+            mtu: n.mtu.map(u64::from),
+            learning: n.learning,
+            ageing: (n.ageing != DEFAULT_AGEING).then_some(secs),
+            max_fdb: (n.max_fdb != DEFAULT_MAX_LEARNED).then_some(n.max_fdb as u64),
+            arp_suppress: n.arp_suppress,
+            outer: n.outer,
+            routes: n
+                .routes
+                .iter()
+                .map(|r| format!("{}={}", r.prefix, r.via))
+                .collect(),
+            mac_move: n.mac_move,
+            storm: n.storm,
+            fdb: n
+                .fdb
+                .iter()
+                .map(|e| FileFdb {
+                    mac: e.mac.to_string(),
+                    remote: e.remote.to_string(),
+                })
+                .collect(),
+            neigh: n
+                .neigh
+                .iter()
+                .map(|e| FileNeigh {
+                    ip: e.ip.to_string(),
+                    mac: e.mac.to_string(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileNeigh {
     ip: String,
     mac: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileFdb {
     mac: String,
@@ -816,6 +957,18 @@ struct FileFdb {
 
 fn yes() -> bool {
     true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 impl FileConfig {

@@ -450,6 +450,8 @@ fn completions_name_every_subcommand() {
             "routes",
             "neigh",
             "stats",
+            "reload",
+            "config",
             "log-format",
         ] {
             assert!(script.contains(word), "{shell} completions lack {word}");

@@ -1,10 +1,15 @@
-//! The client subcommands (`fdb`, `peers`, `routes`, `neigh`, `stats`): each builds one control
-//! request, sends it with [`client::call`] and prints the answer as a table or as JSON.
+//! The client subcommands (`fdb`, `peers`, `routes`, `neigh`, `stats`, `reload`, `config`): each
+//! builds one control request, sends it with [`client::call`] and prints the answer as a table,
+//! as JSON or as text.
 
-use super::{Failure, FdbCommand, NeighCommand, PeersCommand, RoutesCommand, StatsArgs};
+use super::{
+    ControlArg, Failure, FdbCommand, NeighCommand, PeersCommand, RoutesCommand, StatsArgs,
+};
 use crate::control::client::{call, call_typed};
 use crate::control::output;
-use crate::control::protocol::{FdbRow, NeighRow, PeersRow, Request, RouteRow, StatsReport};
+use crate::control::protocol::{
+    ConfigShowReport, FdbRow, NeighRow, PeersRow, ReloadReport, Request, RouteRow, StatsReport,
+};
 use encap::Vni;
 use std::io::{ErrorKind, Write};
 
@@ -174,4 +179,24 @@ pub fn neigh(cmd: NeighCommand) -> Result<(), Failure> {
             call(&ctl.control, &Request::NeighDel { vni: vni(v), ip }).map(drop)
         }
     }
+}
+
+/// `vtepd reload`: what changed, one line each, or "no change".
+pub fn reload(ctl: &ControlArg) -> Result<(), Failure> {
+    let r: ReloadReport = call_typed(&ctl.control, &Request::Reload)?;
+    if r.changes.is_empty() {
+        return emit("no change\n");
+    }
+    emit(
+        &r.changes
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    )
+}
+
+/// `vtepd config show`: the running configuration, a TOML file.
+pub fn config_show(ctl: &ControlArg) -> Result<(), Failure> {
+    let r: ConfigShowReport = call_typed(&ctl.control, &Request::ConfigShow)?;
+    emit(&r.config)
 }

@@ -57,10 +57,40 @@ pub enum Command {
     /// Show or change the neighbour bindings (overlay IP -> MAC; L3 VXLAN, ARP suppression).
     #[command(subcommand)]
     Neigh(NeighCommand),
+    /// Apply the daemon's changed configuration file without a restart (as SIGHUP does).
+    ///
+    /// Reads the file given to `vtepd run --config` again (with the --control and --log-format
+    /// given there) and applies the difference; prints what changed, one line each, or
+    /// `no change`.
+    #[command(after_help = RELOAD_HELP)]
+    Reload(ControlArg),
+    /// Show the running configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions(docs::CompletionsArgs),
     /// Print the manual page vtepd(1) in roff to stdout, or write every page to a directory.
     Man(docs::ManArgs),
+}
+
+/// What `vtepd reload --help` says after the options.
+const RELOAD_HELP: &str = "Applied while running: networks added and removed (L2: their TAP \
+devices created and removed), and for the networks that stay: peers, static FDB entries, static \
+neighbours, routes, learning, ageing, max_fdb, arp_suppress, mac_move, storm, allow_any_peer \
+(VXLAN). Learned FDB entries and neighbours, path MTUs and counters are kept.\n\
+Refused, nothing changed (restart vtepd instead): local, port, mode, encap, threads, control, \
+log_format, networks added or removed in L3 mode, a network renamed, a network's address, mtu \
+or outer-header policy (ttl, tos, df, srcport, udp_csum), and an invalid file.\n\
+The file is the truth: peers, entries, neighbours and routes added through the control socket \
+and not in the file are removed (save them first with `vtepd config show > FILE`).\n\
+Exit status: 0 applied (or no change), 2 refused, 1 failed while applying.";
+
+/// `vtepd config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the running configuration as a TOML file `vtepd run --config` accepts, with the
+    /// changes made through the control socket since the last (re)load (like `wg showconf`).
+    Show(ControlArg),
 }
 
 /// `vtepd run` flags.
@@ -70,10 +100,11 @@ pub enum Command {
 vtepd run --config <FILE> [--control <PATH>] [--metrics <ADDR:PORT>] [--log-format <text|json>]",
     after_help = "Exit status: 0 after SIGINT/SIGTERM, 2 for a bad configuration \
 (nothing is created), 1 for a runtime failure (for example the device was removed).\n\
-Signals: SIGINT and SIGTERM shut down cleanly; SIGHUP, SIGUSR1 and SIGUSR2 are logged and \
-ignored (configuration reload is not implemented yet); SIGPIPE is ignored.\n\
+Signals: SIGINT and SIGTERM shut down cleanly; SIGHUP reloads the --config file as \
+`vtepd reload` does (a daemon started from flags logs that it has no file); SIGUSR1 and \
+SIGUSR2 are logged and ignored; SIGPIPE is ignored.\n\
 Under systemd (Type=notify) vtepd tells READY=1 once its control socket, devices and workers \
-are up, and STOPPING=1 when it shuts down.\n\
+are up, RELOADING=1 then READY=1 around a reload, and STOPPING=1 when it shuts down.\n\
 Log level: RUST_LOG (default info; an invalid filter is refused with status 2), written to \
 stderr."
 )]
@@ -238,10 +269,10 @@ impl RunArgs {
                 )));
             }
         }
-        let mut cfg = match &self.config {
-            Some(path) => DaemonConfig::from_file(path)?,
-            None => self.flags_config()?,
-        };
+        if let Some(source) = self.source() {
+            return Ok(source.load()?);
+        }
+        let mut cfg = self.flags_config()?;
         if let Some(c) = &self.control {
             cfg.control = c.clone();
         }
@@ -253,6 +284,17 @@ impl RunArgs {
         }
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// With `--config`: the file and the flags that override its keys, read again as they are
+    /// by a reload (`None`: the configuration comes from flags).
+    pub fn source(&self) -> Option<config::ConfigSource> {
+        Some(config::ConfigSource {
+            path: self.config.clone()?,
+            control: self.control.clone(),
+            log_format: self.log_format,
+            metrics: self.metrics,
+        })
     }
 
     fn flags_config(&self) -> Result<DaemonConfig, Failure> {
@@ -523,12 +565,16 @@ pub fn main_entry() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Run(args) => args.to_config().and_then(|cfg| crate::daemon::run(&cfg)),
+        Command::Run(args) => args
+            .to_config()
+            .and_then(|cfg| crate::daemon::run(&cfg, args.source())),
         Command::Fdb(c) => client::fdb(c),
         Command::Peers(c) => client::peers(c),
         Command::Routes(c) => client::routes(c),
         Command::Stats(a) => client::stats(a),
         Command::Neigh(c) => client::neigh(c),
+        Command::Reload(ctl) => client::reload(&ctl),
+        Command::Config(ConfigCommand::Show(ctl)) => client::config_show(&ctl),
         Command::Completions(a) => docs::completions(&a),
         Command::Man(a) => docs::man(&a),
     };

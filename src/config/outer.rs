@@ -7,7 +7,7 @@
 //! functions) and a VXLAN-only option given for IPIP can be refused ([`Outer::vxlan_only`]).
 
 use encap::{Df, Dscp, IpipConfig, PortRange, Ttl, VxlanConfig};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::net::Ipv4Addr;
 
 /// The outer TTL when `--ttl` is not given (Linux's default too).
@@ -83,6 +83,42 @@ impl Outer {
         c.dscp = self.tos.unwrap_or(Dscp::Inherit);
         c.df = self.df.unwrap_or(Df::Inherit);
         c
+    }
+}
+
+/// Written as the file keys, only those given, each in a form its parser reads back
+/// (`config show`).
+impl Serialize for Outer {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        match self.ttl {
+            Some(Ttl::Fixed(v)) => m.serialize_entry("ttl", &v)?,
+            Some(Ttl::Inherit) => m.serialize_entry("ttl", "inherit")?,
+            None => {}
+        }
+        match self.tos {
+            Some(Dscp::Fixed(d)) => {
+                m.serialize_entry("tos", &format!("{:#04x}", (d & 0x3f) << 2))?
+            }
+            Some(Dscp::Inherit) => m.serialize_entry("tos", "inherit")?,
+            None => {}
+        }
+        if let Some(df) = self.df {
+            let v = match df {
+                Df::Set => "set",
+                Df::Unset => "unset",
+                Df::Inherit => "inherit",
+            };
+            m.serialize_entry("df", v)?;
+        }
+        if let Some(p) = self.srcport {
+            m.serialize_entry("srcport", &format!("{}-{}", p.lo(), p.hi()))?;
+        }
+        if let Some(c) = self.udp_csum {
+            m.serialize_entry("udp_csum", &c)?;
+        }
+        m.end()
     }
 }
 

@@ -113,6 +113,24 @@ pub enum Request {
         /// Overlay address.
         ip: Ipv4Addr,
     },
+    /// Read the configuration file again and apply the difference ([`ReloadReport`]).
+    Reload,
+    /// The running configuration as a TOML file ([`ConfigShowReport`]).
+    ConfigShow,
+}
+
+/// The answer to `reload`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// What changed, one line each (empty: no change).
+    pub changes: Vec<String>,
+}
+
+/// The answer to `config_show`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigShowReport {
+    /// The running configuration, a TOML file `vtepd run --config` accepts.
+    pub config: String,
 }
 
 /// One neighbour binding (`neigh show --json` prints an array of these).
@@ -415,6 +433,14 @@ mod tests {
                 ip: Ipv4Addr::new(10, 244, 1, 0),
                 mac: "02:00:00:00:00:01".into()
             }
+        );
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"cmd":"reload"}"#).unwrap(),
+            Request::Reload
+        );
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"cmd":"config_show"}"#).unwrap(),
+            Request::ConfigShow
         );
         for bad in [
             r#"{"cmd":"reboot"}"#,

@@ -21,12 +21,11 @@ use encap::arp::{ArpOperation, ArpPacket, ArpRepr};
 use encap::ethernet::{EthernetFrame, ethertype};
 use std::sync::Arc;
 
-/// ARP suppression over the shared core.
+/// ARP suppression over the shared core (whether it is on is each network's setting, which a
+/// reload may change: [`Core::set_net_settings`]).
 #[derive(Debug)]
 pub struct ArpSuppress {
     core: Arc<Core>,
-    /// Whether suppression is on, by [`NetId`].
-    enabled: Box<[bool]>,
 }
 
 /// The ARP packet of an untagged Ethernet frame, if it is one.
@@ -44,19 +43,18 @@ fn arp_of(frame: &[u8]) -> Option<(EthernetFrame<&[u8]>, ArpRepr)> {
 impl ArpSuppress {
     /// A suppressor for `core`'s networks; `enabled[i]` turns it on for `NetId(i)`.
     pub fn new(core: Arc<Core>, enabled: Vec<bool>) -> ArpSuppress {
-        ArpSuppress {
-            core,
-            enabled: enabled.into(),
+        for (i, on) in enabled.into_iter().enumerate() {
+            if let Some(n) = u16::try_from(i).ok().and_then(|i| core.net(NetId(i))) {
+                n.set_arp_suppress(on);
+            }
         }
+        ArpSuppress { core }
     }
 
     /// Whether suppression is on for `net`.
     #[inline]
     pub fn enabled(&self, net: NetId) -> bool {
-        self.enabled
-            .get(usize::from(net.0))
-            .copied()
-            .unwrap_or(false)
+        self.core.net(net).is_some_and(|n| n.arp_suppress())
     }
 
     /// Snoops a frame decapsulated from the tunnel for `net` (call it for every frame the core

@@ -4,7 +4,7 @@
 //! flood list or to the set of static remotes publishes a fresh [`PeerSnapshot`].
 
 use super::fdb::{FdbEntry, FdbKey};
-use super::network::PeerSnapshot;
+use super::network::{NetSettings, PeerSnapshot};
 use super::{Core, CoreError, EntryKind, FdbCount, FdbEntryInfo, NetId, Timestamp};
 use encap::{MacAddr, Vni};
 use std::collections::BTreeMap;
@@ -169,7 +169,7 @@ impl Core {
             let Some(net) = self.net_by_vni(k.vni()).and_then(|id| self.net(id)) else {
                 return;
             };
-            if e.is_expired(now_ms, net.ageing_ms) {
+            if e.is_expired(now_ms, net.ageing_ms()) {
                 return;
             }
             out.push(FdbEntryInfo {
@@ -202,7 +202,12 @@ impl Core {
     /// [`NetId`] order (the same pass, the same consistency).
     pub fn fdb_counts_by_kind(&self, now: Timestamp) -> Vec<FdbCount> {
         let statics: Vec<usize> = self.control().nets.iter().map(|c| c.statics).collect();
-        let mut learned: Vec<usize> = self.nets.iter().map(|n| n.learned_count()).collect();
+        let mut learned: Vec<usize> = self
+            .nets
+            .iter()
+            .map_while(std::sync::OnceLock::get)
+            .map(|n| if n.is_live() { n.learned_count() } else { 0 })
+            .collect();
         if learned.iter().any(|&n| n > 0) {
             let now_ms = now.millis();
             self.fdb.for_each(|k, e| {
@@ -211,7 +216,7 @@ impl Core {
                 }
                 if let Some(id) = self.net_by_vni(k.vni())
                     && let Some(net) = self.net(id)
-                    && e.is_expired(now_ms, net.ageing_ms)
+                    && e.is_expired(now_ms, net.ageing_ms())
                     && let Some(n) = learned.get_mut(usize::from(id.0))
                 {
                     *n = n.saturating_sub(1);
@@ -242,7 +247,7 @@ impl Core {
         };
         let keys = self
             .fdb
-            .keys_where(|k, e| ageing(k).is_some_and(|(_, n)| e.is_expired(now_ms, n.ageing_ms)));
+            .keys_where(|k, e| ageing(k).is_some_and(|(_, n)| e.is_expired(now_ms, n.ageing_ms())));
         let mut removed = 0;
         for key in keys {
             let Some((_, net)) = ageing(key) else {
@@ -251,7 +256,7 @@ impl Core {
             // Re-checked atomically: a refresh since the scan keeps the entry.
             if self
                 .fdb
-                .remove_if(key, |e| e.is_expired(now_ms, net.ageing_ms))
+                .remove_if(key, |e| e.is_expired(now_ms, net.ageing_ms()))
                 .is_some()
             {
                 net.release_learned();
@@ -292,12 +297,111 @@ impl Core {
         Ok(true)
     }
 
-    /// Every network's flood list, in [`NetId`] order.
+    /// Replaces network `vni`'s flood list (a reload), keeping the order given; `Ok(false)` if
+    /// it was already that list. Checked whole before anything changes.
+    pub fn peers_set(&self, vni: Vni, peers: &[Ipv4Addr]) -> Result<bool, CoreError> {
+        let id = self.net_id(vni)?;
+        let mut flood: Vec<Ipv4Addr> = Vec::with_capacity(peers.len());
+        for &p in peers {
+            self.usable_remote(p)?;
+            if !flood.contains(&p) {
+                flood.push(p);
+            }
+        }
+        let mut state = self.control();
+        let Some(c) = state.nets.get_mut(usize::from(id.0)) else {
+            return Err(CoreError::UnknownVni(vni));
+        };
+        if c.flood == flood {
+            return Ok(false);
+        }
+        c.flood = flood;
+        self.publish(&state, id);
+        Ok(true)
+    }
+
+    /// Gives network `vni` new settings (a reload): they apply to the next packet of every
+    /// worker; learned entries, neighbours and counts are kept.
+    pub fn set_net_settings(&self, vni: Vni, s: &NetSettings) -> Result<(), CoreError> {
+        let id = self.net_id(vni)?;
+        if let Some(n) = self.net(id) {
+            n.apply(s);
+        }
+        if let Some(t) = self.neigh(id) {
+            t.set_limits(s.ageing, s.max_learned);
+        }
+        Ok(())
+    }
+
+    /// Every network's flood list, in [`NetId`] order (removed networks left out).
     pub fn peers(&self) -> Vec<(Vni, Vec<Ipv4Addr>)> {
-        self.nets
-            .iter()
-            .map(|n| (n.vni, n.peers.load().flood.to_vec()))
+        self.live_nets()
+            .map(|(_, n)| (n.vni, n.peers.load().flood.to_vec()))
             .collect()
+    }
+
+    /// Adds a network (at start, or at run time by a reload) in the next free slot; its
+    /// [`NetId`] is new. Fails on a VNI in use, an unusable peer, or no room left.
+    pub fn add_network(&self, cfg: &super::NetworkConfig) -> Result<NetId, CoreError> {
+        let mut state = self.control();
+        if self.by_vni.get(cfg.vni).is_some() {
+            return Err(CoreError::DuplicateVni(cfg.vni));
+        }
+        let mut flood: Vec<Ipv4Addr> = Vec::with_capacity(cfg.peers.len());
+        for &p in &cfg.peers {
+            self.usable_remote(p)?;
+            if !flood.contains(&p) {
+                flood.push(p);
+            }
+        }
+        let i = state.nets.len();
+        let id = NetId(u16::try_from(i).map_err(|_| CoreError::TooManyNetworks)?);
+        let (Some(slot), Some(neigh)) = (self.nets.get(i), self.neigh.get(i)) else {
+            return Err(CoreError::NoRoom(i));
+        };
+        // Both slots are empty: only this function fills them, under the mutex, in order.
+        let _ = neigh.set(super::neigh::NeighTable::new(cfg.ageing, cfg.max_learned));
+        let _ = slot.set(super::network::Network::new(cfg, &flood));
+        state.nets.push(NetControl::new(flood));
+        if !self.by_vni.insert(cfg.vni, id) {
+            return Err(CoreError::NoRoom(i));
+        }
+        Ok(id)
+    }
+
+    /// Removes network `vni` for good: the data path stops finding it at once, and its FDB
+    /// entries and neighbours go. Its [`NetId`] is never used again.
+    pub fn remove_network(&self, vni: Vni) -> Result<NetId, CoreError> {
+        let mut state = self.control();
+        let id = self.net_id(vni)?;
+        let Some(net) = self.net(id) else {
+            return Err(CoreError::UnknownVni(vni));
+        };
+        if let Some(t) = self.neigh(id) {
+            t.clear();
+        }
+        net.retire();
+        self.by_vni.remove(vni);
+        if let Some(c) = state.nets.get_mut(usize::from(id.0)) {
+            *c = NetControl::new(Vec::new());
+        }
+        net.publish_peers(PeerSnapshot::default());
+        drop(state);
+        self.forget_vni(vni);
+        Ok(id)
+    }
+
+    /// Removes the FDB entries of `vni` if no live network has it (after a removal, again once
+    /// the workers are known to be past their last packet of it: one may have learned late).
+    pub fn forget_vni(&self, vni: Vni) -> usize {
+        let _state = self.control();
+        if self.by_vni.get(vni).is_some() {
+            return 0;
+        }
+        let keys = self.fdb.keys_where(|k, _| k.vni() == vni);
+        keys.into_iter()
+            .filter(|k| self.fdb.remove_if(*k, |_| true).is_some())
+            .count()
     }
 }
 
@@ -307,6 +411,51 @@ mod tests {
 
     fn ip(n: u8) -> Ipv4Addr {
         Ipv4Addr::new(192, 0, 2, n)
+    }
+
+    fn net(v: u32) -> super::super::NetworkConfig {
+        super::super::NetworkConfig {
+            vni: Vni::new(v).unwrap(),
+            peers: vec![ip(2)],
+            own_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            ..Default::default()
+        }
+    }
+
+    /// Networks added and removed at run time: new ids in order, never reused; a removed
+    /// network's entries go and the data path no longer finds it; no room is an error.
+    #[test]
+    fn networks_come_and_go_with_ids_never_reused() {
+        let c = Core::with_room(
+            super::super::CoreConfig {
+                local: ip(1),
+                allow_any_peer: false,
+                networks: vec![net(10), net(11)],
+            },
+            2,
+        )
+        .unwrap();
+        let (v, now) = (|n| Vni::new(n).unwrap(), Timestamp(0));
+        let mac = MacAddr([2, 0, 0, 0, 0, 9]);
+        c.fdb_add(now, v(10), mac, ip(3)).unwrap();
+        assert_eq!(c.add_network(&net(11)), Err(CoreError::DuplicateVni(v(11))));
+        assert_eq!(c.add_network(&net(12)), Ok(NetId(2)));
+        assert_eq!(c.remove_network(v(10)), Ok(NetId(0)));
+        assert_eq!(c.remove_network(v(10)), Err(CoreError::UnknownVni(v(10))));
+        assert_eq!(c.net_by_vni(v(10)), None);
+        assert!(c.fdb_entries(now, None).is_empty(), "its entries go");
+        assert_eq!(c.fdb_lookup(now, v(10), mac), None);
+        let ids: Vec<_> = c.networks().collect();
+        assert_eq!(ids, [(NetId(1), v(11)), (NetId(2), v(12))]);
+        assert_eq!(c.peers().len(), 2);
+        assert_eq!(c.fdb_counts(now), [0, 0, 0], "by NetId, the removed one 0");
+        // The VNI comes back as a new network; then the room is used up.
+        assert_eq!(c.add_network(&net(10)), Ok(NetId(3)));
+        assert_eq!(c.net_by_vni(v(10)), Some(NetId(3)));
+        assert_eq!(c.add_network(&net(13)), Err(CoreError::NoRoom(4)));
+        // A datagram for a removed network's id is not delivered there.
+        assert_eq!(c.flood_len(NetId(0)), 0);
+        assert_eq!(c.flood_len(NetId(3)), 1);
     }
 
     #[test]

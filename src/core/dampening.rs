@@ -9,12 +9,12 @@
 //! and a freeze is decided by exactly one worker (the one whose compare-and-swap wins).
 
 use encap::{MacAddr, Vni};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// A network's dampening policy. `moves = 0` turns dampening off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MoveLimit {
     /// Moves tolerated within `window`; one more freezes the MAC.
@@ -60,6 +60,47 @@ impl MoveLimit {
             }
         }
         Ok(())
+    }
+}
+
+/// A [`MoveLimit`] in one atomic word, so a reload can change a network's policy while the
+/// workers read it without a lock: moves in 16 bits, window and hold in 24 bits each (a
+/// validated limit fits; larger values are clamped).
+#[derive(Debug)]
+pub struct AtomicMoveLimit(AtomicU64);
+
+impl AtomicMoveLimit {
+    const MOVES: u32 = 16;
+    const SECS: u32 = 24;
+
+    /// Holds `limit`.
+    pub fn new(limit: MoveLimit) -> AtomicMoveLimit {
+        AtomicMoveLimit(AtomicU64::new(Self::pack(limit)))
+    }
+
+    fn pack(l: MoveLimit) -> u64 {
+        let secs_max = (1u64 << Self::SECS) - 1;
+        let moves = u64::from(l.moves).min(u64::from(u16::MAX));
+        let window = u64::from(l.window).min(secs_max);
+        let hold = u64::from(l.hold).min(secs_max);
+        moves | (window << Self::MOVES) | (hold << (Self::MOVES + Self::SECS))
+    }
+
+    /// The limit now.
+    #[inline]
+    pub fn load(&self) -> MoveLimit {
+        let w = self.0.load(Relaxed);
+        let secs = |shift: u32| ((w >> shift) & ((1 << Self::SECS) - 1)) as u32;
+        MoveLimit {
+            moves: (w & u64::from(u16::MAX)) as u32,
+            window: secs(Self::MOVES),
+            hold: secs(Self::MOVES + Self::SECS),
+        }
+    }
+
+    /// Replaces the limit (histories already recorded are kept).
+    pub fn store(&self, limit: MoveLimit) {
+        self.0.store(Self::pack(limit), Relaxed);
     }
 }
 
@@ -192,6 +233,21 @@ mod tests {
         }
         h.reset();
         assert_eq!(h.record(4, &LIMIT), Move::Allowed);
+    }
+
+    #[test]
+    fn an_atomic_limit_gives_back_what_it_holds() {
+        let a = AtomicMoveLimit::new(LIMIT);
+        assert_eq!(a.load(), LIMIT);
+        let day = MoveLimit {
+            moves: 65_535,
+            window: 86_400,
+            hold: 86_400,
+        };
+        a.store(day);
+        assert_eq!(a.load(), day);
+        a.store(MoveLimit::OFF);
+        assert_eq!(a.load(), MoveLimit::OFF);
     }
 
     #[test]

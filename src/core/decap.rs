@@ -58,7 +58,7 @@ impl Core {
         }
         // A MAC pinned by a static entry to another VTEP is a spoof (or a misconfiguration):
         // the entry stays and the frame is dropped, as Linux's vxlan does.
-        let conflict = if net.learning {
+        let conflict = if net.learning() {
             self.learn(net, src_mac, src, now.millis(), ctr)
         } else {
             self.pinned_elsewhere(net, src_mac, src)

@@ -103,6 +103,13 @@ impl Encapsulator {
     /// of a network never named here are those given to [`Encapsulator::new`]). Settings equal
     /// to another network's share its templates. Ignored past 65535 distinct settings.
     pub fn with_network(mut self, vni: Vni, cfg: TunnelConfig) -> Encapsulator {
+        self.set_network(vni, cfg);
+        self
+    }
+
+    /// [`Encapsulator::with_network`] on a running encapsulator (a network added by a reload);
+    /// the header templates are made again as remotes are next seen.
+    pub fn set_network(&mut self, vni: Vni, cfg: TunnelConfig) {
         let i = match self.cfgs.iter().position(|c| *c == cfg) {
             Some(i) => i,
             None => {
@@ -120,7 +127,6 @@ impl Encapsulator {
             Err(_) => {}
         }
         self.templates.clear();
-        self
     }
 
     /// Which of `cfgs` network `vni` uses.

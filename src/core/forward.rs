@@ -64,7 +64,7 @@ impl Core {
         if !dst.is_multicast()
             && let Some(remote) =
                 self.fdb
-                    .lookup(FdbKey::new(n.vni, dst), now.millis(), n.ageing_ms)
+                    .lookup(FdbKey::new(n.vni, dst), now.millis(), n.ageing_ms())
         {
             if remote == self.local {
                 return drop(ctr, DropReason::ToSelf);

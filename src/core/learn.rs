@@ -32,7 +32,7 @@ impl Core {
                 }
                 conflict
             }
-            EntryKind::Learned if e.is_expired(now_ms, net.ageing_ms) => {
+            EntryKind::Learned if e.is_expired(now_ms, net.ageing_ms()) => {
                 // Treated as absent by lookups: this is a fresh learn, not a move.
                 e.moves().reset();
                 e.relearn(remote, now_ms);
@@ -40,7 +40,7 @@ impl Core {
                 false
             }
             EntryKind::Learned if e.remote() != remote => {
-                match e.moves().record(now_ms, &net.mac_move) {
+                match e.moves().record(now_ms, &net.mac_move()) {
                     Move::Allowed => {
                         e.relearn(remote, now_ms);
                         ctr.mac_moves += 1;

@@ -33,6 +33,7 @@ pub mod route;
 pub mod storm;
 pub mod time;
 pub mod too_big;
+mod vni_index;
 
 pub use counters::{Counters, DropReason, NetTraffic, PeerTraffic};
 pub use engine::{FromDevice, FromTunnel, Out, Outer, Remotes};
@@ -43,7 +44,7 @@ use fdb::Fdb;
 use network::Network;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 /// Default FDB ageing time (like Linux).
@@ -55,7 +56,9 @@ pub const DEFAULT_MAX_LEARNED: usize = 65536;
 /// (`mac_frozen`) but not reported one by one.
 const FROZEN_REPORTS: usize = 64;
 
-/// Index of a network inside a [`Core`], in configuration order (0..n).
+/// Index of a network inside a [`Core`]: in configuration order (0..n), then networks added at
+/// run time (a reload) in the order they were added. Never reused within one core's life: a
+/// removed network's id stays unused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NetId(pub u16);
 
@@ -164,6 +167,12 @@ pub enum CoreError {
     /// More networks than a NetId can index.
     #[error("too many networks")]
     TooManyNetworks,
+    /// The networks added at run time used up the room made for them at start.
+    #[error(
+        "no room for another network: {0} networks were added or configured since vtepd \
+         started (restart vtepd to add more)"
+    )]
+    NoRoom(usize),
 }
 
 /// The forwarding core shared by all workers and the control plane.
@@ -175,12 +184,14 @@ pub enum CoreError {
 pub struct Core {
     local: Ipv4Addr,
     allow_any_peer: AtomicBool,
-    nets: Box<[Network]>,
-    /// (VNI, NetId) sorted by VNI, for the per-datagram lookup.
-    by_vni: Box<[(Vni, NetId)]>,
+    /// Network slots by [`NetId`], filled in order (at start, then by [`Core::add_network`]) and
+    /// never emptied or reused: a removed network stays in its slot, retired.
+    nets: Box<[OnceLock<Network>]>,
+    /// VNI -> NetId of the live networks, for the per-datagram lookup.
+    by_vni: vni_index::VniIndex,
     fdb: Fdb,
-    /// IP -> MAC bindings per network, in [`NetId`] order (ARP suppression, L3 VXLAN).
-    neigh: Box<[neigh::NeighTable]>,
+    /// IP -> MAC bindings per network, by [`NetId`] (ARP suppression, L3 VXLAN).
+    neigh: Box<[OnceLock<neigh::NeighTable>]>,
     /// MACs frozen by dampening, not yet reported (see [`Core::take_frozen`]).
     frozen: crossbeam_queue::ArrayQueue<dampening::Frozen>,
     control: Mutex<control::ControlState>,
@@ -189,45 +200,34 @@ pub struct Core {
 impl Core {
     /// Builds a core; fails on a duplicate VNI or an unusable peer address.
     pub fn new(cfg: CoreConfig) -> Result<Core, CoreError> {
+        Core::with_room(cfg, 0)
+    }
+
+    /// Builds a core with room for `room` more networks added at run time
+    /// ([`Core::add_network`]; a removed network's room is not given back).
+    pub fn with_room(cfg: CoreConfig, room: usize) -> Result<Core, CoreError> {
         if cfg.networks.len() > usize::from(u16::MAX) + 1 {
             return Err(CoreError::TooManyNetworks);
         }
-        let mut by_vni: Vec<(Vni, NetId)> = Vec::with_capacity(cfg.networks.len());
-        let mut nets = Vec::with_capacity(cfg.networks.len());
-        let mut state = control::ControlState::default();
-        let mut seen = std::collections::HashSet::with_capacity(cfg.networks.len());
-        for (i, n) in cfg.networks.iter().enumerate() {
-            let id = NetId(u16::try_from(i).map_err(|_| CoreError::TooManyNetworks)?);
-            if !seen.insert(n.vni) {
-                return Err(CoreError::DuplicateVni(n.vni));
-            }
-            let mut flood: Vec<Ipv4Addr> = Vec::with_capacity(n.peers.len());
-            for &p in &n.peers {
-                UnusableRemote::check(cfg.local, p)?;
-                if !flood.contains(&p) {
-                    flood.push(p);
-                }
-            }
-            nets.push(Network::new(n, &flood));
-            state.nets.push(control::NetControl::new(flood));
-            by_vni.push((n.vni, id));
-        }
-        by_vni.sort_unstable();
-        let neigh = cfg
+        let slots = cfg
             .networks
-            .iter()
-            .map(|n| neigh::NeighTable::new(n.ageing, n.max_learned))
-            .collect();
-        Ok(Core {
+            .len()
+            .saturating_add(room)
+            .min(usize::from(u16::MAX) + 1);
+        let core = Core {
             local: cfg.local,
             allow_any_peer: AtomicBool::new(cfg.allow_any_peer),
-            nets: nets.into(),
-            by_vni: by_vni.into(),
+            nets: (0..slots).map(|_| OnceLock::new()).collect(),
+            by_vni: vni_index::VniIndex::new(slots),
             fdb: Fdb::with_capacity(1024),
-            neigh,
+            neigh: (0..slots).map(|_| OnceLock::new()).collect(),
             frozen: crossbeam_queue::ArrayQueue::new(FROZEN_REPORTS),
-            control: Mutex::new(state),
-        })
+            control: Mutex::new(control::ControlState::default()),
+        };
+        for n in &cfg.networks {
+            core.add_network(n)?;
+        }
+        Ok(core)
     }
 
     /// Our own underlay address.
@@ -242,19 +242,25 @@ impl Core {
         }
     }
 
-    /// The networks in [`NetId`] order.
+    /// The networks in [`NetId`] order (removed ones left out).
     pub fn networks(&self) -> impl Iterator<Item = (NetId, Vni)> + '_ {
+        self.live_nets().map(|(id, n)| (id, n.vni))
+    }
+
+    /// The live networks with their ids.
+    fn live_nets(&self) -> impl Iterator<Item = (NetId, &Network)> + '_ {
         self.nets
             .iter()
+            .map_while(OnceLock::get)
             .enumerate()
-            .map(|(i, n)| (NetId(i as u16), n.vni))
+            .filter(|(_, n)| n.is_live())
+            .map(|(i, n)| (NetId(i as u16), n))
     }
 
     /// The network with this VNI.
     #[inline]
     pub fn net_by_vni(&self, vni: Vni) -> Option<NetId> {
-        let i = self.by_vni.binary_search_by_key(&vni, |(v, _)| *v).ok()?;
-        Some(self.by_vni[i].1)
+        self.by_vni.get(vni)
     }
 
     /// Whether decapsulation is accepted from any source.
@@ -279,7 +285,7 @@ impl Core {
     pub fn fdb_lookup(&self, now: Timestamp, vni: Vni, mac: MacAddr) -> Option<Ipv4Addr> {
         let net = self.net(self.net_by_vni(vni)?)?;
         self.fdb
-            .lookup(fdb::FdbKey::new(vni, mac), now.millis(), net.ageing_ms)
+            .lookup(fdb::FdbKey::new(vni, mac), now.millis(), net.ageing_ms())
     }
 
     /// Learned entries of network `vni` counted against its cap (expired ones until removed).
@@ -289,7 +295,15 @@ impl Core {
 
     #[inline]
     fn net(&self, id: NetId) -> Option<&Network> {
-        self.nets.get(usize::from(id.0))
+        self.nets
+            .get(usize::from(id.0))?
+            .get()
+            .filter(|n| n.is_live())
+    }
+
+    /// Flood-list length of network `id` (0 for a removed one).
+    pub fn flood_len(&self, id: NetId) -> usize {
+        self.net(id).map_or(0, |n| n.peers.load().flood.len())
     }
 
     fn control(&self) -> MutexGuard<'_, control::ControlState> {

@@ -112,8 +112,9 @@ type Map = papaya::HashMap<u32, NeighEntry, ahash::RandomState>;
 #[derive(Debug)]
 pub struct NeighTable {
     map: Map,
-    ageing_ms: u64,
-    max_learned: usize,
+    /// Ageing time and cap: atomics, so a reload changes them under running lookups.
+    ageing_ms: AtomicU64,
+    max_learned: AtomicUsize,
     learned: AtomicUsize,
 }
 
@@ -125,10 +126,31 @@ impl NeighTable {
             map: papaya::HashMap::builder()
                 .hasher(ahash::RandomState::new())
                 .build(),
-            ageing_ms: u64::try_from(ageing.as_millis()).unwrap_or(u64::MAX),
-            max_learned,
+            ageing_ms: AtomicU64::new(Self::millis(ageing)),
+            max_learned: AtomicUsize::new(max_learned),
             learned: AtomicUsize::new(0),
         }
+    }
+
+    fn millis(d: Duration) -> u64 {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Removes every binding (its network was removed).
+    pub fn clear(&self) {
+        self.map.pin().clear();
+        self.learned.store(0, Relaxed);
+    }
+
+    /// Changes the ageing time and the cap on learned bindings (those already learned stay).
+    pub fn set_limits(&self, ageing: Duration, max_learned: usize) {
+        self.ageing_ms.store(Self::millis(ageing), Relaxed);
+        self.max_learned.store(max_learned, Relaxed);
+    }
+
+    #[inline]
+    fn ageing(&self) -> u64 {
+        self.ageing_ms.load(Relaxed)
     }
 
     /// The MAC bound to `ip`, unless absent or expired. Lock-free.
@@ -136,7 +158,7 @@ impl NeighTable {
     pub fn lookup(&self, ip: Ipv4Addr, now_ms: u64) -> Option<MacAddr> {
         let guard = self.map.guard();
         let e = self.map.get(&u32::from(ip), &guard)?;
-        (!e.is_expired(now_ms, self.ageing_ms)).then(|| e.mac())
+        (!e.is_expired(now_ms, self.ageing())).then(|| e.mac())
     }
 
     /// Records that `ip` is at `mac`, as far as `evidence` allows. `mac` must be unicast (the
@@ -148,7 +170,7 @@ impl NeighTable {
         let key = u32::from(ip);
         let guard = self.map.guard();
         if let Some(e) = self.map.get(&key, &guard) {
-            let expired = e.is_expired(now_ms, self.ageing_ms);
+            let expired = e.is_expired(now_ms, self.ageing());
             return match (e.kind, evidence) {
                 (EntryKind::Static, _) if e.mac() == mac => Learned::StaticKept,
                 (EntryKind::Static, _) => Learned::StaticConflict,
@@ -233,7 +255,7 @@ impl NeighTable {
         let keys: Vec<u32> = self
             .map
             .iter(&guard)
-            .filter(|(_, e)| e.is_expired(now_ms, self.ageing_ms))
+            .filter(|(_, e)| e.is_expired(now_ms, self.ageing()))
             .map(|(k, _)| *k)
             .collect();
         let mut removed = 0;
@@ -241,7 +263,7 @@ impl NeighTable {
             // Re-checked atomically: a refresh since the scan keeps the binding.
             if let Ok(Some(_)) =
                 self.map
-                    .remove_if(&k, |_, e| e.is_expired(now_ms, self.ageing_ms), &guard)
+                    .remove_if(&k, |_, e| e.is_expired(now_ms, self.ageing()), &guard)
             {
                 self.release();
                 removed += 1;
@@ -256,7 +278,7 @@ impl NeighTable {
         let mut out: Vec<NeighInfo> = self
             .map
             .iter(&guard)
-            .filter(|(_, e)| !e.is_expired(now_ms, self.ageing_ms))
+            .filter(|(_, e)| !e.is_expired(now_ms, self.ageing()))
             .map(|(k, e)| NeighInfo {
                 ip: Ipv4Addr::from(*k),
                 mac: e.mac(),
@@ -277,7 +299,7 @@ impl NeighTable {
         let guard = self.map.guard();
         self.map
             .iter(&guard)
-            .filter(|(_, e)| !e.is_expired(now_ms, self.ageing_ms))
+            .filter(|(_, e)| !e.is_expired(now_ms, self.ageing()))
             .count()
     }
 
@@ -299,7 +321,7 @@ impl NeighTable {
     fn reserve(&self) -> bool {
         self.learned
             .fetch_update(Relaxed, Relaxed, |n| {
-                (n < self.max_learned).then_some(n + 1)
+                (n < self.max_learned.load(Relaxed)).then_some(n + 1)
             })
             .is_ok()
     }

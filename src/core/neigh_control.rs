@@ -10,7 +10,8 @@ impl Core {
     /// The neighbour table of network `id`.
     #[inline]
     pub fn neigh(&self, id: NetId) -> Option<&NeighTable> {
-        self.neigh.get(usize::from(id.0))
+        self.net(id)?;
+        self.neigh.get(usize::from(id.0))?.get()
     }
 
     fn neigh_of(&self, vni: Vni) -> Result<&NeighTable, CoreError> {
@@ -65,14 +66,20 @@ impl Core {
     /// How many live bindings each network has, in [`NetId`] order (what
     /// [`Core::neigh_entries`] would list for it, counted without listing).
     pub fn neigh_counts(&self, now: Timestamp) -> Vec<usize> {
-        self.neigh
-            .iter()
-            .map(|t| t.live_len(now.millis()))
+        (0..self.neigh.len())
+            .map_while(|i| {
+                self.nets.get(i)?.get()?;
+                let id = NetId(i as u16);
+                Some(self.neigh(id).map_or(0, |t| t.live_len(now.millis())))
+            })
             .collect()
     }
 
     /// Removes expired learned bindings in every network; returns how many.
     pub fn neigh_expire(&self, now: Timestamp) -> usize {
-        self.neigh.iter().map(|t| t.expire(now.millis())).sum()
+        self.networks()
+            .filter_map(|(id, _)| self.neigh(id))
+            .map(|t| t.expire(now.millis()))
+            .sum()
     }
 }

@@ -1,14 +1,15 @@
-//! One overlay network as the data path sees it: immutable settings, the learned-entry count,
-//! and a snapshot of its peers (flood list and known remotes) swapped on every change.
+//! One overlay network as the data path sees it: its settings (atomics, so a reload can change
+//! them while the workers read them without a lock), the learned-entry count, and a snapshot of
+//! its peers (flood list and known remotes) swapped on every change.
 
-use super::dampening::MoveLimit;
+use super::dampening::{AtomicMoveLimit, MoveLimit};
 use super::storm::StormControl;
 use super::{NetworkConfig, Timestamp};
 use arc_swap::ArcSwap;
 use encap::{MacAddr, Vni};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// An immutable view of a network's peers, replaced as a whole (never edited in place), so
 /// the per-packet path reads it without a lock.
@@ -43,6 +44,23 @@ impl PeerSnapshot {
     }
 }
 
+/// The settings of a network a reload may change while it runs (see [`Network::apply`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetSettings {
+    /// Learn remote MACs from decapsulated frames.
+    pub learning: bool,
+    /// How long a learned entry (and a learned neighbour) lives without being seen.
+    pub ageing: std::time::Duration,
+    /// Cap on learned entries (and on learned neighbours).
+    pub max_learned: usize,
+    /// MAC-move dampening.
+    pub mac_move: MoveLimit,
+    /// Storm control of the frames from the device that are flooded.
+    pub storm: super::storm::StormLimits,
+    /// ARP suppression (L2).
+    pub arp_suppress: bool,
+}
+
 /// A network inside a `Core`.
 #[derive(Debug)]
 pub struct Network {
@@ -51,15 +69,19 @@ pub struct Network {
     /// The local device's MAC.
     pub own_mac: MacAddr,
     /// Whether to learn from decapsulated frames.
-    pub learning: bool,
+    learning: AtomicBool,
     /// Ageing time in ms.
-    pub ageing_ms: u64,
+    ageing_ms: AtomicU64,
     /// Cap on learned entries.
-    pub max_learned: usize,
+    max_learned: AtomicUsize,
     /// MAC-move dampening policy.
-    pub mac_move: MoveLimit,
+    mac_move: AtomicMoveLimit,
     /// Storm-control buckets of the frames from the device that are flooded.
     pub storm: StormControl,
+    /// Whether ARP suppression answers for this network (set by the L2 engine).
+    arp_suppress: AtomicBool,
+    /// False once the network was removed (a reload): the data path no longer finds it.
+    live: AtomicBool,
     /// Learned entries currently in the FDB for this network (expired ones until removed).
     learned: AtomicUsize,
     /// Current peers.
@@ -72,14 +94,76 @@ impl Network {
         Network {
             vni: cfg.vni,
             own_mac: cfg.own_mac,
-            learning: cfg.learning,
-            ageing_ms: Timestamp::from_duration(cfg.ageing).millis(),
-            max_learned: cfg.max_learned,
-            mac_move: cfg.mac_move,
+            learning: AtomicBool::new(cfg.learning),
+            ageing_ms: AtomicU64::new(Timestamp::from_duration(cfg.ageing).millis()),
+            max_learned: AtomicUsize::new(cfg.max_learned),
+            mac_move: AtomicMoveLimit::new(cfg.mac_move),
             storm: StormControl::new(&cfg.storm),
+            arp_suppress: AtomicBool::new(false),
+            live: AtomicBool::new(true),
             learned: AtomicUsize::new(0),
             peers: ArcSwap::from_pointee(PeerSnapshot::new(flood, std::iter::empty())),
         }
+    }
+
+    /// Whether the network is in use (not removed).
+    #[inline]
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Takes the network out of use, for good.
+    pub fn retire(&self) {
+        self.live.store(false, Ordering::Release);
+    }
+
+    /// Whether to learn from decapsulated frames.
+    #[inline]
+    pub fn learning(&self) -> bool {
+        self.learning.load(Ordering::Relaxed)
+    }
+
+    /// Ageing time of learned entries, in ms.
+    #[inline]
+    pub fn ageing_ms(&self) -> u64 {
+        self.ageing_ms.load(Ordering::Relaxed)
+    }
+
+    /// Cap on learned entries.
+    #[inline]
+    pub fn max_learned(&self) -> usize {
+        self.max_learned.load(Ordering::Relaxed)
+    }
+
+    /// The MAC-move dampening policy.
+    #[inline]
+    pub fn mac_move(&self) -> MoveLimit {
+        self.mac_move.load()
+    }
+
+    /// Whether ARP suppression is on.
+    #[inline]
+    pub fn arp_suppress(&self) -> bool {
+        self.arp_suppress.load(Ordering::Relaxed)
+    }
+
+    /// Turns ARP suppression on or off.
+    pub fn set_arp_suppress(&self, on: bool) {
+        self.arp_suppress.store(on, Ordering::Relaxed);
+    }
+
+    /// Takes new settings at once, for the packets that follow: entries, counts and buckets
+    /// are kept (a lower cap refuses new learning until enough entries age out).
+    pub fn apply(&self, s: &NetSettings) {
+        self.learning.store(s.learning, Ordering::Relaxed);
+        self.ageing_ms.store(
+            Timestamp::from_duration(s.ageing).millis(),
+            Ordering::Relaxed,
+        );
+        self.max_learned.store(s.max_learned, Ordering::Relaxed);
+        self.mac_move.store(s.mac_move);
+        self.storm.set(&s.storm);
+        self.set_arp_suppress(s.arp_suppress);
     }
 
     /// Reserves room for one more learned entry; false when the cap is reached.
@@ -87,7 +171,7 @@ impl Network {
     pub fn reserve_learned(&self) -> bool {
         self.learned
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < self.max_learned).then_some(n + 1)
+                (n < self.max_learned()).then_some(n + 1)
             })
             .is_ok()
     }
@@ -154,5 +238,22 @@ mod tests {
         n.release_learned();
         assert!(n.reserve_learned());
         assert_eq!(n.learned_count(), 2);
+        // A lower cap refuses until entries go; a higher one takes more at once.
+        let mut s = NetSettings {
+            learning: false,
+            ageing: std::time::Duration::from_secs(9),
+            max_learned: 1,
+            mac_move: MoveLimit::OFF,
+            storm: super::super::storm::StormLimits::default(),
+            arp_suppress: true,
+        };
+        n.apply(&s);
+        assert!(!n.reserve_learned());
+        assert_eq!(n.learned_count(), 2);
+        s.max_learned = 3;
+        n.apply(&s);
+        assert!(n.reserve_learned());
+        assert!(!n.learning() && n.arp_suppress());
+        assert_eq!((n.ageing_ms(), n.mac_move()), (9000, MoveLimit::OFF));
     }
 }

@@ -8,18 +8,21 @@
 //! every worker polices the same bucket without a lock, and a frame over the limit costs one
 //! load. A bucket holds a tenth of a second of frames (at least one), so short bursts pass.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// A network's storm-control limits in frames per second (`None`: unlimited).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StormLimits {
     /// Broadcast frames (destination ff:ff:ff:ff:ff:ff).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub broadcast: Option<u32>,
     /// Unicast frames to a MAC the FDB does not know.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub unknown_unicast: Option<u32>,
     /// Multicast frames (group bit set, not broadcast).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub multicast: Option<u32>,
 }
 
@@ -68,37 +71,49 @@ impl FloodKind {
     }
 }
 
-/// One lock-free token bucket (GCRA). Times are in microseconds.
-#[derive(Debug)]
+/// One lock-free token bucket (GCRA). Times are in microseconds. The rate can be changed
+/// while workers police (a reload): interval and tolerance are atomics of their own, and a
+/// frame that reads one old and one new value is judged by a mix of the two limits, once.
+#[derive(Debug, Default)]
 struct Bucket {
-    /// Time between two frames at the limit.
-    interval_us: u64,
+    /// Time between two frames at the limit; 0: no limit.
+    interval_us: AtomicU64,
     /// How far ahead of now the theoretical arrival time may run (the bucket's depth).
-    tolerance_us: u64,
+    tolerance_us: AtomicU64,
     /// Theoretical arrival time of the next frame.
     tat_us: AtomicU64,
 }
 
 impl Bucket {
-    fn new(per_sec: u32) -> Bucket {
-        let per_sec = u64::from(per_sec.max(1));
-        let interval_us = (1_000_000 / per_sec).max(1);
-        let depth = (per_sec / 10).max(1);
-        Bucket {
-            interval_us,
-            tolerance_us: (depth - 1) * interval_us,
-            tat_us: AtomicU64::new(0),
-        }
+    /// Sets the limit (`None`: unlimited).
+    fn set(&self, per_sec: Option<u32>) {
+        let (interval_us, tolerance_us) = match per_sec {
+            None => (0, 0),
+            Some(per_sec) => {
+                let per_sec = u64::from(per_sec.max(1));
+                let interval_us = (1_000_000 / per_sec).max(1);
+                let depth = (per_sec / 10).max(1);
+                (interval_us, (depth - 1) * interval_us)
+            }
+        };
+        self.tolerance_us.store(tolerance_us, Relaxed);
+        self.interval_us.store(interval_us, Relaxed);
     }
 
     /// Takes a token at `now_us`; false when the bucket is empty.
+    #[inline]
     fn take(&self, now_us: u64) -> bool {
+        let interval_us = self.interval_us.load(Relaxed);
+        if interval_us == 0 {
+            return true;
+        }
+        let tolerance_us = self.tolerance_us.load(Relaxed);
         let mut tat = self.tat_us.load(Relaxed);
         loop {
-            if tat.saturating_sub(now_us) > self.tolerance_us {
+            if tat.saturating_sub(now_us) > tolerance_us {
                 return false;
             }
-            let next = tat.max(now_us) + self.interval_us;
+            let next = tat.max(now_us) + interval_us;
             match self
                 .tat_us
                 .compare_exchange_weak(tat, next, Relaxed, Relaxed)
@@ -110,27 +125,31 @@ impl Bucket {
     }
 }
 
-/// A network's buckets, one per limited kind.
+/// A network's buckets, one per kind (an unlimited kind costs one load).
 #[derive(Debug, Default)]
 pub struct StormControl {
-    buckets: [Option<Bucket>; 3],
+    buckets: [Bucket; 3],
 }
 
 impl StormControl {
     /// The buckets of `limits`.
     pub fn new(limits: &StormLimits) -> StormControl {
-        StormControl {
-            buckets: limits.by_kind().map(|(_, v)| v.map(Bucket::new)),
+        let c = StormControl::default();
+        c.set(limits);
+        c
+    }
+
+    /// Replaces the limits (a reload); buckets keep their state.
+    pub fn set(&self, limits: &StormLimits) {
+        for (b, (_, v)) in self.buckets.iter().zip(limits.by_kind()) {
+            b.set(v);
         }
     }
 
     /// Whether a frame of `kind` may be flooded at `now_ms`.
     #[inline]
     pub fn allow(&self, kind: FloodKind, now_ms: u64) -> bool {
-        match &self.buckets[kind as usize] {
-            None => true,
-            Some(b) => b.take(now_ms.saturating_mul(1000)),
-        }
+        self.buckets[kind as usize].take(now_ms.saturating_mul(1000))
     }
 }
 
@@ -183,6 +202,20 @@ mod tests {
         assert!(c.allow(FloodKind::Multicast, 0));
         assert!(!c.allow(FloodKind::Multicast, 100));
         assert!(c.allow(FloodKind::Multicast, 500));
+    }
+
+    #[test]
+    fn limits_change_in_place() {
+        let c = StormControl::new(&StormLimits::default());
+        assert_eq!(passed(&c, FloodKind::Broadcast, 10, 100), 1000);
+        c.set(&StormLimits {
+            broadcast: Some(1000),
+            ..StormLimits::default()
+        });
+        let n = passed(&c, FloodKind::Broadcast, 10, 2000);
+        assert!((2000..=2101).contains(&n), "{n}");
+        c.set(&StormLimits::default());
+        assert_eq!(passed(&c, FloodKind::Broadcast, 10, 100), 1000);
     }
 
     #[test]

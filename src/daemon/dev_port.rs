@@ -179,32 +179,59 @@ impl<D: DeviceQueue> DevPort<D> {
     }
 }
 
+/// A worker's device ports by key (its `NetId`): L3's one port, or L2's slots, where a network
+/// removed at run time leaves its slot empty (ids keep their places).
+pub trait Ports<D> {
+    /// The port of `key`.
+    fn port(&self, key: u16) -> Option<&DevPort<D>>;
+    /// The port of `key`, to write to.
+    fn port_mut(&mut self, key: u16) -> Option<&mut DevPort<D>>;
+}
+
+impl<D, const N: usize> Ports<D> for [DevPort<D>; N] {
+    fn port(&self, key: u16) -> Option<&DevPort<D>> {
+        self.get(usize::from(key))
+    }
+    fn port_mut(&mut self, key: u16) -> Option<&mut DevPort<D>> {
+        self.get_mut(usize::from(key))
+    }
+}
+
+impl<D> Ports<D> for Vec<Option<DevPort<D>>> {
+    fn port(&self, key: u16) -> Option<&DevPort<D>> {
+        self.get(usize::from(key))?.as_ref()
+    }
+    fn port_mut(&mut self, key: u16) -> Option<&mut DevPort<D>> {
+        self.get_mut(usize::from(key))?.as_mut()
+    }
+}
+
 /// Writes the pending run of TCP segments to its port (`ports[key]`): several as one GSO
 /// super-packet (one by one if the kernel refuses it), a single one as it is. `bytes` finds the
 /// packet at a place of the caller's receive batch.
 pub fn flush_run<'a, D: DeviceQueue>(
     run: &mut TcpRun,
-    ports: &mut [DevPort<D>],
+    ports: &mut impl Ports<D>,
     bytes: impl Fn(Part) -> Option<&'a [u8]>,
     now: Timestamp,
     ctr: &mut Counters,
 ) {
     let run_key = run.key();
-    let flushed = run.flush(|k| ports.get(usize::from(k)).map(|p| &*p.dev), &bytes);
+    let flushed = run.flush(|k| ports.port(k).map(|p| &*p.dev), &bytes);
     if let super::batch_gro::Flushed::Merged { count, bytes } = &flushed
-        && let Some(p) = ports.get(usize::from(run_key))
+        && let Some(p) = ports.port(run_key)
     {
         p.traffic.device_tx(p.net, *count as u64, *bytes as u64);
     }
     if let super::batch_gro::Flushed::Refused { key, error, .. } = &flushed
         && error.raw_os_error() == Some(libc::EBADFD)
-        && let Some(p) = ports.get_mut(usize::from(*key))
+        && let Some(p) = ports.port_mut(*key)
     {
         // Counted by `settle`; noted here so the worker ends.
         p.write_failed(now, error, 0, ctr);
     }
     let (key, singles) = run.settle(flushed, ctr);
-    let Some(port) = ports.get_mut(usize::from(key)) else {
+    let Some(port) = ports.port_mut(key) else {
         ctr.drops[DropReason::UnknownNetwork as usize] += singles as u64;
         return;
     };
@@ -220,7 +247,7 @@ pub fn flush_run<'a, D: DeviceQueue>(
 #[allow(clippy::too_many_arguments)]
 pub fn deliver<D: DeviceQueue>(
     run: &mut TcpRun,
-    ports: &mut [DevPort<D>],
+    ports: &mut impl Ports<D>,
     batch: &RecvBatch,
     key: u16,
     part: Part,
@@ -228,7 +255,7 @@ pub fn deliver<D: DeviceQueue>(
     now: Timestamp,
     ctr: &mut Counters,
 ) {
-    let Some(vnet_hdr) = ports.get(usize::from(key)).map(|p| p.vnet_hdr) else {
+    let Some(vnet_hdr) = ports.port(key).map(|p| p.vnet_hdr) else {
         return ctr.drop(DropReason::UnknownNetwork);
     };
     let packet = batch.at(part);
@@ -245,7 +272,9 @@ pub fn deliver<D: DeviceQueue>(
         }
         None => {
             flush_run(run, ports, bytes, now, ctr);
-            ports[usize::from(key)].write(now, packet, ctr);
+            if let Some(p) = ports.port_mut(key) {
+                p.write(now, packet, ctr);
+            }
         }
     }
 }

@@ -4,7 +4,8 @@
 //! others), a periodic [`TICK`] for housekeeping, the stop flag, and `EINTR`.
 //!
 //! A mode supplies only its [`Dataplane`]: which file descriptors to watch, what draining one
-//! of them means, and its housekeeping. The loop owns everything around that: it publishes the
+//! of them means, its housekeeping, and (L2) changes to its sources made at run time (networks
+//! added or removed by a reload), which the loop takes between two rounds. The loop owns everything around that: it publishes the
 //! worker's counters into its slot of the [`StatsBoard`] after every round, logs the periodic
 //! drop summary, and returns `Ok` when asked to stop or the dataplane's error (a device gone)
 //! when draining fails.
@@ -41,6 +42,14 @@ pub trait Dataplane {
     fn tick(&mut self, now: Timestamp, leader: bool);
     /// The worker's counters.
     fn counters(&self) -> &Counters;
+    /// Whether changes to the dataplane's sources wait (networks added or removed by a
+    /// reload); looked at once per round (one atomic load).
+    fn changes_waiting(&self) -> bool {
+        false
+    }
+    /// Takes the waiting changes. The loop unregisters the sources before and registers
+    /// [`Dataplane::sources`] again after, so the dataplane may close what it no longer reads.
+    fn apply_changes(&mut self) {}
     /// Gives the worker its traffic cells (per network and per remote) before it runs.
     fn attach(&mut self, traffic: Arc<Traffic>) {
         let _ = traffic;
@@ -85,13 +94,7 @@ impl<D: Dataplane> EventLoop<D> {
         dp.attach(cx.board.traffic(cx.id));
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
-        let sources = dp.sources();
-        for (i, fd) in sources.iter().enumerate() {
-            poll.registry()
-                .register(&mut SourceFd(fd), Token(i), Interest::READABLE)?;
-        }
-        // Everything may hold data already: look at each source once before the first wait.
-        let pending = vec![true; sources.len()];
+        let pending = register(&poll, &dp.sources())?;
         Ok((
             EventLoop {
                 dp,
@@ -144,6 +147,10 @@ impl<D: Dataplane> EventLoop<D> {
                     };
                 }
             }
+            if self.dp.changes_waiting() {
+                self.reconfigure()
+                    .map_err(|e| format!("worker {id}: cannot watch its sources: {e}"))?;
+            }
             if now >= next_tick {
                 next_tick = now.add(TICK);
                 self.dp.tick(now, leader);
@@ -152,6 +159,28 @@ impl<D: Dataplane> EventLoop<D> {
             self.cx.board.publish(id, self.dp.counters());
         }
     }
+}
+
+impl<D: Dataplane> EventLoop<D> {
+    /// Takes the dataplane's changes, its sources unregistered meanwhile.
+    fn reconfigure(&mut self) -> io::Result<()> {
+        for fd in self.dp.sources() {
+            // A source the poller no longer has is fine.
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        }
+        self.dp.apply_changes();
+        self.pending = register(&self.poll, &self.dp.sources())?;
+        Ok(())
+    }
+}
+
+/// Registers `sources` (source `i` as token `i`); every one pending: it may hold data already.
+fn register(poll: &Poll, sources: &[RawFd]) -> io::Result<Vec<bool>> {
+    for (i, fd) in sources.iter().enumerate() {
+        poll.registry()
+            .register(&mut SourceFd(fd), Token(i), Interest::READABLE)?;
+    }
+    Ok(vec![true; sources.len()])
 }
 
 #[cfg(test)]

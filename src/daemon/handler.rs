@@ -7,10 +7,12 @@
 //! pass over the FDB, its rows written to the client as they are made.
 
 use super::netlink::{RouteChangeError, RouteService};
+use super::reload::{ReloadError, Reloader};
 use super::stats::{Clock, StatsBoard};
 use crate::control::protocol::{
-    FdbRow, Kind, NeighRow, NetStats, PathMtuReport, PathMtuRow, PeerStats, PeersRow, Request,
-    Response, RouteRow, STATS_VERSION, StatsReport, TunnelMode, WorkerStats,
+    ConfigShowReport, FdbRow, Kind, NeighRow, NetStats, PathMtuReport, PathMtuRow, PeerStats,
+    PeersRow, ReloadReport, Request, Response, RouteRow, STATS_VERSION, StatsReport, TunnelMode,
+    WorkerStats,
 };
 use crate::control::server::{Handle, Reply};
 use crate::core::pmtu::PathMtus;
@@ -19,7 +21,7 @@ use crate::core::{Core, CoreError, EntryKind};
 use encap::{MacAddr, Vni};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use tracing::info;
+use tracing::{info, warn};
 
 /// A network as the control plane shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,18 +34,70 @@ pub struct NetInfo {
     pub mac: Option<MacAddr>,
 }
 
+/// The networks as the control plane shows them, in [`crate::core::NetId`] order; replaced as
+/// a whole when a reload adds or removes one ([`SharedNets`]).
+#[derive(Debug, Default)]
+pub struct NetList {
+    nets: Vec<NetInfo>,
+    /// (VNI, index in `nets`), sorted by VNI.
+    by_vni: Vec<(Vni, usize)>,
+}
+
+/// The network list the handler reads and a reload replaces.
+pub type SharedNets = Arc<arc_swap::ArcSwap<NetList>>;
+
+impl NetList {
+    /// The list of `nets`.
+    pub fn new(nets: Vec<NetInfo>) -> NetList {
+        let mut by_vni: Vec<(Vni, usize)> =
+            nets.iter().enumerate().map(|(i, n)| (n.vni, i)).collect();
+        by_vni.sort_unstable();
+        NetList { nets, by_vni }
+    }
+
+    /// The networks.
+    pub fn nets(&self) -> &[NetInfo] {
+        &self.nets
+    }
+
+    fn net_info(&self, vni: Vni) -> Option<&NetInfo> {
+        let at = self.by_vni.binary_search_by_key(&vni, |(v, _)| *v).ok()?;
+        self.nets.get(self.by_vni[at].1)
+    }
+
+    fn dev_of(&self, vni: Vni) -> &str {
+        self.net_info(vni).map_or("", |n| n.dev.as_str())
+    }
+
+    /// The daemon's VNIs for an error message: the first [`VNIS_NAMED`], then how many more
+    /// (a daemon with 10k networks must not answer a typo with 60 KB).
+    fn vni_list(&self) -> String {
+        let mut list = self
+            .nets
+            .iter()
+            .take(VNIS_NAMED)
+            .map(|n| n.vni.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if self.nets.len() > VNIS_NAMED {
+            list += &format!(" and {} more", self.nets.len() - VNIS_NAMED);
+        }
+        list
+    }
+}
+
 /// Answers requests against the shared state.
 #[derive(Debug)]
 pub struct Handler {
     core: Arc<Core>,
-    nets: Vec<NetInfo>,
-    /// (VNI, index in `nets`), sorted by VNI.
-    by_vni: Vec<(Vni, usize)>,
+    nets: SharedNets,
     board: Arc<StatsBoard>,
     clock: Clock,
     routes: Option<Arc<RouteService>>,
     /// The path MTUs (none in tests without a dataplane).
     pmtu: Option<Arc<PathMtus>>,
+    /// The running configuration and its reload (none in tests without a daemon).
+    reloader: Option<Arc<Reloader>>,
     /// The tunnel mode (what `stats` reports and which counters apply).
     mode: TunnelMode,
 }
@@ -80,17 +134,14 @@ impl Handler {
         clock: Clock,
         routes: Option<Arc<RouteService>>,
     ) -> Handler {
-        let mut by_vni: Vec<(Vni, usize)> =
-            nets.iter().enumerate().map(|(i, n)| (n.vni, i)).collect();
-        by_vni.sort_unstable();
         Handler {
             core,
-            nets,
-            by_vni,
+            nets: Arc::new(arc_swap::ArcSwap::from_pointee(NetList::new(nets))),
             board,
             clock,
             routes,
             pmtu: None,
+            reloader: None,
             mode: TunnelMode::L2Vxlan,
         }
     }
@@ -99,6 +150,24 @@ impl Handler {
     pub fn with_mode(mut self, mode: TunnelMode) -> Handler {
         self.mode = mode;
         self
+    }
+
+    /// Answers `reload` and `config show` with `reloader`, and shows the networks it keeps.
+    pub fn with_reloader(mut self, reloader: Arc<Reloader>) -> Handler {
+        self.nets = reloader.nets();
+        self.reloader = Some(reloader);
+        self
+    }
+
+    /// The networks now.
+    fn nets(&self) -> Arc<NetList> {
+        self.nets.load_full()
+    }
+
+    fn reloader(&self) -> Result<&Reloader, Response> {
+        self.reloader.as_deref().ok_or_else(|| {
+            Response::err(false, "this daemon has no configuration to show or reload")
+        })
     }
 
     /// Reports the path MTUs `pmtu` in `peers show` and `stats`.
@@ -138,40 +207,16 @@ impl Handler {
         }
     }
 
-    fn net_info(&self, vni: Vni) -> Option<&NetInfo> {
-        let at = self.by_vni.binary_search_by_key(&vni, |(v, _)| *v).ok()?;
-        self.nets.get(self.by_vni[at].1)
-    }
-
-    fn dev_of(&self, vni: Vni) -> &str {
-        self.net_info(vni).map_or("", |n| n.dev.as_str())
-    }
-
-    /// The daemon's VNIs for an error message: the first [`VNIS_NAMED`], then how many more
-    /// (a daemon with 10k networks must not answer a typo with 60 KB).
-    fn vni_list(&self) -> String {
-        let mut list = self
-            .nets
-            .iter()
-            .take(VNIS_NAMED)
-            .map(|n| n.vni.to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
-        if self.nets.len() > VNIS_NAMED {
-            list += &format!(" and {} more", self.nets.len() - VNIS_NAMED);
-        }
-        list
-    }
-
     /// A VNI the daemon has.
     fn known(&self, v: u32) -> Result<Vni, Response> {
+        let nets = self.nets();
         match Vni::new(v) {
-            Ok(vni) if self.net_info(vni).is_some() => Ok(vni),
+            Ok(vni) if nets.net_info(vni).is_some() => Ok(vni),
             _ => Err(Response::err(
                 true,
                 format!(
                     "no network with VNI {v} (this daemon has VNI {})",
-                    self.vni_list()
+                    nets.vni_list()
                 ),
             )),
         }
@@ -179,13 +224,14 @@ impl Handler {
 
     /// The network a change applies to: the given one, or the only one.
     fn target(&self, vni: Option<u32>) -> Result<Vni, Response> {
-        if self.nets.is_empty() {
+        let list = self.nets();
+        if list.nets.is_empty() {
             return Err(Response::err(
                 true,
                 "this daemon runs in L3 mode: it has no FDB or flood lists (see `routes`)",
             ));
         }
-        match (vni, self.nets.as_slice()) {
+        match (vni, list.nets.as_slice()) {
             (Some(v), _) => self.known(v),
             (None, [only]) => Ok(only.vni),
             (None, nets) => Err(Response::err(
@@ -193,7 +239,7 @@ impl Handler {
                 format!(
                     "the daemon has {} networks (VNI {}): give --vni",
                     nets.len(),
-                    self.vni_list()
+                    list.vni_list()
                 ),
             )),
         }
@@ -209,13 +255,27 @@ impl Handler {
 
     fn try_handle(&self, req: Request) -> Result<Reply<'_>, Response> {
         let now = self.clock.now();
+        // A change waits for a reload in progress, and a reload for it.
+        let _change = match req {
+            Request::FdbAdd { .. }
+            | Request::FdbDel { .. }
+            | Request::FdbFlush { .. }
+            | Request::PeersAdd { .. }
+            | Request::PeersDel { .. }
+            | Request::RoutesAdd { .. }
+            | Request::RoutesDel { .. }
+            | Request::NeighAdd { .. }
+            | Request::NeighDel { .. } => self.reloader.as_deref().map(Reloader::change_guard),
+            _ => None,
+        };
         Ok(match req {
             // One pass over the FDB for the snapshot; the rows are made as they are written.
             Request::FdbShow { vni } => {
                 let entries = self.core.fdb_entries(now, self.filter(vni)?);
-                Reply::rows(entries.into_iter().map(|e| FdbRow {
+                let nets = self.nets();
+                Reply::rows(entries.into_iter().map(move |e| FdbRow {
                     vni: e.vni.get(),
-                    dev: self.dev_of(e.vni).to_owned(),
+                    dev: nets.dev_of(e.vni).to_owned(),
                     mac: e.mac.to_string(),
                     remote: e.remote,
                     kind: kind(e.kind),
@@ -259,7 +319,8 @@ impl Handler {
                         .collect(),
                     peers,
                 };
-                if let (true, Some(svc)) = (self.nets.is_empty(), &self.routes) {
+                let nets = self.nets();
+                if let (true, Some(svc)) = (nets.nets.is_empty(), &self.routes) {
                     // IPIP: no flood lists; its remotes are the route next hops (no VNI: 0).
                     let mut hops: Vec<Ipv4Addr> = svc.list().iter().map(|r| r.via).collect();
                     hops.sort_unstable();
@@ -268,7 +329,7 @@ impl Handler {
                 }
                 Reply::rows(
                     self.core.peers().into_iter().map(move |(vni, peers)| {
-                        row(vni.get(), self.dev_of(vni).to_owned(), peers)
+                        row(vni.get(), nets.dev_of(vni).to_owned(), peers)
                     }),
                 )
             }
@@ -322,9 +383,10 @@ impl Handler {
             }
             Request::NeighShow { vni } => {
                 let entries = self.core.neigh_entries(now, self.filter(vni)?);
-                Reply::rows(entries.into_iter().map(|(vni, e)| NeighRow {
+                let nets = self.nets();
+                Reply::rows(entries.into_iter().map(move |(vni, e)| NeighRow {
                     vni: vni.get(),
-                    dev: self.dev_of(vni).to_owned(),
+                    dev: nets.dev_of(vni).to_owned(),
                     ip: e.ip,
                     mac: e.mac.to_string(),
                     kind: kind(e.kind),
@@ -347,6 +409,21 @@ impl Handler {
                 }
                 info!(%vni, %ip, "neighbour deleted");
                 Response::ok(serde_json::Value::Null).into()
+            }
+            Request::Reload => match self.reloader()?.reload() {
+                Ok(changes) => Reply::data(ReloadReport { changes }),
+                Err(e) => {
+                    warn!("{e}");
+                    let usage = matches!(e, ReloadError::Refused(_));
+                    return Err(Response::err(usage, e.to_string()));
+                }
+            },
+            Request::ConfigShow => {
+                let config = self
+                    .reloader()?
+                    .show()
+                    .map_err(|e| Response::err(false, e))?;
+                Reply::data(ConfigShowReport { config })
             }
         })
     }
@@ -374,11 +451,11 @@ impl Handler {
         }
         // Per network, in NetId order: kept as entries come and go (at most one pass over the
         // FDB, to leave out learned entries past their ageing time and not yet reaped).
-        let peers = self.core.peers();
         let fdb = self.core.fdb_counts_by_kind(now);
         let neigh = self.core.neigh_counts(now);
         // IPIP has no network list: its one device is network 0 (VNI 0) here.
-        let ipip_dev = match (&self.routes, self.nets.is_empty()) {
+        let list = self.nets();
+        let ipip_dev = match (&self.routes, list.nets.is_empty()) {
             (Some(svc), true) => Some(NetInfo {
                 vni: encap::Vni::ZERO,
                 dev: svc.dev().to_owned(),
@@ -387,7 +464,7 @@ impl Handler {
             _ => None,
         };
         // Each network with its NetId (the index of its cells); IPIP's device is network 0.
-        let nets: Vec<(&NetInfo, Option<usize>)> = self
+        let nets: Vec<(&NetInfo, Option<usize>)> = list
             .nets
             .iter()
             .map(|n| (n, self.core.net_by_vni(n.vni).map(|id| usize::from(id.0))))
@@ -415,7 +492,7 @@ impl Handler {
                 NetStats {
                     vni: n.vni.get(),
                     dev: n.dev.clone(),
-                    peers: id.and_then(|i| peers.get(i)).map_or(0, |(_, p)| p.len()),
+                    peers: id.map_or(0, |i| self.core.flood_len(crate::core::NetId(i as u16))),
                     fdb_entries: fdb.statics + fdb.learned,
                     fdb_static_entries: fdb.statics,
                     fdb_learned_entries: fdb.learned,

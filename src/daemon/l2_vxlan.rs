@@ -37,17 +37,19 @@ use super::batch::HEADROOM;
 use super::batch_gro::{self, Framing, TcpRun, VNET_HDR_LEN};
 use super::batch_tso;
 use super::dev_port::{DevPort, deliver, flush_run};
+use super::device::OwnedDevice;
 use super::device::{self, Tap, Underlay};
 use super::event_loop::Dataplane;
 use super::handler::NetInfo;
 use super::io::{DatagramSocket, DeviceQueue};
 use super::pmtu::IcmpListener;
 use super::receive::{OnDatagrams, Receiver, drain_socket};
+use super::reload::NetworkSet;
 use super::runner::{ControlParts, Held, Mode, Opened};
-use super::stats::{Clock, Traffic};
+use super::stats::{Clock, StatsBoard, Traffic};
 use super::tunnel_tx::TunnelTx;
 use super::{housekeeping, socket, tunnel_tx};
-use crate::config::{DaemonConfig, stable_mac};
+use crate::config::{DaemonConfig, NetConfig, stable_mac};
 use crate::core::l2::L2;
 use crate::core::pmtu::{OurSends, PathMtus};
 use crate::core::too_big::{self, TooBig};
@@ -55,6 +57,8 @@ use crate::core::{
     Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp,
 };
 use crate::error::Failure;
+use crossbeam_queue::SegQueue;
+use encap::VxlanConfig;
 use encap::vxlan::HEADER_LEN;
 use encap::{MacAddr, Vni};
 use socket2::Socket;
@@ -62,16 +66,23 @@ use std::io::ErrorKind;
 use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
 use std::sync::Arc;
+use std::sync::mpsc;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 use tracing::{debug, info};
 use tun_rs::SyncDevice;
 
-/// The L2 VXLAN mode: the device MTU of every network and the underlay's, from the read-only
+/// The L2 VXLAN mode: the device MTU of every network and the underlay, from the read-only
 /// checks.
 #[derive(Debug)]
 pub struct L2Vxlan {
     mtus: Vec<u16>,
-    underlay_mtu: u32,
+    underlay: Underlay,
 }
+
+/// Networks a reload may add over the daemon's life, beyond those it starts with (each takes
+/// a new [`NetId`]; a removed network's id is not reused).
+pub const ROOM: usize = 1024;
 
 impl Mode for L2Vxlan {
     type Worker = L2Worker;
@@ -96,7 +107,7 @@ impl Mode for L2Vxlan {
         }
         Ok(L2Vxlan {
             mtus,
-            underlay_mtu: underlay.mtu,
+            underlay: underlay.clone(),
         })
     }
 
@@ -109,16 +120,19 @@ impl Mode for L2Vxlan {
             taps.push(tap);
         }
         let core = Arc::new(
-            Core::new(CoreConfig {
-                local: cfg.local,
-                allow_any_peer: cfg.allow_any_peer,
-                networks: cfg
-                    .networks
-                    .iter()
-                    .zip(&taps)
-                    .map(|(n, t)| n.to_core(t.mac))
-                    .collect(),
-            })
+            Core::with_room(
+                CoreConfig {
+                    local: cfg.local,
+                    allow_any_peer: cfg.allow_any_peer,
+                    networks: cfg
+                        .networks
+                        .iter()
+                        .zip(&taps)
+                        .map(|(n, t)| n.to_core(t.mac))
+                        .collect(),
+                },
+                ROOM,
+            )
             .map_err(|e| Failure::Usage(e.to_string()))?,
         );
         super::install_static(&core, cfg, clock)?;
@@ -140,15 +154,20 @@ impl Mode for L2Vxlan {
             Arc::clone(&core),
             cfg.networks.iter().map(|n| n.arp_suppress).collect(),
         ));
-        let pmtu = Arc::new(PathMtus::new(self.underlay_mtu));
+        let pmtu = Arc::new(PathMtus::new(self.underlay.mtu));
         let mut dataplanes = Vec::with_capacity(workers);
+        let mut queues = Vec::with_capacity(workers);
         for (id, sock) in udp.into_iter().enumerate() {
             let listener = (id == 0)
                 .then(|| IcmpListener::open(OurSends::Vxlan { port: cfg.port }))
                 .flatten();
             let tx = tunnel_tx(cfg, Arc::clone(&pmtu), listener)?;
             let ports = taps.iter().map(|t| port_of(t, id)).collect();
-            dataplanes.push(L2Worker::new(Arc::clone(&engine), sock.into(), tx, ports));
+            let changes = Arc::new(SegQueue::new());
+            queues.push(Arc::clone(&changes));
+            dataplanes.push(
+                L2Worker::new(Arc::clone(&engine), sock.into(), tx, ports).with_changes(changes),
+            );
         }
         let nets = cfg
             .networks
@@ -160,6 +179,20 @@ impl Mode for L2Vxlan {
                 mac: Some(t.mac),
             })
             .collect();
+        let set = Arc::new(L2Networks {
+            core: Arc::clone(&core),
+            underlay: self.underlay,
+            queues,
+            board: std::sync::OnceLock::new(),
+            devices: Mutex::new(
+                cfg.networks
+                    .iter()
+                    .map(|n| n.vni)
+                    .zip(taps.into_iter().map(Into::into))
+                    .collect(),
+            ),
+        });
+        let set: Arc<dyn NetworkSet> = set;
         Ok(Opened {
             workers: dataplanes,
             control: ControlParts {
@@ -167,10 +200,12 @@ impl Mode for L2Vxlan {
                 nets,
                 routes: None,
                 path_mtus: pmtu,
+                networks: Some(Arc::clone(&set)),
             },
             held: Held {
                 routes: None,
-                devices: taps.into_iter().map(Into::into).collect(),
+                devices: Vec::new(),
+                networks: Some(set),
             },
             summary: format!("VXLAN on {}:{}", cfg.local, cfg.port),
         })
@@ -189,6 +224,142 @@ fn port_of(tap: &Tap, id: usize) -> DevPort<SyncDevice> {
     )
 }
 
+/// A change to a running worker's networks.
+#[derive(Debug)]
+pub enum NetChange<D> {
+    /// A network added: its id (the next one), its port on the new device and its VXLAN
+    /// settings.
+    Add {
+        /// The network.
+        id: NetId,
+        /// Its VNI.
+        vni: Vni,
+        /// This worker's port on its device.
+        port: DevPort<D>,
+        /// Its outer-header settings.
+        vxlan: VxlanConfig,
+    },
+    /// A network removed: the worker stops reading its device and says so on `done`.
+    Remove {
+        /// The network.
+        id: NetId,
+        /// Told once the worker no longer reads or writes the device.
+        done: mpsc::Sender<()>,
+    },
+}
+
+/// How long a removal waits for every worker to let go of the device.
+const RELEASE_WAIT: Duration = Duration::from_secs(10);
+
+/// The networks of a running L2 daemon (see [`NetworkSet`]): every TAP device, those it
+/// started with and those added since, created and removed by the code that does so at start
+/// and exit ([`device::open_tap`], [`device::release`]); changes reach each worker through its
+/// queue, taken between two rounds of its loop.
+#[derive(Debug)]
+pub struct L2Networks {
+    core: Arc<Core>,
+    underlay: Underlay,
+    /// Each worker's queue of changes, by worker index.
+    queues: Vec<Arc<SegQueue<NetChange<SyncDevice>>>>,
+    /// The devices by VNI.
+    devices: Mutex<Vec<(Vni, OwnedDevice)>>,
+    /// Where the workers count per network: a network added gets its cells first.
+    board: std::sync::OnceLock<Arc<StatsBoard>>,
+}
+
+impl L2Networks {
+    fn devices(&self) -> std::sync::MutexGuard<'_, Vec<(Vni, OwnedDevice)>> {
+        self.devices.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl NetworkSet for L2Networks {
+    fn add(&self, cfg: &DaemonConfig, n: &NetConfig) -> Result<NetInfo, String> {
+        let mtu = device::overlay_mtu(&n.dev, n.mtu, &self.underlay, device::VXLAN_MTU_OVERHEAD)
+            .map_err(|e| e.message().to_owned())?;
+        let mac = stable_mac(&n.dev, n.vni, cfg.local);
+        let tap = device::open_tap(n, mtu, mac, self.queues.len().max(1))
+            .map_err(|e| e.message().to_owned())?;
+        let id = match self.core.add_network(&n.to_core(tap.mac)) {
+            Ok(id) => id,
+            Err(e) => {
+                device::release(vec![tap.into()]);
+                return Err(e.to_string());
+            }
+        };
+        // ARP suppression and the rest of the settings, as at start.
+        let _ = self.core.set_net_settings(n.vni, &n.settings());
+        if let Some(b) = self.board.get() {
+            b.ensure_networks(usize::from(id.0) + 1);
+        }
+        let vxlan = n.outer.vxlan(cfg.local, cfg.port);
+        for (w, q) in self.queues.iter().enumerate() {
+            q.push(NetChange::Add {
+                id,
+                vni: n.vni,
+                port: port_of(&tap, w),
+                vxlan,
+            });
+        }
+        info!(
+            vni = %n.vni, dev = %tap.name, mtu = tap.mtu, mac = %tap.mac, peers = ?n.peers,
+            net_id = id.0, created = tap.created, "network added"
+        );
+        let info = NetInfo {
+            vni: n.vni,
+            dev: n.dev.clone(),
+            mac: Some(tap.mac),
+        };
+        self.devices().push((n.vni, tap.into()));
+        Ok(info)
+    }
+
+    fn remove(&self, vni: Vni) -> Result<(), String> {
+        let id = self.core.remove_network(vni).map_err(|e| e.to_string())?;
+        let (tx, rx) = mpsc::channel();
+        for q in &self.queues {
+            q.push(NetChange::Remove {
+                id,
+                done: tx.clone(),
+            });
+        }
+        drop(tx);
+        let end = std::time::Instant::now() + RELEASE_WAIT;
+        for _ in &self.queues {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if rx.recv_timeout(left).is_err() {
+                return Err(format!(
+                    "network VNI {vni} is out of the forwarding tables, but a worker did not \
+                     let go of its device within {}s: the device is left in place until vtepd \
+                     stops",
+                    RELEASE_WAIT.as_secs()
+                ));
+            }
+        }
+        // A worker may have learned from a packet of it before it was told.
+        self.core.forget_vni(vni);
+        let dev = {
+            let mut devs = self.devices();
+            let at = devs.iter().position(|(v, _)| *v == vni);
+            at.map(|i| devs.remove(i).1)
+        };
+        if let Some(d) = dev {
+            info!(%vni, dev = %d.name, net_id = id.0, "network removed");
+            device::release(vec![d]);
+        }
+        Ok(())
+    }
+
+    fn count_into(&self, board: Arc<StatsBoard>) {
+        let _ = self.board.set(board);
+    }
+
+    fn release(&self) {
+        let all = std::mem::take(&mut *self.devices());
+        device::release(all.into_iter().map(|(_, d)| d).collect());
+    }
+}
+
 /// One L2 worker's dataplane: on TAP queues `D` and sockets `S` (in-memory ones in tests).
 pub struct L2Worker<D = SyncDevice, S = Socket> {
     engine: Arc<L2>,
@@ -196,10 +367,13 @@ pub struct L2Worker<D = SyncDevice, S = Socket> {
     rx: Receiver<S>,
     /// The send side: raw socket, outer header settings, frame slots, GSO socket pool.
     tx: TunnelTx<S>,
-    /// The devices, indexed by [`NetId`].
-    taps: Vec<DevPort<D>>,
+    /// The devices, indexed by [`NetId`] (a network removed at run time leaves its slot
+    /// empty: ids keep their places).
+    taps: Vec<Option<DevPort<D>>>,
     /// The taps this worker reads: source `1 + k` is `taps[readable[k]]`.
     readable: Vec<usize>,
+    /// Networks added and removed at run time, taken between two rounds.
+    changes: Option<Arc<SegQueue<NetChange<D>>>>,
     ctr: Counters,
     /// The engine's remotes and generated frames for the packet at hand.
     out: Out,
@@ -234,13 +408,20 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             engine,
             rx: Receiver::new(socket),
             tx,
-            taps,
+            taps: taps.into_iter().map(Some).collect(),
             readable,
+            changes: None,
             ctr: Counters::default(),
             out: Out::with_capacity(1024),
             run: TcpRun::new(Framing::Ethernet),
             traffic: Traffic::detached(),
         }
+    }
+
+    /// Takes networks added and removed at run time from `changes`.
+    pub fn with_changes(mut self, changes: Arc<SegQueue<NetChange<D>>>) -> L2Worker<D, S> {
+        self.changes = Some(changes);
+        self
     }
 
     /// The network datagram `i`'s VXLAN header names, if this daemon has it.
@@ -252,7 +433,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
 
     /// Fails the worker once a write found a device gone.
     fn check_devices(&self) -> Result<(), String> {
-        self.taps.iter().try_for_each(|t| t.check())
+        self.taps.iter().flatten().try_for_each(|t| t.check())
     }
 
     /// Datagram `i` of the receive batch: to the engine, then to the device.
@@ -311,7 +492,9 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
                 self.tx.flush(now, &mut self.ctr);
             }
             let (slot, buf) = self.tx.txb.next_slot();
-            let tap = &self.taps[t];
+            let Some(tap) = self.taps.get(t).and_then(Option::as_ref) else {
+                return Ok(false);
+            };
             // With a virtio-net header, it lands in the headroom and the frame at HEADROOM.
             let at = if tap.vnet_hdr {
                 HEADROOM - VNET_HDR_LEN
@@ -352,7 +535,9 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.tx.flush(now, &mut self.ctr);
-                    return Err(self.taps[t].read_failed(&e));
+                    return Err(self.taps[t]
+                        .as_ref()
+                        .map_or_else(|| e.to_string(), |p| p.read_failed(&e)));
                 }
             };
             self.tx.txb.commit_slot();
@@ -386,7 +571,9 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             {
                 FromDevice::Tunnel => {}
                 FromDevice::Answered => {
-                    self.taps[t].write_answers(now, &mut self.out.generated, &mut self.ctr);
+                    if let Some(p) = self.taps[t].as_mut() {
+                        p.write_answers(now, &mut self.out.generated, &mut self.ctr);
+                    }
                     continue;
                 }
                 FromDevice::Drop(r) => {
@@ -442,7 +629,9 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             .dropped_since(net_id(t), &drops, &self.ctr.drops);
         match d {
             TooBig::Answered => {
-                self.taps[t].write_answers(now, &mut self.out.generated, &mut self.ctr);
+                if let Some(p) = self.taps[t].as_mut() {
+                    p.write_answers(now, &mut self.out.generated, &mut self.ctr);
+                }
             }
             TooBig::Fragment(f) => {
                 let vni = self.out.remotes.vni();
@@ -478,7 +667,12 @@ impl<D: DeviceQueue, S: DatagramSocket> OnDatagrams for L2Worker<D, S> {
 impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L2Worker<D, S> {
     fn sources(&self) -> Vec<RawFd> {
         std::iter::once(self.rx.sock.fd())
-            .chain(self.readable.iter().map(|&t| self.taps[t].dev.fd()))
+            .chain(
+                self.readable
+                    .iter()
+                    .filter_map(|&t| self.taps[t].as_ref())
+                    .map(|p| p.dev.fd()),
+            )
             .collect()
     }
 
@@ -506,10 +700,52 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L2Worker<D, S> {
         &self.ctr
     }
 
+    fn changes_waiting(&self) -> bool {
+        self.changes.as_ref().is_some_and(|q| !q.is_empty())
+    }
+
+    fn apply_changes(&mut self) {
+        let Some(q) = self.changes.clone() else {
+            return;
+        };
+        while let Some(c) = q.pop() {
+            match c {
+                NetChange::Add {
+                    id,
+                    vni,
+                    port,
+                    vxlan,
+                } => {
+                    // Ids are given in order; one the core gave and took back is an empty slot.
+                    let i = usize::from(id.0);
+                    if self.taps.len() <= i {
+                        self.taps.resize_with(i + 1, || None);
+                    }
+                    let mut port = port;
+                    port.attach(Arc::clone(&self.traffic), id);
+                    self.taps[i] = Some(port);
+                    self.tx.set_network(vni, vxlan);
+                }
+                NetChange::Remove { id, done } => {
+                    // The loop has unregistered the queue: closing our handle on it is safe.
+                    if let Some(slot) = self.taps.get_mut(usize::from(id.0)) {
+                        *slot = None;
+                    }
+                    let _ = done.send(());
+                }
+            }
+        }
+        self.readable = (0..self.taps.len())
+            .filter(|&i| self.taps[i].as_ref().is_some_and(|p| p.read))
+            .collect();
+    }
+
     fn attach(&mut self, traffic: Arc<Traffic>) {
         self.tx.attach(Arc::clone(&traffic));
         for (t, port) in self.taps.iter_mut().enumerate() {
-            port.attach(Arc::clone(&traffic), net_id(t));
+            if let Some(port) = port {
+                port.attach(Arc::clone(&traffic), net_id(t));
+            }
         }
         self.traffic = traffic;
     }

@@ -160,10 +160,12 @@ impl Mode for L3Ipip {
                 nets: Vec::new(),
                 routes: Some(Arc::clone(&service)),
                 path_mtus: pmtu,
+                networks: None,
             },
             held: Held {
                 routes: Some(service),
                 devices: vec![tun.into()],
+                networks: None,
             },
             summary: format!("IPIP on {} (tunnel MTU {})", cfg.local, self.tunnel_mtu),
         })

@@ -187,10 +187,12 @@ impl Mode for L3Vxlan {
                 }],
                 routes: Some(Arc::clone(&service)),
                 path_mtus: pmtu,
+                networks: None,
             },
             held: Held {
                 routes: Some(service),
                 devices: vec![tun.into()],
+                networks: None,
             },
             summary: format!("L3 over VXLAN on {}:{}", cfg.local, cfg.port),
         })

@@ -37,6 +37,7 @@ pub mod pmtu;
 mod private_netns;
 pub mod ratelimit;
 pub mod receive;
+pub mod reload;
 pub mod runner;
 pub mod signals;
 pub mod socket;
@@ -44,17 +45,18 @@ pub mod stats;
 pub mod tun;
 pub mod tunnel_tx;
 
-use crate::config::{DaemonConfig, NetConfig, Outer, Tunnel};
+use crate::config::{ConfigSource, DaemonConfig, NetConfig, Outer, Tunnel};
 use crate::core::Core;
 use crate::error::Failure;
 use stats::Clock;
 
-/// Runs the daemon until a signal (Ok) or a fatal error.
-pub fn run(cfg: &DaemonConfig) -> Result<(), Failure> {
+/// Runs the daemon until a signal (Ok) or a fatal error; `source` is where `cfg` was read
+/// from (`None`: from flags), read again by a reload.
+pub fn run(cfg: &DaemonConfig, source: Option<ConfigSource>) -> Result<(), Failure> {
     match cfg.tunnel {
-        Tunnel::L2Vxlan => runner::run::<l2_vxlan::L2Vxlan>(cfg),
-        Tunnel::L3Vxlan => runner::run::<l3_vxlan::L3Vxlan>(cfg),
-        Tunnel::L3Ipip => runner::run::<l3_ipip::L3Ipip>(cfg),
+        Tunnel::L2Vxlan => runner::run::<l2_vxlan::L2Vxlan>(cfg, source),
+        Tunnel::L3Vxlan => runner::run::<l3_vxlan::L3Vxlan>(cfg, source),
+        Tunnel::L3Ipip => runner::run::<l3_ipip::L3Ipip>(cfg, source),
     }
 }
 

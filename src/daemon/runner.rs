@@ -12,9 +12,11 @@
 //!    `--metrics` the metrics server's (`vtepd-metrics`; its listener is bound in step 1, so an
 //!    address that cannot be listened on is refused before anything is created).
 //! 4. Readiness told to the service manager (`READY=1`, see [`notify`]), then supervision:
-//!    SIGINT/SIGTERM end the daemon with status 0; SIGHUP, SIGUSR1 and SIGUSR2 are logged and
-//!    ignored ([`signals`]); a thread that ends (a device removed, a panic) ends it with status
-//!    1 and its reason. `STOPPING=1` is told as shutdown begins.
+//!    SIGINT/SIGTERM end the daemon with status 0; SIGHUP reloads the configuration file
+//!    ([`Reloader`], the same as `vtepd reload`; `RELOADING=1` then `READY=1` to the service
+//!    manager); SIGUSR1 and SIGUSR2 are logged and ignored ([`signals`]); a thread that ends (a
+//!    device removed, a panic) ends it with status 1 and its reason. `STOPPING=1` is told as
+//!    shutdown begins.
 //! 5. Teardown in reverse: stop and join every thread, then the kernel routes (they point at
 //!    the device), then the devices (those vtepd created removed in one batch, those it
 //!    attached to given back as they were), then the control socket file.
@@ -25,9 +27,10 @@ use super::handler::{Handler, NetInfo};
 use super::metrics;
 use super::netlink::RouteService;
 use super::notify;
+use super::reload::Reloader;
 use super::signals::{self, Action};
 use super::stats::{Clock, StatsBoard};
-use crate::config::DaemonConfig;
+use crate::config::{ConfigSource, DaemonConfig};
 use crate::control::protocol::TunnelMode;
 use crate::control::server::{self, Server};
 use crate::core::Core;
@@ -83,6 +86,8 @@ pub struct ControlParts {
     pub routes: Option<Arc<RouteService>>,
     /// The path MTU toward each remote (shared with the workers).
     pub path_mtus: Arc<PathMtus>,
+    /// Networks added and removed at run time by a reload (L2; `None`: refused).
+    pub networks: Option<Arc<dyn super::reload::NetworkSet>>,
 }
 
 /// What a mode created or changed, undone after every thread stopped: kernel routes first
@@ -93,6 +98,8 @@ pub struct Held {
     pub routes: Option<Arc<RouteService>>,
     /// The devices: removed if vtepd created them, else given back as they were.
     pub devices: Vec<OwnedDevice>,
+    /// The networks whose devices come and go at run time (L2), released with the devices.
+    pub networks: Option<Arc<dyn super::reload::NetworkSet>>,
 }
 
 /// Why a thread ended, sent to the supervisor when the thread finishes (or unwinds).
@@ -178,8 +185,9 @@ impl Threads {
     }
 }
 
-/// Runs the daemon in mode `M` until a signal (Ok) or a fatal error.
-pub fn run<M: Mode>(cfg: &DaemonConfig) -> Result<(), Failure> {
+/// Runs the daemon in mode `M` until a signal (Ok) or a fatal error; `source` is where `cfg`
+/// was read from (`None`: flags), for reloads.
+pub fn run<M: Mode>(cfg: &DaemonConfig, source: Option<ConfigSource>) -> Result<(), Failure> {
     super::logging::init(cfg.log_format)?;
     // Read-only checks: a failure here leaves the system untouched.
     let underlay = device::find_underlay(cfg.local)?;
@@ -219,12 +227,30 @@ pub fn run<M: Mode>(cfg: &DaemonConfig) -> Result<(), Failure> {
     let board = Arc::new(StatsBoard::new(workers.len()));
     // Every mode counts into network 0 at least (IPIP's device has no network list).
     board.ensure_networks(control.nets.len().max(1));
+    if let Some(set) = &control.networks {
+        set.count_into(Arc::clone(&board));
+    }
+    let reloader = Arc::new(
+        Reloader::new(
+            cfg.clone(),
+            source,
+            Arc::clone(&control.core),
+            control
+                .routes
+                .clone()
+                .map(|r| r as Arc<dyn super::reload::RouteTable>),
+            control.nets.clone(),
+            clock,
+        )
+        .with_networks(control.networks.clone()),
+    );
     let mut threads = Threads::new(main_waker);
     let started = start(
         cfg,
         (listener, metrics_listener),
         workers,
         control,
+        Arc::clone(&reloader),
         &board,
         clock,
         &stop,
@@ -233,13 +259,16 @@ pub fn run<M: Mode>(cfg: &DaemonConfig) -> Result<(), Failure> {
     let outcome = started.and_then(|()| {
         info!("vtepd {} up: {up}", env!("CARGO_PKG_VERSION"));
         notify::ready(&up);
-        supervise(&mut poll, &mut signals, &threads.rx)
+        supervise(&mut poll, &mut signals, &threads.rx, &reloader, &up)
     });
     notify::stopping(&match &outcome {
         Ok(signal) => format!("{signal} received, shutting down"),
         Err(f) => format!("failed, shutting down: {}", f.message()),
     });
     threads.stop(&stop);
+    // The last handle on the route service besides `held`'s (the handler's went with the
+    // control thread), so that teardown removes the kernel routes.
+    drop(reloader);
     teardown(held);
     drop(socket_file);
     outcome.map(|_| info!("vtepd stopped"))
@@ -252,6 +281,7 @@ fn start<W: Dataplane + Send + 'static>(
     (listener, metrics_listener): (UnixListener, Option<std::net::TcpListener>),
     workers: Vec<W>,
     control: ControlParts,
+    reloader: Arc<Reloader>,
     board: &Arc<StatsBoard>,
     clock: Clock,
     stop: &Arc<AtomicBool>,
@@ -282,7 +312,8 @@ fn start<W: Dataplane + Send + 'static>(
             crate::config::Tunnel::L2Vxlan => TunnelMode::L2Vxlan,
             crate::config::Tunnel::L3Vxlan => TunnelMode::L3Vxlan,
             crate::config::Tunnel::L3Ipip => TunnelMode::L3Ipip,
-        }),
+        })
+        .with_reloader(reloader),
     );
     if let Some(l) = metrics_listener {
         // Every scrape is one fresh `stats` report from the handler the control socket uses.
@@ -303,21 +334,31 @@ fn start<W: Dataplane + Send + 'static>(
 /// devices: those vtepd created removed in one batch, those it attached to given back as they
 /// were (see [`device::release`]).
 fn teardown(held: Held) {
-    let Held { routes, devices } = held;
+    let Held {
+        routes,
+        devices,
+        networks,
+    } = held;
     if let Some(svc) = routes
         && Arc::try_unwrap(svc).is_err()
     {
         error!("route service still shared at exit; kernel routes left to the device");
     }
     device::release(devices);
+    if let Some(n) = networks {
+        n.release();
+    }
 }
 
-/// Waits for SIGINT/SIGTERM (Ok: the signal's name) or for a thread to end (its error); logs
-/// and ignores the other handled signals.
+/// Waits for SIGINT/SIGTERM (Ok: the signal's name) or for a thread to end (its error);
+/// reloads at SIGHUP (telling the service manager, whose status line `up` is given back after);
+/// logs and ignores the other handled signals.
 fn supervise(
     poll: &mut Poll,
     signals: &mut Signals,
     rx: &mpsc::Receiver<(String, Result<(), String>)>,
+    reloader: &Reloader,
+    up: &str,
 ) -> Result<&'static str, Failure> {
     let mut events = Events::with_capacity(8);
     loop {
@@ -333,6 +374,15 @@ fn supervise(
                     Action::Stop(name) => {
                         info!("{name} received, shutting down");
                         return Ok(name);
+                    }
+                    Action::Reload => {
+                        info!("SIGHUP received: reloading the configuration");
+                        notify::reloading();
+                        // The reloader logs each change; a refusal is logged here.
+                        if let Err(e) = reloader.reload() {
+                            warn!("SIGHUP: {e}");
+                        }
+                        notify::ready(up);
                     }
                     Action::Ignore(line) => warn!("{line}"),
                 }

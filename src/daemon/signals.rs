@@ -4,8 +4,8 @@
 //! the spot, leaving its control socket file and devices behind).
 //!
 //! - SIGINT, SIGTERM: clean shutdown.
-//! - SIGHUP: ignored with a warning: reloading the configuration is not implemented yet, and
-//!   a signal meant as "reload" must not take the tunnels down.
+//! - SIGHUP: reload the configuration file, as `vtepd reload` does (the changes, or why
+//!   nothing changed, are logged); a daemon started from flags logs that it has no file.
 //! - SIGUSR1, SIGUSR2: ignored with a warning (no action is defined for them).
 //! - SIGPIPE: ignored without a log line, by the Rust runtime (it sets SIGPIPE to `SIG_IGN`
 //!   before `main`): a write to a closed socket fails with `EPIPE` and is handled where it
@@ -21,6 +21,8 @@ pub const HANDLED: [i32; 5] = [SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2];
 pub enum Action {
     /// Shut down cleanly; the signal's name.
     Stop(&'static str),
+    /// Reload the configuration file.
+    Reload,
     /// Log the line and carry on.
     Ignore(&'static str),
 }
@@ -30,10 +32,7 @@ pub fn action(sig: i32) -> Action {
     match sig {
         SIGINT => Action::Stop("SIGINT"),
         SIGTERM => Action::Stop("SIGTERM"),
-        SIGHUP => Action::Ignore(
-            "SIGHUP received: ignored (reloading the configuration is not implemented yet; \
-             restart vtepd to apply a changed configuration)",
-        ),
+        SIGHUP => Action::Reload,
         SIGUSR1 => Action::Ignore("SIGUSR1 received: ignored (no action is defined for it)"),
         SIGUSR2 => Action::Ignore("SIGUSR2 received: ignored (no action is defined for it)"),
         _ => Action::Ignore("an unexpected signal was received: ignored"),
@@ -45,13 +44,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_int_and_term_stop() {
+    fn only_int_and_term_stop_and_hup_reloads() {
         let stops: Vec<i32> = HANDLED
             .into_iter()
             .filter(|s| matches!(action(*s), Action::Stop(_)))
             .collect();
         assert_eq!(stops, [SIGINT, SIGTERM]);
-        for s in [SIGHUP, SIGUSR1, SIGUSR2] {
+        assert_eq!(action(SIGHUP), Action::Reload);
+        for s in [SIGUSR1, SIGUSR2] {
             let Action::Ignore(line) = action(s) else {
                 panic!("{s} stops");
             };

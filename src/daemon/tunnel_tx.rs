@@ -158,6 +158,11 @@ impl<S: DatagramSocket> TunnelTx<S> {
         self
     }
 
+    /// Gives a network added at run time its settings.
+    pub fn set_network(&mut self, vni: Vni, vxlan: VxlanConfig) {
+        self.enc.set_network(vni, TunnelConfig::Vxlan(vxlan));
+    }
+
     /// The VXLAN settings of network `vni`.
     fn settings(&self, vni: Vni) -> Option<&VxlanConfig> {
         match self.enc.config(vni) {
