@@ -455,6 +455,48 @@ fn hostile_scrapers_never_block_a_scrape_or_the_control_socket() {
     );
 }
 
+/// A reload keeps the metrics endpoint and the scrape follows it: a network added by the
+/// reload has its rows; a reload that moves the endpoint is refused and the old one answers.
+#[test]
+fn scrapes_follow_a_reload_and_the_endpoint_stays() {
+    let p = Pair::new();
+    let file = control_path("cfg").with_extension("toml");
+    let write = |extra: &str, metrics: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "local = \"192.0.2.1\"\nmetrics = \"{metrics}\"\nthreads = 1\n\
+[[network]]\ndev = \"vx0\"\nvni = 42\npeers = [\"192.0.2.2\"]\n{extra}"
+            ),
+        )
+        .unwrap();
+    };
+    write("", METRICS);
+    let a = Daemon::start(&p.a, &["--config", file.to_str().unwrap()]);
+    let peers =
+        |s: &Scrape, vni: &str, dev: &str| s.get("vtepd_peers", &[("vni", vni), ("dev", dev)]);
+    assert_eq!(peers(&scrape(&p.a), "42", "vx0"), 1.0);
+    write(
+        "[[network]]\ndev = \"vx1\"\nvni = 43\npeers = [\"192.0.2.2\", \"192.0.2.3\"]\n",
+        METRICS,
+    );
+    let out = a.ok(&["reload"]);
+    assert!(out.contains("43"), "{out}");
+    let s = scrape(&p.a);
+    assert_eq!(peers(&s, "43", "vx1"), 2.0, "{}", a.log_text());
+    assert_eq!(peers(&s, "42", "vx0"), 1.0);
+    write("", "127.0.0.1:9571");
+    let refused = a.client(&["reload"]);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let msg = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        msg.contains("metrics 127.0.0.1:9570 -> 127.0.0.1:9571: needs a restart"),
+        "{msg}"
+    );
+    assert_eq!(peers(&scrape(&p.a), "43", "vx1"), 2.0, "nothing changed");
+}
+
 #[test]
 fn a_metrics_address_in_use_is_refused_before_anything_is_created() {
     let ns = Netns::new("m");
