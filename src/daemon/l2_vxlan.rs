@@ -461,7 +461,8 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             self.traffic.dropped(net, r);
         }
         if let FromTunnel::Deliver { net, range } = v {
-            self.traffic.tunnel_rx(net, src, 1, range.len() as u64);
+            let len = range.len() as u64;
+            self.rx.accepted.add(&self.traffic, net, src, 1, len);
             let part = (i, range.start);
             let (batch, ctr) = (&self.rx.batch, &mut self.ctr);
             let framing = Framing::Ethernet;
@@ -652,6 +653,7 @@ impl<D: DeviceQueue, S: DatagramSocket> OnDatagrams for L2Worker<D, S> {
         self.datagram(now, i);
     }
     fn end_batch(&mut self, now: Timestamp) {
+        self.rx.accepted.flush(&self.traffic);
         // The arena is reused by the next receive: nothing may wait past the batch.
         let batch = &self.rx.batch;
         flush_run(

@@ -267,9 +267,10 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
             let src = packet
                 .get(12..16)
                 .map_or(outer.src, |b| Ipv4Addr::new(b[0], b[1], b[2], b[3]));
-            self.dev[0]
-                .traffic()
-                .tunnel_rx(NetId(0), src, 1, range.len() as u64);
+            let len = range.len() as u64;
+            self.rx
+                .accepted
+                .add(self.dev[0].traffic(), NetId(0), src, 1, len);
             self.deliver(now, i, range);
         }
     }
@@ -444,6 +445,7 @@ impl<D: DeviceQueue, S: DatagramSocket> OnDatagrams for IpipWorker<D, S> {
         self.datagram(now, i);
     }
     fn end_batch(&mut self, now: Timestamp) {
+        self.rx.accepted.flush(self.dev[0].traffic());
         self.flush_device(now);
     }
 }

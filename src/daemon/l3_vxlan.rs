@@ -260,7 +260,9 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             .on_remote(now, outer, d, &mut self.out, &mut self.ctr);
         // What the tunnel carried: the Ethernet frame (delivered as the IP packet in it).
         if matches!(v, FromTunnel::Consumed | FromTunnel::Deliver { .. }) {
-            self.tun[0].traffic().tunnel_rx(NET, src, 1, inner);
+            self.rx
+                .accepted
+                .add(self.tun[0].traffic(), NET, src, 1, inner);
         }
         if let FromTunnel::Deliver { range, .. } = v {
             let part = (i, range.start);
@@ -534,6 +536,7 @@ impl<D: DeviceQueue, S: DatagramSocket> OnDatagrams for L3VxWorker<D, S> {
         self.datagram(now, i);
     }
     fn end_batch(&mut self, now: Timestamp) {
+        self.rx.accepted.flush(self.tun[0].traffic());
         let batch = &self.rx.batch;
         flush_run(
             &mut self.run,

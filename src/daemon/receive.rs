@@ -5,6 +5,7 @@
 use super::batch::{RecvBatch, count_overflow};
 use super::io::DatagramSocket;
 use super::ratelimit::RateLimit;
+use super::stats::RxRun;
 use crate::core::{Counters, Timestamp};
 use crate::sys::{MAX_BATCH, QueuedError};
 use std::io::ErrorKind;
@@ -17,6 +18,9 @@ pub struct Receiver<S> {
     pub sock: S,
     /// The datagrams of the last receive.
     pub batch: RecvBatch,
+    /// The batch's datagrams accepted into a network, counted per run (flushed by the
+    /// dataplane's [`OnDatagrams::end_batch`]).
+    pub accepted: RxRun,
     /// The socket's receive-queue overflow count when last seen.
     overflow: u32,
     err_log: RateLimit,
@@ -38,6 +42,7 @@ impl<S: DatagramSocket> Receiver<S> {
         Receiver {
             sock,
             batch: RecvBatch::new(),
+            accepted: RxRun::default(),
             overflow: 0,
             err_log: RateLimit::default(),
         }
