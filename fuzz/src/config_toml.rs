@@ -18,7 +18,9 @@ pub fn run(data: &[u8]) {
                 "an accepted configuration validates again"
             );
             assert!(!cfg.networks.is_empty());
-            let shown = cfg.to_toml().expect("an accepted configuration writes as TOML");
+            let shown = cfg
+                .to_toml()
+                .expect("an accepted configuration writes as TOML");
             assert_eq!(
                 DaemonConfig::from_toml(&shown).as_ref(),
                 Ok(&cfg),
