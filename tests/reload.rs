@@ -545,16 +545,20 @@ fn l2_networks_added_and_removed_by_reload() {
              peers = [\"192.0.2.{other}\"]\n"
         )
     };
-    fa.write(&format!(
-        "{}{}",
-        l2_file(1, "\"192.0.2.2\"", ""),
-        second(1, 2)
-    ));
-    fb.write(&format!(
-        "{}{}",
-        l2_file(2, "\"192.0.2.1\"", ""),
-        second(2, 1)
-    ));
+    // Both hosts' files with VNI 42 and VNI 43.
+    let both = || {
+        fa.write(&format!(
+            "{}{}",
+            l2_file(1, "\"192.0.2.2\"", ""),
+            second(1, 2)
+        ));
+        fb.write(&format!(
+            "{}{}",
+            l2_file(2, "\"192.0.2.1\"", ""),
+            second(2, 1)
+        ));
+    };
+    both();
     assert_eq!(reload_ok(&a), "network VNI 43 (dev vy0) added\n");
     assert_eq!(reload_ok(&b), "network VNI 43 (dev vy0) added\n");
     assert!(p.a.has_link("vy0") && p.b.has_link("vy0"));
@@ -611,16 +615,7 @@ fn l2_networks_added_and_removed_by_reload() {
     assert!(!config_show(&a).contains("vx0"));
 
     // And back, as a new network.
-    fa.write(&format!(
-        "{}{}",
-        l2_file(1, "\"192.0.2.2\"", ""),
-        second(1, 2)
-    ));
-    fb.write(&format!(
-        "{}{}",
-        l2_file(2, "\"192.0.2.1\"", ""),
-        second(2, 1)
-    ));
+    both();
     assert_eq!(reload_ok(&a), "network VNI 42 (dev vx0) added\n");
     assert_eq!(reload_ok(&b), "network VNI 42 (dev vx0) added\n");
     assert!(p.a.ping_within("10.9.0.2", SECS(10)), "{}", a.log_text());
