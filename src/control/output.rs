@@ -1,7 +1,7 @@
 //! Human-readable renderings of control answers (the `--json` forms are the serde types).
 
 use super::protocol::{FdbRow, Kind, NeighRow, PeersRow, RouteRow, StatsReport, TunnelMode};
-use crate::core::Counters;
+use crate::core::{Counters, NetTraffic};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -102,7 +102,13 @@ fn duration(secs: u64) -> String {
 
 /// The four traffic rows (`rx_tunnel`, `tx_tunnel`, `rx_device`, `tx_device`) of a block
 /// under a `packets bytes` heading, as `ip -s link` does; zero rows left out unless `all`.
-fn traffic_rows(s: &mut String, rows: [(&str, u64, u64); 4], all: bool) {
+fn traffic_rows(s: &mut String, t: &NetTraffic, all: bool) {
+    let rows = [
+        ("rx_tunnel", t.rx_tunnel, t.rx_tunnel_bytes),
+        ("tx_tunnel", t.tx_tunnel, t.tx_tunnel_bytes),
+        ("rx_device", t.rx_device, t.rx_device_bytes),
+        ("tx_device", t.tx_device, t.tx_device_bytes),
+    ];
     let shown: Vec<_> = rows
         .iter()
         .filter(|(_, p, b)| all || *p != 0 || *b != 0)
@@ -157,29 +163,11 @@ pub fn stats_table(st: &StatsReport, all: bool) -> String {
         TunnelMode::L3Ipip => writeln!(s),
         _ => writeln!(s, ", {} fdb entries", st.fdb_entries),
     };
-    traffic_rows(
-        &mut s,
-        [
-            ("rx_tunnel", c.rx_tunnel, c.rx_tunnel_bytes),
-            ("tx_tunnel", c.tx_tunnel, c.tx_tunnel_bytes),
-            ("rx_device", c.rx_device, c.rx_device_bytes),
-            ("tx_device", c.tx_device, c.tx_device_bytes),
-        ],
-        all,
-    );
+    traffic_rows(&mut s, &c.traffic(), all);
     let bit = mode_bit(st.mode);
-    const SHOWN_ABOVE: [&str; 8] = [
-        "rx_tunnel",
-        "rx_tunnel_bytes",
-        "tx_tunnel",
-        "tx_tunnel_bytes",
-        "rx_device",
-        "rx_device_bytes",
-        "tx_device",
-        "tx_device_bytes",
-    ];
     for ((k, v), m) in c.scalars().into_iter().zip(Counters::MODES) {
-        if m & bit != 0 && !SHOWN_ABOVE.contains(&k) && (all || v != 0) {
+        // The traffic counters are in the rows above.
+        if m & bit != 0 && !NetTraffic::NAMES.contains(&k) && (all || v != 0) {
             let _ = writeln!(s, "  {k:<24}{v}");
         }
     }
@@ -197,17 +185,7 @@ pub fn stats_table(st: &StatsReport, all: bool) -> String {
                 n.peers, n.fdb_entries, n.neigh_entries
             ),
         };
-        let t = &n.traffic;
-        traffic_rows(
-            &mut s,
-            [
-                ("rx_tunnel", t.rx_tunnel, t.rx_tunnel_bytes),
-                ("tx_tunnel", t.tx_tunnel, t.tx_tunnel_bytes),
-                ("rx_device", t.rx_device, t.rx_device_bytes),
-                ("tx_device", t.tx_device, t.tx_device_bytes),
-            ],
-            all,
-        );
+        traffic_rows(&mut s, &n.traffic, all);
         drop_line(&mut s, n.drops_total, &n.drops, all);
     }
     for p in &st.peers {

@@ -364,6 +364,20 @@ traffic! {
 }
 
 impl Counters {
+    /// The totals' packets and bytes in and out, in the shape of a network's.
+    pub fn traffic(&self) -> NetTraffic {
+        NetTraffic {
+            rx_tunnel: self.rx_tunnel,
+            rx_tunnel_bytes: self.rx_tunnel_bytes,
+            tx_tunnel: self.tx_tunnel,
+            tx_tunnel_bytes: self.tx_tunnel_bytes,
+            rx_device: self.rx_device,
+            rx_device_bytes: self.rx_device_bytes,
+            tx_device: self.tx_device,
+            tx_device_bytes: self.tx_device_bytes,
+        }
+    }
+
     /// Counts one drop.
     #[inline]
     pub fn drop(&mut self, r: DropReason) {
