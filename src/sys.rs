@@ -356,6 +356,8 @@ pub struct RecvMeta {
     pub truncated: bool,
     /// Sender address (`None` if it was not IPv4).
     pub src: Option<Ipv4Addr>,
+    /// Sender port (0 for a raw socket, or when the sender was not IPv4).
+    pub src_port: u16,
     /// With UDP_GRO on: the size of each of the equal-size datagrams coalesced into this read
     /// (the last may be shorter); 0 when the read is one datagram.
     pub gso_size: u16,
@@ -434,6 +436,7 @@ pub fn recv_batch(
             truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
             src: (i32::from(a.sin_family) == libc::AF_INET)
                 .then(|| Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr))),
+            src_port: u16::from_be(a.sin_port),
             gso_size: 0,
             tos: 0,
         };

@@ -12,6 +12,8 @@ pub use crate::error::Failure;
 
 mod client;
 mod docs;
+mod trace;
+mod trace_text;
 use clap::{Args, Parser, Subcommand};
 use encap::{MacAddr, Vni};
 use ipnet::Ipv4Net;
@@ -67,6 +69,16 @@ pub enum Command {
     /// Show the running configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Trace packets through the running daemon: each decision it takes, step by step.
+    ///
+    /// Arms tracing on every worker for the next --count packets the filter takes and prints
+    /// each as it completes: where it came from, its headers, every step the engine took (VNI
+    /// lookup, peer check, learning, FDB/route/neighbour lookups, ARP suppression, flooding)
+    /// and the outcome (the remotes, the device, or the drop reason). Ctrl-C stops it. With
+    /// --inject, a synthetic packet is run through the engine instead, as a simulation:
+    /// nothing is sent and no state changes.
+    #[command(after_help = TRACE_HELP)]
+    Trace(trace::TraceArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions(docs::CompletionsArgs),
     /// Print the manual page vtepd(1) in roff to stdout, or write every page to a directory.
@@ -84,6 +96,17 @@ or outer-header policy (ttl, tos, df, srcport, udp_csum), and an invalid file.\n
 The file is the truth: peers, entries, neighbours and routes added through the control socket \
 and not in the file are removed (save them first with `vtepd config show > FILE`).\n\
 Exit status: 0 applied (or no change), 2 refused, 1 failed while applying.";
+
+/// What `vtepd trace --help` says after the options.
+const TRACE_HELP: &str = "Filter terms (flags, or --filter EXPR: the same terms joined by \
+commas, like mac=02:00:00:00:00:01,proto=icmp,drops) must all hold. A trace costs the workers \
+nothing while no session is armed; armed, only the packets the filter may take pay. Records \
+cross from the workers through a bounded queue: when the client reads too slowly, records \
+(never packets) are lost, and the count is shown. A session the client stops polling (killed) \
+ends within 5 s.\n\
+Examples:\n  vtepd trace --count 10 --proto icmp\n  vtepd trace --drops --json\n  \
+vtepd trace --inject --dst-mac 02:00:00:00:00:09\n  \
+vtepd trace --inject --from tunnel --outer-src 192.0.2.2 --src-mac 02:00:00:00:00:09";
 
 /// `vtepd config ...`
 #[derive(Debug, Subcommand)]
@@ -575,6 +598,7 @@ pub fn main_entry() -> ExitCode {
         Command::Neigh(c) => client::neigh(c),
         Command::Reload(ctl) => client::reload(&ctl),
         Command::Config(ConfigCommand::Show(ctl)) => client::config_show(&ctl),
+        Command::Trace(a) => trace::run(&a),
         Command::Completions(a) => docs::completions(&a),
         Command::Man(a) => docs::man(&a),
     };

@@ -7,6 +7,8 @@
 //! < {"ok":false,"usage":true,"error":"the daemon has 2 networks (VNI 42, 43): give --vni"}
 //! ```
 
+use crate::core::synth::Synth;
+use crate::core::trace::{Filter, Record};
 use crate::core::{Counters, NetTraffic, PeerTraffic};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -117,6 +119,95 @@ pub enum Request {
     Reload,
     /// The running configuration as a TOML file ([`ConfigShowReport`]).
     ConfigShow,
+    /// Arms tracing of the next `count` packets `filter` takes on every worker; answers a
+    /// [`TraceStarted`]. The session ends when stopped or when not polled for 5 s.
+    TraceStart {
+        /// Which packets.
+        #[serde(default)]
+        filter: Filter,
+        /// How many.
+        count: u64,
+    },
+    /// The records of a trace session so far ([`TracePolled`]).
+    TracePoll {
+        /// The session.
+        session: u64,
+    },
+    /// Stops a trace session.
+    TraceStop {
+        /// The session.
+        session: u64,
+    },
+    /// Runs a synthetic packet through the engine without sending it or changing any state;
+    /// answers its [`TraceRow`].
+    TraceInject(Inject),
+}
+
+/// The answer to `trace_start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceStarted {
+    /// The session to poll and stop.
+    pub session: u64,
+}
+
+/// One traced packet, with the device of its network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceRow {
+    /// The record.
+    #[serde(flatten)]
+    pub record: Record,
+    /// The device of the network it came from or went to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
+}
+
+/// The answer to `trace_poll`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TracePolled {
+    /// The records since the last poll.
+    pub records: Vec<TraceRow>,
+    /// Records lost so far because the client polled too slowly.
+    pub overflow: u64,
+    /// Every record asked for was taken: stop now.
+    pub done: bool,
+}
+
+/// Which side a synthetic packet comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InjectFrom {
+    /// Read from the device (a frame in L2, an IP packet in L3).
+    #[default]
+    Device,
+    /// Received from the underlay (a VXLAN datagram, an IPIP packet).
+    Tunnel,
+}
+
+/// A synthetic packet for `trace_inject`: its bytes (`hex`), or fields the daemon builds it
+/// from for its mode.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inject {
+    /// Which side it comes from.
+    #[serde(default)]
+    pub from: InjectFrom,
+    /// The network (may be omitted when the daemon has one).
+    #[serde(default)]
+    pub vni: Option<u32>,
+    /// The outer source (tunnel side).
+    #[serde(default)]
+    pub outer_src: Option<Ipv4Addr>,
+    /// The outer TOS byte (tunnel side).
+    #[serde(default)]
+    pub tos: u8,
+    /// The bytes as the engine takes them, in hex: the frame (L2) or IP packet (L3) from the
+    /// device; the VXLAN datagram (UDP payload) or the IPIP packet (outer header on) from the
+    /// tunnel.
+    #[serde(default)]
+    pub hex: Option<String>,
+    /// Or the fields to build it from.
+    #[serde(default)]
+    pub fields: Synth,
 }
 
 /// The answer to `reload`.

@@ -16,6 +16,7 @@
 
 use super::arp::{ARP_FRAME_LEN, FrameTo, Generated, arp_reply, write_arp_frame};
 use super::neigh::{Evidence, Learned, usable_ip};
+use super::trace::{Mac, NoTrace, Step, Trace};
 use super::{Core, Counters, NetId, Timestamp};
 use encap::arp::{ArpOperation, ArpPacket, ArpRepr};
 use encap::ethernet::{EthernetFrame, ethertype};
@@ -60,6 +61,18 @@ impl ArpSuppress {
     /// Snoops a frame decapsulated from the tunnel for `net` (call it for every frame the core
     /// delivers): learns the sender's binding from ARP.
     pub fn snoop_remote(&self, now: Timestamp, net: NetId, frame: &[u8], ctr: &mut Counters) {
+        self.snoop_remote_traced(now, net, frame, ctr, &mut NoTrace);
+    }
+
+    /// [`ArpSuppress::snoop_remote`], its step recorded into `t` (a simulation binds nothing).
+    pub fn snoop_remote_traced<T: Trace>(
+        &self,
+        now: Timestamp,
+        net: NetId,
+        frame: &[u8],
+        ctr: &mut Counters,
+        t: &mut T,
+    ) {
         if !self.enabled(net) {
             return;
         }
@@ -72,12 +85,21 @@ impl ArpSuppress {
         let Some(table) = self.core.neigh(net) else {
             return;
         };
-        match table.learn(
-            a.sender_ip,
-            a.sender_mac,
-            now.millis(),
-            Evidence::Authoritative,
-        ) {
+        let (ip, mac, at) = (a.sender_ip, a.sender_mac, now.millis());
+        let learned = if T::SIMULATE {
+            table.judge(ip, mac, at, Evidence::Authoritative)
+        } else {
+            table.learn(ip, mac, at, Evidence::Authoritative)
+        };
+        t.step(Step::NeighLearn {
+            ip,
+            mac: Mac(mac),
+            result: learned.into(),
+        });
+        if T::SIMULATE {
+            return;
+        }
+        match learned {
             Learned::New => ctr.neigh_learned += 1,
             Learned::MacChanged(_) => ctr.neigh_mac_changes += 1,
             Learned::Refused => ctr.neigh_refused += 1,
@@ -100,6 +122,19 @@ impl ArpSuppress {
         out: &mut Generated,
         ctr: &mut Counters,
     ) -> bool {
+        self.answer_local_traced(now, net, frame, out, ctr, &mut NoTrace)
+    }
+
+    /// [`ArpSuppress::answer_local`], its step recorded into `t`.
+    pub fn answer_local_traced<T: Trace>(
+        &self,
+        now: Timestamp,
+        net: NetId,
+        frame: &[u8],
+        out: &mut Generated,
+        ctr: &mut Counters,
+        t: &mut T,
+    ) -> bool {
         if !self.enabled(net) {
             return false;
         }
@@ -114,11 +149,15 @@ impl ArpSuppress {
         {
             return false;
         }
-        let Some(mac) = self
+        let known = self
             .core
             .neigh(net)
-            .and_then(|t| t.lookup(a.target_ip, now.millis()))
-        else {
+            .and_then(|t| t.lookup(a.target_ip, now.millis()));
+        t.step(Step::ArpSuppress {
+            target: a.target_ip,
+            answer: known.filter(|m| *m != a.sender_mac).map(Mac),
+        });
+        let Some(mac) = known else {
             return false;
         };
         if mac == a.sender_mac {

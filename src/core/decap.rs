@@ -2,6 +2,7 @@
 //! Never forwarded to another tunnel (split horizon).
 
 use super::forward::ETH_HEADER_LEN;
+use super::trace::{LearnResult, Mac, NoTrace, Step, Trace};
 use super::{Core, Counters, DropReason, FromTunnel, Outer, Timestamp};
 use encap::MacAddr;
 use encap::vxlan::{HEADER_LEN, VxlanPacket, VxlanRepr};
@@ -21,6 +22,18 @@ impl Core {
         datagram: &mut [u8],
         ctr: &mut Counters,
     ) -> FromTunnel {
+        self.on_remote_traced(now, outer, datagram, ctr, &mut NoTrace)
+    }
+
+    /// [`Core::on_remote`], its steps recorded into `t` (a simulation changes no state).
+    pub fn on_remote_traced<T: Trace>(
+        &self,
+        now: Timestamp,
+        outer: Outer,
+        datagram: &mut [u8],
+        ctr: &mut Counters,
+        t: &mut T,
+    ) -> FromTunnel {
         ctr.rx_tunnel += 1;
         ctr.rx_tunnel_bytes += datagram.len().saturating_sub(HEADER_LEN) as u64;
         let drop = |ctr: &mut Counters, r: DropReason| {
@@ -33,16 +46,26 @@ impl Core {
         let Ok(hdr) = VxlanRepr::parse(&pkt) else {
             return drop(ctr, DropReason::VxlanFlags);
         };
-        let Some((id, net)) = self
+        let found = self
             .net_by_vni(hdr.vni)
-            .and_then(|id| Some((id, self.net(id)?)))
-        else {
+            .and_then(|id| Some((id, self.net(id)?)));
+        t.step(Step::Vni {
+            vni: hdr.vni.get(),
+            found: found.is_some(),
+        });
+        let Some((id, net)) = found else {
             return drop(ctr, DropReason::UnknownVni);
         };
         let src = outer.src;
-        if self.usable_remote(src).is_err()
-            || (!self.allow_any_peer() && !net.peers.load().is_known(src))
-        {
+        let any_peer = self.allow_any_peer();
+        let accepted =
+            self.usable_remote(src).is_ok() && (any_peer || net.peers.load().is_known(src));
+        t.step(Step::Peer {
+            src,
+            accepted,
+            any_peer,
+        });
+        if !accepted {
             return drop(ctr, DropReason::UnknownPeer);
         }
         let inner = pkt.payload();
@@ -58,19 +81,34 @@ impl Core {
         }
         // A MAC pinned by a static entry to another VTEP is a spoof (or a misconfiguration):
         // the entry stays and the frame is dropped, as Linux's vxlan does.
-        let conflict = if net.learning() {
-            self.learn(net, src_mac, src, now.millis(), ctr)
+        let result = if net.learning() {
+            self.learn(net, src_mac, src, now.millis(), !T::SIMULATE, ctr)
         } else {
-            self.pinned_elsewhere(net, src_mac, src)
+            match self.pinned_elsewhere(net, src_mac, src) {
+                Some(pinned) => LearnResult::StaticConflict { pinned },
+                None => LearnResult::Off,
+            }
         };
-        if conflict {
+        t.step(Step::Learn {
+            mac: Mac(src_mac),
+            remote: src,
+            result,
+            simulated: T::SIMULATE,
+        });
+        if matches!(result, LearnResult::StaticConflict { .. }) {
             return drop(ctr, DropReason::StaticConflict);
         }
         // RFC 6040: the outer ECN bits onto the inner packet, or the frame is dropped. Outer
         // Not-ECT and ECT(0) (ECN bit 0 clear) leave every inner field as it is.
-        if outer.tos & 1 != 0 && !Core::decapsulate_ecn(&mut datagram[HEADER_LEN..], outer.tos, ctr)
-        {
-            return FromTunnel::Drop(DropReason::EcnDrop);
+        if outer.tos & 1 != 0 {
+            let kept = Core::decapsulate_ecn(&mut datagram[HEADER_LEN..], outer.tos, ctr);
+            t.step(Step::Ecn {
+                outer: outer.tos & 3,
+                kept,
+            });
+            if !kept {
+                return FromTunnel::Drop(DropReason::EcnDrop);
+            }
         }
         FromTunnel::Deliver {
             net: id,

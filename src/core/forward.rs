@@ -3,6 +3,7 @@
 
 use super::fdb::FdbKey;
 use super::storm::FloodKind;
+use super::trace::{Mac, NoTrace, Step, Trace};
 use super::{Core, Counters, DropReason, FromDevice, NetId, Remotes, Timestamp};
 use encap::MacAddr;
 
@@ -20,8 +21,21 @@ impl Core {
         to: &mut Remotes,
         ctr: &mut Counters,
     ) -> FromDevice {
+        self.on_local_traced(now, net, frame, to, ctr, &mut NoTrace)
+    }
+
+    /// [`Core::on_local`], its steps recorded into `t` (a simulation takes no storm tokens).
+    pub fn on_local_traced<T: Trace>(
+        &self,
+        now: Timestamp,
+        net: NetId,
+        frame: &[u8],
+        to: &mut Remotes,
+        ctr: &mut Counters,
+        t: &mut T,
+    ) -> FromDevice {
         ctr.rx_device += 1;
-        self.forward(now, net, frame, to, ctr, true)
+        self.forward(now, net, frame, to, ctr, true, t)
     }
 
     /// The forwarding decision of [`Core::on_local`] without counting the frame as read from
@@ -35,11 +49,26 @@ impl Core {
         to: &mut Remotes,
         ctr: &mut Counters,
     ) -> FromDevice {
-        self.forward(now, net, frame, to, ctr, false)
+        self.forward(now, net, frame, to, ctr, false, &mut NoTrace)
     }
 
-    /// The forwarding decision; `police`: frames to be flooded pass storm control first.
-    fn forward(
+    /// [`Core::forward_frame`], its steps recorded into `t`.
+    pub fn forward_frame_traced<T: Trace>(
+        &self,
+        now: Timestamp,
+        net: NetId,
+        frame: &[u8],
+        to: &mut Remotes,
+        ctr: &mut Counters,
+        t: &mut T,
+    ) -> FromDevice {
+        self.forward(now, net, frame, to, ctr, false, t)
+    }
+
+    /// The forwarding decision; `police`: frames to be flooded pass storm control first (a
+    /// simulation takes no token).
+    #[allow(clippy::too_many_arguments)]
+    fn forward<T: Trace>(
         &self,
         now: Timestamp,
         net: NetId,
@@ -47,6 +76,7 @@ impl Core {
         to: &mut Remotes,
         ctr: &mut Counters,
         police: bool,
+        t: &mut T,
     ) -> FromDevice {
         let drop = |ctr: &mut Counters, r: DropReason| {
             ctr.drop(r);
@@ -61,11 +91,20 @@ impl Core {
             return drop(ctr, DropReason::LocalRunt);
         }
         let dst = MacAddr::from_bytes(frame).unwrap_or(MacAddr::BROADCAST);
-        if !dst.is_multicast()
-            && let Some(remote) =
+        let known = (!dst.is_multicast())
+            .then(|| {
                 self.fdb
                     .lookup(FdbKey::new(n.vni, dst), now.millis(), n.ageing_ms())
-        {
+            })
+            .flatten();
+        if !dst.is_multicast() {
+            t.step(Step::Fdb {
+                vni: n.vni.get(),
+                mac: Mac(dst),
+                remote: known,
+            });
+        }
+        if let Some(remote) = known {
             if remote == self.local {
                 return drop(ctr, DropReason::ToSelf);
             }
@@ -73,18 +112,27 @@ impl Core {
             return FromDevice::Tunnel;
         }
         let peers = n.peers.load();
+        let kind = if dst == MacAddr::BROADCAST {
+            FloodKind::Broadcast
+        } else if dst.is_multicast() {
+            FloodKind::Multicast
+        } else {
+            FloodKind::UnknownUnicast
+        };
+        t.step(Step::Flood {
+            kind: kind.into(),
+            peers: peers.flood.len() as u32,
+        });
         if peers.flood.is_empty() {
             return drop(ctr, DropReason::NoPeers);
         }
         if police {
-            let kind = if dst == MacAddr::BROADCAST {
-                FloodKind::Broadcast
-            } else if dst.is_multicast() {
-                FloodKind::Multicast
-            } else {
-                FloodKind::UnknownUnicast
-            };
-            if !n.storm.allow(kind, now.millis()) {
+            let allowed = T::SIMULATE || n.storm.allow(kind, now.millis());
+            t.step(Step::Storm {
+                kind: kind.into(),
+                allowed,
+            });
+            if !allowed {
                 return drop(ctr, storm_drop(kind));
             }
         }

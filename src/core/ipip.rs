@@ -26,6 +26,7 @@
 
 use super::route::Routes;
 use super::too_big::{self, Framing, TooBig};
+use super::trace::{NoTrace, Step, Trace};
 use super::{Counters, DropReason, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp};
 use encap::ipv4::Ipv4Packet;
 use encap::{Error, Invalid};
@@ -105,6 +106,18 @@ impl Ipip {
         out: &mut Out,
         ctr: &mut Counters,
     ) -> FromDevice {
+        self.on_local_traced(now, pkt, out, ctr, &mut NoTrace)
+    }
+
+    /// [`Ipip::on_local`], its steps recorded into `t`.
+    pub fn on_local_traced<T: Trace>(
+        &self,
+        now: Timestamp,
+        pkt: &[u8],
+        out: &mut Out,
+        ctr: &mut Counters,
+        t: &mut T,
+    ) -> FromDevice {
         ctr.rx_device += 1;
         out.remotes.reset(encap::Vni::ZERO);
         if pkt.first().is_some_and(|b| b >> 4 != 4) {
@@ -119,11 +132,17 @@ impl Ipip {
         if ip.src() == self.local {
             return reject(ctr, DropReason::OwnSource, FromDevice::Drop);
         }
-        let Some(dst) = self.routes.load().lookup(ip.dst()) else {
+        let via = self.routes.load().lookup(ip.dst());
+        t.step(Step::Route { dst: ip.dst(), via });
+        let Some(dst) = via else {
             return reject(ctr, DropReason::NoRoute, FromDevice::Drop);
         };
         if usize::from(ip.total_len()) > usize::from(self.tunnel_mtu) {
             let mtu = usize::from(self.tunnel_mtu);
+            t.step(Step::TooBig {
+                len: u32::from(ip.total_len()),
+                mtu: mtu as u32,
+            });
             return match too_big::on_too_big(now, Framing::Ip, pkt, mtu, false, out, ctr) {
                 TooBig::Answered => FromDevice::Answered,
                 _ => FromDevice::Drop(DropReason::TooBig),
@@ -143,6 +162,18 @@ impl Ipip {
         packet: &mut [u8],
         ctr: &mut Counters,
     ) -> FromTunnel {
+        self.on_remote_traced(_now, _outer, packet, ctr, &mut NoTrace)
+    }
+
+    /// [`Ipip::on_remote`], its steps recorded into `t`.
+    pub fn on_remote_traced<T: Trace>(
+        &self,
+        _now: Timestamp,
+        _outer: Outer,
+        packet: &mut [u8],
+        ctr: &mut Counters,
+        t: &mut T,
+    ) -> FromTunnel {
         ctr.rx_tunnel += 1;
         // Inner bytes: without the outer header (its IHL words; 20 bytes if unreadable).
         let outer = packet.first().map_or(20, |b| usize::from(b & 0x0f) * 4);
@@ -153,10 +184,15 @@ impl Ipip {
         else {
             return reject(ctr, DropReason::BadIpip, FromTunnel::Drop);
         };
-        if super::UnusableRemote::check(self.local, src).is_err()
-            || (!self.allow_any_peer.load(Ordering::Relaxed)
-                && !self.routes.load().is_next_hop(src))
-        {
+        let any_peer = self.allow_any_peer.load(Ordering::Relaxed);
+        let accepted = super::UnusableRemote::check(self.local, src).is_ok()
+            && (any_peer || self.routes.load().is_next_hop(src));
+        t.step(Step::Peer {
+            src,
+            accepted,
+            any_peer,
+        });
+        if !accepted {
             return reject(ctr, DropReason::UnknownPeer, FromTunnel::Drop);
         }
         let rx = match encap::tunnel::ipip::decapsulate_mut(packet) {

@@ -3,6 +3,7 @@
 //! Shared by the workers (`Arc`).
 
 use super::arp_suppress::ArpSuppress;
+use super::trace::{NoTrace, Trace};
 use super::{Core, Counters, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp};
 use std::sync::Arc;
 
@@ -35,11 +36,23 @@ impl L2 {
         datagram: &mut [u8],
         ctr: &mut Counters,
     ) -> FromTunnel {
-        let v = self.core.on_remote(now, outer, datagram, ctr);
+        self.on_remote_traced(now, outer, datagram, ctr, &mut NoTrace)
+    }
+
+    /// [`L2::on_remote`], its steps recorded into `t` (a simulation changes no state).
+    pub fn on_remote_traced<T: Trace>(
+        &self,
+        now: Timestamp,
+        outer: Outer,
+        datagram: &mut [u8],
+        ctr: &mut Counters,
+        t: &mut T,
+    ) -> FromTunnel {
+        let v = self.core.on_remote_traced(now, outer, datagram, ctr, t);
         if let FromTunnel::Deliver { net, range } = &v
             && let Some(frame) = datagram.get(range.clone())
         {
-            self.arp.snoop_remote(now, *net, frame, ctr);
+            self.arp.snoop_remote_traced(now, *net, frame, ctr, t);
         }
         v
     }
@@ -55,13 +68,27 @@ impl L2 {
         out: &mut Out,
         ctr: &mut Counters,
     ) -> FromDevice {
+        self.on_local_traced(now, net, frame, out, ctr, &mut NoTrace)
+    }
+
+    /// [`L2::on_local`], its steps recorded into `t` (a simulation changes no state).
+    pub fn on_local_traced<T: Trace>(
+        &self,
+        now: Timestamp,
+        net: NetId,
+        frame: &[u8],
+        out: &mut Out,
+        ctr: &mut Counters,
+        t: &mut T,
+    ) -> FromDevice {
         if self
             .arp
-            .answer_local(now, net, frame, &mut out.generated, ctr)
+            .answer_local_traced(now, net, frame, &mut out.generated, ctr, t)
         {
             ctr.rx_device += 1;
             return FromDevice::Answered;
         }
-        self.core.on_local(now, net, frame, &mut out.remotes, ctr)
+        self.core
+            .on_local_traced(now, net, frame, &mut out.remotes, ctr, t)
     }
 }

@@ -25,6 +25,7 @@ use super::arp::{
 };
 use super::neigh::{Evidence, Learned, NeighTable};
 use super::route::Routes;
+use super::trace::{Mac, NoTrace, ReplyKind, Step, Trace};
 use super::{Core, Counters, DropReason, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp};
 use encap::MacAddr;
 use encap::arp::{ArpOperation, ArpPacket, ArpRepr};
@@ -208,12 +209,25 @@ impl L3Vx {
         out: &mut Out,
         ctr: &mut Counters,
     ) -> FromTunnel {
-        let range = match self.core.on_remote(now, outer, datagram, ctr) {
+        self.on_remote_traced(now, outer, datagram, out, ctr, &mut NoTrace)
+    }
+
+    /// [`L3Vx::on_remote`], its steps recorded into `t` (a simulation changes no state).
+    pub fn on_remote_traced<T: Trace>(
+        &self,
+        now: Timestamp,
+        outer: Outer,
+        datagram: &mut [u8],
+        out: &mut Out,
+        ctr: &mut Counters,
+        t: &mut T,
+    ) -> FromTunnel {
+        let range = match self.core.on_remote_traced(now, outer, datagram, ctr, t) {
             FromTunnel::Deliver { range, .. } => range,
             v => return v,
         };
         let at = range.start;
-        match self.on_frame(now, &datagram[range], &mut out.generated, ctr) {
+        match self.on_frame_traced(now, &datagram[range], &mut out.generated, ctr, t) {
             FromTunnel::Deliver { net, range } => FromTunnel::Deliver {
                 net,
                 range: at + range.start..at + range.end,
@@ -233,14 +247,47 @@ impl L3Vx {
         out: &mut Out,
         ctr: &mut Counters,
     ) -> FromDevice {
+        self.on_local_traced(now, frame, out, ctr, &mut NoTrace)
+    }
+
+    /// [`L3Vx::on_local`], its steps recorded into `t` (a simulation holds nothing and asks
+    /// for no resolution).
+    pub fn on_local_traced<T: Trace>(
+        &self,
+        now: Timestamp,
+        frame: &mut [u8],
+        out: &mut Out,
+        ctr: &mut Counters,
+        t: &mut T,
+    ) -> FromDevice {
         ctr.rx_device += 1;
         let Some(packet) = frame.get(ethernet::HEADER_LEN..) else {
             ctr.drop(DropReason::NotIpv4);
             return FromDevice::Drop(DropReason::NotIpv4);
         };
         let route = self.route_of(packet);
-        let v = self.on_tun(now, packet, route, &mut out.generated, ctr);
-        self.send(now, frame, v, out, ctr)
+        let v = match self.decide(now, packet, route, ctr, t) {
+            Ok(v) => v,
+            Err((hop, _)) if T::SIMULATE => {
+                t.step(Step::Hold {
+                    hop,
+                    arp_request: !self.resolving(hop),
+                });
+                TunVerdict::Held
+            }
+            Err((hop, table)) => {
+                let asked = ctr.arp_requests;
+                let v = self.hold(now, hop, packet, table, &mut out.generated, ctr);
+                if v == TunVerdict::Held {
+                    t.step(Step::Hold {
+                        hop,
+                        arp_request: ctr.arp_requests != asked,
+                    });
+                }
+                v
+            }
+        };
+        self.send(now, frame, v, out, ctr, t)
     }
 
     /// [`L3Vx::on_local`] for a packet that must not be held whole (a TSO super-packet),
@@ -255,8 +302,8 @@ impl L3Vx {
     ) -> Option<FromDevice> {
         let packet = frame.get(ethernet::HEADER_LEN..)?;
         let route = self.route_of(packet);
-        let v = self.decide(now, packet, route, ctr).ok()?;
-        Some(self.send(now, frame, v, out, ctr))
+        let v = self.decide(now, packet, route, ctr, &mut NoTrace).ok()?;
+        Some(self.send(now, frame, v, out, ctr, &mut NoTrace))
     }
 
     /// The route next hop for an IPv4 packet's destination.
@@ -268,19 +315,20 @@ impl L3Vx {
     }
 
     /// Carries out a TUN verdict for the packet in `frame` (behind its Ethernet header's room).
-    fn send(
+    fn send<T: Trace>(
         &self,
         now: Timestamp,
         frame: &mut [u8],
         v: TunVerdict,
         out: &mut Out,
         ctr: &mut Counters,
+        t: &mut T,
     ) -> FromDevice {
         match v {
             TunVerdict::Send(mac) => {
                 write_ipv4_header(frame, mac, self.cfg.own_mac);
                 self.core
-                    .forward_frame(now, self.net, frame, &mut out.remotes, ctr)
+                    .forward_frame_traced(now, self.net, frame, &mut out.remotes, ctr, t)
             }
             TunVerdict::Held => FromDevice::Held,
             TunVerdict::Drop(r) => FromDevice::Drop(r),
@@ -298,7 +346,7 @@ impl L3Vx {
         out: &mut Generated,
         ctr: &mut Counters,
     ) -> TunVerdict {
-        match self.decide(now, packet, route, ctr) {
+        match self.decide(now, packet, route, ctr, &mut NoTrace) {
             Ok(v) => v,
             Err((hop, table)) => self.hold(now, hop, packet, table, out, ctr),
         }
@@ -314,16 +362,17 @@ impl L3Vx {
         route: Option<Ipv4Addr>,
         ctr: &mut Counters,
     ) -> Option<TunVerdict> {
-        self.decide(now, packet, route, ctr).ok()
+        self.decide(now, packet, route, ctr, &mut NoTrace).ok()
     }
 
     /// The verdict for a TUN packet, or its unresolved next hop (and the table to hold it in).
-    fn decide(
+    fn decide<T: Trace>(
         &self,
         now: Timestamp,
         packet: &[u8],
         route: Option<Ipv4Addr>,
         ctr: &mut Counters,
+        t: &mut T,
     ) -> Result<TunVerdict, (Ipv4Addr, &NeighTable)> {
         let drop = |ctr: &mut Counters, r: DropReason| {
             ctr.drop(r);
@@ -342,13 +391,20 @@ impl L3Vx {
         if dst.is_multicast() {
             return Ok(TunVerdict::Send(multicast_mac(dst)));
         }
-        let Some(hop) = self.next_hop(dst, route) else {
+        let hop = self.next_hop(dst, route);
+        t.step(Step::Route { dst, via: hop });
+        let Some(hop) = hop else {
             return drop(ctr, DropReason::NoRoute);
         };
         let Some(table) = self.table() else {
             return drop(ctr, DropReason::UnknownNetwork);
         };
-        match table.lookup(hop, now.millis()) {
+        let mac = table.lookup(hop, now.millis());
+        t.step(Step::Neigh {
+            hop,
+            mac: mac.map(Mac),
+        });
+        match mac {
             Some(mac) => Ok(TunVerdict::Send(mac)),
             None => Err((hop, table)),
         }
@@ -438,6 +494,19 @@ impl L3Vx {
         out: &mut Generated,
         ctr: &mut Counters,
     ) -> FromTunnel {
+        self.on_frame_traced(now, frame, out, ctr, &mut NoTrace)
+    }
+
+    /// [`L3Vx::on_frame`], its steps recorded into `t` (a simulation binds and releases
+    /// nothing).
+    pub fn on_frame_traced<T: Trace>(
+        &self,
+        now: Timestamp,
+        frame: &[u8],
+        out: &mut Generated,
+        ctr: &mut Counters,
+        t: &mut T,
+    ) -> FromTunnel {
         let drop = |ctr: &mut Counters, r: DropReason| {
             ctr.drop(r);
             FromTunnel::Drop(r)
@@ -450,13 +519,14 @@ impl L3Vx {
             return drop(ctr, DropReason::NotForUs);
         }
         match eth.ethertype() {
-            ethertype::ARP => self.on_arp(now, eth.payload(), out, ctr),
-            ethertype::IPV4 => self.on_ipv4(now, eth.src(), eth.header_len(), frame, out, ctr),
+            ethertype::ARP => self.on_arp(now, eth.payload(), out, ctr, t),
+            ethertype::IPV4 => self.on_ipv4(now, eth.src(), eth.header_len(), frame, out, ctr, t),
             _ => drop(ctr, DropReason::NotIpv4),
         }
     }
 
-    fn on_ipv4(
+    #[allow(clippy::too_many_arguments)]
+    fn on_ipv4<T: Trace>(
         &self,
         now: Timestamp,
         src_mac: MacAddr,
@@ -464,6 +534,7 @@ impl L3Vx {
         frame: &[u8],
         out: &mut Generated,
         ctr: &mut Counters,
+        t: &mut T,
     ) -> FromTunnel {
         let packet = &frame[offset..];
         if packet.len() < 20 || packet[0] >> 4 != 4 {
@@ -472,10 +543,19 @@ impl L3Vx {
         }
         let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
         let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
-        if let Some(t) = self.table()
+        if let Some(table) = self.table()
             && self.on_link(src)
         {
-            let learned = t.learn(src, src_mac, now.millis(), Evidence::Confirm);
+            let learned = if T::SIMULATE {
+                table.judge(src, src_mac, now.millis(), Evidence::Confirm)
+            } else {
+                table.learn(src, src_mac, now.millis(), Evidence::Confirm)
+            };
+            t.step(Step::NeighLearn {
+                ip: src,
+                mac: Mac(src_mac),
+                result: learned.into(),
+            });
             if learned == Learned::StaticConflict {
                 // A source address a static neighbour binds to another MAC: a spoof.
                 ctr.drop(DropReason::StaticConflict);
@@ -493,6 +573,9 @@ impl L3Vx {
             });
             if out.len() > before {
                 ctr.icmp_echo_replies += 1;
+                t.step(Step::Reply {
+                    kind: ReplyKind::Echo,
+                });
                 return FromTunnel::Consumed;
             }
         }
@@ -502,12 +585,13 @@ impl L3Vx {
         }
     }
 
-    fn on_arp(
+    fn on_arp<T: Trace>(
         &self,
         now: Timestamp,
         payload: &[u8],
         out: &mut Generated,
         ctr: &mut Counters,
+        t: &mut T,
     ) -> FromTunnel {
         let Ok(a) = ArpPacket::new_checked(payload).and_then(|p| ArpRepr::parse(&p)) else {
             ctr.drop(DropReason::BadArp);
@@ -526,9 +610,16 @@ impl L3Vx {
         let learned = if a.sender_ip == self.cfg.address {
             // Someone claims our address: never bind it.
             Learned::Ignored
+        } else if T::SIMULATE {
+            table.judge(a.sender_ip, a.sender_mac, now.millis(), evidence)
         } else {
             table.learn(a.sender_ip, a.sender_mac, now.millis(), evidence)
         };
+        t.step(Step::NeighLearn {
+            ip: a.sender_ip,
+            mac: Mac(a.sender_mac),
+            result: learned.into(),
+        });
         if learned == Learned::StaticConflict {
             // A sender address a static neighbour binds to another MAC: neither believed nor
             // answered.
@@ -542,11 +633,16 @@ impl L3Vx {
                 write_arp_frame(b, a.sender_mac, self.cfg.own_mac, &reply)
             });
             ctr.arp_replies += 1;
+            t.step(Step::Reply {
+                kind: ReplyKind::Arp,
+            });
         }
-        if matches!(
-            learned,
-            Learned::New | Learned::Refreshed | Learned::MacChanged(_)
-        ) && let Some(mac) = table.lookup(a.sender_ip, now.millis())
+        if !T::SIMULATE
+            && matches!(
+                learned,
+                Learned::New | Learned::Refreshed | Learned::MacChanged(_)
+            )
+            && let Some(mac) = table.lookup(a.sender_ip, now.millis())
         {
             self.release(a.sender_ip, mac, out);
         }

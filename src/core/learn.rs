@@ -4,46 +4,58 @@
 //! non-zero, not our own MAC, known source). Never touches a static entry, and says when one
 //! pins the MAC to another remote (the caller then drops the frame); a new MAC is learned only
 //! while the network is under its cap, and a MAC that moves too often is frozen (`dampening`).
+//! A simulation (`apply` false) changes nothing and says what learning would do.
 
 use super::dampening::{Frozen, Move};
 use super::fdb::{FdbEntry, FdbKey};
 use super::network::Network;
+use super::trace::LearnResult;
 use super::{Core, Counters, EntryKind};
 use encap::MacAddr;
 use std::net::Ipv4Addr;
 
 impl Core {
-    /// Learns (or refreshes, or moves) `mac` as behind `remote` in `net`. Returns true when a
-    /// static entry pins `mac` to another remote (nothing learned: a conflict).
+    /// Learns (or refreshes, or moves) `mac` as behind `remote` in `net`, and says what it did
+    /// ([`LearnResult::StaticConflict`]: a static entry pins `mac` to another remote, nothing
+    /// learned). With `apply` false nothing changes: the result is what it would do.
     pub(super) fn learn(
         &self,
         net: &Network,
         mac: MacAddr,
         remote: Ipv4Addr,
         now_ms: u64,
+        apply: bool,
         ctr: &mut Counters,
-    ) -> bool {
+    ) -> LearnResult {
         let key = FdbKey::new(net.vni, mac);
         let existing = self.fdb.with_entry(key, |e| match e.kind() {
-            EntryKind::Static => {
-                let conflict = e.remote() != remote;
-                if conflict {
-                    ctr.learn_static_conflict += 1;
-                }
-                conflict
+            EntryKind::Static if e.remote() != remote => {
+                ctr.learn_static_conflict += 1;
+                LearnResult::StaticConflict { pinned: e.remote() }
             }
+            EntryKind::Static => LearnResult::StaticKept,
             EntryKind::Learned if e.is_expired(now_ms, net.ageing_ms()) => {
                 // Treated as absent by lookups: this is a fresh learn, not a move.
-                e.moves().reset();
-                e.relearn(remote, now_ms);
+                if apply {
+                    e.moves().reset();
+                    e.relearn(remote, now_ms);
+                }
                 ctr.learned += 1;
-                false
+                LearnResult::Learned
             }
             EntryKind::Learned if e.remote() != remote => {
+                let from = e.remote();
+                if !apply {
+                    return match e.moves().frozen_for(now_ms) {
+                        Some(_) => LearnResult::Frozen { at: from },
+                        None => LearnResult::Moved { from },
+                    };
+                }
                 match e.moves().record(now_ms, &net.mac_move()) {
                     Move::Allowed => {
                         e.relearn(remote, now_ms);
                         ctr.mac_moves += 1;
+                        LearnResult::Moved { from }
                     }
                     Move::Froze => {
                         ctr.mac_frozen += 1;
@@ -52,43 +64,61 @@ impl Core {
                         let _ = self.frozen.push(Frozen {
                             vni: net.vni,
                             mac,
-                            remote: e.remote(),
+                            remote: from,
                             moving_to: remote,
                         });
+                        LearnResult::Froze { at: from }
                     }
-                    Move::Frozen => ctr.mac_moves_held += 1,
+                    Move::Frozen => {
+                        ctr.mac_moves_held += 1;
+                        LearnResult::Frozen { at: from }
+                    }
                 }
-                false
             }
             EntryKind::Learned => {
-                e.touch(now_ms);
-                false
+                if apply {
+                    e.touch(now_ms);
+                }
+                LearnResult::Refreshed
             }
         });
-        if let Some(conflict) = existing {
-            return conflict;
+        if let Some(r) = existing {
+            return r;
+        }
+        if !apply {
+            return if net.learned_count() < net.max_learned() {
+                LearnResult::Learned
+            } else {
+                LearnResult::RefusedCap
+            };
         }
         if !net.reserve_learned() {
             ctr.learn_refused += 1;
-            return false;
+            return LearnResult::RefusedCap;
         }
         let entry = FdbEntry::new(EntryKind::Learned, remote, now_ms);
         if self.fdb.insert_new(key, entry, |_| ()).is_ok() {
             ctr.learned += 1;
+            LearnResult::Learned
         } else {
             // Another worker learned it first; its insert holds the reservation.
             net.release_learned();
+            LearnResult::Refreshed
         }
-        false
     }
 
     /// Whether a static entry of `net` pins `mac` to a remote other than `remote` (for networks
     /// that do not learn: [`Core::learn`] says it otherwise).
-    pub(super) fn pinned_elsewhere(&self, net: &Network, mac: MacAddr, remote: Ipv4Addr) -> bool {
+    pub(super) fn pinned_elsewhere(
+        &self,
+        net: &Network,
+        mac: MacAddr,
+        remote: Ipv4Addr,
+    ) -> Option<Ipv4Addr> {
         self.fdb
             .with_entry(FdbKey::new(net.vni, mac), |e| {
-                e.kind() == EntryKind::Static && e.remote() != remote
+                (e.kind() == EntryKind::Static && e.remote() != remote).then(|| e.remote())
             })
-            .unwrap_or(false)
+            .flatten()
     }
 }

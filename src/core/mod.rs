@@ -31,8 +31,10 @@ pub mod network;
 pub mod pmtu;
 pub mod route;
 pub mod storm;
+pub mod synth;
 pub mod time;
 pub mod too_big;
+pub mod trace;
 mod vni_index;
 
 pub use counters::{Counters, DropReason, NetTraffic, PeerTraffic};
@@ -261,6 +263,11 @@ impl Core {
     #[inline]
     pub fn net_by_vni(&self, vni: Vni) -> Option<NetId> {
         self.by_vni.get(vni)
+    }
+
+    /// The VNI of network `id` (`None`: no such network, or removed).
+    pub fn vni_of(&self, id: NetId) -> Option<Vni> {
+        self.net(id).map(|n| n.vni)
     }
 
     /// Whether decapsulation is accepted from any source.

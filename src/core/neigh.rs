@@ -164,6 +164,22 @@ impl NeighTable {
     /// Records that `ip` is at `mac`, as far as `evidence` allows. `mac` must be unicast (the
     /// callers check it); a multicast or zero MAC is ignored.
     pub fn learn(&self, ip: Ipv4Addr, mac: MacAddr, now_ms: u64, evidence: Evidence) -> Learned {
+        self.learn_as(ip, mac, now_ms, evidence, true)
+    }
+
+    /// What [`NeighTable::learn`] would do, changing nothing (a simulation).
+    pub fn judge(&self, ip: Ipv4Addr, mac: MacAddr, now_ms: u64, evidence: Evidence) -> Learned {
+        self.learn_as(ip, mac, now_ms, evidence, false)
+    }
+
+    fn learn_as(
+        &self,
+        ip: Ipv4Addr,
+        mac: MacAddr,
+        now_ms: u64,
+        evidence: Evidence,
+        apply: bool,
+    ) -> Learned {
         if !mac.is_unicast() || !usable_ip(ip) {
             return Learned::Ignored;
         }
@@ -175,7 +191,9 @@ impl NeighTable {
                 (EntryKind::Static, _) if e.mac() == mac => Learned::StaticKept,
                 (EntryKind::Static, _) => Learned::StaticConflict,
                 (_, Evidence::Confirm) if !expired && e.mac() == mac => {
-                    e.touch(now_ms);
+                    if apply {
+                        e.touch(now_ms);
+                    }
                     Learned::Refreshed
                 }
                 (_, Evidence::Confirm) => Learned::Ignored,
@@ -183,22 +201,35 @@ impl NeighTable {
                 // evidence brings it back.
                 (_, Evidence::UpdateOnly) if expired => Learned::Ignored,
                 (_, _) if expired => {
-                    e.rebind(mac, now_ms);
+                    if apply {
+                        e.rebind(mac, now_ms);
+                    }
                     Learned::New
                 }
                 (_, _) if e.mac() == mac => {
-                    e.touch(now_ms);
+                    if apply {
+                        e.touch(now_ms);
+                    }
                     Learned::Refreshed
                 }
                 (_, _) => {
                     let old = e.mac();
-                    e.rebind(mac, now_ms);
+                    if apply {
+                        e.rebind(mac, now_ms);
+                    }
                     Learned::MacChanged(old)
                 }
             };
         }
         if evidence != Evidence::Authoritative {
             return Learned::Ignored;
+        }
+        if !apply {
+            return if self.learned.load(Relaxed) < self.max_learned.load(Relaxed) {
+                Learned::New
+            } else {
+                Learned::Refused
+            };
         }
         if !self.reserve() {
             return Learned::Refused;

@@ -12,6 +12,7 @@
 
 use super::ratelimit::DropReport;
 use super::stats::{Clock, StatsBoard, Traffic};
+use super::trace::{TraceSessions, WorkerTrace};
 use crate::core::{Counters, Timestamp};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -54,6 +55,10 @@ pub trait Dataplane {
     fn attach(&mut self, traffic: Arc<Traffic>) {
         let _ = traffic;
     }
+    /// Gives the worker its tracer before it runs (it reads the flag once per batch).
+    fn attach_trace(&mut self, trace: WorkerTrace) {
+        let _ = trace;
+    }
 }
 
 /// What the loop needs besides the dataplane.
@@ -67,6 +72,8 @@ pub struct LoopContext {
     pub board: Arc<StatsBoard>,
     /// Set (then wake the loop) to make it return.
     pub stop: Arc<AtomicBool>,
+    /// The daemon's trace sessions (the leader expires those nobody polls).
+    pub trace: Arc<TraceSessions>,
 }
 
 /// A dataplane registered with its own poller, ready to run on its thread.
@@ -92,6 +99,7 @@ impl<D: Dataplane> EventLoop<D> {
     /// interrupts it (set `stop` first, then wake).
     pub fn new(mut dp: D, cx: LoopContext) -> io::Result<(EventLoop<D>, Arc<Waker>)> {
         dp.attach(cx.board.traffic(cx.id));
+        dp.attach_trace(WorkerTrace::new(Arc::clone(&cx.trace), cx.id));
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let pending = register(&poll, &dp.sources())?;
@@ -154,6 +162,9 @@ impl<D: Dataplane> EventLoop<D> {
             if now >= next_tick {
                 next_tick = now.add(TICK);
                 self.dp.tick(now, leader);
+                if leader {
+                    self.cx.trace.expire(now);
+                }
                 drops.tick(now, id, self.dp.counters());
             }
             self.cx.board.publish(id, self.dp.counters());
@@ -251,6 +262,7 @@ mod tests {
             clock: Clock::new(),
             board: Arc::new(StatsBoard::new(1)),
             stop: Arc::new(AtomicBool::new(false)),
+            trace: Arc::default(),
         }
     }
 

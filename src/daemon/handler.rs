@@ -9,6 +9,7 @@
 use super::netlink::{RouteChangeError, RouteService};
 use super::reload::{ReloadError, Reloader};
 use super::stats::{Clock, StatsBoard};
+use super::trace_control::TraceControl;
 use crate::control::protocol::{
     ConfigShowReport, FdbRow, Kind, NeighRow, NetStats, PathMtuReport, PathMtuRow, PeerStats,
     PeersRow, ReloadReport, Request, Response, RouteRow, STATS_VERSION, StatsReport, TunnelMode,
@@ -69,6 +70,16 @@ impl NetList {
         self.net_info(vni).map_or("", |n| n.dev.as_str())
     }
 
+    /// Whether a network has `vni`.
+    pub fn has(&self, vni: Vni) -> bool {
+        self.net_info(vni).is_some()
+    }
+
+    /// The device of the network with `vni`.
+    pub fn dev(&self, vni: Vni) -> Option<&str> {
+        self.net_info(vni).map(|n| n.dev.as_str())
+    }
+
     /// The daemon's VNIs for an error message: the first [`VNIS_NAMED`], then how many more
     /// (a daemon with 10k networks must not answer a typo with 60 KB).
     fn vni_list(&self) -> String {
@@ -100,6 +111,8 @@ pub struct Handler {
     reloader: Option<Arc<Reloader>>,
     /// The tunnel mode (what `stats` reports and which counters apply).
     mode: TunnelMode,
+    /// Trace sessions and simulations.
+    trace: TraceControl,
 }
 
 /// An entry's kind as the protocol prints it.
@@ -143,7 +156,17 @@ impl Handler {
             pmtu: None,
             reloader: None,
             mode: TunnelMode::L2Vxlan,
+            trace: TraceControl {
+                sessions: Arc::default(),
+                injector: None,
+            },
         }
+    }
+
+    /// Traces through `trace` (the workers' sessions, the engine to simulate with).
+    pub fn with_trace(mut self, trace: TraceControl) -> Handler {
+        self.trace = trace;
+        self
     }
 
     /// Reports `mode` as the daemon's tunnel mode.
@@ -268,7 +291,27 @@ impl Handler {
             | Request::NeighDel { .. } => self.reloader.as_deref().map(Reloader::change_guard),
             _ => None,
         };
+        let ipip_dev = self.routes.as_ref().map(|r| r.dev());
         Ok(match req {
+            Request::TraceStart { filter, count } => {
+                self.trace.start(now, filter, count, &self.nets())?.into()
+            }
+            Request::TracePoll { session } => self
+                .trace
+                .poll(now, session, &self.nets(), ipip_dev)?
+                .into(),
+            Request::TraceStop { session } => self.trace.stop(session)?.into(),
+            Request::TraceInject(inject) => {
+                let nets = self.nets();
+                let target = match nets.nets.is_empty() {
+                    true => None,
+                    false => Some(self.target(inject.vni)?),
+                };
+                let (core, trace) = (&self.core, &self.trace);
+                trace
+                    .inject(now, &inject, core, target, &nets, ipip_dev)?
+                    .into()
+            }
             // One pass over the FDB for the snapshot; the rows are made as they are written.
             Request::FdbShow { vni } => {
                 let entries = self.core.fdb_entries(now, self.filter(vni)?);

@@ -41,18 +41,21 @@ use super::device::OwnedDevice;
 use super::device::{self, Tap, Underlay};
 use super::event_loop::Dataplane;
 use super::handler::NetInfo;
+use super::inject::Injector;
 use super::io::{DatagramSocket, DeviceQueue};
 use super::pmtu::IcmpListener;
 use super::receive::{OnDatagrams, Receiver, drain_socket};
 use super::reload::NetworkSet;
 use super::runner::{ControlParts, Held, Mode, Opened};
 use super::stats::{Clock, StatsBoard, Traffic};
+use super::trace::WorkerTrace;
 use super::tunnel_tx::TunnelTx;
 use super::{housekeeping, socket, tunnel_tx};
 use crate::config::{DaemonConfig, NetConfig, stable_mac};
 use crate::core::l2::L2;
 use crate::core::pmtu::{OurSends, PathMtus};
 use crate::core::too_big::{self, TooBig};
+use crate::core::trace::{Headers, Origin};
 use crate::core::{
     Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp,
 };
@@ -201,6 +204,7 @@ impl Mode for L2Vxlan {
                 routes: None,
                 path_mtus: pmtu,
                 networks: Some(Arc::clone(&set)),
+                injector: Injector::L2(Arc::clone(&engine)),
             },
             held: Held {
                 routes: None,
@@ -381,6 +385,8 @@ pub struct L2Worker<D = SyncDevice, S = Socket> {
     run: TcpRun,
     /// Traffic per network and per remote.
     traffic: Arc<Traffic>,
+    /// `vtepd trace`: whether a session is armed, read once per batch.
+    trace: WorkerTrace,
 }
 
 /// Source 0 is the UDP socket; source `1 + k` the `k`-th TAP queue this worker reads.
@@ -415,6 +421,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             out: Out::with_capacity(1024),
             run: TcpRun::new(Framing::Ethernet),
             traffic: Traffic::detached(),
+            trace: WorkerTrace::default(),
         }
     }
 
@@ -447,7 +454,21 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
         };
         let outer = Outer { src, tos: m.tos };
         let (learned, moves) = (self.ctr.learned, self.ctr.mac_moves);
-        let v = self.engine.on_remote(now, outer, d, &mut self.ctr);
+        let origin = Origin::Tunnel {
+            src,
+            port: Some(m.src_port),
+            tos: m.tos,
+        };
+        let v = if self.trace.armed() && self.trace.begin(origin, || Headers::of_vxlan(d)) {
+            let t = self.trace.recorder();
+            let v = self
+                .engine
+                .on_remote_traced(now, outer, d, &mut self.ctr, t);
+            self.trace.finish_tunnel(now, &v);
+            v
+        } else {
+            self.engine.on_remote(now, outer, d, &mut self.ctr)
+        };
         if (self.ctr.learned != learned || self.ctr.mac_moves != moves)
             && let Some((d, _)) = self.rx.batch.get(i)
         {
@@ -566,10 +587,21 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             self.traffic.device_rx(net, 1 + more_segs as u64, bytes);
             taken += 1 + more_segs;
             let floods = self.ctr.flood_copies;
-            match self
-                .engine
-                .on_local(now, net, frame, &mut self.out, &mut self.ctr)
-            {
+            let v = if self.trace.armed() && {
+                let vni = self.engine.core().vni_of(net).map_or(0, Vni::get);
+                self.trace
+                    .begin(Origin::Device { vni }, || Headers::of_frame(frame))
+            } {
+                let (out, ctr) = (&mut self.out, &mut self.ctr);
+                let t = self.trace.recorder();
+                let v = self.engine.on_local_traced(now, net, frame, out, ctr, t);
+                self.trace.finish_device(now, v, &self.out.remotes);
+                v
+            } else {
+                self.engine
+                    .on_local(now, net, frame, &mut self.out, &mut self.ctr)
+            };
+            match v {
                 FromDevice::Tunnel => {}
                 FromDevice::Answered => {
                     if let Some(p) = self.taps[t].as_mut() {
@@ -679,6 +711,7 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L2Worker<D, S> {
     }
 
     fn drain(&mut self, i: usize, now: Timestamp, budget: usize) -> Result<bool, String> {
+        self.trace.refresh();
         let more = match i {
             SOCKET => drain_socket(self, now, budget),
             _ => match self.readable.get(i - 1) {
@@ -740,6 +773,10 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L2Worker<D, S> {
         self.readable = (0..self.taps.len())
             .filter(|&i| self.taps[i].as_ref().is_some_and(|p| p.read))
             .collect();
+    }
+
+    fn attach_trace(&mut self, trace: WorkerTrace) {
+        self.trace = trace;
     }
 
     fn attach(&mut self, traffic: Arc<Traffic>) {

@@ -22,6 +22,7 @@ use super::batch_gro::{self, Framing, TcpRun};
 use super::dev_port::{DevPort, deliver, flush_run};
 use super::device::{IPIP_MTU_OVERHEAD, Underlay, overlay_mtu, warn_if_above_underlay};
 use super::event_loop::Dataplane;
+use super::inject::Injector;
 use super::io::{DatagramSocket, DeviceQueue};
 use super::ipip_group::open_ipip_group;
 use super::l3_offload::{TunReader, TunnelQueue};
@@ -31,6 +32,7 @@ use super::ratelimit::RateLimit;
 use super::receive::{OnDatagrams, Receiver, drain_socket};
 use super::runner::{ControlParts, Held, Mode, Opened};
 use super::stats::{Clock, Traffic};
+use super::trace::WorkerTrace;
 use super::tun;
 use crate::config::DaemonConfig;
 use crate::core::encapsulator::{Encapsulator, TunnelConfig};
@@ -38,6 +40,7 @@ use crate::core::ipip::{Ipip, IpipSettings, OVERHEAD};
 use crate::core::pmtu::{OurSends, PathMtus};
 use crate::core::route::Routes;
 use crate::core::too_big::{self, TooBig};
+use crate::core::trace::{Headers, Origin};
 use crate::core::{
     Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp,
 };
@@ -161,6 +164,7 @@ impl Mode for L3Ipip {
                 routes: Some(Arc::clone(&service)),
                 path_mtus: pmtu,
                 networks: None,
+                injector: Injector::Ipip(Arc::clone(&ipip)),
             },
             held: Held {
                 routes: Some(service),
@@ -196,6 +200,8 @@ pub struct IpipWorker<D = SyncDevice, S = Socket> {
     tunnel_err_log: RateLimit,
     /// What the underlay says about the path MTUs, for the shared table.
     learner: PmtuLearner,
+    /// `vtepd trace`: whether a session is armed, read once per batch.
+    trace: WorkerTrace,
 }
 
 impl<D, S> std::fmt::Debug for IpipWorker<D, S> {
@@ -234,6 +240,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
             run: TcpRun::new(Framing::Ip),
             mtu: usize::from(mtu),
             tunnel_err_log: RateLimit::default(),
+            trace: WorkerTrace::default(),
         }
     }
 
@@ -261,7 +268,23 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
             src: meta.src.unwrap_or(Ipv4Addr::UNSPECIFIED),
             tos: meta.tos,
         };
-        let v = self.ipip.on_remote(now, outer, packet, &mut self.ctr);
+        let v = if self.trace.armed() && {
+            let origin = Origin::Tunnel {
+                src: outer.src,
+                port: None,
+                tos: outer.tos,
+            };
+            self.trace.begin(origin, || Headers::of_ipip(packet))
+        } {
+            let t = self.trace.recorder();
+            let v = self
+                .ipip
+                .on_remote_traced(now, outer, packet, &mut self.ctr, t);
+            self.trace.finish_tunnel(now, &v);
+            v
+        } else {
+            self.ipip.on_remote(now, outer, packet, &mut self.ctr)
+        };
         if let FromTunnel::Deliver { range, .. } = v {
             // The source checked is the outer header's (the socket's address is the same).
             let src = packet
@@ -372,10 +395,21 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
                     self.ctr.drop(DropReason::BadIpHeader);
                     continue;
                 };
-                match self
-                    .ipip
-                    .on_local(now, packet, &mut self.out, &mut self.ctr)
+                let v = if self.trace.armed()
+                    && self
+                        .trace
+                        .begin(Origin::Device { vni: 0 }, || Headers::of_ip(packet))
                 {
+                    let (out, ctr) = (&mut self.out, &mut self.ctr);
+                    let t = self.trace.recorder();
+                    let v = self.ipip.on_local_traced(now, packet, out, ctr, t);
+                    self.trace.finish_device(now, v, &self.out.remotes);
+                    v
+                } else {
+                    self.ipip
+                        .on_local(now, packet, &mut self.out, &mut self.ctr)
+                };
+                match v {
                     FromDevice::Tunnel => {
                         let dst = self.out.remotes.as_slice()[0];
                         match self.enc.encapsulate(slot, OVERHEAD, n, Vni::ZERO, dst) {
@@ -455,7 +489,12 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for IpipWorker<D, S> {
         vec![self.rx.sock.fd(), self.dev[0].dev.fd()]
     }
 
+    fn attach_trace(&mut self, trace: WorkerTrace) {
+        self.trace = trace;
+    }
+
     fn drain(&mut self, i: usize, now: Timestamp, budget: usize) -> Result<bool, String> {
+        self.trace.refresh();
         let more = match i {
             SOCKET => drain_socket(self, now, budget),
             DEVICE => self.drain_device(now, budget)?,

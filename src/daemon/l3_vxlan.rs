@@ -34,12 +34,14 @@ use super::dev_port::{DevPort, deliver, flush_run};
 use super::device::{Underlay, VXLAN_MTU_OVERHEAD, overlay_mtu, warn_if_above_underlay};
 use super::event_loop::Dataplane;
 use super::handler::NetInfo;
+use super::inject::Injector;
 use super::io::{DatagramSocket, DeviceQueue};
 use super::netlink::{KernelRoutes, RouteService};
 use super::pmtu::IcmpListener;
 use super::receive::{OnDatagrams, Receiver, drain_socket};
 use super::runner::{ControlParts, Held, Mode, Opened};
 use super::stats::{Clock, Traffic};
+use super::trace::WorkerTrace;
 use super::tun;
 use super::tunnel_tx::TunnelTx;
 use super::{housekeeping, socket, tunnel_tx};
@@ -49,6 +51,7 @@ use crate::core::l3vx::{L3Vx, L3VxConfig};
 use crate::core::pmtu::{OurSends, PathMtus};
 use crate::core::route::Routes;
 use crate::core::too_big::{self, TooBig};
+use crate::core::trace::{Headers, Origin};
 use crate::core::{
     Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp,
 };
@@ -188,6 +191,7 @@ impl Mode for L3Vxlan {
                 routes: Some(Arc::clone(&service)),
                 path_mtus: pmtu,
                 networks: None,
+                injector: Injector::L3Vx(Arc::clone(&engine)),
             },
             held: Held {
                 routes: Some(service),
@@ -216,6 +220,8 @@ pub struct L3VxWorker<D = SyncDevice, S = Socket> {
     /// One segment of a super-packet whose next hop is unresolved (Ethernet header, then the
     /// IP packet), on its way into the pending queue.
     seg: Box<[u8]>,
+    /// `vtepd trace`: whether a session is armed, read once per batch.
+    trace: WorkerTrace,
 }
 
 impl<D, S> std::fmt::Debug for L3VxWorker<D, S> {
@@ -239,6 +245,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             out: Out::with_capacity(256),
             run: TcpRun::new(Framing::Ip),
             seg: vec![0u8; ETH + MAX_PACKET].into_boxed_slice(),
+            trace: WorkerTrace::default(),
         }
     }
 
@@ -255,9 +262,23 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         };
         let outer = Outer { src, tos: m.tos };
         let inner = d.len().saturating_sub(encap::vxlan::HEADER_LEN) as u64;
-        let v = self
-            .engine
-            .on_remote(now, outer, d, &mut self.out, &mut self.ctr);
+        let v = if self.trace.armed() && {
+            let origin = Origin::Tunnel {
+                src,
+                port: Some(m.src_port),
+                tos: m.tos,
+            };
+            self.trace.begin(origin, || Headers::of_vxlan(d))
+        } {
+            let (out, ctr) = (&mut self.out, &mut self.ctr);
+            let t = self.trace.recorder();
+            let v = self.engine.on_remote_traced(now, outer, d, out, ctr, t);
+            self.trace.finish_tunnel(now, &v);
+            v
+        } else {
+            self.engine
+                .on_remote(now, outer, d, &mut self.out, &mut self.ctr)
+        };
         // What the tunnel carried: the Ethernet frame (delivered as the IP packet in it).
         if matches!(v, FromTunnel::Consumed | FromTunnel::Deliver { .. }) {
             self.rx
@@ -342,9 +363,21 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         let frame_len = ETH + len;
         let frame = &mut self.tx.txb.slot_mut(slot)[HEADROOM..HEADROOM + frame_len];
         let Some(vnet) = tso else {
-            let v = self
-                .engine
-                .on_local(now, frame, &mut self.out, &mut self.ctr);
+            let v = if self.trace.armed() && {
+                let vni = self.engine.core().vni_of(NET).map_or(0, encap::Vni::get);
+                let packet = &frame[ETH..];
+                self.trace
+                    .begin(Origin::Device { vni }, || Headers::of_ip(packet))
+            } {
+                let (out, ctr) = (&mut self.out, &mut self.ctr);
+                let t = self.trace.recorder();
+                let v = self.engine.on_local_traced(now, frame, out, ctr, t);
+                self.trace.finish_device(now, v, &self.out.remotes);
+                v
+            } else {
+                self.engine
+                    .on_local(now, frame, &mut self.out, &mut self.ctr)
+            };
             if v == FromDevice::Tunnel
                 && let Some((dst, fit)) = self.tx.send_copies(
                     now,
@@ -555,7 +588,12 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L3VxWorker<D, S> {
         vec![self.rx.sock.fd(), self.tun[0].dev.fd()]
     }
 
+    fn attach_trace(&mut self, trace: WorkerTrace) {
+        self.trace = trace;
+    }
+
     fn drain(&mut self, i: usize, now: Timestamp, budget: usize) -> Result<bool, String> {
+        self.trace.refresh();
         let more = match i {
             SOCKET => drain_socket(self, now, budget),
             TUN => self.drain_tun(now, budget)?,

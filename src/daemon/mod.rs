@@ -10,7 +10,8 @@
 //! Shared by the modes' dataplanes: batched socket I/O ([`batch`]), device receive and
 //! transmit offloads ([`batch_gro`], [`batch_tso`], [`l3_offload`]), the VXLAN send side
 //! ([`tunnel_tx`]), device ports ([`dev_port`]), and the control plane's view of the state
-//! ([`handler`], [`stats`]), and the metrics listener ([`metrics`]).
+//! ([`handler`], [`stats`]), the metrics listener ([`metrics`]), and the sessions a client arms in
+//! the workers ([`session`], for [`trace`]).
 
 pub mod batch;
 pub mod batch_gro;
@@ -21,6 +22,7 @@ pub mod event_loop;
 pub mod handler;
 pub mod housekeeping;
 pub mod in_use;
+pub mod inject;
 pub mod io;
 pub mod ipip_group;
 pub mod l2_vxlan;
@@ -39,9 +41,12 @@ pub mod ratelimit;
 pub mod receive;
 pub mod reload;
 pub mod runner;
+pub mod session;
 pub mod signals;
 pub mod socket;
 pub mod stats;
+pub mod trace;
+pub mod trace_control;
 pub mod tun;
 pub mod tunnel_tx;
 

@@ -24,12 +24,15 @@
 use super::device::{self, OwnedDevice, Underlay};
 use super::event_loop::{Dataplane, EventLoop, LoopContext};
 use super::handler::{Handler, NetInfo};
+use super::inject::Injector;
 use super::metrics;
 use super::netlink::RouteService;
 use super::notify;
 use super::reload::Reloader;
 use super::signals::{self, Action};
 use super::stats::{Clock, StatsBoard};
+use super::trace::TraceSessions;
+use super::trace_control::TraceControl;
 use crate::config::{ConfigSource, DaemonConfig};
 use crate::control::protocol::TunnelMode;
 use crate::control::server::{self, Server};
@@ -88,6 +91,8 @@ pub struct ControlParts {
     pub path_mtus: Arc<PathMtus>,
     /// Networks added and removed at run time by a reload (L2; `None`: refused).
     pub networks: Option<Arc<dyn super::reload::NetworkSet>>,
+    /// The engine, for `trace --inject`.
+    pub injector: Injector,
 }
 
 /// What a mode created or changed, undone after every thread stopped: kernel routes first
@@ -288,12 +293,14 @@ fn start<W: Dataplane + Send + 'static>(
     threads: &mut Threads,
 ) -> Result<(), Failure> {
     let rt = |what: &str, e: std::io::Error| Failure::Runtime(format!("{what}: {e}"));
+    let trace = Arc::new(TraceSessions::default());
     for (id, w) in workers.into_iter().enumerate() {
         let cx = LoopContext {
             id,
             clock,
             board: Arc::clone(board),
             stop: Arc::clone(stop),
+            trace: Arc::clone(&trace),
         };
         let (lp, waker) = EventLoop::new(w, cx).map_err(|e| rt("cannot set up a worker", e))?;
         let name = format!("vtepd-{}-{id}", cfg.tunnel.name());
@@ -308,6 +315,10 @@ fn start<W: Dataplane + Send + 'static>(
             control.routes,
         )
         .with_path_mtus(control.path_mtus)
+        .with_trace(TraceControl {
+            sessions: trace,
+            injector: Some(control.injector),
+        })
         .with_mode(match cfg.tunnel {
             crate::config::Tunnel::L2Vxlan => TunnelMode::L2Vxlan,
             crate::config::Tunnel::L3Vxlan => TunnelMode::L3Vxlan,

@@ -283,6 +283,7 @@ impl DatagramSocket for MemSocket {
                     len,
                     truncated: p.len() > slot,
                     src: Some(src),
+                    src_port: 0,
                     gso_size: 0,
                     tos,
                 }

@@ -1,0 +1,301 @@
+//! Sessions: what a client arms in the running workers and polls records from (`vtepd trace`;
+//! any later per-packet tool can use them too, over its own record type `R`).
+//!
+//! - The control plane starts a session (a [`Filter`], how many records it wants) and gets
+//!   its id; the client polls it (every ~100 ms) for the records so far and stops it at the
+//!   end. A session nobody polled for [`Limits::idle`] is stopped by the daemon (a killed client
+//!   leaves nothing armed), and at most [`Limits::sessions`] run at once.
+//! - Workers never block on a session: they read the list of live sessions from an immutable
+//!   snapshot (arc-swap), look at one flag per batch ([`Sessions::armed`]), claim a record with
+//!   one atomic decrement ([`Session::claim`]) and hand it over through a bounded lock-free
+//!   queue ([`Session::push`]); a full queue loses the record, counted
+//!   ([`Polled::overflow`]), never the packet.
+//! - The control plane's changes (start, stop, expiry) are serialised by a mutex the workers
+//!   only ever try (the leader's expiry on its tick).
+
+use crate::core::Timestamp;
+use crate::core::trace::Filter;
+use arc_swap::{ArcSwap, Guard};
+use crossbeam_queue::ArrayQueue;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// The bounds of a daemon's sessions.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Sessions at once.
+    pub sessions: usize,
+    /// Records waiting per session (more are lost, counted).
+    pub queue: usize,
+    /// A session not polled for this long is stopped.
+    pub idle: Duration,
+    /// Most records one session may ask for.
+    pub max_count: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            sessions: 8,
+            queue: 1024,
+            idle: Duration::from_secs(5),
+            max_count: 100_000,
+        }
+    }
+}
+
+/// One armed session.
+#[derive(Debug)]
+pub struct Session<R> {
+    id: u64,
+    filter: Filter,
+    /// Records still wanted.
+    wanted: AtomicU64,
+    queue: ArrayQueue<R>,
+    overflow: AtomicU64,
+    /// When it was last polled (daemon milliseconds).
+    polled: AtomicU64,
+}
+
+impl<R> Session<R> {
+    /// Its filter.
+    pub fn filter(&self) -> &Filter {
+        &self.filter
+    }
+
+    /// Whether it still wants records.
+    #[inline]
+    pub fn wants(&self) -> bool {
+        self.wanted.load(Relaxed) > 0
+    }
+
+    /// Takes one of the records it still wants (false: it has all it asked for).
+    pub fn claim(&self) -> bool {
+        self.wanted
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Hands a claimed record to the client; a full queue loses it, counted.
+    pub fn push(&self, r: R) {
+        if self.queue.push(r).is_err() {
+            self.overflow.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// What one poll gave.
+#[derive(Debug)]
+pub struct Polled<R> {
+    /// The records since the last poll, in the order the queue got them.
+    pub records: Vec<R>,
+    /// Records lost so far to a full queue (the client polled too slowly).
+    pub overflow: u64,
+    /// The session has every record it asked for, and all were taken.
+    pub done: bool,
+}
+
+/// Why a session could not be started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// Too many at once.
+    #[error("{0} sessions are running already (the most at once): stop one, or wait for it")]
+    Busy(usize),
+    /// A count of 0 or too large.
+    #[error("count {0} is out of range (1-{1})")]
+    Count(u64, u64),
+}
+
+/// The sessions of one kind (trace, ...) of a daemon: shared by the control plane and every
+/// worker.
+#[derive(Debug)]
+pub struct Sessions<R> {
+    armed: AtomicBool,
+    live: ArcSwap<Vec<Arc<Session<R>>>>,
+    next_id: Mutex<u64>,
+    limits: Limits,
+}
+
+impl<R> Default for Sessions<R> {
+    fn default() -> Self {
+        Sessions::new(Limits::default())
+    }
+}
+
+impl<R> Sessions<R> {
+    /// No sessions, within `limits`.
+    pub fn new(limits: Limits) -> Sessions<R> {
+        Sessions {
+            armed: AtomicBool::new(false),
+            live: ArcSwap::from_pointee(Vec::new()),
+            next_id: Mutex::new(1),
+            limits,
+        }
+    }
+
+    /// Whether any session runs: the one load a worker makes per batch.
+    #[inline]
+    pub fn armed(&self) -> bool {
+        self.armed.load(Relaxed)
+    }
+
+    /// The live sessions (a snapshot; cheap, lock-free).
+    pub fn live(&self) -> Guard<Arc<Vec<Arc<Session<R>>>>> {
+        self.live.load()
+    }
+
+    /// Starts a session for the next `count` records matching `filter`; its id.
+    pub fn start(&self, filter: Filter, count: u64, now: Timestamp) -> Result<u64, SessionError> {
+        if count == 0 || count > self.limits.max_count {
+            return Err(SessionError::Count(count, self.limits.max_count));
+        }
+        let mut next = self.edit();
+        self.expire_locked(now);
+        let live = self.live.load_full();
+        if live.len() >= self.limits.sessions {
+            return Err(SessionError::Busy(self.limits.sessions));
+        }
+        let id = *next;
+        *next += 1;
+        let s = Arc::new(Session {
+            id,
+            filter,
+            wanted: AtomicU64::new(count),
+            queue: ArrayQueue::new(self.limits.queue.max(1)),
+            overflow: AtomicU64::new(0),
+            polled: AtomicU64::new(now.millis()),
+        });
+        let mut list = (*live).clone();
+        list.push(s);
+        self.publish(list);
+        Ok(id)
+    }
+
+    /// Takes the records of session `id` so far (at most `max`); `None`: no such session
+    /// (stopped, or expired).
+    pub fn poll(&self, id: u64, now: Timestamp, max: usize) -> Option<Polled<R>> {
+        let live = self.live.load();
+        let s = live.iter().find(|s| s.id == id)?;
+        s.polled.store(now.millis(), Relaxed);
+        let mut records = Vec::with_capacity(s.queue.len().min(max));
+        while records.len() < max {
+            match s.queue.pop() {
+                Some(r) => records.push(r),
+                None => break,
+            }
+        }
+        Some(Polled {
+            records,
+            overflow: s.overflow.load(Relaxed),
+            done: !s.wants() && s.queue.is_empty(),
+        })
+    }
+
+    /// Stops session `id`; false if there was none.
+    pub fn stop(&self, id: u64) -> bool {
+        let _edit = self.edit();
+        let live = self.live.load_full();
+        let list: Vec<_> = live.iter().filter(|s| s.id != id).cloned().collect();
+        let found = list.len() != live.len();
+        self.publish(list);
+        found
+    }
+
+    /// Stops the sessions nobody polled for [`Limits::idle`]; never waits (a worker's tick
+    /// calls it: when the control plane holds the lock, it is done next time).
+    pub fn expire(&self, now: Timestamp) {
+        if !self.armed() {
+            return;
+        }
+        if let Ok(_edit) = self.next_id.try_lock() {
+            self.expire_locked(now);
+        }
+    }
+
+    fn expire_locked(&self, now: Timestamp) {
+        let idle = self.limits.idle.as_millis() as u64;
+        let live = self.live.load_full();
+        if live
+            .iter()
+            .all(|s| now.millis().saturating_sub(s.polled.load(Relaxed)) <= idle)
+        {
+            return;
+        }
+        let list = live
+            .iter()
+            .filter(|s| now.millis().saturating_sub(s.polled.load(Relaxed)) <= idle)
+            .cloned()
+            .collect();
+        self.publish(list);
+    }
+
+    fn publish(&self, list: Vec<Arc<Session<R>>>) {
+        self.armed.store(!list.is_empty(), Relaxed);
+        self.live.store(Arc::new(list));
+    }
+
+    fn edit(&self) -> std::sync::MutexGuard<'_, u64> {
+        // Only a counter is kept under it: nothing half-done to refuse service over.
+        self.next_id.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> Sessions<u32> {
+        Sessions::new(Limits {
+            sessions: 2,
+            queue: 3,
+            idle: Duration::from_secs(5),
+            max_count: 10,
+        })
+    }
+
+    #[test]
+    fn a_session_takes_what_it_asked_for_and_counts_what_did_not_fit() {
+        let s = small();
+        assert!(!s.armed());
+        let id = s.start(Filter::default(), 5, Timestamp(0)).unwrap();
+        assert!(s.armed());
+        let live = s.live();
+        let session = &live[0];
+        for r in 0..5 {
+            assert!(session.claim());
+            session.push(r);
+        }
+        assert!(!session.claim(), "five asked for");
+        let p = s.poll(id, Timestamp(10), 100).unwrap();
+        assert_eq!(p.records, [0, 1, 2], "the queue holds three");
+        assert_eq!(p.overflow, 2);
+        assert!(p.done);
+        assert!(s.stop(id) && !s.armed());
+        assert!(s.poll(id, Timestamp(20), 100).is_none());
+    }
+
+    #[test]
+    fn sessions_are_bounded_and_an_unpolled_one_expires() {
+        let s = small();
+        let a = s.start(Filter::default(), 1, Timestamp(0)).unwrap();
+        let b = s.start(Filter::default(), 1, Timestamp(0)).unwrap();
+        assert_eq!(
+            s.start(Filter::default(), 1, Timestamp(0)),
+            Err(SessionError::Busy(2))
+        );
+        assert!(matches!(
+            s.start(Filter::default(), 0, Timestamp(0)),
+            Err(SessionError::Count(0, 10))
+        ));
+        assert!(s.poll(b, Timestamp(4000), 1).is_some());
+        s.expire(Timestamp(6000));
+        assert!(
+            s.poll(a, Timestamp(6000), 1).is_none(),
+            "not polled for 6 s"
+        );
+        assert!(s.poll(b, Timestamp(6000), 1).is_some(), "polled 2 s ago");
+        s.expire(Timestamp(20_000));
+        assert!(!s.armed(), "the last one expired: nothing armed");
+    }
+}

@@ -1,0 +1,130 @@
+//! The control plane's side of `vtepd trace`: starts, polls and stops the trace sessions the
+//! workers fill ([`super::session`]), and runs `--inject` simulations ([`super::inject`]).
+
+use super::handler::NetList;
+use super::inject::Injector;
+use super::trace::TraceSessions;
+use crate::control::protocol::{Inject, Response, TracePolled, TraceRow, TraceStarted};
+use crate::core::trace::{Filter, Origin, Outcome, Record};
+use crate::core::{Core, NetId, Timestamp};
+use encap::Vni;
+use std::sync::Arc;
+
+/// Records handed over per poll, at most (the rest wait for the next).
+const POLL_MAX: usize = 4096;
+
+/// Trace sessions and the engine to simulate with.
+#[derive(Debug)]
+pub struct TraceControl {
+    /// The sessions, shared with the workers.
+    pub sessions: Arc<TraceSessions>,
+    /// The engine (none in tests without a dataplane: inject refused).
+    pub injector: Option<Injector>,
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Response {
+    Response::ok(serde_json::to_value(v).unwrap_or_default())
+}
+
+impl TraceControl {
+    /// Starts a session; `nets` checks the filter's VNI.
+    pub fn start(
+        &self,
+        now: Timestamp,
+        filter: Filter,
+        count: u64,
+        nets: &NetList,
+    ) -> Result<Response, Response> {
+        if let Some(v) = filter.vni
+            && !Vni::new(v).is_ok_and(|v| nets.has(v))
+            && !(nets.nets().is_empty() && v == 0)
+        {
+            return Err(Response::err(
+                true,
+                format!("no network with VNI {v} to trace"),
+            ));
+        }
+        let session = self.sessions.start(filter, count, now).map_err(|e| {
+            Response::err(
+                matches!(e, super::session::SessionError::Count(..)),
+                e.to_string(),
+            )
+        })?;
+        Ok(json(&TraceStarted { session }))
+    }
+
+    /// The records of session `id` so far, each with its network's device.
+    pub fn poll(
+        &self,
+        now: Timestamp,
+        id: u64,
+        nets: &NetList,
+        fallback_dev: Option<&str>,
+    ) -> Result<Response, Response> {
+        let p = self.sessions.poll(id, now, POLL_MAX).ok_or_else(|| {
+            Response::err(
+                false,
+                format!("no trace session {id} (stopped, or not polled for 5 s)"),
+            )
+        })?;
+        Ok(json(&TracePolled {
+            records: p
+                .records
+                .into_iter()
+                .map(|r| row(r, nets, fallback_dev))
+                .collect(),
+            overflow: p.overflow,
+            done: p.done,
+        }))
+    }
+
+    /// Stops session `id`.
+    pub fn stop(&self, id: u64) -> Result<Response, Response> {
+        if self.sessions.stop(id) {
+            Ok(Response::ok(serde_json::Value::Null))
+        } else {
+            Err(Response::err(false, format!("no trace session {id}")))
+        }
+    }
+
+    /// Simulates `req`; `target` is the network it names (or the only one).
+    pub fn inject(
+        &self,
+        now: Timestamp,
+        req: &Inject,
+        core: &Core,
+        target: Option<Vni>,
+        nets: &NetList,
+        fallback_dev: Option<&str>,
+    ) -> Result<Response, Response> {
+        let injector = self
+            .injector
+            .as_ref()
+            .ok_or_else(|| Response::err(false, "this daemon has no engine to simulate with"))?;
+        let (net, vni) = match target {
+            Some(v) => (core.net_by_vni(v).unwrap_or(NetId(0)), v.get()),
+            None => (crate::core::ipip::NET, 0),
+        };
+        let r = injector
+            .run(now, req, net, vni)
+            .map_err(|e| Response::err(true, e))?;
+        Ok(json(&row(r, nets, fallback_dev)))
+    }
+}
+
+/// A record with the device of its network (`fallback`: the device of a daemon without
+/// networks, IPIP).
+fn row(record: Record, nets: &NetList, fallback: Option<&str>) -> TraceRow {
+    let vni = match (&record.origin, &record.outcome) {
+        (Origin::Device { vni }, _) | (_, Outcome::Deliver { vni }) => Some(*vni),
+        _ => record.headers.vni,
+    };
+    let dev = match nets.nets() {
+        [] => fallback.map(str::to_owned),
+        _ => vni
+            .and_then(|v| Vni::new(v).ok())
+            .and_then(|v| nets.dev(v))
+            .map(str::to_owned),
+    };
+    TraceRow { record, dev }
+}

@@ -1,0 +1,500 @@
+//! `vtepd trace` end to end, in network namespaces (needs root): an armed trace of a real ping
+//! in each mode names the steps and the outcome (L2 VXLAN against the kernel's vxlan device, L3
+//! VXLAN and IPIP between two vtepd hosts); with `--drops` armed, malformed datagrams from
+//! scapy are traced with their reason; `--inject` names the remote of a known MAC, every flood
+//! peer for an unknown one, refuses a source that would move a static entry, and changes no
+//! state. Bad filters are one line and status 2.
+
+mod daemon_support;
+mod l2_pair_support;
+
+use daemon_support::{BIN, Daemon, Netns, Pair, run, wait_until};
+use l2_pair_support::l2_daemon;
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const SCAPY_INJECT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/lab/scapy/vxlan_inject.py");
+const PYTHON: &str = "/usr/bin/python3";
+/// How long an armed trace may take to collect its records.
+const TRACE_WAIT: Duration = Duration::from_secs(20);
+
+/// Runs `vtepd trace ARGS` against `d` and calls `trigger` until the trace has its records
+/// (it exits by itself after --count) or [`TRACE_WAIT`] passes; what it printed.
+fn armed(d: &Daemon, args: &[&str], mut trigger: impl FnMut()) -> String {
+    let mut child = Command::new(BIN)
+        .arg("trace")
+        .args(args)
+        .arg("--control")
+        .arg(&d.control)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let done = wait_until(TRACE_WAIT, || {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return true;
+        }
+        trigger();
+        false
+    });
+    if !done {
+        // Ours, by PID: SIGINT, as Ctrl-C would (the client stops its session).
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        done,
+        "trace {args:?} did not finish: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        d.log_text()
+    );
+    assert!(
+        out.status.success(),
+        "trace {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// [`armed`] with `--json`: the records.
+fn armed_trace(d: &Daemon, args: &[&str], trigger: impl FnMut()) -> Vec<Value> {
+    let all: Vec<&str> = std::iter::once("--json")
+        .chain(args.iter().copied())
+        .collect();
+    armed(d, &all, trigger)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// `vtepd trace --inject --json ARGS` against `d`: the simulated record.
+fn inject(d: &Daemon, args: &[&str]) -> Value {
+    let mut all = vec!["trace", "--inject", "--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&d.ok(&all)).unwrap()
+}
+
+/// Whether `r`'s steps include one with every field of `want`.
+fn has_step(r: &Value, want: Value) -> bool {
+    let want = want.as_object().unwrap();
+    r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| want.iter().all(|(k, v)| &s[k] == v))
+}
+
+/// One ping from `ns` to `dst`, not waiting for its answer long.
+fn ping(ns: &Netns, dst: &str) {
+    let _ = run(ns
+        .cmd("ping")
+        .args(["-c", "1", "-W", "1", dst])
+        .stdout(Stdio::null()));
+}
+
+#[test]
+fn l2_vxlan_trace_of_a_ping_names_the_fdb_answer_and_the_learning() {
+    let p = Pair::new();
+    p.a.disable_ipv6();
+    p.b.disable_ipv6();
+    let a = l2_daemon(&p.a, 1, 2, &["--vni", "42"]);
+    // B is the kernel's vxlan device.
+    p.b.ip(&[
+        "link",
+        "add",
+        "vx0",
+        "type",
+        "vxlan",
+        "id",
+        "42",
+        "local",
+        "192.0.2.2",
+        "remote",
+        "192.0.2.1",
+        "dstport",
+        "4789",
+        "dev",
+        "eth0",
+    ]);
+    p.b.ip(&["addr", "add", "10.9.0.2/24", "dev", "vx0"]);
+    p.b.ip(&["link", "set", "vx0", "up"]);
+    assert!(
+        p.a.ping_within("10.9.0.2", Duration::from_secs(10)),
+        "{}",
+        a.log_text()
+    );
+    let b_mac = p.b.mac("vx0");
+
+    let records = armed_trace(&a, &["--count", "2", "--proto", "icmp"], || {
+        ping(&p.a, "10.9.0.2")
+    });
+    assert_eq!(records.len(), 2, "{records:?}");
+    let out = records
+        .iter()
+        .find(|r| r["origin"]["from"] == "device")
+        .unwrap_or_else(|| panic!("no echo request from the device: {records:?}"));
+    assert_eq!(out["outcome"], "tunnel", "{out}");
+    assert_eq!(out["remotes"], serde_json::json!(["192.0.2.2"]), "{out}");
+    assert_eq!(out["dev"], "vx0");
+    assert!(
+        has_step(
+            out,
+            serde_json::json!({"step": "fdb", "mac": b_mac, "remote": "192.0.2.2"})
+        ),
+        "{out}"
+    );
+    let back = records
+        .iter()
+        .find(|r| r["origin"]["from"] == "tunnel")
+        .unwrap_or_else(|| panic!("no echo reply from the tunnel: {records:?}"));
+    assert_eq!(back["origin"]["src"], "192.0.2.2");
+    assert_eq!(
+        (&back["outcome"], &back["vni"]),
+        (&"deliver".into(), &42.into()),
+        "{back}"
+    );
+    assert!(has_step(
+        back,
+        serde_json::json!({"step": "vni", "vni": 42, "found": true})
+    ));
+    assert!(has_step(
+        back,
+        serde_json::json!({"step": "peer", "accepted": true})
+    ));
+    assert!(
+        has_step(
+            back,
+            serde_json::json!({"step": "learn", "mac": b_mac, "result": "refreshed"})
+        ),
+        "{back}"
+    );
+    // The text form says the same in words.
+    let text = armed(
+        &a,
+        &["--count", "1", "--proto", "icmp", "--outer-ip", "192.0.2.2"],
+        || ping(&p.a, "10.9.0.2"),
+    );
+    assert!(text.contains("packet 1 from "), "{text}");
+    assert!(text.contains("192.0.2.2"), "{text}");
+}
+
+#[test]
+fn with_drops_armed_malformed_datagrams_from_scapy_are_traced_with_their_reason() {
+    let p = Pair::new();
+    p.a.disable_ipv6();
+    p.b.disable_ipv6();
+    let a = l2_daemon(&p.a, 1, 2, &["--vni", "42"]);
+    let a_mac = p.a.mac("eth0");
+    for (kind, reason, count) in [("truncated", "truncated", "8"), ("vni", "unknown_vni", "1")] {
+        let records = armed_trace(&a, &["--drops", "--count", count], || {
+            let out = run(p
+                .b
+                .cmd(PYTHON)
+                .args([SCAPY_INJECT, "eth0", &a_mac, "192.0.2.2", "192.0.2.1", kind])
+                .args(["--vni", "42"]));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        });
+        assert!(!records.is_empty());
+        for r in &records {
+            assert_eq!(
+                (&r["origin"]["from"], &r["origin"]["src"]),
+                (&"tunnel".into(), &"192.0.2.2".into())
+            );
+            assert_eq!(
+                (&r["outcome"], &r["reason"]),
+                (&"drop".into(), &reason.into()),
+                "{r}"
+            );
+        }
+        if kind == "vni" {
+            assert!(has_step(
+                &records[0],
+                serde_json::json!({"step": "vni", "vni": 1042, "found": false})
+            ));
+        }
+    }
+}
+
+#[test]
+fn l2_inject_names_the_remote_every_flood_peer_and_refuses_a_static_move() {
+    let p = Pair::new();
+    p.a.disable_ipv6();
+    let a = l2_daemon(&p.a, 1, 2, &["--vni", "42", "--peer", "192.0.2.3"]);
+    a.ok(&["fdb", "add", "02:00:00:00:00:09", "192.0.2.3"]);
+    let known = inject(&a, &["--dst-mac", "02:00:00:00:00:09"]);
+    assert_eq!(
+        (&known["outcome"], &known["simulated"]),
+        (&"tunnel".into(), &true.into())
+    );
+    assert_eq!(
+        known["remotes"],
+        serde_json::json!(["192.0.2.3"]),
+        "{known}"
+    );
+    let unknown = inject(&a, &["--dst-mac", "02:00:00:00:00:0a"]);
+    assert_eq!(
+        unknown["remotes"],
+        serde_json::json!(["192.0.2.2", "192.0.2.3"]),
+        "{unknown}"
+    );
+    assert!(has_step(
+        &unknown,
+        serde_json::json!({"step": "flood", "kind": "unknown_unicast", "peers": 2})
+    ));
+    // A frame from 192.0.2.2 whose source the static entry pins to 192.0.2.3.
+    let moved = inject(
+        &a,
+        &[
+            "--from",
+            "tunnel",
+            "--outer-src",
+            "192.0.2.2",
+            "--src-mac",
+            "02:00:00:00:00:09",
+        ],
+    );
+    assert_eq!(
+        (&moved["outcome"], &moved["reason"]),
+        (&"drop".into(), &"static_conflict".into())
+    );
+    assert!(
+        has_step(
+            &moved,
+            serde_json::json!({"step": "learn", "result": "static_conflict", "pinned": "192.0.2.3"})
+        ),
+        "{moved}"
+    );
+    let text = a.ok(&[
+        "trace",
+        "--inject",
+        "--from",
+        "tunnel",
+        "--outer-src",
+        "192.0.2.2",
+        "--src-mac",
+        "02:00:00:00:00:09",
+    ]);
+    assert!(
+        text.contains("refused: a static entry pins it to 192.0.2.3"),
+        "{text}"
+    );
+    // One that would be learned: nothing is, and nothing is counted.
+    let before = a.stats();
+    let new = inject(
+        &a,
+        &[
+            "--from",
+            "tunnel",
+            "--outer-src",
+            "192.0.2.2",
+            "--src-mac",
+            "02:00:00:00:00:0b",
+        ],
+    );
+    assert_eq!(new["outcome"], "deliver", "{new}");
+    assert!(has_step(
+        &new,
+        serde_json::json!({"step": "learn", "result": "learned", "simulated": true})
+    ));
+    let fdb = a.fdb();
+    assert_eq!(fdb.len(), 1, "only the static entry: {fdb:?}");
+    let after = a.stats();
+    for c in ["rx_tunnel", "learned", "tx_tunnel", "rx_device"] {
+        assert_eq!(after[c], before[c], "{c}");
+    }
+}
+
+#[test]
+fn l3_vxlan_trace_of_a_ping_and_an_inject_name_route_neighbour_and_remote() {
+    let p = Pair::new();
+    p.a.disable_ipv6();
+    p.b.disable_ipv6();
+    let l3 = |ns: &Netns, me: u8, other: u8| {
+        let (local, addr, peer) = (
+            format!("192.0.2.{me}"),
+            format!("10.9.0.{me}/24"),
+            format!("192.0.2.{other}"),
+        );
+        Daemon::start(
+            ns,
+            &[
+                "--mode",
+                "l3",
+                "--encap",
+                "vxlan",
+                "--dev",
+                "tun0",
+                "--local",
+                &local,
+                "--vni",
+                "42",
+                "--address",
+                &addr,
+                "--peer",
+                &peer,
+            ],
+        )
+    };
+    let a = l3(&p.a, 1, 2);
+    let _b = l3(&p.b, 2, 1);
+    assert!(
+        p.a.ping_within("10.9.0.2", Duration::from_secs(10)),
+        "{}",
+        a.log_text()
+    );
+    let records = armed_trace(&a, &["--count", "2", "--ip", "10.9.0.2"], || {
+        ping(&p.a, "10.9.0.2")
+    });
+    let out = records
+        .iter()
+        .find(|r| r["origin"]["from"] == "device")
+        .expect("echo request");
+    assert_eq!(out["remotes"], serde_json::json!(["192.0.2.2"]), "{out}");
+    assert!(has_step(
+        out,
+        serde_json::json!({"step": "route", "dst": "10.9.0.2", "via": "10.9.0.2"})
+    ));
+    assert!(
+        has_step(out, serde_json::json!({"step": "neigh", "hop": "10.9.0.2"})),
+        "{out}"
+    );
+    let back = records
+        .iter()
+        .find(|r| r["origin"]["from"] == "tunnel")
+        .expect("echo reply");
+    assert_eq!(
+        (&back["outcome"], &back["dev"]),
+        (&"deliver".into(), &"tun0".into()),
+        "{back}"
+    );
+    // A simulation to an address nobody answers for: held, nothing queued.
+    let asked = a.stats()["arp_requests"].clone();
+    let held = inject(&a, &["--dst-ip", "10.9.0.77"]);
+    assert_eq!(held["outcome"], "held", "{held}");
+    assert!(has_step(
+        &held,
+        serde_json::json!({"step": "neigh", "hop": "10.9.0.77", "mac": null})
+    ));
+    assert_eq!(a.stats()["arp_requests"], asked, "a simulation asks nobody");
+    let to_b = inject(&a, &["--dst-ip", "10.9.0.2"]);
+    assert_eq!(to_b["remotes"], serde_json::json!(["192.0.2.2"]), "{to_b}");
+}
+
+#[test]
+fn ipip_trace_of_a_ping_and_an_inject_name_the_route_and_the_peer_check() {
+    let p = Pair::new();
+    p.a.disable_ipv6();
+    p.b.disable_ipv6();
+    let ipip = |ns: &Netns, me: u8, other: u8| {
+        let (local, addr, route) = (
+            format!("192.0.2.{me}"),
+            format!("10.9.{me}.1/32"),
+            format!("10.9.{other}.0/24=192.0.2.{other}"),
+        );
+        Daemon::start(
+            ns,
+            &[
+                "--mode",
+                "l3",
+                "--encap",
+                "ipip",
+                "--dev",
+                "tun0",
+                "--local",
+                &local,
+                "--address",
+                &addr,
+                "--route",
+                &route,
+            ],
+        )
+    };
+    let a = ipip(&p.a, 1, 2);
+    let _b = ipip(&p.b, 2, 1);
+    assert!(
+        p.a.ping_within("10.9.2.1", Duration::from_secs(10)),
+        "{}",
+        a.log_text()
+    );
+    let records = armed_trace(&a, &["--count", "2", "--proto", "icmp"], || {
+        ping(&p.a, "10.9.2.1")
+    });
+    let out = records
+        .iter()
+        .find(|r| r["origin"]["from"] == "device")
+        .expect("echo request");
+    assert_eq!(out["remotes"], serde_json::json!(["192.0.2.2"]), "{out}");
+    assert!(has_step(
+        out,
+        serde_json::json!({"step": "route", "dst": "10.9.2.1", "via": "192.0.2.2"})
+    ));
+    let back = records
+        .iter()
+        .find(|r| r["origin"]["from"] == "tunnel")
+        .expect("echo reply");
+    assert_eq!(
+        (&back["outcome"], &back["dev"]),
+        (&"deliver".into(), &"tun0".into()),
+        "{back}"
+    );
+    assert!(has_step(
+        back,
+        serde_json::json!({"step": "peer", "src": "192.0.2.2", "accepted": true})
+    ));
+    let none = inject(&a, &["--dst-ip", "10.9.7.1"]);
+    assert_eq!(
+        (&none["outcome"], &none["reason"]),
+        (&"drop".into(), &"no_route".into())
+    );
+    let stranger = inject(
+        &a,
+        &[
+            "--from",
+            "tunnel",
+            "--outer-src",
+            "192.0.2.99",
+            "--dst-ip",
+            "10.9.1.1",
+        ],
+    );
+    assert_eq!(stranger["reason"], "unknown_peer", "{stranger}");
+}
+
+#[test]
+fn bad_trace_arguments_are_one_line_and_status_2() {
+    for (args, says) in [
+        (&["--proto", "gre"][..], "not a protocol"),
+        (&["--filter", "color=red"], "not one of"),
+        (
+            &[
+                "--filter",
+                "mac=02:00:00:00:00:01",
+                "--mac",
+                "02:00:00:00:00:02",
+            ],
+            "both",
+        ),
+        (&["--count", "0"], "0"),
+        (
+            &["--inject", "--mac", "02:00:00:00:00:01"],
+            "cannot be used",
+        ),
+        (&["--hex", "00"], "--inject"),
+    ] {
+        let out = run(Command::new(BIN)
+            .arg("trace")
+            .args(args)
+            .args(["--control", "/nonexistent/vtepd.sock"]));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
