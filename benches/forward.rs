@@ -2,7 +2,9 @@
 //! learning refresh, and head-end replication to 1, 8 and 32 peers (divide by the peer count
 //! for the cost per replica). The allocation profiler shows the paths do not allocate.
 //! The `count_*` benches are what the dataplane adds per packet for the traffic counters
-//! (per network and per peer: `vtepd::daemon::stats::Traffic`).
+//! (per network and per peer: `vtepd::daemon::stats::Traffic`). The `trace_*` benches are
+//! `on_remote_learned_refresh` as a worker runs it under `vtepd trace`: off (no session
+//! armed), armed with a filter the packet does not match, and traced.
 //!
 //! Run: `cargo bench --bench forward`.
 
@@ -11,11 +13,14 @@ use std::net::Ipv4Addr;
 
 use encap::vxlan::{HEADER_LEN, VxlanPacket};
 use encap::{MacAddr, Vni};
+use vtepd::core::trace::{Filter, Headers, Origin};
 use vtepd::core::{
     Core, CoreConfig, Counters, FromDevice, FromTunnel, NetId, NetworkConfig, Outer, Remotes,
     Timestamp,
 };
+use vtepd::daemon::session::{Limits, Sessions};
 use vtepd::daemon::stats::StatsBoard;
+use vtepd::daemon::trace::WorkerTrace;
 
 #[global_allocator]
 static ALLOC: divan::AllocProfiler = divan::AllocProfiler::system();
@@ -168,4 +173,69 @@ fn count_tunnel_tx_32_peers(bencher: divan::Bencher) {
         traffic.tunnel_tx(NET, black_box(remotes[i]), 1, black_box(64));
     });
     assert_eq!(board.peers().0.len(), 32);
+}
+
+/// How a worker runs the engine under `vtepd trace`: the armed flag read once per batch of
+/// 64, and for each packet the traced variant only when a session may take it (`check`
+/// false: the same loop without the per-packet check, the baseline of `trace_off`).
+fn trace_bench(bencher: divan::Bencher, filter: Option<Filter>, check: bool) {
+    let c = core(8, FDB_SIZE);
+    let sessions = std::sync::Arc::new(Sessions::new(Limits {
+        max_count: u64::MAX,
+        ..Limits::default()
+    }));
+    if let Some(f) = filter {
+        sessions.start(f, u64::MAX, Timestamp(0)).unwrap();
+    }
+    let mut wt = WorkerTrace::new(std::sync::Arc::clone(&sessions), 0);
+    let src = Outer::from(peer(1234 % 8));
+    let mut d = datagram(MacAddr([0x02, 0xee, 0, 0, 0, 1]), host(1234));
+    let mut ctr = Counters::default();
+    let mut now = 1u64;
+    bencher.bench_local(|| {
+        now += 1;
+        if now % 64 == 0 {
+            wt.refresh();
+        }
+        let d = black_box(d.as_mut_slice());
+        let origin = Origin::Tunnel {
+            src: src.src,
+            port: None,
+            tos: 0,
+        };
+        let v = if check && wt.armed() && wt.begin(origin, || Headers::of_vxlan(d)) {
+            let v = c.on_remote_traced(Timestamp(now), src, d, &mut ctr, wt.recorder());
+            wt.finish_tunnel(Timestamp(now), &v);
+            v
+        } else {
+            c.on_remote(Timestamp(now), src, d, &mut ctr)
+        };
+        black_box(v);
+    });
+}
+
+/// The loop of the `trace_*` benches without tracing: what `trace_off` is compared with.
+#[divan::bench(sample_count = 200, sample_size = 5000)]
+fn trace_baseline(bencher: divan::Bencher) {
+    trace_bench(bencher, None, false);
+}
+
+/// No trace armed: the untraced path behind the worker's flag.
+#[divan::bench(sample_count = 200, sample_size = 5000)]
+fn trace_off(bencher: divan::Bencher) {
+    trace_bench(bencher, None, true);
+}
+
+/// A trace armed for other packets: headers parsed and the filter checked, not traced.
+#[divan::bench(sample_count = 200, sample_size = 5000)]
+fn trace_armed_other_packets(bencher: divan::Bencher) {
+    let f = "ip=10.99.99.99".parse().unwrap();
+    trace_bench(bencher, Some(f), true);
+}
+
+/// Every packet traced: the traced variant, its record built and queued (the queue is full
+/// after the first 1024: the rest are counted as lost, as when a client reads too slowly).
+#[divan::bench(sample_count = 200, sample_size = 5000)]
+fn trace_every_packet(bencher: divan::Bencher) {
+    trace_bench(bencher, Some(Filter::default()), true);
 }

@@ -390,6 +390,7 @@ fn help_lists_every_flag() {
         "peers",
         "routes",
         "stats",
+        "trace",
         "completions",
         "man",
     ] {
@@ -452,6 +453,7 @@ fn completions_name_every_subcommand() {
             "stats",
             "reload",
             "config",
+            "trace",
             "log-format",
         ] {
             assert!(script.contains(word), "{shell} completions lack {word}");

@@ -468,6 +468,34 @@ fn ipip_trace_of_a_ping_and_an_inject_name_the_route_and_the_peer_check() {
 }
 
 #[test]
+fn trace_help_names_every_filter_and_the_inject_fields() {
+    let o = run(Command::new(BIN).args(["trace", "--help"]));
+    let help = String::from_utf8_lossy(&o.stdout);
+    for flag in [
+        "--count",
+        "--vni",
+        "--mac",
+        "--ip",
+        "--outer-ip",
+        "--proto",
+        "--drops",
+        "--filter",
+        "--json",
+        "--inject",
+        "--from",
+        "--outer-src",
+        "--hex",
+        "--src-mac",
+        "--dst-mac",
+        "--src-ip",
+        "--dst-ip",
+        "mac=02:00:00:00:00:01,proto=icmp,drops",
+    ] {
+        assert!(help.contains(flag), "trace --help lacks {flag}: {help}");
+    }
+}
+
+#[test]
 fn bad_trace_arguments_are_one_line_and_status_2() {
     for (args, says) in [
         (&["--proto", "gre"][..], "not a protocol"),

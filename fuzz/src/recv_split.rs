@@ -81,6 +81,7 @@ impl DatagramSocket for FuzzSocket {
                 len,
                 truncated: false,
                 src: Some(Ipv4Addr::new(192, 0, 2, i as u8)),
+                src_port: 0,
                 gso_size: r.gso_size,
                 tos: r.tos,
             };

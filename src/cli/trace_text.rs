@@ -102,12 +102,13 @@ pub fn step(s: &Step, simulated: bool) -> String {
         Step::Storm { kind, allowed } => format!(
             "storm control ({}): {}",
             flood(*kind),
-            if *allowed {
-                "within the limit"
-            } else {
-                "over the limit"
+            match (simulated, allowed) {
+                (true, _) => "not applied in a simulation",
+                (false, true) => "within the limit",
+                (false, false) => "over the limit",
             }
         ),
+        Step::Flood { kind, peers: 1 } => format!("flood ({}): 1 peer", flood(*kind)),
         Step::Flood { kind, peers } => format!("flood ({}): {peers} peers", flood(*kind)),
         Step::ArpSuppress { target, answer } => match answer {
             Some(m) => format!("arp suppression: {target} is at {m}: answered here"),

@@ -119,11 +119,12 @@ impl Core {
         } else {
             FloodKind::UnknownUnicast
         };
-        t.step(Step::Flood {
+        let flood = Step::Flood {
             kind: kind.into(),
             peers: peers.flood.len() as u32,
-        });
+        };
         if peers.flood.is_empty() {
+            t.step(flood);
             return drop(ctr, DropReason::NoPeers);
         }
         if police {
@@ -136,6 +137,7 @@ impl Core {
                 return drop(ctr, storm_drop(kind));
             }
         }
+        t.step(flood);
         for &dst in peers.flood.iter() {
             to.push(dst);
         }

@@ -296,10 +296,9 @@ impl Handler {
             Request::TraceStart { filter, count } => {
                 self.trace.start(now, filter, count, &self.nets())?.into()
             }
-            Request::TracePoll { session } => self
-                .trace
-                .poll(now, session, &self.nets(), ipip_dev)?
-                .into(),
+            Request::TracePoll { session } => {
+                self.trace.poll(now, session, &self.nets(), ipip_dev)?
+            }
             Request::TraceStop { session } => self.trace.stop(session)?.into(),
             Request::TraceInject(inject) => {
                 let nets = self.nets();

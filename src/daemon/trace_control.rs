@@ -5,6 +5,7 @@ use super::handler::NetList;
 use super::inject::Injector;
 use super::trace::TraceSessions;
 use crate::control::protocol::{Inject, Response, TracePolled, TraceRow, TraceStarted};
+use crate::control::server::Reply;
 use crate::core::trace::{Filter, Origin, Outcome, Record};
 use crate::core::{Core, NetId, Timestamp};
 use encap::Vni;
@@ -53,21 +54,22 @@ impl TraceControl {
         Ok(json(&TraceStarted { session }))
     }
 
-    /// The records of session `id` so far, each with its network's device.
+    /// The records of session `id` so far, each with its network's device (written to the
+    /// client as they are serialized: up to [`POLL_MAX`] records are never one JSON value).
     pub fn poll(
         &self,
         now: Timestamp,
         id: u64,
         nets: &NetList,
         fallback_dev: Option<&str>,
-    ) -> Result<Response, Response> {
+    ) -> Result<Reply<'static>, Response> {
         let p = self.sessions.poll(id, now, POLL_MAX).ok_or_else(|| {
             Response::err(
                 false,
                 format!("no trace session {id} (stopped, or not polled for 5 s)"),
             )
         })?;
-        Ok(json(&TracePolled {
+        Ok(Reply::data(TracePolled {
             records: p
                 .records
                 .into_iter()
