@@ -19,52 +19,15 @@
 
 mod daemon_support;
 mod flow_support;
+mod l3_pair_support;
 mod transfer_support;
 
-use daemon_support::{Daemon, Netns, Pair};
+use daemon_support::{Daemon, Pair};
 use flow_support::{
     assert_rows_sum_to_totals, five_pings_are_counted, n, sequenced_flows, workers,
 };
-use std::time::Duration;
-use transfer_support::{Payload, quiet, transfer};
-
-fn ipip(ns: &Netns, me: u8, other: u8, threads: &str) -> Daemon {
-    Daemon::start(
-        ns,
-        &[
-            "--mode",
-            "l3",
-            "--encap",
-            "ipip",
-            "--dev",
-            "tun0",
-            "--local",
-            &format!("192.0.2.{me}"),
-            "--address",
-            &format!("10.43.{me}.1/24"),
-            "--route",
-            &format!("10.43.{other}.0/24=192.0.2.{other}"),
-            "--threads",
-            threads,
-        ],
-    )
-}
-
-/// Two IPIP daemons with `threads` workers each, pinging each other.
-fn pair(threads: &str) -> (Pair, Daemon, Daemon) {
-    let p = Pair::new();
-    quiet(&p.a);
-    quiet(&p.b);
-    let a = ipip(&p.a, 1, 2, threads);
-    let b = ipip(&p.b, 2, 1, threads);
-    assert!(
-        p.a.ping_within("10.43.2.1", Duration::from_secs(10)),
-        "{}\n{}",
-        a.log_text(),
-        b.log_text()
-    );
-    (p, a, b)
-}
+use l3_pair_support::ipip_pair;
+use transfer_support::{Payload, transfer};
 
 fn counter(d: &Daemon, key: &str) -> u64 {
     let s = d.stats();
@@ -92,7 +55,7 @@ fn ipip_tcp_streams_arrive_byte_identical_over_two_workers() {
 /// The transfers with `threads` workers a side; returns the pair and its daemons (sender,
 /// receiver).
 fn byte_identical_transfers(threads: &str) -> (Pair, Daemon, Daemon) {
-    let (p, a, b) = pair(threads);
+    let (p, a, b) = ipip_pair(threads);
     let file = Payload::new("ipl", 0x2545_f491_4f6c_dd1d, 8 << 20);
     let cases: &[(u32, usize)] = &[
         (0, 65_536),
@@ -132,7 +95,7 @@ fn byte_identical_transfers(threads: &str) -> (Pair, Daemon, Daemon) {
 
 #[test]
 fn ipip_tcp_streams_arrive_byte_identical_from_an_underlay_with_gro() {
-    let (p, a, b) = pair("1");
+    let (p, a, b) = ipip_pair("1");
     // GRO on the receiving veth needs its NAPI, which a veth uses for packets from a sender
     // whose veth has TSO only with UDP GRO forwarding on; the NAPI thread lets packets
     // accumulate between polls, as interrupt coalescing does on a NIC.
@@ -169,7 +132,7 @@ fn ipip_tcp_streams_arrive_byte_identical_from_an_underlay_with_gro() {
 
 #[test]
 fn ipip_flows_spread_over_two_workers_in_order_and_counters_sum() {
-    let (p, a, b) = pair("2");
+    let (p, a, b) = ipip_pair("2");
     let report = sequenced_flows(&p, "10.43.2.1", 16, 300);
     assert_eq!(n(&report, "reordered"), 0, "a flow was reordered: {report}");
     assert_eq!(n(&report, "flows"), 16, "every flow arrived: {report}");
@@ -204,7 +167,7 @@ fn ipip_flows_spread_over_two_workers_in_order_and_counters_sum() {
 /// text shows no VXLAN counters.
 #[test]
 fn pings_are_counted_per_network_and_per_node() {
-    let (p, a, b) = pair("1");
+    let (p, a, b) = ipip_pair("1");
     let text = five_pings_are_counted(&p, &a, &b, "10.43.2.1", ("tun0", 0, "l3-ipip"), 1028);
     eprintln!("{text}");
     assert!(text.starts_with("vtepd l3-ipip: up "), "{text}");

@@ -11,54 +11,15 @@
 
 mod daemon_support;
 mod flow_support;
+mod l3_pair_support;
 mod transfer_support;
 
-use daemon_support::{Daemon, Netns, Pair};
+use daemon_support::Netns;
 use flow_support::{
     assert_rows_sum_to_totals, five_pings_are_counted, n, sequenced_flows, workers,
 };
-use std::time::Duration;
-use transfer_support::{Payload, quiet, transfer};
-
-fn l3vx(ns: &Netns, me: u8, other: u8, threads: &str) -> Daemon {
-    Daemon::start(
-        ns,
-        &[
-            "--mode",
-            "l3",
-            "--encap",
-            "vxlan",
-            "--dev",
-            "tun0",
-            "--vni",
-            "45",
-            "--local",
-            &format!("192.0.2.{me}"),
-            "--peer",
-            &format!("192.0.2.{other}"),
-            "--address",
-            &format!("10.45.0.{me}/24"),
-            "--threads",
-            threads,
-        ],
-    )
-}
-
-/// Two daemons that reach each other (ARP resolved by a ping).
-fn pair(threads: &str) -> (Pair, Daemon, Daemon) {
-    let p = Pair::new();
-    quiet(&p.a);
-    quiet(&p.b);
-    let a = l3vx(&p.a, 1, 2, threads);
-    let b = l3vx(&p.b, 2, 1, threads);
-    assert!(
-        p.a.ping_within("10.45.0.2", Duration::from_secs(10)),
-        "{}\n{}",
-        a.log_text(),
-        b.log_text()
-    );
-    (p, a, b)
-}
+use l3_pair_support::l3vx_pair;
+use transfer_support::{Payload, transfer};
 
 fn device_counter(ns: &Netns, key: &str) -> u64 {
     ns.cmd("cat")
@@ -75,7 +36,7 @@ fn device_counter(ns: &Netns, key: &str) -> u64 {
 
 #[test]
 fn l3_vxlan_tcp_streams_arrive_byte_identical_with_tun_offloads() {
-    let (p, a, b) = pair("1");
+    let (p, a, b) = l3vx_pair("1");
     let file = Payload::new("l3vxo", 0x5eed_1a3c_0ffe_e001, 8 << 20);
     let cases: &[(u32, usize)] = &[
         (0, 65_536),
@@ -116,7 +77,7 @@ fn l3_vxlan_tcp_streams_arrive_byte_identical_with_tun_offloads() {
 
 #[test]
 fn l3_vxlan_two_workers_spread_flows_in_order_and_counters_sum() {
-    let (p, a, b) = pair("2");
+    let (p, a, b) = l3vx_pair("2");
     for d in [&a, &b] {
         assert_eq!(workers(&d.stats()).len(), 2, "two workers in stats --json");
     }
@@ -151,7 +112,7 @@ fn l3_vxlan_two_workers_spread_flows_in_order_and_counters_sum() {
 /// for each 1028-byte packet on the TUN; the text shows no L2 or IPIP counters.
 #[test]
 fn pings_are_counted_per_network_and_per_vtep() {
-    let (p, a, b) = pair("1");
+    let (p, a, b) = l3vx_pair("1");
     let text = five_pings_are_counted(&p, &a, &b, "10.45.0.2", ("tun0", 45, "l3-vxlan"), 1042);
     eprintln!("{text}");
     assert!(text.starts_with("vtepd l3-vxlan: up "), "{text}");

@@ -7,9 +7,11 @@
 
 mod daemon_support;
 mod l2_pair_support;
+mod l3_pair_support;
 
 use daemon_support::{BIN, Daemon, Netns, Pair, run, wait_until};
-use l2_pair_support::l2_daemon;
+use l2_pair_support::{daemon_on_a, l2_daemon};
+use l3_pair_support::{ipip_pair, l3vx_pair};
 use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -87,6 +89,24 @@ fn has_step(r: &Value, want: Value) -> bool {
         .any(|s| want.iter().all(|(k, v)| &s[k] == v))
 }
 
+/// The echo request (from the device, tunnelled to 192.0.2.2) and the echo reply (from the
+/// tunnel, from 192.0.2.2, delivered to `dev`) of a traced ping.
+fn request_and_reply<'a>(records: &'a [Value], dev: &str) -> (&'a Value, &'a Value) {
+    let find = |from: &str| {
+        records
+            .iter()
+            .find(|r| r["origin"]["from"] == from)
+            .unwrap_or_else(|| panic!("no packet from the {from}: {records:?}"))
+    };
+    let (out, back) = (find("device"), find("tunnel"));
+    assert_eq!(out["outcome"], "tunnel", "{out}");
+    assert_eq!(out["remotes"], serde_json::json!(["192.0.2.2"]), "{out}");
+    assert_eq!(back["origin"]["src"], "192.0.2.2", "{back}");
+    assert_eq!(back["outcome"], "deliver", "{back}");
+    assert_eq!(back["dev"], dev, "{back}");
+    (out, back)
+}
+
 /// One ping from `ns` to `dst`, not waiting for its answer long.
 fn ping(ns: &Netns, dst: &str) {
     let _ = run(ns
@@ -97,10 +117,7 @@ fn ping(ns: &Netns, dst: &str) {
 
 #[test]
 fn l2_vxlan_trace_of_a_ping_names_the_fdb_answer_and_the_learning() {
-    let p = Pair::new();
-    p.a.disable_ipv6();
-    p.b.disable_ipv6();
-    let a = l2_daemon(&p.a, 1, 2, &["--vni", "42"]);
+    let (p, a) = daemon_on_a();
     // B is the kernel's vxlan device.
     p.b.ip(&[
         "link",
@@ -132,12 +149,8 @@ fn l2_vxlan_trace_of_a_ping_names_the_fdb_answer_and_the_learning() {
         ping(&p.a, "10.9.0.2")
     });
     assert_eq!(records.len(), 2, "{records:?}");
-    let out = records
-        .iter()
-        .find(|r| r["origin"]["from"] == "device")
-        .unwrap_or_else(|| panic!("no echo request from the device: {records:?}"));
-    assert_eq!(out["outcome"], "tunnel", "{out}");
-    assert_eq!(out["remotes"], serde_json::json!(["192.0.2.2"]), "{out}");
+    let (out, back) = request_and_reply(&records, "vx0");
+    assert_eq!(back["vni"], 42, "{back}");
     assert_eq!(out["dev"], "vx0");
     assert!(
         has_step(
@@ -145,16 +158,6 @@ fn l2_vxlan_trace_of_a_ping_names_the_fdb_answer_and_the_learning() {
             serde_json::json!({"step": "fdb", "mac": b_mac, "remote": "192.0.2.2"})
         ),
         "{out}"
-    );
-    let back = records
-        .iter()
-        .find(|r| r["origin"]["from"] == "tunnel")
-        .unwrap_or_else(|| panic!("no echo reply from the tunnel: {records:?}"));
-    assert_eq!(back["origin"]["src"], "192.0.2.2");
-    assert_eq!(
-        (&back["outcome"], &back["vni"]),
-        (&"deliver".into(), &42.into()),
-        "{back}"
     );
     assert!(has_step(
         back,
@@ -183,10 +186,7 @@ fn l2_vxlan_trace_of_a_ping_names_the_fdb_answer_and_the_learning() {
 
 #[test]
 fn with_drops_armed_malformed_datagrams_from_scapy_are_traced_with_their_reason() {
-    let p = Pair::new();
-    p.a.disable_ipv6();
-    p.b.disable_ipv6();
-    let a = l2_daemon(&p.a, 1, 2, &["--vni", "42"]);
+    let (p, a) = daemon_on_a();
     let a_mac = p.a.mac("eth0");
     for (kind, reason, count) in [("truncated", "truncated", "8"), ("vni", "unknown_vni", "1")] {
         let records = armed_trace(&a, &["--drops", "--count", count], || {
@@ -313,137 +313,46 @@ fn l2_inject_names_the_remote_every_flood_peer_and_refuses_a_static_move() {
 
 #[test]
 fn l3_vxlan_trace_of_a_ping_and_an_inject_name_route_neighbour_and_remote() {
-    let p = Pair::new();
-    p.a.disable_ipv6();
-    p.b.disable_ipv6();
-    let l3 = |ns: &Netns, me: u8, other: u8| {
-        let (local, addr, peer) = (
-            format!("192.0.2.{me}"),
-            format!("10.9.0.{me}/24"),
-            format!("192.0.2.{other}"),
-        );
-        Daemon::start(
-            ns,
-            &[
-                "--mode",
-                "l3",
-                "--encap",
-                "vxlan",
-                "--dev",
-                "tun0",
-                "--local",
-                &local,
-                "--vni",
-                "42",
-                "--address",
-                &addr,
-                "--peer",
-                &peer,
-            ],
-        )
-    };
-    let a = l3(&p.a, 1, 2);
-    let _b = l3(&p.b, 2, 1);
-    assert!(
-        p.a.ping_within("10.9.0.2", Duration::from_secs(10)),
-        "{}",
-        a.log_text()
-    );
-    let records = armed_trace(&a, &["--count", "2", "--ip", "10.9.0.2"], || {
-        ping(&p.a, "10.9.0.2")
+    let (p, a, _b) = l3vx_pair("1");
+    let records = armed_trace(&a, &["--count", "2", "--ip", "10.45.0.2"], || {
+        ping(&p.a, "10.45.0.2")
     });
-    let out = records
-        .iter()
-        .find(|r| r["origin"]["from"] == "device")
-        .expect("echo request");
-    assert_eq!(out["remotes"], serde_json::json!(["192.0.2.2"]), "{out}");
+    let (out, _) = request_and_reply(&records, "tun0");
     assert!(has_step(
         out,
-        serde_json::json!({"step": "route", "dst": "10.9.0.2", "via": "10.9.0.2"})
+        serde_json::json!({"step": "route", "dst": "10.45.0.2", "via": "10.45.0.2"})
     ));
     assert!(
-        has_step(out, serde_json::json!({"step": "neigh", "hop": "10.9.0.2"})),
+        has_step(
+            out,
+            serde_json::json!({"step": "neigh", "hop": "10.45.0.2"})
+        ),
         "{out}"
-    );
-    let back = records
-        .iter()
-        .find(|r| r["origin"]["from"] == "tunnel")
-        .expect("echo reply");
-    assert_eq!(
-        (&back["outcome"], &back["dev"]),
-        (&"deliver".into(), &"tun0".into()),
-        "{back}"
     );
     // A simulation to an address nobody answers for: held, nothing queued.
     let asked = a.stats()["arp_requests"].clone();
-    let held = inject(&a, &["--dst-ip", "10.9.0.77"]);
+    let held = inject(&a, &["--dst-ip", "10.45.0.77"]);
     assert_eq!(held["outcome"], "held", "{held}");
     assert!(has_step(
         &held,
-        serde_json::json!({"step": "neigh", "hop": "10.9.0.77", "mac": null})
+        serde_json::json!({"step": "neigh", "hop": "10.45.0.77", "mac": null})
     ));
     assert_eq!(a.stats()["arp_requests"], asked, "a simulation asks nobody");
-    let to_b = inject(&a, &["--dst-ip", "10.9.0.2"]);
+    let to_b = inject(&a, &["--dst-ip", "10.45.0.2"]);
     assert_eq!(to_b["remotes"], serde_json::json!(["192.0.2.2"]), "{to_b}");
 }
 
 #[test]
 fn ipip_trace_of_a_ping_and_an_inject_name_the_route_and_the_peer_check() {
-    let p = Pair::new();
-    p.a.disable_ipv6();
-    p.b.disable_ipv6();
-    let ipip = |ns: &Netns, me: u8, other: u8| {
-        let (local, addr, route) = (
-            format!("192.0.2.{me}"),
-            format!("10.9.{me}.1/32"),
-            format!("10.9.{other}.0/24=192.0.2.{other}"),
-        );
-        Daemon::start(
-            ns,
-            &[
-                "--mode",
-                "l3",
-                "--encap",
-                "ipip",
-                "--dev",
-                "tun0",
-                "--local",
-                &local,
-                "--address",
-                &addr,
-                "--route",
-                &route,
-            ],
-        )
-    };
-    let a = ipip(&p.a, 1, 2);
-    let _b = ipip(&p.b, 2, 1);
-    assert!(
-        p.a.ping_within("10.9.2.1", Duration::from_secs(10)),
-        "{}",
-        a.log_text()
-    );
+    let (p, a, _b) = ipip_pair("1");
     let records = armed_trace(&a, &["--count", "2", "--proto", "icmp"], || {
-        ping(&p.a, "10.9.2.1")
+        ping(&p.a, "10.43.2.1")
     });
-    let out = records
-        .iter()
-        .find(|r| r["origin"]["from"] == "device")
-        .expect("echo request");
-    assert_eq!(out["remotes"], serde_json::json!(["192.0.2.2"]), "{out}");
+    let (out, back) = request_and_reply(&records, "tun0");
     assert!(has_step(
         out,
-        serde_json::json!({"step": "route", "dst": "10.9.2.1", "via": "192.0.2.2"})
+        serde_json::json!({"step": "route", "dst": "10.43.2.1", "via": "192.0.2.2"})
     ));
-    let back = records
-        .iter()
-        .find(|r| r["origin"]["from"] == "tunnel")
-        .expect("echo reply");
-    assert_eq!(
-        (&back["outcome"], &back["dev"]),
-        (&"deliver".into(), &"tun0".into()),
-        "{back}"
-    );
     assert!(has_step(
         back,
         serde_json::json!({"step": "peer", "src": "192.0.2.2", "accepted": true})
@@ -461,7 +370,7 @@ fn ipip_trace_of_a_ping_and_an_inject_name_the_route_and_the_peer_check() {
             "--outer-src",
             "192.0.2.99",
             "--dst-ip",
-            "10.9.1.1",
+            "10.43.1.1",
         ],
     );
     assert_eq!(stranger["reason"], "unknown_peer", "{stranger}");

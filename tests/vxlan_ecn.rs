@@ -10,7 +10,7 @@ mod daemon_support;
 mod l2_pair_support;
 
 use daemon_support::{Daemon, Pair, must, unique, wait_until};
-use l2_pair_support::l2_daemon;
+use l2_pair_support::daemon_on_a;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -42,10 +42,7 @@ const CASES: &[(u32, u8, u8, Option<u8>)] = &[
 
 #[test]
 fn outer_ecn_is_decapsulated_per_rfc6040_and_ce_over_not_ect_is_dropped() {
-    let p = Pair::new();
-    p.a.disable_ipv6();
-    p.b.disable_ipv6();
-    let a = l2_daemon(&p.a, 1, 2, &["--vni", "42"]);
+    let (p, a) = daemon_on_a();
     let tap = p.a.mac("vx0");
     check_cases(&p, &a, "vx0", &tap);
 }
