@@ -11,7 +11,7 @@ use vtepd::core::l2::L2;
 use vtepd::core::l3vx::{L3Vx, L3VxConfig};
 use vtepd::core::route::{Routes, parse_route};
 use vtepd::core::synth::{self, Synth};
-use vtepd::core::trace::{Flood, LearnResult, Mac, Outcome, Recorder, Step};
+use vtepd::core::trace::{Flood, LearnResult, Mac, NeighResult, Outcome, Proto, Recorder, Step};
 use vtepd::core::{
     Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, NetworkConfig, Out,
     Outer, Timestamp,
@@ -31,6 +31,11 @@ fn vni() -> Vni {
 }
 
 fn l2() -> L2 {
+    l2_with(false)
+}
+
+/// The L2 engine, with ARP suppression on or off.
+fn l2_with(arp_suppress: bool) -> L2 {
     let core = Arc::new(
         Core::new(CoreConfig {
             local: LOCAL,
@@ -44,7 +49,7 @@ fn l2() -> L2 {
         })
         .unwrap(),
     );
-    L2::new(core, vec![false])
+    L2::new(core, vec![arp_suppress])
 }
 
 fn frame(src: MacAddr, dst: MacAddr) -> Vec<u8> {
@@ -305,4 +310,66 @@ fn ipip_records_the_route_and_the_peer_check() {
             }]
         );
     }
+}
+
+#[test]
+fn arp_suppression_records_its_answer_and_a_simulation_binds_nothing() {
+    let e = l2_with(true);
+    let (known, other) = (Ipv4Addr::new(10, 0, 0, 9), Ipv4Addr::new(10, 0, 0, 10));
+    e.core().neigh_add(NOW, vni(), known, M9).unwrap();
+    let ask = |target: Ipv4Addr| {
+        Synth {
+            src_mac: Some(Mac(M1)),
+            dst_ip: Some(target),
+            proto: Some(Proto::Arp),
+            ..Synth::default()
+        }
+        .frame(MacAddr::BROADCAST)
+    };
+    let (mut out, mut ctr) = (Out::with_capacity(4), Counters::default());
+    let mut rec = Recorder::<false>::default();
+    let v = e.on_local_traced(NOW, NET, &ask(known), &mut out, &mut ctr, &mut rec);
+    assert_eq!(v, FromDevice::Answered);
+    assert_eq!(
+        rec.steps(),
+        [Step::ArpSuppress {
+            target: known,
+            answer: Some(Mac(M9))
+        }]
+    );
+    rec.clear();
+    let v = e.on_local_traced(NOW, NET, &ask(other), &mut out, &mut ctr, &mut rec);
+    assert_eq!(v, FromDevice::Tunnel, "not known: flooded");
+    assert_eq!(
+        rec.steps()[0],
+        Step::ArpSuppress {
+            target: other,
+            answer: None
+        }
+    );
+    // ARP from the tunnel teaches a binding; simulated, it does not.
+    let reply_from_b = Synth {
+        src_mac: Some(Mac(M1)),
+        src_ip: Some(other),
+        proto: Some(Proto::Arp),
+        ..Synth::default()
+    }
+    .frame(MacAddr::BROADCAST);
+    let mut sim = Recorder::<true>::default();
+    let mut d = synth::vxlan(42, &reply_from_b);
+    e.on_remote_traced(NOW, Outer::from(B), &mut d, &mut ctr, &mut sim);
+    assert!(sim.steps().contains(&Step::NeighLearn {
+        ip: other,
+        mac: Mac(M1),
+        result: NeighResult::New
+    }));
+    let table = e.core().neigh(NET).unwrap();
+    assert_eq!(table.lookup(other, NOW.millis()), None, "nothing bound");
+    let mut d = synth::vxlan(42, &reply_from_b);
+    e.on_remote_traced(NOW, Outer::from(B), &mut d, &mut ctr, &mut rec);
+    assert_eq!(
+        table.lookup(other, NOW.millis()),
+        Some(M1),
+        "bound for real"
+    );
 }

@@ -13,6 +13,8 @@ use daemon_support::{BIN, Daemon, Netns, Pair, run, wait_until};
 use l2_pair_support::{daemon_on_a, l2_daemon};
 use l3_pair_support::{ipip_pair, l3vx_pair};
 use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -374,6 +376,42 @@ fn ipip_trace_of_a_ping_and_an_inject_name_the_route_and_the_peer_check() {
         ],
     );
     assert_eq!(stranger["reason"], "unknown_peer", "{stranger}");
+}
+
+/// One raw control request line to `d`: the answer (bounded by a 5 s read timeout).
+fn request(d: &Daemon, line: &str) -> Value {
+    let mut s = UnixStream::connect(&d.control).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    writeln!(s, "{line}").unwrap();
+    let mut answer = String::new();
+    BufReader::new(s).read_line(&mut answer).unwrap();
+    serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer}"))
+}
+
+#[test]
+fn sessions_are_bounded_and_those_nobody_polls_are_stopped_by_the_daemon() {
+    let (_p, a) = daemon_on_a();
+    let start = r#"{"cmd":"trace_start","count":5}"#;
+    let ids: Vec<Value> = (0..8)
+        .map(|_| request(&a, start)["data"]["session"].clone())
+        .collect();
+    assert!(ids.iter().all(Value::is_u64), "{ids:?}");
+    let full = request(&a, start);
+    assert_eq!(full["ok"], false, "{full}");
+    assert!(
+        full["error"].as_str().unwrap().contains("8 sessions"),
+        "{full}"
+    );
+    // As if eight clients were killed: nobody polls, and within 5 s the daemon stops them.
+    assert!(
+        wait_until(Duration::from_secs(15), || request(&a, start)["ok"] == true),
+        "the unpolled sessions were not stopped"
+    );
+    let gone = request(
+        &a,
+        &format!(r#"{{"cmd":"trace_poll","session":{}}}"#, ids[0]),
+    );
+    assert_eq!(gone["ok"], false, "{gone}");
 }
 
 #[test]

@@ -145,6 +145,11 @@ impl<R> Sessions<R> {
         self.live.load()
     }
 
+    /// The live sessions, to keep for a while (a worker's batch).
+    pub fn live_list(&self) -> Arc<Vec<Arc<Session<R>>>> {
+        self.live.load_full()
+    }
+
     /// Starts a session for the next `count` records matching `filter`; its id.
     pub fn start(&self, filter: Filter, count: u64, now: Timestamp) -> Result<u64, SessionError> {
         if count == 0 || count > self.limits.max_count {

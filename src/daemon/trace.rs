@@ -3,7 +3,7 @@
 //! filters, and only a packet some session may take runs the engine's traced variant. Its
 //! [`Record`] goes to every session that takes it, through their bounded queues.
 
-use super::session::Sessions;
+use super::session::{Session, Sessions};
 use crate::core::trace::{Headers, Origin, Outcome, Record, Recorder};
 use crate::core::{FromDevice, FromTunnel, Remotes, Timestamp};
 use std::sync::Arc;
@@ -17,6 +17,8 @@ pub struct WorkerTrace {
     sessions: Arc<TraceSessions>,
     worker: u16,
     armed: bool,
+    /// The live sessions, taken with the flag (while armed) for the whole batch.
+    live: Arc<Vec<Arc<Session<Record>>>>,
     rec: Recorder,
     origin: Origin,
     headers: Headers,
@@ -36,16 +38,20 @@ impl WorkerTrace {
             sessions,
             worker: worker as u16,
             armed: false,
+            live: Arc::default(),
             rec: Recorder::default(),
             origin: Origin::Device { vni: 0 },
             headers: Headers::default(),
         }
     }
 
-    /// Reads whether a session is armed: once per batch.
+    /// Reads whether a session is armed: once per batch (and, armed, takes the sessions).
     #[inline]
     pub fn refresh(&mut self) {
         self.armed = self.sessions.armed();
+        if self.armed {
+            self.live = self.sessions.live_list();
+        }
     }
 
     /// Whether a session was armed at the last [`WorkerTrace::refresh`].
@@ -58,7 +64,7 @@ impl WorkerTrace {
     /// (call only when [`WorkerTrace::armed`]); if so, the engine's traced variant is to run
     /// with [`WorkerTrace::recorder`], then [`WorkerTrace::finish`].
     pub fn begin(&mut self, origin: Origin, headers: impl FnOnce() -> Headers) -> bool {
-        let live = self.sessions.live();
+        let live = &self.live;
         if !live.iter().any(|s| s.wants()) {
             return false;
         }
@@ -92,9 +98,8 @@ impl WorkerTrace {
 
     /// The packet's outcome: its record goes to every session that takes it.
     pub fn finish(&mut self, now: Timestamp, outcome: Outcome) {
-        let live = self.sessions.live();
         let mut record = None;
-        for s in live.iter() {
+        for s in self.live.iter() {
             let f = s.filter();
             if f.may_take(&self.origin, &self.headers)
                 && f.takes(&self.origin, &outcome)
