@@ -25,7 +25,8 @@ use daemon_support::{Daemon, Netns, Pair};
 use flow_support::{
     assert_rows_sum_to_totals, five_pings_are_counted, n, sequenced_flows, workers,
 };
-use transfer_support::{Payload, quiet_pair, transfer};
+use std::time::Duration;
+use transfer_support::{Payload, quiet, transfer};
 
 fn ipip(ns: &Netns, me: u8, other: u8, threads: &str) -> Daemon {
     Daemon::start(
@@ -51,7 +52,18 @@ fn ipip(ns: &Netns, me: u8, other: u8, threads: &str) -> Daemon {
 
 /// Two IPIP daemons with `threads` workers each, pinging each other.
 fn pair(threads: &str) -> (Pair, Daemon, Daemon) {
-    quiet_pair(|ns, me, other| ipip(ns, me, other, threads), "10.43.2.1")
+    let p = Pair::new();
+    quiet(&p.a);
+    quiet(&p.b);
+    let a = ipip(&p.a, 1, 2, threads);
+    let b = ipip(&p.b, 2, 1, threads);
+    assert!(
+        p.a.ping_within("10.43.2.1", Duration::from_secs(10)),
+        "{}\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    (p, a, b)
 }
 
 fn counter(d: &Daemon, key: &str) -> u64 {

@@ -17,7 +17,8 @@ use daemon_support::{Daemon, Netns, Pair};
 use flow_support::{
     assert_rows_sum_to_totals, five_pings_are_counted, n, sequenced_flows, workers,
 };
-use transfer_support::{Payload, quiet_pair, transfer};
+use std::time::Duration;
+use transfer_support::{Payload, quiet, transfer};
 
 fn l3vx(ns: &Netns, me: u8, other: u8, threads: &str) -> Daemon {
     Daemon::start(
@@ -45,7 +46,18 @@ fn l3vx(ns: &Netns, me: u8, other: u8, threads: &str) -> Daemon {
 
 /// Two daemons that reach each other (ARP resolved by a ping).
 fn pair(threads: &str) -> (Pair, Daemon, Daemon) {
-    quiet_pair(|ns, me, other| l3vx(ns, me, other, threads), "10.45.0.2")
+    let p = Pair::new();
+    quiet(&p.a);
+    quiet(&p.b);
+    let a = l3vx(&p.a, 1, 2, threads);
+    let b = l3vx(&p.b, 2, 1, threads);
+    assert!(
+        p.a.ping_within("10.45.0.2", Duration::from_secs(10)),
+        "{}\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    (p, a, b)
 }
 
 fn device_counter(ns: &Netns, key: &str) -> u64 {

@@ -3,7 +3,7 @@
 //! namespaces of a daemon pair (or any two namespaces). Include it next to `mod daemon_support;`.
 #![allow(dead_code)] // each test binary uses a different part
 
-use crate::daemon_support::{self, Daemon, Netns, Pair};
+use crate::daemon_support::{self, Netns, Pair};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -14,24 +14,6 @@ const PYTHON: &str = "/usr/bin/python3";
 /// IPv6 off in `ns`: the tunnel carries only the test's traffic.
 pub fn quiet(ns: &Netns) {
     ns.disable_ipv6();
-}
-
-/// Two quiet hosts, each running the daemon `start(host, me, other)` gives (host A is 1, B
-/// is 2), that reach each other: host A's ping of `far` (an overlay address of host B) is
-/// answered. Returns the pair and the daemons of A and B.
-pub fn quiet_pair(start: impl Fn(&Netns, u8, u8) -> Daemon, far: &str) -> (Pair, Daemon, Daemon) {
-    let p = Pair::new();
-    quiet(&p.a);
-    quiet(&p.b);
-    let a = start(&p.a, 1, 2);
-    let b = start(&p.b, 2, 1);
-    assert!(
-        p.a.ping_within(far, std::time::Duration::from_secs(10)),
-        "{}\n{}",
-        a.log_text(),
-        b.log_text()
-    );
-    (p, a, b)
 }
 
 /// A file of `len` pseudo-random bytes (xorshift from `seed`), named from `tag`, removed on drop.
