@@ -125,7 +125,7 @@ fn l2(peers: Vec<Ipv4Addr>) -> L2Rig {
     let raw = Arc::new(MemSocket::new(128).unwrap());
     let tx = TunnelTx::new(Arc::clone(&raw), vxlan_settings(), UNDERLAY_MTU);
     let port = DevPort::new(Arc::clone(&tap), "tap0", true, true);
-    let w = L2Worker::new(engine, Arc::clone(&udp), tx, vec![port]);
+    let w = L2Worker::new(engine, (4789, Arc::clone(&udp)), tx, vec![port]);
     L2Rig { w, tap, udp, raw }
 }
 
@@ -496,7 +496,7 @@ fn copies_too_big_for_the_underlay_are_too_big_on_every_path() {
     let raw = Arc::new(MemSocket::new(64).unwrap());
     let tx = TunnelTx::new(Arc::clone(&raw), vxlan_settings(), UNDERLAY_MTU);
     let port = DevPort::new(Arc::clone(&tun), "tun0", true, true);
-    let mut w = L3VxWorker::new(engine, Arc::clone(&udp), tx, port);
+    let mut w = L3VxWorker::new(engine, (4789, Arc::clone(&udp)), tx, port);
     for (len, copies) in [(1450usize, 1usize), (1451, 0)] {
         assert!(tun.inject(&ipv4(OWN_IP, PEER_IP, len, 0, 9)));
         assert_eq!(w.drain(DEVICE, NOW, BUDGET), Ok(false));
@@ -580,7 +580,7 @@ fn l3_vxlan_resolves_releases_and_unwraps() {
     let raw = Arc::new(MemSocket::new(64).unwrap());
     let tx = TunnelTx::new(Arc::clone(&raw), vxlan_settings(), UNDERLAY_MTU);
     let port = DevPort::new(Arc::clone(&tun), "tun0", true, true);
-    let mut w = L3VxWorker::new(engine, Arc::clone(&udp), tx, port);
+    let mut w = L3VxWorker::new(engine, (4789, Arc::clone(&udp)), tx, port);
 
     // A packet for an on-link address nobody resolved yet: held, and an ARP request flooded.
     let pkt = ipv4(OWN_IP, PEER_IP, 100, 0, 9);

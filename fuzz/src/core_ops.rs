@@ -485,7 +485,15 @@ fn remote(
         }
         _ => None,
     };
-    let v = l2.on_remote(now, Outer { src, tos }, d, ctr);
+    let v = l2.on_remote(
+        now,
+        Outer {
+            tos,
+            ..Outer::from(src)
+        },
+        d,
+        ctr,
+    );
     crate::trace!("remote from {src} tos {tos:#x} {d:02x?}: {v:?}");
     let learned_here = match &v {
         FromTunnel::Deliver { net: id, range } => {
