@@ -6,18 +6,21 @@
 //! `dstport 4789` and VNI 43 `dstport 8472`. Overlays 10.42.0.0/24 and 10.43.0.0/24 (.1 on A,
 //! .2 on B).
 //!
-//! Checked: pings cross both networks both ways and tshark, on B's underlay link, sees each
-//! network's outer packets (vtepd's and the kernel's) on its own destination port only; a VXLAN
-//! datagram for VNI 43 sent to port 4789 (scapy, lab/scapy/vxlan_inject.py) is dropped and
-//! counted as `wrong_port`, in the totals and in network 43, and not delivered, while the same
-//! datagram to port 8472 is. Needs root, tcpdump, tshark and Debian's /usr/bin/python3 with scapy.
+//! Checked: pings cross both networks both ways, a TCP stream crosses VNI 43 (vtepd sends it
+//! with UDP GSO), and tshark, on B's underlay link, sees each network's outer packets (vtepd's
+//! and the kernel's) on its own destination port only; a VXLAN datagram for VNI 43 sent to
+//! port 4789 (scapy, lab/scapy/vxlan_inject.py) is dropped and counted as `wrong_port`, in the
+//! totals and in network 43, and not delivered, while the same datagram to port 8472 is. Needs
+//! root, tcpdump, tshark, ethtool and Debian's /usr/bin/python3 with scapy.
 
 mod daemon_support;
+mod transfer_support;
 
 use daemon_support::{Capture, Conf, Daemon, Pair, must, wait_until};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
+use transfer_support::{Ends, Payload, transfer};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/lab/scapy/vxlan_inject.py");
 const PYTHON: &str = "/usr/bin/python3";
@@ -34,6 +37,9 @@ fn two_ports() -> (Pair, Conf, Daemon) {
     let p = Pair::new();
     p.a.disable_ipv6();
     p.b.disable_ipv6();
+    // Checksums finished in software on B: a veth hands the kernel VTEP's inner TCP checksums
+    // over partial otherwise, and vtepd reads the inner frames as they come.
+    must(p.b.cmd("ethtool").args(["-K", "eth0", "tx", "off"]));
     let mut file = format!("local = \"{VTEPD}\"\nthreads = 2\n");
     for (vni, port, net) in NETS {
         // The daemon's port is 4789: only VNI 43 needs a key of its own.
@@ -94,6 +100,25 @@ fn each_network_talks_to_the_kernel_on_its_own_port() {
             d.log_text()
         );
     }
+    // A TCP stream from A on VNI 43: TSO super-frames from the TAP, sent with UDP GSO.
+    let file = Payload::new("vp", 43, 2 << 20);
+    let (src, sink) = transfer(
+        Ends(&p.a.name, &p.b.name),
+        &file,
+        "10.43.0.2",
+        5201,
+        0,
+        65536,
+    );
+    assert_eq!(
+        (&src["size"], &src["sha256"]),
+        (&sink["size"], &sink["sha256"])
+    );
+    let gso = cap.tshark(&[
+        "-Y",
+        &format!("ip.src == {VTEPD} && udp.dstport == 8472 && ip.len > 1500"),
+    ]);
+    assert!(!gso.trim().is_empty(), "no UDP GSO send to port 8472 seen");
     // (outer source, destination port, VNI) of every VXLAN packet on B's link, as tshark
     // reads them.
     let want: BTreeSet<(String, u16, u32)> = [VTEPD, KERNEL]
