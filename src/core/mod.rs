@@ -81,10 +81,14 @@ pub struct NetworkConfig {
     pub mac_move: dampening::MoveLimit,
     /// Storm control of the frames from the device that are flooded.
     pub storm: storm::StormLimits,
+    /// VXLAN: the UDP port of the network (`ip link ... dstport`): datagrams for its VNI are
+    /// taken only from this port.
+    pub port: u16,
 }
 
 impl Default for NetworkConfig {
-    /// VNI 0 (not a usable network; set `vni`), no peers, learning on, defaults elsewhere.
+    /// VNI 0 (not a usable network; set `vni`), no peers, learning on, port 4789, defaults
+    /// elsewhere.
     fn default() -> Self {
         NetworkConfig {
             vni: Vni::ZERO,
@@ -95,6 +99,7 @@ impl Default for NetworkConfig {
             max_learned: DEFAULT_MAX_LEARNED,
             mac_move: dampening::MoveLimit::default(),
             storm: storm::StormLimits::default(),
+            port: encap::vxlan::DEFAULT_PORT,
         }
     }
 }

@@ -260,6 +260,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
         let outer = Outer {
             src: meta.src.unwrap_or(Ipv4Addr::UNSPECIFIED),
             tos: meta.tos,
+            port: 0,
         };
         let v = self.ipip.on_remote(now, outer, packet, &mut self.ctr);
         if let FromTunnel::Deliver { range, .. } = v {
@@ -424,7 +425,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
         let (log, learner) = (&mut self.tunnel_err_log, &mut self.learner);
         let traffic = self.dev[0].traffic();
         self.queue
-            .flush(&self.reader, &self.rx.sock, &mut self.ctr, traffic, |dst, e| {
+            .flush(&self.reader, self.rx.sock(), &mut self.ctr, traffic, |dst, e| {
                 learner.on_send_error(dst, e);
                 // Unreachable, ENOBUFS, EMSGSIZE (a path MTU below ours), a full buffer: this
                 // packet is lost, the loop goes on.
@@ -452,12 +453,12 @@ impl<D: DeviceQueue, S: DatagramSocket> OnDatagrams for IpipWorker<D, S> {
 
 impl<D: DeviceQueue, S: DatagramSocket> Dataplane for IpipWorker<D, S> {
     fn sources(&self) -> Vec<RawFd> {
-        vec![self.rx.sock.fd(), self.dev[0].dev.fd()]
+        vec![self.rx.sock().fd(), self.dev[0].dev.fd()]
     }
 
     fn drain(&mut self, i: usize, now: Timestamp, budget: usize) -> Result<bool, String> {
         let more = match i {
-            SOCKET => drain_socket(self, now, budget),
+            SOCKET => drain_socket(self, 0, now, budget),
             DEVICE => self.drain_device(now, budget)?,
             _ => false,
         };
