@@ -54,14 +54,16 @@ pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
 }
 
 impl Injector {
-    /// Simulates `req` at `now` in network `net` (its VNI `vni`; the L3 modes have one, the
-    /// caller resolved it). An error is the request's fault: one line saying why.
+    /// Simulates `req` at `now` in network `net` (its VNI `vni` and UDP port `port`; the L3
+    /// modes have one, the caller resolved it). An error is the request's fault: one line
+    /// saying why.
     pub fn run(
         &self,
         now: Timestamp,
         req: &Inject,
         net: NetId,
         vni: u32,
+        port: u16,
     ) -> Result<Record, String> {
         let given = req.hex.as_deref().map(parse_hex).transpose()?;
         let f = &req.fields;
@@ -72,7 +74,11 @@ impl Injector {
             let src = req.outer_src.ok_or(
                 "a packet from the tunnel needs its outer source (--outer-src IP)".to_owned(),
             )?;
-            Ok(Outer { src, tos: req.tos })
+            Ok(Outer {
+                src,
+                tos: req.tos,
+                port,
+            })
         };
         let tunnel_origin = |o: Outer| Origin::Tunnel {
             src: o.src,

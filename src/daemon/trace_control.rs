@@ -107,8 +107,9 @@ impl TraceControl {
             Some(v) => (core.net_by_vni(v).unwrap_or(NetId(0)), v.get()),
             None => (crate::core::ipip::NET, 0),
         };
+        let port = core.port_of(net).unwrap_or(encap::vxlan::DEFAULT_PORT);
         let r = injector
-            .run(now, req, net, vni)
+            .run(now, req, net, vni, port)
             .map_err(|e| Response::err(true, e))?;
         Ok(json(&row(r, nets, fallback_dev)))
     }
