@@ -10,8 +10,10 @@ use crate::config::{
 use crate::core::route::{Route, parse_prefix};
 pub use crate::error::Failure;
 
+mod capture;
 mod client;
 mod docs;
+mod pcapng;
 mod trace;
 mod trace_text;
 use clap::{Args, Parser, Subcommand};
@@ -79,6 +81,15 @@ pub enum Command {
     /// nothing is sent and no state changes.
     #[command(after_help = TRACE_HELP)]
     Trace(trace::TraceArgs),
+    /// Capture packets as the running daemon sees them, into a pcapng file.
+    ///
+    /// Records the device's frames or packets (--side overlay), the outer packets as sent and
+    /// as received (--side underlay), or both, on every worker, including the packets vtepd
+    /// dropped (with the reason in the packet's comment), until --count packets or --max-bytes
+    /// were captured or Ctrl-C. The daemon hands the packets over the control socket; this
+    /// command writes the file (`-w -`: stdout, for `tshark -r -` or `wireshark -k -i -`).
+    #[command(after_help = CAPTURE_HELP)]
+    Capture(capture::CaptureArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions(docs::CompletionsArgs),
     /// Print the manual page vtepd(1) in roff to stdout, or write every page to a directory.
@@ -96,6 +107,19 @@ or outer-header policy (ttl, tos, df, srcport, udp_csum), and an invalid file.\n
 The file is the truth: peers, entries, neighbours and routes added through the control socket \
 and not in the file are removed (save them first with `vtepd config show > FILE`).\n\
 Exit status: 0 applied (or no change), 2 refused, 1 failed while applying.";
+
+/// What `vtepd capture --help` says after the options.
+const CAPTURE_HELP: &str = "The file is pcapng with one interface per side: `overlay` (Ethernet \
+in L2 VXLAN, raw IPv4 in the L3 modes) and `underlay` (raw IPv4: the whole outer packet, IPv4 + \
+UDP + VXLAN or IPv4 + IPIP). Each packet's flags say in or out, its comment the worker, a drop \
+reason and notes. A received VXLAN datagram's outer IPv4 and UDP headers are rebuilt from what \
+the socket reported (addresses, ports, TOS; TTL 64, ID and checksums 0). TSO super-frames read \
+from the device are written as read (flagged in the comment); the underlay shows the segments \
+that cross the wire. A reader slower than the traffic loses packets from the capture, never \
+from forwarding; the summary on stderr says how many.\n\
+Examples:\n  vtepd capture -w /tmp/vx.pcapng --count 100\n  \
+vtepd capture --side underlay --drops -w - | tshark -r -\n  \
+vtepd capture --filter proto=icmp,vni=42 -w - | tshark -r - -d udp.port==8472,vxlan";
 
 /// What `vtepd trace --help` says after the options.
 const TRACE_HELP: &str = "Filter terms (flags, or --filter EXPR: the same terms joined by \
@@ -600,6 +624,7 @@ pub fn main_entry() -> ExitCode {
         Command::Reload(ctl) => client::reload(&ctl),
         Command::Config(ConfigCommand::Show(ctl)) => client::config_show(&ctl),
         Command::Trace(a) => trace::run(&a),
+        Command::Capture(a) => capture::run(&a),
         Command::Completions(a) => docs::completions(&a),
         Command::Man(a) => docs::man(&a),
     };

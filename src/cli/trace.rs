@@ -103,7 +103,7 @@ fn parse_proto(s: &str) -> Result<Proto, String> {
     s.trim().parse()
 }
 
-fn parse_filter(s: &str) -> Result<Filter, String> {
+pub(super) fn parse_filter(s: &str) -> Result<Filter, String> {
     s.parse()
 }
 

@@ -7,6 +7,7 @@
 //! < {"ok":false,"usage":true,"error":"the daemon has 2 networks (VNI 42, 43): give --vni"}
 //! ```
 
+use crate::core::capture::{Captured, Spec};
 use crate::core::synth::Synth;
 use crate::core::trace::{Filter, Record};
 use crate::core::{Counters, NetTraffic, PeerTraffic};
@@ -141,6 +142,45 @@ pub enum Request {
     /// Runs a synthetic packet through the engine without sending it or changing any state;
     /// answers its [`TraceRow`].
     TraceInject(Inject),
+    /// Arms a packet capture on every worker; answers a [`TraceStarted`] (its session). The
+    /// session ends when stopped, when its budget is spent or when not polled for 5 s.
+    CaptureStart(CaptureStart),
+    /// The packets of a capture session so far ([`CapturePolled`]).
+    CapturePoll {
+        /// The session.
+        session: u64,
+    },
+    /// Stops a capture session.
+    CaptureStop {
+        /// The session.
+        session: u64,
+    },
+}
+
+/// What `capture_start` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureStart {
+    /// Which packets (the trace's filter terms).
+    #[serde(default)]
+    pub filter: Filter,
+    /// Packets at most.
+    pub count: u64,
+    /// Bytes at most (of the packets as kept, after the snap length).
+    pub bytes: u64,
+    /// The sides and the snap length.
+    #[serde(flatten)]
+    pub spec: Spec,
+}
+
+/// The answer to `capture_poll`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapturePolled {
+    /// The packets since the last poll.
+    pub records: Vec<Captured>,
+    /// Records lost so far because the client polled too slowly.
+    pub overflow: u64,
+    /// The capture has every packet it asked for (or its bytes), and all were taken.
+    pub done: bool,
 }
 
 /// The answer to `trace_start`.

@@ -13,6 +13,7 @@
 
 pub mod arp;
 pub mod arp_suppress;
+pub mod capture;
 mod control;
 pub mod counters;
 pub mod dampening;

@@ -98,7 +98,7 @@ impl<'de> Deserialize<'de> for Mac {
 }
 
 /// Drop reasons by their `stats` name in JSON.
-mod reason_name {
+pub(crate) mod reason_name {
     use super::DropReason;
     use serde::{Deserialize, Deserializer, Serializer};
     pub fn serialize<S: Serializer>(r: &DropReason, s: S) -> Result<S::Ok, S::Error> {

@@ -8,6 +8,7 @@
 //! frame.
 
 use super::batch_gro::{MAX_HEADER, Part};
+use super::capture::WorkerCapture;
 use super::io::DatagramSocket;
 use crate::core::{Counters, DropReason};
 use crate::sys::{MAX_BATCH, RecvMeta, SendMsg};
@@ -201,13 +202,16 @@ pub fn count_overflow(now: u32, seen: &mut u32, ctr: &mut Counters) {
 /// Sends every message of `msgs` on `sock` with as few `sendmmsg` calls as the kernel allows
 /// (at most [`MAX_BATCH`] a call); a datagram the kernel refuses is reported to `on_error` (with
 /// its index in `msgs`) and skipped, so one bad destination never holds up the others. The
-/// index of each message the kernel took is told to `on_sent`.
+/// index of each message the kernel took is told to `on_sent`. While a capture is armed,
+/// each message is offered to it as sent (or as dropped, with the reason its error is counted
+/// under).
 ///
 /// A refusal other than a full queue (ENOBUFS, EAGAIN) is tried once more: the kernel also
 /// fails a send with an error left pending by an earlier ICMP error about another packet (and
 /// clears it), which must not cost this one.
 pub fn send_all(
     sock: &impl DatagramSocket,
+    capture: &WorkerCapture,
     msgs: &[SendMsg<'_>],
     on_error: &mut impl FnMut(usize, &io::Error),
     on_sent: &mut impl FnMut(usize),
@@ -219,18 +223,24 @@ pub fn send_all(
         match sock.send_batch(&msgs[i..]) {
             Ok(0) => {
                 // Not expected from sendmmsg; never spin on it.
-                on_error(i, &io::Error::from(io::ErrorKind::WriteZero));
+                let e = io::Error::from(io::ErrorKind::WriteZero);
+                capture.sent(&msgs[i], Some(send_drop_reason(&e)));
+                on_error(i, &e);
                 out.failed += 1;
                 i += 1;
             }
             Ok(k) => {
                 out.sent += k as u64;
+                if capture.active() {
+                    msgs[i..i + k].iter().for_each(|m| capture.sent(m, None));
+                }
                 (i..i + k).for_each(&mut *on_sent);
                 i += k;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if retried != i && !queue_full(&e) => retried = i,
             Err(e) => {
+                capture.sent(&msgs[i], Some(send_drop_reason(&e)));
                 on_error(i, &e);
                 out.failed += 1;
                 i += 1;
@@ -429,6 +439,7 @@ impl SendBatch {
     pub fn flush(
         &mut self,
         sock: &impl DatagramSocket,
+        capture: &WorkerCapture,
         mut on_error: impl FnMut(u16, Ipv4Addr, &io::Error),
         mut on_sent: impl FnMut(u16, Ipv4Addr, u64),
     ) -> Flushed {
@@ -451,12 +462,18 @@ impl SendBatch {
                 on_error(q.net, q.dst.unwrap_or(Ipv4Addr::UNSPECIFIED), e);
             }
         };
-        let out = send_all(sock, &msgs[..self.count], &mut on_error, &mut |i| {
-            if let Some(q) = queued.get(i) {
-                let inner = (usize::from(q.head_len) + q.len as usize).saturating_sub(OVERHEAD);
-                on_sent(q.net, q.dst.unwrap_or(Ipv4Addr::UNSPECIFIED), inner as u64);
-            }
-        });
+        let out = send_all(
+            sock,
+            capture,
+            &msgs[..self.count],
+            &mut on_error,
+            &mut |i| {
+                if let Some(q) = queued.get(i) {
+                    let inner = (usize::from(q.head_len) + q.len as usize).saturating_sub(OVERHEAD);
+                    on_sent(q.net, q.dst.unwrap_or(Ipv4Addr::UNSPECIFIED), inner as u64);
+                }
+            },
+        );
         // `used` stays: the frame being worked on when a full batch forced this flush may
         // still queue more copies from its slot. The slots are recycled by `next_slot` once
         // nothing is queued.

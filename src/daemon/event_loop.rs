@@ -10,6 +10,7 @@
 //! drop summary, and returns `Ok` when asked to stop or the dataplane's error (a device gone)
 //! when draining fails.
 
+use super::capture::{CaptureSessions, WorkerCapture};
 use super::ratelimit::DropReport;
 use super::stats::{Clock, StatsBoard, Traffic};
 use super::trace::{TraceSessions, WorkerTrace};
@@ -55,9 +56,10 @@ pub trait Dataplane {
     fn attach(&mut self, traffic: Arc<Traffic>) {
         let _ = traffic;
     }
-    /// Gives the worker its tracer before it runs (it reads the flag once per batch).
-    fn attach_trace(&mut self, trace: WorkerTrace) {
-        let _ = trace;
+    /// Gives the worker its tracer and its side of the captures before it runs (it reads
+    /// their one armed flag once per batch).
+    fn attach_trace(&mut self, trace: WorkerTrace, capture: WorkerCapture) {
+        let _ = (trace, capture);
     }
 }
 
@@ -74,6 +76,8 @@ pub struct LoopContext {
     pub stop: Arc<AtomicBool>,
     /// The daemon's trace sessions (the leader expires those nobody polls).
     pub trace: Arc<TraceSessions>,
+    /// The daemon's capture sessions (expired the same way).
+    pub capture: Arc<CaptureSessions>,
 }
 
 /// A dataplane registered with its own poller, ready to run on its thread.
@@ -99,7 +103,10 @@ impl<D: Dataplane> EventLoop<D> {
     /// interrupts it (set `stop` first, then wake).
     pub fn new(mut dp: D, cx: LoopContext) -> io::Result<(EventLoop<D>, Arc<Waker>)> {
         dp.attach(cx.board.traffic(cx.id));
-        dp.attach_trace(WorkerTrace::new(Arc::clone(&cx.trace), cx.id));
+        dp.attach_trace(
+            WorkerTrace::new(Arc::clone(&cx.trace), cx.id),
+            WorkerCapture::new(Arc::clone(&cx.capture), cx.id),
+        );
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let pending = register(&poll, &dp.sources())?;
@@ -164,6 +171,7 @@ impl<D: Dataplane> EventLoop<D> {
                 self.dp.tick(now, leader);
                 if leader {
                     self.cx.trace.expire(now);
+                    self.cx.capture.expire(now);
                 }
                 drops.tick(now, id, self.dp.counters());
             }
@@ -263,6 +271,7 @@ mod tests {
             board: Arc::new(StatsBoard::new(1)),
             stop: Arc::new(AtomicBool::new(false)),
             trace: Arc::default(),
+            capture: Arc::default(),
         }
     }
 

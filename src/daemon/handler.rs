@@ -6,6 +6,7 @@
 //! the core (kept as entries come and go; at most one pass over the FDB), and a listing is one
 //! pass over the FDB, its rows written to the client as they are made.
 
+use super::capture_control::CaptureControl;
 use super::netlink::{RouteChangeError, RouteService};
 use super::reload::{ReloadError, Reloader};
 use super::stats::{Clock, StatsBoard};
@@ -113,6 +114,7 @@ pub struct Handler {
     mode: TunnelMode,
     /// Trace sessions and simulations.
     trace: TraceControl,
+    capture: CaptureControl,
 }
 
 /// An entry's kind as the protocol prints it.
@@ -160,7 +162,14 @@ impl Handler {
                 sessions: Arc::default(),
                 injector: None,
             },
+            capture: CaptureControl::default(),
         }
+    }
+
+    /// Captures through `capture` (the workers' sessions).
+    pub fn with_capture(mut self, capture: CaptureControl) -> Handler {
+        self.capture = capture;
+        self
     }
 
     /// Traces through `trace` (the workers' sessions, the engine to simulate with).
@@ -300,6 +309,9 @@ impl Handler {
                 self.trace.poll(now, session, &self.nets(), ipip_dev)?
             }
             Request::TraceStop { session } => self.trace.stop(session)?.into(),
+            Request::CaptureStart(req) => self.capture.start(now, req, &self.nets())?.into(),
+            Request::CapturePoll { session } => self.capture.poll(now, session)?,
+            Request::CaptureStop { session } => self.capture.stop(session)?.into(),
             Request::TraceInject(inject) => {
                 let nets = self.nets();
                 let target = match nets.nets.is_empty() {

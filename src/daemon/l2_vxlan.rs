@@ -37,6 +37,7 @@
 use super::batch::HEADROOM;
 use super::batch_gro::{self, Framing, TcpRun, VNET_HDR_LEN};
 use super::batch_tso;
+use super::capture::{Received, SUPER_FRAME, Seen, WorkerCapture, capture_tunnel};
 use super::dev_port::{DevPort, deliver, flush_run};
 use super::device::OwnedDevice;
 use super::device::{self, Tap, Underlay};
@@ -53,10 +54,11 @@ use super::trace::WorkerTrace;
 use super::tunnel_tx::TunnelTx;
 use super::{housekeeping, socket, tunnel_tx};
 use crate::config::{DaemonConfig, NetConfig, stable_mac};
+use crate::core::capture::{Link, Side};
 use crate::core::l2::L2;
 use crate::core::pmtu::{OurSends, PathMtus};
 use crate::core::too_big::{self, TooBig};
-use crate::core::trace::{Headers, Origin};
+use crate::core::trace::{Headers, Origin, Outcome};
 use crate::core::{
     Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp,
 };
@@ -420,6 +422,8 @@ pub struct L2Worker<D = SyncDevice, S = Socket> {
     traffic: Arc<Traffic>,
     /// `vtepd trace`: whether a session is armed, read once per batch.
     trace: WorkerTrace,
+    /// `vtepd capture`: the datagram at hand as received, while a capture wants it.
+    cap_buf: Vec<u8>,
 }
 
 impl<D, S> std::fmt::Debug for L2Worker<D, S> {
@@ -453,6 +457,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             run: TcpRun::new(Framing::Ethernet),
             traffic: Traffic::detached(),
             trace: WorkerTrace::default(),
+            cap_buf: Vec::new(),
         }
     }
 
@@ -501,6 +506,16 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             port: Some(m.src_port),
             tos: m.tos,
         };
+        let (m_src_port, m_tos) = (m.src_port, m.tos);
+        // A capture keeps the datagram as received (the engine may rewrite its inner ECN).
+        let captured = self.trace.armed() && {
+            let h = || Headers::of_vxlan(d);
+            self.tx.capture.wants(Side::Underlay, &origin, h) && {
+                self.cap_buf.clear();
+                self.cap_buf.extend_from_slice(d);
+                true
+            }
+        };
         let v = if self.trace.armed() && self.trace.begin(origin, || Headers::of_vxlan(d)) {
             let t = self.trace.recorder();
             let v = self
@@ -515,6 +530,19 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             && let Some((d, _)) = self.rx.batch.get(i)
         {
             log_learning(d, src, self.ctr.mac_moves != moves);
+        }
+        if self.trace.armed() {
+            let local = self.tx.local();
+            let d = self.rx.batch.get(i).map_or(&[][..], |(d, _)| d);
+            let received = Received {
+                src,
+                src_port: m_src_port,
+                dst: local,
+                dst_port: port,
+                tos: m_tos,
+            };
+            let kept = captured.then_some((Some(received), &self.cap_buf[..]));
+            capture_tunnel(&self.tx.capture, origin, &v, kept, d, Link::Ethernet);
         }
         // Drops are counted by the engine (and here in their network when the VNI names one
         // of ours) and summarised by the drop report.
@@ -643,6 +671,15 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
                 self.engine
                     .on_local(now, net, frame, &mut self.out, &mut self.ctr)
             };
+            if self.trace.armed() {
+                let vni = self.engine.core().vni_of(net).map_or(0, Vni::get);
+                let outcome = Outcome::from_device(v, &self.out.remotes);
+                let note = tso.map(|_| SUPER_FRAME);
+                let seen = Seen::device_in(Link::Ethernet, vni, &outcome, note);
+                self.tx
+                    .capture
+                    .offer(seen, &[frame], || Headers::of_frame(frame));
+            }
             match v {
                 FromDevice::Tunnel => {}
                 FromDevice::Answered => {
@@ -755,6 +792,7 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L2Worker<D, S> {
 
     fn drain(&mut self, i: usize, now: Timestamp, budget: usize) -> Result<bool, String> {
         self.trace.refresh();
+        self.tx.capture.refresh(self.trace.armed());
         let sockets = self.rx.sockets();
         let more = if i < sockets {
             drain_socket(self, i, now, budget)
@@ -820,8 +858,9 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L2Worker<D, S> {
             .collect();
     }
 
-    fn attach_trace(&mut self, trace: WorkerTrace) {
+    fn attach_trace(&mut self, trace: WorkerTrace, capture: WorkerCapture) {
         self.trace = trace;
+        self.tx.capture = capture;
     }
 
     fn attach(&mut self, traffic: Arc<Traffic>) {

@@ -19,6 +19,7 @@
 //! coalesced into GSO writes to the device.
 
 use super::batch_gro::{self, Framing, TcpRun};
+use super::capture::{Seen, WorkerCapture, capture_tunnel};
 use super::dev_port::{DevPort, deliver, flush_run};
 use super::device::{IPIP_MTU_OVERHEAD, Underlay, overlay_mtu, warn_if_above_underlay};
 use super::event_loop::Dataplane;
@@ -35,12 +36,13 @@ use super::stats::{Clock, Traffic};
 use super::trace::WorkerTrace;
 use super::tun;
 use crate::config::DaemonConfig;
+use crate::core::capture::{Link, Side};
 use crate::core::encapsulator::{Encapsulator, TunnelConfig};
 use crate::core::ipip::{Ipip, IpipSettings, OVERHEAD};
 use crate::core::pmtu::{OurSends, PathMtus};
 use crate::core::route::Routes;
 use crate::core::too_big::{self, TooBig};
-use crate::core::trace::{Headers, Origin};
+use crate::core::trace::{Headers, Origin, Outcome};
 use crate::core::{
     Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp,
 };
@@ -202,6 +204,10 @@ pub struct IpipWorker<D = SyncDevice, S = Socket> {
     learner: PmtuLearner,
     /// `vtepd trace`: whether a session is armed, read once per batch.
     trace: WorkerTrace,
+    /// `vtepd capture`: the worker's side, and the packet at hand as received while a
+    /// capture wants it.
+    capture: WorkerCapture,
+    cap_buf: Vec<u8>,
 }
 
 impl<D, S> std::fmt::Debug for IpipWorker<D, S> {
@@ -241,6 +247,8 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
             mtu: usize::from(mtu),
             tunnel_err_log: RateLimit::default(),
             trace: WorkerTrace::default(),
+            capture: WorkerCapture::default(),
+            cap_buf: Vec::new(),
         }
     }
 
@@ -269,14 +277,21 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
             tos: meta.tos,
             port: 0,
         };
-        let v = if self.trace.armed() && {
-            let origin = Origin::Tunnel {
-                src: outer.src,
-                port: None,
-                tos: outer.tos,
-            };
-            self.trace.begin(origin, || Headers::of_ipip(packet))
-        } {
+        let origin = Origin::Tunnel {
+            src: outer.src,
+            port: None,
+            tos: outer.tos,
+        };
+        // A capture keeps the packet as received (the engine may rewrite its inner ECN).
+        let captured = self.trace.armed() && {
+            let h = || Headers::of_ipip(packet);
+            self.capture.wants(Side::Underlay, &origin, h) && {
+                self.cap_buf.clear();
+                self.cap_buf.extend_from_slice(packet);
+                true
+            }
+        };
+        let v = if self.trace.armed() && self.trace.begin(origin, || Headers::of_ipip(packet)) {
             let t = self.trace.recorder();
             let v = self
                 .ipip
@@ -286,6 +301,10 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
         } else {
             self.ipip.on_remote(now, outer, packet, &mut self.ctr)
         };
+        if self.trace.armed() {
+            let kept = captured.then_some((None, &self.cap_buf[..]));
+            capture_tunnel(&self.capture, origin, &v, kept, packet, Link::Ipv4);
+        }
         if let FromTunnel::Deliver { range, .. } = v {
             // The source checked is the outer header's (the socket's address is the same).
             let src = packet
@@ -410,6 +429,12 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
                     self.ipip
                         .on_local(now, packet, &mut self.out, &mut self.ctr)
                 };
+                if self.trace.armed() {
+                    let outcome = Outcome::from_device(v, &self.out.remotes);
+                    let seen = Seen::device_in(Link::Ipv4, 0, &outcome, None);
+                    self.capture
+                        .offer(seen, &[packet], || Headers::of_ip(packet));
+                }
                 match v {
                     FromDevice::Tunnel => {
                         let dst = self.out.remotes.as_slice()[0];
@@ -459,7 +484,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
         let (log, learner) = (&mut self.tunnel_err_log, &mut self.learner);
         let traffic = self.dev[0].traffic();
         self.queue
-            .flush(&self.reader, self.rx.sock(), &mut self.ctr, traffic, |dst, e| {
+            .flush(&self.reader, self.rx.sock(), &self.capture, &mut self.ctr, traffic, |dst, e| {
                 learner.on_send_error(dst, e);
                 // Unreachable, ENOBUFS, EMSGSIZE (a path MTU below ours), a full buffer: this
                 // packet is lost, the loop goes on.
@@ -490,12 +515,14 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for IpipWorker<D, S> {
         vec![self.rx.sock().fd(), self.dev[0].dev.fd()]
     }
 
-    fn attach_trace(&mut self, trace: WorkerTrace) {
+    fn attach_trace(&mut self, trace: WorkerTrace, capture: WorkerCapture) {
         self.trace = trace;
+        self.capture = capture;
     }
 
     fn drain(&mut self, i: usize, now: Timestamp, budget: usize) -> Result<bool, String> {
         self.trace.refresh();
+        self.capture.refresh(self.trace.armed());
         let more = match i {
             SOCKET => drain_socket(self, 0, now, budget),
             DEVICE => self.drain_device(now, budget)?,

@@ -12,6 +12,7 @@
 //! headroom and the raw-socket batch are vtepd's. Everything here is allocated once.
 
 use super::batch::{send_all, send_drop_reason};
+use super::capture::WorkerCapture;
 use super::io::{DatagramSocket, DeviceQueue};
 use super::stats::Traffic;
 use crate::core::{Counters, NetId};
@@ -142,6 +143,7 @@ impl TunnelQueue {
         &mut self,
         reader: &TunReader,
         sock: &impl DatagramSocket,
+        capture: &WorkerCapture,
         ctr: &mut Counters,
         traffic: &Traffic,
         mut on_error: impl FnMut(Ipv4Addr, &io::Error),
@@ -162,6 +164,7 @@ impl TunnelQueue {
             let mut bytes = 0;
             let done = send_all(
                 sock,
+                capture,
                 &msgs[..chunk.len()],
                 &mut |i, e| {
                     ctr.drop(send_drop_reason(e));

@@ -30,6 +30,7 @@
 use super::batch::{HEADROOM, MAX_PACKET};
 use super::batch_gro::{self, Framing, MAX_HEADER, TcpRun, VNET_HDR_LEN};
 use super::batch_tso::{self, TsoFrame};
+use super::capture::{Received, Seen, WorkerCapture, capture_tunnel};
 use super::dev_port::{DevPort, deliver, flush_run};
 use super::device::{Underlay, VXLAN_MTU_OVERHEAD, overlay_mtu, warn_if_above_underlay};
 use super::event_loop::Dataplane;
@@ -47,11 +48,12 @@ use super::tunnel_tx::TunnelTx;
 use super::{housekeeping, socket, tunnel_tx};
 use crate::config::{DaemonConfig, Ipv4Cidr, stable_mac};
 use crate::core::arp::{FrameTo, write_ipv4_header};
+use crate::core::capture::{Link, Side};
 use crate::core::l3vx::{L3Vx, L3VxConfig};
 use crate::core::pmtu::{OurSends, PathMtus};
 use crate::core::route::Routes;
 use crate::core::too_big::{self, TooBig};
-use crate::core::trace::{Headers, Origin};
+use crate::core::trace::{Headers, Origin, Outcome};
 use crate::core::{
     Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp,
 };
@@ -228,6 +230,8 @@ pub struct L3VxWorker<D = SyncDevice, S = Socket> {
     seg: Box<[u8]>,
     /// `vtepd trace`: whether a session is armed, read once per batch.
     trace: WorkerTrace,
+    /// `vtepd capture`: the datagram at hand as received, while a capture wants it.
+    cap_buf: Vec<u8>,
 }
 
 impl<D, S> std::fmt::Debug for L3VxWorker<D, S> {
@@ -258,6 +262,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             run: TcpRun::new(Framing::Ip),
             seg: vec![0u8; ETH + MAX_PACKET].into_boxed_slice(),
             trace: WorkerTrace::default(),
+            cap_buf: Vec::new(),
         }
     }
 
@@ -279,14 +284,28 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             port,
         };
         let inner = d.len().saturating_sub(encap::vxlan::HEADER_LEN) as u64;
-        let v = if self.trace.armed() && {
-            let origin = Origin::Tunnel {
-                src,
-                port: Some(m.src_port),
-                tos: m.tos,
-            };
-            self.trace.begin(origin, || Headers::of_vxlan(d))
-        } {
+        let origin = Origin::Tunnel {
+            src,
+            port: Some(m.src_port),
+            tos: m.tos,
+        };
+        let received = Received {
+            src,
+            src_port: m.src_port,
+            dst: self.tx.local(),
+            dst_port: port,
+            tos: m.tos,
+        };
+        // A capture keeps the datagram as received (the engine may rewrite its inner ECN).
+        let captured = self.trace.armed() && {
+            let h = || Headers::of_vxlan(d);
+            self.tx.capture.wants(Side::Underlay, &origin, h) && {
+                self.cap_buf.clear();
+                self.cap_buf.extend_from_slice(d);
+                true
+            }
+        };
+        let v = if self.trace.armed() && self.trace.begin(origin, || Headers::of_vxlan(d)) {
             let (out, ctr) = (&mut self.out, &mut self.ctr);
             let t = self.trace.recorder();
             let v = self.engine.on_remote_traced(now, outer, d, out, ctr, t);
@@ -296,6 +315,11 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             self.engine
                 .on_remote(now, outer, d, &mut self.out, &mut self.ctr)
         };
+        if self.trace.armed() {
+            let d = self.rx.batch.get(i).map_or(&[][..], |(d, _)| d);
+            let kept = captured.then_some((Some(received), &self.cap_buf[..]));
+            capture_tunnel(&self.tx.capture, origin, &v, kept, d, Link::Ipv4);
+        }
         // What the tunnel carried: the Ethernet frame (delivered as the IP packet in it).
         if matches!(v, FromTunnel::Consumed | FromTunnel::Deliver { .. }) {
             self.rx
@@ -395,6 +419,15 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
                 self.engine
                     .on_local(now, frame, &mut self.out, &mut self.ctr)
             };
+            if self.trace.armed() {
+                let vni = self.engine.core().vni_of(NET).map_or(0, encap::Vni::get);
+                let outcome = Outcome::from_device(v, &self.out.remotes);
+                let seen = Seen::device_in(Link::Ipv4, vni, &outcome, None);
+                let packet = &frame[ETH..];
+                self.tx
+                    .capture
+                    .offer(seen, &[packet], || Headers::of_ip(packet));
+            }
             if v == FromDevice::Tunnel
                 && let Some((dst, fit)) = self.tx.send_copies(
                     now,
@@ -605,12 +638,14 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L3VxWorker<D, S> {
         vec![self.rx.sock().fd(), self.tun[0].dev.fd()]
     }
 
-    fn attach_trace(&mut self, trace: WorkerTrace) {
+    fn attach_trace(&mut self, trace: WorkerTrace, capture: WorkerCapture) {
         self.trace = trace;
+        self.tx.capture = capture;
     }
 
     fn drain(&mut self, i: usize, now: Timestamp, budget: usize) -> Result<bool, String> {
         self.trace.refresh();
+        self.tx.capture.refresh(self.trace.armed());
         let more = match i {
             SOCKET => drain_socket(self, 0, now, budget),
             TUN => self.drain_tun(now, budget)?,

@@ -16,6 +16,8 @@
 pub mod batch;
 pub mod batch_gro;
 pub mod batch_tso;
+pub mod capture;
+pub mod capture_control;
 pub mod dev_port;
 pub mod device;
 pub mod event_loop;

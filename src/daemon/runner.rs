@@ -21,6 +21,8 @@
 //!    the device), then the devices (those vtepd created removed in one batch, those it
 //!    attached to given back as they were), then the control socket file.
 
+use super::capture::{CAPTURE_LIMITS, CaptureSessions};
+use super::capture_control::CaptureControl;
 use super::device::{self, OwnedDevice, Underlay};
 use super::event_loop::{Dataplane, EventLoop, LoopContext};
 use super::handler::{Handler, NetInfo};
@@ -29,6 +31,7 @@ use super::metrics;
 use super::netlink::RouteService;
 use super::notify;
 use super::reload::Reloader;
+use super::session::{ArmedFlags, Limits};
 use super::signals::{self, Action};
 use super::stats::{Clock, StatsBoard};
 use super::trace::TraceSessions;
@@ -293,7 +296,10 @@ fn start<W: Dataplane + Send + 'static>(
     threads: &mut Threads,
 ) -> Result<(), Failure> {
     let rt = |what: &str, e: std::io::Error| Failure::Runtime(format!("{what}: {e}"));
-    let trace = Arc::new(TraceSessions::default());
+    // Trace and capture share one word of armed flags: a worker reads one per batch.
+    let flags = ArmedFlags::default();
+    let trace = Arc::new(TraceSessions::sharing(Limits::default(), &flags, 0));
+    let capture = Arc::new(CaptureSessions::sharing(CAPTURE_LIMITS, &flags, 1));
     for (id, w) in workers.into_iter().enumerate() {
         let cx = LoopContext {
             id,
@@ -301,6 +307,7 @@ fn start<W: Dataplane + Send + 'static>(
             board: Arc::clone(board),
             stop: Arc::clone(stop),
             trace: Arc::clone(&trace),
+            capture: Arc::clone(&capture),
         };
         let (lp, waker) = EventLoop::new(w, cx).map_err(|e| rt("cannot set up a worker", e))?;
         let name = format!("vtepd-{}-{id}", cfg.tunnel.name());
@@ -319,6 +326,7 @@ fn start<W: Dataplane + Send + 'static>(
             sessions: trace,
             injector: Some(control.injector),
         })
+        .with_capture(CaptureControl { sessions: capture })
         .with_mode(match cfg.tunnel {
             crate::config::Tunnel::L2Vxlan => TunnelMode::L2Vxlan,
             crate::config::Tunnel::L3Vxlan => TunnelMode::L3Vxlan,

@@ -12,12 +12,16 @@
 //!   ([`Polled::overflow`]), never the packet.
 //! - The control plane's changes (start, stop, expiry) are serialised by a mutex the workers
 //!   only ever try (the leader's expiry on its tick).
+//! - A session may carry a spec of its own kind (`X`: what a capture records besides its
+//!   filter) and a byte budget besides its count ([`Session::claim_sized`]).
+//! - The kinds of a daemon share one word of armed flags ([`ArmedFlags`], a bit each), so a
+//!   worker reads one word per batch whatever the tools.
 
 use crate::core::Timestamp;
 use crate::core::trace::Filter;
 use arc_swap::{ArcSwap, Guard};
 use crossbeam_queue::ArrayQueue;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -45,23 +49,35 @@ impl Default for Limits {
     }
 }
 
+/// The armed flags of a daemon's session kinds: one bit per kind, one word for the workers.
+pub type ArmedFlags = Arc<AtomicU8>;
+
 /// One armed session.
 #[derive(Debug)]
-pub struct Session<R> {
+pub struct Session<R, X = ()> {
     id: u64,
     filter: Filter,
+    /// What else it asked for (its kind's).
+    spec: X,
     /// Records still wanted.
     wanted: AtomicU64,
+    /// Bytes still wanted ([`Session::claim_sized`]).
+    bytes: AtomicU64,
     queue: ArrayQueue<R>,
     overflow: AtomicU64,
     /// When it was last polled (daemon milliseconds).
     polled: AtomicU64,
 }
 
-impl<R> Session<R> {
+impl<R, X> Session<R, X> {
     /// Its filter.
     pub fn filter(&self) -> &Filter {
         &self.filter
+    }
+
+    /// What else it asked for.
+    pub fn spec(&self) -> &X {
+        &self.spec
     }
 
     /// Whether it still wants records.
@@ -75,6 +91,20 @@ impl<R> Session<R> {
         self.wanted
             .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
             .is_ok()
+    }
+
+    /// Takes one record of `n` bytes: false once the count or the byte budget is spent (a
+    /// record past the byte budget ends the session: it wants nothing more).
+    pub fn claim_sized(&self, n: u64) -> bool {
+        if self
+            .bytes
+            .fetch_update(Relaxed, Relaxed, |b| b.checked_sub(n))
+            .is_err()
+        {
+            self.wanted.store(0, Relaxed);
+            return false;
+        }
+        self.claim()
     }
 
     /// Hands a claimed record to the client; a full queue loses it, counted.
@@ -110,48 +140,79 @@ pub enum SessionError {
 /// The sessions of one kind (trace, ...) of a daemon: shared by the control plane and every
 /// worker.
 #[derive(Debug)]
-pub struct Sessions<R> {
-    armed: AtomicBool,
-    live: ArcSwap<Vec<Arc<Session<R>>>>,
+pub struct Sessions<R, X = ()> {
+    /// The daemon's armed flags (shared with its other kinds) and this kind's bit.
+    armed: ArmedFlags,
+    bit: u8,
+    live: ArcSwap<Vec<Arc<Session<R, X>>>>,
     next_id: Mutex<u64>,
     limits: Limits,
 }
 
-impl<R> Default for Sessions<R> {
+impl<R, X> Default for Sessions<R, X> {
     fn default() -> Self {
         Sessions::new(Limits::default())
     }
 }
 
-impl<R> Sessions<R> {
-    /// No sessions, within `limits`.
-    pub fn new(limits: Limits) -> Sessions<R> {
+impl<R, X: Default> Sessions<R, X> {
+    /// Starts a session for the next `count` records matching `filter`; its id.
+    pub fn start(&self, filter: Filter, count: u64, now: Timestamp) -> Result<u64, SessionError> {
+        self.start_with(filter, count, u64::MAX, X::default(), now)
+    }
+}
+
+impl<R, X> Sessions<R, X> {
+    /// No sessions, within `limits`, with armed flags of their own.
+    pub fn new(limits: Limits) -> Sessions<R, X> {
+        Sessions::sharing(limits, &ArmedFlags::default(), 0)
+    }
+
+    /// No sessions, within `limits`, armed as bit `bit` (0-7) of `flags` (the daemon's other
+    /// kinds have the other bits).
+    pub fn sharing(limits: Limits, flags: &ArmedFlags, bit: u8) -> Sessions<R, X> {
         Sessions {
-            armed: AtomicBool::new(false),
+            armed: Arc::clone(flags),
+            bit: 1 << (bit & 7),
             live: ArcSwap::from_pointee(Vec::new()),
             next_id: Mutex::new(1),
             limits,
         }
     }
 
-    /// Whether any session runs: the one load a worker makes per batch.
+    /// Whether a session of this kind runs.
     #[inline]
     pub fn armed(&self) -> bool {
-        self.armed.load(Relaxed)
+        self.armed.load(Relaxed) & self.bit != 0
+    }
+
+    /// Whether a session of any kind sharing the flags runs: the one load a worker makes per
+    /// batch.
+    #[inline]
+    pub fn any_armed(&self) -> bool {
+        self.armed.load(Relaxed) != 0
     }
 
     /// The live sessions (a snapshot; cheap, lock-free).
-    pub fn live(&self) -> Guard<Arc<Vec<Arc<Session<R>>>>> {
+    pub fn live(&self) -> Guard<Arc<Vec<Arc<Session<R, X>>>>> {
         self.live.load()
     }
 
     /// The live sessions, to keep for a while (a worker's batch).
-    pub fn live_list(&self) -> Arc<Vec<Arc<Session<R>>>> {
+    pub fn live_list(&self) -> Arc<Vec<Arc<Session<R, X>>>> {
         self.live.load_full()
     }
 
-    /// Starts a session for the next `count` records matching `filter`; its id.
-    pub fn start(&self, filter: Filter, count: u64, now: Timestamp) -> Result<u64, SessionError> {
+    /// Starts a session for the next `count` records matching `filter`, together at most
+    /// `bytes` long, with `spec`; its id.
+    pub fn start_with(
+        &self,
+        filter: Filter,
+        count: u64,
+        bytes: u64,
+        spec: X,
+        now: Timestamp,
+    ) -> Result<u64, SessionError> {
         if count == 0 || count > self.limits.max_count {
             return Err(SessionError::Count(count, self.limits.max_count));
         }
@@ -166,7 +227,9 @@ impl<R> Sessions<R> {
         let s = Arc::new(Session {
             id,
             filter,
+            spec,
             wanted: AtomicU64::new(count),
+            bytes: AtomicU64::new(bytes),
             queue: ArrayQueue::new(self.limits.queue.max(1)),
             overflow: AtomicU64::new(0),
             polled: AtomicU64::new(now.millis()),
@@ -180,13 +243,31 @@ impl<R> Sessions<R> {
     /// Takes the records of session `id` so far (at most `max`); `None`: no such session
     /// (stopped, or expired).
     pub fn poll(&self, id: u64, now: Timestamp, max: usize) -> Option<Polled<R>> {
+        self.poll_until(id, now, max, |_| true)
+    }
+
+    /// Like [`Sessions::poll`], taking records only while `more` says so of the one at hand
+    /// (it is taken, then asked).
+    pub fn poll_until(
+        &self,
+        id: u64,
+        now: Timestamp,
+        max: usize,
+        mut more: impl FnMut(&R) -> bool,
+    ) -> Option<Polled<R>> {
         let live = self.live.load();
         let s = live.iter().find(|s| s.id == id)?;
         s.polled.store(now.millis(), Relaxed);
         let mut records = Vec::with_capacity(s.queue.len().min(max));
         while records.len() < max {
             match s.queue.pop() {
-                Some(r) => records.push(r),
+                Some(r) => {
+                    let go_on = more(&r);
+                    records.push(r);
+                    if !go_on {
+                        break;
+                    }
+                }
                 None => break,
             }
         }
@@ -235,8 +316,11 @@ impl<R> Sessions<R> {
         self.publish(list);
     }
 
-    fn publish(&self, list: Vec<Arc<Session<R>>>) {
-        self.armed.store(!list.is_empty(), Relaxed);
+    fn publish(&self, list: Vec<Arc<Session<R, X>>>) {
+        match list.is_empty() {
+            true => self.armed.fetch_and(!self.bit, Relaxed),
+            false => self.armed.fetch_or(self.bit, Relaxed),
+        };
         self.live.store(Arc::new(list));
     }
 

@@ -19,6 +19,8 @@ pub struct WorkerTrace {
     armed: bool,
     /// The live sessions, taken with the flag (while armed) for the whole batch.
     live: Arc<Vec<Arc<Session<Record>>>>,
+    /// No sessions (what `live` becomes when no trace is armed; kept to not allocate).
+    none: Arc<Vec<Arc<Session<Record>>>>,
     rec: Recorder,
     origin: Origin,
     headers: Headers,
@@ -39,22 +41,27 @@ impl WorkerTrace {
             worker: worker as u16,
             armed: false,
             live: Arc::default(),
+            none: Arc::default(),
             rec: Recorder::default(),
             origin: Origin::Device { vni: 0 },
             headers: Headers::default(),
         }
     }
 
-    /// Reads whether a session is armed: once per batch (and, armed, takes the sessions).
+    /// Reads whether a session of any kind (trace, capture) is armed: the one flag read
+    /// once per batch; armed, takes the trace sessions.
     #[inline]
     pub fn refresh(&mut self) {
-        self.armed = self.sessions.armed();
-        if self.armed {
+        self.armed = self.sessions.any_armed();
+        if self.armed && self.sessions.armed() {
             self.live = self.sessions.live_list();
+        } else if !self.live.is_empty() {
+            self.live = Arc::clone(&self.none);
         }
     }
 
-    /// Whether a session was armed at the last [`WorkerTrace::refresh`].
+    /// Whether a session of any kind was armed at the last [`WorkerTrace::refresh`] (the
+    /// packet path's one test; [`WorkerTrace::begin`] finds no trace when only a capture is).
     #[inline]
     pub fn armed(&self) -> bool {
         self.armed

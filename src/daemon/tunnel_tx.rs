@@ -30,6 +30,7 @@
 use super::batch::{HEADROOM, MAX_HEAD, MAX_PACKET, SendBatch, send_drop_reason};
 use super::batch_gro::MAX_HEADER;
 use super::batch_tso::{self, TsoFrame};
+use super::capture::WorkerCapture;
 use super::io::DatagramSocket;
 use super::pmtu::{IcmpListener, PmtuLearner};
 use super::ratelimit::RateLimit;
@@ -102,6 +103,9 @@ pub struct TunnelTx<S = Socket> {
     learner: PmtuLearner,
     /// The worker's traffic cells (per network and per remote).
     traffic: Arc<Traffic>,
+    /// `vtepd capture`: the worker's side (its dataplane offers the device's packets and
+    /// received datagrams through it too).
+    pub capture: WorkerCapture,
     /// The network of the frame at hand (set by [`TunnelTx::send_copies`] and
     /// [`TunnelTx::send_fragments`]).
     net: NetId,
@@ -137,8 +141,14 @@ impl<S: DatagramSocket> TunnelTx<S> {
             gso_heads: Box::new([[0u8; HEADER_LEN + MAX_HEADER]; crate::sys::MAX_BATCH]),
             err_log: RateLimit::default(),
             traffic: Traffic::detached(),
+            capture: WorkerCapture::default(),
             net: NetId(0),
         }
+    }
+
+    /// Our underlay address.
+    pub fn local(&self) -> Ipv4Addr {
+        self.local
     }
 
     /// Counts drop `r` of the frame at hand, in the totals and in its network.
@@ -516,6 +526,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         let mut bytes = 0;
         let done = self.txb.flush(
             &self.raw,
+            &self.capture,
             |net, dst, e| {
                 // Unreachable, EMSGSIZE, ...: this copy is lost, the loop goes on.
                 let r = send_drop_reason(e);

@@ -1,0 +1,339 @@
+//! A worker's side of `vtepd capture`: the capture sessions ([`CaptureSessions`], the same
+//! [`super::session`] machinery as trace's, with [`Captured`] records) and what a worker does
+//! with a packet a session may want ([`WorkerCapture`]). Bytes are copied only for a packet
+//! some armed capture takes (its filter, side and snap length), once, into the record that
+//! crosses the session's bounded queue; a full queue loses the record, never the packet.
+
+use super::session::{Session, Sessions};
+use crate::core::DropReason;
+use crate::core::capture::{Captured, Dir, Link, Side, Spec};
+use crate::core::trace::{Headers, Origin, Outcome};
+use crate::sys::SendMsg;
+use encap::ipv4::Ipv4Repr;
+use encap::udp::UdpPacket;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The capture sessions of a daemon.
+pub type CaptureSessions = Sessions<Captured, Spec>;
+
+type Live = Arc<Vec<Arc<Session<Captured, Spec>>>>;
+
+/// One packet offered to the captures: where it is, what it is, what became of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen<'a> {
+    /// Its side.
+    pub side: Side,
+    /// Its direction.
+    pub dir: Dir,
+    /// What its bytes start with.
+    pub link: Link,
+    /// Where it came from (for the filter).
+    pub origin: Origin,
+    /// Its outcome (for the filter and the drop reason).
+    pub outcome: &'a Outcome,
+    /// A note for the reader.
+    pub note: Option<&'static str>,
+}
+
+/// An outer IPv4 + UDP header made up for a VXLAN datagram the UDP socket handed over
+/// without them.
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    /// The sender and its port.
+    pub src: Ipv4Addr,
+    /// The sender's UDP port.
+    pub src_port: u16,
+    /// Our address.
+    pub dst: Ipv4Addr,
+    /// The port it arrived on.
+    pub dst_port: u16,
+    /// The outer TOS the socket reported.
+    pub tos: u8,
+}
+
+/// The note on an outer header made up from what the socket reported.
+pub const MADE_UP_OUTER: &str =
+    "outer IPv4/UDP header rebuilt from the socket's report (TTL, ID and checksums not seen)";
+
+impl Received {
+    /// The 28 bytes of the outer IPv4 and UDP headers in front of a datagram of `len` bytes
+    /// (TTL 64, ID 0 and no UDP checksum: the socket does not report them).
+    pub fn header(&self, len: usize) -> [u8; 28] {
+        let mut h = [0u8; 28];
+        let ip = Ipv4Repr {
+            src: self.src,
+            dst: self.dst,
+            protocol: 17,
+            tos: self.tos,
+            ident: 0,
+            dont_frag: false,
+            ttl: 64,
+            payload_len: 8 + len,
+        };
+        // Too long for IPv4 cannot come from a UDP socket; the header stays zero then.
+        let _ = ip.emit(&mut h);
+        let mut udp = UdpPacket::new_unchecked(&mut h[20..]);
+        udp.set_src_port(self.src_port);
+        udp.set_dst_port(self.dst_port);
+        udp.set_len((8 + len).min(usize::from(u16::MAX)) as u16);
+        udp.set_checksum(0);
+        h
+    }
+}
+
+/// One worker's side of the captures.
+#[derive(Debug)]
+pub struct WorkerCapture {
+    sessions: Arc<CaptureSessions>,
+    worker: u16,
+    /// The live sessions, taken once per batch while a capture is armed (`None`: none).
+    live: Option<Live>,
+}
+
+impl Default for WorkerCapture {
+    /// Captures of their own, never armed (a worker nobody captures on).
+    fn default() -> WorkerCapture {
+        WorkerCapture::new(Arc::default(), 0)
+    }
+}
+
+impl WorkerCapture {
+    /// Worker `worker`'s side of `sessions`.
+    pub fn new(sessions: Arc<CaptureSessions>, worker: usize) -> WorkerCapture {
+        WorkerCapture {
+            sessions,
+            worker: worker as u16,
+            live: None,
+        }
+    }
+
+    /// Takes the live sessions for the batch when `any` (a session of some kind is armed:
+    /// the one flag a worker reads per batch) and a capture is among them.
+    #[inline]
+    pub fn refresh(&mut self, any: bool) {
+        if any && self.sessions.armed() {
+            self.live = Some(self.sessions.live_list());
+        } else if self.live.is_some() {
+            self.live = None;
+        }
+    }
+
+    /// Whether a capture was armed at the last refresh.
+    #[inline]
+    pub fn active(&self) -> bool {
+        self.live.is_some()
+    }
+
+    /// Whether some capture may take a packet of `side` from `origin` (headers parsed only
+    /// if so): the caller then keeps a copy to offer with [`WorkerCapture::offer`] once its
+    /// outcome is known.
+    pub fn wants(&self, side: Side, origin: &Origin, headers: impl FnOnce() -> Headers) -> bool {
+        let Some(live) = &self.live else {
+            return false;
+        };
+        if !live.iter().any(|s| s.wants() && s.spec().sides.has(side)) {
+            return false;
+        }
+        let h = headers();
+        live.iter()
+            .any(|s| s.wants() && s.spec().sides.has(side) && s.filter().may_take(origin, &h))
+    }
+
+    /// Offers the packet `seen` whose bytes are the concatenation of `parts` (its headers
+    /// parsed by `headers`, only if a capture is armed for its side) to every capture that
+    /// takes it.
+    pub fn offer(&self, seen: Seen<'_>, parts: &[&[u8]], headers: impl FnOnce() -> Headers) {
+        let Some(live) = &self.live else {
+            return;
+        };
+        if !live
+            .iter()
+            .any(|s| s.wants() && s.spec().sides.has(seen.side))
+        {
+            return;
+        }
+        let h = headers();
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let at_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        for s in live.iter() {
+            let (f, spec) = (s.filter(), s.spec());
+            if !(spec.sides.has(seen.side)
+                && f.may_take(&seen.origin, &h)
+                && f.takes(&seen.origin, seen.outcome))
+            {
+                continue;
+            }
+            let keep = len.min(spec.snaplen as usize);
+            if !s.claim_sized(keep as u64) {
+                continue;
+            }
+            let mut data = Vec::with_capacity(keep);
+            for p in parts {
+                let room = keep - data.len();
+                data.extend_from_slice(&p[..p.len().min(room)]);
+            }
+            s.push(Captured {
+                worker: self.worker,
+                at_ns,
+                side: seen.side,
+                dir: seen.dir,
+                link: seen.link,
+                len: len as u32,
+                drop: seen.outcome.dropped(),
+                note: seen.note.map(str::to_owned),
+                data,
+            });
+        }
+    }
+}
+
+impl Seen<'_> {
+    /// A packet read from the device of network `vni`.
+    pub fn device_in<'a>(
+        link: Link,
+        vni: u32,
+        outcome: &'a Outcome,
+        note: Option<&'static str>,
+    ) -> Seen<'a> {
+        Seen {
+            side: Side::Overlay,
+            dir: Dir::In,
+            link,
+            origin: Origin::Device { vni },
+            outcome,
+            note,
+        }
+    }
+}
+
+/// The note on a TSO super-frame read from the device (its segments are what crosses the
+/// wire, captured as sent).
+pub const SUPER_FRAME: &str = "TSO super-frame as the device handed it over: the underlay \
+     side shows the segments that cross the wire";
+
+/// Offers a packet from the tunnel, with the engine's decision `v`: its outer packet when
+/// [`WorkerCapture::wants`] said so (`kept`: the bytes as received, with the outer header made
+/// up from the socket's report for a VXLAN datagram, `None` for IPIP's whole packet), and
+/// when delivered, the inner packet (`link`) the device gets (in `now`: the datagram or
+/// packet after the decision, which may have rewritten it).
+pub fn capture_tunnel(
+    c: &WorkerCapture,
+    origin: Origin,
+    v: &crate::core::FromTunnel,
+    kept: Option<(Option<Received>, &[u8])>,
+    now: &[u8],
+    link: Link,
+) {
+    if !c.active() {
+        return;
+    }
+    let outcome = Outcome::from_tunnel(v, 0);
+    if let Some((vxlan, bytes)) = kept {
+        let under = |note| Seen {
+            side: Side::Underlay,
+            dir: Dir::In,
+            link: Link::Ipv4,
+            origin,
+            outcome: &outcome,
+            note,
+        };
+        match vxlan {
+            Some(r) => {
+                let h = r.header(bytes.len());
+                let seen = under(Some(MADE_UP_OUTER));
+                c.offer(seen, &[&h, bytes], || Headers::of_vxlan(bytes));
+            }
+            None => c.offer(under(None), &[bytes], || Headers::of_ipip(bytes)),
+        }
+    }
+    if let crate::core::FromTunnel::Deliver { range, .. } = v
+        && let Some(inner) = now.get(range.clone())
+    {
+        let seen = Seen {
+            side: Side::Overlay,
+            dir: Dir::Out,
+            link,
+            origin,
+            outcome: &outcome,
+            note: None,
+        };
+        let h = || match link {
+            Link::Ethernet => Headers::of_frame(inner),
+            Link::Ipv4 => Headers::of_ip(inner),
+        };
+        c.offer(seen, &[inner], h);
+    }
+}
+
+impl WorkerCapture {
+    /// Offers an outer packet handed to the kernel (`drop`: refused, counted under that
+    /// reason): a VXLAN packet (its outer headers, then the inner frame or the rest of it) or
+    /// an IPIP packet.
+    pub fn sent(&self, m: &SendMsg<'_>, drop: Option<DropReason>) {
+        if !self.active() {
+            return;
+        }
+        let outer = if m.head.is_empty() { m.body } else { m.head };
+        let vni = match outer.get(9) {
+            Some(&IPPROTO_UDP) => outer
+                .get(32..35)
+                .map_or(0, |v| u32::from_be_bytes([0, v[0], v[1], v[2]])),
+            _ => 0,
+        };
+        let origin = Origin::Device { vni };
+        let headers = || match outer.get(9) {
+            // The inner headers were cut out with the outer ones: they are in the head.
+            Some(&IPPROTO_UDP) if m.head.len() > OUTER => Headers::of_vxlan(&m.head[28..]),
+            Some(&IPPROTO_UDP) => Headers {
+                vni: Some(vni),
+                ..Headers::of_frame(m.body)
+            },
+            _ => Headers::of_ipip(outer),
+        };
+        let outcome = match drop {
+            Some(reason) => dropped(reason),
+            None => sent_to(vni, m.dst),
+        };
+        let seen = Seen {
+            side: Side::Underlay,
+            dir: Dir::Out,
+            link: Link::Ipv4,
+            origin,
+            outcome: &outcome,
+            note: None,
+        };
+        self.offer(seen, &[m.head, m.body], headers);
+    }
+}
+
+const IPPROTO_UDP: u8 = 17;
+/// The outer IPv4, UDP and VXLAN headers.
+const OUTER: usize = 36;
+
+/// The outcome of a packet that was sent to `dst` in network `vni`.
+pub fn sent_to(vni: u32, dst: Ipv4Addr) -> Outcome {
+    Outcome::Tunnel {
+        vni,
+        remotes: [dst].into_iter().collect(),
+        copies: 1,
+    }
+}
+
+/// The outcome of a packet dropped for `reason`.
+pub fn dropped(reason: DropReason) -> Outcome {
+    Outcome::Drop { reason }
+}
+
+/// The bounds of a daemon's captures: two at once, 1024 records waiting each (at most 64 KiB
+/// apiece: 128 MiB at the very worst, with super-frames at the full snap length), up to a
+/// million packets each.
+pub const CAPTURE_LIMITS: super::session::Limits = super::session::Limits {
+    sessions: 2,
+    queue: 1024,
+    idle: std::time::Duration::from_secs(5),
+    max_count: 1_000_000,
+};

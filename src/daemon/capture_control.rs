@@ -1,0 +1,100 @@
+//! The control plane's side of `vtepd capture`: starts, polls and stops the capture sessions
+//! the workers fill ([`super::capture`]). The daemon only hands records over the control
+//! socket: the client writes the file (a root daemon never writes to a path a client names).
+
+use super::capture::CaptureSessions;
+use super::handler::NetList;
+use crate::control::protocol::{CapturePolled, CaptureStart, Response, TraceStarted};
+use crate::control::server::Reply;
+use crate::core::Timestamp;
+use crate::core::capture::MAX_SNAPLEN;
+use encap::Vni;
+use std::sync::Arc;
+
+/// Records handed over per poll, at most (the rest wait for the next).
+const POLL_MAX: usize = 4096;
+/// Packet bytes handed over per poll, about (the record that passes it is the last).
+const POLL_BYTES: usize = 8 << 20;
+
+/// The capture sessions, shared with the workers.
+#[derive(Debug, Default)]
+pub struct CaptureControl {
+    /// The sessions.
+    pub sessions: Arc<CaptureSessions>,
+}
+
+impl CaptureControl {
+    /// Starts a capture; `nets` checks the filter's VNI.
+    pub fn start(
+        &self,
+        now: Timestamp,
+        req: CaptureStart,
+        nets: &NetList,
+    ) -> Result<Response, Response> {
+        if let Some(v) = req.filter.vni
+            && !Vni::new(v).is_ok_and(|v| nets.has(v))
+            && !(nets.nets().is_empty() && v == 0)
+        {
+            return Err(Response::err(
+                true,
+                format!("no network with VNI {v} to capture"),
+            ));
+        }
+        if !(1..=MAX_SNAPLEN).contains(&req.spec.snaplen) {
+            return Err(Response::err(
+                true,
+                format!(
+                    "snap length {} is out of range (1-{MAX_SNAPLEN})",
+                    req.spec.snaplen
+                ),
+            ));
+        }
+        if req.bytes == 0 {
+            return Err(Response::err(true, "a byte budget of 0 captures nothing"));
+        }
+        let session = self
+            .sessions
+            .start_with(req.filter, req.count, req.bytes, req.spec, now)
+            .map_err(|e| {
+                Response::err(
+                    matches!(e, super::session::SessionError::Count(..)),
+                    e.to_string(),
+                )
+            })?;
+        Ok(Response::ok(
+            serde_json::to_value(TraceStarted { session }).unwrap_or_default(),
+        ))
+    }
+
+    /// The records of session `id` so far (up to [`POLL_MAX`] records or about
+    /// [`POLL_BYTES`] of packets; written to the client as they are serialized).
+    pub fn poll(&self, now: Timestamp, id: u64) -> Result<Reply<'static>, Response> {
+        let mut bytes = 0;
+        let p = self
+            .sessions
+            .poll_until(id, now, POLL_MAX, |r| {
+                bytes += r.data.len();
+                bytes < POLL_BYTES
+            })
+            .ok_or_else(|| {
+                Response::err(
+                    false,
+                    format!("no capture session {id} (stopped, or not polled for 5 s)"),
+                )
+            })?;
+        Ok(Reply::data(CapturePolled {
+            records: p.records,
+            overflow: p.overflow,
+            done: p.done,
+        }))
+    }
+
+    /// Stops session `id`.
+    pub fn stop(&self, id: u64) -> Result<Response, Response> {
+        if self.sessions.stop(id) {
+            Ok(Response::ok(serde_json::Value::Null))
+        } else {
+            Err(Response::err(false, format!("no capture session {id}")))
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! `vtepd capture` end to end, in network namespaces (needs root and tshark): both sides
+//! captured during a ping across two vtepd hosts in each mode, read back by tshark (the
+//! underlay as VXLAN with its VNI, addresses and port, or as IPIP; the overlay as the ICMP of
+//! the ping, as many packets as on the underlay); a datagram scapy sends with an unknown VNI
+//! captured with its drop reason; the byte budget ends a capture by itself.
+
+mod daemon_support;
+mod l2_pair_support;
+mod l3_pair_support;
+
+use daemon_support::{BIN, Daemon, Netns, run, wait_until};
+use l2_pair_support::{daemon_on_a, two_daemons};
+use l3_pair_support::{ipip_pair, l3vx_pair};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const SCAPY_INJECT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/lab/scapy/vxlan_inject.py");
+const PYTHON: &str = "/usr/bin/python3";
+/// How long an armed capture may take to collect its packets.
+const CAPTURE_WAIT: Duration = Duration::from_secs(20);
+
+/// Runs `vtepd capture ARGS -w FILE` against `d`, calling `trigger` until it exits by itself
+/// (its count or budget reached) or [`CAPTURE_WAIT`] passes; the file and the summary it
+/// printed on stderr.
+fn capture(d: &Daemon, args: &[&str], mut trigger: impl FnMut()) -> (PathBuf, String) {
+    let file = d.control.with_extension("pcapng");
+    let mut child = Command::new(BIN)
+        .arg("capture")
+        .args(args)
+        .arg("-w")
+        .arg(&file)
+        .arg("--control")
+        .arg(&d.control)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let done = wait_until(CAPTURE_WAIT, || {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return true;
+        }
+        trigger();
+        false
+    });
+    if !done {
+        // Ours, by PID: SIGINT, as Ctrl-C would (the client stops its session).
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+    }
+    let out = child.wait_with_output().unwrap();
+    let summary = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        done,
+        "capture {args:?} did not finish: {summary}{}",
+        d.log_text()
+    );
+    assert!(out.status.success(), "capture {args:?}: {summary}");
+    (file, summary)
+}
+
+/// tshark's reading of `file`: for each packet, the fields `fields` separated by `|` (a field
+/// with several values, like the outer and inner ip.src, has them joined by commas).
+fn tshark(file: &PathBuf, extra: &[&str], fields: &[&str]) -> Vec<Vec<String>> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(file).args(extra);
+    cmd.args(["-T", "fields", "-E", "separator=|"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = run(&mut cmd);
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('|').map(str::to_owned).collect())
+        .collect()
+}
+
+/// One ping from `ns` to `dst`, not waiting for its answer long.
+fn ping(ns: &Netns, dst: &str) {
+    let _ = run(ns
+        .cmd("ping")
+        .args(["-c", "1", "-W", "1", dst])
+        .stdout(Stdio::null()));
+}
+
+/// Captures both sides of host A's pings to `dst` (3 round trips: 12 packets, ICMP only) and
+/// checks what tshark reads (`decode`: its extra options): on the underlay, outer packets
+/// between 192.0.2.1 and .2 each way, each with the tshark fields and values of `expect`; on
+/// the overlay, the ICMP echo requests and replies, as many as on the underlay.
+fn both_sides_of_a_ping(
+    a: &Daemon,
+    ns: &Netns,
+    dst: &str,
+    decode: &[&str],
+    expect: &[(&str, &str)],
+) {
+    let (file, summary) = capture(a, &["--count", "12", "--filter", "proto=icmp"], || {
+        ping(ns, dst)
+    });
+    assert!(summary.contains("12 packets captured"), "{summary}");
+    let mut fields = vec![
+        "frame.interface_name",
+        "frame.comment",
+        "ip.src",
+        "ip.dst",
+        "icmp.type",
+    ];
+    fields.extend(expect.iter().map(|e| e.0));
+    let rows = tshark(&file, decode, &fields);
+    assert_eq!(rows.len(), 12, "{rows:?}");
+    let (under, over): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r[0] == "underlay");
+    assert_eq!((under.len(), over.len()), (6, 6), "{rows:?}");
+    for r in &under {
+        let (src, dst) = match r[1].starts_with("out") {
+            true => ("192.0.2.1,", "192.0.2.2,"),
+            false => ("192.0.2.2,", "192.0.2.1,"),
+        };
+        // The outer addresses, then the inner ones.
+        assert!(r[2].starts_with(src) && r[3].starts_with(dst), "{r:?}");
+        for (k, (field, want)) in expect.iter().enumerate() {
+            assert_eq!(&r[5 + k], want, "{field}: {r:?}");
+        }
+    }
+    for side in [&under, &over] {
+        let echo = |t: &str| side.iter().filter(|r| r[4] == t).count();
+        assert_eq!((echo("8"), echo("0")), (3, 3), "{side:?}");
+    }
+}
+
+#[test]
+fn l2_vxlan_capture_of_a_ping_reads_as_vxlan_and_icmp() {
+    let (p, a, _b) = two_daemons("1");
+    let vxlan = [("vxlan.vni", "42"), ("udp.dstport", "4789")];
+    both_sides_of_a_ping(&a, &p.a, "10.9.0.2", &[], &vxlan);
+}
+
+#[test]
+fn l3_vxlan_capture_of_a_ping_reads_as_vxlan_and_icmp() {
+    let (p, a, _b) = l3vx_pair("1");
+    let vxlan = [("vxlan.vni", "45"), ("udp.dstport", "4789")];
+    both_sides_of_a_ping(&a, &p.a, "10.45.0.2", &[], &vxlan);
+}
+
+#[test]
+fn ipip_capture_of_a_ping_reads_as_ipip_and_icmp() {
+    let (p, a, _b) = ipip_pair("1");
+    // The outer protocol, then the inner one.
+    both_sides_of_a_ping(&a, &p.a, "10.43.2.1", &[], &[("ip.proto", "4,1")]);
+}
