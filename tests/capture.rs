@@ -153,3 +153,60 @@ fn ipip_capture_of_a_ping_reads_as_ipip_and_icmp() {
     // The outer protocol, then the inner one.
     both_sides_of_a_ping(&a, &p.a, "10.43.2.1", &[], &[("ip.proto", "4,1")]);
 }
+
+#[test]
+fn a_datagram_with_an_unknown_vni_is_captured_with_its_drop_reason() {
+    let (p, a) = daemon_on_a();
+    let a_mac = p.a.mac("eth0");
+    let args = ["--drops", "--side", "underlay", "--count", "1"];
+    let (file, _) = capture(&a, &args, || {
+        let out = run(p
+            .b
+            .cmd(PYTHON)
+            .args([
+                SCAPY_INJECT,
+                "eth0",
+                &a_mac,
+                "192.0.2.2",
+                "192.0.2.1",
+                "vni",
+            ])
+            .args(["--vni", "42"]));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    let fields = ["frame.comment", "ip.src", "udp.dstport", "vxlan.vni"];
+    let rows = tshark(&file, &[], &fields);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = &rows[0];
+    assert!(
+        r[0].starts_with("in, ") && r[0].contains("dropped: unknown_vni"),
+        "{r:?}"
+    );
+    assert!(r[1].starts_with("192.0.2.2"), "{r:?}");
+    assert_eq!((r[2].as_str(), r[3].as_str()), ("4789", "1042"), "{r:?}");
+}
+
+#[test]
+fn the_byte_budget_ends_a_capture_by_itself() {
+    let (p, a, _b) = two_daemons("1");
+    let (file, summary) = capture(
+        &a,
+        &["--max-bytes", "400", "--filter", "proto=icmp"],
+        || ping(&p.a, "10.9.0.2"),
+    );
+    let lens: Vec<usize> = tshark(&file, &[], &["frame.cap_len"])
+        .iter()
+        .map(|r| r[0].parse().unwrap())
+        .collect();
+    // An ICMP echo is 98 bytes on the device and 148 on the underlay: 2 to 4 fit.
+    assert!((2..=4).contains(&lens.len()), "{lens:?}");
+    assert!(lens.iter().sum::<usize>() <= 400, "{lens:?}");
+    assert!(
+        summary.contains(&format!("{} packets captured", lens.len())),
+        "{summary}"
+    );
+}

@@ -505,7 +505,7 @@ mod tests {
         assert_eq!(b.len(), MAX_BATCH);
         // A flush in the middle of a frame's copies must not hand its slot out again.
         let raw = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let _ = b.flush(&raw, |_, _, _| {}, |_, _, _| {});
+        let _ = b.flush(&raw, &WorkerCapture::default(), |_, _, _| {}, |_, _, _| {});
         assert!(b.push(&head, MAX_BATCH - 1, 1, Ipv4Addr::new(192, 0, 2, 1), 0));
         assert!(!b.has_free_slot(), "the last slot is still referenced");
         assert_eq!(b.len(), 1);

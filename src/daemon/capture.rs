@@ -4,7 +4,7 @@
 //! some armed capture takes (its filter, side and snap length), once, into the record that
 //! crosses the session's bounded queue; a full queue loses the record, never the packet.
 
-use super::session::{Session, Sessions};
+use super::session::{LiveList, Sessions};
 use crate::core::DropReason;
 use crate::core::capture::{Captured, Dir, Link, Side, Spec};
 use crate::core::trace::{Headers, Origin, Outcome};
@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// The capture sessions of a daemon.
 pub type CaptureSessions = Sessions<Captured, Spec>;
 
-type Live = Arc<Vec<Arc<Session<Captured, Spec>>>>;
+type Live = LiveList<Captured, Spec>;
 
 /// One packet offered to the captures: where it is, what it is, what became of it.
 #[derive(Debug, Clone, Copy)]

@@ -49,6 +49,9 @@ impl Default for Limits {
     }
 }
 
+/// The live sessions of one kind, as the workers see them.
+pub type LiveList<R, X = ()> = Arc<Vec<Arc<Session<R, X>>>>;
+
 /// The armed flags of a daemon's session kinds: one bit per kind, one word for the workers.
 pub type ArmedFlags = Arc<AtomicU8>;
 
@@ -194,12 +197,12 @@ impl<R, X> Sessions<R, X> {
     }
 
     /// The live sessions (a snapshot; cheap, lock-free).
-    pub fn live(&self) -> Guard<Arc<Vec<Arc<Session<R, X>>>>> {
+    pub fn live(&self) -> Guard<LiveList<R, X>> {
         self.live.load()
     }
 
     /// The live sessions, to keep for a while (a worker's batch).
-    pub fn live_list(&self) -> Arc<Vec<Arc<Session<R, X>>>> {
+    pub fn live_list(&self) -> LiveList<R, X> {
         self.live.load_full()
     }
 
@@ -386,5 +389,27 @@ mod tests {
         assert!(s.poll(b, Timestamp(6000), 1).is_some(), "polled 2 s ago");
         s.expire(Timestamp(20_000));
         assert!(!s.armed(), "the last one expired: nothing armed");
+    }
+
+    #[test]
+    fn the_byte_budget_ends_a_session_and_kinds_share_one_armed_word() {
+        let flags = ArmedFlags::default();
+        let trace: Sessions<u32> = Sessions::sharing(Limits::default(), &flags, 0);
+        let capture: Sessions<u32, u8> = Sessions::sharing(Limits::default(), &flags, 1);
+        let id = capture
+            .start_with(Filter::default(), 10, 100, 7, Timestamp(0))
+            .unwrap();
+        assert!(capture.armed() && capture.any_armed());
+        assert!(!trace.armed() && trace.any_armed(), "the other kind's bit");
+        let live = capture.live();
+        assert_eq!(*live[0].spec(), 7);
+        assert!(live[0].claim_sized(60) && live[0].claim_sized(40));
+        assert!(!live[0].claim_sized(1), "100 bytes spent");
+        assert!(
+            !live[0].wants(),
+            "the budget ended it with 8 of 10 records left"
+        );
+        assert!(capture.stop(id));
+        assert!(!capture.any_armed() && !trace.any_armed());
     }
 }
