@@ -7,6 +7,7 @@
 mod daemon_support;
 mod l2_pair_support;
 mod l3_pair_support;
+mod transfer_support;
 
 use daemon_support::{BIN, Daemon, Netns, run, wait_until};
 use l2_pair_support::{daemon_on_a, two_daemons};
@@ -14,6 +15,7 @@ use l3_pair_support::{ipip_pair, l3vx_pair};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use transfer_support::{Payload, transfer};
 
 const SCAPY_INJECT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/lab/scapy/vxlan_inject.py");
 const PYTHON: &str = "/usr/bin/python3";
@@ -208,5 +210,38 @@ fn the_byte_budget_ends_a_capture_by_itself() {
     assert!(
         summary.contains(&format!("{} packets captured", lens.len())),
         "{summary}"
+    );
+}
+
+#[test]
+fn a_tso_super_frame_is_captured_as_the_segments_that_cross_the_wire() {
+    let (p, a, _b) = two_daemons("1");
+    let file = Payload::new("capture-tso", 7, 4 << 20);
+    let args = ["--side", "both", "--filter", "proto=tcp", "--count", "400"];
+    let cap = std::thread::scope(|s| {
+        let mut started = false;
+        capture(&a, &args, || {
+            if !std::mem::replace(&mut started, true) {
+                s.spawn(|| transfer(&p, &file, "10.9.0.2", 5301, 1400, 65536));
+            }
+        })
+        .0
+    });
+    let rows = tshark(
+        &cap,
+        &[],
+        &["frame.interface_name", "frame.len", "frame.comment"],
+    );
+    let under: Vec<_> = rows.iter().filter(|r| r[0] == "underlay").collect();
+    assert!(
+        under.iter().any(|r| r[2].contains("UDP GSO")),
+        "no segment of a GSO send: {rows:?}"
+    );
+    let over_mtu = |r: &&Vec<String>| r[1].parse::<usize>().unwrap() > 1500;
+    assert!(!under.iter().any(over_mtu), "{under:?}");
+    let supers = rows.iter().filter(|r| r[2].contains("super-frame"));
+    assert!(
+        supers.clone().all(|r| r[0] == "overlay" && over_mtu(&r)),
+        "{rows:?}"
     );
 }

@@ -9,6 +9,7 @@ use crate::core::DropReason;
 use crate::core::capture::{Captured, Dir, Link, Side, Spec};
 use crate::core::trace::{Headers, Origin, Outcome};
 use crate::sys::SendMsg;
+use encap::ipv4::Ipv4Packet;
 use encap::ipv4::Ipv4Repr;
 use encap::udp::UdpPacket;
 use std::net::Ipv4Addr;
@@ -309,6 +310,51 @@ impl WorkerCapture {
         self.offer(seen, &[m.head, m.body], headers);
     }
 }
+
+impl WorkerCapture {
+    /// Offers one segment of a UDP GSO send (the kernel cuts the datagrams and writes their
+    /// outer IPv4 and UDP headers): `outer` is the first segment's outer IPv4 and UDP header
+    /// as vtepd made it, given this segment's lengths here; `head` its VXLAN and inner headers,
+    /// `payload` the rest.
+    pub fn gso_segment(&self, outer: &[u8; 28], head: &[u8], payload: &[u8], dst: Ipv4Addr) {
+        if !self.active() {
+            return;
+        }
+        let mut h = *outer;
+        let len = 28 + head.len() + payload.len();
+        let mut ip = Ipv4Packet::new_unchecked(&mut h[..20]);
+        ip.set_total_len(len.min(usize::from(u16::MAX)) as u16);
+        ip.fill_checksum();
+        let mut udp = UdpPacket::new_unchecked(&mut h[20..]);
+        udp.set_len((len - 20).min(usize::from(u16::MAX)) as u16);
+        let m = SendMsg {
+            head: &h,
+            body: &[],
+            dst,
+        };
+        let vni = head
+            .get(4..7)
+            .map_or(0, |v| u32::from_be_bytes([0, v[0], v[1], v[2]]));
+        let outcome = sent_to(vni, dst);
+        let seen = Seen {
+            side: Side::Underlay,
+            dir: Dir::Out,
+            link: Link::Ipv4,
+            origin: Origin::Device { vni },
+            outcome: &outcome,
+            note: Some(GSO_SEGMENT),
+        };
+        let headers = || Headers {
+            vni: Some(vni),
+            ..Headers::of_frame(head.get(8..).unwrap_or(&[]))
+        };
+        self.offer(seen, &[m.head, head, payload], headers);
+    }
+}
+
+/// The note on a segment of a UDP GSO send.
+pub const GSO_SEGMENT: &str = "a segment of a UDP GSO send: the kernel writes its outer \
+     IPv4/UDP header (its ID and checksums are not shown)";
 
 const IPPROTO_UDP: u8 = 17;
 /// The outer IPv4, UDP and VXLAN headers.

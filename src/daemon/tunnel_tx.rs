@@ -429,6 +429,8 @@ impl<S: DatagramSocket> TunnelTx<S> {
             df: outer[6] & 0x40 != 0,
         };
         let port = u16::from_be_bytes([outer[20], outer[21]]);
+        let mut outer28 = [0u8; 28];
+        outer28.copy_from_slice(&outer[..28]);
         let mut vx = [0u8; HEADER_LEN];
         vx.copy_from_slice(&outer[28..OVERHEAD]);
         let gso_size = HEADER_LEN + h + t.mss;
@@ -491,6 +493,10 @@ impl<S: DatagramSocket> TunnelTx<S> {
             let part = &iov[2 * sent..2 * (sent + k)];
             if crate::sys::send_segmented(sock, part, to, gso16).is_err() {
                 break;
+            }
+            for j in sent..sent + k {
+                let (head, payload) = (&iov[2 * j], &iov[2 * j + 1]);
+                self.capture.gso_segment(&outer28, head, payload, dst);
             }
             // Inner bytes: each segment's inner headers and payload, not its VXLAN header.
             let bytes = (part.iter().map(|s| s.len()).sum::<usize>() - k * HEADER_LEN) as u64;
