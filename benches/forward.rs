@@ -4,7 +4,9 @@
 //! The `count_*` benches are what the dataplane adds per packet for the traffic counters
 //! (per network and per peer: `vtepd::daemon::stats::Traffic`). The `trace_*` benches are
 //! `on_remote_learned_refresh` as a worker runs it under `vtepd trace`: off (no session
-//! armed), armed with a filter the packet does not match, and traced.
+//! armed), armed with a filter the packet does not match, and traced. The `capture_*` benches
+//! are the same receive path under `vtepd capture` (the datagram kept as received, its outer
+//! header made up, the delivered frame): off, armed for other packets, every packet captured.
 //!
 //! Run: `cargo bench --bench forward`.
 
@@ -13,12 +15,14 @@ use std::net::Ipv4Addr;
 
 use encap::vxlan::{HEADER_LEN, VxlanPacket};
 use encap::{MacAddr, Vni};
+use vtepd::core::capture::{Link, Side, Spec};
 use vtepd::core::trace::{Filter, Headers, Origin};
 use vtepd::core::{
     Core, CoreConfig, Counters, FromDevice, FromTunnel, NetId, NetworkConfig, Outer, Remotes,
     Timestamp,
 };
-use vtepd::daemon::session::{Limits, Sessions};
+use vtepd::daemon::capture::{CaptureSessions, Received, WorkerCapture, capture_tunnel};
+use vtepd::daemon::session::{ArmedFlags, Limits, Sessions};
 use vtepd::daemon::stats::StatsBoard;
 use vtepd::daemon::trace::WorkerTrace;
 
@@ -238,4 +242,86 @@ fn trace_armed_other_packets(bencher: divan::Bencher) {
 #[divan::bench(sample_count = 200, sample_size = 5000)]
 fn trace_every_packet(bencher: divan::Bencher) {
     trace_bench(bencher, Some(Filter::default()), true);
+}
+
+/// How an L2 worker receives under `vtepd capture`: one armed word read per batch of 64 (for
+/// trace and capture), and for each packet the capture's copy and records only when a
+/// session may take it (`check` false: the loop without the per-packet checks).
+fn capture_bench(bencher: divan::Bencher, filter: Option<Filter>, check: bool) {
+    let c = core(8, FDB_SIZE);
+    let limits = Limits {
+        max_count: u64::MAX,
+        ..Limits::default()
+    };
+    let flags = ArmedFlags::default();
+    let traces = std::sync::Arc::new(Sessions::sharing(limits, &flags, 0));
+    let captures = std::sync::Arc::new(CaptureSessions::sharing(limits, &flags, 1));
+    if let Some(f) = filter {
+        let spec = Spec::default();
+        captures
+            .start_with(f, u64::MAX, u64::MAX, spec, Timestamp(0))
+            .unwrap();
+    }
+    let mut wt = WorkerTrace::new(traces, 0);
+    let mut cap = WorkerCapture::new(captures, 0);
+    let src = Outer::from(peer(1234 % 8));
+    let mut d = datagram(MacAddr([0x02, 0xee, 0, 0, 0, 1]), host(1234));
+    let mut kept = Vec::new();
+    let mut ctr = Counters::default();
+    let mut now = 1u64;
+    bencher.bench_local(|| {
+        now += 1;
+        if now % 64 == 0 {
+            wt.refresh();
+            cap.refresh(wt.armed());
+        }
+        let d = black_box(d.as_mut_slice());
+        let origin = Origin::Tunnel {
+            src: src.src,
+            port: Some(50000),
+            tos: 0,
+        };
+        let captured =
+            check && wt.armed() && cap.wants(Side::Underlay, &origin, || Headers::of_vxlan(d)) && {
+                kept.clear();
+                kept.extend_from_slice(d);
+                true
+            };
+        let v = c.on_remote(Timestamp(now), src, d, &mut ctr);
+        if check && wt.armed() {
+            let r = Received {
+                src: src.src,
+                src_port: 50000,
+                dst: LOCAL,
+                dst_port: 4789,
+                tos: 0,
+            };
+            let kept = captured.then_some((Some(r), &kept[..]));
+            capture_tunnel(&cap, origin, &v, kept, d, Link::Ethernet);
+        }
+        v
+    });
+}
+
+/// The receive path under `vtepd capture`, by case: `baseline` (the loop without the
+/// per-packet checks, what `off` is compared with), `off` (nothing armed: the untraced path
+/// behind the worker's one flag), `armed_other_packets` (headers parsed and the filter checked,
+/// nothing copied), `every_packet` (the datagram kept, its outer header made up, both records,
+/// the outer packet and the delivered frame, built and queued; the queue is full after the
+/// first 1024: the rest are counted as lost, as when a client reads too slowly).
+#[divan::bench(
+    sample_count = 200,
+    sample_size = 5000,
+    args = ["baseline", "off", "armed_other_packets", "every_packet"]
+)]
+fn capture(bencher: divan::Bencher, case: &str) {
+    match case {
+        "baseline" => capture_bench(bencher, None, false),
+        "off" => capture_bench(bencher, None, true),
+        "armed_other_packets" => {
+            let f = "ip=10.99.99.99".parse().unwrap();
+            capture_bench(bencher, Some(f), true);
+        }
+        _ => capture_bench(bencher, Some(Filter::default()), true),
+    }
 }

@@ -4,6 +4,7 @@
 //! the ping, as many packets as on the underlay); a datagram scapy sends with an unknown VNI
 //! captured with its drop reason; the byte budget ends a capture by itself.
 
+mod cli_support;
 mod daemon_support;
 mod l2_pair_support;
 mod l3_pair_support;
@@ -244,4 +245,22 @@ fn a_tso_super_frame_is_captured_as_the_segments_that_cross_the_wire() {
         supers.clone().all(|r| r[0] == "overlay" && over_mtu(&r)),
         "{rows:?}"
     );
+}
+
+#[test]
+fn bad_capture_arguments_are_one_line_and_status_2() {
+    for (args, says) in [
+        (&["--filter", "color=red", "-w", "-"][..], "not one of"),
+        (&["--filter", "vni=1", "--vni", "2", "-w", "-"], "both"),
+        (&["--snaplen", "0", "-w", "-"], "0"),
+        (&["--count", "0", "-w", "-"], "0"),
+        (&["--side", "left", "-w", "-"], "left"),
+        (&["-w", "/nonexistent/dir/x.pcapng"], "cannot write"),
+    ] {
+        let out = run(Command::new(BIN)
+            .arg("capture")
+            .args(args)
+            .args(["--control", "/nonexistent/vtepd.sock"]));
+        cli_support::assert_one_line(&out, 2, says, &format!("capture {args:?}"));
+    }
 }

@@ -391,6 +391,7 @@ fn help_lists_every_flag() {
         "routes",
         "stats",
         "trace",
+        "capture",
         "completions",
         "man",
     ] {
@@ -454,6 +455,7 @@ fn completions_name_every_subcommand() {
             "reload",
             "config",
             "trace",
+            "capture",
             "log-format",
         ] {
             assert!(script.contains(word), "{shell} completions lack {word}");

@@ -157,9 +157,8 @@ impl WorkerCapture {
         }
         let h = headers();
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        let at_ns = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+        // The clock is read once, for the first capture that takes the packet.
+        let mut at_ns = None;
         for s in live.iter() {
             let (f, spec) = (s.filter(), s.spec());
             if !(spec.sides.has(seen.side)
@@ -177,6 +176,11 @@ impl WorkerCapture {
                 let room = keep - data.len();
                 data.extend_from_slice(&p[..p.len().min(room)]);
             }
+            let at_ns = *at_ns.get_or_insert_with(|| {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64)
+            });
             s.push(Captured {
                 worker: self.worker,
                 at_ns,
