@@ -38,20 +38,24 @@ fn l2() -> L2 {
 
 /// The L2 engine, with ARP suppression on or off.
 fn l2_with(arp_suppress: bool) -> L2 {
-    let core = Arc::new(
+    L2::new(core(vec![B, C]), vec![arp_suppress])
+}
+
+/// A core with one network, VNI 42, flooding to `peers`.
+fn core(peers: Vec<Ipv4Addr>) -> Arc<Core> {
+    Arc::new(
         Core::new(CoreConfig {
             local: LOCAL,
             allow_any_peer: false,
             networks: vec![NetworkConfig {
                 vni: vni(),
-                peers: vec![B, C],
+                peers,
                 own_mac: OWN,
                 ..Default::default()
             }],
         })
         .unwrap(),
-    );
-    L2::new(core, vec![arp_suppress])
+    )
 }
 
 fn frame(src: MacAddr, dst: MacAddr) -> Vec<u8> {
@@ -178,19 +182,7 @@ fn a_simulation_learns_nothing_and_names_a_static_conflict() {
 
 #[test]
 fn l3_vxlan_records_route_and_neighbour_and_a_simulation_holds_nothing() {
-    let core = Arc::new(
-        Core::new(CoreConfig {
-            local: LOCAL,
-            allow_any_peer: false,
-            networks: vec![NetworkConfig {
-                vni: vni(),
-                peers: vec![B],
-                own_mac: OWN,
-                ..Default::default()
-            }],
-        })
-        .unwrap(),
-    );
+    let core = core(vec![B]);
     let routes =
         Routes::with_overlay_routes(LOCAL, &[parse_route("10.1.0.0/16=10.0.0.7").unwrap()])
             .unwrap();
@@ -378,19 +370,7 @@ fn arp_suppression_records_its_answer_and_a_simulation_binds_nothing() {
 
 #[test]
 fn l3_vxlan_records_what_an_arp_request_to_us_teaches_and_answers() {
-    let core = Arc::new(
-        Core::new(CoreConfig {
-            local: LOCAL,
-            allow_any_peer: false,
-            networks: vec![NetworkConfig {
-                vni: vni(),
-                peers: vec![B],
-                own_mac: OWN,
-                ..Default::default()
-            }],
-        })
-        .unwrap(),
-    );
+    let core = core(vec![B]);
     let own_ip = Ipv4Addr::new(10, 0, 0, 1);
     let routes = Arc::new(Routes::with_overlay_routes(LOCAL, &[]).unwrap());
     let e = L3Vx::new(core, NET, L3VxConfig::new(OWN, own_ip, 24), routes);
