@@ -200,7 +200,8 @@ fn trace_bench(bencher: divan::Bencher, filter: Option<Filter>, check: bool) {
         let d = black_box(d.as_mut_slice());
         let origin = Origin::Tunnel {
             src: src.src,
-            port: None,
+            src_port: None,
+            dst_port: Some(src.port),
             tos: 0,
         };
         let v = if check && wt.armed() && wt.begin(origin, || Headers::of_vxlan(d)) {

@@ -12,6 +12,16 @@
 #                   on-link subnet resolved by vtepd's ARP (10.44.0.1/24 -> 10.44.0.2)
 #   vtepd_l3_ipip   vtepd --mode l3 --encap ipip (TUN tun0), --route to the other host's /24
 #                   (10.43.1.1/24 -> 10.43.2.1)
+# and the ceilings, the fastest a userspace process moves the same bytes with no tunnel logic
+# (examples/ceiling.rs, built with cargo unless BENCH_CEILING_BIN names it):
+#   ceiling_l2      a TAP (ceil0, the offloads vtepd uses) forwarded unchanged over UDP (GSO out,
+#                   GRO in) to the same program on the other host, which writes it back into its own
+#                   TAP (10.42.0.1/24 -> .2); the device's gso_max_size is 64000 so that a
+#                   super-frame fits one UDP send
+#   ceiling_l3      the same with a TUN (10.44.0.1/24 -> .2)
+#   ceiling_ipip    raw sockets only: 1500-byte protocol-4 packets sent as fast as the kernel takes
+#                   them (sendmmsg) and counted as received (recvmmsg) on h2; its rate, in Gbit/s
+#                   of inner bytes, stands in the TCP 1 (one sending thread) and TCP 4 (two) columns
 # For each mode, from h1 to h2:
 #   tcp1, tcp4  iperf3 TCP throughput with 1 and 4 streams (Gbit/s, as received)
 #   udp64       64-byte forwarding rate: packets per second arriving on h2's overlay device while
@@ -29,9 +39,11 @@
 # usage: sudo lab/bench.sh [--quick] [--modes LIST] [--repeat N] [--baseline BIN] [--json [FILE]]
 #                          [--quiet] [--keep] [--profile perf|callgrind [--profile-load tcp|udp]]
 #   --quick       short runs (about 10 s a mode instead of about 30 s)
-#   --modes LIST  comma-separated modes (default: all): bare_veth, kernel_vxlan, vtepd_l2_vxlan,
-#                 vtepd_l3_vxlan, vtepd_l3_ipip, or short names bare, kernel, vtepd_l2, vtepd_l3vx,
-#                 vtepd_ipip, all
+#   --modes LIST  comma-separated modes (default: all): bare_veth, kernel_vxlan, ceiling_l2,
+#                 ceiling_l3, ceiling_ipip, vtepd_l2_vxlan, vtepd_l3_vxlan, vtepd_l3_ipip, or short
+#                 names bare, kernel, vtepd_l2, vtepd_l3vx, vtepd_ipip, ceiling (the three
+#                 ceilings), all. Each vtepd mode is also shown as a share of its ceiling (L2
+#                 VXLAN of ceiling_l2, L3 VXLAN of ceiling_l3, IPIP of ceiling_ipip) when both ran
 #   --repeat N    N rounds over all modes (default 1), interleaved so a change of background load
 #                 hits every mode alike; each figure is the best of its rounds (highest rate, lowest
 #                 RTT and CPU), which is what the code can do when other work leaves it alone
@@ -43,12 +55,16 @@
 #                 equally often); a second table gives per vtepd mode the baseline's figures (best
 #                 of the rounds, as above), the current ones, current/baseline, and tcp1's
 #                 current/baseline in each round (the noise). Not with --profile
+#   --plot FILE.svg
+#                 also draw the results (lab/bench_plot.py, matplotlib): for each figure, each vtepd
+#                 mode's ratio to kernel vxlan and to its ceiling
 #   --json [FILE] also write the results as one JSON object to FILE (or to stdout when FILE is
 #                 missing or `-`; the table then goes to stderr). Keys: <mode>_<metric> with metric
 #                 tcp1_gbps, tcp4_gbps, udp64_pps, udp64_offered_pps, rtt_p50_us, rtt_p99_us,
 #                 cpu_s_per_gb, cpu_all_s_per_gb, others_cpus (CPUs busy with other processes during
 #                 tcp1), daemon_cpu_s_per_gb (vtepd modes); <mode>_status (ok, n/a, failed); for vtepd
-#                 modes <mode>_<tcp1|tcp4|udp64|rtt_p50|rtt_p99|cpu>_ratio (vtepd / kernel vxlan);
+#                 modes <mode>_<tcp1|tcp4|udp64|rtt_p50|rtt_p99|cpu>_ratio (vtepd / kernel vxlan)
+#                 and, when its ceiling ran, <mode>_<same>_of_ceiling (vtepd / its ceiling);
 #                 and facts of the run (kernel, cpus, load, durations). A figure not measured is null.
 #                 With --baseline, for vtepd modes also <mode>_base_<metric> and <mode>_base_status
 #                 (the baseline's, same metrics), <mode>_<tcp1|tcp4|udp64|rtt_p50|rtt_p99|cpu|
@@ -76,7 +92,9 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-BENCH_MODES_ALL="bare_veth kernel_vxlan vtepd_l2_vxlan vtepd_l3_vxlan vtepd_l3_ipip"
+BENCH_MODES_ALL="bare_veth kernel_vxlan ceiling_l2 ceiling_l3 ceiling_ipip vtepd_l2_vxlan vtepd_l3_vxlan vtepd_l3_ipip"
+# The ceiling of each vtepd mode.
+declare -A BENCH_CEILING=([vtepd_l2_vxlan]=ceiling_l2 [vtepd_l3_vxlan]=ceiling_l3 [vtepd_l3_ipip]=ceiling_ipip)
 BENCH_VNI=42
 BENCH_IPERF_PORT=5201
 BENCH_UDP_PORT=9000
@@ -98,6 +116,8 @@ bench_mode_name() {
     vtepd_l2 | vtepd_l2_vxlan) echo vtepd_l2_vxlan ;;
     vtepd_l3vx | vtepd_l3_vxlan) echo vtepd_l3_vxlan ;;
     vtepd_ipip | vtepd_l3_ipip) echo vtepd_l3_ipip ;;
+    ceiling_l2 | ceiling_l3 | ceiling_ipip) echo "$1" ;;
+    ceiling) echo ceiling_l2 ceiling_l3 ceiling_ipip ;;
     esac
 }
 
@@ -108,6 +128,7 @@ ROUNDS=1
 PROFILE=
 PROFILE_LOAD=tcp
 BASELINE_BIN=${BENCH_BASELINE_BIN:-}
+PLOT_OUT=
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) QUICK=1 ;;
@@ -134,6 +155,11 @@ while [ $# -gt 0 ]; do
     --baseline)
         [[ $# -ge 2 && -n $2 ]] || bench_bad_usage "--baseline needs a vtepd binary"
         BASELINE_BIN=$2
+        shift
+        ;;
+    --plot)
+        [[ $# -ge 2 && -n $2 ]] || bench_bad_usage "--plot needs a file name"
+        PLOT_OUT=$2
         shift
         ;;
     --json)
@@ -194,6 +220,10 @@ UDP_WARMUP=0.5
 for tool in iperf3 jq ping ip rustc awk; do
     command -v "$tool" >/dev/null || lab_die "$tool not found (scripts/setup.sh installs the lab's tools)" || exit 1
 done
+if [ -n "$PLOT_OUT" ]; then
+    /usr/bin/python3 -c 'import matplotlib' 2>/dev/null ||
+        lab_die "--plot needs matplotlib for /usr/bin/python3 (apt-get install python3-matplotlib)" || exit 1
+fi
 case $PROFILE in
 perf) command -v perf >/dev/null || lab_die "perf not found (apt-get install linux-perf)" || exit 1 ;;
 callgrind) command -v valgrind >/dev/null || lab_die "valgrind not found (apt-get install valgrind)" || exit 1 ;;
@@ -343,6 +373,20 @@ bench_udpgen_build() {
     mv -f "$tmp" "$UDPGEN" # atomic: a parallel run never sees half a binary
 }
 
+# bench_ceiling_build: sets CEILING_BIN: BENCH_CEILING_BIN, or examples/ceiling.rs built by cargo.
+bench_ceiling_build() {
+    CEILING_BIN=${BENCH_CEILING_BIN:-}
+    [ -z "$CEILING_BIN" ] || return 0
+    local cargo quiet=()
+    [ "$QUIET" != 1 ] || quiet=(--quiet)
+    cargo=$(command -v cargo || true)
+    [ -n "$cargo" ] || [ ! -x "${HOME:-/root}/.cargo/bin/cargo" ] || cargo=${HOME:-/root}/.cargo/bin/cargo
+    [ -n "$cargo" ] || lab_die "cargo not found: install Rust (rustup), or set BENCH_CEILING_BIN" || return
+    lab_say "building the ceiling (cargo build --release --example ceiling)"
+    (cd "$LAB_REPO" && "$cargo" build --release --example ceiling "${quiet[@]}") || return
+    CEILING_BIN=$LAB_REPO/target/release/examples/ceiling
+}
+
 # bench_topology: hosts h1 and h2 joined by one veth pair (their eth0s: the underlay), an iperf3
 # server and a UDP sink in h2.
 bench_topology() {
@@ -357,6 +401,7 @@ bench_topology() {
     done
     # The generator runs from the lab's directory so lab_cleanup recognises (and stops) it.
     cp "$UDPGEN" "$LAB_DIR/udpgen" || return
+    [ -z "${CEILING_BIN:-}" ] || cp "$CEILING_BIN" "$LAB_DIR/ceiling" || return
     ip netns exec "$(lab_ns h2)" iperf3 -s -p "$BENCH_IPERF_PORT" --logfile "$LAB_DIR/iperf3-server.log" \
         </dev/null >/dev/null 2>&1 &
     echo $! >"$LAB_DIR/iperf3-server.pid"
@@ -458,6 +503,51 @@ bench_up_vtepd_l3_ipip() {
     DST=10.43.2.1 RXDEV=tun0
 }
 
+# bench_ceiling_pass LAYER DEV NET: the pass-through ceiling (examples/ceiling.rs) on both hosts over
+# a LAYER (l2: TAP, l3: TUN) device DEV, addresses NET.1/24 and NET.2/24.
+bench_ceiling_pass() {
+    local layer=$1 dev=$2 net=$3 i ns pid
+    for i in 1 2; do
+        ns=$(lab_ns "h$i")
+        lab_info "h$i: ceiling pass --layer $layer --dev $dev --local $(bench_ul_ip "$i") --remote $(bench_ul_ip $((3 - i))); $net.$i/24"
+        ip netns exec "$ns" "$LAB_DIR/ceiling" pass --layer "$layer" --dev "$dev" --local "$(bench_ul_ip "$i")" \
+            --remote "$(bench_ul_ip $((3 - i)))" </dev/null >"$LAB_DIR/h$i.ceiling.log" 2>&1 &
+        pid=$!
+        echo "$pid" >"$LAB_DIR/h$i.ceiling.pid"
+        DAEMONS+=("$pid")
+        lab_wait_link "$ns" "$dev" || return
+        ip -n "$ns" link set "$dev" gso_max_size 64000 &&
+            ip -n "$ns" addr add "$net.$i/24" dev "$dev" &&
+            ip -n "$ns" link set "$dev" up || return
+    done
+    DST=$net.2 RXDEV=$dev
+}
+
+bench_up_ceiling_l2() { bench_ceiling_pass l2 ceil0 10.42.0; }
+bench_up_ceiling_l3() { bench_ceiling_pass l3 ceil0 10.44.0; }
+
+# bench_raw MODE: the IPIP ceiling: raw protocol-4 packets from h1 to h2, one and two sending threads
+# (recorded as tcp1 and tcp4: Gbit/s of inner bytes received).
+bench_raw() {
+    local mode=$1 threads sink out gbps secs=$TCP_SECS
+    for threads in 1 2; do
+        out=$LAB_DIR/raw-sink.out
+        ip netns exec "$(lab_ns h2)" "$LAB_DIR/ceiling" raw-sink --secs $((secs + 10)) </dev/null >"$out" 2>&1 &
+        sink=$!
+        echo "$sink" >"$LAB_DIR/raw-sink.pid"
+        sleep 0.3 # the sink's socket open before the first packet
+        timeout $((secs + 10)) ip netns exec "$(lab_ns h1)" "$LAB_DIR/ceiling" raw-send --remote "$(bench_ul_ip 2)" \
+            --secs "$secs" --threads "$threads" </dev/null >"$LAB_DIR/raw-send.out" 2>&1 ||
+            lab_die "$mode: raw-send failed: $(cat "$LAB_DIR/raw-send.out")" || return
+        wait "$sink" || lab_die "$mode: raw-sink failed: $(cat "$out")" || return
+        rm -f "$LAB_DIR/raw-sink.pid"
+        gbps=$(awk '{ for (i = 1; i < NF; i++) if ($i == "inner_gbps") print $(i + 1) }' "$out")
+        [ -n "$gbps" ] || lab_die "$mode: no rate from the raw sink: $(cat "$out")" || return
+        lab_info "$mode: raw 1500-byte protocol-4 packets, $threads sending thread(s): $gbps Gbit/s of inner bytes received ($(cat "$out"))"
+        bench_record "${mode}_tcp$([ "$threads" = 1 ] && echo 1 || echo 4)_gbps" "$gbps"
+    done
+}
+
 # bench_down: stops our vtepd processes (SIGTERM, then SIGKILL after BENCH_STOP_SECS) and deletes
 # kernel devices.
 bench_down() {
@@ -471,7 +561,7 @@ bench_down() {
         fi
         wait "$pid" 2>/dev/null || true
     done
-    rm -f "$LAB_DIR"/h?.vtepd.pid
+    rm -f "$LAB_DIR"/h?.vtepd.pid "$LAB_DIR"/h?.ceiling.pid
     for ns in "${KERNEL_DEVS[@]}"; do ip -n "$ns" link del vx0 2>/dev/null || true; done
     DAEMONS=() KERNEL_DEVS=()
 }
@@ -573,6 +663,10 @@ bench_mode() {
         lab_say "$mode, $([ "$label" = "$mode" ] && echo current || echo baseline) vtepd $VTEPD_BIN"
     else
         lab_say "$mode"
+    fi
+    if [ "$mode" = ceiling_ipip ]; then
+        bench_raw "$mode" || rc=1
+        return "$rc"
     fi
     "bench_up_$mode" || rc=$?
     if [ "$rc" = 0 ]; then
@@ -691,6 +785,30 @@ bench_table() {
         "$(bench_get loadavg_after)" "$ROUNDS"
 }
 
+# bench_ceiling_table: each vtepd mode as a share of its ceiling (when both ran).
+bench_ceiling_table() {
+    local mode m r v cell any=
+    local -a metrics=(tcp1 tcp4 udp64 rtt_p50 rtt_p99 cpu)
+    for mode in $SELECTED; do
+        [ "$(bench_get "${mode}_tcp1_of_ceiling")" != null ] || [ "$(bench_get "${mode}_rtt_p50_of_ceiling")" != null ] || continue
+        if [ -z "$any" ]; then
+            any=1
+            printf '\n%-16s %-15s %-15s %-15s %-15s %-15s %-15s\n' "vtepd / ceiling" "TCP 1" "TCP 4" "UDP 64B" \
+                "RTT p50" "RTT p99" "CPU (s/GB)"
+        fi
+        printf '%-16s' "$mode"
+        for m in "${metrics[@]}"; do
+            v=$(bench_get "${mode}_${m}_of_ceiling")
+            cell=$(bench_fmt "$v" 2)
+            [ "$v" = null ] || cell+=x
+            printf ' %-15s' "$cell"
+        done
+        printf '  (of %s)\n' "${BENCH_CEILING[$mode]}"
+    done
+    [ -z "$any" ] ||
+        printf 'ceiling_ipip is raw 1500-byte protocol-4 packets: its TCP 1 and TCP 4 are one and two sending threads.\n'
+}
+
 # bench_ab_table: the A/B table: each vtepd mode's figures with the baseline and the current binary,
 # current/baseline, and tcp1's current/baseline in each round.
 bench_ab_table() {
@@ -748,6 +866,9 @@ bench_json() {
 # Run
 
 bench_udpgen_build || lab_die "cannot build scripts/udpgen.rs" || exit 1
+if [[ " $SELECTED" == *" ceiling_"* ]]; then
+    bench_ceiling_build || lab_die "cannot build examples/ceiling.rs" || exit 1
+fi
 bench_set_str started_at "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 bench_set_str kernel "$(uname -r)"
 bench_set cpus "$(nproc)"
@@ -839,18 +960,23 @@ for label in $LABELS; do
     bench_set_str "${label}_status" "${STATUS[$label]}"
     # Every figure key exists for every selected mode: the best of the rounds, or null.
     for m in $BENCH_METRICS daemon_cpu_s_per_gb; do
-        [[ $m != daemon_* || $label == vtepd_* ]] || continue
+        [[ $m != daemon_* || $label == vtepd_* || $label == ceiling_* ]] || continue
         if [ "${STATUS[$label]}" = ok ]; then bench_best "${label}_$m"; else R[${label}_$m]=null; fi
         bench_set "${label}_$m" "$(bench_get "${label}_$m")"
     done
 done
-# Ratios of every vtepd figure to kernel vxlan's.
+# Ratios of every vtepd and ceiling figure to kernel vxlan's, and of each vtepd mode's to its
+# ceiling's.
 for mode in $SELECTED; do
-    [[ $mode == vtepd_* ]] || continue
+    [[ $mode == vtepd_* || $mode == ceiling_* ]] || continue
+    ceiling=${BENCH_CEILING[$mode]:-}
+    [[ " $SELECTED " == *" $ceiling "* ]] || ceiling=
     for m in $BENCH_METRICS; do
         r=$(bench_ratio_name "$m")
         [ -n "$r" ] || continue
         bench_set "${mode}_${r}_ratio" "$(bench_div "$(bench_get "${mode}_$m")" "$(bench_get "kernel_vxlan_$m")")"
+        [ -z "$ceiling" ] ||
+            bench_set "${mode}_${r}_of_ceiling" "$(bench_div "$(bench_get "${mode}_$m")" "$(bench_get "${ceiling}_$m")")"
     done
 done
 
@@ -868,8 +994,16 @@ if [ -n "$BASELINE_BIN" ]; then
 fi
 
 [ "$QUIET" = 1 ] || bench_table
+[ "$QUIET" = 1 ] || bench_ceiling_table
 [ "$QUIET" = 1 ] || [ -z "$BASELINE_BIN" ] || bench_ab_table
 if [ -n "$JSON_OUT" ]; then
     if [ "$JSON_OUT" = - ]; then bench_json >&3; else bench_json >"$JSON_OUT"; fi
+fi
+if [ -n "$PLOT_OUT" ]; then
+    mkdir -p "$LAB_DIR"
+    bench_json >"$LAB_DIR/result.json"
+    /usr/bin/python3 "$LAB_REPO/lab/bench_plot.py" "$LAB_DIR/result.json" "$PLOT_OUT" ||
+        lab_die "cannot draw $PLOT_OUT" || exit 1
+    lab_info "chart: $PLOT_OUT"
 fi
 [ -z "$failed" ] || lab_die "failed:$failed" || exit 1

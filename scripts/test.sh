@@ -10,11 +10,12 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo build --release (lab binary)"
-cargo build --release --locked --bin vtepd
+echo "== cargo build --release (lab binaries: vtepd, and the ceiling lab/bench.sh measures it against)"
+cargo build --release --locked --bin vtepd --example ceiling
 echo "== cargo test"
-# Integration tests run the lab scripts against this release binary.
-VTEPD_BIN="$PWD/target/release/vtepd" cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
+# Integration tests run the lab scripts against these release binaries.
+VTEPD_BIN="$PWD/target/release/vtepd" BENCH_CEILING_BIN="$PWD/target/release/examples/ceiling" \
+    cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
 echo "== fuzz crate: fmt, clippy, the checked-in corpus replayed through every target"
 # Without libFuzzer: building the targets with sanitizers takes about 6 minutes here, so CI runs
 # each target's body on its corpus (fuzz/README.md) and scripts/fuzz.sh does the fuzzing. In the

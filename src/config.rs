@@ -497,6 +497,9 @@ pub struct NetConfig {
     pub storm: StormLimits,
     /// Outer-header policy (TTL, TOS, DF, source ports, UDP checksum).
     pub outer: Outer,
+    /// VXLAN: its own UDP port (`port` in its `[[network]]`, like ip-link's `dstport`), when it
+    /// differs from the daemon's ([`DaemonConfig::port_of`]).
+    pub port: Option<u16>,
 }
 
 /// A complete, validated daemon configuration.
@@ -504,7 +507,7 @@ pub struct NetConfig {
 pub struct DaemonConfig {
     /// Our underlay address (the UDP socket binds to it).
     pub local: Ipv4Addr,
-    /// VXLAN UDP port (destination and bound source).
+    /// VXLAN UDP port (destination and bound source) of every network not given its own.
     pub port: u16,
     /// Accept decapsulation from any source.
     pub allow_any_peer: bool,
@@ -523,10 +526,12 @@ pub struct DaemonConfig {
 }
 
 impl NetConfig {
-    /// What the forwarding core needs of this network, with the device's MAC.
-    pub fn to_core(&self, own_mac: MacAddr) -> crate::core::NetworkConfig {
+    /// What the forwarding core needs of this network, with the device's MAC and its UDP port
+    /// ([`DaemonConfig::port_of`]).
+    pub fn to_core(&self, own_mac: MacAddr, port: u16) -> crate::core::NetworkConfig {
         crate::core::NetworkConfig {
             vni: self.vni,
+            port,
             peers: self.peers.clone(),
             own_mac,
             learning: self.learning,
@@ -567,11 +572,30 @@ impl NetConfig {
             mac_move: MoveLimit::default(),
             storm: StormLimits::default(),
             outer: Outer::default(),
+            port: None,
         }
     }
 }
 
 impl DaemonConfig {
+    /// The UDP port of network `n` (VXLAN): the one it sends to and listens on.
+    pub fn port_of(&self, n: &NetConfig) -> u16 {
+        n.port.unwrap_or(self.port)
+    }
+
+    /// The distinct UDP ports of the networks (VXLAN), in the order networks first use them:
+    /// the daemon listens on each.
+    pub fn ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = Vec::new();
+        for n in &self.networks {
+            let p = self.port_of(n);
+            if !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        ports
+    }
+
     /// Cross-field checks that single-value parsing cannot do: at least one network, no
     /// duplicate VNI, device, peer or static MAC, no peer or static remote equal to `local`.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -672,11 +696,11 @@ impl DaemonConfig {
                 n.dev
             ));
         }
-        if let Some((n, (_, key))) = self
-            .networks
-            .iter()
-            .find_map(|n| n.outer.vxlan_only().map(|o| (n, o)))
-        {
+        if let Some((n, key)) = self.networks.iter().find_map(|n| {
+            let port = n.port.is_some().then_some("port");
+            port.or(n.outer.vxlan_only().map(|(_, key)| key))
+                .map(|key| (n, key))
+        }) {
             return err(format!(
                 "dev {}: {key} is for VXLAN: IPIP has no UDP header",
                 n.dev
@@ -885,6 +909,8 @@ struct FileNetwork {
     max_fdb: Option<u64>,
     #[serde(default, skip_serializing_if = "is_false")]
     arp_suppress: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u64>,
     #[serde(flatten)]
     outer: Outer,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -913,6 +939,7 @@ impl FileNetwork {
             ageing: (n.ageing != DEFAULT_AGEING).then_some(secs),
             max_fdb: (n.max_fdb != DEFAULT_MAX_LEARNED).then_some(n.max_fdb as u64),
             arp_suppress: n.arp_suppress,
+            port: n.port.map(u64::from),
             outer: n.outer,
             routes: n
                 .routes
@@ -1055,6 +1082,13 @@ impl FileConfig {
             net.mac_move = n.mac_move;
             net.storm = n.storm;
             net.outer = n.outer;
+            // Kept only where it differs from the daemon's (IPIP: kept, to be refused).
+            net.port = n
+                .port
+                .map(port_from)
+                .transpose()
+                .map_err(ctx)?
+                .filter(|p| *p != port || !tunnel.is_vxlan());
             for r in &n.routes {
                 net.routes.push(parse_route(r).map_err(ctx)?);
             }
@@ -1497,6 +1531,57 @@ vni = 43
         ] {
             let e = toml_err(&format!("{ipip}{extra}\n"));
             assert!(e.contains(want), "{extra}: {e}");
+        }
+    }
+
+    /// `port` in a `[[network]]` (VXLAN): its own UDP port, kept only where it differs from
+    /// the daemon's; IPIP refuses it like the other VXLAN-only keys.
+    #[test]
+    fn per_network_port() {
+        let file = |top: &str| {
+            format!(
+                "local = \"192.0.2.1\"\n{top}[[network]]\ndev = \"a\"\nvni = 42\n\
+                 [[network]]\ndev = \"b\"\nvni = 43\nport = 8472\n\
+                 [[network]]\ndev = \"c\"\nvni = 44\nport = 4789\n"
+            )
+        };
+        let c = DaemonConfig::from_toml(&file("")).unwrap();
+        let ports: Vec<u16> = c.networks.iter().map(|n| c.port_of(n)).collect();
+        assert_eq!(ports, [4789, 8472, 4789]);
+        assert_eq!(c.networks[2].port, None, "the daemon's port: not kept");
+        assert_eq!(c.ports(), [4789, 8472]);
+        let shown = c.to_toml().unwrap();
+        assert_eq!(shown.matches("port = ").count(), 2, "{shown}");
+        assert!(shown.contains("vni = 43\nport = 8472\n"), "{shown}");
+        assert_eq!(DaemonConfig::from_toml(&shown), Ok(c));
+        // With another top-level port, the networks without their own follow it.
+        let c = DaemonConfig::from_toml(&file("port = 8472\n")).unwrap();
+        let ports: Vec<u16> = c.networks.iter().map(|n| c.port_of(n)).collect();
+        assert_eq!(ports, [8472, 8472, 4789]);
+        assert_eq!(c.ports(), [8472, 4789]);
+        // L3 VXLAN: its one network's port is the one it uses.
+        let c = DaemonConfig::from_toml(
+            "local = \"192.0.2.1\"\nmode = \"l3\"\n[[network]]\ndev = \"t\"\nvni = 1\n\
+             address = \"10.0.0.1/32\"\nport = 8472\n",
+        )
+        .unwrap();
+        assert_eq!((c.port_of(&c.networks[0]), c.ports()), (8472, vec![8472]));
+        let ipip = "local = \"192.0.2.1\"\nmode = \"l3\"\nencap = \"ipip\"\n[[network]]\n\
+                    dev = \"t\"\n";
+        for port in ["4789", "8472"] {
+            let e = toml_err(&format!("{ipip}port = {port}\n"));
+            assert_eq!(e, "dev t: port is for VXLAN: IPIP has no UDP header");
+        }
+        let net = "local = \"192.0.2.1\"\n[[network]]\ndev = \"v\"\nvni = 1\n";
+        for (bad, want) in [
+            ("0", "network #1: port 0 is not in 1..=65535"),
+            ("65536", "network #1: port 65536 is not in 1..=65535"),
+            ("-1", "line 5"),
+            ("\"4789\"", "line 5"),
+        ] {
+            let e = toml_err(&format!("{net}port = {bad}\n"));
+            assert!(e.starts_with(want), "{bad}: {e}");
+            assert!(!e.contains('\n'), "{bad}: {e}");
         }
     }
 

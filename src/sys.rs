@@ -479,6 +479,11 @@ pub struct SendMsg<'a> {
 /// sent, in order; an error only when the first one failed (its errno), so that the caller can
 /// count it and carry on with the next.
 pub fn send_batch(sock: &impl AsFd, msgs: &[SendMsg<'_>]) -> io::Result<usize> {
+    send_batch_to_port(sock, msgs, 0)
+}
+
+/// [`send_batch`] with destination port `port` on every message (for a UDP socket).
+pub fn send_batch_to_port(sock: &impl AsFd, msgs: &[SendMsg<'_>], port: u16) -> io::Result<usize> {
     let n = msgs.len().min(MAX_BATCH);
     if n == 0 {
         return Ok(0);
@@ -503,6 +508,7 @@ pub fn send_batch(sock: &impl AsFd, msgs: &[SendMsg<'_>]) -> io::Result<usize> {
         ];
         addrs[i].sin_family = libc::AF_INET as libc::sa_family_t;
         addrs[i].sin_addr.s_addr = u32::from(m.dst).to_be();
+        addrs[i].sin_port = port.to_be();
         let h = &mut hdrs[i].msg_hdr;
         h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
         h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;

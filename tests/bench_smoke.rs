@@ -1,7 +1,7 @@
-//! lab/bench.sh runs and produces numbers: `--quick --modes kernel,vtepd_l2 --json` must exit 0 and
-//! print one JSON object holding every figure of both modes as a positive number, and vtepd's
-//! ratios to the kernel. No figure is compared with any expectation: speed is the benchmark's
-//! business, this only checks that it measures.
+//! lab/bench.sh runs and produces numbers: `--quick --modes kernel,ceiling_l2,ceiling_ipip,vtepd_l2
+//! --json` must exit 0 and print one JSON object holding every figure of the modes as a positive
+//! number, and vtepd's ratios to the kernel and to its ceiling. No figure is compared with any
+//! expectation: speed is the benchmark's business, this only checks that it measures.
 
 mod lab_util;
 
@@ -20,6 +20,27 @@ const FIGURES: [&str; 7] = [
 ];
 /// Ratio keys of a vtepd mode (`<mode>_<name>_ratio`).
 const RATIOS: [&str; 6] = ["tcp1", "tcp4", "udp64", "rtt_p50", "rtt_p99", "cpu"];
+
+/// The ceiling (examples/ceiling.rs): `$BENCH_CEILING_BIN` (scripts/test.sh builds it with the
+/// release vtepd), else the one `cargo build --example ceiling` put next to this test's binary.
+fn ceiling_bin() -> std::path::PathBuf {
+    if let Some(bin) = std::env::var_os("BENCH_CEILING_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/<this test> -> target/<profile>/examples/ceiling
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("examples/ceiling"))
+        .expect("the test binary lives in target/<profile>/deps");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it (cargo build --example ceiling) or set BENCH_CEILING_BIN",
+        bin.display()
+    );
+    bin
+}
 
 fn positive(json: &Map<String, Value>, key: &str) -> f64 {
     let v = json
@@ -40,9 +61,15 @@ fn quick_bench_of_kernel_and_vtepd_l2_produces_numbers() {
     let lab = Lab::new("tbench");
     let out = lab
         .command("timeout")
-        .args(["--kill-after=5", "90"])
+        .args(["--kill-after=5", "150"])
         .arg(repo().join("lab/bench.sh"))
-        .args(["--quick", "--modes", "kernel,vtepd_l2", "--json"])
+        .args([
+            "--quick",
+            "--modes",
+            "kernel,ceiling_l2,ceiling_ipip,vtepd_l2",
+            "--json",
+        ])
+        .env("BENCH_CEILING_BIN", ceiling_bin())
         .output()
         .expect("cannot run lab/bench.sh");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -56,7 +83,7 @@ fn quick_bench_of_kernel_and_vtepd_l2_produces_numbers() {
         .unwrap_or_else(|e| panic!("lab/bench.sh --json printed no JSON object ({e}): {stdout}"));
     let json = json.as_object().expect("the bench JSON is an object");
 
-    for mode in ["kernel_vxlan", "vtepd_l2_vxlan"] {
+    for mode in ["kernel_vxlan", "ceiling_l2", "vtepd_l2_vxlan"] {
         assert_eq!(
             json.get(&format!("{mode}_status")),
             Some(&Value::from("ok")),
@@ -77,19 +104,25 @@ fn quick_bench_of_kernel_and_vtepd_l2_produces_numbers() {
         .expect("vtepd's own CPU per GB is a number");
     assert!(daemon_cpu.is_finite() && daemon_cpu >= 0.0);
     for r in RATIOS {
-        let ratio = positive(json, &format!("vtepd_l2_vxlan_{r}_ratio"));
         let name = |mode: &str| match r {
             "cpu" => format!("{mode}_cpu_s_per_gb"),
             "udp64" => format!("{mode}_udp64_pps"),
             rtt if rtt.starts_with("rtt") => format!("{mode}_{rtt}_us"),
             tcp => format!("{mode}_{tcp}_gbps"),
         };
-        let want = positive(json, &name("vtepd_l2_vxlan")) / positive(json, &name("kernel_vxlan"));
-        assert!(
-            (ratio - want).abs() <= want * 1e-3,
-            "vtepd_l2_vxlan_{r}_ratio = {ratio}, the figures give {want}"
-        );
+        for (key, of) in [("ratio", "kernel_vxlan"), ("of_ceiling", "ceiling_l2")] {
+            let ratio = positive(json, &format!("vtepd_l2_vxlan_{r}_{key}"));
+            let want = positive(json, &name("vtepd_l2_vxlan")) / positive(json, &name(of));
+            assert!(
+                (ratio - want).abs() <= want * 1e-3,
+                "vtepd_l2_vxlan_{r}_{key} = {ratio}, the figures give {want}"
+            );
+        }
     }
+    // The IPIP ceiling is a raw-socket rate: one and two sending threads.
+    assert_eq!(json.get("ceiling_ipip_status"), Some(&Value::from("ok")));
+    positive(json, "ceiling_ipip_tcp1_gbps");
+    positive(json, "ceiling_ipip_tcp4_gbps");
     // Modes not asked for are not in the object.
     assert!(!json.keys().any(|k| k.starts_with("bare_veth_")));
 }
@@ -102,6 +135,8 @@ fn bad_bench_usage_exits_2() {
         &["--repeat", "0"],
         &["--profile", "gprof"],
         &["--frobnicate"],
+        &["--plot"],
+        &["--modes", "ceiling_l9"],
     ] {
         let out = std::process::Command::new(repo().join("lab/bench.sh"))
             .args(args)

@@ -125,7 +125,7 @@ fn l2(peers: Vec<Ipv4Addr>) -> L2Rig {
     let raw = Arc::new(MemSocket::new(128).unwrap());
     let tx = TunnelTx::new(Arc::clone(&raw), vxlan_settings(), UNDERLAY_MTU);
     let port = DevPort::new(Arc::clone(&tap), "tap0", true, true);
-    let w = L2Worker::new(engine, Arc::clone(&udp), tx, vec![port]);
+    let w = L2Worker::new(engine, (4789, Arc::clone(&udp)), tx, vec![port]);
     L2Rig { w, tap, udp, raw }
 }
 
@@ -286,6 +286,75 @@ fn l2_counts_traffic_per_network_and_per_peer() {
     assert_eq!(r.w.counters().drops_of(DropReason::UnknownVni), 1);
     assert!(peer(stranger).is_none());
     assert_eq!(board.peers().0.len(), 2);
+}
+
+/// Two networks on two UDP ports: the worker polls a socket of each (sources 0 and 1, then the
+/// TAPs), takes a network's datagrams only from its own port's socket (`wrong_port` from the
+/// other one) and sends each network's copies to its own port.
+#[test]
+fn l2_listens_and_sends_on_each_networks_port() {
+    let (v42, v43) = (vni(), Vni::new(43).unwrap());
+    let net = |vni: Vni, port: u16, own: MacAddr| NetworkConfig {
+        vni,
+        peers: vec![P1],
+        own_mac: own,
+        port,
+        ..Default::default()
+    };
+    let core = Core::new(CoreConfig {
+        local: LOCAL,
+        allow_any_peer: false,
+        networks: vec![
+            net(v42, 4789, OWN),
+            net(v43, 8472, MacAddr([2, 0, 0, 0, 0, 2])),
+        ],
+    })
+    .unwrap();
+    let engine = Arc::new(L2::new(Arc::new(core), vec![false, false]));
+    let taps = [0, 1].map(|_| Arc::new(MemDevice::new(64, true).unwrap()));
+    let socks = [0, 1].map(|_| Arc::new(MemSocket::new(64).unwrap()));
+    let raw = Arc::new(MemSocket::new(64).unwrap());
+    let mut on_8472 = vxlan_settings();
+    on_8472.dst_port = 8472;
+    let tx =
+        TunnelTx::new(Arc::clone(&raw), vxlan_settings(), UNDERLAY_MTU).with_network(v43, on_8472);
+    let ports = taps
+        .iter()
+        .map(|t| DevPort::new(Arc::clone(t), "tap", true, true))
+        .collect();
+    let mut w = L2Worker::new(engine, (4789, Arc::clone(&socks[0])), tx, ports)
+        .with_socket(8472, Arc::clone(&socks[1]));
+    assert_eq!(w.sources().len(), 4);
+
+    let reply = frame(HOST_A, HOST_B, &ipv4(B_IP, A_IP, 60, 0, 1));
+    let mut for43 = vxlan(&reply);
+    for43[6] = 43;
+    assert!(socks[0].inject(P1, 0, &for43));
+    assert_eq!(w.drain(0, NOW, BUDGET), Ok(false));
+    assert_eq!(w.counters().drops_of(DropReason::WrongPort), 1);
+    assert!(written(&taps[1]).is_empty() && written(&taps[0]).is_empty());
+    assert!(socks[1].inject(P1, 0, &for43));
+    assert_eq!(w.drain(1, NOW, BUDGET), Ok(false));
+    assert_eq!(plain(written(&taps[1])), vec![reply.clone()]);
+    // VNI 42 on its own port (the first socket) is delivered to its TAP.
+    assert!(socks[0].inject(P1, 0, &vxlan(&reply)));
+    assert_eq!(w.drain(0, NOW, BUDGET), Ok(false));
+    assert_eq!(plain(written(&taps[0])), vec![reply]);
+    assert_eq!(w.counters().drops_of(DropReason::WrongPort), 1);
+    assert_eq!(w.counters().total_drops(), 1);
+
+    // A broadcast from each TAP (sources 2 and 3): flooded to P1 on the network's own port.
+    let bcast = frame(MacAddr::BROADCAST, HOST_A, &ipv4(A_IP, B_IP, 60, 0, 2));
+    for (t, (vni, port)) in [(v42, 4789), (v43, 8472)].into_iter().enumerate() {
+        assert!(taps[t].inject(&bcast));
+        assert_eq!(w.drain(2 + t, NOW, BUDGET), Ok(false));
+        let out = sent(&raw);
+        assert_eq!(out.len(), 1, "{vni:?}");
+        let rx = encap::tunnel::vxlan::decapsulate(&out[0].1, port).unwrap();
+        assert_eq!((rx.dst, rx.vni), (P1, vni));
+        let other = if port == 4789 { 8472 } else { 4789 };
+        assert!(encap::tunnel::vxlan::decapsulate(&out[0].1, other).is_err());
+    }
 }
 
 #[test]
@@ -496,7 +565,7 @@ fn copies_too_big_for_the_underlay_are_too_big_on_every_path() {
     let raw = Arc::new(MemSocket::new(64).unwrap());
     let tx = TunnelTx::new(Arc::clone(&raw), vxlan_settings(), UNDERLAY_MTU);
     let port = DevPort::new(Arc::clone(&tun), "tun0", true, true);
-    let mut w = L3VxWorker::new(engine, Arc::clone(&udp), tx, port);
+    let mut w = L3VxWorker::new(engine, (4789, Arc::clone(&udp)), tx, port);
     for (len, copies) in [(1450usize, 1usize), (1451, 0)] {
         assert!(tun.inject(&ipv4(OWN_IP, PEER_IP, len, 0, 9)));
         assert_eq!(w.drain(DEVICE, NOW, BUDGET), Ok(false));
@@ -580,7 +649,7 @@ fn l3_vxlan_resolves_releases_and_unwraps() {
     let raw = Arc::new(MemSocket::new(64).unwrap());
     let tx = TunnelTx::new(Arc::clone(&raw), vxlan_settings(), UNDERLAY_MTU);
     let port = DevPort::new(Arc::clone(&tun), "tun0", true, true);
-    let mut w = L3VxWorker::new(engine, Arc::clone(&udp), tx, port);
+    let mut w = L3VxWorker::new(engine, (4789, Arc::clone(&udp)), tx, port);
 
     // A packet for an on-link address nobody resolved yet: held, and an ARP request flooded.
     let pkt = ipv4(OWN_IP, PEER_IP, 100, 0, 9);

@@ -110,7 +110,7 @@ fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
     f
 }
 
-fn core(local: Ipv4Addr, peer: Ipv4Addr, own: MacAddr) -> Arc<Core> {
+fn core(local: Ipv4Addr, peer: Ipv4Addr, own: MacAddr, port: u16) -> Arc<Core> {
     Arc::new(
         Core::new(CoreConfig {
             local,
@@ -121,6 +121,7 @@ fn core(local: Ipv4Addr, peer: Ipv4Addr, own: MacAddr) -> Arc<Core> {
                 own_mac: own,
                 ageing: Duration::from_secs(300),
                 max_learned: 1024,
+                port,
                 ..Default::default()
             }],
         })
@@ -158,10 +159,10 @@ fn vtep(
     vx.dst_port = port;
     vx.udp_checksum = false;
     let tap = Arc::new(MemDevice::new(64, true).unwrap());
-    let engine = Arc::new(L2::new(core(local, peer, own), vec![false]));
+    let engine = Arc::new(L2::new(core(local, peer, own, port), vec![false]));
     let w = L2Worker::new(
         engine,
-        udp.into(),
+        (port, udp.into()),
         TunnelTx::new(raw, vx, 65_536),
         vec![DevPort::new(Arc::clone(&tap), "tap", true, true)],
     );
@@ -270,7 +271,7 @@ fn l2_workers_do_not_allocate() {
 fn steady_state_l3_workers_do_not_allocate() {
     // L3 VXLAN: a resolved next hop out, and a frame for us in.
     let own = MacAddr([2, 0, 0, 0, 0, 1]);
-    let c = core(A, B, own);
+    let c = core(A, B, own, encap::vxlan::DEFAULT_PORT);
     let routes = Arc::new(Routes::with_overlay_routes(A, &[]).unwrap());
     let own_ip = Ipv4Addr::new(10, 244, 0, 1);
     let peer_ip = Ipv4Addr::new(10, 244, 0, 7);
@@ -288,7 +289,7 @@ fn steady_state_l3_workers_do_not_allocate() {
     vx.udp_checksum = false;
     let mut w = L3VxWorker::new(
         engine,
-        Arc::clone(&udp),
+        (encap::vxlan::DEFAULT_PORT, Arc::clone(&udp)),
         TunnelTx::new(Arc::clone(&udp), vx, 1500),
         DevPort::new(Arc::clone(&tun), "tun", true, true),
     );

@@ -26,11 +26,10 @@
 mod daemon_support;
 mod lab_util;
 
-use daemon_support::{Daemon, Netns, must, run, wait_until};
+use daemon_support::{Capture, Daemon, Netns, must, run, wait_until};
 use lab_util::lab_available;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 const OBSERVER: &str = "192.0.2.2";
@@ -131,72 +130,25 @@ impl Drop for KernelVtep<'_> {
     }
 }
 
-/// tcpdump writing a capture file in a namespace; stopped (and the file removed) on drop.
-struct Capture {
-    child: Child,
-    file: PathBuf,
-    log: PathBuf,
-}
-
-impl Capture {
-    /// Starts capturing `filter` on eth0 of `ns`; returns once tcpdump listens.
-    fn start(ns: &Netns, filter: &str) -> Capture {
-        let file = std::env::temp_dir().join(format!("{}.pcap", ns.name));
-        let log = file.with_extension("tcpdump.log");
-        let child = ns
-            .cmd("tcpdump")
-            .args(["-i", "eth0", "-n", "-U", "-w"])
-            .arg(&file)
-            .arg(filter)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .expect("cannot run tcpdump");
-        let c = Capture { child, file, log };
-        assert!(
-            wait_until(WAIT, || std::fs::read_to_string(&c.log)
-                .is_ok_and(|l| l.contains("listening on"))),
-            "tcpdump did not start: {:?}",
-            std::fs::read_to_string(&c.log)
-        );
-        c
-    }
-
-    /// tshark's reading of the capture so far: the outer fields of each packet (see `Outer`).
-    fn outer(&self, filter: &str) -> Vec<Outer> {
-        let out = run(Command::new("tshark")
-            .args(["-r"])
-            .arg(&self.file)
-            .args([
-                "-n",
-                "-o",
-                "udp.check_checksum:TRUE",
-                "-d",
-                "udp.port==4789,vxlan",
-                "-Y",
-                filter,
-                "-T",
-                "fields",
-                "-E",
-                "occurrence=f",
-                "-E",
-                "separator=/t",
-            ])
-            .args(Outer::FIELDS.iter().flat_map(|f| ["-e", f])));
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(Outer::parse)
-            .collect()
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.file);
-        let _ = std::fs::remove_file(&self.log);
-    }
+/// tshark's reading of `cap` so far: the outer fields of each packet `filter` keeps (see
+/// `Outer`).
+fn outer(cap: &Capture, filter: &str) -> Vec<Outer> {
+    let mut args = vec![
+        "-o",
+        "udp.check_checksum:TRUE",
+        "-d",
+        "udp.port==4789,vxlan",
+        "-Y",
+        filter,
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=f",
+        "-E",
+        "separator=/t",
+    ];
+    args.extend(Outer::FIELDS.iter().flat_map(|f| ["-e", f]));
+    cap.tshark(&args).lines().filter_map(Outer::parse).collect()
 }
 
 /// The outer header of one captured VXLAN packet, as tshark decodes it.
@@ -368,7 +320,7 @@ fn wait_packets(cap: &Capture, src: &str, count: usize) -> Vec<Outer> {
     let filter = format!("ip.src == {src} && vxlan");
     let mut got = Vec::new();
     let all = wait_until(WAIT, || {
-        got = cap.outer(&filter);
+        got = outer(cap, &filter);
         got.len() >= count
     });
     assert!(all, "{count} packets from {src} expected, captured {got:?}");
@@ -393,7 +345,7 @@ fn outer_header_matches_the_kernel_vxlan_device_for_each_option() {
             wait_packets(&cap, VTEPD, FRAMES);
         }
         let by_len = |src: &str| -> BTreeMap<u16, Outer> {
-            cap.outer(&format!("ip.src == {src} && vxlan"))
+            outer(&cap, &format!("ip.src == {src} && vxlan"))
                 .into_iter()
                 .map(|o| (o.udp_len, o))
                 .collect()
@@ -543,14 +495,14 @@ fn gso_sends_keep_the_outer_policy() {
         let _ = sink.wait();
 
         // On vtepd's own link a UDP GSO send shows whole, longer than the MTU.
-        let whole = sent.outer("ip.len > 1500");
+        let whole = outer(&sent, "ip.len > 1500");
         assert!(
             !whole.is_empty(),
             "{kernel}: vtepd sent no UDP GSO super-packet"
         );
         let mut seen = BTreeMap::new();
         for src in [KERNEL, VTEPD] {
-            let data = wire.outer(&format!("ip.src == {src} && udp.length > 1000"));
+            let data = outer(&wire, &format!("ip.src == {src} && udp.length > 1000"));
             // A capture may miss some of a fast stream: a sample is enough.
             assert!(
                 data.len() >= 100,

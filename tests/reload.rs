@@ -7,35 +7,11 @@
 
 mod daemon_support;
 
-use daemon_support::{BIN, Daemon, Netns, Pair, must, run, unique, wait_until};
-use std::path::PathBuf;
+use daemon_support::{BIN, Conf, Daemon, Netns, Pair, must, run, wait_until};
 use std::process::Stdio;
 use std::time::Duration;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
-
-/// A configuration file of this test's own, removed on drop.
-struct Conf(PathBuf);
-
-impl Conf {
-    fn new(text: &str) -> Conf {
-        let c = Conf(std::env::temp_dir().join(format!("{}.toml", unique("cf"))));
-        c.write(text);
-        c
-    }
-    fn write(&self, text: &str) {
-        std::fs::write(&self.0, text).unwrap();
-    }
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for Conf {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// An L2 network file for host `me` of a pair: VNI 42 on TAP vx0, overlay 10.9.0.`me`/24, one
 /// worker, with `peers` and the extra network keys `extra`.
@@ -639,4 +615,62 @@ fn l2_networks_added_and_removed_by_reload() {
             ns.links()
         );
     }
+}
+
+/// Networks on UDP ports of their own: a reload adds a network on a port the daemon listens on
+/// (another network's), which then carries traffic, and refuses one on a port it does not
+/// listen on, and a network's port changed, naming each and changing nothing.
+#[test]
+fn a_network_is_added_on_a_port_in_use_and_refused_on_a_new_one() {
+    let p = Pair::new();
+    p.a.disable_ipv6();
+    p.b.disable_ipv6();
+    // Host `me`'s file: VNI 42 (vx0, the daemon's port), then (VNI, port) networks on TAPs
+    // vp<VNI> with overlay 10.<VNI>.0.`me`/24.
+    let file = |me: u8, nets: &[(u32, u16)]| {
+        let mut f = l2_file(me, &format!("\"192.0.2.{}\"", 3 - me), "");
+        for (vni, port) in nets {
+            f.push_str(&format!(
+                "[[network]]\ndev = \"vp{vni}\"\nvni = {vni}\naddress = \"10.{vni}.0.{me}/24\"\n\
+                 peers = [\"192.0.2.{}\"]\nport = {port}\n",
+                3 - me
+            ));
+        }
+        f
+    };
+    let (fa, fb) = (
+        Conf::new(&file(1, &[(43, 8472)])),
+        Conf::new(&file(2, &[(43, 8472)])),
+    );
+    let a = Daemon::start(&p.a, &["--config", fa.path()]);
+    let b = Daemon::start(&p.b, &["--config", fb.path()]);
+    assert!(p.a.ping_within("10.43.0.2", SECS(10)), "{}", a.log_text());
+
+    fa.write(&file(1, &[(43, 8472), (44, 8472)]));
+    fb.write(&file(2, &[(43, 8472), (44, 8472)]));
+    assert_eq!(reload_ok(&a), "network VNI 44 (dev vp44) added\n");
+    assert_eq!(reload_ok(&b), "network VNI 44 (dev vp44) added\n");
+    assert!(
+        p.a.ping_within("10.44.0.2", SECS(10)),
+        "no traffic on the added network: {}",
+        a.log_text()
+    );
+    assert!(p.a.ping("10.43.0.2") && p.a.ping("10.9.0.2"));
+
+    let shown = config_show(&a);
+    fa.write(&file(1, &[(43, 8473), (44, 8472), (45, 4790)]));
+    let (code, _, err) = reload(&a);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(
+        err.trim(),
+        "vtepd: reload refused, nothing changed: network VNI 45 (dev vp45) added on port 4790, \
+         which no running network uses (a port's sockets are opened at start): needs a restart; \
+         network VNI 43 (dev vp43): port 8472 -> 8473: needs a restart"
+    );
+    assert_eq!(config_show(&a), shown);
+    assert!(!p.a.has_link("vp45"));
+    assert!(
+        p.a.ping("10.44.0.2"),
+        "traffic stopped after a refused reload"
+    );
 }

@@ -55,6 +55,8 @@ pub const IPS: [Ipv4Addr; 9] = [
 ];
 /// The networks' VNIs; a third VNI is not configured.
 pub const VNIS: [u32; 3] = [1, 2, 3];
+/// The networks' UDP ports (each network takes datagrams from its own only).
+pub const PORTS: [u16; 2] = [4789, 8472];
 /// The devices' own MACs.
 pub const OWN: [MacAddr; 2] = [MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2])];
 /// Inner MACs: hosts, our own, broadcast, multicast, zero.
@@ -222,6 +224,7 @@ pub fn run(data: &[u8]) {
             ageing: AGEING[i],
             max_learned: MAX_LEARNED[i],
             mac_move: MoveLimit::OFF, // the model does not freeze MACs
+            port: PORTS[i],
             ..Default::default()
         })
         .collect();
@@ -492,10 +495,15 @@ fn remote(
     let vni = (len >= 8).then(|| u32::from_be_bytes([0, d[4], d[5], d[6]]));
     let net = vni.and_then(|v| VNIS[..2].iter().position(|x| *x == v));
     let src_mac = d.get(14..20).and_then(MacAddr::from_bytes);
+    // Bit 2 of `tos` (a DSCP bit: decapsulation reads only the ECN bits) has it arrive on the
+    // other network's port.
+    let elsewhere = tos & 0x04 != 0;
+    let port = PORTS[net.unwrap_or(0) ^ usize::from(elsewhere)];
     let expect_drop = match net {
         _ if len < 8 => Some(DropReason::Truncated),
         _ if d[0] & 0x08 == 0 => Some(DropReason::VxlanFlags),
         None => Some(DropReason::UnknownVni),
+        Some(_) if elsewhere => Some(DropReason::WrongPort),
         Some(n) if !usable_remote(src) || (!m.allow_any && !m.known(n, src)) => {
             Some(DropReason::UnknownPeer)
         }
@@ -512,17 +520,12 @@ fn remote(
         }
         _ => None,
     };
+    let outer = Outer { src, tos, port };
     let sim = simulated(core, now, |t| {
         let mut copy = d.to_vec();
-        l2.on_remote_traced(
-            now,
-            Outer { src, tos },
-            &mut copy,
-            &mut Counters::default(),
-            t,
-        )
+        l2.on_remote_traced(now, outer, &mut copy, &mut Counters::default(), t)
     });
-    let v = l2.on_remote(now, Outer { src, tos }, d, ctr);
+    let v = l2.on_remote(now, outer, d, ctr);
     assert_eq!(v, sim, "the simulation decided otherwise");
     crate::trace!("remote from {src} tos {tos:#x} {d:02x?}: {v:?}");
     let learned_here = match &v {

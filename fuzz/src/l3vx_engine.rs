@@ -473,7 +473,10 @@ impl World {
         self.m.rx_tunnel += 1;
         let v = self.e.on_remote(
             self.now,
-            Outer { src, tos },
+            Outer {
+                tos,
+                ..Outer::from(src)
+            },
             d,
             &mut self.out,
             &mut self.ctr,

@@ -2,6 +2,7 @@
 """Sends crafted VXLAN datagrams from the underlay into a VTEP (the lab's bad-input source).
 
 usage: vxlan_inject.py IFACE DST_MAC SRC_IP DST_IP KIND [--count N] [--vni N] [--inner-dst MAC]
+                       [--sport N] [--dport N]
 
 KIND is one of:
   good       a well-formed datagram: I flag set, VNI --vni, a 60-byte inner frame
@@ -13,7 +14,7 @@ KIND is one of:
 
 Frames are built at layer 2 (DST_MAC is the VTEP's underlay MAC), so SRC_IP may be any address, a
 peer's or a stranger's. Each datagram is sent COUNT times (default 1); the script prints
-"sent N" with the number of datagrams sent. Needs Debian's /usr/bin/python3 (python3-scapy).
+"sent N" with the number of datagrams sent. They go to UDP port --dport (default 4789). Needs Debian's /usr/bin/python3 (python3-scapy).
 """
 
 import argparse
@@ -66,6 +67,7 @@ def main() -> int:
     ap.add_argument("--vni", type=int, default=42)
     ap.add_argument("--inner-dst", default="ff:ff:ff:ff:ff:ff")
     ap.add_argument("--sport", type=int, default=49152)
+    ap.add_argument("--dport", type=int, default=VXLAN_PORT)
     args = ap.parse_args()
 
     frames = []
@@ -73,7 +75,7 @@ def main() -> int:
         pkt = (
             Ether(dst=args.dst_mac)
             / IP(src=args.src_ip, dst=args.dst_ip, flags="DF")
-            / UDP(sport=args.sport, dport=VXLAN_PORT)
+            / UDP(sport=args.sport, dport=args.dport)
             / Raw(payload)
         )
         if args.kind == "badcsum":

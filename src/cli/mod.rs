@@ -174,7 +174,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "vxlan|ipip", value_parser = |s: &str| s.parse::<Encap>())]
     pub encap: Option<Encap>,
 
-    /// VXLAN UDP port, used as destination and bound locally [default: 4789].
+    /// VXLAN UDP port, used as destination and bound locally, like ip-link's `dstport`
+    /// [default: 4789]. In a --config file each [[network]] may have a `port` of its own.
     #[arg(long, value_name = "N", value_parser = parse_port)]
     pub port: Option<u16>,
 

@@ -6,11 +6,14 @@
 //! removed); for the networks that stay, flood lists, static FDB entries, static neighbours,
 //! routes (L3), and each network's learning, ageing, learned-entry cap, ARP suppression,
 //! MAC-move dampening and storm limits; `allow_any_peer` (VXLAN). Everything else needs a
-//! restart and refuses the whole reload, naming each setting: `local`, `port`, `mode`, `encap`,
+//! restart and refuses the whole reload, naming each setting: `local`, `mode`, `encap`,
 //! `threads`, `control`, `log_format`, `metrics`, `allow_any_peer` with IPIP, a network added or removed in
-//! the L3 modes, a network renamed (its `dev`, or a device moved to another VNI), and a
-//! network's `address`, `mtu` and outer-header policy (`ttl`, `tos`, `df`, `srcport`,
-//! `udp_csum`: every worker keeps header templates built from it).
+//! the L3 modes, a network renamed (its `dev`, or a device moved to another VNI), a network's
+//! `address`, `mtu` and outer-header policy (`ttl`, `tos`, `df`, `srcport`, `udp_csum`: every
+//! worker keeps header templates built from it), and the UDP ports (VXLAN): a change of the
+//! port a network that stays uses (its own `port`, or the top-level one it follows), and a
+//! network added on a port no running network uses (the sockets are opened at start). A
+//! top-level `port` no network follows is taken as it is.
 //!
 //! The file is the truth: the running configuration compared against it includes the changes
 //! made through the control socket, so a peer, entry, neighbour or route added there and not in
@@ -217,8 +220,6 @@ pub fn plan(running: &DaemonConfig, new: &DaemonConfig) -> Result<Vec<Step>, Ref
             tunnel_name(running.tunnel),
             tunnel_name(new.tunnel)
         ));
-    } else if running.tunnel.is_vxlan() && running.port != new.port {
-        restart(format!("port {} -> {}", running.port, new.port));
     }
     if running.threads != new.threads {
         restart(format!("threads {} -> {}", running.threads, new.threads));
@@ -296,8 +297,15 @@ pub fn plan(running: &DaemonConfig, new: &DaemonConfig) -> Result<Vec<Step>, Ref
     for (vni, &i) in &new_nets {
         if !old_nets.contains_key(vni) {
             let n = &new.networks[i];
+            let port = new.port_of(n);
             if !l2 {
                 restart(format!("{} added", label(n)));
+            } else if !running.ports().contains(&port) {
+                restart(format!(
+                    "{} added on port {port}, which no running network uses (a port's sockets \
+                     are opened at start)",
+                    label(n)
+                ));
             } else if !running.networks.iter().any(|o| o.dev == n.dev) {
                 first.push(Step::NetAdd(Box::new(n.clone())));
                 // Created with its peers and settings; its static entries and neighbours next.
@@ -336,6 +344,10 @@ pub fn plan(running: &DaemonConfig, new: &DaemonConfig) -> Result<Vec<Step>, Ref
             restart(format!(
                 "{at}: outer-header policy (ttl, tos, df, srcport, udp_csum)"
             ));
+        }
+        let (op, np) = (running.port_of(o), new.port_of(n));
+        if running.tunnel.is_vxlan() && op != np {
+            restart(format!("{at}: port {op} -> {np}"));
         }
         network_steps(*vni, o, n, &mut steps);
         route_plan(o, n, &mut route_steps);
@@ -589,6 +601,54 @@ mod tests {
         );
     }
 
+    /// A network's UDP port is fixed while it runs, and a network is added only on a port the
+    /// daemon already listens on; one on a port it listens on is added as any other.
+    #[test]
+    fn ports_that_need_a_restart_are_refused() {
+        let running = cfg(&BASE.replace("vni = 43\n", "vni = 43\nport = 8472\n"));
+        let refused = |new: &str| plan(&running, &cfg(new)).unwrap_err().to_string();
+        let e = refused(BASE);
+        assert_eq!(
+            e, "network VNI 43 (dev v43): port 8472 -> 4789: needs a restart",
+            "its own port dropped"
+        );
+        let e = refused(&BASE.replace("threads = 2", "threads = 2\nport = 4790"));
+        assert!(
+            e.starts_with("network VNI 42 (dev v42): port 4789 -> 4790: needs a restart; "),
+            "the top-level port its network follows: {e}"
+        );
+        assert!(
+            e.contains("network VNI 43 (dev v43): port 8472 -> 4790"),
+            "{e}"
+        );
+        let add = |port: u16| {
+            format!(
+                "{}[[network]]\ndev = \"v44\"\nvni = 44\nport = {port}\n",
+                BASE.replace("vni = 43\n", "vni = 43\nport = 8472\n")
+            )
+        };
+        assert_eq!(
+            refused(&add(4790)),
+            "network VNI 44 (dev v44) added on port 4790, which no running network uses (a \
+             port's sockets are opened at start): needs a restart"
+        );
+        for port in [8472, 4789] {
+            let new = cfg(&add(port));
+            let steps = plan(&running, &new).unwrap();
+            assert!(
+                matches!(&steps[..], [Step::NetAdd(n)] if new.port_of(n) == port),
+                "{steps:?}"
+            );
+        }
+        // A top-level port no network follows changes nothing that runs.
+        let own = |top: &str| {
+            cfg(&format!(
+                "local = \"192.0.2.1\"\n{top}[[network]]\ndev = \"a\"\nvni = 1\nport = 8472\n"
+            ))
+        };
+        assert_eq!(plan(&own(""), &own("port = 4790\n")), Ok(Vec::new()));
+    }
+
     #[test]
     fn routes_are_removed_first_then_added_or_changed() {
         let ipip = |routes: &str| {
@@ -633,7 +693,7 @@ mod tests {
             neigh = [{ ip = \"10.42.0.9\", mac = \"02:00:00:00:00:09\" }]\n\
             mac_move = { moves = 2, window = 10, hold = 20 }\nstorm = { multicast = 5 }\n\
             ttl = \"inherit\"\ntos = 0x28\ndf = \"unset\"\nsrcport = \"5000-5010\"\nudp_csum = true\n\
-            [[network]]\ndev = \"v43\"\nvni = 43\nttl = 9\ntos = \"inherit\"\n";
+            [[network]]\ndev = \"v43\"\nvni = 43\nttl = 9\ntos = \"inherit\"\nport = 4789\n";
         let l3vx = "local = \"192.0.2.1\"\nmode = \"l3\"\n[[network]]\ndev = \"t\"\nvni = 7\n\
             address = \"10.244.0.0/32\"\nroutes = [\"10.244.1.0/24=10.244.1.0\"]\n\
             neigh = [{ ip = \"10.244.1.0\", mac = \"02:00:00:00:00:01\" }]\n";

@@ -29,6 +29,9 @@ drop_reasons! {
     VxlanFlags = "vxlan_flags",
     /// VNI not configured here.
     UnknownVni = "unknown_vni",
+    /// VXLAN: the datagram arrived on a UDP port other than its VNI's network's (`port` of
+    /// the network): the kernel's vxlan device with that `dstport` would not have taken it.
+    WrongPort = "wrong_port",
     /// Source address is not a known remote (and `--allow-any-peer` is off).
     UnknownPeer = "unknown_peer",
     /// Inner frame shorter than an Ethernet header.

@@ -9,7 +9,7 @@ use encap::vxlan::{HEADER_LEN, VxlanPacket, VxlanRepr};
 
 impl Core {
     /// A UDP payload (VXLAN header + inner frame) received from the underlay (`outer`: its
-    /// source and outer TOS). Delivers the inner frame to its network's device at most (never
+    /// source, outer TOS and the port it arrived on, which must be its network's). Delivers the inner frame to its network's device at most (never
     /// to another tunnel: split horizon), after learning its source MAC and combining its ECN
     /// field with the outer one in place (RFC 6040), or drops it.
     ///
@@ -56,6 +56,9 @@ impl Core {
         let Some((id, net)) = found else {
             return drop(ctr, DropReason::UnknownVni);
         };
+        if net.port != outer.port {
+            return drop(ctr, DropReason::WrongPort);
+        }
         let src = outer.src;
         let any_peer = self.allow_any_peer();
         let accepted =
@@ -139,6 +142,70 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::{CoreConfig, NetId, NetworkConfig};
+    use encap::Vni;
+    use std::net::Ipv4Addr;
+
+    /// Each network takes the datagrams of its own UDP port only (ip-link's `dstport` per
+    /// device): one for its VNI on another port is dropped as `wrong_port`, not learned from.
+    #[test]
+    fn a_datagram_is_taken_only_on_its_networks_port() {
+        let peer = Ipv4Addr::new(192, 0, 2, 2);
+        let net = |vni: u32, port: u16, mac: u8| NetworkConfig {
+            vni: Vni::new(vni).unwrap(),
+            peers: vec![peer],
+            own_mac: MacAddr([2, 0, 0, 0, 0, mac]),
+            port,
+            ..NetworkConfig::default()
+        };
+        let core = Core::new(CoreConfig {
+            local: Ipv4Addr::new(192, 0, 2, 1),
+            allow_any_peer: false,
+            networks: vec![net(42, 4789, 1), net(43, 8472, 2)],
+        })
+        .unwrap();
+        let mut ctr = Counters::default();
+        for (i, (vni, port, want)) in [
+            (42u8, 4789, Some(NetId(0))),
+            (43, 8472, Some(NetId(1))),
+            (43, 4789, None),
+            (42, 8472, None),
+            (42, 4790, None),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            // VXLAN header (I flag), then a frame from a MAC of its own.
+            let mut d = vec![0x08, 0, 0, 0, 0, 0, vni, 0];
+            d.extend_from_slice(&[0x02, 0, 0, 0, 0, 0xff, 0x02, 0x42, 0, 0, 0, i as u8]);
+            d.extend_from_slice(&[0x88, 0xb5]);
+            d.extend_from_slice(&[0u8; 46]);
+            let outer = Outer {
+                src: peer,
+                tos: 0,
+                port,
+            };
+            let v = core.on_remote(Timestamp(0), outer, &mut d, &mut ctr);
+            match want {
+                Some(net) => assert_eq!(
+                    v,
+                    FromTunnel::Deliver {
+                        net,
+                        range: HEADER_LEN..d.len()
+                    },
+                    "VNI {vni} on {port}"
+                ),
+                None => assert_eq!(
+                    v,
+                    FromTunnel::Drop(DropReason::WrongPort),
+                    "VNI {vni} on {port}"
+                ),
+            }
+        }
+        assert_eq!(ctr.drops_of(DropReason::WrongPort), 3);
+        assert_eq!(ctr.total_drops(), 3);
+        assert_eq!(core.fdb_len(), 2, "learned from the right ports only");
+    }
 
     /// An Ethernet frame holding an IPv4 header with ECN bits `ecn` and a valid checksum.
     fn frame(ecn: u8) -> Vec<u8> {

@@ -24,12 +24,19 @@ pub struct Outer {
     pub src: Ipv4Addr,
     /// The outer TOS byte (DSCP and ECN; 0 when the socket did not report it).
     pub tos: u8,
+    /// VXLAN: the UDP port it arrived on (our listening port; a network takes only the
+    /// datagrams of its own port). IPIP: unused.
+    pub port: u16,
 }
 
 impl From<Ipv4Addr> for Outer {
-    /// A packet from `src` with an outer TOS of 0 (Not-ECT).
+    /// A packet from `src` with an outer TOS of 0 (Not-ECT), to the default VXLAN port.
     fn from(src: Ipv4Addr) -> Outer {
-        Outer { src, tos: 0 }
+        Outer {
+            src,
+            tos: 0,
+            port: encap::vxlan::DEFAULT_PORT,
+        }
     }
 }
 

@@ -83,10 +83,14 @@ pub struct NetworkConfig {
     pub mac_move: dampening::MoveLimit,
     /// Storm control of the frames from the device that are flooded.
     pub storm: storm::StormLimits,
+    /// VXLAN: the UDP port of the network (`ip link ... dstport`): datagrams for its VNI are
+    /// taken only from this port.
+    pub port: u16,
 }
 
 impl Default for NetworkConfig {
-    /// VNI 0 (not a usable network; set `vni`), no peers, learning on, defaults elsewhere.
+    /// VNI 0 (not a usable network; set `vni`), no peers, learning on, port 4789, defaults
+    /// elsewhere.
     fn default() -> Self {
         NetworkConfig {
             vni: Vni::ZERO,
@@ -97,6 +101,7 @@ impl Default for NetworkConfig {
             max_learned: DEFAULT_MAX_LEARNED,
             mac_move: dampening::MoveLimit::default(),
             storm: storm::StormLimits::default(),
+            port: encap::vxlan::DEFAULT_PORT,
         }
     }
 }
@@ -268,6 +273,11 @@ impl Core {
     /// The VNI of network `id` (`None`: no such network, or removed).
     pub fn vni_of(&self, id: NetId) -> Option<Vni> {
         self.net(id).map(|n| n.vni)
+    }
+
+    /// The UDP port of network `id` (`None`: no such network, or removed).
+    pub fn port_of(&self, id: NetId) -> Option<u16> {
+        self.net(id).map(|n| n.port)
     }
 
     /// Whether decapsulation is accepted from any source.

@@ -68,6 +68,8 @@ pub struct Network {
     pub vni: Vni,
     /// The local device's MAC.
     pub own_mac: MacAddr,
+    /// VXLAN: the UDP port its datagrams must arrive on (fixed for the network's life).
+    pub port: u16,
     /// Whether to learn from decapsulated frames.
     learning: AtomicBool,
     /// Ageing time in ms.
@@ -94,6 +96,7 @@ impl Network {
         Network {
             vni: cfg.vni,
             own_mac: cfg.own_mac,
+            port: cfg.port,
             learning: AtomicBool::new(cfg.learning),
             ageing_ms: AtomicU64::new(Timestamp::from_duration(cfg.ageing).millis()),
             max_learned: AtomicUsize::new(cfg.max_learned),

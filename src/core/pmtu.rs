@@ -181,12 +181,12 @@ impl PathMtus {
 }
 
 /// Which of our sends an ICMP error may be about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OurSends {
-    /// VXLAN: UDP from our address to this destination port.
+    /// VXLAN: UDP from our address to one of these destination ports.
     Vxlan {
-        /// The VXLAN UDP port.
-        port: u16,
+        /// The VXLAN UDP ports of the networks (a few: compared one by one).
+        ports: Vec<u16>,
     },
     /// IPIP: IP protocol 4 from our address.
     Ipip,
@@ -199,7 +199,7 @@ pub enum OurSends {
 pub fn frag_needed_about(
     packet: &[u8],
     local: Ipv4Addr,
-    ours: OurSends,
+    ours: &OurSends,
 ) -> Option<(Ipv4Addr, u32)> {
     let ihl = usize::from(packet.first()? & 0x0f) * 4;
     if packet.first()? >> 4 != 4 || ihl < 20 || *packet.get(9)? != 1 {
@@ -223,11 +223,11 @@ pub fn frag_needed_about(
     let proto = *quoted.get(9)?;
     let about_us = match ours {
         OurSends::Ipip => proto == 4,
-        OurSends::Vxlan { port } => {
+        OurSends::Vxlan { ports } => {
             proto == 17
                 && quoted
                     .get(qihl + 2..qihl + 4)
-                    .is_some_and(|p| u16::from_be_bytes([p[0], p[1]]) == port)
+                    .is_some_and(|p| ports.contains(&u16::from_be_bytes([p[0], p[1]])))
         }
     };
     (src == local && about_us && mtu > 0).then_some((dst, u32::from(mtu)))
@@ -280,23 +280,26 @@ mod tests {
         let p = hex(KERNEL_FRAG_NEEDED);
         let local = Ipv4Addr::new(192, 0, 2, 201);
         let remote = Ipv4Addr::new(192, 0, 2, 202);
-        let vx = OurSends::Vxlan { port: 4789 };
-        assert_eq!(frag_needed_about(&p, local, vx), Some((remote, 1400)));
-        assert_eq!(frag_needed_about(&p, remote, vx), None, "not from us");
+        let vx = OurSends::Vxlan { ports: vec![4789] };
+        assert_eq!(frag_needed_about(&p, local, &vx), Some((remote, 1400)));
+        assert_eq!(frag_needed_about(&p, remote, &vx), None, "not from us");
+        let other_port = OurSends::Vxlan { ports: vec![8472] };
+        assert_eq!(frag_needed_about(&p, local, &other_port), None);
+        // Several networks' ports: an error about a send to any of them counts.
+        let both = OurSends::Vxlan {
+            ports: vec![8472, 4789],
+        };
+        assert_eq!(frag_needed_about(&p, local, &both), Some((remote, 1400)));
         assert_eq!(
-            frag_needed_about(&p, local, OurSends::Vxlan { port: 8472 }),
-            None
-        );
-        assert_eq!(
-            frag_needed_about(&p, local, OurSends::Ipip),
+            frag_needed_about(&p, local, &OurSends::Ipip),
             None,
             "UDP, not IPIP"
         );
         let mut other = p.clone();
         other[21] = 1; // code 1: host unreachable
-        assert_eq!(frag_needed_about(&other, local, vx), None);
+        assert_eq!(frag_needed_about(&other, local, &vx), None);
         for n in 0..p.len() {
-            let _ = frag_needed_about(&p[..n], local, vx);
+            let _ = frag_needed_about(&p[..n], local, &vx);
         }
     }
 

@@ -68,15 +68,27 @@ impl Injector {
         let mut ctr = Counters::default();
         let mut out = Out::with_capacity(64);
         let mut rec = Recorder::<true>::default();
+        // The network's own UDP port: the datagram arrives where the network listens.
+        let port = match self {
+            Injector::L2(e) => e.core().port_of(net),
+            Injector::L3Vx(e) => e.core().port_of(e.net()),
+            Injector::Ipip(_) => None,
+        }
+        .unwrap_or(0);
         let outer = || -> Result<Outer, String> {
             let src = req.outer_src.ok_or(
                 "a packet from the tunnel needs its outer source (--outer-src IP)".to_owned(),
             )?;
-            Ok(Outer { src, tos: req.tos })
+            Ok(Outer {
+                src,
+                tos: req.tos,
+                port,
+            })
         };
         let tunnel_origin = |o: Outer| Origin::Tunnel {
             src: o.src,
-            port: None,
+            src_port: None,
+            dst_port: (o.port != 0).then_some(o.port),
             tos: o.tos,
         };
         let bytes = |build: &dyn Fn(&Synth) -> Vec<u8>| given.clone().unwrap_or_else(|| build(f));

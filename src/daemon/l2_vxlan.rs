@@ -1,7 +1,8 @@
 //! `vtepd run` in L2 mode (the default): one TAP device per network, bridged over VXLAN. This
 //! module opens the devices and sockets for the runner ([`L2Vxlan`]) and is the per-worker
-//! dataplane the event loop drives ([`L2Worker`]): its own underlay UDP socket (one of a
-//! SO_REUSEPORT group), its own raw send socket and its own queue of every TAP device.
+//! dataplane the event loop drives ([`L2Worker`]): its own underlay UDP socket of each port the
+//! networks use (each one of a SO_REUSEPORT group; a network takes datagrams from its own port
+//! only), its own raw send socket and its own queue of every TAP device.
 //!
 //! The worker hands every frame or datagram to the shared [`Core`] and carries out what the
 //! core decided:
@@ -116,7 +117,12 @@ impl Mode for L2Vxlan {
 
     fn open(self, cfg: &DaemonConfig, clock: Clock) -> Result<Opened<L2Worker>, Failure> {
         let workers = cfg.threads.max(1);
-        let udp = socket::bind_udp_group(cfg.local, cfg.port, workers)?;
+        // One SO_REUSEPORT group per port the networks use; each worker gets one of each.
+        let ports = cfg.ports();
+        let mut groups = Vec::with_capacity(ports.len());
+        for &port in &ports {
+            groups.push((port, socket::bind_udp_group(cfg.local, port, workers)?));
+        }
         let mut taps: Vec<Tap> = Vec::with_capacity(cfg.networks.len());
         for (n, mtu) in cfg.networks.iter().zip(&self.mtus) {
             let tap = device::open_tap(n, *mtu, stable_mac(&n.dev, n.vni, cfg.local), workers)?;
@@ -131,7 +137,7 @@ impl Mode for L2Vxlan {
                         .networks
                         .iter()
                         .zip(&taps)
-                        .map(|(n, t)| n.to_core(t.mac))
+                        .map(|(n, t)| n.to_core(t.mac, cfg.port_of(n)))
                         .collect(),
                 },
                 ROOM,
@@ -160,17 +166,31 @@ impl Mode for L2Vxlan {
         let pmtu = Arc::new(PathMtus::new(self.underlay.mtu));
         let mut dataplanes = Vec::with_capacity(workers);
         let mut queues = Vec::with_capacity(workers);
-        for (id, sock) in udp.into_iter().enumerate() {
+        let mut per_worker: Vec<_> = groups
+            .into_iter()
+            .map(|(port, g)| g.into_iter().map(move |s| (port, Socket::from(s))))
+            .collect();
+        for id in 0..workers {
+            let mut socks = per_worker.iter_mut().filter_map(Iterator::next);
+            let Some(first) = socks.next() else {
+                return Err(Failure::Runtime("no UDP socket for a worker".into()));
+            };
             let listener = (id == 0)
-                .then(|| IcmpListener::open(OurSends::Vxlan { port: cfg.port }))
+                .then(|| {
+                    IcmpListener::open(OurSends::Vxlan {
+                        ports: ports.clone(),
+                    })
+                })
                 .flatten();
             let tx = tunnel_tx(cfg, Arc::clone(&pmtu), listener)?;
-            let ports = taps.iter().map(|t| port_of(t, id)).collect();
+            let devs = taps.iter().map(|t| port_of(t, id)).collect();
             let changes = Arc::new(SegQueue::new());
             queues.push(Arc::clone(&changes));
-            dataplanes.push(
-                L2Worker::new(Arc::clone(&engine), sock.into(), tx, ports).with_changes(changes),
+            let w = socks.fold(
+                L2Worker::new(Arc::clone(&engine), first, tx, devs),
+                |w, (port, sock)| w.with_socket(port, sock),
             );
+            dataplanes.push(w.with_changes(changes));
         }
         let nets = cfg
             .networks
@@ -211,8 +231,19 @@ impl Mode for L2Vxlan {
                 devices: Vec::new(),
                 networks: Some(set),
             },
-            summary: format!("VXLAN on {}:{}", cfg.local, cfg.port),
+            summary: format!("VXLAN on {}:{}", cfg.local, join_ports(&ports)),
         })
+    }
+}
+
+/// The ports listened on, as the start-up line shows them (`4789` or `{4789,8472}`).
+fn join_ports(ports: &[u16]) -> String {
+    match ports {
+        [p] => p.to_string(),
+        ps => {
+            let all: Vec<String> = ps.iter().map(u16::to_string).collect();
+            format!("{{{}}}", all.join(","))
+        }
     }
 }
 
@@ -284,7 +315,7 @@ impl NetworkSet for L2Networks {
         let mac = stable_mac(&n.dev, n.vni, cfg.local);
         let tap = device::open_tap(n, mtu, mac, self.queues.len().max(1))
             .map_err(|e| e.message().to_owned())?;
-        let id = match self.core.add_network(&n.to_core(tap.mac)) {
+        let id = match self.core.add_network(&n.to_core(tap.mac, cfg.port_of(n))) {
             Ok(id) => id,
             Err(e) => {
                 device::release(vec![tap.into()]);
@@ -296,7 +327,7 @@ impl NetworkSet for L2Networks {
         if let Some(b) = self.board.get() {
             b.ensure_networks(usize::from(id.0) + 1);
         }
-        let vxlan = n.outer.vxlan(cfg.local, cfg.port);
+        let vxlan = n.outer.vxlan(cfg.local, cfg.port_of(n));
         for (w, q) in self.queues.iter().enumerate() {
             q.push(NetChange::Add {
                 id,
@@ -367,14 +398,16 @@ impl NetworkSet for L2Networks {
 /// One L2 worker's dataplane: on TAP queues `D` and sockets `S` (in-memory ones in tests).
 pub struct L2Worker<D = SyncDevice, S = Socket> {
     engine: Arc<L2>,
-    /// The non-blocking UDP socket VXLAN arrives on, and its receive batch.
+    /// The non-blocking UDP sockets VXLAN arrives on (one per port the networks use), and
+    /// their receive batch.
     rx: Receiver<S>,
     /// The send side: raw socket, outer header settings, frame slots, GSO socket pool.
     tx: TunnelTx<S>,
     /// The devices, indexed by [`NetId`] (a network removed at run time leaves its slot
     /// empty: ids keep their places).
     taps: Vec<Option<DevPort<D>>>,
-    /// The taps this worker reads: source `1 + k` is `taps[readable[k]]`.
+    /// The taps this worker reads. Its sources are its UDP sockets (`0..sockets`, one per port),
+    /// then these: source `sockets + k` is `taps[readable[k]]`.
     readable: Vec<usize>,
     /// Networks added and removed at run time, taken between two rounds.
     changes: Option<Arc<SegQueue<NetChange<D>>>>,
@@ -389,9 +422,6 @@ pub struct L2Worker<D = SyncDevice, S = Socket> {
     trace: WorkerTrace,
 }
 
-/// Source 0 is the UDP socket; source `1 + k` the `k`-th TAP queue this worker reads.
-const SOCKET: usize = 0;
-
 impl<D, S> std::fmt::Debug for L2Worker<D, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("L2Worker")
@@ -402,17 +432,18 @@ impl<D, S> std::fmt::Debug for L2Worker<D, S> {
 }
 
 impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
-    /// A worker over `socket` (non-blocking), sending through `tx`, with a port on every TAP.
+    /// A worker over `socket` (non-blocking, bound to UDP port `socket.0`), sending through
+    /// `tx`, with a port on every TAP.
     pub fn new(
         engine: Arc<L2>,
-        socket: S,
+        socket: (u16, S),
         tx: TunnelTx<S>,
         taps: Vec<DevPort<D>>,
     ) -> L2Worker<D, S> {
         let readable = (0..taps.len()).filter(|&i| taps[i].read).collect();
         L2Worker {
             engine,
-            rx: Receiver::new(socket),
+            rx: Receiver::on_port(socket.0, socket.1),
             tx,
             taps: taps.into_iter().map(Some).collect(),
             readable,
@@ -423,6 +454,12 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             traffic: Traffic::detached(),
             trace: WorkerTrace::default(),
         }
+    }
+
+    /// Also receives on `sock`, bound to UDP port `port` (the networks of that port).
+    pub fn with_socket(mut self, port: u16, sock: S) -> L2Worker<D, S> {
+        self.rx = self.rx.with_socket(port, sock);
+        self
     }
 
     /// Takes networks added and removed at run time from `changes`.
@@ -445,6 +482,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
 
     /// Datagram `i` of the receive batch: to the engine, then to the device.
     fn datagram(&mut self, now: Timestamp, i: usize) {
+        let port = self.rx.port();
         let Some((d, m)) = self.rx.batch.get_mut(i) else {
             return;
         };
@@ -452,11 +490,16 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             self.ctr.rx_tunnel += 1;
             return self.ctr.drop(DropReason::Truncated);
         };
-        let outer = Outer { src, tos: m.tos };
+        let outer = Outer {
+            src,
+            tos: m.tos,
+            port,
+        };
         let (learned, moves) = (self.ctr.learned, self.ctr.mac_moves);
         let origin = Origin::Tunnel {
             src,
-            port: Some(m.src_port),
+            src_port: Some(m.src_port),
+            dst_port: Some(port),
             tos: m.tos,
         };
         let v = if self.trace.armed() && self.trace.begin(origin, || Headers::of_vxlan(d)) {
@@ -700,7 +743,8 @@ impl<D: DeviceQueue, S: DatagramSocket> OnDatagrams for L2Worker<D, S> {
 
 impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L2Worker<D, S> {
     fn sources(&self) -> Vec<RawFd> {
-        std::iter::once(self.rx.sock.fd())
+        self.rx
+            .fds()
             .chain(
                 self.readable
                     .iter()
@@ -712,12 +756,14 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L2Worker<D, S> {
 
     fn drain(&mut self, i: usize, now: Timestamp, budget: usize) -> Result<bool, String> {
         self.trace.refresh();
-        let more = match i {
-            SOCKET => drain_socket(self, now, budget),
-            _ => match self.readable.get(i - 1) {
+        let sockets = self.rx.sockets();
+        let more = if i < sockets {
+            drain_socket(self, i, now, budget)
+        } else {
+            match self.readable.get(i - sockets) {
                 Some(&t) => self.drain_tap(t, now, budget)?,
                 None => false,
-            },
+            }
         };
         self.check_devices()?;
         Ok(more)

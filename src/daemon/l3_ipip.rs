@@ -267,11 +267,13 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
         let outer = Outer {
             src: meta.src.unwrap_or(Ipv4Addr::UNSPECIFIED),
             tos: meta.tos,
+            port: 0,
         };
         let v = if self.trace.armed() && {
             let origin = Origin::Tunnel {
                 src: outer.src,
-                port: None,
+                src_port: None,
+                dst_port: None,
                 tos: outer.tos,
             };
             self.trace.begin(origin, || Headers::of_ipip(packet))
@@ -458,7 +460,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
         let (log, learner) = (&mut self.tunnel_err_log, &mut self.learner);
         let traffic = self.dev[0].traffic();
         self.queue
-            .flush(&self.reader, &self.rx.sock, &mut self.ctr, traffic, |dst, e| {
+            .flush(&self.reader, self.rx.sock(), &mut self.ctr, traffic, |dst, e| {
                 learner.on_send_error(dst, e);
                 // Unreachable, ENOBUFS, EMSGSIZE (a path MTU below ours), a full buffer: this
                 // packet is lost, the loop goes on.
@@ -486,7 +488,7 @@ impl<D: DeviceQueue, S: DatagramSocket> OnDatagrams for IpipWorker<D, S> {
 
 impl<D: DeviceQueue, S: DatagramSocket> Dataplane for IpipWorker<D, S> {
     fn sources(&self) -> Vec<RawFd> {
-        vec![self.rx.sock.fd(), self.dev[0].dev.fd()]
+        vec![self.rx.sock().fd(), self.dev[0].dev.fd()]
     }
 
     fn attach_trace(&mut self, trace: WorkerTrace) {
@@ -496,7 +498,7 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for IpipWorker<D, S> {
     fn drain(&mut self, i: usize, now: Timestamp, budget: usize) -> Result<bool, String> {
         self.trace.refresh();
         let more = match i {
-            SOCKET => drain_socket(self, now, budget),
+            SOCKET => drain_socket(self, 0, now, budget),
             DEVICE => self.drain_device(now, budget)?,
             _ => false,
         };

@@ -132,7 +132,8 @@ impl Mode for L3Vxlan {
         // device-wide.
         crate::sys::tun_set_offload(&*tun.dev, libc::TUN_F_CSUM | libc::TUN_F_TSO4)
             .map_err(|e| rt(&format!("cannot set the offloads of {}", tun.name), e))?;
-        let udp = socket::bind_udp_group(cfg.local, cfg.port, tun.queues.len())?;
+        let udp_port = cfg.port_of(n);
+        let udp = socket::bind_udp_group(cfg.local, udp_port, tun.queues.len())?;
         let kernel = KernelRoutes::new(&tun.name, false)
             .map_err(|e| Failure::Runtime(format!("device {}: {e}", tun.name)))?;
         let service = Arc::new(
@@ -144,7 +145,7 @@ impl Mode for L3Vxlan {
             Core::new(CoreConfig {
                 local: cfg.local,
                 allow_any_peer: cfg.allow_any_peer,
-                networks: vec![n.to_core(own_mac)],
+                networks: vec![n.to_core(own_mac, udp_port)],
             })
             .map_err(|e| Failure::Usage(e.to_string()))?,
         );
@@ -173,11 +174,16 @@ impl Mode for L3Vxlan {
         let mut workers = Vec::with_capacity(tun.queues.len());
         for (id, (sock, queue)) in udp.into_iter().zip(&tun.queues).enumerate() {
             let listener = (id == 0)
-                .then(|| IcmpListener::open(OurSends::Vxlan { port: cfg.port }))
+                .then(|| {
+                    IcmpListener::open(OurSends::Vxlan {
+                        ports: vec![udp_port],
+                    })
+                })
                 .flatten();
             let tx = tunnel_tx(cfg, Arc::clone(&pmtu), listener)?;
             let port = DevPort::new(Arc::clone(queue), &tun.name, true, true);
-            workers.push(L3VxWorker::new(Arc::clone(&engine), sock.into(), tx, port));
+            let sock = (udp_port, sock.into());
+            workers.push(L3VxWorker::new(Arc::clone(&engine), sock, tx, port));
         }
         Ok(Opened {
             workers,
@@ -198,7 +204,7 @@ impl Mode for L3Vxlan {
                 devices: vec![tun.into()],
                 networks: None,
             },
-            summary: format!("L3 over VXLAN on {}:{}", cfg.local, cfg.port),
+            summary: format!("L3 over VXLAN on {}:{udp_port}", cfg.local),
         })
     }
 }
@@ -234,11 +240,17 @@ impl<D, S> std::fmt::Debug for L3VxWorker<D, S> {
 }
 
 impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
-    /// A worker over `socket` (non-blocking), sending through `tx`, with its TUN queue `tun`.
-    pub fn new(engine: Arc<L3Vx>, socket: S, tx: TunnelTx<S>, tun: DevPort<D>) -> L3VxWorker<D, S> {
+    /// A worker over `socket` (non-blocking, bound to UDP port `socket.0`), sending through
+    /// `tx`, with its TUN queue `tun`.
+    pub fn new(
+        engine: Arc<L3Vx>,
+        socket: (u16, S),
+        tx: TunnelTx<S>,
+        tun: DevPort<D>,
+    ) -> L3VxWorker<D, S> {
         L3VxWorker {
             engine,
-            rx: Receiver::new(socket),
+            rx: Receiver::on_port(socket.0, socket.1),
             tx,
             tun: [tun],
             ctr: Counters::default(),
@@ -253,6 +265,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
     /// (an IP packet) to the TUN: a TCP segment that continues the pending run joins it,
     /// anything else is written as it is (after the run).
     fn datagram(&mut self, now: Timestamp, i: usize) {
+        let port = self.rx.port();
         let Some((d, m)) = self.rx.batch.get_mut(i) else {
             return;
         };
@@ -260,12 +273,17 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             self.ctr.rx_tunnel += 1;
             return self.ctr.drop(DropReason::Truncated);
         };
-        let outer = Outer { src, tos: m.tos };
+        let outer = Outer {
+            src,
+            tos: m.tos,
+            port,
+        };
         let inner = d.len().saturating_sub(encap::vxlan::HEADER_LEN) as u64;
         let v = if self.trace.armed() && {
             let origin = Origin::Tunnel {
                 src,
-                port: Some(m.src_port),
+                src_port: Some(m.src_port),
+                dst_port: Some(outer.port),
                 tos: m.tos,
             };
             self.trace.begin(origin, || Headers::of_vxlan(d))
@@ -585,7 +603,7 @@ impl<D: DeviceQueue, S: DatagramSocket> OnDatagrams for L3VxWorker<D, S> {
 
 impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L3VxWorker<D, S> {
     fn sources(&self) -> Vec<RawFd> {
-        vec![self.rx.sock.fd(), self.tun[0].dev.fd()]
+        vec![self.rx.sock().fd(), self.tun[0].dev.fd()]
     }
 
     fn attach_trace(&mut self, trace: WorkerTrace) {
@@ -595,7 +613,7 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L3VxWorker<D, S> {
     fn drain(&mut self, i: usize, now: Timestamp, budget: usize) -> Result<bool, String> {
         self.trace.refresh();
         let more = match i {
-            SOCKET => drain_socket(self, now, budget),
+            SOCKET => drain_socket(self, 0, now, budget),
             TUN => self.drain_tun(now, budget)?,
             _ => false,
         };

@@ -66,7 +66,7 @@ pub fn run(cfg: &DaemonConfig, source: Option<ConfigSource>) -> Result<(), Failu
 }
 
 /// A VXLAN worker's send side: a raw socket of its own, and each network's outer-header
-/// settings (our address, the VXLAN port, and its policy: by default source ports from the inner
+/// settings (our address, its VXLAN port, and its policy: by default source ports from the inner
 /// flow hash in 49152-65535, TTL 64, DSCP and ECN inherited, DF set, and a zero UDP checksum, as
 /// Linux's vxlan device sends by default over IPv4; RFC 7348 §5 allows it and saves a pass over
 /// the frame). It follows and feeds the shared path MTUs `pmtu`, and reads the ICMP listener
@@ -76,7 +76,7 @@ fn tunnel_tx(
     pmtu: std::sync::Arc<crate::core::pmtu::PathMtus>,
     icmp: Option<pmtu::IcmpListener>,
 ) -> Result<tunnel_tx::TunnelTx, Failure> {
-    let settings = |n: &NetConfig| n.outer.vxlan(cfg.local, cfg.port);
+    let settings = |n: &NetConfig| n.outer.vxlan(cfg.local, cfg.port_of(n));
     let first = cfg
         .networks
         .first()

@@ -157,7 +157,7 @@ impl IcmpListener {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
             };
-            if let Some(r) = frag_needed_about(&buf[..n], local, self.ours)
+            if let Some(r) = frag_needed_about(&buf[..n], local, &self.ours)
                 && reports.len() < MAX_REPORTS
             {
                 reports.push(r);

@@ -137,6 +137,86 @@ impl Drop for Netns {
     }
 }
 
+/// A configuration file of a test's own, removed on drop.
+#[derive(Debug)]
+pub struct Conf(pub PathBuf);
+
+impl Conf {
+    /// A new file holding `text`.
+    pub fn new(text: &str) -> Conf {
+        let c = Conf(std::env::temp_dir().join(format!("{}.toml", unique("cf"))));
+        c.write(text);
+        c
+    }
+    /// Replaces its text.
+    pub fn write(&self, text: &str) {
+        std::fs::write(&self.0, text).unwrap();
+    }
+    /// Its path, as an argument.
+    pub fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for Conf {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// tcpdump writing a capture file of `eth0` in a namespace; stopped (and the file removed) on
+/// drop.
+#[derive(Debug)]
+pub struct Capture {
+    child: Child,
+    file: PathBuf,
+    log: PathBuf,
+}
+
+impl Capture {
+    /// Starts capturing `filter` on eth0 of `ns`; returns once tcpdump listens (≤ 10 s).
+    pub fn start(ns: &Netns, filter: &str) -> Capture {
+        let file = std::env::temp_dir().join(format!("{}.pcap", unique("cap")));
+        let log = file.with_extension("tcpdump.log");
+        let child = ns
+            .cmd("tcpdump")
+            .args(["-i", "eth0", "-n", "-U", "-w"])
+            .arg(&file)
+            .arg(filter)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .expect("cannot run tcpdump");
+        let c = Capture { child, file, log };
+        assert!(
+            wait_until(Duration::from_secs(10), || std::fs::read_to_string(&c.log)
+                .is_ok_and(|l| l.contains("listening on"))),
+            "tcpdump did not start: {:?}",
+            std::fs::read_to_string(&c.log)
+        );
+        c
+    }
+
+    /// `tshark -r <the capture so far> -n ARGS`: its output.
+    pub fn tshark(&self, args: &[&str]) -> String {
+        let out = run(Command::new("tshark")
+            .arg("-r")
+            .arg(&self.file)
+            .arg("-n")
+            .args(args));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.file);
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
 /// Two namespaces joined by a veth pair on 192.0.2.0/24: `a` is .1, `b` is .2.
 #[derive(Debug)]
 pub struct Pair {
