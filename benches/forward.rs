@@ -204,7 +204,8 @@ fn trace_bench(bencher: divan::Bencher, filter: Option<Filter>, check: bool) {
         let d = black_box(d.as_mut_slice());
         let origin = Origin::Tunnel {
             src: src.src,
-            port: None,
+            src_port: None,
+            dst_port: Some(src.port),
             tos: 0,
         };
         let v = if check && wt.armed() && wt.begin(origin, || Headers::of_vxlan(d)) {
@@ -278,7 +279,8 @@ fn capture_bench(bencher: divan::Bencher, filter: Option<Filter>, check: bool) {
         let d = black_box(d.as_mut_slice());
         let origin = Origin::Tunnel {
             src: src.src,
-            port: Some(50000),
+            src_port: Some(50000),
+            dst_port: Some(4789),
             tos: 0,
         };
         let captured =

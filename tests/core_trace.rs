@@ -11,7 +11,9 @@ use vtepd::core::l2::L2;
 use vtepd::core::l3vx::{L3Vx, L3VxConfig};
 use vtepd::core::route::{Routes, parse_route};
 use vtepd::core::synth::{self, Synth};
-use vtepd::core::trace::{Flood, LearnResult, Mac, NeighResult, Outcome, Proto, Recorder, Step};
+use vtepd::core::trace::{
+    Flood, LearnResult, Mac, NeighResult, Outcome, Proto, Recorder, ReplyKind, Step,
+};
 use vtepd::core::{
     Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, NetworkConfig, Out,
     Outer, Timestamp,
@@ -36,20 +38,24 @@ fn l2() -> L2 {
 
 /// The L2 engine, with ARP suppression on or off.
 fn l2_with(arp_suppress: bool) -> L2 {
-    let core = Arc::new(
+    L2::new(core(vec![B, C]), vec![arp_suppress])
+}
+
+/// A core with one network, VNI 42, flooding to `peers`.
+fn core(peers: Vec<Ipv4Addr>) -> Arc<Core> {
+    Arc::new(
         Core::new(CoreConfig {
             local: LOCAL,
             allow_any_peer: false,
             networks: vec![NetworkConfig {
                 vni: vni(),
-                peers: vec![B, C],
+                peers,
                 own_mac: OWN,
                 ..Default::default()
             }],
         })
         .unwrap(),
-    );
-    L2::new(core, vec![arp_suppress])
+    )
 }
 
 fn frame(src: MacAddr, dst: MacAddr) -> Vec<u8> {
@@ -176,19 +182,7 @@ fn a_simulation_learns_nothing_and_names_a_static_conflict() {
 
 #[test]
 fn l3_vxlan_records_route_and_neighbour_and_a_simulation_holds_nothing() {
-    let core = Arc::new(
-        Core::new(CoreConfig {
-            local: LOCAL,
-            allow_any_peer: false,
-            networks: vec![NetworkConfig {
-                vni: vni(),
-                peers: vec![B],
-                own_mac: OWN,
-                ..Default::default()
-            }],
-        })
-        .unwrap(),
-    );
+    let core = core(vec![B]);
     let routes =
         Routes::with_overlay_routes(LOCAL, &[parse_route("10.1.0.0/16=10.0.0.7").unwrap()])
             .unwrap();
@@ -372,4 +366,46 @@ fn arp_suppression_records_its_answer_and_a_simulation_binds_nothing() {
         Some(M1),
         "bound for real"
     );
+}
+
+#[test]
+fn l3_vxlan_records_what_an_arp_request_to_us_teaches_and_answers() {
+    let core = core(vec![B]);
+    let own_ip = Ipv4Addr::new(10, 0, 0, 1);
+    let routes = Arc::new(Routes::with_overlay_routes(LOCAL, &[]).unwrap());
+    let e = L3Vx::new(core, NET, L3VxConfig::new(OWN, own_ip, 24), routes);
+    let asker = Ipv4Addr::new(10, 0, 0, 5);
+    let who_has_us = Synth {
+        src_mac: Some(Mac(M1)),
+        src_ip: Some(asker),
+        dst_ip: Some(own_ip),
+        proto: Some(Proto::Arp),
+        ..Synth::default()
+    }
+    .frame(MacAddr::BROADCAST);
+    let (mut out, mut ctr) = (Out::with_capacity(4), Counters::default());
+    let table = e.core().neigh(NET).unwrap();
+    let mut sim = Recorder::<true>::default();
+    let mut d = synth::vxlan(42, &who_has_us);
+    let v = e.on_remote_traced(NOW, Outer::from(B), &mut d, &mut out, &mut ctr, &mut sim);
+    assert_eq!(v, FromTunnel::Consumed);
+    let taught = Step::NeighLearn {
+        ip: asker,
+        mac: Mac(M1),
+        result: NeighResult::New,
+    };
+    let answered = Step::Reply {
+        kind: ReplyKind::Arp,
+    };
+    assert_eq!(sim.steps()[3..], [taught, answered], "{:?}", sim.steps());
+    assert_eq!(
+        table.lookup(asker, NOW.millis()),
+        None,
+        "a simulation binds nothing"
+    );
+    let mut live = Recorder::<false>::default();
+    let mut d = synth::vxlan(42, &who_has_us);
+    e.on_remote_traced(NOW, Outer::from(B), &mut d, &mut out, &mut ctr, &mut live);
+    assert_eq!(live.steps()[3..], [taught, answered]);
+    assert_eq!(table.lookup(asker, NOW.millis()), Some(M1));
 }

@@ -415,6 +415,43 @@ fn sessions_are_bounded_and_those_nobody_polls_are_stopped_by_the_daemon() {
 }
 
 #[test]
+fn ctrl_c_stops_the_clients_session() {
+    let (_p, a) = daemon_on_a();
+    // Session ids are given in order: the client's is the one after ours.
+    let ours = request(&a, r#"{"cmd":"trace_start","count":1}"#)["data"]["session"]
+        .as_u64()
+        .unwrap();
+    let poll_next = || {
+        request(
+            &a,
+            &format!(r#"{{"cmd":"trace_poll","session":{}}}"#, ours + 1),
+        )
+    };
+    let client = Command::new(BIN)
+        .args(["trace", "--ip", "10.99.99.99", "--control"])
+        .arg(&a.control)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let armed = wait_until(Duration::from_secs(10), || poll_next()["ok"] == true);
+    // Ours, by PID, as Ctrl-C would.
+    let _ = Command::new("kill")
+        .args(["-INT", &client.id().to_string()])
+        .status();
+    let out = client.wait_with_output().unwrap();
+    assert!(armed, "the client's session never appeared");
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("0 packets traced, 0 records lost"), "{err}");
+    assert_eq!(
+        poll_next()["ok"],
+        false,
+        "the client stopped its session on the way out"
+    );
+}
+
+#[test]
 fn trace_help_names_every_filter_and_the_inject_fields() {
     let o = run(Command::new(BIN).args(["trace", "--help"]));
     let help = String::from_utf8_lossy(&o.stdout);

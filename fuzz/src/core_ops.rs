@@ -11,7 +11,10 @@
 //! - a datagram from the tunnel is delivered or dropped, never anything else (split horizon),
 //!   and only from a known remote (flood-list peer or static remote) unless `allow_any_peer`;
 //! - every drop is counted: the drops in `Counters`, reason by reason, are the Drop decisions;
-//! - a device frame goes to exactly its FDB remote (known unicast) or to exactly the flood list.
+//! - a device frame goes to exactly its FDB remote (known unicast) or to exactly the flood list;
+//! - a simulation (`trace --inject`: the traced variant with a `Recorder<true>`) of each frame and
+//!   datagram, run first, decides what the real call then decides and changes no FDB entry and
+//!   no neighbour binding.
 
 use crate::frames;
 use crate::input::{Input, Writer};
@@ -23,6 +26,7 @@ use std::time::Duration;
 use vtepd::core::arp::FrameTo;
 use vtepd::core::dampening::MoveLimit;
 use vtepd::core::l2::L2;
+use vtepd::core::trace::Recorder;
 use vtepd::core::{
     Core, CoreConfig, Counters, DropReason, EntryKind, FromDevice, FromTunnel, NetId,
     NetworkConfig, Out, Outer, Timestamp,
@@ -359,6 +363,24 @@ pub fn run(data: &[u8]) {
     crate::trace!("{ctr:?}\n{:?}", core.fdb_entries(now, None));
 }
 
+/// Runs the simulation `sim` and checks that it changed no FDB entry and no neighbour binding;
+/// its decision.
+fn simulated<V>(core: &Core, now: Timestamp, sim: impl FnOnce(&mut Recorder<true>) -> V) -> V {
+    let (fdb, neigh) = (core.fdb_entries(now, None), core.neigh_entries(now, None));
+    let v = sim(&mut Recorder::default());
+    assert_eq!(
+        core.fdb_entries(now, None),
+        fdb,
+        "a simulation changed the FDB"
+    );
+    assert_eq!(
+        core.neigh_entries(now, None),
+        neigh,
+        "a simulation changed a neighbour binding"
+    );
+    v
+}
+
 #[allow(clippy::too_many_arguments)]
 fn local(
     core: &Core,
@@ -391,7 +413,12 @@ fn local(
             None => Ok((m.flood[n].clone(), true)),
         }
     };
+    let sim = simulated(core, now, |t| {
+        let (mut out, mut ctr) = (Out::with_capacity(8), Counters::default());
+        l2.on_local_traced(now, NetId(u16::from(net)), frame, &mut out, &mut ctr, t)
+    });
     let v = l2.on_local(now, NetId(u16::from(net)), frame, out, ctr);
+    assert_eq!(v, sim, "the simulation decided otherwise");
     crate::trace!(
         "local net {net} {frame:02x?}: {v:?} {:?}",
         out.remotes.as_slice()
@@ -493,7 +520,13 @@ fn remote(
         }
         _ => None,
     };
-    let v = l2.on_remote(now, Outer { src, tos, port }, d, ctr);
+    let outer = Outer { src, tos, port };
+    let sim = simulated(core, now, |t| {
+        let mut copy = d.to_vec();
+        l2.on_remote_traced(now, outer, &mut copy, &mut Counters::default(), t)
+    });
+    let v = l2.on_remote(now, outer, d, ctr);
+    assert_eq!(v, sim, "the simulation decided otherwise");
     crate::trace!("remote from {src} tos {tos:#x} {d:02x?}: {v:?}");
     let learned_here = match &v {
         FromTunnel::Deliver { net: id, range } => {

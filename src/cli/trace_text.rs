@@ -195,11 +195,17 @@ pub fn block(row: &TraceRow, n: u64) -> String {
     };
     let from = match r.origin {
         Origin::Device { .. } => format!("from device {dev}"),
-        Origin::Tunnel { src, port, tos } => {
-            let port = port
+        Origin::Tunnel {
+            src,
+            src_port,
+            dst_port,
+            tos,
+        } => {
+            let from = src_port
                 .filter(|p| *p != 0)
                 .map_or(String::new(), |p| format!(":{p}"));
-            format!("from tunnel {src}{port} tos {tos:#04x}")
+            let to = dst_port.map_or(String::new(), |p| format!(" to port {p}"));
+            format!("from tunnel {src}{from}{to} tos {tos:#04x}")
         }
     };
     let worker = r.worker.map_or_else(
@@ -248,7 +254,8 @@ mod tests {
             ..Record::new(
                 Origin::Tunnel {
                     src: Ipv4Addr::new(192, 0, 2, 2),
-                    port: Some(50123),
+                    src_port: Some(50123),
+                    dst_port: Some(4789),
                     tos: 0,
                 },
                 Headers::default(),
@@ -266,7 +273,7 @@ mod tests {
             7,
         );
         assert!(
-            text.starts_with("packet 7 from tunnel 192.0.2.2:50123"),
+            text.starts_with("packet 7 from tunnel 192.0.2.2:50123 to port 4789"),
             "{text}"
         );
         assert!(text.contains("worker 1"), "{text}");

@@ -271,14 +271,14 @@ impl Core {
         self.by_vni.get(vni)
     }
 
-    /// The UDP port of network `id` (`None`: no such network, or removed).
-    pub fn port_of(&self, id: NetId) -> Option<u16> {
-        self.net(id).map(|n| n.port)
-    }
-
     /// The VNI of network `id` (`None`: no such network, or removed).
     pub fn vni_of(&self, id: NetId) -> Option<Vni> {
         self.net(id).map(|n| n.vni)
+    }
+
+    /// The UDP port of network `id` (`None`: no such network, or removed).
+    pub fn port_of(&self, id: NetId) -> Option<u16> {
+        self.net(id).map(|n| n.port)
     }
 
     /// Whether decapsulation is accepted from any source.

@@ -343,8 +343,10 @@ pub enum Origin {
     Tunnel {
         /// The outer source.
         src: Ipv4Addr,
-        /// Its UDP source port (VXLAN; none when unknown or IPIP).
-        port: Option<u16>,
+        /// Its UDP source port (VXLAN; none when unknown, or IPIP).
+        src_port: Option<u16>,
+        /// The UDP port it arrived on (VXLAN; none for IPIP).
+        dst_port: Option<u16>,
         /// The outer TOS byte.
         tos: u8,
     },
@@ -808,7 +810,8 @@ mod tests {
         let rec = Record::new(
             Origin::Tunnel {
                 src: Ipv4Addr::new(192, 0, 2, 2),
-                port: Some(50000),
+                src_port: Some(50000),
+                dst_port: Some(4789),
                 tos: 0,
             },
             Headers::default(),

@@ -54,22 +54,27 @@ pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
 }
 
 impl Injector {
-    /// Simulates `req` at `now` in network `net` (its VNI `vni` and UDP port `port`; the L3
-    /// modes have one, the caller resolved it). An error is the request's fault: one line
-    /// saying why.
+    /// Simulates `req` at `now` in network `net` (its VNI `vni`; the L3 modes have one, the
+    /// caller resolved it). An error is the request's fault: one line saying why.
     pub fn run(
         &self,
         now: Timestamp,
         req: &Inject,
         net: NetId,
         vni: u32,
-        port: u16,
     ) -> Result<Record, String> {
         let given = req.hex.as_deref().map(parse_hex).transpose()?;
         let f = &req.fields;
         let mut ctr = Counters::default();
         let mut out = Out::with_capacity(64);
         let mut rec = Recorder::<true>::default();
+        // The network's own UDP port: the datagram arrives where the network listens.
+        let port = match self {
+            Injector::L2(e) => e.core().port_of(net),
+            Injector::L3Vx(e) => e.core().port_of(e.net()),
+            Injector::Ipip(_) => None,
+        }
+        .unwrap_or(0);
         let outer = || -> Result<Outer, String> {
             let src = req.outer_src.ok_or(
                 "a packet from the tunnel needs its outer source (--outer-src IP)".to_owned(),
@@ -82,7 +87,8 @@ impl Injector {
         };
         let tunnel_origin = |o: Outer| Origin::Tunnel {
             src: o.src,
-            port: None,
+            src_port: None,
+            dst_port: (o.port != 0).then_some(o.port),
             tos: o.tos,
         };
         let bytes = |build: &dyn Fn(&Synth) -> Vec<u8>| given.clone().unwrap_or_else(|| build(f));

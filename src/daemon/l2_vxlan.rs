@@ -503,7 +503,8 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
         let (learned, moves) = (self.ctr.learned, self.ctr.mac_moves);
         let origin = Origin::Tunnel {
             src,
-            port: Some(m.src_port),
+            src_port: Some(m.src_port),
+            dst_port: Some(port),
             tos: m.tos,
         };
         let (m_src_port, m_tos) = (m.src_port, m.tos);

@@ -279,7 +279,8 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
         };
         let origin = Origin::Tunnel {
             src: outer.src,
-            port: None,
+            src_port: None,
+            dst_port: None,
             tos: outer.tos,
         };
         // A capture keeps the packet as received (the engine may rewrite its inner ECN).

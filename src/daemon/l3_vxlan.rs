@@ -286,7 +286,8 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         let inner = d.len().saturating_sub(encap::vxlan::HEADER_LEN) as u64;
         let origin = Origin::Tunnel {
             src,
-            port: Some(m.src_port),
+            src_port: Some(m.src_port),
+            dst_port: Some(port),
             tos: m.tos,
         };
         let received = Received {

@@ -107,9 +107,8 @@ impl TraceControl {
             Some(v) => (core.net_by_vni(v).unwrap_or(NetId(0)), v.get()),
             None => (crate::core::ipip::NET, 0),
         };
-        let port = core.port_of(net).unwrap_or(encap::vxlan::DEFAULT_PORT);
         let r = injector
-            .run(now, req, net, vni, port)
+            .run(now, req, net, vni)
             .map_err(|e| Response::err(true, e))?;
         Ok(json(&row(r, nets, fallback_dev)))
     }
