@@ -299,7 +299,7 @@ fn capture_bench(bencher: divan::Bencher, filter: Option<Filter>, check: bool) {
                 tos: 0,
             };
             let kept = captured.then_some((Some(r), &kept[..]));
-            capture_tunnel(&cap, origin, &v, kept, d, Link::Ethernet);
+            capture_tunnel(&cap, origin, &v, kept, d, Link::Ethernet, false);
         }
         v
     });

@@ -2,7 +2,8 @@
 //! captured during a ping across two vtepd hosts in each mode, read back by tshark (the
 //! underlay as VXLAN with its VNI, addresses and port, or as IPIP; the overlay as the ICMP of
 //! the ping, as many packets as on the underlay); a datagram scapy sends with an unknown VNI
-//! captured with its drop reason; the byte budget ends a capture by itself.
+//! captured with its drop reason; TSO super-frames as the segments on the wire; `-w -` piped
+//! into tshark; the byte budget ends a capture by itself; bad arguments are one line, status 2.
 
 mod cli_support;
 mod daemon_support;
@@ -263,4 +264,57 @@ fn bad_capture_arguments_are_one_line_and_status_2() {
             .args(["--control", "/nonexistent/vtepd.sock"]));
         cli_support::assert_one_line(&out, 2, says, &format!("capture {args:?}"));
     }
+}
+
+#[test]
+fn a_capture_to_stdout_pipes_into_tshark() {
+    let (p, a, _b) = two_daemons("1");
+    let mut cap = Command::new(BIN)
+        .args([
+            "capture",
+            "--count",
+            "4",
+            "--filter",
+            "proto=icmp",
+            "-w",
+            "-",
+        ])
+        .arg("--control")
+        .arg(&a.control)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tshark = Command::new("tshark")
+        .args(["-r", "-", "-T", "fields", "-e", "frame.interface_name"])
+        .stdin(cap.stdout.take().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let done = wait_until(CAPTURE_WAIT, || {
+        if matches!(cap.try_wait(), Ok(Some(_))) {
+            return true;
+        }
+        ping(&p.a, "10.9.0.2");
+        false
+    });
+    if !done {
+        // Ours, by PID.
+        let _ = Command::new("kill")
+            .args(["-INT", &cap.id().to_string()])
+            .status();
+    }
+    let summary = String::from_utf8_lossy(&cap.wait_with_output().unwrap().stderr).into_owned();
+    let read = tshark.wait_with_output().unwrap();
+    assert!(done, "{summary}");
+    let read = String::from_utf8_lossy(&read.stdout).into_owned();
+    let mut sides: Vec<_> = read.lines().collect();
+    // The capture may arm between a request and its reply: the order varies, the sides not.
+    sides.sort_unstable();
+    assert_eq!(
+        sides,
+        ["overlay", "overlay", "underlay", "underlay"],
+        "{summary}"
+    );
 }

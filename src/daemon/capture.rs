@@ -220,11 +220,17 @@ impl Seen<'_> {
 pub const SUPER_FRAME: &str = "TSO super-frame as the device handed it over: the underlay \
      side shows the segments that cross the wire";
 
+/// The note on an IPIP packet the underlay's GRO merged.
+pub const GRO_MERGED: &str = "a super-packet the underlay's GRO merged from several that \
+     crossed the wire";
+
 /// Offers a packet from the tunnel, with the engine's decision `v`: its outer packet when
 /// [`WorkerCapture::wants`] said so (`kept`: the bytes as received, with the outer header made
 /// up from the socket's report for a VXLAN datagram, `None` for IPIP's whole packet), and
 /// when delivered, the inner packet (`link`) the device gets (in `now`: the datagram or
-/// packet after the decision, which may have rewritten it).
+/// packet after the decision, which may have rewritten it). `merged`: an IPIP packet the
+/// underlay's GRO made of several (both records say so).
+#[allow(clippy::too_many_arguments)]
 pub fn capture_tunnel(
     c: &WorkerCapture,
     origin: Origin,
@@ -232,7 +238,9 @@ pub fn capture_tunnel(
     kept: Option<(Option<Received>, &[u8])>,
     now: &[u8],
     link: Link,
+    merged: bool,
 ) {
+    let merged = merged.then_some(GRO_MERGED);
     if !c.active() {
         return;
     }
@@ -252,7 +260,7 @@ pub fn capture_tunnel(
                 let seen = under(Some(MADE_UP_OUTER));
                 c.offer(seen, &[&h, bytes], || Headers::of_vxlan(bytes));
             }
-            None => c.offer(under(None), &[bytes], || Headers::of_ipip(bytes)),
+            None => c.offer(under(merged), &[bytes], || Headers::of_ipip(bytes)),
         }
     }
     if let crate::core::FromTunnel::Deliver { range, .. } = v
@@ -264,7 +272,7 @@ pub fn capture_tunnel(
             link,
             origin,
             outcome: &outcome,
-            note: None,
+            note: merged,
         };
         let h = || match link {
             Link::Ethernet => Headers::of_frame(inner),

@@ -543,7 +543,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
                 tos: m_tos,
             };
             let kept = captured.then_some((Some(received), &self.cap_buf[..]));
-            capture_tunnel(&self.tx.capture, origin, &v, kept, d, Link::Ethernet);
+            capture_tunnel(&self.tx.capture, origin, &v, kept, d, Link::Ethernet, false);
         }
         // Drops are counted by the engine (and here in their network when the VNI names one
         // of ours) and summarised by the drop report.

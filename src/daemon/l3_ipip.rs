@@ -304,7 +304,10 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
         };
         if self.trace.armed() {
             let kept = captured.then_some((None, &self.cap_buf[..]));
-            capture_tunnel(&self.capture, origin, &v, kept, packet, Link::Ipv4);
+            // Longer than the device's MTU and its outer header: the underlay's GRO merged it.
+            let merged = packet.len() > self.mtu + 20;
+            let c = &self.capture;
+            capture_tunnel(c, origin, &v, kept, packet, Link::Ipv4, merged);
         }
         if let FromTunnel::Deliver { range, .. } = v {
             // The source checked is the outer header's (the socket's address is the same).

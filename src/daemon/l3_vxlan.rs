@@ -319,7 +319,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         if self.trace.armed() {
             let d = self.rx.batch.get(i).map_or(&[][..], |(d, _)| d);
             let kept = captured.then_some((Some(received), &self.cap_buf[..]));
-            capture_tunnel(&self.tx.capture, origin, &v, kept, d, Link::Ipv4);
+            capture_tunnel(&self.tx.capture, origin, &v, kept, d, Link::Ipv4, false);
         }
         // What the tunnel carried: the Ethernet frame (delivered as the IP packet in it).
         if matches!(v, FromTunnel::Consumed | FromTunnel::Deliver { .. }) {
