@@ -11,7 +11,7 @@ mod l2_pair_support;
 mod l3_pair_support;
 mod transfer_support;
 
-use daemon_support::{BIN, Daemon, Netns, run, wait_until};
+use daemon_support::{BIN, Daemon, Netns, run, wait_calling};
 use l2_pair_support::{daemon_on_a, two_daemons};
 use l3_pair_support::{ipip_pair, l3vx_pair};
 use std::path::PathBuf;
@@ -40,19 +40,8 @@ fn capture(d: &Daemon, args: &[&str], mut trigger: impl FnMut()) -> (PathBuf, St
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let done = wait_until(CAPTURE_WAIT, || {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return true;
-        }
-        trigger();
-        false
-    });
-    if !done {
-        // Ours, by PID: SIGINT, as Ctrl-C would (the client stops its session).
-        let _ = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status();
-    }
+    // SIGINT when it has not finished: the client stops its session.
+    let done = wait_calling(&mut child, CAPTURE_WAIT, &mut trigger);
     let out = child.wait_with_output().unwrap();
     let summary = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
@@ -292,19 +281,7 @@ fn a_capture_to_stdout_pipes_into_tshark() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let done = wait_until(CAPTURE_WAIT, || {
-        if matches!(cap.try_wait(), Ok(Some(_))) {
-            return true;
-        }
-        ping(&p.a, "10.9.0.2");
-        false
-    });
-    if !done {
-        // Ours, by PID.
-        let _ = Command::new("kill")
-            .args(["-INT", &cap.id().to_string()])
-            .status();
-    }
+    let done = wait_calling(&mut cap, CAPTURE_WAIT, || ping(&p.a, "10.9.0.2"));
     let summary = String::from_utf8_lossy(&cap.wait_with_output().unwrap().stderr).into_owned();
     let read = tshark.wait_with_output().unwrap();
     assert!(done, "{summary}");

@@ -9,7 +9,7 @@ mod daemon_support;
 mod l2_pair_support;
 mod l3_pair_support;
 
-use daemon_support::{BIN, Daemon, Netns, Pair, run, wait_until};
+use daemon_support::{BIN, Daemon, Netns, Pair, run, wait_calling, wait_until};
 use l2_pair_support::{daemon_on_a, l2_daemon};
 use l3_pair_support::{ipip_pair, l3vx_pair};
 use serde_json::Value;
@@ -35,19 +35,8 @@ fn armed(d: &Daemon, args: &[&str], mut trigger: impl FnMut()) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let done = wait_until(TRACE_WAIT, || {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return true;
-        }
-        trigger();
-        false
-    });
-    if !done {
-        // Ours, by PID: SIGINT, as Ctrl-C would (the client stops its session).
-        let _ = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status();
-    }
+    // SIGINT when it has not finished: the client stops its session.
+    let done = wait_calling(&mut child, TRACE_WAIT, &mut trigger);
     let out = child.wait_with_output().unwrap();
     assert!(
         done,

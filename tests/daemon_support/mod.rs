@@ -55,6 +55,25 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Waits up to `limit` for `child` (a client that ends by itself) to exit, calling `trigger`
+/// meanwhile; if it has not, sends it SIGINT by its PID, as Ctrl-C would. Whether it exited
+/// by itself.
+pub fn wait_calling(child: &mut Child, limit: Duration, mut trigger: impl FnMut()) -> bool {
+    let done = wait_until(limit, || {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return true;
+        }
+        trigger();
+        false
+    });
+    if !done {
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+    }
+    done
+}
+
 /// A network namespace, deleted on drop.
 #[derive(Debug)]
 pub struct Netns {
