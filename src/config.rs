@@ -6,6 +6,7 @@
 
 pub mod outer;
 pub mod reload;
+pub mod store;
 
 pub use crate::core::dampening::MoveLimit;
 use crate::core::route::{self, Route};
@@ -21,6 +22,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use outer::Outer;
+pub use store::StoreOptions;
 
 /// Default control socket path.
 pub const DEFAULT_CONTROL: &str = "/run/vtepd/vtepd.sock";
@@ -518,6 +520,8 @@ pub struct DaemonConfig {
     pub log_format: LogFormat,
     /// Where to serve Prometheus metrics (`GET /metrics`); `None`: no metrics listener.
     pub metrics: Option<SocketAddr>,
+    /// The store of a store-driven fabric (`--store`; none: static configuration only).
+    pub store: StoreOptions,
     /// The networks, in configuration order.
     pub networks: Vec<NetConfig>,
 }
@@ -582,6 +586,7 @@ impl DaemonConfig {
             return err("too many networks");
         }
         self.validate_mode()?;
+        self.store.settings().map_err(ConfigError)?;
         let mut vnis = HashSet::new();
         let mut devs = HashSet::new();
         for n in &self.networks {
@@ -778,6 +783,9 @@ impl DaemonConfig {
                 .into(),
             ),
             metrics: self.metrics.map(|m| m.to_string()),
+            store: self.store.store.clone(),
+            store_prefix: self.store.store_prefix.clone(),
+            store_ttl: self.store.store_ttl,
             networks: self
                 .networks
                 .iter()
@@ -861,6 +869,26 @@ struct FileConfig {
     log_format: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics: Option<String>,
+    // The store's keys, read by the parsers of its flags (`store::StoreOptions`); not flattened,
+    // which would cost the other keys' errors their line numbers.
+    #[serde(
+        default,
+        deserialize_with = "store::de_store",
+        skip_serializing_if = "Option::is_none"
+    )]
+    store: Option<store::StoreEndpoints>,
+    #[serde(
+        default,
+        deserialize_with = "store::de_prefix",
+        skip_serializing_if = "Option::is_none"
+    )]
+    store_prefix: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "store::de_ttl",
+        skip_serializing_if = "Option::is_none"
+    )]
+    store_ttl: Option<u64>,
     #[serde(default, rename = "network")]
     networks: Vec<FileNetwork>,
 }
@@ -1069,6 +1097,11 @@ impl FileConfig {
             control,
             log_format,
             metrics,
+            store: StoreOptions {
+                store: self.store,
+                store_prefix: self.store_prefix,
+                store_ttl: self.store_ttl,
+            },
             networks,
         })
     }

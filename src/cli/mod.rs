@@ -111,6 +111,7 @@ stderr."
 pub struct RunArgs {
     /// Read the networks from a TOML file instead of the flags below
     /// (keys: local, port, allow_any_peer, mode, encap, threads, control, metrics, log_format,
+    /// store, store_prefix, store_ttl,
     /// and [[network]] tables with dev, vni, peers, address, mtu, learning, ageing, max_fdb,
     /// fdb = [{mac, remote}], routes = ["CIDR=IP", ...], neigh = [{ip, mac}], arp_suppress,
     /// mac_move = {moves, window, hold}, storm = {broadcast, unknown_unicast, multicast}, ttl,
@@ -118,7 +119,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "dev", "local", "vni", "peers", "port", "address", "mtu", "no_learning", "ageing",
         "max_fdb", "allow_any_peer", "threads", "mode", "encap", "routes", "neigh",
-        "arp_suppress", "mac_move", "storm", "outer",
+        "arp_suppress", "mac_move", "storm", "outer", "store_opts",
     ])]
     pub config: Option<PathBuf>,
 
@@ -227,6 +228,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<usize>,
 
+    /// The store of a store-driven fabric: --store, --store-prefix, --store-ttl.
+    #[command(flatten)]
+    pub store: config::StoreOptions,
+
     /// Control socket path, mode 0600 [default: /run/vtepd/vtepd.sock]; with --config it
     /// overrides the file's `control`.
     #[arg(long, value_name = "PATH", value_parser = parse_control_path)]
@@ -331,6 +336,7 @@ impl RunArgs {
             control: PathBuf::from(config::DEFAULT_CONTROL),
             log_format: LogFormat::default(),
             metrics: None,
+            store: self.store.clone(),
             networks: vec![net],
         })
     }

@@ -244,6 +244,9 @@ pub fn plan(running: &DaemonConfig, new: &DaemonConfig) -> Result<Vec<Step>, Ref
             show(new.metrics)
         ));
     }
+    if running.store != new.store {
+        restart("store, store_prefix or store_ttl changed".into());
+    }
     let mut steps = Vec::new();
     if running.allow_any_peer != new.allow_any_peer {
         if running.tunnel.is_vxlan() {

@@ -9,10 +9,11 @@
 use super::netlink::{RouteChangeError, RouteService};
 use super::reload::{ReloadError, Reloader};
 use super::stats::{Clock, StatsBoard};
+use super::store::status::{StoreCounters, StoreStatus};
 use crate::control::protocol::{
     ConfigShowReport, FdbRow, Kind, NeighRow, NetStats, PathMtuReport, PathMtuRow, PeerStats,
-    PeersRow, ReloadReport, Request, Response, RouteRow, STATS_VERSION, StatsReport, TunnelMode,
-    WorkerStats,
+    PeersRow, ReloadReport, Request, Response, RouteRow, STATS_VERSION, StatsReport, StoreReport,
+    TunnelMode, WorkerStats,
 };
 use crate::control::server::{Handle, Reply};
 use crate::core::pmtu::PathMtus;
@@ -100,6 +101,8 @@ pub struct Handler {
     reloader: Option<Arc<Reloader>>,
     /// The tunnel mode (what `stats` reports and which counters apply).
     mode: TunnelMode,
+    /// The store client's state and counters (`--store`).
+    store: Option<Arc<StoreStatus>>,
 }
 
 /// An entry's kind as the protocol prints it.
@@ -143,7 +146,14 @@ impl Handler {
             pmtu: None,
             reloader: None,
             mode: TunnelMode::L2Vxlan,
+            store: None,
         }
+    }
+
+    /// Reports the store client's `status` in `stats` (`--store`).
+    pub fn with_store(mut self, status: Option<Arc<StoreStatus>>) -> Handler {
+        self.store = status;
+        self
     }
 
     /// Reports `mode` as the daemon's tunnel mode.
@@ -310,6 +320,25 @@ impl Handler {
                 Response::ok(serde_json::json!({ "removed": removed })).into()
             }
             Request::PeersShow => {
+                // The store's peers the operator did not also list, per VNI.
+                let operator: std::collections::HashMap<u32, Vec<Ipv4Addr>> = self
+                    .core
+                    .peers()
+                    .into_iter()
+                    .map(|(v, p)| (v.get(), p))
+                    .collect();
+                let store: std::collections::HashMap<u32, Vec<Ipv4Addr>> = self
+                    .core
+                    .store_peers()
+                    .into_iter()
+                    .map(|(v, p)| {
+                        let op = operator.get(&v.get());
+                        let only = p
+                            .into_iter()
+                            .filter(|ip| op.is_none_or(|o| !o.contains(ip)));
+                        (v.get(), only.collect())
+                    })
+                    .collect();
                 let row = move |vni: u32, dev: String, peers: Vec<Ipv4Addr>| PeersRow {
                     vni,
                     dev,
@@ -317,6 +346,7 @@ impl Handler {
                         .iter()
                         .filter_map(|p| self.path_mtu_row(now, *p))
                         .collect(),
+                    store: store.get(&vni).cloned().unwrap_or_default(),
                     peers,
                 };
                 let nets = self.nets();
@@ -328,9 +358,12 @@ impl Handler {
                     return Ok(Reply::rows([row(0, svc.dev().to_owned(), hops)]));
                 }
                 Reply::rows(
-                    self.core.peers().into_iter().map(move |(vni, peers)| {
-                        row(vni.get(), nets.dev_of(vni).to_owned(), peers)
-                    }),
+                    self.core
+                        .flood_peers()
+                        .into_iter()
+                        .map(move |(vni, peers)| {
+                            row(vni.get(), nets.dev_of(vni).to_owned(), peers)
+                        }),
                 )
             }
             Request::PeersAdd { vni, ip } => {
@@ -549,6 +582,15 @@ impl Handler {
             path_mtu: self.path_mtu_report(now),
             peers: peer_rows,
             peers_overflow,
+            store: self.store.as_deref().map(|s| StoreReport {
+                state: s.state().name().to_owned(),
+                members: s.members(),
+                counters: StoreCounters::NAMES
+                    .iter()
+                    .map(|n| (*n).to_owned())
+                    .zip(s.counters.values())
+                    .collect(),
+            }),
         }
     }
 }

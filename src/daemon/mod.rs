@@ -42,6 +42,7 @@ pub mod runner;
 pub mod signals;
 pub mod socket;
 pub mod stats;
+pub mod store;
 pub mod tun;
 pub mod tunnel_tx;
 

@@ -85,6 +85,7 @@ fn report() -> StatsReport {
             path_mtu: Some(1500),
         }],
         peers_overflow: PeerTraffic::from_array(&[5, 6, 7, 8]),
+        store: None,
     }
 }
 

@@ -1,0 +1,252 @@
+//! The store's key layout and its JSON values (pure; README.md, "Store", documents it).
+//!
+//! Under the fabric's prefix (`--store-prefix`, default `/vtepd`):
+//!
+//! - `PREFIX/members/VNI/UNDERLAY`: one daemon's registration in one network, written by that
+//!   daemon under its lease (gone when the daemon leaves or its lease expires). IPIP has no
+//!   VNI: its registrations use 0. The value is a [`Member`] in JSON:
+//!   `{"version":1,"underlay":"192.0.2.1","vni":42,"port":4789}`, with `mac` (its MAC on the
+//!   network, L3 VXLAN), `address` (its own overlay address, L3 VXLAN) and `prefixes` (the
+//!   overlay prefixes behind it, L3 modes) when it has them.
+//!
+//! Other keys under the prefix are not vtepd's and are left alone. A value that does not parse,
+//! names another network or address than its key, or has a `version` this vtepd does not know
+//! is a [`BadValue`]: skipped whole (never applied half-way), logged and counted.
+
+use encap::{MacAddr, Vni};
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+/// The layout version this vtepd writes and reads (a value with another is skipped).
+pub const VERSION: u32 = 1;
+
+/// One daemon's registration in one network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The layout version ([`VERSION`]).
+    pub version: u32,
+    /// Its underlay address (where tunnel packets for it go).
+    pub underlay: Ipv4Addr,
+    /// The network's VNI (0 for IPIP).
+    pub vni: u32,
+    /// Its VXLAN UDP port (0 for IPIP).
+    pub port: u16,
+    /// Its MAC on the network (L3 VXLAN: the next hop's MAC the others resolve to).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "mac_text")]
+    pub mac: Option<MacAddr>,
+    /// Its own overlay address (L3 VXLAN: the next hop of its prefixes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Ipv4Addr>,
+    /// The overlay prefixes behind it (L3 modes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefixes: Vec<Ipv4Net>,
+}
+
+/// A value under the prefix that was skipped, and why (one line).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("store key {key}: {why}")]
+pub struct BadValue {
+    /// The key.
+    pub key: String,
+    /// Why it was skipped.
+    pub why: String,
+}
+
+/// What a key under the prefix is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A member's registration: its network and underlay address.
+    Member(Vni, Ipv4Addr),
+    /// Not one of vtepd's keys (left alone).
+    Other,
+}
+
+/// The key of `underlay`'s registration in network `vni`.
+pub fn member_key(prefix: &str, vni: Vni, underlay: Ipv4Addr) -> String {
+    format!("{prefix}/members/{}/{underlay}", vni.get())
+}
+
+/// The prefix every registration key starts with (watched and listed).
+pub fn members_prefix(prefix: &str) -> String {
+    format!("{prefix}/members/")
+}
+
+/// What `key` is; a key under `members/` that does not name a VNI and an address is bad.
+pub fn classify(prefix: &str, key: &str) -> Result<KeyKind, BadValue> {
+    let Some(rest) = key.strip_prefix(&members_prefix(prefix)) else {
+        return Ok(KeyKind::Other);
+    };
+    let bad = |why: String| BadValue {
+        key: key.to_owned(),
+        why,
+    };
+    let Some((vni, ip)) = rest.split_once('/') else {
+        return Err(bad("not members/VNI/UNDERLAY".into()));
+    };
+    let vni = vni
+        .parse::<u32>()
+        .ok()
+        .and_then(|v| Vni::new(v).ok())
+        .ok_or_else(|| bad(format!("'{vni}' is not a VNI")))?;
+    let ip = ip
+        .parse::<Ipv4Addr>()
+        .map_err(|_| bad(format!("'{ip}' is not an IPv4 address")))?;
+    Ok(KeyKind::Member(vni, ip))
+}
+
+impl Member {
+    /// The value written for this registration.
+    pub fn to_json(&self) -> String {
+        // A struct of plain fields always serialises.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The registration stored under `key` (`vni`, `underlay` from [`classify`]) as `value`.
+    pub fn parse(
+        key: &str,
+        vni: Vni,
+        underlay: Ipv4Addr,
+        value: &[u8],
+    ) -> Result<Member, BadValue> {
+        let bad = |why: String| BadValue {
+            key: key.to_owned(),
+            why,
+        };
+        // The version first, so that a newer layout is named as such rather than as garbage.
+        #[derive(Deserialize)]
+        struct Versioned {
+            version: Option<u32>,
+        }
+        let v: Versioned = serde_json::from_slice(value)
+            .map_err(|e| bad(format!("not a JSON object with a version: {e}")))?;
+        match v.version {
+            Some(VERSION) => {}
+            Some(other) => return Err(bad(format!("version {other} is not known here (1 is)"))),
+            None => return Err(bad("no version field".into())),
+        }
+        let m: Member = serde_json::from_slice(value).map_err(|e| bad(e.to_string()))?;
+        if m.vni != vni.get() || m.underlay != underlay {
+            return Err(bad(format!(
+                "the value names VNI {} and {}, not the key's",
+                m.vni, m.underlay
+            )));
+        }
+        if let Some(why) = crate::core::UnusableRemote::of(m.underlay) {
+            return Err(bad(why.to_string()));
+        }
+        if m.mac.is_some_and(|mac| !mac.is_unicast()) {
+            return Err(bad("mac is not a unicast MAC address".into()));
+        }
+        Ok(m)
+    }
+}
+
+/// A MAC as its usual text in the JSON value.
+mod mac_text {
+    use encap::MacAddr;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &Option<MacAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match m {
+            Some(m) => s.serialize_str(&m.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MacAddr>, D::Error> {
+        let t = Option::<String>::deserialize(d)?;
+        t.map(|t| t.parse().map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vni(v: u32) -> Vni {
+        Vni::new(v).unwrap()
+    }
+
+    const A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+
+    #[test]
+    fn keys_name_the_network_and_the_host() {
+        let k = member_key("/vtepd/t", vni(42), A);
+        assert_eq!(k, "/vtepd/t/members/42/192.0.2.1");
+        assert_eq!(classify("/vtepd/t", &k), Ok(KeyKind::Member(vni(42), A)));
+        assert_eq!(classify("/vtepd/t", "/vtepd/t/other/x"), Ok(KeyKind::Other));
+        assert_eq!(
+            classify("/vtepd/t", "/vtepd/tt/members/1/192.0.2.1"),
+            Ok(KeyKind::Other)
+        );
+        for bad in [
+            "/vtepd/t/members/42",
+            "/vtepd/t/members/x/192.0.2.1",
+            "/vtepd/t/members/16777216/192.0.2.1",
+            "/vtepd/t/members/42/host",
+        ] {
+            assert!(classify("/vtepd/t", bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The documented value reads (written here by hand, as an operator or another tool would
+    /// write it), and what we write reads back.
+    #[test]
+    fn values_read_the_documented_layout() {
+        let key = member_key("/p", vni(1), A);
+        let text = br#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":4789,
+            "mac":"02:00:00:00:00:01","address":"10.244.1.0","prefixes":["10.244.1.0/24"],
+            "added_later":true}"#;
+        let m = Member::parse(&key, vni(1), A, text).unwrap();
+        assert_eq!(m.port, 4789);
+        assert_eq!(m.mac, Some(MacAddr([2, 0, 0, 0, 0, 1])));
+        assert_eq!(m.address, Some(Ipv4Addr::new(10, 244, 1, 0)));
+        assert_eq!(m.prefixes, ["10.244.1.0/24".parse::<Ipv4Net>().unwrap()]);
+        assert_eq!(
+            Member::parse(&key, vni(1), A, m.to_json().as_bytes()),
+            Ok(m)
+        );
+        let plain = Member::parse(
+            &key,
+            vni(1),
+            A,
+            br#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":4789}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            plain.to_json(),
+            r#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":4789}"#
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_reason() {
+        let key = member_key("/p", vni(1), A);
+        for (value, why) in [
+            (&b"not json"[..], "not a JSON object"),
+            (b"{}", "no version"),
+            (br#"{"version":2,"underlay":"192.0.2.1"}"#, "version 2"),
+            (br#"{"version":1,"underlay":"192.0.2.1","vni":1}"#, "missing field `port`"),
+            (br#"{"version":1,"underlay":"192.0.2.9","vni":1,"port":4789}"#, "not the key's"),
+            (br#"{"version":1,"underlay":"192.0.2.1","vni":7,"port":4789}"#, "not the key's"),
+            (br#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":4789,"mac":"01:00:5e:00:00:01"}"#, "unicast"),
+            (br#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":4789,"mac":"zz"}"#, "MAC address"),
+            (br#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":70000}"#, "expected u16"),
+        ] {
+            let e = Member::parse(&key, vni(1), A, value).unwrap_err();
+            assert!(e.to_string().contains(why), "{}: {e}", String::from_utf8_lossy(value));
+            assert!(!e.to_string().contains('\n'));
+        }
+        let lo = member_key("/p", vni(1), Ipv4Addr::LOCALHOST);
+        let e = Member::parse(
+            &lo,
+            vni(1),
+            Ipv4Addr::LOCALHOST,
+            br#"{"version":1,"underlay":"127.0.0.1","vni":1,"port":4789}"#,
+        )
+        .unwrap_err();
+        assert!(e.why.contains("loopback"), "{e}");
+    }
+}

@@ -1,0 +1,141 @@
+//! A store-driven fabric (`--store etcd=URL`), end to end with a real etcd in network
+//! namespaces: hosts given only the store (no `--peer`) find each other and ping, a host that
+//! joins later is reached, one killed drops out of the others' flood lists once its lease
+//! expires, one stopped cleanly at once; what the store installed is not the operator's
+//! configuration. Needs root (network namespaces) and etcd (scripts/setup.sh).
+
+mod daemon_support;
+mod etcd_support;
+
+use daemon_support::{Daemon, Netns, Switch, wait_until};
+use etcd_support::Etcd;
+use std::time::Duration;
+
+const PREFIX: &str = "/vtepd/t";
+/// The lease TTL the daemons register with: short, so a dead host leaves quickly.
+const TTL: &str = "3";
+/// How long any one wait may take (a lease expiry included).
+const WAIT: Duration = Duration::from_secs(15);
+
+/// An L2 daemon on host `n` (192.0.2.n, overlay 10.9.0.n/24, VNI 42) given only the store.
+fn host(ns: &Netns, n: u8, etcd: &Etcd) -> Daemon {
+    let (local, address) = (format!("192.0.2.{n}"), format!("10.9.0.{n}/24"));
+    let store = format!("etcd={}", etcd.url);
+    Daemon::start(
+        ns,
+        &[
+            "--dev",
+            "vx0",
+            "--vni",
+            "42",
+            "--local",
+            &local,
+            "--address",
+            &address,
+            "--threads",
+            "1",
+            "--store",
+            &store,
+            "--store-prefix",
+            PREFIX,
+            "--store-ttl",
+            TTL,
+        ],
+    )
+}
+
+/// `peers show --json` of VNI 42: (flood list, those from the store).
+fn peers(d: &Daemon) -> (Vec<String>, Vec<String>) {
+    let rows: serde_json::Value =
+        serde_json::from_str(&d.ok(&["peers", "show", "--json"])).unwrap();
+    let row = &rows[0];
+    let list = |k: &str| -> Vec<String> {
+        row[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    (list("peers"), list("store"))
+}
+
+/// Waits until `d` floods to exactly `want` (sorted), all of them from the store.
+fn wait_flood(d: &Daemon, want: &[&str]) {
+    let ok = wait_until(WAIT, || {
+        let (mut all, mut store) = peers(d);
+        all.sort();
+        store.sort();
+        all == want && store == want
+    });
+    assert!(
+        ok,
+        "flood list {:?}, wanted {want:?}: {}",
+        peers(d),
+        d.log_text()
+    );
+}
+
+#[test]
+fn hosts_given_only_the_store_find_each_other_and_leave() {
+    let sw = Switch::new(Some("192.0.2.254/24"));
+    let etcd = Etcd::start(&sw.ns, "192.0.2.254");
+    let ns: Vec<Netns> = (1..=4)
+        .map(|n| sw.host(&format!("192.0.2.{n}/24")))
+        .collect();
+    let mut d: Vec<Daemon> = (1..=3).map(|n| host(&ns[n - 1], n as u8, &etcd)).collect();
+
+    // Three hosts: each floods to the two others, and they ping.
+    wait_flood(&d[0], &["192.0.2.2", "192.0.2.3"]);
+    wait_flood(&d[1], &["192.0.2.1", "192.0.2.3"]);
+    wait_flood(&d[2], &["192.0.2.1", "192.0.2.2"]);
+    assert!(ns[0].ping_within("10.9.0.2", WAIT), "{}", d[1].log_text());
+    assert!(ns[0].ping_within("10.9.0.3", WAIT), "{}", d[2].log_text());
+    assert!(ns[1].ping_within("10.9.0.3", WAIT));
+    // Registrations are what the README documents.
+    let mut keys = etcd.keys(&sw.ns, PREFIX);
+    keys.sort();
+    assert_eq!(
+        keys,
+        [1, 2, 3].map(|n| format!("{PREFIX}/members/42/192.0.2.{n}"))
+    );
+    // The store's peers are not the operator's: the running configuration has none.
+    let conf = d[0].ok(&["config", "show"]);
+    assert!(!conf.contains("peers"), "{conf}");
+    assert!(
+        conf.contains(&format!("store = \"etcd={}\"", etcd.url)),
+        "{conf}"
+    );
+
+    // A fourth joins, nothing done to the others: they flood to it and reach it.
+    d.push(host(&ns[3], 4, &etcd));
+    wait_flood(&d[0], &["192.0.2.2", "192.0.2.3", "192.0.2.4"]);
+    wait_flood(&d[3], &["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
+    assert!(ns[0].ping_within("10.9.0.4", WAIT), "{}", d[3].log_text());
+    assert!(ns[3].ping_within("10.9.0.2", WAIT));
+
+    // Host 3 dies (SIGKILL: no clean leave): it drops out when its lease expires.
+    d[2].signal("KILL");
+    assert!(d[2].wait_exit(WAIT).is_some());
+    wait_flood(&d[0], &["192.0.2.2", "192.0.2.4"]);
+    wait_flood(&d[1], &["192.0.2.1", "192.0.2.4"]);
+    // Host 4 leaves cleanly (SIGTERM revokes its lease): gone from the store and the others.
+    d[3].signal("TERM");
+    assert_eq!(d[3].wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+    assert!(
+        d[3].log_text().contains("lease revoked"),
+        "{}",
+        d[3].log_text()
+    );
+    wait_flood(&d[0], &["192.0.2.2"]);
+    let mut keys = etcd.keys(&sw.ns, PREFIX);
+    keys.sort();
+    assert_eq!(
+        keys,
+        [1, 2].map(|n| format!("{PREFIX}/members/42/192.0.2.{n}"))
+    );
+    assert!(ns[0].ping_within("10.9.0.2", WAIT));
+    let st = d[0].stats();
+    assert_eq!(st["store"]["state"], "connected", "{st}");
+    assert_eq!(st["store"]["members"], 2, "{st}");
+}
