@@ -493,6 +493,9 @@ pub struct NetConfig {
     pub arp_suppress: bool,
     /// L3 routes through the tunnel (overlay prefix -> next hop).
     pub routes: Vec<Route>,
+    /// The overlay prefixes behind this host, registered in the store for the others to
+    /// route to (`--advertise`; L3 modes with `--store`).
+    pub advertise: Vec<ipnet::Ipv4Net>,
     /// MAC-move dampening (`mac_move = { moves, window, hold }`; `moves = 0`: off).
     pub mac_move: MoveLimit,
     /// Storm control of flooded frames from the device, frames/s per kind (L2).
@@ -568,6 +571,7 @@ impl NetConfig {
             neigh: Vec::new(),
             arp_suppress: false,
             routes: Vec::new(),
+            advertise: Vec::new(),
             mac_move: MoveLimit::default(),
             storm: StormLimits::default(),
             outer: Outer::default(),
@@ -586,7 +590,18 @@ impl DaemonConfig {
             return err("too many networks");
         }
         self.validate_mode()?;
-        self.store.settings().map_err(ConfigError)?;
+        let store = self.store.settings().map_err(ConfigError)?;
+        if let Some(n) = self.networks.iter().find(|n| !n.advertise.is_empty()) {
+            if self.tunnel == Tunnel::L2Vxlan {
+                return err(format!(
+                    "dev {}: advertise is for --mode l3 (the prefixes other hosts route to us)",
+                    n.dev
+                ));
+            }
+            if store.is_none() {
+                return err(format!("dev {}: advertise needs --store", n.dev));
+            }
+        }
         let mut vnis = HashSet::new();
         let mut devs = HashSet::new();
         for n in &self.networks {
@@ -917,6 +932,8 @@ struct FileNetwork {
     outer: Outer,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     routes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    advertise: Vec<String>,
     #[serde(default, skip_serializing_if = "is_default")]
     mac_move: MoveLimit,
     #[serde(default, skip_serializing_if = "is_default")]
@@ -947,6 +964,7 @@ impl FileNetwork {
                 .iter()
                 .map(|r| format!("{}={}", r.prefix, r.via))
                 .collect(),
+            advertise: n.advertise.iter().map(ToString::to_string).collect(),
             mac_move: n.mac_move,
             storm: n.storm,
             fdb: n
@@ -1085,6 +1103,10 @@ impl FileConfig {
             net.outer = n.outer;
             for r in &n.routes {
                 net.routes.push(parse_route(r).map_err(ctx)?);
+            }
+            for p in &n.advertise {
+                let p = route::parse_prefix(p).map_err(|e| ctx(format!("advertise: {e}")))?;
+                net.advertise.push(p);
             }
             networks.push(net);
         }

@@ -139,3 +139,108 @@ fn hosts_given_only_the_store_find_each_other_and_leave() {
     assert_eq!(st["store"]["state"], "connected", "{st}");
     assert_eq!(st["store"]["members"], 2, "{st}");
 }
+
+/// `routes show --json` of `d`: (prefix, next hop) pairs.
+fn routes(d: &Daemon) -> Vec<(String, String)> {
+    let rows: serde_json::Value =
+        serde_json::from_str(&d.ok(&["routes", "show", "--json"])).unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_owned();
+            (s("prefix"), s("via"))
+        })
+        .collect()
+}
+
+/// The L3 modes: each host advertises its block; IPIP hosts route the other's block to its
+/// node (Calico's way), L3 VXLAN hosts through its overlay address bound to its MAC (flannel's
+/// way); they ping across, and the store's routes are not in the running configuration.
+#[test]
+fn l3_hosts_route_to_each_others_advertised_blocks() {
+    let sw = Switch::new(Some("192.0.2.254/24"));
+    let etcd = Etcd::start(&sw.ns, "192.0.2.254");
+    let store = format!("etcd={}", etcd.url);
+    let ns: Vec<Netns> = (1..=4)
+        .map(|n| sw.host(&format!("192.0.2.{n}/24")))
+        .collect();
+    let start = |n: usize, args: &[&str], prefix: &str| {
+        let local = format!("192.0.2.{n}");
+        let mut all = vec!["--local", &local, "--threads", "1", "--store", &store];
+        all.extend_from_slice(&["--store-prefix", prefix, "--store-ttl", TTL]);
+        all.extend_from_slice(args);
+        Daemon::start(&ns[n - 1], &all)
+    };
+    let ipip: Vec<Daemon> = [1, 2]
+        .into_iter()
+        .map(|n| {
+            let (addr, block) = (format!("10.244.{n}.1/32"), format!("10.244.{n}.0/24"));
+            let args = ["--mode", "l3", "--encap", "ipip", "--dev", "tunl1"];
+            let mut a = args.to_vec();
+            a.extend_from_slice(&["--address", &addr, "--advertise", &block]);
+            start(n, &a, "/vtepd/ipip")
+        })
+        .collect();
+    let l3vx: Vec<Daemon> = [3, 4]
+        .into_iter()
+        .map(|n| {
+            let (addr, block) = (format!("10.245.{n}.0/32"), format!("10.245.{n}.0/24"));
+            let args = [
+                "--mode", "l3", "--encap", "vxlan", "--vni", "1", "--dev", "vt1",
+            ];
+            let mut a = args.to_vec();
+            a.extend_from_slice(&["--address", &addr, "--advertise", &block]);
+            start(n, &a, "/vtepd/l3vx")
+        })
+        .collect();
+
+    let want = |d: &Daemon, r: (&str, &str)| {
+        let ok = wait_until(WAIT, || routes(d) == [(r.0.to_owned(), r.1.to_owned())]);
+        assert!(ok, "routes {:?}, wanted {r:?}: {}", routes(d), d.log_text());
+    };
+    want(&ipip[0], ("10.244.2.0/24", "192.0.2.2"));
+    want(&ipip[1], ("10.244.1.0/24", "192.0.2.1"));
+    want(&l3vx[0], ("10.245.4.0/24", "10.245.4.0"));
+    want(&l3vx[1], ("10.245.3.0/24", "10.245.3.0"));
+    // L3 VXLAN: the next hop bound to the other host's MAC, the MAC to its underlay address.
+    let mac4 = l3vx[1].stats()["networks"][0]["mac"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let neigh = l3vx[0].ok(&["neigh", "show", "--json"]);
+    assert!(
+        neigh.contains("10.245.4.0") && neigh.contains(&mac4),
+        "{neigh}"
+    );
+    let fdb = l3vx[0].fdb();
+    assert!(
+        fdb.iter()
+            .any(|e| e["mac"] == mac4.as_str() && e["remote"] == "192.0.2.4"),
+        "{fdb:?}"
+    );
+    assert!(
+        ns[0].ping_within("10.244.2.1", WAIT),
+        "{}",
+        ipip[1].log_text()
+    );
+    assert!(
+        ns[2].ping_within("10.245.4.0", WAIT),
+        "{}",
+        l3vx[1].log_text()
+    );
+    for d in ipip.iter().chain(&l3vx) {
+        let conf = d.ok(&["config", "show"]);
+        assert!(
+            !conf.contains("routes") && !conf.contains("neigh ="),
+            "{conf}"
+        );
+        assert!(conf.contains("advertise"), "{conf}");
+    }
+    // A host that leaves takes its routes (and its kernel route) with it.
+    ipip[1].signal("TERM");
+    let ok = wait_until(WAIT, || routes(&ipip[0]).is_empty());
+    assert!(ok, "{:?}", routes(&ipip[0]));
+    let kernel = ns[0].ip(&["route", "show", "dev", "tunl1"]);
+    assert!(!kernel.contains("10.244.2.0/24"), "{kernel}");
+}

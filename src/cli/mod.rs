@@ -113,12 +113,13 @@ pub struct RunArgs {
     /// (keys: local, port, allow_any_peer, mode, encap, threads, control, metrics, log_format,
     /// store, store_prefix, store_ttl,
     /// and [[network]] tables with dev, vni, peers, address, mtu, learning, ageing, max_fdb,
-    /// fdb = [{mac, remote}], routes = ["CIDR=IP", ...], neigh = [{ip, mac}], arp_suppress,
+    /// fdb = [{mac, remote}], routes = ["CIDR=IP", ...], advertise = ["CIDR", ...],
+    /// neigh = [{ip, mac}], arp_suppress,
     /// mac_move = {moves, window, hold}, storm = {broadcast, unknown_unicast, multicast}, ttl,
     /// tos, df, srcport, udp_csum).
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "dev", "local", "vni", "peers", "port", "address", "mtu", "no_learning", "ageing",
-        "max_fdb", "allow_any_peer", "threads", "mode", "encap", "routes", "neigh",
+        "max_fdb", "allow_any_peer", "threads", "mode", "encap", "routes", "advertise", "neigh",
         "arp_suppress", "mac_move", "storm", "outer", "store_opts",
     ])]
     pub config: Option<PathBuf>,
@@ -177,6 +178,11 @@ pub struct RunArgs {
     /// removes it on exit.
     #[arg(long = "route", value_name = "CIDR=IP", value_parser = parse_route)]
     pub routes: Vec<Route>,
+
+    /// L3 modes with --store: an overlay prefix behind this host (its pod block), registered in
+    /// the store so that the other hosts route it here; repeatable.
+    #[arg(long, value_name = "CIDR", value_parser = crate::core::route::parse_prefix)]
+    pub advertise: Vec<ipnet::Ipv4Net>,
 
     /// Static neighbour binding: overlay IP -> MAC (L3 VXLAN next hops, like flannel's
     /// `ip neigh ... nud permanent`; L2 with --arp-suppress: answered on behalf); repeatable.
@@ -327,6 +333,7 @@ impl RunArgs {
         net.storm = self.storm.unwrap_or_default();
         net.outer = self.outer;
         net.routes = self.routes.clone();
+        net.advertise = self.advertise.clone();
         Ok(DaemonConfig {
             local,
             port: self.port.unwrap_or(encap::vxlan::DEFAULT_PORT),

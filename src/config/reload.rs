@@ -331,6 +331,11 @@ pub fn plan(running: &DaemonConfig, new: &DaemonConfig) -> Result<Vec<Step>, Ref
                 show(n.address)
             ));
         }
+        if o.advertise != n.advertise {
+            restart(format!(
+                "{at}: advertise (the prefixes registered in the store)"
+            ));
+        }
         if o.mtu != n.mtu {
             let show = |m: Option<u16>| m.map_or("default".into(), |m| m.to_string());
             restart(format!("{at}: mtu {} -> {}", show(o.mtu), show(n.mtu)));

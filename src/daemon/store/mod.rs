@@ -26,7 +26,6 @@ use crate::config::{DaemonConfig, NetConfig, Tunnel};
 use crate::core::Core;
 use crate::core::route::Route;
 use encap::Vni;
-use ipnet::Ipv4Net;
 use keys::Member;
 use reconcile::{Changes, Desired, Me};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -172,11 +171,7 @@ pub fn me(cfg: &DaemonConfig) -> Me {
     let mut own_prefixes = Vec::new();
     for n in &cfg.networks {
         own_prefixes.extend(n.routes.iter().map(|r| r.prefix));
-        if let Some(a) = n.address
-            && let Ok(net) = Ipv4Net::new(a.addr, a.prefix)
-        {
-            own_prefixes.push(net.trunc());
-        }
+        own_prefixes.extend(n.advertise.iter().copied());
     }
     Me {
         underlay: cfg.local,
@@ -204,7 +199,7 @@ pub fn registrations(cfg: &DaemonConfig, nets: &NetList) -> Vec<Member> {
                     .find(|i| i.vni == n.vni && l3vx)
                     .and_then(|i| i.mac),
                 address: n.address.map(|a| a.addr).filter(|_| l3vx),
-                prefixes: Vec::new(),
+                prefixes: n.advertise.clone(),
             }
         })
         .collect()

@@ -20,6 +20,13 @@ pub enum StoreState {
 }
 
 impl StoreState {
+    /// Every state.
+    pub const ALL: [StoreState; 3] = [
+        StoreState::Connecting,
+        StoreState::Connected,
+        StoreState::Unreachable,
+    ];
+
     /// The state's name (`stats`, metrics, logs).
     pub fn name(self) -> &'static str {
         match self {
