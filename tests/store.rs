@@ -244,3 +244,94 @@ fn l3_hosts_route_to_each_others_advertised_blocks() {
     let kernel = ns[0].ip(&["route", "show", "dev", "tunl1"]);
     assert!(!kernel.contains("10.244.2.0/24"), "{kernel}");
 }
+
+/// `stats --json` `store` of `d`.
+fn store_stats(d: &Daemon) -> serde_json::Value {
+    d.stats()["store"].clone()
+}
+
+/// Faults: etcd stopped and started again while a ping runs: forwarding goes on with the last
+/// state (no echo lost), the client reports `unreachable` (one log line) and resyncs on
+/// reconnect; every lease lost at once: both hosts register again; a corrupt value and one of
+/// an unknown version are skipped and counted, and change nothing.
+#[test]
+fn store_faults_keep_forwarding_and_are_reported() {
+    let sw = Switch::new(Some("192.0.2.254/24"));
+    let mut etcd = Etcd::start(&sw.ns, "192.0.2.254");
+    let ns: Vec<Netns> = (1..=2)
+        .map(|n| sw.host(&format!("192.0.2.{n}/24")))
+        .collect();
+    let d: Vec<Daemon> = (1..=2).map(|n| host(&ns[n - 1], n as u8, &etcd)).collect();
+    wait_flood(&d[0], &["192.0.2.2"]);
+    assert!(ns[0].ping_within("10.9.0.2", WAIT));
+
+    // A steady ping (8 s, 40 echoes) while etcd is down for part of it.
+    let ping = ns[0]
+        .cmd("ping")
+        .args(["-c", "40", "-i", "0.2", "-W", "1", "10.9.0.2"])
+        .output();
+    let pinger = std::thread::spawn(move || ping);
+    std::thread::sleep(Duration::from_secs(1));
+    etcd.stop();
+    let down = wait_until(WAIT, || store_stats(&d[0])["state"] == "unreachable");
+    assert!(down, "{}", store_stats(&d[0]));
+    // The last state stays: still flooding to the other host.
+    assert_eq!(peers(&d[0]).0, ["192.0.2.2"]);
+    std::thread::sleep(Duration::from_secs(2));
+    etcd.restart(&sw.ns);
+    let up = wait_until(WAIT, || store_stats(&d[0])["state"] == "connected");
+    assert!(up, "{}", d[0].log_text());
+    let out = pinger.join().unwrap().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("40 received"),
+        "echoes lost while etcd was down: {text}"
+    );
+    let st = store_stats(&d[0]);
+    assert_eq!(st["counters"]["unreachable"], 1, "{st}");
+    assert!(st["counters"]["resyncs"].as_u64().unwrap() >= 2, "{st}");
+    let lines = d[0].log_text().matches("store unreachable").count();
+    assert_eq!(
+        lines,
+        1,
+        "one log line per state change: {}",
+        d[0].log_text()
+    );
+    wait_flood(&d[0], &["192.0.2.2"]);
+
+    // Every lease revoked (as if expired): both hosts notice and register again.
+    assert_eq!(etcd.revoke_all_leases(&sw.ns), 2);
+    let back = wait_until(WAIT, || {
+        etcd.keys(&sw.ns, PREFIX).len() == 2
+            && d.iter()
+                .all(|h| store_stats(h)["counters"]["lease_lost"] == 1)
+    });
+    assert!(back, "{:?} {}", etcd.keys(&sw.ns, PREFIX), d[0].log_text());
+    wait_flood(&d[1], &["192.0.2.1"]);
+
+    // Bad values: skipped, counted, nothing changes.
+    let bad_before = store_stats(&d[0])["counters"]["bad_values"]
+        .as_u64()
+        .unwrap();
+    etcd.put(
+        &sw.ns,
+        &format!("{PREFIX}/members/42/192.0.2.9"),
+        b"{not json",
+    );
+    etcd.put(
+        &sw.ns,
+        &format!("{PREFIX}/members/42/192.0.2.8"),
+        br#"{"version":9,"underlay":"192.0.2.8","vni":42,"port":4789}"#,
+    );
+    let counted = wait_until(WAIT, || {
+        store_stats(&d[0])["counters"]["bad_values"].as_u64() == Some(bad_before + 2)
+    });
+    assert!(counted, "{}", store_stats(&d[0]));
+    assert_eq!(peers(&d[0]).0, ["192.0.2.2"]);
+    assert!(
+        d[0].log_text().contains("version 9 is not known"),
+        "{}",
+        d[0].log_text()
+    );
+    assert!(ns[0].ping_within("10.9.0.2", WAIT));
+}

@@ -145,6 +145,39 @@ impl Etcd {
     }
 }
 
+impl Etcd {
+    /// Revokes every lease (as if each had expired): their keys go at once.
+    pub fn revoke_all_leases(&self, ns: &Netns) -> usize {
+        let post = |path: &str, body: &str| {
+            self.curl_in(
+                ns,
+                &[
+                    "-sf",
+                    "-X",
+                    "POST",
+                    &format!("{}{path}", self.url),
+                    "-d",
+                    body,
+                ],
+            )
+            .unwrap_or_else(|| panic!("etcd {path} failed: {}", self.log()))
+        };
+        let v: serde_json::Value = serde_json::from_str(&post("/v3/lease/leases", "{}")).unwrap();
+        let ids: Vec<String> = v["leases"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|x| x["ID"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in &ids {
+            post("/v3/lease/revoke", &format!("{{\"ID\":\"{id}\"}}"));
+        }
+        ids.len()
+    }
+}
+
 impl Drop for Etcd {
     fn drop(&mut self) {
         self.stop();

@@ -193,12 +193,17 @@ impl StoreClient {
             Ok(r) => r.id(),
             Err(e) => return e.into(),
         };
-        *lease = Some(id);
+        let old = lease.replace(id);
         for (k, v) in &self.registrations {
             let put = PutOptions::new().with_lease(id);
             if let Err(e) = client.put(k.as_str(), v.as_str(), Some(put)).await {
                 return e.into();
             }
+        }
+        // The registrations are under the new lease now: the old one (from before the store
+        // was unreachable) holds nothing, and need not wait for its TTL.
+        if let Some(old) = old.filter(|o| *o != id) {
+            let _ = client.lease_revoke(old).await;
         }
         let (mut keeper, mut alive) = match client.lease_keep_alive(id).await {
             Ok(k) => k,
