@@ -496,6 +496,8 @@ pub struct NetConfig {
     /// The overlay prefixes behind this host, registered in the store for the others to
     /// route to (`--advertise`; L3 modes with `--store`).
     pub advertise: Vec<ipnet::Ipv4Net>,
+    /// Announce the MACs seen on the device through the store (L2 with `--store`).
+    pub announce: bool,
     /// MAC-move dampening (`mac_move = { moves, window, hold }`; `moves = 0`: off).
     pub mac_move: MoveLimit,
     /// Storm control of flooded frames from the device, frames/s per kind (L2).
@@ -541,6 +543,7 @@ impl NetConfig {
             max_learned: self.max_fdb,
             mac_move: self.mac_move,
             storm: self.storm,
+            announce: self.announce,
         }
     }
 
@@ -572,6 +575,7 @@ impl NetConfig {
             arp_suppress: false,
             routes: Vec::new(),
             advertise: Vec::new(),
+            announce: false,
             mac_move: MoveLimit::default(),
             storm: StormLimits::default(),
             outer: Outer::default(),
@@ -600,6 +604,17 @@ impl DaemonConfig {
             }
             if store.is_none() {
                 return err(format!("dev {}: advertise needs --store", n.dev));
+            }
+        }
+        if let Some(n) = self.networks.iter().find(|n| n.announce) {
+            if self.tunnel != Tunnel::L2Vxlan {
+                return err(format!(
+                    "dev {}: announce is for --mode l2 (the MACs behind a TAP device)",
+                    n.dev
+                ));
+            }
+            if store.is_none() {
+                return err(format!("dev {}: announce needs --store", n.dev));
             }
         }
         let mut vnis = HashSet::new();
@@ -934,6 +949,8 @@ struct FileNetwork {
     routes: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     advertise: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    announce: bool,
     #[serde(default, skip_serializing_if = "is_default")]
     mac_move: MoveLimit,
     #[serde(default, skip_serializing_if = "is_default")]
@@ -965,6 +982,7 @@ impl FileNetwork {
                 .map(|r| format!("{}={}", r.prefix, r.via))
                 .collect(),
             advertise: n.advertise.iter().map(ToString::to_string).collect(),
+            announce: n.announce,
             mac_move: n.mac_move,
             storm: n.storm,
             fdb: n
@@ -1098,6 +1116,7 @@ impl FileConfig {
                 net.neigh.push(StaticNeigh { ip, mac });
             }
             net.arp_suppress = n.arp_suppress;
+            net.announce = n.announce;
             net.mac_move = n.mac_move;
             net.storm = n.storm;
             net.outer = n.outer;

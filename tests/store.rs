@@ -335,3 +335,77 @@ fn store_faults_keep_forwarding_and_are_reported() {
     );
     assert!(ns[0].ping_within("10.9.0.2", WAIT));
 }
+
+/// MAC announcements (`--announce`): a MAC seen on one host's device reaches the others' FDB
+/// through the store, as an entry toward that host, before any traffic to it; then frames to it
+/// from a host that does not learn go straight there, with no flood copy (counted); the
+/// announcement goes with the host.
+#[test]
+fn announced_macs_reach_the_others_before_the_first_packet() {
+    let sw = Switch::new(Some("192.0.2.254/24"));
+    let etcd = Etcd::start(&sw.ns, "192.0.2.254");
+    let ns: Vec<Netns> = (1..=3)
+        .map(|n| sw.host(&format!("192.0.2.{n}/24")))
+        .collect();
+    let store = format!("etcd={}", etcd.url);
+    let start = |n: usize, extra: &[&str]| {
+        let (local, address) = (format!("192.0.2.{n}"), format!("10.9.0.{n}/24"));
+        let mut args = vec!["--dev", "vx0", "--vni", "42", "--local", &local];
+        args.extend_from_slice(&["--address", &address, "--threads", "1", "--store", &store]);
+        args.extend_from_slice(&["--store-prefix", PREFIX, "--store-ttl", TTL, "--announce"]);
+        args.extend_from_slice(extra);
+        Daemon::start(&ns[n - 1], &args)
+    };
+    // Host 1 does not learn: it can only know another host's MAC from the store.
+    let mut d = vec![start(1, &["--no-learning"]), start(2, &[]), start(3, &[])];
+    wait_flood(&d[0], &["192.0.2.2", "192.0.2.3"]);
+    let mac2 = ns[1].mac("vx0");
+    let entry = |d: &Daemon| {
+        d.fdb()
+            .into_iter()
+            .find(|e| e["mac"].as_str() == Some(mac2.as_str()))
+    };
+    assert!(entry(&d[0]).is_none(), "not announced before it was seen");
+    // Host 2's device sends one frame (an ARP request): its MAC is seen, and announced.
+    let _ = ns[1].ping("10.9.0.3");
+    let announced = wait_until(WAIT, || {
+        entry(&d[0]).is_some_and(|e| e["remote"] == "192.0.2.2" && e["kind"] == "static")
+    });
+    assert!(announced, "{:?} {}", d[0].fdb(), d[1].log_text());
+    assert!(
+        etcd.keys(&sw.ns, PREFIX)
+            .contains(&format!("{PREFIX}/macs/42/{mac2}"))
+    );
+    let conf = d[0].ok(&["config", "show"]);
+    assert!(
+        !conf.contains(&mac2),
+        "the store's entry is not the operator's: {conf}"
+    );
+    // Host 1 sends to host 2's MAC (a pinned neighbour: no ARP): no flood copy, none unknown.
+    ns[0].ip(&[
+        "neigh",
+        "replace",
+        "10.9.0.2",
+        "lladdr",
+        &mac2,
+        "dev",
+        "vx0",
+        "nud",
+        "permanent",
+    ]);
+    let before = d[0].stats();
+    assert!(ns[0].ping_within("10.9.0.2", WAIT), "{}", d[1].log_text());
+    let after = d[0].stats();
+    assert!(after["tx_tunnel"].as_u64() > before["tx_tunnel"].as_u64());
+    assert_eq!(after["flood_copies"], before["flood_copies"], "{after}");
+    assert!(after["local_macs"].as_u64() >= Some(1), "{after}");
+    // Host 2 leaves: its announcement (under its lease) goes, and the entry with it.
+    d[1].signal("TERM");
+    assert!(d[1].wait_exit(WAIT).is_some());
+    assert!(
+        wait_until(WAIT, || entry(&d[0]).is_none()),
+        "{:?}",
+        d[0].fdb()
+    );
+    d.truncate(1);
+}

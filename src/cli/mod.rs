@@ -113,13 +113,13 @@ pub struct RunArgs {
     /// (keys: local, port, allow_any_peer, mode, encap, threads, control, metrics, log_format,
     /// store, store_prefix, store_ttl,
     /// and [[network]] tables with dev, vni, peers, address, mtu, learning, ageing, max_fdb,
-    /// fdb = [{mac, remote}], routes = ["CIDR=IP", ...], advertise = ["CIDR", ...],
+    /// fdb = [{mac, remote}], routes = ["CIDR=IP", ...], advertise = ["CIDR", ...], announce,
     /// neigh = [{ip, mac}], arp_suppress,
     /// mac_move = {moves, window, hold}, storm = {broadcast, unknown_unicast, multicast}, ttl,
     /// tos, df, srcport, udp_csum).
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "dev", "local", "vni", "peers", "port", "address", "mtu", "no_learning", "ageing",
-        "max_fdb", "allow_any_peer", "threads", "mode", "encap", "routes", "advertise", "neigh",
+        "max_fdb", "allow_any_peer", "threads", "mode", "encap", "routes", "advertise", "announce", "neigh",
         "arp_suppress", "mac_move", "storm", "outer", "store_opts",
     ])]
     pub config: Option<PathBuf>,
@@ -183,6 +183,12 @@ pub struct RunArgs {
     /// the store so that the other hosts route it here; repeatable.
     #[arg(long, value_name = "CIDR", value_parser = crate::core::route::parse_prefix)]
     pub advertise: Vec<ipnet::Ipv4Net>,
+
+    /// L2 with --store: announce the MACs seen on the TAP device through the store, so the
+    /// other hosts install them before any traffic (no flooding to find them); each withdrawn
+    /// when it ages out.
+    #[arg(long)]
+    pub announce: bool,
 
     /// Static neighbour binding: overlay IP -> MAC (L3 VXLAN next hops, like flannel's
     /// `ip neigh ... nud permanent`; L2 with --arp-suppress: answered on behalf); repeatable.
@@ -334,6 +340,7 @@ impl RunArgs {
         net.outer = self.outer;
         net.routes = self.routes.clone();
         net.advertise = self.advertise.clone();
+        net.announce = self.announce;
         Ok(DaemonConfig {
             local,
             port: self.port.unwrap_or(encap::vxlan::DEFAULT_PORT),

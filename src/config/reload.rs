@@ -331,6 +331,9 @@ pub fn plan(running: &DaemonConfig, new: &DaemonConfig) -> Result<Vec<Step>, Ref
                 show(n.address)
             ));
         }
+        if o.announce != n.announce {
+            restart(format!("{at}: announce {} -> {}", o.announce, n.announce));
+        }
         if o.advertise != n.advertise {
             restart(format!(
                 "{at}: advertise (the prefixes registered in the store)"

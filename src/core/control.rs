@@ -247,6 +247,7 @@ impl Core {
     /// Also ages out learned neighbour bindings (not counted in the result).
     pub fn expire(&self, now: Timestamp) -> usize {
         self.neigh_expire(now);
+        self.local_macs.expire(now.millis(), |v| self.ageing_of(v));
         let now_ms = now.millis();
         let ageing = |k: FdbKey| {
             self.net_by_vni(k.vni())

@@ -25,6 +25,7 @@ pub mod ipip;
 pub mod l2;
 pub mod l3vx;
 mod learn;
+pub mod local_macs;
 pub mod neigh;
 mod neigh_control;
 pub mod network;
@@ -81,6 +82,9 @@ pub struct NetworkConfig {
     pub mac_move: dampening::MoveLimit,
     /// Storm control of the frames from the device that are flooded.
     pub storm: storm::StormLimits,
+    /// Record the source MACs of frames from the device, for the daemon to announce
+    /// ([`Core::local_macs`]).
+    pub announce: bool,
 }
 
 impl Default for NetworkConfig {
@@ -95,6 +99,7 @@ impl Default for NetworkConfig {
             max_learned: DEFAULT_MAX_LEARNED,
             mac_move: dampening::MoveLimit::default(),
             storm: storm::StormLimits::default(),
+            announce: false,
         }
     }
 }
@@ -194,6 +199,8 @@ pub struct Core {
     neigh: Box<[OnceLock<neigh::NeighTable>]>,
     /// MACs frozen by dampening, not yet reported (see [`Core::take_frozen`]).
     frozen: crossbeam_queue::ArrayQueue<dampening::Frozen>,
+    /// Source MACs seen on the devices of announcing networks.
+    local_macs: local_macs::LocalMacs,
     control: Mutex<control::ControlState>,
 }
 
@@ -222,6 +229,7 @@ impl Core {
             fdb: Fdb::with_capacity(1024),
             neigh: (0..slots).map(|_| OnceLock::new()).collect(),
             frozen: crossbeam_queue::ArrayQueue::new(FROZEN_REPORTS),
+            local_macs: local_macs::LocalMacs::new(DEFAULT_MAX_LEARNED),
             control: Mutex::new(control::ControlState::default()),
         };
         for n in &cfg.networks {
@@ -299,6 +307,16 @@ impl Core {
             .get(usize::from(id.0))?
             .get()
             .filter(|n| n.is_live())
+    }
+
+    /// The MACs seen on the devices of announcing networks and not aged out, sorted.
+    pub fn local_macs(&self, now: Timestamp) -> Vec<(Vni, MacAddr)> {
+        self.local_macs.live(now.millis(), |v| self.ageing_of(v))
+    }
+
+    /// The ageing time (ms) of live network `vni`.
+    fn ageing_of(&self, vni: Vni) -> Option<u64> {
+        Some(self.net(self.net_by_vni(vni)?)?.ageing_ms())
     }
 
     /// Flood-list length of network `id` (0 for a removed one).

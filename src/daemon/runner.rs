@@ -278,6 +278,7 @@ pub fn run<M: Mode>(cfg: &DaemonConfig, source: Option<ConfigSource>) -> Result<
                 settings,
                 store::me(cfg),
                 store::registrations(cfg, &reloader.nets().load()),
+                cfg.networks.iter().any(|n| n.announce),
                 installer,
                 status,
                 Arc::clone(&stop),

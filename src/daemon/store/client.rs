@@ -11,12 +11,13 @@
 //! revoked, so the others drop this host at once rather than after the TTL.
 
 use super::Installer;
-use super::keys::{self, BadValue, KeyKind, Member};
+use super::keys::{self, Announcement, BadValue, KeyKind, Member};
 use super::reconcile::{self, Me};
 use super::status::{StoreState, StoreStatus};
 use crate::config::store::StoreSettings;
+use encap::{MacAddr, Vni};
 use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions, WatchOptions};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -49,6 +50,12 @@ impl From<etcd_client::Error> for End {
     }
 }
 
+/// A value of the fabric's keys.
+enum Entry {
+    Member(Member),
+    Mac(Announcement),
+}
+
 /// The store client (see the module documentation).
 #[derive(Debug)]
 pub struct StoreClient {
@@ -61,6 +68,12 @@ pub struct StoreClient {
     stop: Arc<AtomicBool>,
     /// Every valid registration the store holds, by key.
     members: BTreeMap<String, Member>,
+    /// Every valid MAC announcement the store holds, by key.
+    macs: BTreeMap<String, Announcement>,
+    /// Whether a network of ours announces its MACs.
+    announce: bool,
+    /// The MACs we announced in this session.
+    published: BTreeSet<(Vni, MacAddr)>,
     /// The registrations left out at the last change (each new one is logged and counted once).
     skips: Vec<reconcile::Skip>,
 }
@@ -72,6 +85,7 @@ impl StoreClient {
         settings: StoreSettings,
         me: Me,
         registrations: Vec<Member>,
+        announce: bool,
         installer: Installer,
         status: Arc<StoreStatus>,
         stop: Arc<AtomicBool>,
@@ -94,6 +108,9 @@ impl StoreClient {
             status,
             stop,
             members: BTreeMap::new(),
+            macs: BTreeMap::new(),
+            announce,
+            published: BTreeSet::new(),
             skips: Vec::new(),
         }
     }
@@ -194,6 +211,8 @@ impl StoreClient {
             Err(e) => return e.into(),
         };
         let old = lease.replace(id);
+        // Announced again under this lease at the first tick.
+        self.published.clear();
         for (k, v) in &self.registrations {
             let put = PutOptions::new().with_lease(id);
             if let Err(e) = client.put(k.as_str(), v.as_str(), Some(put)).await {
@@ -230,7 +249,7 @@ impl StoreClient {
                 .with_prefix()
                 .with_start_revision(rev + 1);
             let mut watch = match client
-                .watch(keys::members_prefix(&self.settings.prefix), Some(opts))
+                .watch(keys::fabric_prefix(&self.settings.prefix), Some(opts))
                 .await
             {
                 Ok(w) => w,
@@ -251,6 +270,11 @@ impl StoreClient {
                         }
                         if last_alive.elapsed() > self.settings.ttl {
                             return End::Failed("no keep-alive answer within the lease TTL".into());
+                        }
+                        if self.announce
+                            && let Err(e) = self.publish(&mut client, id).await
+                        {
+                            return e.into();
                         }
                     }
                     msg = alive.message() => match msg {
@@ -285,18 +309,26 @@ impl StoreClient {
     async fn resync(&mut self, client: &mut Client) -> Result<i64, etcd_client::Error> {
         let resp = client
             .get(
-                keys::members_prefix(&self.settings.prefix),
+                keys::fabric_prefix(&self.settings.prefix),
                 Some(GetOptions::new().with_prefix()),
             )
             .await?;
         StoreStatus::count(&self.status.counters.resyncs);
         let rev = resp.header().map_or(0, |h| h.revision());
         let mut members = BTreeMap::new();
+        let mut macs = BTreeMap::new();
         for kv in resp.kvs() {
-            if let Some((key, m)) = self.read(kv.key(), Some(kv.value())) {
-                members.insert(key, m);
+            match self.read(kv.key(), Some(kv.value())) {
+                Some((key, Entry::Member(m))) => {
+                    members.insert(key, m);
+                }
+                Some((key, Entry::Mac(a))) => {
+                    macs.insert(key, a);
+                }
+                None => {}
             }
         }
+        self.macs = macs;
         for (key, m) in &members {
             if self.members.get(key) != Some(m) {
                 info!(vni = m.vni, "store: member {} is there", m.underlay);
@@ -322,7 +354,7 @@ impl StoreClient {
             let value = (kv.version() != 0).then(|| kv.value());
             let key = String::from_utf8_lossy(kv.key()).into_owned();
             match self.read(kv.key(), value) {
-                Some((key, m)) => {
+                Some((key, Entry::Member(m))) => {
                     if self.members.get(&key) != Some(&m) {
                         info!(
                             vni = m.vni,
@@ -331,10 +363,14 @@ impl StoreClient {
                     }
                     self.members.insert(key, m);
                 }
+                Some((key, Entry::Mac(a))) => {
+                    self.macs.insert(key, a);
+                }
                 None => {
                     if let Some(m) = self.members.remove(&key) {
                         info!(vni = m.vni, "store: member {} left", m.underlay);
                     }
+                    self.macs.remove(&key);
                 }
             }
         }
@@ -343,7 +379,7 @@ impl StoreClient {
 
     /// The registration under `key` holding `value` (`None`: deleted), or `None` if it is
     /// not one (another key, or a bad value: logged and counted).
-    fn read(&self, key: &[u8], value: Option<&[u8]>) -> Option<(String, Member)> {
+    fn read(&self, key: &[u8], value: Option<&[u8]>) -> Option<(String, Entry)> {
         let bad = |e: BadValue| {
             StoreStatus::count(&self.status.counters.bad_values);
             warn!("{e}: skipped");
@@ -358,7 +394,14 @@ impl StoreClient {
         let value = value?;
         match keys::classify(&self.settings.prefix, key) {
             Ok(KeyKind::Member(vni, ip)) => match Member::parse(key, vni, ip, value) {
-                Ok(m) => Some((key.to_owned(), m)),
+                Ok(m) => Some((key.to_owned(), Entry::Member(m))),
+                Err(e) => {
+                    bad(e);
+                    None
+                }
+            },
+            Ok(KeyKind::Mac(vni, mac)) => match Announcement::parse(key, vni, mac, value) {
+                Ok(a) => Some((key.to_owned(), Entry::Mac(a))),
                 Err(e) => {
                     bad(e);
                     None
@@ -372,10 +415,38 @@ impl StoreClient {
         }
     }
 
+    /// Announces the MACs seen on our devices that are not yet, and withdraws those that aged
+    /// out, under lease `id`.
+    async fn publish(&mut self, client: &mut Client, id: i64) -> Result<(), etcd_client::Error> {
+        let now: BTreeSet<(Vni, MacAddr)> = self.installer.local_macs().into_iter().collect();
+        let prefix = &self.settings.prefix;
+        for (vni, mac) in now.difference(&self.published) {
+            let a = Announcement {
+                version: keys::VERSION,
+                vni: vni.get(),
+                mac: *mac,
+                underlay: self.me.underlay,
+            };
+            let put = PutOptions::new().with_lease(id);
+            client
+                .put(keys::mac_key(prefix, *vni, *mac), a.to_json(), Some(put))
+                .await?;
+            debug!(%vni, %mac, "store: MAC announced");
+        }
+        for (vni, mac) in self.published.difference(&now) {
+            client
+                .delete(keys::mac_key(prefix, *vni, *mac), None)
+                .await?;
+            debug!(%vni, %mac, "store: MAC withdrawn");
+        }
+        self.published = now;
+        Ok(())
+    }
+
     /// Applies what the members ask of this daemon.
     fn install(&mut self) {
         self.status.set_members(self.members.len());
-        let (want, skips) = reconcile::desired(&self.me, self.members.values());
+        let (want, skips) = reconcile::desired(&self.me, self.members.values(), self.macs.values());
         for s in skips.iter().filter(|s| !self.skips.contains(s)) {
             StoreStatus::count(&self.status.counters.skipped);
             warn!(

@@ -9,6 +9,11 @@
 //!   network, L3 VXLAN), `address` (its own overlay address, L3 VXLAN) and `prefixes` (the
 //!   overlay prefixes behind it, L3 modes) when it has them.
 //!
+//! - `PREFIX/macs/VNI/MAC`: a MAC seen on a daemon's local device in an announcing network
+//!   (`announce = true`), written by that daemon under its lease, deleted when it ages out. The
+//!   value is an [`Announcement`]: `{"version":1,"vni":42,"mac":"02:42:0a:2a:01:0a",
+//!   "underlay":"192.0.2.1"}`.
+//!
 //! Other keys under the prefix are not vtepd's and are left alone. A value that does not parse,
 //! names another network or address than its key, or has a `version` this vtepd does not know
 //! is a [`BadValue`]: skipped whole (never applied half-way), logged and counted.
@@ -53,11 +58,83 @@ pub struct BadValue {
     pub why: String,
 }
 
+/// A MAC announced by a daemon: seen on its device in network `vni`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announcement {
+    /// The layout version ([`VERSION`]).
+    pub version: u32,
+    /// The network's VNI.
+    pub vni: u32,
+    /// The MAC.
+    #[serde(with = "mac_text::one")]
+    pub mac: MacAddr,
+    /// The announcing daemon's underlay address (where frames to the MAC go).
+    pub underlay: Ipv4Addr,
+}
+
+impl Announcement {
+    /// The value written for this announcement.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The announcement stored under `key` (`vni`, `mac` from [`classify`]) as `value`.
+    pub fn parse(
+        key: &str,
+        vni: Vni,
+        mac: MacAddr,
+        value: &[u8],
+    ) -> Result<Announcement, BadValue> {
+        let bad = |why: String| BadValue {
+            key: key.to_owned(),
+            why,
+        };
+        check_version(value).map_err(bad)?;
+        let a: Announcement = serde_json::from_slice(value).map_err(|e| bad(e.to_string()))?;
+        if a.vni != vni.get() || a.mac != mac {
+            return Err(bad(format!(
+                "the value names VNI {} and {}, not the key's",
+                a.vni, a.mac
+            )));
+        }
+        if !a.mac.is_unicast() {
+            return Err(bad("mac is not a unicast MAC address".into()));
+        }
+        if let Some(why) = crate::core::UnusableRemote::of(a.underlay) {
+            return Err(bad(why.to_string()));
+        }
+        Ok(a)
+    }
+}
+
+/// The key of `mac`'s announcement in network `vni`.
+pub fn mac_key(prefix: &str, vni: Vni, mac: MacAddr) -> String {
+    format!("{prefix}/macs/{}/{mac}", vni.get())
+}
+
+/// The version check every value passes first, so that a newer layout is named as such rather
+/// than as garbage.
+fn check_version(value: &[u8]) -> Result<(), String> {
+    #[derive(Deserialize)]
+    struct Versioned {
+        version: Option<u32>,
+    }
+    let v: Versioned = serde_json::from_slice(value)
+        .map_err(|e| format!("not a JSON object with a version: {e}"))?;
+    match v.version {
+        Some(VERSION) => Ok(()),
+        Some(other) => Err(format!("version {other} is not known here (1 is)")),
+        None => Err("no version field".into()),
+    }
+}
+
 /// What a key under the prefix is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
     /// A member's registration: its network and underlay address.
     Member(Vni, Ipv4Addr),
+    /// A MAC announcement: its network and MAC.
+    Mac(Vni, MacAddr),
     /// Not one of vtepd's keys (left alone).
     Other,
 }
@@ -67,31 +144,43 @@ pub fn member_key(prefix: &str, vni: Vni, underlay: Ipv4Addr) -> String {
     format!("{prefix}/members/{}/{underlay}", vni.get())
 }
 
-/// The prefix every registration key starts with (watched and listed).
-pub fn members_prefix(prefix: &str) -> String {
-    format!("{prefix}/members/")
+/// The prefix every key of the fabric starts with (watched and listed).
+pub fn fabric_prefix(prefix: &str) -> String {
+    format!("{prefix}/")
 }
 
-/// What `key` is; a key under `members/` that does not name a VNI and an address is bad.
+/// What `key` is; a key under `members/` or `macs/` that does not name a VNI and an address
+/// (or a MAC) is bad.
 pub fn classify(prefix: &str, key: &str) -> Result<KeyKind, BadValue> {
-    let Some(rest) = key.strip_prefix(&members_prefix(prefix)) else {
+    let Some(rest) = key.strip_prefix(&fabric_prefix(prefix)) else {
         return Ok(KeyKind::Other);
     };
     let bad = |why: String| BadValue {
         key: key.to_owned(),
         why,
     };
-    let Some((vni, ip)) = rest.split_once('/') else {
-        return Err(bad("not members/VNI/UNDERLAY".into()));
+    let (kind, rest) = match rest.split_once('/') {
+        Some(("members", rest)) => ("members", rest),
+        Some(("macs", rest)) => ("macs", rest),
+        _ => return Ok(KeyKind::Other),
+    };
+    let Some((vni, last)) = rest.split_once('/') else {
+        return Err(bad(format!("not {kind}/VNI/...")));
     };
     let vni = vni
         .parse::<u32>()
         .ok()
         .and_then(|v| Vni::new(v).ok())
         .ok_or_else(|| bad(format!("'{vni}' is not a VNI")))?;
-    let ip = ip
+    if kind == "macs" {
+        let mac = last
+            .parse::<MacAddr>()
+            .map_err(|_| bad(format!("'{last}' is not a MAC address")))?;
+        return Ok(KeyKind::Mac(vni, mac));
+    }
+    let ip = last
         .parse::<Ipv4Addr>()
-        .map_err(|_| bad(format!("'{ip}' is not an IPv4 address")))?;
+        .map_err(|_| bad(format!("'{last}' is not an IPv4 address")))?;
     Ok(KeyKind::Member(vni, ip))
 }
 
@@ -113,18 +202,7 @@ impl Member {
             key: key.to_owned(),
             why,
         };
-        // The version first, so that a newer layout is named as such rather than as garbage.
-        #[derive(Deserialize)]
-        struct Versioned {
-            version: Option<u32>,
-        }
-        let v: Versioned = serde_json::from_slice(value)
-            .map_err(|e| bad(format!("not a JSON object with a version: {e}")))?;
-        match v.version {
-            Some(VERSION) => {}
-            Some(other) => return Err(bad(format!("version {other} is not known here (1 is)"))),
-            None => return Err(bad("no version field".into())),
-        }
+        check_version(value).map_err(bad)?;
         let m: Member = serde_json::from_slice(value).map_err(|e| bad(e.to_string()))?;
         if m.vni != vni.get() || m.underlay != underlay {
             return Err(bad(format!(
@@ -159,6 +237,22 @@ mod mac_text {
         t.map(|t| t.parse().map_err(serde::de::Error::custom))
             .transpose()
     }
+
+    /// A MAC that must be there.
+    pub mod one {
+        use encap::MacAddr;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(m: &MacAddr, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(&m.to_string())
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MacAddr, D::Error> {
+            String::deserialize(d)?
+                .parse()
+                .map_err(serde::de::Error::custom)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -177,6 +271,11 @@ mod tests {
         assert_eq!(k, "/vtepd/t/members/42/192.0.2.1");
         assert_eq!(classify("/vtepd/t", &k), Ok(KeyKind::Member(vni(42), A)));
         assert_eq!(classify("/vtepd/t", "/vtepd/t/other/x"), Ok(KeyKind::Other));
+        let mac = MacAddr([2, 0x42, 0, 0, 0, 1]);
+        let mk = mac_key("/vtepd/t", vni(42), mac);
+        assert_eq!(mk, "/vtepd/t/macs/42/02:42:00:00:00:01");
+        assert_eq!(classify("/vtepd/t", &mk), Ok(KeyKind::Mac(vni(42), mac)));
+        assert!(classify("/vtepd/t", "/vtepd/t/macs/42/nomac").is_err());
         assert_eq!(
             classify("/vtepd/t", "/vtepd/tt/members/1/192.0.2.1"),
             Ok(KeyKind::Other)
@@ -218,6 +317,39 @@ mod tests {
         assert_eq!(
             plain.to_json(),
             r#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":4789}"#
+        );
+    }
+
+    /// An announcement as the README documents it reads, and what we write reads back; one
+    /// naming another MAC than its key's, or a multicast MAC, is refused.
+    #[test]
+    fn announcements_read_the_documented_layout() {
+        let mac = MacAddr([2, 0x42, 0x0a, 0x2a, 1, 0x0a]);
+        let key = mac_key("/p", vni(42), mac);
+        let text = br#"{"version":1,"vni":42,"mac":"02:42:0a:2a:01:0a","underlay":"192.0.2.1"}"#;
+        let a = Announcement::parse(&key, vni(42), mac, text).unwrap();
+        assert_eq!((a.underlay, a.mac), (A, mac));
+        assert_eq!(
+            Announcement::parse(&key, vni(42), mac, a.to_json().as_bytes()),
+            Ok(a)
+        );
+        let other = br#"{"version":1,"vni":42,"mac":"02:42:0a:2a:01:0b","underlay":"192.0.2.1"}"#;
+        assert!(
+            Announcement::parse(&key, vni(42), mac, other)
+                .unwrap_err()
+                .why
+                .contains("not the key's")
+        );
+        let mc = MacAddr([1, 0, 0x5e, 0, 0, 1]);
+        let bad = br#"{"version":1,"vni":42,"mac":"01:00:5e:00:00:01","underlay":"192.0.2.1"}"#;
+        let e = Announcement::parse(&mac_key("/p", vni(42), mc), vni(42), mc, bad).unwrap_err();
+        assert!(e.why.contains("unicast"), "{e}");
+        let v2 = br#"{"version":2}"#;
+        assert!(
+            Announcement::parse(&key, vni(42), mac, v2)
+                .unwrap_err()
+                .why
+                .contains("version 2")
         );
     }
 

@@ -64,6 +64,11 @@ impl Installer {
         }
     }
 
+    /// The MACs seen on our devices of announcing networks, not aged out.
+    pub fn local_macs(&self) -> Vec<(Vni, encap::MacAddr)> {
+        self.core.local_macs(self.clock.now())
+    }
+
     /// Makes what the store installed equal to `want`, change by change; a change that fails
     /// is logged and left out of the record, so the next call tries it again. Returns how many
     /// failed.

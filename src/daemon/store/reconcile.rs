@@ -7,7 +7,7 @@
 //! MAC to its underlay address (flannel's way). [`diff`] compares that with what the store
 //! installed before and lists the changes; the caller applies them through the control plane.
 
-use super::keys::Member;
+use super::keys::{Announcement, Member};
 use crate::config::Tunnel;
 use encap::{MacAddr, Vni};
 use ipnet::Ipv4Net;
@@ -60,7 +60,11 @@ pub struct Skip {
 /// The state `members` (every registration in the store) asks of `me`, and what was left out.
 /// Deterministic: where two members claim the same prefix, address or MAC, the one with the
 /// lower underlay address wins.
-pub fn desired<'a>(me: &Me, members: impl IntoIterator<Item = &'a Member>) -> (Desired, Vec<Skip>) {
+pub fn desired<'a>(
+    me: &Me,
+    members: impl IntoIterator<Item = &'a Member>,
+    macs: impl IntoIterator<Item = &'a Announcement>,
+) -> (Desired, Vec<Skip>) {
     let mut d = Desired {
         peers: me.vnis.iter().map(|v| (*v, Vec::new())).collect(),
         ..Desired::default()
@@ -132,7 +136,44 @@ pub fn desired<'a>(me: &Me, members: impl IntoIterator<Item = &'a Member>) -> (D
             }
         }
     }
+    announced(me, macs, &mut d, &mut skips);
     (d, skips)
+}
+
+/// L2: the MACs other daemons announced in our networks, as FDB entries toward them; where two
+/// announce the same MAC, the lower underlay address wins (ours included: then none is
+/// installed) and the others are conflicts.
+fn announced<'a>(
+    me: &Me,
+    macs: impl IntoIterator<Item = &'a Announcement>,
+    d: &mut Desired,
+    skips: &mut Vec<Skip>,
+) {
+    if me.tunnel != Tunnel::L2Vxlan {
+        return;
+    }
+    let mut sorted: Vec<&Announcement> = macs.into_iter().collect();
+    sorted.sort_by_key(|a| (a.vni, a.mac, a.underlay));
+    let mut winner: Option<(u32, MacAddr)> = None;
+    for a in sorted {
+        let Ok(vni) = Vni::new(a.vni) else { continue };
+        if !d.peers.contains_key(&vni) {
+            continue; // another network's
+        }
+        if winner == Some((a.vni, a.mac)) {
+            skips.push(Skip {
+                underlay: a.underlay,
+                vni: a.vni,
+                why: format!("MAC {} is announced by a lower address too", a.mac),
+                conflict: true,
+            });
+            continue;
+        }
+        winner = Some((a.vni, a.mac));
+        if a.underlay != me.underlay {
+            d.fdb.insert((vni, a.mac), a.underlay);
+        }
+    }
 }
 
 /// The changes that turn what the store installed (`have`) into `want`.
@@ -201,7 +242,7 @@ pub fn diff(have: &Desired, want: &Desired) -> Changes {
 
 #[cfg(test)]
 mod tests {
-    use super::super::keys::VERSION;
+    use super::super::keys::{Announcement, VERSION};
     use super::*;
 
     fn ip(n: u8) -> Ipv4Addr {
@@ -247,7 +288,7 @@ mod tests {
             member(4, 7),
             other_port,
         ];
-        let (d, skips) = desired(&me(Tunnel::L2Vxlan, &[42, 43]), &ms);
+        let (d, skips) = desired(&me(Tunnel::L2Vxlan, &[42, 43]), &ms, &[]);
         assert_eq!(d.peers[&vni(42)], [ip(2), ip(3)]);
         assert!(
             d.peers[&vni(43)].is_empty(),
@@ -266,7 +307,7 @@ mod tests {
         a.prefixes = vec![net("10.244.3.0/26"), net("10.244.9.0/24")];
         let mut b = member(2, 0);
         b.prefixes = vec![net("10.244.9.0/24"), net("10.244.1.64/26")];
-        let (d, skips) = desired(&me(Tunnel::L3Ipip, &[0]), &[a, b]);
+        let (d, skips) = desired(&me(Tunnel::L3Ipip, &[0]), &[a, b], &[]);
         assert_eq!(
             d.routes.into_iter().collect::<Vec<_>>(),
             [(net("10.244.3.0/26"), ip(3)), (net("10.244.9.0/24"), ip(2))]
@@ -287,7 +328,7 @@ mod tests {
         let mut dup = member(3, 1);
         dup.mac = Some(MacAddr([2, 0, 0, 0, 0, 2]));
         dup.address = Some(Ipv4Addr::new(10, 244, 3, 0));
-        let (d, skips) = desired(&me(Tunnel::L3Vxlan, &[1]), &[dup, a]);
+        let (d, skips) = desired(&me(Tunnel::L3Vxlan, &[1]), &[dup, a], &[]);
         assert_eq!(d.peers[&vni(1)], [ip(2), ip(3)]);
         assert_eq!(
             d.routes[&net("10.244.2.0/24")],
@@ -300,6 +341,40 @@ mod tests {
         assert_eq!(d.fdb[&(vni(1), MacAddr([2, 0, 0, 0, 0, 2]))], ip(2));
         assert_eq!(skips.len(), 1, "the second member with the same MAC");
         assert!(skips[0].conflict && skips[0].underlay == ip(3));
+    }
+
+    /// L2 announcements: another host's MAC in our network becomes an FDB entry toward it; the
+    /// same MAC announced twice goes to the lower address (none when that is us), the other
+    /// counted as a conflict; other networks' MACs are left out.
+    #[test]
+    fn announced_macs_become_fdb_entries() {
+        let ann = |n: u8, vni: u32, m: u8| Announcement {
+            version: VERSION,
+            vni,
+            mac: MacAddr([2, 0, 0, 0, 0, m]),
+            underlay: ip(n),
+        };
+        let macs = [
+            ann(3, 42, 7),
+            ann(2, 42, 7),
+            ann(2, 42, 8),
+            ann(1, 42, 9),
+            ann(4, 42, 9),
+            ann(2, 5, 1),
+        ];
+        let (d, skips) = desired(&me(Tunnel::L2Vxlan, &[42]), &[], &macs);
+        let fdb: Vec<_> = d.fdb.into_iter().collect();
+        let key = |m: u8| (vni(42), MacAddr([2, 0, 0, 0, 0, m]));
+        assert_eq!(
+            fdb,
+            [(key(7), ip(2)), (key(8), ip(2))],
+            "9 is ours (1 is lower than 4)"
+        );
+        let lost: Vec<_> = skips.iter().map(|s| (s.underlay, s.conflict)).collect();
+        assert_eq!(lost, [(ip(3), true), (ip(4), true)]);
+        // IPIP and L3 VXLAN take no announcements.
+        let (d, _) = desired(&me(Tunnel::L3Vxlan, &[42]), &[], &macs);
+        assert!(d.fdb.is_empty());
     }
 
     #[test]
