@@ -764,6 +764,13 @@ mod tests {
                 "twice",
             ),
             (&["--config", "/x.toml"], "cannot be used"),
+            (&["--store", "http://192.0.2.9:2379"], "is not etcd="),
+            (&["--store", "etcd=https://192.0.2.9:2379"], "TLS"),
+            (&["--store-ttl", "5"], "needs --store"),
+            (&["--store-prefix", "/a/"], "empty segment"),
+            (&["--announce"], "needs --store"),
+            (&["--advertise", "10.1.0.0/24"], "for --mode l3"),
+            (&["--advertise", "10.1.0.1/24"], "host bits"),
         ];
         for (extra, want) in cases {
             let args: Vec<&str> = base.iter().chain(extra.iter()).copied().collect();

@@ -134,7 +134,12 @@ impl StoreClient {
         let mut backoff = BACKOFF_MIN;
         let mut lease = None;
         loop {
+            let resyncs = self.status.counters.resyncs.load(Ordering::Relaxed);
             let end = self.session(&mut lease).await;
+            if self.status.counters.resyncs.load(Ordering::Relaxed) != resyncs {
+                // The session got as far as reading the store: start the backoff over.
+                backoff = BACKOFF_MIN;
+            }
             match end {
                 End::Stop => break,
                 End::LeaseLost => {
@@ -163,9 +168,6 @@ impl StoreClient {
                 tokio::time::sleep(STOP_CHECK.min(until - Instant::now())).await;
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
-            if self.status.state() == StoreState::Connected {
-                backoff = BACKOFF_MIN;
-            }
         }
         if let Some(id) = lease {
             self.revoke(id).await;
