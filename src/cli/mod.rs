@@ -79,8 +79,9 @@ devices created and removed), and for the networks that stay: peers, static FDB 
 neighbours, routes, learning, ageing, max_fdb, arp_suppress, mac_move, storm, allow_any_peer \
 (VXLAN). Learned FDB entries and neighbours, path MTUs and counters are kept.\n\
 Refused, nothing changed (restart vtepd instead): local, port, mode, encap, threads, control, \
-log_format, networks added or removed in L3 mode, a network renamed, a network's address, mtu \
-or outer-header policy (ttl, tos, df, srcport, udp_csum), and an invalid file.\n\
+log_format, store, store_prefix, store_ttl, networks added or removed in L3 mode, a network \
+renamed, a network's address, mtu, announce, advertise or outer-header policy (ttl, tos, df, \
+srcport, udp_csum), and an invalid file.\n\
 The file is the truth: peers, entries, neighbours and routes added through the control socket \
 and not in the file are removed (save them first with `vtepd config show > FILE`).\n\
 Exit status: 0 applied (or no change), 2 refused, 1 failed while applying.";

@@ -99,6 +99,10 @@ impl Installer {
                     debug!(%vni, peers = list.len(), "store: flood list now {}", show(list));
                     have.peers.insert(*vni, list.clone());
                 }
+                // A network a reload removed: nothing to keep for it.
+                Err(crate::core::CoreError::UnknownVni(_)) => {
+                    have.peers.remove(vni);
+                }
                 Err(e) => fail(format!("VNI {vni}: flood list not set: {e}")),
             }
         }
