@@ -93,15 +93,28 @@ fn hosts_given_only_the_store_find_each_other_and_leave() {
     assert!(ns[0].ping_within("10.9.0.3", WAIT), "{}", d[2].log_text());
     assert!(ns[1].ping_within("10.9.0.3", WAIT));
     // Registrations are what the README documents.
-    let mut keys = etcd.keys(&sw.ns, PREFIX);
+    let mut keys = etcd.keys(&sw.ns, &format!("{PREFIX}/members/"));
     keys.sort();
     assert_eq!(
         keys,
         [1, 2, 3].map(|n| format!("{PREFIX}/members/42/192.0.2.{n}"))
     );
-    // The store's peers are not the operator's: the running configuration has none.
+    // An operator's static entry in the store reaches every host as the store's.
+    let key = format!("{PREFIX}/fdb/42/02:00:00:00:00:99");
+    etcd.put(&sw.ns, &key, br#"{"version":1,"remote":"192.0.2.3"}"#);
+    let has = |d: &Daemon| {
+        d.fdb().iter().any(|e| {
+            e["mac"] == "02:00:00:00:00:99" && e["remote"] == "192.0.2.3" && e["kind"] == "static"
+        })
+    };
+    assert!(
+        wait_until(WAIT, || has(&d[0]) && has(&d[1])),
+        "{:?}",
+        d[0].fdb()
+    );
+    // The store's peers and entries are not the operator's: the running configuration has none.
     let conf = d[0].ok(&["config", "show"]);
-    assert!(!conf.contains("peers"), "{conf}");
+    assert!(!conf.contains("peers") && !conf.contains("00:99"), "{conf}");
     assert!(
         conf.contains(&format!("store = \"etcd={}\"", etcd.url)),
         "{conf}"
@@ -128,7 +141,7 @@ fn hosts_given_only_the_store_find_each_other_and_leave() {
         d[3].log_text()
     );
     wait_flood(&d[0], &["192.0.2.2"]);
-    let mut keys = etcd.keys(&sw.ns, PREFIX);
+    let mut keys = etcd.keys(&sw.ns, &format!("{PREFIX}/members/"));
     keys.sort();
     assert_eq!(
         keys,
@@ -237,9 +250,21 @@ fn l3_hosts_route_to_each_others_advertised_blocks() {
         );
         assert!(conf.contains("advertise"), "{conf}");
     }
+    // An operator's route key reaches the IPIP hosts (and stays when a member leaves).
+    etcd.put(
+        &sw.ns,
+        "/vtepd/ipip/routes/10.244.9.0/24",
+        br#"{"version":1,"via":"192.0.2.2"}"#,
+    );
+    let op = ("10.244.9.0/24".to_owned(), "192.0.2.2".to_owned());
+    assert!(
+        wait_until(WAIT, || routes(&ipip[0]).contains(&op)),
+        "{:?}",
+        routes(&ipip[0])
+    );
     // A host that leaves takes its routes (and its kernel route) with it.
     ipip[1].signal("TERM");
-    let ok = wait_until(WAIT, || routes(&ipip[0]).is_empty());
+    let ok = wait_until(WAIT, || routes(&ipip[0]) == [op.clone()]);
     assert!(ok, "{:?}", routes(&ipip[0]));
     let kernel = ns[0].ip(&["route", "show", "dev", "tunl1"]);
     assert!(!kernel.contains("10.244.2.0/24"), "{kernel}");

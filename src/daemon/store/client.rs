@@ -11,7 +11,7 @@
 //! revoked, so the others drop this host at once rather than after the TTL.
 
 use super::Installer;
-use super::keys::{self, Announcement, BadValue, KeyKind, Member};
+use super::keys::{self, Announcement, BadValue, KeyKind, Member, Static};
 use super::reconcile::{self, Me};
 use super::status::{StoreState, StoreStatus};
 use crate::config::store::StoreSettings;
@@ -54,6 +54,7 @@ impl From<etcd_client::Error> for End {
 enum Entry {
     Member(Member),
     Mac(Announcement),
+    Static(Static),
 }
 
 /// The store client (see the module documentation).
@@ -70,6 +71,8 @@ pub struct StoreClient {
     members: BTreeMap<String, Member>,
     /// Every valid MAC announcement the store holds, by key.
     macs: BTreeMap<String, Announcement>,
+    /// Every valid operator's static entry the store holds, by key.
+    statics: BTreeMap<String, Static>,
     /// Whether a network of ours announces its MACs.
     announce: bool,
     /// The MACs we announced in this session.
@@ -109,6 +112,7 @@ impl StoreClient {
             stop,
             members: BTreeMap::new(),
             macs: BTreeMap::new(),
+            statics: BTreeMap::new(),
             announce,
             published: BTreeSet::new(),
             skips: Vec::new(),
@@ -319,6 +323,7 @@ impl StoreClient {
         let rev = resp.header().map_or(0, |h| h.revision());
         let mut members = BTreeMap::new();
         let mut macs = BTreeMap::new();
+        let mut statics = BTreeMap::new();
         for kv in resp.kvs() {
             match self.read(kv.key(), Some(kv.value())) {
                 Some((key, Entry::Member(m))) => {
@@ -327,10 +332,14 @@ impl StoreClient {
                 Some((key, Entry::Mac(a))) => {
                     macs.insert(key, a);
                 }
+                Some((key, Entry::Static(s))) => {
+                    statics.insert(key, s);
+                }
                 None => {}
             }
         }
         self.macs = macs;
+        self.statics = statics;
         for (key, m) in &members {
             if self.members.get(key) != Some(m) {
                 info!(vni = m.vni, "store: member {} is there", m.underlay);
@@ -368,7 +377,12 @@ impl StoreClient {
                 Some((key, Entry::Mac(a))) => {
                     self.macs.insert(key, a);
                 }
+                Some((key, Entry::Static(s))) => {
+                    info!("store: static entry {key}");
+                    self.statics.insert(key, s);
+                }
                 None => {
+                    self.statics.remove(&key);
                     if let Some(m) = self.members.remove(&key) {
                         info!(vni = m.vni, "store: member {} left", m.underlay);
                     }
@@ -409,6 +423,15 @@ impl StoreClient {
                     None
                 }
             },
+            Ok(kind @ (KeyKind::Fdb(..) | KeyKind::Route(_))) => {
+                match Static::parse(key, kind, value)? {
+                    Ok(s) => Some((key.to_owned(), Entry::Static(s))),
+                    Err(e) => {
+                        bad(e);
+                        None
+                    }
+                }
+            }
             Ok(KeyKind::Other) => None,
             Err(e) => {
                 bad(e);
@@ -448,7 +471,12 @@ impl StoreClient {
     /// Applies what the members ask of this daemon.
     fn install(&mut self) {
         self.status.set_members(self.members.len());
-        let (want, skips) = reconcile::desired(&self.me, self.members.values(), self.macs.values());
+        let (want, skips) = reconcile::desired(
+            &self.me,
+            self.members.values(),
+            self.macs.values(),
+            self.statics.values(),
+        );
         for s in skips.iter().filter(|s| !self.skips.contains(s)) {
             StoreStatus::count(&self.status.counters.skipped);
             warn!(

@@ -14,6 +14,11 @@
 //!   value is an [`Announcement`]: `{"version":1,"vni":42,"mac":"02:42:0a:2a:01:0a",
 //!   "underlay":"192.0.2.1"}`.
 //!
+//! - `PREFIX/fdb/VNI/MAC` and `PREFIX/routes/CIDR` (like `PREFIX/routes/10.244.9.0/24`): static
+//!   configuration an operator (or a tool) writes, installed by every daemon of the fabric as
+//!   the store's static FDB entries and routes: `{"version":1,"remote":"192.0.2.9"}` and
+//!   `{"version":1,"via":"192.0.2.9"}`. They win over what members register or announce.
+//!
 //! Other keys under the prefix are not vtepd's and are left alone. A value that does not parse,
 //! names another network or address than its key, or has a `version` this vtepd does not know
 //! is a [`BadValue`]: skipped whole (never applied half-way), logged and counted.
@@ -107,6 +112,51 @@ impl Announcement {
     }
 }
 
+/// An operator's static entry in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Static {
+    /// An FDB entry: (network, MAC) -> remote VTEP.
+    Fdb(Vni, MacAddr, Ipv4Addr),
+    /// A route: prefix -> next hop.
+    Route(Ipv4Net, Ipv4Addr),
+}
+
+impl Static {
+    /// The static entry under `key` (its `kind` from [`classify`]) holding `value`; `None` for a
+    /// key that is not one.
+    pub fn parse(key: &str, kind: KeyKind, value: &[u8]) -> Option<Result<Static, BadValue>> {
+        #[derive(Deserialize)]
+        struct Value {
+            remote: Option<Ipv4Addr>,
+            via: Option<Ipv4Addr>,
+        }
+        let bad = |why: String| BadValue {
+            key: key.to_owned(),
+            why,
+        };
+        let parsed = || -> Result<Static, BadValue> {
+            check_version(value).map_err(bad)?;
+            let v: Value = serde_json::from_slice(value).map_err(|e| bad(e.to_string()))?;
+            let (s, ip) = match (kind, v.remote, v.via) {
+                (KeyKind::Fdb(vni, mac), Some(r), _) if mac.is_unicast() => {
+                    (Static::Fdb(vni, mac, r), r)
+                }
+                (KeyKind::Fdb(..), Some(_), _) => {
+                    return Err(bad("not a unicast MAC address".into()));
+                }
+                (KeyKind::Route(p), _, Some(via)) => (Static::Route(p, via), via),
+                (KeyKind::Fdb(..), None, _) => return Err(bad("no remote".into())),
+                _ => return Err(bad("no via".into())),
+            };
+            match crate::core::UnusableRemote::of(ip) {
+                Some(why) => Err(bad(why.to_string())),
+                None => Ok(s),
+            }
+        };
+        matches!(kind, KeyKind::Fdb(..) | KeyKind::Route(_)).then(parsed)
+    }
+}
+
 /// The key of `mac`'s announcement in network `vni`.
 pub fn mac_key(prefix: &str, vni: Vni, mac: MacAddr) -> String {
     format!("{prefix}/macs/{}/{mac}", vni.get())
@@ -135,6 +185,10 @@ pub enum KeyKind {
     Member(Vni, Ipv4Addr),
     /// A MAC announcement: its network and MAC.
     Mac(Vni, MacAddr),
+    /// An operator's static FDB entry: its network and MAC.
+    Fdb(Vni, MacAddr),
+    /// An operator's route: its prefix.
+    Route(Ipv4Net),
     /// Not one of vtepd's keys (left alone).
     Other,
 }
@@ -162,6 +216,12 @@ pub fn classify(prefix: &str, key: &str) -> Result<KeyKind, BadValue> {
     let (kind, rest) = match rest.split_once('/') {
         Some(("members", rest)) => ("members", rest),
         Some(("macs", rest)) => ("macs", rest),
+        Some(("fdb", rest)) => ("fdb", rest),
+        Some(("routes", cidr)) => {
+            return crate::core::route::parse_prefix(cidr)
+                .map(KeyKind::Route)
+                .map_err(bad);
+        }
         _ => return Ok(KeyKind::Other),
     };
     let Some((vni, last)) = rest.split_once('/') else {
@@ -172,11 +232,15 @@ pub fn classify(prefix: &str, key: &str) -> Result<KeyKind, BadValue> {
         .ok()
         .and_then(|v| Vni::new(v).ok())
         .ok_or_else(|| bad(format!("'{vni}' is not a VNI")))?;
-    if kind == "macs" {
+    if kind != "members" {
         let mac = last
             .parse::<MacAddr>()
             .map_err(|_| bad(format!("'{last}' is not a MAC address")))?;
-        return Ok(KeyKind::Mac(vni, mac));
+        return Ok(if kind == "macs" {
+            KeyKind::Mac(vni, mac)
+        } else {
+            KeyKind::Fdb(vni, mac)
+        });
     }
     let ip = last
         .parse::<Ipv4Addr>()
@@ -276,6 +340,14 @@ mod tests {
         assert_eq!(mk, "/vtepd/t/macs/42/02:42:00:00:00:01");
         assert_eq!(classify("/vtepd/t", &mk), Ok(KeyKind::Mac(vni(42), mac)));
         assert!(classify("/vtepd/t", "/vtepd/t/macs/42/nomac").is_err());
+        let r = classify("/vtepd/t", "/vtepd/t/routes/10.244.9.0/24");
+        assert_eq!(r, Ok(KeyKind::Route("10.244.9.0/24".parse().unwrap())));
+        assert!(
+            classify("/vtepd/t", "/vtepd/t/routes/10.244.9.1/24").is_err(),
+            "host bits"
+        );
+        let f = classify("/vtepd/t", "/vtepd/t/fdb/42/02:42:00:00:00:01");
+        assert_eq!(f, Ok(KeyKind::Fdb(vni(42), mac)));
         assert_eq!(
             classify("/vtepd/t", "/vtepd/tt/members/1/192.0.2.1"),
             Ok(KeyKind::Other)
@@ -351,6 +423,40 @@ mod tests {
                 .why
                 .contains("version 2")
         );
+    }
+
+    /// Operator keys: the documented values read; a value without its field, or with an
+    /// unusable address, is refused.
+    #[test]
+    fn static_entries_read_the_documented_layout() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 9]);
+        let p: Ipv4Net = "10.244.9.0/24".parse().unwrap();
+        let (fk, rk) = (KeyKind::Fdb(vni(42), mac), KeyKind::Route(p));
+        let r = br#"{"version":1,"remote":"192.0.2.9"}"#;
+        let v = br#"{"version":1,"via":"192.0.2.9"}"#;
+        let ip9 = Ipv4Addr::new(192, 0, 2, 9);
+        assert_eq!(
+            Static::parse("k", fk, r),
+            Some(Ok(Static::Fdb(vni(42), mac, ip9)))
+        );
+        assert_eq!(Static::parse("k", rk, v), Some(Ok(Static::Route(p, ip9))));
+        assert!(
+            Static::parse("k", fk, v)
+                .unwrap()
+                .unwrap_err()
+                .why
+                .contains("no remote")
+        );
+        assert!(
+            Static::parse("k", rk, r)
+                .unwrap()
+                .unwrap_err()
+                .why
+                .contains("no via")
+        );
+        let lo = br#"{"version":1,"via":"127.0.0.1"}"#;
+        assert!(Static::parse("k", rk, lo).unwrap().is_err());
+        assert_eq!(Static::parse("k", KeyKind::Other, r), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! MAC to its underlay address (flannel's way). [`diff`] compares that with what the store
 //! installed before and lists the changes; the caller applies them through the control plane.
 
-use super::keys::{Announcement, Member};
+use super::keys::{Announcement, Member, Static};
 use crate::config::Tunnel;
 use encap::{MacAddr, Vni};
 use ipnet::Ipv4Net;
@@ -64,12 +64,33 @@ pub fn desired<'a>(
     me: &Me,
     members: impl IntoIterator<Item = &'a Member>,
     macs: impl IntoIterator<Item = &'a Announcement>,
+    statics: impl IntoIterator<Item = &'a Static>,
 ) -> (Desired, Vec<Skip>) {
     let mut d = Desired {
         peers: me.vnis.iter().map(|v| (*v, Vec::new())).collect(),
         ..Desired::default()
     };
     let mut skips = Vec::new();
+    // The operator's keys first: they win over what members register or announce.
+    for s in statics {
+        match *s {
+            Static::Fdb(vni, mac, remote)
+                if me.tunnel.is_vxlan() && d.peers.contains_key(&vni) && remote != me.underlay =>
+            {
+                d.fdb.insert((vni, mac), remote);
+            }
+            Static::Route(p, via)
+                if me.tunnel != Tunnel::L2Vxlan
+                    && !me
+                        .own_prefixes
+                        .iter()
+                        .any(|o| o.contains(&p) || p.contains(o)) =>
+            {
+                d.routes.insert(p, via);
+            }
+            _ => {}
+        }
+    }
     // By network then underlay address: the lower address is seen first and wins.
     let mut sorted: Vec<&Member> = members.into_iter().collect();
     sorted.sort_by_key(|m| (m.vni, m.underlay));
@@ -130,7 +151,10 @@ pub fn desired<'a>(
             {
                 skip(format!("prefix {p} overlaps one of ours"), true);
             } else if d.routes.contains_key(p) {
-                skip(format!("prefix {p} is another member's"), true);
+                skip(
+                    format!("prefix {p} is taken (another member's, or a route key)"),
+                    true,
+                );
             } else {
                 d.routes.insert(*p, next_hop);
             }
@@ -170,8 +194,18 @@ fn announced<'a>(
             continue;
         }
         winner = Some((a.vni, a.mac));
-        if a.underlay != me.underlay {
-            d.fdb.insert((vni, a.mac), a.underlay);
+        match d.fdb.entry((vni, a.mac)) {
+            std::collections::btree_map::Entry::Occupied(_) => skips.push(Skip {
+                underlay: a.underlay,
+                vni: a.vni,
+                why: format!("MAC {} has a static entry in the store", a.mac),
+                conflict: true,
+            }),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                if a.underlay != me.underlay {
+                    v.insert(a.underlay);
+                }
+            }
         }
     }
 }
@@ -242,7 +276,7 @@ pub fn diff(have: &Desired, want: &Desired) -> Changes {
 
 #[cfg(test)]
 mod tests {
-    use super::super::keys::{Announcement, VERSION};
+    use super::super::keys::{Announcement, Static, VERSION};
     use super::*;
 
     fn ip(n: u8) -> Ipv4Addr {
@@ -288,7 +322,7 @@ mod tests {
             member(4, 7),
             other_port,
         ];
-        let (d, skips) = desired(&me(Tunnel::L2Vxlan, &[42, 43]), &ms, &[]);
+        let (d, skips) = desired(&me(Tunnel::L2Vxlan, &[42, 43]), &ms, &[], &[]);
         assert_eq!(d.peers[&vni(42)], [ip(2), ip(3)]);
         assert!(
             d.peers[&vni(43)].is_empty(),
@@ -307,7 +341,7 @@ mod tests {
         a.prefixes = vec![net("10.244.3.0/26"), net("10.244.9.0/24")];
         let mut b = member(2, 0);
         b.prefixes = vec![net("10.244.9.0/24"), net("10.244.1.64/26")];
-        let (d, skips) = desired(&me(Tunnel::L3Ipip, &[0]), &[a, b], &[]);
+        let (d, skips) = desired(&me(Tunnel::L3Ipip, &[0]), &[a, b], &[], &[]);
         assert_eq!(
             d.routes.into_iter().collect::<Vec<_>>(),
             [(net("10.244.3.0/26"), ip(3)), (net("10.244.9.0/24"), ip(2))]
@@ -328,7 +362,7 @@ mod tests {
         let mut dup = member(3, 1);
         dup.mac = Some(MacAddr([2, 0, 0, 0, 0, 2]));
         dup.address = Some(Ipv4Addr::new(10, 244, 3, 0));
-        let (d, skips) = desired(&me(Tunnel::L3Vxlan, &[1]), &[dup, a], &[]);
+        let (d, skips) = desired(&me(Tunnel::L3Vxlan, &[1]), &[dup, a], &[], &[]);
         assert_eq!(d.peers[&vni(1)], [ip(2), ip(3)]);
         assert_eq!(
             d.routes[&net("10.244.2.0/24")],
@@ -362,7 +396,7 @@ mod tests {
             ann(4, 42, 9),
             ann(2, 5, 1),
         ];
-        let (d, skips) = desired(&me(Tunnel::L2Vxlan, &[42]), &[], &macs);
+        let (d, skips) = desired(&me(Tunnel::L2Vxlan, &[42]), &[], &macs, &[]);
         let fdb: Vec<_> = d.fdb.into_iter().collect();
         let key = |m: u8| (vni(42), MacAddr([2, 0, 0, 0, 0, m]));
         assert_eq!(
@@ -373,8 +407,35 @@ mod tests {
         let lost: Vec<_> = skips.iter().map(|s| (s.underlay, s.conflict)).collect();
         assert_eq!(lost, [(ip(3), true), (ip(4), true)]);
         // IPIP and L3 VXLAN take no announcements.
-        let (d, _) = desired(&me(Tunnel::L3Vxlan, &[42]), &[], &macs);
+        let (d, _) = desired(&me(Tunnel::L3Vxlan, &[42]), &[], &macs, &[]);
         assert!(d.fdb.is_empty());
+    }
+
+    /// The operator's keys win: a static FDB entry over an announcement of the same MAC, a
+    /// route over a member's prefix; a route key is for the L3 modes only.
+    #[test]
+    fn the_operators_keys_win() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 7]);
+        let ann = Announcement {
+            version: VERSION,
+            vni: 42,
+            mac,
+            underlay: ip(3),
+        };
+        let statics = [
+            Static::Fdb(vni(42), mac, ip(9)),
+            Static::Route(net("10.244.9.0/24"), ip(9)),
+        ];
+        let (d, skips) = desired(&me(Tunnel::L2Vxlan, &[42]), &[], &[ann], &statics);
+        assert_eq!(d.fdb[&(vni(42), mac)], ip(9));
+        assert!(d.routes.is_empty(), "no routes in L2");
+        assert_eq!(skips.len(), 1);
+        let mut m = member(2, 0);
+        m.prefixes = vec![net("10.244.9.0/24")];
+        let (d, skips) = desired(&me(Tunnel::L3Ipip, &[0]), &[m], &[], &statics);
+        assert_eq!(d.routes[&net("10.244.9.0/24")], ip(9));
+        assert!(d.fdb.is_empty(), "no FDB in IPIP");
+        assert!(skips[0].why.contains("taken"), "{skips:?}");
     }
 
     #[test]
