@@ -173,6 +173,28 @@ lab_vtepd() {
     ip -n "$hns" link set vtep0 master cni0 && ip -n "$hns" link set vtep0 up
 }
 
+# lab_etcd [ADDR]: an etcd server (Debian's etcd-server) in the underlay namespace, on ADDR (default
+# LAB_ETCD_IP, which br0 is given) port 2379, its data in the lab's state directory; waits until it
+# answers. Its client URL is lab_etcd_url. Stopped by lab_cleanup like the daemons (recorded PID).
+LAB_ETCD_IP=${LAB_UNDERLAY_NET}.254
+lab_etcd_url() { printf 'http://%s:2379' "$LAB_ETCD_IP"; }
+lab_etcd() {
+    local ul url peer=http://127.0.0.1:2380 deadline=$((SECONDS + LAB_TIMEOUT))
+    ul=$(lab_ns ul)
+    url=$(lab_etcd_url)
+    command -v etcd >/dev/null || lab_die "etcd not found (scripts/setup.sh installs etcd-server)" || return
+    ip -n "$ul" addr add "$LAB_ETCD_IP/24" dev br0 || return
+    ip netns exec "$ul" etcd --name lab --data-dir "$LAB_DIR/etcd" --listen-client-urls "$url" \
+        --advertise-client-urls "$url" --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
+        --initial-cluster "lab=$peer" </dev/null >"$LAB_DIR/etcd.log" 2>&1 &
+    echo $! >"$LAB_DIR/etcd.pid"
+    until ip netns exec "$ul" curl -sf -m 1 "$url/health" 2>/dev/null | grep -q true; do
+        [ "$SECONDS" -lt "$deadline" ] || lab_die "etcd did not answer within ${LAB_TIMEOUT}s" || return
+        sleep 0.1
+    done
+    lab_info "etcd on $url (namespace $ul)"
+}
+
 # lab_kernel_vtep HOST VNI PEERS [DEV]: the Linux kernel vxlan device (default vx0) as the host's VTEP:
 # dstport 4789, learning on, flood list = PEERS (comma-separated) through all-zero FDB entries.
 lab_kernel_vtep() {

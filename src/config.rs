@@ -6,6 +6,7 @@
 
 pub mod outer;
 pub mod reload;
+pub mod store;
 
 pub use crate::core::dampening::MoveLimit;
 use crate::core::route::{self, Route};
@@ -21,6 +22,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use outer::Outer;
+pub use store::StoreOptions;
 
 /// Default control socket path.
 pub const DEFAULT_CONTROL: &str = "/run/vtepd/vtepd.sock";
@@ -491,6 +493,11 @@ pub struct NetConfig {
     pub arp_suppress: bool,
     /// L3 routes through the tunnel (overlay prefix -> next hop).
     pub routes: Vec<Route>,
+    /// The overlay prefixes behind this host, registered in the store for the others to
+    /// route to (`--advertise`; L3 modes with `--store`).
+    pub advertise: Vec<ipnet::Ipv4Net>,
+    /// Announce the MACs seen on the device through the store (L2 with `--store`).
+    pub announce: bool,
     /// MAC-move dampening (`mac_move = { moves, window, hold }`; `moves = 0`: off).
     pub mac_move: MoveLimit,
     /// Storm control of flooded frames from the device, frames/s per kind (L2).
@@ -521,6 +528,8 @@ pub struct DaemonConfig {
     pub log_format: LogFormat,
     /// Where to serve Prometheus metrics (`GET /metrics`); `None`: no metrics listener.
     pub metrics: Option<SocketAddr>,
+    /// The store of a store-driven fabric (`--store`; none: static configuration only).
+    pub store: StoreOptions,
     /// The networks, in configuration order.
     pub networks: Vec<NetConfig>,
 }
@@ -539,6 +548,7 @@ impl NetConfig {
             max_learned: self.max_fdb,
             mac_move: self.mac_move,
             storm: self.storm,
+            announce: self.announce,
         }
     }
 
@@ -569,6 +579,8 @@ impl NetConfig {
             neigh: Vec::new(),
             arp_suppress: false,
             routes: Vec::new(),
+            advertise: Vec::new(),
+            announce: false,
             mac_move: MoveLimit::default(),
             storm: StormLimits::default(),
             outer: Outer::default(),
@@ -606,6 +618,29 @@ impl DaemonConfig {
             return err("too many networks");
         }
         self.validate_mode()?;
+        let store = self.store.settings().map_err(ConfigError)?;
+        if let Some(n) = self.networks.iter().find(|n| !n.advertise.is_empty()) {
+            if self.tunnel == Tunnel::L2Vxlan {
+                return err(format!(
+                    "dev {}: advertise is for --mode l3 (the prefixes other hosts route to us)",
+                    n.dev
+                ));
+            }
+            if store.is_none() {
+                return err(format!("dev {}: advertise needs --store", n.dev));
+            }
+        }
+        if let Some(n) = self.networks.iter().find(|n| n.announce) {
+            if self.tunnel != Tunnel::L2Vxlan {
+                return err(format!(
+                    "dev {}: announce is for --mode l2 (the MACs behind a TAP device)",
+                    n.dev
+                ));
+            }
+            if store.is_none() {
+                return err(format!("dev {}: announce needs --store", n.dev));
+            }
+        }
         let mut vnis = HashSet::new();
         let mut devs = HashSet::new();
         for n in &self.networks {
@@ -802,6 +837,9 @@ impl DaemonConfig {
                 .into(),
             ),
             metrics: self.metrics.map(|m| m.to_string()),
+            store: self.store.store.clone(),
+            store_prefix: self.store.store_prefix.clone(),
+            store_ttl: self.store.store_ttl,
             networks: self
                 .networks
                 .iter()
@@ -885,6 +923,26 @@ struct FileConfig {
     log_format: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics: Option<String>,
+    // The store's keys, read by the parsers of its flags (`store::StoreOptions`); not flattened,
+    // which would cost the other keys' errors their line numbers.
+    #[serde(
+        default,
+        deserialize_with = "store::de_store",
+        skip_serializing_if = "Option::is_none"
+    )]
+    store: Option<store::StoreEndpoints>,
+    #[serde(
+        default,
+        deserialize_with = "store::de_prefix",
+        skip_serializing_if = "Option::is_none"
+    )]
+    store_prefix: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "store::de_ttl",
+        skip_serializing_if = "Option::is_none"
+    )]
+    store_ttl: Option<u64>,
     #[serde(default, rename = "network")]
     networks: Vec<FileNetwork>,
 }
@@ -915,6 +973,10 @@ struct FileNetwork {
     outer: Outer,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     routes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    advertise: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    announce: bool,
     #[serde(default, skip_serializing_if = "is_default")]
     mac_move: MoveLimit,
     #[serde(default, skip_serializing_if = "is_default")]
@@ -946,6 +1008,8 @@ impl FileNetwork {
                 .iter()
                 .map(|r| format!("{}={}", r.prefix, r.via))
                 .collect(),
+            advertise: n.advertise.iter().map(ToString::to_string).collect(),
+            announce: n.announce,
             mac_move: n.mac_move,
             storm: n.storm,
             fdb: n
@@ -1079,6 +1143,7 @@ impl FileConfig {
                 net.neigh.push(StaticNeigh { ip, mac });
             }
             net.arp_suppress = n.arp_suppress;
+            net.announce = n.announce;
             net.mac_move = n.mac_move;
             net.storm = n.storm;
             net.outer = n.outer;
@@ -1092,6 +1157,10 @@ impl FileConfig {
             for r in &n.routes {
                 net.routes.push(parse_route(r).map_err(ctx)?);
             }
+            for p in &n.advertise {
+                let p = route::parse_prefix(p).map_err(|e| ctx(format!("advertise: {e}")))?;
+                net.advertise.push(p);
+            }
             networks.push(net);
         }
         Ok(DaemonConfig {
@@ -1103,6 +1172,11 @@ impl FileConfig {
             control,
             log_format,
             metrics,
+            store: StoreOptions {
+                store: self.store,
+                store_prefix: self.store_prefix,
+                store_ttl: self.store_ttl,
+            },
             networks,
         })
     }

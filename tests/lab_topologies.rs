@@ -1,5 +1,6 @@
 //! The lab's topology scripts, run as a test in quiet mode: lab/demo.sh (three vtepd hosts, six pods,
-//! every pod pings every other) and lab/interop-kernel.sh (two vtepd hosts and a kernel vxlan host
+//! every pod pings every other), lab/store-fabric.sh (hosts given only an etcd store) and
+//! lab/interop-kernel.sh (two vtepd hosts and a kernel vxlan host
 //! reach each other's pods, learn each other's MACs, and vtepd's datagrams follow the wire rules).
 //! Each must exit 0.
 
@@ -35,6 +36,14 @@ fn run_script(tag: &str, script: &str, env: &[(&str, &str)]) {
 fn demo_script_succeeds() {
     if lab_available("demo_script_succeeds") {
         run_script("tdemo", "lab/demo.sh", &[]);
+    }
+}
+
+/// lab/store-fabric.sh: hosts given only an etcd store find each other, join and leave.
+#[test]
+fn store_fabric_script_succeeds() {
+    if lab_available("store_fabric_script_succeeds") {
+        run_script("tstore", "lab/store-fabric.sh", &[]);
     }
 }
 

@@ -102,8 +102,9 @@ devices created and removed), and for the networks that stay: peers, static FDB 
 neighbours, routes, learning, ageing, max_fdb, arp_suppress, mac_move, storm, allow_any_peer \
 (VXLAN). Learned FDB entries and neighbours, path MTUs and counters are kept.\n\
 Refused, nothing changed (restart vtepd instead): local, port, mode, encap, threads, control, \
-log_format, networks added or removed in L3 mode, a network renamed, a network's address, mtu \
-or outer-header policy (ttl, tos, df, srcport, udp_csum), and an invalid file.\n\
+log_format, store, store_prefix, store_ttl, networks added or removed in L3 mode, a network \
+renamed, a network's address, mtu, announce, advertise or outer-header policy (ttl, tos, df, \
+srcport, udp_csum), and an invalid file.\n\
 The file is the truth: peers, entries, neighbours and routes added through the control socket \
 and not in the file are removed (save them first with `vtepd config show > FILE`).\n\
 Exit status: 0 applied (or no change), 2 refused, 1 failed while applying.";
@@ -158,14 +159,16 @@ stderr."
 pub struct RunArgs {
     /// Read the networks from a TOML file instead of the flags below
     /// (keys: local, port, allow_any_peer, mode, encap, threads, control, metrics, log_format,
+    /// store, store_prefix, store_ttl,
     /// and [[network]] tables with dev, vni, peers, address, mtu, learning, ageing, max_fdb,
-    /// fdb = [{mac, remote}], routes = ["CIDR=IP", ...], neigh = [{ip, mac}], arp_suppress,
+    /// fdb = [{mac, remote}], routes = ["CIDR=IP", ...], advertise = ["CIDR", ...], announce,
+    /// neigh = [{ip, mac}], arp_suppress,
     /// mac_move = {moves, window, hold}, storm = {broadcast, unknown_unicast, multicast}, ttl,
     /// tos, df, srcport, udp_csum).
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "dev", "local", "vni", "peers", "port", "address", "mtu", "no_learning", "ageing",
-        "max_fdb", "allow_any_peer", "threads", "mode", "encap", "routes", "neigh",
-        "arp_suppress", "mac_move", "storm", "outer",
+        "max_fdb", "allow_any_peer", "threads", "mode", "encap", "routes", "advertise", "announce", "neigh",
+        "arp_suppress", "mac_move", "storm", "outer", "store_opts",
     ])]
     pub config: Option<PathBuf>,
 
@@ -225,6 +228,17 @@ pub struct RunArgs {
     #[arg(long = "route", value_name = "CIDR=IP", value_parser = parse_route)]
     pub routes: Vec<Route>,
 
+    /// L3 modes with --store: an overlay prefix behind this host (its pod block), registered in
+    /// the store so that the other hosts route it here; repeatable.
+    #[arg(long, value_name = "CIDR", value_parser = crate::core::route::parse_prefix)]
+    pub advertise: Vec<ipnet::Ipv4Net>,
+
+    /// L2 with --store: announce the MACs seen on the TAP device through the store, so the
+    /// other hosts install them before any traffic (no flooding to find them); each withdrawn
+    /// when it ages out.
+    #[arg(long)]
+    pub announce: bool,
+
     /// Static neighbour binding: overlay IP -> MAC (L3 VXLAN next hops, like flannel's
     /// `ip neigh ... nud permanent`; L2 with --arp-suppress: answered on behalf); repeatable.
     #[arg(long = "neigh", value_name = "IP=MAC", value_parser = parse_neigh)]
@@ -274,6 +288,10 @@ pub struct RunArgs {
     /// [default: the number of CPUs].
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<usize>,
+
+    /// The store of a store-driven fabric: --store, --store-prefix, --store-ttl.
+    #[command(flatten)]
+    pub store: config::StoreOptions,
 
     /// Control socket path, mode 0600 [default: /run/vtepd/vtepd.sock]; with --config it
     /// overrides the file's `control`.
@@ -370,6 +388,8 @@ impl RunArgs {
         net.storm = self.storm.unwrap_or_default();
         net.outer = self.outer;
         net.routes = self.routes.clone();
+        net.advertise = self.advertise.clone();
+        net.announce = self.announce;
         Ok(DaemonConfig {
             local,
             port: self.port.unwrap_or(encap::vxlan::DEFAULT_PORT),
@@ -379,6 +399,7 @@ impl RunArgs {
             control: PathBuf::from(config::DEFAULT_CONTROL),
             log_format: LogFormat::default(),
             metrics: None,
+            store: self.store.clone(),
             networks: vec![net],
         })
     }
@@ -794,6 +815,13 @@ mod tests {
                 "twice",
             ),
             (&["--config", "/x.toml"], "cannot be used"),
+            (&["--store", "http://192.0.2.9:2379"], "is not etcd="),
+            (&["--store", "etcd=https://192.0.2.9:2379"], "TLS"),
+            (&["--store-ttl", "5"], "needs --store"),
+            (&["--store-prefix", "/a/"], "empty segment"),
+            (&["--announce"], "needs --store"),
+            (&["--advertise", "10.1.0.0/24"], "for --mode l3"),
+            (&["--advertise", "10.1.0.1/24"], "host bits"),
         ];
         for (extra, want) in cases {
             let args: Vec<&str> = base.iter().chain(extra.iter()).copied().collect();

@@ -245,6 +245,9 @@ pub fn plan(running: &DaemonConfig, new: &DaemonConfig) -> Result<Vec<Step>, Ref
             show(new.metrics)
         ));
     }
+    if running.store != new.store {
+        restart("store, store_prefix or store_ttl changed".into());
+    }
     let mut steps = Vec::new();
     if running.allow_any_peer != new.allow_any_peer {
         if running.tunnel.is_vxlan() {
@@ -334,6 +337,14 @@ pub fn plan(running: &DaemonConfig, new: &DaemonConfig) -> Result<Vec<Step>, Ref
                 "{at}: address {} -> {}",
                 show(o.address),
                 show(n.address)
+            ));
+        }
+        if o.announce != n.announce {
+            restart(format!("{at}: announce {} -> {}", o.announce, n.announce));
+        }
+        if o.advertise != n.advertise {
+            restart(format!(
+                "{at}: advertise (the prefixes registered in the store)"
             ));
         }
         if o.mtu != n.mtu {

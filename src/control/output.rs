@@ -64,8 +64,9 @@ pub fn peers_table(rows: &[PeersRow]) -> String {
                 Some(m) => m.mtu.to_string(),
                 None => String::new(),
             };
+            let from = if r.store.contains(p) { "  (store)" } else { "" };
             let line = format!("{:<8}  {:<w$}  {:<15}  {pmtu}", r.vni, r.dev, p.to_string());
-            let _ = writeln!(s, "{}", line.trim_end());
+            let _ = writeln!(s, "{}{from}", line.trim_end());
         }
     }
     s
@@ -169,6 +170,14 @@ pub fn stats_table(st: &StatsReport, all: bool) -> String {
         // The traffic counters are in the rows above.
         if m & bit != 0 && !NetTraffic::NAMES.contains(&k) && (all || v != 0) {
             let _ = writeln!(s, "  {k:<24}{v}");
+        }
+    }
+    if let Some(store) = &st.store {
+        let _ = writeln!(s, "store {}, {} members", store.state, store.members);
+        for (k, v) in &store.counters {
+            if all || *v != 0 {
+                let _ = writeln!(s, "  {k:<24}{v}");
+            }
         }
     }
     for n in &st.networks {
@@ -339,6 +348,7 @@ mod tests {
                 vni: 42,
                 dev: "vtep0".into(),
                 peers: vec![Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 3)],
+                store: vec![Ipv4Addr::new(192, 0, 2, 2)],
                 path_mtu: vec![PathMtuRow {
                     remote: Ipv4Addr::new(192, 0, 2, 3),
                     mtu: 1400,
@@ -350,6 +360,7 @@ mod tests {
                 vni: 7,
                 dev: "v7".into(),
                 peers: vec![],
+                store: vec![],
                 path_mtu: vec![],
             },
         ];
@@ -357,7 +368,7 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 4, "{t}");
         assert!(lines[0].starts_with("VNI"));
-        assert!(lines[1].contains("42") && lines[1].ends_with("192.0.2.2"));
+        assert!(lines[1].contains("42") && lines[1].ends_with("192.0.2.2  (store)"));
         assert!(lines[2].contains("192.0.2.3") && lines[2].ends_with("1400 learned, 540s left"));
         assert!(lines[3].starts_with("7 ") && lines[3].ends_with('-'));
     }
@@ -455,6 +466,7 @@ mod tests {
                 },
             ],
             peers_overflow: Default::default(),
+            store: None,
         }
     }
 
@@ -470,6 +482,25 @@ mod tests {
         assert_eq!(duration(3725), "1h 2m 5s");
         assert_eq!(duration(86400), "1d 0h 0m 0s");
         assert_eq!(duration(7), "7s");
+    }
+
+    #[test]
+    fn stats_text_shows_the_store_with_its_counters() {
+        let mut r = report(TunnelMode::L2Vxlan);
+        let t = stats_table(&r, false);
+        assert!(!t.contains("store"), "no store, no line: {t}");
+        r.store = Some(super::super::protocol::StoreReport {
+            state: "unreachable".into(),
+            members: 3,
+            counters: [("bad_values".to_owned(), 2), ("resyncs".to_owned(), 0)].into(),
+        });
+        let t = stats_table(&r, false);
+        assert!(
+            t.contains("store unreachable, 3 members\n  bad_values              2\n"),
+            "{t}"
+        );
+        assert!(!t.contains("resyncs"), "{t}");
+        assert!(stats_table(&r, true).contains("  resyncs                 0\n"));
     }
 
     #[test]

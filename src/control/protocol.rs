@@ -355,8 +355,11 @@ pub struct PeersRow {
     pub vni: u32,
     /// The network's device.
     pub dev: String,
-    /// Remote VTEPs receiving BUM traffic.
+    /// Remote VTEPs receiving BUM traffic (the operator's flood list, then the store's).
     pub peers: Vec<Ipv4Addr>,
+    /// Those of `peers` the store put there (`--store`) and the operator did not.
+    #[serde(default)]
+    pub store: Vec<Ipv4Addr>,
     /// The path MTU toward each of them, in the same order.
     #[serde(default)]
     pub path_mtu: Vec<PathMtuRow>,
@@ -527,6 +530,20 @@ pub struct StatsReport {
     /// rows, so a flood of spoofed sources cannot grow them): counted here instead.
     #[serde(default)]
     pub peers_overflow: PeerTraffic,
+    /// The store client (`--store`; `None`: no store).
+    #[serde(default)]
+    pub store: Option<StoreReport>,
+}
+
+/// The store client's state and counters (`stats --json` `store`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreReport {
+    /// `connecting`, `connected` or `unreachable`.
+    pub state: String,
+    /// Registrations the store holds (this host's included).
+    pub members: usize,
+    /// The client's counters by name.
+    pub counters: BTreeMap<String, u64>,
 }
 
 #[cfg(test)]
@@ -648,6 +665,7 @@ mod tests {
                 path_mtu: Some(0),
             }],
             peers_overflow: PeerTraffic::default(),
+            store: None,
         };
         fn keys(v: &serde_json::Value, out: &mut Vec<String>) {
             match v {

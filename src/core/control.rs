@@ -20,8 +20,12 @@ pub(super) struct ControlState {
 /// Control-plane bookkeeping of one network.
 #[derive(Debug)]
 pub(super) struct NetControl {
-    /// The flood list, in insertion order.
+    /// The operator's flood list (flags, file, `peers add`, reload), in insertion order.
     flood: Vec<Ipv4Addr>,
+    /// The store's flood list (`--store`: the other members of the network), kept apart so
+    /// that a reload or `peers del` never touches it and the store never removes the
+    /// operator's peers. The data path floods to both (each peer once).
+    store: Vec<Ipv4Addr>,
     /// Remote -> number of static entries pointing at it.
     static_remotes: BTreeMap<Ipv4Addr, usize>,
     /// Static entries in the FDB (the sum of `static_remotes`' counts).
@@ -32,13 +36,16 @@ impl NetControl {
     pub(super) fn new(flood: Vec<Ipv4Addr>) -> NetControl {
         NetControl {
             flood,
+            store: Vec::new(),
             static_remotes: BTreeMap::new(),
             statics: 0,
         }
     }
 
     fn snapshot(&self) -> PeerSnapshot {
-        PeerSnapshot::new(&self.flood, self.static_remotes.keys().copied())
+        let extra = self.store.iter().filter(|p| !self.flood.contains(p));
+        let flood: Vec<Ipv4Addr> = self.flood.iter().chain(extra).copied().collect();
+        PeerSnapshot::new(&flood, self.static_remotes.keys().copied())
     }
 
     fn static_added(&mut self, remote: Ipv4Addr) {
@@ -240,6 +247,7 @@ impl Core {
     /// Also ages out learned neighbour bindings (not counted in the result).
     pub fn expire(&self, now: Timestamp) -> usize {
         self.neigh_expire(now);
+        self.local_macs.expire(now.millis(), |v| self.ageing_of(v));
         let now_ms = now.millis();
         let ageing = |k: FdbKey| {
             self.net_by_vni(k.vni())
@@ -300,22 +308,42 @@ impl Core {
     /// Replaces network `vni`'s flood list (a reload), keeping the order given; `Ok(false)` if
     /// it was already that list. Checked whole before anything changes.
     pub fn peers_set(&self, vni: Vni, peers: &[Ipv4Addr]) -> Result<bool, CoreError> {
-        let id = self.net_id(vni)?;
-        let mut flood: Vec<Ipv4Addr> = Vec::with_capacity(peers.len());
+        self.replace_list(vni, peers, |c| &mut c.flood)
+    }
+
+    /// `peers` without duplicates, in the order given; every one must be a usable remote.
+    fn checked_list(&self, peers: &[Ipv4Addr]) -> Result<Vec<Ipv4Addr>, CoreError> {
+        // A store may list a thousand members: duplicates are found with a set, not a scan.
+        let mut seen = std::collections::HashSet::with_capacity(peers.len());
+        let mut list: Vec<Ipv4Addr> = Vec::with_capacity(peers.len());
         for &p in peers {
             self.usable_remote(p)?;
-            if !flood.contains(&p) {
-                flood.push(p);
+            if seen.insert(p) {
+                list.push(p);
             }
         }
+        Ok(list)
+    }
+
+    /// Replaces one of network `vni`'s flood lists (`which`) with `peers`, checked whole first;
+    /// `Ok(false)` if it was already that list.
+    fn replace_list(
+        &self,
+        vni: Vni,
+        peers: &[Ipv4Addr],
+        which: fn(&mut NetControl) -> &mut Vec<Ipv4Addr>,
+    ) -> Result<bool, CoreError> {
+        let id = self.net_id(vni)?;
+        let list = self.checked_list(peers)?;
         let mut state = self.control();
         let Some(c) = state.nets.get_mut(usize::from(id.0)) else {
             return Err(CoreError::UnknownVni(vni));
         };
-        if c.flood == flood {
+        let slot = which(c);
+        if *slot == list {
             return Ok(false);
         }
-        c.flood = flood;
+        *slot = list;
         self.publish(&state, id);
         Ok(true)
     }
@@ -333,11 +361,41 @@ impl Core {
         Ok(())
     }
 
-    /// Every network's flood list, in [`NetId`] order (removed networks left out).
+    /// Every network's flood list as the operator set it (flags, file, `peers add`, reload;
+    /// not the store's), in [`NetId`] order (removed networks left out).
     pub fn peers(&self) -> Vec<(Vni, Vec<Ipv4Addr>)> {
+        self.flood_lists(|c| &c.flood)
+    }
+
+    /// Every network's flood list as the store set it ([`Core::store_peers_set`]), in
+    /// [`NetId`] order.
+    pub fn store_peers(&self) -> Vec<(Vni, Vec<Ipv4Addr>)> {
+        self.flood_lists(|c| &c.store)
+    }
+
+    /// Every network's flood list as the data path uses it: the operator's, then the store's
+    /// peers not already in it.
+    pub fn flood_peers(&self) -> Vec<(Vni, Vec<Ipv4Addr>)> {
         self.live_nets()
             .map(|(_, n)| (n.vni, n.peers.load().flood.to_vec()))
             .collect()
+    }
+
+    fn flood_lists(
+        &self,
+        list: impl Fn(&NetControl) -> &Vec<Ipv4Addr>,
+    ) -> Vec<(Vni, Vec<Ipv4Addr>)> {
+        let state = self.control();
+        self.live_nets()
+            .filter_map(|(id, n)| Some((n.vni, list(state.nets.get(usize::from(id.0))?).clone())))
+            .collect()
+    }
+
+    /// Replaces network `vni`'s store flood list (the store's members of the network, see
+    /// `daemon::store`); `Ok(false)` if it was already that list. The operator's list is not
+    /// touched; a peer in both is flooded to once. Checked whole before anything changes.
+    pub fn store_peers_set(&self, vni: Vni, peers: &[Ipv4Addr]) -> Result<bool, CoreError> {
+        self.replace_list(vni, peers, |c| &mut c.store)
     }
 
     /// Adds a network (at start, or at run time by a reload) in the next free slot; its
@@ -347,13 +405,7 @@ impl Core {
         if self.by_vni.get(cfg.vni).is_some() {
             return Err(CoreError::DuplicateVni(cfg.vni));
         }
-        let mut flood: Vec<Ipv4Addr> = Vec::with_capacity(cfg.peers.len());
-        for &p in &cfg.peers {
-            self.usable_remote(p)?;
-            if !flood.contains(&p) {
-                flood.push(p);
-            }
-        }
+        let flood = self.checked_list(&cfg.peers)?;
         let i = state.nets.len();
         let id = NetId(u16::try_from(i).map_err(|_| CoreError::TooManyNetworks)?);
         let (Some(slot), Some(neigh)) = (self.nets.get(i), self.neigh.get(i)) else {
@@ -456,6 +508,39 @@ mod tests {
         // A datagram for a removed network's id is not delivered there.
         assert_eq!(c.flood_len(NetId(0)), 0);
         assert_eq!(c.flood_len(NetId(3)), 1);
+    }
+
+    /// The store's flood list is kept apart from the operator's: the data path floods to
+    /// both, a peer in both once; replacing one list never touches the other.
+    #[test]
+    fn store_peers_are_kept_apart_from_the_operators() {
+        let c = Core::new(super::super::CoreConfig {
+            local: ip(1),
+            allow_any_peer: false,
+            networks: vec![net(10)],
+        })
+        .unwrap();
+        let v = Vni::new(10).unwrap();
+        assert_eq!(c.store_peers_set(v, &[ip(3), ip(2), ip(3)]), Ok(true));
+        assert_eq!(c.store_peers_set(v, &[ip(3), ip(2)]), Ok(false));
+        assert_eq!(c.peers(), [(v, vec![ip(2)])]);
+        assert_eq!(c.store_peers(), [(v, vec![ip(3), ip(2)])]);
+        assert_eq!(c.flood_peers(), [(v, vec![ip(2), ip(3)])]);
+        assert!(c.known_remote(v, ip(3)));
+        // The operator's list replaced (a reload): the store's peers stay.
+        assert_eq!(c.peers_set(v, &[]), Ok(true));
+        assert_eq!(c.flood_peers(), [(v, vec![ip(3), ip(2)])]);
+        assert_eq!(
+            c.peer_del(v, ip(3)),
+            Ok(false),
+            "not the operator's to remove"
+        );
+        // The store's list emptied: the operator's stays.
+        assert_eq!(c.peer_add(v, ip(4)), Ok(true));
+        assert_eq!(c.store_peers_set(v, &[]), Ok(true));
+        assert_eq!(c.flood_peers(), [(v, vec![ip(4)])]);
+        assert!(!c.known_remote(v, ip(3)));
+        assert!(c.store_peers_set(v, &[ip(1)]).is_err(), "our own address");
     }
 
     #[test]

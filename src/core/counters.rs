@@ -240,6 +240,11 @@ counters! {
     flood_copies = modes::VXLAN,
     /// New FDB entries learned.
     learned = modes::VXLAN,
+    /// MACs seen for the first time on the device of a network that announces them
+    /// (`announce`).
+    local_macs = modes::L2,
+    /// New local MACs not recorded for announcement: the table of them is full.
+    local_macs_refused = modes::L2,
     /// Learned entries that moved to a different remote.
     mac_moves = modes::VXLAN,
     /// MACs frozen by dampening: they moved more often than their network allows.

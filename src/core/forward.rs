@@ -2,6 +2,7 @@
 //! network's flood list (head-end replication).
 
 use super::fdb::FdbKey;
+use super::local_macs::Seen;
 use super::storm::FloodKind;
 use super::trace::{Mac, NoTrace, Step, Trace};
 use super::{Core, Counters, DropReason, FromDevice, NetId, Remotes, Timestamp};
@@ -89,6 +90,20 @@ impl Core {
         to.reset(n.vni);
         if frame.len() < ETH_HEADER_LEN {
             return drop(ctr, DropReason::LocalRunt);
+        }
+        if police && n.announce {
+            let src = frame
+                .get(6..)
+                .and_then(MacAddr::from_bytes)
+                .unwrap_or(MacAddr::ZERO);
+            // The device's own MAC too: it is the host's own endpoint on the overlay.
+            if src.is_unicast() {
+                match self.local_macs.seen(n.vni, src, now.millis()) {
+                    Seen::New => ctr.local_macs += 1,
+                    Seen::Full => ctr.local_macs_refused += 1,
+                    Seen::Known => {}
+                }
+            }
         }
         let dst = MacAddr::from_bytes(frame).unwrap_or(MacAddr::BROADCAST);
         let known = (!dst.is_multicast())

@@ -26,6 +26,7 @@ pub mod ipip;
 pub mod l2;
 pub mod l3vx;
 mod learn;
+pub mod local_macs;
 pub mod neigh;
 mod neigh_control;
 pub mod network;
@@ -87,6 +88,9 @@ pub struct NetworkConfig {
     /// VXLAN: the UDP port of the network (`ip link ... dstport`): datagrams for its VNI are
     /// taken only from this port.
     pub port: u16,
+    /// Record the source MACs of frames from the device, for the daemon to announce
+    /// ([`Core::local_macs`]).
+    pub announce: bool,
 }
 
 impl Default for NetworkConfig {
@@ -103,6 +107,7 @@ impl Default for NetworkConfig {
             mac_move: dampening::MoveLimit::default(),
             storm: storm::StormLimits::default(),
             port: encap::vxlan::DEFAULT_PORT,
+            announce: false,
         }
     }
 }
@@ -202,6 +207,8 @@ pub struct Core {
     neigh: Box<[OnceLock<neigh::NeighTable>]>,
     /// MACs frozen by dampening, not yet reported (see [`Core::take_frozen`]).
     frozen: crossbeam_queue::ArrayQueue<dampening::Frozen>,
+    /// Source MACs seen on the devices of announcing networks.
+    local_macs: local_macs::LocalMacs,
     control: Mutex<control::ControlState>,
 }
 
@@ -230,6 +237,7 @@ impl Core {
             fdb: Fdb::with_capacity(1024),
             neigh: (0..slots).map(|_| OnceLock::new()).collect(),
             frozen: crossbeam_queue::ArrayQueue::new(FROZEN_REPORTS),
+            local_macs: local_macs::LocalMacs::new(DEFAULT_MAX_LEARNED),
             control: Mutex::new(control::ControlState::default()),
         };
         for n in &cfg.networks {
@@ -317,6 +325,16 @@ impl Core {
             .get(usize::from(id.0))?
             .get()
             .filter(|n| n.is_live())
+    }
+
+    /// The MACs seen on the devices of announcing networks and not aged out, sorted.
+    pub fn local_macs(&self, now: Timestamp) -> Vec<(Vni, MacAddr)> {
+        self.local_macs.live(now.millis(), |v| self.ageing_of(v))
+    }
+
+    /// The ageing time (ms) of live network `vni`.
+    fn ageing_of(&self, vni: Vni) -> Option<u64> {
+        Some(self.net(self.net_by_vni(vni)?)?.ageing_ms())
     }
 
     /// Flood-list length of network `id` (0 for a removed one).

@@ -88,6 +88,8 @@ pub struct Network {
     learned: AtomicUsize,
     /// Current peers.
     pub peers: ArcSwap<PeerSnapshot>,
+    /// Whether the source MACs of frames from the device are recorded (`announce`).
+    pub announce: bool,
 }
 
 impl Network {
@@ -106,6 +108,7 @@ impl Network {
             live: AtomicBool::new(true),
             learned: AtomicUsize::new(0),
             peers: ArcSwap::from_pointee(PeerSnapshot::new(flood, std::iter::empty())),
+            announce: cfg.announce,
         }
     }
 

@@ -10,11 +10,12 @@ use super::capture_control::CaptureControl;
 use super::netlink::{RouteChangeError, RouteService};
 use super::reload::{ReloadError, Reloader};
 use super::stats::{Clock, StatsBoard};
+use super::store::status::{StoreCounters, StoreStatus};
 use super::trace_control::TraceControl;
 use crate::control::protocol::{
     ConfigShowReport, FdbRow, Kind, NeighRow, NetStats, PathMtuReport, PathMtuRow, PeerStats,
-    PeersRow, ReloadReport, Request, Response, RouteRow, STATS_VERSION, StatsReport, TunnelMode,
-    WorkerStats,
+    PeersRow, ReloadReport, Request, Response, RouteRow, STATS_VERSION, StatsReport, StoreReport,
+    TunnelMode, WorkerStats,
 };
 use crate::control::server::{Handle, Reply};
 use crate::core::pmtu::PathMtus;
@@ -115,6 +116,8 @@ pub struct Handler {
     /// Trace sessions and simulations.
     trace: TraceControl,
     capture: CaptureControl,
+    /// The store client's state and counters (`--store`).
+    store: Option<Arc<StoreStatus>>,
 }
 
 /// An entry's kind as the protocol prints it.
@@ -163,12 +166,19 @@ impl Handler {
                 injector: None,
             },
             capture: CaptureControl::default(),
+            store: None,
         }
     }
 
     /// Captures through `capture` (the workers' sessions).
     pub fn with_capture(mut self, capture: CaptureControl) -> Handler {
         self.capture = capture;
+        self
+    }
+
+    /// Reports the store client's `status` in `stats` (`--store`).
+    pub fn with_store(mut self, status: Option<Arc<StoreStatus>>) -> Handler {
+        self.store = status;
         self
     }
 
@@ -364,6 +374,25 @@ impl Handler {
                 Response::ok(serde_json::json!({ "removed": removed })).into()
             }
             Request::PeersShow => {
+                // The store's peers the operator did not also list, per VNI.
+                let operator: std::collections::HashMap<u32, Vec<Ipv4Addr>> = self
+                    .core
+                    .peers()
+                    .into_iter()
+                    .map(|(v, p)| (v.get(), p))
+                    .collect();
+                let store: std::collections::HashMap<u32, Vec<Ipv4Addr>> = self
+                    .core
+                    .store_peers()
+                    .into_iter()
+                    .map(|(v, p)| {
+                        let op = operator.get(&v.get());
+                        let only = p
+                            .into_iter()
+                            .filter(|ip| op.is_none_or(|o| !o.contains(ip)));
+                        (v.get(), only.collect())
+                    })
+                    .collect();
                 let row = move |vni: u32, dev: String, peers: Vec<Ipv4Addr>| PeersRow {
                     vni,
                     dev,
@@ -371,6 +400,7 @@ impl Handler {
                         .iter()
                         .filter_map(|p| self.path_mtu_row(now, *p))
                         .collect(),
+                    store: store.get(&vni).cloned().unwrap_or_default(),
                     peers,
                 };
                 let nets = self.nets();
@@ -382,9 +412,12 @@ impl Handler {
                     return Ok(Reply::rows([row(0, svc.dev().to_owned(), hops)]));
                 }
                 Reply::rows(
-                    self.core.peers().into_iter().map(move |(vni, peers)| {
-                        row(vni.get(), nets.dev_of(vni).to_owned(), peers)
-                    }),
+                    self.core
+                        .flood_peers()
+                        .into_iter()
+                        .map(move |(vni, peers)| {
+                            row(vni.get(), nets.dev_of(vni).to_owned(), peers)
+                        }),
                 )
             }
             Request::PeersAdd { vni, ip } => {
@@ -603,6 +636,15 @@ impl Handler {
             path_mtu: self.path_mtu_report(now),
             peers: peer_rows,
             peers_overflow,
+            store: self.store.as_deref().map(|s| StoreReport {
+                state: s.state().name().to_owned(),
+                members: s.members(),
+                counters: StoreCounters::NAMES
+                    .iter()
+                    .map(|n| (*n).to_owned())
+                    .zip(s.counters.values())
+                    .collect(),
+            }),
         }
     }
 }

@@ -21,6 +21,8 @@
 //! | `vtepd_peers` | gauge | `vni`, `dev` |
 //! | `vtepd_path_mtu_bytes` | gauge | `remote` (learned path MTUs only) |
 //! | `vtepd_path_mtu_configured_bytes` | gauge | |
+//! | `vtepd_store_<counter>_total` ([`StoreCounters`]), `vtepd_store_members` | counter, gauge | |
+//! | `vtepd_store_state` | gauge | `state` (`connecting`, `connected`, `unreachable`) |
 //! | `vtepd_build_info` | info | `version`, `mode` |
 //! | `vtepd_up` | gauge | |
 //! | `vtepd_start_time_seconds` | gauge | |
@@ -28,6 +30,7 @@
 
 pub mod http;
 
+use super::store::status::{StoreCounters, StoreState};
 use crate::control::protocol::StatsReport;
 use crate::core::Counters;
 use prometheus_client::collector::Collector;
@@ -316,7 +319,35 @@ pub fn encode_report(
         .iter()
         .map(|p| ([("remote", p.remote.to_string())], gauge(i64::from(p.mtu))));
     family(e, desc, Gauge, rows)?;
+    store_families(e, r)?;
     traffic_families(e, r)
+}
+
+/// The store client's families (`--store` only): its counters, members and state.
+fn store_families(e: &mut DescriptorEncoder<'_>, r: &StatsReport) -> Result<(), fmt::Error> {
+    let Some(s) = &r.store else {
+        return Ok(());
+    };
+    for (name, doc) in StoreCounters::NAMES.iter().zip(StoreCounters::HELP) {
+        let v = s.counters.get(*name).copied().unwrap_or(0);
+        single(e, (&*format!("vtepd_store_{name}"), doc, None), counter(v))?;
+    }
+    let desc = (
+        "vtepd_store_members",
+        "Registrations the store holds (this host's included).",
+        None,
+    );
+    single(e, desc, gauge(s.members as i64))?;
+    let desc = (
+        "vtepd_store_state",
+        "The store client's state: 1 for the one it is in.",
+        None,
+    );
+    let rows = StoreState::ALL.iter().map(|st| {
+        let on = i64::from(st.name() == s.state);
+        ([("state", st.name().to_owned())], gauge(on))
+    });
+    family(e, desc, MetricType::Gauge, rows)
 }
 
 /// `vtepd_drops_total` rows: each network's drops by reason (reasons with drops only, so that

@@ -47,6 +47,7 @@ pub mod session;
 pub mod signals;
 pub mod socket;
 pub mod stats;
+pub mod store;
 pub mod trace;
 pub mod trace_control;
 pub mod tun;

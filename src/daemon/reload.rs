@@ -94,6 +94,9 @@ pub struct Reloader {
     clock: Clock,
     /// Held exclusively for a whole reload, shared for each control-socket change.
     changes: RwLock<()>,
+    /// What the store installed (`--store`): not the operator's, so not part of the running
+    /// configuration, and never changed by a reload.
+    store: Option<super::store::Installed>,
 }
 
 impl Reloader {
@@ -116,7 +119,14 @@ impl Reloader {
             networks: None,
             clock,
             changes: RwLock::new(()),
+            store: None,
         }
+    }
+
+    /// Leaves what the store installed (`installed`) out of the running configuration.
+    pub fn with_store(mut self, installed: Option<super::store::Installed>) -> Reloader {
+        self.store = installed;
+        self
     }
 
     /// Adds and removes networks through `set` (L2 mode).
@@ -145,6 +155,11 @@ impl Reloader {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         let now = self.clock.now();
+        let store = self
+            .store
+            .as_ref()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).clone())
+            .unwrap_or_default();
         let peers = self.core.peers();
         let fdb = self.core.fdb_entries(now, None);
         let neigh = self.core.neigh_entries(now, None);
@@ -159,6 +174,7 @@ impl Reloader {
             n.fdb = fdb
                 .iter()
                 .filter(|e| e.vni == n.vni && e.kind == EntryKind::Static)
+                .filter(|e| store.fdb.get(&(e.vni, e.mac)) != Some(&e.remote))
                 .map(|e| StaticFdb {
                     mac: e.mac,
                     remote: e.remote,
@@ -170,6 +186,7 @@ impl Reloader {
             n.neigh = neigh
                 .iter()
                 .filter(|(v, e)| keep_neigh && *v == n.vni && e.kind == EntryKind::Static)
+                .filter(|(v, e)| store.neigh.get(&(*v, e.ip)) != Some(&e.mac))
                 .map(|(_, e)| StaticNeigh {
                     ip: e.ip,
                     mac: e.mac,
@@ -177,7 +194,11 @@ impl Reloader {
                 .collect();
         }
         if let (Some(svc), Some(n)) = (&self.routes, cfg.networks.first_mut()) {
-            n.routes = svc.list();
+            n.routes = svc
+                .list()
+                .into_iter()
+                .filter(|r| store.routes.get(&r.prefix) != Some(&r.via))
+                .collect();
         }
         cfg
     }

@@ -34,6 +34,7 @@ use super::reload::Reloader;
 use super::session::{ArmedFlags, Limits};
 use super::signals::{self, Action};
 use super::stats::{Clock, StatsBoard};
+use super::store::{self, Installer, client::StoreClient, status::StoreStatus};
 use super::trace::TraceSessions;
 use super::trace_control::TraceControl;
 use crate::config::{ConfigSource, DaemonConfig};
@@ -238,6 +239,8 @@ pub fn run<M: Mode>(cfg: &DaemonConfig, source: Option<ConfigSource>) -> Result<
     if let Some(set) = &control.networks {
         set.count_into(Arc::clone(&board));
     }
+    let store = cfg.store.settings().map_err(Failure::Usage)?;
+    let installed: Option<super::store::Installed> = store.as_ref().map(|_| Arc::default());
     let reloader = Arc::new(
         Reloader::new(
             cfg.clone(),
@@ -250,8 +253,20 @@ pub fn run<M: Mode>(cfg: &DaemonConfig, source: Option<ConfigSource>) -> Result<
             control.nets.clone(),
             clock,
         )
-        .with_networks(control.networks.clone()),
+        .with_networks(control.networks.clone())
+        .with_store(installed.clone()),
     );
+    let store_status = store.as_ref().map(|_| Arc::new(StoreStatus::default()));
+    let store_parts = store.zip(installed).map(|(settings, installed)| {
+        let installer = Installer::new(
+            Arc::clone(&control.core),
+            control.routes.clone(),
+            Arc::clone(&reloader),
+            installed,
+            clock,
+        );
+        (settings, installer)
+    });
     let mut threads = Threads::new(main_waker);
     let started = start(
         cfg,
@@ -262,8 +277,29 @@ pub fn run<M: Mode>(cfg: &DaemonConfig, source: Option<ConfigSource>) -> Result<
         &board,
         clock,
         &stop,
+        store_status.clone(),
         &mut threads,
-    );
+    )
+    .and_then(|()| match (store_parts, store_status) {
+        (Some((settings, installer)), Some(status)) => {
+            let client = StoreClient::new(
+                settings,
+                store::me(cfg),
+                store::registrations(cfg, &reloader.nets().load()),
+                cfg.networks.iter().any(|n| n.announce),
+                installer,
+                status,
+                Arc::clone(&stop),
+            );
+            // The client looks at the stop flag itself; its waker only completes the set.
+            let (poll, waker) = idle_waker()?;
+            threads.spawn("vtepd-store".into(), waker, move || {
+                let _poll = poll;
+                client.run()
+            })
+        }
+        _ => Ok(()),
+    });
     let outcome = started.and_then(|()| {
         info!("vtepd {} up: {up}", env!("CARGO_PKG_VERSION"));
         notify::ready(&up);
@@ -293,6 +329,7 @@ fn start<W: Dataplane + Send + 'static>(
     board: &Arc<StatsBoard>,
     clock: Clock,
     stop: &Arc<AtomicBool>,
+    store: Option<Arc<StoreStatus>>,
     threads: &mut Threads,
 ) -> Result<(), Failure> {
     let rt = |what: &str, e: std::io::Error| Failure::Runtime(format!("{what}: {e}"));
@@ -332,7 +369,8 @@ fn start<W: Dataplane + Send + 'static>(
             crate::config::Tunnel::L3Vxlan => TunnelMode::L3Vxlan,
             crate::config::Tunnel::L3Ipip => TunnelMode::L3Ipip,
         })
-        .with_reloader(reloader),
+        .with_reloader(reloader)
+        .with_store(store),
     );
     if let Some(l) = metrics_listener {
         // Every scrape is one fresh `stats` report from the handler the control socket uses.
@@ -347,6 +385,14 @@ fn start<W: Dataplane + Send + 'static>(
     let (srv, waker) = Server::new(listener, handler, Arc::clone(stop))
         .map_err(|e| rt("cannot set up the control server", e))?;
     threads.spawn("vtepd-control".into(), waker, move || srv.run())
+}
+
+/// A poller and its waker for a thread that does not poll (it looks at the stop flag itself).
+fn idle_waker() -> Result<(Poll, Arc<Waker>), Failure> {
+    let rt = |e: std::io::Error| Failure::Runtime(format!("cannot make a waker: {e}"));
+    let poll = Poll::new().map_err(rt)?;
+    let waker = Waker::new(poll.registry(), WAKE).map_err(rt)?;
+    Ok((poll, Arc::new(waker)))
 }
 
 /// Undoes what the mode did: kernel routes first (they point at the device), then the

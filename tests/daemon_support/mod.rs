@@ -260,6 +260,46 @@ impl Pair {
     }
 }
 
+/// An underlay switch: a namespace holding a bridge (`br0`, up) that hosts are plugged into,
+/// on 192.0.2.0/24; the switch itself may hold an address on it (a service the hosts reach).
+#[derive(Debug)]
+pub struct Switch {
+    /// The switch's namespace.
+    pub ns: Netns,
+    ports: AtomicUsize,
+}
+
+impl Switch {
+    /// A switch with `br0` up, holding `addr` (like `192.0.2.254/24`) if given.
+    pub fn new(addr: Option<&str>) -> Switch {
+        let ns = Netns::new("sw");
+        ns.disable_ipv6();
+        ns.ip(&["link", "add", "br0", "type", "bridge"]);
+        ns.ip(&["link", "set", "br0", "up"]);
+        if let Some(a) = addr {
+            ns.ip(&["addr", "add", a, "dev", "br0"]);
+        }
+        Switch {
+            ns,
+            ports: AtomicUsize::new(0),
+        }
+    }
+
+    /// A new host namespace (IPv6 off) whose `eth0` is plugged into the switch and holds `addr`.
+    pub fn host(&self, addr: &str) -> Netns {
+        let h = Netns::new("h");
+        h.disable_ipv6();
+        let port = format!("p{}", self.ports.fetch_add(1, Ordering::Relaxed));
+        self.ns.ip(&[
+            "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &h.name,
+        ]);
+        self.ns.ip(&["link", "set", &port, "master", "br0", "up"]);
+        h.ip(&["addr", "add", addr, "dev", "eth0"]);
+        h.ip(&["link", "set", "eth0", "up"]);
+        h
+    }
+}
+
 /// A vtepd daemon in a namespace; killed (SIGKILL) on drop if still running.
 #[derive(Debug)]
 pub struct Daemon {

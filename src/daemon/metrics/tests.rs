@@ -85,6 +85,7 @@ fn report() -> StatsReport {
             path_mtu: Some(1500),
         }],
         peers_overflow: PeerTraffic::from_array(&[5, 6, 7, 8]),
+        store: None,
     }
 }
 
@@ -322,4 +323,33 @@ fn ten_thousand_networks_are_one_sample_each_per_family() {
     assert_eq!(count("vtepd_fdb_entries{"), 20_000);
     assert_eq!(count("vtepd_neigh_entries{"), 10_000);
     assert_eq!(count("vtepd_peers{"), 10_000);
+}
+
+/// With a store: every store counter is a total with its HELP, the members a gauge, and the
+/// state one row per state, 1 for the current one; without one, no store family.
+#[test]
+fn the_store_client_is_reported_with_a_store_only() {
+    let mut r = report();
+    assert!(!scrape(r.clone()).contains("vtepd_store"));
+    r.store = Some(crate::control::protocol::StoreReport {
+        state: "unreachable".into(),
+        members: 7,
+        counters: [("bad_values".to_owned(), 3)].into(),
+    });
+    let text = scrape(r);
+    use crate::daemon::store::status::StoreCounters;
+    for name in StoreCounters::NAMES {
+        let want = if *name == "bad_values" { "3" } else { "0" };
+        assert_eq!(value(&text, &format!("vtepd_store_{name}_total")), want);
+    }
+    assert!(
+        text.contains("# HELP vtepd_store_bad_values Values skipped as bad"),
+        "{text}"
+    );
+    assert_eq!(value(&text, "vtepd_store_members"), "7");
+    assert_eq!(
+        value(&text, "vtepd_store_state{state=\"unreachable\"}"),
+        "1"
+    );
+    assert_eq!(value(&text, "vtepd_store_state{state=\"connected\"}"), "0");
 }

@@ -1,0 +1,490 @@
+//! The store's key layout and its JSON values (pure; README.md, "Store", documents it).
+//!
+//! Under the fabric's prefix (`--store-prefix`, default `/vtepd`):
+//!
+//! - `PREFIX/members/VNI/UNDERLAY`: one daemon's registration in one network, written by that
+//!   daemon under its lease (gone when the daemon leaves or its lease expires). IPIP has no
+//!   VNI: its registrations use 0. The value is a [`Member`] in JSON:
+//!   `{"version":1,"underlay":"192.0.2.1","vni":42,"port":4789}`, with `mac` (its MAC on the
+//!   network, L3 VXLAN), `address` (its own overlay address, L3 VXLAN) and `prefixes` (the
+//!   overlay prefixes behind it, L3 modes) when it has them.
+//!
+//! - `PREFIX/macs/VNI/MAC`: a MAC seen on a daemon's local device in an announcing network
+//!   (`announce = true`), written by that daemon under its lease, deleted when it ages out. The
+//!   value is an [`Announcement`]: `{"version":1,"vni":42,"mac":"02:42:0a:2a:01:0a",
+//!   "underlay":"192.0.2.1"}`.
+//!
+//! - `PREFIX/fdb/VNI/MAC` and `PREFIX/routes/CIDR` (like `PREFIX/routes/10.244.9.0/24`): static
+//!   configuration an operator (or a tool) writes, installed by every daemon of the fabric as
+//!   the store's static FDB entries and routes: `{"version":1,"remote":"192.0.2.9"}` and
+//!   `{"version":1,"via":"192.0.2.9"}`. They win over what members register or announce.
+//!
+//! Other keys under the prefix are not vtepd's and are left alone. A value that does not parse,
+//! names another network or address than its key, or has a `version` this vtepd does not know
+//! is a [`BadValue`]: skipped whole (never applied half-way), logged and counted.
+
+use encap::{MacAddr, Vni};
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+/// The layout version this vtepd writes and reads (a value with another is skipped).
+pub const VERSION: u32 = 1;
+
+/// One daemon's registration in one network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The layout version ([`VERSION`]).
+    pub version: u32,
+    /// Its underlay address (where tunnel packets for it go).
+    pub underlay: Ipv4Addr,
+    /// The network's VNI (0 for IPIP).
+    pub vni: u32,
+    /// Its VXLAN UDP port (0 for IPIP).
+    pub port: u16,
+    /// Its MAC on the network (L3 VXLAN: the next hop's MAC the others resolve to).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "mac_text")]
+    pub mac: Option<MacAddr>,
+    /// Its own overlay address (L3 VXLAN: the next hop of its prefixes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Ipv4Addr>,
+    /// The overlay prefixes behind it (L3 modes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefixes: Vec<Ipv4Net>,
+}
+
+/// A value under the prefix that was skipped, and why (one line).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("store key {key}: {why}")]
+pub struct BadValue {
+    /// The key.
+    pub key: String,
+    /// Why it was skipped.
+    pub why: String,
+}
+
+/// A MAC announced by a daemon: seen on its device in network `vni`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announcement {
+    /// The layout version ([`VERSION`]).
+    pub version: u32,
+    /// The network's VNI.
+    pub vni: u32,
+    /// The MAC.
+    #[serde(with = "mac_text::one")]
+    pub mac: MacAddr,
+    /// The announcing daemon's underlay address (where frames to the MAC go).
+    pub underlay: Ipv4Addr,
+}
+
+impl Announcement {
+    /// The value written for this announcement.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The announcement stored under `key` (`vni`, `mac` from [`classify`]) as `value`.
+    pub fn parse(
+        key: &str,
+        vni: Vni,
+        mac: MacAddr,
+        value: &[u8],
+    ) -> Result<Announcement, BadValue> {
+        let bad = |why: String| BadValue {
+            key: key.to_owned(),
+            why,
+        };
+        check_version(value).map_err(bad)?;
+        let a: Announcement = serde_json::from_slice(value).map_err(|e| bad(e.to_string()))?;
+        if a.vni != vni.get() || a.mac != mac {
+            return Err(bad(format!(
+                "the value names VNI {} and {}, not the key's",
+                a.vni, a.mac
+            )));
+        }
+        if !a.mac.is_unicast() {
+            return Err(bad("mac is not a unicast MAC address".into()));
+        }
+        if let Some(why) = crate::core::UnusableRemote::of(a.underlay) {
+            return Err(bad(why.to_string()));
+        }
+        Ok(a)
+    }
+}
+
+/// An operator's static entry in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Static {
+    /// An FDB entry: (network, MAC) -> remote VTEP.
+    Fdb(Vni, MacAddr, Ipv4Addr),
+    /// A route: prefix -> next hop.
+    Route(Ipv4Net, Ipv4Addr),
+}
+
+impl Static {
+    /// The static entry under `key` (its `kind` from [`classify`]) holding `value`; `None` for a
+    /// key that is not one.
+    pub fn parse(key: &str, kind: KeyKind, value: &[u8]) -> Option<Result<Static, BadValue>> {
+        #[derive(Deserialize)]
+        struct Value {
+            remote: Option<Ipv4Addr>,
+            via: Option<Ipv4Addr>,
+        }
+        let bad = |why: String| BadValue {
+            key: key.to_owned(),
+            why,
+        };
+        let parsed = || -> Result<Static, BadValue> {
+            check_version(value).map_err(bad)?;
+            let v: Value = serde_json::from_slice(value).map_err(|e| bad(e.to_string()))?;
+            let (s, ip) = match (kind, v.remote, v.via) {
+                (KeyKind::Fdb(vni, mac), Some(r), _) if mac.is_unicast() => {
+                    (Static::Fdb(vni, mac, r), r)
+                }
+                (KeyKind::Fdb(..), Some(_), _) => {
+                    return Err(bad("not a unicast MAC address".into()));
+                }
+                (KeyKind::Route(p), _, Some(via)) => (Static::Route(p, via), via),
+                (KeyKind::Fdb(..), None, _) => return Err(bad("no remote".into())),
+                _ => return Err(bad("no via".into())),
+            };
+            match crate::core::UnusableRemote::of(ip) {
+                Some(why) => Err(bad(why.to_string())),
+                None => Ok(s),
+            }
+        };
+        matches!(kind, KeyKind::Fdb(..) | KeyKind::Route(_)).then(parsed)
+    }
+}
+
+/// The key of `mac`'s announcement in network `vni`.
+pub fn mac_key(prefix: &str, vni: Vni, mac: MacAddr) -> String {
+    format!("{prefix}/macs/{}/{mac}", vni.get())
+}
+
+/// The version check every value passes first, so that a newer layout is named as such rather
+/// than as garbage.
+fn check_version(value: &[u8]) -> Result<(), String> {
+    #[derive(Deserialize)]
+    struct Versioned {
+        version: Option<u32>,
+    }
+    let v: Versioned = serde_json::from_slice(value)
+        .map_err(|e| format!("not a JSON object with a version: {e}"))?;
+    match v.version {
+        Some(VERSION) => Ok(()),
+        Some(other) => Err(format!("version {other} is not known here (1 is)")),
+        None => Err("no version field".into()),
+    }
+}
+
+/// What a key under the prefix is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A member's registration: its network and underlay address.
+    Member(Vni, Ipv4Addr),
+    /// A MAC announcement: its network and MAC.
+    Mac(Vni, MacAddr),
+    /// An operator's static FDB entry: its network and MAC.
+    Fdb(Vni, MacAddr),
+    /// An operator's route: its prefix.
+    Route(Ipv4Net),
+    /// Not one of vtepd's keys (left alone).
+    Other,
+}
+
+/// The key of `underlay`'s registration in network `vni`.
+pub fn member_key(prefix: &str, vni: Vni, underlay: Ipv4Addr) -> String {
+    format!("{prefix}/members/{}/{underlay}", vni.get())
+}
+
+/// The prefix every key of the fabric starts with (watched and listed).
+pub fn fabric_prefix(prefix: &str) -> String {
+    format!("{prefix}/")
+}
+
+/// What `key` is; a key under `members/` or `macs/` that does not name a VNI and an address
+/// (or a MAC) is bad.
+pub fn classify(prefix: &str, key: &str) -> Result<KeyKind, BadValue> {
+    let Some(rest) = key.strip_prefix(&fabric_prefix(prefix)) else {
+        return Ok(KeyKind::Other);
+    };
+    let bad = |why: String| BadValue {
+        key: key.to_owned(),
+        why,
+    };
+    let (kind, rest) = match rest.split_once('/') {
+        Some(("members", rest)) => ("members", rest),
+        Some(("macs", rest)) => ("macs", rest),
+        Some(("fdb", rest)) => ("fdb", rest),
+        Some(("routes", cidr)) => {
+            return crate::core::route::parse_prefix(cidr)
+                .map(KeyKind::Route)
+                .map_err(bad);
+        }
+        _ => return Ok(KeyKind::Other),
+    };
+    let Some((vni, last)) = rest.split_once('/') else {
+        return Err(bad(format!("not {kind}/VNI/...")));
+    };
+    let vni = vni
+        .parse::<u32>()
+        .ok()
+        .and_then(|v| Vni::new(v).ok())
+        .ok_or_else(|| bad(format!("'{vni}' is not a VNI")))?;
+    if kind != "members" {
+        let mac = last
+            .parse::<MacAddr>()
+            .map_err(|_| bad(format!("'{last}' is not a MAC address")))?;
+        return Ok(if kind == "macs" {
+            KeyKind::Mac(vni, mac)
+        } else {
+            KeyKind::Fdb(vni, mac)
+        });
+    }
+    let ip = last
+        .parse::<Ipv4Addr>()
+        .map_err(|_| bad(format!("'{last}' is not an IPv4 address")))?;
+    Ok(KeyKind::Member(vni, ip))
+}
+
+impl Member {
+    /// The value written for this registration.
+    pub fn to_json(&self) -> String {
+        // A struct of plain fields always serialises.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The registration stored under `key` (`vni`, `underlay` from [`classify`]) as `value`.
+    pub fn parse(
+        key: &str,
+        vni: Vni,
+        underlay: Ipv4Addr,
+        value: &[u8],
+    ) -> Result<Member, BadValue> {
+        let bad = |why: String| BadValue {
+            key: key.to_owned(),
+            why,
+        };
+        check_version(value).map_err(bad)?;
+        let m: Member = serde_json::from_slice(value).map_err(|e| bad(e.to_string()))?;
+        if m.vni != vni.get() || m.underlay != underlay {
+            return Err(bad(format!(
+                "the value names VNI {} and {}, not the key's",
+                m.vni, m.underlay
+            )));
+        }
+        if let Some(why) = crate::core::UnusableRemote::of(m.underlay) {
+            return Err(bad(why.to_string()));
+        }
+        if m.mac.is_some_and(|mac| !mac.is_unicast()) {
+            return Err(bad("mac is not a unicast MAC address".into()));
+        }
+        Ok(m)
+    }
+}
+
+/// A MAC as its usual text in the JSON value.
+mod mac_text {
+    use encap::MacAddr;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &Option<MacAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match m {
+            Some(m) => s.serialize_str(&m.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MacAddr>, D::Error> {
+        let t = Option::<String>::deserialize(d)?;
+        t.map(|t| t.parse().map_err(serde::de::Error::custom))
+            .transpose()
+    }
+
+    /// A MAC that must be there.
+    pub mod one {
+        use encap::MacAddr;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(m: &MacAddr, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(&m.to_string())
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MacAddr, D::Error> {
+            String::deserialize(d)?
+                .parse()
+                .map_err(serde::de::Error::custom)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vni(v: u32) -> Vni {
+        Vni::new(v).unwrap()
+    }
+
+    const A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+
+    #[test]
+    fn keys_name_the_network_and_the_host() {
+        let k = member_key("/vtepd/t", vni(42), A);
+        assert_eq!(k, "/vtepd/t/members/42/192.0.2.1");
+        assert_eq!(classify("/vtepd/t", &k), Ok(KeyKind::Member(vni(42), A)));
+        assert_eq!(classify("/vtepd/t", "/vtepd/t/other/x"), Ok(KeyKind::Other));
+        let mac = MacAddr([2, 0x42, 0, 0, 0, 1]);
+        let mk = mac_key("/vtepd/t", vni(42), mac);
+        assert_eq!(mk, "/vtepd/t/macs/42/02:42:00:00:00:01");
+        assert_eq!(classify("/vtepd/t", &mk), Ok(KeyKind::Mac(vni(42), mac)));
+        assert!(classify("/vtepd/t", "/vtepd/t/macs/42/nomac").is_err());
+        let r = classify("/vtepd/t", "/vtepd/t/routes/10.244.9.0/24");
+        assert_eq!(r, Ok(KeyKind::Route("10.244.9.0/24".parse().unwrap())));
+        assert!(
+            classify("/vtepd/t", "/vtepd/t/routes/10.244.9.1/24").is_err(),
+            "host bits"
+        );
+        let f = classify("/vtepd/t", "/vtepd/t/fdb/42/02:42:00:00:00:01");
+        assert_eq!(f, Ok(KeyKind::Fdb(vni(42), mac)));
+        assert_eq!(
+            classify("/vtepd/t", "/vtepd/tt/members/1/192.0.2.1"),
+            Ok(KeyKind::Other)
+        );
+        for bad in [
+            "/vtepd/t/members/42",
+            "/vtepd/t/members/x/192.0.2.1",
+            "/vtepd/t/members/16777216/192.0.2.1",
+            "/vtepd/t/members/42/host",
+        ] {
+            assert!(classify("/vtepd/t", bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The documented value reads (written here by hand, as an operator or another tool would
+    /// write it), and what we write reads back.
+    #[test]
+    fn values_read_the_documented_layout() {
+        let key = member_key("/p", vni(1), A);
+        let text = br#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":4789,
+            "mac":"02:00:00:00:00:01","address":"10.244.1.0","prefixes":["10.244.1.0/24"],
+            "added_later":true}"#;
+        let m = Member::parse(&key, vni(1), A, text).unwrap();
+        assert_eq!(m.port, 4789);
+        assert_eq!(m.mac, Some(MacAddr([2, 0, 0, 0, 0, 1])));
+        assert_eq!(m.address, Some(Ipv4Addr::new(10, 244, 1, 0)));
+        assert_eq!(m.prefixes, ["10.244.1.0/24".parse::<Ipv4Net>().unwrap()]);
+        assert_eq!(
+            Member::parse(&key, vni(1), A, m.to_json().as_bytes()),
+            Ok(m)
+        );
+        let plain = Member::parse(
+            &key,
+            vni(1),
+            A,
+            br#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":4789}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            plain.to_json(),
+            r#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":4789}"#
+        );
+    }
+
+    /// An announcement as the README documents it reads, and what we write reads back; one
+    /// naming another MAC than its key's, or a multicast MAC, is refused.
+    #[test]
+    fn announcements_read_the_documented_layout() {
+        let mac = MacAddr([2, 0x42, 0x0a, 0x2a, 1, 0x0a]);
+        let key = mac_key("/p", vni(42), mac);
+        let text = br#"{"version":1,"vni":42,"mac":"02:42:0a:2a:01:0a","underlay":"192.0.2.1"}"#;
+        let a = Announcement::parse(&key, vni(42), mac, text).unwrap();
+        assert_eq!((a.underlay, a.mac), (A, mac));
+        assert_eq!(
+            Announcement::parse(&key, vni(42), mac, a.to_json().as_bytes()),
+            Ok(a)
+        );
+        let other = br#"{"version":1,"vni":42,"mac":"02:42:0a:2a:01:0b","underlay":"192.0.2.1"}"#;
+        assert!(
+            Announcement::parse(&key, vni(42), mac, other)
+                .unwrap_err()
+                .why
+                .contains("not the key's")
+        );
+        let mc = MacAddr([1, 0, 0x5e, 0, 0, 1]);
+        let bad = br#"{"version":1,"vni":42,"mac":"01:00:5e:00:00:01","underlay":"192.0.2.1"}"#;
+        let e = Announcement::parse(&mac_key("/p", vni(42), mc), vni(42), mc, bad).unwrap_err();
+        assert!(e.why.contains("unicast"), "{e}");
+        let v2 = br#"{"version":2}"#;
+        assert!(
+            Announcement::parse(&key, vni(42), mac, v2)
+                .unwrap_err()
+                .why
+                .contains("version 2")
+        );
+    }
+
+    /// Operator keys: the documented values read; a value without its field, or with an
+    /// unusable address, is refused.
+    #[test]
+    fn static_entries_read_the_documented_layout() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 9]);
+        let p: Ipv4Net = "10.244.9.0/24".parse().unwrap();
+        let (fk, rk) = (KeyKind::Fdb(vni(42), mac), KeyKind::Route(p));
+        let r = br#"{"version":1,"remote":"192.0.2.9"}"#;
+        let v = br#"{"version":1,"via":"192.0.2.9"}"#;
+        let ip9 = Ipv4Addr::new(192, 0, 2, 9);
+        assert_eq!(
+            Static::parse("k", fk, r),
+            Some(Ok(Static::Fdb(vni(42), mac, ip9)))
+        );
+        assert_eq!(Static::parse("k", rk, v), Some(Ok(Static::Route(p, ip9))));
+        assert!(
+            Static::parse("k", fk, v)
+                .unwrap()
+                .unwrap_err()
+                .why
+                .contains("no remote")
+        );
+        assert!(
+            Static::parse("k", rk, r)
+                .unwrap()
+                .unwrap_err()
+                .why
+                .contains("no via")
+        );
+        let lo = br#"{"version":1,"via":"127.0.0.1"}"#;
+        assert!(Static::parse("k", rk, lo).unwrap().is_err());
+        assert_eq!(Static::parse("k", KeyKind::Other, r), None);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_reason() {
+        let key = member_key("/p", vni(1), A);
+        for (value, why) in [
+            (&b"not json"[..], "not a JSON object"),
+            (b"{}", "no version"),
+            (br#"{"version":2,"underlay":"192.0.2.1"}"#, "version 2"),
+            (br#"{"version":1,"underlay":"192.0.2.1","vni":1}"#, "missing field `port`"),
+            (br#"{"version":1,"underlay":"192.0.2.9","vni":1,"port":4789}"#, "not the key's"),
+            (br#"{"version":1,"underlay":"192.0.2.1","vni":7,"port":4789}"#, "not the key's"),
+            (br#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":4789,"mac":"01:00:5e:00:00:01"}"#, "unicast"),
+            (br#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":4789,"mac":"zz"}"#, "MAC address"),
+            (br#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":70000}"#, "expected u16"),
+        ] {
+            let e = Member::parse(&key, vni(1), A, value).unwrap_err();
+            assert!(e.to_string().contains(why), "{}: {e}", String::from_utf8_lossy(value));
+            assert!(!e.to_string().contains('\n'));
+        }
+        let lo = member_key("/p", vni(1), Ipv4Addr::LOCALHOST);
+        let e = Member::parse(
+            &lo,
+            vni(1),
+            Ipv4Addr::LOCALHOST,
+            br#"{"version":1,"underlay":"127.0.0.1","vni":1,"port":4789}"#,
+        )
+        .unwrap_err();
+        assert!(e.why.contains("loopback"), "{e}");
+    }
+}

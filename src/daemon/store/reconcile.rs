@@ -1,0 +1,463 @@
+//! What the store's members mean for this daemon, and what must change to get there (pure).
+//!
+//! [`desired`] turns the members the store holds into the state this daemon should have
+//! installed from the store: per network, the flood list (every other member of it); in IPIP
+//! mode a route to each other member's prefixes (Calico's way); in L3 VXLAN a route to each
+//! other member's prefixes through its overlay address, that address bound to its MAC, and the
+//! MAC to its underlay address (flannel's way). [`diff`] compares that with what the store
+//! installed before and lists the changes; the caller applies them through the control plane.
+
+use super::keys::{Announcement, Member, Static};
+use crate::config::Tunnel;
+use encap::{MacAddr, Vni};
+use ipnet::Ipv4Net;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+/// This daemon, as far as the store's members concern it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Me {
+    /// Our underlay address (our own registrations are not peers).
+    pub underlay: Ipv4Addr,
+    /// Our VXLAN port: members with another one cannot be reached and are skipped.
+    pub port: u16,
+    /// The mode.
+    pub tunnel: Tunnel,
+    /// Our networks (IPIP: VNI 0).
+    pub vnis: Vec<Vni>,
+    /// The prefixes we route ourselves (our own and the operator's): the store does not
+    /// override them.
+    pub own_prefixes: Vec<Ipv4Net>,
+}
+
+/// What the store says this daemon should have installed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// The store's flood list of each of our networks (every network listed, maybe empty).
+    pub peers: BTreeMap<Vni, Vec<Ipv4Addr>>,
+    /// Routes: overlay prefix -> next hop (IPIP: the node's underlay address; L3 VXLAN: its
+    /// overlay address).
+    pub routes: BTreeMap<Ipv4Net, Ipv4Addr>,
+    /// Neighbours (L3 VXLAN): (network, overlay address) -> MAC.
+    pub neigh: BTreeMap<(Vni, Ipv4Addr), MacAddr>,
+    /// Static FDB entries (L3 VXLAN): (network, MAC) -> underlay address.
+    pub fdb: BTreeMap<(Vni, MacAddr), Ipv4Addr>,
+}
+
+/// A member (or part of one) left out, and why: logged and counted by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    /// The member.
+    pub underlay: Ipv4Addr,
+    /// Its network.
+    pub vni: u32,
+    /// Why (one line).
+    pub why: String,
+    /// Whether it lost a conflict with another member (else it could not be used).
+    pub conflict: bool,
+}
+
+/// The state `members` (every registration in the store) asks of `me`, and what was left out.
+/// Deterministic: where two members claim the same prefix, address or MAC, the one with the
+/// lower underlay address wins.
+pub fn desired<'a>(
+    me: &Me,
+    members: impl IntoIterator<Item = &'a Member>,
+    macs: impl IntoIterator<Item = &'a Announcement>,
+    statics: impl IntoIterator<Item = &'a Static>,
+) -> (Desired, Vec<Skip>) {
+    let mut d = Desired {
+        peers: me.vnis.iter().map(|v| (*v, Vec::new())).collect(),
+        ..Desired::default()
+    };
+    let mut skips = Vec::new();
+    // The operator's keys first: they win over what members register or announce.
+    for s in statics {
+        match *s {
+            Static::Fdb(vni, mac, remote)
+                if me.tunnel.is_vxlan() && d.peers.contains_key(&vni) && remote != me.underlay =>
+            {
+                d.fdb.insert((vni, mac), remote);
+            }
+            Static::Route(p, via)
+                if me.tunnel != Tunnel::L2Vxlan
+                    && !me
+                        .own_prefixes
+                        .iter()
+                        .any(|o| o.contains(&p) || p.contains(o)) =>
+            {
+                d.routes.insert(p, via);
+            }
+            _ => {}
+        }
+    }
+    // By network then underlay address: the lower address is seen first and wins.
+    let mut sorted: Vec<&Member> = members.into_iter().collect();
+    sorted.sort_by_key(|m| (m.vni, m.underlay));
+    for m in sorted {
+        if m.underlay == me.underlay {
+            continue;
+        }
+        let Ok(vni) = Vni::new(m.vni) else { continue };
+        let Some(peers) = d.peers.get_mut(&vni) else {
+            continue; // another network's member
+        };
+        let mut skip = |why: String, conflict: bool| {
+            skips.push(Skip {
+                underlay: m.underlay,
+                vni: m.vni,
+                why,
+                conflict,
+            })
+        };
+        if me.tunnel.is_vxlan() && m.port != me.port {
+            skip(
+                format!("its port {} is not ours ({})", m.port, me.port),
+                false,
+            );
+            continue;
+        }
+        if me.tunnel.is_vxlan() {
+            peers.push(m.underlay);
+        }
+        let next_hop = match me.tunnel {
+            Tunnel::L2Vxlan => continue,
+            Tunnel::L3Ipip => m.underlay,
+            Tunnel::L3Vxlan => {
+                let (Some(address), Some(mac)) = (m.address, m.mac) else {
+                    if !m.prefixes.is_empty() {
+                        skip("its prefixes need its address and mac".into(), false);
+                    }
+                    continue;
+                };
+                if d.neigh.contains_key(&(vni, address)) {
+                    skip(format!("address {address} is another member's"), true);
+                    continue;
+                }
+                if d.fdb.contains_key(&(vni, mac)) {
+                    skip(format!("MAC {mac} is another member's"), true);
+                    continue;
+                }
+                d.neigh.insert((vni, address), mac);
+                d.fdb.insert((vni, mac), m.underlay);
+                address
+            }
+        };
+        for p in &m.prefixes {
+            if me
+                .own_prefixes
+                .iter()
+                .any(|o| o.contains(p) || p.contains(o))
+            {
+                skip(format!("prefix {p} overlaps one of ours"), true);
+            } else if d.routes.contains_key(p) {
+                skip(
+                    format!("prefix {p} is taken (another member's, or a route key)"),
+                    true,
+                );
+            } else {
+                d.routes.insert(*p, next_hop);
+            }
+        }
+    }
+    announced(me, macs, &mut d, &mut skips);
+    (d, skips)
+}
+
+/// L2: the MACs other daemons announced in our networks, as FDB entries toward them; where two
+/// announce the same MAC, the lower underlay address wins (ours included: then none is
+/// installed) and the others are conflicts.
+fn announced<'a>(
+    me: &Me,
+    macs: impl IntoIterator<Item = &'a Announcement>,
+    d: &mut Desired,
+    skips: &mut Vec<Skip>,
+) {
+    if me.tunnel != Tunnel::L2Vxlan {
+        return;
+    }
+    let mut sorted: Vec<&Announcement> = macs.into_iter().collect();
+    sorted.sort_by_key(|a| (a.vni, a.mac, a.underlay));
+    let mut winner: Option<(u32, MacAddr)> = None;
+    for a in sorted {
+        let Ok(vni) = Vni::new(a.vni) else { continue };
+        if !d.peers.contains_key(&vni) {
+            continue; // another network's
+        }
+        if winner == Some((a.vni, a.mac)) {
+            skips.push(Skip {
+                underlay: a.underlay,
+                vni: a.vni,
+                why: format!("MAC {} is announced by a lower address too", a.mac),
+                conflict: true,
+            });
+            continue;
+        }
+        winner = Some((a.vni, a.mac));
+        match d.fdb.entry((vni, a.mac)) {
+            std::collections::btree_map::Entry::Occupied(_) => skips.push(Skip {
+                underlay: a.underlay,
+                vni: a.vni,
+                why: format!("MAC {} has a static entry in the store", a.mac),
+                conflict: true,
+            }),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                if a.underlay != me.underlay {
+                    v.insert(a.underlay);
+                }
+            }
+        }
+    }
+}
+
+/// The changes that turn what the store installed (`have`) into `want`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Networks whose store flood list is replaced, with the new list.
+    pub peers: Vec<(Vni, Vec<Ipv4Addr>)>,
+    /// Routes removed.
+    pub route_del: Vec<Ipv4Net>,
+    /// Routes added or changed.
+    pub route_set: Vec<(Ipv4Net, Ipv4Addr)>,
+    /// Neighbours removed.
+    pub neigh_del: Vec<(Vni, Ipv4Addr)>,
+    /// Neighbours added or changed.
+    pub neigh_set: Vec<((Vni, Ipv4Addr), MacAddr)>,
+    /// FDB entries removed.
+    pub fdb_del: Vec<(Vni, MacAddr)>,
+    /// FDB entries added or changed.
+    pub fdb_set: Vec<((Vni, MacAddr), Ipv4Addr)>,
+}
+
+impl Changes {
+    /// Whether nothing changes.
+    pub fn is_empty(&self) -> bool {
+        *self == Changes::default()
+    }
+}
+
+/// What differs between `have` and `want`, map by map.
+pub fn diff(have: &Desired, want: &Desired) -> Changes {
+    fn split<K: Ord + Copy, V: PartialEq + Copy>(
+        have: &BTreeMap<K, V>,
+        want: &BTreeMap<K, V>,
+    ) -> (Vec<K>, Vec<(K, V)>) {
+        let del = have
+            .keys()
+            .filter(|k| !want.contains_key(k))
+            .copied()
+            .collect();
+        let set = want
+            .iter()
+            .filter(|(k, v)| have.get(k) != Some(v))
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        (del, set)
+    }
+    let peers = want
+        .peers
+        .iter()
+        .filter(|(v, list)| have.peers.get(v) != Some(list))
+        .map(|(v, list)| (*v, list.clone()))
+        .collect();
+    let (route_del, route_set) = split(&have.routes, &want.routes);
+    let (neigh_del, neigh_set) = split(&have.neigh, &want.neigh);
+    let (fdb_del, fdb_set) = split(&have.fdb, &want.fdb);
+    Changes {
+        peers,
+        route_del,
+        route_set,
+        neigh_del,
+        neigh_set,
+        fdb_del,
+        fdb_set,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::keys::{Announcement, Static, VERSION};
+    use super::*;
+
+    fn ip(n: u8) -> Ipv4Addr {
+        Ipv4Addr::new(192, 0, 2, n)
+    }
+    fn vni(v: u32) -> Vni {
+        Vni::new(v).unwrap()
+    }
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+    fn member(n: u8, vni: u32) -> Member {
+        Member {
+            version: VERSION,
+            underlay: ip(n),
+            vni,
+            port: 4789,
+            mac: None,
+            address: None,
+            prefixes: Vec::new(),
+        }
+    }
+    fn me(tunnel: Tunnel, vnis: &[u32]) -> Me {
+        Me {
+            underlay: ip(1),
+            port: 4789,
+            tunnel,
+            vnis: vnis.iter().map(|v| vni(*v)).collect(),
+            own_prefixes: vec![net("10.244.1.0/24")],
+        }
+    }
+
+    /// L2: each of our networks floods to the other members of it, sorted; ourselves, other
+    /// networks and members on another port are left out (the last reported).
+    #[test]
+    fn l2_flood_lists_are_the_other_members() {
+        let mut other_port = member(5, 42);
+        other_port.port = 8472;
+        let ms = [
+            member(3, 42),
+            member(1, 42),
+            member(2, 42),
+            member(4, 7),
+            other_port,
+        ];
+        let (d, skips) = desired(&me(Tunnel::L2Vxlan, &[42, 43]), &ms, &[], &[]);
+        assert_eq!(d.peers[&vni(42)], [ip(2), ip(3)]);
+        assert!(
+            d.peers[&vni(43)].is_empty(),
+            "a network nobody else has: empty"
+        );
+        assert!(d.routes.is_empty() && d.neigh.is_empty() && d.fdb.is_empty());
+        assert_eq!(skips.len(), 1);
+        assert!(skips[0].why.contains("port 8472") && !skips[0].conflict);
+    }
+
+    /// IPIP: a route to each other node's prefixes; a prefix two nodes claim goes to the lower
+    /// address, one overlapping ours is refused; no flood lists.
+    #[test]
+    fn ipip_routes_go_to_the_nodes() {
+        let mut a = member(3, 0);
+        a.prefixes = vec![net("10.244.3.0/26"), net("10.244.9.0/24")];
+        let mut b = member(2, 0);
+        b.prefixes = vec![net("10.244.9.0/24"), net("10.244.1.64/26")];
+        let (d, skips) = desired(&me(Tunnel::L3Ipip, &[0]), &[a, b], &[], &[]);
+        assert_eq!(
+            d.routes.into_iter().collect::<Vec<_>>(),
+            [(net("10.244.3.0/26"), ip(3)), (net("10.244.9.0/24"), ip(2))]
+        );
+        assert!(d.peers[&vni(0)].is_empty());
+        let why: Vec<_> = skips.iter().map(|s| (s.underlay, s.conflict)).collect();
+        assert_eq!(why, [(ip(2), true), (ip(3), true)], "{skips:?}");
+    }
+
+    /// L3 VXLAN: prefix via the member's overlay address, that address bound to its MAC, the
+    /// MAC to its underlay address; the member floods too (ARP).
+    #[test]
+    fn l3_vxlan_installs_route_neighbour_and_fdb() {
+        let mut a = member(2, 1);
+        a.mac = Some(MacAddr([2, 0, 0, 0, 0, 2]));
+        a.address = Some(Ipv4Addr::new(10, 244, 2, 0));
+        a.prefixes = vec![net("10.244.2.0/24")];
+        let mut dup = member(3, 1);
+        dup.mac = Some(MacAddr([2, 0, 0, 0, 0, 2]));
+        dup.address = Some(Ipv4Addr::new(10, 244, 3, 0));
+        let (d, skips) = desired(&me(Tunnel::L3Vxlan, &[1]), &[dup, a], &[], &[]);
+        assert_eq!(d.peers[&vni(1)], [ip(2), ip(3)]);
+        assert_eq!(
+            d.routes[&net("10.244.2.0/24")],
+            Ipv4Addr::new(10, 244, 2, 0)
+        );
+        assert_eq!(
+            d.neigh[&(vni(1), Ipv4Addr::new(10, 244, 2, 0))],
+            MacAddr([2, 0, 0, 0, 0, 2])
+        );
+        assert_eq!(d.fdb[&(vni(1), MacAddr([2, 0, 0, 0, 0, 2]))], ip(2));
+        assert_eq!(skips.len(), 1, "the second member with the same MAC");
+        assert!(skips[0].conflict && skips[0].underlay == ip(3));
+    }
+
+    /// L2 announcements: another host's MAC in our network becomes an FDB entry toward it; the
+    /// same MAC announced twice goes to the lower address (none when that is us), the other
+    /// counted as a conflict; other networks' MACs are left out.
+    #[test]
+    fn announced_macs_become_fdb_entries() {
+        let ann = |n: u8, vni: u32, m: u8| Announcement {
+            version: VERSION,
+            vni,
+            mac: MacAddr([2, 0, 0, 0, 0, m]),
+            underlay: ip(n),
+        };
+        let macs = [
+            ann(3, 42, 7),
+            ann(2, 42, 7),
+            ann(2, 42, 8),
+            ann(1, 42, 9),
+            ann(4, 42, 9),
+            ann(2, 5, 1),
+        ];
+        let (d, skips) = desired(&me(Tunnel::L2Vxlan, &[42]), &[], &macs, &[]);
+        let fdb: Vec<_> = d.fdb.into_iter().collect();
+        let key = |m: u8| (vni(42), MacAddr([2, 0, 0, 0, 0, m]));
+        assert_eq!(
+            fdb,
+            [(key(7), ip(2)), (key(8), ip(2))],
+            "9 is ours (1 is lower than 4)"
+        );
+        let lost: Vec<_> = skips.iter().map(|s| (s.underlay, s.conflict)).collect();
+        assert_eq!(lost, [(ip(3), true), (ip(4), true)]);
+        // IPIP and L3 VXLAN take no announcements.
+        let (d, _) = desired(&me(Tunnel::L3Vxlan, &[42]), &[], &macs, &[]);
+        assert!(d.fdb.is_empty());
+    }
+
+    /// The operator's keys win: a static FDB entry over an announcement of the same MAC, a
+    /// route over a member's prefix; a route key is for the L3 modes only.
+    #[test]
+    fn the_operators_keys_win() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 7]);
+        let ann = Announcement {
+            version: VERSION,
+            vni: 42,
+            mac,
+            underlay: ip(3),
+        };
+        let statics = [
+            Static::Fdb(vni(42), mac, ip(9)),
+            Static::Route(net("10.244.9.0/24"), ip(9)),
+        ];
+        let (d, skips) = desired(&me(Tunnel::L2Vxlan, &[42]), &[], &[ann], &statics);
+        assert_eq!(d.fdb[&(vni(42), mac)], ip(9));
+        assert!(d.routes.is_empty(), "no routes in L2");
+        assert_eq!(skips.len(), 1);
+        let mut m = member(2, 0);
+        m.prefixes = vec![net("10.244.9.0/24")];
+        let (d, skips) = desired(&me(Tunnel::L3Ipip, &[0]), &[m], &[], &statics);
+        assert_eq!(d.routes[&net("10.244.9.0/24")], ip(9));
+        assert!(d.fdb.is_empty(), "no FDB in IPIP");
+        assert!(skips[0].why.contains("taken"), "{skips:?}");
+    }
+
+    #[test]
+    fn diff_lists_only_what_changed() {
+        let mut have = Desired::default();
+        have.peers.insert(vni(1), vec![ip(2), ip(3)]);
+        have.peers.insert(vni(2), vec![ip(2)]);
+        have.routes.insert(net("10.0.1.0/24"), ip(2));
+        have.routes.insert(net("10.0.2.0/24"), ip(3));
+        let mut want = have.clone();
+        assert!(diff(&have, &want).is_empty());
+        want.peers.insert(vni(1), vec![ip(3)]);
+        want.routes.remove(&net("10.0.1.0/24"));
+        want.routes.insert(net("10.0.2.0/24"), ip(4));
+        want.routes.insert(net("10.0.3.0/24"), ip(4));
+        let c = diff(&have, &want);
+        assert_eq!(c.peers, [(vni(1), vec![ip(3)])]);
+        assert_eq!(c.route_del, [net("10.0.1.0/24")]);
+        assert_eq!(
+            c.route_set,
+            [(net("10.0.2.0/24"), ip(4)), (net("10.0.3.0/24"), ip(4))]
+        );
+        assert!(c.neigh_del.is_empty() && c.fdb_set.is_empty());
+    }
+}

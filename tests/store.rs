@@ -1,0 +1,436 @@
+//! A store-driven fabric (`--store etcd=URL`), end to end with a real etcd in network
+//! namespaces: hosts given only the store (no `--peer`) find each other and ping, a host that
+//! joins later is reached, one killed drops out of the others' flood lists once its lease
+//! expires, one stopped cleanly at once; what the store installed is not the operator's
+//! configuration. Needs root (network namespaces) and etcd (scripts/setup.sh).
+
+mod daemon_support;
+mod etcd_support;
+
+use daemon_support::{Daemon, Netns, Switch, wait_until};
+use etcd_support::Etcd;
+use std::time::Duration;
+
+const PREFIX: &str = "/vtepd/t";
+/// The lease TTL the daemons register with: short, so a dead host leaves quickly.
+const TTL: &str = "3";
+/// How long any one wait may take (a lease expiry included).
+const WAIT: Duration = Duration::from_secs(15);
+
+/// An L2 daemon on host `n` (192.0.2.n, overlay 10.9.0.n/24, VNI 42) given only the store.
+fn host(ns: &Netns, n: u8, etcd: &Etcd) -> Daemon {
+    let (local, address) = (format!("192.0.2.{n}"), format!("10.9.0.{n}/24"));
+    let store = format!("etcd={}", etcd.url);
+    Daemon::start(
+        ns,
+        &[
+            "--dev",
+            "vx0",
+            "--vni",
+            "42",
+            "--local",
+            &local,
+            "--address",
+            &address,
+            "--threads",
+            "1",
+            "--store",
+            &store,
+            "--store-prefix",
+            PREFIX,
+            "--store-ttl",
+            TTL,
+        ],
+    )
+}
+
+/// `peers show --json` of VNI 42: (flood list, those from the store).
+fn peers(d: &Daemon) -> (Vec<String>, Vec<String>) {
+    let rows: serde_json::Value =
+        serde_json::from_str(&d.ok(&["peers", "show", "--json"])).unwrap();
+    let row = &rows[0];
+    let list = |k: &str| -> Vec<String> {
+        row[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    (list("peers"), list("store"))
+}
+
+/// Waits until `d` floods to exactly `want` (sorted), all of them from the store.
+fn wait_flood(d: &Daemon, want: &[&str]) {
+    let ok = wait_until(WAIT, || {
+        let (mut all, mut store) = peers(d);
+        all.sort();
+        store.sort();
+        all == want && store == want
+    });
+    assert!(
+        ok,
+        "flood list {:?}, wanted {want:?}: {}",
+        peers(d),
+        d.log_text()
+    );
+}
+
+#[test]
+fn hosts_given_only_the_store_find_each_other_and_leave() {
+    let sw = Switch::new(Some("192.0.2.254/24"));
+    let etcd = Etcd::start(&sw.ns, "192.0.2.254");
+    let ns: Vec<Netns> = (1..=4)
+        .map(|n| sw.host(&format!("192.0.2.{n}/24")))
+        .collect();
+    let mut d: Vec<Daemon> = (1..=3).map(|n| host(&ns[n - 1], n as u8, &etcd)).collect();
+
+    // Three hosts: each floods to the two others, and they ping.
+    wait_flood(&d[0], &["192.0.2.2", "192.0.2.3"]);
+    wait_flood(&d[1], &["192.0.2.1", "192.0.2.3"]);
+    wait_flood(&d[2], &["192.0.2.1", "192.0.2.2"]);
+    assert!(ns[0].ping_within("10.9.0.2", WAIT), "{}", d[1].log_text());
+    assert!(ns[0].ping_within("10.9.0.3", WAIT), "{}", d[2].log_text());
+    assert!(ns[1].ping_within("10.9.0.3", WAIT));
+    // Registrations are what the README documents.
+    let mut keys = etcd.keys(&sw.ns, &format!("{PREFIX}/members/"));
+    keys.sort();
+    assert_eq!(
+        keys,
+        [1, 2, 3].map(|n| format!("{PREFIX}/members/42/192.0.2.{n}"))
+    );
+    // An operator's static entry in the store reaches every host as the store's.
+    let key = format!("{PREFIX}/fdb/42/02:00:00:00:00:99");
+    etcd.put(&sw.ns, &key, br#"{"version":1,"remote":"192.0.2.3"}"#);
+    let has = |d: &Daemon| {
+        d.fdb().iter().any(|e| {
+            e["mac"] == "02:00:00:00:00:99" && e["remote"] == "192.0.2.3" && e["kind"] == "static"
+        })
+    };
+    assert!(
+        wait_until(WAIT, || has(&d[0]) && has(&d[1])),
+        "{:?}",
+        d[0].fdb()
+    );
+    // The store's peers and entries are not the operator's: the running configuration has none.
+    let conf = d[0].ok(&["config", "show"]);
+    assert!(!conf.contains("peers") && !conf.contains("00:99"), "{conf}");
+    assert!(
+        conf.contains(&format!("store = \"etcd={}\"", etcd.url)),
+        "{conf}"
+    );
+
+    // A fourth joins, nothing done to the others: they flood to it and reach it.
+    d.push(host(&ns[3], 4, &etcd));
+    wait_flood(&d[0], &["192.0.2.2", "192.0.2.3", "192.0.2.4"]);
+    wait_flood(&d[3], &["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
+    assert!(ns[0].ping_within("10.9.0.4", WAIT), "{}", d[3].log_text());
+    assert!(ns[3].ping_within("10.9.0.2", WAIT));
+
+    // Host 3 dies (SIGKILL: no clean leave): it drops out when its lease expires.
+    d[2].signal("KILL");
+    assert!(d[2].wait_exit(WAIT).is_some());
+    wait_flood(&d[0], &["192.0.2.2", "192.0.2.4"]);
+    wait_flood(&d[1], &["192.0.2.1", "192.0.2.4"]);
+    // Host 4 leaves cleanly (SIGTERM revokes its lease): gone from the store and the others.
+    d[3].signal("TERM");
+    assert_eq!(d[3].wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+    assert!(
+        d[3].log_text().contains("lease revoked"),
+        "{}",
+        d[3].log_text()
+    );
+    wait_flood(&d[0], &["192.0.2.2"]);
+    let mut keys = etcd.keys(&sw.ns, &format!("{PREFIX}/members/"));
+    keys.sort();
+    assert_eq!(
+        keys,
+        [1, 2].map(|n| format!("{PREFIX}/members/42/192.0.2.{n}"))
+    );
+    assert!(ns[0].ping_within("10.9.0.2", WAIT));
+    let st = d[0].stats();
+    assert_eq!(st["store"]["state"], "connected", "{st}");
+    assert_eq!(st["store"]["members"], 2, "{st}");
+}
+
+/// `routes show --json` of `d`: (prefix, next hop) pairs.
+fn routes(d: &Daemon) -> Vec<(String, String)> {
+    let rows: serde_json::Value =
+        serde_json::from_str(&d.ok(&["routes", "show", "--json"])).unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_owned();
+            (s("prefix"), s("via"))
+        })
+        .collect()
+}
+
+/// The L3 modes: each host advertises its block; IPIP hosts route the other's block to its
+/// node (Calico's way), L3 VXLAN hosts through its overlay address bound to its MAC (flannel's
+/// way); they ping across, and the store's routes are not in the running configuration.
+#[test]
+fn l3_hosts_route_to_each_others_advertised_blocks() {
+    let sw = Switch::new(Some("192.0.2.254/24"));
+    let etcd = Etcd::start(&sw.ns, "192.0.2.254");
+    let store = format!("etcd={}", etcd.url);
+    let ns: Vec<Netns> = (1..=4)
+        .map(|n| sw.host(&format!("192.0.2.{n}/24")))
+        .collect();
+    let start = |n: usize, args: &[&str], prefix: &str| {
+        let local = format!("192.0.2.{n}");
+        let mut all = vec!["--local", &local, "--threads", "1", "--store", &store];
+        all.extend_from_slice(&["--store-prefix", prefix, "--store-ttl", TTL]);
+        all.extend_from_slice(args);
+        Daemon::start(&ns[n - 1], &all)
+    };
+    let ipip: Vec<Daemon> = [1, 2]
+        .into_iter()
+        .map(|n| {
+            let (addr, block) = (format!("10.244.{n}.1/32"), format!("10.244.{n}.0/24"));
+            let args = ["--mode", "l3", "--encap", "ipip", "--dev", "tunl1"];
+            let mut a = args.to_vec();
+            a.extend_from_slice(&["--address", &addr, "--advertise", &block]);
+            start(n, &a, "/vtepd/ipip")
+        })
+        .collect();
+    let l3vx: Vec<Daemon> = [3, 4]
+        .into_iter()
+        .map(|n| {
+            let (addr, block) = (format!("10.245.{n}.0/32"), format!("10.245.{n}.0/24"));
+            let args = [
+                "--mode", "l3", "--encap", "vxlan", "--vni", "1", "--dev", "vt1",
+            ];
+            let mut a = args.to_vec();
+            a.extend_from_slice(&["--address", &addr, "--advertise", &block]);
+            start(n, &a, "/vtepd/l3vx")
+        })
+        .collect();
+
+    let want = |d: &Daemon, r: (&str, &str)| {
+        let ok = wait_until(WAIT, || routes(d) == [(r.0.to_owned(), r.1.to_owned())]);
+        assert!(ok, "routes {:?}, wanted {r:?}: {}", routes(d), d.log_text());
+    };
+    want(&ipip[0], ("10.244.2.0/24", "192.0.2.2"));
+    want(&ipip[1], ("10.244.1.0/24", "192.0.2.1"));
+    want(&l3vx[0], ("10.245.4.0/24", "10.245.4.0"));
+    want(&l3vx[1], ("10.245.3.0/24", "10.245.3.0"));
+    // L3 VXLAN: the next hop bound to the other host's MAC, the MAC to its underlay address.
+    let mac4 = l3vx[1].stats()["networks"][0]["mac"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let neigh = l3vx[0].ok(&["neigh", "show", "--json"]);
+    assert!(
+        neigh.contains("10.245.4.0") && neigh.contains(&mac4),
+        "{neigh}"
+    );
+    let fdb = l3vx[0].fdb();
+    assert!(
+        fdb.iter()
+            .any(|e| e["mac"] == mac4.as_str() && e["remote"] == "192.0.2.4"),
+        "{fdb:?}"
+    );
+    assert!(
+        ns[0].ping_within("10.244.2.1", WAIT),
+        "{}",
+        ipip[1].log_text()
+    );
+    assert!(
+        ns[2].ping_within("10.245.4.0", WAIT),
+        "{}",
+        l3vx[1].log_text()
+    );
+    for d in ipip.iter().chain(&l3vx) {
+        let conf = d.ok(&["config", "show"]);
+        assert!(
+            !conf.contains("routes") && !conf.contains("neigh ="),
+            "{conf}"
+        );
+        assert!(conf.contains("advertise"), "{conf}");
+    }
+    // An operator's route key reaches the IPIP hosts (and stays when a member leaves).
+    etcd.put(
+        &sw.ns,
+        "/vtepd/ipip/routes/10.244.9.0/24",
+        br#"{"version":1,"via":"192.0.2.2"}"#,
+    );
+    let op = ("10.244.9.0/24".to_owned(), "192.0.2.2".to_owned());
+    assert!(
+        wait_until(WAIT, || routes(&ipip[0]).contains(&op)),
+        "{:?}",
+        routes(&ipip[0])
+    );
+    // A host that leaves takes its routes (and its kernel route) with it.
+    ipip[1].signal("TERM");
+    let ok = wait_until(WAIT, || routes(&ipip[0]) == [op.clone()]);
+    assert!(ok, "{:?}", routes(&ipip[0]));
+    let kernel = ns[0].ip(&["route", "show", "dev", "tunl1"]);
+    assert!(!kernel.contains("10.244.2.0/24"), "{kernel}");
+}
+
+/// `stats --json` `store` of `d`.
+fn store_stats(d: &Daemon) -> serde_json::Value {
+    d.stats()["store"].clone()
+}
+
+/// Faults: etcd stopped and started again while a ping runs: forwarding goes on with the last
+/// state (no echo lost), the client reports `unreachable` (one log line) and resyncs on
+/// reconnect; every lease lost at once: both hosts register again; a corrupt value and one of
+/// an unknown version are skipped and counted, and change nothing.
+#[test]
+fn store_faults_keep_forwarding_and_are_reported() {
+    let sw = Switch::new(Some("192.0.2.254/24"));
+    let mut etcd = Etcd::start(&sw.ns, "192.0.2.254");
+    let ns: Vec<Netns> = (1..=2)
+        .map(|n| sw.host(&format!("192.0.2.{n}/24")))
+        .collect();
+    let d: Vec<Daemon> = (1..=2).map(|n| host(&ns[n - 1], n as u8, &etcd)).collect();
+    wait_flood(&d[0], &["192.0.2.2"]);
+    assert!(ns[0].ping_within("10.9.0.2", WAIT));
+
+    // A steady ping (8 s, 40 echoes) while etcd is down for part of it.
+    let ping = ns[0]
+        .cmd("ping")
+        .args(["-c", "40", "-i", "0.2", "-W", "1", "10.9.0.2"])
+        .output();
+    let pinger = std::thread::spawn(move || ping);
+    std::thread::sleep(Duration::from_secs(1));
+    etcd.stop();
+    let down = wait_until(WAIT, || store_stats(&d[0])["state"] == "unreachable");
+    assert!(down, "{}", store_stats(&d[0]));
+    // The last state stays: still flooding to the other host.
+    assert_eq!(peers(&d[0]).0, ["192.0.2.2"]);
+    std::thread::sleep(Duration::from_secs(2));
+    etcd.restart(&sw.ns);
+    let up = wait_until(WAIT, || store_stats(&d[0])["state"] == "connected");
+    assert!(up, "{}", d[0].log_text());
+    let out = pinger.join().unwrap().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("40 received"),
+        "echoes lost while etcd was down: {text}"
+    );
+    let st = store_stats(&d[0]);
+    assert_eq!(st["counters"]["unreachable"], 1, "{st}");
+    assert!(st["counters"]["resyncs"].as_u64().unwrap() >= 2, "{st}");
+    let lines = d[0].log_text().matches("store unreachable").count();
+    assert_eq!(
+        lines,
+        1,
+        "one log line per state change: {}",
+        d[0].log_text()
+    );
+    wait_flood(&d[0], &["192.0.2.2"]);
+
+    // Every lease revoked (as if expired): both hosts notice and register again.
+    assert_eq!(etcd.revoke_all_leases(&sw.ns), 2);
+    let back = wait_until(WAIT, || {
+        etcd.keys(&sw.ns, PREFIX).len() == 2
+            && d.iter()
+                .all(|h| store_stats(h)["counters"]["lease_lost"] == 1)
+    });
+    assert!(back, "{:?} {}", etcd.keys(&sw.ns, PREFIX), d[0].log_text());
+    wait_flood(&d[1], &["192.0.2.1"]);
+
+    // Bad values: skipped, counted, nothing changes.
+    let bad_before = store_stats(&d[0])["counters"]["bad_values"]
+        .as_u64()
+        .unwrap();
+    etcd.put(
+        &sw.ns,
+        &format!("{PREFIX}/members/42/192.0.2.9"),
+        b"{not json",
+    );
+    etcd.put(
+        &sw.ns,
+        &format!("{PREFIX}/members/42/192.0.2.8"),
+        br#"{"version":9,"underlay":"192.0.2.8","vni":42,"port":4789}"#,
+    );
+    let counted = wait_until(WAIT, || {
+        store_stats(&d[0])["counters"]["bad_values"].as_u64() == Some(bad_before + 2)
+    });
+    assert!(counted, "{}", store_stats(&d[0]));
+    assert_eq!(peers(&d[0]).0, ["192.0.2.2"]);
+    assert!(
+        d[0].log_text().contains("version 9 is not known"),
+        "{}",
+        d[0].log_text()
+    );
+    assert!(ns[0].ping_within("10.9.0.2", WAIT));
+}
+
+/// MAC announcements (`--announce`): a MAC seen on one host's device reaches the others' FDB
+/// through the store, as an entry toward that host, before any traffic to it; then frames to it
+/// from a host that does not learn go straight there, with no flood copy (counted); the
+/// announcement goes with the host.
+#[test]
+fn announced_macs_reach_the_others_before_the_first_packet() {
+    let sw = Switch::new(Some("192.0.2.254/24"));
+    let etcd = Etcd::start(&sw.ns, "192.0.2.254");
+    let ns: Vec<Netns> = (1..=3)
+        .map(|n| sw.host(&format!("192.0.2.{n}/24")))
+        .collect();
+    let store = format!("etcd={}", etcd.url);
+    let start = |n: usize, extra: &[&str]| {
+        let (local, address) = (format!("192.0.2.{n}"), format!("10.9.0.{n}/24"));
+        let mut args = vec!["--dev", "vx0", "--vni", "42", "--local", &local];
+        args.extend_from_slice(&["--address", &address, "--threads", "1", "--store", &store]);
+        args.extend_from_slice(&["--store-prefix", PREFIX, "--store-ttl", TTL, "--announce"]);
+        args.extend_from_slice(extra);
+        Daemon::start(&ns[n - 1], &args)
+    };
+    // Host 1 does not learn: it can only know another host's MAC from the store.
+    let mut d = vec![start(1, &["--no-learning"]), start(2, &[]), start(3, &[])];
+    wait_flood(&d[0], &["192.0.2.2", "192.0.2.3"]);
+    let mac2 = ns[1].mac("vx0");
+    let entry = |d: &Daemon| {
+        d.fdb()
+            .into_iter()
+            .find(|e| e["mac"].as_str() == Some(mac2.as_str()))
+    };
+    assert!(entry(&d[0]).is_none(), "not announced before it was seen");
+    // Host 2's device sends one frame (an ARP request): its MAC is seen, and announced.
+    let _ = ns[1].ping("10.9.0.3");
+    let announced = wait_until(WAIT, || {
+        entry(&d[0]).is_some_and(|e| e["remote"] == "192.0.2.2" && e["kind"] == "static")
+    });
+    assert!(announced, "{:?} {}", d[0].fdb(), d[1].log_text());
+    assert!(
+        etcd.keys(&sw.ns, PREFIX)
+            .contains(&format!("{PREFIX}/macs/42/{mac2}"))
+    );
+    let conf = d[0].ok(&["config", "show"]);
+    assert!(
+        !conf.contains(&mac2),
+        "the store's entry is not the operator's: {conf}"
+    );
+    // Host 1 sends to host 2's MAC (a pinned neighbour: no ARP): no flood copy, none unknown.
+    ns[0].ip(&[
+        "neigh",
+        "replace",
+        "10.9.0.2",
+        "lladdr",
+        &mac2,
+        "dev",
+        "vx0",
+        "nud",
+        "permanent",
+    ]);
+    let before = d[0].stats();
+    assert!(ns[0].ping_within("10.9.0.2", WAIT), "{}", d[1].log_text());
+    let after = d[0].stats();
+    assert!(after["tx_tunnel"].as_u64() > before["tx_tunnel"].as_u64());
+    assert_eq!(after["flood_copies"], before["flood_copies"], "{after}");
+    assert!(after["local_macs"].as_u64() >= Some(1), "{after}");
+    // Host 2 leaves: its announcement (under its lease) goes, and the entry with it.
+    d[1].signal("TERM");
+    assert!(d[1].wait_exit(WAIT).is_some());
+    assert!(
+        wait_until(WAIT, || entry(&d[0]).is_none()),
+        "{:?}",
+        d[0].fdb()
+    );
+    d.truncate(1);
+}
