@@ -4,19 +4,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each step's heading says how long the run has taken so far.
+step() { echo "== [$((SECONDS / 60))m$((SECONDS % 60))s] $*"; }
+
 scripts/setup.sh
 
-echo "== cargo fmt --check"
+step "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy"
+step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo build --release (lab binaries: vtepd, and the ceiling lab/bench.sh measures it against)"
+step "cargo build --release (lab binaries: vtepd, and the ceiling lab/bench.sh measures it against)"
 cargo build --release --locked --bin vtepd --example ceiling
-echo "== cargo test"
+step "cargo test"
 # Integration tests run the lab scripts against these release binaries.
 VTEPD_BIN="$PWD/target/release/vtepd" BENCH_CEILING_BIN="$PWD/target/release/examples/ceiling" \
     cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
-echo "== fuzz crate: fmt, clippy, the checked-in corpus replayed through every target"
+step "fuzz crate: fmt, clippy, the checked-in corpus replayed through every target"
 # Without libFuzzer: building the targets with sanitizers takes about 6 minutes here, so CI runs
 # each target's body on its corpus (fuzz/README.md) and scripts/fuzz.sh does the fuzzing. In the
 # root's target directory: the fuzz crate's lock and dev-dependencies match the root's, so this
@@ -28,8 +31,8 @@ echo "== fuzz crate: fmt, clippy, the checked-in corpus replayed through every t
     cargo clippy --locked --all-targets -- -D warnings
     cargo test --locked --lib
 )
-echo "== fuzz: every target for ${FUZZ_SECONDS:-10} s from its checked-in corpus (libFuzzer)"
+step "fuzz: every target for ${FUZZ_SECONDS:-10} s from its checked-in corpus (libFuzzer)"
 # Without AddressSanitizer (the targets are safe Rust): it builds in about 2 minutes here where
 # the sanitized build takes 6. `scripts/fuzz.sh 600` is the long run.
 FUZZ_SANITIZER=none scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
-echo "all checks passed"
+step "all checks passed"

@@ -34,7 +34,7 @@ use super::reload::Reloader;
 use super::session::{ArmedFlags, Limits};
 use super::signals::{self, Action};
 use super::stats::{Clock, StatsBoard};
-use super::store::{self, Installer, client::StoreClient, status::StoreStatus};
+use super::store::{self, Installer, status::StoreStatus};
 use super::trace::TraceSessions;
 use super::trace_control::TraceControl;
 use crate::config::{ConfigSource, DaemonConfig};
@@ -240,6 +240,9 @@ pub fn run<M: Mode>(cfg: &DaemonConfig, source: Option<ConfigSource>) -> Result<
         set.count_into(Arc::clone(&board));
     }
     let store = cfg.store.settings().map_err(Failure::Usage)?;
+    if store.is_some() && !store::BUILT_IN {
+        return Err(Failure::Usage(NO_STORE.into()));
+    }
     let installed: Option<super::store::Installed> = store.as_ref().map(|_| Arc::default());
     let reloader = Arc::new(
         Reloader::new(
@@ -281,23 +284,15 @@ pub fn run<M: Mode>(cfg: &DaemonConfig, source: Option<ConfigSource>) -> Result<
         &mut threads,
     )
     .and_then(|()| match (store_parts, store_status) {
-        (Some((settings, installer)), Some(status)) => {
-            let client = StoreClient::new(
-                settings,
-                store::me(cfg),
-                store::registrations(cfg, &reloader.nets().load()),
-                cfg.networks.iter().any(|n| n.announce),
-                installer,
-                status,
-                Arc::clone(&stop),
-            );
-            // The client looks at the stop flag itself; its waker only completes the set.
-            let (poll, waker) = idle_waker()?;
-            threads.spawn("vtepd-store".into(), waker, move || {
-                let _poll = poll;
-                client.run()
-            })
-        }
+        (Some((settings, installer)), Some(status)) => start_store(
+            cfg,
+            settings,
+            installer,
+            status,
+            &reloader,
+            &stop,
+            &mut threads,
+        ),
         _ => Ok(()),
     });
     let outcome = started.and_then(|()| {
@@ -387,7 +382,54 @@ fn start<W: Dataplane + Send + 'static>(
     threads.spawn("vtepd-control".into(), waker, move || srv.run())
 }
 
+/// The refusal of `--store` by a build without the etcd client.
+const NO_STORE: &str =
+    "--store: this vtepd was built without the etcd client (cargo feature `store`, on by default)";
+
+/// Starts the store client's thread, `vtepd-store`.
+#[cfg(feature = "store")]
+fn start_store(
+    cfg: &DaemonConfig,
+    settings: crate::config::store::StoreSettings,
+    installer: Installer,
+    status: Arc<StoreStatus>,
+    reloader: &Reloader,
+    stop: &Arc<AtomicBool>,
+    threads: &mut Threads,
+) -> Result<(), Failure> {
+    let client = store::client::StoreClient::new(
+        settings,
+        store::me(cfg),
+        store::registrations(cfg, &reloader.nets().load()),
+        cfg.networks.iter().any(|n| n.announce),
+        installer,
+        status,
+        Arc::clone(stop),
+    );
+    // The client looks at the stop flag itself; its waker only completes the set.
+    let (poll, waker) = idle_waker()?;
+    threads.spawn("vtepd-store".into(), waker, move || {
+        let _poll = poll;
+        client.run()
+    })
+}
+
+/// Without the etcd client, `run` refused `--store` before anything started.
+#[cfg(not(feature = "store"))]
+fn start_store(
+    _: &DaemonConfig,
+    _: crate::config::store::StoreSettings,
+    _: Installer,
+    _: Arc<StoreStatus>,
+    _: &Reloader,
+    _: &Arc<AtomicBool>,
+    _: &mut Threads,
+) -> Result<(), Failure> {
+    Err(Failure::Usage(NO_STORE.into()))
+}
+
 /// A poller and its waker for a thread that does not poll (it looks at the stop flag itself).
+#[cfg(feature = "store")]
 fn idle_waker() -> Result<(Poll, Arc<Waker>), Failure> {
     let rt = |e: std::io::Error| Failure::Runtime(format!("cannot make a waker: {e}"));
     let poll = Poll::new().map_err(rt)?;

@@ -11,8 +11,11 @@
 //!
 //! The etcd client is async (gRPC); it runs on its own thread, `vtepd-store`, with a
 //! current-thread tokio runtime ([`client`]). Nothing on the packet path waits for it: the
-//! workers read the state it changed as they read any control-plane change.
+//! workers read the state it changed as they read any control-plane change. The client and its
+//! dependencies (tonic, hyper, tokio) are the cargo feature `store`, on by default; the fuzz
+//! targets build without it.
 
+#[cfg(feature = "store")]
 pub mod client;
 pub mod keys;
 pub mod reconcile;
@@ -30,6 +33,9 @@ use keys::Member;
 use reconcile::{Changes, Desired, Me};
 use std::sync::{Arc, Mutex, PoisonError};
 use tracing::{debug, info, warn};
+
+/// Whether this build has the etcd client (the cargo feature `store`).
+pub const BUILT_IN: bool = cfg!(feature = "store");
 
 /// What the store installed, shared with the reloader (which leaves it out of the running
 /// configuration).
