@@ -39,7 +39,7 @@ fn frame() -> Vec<u8> {
 fn run(bencher: divan::Bencher, mut enc: Encapsulator, vni: Vni) {
     let mut f = frame();
     bencher.bench_local(|| {
-        let r = enc.encapsulate(black_box(&mut f), HEAD, LEN, vni, REMOTE);
+        let r = enc.encapsulate(black_box(&mut f), HEAD, LEN, vni, REMOTE.into());
         debug_assert!(r.is_ok());
         black_box(r)
     });

@@ -5,7 +5,7 @@
 //! Run: `cargo bench --bench fdb`.
 
 use std::hint::black_box;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::thread;
@@ -75,7 +75,7 @@ trait Map: Send + Sync + 'static {
     fn insert(&self, k: FdbKey);
     fn remove(&self, k: FdbKey);
     fn refresh(&self, k: FdbKey, now: u64);
-    fn lookup(&self, k: FdbKey) -> Option<Ipv4Addr>;
+    fn lookup(&self, k: FdbKey) -> Option<IpAddr>;
 }
 
 type Papaya = papaya::HashMap<FdbKey, Val, ahash::RandomState>;
@@ -104,8 +104,8 @@ impl Map for Papaya {
         }
     }
     #[inline]
-    fn lookup(&self, k: FdbKey) -> Option<Ipv4Addr> {
-        self.pin().get(&k).map(Val::remote)
+    fn lookup(&self, k: FdbKey) -> Option<IpAddr> {
+        self.pin().get(&k).map(|v| IpAddr::V4(v.remote()))
     }
 }
 
@@ -127,9 +127,9 @@ impl Map for Scc {
         self.peek_with(&k, |_, v| v.last_seen.store(now, Relaxed));
     }
     #[inline]
-    fn lookup(&self, k: FdbKey) -> Option<Ipv4Addr> {
+    fn lookup(&self, k: FdbKey) -> Option<IpAddr> {
         let guard = scc::Guard::new();
-        self.peek(&k, &guard).map(Val::remote)
+        self.peek(&k, &guard).map(|v| IpAddr::V4(v.remote()))
     }
 }
 
@@ -137,12 +137,20 @@ impl Map for Fdb {
     fn build(n: usize) -> Self {
         let f = Fdb::with_capacity(n);
         for i in 0..n as u64 {
-            let _ = f.insert_new(key(i), FdbEntry::new(EntryKind::Learned, REMOTE, 0), |_| ());
+            let _ = f.insert_new(
+                key(i),
+                FdbEntry::new(EntryKind::Learned, REMOTE.into(), 0),
+                |_| (),
+            );
         }
         f
     }
     fn insert(&self, k: FdbKey) {
-        let _ = self.insert_new(k, FdbEntry::new(EntryKind::Learned, REMOTE, 0), |_| ());
+        let _ = self.insert_new(
+            k,
+            FdbEntry::new(EntryKind::Learned, REMOTE.into(), 0),
+            |_| (),
+        );
     }
     fn remove(&self, k: FdbKey) {
         self.remove_if(k, |_| true);
@@ -151,7 +159,7 @@ impl Map for Fdb {
         self.with_entry(k, |e| e.touch(now));
     }
     #[inline]
-    fn lookup(&self, k: FdbKey) -> Option<Ipv4Addr> {
+    fn lookup(&self, k: FdbKey) -> Option<IpAddr> {
         Fdb::lookup(self, k, 1, u64::MAX)
     }
 }

@@ -11,7 +11,7 @@
 //! Run: `cargo bench --bench forward`.
 
 use std::hint::black_box;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use encap::vxlan::{HEADER_LEN, VxlanPacket};
 use encap::{MacAddr, Vni};
@@ -40,8 +40,10 @@ fn vni() -> Vni {
     Vni::new(100).unwrap()
 }
 
-fn peer(i: usize) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 51, 100, 0)) + 1 + i as u32)
+fn peer(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(
+        u32::from(Ipv4Addr::new(198, 51, 100, 0)) + 1 + i as u32,
+    ))
 }
 
 fn host(i: u32) -> MacAddr {
@@ -52,7 +54,7 @@ fn host(i: u32) -> MacAddr {
 /// A core with `peers` flood-list peers and `fdb` learned entries spread over them.
 fn core(peers: usize, fdb: u32) -> Core {
     let c = Core::new(CoreConfig {
-        local: LOCAL,
+        local: LOCAL.into(),
         allow_any_peer: false,
         networks: vec![NetworkConfig {
             vni: vni(),
@@ -170,7 +172,7 @@ fn count_tunnel_tx_32_peers(bencher: divan::Bencher) {
     let board = StatsBoard::new(1);
     board.ensure_networks(1);
     let traffic = board.traffic(0);
-    let remotes: Vec<Ipv4Addr> = (0..32).map(peer).collect();
+    let remotes: Vec<IpAddr> = (0..32).map(peer).collect();
     let mut i = 0;
     bencher.bench_local(|| {
         i = (i + 1) % remotes.len();
@@ -291,14 +293,8 @@ fn capture_bench(bencher: divan::Bencher, filter: Option<Filter>, check: bool) {
             };
         let v = c.on_remote(Timestamp(now), src, d, &mut ctr);
         if check && wt.armed() {
-            let r = Received {
-                src: src.src,
-                src_port: 50000,
-                dst: LOCAL,
-                dst_port: 4789,
-                tos: 0,
-            };
-            let kept = captured.then_some((Some(r), &kept[..]));
+            let r = Received::of(src.src, 50000, LOCAL.into(), 4789, 0);
+            let kept = captured.then_some((r, &kept[..]));
             capture_tunnel(&cap, origin, &v, kept, d, Link::Ethernet, false);
         }
         v

@@ -25,7 +25,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, IoSlice};
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -144,7 +144,8 @@ fn pass(
     let device = Arc::new(device);
     // vtepd's own VXLAN socket: non-blocking, UDP GRO, 8 MiB receive buffer; and a send
     // buffer as large as vtepd's sending sockets have.
-    let sock = socket::bind_udp(local, remote.port()).map_err(|e| io::Error::other(e.message()))?;
+    let sock =
+        socket::bind_udp(local.into(), remote.port()).map_err(|e| io::Error::other(e.message()))?;
     sys::force_buffer_size(&sock, false, 8 << 20)?;
     let sock = Arc::new(sock);
     let (d, s) = (Arc::clone(&device), Arc::clone(&sock));
@@ -222,12 +223,12 @@ fn send_records(
             small.push(SendMsg {
                 head: record,
                 body: &[],
-                dst: *remote.ip(),
+                dst: IpAddr::V4(*remote.ip()),
             });
             continue;
         }
         flush(sock, &mut small, remote.port());
-        let _ = sys::send_segmented(sock, &[IoSlice::new(record)], remote, segment);
+        let _ = sys::send_segmented(sock, &[IoSlice::new(record)], remote.into(), segment);
     }
     flush(sock, &mut small, remote.port());
 }
@@ -294,7 +295,7 @@ fn raw_send(remote: Ipv4Addr, secs: f64, threads: usize, size: usize) -> io::Res
                     SendMsg {
                         head: &body,
                         body: &[],
-                        dst: remote,
+                        dst: remote.into(),
                     };
                     MAX_BATCH
                 ];

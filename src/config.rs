@@ -16,7 +16,7 @@ use encap::{MacAddr, Vni};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -231,12 +231,12 @@ fn threads_from(v: u64) -> Result<usize, String> {
 /// Parses our own underlay address (`--local`): not unspecified, multicast or broadcast (a
 /// loopback address is fine: two daemons on one host can tunnel over it). A remote VTEP's
 /// address is checked by [`parse_remote_ip`].
-pub fn parse_vtep_ip(s: &str) -> Result<Ipv4Addr, String> {
-    let a: Ipv4Addr = s
+pub fn parse_vtep_ip(s: &str) -> Result<IpAddr, String> {
+    let a: IpAddr = s
         .trim()
         .parse()
-        .map_err(|_| format!("'{s}' is not an IPv4 address"))?;
-    if a.is_unspecified() || a.is_multicast() || a.is_broadcast() {
+        .map_err(|_| format!("'{s}' is not an IPv4 or IPv6 address"))?;
+    if a.is_unspecified() || a.is_multicast() || a == IpAddr::V4(Ipv4Addr::BROADCAST) {
         return Err(format!(
             "{a} cannot be a tunnel endpoint (unspecified, multicast or broadcast)"
         ));
@@ -247,11 +247,11 @@ pub fn parse_vtep_ip(s: &str) -> Result<Ipv4Addr, String> {
 /// Parses a remote VTEP's address (`--peer`, a static FDB remote, `fdb add`, `peers add`): a
 /// unicast address of another host, reachable over the underlay (see [`UnusableRemote`]; our
 /// own address is refused where it is known).
-pub fn parse_remote_ip(s: &str) -> Result<Ipv4Addr, String> {
-    let a: Ipv4Addr = s
+pub fn parse_remote_ip(s: &str) -> Result<IpAddr, String> {
+    let a: IpAddr = s
         .trim()
         .parse()
-        .map_err(|_| format!("'{s}' is not an IPv4 address"))?;
+        .map_err(|_| format!("'{s}' is not an IPv4 or IPv6 address"))?;
     match UnusableRemote::of(a) {
         Some(e) => Err(e.to_string()),
         None => Ok(a),
@@ -454,7 +454,7 @@ pub struct StaticFdb {
     /// MAC address.
     pub mac: MacAddr,
     /// Remote VTEP.
-    pub remote: Ipv4Addr,
+    pub remote: IpAddr,
 }
 
 /// A static neighbour binding (overlay IP -> MAC) from the configuration.
@@ -474,7 +474,7 @@ pub struct NetConfig {
     /// VXLAN network identifier.
     pub vni: Vni,
     /// Head-end replication list.
-    pub peers: Vec<Ipv4Addr>,
+    pub peers: Vec<IpAddr>,
     /// Address to put on the device.
     pub address: Option<Ipv4Cidr>,
     /// Device MTU (default: underlay MTU - 50).
@@ -513,7 +513,7 @@ pub struct NetConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaemonConfig {
     /// Our underlay address (the UDP socket binds to it).
-    pub local: Ipv4Addr,
+    pub local: IpAddr,
     /// VXLAN UDP port (destination and bound source) of every network not given its own.
     pub port: u16,
     /// Accept decapsulation from any source.
@@ -619,6 +619,13 @@ impl DaemonConfig {
         }
         self.validate_mode()?;
         let store = self.store.settings().map_err(ConfigError)?;
+        if store.is_some() && self.local.is_ipv6() {
+            return err(format!(
+                "--local {}: --store registers IPv4 underlay addresses only; an IPv6 underlay \
+                 is configured by flags or the file",
+                self.local
+            ));
+        }
         if let Some(n) = self.networks.iter().find(|n| !n.advertise.is_empty()) {
             if self.tunnel == Tunnel::L2Vxlan {
                 return err(format!(
@@ -663,6 +670,8 @@ impl DaemonConfig {
                 if !peers.insert(p) {
                     return err(format!("{what}: peer {p} is listed twice"));
                 }
+                UnusableRemote::check(self.local, *p)
+                    .map_err(|e| ConfigError(format!("{what}: peer: {e}")))?;
             }
             let mut macs = HashSet::new();
             for e in &n.fdb {
@@ -675,6 +684,8 @@ impl DaemonConfig {
                 if !macs.insert(e.mac) {
                     return err(format!("{what}: static entry {} is listed twice", e.mac));
                 }
+                UnusableRemote::check(self.local, e.remote)
+                    .map_err(|err| ConfigError(format!("{what}: static entry {}: {err}", e.mac)))?;
             }
             let mut ips = HashSet::new();
             for e in &n.neigh {
@@ -692,8 +703,35 @@ impl DaemonConfig {
         Ok(())
     }
 
+    /// Our underlay address where it must be IPv4: the L3 modes, which [`DaemonConfig::validate`]
+    /// refuses over IPv6 (`UNSPECIFIED` for an IPv6 `local`, which no validated L3
+    /// configuration has).
+    pub fn local_v4(&self) -> Ipv4Addr {
+        match self.local {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+        }
+    }
+
     /// The rules that depend on `mode` and `encap`.
     fn validate_mode(&self) -> Result<(), ConfigError> {
+        if self.local.is_ipv6() {
+            match self.tunnel {
+                Tunnel::L2Vxlan => {}
+                Tunnel::L3Vxlan => {
+                    return err(format!(
+                        "--local {}: an IPv6 underlay is for --mode l2 (L3 VXLAN runs over IPv4)",
+                        self.local
+                    ));
+                }
+                Tunnel::L3Ipip => {
+                    return err(format!(
+                        "--local {}: --encap ipip runs over an IPv4 underlay (protocol 4 in IPv4)",
+                        self.local
+                    ));
+                }
+            }
+        }
         match self.tunnel {
             Tunnel::L2Vxlan => {
                 if let Some(n) = self.networks.iter().find(|n| !n.routes.is_empty()) {
@@ -750,7 +788,7 @@ impl DaemonConfig {
         if !n.fdb.is_empty() {
             return err("static FDB entries are for VXLAN; IPIP sends by --route");
         }
-        let routes = route::Routes::new(self.local);
+        let routes = route::Routes::new(self.local_v4());
         let mut seen = HashSet::new();
         for r in &n.routes {
             if !seen.insert(r.prefix) {
@@ -787,7 +825,7 @@ impl DaemonConfig {
                 return err(format!("route {r} covers our own --address {}", a.addr));
             }
         }
-        route::Routes::with_overlay_routes(self.local, &n.routes)
+        route::Routes::with_overlay_routes(self.local_v4(), &n.routes)
             .map_err(|e| ConfigError(format!("route: {e}")))?;
         Ok(())
     }
@@ -1187,18 +1225,24 @@ impl FileConfig {
 ///
 /// The hash (FNV-1a plus a finaliser) is written out here, rather than `DefaultHasher` or
 /// ahash, because its output must never change between Rust or crate versions.
-pub fn stable_mac(dev: &str, vni: Vni, local: Ipv4Addr) -> MacAddr {
+pub fn stable_mac(dev: &str, vni: Vni, local: IpAddr) -> MacAddr {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut h = OFFSET;
-    let (vni, local) = (vni.get().to_be_bytes(), local.octets());
-    for b in dev
-        .as_bytes()
-        .iter()
-        .chain(&[0u8])
-        .chain(&vni)
-        .chain(&local)
-    {
+    let vni = vni.get().to_be_bytes();
+    // An IPv4 address hashes as its 4 bytes, as it always did.
+    let (v4, v6);
+    let local: &[u8] = match local {
+        IpAddr::V4(a) => {
+            v4 = a.octets();
+            &v4
+        }
+        IpAddr::V6(a) => {
+            v6 = a.octets();
+            &v6
+        }
+    };
+    for b in dev.as_bytes().iter().chain(&[0u8]).chain(&vni).chain(local) {
         h ^= u64::from(*b);
         h = h.wrapping_mul(PRIME);
     }
@@ -1244,6 +1288,32 @@ vni = 43
     }
 
     #[test]
+    fn an_ipv6_underlay_takes_ipv6_remotes_and_shows_them_back() {
+        let text = "local = \"2001:db8:1::1\"\n[[network]]\ndev = \"v\"\nvni = 1\n\
+                    peers = [\"2001:db8:1::2\"]\n\
+                    fdb = [{ mac = \"02:00:00:00:00:09\", remote = \"2001:db8:1::9\" }]\n";
+        let c = DaemonConfig::from_toml(text).unwrap();
+        assert_eq!(c.local, "2001:db8:1::1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            c.networks[0].peers,
+            ["2001:db8:1::2".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            c.networks[0].fdb[0].remote,
+            "2001:db8:1::9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(DaemonConfig::from_toml(&c.to_toml().unwrap()).unwrap(), c);
+        // The device MAC of an IPv4 underlay is the one it always was; IPv6 gets its own.
+        let v4 = stable_mac(
+            "v",
+            Vni::new(1).unwrap(),
+            Ipv4Addr::new(192, 0, 2, 1).into(),
+        );
+        assert_eq!(v4, MacAddr([0x62, 0x1a, 0x1e, 0x3e, 0x6c, 0x10]));
+        assert_ne!(stable_mac("v", Vni::new(1).unwrap(), c.local), v4);
+    }
+
+    #[test]
     fn an_error_quoting_a_line_break_is_shown_on_one_line() {
         let e = DaemonConfig::from_toml("local = \"1\\n2\"\n[[network]]\ndev = \"v\"\nvni = 42\n")
             .unwrap_err();
@@ -1258,7 +1328,7 @@ vni = 43
     #[test]
     fn good_file_parses() {
         let c = DaemonConfig::from_toml(GOOD).unwrap();
-        assert_eq!(c.local, Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(c.local, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
         assert_eq!(c.control, PathBuf::from("/tmp/x.sock"));
         assert_eq!(c.networks.len(), 2);
         let n = &c.networks[0];
@@ -1269,7 +1339,7 @@ vni = 43
         assert!(!n.learning);
         assert_eq!(n.ageing, Duration::from_secs(60));
         assert_eq!(n.max_fdb, 100);
-        assert_eq!(n.fdb[0].remote, Ipv4Addr::new(192, 0, 2, 9));
+        assert_eq!(n.fdb[0].remote, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)));
         let d = &c.networks[1];
         assert!(d.learning);
         assert_eq!(d.ageing, DEFAULT_AGEING);
@@ -1514,6 +1584,27 @@ vni = 43
                 "own",
             ),
             (
+                "local = \"2001:db8::1\"\n[[network]]\ndev=\"v\"\nvni=1\npeers=[\"192.0.2.2\"]\n",
+                "192.0.2.2 is an IPv4 address but --local 2001:db8::1 is IPv6: one address family per network",
+            ),
+            (
+                "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\n\
+                 fdb=[{mac=\"02:00:00:00:00:01\",remote=\"2001:db8::2\"}]\n",
+                "static entry 02:00:00:00:00:01: 2001:db8::2 is an IPv6 address but --local 192.0.2.1 is IPv4",
+            ),
+            (
+                "local = \"2001:db8::1\"\nmode = \"l3\"\n[[network]]\ndev=\"v\"\nvni=1\naddress=\"10.0.0.1/24\"\n",
+                "an IPv6 underlay is for --mode l2",
+            ),
+            (
+                "local = \"2001:db8::1\"\nmode = \"l3\"\nencap = \"ipip\"\n[[network]]\ndev=\"t\"\n",
+                "runs over an IPv4 underlay",
+            ),
+            (
+                "local = \"ff02::1\"\n[[network]]\ndev=\"v\"\nvni=1\n",
+                "cannot be a tunnel endpoint",
+            ),
+            (
                 "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\npeers=[\"192.0.2.2\",\"192.0.2.2\"]\n",
                 "twice",
             ),
@@ -1591,7 +1682,7 @@ vni = 43
             "local = \"192.0.2.1\"\nmode = \"l3\"\nencap = \"ipip\"\n[[network]]\ndev = \"t\"\n";
         let c =
             DaemonConfig::from_toml(&format!("{ipip}ttl = 7\ndf = \"set\"\ntos = 184\n")).unwrap();
-        let i = c.networks[0].outer.ipip(c.local);
+        let i = c.networks[0].outer.ipip(c.local_v4());
         assert_eq!(
             (i.ttl, i.dscp, i.df),
             (encap::Ttl::Fixed(7), encap::Dscp::Fixed(46), encap::Df::Set)
@@ -1726,7 +1817,7 @@ vni = 43
         assert!(parse_vtep_ip("192.0.2.256").is_err());
         assert_eq!(
             parse_vtep_ip("127.0.0.1"),
-            Ok(Ipv4Addr::LOCALHOST),
+            Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             "--local may be lo"
         );
         assert_eq!(
@@ -1738,7 +1829,10 @@ vni = 43
             ("0.0.0.0", "unspecified"),
             ("239.1.1.1", "multicast"),
             ("255.255.255.255", "broadcast"),
-            ("192.0.2.256", "not an IPv4 address"),
+            ("192.0.2.256", "not an IPv4 or IPv6 address"),
+            ("::1", "loopback"),
+            ("ff02::1", "multicast"),
+            ("::", "unspecified"),
         ] {
             let e = parse_remote_ip(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
@@ -1746,6 +1840,10 @@ vni = 43
         assert!(
             parse_remote_ip("169.254.1.2").is_ok(),
             "link-local is on the underlay"
+        );
+        assert!(
+            parse_remote_ip("2001:db8::2").is_ok(),
+            "IPv6 remotes are VTEPs too"
         );
         assert!(parse_remote_ip("192.0.2.2").is_ok());
         assert!(parse_unicast_mac("ff:ff:ff:ff:ff:ff").is_err());
@@ -1802,7 +1900,7 @@ vni = 43
 
     #[test]
     fn stable_mac_is_stable_local_unicast_and_distinct() {
-        let l = Ipv4Addr::new(192, 0, 2, 1);
+        let l = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
         let v = Vni::new(42).unwrap();
         let a = stable_mac("vtep0", v, l);
         assert_eq!(a, stable_mac("vtep0", v, l));
@@ -1812,6 +1910,9 @@ vni = 43
         assert_eq!(a.to_string(), "62:eb:70:0b:a2:ce");
         assert_ne!(a, stable_mac("vtep1", v, l));
         assert_ne!(a, stable_mac("vtep0", Vni::new(43).unwrap(), l));
-        assert_ne!(a, stable_mac("vtep0", v, Ipv4Addr::new(192, 0, 2, 2)));
+        assert_ne!(
+            a,
+            stable_mac("vtep0", v, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)))
+        );
     }
 }

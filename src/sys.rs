@@ -10,8 +10,85 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd};
+
+/// A socket address of either family, as the kernel reads and writes it (the `msg_name` of a
+/// message): big enough for a `sockaddr_in6`, read by its family field.
+#[repr(C)]
+#[derive(Clone, Copy)]
+union SockAddr {
+    v4: libc::sockaddr_in,
+    v6: libc::sockaddr_in6,
+}
+
+impl SockAddr {
+    /// All zeroes (family AF_UNSPEC).
+    fn zeroed() -> SockAddr {
+        // SAFETY: both members are plain C structs for which all-zero bytes are valid values.
+        unsafe { std::mem::zeroed() }
+    }
+
+    /// The address `ip`, port `port` (IPv6: flow label `flowinfo`, in host order), and the
+    /// length the kernel is to read.
+    fn new(ip: IpAddr, port: u16, flowinfo: u32) -> (SockAddr, libc::socklen_t) {
+        let mut a = SockAddr::zeroed();
+        match ip {
+            IpAddr::V4(ip) => {
+                a.v4 = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: port.to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from(ip).to_be(),
+                    },
+                    sin_zero: [0; 8],
+                };
+                (
+                    a,
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            }
+            IpAddr::V6(ip) => {
+                a.v6 = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                    sin6_port: port.to_be(),
+                    sin6_flowinfo: flowinfo.to_be(),
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: ip.octets(),
+                    },
+                    sin6_scope_id: 0,
+                };
+                (
+                    a,
+                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                )
+            }
+        }
+    }
+
+    /// The room the kernel may write into.
+    const LEN: libc::socklen_t = std::mem::size_of::<SockAddr>() as libc::socklen_t;
+
+    /// The address and port the kernel wrote (`len` bytes of it), if IPv4 or IPv6.
+    fn read(&self, len: libc::socklen_t) -> Option<(IpAddr, u16)> {
+        let len = len as usize;
+        // SAFETY: every bit pattern is a valid value of both members (plain C structs of
+        // integers), and the family field is at the same place in both.
+        unsafe {
+            match i32::from(self.v4.sin_family) {
+                libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => Some((
+                    IpAddr::V4(Ipv4Addr::from(u32::from_be(self.v4.sin_addr.s_addr))),
+                    u16::from_be(self.v4.sin_port),
+                )),
+                libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => Some((
+                    IpAddr::V6(Ipv6Addr::from(self.v6.sin6_addr.s6_addr)),
+                    u16::from_be(self.v6.sin6_port),
+                )),
+                _ => None,
+            }
+        }
+    }
+}
 
 /// Sets IP_MTU_DISCOVER: with `df`, IP_PMTUDISC_DO (every datagram leaves with DF set and is
 /// never fragmented locally; an oversize send fails with EMSGSIZE, RFC 7348 §4.3); without,
@@ -90,20 +167,38 @@ pub fn enable_recv_err(sock: &impl AsFd) -> io::Result<()> {
     setsockopt_int(sock, libc::IPPROTO_IP, libc::IP_RECVERR, 1)
 }
 
+/// IPV6_RECVERR: [`enable_recv_err`] for an IPv6 socket (ICMPv6 errors, "packet too big"
+/// among them, and local send errors queued for [`drain_error_queue`]).
+pub fn enable_recv_err6(sock: &impl AsFd) -> io::Result<()> {
+    setsockopt_int(sock, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1)
+}
+
+/// IPV6_MTU_DISCOVER = IPV6_PMTUDISC_DO: never fragment locally; an oversize send fails with
+/// EMSGSIZE (IPv6 has no DF bit: routers never fragment).
+pub fn set_dont_fragment6(sock: &impl AsFd) -> io::Result<()> {
+    setsockopt_int(
+        sock,
+        libc::IPPROTO_IPV6,
+        libc::IPV6_MTU_DISCOVER,
+        libc::IPV6_PMTUDISC_DO,
+    )
+}
+
 /// One error read from a socket's error queue: what it says about an earlier send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueuedError {
     /// The destination of the send it is about (the error's `msg_name`).
-    pub dst: Option<Ipv4Addr>,
+    pub dst: Option<IpAddr>,
     /// The largest packet the path toward `dst` carries, when the error says so: an ICMP
-    /// "fragmentation needed" (`ee_origin` ICMP, type 3 code 4: `ee_info`) or a local EMSGSIZE
-    /// (`ee_origin` local: `ee_info`).
+    /// "fragmentation needed" (`ee_origin` ICMP, type 3 code 4: `ee_info`), an ICMPv6 "packet
+    /// too big" (`ee_origin` ICMP6, type 2) or a local EMSGSIZE (`ee_origin` local: `ee_info`).
     pub mtu: Option<u32>,
 }
 
 /// `SO_EE_ORIGIN_LOCAL` and `SO_EE_ORIGIN_ICMP` of linux/errqueue.h.
 const SO_EE_ORIGIN_LOCAL: u8 = 1;
 const SO_EE_ORIGIN_ICMP: u8 = 2;
+const SO_EE_ORIGIN_ICMP6: u8 = 3;
 
 /// Reads everything on a socket's error queue (MSG_ERRQUEUE, without blocking), handing each
 /// error to `on`; returns how many there were. What the queue holds (ICMP errors about earlier
@@ -113,16 +208,15 @@ pub fn drain_error_queue(sock: &impl AsFd, mut on: impl FnMut(QueuedError)) -> i
     loop {
         let mut data = [0u8; 64];
         let mut ctrl = CmsgBuf([0; 64]);
-        // SAFETY: a plain C struct for which all-zero bytes are a valid value.
-        let mut name: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        let mut name = SockAddr::zeroed();
         let mut iov = libc::iovec {
             iov_base: data.as_mut_ptr().cast(),
             iov_len: data.len(),
         };
         // SAFETY: a plain C struct for which all-zero bytes are a valid value.
         let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-        h.msg_name = (&mut name as *mut libc::sockaddr_in).cast();
-        h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        h.msg_name = (&mut name as *mut SockAddr).cast();
+        h.msg_namelen = SockAddr::LEN;
         h.msg_iov = &mut iov;
         h.msg_iovlen = 1;
         h.msg_control = ctrl.0.as_mut_ptr().cast();
@@ -146,9 +240,7 @@ pub fn drain_error_queue(sock: &impl AsFd, mut on: impl FnMut(QueuedError)) -> i
             };
         }
         n += 1;
-        let dst = (i32::from(name.sin_family) == libc::AF_INET
-            && h.msg_namelen as usize >= std::mem::size_of::<libc::sockaddr_in>())
-        .then(|| Ipv4Addr::from(u32::from_be(name.sin_addr.s_addr)));
+        let dst = name.read(h.msg_namelen).map(|(ip, _)| ip);
         let mut mtu = None;
         // SAFETY: the header's control fields describe `ctrl`, which the kernel filled
         // (msg_controllen was updated to the bytes written); CMSG_FIRSTHDR/CMSG_NXTHDR stay
@@ -159,15 +251,17 @@ pub fn drain_error_queue(sock: &impl AsFd, mut on: impl FnMut(QueuedError)) -> i
             while !c.is_null() {
                 let len = (*c).cmsg_len as usize;
                 let need = libc::CMSG_LEN(std::mem::size_of::<libc::sock_extended_err>() as u32);
-                if (*c).cmsg_level == libc::IPPROTO_IP
-                    && (*c).cmsg_type == libc::IP_RECVERR
-                    && len >= need as usize
-                {
+                let recverr = ((*c).cmsg_level == libc::IPPROTO_IP
+                    && (*c).cmsg_type == libc::IP_RECVERR)
+                    || ((*c).cmsg_level == libc::IPPROTO_IPV6
+                        && (*c).cmsg_type == libc::IPV6_RECVERR);
+                if recverr && len >= need as usize {
                     let e = std::ptr::read_unaligned(
                         libc::CMSG_DATA(c).cast::<libc::sock_extended_err>(),
                     );
                     let frag_needed =
-                        e.ee_origin == SO_EE_ORIGIN_ICMP && e.ee_type == 3 && e.ee_code == 4;
+                        (e.ee_origin == SO_EE_ORIGIN_ICMP && e.ee_type == 3 && e.ee_code == 4)
+                            || (e.ee_origin == SO_EE_ORIGIN_ICMP6 && e.ee_type == 2);
                     let local =
                         e.ee_origin == SO_EE_ORIGIN_LOCAL && e.ee_errno == libc::EMSGSIZE as u32;
                     if (frag_needed || local) && e.ee_info > 0 {
@@ -184,14 +278,14 @@ pub fn drain_error_queue(sock: &impl AsFd, mut on: impl FnMut(QueuedError)) -> i
 /// The MTU of the kernel's route from `local` toward `dst` (IP_MTU of a UDP socket connected
 /// there: the route's `mtu`, a learned path MTU, or the device's), for a send that failed with
 /// EMSGSIZE. Sends nothing.
-pub fn route_mtu(local: Ipv4Addr, dst: Ipv4Addr) -> io::Result<u32> {
-    let sock = socket2::Socket::new(
-        socket2::Domain::IPV4,
-        socket2::Type::DGRAM,
-        Some(socket2::Protocol::UDP),
-    )?;
-    sock.bind(&std::net::SocketAddrV4::new(local, 0).into())?;
-    sock.connect(&std::net::SocketAddrV4::new(dst, 9).into())?;
+pub fn route_mtu(local: IpAddr, dst: IpAddr) -> io::Result<u32> {
+    let (domain, level, opt) = match dst {
+        IpAddr::V4(_) => (socket2::Domain::IPV4, libc::IPPROTO_IP, libc::IP_MTU),
+        IpAddr::V6(_) => (socket2::Domain::IPV6, libc::IPPROTO_IPV6, libc::IPV6_MTU),
+    };
+    let sock = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    sock.bind(&std::net::SocketAddr::new(local, 0).into())?;
+    sock.connect(&std::net::SocketAddr::new(dst, 9).into())?;
     let mut val: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: the descriptor is borrowed from a live socket for the call; the option value
@@ -199,8 +293,8 @@ pub fn route_mtu(local: Ipv4Addr, dst: Ipv4Addr) -> io::Result<u32> {
     let rc = unsafe {
         libc::getsockopt(
             sock.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_MTU,
+            level,
+            opt,
             (&mut val as *mut libc::c_int).cast(),
             &mut len,
         )
@@ -354,15 +448,16 @@ pub struct RecvMeta {
     pub len: usize,
     /// True when the datagram was larger than the slot (MSG_TRUNC).
     pub truncated: bool,
-    /// Sender address (`None` if it was not IPv4).
-    pub src: Option<Ipv4Addr>,
-    /// Sender port (0 for a raw socket, or when the sender was not IPv4).
+    /// Sender address (`None` if it was neither IPv4 nor IPv6).
+    pub src: Option<IpAddr>,
+    /// Sender port (0 for a raw socket, or when the sender was neither IPv4 nor IPv6).
     pub src_port: u16,
     /// With UDP_GRO on: the size of each of the equal-size datagrams coalesced into this read
     /// (the last may be shorter); 0 when the read is one datagram.
     pub gso_size: u16,
-    /// With IP_RECVTOS on: the outer IPv4 TOS byte (DSCP and ECN), the same for every datagram
-    /// of a coalesced read; 0 when not reported.
+    /// With IP_RECVTOS (IPv6: IPV6_RECVTCLASS) on: the outer IPv4 TOS byte or IPv6 traffic
+    /// class (DSCP and ECN), the same for every datagram of a coalesced read; 0 when not
+    /// reported.
     pub tos: u8,
 }
 
@@ -395,8 +490,7 @@ pub fn recv_batch(
     let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    let mut addrs: [libc::sockaddr_in; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    let mut addrs = [SockAddr::zeroed(); MAX_BATCH];
     let mut cmsgs = [CmsgBuf([0; 64]); MAX_BATCH];
     for (i, chunk) in arena.chunks_exact_mut(slot).take(n).enumerate() {
         iovs[i] = libc::iovec {
@@ -404,8 +498,8 @@ pub fn recv_batch(
             iov_len: slot,
         };
         let h = &mut hdrs[i].msg_hdr;
-        h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
-        h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        h.msg_name = (&mut addrs[i] as *mut SockAddr).cast();
+        h.msg_namelen = SockAddr::LEN;
         h.msg_iov = &mut iovs[i];
         h.msg_iovlen = 1;
         h.msg_control = cmsgs[i].0.as_mut_ptr().cast();
@@ -430,20 +524,20 @@ pub fn recv_batch(
     let mut overflow = None;
     for i in 0..got {
         let h = &hdrs[i];
-        let a = &addrs[i];
+        let from = addrs[i].read(h.msg_hdr.msg_namelen);
         meta[i] = RecvMeta {
             len: (h.msg_len as usize).min(slot),
             truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
-            src: (i32::from(a.sin_family) == libc::AF_INET)
-                .then(|| Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr))),
-            src_port: u16::from_be(a.sin_port),
+            src: from.map(|(ip, _)| ip),
+            src_port: from.map_or(0, |(_, port)| port),
             gso_size: 0,
             tos: 0,
         };
         // SAFETY: the header's control fields describe `cmsgs[i]`, which the kernel filled
         // (msg_controllen was updated to the bytes written); CMSG_FIRSTHDR/CMSG_NXTHDR stay
         // inside that length, CMSG_DATA of an SO_RXQ_OVFL message holds a u32, that of a
-        // UDP_GRO message an int and that of an IP_TOS message one byte.
+        // UDP_GRO message an int, that of an IP_TOS message one byte and that of an
+        // IPV6_TCLASS message an int.
         unsafe {
             let mut c = libc::CMSG_FIRSTHDR(&h.msg_hdr);
             while !c.is_null() {
@@ -456,6 +550,10 @@ pub fn recv_batch(
                 }
                 if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_TOS {
                     meta[i].tos = *libc::CMSG_DATA(c);
+                }
+                if (*c).cmsg_level == libc::IPPROTO_IPV6 && (*c).cmsg_type == libc::IPV6_TCLASS {
+                    let t = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                    meta[i].tos = t as u8;
                 }
                 c = libc::CMSG_NXTHDR(&h.msg_hdr, c);
             }
@@ -472,7 +570,7 @@ pub struct SendMsg<'a> {
     /// Second part (e.g. the inner frame).
     pub body: &'a [u8],
     /// Destination address (the port is 0: raw sockets ignore it).
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
 }
 
 /// Sends `msgs[..min(len, MAX_BATCH)]` with one `sendmmsg(MSG_DONTWAIT)`. Returns how many were
@@ -492,8 +590,7 @@ pub fn send_batch_to_port(sock: &impl AsFd, msgs: &[SendMsg<'_>], port: u16) -> 
     let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     let mut iovs: [[libc::iovec; 2]; MAX_BATCH] = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    let mut addrs: [libc::sockaddr_in; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    let mut addrs = [SockAddr::zeroed(); MAX_BATCH];
     for (i, m) in msgs.iter().take(n).enumerate() {
         // The kernel only reads through iov_base on send; the pointer is mut only by type.
         iovs[i] = [
@@ -506,12 +603,11 @@ pub fn send_batch_to_port(sock: &impl AsFd, msgs: &[SendMsg<'_>], port: u16) -> 
                 iov_len: m.body.len(),
             },
         ];
-        addrs[i].sin_family = libc::AF_INET as libc::sa_family_t;
-        addrs[i].sin_addr.s_addr = u32::from(m.dst).to_be();
-        addrs[i].sin_port = port.to_be();
+        let (a, len) = SockAddr::new(m.dst, port, 0);
+        addrs[i] = a;
         let h = &mut hdrs[i].msg_hdr;
-        h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
-        h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        h.msg_name = (&mut addrs[i] as *mut SockAddr).cast();
+        h.msg_namelen = len;
         h.msg_iov = iovs[i].as_mut_ptr();
         h.msg_iovlen = 2;
     }
@@ -542,19 +638,15 @@ const UDP_SEGMENT: libc::c_int = 17 + 86;
 pub fn send_segmented(
     sock: &impl AsFd,
     parts: &[io::IoSlice<'_>],
-    dst: std::net::SocketAddrV4,
+    dst: std::net::SocketAddr,
     gso_size: u16,
 ) -> io::Result<usize> {
-    // SAFETY: plain C structs for which all-zero bytes are valid values.
-    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    addr.sin_family = libc::AF_INET as libc::sa_family_t;
-    addr.sin_port = dst.port().to_be();
-    addr.sin_addr.s_addr = u32::from(*dst.ip()).to_be();
+    let (mut addr, addr_len) = SockAddr::new(dst.ip(), dst.port(), 0);
     let mut cmsg = CmsgBuf([0; 64]);
     // SAFETY: as above.
     let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-    h.msg_name = (&mut addr as *mut libc::sockaddr_in).cast();
-    h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    h.msg_name = (&mut addr as *mut SockAddr).cast();
+    h.msg_namelen = addr_len;
     // std documents IoSlice as ABI-compatible with iovec on Unix; the kernel only reads it.
     h.msg_iov = parts.as_ptr().cast_mut().cast();
     h.msg_iovlen = parts.len() as _;
@@ -660,7 +752,7 @@ mod tests {
             .map(|b| SendMsg {
                 head: b"hd",
                 body: b,
-                dst: Ipv4Addr::LOCALHOST,
+                dst: IpAddr::V4(Ipv4Addr::LOCALHOST),
             })
             .collect();
         // send_batch names port 0, which UDP refuses (EINVAL): the first message's error.
@@ -678,7 +770,7 @@ mod tests {
         assert_eq!(ovfl.unwrap_or(0), 0);
         for i in 0..n {
             assert_eq!(meta[i].len, 12 + i);
-            assert_eq!(meta[i].src, Some(Ipv4Addr::LOCALHOST));
+            assert_eq!(meta[i].src, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
             assert!(!meta[i].truncated);
             assert_eq!(&arena[i * 64 + 2..i * 64 + 12 + i], &bodies[i][..]);
         }
@@ -726,7 +818,7 @@ mod tests {
             .map(|(h, b)| SendMsg {
                 head: h,
                 body: b,
-                dst: Ipv4Addr::LOCALHOST,
+                dst: IpAddr::V4(Ipv4Addr::LOCALHOST),
             })
             .collect();
         assert_eq!(send_batch(&raw, &msgs).unwrap(), 3);

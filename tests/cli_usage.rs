@@ -18,7 +18,7 @@ fn bad_run_arguments_are_one_line_status_2_and_create_nothing() {
         (&["--vni=-1"], "--vni"),
         (&["--port", "0"], "port"),
         (&["--port", "70000"], "port"),
-        (&["--peer", "192.0.2"], "not an IPv4 address"),
+        (&["--peer", "192.0.2"], "not an IPv4 or IPv6 address"),
         (&["--peer", "224.0.0.1"], "224.0.0.1 is a multicast address"),
         (
             &["--peer", "127.0.0.1"],
@@ -26,6 +26,10 @@ fn bad_run_arguments_are_one_line_status_2_and_create_nothing() {
         ),
         (&["--peer", "0.0.0.0"], "0.0.0.0 is the unspecified address"),
         (&["--peer", "192.0.2.1"], "own"),
+        (
+            &["--peer", "2001:db8::2"],
+            "2001:db8::2 is an IPv6 address but --local 192.0.2.1 is IPv4: one address family per network",
+        ),
         (&["--address", "10.0.0.1/33"], "prefix"),
         (&["--address", "10.0.0.300/24"], "not an IPv4 address"),
         (&["--mtu", "20"], "MTU"),
@@ -211,7 +215,8 @@ fn bad_config_files_are_one_line_status_2_and_create_nothing() {
     let ctl = &rj.ctl;
     let head = format!("local = \"192.0.2.1\"\ncontrol = \"{}\"\n", ctl.display());
     let net = |body: &str| format!("{head}[[network]]\ndev = \"vx0\"\nvni = 1\n{body}");
-    let cases: Vec<(String, &str)> = vec![
+    let cases: Vec<(String, &str)> =
+        vec![
         (net("colour = \"blue\"\n"), "unknown field"),
         (format!("{head}verbose = true\n"), "unknown field"),
         (net("vni = 2\n"), "duplicate key"),
@@ -219,7 +224,7 @@ fn bad_config_files_are_one_line_status_2_and_create_nothing() {
             format!("{head}[[network]]\ndev = \"vx0\"\nvni = 16777216\n"),
             "out of range",
         ),
-        (net("peers = [\"192.0.2.300\"]\n"), "not an IPv4 address"),
+        (net("peers = [\"192.0.2.300\"]\n"), "not an IPv4 or IPv6 address"),
         (
             net("peers = [\"127.0.0.1\"]\n"),
             "127.0.0.1 is a loopback address",

@@ -48,7 +48,7 @@ fn build() -> Arc<Core> {
         networks: (0..NETS)
             .map(|i| NetworkConfig {
                 vni: vni(i),
-                peers: vec![PEER],
+                peers: vec![PEER.into()],
                 own_mac: MacAddr([2, 0xff, 0, 0, 0, 1]),
                 ageing: if ages_fast(i) {
                     Duration::from_millis(1)

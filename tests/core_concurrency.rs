@@ -4,7 +4,7 @@
 
 use encap::vxlan::{HEADER_LEN, VxlanPacket};
 use encap::{MacAddr, Vni};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -14,15 +14,15 @@ use vtepd::core::{
     Remotes, Timestamp,
 };
 
-const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 const THREADS: usize = 4;
 
 fn vni() -> Vni {
     Vni::new(7).unwrap()
 }
 
-fn peer(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(198, 51, 100, 1 + i as u8)
+fn peer(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1 + i as u8))
 }
 
 fn mac(i: u32) -> MacAddr {
@@ -162,7 +162,7 @@ fn bookkeeping_is_exact_after_learn_expire_flush_races() {
     assert_eq!(c.fdb_flush(None, false), Ok(len));
     assert_eq!(c.fdb_len(), 0);
     assert_eq!(c.learned_count(vni()), Some(0));
-    assert!(!c.known_remote(vni(), Ipv4Addr::new(203, 0, 113, 1)));
+    assert!(!c.known_remote(vni(), IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1))));
 }
 
 #[test]
@@ -181,7 +181,7 @@ fn floods_always_see_one_consistent_flood_list() {
                     let v = c.on_local(Timestamp(1), NetId(0), frame, &mut to, &mut ctr);
                     assert_eq!(v, FromDevice::Tunnel, "unexpected {v:?}");
                     assert_eq!(to.vni(), vni());
-                    let dsts: Vec<Ipv4Addr> = to.as_slice().to_vec();
+                    let dsts: Vec<IpAddr> = to.as_slice().to_vec();
                     // peers 0 and 1 are never removed; 2..10 come and go, in order.
                     assert_eq!(&dsts[..2], &[peer(0), peer(1)]);
                     let distinct: std::collections::HashSet<_> = dsts.iter().collect();

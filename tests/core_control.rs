@@ -1,22 +1,22 @@
 //! Control-plane input validation and bookkeeping of the forwarding core.
 
 use encap::{MacAddr, Vni};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 use vtepd::core::{
     Core, CoreConfig, CoreError, EntryKind, NetId, NetworkConfig, Timestamp, UnusableRemote,
 };
 
-const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const R1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-const R2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+const R1: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+const R2: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3));
 const MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 1]);
 
 fn vni(v: u32) -> Vni {
     Vni::new(v).unwrap()
 }
 
-fn net(v: u32, peers: Vec<Ipv4Addr>) -> NetworkConfig {
+fn net(v: u32, peers: Vec<IpAddr>) -> NetworkConfig {
     NetworkConfig {
         vni: vni(v),
         peers,
@@ -33,12 +33,12 @@ fn core(nets: Vec<NetworkConfig>) -> Result<Core, CoreError> {
     })
 }
 
-const BAD_REMOTES: [Ipv4Addr; 6] = [
-    Ipv4Addr::UNSPECIFIED,
-    Ipv4Addr::LOCALHOST,
-    Ipv4Addr::new(127, 9, 9, 9),
-    Ipv4Addr::BROADCAST,
-    Ipv4Addr::new(239, 1, 1, 1),
+const BAD_REMOTES: [IpAddr; 6] = [
+    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    IpAddr::V4(Ipv4Addr::LOCALHOST),
+    IpAddr::V4(Ipv4Addr::new(127, 9, 9, 9)),
+    IpAddr::V4(Ipv4Addr::BROADCAST),
+    IpAddr::V4(Ipv4Addr::new(239, 1, 1, 1)),
     LOCAL,
 ];
 const BAD_MACS: [MacAddr; 3] = [
@@ -48,22 +48,26 @@ const BAD_MACS: [MacAddr; 3] = [
 ];
 
 /// The refusal of `bad` as a remote VTEP, with its reason.
-fn bad_remote(bad: Ipv4Addr) -> CoreError {
+fn bad_remote(bad: IpAddr) -> CoreError {
     CoreError::BadRemote(UnusableRemote::check(LOCAL, bad).unwrap_err())
 }
 
 #[test]
 fn remote_refusals_say_why() {
     assert_eq!(
-        bad_remote(Ipv4Addr::LOCALHOST).to_string(),
+        bad_remote(IpAddr::V4(Ipv4Addr::LOCALHOST)).to_string(),
         "127.0.0.1 is a loopback address: a remote VTEP must be reachable over the underlay"
     );
     for (bad, why) in [
-        (Ipv4Addr::UNSPECIFIED, "unspecified"),
-        (Ipv4Addr::new(127, 9, 9, 9), "loopback"),
-        (Ipv4Addr::BROADCAST, "broadcast"),
-        (Ipv4Addr::new(239, 1, 1, 1), "multicast"),
+        (Ipv4Addr::UNSPECIFIED.into(), "unspecified"),
+        (Ipv4Addr::new(127, 9, 9, 9).into(), "loopback"),
+        (Ipv4Addr::BROADCAST.into(), "broadcast"),
+        (Ipv4Addr::new(239, 1, 1, 1).into(), "multicast"),
         (LOCAL, "our own --local address"),
+        (
+            "2001:db8::2".parse().unwrap(),
+            "one address family per network",
+        ),
     ] {
         let e = bad_remote(bad);
         assert!(e.to_string().starts_with(&format!("{bad} is ")), "{e}");
@@ -71,7 +75,7 @@ fn remote_refusals_say_why() {
     }
     // Link-local addresses sit on the underlay link itself: usable.
     assert_eq!(
-        UnusableRemote::check(LOCAL, Ipv4Addr::new(169, 254, 0, 2)),
+        UnusableRemote::check(LOCAL, Ipv4Addr::new(169, 254, 0, 2).into()),
         Ok(())
     );
 }
@@ -170,7 +174,7 @@ fn fdb_entries_are_sorted_and_filtered() {
 }
 
 /// Learns `mac` in network `v` as behind `from`, at `now` (a VXLAN datagram from a peer).
-fn learn(c: &Core, now: Timestamp, v: u32, mac: MacAddr, from: Ipv4Addr) {
+fn learn(c: &Core, now: Timestamp, v: u32, mac: MacAddr, from: IpAddr) {
     let b = v.to_be_bytes();
     let mut d = vec![0x08, 0, 0, 0, b[1], b[2], b[3], 0];
     d.extend_from_slice(&[0x02, 0, 0, 0, 0xee, 0xee]);

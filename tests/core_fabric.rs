@@ -15,7 +15,7 @@ use encap::vxlan::{HEADER_LEN, VxlanPacket};
 use encap::{MacAddr, Vni};
 use proptest::prelude::*;
 use std::collections::VecDeque;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 use vtepd::core::{
     Core, CoreConfig, Counters, DEFAULT_AGEING, DEFAULT_MAX_LEARNED, DropReason, NetId,
@@ -29,8 +29,8 @@ fn vni(v: u32) -> Vni {
     Vni::new(v).unwrap()
 }
 
-fn underlay(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(192, 0, 2, 1 + i as u8)
+fn underlay(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1 + i as u8))
 }
 
 /// A host MAC (locally administered unicast).
@@ -72,7 +72,7 @@ impl Default for NetSpec {
 }
 
 struct Vtep {
-    ip: Ipv4Addr,
+    ip: IpAddr,
     core: Core,
     ctr: Counters,
     /// Frames written to the local device: (network, frame).
@@ -82,8 +82,8 @@ struct Vtep {
 /// One datagram on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Sent {
-    from: Ipv4Addr,
-    to: Ipv4Addr,
+    from: IpAddr,
+    to: IpAddr,
     vni: Vni,
 }
 
@@ -108,7 +108,7 @@ impl Fabric {
     fn with(
         n: usize,
         spec: impl Fn(usize) -> NetSpec,
-        peers: impl Fn(usize) -> Vec<Ipv4Addr>,
+        peers: impl Fn(usize) -> Vec<IpAddr>,
     ) -> Fabric {
         let vteps = (0..n)
             .map(|i| {
@@ -146,7 +146,7 @@ impl Fabric {
         self.now = self.now + d;
     }
 
-    fn idx(&self, ip: Ipv4Addr) -> Option<usize> {
+    fn idx(&self, ip: IpAddr) -> Option<usize> {
         self.vteps.iter().position(|v| v.ip == ip)
     }
 
@@ -164,7 +164,7 @@ impl Fabric {
     }
 
     /// Delivers a raw datagram to VTEP `to` as if from `src`; runs the fabric until quiet.
-    fn inject(&mut self, to: usize, src: Ipv4Addr, datagram: &[u8]) -> Vec<Action> {
+    fn inject(&mut self, to: usize, src: IpAddr, datagram: &[u8]) -> Vec<Action> {
         // The core rewrites the datagram in place (ECN): it works on the wire's copy.
         let mut datagram = datagram.to_vec();
         let v = &mut self.vteps[to];
@@ -186,7 +186,7 @@ impl Fabric {
         buf: &[u8],
         from_tunnel: bool,
         acts: &[Action],
-        queue: &mut VecDeque<(usize, Ipv4Addr, Vec<u8>)>,
+        queue: &mut VecDeque<(usize, IpAddr, Vec<u8>)>,
     ) {
         for a in acts {
             match *a {
@@ -209,7 +209,7 @@ impl Fabric {
         }
     }
 
-    fn run(&mut self, mut queue: VecDeque<(usize, Ipv4Addr, Vec<u8>)>) {
+    fn run(&mut self, mut queue: VecDeque<(usize, IpAddr, Vec<u8>)>) {
         let mut steps = 0;
         while let Some((t, src, mut d)) = queue.pop_front() {
             steps += 1;
@@ -666,7 +666,7 @@ fn on_remote_never_emits_tunnel_actions() {
 
 /// Injects `datagram` from `src` into VTEP 1 of a fresh 3-mesh and checks it is dropped for
 /// `reason`, counted exactly once, and nothing is delivered or learned.
-fn assert_remote_drop(src: Ipv4Addr, datagram: &[u8], reason: DropReason) {
+fn assert_remote_drop(src: IpAddr, datagram: &[u8], reason: DropReason) {
     let mut f = Fabric::mesh(3, NetSpec::default());
     let acts = f.inject(1, src, datagram);
     assert_eq!(acts, vec![Action::Drop(reason)]);
@@ -680,7 +680,11 @@ fn assert_remote_drop(src: Ipv4Addr, datagram: &[u8], reason: DropReason) {
 #[test]
 fn drop_unknown_peer() {
     let d = encapsulate(vni(VNI), &frame(host(2), host(1), 1));
-    assert_remote_drop(Ipv4Addr::new(203, 0, 113, 9), &d, DropReason::UnknownPeer);
+    assert_remote_drop(
+        IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9)),
+        &d,
+        DropReason::UnknownPeer,
+    );
     assert_remote_drop(underlay(1), &d, DropReason::UnknownPeer); // our own address
 }
 
@@ -825,7 +829,7 @@ fn static_entry_remote_and_new_peer_become_known() {
 fn allow_any_peer_accepts_and_learns_unknown_sources() {
     let mut f = Fabric::with(2, |_| NetSpec::default(), |_| vec![]);
     f.core(1).set_allow_any_peer(true);
-    let stranger = Ipv4Addr::new(198, 51, 100, 7);
+    let stranger = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
     let d = encapsulate(vni(VNI), &frame(host(2), host(1), 1));
     assert!(matches!(
         f.inject(1, stranger, &d)[..],
@@ -838,9 +842,9 @@ fn allow_any_peer_accepts_and_learns_unknown_sources() {
     // Never from an address that cannot be a VTEP, even then.
     for bad in [
         underlay(1),
-        Ipv4Addr::BROADCAST,
-        Ipv4Addr::UNSPECIFIED,
-        Ipv4Addr::new(224, 0, 0, 1),
+        IpAddr::V4(Ipv4Addr::BROADCAST),
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V4(Ipv4Addr::new(224, 0, 0, 1)),
     ] {
         assert_eq!(
             f.inject(1, bad, &d),
@@ -911,7 +915,7 @@ fn actions_are_cleared_by_every_call() {
     let (mut to, mut ctr) = (Remotes::default(), Counters::default());
     // A stale remote (and VNI) left in the buffer from an earlier packet.
     to.reset(vni(VNI + 1));
-    to.push(Ipv4Addr::new(203, 0, 113, 99));
+    to.push(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 99)));
     let decision = f.core(0).on_local(
         f.now,
         NET,
@@ -988,7 +992,7 @@ proptest! {
                 // Make it likely to get past the header checks.
                 VxlanPacket::new_unchecked(&mut bytes[..]).set_header(vni(VNI + v / 3 * (v % 3)));
             }
-            let src_ip = if src == 3 { Ipv4Addr::new(203, 0, 113, 1) } else { underlay(src) };
+            let src_ip = if src == 3 { IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1)) } else { underlay(src) };
             let mut d = bytes.clone();
             let decision = core.on_remote(now, src_ip.into(), &mut d, &mut ctr);
             check_outcome(&tunnel_actions(decision, d.len()), &before, &ctr, true);

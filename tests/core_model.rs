@@ -10,19 +10,19 @@ use encap::vxlan::{HEADER_LEN, VxlanPacket};
 use encap::{MacAddr, Vni};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 use vtepd::core::{
     Core, CoreConfig, Counters, DropReason, EntryKind, NetId, NetworkConfig, Remotes, Timestamp,
 };
 
-const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 const AGEING_MS: u64 = 100_000;
 const CAP: usize = 3;
 const VNIS: [u32; 2] = [10, 20];
 
-fn peer(i: u8) -> Ipv4Addr {
-    Ipv4Addr::new(192, 0, 2, 10 + i)
+fn peer(i: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10 + i))
 }
 
 fn mac(i: u8) -> MacAddr {
@@ -74,7 +74,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ModelEntry {
-    remote: Ipv4Addr,
+    remote: IpAddr,
     kind: EntryKind,
     seen: u64,
 }
@@ -98,7 +98,7 @@ impl Model {
     }
     /// Learns `m` from `from`; true when a static entry pins it elsewhere (the frame is then
     /// dropped as a spoof).
-    fn learn(&mut self, now: u64, net: usize, m: u8, from: Ipv4Addr) -> bool {
+    fn learn(&mut self, now: u64, net: usize, m: u8, from: IpAddr) -> bool {
         let learned = self.learned(net);
         match self.fdb[net].get_mut(&m) {
             Some(e) if e.kind == EntryKind::Static => {
@@ -140,13 +140,13 @@ impl Model {
         }
         false
     }
-    fn lookup(&self, now: u64, net: usize, m: u8) -> Option<Ipv4Addr> {
+    fn lookup(&self, now: u64, net: usize, m: u8) -> Option<IpAddr> {
         self.fdb[net]
             .get(&m)
             .filter(|e| !Model::expired(e, now))
             .map(|e| e.remote)
     }
-    fn listing(&self, now: u64) -> Vec<(u32, MacAddr, Ipv4Addr, EntryKind, Duration)> {
+    fn listing(&self, now: u64) -> Vec<(u32, MacAddr, IpAddr, EntryKind, Duration)> {
         let mut v = Vec::new();
         for (net, map) in self.fdb.iter().enumerate() {
             for (m, e) in map {

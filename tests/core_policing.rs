@@ -3,7 +3,7 @@
 
 use encap::vxlan::{HEADER_LEN, VxlanPacket};
 use encap::{MacAddr, Vni};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 use vtepd::core::dampening::MoveLimit;
 use vtepd::core::storm::StormLimits;
@@ -13,8 +13,8 @@ use vtepd::core::{
 };
 
 const NET: NetId = NetId(0);
-const PEER_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-const PEER_B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+const PEER_A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+const PEER_B: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3));
 const M: MacAddr = MacAddr([0x02, 0x99, 0, 0, 0, 7]);
 
 fn vni() -> Vni {
@@ -23,7 +23,7 @@ fn vni() -> Vni {
 
 fn core(mac_move: MoveLimit, storm: StormLimits) -> Core {
     Core::new(CoreConfig {
-        local: Ipv4Addr::new(192, 0, 2, 1),
+        local: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
         allow_any_peer: false,
         networks: vec![NetworkConfig {
             vni: vni(),
@@ -47,7 +47,7 @@ fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
 }
 
 /// A broadcast frame from `M` arriving from `from`: whether it was delivered.
-fn from_peer(c: &Core, now: Timestamp, from: Ipv4Addr, ctr: &mut Counters) -> bool {
+fn from_peer(c: &Core, now: Timestamp, from: IpAddr, ctr: &mut Counters) -> bool {
     let inner = frame(MacAddr::BROADCAST, M);
     let mut d = vec![0u8; HEADER_LEN + inner.len()];
     VxlanPacket::new_unchecked(&mut d[..]).set_header(vni());
@@ -58,11 +58,11 @@ fn from_peer(c: &Core, now: Timestamp, from: Ipv4Addr, ctr: &mut Counters) -> bo
     )
 }
 
-fn remote_of(c: &Core, now: Timestamp) -> Option<Ipv4Addr> {
+fn remote_of(c: &Core, now: Timestamp) -> Option<IpAddr> {
     c.fdb_lookup(now, vni(), M)
 }
 
-fn frozen(c: &Core, now: Timestamp) -> Vec<(MacAddr, Ipv4Addr, Option<Duration>)> {
+fn frozen(c: &Core, now: Timestamp) -> Vec<(MacAddr, IpAddr, Option<Duration>)> {
     c.fdb_entries(now, None)
         .into_iter()
         .filter(|e| e.frozen.is_some())

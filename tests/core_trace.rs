@@ -45,11 +45,11 @@ fn l2_with(arp_suppress: bool) -> L2 {
 fn core(peers: Vec<Ipv4Addr>) -> Arc<Core> {
     Arc::new(
         Core::new(CoreConfig {
-            local: LOCAL,
+            local: LOCAL.into(),
             allow_any_peer: false,
             networks: vec![NetworkConfig {
                 vni: vni(),
-                peers,
+                peers: peers.into_iter().map(Into::into).collect(),
                 own_mac: OWN,
                 ..Default::default()
             }],
@@ -83,19 +83,23 @@ fn l2_records_vni_peer_learning_and_lookups_and_decides_as_untraced() {
                 found: true
             },
             Step::Peer {
-                src: B,
+                src: B.into(),
                 accepted: true,
                 any_peer: false
             },
             Step::Learn {
                 mac: Mac(M1),
-                remote: B,
+                remote: B.into(),
                 result: LearnResult::Learned,
                 simulated: false
             },
         ]
     );
-    assert_eq!(e.core().fdb_lookup(NOW, vni(), M1), Some(B), "learned");
+    assert_eq!(
+        e.core().fdb_lookup(NOW, vni(), M1),
+        Some(B.into()),
+        "learned"
+    );
 
     // Known unicast: the FDB's answer; unknown: every flood peer.
     let mut out = Out::with_capacity(4);
@@ -108,7 +112,7 @@ fn l2_records_vni_peer_learning_and_lookups_and_decides_as_untraced() {
         [Step::Fdb {
             vni: 42,
             mac: Mac(M1),
-            remote: Some(B)
+            remote: Some(B.into())
         }]
     );
     rec.clear();
@@ -151,7 +155,7 @@ fn a_simulation_learns_nothing_and_names_a_static_conflict() {
     assert!(matches!(v, FromTunnel::Deliver { .. }));
     assert!(sim.steps().contains(&Step::Learn {
         mac: Mac(M1),
-        remote: B,
+        remote: B.into(),
         result: LearnResult::Learned,
         simulated: true
     }));
@@ -168,16 +172,16 @@ fn a_simulation_learns_nothing_and_names_a_static_conflict() {
     assert_eq!(v, FromTunnel::Drop(DropReason::StaticConflict));
     assert!(sim.steps().contains(&Step::Learn {
         mac: Mac(M9),
-        remote: B,
-        result: LearnResult::StaticConflict { pinned: C },
+        remote: B.into(),
+        result: LearnResult::StaticConflict { pinned: C.into() },
         simulated: true
     }));
-    assert_eq!(e.core().fdb_lookup(NOW, vni(), M9), Some(C));
+    assert_eq!(e.core().fdb_lookup(NOW, vni(), M9), Some(C.into()));
     // The same datagram for real: learned this time.
     let mut live = Recorder::<false>::default();
     let mut d = synth::vxlan(42, &frame(M1, OWN));
     e.on_remote_traced(NOW, Outer::from(B), &mut d, &mut ctr, &mut live);
-    assert_eq!(e.core().fdb_lookup(NOW, vni(), M1), Some(B));
+    assert_eq!(e.core().fdb_lookup(NOW, vni(), M1), Some(B.into()));
 }
 
 #[test]
@@ -298,7 +302,7 @@ fn ipip_records_the_route_and_the_peer_check() {
         assert_eq!(
             rec.steps(),
             [Step::Peer {
-                src,
+                src: src.into(),
                 accepted,
                 any_peer: false
             }]

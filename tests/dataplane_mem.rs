@@ -8,7 +8,7 @@ mod packet_support;
 
 use encap::{IpipConfig, MacAddr, Vni, VxlanConfig};
 use packet_support::{ipv4, tcp};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 use vtepd::core::ipip::{Ipip, IpipSettings};
@@ -48,11 +48,11 @@ fn vni() -> Vni {
 fn core(peers: Vec<Ipv4Addr>) -> Arc<Core> {
     Arc::new(
         Core::new(CoreConfig {
-            local: LOCAL,
+            local: LOCAL.into(),
             allow_any_peer: false,
             networks: vec![NetworkConfig {
                 vni: vni(),
-                peers,
+                peers: peers.into_iter().map(Into::into).collect(),
                 own_mac: OWN,
                 ageing: Duration::from_secs(300),
                 max_learned: 1024,
@@ -87,7 +87,7 @@ fn vxlan(inner: &[u8]) -> Vec<u8> {
 }
 
 /// Every datagram `sock` sent: (destination, bytes).
-fn sent(sock: &MemSocket) -> Vec<(Ipv4Addr, Vec<u8>)> {
+fn sent(sock: &MemSocket) -> Vec<(IpAddr, Vec<u8>)> {
     let mut v = Vec::new();
     sock.take_sent(|dst, p| v.push((dst, p.to_vec())));
     v
@@ -150,11 +150,14 @@ fn l2_floods_learns_delivers_and_sends_unicast() {
     let out = sent(&r.raw);
     assert_eq!(
         out.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
-        vec![P1, P2]
+        vec![IpAddr::from(P1), IpAddr::from(P2)]
     );
     for (dst, pkt) in &out {
         let rx = encap::tunnel::vxlan::decapsulate(pkt, 4789).unwrap();
-        assert_eq!((rx.src, rx.dst, rx.vni), (LOCAL, *dst, vni()));
+        assert_eq!(
+            (IpAddr::from(rx.src), IpAddr::from(rx.dst), rx.vni),
+            (IpAddr::from(LOCAL), *dst, vni())
+        );
         assert_eq!(&pkt[rx.inner], &bcast[..]);
     }
     assert_eq!(r.w.counters().flood_copies, 2);
@@ -296,13 +299,13 @@ fn l2_listens_and_sends_on_each_networks_port() {
     let (v42, v43) = (vni(), Vni::new(43).unwrap());
     let net = |vni: Vni, port: u16, own: MacAddr| NetworkConfig {
         vni,
-        peers: vec![P1],
+        peers: vec![P1.into()],
         own_mac: own,
         port,
         ..Default::default()
     };
     let core = Core::new(CoreConfig {
-        local: LOCAL,
+        local: LOCAL.into(),
         allow_any_peer: false,
         networks: vec![
             net(v42, 4789, OWN),

@@ -5,7 +5,7 @@
 //! `/usr/bin/python3 lab/scapy/l3vx_vectors.py` prints them.
 
 use encap::{MacAddr, Vni};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 use vtepd::core::arp::{FrameTo, Generated};
@@ -49,11 +49,14 @@ fn hex(s: &str) -> Vec<u8> {
 fn core(max_learned: usize) -> Arc<Core> {
     Arc::new(
         Core::new(CoreConfig {
-            local: Ipv4Addr::new(192, 0, 2, 1),
+            local: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
             allow_any_peer: false,
             networks: vec![NetworkConfig {
                 vni: Vni::new(1).unwrap(),
-                peers: vec![Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 3)],
+                peers: vec![
+                    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+                    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3)),
+                ],
                 own_mac: OWN_MAC,
                 ageing: Duration::from_secs(300),
                 max_learned,
@@ -70,7 +73,7 @@ fn engine(c: &Arc<Core>) -> L3Vx {
     cfg.queue_per_neigh = 3;
     cfg.queue_bytes = 1000;
     // An empty overlay route table: the tests pass each packet's route next hop to `on_tun`.
-    let routes = Routes::with_overlay_routes(c.local(), &[]).unwrap();
+    let routes = Routes::with_overlay_routes(Ipv4Addr::new(192, 0, 2, 1), &[]).unwrap();
     L3Vx::new(Arc::clone(c), NET, cfg, Arc::new(routes))
 }
 
@@ -463,7 +466,7 @@ fn vxlan(frame: &[u8]) -> Vec<u8> {
 fn engine_wrappers_route_resolve_and_decapsulate() {
     let c = core(100);
     let routes = Routes::with_overlay_routes(
-        c.local(),
+        Ipv4Addr::new(192, 0, 2, 1),
         &[parse_route(&format!("10.244.1.0/24={NODE_B}")).unwrap()],
     )
     .unwrap();
@@ -474,7 +477,10 @@ fn engine_wrappers_route_resolve_and_decapsulate() {
         Arc::new(routes),
     );
     let (mut out, mut ctr) = (Out::default(), Counters::default());
-    let (peer_a, peer_b) = (Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 3));
+    let (peer_a, peer_b) = (
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3)),
+    );
 
     // From the TUN, routed via NODE_B: unresolved, so held and NODE_B asked for.
     let p = ip_packet(OWN_IP, POD_B, 60, 1);
@@ -548,7 +554,7 @@ fn engine_wrappers_route_resolve_and_decapsulate() {
     assert_eq!(
         e.on_remote(
             at(0),
-            Outer::from(Ipv4Addr::new(203, 0, 113, 9)),
+            Outer::from(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9))),
             &mut d,
             &mut out,
             &mut ctr

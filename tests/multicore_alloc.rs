@@ -113,11 +113,11 @@ fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
 fn core(local: Ipv4Addr, peer: Ipv4Addr, own: MacAddr, port: u16) -> Arc<Core> {
     Arc::new(
         Core::new(CoreConfig {
-            local,
+            local: local.into(),
             allow_any_peer: false,
             networks: vec![NetworkConfig {
                 vni: Vni::new(42).unwrap(),
-                peers: vec![peer],
+                peers: vec![peer.into()],
                 own_mac: own,
                 ageing: Duration::from_secs(300),
                 max_learned: 1024,
@@ -142,7 +142,7 @@ fn vtep(
     port: u16,
     own: MacAddr,
 ) -> Option<(L2Worker<MemDevice, socket2::Socket>, Arc<MemDevice>, u16)> {
-    let raw = match socket::open_raw_sender() {
+    let raw = match socket::open_raw_sender(local.into()) {
         Ok(s) => s,
         Err(e) => {
             assert!(
@@ -153,7 +153,7 @@ fn vtep(
             return None;
         }
     };
-    let udp = socket::bind_udp(local, port).unwrap();
+    let udp = socket::bind_udp(local.into(), port).unwrap();
     let port = udp.local_addr().unwrap().port();
     let mut vx = VxlanConfig::new(local);
     vx.dst_port = port;

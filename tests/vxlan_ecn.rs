@@ -75,7 +75,7 @@ fn l3_vxlan_decapsulates_outer_ecn_per_rfc6040_too() {
     let own = vtepd::config::stable_mac(
         "tun0",
         encap::Vni::new(42).unwrap(),
-        std::net::Ipv4Addr::new(192, 0, 2, 1),
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)),
     );
     check_cases(&p, &a, "tun0", &own.to_string());
 }

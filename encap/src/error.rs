@@ -14,6 +14,8 @@ pub enum Layer {
     Arp,
     /// IPv4 header (outer or inner).
     Ipv4,
+    /// IPv6 header (outer).
+    Ipv6,
     /// UDP header.
     Udp,
     /// VXLAN header.

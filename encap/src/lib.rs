@@ -1,4 +1,4 @@
-//! Zero-copy wire codecs for vtepd: VXLAN over IPv4/UDP (RFC 7348) and IPIP (RFC 2003), with the
+//! Zero-copy wire codecs for vtepd: VXLAN over IPv4/UDP and IPv6/UDP (RFC 7348) and IPIP (RFC 2003), with the
 //! Ethernet, 802.1Q, ARP, IPv4 and UDP views they need, RFC 6040 ECN handling and the Internet
 //! checksum.
 //!
@@ -39,5 +39,6 @@ pub use ethernet::{EthernetFrame, EthernetRepr, MacAddr, VlanId, VlanTag};
 pub use flow::PortRange;
 pub use tunnel::ipip::{IpipConfig, IpipEncap, IpipRx};
 pub use tunnel::vxlan::{VxlanConfig, VxlanEncap, VxlanRx, VxlanTx};
+pub use tunnel::vxlan6::Vxlan6Encap;
 pub use tunnel::{Df, Dscp, Ttl};
 pub use vxlan::Vni;

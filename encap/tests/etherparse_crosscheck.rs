@@ -4,15 +4,16 @@
 use encap::arp::{ArpOperation, ArpRepr};
 use encap::ethernet::{EthernetRepr, VlanId, VlanTag};
 use encap::ipv4::Ipv4Repr;
-use encap::tunnel::{ipip, vxlan};
+use encap::tunnel::{ipip, vxlan, vxlan6};
 use encap::udp::UdpRepr;
 use encap::{
-    Df, Dscp, IpipConfig, IpipEncap, MacAddr, PortRange, Ttl, Vni, VxlanConfig, VxlanEncap, VxlanTx,
+    Df, Dscp, IpipConfig, IpipEncap, MacAddr, PortRange, Ttl, Vni, Vxlan6Encap, VxlanConfig,
+    VxlanEncap, VxlanTx,
 };
 use etherparse as ep;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 type TestResult = Result<(), TestCaseError>;
 
@@ -578,6 +579,86 @@ proptest! {
         let udp = UdpRepr { src_port: want_src_port, dst_port };
         check_udp(d, &udp, &vxlan_and_frame, local, remote, udp_checksum)?;
 
+        check_frame(&d.payload()[8..], &frame)?;
+    }
+
+    /// A whole VXLAN-over-IPv6 encapsulation: etherparse reads the outer IPv6 (addresses, next
+    /// header UDP, payload length, hop limit and traffic class per the configuration with RFC
+    /// 6040 ECN, a flow label from the inner flow), the UDP header (configured port, source port
+    /// in range, length, and a checksum over the IPv6 pseudo-header equal to etherparse's, or
+    /// zero when turned off), the VXLAN header is I flag + VNI, and the inner frame parses exactly
+    /// as it was built.
+    #[test]
+    fn vxlan6_encap_matches_etherparse(
+        frame in inner_frame(), local in any::<[u8; 16]>(), remote in any::<[u8; 16]>(),
+        dst_port in prop_oneof![Just(4789u16), Just(8472u16), 1u16..],
+        src_ports in port_range(), ttl in ttl_mode(), dscp in dscp_mode(),
+        udp_checksum in any::<bool>(),
+        vni in 0u32..=Vni::MAX, fixed_src_port in proptest::option::of(any::<u16>()),
+        headroom in 56usize..80,
+    ) {
+        let (local, remote) = (Ipv6Addr::from(local), Ipv6Addr::from(remote));
+        let bytes = frame.to_bytes();
+        check_frame(&bytes, &frame)?;
+        let mut cfg = VxlanConfig::new(Ipv4Addr::UNSPECIFIED);
+        (cfg.dst_port, cfg.src_ports, cfg.ttl, cfg.dscp, cfg.udp_checksum) =
+            (dst_port, src_ports, ttl, dscp, udp_checksum);
+        let enc = Vxlan6Encap::new(&cfg, local, remote).unwrap();
+        prop_assert_eq!(enc.remote(), remote);
+        let mut buf = vec![0u8; headroom + bytes.len()];
+        buf[headroom..].copy_from_slice(&bytes);
+        let tx = VxlanTx { vni: Vni::new(vni).unwrap(), ip_id: 0, src_port: fixed_src_port };
+        let r = enc.encapsulate(&mut buf, headroom, bytes.len(), &tx).unwrap();
+        prop_assert_eq!(r.clone(), headroom - vxlan6::OVERHEAD..buf.len());
+        let pkt = &buf[r];
+
+        let p = ep::SlicedPacket::from_ip(pkt)
+            .map_err(|e| TestCaseError::fail(format!("etherparse rejected the packet: {e:?}")))?;
+        let Some(ep::NetSlice::Ipv6(v6)) = &p.net else {
+            return Err(TestCaseError::fail("no outer IPv6"));
+        };
+        let h = v6.header();
+        let inner_ip = frame.ip_tos_ttl();
+        let want_hops = match ttl {
+            Ttl::Fixed(t) => t,
+            Ttl::Inherit => inner_ip.map(|(_, t)| t).filter(|&t| t != 0).unwrap_or(64),
+        };
+        let want_dscp = match dscp {
+            Dscp::Fixed(d) => d,
+            Dscp::Inherit => inner_ip.map_or(0, |(tos, _)| tos >> 2),
+        };
+        prop_assert_eq!(h.source_addr(), local);
+        prop_assert_eq!(h.destination_addr(), remote);
+        prop_assert_eq!(h.next_header(), ep::IpNumber::UDP);
+        prop_assert_eq!(h.hop_limit(), want_hops);
+        prop_assert_eq!(h.traffic_class(), (want_dscp << 2) | outer_ecn(inner_ip.map(|(tos, _)| tos)));
+        prop_assert_eq!(usize::from(h.payload_length()), 16 + bytes.len());
+        // The same inner flow always gets the same label.
+        let mut again = vec![0u8; headroom + bytes.len()];
+        again[headroom..].copy_from_slice(&bytes);
+        enc.encapsulate(&mut again, headroom, bytes.len(), &tx).unwrap();
+        prop_assert_eq!(&again[headroom - 56..headroom - 52], &pkt[..4]);
+
+        let Some(ep::TransportSlice::Udp(d)) = &p.transport else {
+            return Err(TestCaseError::fail("no outer UDP"));
+        };
+        let want_src_port = fixed_src_port.unwrap_or_else(|| src_ports.pick(encap::flow::inspect_frame(&bytes).hash));
+        prop_assert_eq!(d.source_port(), want_src_port);
+        prop_assert_eq!(d.destination_port(), dst_port);
+        let mut vxlan_and_frame = vec![0x08, 0, 0, 0];
+        vxlan_and_frame.extend_from_slice(&vni.to_be_bytes()[1..]);
+        vxlan_and_frame.push(0);
+        vxlan_and_frame.extend_from_slice(&bytes);
+        prop_assert_eq!(usize::from(d.length()), 8 + vxlan_and_frame.len());
+        prop_assert_eq!(d.payload(), &vxlan_and_frame[..]);
+        let want = if udp_checksum {
+            d.to_header()
+                .calc_checksum_ipv6_raw(local.octets(), remote.octets(), &vxlan_and_frame)
+                .unwrap()
+        } else {
+            0
+        };
+        prop_assert_eq!(d.checksum(), want);
         check_frame(&d.payload()[8..], &frame)?;
     }
 

@@ -73,12 +73,12 @@ pub fn run(data: &[u8]) {
     let mut inp = Input::new(data);
     let core = Arc::new(
         Core::new(CoreConfig {
-            local: Ipv4Addr::new(192, 0, 2, 1),
+            local: Ipv4Addr::new(192, 0, 2, 1).into(),
             allow_any_peer: false,
             networks: (1..=2)
                 .map(|v| NetworkConfig {
                     vni: Vni::new(v).unwrap(),
-                    peers: vec![Ipv4Addr::new(192, 0, 2, 2)],
+                    peers: vec![Ipv4Addr::new(192, 0, 2, 2).into()],
                     own_mac: MacAddr([2, 0, 0, 0, 0xee, v as u8]),
                     learning: true,
                     ageing: Duration::from_secs(5),

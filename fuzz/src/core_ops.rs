@@ -20,7 +20,7 @@ use crate::frames;
 use crate::input::{Input, Writer};
 use encap::{MacAddr, Vni};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 use vtepd::core::arp::FrameTo;
@@ -33,25 +33,27 @@ use vtepd::core::{
 };
 
 /// Our underlay address.
-pub const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+pub const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 /// Remote VTEPs: R1-R3 start as flood-list peers, R4 is unknown.
-pub const R: [Ipv4Addr; 4] = [
-    Ipv4Addr::new(192, 0, 2, 2),
-    Ipv4Addr::new(192, 0, 2, 3),
-    Ipv4Addr::new(192, 0, 2, 4),
-    Ipv4Addr::new(192, 0, 2, 5),
+pub const R: [IpAddr; 4] = [
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3)),
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 4)),
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 5)),
 ];
 /// Underlay addresses a datagram may come from or a control change may name.
-pub const IPS: [Ipv4Addr; 9] = [
+pub const IPS: [IpAddr; 10] = [
     R[0],
     R[1],
     R[2],
     R[3],
     LOCAL,
-    Ipv4Addr::UNSPECIFIED,
-    Ipv4Addr::BROADCAST,
-    Ipv4Addr::new(224, 0, 0, 1),
-    Ipv4Addr::new(127, 0, 0, 1),
+    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    IpAddr::V4(Ipv4Addr::BROADCAST),
+    IpAddr::V4(Ipv4Addr::new(224, 0, 0, 1)),
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
+    // Of the other family than LOCAL: never a remote of these networks.
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2)),
 ];
 /// The networks' VNIs; a third VNI is not configured.
 pub const VNIS: [u32; 3] = [1, 2, 3];
@@ -87,7 +89,7 @@ pub const MAX_LEARNED: [usize; 2] = [3, 2];
 /// Ageing per network.
 pub const AGEING: [Duration; 2] = [Duration::from_secs(10), Duration::from_secs(3)];
 /// The initial flood lists.
-fn initial_peers(net: usize) -> Vec<Ipv4Addr> {
+fn initial_peers(net: usize) -> Vec<IpAddr> {
     if net == 0 {
         vec![R[0], R[1]]
     } else {
@@ -167,9 +169,9 @@ pub fn write_datagram(w: &mut Writer, vni: u32, frame: impl FnOnce(&mut Writer))
 #[derive(Debug, Default)]
 struct Model {
     /// Static entries: (VNI, MAC) -> remote.
-    statics: BTreeMap<(u32, [u8; 6]), Ipv4Addr>,
+    statics: BTreeMap<(u32, [u8; 6]), IpAddr>,
     /// Flood lists by network.
-    flood: [Vec<Ipv4Addr>; 2],
+    flood: [Vec<IpAddr>; 2],
     allow_any: bool,
     learning: [bool; 2],
     suppress: [bool; 2],
@@ -182,7 +184,7 @@ struct Model {
 }
 
 impl Model {
-    fn known(&self, net: usize, ip: Ipv4Addr) -> bool {
+    fn known(&self, net: usize, ip: IpAddr) -> bool {
         let v = VNIS[net];
         self.flood[net].contains(&ip) || self.statics.iter().any(|(k, r)| k.0 == v && *r == ip)
     }
@@ -195,12 +197,13 @@ fn net_of(v: Vni) -> Option<usize> {
     VNIS[..2].iter().position(|x| *x == v.get())
 }
 
-fn usable_remote(ip: Ipv4Addr) -> bool {
+fn usable_remote(ip: IpAddr) -> bool {
     !ip.is_unspecified()
         && !ip.is_loopback()
         && !ip.is_multicast()
-        && !ip.is_broadcast()
+        && ip != IpAddr::V4(Ipv4Addr::BROADCAST)
         && ip != LOCAL
+        && ip.is_ipv4() == LOCAL.is_ipv4()
 }
 
 /// The target's body.
@@ -251,13 +254,13 @@ pub fn run(data: &[u8]) {
                 local(&core, &l2, &mut m, now, net, &frame, &mut out, &mut ctr);
             }
             1 => {
-                let src = inp.ip(&IPS);
+                let src = inp.underlay(&IPS);
                 let tos = inp.u8();
                 let mut d = datagram(&mut inp, &MACS, &OVERLAY);
                 remote(&core, &l2, &mut m, now, src, tos, &mut d, &mut ctr);
             }
             2 => {
-                let (v, mac, remote) = (vni(&mut inp), inp.mac(&MACS), inp.ip(&IPS));
+                let (v, mac, remote) = (vni(&mut inp), inp.mac(&MACS), inp.underlay(&IPS));
                 let r = core.fdb_add(now, v, mac, remote);
                 let ok = net_of(v).is_some() && mac.is_unicast() && usable_remote(remote);
                 assert_eq!(r.is_ok(), ok, "fdb add {v} {mac} {remote}: {r:?}");
@@ -298,7 +301,7 @@ pub fn run(data: &[u8]) {
                 }
             }
             5 => {
-                let (v, ip) = (vni(&mut inp), inp.ip(&IPS));
+                let (v, ip) = (vni(&mut inp), inp.underlay(&IPS));
                 let r = core.peer_add(v, ip);
                 match net_of(v) {
                     Some(n) if usable_remote(ip) => {
@@ -312,7 +315,7 @@ pub fn run(data: &[u8]) {
                 }
             }
             6 => {
-                let (v, ip) = (vni(&mut inp), inp.ip(&IPS));
+                let (v, ip) = (vni(&mut inp), inp.underlay(&IPS));
                 let r = core.peer_del(v, ip);
                 match net_of(v) {
                     Some(n) => {
@@ -483,7 +486,7 @@ fn remote(
     l2: &L2,
     m: &mut Model,
     now: Timestamp,
-    src: Ipv4Addr,
+    src: IpAddr,
     tos: u8,
     d: &mut [u8],
     ctr: &mut Counters,
@@ -621,7 +624,7 @@ fn check(core: &Core, m: &Model, now: Timestamp, ctr: &Counters, full: bool) {
         return;
     }
     let entries = core.fdb_entries(now, None);
-    let statics: BTreeMap<(u32, [u8; 6]), Ipv4Addr> = entries
+    let statics: BTreeMap<(u32, [u8; 6]), IpAddr> = entries
         .iter()
         .filter(|e| e.kind == EntryKind::Static)
         .map(|e| ((e.vni.get(), e.mac.0), e.remote))
@@ -642,6 +645,6 @@ fn check(core: &Core, m: &Model, now: Timestamp, ctr: &Counters, full: bool) {
             assert!(e.age <= AGEING[n], "an expired entry listed: {e:?}");
         }
     }
-    let peers: Vec<Vec<Ipv4Addr>> = core.peers().into_iter().map(|(_, p)| p).collect();
+    let peers: Vec<Vec<IpAddr>> = core.peers().into_iter().map(|(_, p)| p).collect();
     assert_eq!(peers, m.flood.to_vec(), "flood lists");
 }

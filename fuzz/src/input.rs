@@ -3,7 +3,7 @@
 //! the input make small changes to what is decoded. [`Writer`] is its inverse, for the seeds.
 
 use encap::MacAddr;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A cursor over a fuzz input.
 #[derive(Debug, Clone)]
@@ -71,6 +71,16 @@ impl<'a> Input<'a> {
     }
 
     /// One of `pool` by a selector byte, or (selector 0xff) a raw address.
+    /// An underlay address from `pool` (or raw after a 0xff (IPv4) or 0xfe (IPv6) selector).
+    pub fn underlay(&mut self, pool: &[IpAddr]) -> IpAddr {
+        match self.u8() {
+            0xff => IpAddr::V4(Ipv4Addr::from(self.array::<4>())),
+            0xfe => IpAddr::V6(Ipv6Addr::from(self.array::<16>())),
+            _ if pool.is_empty() => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            s => pool[usize::from(s) % pool.len()],
+        }
+    }
+    /// An IPv4 address from `pool` (or raw after a 0xff selector).
     pub fn ip(&mut self, pool: &[Ipv4Addr]) -> Ipv4Addr {
         let s = self.u8();
         if s == 0xff || pool.is_empty() {
@@ -128,9 +138,12 @@ impl Writer {
         let n = u16::try_from(b.len()).expect("a seed part fits 64 KiB");
         self.u16(n).raw(b)
     }
-    /// An address as a raw selector (0xff, then the address).
-    pub fn ip(&mut self, ip: Ipv4Addr) -> &mut Self {
-        self.u8(0xff).raw(&ip.octets())
+    /// An address as a raw selector (0xff then an IPv4 address, 0xfe then an IPv6 one).
+    pub fn ip(&mut self, ip: impl Into<IpAddr>) -> &mut Self {
+        match ip.into() {
+            IpAddr::V4(a) => self.u8(0xff).raw(&a.octets()),
+            IpAddr::V6(a) => self.u8(0xfe).raw(&a.octets()),
+        }
     }
     /// A MAC as a raw selector (0xff, then the MAC).
     pub fn mac(&mut self, mac: MacAddr) -> &mut Self {

@@ -221,7 +221,7 @@ fn local(
             );
             assert!(out.generated.is_empty());
             let dst = via.unwrap();
-            match enc.encapsulate(&mut buf, OVERHEAD, p.len(), Vni::ZERO, dst) {
+            match enc.encapsulate(&mut buf, OVERHEAD, p.len(), Vni::ZERO, dst.into()) {
                 Ok(range) => {
                     crate::trace!("encapsulated: {:02x?}", &buf[range.clone()]);
                     assert!(range.start <= range.end && range.end <= buf.len());

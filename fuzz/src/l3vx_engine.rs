@@ -185,11 +185,11 @@ pub fn run(data: &[u8]) {
     let cfg = inp.u8();
     let core = Arc::new(
         Core::new(CoreConfig {
-            local: LOCAL,
+            local: LOCAL.into(),
             allow_any_peer: cfg & 1 != 0,
             networks: vec![NetworkConfig {
                 vni: Vni::new(1).unwrap(),
-                peers: PEERS[..2].to_vec(),
+                peers: PEERS[..2].iter().map(|&p| p.into()).collect(),
                 own_mac: OWN_MAC,
                 learning: true,
                 ageing: AGEING,
@@ -456,7 +456,7 @@ impl World {
                 assert_eq!(&frame[14..], packet, "the packet unchanged");
                 let want = match self.core.fdb_lookup(self.now, self.vni(), mac) {
                     Some(r) if !mac.is_multicast() => vec![r],
-                    _ => PEERS[..2].to_vec(),
+                    _ => PEERS[..2].iter().map(|&p| p.into()).collect(),
                 };
                 assert_eq!(
                     out_remotes(&self.out),
@@ -660,7 +660,7 @@ fn describe(e: &Expect) -> String {
     }
 }
 
-fn out_remotes(out: &Out) -> Vec<Ipv4Addr> {
+fn out_remotes(out: &Out) -> Vec<std::net::IpAddr> {
     out.remotes.as_slice().to_vec()
 }
 

@@ -80,7 +80,7 @@ impl DatagramSocket for FuzzSocket {
             meta[i] = RecvMeta {
                 len,
                 truncated: false,
-                src: Some(Ipv4Addr::new(192, 0, 2, i as u8)),
+                src: Some(Ipv4Addr::new(192, 0, 2, i as u8).into()),
                 src_port: 0,
                 gso_size: r.gso_size,
                 tos: r.tos,
@@ -211,7 +211,7 @@ fn check(batch: &RecvBatch, rs: &[Read], n: usize) {
             };
             assert_eq!(m.len, len, "datagram {i} carries read {r}'s metadata");
             assert_eq!((m.gso_size, m.tos), (read.gso_size, read.tos));
-            assert_eq!(m.src, Some(Ipv4Addr::new(192, 0, 2, r as u8)));
+            assert_eq!(m.src, Some(Ipv4Addr::new(192, 0, 2, r as u8).into()));
             let size = if k + 1 < expected { step } else { len - off };
             assert_eq!(
                 d.len(),

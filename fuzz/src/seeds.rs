@@ -69,7 +69,13 @@ fn mac(last: u8) -> MacAddr {
 }
 
 /// A datagram op of core_ops: from `src`, outer TOS `tos`, VNI `vni`, the frame.
-fn remote(w: &mut Writer, src: Ipv4Addr, tos: u8, vni: u32, frame: impl FnOnce(&mut Writer)) {
+fn remote(
+    w: &mut Writer,
+    src: std::net::IpAddr,
+    tos: u8,
+    vni: u32,
+    frame: impl FnOnce(&mut Writer),
+) {
     w.u8(core_ops::Op::Remote as u8).ip(src).u8(tos);
     core_ops::write_datagram(w, vni, frame);
 }

@@ -19,7 +19,7 @@ mod trace_text;
 use clap::{Args, Parser, Subcommand};
 use encap::{MacAddr, Vni};
 use ipnet::Ipv4Net;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -177,10 +177,11 @@ pub struct RunArgs {
           required_unless_present = "config")]
     pub dev: Option<String>,
 
-    /// Our underlay IPv4 address; must be an address of this host. The UDP socket binds to it.
+    /// Our underlay address, IPv4 or IPv6 (every remote of the same family); must be an address
+    /// of this host. The UDP sockets bind to it.
     #[arg(long, value_name = "IP", value_parser = parse_vtep_ip,
           required_unless_present = "config")]
-    pub local: Option<Ipv4Addr>,
+    pub local: Option<IpAddr>,
 
     /// VXLAN network identifier, 0..=16777215 [default: 1].
     #[arg(long, value_name = "N", value_parser = parse_vni)]
@@ -189,7 +190,7 @@ pub struct RunArgs {
     /// Remote VTEP that gets a copy of every broadcast, multicast and unknown-unicast frame
     /// (head-end replication); repeat for several.
     #[arg(long = "peer", value_name = "IP", value_parser = parse_remote_ip)]
-    pub peers: Vec<Ipv4Addr>,
+    pub peers: Vec<IpAddr>,
 
     /// Device mode: l2 (a TAP device carrying Ethernet frames) or l3 (a TUN device carrying IP
     /// packets, sent by --route) [default: l2].
@@ -435,7 +436,7 @@ pub enum FdbCommand {
         mac: MacAddr,
         /// Remote VTEP.
         #[arg(value_parser = parse_remote_ip)]
-        remote: Ipv4Addr,
+        remote: IpAddr,
         /// Network (may be omitted when the daemon has only one).
         #[arg(long, value_name = "N", value_parser = parse_vni)]
         vni: Option<Vni>,
@@ -481,7 +482,7 @@ pub enum PeersCommand {
     Add {
         /// Remote VTEP.
         #[arg(value_parser = parse_remote_ip)]
-        ip: Ipv4Addr,
+        ip: IpAddr,
         /// Network (may be omitted when the daemon has only one).
         #[arg(long, value_name = "N", value_parser = parse_vni)]
         vni: Option<Vni>,
@@ -492,7 +493,7 @@ pub enum PeersCommand {
     Del {
         /// Remote VTEP.
         #[arg(value_parser = parse_remote_ip)]
-        ip: Ipv4Addr,
+        ip: IpAddr,
         /// Network (may be omitted when the daemon has only one).
         #[arg(long, value_name = "N", value_parser = parse_vni)]
         vni: Option<Vni>,

@@ -12,7 +12,7 @@ use crate::core::trace::{Filter, Mac, Proto};
 use clap::{Args, ValueEnum};
 use encap::{MacAddr, Vni};
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -38,7 +38,7 @@ pub struct TraceArgs {
     pub ip: Option<Ipv4Addr>,
     /// Only packets from this remote (tunnel side) or sent to it (device side).
     #[arg(long, value_name = "IP", conflicts_with = "inject")]
-    pub outer_ip: Option<Ipv4Addr>,
+    pub outer_ip: Option<IpAddr>,
     /// Only this protocol: icmp, tcp, udp, arp or an IP protocol number (--inject: the
     /// packet's protocol, ICMP echo by default).
     #[arg(long, value_name = "PROTO", value_parser = parse_proto)]
@@ -61,7 +61,7 @@ pub struct TraceArgs {
     pub from: Side,
     /// --inject --from tunnel: the outer source (the remote VTEP or node).
     #[arg(long, value_name = "IP", requires = "inject")]
-    pub outer_src: Option<Ipv4Addr>,
+    pub outer_src: Option<IpAddr>,
     /// --inject: the packet as the engine takes it, in hex: the frame (L2) or IP packet (L3)
     /// from the device; the VXLAN datagram (UDP payload) or IPIP packet from the tunnel.
     #[arg(long, value_name = "HEX", requires = "inject",

@@ -232,7 +232,7 @@ mod tests {
     use super::*;
     use crate::core::trace::{Mac, Record, Recorder, Trace};
     use encap::MacAddr;
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr};
 
     #[test]
     fn a_block_names_the_origin_the_steps_and_the_outcome() {
@@ -243,9 +243,9 @@ mod tests {
         });
         rec.step(Step::Learn {
             mac: Mac(MacAddr([2, 0, 0, 0, 0, 1])),
-            remote: Ipv4Addr::new(192, 0, 2, 2),
+            remote: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
             result: LearnResult::StaticConflict {
-                pinned: Ipv4Addr::new(192, 0, 2, 3),
+                pinned: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3)),
             },
             simulated: false,
         });
@@ -253,7 +253,7 @@ mod tests {
             worker: Some(1),
             ..Record::new(
                 Origin::Tunnel {
-                    src: Ipv4Addr::new(192, 0, 2, 2),
+                    src: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
                     src_port: Some(50123),
                     dst_port: Some(4789),
                     tos: 0,

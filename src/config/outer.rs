@@ -8,7 +8,7 @@
 
 use encap::{Df, Dscp, IpipConfig, PortRange, Ttl, VxlanConfig};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// The outer TTL when `--ttl` is not given (Linux's default too).
 pub const DEFAULT_TTL: u8 = encap::tunnel::DEFAULT_TTL;
@@ -31,8 +31,8 @@ pub struct Outer {
     #[serde(default, deserialize_with = "de_tos")]
     pub tos: Option<Dscp>,
 
-    /// Outer DF bit: set, unset, or inherit (the inner IPv4 DF; set for IPv6, unset for other
-    /// frames), like ip-link's `df` [default: set for VXLAN (RFC 7348 §4.3: never fragmented;
+    /// Outer DF bit (IPv4 underlay: IPv6 has none): set, unset, or inherit (the inner IPv4 DF;
+    /// set for IPv6, unset for other frames), like ip-link's `df` [default: set for VXLAN (RFC 7348 §4.3: never fragmented;
     /// the underlay's ICMP errors then reach us), inherit for IPIP (RFC 2003 §3.1)].
     #[arg(long, value_name = "set|unset|inherit", value_parser = parse_df)]
     #[serde(default, deserialize_with = "de_df")]
@@ -45,8 +45,9 @@ pub struct Outer {
     pub srcport: Option<PortRange>,
 
     /// VXLAN: send a UDP checksum (on) or zero (off), like ip-link's `udpcsum`/`noudpcsum`
-    /// [default: off; TCP super-frames sent with UDP GSO always carry one: the kernel refuses
-    /// GSO without it].
+    /// (over IPv6: `udp6zerocsumtx` is off) [default: off over IPv4, on over IPv6 (RFC 8200);
+    /// TCP super-frames sent with UDP GSO always carry one: the kernel refuses GSO without
+    /// it].
     #[arg(long, value_name = "on|off", value_parser = parse_udp_csum)]
     #[serde(default, deserialize_with = "de_udp_csum")]
     pub udp_csum: Option<bool>,
@@ -64,15 +65,24 @@ impl Outer {
         }
     }
 
-    /// The VXLAN encapsulation settings for packets from `local` to UDP port `port`.
-    pub fn vxlan(&self, local: Ipv4Addr, port: u16) -> VxlanConfig {
+    /// The VXLAN encapsulation settings for packets from `local` to UDP port `port` (an IPv6
+    /// `local` leaves the settings' IPv4 source unspecified: the outer IPv6 header is not
+    /// written from them).
+    pub fn vxlan(&self, local: IpAddr, port: u16) -> VxlanConfig {
+        let v6 = local.is_ipv6();
+        let local = match local {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+        };
         let mut v = VxlanConfig::new(local);
         v.dst_port = port;
         v.ttl = self.ttl.unwrap_or(Ttl::Fixed(DEFAULT_TTL));
         v.dscp = self.tos.unwrap_or(Dscp::Inherit);
         v.df = self.df.unwrap_or(Df::Set);
         v.src_ports = self.srcport.unwrap_or(PortRange::DEFAULT);
-        v.udp_checksum = self.udp_csum.unwrap_or(false);
+        // Off over IPv4 (as Linux's vxlan device), on over IPv6 (RFC 8200 §8.1; off is
+        // RFC 6935's zero checksum, ip-link's udp6zerocsumtx).
+        v.udp_checksum = self.udp_csum.unwrap_or(v6);
         v
     }
 
@@ -300,7 +310,7 @@ mod tests {
     #[test]
     fn defaults_and_resolution() {
         let local = Ipv4Addr::new(192, 0, 2, 1);
-        let v = Outer::default().vxlan(local, 8472);
+        let v = Outer::default().vxlan(local.into(), 8472);
         assert_eq!(v.dst_port, 8472);
         assert_eq!(v.ttl, Ttl::Fixed(64));
         assert_eq!(v.dscp, Dscp::Inherit);
@@ -319,7 +329,7 @@ mod tests {
             srcport: PortRange::new(5000, 5010).ok(),
             udp_csum: Some(true),
         };
-        let v = o.vxlan(local, 4789);
+        let v = o.vxlan(local.into(), 4789);
         assert_eq!(
             (v.ttl, v.dscp, v.df),
             (Ttl::Inherit, Dscp::Fixed(10), Df::Unset)

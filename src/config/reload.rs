@@ -25,7 +25,7 @@ use crate::core::route::Route;
 use encap::{MacAddr, Vni};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// One change a reload makes, applied in the order of the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,11 +46,11 @@ pub enum Step {
         /// Network.
         vni: Vni,
         /// The whole new list, in the file's order.
-        list: Vec<Ipv4Addr>,
+        list: Vec<IpAddr>,
         /// Peers not in the running list.
-        added: Vec<Ipv4Addr>,
+        added: Vec<IpAddr>,
         /// Running peers not in the file.
-        removed: Vec<Ipv4Addr>,
+        removed: Vec<IpAddr>,
     },
     /// A network's new settings, with one line per setting that changed.
     Settings {
@@ -68,7 +68,7 @@ pub enum Step {
         /// Its MAC.
         mac: MacAddr,
         /// Its remote.
-        remote: Ipv4Addr,
+        remote: IpAddr,
     },
     /// A static FDB entry added, or pointed elsewhere (`was`).
     FdbSet {
@@ -77,9 +77,9 @@ pub enum Step {
         /// Its MAC.
         mac: MacAddr,
         /// Its remote.
-        remote: Ipv4Addr,
+        remote: IpAddr,
         /// The remote it had.
-        was: Option<Ipv4Addr>,
+        was: Option<IpAddr>,
     },
     /// A static neighbour removed.
     NeighDel {
@@ -424,8 +424,8 @@ fn network_steps(vni: Vni, o: &NetConfig, n: &NetConfig, steps: &mut Vec<Step>) 
     if !what.is_empty() {
         steps.push(Step::Settings { vni, to: ns, what });
     }
-    let old: BTreeSet<Ipv4Addr> = o.peers.iter().copied().collect();
-    let new: BTreeSet<Ipv4Addr> = n.peers.iter().copied().collect();
+    let old: BTreeSet<IpAddr> = o.peers.iter().copied().collect();
+    let new: BTreeSet<IpAddr> = n.peers.iter().copied().collect();
     if old != new {
         steps.push(Step::Peers {
             vni,
@@ -444,8 +444,8 @@ fn network_steps(vni: Vni, o: &NetConfig, n: &NetConfig, steps: &mut Vec<Step>) 
                 .collect(),
         });
     }
-    let old: BTreeMap<MacAddr, Ipv4Addr> = o.fdb.iter().map(|e| (e.mac, e.remote)).collect();
-    let new: BTreeMap<MacAddr, Ipv4Addr> = n.fdb.iter().map(|e| (e.mac, e.remote)).collect();
+    let old: BTreeMap<MacAddr, IpAddr> = o.fdb.iter().map(|e| (e.mac, e.remote)).collect();
+    let new: BTreeMap<MacAddr, IpAddr> = n.fdb.iter().map(|e| (e.mac, e.remote)).collect();
     for (&mac, &remote) in &old {
         if !new.contains_key(&mac) {
             steps.push(Step::FdbDel { vni, mac, remote });

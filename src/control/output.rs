@@ -272,7 +272,7 @@ mod tests {
     use crate::control::protocol::{NetStats, PathMtuRow};
     use crate::core::Counters;
     use std::collections::BTreeMap;
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr};
 
     #[test]
     fn fdb_lines_look_like_bridge() {
@@ -281,7 +281,7 @@ mod tests {
                 vni: 42,
                 dev: "vtep0".into(),
                 mac: "02:00:00:00:00:01".into(),
-                remote: Ipv4Addr::new(192, 0, 2, 2),
+                remote: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
                 kind: Kind::Learned,
                 age_secs: 3,
                 frozen_secs: None,
@@ -290,7 +290,7 @@ mod tests {
                 vni: 42,
                 dev: "vtep0".into(),
                 mac: "02:00:00:00:00:02".into(),
-                remote: Ipv4Addr::new(192, 0, 2, 3),
+                remote: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3)),
                 kind: Kind::Static,
                 age_secs: 9,
                 frozen_secs: None,
@@ -299,7 +299,7 @@ mod tests {
                 vni: 42,
                 dev: "vtep0".into(),
                 mac: "02:00:00:00:00:03".into(),
-                remote: Ipv4Addr::new(192, 0, 2, 4),
+                remote: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 4)),
                 kind: Kind::Learned,
                 age_secs: 0,
                 frozen_secs: Some(170),
@@ -347,10 +347,13 @@ mod tests {
             PeersRow {
                 vni: 42,
                 dev: "vtep0".into(),
-                peers: vec![Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 3)],
-                store: vec![Ipv4Addr::new(192, 0, 2, 2)],
+                peers: vec![
+                    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+                    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3)),
+                ],
+                store: vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2))],
                 path_mtu: vec![PathMtuRow {
-                    remote: Ipv4Addr::new(192, 0, 2, 3),
+                    remote: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3)),
                     mtu: 1400,
                     learned: true,
                     expires_secs: Some(540),
@@ -448,7 +451,7 @@ mod tests {
                 crate::control::protocol::PeerStats {
                     vni: 42,
                     dev: "vtep0".into(),
-                    remote: Ipv4Addr::new(192, 0, 2, 2),
+                    remote: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
                     traffic: crate::core::PeerTraffic {
                         rx_tunnel: 9,
                         rx_tunnel_bytes: 900,
@@ -460,7 +463,7 @@ mod tests {
                 crate::control::protocol::PeerStats {
                     vni: 42,
                     dev: "vtep0".into(),
-                    remote: Ipv4Addr::new(192, 0, 2, 3),
+                    remote: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3)),
                     traffic: Default::default(),
                     path_mtu: None,
                 },

@@ -13,7 +13,7 @@ use crate::core::trace::{Filter, Record};
 use crate::core::{Counters, NetTraffic, PeerTraffic};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// Longest request line the server reads.
 pub const MAX_REQUEST: u64 = 64 * 1024;
@@ -39,7 +39,7 @@ pub enum Request {
         /// MAC address (text).
         mac: String,
         /// Remote VTEP.
-        remote: Ipv4Addr,
+        remote: IpAddr,
     },
     /// Delete an entry.
     FdbDel {
@@ -66,7 +66,7 @@ pub enum Request {
         #[serde(default)]
         vni: Option<u32>,
         /// Remote VTEP.
-        ip: Ipv4Addr,
+        ip: IpAddr,
     },
     /// Remove a flood-list peer.
     PeersDel {
@@ -74,7 +74,7 @@ pub enum Request {
         #[serde(default)]
         vni: Option<u32>,
         /// Remote VTEP.
-        ip: Ipv4Addr,
+        ip: IpAddr,
     },
     /// Counters.
     Stats,
@@ -236,7 +236,7 @@ pub struct Inject {
     pub vni: Option<u32>,
     /// The outer source (tunnel side).
     #[serde(default)]
-    pub outer_src: Option<Ipv4Addr>,
+    pub outer_src: Option<IpAddr>,
     /// The outer TOS byte (tunnel side).
     #[serde(default)]
     pub tos: u8,
@@ -338,7 +338,7 @@ pub struct FdbRow {
     /// MAC address.
     pub mac: String,
     /// Remote VTEP.
-    pub remote: Ipv4Addr,
+    pub remote: IpAddr,
     /// Learned or static.
     pub kind: Kind,
     /// Seconds since last seen (since added, for static entries).
@@ -356,10 +356,10 @@ pub struct PeersRow {
     /// The network's device.
     pub dev: String,
     /// Remote VTEPs receiving BUM traffic (the operator's flood list, then the store's).
-    pub peers: Vec<Ipv4Addr>,
+    pub peers: Vec<IpAddr>,
     /// Those of `peers` the store put there (`--store`) and the operator did not.
     #[serde(default)]
-    pub store: Vec<Ipv4Addr>,
+    pub store: Vec<IpAddr>,
     /// The path MTU toward each of them, in the same order.
     #[serde(default)]
     pub path_mtu: Vec<PathMtuRow>,
@@ -369,7 +369,7 @@ pub struct PeersRow {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PathMtuRow {
     /// The remote VTEP or node.
-    pub remote: Ipv4Addr,
+    pub remote: IpAddr,
     /// The largest outer packet toward it.
     pub mtu: u16,
     /// Learned from the underlay (else the configured underlay MTU).
@@ -474,7 +474,7 @@ pub struct PeerStats {
     /// The network's device.
     pub dev: String,
     /// The remote VTEP or node.
-    pub remote: Ipv4Addr,
+    pub remote: IpAddr,
     /// Packets and inner bytes to and from it.
     #[serde(flatten)]
     pub traffic: PeerTraffic,
@@ -555,7 +555,7 @@ mod tests {
         let r = Request::FdbAdd {
             vni: Some(42),
             mac: "02:00:00:00:00:01".into(),
-            remote: Ipv4Addr::new(192, 0, 2, 2),
+            remote: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
         };
         let s = serde_json::to_string(&r).unwrap();
         assert_eq!(
@@ -651,7 +651,7 @@ mod tests {
             path_mtu: PathMtuReport {
                 configured: 0,
                 learned: vec![PathMtuRow {
-                    remote: Ipv4Addr::LOCALHOST,
+                    remote: IpAddr::V4(Ipv4Addr::LOCALHOST),
                     mtu: 0,
                     learned: true,
                     expires_secs: Some(0),
@@ -660,7 +660,7 @@ mod tests {
             peers: vec![PeerStats {
                 vni: 0,
                 dev: String::new(),
-                remote: Ipv4Addr::LOCALHOST,
+                remote: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 traffic: PeerTraffic::default(),
                 path_mtu: Some(0),
             }],
@@ -696,7 +696,7 @@ mod tests {
             vni: 42,
             dev: "vtep0".into(),
             mac: "02:00:00:00:00:01".into(),
-            remote: Ipv4Addr::new(192, 0, 2, 2),
+            remote: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
             kind: Kind::Learned,
             age_secs: 3,
             frozen_secs: None,

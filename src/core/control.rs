@@ -8,7 +8,7 @@ use super::network::{NetSettings, PeerSnapshot};
 use super::{Core, CoreError, EntryKind, FdbCount, FdbEntryInfo, NetId, Timestamp};
 use encap::{MacAddr, Vni};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// Control-plane bookkeeping of all networks, in [`NetId`] order.
@@ -21,19 +21,19 @@ pub(super) struct ControlState {
 #[derive(Debug)]
 pub(super) struct NetControl {
     /// The operator's flood list (flags, file, `peers add`, reload), in insertion order.
-    flood: Vec<Ipv4Addr>,
+    flood: Vec<IpAddr>,
     /// The store's flood list (`--store`: the other members of the network), kept apart so
     /// that a reload or `peers del` never touches it and the store never removes the
     /// operator's peers. The data path floods to both (each peer once).
-    store: Vec<Ipv4Addr>,
+    store: Vec<IpAddr>,
     /// Remote -> number of static entries pointing at it.
-    static_remotes: BTreeMap<Ipv4Addr, usize>,
+    static_remotes: BTreeMap<IpAddr, usize>,
     /// Static entries in the FDB (the sum of `static_remotes`' counts).
     statics: usize,
 }
 
 impl NetControl {
-    pub(super) fn new(flood: Vec<Ipv4Addr>) -> NetControl {
+    pub(super) fn new(flood: Vec<IpAddr>) -> NetControl {
         NetControl {
             flood,
             store: Vec::new(),
@@ -44,16 +44,16 @@ impl NetControl {
 
     fn snapshot(&self) -> PeerSnapshot {
         let extra = self.store.iter().filter(|p| !self.flood.contains(p));
-        let flood: Vec<Ipv4Addr> = self.flood.iter().chain(extra).copied().collect();
+        let flood: Vec<IpAddr> = self.flood.iter().chain(extra).copied().collect();
         PeerSnapshot::new(&flood, self.static_remotes.keys().copied())
     }
 
-    fn static_added(&mut self, remote: Ipv4Addr) {
+    fn static_added(&mut self, remote: IpAddr) {
         *self.static_remotes.entry(remote).or_insert(0) += 1;
         self.statics += 1;
     }
 
-    fn static_removed(&mut self, remote: Ipv4Addr) {
+    fn static_removed(&mut self, remote: IpAddr) {
         if let Some(n) = self.static_remotes.get_mut(&remote) {
             *n -= 1;
             self.statics -= 1;
@@ -77,7 +77,7 @@ impl Core {
     }
 
     /// Accounts for an entry of network `id` that left the FDB.
-    fn removed(&self, state: &mut ControlState, id: NetId, kind: EntryKind, remote: Ipv4Addr) {
+    fn removed(&self, state: &mut ControlState, id: NetId, kind: EntryKind, remote: IpAddr) {
         match kind {
             EntryKind::Learned => {
                 if let Some(net) = self.net(id) {
@@ -98,8 +98,9 @@ impl Core {
         now: Timestamp,
         vni: Vni,
         mac: MacAddr,
-        remote: Ipv4Addr,
+        remote: impl Into<IpAddr>,
     ) -> Result<(), CoreError> {
+        let remote = remote.into();
         let id = self.net_id(vni)?;
         if !mac.is_unicast() {
             return Err(CoreError::BadMac(mac));
@@ -275,7 +276,8 @@ impl Core {
     }
 
     /// Adds a flood-list peer; `Ok(false)` if it was already there.
-    pub fn peer_add(&self, vni: Vni, ip: Ipv4Addr) -> Result<bool, CoreError> {
+    pub fn peer_add(&self, vni: Vni, ip: impl Into<IpAddr>) -> Result<bool, CoreError> {
+        let ip = ip.into();
         let id = self.net_id(vni)?;
         self.usable_remote(ip)?;
         let mut state = self.control();
@@ -291,7 +293,8 @@ impl Core {
     }
 
     /// Removes a flood-list peer; `Ok(false)` if it was not there.
-    pub fn peer_del(&self, vni: Vni, ip: Ipv4Addr) -> Result<bool, CoreError> {
+    pub fn peer_del(&self, vni: Vni, ip: impl Into<IpAddr>) -> Result<bool, CoreError> {
+        let ip = ip.into();
         let id = self.net_id(vni)?;
         let mut state = self.control();
         let Some(c) = state.nets.get_mut(usize::from(id.0)) else {
@@ -307,15 +310,15 @@ impl Core {
 
     /// Replaces network `vni`'s flood list (a reload), keeping the order given; `Ok(false)` if
     /// it was already that list. Checked whole before anything changes.
-    pub fn peers_set(&self, vni: Vni, peers: &[Ipv4Addr]) -> Result<bool, CoreError> {
+    pub fn peers_set(&self, vni: Vni, peers: &[IpAddr]) -> Result<bool, CoreError> {
         self.replace_list(vni, peers, |c| &mut c.flood)
     }
 
     /// `peers` without duplicates, in the order given; every one must be a usable remote.
-    fn checked_list(&self, peers: &[Ipv4Addr]) -> Result<Vec<Ipv4Addr>, CoreError> {
+    fn checked_list(&self, peers: &[IpAddr]) -> Result<Vec<IpAddr>, CoreError> {
         // A store may list a thousand members: duplicates are found with a set, not a scan.
         let mut seen = std::collections::HashSet::with_capacity(peers.len());
-        let mut list: Vec<Ipv4Addr> = Vec::with_capacity(peers.len());
+        let mut list: Vec<IpAddr> = Vec::with_capacity(peers.len());
         for &p in peers {
             self.usable_remote(p)?;
             if seen.insert(p) {
@@ -330,8 +333,8 @@ impl Core {
     fn replace_list(
         &self,
         vni: Vni,
-        peers: &[Ipv4Addr],
-        which: fn(&mut NetControl) -> &mut Vec<Ipv4Addr>,
+        peers: &[IpAddr],
+        which: fn(&mut NetControl) -> &mut Vec<IpAddr>,
     ) -> Result<bool, CoreError> {
         let id = self.net_id(vni)?;
         let list = self.checked_list(peers)?;
@@ -363,28 +366,25 @@ impl Core {
 
     /// Every network's flood list as the operator set it (flags, file, `peers add`, reload;
     /// not the store's), in [`NetId`] order (removed networks left out).
-    pub fn peers(&self) -> Vec<(Vni, Vec<Ipv4Addr>)> {
+    pub fn peers(&self) -> Vec<(Vni, Vec<IpAddr>)> {
         self.flood_lists(|c| &c.flood)
     }
 
     /// Every network's flood list as the store set it ([`Core::store_peers_set`]), in
     /// [`NetId`] order.
-    pub fn store_peers(&self) -> Vec<(Vni, Vec<Ipv4Addr>)> {
+    pub fn store_peers(&self) -> Vec<(Vni, Vec<IpAddr>)> {
         self.flood_lists(|c| &c.store)
     }
 
     /// Every network's flood list as the data path uses it: the operator's, then the store's
     /// peers not already in it.
-    pub fn flood_peers(&self) -> Vec<(Vni, Vec<Ipv4Addr>)> {
+    pub fn flood_peers(&self) -> Vec<(Vni, Vec<IpAddr>)> {
         self.live_nets()
             .map(|(_, n)| (n.vni, n.peers.load().flood.to_vec()))
             .collect()
     }
 
-    fn flood_lists(
-        &self,
-        list: impl Fn(&NetControl) -> &Vec<Ipv4Addr>,
-    ) -> Vec<(Vni, Vec<Ipv4Addr>)> {
+    fn flood_lists(&self, list: impl Fn(&NetControl) -> &Vec<IpAddr>) -> Vec<(Vni, Vec<IpAddr>)> {
         let state = self.control();
         self.live_nets()
             .filter_map(|(id, n)| Some((n.vni, list(state.nets.get(usize::from(id.0))?).clone())))
@@ -394,7 +394,7 @@ impl Core {
     /// Replaces network `vni`'s store flood list (the store's members of the network, see
     /// `daemon::store`); `Ok(false)` if it was already that list. The operator's list is not
     /// touched; a peer in both is flooded to once. Checked whole before anything changes.
-    pub fn store_peers_set(&self, vni: Vni, peers: &[Ipv4Addr]) -> Result<bool, CoreError> {
+    pub fn store_peers_set(&self, vni: Vni, peers: &[IpAddr]) -> Result<bool, CoreError> {
         self.replace_list(vni, peers, |c| &mut c.store)
     }
 
@@ -460,9 +460,10 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
-    fn ip(n: u8) -> Ipv4Addr {
-        Ipv4Addr::new(192, 0, 2, n)
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, n))
     }
 
     fn net(v: u32) -> super::super::NetworkConfig {

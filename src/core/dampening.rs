@@ -10,7 +10,7 @@
 
 use encap::{MacAddr, Vni};
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// A network's dampening policy. `moves = 0` turns dampening off.
@@ -184,9 +184,9 @@ pub struct Frozen {
     /// The MAC.
     pub mac: MacAddr,
     /// The remote it is frozen on.
-    pub remote: Ipv4Addr,
+    pub remote: IpAddr,
     /// The remote it tried to move to.
-    pub moving_to: Ipv4Addr,
+    pub moving_to: IpAddr,
 }
 
 #[cfg(test)]

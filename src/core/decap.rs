@@ -150,7 +150,7 @@ mod tests {
     /// device): one for its VNI on another port is dropped as `wrong_port`, not learned from.
     #[test]
     fn a_datagram_is_taken_only_on_its_networks_port() {
-        let peer = Ipv4Addr::new(192, 0, 2, 2);
+        let peer = std::net::IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
         let net = |vni: u32, port: u16, mac: u8| NetworkConfig {
             vni: Vni::new(vni).unwrap(),
             peers: vec![peer],
@@ -159,7 +159,7 @@ mod tests {
             ..NetworkConfig::default()
         };
         let core = Core::new(CoreConfig {
-            local: Ipv4Addr::new(192, 0, 2, 1),
+            local: Ipv4Addr::new(192, 0, 2, 1).into(),
             allow_any_peer: false,
             networks: vec![net(42, 4789, 1), net(43, 8472, 2)],
         })

@@ -21,10 +21,13 @@
 
 use super::DropReason;
 use super::pmtu::PathMtus;
-use encap::{Error, Invalid, IpipConfig, IpipEncap, Layer, Vni, VxlanConfig, VxlanEncap, VxlanTx};
+use encap::{
+    Error, Invalid, IpipConfig, IpipEncap, Layer, Vni, Vxlan6Encap, VxlanConfig, VxlanEncap,
+    VxlanTx,
+};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -43,6 +46,7 @@ pub enum TunnelConfig {
 #[derive(Debug, Clone)]
 enum Template {
     Vxlan(VxlanEncap),
+    Vxlan6(Vxlan6Encap),
     Ipip(IpipEncap),
 }
 
@@ -62,13 +66,15 @@ pub struct Encapsulator {
     /// Networks whose settings differ from `cfgs[0]`: their index in `cfgs`.
     by_vni: HashMap<Vni, u16, ahash::RandomState>,
     /// Templates (each with its path MTU) by (index in `cfgs`, remote).
-    templates: HashMap<(u16, Ipv4Addr), Remote, ahash::RandomState>,
+    templates: HashMap<(u16, IpAddr), Remote, ahash::RandomState>,
     next_id: u16,
     /// The underlay MTU (at most 65535, the largest IPv4 packet).
     max_outer: usize,
     /// The path MTUs shared with the other workers, and the generation the cache reflects.
     pmtu: Arc<PathMtus>,
     generation: u64,
+    /// Our address on an IPv6 underlay (VXLAN over IPv6 to IPv6 remotes); `None`: IPv4.
+    local6: Option<Ipv6Addr>,
 }
 
 impl Encapsulator {
@@ -91,7 +97,16 @@ impl Encapsulator {
             max_outer: usize::from(pmtu.configured()),
             generation: pmtu.generation(),
             pmtu,
+            local6: None,
         }
+    }
+
+    /// VXLAN over an IPv6 underlay from `local`: outer IPv6 headers to IPv6 remotes (the
+    /// configuration's outer-header policy applies as over IPv4, less DF).
+    pub fn over_ipv6(mut self, local: Ipv6Addr) -> Encapsulator {
+        self.local6 = Some(local);
+        self.templates.clear();
+        self
     }
 
     /// The largest outer packet it writes: the underlay MTU.
@@ -152,7 +167,7 @@ impl Encapsulator {
     /// The longest packet (as [`Encapsulator::encapsulate`] takes it: an Ethernet frame for
     /// VXLAN, an IPv4 packet for IPIP) of network `vni` whose encapsulation fits the path
     /// toward `dst`.
-    pub fn max_inner(&mut self, vni: Vni, dst: Ipv4Addr) -> usize {
+    pub fn max_inner(&mut self, vni: Vni, dst: IpAddr) -> usize {
         self.refresh();
         let outer = match self.templates.get(&(self.index(vni), dst)) {
             Some(r) => r.max_outer,
@@ -183,6 +198,7 @@ impl Encapsulator {
     /// Bytes the outer headers take in front of a packet.
     pub fn overhead(&self) -> usize {
         match self.cfgs[0] {
+            TunnelConfig::Vxlan(_) if self.local6.is_some() => encap::tunnel::vxlan6::OVERHEAD,
             TunnelConfig::Vxlan(_) => encap::tunnel::vxlan::OVERHEAD,
             TunnelConfig::Ipip(_) => encap::tunnel::ipip::OVERHEAD,
         }
@@ -197,7 +213,7 @@ impl Encapsulator {
         off: usize,
         len: usize,
         vni: Vni,
-        dst: Ipv4Addr,
+        dst: IpAddr,
     ) -> Result<Range<usize>, DropReason> {
         if len.saturating_add(self.overhead()) > self.max_outer {
             return Err(DropReason::TooBig);
@@ -212,9 +228,19 @@ impl Encapsulator {
         let r = match self.templates.entry(key) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(v) => {
-                let t = match &self.cfgs[usize::from(i)] {
-                    TunnelConfig::Vxlan(c) => VxlanEncap::new(c, dst).map(Template::Vxlan),
-                    TunnelConfig::Ipip(c) => IpipEncap::new(c, dst).map(Template::Ipip),
+                let t = match (&self.cfgs[usize::from(i)], dst, self.local6) {
+                    (TunnelConfig::Vxlan(c), IpAddr::V4(d), None) => {
+                        VxlanEncap::new(c, d).map(Template::Vxlan)
+                    }
+                    (TunnelConfig::Vxlan(c), IpAddr::V6(d), Some(l)) => {
+                        Vxlan6Encap::new(c, l, d).map(Template::Vxlan6)
+                    }
+                    (TunnelConfig::Ipip(c), IpAddr::V4(d), None) => {
+                        IpipEncap::new(c, d).map(Template::Ipip)
+                    }
+                    // A remote of the other family than our own address: the core never
+                    // sends to one (one address family per network).
+                    _ => return Err(DropReason::EncapError),
                 };
                 v.insert(Remote {
                     template: t.map_err(|e| drop_reason(&e))?,
@@ -227,6 +253,7 @@ impl Encapsulator {
         }
         let r = match &mut r.template {
             Template::Vxlan(enc) => enc.encapsulate(buf, off, len, &VxlanTx::new(vni)),
+            Template::Vxlan6(enc) => enc.encapsulate(buf, off, len, &VxlanTx::new(vni)),
             Template::Ipip(enc) => {
                 self.next_id = self.next_id.wrapping_add(1);
                 enc.encapsulate(buf, off, len, self.next_id)
@@ -271,6 +298,7 @@ pub fn drop_reason(e: &Error) -> DropReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
     const REMOTE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
@@ -295,12 +323,39 @@ mod tests {
     }
 
     #[test]
+    fn vxlan_over_ipv6_writes_its_56_bytes_within_the_path() {
+        let local: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let remote: IpAddr = "2001:db8::2".parse().unwrap();
+        let cfg = TunnelConfig::Vxlan(VxlanConfig::new(Ipv4Addr::UNSPECIFIED));
+        let mut vx = Encapsulator::new(cfg, 0, 1500).over_ipv6(local);
+        assert_eq!(vx.overhead(), 56);
+        assert_eq!(vx.max_inner(Vni::ZERO, remote), 1444);
+        let mut f = vec![0u8; 56 + 1444];
+        f[56 + 12] = 0x88;
+        let vni = Vni::new(7).unwrap();
+        assert_eq!(vx.encapsulate(&mut f, 56, 1444, vni, remote), Ok(0..1500));
+        assert_eq!((f[0] >> 4, f[6]), (6, 17), "IPv6, next header UDP");
+        assert_eq!(&f[8..24], &local.octets());
+        assert_eq!(f[48..56], [0x08, 0, 0, 0, 0, 0, 7, 0]);
+        let mut g = vec![0u8; 56 + 1445];
+        assert_eq!(
+            vx.encapsulate(&mut g, 56, 1445, vni, remote),
+            Err(DropReason::TooBig)
+        );
+        // An IPv4 remote is no remote of an IPv6 underlay.
+        assert_eq!(
+            vx.encapsulate(&mut f, 56, 60, vni, REMOTE.into()),
+            Err(DropReason::EncapError)
+        );
+    }
+
+    #[test]
     fn each_tunnel_writes_its_headers_and_ipip_counts_ids() {
         let mut vx = Encapsulator::new(TunnelConfig::Vxlan(VxlanConfig::new(LOCAL)), 0, JUMBO);
         assert_eq!(vx.overhead(), 36);
         let mut f = vec![0u8; 36 + 60];
         f[36 + 12] = 0x88;
-        let r = vx.encapsulate(&mut f, 36, 60, Vni::new(7).unwrap(), REMOTE);
+        let r = vx.encapsulate(&mut f, 36, 60, Vni::new(7).unwrap(), REMOTE.into());
         assert_eq!(r, Ok(0..96));
         let rx = encap::tunnel::vxlan::decapsulate(&f, 4789).unwrap();
         assert_eq!((rx.src, rx.dst, rx.vni.get()), (LOCAL, REMOTE, 7));
@@ -309,7 +364,10 @@ mod tests {
         assert_eq!(ip.overhead(), 20);
         for id in [101u16, 102] {
             let mut p = ipv4(60, 9, Ipv4Addr::new(10, 0, 0, 1));
-            assert_eq!(ip.encapsulate(&mut p, 20, 60, Vni::ZERO, REMOTE), Ok(0..80));
+            assert_eq!(
+                ip.encapsulate(&mut p, 20, 60, Vni::ZERO, REMOTE.into()),
+                Ok(0..80)
+            );
             let rx = encap::tunnel::ipip::decapsulate(&p).unwrap();
             assert_eq!((rx.src, rx.dst), (LOCAL, REMOTE));
             assert_eq!(u16::from_be_bytes([p[4], p[5]]), id);
@@ -321,33 +379,33 @@ mod tests {
         let mut vx = Encapsulator::new(TunnelConfig::Vxlan(VxlanConfig::new(LOCAL)), 0, JUMBO);
         let mut f = vec![0u8; 36 + 10];
         assert_eq!(
-            vx.encapsulate(&mut f, 36, 10, Vni::ZERO, REMOTE),
+            vx.encapsulate(&mut f, 36, 10, Vni::ZERO, REMOTE.into()),
             Err(DropReason::LocalRunt)
         );
         assert_eq!(
-            vx.encapsulate(&mut f, 10, 14, Vni::ZERO, REMOTE),
+            vx.encapsulate(&mut f, 10, 14, Vni::ZERO, REMOTE.into()),
             Err(DropReason::EncapError),
             "no headroom"
         );
         let mut big = vec![0u8; 36 + 65_500];
         assert_eq!(
-            vx.encapsulate(&mut big, 36, 65_500, Vni::ZERO, REMOTE),
+            vx.encapsulate(&mut big, 36, 65_500, Vni::ZERO, REMOTE.into()),
             Err(DropReason::TooBig)
         );
         let mut ip = Encapsulator::new(TunnelConfig::Ipip(IpipConfig::new(LOCAL)), 0, JUMBO);
         let mut p = ipv4(60, 0, Ipv4Addr::new(10, 0, 0, 1));
         assert_eq!(
-            ip.encapsulate(&mut p, 20, 60, Vni::ZERO, REMOTE),
+            ip.encapsulate(&mut p, 20, 60, Vni::ZERO, REMOTE.into()),
             Err(DropReason::TtlZero)
         );
         let mut p = ipv4(60, 9, LOCAL);
         assert_eq!(
-            ip.encapsulate(&mut p, 20, 60, Vni::ZERO, REMOTE),
+            ip.encapsulate(&mut p, 20, 60, Vni::ZERO, REMOTE.into()),
             Err(DropReason::OwnSource)
         );
         let mut p = vec![0x45u8; 20 + 10];
         assert_eq!(
-            ip.encapsulate(&mut p, 20, 10, Vni::ZERO, REMOTE),
+            ip.encapsulate(&mut p, 20, 10, Vni::ZERO, REMOTE.into()),
             Err(DropReason::BadIpHeader)
         );
     }
@@ -361,23 +419,23 @@ mod tests {
         let mut f = vec![0u8; 36 + 1465];
         f[36 + 12] = 0x88;
         assert_eq!(
-            vx.encapsulate(&mut f, 36, 1465, Vni::ZERO, REMOTE),
+            vx.encapsulate(&mut f, 36, 1465, Vni::ZERO, REMOTE.into()),
             Err(DropReason::TooBig),
             "1465 + 36 > 1500"
         );
         assert_eq!(
-            vx.encapsulate(&mut f, 36, 1464, Vni::ZERO, REMOTE),
+            vx.encapsulate(&mut f, 36, 1464, Vni::ZERO, REMOTE.into()),
             Ok(0..1500)
         );
         let mut ip = Encapsulator::new(TunnelConfig::Ipip(IpipConfig::new(LOCAL)), 0, 1400);
         let mut p = ipv4(1381, 9, Ipv4Addr::new(10, 0, 0, 1));
         assert_eq!(
-            ip.encapsulate(&mut p, 20, 1381, Vni::ZERO, REMOTE),
+            ip.encapsulate(&mut p, 20, 1381, Vni::ZERO, REMOTE.into()),
             Err(DropReason::TooBig)
         );
         let mut p = ipv4(1380, 9, Ipv4Addr::new(10, 0, 0, 1));
         assert_eq!(
-            ip.encapsulate(&mut p, 20, 1380, Vni::ZERO, REMOTE),
+            ip.encapsulate(&mut p, 20, 1380, Vni::ZERO, REMOTE.into()),
             Ok(0..1400)
         );
         // A jumbo underlay: bounded by the largest IPv4 packet only.
@@ -410,7 +468,10 @@ mod tests {
         for (vni, ttl, df) in [(a, 64, 0x40), (b, 9, 0), (c, 64, 0x40), (a, 64, 0x40)] {
             let mut f = vec![0u8; 36 + 60];
             f[36 + 12] = 0x88;
-            assert_eq!(vx.encapsulate(&mut f, 36, 60, vni, REMOTE), Ok(0..96));
+            assert_eq!(
+                vx.encapsulate(&mut f, 36, 60, vni, REMOTE.into()),
+                Ok(0..96)
+            );
             assert_eq!((f[8], f[6] & 0x40), (ttl, df), "{vni:?}");
             assert!(encap::tunnel::vxlan::decapsulate(&f, 4789).is_ok());
         }
@@ -427,21 +488,30 @@ mod tests {
         let other = Ipv4Addr::new(192, 0, 2, 3);
         let mut f = vec![0u8; 36 + 1464];
         f[36 + 12] = 0x88;
-        assert!(vx.encapsulate(&mut f, 36, 1464, Vni::ZERO, REMOTE).is_ok());
-        assert_eq!(vx.max_inner(Vni::ZERO, REMOTE), 1464);
-        pmtu.learn(Timestamp(0), REMOTE, 1400);
+        assert!(
+            vx.encapsulate(&mut f, 36, 1464, Vni::ZERO, REMOTE.into())
+                .is_ok()
+        );
+        assert_eq!(vx.max_inner(Vni::ZERO, REMOTE.into()), 1464);
+        pmtu.learn(Timestamp(0), REMOTE.into(), 1400);
         assert_eq!(
-            vx.encapsulate(&mut f, 36, 1464, Vni::ZERO, REMOTE),
+            vx.encapsulate(&mut f, 36, 1464, Vni::ZERO, REMOTE.into()),
             Err(DropReason::TooBig)
         );
-        assert_eq!(vx.max_inner(Vni::ZERO, REMOTE), 1364);
+        assert_eq!(vx.max_inner(Vni::ZERO, REMOTE.into()), 1364);
         assert_eq!(
-            vx.encapsulate(&mut f, 36, 1364, Vni::ZERO, REMOTE),
+            vx.encapsulate(&mut f, 36, 1364, Vni::ZERO, REMOTE.into()),
             Ok(0..1400)
         );
-        assert!(vx.encapsulate(&mut f, 36, 1464, Vni::ZERO, other).is_ok());
+        assert!(
+            vx.encapsulate(&mut f, 36, 1464, Vni::ZERO, other.into())
+                .is_ok()
+        );
         pmtu.expire(Timestamp(0) + crate::core::pmtu::PMTU_EXPIRES);
-        assert!(vx.encapsulate(&mut f, 36, 1464, Vni::ZERO, REMOTE).is_ok());
+        assert!(
+            vx.encapsulate(&mut f, 36, 1464, Vni::ZERO, REMOTE.into())
+                .is_ok()
+        );
     }
 
     #[test]
@@ -450,7 +520,10 @@ mod tests {
         let mut f = vec![0u8; 36 + 60];
         for i in 0..(MAX_TEMPLATES as u32 + 10) {
             let dst = Ipv4Addr::from(0x0a00_0000 + i);
-            assert!(vx.encapsulate(&mut f, 36, 60, Vni::ZERO, dst).is_ok());
+            assert!(
+                vx.encapsulate(&mut f, 36, 60, Vni::ZERO, dst.into())
+                    .is_ok()
+            );
             assert!(vx.templates.len() <= MAX_TEMPLATES);
         }
     }

@@ -14,14 +14,14 @@
 use super::arp::Generated;
 use super::{DropReason, NetId, Timestamp};
 use encap::Vni;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::ops::Range;
 
 /// What the underlay socket said about a received packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outer {
     /// The outer source address (the remote VTEP or node).
-    pub src: Ipv4Addr,
+    pub src: IpAddr,
     /// The outer TOS byte (DSCP and ECN; 0 when the socket did not report it).
     pub tos: u8,
     /// VXLAN: the UDP port it arrived on (our listening port; a network takes only the
@@ -29,14 +29,21 @@ pub struct Outer {
     pub port: u16,
 }
 
-impl From<Ipv4Addr> for Outer {
+impl From<IpAddr> for Outer {
     /// A packet from `src` with an outer TOS of 0 (Not-ECT), to the default VXLAN port.
-    fn from(src: Ipv4Addr) -> Outer {
+    fn from(src: IpAddr) -> Outer {
         Outer {
             src,
             tos: 0,
             port: encap::vxlan::DEFAULT_PORT,
         }
+    }
+}
+
+impl From<std::net::Ipv4Addr> for Outer {
+    /// [`Outer::from`] an IPv4 source.
+    fn from(src: std::net::Ipv4Addr) -> Outer {
+        Outer::from(IpAddr::V4(src))
     }
 }
 
@@ -79,7 +86,7 @@ pub enum FromDevice {
 #[derive(Debug, Clone)]
 pub struct Remotes {
     vni: Vni,
-    dsts: Vec<Ipv4Addr>,
+    dsts: Vec<IpAddr>,
 }
 
 impl Default for Remotes {
@@ -102,7 +109,7 @@ impl Remotes {
         self.dsts.clear();
     }
     /// Adds a remote.
-    pub fn push(&mut self, dst: Ipv4Addr) {
+    pub fn push(&mut self, dst: IpAddr) {
         self.dsts.push(dst);
     }
     /// The VNI the copies carry.
@@ -110,7 +117,7 @@ impl Remotes {
         self.vni
     }
     /// The remotes, in order.
-    pub fn as_slice(&self) -> &[Ipv4Addr] {
+    pub fn as_slice(&self) -> &[IpAddr] {
         &self.dsts
     }
     /// Number of remotes.
@@ -191,6 +198,7 @@ impl Out {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn icmp_budget_allows_a_burst_then_refills_with_time() {
@@ -209,10 +217,10 @@ mod tests {
         let mut r = Remotes::with_capacity(4);
         let vni = Vni::new(42).unwrap();
         r.reset(vni);
-        r.push(Ipv4Addr::new(192, 0, 2, 2));
-        r.push(Ipv4Addr::new(192, 0, 2, 3));
+        r.push(Ipv4Addr::new(192, 0, 2, 2).into());
+        r.push(Ipv4Addr::new(192, 0, 2, 3).into());
         assert_eq!((r.vni(), r.len()), (vni, 2));
-        assert_eq!(r.as_slice()[1], Ipv4Addr::new(192, 0, 2, 3));
+        assert_eq!(r.as_slice()[1], IpAddr::from(Ipv4Addr::new(192, 0, 2, 3)));
         r.reset(Vni::ZERO);
         assert!(r.is_empty());
     }

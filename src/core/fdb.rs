@@ -30,8 +30,9 @@
 
 use super::EntryKind;
 use super::dampening::MoveHistory;
+use crossbeam_utils::atomic::AtomicCell;
 use encap::{MacAddr, Vni};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 /// The FDB key: the VNI above the 48-bit MAC, in one integer (cheap to hash and compare).
@@ -58,10 +59,48 @@ impl FdbKey {
     }
 }
 
+/// An entry's remote VTEP, in an atomic of its address family (fixed for the entry's life: one
+/// family per network). An IPv4 remote stays one 32-bit atomic, so the IPv4 path pays nothing
+/// for IPv6; an IPv6 one is 128 bits, which no stable atomic holds: crossbeam's `AtomicCell`
+/// keeps it behind a sequence lock (readers never write).
+#[derive(Debug)]
+enum RemoteCell {
+    V4(AtomicU32),
+    V6(AtomicCell<Ipv6Addr>),
+}
+
+impl RemoteCell {
+    fn new(ip: IpAddr) -> RemoteCell {
+        match ip {
+            IpAddr::V4(a) => RemoteCell::V4(AtomicU32::new(u32::from(a))),
+            IpAddr::V6(a) => RemoteCell::V6(AtomicCell::new(a)),
+        }
+    }
+
+    #[inline]
+    fn load(&self) -> IpAddr {
+        match self {
+            RemoteCell::V4(a) => IpAddr::V4(Ipv4Addr::from(a.load(Relaxed))),
+            RemoteCell::V6(a) => IpAddr::V6(a.load()),
+        }
+    }
+
+    /// Stores `ip` if it is of the cell's family (the core never learns a remote of another
+    /// family than the network's: such datagrams come from no known remote).
+    #[inline]
+    fn store(&self, ip: IpAddr) {
+        match (self, ip) {
+            (RemoteCell::V4(c), IpAddr::V4(a)) => c.store(u32::from(a), Relaxed),
+            (RemoteCell::V6(c), IpAddr::V6(a)) => c.store(a),
+            _ => {}
+        }
+    }
+}
+
 /// One FDB entry. Shared by readers; mutable parts are atomics.
 #[derive(Debug)]
 pub struct FdbEntry {
-    remote: AtomicU32,
+    remote: RemoteCell,
     last_seen: AtomicU64,
     moves: MoveHistory,
     kind: EntryKind,
@@ -69,9 +108,9 @@ pub struct FdbEntry {
 
 impl FdbEntry {
     /// A new entry seen (or added) at `now_ms`.
-    pub fn new(kind: EntryKind, remote: Ipv4Addr, now_ms: u64) -> FdbEntry {
+    pub fn new(kind: EntryKind, remote: IpAddr, now_ms: u64) -> FdbEntry {
         FdbEntry {
-            remote: AtomicU32::new(u32::from(remote)),
+            remote: RemoteCell::new(remote),
             last_seen: AtomicU64::new(now_ms),
             moves: MoveHistory::default(),
             kind,
@@ -89,8 +128,8 @@ impl FdbEntry {
     }
     /// The remote VTEP.
     #[inline]
-    pub fn remote(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.remote.load(Relaxed))
+    pub fn remote(&self) -> IpAddr {
+        self.remote.load()
     }
     /// Last time seen as a source (or added), in ms.
     #[inline]
@@ -113,8 +152,8 @@ impl FdbEntry {
     }
     /// Points a learned entry at a new remote (a MAC move) and marks it seen.
     #[inline]
-    pub fn relearn(&self, remote: Ipv4Addr, now_ms: u64) {
-        self.remote.store(u32::from(remote), Relaxed);
+    pub fn relearn(&self, remote: IpAddr, now_ms: u64) {
+        self.remote.store(remote);
         self.last_seen.store(now_ms, Relaxed);
     }
 }
@@ -153,7 +192,7 @@ impl Fdb {
 
     /// The remote for `key` unless absent or expired (learned and idle past `ageing_ms`).
     #[inline]
-    pub fn lookup(&self, key: FdbKey, now_ms: u64, ageing_ms: u64) -> Option<Ipv4Addr> {
+    pub fn lookup(&self, key: FdbKey, now_ms: u64, ageing_ms: u64) -> Option<IpAddr> {
         self.with_entry(key, |e| {
             (!e.is_expired(now_ms, ageing_ms)).then(|| e.remote())
         })
@@ -175,7 +214,7 @@ impl Fdb {
     }
 
     /// Inserts or replaces; returns the replaced entry's kind and remote.
-    pub fn replace(&self, key: FdbKey, entry: FdbEntry) -> Option<(EntryKind, Ipv4Addr)> {
+    pub fn replace(&self, key: FdbKey, entry: FdbEntry) -> Option<(EntryKind, IpAddr)> {
         let guard = self.map.guard();
         self.map
             .insert(key, entry, &guard)
@@ -187,7 +226,7 @@ impl Fdb {
         &self,
         key: FdbKey,
         mut pred: impl FnMut(&FdbEntry) -> bool,
-    ) -> Option<(EntryKind, Ipv4Addr)> {
+    ) -> Option<(EntryKind, IpAddr)> {
         let guard = self.map.guard();
         match self.map.remove_if(&key, |_, e| pred(e), &guard) {
             Ok(Some((_, old))) => Some((old.kind(), old.remote())),
@@ -234,8 +273,10 @@ mod tests {
         Vni::new(v).unwrap()
     }
     const MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 1]);
-    const R1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-    const R2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+    const R1: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+    const R2: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+    const R6A: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+    const R6B: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
 
     #[test]
     fn key_round_trips_vni_and_mac() {
@@ -285,6 +326,20 @@ mod tests {
         fdb.with_entry(k, |e| e.relearn(R2, 30));
         assert_eq!(fdb.lookup(k, 30, 0), Some(R2));
         assert_eq!(fdb.len(), 1);
+    }
+
+    #[test]
+    fn ipv6_remotes_move_and_keep_their_family() {
+        let fdb = Fdb::default();
+        let k = FdbKey::new(vni(1), MAC);
+        fdb.insert_new(k, FdbEntry::new(EntryKind::Learned, R6A, 10), |_| ())
+            .unwrap();
+        assert_eq!(fdb.lookup(k, 10, 0), Some(R6A));
+        fdb.with_entry(k, |e| e.relearn(R6B, 20));
+        assert_eq!(fdb.lookup(k, 20, 0), Some(R6B));
+        // A remote of the other family is never stored into an entry.
+        fdb.with_entry(k, |e| e.relearn(R1, 30));
+        assert_eq!(fdb.lookup(k, 30, 0), Some(R6B));
     }
 
     #[test]

@@ -148,7 +148,7 @@ impl Ipip {
                 _ => FromDevice::Drop(DropReason::TooBig),
             };
         }
-        out.remotes.push(dst);
+        out.remotes.push(dst.into());
         FromDevice::Tunnel
     }
 
@@ -185,10 +185,10 @@ impl Ipip {
             return reject(ctr, DropReason::BadIpip, FromTunnel::Drop);
         };
         let any_peer = self.allow_any_peer.load(Ordering::Relaxed);
-        let accepted = super::UnusableRemote::check(self.local, src).is_ok()
+        let accepted = super::UnusableRemote::check(self.local.into(), src.into()).is_ok()
             && (any_peer || self.routes.load().is_next_hop(src));
         t.step(Step::Peer {
-            src,
+            src: src.into(),
             accepted,
             any_peer,
         });
@@ -268,7 +268,7 @@ mod tests {
     #[derive(Debug, PartialEq, Eq)]
     enum LocalVerdict {
         ToTunnel {
-            dst: Ipv4Addr,
+            dst: std::net::IpAddr,
             range: std::ops::Range<usize>,
         },
         Reply,

@@ -12,7 +12,7 @@ use super::network::Network;
 use super::trace::LearnResult;
 use super::{Core, Counters, EntryKind};
 use encap::MacAddr;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 impl Core {
     /// Learns (or refreshes, or moves) `mac` as behind `remote` in `net`, and says what it did
@@ -22,7 +22,7 @@ impl Core {
         &self,
         net: &Network,
         mac: MacAddr,
-        remote: Ipv4Addr,
+        remote: IpAddr,
         now_ms: u64,
         apply: bool,
         ctr: &mut Counters,
@@ -113,8 +113,8 @@ impl Core {
         &self,
         net: &Network,
         mac: MacAddr,
-        remote: Ipv4Addr,
-    ) -> Option<Ipv4Addr> {
+        remote: IpAddr,
+    ) -> Option<IpAddr> {
         self.fdb
             .with_entry(FdbKey::new(net.vni, mac), |e| {
                 (e.kind() == EntryKind::Static && e.remote() != remote).then(|| e.remote())

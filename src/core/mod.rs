@@ -46,7 +46,7 @@ pub use time::Timestamp;
 use encap::{MacAddr, Vni};
 use fdb::Fdb;
 use network::Network;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
@@ -72,7 +72,7 @@ pub struct NetworkConfig {
     /// The network's VNI.
     pub vni: Vni,
     /// Head-end replication list: remote VTEPs that get a copy of every BUM frame.
-    pub peers: Vec<Ipv4Addr>,
+    pub peers: Vec<IpAddr>,
     /// The local device's own MAC (never learned from the tunnel; frames from it are loops).
     pub own_mac: MacAddr,
     /// Learn source MAC -> remote VTEP from decapsulated frames.
@@ -116,7 +116,7 @@ impl Default for NetworkConfig {
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
     /// Our own underlay address.
-    pub local: Ipv4Addr,
+    pub local: IpAddr,
     /// Accept decapsulation from any source, not only known remotes.
     pub allow_any_peer: bool,
     /// The networks, indexed by [`NetId`] in this order.
@@ -140,7 +140,7 @@ pub struct FdbEntryInfo {
     /// MAC address.
     pub mac: MacAddr,
     /// Remote VTEP.
-    pub remote: Ipv4Addr,
+    pub remote: IpAddr,
     /// Learned or static.
     pub kind: EntryKind,
     /// Time since last seen as a source (since added, for static entries).
@@ -195,7 +195,7 @@ pub enum CoreError {
 /// by one mutex the data path never touches, publishing new snapshots on change.
 #[derive(Debug)]
 pub struct Core {
-    local: Ipv4Addr,
+    local: IpAddr,
     allow_any_peer: AtomicBool,
     /// Network slots by [`NetId`], filled in order (at start, then by [`Core::add_network`]) and
     /// never emptied or reused: a removed network stays in its slot, retired.
@@ -247,7 +247,7 @@ impl Core {
     }
 
     /// Our own underlay address.
-    pub fn local(&self) -> Ipv4Addr {
+    pub fn local(&self) -> IpAddr {
         self.local
     }
 
@@ -301,14 +301,14 @@ impl Core {
 
     /// Whether `ip` is a known remote of network `vni` (a flood-list peer or the remote of a
     /// static FDB entry).
-    pub fn known_remote(&self, vni: Vni, ip: Ipv4Addr) -> bool {
+    pub fn known_remote(&self, vni: Vni, ip: IpAddr) -> bool {
         self.net_by_vni(vni)
             .and_then(|id| self.net(id))
             .is_some_and(|n| n.peers.load().is_known(ip))
     }
 
     /// The remote VTEP a frame to `mac` in `vni` would go to (`None`: it would be flooded).
-    pub fn fdb_lookup(&self, now: Timestamp, vni: Vni, mac: MacAddr) -> Option<Ipv4Addr> {
+    pub fn fdb_lookup(&self, now: Timestamp, vni: Vni, mac: MacAddr) -> Option<IpAddr> {
         let net = self.net(self.net_by_vni(vni)?)?;
         self.fdb
             .lookup(fdb::FdbKey::new(vni, mac), now.millis(), net.ageing_ms())
@@ -348,7 +348,7 @@ impl Core {
         self.control.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn usable_remote(&self, ip: Ipv4Addr) -> Result<(), UnusableRemote> {
+    fn usable_remote(&self, ip: IpAddr) -> Result<(), UnusableRemote> {
         UnusableRemote::check(self.local, ip)
     }
 }
@@ -364,35 +364,52 @@ pub enum UnusableRemote {
     #[error(
         "{0} is the unspecified address: a remote VTEP must be a unicast address of another host"
     )]
-    Unspecified(Ipv4Addr),
+    Unspecified(IpAddr),
     /// 127.0.0.0/8.
     #[error("{0} is a loopback address: a remote VTEP must be reachable over the underlay")]
-    Loopback(Ipv4Addr),
+    Loopback(IpAddr),
     /// 224.0.0.0/4.
     #[error(
         "{0} is a multicast address: a remote VTEP must be a unicast address (list each VTEP as a peer)"
     )]
-    Multicast(Ipv4Addr),
+    Multicast(IpAddr),
     /// 255.255.255.255.
     #[error(
         "{0} is the broadcast address: a remote VTEP must be a unicast address of another host"
     )]
-    Broadcast(Ipv4Addr),
+    Broadcast(IpAddr),
     /// Our own underlay address.
     #[error("{0} is our own --local address: a remote VTEP must be another host")]
-    Own(Ipv4Addr),
+    Own(IpAddr),
+    /// Not of our own address's family: a network's underlay is IPv4 or IPv6, not both.
+    #[error(
+        "{ip} is an {} address but --local {local} is {}: one address family per network \
+         (every peer, FDB remote and next hop of the family of --local)",
+        family(*ip), family(*local)
+    )]
+    OtherFamily {
+        /// The refused address.
+        ip: IpAddr,
+        /// Our own.
+        local: IpAddr,
+    },
+}
+
+/// "IPv4" or "IPv6".
+pub fn family(ip: IpAddr) -> &'static str {
+    if ip.is_ipv4() { "IPv4" } else { "IPv6" }
 }
 
 impl UnusableRemote {
     /// Why `ip` can never be a remote VTEP, whatever our own address (`None`: it can be one).
-    pub fn of(ip: Ipv4Addr) -> Option<UnusableRemote> {
+    pub fn of(ip: IpAddr) -> Option<UnusableRemote> {
         if ip.is_unspecified() {
             Some(UnusableRemote::Unspecified(ip))
         } else if ip.is_loopback() {
             Some(UnusableRemote::Loopback(ip))
         } else if ip.is_multicast() {
             Some(UnusableRemote::Multicast(ip))
-        } else if ip.is_broadcast() {
+        } else if ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
             Some(UnusableRemote::Broadcast(ip))
         } else {
             None
@@ -400,22 +417,26 @@ impl UnusableRemote {
     }
 
     /// Whether `ip` can be a remote VTEP of a VTEP whose own address is `local`.
-    pub fn check(local: Ipv4Addr, ip: Ipv4Addr) -> Result<(), UnusableRemote> {
+    pub fn check(local: IpAddr, ip: IpAddr) -> Result<(), UnusableRemote> {
         match UnusableRemote::of(ip) {
             Some(e) => Err(e),
             None if ip == local => Err(UnusableRemote::Own(ip)),
+            None if ip.is_ipv4() != local.is_ipv4() => {
+                Err(UnusableRemote::OtherFamily { ip, local })
+            }
             None => Ok(()),
         }
     }
 
     /// The refused address.
-    pub fn ip(&self) -> Ipv4Addr {
+    pub fn ip(&self) -> IpAddr {
         match *self {
             UnusableRemote::Unspecified(ip)
             | UnusableRemote::Loopback(ip)
             | UnusableRemote::Multicast(ip)
             | UnusableRemote::Broadcast(ip)
-            | UnusableRemote::Own(ip) => ip,
+            | UnusableRemote::Own(ip)
+            | UnusableRemote::OtherFamily { ip, .. } => ip,
         }
     }
 
@@ -427,6 +448,8 @@ impl UnusableRemote {
             UnusableRemote::Multicast(_) => "a multicast address",
             UnusableRemote::Broadcast(_) => "the broadcast address",
             UnusableRemote::Own(_) => "our own --local address",
+            UnusableRemote::OtherFamily { ip, .. } if ip.is_ipv4() => "an IPv4 address",
+            UnusableRemote::OtherFamily { .. } => "an IPv6 address",
         }
     }
 }

@@ -7,7 +7,7 @@ use super::storm::StormControl;
 use super::{NetworkConfig, Timestamp};
 use arc_swap::ArcSwap;
 use encap::{MacAddr, Vni};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -16,15 +16,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 #[derive(Debug, Default)]
 pub struct PeerSnapshot {
     /// Head-end replication list, in the order peers were added.
-    pub flood: Box<[Ipv4Addr]>,
+    pub flood: Box<[IpAddr]>,
     /// Sorted, deduplicated: flood-list peers and the remotes of static FDB entries.
-    known: Box<[Ipv4Addr]>,
+    known: Box<[IpAddr]>,
 }
 
 impl PeerSnapshot {
     /// A snapshot from a flood list and the remotes of static entries.
-    pub fn new(flood: &[Ipv4Addr], static_remotes: impl Iterator<Item = Ipv4Addr>) -> Self {
-        let mut known: Vec<Ipv4Addr> = flood.iter().copied().chain(static_remotes).collect();
+    pub fn new(flood: &[IpAddr], static_remotes: impl Iterator<Item = IpAddr>) -> Self {
+        let mut known: Vec<IpAddr> = flood.iter().copied().chain(static_remotes).collect();
         known.sort_unstable();
         known.dedup();
         PeerSnapshot {
@@ -34,7 +34,7 @@ impl PeerSnapshot {
     }
     /// Whether `ip` may send us tunnel traffic for this network.
     #[inline]
-    pub fn is_known(&self, ip: Ipv4Addr) -> bool {
+    pub fn is_known(&self, ip: IpAddr) -> bool {
         // Small lists (the common case) are faster to scan than to bisect.
         if self.known.len() <= 16 {
             self.known.contains(&ip)
@@ -94,7 +94,7 @@ pub struct Network {
 
 impl Network {
     /// A network from its configuration, with an initial peer snapshot.
-    pub fn new(cfg: &NetworkConfig, flood: &[Ipv4Addr]) -> Network {
+    pub fn new(cfg: &NetworkConfig, flood: &[IpAddr]) -> Network {
         Network {
             vni: cfg.vni,
             own_mac: cfg.own_mac,
@@ -205,9 +205,10 @@ impl Network {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
-    fn ip(n: u8) -> Ipv4Addr {
-        Ipv4Addr::new(192, 0, 2, n)
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, n))
     }
 
     #[test]

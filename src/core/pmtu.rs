@@ -18,7 +18,7 @@
 use super::Timestamp;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -38,7 +38,7 @@ struct Learned {
     expires: Timestamp,
 }
 
-type Snapshot = HashMap<Ipv4Addr, u16, ahash::RandomState>;
+type Snapshot = HashMap<IpAddr, u16, ahash::RandomState>;
 
 /// What [`PathMtus::learn`] did with a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +55,7 @@ pub enum Learn {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LearnedMtu {
     /// The remote VTEP or node.
-    pub remote: Ipv4Addr,
+    pub remote: IpAddr,
     /// Its path MTU (outer packet bytes).
     pub mtu: u16,
     /// Time left before it goes back to the configured MTU.
@@ -67,7 +67,7 @@ pub struct LearnedMtu {
 pub struct PathMtus {
     configured: u16,
     generation: AtomicU64,
-    learned: Mutex<HashMap<Ipv4Addr, Learned>>,
+    learned: Mutex<HashMap<IpAddr, Learned>>,
     snapshot: ArcSwap<Snapshot>,
 }
 
@@ -97,7 +97,7 @@ impl PathMtus {
     }
 
     /// The path MTU toward `remote` (outer packet bytes), as last published.
-    pub fn get(&self, remote: Ipv4Addr) -> u16 {
+    pub fn get(&self, remote: IpAddr) -> u16 {
         self.snapshot
             .load()
             .get(&remote)
@@ -105,13 +105,13 @@ impl PathMtus {
             .unwrap_or(self.configured)
     }
 
-    fn table(&self) -> MutexGuard<'_, HashMap<Ipv4Addr, Learned>> {
+    fn table(&self) -> MutexGuard<'_, HashMap<IpAddr, Learned>> {
         // The table is consistent after every statement: a panic elsewhere cannot break it.
         self.learned.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Takes a report at `now` that packets to `remote` must be at most `mtu` bytes.
-    pub fn learn(&self, now: Timestamp, remote: Ipv4Addr, mtu: u32) -> Learn {
+    pub fn learn(&self, now: Timestamp, remote: IpAddr, mtu: u32) -> Learn {
         let mtu = u16::try_from(mtu)
             .unwrap_or(u16::MAX)
             .max(MIN_PMTU)
@@ -163,7 +163,7 @@ impl PathMtus {
     }
 
     /// The learned value toward `remote` still valid at `now`, if any.
-    pub fn learned_toward(&self, now: Timestamp, remote: Ipv4Addr) -> Option<LearnedMtu> {
+    pub fn learned_toward(&self, now: Timestamp, remote: IpAddr) -> Option<LearnedMtu> {
         let t = self.table();
         let l = t.get(&remote).filter(|l| l.expires > now)?;
         Some(LearnedMtu {
@@ -173,7 +173,7 @@ impl PathMtus {
         })
     }
 
-    fn publish(&self, t: &HashMap<Ipv4Addr, Learned>) {
+    fn publish(&self, t: &HashMap<IpAddr, Learned>) {
         let snap: Snapshot = t.iter().map(|(r, l)| (*r, l.mtu)).collect();
         self.snapshot.store(Arc::new(snap));
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -196,11 +196,7 @@ pub enum OurSends {
 /// (IPv4 header, ICMP header, the start of the packet it is about) and returns the remote and
 /// the MTU it reports when it is about one of `ours` sent from `local`; `None` for anything
 /// else. An MTU of 0 (a router of before RFC 1191) is not a report.
-pub fn frag_needed_about(
-    packet: &[u8],
-    local: Ipv4Addr,
-    ours: &OurSends,
-) -> Option<(Ipv4Addr, u32)> {
+pub fn frag_needed_about(packet: &[u8], local: IpAddr, ours: &OurSends) -> Option<(IpAddr, u32)> {
     let ihl = usize::from(packet.first()? & 0x0f) * 4;
     if packet.first()? >> 4 != 4 || ihl < 20 || *packet.get(9)? != 1 {
         return None;
@@ -215,9 +211,9 @@ pub fn frag_needed_about(
     if quoted.first()? >> 4 != 4 || qihl < 20 {
         return None;
     }
-    let at = |i: usize| -> Option<Ipv4Addr> {
+    let at = |i: usize| -> Option<IpAddr> {
         let b: [u8; 4] = quoted.get(i..i + 4)?.try_into().ok()?;
-        Some(Ipv4Addr::from(b))
+        Some(IpAddr::from(b))
     };
     let (src, dst) = (at(12)?, at(16)?);
     let proto = *quoted.get(9)?;
@@ -236,9 +232,10 @@ pub fn frag_needed_about(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
-    const R: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-    const S: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+    const R: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+    const S: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3));
 
     #[test]
     fn reports_lower_within_bounds_and_only_lower() {
@@ -278,8 +275,8 @@ mod tests {
     #[test]
     fn reads_frag_needed_about_our_sends_only() {
         let p = hex(KERNEL_FRAG_NEEDED);
-        let local = Ipv4Addr::new(192, 0, 2, 201);
-        let remote = Ipv4Addr::new(192, 0, 2, 202);
+        let local = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 201));
+        let remote = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 202));
         let vx = OurSends::Vxlan { ports: vec![4789] };
         assert_eq!(frag_needed_about(&p, local, &vx), Some((remote, 1400)));
         assert_eq!(frag_needed_about(&p, remote, &vx), None, "not from us");

@@ -87,7 +87,7 @@ fn check_prefix(shown: &str, net: Ipv4Net) -> Result<Ipv4Net, RouteError> {
 /// Whether `ip` can be a next hop: a unicast address of another host (the rule of remote VTEPs,
 /// [`UnusableRemote::of`]; our own underlay address is refused where it is known).
 pub fn check_next_hop(ip: Ipv4Addr) -> Result<(), RouteError> {
-    match UnusableRemote::of(ip) {
+    match UnusableRemote::of(ip.into()) {
         Some(e) => Err(RouteError::BadNextHop(ip, e.kind())),
         None => Ok(()),
     }

@@ -17,7 +17,7 @@ use arrayvec::ArrayVec;
 use encap::MacAddr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
 /// Steps kept per packet (more are counted in [`Record::steps_lost`]).
@@ -125,24 +125,24 @@ pub enum LearnResult {
     /// The entry moved to this remote.
     Moved {
         /// The remote it was behind.
-        from: Ipv4Addr,
+        from: IpAddr,
     },
     /// This move froze the MAC where it is (dampening).
     Froze {
         /// Where it stays.
-        at: Ipv4Addr,
+        at: IpAddr,
     },
     /// The MAC is frozen: not moved.
     Frozen {
         /// Where it stays.
-        at: Ipv4Addr,
+        at: IpAddr,
     },
     /// Not learned: the network's cap of learned entries is reached.
     RefusedCap,
     /// Refused: a static entry pins the MAC to another remote (the frame is dropped).
     StaticConflict {
         /// The static entry's remote.
-        pinned: Ipv4Addr,
+        pinned: IpAddr,
     },
     /// A static entry holds the MAC behind this remote: left alone.
     StaticKept,
@@ -221,7 +221,7 @@ pub enum Step {
     /// The outer source checked against the known remotes.
     Peer {
         /// The outer source.
-        src: Ipv4Addr,
+        src: IpAddr,
         /// Accepted.
         accepted: bool,
         /// `--allow-any-peer` is on.
@@ -232,7 +232,7 @@ pub enum Step {
         /// The MAC.
         mac: Mac,
         /// The outer source.
-        remote: Ipv4Addr,
+        remote: IpAddr,
         /// What learning did.
         #[serde(flatten)]
         result: LearnResult,
@@ -253,7 +253,7 @@ pub enum Step {
         /// The MAC.
         mac: Mac,
         /// The remote VTEP (none: not in the FDB).
-        remote: Option<Ipv4Addr>,
+        remote: Option<IpAddr>,
     },
     /// Storm control of a frame to be flooded.
     Storm {
@@ -342,7 +342,7 @@ pub enum Origin {
     /// Received from the underlay.
     Tunnel {
         /// The outer source.
-        src: Ipv4Addr,
+        src: IpAddr,
         /// Its UDP source port (VXLAN; none when unknown, or IPIP).
         src_port: Option<u16>,
         /// The UDP port it arrived on (VXLAN; none for IPIP).
@@ -460,13 +460,16 @@ impl Headers {
 /// What became of a traced packet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
+// The remotes are a fixed-size list (a traced packet allocates nothing); with IPv6 remotes
+// that list is the largest variant by far, and boxing it would allocate per record.
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     /// Encapsulated for these remotes.
     Tunnel {
         /// The VNI the copies carry (0 for IPIP).
         vni: u32,
         /// The remotes (the first [`MAX_REMOTES`]).
-        remotes: ArrayVec<Ipv4Addr, MAX_REMOTES>,
+        remotes: ArrayVec<IpAddr, MAX_REMOTES>,
         /// How many copies in all.
         copies: u32,
     },
@@ -605,7 +608,7 @@ pub struct Filter {
     /// The outer address: the source of a packet from the tunnel, a remote a packet from the
     /// device is sent to.
     #[serde(default)]
-    pub outer_ip: Option<Ipv4Addr>,
+    pub outer_ip: Option<IpAddr>,
     /// The network.
     #[serde(default)]
     pub vni: Option<u32>,
@@ -748,7 +751,7 @@ mod tests {
         assert_eq!(
             "outer-ip=192.0.2.2,ip=10.0.0.1".parse::<Filter>().unwrap(),
             Filter {
-                outer_ip: Some(Ipv4Addr::new(192, 0, 2, 2)),
+                outer_ip: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2))),
                 ip: Some(Ipv4Addr::new(10, 0, 0, 1)),
                 ..Filter::default()
             }
@@ -790,7 +793,9 @@ mod tests {
         };
         let sent = Outcome::Tunnel {
             vni: 42,
-            remotes: [Ipv4Addr::new(192, 0, 2, 2)].into_iter().collect(),
+            remotes: [IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2))]
+                .into_iter()
+                .collect(),
             copies: 1,
         };
         assert!(f("drops").takes(&dev, &drop) && !f("drops").takes(&dev, &sent));
@@ -809,7 +814,7 @@ mod tests {
         }
         let rec = Record::new(
             Origin::Tunnel {
-                src: Ipv4Addr::new(192, 0, 2, 2),
+                src: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
                 src_port: Some(50000),
                 dst_port: Some(4789),
                 tos: 0,

@@ -14,10 +14,11 @@ use crate::core::{Counters, DropReason};
 use crate::sys::{MAX_BATCH, RecvMeta, SendMsg};
 use encap::tunnel::vxlan::OVERHEAD;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-/// Room in front of each frame slot for the outer headers (encap writes them there first).
-pub const HEADROOM: usize = OVERHEAD;
+/// Room in front of each frame slot for the outer headers (encap writes them there first): the
+/// longest, VXLAN's over IPv6 (56 bytes; 36 over IPv4).
+pub const HEADROOM: usize = encap::tunnel::vxlan6::OVERHEAD;
 /// Largest datagram or frame a slot holds.
 pub const MAX_PACKET: usize = 65_536;
 
@@ -267,7 +268,7 @@ pub fn send_drop_reason(e: &io::Error) -> DropReason {
 
 /// Longest head of a queued datagram: outer headers, then (for a segment cut from a device
 /// super-frame) the segment's own inner headers.
-pub const MAX_HEAD: usize = OVERHEAD + MAX_HEADER;
+pub const MAX_HEAD: usize = HEADROOM + MAX_HEADER;
 
 /// Where one queued datagram's parts are.
 #[derive(Debug, Clone, Copy, Default)]
@@ -280,7 +281,7 @@ struct Queued {
     len: u32,
     /// Head bytes.
     head_len: u8,
-    dst: Option<Ipv4Addr>,
+    dst: Option<IpAddr>,
     /// The network the datagram carries a frame of (its `NetId`), for the traffic counters.
     net: u16,
 }
@@ -293,6 +294,8 @@ pub struct SendBatch {
     used: usize,
     /// Heads of the queued copies (outer headers, and inner ones for segments).
     heads: [[u8; MAX_HEAD]; MAX_BATCH],
+    /// Bytes of outer headers in front of each inner frame (36, or 56 over IPv6).
+    outer: usize,
     queued: [Queued; MAX_BATCH],
     count: usize,
 }
@@ -332,9 +335,16 @@ impl SendBatch {
             frames: vec![0u8; MAX_BATCH * SLOT].into_boxed_slice(),
             used: 0,
             heads: [[0u8; MAX_HEAD]; MAX_BATCH],
+            outer: OVERHEAD,
             queued: [Queued::default(); MAX_BATCH],
             count: 0,
         }
+    }
+
+    /// Its datagrams carry `outer` bytes of outer headers in front of each inner frame (for the
+    /// inner bytes it reports sent; 36 unless told).
+    pub fn set_outer_len(&mut self, outer: usize) {
+        self.outer = outer;
     }
 
     /// Datagrams queued.
@@ -380,14 +390,7 @@ impl SendBatch {
 
     /// Queues a datagram of network `net` to `dst`: the outer headers `head`, then the frame
     /// `slot[HEADROOM..HEADROOM + len]`. Returns false (nothing queued) when the batch is full.
-    pub fn push(
-        &mut self,
-        head: &[u8; OVERHEAD],
-        slot: usize,
-        len: usize,
-        dst: Ipv4Addr,
-        net: u16,
-    ) -> bool {
+    pub fn push(&mut self, head: &[u8], slot: usize, len: usize, dst: IpAddr, net: u16) -> bool {
         self.push_part(head, slot, HEADROOM, len, dst, net)
     }
 
@@ -400,7 +403,7 @@ impl SendBatch {
         slot: usize,
         start: usize,
         len: usize,
-        dst: Ipv4Addr,
+        dst: IpAddr,
         net: u16,
     ) -> bool {
         let (Ok(slot16), Ok(start32), Ok(len32), Ok(head8)) = (
@@ -440,26 +443,26 @@ impl SendBatch {
         &mut self,
         sock: &impl DatagramSocket,
         capture: &WorkerCapture,
-        mut on_error: impl FnMut(u16, Ipv4Addr, &io::Error),
-        mut on_sent: impl FnMut(u16, Ipv4Addr, u64),
+        mut on_error: impl FnMut(u16, IpAddr, &io::Error),
+        mut on_sent: impl FnMut(u16, IpAddr, u64),
     ) -> Flushed {
         let mut msgs = [SendMsg {
             head: &[],
             body: &[],
-            dst: Ipv4Addr::UNSPECIFIED,
+            dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         }; MAX_BATCH];
         for (i, q) in self.queued[..self.count].iter().enumerate() {
             let start = usize::from(q.slot) * SLOT + q.start as usize;
             msgs[i] = SendMsg {
                 head: &self.heads[i][..usize::from(q.head_len)],
                 body: &self.frames[start..start + q.len as usize],
-                dst: q.dst.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                dst: q.dst.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
             };
         }
-        let queued = &self.queued;
+        let (queued, outer) = (&self.queued, self.outer);
         let mut on_error = |i: usize, e: &io::Error| {
             if let Some(q) = queued.get(i) {
-                on_error(q.net, q.dst.unwrap_or(Ipv4Addr::UNSPECIFIED), e);
+                on_error(q.net, q.dst.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), e);
             }
         };
         let out = send_all(
@@ -469,8 +472,12 @@ impl SendBatch {
             &mut on_error,
             &mut |i| {
                 if let Some(q) = queued.get(i) {
-                    let inner = (usize::from(q.head_len) + q.len as usize).saturating_sub(OVERHEAD);
-                    on_sent(q.net, q.dst.unwrap_or(Ipv4Addr::UNSPECIFIED), inner as u64);
+                    let inner = (usize::from(q.head_len) + q.len as usize).saturating_sub(outer);
+                    on_sent(
+                        q.net,
+                        q.dst.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                        inner as u64,
+                    );
                 }
             },
         );
@@ -497,16 +504,22 @@ mod tests {
             assert_eq!(i, k);
             s[HEADROOM] = k as u8;
             b.commit_slot();
-            assert!(b.push(&head, i, 1, Ipv4Addr::new(192, 0, 2, 1), 0));
+            assert!(b.push(&head, i, 1, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 0));
         }
         assert!(!b.has_free_slot());
         assert!(!b.has_room());
-        assert!(!b.push(&head, 0, 1, Ipv4Addr::new(192, 0, 2, 1), 0));
+        assert!(!b.push(&head, 0, 1, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 0));
         assert_eq!(b.len(), MAX_BATCH);
         // A flush in the middle of a frame's copies must not hand its slot out again.
         let raw = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let _ = b.flush(&raw, &WorkerCapture::default(), |_, _, _| {}, |_, _, _| {});
-        assert!(b.push(&head, MAX_BATCH - 1, 1, Ipv4Addr::new(192, 0, 2, 1), 0));
+        assert!(b.push(
+            &head,
+            MAX_BATCH - 1,
+            1,
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            0
+        ));
         assert!(!b.has_free_slot(), "the last slot is still referenced");
         assert_eq!(b.len(), 1);
     }
@@ -515,11 +528,25 @@ mod tests {
     fn push_refuses_out_of_range() {
         let mut b = SendBatch::new();
         let head = [0u8; OVERHEAD];
-        assert!(!b.push(&head, MAX_BATCH, 1, Ipv4Addr::LOCALHOST, 0));
-        assert!(!b.push(&head, 0, SLOT, Ipv4Addr::LOCALHOST, 0));
-        assert!(!b.push_part(&[0u8; MAX_HEAD + 1], 0, 0, 1, Ipv4Addr::LOCALHOST, 0));
+        assert!(!b.push(&head, MAX_BATCH, 1, IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
+        assert!(!b.push(&head, 0, SLOT, IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
+        assert!(!b.push_part(
+            &[0u8; MAX_HEAD + 1],
+            0,
+            0,
+            1,
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            0
+        ));
         assert!(b.is_empty());
-        assert!(b.push_part(&[0u8; MAX_HEAD], 0, SLOT - 1, 1, Ipv4Addr::LOCALHOST, 0));
+        assert!(b.push_part(
+            &[0u8; MAX_HEAD],
+            0,
+            SLOT - 1,
+            1,
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            0
+        ));
     }
 
     /// Hands out the reads given once (lengths and GSO sizes), then WouldBlock.
@@ -585,9 +612,7 @@ mod tests {
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         // DSCP EF with CE: every datagram of the coalesced read reports it.
         socket2::SockRef::from(&tx).set_tos_v4(0xbb).unwrap();
-        let std::net::SocketAddr::V4(dst) = rx.local_addr().unwrap() else {
-            panic!("not IPv4");
-        };
+        let dst = rx.local_addr().unwrap();
         // 10 datagrams of 1000 bytes and a short one, each byte saying where it is.
         let payload: Vec<u8> = (0..10_300u32).map(|i| (i * 7 % 251) as u8).collect();
         let (head, body) = payload.split_at(123);
@@ -606,7 +631,7 @@ mod tests {
             coalesced |= n > b.reads();
             for i in 0..n {
                 let (d, m) = b.get(i).unwrap();
-                assert_eq!(m.src, Some(Ipv4Addr::LOCALHOST));
+                assert_eq!(m.src, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
                 assert!(!m.truncated);
                 assert_eq!(m.tos, 0xbb, "the outer TOS of datagram {}", got.len());
                 got.push(d.to_vec());
@@ -638,7 +663,7 @@ mod tests {
         for i in 0..3 {
             let (d, m) = b.get(i).unwrap();
             assert_eq!(d, &[i as u8; 9]);
-            assert_eq!(m.src, Some(Ipv4Addr::LOCALHOST));
+            assert_eq!(m.src, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         }
         assert!(b.get(3).is_none());
         assert_eq!(b.recv(&rx).unwrap_err().kind(), io::ErrorKind::WouldBlock);

@@ -12,7 +12,7 @@ use crate::sys::SendMsg;
 use encap::ipv4::Ipv4Packet;
 use encap::ipv4::Ipv4Repr;
 use encap::udp::UdpPacket;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -59,6 +59,21 @@ pub const MADE_UP_OUTER: &str =
     "outer IPv4/UDP header rebuilt from the socket's report (TTL, ID and checksums not seen)";
 
 impl Received {
+    /// What the socket reported of a datagram from `src` to `dst`, when both are IPv4 (the
+    /// outer header is rebuilt as IPv4's; an IPv6 underlay's datagrams get none).
+    pub fn of(src: IpAddr, src_port: u16, dst: IpAddr, dst_port: u16, tos: u8) -> Option<Received> {
+        match (src, dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => Some(Received {
+                src,
+                src_port,
+                dst,
+                dst_port,
+                tos,
+            }),
+            _ => None,
+        }
+    }
+
     /// The 28 bytes of the outer IPv4 and UDP headers in front of a datagram of `len` bytes
     /// (TTL 64, ID 0 and no UDP checksum: the socket does not report them).
     pub fn header(&self, len: usize) -> [u8; 28] {
@@ -328,7 +343,7 @@ impl WorkerCapture {
     /// outer IPv4 and UDP headers): `outer` is the first segment's outer IPv4 and UDP header
     /// as vtepd made it, given this segment's lengths here; `head` its VXLAN and inner headers,
     /// `payload` the rest.
-    pub fn gso_segment(&self, outer: &[u8; 28], head: &[u8], payload: &[u8], dst: Ipv4Addr) {
+    pub fn gso_segment(&self, outer: &[u8; 28], head: &[u8], payload: &[u8], dst: IpAddr) {
         if !self.active() {
             return;
         }
@@ -373,7 +388,7 @@ const IPPROTO_UDP: u8 = 17;
 const OUTER: usize = 36;
 
 /// The outcome of a packet that was sent to `dst` in network `vni`.
-pub fn sent_to(vni: u32, dst: Ipv4Addr) -> Outcome {
+pub fn sent_to(vni: u32, dst: IpAddr) -> Outcome {
     Outcome::Tunnel {
         vni,
         remotes: [dst].into_iter().collect(),

@@ -9,7 +9,7 @@ use crate::error::Failure;
 use crate::sys;
 use encap::MacAddr;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use tun_rs::{DeviceBuilder, Layer, SyncDevice};
 
@@ -23,11 +23,15 @@ pub struct Underlay {
 }
 
 /// Finds the interface holding `local` in our network namespace (a usage error if none does).
-pub fn find_underlay(local: Ipv4Addr) -> Result<Underlay, Failure> {
+pub fn find_underlay(local: IpAddr) -> Result<Underlay, Failure> {
     let ifaces = getifaddrs::getifaddrs()
         .map_err(|e| Failure::Runtime(format!("cannot list interfaces: {e}")))?;
     let ifname = ifaces
-        .filter(|i| matches!(&i.address, getifaddrs::Address::V4(a) if a.address == local))
+        .filter(|i| match &i.address {
+            getifaddrs::Address::V4(a) => IpAddr::V4(a.address) == local,
+            getifaddrs::Address::V6(a) => IpAddr::V6(a.address) == local,
+            _ => false,
+        })
         .map(|i| i.name)
         .next()
         .ok_or_else(|| {
@@ -43,6 +47,13 @@ pub fn find_underlay(local: Ipv4Addr) -> Result<Underlay, Failure> {
 /// Bytes VXLAN over IPv4 adds in front of an inner IP packet (outer IPv4, UDP, VXLAN and the
 /// inner Ethernet header): what an overlay MTU leaves of the underlay's.
 pub const VXLAN_MTU_OVERHEAD: usize = encap::tunnel::vxlan::MTU_OVERHEAD;
+/// [`VXLAN_MTU_OVERHEAD`] over an underlay of `local`'s family (70 over IPv6).
+pub fn vxlan_mtu_overhead(local: IpAddr) -> usize {
+    match local {
+        IpAddr::V4(_) => VXLAN_MTU_OVERHEAD,
+        IpAddr::V6(_) => encap::tunnel::vxlan6::MTU_OVERHEAD,
+    }
+}
 /// Bytes IPIP adds in front of an inner IPv4 packet (the outer IPv4 header).
 pub const IPIP_MTU_OVERHEAD: usize = encap::tunnel::ipip::OVERHEAD;
 
@@ -581,13 +592,14 @@ fn tap_error(dev: &str, existed: bool, e: &io::Error) -> Failure {
 mod tests {
     use super::*;
     use encap::Vni;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn loopback_is_an_underlay() {
-        let u = find_underlay(Ipv4Addr::LOCALHOST).unwrap();
+        let u = find_underlay(IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
         assert_eq!(u.ifname, "lo");
         assert!(u.mtu >= 1500);
-        let e = find_underlay(Ipv4Addr::new(203, 0, 113, 254)).unwrap_err();
+        let e = find_underlay(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 254))).unwrap_err();
         assert_eq!(e.exit_code(), 2);
     }
 

@@ -22,7 +22,7 @@ use crate::core::pmtu::PathMtus;
 use crate::core::route::parse_prefix;
 use crate::core::{Core, CoreError, EntryKind};
 use encap::{MacAddr, Vni};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use tracing::{info, warn};
 
@@ -219,7 +219,7 @@ impl Handler {
     }
 
     /// The path MTU toward `remote` as `peers show` and `stats` report it.
-    fn path_mtu_row(&self, now: crate::core::Timestamp, remote: Ipv4Addr) -> Option<PathMtuRow> {
+    fn path_mtu_row(&self, now: crate::core::Timestamp, remote: IpAddr) -> Option<PathMtuRow> {
         let p = self.pmtu.as_ref()?;
         let learned = p.learned_toward(now, remote);
         Some(PathMtuRow {
@@ -375,13 +375,13 @@ impl Handler {
             }
             Request::PeersShow => {
                 // The store's peers the operator did not also list, per VNI.
-                let operator: std::collections::HashMap<u32, Vec<Ipv4Addr>> = self
+                let operator: std::collections::HashMap<u32, Vec<IpAddr>> = self
                     .core
                     .peers()
                     .into_iter()
                     .map(|(v, p)| (v.get(), p))
                     .collect();
-                let store: std::collections::HashMap<u32, Vec<Ipv4Addr>> = self
+                let store: std::collections::HashMap<u32, Vec<IpAddr>> = self
                     .core
                     .store_peers()
                     .into_iter()
@@ -393,7 +393,7 @@ impl Handler {
                         (v.get(), only.collect())
                     })
                     .collect();
-                let row = move |vni: u32, dev: String, peers: Vec<Ipv4Addr>| PeersRow {
+                let row = move |vni: u32, dev: String, peers: Vec<IpAddr>| PeersRow {
                     vni,
                     dev,
                     path_mtu: peers
@@ -406,7 +406,7 @@ impl Handler {
                 let nets = self.nets();
                 if let (true, Some(svc)) = (nets.nets.is_empty(), &self.routes) {
                     // IPIP: no flood lists; its remotes are the route next hops (no VNI: 0).
-                    let mut hops: Vec<Ipv4Addr> = svc.list().iter().map(|r| r.via).collect();
+                    let mut hops: Vec<IpAddr> = svc.list().iter().map(|r| r.via.into()).collect();
                     hops.sort_unstable();
                     hops.dedup();
                     return Ok(Reply::rows([row(0, svc.dev().to_owned(), hops)]));
@@ -665,6 +665,7 @@ impl Handle for Arc<Handler> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
     use std::time::Duration;
 
     fn handler_with(ageing: Duration) -> Handler {
@@ -712,7 +713,7 @@ mod tests {
         serde_json::from_slice(&line).unwrap()
     }
 
-    const PEER: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 2, 2);
+    const PEER: std::net::IpAddr = std::net::IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
 
     #[test]
     fn stats_fdb_entries_agree_with_fdb_show() {

@@ -16,7 +16,7 @@ use crate::core::trace::{Headers, Origin, Outcome, Record, Recorder};
 use crate::core::{Counters, NetId, Out, Outer, Timestamp};
 use encap::MacAddr;
 use encap::ethernet::HEADER_LEN as ETH;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 /// The daemon's engine, for simulations.
@@ -148,7 +148,12 @@ impl Injector {
             (Injector::Ipip(e), InjectFrom::Tunnel) => {
                 let o = outer()?;
                 let local: Ipv4Addr = e.local();
-                let mut p = bytes(&|f| synth::ipip(o.src, local, &f.ip_packet()));
+                let IpAddr::V4(src) = o.src else {
+                    return Err(
+                        "IPIP runs over IPv4: --outer-src must be an IPv4 address".to_owned()
+                    );
+                };
+                let mut p = bytes(&|f| synth::ipip(src, local, &f.ip_packet()));
                 let h = Headers::of_ipip(&p);
                 let v = e.on_remote_traced(now, o, &mut p, &mut ctr, &mut rec);
                 (tunnel_origin(o), h, Outcome::from_tunnel(&v, 0))

@@ -69,7 +69,7 @@ use encap::vxlan::HEADER_LEN;
 use encap::{MacAddr, Vni};
 use socket2::Socket;
 use std::io::ErrorKind;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -97,7 +97,14 @@ impl Mode for L2Vxlan {
         let mtus = cfg
             .networks
             .iter()
-            .map(|n| device::overlay_mtu(&n.dev, n.mtu, underlay, device::VXLAN_MTU_OVERHEAD))
+            .map(|n| {
+                device::overlay_mtu(
+                    &n.dev,
+                    n.mtu,
+                    underlay,
+                    device::vxlan_mtu_overhead(cfg.local),
+                )
+            })
             .collect::<Result<Vec<_>, _>>()?;
         for (n, mtu) in cfg.networks.iter().zip(&mtus) {
             device::warn_if_above_underlay(
@@ -105,7 +112,7 @@ impl Mode for L2Vxlan {
                 *mtu,
                 underlay,
                 "VXLAN",
-                device::VXLAN_MTU_OVERHEAD,
+                device::vxlan_mtu_overhead(cfg.local),
                 "larger IPv4 packets with DF and IPv6 packets from it are answered with an ICMP \
                  error carrying the MTU that fits, larger IPv4 packets without DF are cut into \
                  fragments, other frames are dropped",
@@ -312,8 +319,13 @@ impl L2Networks {
 
 impl NetworkSet for L2Networks {
     fn add(&self, cfg: &DaemonConfig, n: &NetConfig) -> Result<NetInfo, String> {
-        let mtu = device::overlay_mtu(&n.dev, n.mtu, &self.underlay, device::VXLAN_MTU_OVERHEAD)
-            .map_err(|e| e.message().to_owned())?;
+        let mtu = device::overlay_mtu(
+            &n.dev,
+            n.mtu,
+            &self.underlay,
+            device::vxlan_mtu_overhead(cfg.local),
+        )
+        .map_err(|e| e.message().to_owned())?;
         let mac = stable_mac(&n.dev, n.vni, cfg.local);
         let tap = device::open_tap(n, mtu, mac, self.queues.len().max(1))
             .map_err(|e| e.message().to_owned())?;
@@ -535,14 +547,9 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
         if self.trace.armed() {
             let local = self.tx.local();
             let d = self.rx.batch.get(i).map_or(&[][..], |(d, _)| d);
-            let received = Received {
-                src,
-                src_port: m_src_port,
-                dst: local,
-                dst_port: port,
-                tos: m_tos,
-            };
-            let kept = captured.then_some((Some(received), &self.cap_buf[..]));
+            let kept = Received::of(src, m_src_port, local, port, m_tos)
+                .filter(|_| captured)
+                .map(|r| (Some(r), &self.cap_buf[..]));
             capture_tunnel(&self.tx.capture, origin, &v, kept, d, Link::Ethernet, false);
         }
         // Drops are counted by the engine (and here in their network when the VNI names one
@@ -724,7 +731,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
         t: usize,
         slot: usize,
         len: usize,
-        dst: Ipv4Addr,
+        dst: IpAddr,
         fit: usize,
     ) {
         let frame = &self.tx.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
@@ -881,7 +888,7 @@ fn net_id(t: usize) -> NetId {
 }
 
 /// Logs (at debug level) a MAC learned or moved from a datagram.
-fn log_learning(d: &[u8], src: Ipv4Addr, moved: bool) {
+fn log_learning(d: &[u8], src: IpAddr, moved: bool) {
     let (Some(mac), Some(vni)) = (
         d.get(HEADER_LEN + 6..HEADER_LEN + 12)
             .and_then(MacAddr::from_bytes),

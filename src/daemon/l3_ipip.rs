@@ -50,7 +50,7 @@ use crate::error::Failure;
 use encap::{IpipConfig, Vni};
 use socket2::Socket;
 use std::io::{ErrorKind, IoSlice};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use tracing::{info, warn};
@@ -91,7 +91,7 @@ impl Mode for L3Ipip {
              or dropped",
         );
         let routes = Arc::new(
-            Routes::with_routes(cfg.local, &net.routes)
+            Routes::with_routes(cfg.local_v4(), &net.routes)
                 .map_err(|e| Failure::Usage(e.to_string()))?,
         );
         Ok(L3Ipip {
@@ -105,7 +105,7 @@ impl Mode for L3Ipip {
         let net = &cfg.networks[0];
         let tun = tun::open_tun(&net.dev, self.mtu, net.address, true, cfg.threads)?;
         // One worker per device queue (fewer than asked when an existing device has one queue).
-        let raws = open_ipip_group(cfg.local, tun.queues.len())?;
+        let raws = open_ipip_group(cfg.local_v4(), tun.queues.len())?;
         let kernel = KernelRoutes::new(&tun.name, false)
             .map_err(|e| Failure::Runtime(format!("device {}: {e}", tun.name)))?;
         let service = Arc::new(
@@ -114,7 +114,7 @@ impl Mode for L3Ipip {
         );
         let ipip = Arc::new(Ipip::new(
             &IpipSettings {
-                local: cfg.local,
+                local: cfg.local_v4(),
                 allow_any_peer: cfg.allow_any_peer,
                 tunnel_mtu: self.tunnel_mtu,
             },
@@ -138,7 +138,7 @@ impl Mode for L3Ipip {
             .map(|(index, (queue, raw))| {
                 let vnet_hdr = queue.tcp_gso();
                 let port = DevPort::new(Arc::clone(queue), &tun.name, vnet_hdr, true);
-                let enc = net.outer.ipip(cfg.local);
+                let enc = net.outer.ipip(cfg.local_v4());
                 // IP IDs: each worker starts elsewhere in the space.
                 let seed = (clock.now().millis() as u16 ^ (index as u16).wrapping_mul(0x3c6f))
                     .wrapping_mul(0x9e37);
@@ -173,7 +173,11 @@ impl Mode for L3Ipip {
                 devices: vec![tun.into()],
                 networks: None,
             },
-            summary: format!("IPIP on {} (tunnel MTU {})", cfg.local, self.tunnel_mtu),
+            summary: format!(
+                "IPIP on {} (tunnel MTU {})",
+                cfg.local_v4(),
+                self.tunnel_mtu
+            ),
         })
     }
 }
@@ -232,7 +236,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
     ) -> IpipWorker<D, S> {
         // The engine's tunnel MTU is what the underlay carries after the outer header.
         let underlay_mtu = u32::from(ipip.tunnel_mtu()) + OVERHEAD as u32;
-        let learner = PmtuLearner::new(Arc::new(PathMtus::new(underlay_mtu)), ipip.local());
+        let learner = PmtuLearner::new(Arc::new(PathMtus::new(underlay_mtu)), ipip.local().into());
         IpipWorker {
             learner,
             ipip,
@@ -258,7 +262,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
         let cfg = self.enc.config(Vni::ZERO).clone();
         let seed = self.enc.next_id();
         self.enc = Encapsulator::with_path_mtus(cfg, seed, Arc::clone(&pmtu));
-        self.learner = PmtuLearner::new(pmtu, self.ipip.local()).with_listener(icmp);
+        self.learner = PmtuLearner::new(pmtu, self.ipip.local().into()).with_listener(icmp);
         self
     }
 
@@ -273,7 +277,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
             return self.ctr.drop(DropReason::BadIpip);
         }
         let outer = Outer {
-            src: meta.src.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            src: meta.src.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
             tos: meta.tos,
             port: 0,
         };
@@ -313,7 +317,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
             // The source checked is the outer header's (the socket's address is the same).
             let src = packet
                 .get(12..16)
-                .map_or(outer.src, |b| Ipv4Addr::new(b[0], b[1], b[2], b[3]));
+                .map_or(outer.src, |b| IpAddr::from([b[0], b[1], b[2], b[3]]));
             let len = range.len() as u64;
             self.rx
                 .accepted

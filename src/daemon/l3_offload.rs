@@ -18,7 +18,7 @@ use super::stats::Traffic;
 use crate::core::{Counters, NetId};
 use crate::sys::{MAX_BATCH, SendMsg};
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Range;
 use tun_rs::VIRTIO_NET_HDR_LEN;
 
@@ -106,7 +106,7 @@ impl TunReader {
 struct Queued {
     slot: usize,
     range: Range<usize>,
-    dst: Ipv4Addr,
+    dst: IpAddr,
 }
 
 /// Encapsulated packets (in [`TunReader`] slots) queued for the tunnel socket.
@@ -130,7 +130,7 @@ impl TunnelQueue {
     }
 
     /// Queues `slot[range]` to `dst`.
-    pub fn push(&mut self, slot: usize, range: Range<usize>, dst: Ipv4Addr) {
+    pub fn push(&mut self, slot: usize, range: Range<usize>, dst: IpAddr) {
         // Never more than one entry per slot, and the capacity is every slot: no allocation.
         self.queued.push(Queued { slot, range, dst });
     }
@@ -146,12 +146,12 @@ impl TunnelQueue {
         capture: &WorkerCapture,
         ctr: &mut Counters,
         traffic: &Traffic,
-        mut on_error: impl FnMut(Ipv4Addr, &io::Error),
+        mut on_error: impl FnMut(IpAddr, &io::Error),
     ) {
         let mut msgs = [SendMsg {
             head: &[],
             body: &[],
-            dst: Ipv4Addr::UNSPECIFIED,
+            dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         }; MAX_BATCH];
         for chunk in self.queued.chunks(MAX_BATCH) {
             for (m, q) in msgs.iter_mut().zip(chunk) {

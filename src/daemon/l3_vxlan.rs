@@ -60,7 +60,7 @@ use crate::core::{
 use crate::error::Failure;
 use socket2::Socket;
 use std::io::{self, ErrorKind};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use tracing::info;
@@ -106,7 +106,7 @@ impl Mode for L3Vxlan {
              carrying the MTU that fits, those without DF are cut into fragments",
         );
         let routes = Arc::new(
-            Routes::with_overlay_routes(cfg.local, &n.routes)
+            Routes::with_overlay_routes(cfg.local_v4(), &n.routes)
                 .map_err(|e| Failure::Usage(format!("route: {e}")))?,
         );
         Ok(L3Vxlan {
@@ -206,7 +206,7 @@ impl Mode for L3Vxlan {
                 devices: vec![tun.into()],
                 networks: None,
             },
-            summary: format!("L3 over VXLAN on {}:{udp_port}", cfg.local),
+            summary: format!("L3 over VXLAN on {}:{udp_port}", cfg.local_v4()),
         })
     }
 }
@@ -290,13 +290,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             dst_port: Some(port),
             tos: m.tos,
         };
-        let received = Received {
-            src,
-            src_port: m.src_port,
-            dst: self.tx.local(),
-            dst_port: port,
-            tos: m.tos,
-        };
+        let received = Received::of(src, m.src_port, self.tx.local(), port, m.tos);
         // A capture keeps the datagram as received (the engine may rewrite its inner ECN).
         let captured = self.trace.armed() && {
             let h = || Headers::of_vxlan(d);
@@ -318,7 +312,9 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         };
         if self.trace.armed() {
             let d = self.rx.batch.get(i).map_or(&[][..], |(d, _)| d);
-            let kept = captured.then_some((Some(received), &self.cap_buf[..]));
+            let kept = received
+                .filter(|_| captured)
+                .map(|r| (Some(r), &self.cap_buf[..]));
             capture_tunnel(&self.tx.capture, origin, &v, kept, d, Link::Ipv4, false);
         }
         // What the tunnel carried: the Ethernet frame (delivered as the IP packet in it).
@@ -489,14 +485,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
     /// The packet framed in send slot `slot` (`frame_len` bytes, Ethernet header included) did
     /// not fit the path toward `dst` (at most `fit` bytes of frame do): the core answers it (an
     /// ICMP error back into the TUN) or cuts it into fragments, sent here.
-    fn too_big(
-        &mut self,
-        now: Timestamp,
-        slot: usize,
-        frame_len: usize,
-        dst: Ipv4Addr,
-        fit: usize,
-    ) {
+    fn too_big(&mut self, now: Timestamp, slot: usize, frame_len: usize, dst: IpAddr, fit: usize) {
         let frame = &self.tx.txb.slot_mut(slot)[HEADROOM..HEADROOM + frame_len];
         let (Some(packet), Some(mtu)) = (frame.get(ETH..), fit.checked_sub(ETH)) else {
             return self.ctr.drop(DropReason::TooBig);

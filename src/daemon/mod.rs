@@ -57,6 +57,7 @@ use crate::config::{ConfigSource, DaemonConfig, NetConfig, Outer, Tunnel};
 use crate::core::Core;
 use crate::error::Failure;
 use stats::Clock;
+use std::net::IpAddr;
 
 /// Runs the daemon until a signal (Ok) or a fatal error; `source` is where `cfg` was read
 /// from (`None`: from flags), read again by a reload.
@@ -84,7 +85,13 @@ fn tunnel_tx(
         .networks
         .first()
         .map_or_else(|| Outer::default().vxlan(cfg.local, cfg.port), settings);
-    let mut tx = tunnel_tx::TunnelTx::with_path_mtus(socket::open_raw_sender()?, first, pmtu, icmp);
+    let raw = socket::open_raw_sender(cfg.local)?;
+    let mut tx = match cfg.local {
+        IpAddr::V4(_) => tunnel_tx::TunnelTx::with_path_mtus(raw, first, pmtu, icmp),
+        // The ICMP listener reads ICMPv4; over IPv6 the send socket's error queue and its
+        // EMSGSIZE refusals tell the path MTUs.
+        IpAddr::V6(l) => tunnel_tx::TunnelTx::with_path_mtus(raw, first, pmtu, None).over_ipv6(l),
+    };
     for n in cfg.networks.iter().skip(1) {
         tx = tx.with_network(n.vni, settings(n));
     }

@@ -16,7 +16,7 @@ use crate::core::pmtu::{Learn, OurSends, PathMtus, frag_needed_about};
 use crate::core::{Counters, Timestamp};
 use crate::sys::{self, QueuedError};
 use socket2::{Domain, Protocol, Socket, Type};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use tracing::{info, warn};
 
@@ -31,18 +31,18 @@ const MAX_ICMP_READS: usize = 256;
 #[derive(Debug)]
 pub struct PmtuLearner {
     pmtu: Arc<PathMtus>,
-    local: Ipv4Addr,
+    local: IpAddr,
     /// (remote, MTU) reports not yet taken into the table.
-    reports: Vec<(Ipv4Addr, u32)>,
+    reports: Vec<(IpAddr, u32)>,
     /// Remotes a send to failed with EMSGSIZE since the last tick.
-    too_long: Vec<Ipv4Addr>,
+    too_long: Vec<IpAddr>,
     icmp: Option<IcmpListener>,
     err_log: RateLimit,
 }
 
 impl PmtuLearner {
     /// A learner feeding `pmtu` about sends from `local`.
-    pub fn new(pmtu: Arc<PathMtus>, local: Ipv4Addr) -> PmtuLearner {
+    pub fn new(pmtu: Arc<PathMtus>, local: IpAddr) -> PmtuLearner {
         PmtuLearner {
             pmtu,
             local,
@@ -51,6 +51,12 @@ impl PmtuLearner {
             icmp: None,
             err_log: RateLimit::default(),
         }
+    }
+
+    /// About sends from `local` instead.
+    pub fn with_local(mut self, local: IpAddr) -> PmtuLearner {
+        self.local = local;
+        self
     }
 
     /// Also reads the ICMP listener `icmp` on every tick (give it to one worker).
@@ -74,7 +80,7 @@ impl PmtuLearner {
     }
 
     /// A send to `dst` that failed: EMSGSIZE means the route toward it carries less.
-    pub fn on_send_error(&mut self, dst: Ipv4Addr, e: &std::io::Error) {
+    pub fn on_send_error(&mut self, dst: IpAddr, e: &std::io::Error) {
         if e.raw_os_error() == Some(libc::EMSGSIZE)
             && self.too_long.len() < MAX_REPORTS
             && !self.too_long.contains(&dst)
@@ -148,7 +154,7 @@ impl IcmpListener {
     }
 
     /// Reads what is waiting (without blocking), keeping the reports about our sends.
-    fn read(&self, local: Ipv4Addr, reports: &mut Vec<(Ipv4Addr, u32)>) -> std::io::Result<()> {
+    fn read(&self, local: IpAddr, reports: &mut Vec<(IpAddr, u32)>) -> std::io::Result<()> {
         let mut buf = [0u8; 1024];
         for _ in 0..MAX_ICMP_READS {
             let n = match std::io::Read::read(&mut &self.sock, &mut buf) {

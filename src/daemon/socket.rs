@@ -6,7 +6,7 @@
 use crate::error::Failure;
 use crate::sys;
 use socket2::{Domain, Protocol, Socket, Type};
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 
 /// Socket buffer size asked for: room for a burst of several thousand full-size datagrams
 /// while a worker is busy elsewhere. Set with SO_RCVBUFFORCE/SO_SNDBUFFORCE (we run with
@@ -32,7 +32,7 @@ pub(super) fn size_buffer(sock: &Socket, receive: bool, what: &str) {
 }
 
 /// Opens the VXLAN socket (a group of one).
-pub fn bind_udp(local: Ipv4Addr, port: u16) -> Result<UdpSocket, Failure> {
+pub fn bind_udp(local: IpAddr, port: u16) -> Result<UdpSocket, Failure> {
     let mut v = bind_udp_group(local, port, 1)?;
     Ok(v.remove(0))
 }
@@ -47,8 +47,8 @@ pub fn bind_udp(local: Ipv4Addr, port: u16) -> Result<UdpSocket, Failure> {
 /// Each socket has UDP_GRO on where the kernel has it: runs of equal-size datagrams from one
 /// sender (a remote vtepd's UDP GSO send over a local or GRO-capable underlay) may then arrive
 /// as one read, which `RecvBatch` splits; without it everything works a datagram at a time.
-pub fn bind_udp_group(local: Ipv4Addr, port: u16, n: usize) -> Result<Vec<UdpSocket>, Failure> {
-    let addr = SocketAddrV4::new(local, port);
+pub fn bind_udp_group(local: IpAddr, port: u16, n: usize) -> Result<Vec<UdpSocket>, Failure> {
+    let addr = SocketAddr::new(local, port);
     let fail = |what: &str, e: std::io::Error| {
         Failure::Runtime(format!("UDP socket {addr}: cannot {what}: {e}"))
     };
@@ -62,13 +62,19 @@ pub fn bind_udp_group(local: Ipv4Addr, port: u16, n: usize) -> Result<Vec<UdpSoc
         }
     };
     let new = || {
-        Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
-            .map_err(|e| fail("create it", e))
+        let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+            .map_err(|e| fail("create it", e))?;
+        if addr.is_ipv6() {
+            // IPv6 only: an IPv4 datagram never reaches an IPv6 network's socket.
+            s.set_only_v6(true)
+                .map_err(|e| fail("set IPV6_V6ONLY", e))?;
+        }
+        Ok::<_, Failure>(s)
     };
     let probe = new()?;
     probe.bind(&addr.into()).map_err(in_use)?;
     // Port 0 asks the kernel for a port: the group then binds to the one it gave the probe.
-    let addr = match probe.local_addr().ok().and_then(|a| a.as_socket_ipv4()) {
+    let addr = match probe.local_addr().ok().and_then(|a| a.as_socket()) {
         Some(a) => a,
         None => addr,
     };
@@ -85,8 +91,11 @@ pub fn bind_udp_group(local: Ipv4Addr, port: u16, n: usize) -> Result<Vec<UdpSoc
             tracing::warn!("UDP socket {addr}: cannot count receive-queue drops: {e}");
         }
         // The outer TOS of every datagram, for RFC 6040 decapsulation of its ECN bits.
-        sock.set_recv_tos_v4(true)
-            .map_err(|e| fail("set IP_RECVTOS", e))?;
+        match local {
+            IpAddr::V4(_) => sock.set_recv_tos_v4(true),
+            IpAddr::V6(_) => sock.set_recv_tclass_v6(true),
+        }
+        .map_err(|e| fail("ask for the outer TOS (IP_RECVTOS / IPV6_RECVTCLASS)", e))?;
         sock.bind(&addr.into()).map_err(in_use)?;
         sock.set_nonblocking(true)
             .map_err(|e| fail("make it non-blocking", e))?;
@@ -100,21 +109,31 @@ pub fn bind_udp_group(local: Ipv4Addr, port: u16, n: usize) -> Result<Vec<UdpSoc
 
 /// Opens the send-only raw socket for encapsulated packets (their IPv4 header included).
 /// IPPROTO_RAW sockets never receive, so they cost nothing on the receive path.
-pub fn open_raw_sender() -> Result<Socket, Failure> {
+pub fn open_raw_sender(local: IpAddr) -> Result<Socket, Failure> {
+    let v6 = local.is_ipv6();
     let fail = |what: &str, e: std::io::Error| {
         let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
             " (vtepd run needs CAP_NET_RAW)"
         } else {
             ""
         };
-        Failure::Runtime(format!("raw IPv4 socket: cannot {what}: {e}{hint}"))
+        let family = if v6 { "IPv6" } else { "IPv4" };
+        Failure::Runtime(format!("raw {family} socket: cannot {what}: {e}{hint}"))
     };
-    let sock = Socket::new(
-        Domain::IPV4,
-        Type::RAW,
-        Some(Protocol::from(libc::IPPROTO_RAW)),
-    )
-    .map_err(|e| fail("create it", e))?;
+    // IPPROTO_RAW: we write the whole IP header (IP_HDRINCL, which an IPv6 raw socket of
+    // this protocol has too).
+    let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
+    let sock = Socket::new(domain, Type::RAW, Some(Protocol::from(libc::IPPROTO_RAW)))
+        .map_err(|e| fail("create it", e))?;
+    if v6 {
+        // IPv6 is never fragmented on the way; an oversize packet fails with EMSGSIZE.
+        sys::set_dont_fragment6(&sock).map_err(|e| fail("set IPV6_MTU_DISCOVER", e))?;
+        sys::enable_recv_err6(&sock).map_err(|e| fail("set IPV6_RECVERR", e))?;
+        size_buffer(&sock, false, "raw socket");
+        sock.set_nonblocking(true)
+            .map_err(|e| fail("make it non-blocking", e))?;
+        return Ok(sock);
+    }
     // The DF bit is in the header we write (the network's `df` policy); this also forbids
     // local fragmentation, so an oversize packet fails with EMSGSIZE instead of leaving in
     // pieces (RFC 7348 §4.3).
@@ -131,11 +150,12 @@ pub fn open_raw_sender() -> Result<Socket, Failure> {
 /// into datagrams by the kernel): not part of the receive group (no SO_REUSEPORT), DF set so
 /// an oversize datagram fails instead of leaving in fragments. `None` when the port is taken
 /// or the socket cannot be made (the caller then sends another way).
-pub fn open_gso_sender(local: Ipv4Addr, port: u16) -> Option<Socket> {
-    let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).ok()?;
+pub fn open_gso_sender(local: IpAddr, port: u16) -> Option<Socket> {
+    let addr = SocketAddr::new(local, port);
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).ok()?;
     sys::set_dont_fragment(&sock, true).ok()?;
     sys::enable_recv_err(&sock).ok()?;
-    sock.bind(&SocketAddrV4::new(local, port).into()).ok()?;
+    sock.bind(&addr.into()).ok()?;
     sock.set_nonblocking(true).ok()?;
     size_buffer(&sock, false, "UDP GSO socket");
     Some(sock)
@@ -144,25 +164,26 @@ pub fn open_gso_sender(local: Ipv4Addr, port: u16) -> Option<Socket> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn binds_loopback_and_refuses_a_second_bind() {
-        let a = bind_udp(Ipv4Addr::LOCALHOST, 0).unwrap();
+        let a = bind_udp(IpAddr::V4(Ipv4Addr::LOCALHOST), 0).unwrap();
         let port = a.local_addr().unwrap().port();
-        let e = bind_udp(Ipv4Addr::LOCALHOST, port).unwrap_err();
+        let e = bind_udp(IpAddr::V4(Ipv4Addr::LOCALHOST), port).unwrap_err();
         assert!(e.message().contains("already in use"), "{e:?}");
         assert_eq!(e.exit_code(), 1);
     }
 
     #[test]
     fn a_group_shares_one_port_and_refuses_outsiders() {
-        let g = bind_udp_group(Ipv4Addr::LOCALHOST, 0, 3).unwrap();
+        let g = bind_udp_group(IpAddr::V4(Ipv4Addr::LOCALHOST), 0, 3).unwrap();
         assert_eq!(g.len(), 3);
         let port = g[0].local_addr().unwrap().port();
         assert!(g.iter().all(|s| s.local_addr().unwrap().port() == port));
         // Neither a plain socket nor another group may join.
         for n in [1, 2] {
-            let e = bind_udp_group(Ipv4Addr::LOCALHOST, port, n).unwrap_err();
+            let e = bind_udp_group(IpAddr::V4(Ipv4Addr::LOCALHOST), port, n).unwrap_err();
             assert!(e.message().contains("already in use"), "{e:?}");
         }
     }

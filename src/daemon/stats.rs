@@ -15,7 +15,7 @@
 use crate::core::{Counters, DropReason, NetId, NetTraffic, PeerTraffic, Timestamp};
 use crossbeam_utils::CachePadded;
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -86,8 +86,8 @@ impl StatsBoard {
 
     /// Every (network, remote) row of every worker, summed over the workers and ordered by
     /// network then remote; and the traffic of remotes that found no row (the overflow).
-    pub fn peers(&self) -> (Vec<(NetId, Ipv4Addr, PeerTraffic)>, PeerTraffic) {
-        let mut rows: BTreeMap<(u16, Ipv4Addr), PeerTraffic> = BTreeMap::new();
+    pub fn peers(&self) -> (Vec<(NetId, IpAddr, PeerTraffic)>, PeerTraffic) {
+        let mut rows: BTreeMap<(u16, IpAddr), PeerTraffic> = BTreeMap::new();
         let mut overflow = PeerTraffic::default();
         for t in self.traffic.iter() {
             t.each_peer(|net, remote, p| rows.entry((net.0, remote)).or_default().add(&p));
@@ -137,9 +137,23 @@ fn load_peer(c: &PeerCell) -> PeerTraffic {
     PeerTraffic::from_array(&std::array::from_fn(|i| c[i].load(Ordering::Relaxed)))
 }
 
-/// A (network, remote) row's key: never 0 (0 marks a free slot).
-fn peer_key(net: NetId, remote: Ipv4Addr) -> u64 {
-    1 << 48 | u64::from(net.0) << 32 | u64::from(u32::from(remote))
+/// Set in the key of an IPv6 remote's row.
+const PEER_V6: u64 = 1 << 49;
+
+/// A (network, remote) row's key, never 0 (0 marks a free slot), and for an IPv6 remote its
+/// address (the key then holds a fold of it, and the row the whole address beside the key).
+/// An IPv4 remote is the key alone, as compact as before IPv6.
+#[inline]
+fn peer_key(net: NetId, remote: IpAddr) -> (u64, u128) {
+    let base = 1 << 48 | u64::from(net.0) << 32;
+    match remote {
+        IpAddr::V4(a) => (base | u64::from(u32::from(a)), 0),
+        IpAddr::V6(a) => {
+            let bits = u128::from(a);
+            let fold = (bits as u64) ^ (bits >> 64) as u64;
+            (base | PEER_V6 | (fold ^ fold >> 32) & 0xffff_ffff, bits)
+        }
+    }
 }
 
 /// Where a row's lookup starts. A multiplicative (Fibonacci) hash written here rather than a
@@ -158,6 +172,9 @@ pub struct Traffic {
     /// Row keys ([`peer_key`]; 0: free), published with release ordering once the row's
     /// cells (zero) are there.
     keys: Box<[AtomicU64]>,
+    /// The IPv6 address of a row whose key has [`PEER_V6`] (high and low halves), written
+    /// before the key is published.
+    v6: Box<[[AtomicU64; 2]]>,
     peers: Box<[PeerCell]>,
     /// Rows taken.
     rows: AtomicUsize,
@@ -185,6 +202,9 @@ impl Traffic {
         Traffic {
             nets: (0..NET_CHUNKS).map(|_| OnceLock::new()).collect(),
             keys: (0..PEER_ROWS).map(|_| AtomicU64::new(0)).collect(),
+            v6: (0..PEER_ROWS)
+                .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
+                .collect(),
             peers: (0..PEER_ROWS)
                 .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
                 .collect(),
@@ -230,15 +250,19 @@ impl Traffic {
     /// The row of `remote` in network `net`: found, or taken now if the table has room near
     /// its home; else the overflow.
     #[inline]
-    fn peer(&self, net: NetId, remote: Ipv4Addr) -> &PeerCell {
-        let key = peer_key(net, remote);
+    fn peer(&self, net: NetId, remote: IpAddr) -> &PeerCell {
+        let (key, v6) = peer_key(net, remote);
         let home = peer_home(key);
         for k in 0..PEER_PROBES {
             let s = (home + k) % PEER_ROWS;
             match self.keys[s].load(Ordering::Relaxed) {
-                k if k == key => return &self.peers[s],
+                k if k == key && (key & PEER_V6 == 0 || self.row_v6(s) == v6) => {
+                    return &self.peers[s];
+                }
                 0 => {
                     // Only this worker's thread writes: no other writer can take the slot.
+                    self.v6[s][0].store((v6 >> 64) as u64, Ordering::Relaxed);
+                    self.v6[s][1].store(v6 as u64, Ordering::Relaxed);
                     self.keys[s].store(key, Ordering::Release);
                     bump_usize(&self.rows);
                     return &self.peers[s];
@@ -252,7 +276,7 @@ impl Traffic {
     /// A packet of `bytes` inner bytes from `remote` accepted into network `net` (`pkts`: the
     /// segments a merged one stands for).
     #[inline]
-    pub fn tunnel_rx(&self, net: NetId, remote: Ipv4Addr, pkts: u64, bytes: u64) {
+    pub fn tunnel_rx(&self, net: NetId, remote: IpAddr, pkts: u64, bytes: u64) {
         self.net(net, RX_TUNNEL, pkts, bytes);
         let p = self.peer(net, remote);
         bump(&p[RX_TUNNEL], pkts);
@@ -261,7 +285,7 @@ impl Traffic {
 
     /// `pkts` packets of network `net` sent to `remote`, `bytes` inner bytes in all.
     #[inline]
-    pub fn tunnel_tx(&self, net: NetId, remote: Ipv4Addr, pkts: u64, bytes: u64) {
+    pub fn tunnel_tx(&self, net: NetId, remote: IpAddr, pkts: u64, bytes: u64) {
         self.net(net, TX_TUNNEL, pkts, bytes);
         let p = self.peer(net, remote);
         bump(&p[TX_TUNNEL], pkts);
@@ -310,18 +334,29 @@ impl Traffic {
         }
     }
 
+    /// The IPv6 address of row `s` (read after its key).
+    fn row_v6(&self, s: usize) -> u128 {
+        let [hi, lo] = &self.v6[s];
+        u128::from(hi.load(Ordering::Relaxed)) << 64 | u128::from(lo.load(Ordering::Relaxed))
+    }
+
     /// Rows taken in the peer table.
     pub fn peer_rows(&self) -> usize {
         self.rows.load(Ordering::Relaxed)
     }
 
     /// Calls `f` with every row taken.
-    fn each_peer(&self, mut f: impl FnMut(NetId, Ipv4Addr, PeerTraffic)) {
-        for (k, cell) in self.keys.iter().zip(self.peers.iter()) {
+    fn each_peer(&self, mut f: impl FnMut(NetId, IpAddr, PeerTraffic)) {
+        for (s, (k, cell)) in self.keys.iter().zip(self.peers.iter()).enumerate() {
             let key = k.load(Ordering::Acquire);
             if key != 0 {
                 let net = NetId((key >> 32) as u16);
-                f(net, Ipv4Addr::from(key as u32), load_peer(cell));
+                let remote = if key & PEER_V6 == 0 {
+                    IpAddr::V4(Ipv4Addr::from(key as u32))
+                } else {
+                    IpAddr::V6(Ipv6Addr::from(self.row_v6(s)))
+                };
+                f(net, remote, load_peer(cell));
             }
         }
     }
@@ -333,7 +368,7 @@ impl Traffic {
 /// of every receive batch, before the worker publishes anything.
 #[derive(Debug, Default)]
 pub struct RxRun {
-    at: Option<(NetId, Ipv4Addr)>,
+    at: Option<(NetId, IpAddr)>,
     pkts: u64,
     bytes: u64,
 }
@@ -341,7 +376,7 @@ pub struct RxRun {
 impl RxRun {
     /// `pkts` packets of `bytes` inner bytes from `remote` accepted into `net`.
     #[inline]
-    pub fn add(&mut self, t: &Traffic, net: NetId, remote: Ipv4Addr, pkts: u64, bytes: u64) {
+    pub fn add(&mut self, t: &Traffic, net: NetId, remote: IpAddr, pkts: u64, bytes: u64) {
         if self.at != Some((net, remote)) {
             self.flush(t);
             self.at = Some((net, remote));
@@ -433,8 +468,8 @@ mod tests {
         Counters::from_array(&std::array::from_fn(|i| k * 100 + i as u64))
     }
 
-    const A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-    const B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+    const B: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3));
 
     #[test]
     fn a_run_counts_what_each_packet_would_have() {
@@ -587,7 +622,7 @@ mod tests {
         let n = 4 * PEER_ROWS as u32;
         for i in 0..n {
             let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + i);
-            t.tunnel_rx(NetId(0), src, 1, 10);
+            t.tunnel_rx(NetId(0), src.into(), 1, 10);
         }
         let (rows, overflow) = b.peers();
         assert!(rows.len() <= PEER_ROWS, "{} rows", rows.len());

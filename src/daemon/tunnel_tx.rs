@@ -45,7 +45,7 @@ use encap::{Vni, VxlanConfig};
 use socket2::Socket;
 use std::collections::HashMap;
 use std::io::IoSlice;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::Arc;
 use tracing::warn;
@@ -85,7 +85,7 @@ pub const MAX_GSO_SOCKETS: usize = 64;
 pub struct TunnelTx<S = Socket> {
     raw: S,
     /// Our underlay address (the UDP GSO sockets bind to it).
-    local: Ipv4Addr,
+    local: IpAddr,
     /// Writes the outer headers (per-remote templates).
     enc: Encapsulator,
     /// Frames from the device and the encapsulated copies waiting for `sendmmsg`.
@@ -129,11 +129,11 @@ impl<S: DatagramSocket> TunnelTx<S> {
     ) -> TunnelTx<S> {
         TunnelTx {
             raw,
-            learner: PmtuLearner::new(Arc::clone(&pmtu), vxlan.local).with_listener(icmp),
-            local: vxlan.local,
+            learner: PmtuLearner::new(Arc::clone(&pmtu), vxlan.local.into()).with_listener(icmp),
+            local: vxlan.local.into(),
             enc: Encapsulator::with_path_mtus(TunnelConfig::Vxlan(vxlan), 0, pmtu),
             txb: SendBatch::new(),
-            scratch: vec![0u8; OVERHEAD + MAX_PACKET + 64].into_boxed_slice(),
+            scratch: vec![0u8; HEADROOM + MAX_PACKET + 64].into_boxed_slice(),
             gso_socks: HashMap::with_capacity_and_hasher(
                 MAX_GSO_SOCKETS,
                 ahash::RandomState::new(),
@@ -147,8 +147,19 @@ impl<S: DatagramSocket> TunnelTx<S> {
     }
 
     /// Our underlay address.
-    pub fn local(&self) -> Ipv4Addr {
+    pub fn local(&self) -> IpAddr {
         self.local
+    }
+
+    /// Sends VXLAN over an IPv6 underlay from `local` (on `raw`, an IPv6 raw socket): outer
+    /// IPv6 headers of our own, to IPv6 remotes. UDP GSO is not used there (yet): super-frames
+    /// go segment by segment.
+    pub fn over_ipv6(mut self, local: std::net::Ipv6Addr) -> TunnelTx<S> {
+        self.local = IpAddr::V6(local);
+        self.enc = self.enc.over_ipv6(local);
+        self.txb.set_outer_len(self.enc.overhead());
+        self.learner = self.learner.with_local(self.local);
+        self
     }
 
     /// Counts drop `r` of the frame at hand, in the totals and in its network.
@@ -198,7 +209,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         len: usize,
         tso: Option<&TsoFrame>,
         ctr: &mut Counters,
-    ) -> Option<(Ipv4Addr, usize)> {
+    ) -> Option<(IpAddr, usize)> {
         let vni = to.vni();
         self.net = net;
         let mut too_big = None;
@@ -227,7 +238,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         &mut self,
         now: Timestamp,
         vni: Vni,
-        dst: Ipv4Addr,
+        dst: IpAddr,
         slot: usize,
         len: usize,
         ctr: &mut Counters,
@@ -244,9 +255,10 @@ impl<S: DatagramSocket> TunnelTx<S> {
                 return None;
             }
         };
-        let mut head = [0u8; OVERHEAD];
-        head.copy_from_slice(&buf[range.start..range.start + OVERHEAD]);
-        if !self.txb.push(&head, slot, len, dst, self.net.0) {
+        let mut head = [0u8; HEADROOM];
+        let outer = HEADROOM - range.start;
+        head[..outer].copy_from_slice(&buf[range.start..HEADROOM]);
+        if !self.txb.push(&head[..outer], slot, len, dst, self.net.0) {
             self.drop(ctr, DropReason::TunnelTxError);
         }
         None
@@ -260,7 +272,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         now: Timestamp,
         net: NetId,
         vni: Vni,
-        dst: Ipv4Addr,
+        dst: IpAddr,
         slot: usize,
         len: usize,
         f: &Fragments,
@@ -284,7 +296,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         &mut self,
         now: Timestamp,
         vni: Vni,
-        dst: Ipv4Addr,
+        dst: IpAddr,
         slot: usize,
         len: usize,
         t: &TsoFrame,
@@ -318,7 +330,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         &mut self,
         now: Timestamp,
         vni: Vni,
-        dst: Ipv4Addr,
+        dst: IpAddr,
         slot: usize,
         len: usize,
         t: &TsoFrame,
@@ -341,7 +353,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         &mut self,
         now: Timestamp,
         vni: Vni,
-        dst: Ipv4Addr,
+        dst: IpAddr,
         slot: usize,
         len: usize,
         inner: &[u8],
@@ -357,24 +369,25 @@ impl<S: DatagramSocket> TunnelTx<S> {
         if h > MAX_HEADER || payload.end > frame.len() {
             return self.drop(ctr, DropReason::EncapError);
         }
-        self.scratch[OVERHEAD..OVERHEAD + h].copy_from_slice(inner);
+        let at = HEADROOM;
+        self.scratch[at..at + h].copy_from_slice(inner);
         if udp_checksum {
             // Only a UDP checksum reads the payload; it is sent from the slot either way.
-            self.scratch[OVERHEAD + h..OVERHEAD + h + plen]
-                .copy_from_slice(&frame[payload.clone()]);
+            self.scratch[at + h..at + h + plen].copy_from_slice(&frame[payload.clone()]);
         }
         let range = match self
             .enc
-            .encapsulate(&mut self.scratch, OVERHEAD, h + plen, vni, dst)
+            .encapsulate(&mut self.scratch, at, h + plen, vni, dst)
         {
             Ok(r) => r,
             Err(r) => return self.drop(ctr, r),
         };
+        let outer = at - range.start;
         let mut head = [0u8; MAX_HEAD];
-        head[..OVERHEAD].copy_from_slice(&self.scratch[range.start..range.start + OVERHEAD]);
-        head[OVERHEAD..OVERHEAD + h].copy_from_slice(inner);
+        head[..outer].copy_from_slice(&self.scratch[range.start..at]);
+        head[outer..outer + h].copy_from_slice(inner);
         if !self.txb.push_part(
-            &head[..OVERHEAD + h],
+            &head[..outer + h],
             slot,
             HEADROOM + payload.start,
             plen,
@@ -394,7 +407,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         &mut self,
         now: Timestamp,
         vni: Vni,
-        dst: Ipv4Addr,
+        dst: IpAddr,
         slot: usize,
         len: usize,
         t: &TsoFrame,
@@ -402,7 +415,8 @@ impl<S: DatagramSocket> TunnelTx<S> {
     ) -> usize {
         let segs = t.segments();
         let h = t.hdr_len;
-        if !(2..=crate::sys::MAX_BATCH).contains(&segs) {
+        // The GSO sockets take IPv4's outer fields below; over IPv6 every segment is queued.
+        if !(2..=crate::sys::MAX_BATCH).contains(&segs) || self.local.is_ipv6() {
             return 0;
         }
         // The outer header of the first segment gives the flow's source port, TTL and TOS.
@@ -484,7 +498,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         let Some((sock, _)) = self.gso_socks.get(&port).and_then(|e| e.as_ref()) else {
             return 0;
         };
-        let to = std::net::SocketAddrV4::new(dst, dst_port);
+        let to = std::net::SocketAddr::new(dst, dst_port);
         // One send carries at most 64 KiB of UDP payload.
         let per_send = (usize::from(u16::MAX) - 8) / gso_size;
         let mut sent = 0;

@@ -4,14 +4,14 @@
 #![allow(dead_code)]
 
 use encap::Vni;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use vtepd::core::{DropReason, FromDevice, FromTunnel, NetId, Remotes};
 
 /// What a dataplane does with a packet, one record per step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// Encapsulate with `vni` and send to `dst`.
-    ToTunnel { vni: Vni, dst: Ipv4Addr },
+    ToTunnel { vni: Vni, dst: IpAddr },
     /// Write `datagram[offset..]` to network `net`'s device.
     ToDevice { net: NetId, offset: usize },
     /// Nothing sent; counted under the reason.

@@ -17,6 +17,7 @@
 
 pub mod ipip;
 pub mod vxlan;
+pub mod vxlan6;
 
 use crate::checksum;
 use crate::error::{Error, Invalid, Layer, Result};

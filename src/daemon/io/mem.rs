@@ -12,7 +12,7 @@ use super::{DatagramSocket, DeviceQueue, PacketWrite};
 use crate::sys::{RecvMeta, SendMsg};
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind, IoSlice};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -25,7 +25,7 @@ pub const MEM_PACKET: usize = 65_600;
 struct Slot {
     buf: Box<[u8]>,
     len: usize,
-    peer: Ipv4Addr,
+    peer: IpAddr,
     tos: u8,
 }
 
@@ -47,7 +47,7 @@ impl Queue {
     }
 
     /// Queues the concatenation of `parts`; false when the queue is full or it is too long.
-    fn push(&mut self, parts: &[&[u8]], peer: Ipv4Addr, tos: u8) -> bool {
+    fn push(&mut self, parts: &[&[u8]], peer: IpAddr, tos: u8) -> bool {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         if len > MEM_PACKET {
             return false;
@@ -70,7 +70,7 @@ impl Queue {
     }
 
     /// Hands the oldest packet to `f` and gives its buffer back.
-    fn pop<R>(&mut self, f: impl FnOnce(&[u8], Ipv4Addr, u8) -> R) -> Option<R> {
+    fn pop<R>(&mut self, f: impl FnOnce(&[u8], IpAddr, u8) -> R) -> Option<R> {
         let s = self.packets.pop_front()?;
         let r = f(&s.buf[..s.len], s.peer, s.tos);
         self.free.push(s.buf);
@@ -120,12 +120,12 @@ impl MemDevice {
         } else {
             &[packet]
         };
-        lock(&self.to_read).push(parts, Ipv4Addr::UNSPECIFIED, 0)
+        lock(&self.to_read).push(parts, IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
     }
 
     /// Queues a packet as read with its own virtio-net header `vnet` (a TSO super-packet).
     pub fn inject_with_header(&self, vnet: &[u8], packet: &[u8]) -> bool {
-        lock(&self.to_read).push(&[vnet, packet], Ipv4Addr::UNSPECIFIED, 0)
+        lock(&self.to_read).push(&[vnet, packet], IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
     }
 
     /// Hands every packet the worker wrote (its virtio-net header included) to `f`, oldest
@@ -154,7 +154,7 @@ impl MemDevice {
 
     fn write(&self, parts: &[&[u8]]) -> io::Result<usize> {
         self.check()?;
-        if lock(&self.written).push(parts, Ipv4Addr::UNSPECIFIED, 0) {
+        if lock(&self.written).push(parts, IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0) {
             Ok(parts.iter().map(|p| p.len()).sum())
         } else {
             Err(io::Error::from_raw_os_error(libc::ENOBUFS))
@@ -248,13 +248,14 @@ impl MemSocket {
     }
 
     /// Queues a datagram to be received from `src` with outer TOS `tos`. False when full.
-    pub fn inject(&self, src: Ipv4Addr, tos: u8, datagram: &[u8]) -> bool {
+    pub fn inject(&self, src: impl Into<IpAddr>, tos: u8, datagram: &[u8]) -> bool {
+        let src = src.into();
         lock(&self.to_recv).push(&[datagram], src, tos)
     }
 
     /// Hands every datagram sent (head and body joined) and its destination to `f`, oldest
     /// first, and forgets them; returns how many.
-    pub fn take_sent(&self, mut f: impl FnMut(Ipv4Addr, &[u8])) -> usize {
+    pub fn take_sent(&self, mut f: impl FnMut(IpAddr, &[u8])) -> usize {
         let mut q = lock(&self.sent);
         let mut n = 0;
         while q.pop(|p, dst, _| f(dst, p)).is_some() {

@@ -105,7 +105,7 @@ impl Announcement {
         if !a.mac.is_unicast() {
             return Err(bad("mac is not a unicast MAC address".into()));
         }
-        if let Some(why) = crate::core::UnusableRemote::of(a.underlay) {
+        if let Some(why) = crate::core::UnusableRemote::of(a.underlay.into()) {
             return Err(bad(why.to_string()));
         }
         Ok(a)
@@ -148,7 +148,7 @@ impl Static {
                 (KeyKind::Fdb(..), None, _) => return Err(bad("no remote".into())),
                 _ => return Err(bad("no via".into())),
             };
-            match crate::core::UnusableRemote::of(ip) {
+            match crate::core::UnusableRemote::of(ip.into()) {
                 Some(why) => Err(bad(why.to_string())),
                 None => Ok(s),
             }
@@ -274,7 +274,7 @@ impl Member {
                 m.vni, m.underlay
             )));
         }
-        if let Some(why) = crate::core::UnusableRemote::of(m.underlay) {
+        if let Some(why) = crate::core::UnusableRemote::of(m.underlay.into()) {
             return Err(bad(why.to_string()));
         }
         if m.mac.is_some_and(|mac| !mac.is_unicast()) {

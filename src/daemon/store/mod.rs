@@ -100,7 +100,8 @@ impl Installer {
             failed += 1;
         };
         for (vni, list) in &c.peers {
-            match self.core.store_peers_set(*vni, list) {
+            let ips: Vec<std::net::IpAddr> = list.iter().map(|&p| p.into()).collect();
+            match self.core.store_peers_set(*vni, &ips) {
                 Ok(_) => {
                     debug!(%vni, peers = list.len(), "store: flood list now {}", show(list));
                     have.peers.insert(*vni, list.clone());
@@ -189,7 +190,7 @@ pub fn me(cfg: &DaemonConfig) -> Me {
         own_prefixes.extend(n.advertise.iter().copied());
     }
     Me {
-        underlay: cfg.local,
+        underlay: cfg.local_v4(),
         port: cfg.port,
         tunnel: cfg.tunnel,
         vnis: cfg.networks.iter().map(|n| store_vni(cfg, n)).collect(),
@@ -205,7 +206,7 @@ pub fn registrations(cfg: &DaemonConfig, nets: &NetList) -> Vec<Member> {
             let l3vx = cfg.tunnel == Tunnel::L3Vxlan;
             Member {
                 version: keys::VERSION,
-                underlay: cfg.local,
+                underlay: cfg.local_v4(),
                 vni: store_vni(cfg, n).get(),
                 port: if cfg.tunnel.is_vxlan() { cfg.port } else { 0 },
                 mac: nets
