@@ -703,9 +703,10 @@ impl DaemonConfig {
         Ok(())
     }
 
-    /// Our underlay address where it must be IPv4: the L3 modes, which [`DaemonConfig::validate`]
-    /// refuses over IPv6 (`UNSPECIFIED` for an IPv6 `local`, which no validated L3
-    /// configuration has).
+    /// Our underlay address where an IPv4 one is needed: IPIP's (which
+    /// [`DaemonConfig::validate`] refuses over IPv6) and the store's (likewise); for L3 VXLAN's
+    /// overlay route checks, `UNSPECIFIED` over IPv6 (no IPv4 address of ours to keep out of
+    /// a route).
     pub fn local_v4(&self) -> Ipv4Addr {
         match self.local {
             IpAddr::V4(a) => a,
@@ -717,13 +718,8 @@ impl DaemonConfig {
     fn validate_mode(&self) -> Result<(), ConfigError> {
         if self.local.is_ipv6() {
             match self.tunnel {
-                Tunnel::L2Vxlan => {}
-                Tunnel::L3Vxlan => {
-                    return err(format!(
-                        "--local {}: an IPv6 underlay is for --mode l2 (L3 VXLAN runs over IPv4)",
-                        self.local
-                    ));
-                }
+                // The overlay is IPv4 either way; L3 VXLAN's next hops are overlay addresses.
+                Tunnel::L2Vxlan | Tunnel::L3Vxlan => {}
                 Tunnel::L3Ipip => {
                     return err(format!(
                         "--local {}: --encap ipip runs over an IPv4 underlay (protocol 4 in IPv4)",
@@ -1311,6 +1307,10 @@ vni = 43
         );
         assert_eq!(v4, MacAddr([0x62, 0x1a, 0x1e, 0x3e, 0x6c, 0x10]));
         assert_ne!(stable_mac("v", Vni::new(1).unwrap(), c.local), v4);
+        // L3 VXLAN too (its next hops are overlay addresses); IPIP is refused (above).
+        let l3 = "local = \"2001:db8:1::1\"\nmode = \"l3\"\n[[network]]\ndev = \"v\"\nvni = 1\n\
+                  address = \"10.0.0.1/24\"\npeers = [\"2001:db8:1::2\"]\n";
+        assert!(DaemonConfig::from_toml(l3).is_ok());
     }
 
     #[test]
@@ -1591,10 +1591,6 @@ vni = 43
                 "local = \"192.0.2.1\"\n[[network]]\ndev=\"v\"\nvni=1\n\
                  fdb=[{mac=\"02:00:00:00:00:01\",remote=\"2001:db8::2\"}]\n",
                 "static entry 02:00:00:00:00:01: 2001:db8::2 is an IPv6 address but --local 192.0.2.1 is IPv4",
-            ),
-            (
-                "local = \"2001:db8::1\"\nmode = \"l3\"\n[[network]]\ndev=\"v\"\nvni=1\naddress=\"10.0.0.1/24\"\n",
-                "an IPv6 underlay is for --mode l2",
             ),
             (
                 "local = \"2001:db8::1\"\nmode = \"l3\"\nencap = \"ipip\"\n[[network]]\ndev=\"t\"\n",

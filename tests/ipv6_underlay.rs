@@ -6,17 +6,18 @@
 //! `ip link add vx0 type vxlan id 42 local 2001:db8:42::2 remote 2001:db8:42::1 dstport 4789`.
 //! Overlay 10.42.0.0/24: .1 on vtepd's TAP, .2 on vx0.
 //!
-//! Checked in one rig: pings both ways; a 2 MiB TCP transfer A -> B arrives byte-exact; each
+//! L2 (one rig) checks: pings both ways; a 2 MiB TCP transfer A -> B arrives byte-exact; each
 //! side learned the other's MAC behind the other's IPv6 address (vtepd's `fdb show`, the
 //! kernel's `bridge fdb show dev vx0`); and tshark, on B's underlay link, decodes vtepd's
 //! outer IPv6/UDP/VXLAN packets with VNI 42, the two addresses, port 4789 and a UDP checksum
 //! that is not zero and that tshark finds correct; an IPv4 peer or FDB remote is refused at run
-//! time (`peers add`, `fdb add`). Needs root, tcpdump, tshark and ethtool.
+//! time (`peers add`, `fdb add`). L3 VXLAN on the same topology (a TUN device): pings both ways
+//! and learning on both sides. Needs root, tcpdump, tshark and ethtool.
 
 mod daemon_support;
 mod transfer_support;
 
-use daemon_support::{Capture, Daemon, Pair, must};
+use daemon_support::{Capture, Daemon, Netns, Pair, must, run, wait_until};
 use std::time::{Duration, Instant};
 use transfer_support::{Ends, Payload, transfer};
 
@@ -34,11 +35,10 @@ fn kernel_remote_of(p: &Pair, mac: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-#[test]
-fn l2_vxlan_interoperates_with_the_kernel_over_ipv6() {
-    let t0 = Instant::now();
+/// The pair on its IPv6 underlay (its IPv4 addresses stay unused), and the kernel's vx0 on B
+/// (VNI 42, flooding to A, 10.42.0.2/24).
+fn kernel_peer() -> Pair {
     let p = Pair::new();
-    // The pair's IPv4 addresses stay; the underlay of this test is IPv6.
     for (ns, addr) in [(&p.a, VTEPD), (&p.b, KERNEL)] {
         ns.ip(&["addr", "add", &format!("{addr}/64"), "dev", "eth0", "nodad"]);
     }
@@ -51,22 +51,16 @@ fn l2_vxlan_interoperates_with_the_kernel_over_ipv6() {
     ]);
     p.b.ip(&["addr", "add", "10.42.0.2/24", "dev", "vx0"]);
     p.b.ip(&["link", "set", "vx0", "up"]);
-    let cap = Capture::start(&p.b, "udp port 4789");
-    let d = Daemon::start(
-        &p.a,
-        &[
-            "--dev",
-            "vx42",
-            "--local",
-            VTEPD,
-            "--vni",
-            "42",
-            "--peer",
-            KERNEL,
-            "--address",
-            "10.42.0.1/24",
-        ],
-    );
+    p
+}
+
+/// vtepd on A (VNI 42, the kernel as its peer, 10.42.0.1/24, plus `args`), once pings cross
+/// both ways.
+fn vtepd_pinging(p: &Pair, args: &[&str]) -> Daemon {
+    let mut all = vec!["--local", VTEPD, "--vni", "42", "--peer", KERNEL];
+    all.extend_from_slice(&["--address", "10.42.0.1/24"]);
+    all.extend_from_slice(args);
+    let d = Daemon::start(&p.a, &all);
     assert!(
         p.a.ping_within("10.42.0.2", WAIT),
         "A -> B: {}",
@@ -77,6 +71,45 @@ fn l2_vxlan_interoperates_with_the_kernel_over_ipv6() {
         "B -> A: {}",
         d.log_text()
     );
+    d
+}
+
+/// L3 VXLAN over IPv6: vtepd is the Ethernet endpoint (its own MAC and ARP) on a TUN device;
+/// the kernel's vx0 resolves it over the tunnel. Pings both ways, and each side has the
+/// other's MAC behind the other's IPv6 address.
+#[test]
+fn l3_vxlan_interoperates_with_the_kernel_over_ipv6() {
+    let t0 = Instant::now();
+    let p = kernel_peer();
+    let d = vtepd_pinging(&p, &["--mode", "l3", "--encap", "vxlan", "--dev", "tun42"]);
+    let mac_b = p.b.mac("vx0");
+    let learned = d.fdb().into_iter().find(|e| e["mac"] == mac_b.as_str());
+    assert_eq!(
+        learned.as_ref().map(|e| e["remote"].clone()),
+        Some(KERNEL.into()),
+        "{:?}",
+        d.fdb()
+    );
+    let neigh = must(
+        p.b.cmd("ip")
+            .args(["neigh", "show", "10.42.0.1", "dev", "vx0"]),
+    );
+    let mac_a = neigh
+        .split_whitespace()
+        .skip_while(|w| *w != "lladdr")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the kernel did not resolve 10.42.0.1: {neigh}"))
+        .to_owned();
+    assert_eq!(kernel_remote_of(&p, &mac_a).as_deref(), Some(VTEPD));
+    eprintln!("ipv6_underlay l3: {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+#[test]
+fn l2_vxlan_interoperates_with_the_kernel_over_ipv6() {
+    let t0 = Instant::now();
+    let p = kernel_peer();
+    let cap = Capture::start(&p.b, "udp port 4789");
+    let d = vtepd_pinging(&p, &["--dev", "vx42"]);
 
     let file = Payload::new("v6", 42, 2 << 20);
     let (src, sink) = transfer(
@@ -167,4 +200,103 @@ fn l2_vxlan_interoperates_with_the_kernel_over_ipv6() {
         "{stats}"
     );
     eprintln!("ipv6_underlay: {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+/// Path MTU over IPv6: host A (vtepd, 2001:db8:a::1) - router R - host B (the kernel's vx0,
+/// 2001:db8:b::2), the R-B link of MTU 1400. vtepd's first oversize datagram toward B draws an
+/// ICMPv6 "packet too big" (1400) from R; vtepd's ICMPv6 listener takes it (`path_mtu` learned
+/// 1400 toward B) and from then on answers an inner IPv4 packet with DF that does not fit with
+/// an ICMP "fragmentation needed" carrying 1330 (1400 - 70).
+#[test]
+fn l2_learns_the_ipv6_path_mtu_from_a_router() {
+    let t0 = Instant::now();
+    let (a, r, b) = (Netns::new("a6"), Netns::new("r6"), Netns::new("b6"));
+    a.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "ra", "netns", &r.name,
+    ]);
+    b.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "rb", "netns", &r.name,
+    ]);
+    let (host_a, host_b) = ("2001:db8:a::1", "2001:db8:b::2");
+    for (ns, dev, addr) in [
+        (&a, "eth0", "2001:db8:a::1/64"),
+        (&r, "ra", "2001:db8:a::fe/64"),
+        (&r, "rb", "2001:db8:b::fe/64"),
+        (&b, "eth0", "2001:db8:b::2/64"),
+    ] {
+        ns.ip(&["addr", "add", addr, "dev", dev, "nodad"]);
+    }
+    r.ip(&["link", "set", "rb", "mtu", "1400"]);
+    b.ip(&["link", "set", "eth0", "mtu", "1400"]);
+    for (ns, dev) in [(&a, "eth0"), (&r, "ra"), (&r, "rb"), (&b, "eth0")] {
+        ns.ip(&["link", "set", dev, "up"]);
+    }
+    a.ip(&[
+        "-6",
+        "route",
+        "add",
+        "2001:db8:b::/64",
+        "via",
+        "2001:db8:a::fe",
+    ]);
+    b.ip(&[
+        "-6",
+        "route",
+        "add",
+        "2001:db8:a::/64",
+        "via",
+        "2001:db8:b::fe",
+    ]);
+    must(
+        r.cmd("sysctl")
+            .args(["-qw", "net.ipv6.conf.all.forwarding=1"]),
+    );
+    b.ip(&[
+        "link", "add", "vx0", "type", "vxlan", "id", "42", "local", host_b, "remote", host_a,
+        "dstport", "4789", "dev", "eth0",
+    ]);
+    b.ip(&["addr", "add", "10.42.0.2/24", "dev", "vx0"]);
+    b.ip(&["link", "set", "vx0", "up"]);
+    let d = Daemon::start(
+        &a,
+        &[
+            "--dev",
+            "vx42",
+            "--local",
+            host_a,
+            "--vni",
+            "42",
+            "--peer",
+            host_b,
+            "--address",
+            "10.42.0.1/24",
+        ],
+    );
+    assert!(a.ping_within("10.42.0.2", WAIT), "A -> B: {}", d.log_text());
+    // 1400 bytes of inner IPv4 packet: 1470 outside, more than the R-B link carries.
+    let mut said = String::new();
+    let told = wait_until(WAIT, || {
+        let out =
+            run(a
+                .cmd("ping")
+                .args(["-M", "do", "-s", "1372", "-c", "1", "-W", "1", "10.42.0.2"]));
+        said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        said.contains("mtu = 1330") || said.contains("mtu=1330")
+    });
+    assert!(told, "no answer with MTU 1330: {said}\n{}", d.log_text());
+    let st = d.stats();
+    let learned = st["path_mtu"]["learned"]
+        .as_array()
+        .and_then(|l| l.iter().find(|e| e["remote"] == host_b))
+        .and_then(|e| e["mtu"].as_u64());
+    assert_eq!(learned, Some(1400), "{st}");
+    assert!(
+        a.ping_within("10.42.0.2", WAIT),
+        "small packets still cross"
+    );
+    eprintln!("ipv6_underlay pmtu: {:.1} s", t0.elapsed().as_secs_f64());
 }

@@ -229,6 +229,36 @@ pub fn frag_needed_about(packet: &[u8], local: IpAddr, ours: &OurSends) -> Optio
     (src == local && about_us && mtu > 0).then_some((dst, u32::from(mtu)))
 }
 
+/// Reads an ICMPv6 "packet too big" (type 2, RFC 4443 §3.2) as a raw ICMPv6 socket hands it
+/// over (from the ICMPv6 header on: the MTU, then the start of the packet it is about) and
+/// returns the remote and the MTU it reports when it is about a VXLAN datagram of ours sent
+/// from `local`; `None` for anything else (IPIP never runs over IPv6). An MTU below IPv6's
+/// minimum link MTU (1280) is taken as 1280 (RFC 8201 §4).
+pub fn packet_too_big_about(icmp6: &[u8], local: IpAddr, ours: &OurSends) -> Option<(IpAddr, u32)> {
+    if icmp6.get(..2)? != [2, 0] {
+        return None;
+    }
+    let mtu = u32::from_be_bytes(icmp6.get(4..8)?.try_into().ok()?);
+    let quoted = icmp6.get(8..)?;
+    if quoted.first()? >> 4 != 6 {
+        return None;
+    }
+    let at = |i: usize| -> Option<IpAddr> {
+        let b: [u8; 16] = quoted.get(i..i + 16)?.try_into().ok()?;
+        Some(IpAddr::from(b))
+    };
+    let (src, dst) = (at(8)?, at(24)?);
+    let OurSends::Vxlan { ports } = ours else {
+        return None;
+    };
+    // Our datagrams carry no extension header: UDP follows the fixed header.
+    let about_us = *quoted.get(6)? == 17
+        && quoted
+            .get(42..44)
+            .is_some_and(|p| ports.contains(&u16::from_be_bytes([p[0], p[1]])));
+    (src == local && about_us).then_some((dst, mtu.max(1280)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +300,41 @@ mod tests {
         (0..s.len() / 2)
             .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn reads_packet_too_big_about_our_vxlan_sends_only() {
+        // scapy: ICMPv6PacketTooBig(mtu=1400)/IPv6(src=local, dst=remote)/UDP(sport=50000,
+        // dport=4789)/VXLAN(vni=42)/64 zero bytes, as a raw ICMPv6 socket hands it over.
+        let p = hex(
+            "0200000000000578600000000050114020010db800420000000000000000000120010db8\
+             004200000000000000000002c35012b500509b4f0800000000002a00",
+        );
+        let local: IpAddr = "2001:db8:42::1".parse().unwrap();
+        let remote: IpAddr = "2001:db8:42::2".parse().unwrap();
+        let vx = OurSends::Vxlan { ports: vec![4789] };
+        assert_eq!(packet_too_big_about(&p, local, &vx), Some((remote, 1400)));
+        assert_eq!(packet_too_big_about(&p, remote, &vx), None, "not from us");
+        let other_port = OurSends::Vxlan { ports: vec![8472] };
+        assert_eq!(packet_too_big_about(&p, local, &other_port), None);
+        assert_eq!(packet_too_big_about(&p, local, &OurSends::Ipip), None);
+        let mut tiny = p.clone();
+        tiny[4..8].copy_from_slice(&600u32.to_be_bytes());
+        assert_eq!(
+            packet_too_big_about(&tiny, local, &vx),
+            Some((remote, 1280))
+        );
+        let mut unreachable = p.clone();
+        unreachable[0] = 1;
+        assert_eq!(packet_too_big_about(&unreachable, local, &vx), None);
+        // Short of the quoted UDP destination port (8 + 40 + 4 bytes): nothing to go by.
+        for n in 0..52 {
+            assert_eq!(
+                packet_too_big_about(&p[..n], local, &vx),
+                None,
+                "cut at {n}"
+            );
+        }
     }
 
     #[test]

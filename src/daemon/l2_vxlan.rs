@@ -186,9 +186,12 @@ impl Mode for L2Vxlan {
             };
             let listener = (id == 0)
                 .then(|| {
-                    IcmpListener::open(OurSends::Vxlan {
-                        ports: ports.clone(),
-                    })
+                    IcmpListener::open_for(
+                        OurSends::Vxlan {
+                            ports: ports.clone(),
+                        },
+                        cfg.local.is_ipv6(),
+                    )
                 })
                 .flatten();
             let tx = tunnel_tx(cfg, Arc::clone(&pmtu), listener)?;

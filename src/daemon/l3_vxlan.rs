@@ -32,7 +32,7 @@ use super::batch_gro::{self, Framing, MAX_HEADER, TcpRun, VNET_HDR_LEN};
 use super::batch_tso::{self, TsoFrame};
 use super::capture::{Received, Seen, WorkerCapture, capture_tunnel};
 use super::dev_port::{DevPort, deliver, flush_run};
-use super::device::{Underlay, VXLAN_MTU_OVERHEAD, overlay_mtu, warn_if_above_underlay};
+use super::device::{Underlay, overlay_mtu, vxlan_mtu_overhead, warn_if_above_underlay};
 use super::event_loop::Dataplane;
 use super::handler::NetInfo;
 use super::inject::Injector;
@@ -95,13 +95,13 @@ impl Mode for L3Vxlan {
         let address = n
             .address
             .ok_or_else(|| Failure::Usage("--address is required".into()))?;
-        let mtu = overlay_mtu(&n.dev, n.mtu, underlay, VXLAN_MTU_OVERHEAD)?;
+        let mtu = overlay_mtu(&n.dev, n.mtu, underlay, vxlan_mtu_overhead(cfg.local))?;
         warn_if_above_underlay(
             &n.dev,
             mtu,
             underlay,
             "VXLAN",
-            VXLAN_MTU_OVERHEAD,
+            vxlan_mtu_overhead(cfg.local),
             "larger packets from it with DF are answered with an ICMP \"fragmentation needed\" \
              carrying the MTU that fits, those without DF are cut into fragments",
         );
@@ -177,9 +177,12 @@ impl Mode for L3Vxlan {
         for (id, (sock, queue)) in udp.into_iter().zip(&tun.queues).enumerate() {
             let listener = (id == 0)
                 .then(|| {
-                    IcmpListener::open(OurSends::Vxlan {
-                        ports: vec![udp_port],
-                    })
+                    IcmpListener::open_for(
+                        OurSends::Vxlan {
+                            ports: vec![udp_port],
+                        },
+                        cfg.local.is_ipv6(),
+                    )
                 })
                 .flatten();
             let tx = tunnel_tx(cfg, Arc::clone(&pmtu), listener)?;
@@ -206,7 +209,7 @@ impl Mode for L3Vxlan {
                 devices: vec![tun.into()],
                 networks: None,
             },
-            summary: format!("L3 over VXLAN on {}:{udp_port}", cfg.local_v4()),
+            summary: format!("L3 over VXLAN on {}:{udp_port}", cfg.local),
         })
     }
 }

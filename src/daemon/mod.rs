@@ -86,12 +86,10 @@ fn tunnel_tx(
         .first()
         .map_or_else(|| Outer::default().vxlan(cfg.local, cfg.port), settings);
     let raw = socket::open_raw_sender(cfg.local)?;
-    let mut tx = match cfg.local {
-        IpAddr::V4(_) => tunnel_tx::TunnelTx::with_path_mtus(raw, first, pmtu, icmp),
-        // The ICMP listener reads ICMPv4; over IPv6 the send socket's error queue and its
-        // EMSGSIZE refusals tell the path MTUs.
-        IpAddr::V6(l) => tunnel_tx::TunnelTx::with_path_mtus(raw, first, pmtu, None).over_ipv6(l),
-    };
+    let mut tx = tunnel_tx::TunnelTx::with_path_mtus(raw, first, pmtu, icmp);
+    if let IpAddr::V6(l) = cfg.local {
+        tx = tx.over_ipv6(l);
+    }
     for n in cfg.networks.iter().skip(1) {
         tx = tx.with_network(n.vni, settings(n));
     }

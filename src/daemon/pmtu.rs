@@ -12,7 +12,7 @@
 //!   VXLAN packets (and the kernel's own about a route's MTU) are read here.
 
 use super::ratelimit::RateLimit;
-use crate::core::pmtu::{Learn, OurSends, PathMtus, frag_needed_about};
+use crate::core::pmtu::{Learn, OurSends, PathMtus, frag_needed_about, packet_too_big_about};
 use crate::core::{Counters, Timestamp};
 use crate::sys::{self, QueuedError};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -126,26 +126,40 @@ impl PmtuLearner {
     }
 }
 
-/// A raw ICMP socket that receives only "destination unreachable" errors, for the reports
-/// about tunnel packets no send socket is given.
+/// A raw ICMP socket that receives only "destination unreachable" errors (over IPv6: an
+/// ICMPv6 socket that receives only "packet too big"), for the reports about tunnel packets no
+/// send socket is given.
 #[derive(Debug)]
 pub struct IcmpListener {
     sock: Socket,
     ours: OurSends,
+    v6: bool,
 }
 
 impl IcmpListener {
     /// Opens the listener for errors about `ours`; `None` (logged) when the socket cannot be
     /// made: the other sources still work.
     pub fn open(ours: OurSends) -> Option<IcmpListener> {
+        IcmpListener::open_for(ours, false)
+    }
+
+    /// [`IcmpListener::open`] for an underlay of IPv6 (`v6`) or IPv4.
+    pub fn open_for(ours: OurSends, v6: bool) -> Option<IcmpListener> {
         let open = || -> std::io::Result<Socket> {
-            let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?;
-            sys::icmp_filter(&sock, &[3])?;
+            let sock = if v6 {
+                let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?;
+                sys::icmp6_filter(&s, &[2])?;
+                s
+            } else {
+                let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?;
+                sys::icmp_filter(&s, &[3])?;
+                s
+            };
             sock.set_nonblocking(true)?;
             Ok(sock)
         };
         match open() {
-            Ok(sock) => Some(IcmpListener { sock, ours }),
+            Ok(sock) => Some(IcmpListener { sock, ours, v6 }),
             Err(e) => {
                 warn!(error = %e, "no ICMP listener: path MTU errors about VXLAN sends are not read");
                 None
@@ -163,7 +177,12 @@ impl IcmpListener {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
             };
-            if let Some(r) = frag_needed_about(&buf[..n], local, &self.ours)
+            let about = if self.v6 {
+                packet_too_big_about(&buf[..n], local, &self.ours)
+            } else {
+                frag_needed_about(&buf[..n], local, &self.ours)
+            };
+            if let Some(r) = about
                 && reports.len() < MAX_REPORTS
             {
                 reports.push(r);
