@@ -1,6 +1,7 @@
 //! FDB lookup cost: papaya vs scc::HashIndex (same key and value layout as the core's FDB),
-//! and the core's own `Fdb`, at 1k and 1M entries, with and without a concurrent learner
-//! thread that refreshes entries (atomic store) and churns new ones in and out (map writes).
+//! and the core's own `Fdb` (with IPv4 remotes, and with IPv6 ones), at 1k and 1M entries,
+//! with and without a concurrent learner thread that refreshes entries (atomic store) and
+//! churns new ones in and out (map writes).
 //!
 //! Run: `cargo bench --bench fdb`.
 
@@ -239,6 +240,40 @@ fn bench_lookup<M: Map>(bencher: divan::Bencher, n: usize, learner: bool) {
     });
 }
 
+/// The core's FDB with IPv6 remotes (an entry's remote behind a sequence lock).
+struct Fdb6(Fdb);
+
+/// The IPv6 remote of [`Fdb6`]'s entries.
+const REMOTE6: IpAddr = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
+
+impl Map for Fdb6 {
+    fn build(n: usize) -> Self {
+        let f = Fdb::with_capacity(n);
+        for i in 0..n as u64 {
+            let _ = f.insert_new(
+                key(i),
+                FdbEntry::new(EntryKind::Learned, REMOTE6, 0),
+                |_| (),
+            );
+        }
+        Fdb6(f)
+    }
+    fn insert(&self, k: FdbKey) {
+        let _ = self
+            .0
+            .insert_new(k, FdbEntry::new(EntryKind::Learned, REMOTE6, 0), |_| ());
+    }
+    fn remove(&self, k: FdbKey) {
+        self.0.remove_if(k, |_| true);
+    }
+    fn refresh(&self, k: FdbKey, now: u64) {
+        self.0.with_entry(k, |e| e.touch(now));
+    }
+    fn lookup(&self, k: FdbKey) -> Option<IpAddr> {
+        self.0.lookup(k, 1, u64::MAX)
+    }
+}
+
 #[divan::bench_group(sample_count = 500, sample_size = 10000)]
 mod lookup {
     use super::*;
@@ -266,6 +301,10 @@ mod lookup {
     #[divan::bench(args = SIZES)]
     fn core_fdb_with_learner(b: divan::Bencher, n: usize) {
         bench_lookup::<Fdb>(b, n, true);
+    }
+    #[divan::bench(args = SIZES)]
+    fn core_fdb_ipv6(b: divan::Bencher, n: usize) {
+        bench_lookup::<Fdb6>(b, n, false);
     }
 }
 
