@@ -91,6 +91,8 @@ pub struct WorkerCapture {
     worker: u16,
     /// The live sessions, taken once per batch while a capture is armed (`None`: none).
     live: Option<Live>,
+    /// The packet at hand as received, while a capture wants it ([`WorkerCapture::keep`]).
+    kept: Vec<u8>,
 }
 
 impl Default for WorkerCapture {
@@ -107,6 +109,7 @@ impl WorkerCapture {
             sessions,
             worker: worker as u16,
             live: None,
+            kept: Vec::new(),
         }
     }
 
@@ -140,6 +143,23 @@ impl WorkerCapture {
         let h = headers();
         live.iter()
             .any(|s| s.wants() && s.spec().sides.has(side) && s.filter().may_take(origin, &h))
+    }
+
+    /// Keeps a copy of `bytes` (a datagram or packet from the tunnel, its headers parsed by
+    /// `headers`) when some capture may take it, before the engine may rewrite it (the inner
+    /// ECN): true if kept, then [`WorkerCapture::kept`] holds it until the next one.
+    pub fn keep(&mut self, origin: &Origin, bytes: &[u8], headers: fn(&[u8]) -> Headers) -> bool {
+        let wanted = self.wants(Side::Underlay, origin, || headers(bytes));
+        if wanted {
+            self.kept.clear();
+            self.kept.extend_from_slice(bytes);
+        }
+        wanted
+    }
+
+    /// The bytes the last [`WorkerCapture::keep`] that returned true kept.
+    pub fn kept(&self) -> &[u8] {
+        &self.kept
     }
 
     /// Offers the packet `seen` whose bytes are the concatenation of `parts` (its headers

@@ -54,7 +54,7 @@ use super::trace::WorkerTrace;
 use super::tunnel_tx::TunnelTx;
 use super::{housekeeping, socket, tunnel_tx};
 use crate::config::{DaemonConfig, NetConfig, stable_mac};
-use crate::core::capture::{Link, Side};
+use crate::core::capture::Link;
 use crate::core::l2::L2;
 use crate::core::pmtu::{OurSends, PathMtus};
 use crate::core::too_big::{self, TooBig};
@@ -422,8 +422,6 @@ pub struct L2Worker<D = SyncDevice, S = Socket> {
     traffic: Arc<Traffic>,
     /// `vtepd trace`: whether a session is armed, read once per batch.
     trace: WorkerTrace,
-    /// `vtepd capture`: the datagram at hand as received, while a capture wants it.
-    cap_buf: Vec<u8>,
 }
 
 impl<D, S> std::fmt::Debug for L2Worker<D, S> {
@@ -457,7 +455,6 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             run: TcpRun::new(Framing::Ethernet),
             traffic: Traffic::detached(),
             trace: WorkerTrace::default(),
-            cap_buf: Vec::new(),
         }
     }
 
@@ -508,15 +505,8 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             tos: m.tos,
         };
         let (m_src_port, m_tos) = (m.src_port, m.tos);
-        // A capture keeps the datagram as received (the engine may rewrite its inner ECN).
-        let captured = self.trace.armed() && {
-            let h = || Headers::of_vxlan(d);
-            self.tx.capture.wants(Side::Underlay, &origin, h) && {
-                self.cap_buf.clear();
-                self.cap_buf.extend_from_slice(d);
-                true
-            }
-        };
+        // A capture keeps it as received (the engine may rewrite its inner ECN).
+        let captured = self.trace.armed() && self.tx.capture.keep(&origin, d, Headers::of_vxlan);
         let v = if self.trace.armed() && self.trace.begin(origin, || Headers::of_vxlan(d)) {
             let t = self.trace.recorder();
             let v = self
@@ -542,7 +532,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
                 dst_port: port,
                 tos: m_tos,
             };
-            let kept = captured.then_some((Some(received), &self.cap_buf[..]));
+            let kept = captured.then_some((Some(received), self.tx.capture.kept()));
             capture_tunnel(&self.tx.capture, origin, &v, kept, d, Link::Ethernet, false);
         }
         // Drops are counted by the engine (and here in their network when the VNI names one

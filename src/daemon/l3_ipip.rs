@@ -36,7 +36,7 @@ use super::stats::{Clock, Traffic};
 use super::trace::WorkerTrace;
 use super::tun;
 use crate::config::DaemonConfig;
-use crate::core::capture::{Link, Side};
+use crate::core::capture::Link;
 use crate::core::encapsulator::{Encapsulator, TunnelConfig};
 use crate::core::ipip::{Ipip, IpipSettings, OVERHEAD};
 use crate::core::pmtu::{OurSends, PathMtus};
@@ -204,10 +204,8 @@ pub struct IpipWorker<D = SyncDevice, S = Socket> {
     learner: PmtuLearner,
     /// `vtepd trace`: whether a session is armed, read once per batch.
     trace: WorkerTrace,
-    /// `vtepd capture`: the worker's side, and the packet at hand as received while a
-    /// capture wants it.
+    /// `vtepd capture`: the worker's side.
     capture: WorkerCapture,
-    cap_buf: Vec<u8>,
 }
 
 impl<D, S> std::fmt::Debug for IpipWorker<D, S> {
@@ -248,7 +246,6 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
             tunnel_err_log: RateLimit::default(),
             trace: WorkerTrace::default(),
             capture: WorkerCapture::default(),
-            cap_buf: Vec::new(),
         }
     }
 
@@ -283,15 +280,8 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
             dst_port: None,
             tos: outer.tos,
         };
-        // A capture keeps the packet as received (the engine may rewrite its inner ECN).
-        let captured = self.trace.armed() && {
-            let h = || Headers::of_ipip(packet);
-            self.capture.wants(Side::Underlay, &origin, h) && {
-                self.cap_buf.clear();
-                self.cap_buf.extend_from_slice(packet);
-                true
-            }
-        };
+        // A capture keeps it as received (the engine may rewrite its inner ECN).
+        let captured = self.trace.armed() && self.capture.keep(&origin, packet, Headers::of_ipip);
         let v = if self.trace.armed() && self.trace.begin(origin, || Headers::of_ipip(packet)) {
             let t = self.trace.recorder();
             let v = self
@@ -303,7 +293,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
             self.ipip.on_remote(now, outer, packet, &mut self.ctr)
         };
         if self.trace.armed() {
-            let kept = captured.then_some((None, &self.cap_buf[..]));
+            let kept = captured.then_some((None, self.capture.kept()));
             // Longer than the device's MTU and its outer header: the underlay's GRO merged it.
             let merged = packet.len() > self.mtu + 20;
             let c = &self.capture;

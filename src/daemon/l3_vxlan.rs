@@ -48,7 +48,7 @@ use super::tunnel_tx::TunnelTx;
 use super::{housekeeping, socket, tunnel_tx};
 use crate::config::{DaemonConfig, Ipv4Cidr, stable_mac};
 use crate::core::arp::{FrameTo, write_ipv4_header};
-use crate::core::capture::{Link, Side};
+use crate::core::capture::Link;
 use crate::core::l3vx::{L3Vx, L3VxConfig};
 use crate::core::pmtu::{OurSends, PathMtus};
 use crate::core::route::Routes;
@@ -230,8 +230,6 @@ pub struct L3VxWorker<D = SyncDevice, S = Socket> {
     seg: Box<[u8]>,
     /// `vtepd trace`: whether a session is armed, read once per batch.
     trace: WorkerTrace,
-    /// `vtepd capture`: the datagram at hand as received, while a capture wants it.
-    cap_buf: Vec<u8>,
 }
 
 impl<D, S> std::fmt::Debug for L3VxWorker<D, S> {
@@ -262,7 +260,6 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             run: TcpRun::new(Framing::Ip),
             seg: vec![0u8; ETH + MAX_PACKET].into_boxed_slice(),
             trace: WorkerTrace::default(),
-            cap_buf: Vec::new(),
         }
     }
 
@@ -297,15 +294,8 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             dst_port: port,
             tos: m.tos,
         };
-        // A capture keeps the datagram as received (the engine may rewrite its inner ECN).
-        let captured = self.trace.armed() && {
-            let h = || Headers::of_vxlan(d);
-            self.tx.capture.wants(Side::Underlay, &origin, h) && {
-                self.cap_buf.clear();
-                self.cap_buf.extend_from_slice(d);
-                true
-            }
-        };
+        // A capture keeps it as received (the engine may rewrite its inner ECN).
+        let captured = self.trace.armed() && self.tx.capture.keep(&origin, d, Headers::of_vxlan);
         let v = if self.trace.armed() && self.trace.begin(origin, || Headers::of_vxlan(d)) {
             let (out, ctr) = (&mut self.out, &mut self.ctr);
             let t = self.trace.recorder();
@@ -318,7 +308,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         };
         if self.trace.armed() {
             let d = self.rx.batch.get(i).map_or(&[][..], |(d, _)| d);
-            let kept = captured.then_some((Some(received), &self.cap_buf[..]));
+            let kept = captured.then_some((Some(received), self.tx.capture.kept()));
             capture_tunnel(&self.tx.capture, origin, &v, kept, d, Link::Ipv4, false);
         }
         // What the tunnel carried: the Ethernet frame (delivered as the IP packet in it).
