@@ -98,6 +98,25 @@ fn request_and_reply<'a>(records: &'a [Value], dev: &str) -> (&'a Value, &'a Val
     (out, back)
 }
 
+/// An L3 pair's trace (`filter`) of one ping from pod A to `dst`: its request and reply (as
+/// [`request_and_reply`] checks them, on `tun0`), the request routed to `dst` via `via`.
+fn traced_ping(p: &Pair, a: &Daemon, filter: &[&str], dst: &str, via: &str) -> [Value; 2] {
+    let args: Vec<&str> = ["--count", "2"]
+        .into_iter()
+        .chain(filter.iter().copied())
+        .collect();
+    let records = armed_trace(a, &args, || ping(&p.a, dst));
+    let (out, back) = request_and_reply(&records, "tun0");
+    assert!(
+        has_step(
+            out,
+            serde_json::json!({"step": "route", "dst": dst, "via": via})
+        ),
+        "{out}"
+    );
+    [out.clone(), back.clone()]
+}
+
 /// One ping from `ns` to `dst`, not waiting for its answer long.
 fn ping(ns: &Netns, dst: &str) {
     let _ = run(ns
@@ -305,14 +324,8 @@ fn l2_inject_names_the_remote_every_flood_peer_and_refuses_a_static_move() {
 #[test]
 fn l3_vxlan_trace_of_a_ping_and_an_inject_name_route_neighbour_and_remote() {
     let (p, a, _b) = l3vx_pair("1");
-    let records = armed_trace(&a, &["--count", "2", "--ip", "10.45.0.2"], || {
-        ping(&p.a, "10.45.0.2")
-    });
-    let (out, _) = request_and_reply(&records, "tun0");
-    assert!(has_step(
-        out,
-        serde_json::json!({"step": "route", "dst": "10.45.0.2", "via": "10.45.0.2"})
-    ));
+    let records = traced_ping(&p, &a, &["--ip", "10.45.0.2"], "10.45.0.2", "10.45.0.2");
+    let out = &records[0];
     assert!(
         has_step(
             out,
@@ -336,14 +349,8 @@ fn l3_vxlan_trace_of_a_ping_and_an_inject_name_route_neighbour_and_remote() {
 #[test]
 fn ipip_trace_of_a_ping_and_an_inject_name_the_route_and_the_peer_check() {
     let (p, a, _b) = ipip_pair("1");
-    let records = armed_trace(&a, &["--count", "2", "--proto", "icmp"], || {
-        ping(&p.a, "10.43.2.1")
-    });
-    let (out, back) = request_and_reply(&records, "tun0");
-    assert!(has_step(
-        out,
-        serde_json::json!({"step": "route", "dst": "10.43.2.1", "via": "192.0.2.2"})
-    ));
+    let records = traced_ping(&p, &a, &["--proto", "icmp"], "10.43.2.1", "192.0.2.2");
+    let back = &records[1];
     assert!(has_step(
         back,
         serde_json::json!({"step": "peer", "src": "192.0.2.2", "accepted": true})
