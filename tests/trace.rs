@@ -1,7 +1,7 @@
 //! `vtepd trace` end to end, in network namespaces (needs root): an armed trace of a real ping
 //! in each mode names the steps and the outcome (L2 VXLAN against the kernel's vxlan device, L3
 //! VXLAN and IPIP between two vtepd hosts); with `--drops` armed, malformed datagrams from
-//! scapy are traced with their reason; `--inject` names the remote of a known MAC, every flood
+//! scapy are traced with their reason, and so is a send the kernel refuses (a worker's drop); `--inject` names the remote of a known MAC, every flood
 //! peer for an unknown one, refuses a source that would move a static entry, and changes no
 //! state. Bad filters are one line and status 2.
 
@@ -127,7 +127,7 @@ fn ping(ns: &Netns, dst: &str) {
 
 #[test]
 fn l2_vxlan_trace_of_a_ping_names_the_fdb_answer_and_the_learning() {
-    let (p, a) = daemon_on_a();
+    let (p, a) = daemon_on_a(&[]);
     // B is the kernel's vxlan device.
     p.b.ip(&[
         "link",
@@ -195,8 +195,8 @@ fn l2_vxlan_trace_of_a_ping_names_the_fdb_answer_and_the_learning() {
 }
 
 #[test]
-fn with_drops_armed_malformed_datagrams_from_scapy_are_traced_with_their_reason() {
-    let (p, a) = daemon_on_a();
+fn with_drops_armed_malformed_datagrams_and_a_refused_send_are_traced_with_their_reason() {
+    let (p, a) = daemon_on_a(&[]);
     let a_mac = p.a.mac("eth0");
     for (kind, reason, count) in [("truncated", "truncated", "8"), ("vni", "unknown_vni", "1")] {
         let records = armed_trace(&a, &["--drops", "--count", count], || {
@@ -230,6 +230,23 @@ fn with_drops_armed_malformed_datagrams_from_scapy_are_traced_with_their_reason(
             ));
         }
     }
+    // A drop no engine sees: the worker's send to a peer without a route (ENETUNREACH).
+    a.ok(&["peers", "add", "198.51.100.9"]);
+    let records = armed_trace(&a, &["--drops", "--count", "1"], || ping(&p.a, "10.9.0.77"));
+    let r = &records[0];
+    assert_eq!(
+        (&r["origin"]["from"], &r["reason"], &r["dev"]),
+        (&"device".into(), &"tunnel_tx_error".into(), &"vx0".into()),
+        "{r}"
+    );
+    assert!(
+        has_step(
+            r,
+            serde_json::json!({"step": "worker", "stage": "send", "remote": "198.51.100.9"})
+        ),
+        "{r}"
+    );
+    assert_eq!(r["headers"]["arp_op"], 1, "A's ARP request, flooded: {r}");
 }
 
 #[test]
@@ -386,7 +403,7 @@ fn request(d: &Daemon, line: &str) -> Value {
 
 #[test]
 fn sessions_are_bounded_and_those_nobody_polls_are_stopped_by_the_daemon() {
-    let (_p, a) = daemon_on_a();
+    let (_p, a) = daemon_on_a(&[]);
     let start = r#"{"cmd":"trace_start","count":5}"#;
     let ids: Vec<Value> = (0..8)
         .map(|_| request(&a, start)["data"]["session"].clone())
@@ -412,7 +429,7 @@ fn sessions_are_bounded_and_those_nobody_polls_are_stopped_by_the_daemon() {
 
 #[test]
 fn ctrl_c_stops_the_clients_session() {
-    let (_p, a) = daemon_on_a();
+    let (_p, a) = daemon_on_a(&[]);
     // Session ids are given in order: the client's is the one after ours.
     let ours = request(&a, r#"{"cmd":"trace_start","count":1}"#)["data"]["session"]
         .as_u64()

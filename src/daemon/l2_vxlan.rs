@@ -37,7 +37,7 @@
 use super::batch::HEADROOM;
 use super::batch_gro::{self, Framing, TcpRun, VNET_HDR_LEN};
 use super::batch_tso;
-use super::capture::{Received, SUPER_FRAME, Seen, WorkerCapture, capture_tunnel};
+use super::capture::{Received, Seen, WorkerCapture, capture_tunnel};
 use super::dev_port::{DevPort, deliver, flush_run};
 use super::device::OwnedDevice;
 use super::device::{self, Tap, Underlay};
@@ -490,7 +490,9 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
         };
         let (Some(src), false) = (m.src, m.truncated) else {
             self.ctr.rx_tunnel += 1;
-            return self.ctr.drop(DropReason::Truncated);
+            self.ctr.drop(DropReason::Truncated);
+            let h = || Headers::of_vxlan(d);
+            return (self.trace).receive_lost(now, m, Some(port), h, DropReason::Truncated);
         };
         let outer = Outer {
             src,
@@ -605,6 +607,12 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
                         self.ctr.drop(DropReason::DeviceOffload);
                         self.traffic.device_rx(net, 1, bytes);
                         self.traffic.dropped(net, DropReason::DeviceOffload);
+                        if self.trace.armed() {
+                            let vni = self.engine.core().vni_of(net).map_or(0, Vni::get);
+                            let frame = buf.get(HEADROOM..at + n).unwrap_or_default();
+                            self.trace
+                                .device_lost(now, vni, || Headers::of_frame(frame));
+                        }
                         taken += 1;
                         continue;
                     }
@@ -634,6 +642,11 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
                     self.ctr.drop(DropReason::DeviceOffload);
                     self.traffic.device_rx(net, 1, n as u64);
                     self.traffic.dropped(net, DropReason::DeviceOffload);
+                    if self.trace.armed() {
+                        let vni = self.engine.core().vni_of(net).map_or(0, Vni::get);
+                        self.trace
+                            .device_lost(now, vni, || Headers::of_frame(frame));
+                    }
                     taken += 1;
                     continue;
                 }
@@ -665,15 +678,15 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             if self.trace.armed() {
                 let vni = self.engine.core().vni_of(net).map_or(0, Vni::get);
                 let outcome = Outcome::from_device(v, &self.out.remotes);
-                let note = tso.map(|_| SUPER_FRAME);
-                let seen = Seen::device_in(Link::Ethernet, vni, &outcome, note);
-                self.tx
-                    .capture
-                    .offer(seen, &[frame], || Headers::of_frame(frame));
+                let seen = Seen::device_in(Link::Ethernet, vni, &outcome, None);
+                self.tx.capture.device_read(seen, frame, 0, tso.as_ref());
             }
             match v {
                 FromDevice::Tunnel => {}
                 FromDevice::Answered => {
+                    let vni = self.engine.core().vni_of(net).map_or(0, Vni::get);
+                    let out = &self.out.generated;
+                    self.tx.capture.answers(out, 0, Link::Ethernet, vni);
                     if let Some(p) = self.taps[t].as_mut() {
                         p.write_answers(now, &mut self.out.generated, &mut self.ctr);
                     }
@@ -732,6 +745,9 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             .dropped_since(net_id(t), &drops, &self.ctr.drops);
         match d {
             TooBig::Answered => {
+                let vni = self.engine.core().vni_of(net_id(t)).map_or(0, Vni::get);
+                let out = &self.out.generated;
+                self.tx.capture.answers(out, 0, Link::Ethernet, vni);
                 if let Some(p) = self.taps[t].as_mut() {
                     p.write_answers(now, &mut self.out.generated, &mut self.ctr);
                 }
@@ -783,7 +799,7 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L2Worker<D, S> {
 
     fn drain(&mut self, i: usize, now: Timestamp, budget: usize) -> Result<bool, String> {
         self.trace.refresh();
-        self.tx.capture.refresh(self.trace.armed());
+        self.tx.capture.refresh(&self.trace, now);
         let sockets = self.rx.sockets();
         let more = if i < sockets {
             drain_socket(self, i, now, budget)

@@ -267,7 +267,9 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
         };
         if meta.truncated {
             self.ctr.rx_tunnel += 1;
-            return self.ctr.drop(DropReason::BadIpip);
+            self.ctr.drop(DropReason::BadIpip);
+            let h = || Headers::of_ipip(packet);
+            return (self.trace).receive_lost(now, meta, None, h, DropReason::BadIpip);
         }
         let outer = Outer {
             src: meta.src.unwrap_or(Ipv4Addr::UNSPECIFIED),
@@ -391,6 +393,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
                     // A super-packet tun-rs could not split (bad virtio header, too many
                     // segments): this one is lost.
                     self.ctr.drop(DropReason::DeviceOffload);
+                    self.trace.device_lost(now, 0, Headers::default);
                     self.dev[0].read_lost(now, &e);
                     taken += 1;
                     continue;
@@ -451,6 +454,8 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
                                     ctr,
                                 );
                                 if d == TooBig::Answered {
+                                    let out = &self.out.generated;
+                                    self.capture.answers(out, 0, Link::Ipv4, 0);
                                     self.dev[0].write_answers(
                                         now,
                                         &mut self.out.generated,
@@ -462,6 +467,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
                         }
                     }
                     FromDevice::Answered => {
+                        self.capture.answers(&self.out.generated, 0, Link::Ipv4, 0);
                         let out = &mut self.out.generated;
                         self.dev[0].write_answers(now, out, &mut self.ctr);
                     }
@@ -516,7 +522,7 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for IpipWorker<D, S> {
 
     fn drain(&mut self, i: usize, now: Timestamp, budget: usize) -> Result<bool, String> {
         self.trace.refresh();
-        self.capture.refresh(self.trace.armed());
+        self.capture.refresh(&self.trace, now);
         let more = match i {
             SOCKET => drain_socket(self, 0, now, budget),
             DEVICE => self.drain_device(now, budget)?,

@@ -273,7 +273,9 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         };
         let (Some(src), false) = (m.src, m.truncated) else {
             self.ctr.rx_tunnel += 1;
-            return self.ctr.drop(DropReason::Truncated);
+            self.ctr.drop(DropReason::Truncated);
+            let h = || Headers::of_vxlan(d);
+            return (self.trace).receive_lost(now, m, Some(port), h, DropReason::Truncated);
         };
         let outer = Outer {
             src,
@@ -372,6 +374,10 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             if n < VNET_HDR_LEN || (!tso && !batch_gro::complete_read(&vnet, packet)) {
                 self.ctr.rx_device += 1;
                 self.ctr.drop(DropReason::DeviceOffload);
+                if self.trace.armed() {
+                    let vni = self.engine.core().vni_of(NET).map_or(0, encap::Vni::get);
+                    self.trace.device_lost(now, vni, || Headers::of_ip(packet));
+                }
                 continue;
             }
             self.tx.txb.commit_slot();
@@ -414,10 +420,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
                 let vni = self.engine.core().vni_of(NET).map_or(0, encap::Vni::get);
                 let outcome = Outcome::from_device(v, &self.out.remotes);
                 let seen = Seen::device_in(Link::Ipv4, vni, &outcome, None);
-                let packet = &frame[ETH..];
-                self.tx
-                    .capture
-                    .offer(seen, &[packet], || Headers::of_ip(packet));
+                self.tx.capture.device_read(seen, frame, ETH, None);
             }
             if v == FromDevice::Tunnel
                 && let Some((dst, fit)) = self.tx.send_copies(
@@ -445,15 +448,28 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         else {
             self.ctr.rx_device += 1;
             self.ctr.drop(DropReason::DeviceOffload);
+            if self.trace.armed() {
+                let vni = self.engine.core().vni_of(NET).map_or(0, encap::Vni::get);
+                let packet = &frame[ETH..];
+                self.trace.device_lost(now, vni, || Headers::of_ip(packet));
+            }
             return 1;
         };
         // Each segment's own IP and TCP headers, as if read without TSO.
         self.ctr.rx_device_bytes += ((t.segments() - 1) * (t.hdr_len - ETH)) as u64;
         let floods = self.ctr.flood_copies;
-        let Some(v) = self
+        let v = self
             .engine
-            .on_local_resolved(now, frame, &mut self.out, &mut self.ctr)
-        else {
+            .on_local_resolved(now, frame, &mut self.out, &mut self.ctr);
+        if self.trace.armed() {
+            let vni = self.engine.core().vni_of(NET).map_or(0, encap::Vni::get);
+            let outcome = v.map_or(Outcome::Held, |v| {
+                Outcome::from_device(v, &self.out.remotes)
+            });
+            let seen = Seen::device_in(Link::Ipv4, vni, &outcome, None);
+            self.tx.capture.device_read(seen, frame, ETH, Some(&t));
+        }
+        let Some(v) = v else {
             self.hold_segments(now, slot, frame_len, &t);
             return t.segments();
         };
@@ -503,6 +519,9 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             &mut self.ctr,
         ) {
             TooBig::Answered => {
+                let vni = self.engine.core().vni_of(NET).map_or(0, encap::Vni::get);
+                let out = &self.out.generated;
+                self.tx.capture.answers(out, waiting, Link::Ipv4, vni);
                 let out = &mut self.out.generated;
                 self.tun[0].write_answers_from(now, out, waiting, &mut self.ctr);
             }
@@ -636,7 +655,7 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L3VxWorker<D, S> {
 
     fn drain(&mut self, i: usize, now: Timestamp, budget: usize) -> Result<bool, String> {
         self.trace.refresh();
-        self.tx.capture.refresh(self.trace.armed());
+        self.tx.capture.refresh(&self.trace, now);
         let more = match i {
             SOCKET => drain_socket(self, 0, now, budget),
             TUN => self.drain_tun(now, budget)?,
