@@ -22,19 +22,22 @@ pub fn vni() -> Vni {
 
 /// A core with one network, VNI 42, its device's MAC `own`, flooding to `peers`.
 pub fn core(own: MacAddr, peers: Vec<Ipv4Addr>) -> Arc<Core> {
-    Arc::new(
-        Core::new(CoreConfig {
-            local: LOCAL,
-            allow_any_peer: false,
-            networks: vec![NetworkConfig {
-                vni: vni(),
-                peers,
-                own_mac: own,
-                ..Default::default()
-            }],
-        })
-        .unwrap(),
-    )
+    core_with(NetworkConfig {
+        vni: vni(),
+        peers,
+        own_mac: own,
+        ..Default::default()
+    })
+}
+
+/// A core at [`LOCAL`] with the one network `net`, decapsulating from known remotes only.
+pub fn core_with(net: NetworkConfig) -> Arc<Core> {
+    let cfg = CoreConfig {
+        local: LOCAL,
+        allow_any_peer: false,
+        networks: vec![net],
+    };
+    Arc::new(Core::new(cfg).unwrap())
 }
 
 /// The L3 VXLAN engine on `core`'s network: MAC `own`, overlay address `address`/24, the
