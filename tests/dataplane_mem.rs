@@ -4,17 +4,16 @@
 //! headers are checked with encap's decapsulators and inner packets byte for byte against what
 //! went in.
 
+mod engine_support;
 mod packet_support;
 
 use encap::{IpipConfig, MacAddr, Vni, VxlanConfig};
+use engine_support::{LOCAL, ipip, l3vx, vni};
 use packet_support::{ipv4, tcp};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::Duration;
-use vtepd::core::ipip::{Ipip, IpipSettings};
 use vtepd::core::l2::L2;
-use vtepd::core::l3vx::{L3Vx, L3VxConfig};
-use vtepd::core::route::{Route, Routes};
+use vtepd::core::route::Route;
 use vtepd::core::{Core, CoreConfig, DropReason, NetId, NetworkConfig, Timestamp};
 use vtepd::daemon::batch_gro::VNET_HDR_LEN;
 use vtepd::daemon::dev_port::DevPort;
@@ -25,7 +24,6 @@ use vtepd::daemon::l3_ipip::IpipWorker;
 use vtepd::daemon::l3_vxlan::L3VxWorker;
 use vtepd::daemon::tunnel_tx::TunnelTx;
 
-const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const P1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const P2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
 const OWN: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
@@ -41,26 +39,9 @@ const UNDERLAY_MTU: u32 = 1500;
 const A_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const B_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
-fn vni() -> Vni {
-    Vni::new(42).unwrap()
-}
-
+/// A core with one network, VNI 42, flooding to `peers`.
 fn core(peers: Vec<Ipv4Addr>) -> Arc<Core> {
-    Arc::new(
-        Core::new(CoreConfig {
-            local: LOCAL,
-            allow_any_peer: false,
-            networks: vec![NetworkConfig {
-                vni: vni(),
-                peers,
-                own_mac: OWN,
-                ageing: Duration::from_secs(300),
-                max_learned: 1024,
-                ..Default::default()
-            }],
-        })
-        .unwrap(),
-    )
+    engine_support::core(OWN, peers)
 }
 
 fn vxlan_settings() -> VxlanConfig {
@@ -553,13 +534,7 @@ fn copies_too_big_for_the_underlay_are_too_big_on_every_path() {
     // L3 VXLAN: a packet to a resolved neighbour, 1450 bytes (fits) and 1451 (does not).
     let c = core(vec![P1]);
     c.neigh_add(Timestamp(0), vni(), PEER_IP, HOST_B).unwrap();
-    let routes = Arc::new(Routes::with_overlay_routes(LOCAL, &[]).unwrap());
-    let engine = Arc::new(L3Vx::new(
-        Arc::clone(&c),
-        NetId(0),
-        L3VxConfig::new(OWN, OWN_IP, 24),
-        routes,
-    ));
+    let engine = Arc::new(l3vx(&c, OWN, OWN_IP, &[]));
     let tun = Arc::new(MemDevice::new(64, true).unwrap());
     let udp = Arc::new(MemSocket::new(64).unwrap());
     let raw = Arc::new(MemSocket::new(64).unwrap());
@@ -637,13 +612,7 @@ fn arp(
 #[test]
 fn l3_vxlan_resolves_releases_and_unwraps() {
     let c = core(vec![P1]);
-    let routes = Arc::new(Routes::with_overlay_routes(LOCAL, &[]).unwrap());
-    let engine = Arc::new(L3Vx::new(
-        Arc::clone(&c),
-        NetId(0),
-        L3VxConfig::new(OWN, OWN_IP, 24),
-        routes,
-    ));
+    let engine = Arc::new(l3vx(&c, OWN, OWN_IP, &[]));
     let tun = Arc::new(MemDevice::new(64, true).unwrap());
     let udp = Arc::new(MemSocket::new(64).unwrap());
     let raw = Arc::new(MemSocket::new(64).unwrap());
@@ -689,22 +658,10 @@ fn l3_vxlan_resolves_releases_and_unwraps() {
 
 #[test]
 fn ipip_encapsulates_decapsulates_and_answers_oversize() {
-    let routes = Routes::with_routes(
-        LOCAL,
-        &[Route {
-            prefix: "10.0.2.0/24".parse().unwrap(),
-            via: P1,
-        }],
-    )
-    .unwrap();
-    let ipip = Arc::new(Ipip::new(
-        &IpipSettings {
-            local: LOCAL,
-            allow_any_peer: false,
-            tunnel_mtu: 1480,
-        },
-        Arc::new(routes),
-    ));
+    let ipip = Arc::new(ipip(&[Route {
+        prefix: "10.0.2.0/24".parse().unwrap(),
+        via: P1,
+    }]));
     let tun = Arc::new(MemDevice::new(64, true).unwrap());
     let sock = Arc::new(MemSocket::new(64).unwrap());
     let port = DevPort::new(Arc::clone(&tun), "tunl0", true, true);
