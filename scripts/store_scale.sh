@@ -81,6 +81,14 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
 rss() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$pid/status"; }
 flooded() { lab_client h1 stats --json | jq '[.networks[].peers] | add'; }
 hz=$(getconf CLK_TCK)
+# wait_converged WHEN: waits (at most 120 s) until every registration is in vtepd's flood lists.
+wait_converged() {
+    local deadline=$((SECONDS + 120))
+    until [ "$(flooded 2>/dev/null)" = "$total" ]; do
+        [ "$SECONDS" -lt "$deadline" ] || lab_die "not converged within 120 s $1: $(flooded 2>/dev/null) of $total"
+        sleep 0.05
+    done
+}
 
 rss0=$(rss VmRSS)
 lab_say "writing $total registrations ($networks network(s) x $hosts hosts, $batch per transaction)"
@@ -91,11 +99,7 @@ for f in "$LAB_DIR"/txn/*.json; do
         lab_die "etcd refused $f"
 done
 t_written=$(date +%s.%N)
-deadline=$((SECONDS + 120))
-until [ "$(flooded)" = "$total" ]; do
-    [ "$SECONDS" -lt "$deadline" ] || lab_die "not converged within 120 s: $(flooded) of $total"
-    sleep 0.05
-done
+wait_converged "from the first write"
 t1=$(date +%s.%N)
 cpu1=$(cpu_ticks)
 rss1=$(rss VmRSS)
@@ -121,11 +125,7 @@ ip netns exec "$hns" "$VTEPD_BIN" run --config "$conf" --control "$sock" </dev/n
 echo $! >"$LAB_DIR/h1.vtepd.pid"
 pid=$(cat "$LAB_DIR/h1.vtepd.pid")
 lab_wait_socket h1
-deadline=$((SECONDS + 120))
-until [ "$(flooded 2>/dev/null)" = "$total" ]; do
-    [ "$SECONDS" -lt "$deadline" ] || lab_die "not converged within 120 s after a restart"
-    sleep 0.05
-done
+wait_converged "after a restart"
 t3=$(date +%s.%N)
 cold_cpu=$(cpu_ticks)
 cold_hwm=$(rss VmHWM)
