@@ -97,19 +97,18 @@ fn kvs(prefix: &str, registrations: &[Member]) -> Vec<(String, String)> {
 }
 
 impl StoreClient {
-    /// A client of the store `settings` for the daemon `me`, registering `registrations`,
-    /// applying through `installer`, reporting into `status`, ending when `stop` is set.
+    /// A client of the store `settings` for the daemon `installer` applies to (its
+    /// configuration says what it registers), reporting into `status`, ending when `stop` is
+    /// set.
     pub fn new(
         settings: StoreSettings,
-        me: Me,
-        registrations: Vec<Member>,
-        announce: bool,
         installer: Installer,
         status: Arc<StoreStatus>,
         stop: Arc<AtomicBool>,
     ) -> StoreClient {
-        let registrations = kvs(&settings.prefix, &registrations);
         let generation = installer.config_generation();
+        let (me, registrations, announce) = installer.registrations();
+        let registrations = kvs(&settings.prefix, &registrations);
         StoreClient {
             settings,
             me,
