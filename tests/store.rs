@@ -1,8 +1,11 @@
 //! A store-driven fabric (`--store etcd=URL`), end to end with a real etcd in network
 //! namespaces: hosts given only the store (no `--peer`) find each other and ping, a host that
 //! joins later is reached, one killed drops out of the others' flood lists once its lease
-//! expires, one stopped cleanly at once; what the store installed is not the operator's
-//! configuration. Needs root (network namespaces) and etcd (scripts/setup.sh).
+//! expires, one stopped cleanly at once; a network a reload adds is registered, one it removes
+//! withdrawn; what the store installed is not the operator's configuration and is marked as the
+//! store's; announced MACs and the addresses behind them answer ARP before any traffic; faults
+//! (etcd down, leases lost, bad values, a watch behind a compaction) are survived and counted.
+//! Needs root (network namespaces) and etcd (scripts/setup.sh).
 
 mod daemon_support;
 mod etcd_support;
