@@ -12,16 +12,22 @@ use engine_support::{LOCAL, ipip, l3vx, vni};
 use packet_support::{ipv4, tcp};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use vtepd::core::capture::{MAX_SNAPLEN, Sides, Spec};
 use vtepd::core::l2::L2;
 use vtepd::core::route::Route;
+use vtepd::core::trace::{Filter, Origin, Step, WorkerStage};
 use vtepd::core::{Core, CoreConfig, DropReason, NetId, NetworkConfig, Timestamp};
+use vtepd::daemon::batch::MAX_PACKET;
 use vtepd::daemon::batch_gro::VNET_HDR_LEN;
+use vtepd::daemon::capture::{CAPTURE_LIMITS, CaptureSessions, TSO_SEGMENT, WorkerCapture};
 use vtepd::daemon::dev_port::DevPort;
 use vtepd::daemon::event_loop::{BUDGET, Dataplane};
 use vtepd::daemon::io::mem::{MemDevice, MemSocket};
 use vtepd::daemon::l2_vxlan::L2Worker;
 use vtepd::daemon::l3_ipip::IpipWorker;
 use vtepd::daemon::l3_vxlan::L3VxWorker;
+use vtepd::daemon::session::{ArmedFlags, Limits};
+use vtepd::daemon::trace::{TraceSessions, WorkerTrace};
 use vtepd::daemon::tunnel_tx::TunnelTx;
 
 const P1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
@@ -720,4 +726,93 @@ fn ipip_encapsulates_decapsulates_and_answers_oversize() {
     assert_eq!((body[0], body[1]), (3, 4));
     assert_eq!(u16::from_be_bytes([body[6], body[7]]), 1480);
     assert_eq!(w.counters().drops_of(DropReason::TooBig), 1);
+}
+
+/// The worker's own drops are traced (`trace --drops`) with the step that says where, and a
+/// TSO super-frame is captured as the segments cut for the wire: a datagram longer than a
+/// receive slot (cut short: MSG_TRUNC), a super-frame whose offload request cannot be carried
+/// out, a good super-frame of three segments.
+#[test]
+fn l2_traces_its_own_drops_and_captures_a_super_frame_as_its_segments() {
+    let mut r = l2(vec![P1]);
+    let flags = ArmedFlags::default();
+    let traces = Arc::new(TraceSessions::sharing(Limits::default(), &flags, 0));
+    let captures = Arc::new(CaptureSessions::sharing(CAPTURE_LIMITS, &flags, 1));
+    let drops = Filter {
+        drops: true,
+        ..Filter::default()
+    };
+    let t = traces.start(drops, 10, NOW).unwrap();
+    let overlay = Spec {
+        sides: Sides::Overlay,
+        snaplen: MAX_SNAPLEN,
+    };
+    let all = Filter::default();
+    let c = captures
+        .start_with(all, 100, u64::MAX, overlay, NOW)
+        .unwrap();
+    let trace = WorkerTrace::new(Arc::clone(&traces), 0);
+    r.w.attach_trace(trace, WorkerCapture::new(Arc::clone(&captures), 0));
+
+    assert!(r.udp.inject(P1, 0, &vec![0x08; MAX_PACKET + 10]));
+    assert_eq!(r.w.drain(SOCKET, NOW, BUDGET), Ok(false));
+    let (vnet, good) = tso_frame(3, 1000);
+    let not_ip = frame(HOST_B, HOST_A, &[0u8; 60]);
+    assert!(r.tap.inject_with_header(&vnet, &not_ip));
+    assert!(r.tap.inject_with_header(&vnet, &good));
+    assert_eq!(r.w.drain(DEVICE, NOW, BUDGET), Ok(false));
+
+    let traced = traces.poll(t, NOW, 10).unwrap().records;
+    let said: Vec<_> = traced
+        .iter()
+        .map(|r| (r.origin, r.steps.to_vec(), r.outcome.dropped()))
+        .collect();
+    let worker = |stage| {
+        vec![Step::Worker {
+            stage,
+            remote: None,
+        }]
+    };
+    let from_p1 = Origin::Tunnel {
+        src: P1,
+        src_port: Some(0),
+        dst_port: Some(4789),
+        tos: 0,
+    };
+    assert_eq!(
+        said,
+        [
+            (
+                from_p1,
+                worker(WorkerStage::Receive),
+                Some(DropReason::Truncated)
+            ),
+            (
+                Origin::Device { vni: 42 },
+                worker(WorkerStage::DeviceRead),
+                Some(DropReason::DeviceOffload)
+            ),
+        ]
+    );
+    let segments: Vec<_> = captures
+        .poll(c, NOW, 100)
+        .unwrap()
+        .records
+        .into_iter()
+        .filter(|r| r.note.as_deref() == Some(TSO_SEGMENT))
+        .collect();
+    assert_eq!(segments.len(), 3, "{segments:?}");
+    for (k, s) in segments.iter().enumerate() {
+        assert_eq!(s.data.len(), 54 + 1000, "segment {k}");
+        let ip = &s.data[14..];
+        assert_eq!(
+            usize::from(u16::from_be_bytes([ip[2], ip[3]])),
+            20 + 20 + 1000
+        );
+        assert!(
+            encap::checksum::verify(&ip[..20]),
+            "segment {k}'s IP checksum"
+        );
+        assert_eq!(&s.data[54..], &good[54 + k * 1000..54 + (k + 1) * 1000]);
+    }
 }
