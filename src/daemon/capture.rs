@@ -250,6 +250,14 @@ impl Seen<'_> {
     }
 }
 
+/// The headers of a device-side packet that starts with `link`.
+fn headers_of(link: Link, bytes: &[u8]) -> Headers {
+    match link {
+        Link::Ethernet => Headers::of_frame(bytes),
+        Link::Ipv4 => Headers::of_ip(bytes),
+    }
+}
+
 /// The note on a packet vtepd made itself and wrote into the device.
 pub const ANSWER: &str = "an answer vtepd made itself (an ARP reply of ARP suppression, an \
      ICMP error such as fragmentation needed) and wrote into the device";
@@ -273,10 +281,7 @@ impl WorkerCapture {
         };
         for (to, p) in out.iter().skip(from) {
             if to == FrameTo::Device {
-                self.offer(seen, &[p], || match link {
-                    Link::Ethernet => Headers::of_frame(p),
-                    Link::Ipv4 => Headers::of_ip(p),
-                });
+                self.offer(seen, &[p], || headers_of(link, p));
             }
         }
     }
@@ -296,10 +301,7 @@ impl WorkerCapture {
             return;
         }
         let shown = packet.get(skip..).unwrap_or_default();
-        let headers = || match seen.link {
-            Link::Ethernet => Headers::of_frame(shown),
-            Link::Ipv4 => Headers::of_ip(shown),
-        };
+        let headers = || headers_of(seen.link, shown);
         let Some(t) = tso else {
             return self.offer(seen, &[shown], headers);
         };
@@ -376,10 +378,7 @@ pub fn capture_tunnel(
             outcome: &outcome,
             note: merged,
         };
-        let h = || match link {
-            Link::Ethernet => Headers::of_frame(inner),
-            Link::Ipv4 => Headers::of_ip(inner),
-        };
+        let h = || headers_of(link, inner);
         c.offer(seen, &[inner], h);
     }
 }
