@@ -19,7 +19,9 @@ use vtepd::core::trace::{Filter, Mac, Origin, Outcome, Record, Step, WorkerStage
 use vtepd::core::{Core, CoreConfig, DropReason, NetId, NetworkConfig, Timestamp};
 use vtepd::daemon::batch::MAX_PACKET;
 use vtepd::daemon::batch_gro::VNET_HDR_LEN;
-use vtepd::daemon::capture::{ANSWER, CAPTURE_LIMITS, CaptureSessions, TSO_SEGMENT, WorkerCapture};
+use vtepd::daemon::capture::{
+    ANSWER, CAPTURE_LIMITS, CaptureSessions, OWN_FRAME, TSO_SEGMENT, WorkerCapture,
+};
 use vtepd::daemon::dev_port::DevPort;
 use vtepd::daemon::event_loop::{BUDGET, Dataplane};
 use vtepd::daemon::io::mem::{MemDevice, MemSocket};
@@ -743,7 +745,7 @@ fn ipip_encapsulates_decapsulates_and_answers_oversize() {
     assert_eq!(w.counters().drops_of(DropReason::TooBig), 1);
 }
 
-/// A trace and an overlay capture armed on a worker.
+/// A trace and a capture of both sides armed on a worker.
 struct Armed {
     traces: Arc<TraceSessions>,
     trace: u64,
@@ -752,20 +754,18 @@ struct Armed {
 }
 
 impl Armed {
-    /// Arms on `w` a trace of `count` packets `filter` takes, and a capture of the overlay.
+    /// Arms on `w` a trace of `count` packets `filter` takes, and a capture of both sides.
     fn on(w: &mut impl Dataplane, filter: Filter, count: u64) -> Armed {
         let flags = ArmedFlags::default();
         let traces = Arc::new(TraceSessions::sharing(Limits::default(), &flags, 0));
         let captures = Arc::new(CaptureSessions::sharing(CAPTURE_LIMITS, &flags, 1));
         let trace = traces.start(filter, count, NOW).unwrap();
-        let overlay = Spec {
-            sides: Sides::Overlay,
+        let both = Spec {
+            sides: Sides::Both,
             snaplen: MAX_SNAPLEN,
         };
         let all = Filter::default();
-        let capture = captures
-            .start_with(all, 100, u64::MAX, overlay, NOW)
-            .unwrap();
+        let capture = captures.start_with(all, 100, u64::MAX, both, NOW).unwrap();
         let worker = WorkerTrace::new(Arc::clone(&traces), 0);
         w.attach_trace(worker, WorkerCapture::new(Arc::clone(&captures), 0));
         Armed {
@@ -864,11 +864,14 @@ fn l2_traces_its_own_drops_and_captures_a_super_frame_as_its_segments() {
 /// An L3 VXLAN worker under an armed trace and capture: a TSO super-packet read from the TUN
 /// is traced once, with its neighbour lookup and its remote, and captured as its segments; a
 /// packet too big for the underlay is answered into the TUN, and the answer is captured as
-/// vtepd's own.
+/// vtepd's own; so is its ARP reply into the tunnel, on the underlay side.
 #[test]
 fn l3_vxlan_traces_a_super_packet_and_captures_its_segments_and_its_own_answer() {
     let L3Rig {
-        mut w, tun, raw, ..
+        mut w,
+        tun,
+        udp,
+        raw,
     } = l3vx_rig(true);
     let armed = Armed::on(&mut w, Filter::default(), 1);
 
@@ -907,6 +910,17 @@ fn l3_vxlan_traces_a_super_packet_and_captures_its_segments_and_its_own_answer()
     // 1451 bytes with DF: more than the underlay carries, answered into the TUN.
     assert!(tun.inject(&ipv4(OWN_IP, PEER_IP, 1451, 0, 9)));
     assert_eq!(w.drain(DEVICE, NOW, BUDGET), Ok(false));
+    // HOST_B asks through the tunnel who has our address: vtepd answers into the tunnel.
+    let who_has = arp(
+        1,
+        MacAddr::BROADCAST,
+        HOST_B,
+        PEER_IP,
+        MacAddr::ZERO,
+        OWN_IP,
+    );
+    assert!(udp.inject(P1, 0, &vxlan(&who_has)));
+    assert_eq!(w.drain(SOCKET, NOW, BUDGET), Ok(false));
     let records = armed.captured();
     let noted = |note: &str| -> Vec<_> {
         records
@@ -928,4 +942,21 @@ fn l3_vxlan_traces_a_super_packet_and_captures_its_segments_and_its_own_answer()
         (Side::Overlay, Dir::Out, Link::Ipv4)
     );
     assert_eq!((a.data[9], a.data[20], a.data[21]), (1, 3, 4), "ICMP 3/4");
+    // The ARP reply, on the underlay as sent: outer IPv4/UDP/VXLAN, then the reply.
+    let own = noted(OWN_FRAME);
+    assert_eq!(
+        own.len(),
+        1,
+        "only vtepd's reply, not the segments: {records:?}"
+    );
+    let r = &own[0];
+    assert_eq!((r.side, r.dir), (Side::Underlay, Dir::Out));
+    let reply = &r.data[36..];
+    assert_eq!(
+        (&reply[12..14], &reply[20..22]),
+        (&[8, 6][..], &[0, 2][..]),
+        "ARP reply"
+    );
+    assert_eq!(&reply[28..32], &OWN_IP.octets(), "from our address");
+    assert_eq!(sent(&raw).last().map(|(dst, _)| *dst), Some(P1));
 }

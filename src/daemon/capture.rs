@@ -287,6 +287,10 @@ impl WorkerCapture {
     }
 }
 
+/// The note on an outer packet whose inner frame vtepd made itself and sent through the
+/// tunnel (L3 VXLAN: its ARP requests and replies, its echo replies).
+pub const OWN_FRAME: &str = "carries a frame vtepd made itself (its ARP, an echo reply)";
+
 /// The note on a segment vtepd cut from a TSO super-packet the device handed over (what
 /// crosses the wire; the device gave it as one read).
 pub const TSO_SEGMENT: &str = "a segment vtepd cut from a TSO super-packet the device handed \
@@ -386,8 +390,9 @@ pub fn capture_tunnel(
 impl WorkerCapture {
     /// Offers an outer packet handed to the kernel (`drop`: refused, counted under that
     /// reason, and then traced too): a VXLAN packet (its outer headers, then the inner frame
-    /// or the rest of it) or an IPIP packet.
-    pub fn sent(&self, m: &SendMsg<'_>, drop: Option<DropReason>) {
+    /// or the rest of it) or an IPIP packet; `own`: it carries a frame vtepd made itself
+    /// (noted [`OWN_FRAME`]).
+    pub fn sent(&self, m: &SendMsg<'_>, drop: Option<DropReason>, own: bool) {
         let tap = self.drops.as_ref().filter(|_| drop.is_some());
         if !self.active() && tap.is_none() {
             return;
@@ -422,7 +427,7 @@ impl WorkerCapture {
             link: Link::Ipv4,
             origin,
             outcome: &outcome,
-            note: None,
+            note: own.then_some(OWN_FRAME),
         };
         self.offer(seen, &[m.head, m.body], headers);
     }

@@ -627,7 +627,18 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
                 &mut self.ctr,
             );
             if v == FromDevice::Tunnel {
+                // Captures note what vtepd made itself: its ARP and what leaves from its own
+                // address (echo replies), not the packets it held for resolution.
+                let own = match frame.get(12..14) {
+                    Some([0x08, 0x06]) => true,
+                    Some([0x08, 0x00]) => {
+                        frame.get(26..30) == Some(&self.engine.address().octets())
+                    }
+                    _ => false,
+                };
+                self.tx.txb.set_own(own);
                 self.send_whole(now, slot, len);
+                self.tx.txb.set_own(false);
             }
         }
         self.out.generated.clear();
