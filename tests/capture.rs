@@ -188,9 +188,8 @@ fn a_dropped_datagram_and_an_answer_of_vtepd_are_captured_with_their_notes() {
     // ARP suppression: vtepd answers A's request for a bound address into the device itself.
     a.ok(&["neigh", "add", "10.9.0.77", "02:00:00:00:00:77"]);
     let args = ["--side", "overlay", "--filter", "proto=arp", "--count", "2"];
-    // Each try forgets the binding first: a ping before the capture was armed must not leave
-    // A's neighbour cache holding it (then no later ping would ask again).
     let (file, _) = capture(&a, &args, || {
+        // A fresh ARP request each time: the capture may arm after the first was answered.
         let _ = run(p.a.cmd("ip").args(["neigh", "flush", "to", "10.9.0.77"]));
         ping(&p.a, "10.9.0.77")
     });

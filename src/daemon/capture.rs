@@ -250,6 +250,14 @@ impl Seen<'_> {
     }
 }
 
+/// The headers of a device-side packet that starts with `link`.
+fn headers_of(link: Link, bytes: &[u8]) -> Headers {
+    match link {
+        Link::Ethernet => Headers::of_frame(bytes),
+        Link::Ipv4 => Headers::of_ip(bytes),
+    }
+}
+
 /// The note on a packet vtepd made itself and wrote into the device.
 pub const ANSWER: &str = "an answer vtepd made itself (an ARP reply of ARP suppression, an \
      ICMP error such as fragmentation needed) and wrote into the device";
@@ -273,14 +281,15 @@ impl WorkerCapture {
         };
         for (to, p) in out.iter().skip(from) {
             if to == FrameTo::Device {
-                self.offer(seen, &[p], || match link {
-                    Link::Ethernet => Headers::of_frame(p),
-                    Link::Ipv4 => Headers::of_ip(p),
-                });
+                self.offer(seen, &[p], || headers_of(link, p));
             }
         }
     }
 }
+
+/// The note on an outer packet whose inner frame vtepd made itself and sent through the
+/// tunnel (L3 VXLAN: its ARP requests and replies, its echo replies).
+pub const OWN_FRAME: &str = "carries a frame vtepd made itself (its ARP, an echo reply)";
 
 /// The note on a segment vtepd cut from a TSO super-packet the device handed over (what
 /// crosses the wire; the device gave it as one read).
@@ -296,10 +305,7 @@ impl WorkerCapture {
             return;
         }
         let shown = packet.get(skip..).unwrap_or_default();
-        let headers = || match seen.link {
-            Link::Ethernet => Headers::of_frame(shown),
-            Link::Ipv4 => Headers::of_ip(shown),
-        };
+        let headers = || headers_of(seen.link, shown);
         let Some(t) = tso else {
             return self.offer(seen, &[shown], headers);
         };
@@ -376,10 +382,7 @@ pub fn capture_tunnel(
             outcome: &outcome,
             note: merged,
         };
-        let h = || match link {
-            Link::Ethernet => Headers::of_frame(inner),
-            Link::Ipv4 => Headers::of_ip(inner),
-        };
+        let h = || headers_of(link, inner);
         c.offer(seen, &[inner], h);
     }
 }
@@ -387,8 +390,9 @@ pub fn capture_tunnel(
 impl WorkerCapture {
     /// Offers an outer packet handed to the kernel (`drop`: refused, counted under that
     /// reason, and then traced too): a VXLAN packet (its outer headers, then the inner frame
-    /// or the rest of it) or an IPIP packet.
-    pub fn sent(&self, m: &SendMsg<'_>, drop: Option<DropReason>) {
+    /// or the rest of it) or an IPIP packet; `own`: it carries a frame vtepd made itself
+    /// (noted [`OWN_FRAME`]).
+    pub fn sent(&self, m: &SendMsg<'_>, drop: Option<DropReason>, own: bool) {
         let tap = self.drops.as_ref().filter(|_| drop.is_some());
         if !self.active() && tap.is_none() {
             return;
@@ -423,7 +427,7 @@ impl WorkerCapture {
             link: Link::Ipv4,
             origin,
             outcome: &outcome,
-            note: None,
+            note: own.then_some(OWN_FRAME),
         };
         self.offer(seen, &[m.head, m.body], headers);
     }

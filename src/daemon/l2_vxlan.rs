@@ -492,7 +492,9 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             self.ctr.rx_tunnel += 1;
             self.ctr.drop(DropReason::Truncated);
             let h = || Headers::of_vxlan(d);
-            return (self.trace).receive_lost(now, m, Some(port), h, DropReason::Truncated);
+            return self
+                .trace
+                .receive_lost(now, m, Some(port), h, DropReason::Truncated);
         };
         let outer = Outer {
             src,

@@ -269,7 +269,9 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
             self.ctr.rx_tunnel += 1;
             self.ctr.drop(DropReason::BadIpip);
             let h = || Headers::of_ipip(packet);
-            return (self.trace).receive_lost(now, meta, None, h, DropReason::BadIpip);
+            return self
+                .trace
+                .receive_lost(now, meta, None, h, DropReason::BadIpip);
         }
         let outer = Outer {
             src: meta.src.unwrap_or(Ipv4Addr::UNSPECIFIED),

@@ -275,7 +275,9 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             self.ctr.rx_tunnel += 1;
             self.ctr.drop(DropReason::Truncated);
             let h = || Headers::of_vxlan(d);
-            return (self.trace).receive_lost(now, m, Some(port), h, DropReason::Truncated);
+            return self
+                .trace
+                .receive_lost(now, m, Some(port), h, DropReason::Truncated);
         };
         let outer = Outer {
             src,
@@ -375,7 +377,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
                 self.ctr.rx_device += 1;
                 self.ctr.drop(DropReason::DeviceOffload);
                 if self.trace.armed() {
-                    let vni = self.engine.core().vni_of(NET).map_or(0, encap::Vni::get);
+                    let vni = net_vni(&self.engine);
                     self.trace.device_lost(now, vni, || Headers::of_ip(packet));
                 }
                 continue;
@@ -402,7 +404,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         let frame = &mut self.tx.txb.slot_mut(slot)[HEADROOM..HEADROOM + frame_len];
         let Some(vnet) = tso else {
             let v = if self.trace.armed() && {
-                let vni = self.engine.core().vni_of(NET).map_or(0, encap::Vni::get);
+                let vni = net_vni(&self.engine);
                 let packet = &frame[ETH..];
                 self.trace
                     .begin(Origin::Device { vni }, || Headers::of_ip(packet))
@@ -417,7 +419,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
                     .on_local(now, frame, &mut self.out, &mut self.ctr)
             };
             if self.trace.armed() {
-                let vni = self.engine.core().vni_of(NET).map_or(0, encap::Vni::get);
+                let vni = net_vni(&self.engine);
                 let outcome = Outcome::from_device(v, &self.out.remotes);
                 let seen = Seen::device_in(Link::Ipv4, vni, &outcome, None);
                 self.tx.capture.device_read(seen, frame, ETH, None);
@@ -449,7 +451,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             self.ctr.rx_device += 1;
             self.ctr.drop(DropReason::DeviceOffload);
             if self.trace.armed() {
-                let vni = self.engine.core().vni_of(NET).map_or(0, encap::Vni::get);
+                let vni = net_vni(&self.engine);
                 let packet = &frame[ETH..];
                 self.trace.device_lost(now, vni, || Headers::of_ip(packet));
             }
@@ -458,15 +460,27 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         // Each segment's own IP and TCP headers, as if read without TSO.
         self.ctr.rx_device_bytes += ((t.segments() - 1) * (t.hdr_len - ETH)) as u64;
         let floods = self.ctr.flood_copies;
-        let v = self
-            .engine
-            .on_local_resolved(now, frame, &mut self.out, &mut self.ctr);
+        let traced = self.trace.armed() && {
+            let origin = Origin::Device {
+                vni: net_vni(&self.engine),
+            };
+            self.trace.begin(origin, || Headers::of_ip(&frame[ETH..]))
+        };
+        let (out, ctr) = (&mut self.out, &mut self.ctr);
+        let e = &self.engine;
+        let v = match traced {
+            true => e.on_local_resolved_traced(now, frame, out, ctr, self.trace.recorder()),
+            false => e.on_local_resolved(now, frame, out, ctr),
+        };
         if self.trace.armed() {
-            let vni = self.engine.core().vni_of(NET).map_or(0, encap::Vni::get);
+            // Unresolved: held (its segments wait for the next hop one by one).
             let outcome = v.map_or(Outcome::Held, |v| {
                 Outcome::from_device(v, &self.out.remotes)
             });
-            let seen = Seen::device_in(Link::Ipv4, vni, &outcome, None);
+            if traced {
+                self.trace.finish(now, outcome.clone());
+            }
+            let seen = Seen::device_in(Link::Ipv4, net_vni(&self.engine), &outcome, None);
             self.tx.capture.device_read(seen, frame, ETH, Some(&t));
         }
         let Some(v) = v else {
@@ -519,7 +533,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             &mut self.ctr,
         ) {
             TooBig::Answered => {
-                let vni = self.engine.core().vni_of(NET).map_or(0, encap::Vni::get);
+                let vni = net_vni(&self.engine);
                 let out = &self.out.generated;
                 self.tx.capture.answers(out, waiting, Link::Ipv4, vni);
                 let out = &mut self.out.generated;
@@ -613,11 +627,27 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
                 &mut self.ctr,
             );
             if v == FromDevice::Tunnel {
+                // Captures note what vtepd made itself: its ARP and what leaves from its own
+                // address (echo replies), not the packets it held for resolution.
+                let own = match frame.get(12..14) {
+                    Some([0x08, 0x06]) => true,
+                    Some([0x08, 0x00]) => {
+                        frame.get(26..30) == Some(&self.engine.address().octets())
+                    }
+                    _ => false,
+                };
+                self.tx.txb.set_own(own);
                 self.send_whole(now, slot, len);
+                self.tx.txb.set_own(false);
             }
         }
         self.out.generated.clear();
     }
+}
+
+/// The VNI of the one network (0 if it has none), for traces and captures.
+fn net_vni(engine: &L3Vx) -> u32 {
+    engine.core().vni_of(NET).map_or(0, encap::Vni::get)
 }
 
 impl<D: DeviceQueue, S: DatagramSocket> OnDatagrams for L3VxWorker<D, S> {
