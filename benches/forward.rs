@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use encap::vxlan::{HEADER_LEN, VxlanPacket};
 use encap::{MacAddr, Vni};
-use vtepd::core::capture::{Link, Side, Spec};
+use vtepd::core::capture::{Link, Spec};
 use vtepd::core::trace::{Filter, Headers, Origin};
 use vtepd::core::{
     Core, CoreConfig, Counters, FromDevice, FromTunnel, NetId, NetworkConfig, Outer, Remotes,
@@ -269,14 +269,13 @@ fn capture_bench(bencher: divan::Bencher, filter: Option<Filter>, check: bool) {
     let mut cap = WorkerCapture::new(captures, 0);
     let src = Outer::from(peer(1234 % 8));
     let mut d = datagram(MacAddr([0x02, 0xee, 0, 0, 0, 1]), host(1234));
-    let mut kept = Vec::new();
     let mut ctr = Counters::default();
     let mut now = 1u64;
     bencher.bench_local(|| {
         now += 1;
         if now % 64 == 0 {
             wt.refresh();
-            cap.refresh(wt.armed());
+            cap.refresh(&wt, Timestamp(now));
         }
         let d = black_box(d.as_mut_slice());
         let origin = Origin::Tunnel {
@@ -285,16 +284,11 @@ fn capture_bench(bencher: divan::Bencher, filter: Option<Filter>, check: bool) {
             dst_port: Some(4789),
             tos: 0,
         };
-        let captured =
-            check && wt.armed() && cap.wants(Side::Underlay, &origin, || Headers::of_vxlan(d)) && {
-                kept.clear();
-                kept.extend_from_slice(d);
-                true
-            };
+        let captured = check && wt.armed() && cap.keep(&origin, d, Headers::of_vxlan);
         let v = c.on_remote(Timestamp(now), src, d, &mut ctr);
         if check && wt.armed() {
             let r = Received::of(src.src, 50000, LOCAL.into(), 4789, 0);
-            let kept = captured.then_some((r, &kept[..]));
+            let kept = captured.then_some((r, cap.kept()));
             capture_tunnel(&cap, origin, &v, kept, d, Link::Ethernet, false);
         }
         v

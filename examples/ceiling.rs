@@ -11,7 +11,10 @@
 //!   reads with UDP GRO, so a super-frame crosses as one read. Nothing is parsed, segmented,
 //!   checksummed or looked up. Each device read travels as a record, its length (two bytes,
 //!   big-endian) then the bytes, so that a coalesced read splits back into device writes; a
-//!   record must fit one UDP send, so the script caps the device's `gso_max_size`.
+//!   record must fit one UDP send, so the script caps the device's `gso_max_size`. It runs like
+//!   vtepd's workers: one thread per CPU (`--workers`), each owning one queue of a multi-queue
+//!   device and one socket of a SO_REUSEPORT group, polling both and running each batch to
+//!   completion, so its round trip is a ceiling for vtepd's too.
 //! - `ceiling raw-send --remote B --secs S [--threads N] [--size 1500]` and
 //!   `ceiling raw-sink --secs S`: the IPIP ceiling: protocol-4 packets of `size` bytes (outer
 //!   header included) sent as fast as raw sockets take them (`sendmmsg`, 64 at a time), and
@@ -27,7 +30,6 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tun_rs::{DeviceBuilder, Layer, SyncDevice};
 use vtepd::daemon::socket;
@@ -66,6 +68,10 @@ enum Cmd {
         /// UDP payload per datagram on the wire (the underlay's MTU less 28).
         #[arg(long, default_value_t = 1472)]
         segment: u16,
+        /// Workers, each a thread with its own device queue and socket (default: one per CPU,
+        /// as vtepd).
+        #[arg(long)]
+        workers: Option<usize>,
     },
     /// Send protocol-4 packets as fast as a raw socket takes them.
     RawSend {
@@ -96,6 +102,7 @@ fn main() {
             port,
             mtu,
             segment,
+            workers,
         } => pass(
             layer,
             &dev,
@@ -103,6 +110,9 @@ fn main() {
             SocketAddrV4::new(remote, port),
             mtu,
             segment,
+            workers.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            }),
         ),
         Cmd::RawSend {
             remote,
@@ -128,82 +138,114 @@ fn pass(
     remote: SocketAddrV4,
     mtu: u16,
     segment: u16,
+    workers: usize,
 ) -> io::Result<()> {
     let layer = match layer {
         DevLayer::L2 => Layer::L2,
         DevLayer::L3 => Layer::L3,
     };
+    let workers = workers.max(1);
     let device = DeviceBuilder::new()
         .name(dev)
         .layer(layer)
         .mtu(mtu)
+        .multi_queue(workers > 1)
         .offload(true)
         .build_sync()?;
     sys::tun_set_offload(&device, libc::TUN_F_CSUM | libc::TUN_F_TSO4)?;
-    device.set_nonblocking(true)?;
-    let device = Arc::new(device);
-    // vtepd's own VXLAN socket: non-blocking, UDP GRO, 8 MiB receive buffer; and a send
-    // buffer as large as vtepd's sending sockets have.
-    let sock =
-        socket::bind_udp(local.into(), remote.port()).map_err(|e| io::Error::other(e.message()))?;
-    sys::force_buffer_size(&sock, false, 8 << 20)?;
-    let sock = Arc::new(sock);
-    let (d, s) = (Arc::clone(&device), Arc::clone(&sock));
-    let up = std::thread::spawn(move || device_to_udp(&d, &s, remote, segment));
-    let down = udp_to_device(&device, &sock);
-    up.join()
-        .map_err(|_| io::Error::other("the sending thread panicked"))??;
-    down
-}
-
-/// Waits until `fd` is readable (level-triggered readiness is re-armed by draining first).
-fn readable(fd: &impl AsRawFd) -> io::Result<(Poll, Events)> {
-    let poll = Poll::new()?;
-    poll.registry()
-        .register(&mut SourceFd(&fd.as_raw_fd()), Token(0), Interest::READABLE)?;
-    Ok((poll, Events::with_capacity(4)))
-}
-
-fn wait(poll: &mut Poll, events: &mut Events) -> io::Result<()> {
-    match poll.poll(events, None) {
-        Err(e) if e.kind() != io::ErrorKind::Interrupted => Err(e),
-        _ => Ok(()),
+    let mut queues = vec![device];
+    for _ in 1..workers {
+        let q = queues[0].try_clone()?;
+        queues.push(q);
     }
+    // vtepd's own VXLAN socket group (SO_REUSEPORT, non-blocking, UDP GRO), 8 MiB receive
+    // buffers, and per worker a sending socket on a port of its own, as vtepd sends each flow
+    // from its own source port, so that the far side's group spreads the workers' traffic.
+    let group = socket::bind_udp_group(local.into(), remote.port(), workers)
+        .map_err(|e| io::Error::other(e.message()))?;
+    let handles: Vec<_> = queues
+        .into_iter()
+        .zip(group)
+        .map(|(queue, rx)| {
+            queue.set_nonblocking(true)?;
+            sys::force_buffer_size(&rx, false, 8 << 20)?;
+            let tx = UdpSocket::bind(SocketAddrV4::new(local, 0))?;
+            sys::force_buffer_size(&tx, true, 8 << 20)?;
+            Ok(std::thread::spawn(move || {
+                worker(&queue, &rx, &tx, remote, segment)
+            }))
+        })
+        .collect::<io::Result<_>>()?;
+    for h in handles {
+        h.join()
+            .map_err(|_| io::Error::other("a worker panicked"))??;
+    }
+    Ok(())
 }
 
-/// Device reads to UDP sends: each read drained into a batch of records; small records go out
-/// together with one `sendmmsg`, a record above one datagram with one UDP GSO send (in order).
-fn device_to_udp(
+const DEVICE: Token = Token(0);
+const SOCKET: Token = Token(1);
+
+/// One worker, like vtepd's: one thread owning one device queue and one socket of the group,
+/// polling both, running each batch to completion with no hand-off to another thread.
+fn worker(
     dev: &SyncDevice,
-    sock: &UdpSocket,
+    rx: &UdpSocket,
+    tx: &UdpSocket,
     remote: SocketAddrV4,
     segment: u16,
 ) -> io::Result<()> {
-    let (mut poll, mut events) = readable(dev)?;
-    let mut arena = vec![0u8; MAX_BATCH * RECORD];
+    let mut poll = Poll::new()?;
+    for (fd, token) in [(dev.as_raw_fd(), DEVICE), (rx.as_raw_fd(), SOCKET)] {
+        poll.registry()
+            .register(&mut SourceFd(&fd), token, Interest::READABLE)?;
+    }
+    let mut events = Events::with_capacity(4);
+    let mut up = vec![0u8; MAX_BATCH * RECORD];
+    let mut down = vec![0u8; MAX_BATCH * RECORD];
     let mut lens = [0usize; MAX_BATCH];
+    let mut meta = [RecvMeta::default(); MAX_BATCH];
     loop {
-        wait(&mut poll, &mut events)?;
+        match poll.poll(&mut events, None) {
+            Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
+            _ => {}
+        }
+        // Drain both until neither has anything (readiness is edge-triggered).
         loop {
-            let mut n = 0;
-            while n < MAX_BATCH {
-                let slot = &mut arena[n * RECORD..(n + 1) * RECORD];
-                match dev.recv(&mut slot[2..]) {
-                    Ok(len) => {
-                        slot[..2].copy_from_slice(&(len as u16).to_be_bytes());
-                        lens[n] = len + 2;
-                        n += 1;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e),
-                }
-            }
-            send_records(sock, &arena, &lens[..n], remote, segment);
-            if n < MAX_BATCH {
+            let sent = device_to_udp(dev, tx, &mut up, &mut lens, remote, segment)?;
+            let written = udp_to_device(dev, rx, &mut down, &mut meta)?;
+            if sent + written == 0 {
                 break;
             }
         }
     }
+}
+
+/// One batch of device reads to UDP sends: small records go out together with one `sendmmsg`,
+/// a record above one datagram with one UDP GSO send (in order). Returns the reads.
+fn device_to_udp(
+    dev: &SyncDevice,
+    sock: &UdpSocket,
+    arena: &mut [u8],
+    lens: &mut [usize; MAX_BATCH],
+    remote: SocketAddrV4,
+    segment: u16,
+) -> io::Result<usize> {
+    let mut n = 0;
+    while n < MAX_BATCH {
+        let slot = &mut arena[n * RECORD..(n + 1) * RECORD];
+        match dev.recv(&mut slot[2..]) {
+            Ok(len) => {
+                slot[..2].copy_from_slice(&(len as u16).to_be_bytes());
+                lens[n] = len + 2;
+                n += 1;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    send_records(sock, arena, &lens[..n], remote, segment);
+    Ok(n)
 }
 
 /// Sends records `lens` of `arena` (one per [`RECORD`] slot) in order: runs of small ones with
@@ -244,30 +286,28 @@ fn flush(sock: &UdpSocket, msgs: &mut Vec<SendMsg<'_>>, port: u16) {
     msgs.clear();
 }
 
-/// UDP reads (GRO: a whole GSO send in one read) to device writes, record by record.
-fn udp_to_device(dev: &SyncDevice, sock: &UdpSocket) -> io::Result<()> {
-    let (mut poll, mut events) = readable(sock)?;
-    const SLOTS: usize = MAX_BATCH;
-    let mut arena = vec![0u8; SLOTS * RECORD];
-    let mut meta = [RecvMeta::default(); SLOTS];
-    loop {
-        wait(&mut poll, &mut events)?;
-        loop {
-            let n = match sys::recv_batch(sock, &mut arena, RECORD, &mut meta) {
-                Ok((n, _)) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            };
-            for (i, m) in meta.iter().take(n).enumerate() {
-                let mut read = &arena[i * RECORD..i * RECORD + m.len];
-                while let [a, b, rest @ ..] = read {
-                    let len = usize::from(u16::from_be_bytes([*a, *b])).min(rest.len());
-                    let _ = dev.send(&rest[..len]);
-                    read = &rest[len..];
-                }
-            }
+/// One batch of UDP reads (GRO: a whole GSO send in one read) to device writes, record by
+/// record. Returns the reads.
+fn udp_to_device(
+    dev: &SyncDevice,
+    sock: &UdpSocket,
+    arena: &mut [u8],
+    meta: &mut [RecvMeta; MAX_BATCH],
+) -> io::Result<usize> {
+    let n = match sys::recv_batch(sock, arena, RECORD, meta) {
+        Ok((n, _)) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for (i, m) in meta.iter().take(n).enumerate() {
+        let mut read = &arena[i * RECORD..i * RECORD + m.len];
+        while let [a, b, rest @ ..] = read {
+            let len = usize::from(u16::from_be_bytes([*a, *b])).min(rest.len());
+            let _ = dev.send(&rest[..len]);
+            read = &rest[len..];
         }
     }
+    Ok(n)
 }
 
 /// Protocol number of IP in IP.
@@ -322,6 +362,14 @@ fn raw_send(remote: Ipv4Addr, secs: f64, threads: usize, size: usize) -> io::Res
     }
     println!("sent {sent} pps {:.0}", sent as f64 / secs);
     Ok(())
+}
+
+/// A poller for `fd`'s readability.
+fn readable(fd: &impl AsRawFd) -> io::Result<(Poll, Events)> {
+    let poll = Poll::new()?;
+    poll.registry()
+        .register(&mut SourceFd(&fd.as_raw_fd()), Token(0), Interest::READABLE)?;
+    Ok((poll, Events::with_capacity(4)))
 }
 
 fn raw_sink(secs: f64) -> io::Result<()> {

@@ -2,8 +2,9 @@
 //! captured during a ping across two vtepd hosts in each mode, read back by tshark (the
 //! underlay as VXLAN with its VNI, addresses and port, or as IPIP; the overlay as the ICMP of
 //! the ping, as many packets as on the underlay); a datagram scapy sends with an unknown VNI
-//! captured with its drop reason; TSO super-frames as the segments on the wire; `-w -` piped
-//! into tshark; the byte budget ends a capture by itself; bad arguments are one line, status 2.
+//! captured with its drop reason, and an ARP reply of ARP suppression marked as vtepd's own
+//! answer; TSO super-packets (L2 and L3 VXLAN) as the segments on the wire; `-w -` piped into
+//! tshark; the byte budget ends a capture by itself; bad arguments are one line, status 2.
 
 mod cli_support;
 mod daemon_support;
@@ -11,7 +12,7 @@ mod l2_pair_support;
 mod l3_pair_support;
 mod transfer_support;
 
-use daemon_support::{BIN, Daemon, Netns, run, wait_calling};
+use daemon_support::{BIN, Daemon, Netns, Pair, run, wait_calling};
 use l2_pair_support::{daemon_on_a, two_daemons};
 use l3_pair_support::{ipip_pair, l3vx_pair};
 use std::path::PathBuf;
@@ -134,10 +135,12 @@ fn l2_vxlan_capture_of_a_ping_reads_as_vxlan_and_icmp() {
 }
 
 #[test]
-fn l3_vxlan_capture_of_a_ping_reads_as_vxlan_and_icmp() {
+fn l3_vxlan_capture_of_a_ping_and_a_tso_transfer_reads_as_vxlan_icmp_and_segments() {
     let (p, a, _b) = l3vx_pair("1");
     let vxlan = [("vxlan.vni", "45"), ("udp.dstport", "4789")];
     both_sides_of_a_ping(&a, &p.a, "10.45.0.2", &[], &vxlan);
+    // The TUN's TSO super-packets too, on the same pair.
+    tso_segments_captured(&p, &a, "10.45.0.2");
 }
 
 #[test]
@@ -148,8 +151,8 @@ fn ipip_capture_of_a_ping_reads_as_ipip_and_icmp() {
 }
 
 #[test]
-fn a_datagram_with_an_unknown_vni_is_captured_with_its_drop_reason() {
-    let (p, a) = daemon_on_a();
+fn a_dropped_datagram_and_an_answer_of_vtepd_are_captured_with_their_notes() {
+    let (p, a) = daemon_on_a(&["--arp-suppress"]);
     let a_mac = p.a.mac("eth0");
     let args = ["--drops", "--side", "underlay", "--count", "1"];
     let (file, _) = capture(&a, &args, || {
@@ -181,6 +184,36 @@ fn a_datagram_with_an_unknown_vni_is_captured_with_its_drop_reason() {
     );
     assert!(r[1].starts_with("192.0.2.2"), "{r:?}");
     assert_eq!((r[2].as_str(), r[3].as_str()), ("4789", "1042"), "{r:?}");
+
+    // ARP suppression: vtepd answers A's request for a bound address into the device itself.
+    a.ok(&["neigh", "add", "10.9.0.77", "02:00:00:00:00:77"]);
+    let args = ["--side", "overlay", "--filter", "proto=arp", "--count", "2"];
+    let (file, _) = capture(&a, &args, || {
+        // A fresh ARP request each time: the capture may arm after the first was answered.
+        let _ = run(p.a.cmd("ip").args(["neigh", "flush", "to", "10.9.0.77"]));
+        ping(&p.a, "10.9.0.77")
+    });
+    let fields = [
+        "frame.comment",
+        "arp.opcode",
+        "arp.src.proto_ipv4",
+        "arp.src.hw_mac",
+    ];
+    let rows = tshark(&file, &[], &fields);
+    let answer = rows
+        .iter()
+        .find(|r| r[1] == "2")
+        .unwrap_or_else(|| panic!("no ARP reply: {rows:?}"));
+    assert!(
+        answer[0].starts_with("out, ") && answer[0].contains("an answer vtepd made itself"),
+        "{answer:?}"
+    );
+    assert_eq!(
+        (answer[2].as_str(), answer[3].as_str()),
+        ("10.9.0.77", "02:00:00:00:00:77")
+    );
+    let asked = rows.iter().find(|r| r[1] == "1");
+    assert!(asked.is_some_and(|r| r[0].starts_with("in, ")), "{rows:?}");
 }
 
 #[test]
@@ -207,13 +240,20 @@ fn the_byte_budget_ends_a_capture_by_itself() {
 #[test]
 fn a_tso_super_frame_is_captured_as_the_segments_that_cross_the_wire() {
     let (p, a, _b) = two_daemons("1");
+    tso_segments_captured(&p, &a, "10.9.0.2");
+}
+
+/// Captures both sides of a TCP transfer from host A to `dst` (TSO on the device, UDP GSO on
+/// the underlay): tshark reads no packet longer than the wire carries on either side, and
+/// both the device's super-packets (cut by vtepd) and the GSO sends show as their segments.
+fn tso_segments_captured(p: &Pair, a: &Daemon, dst: &str) {
     let file = Payload::new("capture-tso", 7, 4 << 20);
     let args = ["--side", "both", "--filter", "proto=tcp", "--count", "400"];
     let cap = std::thread::scope(|s| {
         let mut started = false;
-        capture(&a, &args, || {
+        capture(a, &args, || {
             if !std::mem::replace(&mut started, true) {
-                s.spawn(|| transfer(&p, &file, "10.9.0.2", 5301, 1400, 65536));
+                s.spawn(|| transfer(p, &file, dst, 5301, 1400, 65536));
             }
         })
         .0
@@ -223,18 +263,17 @@ fn a_tso_super_frame_is_captured_as_the_segments_that_cross_the_wire() {
         &[],
         &["frame.interface_name", "frame.len", "frame.comment"],
     );
-    let under: Vec<_> = rows.iter().filter(|r| r[0] == "underlay").collect();
+    let side = |name: &str, note: &str| rows.iter().any(|r| r[0] == name && r[2].contains(note));
     assert!(
-        under.iter().any(|r| r[2].contains("UDP GSO")),
+        side("underlay", "UDP GSO"),
         "no segment of a GSO send: {rows:?}"
     );
-    let over_mtu = |r: &&Vec<String>| r[1].parse::<usize>().unwrap() > 1500;
-    assert!(!under.iter().any(over_mtu), "{under:?}");
-    let supers = rows.iter().filter(|r| r[2].contains("super-frame"));
     assert!(
-        supers.clone().all(|r| r[0] == "overlay" && over_mtu(&r)),
-        "{rows:?}"
+        side("overlay", "segment vtepd cut from a TSO super-packet"),
+        "no segment of a device super-packet: {rows:?}"
     );
+    let over_mtu = |r: &&Vec<String>| r[1].parse::<usize>().unwrap() > 1500;
+    assert!(!rows.iter().any(|r| over_mtu(&r)), "{rows:?}");
 }
 
 #[test]

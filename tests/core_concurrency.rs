@@ -2,6 +2,8 @@
 //! plane edits the FDB and flood lists. Checks exact bookkeeping after the races, and that
 //! every forwarding decision saw one consistent flood-list snapshot.
 
+mod engine_support;
+
 use encap::vxlan::{HEADER_LEN, VxlanPacket};
 use encap::{MacAddr, Vni};
 use std::net::{IpAddr, Ipv4Addr};
@@ -10,11 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 use vtepd::core::{
-    Core, CoreConfig, Counters, DEFAULT_AGEING, FromDevice, FromTunnel, NetId, NetworkConfig,
-    Remotes, Timestamp,
+    Core, Counters, DEFAULT_AGEING, FromDevice, FromTunnel, NetId, NetworkConfig, Remotes,
+    Timestamp,
 };
 
-const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 const THREADS: usize = 4;
 
 fn vni() -> Vni {
@@ -31,21 +32,14 @@ fn mac(i: u32) -> MacAddr {
 }
 
 fn core(peers: usize, max_learned: usize, ageing: Duration) -> Arc<Core> {
-    Arc::new(
-        Core::new(CoreConfig {
-            local: LOCAL,
-            allow_any_peer: false,
-            networks: vec![NetworkConfig {
-                vni: vni(),
-                peers: (0..peers).map(peer).collect(),
-                own_mac: MacAddr([0x02, 0xff, 0, 0, 0, 1]),
-                ageing,
-                max_learned,
-                ..Default::default()
-            }],
-        })
-        .unwrap(),
-    )
+    engine_support::core_with(NetworkConfig {
+        vni: vni(),
+        peers: (0..peers).map(peer).collect(),
+        own_mac: MacAddr([0x02, 0xff, 0, 0, 0, 1]),
+        ageing,
+        max_learned,
+        ..Default::default()
+    })
 }
 
 fn datagram(src: MacAddr) -> Vec<u8> {

@@ -3,23 +3,22 @@
 //! says what would happen and changes no state (no FDB entry, no neighbour binding, no held
 //! packet).
 
-use encap::{MacAddr, Vni};
+mod engine_support;
+
+use encap::MacAddr;
+use engine_support::{LOCAL, ipip, l3vx, vni};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use vtepd::core::ipip::{Ipip, IpipSettings};
 use vtepd::core::l2::L2;
-use vtepd::core::l3vx::{L3Vx, L3VxConfig};
-use vtepd::core::route::{Routes, parse_route};
+use vtepd::core::route::parse_route;
 use vtepd::core::synth::{self, Synth};
 use vtepd::core::trace::{
     Flood, LearnResult, Mac, NeighResult, Outcome, Proto, Recorder, ReplyKind, Step,
 };
 use vtepd::core::{
-    Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, NetworkConfig, Out,
-    Outer, Timestamp,
+    Core, Counters, DropReason, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp,
 };
 
-const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const C: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
 const OWN: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xee]);
@@ -27,10 +26,6 @@ const M1: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
 const M9: MacAddr = MacAddr([2, 0, 0, 0, 0, 9]);
 const NET: NetId = NetId(0);
 const NOW: Timestamp = Timestamp(10_000);
-
-fn vni() -> Vni {
-    Vni::new(42).unwrap()
-}
 
 fn l2() -> L2 {
     l2_with(false)
@@ -43,19 +38,7 @@ fn l2_with(arp_suppress: bool) -> L2 {
 
 /// A core with one network, VNI 42, flooding to `peers`.
 fn core(peers: Vec<Ipv4Addr>) -> Arc<Core> {
-    Arc::new(
-        Core::new(CoreConfig {
-            local: LOCAL.into(),
-            allow_any_peer: false,
-            networks: vec![NetworkConfig {
-                vni: vni(),
-                peers: peers.into_iter().map(Into::into).collect(),
-                own_mac: OWN,
-                ..Default::default()
-            }],
-        })
-        .unwrap(),
-    )
+    engine_support::core(OWN, peers)
 }
 
 fn frame(src: MacAddr, dst: MacAddr) -> Vec<u8> {
@@ -187,11 +170,8 @@ fn a_simulation_learns_nothing_and_names_a_static_conflict() {
 #[test]
 fn l3_vxlan_records_route_and_neighbour_and_a_simulation_holds_nothing() {
     let core = core(vec![B]);
-    let routes =
-        Routes::with_overlay_routes(LOCAL, &[parse_route("10.1.0.0/16=10.0.0.7").unwrap()])
-            .unwrap();
-    let cfg = L3VxConfig::new(OWN, Ipv4Addr::new(10, 0, 0, 1), 24);
-    let e = L3Vx::new(Arc::clone(&core), NET, cfg, Arc::new(routes));
+    let route = parse_route("10.1.0.0/16=10.0.0.7").unwrap();
+    let e = l3vx(&core, OWN, Ipv4Addr::new(10, 0, 0, 1), &[route]);
     let packet = |dst: [u8; 4]| {
         let mut f = vec![0u8; 14];
         f.extend_from_slice(
@@ -266,16 +246,7 @@ fn l3_vxlan_records_route_and_neighbour_and_a_simulation_holds_nothing() {
 
 #[test]
 fn ipip_records_the_route_and_the_peer_check() {
-    let routes =
-        Routes::with_routes(LOCAL, &[parse_route("10.2.0.0/16=192.0.2.2").unwrap()]).unwrap();
-    let e = Ipip::new(
-        &IpipSettings {
-            local: LOCAL,
-            allow_any_peer: false,
-            tunnel_mtu: 1480,
-        },
-        Arc::new(routes),
-    );
+    let e = ipip(&[parse_route("10.2.0.0/16=192.0.2.2").unwrap()]);
     let inner = Synth {
         dst_ip: Some(Ipv4Addr::new(10, 2, 0, 5)),
         ..Synth::default()
@@ -376,8 +347,7 @@ fn arp_suppression_records_its_answer_and_a_simulation_binds_nothing() {
 fn l3_vxlan_records_what_an_arp_request_to_us_teaches_and_answers() {
     let core = core(vec![B]);
     let own_ip = Ipv4Addr::new(10, 0, 0, 1);
-    let routes = Arc::new(Routes::with_overlay_routes(LOCAL, &[]).unwrap());
-    let e = L3Vx::new(core, NET, L3VxConfig::new(OWN, own_ip, 24), routes);
+    let e = l3vx(&core, OWN, own_ip, &[]);
     let asker = Ipv4Addr::new(10, 0, 0, 5);
     let who_has_us = Synth {
         src_mac: Some(Mac(M1)),

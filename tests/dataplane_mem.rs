@@ -4,28 +4,34 @@
 //! headers are checked with encap's decapsulators and inner packets byte for byte against what
 //! went in.
 
+mod engine_support;
 mod packet_support;
 
 use encap::{IpipConfig, MacAddr, Vni, VxlanConfig};
+use engine_support::{LOCAL, ipip, l3vx, vni};
 use packet_support::{ipv4, tcp};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::Duration;
-use vtepd::core::ipip::{Ipip, IpipSettings};
+use vtepd::core::capture::{Captured, Dir, Link, MAX_SNAPLEN, Side, Sides, Spec};
 use vtepd::core::l2::L2;
-use vtepd::core::l3vx::{L3Vx, L3VxConfig};
-use vtepd::core::route::{Route, Routes};
+use vtepd::core::route::Route;
+use vtepd::core::trace::{Filter, Mac, Origin, Outcome, Record, Step, WorkerStage};
 use vtepd::core::{Core, CoreConfig, DropReason, NetId, NetworkConfig, Timestamp};
+use vtepd::daemon::batch::MAX_PACKET;
 use vtepd::daemon::batch_gro::VNET_HDR_LEN;
+use vtepd::daemon::capture::{
+    ANSWER, CAPTURE_LIMITS, CaptureSessions, OWN_FRAME, TSO_SEGMENT, WorkerCapture,
+};
 use vtepd::daemon::dev_port::DevPort;
 use vtepd::daemon::event_loop::{BUDGET, Dataplane};
 use vtepd::daemon::io::mem::{MemDevice, MemSocket};
 use vtepd::daemon::l2_vxlan::L2Worker;
 use vtepd::daemon::l3_ipip::IpipWorker;
 use vtepd::daemon::l3_vxlan::L3VxWorker;
+use vtepd::daemon::session::{ArmedFlags, Limits};
+use vtepd::daemon::trace::{TraceSessions, WorkerTrace};
 use vtepd::daemon::tunnel_tx::TunnelTx;
 
-const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const P1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const P2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
 const OWN: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
@@ -41,26 +47,9 @@ const UNDERLAY_MTU: u32 = 1500;
 const A_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const B_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
-fn vni() -> Vni {
-    Vni::new(42).unwrap()
-}
-
+/// A core with one network, VNI 42, flooding to `peers`.
 fn core(peers: Vec<Ipv4Addr>) -> Arc<Core> {
-    Arc::new(
-        Core::new(CoreConfig {
-            local: LOCAL.into(),
-            allow_any_peer: false,
-            networks: vec![NetworkConfig {
-                vni: vni(),
-                peers: peers.into_iter().map(Into::into).collect(),
-                own_mac: OWN,
-                ageing: Duration::from_secs(300),
-                max_learned: 1024,
-                ..Default::default()
-            }],
-        })
-        .unwrap(),
-    )
+    engine_support::core(OWN, peers)
 }
 
 fn vxlan_settings() -> VxlanConfig {
@@ -554,21 +543,9 @@ fn copies_too_big_for_the_underlay_are_too_big_on_every_path() {
     );
 
     // L3 VXLAN: a packet to a resolved neighbour, 1450 bytes (fits) and 1451 (does not).
-    let c = core(vec![P1]);
-    c.neigh_add(Timestamp(0), vni(), PEER_IP, HOST_B).unwrap();
-    let routes = Arc::new(Routes::with_overlay_routes(LOCAL, &[]).unwrap());
-    let engine = Arc::new(L3Vx::new(
-        Arc::clone(&c),
-        NetId(0),
-        L3VxConfig::new(OWN, OWN_IP, 24),
-        routes,
-    ));
-    let tun = Arc::new(MemDevice::new(64, true).unwrap());
-    let udp = Arc::new(MemSocket::new(64).unwrap());
-    let raw = Arc::new(MemSocket::new(64).unwrap());
-    let tx = TunnelTx::new(Arc::clone(&raw), vxlan_settings(), UNDERLAY_MTU);
-    let port = DevPort::new(Arc::clone(&tun), "tun0", true, true);
-    let mut w = L3VxWorker::new(engine, (4789, Arc::clone(&udp)), tx, port);
+    let L3Rig {
+        mut w, tun, raw, ..
+    } = l3vx_rig(true);
     for (len, copies) in [(1450usize, 1usize), (1451, 0)] {
         assert!(tun.inject(&ipv4(OWN_IP, PEER_IP, len, 0, 9)));
         assert_eq!(w.drain(DEVICE, NOW, BUDGET), Ok(false));
@@ -637,22 +614,37 @@ fn arp(
     f
 }
 
-#[test]
-fn l3_vxlan_resolves_releases_and_unwraps() {
+struct L3Rig {
+    w: L3VxWorker<MemDevice, Arc<MemSocket>>,
+    tun: Arc<MemDevice>,
+    udp: Arc<MemSocket>,
+    raw: Arc<MemSocket>,
+}
+
+/// An L3 VXLAN worker flooding to P1, its neighbour PEER_IP bound to HOST_B when `bound`.
+fn l3vx_rig(bound: bool) -> L3Rig {
     let c = core(vec![P1]);
-    let routes = Arc::new(Routes::with_overlay_routes(LOCAL, &[]).unwrap());
-    let engine = Arc::new(L3Vx::new(
-        Arc::clone(&c),
-        NetId(0),
-        L3VxConfig::new(OWN, OWN_IP, 24),
-        routes,
-    ));
+    if bound {
+        c.neigh_add(Timestamp(0), vni(), PEER_IP, HOST_B).unwrap();
+    }
+    let engine = Arc::new(l3vx(&c, OWN, OWN_IP, &[]));
     let tun = Arc::new(MemDevice::new(64, true).unwrap());
     let udp = Arc::new(MemSocket::new(64).unwrap());
     let raw = Arc::new(MemSocket::new(64).unwrap());
     let tx = TunnelTx::new(Arc::clone(&raw), vxlan_settings(), UNDERLAY_MTU);
     let port = DevPort::new(Arc::clone(&tun), "tun0", true, true);
-    let mut w = L3VxWorker::new(engine, (4789, Arc::clone(&udp)), tx, port);
+    let w = L3VxWorker::new(engine, (4789, Arc::clone(&udp)), tx, port);
+    L3Rig { w, tun, udp, raw }
+}
+
+#[test]
+fn l3_vxlan_resolves_releases_and_unwraps() {
+    let L3Rig {
+        mut w,
+        tun,
+        udp,
+        raw,
+    } = l3vx_rig(false);
 
     // A packet for an on-link address nobody resolved yet: held, and an ARP request flooded.
     let pkt = ipv4(OWN_IP, PEER_IP, 100, 0, 9);
@@ -692,22 +684,10 @@ fn l3_vxlan_resolves_releases_and_unwraps() {
 
 #[test]
 fn ipip_encapsulates_decapsulates_and_answers_oversize() {
-    let routes = Routes::with_routes(
-        LOCAL,
-        &[Route {
-            prefix: "10.0.2.0/24".parse().unwrap(),
-            via: P1,
-        }],
-    )
-    .unwrap();
-    let ipip = Arc::new(Ipip::new(
-        &IpipSettings {
-            local: LOCAL,
-            allow_any_peer: false,
-            tunnel_mtu: 1480,
-        },
-        Arc::new(routes),
-    ));
+    let ipip = Arc::new(ipip(&[Route {
+        prefix: "10.0.2.0/24".parse().unwrap(),
+        via: P1,
+    }]));
     let tun = Arc::new(MemDevice::new(64, true).unwrap());
     let sock = Arc::new(MemSocket::new(64).unwrap());
     let port = DevPort::new(Arc::clone(&tun), "tunl0", true, true);
@@ -766,4 +746,223 @@ fn ipip_encapsulates_decapsulates_and_answers_oversize() {
     assert_eq!((body[0], body[1]), (3, 4));
     assert_eq!(u16::from_be_bytes([body[6], body[7]]), 1480);
     assert_eq!(w.counters().drops_of(DropReason::TooBig), 1);
+}
+
+/// A trace and a capture of both sides armed on a worker.
+struct Armed {
+    traces: Arc<TraceSessions>,
+    trace: u64,
+    captures: Arc<CaptureSessions>,
+    capture: u64,
+}
+
+impl Armed {
+    /// Arms on `w` a trace of `count` packets `filter` takes, and a capture of both sides.
+    fn on(w: &mut impl Dataplane, filter: Filter, count: u64) -> Armed {
+        let flags = ArmedFlags::default();
+        let traces = Arc::new(TraceSessions::sharing(Limits::default(), &flags, 0));
+        let captures = Arc::new(CaptureSessions::sharing(CAPTURE_LIMITS, &flags, 1));
+        let trace = traces.start(filter, count, NOW).unwrap();
+        let both = Spec {
+            sides: Sides::Both,
+            snaplen: MAX_SNAPLEN,
+        };
+        let all = Filter::default();
+        let capture = captures.start_with(all, 100, u64::MAX, both, NOW).unwrap();
+        let worker = WorkerTrace::new(Arc::clone(&traces), 0);
+        w.attach_trace(worker, WorkerCapture::new(Arc::clone(&captures), 0));
+        Armed {
+            traces,
+            trace,
+            captures,
+            capture,
+        }
+    }
+
+    /// The trace's records so far.
+    fn traced(&self) -> Vec<Record> {
+        self.traces.poll(self.trace, NOW, 100).unwrap().records
+    }
+
+    /// The capture's records so far.
+    fn captured(&self) -> Vec<Captured> {
+        self.captures.poll(self.capture, NOW, 100).unwrap().records
+    }
+}
+
+/// The worker's own drops are traced (`trace --drops`) with the step that says where, and a
+/// TSO super-frame is captured as the segments cut for the wire: a datagram longer than a
+/// receive slot (cut short: MSG_TRUNC), a super-frame whose offload request cannot be carried
+/// out, a good super-frame of three segments.
+#[test]
+fn l2_traces_its_own_drops_and_captures_a_super_frame_as_its_segments() {
+    let mut r = l2(vec![P1]);
+    let drops = Filter {
+        drops: true,
+        ..Filter::default()
+    };
+    let armed = Armed::on(&mut r.w, drops, 10);
+
+    assert!(r.udp.inject(P1, 0, &vec![0x08; MAX_PACKET + 10]));
+    assert_eq!(r.w.drain(SOCKET, NOW, BUDGET), Ok(false));
+    let (vnet, good) = tso_frame(3, 1000);
+    let not_ip = frame(HOST_B, HOST_A, &[0u8; 60]);
+    assert!(r.tap.inject_with_header(&vnet, &not_ip));
+    assert!(r.tap.inject_with_header(&vnet, &good));
+    assert_eq!(r.w.drain(DEVICE, NOW, BUDGET), Ok(false));
+
+    let traced = armed.traced();
+    let said: Vec<_> = traced
+        .iter()
+        .map(|r| (r.origin, r.steps.to_vec(), r.outcome.dropped()))
+        .collect();
+    let worker = |stage| {
+        vec![Step::Worker {
+            stage,
+            remote: None,
+        }]
+    };
+    let from_p1 = Origin::Tunnel {
+        src: P1.into(),
+        src_port: Some(0),
+        dst_port: Some(4789),
+        tos: 0,
+    };
+    assert_eq!(
+        said,
+        [
+            (
+                from_p1,
+                worker(WorkerStage::Receive),
+                Some(DropReason::Truncated)
+            ),
+            (
+                Origin::Device { vni: 42 },
+                worker(WorkerStage::DeviceRead),
+                Some(DropReason::DeviceOffload)
+            ),
+        ]
+    );
+    let segments: Vec<_> = armed
+        .captured()
+        .into_iter()
+        .filter(|r| r.note.as_deref() == Some(TSO_SEGMENT))
+        .collect();
+    assert_eq!(segments.len(), 3, "{segments:?}");
+    for (k, s) in segments.iter().enumerate() {
+        assert_eq!(s.data.len(), 54 + 1000, "segment {k}");
+        let ip = &s.data[14..];
+        assert_eq!(
+            usize::from(u16::from_be_bytes([ip[2], ip[3]])),
+            20 + 20 + 1000
+        );
+        assert!(
+            encap::checksum::verify(&ip[..20]),
+            "segment {k}'s IP checksum"
+        );
+        assert_eq!(&s.data[54..], &good[54 + k * 1000..54 + (k + 1) * 1000]);
+    }
+}
+
+/// An L3 VXLAN worker under an armed trace and capture: a TSO super-packet read from the TUN
+/// is traced once, with its neighbour lookup and its remote, and captured as its segments; a
+/// packet too big for the underlay is answered into the TUN, and the answer is captured as
+/// vtepd's own; so is its ARP reply into the tunnel, on the underlay side.
+#[test]
+fn l3_vxlan_traces_a_super_packet_and_captures_its_segments_and_its_own_answer() {
+    let L3Rig {
+        mut w,
+        tun,
+        udp,
+        raw,
+    } = l3vx_rig(true);
+    let armed = Armed::on(&mut w, Filter::default(), 1);
+
+    // The super-packet as the TUN hands it over: the IP packet of the Ethernet super-frame.
+    let (mut vnet, f) = tso_frame(3, 1000);
+    let mut packet = f[14..].to_vec();
+    packet[12..20].copy_from_slice(&[10, 244, 0, 1, 10, 244, 0, 7]);
+    packet[10..12].copy_from_slice(&[0, 0]);
+    let sum = encap::checksum::checksum(&packet[..20]);
+    packet[10..12].copy_from_slice(&sum.to_be_bytes());
+    vnet[2..4].copy_from_slice(&40u16.to_le_bytes());
+    vnet[6..8].copy_from_slice(&20u16.to_le_bytes());
+    assert!(tun.inject_with_header(&vnet, &packet));
+    assert_eq!(w.drain(DEVICE, NOW, BUDGET), Ok(false));
+    assert_eq!(sent(&raw).len(), 3, "three segments sent");
+    let traced = armed.traced();
+    assert_eq!(traced.len(), 1, "{traced:?}");
+    let r = &traced[0];
+    assert_eq!(r.origin, Origin::Device { vni: 42 });
+    assert!(
+        r.steps.contains(&Step::Neigh {
+            hop: PEER_IP,
+            mac: Some(Mac(HOST_B))
+        }),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.outcome,
+        Outcome::Tunnel {
+            vni: 42,
+            remotes: [IpAddr::from(P1)].into_iter().collect(),
+            copies: 1
+        }
+    );
+
+    // 1451 bytes with DF: more than the underlay carries, answered into the TUN.
+    assert!(tun.inject(&ipv4(OWN_IP, PEER_IP, 1451, 0, 9)));
+    assert_eq!(w.drain(DEVICE, NOW, BUDGET), Ok(false));
+    // HOST_B asks through the tunnel who has our address: vtepd answers into the tunnel.
+    let who_has = arp(
+        1,
+        MacAddr::BROADCAST,
+        HOST_B,
+        PEER_IP,
+        MacAddr::ZERO,
+        OWN_IP,
+    );
+    assert!(udp.inject(P1, 0, &vxlan(&who_has)));
+    assert_eq!(w.drain(SOCKET, NOW, BUDGET), Ok(false));
+    let records = armed.captured();
+    let noted = |note: &str| -> Vec<_> {
+        records
+            .iter()
+            .filter(|r| r.note.as_deref() == Some(note))
+            .collect()
+    };
+    let segments = noted(TSO_SEGMENT);
+    assert_eq!(segments.len(), 3, "{records:?}");
+    for (k, s) in segments.iter().enumerate() {
+        assert_eq!(s.data.len(), 40 + 1000, "segment {k}");
+        assert_eq!(&s.data[40..], &packet[40 + k * 1000..40 + (k + 1) * 1000]);
+    }
+    let answers = noted(ANSWER);
+    assert_eq!(answers.len(), 1, "{records:?}");
+    let a = &answers[0];
+    assert_eq!(
+        (a.side, a.dir, a.link),
+        (Side::Overlay, Dir::Out, Link::Ipv4)
+    );
+    assert_eq!((a.data[9], a.data[20], a.data[21]), (1, 3, 4), "ICMP 3/4");
+    // The ARP reply, on the underlay as sent: outer IPv4/UDP/VXLAN, then the reply.
+    let own = noted(OWN_FRAME);
+    assert_eq!(
+        own.len(),
+        1,
+        "only vtepd's reply, not the segments: {records:?}"
+    );
+    let r = &own[0];
+    assert_eq!((r.side, r.dir), (Side::Underlay, Dir::Out));
+    let reply = &r.data[36..];
+    assert_eq!(
+        (&reply[12..14], &reply[20..22]),
+        (&[8, 6][..], &[0, 2][..]),
+        "ARP reply"
+    );
+    assert_eq!(&reply[28..32], &OWN_IP.octets(), "from our address");
+    assert_eq!(
+        sent(&raw).last().map(|(dst, _)| *dst),
+        Some(IpAddr::from(P1))
+    );
 }

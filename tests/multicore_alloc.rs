@@ -8,6 +8,8 @@
 //!   address). The raw socket and the namespace need root (without it the test says so and
 //!   passes, except under CI).
 //! - an L3 VXLAN worker and an IPIP worker on in-memory devices and sockets, both directions.
+//! - an L2 worker flooding broadcasts to 500 peers, through a socket that counts its `sendmmsg`
+//!   calls: ceil(500 / 64) each, the bound head-end replication keeps.
 //!
 //! The receive side's TCP coalescing (`batch_gro::TcpRun`: segments checked, joined into runs,
 //! written as one super-packet from where they were received) allocates nothing either.
@@ -21,6 +23,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 use vtepd::core::ipip::{Ipip, IpipSettings};
 use vtepd::core::l2::L2;
@@ -30,8 +33,8 @@ use vtepd::core::{Core, CoreConfig, NetId, NetworkConfig, Timestamp};
 use vtepd::daemon::batch_gro::{self, Flushed, Framing, PacketWrite, Part, TcpRun};
 use vtepd::daemon::dev_port::DevPort;
 use vtepd::daemon::event_loop::{BUDGET, Dataplane};
-use vtepd::daemon::io::DeviceQueue;
 use vtepd::daemon::io::mem::{MemDevice, MemSocket};
+use vtepd::daemon::io::{DatagramSocket, DeviceQueue};
 use vtepd::daemon::l2_vxlan::L2Worker;
 use vtepd::daemon::l3_ipip::IpipWorker;
 use vtepd::daemon::l3_vxlan::L3VxWorker;
@@ -265,6 +268,111 @@ fn l2_workers_do_not_allocate() {
         "learned once, refreshed since"
     );
     assert_eq!(ca.total_drops() + cb.total_drops(), 0, "{ca:?} {cb:?}");
+}
+
+/// A send socket that only counts: its `sendmmsg` calls and the datagrams in them (it takes
+/// all of each, and never has anything to receive).
+#[derive(Debug)]
+struct SendCounter {
+    calls: AtomicUsize,
+    datagrams: AtomicUsize,
+    largest: AtomicUsize,
+    fd: std::os::unix::net::UnixDatagram,
+}
+
+impl DatagramSocket for SendCounter {
+    fn recv_batch(
+        &self,
+        _: &mut [u8],
+        _: usize,
+        _: &mut [vtepd::sys::RecvMeta],
+    ) -> std::io::Result<(usize, Option<u32>)> {
+        Err(std::io::ErrorKind::WouldBlock.into())
+    }
+    fn send_batch(&self, msgs: &[vtepd::sys::SendMsg<'_>]) -> std::io::Result<usize> {
+        self.calls.fetch_add(1, Relaxed);
+        self.datagrams.fetch_add(msgs.len(), Relaxed);
+        self.largest.fetch_max(msgs.len(), Relaxed);
+        Ok(msgs.len())
+    }
+    fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Head-end replication to 500 peers (issue 17's bound): one broadcast from the TAP is 500
+/// copies in ceil(500 / 64) = 8 `sendmmsg` calls of at most 64, and allocates nothing once
+/// the header templates are made.
+#[test]
+fn a_broadcast_to_500_peers_is_8_sendmmsg_calls_without_allocation() {
+    const PEERS: usize = 500;
+    let peers: Vec<Ipv4Addr> = (0..PEERS)
+        .map(|i| Ipv4Addr::new(198, 51, (i / 250) as u8, (i % 250 + 1) as u8))
+        .collect();
+    let c = Arc::new(
+        Core::new(CoreConfig {
+            local: A.into(),
+            allow_any_peer: false,
+            networks: vec![NetworkConfig {
+                vni: Vni::new(42).unwrap(),
+                peers: peers.into_iter().map(Into::into).collect(),
+                own_mac: MacAddr([2, 0, 0, 0, 0, 0xa]),
+                ageing: Duration::from_secs(300),
+                max_learned: 1024,
+                port: encap::vxlan::DEFAULT_PORT,
+                ..Default::default()
+            }],
+        })
+        .unwrap(),
+    );
+    let sock = Arc::new(SendCounter {
+        calls: AtomicUsize::new(0),
+        datagrams: AtomicUsize::new(0),
+        largest: AtomicUsize::new(0),
+        fd: std::os::unix::net::UnixDatagram::unbound().unwrap(),
+    });
+    let tap = Arc::new(MemDevice::new(64, true).unwrap());
+    let mut vx = VxlanConfig::new(A);
+    vx.udp_checksum = false;
+    let mut w = L2Worker::new(
+        Arc::new(L2::new(c, vec![false])),
+        (encap::vxlan::DEFAULT_PORT, Arc::clone(&sock)),
+        TunnelTx::new(Arc::clone(&sock), vx, 1500),
+        vec![DevPort::new(Arc::clone(&tap), "tap", true, true)],
+    );
+    let bcast = frame(MacAddr::BROADCAST, HOST_A);
+    let mut now = Timestamp(1000);
+    let mut broadcast = |now: Timestamp| {
+        assert!(tap.inject(&bcast));
+        assert_eq!(w.drain(DEVICE, now, BUDGET), Ok(false));
+    };
+    // Warm up: a header template per peer.
+    broadcast(now);
+    let (calls0, sent0) = (sock.calls.load(Relaxed), sock.datagrams.load(Relaxed));
+    assert_eq!(sent0, PEERS);
+    assert_eq!(
+        calls0,
+        PEERS.div_ceil(64),
+        "sendmmsg calls for one broadcast"
+    );
+    const ROUNDS: usize = 20;
+    let allocs = allocations(|| {
+        for _ in 0..ROUNDS {
+            now = Timestamp(now.0 + 1);
+            broadcast(now);
+        }
+    });
+    assert_eq!(allocs, 0, "replication allocated");
+    let calls = sock.calls.load(Relaxed) - calls0;
+    let sent = sock.datagrams.load(Relaxed) - sent0;
+    assert_eq!((calls, sent), (ROUNDS * 8, ROUNDS * PEERS));
+    assert_eq!(sock.largest.load(Relaxed), 64);
+    eprintln!(
+        "one broadcast to {PEERS} peers: {} sendmmsg calls, {} datagrams",
+        calls / ROUNDS,
+        sent / ROUNDS
+    );
 }
 
 #[test]

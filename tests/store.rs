@@ -1,13 +1,16 @@
 //! A store-driven fabric (`--store etcd=URL`), end to end with a real etcd in network
 //! namespaces: hosts given only the store (no `--peer`) find each other and ping, a host that
 //! joins later is reached, one killed drops out of the others' flood lists once its lease
-//! expires, one stopped cleanly at once; what the store installed is not the operator's
-//! configuration. Needs root (network namespaces) and etcd (scripts/setup.sh).
+//! expires, one stopped cleanly at once; a network a reload adds is registered, one it removes
+//! withdrawn; what the store installed is not the operator's configuration and is marked as the
+//! store's; announced MACs and the addresses behind them answer ARP before any traffic; faults
+//! (etcd down, leases lost, bad values, a watch behind a compaction) are survived and counted.
+//! Needs root (network namespaces) and etcd (scripts/setup.sh).
 
 mod daemon_support;
 mod etcd_support;
 
-use daemon_support::{Daemon, Netns, Switch, wait_until};
+use daemon_support::{Conf, Daemon, Netns, Switch, wait_until};
 use etcd_support::Etcd;
 use std::time::Duration;
 
@@ -19,6 +22,11 @@ const WAIT: Duration = Duration::from_secs(15);
 
 /// An L2 daemon on host `n` (192.0.2.n, overlay 10.9.0.n/24, VNI 42) given only the store.
 fn host(ns: &Netns, n: u8, etcd: &Etcd) -> Daemon {
+    host_ttl(ns, n, etcd, TTL)
+}
+
+/// [`host`] with a lease TTL of `ttl` seconds.
+fn host_ttl(ns: &Netns, n: u8, etcd: &Etcd, ttl: &str) -> Daemon {
     let (local, address) = (format!("192.0.2.{n}"), format!("10.9.0.{n}/24"));
     let store = format!("etcd={}", etcd.url);
     Daemon::start(
@@ -39,16 +47,29 @@ fn host(ns: &Netns, n: u8, etcd: &Etcd) -> Daemon {
             "--store-prefix",
             PREFIX,
             "--store-ttl",
-            TTL,
+            ttl,
         ],
     )
 }
 
 /// `peers show --json` of VNI 42: (flood list, those from the store).
 fn peers(d: &Daemon) -> (Vec<String>, Vec<String>) {
+    peers_of(d, 42)
+}
+
+/// `peers show --json` of VNI `vni`: (flood list, those from the store); empty for a network
+/// it does not have.
+fn peers_of(d: &Daemon, vni: u64) -> (Vec<String>, Vec<String>) {
     let rows: serde_json::Value =
         serde_json::from_str(&d.ok(&["peers", "show", "--json"])).unwrap();
-    let row = &rows[0];
+    let Some(row) = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["vni"].as_u64() == Some(vni))
+    else {
+        return (Vec::new(), Vec::new());
+    };
     let list = |k: &str| -> Vec<String> {
         row[k]
             .as_array()
@@ -104,13 +125,21 @@ fn hosts_given_only_the_store_find_each_other_and_leave() {
     etcd.put(&sw.ns, &key, br#"{"version":1,"remote":"192.0.2.3"}"#);
     let has = |d: &Daemon| {
         d.fdb().iter().any(|e| {
-            e["mac"] == "02:00:00:00:00:99" && e["remote"] == "192.0.2.3" && e["kind"] == "static"
+            e["mac"] == "02:00:00:00:00:99"
+                && e["remote"] == "192.0.2.3"
+                && e["kind"] == "static"
+                && e["store"] == true
         })
     };
     assert!(
         wait_until(WAIT, || has(&d[0]) && has(&d[1])),
         "{:?}",
         d[0].fdb()
+    );
+    let text = d[0].ok(&["fdb", "show"]);
+    assert!(
+        text.contains("02:00:00:00:00:99 dev vx0 vni 42 dst 192.0.2.3 static (store)"),
+        "{text}"
     );
     // The store's peers and entries are not the operator's: the running configuration has none.
     let conf = d[0].ok(&["config", "show"]);
@@ -120,12 +149,40 @@ fn hosts_given_only_the_store_find_each_other_and_leave() {
         "{conf}"
     );
 
-    // A fourth joins, nothing done to the others: they flood to it and reach it.
-    d.push(host(&ns[3], 4, &etcd));
+    // A fourth joins (from a file), nothing done to the others: they flood to it and reach it.
+    let file = |extra: &str| {
+        format!(
+            "local = \"192.0.2.4\"\nthreads = 1\nstore = \"etcd={}\"\nstore_prefix = \"{PREFIX}\"\n\
+             store_ttl = {TTL}\n[[network]]\ndev = \"vx0\"\nvni = 42\naddress = \"10.9.0.4/24\"\n\
+             {extra}",
+            etcd.url
+        )
+    };
+    let conf4 = Conf::new(&file(""));
+    d.push(Daemon::start(&ns[3], &["--config", conf4.path()]));
     wait_flood(&d[0], &["192.0.2.2", "192.0.2.3", "192.0.2.4"]);
     wait_flood(&d[3], &["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
     assert!(ns[0].ping_within("10.9.0.4", WAIT), "{}", d[3].log_text());
     assert!(ns[3].ping_within("10.9.0.2", WAIT));
+    // A network a reload adds is registered and takes the store's members of it (one written
+    // by hand here); one a reload removes is withdrawn.
+    let key43 = |n: u8| format!("{PREFIX}/members/43/192.0.2.{n}");
+    etcd.put(
+        &sw.ns,
+        &key43(9),
+        br#"{"version":1,"underlay":"192.0.2.9","vni":43,"port":4789}"#,
+    );
+    conf4.write(&file("[[network]]\ndev = \"vx1\"\nvni = 43\n"));
+    d[3].ok(&["reload"]);
+    let registered = wait_until(WAIT, || {
+        etcd.keys(&sw.ns, &key43(4)) == [key43(4)] && peers_of(&d[3], 43).1 == ["192.0.2.9"]
+    });
+    assert!(registered, "{:?} {}", peers_of(&d[3], 43), d[3].log_text());
+    conf4.write(&file(""));
+    d[3].ok(&["reload"]);
+    let withdrawn = wait_until(WAIT, || etcd.keys(&sw.ns, &key43(4)).is_empty());
+    assert!(withdrawn, "{}", d[3].log_text());
+    etcd.delete(&sw.ns, &key43(9));
 
     // Host 3 dies (SIGKILL: no clean leave): it drops out when its lease expires.
     d[2].signal("KILL");
@@ -278,7 +335,8 @@ fn store_stats(d: &Daemon) -> serde_json::Value {
 /// Faults: etcd stopped and started again while a ping runs: forwarding goes on with the last
 /// state (no echo lost), the client reports `unreachable` (one log line) and resyncs on
 /// reconnect; every lease lost at once: both hosts register again; a corrupt value and one of
-/// an unknown version are skipped and counted, and change nothing.
+/// an unknown version are skipped and counted, and change nothing; a watch that fell behind a
+/// compaction reads everything again and ends equal to the store.
 #[test]
 fn store_faults_keep_forwarding_and_are_reported() {
     let sw = Switch::new(Some("192.0.2.254/24"));
@@ -286,7 +344,8 @@ fn store_faults_keep_forwarding_and_are_reported() {
     let ns: Vec<Netns> = (1..=2)
         .map(|n| sw.host(&format!("192.0.2.{n}/24")))
         .collect();
-    let d: Vec<Daemon> = (1..=2).map(|n| host(&ns[n - 1], n as u8, &etcd)).collect();
+    // Host 1's lease outlives its pause below (about a second) with room to spare.
+    let d = [host_ttl(&ns[0], 1, &etcd, "5"), host(&ns[1], 2, &etcd)];
     wait_flood(&d[0], &["192.0.2.2"]);
     assert!(ns[0].ping_within("10.9.0.2", WAIT));
 
@@ -359,12 +418,53 @@ fn store_faults_keep_forwarding_and_are_reported() {
         d[0].log_text()
     );
     assert!(ns[0].ping_within("10.9.0.2", WAIT));
+
+    // A watch that falls behind a compaction: host 1 is paused (SIGSTOP) while more is written
+    // than its watch stream holds, so etcd stops sending to it and moves it out of the live
+    // watchers; then a member it knew leaves, another joins, and the history is compacted past
+    // both. Resumed, host 1 finds its watch cancelled by the compaction, reads everything again,
+    // and floods to exactly what the store holds.
+    let member = |n: u8| {
+        let key = format!("{PREFIX}/members/42/192.0.2.{n}");
+        let value = format!(r#"{{"version":1,"underlay":"192.0.2.{n}","vni":42,"port":4789}}"#);
+        (key, value)
+    };
+    let (k6, v6) = member(6);
+    etcd.put(&sw.ns, &k6, v6.as_bytes());
+    wait_flood(&d[0], &["192.0.2.2", "192.0.2.6"]);
+    let before = store_stats(&d[0])["counters"].clone();
+    d[0].signal("STOP");
+    let filler = format!("{PREFIX}/filler");
+    etcd.put_repeated(&sw.ns, &filler, 32 * 1024, 300);
+    etcd.delete(&sw.ns, &k6);
+    let (k7, v7) = member(7);
+    etcd.put(&sw.ns, &k7, v7.as_bytes());
+    etcd.delete(&sw.ns, &filler);
+    etcd.compact(&sw.ns);
+    d[0].signal("CONT");
+    wait_flood(&d[0], &["192.0.2.2", "192.0.2.7"]);
+    let after = store_stats(&d[0])["counters"].clone();
+    assert_eq!(
+        after["compactions"].as_u64(),
+        before["compactions"].as_u64().map(|c| c + 1),
+        "{after}"
+    );
+    assert_eq!(
+        after["connects"], before["connects"],
+        "no reconnect: {after}"
+    );
+    assert!(
+        d[0].log_text().contains("fell behind a compaction"),
+        "{}",
+        d[0].log_text()
+    );
 }
 
 /// MAC announcements (`--announce`): a MAC seen on one host's device reaches the others' FDB
-/// through the store, as an entry toward that host, before any traffic to it; then frames to it
-/// from a host that does not learn go straight there, with no flood copy (counted); the
-/// announcement goes with the host.
+/// through the store, as an entry toward that host, and the address behind it their ARP
+/// suppression tables, before any traffic to it; then a host that does not learn answers the
+/// ARP request for it itself and sends the frames straight there, with no flood copy
+/// (counted); the announcement goes with the host.
 #[test]
 fn announced_macs_reach_the_others_before_the_first_packet() {
     let sw = Switch::new(Some("192.0.2.254/24"));
@@ -381,8 +481,9 @@ fn announced_macs_reach_the_others_before_the_first_packet() {
         args.extend_from_slice(extra);
         Daemon::start(&ns[n - 1], &args)
     };
-    // Host 1 does not learn: it can only know another host's MAC from the store.
-    let mut d = vec![start(1, &["--no-learning"]), start(2, &[]), start(3, &[])];
+    // Host 1 does not learn: it can only know another host's MAC (and address) from the store.
+    let host1 = ["--no-learning", "--arp-suppress"];
+    let mut d = vec![start(1, &host1), start(2, &[]), start(3, &[])];
     wait_flood(&d[0], &["192.0.2.2", "192.0.2.3"]);
     let mac2 = ns[1].mac("vx0");
     let entry = |d: &Daemon| {
@@ -391,10 +492,13 @@ fn announced_macs_reach_the_others_before_the_first_packet() {
             .find(|e| e["mac"].as_str() == Some(mac2.as_str()))
     };
     assert!(entry(&d[0]).is_none(), "not announced before it was seen");
-    // Host 2's device sends one frame (an ARP request): its MAC is seen, and announced.
-    let _ = ns[1].ping("10.9.0.3");
+    // Host 3 pings host 2: host 2's device answers its ARP request (a unicast reply, which host
+    // 1 never sees): host 2's MAC is seen, and announced with its address.
+    assert!(ns[2].ping("10.9.0.2"), "{}", d[1].log_text());
     let announced = wait_until(WAIT, || {
-        entry(&d[0]).is_some_and(|e| e["remote"] == "192.0.2.2" && e["kind"] == "static")
+        entry(&d[0]).is_some_and(|e| {
+            e["remote"] == "192.0.2.2" && e["kind"] == "static" && e["store"] == true
+        })
     });
     assert!(announced, "{:?} {}", d[0].fdb(), d[1].log_text());
     assert!(
@@ -406,24 +510,32 @@ fn announced_macs_reach_the_others_before_the_first_packet() {
         !conf.contains(&mac2),
         "the store's entry is not the operator's: {conf}"
     );
-    // Host 1 sends to host 2's MAC (a pinned neighbour: no ARP): no flood copy, none unknown.
-    ns[0].ip(&[
-        "neigh",
-        "replace",
-        "10.9.0.2",
-        "lladdr",
-        &mac2,
-        "dev",
-        "vx0",
-        "nud",
-        "permanent",
-    ]);
+    let neigh = || -> serde_json::Value {
+        serde_json::from_str(&d[0].ok(&["neigh", "show", "--json"])).unwrap()
+    };
+    let bound = wait_until(WAIT, || {
+        neigh()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["ip"] == "10.9.0.2" && n["mac"] == mac2.as_str() && n["store"] == true)
+    });
+    assert!(bound, "{} {}", neigh(), d[1].log_text());
+    // Host 1 pings host 2: its ARP request is answered by vtepd from the store's binding, the
+    // echoes go to the store's entry: no flood copy at all.
     let before = d[0].stats();
     assert!(ns[0].ping_within("10.9.0.2", WAIT), "{}", d[1].log_text());
     let after = d[0].stats();
     assert!(after["tx_tunnel"].as_u64() > before["tx_tunnel"].as_u64());
     assert_eq!(after["flood_copies"], before["flood_copies"], "{after}");
-    assert!(after["local_macs"].as_u64() >= Some(1), "{after}");
+    assert_eq!(
+        after["arp_suppressed"].as_u64(),
+        before["arp_suppressed"].as_u64().map(|n| n + 1),
+        "{after}"
+    );
+    let host2 = d[1].stats();
+    assert!(host2["local_macs"].as_u64() >= Some(1), "{host2}");
+    assert!(host2["local_ips"].as_u64() >= Some(1), "{host2}");
     // Host 2 leaves: its announcement (under its lease) goes, and the entry with it.
     d[1].signal("TERM");
     assert!(d[1].wait_exit(WAIT).is_some());

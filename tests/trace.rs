@@ -1,7 +1,7 @@
 //! `vtepd trace` end to end, in network namespaces (needs root): an armed trace of a real ping
 //! in each mode names the steps and the outcome (L2 VXLAN against the kernel's vxlan device, L3
 //! VXLAN and IPIP between two vtepd hosts); with `--drops` armed, malformed datagrams from
-//! scapy are traced with their reason; `--inject` names the remote of a known MAC, every flood
+//! scapy are traced with their reason, and so is a send the kernel refuses (a worker's drop); `--inject` names the remote of a known MAC, every flood
 //! peer for an unknown one, refuses a source that would move a static entry, and changes no
 //! state. Bad filters are one line and status 2.
 
@@ -98,6 +98,25 @@ fn request_and_reply<'a>(records: &'a [Value], dev: &str) -> (&'a Value, &'a Val
     (out, back)
 }
 
+/// An L3 pair's trace (`filter`) of one ping from pod A to `dst`: its request and reply (as
+/// [`request_and_reply`] checks them, on `tun0`), the request routed to `dst` via `via`.
+fn traced_ping(p: &Pair, a: &Daemon, filter: &[&str], dst: &str, via: &str) -> [Value; 2] {
+    let args: Vec<&str> = ["--count", "2"]
+        .into_iter()
+        .chain(filter.iter().copied())
+        .collect();
+    let records = armed_trace(a, &args, || ping(&p.a, dst));
+    let (out, back) = request_and_reply(&records, "tun0");
+    assert!(
+        has_step(
+            out,
+            serde_json::json!({"step": "route", "dst": dst, "via": via})
+        ),
+        "{out}"
+    );
+    [out.clone(), back.clone()]
+}
+
 /// One ping from `ns` to `dst`, not waiting for its answer long.
 fn ping(ns: &Netns, dst: &str) {
     let _ = run(ns
@@ -108,7 +127,7 @@ fn ping(ns: &Netns, dst: &str) {
 
 #[test]
 fn l2_vxlan_trace_of_a_ping_names_the_fdb_answer_and_the_learning() {
-    let (p, a) = daemon_on_a();
+    let (p, a) = daemon_on_a(&[]);
     // B is the kernel's vxlan device.
     p.b.ip(&[
         "link",
@@ -176,8 +195,8 @@ fn l2_vxlan_trace_of_a_ping_names_the_fdb_answer_and_the_learning() {
 }
 
 #[test]
-fn with_drops_armed_malformed_datagrams_from_scapy_are_traced_with_their_reason() {
-    let (p, a) = daemon_on_a();
+fn with_drops_armed_malformed_datagrams_and_a_refused_send_are_traced_with_their_reason() {
+    let (p, a) = daemon_on_a(&[]);
     let a_mac = p.a.mac("eth0");
     for (kind, reason, count) in [("truncated", "truncated", "8"), ("vni", "unknown_vni", "1")] {
         let records = armed_trace(&a, &["--drops", "--count", count], || {
@@ -211,6 +230,23 @@ fn with_drops_armed_malformed_datagrams_from_scapy_are_traced_with_their_reason(
             ));
         }
     }
+    // A drop no engine sees: the worker's send to a peer without a route (ENETUNREACH).
+    a.ok(&["peers", "add", "198.51.100.9"]);
+    let records = armed_trace(&a, &["--drops", "--count", "1"], || ping(&p.a, "10.9.0.77"));
+    let r = &records[0];
+    assert_eq!(
+        (&r["origin"]["from"], &r["reason"], &r["dev"]),
+        (&"device".into(), &"tunnel_tx_error".into(), &"vx0".into()),
+        "{r}"
+    );
+    assert!(
+        has_step(
+            r,
+            serde_json::json!({"step": "worker", "stage": "send", "remote": "198.51.100.9"})
+        ),
+        "{r}"
+    );
+    assert_eq!(r["headers"]["arp_op"], 1, "A's ARP request, flooded: {r}");
 }
 
 #[test]
@@ -305,14 +341,8 @@ fn l2_inject_names_the_remote_every_flood_peer_and_refuses_a_static_move() {
 #[test]
 fn l3_vxlan_trace_of_a_ping_and_an_inject_name_route_neighbour_and_remote() {
     let (p, a, _b) = l3vx_pair("1");
-    let records = armed_trace(&a, &["--count", "2", "--ip", "10.45.0.2"], || {
-        ping(&p.a, "10.45.0.2")
-    });
-    let (out, _) = request_and_reply(&records, "tun0");
-    assert!(has_step(
-        out,
-        serde_json::json!({"step": "route", "dst": "10.45.0.2", "via": "10.45.0.2"})
-    ));
+    let records = traced_ping(&p, &a, &["--ip", "10.45.0.2"], "10.45.0.2", "10.45.0.2");
+    let out = &records[0];
     assert!(
         has_step(
             out,
@@ -336,14 +366,8 @@ fn l3_vxlan_trace_of_a_ping_and_an_inject_name_route_neighbour_and_remote() {
 #[test]
 fn ipip_trace_of_a_ping_and_an_inject_name_the_route_and_the_peer_check() {
     let (p, a, _b) = ipip_pair("1");
-    let records = armed_trace(&a, &["--count", "2", "--proto", "icmp"], || {
-        ping(&p.a, "10.43.2.1")
-    });
-    let (out, back) = request_and_reply(&records, "tun0");
-    assert!(has_step(
-        out,
-        serde_json::json!({"step": "route", "dst": "10.43.2.1", "via": "192.0.2.2"})
-    ));
+    let records = traced_ping(&p, &a, &["--proto", "icmp"], "10.43.2.1", "192.0.2.2");
+    let back = &records[1];
     assert!(has_step(
         back,
         serde_json::json!({"step": "peer", "src": "192.0.2.2", "accepted": true})
@@ -379,7 +403,7 @@ fn request(d: &Daemon, line: &str) -> Value {
 
 #[test]
 fn sessions_are_bounded_and_those_nobody_polls_are_stopped_by_the_daemon() {
-    let (_p, a) = daemon_on_a();
+    let (_p, a) = daemon_on_a(&[]);
     let start = r#"{"cmd":"trace_start","count":5}"#;
     let ids: Vec<Value> = (0..8)
         .map(|_| request(&a, start)["data"]["session"].clone())
@@ -405,7 +429,7 @@ fn sessions_are_bounded_and_those_nobody_polls_are_stopped_by_the_daemon() {
 
 #[test]
 fn ctrl_c_stops_the_clients_session() {
-    let (_p, a) = daemon_on_a();
+    let (_p, a) = daemon_on_a(&[]);
     // Session ids are given in order: the client's is the one after ours.
     let ours = request(&a, r#"{"cmd":"trace_start","count":1}"#)["data"]["session"]
         .as_u64()

@@ -42,7 +42,7 @@ const CASES: &[(u32, u8, u8, Option<u8>)] = &[
 
 #[test]
 fn outer_ecn_is_decapsulated_per_rfc6040_and_ce_over_not_ect_is_dropped() {
-    let (p, a) = daemon_on_a();
+    let (p, a) = daemon_on_a(&[]);
     let tap = p.a.mac("vx0");
     check_cases(&p, &a, "vx0", &tap);
 }

@@ -423,7 +423,7 @@ pub enum FdbCommand {
         /// Only this network.
         #[arg(long, value_name = "N", value_parser = parse_vni)]
         vni: Option<Vni>,
-        /// Print a JSON array of {vni, dev, mac, remote, kind, age_secs}.
+        /// Print a JSON array of {vni, dev, mac, remote, kind, store, age_secs}.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -552,7 +552,7 @@ pub enum NeighCommand {
         /// Only this network.
         #[arg(long, value_name = "N", value_parser = parse_vni)]
         vni: Option<Vni>,
-        /// Print a JSON array of {vni, dev, ip, mac, kind, age_secs}.
+        /// Print a JSON array of {vni, dev, ip, mac, kind, store, age_secs}.
         #[arg(long)]
         json: bool,
         #[command(flatten)]

@@ -43,7 +43,8 @@ pub struct TraceArgs {
     /// packet's protocol, ICMP echo by default).
     #[arg(long, value_name = "PROTO", value_parser = parse_proto)]
     pub proto: Option<Proto>,
-    /// Only packets that were dropped.
+    /// Only packets that were dropped (by the engine, or by a worker around it: cut short on
+    /// receive, an offload it cannot carry out, a send the kernel refused).
     #[arg(long, conflicts_with = "inject")]
     pub drops: bool,
     /// Filter terms joined by commas: mac=MAC, ip=IP, outer-ip=IP, vni=N, proto=PROTO, drops.

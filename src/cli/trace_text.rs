@@ -1,7 +1,9 @@
 //! The text of `vtepd trace`: one block per packet, one line per step.
 
 use crate::control::protocol::TraceRow;
-use crate::core::trace::{Flood, Headers, LearnResult, Origin, Outcome, ReplyKind, Step};
+use crate::core::trace::{
+    Flood, Headers, LearnResult, Origin, Outcome, ReplyKind, Step, WorkerStage,
+};
 use std::fmt::Write;
 
 fn flood(k: Flood) -> &'static str {
@@ -140,6 +142,12 @@ pub fn step(s: &Step, simulated: bool) -> String {
             kind: ReplyKind::Echo,
         } => "answered: ICMP echo reply".to_owned(),
         Step::TooBig { len, mtu } => format!("{len} bytes: more than the tunnel MTU {mtu}"),
+        Step::Worker { stage, remote } => match (stage, remote) {
+            (WorkerStage::Send, Some(r)) => format!("lost by the worker: send to {r} refused"),
+            (WorkerStage::Send, None) => "lost by the worker: send refused".to_owned(),
+            (WorkerStage::Receive, _) => "lost by the worker on receive".to_owned(),
+            (WorkerStage::DeviceRead, _) => "lost by the worker reading the device".to_owned(),
+        },
     }
 }
 

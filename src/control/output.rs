@@ -5,16 +5,22 @@ use crate::core::{Counters, NetTraffic};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+/// The mark of what the store installed (`--store`), after the rest of its line.
+fn from_store(store: bool) -> &'static str {
+    if store { " (store)" } else { "" }
+}
+
 /// FDB entries, one per line, in the style of `bridge fdb show`:
 /// `02:00:00:00:00:01 dev vtep0 vni 42 dst 192.0.2.2 learned age 3s`, with
-/// ` frozen 170s` after an entry MAC-move dampening froze.
+/// ` frozen 170s` after an entry MAC-move dampening froze and ` (store)` after a static entry
+/// the store installed.
 pub fn fdb_table(rows: &[FdbRow]) -> String {
     let mut s = String::new();
     for r in rows {
         let _ = write!(s, "{} dev {} vni {} dst {}", r.mac, r.dev, r.vni, r.remote);
         let _ = match r.kind {
             Kind::Learned => write!(s, " learned age {}s", r.age_secs),
-            Kind::Static => write!(s, " static"),
+            Kind::Static => write!(s, " static{}", from_store(r.store)),
         };
         let _ = match r.frozen_secs {
             Some(f) => writeln!(s, " frozen {f}s"),
@@ -34,14 +40,15 @@ pub fn routes_table(rows: &[RouteRow]) -> String {
 }
 
 /// Neighbour bindings, one per line, in the style of `ip neigh show`:
-/// `10.244.1.0 lladdr 02:00:00:00:00:01 dev vtep0 vni 1 static` or `... learned age 3s`.
+/// `10.244.1.0 lladdr 02:00:00:00:00:01 dev vtep0 vni 1 static` (` (store)` after it when the
+/// store installed it) or `... learned age 3s`.
 pub fn neigh_table(rows: &[NeighRow]) -> String {
     let mut s = String::new();
     for r in rows {
         let _ = write!(s, "{} lladdr {} dev {} vni {}", r.ip, r.mac, r.dev, r.vni);
         let _ = match r.kind {
             Kind::Learned => writeln!(s, " learned age {}s", r.age_secs),
-            Kind::Static => writeln!(s, " static"),
+            Kind::Static => writeln!(s, " static{}", from_store(r.store)),
         };
     }
     s
@@ -283,6 +290,7 @@ mod tests {
                 mac: "02:00:00:00:00:01".into(),
                 remote: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
                 kind: Kind::Learned,
+                store: false,
                 age_secs: 3,
                 frozen_secs: None,
             },
@@ -292,6 +300,7 @@ mod tests {
                 mac: "02:00:00:00:00:02".into(),
                 remote: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3)),
                 kind: Kind::Static,
+                store: true,
                 age_secs: 9,
                 frozen_secs: None,
             },
@@ -301,6 +310,7 @@ mod tests {
                 mac: "02:00:00:00:00:03".into(),
                 remote: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 4)),
                 kind: Kind::Learned,
+                store: false,
                 age_secs: 0,
                 frozen_secs: Some(170),
             },
@@ -308,7 +318,7 @@ mod tests {
         assert_eq!(
             fdb_table(&rows),
             "02:00:00:00:00:01 dev vtep0 vni 42 dst 192.0.2.2 learned age 3s\n\
-             02:00:00:00:00:02 dev vtep0 vni 42 dst 192.0.2.3 static\n\
+             02:00:00:00:00:02 dev vtep0 vni 42 dst 192.0.2.3 static (store)\n\
              02:00:00:00:00:03 dev vtep0 vni 42 dst 192.0.2.4 learned age 0s frozen 170s\n"
         );
         assert_eq!(fdb_table(&[]), "");
@@ -323,6 +333,7 @@ mod tests {
                 ip: Ipv4Addr::new(10, 244, 1, 0),
                 mac: "02:00:00:00:00:01".into(),
                 kind: Kind::Static,
+                store: true,
                 age_secs: 9,
             },
             NeighRow {
@@ -331,12 +342,13 @@ mod tests {
                 ip: Ipv4Addr::new(10, 244, 2, 1),
                 mac: "02:00:00:00:00:02".into(),
                 kind: Kind::Learned,
+                store: false,
                 age_secs: 3,
             },
         ];
         assert_eq!(
             neigh_table(&rows),
-            "10.244.1.0 lladdr 02:00:00:00:00:01 dev vtep0 vni 1 static\n\
+            "10.244.1.0 lladdr 02:00:00:00:00:01 dev vtep0 vni 1 static (store)\n\
              10.244.2.1 lladdr 02:00:00:00:00:02 dev vtep0 vni 1 learned age 3s\n"
         );
     }

@@ -277,6 +277,10 @@ pub struct NeighRow {
     pub mac: String,
     /// Learned (from ARP) or static.
     pub kind: Kind,
+    /// Whether the store installed it (`--store`: an announced address, an L3 VXLAN member's
+    /// next hop), not the operator.
+    #[serde(default)]
+    pub store: bool,
     /// Seconds since last confirmed (since added, for static bindings).
     pub age_secs: u64,
 }
@@ -341,6 +345,10 @@ pub struct FdbRow {
     pub remote: IpAddr,
     /// Learned or static.
     pub kind: Kind,
+    /// Whether the store installed it (`--store`: an announced MAC, an operator's key, an L3
+    /// VXLAN member's MAC), not the operator.
+    #[serde(default)]
+    pub store: bool,
     /// Seconds since last seen (since added, for static entries).
     pub age_secs: u64,
     /// Seconds left frozen by MAC-move dampening (absent: not frozen).
@@ -698,11 +706,12 @@ mod tests {
             mac: "02:00:00:00:00:01".into(),
             remote: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
             kind: Kind::Learned,
+            store: false,
             age_secs: 3,
             frozen_secs: None,
         };
         let v = serde_json::to_value(&row).unwrap();
-        for k in ["vni", "mac", "remote", "kind", "age_secs"] {
+        for k in ["vni", "mac", "remote", "kind", "store", "age_secs"] {
             assert!(v.get(k).is_some(), "{k}");
         }
         assert_eq!(v["kind"], "learned");

@@ -92,16 +92,16 @@ impl Core {
             return drop(ctr, DropReason::LocalRunt);
         }
         if police && n.announce {
-            let src = frame
-                .get(6..)
-                .and_then(MacAddr::from_bytes)
-                .unwrap_or(MacAddr::ZERO);
             // The device's own MAC too: it is the host's own endpoint on the overlay.
-            if src.is_unicast() {
-                match self.local_macs.seen(n.vni, src, now.millis()) {
-                    Seen::New => ctr.local_macs += 1,
-                    Seen::Full => ctr.local_macs_refused += 1,
-                    Seen::Known => {}
+            let seen = self.local_macs.seen_frame(n.vni, frame, now.millis());
+            for (s, new) in [
+                (seen.mac, &mut ctr.local_macs),
+                (seen.ip, &mut ctr.local_ips),
+            ] {
+                match s {
+                    Some(Seen::New) => *new += 1,
+                    Some(Seen::Full) => ctr.local_macs_refused += 1,
+                    _ => {}
                 }
             }
         }

@@ -300,10 +300,23 @@ impl L3Vx {
         out: &mut Out,
         ctr: &mut Counters,
     ) -> Option<FromDevice> {
+        self.on_local_resolved_traced(now, frame, out, ctr, &mut NoTrace)
+    }
+
+    /// [`L3Vx::on_local_resolved`], its steps recorded into `t` (`None`: the steps up to the
+    /// unresolved next hop).
+    pub fn on_local_resolved_traced<T: Trace>(
+        &self,
+        now: Timestamp,
+        frame: &mut [u8],
+        out: &mut Out,
+        ctr: &mut Counters,
+        t: &mut T,
+    ) -> Option<FromDevice> {
         let packet = frame.get(ethernet::HEADER_LEN..)?;
         let route = self.route_of(packet);
-        let v = self.decide(now, packet, route, ctr, &mut NoTrace).ok()?;
-        Some(self.send(now, frame, v, out, ctr, &mut NoTrace))
+        let v = self.decide(now, packet, route, ctr, t).ok()?;
+        Some(self.send(now, frame, v, out, ctr, t))
     }
 
     /// The route next hop for an IPv4 packet's destination.

@@ -318,6 +318,25 @@ pub enum Step {
         /// The most that fits.
         mtu: u32,
     },
+    /// The worker lost it around the engine's decision (the outcome says why).
+    Worker {
+        /// Where.
+        stage: WorkerStage,
+        /// The remote a failed send was for.
+        remote: Option<IpAddr>,
+    },
+}
+
+/// Where a worker lost a packet outside the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerStage {
+    /// Taking it from the underlay socket (cut short, no source).
+    Receive,
+    /// Taking it from the device (an offload request it cannot carry out).
+    DeviceRead,
+    /// Handing it to the underlay socket (the kernel refused the send).
+    Send,
 }
 
 /// What kind of answer vtepd made itself.

@@ -205,7 +205,7 @@ pub fn count_overflow(now: u32, seen: &mut u32, ctr: &mut Counters) {
 /// its index in `msgs`) and skipped, so one bad destination never holds up the others. The
 /// index of each message the kernel took is told to `on_sent`. While a capture is armed,
 /// each message is offered to it as sent (or as dropped, with the reason its error is counted
-/// under).
+/// under), noted as vtepd's own when `own` says so of its index.
 ///
 /// A refusal other than a full queue (ENOBUFS, EAGAIN) is tried once more: the kernel also
 /// fails a send with an error left pending by an earlier ICMP error about another packet (and
@@ -214,6 +214,7 @@ pub fn send_all(
     sock: &impl DatagramSocket,
     capture: &WorkerCapture,
     msgs: &[SendMsg<'_>],
+    own: impl Fn(usize) -> bool,
     on_error: &mut impl FnMut(usize, &io::Error),
     on_sent: &mut impl FnMut(usize),
 ) -> Flushed {
@@ -225,7 +226,7 @@ pub fn send_all(
             Ok(0) => {
                 // Not expected from sendmmsg; never spin on it.
                 let e = io::Error::from(io::ErrorKind::WriteZero);
-                capture.sent(&msgs[i], Some(send_drop_reason(&e)));
+                capture.sent(&msgs[i], Some(send_drop_reason(&e)), own(i));
                 on_error(i, &e);
                 out.failed += 1;
                 i += 1;
@@ -233,7 +234,7 @@ pub fn send_all(
             Ok(k) => {
                 out.sent += k as u64;
                 if capture.active() {
-                    msgs[i..i + k].iter().for_each(|m| capture.sent(m, None));
+                    (i..i + k).for_each(|j| capture.sent(&msgs[j], None, own(j)));
                 }
                 (i..i + k).for_each(&mut *on_sent);
                 i += k;
@@ -241,7 +242,7 @@ pub fn send_all(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if retried != i && !queue_full(&e) => retried = i,
             Err(e) => {
-                capture.sent(&msgs[i], Some(send_drop_reason(&e)));
+                capture.sent(&msgs[i], Some(send_drop_reason(&e)), own(i));
                 on_error(i, &e);
                 out.failed += 1;
                 i += 1;
@@ -284,6 +285,8 @@ struct Queued {
     dst: Option<IpAddr>,
     /// The network the datagram carries a frame of (its `NetId`), for the traffic counters.
     net: u16,
+    /// It carries a frame vtepd made itself (its ARP, an echo reply), for captures.
+    own: bool,
 }
 
 /// Frames read from a device, and the encapsulated copies queued for one `sendmmsg`.
@@ -298,6 +301,8 @@ pub struct SendBatch {
     outer: usize,
     queued: [Queued; MAX_BATCH],
     count: usize,
+    /// What the copies queued from now on carry is vtepd's own ([`SendBatch::set_own`]).
+    own: bool,
 }
 
 impl std::fmt::Debug for SendBatch {
@@ -338,6 +343,7 @@ impl SendBatch {
             outer: OVERHEAD,
             queued: [Queued::default(); MAX_BATCH],
             count: 0,
+            own: false,
         }
     }
 
@@ -388,6 +394,12 @@ impl SendBatch {
         &mut self.frames[i * SLOT..(i + 1) * SLOT]
     }
 
+    /// Marks the copies queued from now on as carrying frames vtepd made itself (`own`), or
+    /// not; captures note them.
+    pub fn set_own(&mut self, own: bool) {
+        self.own = own;
+    }
+
     /// Queues a datagram of network `net` to `dst`: the outer headers `head`, then the frame
     /// `slot[HEADROOM..HEADROOM + len]`. Returns false (nothing queued) when the batch is full.
     pub fn push(&mut self, head: &[u8], slot: usize, len: usize, dst: IpAddr, net: u16) -> bool {
@@ -429,6 +441,7 @@ impl SendBatch {
             head_len: head8,
             dst: Some(dst),
             net,
+            own: self.own,
         };
         self.count += 1;
         true
@@ -469,6 +482,7 @@ impl SendBatch {
             sock,
             capture,
             &msgs[..self.count],
+            |i| queued.get(i).is_some_and(|q| q.own),
             &mut on_error,
             &mut |i| {
                 if let Some(q) = queued.get(i) {

@@ -4,10 +4,14 @@
 //! some armed capture takes (its filter, side and snap length), once, into the record that
 //! crosses the session's bounded queue; a full queue loses the record, never the packet.
 
+use super::batch_gro::MAX_HEADER;
+use super::batch_tso::{self, TsoFrame};
 use super::session::{LiveList, Sessions};
-use crate::core::DropReason;
+use super::trace::{DropTap, WorkerTrace};
+use crate::core::arp::{FrameTo, Generated};
 use crate::core::capture::{Captured, Dir, Link, Side, Spec};
 use crate::core::trace::{Headers, Origin, Outcome};
+use crate::core::{DropReason, Timestamp};
 use crate::sys::SendMsg;
 use encap::ipv4::Ipv4Packet;
 use encap::ipv4::Ipv4Repr;
@@ -106,6 +110,11 @@ pub struct WorkerCapture {
     worker: u16,
     /// The live sessions, taken once per batch while a capture is armed (`None`: none).
     live: Option<Live>,
+    /// The packet at hand as received, while a capture wants it ([`WorkerCapture::keep`]).
+    kept: Vec<u8>,
+    /// The trace sessions for the sends the kernel refuses (the send path's one handle is
+    /// this one), while a trace is armed.
+    drops: Option<DropTap>,
 }
 
 impl Default for WorkerCapture {
@@ -122,17 +131,26 @@ impl WorkerCapture {
             sessions,
             worker: worker as u16,
             live: None,
+            kept: Vec::new(),
+            drops: None,
         }
     }
 
-    /// Takes the live sessions for the batch when `any` (a session of some kind is armed:
-    /// the one flag a worker reads per batch) and a capture is among them.
+    /// Takes the live sessions for the batch that starts at `now` when a session of some
+    /// kind is armed (`trace`, refreshed: the one flag a worker reads per batch) and a capture
+    /// is among them, and the trace's sessions for refused sends when a trace is.
     #[inline]
-    pub fn refresh(&mut self, any: bool) {
+    pub fn refresh(&mut self, trace: &WorkerTrace, now: Timestamp) {
+        let any = trace.armed();
         if any && self.sessions.armed() {
             self.live = Some(self.sessions.live_list());
         } else if self.live.is_some() {
             self.live = None;
+        }
+        if any {
+            self.drops = trace.tap(now);
+        } else if self.drops.is_some() {
+            self.drops = None;
         }
     }
 
@@ -155,6 +173,23 @@ impl WorkerCapture {
         let h = headers();
         live.iter()
             .any(|s| s.wants() && s.spec().sides.has(side) && s.filter().may_take(origin, &h))
+    }
+
+    /// Keeps a copy of `bytes` (a datagram or packet from the tunnel, its headers parsed by
+    /// `headers`) when some capture may take it, before the engine may rewrite it (the inner
+    /// ECN): true if kept, then [`WorkerCapture::kept`] holds it until the next one.
+    pub fn keep(&mut self, origin: &Origin, bytes: &[u8], headers: fn(&[u8]) -> Headers) -> bool {
+        let wanted = self.wants(Side::Underlay, origin, || headers(bytes));
+        if wanted {
+            self.kept.clear();
+            self.kept.extend_from_slice(bytes);
+        }
+        wanted
+    }
+
+    /// The bytes the last [`WorkerCapture::keep`] that returned true kept.
+    pub fn kept(&self) -> &[u8] {
+        &self.kept
     }
 
     /// Offers the packet `seen` whose bytes are the concatenation of `parts` (its headers
@@ -230,10 +265,83 @@ impl Seen<'_> {
     }
 }
 
-/// The note on a TSO super-frame read from the device (its segments are what crosses the
-/// wire, captured as sent).
-pub const SUPER_FRAME: &str = "TSO super-frame as the device handed it over: the underlay \
-     side shows the segments that cross the wire";
+/// The headers of a device-side packet that starts with `link`.
+fn headers_of(link: Link, bytes: &[u8]) -> Headers {
+    match link {
+        Link::Ethernet => Headers::of_frame(bytes),
+        Link::Ipv4 => Headers::of_ip(bytes),
+    }
+}
+
+/// The note on a packet vtepd made itself and wrote into the device.
+pub const ANSWER: &str = "an answer vtepd made itself (an ARP reply of ARP suppression, an \
+     ICMP error such as fragmentation needed) and wrote into the device";
+
+impl WorkerCapture {
+    /// Offers the answers for the device (`FrameTo::Device`) in `out` from the `from`-th on,
+    /// before they are written into the device of network `vni` (`link`: what they start
+    /// with), each noted [`ANSWER`].
+    pub fn answers(&self, out: &Generated, from: usize, link: Link, vni: u32) {
+        if !self.active() {
+            return;
+        }
+        let outcome = Outcome::Answered;
+        let seen = Seen {
+            side: Side::Overlay,
+            dir: Dir::Out,
+            link,
+            origin: Origin::Device { vni },
+            outcome: &outcome,
+            note: Some(ANSWER),
+        };
+        for (to, p) in out.iter().skip(from) {
+            if to == FrameTo::Device {
+                self.offer(seen, &[p], || headers_of(link, p));
+            }
+        }
+    }
+}
+
+/// The note on an outer packet whose inner frame vtepd made itself and sent through the
+/// tunnel (L3 VXLAN: its ARP requests and replies, its echo replies).
+pub const OWN_FRAME: &str = "carries a frame vtepd made itself (its ARP, an echo reply)";
+
+/// The note on a segment vtepd cut from a TSO super-packet the device handed over (what
+/// crosses the wire; the device gave it as one read).
+pub const TSO_SEGMENT: &str = "a segment vtepd cut from a TSO super-packet the device handed \
+     over in one read";
+
+impl WorkerCapture {
+    /// Offers a packet read from the device (`seen`, its bytes `packet[skip..]`: `skip` is
+    /// the room in front of a TUN's IP packet), or with `tso` the segments vtepd cuts from
+    /// the super-packet for the wire, each as a packet of its own (noted [`TSO_SEGMENT`]).
+    pub fn device_read(&self, seen: Seen<'_>, packet: &[u8], skip: usize, tso: Option<&TsoFrame>) {
+        if !self.active() {
+            return;
+        }
+        let shown = packet.get(skip..).unwrap_or_default();
+        let headers = || headers_of(seen.link, shown);
+        let Some(t) = tso else {
+            return self.offer(seen, &[shown], headers);
+        };
+        let seen = Seen {
+            note: Some(TSO_SEGMENT),
+            ..seen
+        };
+        let h = headers();
+        let mut head = [0u8; MAX_HEADER];
+        for k in 0..t.segments() {
+            let Some(payload) = batch_tso::segment(packet, t, k, &mut head) else {
+                break;
+            };
+            let (Some(hdr), Some(payload)) = (head.get(skip..t.hdr_len), packet.get(payload))
+            else {
+                break;
+            };
+            self.offer(seen, &[hdr, payload], || h);
+        }
+    }
+}
 
 /// The note on an IPIP packet the underlay's GRO merged.
 pub const GRO_MERGED: &str = "a super-packet the underlay's GRO merged from several that \
@@ -289,20 +397,19 @@ pub fn capture_tunnel(
             outcome: &outcome,
             note: merged,
         };
-        let h = || match link {
-            Link::Ethernet => Headers::of_frame(inner),
-            Link::Ipv4 => Headers::of_ip(inner),
-        };
+        let h = || headers_of(link, inner);
         c.offer(seen, &[inner], h);
     }
 }
 
 impl WorkerCapture {
     /// Offers an outer packet handed to the kernel (`drop`: refused, counted under that
-    /// reason): a VXLAN packet (its outer headers, then the inner frame or the rest of it) or
-    /// an IPIP packet.
-    pub fn sent(&self, m: &SendMsg<'_>, drop: Option<DropReason>) {
-        if !self.active() {
+    /// reason, and then traced too): a VXLAN packet (its outer headers, then the inner frame
+    /// or the rest of it) or an IPIP packet; `own`: it carries a frame vtepd made itself
+    /// (noted [`OWN_FRAME`]).
+    pub fn sent(&self, m: &SendMsg<'_>, drop: Option<DropReason>, own: bool) {
+        let tap = self.drops.as_ref().filter(|_| drop.is_some());
+        if !self.active() && tap.is_none() {
             return;
         }
         let outer = if m.head.is_empty() { m.body } else { m.head };
@@ -322,6 +429,9 @@ impl WorkerCapture {
             },
             _ => Headers::of_ipip(outer),
         };
+        if let (Some(tap), Some(reason)) = (tap, drop) {
+            tap.send_refused(origin, headers, m.dst, reason);
+        }
         let outcome = match drop {
             Some(reason) => dropped(reason),
             None => sent_to(vni, m.dst),
@@ -332,7 +442,7 @@ impl WorkerCapture {
             link: Link::Ipv4,
             origin,
             outcome: &outcome,
-            note: None,
+            note: own.then_some(OWN_FRAME),
         };
         self.offer(seen, &[m.head, m.body], headers);
     }

@@ -4,13 +4,14 @@
 
 use super::capture::CaptureSessions;
 use super::handler::NetList;
-use crate::control::protocol::{CapturePolled, CaptureStart, Response, TraceStarted};
+use crate::control::protocol::{CapturePolled, CaptureStart, Response};
 use crate::control::server::Reply;
 use crate::core::Timestamp;
 use crate::core::capture::MAX_SNAPLEN;
-use encap::Vni;
 use std::sync::Arc;
 
+/// The tool's name in answers.
+const TOOL: &str = "capture";
 /// Records handed over per poll, at most (the rest wait for the next).
 const POLL_MAX: usize = 4096;
 /// Packet bytes handed over per poll, about (the record that passes it is the last).
@@ -31,15 +32,6 @@ impl CaptureControl {
         req: CaptureStart,
         nets: &NetList,
     ) -> Result<Response, Response> {
-        if let Some(v) = req.filter.vni
-            && !Vni::new(v).is_ok_and(|v| nets.has(v))
-            && !(nets.nets().is_empty() && v == 0)
-        {
-            return Err(Response::err(
-                true,
-                format!("no network with VNI {v} to capture"),
-            ));
-        }
         if !(1..=MAX_SNAPLEN).contains(&req.spec.snaplen) {
             return Err(Response::err(
                 true,
@@ -52,36 +44,19 @@ impl CaptureControl {
         if req.bytes == 0 {
             return Err(Response::err(true, "a byte budget of 0 captures nothing"));
         }
-        let session = self
-            .sessions
-            .start_with(req.filter, req.count, req.bytes, req.spec, now)
-            .map_err(|e| {
-                Response::err(
-                    matches!(e, super::session::SessionError::Count(..)),
-                    e.to_string(),
-                )
-            })?;
-        Ok(Response::ok(
-            serde_json::to_value(TraceStarted { session }).unwrap_or_default(),
-        ))
+        let (filter, spec) = (req.filter, req.spec);
+        self.sessions
+            .start_for(TOOL, filter, req.count, req.bytes, spec, now, nets)
     }
 
     /// The records of session `id` so far (up to [`POLL_MAX`] records or about
     /// [`POLL_BYTES`] of packets; written to the client as they are serialized).
     pub fn poll(&self, now: Timestamp, id: u64) -> Result<Reply<'static>, Response> {
         let mut bytes = 0;
-        let p = self
-            .sessions
-            .poll_until(id, now, POLL_MAX, |r| {
-                bytes += r.data.len();
-                bytes < POLL_BYTES
-            })
-            .ok_or_else(|| {
-                Response::err(
-                    false,
-                    format!("no capture session {id} (stopped, or not polled for 5 s)"),
-                )
-            })?;
+        let p = self.sessions.poll_for(TOOL, id, now, POLL_MAX, |r| {
+            bytes += r.data.len();
+            bytes < POLL_BYTES
+        })?;
         Ok(Reply::data(CapturePolled {
             records: p.records,
             overflow: p.overflow,
@@ -91,10 +66,6 @@ impl CaptureControl {
 
     /// Stops session `id`.
     pub fn stop(&self, id: u64) -> Result<Response, Response> {
-        if self.sessions.stop(id) {
-            Ok(Response::ok(serde_json::Value::Null))
-        } else {
-            Err(Response::err(false, format!("no capture session {id}")))
-        }
+        self.sessions.stop_for(TOOL, id)
     }
 }

@@ -206,6 +206,14 @@ impl Handler {
         self.nets.load_full()
     }
 
+    /// What the store installed (empty without a store).
+    fn store_installed(&self) -> super::store::reconcile::Desired {
+        self.reloader
+            .as_deref()
+            .map(Reloader::store_installed)
+            .unwrap_or_default()
+    }
+
     fn reloader(&self) -> Result<&Reloader, Response> {
         self.reloader.as_deref().ok_or_else(|| {
             Response::err(false, "this daemon has no configuration to show or reload")
@@ -337,12 +345,16 @@ impl Handler {
             Request::FdbShow { vni } => {
                 let entries = self.core.fdb_entries(now, self.filter(vni)?);
                 let nets = self.nets();
+                let store = self.store_installed();
                 Reply::rows(entries.into_iter().map(move |e| FdbRow {
                     vni: e.vni.get(),
                     dev: nets.dev_of(e.vni).to_owned(),
                     mac: e.mac.to_string(),
                     remote: e.remote,
                     kind: kind(e.kind),
+                    store: e.kind == EntryKind::Static
+                        && store.fdb.get(&(e.vni, e.mac)).map(|&r| IpAddr::from(r))
+                            == Some(e.remote),
                     age_secs: e.age.as_secs(),
                     // Rounded up: a frozen entry never shows 0 s left.
                     frozen_secs: e.frozen.map(|d| d.as_millis().div_ceil(1000) as u64),
@@ -471,12 +483,15 @@ impl Handler {
             Request::NeighShow { vni } => {
                 let entries = self.core.neigh_entries(now, self.filter(vni)?);
                 let nets = self.nets();
+                let store = self.store_installed();
                 Reply::rows(entries.into_iter().map(move |(vni, e)| NeighRow {
                     vni: vni.get(),
                     dev: nets.dev_of(vni).to_owned(),
                     ip: e.ip,
                     mac: e.mac.to_string(),
                     kind: kind(e.kind),
+                    store: e.kind == EntryKind::Static
+                        && store.neigh.get(&(vni, e.ip)) == Some(&e.mac),
                     age_secs: e.age.as_secs(),
                 }))
             }

@@ -37,7 +37,7 @@
 use super::batch::HEADROOM;
 use super::batch_gro::{self, Framing, TcpRun, VNET_HDR_LEN};
 use super::batch_tso;
-use super::capture::{Received, SUPER_FRAME, Seen, WorkerCapture, capture_tunnel};
+use super::capture::{Received, Seen, WorkerCapture, capture_tunnel};
 use super::dev_port::{DevPort, deliver, flush_run};
 use super::device::OwnedDevice;
 use super::device::{self, Tap, Underlay};
@@ -54,7 +54,7 @@ use super::trace::WorkerTrace;
 use super::tunnel_tx::TunnelTx;
 use super::{housekeeping, socket, tunnel_tx};
 use crate::config::{DaemonConfig, NetConfig, stable_mac};
-use crate::core::capture::{Link, Side};
+use crate::core::capture::Link;
 use crate::core::l2::L2;
 use crate::core::pmtu::{OurSends, PathMtus};
 use crate::core::too_big::{self, TooBig};
@@ -437,8 +437,6 @@ pub struct L2Worker<D = SyncDevice, S = Socket> {
     traffic: Arc<Traffic>,
     /// `vtepd trace`: whether a session is armed, read once per batch.
     trace: WorkerTrace,
-    /// `vtepd capture`: the datagram at hand as received, while a capture wants it.
-    cap_buf: Vec<u8>,
 }
 
 impl<D, S> std::fmt::Debug for L2Worker<D, S> {
@@ -472,7 +470,6 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             run: TcpRun::new(Framing::Ethernet),
             traffic: Traffic::detached(),
             trace: WorkerTrace::default(),
-            cap_buf: Vec::new(),
         }
     }
 
@@ -508,7 +505,11 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
         };
         let (Some(src), false) = (m.src, m.truncated) else {
             self.ctr.rx_tunnel += 1;
-            return self.ctr.drop(DropReason::Truncated);
+            self.ctr.drop(DropReason::Truncated);
+            let h = || Headers::of_vxlan(d);
+            return self
+                .trace
+                .receive_lost(now, m, Some(port), h, DropReason::Truncated);
         };
         let outer = Outer {
             src,
@@ -523,15 +524,8 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             tos: m.tos,
         };
         let (m_src_port, m_tos) = (m.src_port, m.tos);
-        // A capture keeps the datagram as received (the engine may rewrite its inner ECN).
-        let captured = self.trace.armed() && {
-            let h = || Headers::of_vxlan(d);
-            self.tx.capture.wants(Side::Underlay, &origin, h) && {
-                self.cap_buf.clear();
-                self.cap_buf.extend_from_slice(d);
-                true
-            }
-        };
+        // A capture keeps it as received (the engine may rewrite its inner ECN).
+        let captured = self.trace.armed() && self.tx.capture.keep(&origin, d, Headers::of_vxlan);
         let v = if self.trace.armed() && self.trace.begin(origin, || Headers::of_vxlan(d)) {
             let t = self.trace.recorder();
             let v = self
@@ -552,7 +546,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             let d = self.rx.batch.get(i).map_or(&[][..], |(d, _)| d);
             let kept = Received::of(src, m_src_port, local, port, m_tos)
                 .filter(|_| captured)
-                .map(|r| (Some(r), &self.cap_buf[..]));
+                .map(|r| (Some(r), self.tx.capture.kept()));
             capture_tunnel(&self.tx.capture, origin, &v, kept, d, Link::Ethernet, false);
         }
         // Drops are counted by the engine (and here in their network when the VNI names one
@@ -625,6 +619,12 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
                         self.ctr.drop(DropReason::DeviceOffload);
                         self.traffic.device_rx(net, 1, bytes);
                         self.traffic.dropped(net, DropReason::DeviceOffload);
+                        if self.trace.armed() {
+                            let vni = self.engine.core().vni_of(net).map_or(0, Vni::get);
+                            let frame = buf.get(HEADROOM..at + n).unwrap_or_default();
+                            self.trace
+                                .device_lost(now, vni, || Headers::of_frame(frame));
+                        }
                         taken += 1;
                         continue;
                     }
@@ -654,6 +654,11 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
                     self.ctr.drop(DropReason::DeviceOffload);
                     self.traffic.device_rx(net, 1, n as u64);
                     self.traffic.dropped(net, DropReason::DeviceOffload);
+                    if self.trace.armed() {
+                        let vni = self.engine.core().vni_of(net).map_or(0, Vni::get);
+                        self.trace
+                            .device_lost(now, vni, || Headers::of_frame(frame));
+                    }
                     taken += 1;
                     continue;
                 }
@@ -685,15 +690,15 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             if self.trace.armed() {
                 let vni = self.engine.core().vni_of(net).map_or(0, Vni::get);
                 let outcome = Outcome::from_device(v, &self.out.remotes);
-                let note = tso.map(|_| SUPER_FRAME);
-                let seen = Seen::device_in(Link::Ethernet, vni, &outcome, note);
-                self.tx
-                    .capture
-                    .offer(seen, &[frame], || Headers::of_frame(frame));
+                let seen = Seen::device_in(Link::Ethernet, vni, &outcome, None);
+                self.tx.capture.device_read(seen, frame, 0, tso.as_ref());
             }
             match v {
                 FromDevice::Tunnel => {}
                 FromDevice::Answered => {
+                    let vni = self.engine.core().vni_of(net).map_or(0, Vni::get);
+                    let out = &self.out.generated;
+                    self.tx.capture.answers(out, 0, Link::Ethernet, vni);
                     if let Some(p) = self.taps[t].as_mut() {
                         p.write_answers(now, &mut self.out.generated, &mut self.ctr);
                     }
@@ -752,6 +757,9 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             .dropped_since(net_id(t), &drops, &self.ctr.drops);
         match d {
             TooBig::Answered => {
+                let vni = self.engine.core().vni_of(net_id(t)).map_or(0, Vni::get);
+                let out = &self.out.generated;
+                self.tx.capture.answers(out, 0, Link::Ethernet, vni);
                 if let Some(p) = self.taps[t].as_mut() {
                     p.write_answers(now, &mut self.out.generated, &mut self.ctr);
                 }
@@ -803,7 +811,7 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L2Worker<D, S> {
 
     fn drain(&mut self, i: usize, now: Timestamp, budget: usize) -> Result<bool, String> {
         self.trace.refresh();
-        self.tx.capture.refresh(self.trace.armed());
+        self.tx.capture.refresh(&self.trace, now);
         let sockets = self.rx.sockets();
         let more = if i < sockets {
             drain_socket(self, i, now, budget)

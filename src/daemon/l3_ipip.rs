@@ -36,7 +36,7 @@ use super::stats::{Clock, Traffic};
 use super::trace::WorkerTrace;
 use super::tun;
 use crate::config::DaemonConfig;
-use crate::core::capture::{Link, Side};
+use crate::core::capture::Link;
 use crate::core::encapsulator::{Encapsulator, TunnelConfig};
 use crate::core::ipip::{Ipip, IpipSettings, OVERHEAD};
 use crate::core::pmtu::{OurSends, PathMtus};
@@ -208,10 +208,8 @@ pub struct IpipWorker<D = SyncDevice, S = Socket> {
     learner: PmtuLearner,
     /// `vtepd trace`: whether a session is armed, read once per batch.
     trace: WorkerTrace,
-    /// `vtepd capture`: the worker's side, and the packet at hand as received while a
-    /// capture wants it.
+    /// `vtepd capture`: the worker's side.
     capture: WorkerCapture,
-    cap_buf: Vec<u8>,
 }
 
 impl<D, S> std::fmt::Debug for IpipWorker<D, S> {
@@ -252,7 +250,6 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
             tunnel_err_log: RateLimit::default(),
             trace: WorkerTrace::default(),
             capture: WorkerCapture::default(),
-            cap_buf: Vec::new(),
         }
     }
 
@@ -274,7 +271,11 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
         };
         if meta.truncated {
             self.ctr.rx_tunnel += 1;
-            return self.ctr.drop(DropReason::BadIpip);
+            self.ctr.drop(DropReason::BadIpip);
+            let h = || Headers::of_ipip(packet);
+            return self
+                .trace
+                .receive_lost(now, meta, None, h, DropReason::BadIpip);
         }
         let outer = Outer {
             src: meta.src.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
@@ -287,15 +288,8 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
             dst_port: None,
             tos: outer.tos,
         };
-        // A capture keeps the packet as received (the engine may rewrite its inner ECN).
-        let captured = self.trace.armed() && {
-            let h = || Headers::of_ipip(packet);
-            self.capture.wants(Side::Underlay, &origin, h) && {
-                self.cap_buf.clear();
-                self.cap_buf.extend_from_slice(packet);
-                true
-            }
-        };
+        // A capture keeps it as received (the engine may rewrite its inner ECN).
+        let captured = self.trace.armed() && self.capture.keep(&origin, packet, Headers::of_ipip);
         let v = if self.trace.armed() && self.trace.begin(origin, || Headers::of_ipip(packet)) {
             let t = self.trace.recorder();
             let v = self
@@ -307,7 +301,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
             self.ipip.on_remote(now, outer, packet, &mut self.ctr)
         };
         if self.trace.armed() {
-            let kept = captured.then_some((None, &self.cap_buf[..]));
+            let kept = captured.then_some((None, self.capture.kept()));
             // Longer than the device's MTU and its outer header: the underlay's GRO merged it.
             let merged = packet.len() > self.mtu + 20;
             let c = &self.capture;
@@ -405,6 +399,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
                     // A super-packet tun-rs could not split (bad virtio header, too many
                     // segments): this one is lost.
                     self.ctr.drop(DropReason::DeviceOffload);
+                    self.trace.device_lost(now, 0, Headers::default);
                     self.dev[0].read_lost(now, &e);
                     taken += 1;
                     continue;
@@ -465,6 +460,8 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
                                     ctr,
                                 );
                                 if d == TooBig::Answered {
+                                    let out = &self.out.generated;
+                                    self.capture.answers(out, 0, Link::Ipv4, 0);
                                     self.dev[0].write_answers(
                                         now,
                                         &mut self.out.generated,
@@ -476,6 +473,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
                         }
                     }
                     FromDevice::Answered => {
+                        self.capture.answers(&self.out.generated, 0, Link::Ipv4, 0);
                         let out = &mut self.out.generated;
                         self.dev[0].write_answers(now, out, &mut self.ctr);
                     }
@@ -530,7 +528,7 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for IpipWorker<D, S> {
 
     fn drain(&mut self, i: usize, now: Timestamp, budget: usize) -> Result<bool, String> {
         self.trace.refresh();
-        self.capture.refresh(self.trace.armed());
+        self.capture.refresh(&self.trace, now);
         let more = match i {
             SOCKET => drain_socket(self, 0, now, budget),
             DEVICE => self.drain_device(now, budget)?,

@@ -166,6 +166,7 @@ impl TunnelQueue {
                 sock,
                 capture,
                 &msgs[..chunk.len()],
+                |_| false,
                 &mut |i, e| {
                     ctr.drop(send_drop_reason(e));
                     if let Some(q) = chunk.get(i) {

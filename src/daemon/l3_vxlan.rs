@@ -48,7 +48,7 @@ use super::tunnel_tx::TunnelTx;
 use super::{housekeeping, socket, tunnel_tx};
 use crate::config::{DaemonConfig, Ipv4Cidr, stable_mac};
 use crate::core::arp::{FrameTo, write_ipv4_header};
-use crate::core::capture::{Link, Side};
+use crate::core::capture::Link;
 use crate::core::l3vx::{L3Vx, L3VxConfig};
 use crate::core::pmtu::{OurSends, PathMtus};
 use crate::core::route::Routes;
@@ -233,8 +233,6 @@ pub struct L3VxWorker<D = SyncDevice, S = Socket> {
     seg: Box<[u8]>,
     /// `vtepd trace`: whether a session is armed, read once per batch.
     trace: WorkerTrace,
-    /// `vtepd capture`: the datagram at hand as received, while a capture wants it.
-    cap_buf: Vec<u8>,
 }
 
 impl<D, S> std::fmt::Debug for L3VxWorker<D, S> {
@@ -265,7 +263,6 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             run: TcpRun::new(Framing::Ip),
             seg: vec![0u8; ETH + MAX_PACKET].into_boxed_slice(),
             trace: WorkerTrace::default(),
-            cap_buf: Vec::new(),
         }
     }
 
@@ -279,7 +276,11 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         };
         let (Some(src), false) = (m.src, m.truncated) else {
             self.ctr.rx_tunnel += 1;
-            return self.ctr.drop(DropReason::Truncated);
+            self.ctr.drop(DropReason::Truncated);
+            let h = || Headers::of_vxlan(d);
+            return self
+                .trace
+                .receive_lost(now, m, Some(port), h, DropReason::Truncated);
         };
         let outer = Outer {
             src,
@@ -294,15 +295,8 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             tos: m.tos,
         };
         let received = Received::of(src, m.src_port, self.tx.local(), port, m.tos);
-        // A capture keeps the datagram as received (the engine may rewrite its inner ECN).
-        let captured = self.trace.armed() && {
-            let h = || Headers::of_vxlan(d);
-            self.tx.capture.wants(Side::Underlay, &origin, h) && {
-                self.cap_buf.clear();
-                self.cap_buf.extend_from_slice(d);
-                true
-            }
-        };
+        // A capture keeps it as received (the engine may rewrite its inner ECN).
+        let captured = self.trace.armed() && self.tx.capture.keep(&origin, d, Headers::of_vxlan);
         let v = if self.trace.armed() && self.trace.begin(origin, || Headers::of_vxlan(d)) {
             let (out, ctr) = (&mut self.out, &mut self.ctr);
             let t = self.trace.recorder();
@@ -317,7 +311,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             let d = self.rx.batch.get(i).map_or(&[][..], |(d, _)| d);
             let kept = received
                 .filter(|_| captured)
-                .map(|r| (Some(r), &self.cap_buf[..]));
+                .map(|r| (Some(r), self.tx.capture.kept()));
             capture_tunnel(&self.tx.capture, origin, &v, kept, d, Link::Ipv4, false);
         }
         // What the tunnel carried: the Ethernet frame (delivered as the IP packet in it).
@@ -381,6 +375,10 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             if n < VNET_HDR_LEN || (!tso && !batch_gro::complete_read(&vnet, packet)) {
                 self.ctr.rx_device += 1;
                 self.ctr.drop(DropReason::DeviceOffload);
+                if self.trace.armed() {
+                    let vni = net_vni(&self.engine);
+                    self.trace.device_lost(now, vni, || Headers::of_ip(packet));
+                }
                 continue;
             }
             self.tx.txb.commit_slot();
@@ -405,7 +403,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         let frame = &mut self.tx.txb.slot_mut(slot)[HEADROOM..HEADROOM + frame_len];
         let Some(vnet) = tso else {
             let v = if self.trace.armed() && {
-                let vni = self.engine.core().vni_of(NET).map_or(0, encap::Vni::get);
+                let vni = net_vni(&self.engine);
                 let packet = &frame[ETH..];
                 self.trace
                     .begin(Origin::Device { vni }, || Headers::of_ip(packet))
@@ -420,13 +418,10 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
                     .on_local(now, frame, &mut self.out, &mut self.ctr)
             };
             if self.trace.armed() {
-                let vni = self.engine.core().vni_of(NET).map_or(0, encap::Vni::get);
+                let vni = net_vni(&self.engine);
                 let outcome = Outcome::from_device(v, &self.out.remotes);
                 let seen = Seen::device_in(Link::Ipv4, vni, &outcome, None);
-                let packet = &frame[ETH..];
-                self.tx
-                    .capture
-                    .offer(seen, &[packet], || Headers::of_ip(packet));
+                self.tx.capture.device_read(seen, frame, ETH, None);
             }
             if v == FromDevice::Tunnel
                 && let Some((dst, fit)) = self.tx.send_copies(
@@ -454,15 +449,40 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         else {
             self.ctr.rx_device += 1;
             self.ctr.drop(DropReason::DeviceOffload);
+            if self.trace.armed() {
+                let vni = net_vni(&self.engine);
+                let packet = &frame[ETH..];
+                self.trace.device_lost(now, vni, || Headers::of_ip(packet));
+            }
             return 1;
         };
         // Each segment's own IP and TCP headers, as if read without TSO.
         self.ctr.rx_device_bytes += ((t.segments() - 1) * (t.hdr_len - ETH)) as u64;
         let floods = self.ctr.flood_copies;
-        let Some(v) = self
-            .engine
-            .on_local_resolved(now, frame, &mut self.out, &mut self.ctr)
-        else {
+        let traced = self.trace.armed() && {
+            let origin = Origin::Device {
+                vni: net_vni(&self.engine),
+            };
+            self.trace.begin(origin, || Headers::of_ip(&frame[ETH..]))
+        };
+        let (out, ctr) = (&mut self.out, &mut self.ctr);
+        let e = &self.engine;
+        let v = match traced {
+            true => e.on_local_resolved_traced(now, frame, out, ctr, self.trace.recorder()),
+            false => e.on_local_resolved(now, frame, out, ctr),
+        };
+        if self.trace.armed() {
+            // Unresolved: held (its segments wait for the next hop one by one).
+            let outcome = v.map_or(Outcome::Held, |v| {
+                Outcome::from_device(v, &self.out.remotes)
+            });
+            if traced {
+                self.trace.finish(now, outcome.clone());
+            }
+            let seen = Seen::device_in(Link::Ipv4, net_vni(&self.engine), &outcome, None);
+            self.tx.capture.device_read(seen, frame, ETH, Some(&t));
+        }
+        let Some(v) = v else {
             self.hold_segments(now, slot, frame_len, &t);
             return t.segments();
         };
@@ -505,6 +525,9 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             &mut self.ctr,
         ) {
             TooBig::Answered => {
+                let vni = net_vni(&self.engine);
+                let out = &self.out.generated;
+                self.tx.capture.answers(out, waiting, Link::Ipv4, vni);
                 let out = &mut self.out.generated;
                 self.tun[0].write_answers_from(now, out, waiting, &mut self.ctr);
             }
@@ -596,11 +619,27 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
                 &mut self.ctr,
             );
             if v == FromDevice::Tunnel {
+                // Captures note what vtepd made itself: its ARP and what leaves from its own
+                // address (echo replies), not the packets it held for resolution.
+                let own = match frame.get(12..14) {
+                    Some([0x08, 0x06]) => true,
+                    Some([0x08, 0x00]) => {
+                        frame.get(26..30) == Some(&self.engine.address().octets())
+                    }
+                    _ => false,
+                };
+                self.tx.txb.set_own(own);
                 self.send_whole(now, slot, len);
+                self.tx.txb.set_own(false);
             }
         }
         self.out.generated.clear();
     }
+}
+
+/// The VNI of the one network (0 if it has none), for traces and captures.
+fn net_vni(engine: &L3Vx) -> u32 {
+    engine.core().vni_of(NET).map_or(0, encap::Vni::get)
 }
 
 impl<D: DeviceQueue, S: DatagramSocket> OnDatagrams for L3VxWorker<D, S> {
@@ -638,7 +677,7 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for L3VxWorker<D, S> {
 
     fn drain(&mut self, i: usize, now: Timestamp, budget: usize) -> Result<bool, String> {
         self.trace.refresh();
-        self.tx.capture.refresh(self.trace.armed());
+        self.tx.capture.refresh(&self.trace, now);
         let more = match i {
             SOCKET => drain_socket(self, 0, now, budget),
             TUN => self.drain_tun(now, budget)?,

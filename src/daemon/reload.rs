@@ -23,6 +23,7 @@ use crate::config::{ConfigSource, DaemonConfig, NetConfig, StaticFdb, StaticNeig
 use crate::core::route::Route;
 use crate::core::{Core, EntryKind};
 use encap::Vni;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use tracing::{info, warn};
 
@@ -97,6 +98,8 @@ pub struct Reloader {
     /// What the store installed (`--store`): not the operator's, so not part of the running
     /// configuration, and never changed by a reload.
     store: Option<super::store::Installed>,
+    /// How many reloads changed the configuration (the store client registers again after one).
+    generation: AtomicU64,
 }
 
 impl Reloader {
@@ -120,6 +123,7 @@ impl Reloader {
             clock,
             changes: RwLock::new(()),
             store: None,
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -155,11 +159,7 @@ impl Reloader {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         let now = self.clock.now();
-        let store = self
-            .store
-            .as_ref()
-            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).clone())
-            .unwrap_or_default();
+        let store = self.store_installed();
         let peers = self.core.peers();
         let fdb = self.core.fdb_entries(now, None);
         let neigh = self.core.neigh_entries(now, None);
@@ -209,6 +209,28 @@ impl Reloader {
         cfg
     }
 
+    /// How many reloads changed the configuration so far.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The configuration last loaded (its lists as loaded, not read back: see
+    /// [`Reloader::running`]).
+    pub fn loaded(&self) -> DaemonConfig {
+        self.base
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// A copy of what the store installed (`--store`; empty without one).
+    pub fn store_installed(&self) -> super::store::reconcile::Desired {
+        self.store
+            .as_ref()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).clone())
+            .unwrap_or_default()
+    }
+
     /// The running configuration as a TOML file `vtepd run --config` accepts.
     pub fn show(&self) -> Result<String, String> {
         self.running().to_toml().map_err(|e| e.to_string())
@@ -231,6 +253,9 @@ impl Reloader {
         let steps = reload::plan(&self.running(), &new).map_err(|e| refused(e.to_string()))?;
         self.apply(&new, &steps).map_err(ReloadError::Failed)?;
         *self.base.lock().unwrap_or_else(PoisonError::into_inner) = new;
+        if !steps.is_empty() {
+            self.generation.fetch_add(1, Ordering::Release);
+        }
         let lines: Vec<String> = steps.iter().flat_map(Step::lines).collect();
         if lines.is_empty() {
             info!(

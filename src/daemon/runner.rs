@@ -284,15 +284,9 @@ pub fn run<M: Mode>(cfg: &DaemonConfig, source: Option<ConfigSource>) -> Result<
         &mut threads,
     )
     .and_then(|()| match (store_parts, store_status) {
-        (Some((settings, installer)), Some(status)) => start_store(
-            cfg,
-            settings,
-            installer,
-            status,
-            &reloader,
-            &stop,
-            &mut threads,
-        ),
+        (Some((settings, installer)), Some(status)) => {
+            start_store(settings, installer, status, &stop, &mut threads)
+        }
         _ => Ok(()),
     });
     let outcome = started.and_then(|()| {
@@ -389,23 +383,13 @@ const NO_STORE: &str =
 /// Starts the store client's thread, `vtepd-store`.
 #[cfg(feature = "store")]
 fn start_store(
-    cfg: &DaemonConfig,
     settings: crate::config::store::StoreSettings,
     installer: Installer,
     status: Arc<StoreStatus>,
-    reloader: &Reloader,
     stop: &Arc<AtomicBool>,
     threads: &mut Threads,
 ) -> Result<(), Failure> {
-    let client = store::client::StoreClient::new(
-        settings,
-        store::me(cfg),
-        store::registrations(cfg, &reloader.nets().load()),
-        cfg.networks.iter().any(|n| n.announce),
-        installer,
-        status,
-        Arc::clone(stop),
-    );
+    let client = store::client::StoreClient::new(settings, installer, status, Arc::clone(stop));
     // The client looks at the stop flag itself; its waker only completes the set.
     let (poll, waker) = idle_waker()?;
     threads.spawn("vtepd-store".into(), waker, move || {
@@ -417,11 +401,9 @@ fn start_store(
 /// Without the etcd client, `run` refused `--store` before anything started.
 #[cfg(not(feature = "store"))]
 fn start_store(
-    _: &DaemonConfig,
     _: crate::config::store::StoreSettings,
     _: Installer,
     _: Arc<StoreStatus>,
-    _: &Reloader,
     _: &Arc<AtomicBool>,
     _: &mut Threads,
 ) -> Result<(), Failure> {

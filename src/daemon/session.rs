@@ -17,10 +17,13 @@
 //! - The kinds of a daemon share one word of armed flags ([`ArmedFlags`], a bit each), so a
 //!   worker reads one word per batch whatever the tools.
 
+use super::handler::NetList;
+use crate::control::protocol::{Response, TraceStarted};
 use crate::core::Timestamp;
 use crate::core::trace::Filter;
 use arc_swap::{ArcSwap, Guard};
 use crossbeam_queue::ArrayQueue;
+use encap::Vni;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -330,6 +333,68 @@ impl<R, X> Sessions<R, X> {
     fn edit(&self) -> std::sync::MutexGuard<'_, u64> {
         // Only a counter is kept under it: nothing half-done to refuse service over.
         self.next_id.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The control socket's side of a kind of session, for the tool named `tool` ("trace",
+/// "capture") in its answers: what `*_start`, `*_poll` and `*_stop` requests of every kind
+/// answer alike.
+impl<R, X> Sessions<R, X> {
+    /// Starts a session (as [`Sessions::start_with`]) after checking the VNI its filter names
+    /// against the daemon's networks `nets` (VNI 0 stands for IPIP's one network); the answer
+    /// carries its id.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_for(
+        &self,
+        tool: &str,
+        filter: Filter,
+        count: u64,
+        bytes: u64,
+        spec: X,
+        now: Timestamp,
+        nets: &NetList,
+    ) -> Result<Response, Response> {
+        if let Some(v) = filter.vni
+            && !Vni::new(v).is_ok_and(|v| nets.has(v))
+            && !(nets.nets().is_empty() && v == 0)
+        {
+            return Err(Response::err(
+                true,
+                format!("no network with VNI {v} to {tool}"),
+            ));
+        }
+        let session = self
+            .start_with(filter, count, bytes, spec, now)
+            .map_err(|e| Response::err(matches!(e, SessionError::Count(..)), e.to_string()))?;
+        Ok(Response::ok(
+            serde_json::to_value(TraceStarted { session }).unwrap_or_default(),
+        ))
+    }
+
+    /// [`Sessions::poll_until`], with the error the client shows when session `id` is gone.
+    pub fn poll_for(
+        &self,
+        tool: &str,
+        id: u64,
+        now: Timestamp,
+        max: usize,
+        more: impl FnMut(&R) -> bool,
+    ) -> Result<Polled<R>, Response> {
+        self.poll_until(id, now, max, more).ok_or_else(|| {
+            Response::err(
+                false,
+                format!("no {tool} session {id} (stopped, or not polled for 5 s)"),
+            )
+        })
+    }
+
+    /// Stops session `id`.
+    pub fn stop_for(&self, tool: &str, id: u64) -> Result<Response, Response> {
+        if self.stop(id) {
+            Ok(Response::ok(serde_json::Value::Null))
+        } else {
+            Err(Response::err(false, format!("no {tool} session {id}")))
+        }
     }
 }
 

@@ -4,13 +4,15 @@
 use super::handler::NetList;
 use super::inject::Injector;
 use super::trace::TraceSessions;
-use crate::control::protocol::{Inject, Response, TracePolled, TraceRow, TraceStarted};
+use crate::control::protocol::{Inject, Response, TracePolled, TraceRow};
 use crate::control::server::Reply;
 use crate::core::trace::{Filter, Origin, Outcome, Record};
 use crate::core::{Core, NetId, Timestamp};
 use encap::Vni;
 use std::sync::Arc;
 
+/// The tool's name in answers.
+const TOOL: &str = "trace";
 /// Records handed over per poll, at most (the rest wait for the next).
 const POLL_MAX: usize = 4096;
 
@@ -36,22 +38,8 @@ impl TraceControl {
         count: u64,
         nets: &NetList,
     ) -> Result<Response, Response> {
-        if let Some(v) = filter.vni
-            && !Vni::new(v).is_ok_and(|v| nets.has(v))
-            && !(nets.nets().is_empty() && v == 0)
-        {
-            return Err(Response::err(
-                true,
-                format!("no network with VNI {v} to trace"),
-            ));
-        }
-        let session = self.sessions.start(filter, count, now).map_err(|e| {
-            Response::err(
-                matches!(e, super::session::SessionError::Count(..)),
-                e.to_string(),
-            )
-        })?;
-        Ok(json(&TraceStarted { session }))
+        self.sessions
+            .start_for(TOOL, filter, count, u64::MAX, (), now, nets)
     }
 
     /// The records of session `id` so far, each with its network's device (written to the
@@ -63,12 +51,7 @@ impl TraceControl {
         nets: &NetList,
         fallback_dev: Option<&str>,
     ) -> Result<Reply<'static>, Response> {
-        let p = self.sessions.poll(id, now, POLL_MAX).ok_or_else(|| {
-            Response::err(
-                false,
-                format!("no trace session {id} (stopped, or not polled for 5 s)"),
-            )
-        })?;
+        let p = self.sessions.poll_for(TOOL, id, now, POLL_MAX, |_| true)?;
         Ok(Reply::data(TracePolled {
             records: p
                 .records
@@ -82,11 +65,7 @@ impl TraceControl {
 
     /// Stops session `id`.
     pub fn stop(&self, id: u64) -> Result<Response, Response> {
-        if self.sessions.stop(id) {
-            Ok(Response::ok(serde_json::Value::Null))
-        } else {
-            Err(Response::err(false, format!("no trace session {id}")))
-        }
+        self.sessions.stop_for(TOOL, id)
     }
 
     /// Simulates `req`; `target` is the network it names (or the only one).

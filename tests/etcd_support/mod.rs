@@ -146,23 +146,58 @@ impl Etcd {
 }
 
 impl Etcd {
+    /// A POST of `body` to the JSON gateway's `path` (run in `ns`): the answer.
+    fn post(&self, ns: &Netns, path: &str, body: &str) -> serde_json::Value {
+        let url = format!("{}{path}", self.url);
+        let out = self
+            .curl_in(ns, &["-sf", "-X", "POST", &url, "-d", body])
+            .unwrap_or_else(|| panic!("etcd {path} failed: {}", self.log()));
+        serde_json::from_str(&out).unwrap()
+    }
+
+    /// Deletes `key` (run in `ns`).
+    pub fn delete(&self, ns: &Netns, key: &str) {
+        let body = serde_json::json!({"key": b64(key.as_bytes())});
+        self.post(ns, "/v3/kv/deleterange", &body.to_string());
+    }
+
+    /// Writes `len` bytes at `key`, `times` times over (one revision each), with one curl.
+    pub fn put_repeated(&self, ns: &Netns, key: &str, len: usize, times: usize) {
+        let body = serde_json::json!({"key": b64(key.as_bytes()), "value": b64(&vec![b'x'; len])});
+        let file = self.dir.with_extension("put.json");
+        std::fs::write(&file, body.to_string()).unwrap();
+        let (url, data) = (
+            format!("{}/v3/kv/put", self.url),
+            format!("@{}", file.display()),
+        );
+        let mut args: Vec<&str> = Vec::new();
+        for i in 0..times {
+            if i > 0 {
+                args.push("--next");
+            }
+            args.extend_from_slice(&["-sf", "-o", "/dev/null", "-X", "POST", &url, "-d", &data]);
+        }
+        let out = run(ns.cmd("curl").args(["-m", "30"]).args(&args));
+        let _ = std::fs::remove_file(&file);
+        assert!(out.status.success(), "cannot put {key}: {}", self.log());
+    }
+
+    /// Compacts the store's history up to its current revision (run in `ns`); returns it.
+    pub fn compact(&self, ns: &Netns) -> i64 {
+        let body = serde_json::json!({"key": b64(b"\0"), "count_only": true});
+        let v = self.post(ns, "/v3/kv/range", &body.to_string());
+        let rev: i64 = v["header"]["revision"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_else(|| panic!("no revision in {v}"));
+        let body = serde_json::json!({"revision": rev.to_string(), "physical": true});
+        self.post(ns, "/v3/kv/compaction", &body.to_string());
+        rev
+    }
+
     /// Revokes every lease (as if each had expired): their keys go at once.
     pub fn revoke_all_leases(&self, ns: &Netns) -> usize {
-        let post = |path: &str, body: &str| {
-            self.curl_in(
-                ns,
-                &[
-                    "-sf",
-                    "-X",
-                    "POST",
-                    &format!("{}{path}", self.url),
-                    "-d",
-                    body,
-                ],
-            )
-            .unwrap_or_else(|| panic!("etcd {path} failed: {}", self.log()))
-        };
-        let v: serde_json::Value = serde_json::from_str(&post("/v3/lease/leases", "{}")).unwrap();
+        let v = self.post(ns, "/v3/lease/leases", "{}");
         let ids: Vec<String> = v["leases"]
             .as_array()
             .map(|l| {
@@ -172,7 +207,7 @@ impl Etcd {
             })
             .unwrap_or_default();
         for id in &ids {
-            post("/v3/lease/revoke", &format!("{{\"ID\":\"{id}\"}}"));
+            self.post(ns, "/v3/lease/revoke", &format!("{{\"ID\":\"{id}\"}}"));
         }
         ids.len()
     }

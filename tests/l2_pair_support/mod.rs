@@ -28,13 +28,15 @@ pub fn l2_daemon(ns: &Netns, me: u8, other: u8, extra: &[&str]) -> Daemon {
     Daemon::start(ns, &args)
 }
 
-/// A pair with IPv6 off and vtepd L2 on VNI 42 in host A only (host B is for a peer the test
-/// makes: the kernel's vxlan device, scapy).
-pub fn daemon_on_a() -> (Pair, Daemon) {
+/// A pair with IPv6 off and vtepd L2 on VNI 42 (and the flags `extra`) in host A only (host
+/// B is for a peer the test makes: the kernel's vxlan device, scapy).
+pub fn daemon_on_a(extra: &[&str]) -> (Pair, Daemon) {
     let p = Pair::new();
     p.a.disable_ipv6();
     p.b.disable_ipv6();
-    let a = l2_daemon(&p.a, 1, 2, &["--vni", "42"]);
+    let mut flags = vec!["--vni", "42"];
+    flags.extend_from_slice(extra);
+    let a = l2_daemon(&p.a, 1, 2, &flags);
     (p, a)
 }
 

@@ -17,7 +17,8 @@ use super::status::{StoreState, StoreStatus};
 use crate::config::store::StoreSettings;
 use encap::{MacAddr, Vni};
 use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions, WatchOptions};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -75,34 +76,39 @@ pub struct StoreClient {
     statics: BTreeMap<String, Static>,
     /// Whether a network of ours announces its MACs.
     announce: bool,
-    /// The MACs we announced in this session.
-    published: BTreeSet<(Vni, MacAddr)>,
+    /// The MACs we announced in this session, with the addresses announced behind each.
+    published: BTreeMap<(Vni, MacAddr), Vec<Ipv4Addr>>,
     /// The registrations left out at the last change (each new one is logged and counted once).
     skips: Vec<reconcile::Skip>,
+    /// The configuration's generation `me` and `registrations` were made from (a reload that
+    /// changed it moves it on).
+    generation: u64,
+}
+
+/// Registrations as (key, JSON value).
+fn kvs(prefix: &str, registrations: &[Member]) -> Vec<(String, String)> {
+    registrations
+        .iter()
+        .filter_map(|m| {
+            let vni = encap::Vni::new(m.vni).ok()?;
+            Some((keys::member_key(prefix, vni, m.underlay), m.to_json()))
+        })
+        .collect()
 }
 
 impl StoreClient {
-    /// A client of the store `settings` for the daemon `me`, registering `registrations`,
-    /// applying through `installer`, reporting into `status`, ending when `stop` is set.
+    /// A client of the store `settings` for the daemon `installer` applies to (its
+    /// configuration says what it registers), reporting into `status`, ending when `stop` is
+    /// set.
     pub fn new(
         settings: StoreSettings,
-        me: Me,
-        registrations: Vec<Member>,
-        announce: bool,
         installer: Installer,
         status: Arc<StoreStatus>,
         stop: Arc<AtomicBool>,
     ) -> StoreClient {
-        let registrations = registrations
-            .iter()
-            .filter_map(|m| {
-                let vni = encap::Vni::new(m.vni).ok()?;
-                Some((
-                    keys::member_key(&settings.prefix, vni, m.underlay),
-                    m.to_json(),
-                ))
-            })
-            .collect();
+        let generation = installer.config_generation();
+        let (me, registrations, announce) = installer.registrations();
+        let registrations = kvs(&settings.prefix, &registrations);
         StoreClient {
             settings,
             me,
@@ -114,8 +120,9 @@ impl StoreClient {
             macs: BTreeMap::new(),
             statics: BTreeMap::new(),
             announce,
-            published: BTreeSet::new(),
+            published: BTreeMap::new(),
             skips: Vec::new(),
+            generation,
         }
     }
 
@@ -277,6 +284,9 @@ impl StoreClient {
                         if last_alive.elapsed() > self.settings.ttl {
                             return End::Failed("no keep-alive answer within the lease TTL".into());
                         }
+                        if let Err(e) = self.reregister(&mut client, id).await {
+                            return e.into();
+                        }
                         if self.announce
                             && let Err(e) = self.publish(&mut client, id).await
                         {
@@ -292,6 +302,7 @@ impl StoreClient {
                     msg = watch.message() => match msg {
                         Ok(Some(r)) if r.canceled() => {
                             if r.compact_revision() > 0 {
+                                StoreStatus::count(&self.status.counters.compactions);
                                 info!(
                                     "store: the watch fell behind a compaction (revision {}); \
                                      reading everything again",
@@ -440,25 +451,61 @@ impl StoreClient {
         }
     }
 
-    /// Announces the MACs seen on our devices that are not yet, and withdraws those that aged
-    /// out, under lease `id`.
+    /// After a reload that changed the configuration: registers the networks it added (under
+    /// lease `id`), withdraws those it removed, and applies what the store means for the
+    /// networks now.
+    async fn reregister(&mut self, client: &mut Client, id: i64) -> Result<(), etcd_client::Error> {
+        let generation = self.installer.config_generation();
+        if generation == self.generation {
+            return Ok(());
+        }
+        let (me, registrations, announce) = self.installer.registrations();
+        let new = kvs(&self.settings.prefix, &registrations);
+        for (k, v) in new.iter().filter(|kv| !self.registrations.contains(kv)) {
+            let put = PutOptions::new().with_lease(id);
+            client.put(k.as_str(), v.as_str(), Some(put)).await?;
+            info!("store: registered {k} (the configuration was reloaded)");
+        }
+        for (k, _) in &self.registrations {
+            if !new.iter().any(|(n, _)| n == k) {
+                client.delete(k.as_str(), None).await?;
+                info!("store: withdrew {k} (the configuration was reloaded)");
+            }
+        }
+        (self.me, self.registrations, self.announce) = (me, new, announce);
+        self.generation = generation;
+        self.install();
+        Ok(())
+    }
+
+    /// Announces the MACs seen on our devices (with the addresses behind them) that are not yet
+    /// or have other addresses now, and withdraws those that aged out, under lease `id`.
     async fn publish(&mut self, client: &mut Client, id: i64) -> Result<(), etcd_client::Error> {
-        let now: BTreeSet<(Vni, MacAddr)> = self.installer.local_macs().into_iter().collect();
+        let now: BTreeMap<(Vni, MacAddr), Vec<Ipv4Addr>> = self
+            .installer
+            .local_macs()
+            .into_iter()
+            .map(|m| ((m.vni, m.mac), m.ips))
+            .collect();
         let prefix = &self.settings.prefix;
-        for (vni, mac) in now.difference(&self.published) {
+        for ((vni, mac), ips) in &now {
+            if self.published.get(&(*vni, *mac)) == Some(ips) {
+                continue;
+            }
             let a = Announcement {
                 version: keys::VERSION,
                 vni: vni.get(),
                 mac: *mac,
                 underlay: self.me.underlay,
+                ips: ips.clone(),
             };
             let put = PutOptions::new().with_lease(id);
             client
                 .put(keys::mac_key(prefix, *vni, *mac), a.to_json(), Some(put))
                 .await?;
-            debug!(%vni, %mac, "store: MAC announced");
+            debug!(%vni, %mac, ?ips, "store: MAC announced");
         }
-        for (vni, mac) in self.published.difference(&now) {
+        for (vni, mac) in self.published.keys().filter(|k| !now.contains_key(k)) {
             client
                 .delete(keys::mac_key(prefix, *vni, *mac), None)
                 .await?;

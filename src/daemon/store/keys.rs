@@ -12,7 +12,8 @@
 //! - `PREFIX/macs/VNI/MAC`: a MAC seen on a daemon's local device in an announcing network
 //!   (`announce = true`), written by that daemon under its lease, deleted when it ages out. The
 //!   value is an [`Announcement`]: `{"version":1,"vni":42,"mac":"02:42:0a:2a:01:0a",
-//!   "underlay":"192.0.2.1"}`.
+//!   "underlay":"192.0.2.1","ips":["10.42.1.10"]}`, `ips` being the IPv4 addresses seen behind
+//!   the MAC (left out when there are none; a value without it reads as none).
 //!
 //! - `PREFIX/fdb/VNI/MAC` and `PREFIX/routes/CIDR` (like `PREFIX/routes/10.244.9.0/24`): static
 //!   configuration an operator (or a tool) writes, installed by every daemon of the fabric as
@@ -75,6 +76,10 @@ pub struct Announcement {
     pub mac: MacAddr,
     /// The announcing daemon's underlay address (where frames to the MAC go).
     pub underlay: Ipv4Addr,
+    /// The IPv4 addresses seen behind the MAC (ARP suppression bindings); absent in values
+    /// written before there were any, read as none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<Ipv4Addr>,
 }
 
 impl Announcement {
@@ -107,6 +112,9 @@ impl Announcement {
         }
         if let Some(why) = crate::core::UnusableRemote::of(a.underlay.into()) {
             return Err(bad(why.to_string()));
+        }
+        if let Some(ip) = a.ips.iter().find(|ip| !crate::core::neigh::usable_ip(**ip)) {
+            return Err(bad(format!("{ip} cannot be bound to a MAC")));
         }
         Ok(a)
     }
@@ -401,10 +409,26 @@ mod tests {
         let text = br#"{"version":1,"vni":42,"mac":"02:42:0a:2a:01:0a","underlay":"192.0.2.1"}"#;
         let a = Announcement::parse(&key, vni(42), mac, text).unwrap();
         assert_eq!((a.underlay, a.mac), (A, mac));
+        assert!(a.ips.is_empty(), "a value without bindings reads as none");
         assert_eq!(
             Announcement::parse(&key, vni(42), mac, a.to_json().as_bytes()),
             Ok(a)
         );
+        let with = br#"{"version":1,"vni":42,"mac":"02:42:0a:2a:01:0a","underlay":"192.0.2.1",
+            "ips":["10.42.1.10","10.42.1.11"]}"#;
+        let b = Announcement::parse(&key, vni(42), mac, with).unwrap();
+        assert_eq!(
+            b.ips,
+            [Ipv4Addr::new(10, 42, 1, 10), Ipv4Addr::new(10, 42, 1, 11)]
+        );
+        assert_eq!(
+            b.to_json(),
+            r#"{"version":1,"vni":42,"mac":"02:42:0a:2a:01:0a","underlay":"192.0.2.1","ips":["10.42.1.10","10.42.1.11"]}"#
+        );
+        let bcast = br#"{"version":1,"vni":42,"mac":"02:42:0a:2a:01:0a","underlay":"192.0.2.1",
+            "ips":["255.255.255.255"]}"#;
+        let e = Announcement::parse(&key, vni(42), mac, bcast).unwrap_err();
+        assert!(e.why.contains("cannot be bound"), "{e}");
         let other = br#"{"version":1,"vni":42,"mac":"02:42:0a:2a:01:0b","underlay":"192.0.2.1"}"#;
         assert!(
             Announcement::parse(&key, vni(42), mac, other)

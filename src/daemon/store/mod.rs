@@ -70,9 +70,23 @@ impl Installer {
         }
     }
 
-    /// The MACs seen on our devices of announcing networks, not aged out.
-    pub fn local_macs(&self) -> Vec<(Vni, encap::MacAddr)> {
+    /// The MACs seen on our devices of announcing networks, not aged out, with the addresses
+    /// seen behind them.
+    pub fn local_macs(&self) -> Vec<crate::core::local_macs::LocalMac> {
         self.core.local_macs(self.clock.now())
+    }
+
+    /// How many reloads changed the configuration so far (see [`Installer::registrations`]).
+    pub fn config_generation(&self) -> u64 {
+        self.reloader.generation()
+    }
+
+    /// The daemon as the store concerns it now (a reload may have added or removed networks):
+    /// who it is, its registrations, and whether a network of it announces its MACs.
+    pub fn registrations(&self) -> (Me, Vec<Member>, bool) {
+        let cfg = self.reloader.loaded();
+        let regs = registrations(&cfg, &self.reloader.nets().load());
+        (me(&cfg), regs, cfg.networks.iter().any(|n| n.announce))
     }
 
     /// Makes what the store installed equal to `want`, change by change; a change that fails
@@ -113,8 +127,13 @@ impl Installer {
                 Err(e) => fail(format!("VNI {vni}: flood list not set: {e}")),
             }
         }
+        // A deletion in a network a reload removed is done: the network took it along.
+        let gone = |e: &crate::core::CoreError| matches!(e, crate::core::CoreError::UnknownVni(_));
         for (vni, mac) in &c.fdb_del {
             match self.core.fdb_del(*vni, *mac) {
+                Err(e) if gone(&e) => {
+                    have.fdb.remove(&(*vni, *mac));
+                }
                 Ok(_) => {
                     have.fdb.remove(&(*vni, *mac));
                 }
@@ -131,6 +150,9 @@ impl Installer {
         }
         for (vni, ip) in &c.neigh_del {
             match self.core.neigh_del(*vni, *ip) {
+                Err(e) if gone(&e) => {
+                    have.neigh.remove(&(*vni, *ip));
+                }
                 Ok(_) => {
                     have.neigh.remove(&(*vni, *ip));
                 }

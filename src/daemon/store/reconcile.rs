@@ -38,7 +38,8 @@ pub struct Desired {
     /// Routes: overlay prefix -> next hop (IPIP: the node's underlay address; L3 VXLAN: its
     /// overlay address).
     pub routes: BTreeMap<Ipv4Net, Ipv4Addr>,
-    /// Neighbours (L3 VXLAN): (network, overlay address) -> MAC.
+    /// Neighbours (L3 VXLAN: next hops; L2: announced addresses, for ARP suppression):
+    /// (network, overlay address) -> MAC.
     pub neigh: BTreeMap<(Vni, Ipv4Addr), MacAddr>,
     /// Static FDB entries (L3 VXLAN): (network, MAC) -> underlay address.
     pub fdb: BTreeMap<(Vni, MacAddr), Ipv4Addr>,
@@ -164,9 +165,9 @@ pub fn desired<'a>(
     (d, skips)
 }
 
-/// L2: the MACs other daemons announced in our networks, as FDB entries toward them; where two
-/// announce the same MAC, the lower underlay address wins (ours included: then none is
-/// installed) and the others are conflicts.
+/// L2: the MACs other daemons announced in our networks, as FDB entries toward them, and the
+/// addresses behind them as neighbours; where two announce the same MAC (or address), the lower
+/// underlay address wins (ours included: then none is installed) and the others are conflicts.
 fn announced<'a>(
     me: &Me,
     macs: impl IntoIterator<Item = &'a Announcement>,
@@ -179,7 +180,7 @@ fn announced<'a>(
     let mut sorted: Vec<&Announcement> = macs.into_iter().collect();
     sorted.sort_by_key(|a| (a.vni, a.mac, a.underlay));
     let mut winner: Option<(u32, MacAddr)> = None;
-    for a in sorted {
+    for a in sorted.iter().copied() {
         let Ok(vni) = Vni::new(a.vni) else { continue };
         if !d.peers.contains_key(&vni) {
             continue; // another network's
@@ -206,6 +207,35 @@ fn announced<'a>(
                     v.insert(a.underlay);
                 }
             }
+        }
+    }
+    // The addresses behind the MACs, for ARP suppression: each to the MAC of the lowest
+    // underlay address announcing it (ours included: then none), where that MAC's entry goes
+    // to that address.
+    let mut bound: BTreeMap<(Vni, Ipv4Addr), (Ipv4Addr, MacAddr)> = BTreeMap::new();
+    let mut ordered: Vec<&Announcement> = sorted;
+    ordered.sort_by_key(|a| (a.underlay, a.mac));
+    for a in ordered {
+        let Ok(vni) = Vni::new(a.vni) else { continue };
+        if !d.peers.contains_key(&vni) {
+            continue;
+        }
+        for ip in &a.ips {
+            if let Some((u, m)) = bound.get(&(vni, *ip)) {
+                skips.push(Skip {
+                    underlay: a.underlay,
+                    vni: a.vni,
+                    why: format!("{ip} is announced behind {m} of {u} too"),
+                    conflict: true,
+                });
+                continue;
+            }
+            bound.insert((vni, *ip), (a.underlay, a.mac));
+        }
+    }
+    for ((vni, ip), (underlay, mac)) in bound {
+        if underlay != me.underlay && d.fdb.get(&(vni, mac)) == Some(&underlay) {
+            d.neigh.insert((vni, ip), mac);
         }
     }
 }
@@ -254,11 +284,18 @@ pub fn diff(have: &Desired, want: &Desired) -> Changes {
             .collect();
         (del, set)
     }
+    // A network no longer ours (a reload removed it): its list emptied.
+    let gone = have
+        .peers
+        .keys()
+        .filter(|v| !want.peers.contains_key(v))
+        .map(|v| (*v, Vec::new()));
     let peers = want
         .peers
         .iter()
         .filter(|(v, list)| have.peers.get(v) != Some(list))
         .map(|(v, list)| (*v, list.clone()))
+        .chain(gone)
         .collect();
     let (route_del, route_set) = split(&have.routes, &want.routes);
     let (neigh_del, neigh_set) = split(&have.neigh, &want.neigh);
@@ -387,6 +424,7 @@ mod tests {
             vni,
             mac: MacAddr([2, 0, 0, 0, 0, m]),
             underlay: ip(n),
+            ips: Vec::new(),
         };
         let macs = [
             ann(3, 42, 7),
@@ -421,6 +459,7 @@ mod tests {
             vni: 42,
             mac,
             underlay: ip(3),
+            ips: vec![Ipv4Addr::new(10, 9, 0, 3)],
         };
         let statics = [
             Static::Fdb(vni(42), mac, ip(9)),
@@ -428,6 +467,10 @@ mod tests {
         ];
         let (d, skips) = desired(&me(Tunnel::L2Vxlan, &[42]), &[], &[ann], &statics);
         assert_eq!(d.fdb[&(vni(42), mac)], ip(9));
+        assert!(
+            d.neigh.is_empty(),
+            "the MAC goes elsewhere: not its address either"
+        );
         assert!(d.routes.is_empty(), "no routes in L2");
         assert_eq!(skips.len(), 1);
         let mut m = member(2, 0);
@@ -436,6 +479,34 @@ mod tests {
         assert_eq!(d.routes[&net("10.244.9.0/24")], ip(9));
         assert!(d.fdb.is_empty(), "no FDB in IPIP");
         assert!(skips[0].why.contains("taken"), "{skips:?}");
+    }
+
+    /// L2: the addresses announced behind a MAC become its neighbours (ARP suppression); one
+    /// announced by two hosts goes to the lower address (none when that is us), counted.
+    #[test]
+    fn announced_addresses_become_neighbours() {
+        let a = |n: u8, m: u8, ips: &[u8]| Announcement {
+            version: VERSION,
+            vni: 42,
+            mac: MacAddr([2, 0, 0, 0, 0, m]),
+            underlay: ip(n),
+            ips: ips.iter().map(|i| Ipv4Addr::new(10, 9, 0, *i)).collect(),
+        };
+        let macs = [
+            a(3, 3, &[3, 7]),
+            a(2, 2, &[2, 7]),
+            a(1, 1, &[1, 8]),
+            a(4, 4, &[8]),
+        ];
+        let (d, skips) = desired(&me(Tunnel::L2Vxlan, &[42]), &[], &macs, &[]);
+        let neigh: Vec<_> = d
+            .neigh
+            .iter()
+            .map(|((_, i), m)| (i.octets()[3], m.0[5]))
+            .collect();
+        assert_eq!(neigh, [(2, 2), (3, 3), (7, 2)], "8 is ours, 1 is us");
+        let lost: Vec<_> = skips.iter().map(|s| (s.underlay, s.conflict)).collect();
+        assert_eq!(lost, [(ip(3), true), (ip(4), true)], "{skips:?}");
     }
 
     #[test]
@@ -451,8 +522,9 @@ mod tests {
         want.routes.remove(&net("10.0.1.0/24"));
         want.routes.insert(net("10.0.2.0/24"), ip(4));
         want.routes.insert(net("10.0.3.0/24"), ip(4));
+        want.peers.remove(&vni(2));
         let c = diff(&have, &want);
-        assert_eq!(c.peers, [(vni(1), vec![ip(3)])]);
+        assert_eq!(c.peers, [(vni(1), vec![ip(3)]), (vni(2), vec![])]);
         assert_eq!(c.route_del, [net("10.0.1.0/24")]);
         assert_eq!(
             c.route_set,

@@ -64,6 +64,9 @@ store_counters! {
     /// Complete re-reads of the store's registrations (at every connect, and when a watch
     /// fell behind a compaction).
     resyncs,
+    /// Watches that fell behind a compaction of the store (their revision was gone) and read
+    /// everything again (each also counted in `resyncs`).
+    compactions,
     /// Registration changes received from the watch.
     events,
     /// Values skipped as bad: not JSON, an unknown version, a key they do not match.
