@@ -57,6 +57,40 @@ struct Remote {
     max_outer: usize,
 }
 
+impl Remote {
+    /// The template toward `dst` with `cfg` (from `local6` over IPv6), and its path's limit.
+    /// Out of line: it runs once per remote, and keeps the per-packet path small enough to be
+    /// inlined where it is called.
+    #[cold]
+    #[inline(never)]
+    fn new(
+        cfg: &TunnelConfig,
+        dst: IpAddr,
+        local6: Option<Ipv6Addr>,
+        pmtu: &PathMtus,
+        max_outer: usize,
+    ) -> Result<Remote, DropReason> {
+        let t = match (cfg, dst, local6) {
+            (TunnelConfig::Vxlan(c), IpAddr::V4(d), None) => {
+                VxlanEncap::new(c, d).map(Template::Vxlan)
+            }
+            (TunnelConfig::Vxlan(c), IpAddr::V6(d), Some(l)) => {
+                Vxlan6Encap::new(c, l, d).map(Template::Vxlan6)
+            }
+            (TunnelConfig::Ipip(c), IpAddr::V4(d), None) => {
+                IpipEncap::new(c, d).map(Template::Ipip)
+            }
+            // A remote of the other family than our own address: the core never sends to one
+            // (one address family per network).
+            _ => return Err(DropReason::EncapError),
+        };
+        Ok(Remote {
+            template: t.map_err(|e| drop_reason(&e))?,
+            max_outer: usize::from(pmtu.get(dst)).min(max_outer),
+        })
+    }
+}
+
 /// A worker's encapsulator: header templates by remote (each with its path MTU), the IPIP
 /// outer IP ID counter, and the largest outer packet the underlay carries.
 #[derive(Debug)]
@@ -227,33 +261,20 @@ impl Encapsulator {
         }
         let r = match self.templates.entry(key) {
             Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(v) => {
-                let t = match (&self.cfgs[usize::from(i)], dst, self.local6) {
-                    (TunnelConfig::Vxlan(c), IpAddr::V4(d), None) => {
-                        VxlanEncap::new(c, d).map(Template::Vxlan)
-                    }
-                    (TunnelConfig::Vxlan(c), IpAddr::V6(d), Some(l)) => {
-                        Vxlan6Encap::new(c, l, d).map(Template::Vxlan6)
-                    }
-                    (TunnelConfig::Ipip(c), IpAddr::V4(d), None) => {
-                        IpipEncap::new(c, d).map(Template::Ipip)
-                    }
-                    // A remote of the other family than our own address: the core never
-                    // sends to one (one address family per network).
-                    _ => return Err(DropReason::EncapError),
-                };
-                v.insert(Remote {
-                    template: t.map_err(|e| drop_reason(&e))?,
-                    max_outer: usize::from(self.pmtu.get(dst)).min(self.max_outer),
-                })
-            }
+            Entry::Vacant(v) => v.insert(Remote::new(
+                &self.cfgs[usize::from(i)],
+                dst,
+                self.local6,
+                &self.pmtu,
+                self.max_outer,
+            )?),
         };
         if len.saturating_add(overhead) > r.max_outer {
             return Err(DropReason::TooBig);
         }
         let r = match &mut r.template {
             Template::Vxlan(enc) => enc.encapsulate(buf, off, len, &VxlanTx::new(vni)),
-            Template::Vxlan6(enc) => enc.encapsulate(buf, off, len, &VxlanTx::new(vni)),
+            Template::Vxlan6(enc) => encapsulate6(enc, buf, off, len, vni),
             Template::Ipip(enc) => {
                 self.next_id = self.next_id.wrapping_add(1);
                 enc.encapsulate(buf, off, len, self.next_id)
@@ -261,6 +282,19 @@ impl Encapsulator {
         };
         r.map_err(|e| drop_reason(&e))
     }
+}
+
+/// VXLAN over IPv6, kept out of line so that the IPv4 path is the code (and the inlining) it
+/// was.
+#[inline(never)]
+fn encapsulate6(
+    enc: &Vxlan6Encap,
+    buf: &mut [u8],
+    off: usize,
+    len: usize,
+    vni: Vni,
+) -> encap::Result<Range<usize>> {
+    enc.encapsulate(buf, off, len, &VxlanTx::new(vni))
 }
 
 /// Why a packet the codec refused to encapsulate is dropped.
