@@ -12,10 +12,6 @@
 #                   on-link subnet resolved by vtepd's ARP (10.44.0.1/24 -> 10.44.0.2)
 #   vtepd_l3_ipip   vtepd --mode l3 --encap ipip (TUN tun0), --route to the other host's /24
 #                   (10.43.1.1/24 -> 10.43.2.1)
-# and over an IPv6 underlay (2001:db8:42::1/64 and ::2 on the same veth pair):
-#   kernel_vxlan6   the kernel's vxlan device with IPv6 local and flood addresses (10.46.0.1/24 -> .2)
-#   vtepd_l2_vxlan6 vtepd --mode l2 with an IPv6 --local and --peer (10.46.0.1/24 -> .2); its
-#                   ratios are to kernel_vxlan6, the same underlay's kernel figure
 # and the ceilings, the fastest a userspace process moves the same bytes with no tunnel logic
 # (examples/ceiling.rs, built with cargo unless BENCH_CEILING_BIN names it):
 #   ceiling_l2      a TAP (ceil0, the offloads vtepd uses) forwarded unchanged over UDP (GSO out,
@@ -43,10 +39,9 @@
 # usage: sudo lab/bench.sh [--quick] [--modes LIST] [--repeat N] [--baseline BIN] [--json [FILE]]
 #                          [--quiet] [--keep] [--profile perf|callgrind [--profile-load tcp|udp]]
 #   --quick       short runs (about 10 s a mode instead of about 30 s)
-#   --modes LIST  comma-separated modes (default: all): bare_veth, kernel_vxlan, kernel_vxlan6,
-#                 ceiling_l2, ceiling_l3, ceiling_ipip, vtepd_l2_vxlan, vtepd_l2_vxlan6,
-#                 vtepd_l3_vxlan, vtepd_l3_ipip, or short names bare, kernel, kernel6, vtepd_l2,
-#                 vtepd_l2v6, vtepd_l3vx, vtepd_ipip, ceiling (the three
+#   --modes LIST  comma-separated modes (default: all): bare_veth, kernel_vxlan, ceiling_l2,
+#                 ceiling_l3, ceiling_ipip, vtepd_l2_vxlan, vtepd_l3_vxlan, vtepd_l3_ipip, or short
+#                 names bare, kernel, vtepd_l2, vtepd_l3vx, vtepd_ipip, ceiling (the three
 #                 ceilings), all. Each vtepd mode is also shown as a share of its ceiling (L2
 #                 VXLAN of ceiling_l2, L3 VXLAN of ceiling_l3, IPIP of ceiling_ipip) when both ran
 #   --repeat N    N rounds over all modes (default 1), interleaved so a change of background load
@@ -101,11 +96,9 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-BENCH_MODES_ALL="bare_veth kernel_vxlan kernel_vxlan6 ceiling_l2 ceiling_l3 ceiling_ipip vtepd_l2_vxlan vtepd_l2_vxlan6 vtepd_l3_vxlan vtepd_l3_ipip"
+BENCH_MODES_ALL="bare_veth kernel_vxlan ceiling_l2 ceiling_l3 ceiling_ipip vtepd_l2_vxlan vtepd_l3_vxlan vtepd_l3_ipip"
 # The ceiling of each vtepd mode.
 declare -A BENCH_CEILING=([vtepd_l2_vxlan]=ceiling_l2 [vtepd_l3_vxlan]=ceiling_l3 [vtepd_l3_ipip]=ceiling_ipip)
-# The kernel figure each mode is a ratio to: kernel_vxlan, but for the IPv6 underlay's.
-declare -A BENCH_KERNEL=([vtepd_l2_vxlan6]=kernel_vxlan6)
 BENCH_VNI=42
 BENCH_IPERF_PORT=5201
 BENCH_UDP_PORT=9000
@@ -124,9 +117,7 @@ bench_mode_name() {
     case $1 in
     bare | bare_veth) echo bare_veth ;;
     kernel | kernel_vxlan) echo kernel_vxlan ;;
-    kernel6 | kernel_vxlan6) echo kernel_vxlan6 ;;
     vtepd_l2 | vtepd_l2_vxlan) echo vtepd_l2_vxlan ;;
-    vtepd_l2v6 | vtepd_l2_vxlan6) echo vtepd_l2_vxlan6 ;;
     vtepd_l3vx | vtepd_l3_vxlan) echo vtepd_l3_vxlan ;;
     vtepd_ipip | vtepd_l3_ipip) echo vtepd_l3_ipip ;;
     ceiling_l2 | ceiling_l3 | ceiling_ipip) echo "$1" ;;
@@ -374,8 +365,6 @@ bench_background_load() {
 # Topology
 
 bench_ul_ip() { lab_host_ip "h$1"; }
-# bench_ul_ip6 N: host hN's IPv6 underlay address.
-bench_ul_ip6() { printf '2001:db8:42::%s' "$1"; }
 
 # bench_udpgen_build: compiles scripts/udpgen.rs (std only) into target/bench/ unless up to date;
 # sets UDPGEN.
@@ -415,13 +404,9 @@ bench_topology() {
     ip -n "$(lab_ns h1)" link add eth0 type veth peer name eth0 netns "$(lab_ns h2)" ||
         lab_die "cannot create the underlay veth pair" || return
     for i in 1 2; do
-        # The lab's namespaces have IPv6 off (no chatter on the devices): on for the underlay only.
         ip -n "$(lab_ns "h$i")" addr add "$(bench_ul_ip "$i")/24" dev eth0 &&
-            ip netns exec "$(lab_ns "h$i")" sysctl -qw net.ipv6.conf.eth0.disable_ipv6=0 >/dev/null &&
-            ip -n "$(lab_ns "h$i")" addr add "$(bench_ul_ip6 "$i")/64" dev eth0 nodad &&
             ip -n "$(lab_ns "h$i")" link set eth0 up || return
         bench_ul_ip "$i" >"$LAB_DIR/h$i.ip"
-        bench_ul_ip6 "$i" >"$LAB_DIR/h$i.ip6"
     done
     # The generator runs from the lab's directory so lab_cleanup recognises (and stops) it.
     cp "$UDPGEN" "$LAB_DIR/udpgen" || return
@@ -447,30 +432,24 @@ bench_up_bare_veth() {
     DST=$(bench_ul_ip 2) RXDEV=eth0
 }
 
-bench_up_kernel_vxlan() { bench_kernel_vxlan bench_ul_ip 10.42.0; }
-bench_up_kernel_vxlan6() { bench_kernel_vxlan bench_ul_ip6 10.46.0; }
-
-# bench_kernel_vxlan ADDR NET: the kernel's vxlan device vx0 on both hosts, underlay addresses from
-# the function ADDR (bench_ul_ip or bench_ul_ip6), overlay NET.1/24 and NET.2/24.
-bench_kernel_vxlan() {
-    local addr=$1 net=$2 i o ns
+bench_up_kernel_vxlan() {
+    local i o ns
     for i in 1 2; do
         o=$((3 - i))
         ns=$(lab_ns "h$i")
-        lab_info "h$i: ip link add vx0 type vxlan id $BENCH_VNI local $("$addr" "$i") dstport 4789 dev eth0; flood to $("$addr" "$o"); $net.$i/24"
-        ip -n "$ns" link add vx0 type vxlan id "$BENCH_VNI" local "$("$addr" "$i")" dstport 4789 dev eth0 ||
+        lab_info "h$i: ip link add vx0 type vxlan id $BENCH_VNI local $(bench_ul_ip "$i") dstport 4789 dev eth0; flood to $(bench_ul_ip "$o"); 10.42.0.$i/24"
+        ip -n "$ns" link add vx0 type vxlan id "$BENCH_VNI" local "$(bench_ul_ip "$i")" dstport 4789 dev eth0 ||
             return
         KERNEL_DEVS+=("$ns")
-        bridge -n "$ns" fdb append 00:00:00:00:00:00 dev vx0 dst "$("$addr" "$o")" &&
-            ip -n "$ns" addr add "$net.$i/24" dev vx0 &&
+        bridge -n "$ns" fdb append 00:00:00:00:00:00 dev vx0 dst "$(bench_ul_ip "$o")" &&
+            ip -n "$ns" addr add "10.42.0.$i/24" dev vx0 &&
             ip -n "$ns" link set vx0 up || return
     done
-    DST=$net.2 RXDEV=vx0
+    DST=10.42.0.2 RXDEV=vx0
 }
 
 # bench_vtepd HOST DEV ARGS...: starts `vtepd run --dev DEV --local <host's IP> --control <sock> ARGS`
 # (plus BENCH_VTEPD_ARGS) in the host, waits for its control socket and device, sets the device up.
-# The host's IP is its IPv4 underlay address, or its IPv6 one when BENCH_FAMILY is 6.
 # Returns 3 (and says so) when vtepd exits with status 2 saying the mode is not supported yet.
 bench_vtepd() {
     local host=$1 dev=$2 ns sock log pid rc deadline=$((SECONDS + LAB_TIMEOUT))
@@ -478,7 +457,7 @@ bench_vtepd() {
     ns=$(lab_ns "$host")
     sock=$(lab_sock "$host")
     log=$LAB_DIR/$host.vtepd.log
-    local args=(run --dev "$dev" --local "$(cat "$LAB_DIR/$host.ip${BENCH_FAMILY:-}")" --control "$sock" "$@")
+    local args=(run --dev "$dev" --local "$(cat "$LAB_DIR/$host.ip")" --control "$sock" "$@")
     # shellcheck disable=SC2206 # BENCH_VTEPD_ARGS is a list of flags
     args+=(${BENCH_VTEPD_ARGS:-})
     lab_info "$host: vtepd ${args[*]}"
@@ -509,15 +488,6 @@ bench_up_vtepd_l2_vxlan() {
             --address "10.42.0.$i/24" || return
     done
     DST=10.42.0.2 RXDEV=vtep0
-}
-
-bench_up_vtepd_l2_vxlan6() {
-    local i BENCH_FAMILY=6 # seen by bench_vtepd (dynamic scope)
-    for i in 1 2; do
-        bench_vtepd "h$i" vtep0 --vni "$BENCH_VNI" --peer "$(bench_ul_ip6 $((3 - i)))" \
-            --address "10.46.0.$i/24" || return
-    done
-    DST=10.46.0.2 RXDEV=vtep0
 }
 
 # L3 VXLAN: the TUN carries IP; both overlay addresses share one subnet, so the destination is
@@ -838,7 +808,7 @@ bench_table() {
         done
         printf '  %s\n' "$(bench_get "${mode}_status" | tr -d '"')"
     done
-    printf '\n(x) = vtepd / kernel_vxlan in this run (vtepd_l2_vxlan6 / kernel_vxlan6): above 1 is better for TCP and UDP, worse for RTT and CPU.\n'
+    printf '\n(x) = vtepd / kernel_vxlan in this run: above 1 is better for TCP and UDP, worse for RTT and CPU.\n'
     printf 'UDP 64B: 18-byte UDP payloads (64-byte Ethernet frames), packets/s arriving on the far tunnel device.\n'
     printf 'CPU: CPU seconds per GB during TCP 1, system-wide minus other processes; vtepd CPU: both daemons'"'"' own.\n'
     printf 'Load: %s of %s CPUs busy before the run; load average %s -> %s; %s round(s), best of each figure.\n' \
@@ -1035,7 +1005,7 @@ for mode in $SELECTED; do
     for m in $BENCH_METRICS; do
         r=$(bench_ratio_name "$m")
         [ -n "$r" ] || continue
-        bench_set "${mode}_${r}_ratio" "$(bench_div "$(bench_get "${mode}_$m")" "$(bench_get "${BENCH_KERNEL[$mode]:-kernel_vxlan}_$m")")"
+        bench_set "${mode}_${r}_ratio" "$(bench_div "$(bench_get "${mode}_$m")" "$(bench_get "kernel_vxlan_$m")")"
         [ -z "$ceiling" ] ||
             bench_set "${mode}_${r}_of_ceiling" "$(bench_div "$(bench_get "${mode}_$m")" "$(bench_get "${ceiling}_$m")")"
     done
