@@ -60,6 +60,10 @@
 #                 equally often); a second table gives per vtepd mode the baseline's figures (best
 #                 of the rounds, as above), the current ones, current/baseline, and tcp1's
 #                 current/baseline in each round (the noise). Not with --profile
+#   --trace-armed With --baseline: while the current vtepd is measured, both its daemons have a
+#                 `vtepd trace` armed that matches no packet (--ip 10.255.255.254), so every packet
+#                 pays the armed check and none is traced; the baseline runs without. With the
+#                 same binary as --baseline this is the cost of an armed trace, A/B in one run
 #   --plot FILE.svg
 #                 also draw the results (lab/bench_plot.py, matplotlib): for each figure, each vtepd
 #                 mode's ratio to kernel vxlan and to its ceiling
@@ -138,6 +142,7 @@ PROFILE=
 PROFILE_LOAD=tcp
 BASELINE_BIN=${BENCH_BASELINE_BIN:-}
 PLOT_OUT=
+TRACE_ARMED=0
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) QUICK=1 ;;
@@ -161,6 +166,7 @@ while [ $# -gt 0 ]; do
         ROUNDS=$2
         shift
         ;;
+    --trace-armed) TRACE_ARMED=1 ;;
     --baseline)
         [[ $# -ge 2 && -n $2 ]] || bench_bad_usage "--baseline needs a vtepd binary"
         BASELINE_BIN=$2
@@ -212,6 +218,9 @@ if [ -n "$BASELINE_BIN" ]; then
     [ -x "$BASELINE_BIN" ] || bench_bad_usage "baseline vtepd $BASELINE_BIN: not executable"
     [ -z "$PROFILE" ] || bench_bad_usage "--baseline (or BENCH_BASELINE_BIN) does not go with --profile"
     [[ " $SELECTED" == *" vtepd_"* ]] || bench_bad_usage "--baseline needs a vtepd mode among the modes"
+fi
+if [ "$TRACE_ARMED" = 1 ] && [ -z "$BASELINE_BIN" ]; then
+    bench_bad_usage "--trace-armed needs --baseline"
     BASELINE_BIN=$(realpath -- "$BASELINE_BIN")
 fi
 
@@ -533,6 +542,25 @@ bench_up_vtepd_l3_ipip() {
     DST=10.43.2.1 RXDEV=tun0
 }
 
+# bench_arm_trace: a `vtepd trace` that matches no packet, armed on both hosts' daemons (stopped by
+# bench_down: it is in DAEMONS).
+bench_arm_trace() {
+    local i pids=()
+    for i in 1 2; do
+        ip netns exec "$(lab_ns "h$i")" "$VTEPD_BIN" trace --control "$(lab_sock "h$i")" --count 100000 \
+            --ip 10.255.255.254 </dev/null >"$LAB_DIR/h$i.trace.log" 2>&1 &
+        pids+=($!)
+        DAEMONS+=($!)
+    done
+    # A trace that could not arm exits at once with its reason.
+    sleep 0.5
+    for i in 1 2; do
+        kill -0 "${pids[$((i - 1))]}" 2>/dev/null ||
+            lab_die "h$i: the trace did not arm: $(cat "$LAB_DIR/h$i.trace.log")" || return
+    done
+    lab_info "a trace matching nothing is armed on both daemons"
+}
+
 # bench_ceiling_pass LAYER DEV NET: the pass-through ceiling (examples/ceiling.rs) on both hosts over
 # a LAYER (l2: TAP, l3: TUN) device DEV, addresses NET.1/24 and NET.2/24.
 bench_ceiling_pass() {
@@ -701,6 +729,9 @@ bench_mode() {
     "bench_up_$mode" || rc=$?
     if [ "$rc" = 0 ]; then
         lab_wait_ping h1 "$DST" || rc=1
+    fi
+    if [ "$rc" = 0 ] && [ "$TRACE_ARMED" = 1 ] && [ "$label" = "$mode" ] && [[ $mode == vtepd_* ]]; then
+        bench_arm_trace || rc=1
     fi
     if [ "$rc" = 0 ]; then
         bench_ping "$label" && bench_tcp "$label" 1 && bench_tcp "$label" 4 && bench_udp "$label" || rc=1

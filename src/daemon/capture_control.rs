@@ -2,7 +2,7 @@
 //! the workers fill ([`super::capture`]). The daemon only hands records over the control
 //! socket: the client writes the file (a root daemon never writes to a path a client names).
 
-use super::capture::CaptureSessions;
+use super::capture::{CAPTURE_LIMITS, CaptureSessions};
 use super::handler::NetList;
 use crate::control::protocol::{CapturePolled, CaptureStart, Response};
 use crate::control::server::Reply;
@@ -18,10 +18,19 @@ const POLL_MAX: usize = 4096;
 const POLL_BYTES: usize = 8 << 20;
 
 /// The capture sessions, shared with the workers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CaptureControl {
     /// The sessions.
     pub sessions: Arc<CaptureSessions>,
+}
+
+/// Within a daemon's capture bounds ([`CAPTURE_LIMITS`]), not a trace's (sessions' defaults).
+impl Default for CaptureControl {
+    fn default() -> CaptureControl {
+        CaptureControl {
+            sessions: Arc::new(CaptureSessions::new(CAPTURE_LIMITS)),
+        }
+    }
 }
 
 impl CaptureControl {
