@@ -61,8 +61,7 @@ impl Core {
         }
         let src = outer.src;
         let any_peer = self.allow_any_peer();
-        let accepted =
-            self.usable_remote(src).is_ok() && (any_peer || net.peers.load().is_known(src));
+        let accepted = self.is_usable_remote(src) && (any_peer || net.peers.load().is_known(src));
         t.step(Step::Peer {
             src,
             accepted,

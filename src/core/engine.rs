@@ -112,6 +112,10 @@ impl Remotes {
     pub fn push(&mut self, dst: IpAddr) {
         self.dsts.push(dst);
     }
+    /// Adds remotes (a flood list).
+    pub fn extend_from_slice(&mut self, dsts: &[IpAddr]) {
+        self.dsts.extend_from_slice(dsts);
+    }
     /// The VNI the copies carry.
     pub fn vni(&self) -> Vni {
         self.vni

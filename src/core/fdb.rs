@@ -85,23 +85,43 @@ impl RemoteCell {
         }
     }
 
+    /// Whether the cell holds `ip` (compared within the family: no `IpAddr` is built).
+    #[inline]
+    fn holds(&self, ip: IpAddr) -> bool {
+        match (self, ip) {
+            (RemoteCell::V4(c), IpAddr::V4(a)) => c.load(Relaxed) == u32::from(a),
+            (RemoteCell::V6(c), IpAddr::V6(a)) => holds6(c, a),
+            _ => false,
+        }
+    }
+
     /// Stores `ip` if it is of the cell's family (the core never learns a remote of another
     /// family than the network's: such datagrams come from no known remote).
     #[inline]
     fn store(&self, ip: IpAddr) {
         match (self, ip) {
             (RemoteCell::V4(c), IpAddr::V4(a)) => c.store(u32::from(a), Relaxed),
-            (RemoteCell::V6(c), IpAddr::V6(a)) => c.store(a),
+            (RemoteCell::V6(c), IpAddr::V6(a)) => store6(c, a),
             _ => {}
         }
     }
 }
 
-/// An IPv6 remote's sequence-locked read, kept out of line so that the IPv4 lookup stays as
-/// small (and as inlined) as before.
+/// An IPv6 remote's sequence-locked read, kept out of line (as are the compare and the store
+/// below) so that the IPv4 lookup stays as small (and as inlined) as before.
 #[inline(never)]
 fn load6(a: &AtomicCell<Ipv6Addr>) -> IpAddr {
     IpAddr::V6(a.load())
+}
+
+#[inline(never)]
+fn holds6(c: &AtomicCell<Ipv6Addr>, a: Ipv6Addr) -> bool {
+    c.load() == a
+}
+
+#[inline(never)]
+fn store6(c: &AtomicCell<Ipv6Addr>, a: Ipv6Addr) {
+    c.store(a);
 }
 
 /// One FDB entry. Shared by readers; mutable parts are atomics.
@@ -137,6 +157,11 @@ impl FdbEntry {
     #[inline]
     pub fn remote(&self) -> IpAddr {
         self.remote.load()
+    }
+    /// Whether the remote VTEP is `ip` (cheaper than comparing [`FdbEntry::remote`]).
+    #[inline]
+    pub fn is_at(&self, ip: IpAddr) -> bool {
+        self.remote.holds(ip)
     }
     /// Last time seen as a source (or added), in ms.
     #[inline]
@@ -200,10 +225,12 @@ impl Fdb {
     /// The remote for `key` unless absent or expired (learned and idle past `ageing_ms`).
     #[inline]
     pub fn lookup(&self, key: FdbKey, now_ms: u64, ageing_ms: u64) -> Option<IpAddr> {
-        self.with_entry(key, |e| {
-            (!e.is_expired(now_ms, ageing_ms)).then(|| e.remote())
-        })
-        .flatten()
+        let guard = self.map.guard();
+        let e = self.map.get(&key, &guard)?;
+        if e.is_expired(now_ms, ageing_ms) {
+            return None;
+        }
+        Some(e.remote())
     }
 
     /// Inserts `entry` only if `key` is absent; on failure runs `occupied` on the current entry.

@@ -153,9 +153,7 @@ impl Core {
             }
         }
         t.step(flood);
-        for &dst in peers.flood.iter() {
-            to.push(dst);
-        }
+        to.extend_from_slice(&peers.flood);
         ctr.flood_copies += peers.flood.len() as u64;
         FromDevice::Tunnel
     }

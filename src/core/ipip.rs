@@ -185,7 +185,7 @@ impl Ipip {
             return reject(ctr, DropReason::BadIpip, FromTunnel::Drop);
         };
         let any_peer = self.allow_any_peer.load(Ordering::Relaxed);
-        let accepted = super::UnusableRemote::check(self.local.into(), src.into()).is_ok()
+        let accepted = super::UnusableRemote::usable_v4(self.local, src)
             && (any_peer || self.routes.load().is_next_hop(src));
         t.step(Step::Peer {
             src: src.into(),

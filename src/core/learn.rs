@@ -29,7 +29,7 @@ impl Core {
     ) -> LearnResult {
         let key = FdbKey::new(net.vni, mac);
         let existing = self.fdb.with_entry(key, |e| match e.kind() {
-            EntryKind::Static if e.remote() != remote => {
+            EntryKind::Static if !e.is_at(remote) => {
                 ctr.learn_static_conflict += 1;
                 LearnResult::StaticConflict { pinned: e.remote() }
             }
@@ -43,7 +43,7 @@ impl Core {
                 ctr.learned += 1;
                 LearnResult::Learned
             }
-            EntryKind::Learned if e.remote() != remote => {
+            EntryKind::Learned if !e.is_at(remote) => {
                 let from = e.remote();
                 if !apply {
                     return match e.moves().frozen_for(now_ms) {
@@ -117,7 +117,7 @@ impl Core {
     ) -> Option<IpAddr> {
         self.fdb
             .with_entry(FdbKey::new(net.vni, mac), |e| {
-                (e.kind() == EntryKind::Static && e.remote() != remote).then(|| e.remote())
+                (e.kind() == EntryKind::Static && !e.is_at(remote)).then(|| e.remote())
             })
             .flatten()
     }

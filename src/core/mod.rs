@@ -352,6 +352,17 @@ impl Core {
     fn usable_remote(&self, ip: IpAddr) -> Result<(), UnusableRemote> {
         UnusableRemote::check(self.local, ip)
     }
+
+    /// Whether `ip` may be a remote VTEP (what [`UnusableRemote::check`] accepts), for the per
+    /// datagram check: an IPv4 source of an IPv4 VTEP is judged on its 4 bytes without
+    /// building the error.
+    #[inline]
+    fn is_usable_remote(&self, ip: IpAddr) -> bool {
+        match (self.local, ip) {
+            (IpAddr::V4(l), IpAddr::V4(a)) => UnusableRemote::usable_v4(l, a),
+            _ => self.usable_remote(ip).is_ok(),
+        }
+    }
 }
 
 /// Why an address cannot be a remote VTEP: the one rule for every place a remote is given
@@ -429,6 +440,17 @@ impl UnusableRemote {
         }
     }
 
+    /// [`UnusableRemote::check`] of an IPv4 address by an IPv4 VTEP, as a bool: the per-packet
+    /// form, which builds no error.
+    #[inline]
+    pub fn usable_v4(local: Ipv4Addr, ip: Ipv4Addr) -> bool {
+        !(ip.is_unspecified()
+            || ip.is_loopback()
+            || ip.is_multicast()
+            || ip.is_broadcast()
+            || ip == local)
+    }
+
     /// The refused address.
     pub fn ip(&self) -> IpAddr {
         match *self {
@@ -451,6 +473,36 @@ impl UnusableRemote {
             UnusableRemote::Own(_) => "our own --local address",
             UnusableRemote::OtherFamily { ip, .. } if ip.is_ipv4() => "an IPv4 address",
             UnusableRemote::OtherFamily { .. } => "an IPv6 address",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UnusableRemote;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    /// The per-packet IPv4 check accepts exactly what the full check accepts.
+    #[test]
+    fn the_ipv4_fast_check_is_the_full_check() {
+        let local = Ipv4Addr::new(192, 0, 2, 1);
+        for ip in [
+            [0, 0, 0, 0],
+            [127, 0, 0, 1],
+            [224, 0, 0, 5],
+            [239, 1, 2, 3],
+            [255, 255, 255, 255],
+            [192, 0, 2, 1],
+            [192, 0, 2, 2],
+            [169, 254, 1, 1],
+            [10, 1, 2, 3],
+        ] {
+            let ip = Ipv4Addr::from(ip);
+            assert_eq!(
+                UnusableRemote::usable_v4(local, ip),
+                UnusableRemote::check(IpAddr::V4(local), IpAddr::V4(ip)).is_ok(),
+                "{ip}"
+            );
         }
     }
 }

@@ -7,7 +7,7 @@ use super::storm::StormControl;
 use super::{NetworkConfig, Timestamp};
 use arc_swap::ArcSwap;
 use encap::{MacAddr, Vni};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -17,30 +17,53 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 pub struct PeerSnapshot {
     /// Head-end replication list, in the order peers were added.
     pub flood: Box<[IpAddr]>,
-    /// Sorted, deduplicated: flood-list peers and the remotes of static FDB entries.
-    known: Box<[IpAddr]>,
+    /// Sorted, deduplicated: flood-list peers and the remotes of static FDB entries, per address
+    /// family (so that the IPv4 check compares 4-byte addresses, as it did before IPv6).
+    known4: Box<[Ipv4Addr]>,
+    known6: Box<[Ipv6Addr]>,
 }
 
 impl PeerSnapshot {
     /// A snapshot from a flood list and the remotes of static entries.
     pub fn new(flood: &[IpAddr], static_remotes: impl Iterator<Item = IpAddr>) -> Self {
-        let mut known: Vec<IpAddr> = flood.iter().copied().chain(static_remotes).collect();
-        known.sort_unstable();
-        known.dedup();
+        let (mut known4, mut known6) = (Vec::new(), Vec::new());
+        for ip in flood.iter().copied().chain(static_remotes) {
+            match ip {
+                IpAddr::V4(a) => known4.push(a),
+                IpAddr::V6(a) => known6.push(a),
+            }
+        }
         PeerSnapshot {
             flood: flood.into(),
-            known: known.into(),
+            known4: sorted(known4),
+            known6: sorted(known6),
         }
     }
     /// Whether `ip` may send us tunnel traffic for this network.
     #[inline]
     pub fn is_known(&self, ip: IpAddr) -> bool {
-        // Small lists (the common case) are faster to scan than to bisect.
-        if self.known.len() <= 16 {
-            self.known.contains(&ip)
-        } else {
-            self.known.binary_search(&ip).is_ok()
+        match ip {
+            IpAddr::V4(a) => contains(&self.known4, &a),
+            IpAddr::V6(a) => contains(&self.known6, &a),
         }
+    }
+}
+
+/// `v` sorted and deduplicated.
+fn sorted<T: Ord>(mut v: Vec<T>) -> Box<[T]> {
+    v.sort_unstable();
+    v.dedup();
+    v.into()
+}
+
+/// Whether the sorted `list` holds `x`.
+#[inline]
+fn contains<T: Ord>(list: &[T], x: &T) -> bool {
+    // Small lists (the common case) are faster to scan than to bisect.
+    if list.len() <= 16 {
+        list.contains(x)
+    } else {
+        list.binary_search(x).is_ok()
     }
 }
 
