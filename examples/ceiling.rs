@@ -270,7 +270,7 @@ fn send_records(
             continue;
         }
         flush(sock, &mut small, remote.port());
-        let _ = sys::send_segmented(sock, &[IoSlice::new(record)], remote.into(), segment);
+        let _ = sys::send_segmented(sock, &[IoSlice::new(record)], remote.into(), 0, segment);
     }
     flush(sock, &mut small, remote.port());
 }

@@ -173,6 +173,13 @@ pub fn enable_recv_err6(sock: &impl AsFd) -> io::Result<()> {
     setsockopt_int(sock, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1)
 }
 
+/// IPV6_FLOWINFO_SEND: the flow label given with each send (`sin6_flowinfo`) is the one the
+/// datagrams leave with (the kernel's automatic label otherwise). Without exclusive flow
+/// label leases in the namespace the kernel takes any label.
+pub fn enable_flowinfo_send(sock: &impl AsFd) -> io::Result<()> {
+    setsockopt_int(sock, libc::IPPROTO_IPV6, libc::IPV6_FLOWINFO_SEND, 1)
+}
+
 /// IPV6_MTU_DISCOVER = IPV6_PMTUDISC_DO: never fragment locally; an oversize send fails with
 /// EMSGSIZE (IPv6 has no DF bit: routers never fragment).
 pub fn set_dont_fragment6(sock: &impl AsFd) -> io::Result<()> {
@@ -667,9 +674,10 @@ pub fn send_segmented(
     sock: &impl AsFd,
     parts: &[io::IoSlice<'_>],
     dst: std::net::SocketAddr,
+    flow_label: u32,
     gso_size: u16,
 ) -> io::Result<usize> {
-    let (mut addr, addr_len) = SockAddr::new(dst.ip(), dst.port(), 0);
+    let (mut addr, addr_len) = SockAddr::new(dst.ip(), dst.port(), flow_label);
     let mut cmsg = CmsgBuf([0; 64]);
     // SAFETY: as above.
     let mut h: libc::msghdr = unsafe { std::mem::zeroed() };

@@ -6,75 +6,22 @@
 //! answer; TSO super-packets (L2 and L3 VXLAN) as the segments on the wire; `-w -` piped into
 //! tshark; the byte budget ends a capture by itself; bad arguments are one line, status 2.
 
+mod capture_support;
 mod cli_support;
 mod daemon_support;
 mod l2_pair_support;
 mod l3_pair_support;
 mod transfer_support;
 
+use capture_support::{CAPTURE_WAIT, capture, tshark};
 use daemon_support::{BIN, Daemon, Netns, Pair, run, wait_calling};
 use l2_pair_support::{daemon_on_a, two_daemons};
 use l3_pair_support::{ipip_pair, l3vx_pair};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 use transfer_support::{Payload, transfer};
 
 const SCAPY_INJECT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/lab/scapy/vxlan_inject.py");
 const PYTHON: &str = "/usr/bin/python3";
-/// How long an armed capture may take to collect its packets.
-const CAPTURE_WAIT: Duration = Duration::from_secs(20);
-
-/// Runs `vtepd capture ARGS -w FILE` against `d`, calling `trigger` until it exits by itself
-/// (its count or budget reached) or [`CAPTURE_WAIT`] passes; the file and the summary it
-/// printed on stderr.
-fn capture(d: &Daemon, args: &[&str], mut trigger: impl FnMut()) -> (PathBuf, String) {
-    let file = d.control.with_extension("pcapng");
-    let mut child = Command::new(BIN)
-        .arg("capture")
-        .args(args)
-        .arg("-w")
-        .arg(&file)
-        .arg("--control")
-        .arg(&d.control)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // SIGINT when it has not finished: the client stops its session.
-    let done = wait_calling(&mut child, CAPTURE_WAIT, &mut trigger);
-    let out = child.wait_with_output().unwrap();
-    let summary = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        done,
-        "capture {args:?} did not finish: {summary}{}",
-        d.log_text()
-    );
-    assert!(out.status.success(), "capture {args:?}: {summary}");
-    (file, summary)
-}
-
-/// tshark's reading of `file`: for each packet, the fields `fields` separated by `|` (a field
-/// with several values, like the outer and inner ip.src, has them joined by commas).
-fn tshark(file: &PathBuf, extra: &[&str], fields: &[&str]) -> Vec<Vec<String>> {
-    let mut cmd = Command::new("tshark");
-    cmd.arg("-r").arg(file).args(extra);
-    cmd.args(["-T", "fields", "-E", "separator=|"]);
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let out = run(&mut cmd);
-    assert!(
-        out.status.success(),
-        "tshark: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.split('|').map(str::to_owned).collect())
-        .collect()
-}
-
 /// One ping from `ns` to `dst`, not waiting for its answer long.
 fn ping(ns: &Netns, dst: &str) {
     let _ = run(ns

@@ -940,10 +940,7 @@ fn l3_vxlan_traces_a_super_packet_and_captures_its_segments_and_its_own_answer()
     let answers = noted(ANSWER);
     assert_eq!(answers.len(), 1, "{records:?}");
     let a = &answers[0];
-    assert_eq!(
-        (a.side, a.dir, a.link),
-        (Side::Overlay, Dir::Out, Link::Ipv4)
-    );
+    assert_eq!((a.side, a.dir, a.link), (Side::Overlay, Dir::Out, Link::Ip));
     assert_eq!((a.data[9], a.data[20], a.data[21]), (1, 3, 4), "ICMP 3/4");
     // The ARP reply, on the underlay as sent: outer IPv4/UDP/VXLAN, then the reply.
     let own = noted(OWN_FRAME);

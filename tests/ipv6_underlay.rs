@@ -14,10 +14,12 @@
 //! time (`peers add`, `fdb add`). L3 VXLAN on the same topology (a TUN device): pings both ways
 //! and learning on both sides. Needs root, tcpdump, tshark and ethtool.
 
+mod capture_support;
 mod daemon_support;
 mod transfer_support;
 
 use daemon_support::{Capture, Daemon, Netns, Pair, must, run, wait_until};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 use transfer_support::{Ends, Payload, transfer};
 
@@ -42,9 +44,13 @@ fn kernel_peer() -> Pair {
     for (ns, addr) in [(&p.a, VTEPD), (&p.b, KERNEL)] {
         ns.ip(&["addr", "add", &format!("{addr}/64"), "dev", "eth0", "nodad"]);
     }
-    // Checksums finished in software on B: a veth hands the kernel VTEP's inner TCP checksums
-    // over partial otherwise, and vtepd reads the inner frames as they come.
-    must(p.b.cmd("ethtool").args(["-K", "eth0", "tx", "off"]));
+    // Checksums finished in software on both links, as a NIC would: on B a veth hands the
+    // kernel VTEP's inner TCP checksums over partial otherwise (and vtepd reads the inner
+    // frames as they come); on A, vtepd's UDP GSO sends would cross the veth as one partial
+    // super-packet each, where tshark on B is to read the datagrams of the wire.
+    for ns in [&p.a, &p.b] {
+        must(ns.cmd("ethtool").args(["-K", "eth0", "tx", "off"]));
+    }
     p.b.ip(&[
         "link", "add", "vx0", "type", "vxlan", "id", "42", "local", KERNEL, "remote", VTEPD,
         "dstport", "4789", "dev", "eth0",
@@ -162,6 +168,12 @@ fn l2_vxlan_interoperates_with_the_kernel_over_ipv6() {
         "udp.checksum",
         "-e",
         "udp.checksum.status",
+        "-e",
+        "ipv6.flow",
+        "-e",
+        "tcp.srcport",
+        "-e",
+        "tcp.dstport",
     ]);
     // The outer header's value comes first where the inner frame has the same field.
     let rows: Vec<Vec<&str>> = fields
@@ -173,6 +185,9 @@ fn l2_vxlan_interoperates_with_the_kernel_over_ipv6() {
         })
         .collect();
     assert!(rows.len() > 100, "too few packets from vtepd: {fields}");
+    // One flow label per inner TCP flow, whether a packet left as a segment of a UDP GSO send
+    // (the kernel writes its outer header) or on the raw socket (vtepd writes it).
+    let mut labels = std::collections::HashMap::new();
     for r in &rows {
         assert_eq!(r[..3], [KERNEL, "4789", "42"], "{r:?}");
         assert_ne!(r[3], "0x0000", "a zero UDP checksum over IPv6: {r:?}");
@@ -180,7 +195,12 @@ fn l2_vxlan_interoperates_with_the_kernel_over_ipv6() {
             r[4], "1",
             "tshark finds the UDP checksum wrong (1: good): {r:?}"
         );
+        if r.len() > 7 && !r[6].is_empty() {
+            let flow = labels.entry((r[6], r[7])).or_insert(r[5]);
+            assert_eq!(*flow, r[5], "two flow labels for one TCP flow: {r:?}");
+        }
     }
+    assert!(!labels.is_empty(), "no inner TCP seen: {fields}");
     // One address family per network, at run time too.
     for args in [
         &["peers", "add", "192.0.2.9"][..],
@@ -199,7 +219,54 @@ fn l2_vxlan_interoperates_with_the_kernel_over_ipv6() {
         0,
         "{stats}"
     );
+    underlay_capture_reads_as_ipv6(&p, &d);
     eprintln!("ipv6_underlay: {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+/// `vtepd capture` of the underlay during pings A -> B: tshark reads each outer packet as
+/// IPv6/UDP/VXLAN (VNI 42, port 4789) between the two addresses, the received ones with the
+/// note that their outer header was rebuilt, and the ICMP inside.
+fn underlay_capture_reads_as_ipv6(p: &Pair, d: &Daemon) {
+    let args = [
+        "--count",
+        "4",
+        "--side",
+        "underlay",
+        "--filter",
+        "proto=icmp",
+    ];
+    let (file, summary) = capture_support::capture(d, &args, || {
+        let mut ping = p.a.cmd("ping");
+        ping.args(["-c", "1", "-W", "1", "10.42.0.2"]);
+        let _ = run(ping.stdout(Stdio::null()));
+    });
+    assert!(summary.contains("4 packets captured"), "{summary}");
+    let fields = [
+        "frame.comment",
+        "ipv6.src",
+        "ipv6.dst",
+        "udp.dstport",
+        "vxlan.vni",
+        "icmp.type",
+    ];
+    let rows = capture_support::tshark(&file, &[], &fields);
+    let outs = rows.iter().filter(|r| r[0].starts_with("out")).count();
+    assert_eq!((rows.len(), outs), (4, 2), "two pings, each way: {rows:?}");
+    for r in &rows {
+        let out = r[0].starts_with("out");
+        let (src, dst, icmp) = if out {
+            (VTEPD, KERNEL, "8")
+        } else {
+            (KERNEL, VTEPD, "0")
+        };
+        assert_eq!(r[1..], [src, dst, "4789", "42", icmp], "{r:?}");
+        assert_eq!(
+            r[0].contains("outer IPv6/UDP header rebuilt"),
+            !out,
+            "{r:?}"
+        );
+    }
+    gso_segments_captured(p, d);
 }
 
 /// Path MTU over IPv6: host A (vtepd, 2001:db8:a::1) - router R - host B (the kernel's vx0,
@@ -299,4 +366,51 @@ fn l2_learns_the_ipv6_path_mtu_from_a_router() {
         "small packets still cross"
     );
     eprintln!("ipv6_underlay pmtu: {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+/// `vtepd capture` of the underlay's TCP during a transfer A -> B: vtepd's TCP super-frames
+/// leave as UDP GSO sends over IPv6 (the segments noted so); tshark reads every packet, each
+/// way, as IPv6/UDP/VXLAN, VNI 42.
+fn gso_segments_captured(p: &Pair, d: &Daemon) {
+    let file = Payload::new("v6gso", 7, 512 << 10);
+    let mut sent = false;
+    let args = [
+        "--count",
+        "40",
+        "--side",
+        "underlay",
+        "--filter",
+        "proto=tcp",
+    ];
+    let (pcap, summary) = capture_support::capture(d, &args, || {
+        if !sent {
+            sent = true;
+            transfer(
+                Ends(&p.a.name, &p.b.name),
+                &file,
+                "10.42.0.2",
+                5202,
+                0,
+                65536,
+            );
+        }
+    });
+    assert!(summary.contains("40 packets captured"), "{summary}");
+    let fields = ["frame.comment", "ipv6.src", "ipv6.dst", "vxlan.vni"];
+    let rows = capture_support::tshark(&pcap, &[], &fields);
+    assert_eq!(rows.len(), 40, "{rows:?}");
+    for r in &rows {
+        let out = r[0].starts_with("out");
+        let (src, dst) = if out {
+            (VTEPD, KERNEL)
+        } else {
+            (KERNEL, VTEPD)
+        };
+        assert_eq!(r[1..], [src, dst, "42"], "{r:?}");
+    }
+    assert!(
+        rows.iter()
+            .any(|r| r[0].contains("a segment of a UDP GSO send")),
+        "no GSO segment among vtepd's TCP packets: {rows:?}"
+    );
 }

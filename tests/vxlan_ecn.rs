@@ -133,6 +133,7 @@ fn check_cases(p: &Pair, a: &Daemon, dev: &str, inner_mac: &str) {
         a.log_text()
     );
 
+    let stats = a.stats();
     for &(id, outer, inner, want) in CASES {
         let rows = &got[id.to_string()];
         match want {
@@ -144,7 +145,7 @@ fn check_cases(p: &Pair, a: &Daemon, dev: &str, inner_mac: &str) {
                 rows,
                 &serde_json::json!([[ecn, true]]),
                 "case {id}: outer {outer} over inner {inner}: want inner ECN {ecn} and a valid \
-                 IPv4 checksum, delivered {rows}"
+                 IPv4 checksum, delivered {rows}; vtepd: {stats}"
             ),
         }
     }

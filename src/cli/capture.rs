@@ -61,9 +61,9 @@ pub struct CaptureArgs {
 /// Which side to capture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SideArg {
-    /// The device's Ethernet frames (L2) or IPv4 packets (L3).
+    /// The device's Ethernet frames (L2) or IP packets (L3).
     Overlay,
-    /// The outer IPv4 packets (VXLAN over UDP, or IPIP).
+    /// The outer IPv4 or IPv6 packets (VXLAN over UDP, or IPIP).
     Underlay,
     /// Both.
     Both,

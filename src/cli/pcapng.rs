@@ -55,14 +55,14 @@ impl<W: Write> PcapNg<W> {
         };
         let what = match (side, link) {
             (Side::Overlay, Link::Ethernet) => "the TAP device's Ethernet frames",
-            (Side::Overlay, Link::Ipv4) => "the TUN device's IPv4 packets",
-            (Side::Underlay, _) => "the outer IPv4 packets, as sent and as received",
+            (Side::Overlay, Link::Ip) => "the TUN device's IP packets",
+            (Side::Underlay, _) => "the outer IP packets, as sent and as received",
         };
         // The outer packets have no link-layer header on a raw or UDP socket: they are written
-        // as raw IPv4 rather than behind a made-up Ethernet header.
+        // as raw IP (IPv4 or IPv6) rather than behind a made-up Ethernet header.
         let linktype = match link {
             Link::Ethernet => DataLink::ETHERNET,
-            Link::Ipv4 => DataLink::RAW,
+            Link::Ip => DataLink::RAW,
         };
         let idb = InterfaceDescriptionBlock {
             linktype,
@@ -127,7 +127,7 @@ mod tests {
         let outer = Captured {
             side: Side::Underlay,
             dir: Dir::Out,
-            link: Link::Ipv4,
+            link: Link::Ip,
             len: 110,
             drop: Some(DropReason::TunnelTxError),
             data: vec![0x45; 100],

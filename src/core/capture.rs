@@ -76,8 +76,9 @@ pub enum Dir {
 pub enum Link {
     /// An Ethernet header.
     Ethernet,
-    /// An IPv4 header.
-    Ipv4,
+    /// An IP header, IPv4 or IPv6 (its version field tells; pcapng's raw IP link type).
+    #[serde(alias = "ipv4")]
+    Ip,
 }
 
 /// One captured packet.
@@ -165,7 +166,7 @@ mod tests {
             at_ns: 1_700_000_000_123_456_789,
             side: Side::Underlay,
             dir: Dir::In,
-            link: Link::Ipv4,
+            link: Link::Ip,
             len: 300,
             drop: Some(DropReason::UnknownPeer),
             note: None,

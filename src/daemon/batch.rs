@@ -632,7 +632,7 @@ mod tests {
         let (head, body) = payload.split_at(123);
         let parts = [std::io::IoSlice::new(head), std::io::IoSlice::new(body)];
         assert_eq!(
-            sys::send_segmented(&tx, &parts, dst, 1000).unwrap(),
+            sys::send_segmented(&tx, &parts, dst, 0, 1000).unwrap(),
             payload.len()
         );
         // And one plain datagram after it.

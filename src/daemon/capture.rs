@@ -16,7 +16,7 @@ use crate::sys::SendMsg;
 use encap::ipv4::Ipv4Packet;
 use encap::ipv4::Ipv4Repr;
 use encap::udp::UdpPacket;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -42,64 +42,102 @@ pub struct Seen<'a> {
     pub note: Option<&'static str>,
 }
 
-/// An outer IPv4 + UDP header made up for a VXLAN datagram the UDP socket handed over
+/// An outer IP + UDP header made up for a VXLAN datagram the UDP socket handed over
 /// without them.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
-    /// The sender and its port.
-    pub src: Ipv4Addr,
+    /// The sender.
+    pub src: IpAddr,
     /// The sender's UDP port.
     pub src_port: u16,
-    /// Our address.
-    pub dst: Ipv4Addr,
+    /// Our address (of the sender's family).
+    pub dst: IpAddr,
     /// The port it arrived on.
     pub dst_port: u16,
-    /// The outer TOS the socket reported.
+    /// The outer TOS (IPv4) or traffic class (IPv6) the socket reported.
     pub tos: u8,
 }
 
-/// The note on an outer header made up from what the socket reported.
+/// The note on an outer IPv4 header made up from what the socket reported.
 pub const MADE_UP_OUTER: &str =
     "outer IPv4/UDP header rebuilt from the socket's report (TTL, ID and checksums not seen)";
 
+/// The note on an outer IPv6 header made up from what the socket reported.
+pub const MADE_UP_OUTER6: &str = "outer IPv6/UDP header rebuilt from the socket's report \
+     (hop limit, flow label and UDP checksum not seen)";
+
+/// The longest outer IP + UDP header [`Received::header`] makes (IPv6's).
+pub const MADE_UP_MAX: usize = 48;
+
 impl Received {
-    /// What the socket reported of a datagram from `src` to `dst`, when both are IPv4 (the
-    /// outer header is rebuilt as IPv4's; an IPv6 underlay's datagrams get none).
+    /// What the socket reported of a datagram from `src` to `dst` (`None` when their
+    /// families differ, which no socket reports).
     pub fn of(src: IpAddr, src_port: u16, dst: IpAddr, dst_port: u16, tos: u8) -> Option<Received> {
-        match (src, dst) {
-            (IpAddr::V4(src), IpAddr::V4(dst)) => Some(Received {
-                src,
-                src_port,
-                dst,
-                dst_port,
-                tos,
-            }),
-            _ => None,
-        }
+        (src.is_ipv4() == dst.is_ipv4()).then_some(Received {
+            src,
+            src_port,
+            dst,
+            dst_port,
+            tos,
+        })
     }
 
-    /// The 28 bytes of the outer IPv4 and UDP headers in front of a datagram of `len` bytes
-    /// (TTL 64, ID 0 and no UDP checksum: the socket does not report them).
-    pub fn header(&self, len: usize) -> [u8; 28] {
-        let mut h = [0u8; 28];
-        let ip = Ipv4Repr {
-            src: self.src,
-            dst: self.dst,
-            protocol: 17,
-            tos: self.tos,
-            ident: 0,
-            dont_frag: false,
-            ttl: 64,
-            payload_len: 8 + len,
+    /// The outer IP and UDP headers in front of a datagram of `len` bytes (the first 28 bytes
+    /// of the buffer over IPv4, 48 over IPv6), and the note that says they were made up: TTL
+    /// or hop limit 64, ID 0, flow label 0 and no UDP checksum (the socket reports none of
+    /// them).
+    pub fn header(&self, len: usize) -> ([u8; MADE_UP_MAX], usize, &'static str) {
+        let mut h = [0u8; MADE_UP_MAX];
+        let udp_len = (8 + len).min(usize::from(u16::MAX)) as u16;
+        let ip_len = match (self.src, self.dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                let ip = Ipv4Repr {
+                    src,
+                    dst,
+                    protocol: 17,
+                    tos: self.tos,
+                    ident: 0,
+                    dont_frag: false,
+                    ttl: 64,
+                    payload_len: 8 + len,
+                };
+                // Too long for IPv4 cannot come from a UDP socket; the header stays zero then.
+                let _ = ip.emit(&mut h);
+                20
+            }
+            (src, dst) => {
+                let ip = etherparse::Ipv6Header {
+                    traffic_class: self.tos,
+                    flow_label: Default::default(),
+                    payload_length: udp_len,
+                    next_header: etherparse::IpNumber::UDP,
+                    hop_limit: 64,
+                    source: v6_octets(src),
+                    destination: v6_octets(dst),
+                };
+                h[..40].copy_from_slice(&ip.to_bytes());
+                40
+            }
         };
-        // Too long for IPv4 cannot come from a UDP socket; the header stays zero then.
-        let _ = ip.emit(&mut h);
-        let mut udp = UdpPacket::new_unchecked(&mut h[20..]);
+        let mut udp = UdpPacket::new_unchecked(&mut h[ip_len..]);
         udp.set_src_port(self.src_port);
         udp.set_dst_port(self.dst_port);
-        udp.set_len((8 + len).min(usize::from(u16::MAX)) as u16);
+        udp.set_len(udp_len);
         udp.set_checksum(0);
-        h
+        let note = if ip_len == 20 {
+            MADE_UP_OUTER
+        } else {
+            MADE_UP_OUTER6
+        };
+        (h, ip_len + 8, note)
+    }
+}
+
+/// `ip` as 16 bytes (an IPv4 address mapped, which [`Received::of`] never lets through).
+fn v6_octets(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        IpAddr::V6(a) => a.octets(),
     }
 }
 
@@ -269,7 +307,7 @@ impl Seen<'_> {
 fn headers_of(link: Link, bytes: &[u8]) -> Headers {
     match link {
         Link::Ethernet => Headers::of_frame(bytes),
-        Link::Ipv4 => Headers::of_ip(bytes),
+        Link::Ip => Headers::of_ip(bytes),
     }
 }
 
@@ -372,16 +410,17 @@ pub fn capture_tunnel(
         let under = |note| Seen {
             side: Side::Underlay,
             dir: Dir::In,
-            link: Link::Ipv4,
+            link: Link::Ip,
             origin,
             outcome: &outcome,
             note,
         };
         match vxlan {
             Some(r) => {
-                let h = r.header(bytes.len());
-                let seen = under(Some(MADE_UP_OUTER));
-                c.offer(seen, &[&h, bytes], || Headers::of_vxlan(bytes));
+                let (h, n, note) = r.header(bytes.len());
+                c.offer(under(Some(note)), &[&h[..n], bytes], || {
+                    Headers::of_vxlan(bytes)
+                });
             }
             None => c.offer(under(merged), &[bytes], || Headers::of_ipip(bytes)),
         }
@@ -413,21 +452,26 @@ impl WorkerCapture {
             return;
         }
         let outer = if m.head.is_empty() { m.body } else { m.head };
-        let vni = match outer.get(9) {
-            Some(&IPPROTO_UDP) => outer
-                .get(32..35)
-                .map_or(0, |v| u32::from_be_bytes([0, v[0], v[1], v[2]])),
-            _ => 0,
+        // The VXLAN header's offset when the packet is VXLAN (over IPv4 or IPv6).
+        let vxlan_at = match (outer.first().map(|b| b >> 4), outer.get(9), outer.get(6)) {
+            (Some(4), Some(&IPPROTO_UDP), _) => Some(28),
+            (Some(6), _, Some(&IPPROTO_UDP)) => Some(48),
+            _ => None,
         };
+        let vni = vxlan_at
+            .and_then(|at| outer.get(at + 4..at + 7))
+            .map_or(0, |v| u32::from_be_bytes([0, v[0], v[1], v[2]]));
         let origin = Origin::Device { vni };
-        let headers = || match outer.get(9) {
+        let headers = || match vxlan_at {
             // The inner headers were cut out with the outer ones: they are in the head.
-            Some(&IPPROTO_UDP) if m.head.len() > OUTER => Headers::of_vxlan(&m.head[28..]),
-            Some(&IPPROTO_UDP) => Headers {
+            Some(at) if m.head.len() > at + encap::vxlan::HEADER_LEN => {
+                Headers::of_vxlan(&m.head[at..])
+            }
+            Some(_) => Headers {
                 vni: Some(vni),
                 ..Headers::of_frame(m.body)
             },
-            _ => Headers::of_ipip(outer),
+            None => Headers::of_ipip(outer),
         };
         if let (Some(tap), Some(reason)) = (tap, drop) {
             tap.send_refused(origin, headers, m.dst, reason);
@@ -439,7 +483,7 @@ impl WorkerCapture {
         let seen = Seen {
             side: Side::Underlay,
             dir: Dir::Out,
-            link: Link::Ipv4,
+            link: Link::Ip,
             origin,
             outcome: &outcome,
             note: own.then_some(OWN_FRAME),
@@ -450,22 +494,33 @@ impl WorkerCapture {
 
 impl WorkerCapture {
     /// Offers one segment of a UDP GSO send (the kernel cuts the datagrams and writes their
-    /// outer IPv4 and UDP headers): `outer` is the first segment's outer IPv4 and UDP header
-    /// as vtepd made it, given this segment's lengths here; `head` its VXLAN and inner headers,
+    /// outer IP and UDP headers): `outer` is the first segment's outer IPv4 or IPv6 and UDP
+    /// header as vtepd made it (28 or 48 bytes), given this segment's lengths here; `head` its VXLAN and inner headers,
     /// `payload` the rest.
-    pub fn gso_segment(&self, outer: &[u8; 28], head: &[u8], payload: &[u8], dst: IpAddr) {
+    pub fn gso_segment(&self, outer: &[u8], head: &[u8], payload: &[u8], dst: IpAddr) {
         if !self.active() {
             return;
         }
-        let mut h = *outer;
-        let len = 28 + head.len() + payload.len();
-        let mut ip = Ipv4Packet::new_unchecked(&mut h[..20]);
-        ip.set_total_len(len.min(usize::from(u16::MAX)) as u16);
-        ip.fill_checksum();
-        let mut udp = UdpPacket::new_unchecked(&mut h[20..]);
-        udp.set_len((len - 20).min(usize::from(u16::MAX)) as u16);
+        let mut h = [0u8; MADE_UP_MAX];
+        let Some(h) = h.get_mut(..outer.len()) else {
+            return;
+        };
+        h.copy_from_slice(outer);
+        let len = outer.len() + head.len() + payload.len();
+        let ip_len = outer.len() - 8;
+        let clamp = |n: usize| n.min(usize::from(u16::MAX)) as u16;
+        if ip_len == 20 {
+            let mut ip = Ipv4Packet::new_unchecked(&mut h[..20]);
+            ip.set_total_len(clamp(len));
+            ip.fill_checksum();
+        } else {
+            // IPv6: the payload length (the UDP datagram), bytes 4-5.
+            h[4..6].copy_from_slice(&clamp(len - ip_len).to_be_bytes());
+        }
+        let mut udp = UdpPacket::new_unchecked(&mut h[ip_len..]);
+        udp.set_len(clamp(len - ip_len));
         let m = SendMsg {
-            head: &h,
+            head: h,
             body: &[],
             dst,
         };
@@ -476,7 +531,7 @@ impl WorkerCapture {
         let seen = Seen {
             side: Side::Underlay,
             dir: Dir::Out,
-            link: Link::Ipv4,
+            link: Link::Ip,
             origin: Origin::Device { vni },
             outcome: &outcome,
             note: Some(GSO_SEGMENT),
@@ -491,11 +546,9 @@ impl WorkerCapture {
 
 /// The note on a segment of a UDP GSO send.
 pub const GSO_SEGMENT: &str = "a segment of a UDP GSO send: the kernel writes its outer \
-     IPv4/UDP header (its ID and checksums are not shown)";
+     IP/UDP header (its IPv4 ID and checksums are not shown)";
 
 const IPPROTO_UDP: u8 = 17;
-/// The outer IPv4, UDP and VXLAN headers.
-const OUTER: usize = 36;
 
 /// The outcome of a packet that was sent to `dst` in network `vni`.
 pub fn sent_to(vni: u32, dst: IpAddr) -> Outcome {

@@ -305,7 +305,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
             // Longer than the device's MTU and its outer header: the underlay's GRO merged it.
             let merged = packet.len() > self.mtu + 20;
             let c = &self.capture;
-            capture_tunnel(c, origin, &v, kept, packet, Link::Ipv4, merged);
+            capture_tunnel(c, origin, &v, kept, packet, Link::Ip, merged);
         }
         if let FromTunnel::Deliver { range, .. } = v {
             // The source checked is the outer header's (the socket's address is the same).
@@ -434,7 +434,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
                 };
                 if self.trace.armed() {
                     let outcome = Outcome::from_device(v, &self.out.remotes);
-                    let seen = Seen::device_in(Link::Ipv4, 0, &outcome, None);
+                    let seen = Seen::device_in(Link::Ip, 0, &outcome, None);
                     self.capture
                         .offer(seen, &[packet], || Headers::of_ip(packet));
                 }
@@ -461,7 +461,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
                                 );
                                 if d == TooBig::Answered {
                                     let out = &self.out.generated;
-                                    self.capture.answers(out, 0, Link::Ipv4, 0);
+                                    self.capture.answers(out, 0, Link::Ip, 0);
                                     self.dev[0].write_answers(
                                         now,
                                         &mut self.out.generated,
@@ -473,7 +473,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
                         }
                     }
                     FromDevice::Answered => {
-                        self.capture.answers(&self.out.generated, 0, Link::Ipv4, 0);
+                        self.capture.answers(&self.out.generated, 0, Link::Ip, 0);
                         let out = &mut self.out.generated;
                         self.dev[0].write_answers(now, out, &mut self.ctr);
                     }

@@ -312,7 +312,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             let kept = received
                 .filter(|_| captured)
                 .map(|r| (Some(r), self.tx.capture.kept()));
-            capture_tunnel(&self.tx.capture, origin, &v, kept, d, Link::Ipv4, false);
+            capture_tunnel(&self.tx.capture, origin, &v, kept, d, Link::Ip, false);
         }
         // What the tunnel carried: the Ethernet frame (delivered as the IP packet in it).
         if matches!(v, FromTunnel::Consumed | FromTunnel::Deliver { .. }) {
@@ -420,7 +420,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             if self.trace.armed() {
                 let vni = net_vni(&self.engine);
                 let outcome = Outcome::from_device(v, &self.out.remotes);
-                let seen = Seen::device_in(Link::Ipv4, vni, &outcome, None);
+                let seen = Seen::device_in(Link::Ip, vni, &outcome, None);
                 self.tx.capture.device_read(seen, frame, ETH, None);
             }
             if v == FromDevice::Tunnel
@@ -479,7 +479,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             if traced {
                 self.trace.finish(now, outcome.clone());
             }
-            let seen = Seen::device_in(Link::Ipv4, net_vni(&self.engine), &outcome, None);
+            let seen = Seen::device_in(Link::Ip, net_vni(&self.engine), &outcome, None);
             self.tx.capture.device_read(seen, frame, ETH, Some(&t));
         }
         let Some(v) = v else {
@@ -527,7 +527,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             TooBig::Answered => {
                 let vni = net_vni(&self.engine);
                 let out = &self.out.generated;
-                self.tx.capture.answers(out, waiting, Link::Ipv4, vni);
+                self.tx.capture.answers(out, waiting, Link::Ip, vni);
                 let out = &mut self.out.generated;
                 self.tun[0].write_answers_from(now, out, waiting, &mut self.ctr);
             }

@@ -153,8 +153,15 @@ pub fn open_raw_sender(local: IpAddr) -> Result<Socket, Failure> {
 pub fn open_gso_sender(local: IpAddr, port: u16) -> Option<Socket> {
     let addr = SocketAddr::new(local, port);
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).ok()?;
-    sys::set_dont_fragment(&sock, true).ok()?;
-    sys::enable_recv_err(&sock).ok()?;
+    if local.is_ipv6() {
+        sys::set_dont_fragment6(&sock).ok()?;
+        sys::enable_recv_err6(&sock).ok()?;
+        // Each send carries the flow label vtepd writes on the raw path for the same flow.
+        sys::enable_flowinfo_send(&sock).ok()?;
+    } else {
+        sys::set_dont_fragment(&sock, true).ok()?;
+        sys::enable_recv_err(&sock).ok()?;
+    }
     sock.bind(&addr.into()).ok()?;
     sock.set_nonblocking(true).ok()?;
     size_buffer(&sock, false, "UDP GSO socket");

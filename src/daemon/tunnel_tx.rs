@@ -39,7 +39,6 @@ use crate::core::encapsulator::{Encapsulator, TunnelConfig};
 use crate::core::pmtu::PathMtus;
 use crate::core::too_big::Fragments;
 use crate::core::{Counters, DropReason, NetId, Remotes, Timestamp};
-use encap::tunnel::vxlan::OVERHEAD;
 use encap::vxlan::HEADER_LEN;
 use encap::{Vni, VxlanConfig};
 use socket2::Socket;
@@ -50,7 +49,8 @@ use std::ops::Range;
 use std::sync::Arc;
 use tracing::warn;
 
-/// The outer TOS, TTL and DF a UDP GSO socket is set to send with.
+/// The outer TOS, TTL and DF (over IPv6: traffic class and hop limit, DF always) a UDP GSO
+/// socket is set to send with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct GsoOuter {
     tos: u8,
@@ -67,13 +67,49 @@ impl GsoOuter {
         df: true,
     };
 
-    /// Sets `sock` to send with these fields.
-    fn apply(&self, sock: &Socket) -> std::io::Result<()> {
+    /// The fields of the outer header `outer` (IPv4 or IPv6, told by its version), its flow
+    /// label (IPv6; 0 over IPv4) and its UDP source port.
+    fn of(outer: &[u8]) -> Option<(GsoOuter, u32, u16)> {
+        match outer.first()? >> 4 {
+            4 => {
+                let o = GsoOuter {
+                    tos: outer[1],
+                    ttl: outer[8],
+                    df: outer[6] & 0x40 != 0,
+                };
+                Some((o, 0, u16::from_be_bytes([*outer.get(20)?, outer[21]])))
+            }
+            6 => {
+                let w = u32::from_be_bytes([outer[0], outer[1], outer[2], outer[3]]);
+                let o = GsoOuter {
+                    tos: (w >> 20) as u8,
+                    ttl: outer[7],
+                    df: true,
+                };
+                Some((
+                    o,
+                    w & 0xf_ffff,
+                    u16::from_be_bytes([*outer.get(40)?, outer[41]]),
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// Sets `sock` (of the family `v6` says) to send with these fields.
+    fn apply(&self, sock: &Socket, v6: bool) -> std::io::Result<()> {
+        if v6 {
+            sock.set_tclass_v6(u32::from(self.tos))?;
+            return sock.set_unicast_hops_v6(u32::from(self.ttl));
+        }
         sock.set_tos_v4(u32::from(self.tos))?;
         sock.set_ttl_v4(u32::from(self.ttl))?;
         crate::sys::set_dont_fragment(sock, self.df)
     }
 }
+
+/// The outer IPv6 and UDP headers (the longest outer IP + UDP header).
+const OUTER6_IP_UDP: usize = 48;
 
 /// UDP GSO send sockets kept open (one per flow source port in use); the pool is closed and
 /// refilled on demand when full.
@@ -152,8 +188,9 @@ impl<S: DatagramSocket> TunnelTx<S> {
     }
 
     /// Sends VXLAN over an IPv6 underlay from `local` (on `raw`, an IPv6 raw socket): outer
-    /// IPv6 headers of our own, to IPv6 remotes. UDP GSO is not used there (yet): super-frames
-    /// go segment by segment.
+    /// IPv6 headers of our own, to IPv6 remotes. Super-frames leave as UDP GSO sends from IPv6
+    /// pool sockets, with the flow label the raw path writes for the same flow (given with
+    /// each send: IPV6_FLOWINFO_SEND).
     pub fn over_ipv6(mut self, local: std::net::Ipv6Addr) -> TunnelTx<S> {
         self.local = IpAddr::V6(local);
         self.enc = self.enc.over_ipv6(local);
@@ -415,10 +452,11 @@ impl<S: DatagramSocket> TunnelTx<S> {
     ) -> usize {
         let segs = t.segments();
         let h = t.hdr_len;
-        // The GSO sockets take IPv4's outer fields below; over IPv6 every segment is queued.
-        if !(2..=crate::sys::MAX_BATCH).contains(&segs) || self.local.is_ipv6() {
+        if !(2..=crate::sys::MAX_BATCH).contains(&segs) {
             return 0;
         }
+        // The outer IP, UDP and VXLAN headers: 36 bytes over IPv4, 56 over IPv6.
+        let oh = self.enc.overhead();
         // The outer header of the first segment gives the flow's source port, TTL and TOS.
         // Encapsulating it is also the underlay MTU check of the whole send: it carries a full
         // MSS (a shorter first segment of several is refused below), so every datagram the
@@ -429,24 +467,23 @@ impl<S: DatagramSocket> TunnelTx<S> {
         let Some(p0) = batch_tso::segment(frame, t, 0, &mut inner) else {
             return 0;
         };
-        self.scratch[OVERHEAD..OVERHEAD + h].copy_from_slice(&inner[..h]);
+        self.scratch[oh..oh + h].copy_from_slice(&inner[..h]);
         let Ok(range) = self
             .enc
-            .encapsulate(&mut self.scratch, OVERHEAD, h + p0.len(), vni, dst)
+            .encapsulate(&mut self.scratch, oh, h + p0.len(), vni, dst)
         else {
             return 0;
         };
-        let outer = &self.scratch[range.start..range.start + OVERHEAD];
-        let want = GsoOuter {
-            tos: outer[1],
-            ttl: outer[8],
-            df: outer[6] & 0x40 != 0,
+        let outer = &self.scratch[range.start..range.start + oh];
+        let Some((want, flow_label, port)) = GsoOuter::of(outer) else {
+            return 0;
         };
-        let port = u16::from_be_bytes([outer[20], outer[21]]);
-        let mut outer28 = [0u8; 28];
-        outer28.copy_from_slice(&outer[..28]);
+        // The outer IP and UDP headers (for the capture of each segment), then VXLAN's.
+        let ip_udp = oh - HEADER_LEN;
+        let mut outer_ip = [0u8; OUTER6_IP_UDP];
+        outer_ip[..ip_udp].copy_from_slice(&outer[..ip_udp]);
         let mut vx = [0u8; HEADER_LEN];
-        vx.copy_from_slice(&outer[28..OVERHEAD]);
+        vx.copy_from_slice(&outer[ip_udp..oh]);
         let gso_size = HEADER_LEN + h + t.mss;
         let Ok(gso16) = u16::try_from(gso_size) else {
             return 0;
@@ -465,7 +502,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
             return 0;
         };
         if *cur != want {
-            if want.apply(sock).is_err() {
+            if want.apply(sock, local.is_ipv6()).is_err() {
                 *cur = GsoOuter::NOT_SET;
                 return 0;
             }
@@ -505,12 +542,13 @@ impl<S: DatagramSocket> TunnelTx<S> {
         while sent < segs {
             let k = per_send.min(segs - sent);
             let part = &iov[2 * sent..2 * (sent + k)];
-            if crate::sys::send_segmented(sock, part, to, gso16).is_err() {
+            if crate::sys::send_segmented(sock, part, to, flow_label, gso16).is_err() {
                 break;
             }
             for j in sent..sent + k {
                 let (head, payload) = (&iov[2 * j], &iov[2 * j + 1]);
-                self.capture.gso_segment(&outer28, head, payload, dst);
+                self.capture
+                    .gso_segment(&outer_ip[..ip_udp], head, payload, dst);
             }
             // Inner bytes: each segment's inner headers and payload, not its VXLAN header.
             let bytes = (part.iter().map(|s| s.len()).sum::<usize>() - k * HEADER_LEN) as u64;
