@@ -267,15 +267,17 @@ pub fn parse_unicast_mac(s: &str) -> Result<MacAddr, String> {
     Ok(m)
 }
 
-/// Parses an overlay neighbour address (unicast: not unspecified, multicast or broadcast).
-pub fn parse_neigh_ip(s: &str) -> Result<Ipv4Addr, String> {
-    let a: Ipv4Addr = s
+/// Parses an overlay neighbour address, IPv4 or IPv6 (unicast: not unspecified, multicast,
+/// broadcast, loopback or IPv4-mapped).
+pub fn parse_neigh_ip(s: &str) -> Result<IpAddr, String> {
+    let a: IpAddr = s
         .trim()
         .parse()
-        .map_err(|_| format!("'{s}' is not an IPv4 address"))?;
-    if !crate::core::neigh::usable_ip(a) {
+        .map_err(|_| format!("'{s}' is not an IPv4 or IPv6 address"))?;
+    if !crate::core::neigh::usable_neigh(a) {
         return Err(format!(
-            "{a} cannot be a neighbour (unspecified, multicast or broadcast)"
+            "{a} cannot be a neighbour (unspecified, multicast, broadcast, loopback or \
+             IPv4-mapped)"
         ));
     }
     Ok(a)
@@ -460,8 +462,8 @@ pub struct StaticFdb {
 /// A static neighbour binding (overlay IP -> MAC) from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StaticNeigh {
-    /// Overlay address.
-    pub ip: Ipv4Addr,
+    /// Overlay address (IPv6 only for L2 ND suppression).
+    pub ip: IpAddr,
     /// Its MAC.
     pub mac: MacAddr,
 }
@@ -692,7 +694,7 @@ impl DaemonConfig {
                 if !ips.insert(e.ip) {
                     return err(format!("{what}: neighbour {} is listed twice", e.ip));
                 }
-                if n.address.is_some_and(|a| a.addr == e.ip) {
+                if n.address.is_some_and(|a| IpAddr::V4(a.addr) == e.ip) {
                     return err(format!(
                         "{what}: neighbour {} is the device's own address",
                         e.ip
@@ -811,6 +813,13 @@ impl DaemonConfig {
         };
         if n.arp_suppress {
             return err("--arp-suppress is for --mode l2 (in l3 mode vtepd answers ARP itself)");
+        }
+        if let Some(e) = n.neigh.iter().find(|e| e.ip.is_ipv6()) {
+            return err(format!(
+                "neighbour {}: --mode l3 resolves IPv4 next hops only; IPv6 neighbours are for \
+                 --mode l2 --arp-suppress (ND suppression)",
+                e.ip
+            ));
         }
         let mut seen = HashSet::new();
         for r in &n.routes {

@@ -133,7 +133,7 @@ pub fn run(data: &[u8]) {
         assert!(t.learned_count() <= CAP, "the binding cap");
         for e in t.entries(now.millis()) {
             assert!(e.mac.is_unicast(), "{e:?}");
-            assert!(!e.ip.is_unspecified() && !e.ip.is_multicast() && !e.ip.is_broadcast());
+            assert!(vtepd::core::neigh::usable_neigh(e.ip), "{e:?}");
         }
         for (ip, mac) in &statics {
             assert_eq!(t.lookup(*ip, now.millis()), Some(*mac), "static {ip} kept");

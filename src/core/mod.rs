@@ -27,6 +27,8 @@ pub mod l2;
 pub mod l3vx;
 mod learn;
 pub mod local_macs;
+pub mod nd_suppress;
+pub mod ndisc;
 pub mod neigh;
 mod neigh_control;
 pub mod network;
@@ -176,7 +178,7 @@ pub enum CoreError {
     BadRemote(#[from] UnusableRemote),
     /// An address that cannot be a neighbour (unspecified, multicast or broadcast).
     #[error("{0} is not a usable neighbour address")]
-    BadNeighbour(Ipv4Addr),
+    BadNeighbour(IpAddr),
     /// More networks than a NetId can index.
     #[error("too many networks")]
     TooManyNetworks,

@@ -497,6 +497,15 @@ impl Handler {
             }
             Request::NeighAdd { vni, ip, mac } => {
                 let (vni, mac) = (self.target(vni)?, Self::mac(&mac)?);
+                if ip.is_ipv6() && self.mode != TunnelMode::L2Vxlan {
+                    return Err(Response::err(
+                        false,
+                        format!(
+                            "{ip}: L3 mode resolves IPv4 next hops only; IPv6 neighbours are \
+                             for L2 ND suppression"
+                        ),
+                    ));
+                }
                 self.core.neigh_add(now, vni, ip, mac).map_err(core_err)?;
                 info!(%vni, %ip, %mac, "static neighbour added");
                 Response::ok(serde_json::Value::Null).into()
