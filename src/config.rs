@@ -1438,10 +1438,15 @@ vni = 43
         assert_eq!(c.networks[0].neigh[0].ip, Ipv4Addr::new(10, 244, 1, 0));
         let c = DaemonConfig::from_toml(
             "local = \"192.0.2.1\"\n[[network]]\ndev = \"v\"\nvni = 1\narp_suppress = true\n\
-             neigh = [{ ip = \"10.0.0.9\", mac = \"02:00:00:00:00:09\" }]\n",
+             neigh = [{ ip = \"10.0.0.9\", mac = \"02:00:00:00:00:09\" },\
+             { ip = \"fd00::9\", mac = \"02:00:00:00:00:09\" }]\n",
         )
         .unwrap();
         assert!(c.networks[0].arp_suppress);
+        assert_eq!(
+            c.networks[0].neigh[1].ip,
+            "fd00::9".parse::<IpAddr>().unwrap()
+        );
         for (text, want) in [
             (
                 "local = \"192.0.2.1\"\nmode = \"l3\"\n[[network]]\ndev = \"v\"\nvni = 1\n",
@@ -1456,6 +1461,12 @@ vni = 43
                 "local = \"192.0.2.1\"\n[[network]]\ndev = \"v\"\nvni = 1\n\
                  neigh = [{ ip = \"10.0.0.9\", mac = \"02:00:00:00:00:09\" }]\n",
                 "only used by --arp-suppress",
+            ),
+            (
+                "local = \"192.0.2.1\"\nmode = \"l3\"\n[[network]]\ndev = \"v\"\nvni = 1\n\
+                 address = \"10.0.0.1/32\"\n\
+                 neigh = [{ ip = \"fd00::9\", mac = \"02:00:00:00:00:09\" }]\n",
+                "IPv6 neighbours are for --mode l2",
             ),
         ] {
             let e = toml_err(text);
@@ -1871,9 +1882,15 @@ vni = 43
             "255.255.255.255=02:00:00:00:00:01",
             "10.244.1.0=01:00:5e:00:00:01",
             "10.244.1.0=02:00:00:00:00",
+            "::=02:00:00:00:00:01",
+            "::1=02:00:00:00:00:01",
+            "ff02::1=02:00:00:00:00:01",
+            "::ffff:10.0.0.1=02:00:00:00:00:01",
         ] {
             assert!(parse_neigh(bad).is_err(), "{bad}");
         }
+        let n = parse_neigh("fd00::1:10=02:00:00:00:00:01").unwrap();
+        assert_eq!(n.ip, "fd00::1:10".parse::<IpAddr>().unwrap());
     }
 
     #[test]
