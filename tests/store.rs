@@ -3,7 +3,8 @@
 //! joins later is reached, one killed drops out of the others' flood lists once its lease
 //! expires, one stopped cleanly at once; a network a reload adds is registered, one it removes
 //! withdrawn; what the store installed is not the operator's configuration and is marked as the
-//! store's; announced MACs and the addresses behind them answer ARP before any traffic; faults
+//! store's; announced MACs and the addresses behind them answer ARP and ND before any traffic;
+//! faults
 //! (etcd down, leases lost, bad values, a watch behind a compaction) are survived and counted.
 //! Needs root (network namespaces) and etcd (scripts/setup.sh).
 
@@ -461,10 +462,10 @@ fn store_faults_keep_forwarding_and_are_reported() {
 }
 
 /// MAC announcements (`--announce`): a MAC seen on one host's device reaches the others' FDB
-/// through the store, as an entry toward that host, and the address behind it their ARP
-/// suppression tables, before any traffic to it; then a host that does not learn answers the
-/// ARP request for it itself and sends the frames straight there, with no flood copy
-/// (counted); the announcement goes with the host.
+/// through the store, as an entry toward that host, and the addresses behind it (IPv4 and
+/// IPv6) their ARP/ND suppression tables, before any traffic to it; then a host that does not
+/// learn answers the ARP request and the neighbour solicitation for it itself and sends the
+/// frames straight there, with no flood copy (counted); the announcement goes with the host.
 #[test]
 fn announced_macs_reach_the_others_before_the_first_packet() {
     let sw = Switch::new(Some("192.0.2.254/24"));
@@ -533,9 +534,32 @@ fn announced_macs_reach_the_others_before_the_first_packet() {
         before["arp_suppressed"].as_u64().map(|n| n + 1),
         "{after}"
     );
+    // IPv6: host 2's advertisement to host 3 (never seen by host 1) is announced; host 1's
+    // solicitation is then answered by its vtepd from the store's binding.
+    for (n, h) in ns.iter().enumerate() {
+        h.enable_ipv6("vx0", &format!("fd00::9:{}/64", n + 1));
+    }
+    assert!(ns[2].ping_within("fd00::9:2", WAIT), "{}", d[1].log_text());
+    let bound = wait_until(WAIT, || {
+        neigh()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["ip"] == "fd00::9:2" && n["mac"] == mac2.as_str() && n["store"] == true)
+    });
+    assert!(bound, "{} {}", neigh(), d[1].log_text());
+    let before = d[0].stats();
+    assert!(ns[0].ping_within("fd00::9:2", WAIT), "{}", d[1].log_text());
+    let after = d[0].stats();
+    assert_eq!(after["flood_copies"], before["flood_copies"], "{after}");
+    assert_eq!(
+        after["nd_suppressed"].as_u64(),
+        before["nd_suppressed"].as_u64().map(|n| n + 1),
+        "{after}"
+    );
     let host2 = d[1].stats();
     assert!(host2["local_macs"].as_u64() >= Some(1), "{host2}");
-    assert!(host2["local_ips"].as_u64() >= Some(1), "{host2}");
+    assert!(host2["local_ips"].as_u64() >= Some(2), "{host2}");
     // Host 2 leaves: its announcement (under its lease) goes, and the entry with it.
     d[1].signal("TERM");
     assert!(d[1].wait_exit(WAIT).is_some());

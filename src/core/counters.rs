@@ -243,8 +243,8 @@ counters! {
     /// MACs seen for the first time on the device of a network that announces them
     /// (`announce`).
     local_macs = modes::L2,
-    /// IPv4 addresses seen for the first time behind a local MAC of an announcing network
-    /// (its ARP, or its IPv4 source).
+    /// Addresses seen for the first time behind a local MAC of an announcing network (its ARP
+    /// or ND, or its IPv4 or IPv6 source).
     local_ips = modes::L2,
     /// New local MACs or addresses not recorded for announcement: the table of them is full.
     local_macs_refused = modes::L2,

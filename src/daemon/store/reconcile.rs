@@ -209,10 +209,10 @@ fn announced<'a>(
             }
         }
     }
-    // The addresses behind the MACs, for ARP suppression: each to the MAC of the lowest
+    // The addresses behind the MACs, for ARP and ND suppression: each to the MAC of the lowest
     // underlay address announcing it (ours included: then none), where that MAC's entry goes
     // to that address.
-    let mut bound: BTreeMap<(Vni, Ipv4Addr), (Ipv4Addr, MacAddr)> = BTreeMap::new();
+    let mut bound: BTreeMap<(Vni, IpAddr), (Ipv4Addr, MacAddr)> = BTreeMap::new();
     let mut ordered: Vec<&Announcement> = sorted;
     ordered.sort_by_key(|a| (a.underlay, a.mac));
     for a in ordered {
@@ -235,7 +235,7 @@ fn announced<'a>(
     }
     for ((vni, ip), (underlay, mac)) in bound {
         if underlay != me.underlay && d.fdb.get(&(vni, mac)) == Some(&underlay) {
-            d.neigh.insert((vni, ip.into()), mac);
+            d.neigh.insert((vni, ip), mac);
         }
     }
 }
@@ -459,7 +459,7 @@ mod tests {
             vni: 42,
             mac,
             underlay: ip(3),
-            ips: vec![Ipv4Addr::new(10, 9, 0, 3)],
+            ips: vec![Ipv4Addr::new(10, 9, 0, 3).into()],
         };
         let statics = [
             Static::Fdb(vni(42), mac, ip(9)),
@@ -490,7 +490,10 @@ mod tests {
             vni: 42,
             mac: MacAddr([2, 0, 0, 0, 0, m]),
             underlay: ip(n),
-            ips: ips.iter().map(|i| Ipv4Addr::new(10, 9, 0, *i)).collect(),
+            ips: ips
+                .iter()
+                .map(|i| Ipv4Addr::new(10, 9, 0, *i).into())
+                .collect(),
         };
         let macs = [
             a(3, 3, &[3, 7]),
