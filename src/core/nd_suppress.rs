@@ -335,6 +335,33 @@ mod tests {
         assert_eq!(o.link_layer_address(), MAC_B.0);
     }
 
+    /// scapy's advertisement of fd00::2 and solicitation for it from fd00::1 (golden vectors,
+    /// written by scapy 2.5: `Ether()/IPv6(hlim=255)/ICMPv6ND_NA(S=1, O=1)/
+    /// ICMPv6NDOptDstLLAddr()` and `.../ICMPv6ND_NS()/ICMPv6NDOptSrcLLAddr()`).
+    const SCAPY_NA: &str = "02000000000102000000000286dd6000000000203afffd000000000000000000000000000002\
+         fd00000000000000000000000000000188001c9a60000000fd0000000000000000000000000000020201020000000002";
+    const SCAPY_NS: &str = "3333ff00000202000000000186dd6000000000203afffd000000000000000000000000000001\
+         ff0200000000000000000001ff00000287007d9700000000fd0000000000000000000000000000020101020000000001";
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn scapys_advertisement_teaches_and_its_solicitation_is_answered() {
+        let (c, s) = suppressor(true);
+        let mut ctr = Counters::default();
+        let b: Ipv6Addr = "fd00::2".parse().unwrap();
+        s.snoop_remote(Timestamp::ZERO, NET, &unhex(SCAPY_NA), &mut ctr);
+        assert_eq!(bound(&c, b), Some(MacAddr([2, 0, 0, 0, 0, 2])));
+        let na = answer(&s, 0, &unhex(SCAPY_NS), &mut ctr).expect("answered");
+        // The answer is scapy's advertisement, byte for byte.
+        assert_eq!(na, unhex(SCAPY_NA));
+    }
+
     #[test]
     fn a_snooped_solicitation_binds_its_source() {
         let (c, s) = suppressor(true);
