@@ -273,7 +273,8 @@ fn answer_nd(
         NdMessage::Advert {
             target,
             target_mac: Some(bound),
-            solicited: true
+            solicited: true,
+            overrides: true
         }
     );
 }

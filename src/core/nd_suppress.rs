@@ -7,8 +7,10 @@
 //! Taught only by valid ND (RFC 4861 §7.1: hop limit 255, a correct checksum, code 0) that
 //! arrived from the tunnel after the core's checks, and only where the link-layer address the
 //! message states is the frame's source MAC: an advertisement's target link-layer address binds
-//! its target, a solicitation's source link-layer address binds its source. Unspecified,
-//! multicast, loopback and IPv4-mapped addresses never bind.
+//! its target, a solicitation's source link-layer address binds its source. An advertisement
+//! without the override flag (a proxy's, an anycast address's) never moves a live binding to
+//! another MAC (RFC 4861 §7.2.5). Unspecified, multicast, loopback and IPv4-mapped addresses
+//! never bind.
 //!
 //! Answered: a multicast solicitation (to the target's solicited-node group, at its Ethernet
 //! address) from a unicast source address whose source link-layer option is the frame's source
@@ -75,8 +77,15 @@ impl NdSuppress {
             NdMessage::Advert {
                 target,
                 target_mac: Some(mac),
+                overrides,
                 ..
-            } => (target, mac),
+            } => {
+                let bound = || self.core.neigh(net)?.lookup(target, now.millis());
+                if !overrides && bound().is_some_and(|m| m != mac) {
+                    return;
+                }
+                (target, mac)
+            }
             NdMessage::Solicit {
                 source_mac: Some(mac),
                 ..
@@ -504,6 +513,33 @@ mod tests {
         s.snoop_remote(Timestamp::ZERO, NET, &Nd::advert().frame(), &mut ctr);
         let na = answer(&s, 400, &ns, &mut ctr).unwrap();
         assert_eq!(&na[6..12], &other.0);
+    }
+
+    /// An advertisement without the override flag binds a new address but never moves a live
+    /// binding to another MAC; one with it does (counted as a MAC change).
+    #[test]
+    fn only_an_overriding_advertisement_moves_a_binding() {
+        let (c, s) = suppressor(true);
+        let mut ctr = Counters::default();
+        let other = MacAddr([2, 0, 0, 0, 0, 0xc]);
+        let advert = |mac: MacAddr, overrides: bool| {
+            let mut n = Nd::advert();
+            n.eth.0 = mac;
+            n.option = Some((TLLA, mac));
+            n.advert = Some(NeighborAdvertisementHeader {
+                router: false,
+                solicited: true,
+                r#override: overrides,
+            });
+            n.frame()
+        };
+        s.snoop_remote(Timestamp::ZERO, NET, &advert(MAC_B, false), &mut ctr);
+        assert_eq!(bound(&c, IP_B), Some(MAC_B), "a new binding");
+        s.snoop_remote(Timestamp::ZERO, NET, &advert(other, false), &mut ctr);
+        assert_eq!(bound(&c, IP_B), Some(MAC_B), "not moved");
+        s.snoop_remote(Timestamp::ZERO, NET, &advert(other, true), &mut ctr);
+        assert_eq!(bound(&c, IP_B), Some(other), "moved");
+        assert_eq!((ctr.neigh_learned, ctr.neigh_mac_changes), (1, 1));
     }
 
     proptest! {

@@ -37,6 +37,8 @@ pub enum NdMessage {
         target_mac: Option<MacAddr>,
         /// The solicited flag.
         solicited: bool,
+        /// The override flag (clear: the advertisement must not change a known binding).
+        overrides: bool,
     },
 }
 
@@ -110,6 +112,7 @@ pub fn parse(frame: &[u8]) -> Option<NdFrame> {
                 target: target_addr,
                 target_mac: mac_of(lladdr),
                 solicited,
+                overrides: flags.contains(NdiscNeighborFlags::OVERRIDE),
             }
         }
         _ => return None,
