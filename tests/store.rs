@@ -514,49 +514,36 @@ fn announced_macs_reach_the_others_before_the_first_packet() {
     let neigh = || -> serde_json::Value {
         serde_json::from_str(&d[0].ok(&["neigh", "show", "--json"])).unwrap()
     };
-    let bound = wait_until(WAIT, || {
-        neigh()
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|n| n["ip"] == "10.9.0.2" && n["mac"] == mac2.as_str() && n["store"] == true)
-    });
-    assert!(bound, "{} {}", neigh(), d[1].log_text());
-    // Host 1 pings host 2: its ARP request is answered by vtepd from the store's binding, the
-    // echoes go to the store's entry: no flood copy at all.
-    let before = d[0].stats();
-    assert!(ns[0].ping_within("10.9.0.2", WAIT), "{}", d[1].log_text());
-    let after = d[0].stats();
-    assert!(after["tx_tunnel"].as_u64() > before["tx_tunnel"].as_u64());
-    assert_eq!(after["flood_copies"], before["flood_copies"], "{after}");
-    assert_eq!(
-        after["arp_suppressed"].as_u64(),
-        before["arp_suppressed"].as_u64().map(|n| n + 1),
-        "{after}"
-    );
-    // IPv6: host 2's advertisement to host 3 (never seen by host 1) is announced; host 1's
-    // solicitation is then answered by its vtepd from the store's binding.
+    // Host 1 pings host 2 at `ip` once the store bound it to host 2's MAC: its ARP request or
+    // neighbour solicitation is answered by vtepd (`counter`), the echoes go to the store's
+    // entry: no flood copy at all.
+    let answered_from_the_store = |ip: &str, counter: &str| {
+        let bound = wait_until(WAIT, || {
+            neigh()
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["ip"] == ip && n["mac"] == mac2.as_str() && n["store"] == true)
+        });
+        assert!(bound, "{ip}: {} {}", neigh(), d[1].log_text());
+        let before = d[0].stats();
+        assert!(ns[0].ping_within(ip, WAIT), "{}", d[1].log_text());
+        let after = d[0].stats();
+        assert!(after["tx_tunnel"].as_u64() > before["tx_tunnel"].as_u64());
+        assert_eq!(after["flood_copies"], before["flood_copies"], "{after}");
+        assert_eq!(
+            after[counter].as_u64(),
+            before[counter].as_u64().map(|n| n + 1),
+            "{after}"
+        );
+    };
+    answered_from_the_store("10.9.0.2", "arp_suppressed");
+    // IPv6: host 2's advertisement to host 3 (never seen by host 1) is announced.
     for (n, h) in ns.iter().enumerate() {
         h.enable_ipv6("vx0", &format!("fd00::9:{}/64", n + 1));
     }
     assert!(ns[2].ping_within("fd00::9:2", WAIT), "{}", d[1].log_text());
-    let bound = wait_until(WAIT, || {
-        neigh()
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|n| n["ip"] == "fd00::9:2" && n["mac"] == mac2.as_str() && n["store"] == true)
-    });
-    assert!(bound, "{} {}", neigh(), d[1].log_text());
-    let before = d[0].stats();
-    assert!(ns[0].ping_within("fd00::9:2", WAIT), "{}", d[1].log_text());
-    let after = d[0].stats();
-    assert_eq!(after["flood_copies"], before["flood_copies"], "{after}");
-    assert_eq!(
-        after["nd_suppressed"].as_u64(),
-        before["nd_suppressed"].as_u64().map(|n| n + 1),
-        "{after}"
-    );
+    answered_from_the_store("fd00::9:2", "nd_suppressed");
     let host2 = d[1].stats();
     assert!(host2["local_macs"].as_u64() >= Some(1), "{host2}");
     assert!(host2["local_ips"].as_u64() >= Some(2), "{host2}");
