@@ -329,8 +329,8 @@ impl Core {
             .filter(|n| n.is_live())
     }
 
-    /// The MACs seen on the devices of announcing networks and not aged out, with the IPv4
-    /// addresses seen behind each, sorted.
+    /// The MACs seen on the devices of announcing networks and not aged out, with the IPv4 and
+    /// IPv6 addresses seen behind each, sorted.
     pub fn local_macs(&self, now: Timestamp) -> Vec<local_macs::LocalMac> {
         self.local_macs.live(now.millis(), |v| self.ageing_of(v))
     }
