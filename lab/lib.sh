@@ -127,6 +127,19 @@ lab_pod() {
         ip -n "$pns" addr add "$cidr" dev eth0 || lab_die "cannot create pod $host$pod" || return
 }
 
+# lab_pod_ipv6 NODE CIDR: turns IPv6 on for a pod's eth0 (lab_netns_add turns it off) with address
+# CIDR and nothing else on the wire by itself: no link-local address, no duplicate address detection,
+# no router solicitations, and its MLD reports sent at once rather than spread over a second.
+lab_pod_ipv6() {
+    local c=net.ipv6.conf.eth0
+    ip netns exec "$(lab_ns "$1")" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 $c.disable_ipv6=1 \
+        $c.router_solicitations=0 $c.addr_gen_mode=1 $c.mldv1_unsolicited_report_interval=1 \
+        $c.mldv2_unsolicited_report_interval=1 >/dev/null &&
+        ip netns exec "$(lab_ns "$1")" sysctl -qw $c.disable_ipv6=0 >/dev/null &&
+        ip -n "$(lab_ns "$1")" -6 addr add "$2" dev eth0 nodad ||
+        lab_die "cannot turn IPv6 on in $1" || return
+}
+
 # lab_wait_link NS DEV: waits (bounded) until DEV exists in namespace NS.
 lab_wait_link() {
     local deadline=$((SECONDS + LAB_TIMEOUT))

@@ -267,15 +267,17 @@ pub fn parse_unicast_mac(s: &str) -> Result<MacAddr, String> {
     Ok(m)
 }
 
-/// Parses an overlay neighbour address (unicast: not unspecified, multicast or broadcast).
-pub fn parse_neigh_ip(s: &str) -> Result<Ipv4Addr, String> {
-    let a: Ipv4Addr = s
+/// Parses an overlay neighbour address, IPv4 or IPv6 (unicast: not unspecified, multicast,
+/// broadcast, loopback or IPv4-mapped).
+pub fn parse_neigh_ip(s: &str) -> Result<IpAddr, String> {
+    let a: IpAddr = s
         .trim()
         .parse()
-        .map_err(|_| format!("'{s}' is not an IPv4 address"))?;
-    if !crate::core::neigh::usable_ip(a) {
+        .map_err(|_| format!("'{s}' is not an IPv4 or IPv6 address"))?;
+    if !crate::core::neigh::usable_neigh(a) {
         return Err(format!(
-            "{a} cannot be a neighbour (unspecified, multicast or broadcast)"
+            "{a} cannot be a neighbour (unspecified, multicast, broadcast, loopback or \
+             IPv4-mapped)"
         ));
     }
     Ok(a)
@@ -460,8 +462,8 @@ pub struct StaticFdb {
 /// A static neighbour binding (overlay IP -> MAC) from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StaticNeigh {
-    /// Overlay address.
-    pub ip: Ipv4Addr,
+    /// Overlay address (IPv6 only for L2 ND suppression).
+    pub ip: IpAddr,
     /// Its MAC.
     pub mac: MacAddr,
 }
@@ -692,7 +694,7 @@ impl DaemonConfig {
                 if !ips.insert(e.ip) {
                     return err(format!("{what}: neighbour {} is listed twice", e.ip));
                 }
-                if n.address.is_some_and(|a| a.addr == e.ip) {
+                if n.address.is_some_and(|a| IpAddr::V4(a.addr) == e.ip) {
                     return err(format!(
                         "{what}: neighbour {} is the device's own address",
                         e.ip
@@ -811,6 +813,13 @@ impl DaemonConfig {
         };
         if n.arp_suppress {
             return err("--arp-suppress is for --mode l2 (in l3 mode vtepd answers ARP itself)");
+        }
+        if let Some(e) = n.neigh.iter().find(|e| e.ip.is_ipv6()) {
+            return err(format!(
+                "neighbour {}: --mode l3 resolves IPv4 next hops only; IPv6 neighbours are for \
+                 --mode l2 --arp-suppress (ND suppression)",
+                e.ip
+            ));
         }
         let mut seen = HashSet::new();
         for r in &n.routes {
@@ -1429,10 +1438,15 @@ vni = 43
         assert_eq!(c.networks[0].neigh[0].ip, Ipv4Addr::new(10, 244, 1, 0));
         let c = DaemonConfig::from_toml(
             "local = \"192.0.2.1\"\n[[network]]\ndev = \"v\"\nvni = 1\narp_suppress = true\n\
-             neigh = [{ ip = \"10.0.0.9\", mac = \"02:00:00:00:00:09\" }]\n",
+             neigh = [{ ip = \"10.0.0.9\", mac = \"02:00:00:00:00:09\" },\
+             { ip = \"fd00::9\", mac = \"02:00:00:00:00:09\" }]\n",
         )
         .unwrap();
         assert!(c.networks[0].arp_suppress);
+        assert_eq!(
+            c.networks[0].neigh[1].ip,
+            "fd00::9".parse::<IpAddr>().unwrap()
+        );
         for (text, want) in [
             (
                 "local = \"192.0.2.1\"\nmode = \"l3\"\n[[network]]\ndev = \"v\"\nvni = 1\n",
@@ -1447,6 +1461,12 @@ vni = 43
                 "local = \"192.0.2.1\"\n[[network]]\ndev = \"v\"\nvni = 1\n\
                  neigh = [{ ip = \"10.0.0.9\", mac = \"02:00:00:00:00:09\" }]\n",
                 "only used by --arp-suppress",
+            ),
+            (
+                "local = \"192.0.2.1\"\nmode = \"l3\"\n[[network]]\ndev = \"v\"\nvni = 1\n\
+                 address = \"10.0.0.1/32\"\n\
+                 neigh = [{ ip = \"fd00::9\", mac = \"02:00:00:00:00:09\" }]\n",
+                "IPv6 neighbours are for --mode l2",
             ),
         ] {
             let e = toml_err(text);
@@ -1862,9 +1882,15 @@ vni = 43
             "255.255.255.255=02:00:00:00:00:01",
             "10.244.1.0=01:00:5e:00:00:01",
             "10.244.1.0=02:00:00:00:00",
+            "::=02:00:00:00:00:01",
+            "::1=02:00:00:00:00:01",
+            "ff02::1=02:00:00:00:00:01",
+            "::ffff:10.0.0.1=02:00:00:00:00:01",
         ] {
             assert!(parse_neigh(bad).is_err(), "{bad}");
         }
+        let n = parse_neigh("fd00::1:10=02:00:00:00:00:01").unwrap();
+        assert_eq!(n.ip, "fd00::1:10".parse::<IpAddr>().unwrap());
     }
 
     #[test]

@@ -328,7 +328,7 @@ fn arp_suppression_records_its_answer_and_a_simulation_binds_nothing() {
     let mut d = synth::vxlan(42, &reply_from_b);
     e.on_remote_traced(NOW, Outer::from(B), &mut d, &mut ctr, &mut sim);
     assert!(sim.steps().contains(&Step::NeighLearn {
-        ip: other,
+        ip: other.into(),
         mac: Mac(M1),
         result: NeighResult::New
     }));
@@ -364,7 +364,7 @@ fn l3_vxlan_records_what_an_arp_request_to_us_teaches_and_answers() {
     let v = e.on_remote_traced(NOW, Outer::from(B), &mut d, &mut out, &mut ctr, &mut sim);
     assert_eq!(v, FromTunnel::Consumed);
     let taught = Step::NeighLearn {
-        ip: asker,
+        ip: asker.into(),
         mac: Mac(M1),
         result: NeighResult::New,
     };

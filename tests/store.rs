@@ -3,7 +3,8 @@
 //! joins later is reached, one killed drops out of the others' flood lists once its lease
 //! expires, one stopped cleanly at once; a network a reload adds is registered, one it removes
 //! withdrawn; what the store installed is not the operator's configuration and is marked as the
-//! store's; announced MACs and the addresses behind them answer ARP before any traffic; faults
+//! store's; announced MACs and the addresses behind them answer ARP and ND before any traffic;
+//! faults
 //! (etcd down, leases lost, bad values, a watch behind a compaction) are survived and counted.
 //! Needs root (network namespaces) and etcd (scripts/setup.sh).
 
@@ -461,10 +462,10 @@ fn store_faults_keep_forwarding_and_are_reported() {
 }
 
 /// MAC announcements (`--announce`): a MAC seen on one host's device reaches the others' FDB
-/// through the store, as an entry toward that host, and the address behind it their ARP
-/// suppression tables, before any traffic to it; then a host that does not learn answers the
-/// ARP request for it itself and sends the frames straight there, with no flood copy
-/// (counted); the announcement goes with the host.
+/// through the store, as an entry toward that host, and the addresses behind it (IPv4 and
+/// IPv6) their ARP/ND suppression tables, before any traffic to it; then a host that does not
+/// learn answers the ARP request and the neighbour solicitation for it itself and sends the
+/// frames straight there, with no flood copy (counted); the announcement goes with the host.
 #[test]
 fn announced_macs_reach_the_others_before_the_first_packet() {
     let sw = Switch::new(Some("192.0.2.254/24"));
@@ -513,29 +514,39 @@ fn announced_macs_reach_the_others_before_the_first_packet() {
     let neigh = || -> serde_json::Value {
         serde_json::from_str(&d[0].ok(&["neigh", "show", "--json"])).unwrap()
     };
-    let bound = wait_until(WAIT, || {
-        neigh()
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|n| n["ip"] == "10.9.0.2" && n["mac"] == mac2.as_str() && n["store"] == true)
-    });
-    assert!(bound, "{} {}", neigh(), d[1].log_text());
-    // Host 1 pings host 2: its ARP request is answered by vtepd from the store's binding, the
-    // echoes go to the store's entry: no flood copy at all.
-    let before = d[0].stats();
-    assert!(ns[0].ping_within("10.9.0.2", WAIT), "{}", d[1].log_text());
-    let after = d[0].stats();
-    assert!(after["tx_tunnel"].as_u64() > before["tx_tunnel"].as_u64());
-    assert_eq!(after["flood_copies"], before["flood_copies"], "{after}");
-    assert_eq!(
-        after["arp_suppressed"].as_u64(),
-        before["arp_suppressed"].as_u64().map(|n| n + 1),
-        "{after}"
-    );
+    // Host 1 pings host 2 at `ip` once the store bound it to host 2's MAC: its ARP request or
+    // neighbour solicitation is answered by vtepd (`counter`), the echoes go to the store's
+    // entry: no flood copy at all.
+    let answered_from_the_store = |ip: &str, counter: &str| {
+        let bound = wait_until(WAIT, || {
+            neigh()
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["ip"] == ip && n["mac"] == mac2.as_str() && n["store"] == true)
+        });
+        assert!(bound, "{ip}: {} {}", neigh(), d[1].log_text());
+        let before = d[0].stats();
+        assert!(ns[0].ping_within(ip, WAIT), "{}", d[1].log_text());
+        let after = d[0].stats();
+        assert!(after["tx_tunnel"].as_u64() > before["tx_tunnel"].as_u64());
+        assert_eq!(after["flood_copies"], before["flood_copies"], "{after}");
+        assert_eq!(
+            after[counter].as_u64(),
+            before[counter].as_u64().map(|n| n + 1),
+            "{after}"
+        );
+    };
+    answered_from_the_store("10.9.0.2", "arp_suppressed");
+    // IPv6: host 2's advertisement to host 3 (never seen by host 1) is announced.
+    for (n, h) in ns.iter().enumerate() {
+        h.enable_ipv6("vx0", &format!("fd00::9:{}/64", n + 1));
+    }
+    assert!(ns[2].ping_within("fd00::9:2", WAIT), "{}", d[1].log_text());
+    answered_from_the_store("fd00::9:2", "nd_suppressed");
     let host2 = d[1].stats();
     assert!(host2["local_macs"].as_u64() >= Some(1), "{host2}");
-    assert!(host2["local_ips"].as_u64() >= Some(1), "{host2}");
+    assert!(host2["local_ips"].as_u64() >= Some(2), "{host2}");
     // Host 2 leaves: its announcement (under its lease) goes, and the entry with it.
     d[1].signal("TERM");
     assert!(d[1].wait_exit(WAIT).is_some());

@@ -9,7 +9,10 @@
 //!   address bound in the network's table (asked by someone else), with exactly one frame into
 //!   the device: a valid ARP reply from the bound MAC to the asker; otherwise it pushes nothing;
 //! - `snoop_remote` teaches nothing when suppression is off, never binds unusable addresses or
-//!   MACs, never changes a static binding, and keeps the network's cap.
+//!   MACs, never changes a static binding, and keeps the network's cap;
+//! - ND suppression ([`NdSuppress`]) takes the same frames: it never panics, snoops nothing
+//!   with suppression off, and answers only with suppression on, one neighbour advertisement
+//!   into the device that parses back as one, from a bound address's MAC to the asker.
 
 use crate::frames;
 use crate::input::{Input, Writer};
@@ -20,6 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use vtepd::core::arp::{ARP_FRAME_LEN, FrameTo, Generated, write_arp_frame};
 use vtepd::core::arp_suppress::ArpSuppress;
+use vtepd::core::nd_suppress::NdSuppress;
+use vtepd::core::ndisc::{self, NdMessage};
 use vtepd::core::{Core, CoreConfig, Counters, EntryKind, NetId, NetworkConfig, Timestamp};
 
 /// MACs frames pick from.
@@ -90,6 +95,7 @@ pub fn run(data: &[u8]) {
         .expect("a valid core"),
     );
     let s = ArpSuppress::new(Arc::clone(&core), vec![true, false]);
+    let nd = NdSuppress::new(Arc::clone(&core));
     let mut now = Timestamp(1_000_000);
     let mut ctr = Counters::default();
     let mut g = Generated::new();
@@ -109,6 +115,7 @@ pub fn run(data: &[u8]) {
                 let f = frames::frame(&mut inp, &MACS, &IPS);
                 let t1 = core.neigh(NetId(1)).unwrap().entries(now.millis());
                 s.snoop_remote(now, NetId(u16::from(net)), &f, &mut ctr);
+                nd.snoop_remote(now, NetId(u16::from(net)), &f, &mut ctr);
                 assert_eq!(
                     core.neigh(NetId(1)).unwrap().entries(now.millis()),
                     t1,
@@ -119,6 +126,7 @@ pub fn run(data: &[u8]) {
                 let net = inp.u8() % 3;
                 let f = frames::frame(&mut inp, &MACS, &IPS);
                 answer(&core, &s, now, net, &f, &mut g, &mut ctr);
+                answer_nd(&core, &nd, now, net, &f, &mut g, &mut ctr);
             }
             4 => {
                 let (ip, mac) = (inp.ip(&IPS), inp.mac(&MACS));
@@ -133,7 +141,7 @@ pub fn run(data: &[u8]) {
         assert!(t.learned_count() <= CAP, "the binding cap");
         for e in t.entries(now.millis()) {
             assert!(e.mac.is_unicast(), "{e:?}");
-            assert!(!e.ip.is_unspecified() && !e.ip.is_multicast() && !e.ip.is_broadcast());
+            assert!(vtepd::core::neigh::usable_neigh(e.ip), "{e:?}");
         }
         for (ip, mac) in &statics {
             assert_eq!(t.lookup(*ip, now.millis()), Some(*mac), "static {ip} kept");
@@ -222,4 +230,51 @@ fn answer(
     assert_eq!(a.operation, ArpOperation::Reply);
     assert_eq!((a.sender_mac, a.sender_ip), (bound, q.target_ip));
     assert_eq!((a.target_mac, a.target_ip), (q.sender_mac, q.sender_ip));
+}
+
+/// ND suppression on the same frame: an answer only with suppression on, a valid neighbour
+/// advertisement of a bound address from its MAC to the asker.
+fn answer_nd(
+    core: &Core,
+    nd: &NdSuppress,
+    now: Timestamp,
+    net: u8,
+    f: &[u8],
+    g: &mut Generated,
+    ctr: &mut Counters,
+) {
+    g.clear();
+    let before = ctr.nd_suppressed;
+    if !nd.answer_local(now, NetId(u16::from(net)), f, g, ctr) {
+        assert!(g.is_empty(), "nothing pushed when not answered");
+        assert_eq!(ctr.nd_suppressed, before);
+        return;
+    }
+    assert_eq!(net, 0, "answered with suppression off");
+    assert_eq!(ctr.nd_suppressed, before + 1);
+    let q = ndisc::parse(f).expect("answers valid ND only");
+    let NdMessage::Solicit { target, .. } = q.msg else {
+        panic!("answered {q:?}")
+    };
+    let bound = core
+        .neigh(NetId(0))
+        .unwrap()
+        .lookup(target, now.millis())
+        .expect("answered from a binding");
+    let frames: Vec<_> = g.iter().collect();
+    assert_eq!(frames.len(), 1, "one advertisement");
+    let (to, na) = frames[0];
+    assert_eq!(to, FrameTo::Device);
+    let a = ndisc::parse(na).expect("a valid advertisement");
+    assert_eq!((a.eth_src, a.eth_dst), (bound, q.eth_src));
+    assert_eq!((a.src, a.dst), (target, q.src));
+    assert_eq!(
+        a.msg,
+        NdMessage::Advert {
+            target,
+            target_mac: Some(bound),
+            solicited: true,
+            overrides: true
+        }
+    );
 }

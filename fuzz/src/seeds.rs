@@ -354,8 +354,22 @@ fn l3vx_seeds(s: &mut Seeds) {
     s.put("l3vx_engine", "tunnel-and-tun", &w.finish());
 }
 
+/// A neighbour advertisement and a solicitation, as scapy writes them (see [`arp_seeds`]).
+const SCAPY_NA: &str = "02000000000102000000000286dd6000000000203afffd000000000000000000000000000002\
+     fd00000000000000000000000000000188001c9a60000000fd0000000000000000000000000000020201020000000002";
+const SCAPY_NS: &str = "3333ff00000202000000000186dd6000000000203afffd000000000000000000000000000001\
+     ff0200000000000000000001ff00000287007d9700000000fd0000000000000000000000000000020101020000000001";
+
 fn arp_seeds(s: &mut Seeds) {
     use crate::arp::{Op, write_frame_op};
+    // ND suppression: scapy's advertisement of fd00::2 (02:..:02, solicited, override, target
+    // link-layer option) from the tunnel, then its solicitation for fd00::2 from fd00::1
+    // (02:..:01, to the solicited-node group) from the device: answered.
+    let mut w = Writer::new();
+    write_frame_op(&mut w, Op::Snoop, 0, |w| write_raw(w, &hex(SCAPY_NA)));
+    write_frame_op(&mut w, Op::Answer, 0, |w| write_raw(w, &hex(SCAPY_NS)));
+    write_frame_op(&mut w, Op::Answer, 1, |w| write_raw(w, &hex(SCAPY_NS)));
+    s.put("arp", "scapy-nd", &w.finish());
     for (name, f) in [("request", ARP_REQUEST), ("reply", ARP_PEER_IS_AT)] {
         let mut w = Writer::new();
         w.u8(Op::Codec as u8).bytes(&hex(f)[14..]);

@@ -58,7 +58,7 @@ pub enum Command {
     /// Like `ip -s link`: the counters of the daemon's mode only, zeros left out (`--all` shows
     /// them), bytes in binary units (B, KiB, MiB, GiB: powers of 1024).
     Stats(StatsArgs),
-    /// Show or change the neighbour bindings (overlay IP -> MAC; L3 VXLAN, ARP suppression).
+    /// Show or change the neighbour bindings (overlay IP -> MAC; L3 VXLAN, ARP/ND suppression).
     #[command(subcommand)]
     Neigh(NeighCommand),
     /// Apply the daemon's changed configuration file without a restart (as SIGHUP does).
@@ -241,12 +241,14 @@ pub struct RunArgs {
     pub announce: bool,
 
     /// Static neighbour binding: overlay IP -> MAC (L3 VXLAN next hops, like flannel's
-    /// `ip neigh ... nud permanent`; L2 with --arp-suppress: answered on behalf); repeatable.
+    /// `ip neigh ... nud permanent`; L2 with --arp-suppress: answered on behalf, IPv4 or
+    /// IPv6); repeatable.
     #[arg(long = "neigh", value_name = "IP=MAC", value_parser = parse_neigh)]
     pub neigh: Vec<config::StaticNeigh>,
 
-    /// L2: answer local ARP requests for remote addresses learned from ARP crossing the tunnel
-    /// (or `neigh add`) directly into the TAP device instead of flooding them to every peer.
+    /// L2: answer local ARP requests and IPv6 neighbour solicitations (ND suppression) for
+    /// remote addresses learned from ARP and ND crossing the tunnel (or `neigh add`) directly
+    /// into the TAP device instead of flooding them to every peer.
     #[arg(long)]
     pub arp_suppress: bool,
 
@@ -560,9 +562,9 @@ pub enum NeighCommand {
     },
     /// Add (or replace) a static binding: IP is at MAC.
     Add {
-        /// Overlay address.
+        /// Overlay address: IPv4, or IPv6 in an L2 network (ND suppression).
         #[arg(value_parser = config::parse_neigh_ip)]
-        ip: Ipv4Addr,
+        ip: IpAddr,
         /// Unicast MAC address.
         #[arg(value_parser = parse_unicast_mac)]
         mac: MacAddr,
@@ -576,7 +578,7 @@ pub enum NeighCommand {
     Del {
         /// Overlay address.
         #[arg(value_parser = config::parse_neigh_ip)]
-        ip: Ipv4Addr,
+        ip: IpAddr,
         /// Network (may be omitted when the daemon has only one).
         #[arg(long, value_name = "N", value_parser = parse_vni)]
         vni: Option<Vni>,

@@ -116,6 +116,10 @@ pub fn step(s: &Step, simulated: bool) -> String {
             Some(m) => format!("arp suppression: {target} is at {m}: answered here"),
             None => format!("arp suppression: {target} not known"),
         },
+        Step::NdSuppress { target, answer } => match answer {
+            Some(m) => format!("nd suppression: {target} is at {m}: answered here"),
+            None => format!("nd suppression: {target} not known"),
+        },
         Step::NeighLearn { ip, mac, result } => {
             format!("neighbour {ip} at {mac}: {would}{}", snake(result))
         }

@@ -86,7 +86,7 @@ pub enum Step {
         /// Network.
         vni: Vni,
         /// Its address.
-        ip: Ipv4Addr,
+        ip: IpAddr,
         /// Its MAC.
         mac: MacAddr,
     },
@@ -95,7 +95,7 @@ pub enum Step {
         /// Network.
         vni: Vni,
         /// Its address.
-        ip: Ipv4Addr,
+        ip: IpAddr,
         /// Its MAC.
         mac: MacAddr,
         /// The MAC it had.
@@ -462,8 +462,8 @@ fn network_steps(vni: Vni, o: &NetConfig, n: &NetConfig, steps: &mut Vec<Step>) 
             });
         }
     }
-    let old: BTreeMap<Ipv4Addr, MacAddr> = o.neigh.iter().map(|e| (e.ip, e.mac)).collect();
-    let new: BTreeMap<Ipv4Addr, MacAddr> = n.neigh.iter().map(|e| (e.ip, e.mac)).collect();
+    let old: BTreeMap<IpAddr, MacAddr> = o.neigh.iter().map(|e| (e.ip, e.mac)).collect();
+    let new: BTreeMap<IpAddr, MacAddr> = n.neigh.iter().map(|e| (e.ip, e.mac)).collect();
     for (&ip, &mac) in &old {
         if !new.contains_key(&ip) {
             steps.push(Step::NeighDel { vni, ip, mac });

@@ -330,7 +330,7 @@ mod tests {
             NeighRow {
                 vni: 1,
                 dev: "vtep0".into(),
-                ip: Ipv4Addr::new(10, 244, 1, 0),
+                ip: Ipv4Addr::new(10, 244, 1, 0).into(),
                 mac: "02:00:00:00:00:01".into(),
                 kind: Kind::Static,
                 store: true,
@@ -339,7 +339,7 @@ mod tests {
             NeighRow {
                 vni: 1,
                 dev: "vtep0".into(),
-                ip: Ipv4Addr::new(10, 244, 2, 1),
+                ip: Ipv4Addr::new(10, 244, 2, 1).into(),
                 mac: "02:00:00:00:00:02".into(),
                 kind: Kind::Learned,
                 store: false,

@@ -103,8 +103,8 @@ pub enum Request {
         /// Network.
         #[serde(default)]
         vni: Option<u32>,
-        /// Overlay address.
-        ip: Ipv4Addr,
+        /// Overlay address (IPv6 only in L2, for ND suppression).
+        ip: IpAddr,
         /// MAC address (text).
         mac: String,
     },
@@ -114,7 +114,7 @@ pub enum Request {
         #[serde(default)]
         vni: Option<u32>,
         /// Overlay address.
-        ip: Ipv4Addr,
+        ip: IpAddr,
     },
     /// Read the configuration file again and apply the difference ([`ReloadReport`]).
     Reload,
@@ -271,11 +271,11 @@ pub struct NeighRow {
     pub vni: u32,
     /// The network's device.
     pub dev: String,
-    /// Overlay address.
-    pub ip: Ipv4Addr,
+    /// Overlay address (IPv4, or IPv6 in L2 networks).
+    pub ip: IpAddr,
     /// Its MAC.
     pub mac: String,
-    /// Learned (from ARP) or static.
+    /// Learned (from ARP, or ND in L2) or static.
     pub kind: Kind,
     /// Whether the store installed it (`--store`: an announced address, an L3 VXLAN member's
     /// next hop), not the operator.
@@ -586,7 +586,7 @@ mod tests {
             .unwrap(),
             Request::NeighAdd {
                 vni: None,
-                ip: Ipv4Addr::new(10, 244, 1, 0),
+                ip: Ipv4Addr::new(10, 244, 1, 0).into(),
                 mac: "02:00:00:00:00:01".into()
             }
         );

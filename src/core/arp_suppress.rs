@@ -18,8 +18,10 @@ use super::arp::{ARP_FRAME_LEN, FrameTo, Generated, arp_reply, write_arp_frame};
 use super::neigh::{Evidence, Learned, usable_ip};
 use super::trace::{Mac, NoTrace, Step, Trace};
 use super::{Core, Counters, NetId, Timestamp};
+use encap::MacAddr;
 use encap::arp::{ArpOperation, ArpPacket, ArpRepr};
 use encap::ethernet::{EthernetFrame, ethertype};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// ARP suppression over the shared core (whether it is on is each network's setting, which a
@@ -82,32 +84,15 @@ impl ArpSuppress {
         if a.sender_mac != eth.src() || !usable_ip(a.sender_ip) {
             return;
         }
-        let Some(table) = self.core.neigh(net) else {
-            return;
-        };
-        let (ip, mac, at) = (a.sender_ip, a.sender_mac, now.millis());
-        let learned = if T::SIMULATE {
-            table.judge(ip, mac, at, Evidence::Authoritative)
-        } else {
-            table.learn(ip, mac, at, Evidence::Authoritative)
-        };
-        t.step(Step::NeighLearn {
-            ip,
-            mac: Mac(mac),
-            result: learned.into(),
-        });
-        if T::SIMULATE {
-            return;
-        }
-        match learned {
-            Learned::New => ctr.neigh_learned += 1,
-            Learned::MacChanged(_) => ctr.neigh_mac_changes += 1,
-            Learned::Refused => ctr.neigh_refused += 1,
-            Learned::Refreshed
-            | Learned::StaticKept
-            | Learned::StaticConflict
-            | Learned::Ignored => {}
-        }
+        learn_snooped(
+            &self.core,
+            now,
+            net,
+            a.sender_ip.into(),
+            a.sender_mac,
+            ctr,
+            t,
+        );
     }
 
     /// A frame read from `net`'s local device. When it is a broadcast ARP request for a known
@@ -173,5 +158,41 @@ impl ArpSuppress {
         }
         ctr.arp_suppressed += 1;
         true
+    }
+}
+
+/// Teaches network `net`'s neighbour table that `ip` is at `mac`, from ARP or ND seen crossing
+/// the tunnel (authoritative evidence), counted and traced; a simulation binds nothing.
+pub(super) fn learn_snooped<T: Trace>(
+    core: &Core,
+    now: Timestamp,
+    net: NetId,
+    ip: IpAddr,
+    mac: MacAddr,
+    ctr: &mut Counters,
+    t: &mut T,
+) {
+    let Some(table) = core.neigh(net) else {
+        return;
+    };
+    let at = now.millis();
+    let learned = if T::SIMULATE {
+        table.judge(ip, mac, at, Evidence::Authoritative)
+    } else {
+        table.learn(ip, mac, at, Evidence::Authoritative)
+    };
+    t.step(Step::NeighLearn {
+        ip,
+        mac: Mac(mac),
+        result: learned.into(),
+    });
+    if T::SIMULATE {
+        return;
+    }
+    match learned {
+        Learned::New => ctr.neigh_learned += 1,
+        Learned::MacChanged(_) => ctr.neigh_mac_changes += 1,
+        Learned::Refused => ctr.neigh_refused += 1,
+        Learned::Refreshed | Learned::StaticKept | Learned::StaticConflict | Learned::Ignored => {}
     }
 }

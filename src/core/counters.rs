@@ -243,8 +243,8 @@ counters! {
     /// MACs seen for the first time on the device of a network that announces them
     /// (`announce`).
     local_macs = modes::L2,
-    /// IPv4 addresses seen for the first time behind a local MAC of an announcing network
-    /// (its ARP, or its IPv4 source).
+    /// Addresses seen for the first time behind a local MAC of an announcing network (its ARP
+    /// or ND, or its IPv4 or IPv6 source).
     local_ips = modes::L2,
     /// New local MACs or addresses not recorded for announcement: the table of them is full.
     local_macs_refused = modes::L2,
@@ -258,7 +258,7 @@ counters! {
     learn_refused = modes::VXLAN,
     /// Learning attempts refused because a static entry holds the MAC.
     learn_static_conflict = modes::VXLAN,
-    /// Neighbour bindings (IP -> MAC) created by ARP.
+    /// Neighbour bindings (IP -> MAC) created by ARP (or, in L2, by ND).
     neigh_learned = modes::VXLAN,
     /// Learned neighbour bindings whose MAC changed.
     neigh_mac_changes = modes::VXLAN,
@@ -266,6 +266,9 @@ counters! {
     neigh_refused = modes::VXLAN,
     /// Local ARP requests answered on behalf of a remote host instead of flooded (L2).
     arp_suppressed = modes::L2,
+    /// Local IPv6 neighbour solicitations answered on behalf of a remote host with a neighbour
+    /// advertisement instead of flooded (L2 ND suppression).
+    nd_suppressed = modes::L2,
     /// ARP requests sent to resolve a next hop (L3; each one head-end replicated).
     arp_requests = modes::L3VX,
     /// ARP replies sent for our own overlay address (L3).

@@ -1,8 +1,9 @@
 //! The L2 VXLAN engine: the core's flood-and-learn forwarding between TAP devices and VXLAN,
-//! with ARP suppression, in the engines' one calling convention (see [`super::engine`]).
+//! with ARP and ND suppression, in the engines' one calling convention (see [`super::engine`]).
 //! Shared by the workers (`Arc`).
 
 use super::arp_suppress::ArpSuppress;
+use super::nd_suppress::NdSuppress;
 use super::trace::{NoTrace, Trace};
 use super::{Core, Counters, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp};
 use std::sync::Arc;
@@ -12,14 +13,16 @@ use std::sync::Arc;
 pub struct L2 {
     core: Arc<Core>,
     arp: ArpSuppress,
+    nd: NdSuppress,
 }
 
 impl L2 {
-    /// The engine of `core`'s networks; `arp_suppress[i]` turns ARP suppression on for
+    /// The engine of `core`'s networks; `arp_suppress[i]` turns ARP and ND suppression on for
     /// `NetId(i)`.
     pub fn new(core: Arc<Core>, arp_suppress: Vec<bool>) -> L2 {
         let arp = ArpSuppress::new(Arc::clone(&core), arp_suppress);
-        L2 { core, arp }
+        let nd = NdSuppress::new(Arc::clone(&core));
+        L2 { core, arp, nd }
     }
 
     /// The core.
@@ -27,8 +30,8 @@ impl L2 {
         &self.core
     }
 
-    /// A VXLAN datagram (UDP payload) from the underlay: [`Core::on_remote`], and ARP crossing
-    /// the tunnel teaches ARP suppression its bindings.
+    /// A VXLAN datagram (UDP payload) from the underlay: [`Core::on_remote`], and ARP and ND
+    /// crossing the tunnel teach suppression its bindings.
     pub fn on_remote(
         &self,
         now: Timestamp,
@@ -53,13 +56,15 @@ impl L2 {
             && let Some(frame) = datagram.get(range.clone())
         {
             self.arp.snoop_remote_traced(now, *net, frame, ctr, t);
+            self.nd.snoop_remote_traced(now, *net, frame, ctr, t);
         }
         v
     }
 
-    /// A frame from network `net`'s TAP device: a broadcast ARP request for a known remote
-    /// address is answered into the device ([`FromDevice::Answered`]); anything else is
-    /// forwarded by [`Core::on_local`] to the remotes in `out.remotes`.
+    /// A frame from network `net`'s TAP device: a broadcast ARP request or a multicast
+    /// neighbour solicitation for a known remote address is answered into the device
+    /// ([`FromDevice::Answered`]); anything else is forwarded by [`Core::on_local`] to the
+    /// remotes in `out.remotes`.
     pub fn on_local(
         &self,
         now: Timestamp,
@@ -84,6 +89,9 @@ impl L2 {
         if self
             .arp
             .answer_local_traced(now, net, frame, &mut out.generated, ctr, t)
+            || self
+                .nd
+                .answer_local_traced(now, net, frame, &mut out.generated, ctr, t)
         {
             ctr.rx_device += 1;
             return FromDevice::Answered;

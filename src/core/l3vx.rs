@@ -565,7 +565,7 @@ impl L3Vx {
                 table.learn(src, src_mac, now.millis(), Evidence::Confirm)
             };
             t.step(Step::NeighLearn {
-                ip: src,
+                ip: src.into(),
                 mac: Mac(src_mac),
                 result: learned.into(),
             });
@@ -629,7 +629,7 @@ impl L3Vx {
             table.learn(a.sender_ip, a.sender_mac, now.millis(), evidence)
         };
         t.step(Step::NeighLearn {
-            ip: a.sender_ip,
+            ip: a.sender_ip.into(),
             mac: Mac(a.sender_mac),
             result: learned.into(),
         });

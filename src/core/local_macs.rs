@@ -1,22 +1,25 @@
 //! MACs seen on the local devices of the networks that announce them (`announce = true` with a
-//! store), and the IPv4 addresses seen behind each: the source MACs of frames read from the
-//! device, the sender of their ARP (requests, replies, gratuitous) and the IPv4 source of their
-//! packets, with when each was last seen. The daemon publishes them so that remote VTEPs install
-//! the MACs as FDB entries and the addresses as ARP suppression bindings before any traffic (what
-//! EVPN route type 2 does), and withdraws each when it ages out like a learned entry.
+//! store), and the IPv4 and IPv6 addresses seen behind each: the source MACs of frames read from
+//! the device, the sender of their ARP (requests, replies, gratuitous), the address their
+//! Neighbor Discovery states (a solicitation's source, an advertisement's target, when its
+//! link-layer option is the frame's source) and the IP source of their packets, with when each
+//! was last seen. The daemon publishes them so that remote VTEPs install the MACs as FDB entries
+//! and the addresses as ARP/ND suppression bindings before any traffic (what EVPN route type 2
+//! does), and withdraws each when it ages out like a learned entry.
 //!
 //! On the packet path a frame of a known MAC costs one lock-free lookup (and a relaxed store at
-//! most once a second); ARP, and an IPv4 packet when its MAC is new or refreshed (so at most
+//! most once a second); ARP and ND, and an IP packet when its MAC is new or refreshed (so at most
 //! once a second per MAC), one more for the binding; a new MAC or binding one insert, up to a cap
 //! each. The control plane lists and ages them.
 
 use super::fdb::FdbKey;
-use super::neigh::usable_ip;
+use super::ndisc::{self, NdMessage};
+use super::neigh::usable_neigh;
 use encap::arp::{ArpPacket, ArpRepr};
 use encap::ethernet::{EthernetFrame, ethertype};
 use encap::{MacAddr, Vni};
 use std::hash::Hash;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// How much older than `now` a last-seen time must be before a frame stores it again (so that a
@@ -36,9 +39,9 @@ pub enum Seen {
     Full,
 }
 
-/// An IPv4 address seen behind a local MAC: (network and MAC, address).
+/// An address seen behind a local MAC: (network and MAC, address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct BindKey(FdbKey, Ipv4Addr);
+struct BindKey(FdbKey, IpAddr);
 
 /// Keys with the time each was last seen (ms), at most `cap` of them.
 #[derive(Debug)]
@@ -122,11 +125,11 @@ impl<K: Hash + Eq + Copy> Recent<K> {
 pub struct FrameSeen {
     /// Its source MAC (`None`: not a unicast one, nothing recorded).
     pub mac: Option<Seen>,
-    /// An IPv4 address behind that MAC (`None`: none looked at).
+    /// An address behind that MAC (`None`: none looked at).
     pub ip: Option<Seen>,
 }
 
-/// A local MAC that is live, with the IPv4 addresses live behind it (sorted).
+/// A local MAC that is live, with the addresses live behind it (sorted, IPv4 first).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LocalMac {
     /// Its network.
@@ -134,10 +137,10 @@ pub struct LocalMac {
     /// The MAC.
     pub mac: MacAddr,
     /// The addresses seen behind it (each address behind the MAC that sent it last).
-    pub ips: Vec<Ipv4Addr>,
+    pub ips: Vec<IpAddr>,
 }
 
-/// The local MACs of every announcing network: (VNI, MAC) -> last seen (ms), and the IPv4
+/// The local MACs of every announcing network: (VNI, MAC) -> last seen (ms), and the address
 /// bindings behind them: (VNI, MAC, address) -> last seen.
 #[derive(Debug)]
 pub struct LocalMacs {
@@ -145,9 +148,10 @@ pub struct LocalMacs {
     ips: Recent<BindKey>,
 }
 
-/// The IPv4 address a frame from `src` says is behind it: the ARP sender (when the frame's source
-/// is the sender), or, when `ip_source`, an IPv4 packet's source.
-fn address_of(frame: &[u8], src: MacAddr, ip_source: bool) -> Option<Ipv4Addr> {
+/// The address a frame from `src` says is behind it: the ARP sender (when the frame's source is
+/// the sender), the address ND states with the frame's source as its link-layer address, or,
+/// when `ip_source`, an IPv4 or IPv6 packet's source. Never a loopback or link-local one.
+fn address_of(frame: &[u8], src: MacAddr, ip_source: bool) -> Option<IpAddr> {
     let eth = EthernetFrame::new_checked(frame).ok()?;
     if eth.is_tagged() {
         return None;
@@ -157,15 +161,36 @@ fn address_of(frame: &[u8], src: MacAddr, ip_source: bool) -> Option<Ipv4Addr> {
             let a = ArpPacket::new_checked(eth.payload())
                 .and_then(|p| ArpRepr::parse(&p))
                 .ok()?;
-            (a.sender_mac == src).then_some(a.sender_ip)?
+            (a.sender_mac == src).then_some(IpAddr::V4(a.sender_ip))?
         }
         ethertype::IPV4 if ip_source => {
             let b: [u8; 4] = eth.payload().get(12..16)?.try_into().ok()?;
-            Ipv4Addr::from(b)
+            IpAddr::V4(Ipv4Addr::from(b))
         }
+        ethertype::IPV6 => match ndisc::parse(frame).map(|nd| (nd.src, nd.msg)) {
+            Some((ip, NdMessage::Solicit { source_mac, .. })) if source_mac == Some(src) => {
+                IpAddr::V6(ip)
+            }
+            Some((
+                _,
+                NdMessage::Advert {
+                    target, target_mac, ..
+                },
+            )) if target_mac == Some(src) => IpAddr::V6(target),
+            Some(_) => return None,
+            None if ip_source && eth.payload().first()? >> 4 == 6 => {
+                let b: [u8; 16] = eth.payload().get(8..24)?.try_into().ok()?;
+                IpAddr::V6(Ipv6Addr::from(b))
+            }
+            None => return None,
+        },
         _ => return None,
     };
-    (usable_ip(ip) && !ip.is_loopback() && !ip.is_link_local()).then_some(ip)
+    let link_local = match ip {
+        IpAddr::V4(a) => a.is_link_local(),
+        IpAddr::V6(a) => a.is_unicast_link_local(),
+    };
+    (usable_neigh(ip) && !ip.is_loopback() && !link_local).then_some(ip)
 }
 
 impl LocalMacs {
@@ -221,7 +246,7 @@ impl LocalMacs {
             .collect();
         out.sort_unstable();
         // (network, address) -> (last seen, MAC): the latest wins.
-        let mut latest: std::collections::BTreeMap<(Vni, Ipv4Addr), (u64, MacAddr)> =
+        let mut latest: std::collections::BTreeMap<(Vni, IpAddr), (u64, MacAddr)> =
             std::collections::BTreeMap::new();
         for (BindKey(k, ip), t) in self.ips.live(|BindKey(k, _), t| fresh(k, t)) {
             let e = latest.entry((k.vni(), ip)).or_insert((t, k.mac()));
@@ -312,7 +337,7 @@ mod tests {
         let t = LocalMacs::new(8);
         let v = Vni::new(42).unwrap();
         let (a, b) = (MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]));
-        let ip = |n: u8| Ipv4Addr::new(10, 9, 0, n);
+        let ip = |n: u8| IpAddr::V4(Ipv4Addr::new(10, 9, 0, n));
         let seen = |f: &[u8], now| t.seen_frame(v, f, now);
         // A's gratuitous ARP, then an IPv4 packet while A is known: the ARP taught 10.9.0.1.
         let r = seen(&frame(a, 0x0806, &arp(1, a, [10, 9, 0, 1])), 1000);
@@ -346,5 +371,84 @@ mod tests {
         let live = t.live(11_500, |_| Some(10_000));
         assert_eq!(live.len(), 1);
         assert_eq!((live[0].mac, live[0].ips.clone()), (b, vec![ip(1), ip(2)]));
+    }
+
+    /// IPv6 bindings come from ND whose link-layer option is the frame's source (a
+    /// solicitation's source, an advertisement's target) and from the IPv6 source of a frame
+    /// whose MAC is new or due a refresh; never link-local ones, nor DAD probes.
+    #[test]
+    fn ipv6_addresses_come_from_nd_and_ipv6_sources() {
+        use etherparse::icmpv6::NeighborAdvertisementHeader;
+        use etherparse::{Icmpv6Type, PacketBuilder};
+        let t = LocalMacs::new(8);
+        let v = Vni::new(42).unwrap();
+        let (a, b, c) = (
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            MacAddr([2, 0, 0, 0, 0, 2]),
+            MacAddr([2, 0, 0, 0, 0, 3]),
+        );
+        let ip = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let far = ip("fd00::99");
+        // An ND message from `src` (IPv6 source `from`) about `target`, its option `opt`.
+        let nd = |src: MacAddr, from: Ipv6Addr, advert: bool, target: Ipv6Addr, opt: MacAddr| {
+            let ty = if advert {
+                Icmpv6Type::NeighborAdvertisement(NeighborAdvertisementHeader {
+                    router: false,
+                    solicited: false,
+                    r#override: true,
+                })
+            } else {
+                Icmpv6Type::NeighborSolicitation
+            };
+            let mut body = target.octets().to_vec();
+            body.extend_from_slice(&[if advert { 2 } else { 1 }, 1]);
+            body.extend_from_slice(&opt.0);
+            let p = PacketBuilder::ethernet2(src.0, [0x33, 0x33, 0, 0, 0, 1])
+                .ipv6(from.octets(), ip("ff02::1").octets(), 255)
+                .icmpv6(ty);
+            let mut f = vec![0; p.size(body.len())];
+            p.write_to_slice(&mut f, &body).unwrap();
+            f
+        };
+        let udp = |src: MacAddr, from: Ipv6Addr| {
+            let p = PacketBuilder::ethernet2(src.0, c.0)
+                .ipv6(from.octets(), far.octets(), 64)
+                .udp(1, 2);
+            let mut f = vec![0; p.size(0)];
+            p.write_to_slice(&mut f, &[]).unwrap();
+            f
+        };
+        let seen = |f: &[u8], now| t.seen_frame(v, f, now).ip;
+        // A solicits (its source), B advertises itself (its target).
+        assert_eq!(
+            seen(&nd(a, ip("fd00::a"), false, far, a), 1000),
+            Some(Seen::New)
+        );
+        assert_eq!(
+            seen(&nd(b, far, true, ip("fd00::b"), b), 1000),
+            Some(Seen::New)
+        );
+        // Not taught: an option naming another MAC, a DAD probe, link-local addresses.
+        assert_eq!(seen(&nd(a, ip("fd00::1"), false, far, b), 1100), None);
+        assert_eq!(
+            seen(&nd(a, Ipv6Addr::UNSPECIFIED, false, far, a), 1100),
+            None
+        );
+        assert_eq!(seen(&nd(b, far, true, ip("fe80::b"), b), 1100), None);
+        // A new MAC's IPv6 source is taken; a known one's is not looked at.
+        assert_eq!(seen(&udp(c, ip("fd00::c")), 1200), Some(Seen::New));
+        assert_eq!(seen(&udp(c, ip("fd00::d")), 1300), None);
+        assert_eq!(seen(&udp(c, ip("fe80::c")), 2300), None, "link-local");
+        let live = t.live(2300, |_| Some(10_000));
+        let ips: Vec<_> = live.iter().map(|m| (m.mac, m.ips.clone())).collect();
+        let v6 = |s| IpAddr::V6(ip(s));
+        assert_eq!(
+            ips,
+            [
+                (a, vec![v6("fd00::a")]),
+                (b, vec![v6("fd00::b")]),
+                (c, vec![v6("fd00::c")])
+            ]
+        );
     }
 }

@@ -27,6 +27,8 @@ pub mod l2;
 pub mod l3vx;
 mod learn;
 pub mod local_macs;
+pub mod nd_suppress;
+pub mod ndisc;
 pub mod neigh;
 mod neigh_control;
 pub mod network;
@@ -176,7 +178,7 @@ pub enum CoreError {
     BadRemote(#[from] UnusableRemote),
     /// An address that cannot be a neighbour (unspecified, multicast or broadcast).
     #[error("{0} is not a usable neighbour address")]
-    BadNeighbour(Ipv4Addr),
+    BadNeighbour(IpAddr),
     /// More networks than a NetId can index.
     #[error("too many networks")]
     TooManyNetworks,
@@ -327,8 +329,8 @@ impl Core {
             .filter(|n| n.is_live())
     }
 
-    /// The MACs seen on the devices of announcing networks and not aged out, with the IPv4
-    /// addresses seen behind each, sorted.
+    /// The MACs seen on the devices of announcing networks and not aged out, with the IPv4 and
+    /// IPv6 addresses seen behind each, sorted.
     pub fn local_macs(&self, now: Timestamp) -> Vec<local_macs::LocalMac> {
         self.local_macs.live(now.millis(), |v| self.ageing_of(v))
     }

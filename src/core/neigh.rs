@@ -1,5 +1,6 @@
-//! The neighbour table of one network: IPv4 address -> MAC bindings, shared by the L3 VXLAN ARP
-//! engine (next-hop resolution) and L2 ARP suppression (reply on behalf of remote hosts).
+//! The neighbour table of one network: IP address -> MAC bindings, shared by the L3 VXLAN ARP
+//! engine (next-hop resolution) and L2 ARP/ND suppression (reply on behalf of remote hosts).
+//! IPv4 and IPv6 bindings live side by side under the same ageing time and learned-entry cap.
 //!
 //! Same shape as the FDB (`fdb.rs`): a papaya map whose values never move, with the binding's
 //! MAC and last-seen time in atomics, so the per-packet lookup is lock-free and a refresh or a
@@ -8,7 +9,7 @@
 
 use super::EntryKind;
 use encap::MacAddr;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -97,7 +98,7 @@ pub enum Learned {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NeighInfo {
     /// Address.
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     /// Bound MAC.
     pub mac: MacAddr,
     /// Learned or static.
@@ -106,9 +107,9 @@ pub struct NeighInfo {
     pub age: Duration,
 }
 
-type Map = papaya::HashMap<u32, NeighEntry, ahash::RandomState>;
+type Map = papaya::HashMap<IpAddr, NeighEntry, ahash::RandomState>;
 
-/// The IPv4 -> MAC bindings of one network.
+/// The IP -> MAC bindings of one network.
 #[derive(Debug)]
 pub struct NeighTable {
     map: Map,
@@ -155,35 +156,46 @@ impl NeighTable {
 
     /// The MAC bound to `ip`, unless absent or expired. Lock-free.
     #[inline]
-    pub fn lookup(&self, ip: Ipv4Addr, now_ms: u64) -> Option<MacAddr> {
+    pub fn lookup(&self, ip: impl Into<IpAddr>, now_ms: u64) -> Option<MacAddr> {
         let guard = self.map.guard();
-        let e = self.map.get(&u32::from(ip), &guard)?;
+        let e = self.map.get(&ip.into(), &guard)?;
         (!e.is_expired(now_ms, self.ageing())).then(|| e.mac())
     }
 
     /// Records that `ip` is at `mac`, as far as `evidence` allows. `mac` must be unicast (the
     /// callers check it); a multicast or zero MAC is ignored.
-    pub fn learn(&self, ip: Ipv4Addr, mac: MacAddr, now_ms: u64, evidence: Evidence) -> Learned {
-        self.learn_as(ip, mac, now_ms, evidence, true)
+    pub fn learn(
+        &self,
+        ip: impl Into<IpAddr>,
+        mac: MacAddr,
+        now_ms: u64,
+        evidence: Evidence,
+    ) -> Learned {
+        self.learn_as(ip.into(), mac, now_ms, evidence, true)
     }
 
     /// What [`NeighTable::learn`] would do, changing nothing (a simulation).
-    pub fn judge(&self, ip: Ipv4Addr, mac: MacAddr, now_ms: u64, evidence: Evidence) -> Learned {
-        self.learn_as(ip, mac, now_ms, evidence, false)
+    pub fn judge(
+        &self,
+        ip: impl Into<IpAddr>,
+        mac: MacAddr,
+        now_ms: u64,
+        evidence: Evidence,
+    ) -> Learned {
+        self.learn_as(ip.into(), mac, now_ms, evidence, false)
     }
 
     fn learn_as(
         &self,
-        ip: Ipv4Addr,
+        key: IpAddr,
         mac: MacAddr,
         now_ms: u64,
         evidence: Evidence,
         apply: bool,
     ) -> Learned {
-        if !mac.is_unicast() || !usable_ip(ip) {
+        if !mac.is_unicast() || !usable_neigh(key) {
             return Learned::Ignored;
         }
-        let key = u32::from(ip);
         let guard = self.map.guard();
         if let Some(e) = self.map.get(&key, &guard) {
             let expired = e.is_expired(now_ms, self.ageing());
@@ -248,7 +260,7 @@ impl NeighTable {
     /// Adds or replaces a static binding; returns the previous binding's kind and MAC.
     pub fn add_static(
         &self,
-        ip: Ipv4Addr,
+        ip: impl Into<IpAddr>,
         mac: MacAddr,
         now_ms: u64,
     ) -> Option<(EntryKind, MacAddr)> {
@@ -256,7 +268,7 @@ impl NeighTable {
         let old = self
             .map
             .insert(
-                u32::from(ip),
+                ip.into(),
                 NeighEntry::new(EntryKind::Static, mac, now_ms),
                 &guard,
             )
@@ -268,11 +280,11 @@ impl NeighTable {
     }
 
     /// Removes the binding of `ip` (either kind); returns its kind and MAC.
-    pub fn remove(&self, ip: Ipv4Addr) -> Option<(EntryKind, MacAddr)> {
+    pub fn remove(&self, ip: impl Into<IpAddr>) -> Option<(EntryKind, MacAddr)> {
         let guard = self.map.guard();
         let old = self
             .map
-            .remove(&u32::from(ip), &guard)
+            .remove(&ip.into(), &guard)
             .map(|o| (o.kind, o.mac()));
         if let Some((EntryKind::Learned, _)) = old {
             self.release();
@@ -283,7 +295,7 @@ impl NeighTable {
     /// Removes learned bindings unconfirmed for longer than the ageing time; returns how many.
     pub fn expire(&self, now_ms: u64) -> usize {
         let guard = self.map.guard();
-        let keys: Vec<u32> = self
+        let keys: Vec<IpAddr> = self
             .map
             .iter(&guard)
             .filter(|(_, e)| e.is_expired(now_ms, self.ageing()))
@@ -311,7 +323,7 @@ impl NeighTable {
             .iter(&guard)
             .filter(|(_, e)| !e.is_expired(now_ms, self.ageing()))
             .map(|(k, e)| NeighInfo {
-                ip: Ipv4Addr::from(*k),
+                ip: *k,
                 mac: e.mac(),
                 kind: e.kind,
                 age: Duration::from_millis(now_ms.saturating_sub(e.last_seen())),
@@ -368,6 +380,20 @@ impl NeighTable {
 /// An address that can be a neighbour: not unspecified, multicast or the limited broadcast.
 pub fn usable_ip(ip: Ipv4Addr) -> bool {
     !ip.is_unspecified() && !ip.is_multicast() && !ip.is_broadcast()
+}
+
+/// An IPv6 address that can be a neighbour: not unspecified, loopback, multicast or
+/// IPv4-mapped (a mapped address names an IPv4 host, whose binding is ARP's).
+pub fn usable_ip6(ip: Ipv6Addr) -> bool {
+    !ip.is_unspecified() && !ip.is_loopback() && !ip.is_multicast() && ip.to_ipv4_mapped().is_none()
+}
+
+/// [`usable_ip`] or [`usable_ip6`], by family.
+pub fn usable_neigh(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => usable_ip(a),
+        IpAddr::V6(a) => usable_ip6(a),
+    }
 }
 
 #[cfg(test)]
@@ -501,6 +527,32 @@ mod tests {
             Learned::Ignored
         );
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn ipv6_bindings_share_the_table_and_its_cap() {
+        let t = table();
+        let v6: Ipv6Addr = "fd00::1".parse().unwrap();
+        assert_eq!(t.learn(A, M1, 0, Evidence::Authoritative), Learned::New);
+        assert_eq!(t.learn(v6, M2, 0, Evidence::Authoritative), Learned::New);
+        assert_eq!(t.lookup(v6, 0), Some(M2));
+        assert_eq!(t.lookup(A, 0), Some(M1));
+        // The mapped form of A is another address, and no neighbour at all.
+        assert_eq!(t.lookup(A.to_ipv6_mapped(), 0), None);
+        assert_eq!(
+            t.learn(A.to_ipv6_mapped(), M1, 0, Evidence::Authoritative),
+            Learned::Ignored
+        );
+        let c: Ipv6Addr = "fd00::2".parse().unwrap();
+        assert_eq!(t.learn(c, M1, 0, Evidence::Authoritative), Learned::Refused);
+        for bad in ["::", "::1", "ff02::1"] {
+            let ip: Ipv6Addr = bad.parse().unwrap();
+            assert!(!usable_ip6(ip), "{bad}");
+        }
+        let ips: Vec<IpAddr> = t.entries(0).iter().map(|e| e.ip).collect();
+        assert_eq!(ips, [IpAddr::V4(A), IpAddr::V6(v6)], "IPv4 first");
+        assert_eq!(t.remove(v6), Some((EntryKind::Learned, M2)));
+        assert_eq!(t.learned_count(), 1);
     }
 
     #[test]

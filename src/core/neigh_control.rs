@@ -1,10 +1,10 @@
 //! Control-plane operations on the neighbour tables: static bindings, listing, ageing.
 //! The tables are concurrent maps; these calls never block the data path.
 
-use super::neigh::{NeighInfo, NeighTable, usable_ip};
+use super::neigh::{NeighInfo, NeighTable, usable_neigh};
 use super::{Core, CoreError, NetId, Timestamp};
 use encap::{MacAddr, Vni};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 impl Core {
     /// The neighbour table of network `id`.
@@ -20,19 +20,20 @@ impl Core {
             .ok_or(CoreError::UnknownVni(vni))
     }
 
-    /// Adds or replaces a static binding `ip` -> `mac` in network `vni`.
+    /// Adds or replaces a static binding `ip` (IPv4 or IPv6) -> `mac` in network `vni`.
     pub fn neigh_add(
         &self,
         now: Timestamp,
         vni: Vni,
-        ip: Ipv4Addr,
+        ip: impl Into<IpAddr>,
         mac: MacAddr,
     ) -> Result<(), CoreError> {
+        let ip = ip.into();
         let t = self.neigh_of(vni)?;
         if !mac.is_unicast() {
             return Err(CoreError::BadMac(mac));
         }
-        if !usable_ip(ip) {
+        if !usable_neigh(ip) {
             return Err(CoreError::BadNeighbour(ip));
         }
         t.add_static(ip, mac, now.millis());
@@ -40,7 +41,7 @@ impl Core {
     }
 
     /// Deletes the binding of `ip` (either kind); `Ok(false)` if there was none.
-    pub fn neigh_del(&self, vni: Vni, ip: Ipv4Addr) -> Result<bool, CoreError> {
+    pub fn neigh_del(&self, vni: Vni, ip: impl Into<IpAddr>) -> Result<bool, CoreError> {
         Ok(self.neigh_of(vni)?.remove(ip).is_some())
     }
 

@@ -17,7 +17,7 @@ use arrayvec::ArrayVec;
 use encap::MacAddr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 /// Steps kept per packet (more are counted in [`Record::steps_lost`]).
@@ -276,10 +276,17 @@ pub enum Step {
         /// Answered with this MAC (none: not known, flooded).
         answer: Option<Mac>,
     },
-    /// A neighbour binding taught by a packet (ARP from the tunnel, an on-link source).
+    /// ND suppression of a neighbour solicitation from the device (L2).
+    NdSuppress {
+        /// The address asked for.
+        target: Ipv6Addr,
+        /// Answered with this MAC (none: not known, flooded).
+        answer: Option<Mac>,
+    },
+    /// A neighbour binding taught by a packet (ARP or ND from the tunnel, an on-link source).
     NeighLearn {
         /// The address.
-        ip: Ipv4Addr,
+        ip: IpAddr,
         /// Its MAC.
         mac: Mac,
         /// What the binding did.

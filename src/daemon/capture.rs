@@ -312,8 +312,8 @@ fn headers_of(link: Link, bytes: &[u8]) -> Headers {
 }
 
 /// The note on a packet vtepd made itself and wrote into the device.
-pub const ANSWER: &str = "an answer vtepd made itself (an ARP reply of ARP suppression, an \
-     ICMP error such as fragmentation needed) and wrote into the device";
+pub const ANSWER: &str = "an answer vtepd made itself (an ARP reply or a neighbour advertisement \
+     of ARP/ND suppression, an ICMP error such as fragmentation needed) and wrote into the device";
 
 impl WorkerCapture {
     /// Offers the answers for the device (`FrameTo::Device`) in `out` from the `from`-th on,

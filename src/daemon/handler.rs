@@ -497,6 +497,15 @@ impl Handler {
             }
             Request::NeighAdd { vni, ip, mac } => {
                 let (vni, mac) = (self.target(vni)?, Self::mac(&mac)?);
+                if ip.is_ipv6() && self.mode != TunnelMode::L2Vxlan {
+                    return Err(Response::err(
+                        true,
+                        format!(
+                            "{ip}: L3 mode resolves IPv4 next hops only; IPv6 neighbours are \
+                             for L2 ND suppression"
+                        ),
+                    ));
+                }
                 self.core.neigh_add(now, vni, ip, mac).map_err(core_err)?;
                 info!(%vni, %ip, %mac, "static neighbour added");
                 Response::ok(serde_json::Value::Null).into()
@@ -729,6 +738,27 @@ mod tests {
     }
 
     const PEER: std::net::IpAddr = std::net::IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+
+    /// `neigh add` takes IPv6 addresses in L2 (ND suppression), `neigh show` lists them; L3
+    /// mode refuses them (it resolves IPv4 next hops only).
+    #[test]
+    fn ipv6_neighbours_are_for_l2() {
+        let ip: std::net::IpAddr = "fd00::7".parse().unwrap();
+        let add = || Request::NeighAdd {
+            vni: None,
+            ip,
+            mac: "02:00:00:00:00:07".into(),
+        };
+        let h = handler_with(Duration::from_secs(300)).with_mode(TunnelMode::L2Vxlan);
+        assert!(answer(&h, add()).ok);
+        let shown = answer(&h, Request::NeighShow { vni: None }).data;
+        assert_eq!(shown[0]["ip"], "fd00::7", "{shown}");
+        assert_eq!(shown[0]["kind"], "static", "{shown}");
+        let h = handler_with(Duration::from_secs(300)).with_mode(TunnelMode::L3Vxlan);
+        let refused = answer(&h, add());
+        assert!(!refused.ok && refused.usage, "{refused:?}");
+        assert!(refused.error.unwrap().contains("IPv4 next hops only"));
+    }
 
     #[test]
     fn stats_fdb_entries_agree_with_fdb_show() {

@@ -111,6 +111,22 @@ impl Netns {
             );
         }
     }
+    /// Turns IPv6 on for `dev` alone with address `cidr` and nothing else it would send by
+    /// itself: no link-local address, no duplicate address detection, no router solicitations,
+    /// its MLD reports sent at once.
+    pub fn enable_ipv6(&self, dev: &str, cidr: &str) {
+        let conf = |k: &str, v: &str| format!("net.ipv6.conf.{dev}.{k}={v}");
+        for (k, v) in [
+            ("router_solicitations", "0"),
+            ("addr_gen_mode", "1"),
+            ("mldv1_unsolicited_report_interval", "1"),
+            ("mldv2_unsolicited_report_interval", "1"),
+            ("disable_ipv6", "0"),
+        ] {
+            must(self.cmd("sysctl").args(["-qw", &conf(k, v)]));
+        }
+        self.ip(&["-6", "addr", "add", cidr, "dev", dev, "nodad"]);
+    }
     /// Names of the links in the namespace.
     pub fn links(&self) -> Vec<String> {
         self.ip(&["-o", "link", "show"])

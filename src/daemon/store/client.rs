@@ -18,7 +18,7 @@ use crate::config::store::StoreSettings;
 use encap::{MacAddr, Vni};
 use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions, WatchOptions};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -77,7 +77,7 @@ pub struct StoreClient {
     /// Whether a network of ours announces its MACs.
     announce: bool,
     /// The MACs we announced in this session, with the addresses announced behind each.
-    published: BTreeMap<(Vni, MacAddr), Vec<Ipv4Addr>>,
+    published: BTreeMap<(Vni, MacAddr), Vec<IpAddr>>,
     /// The registrations left out at the last change (each new one is logged and counted once).
     skips: Vec<reconcile::Skip>,
     /// The configuration's generation `me` and `registrations` were made from (a reload that
@@ -481,7 +481,7 @@ impl StoreClient {
     /// Announces the MACs seen on our devices (with the addresses behind them) that are not yet
     /// or have other addresses now, and withdraws those that aged out, under lease `id`.
     async fn publish(&mut self, client: &mut Client, id: i64) -> Result<(), etcd_client::Error> {
-        let now: BTreeMap<(Vni, MacAddr), Vec<Ipv4Addr>> = self
+        let now: BTreeMap<(Vni, MacAddr), Vec<IpAddr>> = self
             .installer
             .local_macs()
             .into_iter()

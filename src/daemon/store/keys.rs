@@ -12,8 +12,9 @@
 //! - `PREFIX/macs/VNI/MAC`: a MAC seen on a daemon's local device in an announcing network
 //!   (`announce = true`), written by that daemon under its lease, deleted when it ages out. The
 //!   value is an [`Announcement`]: `{"version":1,"vni":42,"mac":"02:42:0a:2a:01:0a",
-//!   "underlay":"192.0.2.1","ips":["10.42.1.10"]}`, `ips` being the IPv4 addresses seen behind
-//!   the MAC (left out when there are none; a value without it reads as none).
+//!   "underlay":"192.0.2.1","ips":["10.42.1.10","fd00::1:10"]}`, `ips` being the IPv4 and
+//!   IPv6 addresses seen behind the MAC (left out when there are none; a value without it reads
+//!   as none).
 //!
 //! - `PREFIX/fdb/VNI/MAC` and `PREFIX/routes/CIDR` (like `PREFIX/routes/10.244.9.0/24`): static
 //!   configuration an operator (or a tool) writes, installed by every daemon of the fabric as
@@ -27,7 +28,7 @@
 use encap::{MacAddr, Vni};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// The layout version this vtepd writes and reads (a value with another is skipped).
 pub const VERSION: u32 = 1;
@@ -76,10 +77,10 @@ pub struct Announcement {
     pub mac: MacAddr,
     /// The announcing daemon's underlay address (where frames to the MAC go).
     pub underlay: Ipv4Addr,
-    /// The IPv4 addresses seen behind the MAC (ARP suppression bindings); absent in values
-    /// written before there were any, read as none.
+    /// The IPv4 and IPv6 addresses seen behind the MAC (ARP/ND suppression bindings); absent
+    /// in values written before there were any, read as none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ips: Vec<Ipv4Addr>,
+    pub ips: Vec<IpAddr>,
 }
 
 impl Announcement {
@@ -113,7 +114,11 @@ impl Announcement {
         if let Some(why) = crate::core::UnusableRemote::of(a.underlay.into()) {
             return Err(bad(why.to_string()));
         }
-        if let Some(ip) = a.ips.iter().find(|ip| !crate::core::neigh::usable_ip(**ip)) {
+        if let Some(ip) = a
+            .ips
+            .iter()
+            .find(|ip| !crate::core::neigh::usable_neigh(**ip))
+        {
             return Err(bad(format!("{ip} cannot be bound to a MAC")));
         }
         Ok(a)
@@ -415,20 +420,27 @@ mod tests {
             Ok(a)
         );
         let with = br#"{"version":1,"vni":42,"mac":"02:42:0a:2a:01:0a","underlay":"192.0.2.1",
-            "ips":["10.42.1.10","10.42.1.11"]}"#;
+            "ips":["10.42.1.10","fd00::1:10"]}"#;
         let b = Announcement::parse(&key, vni(42), mac, with).unwrap();
         assert_eq!(
             b.ips,
-            [Ipv4Addr::new(10, 42, 1, 10), Ipv4Addr::new(10, 42, 1, 11)]
+            [
+                IpAddr::V4(Ipv4Addr::new(10, 42, 1, 10)),
+                "fd00::1:10".parse::<IpAddr>().unwrap()
+            ]
         );
         assert_eq!(
             b.to_json(),
-            r#"{"version":1,"vni":42,"mac":"02:42:0a:2a:01:0a","underlay":"192.0.2.1","ips":["10.42.1.10","10.42.1.11"]}"#
+            r#"{"version":1,"vni":42,"mac":"02:42:0a:2a:01:0a","underlay":"192.0.2.1","ips":["10.42.1.10","fd00::1:10"]}"#
         );
-        let bcast = br#"{"version":1,"vni":42,"mac":"02:42:0a:2a:01:0a","underlay":"192.0.2.1",
-            "ips":["255.255.255.255"]}"#;
-        let e = Announcement::parse(&key, vni(42), mac, bcast).unwrap_err();
-        assert!(e.why.contains("cannot be bound"), "{e}");
+        for bad in ["255.255.255.255", "ff02::1", "::"] {
+            let text = format!(
+                r#"{{"version":1,"vni":42,"mac":"02:42:0a:2a:01:0a","underlay":"192.0.2.1",
+                "ips":["{bad}"]}}"#
+            );
+            let e = Announcement::parse(&key, vni(42), mac, text.as_bytes()).unwrap_err();
+            assert!(e.why.contains("cannot be bound"), "{e}");
+        }
         let other = br#"{"version":1,"vni":42,"mac":"02:42:0a:2a:01:0b","underlay":"192.0.2.1"}"#;
         assert!(
             Announcement::parse(&key, vni(42), mac, other)

@@ -12,7 +12,7 @@ use crate::config::Tunnel;
 use encap::{MacAddr, Vni};
 use ipnet::Ipv4Net;
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// This daemon, as far as the store's members concern it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub struct Desired {
     pub routes: BTreeMap<Ipv4Net, Ipv4Addr>,
     /// Neighbours (L3 VXLAN: next hops; L2: announced addresses, for ARP suppression):
     /// (network, overlay address) -> MAC.
-    pub neigh: BTreeMap<(Vni, Ipv4Addr), MacAddr>,
+    pub neigh: BTreeMap<(Vni, IpAddr), MacAddr>,
     /// Static FDB entries (L3 VXLAN): (network, MAC) -> underlay address.
     pub fdb: BTreeMap<(Vni, MacAddr), Ipv4Addr>,
 }
@@ -131,7 +131,7 @@ pub fn desired<'a>(
                     }
                     continue;
                 };
-                if d.neigh.contains_key(&(vni, address)) {
+                if d.neigh.contains_key(&(vni, address.into())) {
                     skip(format!("address {address} is another member's"), true);
                     continue;
                 }
@@ -139,7 +139,7 @@ pub fn desired<'a>(
                     skip(format!("MAC {mac} is another member's"), true);
                     continue;
                 }
-                d.neigh.insert((vni, address), mac);
+                d.neigh.insert((vni, address.into()), mac);
                 d.fdb.insert((vni, mac), m.underlay);
                 address
             }
@@ -209,10 +209,10 @@ fn announced<'a>(
             }
         }
     }
-    // The addresses behind the MACs, for ARP suppression: each to the MAC of the lowest
+    // The addresses behind the MACs, for ARP and ND suppression: each to the MAC of the lowest
     // underlay address announcing it (ours included: then none), where that MAC's entry goes
     // to that address.
-    let mut bound: BTreeMap<(Vni, Ipv4Addr), (Ipv4Addr, MacAddr)> = BTreeMap::new();
+    let mut bound: BTreeMap<(Vni, IpAddr), (Ipv4Addr, MacAddr)> = BTreeMap::new();
     let mut ordered: Vec<&Announcement> = sorted;
     ordered.sort_by_key(|a| (a.underlay, a.mac));
     for a in ordered {
@@ -250,9 +250,9 @@ pub struct Changes {
     /// Routes added or changed.
     pub route_set: Vec<(Ipv4Net, Ipv4Addr)>,
     /// Neighbours removed.
-    pub neigh_del: Vec<(Vni, Ipv4Addr)>,
+    pub neigh_del: Vec<(Vni, IpAddr)>,
     /// Neighbours added or changed.
-    pub neigh_set: Vec<((Vni, Ipv4Addr), MacAddr)>,
+    pub neigh_set: Vec<((Vni, IpAddr), MacAddr)>,
     /// FDB entries removed.
     pub fdb_del: Vec<(Vni, MacAddr)>,
     /// FDB entries added or changed.
@@ -406,7 +406,7 @@ mod tests {
             Ipv4Addr::new(10, 244, 2, 0)
         );
         assert_eq!(
-            d.neigh[&(vni(1), Ipv4Addr::new(10, 244, 2, 0))],
+            d.neigh[&(vni(1), Ipv4Addr::new(10, 244, 2, 0).into())],
             MacAddr([2, 0, 0, 0, 0, 2])
         );
         assert_eq!(d.fdb[&(vni(1), MacAddr([2, 0, 0, 0, 0, 2]))], ip(2));
@@ -459,7 +459,7 @@ mod tests {
             vni: 42,
             mac,
             underlay: ip(3),
-            ips: vec![Ipv4Addr::new(10, 9, 0, 3)],
+            ips: vec![Ipv4Addr::new(10, 9, 0, 3).into()],
         };
         let statics = [
             Static::Fdb(vni(42), mac, ip(9)),
@@ -490,7 +490,10 @@ mod tests {
             vni: 42,
             mac: MacAddr([2, 0, 0, 0, 0, m]),
             underlay: ip(n),
-            ips: ips.iter().map(|i| Ipv4Addr::new(10, 9, 0, *i)).collect(),
+            ips: ips
+                .iter()
+                .map(|i| Ipv4Addr::new(10, 9, 0, *i).into())
+                .collect(),
         };
         let macs = [
             a(3, 3, &[3, 7]),
@@ -502,7 +505,10 @@ mod tests {
         let neigh: Vec<_> = d
             .neigh
             .iter()
-            .map(|((_, i), m)| (i.octets()[3], m.0[5]))
+            .map(|((_, i), m)| match i {
+                IpAddr::V4(i) => (i.octets()[3], m.0[5]),
+                IpAddr::V6(i) => (i.octets()[15], m.0[5]),
+            })
             .collect();
         assert_eq!(neigh, [(2, 2), (3, 3), (7, 2)], "8 is ours, 1 is us");
         let lost: Vec<_> = skips.iter().map(|s| (s.underlay, s.conflict)).collect();
