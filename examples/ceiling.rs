@@ -161,7 +161,7 @@ fn pass(
     // vtepd's own VXLAN socket group (SO_REUSEPORT, non-blocking, UDP GRO), 8 MiB receive
     // buffers, and per worker a sending socket on a port of its own, as vtepd sends each flow
     // from its own source port, so that the far side's group spreads the workers' traffic.
-    let group = socket::bind_udp_group(local.into(), remote.port(), workers)
+    let group = socket::bind_udp_group(local.into(), remote.port(), workers, false)
         .map_err(|e| io::Error::other(e.message()))?;
     let handles: Vec<_> = queues
         .into_iter()

@@ -597,6 +597,14 @@ impl DaemonConfig {
         n.port.unwrap_or(self.port)
     }
 
+    /// Whether the sockets of UDP port `port` accept a zero UDP checksum over IPv6: when any
+    /// network on the port asks (`udp6_zero_csum_rx`).
+    pub fn zero_csum6_rx(&self, port: u16) -> bool {
+        self.networks
+            .iter()
+            .any(|n| self.port_of(n) == port && n.outer.udp6_zero_csum_rx == Some(true))
+    }
+
     /// The distinct UDP ports of the networks (VXLAN), in the order networks first use them:
     /// the daemon listens on each.
     pub fn ports(&self) -> Vec<u16> {
@@ -1680,6 +1688,7 @@ vni = 43
             "local = \"192.0.2.1\"\n[[network]]\ndev = \"v\"\nvni = 1\nttl = \"inherit\"\n\
              tos = 0x28\ndf = \"unset\"\nsrcport = \"5000-5010\"\nudp_csum = true\n\
              [[network]]\ndev = \"w\"\nvni = 2\nttl = 9\ntos = \"inherit\"\nudp_csum = \"off\"\n\
+             udp6_zero_csum_rx = \"on\"\nport = 8472\n\
              [[network]]\ndev = \"x\"\nvni = 3\n",
         )
         .unwrap();
@@ -1693,7 +1702,13 @@ vni = 43
         assert_eq!(o.ttl, Some(encap::Ttl::Fixed(9)));
         assert_eq!(o.tos, Some(encap::Dscp::Inherit));
         assert_eq!(o.udp_csum, Some(false));
+        assert_eq!(o.udp6_zero_csum_rx, Some(true));
         assert_eq!(c.networks[2].outer, Outer::default());
+        // Only the port of the network that asks accepts zero UDP checksums over IPv6.
+        assert_eq!(
+            (c.zero_csum6_rx(8472), c.zero_csum6_rx(4789)),
+            (true, false)
+        );
         let ipip =
             "local = \"192.0.2.1\"\nmode = \"l3\"\nencap = \"ipip\"\n[[network]]\ndev = \"t\"\n";
         let c =

@@ -180,6 +180,12 @@ pub fn enable_flowinfo_send(sock: &impl AsFd) -> io::Result<()> {
     setsockopt_int(sock, libc::IPPROTO_IPV6, libc::IPV6_FLOWINFO_SEND, 1)
 }
 
+/// UDP_NO_CHECK6_RX: the IPv6 UDP socket takes datagrams with a zero checksum (RFC 6936; the
+/// kernel drops them otherwise, as RFC 8200 asks).
+pub fn accept_zero_udp6_checksum(sock: &impl AsFd) -> io::Result<()> {
+    setsockopt_int(sock, libc::SOL_UDP, libc::UDP_NO_CHECK6_RX, 1)
+}
+
 /// IPV6_MTU_DISCOVER = IPV6_PMTUDISC_DO: never fragment locally; an oversize send fails with
 /// EMSGSIZE (IPv6 has no DF bit: routers never fragment).
 pub fn set_dont_fragment6(sock: &impl AsFd) -> io::Result<()> {

@@ -1,5 +1,5 @@
 //! The outer-header policy of a network, named like ip-link(8)'s vxlan options: `ttl`, `tos`,
-//! `df`, `srcport` and `udp-csum`. Defined once here: the `vtepd run` flags (flattened into
+//! `df`, `srcport`, `udp-csum` and `udp6-zero-csum-rx`. Defined once here: the `vtepd run` flags (flattened into
 //! the command line), their parsers, the file keys of a `[[network]]` (same names, `udp_csum`
 //! with an underscore) and what the encapsulators get ([`Outer::vxlan`], [`Outer::ipip`]).
 //!
@@ -51,6 +51,14 @@ pub struct Outer {
     #[arg(long, value_name = "on|off", value_parser = parse_udp_csum)]
     #[serde(default, deserialize_with = "de_udp_csum")]
     pub udp_csum: Option<bool>,
+
+    /// VXLAN over IPv6: accept datagrams with a zero UDP checksum (RFC 6935/6936), like
+    /// ip-link's `udp6zerocsumrx`; off, the kernel drops them before vtepd sees them (each port's
+    /// sockets: on when any network on the port asks; no effect over IPv4, where a zero
+    /// checksum is always accepted) [default: off].
+    #[arg(long, value_name = "on|off", value_parser = parse_udp6_zero_csum_rx)]
+    #[serde(default, deserialize_with = "de_udp6_zero_csum_rx")]
+    pub udp6_zero_csum_rx: Option<bool>,
 }
 
 impl Outer {
@@ -60,6 +68,8 @@ impl Outer {
             Some(("--srcport", "srcport"))
         } else if self.udp_csum.is_some() {
             Some(("--udp-csum", "udp_csum"))
+        } else if self.udp6_zero_csum_rx.is_some() {
+            Some(("--udp6-zero-csum-rx", "udp6_zero_csum_rx"))
         } else {
             None
         }
@@ -128,6 +138,9 @@ impl Serialize for Outer {
         if let Some(c) = self.udp_csum {
             m.serialize_entry("udp_csum", &c)?;
         }
+        if let Some(c) = self.udp6_zero_csum_rx {
+            m.serialize_entry("udp6_zero_csum_rx", &c)?;
+        }
         m.end()
     }
 }
@@ -188,10 +201,20 @@ pub fn parse_srcport(s: &str) -> Result<PortRange, String> {
 
 /// Parses `--udp-csum`: `on` or `off`.
 pub fn parse_udp_csum(s: &str) -> Result<bool, String> {
+    on_off("udp-csum", s)
+}
+
+/// Parses `--udp6-zero-csum-rx`: `on` or `off`.
+pub fn parse_udp6_zero_csum_rx(s: &str) -> Result<bool, String> {
+    on_off("udp6-zero-csum-rx", s)
+}
+
+/// `on` or `off` for option `name`.
+fn on_off(name: &str, s: &str) -> Result<bool, String> {
     match s.trim() {
         "on" => Ok(true),
         "off" => Ok(false),
-        c => Err(format!("udp-csum '{c}': expected on or off")),
+        c => Err(format!("{name} '{c}': expected on or off")),
     }
 }
 
@@ -231,6 +254,9 @@ fn de_srcport<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PortRange>, D::E
 }
 fn de_udp_csum<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     de_with(d, parse_udp_csum)
+}
+fn de_udp6_zero_csum_rx<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    de_with(d, parse_udp6_zero_csum_rx)
 }
 
 #[cfg(test)]
@@ -328,6 +354,7 @@ mod tests {
             df: Some(Df::Unset),
             srcport: PortRange::new(5000, 5010).ok(),
             udp_csum: Some(true),
+            udp6_zero_csum_rx: Some(true),
         };
         let v = o.vxlan(local.into(), 4789);
         assert_eq!(
@@ -345,6 +372,14 @@ mod tests {
             }
             .vxlan_only(),
             Some(("--udp-csum", "udp_csum"))
+        );
+        assert_eq!(
+            Outer {
+                udp6_zero_csum_rx: Some(true),
+                ..Outer::default()
+            }
+            .vxlan_only(),
+            Some(("--udp6-zero-csum-rx", "udp6_zero_csum_rx"))
         );
         assert_eq!(Outer::default().vxlan_only(), None);
     }

@@ -10,9 +10,10 @@
 //! `threads`, `control`, `log_format`, `metrics`, `allow_any_peer` with IPIP, a network added or removed in
 //! the L3 modes, a network renamed (its `dev`, or a device moved to another VNI), a network's
 //! `address`, `mtu` and outer-header policy (`ttl`, `tos`, `df`, `srcport`, `udp_csum`: every
-//! worker keeps header templates built from it), and the UDP ports (VXLAN): a change of the
-//! port a network that stays uses (its own `port`, or the top-level one it follows), and a
-//! network added on a port no running network uses (the sockets are opened at start). A
+//! worker keeps header templates built from it; `udp6_zero_csum_rx`), and the UDP ports
+//! (VXLAN): a change of the port a network that stays uses (its own `port`, or the top-level
+//! one it follows), and a network added on a port no running network uses or whose
+//! `udp6_zero_csum_rx` would change the port's (the sockets are opened and set at start). A
 //! top-level `port` no network follows is taken as it is.
 //!
 //! The file is the truth: the running configuration compared against it includes the changes
@@ -303,6 +304,12 @@ pub fn plan(running: &DaemonConfig, new: &DaemonConfig) -> Result<Vec<Step>, Ref
             let port = new.port_of(n);
             if !l2 {
                 restart(format!("{} added", label(n)));
+            } else if running.zero_csum6_rx(port) != new.zero_csum6_rx(port) {
+                restart(format!(
+                    "{} added: port {port} would change whether it accepts zero UDP checksums \
+                     over IPv6 (udp6_zero_csum_rx; a port's sockets are set at start)",
+                    label(n)
+                ));
             } else if !running.ports().contains(&port) {
                 restart(format!(
                     "{} added on port {port}, which no running network uses (a port's sockets \
@@ -353,7 +360,7 @@ pub fn plan(running: &DaemonConfig, new: &DaemonConfig) -> Result<Vec<Step>, Ref
         }
         if o.outer != n.outer {
             restart(format!(
-                "{at}: outer-header policy (ttl, tos, df, srcport, udp_csum)"
+                "{at}: outer-header policy (ttl, tos, df, srcport, udp_csum, udp6_zero_csum_rx)"
             ));
         }
         let (op, np) = (running.port_of(o), new.port_of(n));
@@ -642,6 +649,12 @@ mod tests {
             refused(&add(4790)),
             "network VNI 44 (dev v44) added on port 4790, which no running network uses (a \
              port's sockets are opened at start): needs a restart"
+        );
+        assert_eq!(
+            refused(&format!("{}udp6_zero_csum_rx = true\n", add(8472))),
+            "network VNI 44 (dev v44) added: port 8472 would change whether it accepts zero UDP \
+             checksums over IPv6 (udp6_zero_csum_rx; a port's sockets are set at start): needs a \
+             restart"
         );
         for port in [8472, 4789] {
             let new = cfg(&add(port));

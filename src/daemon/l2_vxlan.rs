@@ -130,7 +130,11 @@ impl Mode for L2Vxlan {
         let ports = cfg.ports();
         let mut groups = Vec::with_capacity(ports.len());
         for &port in &ports {
-            groups.push((port, socket::bind_udp_group(cfg.local, port, workers)?));
+            let zero6 = cfg.zero_csum6_rx(port);
+            groups.push((
+                port,
+                socket::bind_udp_group(cfg.local, port, workers, zero6)?,
+            ));
         }
         let mut taps: Vec<Tap> = Vec::with_capacity(cfg.networks.len());
         for (n, mtu) in cfg.networks.iter().zip(&self.mtus) {

@@ -135,7 +135,8 @@ impl Mode for L3Vxlan {
         crate::sys::tun_set_offload(&*tun.dev, libc::TUN_F_CSUM | libc::TUN_F_TSO4)
             .map_err(|e| rt(&format!("cannot set the offloads of {}", tun.name), e))?;
         let udp_port = cfg.port_of(n);
-        let udp = socket::bind_udp_group(cfg.local, udp_port, tun.queues.len())?;
+        let zero6 = cfg.zero_csum6_rx(udp_port);
+        let udp = socket::bind_udp_group(cfg.local, udp_port, tun.queues.len(), zero6)?;
         let kernel = KernelRoutes::new(&tun.name, false)
             .map_err(|e| Failure::Runtime(format!("device {}: {e}", tun.name)))?;
         let service = Arc::new(

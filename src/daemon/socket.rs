@@ -33,7 +33,7 @@ pub(super) fn size_buffer(sock: &Socket, receive: bool, what: &str) {
 
 /// Opens the VXLAN socket (a group of one).
 pub fn bind_udp(local: IpAddr, port: u16) -> Result<UdpSocket, Failure> {
-    let mut v = bind_udp_group(local, port, 1)?;
+    let mut v = bind_udp_group(local, port, 1, false)?;
     Ok(v.remove(0))
 }
 
@@ -47,7 +47,15 @@ pub fn bind_udp(local: IpAddr, port: u16) -> Result<UdpSocket, Failure> {
 /// Each socket has UDP_GRO on where the kernel has it: runs of equal-size datagrams from one
 /// sender (a remote vtepd's UDP GSO send over a local or GRO-capable underlay) may then arrive
 /// as one read, which `RecvBatch` splits; without it everything works a datagram at a time.
-pub fn bind_udp_group(local: IpAddr, port: u16, n: usize) -> Result<Vec<UdpSocket>, Failure> {
+///
+/// `zero_csum6`: over IPv6, datagrams with a zero UDP checksum are accepted (UDP_NO_CHECK6_RX,
+/// RFC 6936); otherwise the kernel drops them.
+pub fn bind_udp_group(
+    local: IpAddr,
+    port: u16,
+    n: usize,
+    zero_csum6: bool,
+) -> Result<Vec<UdpSocket>, Failure> {
     let addr = SocketAddr::new(local, port);
     let fail = |what: &str, e: std::io::Error| {
         Failure::Runtime(format!("UDP socket {addr}: cannot {what}: {e}"))
@@ -68,6 +76,9 @@ pub fn bind_udp_group(local: IpAddr, port: u16, n: usize) -> Result<Vec<UdpSocke
             // IPv6 only: an IPv4 datagram never reaches an IPv6 network's socket.
             s.set_only_v6(true)
                 .map_err(|e| fail("set IPV6_V6ONLY", e))?;
+            if zero_csum6 {
+                sys::accept_zero_udp6_checksum(&s).map_err(|e| fail("set UDP_NO_CHECK6_RX", e))?;
+            }
         }
         Ok::<_, Failure>(s)
     };
@@ -184,13 +195,13 @@ mod tests {
 
     #[test]
     fn a_group_shares_one_port_and_refuses_outsiders() {
-        let g = bind_udp_group(IpAddr::V4(Ipv4Addr::LOCALHOST), 0, 3).unwrap();
+        let g = bind_udp_group(IpAddr::V4(Ipv4Addr::LOCALHOST), 0, 3, false).unwrap();
         assert_eq!(g.len(), 3);
         let port = g[0].local_addr().unwrap().port();
         assert!(g.iter().all(|s| s.local_addr().unwrap().port() == port));
         // Neither a plain socket nor another group may join.
         for n in [1, 2] {
-            let e = bind_udp_group(IpAddr::V4(Ipv4Addr::LOCALHOST), port, n).unwrap_err();
+            let e = bind_udp_group(IpAddr::V4(Ipv4Addr::LOCALHOST), port, n, false).unwrap_err();
             assert!(e.message().contains("already in use"), "{e:?}");
         }
     }
