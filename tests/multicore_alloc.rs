@@ -428,15 +428,16 @@ fn steady_state_l3_workers_do_not_allocate() {
     let (a, b) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
     let route = Route {
         prefix: "10.0.2.0/24".parse().unwrap(),
-        via: b,
+        via: b.into(),
     };
     let ipip = Arc::new(Ipip::new(
         &IpipSettings {
             local: a,
             allow_any_peer: false,
             tunnel_mtu: 1480,
+            ipv6: false,
         },
-        Arc::new(Routes::with_routes(a, &[route]).unwrap()),
+        Arc::new(Routes::with_routes(a, false, &[route]).unwrap()),
     ));
     let tun = Arc::new(MemDevice::new(64, true).unwrap());
     let sock = Arc::new(MemSocket::new(64).unwrap());

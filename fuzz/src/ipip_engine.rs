@@ -102,16 +102,18 @@ pub fn run(data: &[u8]) {
     let cfg = inp.u8();
     let mtu = MTUS[usize::from(cfg >> 1) % MTUS.len()];
     let mut allow_any = cfg & 1 != 0;
+    // IPv4 only: an IPv6 packet is a `no_ipv6` drop, which the counters check.
     let routes = Routes::with_routes(
         LOCAL,
+        false,
         &[
             Route {
                 prefix: PREFIXES[0].parse().unwrap(),
-                via: NODES[0],
+                via: NODES[0].into(),
             },
             Route {
                 prefix: PREFIXES[1].parse().unwrap(),
-                via: NODES[1],
+                via: NODES[1].into(),
             },
         ],
     )
@@ -121,6 +123,7 @@ pub fn run(data: &[u8]) {
             local: LOCAL,
             allow_any_peer: allow_any,
             tunnel_mtu: mtu,
+            ipv6: false,
         },
         Arc::new(routes),
     );
@@ -172,7 +175,7 @@ pub fn run(data: &[u8]) {
                 let via = inp.ip(&IPS);
                 let _ = t.routes().add(Route {
                     prefix: prefix.parse().unwrap(),
-                    via,
+                    via: via.into(),
                 });
             }
             3 => {

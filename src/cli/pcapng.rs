@@ -55,7 +55,7 @@ impl<W: Write> PcapNg<W> {
         };
         let what = match (side, link) {
             (Side::Overlay, Link::Ethernet) => "the TAP device's Ethernet frames",
-            (Side::Overlay, Link::Ipv4) => "the TUN device's IPv4 packets",
+            (Side::Overlay, Link::Ipv4) => "the TUN device's IP packets (IPv4, and IPv6 in IPIP)",
             (Side::Underlay, _) => "the outer IPv4 packets, as sent and as received",
         };
         // The outer packets have no link-layer header on a raw or UDP socket: they are written

@@ -108,7 +108,7 @@ pub enum Step {
         /// The route.
         route: Route,
         /// The next hop it had.
-        was: Option<Ipv4Addr>,
+        was: Option<std::net::IpAddr>,
     },
 }
 
@@ -337,6 +337,14 @@ pub fn plan(running: &DaemonConfig, new: &DaemonConfig) -> Result<Vec<Step>, Ref
                 "{at}: address {} -> {}",
                 show(o.address),
                 show(n.address)
+            ));
+        }
+        if o.address6 != n.address6 {
+            let show = |a: Option<super::Ipv6Cidr>| a.map_or("none".into(), |a| a.to_string());
+            restart(format!(
+                "{at}: address6 {} -> {}",
+                show(o.address6),
+                show(n.address6)
             ));
         }
         if o.announce != n.announce {

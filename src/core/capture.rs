@@ -76,7 +76,9 @@ pub enum Dir {
 pub enum Link {
     /// An Ethernet header.
     Ethernet,
-    /// An IPv4 header.
+    /// An IP header: the outer IPv4 header of the underlay, or a TUN device's packet (IPv4,
+    /// or IPv6 on an IPIP device with an IPv6 address). Written as pcap's raw IP, whose
+    /// readers tell the versions apart by the first nibble.
     Ipv4,
 }
 

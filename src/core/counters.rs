@@ -80,6 +80,9 @@ drop_reasons! {
     UnknownNetwork = "unknown_network",
     /// L3: a packet from the device that is not IPv4 (IPv6, ...).
     NotIpv4 = "not_ipv4",
+    /// IPIP: an IPv6 packet (from the device, or inside protocol 41) on a network without
+    /// an IPv6 address (`address6`).
+    NoIpv6 = "no_ipv6",
     /// L3: a packet from the device with a malformed IPv4 header.
     BadIpHeader = "bad_ip_header",
     /// L3: no route for the packet's destination.

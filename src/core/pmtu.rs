@@ -188,7 +188,7 @@ pub enum OurSends {
         /// The VXLAN UDP ports of the networks (a few: compared one by one).
         ports: Vec<u16>,
     },
-    /// IPIP: IP protocol 4 from our address.
+    /// IPIP: IP protocol 4 (IPv4 inside) or 41 (IPv6 inside) from our address.
     Ipip,
 }
 
@@ -218,7 +218,7 @@ pub fn frag_needed_about(packet: &[u8], local: IpAddr, ours: &OurSends) -> Optio
     let (src, dst) = (at(12)?, at(16)?);
     let proto = *quoted.get(9)?;
     let about_us = match ours {
-        OurSends::Ipip => proto == 4,
+        OurSends::Ipip => proto == 4 || proto == 41,
         OurSends::Vxlan { ports } => {
             proto == 17
                 && quoted

@@ -288,9 +288,9 @@ pub enum Step {
     /// Route lookup of a destination.
     Route {
         /// The destination.
-        dst: Ipv4Addr,
+        dst: IpAddr,
         /// The next hop (none: no route).
-        via: Option<Ipv4Addr>,
+        via: Option<IpAddr>,
     },
     /// Neighbour lookup of a next hop.
     Neigh {
@@ -388,13 +388,13 @@ pub struct Headers {
     /// Ethernet type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ethertype: Option<u16>,
-    /// IPv4 source, or the ARP sender's address.
+    /// IP source, or the ARP sender's address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub src_ip: Option<Ipv4Addr>,
-    /// IPv4 destination, or the ARP target address.
+    pub src_ip: Option<IpAddr>,
+    /// IP destination, or the ARP target address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dst_ip: Option<Ipv4Addr>,
-    /// IPv4 protocol.
+    pub dst_ip: Option<IpAddr>,
+    /// IP protocol (IPv6: the next header).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proto: Option<u8>,
     /// The ARP operation (1 request, 2 reply).
@@ -405,9 +405,14 @@ pub struct Headers {
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_ARP: u16 = 0x0806;
 
-fn ip_at(b: &[u8], at: usize) -> Option<Ipv4Addr> {
+fn ip_at(b: &[u8], at: usize) -> Option<IpAddr> {
     let o = b.get(at..at + 4)?;
-    Some(Ipv4Addr::new(o[0], o[1], o[2], o[3]))
+    Some(Ipv4Addr::new(o[0], o[1], o[2], o[3]).into())
+}
+
+fn ip6_at(b: &[u8], at: usize) -> Option<IpAddr> {
+    let o: [u8; 16] = b.get(at..at + 16)?.try_into().ok()?;
+    Some(IpAddr::from(o))
 }
 
 impl Headers {
@@ -436,7 +441,7 @@ impl Headers {
         h
     }
 
-    /// The headers of an IP packet (L3 devices, IPIP's inner packets).
+    /// The headers of an IP packet, IPv4 or IPv6 (L3 devices, IPIP's inner packets).
     pub fn of_ip(packet: &[u8]) -> Headers {
         let mut h = Headers {
             len: packet.len() as u32,
@@ -468,10 +473,18 @@ impl Headers {
     }
 
     fn ip(&mut self, p: &[u8]) {
-        if p.first().is_some_and(|b| b >> 4 == 4) && p.len() >= 20 {
-            self.proto = Some(p[9]);
-            self.src_ip = ip_at(p, 12);
-            self.dst_ip = ip_at(p, 16);
+        match p.first().map(|b| b >> 4) {
+            Some(4) if p.len() >= 20 => {
+                self.proto = Some(p[9]);
+                self.src_ip = ip_at(p, 12);
+                self.dst_ip = ip_at(p, 16);
+            }
+            Some(6) if p.len() >= 40 => {
+                self.proto = Some(p[6]);
+                self.src_ip = ip6_at(p, 8);
+                self.dst_ip = ip6_at(p, 24);
+            }
+            _ => {}
         }
     }
 }
@@ -623,7 +636,7 @@ pub struct Filter {
     pub mac: Option<Mac>,
     /// The inner IPv4 (or ARP) source or destination.
     #[serde(default)]
-    pub ip: Option<Ipv4Addr>,
+    pub ip: Option<IpAddr>,
     /// The outer address: the source of a packet from the tunnel, a remote a packet from the
     /// device is sent to.
     #[serde(default)]
@@ -700,7 +713,7 @@ impl FromStr for Filter {
                 }
                 "ip" => {
                     dup(f.ip.is_some())?;
-                    f.ip = Some(v.parse().map_err(|_| bad("an IPv4 address"))?);
+                    f.ip = Some(v.parse().map_err(|_| bad("an IP address"))?);
                 }
                 "outer-ip" | "outer_ip" => {
                     dup(f.outer_ip.is_some())?;
@@ -771,7 +784,7 @@ mod tests {
             "outer-ip=192.0.2.2,ip=10.0.0.1".parse::<Filter>().unwrap(),
             Filter {
                 outer_ip: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2))),
-                ip: Some(Ipv4Addr::new(10, 0, 0, 1)),
+                ip: Some(Ipv4Addr::new(10, 0, 0, 1).into()),
                 ..Filter::default()
             }
         );

@@ -4,6 +4,7 @@
 
 use super::device::{Restore, configure, interface_exists};
 use super::in_use;
+use super::tun_ipv6::{self, Ipv6Setup};
 use crate::config::Ipv4Cidr;
 use crate::error::Failure;
 use std::io;
@@ -48,7 +49,8 @@ impl std::fmt::Debug for Tun {
     }
 }
 
-/// Creates (or attaches to) the TUN device `name`: sets its MTU and address, brings it up and
+/// Creates (or attaches to) the TUN device `name`: sets its MTU, its IPv6 (`ipv6`, see
+/// `tun_ipv6`) and address, brings it up and
 /// makes it non-blocking (see `device::configure`; an existing device is given back as it was
 /// at exit, see [`Restore`]). With `offload`, every read and write carries a virtio-net header and
 /// the kernel may hand over (and accept) TCP/UDP super-packets: read them with
@@ -62,6 +64,7 @@ pub fn open_tun(
     name: &str,
     mtu: u16,
     address: Option<Ipv4Cidr>,
+    ipv6: Ipv6Setup,
     offload: bool,
     queues: usize,
 ) -> Result<Tun, Failure> {
@@ -75,6 +78,10 @@ pub fn open_tun(
     // Another process may have attached meanwhile (two daemons started at once).
     in_use::refuse_if_held(name, tun.queues.len())?;
     let multi_queue = !existed && tun.queues.len() > 1;
+    // Before the device goes up: a link-local address is made as it does.
+    let index = super::netlink::ifindex(name)
+        .map_err(|e| Failure::Runtime(format!("cannot find the index of {name}: {e}")))?;
+    tun.restore.added6 = tun_ipv6::apply(name, index, ipv6)?;
     (tun.ifindex, tun.restore.added) = configure(&tun.name, multi_queue, address, false)?;
     Ok(tun)
 }
@@ -213,7 +220,7 @@ mod tests {
     #[test]
     fn queues_in_a_private_namespace() {
         private_netns::run(|| {
-            let tun = open_tun("vt-mq0", 1400, None, true, 3).unwrap();
+            let tun = open_tun("vt-mq0", 1400, None, Ipv6Setup::Kernel, true, 3).unwrap();
             assert_eq!(tun.queues.len(), 3);
             assert!(tun.created);
             assert!(Arc::ptr_eq(&tun.dev, &tun.queues[0]));
@@ -225,7 +232,7 @@ mod tests {
             assert!(!interface_exists("vt-mq0"), "gone with its last queue");
 
             ip(&["tuntap", "add", "dev", "vt-sq0", "mode", "tun"]);
-            let tun = open_tun("vt-sq0", 1400, None, false, 4).unwrap();
+            let tun = open_tun("vt-sq0", 1400, None, Ipv6Setup::Kernel, false, 4).unwrap();
             assert_eq!(tun.queues.len(), 1);
             assert!(!tun.created);
             drop(tun);
@@ -239,14 +246,14 @@ mod tests {
                 "multi_queue",
             ]);
             assert_eq!(
-                open_tun("vt-mq1", 1400, None, false, 1)
+                open_tun("vt-mq1", 1400, None, Ipv6Setup::Kernel, false, 1)
                     .unwrap()
                     .queues
                     .len(),
                 1
             );
             assert_eq!(
-                open_tun("vt-mq1", 1400, None, false, 2)
+                open_tun("vt-mq1", 1400, None, Ipv6Setup::Kernel, false, 2)
                     .unwrap()
                     .queues
                     .len(),
