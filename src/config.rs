@@ -1485,6 +1485,36 @@ vni = 43
         assert!(toml_err(ipip).contains("next hop 127.0.0.1 is a loopback address"));
     }
 
+    /// `address6` (IPIP only): IPv6 routes need it, and it reads back as it was given.
+    #[test]
+    fn ipip_address6_takes_ipv6_routes() {
+        let ipip = "local = \"192.0.2.1\"\nmode = \"l3\"\nencap = \"ipip\"\n[[network]]\n\
+                    dev = \"t\"\nroutes = [\"10.0.2.0/24=192.0.2.2\", \"fd00:2::/64=192.0.2.2\"]\n";
+        assert!(toml_err(ipip).contains("no IPv6 address (give it one with --address6)"));
+        let text = format!("{ipip}address6 = \"fd00:1::40/128\"\n");
+        let c = DaemonConfig::from_toml(&text).unwrap();
+        let n = &c.networks[0];
+        assert_eq!(n.address6.unwrap().to_string(), "fd00:1::40/128");
+        assert_eq!(n.routes[1].to_string(), "fd00:2::/64 via 192.0.2.2");
+        let back = DaemonConfig::from_toml(&c.to_toml().unwrap()).unwrap();
+        assert_eq!(back.networks[0].address6, n.address6);
+        let v6_via = text.replace("fd00:2::/64=192.0.2.2", "fd00:2::/64=fd00:9::1");
+        assert!(toml_err(&v6_via).contains("IPv4 underlay address"));
+        for bad in [
+            "fe80::1/64",
+            "ff02::1/128",
+            "::/128",
+            "fd00::1",
+            "10.0.0.1/24",
+        ] {
+            let e = toml_err(&format!("{ipip}address6 = \"{bad}\"\n"));
+            assert!(e.contains("address6"), "{bad}: {e}");
+        }
+        let l2 = "local = \"192.0.2.1\"\n[[network]]\ndev = \"v\"\nvni = 1\n\
+                  address6 = \"fd00:1::1/64\"\n";
+        assert!(toml_err(l2).contains("--address6 is for --encap ipip"));
+    }
+
     #[test]
     fn l3_vxlan_and_arp_suppress_files() {
         let c = DaemonConfig::from_toml(

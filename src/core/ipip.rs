@@ -22,6 +22,8 @@
 //! - IPv6 needs an IPv6 address on the device ([`IpipSettings::ipv6`]): without one an IPv6
 //!   packet is dropped both ways as `no_ipv6` (the daemon also turns IPv6 off on such a
 //!   device, so the kernel sends it none of its own).
+//! - IPv6 multicast from the device (the host's MLD reports: a device with IPv6 and no
+//!   link-local address sends no other chatter) is dropped as the quiet `ipv6_multicast`.
 //! - An IPv6 packet longer than the tunnel MTU gets an ICMPv6 "packet too big" carrying it
 //!   (IPv6 is never fragmented on the way; below IPv6's minimum MTU of 1280 it is dropped).
 //! - A packet longer than the tunnel MTU (underlay MTU - 20) with DF set is answered with an
@@ -185,6 +187,9 @@ impl Ipip {
             return reject(ctr, DropReason::TtlZero, FromDevice::Drop);
         }
         let dst = ipv6_at(pkt, 24);
+        if dst.is_multicast() {
+            return reject(ctr, DropReason::Ipv6Multicast, FromDevice::Drop);
+        }
         let via = self.routes.load().lookup6(dst);
         t.step(Step::Route {
             dst: dst.into(),
@@ -641,10 +646,7 @@ mod tests {
             panic!("{v:?}")
         };
         let mut out = buf[range].to_vec();
-        if let Some(e) = outer_ecn {
-            out[1] = (out[1] & 0xfc) | e;
-            Ipv4Packet::new_unchecked(&mut out[..]).fill_checksum();
-        }
+        set_outer_ecn(&mut out, outer_ecn);
         out
     }
 
@@ -831,7 +833,10 @@ mod tests {
         let cases = [
             (packet6(POD6_A, POD6_B, 60, 0, 0), DropReason::TtlZero),
             (packet6(POD6_A, "fd00:3::1", 60, 0, 9), DropReason::NoRoute),
-            (packet6(POD6_A, "ff02::16", 60, 0, 1), DropReason::NoRoute),
+            (
+                packet6("::", "ff02::16", 60, 0, 1),
+                DropReason::Ipv6Multicast,
+            ),
             (long_payload, DropReason::BadIpHeader),
             (
                 packet6(POD6_A, POD6_B, 60, 0, 9)[..HEAD + 39].to_vec(),
@@ -909,11 +914,16 @@ mod tests {
         };
         let mut out = buf[range].to_vec();
         out[HEAD + 7] = hop_limit;
-        if let Some(e) = outer_ecn {
+        set_outer_ecn(&mut out, outer_ecn);
+        out
+    }
+
+    /// Sets the outer header's ECN field, when given (its checksum made again).
+    fn set_outer_ecn(out: &mut [u8], ecn: Option<u8>) {
+        if let Some(e) = ecn {
             out[1] = (out[1] & 0xfc) | e;
             Ipv4Packet::new_unchecked(&mut out[..]).fill_checksum();
         }
-        out
     }
 
     #[test]

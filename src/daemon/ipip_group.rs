@@ -140,19 +140,24 @@ fn discard_queued(mut sock: &Socket) -> io::Result<usize> {
 /// Multiplier of the final mix (2^32 / golden ratio): spreads nearby flow values.
 const MIX: u32 = 0x9e37_79b1;
 
+/// The 32-bit word at `at` in `b`, as the filter loads it.
+fn word(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The 16-bit half-word at `at` in `b`.
+fn half(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from(u16::from_be_bytes(
+        b.get(at..at + 2)?.try_into().ok()?,
+    )))
+}
+
 /// The spread hash the filter computes, from the inner packet's addresses and, for an
 /// unfragmented TCP or UDP packet with its ports present, the ports; `None` when the inner
 /// header is cut short (such packets go to socket 0). For tests and documentation: the kernel
 /// runs the filter.
 pub fn spread_hash(outer: &[u8]) -> Option<u32> {
-    let word = |at: usize| -> Option<u32> {
-        Some(u32::from_be_bytes(outer.get(at..at + 4)?.try_into().ok()?))
-    };
-    let half = |at: usize| -> Option<u32> {
-        Some(u32::from(u16::from_be_bytes(
-            outer.get(at..at + 2)?.try_into().ok()?,
-        )))
-    };
+    let (word, half) = (|at| word(outer, at), |at| half(outer, at));
     let o = usize::from(outer.first()? & 0xf) * 4;
     if outer.len() < o + 20 {
         return None;
@@ -173,14 +178,7 @@ pub fn spread_hash(outer: &[u8]) -> Option<u32> {
 /// addresses (their last 32 bits each) and, for TCP and UDP right after the fixed header, the
 /// ports; `None` when the IPv6 header is cut short.
 pub fn spread_hash6(outer: &[u8]) -> Option<u32> {
-    let word = |at: usize| -> Option<u32> {
-        Some(u32::from_be_bytes(outer.get(at..at + 4)?.try_into().ok()?))
-    };
-    let half = |at: usize| -> Option<u32> {
-        Some(u32::from(u16::from_be_bytes(
-            outer.get(at..at + 2)?.try_into().ok()?,
-        )))
-    };
+    let (word, half) = (|at| word(outer, at), |at| half(outer, at));
     let o = usize::from(outer.first()? & 0xf) * 4;
     if outer.len() < o + 40 {
         return None;
@@ -228,8 +226,8 @@ const SHORT: usize = 44;
 pub fn spread_filter(index: u32, count: u32) -> Vec<sock_filter> {
     use libc::{
         BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_H, BPF_IND, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_JSET,
-        BPF_K, BPF_LD, BPF_LDX, BPF_LEN, BPF_LSH, BPF_MEM, BPF_MISC, BPF_MOD, BPF_MSH, BPF_MUL,
-        BPF_RET, BPF_RSH, BPF_ST, BPF_TAX, BPF_TXA, BPF_W, BPF_X, BPF_XOR,
+        BPF_K, BPF_LD, BPF_LDX, BPF_LEN, BPF_LSH, BPF_MEM, BPF_MISC, BPF_MSH, BPF_RET, BPF_ST,
+        BPF_TAX, BPF_TXA, BPF_W, BPF_X, BPF_XOR,
     };
     let mut p = Vec::with_capacity(SHORT + 1);
     let at = |p: &Vec<sock_filter>| p.len();
@@ -282,6 +280,18 @@ pub fn spread_filter(index: u32, count: u32) -> Vec<sock_filter> {
     p.push(stmt(BPF_ALU | BPF_XOR | BPF_X, 0));
     p.push(stmt(BPF_ST, 0));
     assert_eq!(at(&p), HASH, "spread filter: HASH label moved");
+    keep_mine(&mut p, index, count);
+    assert_eq!(at(&p), SHORT, "spread filter: SHORT label moved");
+    p.push(stmt(BPF_RET | BPF_K, if index == 0 { u32::MAX } else { 0 }));
+    p
+}
+
+/// The filters' common end (the HASH label): the hash in M0 mixed, and the packet kept whole
+/// when it modulo `count` is `index`, else refused.
+fn keep_mine(p: &mut Vec<sock_filter>, index: u32, count: u32) {
+    use libc::{
+        BPF_ALU, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_MEM, BPF_MOD, BPF_MUL, BPF_RET, BPF_RSH,
+    };
     p.push(stmt(BPF_LD | BPF_MEM, 0));
     p.push(stmt(BPF_ALU | BPF_MUL | BPF_K, MIX));
     p.push(stmt(BPF_ALU | BPF_RSH | BPF_K, 16));
@@ -289,9 +299,6 @@ pub fn spread_filter(index: u32, count: u32) -> Vec<sock_filter> {
     p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, index, 0, 1));
     p.push(stmt(BPF_RET | BPF_K, u32::MAX));
     p.push(stmt(BPF_RET | BPF_K, 0));
-    assert_eq!(at(&p), SHORT, "spread filter: SHORT label moved");
-    p.push(stmt(BPF_RET | BPF_K, if index == 0 { u32::MAX } else { 0 }));
-    p
 }
 
 /// Where the IPv6 filter's branches go.
@@ -304,8 +311,8 @@ const SHORT6: usize = 38;
 pub fn spread_filter6(index: u32, count: u32) -> Vec<sock_filter> {
     use libc::{
         BPF_ADD, BPF_ALU, BPF_B, BPF_H, BPF_IND, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD, BPF_LDX,
-        BPF_LEN, BPF_MEM, BPF_MISC, BPF_MOD, BPF_MSH, BPF_MUL, BPF_RET, BPF_RSH, BPF_ST, BPF_TAX,
-        BPF_TXA, BPF_W, BPF_X, BPF_XOR,
+        BPF_LEN, BPF_MEM, BPF_MISC, BPF_MSH, BPF_RET, BPF_ST, BPF_TAX, BPF_TXA, BPF_W, BPF_X,
+        BPF_XOR,
     };
     let mut p = Vec::with_capacity(SHORT6 + 1);
     let to = |p: &Vec<sock_filter>, target: usize| (target - p.len() - 1) as u8;
@@ -349,13 +356,7 @@ pub fn spread_filter6(index: u32, count: u32) -> Vec<sock_filter> {
     p.push(stmt(BPF_ALU | BPF_XOR | BPF_X, 0));
     p.push(stmt(BPF_ST, 0));
     assert_eq!(p.len(), HASH6, "spread filter 6: HASH label moved");
-    p.push(stmt(BPF_LD | BPF_MEM, 0));
-    p.push(stmt(BPF_ALU | BPF_MUL | BPF_K, MIX));
-    p.push(stmt(BPF_ALU | BPF_RSH | BPF_K, 16));
-    p.push(stmt(BPF_ALU | BPF_MOD | BPF_K, count.max(1)));
-    p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, index, 0, 1));
-    p.push(stmt(BPF_RET | BPF_K, u32::MAX));
-    p.push(stmt(BPF_RET | BPF_K, 0));
+    keep_mine(&mut p, index, count);
     assert_eq!(p.len(), SHORT6, "spread filter 6: SHORT label moved");
     p.push(stmt(BPF_RET | BPF_K, if index == 0 { u32::MAX } else { 0 }));
     p

@@ -194,9 +194,7 @@ pub fn add_address(index: u32, a: Ipv4Cidr, broadcast: bool) -> io::Result<bool>
 fn address6_message(index: u32, a: Ipv6Cidr) -> AddressMessage {
     let mut msg = AddressMessage::default();
     msg.header.family = AddressFamily::Inet6;
-    msg.header.prefix_len = a.prefix;
-    msg.header.scope = AddressScope::Universe;
-    msg.header.index = index;
+    (msg.header.prefix_len, msg.header.index) = (a.prefix, index);
     msg.attributes
         .push(AddressAttribute::Address(IpAddr::V6(a.addr)));
     msg

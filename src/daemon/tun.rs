@@ -261,4 +261,53 @@ mod tests {
             );
         });
     }
+
+    /// In a private network namespace (IPv6 on by default): `Off` turns the device's IPv6
+    /// off; `Only` gives it the one address and no link-local one, even once up; an existing
+    /// device gets its IPv6 settings and addresses back.
+    #[test]
+    fn ipv6_off_or_one_address_in_a_private_namespace() {
+        private_netns::run(|| {
+            let conf = |dev: &str, key: &str| {
+                std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{dev}/{key}"))
+                    .unwrap()
+                    .trim()
+                    .to_owned()
+            };
+            let addrs = |dev: &str| {
+                let out = std::process::Command::new("ip")
+                    .args(["-6", "addr", "show", "dev", dev])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            };
+            let tun = open_tun("vt-v6off", 1400, None, Ipv6Setup::Off, false, 1).unwrap();
+            assert_eq!(conf("vt-v6off", "disable_ipv6"), "1");
+            drop(tun);
+            let a: crate::config::Ipv6Cidr = "fd00:1::40/128".parse().unwrap();
+            let tun = open_tun("vt-v6one", 1400, None, Ipv6Setup::Only(a), false, 1).unwrap();
+            assert_eq!(conf("vt-v6one", "disable_ipv6"), "0");
+            let shown = addrs("vt-v6one");
+            assert!(shown.contains("fd00:1::40/128"), "{shown}");
+            assert!(!shown.contains("fe80"), "a link-local address: {shown}");
+            drop(tun);
+            ip(&["tuntap", "add", "dev", "vt-v6had", "mode", "tun"]);
+            let before = (
+                conf("vt-v6had", "disable_ipv6"),
+                conf("vt-v6had", "addr_gen_mode"),
+            );
+            let tun = open_tun("vt-v6had", 1400, None, Ipv6Setup::Only(a), false, 1).unwrap();
+            assert_eq!(conf("vt-v6had", "addr_gen_mode"), "1");
+            drop(tun);
+            let after = (
+                conf("vt-v6had", "disable_ipv6"),
+                conf("vt-v6had", "addr_gen_mode"),
+            );
+            assert_eq!(after, before, "given back");
+            assert!(
+                !addrs("vt-v6had").contains("fd00:1::40"),
+                "its address removed"
+            );
+        });
+    }
 }

@@ -8,7 +8,11 @@
 //! - An address given: `addr_gen_mode none` before the device goes up, so it gets no
 //!   link-local address (and so sends no router solicitations or MLD reports from one), and
 //!   then that address. A TUN device is `IFF_NOARP`, for which the kernel does no duplicate
-//!   address detection and joins no solicited-node group: nothing else goes out.
+//!   address detection and joins no solicited-node group. What is left are the MLD reports
+//!   for the groups the host joins on every IPv6 device (all-routers when it forwards), sent
+//!   from `::` (measured: no `IFF_MULTICAST` flag or per-device sysctl stops them without
+//!   stopping forwarding); the engine drops IPv6 multicast under the quiet reason
+//!   `ipv6_multicast` (counted, left out of the periodic drop log).
 //!
 //! Both are per-device sysctls (`/proc/sys/net/ipv6/conf/DEV/`), read in the caller's network
 //! namespace; a device vtepd attached to gets its values back on exit.
