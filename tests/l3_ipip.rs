@@ -10,6 +10,8 @@
 //!   oversize DF packet gets ICMP "fragmentation needed" with the tunnel MTU; TTL 0, our own source
 //!   and outer CE over inner Not-ECT are dropped and counted; `routes add|del|show` changes the
 //!   data path and the kernel routes at once; SIGTERM removes the device and its routes.
+//! - IPv6 in IPIP (protocol 41, RFC 4213) against scapy the same way, with `--address6`: see
+//!   `ipip6_conformance_against_scapy`.
 
 mod lab_util;
 
@@ -664,36 +666,14 @@ fn ipip6_conformance_against_scapy() {
         &["--inner-tos", "0x02", "--outer-tos", "0x02"],
     );
     inject6("h2", H2, ADDR6, 2, &[]);
-    // 2. From the pod: its traffic class copied out (ECT(1) with DSCP 46, and CE).
-    for q in ["0xb9", "0x03"] {
-        // Nobody answers these pings (h2 is only scapy): only the packets matter.
-        in_ns(
-            &lab,
-            "h1p1",
-            &[
-                "ping",
-                "-6",
-                "-c",
-                "1",
-                "-W",
-                "1",
-                "-Q",
-                q,
-                "-s",
-                "100",
-                REMOTE_POD6,
-            ],
-        );
-    }
-    wait_for(
-        "4 echo replies and 2 requests tunnelled to h2",
-        WAIT,
-        || {
-            let text = scapy_ipip6_check(&lab, "wire6");
-            (text.matches("echo 129").count() >= 4 && text.matches("echo 128").count() >= 2)
-                .then_some(())
-        },
-    );
+    // 2. From the pod: its traffic class copied out (ECT(1) with DSCP 46, and CE). Nobody
+    //    answers these pings (h2 is only scapy): only the packets matter, so both wait at once.
+    let pings =
+        format!("for q in 0xb9 0x03; do ping -6 -c 1 -W 1 -Q $q -s 100 {REMOTE_POD6} & done; wait");
+    in_ns(&lab, "h1p1", &["sh", "-c", &pings]);
+    wait_for("4 echo replies and 2 requests on h2's wire", WAIT, || {
+        (fields(&lab, "wire6", "icmpv6.type == 128 || icmpv6.type == 129").len() >= 6).then_some(())
+    });
     lab.sh(&["capture-stop", "wire6"]);
     let text = scapy_ipip6_check(&lab, "wire6");
     eprintln!("protocol 41 on h2's wire:\n{text}");

@@ -39,7 +39,7 @@ pub struct TraceArgs {
     /// Only packets from this remote (tunnel side) or sent to it (device side).
     #[arg(long, value_name = "IP", conflicts_with = "inject")]
     pub outer_ip: Option<IpAddr>,
-    /// Only this protocol: icmp, tcp, udp, arp or an IP protocol number (--inject: the
+    /// Only this protocol: icmp, icmp6, tcp, udp, arp or an IP protocol number (--inject: the
     /// packet's protocol, ICMP echo by default).
     #[arg(long, value_name = "PROTO", value_parser = parse_proto)]
     pub proto: Option<Proto>,

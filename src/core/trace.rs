@@ -608,7 +608,7 @@ impl Record {
 pub enum Proto {
     /// ARP.
     Arp,
-    /// An IPv4 protocol number (icmp 1, tcp 6, udp 17).
+    /// An IP protocol number, IPv6's next header (icmp 1, tcp 6, udp 17, icmp6 58).
     Ip(u8),
 }
 
@@ -620,8 +620,12 @@ impl FromStr for Proto {
             "icmp" => Ok(Proto::Ip(1)),
             "tcp" => Ok(Proto::Ip(6)),
             "udp" => Ok(Proto::Ip(17)),
+            "icmp6" => Ok(Proto::Ip(58)),
             n => n.parse().map(Proto::Ip).map_err(|_| {
-                format!("'{s}' is not a protocol (expected icmp, tcp, udp, arp or a number 0-255)")
+                format!(
+                    "'{s}' is not a protocol (expected icmp, icmp6, tcp, udp, arp or a number \
+                     0-255)"
+                )
             }),
         }
     }
@@ -800,6 +804,38 @@ mod tests {
         }
         let both = Filter::default().and(f).unwrap().and(f);
         assert!(both.unwrap_err().contains("both"));
+    }
+
+    /// A protocol-41 packet's headers are its inner IPv6 packet's, which `ip=` and `proto=`
+    /// filter on.
+    #[test]
+    fn protocol_41_shows_its_ipv6_packet() {
+        let mut p = vec![0u8; 20 + 40 + 8];
+        p[0] = 0x45;
+        p[9] = 41;
+        p[20] = 0x60;
+        p[26] = 58;
+        p[28..44].copy_from_slice(&"fd00:1::5".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        p[44..60].copy_from_slice(&"fd00:2::7".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        let h = Headers::of_ipip(&p);
+        assert_eq!(
+            (h.src_ip, h.dst_ip, h.proto, h.len),
+            (
+                Some("fd00:1::5".parse().unwrap()),
+                Some("fd00:2::7".parse().unwrap()),
+                Some(58),
+                68
+            )
+        );
+        let from = Origin::Tunnel {
+            src: Ipv4Addr::new(192, 0, 2, 2).into(),
+            src_port: None,
+            dst_port: None,
+            tos: 0,
+        };
+        let f = |s: &str| s.parse::<Filter>().unwrap();
+        assert!(f("ip=fd00:2::7,proto=icmp6").may_take(&from, &h));
+        assert!(!f("proto=icmp").may_take(&from, &h));
     }
 
     #[test]
