@@ -490,6 +490,18 @@ mod tests {
         assert_eq!(ctr.total_drops(), 0);
     }
 
+    /// Sends each packet: each must be dropped for its reason, and counted.
+    fn all_dropped(t: &Ipip, cases: Vec<(Vec<u8>, DropReason)>, tx: &mut Tx, ctr: &mut Counters) {
+        for (i, (mut buf, why)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                send(t, &mut buf, tx, ctr),
+                LocalVerdict::Drop(why),
+                "case {i}"
+            );
+            assert!(ctr.drops_of(why) > 0, "case {i}");
+        }
+    }
+
     #[test]
     fn local_rules_drop_and_count() {
         let t = tunnel(A, B, "10.0.2.0/26");
@@ -535,14 +547,7 @@ mod tests {
                 DropReason::BadIpHeader,
             ),
         ];
-        for (i, (mut buf, why)) in cases.into_iter().enumerate() {
-            assert_eq!(
-                send(&t, &mut buf, &mut tx, &mut ctr),
-                LocalVerdict::Drop(why),
-                "case {i}"
-            );
-            assert!(ctr.drops_of(why) > 0, "case {i}");
-        }
+        all_dropped(&t, cases, &mut tx, &mut ctr);
         assert_eq!(ctr.total_drops(), 7);
         // An empty read is a bad header too, never a panic.
         let mut empty = vec![0u8; HEAD];
@@ -843,13 +848,7 @@ mod tests {
                 DropReason::BadIpHeader,
             ),
         ];
-        for (i, (mut buf, why)) in cases.into_iter().enumerate() {
-            assert_eq!(
-                send(&t, &mut buf, &mut tx, &mut ctr),
-                LocalVerdict::Drop(why),
-                "{i}"
-            );
-        }
+        all_dropped(&t, cases.to_vec(), &mut tx, &mut ctr);
         assert_eq!(ctr.total_drops(), 5);
         // A network without IPv6 drops it under its own reason.
         let v4 = tunnel(A, B, "10.0.2.0/26");

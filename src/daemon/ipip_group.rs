@@ -302,12 +302,12 @@ fn keep_mine(p: &mut Vec<sock_filter>, index: u32, count: u32) {
 }
 
 /// Where the IPv6 filter's branches go.
-const HASH6: usize = 31;
-const SHORT6: usize = 38;
+const HASH6: usize = 32;
+const SHORT6: usize = 39;
 
 /// The classic BPF program of member `index` of `count` in a protocol-41 group: computes
 /// [`spread_hash6`] and keeps the packet (whole) when the hash modulo `count` is `index`.
-/// Scratch words: M0 the hash so far, M2 the source port.
+/// Scratch words: M0 the hash so far, M2 the first of a pair XORed.
 pub fn spread_filter6(index: u32, count: u32) -> Vec<sock_filter> {
     use libc::{
         BPF_ADD, BPF_ALU, BPF_B, BPF_H, BPF_IND, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD, BPF_LDX,
@@ -317,21 +317,28 @@ pub fn spread_filter6(index: u32, count: u32) -> Vec<sock_filter> {
     let mut p = Vec::with_capacity(SHORT6 + 1);
     let to = |p: &Vec<sock_filter>, target: usize| (target - p.len() - 1) as u8;
     let outer_len = stmt(BPF_LDX | BPF_B | BPF_MSH, 0); // X = outer header length
-    // The fixed IPv6 header present?
-    p.push(outer_len);
-    p.push(stmt(BPF_MISC | BPF_TXA, 0));
-    p.push(stmt(BPF_ALU | BPF_ADD | BPF_K, 40));
-    p.push(stmt(BPF_MISC | BPF_TAX, 0));
-    p.push(stmt(BPF_LD | BPF_W | BPF_LEN, 0));
-    let short = to(&p, SHORT6);
-    p.push(jump(BPF_JMP | BPF_JGE | BPF_X, 0, 0, short));
+    // Jumps to `target` unless the packet holds `n` bytes past the outer header.
+    let need = |p: &mut Vec<sock_filter>, n: u32, target: usize| {
+        p.push(outer_len);
+        p.push(stmt(BPF_MISC | BPF_TXA, 0));
+        p.push(stmt(BPF_ALU | BPF_ADD | BPF_K, n));
+        p.push(stmt(BPF_MISC | BPF_TAX, 0));
+        p.push(stmt(BPF_LD | BPF_W | BPF_LEN, 0));
+        let off = to(p, target);
+        p.push(jump(BPF_JMP | BPF_JGE | BPF_X, 0, 0, off));
+    };
+    // A = the `size` loads at `a` and `b` past the outer header, XORed (M2 scratch).
+    let xor_pair = |p: &mut Vec<sock_filter>, size: u32, a: u32, b: u32| {
+        p.push(outer_len);
+        p.push(stmt(BPF_LD | size | BPF_IND, a));
+        p.push(stmt(BPF_ST, 2));
+        p.push(stmt(BPF_LD | size | BPF_IND, b));
+        p.push(stmt(BPF_LDX | BPF_MEM, 2));
+        p.push(stmt(BPF_ALU | BPF_XOR | BPF_X, 0));
+    };
+    need(&mut p, 40, SHORT6);
     // M0 = the last word of the source ^ the last word of the destination.
-    p.push(outer_len);
-    p.push(stmt(BPF_LD | BPF_W | BPF_IND, 20));
-    p.push(stmt(BPF_ST, 0));
-    p.push(stmt(BPF_LD | BPF_W | BPF_IND, 36));
-    p.push(stmt(BPF_LDX | BPF_MEM, 0));
-    p.push(stmt(BPF_ALU | BPF_XOR | BPF_X, 0));
+    xor_pair(&mut p, BPF_W, 20, 36);
     p.push(stmt(BPF_ST, 0));
     // Ports only for TCP and UDP right after the fixed header, when they are there.
     p.push(outer_len);
@@ -339,19 +346,9 @@ pub fn spread_filter6(index: u32, count: u32) -> Vec<sock_filter> {
     p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, 6, 1, 0));
     let hash = to(&p, HASH6);
     p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, 17, 0, hash));
-    p.push(stmt(BPF_MISC | BPF_TXA, 0));
-    p.push(stmt(BPF_ALU | BPF_ADD | BPF_K, 44));
-    p.push(stmt(BPF_MISC | BPF_TAX, 0));
-    p.push(stmt(BPF_LD | BPF_W | BPF_LEN, 0));
-    let hash = to(&p, HASH6);
-    p.push(jump(BPF_JMP | BPF_JGE | BPF_X, 0, 0, hash));
+    need(&mut p, 44, HASH6);
     // M0 ^= source port ^ destination port.
-    p.push(outer_len);
-    p.push(stmt(BPF_LD | BPF_H | BPF_IND, 40));
-    p.push(stmt(BPF_ST, 2));
-    p.push(stmt(BPF_LD | BPF_H | BPF_IND, 42));
-    p.push(stmt(BPF_LDX | BPF_MEM, 2));
-    p.push(stmt(BPF_ALU | BPF_XOR | BPF_X, 0));
+    xor_pair(&mut p, BPF_H, 40, 42);
     p.push(stmt(BPF_LDX | BPF_MEM, 0));
     p.push(stmt(BPF_ALU | BPF_XOR | BPF_X, 0));
     p.push(stmt(BPF_ST, 0));

@@ -91,6 +91,11 @@ fn ipip(
     inner[12..16].copy_from_slice(&src);
     inner[16..20].copy_from_slice(&dst);
     p.extend_from_slice(&inner);
+    with_ports(p, ports, cut)
+}
+
+/// `p` followed by the ports and 24 more bytes, cut to `cut` bytes.
+fn with_ports(mut p: Vec<u8>, ports: (u16, u16), cut: Option<usize>) -> Vec<u8> {
     p.extend_from_slice(&ports.0.to_be_bytes());
     p.extend_from_slice(&ports.1.to_be_bytes());
     p.extend_from_slice(&[0xab; 24]);
@@ -177,13 +182,7 @@ fn ipip6(
     inner[24] = 0xfd;
     inner[36..40].copy_from_slice(&dst.to_be_bytes());
     p.extend_from_slice(&inner);
-    p.extend_from_slice(&ports.0.to_be_bytes());
-    p.extend_from_slice(&ports.1.to_be_bytes());
-    p.extend_from_slice(&[0xab; 24]);
-    if let Some(n) = cut {
-        p.truncate(n);
-    }
-    p
+    with_ports(p, ports, cut)
 }
 
 fn samples6() -> Vec<Vec<u8>> {
