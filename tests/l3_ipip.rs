@@ -779,5 +779,43 @@ fn ipip6_conformance_against_scapy() {
     for none in ["no_route", "not_ipv4", "no_ipv6", "bad_ip_header"] {
         assert_eq!(end.drop_of(none), 0, "{none}: {}", end.0["drops"]);
     }
+
+    // 6. `trace --inject` of a protocol-41 packet scapy built: its IPv6 headers and outcome.
+    let build = format!(
+        "from scapy.all import IP, IPv6, ICMPv6EchoRequest, raw; print(raw(IP(src='{H2}', \
+         dst='{H1}', proto=41) / IPv6(src='{REMOTE_POD6}', dst='{POD6}') / \
+         ICMPv6EchoRequest()).hex())"
+    );
+    let hex = Command::new("/usr/bin/python3")
+        .args(["-c", &build])
+        .output()
+        .expect("cannot run python3");
+    let hex = String::from_utf8_lossy(&hex.stdout).trim().to_owned();
+    let traced = lab.client_ok(
+        "h1",
+        &[
+            "trace",
+            "--inject",
+            "--json",
+            "--from",
+            "tunnel",
+            "--outer-src",
+            H2,
+            "--hex",
+            &hex,
+        ],
+    );
+    let r: serde_json::Value = serde_json::from_str(&traced).unwrap();
+    let h = &r["headers"];
+    assert_eq!(
+        (&h["src_ip"], &h["dst_ip"], &h["proto"], &r["outcome"]),
+        (
+            &serde_json::json!(REMOTE_POD6),
+            &serde_json::json!(POD6),
+            &serde_json::json!(58),
+            &serde_json::json!("deliver")
+        ),
+        "{r}"
+    );
     eprintln!("ipip6_conformance_against_scapy: {:?}", started.elapsed());
 }
