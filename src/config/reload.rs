@@ -618,6 +618,14 @@ mod tests {
                 .contains("mode l2 (VXLAN) -> mode l3, encap vxlan"),
             "{e}"
         );
+        let ipip = "local = \"192.0.2.1\"\nmode = \"l3\"\nencap = \"ipip\"\n[[network]]\n\
+                    dev = \"t\"\n";
+        let six = format!("{ipip}address6 = \"fd00:1::40/128\"\n");
+        let e = plan(&cfg(ipip), &cfg(&six)).unwrap_err();
+        assert!(
+            e.to_string().contains("address6 none -> fd00:1::40/128"),
+            "{e}"
+        );
     }
 
     /// A network's UDP port is fixed while it runs, and a network is added only on a port the
