@@ -357,6 +357,13 @@ mod tests {
             None,
             "UDP, not IPIP"
         );
+        // About IPv4 in IPv4 (protocol 4) or IPv6 in IPv4 (41): both IPIP's.
+        for proto in [4u8, 41] {
+            let mut q = p.clone();
+            q[20 + 8 + 9] = proto;
+            let about = frag_needed_about(&q, local, &OurSends::Ipip);
+            assert_eq!(about, Some((remote, 1400)), "protocol {proto}");
+        }
         let mut other = p.clone();
         other[21] = 1; // code 1: host unreachable
         assert_eq!(frag_needed_about(&other, local, &vx), None);
