@@ -639,6 +639,30 @@ lab_calico_pod() {
         lab_die "cannot create pod $node$pod" || return
 }
 
+# IPv6 address of pod M on node hN (IPIP with --address6; see lab_calico_pod6).
+lab_calico_pod_ip6() { printf 'fd00:%s::%x' "${1#h}" $((64 + ${2#p})); }
+
+# lab_calico_pod6 NODE POD: gives a pod of lab_calico_pod IPv6 too, as Calico does: fd00:N::(64+M in hex)/128
+# on its eth0 with the default route via the host veth's link-local fe80::ecee:eeff:feee:eeee
+# (from its MAC ee:ee:ee:ee:ee:ee), a route to it on the node, and IPv6 forwarding on the node.
+# IPv6 is turned on for those two devices only (without duplicate address detection, so their
+# addresses are usable at once).
+lab_calico_pod6() {
+    local node=$1 pod=$2 hns pns veth ip
+    hns=$(lab_ns "$node")
+    pns=$(lab_ns "$node$pod")
+    veth=cali${node#h}$pod
+    ip=$(lab_calico_pod_ip6 "$node" "$pod")
+    ip netns exec "$hns" sysctl -qw net.ipv6.conf.all.forwarding=1 "net.ipv6.conf.$veth.accept_dad=0" \
+        "net.ipv6.conf.$veth.disable_ipv6=0" >/dev/null &&
+        ip netns exec "$pns" sysctl -qw net.ipv6.conf.eth0.accept_dad=0 \
+            net.ipv6.conf.eth0.disable_ipv6=0 >/dev/null &&
+        ip -n "$pns" addr add "$ip/128" dev eth0 nodad &&
+        ip -n "$pns" route add default via fe80::ecee:eeff:feee:eeee dev eth0 &&
+        ip -n "$hns" route add "$ip/128" dev "$veth" ||
+        lab_die "cannot give pod $node$pod IPv6" || return
+}
+
 # lab_vtepd_ipip NODE ROUTES [FLAGS...]: starts vtepd L3 IPIP in the node on LAB_IPIP_DEV with
 # address = the first address of the node's block, ROUTES a comma-separated list of CIDR=IP; waits
 # for its control socket and device.
@@ -684,12 +708,12 @@ lab_calico() {
     done
 }
 
-# lab_ipip_sink NODE [SECONDS]: holds a raw IP-protocol-4 socket open in NODE (default 120 s), so that
-# its kernel, which has no IPIP handler, does not answer IPIP packets with "protocol unreachable"
-# (for a node that plays a remote IPIP peer with scapy).
+# lab_ipip_sink NODE [SECONDS]: holds raw IP-protocol-4 and 41 sockets open in NODE (default 120 s), so
+# that its kernel, which has no IPIP or sit handler, does not answer IPIP packets with "protocol
+# unreachable" (for a node that plays a remote IPIP peer with scapy).
 lab_ipip_sink() {
     ip netns exec "$(lab_ns "$1")" timeout "${2:-120}" "$LAB_PY" -c \
-        "import socket,time; s=socket.socket(socket.AF_INET, socket.SOCK_RAW, 4); time.sleep(1e9)" \
+        "import socket,time; s=[socket.socket(socket.AF_INET, socket.SOCK_RAW, p) for p in (4, 41)]; time.sleep(1e9)" \
         "$LAB_DIR/sink" </dev/null >/dev/null 2>&1 &
     echo $! >"$LAB_DIR/$1.sink.pid"
 }

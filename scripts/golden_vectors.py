@@ -19,7 +19,7 @@ File format (one case per block, blocks separated by a blank line, '#' lines are
 import subprocess
 import sys
 
-from scapy.all import IP, UDP, TCP, ICMP, Ether, Dot1Q, IPv6, Raw, rdpcap, raw
+from scapy.all import IP, UDP, TCP, ICMP, Ether, Dot1Q, IPv6, ICMPv6EchoRequest, Raw, rdpcap, raw
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import bind_layers
 
@@ -136,7 +136,46 @@ def ipip_cases():
                 after = raw(rebuild(IP(src="10.0.0.1", dst="10.0.1.1", tos=with_ecn(0x28, res), ttl=9, id=77) / ICMP()))
                 out.append(block(name, "ipip", ["decode"], "ttl=64 dscp=inherit", raw(pkt), ipip_expect(pkt),
                                  after=after))
+    out.extend(ipip6_cases())
     return "\n".join(out)
+
+
+def ipip6_cases():
+    """IPv6 in IPv4 (RFC 4213, protocol 41, as Linux's sit sends it): DF set (IPv6 is never
+    fragmented on the way), DSCP from the traffic class or fixed, TTL fixed or from the hop
+    limit, ECN per RFC 6040; and the decapsulation table on an IPv6 inner header."""
+    out = ["# IPv6 in IPv4 (RFC 4213): outer IPv4 proto 41, DF set, traffic class as the inner TOS\n"]
+    enc = [
+        ("ipip6_icmp_ef", "ttl=64 dscp=inherit", 0x4321, 64,
+         IPv6(src="fd00:1::5", dst="fd00:2::7", tc=0xb9, hlim=63) / ICMPv6EchoRequest(id=9, seq=1, data=b"y" * 24)),
+        ("ipip6_udp_ce_hlim_inherit", "ttl=inherit dscp=inherit", 7, 9,
+         IPv6(src="fd00:1::5", dst="fd00:2::7", tc=0x2b, hlim=9, fl=0x12345) / UDP(sport=1000, dport=53) / Raw(b"q" * 11)),
+        ("ipip6_fixed_dscp", "ttl=200 dscp=10", 8, 200,
+         IPv6(src="fd00:1::5", dst="fd00:2::7", tc=0x02, hlim=64) / TCP(sport=40000, dport=443, flags="S")),
+    ]
+    for name, config, ident, ttl, inner in enc:
+        inner = rebuild(inner)
+        dscp = dict(kv.split("=") for kv in config.split())["dscp"]
+        itc = inner.tc
+        ecn = 2 if itc & 3 == 3 else itc & 3
+        tos = (itc & 0xfc if dscp == "inherit" else int(dscp) << 2) | ecn
+        pkt = rebuild(IP(src=A, dst=B, proto=41, ttl=ttl, tos=tos, id=ident, flags="DF") / inner)
+        out.append(block(name, "ipip", ["encode", "decode"], config, raw(pkt), ipip_expect(pkt)))
+    for o in range(4):
+        for i in range(4):
+            def inner(ecn):
+                return rebuild(IPv6(src="fd00:1::5", dst="fd00:2::7", tc=with_ecn(0x28, ecn), hlim=9)
+                               / ICMPv6EchoRequest())
+            pkt = rebuild(IP(src=B, dst=A, proto=41, ttl=64, tos=with_ecn(0xb8, o), id=5, flags="DF") / inner(i))
+            res = rfc6040(o, i)
+            name = f"ipip6_ecn_outer_{ECN_NAMES[o]}_inner_{ECN_NAMES[i]}"
+            if res is None:
+                out.append(block(name, "ipip", ["decode"], "ttl=64 dscp=inherit", raw(pkt), ipip_expect(pkt),
+                                 error="EcnCeOverNotEct"))
+            else:
+                out.append(block(name, "ipip", ["decode"], "ttl=64 dscp=inherit", raw(pkt), ipip_expect(pkt),
+                                 after=raw(inner(res))))
+    return out
 
 
 def vxlan_expect(p):

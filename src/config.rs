@@ -16,7 +16,7 @@ use encap::{MacAddr, Vni};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -101,6 +101,53 @@ impl FromStr for Ipv4Cidr {
             return Err(format!("'{s}': {addr} is not a usable interface address"));
         }
         Ok(Ipv4Cidr { addr, prefix })
+    }
+}
+
+/// An IPv6 address with a prefix length, like `fd00:1::1/64`: vtepd's own IPv6 address on an
+/// IPIP device (`--address6`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Cidr {
+    /// The address.
+    pub addr: Ipv6Addr,
+    /// Prefix length, 1..=128.
+    pub prefix: u8,
+}
+
+impl fmt::Display for Ipv6Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Ipv6Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let net: ipnet::Ipv6Net = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{s}' is not an IPv6 CIDR (expected like fd00:1::1/64)"))?;
+        let addr = net.addr();
+        if net.prefix_len() == 0 {
+            return Err(format!(
+                "'{s}': prefix length 0 is not a usable interface address"
+            ));
+        }
+        // Link-local addresses are the kernel's own (and vtepd keeps the device free of them).
+        if addr.is_unspecified()
+            || addr.is_loopback()
+            || addr.is_multicast()
+            || addr.is_unicast_link_local()
+        {
+            return Err(format!(
+                "'{s}': {addr} is not a usable interface address (a global or unique local \
+                 unicast address is)"
+            ));
+        }
+        Ok(Ipv6Cidr {
+            addr,
+            prefix: net.prefix_len(),
+        })
     }
 }
 
@@ -479,6 +526,8 @@ pub struct NetConfig {
     pub peers: Vec<IpAddr>,
     /// Address to put on the device.
     pub address: Option<Ipv4Cidr>,
+    /// IPv6 address to put on the device (IPIP: it then carries IPv6, protocol 41).
+    pub address6: Option<Ipv6Cidr>,
     /// Device MTU (default: underlay MTU - 50).
     pub mtu: Option<u16>,
     /// Learn remote MACs from the data path.
@@ -573,6 +622,7 @@ impl NetConfig {
             vni,
             peers: Vec::new(),
             address: None,
+            address6: None,
             mtu: None,
             learning: true,
             ageing: DEFAULT_AGEING,
@@ -738,6 +788,15 @@ impl DaemonConfig {
                 }
             }
         }
+        if self.tunnel != Tunnel::L3Ipip
+            && let Some(n) = self.networks.iter().find(|n| n.address6.is_some())
+        {
+            return err(format!(
+                "dev {}: --address6 is for --encap ipip (IPv6 in IPv4, protocol 41); the other \
+                 modes do not carry an IPv6 address of vtepd's yet",
+                n.dev
+            ));
+        }
         match self.tunnel {
             Tunnel::L2Vxlan => {
                 if let Some(n) = self.networks.iter().find(|n| !n.routes.is_empty()) {
@@ -794,7 +853,7 @@ impl DaemonConfig {
         if !n.fdb.is_empty() {
             return err("static FDB entries are for VXLAN; IPIP sends by --route");
         }
-        let routes = route::Routes::new(self.local_v4());
+        let routes = route::Routes::new(self.local_v4()).with_ipv6(n.address6.is_some());
         let mut seen = HashSet::new();
         for r in &n.routes {
             if !seen.insert(r.prefix) {
@@ -834,7 +893,7 @@ impl DaemonConfig {
             if !seen.insert(r.prefix) {
                 return err(format!("route {} is listed twice", r.prefix));
             }
-            if r.prefix.contains(&a.addr) {
+            if r.prefix.contains(&std::net::IpAddr::V4(a.addr)) {
                 return err(format!("route {r} covers our own --address {}", a.addr));
             }
         }
@@ -1009,6 +1068,8 @@ struct FileNetwork {
     #[serde(skip_serializing_if = "Option::is_none")]
     address: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    address6: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     mtu: Option<u64>,
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     learning: bool,
@@ -1047,6 +1108,7 @@ impl FileNetwork {
             vni: vxlan.then_some(u64::from(n.vni.get())),
             peers: n.peers.iter().map(ToString::to_string).collect(),
             address: n.address.map(|a| a.to_string()),
+            address6: n.address6.map(|a| a.to_string()),
             mtu: n.mtu.map(u64::from),
             learning: n.learning,
             ageing: (n.ageing != DEFAULT_AGEING).then_some(secs),
@@ -1174,6 +1236,12 @@ impl FileConfig {
                 .map(str::parse)
                 .transpose()
                 .map_err(ctx)?;
+            net.address6 = n
+                .address6
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e| ctx(format!("address6: {e}")))?;
             net.mtu = n.mtu.map(mtu_from).transpose().map_err(ctx)?;
             net.learning = n.learning;
             if let Some(a) = n.ageing {
@@ -1209,7 +1277,7 @@ impl FileConfig {
                 net.routes.push(parse_route(r).map_err(ctx)?);
             }
             for p in &n.advertise {
-                let p = route::parse_prefix(p).map_err(|e| ctx(format!("advertise: {e}")))?;
+                let p = route::parse_prefix4(p).map_err(|e| ctx(format!("advertise: {e}")))?;
                 net.advertise.push(p);
             }
             networks.push(net);
@@ -1432,6 +1500,36 @@ vni = 43
         let ipip = "local = \"192.0.2.1\"\nmode = \"l3\"\nencap = \"ipip\"\n[[network]]\n\
                     dev = \"t\"\nroutes = [\"10.0.0.0/8=127.0.0.1\"]\n";
         assert!(toml_err(ipip).contains("next hop 127.0.0.1 is a loopback address"));
+    }
+
+    /// `address6` (IPIP only): IPv6 routes need it, and it reads back as it was given.
+    #[test]
+    fn ipip_address6_takes_ipv6_routes() {
+        let ipip = "local = \"192.0.2.1\"\nmode = \"l3\"\nencap = \"ipip\"\n[[network]]\n\
+                    dev = \"t\"\nroutes = [\"10.0.2.0/24=192.0.2.2\", \"fd00:2::/64=192.0.2.2\"]\n";
+        assert!(toml_err(ipip).contains("no IPv6 address (give it one with --address6)"));
+        let text = format!("{ipip}address6 = \"fd00:1::40/128\"\n");
+        let c = DaemonConfig::from_toml(&text).unwrap();
+        let n = &c.networks[0];
+        assert_eq!(n.address6.unwrap().to_string(), "fd00:1::40/128");
+        assert_eq!(n.routes[1].to_string(), "fd00:2::/64 via 192.0.2.2");
+        let back = DaemonConfig::from_toml(&c.to_toml().unwrap()).unwrap();
+        assert_eq!(back.networks[0].address6, n.address6);
+        let v6_via = text.replace("fd00:2::/64=192.0.2.2", "fd00:2::/64=fd00:9::1");
+        assert!(toml_err(&v6_via).contains("IPv4 underlay address"));
+        for bad in [
+            "fe80::1/64",
+            "ff02::1/128",
+            "::/128",
+            "fd00::1",
+            "10.0.0.1/24",
+        ] {
+            let e = toml_err(&format!("{ipip}address6 = \"{bad}\"\n"));
+            assert!(e.contains("address6"), "{bad}: {e}");
+        }
+        let l2 = "local = \"192.0.2.1\"\n[[network]]\ndev = \"v\"\nvni = 1\n\
+                  address6 = \"fd00:1::1/64\"\n";
+        assert!(toml_err(l2).contains("--address6 is for --encap ipip"));
     }
 
     #[test]

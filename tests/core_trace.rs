@@ -198,8 +198,8 @@ fn l3_vxlan_records_route_and_neighbour_and_a_simulation_holds_nothing() {
         sim.steps(),
         [
             Step::Route {
-                dst: Ipv4Addr::new(10, 1, 2, 3),
-                via: Some(hop)
+                dst: Ipv4Addr::new(10, 1, 2, 3).into(),
+                via: Some(hop.into())
             },
             Step::Neigh { hop, mac: None },
             Step::Hold {
@@ -238,7 +238,7 @@ fn l3_vxlan_records_route_and_neighbour_and_a_simulation_holds_nothing() {
     assert_eq!(
         live.steps(),
         [Step::Route {
-            dst: Ipv4Addr::new(10, 9, 0, 1),
+            dst: Ipv4Addr::new(10, 9, 0, 1).into(),
             via: None
         }]
     );
@@ -261,8 +261,8 @@ fn ipip_records_the_route_and_the_peer_check() {
     assert_eq!(
         rec.steps(),
         [Step::Route {
-            dst: Ipv4Addr::new(10, 2, 0, 5),
-            via: Some(B)
+            dst: Ipv4Addr::new(10, 2, 0, 5).into(),
+            via: Some(B.into())
         }]
     );
     for (src, accepted) in [(B, true), (C, false)] {

@@ -686,7 +686,7 @@ fn l3_vxlan_resolves_releases_and_unwraps() {
 fn ipip_encapsulates_decapsulates_and_answers_oversize() {
     let ipip = Arc::new(ipip(&[Route {
         prefix: "10.0.2.0/24".parse().unwrap(),
-        via: P1,
+        via: P1.into(),
     }]));
     let tun = Arc::new(MemDevice::new(64, true).unwrap());
     let sock = Arc::new(MemSocket::new(64).unwrap());

@@ -424,19 +424,25 @@ fn steady_state_l3_workers_do_not_allocate() {
     assert_eq!(allocs, 0, "the L3 VXLAN path allocated");
     assert_eq!(w.counters().total_drops(), 0, "{:?}", w.counters());
 
-    // IPIP (in memory, so any addresses): a routed packet out, an IPIP packet in.
+    // IPIP (in memory, so any addresses): a routed packet out, an IPIP packet in, for IPv4
+    // and for IPv6 (protocol 41).
     let (a, b) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
     let route = Route {
         prefix: "10.0.2.0/24".parse().unwrap(),
-        via: b,
+        via: b.into(),
+    };
+    let route6 = Route {
+        prefix: "fd00:2::/64".parse().unwrap(),
+        via: b.into(),
     };
     let ipip = Arc::new(Ipip::new(
         &IpipSettings {
             local: a,
             allow_any_peer: false,
             tunnel_mtu: 1480,
+            ipv6: true,
         },
-        Arc::new(Routes::with_routes(a, &[route]).unwrap()),
+        Arc::new(Routes::with_routes(a, true, &[route, route6]).unwrap()),
     ));
     let tun = Arc::new(MemDevice::new(64, true).unwrap());
     let sock = Arc::new(MemSocket::new(64).unwrap());
@@ -457,13 +463,33 @@ fn steady_state_l3_workers_do_not_allocate() {
     let sum = encap::checksum::checksum(&wire[..20]);
     wire[10..12].copy_from_slice(&sum.to_be_bytes());
     wire[20..].copy_from_slice(&ipv4(pod_b, pod_a, 200, 0, 2));
+    // An IPv6 UDP-ish packet fd00:1::5 -> fd00:2::7, and the other way round inside
+    // protocol 41.
+    let ipv6 = |src: &str, dst: &str| {
+        let mut p = vec![0u8; 40 + 160];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&160u16.to_be_bytes());
+        (p[6], p[7]) = (17, 64);
+        p[8..24].copy_from_slice(&src.parse::<std::net::Ipv6Addr>().unwrap().octets());
+        p[24..40].copy_from_slice(&dst.parse::<std::net::Ipv6Addr>().unwrap().octets());
+        p
+    };
+    let out6 = ipv6("fd00:1::5", "fd00:2::7");
+    let mut wire6 = wire[..20].to_vec();
+    wire6.extend_from_slice(&ipv6("fd00:2::7", "fd00:1::5"));
+    let total = wire6.len() as u16;
+    wire6[2..4].copy_from_slice(&total.to_be_bytes());
+    wire6[9] = 41;
+    wire6[10..12].fill(0);
+    let sum = encap::checksum::checksum(&wire6[..20]);
+    wire6[10..12].copy_from_slice(&sum.to_be_bytes());
     let mut round = |now: Timestamp| {
-        assert!(tun.inject(&out_pkt));
+        assert!(tun.inject(&out_pkt) && tun.inject(&out6));
         assert_eq!(w.drain(DEVICE, now, BUDGET), Ok(false));
-        assert_eq!(sock.take_sent(|_, _| ()), 1);
-        assert!(sock.inject(b, 0, &wire));
+        assert_eq!(sock.take_sent(|_, _| ()), 2);
+        assert!(sock.inject(b, 0, &wire) && sock.inject(b, 0, &wire6));
         assert_eq!(w.drain(SOCKET, now, BUDGET), Ok(false));
-        assert_eq!(drain_written(&tun), 1);
+        assert_eq!(drain_written(&tun), 2);
     };
     round(Timestamp(1000));
     let allocs = allocations(|| {

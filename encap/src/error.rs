@@ -26,6 +26,8 @@ pub enum Layer {
     InnerEthernet,
     /// The IPv4 header of the packet inside an IPIP tunnel.
     InnerIpv4,
+    /// The IPv6 header of the packet inside an IPIP tunnel (protocol 41).
+    InnerIpv6,
     /// A caller-provided output buffer.
     Buffer,
 }

@@ -41,6 +41,8 @@ pub mod protocol {
     pub const ICMP: u8 = 1;
     /// IPv4-in-IPv4 (RFC 2003).
     pub const IPIP: u8 = 4;
+    /// IPv6-in-IPv4 (RFC 4213).
+    pub const IPV6: u8 = 41;
     /// TCP.
     pub const TCP: u8 = 6;
     /// UDP.

@@ -14,14 +14,19 @@
 //!   to the sender;
 //! - counters: every packet read is counted, every drop is counted (the drops in `Counters`,
 //!   reason by reason, are the Drop decisions, the too-big packets answered, and the
-//!   encapsulator's refusals).
+//!   encapsulator's refusals);
+//! - IPv6 (protocol 41, when the configuration byte turns it on): a tunnelled IPv6 packet has a
+//!   hop limit, its route's next hop and fits; encapsulated it is protocol 41 and decapsulates
+//!   into itself; an answered one made one ICMPv6 "packet too big" (checksum, the tunnel MTU,
+//!   at most 1280 bytes, back to the sender); a delivered one came from a next hop, has a hop
+//!   limit and only its ECN bits changed; without IPv6 none is tunnelled or delivered.
 
 use crate::frames;
 use crate::input::{Input, Writer};
 use encap::ipv4::Ipv4Packet;
 use encap::tunnel::ipip::{OVERHEAD, decapsulate};
 use encap::{IpipConfig, Vni};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 use vtepd::core::arp::FrameTo;
@@ -57,11 +62,16 @@ pub const IPS: [Ipv4Addr; 12] = [
 ];
 /// Tunnel MTUs a run picks from (small ones so short inputs reach "fragmentation needed").
 pub const MTUS: [u16; 4] = [1480, 68, 100, 576];
+/// IPv6 addresses packets carry: a pod behind the IPv6 route, one behind none, multicast.
+pub const IPS6: [&str; 4] = ["fd00:2::7", "fd00:1::5", "fd00:9::1", "ff02::16"];
+/// The IPv6 route (to the first node).
+pub const PREFIX6: &str = "fd00:2::/64";
 
 /// The operations (the first byte of each, modulo their number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
-    /// A packet from the device: an IPv4 packet (see [`frames::ipv4`]) or raw bytes.
+    /// A packet from the device: an IPv4 packet (see [`frames::ipv4`]), an IPv6 one or raw
+    /// bytes.
     Local = 0,
     /// A packet from the underlay: an outer header (source from the pool) around an inner
     /// packet, or raw bytes; then the socket's source.
@@ -78,11 +88,37 @@ pub enum Op {
 const OPS: u8 = 6;
 
 fn packet(inp: &mut Input<'_>) -> Vec<u8> {
-    if inp.u8() & 1 == 0 {
-        frames::ipv4(inp, &IPS)
-    } else {
-        inp.bytes().to_vec()
+    match inp.u8() % 3 {
+        0 => frames::ipv4(inp, &IPS),
+        1 => ipv6(inp),
+        _ => inp.bytes().to_vec(),
     }
+}
+
+/// An IPv6 packet: traffic class, hop limit, addresses from [`IPS6`], payload; with a wrong
+/// payload length when the flags say so.
+fn ipv6(inp: &mut Input<'_>) -> Vec<u8> {
+    let (flags, tc, hop) = (inp.u8(), inp.u8(), inp.u8());
+    let addr = |inp: &mut Input<'_>| {
+        let a: std::net::Ipv6Addr = IPS6[usize::from(inp.u8()) % IPS6.len()].parse().unwrap();
+        a.octets()
+    };
+    let (src, dst) = (addr(inp), addr(inp));
+    let payload = inp.bytes();
+    let mut p = vec![0u8; 40];
+    p[0] = 0x60 | (tc >> 4);
+    p[1] = tc << 4;
+    let len = if flags & 1 != 0 {
+        u16::from(flags)
+    } else {
+        payload.len().min(usize::from(u16::MAX) - 40) as u16
+    };
+    p[4..6].copy_from_slice(&len.to_be_bytes());
+    (p[6], p[7]) = (17, hop);
+    p[8..24].copy_from_slice(&src);
+    p[24..40].copy_from_slice(&dst);
+    p.extend_from_slice(payload);
+    p
 }
 
 /// Encodes a valid IPv4 packet for a Local op.
@@ -93,7 +129,7 @@ pub fn write_local(w: &mut Writer, tos: u8, ttl: u8, src: Ipv4Addr, dst: Ipv4Add
 
 /// Encodes a raw packet (from `src`) for a Remote op.
 pub fn write_remote_raw(w: &mut Writer, src: Ipv4Addr, p: &[u8]) {
-    w.u8(Op::Remote as u8).u8(1).bytes(p).ip(src);
+    w.u8(Op::Remote as u8).u8(2).bytes(p).ip(src);
 }
 
 /// The target's body.
@@ -102,25 +138,30 @@ pub fn run(data: &[u8]) {
     let cfg = inp.u8();
     let mtu = MTUS[usize::from(cfg >> 1) % MTUS.len()];
     let mut allow_any = cfg & 1 != 0;
-    let routes = Routes::with_routes(
-        LOCAL,
-        &[
-            Route {
-                prefix: PREFIXES[0].parse().unwrap(),
-                via: NODES[0],
-            },
-            Route {
-                prefix: PREFIXES[1].parse().unwrap(),
-                via: NODES[1],
-            },
-        ],
-    )
-    .expect("valid routes");
+    // Without IPv6 an IPv6 packet is a `no_ipv6` drop, which the counters check.
+    let with_ipv6 = cfg & 8 != 0;
+    let route6 = Route {
+        prefix: PREFIX6.parse().unwrap(),
+        via: NODES[0].into(),
+    };
+    let mut routes = vec![
+        Route {
+            prefix: PREFIXES[0].parse().unwrap(),
+            via: NODES[0].into(),
+        },
+        Route {
+            prefix: PREFIXES[1].parse().unwrap(),
+            via: NODES[1].into(),
+        },
+    ];
+    routes.extend(with_ipv6.then_some(route6));
+    let routes = Routes::with_routes(LOCAL, with_ipv6, &routes).expect("valid routes");
     let t = Ipip::new(
         &IpipSettings {
             local: LOCAL,
             allow_any_peer: allow_any,
             tunnel_mtu: mtu,
+            ipv6: with_ipv6,
         },
         Arc::new(routes),
     );
@@ -142,15 +183,20 @@ pub fn run(data: &[u8]) {
                 local(&t, &mut enc, now, &p, &mut out, &mut ctr, &mut drops);
             }
             1 => {
-                let mut p = if inp.u8() & 1 == 0 {
+                let kind = inp.u8() % 3;
+                let mut p = if kind < 2 {
                     let src = inp.ip(&IPS);
-                    let inner = frames::ipv4(&mut inp, &IPS);
+                    let inner = if kind == 0 {
+                        frames::ipv4(&mut inp, &IPS)
+                    } else {
+                        ipv6(&mut inp)
+                    };
                     let mut b = vec![0u8; OVERHEAD];
                     b.extend_from_slice(&inner);
                     encap::ipv4::Ipv4Repr {
                         src,
                         dst: LOCAL,
-                        protocol: 4,
+                        protocol: if kind == 0 { 4 } else { 41 },
                         tos: inp.u8(),
                         ident: 0,
                         dont_frag: true,
@@ -172,7 +218,7 @@ pub fn run(data: &[u8]) {
                 let via = inp.ip(&IPS);
                 let _ = t.routes().add(Route {
                     prefix: prefix.parse().unwrap(),
-                    via,
+                    via: via.into(),
                 });
             }
             3 => {
@@ -207,7 +253,14 @@ fn local(
     buf.extend_from_slice(p);
     let v = t.on_local(now, p, out, ctr);
     crate::trace!("local {p:02x?}: {v:?} {:?}", out.remotes.as_slice());
+    let v6 = p.first().is_some_and(|b| b >> 4 == 6);
     match v {
+        FromDevice::Tunnel if v6 => local6(t, enc, p, out, ctr, drops),
+        FromDevice::Answered if v6 => {
+            drops[DropReason::TooBig as usize] += 1;
+            assert!(out.remotes.is_empty());
+            check_packet_too_big(t, p, out);
+        }
         FromDevice::Tunnel => {
             let ip = Ipv4Packet::new_checked(p).expect("tunnelled: a parsable IPv4 packet");
             assert_ne!(ip.ttl(), 0, "TTL 0 tunnelled");
@@ -258,6 +311,73 @@ fn local(
     }
 }
 
+/// An IPv6 packet `on_local` sent to the tunnel (see the module notes).
+fn local6(
+    t: &Ipip,
+    enc: &mut Encapsulator,
+    p: &[u8],
+    out: &Out,
+    ctr: &mut Counters,
+    drops: &mut [u64],
+) {
+    assert!(t.ipv6(), "IPv6 tunnelled without IPv6");
+    let ip = encap::tunnel::ipip::inner_ipv6(p).expect("tunnelled: a parsable IPv6 packet");
+    assert_ne!(ip.hop_limit, 0, "hop limit 0 tunnelled");
+    assert!(ip.len <= usize::from(t.tunnel_mtu()));
+    let dst: [u8; 16] = p[24..40].try_into().unwrap();
+    let via = t.routes().load().lookup6(dst.into());
+    assert_eq!(
+        out.remotes.as_slice(),
+        via.as_slice(),
+        "one remote, the route's"
+    );
+    assert!(out.generated.is_empty());
+    let dst = via.unwrap();
+    let mut buf = vec![0u8; OVERHEAD];
+    buf.extend_from_slice(p);
+    match enc.encapsulate(&mut buf, OVERHEAD, p.len(), Vni::ZERO, dst) {
+        Ok(range) => {
+            assert_eq!(range, 0..OVERHEAD + ip.len, "outer header plus the packet");
+            assert_eq!(buf[9], 41, "protocol 41");
+            let rx = decapsulate(&buf[range]).expect("decapsulates again");
+            assert_eq!(
+                (IpAddr::V4(rx.src), IpAddr::V4(rx.dst)),
+                (LOCAL.into(), dst)
+            );
+            assert_eq!(&buf[rx.inner], &p[..ip.len], "the packet, unchanged");
+        }
+        Err(r) => {
+            ctr.drop(r);
+            drops[r as usize] += 1;
+        }
+    }
+}
+
+/// The ICMPv6 "packet too big" for `p`: one, at most 1280 bytes, from its destination to its
+/// source, type 2 code 0 with the tunnel MTU, checksum right, quoting it.
+fn check_packet_too_big(t: &Ipip, p: &[u8], out: &Out) {
+    let g: Vec<_> = out.generated.iter().collect();
+    assert_eq!(g.len(), 1, "one ICMPv6 error");
+    let (to, e) = g[0];
+    assert_eq!(to, FrameTo::Device);
+    assert!(e.len() <= 1280 && e.len() >= 48);
+    assert!(encap::tunnel::ipip::inner_ipv6(p).unwrap().len > usize::from(t.tunnel_mtu()));
+    assert_eq!((e[0] >> 4, e[6]), (6, 58));
+    assert_eq!((&e[8..24], &e[24..40]), (&p[24..40], &p[8..24]));
+    let icmp = &e[40..];
+    assert_eq!((icmp[0], icmp[1]), (2, 0));
+    assert_eq!(
+        u32::from_be_bytes(icmp[4..8].try_into().unwrap()),
+        u32::from(t.tunnel_mtu())
+    );
+    assert_eq!(&icmp[8..], &p[..icmp.len() - 8], "quotes the packet");
+    let mut pseudo = e[8..40].to_vec();
+    pseudo.extend_from_slice(&(icmp.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 58]);
+    let sum = encap::checksum::add(encap::checksum::sum(&pseudo), encap::checksum::sum(icmp));
+    assert_eq!(encap::checksum::fold(sum), 0xffff, "ICMPv6 checksum");
+}
+
 /// The ICMP error for `p`: parses, checksums right, type 3 code 4 with the tunnel MTU, from
 /// the packet's destination to its source, quoting it.
 fn check_frag_needed(t: &Ipip, p: &[u8], out: &Out) {
@@ -304,6 +424,18 @@ fn remote(
                 "decapsulated from {src}, no next hop"
             );
             assert_ne!(src, LOCAL);
+            if orig[9] == 41 {
+                assert!(t.ipv6(), "IPv6 delivered without IPv6");
+                let inner = encap::tunnel::ipip::inner_ipv6(&p[range.clone()]).unwrap();
+                assert_eq!(inner.len, range.len());
+                assert_ne!(inner.hop_limit, 0);
+                // Only the inner ECN bits may have changed.
+                for (i, (a, b)) in orig.iter().zip(p.iter()).enumerate() {
+                    let ecn = i == range.start + 1;
+                    assert!(a == b || (ecn && (a ^ b) & !0x30 == 0), "byte {i} changed");
+                }
+                return;
+            }
             let inner = Ipv4Packet::new_checked(&p[range.clone()]).expect("inner parses as IPv4");
             assert!(
                 inner.verify_checksum(),

@@ -204,11 +204,11 @@ pub fn run(data: &[u8]) {
         &[
             Route {
                 prefix: PREFIXES[0].parse().unwrap(),
-                via: NODE_B,
+                via: NODE_B.into(),
             },
             Route {
                 prefix: PREFIXES[1].parse().unwrap(),
-                via: PEER_IP,
+                via: PEER_IP.into(),
             },
         ],
     )
@@ -289,7 +289,10 @@ pub fn run(data: &[u8]) {
                     .unwrap();
                 if s & 1 == 0 {
                     let via = inp.ip(&IPS);
-                    let _ = w.routes.add(Route { prefix, via });
+                    let _ = w.routes.add(Route {
+                        prefix,
+                        via: via.into(),
+                    });
                 } else {
                     w.routes.del(prefix);
                 }

@@ -241,7 +241,8 @@ fn ipip_seeds(s: &mut Seeds) {
         let c = encap::checksum::checksum(&q[..20]);
         q[10..12].copy_from_slice(&c.to_be_bytes());
         let mut w = Writer::new();
-        w.u8(0);
+        // IPv6 on for protocol 41's vectors.
+        w.u8(if case.starts_with("ipip6") { 8 } else { 0 });
         ipip_engine::write_remote_raw(&mut w, NODES[0], &q);
         ipip_engine::write_remote_raw(&mut w, NODES[0], &p);
         s.put("ipip_engine", &format!("golden-{case}"), &w.finish());
@@ -256,7 +257,7 @@ fn ipip_seeds(s: &mut Seeds) {
         ipip_engine::write_local(&mut w, 0, 9, ipip_engine::LOCAL, pod_b, &[7; 10]);
         ipip_engine::write_local(&mut w, 0, 9, pod, ip(10, 1, 0, 1), &[7; 10]);
         ipip_engine::write_local(&mut w, 0, 9, pod, pod_b, &[9; 600]);
-        w.u8(Op::Local as u8).u8(1).bytes(&[0x60; 40]);
+        w.u8(Op::Local as u8).u8(2).bytes(&[0x60; 40]);
         s.put("ipip_engine", &format!("local-mtu-{name}"), &w.finish());
     }
     // Routes change; a packet of ours comes back through node B.

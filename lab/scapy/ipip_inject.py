@@ -18,6 +18,8 @@ options:
   --id N          ICMP echo identifier (default 0x1234)
   --flows N       (tunnel) UDP datagrams to port 9 instead of echo requests, from source ports
                   40000..40000+N-1 in turn: N inner flows
+  --inner6        (tunnel) IPv6 inside, protocol 41 (RFC 4213, as Linux's sit): ICMPv6 echo
+                  requests with hop limit --ttl and traffic class --inner-tos
 
 Prints "sent N". Needs Debian's /usr/bin/python3 (python3-scapy).
 """
@@ -27,6 +29,7 @@ import socket
 import sys
 
 from scapy.layers.inet import ICMP, IP, UDP
+from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.sendrecv import sendp
@@ -38,6 +41,13 @@ def echo(src: str, dst: str, a: argparse.Namespace, seq: int) -> IP:
         IP(src=src, dst=dst, ttl=a.ttl, tos=a.inner_tos, flags=flags, id=seq)
         / ICMP(type=8, id=a.id, seq=seq)
         / Raw(b"vtepd ipip conformance".ljust(32, b"."))
+    )
+
+
+def echo6(src: str, dst: str, a: argparse.Namespace, seq: int) -> IPv6:
+    return (
+        IPv6(src=src, dst=dst, hlim=a.ttl, tc=a.inner_tos)
+        / ICMPv6EchoRequest(id=a.id, seq=seq, data=b"vtepd ipip6 conformance".ljust(32, b"."))
     )
 
 
@@ -60,16 +70,18 @@ def main() -> int:
     p.add_argument("--df", action="store_true")
     p.add_argument("--id", type=lambda s: int(s, 0), default=0x1234)
     p.add_argument("--flows", type=int, default=0)
+    p.add_argument("--inner6", action="store_true")
     a = p.parse_args()
     sent = 0
     if a.mode == "tunnel":
         if len(a.args) != 6:
             p.error("tunnel needs IFACE DST_MAC OUTER_SRC OUTER_DST INNER_SRC INNER_DST")
         iface, mac, osrc, odst, isrc, idst = a.args
-        inner = datagram if a.flows > 0 else echo
+        inner = echo6 if a.inner6 else datagram if a.flows > 0 else echo
+        proto = 41 if a.inner6 else 4
         frames = [
             Ether(dst=mac)
-            / IP(src=osrc, dst=odst, proto=4, tos=a.outer_tos, flags="DF", ttl=64)
+            / IP(src=osrc, dst=odst, proto=proto, tos=a.outer_tos, flags="DF", ttl=64)
             / inner(isrc, idst, a, seq)
             for seq in range(1, a.count + 1)
         ]

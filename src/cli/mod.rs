@@ -2,7 +2,7 @@
 //! every failure to one line on stderr and an exit status (0 ok, 2 usage, 1 runtime).
 
 use crate::config::{
-    self, DaemonConfig, Encap, Ipv4Cidr, LogFormat, Mode, NetConfig, parse_ageing,
+    self, DaemonConfig, Encap, Ipv4Cidr, Ipv6Cidr, LogFormat, Mode, NetConfig, parse_ageing,
     parse_control_path, parse_dev_name, parse_inline_table, parse_max_fdb, parse_metrics_addr,
     parse_mtu, parse_neigh, parse_port, parse_remote_ip, parse_route, parse_threads,
     parse_unicast_mac, parse_vni, parse_vtep_ip,
@@ -18,8 +18,8 @@ mod trace;
 mod trace_text;
 use clap::{Args, Parser, Subcommand};
 use encap::{MacAddr, Vni};
-use ipnet::Ipv4Net;
-use std::net::{IpAddr, Ipv4Addr};
+use ipnet::IpNet;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -160,13 +160,13 @@ pub struct RunArgs {
     /// Read the networks from a TOML file instead of the flags below
     /// (keys: local, port, allow_any_peer, mode, encap, threads, control, metrics, log_format,
     /// store, store_prefix, store_ttl,
-    /// and [[network]] tables with dev, vni, peers, address, mtu, learning, ageing, max_fdb,
+    /// and [[network]] tables with dev, vni, peers, address, address6, mtu, learning, ageing, max_fdb,
     /// fdb = [{mac, remote}], routes = ["CIDR=IP", ...], advertise = ["CIDR", ...], announce,
     /// neigh = [{ip, mac}], arp_suppress,
     /// mac_move = {moves, window, hold}, storm = {broadcast, unknown_unicast, multicast}, ttl,
     /// tos, df, srcport, udp_csum).
     #[arg(long, value_name = "FILE", conflicts_with_all = [
-        "dev", "local", "vni", "peers", "port", "address", "mtu", "no_learning", "ageing",
+        "dev", "local", "vni", "peers", "port", "address", "address6", "mtu", "no_learning", "ageing",
         "max_fdb", "allow_any_peer", "threads", "mode", "encap", "routes", "advertise", "announce", "neigh",
         "arp_suppress", "mac_move", "storm", "outer", "store_opts",
     ])]
@@ -211,6 +211,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "CIDR")]
     pub address: Option<Ipv4Cidr>,
 
+    /// --encap ipip: IPv6 address and prefix to put on the device, like fd00:1::1/128. The
+    /// device then carries IPv6 (in IPv4, protocol 41, as Linux's sit) and takes IPv6 routes;
+    /// without it the device has IPv6 turned off.
+    #[arg(long, value_name = "CIDR")]
+    pub address6: Option<Ipv6Cidr>,
+
     /// Device MTU [default: MTU of the underlay interface holding --local, minus the
     /// encapsulation overhead: 50 for VXLAN, 20 for IPIP]. A larger MTU is accepted with a
     /// warning. In every mode a packet that does not fit the path toward its remote (the
@@ -231,7 +237,7 @@ pub struct RunArgs {
 
     /// L3 modes with --store: an overlay prefix behind this host (its pod block), registered in
     /// the store so that the other hosts route it here; repeatable.
-    #[arg(long, value_name = "CIDR", value_parser = crate::core::route::parse_prefix)]
+    #[arg(long, value_name = "CIDR", value_parser = crate::core::route::parse_prefix4)]
     pub advertise: Vec<ipnet::Ipv4Net>,
 
     /// L2 with --store: announce the MACs seen on the TAP device through the store, so the
@@ -377,6 +383,7 @@ impl RunArgs {
         let mut net = NetConfig::new(dev, vni);
         net.peers = self.peers.clone();
         net.address = self.address;
+        net.address6 = self.address6;
         net.mtu = self.mtu;
         net.learning = !self.no_learning;
         net.neigh = self.neigh.clone();
@@ -520,10 +527,11 @@ pub enum RoutesCommand {
     Add {
         /// Overlay prefix, like 10.0.1.0/26.
         #[arg(value_name = "CIDR", value_parser = parse_prefix)]
-        prefix: Ipv4Net,
-        /// Next hop (IPIP: the remote node's underlay address; L3 VXLAN: an overlay next hop).
+        prefix: IpNet,
+        /// Next hop (IPIP: the remote node's underlay address, IPv4 for IPv6 prefixes too;
+        /// L3 VXLAN: an overlay next hop).
         #[arg(value_name = "IP", value_parser = parse_next_hop)]
-        via: Ipv4Addr,
+        via: IpAddr,
         #[command(flatten)]
         ctl: ControlArg,
     },
@@ -531,17 +539,17 @@ pub enum RoutesCommand {
     Del {
         /// Overlay prefix.
         #[arg(value_name = "CIDR", value_parser = parse_prefix)]
-        prefix: Ipv4Net,
+        prefix: IpNet,
         #[command(flatten)]
         ctl: ControlArg,
     },
 }
 
-fn parse_next_hop(s: &str) -> Result<Ipv4Addr, String> {
-    let ip: Ipv4Addr = s
+fn parse_next_hop(s: &str) -> Result<IpAddr, String> {
+    let ip: IpAddr = s
         .trim()
         .parse()
-        .map_err(|_| format!("'{s}' is not an IPv4 address"))?;
+        .map_err(|_| format!("'{s}' is not an IP address"))?;
     crate::core::route::check_next_hop(ip).map_err(|e| e.to_string())?;
     Ok(ip)
 }
@@ -664,6 +672,7 @@ pub fn main_entry() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("vtepd").chain(args.iter().copied()))

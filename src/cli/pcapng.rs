@@ -55,8 +55,8 @@ impl<W: Write> PcapNg<W> {
         };
         let what = match (side, link) {
             (Side::Overlay, Link::Ethernet) => "the TAP device's Ethernet frames",
-            (Side::Overlay, Link::Ip) => "the TUN device's IP packets",
-            (Side::Underlay, _) => "the outer IP packets, as sent and as received",
+            (Side::Overlay, Link::Ip) => "the TUN device's IP packets (IPv4, and IPv6 in IPIP)",
+            (Side::Underlay, _) => "the outer IP packets (IPv4 or IPv6), as sent and as received",
         };
         // The outer packets have no link-layer header on a raw or UDP socket: they are written
         // as raw IP (IPv4 or IPv6) rather than behind a made-up Ethernet header.

@@ -33,13 +33,13 @@ pub struct TraceArgs {
     /// Only frames with this Ethernet source or destination.
     #[arg(long, value_name = "MAC", value_parser = parse_mac, conflicts_with = "inject")]
     pub mac: Option<MacAddr>,
-    /// Only packets with this inner IPv4 (or ARP) source or destination.
+    /// Only packets with this inner IPv4 or IPv6 (or ARP) source or destination.
     #[arg(long, value_name = "IP", conflicts_with = "inject")]
-    pub ip: Option<Ipv4Addr>,
+    pub ip: Option<IpAddr>,
     /// Only packets from this remote (tunnel side) or sent to it (device side).
     #[arg(long, value_name = "IP", conflicts_with = "inject")]
     pub outer_ip: Option<IpAddr>,
-    /// Only this protocol: icmp, tcp, udp, arp or an IP protocol number (--inject: the
+    /// Only this protocol: icmp, icmp6, tcp, udp, arp or an IP protocol number (--inject: the
     /// packet's protocol, ICMP echo by default).
     #[arg(long, value_name = "PROTO", value_parser = parse_proto)]
     pub proto: Option<Proto>,

@@ -19,6 +19,7 @@ fn proto(p: u8) -> String {
         1 => "icmp".to_owned(),
         6 => "tcp".to_owned(),
         17 => "udp".to_owned(),
+        58 => "icmp6".to_owned(),
         n => format!("proto {n}"),
     }
 }

@@ -26,7 +26,7 @@ use crate::core::route::Route;
 use encap::{MacAddr, Vni};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 /// One change a reload makes, applied in the order of the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +109,7 @@ pub enum Step {
         /// The route.
         route: Route,
         /// The next hop it had.
-        was: Option<Ipv4Addr>,
+        was: Option<std::net::IpAddr>,
     },
 }
 
@@ -344,6 +344,14 @@ pub fn plan(running: &DaemonConfig, new: &DaemonConfig) -> Result<Vec<Step>, Ref
                 "{at}: address {} -> {}",
                 show(o.address),
                 show(n.address)
+            ));
+        }
+        if o.address6 != n.address6 {
+            let show = |a: Option<super::Ipv6Cidr>| a.map_or("none".into(), |a| a.to_string());
+            restart(format!(
+                "{at}: address6 {} -> {}",
+                show(o.address6),
+                show(n.address6)
             ));
         }
         if o.announce != n.announce {
@@ -615,6 +623,14 @@ mod tests {
         assert!(
             e.to_string()
                 .contains("mode l2 (VXLAN) -> mode l3, encap vxlan"),
+            "{e}"
+        );
+        let ipip = "local = \"192.0.2.1\"\nmode = \"l3\"\nencap = \"ipip\"\n[[network]]\n\
+                    dev = \"t\"\n";
+        let six = format!("{ipip}address6 = \"fd00:1::40/128\"\n");
+        let e = plan(&cfg(ipip), &cfg(&six)).unwrap_err();
+        assert!(
+            e.to_string().contains("address6 none -> fd00:1::40/128"),
             "{e}"
         );
     }

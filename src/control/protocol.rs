@@ -13,7 +13,7 @@ use crate::core::trace::{Filter, Record};
 use crate::core::{Counters, NetTraffic, PeerTraffic};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 /// Longest request line the server reads.
 pub const MAX_REQUEST: u64 = 64 * 1024;
@@ -82,10 +82,10 @@ pub enum Request {
     RoutesShow,
     /// Add or replace an L3 route.
     RoutesAdd {
-        /// Overlay prefix (text, like `10.0.1.0/26`).
+        /// Overlay prefix (text, like `10.0.1.0/26` or `fd00:2::/64`).
         prefix: String,
         /// Next hop.
-        via: Ipv4Addr,
+        via: IpAddr,
     },
     /// Remove an L3 route.
     RoutesDel {
@@ -399,10 +399,10 @@ pub struct PathMtuReport {
 /// One L3 route (`routes show --json` prints an array of these).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteRow {
-    /// Overlay prefix, like `10.0.1.0/26`.
+    /// Overlay prefix, like `10.0.1.0/26` or `fd00:2::/64`.
     pub prefix: String,
     /// Next hop: the remote node's underlay address (IPIP) or an overlay next hop (L3 VXLAN).
-    pub via: Ipv4Addr,
+    pub via: IpAddr,
     /// The device the kernel route points to.
     pub dev: String,
 }
@@ -557,6 +557,7 @@ pub struct StoreReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn request_wire_format() {

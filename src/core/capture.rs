@@ -76,7 +76,9 @@ pub enum Dir {
 pub enum Link {
     /// An Ethernet header.
     Ethernet,
-    /// An IP header, IPv4 or IPv6 (its version field tells; pcapng's raw IP link type).
+    /// An IP header, IPv4 or IPv6: the outer header of the underlay, or a TUN device's packet
+    /// (IPv4, or IPv6 on an IPIP device with an IPv6 address). Written as pcap's raw IP, whose
+    /// readers tell the versions apart by the first nibble.
     #[serde(alias = "ipv4")]
     Ip,
 }

@@ -22,6 +22,14 @@ macro_rules! drop_reasons {
     };
 }
 
+impl DropReason {
+    /// Drops of what the host sends into a device by itself, expected on every healthy daemon:
+    /// counted, but left out of the periodic drop log.
+    pub const fn is_quiet(self) -> bool {
+        matches!(self, DropReason::Ipv6Multicast)
+    }
+}
+
 drop_reasons! {
     /// Underlay datagram shorter than a VXLAN header.
     Truncated = "truncated",
@@ -80,6 +88,12 @@ drop_reasons! {
     UnknownNetwork = "unknown_network",
     /// L3: a packet from the device that is not IPv4 (IPv6, ...).
     NotIpv4 = "not_ipv4",
+    /// IPIP: an IPv6 packet (from the device, or inside protocol 41) on a network without
+    /// an IPv6 address (`address6`).
+    NoIpv6 = "no_ipv6",
+    /// IPIP: an IPv6 multicast packet from the device (the host's own MLD reports into a
+    /// device with IPv6; IPIP carries no multicast). Quiet: not in the periodic drop log.
+    Ipv6Multicast = "ipv6_multicast",
     /// L3: a packet from the device with a malformed IPv4 header.
     BadIpHeader = "bad_ip_header",
     /// L3: no route for the packet's destination.

@@ -1,6 +1,8 @@
-//! The sans-IO IPIP tunnel (RFC 2003) for L3 mode: IPv4 packets from a TUN device are routed by
-//! longest-prefix match to a remote node and wrapped in an outer IPv4 header (protocol 4);
-//! IPIP packets from the underlay are checked and their inner packet goes to the device.
+//! The sans-IO IPIP tunnel for L3 mode: IPv4 packets from a TUN device (RFC 2003, protocol 4)
+//! and, on a device with an IPv6 address, IPv6 packets (RFC 4213, protocol 41, what Linux's
+//! `sit` device sends) are routed by longest-prefix match to a remote node and wrapped in an
+//! outer IPv4 header; IPIP packets from the underlay are checked and their inner packet goes to
+//! the device.
 //!
 //! No clock, no sockets: time comes in as `now`, buffers belong to the caller, and each call
 //! returns one decision in the engines' calling convention (see [`super::engine`]). The wire
@@ -14,7 +16,16 @@
 //!   endpoint lets anyone inject packets: CVE-2020-10136). A source that can never be a tunnel
 //!   endpoint (see [`super::UnusableRemote`]: our own address, loopback, multicast, broadcast,
 //!   unspecified) is refused even then.
-//! - TTL 0 is refused both ways, and so is an inner source equal to our underlay address.
+//! - TTL 0 (IPv6: hop limit 0) is refused both ways, and so is an inner IPv4 source equal to our
+//!   underlay address. Neither is decremented here, as neither `ipip` nor `sit` does: the host
+//!   forwards into and out of the device, decrementing and answering "time exceeded" itself.
+//! - IPv6 needs an IPv6 address on the device ([`IpipSettings::ipv6`]): without one an IPv6
+//!   packet is dropped both ways as `no_ipv6` (the daemon also turns IPv6 off on such a
+//!   device, so the kernel sends it none of its own).
+//! - IPv6 multicast from the device (the host's MLD reports: a device with IPv6 and no
+//!   link-local address sends no other chatter) is dropped as the quiet `ipv6_multicast`.
+//! - An IPv6 packet longer than the tunnel MTU gets an ICMPv6 "packet too big" carrying it
+//!   (IPv6 is never fragmented on the way; below IPv6's minimum MTU of 1280 it is dropped).
 //! - A packet longer than the tunnel MTU (underlay MTU - 20) with DF set is answered with an
 //!   ICMP "fragmentation needed" carrying the tunnel MTU, for the device (so the sender's path
 //!   MTU discovery works). Its source is the unreachable packet's destination: that address
@@ -30,7 +41,7 @@ use super::trace::{NoTrace, Step, Trace};
 use super::{Counters, DropReason, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp};
 use encap::ipv4::Ipv4Packet;
 use encap::{Error, Invalid};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -49,6 +60,8 @@ pub struct IpipSettings {
     pub allow_any_peer: bool,
     /// Largest inner packet that fits the underlay (underlay MTU - 20).
     pub tunnel_mtu: u16,
+    /// The device has an IPv6 address: IPv6 is carried (protocol 41).
+    pub ipv6: bool,
 }
 
 /// The shared IPIP tunnel state: settings and the route table.
@@ -57,6 +70,7 @@ pub struct Ipip {
     local: Ipv4Addr,
     allow_any_peer: AtomicBool,
     tunnel_mtu: u16,
+    ipv6: bool,
     routes: Arc<Routes>,
 }
 
@@ -72,6 +86,7 @@ impl Ipip {
             local: settings.local,
             allow_any_peer: AtomicBool::new(settings.allow_any_peer),
             tunnel_mtu: settings.tunnel_mtu,
+            ipv6: settings.ipv6,
             routes,
         }
     }
@@ -96,9 +111,15 @@ impl Ipip {
         self.allow_any_peer.store(on, Ordering::Relaxed);
     }
 
-    /// An IPv4 packet read from the device: routed to its remote node (`out.remotes`, for the
-    /// worker's encapsulator), answered with an ICMP "fragmentation needed" when it does not
-    /// fit the tunnel with DF set (the error in `out.generated`), or dropped.
+    /// Whether the device carries IPv6.
+    pub fn ipv6(&self) -> bool {
+        self.ipv6
+    }
+
+    /// An IPv4 (or IPv6) packet read from the device: routed to its remote node
+    /// (`out.remotes`, for the worker's encapsulator), answered with an ICMP "fragmentation
+    /// needed" (ICMPv6 "packet too big") when it does not fit the tunnel with DF set (the
+    /// error in `out.generated`), or dropped.
     pub fn on_local(
         &self,
         now: Timestamp,
@@ -120,8 +141,10 @@ impl Ipip {
     ) -> FromDevice {
         ctr.rx_device += 1;
         out.remotes.reset(encap::Vni::ZERO);
-        if pkt.first().is_some_and(|b| b >> 4 != 4) {
-            return reject(ctr, DropReason::NotIpv4, FromDevice::Drop);
+        match pkt.first().map(|b| b >> 4) {
+            Some(6) => return self.on_local6(now, pkt, out, ctr, t),
+            Some(v) if v != 4 => return reject(ctr, DropReason::NotIpv4, FromDevice::Drop),
+            _ => {}
         }
         let Ok(ip) = Ipv4Packet::new_checked(pkt) else {
             return reject(ctr, DropReason::BadIpHeader, FromDevice::Drop);
@@ -133,14 +156,70 @@ impl Ipip {
             return reject(ctr, DropReason::OwnSource, FromDevice::Drop);
         }
         let via = self.routes.load().lookup(ip.dst());
-        t.step(Step::Route { dst: ip.dst(), via });
+        t.step(Step::Route {
+            dst: ip.dst().into(),
+            via: via.map(Into::into),
+        });
         let Some(dst) = via else {
             return reject(ctr, DropReason::NoRoute, FromDevice::Drop);
         };
-        if usize::from(ip.total_len()) > usize::from(self.tunnel_mtu) {
+        self.to_tunnel(now, pkt, usize::from(ip.total_len()), dst, out, ctr, t)
+    }
+
+    /// [`Ipip::on_local_traced`] for an IPv6 packet (protocol 41): out of line, so that the
+    /// IPv4 path stays the code it was.
+    #[inline(never)]
+    fn on_local6<T: Trace>(
+        &self,
+        now: Timestamp,
+        pkt: &[u8],
+        out: &mut Out,
+        ctr: &mut Counters,
+        t: &mut T,
+    ) -> FromDevice {
+        if !self.ipv6 {
+            return reject(ctr, DropReason::NoIpv6, FromDevice::Drop);
+        }
+        let Ok(ip) = encap::tunnel::ipip::inner_ipv6(pkt) else {
+            return reject(ctr, DropReason::BadIpHeader, FromDevice::Drop);
+        };
+        if ip.hop_limit == 0 {
+            return reject(ctr, DropReason::TtlZero, FromDevice::Drop);
+        }
+        let dst = ipv6_at(pkt, 24);
+        if dst.is_multicast() {
+            return reject(ctr, DropReason::Ipv6Multicast, FromDevice::Drop);
+        }
+        let via = self.routes.load().lookup6(dst);
+        t.step(Step::Route {
+            dst: dst.into(),
+            via,
+        });
+        // A next hop is an IPv4 underlay address (the table refuses others).
+        let Some(IpAddr::V4(via)) = via else {
+            return reject(ctr, DropReason::NoRoute, FromDevice::Drop);
+        };
+        self.to_tunnel(now, pkt, ip.len, via, out, ctr, t)
+    }
+
+    /// A routed packet of `len` bytes to `dst`: within the tunnel MTU, to the tunnel;
+    /// else answered or dropped (see [`too_big::on_too_big`]).
+    #[allow(clippy::too_many_arguments)] // the engine's inputs and outputs, as its callers'
+    #[inline]
+    fn to_tunnel<T: Trace>(
+        &self,
+        now: Timestamp,
+        pkt: &[u8],
+        len: usize,
+        dst: Ipv4Addr,
+        out: &mut Out,
+        ctr: &mut Counters,
+        t: &mut T,
+    ) -> FromDevice {
+        if len > usize::from(self.tunnel_mtu) {
             let mtu = usize::from(self.tunnel_mtu);
             t.step(Step::TooBig {
-                len: u32::from(ip.total_len()),
+                len: len as u32,
                 mtu: mtu as u32,
             });
             return match too_big::on_too_big(now, Framing::Ip, pkt, mtu, false, out, ctr) {
@@ -152,9 +231,10 @@ impl Ipip {
         FromDevice::Tunnel
     }
 
-    /// An IPIP packet from the underlay, from its outer IPv4 header on (as a raw IPv4 socket
-    /// delivers it: the header's source is the one checked, the outer TOS is read from it). Delivered, its inner ECN
-    /// field combined with the outer one (RFC 6040), or dropped.
+    /// An IPIP packet (protocol 4 or 41) from the underlay, from its outer IPv4 header on (as a
+    /// raw IPv4 socket delivers it: the header's source is the one checked, the outer TOS is
+    /// read from it). Delivered, its inner ECN field combined with the outer one (RFC 6040), or
+    /// dropped.
     pub fn on_remote(
         &self,
         _now: Timestamp,
@@ -206,18 +286,36 @@ impl Ipip {
                 return reject(ctr, r, FromTunnel::Drop);
             }
         };
-        let inner = Ipv4Packet::new_unchecked(&packet[rx.inner.clone()]);
-        if inner.ttl() == 0 {
-            return reject(ctr, DropReason::TtlZero, FromTunnel::Drop);
-        }
-        if inner.src() == self.local {
-            return reject(ctr, DropReason::OwnSource, FromTunnel::Drop);
+        let inner = &packet[rx.inner.clone()];
+        if inner.first().is_some_and(|b| b >> 4 == 6) {
+            // Protocol 41: the codec checked the IPv6 header is there.
+            if !self.ipv6 {
+                return reject(ctr, DropReason::NoIpv6, FromTunnel::Drop);
+            }
+            if inner.get(7) == Some(&0) {
+                return reject(ctr, DropReason::TtlZero, FromTunnel::Drop);
+            }
+        } else {
+            let inner = Ipv4Packet::new_unchecked(inner);
+            if inner.ttl() == 0 {
+                return reject(ctr, DropReason::TtlZero, FromTunnel::Drop);
+            }
+            if inner.src() == self.local {
+                return reject(ctr, DropReason::OwnSource, FromTunnel::Drop);
+            }
         }
         FromTunnel::Deliver {
             net: NET,
             range: rx.inner,
         }
     }
+}
+
+/// The IPv6 address at `at` in `p`, whose header [`encap::tunnel::ipip::inner_ipv6`] checked.
+fn ipv6_at(p: &[u8], at: usize) -> Ipv6Addr {
+    p.get(at..at + 16)
+        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        .map_or(Ipv6Addr::UNSPECIFIED, Ipv6Addr::from)
 }
 
 /// The `Invalid` reason of a codec error, if it is one.
@@ -313,19 +411,25 @@ mod tests {
     const HEAD: usize = OVERHEAD;
 
     fn tunnel(local: Ipv4Addr, via: Ipv4Addr, block: &str) -> Ipip {
-        let routes = Routes::with_routes(
-            local,
-            &[Route {
-                prefix: block.parse().unwrap(),
-                via,
-            }],
-        )
-        .unwrap();
+        tunnel_of(local, via, &[block], false, 1480)
+    }
+
+    /// A tunnel routing each of `blocks` to `via`, carrying IPv6 when `ipv6`.
+    fn tunnel_of(local: Ipv4Addr, via: Ipv4Addr, blocks: &[&str], ipv6: bool, mtu: u16) -> Ipip {
+        let routes: Vec<Route> = blocks
+            .iter()
+            .map(|b| Route {
+                prefix: b.parse().unwrap(),
+                via: via.into(),
+            })
+            .collect();
+        let routes = Routes::with_routes(local, ipv6, &routes).unwrap();
         Ipip::new(
             &IpipSettings {
                 local,
                 allow_any_peer: false,
-                tunnel_mtu: 1480,
+                tunnel_mtu: mtu,
+                ipv6,
             },
             Arc::new(routes),
         )
@@ -386,6 +490,18 @@ mod tests {
         assert_eq!(ctr.total_drops(), 0);
     }
 
+    /// Sends each packet: each must be dropped for its reason, and counted.
+    fn all_dropped(t: &Ipip, cases: Vec<(Vec<u8>, DropReason)>, tx: &mut Tx, ctr: &mut Counters) {
+        for (i, (mut buf, why)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                send(t, &mut buf, tx, ctr),
+                LocalVerdict::Drop(why),
+                "case {i}"
+            );
+            assert!(ctr.drops_of(why) > 0, "case {i}");
+        }
+    }
+
     #[test]
     fn local_rules_drop_and_count() {
         let t = tunnel(A, B, "10.0.2.0/26");
@@ -402,6 +518,14 @@ mod tests {
                 {
                     let mut v = vec![0u8; HEAD + 40];
                     v[HEAD] = 0x60;
+                    v
+                },
+                DropReason::NoIpv6,
+            ),
+            (
+                {
+                    let mut v = vec![0u8; HEAD + 40];
+                    v[HEAD] = 0x50;
                     v
                 },
                 DropReason::NotIpv4,
@@ -423,15 +547,8 @@ mod tests {
                 DropReason::BadIpHeader,
             ),
         ];
-        for (i, (mut buf, why)) in cases.into_iter().enumerate() {
-            assert_eq!(
-                send(&t, &mut buf, &mut tx, &mut ctr),
-                LocalVerdict::Drop(why),
-                "case {i}"
-            );
-            assert!(ctr.drops_of(why) > 0, "case {i}");
-        }
-        assert_eq!(ctr.total_drops(), 6);
+        all_dropped(&t, cases, &mut tx, &mut ctr);
+        assert_eq!(ctr.total_drops(), 7);
         // An empty read is a bad header too, never a panic.
         let mut empty = vec![0u8; HEAD];
         assert_eq!(
@@ -534,10 +651,7 @@ mod tests {
             panic!("{v:?}")
         };
         let mut out = buf[range].to_vec();
-        if let Some(e) = outer_ecn {
-            out[1] = (out[1] & 0xfc) | e;
-            Ipv4Packet::new_unchecked(&mut out[..]).fill_checksum();
-        }
+        set_outer_ecn(&mut out, outer_ecn);
         out
     }
 
@@ -646,7 +760,7 @@ mod tests {
         t.routes()
             .add(Route {
                 prefix: "10.0.3.0/26".parse().unwrap(),
-                via: c,
+                via: c.into(),
             })
             .unwrap();
         assert!(matches!(
@@ -660,11 +774,202 @@ mod tests {
         );
     }
 
+    const POD6_A: &str = "fd00:1::5";
+    const POD6_B: &str = "fd00:2::7";
+
+    /// A dual-stack node: its pod blocks 10.0.2.0/26 and fd00:2::/64 behind `via`.
+    fn tunnel6(local: Ipv4Addr, via: Ipv4Addr, mtu: u16) -> Ipip {
+        tunnel_of(local, via, &["10.0.2.0/26", "fd00:2::/64"], true, mtu)
+    }
+
+    /// An IPv6 packet of `len` bytes (UDP-ish payload) in a buffer with headroom.
+    fn packet6(src: &str, dst: &str, len: usize, tc: u8, hop_limit: u8) -> Vec<u8> {
+        let mut buf = vec![0u8; HEAD + len];
+        let p = &mut buf[HEAD..];
+        p[0] = 0x60 | (tc >> 4);
+        p[1] = tc << 4;
+        p[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
+        p[6] = protocol::UDP;
+        p[7] = hop_limit;
+        p[8..24].copy_from_slice(&src.parse::<Ipv6Addr>().unwrap().octets());
+        p[24..40].copy_from_slice(&dst.parse::<Ipv6Addr>().unwrap().octets());
+        for (i, b) in p[40..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        buf
+    }
+
+    #[test]
+    fn ipv6_goes_by_route_as_protocol_41() {
+        let t = tunnel6(A, B, 1480);
+        let mut tx = Tx::new(1);
+        let mut ctr = Counters::default();
+        let mut buf = packet6(POD6_A, POD6_B, 100, 0xb9, 63);
+        let inner = buf[HEAD..].to_vec();
+        let LocalVerdict::ToTunnel { dst, range } = send(&t, &mut buf, &mut tx, &mut ctr) else {
+            panic!("not tunnelled");
+        };
+        assert_eq!(dst, B);
+        let out = &buf[range];
+        let rx = decapsulate(out).unwrap();
+        assert_eq!((rx.src, rx.dst, out[9]), (A, B, 41));
+        assert!(rx.dont_frag, "IPv6 is never fragmented on the way: DF");
+        assert_eq!(rx.tos, 0xb9, "DSCP from the traffic class, ECT(1) copied");
+        assert_eq!(&out[rx.inner], &inner[..], "inner untouched: hop limit 63");
+        // IPv4 still goes as protocol 4 beside it.
+        let mut buf = packet(POD_A, POD_B, 100, 0, true, 63);
+        let LocalVerdict::ToTunnel { range, .. } = send(&t, &mut buf, &mut tx, &mut ctr) else {
+            panic!("not tunnelled");
+        };
+        assert_eq!(buf[range][9], 4);
+        assert_eq!(ctr.total_drops(), 0);
+    }
+
+    #[test]
+    fn ipv6_rules_drop_and_count() {
+        let t = tunnel6(A, B, 1480);
+        let mut tx = Tx::default();
+        let mut ctr = Counters::default();
+        let long_payload = {
+            let mut v = packet6(POD6_A, POD6_B, 60, 0, 9);
+            v[HEAD + 5] = 21; // payload length past the packet
+            v
+        };
+        let cases = [
+            (packet6(POD6_A, POD6_B, 60, 0, 0), DropReason::TtlZero),
+            (packet6(POD6_A, "fd00:3::1", 60, 0, 9), DropReason::NoRoute),
+            (
+                packet6("::", "ff02::16", 60, 0, 1),
+                DropReason::Ipv6Multicast,
+            ),
+            (long_payload, DropReason::BadIpHeader),
+            (
+                packet6(POD6_A, POD6_B, 60, 0, 9)[..HEAD + 39].to_vec(),
+                DropReason::BadIpHeader,
+            ),
+        ];
+        all_dropped(&t, cases.to_vec(), &mut tx, &mut ctr);
+        assert_eq!(ctr.total_drops(), 5);
+        // A network without IPv6 drops it under its own reason.
+        let v4 = tunnel(A, B, "10.0.2.0/26");
+        let mut buf = packet6(POD6_A, POD6_B, 60, 0, 9);
+        assert_eq!(
+            send(&v4, &mut buf, &mut tx, &mut ctr),
+            LocalVerdict::Drop(DropReason::NoIpv6)
+        );
+        assert_eq!(ctr.drops_of(DropReason::NoIpv6), 1);
+    }
+
+    #[test]
+    fn oversize_ipv6_gets_packet_too_big_with_the_tunnel_mtu() {
+        let t = tunnel6(A, B, 1480);
+        let mut tx = Tx::default();
+        let mut ctr = Counters::default();
+        let mut buf = packet6(POD6_A, POD6_B, 1481, 0, 63);
+        let orig = buf[HEAD..].to_vec();
+        assert_eq!(send(&t, &mut buf, &mut tx, &mut ctr), LocalVerdict::Reply);
+        assert_eq!((ctr.drops_of(DropReason::TooBig), ctr.icmp_too_big), (1, 1));
+        let r = tx.reply();
+        assert_eq!(
+            r.len(),
+            crate::core::too_big::IPV6_MIN_MTU,
+            "as much as fits 1280"
+        );
+        assert_eq!((r[0] >> 4, r[6]), (6, 58), "IPv6, ICMPv6");
+        assert_eq!(&r[8..24], &orig[24..40], "from the unreachable destination");
+        assert_eq!(&r[24..40], &orig[8..24], "to the sender");
+        let icmp = &r[40..];
+        assert_eq!((icmp[0], icmp[1]), (2, 0), "packet too big");
+        assert_eq!(u32::from_be_bytes(icmp[4..8].try_into().unwrap()), 1480);
+        assert_eq!(&icmp[8..], &orig[..icmp.len() - 8], "quotes the packet");
+        let mut pseudo = r[8..40].to_vec();
+        pseudo.extend_from_slice(&(icmp.len() as u32).to_be_bytes());
+        pseudo.extend_from_slice(&[0, 0, 0, 58]);
+        let sum = checksum::add(checksum::sum(&pseudo), checksum::sum(icmp));
+        assert_eq!(checksum::fold(sum), 0xffff, "ICMPv6 checksum");
+        // Exactly the tunnel MTU fits.
+        let mut buf = packet6(POD6_A, POD6_B, 1480, 0, 63);
+        assert!(matches!(
+            send(&t, &mut buf, &mut tx, &mut ctr),
+            LocalVerdict::ToTunnel { .. }
+        ));
+        // Below IPv6's minimum MTU no answer can help: dropped.
+        let narrow = tunnel6(A, B, 1200);
+        let mut buf = packet6(POD6_A, POD6_B, 1201, 0, 63);
+        assert_eq!(
+            send(&narrow, &mut buf, &mut tx, &mut ctr),
+            LocalVerdict::Drop(DropReason::TooBig)
+        );
+    }
+
+    /// Node A's IPv6 packet, encapsulated (outer ECN set to `outer_ecn` when given), as B
+    /// receives it.
+    fn wire6(tc: u8, outer_ecn: Option<u8>, hop_limit: u8) -> Vec<u8> {
+        let a = tunnel6(A, B, 1480);
+        let mut buf = packet6(POD6_A, POD6_B, 100, tc, hop_limit.max(1));
+        let v = send(&a, &mut buf, &mut Tx::default(), &mut Counters::default());
+        let LocalVerdict::ToTunnel { range, .. } = v else {
+            panic!("{v:?}")
+        };
+        let mut out = buf[range].to_vec();
+        out[HEAD + 7] = hop_limit;
+        set_outer_ecn(&mut out, outer_ecn);
+        out
+    }
+
+    /// Sets the outer header's ECN field, when given (its checksum made again).
+    fn set_outer_ecn(out: &mut [u8], ecn: Option<u8>) {
+        if let Some(e) = ecn {
+            out[1] = (out[1] & 0xfc) | e;
+            Ipv4Packet::new_unchecked(&mut out[..]).fill_checksum();
+        }
+    }
+
+    #[test]
+    fn ipv6_decapsulation_rules() {
+        let b = tunnel_of(B, A, &["10.0.1.0/26", "fd00:1::/64"], true, 1480);
+        let mut ctr = Counters::default();
+        let mut p = wire6(0x02, Some(0x03), 64);
+        let FromTunnel::Deliver { range, .. } =
+            b.on_remote(Timestamp(0), A.into(), &mut p, &mut ctr)
+        else {
+            panic!("not delivered")
+        };
+        assert_eq!(range, HEAD..HEAD + 100);
+        assert_eq!(
+            p[HEAD + 1] >> 4 & 3,
+            3,
+            "RFC 6040: outer CE marks the inner ECT(0) CE"
+        );
+        let cases = [
+            (wire6(0x00, Some(0x03), 64), DropReason::EcnDrop),
+            (wire6(0x00, None, 0), DropReason::TtlZero),
+        ];
+        for (mut p, why) in cases {
+            assert_eq!(
+                b.on_remote(Timestamp(0), A.into(), &mut p, &mut ctr),
+                FromTunnel::Drop(why)
+            );
+        }
+        // From a stranger, and into a network without IPv6.
+        let c = tunnel_of(B, Ipv4Addr::new(192, 0, 2, 9), &["fd00:1::/64"], true, 1480);
+        assert_eq!(
+            c.on_remote(Timestamp(0), A.into(), &mut wire6(0, None, 64), &mut ctr),
+            FromTunnel::Drop(DropReason::UnknownPeer)
+        );
+        let v4 = tunnel(B, A, "10.0.1.0/26");
+        assert_eq!(
+            v4.on_remote(Timestamp(0), A.into(), &mut wire6(0, None, 64), &mut ctr),
+            FromTunnel::Drop(DropReason::NoIpv6)
+        );
+        assert_eq!(ctr.rx_tunnel, 5);
+    }
+
     proptest::proptest! {
         /// Any bytes from either side: a verdict, never a panic.
         #[test]
         fn never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
-            let t = tunnel(A, B, "10.0.2.0/26");
+            let t = tunnel6(A, B, 1480);
             t.set_allow_any_peer(true);
             let mut ctr = Counters::default();
             let mut buf = vec![0u8; HEAD];

@@ -405,7 +405,10 @@ impl L3Vx {
             return Ok(TunVerdict::Send(multicast_mac(dst)));
         }
         let hop = self.next_hop(dst, route);
-        t.step(Step::Route { dst, via: hop });
+        t.step(Step::Route {
+            dst: dst.into(),
+            via: hop.map(Into::into),
+        });
         let Some(hop) = hop else {
             return drop(ctr, DropReason::NoRoute);
         };

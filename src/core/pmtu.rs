@@ -188,7 +188,7 @@ pub enum OurSends {
         /// The VXLAN UDP ports of the networks (a few: compared one by one).
         ports: Vec<u16>,
     },
-    /// IPIP: IP protocol 4 from our address.
+    /// IPIP: IP protocol 4 (IPv4 inside) or 41 (IPv6 inside) from our address.
     Ipip,
 }
 
@@ -218,7 +218,7 @@ pub fn frag_needed_about(packet: &[u8], local: IpAddr, ours: &OurSends) -> Optio
     let (src, dst) = (at(12)?, at(16)?);
     let proto = *quoted.get(9)?;
     let about_us = match ours {
-        OurSends::Ipip => proto == 4,
+        OurSends::Ipip => proto == 4 || proto == 41,
         OurSends::Vxlan { ports } => {
             proto == 17
                 && quoted
@@ -357,6 +357,13 @@ mod tests {
             None,
             "UDP, not IPIP"
         );
+        // About IPv4 in IPv4 (protocol 4) or IPv6 in IPv4 (41): both IPIP's.
+        for proto in [4u8, 41] {
+            let mut q = p.clone();
+            q[20 + 8 + 9] = proto;
+            let about = frag_needed_about(&q, local, &OurSends::Ipip);
+            assert_eq!(about, Some((remote, 1400)), "protocol {proto}");
+        }
         let mut other = p.clone();
         other[21] = 1; // code 1: host unreachable
         assert_eq!(frag_needed_about(&other, local, &vx), None);

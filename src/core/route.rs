@@ -12,19 +12,23 @@
 
 use super::UnusableRemote;
 use arc_swap::{ArcSwap, Guard};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// One route: packets to `prefix` go to next hop `via`.
+///
+/// An IPv4 prefix has an IPv4 next hop. An IPv6 prefix's next hop is of the underlay's family
+/// when next hops are underlay addresses (IPIP: IPv6 in IPv4, protocol 41), of its own when they
+/// are overlay addresses (L3 VXLAN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Route {
     /// Overlay destination prefix (host bits zero).
-    pub prefix: Ipv4Net,
+    pub prefix: IpNet,
     /// Next hop.
-    pub via: Ipv4Addr,
+    pub via: IpAddr,
 }
 
 impl std::fmt::Display for Route {
@@ -38,25 +42,31 @@ impl std::fmt::Display for Route {
 pub enum RouteError {
     /// The prefix has bits set past its length (like `10.0.0.1/24`).
     #[error("{0}: host bits are set (did you mean {1}?)")]
-    HostBits(String, Ipv4Net),
+    HostBits(String, IpNet),
     /// A /0 route would take over every destination, the underlay included.
     #[error("{0}: a default route through the tunnel is not supported")]
-    Default(Ipv4Net),
+    Default(IpNet),
     /// The next hop is unspecified, loopback, multicast or broadcast (the kind of address it
     /// is, from [`UnusableRemote::kind`]).
     #[error("next hop {0} is {1}: it must be a unicast address of another host")]
-    BadNextHop(Ipv4Addr, &'static str),
+    BadNextHop(IpAddr, &'static str),
     /// The next hop is our own underlay address.
     #[error("next hop {0} is our own --local address")]
-    NextHopIsLocal(Ipv4Addr),
+    NextHopIsLocal(IpAddr),
     /// A route would capture the underlay traffic to a next hop or from us (a tunnel loop).
     #[error("{prefix} covers {addr}, which must stay reachable outside the tunnel")]
     Loop {
         /// The offending prefix.
-        prefix: Ipv4Net,
+        prefix: IpNet,
         /// The underlay address it covers.
-        addr: Ipv4Addr,
+        addr: IpAddr,
     },
+    /// The next hop is not of the family the prefix needs.
+    #[error("{0}: {1}")]
+    Family(Route, &'static str),
+    /// An IPv6 prefix on a device without IPv6.
+    #[error("{0}: the device has no IPv6 address (give it one with --address6)")]
+    NoIpv6(IpNet),
     /// The table is full.
     #[error("route table is full ({0} routes)")]
     Full(usize),
@@ -66,15 +76,25 @@ pub enum RouteError {
 pub const MAX_ROUTES: usize = 65_536;
 
 /// Parses `CIDR` into a prefix whose host bits are zero (as `ip route` insists), refusing /0.
-pub fn parse_prefix(s: &str) -> Result<Ipv4Net, String> {
+pub fn parse_prefix(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
-    let net: Ipv4Net = s
-        .parse()
-        .map_err(|_| format!("'{s}' is not an IPv4 prefix (expected like 10.0.1.0/26)"))?;
+    let net: IpNet = s.parse().map_err(|_| {
+        format!("'{s}' is not an IP prefix (expected like 10.0.1.0/26 or fd00:1::/64)")
+    })?;
     check_prefix(s, net).map_err(|e| e.to_string())
 }
 
-fn check_prefix(shown: &str, net: Ipv4Net) -> Result<Ipv4Net, RouteError> {
+/// [`parse_prefix`] for an IPv4 prefix only (what the store announces).
+pub fn parse_prefix4(s: &str) -> Result<Ipv4Net, String> {
+    match parse_prefix(s)? {
+        IpNet::V4(p) => Ok(p),
+        IpNet::V6(p) => Err(format!(
+            "{p} is an IPv6 prefix: only IPv4 prefixes are taken here"
+        )),
+    }
+}
+
+fn check_prefix(shown: &str, net: IpNet) -> Result<IpNet, RouteError> {
     if net.addr() != net.network() {
         return Err(RouteError::HostBits(shown.to_owned(), net.trunc()));
     }
@@ -86,8 +106,8 @@ fn check_prefix(shown: &str, net: Ipv4Net) -> Result<Ipv4Net, RouteError> {
 
 /// Whether `ip` can be a next hop: a unicast address of another host (the rule of remote VTEPs,
 /// [`UnusableRemote::of`]; our own underlay address is refused where it is known).
-pub fn check_next_hop(ip: Ipv4Addr) -> Result<(), RouteError> {
-    match UnusableRemote::of(ip.into()) {
+pub fn check_next_hop(ip: IpAddr) -> Result<(), RouteError> {
+    match UnusableRemote::of(ip) {
         Some(e) => Err(RouteError::BadNextHop(ip, e.kind())),
         None => Ok(()),
     }
@@ -99,19 +119,21 @@ pub fn parse_route(s: &str) -> Result<Route, String> {
         format!("'{s}' is not a route (expected CIDR=IP, like 10.0.1.0/26=192.0.2.2)")
     })?;
     let prefix = parse_prefix(p)?;
-    let via: Ipv4Addr = v
+    let via: IpAddr = v
         .trim()
         .parse()
-        .map_err(|_| format!("route '{s}': '{}' is not an IPv4 address", v.trim()))?;
+        .map_err(|_| format!("route '{s}': '{}' is not an IP address", v.trim()))?;
     check_next_hop(via).map_err(|e| format!("route '{s}': {e}"))?;
     Ok(Route { prefix, via })
 }
 
-/// An immutable route table: what the data path reads.
+/// An immutable route table: what the data path reads. One prefix map per family, so the
+/// IPv4 lookup is the one it always was.
 #[derive(Debug, Default)]
 pub struct RouteTable {
     map: PrefixMap<Ipv4Net, Ipv4Addr>,
-    /// Sorted, deduplicated next hops (the sources decapsulation accepts).
+    map6: PrefixMap<Ipv6Net, IpAddr>,
+    /// Sorted, deduplicated IPv4 next hops (the sources IPIP decapsulation accepts).
     next_hops: Box<[Ipv4Addr]>,
 }
 
@@ -119,15 +141,28 @@ impl RouteTable {
     /// The next hop for `dst` by longest-prefix match.
     #[inline]
     pub fn lookup(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
-        self.lookup_route(dst).map(|r| r.via)
+        self.map.get_lpm(&Ipv4Net::from(dst)).map(|(_, via)| *via)
+    }
+
+    /// The next hop for the IPv6 destination `dst` by longest-prefix match.
+    #[inline]
+    pub fn lookup6(&self, dst: Ipv6Addr) -> Option<IpAddr> {
+        self.map6.get_lpm(&Ipv6Net::from(dst)).map(|(_, via)| *via)
     }
 
     /// The route `dst` matches by longest-prefix match.
     #[inline]
-    pub fn lookup_route(&self, dst: Ipv4Addr) -> Option<Route> {
-        self.map
-            .get_lpm(&Ipv4Net::from(dst))
-            .map(|(prefix, via)| Route { prefix, via: *via })
+    pub fn lookup_route(&self, dst: IpAddr) -> Option<Route> {
+        match dst {
+            IpAddr::V4(d) => self.map.get_lpm(&Ipv4Net::from(d)).map(|(p, v)| Route {
+                prefix: p.into(),
+                via: (*v).into(),
+            }),
+            IpAddr::V6(d) => self.map6.get_lpm(&Ipv6Net::from(d)).map(|(p, v)| Route {
+                prefix: p.into(),
+                via: *v,
+            }),
+        }
     }
 
     /// Whether `ip` is the next hop of some route.
@@ -142,25 +177,30 @@ impl RouteTable {
 
     /// Number of routes.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.map.len() + self.map6.len()
     }
 
     /// True when there are no routes.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 
-    /// Every route, sorted by prefix.
+    /// Every route, sorted by prefix (IPv4 first).
     pub fn routes(&self) -> Vec<Route> {
-        sorted(&self.map)
+        sorted(&self.map, &self.map6)
     }
 }
 
-fn sorted(map: &PrefixMap<Ipv4Net, Ipv4Addr>) -> Vec<Route> {
-    let mut v: Vec<Route> = map
-        .iter()
-        .map(|(prefix, via)| Route { prefix, via: *via })
-        .collect();
+fn sorted(map: &PrefixMap<Ipv4Net, Ipv4Addr>, map6: &PrefixMap<Ipv6Net, IpAddr>) -> Vec<Route> {
+    let v4 = map.iter().map(|(p, via)| Route {
+        prefix: p.into(),
+        via: (*via).into(),
+    });
+    let v6 = map6.iter().map(|(p, via)| Route {
+        prefix: p.into(),
+        via: *via,
+    });
+    let mut v: Vec<Route> = v4.chain(v6).collect();
     v.sort_unstable();
     v
 }
@@ -169,51 +209,115 @@ fn sorted(map: &PrefixMap<Ipv4Net, Ipv4Addr>) -> Vec<Route> {
 #[derive(Debug, Default)]
 struct Editable {
     map: PrefixMap<Ipv4Net, Ipv4Addr>,
-    hops: BTreeMap<Ipv4Addr, usize>,
+    map6: PrefixMap<Ipv6Net, IpAddr>,
+    hops: BTreeMap<IpAddr, usize>,
+}
+
+/// What a table takes, besides the rules every route keeps.
+#[derive(Debug, Clone, Copy)]
+struct Rules {
+    /// Our own underlay address (never a next hop, never covered by a route).
+    local: Ipv4Addr,
+    /// Next hops are overlay addresses (see [`Routes::with_overlay_routes`]).
+    overlay: bool,
+    /// IPv6 prefixes are taken (the device has an IPv6 address).
+    ipv6: bool,
 }
 
 impl Editable {
+    fn len(&self) -> usize {
+        self.map.len() + self.map6.len()
+    }
+
+    fn has(&self, prefix: IpNet) -> bool {
+        match prefix {
+            IpNet::V4(p) => self.map.get(&p).is_some(),
+            IpNet::V6(p) => self.map6.get(&p).is_some(),
+        }
+    }
+
     /// The checks of [`Routes::add`]; every one is a lookup, not a scan of the routes.
     /// With `overlay` (L3 VXLAN) next hops are overlay addresses: only our own underlay
     /// address must stay outside every prefix.
-    fn check(&self, local: Ipv4Addr, route: Route, overlay: bool) -> Result<(), RouteError> {
+    fn check(&self, rules: Rules, route: Route) -> Result<(), RouteError> {
         let Route { prefix, via } = route;
         check_prefix(&prefix.to_string(), prefix)?;
         check_next_hop(via)?;
-        if via == local {
+        if via == IpAddr::V4(rules.local) {
             return Err(RouteError::NextHopIsLocal(via));
         }
-        if self.map.get(&prefix).is_none() && self.map.len() >= MAX_ROUTES {
-            return Err(RouteError::Full(self.map.len()));
+        if !self.has(prefix) && self.len() >= MAX_ROUTES {
+            return Err(RouteError::Full(self.len()));
         }
-        if prefix.contains(&local) {
+        let (prefix, via) = match (prefix, via) {
+            (IpNet::V4(p), IpAddr::V4(v)) => (p, v),
+            (IpNet::V4(_), IpAddr::V6(_)) => {
+                return Err(RouteError::Family(
+                    route,
+                    "an IPv4 prefix needs an IPv4 next hop",
+                ));
+            }
+            (IpNet::V6(p), _) if !rules.ipv6 => return Err(RouteError::NoIpv6(p.into())),
+            (IpNet::V6(_), IpAddr::V4(_)) if rules.overlay => {
+                return Err(RouteError::Family(
+                    route,
+                    "an IPv6 prefix needs an IPv6 next hop in the overlay",
+                ));
+            }
+            (IpNet::V6(_), IpAddr::V6(_)) if !rules.overlay => {
+                return Err(RouteError::Family(
+                    route,
+                    "the next hop is a node's IPv4 underlay address (IPv6 travels in IPv4, \
+                     protocol 41)",
+                ));
+            }
+            // An IPv6 prefix covers no IPv4 underlay address.
+            (IpNet::V6(_), _) => return Ok(()),
+        };
+        if prefix.contains(&rules.local) {
             return Err(RouteError::Loop {
-                prefix,
-                addr: local,
+                prefix: prefix.into(),
+                addr: rules.local.into(),
             });
         }
-        if overlay {
+        if rules.overlay {
             return Ok(());
         }
         if prefix.contains(&via) {
-            return Err(RouteError::Loop { prefix, addr: via });
+            return Err(RouteError::Loop {
+                prefix: prefix.into(),
+                addr: via.into(),
+            });
         }
         // The next hop inside another route's prefix.
         if let Some((p, _)) = self.map.get_lpm(&Ipv4Net::from(via)) {
             return Err(RouteError::Loop {
-                prefix: p,
-                addr: via,
+                prefix: p.into(),
+                addr: via.into(),
             });
         }
         // The new prefix covering another route's next hop (next hops are few: one per node).
-        if let Some(hop) = self.hops.keys().find(|h| prefix.contains(*h)) {
-            return Err(RouteError::Loop { prefix, addr: *hop });
+        if let Some(hop) = self
+            .hops
+            .keys()
+            .find(|h| matches!(h, IpAddr::V4(h) if prefix.contains(h)))
+        {
+            return Err(RouteError::Loop {
+                prefix: prefix.into(),
+                addr: *hop,
+            });
         }
         Ok(())
     }
 
-    fn insert(&mut self, route: Route) -> Option<Ipv4Addr> {
-        let old = self.map.insert(route.prefix, route.via);
+    /// Inserts a checked route (of matching families).
+    fn insert(&mut self, route: Route) -> Option<IpAddr> {
+        let old = match (route.prefix, route.via) {
+            (IpNet::V4(p), IpAddr::V4(v)) => self.map.insert(p, v).map(IpAddr::V4),
+            (IpNet::V6(p), v) => self.map6.insert(p, v),
+            // Refused by `check`.
+            (IpNet::V4(_), IpAddr::V6(_)) => return None,
+        };
         if let Some(o) = old {
             self.release(o);
         }
@@ -221,13 +325,16 @@ impl Editable {
         old
     }
 
-    fn remove(&mut self, prefix: Ipv4Net) -> Option<Ipv4Addr> {
-        let old = self.map.remove(&prefix)?;
+    fn remove(&mut self, prefix: IpNet) -> Option<IpAddr> {
+        let old = match prefix {
+            IpNet::V4(p) => IpAddr::V4(self.map.remove(&p)?),
+            IpNet::V6(p) => self.map6.remove(&p)?,
+        };
         self.release(old);
         Some(old)
     }
 
-    fn release(&mut self, hop: Ipv4Addr) {
+    fn release(&mut self, hop: IpAddr) {
         if let Some(n) = self.hops.get_mut(&hop) {
             *n -= 1;
             if *n == 0 {
@@ -239,7 +346,15 @@ impl Editable {
     fn snapshot(&self) -> RouteTable {
         RouteTable {
             map: self.map.clone(),
-            next_hops: self.hops.keys().copied().collect(),
+            map6: self.map6.clone(),
+            next_hops: self
+                .hops
+                .keys()
+                .filter_map(|h| match h {
+                    IpAddr::V4(a) => Some(*a),
+                    IpAddr::V6(_) => None,
+                })
+                .collect(),
         }
     }
 }
@@ -248,34 +363,45 @@ impl Editable {
 /// for the control plane.
 #[derive(Debug)]
 pub struct Routes {
-    /// Our own underlay address (never a next hop, never covered by a route).
-    local: Ipv4Addr,
-    /// Next hops are overlay addresses (L3 VXLAN: flannel's `10.244.1.0/24 via 10.244.1.0
-    /// onlink`), resolved by ARP inside the overlay: a prefix may cover its own next hop.
-    overlay_next_hops: bool,
+    rules: Rules,
     current: ArcSwap<RouteTable>,
     edit: Mutex<Editable>,
 }
 
 impl Routes {
-    /// An empty table for a daemon whose underlay address is `local`.
+    /// An empty table for a daemon whose underlay address is `local`, taking IPv4 prefixes.
     pub fn new(local: Ipv4Addr) -> Routes {
         Routes {
-            local,
-            overlay_next_hops: false,
+            rules: Rules {
+                local,
+                overlay: false,
+                ipv6: false,
+            },
             current: ArcSwap::from_pointee(RouteTable::default()),
             edit: Mutex::new(Editable::default()),
         }
     }
 
+    /// The same empty table, taking IPv6 prefixes too (`ipv6`: the device has an IPv6
+    /// address).
+    pub fn with_ipv6(mut self, ipv6: bool) -> Routes {
+        self.rules.ipv6 = ipv6;
+        self
+    }
+
     /// A table holding `routes`, each checked as [`Routes::add`] checks it (a later route for
-    /// the same prefix replaces an earlier one), published once.
-    pub fn with_routes(local: Ipv4Addr, routes: &[Route]) -> Result<Routes, RouteError> {
-        let r = Routes::new(local);
+    /// the same prefix replaces an earlier one), published once; IPv6 prefixes only with
+    /// `ipv6`.
+    pub fn with_routes(
+        local: Ipv4Addr,
+        ipv6: bool,
+        routes: &[Route],
+    ) -> Result<Routes, RouteError> {
+        let r = Routes::new(local).with_ipv6(ipv6);
         {
             let mut e = r.locked();
             for route in routes {
-                e.check(local, *route, false)?;
+                e.check(r.rules, *route)?;
                 e.insert(*route);
             }
             r.current.store(Arc::new(e.snapshot()));
@@ -288,7 +414,7 @@ impl Routes {
     /// is framed for the next hop's MAC, never routed by its address on the underlay).
     pub fn with_overlay_routes(local: Ipv4Addr, routes: &[Route]) -> Result<Routes, RouteError> {
         let mut r = Routes::new(local);
-        r.overlay_next_hops = true;
+        r.rules.overlay = true;
         for route in routes {
             r.add(*route)?;
         }
@@ -297,7 +423,7 @@ impl Routes {
 
     /// Our underlay address.
     pub fn local(&self) -> Ipv4Addr {
-        self.local
+        self.rules.local
     }
 
     /// The current snapshot (cheap; hold it for a batch of packets, not forever).
@@ -319,19 +445,20 @@ impl Routes {
 
     /// Adds or replaces the route for `route.prefix`; returns the next hop it replaced.
     ///
-    /// Refused: host bits set, /0, a next hop that is not unicast or is our own address, and
-    /// any route whose prefix covers our own address or a next hop, or whose next hop lies in
-    /// another route's prefix (the encapsulated packet would be routed back into the tunnel).
-    pub fn add(&self, route: Route) -> Result<Option<Ipv4Addr>, RouteError> {
+    /// Refused: host bits set, /0, a next hop that is not unicast or is our own address, a next
+    /// hop of the wrong family, an IPv6 prefix on a table without IPv6, and any route whose
+    /// prefix covers our own address or a next hop, or whose next hop lies in another route's
+    /// prefix (the encapsulated packet would be routed back into the tunnel).
+    pub fn add(&self, route: Route) -> Result<Option<IpAddr>, RouteError> {
         let mut e = self.locked();
-        e.check(self.local, route, self.overlay_next_hops)?;
+        e.check(self.rules, route)?;
         let old = e.insert(route);
         self.current.store(Arc::new(e.snapshot()));
         Ok(old)
     }
 
     /// Removes the route for exactly `prefix`; returns its next hop (`None`: there was none).
-    pub fn del(&self, prefix: Ipv4Net) -> Option<Ipv4Addr> {
+    pub fn del(&self, prefix: IpNet) -> Option<IpAddr> {
         let mut e = self.locked();
         let old = e.remove(prefix)?;
         self.current.store(Arc::new(e.snapshot()));
@@ -340,7 +467,8 @@ impl Routes {
 
     /// Every route, sorted by prefix.
     pub fn list(&self) -> Vec<Route> {
-        sorted(&self.locked().map)
+        let e = self.locked();
+        sorted(&e.map, &e.map6)
     }
 }
 
@@ -351,7 +479,7 @@ mod tests {
 
     const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 
-    fn net(s: &str) -> Ipv4Net {
+    fn net(s: &str) -> IpNet {
         s.parse().unwrap()
     }
     fn ip(s: &str) -> Ipv4Addr {
@@ -360,7 +488,7 @@ mod tests {
     fn route(p: &str, v: &str) -> Route {
         Route {
             prefix: net(p),
-            via: ip(v),
+            via: v.parse().unwrap(),
         }
     }
 
@@ -368,7 +496,7 @@ mod tests {
     fn overlay_next_hops_may_sit_inside_their_prefix() {
         let flannel = route("10.244.1.0/24", "10.244.1.0");
         assert!(matches!(
-            Routes::with_routes(LOCAL, &[flannel]),
+            Routes::with_routes(LOCAL, false, &[flannel]),
             Err(RouteError::Loop { .. })
         ));
         let r =
@@ -383,6 +511,7 @@ mod tests {
     fn longest_prefix_wins() {
         let r = Routes::with_routes(
             LOCAL,
+            false,
             &[
                 route("10.0.0.0/8", "192.0.2.2"),
                 route("10.1.0.0/16", "192.0.2.3"),
@@ -399,7 +528,7 @@ mod tests {
         assert_eq!(t.lookup(ip("10.1.2.7")), Some(ip("192.0.2.5")));
         assert_eq!(t.lookup(ip("11.0.0.1")), None);
         assert_eq!(
-            t.lookup_route(ip("10.1.2.1")).unwrap().prefix,
+            t.lookup_route(ip("10.1.2.1").into()).unwrap().prefix,
             net("10.1.2.0/26")
         );
         assert!(t.is_next_hop(ip("192.0.2.4")));
@@ -414,12 +543,12 @@ mod tests {
         assert_eq!(r.add(route("10.0.1.0/26", "192.0.2.2")), Ok(None));
         assert_eq!(
             r.add(route("10.0.1.0/26", "192.0.2.3")),
-            Ok(Some(ip("192.0.2.2")))
+            Ok(Some(ip("192.0.2.2").into()))
         );
         assert!(before.is_empty(), "an old snapshot never changes");
         assert_eq!(r.load().lookup(ip("10.0.1.1")), Some(ip("192.0.2.3")));
         assert!(!r.load().is_next_hop(ip("192.0.2.2")));
-        assert_eq!(r.del(net("10.0.1.0/26")), Some(ip("192.0.2.3")));
+        assert_eq!(r.del(net("10.0.1.0/26")), Some(ip("192.0.2.3").into()));
         assert_eq!(r.del(net("10.0.1.0/26")), None);
         assert_eq!(r.load().lookup(ip("10.0.1.1")), None);
         assert!(r.list().is_empty());
@@ -444,15 +573,15 @@ mod tests {
             ),
             (
                 Route {
-                    prefix: Ipv4Net::new(ip("10.0.0.1"), 24).unwrap(),
-                    via: ip("192.0.2.2"),
+                    prefix: Ipv4Net::new(ip("10.0.0.1"), 24).unwrap().into(),
+                    via: ip("192.0.2.2").into(),
                 },
                 "host bits",
             ),
             (
                 Route {
-                    prefix: Ipv4Net::new(ip("0.0.0.0"), 0).unwrap(),
-                    via: ip("192.0.2.2"),
+                    prefix: Ipv4Net::new(ip("0.0.0.0"), 0).unwrap().into(),
+                    via: ip("192.0.2.2").into(),
                 },
                 "default route",
             ),
@@ -466,6 +595,54 @@ mod tests {
         assert!(r.add(route("198.51.0.0/16", "203.0.113.9")).is_err());
         assert!(r.add(route("172.16.0.0/12", "10.1.1.1")).is_err());
         assert_eq!(r.list().len(), 1);
+    }
+
+    #[test]
+    fn ipv6_prefixes_go_to_ipv4_next_hops() {
+        let r = Routes::with_routes(
+            LOCAL,
+            true,
+            &[
+                route("10.0.1.0/26", "192.0.2.2"),
+                route("fd00:1::/64", "192.0.2.2"),
+                route("fd00::/16", "192.0.2.3"),
+            ],
+        )
+        .unwrap();
+        let t = r.load();
+        let v6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        assert_eq!(t.lookup6(v6("fd00:1::9")), Some(ip("192.0.2.2").into()));
+        assert_eq!(t.lookup6(v6("fd00:7::9")), Some(ip("192.0.2.3").into()));
+        assert_eq!(t.lookup6(v6("2001:db8::1")), None);
+        assert_eq!(t.lookup(ip("10.0.1.1")), Some(ip("192.0.2.2")));
+        assert!(
+            t.is_next_hop(ip("192.0.2.3")),
+            "a next hop of IPv6 routes only"
+        );
+        assert_eq!(t.len(), 3);
+        assert_eq!(r.list()[1], route("fd00::/16", "192.0.2.3"));
+        assert_eq!(r.del(net("fd00::/16")), Some(ip("192.0.2.3").into()));
+        assert!(!r.load().is_next_hop(ip("192.0.2.3")));
+        for (rt, want) in [
+            (route("fd00:2::/64", "2001:db8::2"), "IPv4 underlay address"),
+            (
+                route("10.0.2.0/24", "2001:db8::2"),
+                "needs an IPv4 next hop",
+            ),
+            (route("fd00:2::1/64", "192.0.2.2"), "host bits"),
+            (route("::/0", "192.0.2.2"), "default route"),
+            (route("fd00:2::/64", "192.0.2.1"), "own --local"),
+            (route("fd00:2::/64", "127.0.0.1"), "loopback"),
+        ] {
+            let e = r.add(rt).unwrap_err().to_string();
+            assert!(e.contains(want), "{rt}: {e}");
+        }
+        // Without IPv6 on the device, and in the overlay (L3 VXLAN) for now.
+        let e = Routes::new(LOCAL)
+            .add(route("fd00:2::/64", "192.0.2.2"))
+            .unwrap_err();
+        assert!(e.to_string().contains("--address6"), "{e}");
+        assert!(Routes::with_overlay_routes(LOCAL, &[route("fd00:2::/64", "fd00:2::1")]).is_err());
     }
 
     #[test]
@@ -484,7 +661,7 @@ mod tests {
             ("10.0.1.0/33=192.0.2.2", "prefix"),
             ("10.0.1.1/26=192.0.2.2", "host bits"),
             ("0.0.0.0/0=192.0.2.2", "default"),
-            ("10.0.1.0/26=x", "IPv4 address"),
+            ("10.0.1.0/26=x", "IP address"),
             ("10.0.1.0/26=239.0.0.1", "unicast"),
             ("10.0.1.0/26=0.0.0.0", "unicast"),
         ] {
@@ -500,11 +677,13 @@ mod tests {
         // 16384 pod blocks behind 256 nodes: every check is a lookup, the snapshot is built once.
         let routes: Vec<Route> = (0..16384u32)
             .map(|i| Route {
-                prefix: Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 | (i << 6)), 26).unwrap(),
-                via: Ipv4Addr::new(100, 64, (i % 256) as u8, 1),
+                prefix: Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 | (i << 6)), 26)
+                    .unwrap()
+                    .into(),
+                via: Ipv4Addr::new(100, 64, (i % 256) as u8, 1).into(),
             })
             .collect();
-        let r = Routes::with_routes(LOCAL, &routes).unwrap();
+        let r = Routes::with_routes(LOCAL, false, &routes).unwrap();
         let t = r.load();
         assert_eq!(t.len(), 16384);
         assert_eq!(t.lookup(ip("10.0.0.65")), Some(ip("100.64.1.1")));
@@ -539,7 +718,7 @@ mod tests {
                     continue;
                 }
                 let via = Ipv4Addr::new(100, 64, 0, hop);
-                r.add(Route { prefix: p, via }).unwrap();
+                r.add(Route { prefix: p.into(), via: via.into() }).unwrap();
                 model.insert(p, via);
             }
             let t = r.load();

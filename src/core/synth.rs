@@ -156,7 +156,7 @@ mod tests {
         let h = super::super::trace::Headers::of_frame(&f);
         assert_eq!(
             (h.src_ip, h.dst_ip, h.proto),
-            (Some(SRC_IP), Some(DST_IP), Some(17))
+            (Some(SRC_IP.into()), Some(DST_IP.into()), Some(17))
         );
         assert!(
             encap::checksum::verify(&f[ETH..ETH + IP]),

@@ -295,9 +295,9 @@ pub enum Step {
     /// Route lookup of a destination.
     Route {
         /// The destination.
-        dst: Ipv4Addr,
+        dst: IpAddr,
         /// The next hop (none: no route).
-        via: Option<Ipv4Addr>,
+        via: Option<IpAddr>,
     },
     /// Neighbour lookup of a next hop.
     Neigh {
@@ -395,13 +395,13 @@ pub struct Headers {
     /// Ethernet type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ethertype: Option<u16>,
-    /// IPv4 source, or the ARP sender's address.
+    /// IP source, or the ARP sender's address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub src_ip: Option<Ipv4Addr>,
-    /// IPv4 destination, or the ARP target address.
+    pub src_ip: Option<IpAddr>,
+    /// IP destination, or the ARP target address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dst_ip: Option<Ipv4Addr>,
-    /// IPv4 protocol.
+    pub dst_ip: Option<IpAddr>,
+    /// IP protocol (IPv6: the next header).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proto: Option<u8>,
     /// The ARP operation (1 request, 2 reply).
@@ -412,9 +412,14 @@ pub struct Headers {
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_ARP: u16 = 0x0806;
 
-fn ip_at(b: &[u8], at: usize) -> Option<Ipv4Addr> {
+fn ip_at(b: &[u8], at: usize) -> Option<IpAddr> {
     let o = b.get(at..at + 4)?;
-    Some(Ipv4Addr::new(o[0], o[1], o[2], o[3]))
+    Some(Ipv4Addr::new(o[0], o[1], o[2], o[3]).into())
+}
+
+fn ip6_at(b: &[u8], at: usize) -> Option<IpAddr> {
+    let o: [u8; 16] = b.get(at..at + 16)?.try_into().ok()?;
+    Some(IpAddr::from(o))
 }
 
 impl Headers {
@@ -443,7 +448,7 @@ impl Headers {
         h
     }
 
-    /// The headers of an IP packet (L3 devices, IPIP's inner packets).
+    /// The headers of an IP packet, IPv4 or IPv6 (L3 devices, IPIP's inner packets).
     pub fn of_ip(packet: &[u8]) -> Headers {
         let mut h = Headers {
             len: packet.len() as u32,
@@ -475,10 +480,18 @@ impl Headers {
     }
 
     fn ip(&mut self, p: &[u8]) {
-        if p.first().is_some_and(|b| b >> 4 == 4) && p.len() >= 20 {
-            self.proto = Some(p[9]);
-            self.src_ip = ip_at(p, 12);
-            self.dst_ip = ip_at(p, 16);
+        match p.first().map(|b| b >> 4) {
+            Some(4) if p.len() >= 20 => {
+                self.proto = Some(p[9]);
+                self.src_ip = ip_at(p, 12);
+                self.dst_ip = ip_at(p, 16);
+            }
+            Some(6) if p.len() >= 40 => {
+                self.proto = Some(p[6]);
+                self.src_ip = ip6_at(p, 8);
+                self.dst_ip = ip6_at(p, 24);
+            }
+            _ => {}
         }
     }
 }
@@ -602,7 +615,7 @@ impl Record {
 pub enum Proto {
     /// ARP.
     Arp,
-    /// An IPv4 protocol number (icmp 1, tcp 6, udp 17).
+    /// An IP protocol number, IPv6's next header (icmp 1, tcp 6, udp 17, icmp6 58).
     Ip(u8),
 }
 
@@ -614,8 +627,12 @@ impl FromStr for Proto {
             "icmp" => Ok(Proto::Ip(1)),
             "tcp" => Ok(Proto::Ip(6)),
             "udp" => Ok(Proto::Ip(17)),
+            "icmp6" => Ok(Proto::Ip(58)),
             n => n.parse().map(Proto::Ip).map_err(|_| {
-                format!("'{s}' is not a protocol (expected icmp, tcp, udp, arp or a number 0-255)")
+                format!(
+                    "'{s}' is not a protocol (expected icmp, icmp6, tcp, udp, arp or a number \
+                     0-255)"
+                )
             }),
         }
     }
@@ -630,7 +647,7 @@ pub struct Filter {
     pub mac: Option<Mac>,
     /// The inner IPv4 (or ARP) source or destination.
     #[serde(default)]
-    pub ip: Option<Ipv4Addr>,
+    pub ip: Option<IpAddr>,
     /// The outer address: the source of a packet from the tunnel, a remote a packet from the
     /// device is sent to.
     #[serde(default)]
@@ -707,7 +724,7 @@ impl FromStr for Filter {
                 }
                 "ip" => {
                     dup(f.ip.is_some())?;
-                    f.ip = Some(v.parse().map_err(|_| bad("an IPv4 address"))?);
+                    f.ip = Some(v.parse().map_err(|_| bad("an IP address"))?);
                 }
                 "outer-ip" | "outer_ip" => {
                     dup(f.outer_ip.is_some())?;
@@ -778,7 +795,7 @@ mod tests {
             "outer-ip=192.0.2.2,ip=10.0.0.1".parse::<Filter>().unwrap(),
             Filter {
                 outer_ip: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2))),
-                ip: Some(Ipv4Addr::new(10, 0, 0, 1)),
+                ip: Some(Ipv4Addr::new(10, 0, 0, 1).into()),
                 ..Filter::default()
             }
         );
@@ -794,6 +811,38 @@ mod tests {
         }
         let both = Filter::default().and(f).unwrap().and(f);
         assert!(both.unwrap_err().contains("both"));
+    }
+
+    /// A protocol-41 packet's headers are its inner IPv6 packet's, which `ip=` and `proto=`
+    /// filter on.
+    #[test]
+    fn protocol_41_shows_its_ipv6_packet() {
+        let mut p = vec![0u8; 20 + 40 + 8];
+        p[0] = 0x45;
+        p[9] = 41;
+        p[20] = 0x60;
+        p[26] = 58;
+        p[28..44].copy_from_slice(&"fd00:1::5".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        p[44..60].copy_from_slice(&"fd00:2::7".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        let h = Headers::of_ipip(&p);
+        assert_eq!(
+            (h.src_ip, h.dst_ip, h.proto, h.len),
+            (
+                Some("fd00:1::5".parse().unwrap()),
+                Some("fd00:2::7".parse().unwrap()),
+                Some(58),
+                68
+            )
+        );
+        let from = Origin::Tunnel {
+            src: Ipv4Addr::new(192, 0, 2, 2).into(),
+            src_port: None,
+            dst_port: None,
+            tos: 0,
+        };
+        let f = |s: &str| s.parse::<Filter>().unwrap();
+        assert!(f("ip=fd00:2::7,proto=icmp6").may_take(&from, &h));
+        assert!(!f("proto=icmp").may_take(&from, &h));
     }
 
     #[test]

@@ -334,6 +334,8 @@ pub fn configure(
 #[derive(Debug, Clone)]
 pub struct Before {
     link: link::LinkInfo,
+    /// Its IPv6 sysctls (`None`: no IPv6 in the namespace).
+    ipv6: Option<super::tun_ipv6::Ipv6Before>,
     /// Its TUN/TAP flags (`/sys/class/net/DEV/tun_flags`), when readable.
     tun_flags: Option<u32>,
 }
@@ -349,6 +351,8 @@ pub struct Restore {
     before: Option<Before>,
     /// The address vtepd added (`None`: none, or the device had it already).
     pub added: Option<Ipv4Cidr>,
+    /// The IPv6 address vtepd added.
+    pub added6: Option<crate::config::Ipv6Cidr>,
 }
 
 impl Restore {
@@ -362,7 +366,12 @@ impl Restore {
         let tun_flags = std::fs::read_to_string(format!("/sys/class/net/{dev}/tun_flags"))
             .ok()
             .and_then(|t| u32::from_str_radix(t.trim().trim_start_matches("0x"), 16).ok());
-        Ok(Some(Before { link, tun_flags }))
+        let ipv6 = super::tun_ipv6::Ipv6Before::read(dev);
+        Ok(Some(Before {
+            link,
+            tun_flags,
+            ipv6,
+        }))
     }
 
     /// What to put back on a device that was as `before` says (`None`: vtepd created it).
@@ -370,16 +379,27 @@ impl Restore {
         Restore {
             before,
             added: None,
+            added6: None,
         }
     }
 
-    fn put_back(b: &Before, added: Option<Ipv4Cidr>) -> io::Result<()> {
+    fn put_back(
+        b: &Before,
+        added: Option<Ipv4Cidr>,
+        added6: Option<crate::config::Ipv6Cidr>,
+    ) -> io::Result<()> {
         let l = &b.link;
         if let Some(flags) = b.tun_flags {
             sys::tun_reattach(&l.name, flags)?;
         }
         if let Some(a) = added {
             link::del_address(l.index, a)?;
+        }
+        if let Some(a) = added6 {
+            link::del_address6(l.index, a)?;
+        }
+        if let Some(v) = &b.ipv6 {
+            v.put_back(&l.name)?;
         }
         link::set(
             l.index,
@@ -399,7 +419,7 @@ impl Drop for Restore {
             return;
         };
         let dev = &b.link.name;
-        match Restore::put_back(&b, self.added) {
+        match Restore::put_back(&b, self.added, self.added6) {
             Ok(()) => tracing::info!(
                 %dev,
                 up = b.link.up,

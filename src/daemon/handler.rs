@@ -418,7 +418,7 @@ impl Handler {
                 let nets = self.nets();
                 if let (true, Some(svc)) = (nets.nets.is_empty(), &self.routes) {
                     // IPIP: no flood lists; its remotes are the route next hops (no VNI: 0).
-                    let mut hops: Vec<IpAddr> = svc.list().iter().map(|r| r.via.into()).collect();
+                    let mut hops: Vec<IpAddr> = svc.list().iter().map(|r| r.via).collect();
                     hops.sort_unstable();
                     hops.dedup();
                     return Ok(Reply::rows([row(0, svc.dev().to_owned(), hops)]));

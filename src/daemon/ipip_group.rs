@@ -2,6 +2,10 @@
 //! packet arriving is received by exactly one of them, and every packet of a flow by the same
 //! one.
 //!
+//! One group per protocol: 4 (IPv4 inside) and, when the device has an IPv6 address, 41 (IPv6
+//! inside, RFC 4213); each filter reads the inner header of its protocol. Sends of both go out
+//! through the protocol-4 sockets (`IP_HDRINCL`: the header vtepd writes names the protocol).
+//!
 //! Raw sockets have no SO_REUSEPORT group: every raw socket of protocol 4 bound to our address
 //! queues its own copy of each IPIP packet, so N plain sockets would deliver everything N
 //! times. Each socket of the group carries a classic BPF filter instead: all N filters compute
@@ -32,35 +36,70 @@ use std::io::{self, ErrorKind, Read};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use tracing::info;
 
-/// Opens `n` raw IPIP sockets bound to `local` (IP_HDRINCL: we write the outer header),
-/// non-blocking, each receiving its share of the IPIP packets (see the module notes); with
-/// `n == 1`, one socket that receives them all.
-pub fn open_ipip_group(local: Ipv4Addr, n: usize) -> Result<Vec<Socket>, Failure> {
-    let n = n.max(1);
-    let count = u32::try_from(n).map_err(|_| Failure::Usage(format!("{n} IPIP sockets")))?;
-    (0..count).map(|i| open_member(local, i, count)).collect()
+/// What a group's packets carry: its IP protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carried {
+    /// IPv4 in IPv4, protocol 4.
+    Ipv4,
+    /// IPv6 in IPv4, protocol 41.
+    Ipv6,
 }
 
-fn open_member(local: Ipv4Addr, index: u32, count: u32) -> Result<Socket, Failure> {
+impl Carried {
+    fn protocol(self) -> i32 {
+        match self {
+            Carried::Ipv4 => libc::IPPROTO_IPIP,
+            Carried::Ipv6 => libc::IPPROTO_IPV6,
+        }
+    }
+}
+
+/// Opens `n` raw sockets of the protocol that carries `carried`, bound to `local` (IP_HDRINCL:
+/// we write the outer header), non-blocking, each receiving its share of the packets (see the
+/// module notes); with `n == 1`, one socket that receives them all.
+pub fn open_ipip_group(
+    local: Ipv4Addr,
+    carried: Carried,
+    n: usize,
+) -> Result<Vec<Socket>, Failure> {
+    let n = n.max(1);
+    let count = u32::try_from(n).map_err(|_| Failure::Usage(format!("{n} IPIP sockets")))?;
+    (0..count)
+        .map(|i| open_member(local, carried, i, count))
+        .collect()
+}
+
+fn open_member(
+    local: Ipv4Addr,
+    carried: Carried,
+    index: u32,
+    count: u32,
+) -> Result<Socket, Failure> {
     let fail = |what: &str, e: io::Error| {
         let hint = if e.kind() == ErrorKind::PermissionDenied {
             " (vtepd run needs CAP_NET_RAW)"
         } else {
             ""
         };
-        Failure::Runtime(format!("raw IPIP socket: cannot {what}: {e}{hint}"))
+        let p = carried.protocol();
+        Failure::Runtime(format!(
+            "raw IP protocol {p} socket: cannot {what}: {e}{hint}"
+        ))
     };
     let sock = Socket::new(
         Domain::IPV4,
         Type::RAW,
-        Some(Protocol::from(libc::IPPROTO_IPIP)),
+        Some(Protocol::from(carried.protocol())),
     )
     .map_err(|e| fail("create it", e))?;
     // The socket receives from the moment it exists: filter first, then empty the queue of
     // what came in unfiltered (copies another member also gets).
     if count > 1 {
-        sys::attach_socket_filter(&sock, &spread_filter(index, count))
-            .map_err(|e| fail("attach its filter", e))?;
+        let filter = match carried {
+            Carried::Ipv4 => spread_filter(index, count),
+            Carried::Ipv6 => spread_filter6(index, count),
+        };
+        sys::attach_socket_filter(&sock, &filter).map_err(|e| fail("attach its filter", e))?;
     }
     sock.set_header_included_v4(true)
         .map_err(|e| fail("set IP_HDRINCL", e))?;
@@ -101,19 +140,24 @@ fn discard_queued(mut sock: &Socket) -> io::Result<usize> {
 /// Multiplier of the final mix (2^32 / golden ratio): spreads nearby flow values.
 const MIX: u32 = 0x9e37_79b1;
 
+/// The 32-bit word at `at` in `b`, as the filter loads it.
+fn word(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The 16-bit half-word at `at` in `b`.
+fn half(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from(u16::from_be_bytes(
+        b.get(at..at + 2)?.try_into().ok()?,
+    )))
+}
+
 /// The spread hash the filter computes, from the inner packet's addresses and, for an
 /// unfragmented TCP or UDP packet with its ports present, the ports; `None` when the inner
 /// header is cut short (such packets go to socket 0). For tests and documentation: the kernel
 /// runs the filter.
 pub fn spread_hash(outer: &[u8]) -> Option<u32> {
-    let word = |at: usize| -> Option<u32> {
-        Some(u32::from_be_bytes(outer.get(at..at + 4)?.try_into().ok()?))
-    };
-    let half = |at: usize| -> Option<u32> {
-        Some(u32::from(u16::from_be_bytes(
-            outer.get(at..at + 2)?.try_into().ok()?,
-        )))
-    };
+    let (word, half) = (|at| word(outer, at), |at| half(outer, at));
     let o = usize::from(outer.first()? & 0xf) * 4;
     if outer.len() < o + 20 {
         return None;
@@ -130,9 +174,31 @@ pub fn spread_hash(outer: &[u8]) -> Option<u32> {
     Some(h.wrapping_mul(MIX) >> 16)
 }
 
-/// The member a packet goes to: `spread_hash` modulo `count`, 0 for a short packet.
+/// The spread hash of a protocol-41 packet: [`spread_hash`]'s, from the inner IPv6 header's
+/// addresses (their last 32 bits each) and, for TCP and UDP right after the fixed header, the
+/// ports; `None` when the IPv6 header is cut short.
+pub fn spread_hash6(outer: &[u8]) -> Option<u32> {
+    let (word, half) = (|at| word(outer, at), |at| half(outer, at));
+    let o = usize::from(outer.first()? & 0xf) * 4;
+    if outer.len() < o + 40 {
+        return None;
+    }
+    let mut h = word(o + 20)? ^ word(o + 36)?;
+    if matches!(outer[o + 6], 6 | 17) && outer.len() >= o + 44 {
+        h ^= half(o + 40)? ^ half(o + 42)?;
+    }
+    Some(h.wrapping_mul(MIX) >> 16)
+}
+
+/// The member a packet goes to: its spread hash (by its outer protocol: 41 IPv6, else IPv4)
+/// modulo `count`, 0 for a short packet.
 pub fn member_of(outer: &[u8], count: u32) -> u32 {
-    spread_hash(outer).map_or(0, |h| h % count.max(1))
+    let h = if outer.get(9) == Some(&41) {
+        spread_hash6(outer)
+    } else {
+        spread_hash(outer)
+    };
+    h.map_or(0, |h| h % count.max(1))
 }
 
 fn stmt(code: u32, k: u32) -> sock_filter {
@@ -160,8 +226,8 @@ const SHORT: usize = 44;
 pub fn spread_filter(index: u32, count: u32) -> Vec<sock_filter> {
     use libc::{
         BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_H, BPF_IND, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_JSET,
-        BPF_K, BPF_LD, BPF_LDX, BPF_LEN, BPF_LSH, BPF_MEM, BPF_MISC, BPF_MOD, BPF_MSH, BPF_MUL,
-        BPF_RET, BPF_RSH, BPF_ST, BPF_TAX, BPF_TXA, BPF_W, BPF_X, BPF_XOR,
+        BPF_K, BPF_LD, BPF_LDX, BPF_LEN, BPF_LSH, BPF_MEM, BPF_MISC, BPF_MSH, BPF_RET, BPF_ST,
+        BPF_TAX, BPF_TXA, BPF_W, BPF_X, BPF_XOR,
     };
     let mut p = Vec::with_capacity(SHORT + 1);
     let at = |p: &Vec<sock_filter>| p.len();
@@ -214,6 +280,18 @@ pub fn spread_filter(index: u32, count: u32) -> Vec<sock_filter> {
     p.push(stmt(BPF_ALU | BPF_XOR | BPF_X, 0));
     p.push(stmt(BPF_ST, 0));
     assert_eq!(at(&p), HASH, "spread filter: HASH label moved");
+    keep_mine(&mut p, index, count);
+    assert_eq!(at(&p), SHORT, "spread filter: SHORT label moved");
+    p.push(stmt(BPF_RET | BPF_K, if index == 0 { u32::MAX } else { 0 }));
+    p
+}
+
+/// The filters' common end (the HASH label): the hash in M0 mixed, and the packet kept whole
+/// when it modulo `count` is `index`, else refused.
+fn keep_mine(p: &mut Vec<sock_filter>, index: u32, count: u32) {
+    use libc::{
+        BPF_ALU, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_MEM, BPF_MOD, BPF_MUL, BPF_RET, BPF_RSH,
+    };
     p.push(stmt(BPF_LD | BPF_MEM, 0));
     p.push(stmt(BPF_ALU | BPF_MUL | BPF_K, MIX));
     p.push(stmt(BPF_ALU | BPF_RSH | BPF_K, 16));
@@ -221,7 +299,62 @@ pub fn spread_filter(index: u32, count: u32) -> Vec<sock_filter> {
     p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, index, 0, 1));
     p.push(stmt(BPF_RET | BPF_K, u32::MAX));
     p.push(stmt(BPF_RET | BPF_K, 0));
-    assert_eq!(at(&p), SHORT, "spread filter: SHORT label moved");
+}
+
+/// Where the IPv6 filter's branches go.
+const HASH6: usize = 32;
+const SHORT6: usize = 39;
+
+/// The classic BPF program of member `index` of `count` in a protocol-41 group: computes
+/// [`spread_hash6`] and keeps the packet (whole) when the hash modulo `count` is `index`.
+/// Scratch words: M0 the hash so far, M2 the first of a pair XORed.
+pub fn spread_filter6(index: u32, count: u32) -> Vec<sock_filter> {
+    use libc::{
+        BPF_ADD, BPF_ALU, BPF_B, BPF_H, BPF_IND, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD, BPF_LDX,
+        BPF_LEN, BPF_MEM, BPF_MISC, BPF_MSH, BPF_RET, BPF_ST, BPF_TAX, BPF_TXA, BPF_W, BPF_X,
+        BPF_XOR,
+    };
+    let mut p = Vec::with_capacity(SHORT6 + 1);
+    let to = |p: &Vec<sock_filter>, target: usize| (target - p.len() - 1) as u8;
+    let outer_len = stmt(BPF_LDX | BPF_B | BPF_MSH, 0); // X = outer header length
+    // Jumps to `target` unless the packet holds `n` bytes past the outer header.
+    let need = |p: &mut Vec<sock_filter>, n: u32, target: usize| {
+        p.push(outer_len);
+        p.push(stmt(BPF_MISC | BPF_TXA, 0));
+        p.push(stmt(BPF_ALU | BPF_ADD | BPF_K, n));
+        p.push(stmt(BPF_MISC | BPF_TAX, 0));
+        p.push(stmt(BPF_LD | BPF_W | BPF_LEN, 0));
+        let off = to(p, target);
+        p.push(jump(BPF_JMP | BPF_JGE | BPF_X, 0, 0, off));
+    };
+    // A = the `size` loads at `a` and `b` past the outer header, XORed (M2 scratch).
+    let xor_pair = |p: &mut Vec<sock_filter>, size: u32, a: u32, b: u32| {
+        p.push(outer_len);
+        p.push(stmt(BPF_LD | size | BPF_IND, a));
+        p.push(stmt(BPF_ST, 2));
+        p.push(stmt(BPF_LD | size | BPF_IND, b));
+        p.push(stmt(BPF_LDX | BPF_MEM, 2));
+        p.push(stmt(BPF_ALU | BPF_XOR | BPF_X, 0));
+    };
+    need(&mut p, 40, SHORT6);
+    // M0 = the last word of the source ^ the last word of the destination.
+    xor_pair(&mut p, BPF_W, 20, 36);
+    p.push(stmt(BPF_ST, 0));
+    // Ports only for TCP and UDP right after the fixed header, when they are there.
+    p.push(outer_len);
+    p.push(stmt(BPF_LD | BPF_B | BPF_IND, 6));
+    p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, 6, 1, 0));
+    let hash = to(&p, HASH6);
+    p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, 17, 0, hash));
+    need(&mut p, 44, HASH6);
+    // M0 ^= source port ^ destination port.
+    xor_pair(&mut p, BPF_H, 40, 42);
+    p.push(stmt(BPF_LDX | BPF_MEM, 0));
+    p.push(stmt(BPF_ALU | BPF_XOR | BPF_X, 0));
+    p.push(stmt(BPF_ST, 0));
+    assert_eq!(p.len(), HASH6, "spread filter 6: HASH label moved");
+    keep_mine(&mut p, index, count);
+    assert_eq!(p.len(), SHORT6, "spread filter 6: SHORT label moved");
     p.push(stmt(BPF_RET | BPF_K, if index == 0 { u32::MAX } else { 0 }));
     p
 }

@@ -25,7 +25,7 @@ use super::device::{IPIP_MTU_OVERHEAD, Underlay, overlay_mtu, warn_if_above_unde
 use super::event_loop::Dataplane;
 use super::inject::Injector;
 use super::io::{DatagramSocket, DeviceQueue};
-use super::ipip_group::open_ipip_group;
+use super::ipip_group::{Carried, open_ipip_group};
 use super::l3_offload::{TunReader, TunnelQueue};
 use super::netlink::{KernelRoutes, RouteService};
 use super::pmtu::{IcmpListener, PmtuLearner};
@@ -35,6 +35,7 @@ use super::runner::{ControlParts, Held, Mode, Opened};
 use super::stats::{Clock, Traffic};
 use super::trace::WorkerTrace;
 use super::tun;
+use super::tun_ipv6::Ipv6Setup;
 use crate::config::DaemonConfig;
 use crate::core::capture::Link;
 use crate::core::encapsulator::{Encapsulator, TunnelConfig};
@@ -56,9 +57,11 @@ use std::sync::Arc;
 use tracing::{info, warn};
 use tun_rs::SyncDevice;
 
-/// Source 0 is the raw socket, source 1 the TUN queue.
+/// Source 0 is the raw protocol-4 socket, source 1 the TUN queue, source 2 the raw
+/// protocol-41 socket (on a device with IPv6).
 const SOCKET: usize = 0;
 const DEVICE: usize = 1;
+const SOCKET6: usize = 2;
 
 /// The L3 IPIP mode: the settings its read-only checks derive.
 #[derive(Debug)]
@@ -91,7 +94,7 @@ impl Mode for L3Ipip {
              or dropped",
         );
         let routes = Arc::new(
-            Routes::with_routes(cfg.local_v4(), &net.routes)
+            Routes::with_routes(cfg.local_v4(), net.address6.is_some(), &net.routes)
                 .map_err(|e| Failure::Usage(e.to_string()))?,
         );
         Ok(L3Ipip {
@@ -103,9 +106,18 @@ impl Mode for L3Ipip {
 
     fn open(self, cfg: &DaemonConfig, clock: Clock) -> Result<Opened<IpipWorker>, Failure> {
         let net = &cfg.networks[0];
-        let tun = tun::open_tun(&net.dev, self.mtu, net.address, true, cfg.threads)?;
+        let ipv6 = net.address6.map_or(Ipv6Setup::Off, Ipv6Setup::Only);
+        let tun = tun::open_tun(&net.dev, self.mtu, net.address, ipv6, true, cfg.threads)?;
         // One worker per device queue (fewer than asked when an existing device has one queue).
-        let raws = open_ipip_group(cfg.local_v4(), tun.queues.len())?;
+        let n = tun.queues.len();
+        let raws = open_ipip_group(cfg.local_v4(), Carried::Ipv4, n)?;
+        // Protocol 41 only for a device that carries IPv6: without one, the host answers it
+        // with "protocol unreachable", as one without IPv6-in-IPv4 does.
+        let mut raws6 = match net.address6 {
+            Some(_) => open_ipip_group(cfg.local_v4(), Carried::Ipv6, n)?,
+            None => Vec::new(),
+        }
+        .into_iter();
         let kernel = KernelRoutes::new(&tun.name, false)
             .map_err(|e| Failure::Runtime(format!("device {}: {e}", tun.name)))?;
         let service = Arc::new(
@@ -117,6 +129,7 @@ impl Mode for L3Ipip {
                 local: cfg.local_v4(),
                 allow_any_peer: cfg.allow_any_peer,
                 tunnel_mtu: self.tunnel_mtu,
+                ipv6: net.address6.is_some(),
             },
             Arc::clone(&self.routes),
         ));
@@ -125,6 +138,7 @@ impl Mode for L3Ipip {
             mtu = tun.mtu,
             tunnel_mtu = self.tunnel_mtu,
             address = ?net.address,
+            address6 = ?net.address6,
             routes = service.list().len(),
             created = tun.created,
             "network ready"
@@ -147,6 +161,7 @@ impl Mode for L3Ipip {
                     .flatten();
                 IpipWorker::new(Arc::clone(&ipip), enc, seed, tun.mtu, port, raw)
                     .with_path_mtus(Arc::clone(&pmtu), listener)
+                    .with_ipv6_socket(raws6.next())
             })
             .collect();
         // IPIP has no FDB or flood lists: the control plane's core has no network.
@@ -251,6 +266,15 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
             trace: WorkerTrace::default(),
             capture: WorkerCapture::default(),
         }
+    }
+
+    /// The same worker also receiving protocol 41 (IPv6 inside) on `sock`, when given. It
+    /// sends on the protocol-4 socket, whose header vtepd writes (`IP_HDRINCL`).
+    pub fn with_ipv6_socket(mut self, sock: Option<S>) -> Self {
+        if let Some(s) = sock {
+            self.rx = self.rx.with_socket(41, s);
+        }
+        self
     }
 
     /// The same worker following and feeding the shared path MTUs `pmtu` (their configured
@@ -518,7 +542,9 @@ impl<D: DeviceQueue, S: DatagramSocket> OnDatagrams for IpipWorker<D, S> {
 
 impl<D: DeviceQueue, S: DatagramSocket> Dataplane for IpipWorker<D, S> {
     fn sources(&self) -> Vec<RawFd> {
-        vec![self.rx.sock().fd(), self.dev[0].dev.fd()]
+        let mut fds = vec![self.rx.sock().fd(), self.dev[0].dev.fd()];
+        fds.extend(self.rx.fds().skip(1));
+        fds
     }
 
     fn attach_trace(&mut self, trace: WorkerTrace, capture: WorkerCapture) {
@@ -532,6 +558,7 @@ impl<D: DeviceQueue, S: DatagramSocket> Dataplane for IpipWorker<D, S> {
         let more = match i {
             SOCKET => drain_socket(self, 0, now, budget),
             DEVICE => self.drain_device(now, budget)?,
+            SOCKET6 => drain_socket(self, 1, now, budget),
             _ => false,
         };
         self.dev[0].check()?;

@@ -125,6 +125,7 @@ impl Mode for L3Vxlan {
             &n.dev,
             self.mtu,
             Some(self.address),
+            super::tun_ipv6::Ipv6Setup::Kernel,
             true,
             cfg.threads.max(1),
         )?;

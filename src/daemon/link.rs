@@ -1,6 +1,6 @@
 //! What vtepd does to its devices as links, through rtnetlink ([`super::netlink::exchange`]):
 //! read a link's state, change its administrative state, MTU, queue length and group, add and
-//! remove an IPv4 address, give a multi-queue device one root queueing discipline, and delete
+//! remove an IPv4 or IPv6 address, give a multi-queue device one root queueing discipline, and delete
 //! a group of links in one request.
 //!
 //! Addresses are added (never replaced, as the `SIOCSIFADDR` ioctl does with a device's first
@@ -8,7 +8,7 @@
 //! it asked for was its own doing.
 
 use super::netlink::{exchange, request};
-use crate::config::Ipv4Cidr;
+use crate::config::{Ipv4Cidr, Ipv6Cidr};
 use netlink_packet_core::Nla;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
@@ -188,7 +188,32 @@ fn address_message(index: u32, a: Ipv4Cidr, broadcast: bool) -> AddressMessage {
 /// Adds address `a` to link `index` (with its broadcast address when `broadcast`, as an
 /// Ethernet device has). `Ok(false)`: the link had it already (then it is not vtepd's).
 pub fn add_address(index: u32, a: Ipv4Cidr, broadcast: bool) -> io::Result<bool> {
-    let msg = address_message(index, a, broadcast);
+    add(address_message(index, a, broadcast))
+}
+
+fn address6_message(index: u32, a: Ipv6Cidr) -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.family = AddressFamily::Inet6;
+    (msg.header.prefix_len, msg.header.index) = (a.prefix, index);
+    msg.attributes
+        .push(AddressAttribute::Address(IpAddr::V6(a.addr)));
+    msg
+}
+
+/// Adds IPv6 address `a` to link `index`. `Ok(false)`: the link had it already.
+pub fn add_address6(index: u32, a: Ipv6Cidr) -> io::Result<bool> {
+    add(address6_message(index, a))
+}
+
+/// Removes IPv6 address `a` from link `index`.
+pub fn del_address6(index: u32, a: Ipv6Cidr) -> io::Result<()> {
+    request(
+        RouteNetlinkMessage::DelAddress(address6_message(index, a)),
+        0,
+    )
+}
+
+fn add(msg: AddressMessage) -> io::Result<bool> {
     match request(
         RouteNetlinkMessage::NewAddress(msg),
         NLM_F_CREATE | NLM_F_EXCL,

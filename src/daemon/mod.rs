@@ -51,6 +51,7 @@ pub mod store;
 pub mod trace;
 pub mod trace_control;
 pub mod tun;
+pub mod tun_ipv6;
 pub mod tunnel_tx;
 
 use crate::config::{ConfigSource, DaemonConfig, NetConfig, Outer, Tunnel};

@@ -8,7 +8,7 @@
 //! it installed and removes it on drop.
 
 use crate::core::route::{Route, RouteError, Routes};
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
     NetlinkPayload,
@@ -21,7 +21,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use std::collections::BTreeSet;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tracing::{debug, warn};
@@ -34,9 +34,20 @@ pub fn ifindex(name: &str) -> io::Result<u32> {
     getifaddrs::if_nametoindex(name)
 }
 
-fn route_message(prefix: Ipv4Net, ifindex: u32, via: Option<Ipv4Addr>) -> RouteMessage {
+/// A route's address as netlink carries it.
+fn route_address(a: IpAddr) -> RouteAddress {
+    match a {
+        IpAddr::V4(a) => RouteAddress::Inet(a),
+        IpAddr::V6(a) => RouteAddress::Inet6(a),
+    }
+}
+
+fn route_message(prefix: IpNet, ifindex: u32, via: Option<IpAddr>) -> RouteMessage {
     let mut msg = RouteMessage::default();
-    msg.header.address_family = AddressFamily::Inet;
+    msg.header.address_family = match prefix {
+        IpNet::V4(_) => AddressFamily::Inet,
+        IpNet::V6(_) => AddressFamily::Inet6,
+    };
     msg.header.destination_prefix_length = prefix.prefix_len();
     msg.header.table = RouteHeader::RT_TABLE_MAIN;
     msg.header.protocol = RouteProtocol::Static;
@@ -47,15 +58,13 @@ fn route_message(prefix: Ipv4Net, ifindex: u32, via: Option<Ipv4Addr>) -> RouteM
         RouteScope::Link
     };
     msg.attributes
-        .push(RouteAttribute::Destination(RouteAddress::Inet(
-            prefix.network(),
-        )));
+        .push(RouteAttribute::Destination(route_address(prefix.network())));
     msg.attributes.push(RouteAttribute::Oif(ifindex));
     if let Some(gw) = via {
         // The gateway is not on any subnet of the device: `onlink` tells the kernel to trust it.
         msg.header.flags = RouteFlags::Onlink;
         msg.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
+            .push(RouteAttribute::Gateway(route_address(gw)));
     }
     msg
 }
@@ -126,7 +135,7 @@ pub(crate) fn exchange(
 }
 
 /// Adds (or replaces) the route `prefix dev ifindex`, with `via GW onlink` when given.
-pub fn add_route(prefix: Ipv4Net, ifindex: u32, via: Option<Ipv4Addr>) -> io::Result<()> {
+pub fn add_route(prefix: IpNet, ifindex: u32, via: Option<IpAddr>) -> io::Result<()> {
     request(
         RouteNetlinkMessage::NewRoute(route_message(prefix, ifindex, via)),
         NLM_F_CREATE | NLM_F_REPLACE,
@@ -134,7 +143,7 @@ pub fn add_route(prefix: Ipv4Net, ifindex: u32, via: Option<Ipv4Addr>) -> io::Re
 }
 
 /// Deletes the route `prefix dev ifindex`.
-pub fn del_route(prefix: Ipv4Net, ifindex: u32) -> io::Result<()> {
+pub fn del_route(prefix: IpNet, ifindex: u32) -> io::Result<()> {
     let mut msg = route_message(prefix, ifindex, None);
     // Match any scope: the route may have been installed with a gateway.
     msg.header.scope = RouteScope::NoWhere;
@@ -149,7 +158,7 @@ pub struct KernelRoutes {
     ifindex: u32,
     /// Whether routes carry `via GW onlink` (L3 VXLAN) or only `dev` (IPIP).
     with_gateway: bool,
-    installed: Mutex<BTreeSet<Ipv4Net>>,
+    installed: Mutex<BTreeSet<IpNet>>,
 }
 
 impl KernelRoutes {
@@ -168,7 +177,7 @@ impl KernelRoutes {
         self.ifindex
     }
 
-    fn installed(&self) -> std::sync::MutexGuard<'_, BTreeSet<Ipv4Net>> {
+    fn installed(&self) -> std::sync::MutexGuard<'_, BTreeSet<IpNet>> {
         self.installed
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -176,7 +185,7 @@ impl KernelRoutes {
 
     /// Installs (or replaces) the kernel route for `prefix` (`via` is used only when the
     /// routes carry gateways).
-    pub fn install(&self, prefix: Ipv4Net, via: Ipv4Addr) -> io::Result<()> {
+    pub fn install(&self, prefix: IpNet, via: IpAddr) -> io::Result<()> {
         let gw = self.with_gateway.then_some(via);
         add_route(prefix, self.ifindex, gw).map_err(|e| {
             io::Error::new(
@@ -190,7 +199,7 @@ impl KernelRoutes {
     }
 
     /// Removes the kernel route for `prefix` if we installed it (a route already gone is fine).
-    pub fn remove(&self, prefix: Ipv4Net) -> io::Result<()> {
+    pub fn remove(&self, prefix: IpNet) -> io::Result<()> {
         if !self.installed().remove(&prefix) {
             return Ok(());
         }
@@ -205,7 +214,7 @@ impl KernelRoutes {
     }
 
     /// The prefixes installed now.
-    pub fn list(&self) -> Vec<Ipv4Net> {
+    pub fn list(&self) -> Vec<IpNet> {
         self.installed().iter().copied().collect()
     }
 }
@@ -271,7 +280,7 @@ impl RouteService {
     }
 
     /// Adds or replaces a route; returns the next hop it replaced.
-    pub fn add(&self, route: Route) -> Result<Option<Ipv4Addr>, RouteChangeError> {
+    pub fn add(&self, route: Route) -> Result<Option<IpAddr>, RouteChangeError> {
         let old = self.table.add(route)?;
         if let Err(e) = self.kernel.install(route.prefix, route.via) {
             // Put the table back as it was: the change happens everywhere or nowhere.
@@ -292,7 +301,7 @@ impl RouteService {
     }
 
     /// Removes the route for exactly `prefix`; returns its next hop (`None`: there was none).
-    pub fn del(&self, prefix: Ipv4Net) -> Result<Option<Ipv4Addr>, RouteChangeError> {
+    pub fn del(&self, prefix: IpNet) -> Result<Option<IpAddr>, RouteChangeError> {
         if !self.table.list().iter().any(|r| r.prefix == prefix) {
             return Ok(None);
         }
@@ -312,10 +321,11 @@ impl RouteService {
 mod tests {
     use super::*;
     use crate::daemon::private_netns;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn messages_carry_prefix_device_and_gateway() {
-        let p: Ipv4Net = "10.0.1.0/26".parse().unwrap();
+        let p: IpNet = "10.0.1.0/26".parse().unwrap();
         let m = route_message(p, 7, None);
         assert_eq!(m.header.destination_prefix_length, 26);
         assert_eq!(m.header.scope, RouteScope::Link);
@@ -326,7 +336,7 @@ mod tests {
                     Ipv4Addr::new(10, 0, 1, 0)
                 )))
         );
-        let g = route_message(p, 7, Some(Ipv4Addr::new(10, 0, 1, 0)));
+        let g = route_message(p, 7, Some(Ipv4Addr::new(10, 0, 1, 0).into()));
         assert_eq!(g.header.flags, RouteFlags::Onlink);
         assert_eq!(g.header.scope, RouteScope::Universe);
         assert!(
@@ -342,7 +352,15 @@ mod tests {
     #[test]
     fn routes_on_a_tun_in_a_private_namespace() {
         private_netns::run(|| {
-            let tun = crate::daemon::tun::open_tun("vt-nltest0", 1400, None, false, 1).unwrap();
+            let tun = crate::daemon::tun::open_tun(
+                "vt-nltest0",
+                1400,
+                None,
+                crate::daemon::tun_ipv6::Ipv6Setup::Kernel,
+                false,
+                1,
+            )
+            .unwrap();
             let reach = |ip: &str| {
                 std::net::UdpSocket::bind("0.0.0.0:0")
                     .unwrap()
@@ -352,11 +370,11 @@ mod tests {
             assert!(!reach("10.0.1.5"));
             let k = KernelRoutes::new("vt-nltest0", false).unwrap();
             assert_eq!(k.ifindex(), tun.ifindex);
-            let p: Ipv4Net = "10.0.1.0/26".parse().unwrap();
-            let q: Ipv4Net = "10.0.2.0/26".parse().unwrap();
-            k.install(p, Ipv4Addr::new(192, 0, 2, 2)).unwrap();
-            k.install(p, Ipv4Addr::new(192, 0, 2, 3)).unwrap(); // replace is fine
-            k.install(q, Ipv4Addr::new(192, 0, 2, 3)).unwrap();
+            let p: IpNet = "10.0.1.0/26".parse().unwrap();
+            let q: IpNet = "10.0.2.0/26".parse().unwrap();
+            k.install(p, Ipv4Addr::new(192, 0, 2, 2).into()).unwrap();
+            k.install(p, Ipv4Addr::new(192, 0, 2, 3).into()).unwrap(); // replace is fine
+            k.install(q, Ipv4Addr::new(192, 0, 2, 3).into()).unwrap();
             assert!(reach("10.0.1.5") && reach("10.0.2.5"));
             assert!(!reach("10.0.1.77"));
             assert_eq!(k.list(), vec![p, q]);

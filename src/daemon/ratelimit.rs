@@ -54,7 +54,7 @@ impl DropReport {
         let mut parts = Vec::new();
         for r in DropReason::ALL {
             let (count, before) = (ctr.drops_of(*r), self.reported[*r as usize]);
-            if count > before {
+            if count > before && !r.is_quiet() {
                 parts.push(format!("{}={}", r.name(), count - before));
             }
             self.reported[*r as usize] = count;

@@ -35,7 +35,7 @@ pub trait RouteTable: std::fmt::Debug + Send + Sync {
     /// Adds or replaces a route.
     fn set(&self, r: Route) -> Result<(), String>;
     /// Removes the route for `prefix`.
-    fn del(&self, prefix: ipnet::Ipv4Net) -> Result<(), String>;
+    fn del(&self, prefix: ipnet::IpNet) -> Result<(), String>;
 }
 
 impl RouteTable for RouteService {
@@ -45,7 +45,7 @@ impl RouteTable for RouteService {
     fn set(&self, r: Route) -> Result<(), String> {
         self.add(r).map(drop).map_err(|e| e.to_string())
     }
-    fn del(&self, prefix: ipnet::Ipv4Net) -> Result<(), String> {
+    fn del(&self, prefix: ipnet::IpNet) -> Result<(), String> {
         RouteService::del(self, prefix)
             .map(drop)
             .map_err(|e| e.to_string())
@@ -203,7 +203,12 @@ impl Reloader {
             n.routes = svc
                 .list()
                 .into_iter()
-                .filter(|r| store.routes.get(&r.prefix) != Some(&r.via))
+                .filter(|r| match (r.prefix, r.via) {
+                    (ipnet::IpNet::V4(p), std::net::IpAddr::V4(v)) => {
+                        store.routes.get(&p) != Some(&v)
+                    }
+                    _ => true,
+                })
                 .collect();
         }
         cfg
@@ -402,7 +407,7 @@ impl Reloader {
         self.route_table()?.set(r)
     }
 
-    fn route_del(&self, prefix: ipnet::Ipv4Net) -> Result<(), String> {
+    fn route_del(&self, prefix: ipnet::IpNet) -> Result<(), String> {
         self.route_table()?.del(prefix)
     }
 
@@ -435,14 +440,14 @@ mod tests {
     use super::*;
     use crate::core::{CoreConfig, NetworkConfig};
     use encap::{MacAddr, Vni};
-    use ipnet::Ipv4Net;
+    use ipnet::IpNet;
     use std::collections::BTreeMap;
 
     /// A route table that refuses to add `refuse` (as a kernel might).
     #[derive(Debug)]
     struct Table {
-        routes: Mutex<BTreeMap<Ipv4Net, std::net::Ipv4Addr>>,
-        refuse: Ipv4Net,
+        routes: Mutex<BTreeMap<IpNet, std::net::IpAddr>>,
+        refuse: IpNet,
     }
 
     impl RouteTable for Table {
@@ -459,7 +464,7 @@ mod tests {
             self.routes.lock().unwrap().insert(r.prefix, r.via);
             Ok(())
         }
-        fn del(&self, prefix: Ipv4Net) -> Result<(), String> {
+        fn del(&self, prefix: IpNet) -> Result<(), String> {
             self.routes.lock().unwrap().remove(&prefix);
             Ok(())
         }

@@ -4,6 +4,7 @@
 
 use super::device::{Restore, configure, interface_exists};
 use super::in_use;
+use super::tun_ipv6::{self, Ipv6Setup};
 use crate::config::Ipv4Cidr;
 use crate::error::Failure;
 use std::io;
@@ -48,7 +49,8 @@ impl std::fmt::Debug for Tun {
     }
 }
 
-/// Creates (or attaches to) the TUN device `name`: sets its MTU and address, brings it up and
+/// Creates (or attaches to) the TUN device `name`: sets its MTU, its IPv6 (`ipv6`, see
+/// `tun_ipv6`) and address, brings it up and
 /// makes it non-blocking (see `device::configure`; an existing device is given back as it was
 /// at exit, see [`Restore`]). With `offload`, every read and write carries a virtio-net header and
 /// the kernel may hand over (and accept) TCP/UDP super-packets: read them with
@@ -62,6 +64,7 @@ pub fn open_tun(
     name: &str,
     mtu: u16,
     address: Option<Ipv4Cidr>,
+    ipv6: Ipv6Setup,
     offload: bool,
     queues: usize,
 ) -> Result<Tun, Failure> {
@@ -75,6 +78,10 @@ pub fn open_tun(
     // Another process may have attached meanwhile (two daemons started at once).
     in_use::refuse_if_held(name, tun.queues.len())?;
     let multi_queue = !existed && tun.queues.len() > 1;
+    // Before the device goes up: a link-local address is made as it does.
+    let index = super::netlink::ifindex(name)
+        .map_err(|e| Failure::Runtime(format!("cannot find the index of {name}: {e}")))?;
+    tun.restore.added6 = tun_ipv6::apply(name, index, ipv6)?;
     (tun.ifindex, tun.restore.added) = configure(&tun.name, multi_queue, address, false)?;
     Ok(tun)
 }
@@ -213,7 +220,7 @@ mod tests {
     #[test]
     fn queues_in_a_private_namespace() {
         private_netns::run(|| {
-            let tun = open_tun("vt-mq0", 1400, None, true, 3).unwrap();
+            let tun = open_tun("vt-mq0", 1400, None, Ipv6Setup::Kernel, true, 3).unwrap();
             assert_eq!(tun.queues.len(), 3);
             assert!(tun.created);
             assert!(Arc::ptr_eq(&tun.dev, &tun.queues[0]));
@@ -225,7 +232,7 @@ mod tests {
             assert!(!interface_exists("vt-mq0"), "gone with its last queue");
 
             ip(&["tuntap", "add", "dev", "vt-sq0", "mode", "tun"]);
-            let tun = open_tun("vt-sq0", 1400, None, false, 4).unwrap();
+            let tun = open_tun("vt-sq0", 1400, None, Ipv6Setup::Kernel, false, 4).unwrap();
             assert_eq!(tun.queues.len(), 1);
             assert!(!tun.created);
             drop(tun);
@@ -239,18 +246,67 @@ mod tests {
                 "multi_queue",
             ]);
             assert_eq!(
-                open_tun("vt-mq1", 1400, None, false, 1)
+                open_tun("vt-mq1", 1400, None, Ipv6Setup::Kernel, false, 1)
                     .unwrap()
                     .queues
                     .len(),
                 1
             );
             assert_eq!(
-                open_tun("vt-mq1", 1400, None, false, 2)
+                open_tun("vt-mq1", 1400, None, Ipv6Setup::Kernel, false, 2)
                     .unwrap()
                     .queues
                     .len(),
                 2
+            );
+        });
+    }
+
+    /// In a private network namespace (IPv6 on by default): `Off` turns the device's IPv6
+    /// off; `Only` gives it the one address and no link-local one, even once up; an existing
+    /// device gets its IPv6 settings and addresses back.
+    #[test]
+    fn ipv6_off_or_one_address_in_a_private_namespace() {
+        private_netns::run(|| {
+            let conf = |dev: &str, key: &str| {
+                std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{dev}/{key}"))
+                    .unwrap()
+                    .trim()
+                    .to_owned()
+            };
+            let addrs = |dev: &str| {
+                let out = std::process::Command::new("ip")
+                    .args(["-6", "addr", "show", "dev", dev])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            };
+            let tun = open_tun("vt-v6off", 1400, None, Ipv6Setup::Off, false, 1).unwrap();
+            assert_eq!(conf("vt-v6off", "disable_ipv6"), "1");
+            drop(tun);
+            let a: crate::config::Ipv6Cidr = "fd00:1::40/128".parse().unwrap();
+            let tun = open_tun("vt-v6one", 1400, None, Ipv6Setup::Only(a), false, 1).unwrap();
+            assert_eq!(conf("vt-v6one", "disable_ipv6"), "0");
+            let shown = addrs("vt-v6one");
+            assert!(shown.contains("fd00:1::40/128"), "{shown}");
+            assert!(!shown.contains("fe80"), "a link-local address: {shown}");
+            drop(tun);
+            ip(&["tuntap", "add", "dev", "vt-v6had", "mode", "tun"]);
+            let before = (
+                conf("vt-v6had", "disable_ipv6"),
+                conf("vt-v6had", "addr_gen_mode"),
+            );
+            let tun = open_tun("vt-v6had", 1400, None, Ipv6Setup::Only(a), false, 1).unwrap();
+            assert_eq!(conf("vt-v6had", "addr_gen_mode"), "1");
+            drop(tun);
+            let after = (
+                conf("vt-v6had", "disable_ipv6"),
+                conf("vt-v6had", "addr_gen_mode"),
+            );
+            assert_eq!(after, before, "given back");
+            assert!(
+                !addrs("vt-v6had").contains("fd00:1::40"),
+                "its address removed"
             );
         });
     }

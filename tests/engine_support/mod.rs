@@ -50,11 +50,12 @@ pub fn l3vx(core: &Arc<Core>, own: MacAddr, address: Ipv4Addr, routes: &[Route])
 
 /// The IPIP engine at [`LOCAL`] with `routes` and a tunnel MTU of 1480, from known peers only.
 pub fn ipip(routes: &[Route]) -> Ipip {
-    let routes = Routes::with_routes(LOCAL, routes).unwrap();
+    let routes = Routes::with_routes(LOCAL, false, routes).unwrap();
     let settings = IpipSettings {
         local: LOCAL,
         allow_any_peer: false,
         tunnel_mtu: 1480,
+        ipv6: false,
     };
     Ipip::new(&settings, Arc::new(routes))
 }

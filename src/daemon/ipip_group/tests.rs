@@ -91,6 +91,11 @@ fn ipip(
     inner[12..16].copy_from_slice(&src);
     inner[16..20].copy_from_slice(&dst);
     p.extend_from_slice(&inner);
+    with_ports(p, ports, cut)
+}
+
+/// `p` followed by the ports and 24 more bytes, cut to `cut` bytes.
+fn with_ports(mut p: Vec<u8>, ports: (u16, u16), cut: Option<usize>) -> Vec<u8> {
     p.extend_from_slice(&ports.0.to_be_bytes());
     p.extend_from_slice(&ports.1.to_be_bytes());
     p.extend_from_slice(&[0xab; 24]);
@@ -156,9 +161,61 @@ fn samples() -> Vec<Vec<u8>> {
     v
 }
 
+/// A protocol-41 packet (outer header of `outer_ihl` words) around an IPv6 header with next
+/// header `next`, addresses ending in `src` and `dst`, and these ports; cut to `cut` bytes.
+fn ipip6(
+    outer_ihl: u8,
+    next: u8,
+    src: u32,
+    dst: u32,
+    ports: (u16, u16),
+    cut: Option<usize>,
+) -> Vec<u8> {
+    let mut p = vec![0u8; usize::from(outer_ihl) * 4];
+    p[0] = 0x40 | outer_ihl;
+    p[9] = 41;
+    let mut inner = [0u8; 40];
+    inner[0] = 0x60;
+    inner[6] = next;
+    inner[8] = 0xfd;
+    inner[20..24].copy_from_slice(&src.to_be_bytes());
+    inner[24] = 0xfd;
+    inner[36..40].copy_from_slice(&dst.to_be_bytes());
+    p.extend_from_slice(&inner);
+    with_ports(p, ports, cut)
+}
+
+fn samples6() -> Vec<Vec<u8>> {
+    let mut v = Vec::new();
+    for (i, next) in [6u8, 17, 58, 44].into_iter().enumerate() {
+        for sport in [1000u16, 1001, 1002, 5201, 40000, 40001] {
+            v.push(ipip6(
+                5,
+                next,
+                0x0100_0005,
+                0x0200_0000 | i as u32,
+                (sport, 80),
+                None,
+            ));
+            v.push(ipip6(6, next, 9, 3, (sport, 53), None));
+        }
+    }
+    for cut in [20, 40, 59, 60, 61, 62, 63, 64] {
+        v.push(ipip6(5, 6, 1, 2, (1, 2), Some(cut)));
+    }
+    v
+}
+
 #[test]
 fn exactly_one_member_keeps_each_packet_and_it_is_the_one_the_hash_names() {
     for count in 1..=5u32 {
+        let progs: Vec<_> = (0..count).map(|i| spread_filter6(i, count)).collect();
+        for pkt in samples6() {
+            let keepers: Vec<u32> = (0..count)
+                .filter(|&i| run(&progs[i as usize], &pkt) != 0)
+                .collect();
+            assert_eq!(keepers, vec![member_of(&pkt, count)], "{count}: {pkt:02x?}");
+        }
         let progs: Vec<_> = (0..count).map(|i| spread_filter(i, count)).collect();
         for pkt in samples() {
             let keepers: Vec<u32> = (0..count)
@@ -193,11 +250,28 @@ fn the_hash_follows_the_inner_flow() {
         .map(|i| member_of(&pkt(a, b, (40000 + i, 5201), 0, None), 2))
         .collect();
     assert_eq!(members.len(), 2);
+    // IPv6 inside: the same, from the IPv6 header.
+    let fwd = spread_hash6(&ipip6(5, 6, 1, 2, (40000, 80), None));
+    assert_eq!(fwd, spread_hash6(&ipip6(5, 6, 2, 1, (80, 40000), None)));
+    assert_ne!(fwd, spread_hash6(&ipip6(5, 6, 1, 2, (40001, 80), None)));
+    let no_ports = spread_hash6(&ipip6(5, 58, 1, 2, (40000, 80), None));
+    assert_eq!(no_ports, spread_hash6(&ipip6(5, 58, 1, 2, (1, 2), None)));
+    assert_eq!(spread_hash6(&ipip6(5, 6, 1, 2, (1, 2), Some(59))), None);
+    let members: std::collections::HashSet<u32> = (0..8)
+        .map(|i| member_of(&ipip6(5, 6, 1, 2, (40000 + i, 5201), None), 2))
+        .collect();
+    assert_eq!(members.len(), 2);
 }
 
 #[test]
 fn the_kernel_accepts_the_program_and_agrees_with_the_model() {
-    let t = std::thread::spawn(|| {
+    for (carried, samples) in [(Carried::Ipv4, samples()), (Carried::Ipv6, samples6())] {
+        in_a_namespace(carried, samples);
+    }
+}
+
+fn in_a_namespace(carried: Carried, samples: Vec<Vec<u8>>) {
+    let t = std::thread::spawn(move || {
         if sys::unshare_network_namespace().is_err() {
             eprintln!("skipped: cannot create a network namespace (not root?)");
             return;
@@ -208,7 +282,7 @@ fn the_kernel_accepts_the_program_and_agrees_with_the_model() {
             .is_ok_and(|s| s.success());
         assert!(up, "ip link set lo up");
         let count = 3;
-        let group = open_ipip_group(Ipv4Addr::LOCALHOST, count).unwrap();
+        let group = open_ipip_group(Ipv4Addr::LOCALHOST, carried, count).unwrap();
         let sender = Socket::new(
             Domain::IPV4,
             Type::RAW,
@@ -216,7 +290,7 @@ fn the_kernel_accepts_the_program_and_agrees_with_the_model() {
         )
         .unwrap();
         let mut sent = Vec::new();
-        for mut pkt in samples() {
+        for mut pkt in samples {
             // A real outer header to 127.0.0.1 (the kernel fills in length, checksum and ID).
             let olen = usize::from(pkt[0] & 0xf) * 4;
             if olen > 20 {

@@ -231,7 +231,7 @@ pub fn classify(prefix: &str, key: &str) -> Result<KeyKind, BadValue> {
         Some(("macs", rest)) => ("macs", rest),
         Some(("fdb", rest)) => ("fdb", rest),
         Some(("routes", cidr)) => {
-            return crate::core::route::parse_prefix(cidr)
+            return crate::core::route::parse_prefix4(cidr)
                 .map(KeyKind::Route)
                 .map_err(bad);
         }

@@ -169,7 +169,7 @@ impl Installer {
         }
         if let Some(svc) = &self.routes {
             for prefix in &c.route_del {
-                match svc.del(*prefix) {
+                match svc.del((*prefix).into()) {
                     Ok(_) => {
                         info!("store: route {prefix} removed");
                         have.routes.remove(prefix);
@@ -179,8 +179,8 @@ impl Installer {
             }
             for (prefix, via) in &c.route_set {
                 let r = Route {
-                    prefix: *prefix,
-                    via: *via,
+                    prefix: (*prefix).into(),
+                    via: (*via).into(),
                 };
                 match svc.add(r) {
                     Ok(_) => {
@@ -208,7 +208,11 @@ fn store_vni(cfg: &DaemonConfig, n: &NetConfig) -> Vni {
 pub fn me(cfg: &DaemonConfig) -> Me {
     let mut own_prefixes = Vec::new();
     for n in &cfg.networks {
-        own_prefixes.extend(n.routes.iter().map(|r| r.prefix));
+        // The store announces IPv4 prefixes only.
+        own_prefixes.extend(n.routes.iter().filter_map(|r| match r.prefix {
+            ipnet::IpNet::V4(p) => Some(p),
+            ipnet::IpNet::V6(_) => None,
+        }));
         own_prefixes.extend(n.advertise.iter().copied());
     }
     Me {
