@@ -76,6 +76,7 @@ fn tcp_streams_arrive_byte_identical_around_the_mtu_boundary() {
     );
     let taken = kernel_count(&p.b, "rx_packets") - taken;
     let written = count(&b, "tx_device") - written;
+    eprintln!("IPv6: A read {read} segments in {handed} reads, B wrote {written} in {taken}");
     assert!(
         2 * taken < written,
         "B's TAP took {taken} packets for {written} segments: no IPv6 TCP merged"
