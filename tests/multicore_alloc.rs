@@ -18,7 +18,7 @@
 mod packet_support;
 
 use encap::{IpipConfig, MacAddr, Vni, VxlanConfig};
-use packet_support::{ipv4, tcp};
+use packet_support::{ipv4, tcp, tcp6};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::Ipv4Addr;
@@ -519,17 +519,20 @@ impl PacketWrite for CountingDevice {
 
 #[test]
 fn receive_coalescing_does_not_allocate() {
-    // One receive batch's worth: 44 segments of a flow, then a gap (a second run).
-    let segs: Vec<Vec<u8>> = (0..48u32)
-        .map(|k| {
-            tcp(
-                Ipv4Addr::new(10, 0, 0, 1),
-                Ipv4Addr::new(10, 0, 0, 2),
-                k * 1400 + if k >= 44 { 7000 } else { 0 },
-                1400,
-            )
-        })
-        .collect();
+    // One receive batch's worth: 44 segments of a flow, then a gap (a second run); over IPv4
+    // and over IPv6.
+    let seq = |k: u32| k * 1400 + if k >= 44 { 7000 } else { 0 };
+    let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+    let v4: Vec<Vec<u8>> = (0..48u32).map(|k| tcp(a, b, seq(k), 1400)).collect();
+    coalescing_allocates_nothing(&v4, 40);
+    let (a, b) = ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
+    let v6: Vec<Vec<u8>> = (0..48u32).map(|k| tcp6(a, b, seq(k), 1400)).collect();
+    coalescing_allocates_nothing(&v6, 60);
+}
+
+/// Runs `segs` (IP packets with `hdr` bytes of headers each) through a [`TcpRun`] 201 times,
+/// watching the last 200 for allocations.
+fn coalescing_allocates_nothing(segs: &[Vec<u8>], hdr: usize) {
     let dev = CountingDevice::default();
     let mut run = TcpRun::new(Framing::Ip);
     let batch = |run: &mut TcpRun| {
@@ -559,5 +562,5 @@ fn receive_coalescing_does_not_allocate() {
     assert_eq!(allocs, 0, "the receive coalescing allocated");
     // Two super-packets a batch: 44 and 4 segments, each behind one virtio-net + header copy.
     assert_eq!(dev.packets.get(), 2 * 201);
-    assert_eq!(dev.bytes.get(), 201 * (2 * (10 + 40) + 48 * 1400));
+    assert_eq!(dev.bytes.get(), 201 * (2 * (10 + hdr) + 48 * 1400) as u64);
 }

@@ -5,11 +5,12 @@
                               nothing new; print JSON {flows, received, reordered, per_flow}
   seq-send DST PORT FLOWS N   send N datagrams on each of FLOWS flows (source ports 40000+i),
                               interleaved, each carrying (flow, seq)
-  sink PORT SECS              accept one TCP connection, read to EOF (at most SECS), print
-                              JSON {bytes, sha256}
+  sink PORT SECS [6]          accept one TCP connection (over IPv6 with 6), read to EOF (at
+                              most SECS), print JSON {bytes, sha256}
   source DST PORT FILE MSS CHUNK
-                              connect with TCP_MAXSEG=MSS (0: default), send FILE in writes of
-                              CHUNK bytes, print JSON {bytes, sha256}
+                              connect (over IPv6 when DST is an IPv6 address) with
+                              TCP_MAXSEG=MSS (0: default), send FILE in writes of CHUNK
+                              bytes, print JSON {bytes, sha256}
 """
 import hashlib
 import json
@@ -62,10 +63,10 @@ def seq_send(dst, port, flows, n):
             time.sleep(0.002)  # stay under the queues' size: loss is allowed, but pointless
 
 
-def sink(port, secs):
-    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def sink(port, secs, v6=False):
+    ls = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("0.0.0.0", port))
+    ls.bind(("::" if v6 else "0.0.0.0", port))
     ls.listen(1)
     ls.settimeout(secs)
     print("ready", flush=True, file=sys.stderr)
@@ -84,7 +85,7 @@ def sink(port, secs):
 
 
 def source(dst, port, path, mss, chunk):
-    c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    c = socket.socket(socket.AF_INET6 if ":" in dst else socket.AF_INET, socket.SOCK_STREAM)
     if mss:
         c.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
     c.settimeout(30)
@@ -116,7 +117,7 @@ def main():
     elif a[0] == "seq-send":
         seq_send(a[1], int(a[2]), int(a[3]), int(a[4]))
     elif a[0] == "sink":
-        sink(int(a[1]), float(a[2]))
+        sink(int(a[1]), float(a[2]), a[3:] == ["6"])
     elif a[0] == "source":
         source(a[1], int(a[2]), a[3], int(a[4]), int(a[5]))
     else:

@@ -1,15 +1,17 @@
-//! Receive offload for a TAP or TUN device: consecutive decapsulated TCP/IPv4 segments of one
-//! flow are handed to the kernel as one super-packet with a virtio-net header (IFF_VNET_HDR,
-//! GSO TCPv4, checksum partial), so the device write, the stack's receive path and the socket
+//! Receive offload for a TAP or TUN device: consecutive decapsulated TCP/IPv4 or TCP/IPv6
+//! segments of one flow are handed to the kernel as one super-packet with a virtio-net header
+//! (IFF_VNET_HDR, GSO TCPv4 or TCPv6, checksum partial), so the device write, the stack's receive path and the socket
 //! wake-up happen once per run instead of once per segment. The segments stay where they were
 //! received: a run is a list of places, written with one `writev` (headers, then each
 //! segment's payload).
 //!
 //! tun-rs's GRO helpers expect IP packets and refuse Ethernet frames, and copy every packet
 //! they look at, hence this variant for both framings ([`Framing`]). It is deliberately strict -
-//! it only merges what Linux's own TCP GRO would: IPv4 without options, not fragmented; TCP with
-//! only ACK (and PSH on the last segment); identical Ethernet, IP (but length, ID and checksum)
-//! and TCP (but sequence and checksum) headers, options included; contiguous sequence numbers;
+//! it only merges what Linux's own TCP GRO would: IPv4 without options, not fragmented, or IPv6
+//! with TCP right behind its fixed header (no extension headers); TCP with only ACK (and PSH on
+//! the last segment); identical Ethernet, IP (but length, and IPv4's ID and checksum: so the
+//! same IPv4 TOS and TTL, the same IPv6 traffic class, flow label and hop limit) and TCP (but
+//! sequence and checksum) headers, options included; contiguous sequence numbers;
 //! equal segment sizes but the last. Each merged segment's TCP checksum is verified first (the
 //! kernel does not check a partial checksum, and with a zero outer UDP checksum the inner one is
 //! the only end-to-end check); a segment that fails is written on its own for the kernel to
@@ -34,13 +36,16 @@ pub trait PacketWrite {
 pub const VNET_HDR_LEN: usize = 10;
 /// A header that says "no offload": a complete frame.
 pub const VNET_HDR_NONE: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
-/// Longest header a super-frame carries (Ethernet, IPv4 without options, TCP with options).
-pub const MAX_HEADER: usize = 14 + 20 + 60;
+/// Longest header a super-frame carries (Ethernet, IPv6 without extension headers, TCP with
+/// options; IPv4 without options is shorter).
+pub const MAX_HEADER: usize = 14 + IP6_LEN + 60;
 
 const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
 const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
+const VIRTIO_NET_HDR_GSO_TCPV6: u8 = 4;
 const ETH_LEN: usize = 14;
 const IP_LEN: usize = 20;
+const IP6_LEN: usize = 40;
 const TCP_ACK: u8 = 0x10;
 const TCP_PSH: u8 = 0x08;
 /// Largest IPv4 total length.
@@ -48,12 +53,14 @@ const MAX_IP_LEN: usize = 65_535;
 
 pub use crate::core::too_big::Framing;
 
-/// A TCP/IPv4 segment that may be merged.
+/// A TCP/IPv4 or TCP/IPv6 segment that may be merged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpSegment {
-    /// Offset of the IPv4 header ([`Framing::l3`]).
+    /// Offset of the IP header ([`Framing::l3`]).
     pub l3: usize,
-    /// Bytes of all headers (Ethernet if any, IPv4, TCP); the payload follows.
+    /// The IP header is IPv6 (else IPv4).
+    pub v6: bool,
+    /// Bytes of all headers (Ethernet if any, IP, TCP); the payload follows.
     pub hdr_len: usize,
     /// Sequence number of the first payload byte.
     pub seq: u32,
@@ -61,6 +68,13 @@ pub struct TcpSegment {
     pub payload: usize,
     /// PSH set.
     pub psh: bool,
+}
+
+impl TcpSegment {
+    /// Offset of the TCP header.
+    fn l4(&self) -> usize {
+        self.l3 + if self.v6 { IP6_LEN } else { IP_LEN }
+    }
 }
 
 fn be16(b: &[u8], i: usize) -> u16 {
@@ -96,6 +110,39 @@ fn tcp_header(pkt: &[u8], framing: Framing) -> Option<(usize, usize, usize, u8)>
     Some((l3, ip_total, doff, tcp[13]))
 }
 
+/// The TCPv6 header of `pkt` as [`tcp_segment`] wants it: IPv6 with TCP as its next header,
+/// TCP with a sane data offset. Returns (l3, IPv6 header and payload length, data offset,
+/// flags).
+fn tcp6_header(pkt: &[u8], framing: Framing) -> Option<(usize, usize, usize, u8)> {
+    let l3 = framing.l3();
+    if framing == Framing::Ethernet && (pkt.len() < ETH_LEN || be16(pkt, 12) != 0x86dd) {
+        return None;
+    }
+    let ip = pkt.get(l3..l3 + IP6_LEN + 20)?;
+    if ip[0] >> 4 != 6 || ip[6] != 6 {
+        return None;
+    }
+    let ip_total = IP6_LEN + usize::from(be16(ip, 4));
+    if ip_total < IP6_LEN + 20 || l3 + ip_total > pkt.len() {
+        return None;
+    }
+    let tcp = &pkt[l3 + IP6_LEN..l3 + ip_total];
+    let doff = usize::from(tcp[12] >> 4) * 4;
+    if doff < 20 || doff > tcp.len() || tcp[12] & 0x0f != 0 {
+        return None;
+    }
+    Some((l3, ip_total, doff, tcp[13]))
+}
+
+/// The sum of the TCP pseudo-header (RFC 8200 §8.1) of the IPv6 packet at `l3` in `pkt` with
+/// `tcp_len` TCP bytes (its addresses must be there: callers checked the header's length).
+pub(super) fn pseudo6(pkt: &[u8], l3: usize, tcp_len: usize) -> u64 {
+    checksum::add(
+        checksum::sum(&pkt[l3 + 8..l3 + IP6_LEN]),
+        6 + tcp_len as u64,
+    )
+}
+
 /// The sum of the TCP pseudo-header of the IPv4 packet at `l3` with `tcp_len` TCP bytes.
 fn pseudo(pkt: &[u8], l3: usize, tcp_len: usize) -> Option<u64> {
     Some(checksum::pseudo_header(
@@ -109,22 +156,32 @@ fn pseudo(pkt: &[u8], l3: usize, tcp_len: usize) -> Option<u64> {
 /// The segment `pkt` carries, if it is one that may be merged (see the module docs) and its
 /// TCP checksum verifies.
 pub fn tcp_segment(pkt: &[u8], framing: Framing) -> Option<TcpSegment> {
-    let (l3, ip_total, doff, flags) = tcp_header(pkt, framing)?;
+    // IPv4 first: only what is not TCP/IPv4 pays for the IPv6 parse.
+    let (v6, (l3, ip_total, doff, flags)) = match tcp_header(pkt, framing) {
+        Some(h) => (false, h),
+        None => (true, tcp6_header(pkt, framing)?),
+    };
     if flags & !(TCP_ACK | TCP_PSH) != 0 || flags & TCP_ACK == 0 {
         return None;
     }
-    let tcp = &pkt[l3 + IP_LEN..l3 + ip_total];
+    let l4 = l3 + if v6 { IP6_LEN } else { IP_LEN };
+    let tcp = &pkt[l4..l3 + ip_total];
     let payload = tcp.len() - doff;
     if payload == 0 {
         return None;
     }
-    let pseudo = pseudo(pkt, l3, tcp.len())?;
+    let pseudo = if v6 {
+        pseudo6(pkt, l3, tcp.len())
+    } else {
+        pseudo(pkt, l3, tcp.len())?
+    };
     if checksum::fold(checksum::add(pseudo, checksum::sum(tcp))) != 0xffff {
         return None;
     }
     Some(TcpSegment {
         l3,
-        hdr_len: l3 + IP_LEN + doff,
+        v6,
+        hdr_len: l4 + doff,
         seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
         payload,
         psh: flags & TCP_PSH != 0,
@@ -142,9 +199,10 @@ pub fn continues(
     next: &TcpSegment,
 ) -> bool {
     let (h, l3) = (first.hdr_len, first.l3);
-    let tcp = l3 + IP_LEN;
+    let tcp = first.l4();
     if next.hdr_len != h
         || next.l3 != l3
+        || next.v6 != first.v6
         || last.psh
         || last.payload != first.payload
         || next.payload > first.payload
@@ -157,11 +215,15 @@ pub fn continues(
     }
     let (a, b) = (first_pkt, next_pkt);
     let same = |r: std::ops::Range<usize>| a[r.clone()] == b[r];
-    // Ethernet (if any); IP version/IHL/TOS; flags/offset, TTL, protocol; addresses; TCP ports;
-    // ACK number; data offset; window; urgent pointer and options. Flags but PSH must match too.
-    same(0..l3 + 2)
-        && same(l3 + 6..l3 + 10)
-        && same(l3 + 12..tcp)
+    // Ethernet (if any); IPv4: version/IHL/TOS; flags/offset, TTL, protocol; addresses; IPv6:
+    // version, traffic class, flow label; next header, hop limit, addresses. TCP ports; ACK
+    // number; data offset; window; urgent pointer and options. Flags but PSH must match too.
+    let ip_same = if first.v6 {
+        same(0..l3 + 4) && same(l3 + 6..tcp)
+    } else {
+        same(0..l3 + 2) && same(l3 + 6..l3 + 10) && same(l3 + 12..tcp)
+    };
+    ip_same
         && same(tcp..tcp + 4)
         && same(tcp + 8..tcp + 13)
         && (a[tcp + 13] | TCP_PSH) == (b[tcp + 13] | TCP_PSH)
@@ -173,20 +235,26 @@ pub fn continues(
 /// header at `l3`) are followed by segments of `gso_size` payload bytes; the TCP checksum field
 /// must hold the pseudo-header sum (the kernel completes it per segment).
 fn gso_header(l3: usize, hdr_len: usize, gso_size: usize) -> [u8; VNET_HDR_LEN] {
+    gso_header_of(VIRTIO_NET_HDR_GSO_TCPV4, l3 + IP_LEN, hdr_len, gso_size)
+}
+
+/// [`gso_header`] of GSO type `gso` with the TCP header at `l4`.
+fn gso_header_of(gso: u8, l4: usize, hdr_len: usize, gso_size: usize) -> [u8; VNET_HDR_LEN] {
     let mut v = [0u8; VNET_HDR_LEN];
     v[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-    v[1] = VIRTIO_NET_HDR_GSO_TCPV4;
+    v[1] = gso;
     v[2..4].copy_from_slice(&(hdr_len as u16).to_le_bytes());
     v[4..6].copy_from_slice(&(gso_size as u16).to_le_bytes());
-    v[6..8].copy_from_slice(&((l3 + IP_LEN) as u16).to_le_bytes());
+    v[6..8].copy_from_slice(&(l4 as u16).to_le_bytes());
     v[8..10].copy_from_slice(&16u16.to_le_bytes());
     v
 }
 
 /// Writes the headers of the super-packet of a run into `out` (returns their length) and its
-/// virtio-net header: the first segment's headers with the IP total length for `total` payload
-/// bytes, a fresh IP checksum, PSH if the last segment had it, and the TCP checksum field
-/// holding the pseudo-header sum (checksum partial: the kernel completes it per segment).
+/// virtio-net header: the first segment's headers with the IP length for `total` payload bytes
+/// (IPv4: total length and a fresh checksum; IPv6: payload length), PSH if the last segment had
+/// it, and the TCP checksum field holding the pseudo-header sum (checksum partial: the kernel
+/// completes it per segment).
 pub fn super_header(
     first_pkt: &[u8],
     first: &TcpSegment,
@@ -195,9 +263,21 @@ pub fn super_header(
     out: &mut [u8; MAX_HEADER],
 ) -> (usize, [u8; VNET_HDR_LEN]) {
     let l3 = first.l3;
-    let tcp = l3 + IP_LEN;
+    let tcp = first.l4();
     let h = first.hdr_len.min(MAX_HEADER).min(first_pkt.len());
     out[..h].copy_from_slice(&first_pkt[..h]);
+    if first.v6 {
+        let tcp_len = h - tcp + total;
+        let len16 = u16::try_from(tcp_len).unwrap_or(u16::MAX);
+        out[l3 + 4..l3 + 6].copy_from_slice(&len16.to_be_bytes());
+        if psh {
+            out[tcp + 13] |= TCP_PSH;
+        }
+        let pseudo = pseudo6(&out[..], l3, tcp_len);
+        out[tcp + 16..tcp + 18].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+        let gso = VIRTIO_NET_HDR_GSO_TCPV6;
+        return (h, gso_header_of(gso, tcp, h, first.payload));
+    }
     let ip_len = h - l3 + total;
     let ip_len16 = u16::try_from(ip_len).unwrap_or(u16::MAX);
     out[l3 + 2..l3 + 4].copy_from_slice(&ip_len16.to_be_bytes());
@@ -314,6 +394,7 @@ impl TcpRun {
     pub fn new(framing: Framing) -> TcpRun {
         let none = TcpSegment {
             l3: framing.l3(),
+            v6: false,
             hdr_len: 0,
             seq: 0,
             payload: 0,
@@ -829,6 +910,127 @@ mod tests {
         assert!(complete_merged(&mut c, Framing::Ip));
         assert!(tcp_segment(&c, Framing::Ip).is_some());
         assert_eq!(c[52..], p[52..]);
+    }
+
+    /// A TCP/IPv6 frame built by etherparse (an independent encoder): sequence `seq`,
+    /// `payload` bytes of `fill`, `flags` (ACK always, PSH when given), a timestamp option.
+    fn seg6(seq: u32, payload: usize, fill: u8, psh: bool) -> Vec<u8> {
+        let src = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let dst = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        let ts = etherparse::TcpOptionElement::Timestamp(9, 3);
+        use etherparse::TcpOptionElement::Noop;
+        let mut b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(src, dst, 64)
+            .tcp(1234, 80, seq, 512)
+            .ack(7)
+            .options(&[Noop, Noop, ts])
+            .unwrap();
+        if psh {
+            b = b.psh();
+        }
+        let data = vec![fill; payload];
+        let mut f = vec![0u8; b.size(payload)];
+        b.write_to_slice(&mut f, &data).unwrap();
+        f
+    }
+
+    const TCP6_AT: usize = ETH_LEN + IP6_LEN;
+
+    #[test]
+    fn ipv6_runs_follow_the_linux_gro_rules() {
+        let a = seg6(1000, 100, 1, false);
+        let sa = eth(&a).unwrap();
+        assert_eq!(
+            (sa.v6, sa.hdr_len, sa.seq, sa.payload),
+            (true, 86, 1000, 100)
+        );
+        let b = seg6(1100, 100, 2, false);
+        let sb = eth(&b).unwrap();
+        assert!(continues(&a, &sa, &sa, 100, &b, &sb));
+        // The same as IP packets.
+        let (ia, ib) = (ip_of(&a, 0), ip_of(&b, 3));
+        let (sia, sib) = (tcp_segment(&ia, Framing::Ip), tcp_segment(&ib, Framing::Ip));
+        assert!(continues(
+            &ia,
+            &sia.unwrap(),
+            &sia.unwrap(),
+            100,
+            &ib,
+            &sib.unwrap()
+        ));
+        // A gap; another traffic class, flow label or hop limit: no.
+        let gap = seg6(1101, 100, 2, false);
+        assert!(!continues(&a, &sa, &sa, 100, &gap, &eth(&gap).unwrap()));
+        for (at, bit) in [(0, 0x01), (1, 0x10), (3, 0x01), (7, 0x01)] {
+            let mut other = b.clone();
+            other[ETH_LEN + at] ^= bit;
+            let so = eth(&other).unwrap();
+            assert!(!continues(&a, &sa, &sa, 100, &other, &so), "byte {at}");
+        }
+        // An IPv4 segment never continues an IPv6 run.
+        let v4 = seg(1100, 100, 2, TCP_ACK, &TS);
+        assert!(!continues(&a, &sa, &sa, 100, &v4, &eth(&v4).unwrap()));
+        // A broken checksum, an extension header, no payload, truncation: not mergeable.
+        let mut bad = a.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        assert!(eth(&bad).is_none());
+        let mut ext = a.clone();
+        ext[ETH_LEN + 6] = 0;
+        assert!(eth(&ext).is_none());
+        assert!(eth(&seg6(1, 0, 0, false)).is_none());
+        for n in 0..a.len() {
+            assert!(eth(&a[..n]).is_none());
+        }
+    }
+
+    #[test]
+    fn an_ipv6_run_is_one_gso_tcpv6_frame_that_decodes() {
+        let segs: Vec<Vec<u8>> = (0..3u32)
+            .map(|i| seg6(5000 + i * 100, 100, i as u8 + 1, i == 2))
+            .collect();
+        let sink = Sink::default();
+        let mut run = TcpRun::new(Framing::Ethernet);
+        let bytes = |(i, off): Part| segs.get(i).and_then(|p| p.get(off..));
+        for (i, f) in segs.iter().enumerate() {
+            let s = eth(f).unwrap();
+            if i == 0 {
+                run.start(0, (0, 0), &s);
+            } else {
+                assert!(run.offer(0, (i, 0), &s, bytes), "segment {i}");
+            }
+        }
+        assert!(matches!(
+            run.flush(|_| Some(&sink), bytes),
+            Flushed::Merged { count: 3, .. }
+        ));
+        let written = sink.0.into_inner();
+        let (v, frame) = written[0].split_at(VNET_HDR_LEN);
+        assert_eq!(v[0], VIRTIO_NET_HDR_F_NEEDS_CSUM);
+        assert_eq!(v[1], VIRTIO_NET_HDR_GSO_TCPV6);
+        assert_eq!(u16::from_le_bytes([v[2], v[3]]), 86, "hdr_len");
+        assert_eq!(u16::from_le_bytes([v[4], v[5]]), 100, "gso_size");
+        assert_eq!(usize::from(u16::from_le_bytes([v[6], v[7]])), TCP6_AT);
+        assert_eq!(u16::from_le_bytes([v[8], v[9]]), 16, "csum_offset");
+        // Completing the partial checksum as the kernel does gives a frame etherparse decodes
+        // and whose TCP checksum it agrees with.
+        let mut whole = frame.to_vec();
+        let c = checksum::finish(checksum::sum(&whole[TCP6_AT..]));
+        whole[TCP6_AT + 16..TCP6_AT + 18].copy_from_slice(&c.to_be_bytes());
+        let p = etherparse::SlicedPacket::from_ethernet(&whole).unwrap();
+        let Some(etherparse::NetSlice::Ipv6(ip)) = p.net else {
+            panic!("not IPv6");
+        };
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = p.transport else {
+            panic!("not TCP");
+        };
+        assert_eq!(usize::from(ip.header().payload_length()), 32 + 300);
+        assert_eq!(tcp.sequence_number(), 5000);
+        assert!(tcp.psh() && tcp.ack() && !tcp.fin());
+        let (s, d) = (ip.header().source(), ip.header().destination());
+        assert_eq!(tcp.checksum(), tcp.calc_checksum_ipv6(s, d).unwrap());
+        let want: Vec<u8> = [1u8, 2, 3].iter().flat_map(|&b| [b; 100]).collect();
+        assert_eq!(tcp.payload(), &want[..]);
     }
 
     #[test]

@@ -258,9 +258,10 @@ fn open_tap_queues(
     all.insert(0, Arc::new(dev));
     if vnet_hdr {
         // tun-rs turns on TSO for both IP versions (and USO) with the header; the workers
-        // segment TCP/IPv4 super-frames (batch_tso) and complete partial checksums, so keep
-        // exactly those: the kernel segments the rest before handing it over.
-        let flags = libc::TUN_F_CSUM | libc::TUN_F_TSO4;
+        // segment TCP/IPv4 and TCP/IPv6 super-frames (batch_tso) and complete partial
+        // checksums, so keep exactly those: the kernel segments the rest (UDP, TCP/IPv6 with
+        // extension headers) before handing it over.
+        let flags = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
         sys::tun_set_offload(&*all[0], flags).map_err(|e| {
             Failure::Runtime(format!("cannot turn the offloads of {} off: {e}", net.dev))
         })?;

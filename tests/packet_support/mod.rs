@@ -1,9 +1,9 @@
-//! Packets the dataplane tests feed in: an IPv4/UDP packet and a TCP/IPv4 segment with valid
-//! checksums. Include it with `mod packet_support;`.
+//! Packets the dataplane tests feed in: an IPv4/UDP packet and a TCP/IPv4 or TCP/IPv6 segment
+//! with valid checksums. Include it with `mod packet_support;`.
 
 #![allow(dead_code)]
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// An IPv4/UDP packet of `len` bytes from `src` to `dst` with TOS `tos` and DF, its header
 /// checksum valid, tagged `tag` in its last byte.
@@ -51,5 +51,16 @@ pub fn tcp(src: Ipv4Addr, dst: Ipv4Addr, seq: u32, payload: usize) -> Vec<u8> {
     let ps = encap::checksum::pseudo_header(src, dst, 6, (20 + payload) as u16);
     let c = encap::checksum::finish(encap::checksum::add(ps, encap::checksum::sum(&p[20..])));
     p[36..38].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// [`tcp`] over IPv6 (hop limit 64, TCP right behind the IPv6 header), built by etherparse.
+pub fn tcp6(src: Ipv6Addr, dst: Ipv6Addr, seq: u32, payload: usize) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ipv6(src.octets(), dst.octets(), 64)
+        .tcp(1234, 80, seq, 512)
+        .ack(0);
+    let data: Vec<u8> = (0..payload).map(|i| (seq as usize + i) as u8).collect();
+    let mut p = vec![0u8; b.size(payload)];
+    b.write_to_slice(&mut p, &data).unwrap();
     p
 }

@@ -53,7 +53,8 @@ impl<'a> From<&'a Pair> for Ends<'a> {
     }
 }
 
-/// Sends `file` from the first of `ends` to a sink in the second listening on `dst`:`port`,
+/// Sends `file` from the first of `ends` to a sink in the second listening on `dst`:`port`
+/// (an IPv4 or IPv6 address),
 /// with TCP MSS `mss` and writes of `chunk` bytes; returns the source's and the sink's JSON
 /// reports (size, sha256).
 pub fn transfer<'a>(
@@ -70,8 +71,10 @@ pub fn transfer<'a>(
         c.args(["netns", "exec", ns, "timeout", "60", PYTHON, TOOL]);
         c
     };
+    let family: &[&str] = if dst.contains(':') { &["6"] } else { &[] };
     let mut sink = in_ns(to)
         .args(["sink", &port.to_string(), "40"])
+        .args(family)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
