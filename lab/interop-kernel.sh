@@ -30,6 +30,9 @@ lab_say "TCP between a vtepd host's pod and the kernel host's pod, both ways"
 lab_tcp_check h1p1 h3p1
 lab_tcp_check h3p1 h1p1
 lab_say "VXLAN datagrams sent by vtepd, as captured by their receivers"
+# Stopped first: the counts below are read one by one from each file, which must not grow
+# between them.
+for host in $(lab_hosts); do lab_capture_stop "$host" >/dev/null || lab_die "capture $host"; done
 for tx in $(lab_hosts); do
     [ "$(lab_impl "$tx")" = vtepd ] || continue
     for rx in $(lab_hosts); do

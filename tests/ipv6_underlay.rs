@@ -424,8 +424,8 @@ fn gso_segments_captured(p: &Pair, d: &Daemon) {
 
 /// RFC 6935/6936 over IPv6: B's kernel VTEP sends zero UDP checksums (`udp6zerocsumtx`). vtepd
 /// by default (as the kernel's `udp6zerocsumrx` off) never sees B's datagrams, so no ping
-/// crosses; with `--udp6-zero-csum-rx on` pings cross both ways. tshark on B confirms the
-/// zero checksums B sends.
+/// crosses; with `--udp6-zero-csum-rx on` pings cross both ways (the same rig: only the flag
+/// differs).
 #[test]
 fn zero_udp_checksums_are_taken_only_with_udp6_zero_csum_rx() {
     let t0 = Instant::now();
@@ -441,7 +441,6 @@ fn zero_udp_checksums_are_taken_only_with_udp6_zero_csum_rx() {
         d.log_text()
     );
     drop(d);
-    let cap = Capture::start(&p.b, "udp port 4789");
     let on = ["--udp6-zero-csum-rx", "on"];
     let d = Daemon::start(&p.a, &[&args[..], &address, &on].concat());
     assert!(
@@ -453,18 +452,6 @@ fn zero_udp_checksums_are_taken_only_with_udp6_zero_csum_rx() {
         p.b.ping_within("10.42.0.1", WAIT),
         "B -> A: {}",
         d.log_text()
-    );
-    let sums = cap.tshark(&[
-        "-Y",
-        &format!("ipv6.src == {KERNEL} && vxlan"),
-        "-T",
-        "fields",
-        "-e",
-        "udp.checksum",
-    ]);
-    assert!(
-        !sums.trim().is_empty() && sums.lines().all(|l| l.trim() == "0x0000"),
-        "B's VXLAN datagrams should all carry a zero UDP checksum: {sums}"
     );
     eprintln!(
         "ipv6_underlay zero checksums: {:.1} s",
