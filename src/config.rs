@@ -788,12 +788,12 @@ impl DaemonConfig {
                 }
             }
         }
-        if self.tunnel != Tunnel::L3Ipip
+        if self.tunnel == Tunnel::L2Vxlan
             && let Some(n) = self.networks.iter().find(|n| n.address6.is_some())
         {
             return err(format!(
-                "dev {}: --address6 is for --encap ipip (IPv6 in IPv4, protocol 41); the other \
-                 modes do not carry an IPv6 address of vtepd's yet",
+                "dev {}: --address6 is for --mode l3 (vtepd's own IPv6 address on its TUN \
+                 device); in --mode l2 the hosts behind the TAP device hold the addresses",
                 n.dev
             ));
         }
@@ -881,10 +881,11 @@ impl DaemonConfig {
         if n.arp_suppress {
             return err("--arp-suppress is for --mode l2 (in l3 mode vtepd answers ARP itself)");
         }
-        if let Some(e) = n.neigh.iter().find(|e| e.ip.is_ipv6()) {
+        if n.address6.is_none()
+            && let Some(e) = n.neigh.iter().find(|e| e.ip.is_ipv6())
+        {
             return err(format!(
-                "neighbour {}: --mode l3 resolves IPv4 next hops only; IPv6 neighbours are for \
-                 --mode l2 --arp-suppress (ND suppression)",
+                "neighbour {}: IPv6 next hops need vtepd's own IPv6 address (--address6)",
                 e.ip
             ));
         }
@@ -896,8 +897,13 @@ impl DaemonConfig {
             if r.prefix.contains(&std::net::IpAddr::V4(a.addr)) {
                 return err(format!("route {r} covers our own --address {}", a.addr));
             }
+            if let Some(a6) = n.address6
+                && r.prefix.contains(&std::net::IpAddr::V6(a6.addr))
+            {
+                return err(format!("route {r} covers our own --address6 {}", a6.addr));
+            }
         }
-        route::Routes::with_overlay_routes(self.local_v4(), &n.routes)
+        route::Routes::with_overlay_routes(self.local_v4(), n.address6.is_some(), &n.routes)
             .map_err(|e| ConfigError(format!("route: {e}")))?;
         Ok(())
     }
@@ -1529,7 +1535,7 @@ vni = 43
         }
         let l2 = "local = \"192.0.2.1\"\n[[network]]\ndev = \"v\"\nvni = 1\n\
                   address6 = \"fd00:1::1/64\"\n";
-        assert!(toml_err(l2).contains("--address6 is for --encap ipip"));
+        assert!(toml_err(l2).contains("--address6 is for --mode l3"));
     }
 
     #[test]
@@ -1572,7 +1578,7 @@ vni = 43
                 "local = \"192.0.2.1\"\nmode = \"l3\"\n[[network]]\ndev = \"v\"\nvni = 1\n\
                  address = \"10.0.0.1/32\"\n\
                  neigh = [{ ip = \"fd00::9\", mac = \"02:00:00:00:00:09\" }]\n",
-                "IPv6 neighbours are for --mode l2",
+                "IPv6 next hops need vtepd's own IPv6 address (--address6)",
             ),
         ] {
             let e = toml_err(text);

@@ -7,7 +7,7 @@ mod engine_support;
 
 use encap::MacAddr;
 use engine_support::{LOCAL, ipip, l3vx, vni};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use vtepd::core::l2::L2;
 use vtepd::core::route::parse_route;
@@ -193,13 +193,13 @@ fn l3_vxlan_records_route_and_neighbour_and_a_simulation_holds_nothing() {
         &mut sim,
     );
     assert_eq!(v, FromDevice::Held);
-    let hop = Ipv4Addr::new(10, 0, 0, 7);
+    let hop = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7));
     assert_eq!(
         sim.steps(),
         [
             Step::Route {
                 dst: Ipv4Addr::new(10, 1, 2, 3).into(),
-                via: Some(hop.into())
+                via: Some(hop)
             },
             Step::Neigh { hop, mac: None },
             Step::Hold {

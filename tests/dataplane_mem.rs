@@ -896,7 +896,7 @@ fn l3_vxlan_traces_a_super_packet_and_captures_its_segments_and_its_own_answer()
     assert_eq!(r.origin, Origin::Device { vni: 42 });
     assert!(
         r.steps.contains(&Step::Neigh {
-            hop: PEER_IP,
+            hop: PEER_IP.into(),
             mac: Some(Mac(HOST_B))
         }),
         "{r:?}"

@@ -1,11 +1,12 @@
-//! In-memory tests of the L3 VXLAN engine (next-hop resolution, the pending queue, ARP retries,
-//! the own-address ARP and ICMP echo responders) and of L2 ARP suppression, with a virtual clock.
+//! In-memory tests of the L3 VXLAN engine (next-hop resolution by ARP and Neighbor Discovery,
+//! the pending queue, retries, the own-address ARP, ND and ICMP echo responders) and of L2 ARP
+//! suppression, with a virtual clock.
 //!
 //! The byte vectors are built by scapy, an implementation independent of ours:
 //! `/usr/bin/python3 lab/scapy/l3vx_vectors.py` prints them.
 
 use encap::{MacAddr, Vni};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 use vtepd::core::arp::{FrameTo, Generated};
@@ -37,6 +38,17 @@ const ARP_WHO_HAS_PEER: &str =
 const ARP_PEER_IS_AT: &str =
     "020000000001020000000002080600010800060400020200000000020af400070200000000010af40000";
 const ECHO_REQUEST: &str = "02000000000102000000000308004500004c123440003f0112910af401050af400000800c8e404d20007000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f";
+const NS_FOR_OWN: &str = "3333ff00000102000000000286dd6000000000203afffd000001000000000000000000000007ff0200000000000000000001ff00000187007d9000000000fd0000010000000000000000000000010101020000000002";
+const NA_FROM_OWN: &str = "02000000000202000000000186dd6000000000203afffd000001000000000000000000000001fd00000100000000000000000000000788001c9460000000fd0000010000000000000000000000010201020000000001";
+const NS_FOR_PEER: &str = "3333ff00000702000000000186dd6000000000203afffd000001000000000000000000000001ff0200000000000000000001ff00000787007d8b00000000fd0000010000000000000000000000070101020000000001";
+const NA_FROM_PEER: &str = "02000000000102000000000286dd6000000000203afffd000001000000000000000000000007fd00000100000000000000000000000188001c8d60000000fd0000010000000000000000000000070201020000000002";
+const ROUTER_ADVERT: &str = "02000000000102000000000286dd6000000000183afffe800000000000000000000000000002fd000001000000000000000000000001860074140008070800000000000000000101020000000002";
+const OWN_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 1);
+const PEER_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 7);
+/// A remote node's IPv6 overlay address (off our prefix: flannel's `via X onlink`) and a pod
+/// behind it.
+const NODE_B6: Ipv6Addr = Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, 0);
+const POD_B6: Ipv6Addr = Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, 5);
 const ECHO_REPLY: &str = "02000000000302000000000108004500004c00004000400123c50af400000af401050000d0e404d20007000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f";
 
 fn hex(s: &str) -> Vec<u8> {
@@ -73,7 +85,7 @@ fn engine(c: &Arc<Core>) -> L3Vx {
     cfg.queue_per_neigh = 3;
     cfg.queue_bytes = 1000;
     // An empty overlay route table: the tests pass each packet's route next hop to `on_tun`.
-    let routes = Routes::with_overlay_routes(Ipv4Addr::new(192, 0, 2, 1), &[]).unwrap();
+    let routes = Routes::with_overlay_routes(Ipv4Addr::new(192, 0, 2, 1), false, &[]).unwrap();
     L3Vx::new(Arc::clone(c), NET, cfg, Arc::new(routes))
 }
 
@@ -184,7 +196,13 @@ fn frames_for_other_macs_are_dropped_and_ip_to_us_is_unwrapped() {
     assert_eq!(ctr.drops_of(DropReason::NotForUs), 1);
     f[..6].copy_from_slice(&OWN_MAC.0);
     assert_eq!(e.on_frame(at(0), &f, &mut g, &mut ctr), deliver(14, &f));
+    // IPv6 on a network without an IPv6 address; anything else is not IP.
     f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    assert_eq!(
+        e.on_frame(at(0), &f, &mut g, &mut ctr),
+        FromTunnel::Drop(DropReason::NoIpv6)
+    );
+    f[12..14].copy_from_slice(&[0x88, 0xb5]);
     assert_eq!(
         e.on_frame(at(0), &f, &mut g, &mut ctr),
         FromTunnel::Drop(DropReason::NotIpv4)
@@ -274,6 +292,10 @@ fn routed_destinations_resolve_their_next_hop() {
     );
     assert_eq!(
         e.on_tun(at(0), &[0x60; 40], None, &mut g, &mut ctr),
+        TunVerdict::Drop(DropReason::NoIpv6)
+    );
+    assert_eq!(
+        e.on_tun(at(0), &[0x50; 40], None, &mut g, &mut ctr),
         TunVerdict::Drop(DropReason::NotIpv4)
     );
     assert!(g.is_empty());
@@ -467,6 +489,7 @@ fn engine_wrappers_route_resolve_and_decapsulate() {
     let c = core(100);
     let routes = Routes::with_overlay_routes(
         Ipv4Addr::new(192, 0, 2, 1),
+        false,
         &[parse_route(&format!("10.244.1.0/24={NODE_B}")).unwrap()],
     )
     .unwrap();
@@ -675,7 +698,7 @@ fn suppression_off_does_nothing() {
 #[test]
 fn garbage_never_panics() {
     let c = core(100);
-    let e = engine(&c);
+    let (e, e6) = (engine(&c), engine6(&c));
     let s = ArpSuppress::new(Arc::clone(&c), vec![true]);
     let (mut g, mut ctr) = (Generated::new(), Counters::default());
     let mut seed = 0x1234_5678_u32;
@@ -688,19 +711,200 @@ fn garbage_never_panics() {
                 seed as u8
             })
             .collect();
-        for variant in 0..4 {
+        for variant in 0..5 {
             if f.len() >= 14 {
                 match variant {
                     1 => f[12..14].copy_from_slice(&[8, 6]),
                     2 => f[12..14].copy_from_slice(&[8, 0]),
                     3 => f[..6].copy_from_slice(&OWN_MAC.0),
+                    // IPv6 carrying what claims to be ND (into the RFC 4861 parser).
+                    4 => {
+                        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+                        for (at, b) in [(14, 0x60), (20, 58), (21, 255), (54, 135)] {
+                            if let Some(x) = f.get_mut(at) {
+                                *x = b;
+                            }
+                        }
+                    }
                     _ => {}
                 }
             }
-            e.on_frame(at(0), &f, &mut g, &mut ctr);
-            e.on_tun(at(0), &f, Some(NODE_B), &mut g, &mut ctr);
+            for e in [&e, &e6] {
+                e.on_frame(at(0), &f, &mut g, &mut ctr);
+                e.on_tun(at(0), &f, Some(NODE_B), &mut g, &mut ctr);
+                e.on_tun(at(0), f.get(14..).unwrap_or_default(), None, &mut g, &mut ctr);
+            }
             s.snoop_remote(at(0), NET, &f, &mut ctr);
             let _ = s.answer_local(at(0), NET, &f, &mut g, &mut ctr);
         }
     }
+}
+
+/// A dual-stack engine: [`engine`]'s IPv4 side plus fd00:1::1/64 and a route for fd00:2::/64
+/// via NODE_B6.
+fn engine6(c: &Arc<Core>) -> L3Vx {
+    let mut cfg = L3VxConfig::new(OWN_MAC, OWN_IP, 24).with_address6(OWN_IP6, 64);
+    cfg.queue_per_neigh = 3;
+    cfg.queue_bytes = 1000;
+    let route = parse_route(&format!("fd00:2::/64={NODE_B6}")).unwrap();
+    let routes = Routes::with_overlay_routes(Ipv4Addr::new(192, 0, 2, 1), true, &[route]);
+    L3Vx::new(Arc::clone(c), NET, cfg, Arc::new(routes.unwrap()))
+}
+
+/// A minimal IPv6 packet (UDP, hop limit 64) from `src` to `dst` of `len` bytes, tagged in its
+/// last byte.
+fn ip6_packet(src: Ipv6Addr, dst: Ipv6Addr, len: usize, tag: u8) -> Vec<u8> {
+    let mut p = vec![0u8; len];
+    p[0] = 0x60;
+    p[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
+    p[6] = 17;
+    p[7] = 64;
+    p[8..24].copy_from_slice(&src.octets());
+    p[24..40].copy_from_slice(&dst.octets());
+    p[len - 1] = tag;
+    p
+}
+
+/// `packet` framed as it leaves toward `mac`: Ethernet, type IPv6.
+fn framed6(mac: MacAddr, packet: &[u8]) -> Vec<u8> {
+    let mut f = [mac.0, OWN_MAC.0].concat();
+    f.extend_from_slice(&[0x86, 0xdd]);
+    f.extend_from_slice(packet);
+    f
+}
+
+/// An IPv6 next hop is resolved by a neighbour solicitation to its solicited-node group
+/// (scapy's bytes, once for two packets); the solicited advertisement creates the binding and
+/// releases the packets in order, framed as IPv6; then the fast path answers. A routed
+/// destination resolves its route's next hop.
+#[test]
+fn ipv6_next_hop_resolves_by_neighbor_discovery() {
+    let c = core(100);
+    let e = engine6(&c);
+    let (mut g, mut ctr) = (Generated::new(), Counters::default());
+    let p1 = ip6_packet(OWN_IP6, PEER_IP6, 100, 1);
+    let p2 = ip6_packet(OWN_IP6, PEER_IP6, 100, 2);
+    for p in [&p1, &p2] {
+        assert_eq!(e.on_tun(at(0), p, None, &mut g, &mut ctr), TunVerdict::Held);
+    }
+    assert_eq!(frames(&g), vec![(FrameTo::Tunnel, hex(NS_FOR_PEER))]);
+    assert_eq!((ctr.nd_solicits, ctr.arp_requests), (1, 0));
+    assert_eq!(e.pending(), (2, 200));
+    g.clear();
+    assert_eq!(
+        e.on_frame(at(0), &hex(NA_FROM_PEER), &mut g, &mut ctr),
+        FromTunnel::Consumed
+    );
+    let want: Vec<_> = [&p1, &p2]
+        .iter()
+        .map(|p| (FrameTo::Tunnel, framed6(PEER_MAC, p)))
+        .collect();
+    assert_eq!(frames(&g), want);
+    assert_eq!((e.pending(), ctr.neigh_learned), ((0, 0), 1));
+    g.clear();
+    assert_eq!(
+        e.on_tun(at(1), &p1, None, &mut g, &mut ctr),
+        TunVerdict::Send(PEER_MAC)
+    );
+    // Routed: the route's next hop, here a static binding.
+    let routed = ip6_packet(OWN_IP6, POD_B6, 60, 3);
+    c.neigh_add(at(1), Vni::new(1).unwrap(), NODE_B6, ROUTER_MAC)
+        .unwrap();
+    assert_eq!(
+        e.on_tun(at(1), &routed, None, &mut g, &mut ctr),
+        TunVerdict::Send(ROUTER_MAC)
+    );
+    let off = ip6_packet(OWN_IP6, "fd00:3::1".parse().unwrap(), 60, 4);
+    assert_eq!(
+        e.on_tun(at(1), &off, None, &mut g, &mut ctr),
+        TunVerdict::Drop(DropReason::NoRoute)
+    );
+    assert!(g.is_empty());
+}
+
+/// A solicitation for our IPv6 address is answered with scapy's advertisement and teaches its
+/// sender; the advertisement for a hop nobody asked about teaches nothing; solicitations are
+/// retried, then the queued packets are dropped as unresolved.
+#[test]
+fn own_ipv6_address_is_advertised_and_resolution_gives_up() {
+    let c = core(100);
+    let e = engine6(&c);
+    let (mut g, mut ctr) = (Generated::new(), Counters::default());
+    assert_eq!(
+        e.on_frame(at(0), &hex(NA_FROM_PEER), &mut g, &mut ctr),
+        FromTunnel::Consumed
+    );
+    assert_eq!(
+        c.neigh(NET).unwrap().lookup(PEER_IP6, 0),
+        None,
+        "unsolicited"
+    );
+    assert_eq!(
+        e.on_frame(at(0), &hex(NS_FOR_OWN), &mut g, &mut ctr),
+        FromTunnel::Consumed
+    );
+    assert_eq!(frames(&g), vec![(FrameTo::Tunnel, hex(NA_FROM_OWN))]);
+    assert_eq!((ctr.nd_adverts, ctr.neigh_learned), (1, 1));
+    assert_eq!(c.neigh(NET).unwrap().lookup(PEER_IP6, 0), Some(PEER_MAC));
+
+    g.clear();
+    let p = ip6_packet(OWN_IP6, "fd00:1::9".parse().unwrap(), 80, 1);
+    assert_eq!(
+        e.on_tun(at(0), &p, None, &mut g, &mut ctr),
+        TunVerdict::Held
+    );
+    for s in 1..=3 {
+        e.poll(at(s), &mut g, &mut ctr);
+    }
+    assert_eq!(ctr.nd_solicits, 3, "the first and two retries");
+    assert_eq!(ctr.neigh_failed, 1);
+    assert_eq!(ctr.drops_of(DropReason::NeighUnresolved), 1);
+    assert_eq!(e.pending(), (0, 0));
+}
+
+/// The IPv6 drops: a router advertisement from the tunnel (`bad_nd`), the host's link-scoped
+/// multicast (`ipv6_multicast`), a packet to our own address from the TUN (`to_self`); data to
+/// us goes into the TUN. Without an IPv6 address every IPv6 packet is `no_ipv6`.
+#[test]
+fn ipv6_drops_and_delivery() {
+    let c = core(100);
+    let e = engine6(&c);
+    let (mut g, mut ctr) = (Generated::new(), Counters::default());
+    assert_eq!(
+        e.on_frame(at(0), &hex(ROUTER_ADVERT), &mut g, &mut ctr),
+        FromTunnel::Drop(DropReason::BadNd)
+    );
+    let mld = ip6_packet(Ipv6Addr::UNSPECIFIED, "ff02::16".parse().unwrap(), 60, 0);
+    assert_eq!(
+        e.on_tun(at(0), &mld, None, &mut g, &mut ctr),
+        TunVerdict::Drop(DropReason::Ipv6Multicast)
+    );
+    let own = ip6_packet(PEER_IP6, OWN_IP6, 60, 0);
+    assert_eq!(
+        e.on_tun(at(0), &own, None, &mut g, &mut ctr),
+        TunVerdict::Drop(DropReason::ToSelf)
+    );
+    let site = ip6_packet(OWN_IP6, "ff05::2".parse().unwrap(), 60, 0);
+    assert_eq!(
+        e.on_tun(at(0), &site, None, &mut g, &mut ctr),
+        TunVerdict::Send(MacAddr([0x33, 0x33, 0, 0, 0, 2]))
+    );
+    let mut to_us = [OWN_MAC.0, PEER_MAC.0].concat();
+    to_us.extend_from_slice(&[0x86, 0xdd]);
+    to_us.extend_from_slice(&own);
+    assert_eq!(
+        e.on_frame(at(0), &to_us, &mut g, &mut ctr),
+        deliver(14, &to_us)
+    );
+    assert!(g.is_empty());
+
+    let v4 = engine(&c);
+    assert_eq!(
+        v4.on_tun(at(0), &own, None, &mut g, &mut ctr),
+        TunVerdict::Drop(DropReason::NoIpv6)
+    );
+    assert_eq!(
+        v4.on_frame(at(0), &to_us, &mut g, &mut ctr),
+        FromTunnel::Drop(DropReason::NoIpv6)
+    );
 }

@@ -380,7 +380,7 @@ fn steady_state_l3_workers_do_not_allocate() {
     // L3 VXLAN: a resolved next hop out, and a frame for us in.
     let own = MacAddr([2, 0, 0, 0, 0, 1]);
     let c = core(A, B, own, encap::vxlan::DEFAULT_PORT);
-    let routes = Arc::new(Routes::with_overlay_routes(A, &[]).unwrap());
+    let routes = Arc::new(Routes::with_overlay_routes(A, false, &[]).unwrap());
     let own_ip = Ipv4Addr::new(10, 244, 0, 1);
     let peer_ip = Ipv4Addr::new(10, 244, 0, 7);
     c.neigh_add(Timestamp(0), Vni::new(42).unwrap(), peer_ip, HOST_B)

@@ -201,6 +201,7 @@ pub fn run(data: &[u8]) {
     );
     let routes = Routes::with_overlay_routes(
         LOCAL,
+        false,
         &[
             Route {
                 prefix: PREFIXES[0].parse().unwrap(),
@@ -331,9 +332,13 @@ impl World {
         self.m.drops[r as usize] += 1;
     }
 
-    /// The engine's decision, as documented: not IPv4, to ourselves, broadcast, multicast,
+    /// The engine's decision, as documented: IPv6 (no address for it), not IPv4, to ourselves, broadcast, multicast,
     /// no route, resolved, or unresolved.
     fn expect(&self, packet: &[u8], route: Option<Ipv4Addr>) -> Expect {
+        // This world's network has no IPv6 address.
+        if packet.first().is_some_and(|b| b >> 4 == 6) {
+            return Expect::Verdict(TunVerdict::Drop(DropReason::NoIpv6));
+        }
         if packet.len() < 20 || packet[0] >> 4 != 4 {
             return Expect::Verdict(TunVerdict::Drop(DropReason::NotIpv4));
         }

@@ -211,9 +211,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "CIDR")]
     pub address: Option<Ipv4Cidr>,
 
-    /// --encap ipip: IPv6 address and prefix to put on the device, like fd00:1::1/128. The
-    /// device then carries IPv6 (in IPv4, protocol 41, as Linux's sit) and takes IPv6 routes;
-    /// without it the device has IPv6 turned off.
+    /// --mode l3: IPv6 address and prefix to put on the device, like fd00:1::1/64. The device
+    /// then carries IPv6 and takes IPv6 routes: --encap vxlan resolves IPv6 next hops by
+    /// Neighbor Discovery (and answers it for this address), --encap ipip sends IPv6 in IPv4
+    /// (protocol 41, as Linux's sit). Without it the device has IPv6 turned off.
     #[arg(long, value_name = "CIDR")]
     pub address6: Option<Ipv6Cidr>,
 

@@ -135,7 +135,11 @@ pub fn step(s: &Step, simulated: bool) -> String {
         Step::Hold { hop, arp_request } => format!(
             "{would}held until {hop} resolves{}",
             if *arp_request {
-                " (ARP request sent)"
+                if hop.is_ipv6() {
+                    " (neighbour solicitation sent)"
+                } else {
+                    " (ARP request sent)"
+                }
             } else {
                 ""
             }
@@ -146,6 +150,9 @@ pub fn step(s: &Step, simulated: bool) -> String {
         Step::Reply {
             kind: ReplyKind::Echo,
         } => "answered: ICMP echo reply".to_owned(),
+        Step::Reply {
+            kind: ReplyKind::Nd,
+        } => "answered: neighbour advertisement".to_owned(),
         Step::TooBig { len, mtu } => format!("{len} bytes: more than the tunnel MTU {mtu}"),
         Step::Worker { stage, remote } => match (stage, remote) {
             (WorkerStage::Send, Some(r)) => format!("lost by the worker: send to {r} refused"),

@@ -107,6 +107,19 @@ pub fn write_ipv4_header(buf: &mut [u8], eth_dst: MacAddr, eth_src: MacAddr) -> 
     .is_ok()
 }
 
+/// Writes an Ethernet header (no VLAN tag) for an IPv6 payload into the first 14 bytes of
+/// `buf`; false if `buf` is too short.
+pub fn write_ipv6_header(buf: &mut [u8], eth_dst: MacAddr, eth_src: MacAddr) -> bool {
+    EthernetRepr {
+        dst: eth_dst,
+        src: eth_src,
+        vlan: None,
+        ethertype: ethertype::IPV6,
+    }
+    .emit(buf)
+    .is_ok()
+}
+
 /// A who-has request for `target` from (`own_mac`, `own_ip`), broadcast.
 pub fn arp_request(own_mac: MacAddr, own_ip: Ipv4Addr, target: Ipv4Addr) -> ArpRepr {
     ArpRepr {

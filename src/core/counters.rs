@@ -86,13 +86,15 @@ drop_reasons! {
     DeviceOffload = "device_offload",
     /// Network index out of range (internal error).
     UnknownNetwork = "unknown_network",
-    /// L3: a packet from the device that is not IPv4 (IPv6, ...).
+    /// L3: a packet (or a frame's payload) that is neither IPv4 nor, on a network with an
+    /// IPv6 address, IPv6.
     NotIpv4 = "not_ipv4",
-    /// IPIP: an IPv6 packet (from the device, or inside protocol 41) on a network without
-    /// an IPv6 address (`address6`).
+    /// L3: an IPv6 packet (from the device, from the tunnel, or inside protocol 41) on a
+    /// network without an IPv6 address (`address6`).
     NoIpv6 = "no_ipv6",
-    /// IPIP: an IPv6 multicast packet from the device (the host's own MLD reports into a
-    /// device with IPv6; IPIP carries no multicast). Quiet: not in the periodic drop log.
+    /// L3: an IPv6 multicast packet from the device the overlay does not carry (the host's
+    /// own MLD reports to link-scoped groups; IPIP carries no multicast at all). Quiet: not in
+    /// the periodic drop log.
     Ipv6Multicast = "ipv6_multicast",
     /// L3: a packet from the device with a malformed IPv4 header.
     BadIpHeader = "bad_ip_header",
@@ -111,9 +113,12 @@ drop_reasons! {
     NotForUs = "not_for_us",
     /// An ARP packet that is not Ethernet/IPv4 ARP, or is truncated.
     BadArp = "bad_arp",
+    /// L3 VXLAN: Neighbor Discovery from the tunnel that fails RFC 4861's checks, or a
+    /// router's (solicitation, advertisement, redirect), which must not configure the host.
+    BadNd = "bad_nd",
     /// L3: a packet waiting for neighbour resolution did not fit the bounded queue.
     NeighQueueFull = "neigh_queue_full",
-    /// L3: a queued packet whose next hop never answered ARP.
+    /// L3: a queued packet whose next hop never answered ARP (or ND).
     NeighUnresolved = "neigh_unresolved",
 }
 
@@ -287,9 +292,14 @@ counters! {
     arp_requests = modes::L3VX,
     /// ARP replies sent for our own overlay address (L3).
     arp_replies = modes::L3VX,
+    /// IPv6 neighbour solicitations sent to resolve a next hop (L3; each one head-end
+    /// replicated).
+    nd_solicits = modes::L3VX,
+    /// IPv6 neighbour advertisements sent for our own IPv6 overlay address (L3).
+    nd_adverts = modes::L3VX,
     /// ICMP echo replies sent for our own overlay address (L3).
     icmp_echo_replies = modes::L3VX,
-    /// Next hops given up on after the last ARP retry (L3).
+    /// Next hops given up on after the last ARP or ND retry (L3).
     neigh_failed = modes::L3VX,
     /// Errors the kernel reported after the fact about packets sent to remotes (ICMP errors
     /// coming back, read from the sockets' error queues once a second).

@@ -4,6 +4,15 @@
 //! go into the TUN. ARP requests for our own overlay address and ICMP echo requests to it are
 //! answered here.
 //!
+//! With an IPv6 address (`address6`) the network carries IPv6 too, resolved by Neighbor
+//! Discovery the way IPv4 is by ARP: a next hop is asked for with a neighbour solicitation to
+//! its solicited-node group (head-end replicated like ARP's broadcast), a solicitation for our
+//! own IPv6 address is answered with a solicited advertisement, and both queue, retry and age
+//! alike. IPv6 packets to our own address go into the TUN, where the kernel, which holds the
+//! address, answers them. Without `address6`, IPv6 is dropped as `no_ipv6`; router messages
+//! (solicitations, advertisements, redirects) and malformed ND from the tunnel are dropped as
+//! `bad_nd`: they must not configure the host.
+//!
 //! Sans-IO like the rest of the core: time is passed in, frames vtepd makes go into a
 //! caller-owned [`Generated`] buffer, counters into a caller-owned [`Counters`]. A packet whose
 //! next hop is resolved costs one lock-free neighbour lookup; only a miss takes the pending
@@ -18,11 +27,16 @@
 //! - an IPv4 packet from an on-link source (inside our `--address` subnet): only refreshes an
 //!   existing binding with the same MAC (a forged source never creates or redirects one).
 //!   Sources behind a router (the common flannel case) carry the router's MAC and teach nothing.
+//! - ND follows the same rules: a solicitation for our address teaches its sender (with its
+//!   source link-layer option), an advertisement for a next hop we are resolving creates the
+//!   binding, any other advertisement only updates one (and one without the override flag only
+//!   refreshes a binding with the same MAC, RFC 4861 §7.2.5); on-link IPv6 sources only refresh.
 
 use super::arp::{
     self, ARP_FRAME_LEN, FrameTo, Generated, arp_reply, arp_request, write_arp_frame,
-    write_ipv4_header,
+    write_ipv4_header, write_ipv6_header,
 };
+use super::ndisc::{self, Advert, NdFrame, NdMessage, Solicit};
 use super::neigh::{Evidence, Learned, NeighTable};
 use super::route::Routes;
 use super::trace::{Mac, NoTrace, ReplyKind, Step, Trace};
@@ -31,7 +45,7 @@ use encap::MacAddr;
 use encap::arp::{ArpOperation, ArpPacket, ArpRepr};
 use encap::ethernet::{self, EthernetFrame, ethertype};
 use std::collections::{HashMap, VecDeque};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -53,6 +67,8 @@ pub struct L3VxConfig {
     pub address: Ipv4Addr,
     /// Its prefix length: destinations inside are on-link (their own next hop).
     pub prefix: u8,
+    /// Our IPv6 overlay address and its prefix length (none: IPv6 is dropped as `no_ipv6`).
+    pub address6: Option<(Ipv6Addr, u8)>,
     /// Packets held per unresolved next hop.
     pub queue_per_neigh: usize,
     /// Bytes held for all unresolved next hops.
@@ -70,11 +86,18 @@ impl L3VxConfig {
             own_mac,
             address,
             prefix: prefix.min(32),
+            address6: None,
             queue_per_neigh: DEFAULT_QUEUE_PER_NEIGH,
             queue_bytes: DEFAULT_QUEUE_BYTES,
             arp_tries: DEFAULT_ARP_TRIES,
             arp_interval: DEFAULT_ARP_INTERVAL,
         }
+    }
+
+    /// The same with our IPv6 address `address`/`prefix` too.
+    pub fn with_address6(mut self, address: Ipv6Addr, prefix: u8) -> L3VxConfig {
+        self.address6 = Some((address, prefix.min(128)));
+        self
     }
 }
 
@@ -100,7 +123,7 @@ struct Waiting {
 
 #[derive(Debug, Default)]
 struct Pending {
-    by_hop: HashMap<Ipv4Addr, Waiting>,
+    by_hop: HashMap<IpAddr, Waiting>,
     bytes: usize,
 }
 
@@ -113,6 +136,10 @@ pub struct L3Vx {
     net: NetId,
     cfg: L3VxConfig,
     mask: u32,
+    /// The IPv6 prefix mask (0 without `address6`).
+    mask6: u128,
+    /// Where a solicitation for our IPv6 address is sent (its solicited-node group's MAC).
+    solicited_mac: Option<MacAddr>,
     pending: Mutex<Pending>,
 }
 
@@ -139,12 +166,21 @@ impl L3Vx {
         } else {
             u32::MAX << (32 - u32::from(cfg.prefix))
         };
+        let mask6 = match cfg.address6 {
+            Some((_, p)) if p > 0 => u128::MAX << (128 - u32::from(p)),
+            _ => 0,
+        };
+        let solicited_mac = cfg
+            .address6
+            .map(|(a, _)| ndisc::multicast_mac(ndisc::solicited_node(a)));
         L3Vx {
             core,
             routes,
             net,
             cfg,
             mask,
+            mask6,
+            solicited_mac,
             pending: Mutex::new(Pending::default()),
         }
     }
@@ -162,6 +198,11 @@ impl L3Vx {
     /// Our overlay address.
     pub fn address(&self) -> Ipv4Addr {
         self.cfg.address
+    }
+
+    /// Our IPv6 overlay address, if the network has one.
+    pub fn address6(&self) -> Option<Ipv6Addr> {
+        self.cfg.address6.map(|(a, _)| a)
     }
 
     /// The network.
@@ -186,6 +227,13 @@ impl L3Vx {
     /// address from the route table, flannel's `via 10.244.1.0 onlink`).
     pub fn next_hop(&self, dst: Ipv4Addr, route: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
         if self.on_link(dst) { Some(dst) } else { route }
+    }
+
+    /// Whether `ip` is inside our IPv6 prefix (false without `address6`).
+    pub fn on_link6(&self, ip: Ipv6Addr) -> bool {
+        self.cfg
+            .address6
+            .is_some_and(|(a, _)| (u128::from(ip) ^ u128::from(a)) & self.mask6 == 0)
     }
 
     /// Packets held for unresolved next hops (all of them), and their bytes.
@@ -265,8 +313,7 @@ impl L3Vx {
             ctr.drop(DropReason::NotIpv4);
             return FromDevice::Drop(DropReason::NotIpv4);
         };
-        let route = self.route_of(packet);
-        let v = match self.decide(now, packet, route, ctr, t) {
+        let v = match self.decide_any(now, packet, ctr, t) {
             Ok(v) => v,
             Err((hop, _)) if T::SIMULATE => {
                 t.step(Step::Hold {
@@ -314,8 +361,7 @@ impl L3Vx {
         t: &mut T,
     ) -> Option<FromDevice> {
         let packet = frame.get(ethernet::HEADER_LEN..)?;
-        let route = self.route_of(packet);
-        let v = self.decide(now, packet, route, ctr, t).ok()?;
+        let v = self.decide_any(now, packet, ctr, t).ok()?;
         Some(self.send(now, frame, v, out, ctr, t))
     }
 
@@ -339,7 +385,12 @@ impl L3Vx {
     ) -> FromDevice {
         match v {
             TunVerdict::Send(mac) => {
-                write_ipv4_header(frame, mac, self.cfg.own_mac);
+                let ipv6 = frame.get(ethernet::HEADER_LEN).is_some_and(|b| b >> 4 == 6);
+                if ipv6 {
+                    write_ipv6_header(frame, mac, self.cfg.own_mac);
+                } else {
+                    write_ipv4_header(frame, mac, self.cfg.own_mac);
+                }
                 self.core
                     .forward_frame_traced(now, self.net, frame, &mut out.remotes, ctr, t)
             }
@@ -359,7 +410,7 @@ impl L3Vx {
         out: &mut Generated,
         ctr: &mut Counters,
     ) -> TunVerdict {
-        match self.decide(now, packet, route, ctr, &mut NoTrace) {
+        match self.decide_with(now, packet, route, ctr, &mut NoTrace) {
             Ok(v) => v,
             Err((hop, table)) => self.hold(now, hop, packet, table, out, ctr),
         }
@@ -375,7 +426,99 @@ impl L3Vx {
         route: Option<Ipv4Addr>,
         ctr: &mut Counters,
     ) -> Option<TunVerdict> {
-        self.decide(now, packet, route, ctr, &mut NoTrace).ok()
+        self.decide_with(now, packet, route, ctr, &mut NoTrace).ok()
+    }
+
+    /// [`L3Vx::decide`] with the route table's next hop; IPv6 to [`L3Vx::decide6`].
+    fn decide_any<T: Trace>(
+        &self,
+        now: Timestamp,
+        packet: &[u8],
+        ctr: &mut Counters,
+        t: &mut T,
+    ) -> Result<TunVerdict, (IpAddr, &NeighTable)> {
+        if packet.first().is_some_and(|b| b >> 4 == 6) {
+            return self.decide6(now, packet, ctr, t);
+        }
+        let route = self.route_of(packet);
+        self.decide(now, packet, route, ctr, t)
+            .map_err(|(hop, table)| (IpAddr::V4(hop), table))
+    }
+
+    /// [`L3Vx::decide`] with the caller's IPv4 next hop `route`; IPv6 to [`L3Vx::decide6`].
+    fn decide_with<T: Trace>(
+        &self,
+        now: Timestamp,
+        packet: &[u8],
+        route: Option<Ipv4Addr>,
+        ctr: &mut Counters,
+        t: &mut T,
+    ) -> Result<TunVerdict, (IpAddr, &NeighTable)> {
+        if packet.first().is_some_and(|b| b >> 4 == 6) {
+            return self.decide6(now, packet, ctr, t);
+        }
+        self.decide(now, packet, route, ctr, t)
+            .map_err(|(hop, table)| (IpAddr::V4(hop), table))
+    }
+
+    /// What to do with IPv6 packet `packet` from the TUN: the IPv6 counterpart of
+    /// [`L3Vx::decide`]. Link-scoped multicast is the host's own MLD chatter (dropped quietly);
+    /// other multicast goes to its group's MAC.
+    fn decide6<T: Trace>(
+        &self,
+        now: Timestamp,
+        packet: &[u8],
+        ctr: &mut Counters,
+        t: &mut T,
+    ) -> Result<TunVerdict, (IpAddr, &NeighTable)> {
+        let drop = |ctr: &mut Counters, r: DropReason| {
+            ctr.drop(r);
+            Ok(TunVerdict::Drop(r))
+        };
+        let Some(own) = self.address6() else {
+            return drop(ctr, DropReason::NoIpv6);
+        };
+        let Some(d) = packet.get(24..40) else {
+            return drop(ctr, DropReason::NotIpv4);
+        };
+        let mut o = [0u8; 16];
+        o.copy_from_slice(d);
+        let dst = Ipv6Addr::from(o);
+        if dst == own {
+            return drop(ctr, DropReason::ToSelf);
+        }
+        if dst.is_multicast() {
+            // Interface- and link-scoped groups (ff01::/16, ff02::/16): the host's MLD
+            // reports, which no peer wants.
+            if o[1] & 0x0f <= 2 {
+                return drop(ctr, DropReason::Ipv6Multicast);
+            }
+            return Ok(TunVerdict::Send(ndisc::multicast_mac(dst)));
+        }
+        let hop = if self.on_link6(dst) {
+            Some(IpAddr::V6(dst))
+        } else {
+            self.routes.load().lookup6(dst)
+        };
+        t.step(Step::Route {
+            dst: dst.into(),
+            via: hop,
+        });
+        let Some(hop) = hop else {
+            return drop(ctr, DropReason::NoRoute);
+        };
+        let Some(table) = self.table() else {
+            return drop(ctr, DropReason::UnknownNetwork);
+        };
+        let mac = table.lookup(hop, now.millis());
+        t.step(Step::Neigh {
+            hop,
+            mac: mac.map(Mac),
+        });
+        match mac {
+            Some(mac) => Ok(TunVerdict::Send(mac)),
+            None => Err((hop, table)),
+        }
     }
 
     /// The verdict for a TUN packet, or its unresolved next hop (and the table to hold it in).
@@ -417,7 +560,7 @@ impl L3Vx {
         };
         let mac = table.lookup(hop, now.millis());
         t.step(Step::Neigh {
-            hop,
+            hop: hop.into(),
             mac: mac.map(Mac),
         });
         match mac {
@@ -430,7 +573,7 @@ impl L3Vx {
     fn hold(
         &self,
         now: Timestamp,
-        hop: Ipv4Addr,
+        hop: IpAddr,
         packet: &[u8],
         table: &NeighTable,
         out: &mut Generated,
@@ -468,16 +611,33 @@ impl L3Vx {
         TunVerdict::Held
     }
 
-    fn push_request(&self, hop: Ipv4Addr, out: &mut Generated, ctr: &mut Counters) {
-        let req = arp_request(self.cfg.own_mac, self.cfg.address, hop);
-        out.push(FrameTo::Tunnel, ARP_FRAME_LEN, |b| {
-            write_arp_frame(b, MacAddr::BROADCAST, self.cfg.own_mac, &req)
-        });
-        ctr.arp_requests += 1;
+    /// Asks for `hop`: an ARP request, or a neighbour solicitation (an IPv6 hop is only ever
+    /// held on a network with an IPv6 address).
+    fn push_request(&self, hop: IpAddr, out: &mut Generated, ctr: &mut Counters) {
+        let own_mac = self.cfg.own_mac;
+        match (hop, self.address6()) {
+            (IpAddr::V4(hop), _) => {
+                let req = arp_request(own_mac, self.cfg.address, hop);
+                out.push(FrameTo::Tunnel, ARP_FRAME_LEN, |b| {
+                    write_arp_frame(b, MacAddr::BROADCAST, own_mac, &req)
+                });
+                ctr.arp_requests += 1;
+            }
+            (IpAddr::V6(target), Some(src)) => {
+                let ns = Solicit {
+                    mac: own_mac,
+                    src,
+                    target,
+                };
+                out.push(FrameTo::Tunnel, ns.frame_len(), |b| ns.write(b));
+                ctr.nd_solicits += 1;
+            }
+            (IpAddr::V6(_), None) => {}
+        }
     }
 
     /// Moves the packets waiting for `hop` (now at `mac`) into `out` as frames to the tunnel.
-    fn release(&self, hop: Ipv4Addr, mac: MacAddr, out: &mut Generated) {
+    fn release(&self, hop: IpAddr, mac: MacAddr, out: &mut Generated) {
         let Some(w) = ({
             let mut p = self.lock();
             let w = p.by_hop.remove(&hop);
@@ -491,12 +651,15 @@ impl L3Vx {
         for pkt in w.packets {
             out.push(FrameTo::Tunnel, ethernet::HEADER_LEN + pkt.len(), |b| {
                 b[ethernet::HEADER_LEN..].copy_from_slice(&pkt);
-                write_ipv4_header(b, mac, self.cfg.own_mac)
+                match hop {
+                    IpAddr::V4(_) => write_ipv4_header(b, mac, self.cfg.own_mac),
+                    IpAddr::V6(_) => write_ipv6_header(b, mac, self.cfg.own_mac),
+                }
             });
         }
     }
 
-    fn resolving(&self, hop: Ipv4Addr) -> bool {
+    fn resolving(&self, hop: IpAddr) -> bool {
         self.lock().by_hop.contains_key(&hop)
     }
 
@@ -531,14 +694,169 @@ impl L3Vx {
             return drop(ctr, DropReason::InnerRunt);
         };
         let dst = eth.dst();
-        if dst != self.cfg.own_mac && !dst.is_broadcast() {
+        if dst != self.cfg.own_mac && !dst.is_broadcast() && Some(dst) != self.solicited_mac {
             return drop(ctr, DropReason::NotForUs);
         }
         match eth.ethertype() {
             ethertype::ARP => self.on_arp(now, eth.payload(), out, ctr, t),
             ethertype::IPV4 => self.on_ipv4(now, eth.src(), eth.header_len(), frame, out, ctr, t),
+            ethertype::IPV6 => self.on_ipv6(now, eth.src(), eth.header_len(), frame, out, ctr, t),
             _ => drop(ctr, DropReason::NotIpv4),
         }
+    }
+
+    /// Learns (or, tracing a simulation, judges) that `ip` is at `mac` on `evidence`, and
+    /// traces it.
+    fn learn<T: Trace>(
+        &self,
+        table: &NeighTable,
+        now: Timestamp,
+        ip: IpAddr,
+        mac: MacAddr,
+        evidence: Evidence,
+        t: &mut T,
+    ) -> Learned {
+        let learned = if T::SIMULATE {
+            table.judge(ip, mac, now.millis(), evidence)
+        } else {
+            table.learn(ip, mac, now.millis(), evidence)
+        };
+        t.step(Step::NeighLearn {
+            ip,
+            mac: Mac(mac),
+            result: learned.into(),
+        });
+        learned
+    }
+
+    /// An IPv6 packet from the tunnel at `offset` of `frame`: Neighbor Discovery is ours;
+    /// anything else refreshes an on-link source's binding and goes into the TUN.
+    #[allow(clippy::too_many_arguments)]
+    fn on_ipv6<T: Trace>(
+        &self,
+        now: Timestamp,
+        src_mac: MacAddr,
+        offset: usize,
+        frame: &[u8],
+        out: &mut Generated,
+        ctr: &mut Counters,
+        t: &mut T,
+    ) -> FromTunnel {
+        let drop = |ctr: &mut Counters, r: DropReason| {
+            ctr.drop(r);
+            FromTunnel::Drop(r)
+        };
+        if self.cfg.address6.is_none() {
+            return drop(ctr, DropReason::NoIpv6);
+        }
+        let packet = &frame[offset..];
+        if packet.len() < 40 || packet[0] >> 4 != 6 {
+            return drop(ctr, DropReason::NotIpv4);
+        }
+        // ICMPv6 right after the header with an ND type (133-137): never for the host.
+        if packet[6] == 58 && (133..=137).contains(&packet[40..].first().copied().unwrap_or(0)) {
+            return match ndisc::parse(frame) {
+                Some(nd) => self.on_nd(now, nd, out, ctr, t),
+                None => drop(ctr, DropReason::BadNd),
+            };
+        }
+        let mut o = [0u8; 16];
+        o.copy_from_slice(&packet[8..24]);
+        let src = Ipv6Addr::from(o);
+        if let Some(table) = self.table()
+            && self.on_link6(src)
+        {
+            let learned = self.learn(table, now, src.into(), src_mac, Evidence::Confirm, t);
+            if learned == Learned::StaticConflict {
+                return drop(ctr, DropReason::StaticConflict);
+            }
+            account(ctr, learned);
+        }
+        FromTunnel::Deliver {
+            net: self.net,
+            range: offset..frame.len(),
+        }
+    }
+
+    /// A valid neighbour solicitation or advertisement from the tunnel (see the module docs
+    /// for what it may teach); a solicitation for our IPv6 address is answered.
+    fn on_nd<T: Trace>(
+        &self,
+        now: Timestamp,
+        nd: NdFrame,
+        out: &mut Generated,
+        ctr: &mut Counters,
+        t: &mut T,
+    ) -> FromTunnel {
+        let Some(table) = self.table() else {
+            ctr.drop(DropReason::UnknownNetwork);
+            return FromTunnel::Drop(DropReason::UnknownNetwork);
+        };
+        let own = self.address6();
+        // (who, at which MAC, on what evidence); a duplicate-address probe (from ::) teaches
+        // nothing and is not answered: vtepd's address is configured, not autoconfigured.
+        let (ip, mac, evidence, answer) = match nd.msg {
+            NdMessage::Solicit { .. } if nd.src.is_unspecified() => return FromTunnel::Consumed,
+            NdMessage::Solicit { target, source_mac } => {
+                let to_us = Some(target) == own;
+                let evidence = if to_us {
+                    Evidence::Authoritative
+                } else {
+                    Evidence::UpdateOnly
+                };
+                let asker = source_mac.unwrap_or(nd.eth_src);
+                (nd.src, source_mac, evidence, to_us.then_some(asker))
+            }
+            NdMessage::Advert {
+                target,
+                target_mac,
+                overrides,
+                ..
+            } => {
+                let evidence = if Some(nd.dst) == own && self.resolving(target.into()) {
+                    Evidence::Authoritative
+                } else if overrides {
+                    Evidence::UpdateOnly
+                } else {
+                    Evidence::Confirm
+                };
+                (target, target_mac, evidence, None)
+            }
+        };
+        let learned = match mac {
+            // Someone claims our address: never bind it.
+            Some(_) if Some(ip) == own => Learned::Ignored,
+            Some(mac) => self.learn(table, now, ip.into(), mac, evidence, t),
+            None => Learned::Ignored,
+        };
+        if learned == Learned::StaticConflict {
+            ctr.drop(DropReason::StaticConflict);
+            return FromTunnel::Drop(DropReason::StaticConflict);
+        }
+        account(ctr, learned);
+        if let (Some(asker_mac), Some(target)) = (answer, own) {
+            let na = Advert {
+                asker_mac,
+                asker_ip: nd.src,
+                target,
+                mac: self.cfg.own_mac,
+            };
+            out.push(FrameTo::Tunnel, na.frame_len(), |b| na.write(b));
+            ctr.nd_adverts += 1;
+            t.step(Step::Reply {
+                kind: ReplyKind::Nd,
+            });
+        }
+        if !T::SIMULATE
+            && matches!(
+                learned,
+                Learned::New | Learned::Refreshed | Learned::MacChanged(_)
+            )
+            && let Some(mac) = table.lookup(ip, now.millis())
+        {
+            self.release(ip.into(), mac, out);
+        }
+        FromTunnel::Consumed
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -562,16 +880,7 @@ impl L3Vx {
         if let Some(table) = self.table()
             && self.on_link(src)
         {
-            let learned = if T::SIMULATE {
-                table.judge(src, src_mac, now.millis(), Evidence::Confirm)
-            } else {
-                table.learn(src, src_mac, now.millis(), Evidence::Confirm)
-            };
-            t.step(Step::NeighLearn {
-                ip: src.into(),
-                mac: Mac(src_mac),
-                result: learned.into(),
-            });
+            let learned = self.learn(table, now, src.into(), src_mac, Evidence::Confirm, t);
             if learned == Learned::StaticConflict {
                 // A source address a static neighbour binds to another MAC: a spoof.
                 ctr.drop(DropReason::StaticConflict);
@@ -620,22 +929,17 @@ impl L3Vx {
         let to_us = a.target_ip == self.cfg.address;
         let evidence = match a.operation {
             ArpOperation::Request if to_us => Evidence::Authoritative,
-            ArpOperation::Reply if to_us && self.resolving(a.sender_ip) => Evidence::Authoritative,
+            ArpOperation::Reply if to_us && self.resolving(a.sender_ip.into()) => {
+                Evidence::Authoritative
+            }
             _ => Evidence::UpdateOnly,
         };
         let learned = if a.sender_ip == self.cfg.address {
             // Someone claims our address: never bind it.
             Learned::Ignored
-        } else if T::SIMULATE {
-            table.judge(a.sender_ip, a.sender_mac, now.millis(), evidence)
         } else {
-            table.learn(a.sender_ip, a.sender_mac, now.millis(), evidence)
+            self.learn(table, now, a.sender_ip.into(), a.sender_mac, evidence, t)
         };
-        t.step(Step::NeighLearn {
-            ip: a.sender_ip.into(),
-            mac: Mac(a.sender_mac),
-            result: learned.into(),
-        });
         if learned == Learned::StaticConflict {
             // A sender address a static neighbour binds to another MAC: neither believed nor
             // answered.
@@ -660,7 +964,7 @@ impl L3Vx {
             )
             && let Some(mac) = table.lookup(a.sender_ip, now.millis())
         {
-            self.release(a.sender_ip, mac, out);
+            self.release(a.sender_ip.into(), mac, out);
         }
         FromTunnel::Consumed
     }
@@ -670,7 +974,7 @@ impl L3Vx {
     /// got a binding some other way (a static `neigh add`). Call about once a second.
     pub fn poll(&self, now: Timestamp, out: &mut Generated, ctr: &mut Counters) {
         let Some(table) = self.table() else { return };
-        let due: Vec<Ipv4Addr> = {
+        let due: Vec<IpAddr> = {
             let p = self.lock();
             p.by_hop
                 .iter()

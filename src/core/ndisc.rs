@@ -1,6 +1,8 @@
-//! IPv6 Neighbor Discovery (RFC 4861) on the wire, for ND suppression: the neighbour
-//! solicitations and advertisements of an untagged Ethernet frame, validated as RFC 4861 §7.1
-//! asks of a receiver, and the advertisement vtepd writes on a remote host's behalf.
+//! IPv6 Neighbor Discovery (RFC 4861) on the wire, for L2 ND suppression and the L3 VXLAN
+//! engine: the neighbour solicitations and advertisements of an untagged Ethernet frame,
+//! validated as RFC 4861 §7.1 asks of a receiver, and the two vtepd writes: the advertisement
+//! (on a remote host's behalf in L2, for its own address in L3) and the solicitation (L3, to
+//! resolve a next hop).
 //!
 //! Parsed and emitted with smoltcp's wire types (`Ipv6Packet`, `Icmpv6Repr`, `NdiscRepr`: the
 //! checksum, the code and the options are theirs); only the Ethernet header is encap's. A frame
@@ -163,6 +165,81 @@ pub struct Advert {
     pub mac: MacAddr,
 }
 
+/// A neighbour solicitation for `target` from (`mac`, `src`), sent to the target's
+/// solicited-node group (RFC 4861 §7.2.2) with the source link-layer address option: how L3
+/// VXLAN resolves an IPv6 next hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Solicit {
+    /// Our MAC (the Ethernet source and the option).
+    pub mac: MacAddr,
+    /// Our address (the IPv6 source).
+    pub src: Ipv6Addr,
+    /// The address asked for.
+    pub target: Ipv6Addr,
+}
+
+impl Solicit {
+    fn icmp(&self) -> NdiscRepr<'static> {
+        NdiscRepr::NeighborSolicit {
+            target_addr: self.target,
+            lladdr: Some(RawHardwareAddress::from_bytes(&self.mac.octets())),
+        }
+    }
+
+    /// The length of the Ethernet frame carrying it (86 bytes).
+    pub fn frame_len(&self) -> usize {
+        ethernet::HEADER_LEN + smoltcp::wire::IPV6_HEADER_LEN + self.icmp().buffer_len()
+    }
+
+    /// Writes the frame into `buf`; false if it is too short.
+    pub fn write(&self, buf: &mut [u8]) -> bool {
+        let group = solicited_node(self.target);
+        let to = (multicast_mac(group), group);
+        write_nd(buf, to, (self.mac, self.src), self.icmp())
+    }
+}
+
+/// Writes an untagged Ethernet frame from `from` (MAC, IPv6) to `to` carrying the ND message
+/// `nd` with hop limit 255; false if `buf` is too short.
+fn write_nd(
+    buf: &mut [u8],
+    to: (MacAddr, Ipv6Addr),
+    from: (MacAddr, Ipv6Addr),
+    nd: NdiscRepr<'_>,
+) -> bool {
+    let icmp = Icmpv6Repr::Ndisc(nd);
+    let len = ethernet::HEADER_LEN + smoltcp::wire::IPV6_HEADER_LEN + icmp.buffer_len();
+    if buf.len() < len {
+        return false;
+    }
+    let eth = EthernetRepr {
+        dst: to.0,
+        src: from.0,
+        vlan: None,
+        ethertype: ethertype::IPV6,
+    };
+    let Ok(h) = eth.emit(buf) else {
+        return false;
+    };
+    let ip = Ipv6Repr {
+        src_addr: from.1,
+        dst_addr: to.1,
+        next_header: IpProtocol::Icmpv6,
+        payload_len: icmp.buffer_len(),
+        hop_limit: ND_HOP_LIMIT,
+    };
+    let ip_buf = &mut buf[h..len];
+    ip.emit(&mut Ipv6Packet::new_unchecked(&mut *ip_buf));
+    let icmp_buf = &mut ip_buf[smoltcp::wire::IPV6_HEADER_LEN..];
+    icmp.emit(
+        &from.1,
+        &to.1,
+        &mut Icmpv6Packet::new_unchecked(icmp_buf),
+        &ChecksumCapabilities::default(),
+    );
+    true
+}
+
 impl Advert {
     fn icmp(&self) -> NdiscRepr<'static> {
         NdiscRepr::NeighborAdvert {
@@ -180,35 +257,7 @@ impl Advert {
     /// Writes the frame into `buf` (of [`Advert::frame_len`] bytes or more); false if it is
     /// too short.
     pub fn write(&self, buf: &mut [u8]) -> bool {
-        let icmp = Icmpv6Repr::Ndisc(self.icmp());
-        if buf.len() < self.frame_len() {
-            return false;
-        }
-        let eth = EthernetRepr {
-            dst: self.asker_mac,
-            src: self.mac,
-            vlan: None,
-            ethertype: ethertype::IPV6,
-        };
-        let Ok(h) = eth.emit(buf) else {
-            return false;
-        };
-        let ip = Ipv6Repr {
-            src_addr: self.target,
-            dst_addr: self.asker_ip,
-            next_header: IpProtocol::Icmpv6,
-            payload_len: icmp.buffer_len(),
-            hop_limit: ND_HOP_LIMIT,
-        };
-        let ip_buf = &mut buf[h..self.frame_len()];
-        ip.emit(&mut Ipv6Packet::new_unchecked(&mut *ip_buf));
-        let icmp_buf = &mut ip_buf[smoltcp::wire::IPV6_HEADER_LEN..];
-        icmp.emit(
-            &self.target,
-            &self.asker_ip,
-            &mut Icmpv6Packet::new_unchecked(icmp_buf),
-            &ChecksumCapabilities::default(),
-        );
-        true
+        let to = (self.asker_mac, self.asker_ip);
+        write_nd(buf, to, (self.mac, self.target), self.icmp())
     }
 }

@@ -412,13 +412,23 @@ impl Routes {
     /// A table whose next hops are overlay addresses (L3 VXLAN), holding `routes`: checked as
     /// [`Routes::add`] checks them, except that a prefix may cover a next hop (the packet to it
     /// is framed for the next hop's MAC, never routed by its address on the underlay).
-    pub fn with_overlay_routes(local: Ipv4Addr, routes: &[Route]) -> Result<Routes, RouteError> {
-        let mut r = Routes::new(local);
+    /// IPv6 prefixes only with `ipv6`.
+    pub fn with_overlay_routes(
+        local: Ipv4Addr,
+        ipv6: bool,
+        routes: &[Route],
+    ) -> Result<Routes, RouteError> {
+        let mut r = Routes::new(local).with_ipv6(ipv6);
         r.rules.overlay = true;
         for route in routes {
             r.add(*route)?;
         }
         Ok(r)
+    }
+
+    /// Whether the table takes IPv6 prefixes (the device has an IPv6 address).
+    pub fn takes_ipv6(&self) -> bool {
+        self.rules.ipv6
     }
 
     /// Our underlay address.
@@ -499,9 +509,12 @@ mod tests {
             Routes::with_routes(LOCAL, false, &[flannel]),
             Err(RouteError::Loop { .. })
         ));
-        let r =
-            Routes::with_overlay_routes(LOCAL, &[flannel, route("10.244.2.0/24", "10.244.2.0")])
-                .unwrap();
+        let r = Routes::with_overlay_routes(
+            LOCAL,
+            false,
+            &[flannel, route("10.244.2.0/24", "10.244.2.0")],
+        )
+        .unwrap();
         assert_eq!(r.load().lookup(ip("10.244.1.7")), Some(ip("10.244.1.0")));
         // Our own underlay address still may not be covered.
         assert!(r.add(route("192.0.2.0/24", "10.244.3.0")).is_err());
@@ -637,12 +650,21 @@ mod tests {
             let e = r.add(rt).unwrap_err().to_string();
             assert!(e.contains(want), "{rt}: {e}");
         }
-        // Without IPv6 on the device, and in the overlay (L3 VXLAN) for now.
+        // Without IPv6 on the device.
         let e = Routes::new(LOCAL)
             .add(route("fd00:2::/64", "192.0.2.2"))
             .unwrap_err();
         assert!(e.to_string().contains("--address6"), "{e}");
-        assert!(Routes::with_overlay_routes(LOCAL, &[route("fd00:2::/64", "fd00:2::1")]).is_err());
+        let v6 = [route("fd00:2::/64", "fd00:2::1")];
+        assert!(Routes::with_overlay_routes(LOCAL, false, &v6).is_err());
+        // In the overlay (L3 VXLAN) with IPv6: an IPv6 next hop, not an IPv4 one.
+        let r = Routes::with_overlay_routes(LOCAL, true, &v6).unwrap();
+        assert_eq!(
+            r.load().lookup6("fd00:2::9".parse().unwrap()),
+            Some(v6[0].via)
+        );
+        let e = Routes::with_overlay_routes(LOCAL, true, &[route("fd00:3::/64", "10.0.0.1")]);
+        assert!(e.unwrap_err().to_string().contains("IPv6 next hop"));
     }
 
     #[test]

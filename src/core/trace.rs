@@ -302,15 +302,15 @@ pub enum Step {
     /// Neighbour lookup of a next hop.
     Neigh {
         /// The next hop.
-        hop: Ipv4Addr,
+        hop: IpAddr,
         /// Its MAC (none: unresolved).
         mac: Option<Mac>,
     },
     /// Held until the next hop resolves (a simulation holds nothing).
     Hold {
         /// The next hop.
-        hop: Ipv4Addr,
-        /// An ARP request for it was made.
+        hop: IpAddr,
+        /// A request for it (ARP, or an IPv6 neighbour solicitation) was made.
         arp_request: bool,
     },
     /// An answer made here: an ARP reply or ICMP echo reply to our own address.
@@ -354,6 +354,8 @@ pub enum ReplyKind {
     Arp,
     /// An ICMP echo reply.
     Echo,
+    /// An IPv6 neighbour advertisement (for our own address, L3).
+    Nd,
 }
 
 /// Where a traced packet came from.

@@ -497,12 +497,13 @@ impl Handler {
             }
             Request::NeighAdd { vni, ip, mac } => {
                 let (vni, mac) = (self.target(vni)?, Self::mac(&mac)?);
-                if ip.is_ipv6() && self.mode != TunnelMode::L2Vxlan {
+                let ipv6 = || self.routes.as_ref().is_some_and(|r| r.table().takes_ipv6());
+                if ip.is_ipv6() && self.mode != TunnelMode::L2Vxlan && !ipv6() {
                     return Err(Response::err(
                         true,
                         format!(
-                            "{ip}: L3 mode resolves IPv4 next hops only; IPv6 neighbours are \
-                             for L2 ND suppression"
+                            "{ip}: the device has no IPv6 address (--address6): IPv6 \
+                             neighbours are for L3 VXLAN with one, or L2 ND suppression"
                         ),
                     ));
                 }
@@ -740,7 +741,7 @@ mod tests {
     const PEER: std::net::IpAddr = std::net::IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
 
     /// `neigh add` takes IPv6 addresses in L2 (ND suppression), `neigh show` lists them; L3
-    /// mode refuses them (it resolves IPv4 next hops only).
+    /// mode refuses them on a device without an IPv6 address.
     #[test]
     fn ipv6_neighbours_are_for_l2() {
         let ip: std::net::IpAddr = "fd00::7".parse().unwrap();
@@ -757,7 +758,7 @@ mod tests {
         let h = handler_with(Duration::from_secs(300)).with_mode(TunnelMode::L3Vxlan);
         let refused = answer(&h, add());
         assert!(!refused.ok && refused.usage, "{refused:?}");
-        assert!(refused.error.unwrap().contains("IPv4 next hops only"));
+        assert!(refused.error.unwrap().contains("no IPv6 address"));
     }
 
     #[test]

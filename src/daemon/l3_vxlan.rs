@@ -1,12 +1,14 @@
 //! `vtepd run --mode l3 --encap vxlan` (flannel-style): one TUN device whose IP packets travel
 //! as Ethernet frames over VXLAN. This module opens the device and sockets for the runner
 //! ([`L3Vxlan`]) and is the per-worker dataplane the event loop drives ([`L3VxWorker`]). vtepd is the Ethernet endpoint itself: it frames each packet
-//! toward its next hop's MAC (core::l3vx resolves it: ARP, static `--neigh`), forwards the frame
+//! toward its next hop's MAC (core::l3vx resolves it: ARP, IPv6 Neighbor Discovery with
+//! `--address6`, static `--neigh`), forwards the frame
 //! through the shared core (FDB, or head-end replication), and unwraps frames addressed to it into
 //! the TUN. The thin I/O part lives here; every decision is the core's.
 //!
 //! Kernel routes for every `--route` are installed on the TUN (netlink, removed on exit), so the
-//! host needs no `ip route` commands.
+//! host needs no `ip route` commands. The device's IPv6 is `--address6` alone (no link-local
+//! address, so no router solicitations), or off without it.
 //!
 //! # Dataplane
 //! `--threads N` workers, each with its own TUN queue (multi-queue TUN), its own SO_REUSEPORT
@@ -44,6 +46,7 @@ use super::runner::{ControlParts, Held, Mode, Opened};
 use super::stats::{Clock, Traffic};
 use super::trace::WorkerTrace;
 use super::tun;
+use super::tun_ipv6::Ipv6Setup;
 use super::tunnel_tx::TunnelTx;
 use super::{housekeeping, socket, tunnel_tx};
 use crate::config::{DaemonConfig, Ipv4Cidr, stable_mac};
@@ -106,7 +109,7 @@ impl Mode for L3Vxlan {
              carrying the MTU that fits, those without DF are cut into fragments",
         );
         let routes = Arc::new(
-            Routes::with_overlay_routes(cfg.local_v4(), &n.routes)
+            Routes::with_overlay_routes(cfg.local_v4(), n.address6.is_some(), &n.routes)
                 .map_err(|e| Failure::Usage(format!("route: {e}")))?,
         );
         Ok(L3Vxlan {
@@ -121,11 +124,14 @@ impl Mode for L3Vxlan {
         let n = &cfg.networks[0];
         let rt = |what: &str, e: io::Error| Failure::Runtime(format!("{what}: {e}"));
         // One queue per worker (an existing single-queue device gives one: one worker then).
+        // IPv6 is off on the device without an address of vtepd's, and has only that one
+        // with it: the kernel's own link-local chatter never reaches the engine.
+        let ipv6 = n.address6.map_or(Ipv6Setup::Off, Ipv6Setup::Only);
         let tun = tun::open_tun(
             &n.dev,
             self.mtu,
             Some(self.address),
-            super::tun_ipv6::Ipv6Setup::Kernel,
+            ipv6,
             true,
             cfg.threads.max(1),
         )?;
@@ -155,10 +161,14 @@ impl Mode for L3Vxlan {
         );
         super::install_static(&core, cfg, clock)?;
         let address = self.address;
+        let mut l3 = L3VxConfig::new(own_mac, address.addr, address.prefix);
+        if let Some(a6) = n.address6 {
+            l3 = l3.with_address6(a6.addr, a6.prefix);
+        }
         let engine = Arc::new(L3Vx::new(
             Arc::clone(&core),
             NET,
-            L3VxConfig::new(own_mac, address.addr, address.prefix),
+            l3,
             Arc::clone(&self.routes),
         ));
         info!(
@@ -167,6 +177,7 @@ impl Mode for L3Vxlan {
             mtu = tun.mtu,
             mac = %own_mac,
             address = %address,
+            address6 = ?n.address6,
             peers = ?n.peers,
             routes = self.routes.list().len(),
             static_neighbours = n.neigh.len(),
@@ -628,6 +639,10 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
                     Some([0x08, 0x00]) => {
                         frame.get(26..30) == Some(&self.engine.address().octets())
                     }
+                    Some([0x86, 0xdd]) => self
+                        .engine
+                        .address6()
+                        .is_some_and(|a| frame.get(22..38) == Some(&a.octets())),
                     _ => false,
                 };
                 self.tx.txb.set_own(own);

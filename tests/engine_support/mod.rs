@@ -43,7 +43,7 @@ pub fn core_with(net: NetworkConfig) -> Arc<Core> {
 /// The L3 VXLAN engine on `core`'s network: MAC `own`, overlay address `address`/24, the
 /// overlay `routes`.
 pub fn l3vx(core: &Arc<Core>, own: MacAddr, address: Ipv4Addr, routes: &[Route]) -> L3Vx {
-    let routes = Routes::with_overlay_routes(LOCAL, routes).unwrap();
+    let routes = Routes::with_overlay_routes(LOCAL, false, routes).unwrap();
     let cfg = L3VxConfig::new(own, address, 24);
     L3Vx::new(Arc::clone(core), NetId(0), cfg, Arc::new(routes))
 }
