@@ -16,8 +16,8 @@
 //! L3 engine (lock-free neighbour reads; only an unresolved next hop takes the pending queue's
 //! lock). The kernel keeps a flow on one queue and one socket, so no flow is reordered.
 //! Exactly one worker runs the housekeeping (FDB and neighbour ageing, ARP retries).
-//! - TUN -> tunnel: the TUN has offloads (virtio-net header, TCP/IPv4 TSO and checksum
-//!   offload only; the kernel segments anything else first). Each read lands in a send slot
+//! - TUN -> tunnel: the TUN has offloads (virtio-net header, TCP TSO over IPv4 and IPv6 and
+//!   checksum offload only; the kernel segments anything else first). Each read lands in a send slot
 //!   behind room for the outer headers and an Ethernet header, which is written in front of
 //!   the packet; a TSO super-packet stays whole, becomes an Ethernet super-frame and goes
 //!   through the same send side as the L2 worker ([`TunnelTx`]: the core's copies, split by
@@ -50,7 +50,7 @@ use super::tun_ipv6::Ipv6Setup;
 use super::tunnel_tx::TunnelTx;
 use super::{housekeeping, socket, tunnel_tx};
 use crate::config::{DaemonConfig, Ipv4Cidr, stable_mac};
-use crate::core::arp::{FrameTo, write_ipv4_header};
+use crate::core::arp::{FrameTo, write_ipv4_header, write_ipv6_header};
 use crate::core::capture::Link;
 use crate::core::l3vx::{L3Vx, L3VxConfig};
 use crate::core::pmtu::{OurSends, PathMtus};
@@ -136,10 +136,11 @@ impl Mode for L3Vxlan {
             cfg.threads.max(1),
         )?;
         // tun-rs turns on TSO for both IP versions (and USO) with the header; the workers
-        // segment TCP/IPv4 super-packets and complete partial checksums, so keep exactly those:
-        // the kernel segments everything else before handing it over. The flags are
+        // segment TCP super-packets of either IP version and complete partial checksums, so
+        // keep exactly those: the kernel segments UDP before handing it over. The flags are
         // device-wide.
-        crate::sys::tun_set_offload(&*tun.dev, libc::TUN_F_CSUM | libc::TUN_F_TSO4)
+        let offloads = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+        crate::sys::tun_set_offload(&*tun.dev, offloads)
             .map_err(|e| rt(&format!("cannot set the offloads of {}", tun.name), e))?;
         let udp_port = cfg.port_of(n);
         let zero6 = cfg.zero_csum6_rx(udp_port);
@@ -456,10 +457,12 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         };
         // A placeholder header until the decision: the super-frame parser wants the type.
         let own = self.engine.own_mac();
-        let Some(t) = write_ipv4_header(frame, own, own)
-            .then(|| batch_tso::tso_frame(&vnet, frame))
-            .flatten()
-        else {
+        let v6 = frame.get(ETH).is_some_and(|b| b >> 4 == 6);
+        let placed = match v6 {
+            true => write_ipv6_header(frame, own, own),
+            false => write_ipv4_header(frame, own, own),
+        };
+        let Some(t) = placed.then(|| batch_tso::tso_frame(&vnet, frame)).flatten() else {
             self.ctr.rx_device += 1;
             self.ctr.drop(DropReason::DeviceOffload);
             if self.trace.armed() {

@@ -33,27 +33,40 @@ pub fn ipip_daemon(ns: &Netns, me: u8, other: u8, threads: &str) -> Daemon {
 /// vtepd L3 VXLAN in host `me` (192.0.2.`me`, overlay 10.45.0.`me`/24) with host `other` as
 /// its peer.
 pub fn l3vx_daemon(ns: &Netns, me: u8, other: u8, threads: &str) -> Daemon {
-    Daemon::start(
+    l3vx_daemon_with(ns, me, other, threads, &[])
+}
+
+/// [`l3vx_daemon`] dual-stack: IPv6 overlay fd00:45::`me`/64 too.
+pub fn l3vx_daemon6(ns: &Netns, me: u8, other: u8, threads: &str) -> Daemon {
+    l3vx_daemon_with(
         ns,
-        &[
-            "--mode",
-            "l3",
-            "--encap",
-            "vxlan",
-            "--dev",
-            "tun0",
-            "--vni",
-            "45",
-            "--local",
-            &format!("192.0.2.{me}"),
-            "--peer",
-            &format!("192.0.2.{other}"),
-            "--address",
-            &format!("10.45.0.{me}/24"),
-            "--threads",
-            threads,
-        ],
+        me,
+        other,
+        threads,
+        &["--address6", &format!("fd00:45::{me}/64")],
     )
+}
+
+fn l3vx_daemon_with(ns: &Netns, me: u8, other: u8, threads: &str, extra: &[&str]) -> Daemon {
+    let args = [
+        "--mode",
+        "l3",
+        "--encap",
+        "vxlan",
+        "--dev",
+        "tun0",
+        "--vni",
+        "45",
+        "--local",
+        &format!("192.0.2.{me}"),
+        "--peer",
+        &format!("192.0.2.{other}"),
+        "--address",
+        &format!("10.45.0.{me}/24"),
+        "--threads",
+        threads,
+    ];
+    Daemon::start(ns, &[&args[..], extra].concat())
 }
 
 /// A pair with IPv6 off and `start` run in both hosts; returns once A pings `b_addr` through
@@ -85,4 +98,17 @@ pub fn ipip_pair(threads: &str) -> (Pair, Daemon, Daemon) {
 /// Two L3 VXLAN daemons with `threads` workers each, pinging each other (A reaches 10.45.0.2).
 pub fn l3vx_pair(threads: &str) -> (Pair, Daemon, Daemon) {
     pair(l3vx_daemon, threads, "10.45.0.2")
+}
+
+/// [`l3vx_pair`] dual-stack (IPv6 only on the TUN devices: fd00:45::1 and ::2); returns once
+/// A pings B over both.
+pub fn l3vx_pair6(threads: &str) -> (Pair, Daemon, Daemon) {
+    let (p, a, b) = pair(l3vx_daemon6, threads, "10.45.0.2");
+    assert!(
+        p.a.ping_within("fd00:45::2", Duration::from_secs(10)),
+        "{}\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    (p, a, b)
 }
