@@ -85,26 +85,9 @@ pub fn tso_frame(vnet: &[u8], frame: &[u8]) -> Option<TsoFrame> {
     if ip[0] >> 4 != 4 || ihl < 20 || ip[9] != 6 {
         return None;
     }
-    let l4 = l3 + ihl;
-    let doff = usize::from(frame.get(l4 + 12)? >> 4) * 4;
-    let hdr_len = l4 + doff;
-    if doff < 20 || hdr_len > MAX_HEADER || hdr_len > frame.len() || mss == 0 {
-        return None;
-    }
     // The IP length covers the whole super-frame (trailing bytes past it are padding).
     let ip_end = l3 + usize::from(be16(ip, 2));
-    if ip_end <= hdr_len || ip_end > frame.len() {
-        return None;
-    }
-    let payload = ip_end - hdr_len;
-    Some(TsoFrame {
-        l3,
-        v6: false,
-        l4,
-        hdr_len,
-        mss,
-        payload,
-    })
+    tcp_frame(frame, (l3, false), l3 + ihl, ip_end, mss)
 }
 
 /// [`tso_frame`] for the IPv6 header at `l3`: TCP right behind it (an extension header is
@@ -115,18 +98,29 @@ fn tso6_frame(frame: &[u8], l3: usize, mss: usize) -> Option<TsoFrame> {
         return None;
     }
     let l4 = l3 + IP6_LEN;
+    tcp_frame(frame, (l3, true), l4, l4 + usize::from(be16(ip, 4)), mss)
+}
+
+/// The super-frame whose IP header (at `l3.0`, IPv6 if `l3.1`) carries TCP at `l4` and ends at
+/// `ip_end`: the TCP header and the IP length must fit the frame, a segment must carry payload.
+fn tcp_frame(
+    frame: &[u8],
+    (l3, v6): (usize, bool),
+    l4: usize,
+    ip_end: usize,
+    mss: usize,
+) -> Option<TsoFrame> {
     let doff = usize::from(frame.get(l4 + 12)? >> 4) * 4;
     let hdr_len = l4 + doff;
     if doff < 20 || hdr_len > MAX_HEADER || hdr_len > frame.len() || mss == 0 {
         return None;
     }
-    let ip_end = l4 + usize::from(be16(ip, 4));
     if ip_end <= hdr_len || ip_end > frame.len() {
         return None;
     }
     Some(TsoFrame {
         l3,
-        v6: true,
+        v6,
         l4,
         hdr_len,
         mss,
