@@ -18,7 +18,8 @@
 //! count and drop.
 //!
 //! [`kernel_merged`] recognises the other kind of super-packet: one the underlay's own GRO
-//! already merged (a raw IPIP socket behind a NIC with GRO receives those whole).
+//! already merged (a raw IPIP socket behind a NIC with GRO receives those whole: TCP/IPv4 in
+//! protocol 4, TCP/IPv6 in protocol 41).
 
 use crate::core::{Counters, DropReason};
 use crate::sys::MAX_BATCH;
@@ -134,6 +135,16 @@ fn tcp6_header(pkt: &[u8], framing: Framing) -> Option<(usize, usize, usize, u8)
     Some((l3, ip_total, doff, tcp[13]))
 }
 
+/// [`tcp_header`], or [`tcp6_header`] for what is not TCP/IPv4 (IPv4 first: only what is not
+/// TCP/IPv4 pays for the IPv6 parse); true for IPv6.
+#[inline]
+fn any_tcp_header(pkt: &[u8], framing: Framing) -> Option<(bool, (usize, usize, usize, u8))> {
+    match tcp_header(pkt, framing) {
+        Some(h) => Some((false, h)),
+        None => Some((true, tcp6_header(pkt, framing)?)),
+    }
+}
+
 /// The sum of the TCP pseudo-header (RFC 8200 §8.1) of the IPv6 packet at `l3` in `pkt` with
 /// `tcp_len` TCP bytes (its addresses must be there: callers checked the header's length).
 pub(super) fn pseudo6(pkt: &[u8], l3: usize, tcp_len: usize) -> u64 {
@@ -156,11 +167,7 @@ fn pseudo(pkt: &[u8], l3: usize, tcp_len: usize) -> Option<u64> {
 /// The segment `pkt` carries, if it is one that may be merged (see the module docs) and its
 /// TCP checksum verifies.
 pub fn tcp_segment(pkt: &[u8], framing: Framing) -> Option<TcpSegment> {
-    // IPv4 first: only what is not TCP/IPv4 pays for the IPv6 parse.
-    let (v6, (l3, ip_total, doff, flags)) = match tcp_header(pkt, framing) {
-        Some(h) => (false, h),
-        None => (true, tcp6_header(pkt, framing)?),
-    };
+    let (v6, (l3, ip_total, doff, flags)) = any_tcp_header(pkt, framing)?;
     if flags & !(TCP_ACK | TCP_PSH) != 0 || flags & TCP_ACK == 0 {
         return None;
     }
@@ -301,14 +308,21 @@ pub fn super_header(
 /// The segments' own sizes are gone once merged: the kernel is told the largest that fits a
 /// device MTU of `mtu` bytes, so every segment it may cut from the packet fits the device.
 pub fn kernel_merged(pkt: &[u8], framing: Framing, mtu: usize) -> Option<[u8; VNET_HDR_LEN]> {
-    let (l3, ip_total, doff, flags) = tcp_header(pkt, framing)?;
-    let tcp = &pkt[l3 + IP_LEN..l3 + ip_total];
+    let (v6, (l3, ip_total, doff, flags)) = any_tcp_header(pkt, framing)?;
+    let (ip_len, gso) = match v6 {
+        true => (IP6_LEN, VIRTIO_NET_HDR_GSO_TCPV6),
+        false => (IP_LEN, VIRTIO_NET_HDR_GSO_TCPV4),
+    };
+    let tcp = &pkt[l3 + ip_len..l3 + ip_total];
     let payload = tcp.len() - doff;
-    let max_seg = mtu.saturating_sub(IP_LEN + doff);
+    let max_seg = mtu.saturating_sub(ip_len + doff);
     if payload == 0 || flags & TCP_ACK == 0 || max_seg == 0 {
         return None;
     }
-    let pseudo = pseudo(pkt, l3, tcp.len())?;
+    let pseudo = match v6 {
+        true => pseudo6(pkt, l3, tcp.len()),
+        false => pseudo(pkt, l3, tcp.len())?,
+    };
     // The field first (no pass over the payload for an ordinary packet), then the sum: a
     // complete checksum may happen to equal the pseudo-header sum.
     if be16(tcp, 16) != checksum::fold(pseudo)
@@ -316,24 +330,25 @@ pub fn kernel_merged(pkt: &[u8], framing: Framing, mtu: usize) -> Option<[u8; VN
     {
         return None;
     }
-    let hdr_len = l3 + IP_LEN + doff;
+    let (l4, hdr_len) = (l3 + ip_len, l3 + ip_len + doff);
     if payload <= max_seg {
         // One segment's worth: checksum partial, nothing to segment.
-        let mut v = gso_header(l3, hdr_len, 0);
+        let mut v = gso_header_of(gso, l4, hdr_len, 0);
         v[1] = 0;
         v[2..6].fill(0);
         return Some(v);
     }
-    Some(gso_header(l3, hdr_len, max_seg))
+    Some(gso_header_of(gso, l4, hdr_len, max_seg))
 }
 
 /// Completes the TCP checksum of a packet [`kernel_merged`] recognised (for a device without
 /// virtio-net headers, which takes only whole packets).
 pub fn complete_merged(pkt: &mut [u8], framing: Framing) -> bool {
-    let Some((l3, ip_total, _, _)) = tcp_header(pkt, framing) else {
+    let Some((v6, (l3, ip_total, _, _))) = any_tcp_header(pkt, framing) else {
         return false;
     };
-    let tcp = &mut pkt[l3 + IP_LEN..l3 + ip_total];
+    let l4 = l3 + if v6 { IP6_LEN } else { IP_LEN };
+    let tcp = &mut pkt[l4..l3 + ip_total];
     // The field holds the pseudo-header sum: the sum of the segment completes it.
     let c = checksum::finish(checksum::sum(tcp));
     tcp[16..18].copy_from_slice(&c.to_be_bytes());
@@ -910,6 +925,30 @@ mod tests {
         assert!(complete_merged(&mut c, Framing::Ip));
         assert!(tcp_segment(&c, Framing::Ip).is_some());
         assert_eq!(c[52..], p[52..]);
+    }
+
+    /// The same for TCP/IPv6 (protocol 41): GSO TCPv6 behind 40 + 32 bytes of headers.
+    #[test]
+    fn kernel_merged_ipv6_packets_are_written_as_gso_tcpv6() {
+        let mut p = ip_of(&seg6(9, 5000, 7, true), 0);
+        let whole = p.clone();
+        let tcp_len = p.len() - IP6_LEN;
+        let ps = checksum::fold(pseudo6(&p, 0, tcp_len));
+        p[IP6_LEN + 16..IP6_LEN + 18].copy_from_slice(&ps.to_be_bytes());
+        let v = kernel_merged(&p, Framing::Ip, 1480).unwrap();
+        assert_eq!(v[0], VIRTIO_NET_HDR_F_NEEDS_CSUM);
+        assert_eq!(v[1], VIRTIO_NET_HDR_GSO_TCPV6);
+        assert_eq!(u16::from_le_bytes([v[2], v[3]]), 72, "hdr_len");
+        assert_eq!(u16::from_le_bytes([v[4], v[5]]), 1408, "gso_size");
+        assert_eq!(u16::from_le_bytes([v[6], v[7]]), 40, "csum_start");
+        assert_eq!(u16::from_le_bytes([v[8], v[9]]), 16, "csum_offset");
+        assert!(kernel_merged(&whole, Framing::Ip, 1480).is_none());
+        for n in 0..p.len() {
+            assert!(kernel_merged(&p[..n], Framing::Ip, 1480).is_none());
+        }
+        // Completed in place: etherparse's packet again, byte for byte.
+        assert!(complete_merged(&mut p, Framing::Ip));
+        assert_eq!(p, whole);
     }
 
     /// A TCP/IPv6 frame built by etherparse (an independent encoder): sequence `seq`,

@@ -9,25 +9,38 @@ use std::time::Duration;
 
 /// vtepd L3 IPIP in host `me` (192.0.2.`me`) routing 10.43.`other`.0/24 to host `other`.
 pub fn ipip_daemon(ns: &Netns, me: u8, other: u8, threads: &str) -> Daemon {
-    Daemon::start(
-        ns,
-        &[
-            "--mode",
-            "l3",
-            "--encap",
-            "ipip",
-            "--dev",
-            "tun0",
-            "--local",
-            &format!("192.0.2.{me}"),
-            "--address",
-            &format!("10.43.{me}.1/24"),
-            "--route",
-            &format!("10.43.{other}.0/24=192.0.2.{other}"),
-            "--threads",
-            threads,
-        ],
-    )
+    ipip_daemon_with(ns, me, other, threads, &[])
+}
+
+/// [`ipip_daemon`] dual-stack: fd00:43:`me`::1/64 on the device and a route for the other's
+/// fd00:43:`other`::/64 (protocol 41).
+pub fn ipip_daemon6(ns: &Netns, me: u8, other: u8, threads: &str) -> Daemon {
+    let (addr, route) = (
+        format!("fd00:43:{me}::1/64"),
+        format!("fd00:43:{other}::/64=192.0.2.{other}"),
+    );
+    let extra = ["--address6", &addr, "--route", &route];
+    ipip_daemon_with(ns, me, other, threads, &extra)
+}
+
+fn ipip_daemon_with(ns: &Netns, me: u8, other: u8, threads: &str, extra: &[&str]) -> Daemon {
+    let args = [
+        "--mode",
+        "l3",
+        "--encap",
+        "ipip",
+        "--dev",
+        "tun0",
+        "--local",
+        &format!("192.0.2.{me}"),
+        "--address",
+        &format!("10.43.{me}.1/24"),
+        "--route",
+        &format!("10.43.{other}.0/24=192.0.2.{other}"),
+        "--threads",
+        threads,
+    ];
+    Daemon::start(ns, &[&args[..], extra].concat())
 }
 
 /// vtepd L3 VXLAN in host `me` (192.0.2.`me`, overlay 10.45.0.`me`/24) with host `other` as
@@ -95,6 +108,22 @@ pub fn ipip_pair(threads: &str) -> (Pair, Daemon, Daemon) {
     pair(ipip_daemon, threads, "10.43.2.1")
 }
 
+/// [`ipip_pair`] dual-stack (IPv6 only on the TUN devices); returns once A pings B over both.
+pub fn ipip_pair6(threads: &str) -> (Pair, Daemon, Daemon) {
+    dual_stack(pair(ipip_daemon6, threads, "10.43.2.1"), "fd00:43:2::1")
+}
+
+/// `(p, a, b)` once A pings `b_addr6` too.
+fn dual_stack((p, a, b): (Pair, Daemon, Daemon), b_addr6: &str) -> (Pair, Daemon, Daemon) {
+    assert!(
+        p.a.ping_within(b_addr6, Duration::from_secs(10)),
+        "{}\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    (p, a, b)
+}
+
 /// Two L3 VXLAN daemons with `threads` workers each, pinging each other (A reaches 10.45.0.2).
 pub fn l3vx_pair(threads: &str) -> (Pair, Daemon, Daemon) {
     pair(l3vx_daemon, threads, "10.45.0.2")
@@ -103,12 +132,5 @@ pub fn l3vx_pair(threads: &str) -> (Pair, Daemon, Daemon) {
 /// [`l3vx_pair`] dual-stack (IPv6 only on the TUN devices: fd00:45::1 and ::2); returns once
 /// A pings B over both.
 pub fn l3vx_pair6(threads: &str) -> (Pair, Daemon, Daemon) {
-    let (p, a, b) = pair(l3vx_daemon6, threads, "10.45.0.2");
-    assert!(
-        p.a.ping_within("fd00:45::2", Duration::from_secs(10)),
-        "{}\n{}",
-        a.log_text(),
-        b.log_text()
-    );
-    (p, a, b)
+    dual_stack(pair(l3vx_daemon6, threads, "10.45.0.2"), "fd00:45::2")
 }
