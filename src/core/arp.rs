@@ -107,14 +107,15 @@ pub fn write_ipv4_header(buf: &mut [u8], eth_dst: MacAddr, eth_src: MacAddr) -> 
     .is_ok()
 }
 
-/// Writes an Ethernet header (no VLAN tag) for an IPv6 payload into the first 14 bytes of
-/// `buf`; false if `buf` is too short.
-pub fn write_ipv6_header(buf: &mut [u8], eth_dst: MacAddr, eth_src: MacAddr) -> bool {
+/// Writes an Ethernet header (no VLAN tag) into the first 14 bytes of `buf` for the IP packet
+/// behind it, of the type its version says (IPv6, else IPv4); false if `buf` is too short.
+pub fn write_ip_header(buf: &mut [u8], eth_dst: MacAddr, eth_src: MacAddr) -> bool {
+    let v6 = buf.get(ethernet::HEADER_LEN).is_some_and(|b| b >> 4 == 6);
     EthernetRepr {
         dst: eth_dst,
         src: eth_src,
         vlan: None,
-        ethertype: ethertype::IPV6,
+        ethertype: if v6 { ethertype::IPV6 } else { ethertype::IPV4 },
     }
     .emit(buf)
     .is_ok()

@@ -34,7 +34,7 @@
 
 use super::arp::{
     self, ARP_FRAME_LEN, FrameTo, Generated, arp_reply, arp_request, write_arp_frame,
-    write_ipv4_header, write_ipv6_header,
+    write_ip_header,
 };
 use super::ndisc::{self, Advert, NdFrame, NdMessage, Solicit};
 use super::neigh::{Evidence, Learned, NeighTable};
@@ -150,6 +150,12 @@ fn account(ctr: &mut Counters, r: Learned) {
         Learned::Refused => ctr.neigh_refused += 1,
         Learned::Refreshed | Learned::StaticKept | Learned::StaticConflict | Learned::Ignored => {}
     }
+}
+
+/// Whether `packet` is IPv6 (by its version).
+#[inline]
+fn is_ipv6(packet: &[u8]) -> bool {
+    packet.first().is_some_and(|b| b >> 4 == 6)
 }
 
 /// The multicast MAC of an IPv4 multicast group (RFC 1112 §6.4).
@@ -313,28 +319,51 @@ impl L3Vx {
             ctr.drop(DropReason::NotIpv4);
             return FromDevice::Drop(DropReason::NotIpv4);
         };
-        let v = match self.decide_any(now, packet, ctr, t) {
-            Ok(v) => v,
-            Err((hop, _)) if T::SIMULATE => {
-                t.step(Step::Hold {
-                    hop,
-                    arp_request: !self.resolving(hop),
-                });
-                TunVerdict::Held
+        // Each family's decision keeps its own result type: IPv4's unresolved hop stays an
+        // Ipv4Addr, whose small result the fast path takes in registers.
+        let v = if is_ipv6(packet) {
+            match self.decide6(now, packet, ctr, t) {
+                Ok(v) => v,
+                Err((hop, table)) => self.unresolved(now, hop, packet, table, out, ctr, t),
             }
-            Err((hop, table)) => {
-                let asked = ctr.arp_requests;
-                let v = self.hold(now, hop, packet, table, &mut out.generated, ctr);
-                if v == TunVerdict::Held {
-                    t.step(Step::Hold {
-                        hop,
-                        arp_request: ctr.arp_requests != asked,
-                    });
-                }
-                v
+        } else {
+            match self.decide(now, packet, self.route_of(packet), ctr, t) {
+                Ok(v) => v,
+                Err((hop, table)) => self.unresolved(now, hop.into(), packet, table, out, ctr, t),
             }
         };
         self.send(now, frame, v, out, ctr, t)
+    }
+
+    /// `packet`'s next hop `hop` is not resolved: hold it (or, simulating, say so).
+    #[cold]
+    #[allow(clippy::too_many_arguments)]
+    fn unresolved<T: Trace>(
+        &self,
+        now: Timestamp,
+        hop: IpAddr,
+        packet: &[u8],
+        table: &NeighTable,
+        out: &mut Out,
+        ctr: &mut Counters,
+        t: &mut T,
+    ) -> TunVerdict {
+        if T::SIMULATE {
+            t.step(Step::Hold {
+                hop,
+                arp_request: !self.resolving(hop),
+            });
+            return TunVerdict::Held;
+        }
+        let asked = ctr.arp_requests + ctr.nd_solicits;
+        let v = self.hold(now, hop, packet, table, &mut out.generated, ctr);
+        if v == TunVerdict::Held {
+            t.step(Step::Hold {
+                hop,
+                arp_request: ctr.arp_requests + ctr.nd_solicits != asked,
+            });
+        }
+        v
     }
 
     /// [`L3Vx::on_local`] for a packet that must not be held whole (a TSO super-packet),
@@ -361,7 +390,12 @@ impl L3Vx {
         t: &mut T,
     ) -> Option<FromDevice> {
         let packet = frame.get(ethernet::HEADER_LEN..)?;
-        let v = self.decide_any(now, packet, ctr, t).ok()?;
+        let v = if is_ipv6(packet) {
+            self.decide6(now, packet, ctr, t).ok()?
+        } else {
+            self.decide(now, packet, self.route_of(packet), ctr, t)
+                .ok()?
+        };
         Some(self.send(now, frame, v, out, ctr, t))
     }
 
@@ -385,12 +419,7 @@ impl L3Vx {
     ) -> FromDevice {
         match v {
             TunVerdict::Send(mac) => {
-                let ipv6 = frame.get(ethernet::HEADER_LEN).is_some_and(|b| b >> 4 == 6);
-                if ipv6 {
-                    write_ipv6_header(frame, mac, self.cfg.own_mac);
-                } else {
-                    write_ipv4_header(frame, mac, self.cfg.own_mac);
-                }
+                write_ip_header(frame, mac, self.cfg.own_mac);
                 self.core
                     .forward_frame_traced(now, self.net, frame, &mut out.remotes, ctr, t)
             }
@@ -429,22 +458,6 @@ impl L3Vx {
         self.decide_with(now, packet, route, ctr, &mut NoTrace).ok()
     }
 
-    /// [`L3Vx::decide`] with the route table's next hop; IPv6 to [`L3Vx::decide6`].
-    fn decide_any<T: Trace>(
-        &self,
-        now: Timestamp,
-        packet: &[u8],
-        ctr: &mut Counters,
-        t: &mut T,
-    ) -> Result<TunVerdict, (IpAddr, &NeighTable)> {
-        if packet.first().is_some_and(|b| b >> 4 == 6) {
-            return self.decide6(now, packet, ctr, t);
-        }
-        let route = self.route_of(packet);
-        self.decide(now, packet, route, ctr, t)
-            .map_err(|(hop, table)| (IpAddr::V4(hop), table))
-    }
-
     /// [`L3Vx::decide`] with the caller's IPv4 next hop `route`; IPv6 to [`L3Vx::decide6`].
     fn decide_with<T: Trace>(
         &self,
@@ -454,7 +467,7 @@ impl L3Vx {
         ctr: &mut Counters,
         t: &mut T,
     ) -> Result<TunVerdict, (IpAddr, &NeighTable)> {
-        if packet.first().is_some_and(|b| b >> 4 == 6) {
+        if is_ipv6(packet) {
             return self.decide6(now, packet, ctr, t);
         }
         self.decide(now, packet, route, ctr, t)
@@ -464,6 +477,8 @@ impl L3Vx {
     /// What to do with IPv6 packet `packet` from the TUN: the IPv6 counterpart of
     /// [`L3Vx::decide`]. Link-scoped multicast is the host's own MLD chatter (dropped quietly);
     /// other multicast goes to its group's MAC.
+    // Out of line: the IPv4 path that calls it stays small enough to inline.
+    #[inline(never)]
     fn decide6<T: Trace>(
         &self,
         now: Timestamp,
@@ -651,10 +666,7 @@ impl L3Vx {
         for pkt in w.packets {
             out.push(FrameTo::Tunnel, ethernet::HEADER_LEN + pkt.len(), |b| {
                 b[ethernet::HEADER_LEN..].copy_from_slice(&pkt);
-                match hop {
-                    IpAddr::V4(_) => write_ipv4_header(b, mac, self.cfg.own_mac),
-                    IpAddr::V6(_) => write_ipv6_header(b, mac, self.cfg.own_mac),
-                }
+                write_ip_header(b, mac, self.cfg.own_mac)
             });
         }
     }

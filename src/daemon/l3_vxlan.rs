@@ -50,7 +50,7 @@ use super::tun_ipv6::Ipv6Setup;
 use super::tunnel_tx::TunnelTx;
 use super::{housekeeping, socket, tunnel_tx};
 use crate::config::{DaemonConfig, Ipv4Cidr, stable_mac};
-use crate::core::arp::{FrameTo, write_ipv4_header, write_ipv6_header};
+use crate::core::arp::{FrameTo, write_ip_header};
 use crate::core::capture::Link;
 use crate::core::l3vx::{L3Vx, L3VxConfig};
 use crate::core::pmtu::{OurSends, PathMtus};
@@ -457,12 +457,10 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         };
         // A placeholder header until the decision: the super-frame parser wants the type.
         let own = self.engine.own_mac();
-        let v6 = frame.get(ETH).is_some_and(|b| b >> 4 == 6);
-        let placed = match v6 {
-            true => write_ipv6_header(frame, own, own),
-            false => write_ipv4_header(frame, own, own),
-        };
-        let Some(t) = placed.then(|| batch_tso::tso_frame(&vnet, frame)).flatten() else {
+        let Some(t) = write_ip_header(frame, own, own)
+            .then(|| batch_tso::tso_frame(&vnet, frame))
+            .flatten()
+        else {
             self.ctr.rx_device += 1;
             self.ctr.drop(DropReason::DeviceOffload);
             if self.trace.armed() {
