@@ -8,10 +8,11 @@ use encap::tunnel::{ipip, vxlan};
 use encap::udp::{UdpPacket, UdpRepr};
 use encap::vxlan::{VxlanPacket, VxlanRepr};
 use encap::{
-    Error, IpipConfig, IpipEncap, Layer, Vni, VxlanConfig, VxlanEncap, VxlanTx, ecn, flow,
+    Error, IpipConfig, IpipEncap, Layer, Vni, Vxlan6Encap, VxlanConfig, VxlanEncap, VxlanTx, ecn,
+    flow,
 };
 use proptest::prelude::*;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 const A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
@@ -272,6 +273,29 @@ fn encapsulate_buffer_errors() {
     assert_eq!(
         ipip.encapsulate(&mut buf, 20, 10, 0),
         Err(Error::truncated(Layer::InnerIpv4, 20, 10))
+    );
+    // The same bounds for the other two: the inner bytes past the buffer, `off + len` overflowing
+    // (and VXLAN over IPv6's 56 bytes of headroom).
+    let too_long = Err(Error::invalid(Layer::Buffer, encap::Invalid::TooLong));
+    assert_eq!(
+        ipip.encapsulate(&mut buf, 20, 181, 0),
+        Err(Error::truncated(Layer::Buffer, 201, 200))
+    );
+    assert_eq!(ipip.encapsulate(&mut buf, usize::MAX, 2, 0), too_long);
+    let l6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+    let v6 = Vxlan6Encap::new(&VxlanConfig::new(A), l6, Ipv6Addr::LOCALHOST).unwrap();
+    assert_eq!(
+        v6.encapsulate(&mut buf, 55, 64, &tx),
+        Err(Error::truncated(Layer::Buffer, 56, 55))
+    );
+    assert_eq!(
+        v6.encapsulate(&mut buf, 56, 145, &tx),
+        Err(Error::truncated(Layer::Buffer, 201, 200))
+    );
+    assert_eq!(v6.encapsulate(&mut buf, usize::MAX, 2, &tx), too_long);
+    assert_eq!(
+        v6.encapsulate(&mut buf, 56, 13, &tx),
+        Err(Error::truncated(Layer::InnerEthernet, 14, 13))
     );
 }
 
