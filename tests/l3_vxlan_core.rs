@@ -732,7 +732,13 @@ fn garbage_never_panics() {
             for e in [&e, &e6] {
                 e.on_frame(at(0), &f, &mut g, &mut ctr);
                 e.on_tun(at(0), &f, Some(NODE_B), &mut g, &mut ctr);
-                e.on_tun(at(0), f.get(14..).unwrap_or_default(), None, &mut g, &mut ctr);
+                e.on_tun(
+                    at(0),
+                    f.get(14..).unwrap_or_default(),
+                    None,
+                    &mut g,
+                    &mut ctr,
+                );
             }
             s.snoop_remote(at(0), NET, &f, &mut ctr);
             let _ = s.answer_local(at(0), NET, &f, &mut g, &mut ctr);
