@@ -127,6 +127,13 @@ pub fn write_local(w: &mut Writer, tos: u8, ttl: u8, src: Ipv4Addr, dst: Ipv4Add
     frames::write_ipv4_packet(w, tos, ttl, 17, src, dst, pl);
 }
 
+/// Encodes an IPv6 packet for a Local op: traffic class, hop limit, the addresses' indexes in
+/// [`IPS6`], payload (the header's payload length right).
+pub fn write_local6(w: &mut Writer, tc: u8, hop: u8, src: u8, dst: u8, pl: &[u8]) {
+    w.u8(Op::Local as u8).u8(1).u8(0).u8(tc).u8(hop);
+    w.u8(src).u8(dst).bytes(pl);
+}
+
 /// Encodes a raw packet (from `src`) for a Remote op.
 pub fn write_remote_raw(w: &mut Writer, src: Ipv4Addr, p: &[u8]) {
     w.u8(Op::Remote as u8).u8(2).bytes(p).ip(src);
