@@ -98,6 +98,41 @@ def rfc6040(outer, inner):
     return inner
 
 
+def ipip_encoded(name, config, ident, ttl, inner):
+    """An encode + decode case: `inner` behind the outer IPv4 header our encoder must write,
+    protocol 4 or 41 by the inner version, DF copied from the inner DF (always set for IPv6),
+    DSCP from the inner TOS or traffic class or fixed, ECN per RFC 6040 (CE -> ECT(0))."""
+    inner = rebuild(inner)
+    if inner.version == 4:
+        proto, itos, df = 4, inner.tos, "DF" if "DF" in str(inner.flags) else 0
+    else:
+        proto, itos, df = 41, inner.tc, "DF"
+    dscp = dict(kv.split("=") for kv in config.split())["dscp"]
+    ecn = 2 if itos & 3 == 3 else itos & 3
+    tos = (itos & 0xfc if dscp == "inherit" else int(dscp) << 2) | ecn
+    pkt = rebuild(IP(src=A, dst=B, proto=proto, ttl=ttl, tos=tos, id=ident, flags=df) / inner)
+    return block(name, "ipip", ["encode", "decode"], config, raw(pkt), ipip_expect(pkt))
+
+
+def ecn_decoded(name, kind, config, pkt, expect, res, inner):
+    """A decode-only case of the RFC 6040 table: `pkt` is refused (`res` None: CE over Not-ECT),
+    or its inner frame or packet becomes `inner(res)`."""
+    extra = {"error": "EcnCeOverNotEct"} if res is None else {"after": raw(inner(res))}
+    return block(name, kind, ["decode"], config, raw(pkt), expect, **extra)
+
+
+def ipip_ecn_table(prefix, proto, inner):
+    """The decapsulation ECN table, every outer ECN against every inner one, on the inner packet
+    `inner(ecn)` carried as protocol `proto`."""
+    out = []
+    for o in range(4):
+        for i in range(4):
+            pkt = rebuild(IP(src=B, dst=A, proto=proto, ttl=64, tos=with_ecn(0xb8, o), id=5, flags="DF") / inner(i))
+            name = f"{prefix}_ecn_outer_{ECN_NAMES[o]}_inner_{ECN_NAMES[i]}"
+            out.append(ecn_decoded(name, "ipip", "ttl=64 dscp=inherit", pkt, ipip_expect(pkt), rfc6040(o, i), inner))
+    return out
+
+
 def ipip_cases():
     out = ["# scapy-built IPIP (RFC 2003) vectors: outer IPv4 proto 4, DF copied from the inner DF,\n"
            "# DSCP inherited or fixed, ECN per RFC 6040 (CE -> ECT(0) on encapsulation)\n"]
@@ -113,29 +148,11 @@ def ipip_cases():
         ("ipip_inner_options", "ttl=64 dscp=inherit", 2, 64,
          IP(src="10.0.0.1", dst="10.0.1.1", ttl=64, options=b"\x01\x01\x01\x00") / ICMP()),
     ]
-    for name, config, ident, ttl, inner in enc:
-        inner = rebuild(inner)
-        dscp = dict(kv.split("=") for kv in config.split())["dscp"]
-        itos = inner.tos
-        ecn = 2 if itos & 3 == 3 else itos & 3
-        tos = (itos & 0xfc if dscp == "inherit" else int(dscp) << 2) | ecn
-        df = "DF" if "DF" in str(inner.flags) else 0
-        pkt = rebuild(IP(src=A, dst=B, proto=4, ttl=ttl, tos=tos, id=ident, flags=df) / inner)
-        out.append(block(name, "ipip", ["encode", "decode"], config, raw(pkt), ipip_expect(pkt)))
+    out += [ipip_encoded(*case) for case in enc]
     # The decapsulation ECN table, on an ICMP inner packet with a non-zero DSCP.
-    for o in range(4):
-        for i in range(4):
-            inner = rebuild(IP(src="10.0.0.1", dst="10.0.1.1", tos=with_ecn(0x28, i), ttl=9, id=77) / ICMP())
-            pkt = rebuild(IP(src=B, dst=A, proto=4, ttl=64, tos=with_ecn(0xb8, o), id=5, flags="DF") / inner)
-            res = rfc6040(o, i)
-            name = f"ipip_ecn_outer_{ECN_NAMES[o]}_inner_{ECN_NAMES[i]}"
-            if res is None:
-                out.append(block(name, "ipip", ["decode"], "ttl=64 dscp=inherit", raw(pkt), ipip_expect(pkt),
-                                 error="EcnCeOverNotEct"))
-            else:
-                after = raw(rebuild(IP(src="10.0.0.1", dst="10.0.1.1", tos=with_ecn(0x28, res), ttl=9, id=77) / ICMP()))
-                out.append(block(name, "ipip", ["decode"], "ttl=64 dscp=inherit", raw(pkt), ipip_expect(pkt),
-                                 after=after))
+    def icmp(ecn):
+        return rebuild(IP(src="10.0.0.1", dst="10.0.1.1", tos=with_ecn(0x28, ecn), ttl=9, id=77) / ICMP())
+    out += ipip_ecn_table("ipip", 4, icmp)
     out.extend(ipip6_cases())
     return "\n".join(out)
 
@@ -153,28 +170,10 @@ def ipip6_cases():
         ("ipip6_fixed_dscp", "ttl=200 dscp=10", 8, 200,
          IPv6(src="fd00:1::5", dst="fd00:2::7", tc=0x02, hlim=64) / TCP(sport=40000, dport=443, flags="S")),
     ]
-    for name, config, ident, ttl, inner in enc:
-        inner = rebuild(inner)
-        dscp = dict(kv.split("=") for kv in config.split())["dscp"]
-        itc = inner.tc
-        ecn = 2 if itc & 3 == 3 else itc & 3
-        tos = (itc & 0xfc if dscp == "inherit" else int(dscp) << 2) | ecn
-        pkt = rebuild(IP(src=A, dst=B, proto=41, ttl=ttl, tos=tos, id=ident, flags="DF") / inner)
-        out.append(block(name, "ipip", ["encode", "decode"], config, raw(pkt), ipip_expect(pkt)))
-    for o in range(4):
-        for i in range(4):
-            def inner(ecn):
-                return rebuild(IPv6(src="fd00:1::5", dst="fd00:2::7", tc=with_ecn(0x28, ecn), hlim=9)
-                               / ICMPv6EchoRequest())
-            pkt = rebuild(IP(src=B, dst=A, proto=41, ttl=64, tos=with_ecn(0xb8, o), id=5, flags="DF") / inner(i))
-            res = rfc6040(o, i)
-            name = f"ipip6_ecn_outer_{ECN_NAMES[o]}_inner_{ECN_NAMES[i]}"
-            if res is None:
-                out.append(block(name, "ipip", ["decode"], "ttl=64 dscp=inherit", raw(pkt), ipip_expect(pkt),
-                                 error="EcnCeOverNotEct"))
-            else:
-                out.append(block(name, "ipip", ["decode"], "ttl=64 dscp=inherit", raw(pkt), ipip_expect(pkt),
-                                 after=raw(inner(res))))
+    out += [ipip_encoded(*case) for case in enc]
+    def echo(ecn):
+        return rebuild(IPv6(src="fd00:1::5", dst="fd00:2::7", tc=with_ecn(0x28, ecn), hlim=9) / ICMPv6EchoRequest())
+    out += ipip_ecn_table("ipip6", 41, echo)
     return out
 
 
@@ -217,12 +216,8 @@ def vxlan_cases():
                     l3 = IP(src="10.1.0.1", dst="10.1.0.2", tos=with_ecn(0x28, ecn)) / UDP(sport=7, dport=8)
                 return rebuild(Ether(src=m1, dst=m2) / l3 / Raw(b"ecn"))
             p = vxlan_pkt(frame(i), with_ecn(0, o), 50001, 3)
-            res = rfc6040(o, i)
             name = f"vxlan_ecn_{'v6' if v6 else 'v4'}_outer_{ECN_NAMES[o]}_inner_{ECN_NAMES[i]}"
-            if res is None:
-                out.append(block(name, "vxlan", ["decode"], cfg, raw(p), vxlan_expect(p), error="EcnCeOverNotEct"))
-            else:
-                out.append(block(name, "vxlan", ["decode"], cfg, raw(p), vxlan_expect(p), after=raw(frame(res))))
+            out.append(ecn_decoded(name, "vxlan", cfg, p, vxlan_expect(p), rfc6040(o, i), frame))
     base = Ether(src=m1, dst=m2) / IP(src="10.1.0.1", dst="10.1.0.2") / ICMP()
     # Reserved VXLAN bits set (ignored on receive), and a zero UDP checksum (accepted).
     p = vxlan_pkt(base, 0, 50002, 4, flags=0x0c, reserved=0xab)

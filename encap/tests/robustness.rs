@@ -4,14 +4,16 @@
 use encap::arp::{ArpPacket, ArpRepr};
 use encap::ethernet::{EthernetFrame, EthernetRepr};
 use encap::ipv4::{Ipv4Packet, Ipv4Repr};
-use encap::tunnel::{ipip, vxlan};
+use encap::tunnel::{ipip, vxlan, vxlan6};
 use encap::udp::{UdpPacket, UdpRepr};
 use encap::vxlan::{VxlanPacket, VxlanRepr};
 use encap::{
-    Error, IpipConfig, IpipEncap, Layer, Vni, VxlanConfig, VxlanEncap, VxlanTx, ecn, flow,
+    Error, IpipConfig, IpipEncap, Layer, Vni, Vxlan6Encap, VxlanConfig, VxlanEncap, VxlanTx, ecn,
+    flow,
 };
 use proptest::prelude::*;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
 
 const A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
@@ -240,34 +242,53 @@ fn view_truncations() {
 #[test]
 fn encapsulate_buffer_errors() {
     let enc = VxlanEncap::new(&VxlanConfig::new(A), B).unwrap();
+    let l6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+    let v6 = Vxlan6Encap::new(&VxlanConfig::new(A), l6, Ipv6Addr::LOCALHOST).unwrap();
+    let ipip = IpipEncap::new(&IpipConfig::new(A), B).unwrap();
     let tx = VxlanTx::new(Vni::new(1).unwrap());
     let mut buf = vec![0u8; 200];
-    assert_eq!(
-        enc.encapsulate(&mut buf, 35, 64, &tx),
-        Err(Error::truncated(Layer::Buffer, 36, 35))
-    );
-    assert_eq!(
-        enc.encapsulate(&mut buf, 36, 165, &tx),
-        Err(Error::truncated(Layer::Buffer, 201, 200))
-    );
-    assert_eq!(
+    // The bounds every encapsulator checks first, with its own headroom: too little of it, the
+    // inner bytes past the buffer, `off + len` overflowing.
+    type Encapsulate<'a> = &'a dyn Fn(&mut [u8], usize, usize) -> encap::Result<Range<usize>>;
+    let encapsulators: [(usize, Encapsulate); 3] = [
+        (vxlan::OVERHEAD, &|b, off, len| {
+            enc.encapsulate(b, off, len, &tx)
+        }),
+        (vxlan6::OVERHEAD, &|b, off, len| {
+            v6.encapsulate(b, off, len, &tx)
+        }),
+        (ipip::OVERHEAD, &|b, off, len| {
+            ipip.encapsulate(b, off, len, 0)
+        }),
+    ];
+    for (head, encapsulate) in encapsulators {
+        assert_eq!(
+            encapsulate(&mut buf, head - 1, 64),
+            Err(Error::truncated(Layer::Buffer, head, head - 1))
+        );
+        assert_eq!(
+            encapsulate(&mut buf, head, 201 - head),
+            Err(Error::truncated(Layer::Buffer, 201, 200))
+        );
+        assert_eq!(
+            encapsulate(&mut buf, usize::MAX, 2),
+            Err(Error::invalid(Layer::Buffer, encap::Invalid::TooLong))
+        );
+    }
+    // Then each its inner header and outer length.
+    for inner_too_short in [
         enc.encapsulate(&mut buf, 36, 13, &tx),
-        Err(Error::truncated(Layer::InnerEthernet, 14, 13))
-    );
-    assert_eq!(
-        enc.encapsulate(&mut buf, usize::MAX, 2, &tx)
-            .map_err(|e| e.layer()),
-        Err(Layer::Buffer)
-    );
+        v6.encapsulate(&mut buf, 56, 13, &tx),
+    ] {
+        assert_eq!(
+            inner_too_short,
+            Err(Error::truncated(Layer::InnerEthernet, 14, 13))
+        );
+    }
     let mut big = vec![0u8; 36 + 65500];
     assert_eq!(
         enc.encapsulate(&mut big, 36, 65500, &tx),
         Err(Error::invalid(Layer::Ipv4, encap::Invalid::TooLong))
-    );
-    let ipip = IpipEncap::new(&IpipConfig::new(A), B).unwrap();
-    assert_eq!(
-        ipip.encapsulate(&mut buf, 19, 20, 0),
-        Err(Error::truncated(Layer::Buffer, 20, 19))
     );
     assert_eq!(
         ipip.encapsulate(&mut buf, 20, 10, 0),

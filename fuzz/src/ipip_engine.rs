@@ -127,6 +127,13 @@ pub fn write_local(w: &mut Writer, tos: u8, ttl: u8, src: Ipv4Addr, dst: Ipv4Add
     frames::write_ipv4_packet(w, tos, ttl, 17, src, dst, pl);
 }
 
+/// Encodes an IPv6 packet for a Local op: traffic class, hop limit, the addresses' indexes in
+/// [`IPS6`], payload (the header's payload length right).
+pub fn write_local6(w: &mut Writer, tc: u8, hop: u8, src: u8, dst: u8, pl: &[u8]) {
+    w.u8(Op::Local as u8).u8(1).u8(0).u8(tc).u8(hop);
+    w.u8(src).u8(dst).bytes(pl);
+}
+
 /// Encodes a raw packet (from `src`) for a Remote op.
 pub fn write_remote_raw(w: &mut Writer, src: Ipv4Addr, p: &[u8]) {
     w.u8(Op::Remote as u8).u8(2).bytes(p).ip(src);
@@ -249,58 +256,32 @@ fn local(
     drops: &mut [u64],
 ) {
     out.generated.clear();
-    let mut buf = vec![0u8; OVERHEAD];
-    buf.extend_from_slice(p);
     let v = t.on_local(now, p, out, ctr);
     crate::trace!("local {p:02x?}: {v:?} {:?}", out.remotes.as_slice());
     let v6 = p.first().is_some_and(|b| b >> 4 == 6);
     match v {
-        FromDevice::Tunnel if v6 => local6(t, enc, p, out, ctr, drops),
-        FromDevice::Answered if v6 => {
-            drops[DropReason::TooBig as usize] += 1;
-            assert!(out.remotes.is_empty());
-            check_packet_too_big(t, p, out);
-        }
         FromDevice::Tunnel => {
-            let ip = Ipv4Packet::new_checked(p).expect("tunnelled: a parsable IPv4 packet");
-            assert_ne!(ip.ttl(), 0, "TTL 0 tunnelled");
-            assert_ne!(ip.src(), LOCAL, "our own source tunnelled");
-            assert!(usize::from(ip.total_len()) <= usize::from(t.tunnel_mtu()));
-            let via = t.routes().load().lookup(ip.dst());
+            let sent = if v6 {
+                tunnelled6(t, p)
+            } else {
+                tunnelled4(t, p)
+            };
             assert_eq!(
                 out.remotes.as_slice(),
-                via.as_slice(),
+                sent.via.as_slice(),
                 "one remote, the route's"
             );
             assert!(out.generated.is_empty());
-            let dst = via.unwrap();
-            match enc.encapsulate(&mut buf, OVERHEAD, p.len(), Vni::ZERO, dst.into()) {
-                Ok(range) => {
-                    crate::trace!("encapsulated: {:02x?}", &buf[range.clone()]);
-                    assert!(range.start <= range.end && range.end <= buf.len());
-                    let total = usize::from(ip.total_len());
-                    assert_eq!(range, 0..OVERHEAD + total, "outer header plus the packet");
-                    let valid = ip.verify_checksum() && ip.header_len() <= total;
-                    match decapsulate(&buf[range.clone()]) {
-                        Ok(rx) => {
-                            assert_eq!((rx.src, rx.dst), (LOCAL, dst));
-                            assert_eq!(&buf[rx.inner], &p[..total], "the packet, unchanged");
-                        }
-                        Err(e) => assert!(!valid, "a valid packet encapsulated badly: {e:?}"),
-                    }
-                }
-                Err(r) => {
-                    crate::trace!("encapsulation refused: {r:?}");
-                    // The worker counts what the encapsulator refuses.
-                    ctr.drop(r);
-                    drops[r as usize] += 1;
-                }
-            }
+            check_encapsulation(enc, p, &sent, ctr, drops);
         }
         FromDevice::Answered => {
             drops[DropReason::TooBig as usize] += 1;
             assert!(out.remotes.is_empty());
-            check_frag_needed(t, p, out);
+            if v6 {
+                check_packet_too_big(t, p, out);
+            } else {
+                check_frag_needed(t, p, out);
+            }
         }
         FromDevice::Drop(r) => {
             drops[r as usize] += 1;
@@ -311,42 +292,89 @@ fn local(
     }
 }
 
-/// An IPv6 packet `on_local` sent to the tunnel (see the module notes).
-fn local6(
-    t: &Ipip,
-    enc: &mut Encapsulator,
-    p: &[u8],
-    out: &Out,
-    ctr: &mut Counters,
-    drops: &mut [u64],
-) {
+/// What a packet `on_local` sent to the tunnel must become, whichever its family.
+struct Tunnelled {
+    /// Its route's next hop.
+    via: Option<IpAddr>,
+    /// The outer protocol: 4 (IPv4) or 41 (IPv6).
+    protocol: u8,
+    /// The inner packet's length by its header (bytes past it are left out).
+    len: usize,
+    /// Whether its header is valid, so that it must decapsulate again.
+    valid: bool,
+}
+
+/// An IPv4 packet `on_local` sent to the tunnel: parsable, TTL not 0, not from our own address,
+/// within the tunnel MTU.
+fn tunnelled4(t: &Ipip, p: &[u8]) -> Tunnelled {
+    let ip = Ipv4Packet::new_checked(p).expect("tunnelled: a parsable IPv4 packet");
+    assert_ne!(ip.ttl(), 0, "TTL 0 tunnelled");
+    assert_ne!(ip.src(), LOCAL, "our own source tunnelled");
+    let len = usize::from(ip.total_len());
+    assert!(len <= usize::from(t.tunnel_mtu()));
+    Tunnelled {
+        via: t.routes().load().lookup(ip.dst()).map(IpAddr::from),
+        protocol: 4,
+        len,
+        valid: ip.verify_checksum() && ip.header_len() <= len,
+    }
+}
+
+/// An IPv6 packet `on_local` sent to the tunnel: with IPv6 on, parsable, a hop limit, within
+/// the tunnel MTU.
+fn tunnelled6(t: &Ipip, p: &[u8]) -> Tunnelled {
     assert!(t.ipv6(), "IPv6 tunnelled without IPv6");
     let ip = encap::tunnel::ipip::inner_ipv6(p).expect("tunnelled: a parsable IPv6 packet");
     assert_ne!(ip.hop_limit, 0, "hop limit 0 tunnelled");
     assert!(ip.len <= usize::from(t.tunnel_mtu()));
     let dst: [u8; 16] = p[24..40].try_into().unwrap();
-    let via = t.routes().load().lookup6(dst.into());
-    assert_eq!(
-        out.remotes.as_slice(),
-        via.as_slice(),
-        "one remote, the route's"
-    );
-    assert!(out.generated.is_empty());
-    let dst = via.unwrap();
+    Tunnelled {
+        via: t.routes().load().lookup6(dst.into()),
+        protocol: 41,
+        len: ip.len,
+        // Parsed, it is all the tunnel reads of it.
+        valid: true,
+    }
+}
+
+/// The worker's encapsulation step on a tunnelled packet `p` (see [`Tunnelled`]): the outer
+/// header plus the packet, with the protocol of its family, which decapsulates again (when its
+/// header is valid) into the same packet between our address and the next hop; a refusal is
+/// counted, as the worker counts it.
+fn check_encapsulation(
+    enc: &mut Encapsulator,
+    p: &[u8],
+    sent: &Tunnelled,
+    ctr: &mut Counters,
+    drops: &mut [u64],
+) {
+    let dst = sent.via.expect("a tunnelled packet has a route");
     let mut buf = vec![0u8; OVERHEAD];
     buf.extend_from_slice(p);
     match enc.encapsulate(&mut buf, OVERHEAD, p.len(), Vni::ZERO, dst) {
         Ok(range) => {
-            assert_eq!(range, 0..OVERHEAD + ip.len, "outer header plus the packet");
-            assert_eq!(buf[9], 41, "protocol 41");
-            let rx = decapsulate(&buf[range]).expect("decapsulates again");
+            crate::trace!("encapsulated: {:02x?}", &buf[range.clone()]);
+            assert!(range.start <= range.end && range.end <= buf.len());
             assert_eq!(
-                (IpAddr::V4(rx.src), IpAddr::V4(rx.dst)),
-                (LOCAL.into(), dst)
+                range,
+                0..OVERHEAD + sent.len,
+                "outer header plus the packet"
             );
-            assert_eq!(&buf[rx.inner], &p[..ip.len], "the packet, unchanged");
+            assert_eq!(buf[9], sent.protocol, "the protocol of the inner family");
+            match decapsulate(&buf[range]) {
+                Ok(rx) => {
+                    assert_eq!(
+                        (IpAddr::V4(rx.src), IpAddr::V4(rx.dst)),
+                        (LOCAL.into(), dst)
+                    );
+                    assert_eq!(&buf[rx.inner], &p[..sent.len], "the packet, unchanged");
+                }
+                Err(e) => assert!(!sent.valid, "a valid packet encapsulated badly: {e:?}"),
+            }
         }
         Err(r) => {
+            crate::trace!("encapsulation refused: {r:?}");
+            // The worker counts what the encapsulator refuses.
             ctr.drop(r);
             drops[r as usize] += 1;
         }

@@ -260,6 +260,15 @@ fn ipip_seeds(s: &mut Seeds) {
         w.u8(Op::Local as u8).u8(2).bytes(&[0x60; 40]);
         s.put("ipip_engine", &format!("local-mtu-{name}"), &w.finish());
     }
+    // IPv6 on (cfg 8, MTU 1480): tunnelled as protocol 41, too big and answered (ICMPv6), hop
+    // limit 0, and no route.
+    let mut w = Writer::new();
+    w.u8(8);
+    ipip_engine::write_local6(&mut w, 0xb9, 63, 1, 0, &[7; 8]);
+    ipip_engine::write_local6(&mut w, 0, 64, 1, 0, &[7; 1460]);
+    ipip_engine::write_local6(&mut w, 0, 0, 1, 0, &[7; 8]);
+    ipip_engine::write_local6(&mut w, 0, 5, 0, 1, &[7; 8]);
+    s.put("ipip_engine", "local6", &w.finish());
     // Routes change; a packet of ours comes back through node B.
     let mut w = Writer::new();
     w.u8(4);

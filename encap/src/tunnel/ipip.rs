@@ -96,17 +96,9 @@ impl IpipEncap {
         len: usize,
         ip_id: u16,
     ) -> Result<Range<usize>> {
-        if off < OVERHEAD {
-            return Err(Error::truncated(Layer::Buffer, OVERHEAD, off));
-        }
-        let end = off
-            .checked_add(len)
-            .ok_or(Error::invalid(Layer::Buffer, Invalid::TooLong))?;
-        if end > buf.len() {
-            return Err(Error::truncated(Layer::Buffer, end, buf.len()));
-        }
-        let start = off - OVERHEAD;
-        let (head, rest) = buf[start..end].split_at_mut(OVERHEAD);
+        let span = super::in_place_span(buf, off, len, OVERHEAD)?;
+        let start = span.start;
+        let (head, rest) = buf[span].split_at_mut(OVERHEAD);
         // IPv6 is told apart where the IPv4 view refuses the packet, so the IPv4 path pays
         // nothing for it.
         let inner = match Ipv4Packet::new_checked(&*rest) {

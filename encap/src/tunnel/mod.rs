@@ -23,6 +23,7 @@ use crate::checksum;
 use crate::error::{Error, Invalid, Layer, Result};
 use crate::ipv4::{self, Ipv4Packet};
 use core::net::Ipv4Addr;
+use core::ops::Range;
 
 /// Outer TTL when fixed by default, and when inheriting from a non-IP inner frame (Linux's default).
 pub const DEFAULT_TTL: u8 = 64;
@@ -75,6 +76,33 @@ impl Df {
             Df::Inherit => matches!(inner_dont_frag, Some(true)),
         }
     }
+}
+
+/// The range an in-place encapsulation's finished packet takes in `buf`
+/// (`off - overhead .. off + len`): `overhead` bytes of headroom for the outer headers, then the
+/// inner bytes at `buf[off..off + len]`. The caller splits it at `overhead` itself, where it needs
+/// the two halves (returning the split here measured slower: it moved the split before the
+/// encapsulators' own length checks).
+///
+/// Errors (`Layer::Buffer`): `off < overhead`, `off + len` overflowing (`TooLong`), or the inner
+/// bytes past the buffer.
+#[inline]
+pub(crate) fn in_place_span(
+    buf: &[u8],
+    off: usize,
+    len: usize,
+    overhead: usize,
+) -> Result<Range<usize>> {
+    if off < overhead {
+        return Err(Error::truncated(Layer::Buffer, overhead, off));
+    }
+    let end = off
+        .checked_add(len)
+        .ok_or(Error::invalid(Layer::Buffer, Invalid::TooLong))?;
+    if end > buf.len() {
+        return Err(Error::truncated(Layer::Buffer, end, buf.len()));
+    }
+    Ok(off - overhead..end)
 }
 
 /// The outer TOS byte for an inner TOS byte (`None`: inner is not IP).

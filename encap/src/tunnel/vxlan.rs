@@ -148,15 +148,7 @@ impl VxlanEncap {
         len: usize,
         tx: &VxlanTx,
     ) -> Result<Range<usize>> {
-        if off < OVERHEAD {
-            return Err(Error::truncated(Layer::Buffer, OVERHEAD, off));
-        }
-        let end = off
-            .checked_add(len)
-            .ok_or(Error::invalid(Layer::Buffer, Invalid::TooLong))?;
-        if end > buf.len() {
-            return Err(Error::truncated(Layer::Buffer, end, buf.len()));
-        }
+        let span = super::in_place_span(buf, off, len, OVERHEAD)?;
         if len < ethernet::HEADER_LEN {
             return Err(Error::truncated(
                 Layer::InnerEthernet,
@@ -168,8 +160,7 @@ impl VxlanEncap {
         if total > ipv4::MAX_TOTAL_LEN {
             return Err(Error::invalid(Layer::Ipv4, Invalid::TooLong));
         }
-        let start = off - OVERHEAD;
-        let (head, rest) = buf[start..end].split_at_mut(OVERHEAD);
+        let (head, rest) = buf[span.clone()].split_at_mut(OVERHEAD);
         let info = flow::inspect_frame(rest);
         let src_port = tx
             .src_port
@@ -203,7 +194,7 @@ impl VxlanEncap {
             head[UDP_AT + 6..UDP_AT + 8]
                 .copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
         }
-        Ok(start..end)
+        Ok(span)
     }
 }
 
