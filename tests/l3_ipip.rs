@@ -568,9 +568,13 @@ const REMOTE_POD6: &str = "fd00:2::70";
 /// or `csum-bad` (scapy recomputes the checksum).
 const SCAPY_IPIP6_CHECK: &str = r#"
 import sys
-from scapy.all import rdpcap, raw, IP, IPv6, ICMPv6EchoRequest, ICMPv6EchoReply, ICMPv6PacketTooBig
+from scapy.all import rdpcap, raw, Ether, IP, IPv6, ICMPv6EchoRequest, ICMPv6EchoReply, ICMPv6PacketTooBig
 n = 0
 for p in rdpcap(sys.argv[1]):
+    # The wire capture is Ethernet, the TUN capture raw IP: go by the link, not the first byte
+    # (a destination MAC can start with the nibble 6).
+    if Ether in p:
+        p = p[Ether].payload
     b = raw(p)
     if b[0] >> 4 == 6:
         q = IPv6(b)
