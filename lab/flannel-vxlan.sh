@@ -129,14 +129,21 @@ lab_vtepd h3 "$VNI" 192.0.2.1
 ip -n "$H3" route add 10.244.0.0/24 via "$A_VTEP" dev cni0 onlink
 lab_info "h3: vtepd L2 (TAP vtep0 in cni0), route 10.244.0.0/24 via $A_VTEP dev cni0 onlink"
 
-lab_say "ping across: A <-> B (kernel flannel) and A <-> C (vtepd L2), 56 and $((LAB_POD_MTU - 28)) bytes, DF"
-for size in 56 $((LAB_POD_MTU - 28)); do
-    for pair in "h1p1 $B_POD" "h2p1 $A_POD" "h1p1 $C_POD" "h3p1 $A_POD"; do
-        read -r from to <<<"$pair"
-        out=$(lab_ping_once "$from" "$to" "$size") || lab_die "$from cannot reach $to with $size-byte pings: $out"
-        lab_info "$from -> $to ($size bytes): $(sed -n 's/.*time=\([0-9.]*\) ms.*/\1 ms/p' <<<"$out" | tail -n 1)"
+# ping_across FULL "FROM TO"...: a 56-byte and a FULL-byte ping (DF) for each pair.
+ping_across() {
+    local full=$1 size pair from to out
+    shift
+    for size in 56 "$full"; do
+        for pair in "$@"; do
+            read -r from to <<<"$pair"
+            out=$(lab_ping_once "$from" "$to" "$size") || lab_die "$from cannot reach $to with $size-byte pings: $out"
+            lab_info "$from -> $to ($size bytes): $(sed -n 's/.*time=\([0-9.]*\) ms.*/\1 ms/p' <<<"$out" | tail -n 1)"
+        done
     done
-done
+}
+
+lab_say "ping across: A <-> B (kernel flannel) and A <-> C (vtepd L2), 56 and $((LAB_POD_MTU - 28)) bytes, DF"
+ping_across $((LAB_POD_MTU - 28)) "h1p1 $B_POD" "h2p1 $A_POD" "h1p1 $C_POD" "h3p1 $A_POD"
 
 lab_say "ping vtepd's own overlay address from B's pod (vtepd answers it)"
 before=$(lab_client h1 stats --json | jq .icmp_echo_replies)
@@ -168,12 +175,18 @@ iperf() {
     jq -r '.end.sum_received.bits_per_second / 1e9 | . * 100 | round / 100' <<<"$json"
 }
 
+# tcp_both_ways PORT A_IP B_IP: iperf3 from A's pod to B_IP on PORT, from B's to A_IP on PORT+1.
+tcp_both_ways() {
+    local ab ba
+    ab=$(iperf "$1" h1p1 h2p1 "$3")
+    ba=$(iperf $(($1 + 1)) h2p1 h1p1 "$2")
+    awk -v x="$ab" -v y="$ba" 'BEGIN { exit !(x > 0 && y > 0) }' || lab_die "iperf3 moved nothing ($ab / $ba Gbit/s)"
+    lab_info "A (vtepd L3) -> B (kernel flannel.1): $ab Gbit/s"
+    lab_info "B (kernel flannel.1) -> A (vtepd L3): $ba Gbit/s"
+}
+
 lab_say "iperf3 TCP, ${IPERF_SECS}s each way, between A's and B's pods (MTU $LAB_POD_MTU)"
-ab=$(iperf 5201 h1p1 h2p1 "$B_POD")
-ba=$(iperf 5202 h2p1 h1p1 "$A_POD")
-awk -v x="$ab" -v y="$ba" 'BEGIN { exit !(x > 0 && y > 0) }' || lab_die "iperf3 moved nothing ($ab / $ba Gbit/s)"
-lab_info "A (vtepd L3) -> B (kernel flannel.1): $ab Gbit/s"
-lab_info "B (kernel flannel.1) -> A (vtepd L3): $ba Gbit/s"
+tcp_both_ways 5201 "$A_POD" "$B_POD"
 
 lab_say "routes through the control socket: del and re-add 10.244.1.0/24 on h1"
 lab_client h1 routes del 10.244.1.0/24
@@ -185,23 +198,15 @@ lab_info "routes del: $B_POD unreachable; routes add 10.244.1.0/24 $B_VTEP: reac
 [ "$QUIET" = 1 ] || lab_client h1 routes show | sed 's/^/    /'
 
 lab_say "IPv6 across A <-> B: 56 and $((LAB_POD_MTU - 48)) bytes, DF; vtepd's own IPv6 address"
-for size in 56 $((LAB_POD_MTU - 48)); do
-    for pair in "h1p1 $B_POD6" "h2p1 $A_POD6"; do
-        read -r from to <<<"$pair"
-        out=$(lab_ping_once "$from" "$to" "$size") || lab_die "$from cannot reach $to with $size-byte pings: $out"
-        lab_info "$from -> $to ($size bytes): $(sed -n 's/.*time=\([0-9.]*\) ms.*/\1 ms/p' <<<"$out" | tail -n 1)"
-    done
-done
+ping_across $((LAB_POD_MTU - 48)) "h1p1 $B_POD6" "h2p1 $A_POD6"
 out=$(lab_ping_once h2p1 "$A_VTEP6" 56) || lab_die "h2p1 cannot ping vtepd's address $A_VTEP6: $out"
 neigh=$(lab_client h1 neigh show --json)
 jq -e --arg ip "$B_VTEP6" --arg mac "$B_MAC" '.[] | select(.ip == $ip and .kind == "learned" and .mac == $mac)' \
     <<<"$neigh" >/dev/null || lab_die "vtepd did not learn $B_VTEP6 by ND: $neigh"
 [ "$(lab_client h1 stats --json | jq .nd_solicits)" -ge 1 ] || lab_die "vtepd sent no neighbour solicitation"
 lab_info "vtepd resolved $B_VTEP6 at $B_MAC by Neighbor Discovery"
-ab=$(iperf 5203 h1p1 h2p1 "$B_POD6")
-ba=$(iperf 5204 h2p1 h1p1 "$A_POD6")
-awk -v x="$ab" -v y="$ba" 'BEGIN { exit !(x > 0 && y > 0) }' || lab_die "iperf3 over IPv6 moved nothing ($ab / $ba Gbit/s)"
-lab_info "IPv6 TCP, ${IPERF_SECS}s: A -> B $ab Gbit/s, B -> A $ba Gbit/s"
+lab_say "iperf3 TCP over IPv6, ${IPERF_SECS}s each way"
+tcp_both_ways 5203 "$A_POD6" "$B_POD6"
 
 lab_say "B's kernel resolves $A_VTEP6 by Neighbor Discovery (vtepd answers)"
 before=$(lab_client h1 stats --json | jq .nd_adverts)
