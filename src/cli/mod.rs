@@ -231,7 +231,8 @@ pub struct RunArgs {
     /// L3 mode: send packets to the overlay prefix CIDR through the tunnel to next hop IP
     /// (longest prefix wins; repeat for several). With --encap ipip, IP is the remote node's
     /// underlay address; with --encap vxlan, IP is an overlay next hop whose MAC the neighbour
-    /// table resolves. vtepd installs the matching kernel route `CIDR dev <device>` itself and
+    /// table resolves (ARP; Neighbor Discovery for IPv6 prefixes, which need --address6).
+    /// vtepd installs the matching kernel route `CIDR dev <device>` itself and
     /// removes it on exit.
     #[arg(long = "route", value_name = "CIDR=IP", value_parser = parse_route)]
     pub routes: Vec<Route>,
@@ -248,8 +249,8 @@ pub struct RunArgs {
     pub announce: bool,
 
     /// Static neighbour binding: overlay IP -> MAC (L3 VXLAN next hops, like flannel's
-    /// `ip neigh ... nud permanent`; L2 with --arp-suppress: answered on behalf, IPv4 or
-    /// IPv6); repeatable.
+    /// `ip neigh ... nud permanent`, IPv6 ones with --address6; L2 with --arp-suppress:
+    /// answered on behalf, IPv4 or IPv6); repeatable.
     #[arg(long = "neigh", value_name = "IP=MAC", value_parser = parse_neigh)]
     pub neigh: Vec<config::StaticNeigh>,
 
@@ -571,7 +572,7 @@ pub enum NeighCommand {
     },
     /// Add (or replace) a static binding: IP is at MAC.
     Add {
-        /// Overlay address: IPv4, or IPv6 in an L2 network (ND suppression).
+        /// Overlay address: IPv4, or IPv6 (L2 ND suppression, or L3 VXLAN with --address6).
         #[arg(value_parser = config::parse_neigh_ip)]
         ip: IpAddr,
         /// Unicast MAC address.
