@@ -523,6 +523,49 @@ fn gro_seeds(s: &mut Seeds) {
         w.u8(cfg).u32(0).u8(0).u8(0).bytes(&p);
         s.put("gro", &format!("kernel-merged-{name}"), &w.finish());
     }
+    // Dual-stack: an IPv6 run of three (the last with PSH); an IPv4 segment continuing the
+    // sequence (another family: no continuation); IPv6 segments continuing it, each no
+    // continuation of the one before: the second with its flow label flipped, the fourth with
+    // hop limit 63 (x bit 2), the fifth with its next header flipped (not TCP).
+    let v6 = gro::KEY_V6;
+    for (cfg, name, l3) in [
+        (gro::CFG_DUAL, "ip", 0u16),
+        (gro::CFG_DUAL | 1, "ethernet", 14),
+    ] {
+        let mut w = Writer::new();
+        w.u8(cfg).u32(1000);
+        for (k, p, psh) in [
+            (v6, 1u8, false),
+            (v6, 2, false),
+            (v6, 3, true),
+            (0, 4, false),
+        ] {
+            w.u8(k);
+            gro::write_segment(&mut w, &[p; 20], psh);
+        }
+        // (payload byte, the x byte, where to flip a bit)
+        for (p, x, flip) in [
+            (5u8, 0u8, None),
+            (6, 0x40, Some(l3 + 3)),
+            (7, 0, None),
+            (8, 4, None),
+            (9, 0x40, Some(l3 + 6)),
+        ] {
+            w.u8(v6).u8(1).u8(20).raw(&[p; 20]).u8(x).u16(7);
+            if let Some(at) = flip {
+                w.u16(at);
+            }
+        }
+        s.put("gro", &format!("run6-{name}"), &w.finish());
+    }
+    // What the underlay's GRO hands over, IPv6 and IPv4, for a 100-byte MTU: GSO.
+    let mut w = Writer::new();
+    w.u8(gro::CFG_DUAL | 4).u32(0);
+    for k in [v6 | gro::KEY_PARTIAL, gro::KEY_PARTIAL] {
+        w.u8(k);
+        gro::write_segment(&mut w, &[7; 200], true);
+    }
+    s.put("gro", "kernel-merged6", &w.finish());
     // complete_read with a checksum-partial header.
     let mut w = Writer::new();
     let mut vnet = [0u8; 10];
