@@ -16,9 +16,9 @@
 //! Checked, against etherparse's reading of the packets (a decoder independent of
 //! `batch_gro`), for both families alike:
 //! - [`tcp_segment`] takes exactly the segments that may be merged (TCP right behind the
-//!   fixed IP header, reserved bits clear, ACK and maybe PSH but no other flag, some payload,
-//!   a TCP checksum that verifies), and reads the family, header length, sequence number,
-//!   payload and PSH etherparse reads;
+//!   fixed IP header, an IPv4 header checksum that verifies, reserved bits clear, ACK and
+//!   maybe PSH but no other flag, some payload, a TCP checksum that verifies), and reads the
+//!   family, header length, sequence number, payload and PSH etherparse reads;
 //! - every packet ends up exactly once: merged into one super-packet, or left to the caller
 //!   (not a segment, a run of one, a refused run), in order;
 //! - the segments of a run have the first's headers but for the IP length (and IPv4's ID and
@@ -329,6 +329,8 @@ struct Tcp<'a> {
     /// Offset of the TCP header (behind IPv4 options or IPv6 extension headers, if any).
     l4: usize,
     addrs: Addrs,
+    /// The IP header's checksum verifies (IPv6 has none).
+    ip_ok: bool,
     /// The TCP header and payload, as long as the IP length says.
     tcp: TcpSlice<'a>,
 }
@@ -380,9 +382,11 @@ impl Tcp<'_> {
     }
 
     /// Whether batch_gro looks at it at all: TCP right behind the fixed IP header (no IPv4
-    /// options, no IPv6 extension headers), the TCP header's reserved bits clear, with payload.
+    /// options, no IPv6 extension headers) whose checksum (IPv4) verifies, the TCP header's
+    /// reserved bits clear, with payload.
     fn plain(&self, framing: Framing) -> bool {
-        self.l4 == framing.l3() + self.ip_hdr()
+        self.ip_ok
+            && self.l4 == framing.l3() + self.ip_hdr()
             && self.tcp.slice()[12] & 0x0f == 0
             && !self.tcp.payload().is_empty()
     }
@@ -415,8 +419,13 @@ fn parse(p: &[u8], framing: Framing) -> Option<Tcp<'_>> {
     let Some(TransportSlice::Tcp(tcp)) = s.transport else {
         return None;
     };
+    let mut ip_ok = true;
     let addrs = match s.net? {
-        NetSlice::Ipv4(ip) => Addrs::V4(ip.header().source(), ip.header().destination()),
+        NetSlice::Ipv4(ip) => {
+            let h = ip.header().to_header();
+            ip_ok = h.calc_header_checksum() == h.header_checksum;
+            Addrs::V4(h.source, h.destination)
+        }
         // A zero payload length (a jumbogram's) etherparse reads as the rest of the buffer;
         // batch_gro takes no jumbograms.
         NetSlice::Ipv6(ip) if ip.header().payload_length() == 0 => return None,
@@ -425,7 +434,12 @@ fn parse(p: &[u8], framing: Framing) -> Option<Tcp<'_>> {
     };
     // The TCP header's offset: where etherparse's slice of it starts within `p`.
     let l4 = tcp.slice().as_ptr() as usize - p.as_ptr() as usize;
-    Some(Tcp { l4, addrs, tcp })
+    Some(Tcp {
+        l4,
+        addrs,
+        ip_ok,
+        tcp,
+    })
 }
 
 /// `kernel_merged` and `complete_merged` on one packet.

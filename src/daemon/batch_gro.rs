@@ -87,8 +87,9 @@ fn ip_addr(b: &[u8], i: usize) -> Ipv4Addr {
 }
 
 /// The TCP header of `pkt` as [`tcp_segment`] and [`kernel_merged`] want it: IPv4 without
-/// options, not a fragment, TCP with a sane data offset. Returns (l3, IP total length, data
-/// offset, flags).
+/// options, not a fragment, a header checksum that verifies (Linux's GRO refuses one that
+/// does not: a merge would write over it with a fresh one), TCP with a sane data offset.
+/// Returns (l3, IP total length, data offset, flags).
 fn tcp_header(pkt: &[u8], framing: Framing) -> Option<(usize, usize, usize, u8)> {
     let l3 = framing.l3();
     if framing == Framing::Ethernet && (pkt.len() < ETH_LEN || be16(pkt, 12) != 0x0800) {
@@ -97,6 +98,9 @@ fn tcp_header(pkt: &[u8], framing: Framing) -> Option<(usize, usize, usize, u8)>
     let ip = pkt.get(l3..l3 + IP_LEN + 20)?;
     // Version 4, no options; DF or not, but neither MF nor an offset; TCP.
     if ip[0] != 0x45 || be16(ip, 6) & 0x3fff != 0 || ip[9] != 6 {
+        return None;
+    }
+    if checksum::fold(checksum::sum(&ip[..IP_LEN])) != 0xffff {
         return None;
     }
     let ip_total = usize::from(be16(ip, 2));
@@ -639,7 +643,7 @@ mod tests {
     fn recognises_mergeable_segments_only() {
         let s = eth(&seg(100, 50, 1, TCP_ACK, &TS)).unwrap();
         assert_eq!((s.hdr_len, s.seq, s.payload, s.psh), (66, 100, 50, false));
-        // SYN, FIN, no payload, a broken checksum, a fragment, IP options: not mergeable.
+        // SYN, FIN, no payload, a broken TCP checksum, a fragment, IP options: not mergeable.
         assert!(eth(&seg(1, 50, 1, 0x02, &[])).is_none());
         assert!(eth(&seg(1, 50, 1, TCP_ACK | 0x01, &[])).is_none());
         assert!(eth(&seg(1, 0, 1, TCP_ACK, &[])).is_none());
@@ -653,6 +657,10 @@ mod tests {
         let mut opt = seg(1, 50, 1, TCP_ACK, &[]);
         opt[ETH_LEN] = 0x46;
         assert!(eth(&opt).is_none());
+        // A broken IPv4 header checksum (the ID changed, as Linux's GRO refuses it too).
+        let mut id = seg(1, 50, 1, TCP_ACK, &[]);
+        id[ETH_LEN + 5] ^= 1;
+        assert!(eth(&id).is_none());
         // Every truncation is refused without a panic.
         let f = seg(1, 10, 1, TCP_ACK, &TS);
         for n in 0..f.len() {
