@@ -741,6 +741,29 @@ impl L3Vx {
         learned
     }
 
+    /// A packet from on-link source `src` at `mac` refreshes `src`'s binding if it has that MAC
+    /// (never creates or redirects one); `Err` (counted) when a static neighbour binds `src` to
+    /// another MAC: a spoof.
+    fn confirm_source<T: Trace>(
+        &self,
+        now: Timestamp,
+        src: IpAddr,
+        mac: MacAddr,
+        ctr: &mut Counters,
+        t: &mut T,
+    ) -> Result<(), DropReason> {
+        let Some(table) = self.table() else {
+            return Ok(());
+        };
+        let learned = self.learn(table, now, src, mac, Evidence::Confirm, t);
+        if learned == Learned::StaticConflict {
+            ctr.drop(DropReason::StaticConflict);
+            return Err(DropReason::StaticConflict);
+        }
+        account(ctr, learned);
+        Ok(())
+    }
+
     /// An IPv6 packet from the tunnel at `offset` of `frame`: Neighbor Discovery is ours;
     /// anything else refreshes an on-link source's binding and goes into the TUN.
     #[allow(clippy::too_many_arguments)]
@@ -775,14 +798,10 @@ impl L3Vx {
         let mut o = [0u8; 16];
         o.copy_from_slice(&packet[8..24]);
         let src = Ipv6Addr::from(o);
-        if let Some(table) = self.table()
-            && self.on_link6(src)
+        if self.on_link6(src)
+            && let Err(r) = self.confirm_source(now, src.into(), src_mac, ctr, t)
         {
-            let learned = self.learn(table, now, src.into(), src_mac, Evidence::Confirm, t);
-            if learned == Learned::StaticConflict {
-                return drop(ctr, DropReason::StaticConflict);
-            }
-            account(ctr, learned);
+            return FromTunnel::Drop(r);
         }
         FromTunnel::Deliver {
             net: self.net,
@@ -889,16 +908,10 @@ impl L3Vx {
         }
         let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
         let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
-        if let Some(table) = self.table()
-            && self.on_link(src)
+        if self.on_link(src)
+            && let Err(r) = self.confirm_source(now, src.into(), src_mac, ctr, t)
         {
-            let learned = self.learn(table, now, src.into(), src_mac, Evidence::Confirm, t);
-            if learned == Learned::StaticConflict {
-                // A source address a static neighbour binds to another MAC: a spoof.
-                ctr.drop(DropReason::StaticConflict);
-                return FromTunnel::Drop(DropReason::StaticConflict);
-            }
-            account(ctr, learned);
+            return FromTunnel::Drop(r);
         }
         if dst == self.cfg.address
             && let Some(len) = arp::echo_reply_len(packet, self.cfg.address)
