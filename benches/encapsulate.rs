@@ -6,7 +6,7 @@
 //! Run: `cargo bench --bench encapsulate`.
 
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use encap::{Df, Dscp, Ttl, Vni, VxlanConfig};
 use vtepd::core::encapsulator::{Encapsulator, TunnelConfig};
@@ -52,7 +52,7 @@ fn ipv6_underlay(bencher: divan::Bencher) {
     const HEAD6: usize = encap::tunnel::vxlan6::OVERHEAD;
     let mut enc = Encapsulator::new(TunnelConfig::Vxlan(VxlanConfig::new(LOCAL)), 0, 65_536)
         .over_ipv6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
-    let remote = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
+    let remote = vtepd::core::Remote::v6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
     let mut f = vec![0u8; HEAD6 - HEAD];
     f.extend_from_slice(&frame());
     let vni = Vni::new(7).unwrap();

@@ -6,10 +6,11 @@
 //! Run: `cargo bench --bench fdb`.
 
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::thread;
+use vtepd::core::Remote;
 
 use encap::{MacAddr, Vni};
 use vtepd::core::EntryKind;
@@ -76,7 +77,7 @@ trait Map: Send + Sync + 'static {
     fn insert(&self, k: FdbKey);
     fn remove(&self, k: FdbKey);
     fn refresh(&self, k: FdbKey, now: u64);
-    fn lookup(&self, k: FdbKey) -> Option<IpAddr>;
+    fn lookup(&self, k: FdbKey) -> Option<Remote>;
 }
 
 type Papaya = papaya::HashMap<FdbKey, Val, ahash::RandomState>;
@@ -105,8 +106,8 @@ impl Map for Papaya {
         }
     }
     #[inline]
-    fn lookup(&self, k: FdbKey) -> Option<IpAddr> {
-        self.pin().get(&k).map(|v| IpAddr::V4(v.remote()))
+    fn lookup(&self, k: FdbKey) -> Option<Remote> {
+        self.pin().get(&k).map(|v| Remote::v4(v.remote()))
     }
 }
 
@@ -128,9 +129,9 @@ impl Map for Scc {
         self.peek_with(&k, |_, v| v.last_seen.store(now, Relaxed));
     }
     #[inline]
-    fn lookup(&self, k: FdbKey) -> Option<IpAddr> {
+    fn lookup(&self, k: FdbKey) -> Option<Remote> {
         let guard = scc::Guard::new();
-        self.peek(&k, &guard).map(|v| IpAddr::V4(v.remote()))
+        self.peek(&k, &guard).map(|v| Remote::v4(v.remote()))
     }
 }
 
@@ -160,7 +161,7 @@ impl Map for Fdb {
         self.with_entry(k, |e| e.touch(now));
     }
     #[inline]
-    fn lookup(&self, k: FdbKey) -> Option<IpAddr> {
+    fn lookup(&self, k: FdbKey) -> Option<Remote> {
         Fdb::lookup(self, k, 1, u64::MAX)
     }
 }
@@ -244,7 +245,7 @@ fn bench_lookup<M: Map>(bencher: divan::Bencher, n: usize, learner: bool) {
 struct Fdb6(Fdb);
 
 /// The IPv6 remote of [`Fdb6`]'s entries.
-const REMOTE6: IpAddr = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
+const REMOTE6: Remote = Remote::v6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
 
 impl Map for Fdb6 {
     fn build(n: usize) -> Self {
@@ -269,7 +270,7 @@ impl Map for Fdb6 {
     fn refresh(&self, k: FdbKey, now: u64) {
         self.0.with_entry(k, |e| e.touch(now));
     }
-    fn lookup(&self, k: FdbKey) -> Option<IpAddr> {
+    fn lookup(&self, k: FdbKey) -> Option<Remote> {
         self.0.lookup(k, 1, u64::MAX)
     }
 }

@@ -161,7 +161,7 @@ fn on_remote_counted(bencher: divan::Bencher) {
         now += 1;
         let v = black_box(c.on_remote(Timestamp(now), src, black_box(d.as_mut_slice()), &mut ctr));
         if let FromTunnel::Deliver { net, range } = v {
-            traffic.tunnel_rx(net, src.src, 1, range.len() as u64);
+            traffic.tunnel_rx(net, src.src.ip(), 1, range.len() as u64);
         }
     });
     assert!(board.peers().0.len() == 1);
@@ -207,7 +207,7 @@ fn trace_bench(bencher: divan::Bencher, filter: Option<Filter>, check: bool) {
         }
         let d = black_box(d.as_mut_slice());
         let origin = Origin::Tunnel {
-            src: src.src,
+            src: src.src.ip(),
             src_port: None,
             dst_port: Some(src.port),
             tos: 0,
@@ -281,7 +281,7 @@ fn capture_bench(bencher: divan::Bencher, filter: Option<Filter>, check: bool) {
         }
         let d = black_box(d.as_mut_slice());
         let origin = Origin::Tunnel {
-            src: src.src,
+            src: src.src.ip(),
             src_port: Some(50000),
             dst_port: Some(4789),
             tos: 0,
@@ -289,7 +289,7 @@ fn capture_bench(bencher: divan::Bencher, filter: Option<Filter>, check: bool) {
         let captured = check && wt.armed() && cap.keep(&origin, d, Headers::of_vxlan);
         let v = c.on_remote(Timestamp(now), src, d, &mut ctr);
         if check && wt.armed() {
-            let r = Received::of(src.src, 50000, LOCAL.into(), 4789, 0);
+            let r = Received::of(src.src.ip(), 50000, LOCAL.into(), 4789, 0);
             let kept = captured.then_some((r, cap.kept()));
             capture_tunnel(&cap, origin, &v, kept, d, Link::Ethernet, false);
         }

@@ -915,7 +915,7 @@ fn actions_are_cleared_by_every_call() {
     let (mut to, mut ctr) = (Remotes::default(), Counters::default());
     // A stale remote (and VNI) left in the buffer from an earlier packet.
     to.reset(vni(VNI + 1));
-    to.push(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 99)));
+    to.push(Ipv4Addr::new(203, 0, 113, 99).into());
     let decision = f.core(0).on_local(
         f.now,
         NET,

@@ -523,7 +523,11 @@ fn remote(
         }
         _ => None,
     };
-    let outer = Outer { src, tos, port };
+    let outer = Outer {
+        src: src.into(),
+        tos,
+        port,
+    };
     let sim = simulated(core, now, |t| {
         let mut copy = d.to_vec();
         l2.on_remote_traced(now, outer, &mut copy, &mut Counters::default(), t)

@@ -351,7 +351,7 @@ fn check_encapsulation(
     let dst = sent.via.expect("a tunnelled packet has a route");
     let mut buf = vec![0u8; OVERHEAD];
     buf.extend_from_slice(p);
-    match enc.encapsulate(&mut buf, OVERHEAD, p.len(), Vni::ZERO, dst) {
+    match enc.encapsulate(&mut buf, OVERHEAD, p.len(), Vni::ZERO, dst.into()) {
         Ok(range) => {
             crate::trace!("encapsulated: {:02x?}", &buf[range.clone()]);
             assert!(range.start <= range.end && range.end <= buf.len());

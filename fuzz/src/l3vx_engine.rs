@@ -669,7 +669,7 @@ fn describe(e: &Expect) -> String {
 }
 
 fn out_remotes(out: &Out) -> Vec<std::net::IpAddr> {
-    out.remotes.as_slice().to_vec()
+    out.remotes.as_slice().iter().map(|r| r.ip()).collect()
 }
 
 fn is_arp(f: &[u8]) -> bool {

@@ -263,9 +263,9 @@ mod tests {
         });
         rec.step(Step::Learn {
             mac: Mac(MacAddr([2, 0, 0, 0, 0, 1])),
-            remote: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+            remote: Ipv4Addr::new(192, 0, 2, 2).into(),
             result: LearnResult::StaticConflict {
-                pinned: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3)),
+                pinned: Ipv4Addr::new(192, 0, 2, 3).into(),
             },
             simulated: false,
         });

@@ -111,9 +111,9 @@ impl Core {
         if let Some(c) = state.nets.get_mut(usize::from(id.0)) {
             c.static_added(remote);
         }
-        let entry = FdbEntry::new(EntryKind::Static, remote, now.millis());
+        let entry = FdbEntry::new(EntryKind::Static, remote.into(), now.millis());
         if let Some((kind, old)) = self.fdb.replace(FdbKey::new(vni, mac), entry) {
-            self.removed(&mut state, id, kind, old);
+            self.removed(&mut state, id, kind, old.ip());
         }
         self.publish(&state, id);
         Ok(())
@@ -126,7 +126,7 @@ impl Core {
         let Some((kind, remote)) = self.fdb.remove_if(FdbKey::new(vni, mac), |_| true) else {
             return Ok(false);
         };
-        self.removed(&mut state, id, kind, remote);
+        self.removed(&mut state, id, kind, remote.ip());
         if kind == EntryKind::Static {
             self.publish(&state, id);
         }
@@ -151,7 +151,7 @@ impl Core {
             };
             if let Some((kind, remote)) = self.fdb.remove_if(key, wanted) {
                 removed += 1;
-                self.removed(&mut state, id, kind, remote);
+                self.removed(&mut state, id, kind, remote.ip());
                 if kind == EntryKind::Static {
                     touched_static[usize::from(id.0)] = true;
                 }
@@ -183,7 +183,7 @@ impl Core {
             out.push(FdbEntryInfo {
                 vni: k.vni(),
                 mac: k.mac(),
-                remote: e.remote(),
+                remote: e.remote().ip(),
                 kind: e.kind(),
                 age: now.since(Timestamp(e.last_seen())),
                 frozen: e.moves().frozen_for(now_ms).map(Duration::from_millis),
@@ -380,7 +380,7 @@ impl Core {
     /// peers not already in it.
     pub fn flood_peers(&self) -> Vec<(Vni, Vec<IpAddr>)> {
         self.live_nets()
-            .map(|(_, n)| (n.vni, n.peers.load().flood.to_vec()))
+            .map(|(_, n)| (n.vni, n.peers.load().flood.iter().map(|r| r.ip()).collect()))
             .collect()
     }
 
@@ -551,15 +551,18 @@ mod tests {
         c.static_added(ip(2));
         c.static_removed(ip(2));
         assert!(
-            c.snapshot().is_known(ip(2)),
+            c.snapshot().is_known(ip(2).into()),
             "one static entry still points at it"
         );
         assert_eq!(c.statics, 1);
         c.static_removed(ip(2));
-        assert!(!c.snapshot().is_known(ip(2)));
+        assert!(!c.snapshot().is_known(ip(2).into()));
         c.static_removed(ip(2)); // unbalanced removal is harmless
         assert_eq!(c.statics, 0);
-        assert!(c.snapshot().is_known(ip(1)), "flood-list peers stay known");
+        assert!(
+            c.snapshot().is_known(ip(1).into()),
+            "flood-list peers stay known"
+        );
         assert_eq!(&*c.snapshot().flood, &[ip(1)]);
     }
 }

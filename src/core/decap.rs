@@ -180,7 +180,7 @@ mod tests {
             d.extend_from_slice(&[0x88, 0xb5]);
             d.extend_from_slice(&[0u8; 46]);
             let outer = Outer {
-                src: peer,
+                src: peer.into(),
                 tos: 0,
                 port,
             };

@@ -20,6 +20,7 @@
 //! freed) at [`MAX_TEMPLATES`].
 
 use super::DropReason;
+use super::Remote;
 use super::pmtu::PathMtus;
 use encap::{
     Error, Invalid, IpipConfig, IpipEncap, Layer, Vni, Vxlan6Encap, VxlanConfig, VxlanEncap,
@@ -55,12 +56,12 @@ enum Template {
 /// copies the 4-byte address it did before IPv6 existed (measured: one map keyed by `IpAddr`
 /// cost the IPv4 encapsulation 1.3-1.8x).
 #[derive(Debug, Clone)]
-struct Remote<T> {
+struct Cached<T> {
     template: T,
     max_outer: usize,
 }
 
-impl Remote<Template> {
+impl Cached<Template> {
     /// The template toward `dst` with `cfg` (none when `over_ipv6`), and its path's limit. Out of line: it runs once
     /// per remote, and keeps the per-packet path small enough to be inlined where it is called.
     #[cold]
@@ -71,7 +72,7 @@ impl Remote<Template> {
         dst: Ipv4Addr,
         pmtu: &PathMtus,
         max_outer: usize,
-    ) -> Result<Remote<Template>, DropReason> {
+    ) -> Result<Cached<Template>, DropReason> {
         if over_ipv6 {
             // A remote of the other family than our own address: the core never sends to one
             // (one address family per network). No IPv4 template exists while over IPv6
@@ -82,14 +83,14 @@ impl Remote<Template> {
             TunnelConfig::Vxlan(c) => VxlanEncap::new(c, dst).map(Template::Vxlan),
             TunnelConfig::Ipip(c) => IpipEncap::new(c, dst).map(Template::Ipip),
         };
-        Ok(Remote {
+        Ok(Cached {
             template: t.map_err(|e| drop_reason(&e))?,
             max_outer: usize::from(pmtu.get(dst.into())).min(max_outer),
         })
     }
 }
 
-impl Remote<Vxlan6Encap> {
+impl Cached<Vxlan6Encap> {
     /// The VXLAN-over-IPv6 template from `local` toward `dst` with `cfg` (IPIP has no IPv6
     /// underlay), and its path's limit.
     #[cold]
@@ -100,11 +101,11 @@ impl Remote<Vxlan6Encap> {
         dst: Ipv6Addr,
         pmtu: &PathMtus,
         max_outer: usize,
-    ) -> Result<Remote<Vxlan6Encap>, DropReason> {
+    ) -> Result<Cached<Vxlan6Encap>, DropReason> {
         let TunnelConfig::Vxlan(c) = cfg else {
             return Err(DropReason::EncapError);
         };
-        Ok(Remote {
+        Ok(Cached {
             template: Vxlan6Encap::new(c, local, dst).map_err(|e| drop_reason(&e))?,
             max_outer: usize::from(pmtu.get(dst.into())).min(max_outer),
         })
@@ -112,15 +113,15 @@ impl Remote<Vxlan6Encap> {
 }
 
 /// Templates by (index in the configurations, remote), emptied (not freed) when full.
-type Templates<A, T> = HashMap<(u16, A), Remote<T>, ahash::RandomState>;
+type Templates<A, T> = HashMap<(u16, A), Cached<T>, ahash::RandomState>;
 
 /// The cached entry of `key`, made by `make` when missing.
 #[inline]
 fn template<A: Copy + Eq + std::hash::Hash, T>(
     map: &mut Templates<A, T>,
     key: (u16, A),
-    make: impl FnOnce() -> Result<Remote<T>, DropReason>,
-) -> Result<&mut Remote<T>, DropReason> {
+    make: impl FnOnce() -> Result<Cached<T>, DropReason>,
+) -> Result<&mut Cached<T>, DropReason> {
     if map.len() >= MAX_TEMPLATES && !map.contains_key(&key) {
         map.clear();
     }
@@ -244,7 +245,8 @@ impl Encapsulator {
     /// The longest packet (as [`Encapsulator::encapsulate`] takes it: an Ethernet frame for
     /// VXLAN, an IPv4 packet for IPIP) of network `vni` whose encapsulation fits the path
     /// toward `dst`.
-    pub fn max_inner(&mut self, vni: Vni, dst: IpAddr) -> usize {
+    pub fn max_inner(&mut self, vni: Vni, dst: Remote) -> usize {
+        let dst = dst.ip();
         self.refresh();
         let i = self.index(vni);
         let cached = match dst {
@@ -295,9 +297,9 @@ impl Encapsulator {
         off: usize,
         len: usize,
         vni: Vni,
-        dst: IpAddr,
+        dst: Remote,
     ) -> Result<Range<usize>, DropReason> {
-        match dst {
+        match dst.ip() {
             IpAddr::V4(d) => self.encapsulate4(buf, off, len, vni, d),
             IpAddr::V6(d) => self.encapsulate6(buf, off, len, vni, d),
         }
@@ -325,7 +327,7 @@ impl Encapsulator {
         let (cfg, pmtu, max) = (&self.cfgs[usize::from(i)], &self.pmtu, self.max_outer);
         let over_ipv6 = self.local6.is_some();
         let r = template(&mut self.templates, (i, dst), || {
-            Remote::new(cfg, over_ipv6, dst, pmtu, max)
+            Cached::new(cfg, over_ipv6, dst, pmtu, max)
         })?;
         if len.saturating_add(overhead) > r.max_outer {
             return Err(DropReason::TooBig);
@@ -362,7 +364,7 @@ impl Encapsulator {
         let i = self.index(vni);
         let (cfg, pmtu, max) = (&self.cfgs[usize::from(i)], &self.pmtu, self.max_outer);
         let r = template(&mut self.templates6, (i, dst), || {
-            Remote::new6(cfg, local, dst, pmtu, max)
+            Cached::new6(cfg, local, dst, pmtu, max)
         })?;
         if len.saturating_add(overhead) > r.max_outer {
             return Err(DropReason::TooBig);
@@ -434,7 +436,7 @@ mod tests {
     #[test]
     fn vxlan_over_ipv6_writes_its_56_bytes_within_the_path() {
         let local: Ipv6Addr = "2001:db8::1".parse().unwrap();
-        let remote: IpAddr = "2001:db8::2".parse().unwrap();
+        let remote = Remote::v6("2001:db8::2".parse().unwrap());
         let cfg = TunnelConfig::Vxlan(VxlanConfig::new(Ipv4Addr::UNSPECIFIED));
         let mut vx = Encapsulator::new(cfg, 0, 1500).over_ipv6(local);
         assert_eq!(vx.overhead(), 56);

@@ -12,7 +12,7 @@
 //! tunnels is [`Encapsulator`](super::encapsulator::Encapsulator)'s.
 
 use super::arp::Generated;
-use super::{DropReason, NetId, Timestamp};
+use super::{DropReason, NetId, Remote, Timestamp};
 use encap::Vni;
 use std::net::IpAddr;
 use std::ops::Range;
@@ -21,7 +21,7 @@ use std::ops::Range;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outer {
     /// The outer source address (the remote VTEP or node).
-    pub src: IpAddr,
+    pub src: Remote,
     /// The outer TOS byte (DSCP and ECN; 0 when the socket did not report it).
     pub tos: u8,
     /// VXLAN: the UDP port it arrived on (our listening port; a network takes only the
@@ -33,7 +33,7 @@ impl From<IpAddr> for Outer {
     /// A packet from `src` with an outer TOS of 0 (Not-ECT), to the default VXLAN port.
     fn from(src: IpAddr) -> Outer {
         Outer {
-            src,
+            src: src.into(),
             tos: 0,
             port: encap::vxlan::DEFAULT_PORT,
         }
@@ -86,7 +86,7 @@ pub enum FromDevice {
 #[derive(Debug, Clone)]
 pub struct Remotes {
     vni: Vni,
-    dsts: Vec<IpAddr>,
+    dsts: Vec<Remote>,
 }
 
 impl Default for Remotes {
@@ -109,11 +109,11 @@ impl Remotes {
         self.dsts.clear();
     }
     /// Adds a remote.
-    pub fn push(&mut self, dst: IpAddr) {
+    pub fn push(&mut self, dst: Remote) {
         self.dsts.push(dst);
     }
     /// Adds remotes (a flood list).
-    pub fn extend_from_slice(&mut self, dsts: &[IpAddr]) {
+    pub fn extend_from_slice(&mut self, dsts: &[Remote]) {
         self.dsts.extend_from_slice(dsts);
     }
     /// The VNI the copies carry.
@@ -121,7 +121,7 @@ impl Remotes {
         self.vni
     }
     /// The remotes, in order.
-    pub fn as_slice(&self) -> &[IpAddr] {
+    pub fn as_slice(&self) -> &[Remote] {
         &self.dsts
     }
     /// Number of remotes.

@@ -28,11 +28,11 @@
 //! `insert` (returning the old value) and `remove_if` map one-to-one onto learn, static add,
 //! and expire/delete with exact cap accounting.
 
-use super::EntryKind;
 use super::dampening::MoveHistory;
+use super::{EntryKind, Remote};
 use crossbeam_utils::atomic::AtomicCell;
 use encap::{MacAddr, Vni};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 /// The FDB key: the VNI above the 48-bit MAC, in one integer (cheap to hash and compare).
@@ -66,42 +66,41 @@ impl FdbKey {
 #[derive(Debug)]
 enum RemoteCell {
     V4(AtomicU32),
-    V6(AtomicCell<Ipv6Addr>),
+    V6(AtomicCell<Remote>),
 }
 
 impl RemoteCell {
-    fn new(ip: IpAddr) -> RemoteCell {
-        match ip {
-            IpAddr::V4(a) => RemoteCell::V4(AtomicU32::new(u32::from(a))),
-            IpAddr::V6(a) => RemoteCell::V6(AtomicCell::new(a)),
+    fn new(r: Remote) -> RemoteCell {
+        match r.as_v4() {
+            Some(a) => RemoteCell::V4(AtomicU32::new(u32::from(a))),
+            None => RemoteCell::V6(AtomicCell::new(r)),
         }
     }
 
     #[inline]
-    fn load(&self) -> IpAddr {
+    fn load(&self) -> Remote {
         match self {
-            RemoteCell::V4(a) => IpAddr::V4(Ipv4Addr::from(a.load(Relaxed))),
+            RemoteCell::V4(a) => Remote::v4(Ipv4Addr::from_bits(a.load(Relaxed))),
             RemoteCell::V6(a) => load6(a),
         }
     }
 
-    /// Whether the cell holds `ip` (compared within the family: no `IpAddr` is built).
+    /// Whether the cell holds `r`.
     #[inline]
-    fn holds(&self, ip: IpAddr) -> bool {
-        match (self, ip) {
-            (RemoteCell::V4(c), IpAddr::V4(a)) => c.load(Relaxed) == u32::from(a),
-            (RemoteCell::V6(c), IpAddr::V6(a)) => holds6(c, a),
-            _ => false,
+    fn holds(&self, r: Remote) -> bool {
+        match self {
+            RemoteCell::V4(c) => Remote::v4(Ipv4Addr::from_bits(c.load(Relaxed))) == r,
+            RemoteCell::V6(c) => holds6(c, r),
         }
     }
 
-    /// Stores `ip` if it is of the cell's family (the core never learns a remote of another
+    /// Stores `r` if it is of the cell's family (the core never learns a remote of another
     /// family than the network's: such datagrams come from no known remote).
     #[inline]
-    fn store(&self, ip: IpAddr) {
-        match (self, ip) {
-            (RemoteCell::V4(c), IpAddr::V4(a)) => c.store(u32::from(a), Relaxed),
-            (RemoteCell::V6(c), IpAddr::V6(a)) => store6(c, a),
+    fn store(&self, r: Remote) {
+        match (self, r.as_v4()) {
+            (RemoteCell::V4(c), Some(a)) => c.store(u32::from(a), Relaxed),
+            (RemoteCell::V6(c), None) => store6(c, r),
             _ => {}
         }
     }
@@ -110,18 +109,18 @@ impl RemoteCell {
 /// An IPv6 remote's sequence-locked read, kept out of line (as are the compare and the store
 /// below) so that the IPv4 lookup stays as small (and as inlined) as before.
 #[inline(never)]
-fn load6(a: &AtomicCell<Ipv6Addr>) -> IpAddr {
-    IpAddr::V6(a.load())
+fn load6(a: &AtomicCell<Remote>) -> Remote {
+    a.load()
 }
 
 #[inline(never)]
-fn holds6(c: &AtomicCell<Ipv6Addr>, a: Ipv6Addr) -> bool {
-    c.load() == a
+fn holds6(c: &AtomicCell<Remote>, r: Remote) -> bool {
+    c.load() == r
 }
 
 #[inline(never)]
-fn store6(c: &AtomicCell<Ipv6Addr>, a: Ipv6Addr) {
-    c.store(a);
+fn store6(c: &AtomicCell<Remote>, r: Remote) {
+    c.store(r);
 }
 
 /// One FDB entry. Shared by readers; mutable parts are atomics.
@@ -135,7 +134,7 @@ pub struct FdbEntry {
 
 impl FdbEntry {
     /// A new entry seen (or added) at `now_ms`.
-    pub fn new(kind: EntryKind, remote: IpAddr, now_ms: u64) -> FdbEntry {
+    pub fn new(kind: EntryKind, remote: Remote, now_ms: u64) -> FdbEntry {
         FdbEntry {
             remote: RemoteCell::new(remote),
             last_seen: AtomicU64::new(now_ms),
@@ -155,13 +154,13 @@ impl FdbEntry {
     }
     /// The remote VTEP.
     #[inline]
-    pub fn remote(&self) -> IpAddr {
+    pub fn remote(&self) -> Remote {
         self.remote.load()
     }
     /// Whether the remote VTEP is `ip` (cheaper than comparing [`FdbEntry::remote`]).
     #[inline]
-    pub fn is_at(&self, ip: IpAddr) -> bool {
-        self.remote.holds(ip)
+    pub fn is_at(&self, r: Remote) -> bool {
+        self.remote.holds(r)
     }
     /// Last time seen as a source (or added), in ms.
     #[inline]
@@ -184,7 +183,7 @@ impl FdbEntry {
     }
     /// Points a learned entry at a new remote (a MAC move) and marks it seen.
     #[inline]
-    pub fn relearn(&self, remote: IpAddr, now_ms: u64) {
+    pub fn relearn(&self, remote: Remote, now_ms: u64) {
         self.remote.store(remote);
         self.last_seen.store(now_ms, Relaxed);
     }
@@ -224,7 +223,7 @@ impl Fdb {
 
     /// The remote for `key` unless absent or expired (learned and idle past `ageing_ms`).
     #[inline]
-    pub fn lookup(&self, key: FdbKey, now_ms: u64, ageing_ms: u64) -> Option<IpAddr> {
+    pub fn lookup(&self, key: FdbKey, now_ms: u64, ageing_ms: u64) -> Option<Remote> {
         let guard = self.map.guard();
         let e = self.map.get(&key, &guard)?;
         if e.is_expired(now_ms, ageing_ms) {
@@ -248,7 +247,7 @@ impl Fdb {
     }
 
     /// Inserts or replaces; returns the replaced entry's kind and remote.
-    pub fn replace(&self, key: FdbKey, entry: FdbEntry) -> Option<(EntryKind, IpAddr)> {
+    pub fn replace(&self, key: FdbKey, entry: FdbEntry) -> Option<(EntryKind, Remote)> {
         let guard = self.map.guard();
         self.map
             .insert(key, entry, &guard)
@@ -260,7 +259,7 @@ impl Fdb {
         &self,
         key: FdbKey,
         mut pred: impl FnMut(&FdbEntry) -> bool,
-    ) -> Option<(EntryKind, IpAddr)> {
+    ) -> Option<(EntryKind, Remote)> {
         let guard = self.map.guard();
         match self.map.remove_if(&key, |_, e| pred(e), &guard) {
             Ok(Some((_, old))) => Some((old.kind(), old.remote())),
@@ -307,10 +306,10 @@ mod tests {
         Vni::new(v).unwrap()
     }
     const MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 1]);
-    const R1: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
-    const R2: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
-    const R6A: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
-    const R6B: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
+    const R1: Remote = Remote::v4(Ipv4Addr::new(192, 0, 2, 1));
+    const R2: Remote = Remote::v4(Ipv4Addr::new(192, 0, 2, 2));
+    const R6A: Remote = Remote::v6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+    const R6B: Remote = Remote::v6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
 
     #[test]
     fn key_round_trips_vni_and_mac() {

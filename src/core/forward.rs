@@ -120,7 +120,7 @@ impl Core {
             });
         }
         if let Some(remote) = known {
-            if remote == self.local {
+            if remote == self.local_remote {
                 return drop(ctr, DropReason::ToSelf);
             }
             to.push(remote);

@@ -366,7 +366,7 @@ mod tests {
     #[derive(Debug, PartialEq, Eq)]
     enum LocalVerdict {
         ToTunnel {
-            dst: std::net::IpAddr,
+            dst: crate::core::Remote,
             range: std::ops::Range<usize>,
         },
         Reply,

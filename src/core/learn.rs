@@ -10,9 +10,8 @@ use super::dampening::{Frozen, Move};
 use super::fdb::{FdbEntry, FdbKey};
 use super::network::Network;
 use super::trace::LearnResult;
-use super::{Core, Counters, EntryKind};
+use super::{Core, Counters, EntryKind, Remote};
 use encap::MacAddr;
-use std::net::IpAddr;
 
 impl Core {
     /// Learns (or refreshes, or moves) `mac` as behind `remote` in `net`, and says what it did
@@ -22,7 +21,7 @@ impl Core {
         &self,
         net: &Network,
         mac: MacAddr,
-        remote: IpAddr,
+        remote: Remote,
         now_ms: u64,
         apply: bool,
         ctr: &mut Counters,
@@ -64,8 +63,8 @@ impl Core {
                         let _ = self.frozen.push(Frozen {
                             vni: net.vni,
                             mac,
-                            remote: from,
-                            moving_to: remote,
+                            remote: from.ip(),
+                            moving_to: remote.ip(),
                         });
                         LearnResult::Froze { at: from }
                     }
@@ -113,8 +112,8 @@ impl Core {
         &self,
         net: &Network,
         mac: MacAddr,
-        remote: IpAddr,
-    ) -> Option<IpAddr> {
+        remote: Remote,
+    ) -> Option<Remote> {
         self.fdb
             .with_entry(FdbKey::new(net.vni, mac), |e| {
                 (e.kind() == EntryKind::Static && !e.is_at(remote)).then(|| e.remote())

@@ -33,6 +33,7 @@ pub mod neigh;
 mod neigh_control;
 pub mod network;
 pub mod pmtu;
+pub mod remote;
 pub mod route;
 pub mod storm;
 pub mod synth;
@@ -43,6 +44,7 @@ mod vni_index;
 
 pub use counters::{Counters, DropReason, NetTraffic, PeerTraffic};
 pub use engine::{FromDevice, FromTunnel, Out, Outer, Remotes};
+pub use remote::Remote;
 pub use time::Timestamp;
 
 use encap::{MacAddr, Vni};
@@ -198,6 +200,8 @@ pub enum CoreError {
 #[derive(Debug)]
 pub struct Core {
     local: IpAddr,
+    /// `local` as the data path compares it.
+    local_remote: Remote,
     allow_any_peer: AtomicBool,
     /// Network slots by [`NetId`], filled in order (at start, then by [`Core::add_network`]) and
     /// never emptied or reused: a removed network stays in its slot, retired.
@@ -233,6 +237,7 @@ impl Core {
             .min(usize::from(u16::MAX) + 1);
         let core = Core {
             local: cfg.local,
+            local_remote: cfg.local.into(),
             allow_any_peer: AtomicBool::new(cfg.allow_any_peer),
             nets: (0..slots).map(|_| OnceLock::new()).collect(),
             by_vni: vni_index::VniIndex::new(slots),
@@ -306,7 +311,7 @@ impl Core {
     pub fn known_remote(&self, vni: Vni, ip: IpAddr) -> bool {
         self.net_by_vni(vni)
             .and_then(|id| self.net(id))
-            .is_some_and(|n| n.peers.load().is_known(ip))
+            .is_some_and(|n| n.peers.load().is_known(ip.into()))
     }
 
     /// The remote VTEP a frame to `mac` in `vni` would go to (`None`: it would be flooded).
@@ -314,6 +319,7 @@ impl Core {
         let net = self.net(self.net_by_vni(vni)?)?;
         self.fdb
             .lookup(fdb::FdbKey::new(vni, mac), now.millis(), net.ageing_ms())
+            .map(Remote::ip)
     }
 
     /// Learned entries of network `vni` counted against its cap (expired ones until removed).
@@ -359,10 +365,10 @@ impl Core {
     /// datagram check: an IPv4 source of an IPv4 VTEP is judged on its 4 bytes without
     /// building the error.
     #[inline]
-    fn is_usable_remote(&self, ip: IpAddr) -> bool {
-        match (self.local, ip) {
-            (IpAddr::V4(l), IpAddr::V4(a)) => UnusableRemote::usable_v4(l, a),
-            _ => self.usable_remote(ip).is_ok(),
+    fn is_usable_remote(&self, r: Remote) -> bool {
+        match (self.local, r.as_v4()) {
+            (IpAddr::V4(l), Some(a)) => UnusableRemote::usable_v4(l, a),
+            _ => self.usable_remote(r.ip()).is_ok(),
         }
     }
 }
@@ -392,6 +398,10 @@ pub enum UnusableRemote {
         "{0} is the broadcast address: a remote VTEP must be a unicast address of another host"
     )]
     Broadcast(IpAddr),
+    /// An IPv4-mapped IPv6 address (`::ffff:0:0/96`): an IPv4 host's address in an IPv6
+    /// socket's form, never on the wire.
+    #[error("{0} is an IPv4-mapped IPv6 address: give the IPv4 address itself")]
+    Ipv4Mapped(IpAddr),
     /// Our own underlay address.
     #[error("{0} is our own --local address: a remote VTEP must be another host")]
     Own(IpAddr),
@@ -425,6 +435,8 @@ impl UnusableRemote {
             Some(UnusableRemote::Multicast(ip))
         } else if ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
             Some(UnusableRemote::Broadcast(ip))
+        } else if matches!(ip, IpAddr::V6(a) if a.to_ipv4_mapped().is_some()) {
+            Some(UnusableRemote::Ipv4Mapped(ip))
         } else {
             None
         }
@@ -460,6 +472,7 @@ impl UnusableRemote {
             | UnusableRemote::Loopback(ip)
             | UnusableRemote::Multicast(ip)
             | UnusableRemote::Broadcast(ip)
+            | UnusableRemote::Ipv4Mapped(ip)
             | UnusableRemote::Own(ip)
             | UnusableRemote::OtherFamily { ip, .. } => ip,
         }
@@ -472,6 +485,7 @@ impl UnusableRemote {
             UnusableRemote::Loopback(_) => "a loopback address",
             UnusableRemote::Multicast(_) => "a multicast address",
             UnusableRemote::Broadcast(_) => "the broadcast address",
+            UnusableRemote::Ipv4Mapped(_) => "an IPv4-mapped IPv6 address",
             UnusableRemote::Own(_) => "our own --local address",
             UnusableRemote::OtherFamily { ip, .. } if ip.is_ipv4() => "an IPv4 address",
             UnusableRemote::OtherFamily { .. } => "an IPv6 address",

@@ -2,12 +2,13 @@
 //! them while the workers read them without a lock), the learned-entry count, and a snapshot of
 //! its peers (flood list and known remotes) swapped on every change.
 
+use super::Remote;
 use super::dampening::{AtomicMoveLimit, MoveLimit};
 use super::storm::StormControl;
 use super::{NetworkConfig, Timestamp};
 use arc_swap::ArcSwap;
 use encap::{MacAddr, Vni};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -16,36 +17,29 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 #[derive(Debug, Default)]
 pub struct PeerSnapshot {
     /// Head-end replication list, in the order peers were added.
-    pub flood: Box<[IpAddr]>,
-    /// Sorted, deduplicated: flood-list peers and the remotes of static FDB entries, per address
-    /// family (so that the IPv4 check compares 4-byte addresses, as it did before IPv6).
-    known4: Box<[Ipv4Addr]>,
-    known6: Box<[Ipv6Addr]>,
+    pub flood: Box<[Remote]>,
+    /// Sorted, deduplicated: flood-list peers and the remotes of static FDB entries.
+    known: Box<[Remote]>,
 }
 
 impl PeerSnapshot {
     /// A snapshot from a flood list and the remotes of static entries.
     pub fn new(flood: &[IpAddr], static_remotes: impl Iterator<Item = IpAddr>) -> Self {
-        let (mut known4, mut known6) = (Vec::new(), Vec::new());
-        for ip in flood.iter().copied().chain(static_remotes) {
-            match ip {
-                IpAddr::V4(a) => known4.push(a),
-                IpAddr::V6(a) => known6.push(a),
-            }
-        }
+        let flood: Box<[Remote]> = flood.iter().map(|&ip| Remote::from(ip)).collect();
+        let known = flood
+            .iter()
+            .copied()
+            .chain(static_remotes.map(Remote::from))
+            .collect();
         PeerSnapshot {
-            flood: flood.into(),
-            known4: sorted(known4),
-            known6: sorted(known6),
+            flood,
+            known: sorted(known),
         }
     }
     /// Whether `ip` may send us tunnel traffic for this network.
     #[inline]
-    pub fn is_known(&self, ip: IpAddr) -> bool {
-        match ip {
-            IpAddr::V4(a) => contains(&self.known4, &a),
-            IpAddr::V6(a) => contains(&self.known6, &a),
-        }
+    pub fn is_known(&self, ip: Remote) -> bool {
+        contains(&self.known, &ip)
     }
 }
 
@@ -239,17 +233,17 @@ mod tests {
         let s = PeerSnapshot::new(&[ip(3), ip(1)], [ip(9), ip(3)].into_iter());
         assert_eq!(&*s.flood, &[ip(3), ip(1)]);
         for n in [1, 3, 9] {
-            assert!(s.is_known(ip(n)));
+            assert!(s.is_known(ip(n).into()));
         }
-        assert!(!s.is_known(ip(2)));
+        assert!(!s.is_known(ip(2).into()));
     }
 
     #[test]
     fn known_large_list_bisects() {
         let flood: Vec<_> = (1..=100).map(ip).collect();
         let s = PeerSnapshot::new(&flood, std::iter::empty());
-        assert!(s.is_known(ip(57)));
-        assert!(!s.is_known(ip(200)));
+        assert!(s.is_known(ip(57).into()));
+        assert!(!s.is_known(ip(200).into()));
     }
 
     #[test]

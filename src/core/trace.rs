@@ -12,7 +12,7 @@
 //! traced packet ([`Record`]). Sessions, queues and workers are the daemon's.
 
 use super::storm::FloodKind;
-use super::{DropReason, FromDevice, FromTunnel, Remotes};
+use super::{DropReason, FromDevice, FromTunnel, Remote, Remotes};
 use arrayvec::ArrayVec;
 use encap::MacAddr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -125,24 +125,24 @@ pub enum LearnResult {
     /// The entry moved to this remote.
     Moved {
         /// The remote it was behind.
-        from: IpAddr,
+        from: Remote,
     },
     /// This move froze the MAC where it is (dampening).
     Froze {
         /// Where it stays.
-        at: IpAddr,
+        at: Remote,
     },
     /// The MAC is frozen: not moved.
     Frozen {
         /// Where it stays.
-        at: IpAddr,
+        at: Remote,
     },
     /// Not learned: the network's cap of learned entries is reached.
     RefusedCap,
     /// Refused: a static entry pins the MAC to another remote (the frame is dropped).
     StaticConflict {
         /// The static entry's remote.
-        pinned: IpAddr,
+        pinned: Remote,
     },
     /// A static entry holds the MAC behind this remote: left alone.
     StaticKept,
@@ -221,7 +221,7 @@ pub enum Step {
     /// The outer source checked against the known remotes.
     Peer {
         /// The outer source.
-        src: IpAddr,
+        src: Remote,
         /// Accepted.
         accepted: bool,
         /// `--allow-any-peer` is on.
@@ -232,7 +232,7 @@ pub enum Step {
         /// The MAC.
         mac: Mac,
         /// The outer source.
-        remote: IpAddr,
+        remote: Remote,
         /// What learning did.
         #[serde(flatten)]
         result: LearnResult,
@@ -253,7 +253,7 @@ pub enum Step {
         /// The MAC.
         mac: Mac,
         /// The remote VTEP (none: not in the FDB).
-        remote: Option<IpAddr>,
+        remote: Option<Remote>,
     },
     /// Storm control of a frame to be flooded.
     Storm {
@@ -539,7 +539,12 @@ impl Outcome {
         match v {
             FromDevice::Tunnel => Outcome::Tunnel {
                 vni: to.vni().get(),
-                remotes: to.as_slice().iter().copied().take(MAX_REMOTES).collect(),
+                remotes: to
+                    .as_slice()
+                    .iter()
+                    .map(|r| r.ip())
+                    .take(MAX_REMOTES)
+                    .collect(),
                 copies: to.len() as u32,
             },
             FromDevice::Answered => Outcome::Answered,

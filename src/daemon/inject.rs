@@ -80,13 +80,13 @@ impl Injector {
                 "a packet from the tunnel needs its outer source (--outer-src IP)".to_owned(),
             )?;
             Ok(Outer {
-                src,
+                src: src.into(),
                 tos: req.tos,
                 port,
             })
         };
         let tunnel_origin = |o: Outer| Origin::Tunnel {
-            src: o.src,
+            src: o.src.ip(),
             src_port: None,
             dst_port: (o.port != 0).then_some(o.port),
             tos: o.tos,
@@ -148,7 +148,7 @@ impl Injector {
             (Injector::Ipip(e), InjectFrom::Tunnel) => {
                 let o = outer()?;
                 let local: Ipv4Addr = e.local();
-                let IpAddr::V4(src) = o.src else {
+                let IpAddr::V4(src) = o.src.ip() else {
                     return Err(
                         "IPIP runs over IPv4: --outer-src must be an IPv4 address".to_owned()
                     );

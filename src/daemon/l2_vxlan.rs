@@ -516,7 +516,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
                 .receive_lost(now, m, Some(port), h, DropReason::Truncated);
         };
         let outer = Outer {
-            src,
+            src: src.into(),
             tos: m.tos,
             port,
         };
@@ -770,8 +770,16 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             }
             TooBig::Fragment(f) => {
                 let vni = self.out.remotes.vni();
-                self.tx
-                    .send_fragments(now, net_id(t), vni, dst, slot, len, &f, &mut self.ctr);
+                self.tx.send_fragments(
+                    now,
+                    net_id(t),
+                    vni,
+                    dst.into(),
+                    slot,
+                    len,
+                    &f,
+                    &mut self.ctr,
+                );
             }
             TooBig::Drop => {}
         }

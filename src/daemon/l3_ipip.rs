@@ -302,12 +302,12 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
                 .receive_lost(now, meta, None, h, DropReason::BadIpip);
         }
         let outer = Outer {
-            src: meta.src.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            src: meta.src.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)).into(),
             tos: meta.tos,
             port: 0,
         };
         let origin = Origin::Tunnel {
-            src: outer.src,
+            src: outer.src.ip(),
             src_port: None,
             dst_port: None,
             tos: outer.tos,
@@ -335,7 +335,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
             // The source checked is the outer header's (the socket's address is the same).
             let src = packet
                 .get(12..16)
-                .map_or(outer.src, |b| IpAddr::from([b[0], b[1], b[2], b[3]]));
+                .map_or(outer.src.ip(), |b| IpAddr::from([b[0], b[1], b[2], b[3]]));
             let len = range.len() as u64;
             self.rx
                 .accepted
@@ -466,7 +466,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
                     FromDevice::Tunnel => {
                         let dst = self.out.remotes.as_slice()[0];
                         match self.enc.encapsulate(slot, OVERHEAD, n, Vni::ZERO, dst) {
-                            Ok(range) => self.queue.push(i, range, dst),
+                            Ok(range) => self.queue.push(i, range, dst.ip()),
                             Err(DropReason::TooBig) => {
                                 // Below the tunnel MTU, above the path's: answered with DF,
                                 // else dropped (the kernel cuts IPIP's inner packets only

@@ -297,7 +297,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
                 .receive_lost(now, m, Some(port), h, DropReason::Truncated);
         };
         let outer = Outer {
-            src,
+            src: src.into(),
             tos: m.tos,
             port,
         };
@@ -547,8 +547,16 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
             }
             TooBig::Fragment(f) => {
                 let (vni, f) = (self.out.remotes.vni(), f.behind_link(ETH));
-                self.tx
-                    .send_fragments(now, NET, vni, dst, slot, frame_len, &f, &mut self.ctr);
+                self.tx.send_fragments(
+                    now,
+                    NET,
+                    vni,
+                    dst.into(),
+                    slot,
+                    frame_len,
+                    &f,
+                    &mut self.ctr,
+                );
             }
             TooBig::Drop => {}
         }

@@ -38,7 +38,7 @@ use super::stats::Traffic;
 use crate::core::encapsulator::{Encapsulator, TunnelConfig};
 use crate::core::pmtu::PathMtus;
 use crate::core::too_big::Fragments;
-use crate::core::{Counters, DropReason, NetId, Remotes, Timestamp};
+use crate::core::{Counters, DropReason, NetId, Remote, Remotes, Timestamp};
 use encap::vxlan::HEADER_LEN;
 use encap::{Vni, VxlanConfig};
 use socket2::Socket;
@@ -255,7 +255,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
                 None => {
                     if let Some(fit) = self.queue(now, vni, dst, slot, len, ctr) {
                         if to.len() == 1 {
-                            too_big = Some((dst, fit));
+                            too_big = Some((dst.ip(), fit));
                         } else {
                             self.drop(ctr, DropReason::TooBig);
                         }
@@ -275,7 +275,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         &mut self,
         now: Timestamp,
         vni: Vni,
-        dst: IpAddr,
+        dst: Remote,
         slot: usize,
         len: usize,
         ctr: &mut Counters,
@@ -295,7 +295,10 @@ impl<S: DatagramSocket> TunnelTx<S> {
         let mut head = [0u8; HEADROOM];
         let outer = HEADROOM - range.start;
         head[..outer].copy_from_slice(&buf[range.start..HEADROOM]);
-        if !self.txb.push(&head[..outer], slot, len, dst, self.net.0) {
+        if !self
+            .txb
+            .push(&head[..outer], slot, len, dst.ip(), self.net.0)
+        {
             self.drop(ctr, DropReason::TunnelTxError);
         }
         None
@@ -309,7 +312,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         now: Timestamp,
         net: NetId,
         vni: Vni,
-        dst: IpAddr,
+        dst: Remote,
         slot: usize,
         len: usize,
         f: &Fragments,
@@ -333,7 +336,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         &mut self,
         now: Timestamp,
         vni: Vni,
-        dst: IpAddr,
+        dst: Remote,
         slot: usize,
         len: usize,
         t: &TsoFrame,
@@ -367,7 +370,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         &mut self,
         now: Timestamp,
         vni: Vni,
-        dst: IpAddr,
+        dst: Remote,
         slot: usize,
         len: usize,
         t: &TsoFrame,
@@ -390,7 +393,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         &mut self,
         now: Timestamp,
         vni: Vni,
-        dst: IpAddr,
+        dst: Remote,
         slot: usize,
         len: usize,
         inner: &[u8],
@@ -428,7 +431,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
             slot,
             HEADROOM + payload.start,
             plen,
-            dst,
+            dst.ip(),
             self.net.0,
         ) {
             self.drop(ctr, DropReason::TunnelTxError);
@@ -444,7 +447,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         &mut self,
         now: Timestamp,
         vni: Vni,
-        dst: IpAddr,
+        dst: Remote,
         slot: usize,
         len: usize,
         t: &TsoFrame,
@@ -535,7 +538,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         let Some((sock, _)) = self.gso_socks.get(&port).and_then(|e| e.as_ref()) else {
             return 0;
         };
-        let to = std::net::SocketAddr::new(dst, dst_port);
+        let to = std::net::SocketAddr::new(dst.ip(), dst_port);
         // One send carries at most 64 KiB of UDP payload.
         let per_send = (usize::from(u16::MAX) - 8) / gso_size;
         let mut sent = 0;
@@ -548,12 +551,12 @@ impl<S: DatagramSocket> TunnelTx<S> {
             for j in sent..sent + k {
                 let (head, payload) = (&iov[2 * j], &iov[2 * j + 1]);
                 self.capture
-                    .gso_segment(&outer_ip[..ip_udp], head, payload, dst);
+                    .gso_segment(&outer_ip[..ip_udp], head, payload, dst.ip());
             }
             // Inner bytes: each segment's inner headers and payload, not its VXLAN header.
             let bytes = (part.iter().map(|s| s.len()).sum::<usize>() - k * HEADER_LEN) as u64;
             ctr.tx_tunnel_bytes += bytes;
-            self.traffic.tunnel_tx(self.net, dst, k as u64, bytes);
+            self.traffic.tunnel_tx(self.net, dst.ip(), k as u64, bytes);
             sent += k;
         }
         ctr.tx_tunnel += sent as u64;

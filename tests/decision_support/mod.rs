@@ -22,10 +22,10 @@ pub enum Action {
 /// order, each with `to.vni()`. A drop comes first, followed by any remote `to` still lists
 /// (none: the core resets `to` on every call, so a stale remote shows up as an extra record).
 pub fn device_actions(d: FromDevice, to: &Remotes) -> Vec<Action> {
-    let copies = to
-        .as_slice()
-        .iter()
-        .map(|&dst| Action::ToTunnel { vni: to.vni(), dst });
+    let copies = to.as_slice().iter().map(|&dst| Action::ToTunnel {
+        vni: to.vni(),
+        dst: dst.ip(),
+    });
     match d {
         FromDevice::Tunnel => copies.collect(),
         FromDevice::Drop(r) => std::iter::once(Action::Drop(r)).chain(copies).collect(),
