@@ -545,8 +545,8 @@ pub struct NetConfig {
     /// L3 routes through the tunnel (overlay prefix -> next hop).
     pub routes: Vec<Route>,
     /// The overlay prefixes behind this host, registered in the store for the others to
-    /// route to (`--advertise`; L3 modes with `--store`).
-    pub advertise: Vec<ipnet::Ipv4Net>,
+    /// route to (`--advertise`; L3 modes with `--store`; IPv6 ones with `address6`).
+    pub advertise: Vec<ipnet::IpNet>,
     /// Announce the MACs seen on the device through the store (L2 with `--store`).
     pub announce: bool,
     /// MAC-move dampening (`mac_move = { moves, window, hold }`; `moves = 0`: off).
@@ -696,6 +696,19 @@ impl DaemonConfig {
             if store.is_none() {
                 return err(format!("dev {}: advertise needs --store", n.dev));
             }
+        }
+        if let Some((n, p)) = self.networks.iter().find_map(|n| {
+            let v6 = n
+                .advertise
+                .iter()
+                .find(|p| matches!(p, ipnet::IpNet::V6(_)));
+            v6.filter(|_| n.address6.is_none()).map(|p| (n, p))
+        }) {
+            return err(format!(
+                "dev {}: advertise {p}: the device has no IPv6 address (give it one with \
+                 --address6)",
+                n.dev
+            ));
         }
         if let Some(n) = self.networks.iter().find(|n| n.announce) {
             if self.tunnel != Tunnel::L2Vxlan {
@@ -1283,7 +1296,7 @@ impl FileConfig {
                 net.routes.push(parse_route(r).map_err(ctx)?);
             }
             for p in &n.advertise {
-                let p = route::parse_prefix4(p).map_err(|e| ctx(format!("advertise: {e}")))?;
+                let p = route::parse_prefix(p).map_err(|e| ctx(format!("advertise: {e}")))?;
                 net.advertise.push(p);
             }
             networks.push(net);

@@ -225,9 +225,12 @@ fn routes(d: &Daemon) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The L3 modes: each host advertises its block; IPIP hosts route the other's block to its
-/// node (Calico's way), L3 VXLAN hosts through its overlay address bound to its MAC (flannel's
-/// way); they ping across, and the store's routes are not in the running configuration.
+/// The L3 modes, dual-stack: each host advertises its IPv4 and its IPv6 block; IPIP hosts
+/// route the other's blocks to its node (Calico's way; IPv6 as protocol 41), L3 VXLAN hosts
+/// through its overlay address of the block's family bound to its MAC (flannel's way); they
+/// ping across over IPv4 and IPv6, and the store's routes are not in the running configuration.
+/// An operator's IPv6 route key is installed, one with a next hop of the wrong family counted
+/// as a bad value.
 #[test]
 fn l3_hosts_route_to_each_others_advertised_blocks() {
     let sw = Switch::new(Some("192.0.2.254/24"));
@@ -247,9 +250,11 @@ fn l3_hosts_route_to_each_others_advertised_blocks() {
         .into_iter()
         .map(|n| {
             let (addr, block) = (format!("10.244.{n}.1/32"), format!("10.244.{n}.0/24"));
+            let (addr6, block6) = (format!("fd00:244:{n}::1/128"), format!("fd00:244:{n}::/64"));
             let args = ["--mode", "l3", "--encap", "ipip", "--dev", "tunl1"];
             let mut a = args.to_vec();
             a.extend_from_slice(&["--address", &addr, "--advertise", &block]);
+            a.extend_from_slice(&["--address6", &addr6, "--advertise", &block6]);
             start(n, &a, "/vtepd/ipip")
         })
         .collect();
@@ -257,49 +262,83 @@ fn l3_hosts_route_to_each_others_advertised_blocks() {
         .into_iter()
         .map(|n| {
             let (addr, block) = (format!("10.245.{n}.0/32"), format!("10.245.{n}.0/24"));
+            let (addr6, block6) = (format!("fd00:245:{n}::1/128"), format!("fd00:245:{n}::/64"));
             let args = [
                 "--mode", "l3", "--encap", "vxlan", "--vni", "1", "--dev", "vt1",
             ];
             let mut a = args.to_vec();
             a.extend_from_slice(&["--address", &addr, "--advertise", &block]);
+            a.extend_from_slice(&["--address6", &addr6, "--advertise", &block6]);
             start(n, &a, "/vtepd/l3vx")
         })
         .collect();
 
-    let want = |d: &Daemon, r: (&str, &str)| {
-        let ok = wait_until(WAIT, || routes(d) == [(r.0.to_owned(), r.1.to_owned())]);
+    let want = |d: &Daemon, r: [(&str, &str); 2]| {
+        let r = r.map(|(p, v)| (p.to_owned(), v.to_owned()));
+        let ok = wait_until(WAIT, || routes(d) == r);
         assert!(ok, "routes {:?}, wanted {r:?}: {}", routes(d), d.log_text());
     };
-    want(&ipip[0], ("10.244.2.0/24", "192.0.2.2"));
-    want(&ipip[1], ("10.244.1.0/24", "192.0.2.1"));
-    want(&l3vx[0], ("10.245.4.0/24", "10.245.4.0"));
-    want(&l3vx[1], ("10.245.3.0/24", "10.245.3.0"));
-    // L3 VXLAN: the next hop bound to the other host's MAC, the MAC to its underlay address.
+    want(
+        &ipip[0],
+        [
+            ("10.244.2.0/24", "192.0.2.2"),
+            ("fd00:244:2::/64", "192.0.2.2"),
+        ],
+    );
+    want(
+        &ipip[1],
+        [
+            ("10.244.1.0/24", "192.0.2.1"),
+            ("fd00:244:1::/64", "192.0.2.1"),
+        ],
+    );
+    want(
+        &l3vx[0],
+        [
+            ("10.245.4.0/24", "10.245.4.0"),
+            ("fd00:245:4::/64", "fd00:245:4::1"),
+        ],
+    );
+    want(
+        &l3vx[1],
+        [
+            ("10.245.3.0/24", "10.245.3.0"),
+            ("fd00:245:3::/64", "fd00:245:3::1"),
+        ],
+    );
+    // L3 VXLAN: both next hops bound to the other host's MAC, the MAC to its underlay address.
     let mac4 = l3vx[1].stats()["networks"][0]["mac"]
         .as_str()
         .unwrap()
         .to_owned();
-    let neigh = l3vx[0].ok(&["neigh", "show", "--json"]);
-    assert!(
-        neigh.contains("10.245.4.0") && neigh.contains(&mac4),
-        "{neigh}"
-    );
+    let neigh: Vec<serde_json::Value> =
+        serde_json::from_str(&l3vx[0].ok(&["neigh", "show", "--json"])).unwrap();
+    for hop in ["10.245.4.0", "fd00:245:4::1"] {
+        assert!(
+            neigh
+                .iter()
+                .any(|e| e["ip"] == hop && e["mac"] == mac4.as_str() && e["store"] == true),
+            "{hop}: {neigh:?}"
+        );
+    }
     let fdb = l3vx[0].fdb();
     assert!(
         fdb.iter()
             .any(|e| e["mac"] == mac4.as_str() && e["remote"] == "192.0.2.4"),
         "{fdb:?}"
     );
-    assert!(
-        ns[0].ping_within("10.244.2.1", WAIT),
-        "{}",
-        ipip[1].log_text()
-    );
-    assert!(
-        ns[2].ping_within("10.245.4.0", WAIT),
-        "{}",
-        l3vx[1].log_text()
-    );
+    // IPv4 and IPv6 between the advertised blocks: IPIP (IPv6 as protocol 41) from host 1 to
+    // host 2, L3 VXLAN (IPv6 via the IPv6 next hop) from host 3 to host 4.
+    for (from, to, d) in [
+        (0, "10.244.2.1", &ipip[1]),
+        (0, "fd00:244:2::1", &ipip[1]),
+        (2, "10.245.4.0", &l3vx[1]),
+        (2, "fd00:245:4::1", &l3vx[1]),
+    ] {
+        assert!(ns[from].ping_within(to, WAIT), "{to}: {}", d.log_text());
+    }
+    let kernel6 = ns[2].ip(&["-6", "route", "show", "dev", "vt1"]);
+    assert!(kernel6.contains("fd00:245:4::/64 "), "{kernel6}");
     for d in ipip.iter().chain(&l3vx) {
         let conf = d.ok(&["config", "show"]);
         assert!(
@@ -308,24 +347,45 @@ fn l3_hosts_route_to_each_others_advertised_blocks() {
         );
         assert!(conf.contains("advertise"), "{conf}");
     }
-    // An operator's route key reaches the IPIP hosts (and stays when a member leaves).
-    etcd.put(
-        &sw.ns,
-        "/vtepd/ipip/routes/10.244.9.0/24",
-        br#"{"version":1,"via":"192.0.2.2"}"#,
-    );
+    // An operator's route keys reach the IPIP hosts (and stay when a member leaves), IPv6 ones
+    // too; one whose next hop is of the wrong family is a bad value, installed nowhere.
+    let bad = |d: &Daemon| store_stats(d)["counters"]["bad_values"].as_u64().unwrap();
+    let bad_before = bad(&ipip[0]);
+    for (cidr, via) in [
+        ("10.244.9.0/24", "192.0.2.2"),
+        ("fd00:244:9::/64", "192.0.2.2"),
+        ("fd00:244:8::/64", "fd00:244:2::1"),
+    ] {
+        let value = format!(r#"{{"version":1,"via":"{via}"}}"#);
+        etcd.put(
+            &sw.ns,
+            &format!("/vtepd/ipip/routes/{cidr}"),
+            value.as_bytes(),
+        );
+    }
     let op = ("10.244.9.0/24".to_owned(), "192.0.2.2".to_owned());
+    let op6 = ("fd00:244:9::/64".to_owned(), "192.0.2.2".to_owned());
     assert!(
-        wait_until(WAIT, || routes(&ipip[0]).contains(&op)),
-        "{:?}",
-        routes(&ipip[0])
+        wait_until(WAIT, || {
+            let r = routes(&ipip[0]);
+            r.contains(&op) && r.contains(&op6) && bad(&ipip[0]) == bad_before + 1
+        }),
+        "{:?} {}",
+        routes(&ipip[0]),
+        store_stats(&ipip[0])
     );
-    // A host that leaves takes its routes (and its kernel route) with it.
+    assert!(!routes(&ipip[0]).iter().any(|r| r.0 == "fd00:244:8::/64"));
+    // A host that leaves takes its routes (and its kernel routes) with it.
     ipip[1].signal("TERM");
-    let ok = wait_until(WAIT, || routes(&ipip[0]) == [op.clone()]);
+    let ok = wait_until(WAIT, || routes(&ipip[0]) == [op.clone(), op6.clone()]);
     assert!(ok, "{:?}", routes(&ipip[0]));
     let kernel = ns[0].ip(&["route", "show", "dev", "tunl1"]);
     assert!(!kernel.contains("10.244.2.0/24"), "{kernel}");
+    let kernel6 = ns[0].ip(&["-6", "route", "show", "dev", "tunl1"]);
+    assert!(
+        !kernel6.contains("fd00:244:2::/64") && kernel6.contains("fd00:244:9::/64"),
+        "{kernel6}"
+    );
 }
 
 /// `stats --json` `store` of `d`.

@@ -238,9 +238,10 @@ pub struct RunArgs {
     pub routes: Vec<Route>,
 
     /// L3 modes with --store: an overlay prefix behind this host (its pod block), registered in
-    /// the store so that the other hosts route it here; repeatable.
-    #[arg(long, value_name = "CIDR", value_parser = crate::core::route::parse_prefix4)]
-    pub advertise: Vec<ipnet::Ipv4Net>,
+    /// the store so that the other hosts route it here; IPv4, or IPv6 with --address6;
+    /// repeatable.
+    #[arg(long, value_name = "CIDR", value_parser = crate::core::route::parse_prefix)]
+    pub advertise: Vec<ipnet::IpNet>,
 
     /// L2 with --store: announce the MACs seen on the TAP device through the store, so the
     /// other hosts install them before any traffic (no flooding to find them); each withdrawn
@@ -916,6 +917,29 @@ mod tests {
             "ipip",
         ]);
         assert!(e.unwrap_err().message().contains("needs --mode l3"));
+    }
+
+    /// `--advertise` takes an IPv6 prefix where the device has an IPv6 address (`--address6`)
+    /// to route it by, and refuses it without one.
+    #[test]
+    fn advertise_takes_ipv6_prefixes_with_address6() {
+        let base: Vec<&str> = "run --dev tun0 --local 192.0.2.1 --mode l3 --encap ipip \
+            --store etcd=http://192.0.2.9:2379 --advertise 10.1.0.0/24 --advertise fd00:1::/64"
+            .split_whitespace()
+            .collect();
+        let e = run_cfg(&base).unwrap_err();
+        assert!(
+            e.message().contains("advertise fd00:1::/64") && e.message().contains("--address6"),
+            "{e:?}"
+        );
+        let mut ok = base.clone();
+        ok.extend_from_slice(&["--address6", "fd00:1::1/128"]);
+        let cfg = run_cfg(&ok).unwrap();
+        let want: Vec<ipnet::IpNet> = vec![
+            "10.1.0.0/24".parse().unwrap(),
+            "fd00:1::/64".parse().unwrap(),
+        ];
+        assert_eq!(cfg.networks[0].advertise, want);
     }
 
     #[test]

@@ -84,17 +84,9 @@ pub fn parse_prefix(s: &str) -> Result<IpNet, String> {
     check_prefix(s, net).map_err(|e| e.to_string())
 }
 
-/// [`parse_prefix`] for an IPv4 prefix only (what the store announces).
-pub fn parse_prefix4(s: &str) -> Result<Ipv4Net, String> {
-    match parse_prefix(s)? {
-        IpNet::V4(p) => Ok(p),
-        IpNet::V6(p) => Err(format!(
-            "{p} is an IPv6 prefix: only IPv4 prefixes are taken here"
-        )),
-    }
-}
-
-fn check_prefix(shown: &str, net: IpNet) -> Result<IpNet, RouteError> {
+/// Whether `net` can be a route's prefix: no host bits set, not /0 (`shown`: how it was
+/// written, for the message).
+pub fn check_prefix(shown: &str, net: IpNet) -> Result<IpNet, RouteError> {
     if net.addr() != net.network() {
         return Err(RouteError::HostBits(shown.to_owned(), net.trunc()));
     }
@@ -111,6 +103,24 @@ pub fn check_next_hop(ip: IpAddr) -> Result<(), RouteError> {
         Some(e) => Err(RouteError::BadNextHop(ip, e.kind())),
         None => Ok(()),
     }
+}
+
+/// Whether `route`'s next hop is of the family its prefix needs: an IPv4 prefix an IPv4 next
+/// hop; an IPv6 prefix an IPv6 one where next hops are overlay addresses (`overlay`: L3
+/// VXLAN), a node's IPv4 underlay address where they are underlay addresses (IPIP: IPv6 in
+/// IPv4, protocol 41).
+pub fn check_family(route: Route, overlay: bool) -> Result<(), RouteError> {
+    let why = match (route.prefix, route.via) {
+        (IpNet::V4(_), IpAddr::V6(_)) => "an IPv4 prefix needs an IPv4 next hop",
+        (IpNet::V6(_), IpAddr::V4(_)) if overlay => {
+            "an IPv6 prefix needs an IPv6 next hop in the overlay"
+        }
+        (IpNet::V6(_), IpAddr::V6(_)) if !overlay => {
+            "the next hop is a node's IPv4 underlay address (IPv6 travels in IPv4, protocol 41)"
+        }
+        _ => return Ok(()),
+    };
+    Err(RouteError::Family(route, why))
 }
 
 /// Parses `CIDR=IP` (the `--route` flag and the TOML `routes` strings).
@@ -249,30 +259,13 @@ impl Editable {
         if !self.has(prefix) && self.len() >= MAX_ROUTES {
             return Err(RouteError::Full(self.len()));
         }
-        let (prefix, via) = match (prefix, via) {
-            (IpNet::V4(p), IpAddr::V4(v)) => (p, v),
-            (IpNet::V4(_), IpAddr::V6(_)) => {
-                return Err(RouteError::Family(
-                    route,
-                    "an IPv4 prefix needs an IPv4 next hop",
-                ));
-            }
-            (IpNet::V6(p), _) if !rules.ipv6 => return Err(RouteError::NoIpv6(p.into())),
-            (IpNet::V6(_), IpAddr::V4(_)) if rules.overlay => {
-                return Err(RouteError::Family(
-                    route,
-                    "an IPv6 prefix needs an IPv6 next hop in the overlay",
-                ));
-            }
-            (IpNet::V6(_), IpAddr::V6(_)) if !rules.overlay => {
-                return Err(RouteError::Family(
-                    route,
-                    "the next hop is a node's IPv4 underlay address (IPv6 travels in IPv4, \
-                     protocol 41)",
-                ));
-            }
-            // An IPv6 prefix covers no IPv4 underlay address.
-            (IpNet::V6(_), _) => return Ok(()),
+        if matches!(prefix, IpNet::V6(_)) && !rules.ipv6 {
+            return Err(RouteError::NoIpv6(prefix));
+        }
+        check_family(route, rules.overlay)?;
+        // An IPv6 prefix covers no IPv4 underlay address.
+        let (IpNet::V4(prefix), IpAddr::V4(via)) = (prefix, via) else {
+            return Ok(());
         };
         if prefix.contains(&rules.local) {
             return Err(RouteError::Loop {

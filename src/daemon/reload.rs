@@ -203,12 +203,7 @@ impl Reloader {
             n.routes = svc
                 .list()
                 .into_iter()
-                .filter(|r| match (r.prefix, r.via) {
-                    (ipnet::IpNet::V4(p), std::net::IpAddr::V4(v)) => {
-                        store.routes.get(&p) != Some(&v)
-                    }
-                    _ => true,
-                })
+                .filter(|r| store.routes.get(&r.prefix) != Some(&r.via))
                 .collect();
         }
         cfg

@@ -6,8 +6,11 @@
 //!   daemon under its lease (gone when the daemon leaves or its lease expires). IPIP has no
 //!   VNI: its registrations use 0. The value is a [`Member`] in JSON:
 //!   `{"version":1,"underlay":"192.0.2.1","vni":42,"port":4789}`, with `mac` (its MAC on the
-//!   network, L3 VXLAN), `address` (its own overlay address, L3 VXLAN) and `prefixes` (the
-//!   overlay prefixes behind it, L3 modes) when it has them.
+//!   network, L3 VXLAN), `address` and `address6` (its own IPv4 and IPv6 overlay addresses, L3
+//!   VXLAN), `prefixes` and `prefixes6` (the IPv4 and IPv6 overlay prefixes behind it, L3
+//!   modes) when it has them. The IPv6 ones are fields of their own, so that a vtepd that
+//!   knows only the IPv4 ones reads a dual-stack member's value as before (unknown fields are
+//!   ignored; an IPv6 prefix in `prefixes` would make the whole value bad to it).
 //!
 //! - `PREFIX/macs/VNI/MAC`: a MAC seen on a daemon's local device in an announcing network
 //!   (`announce = true`), written by that daemon under its lease, deleted when it ages out. The
@@ -19,16 +22,20 @@
 //! - `PREFIX/fdb/VNI/MAC` and `PREFIX/routes/CIDR` (like `PREFIX/routes/10.244.9.0/24`): static
 //!   configuration an operator (or a tool) writes, installed by every daemon of the fabric as
 //!   the store's static FDB entries and routes: `{"version":1,"remote":"192.0.2.9"}` and
-//!   `{"version":1,"via":"192.0.2.9"}`. They win over what members register or announce.
+//!   `{"version":1,"via":"192.0.2.9"}`. A route's CIDR may be IPv6 (`PREFIX/routes/fd00:9::/64`:
+//!   everything after `routes/` is the CIDR), its next hop then of the family the mode needs
+//!   ([`check_family`]). They win over what members register or announce.
 //!
 //! Other keys under the prefix are not vtepd's and are left alone. A value that does not parse,
 //! names another network or address than its key, or has a `version` this vtepd does not know
 //! is a [`BadValue`]: skipped whole (never applied half-way), logged and counted.
 
+use crate::config::Tunnel;
+use crate::core::route::{Route, check_family, check_prefix, parse_prefix};
 use encap::{MacAddr, Vni};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The layout version this vtepd writes and reads (a value with another is skipped).
 pub const VERSION: u32 = 1;
@@ -50,9 +57,16 @@ pub struct Member {
     /// Its own overlay address (L3 VXLAN: the next hop of its prefixes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<Ipv4Addr>,
-    /// The overlay prefixes behind it (L3 modes).
+    /// Its own IPv6 overlay address (L3 VXLAN: the next hop of its IPv6 prefixes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address6: Option<Ipv6Addr>,
+    /// The IPv4 overlay prefixes behind it (L3 modes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prefixes: Vec<Ipv4Net>,
+    /// The IPv6 overlay prefixes behind it (L3 modes; a field of its own: see the module
+    /// documentation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefixes6: Vec<Ipv6Net>,
 }
 
 /// A value under the prefix that was skipped, and why (one line).
@@ -131,17 +145,23 @@ pub enum Static {
     /// An FDB entry: (network, MAC) -> remote VTEP.
     Fdb(Vni, MacAddr, Ipv4Addr),
     /// A route: prefix -> next hop.
-    Route(Ipv4Net, Ipv4Addr),
+    Route(IpNet, IpAddr),
 }
 
 impl Static {
-    /// The static entry under `key` (its `kind` from [`classify`]) holding `value`; `None` for a
-    /// key that is not one.
-    pub fn parse(key: &str, kind: KeyKind, value: &[u8]) -> Option<Result<Static, BadValue>> {
+    /// The static entry under `key` (its `kind` from [`classify`]) holding `value`, as a daemon
+    /// of mode `tunnel` reads it (a route's next hop must be of the family the mode needs);
+    /// `None` for a key that is not one.
+    pub fn parse(
+        key: &str,
+        kind: KeyKind,
+        value: &[u8],
+        tunnel: Tunnel,
+    ) -> Option<Result<Static, BadValue>> {
         #[derive(Deserialize)]
         struct Value {
             remote: Option<Ipv4Addr>,
-            via: Option<Ipv4Addr>,
+            via: Option<IpAddr>,
         }
         let bad = |why: String| BadValue {
             key: key.to_owned(),
@@ -152,16 +172,23 @@ impl Static {
             let v: Value = serde_json::from_slice(value).map_err(|e| bad(e.to_string()))?;
             let (s, ip) = match (kind, v.remote, v.via) {
                 (KeyKind::Fdb(vni, mac), Some(r), _) if mac.is_unicast() => {
-                    (Static::Fdb(vni, mac, r), r)
+                    (Static::Fdb(vni, mac, r), r.into())
                 }
                 (KeyKind::Fdb(..), Some(_), _) => {
                     return Err(bad("not a unicast MAC address".into()));
                 }
-                (KeyKind::Route(p), _, Some(via)) => (Static::Route(p, via), via),
+                (KeyKind::Route(prefix), _, Some(via)) => {
+                    // L2 installs no routes: only the rule of every mode is checked there.
+                    if tunnel != Tunnel::L2Vxlan || matches!(prefix, IpNet::V4(_)) {
+                        check_family(Route { prefix, via }, tunnel == Tunnel::L3Vxlan)
+                            .map_err(|e| bad(e.to_string()))?;
+                    }
+                    (Static::Route(prefix, via), via)
+                }
                 (KeyKind::Fdb(..), None, _) => return Err(bad("no remote".into())),
                 _ => return Err(bad("no via".into())),
             };
-            match crate::core::UnusableRemote::of(ip.into()) {
+            match crate::core::UnusableRemote::of(ip) {
                 Some(why) => Err(bad(why.to_string())),
                 None => Ok(s),
             }
@@ -200,8 +227,8 @@ pub enum KeyKind {
     Mac(Vni, MacAddr),
     /// An operator's static FDB entry: its network and MAC.
     Fdb(Vni, MacAddr),
-    /// An operator's route: its prefix.
-    Route(Ipv4Net),
+    /// An operator's route: its prefix (IPv4 or IPv6).
+    Route(IpNet),
     /// Not one of vtepd's keys (left alone).
     Other,
 }
@@ -230,11 +257,8 @@ pub fn classify(prefix: &str, key: &str) -> Result<KeyKind, BadValue> {
         Some(("members", rest)) => ("members", rest),
         Some(("macs", rest)) => ("macs", rest),
         Some(("fdb", rest)) => ("fdb", rest),
-        Some(("routes", cidr)) => {
-            return crate::core::route::parse_prefix4(cidr)
-                .map(KeyKind::Route)
-                .map_err(bad);
-        }
+        // The rest is the CIDR, slash and all (`routes/10.244.9.0/24`, `routes/fd00:9::/64`).
+        Some(("routes", cidr)) => return parse_prefix(cidr).map(KeyKind::Route).map_err(bad),
         _ => return Ok(KeyKind::Other),
     };
     let Some((vni, last)) = rest.split_once('/') else {
@@ -292,6 +316,20 @@ impl Member {
         }
         if m.mac.is_some_and(|mac| !mac.is_unicast()) {
             return Err(bad("mac is not a unicast MAC address".into()));
+        }
+        if let Some(a) = m.address6.filter(|a| !crate::core::neigh::usable_ip6(*a)) {
+            return Err(bad(format!("address6 {a} cannot be a next hop")));
+        }
+        let prefixes = m.prefixes.iter().map(|p| IpNet::from(*p));
+        for p in prefixes.chain(m.prefixes6.iter().map(|p| IpNet::from(*p))) {
+            check_prefix(&p.to_string(), p).map_err(|e| bad(e.to_string()))?;
+        }
+        // A VXLAN member's prefixes go via its overlay address: IPv6 ones via its IPv6 one.
+        if m.port != 0 && !m.prefixes6.is_empty() && m.address6.is_none() {
+            return Err(bad(
+                "its IPv6 prefixes (prefixes6) need its IPv6 address (address6), their next hop"
+                    .into(),
+            ));
         }
         Ok(m)
     }
@@ -355,10 +393,18 @@ mod tests {
         assert!(classify("/vtepd/t", "/vtepd/t/macs/42/nomac").is_err());
         let r = classify("/vtepd/t", "/vtepd/t/routes/10.244.9.0/24");
         assert_eq!(r, Ok(KeyKind::Route("10.244.9.0/24".parse().unwrap())));
-        assert!(
-            classify("/vtepd/t", "/vtepd/t/routes/10.244.9.1/24").is_err(),
-            "host bits"
-        );
+        let r6 = classify("/vtepd/t", "/vtepd/t/routes/fd00:9::/64");
+        assert_eq!(r6, Ok(KeyKind::Route("fd00:9::/64".parse().unwrap())));
+        for bad in [
+            "10.244.9.1/24",
+            "fd00:9::1/64",
+            "fd00:9::",
+            "::/0",
+            "fd00:9::/64/x",
+        ] {
+            let key = format!("/vtepd/t/routes/{bad}");
+            assert!(classify("/vtepd/t", &key).is_err(), "{key}");
+        }
         let f = classify("/vtepd/t", "/vtepd/t/fdb/42/02:42:00:00:00:01");
         assert_eq!(f, Ok(KeyKind::Fdb(vni(42), mac)));
         assert_eq!(
@@ -467,32 +513,101 @@ mod tests {
     fn static_entries_read_the_documented_layout() {
         let mac = MacAddr([2, 0, 0, 0, 0, 9]);
         let p: Ipv4Net = "10.244.9.0/24".parse().unwrap();
-        let (fk, rk) = (KeyKind::Fdb(vni(42), mac), KeyKind::Route(p));
+        let (fk, rk) = (KeyKind::Fdb(vni(42), mac), KeyKind::Route(p.into()));
         let r = br#"{"version":1,"remote":"192.0.2.9"}"#;
         let v = br#"{"version":1,"via":"192.0.2.9"}"#;
         let ip9 = Ipv4Addr::new(192, 0, 2, 9);
+        let l3 = Tunnel::L3Ipip;
         assert_eq!(
-            Static::parse("k", fk, r),
+            Static::parse("k", fk, r, l3),
             Some(Ok(Static::Fdb(vni(42), mac, ip9)))
         );
-        assert_eq!(Static::parse("k", rk, v), Some(Ok(Static::Route(p, ip9))));
+        assert_eq!(
+            Static::parse("k", rk, v, l3),
+            Some(Ok(Static::Route(p.into(), ip9.into())))
+        );
         assert!(
-            Static::parse("k", fk, v)
+            Static::parse("k", fk, v, l3)
                 .unwrap()
                 .unwrap_err()
                 .why
                 .contains("no remote")
         );
         assert!(
-            Static::parse("k", rk, r)
+            Static::parse("k", rk, r, l3)
                 .unwrap()
                 .unwrap_err()
                 .why
                 .contains("no via")
         );
         let lo = br#"{"version":1,"via":"127.0.0.1"}"#;
-        assert!(Static::parse("k", rk, lo).unwrap().is_err());
-        assert_eq!(Static::parse("k", KeyKind::Other, r), None);
+        assert!(Static::parse("k", rk, lo, l3).unwrap().is_err());
+        assert_eq!(Static::parse("k", KeyKind::Other, r, l3), None);
+    }
+
+    /// An IPv6 route key: its next hop of the family the reader's mode needs (IPIP: a node's
+    /// IPv4 underlay address; L3 VXLAN: an IPv6 overlay address), else a bad value; an IPv4
+    /// prefix's next hop is IPv4 in every mode.
+    #[test]
+    fn ipv6_route_keys_take_the_modes_next_hop_family() {
+        let p6 = KeyKind::Route("fd00:9::/64".parse().unwrap());
+        let p4 = KeyKind::Route("10.244.9.0/24".parse().unwrap());
+        let via4: &[u8] = br#"{"version":1,"via":"192.0.2.9"}"#;
+        let via6: &[u8] = br#"{"version":1,"via":"fd00::9"}"#;
+        let parse = |kind, v: &[u8], t| Static::parse("k", kind, v, t).unwrap();
+        let route =
+            |s: &str, via: &str| Ok(Static::Route(s.parse().unwrap(), via.parse().unwrap()));
+        assert_eq!(
+            parse(p6, via4, Tunnel::L3Ipip),
+            route("fd00:9::/64", "192.0.2.9")
+        );
+        assert_eq!(
+            parse(p6, via6, Tunnel::L3Vxlan),
+            route("fd00:9::/64", "fd00::9")
+        );
+        for (kind, v, t, why) in [
+            (p6, via6, Tunnel::L3Ipip, "IPv4 underlay"),
+            (p6, via4, Tunnel::L3Vxlan, "needs an IPv6 next hop"),
+            (p4, via6, Tunnel::L3Vxlan, "needs an IPv4 next hop"),
+            (p4, via6, Tunnel::L2Vxlan, "needs an IPv4 next hop"),
+        ] {
+            let e = parse(kind, v, t).unwrap_err();
+            assert!(e.why.contains(why), "{t:?}: {e}");
+        }
+        let mc = br#"{"version":1,"via":"ff02::1"}"#;
+        assert!(parse(p6, mc, Tunnel::L3Vxlan).is_err());
+    }
+
+    /// A dual-stack member: `address6` and `prefixes6` read and write back; a vtepd that knows
+    /// only the IPv4 fields (the layout before them, below) still reads our value, IPv4
+    /// prefixes and all, which an IPv6 prefix in `prefixes` would have made bad to it.
+    #[test]
+    fn dual_stack_members_stay_readable_to_ipv4_only_readers() {
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct Before {
+            version: u32,
+            underlay: Ipv4Addr,
+            vni: u32,
+            port: u16,
+            mac: Option<String>,
+            address: Option<Ipv4Addr>,
+            #[serde(default)]
+            prefixes: Vec<Ipv4Net>,
+        }
+        let key = member_key("/p", vni(1), A);
+        let text = br#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":4789,
+            "mac":"02:00:00:00:00:01","address":"10.244.1.0","address6":"fd00:244:1::",
+            "prefixes":["10.244.1.0/24"],"prefixes6":["fd00:244:1::/64"]}"#;
+        let m = Member::parse(&key, vni(1), A, text).unwrap();
+        assert_eq!(m.address6, Some("fd00:244:1::".parse().unwrap()));
+        assert_eq!(m.prefixes6, ["fd00:244:1::/64".parse::<Ipv6Net>().unwrap()]);
+        let json = m.to_json();
+        assert_eq!(Member::parse(&key, vni(1), A, json.as_bytes()), Ok(m));
+        let old: Before = serde_json::from_str(&json).unwrap();
+        assert_eq!(old.prefixes, ["10.244.1.0/24".parse::<Ipv4Net>().unwrap()]);
+        let mixed = json.replace(r#""10.244.1.0/24""#, r#""10.244.1.0/24","fd00:244:1::/64""#);
+        assert!(serde_json::from_str::<Before>(&mixed).is_err());
     }
 
     #[test]
@@ -508,6 +623,12 @@ mod tests {
             (br#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":4789,"mac":"01:00:5e:00:00:01"}"#, "unicast"),
             (br#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":4789,"mac":"zz"}"#, "MAC address"),
             (br#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":70000}"#, "expected u16"),
+            (br#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":4789,"address6":"ff02::1"}"#, "cannot be a next hop"),
+            (br#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":4789,"address6":"10.0.0.1"}"#, "invalid IPv6"),
+            (br#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":4789,"prefixes6":["fd00:1::/64"]}"#, "need its IPv6 address"),
+            (br#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":4789,"prefixes":["fd00:1::/64"]}"#, "invalid IP address"),
+            (br#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":0,"prefixes6":["fd00:1::1/64"]}"#, "host bits"),
+            (br#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":0,"prefixes":["0.0.0.0/0"]}"#, "default route"),
         ] {
             let e = Member::parse(&key, vni(1), A, value).unwrap_err();
             assert!(e.to_string().contains(why), "{}: {e}", String::from_utf8_lossy(value));
@@ -522,5 +643,9 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.why.contains("loopback"), "{e}");
+        // IPIP: IPv6 prefixes go to the node's underlay address, no address6 needed.
+        let ipip =
+            br#"{"version":1,"underlay":"192.0.2.1","vni":0,"port":0,"prefixes6":["fd00:1::/64"]}"#;
+        assert!(Member::parse(&member_key("/p", Vni::ZERO, A), Vni::ZERO, A, ipip).is_ok());
     }
 }

@@ -29,6 +29,7 @@ use crate::config::{DaemonConfig, NetConfig, Tunnel};
 use crate::core::Core;
 use crate::core::route::Route;
 use encap::Vni;
+use ipnet::IpNet;
 use keys::Member;
 use reconcile::{Changes, Desired, Me};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -169,7 +170,7 @@ impl Installer {
         }
         if let Some(svc) = &self.routes {
             for prefix in &c.route_del {
-                match svc.del((*prefix).into()) {
+                match svc.del(*prefix) {
                     Ok(_) => {
                         info!("store: route {prefix} removed");
                         have.routes.remove(prefix);
@@ -179,8 +180,8 @@ impl Installer {
             }
             for (prefix, via) in &c.route_set {
                 let r = Route {
-                    prefix: (*prefix).into(),
-                    via: (*via).into(),
+                    prefix: *prefix,
+                    via: *via,
                 };
                 match svc.add(r) {
                     Ok(_) => {
@@ -208,11 +209,7 @@ fn store_vni(cfg: &DaemonConfig, n: &NetConfig) -> Vni {
 pub fn me(cfg: &DaemonConfig) -> Me {
     let mut own_prefixes = Vec::new();
     for n in &cfg.networks {
-        // The store announces IPv4 prefixes only.
-        own_prefixes.extend(n.routes.iter().filter_map(|r| match r.prefix {
-            ipnet::IpNet::V4(p) => Some(p),
-            ipnet::IpNet::V6(_) => None,
-        }));
+        own_prefixes.extend(n.routes.iter().map(|r| r.prefix));
         own_prefixes.extend(n.advertise.iter().copied());
     }
     Me {
@@ -221,6 +218,7 @@ pub fn me(cfg: &DaemonConfig) -> Me {
         tunnel: cfg.tunnel,
         vnis: cfg.networks.iter().map(|n| store_vni(cfg, n)).collect(),
         own_prefixes,
+        ipv6: cfg.networks.iter().any(|n| n.address6.is_some()),
     }
 }
 
@@ -230,7 +228,7 @@ pub fn registrations(cfg: &DaemonConfig, nets: &NetList) -> Vec<Member> {
         .iter()
         .map(|n| {
             let l3vx = cfg.tunnel == Tunnel::L3Vxlan;
-            Member {
+            let mut m = Member {
                 version: keys::VERSION,
                 underlay: cfg.local_v4(),
                 vni: store_vni(cfg, n).get(),
@@ -241,8 +239,17 @@ pub fn registrations(cfg: &DaemonConfig, nets: &NetList) -> Vec<Member> {
                     .find(|i| i.vni == n.vni && l3vx)
                     .and_then(|i| i.mac),
                 address: n.address.map(|a| a.addr).filter(|_| l3vx),
-                prefixes: n.advertise.clone(),
+                address6: n.address6.map(|a| a.addr).filter(|_| l3vx),
+                prefixes: Vec::new(),
+                prefixes6: Vec::new(),
+            };
+            for p in &n.advertise {
+                match *p {
+                    IpNet::V4(p) => m.prefixes.push(p),
+                    IpNet::V6(p) => m.prefixes6.push(p),
+                }
             }
+            m
         })
         .collect()
 }

@@ -2,15 +2,18 @@
 //!
 //! [`desired`] turns the members the store holds into the state this daemon should have
 //! installed from the store: per network, the flood list (every other member of it); in IPIP
-//! mode a route to each other member's prefixes (Calico's way); in L3 VXLAN a route to each
-//! other member's prefixes through its overlay address, that address bound to its MAC, and the
-//! MAC to its underlay address (flannel's way). [`diff`] compares that with what the store
-//! installed before and lists the changes; the caller applies them through the control plane.
+//! mode a route to each other member's prefixes (Calico's way; IPv6 ones too, protocol 41 to
+//! the same underlay address); in L3 VXLAN a route to each other member's prefixes through its
+//! overlay address of the prefix's family, that address bound to its MAC, and the MAC to its
+//! underlay address (flannel's way). A daemon whose device has no IPv6 address leaves the IPv6
+//! prefixes and routes out, as an L2 daemon leaves out every route. [`diff`] compares that with
+//! what the store installed before and lists the changes; the caller applies them through the
+//! control plane.
 
 use super::keys::{Announcement, Member, Static};
 use crate::config::Tunnel;
 use encap::{MacAddr, Vni};
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -27,7 +30,24 @@ pub struct Me {
     pub vnis: Vec<Vni>,
     /// The prefixes we route ourselves (our own and the operator's): the store does not
     /// override them.
-    pub own_prefixes: Vec<Ipv4Net>,
+    pub own_prefixes: Vec<IpNet>,
+    /// Whether our device has an IPv6 address (`address6`): without one, IPv6 routes and
+    /// next hops are left out.
+    pub ipv6: bool,
+}
+
+impl Me {
+    /// Whether `p` overlaps a prefix we route ourselves.
+    fn owns(&self, p: &IpNet) -> bool {
+        self.own_prefixes
+            .iter()
+            .any(|o| o.contains(p) || p.contains(o))
+    }
+
+    /// Whether we take routes to `p` (IPv6 ones need our IPv6 address).
+    fn takes(&self, p: &IpNet) -> bool {
+        self.ipv6 || matches!(p, IpNet::V4(_))
+    }
 }
 
 /// What the store says this daemon should have installed.
@@ -36,8 +56,8 @@ pub struct Desired {
     /// The store's flood list of each of our networks (every network listed, maybe empty).
     pub peers: BTreeMap<Vni, Vec<Ipv4Addr>>,
     /// Routes: overlay prefix -> next hop (IPIP: the node's underlay address; L3 VXLAN: its
-    /// overlay address).
-    pub routes: BTreeMap<Ipv4Net, Ipv4Addr>,
+    /// overlay address of the prefix's family).
+    pub routes: BTreeMap<IpNet, IpAddr>,
     /// Neighbours (L3 VXLAN: next hops; L2: announced addresses, for ARP suppression):
     /// (network, overlay address) -> MAC.
     pub neigh: BTreeMap<(Vni, IpAddr), MacAddr>,
@@ -81,11 +101,7 @@ pub fn desired<'a>(
                 d.fdb.insert((vni, mac), remote);
             }
             Static::Route(p, via)
-                if me.tunnel != Tunnel::L2Vxlan
-                    && !me
-                        .own_prefixes
-                        .iter()
-                        .any(|o| o.contains(&p) || p.contains(o)) =>
+                if me.tunnel != Tunnel::L2Vxlan && me.takes(&p) && !me.owns(&p) =>
             {
                 d.routes.insert(p, via);
             }
@@ -121,43 +137,51 @@ pub fn desired<'a>(
         if me.tunnel.is_vxlan() {
             peers.push(m.underlay);
         }
-        let next_hop = match me.tunnel {
+        // The next hops of its IPv4 and its IPv6 prefixes.
+        let (hop4, hop6): (IpAddr, Option<IpAddr>) = match me.tunnel {
             Tunnel::L2Vxlan => continue,
-            Tunnel::L3Ipip => m.underlay,
+            Tunnel::L3Ipip => (m.underlay.into(), Some(m.underlay.into())),
             Tunnel::L3Vxlan => {
                 let (Some(address), Some(mac)) = (m.address, m.mac) else {
-                    if !m.prefixes.is_empty() {
+                    if !m.prefixes.is_empty() || !m.prefixes6.is_empty() {
                         skip("its prefixes need its address and mac".into(), false);
                     }
                     continue;
                 };
-                if d.neigh.contains_key(&(vni, address.into())) {
-                    skip(format!("address {address} is another member's"), true);
+                let address6 = m.address6.filter(|_| me.ipv6).map(IpAddr::V6);
+                let addresses = std::iter::once(IpAddr::V4(address)).chain(address6);
+                if let Some(a) = addresses.clone().find(|a| d.neigh.contains_key(&(vni, *a))) {
+                    skip(format!("address {a} is another member's"), true);
                     continue;
                 }
                 if d.fdb.contains_key(&(vni, mac)) {
                     skip(format!("MAC {mac} is another member's"), true);
                     continue;
                 }
-                d.neigh.insert((vni, address.into()), mac);
+                d.neigh.extend(addresses.map(|a| ((vni, a), mac)));
                 d.fdb.insert((vni, mac), m.underlay);
-                address
+                (address.into(), address6)
             }
         };
-        for p in &m.prefixes {
-            if me
-                .own_prefixes
-                .iter()
-                .any(|o| o.contains(p) || p.contains(o))
-            {
+        let v4 = m.prefixes.iter().map(|p| (IpNet::V4(*p), Some(hop4)));
+        let v6 = m.prefixes6.iter().map(|p| (IpNet::V6(*p), hop6));
+        for (p, hop) in v4.chain(v6).filter(|(p, _)| me.takes(p)) {
+            let Some(hop) = hop else {
+                skip(format!("prefix {p} needs its address6"), false);
+                continue;
+            };
+            if me.owns(&p) {
                 skip(format!("prefix {p} overlaps one of ours"), true);
-            } else if d.routes.contains_key(p) {
-                skip(
+                continue;
+            }
+            match d.routes.entry(p) {
+                std::collections::btree_map::Entry::Occupied(_) => skip(
                     format!("prefix {p} is taken (another member's, or a route key)"),
                     true,
-                );
-            } else {
-                d.routes.insert(*p, next_hop);
+                ),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(hop);
+                }
             }
         }
     }
@@ -246,9 +270,9 @@ pub struct Changes {
     /// Networks whose store flood list is replaced, with the new list.
     pub peers: Vec<(Vni, Vec<Ipv4Addr>)>,
     /// Routes removed.
-    pub route_del: Vec<Ipv4Net>,
+    pub route_del: Vec<IpNet>,
     /// Routes added or changed.
-    pub route_set: Vec<(Ipv4Net, Ipv4Addr)>,
+    pub route_set: Vec<(IpNet, IpAddr)>,
     /// Neighbours removed.
     pub neigh_del: Vec<(Vni, IpAddr)>,
     /// Neighbours added or changed.
@@ -322,7 +346,11 @@ mod tests {
     fn vni(v: u32) -> Vni {
         Vni::new(v).unwrap()
     }
-    fn net(s: &str) -> Ipv4Net {
+    /// A prefix (`Ipv4Net`, `Ipv6Net` or `IpNet`, as the use needs).
+    fn net<N: std::str::FromStr>(s: &str) -> N
+    where
+        N::Err: std::fmt::Debug,
+    {
         s.parse().unwrap()
     }
     fn member(n: u8, vni: u32) -> Member {
@@ -333,7 +361,9 @@ mod tests {
             port: 4789,
             mac: None,
             address: None,
+            address6: None,
             prefixes: Vec::new(),
+            prefixes6: Vec::new(),
         }
     }
     fn me(tunnel: Tunnel, vnis: &[u32]) -> Me {
@@ -342,7 +372,8 @@ mod tests {
             port: 4789,
             tunnel,
             vnis: vnis.iter().map(|v| vni(*v)).collect(),
-            own_prefixes: vec![net("10.244.1.0/24")],
+            own_prefixes: vec![net("10.244.1.0/24"), net("fd00:244:1::/64")],
+            ipv6: true,
         }
     }
 
@@ -381,7 +412,10 @@ mod tests {
         let (d, skips) = desired(&me(Tunnel::L3Ipip, &[0]), &[a, b], &[], &[]);
         assert_eq!(
             d.routes.into_iter().collect::<Vec<_>>(),
-            [(net("10.244.3.0/26"), ip(3)), (net("10.244.9.0/24"), ip(2))]
+            [
+                (net("10.244.3.0/26"), ip(3).into()),
+                (net("10.244.9.0/24"), ip(2).into())
+            ]
         );
         assert!(d.peers[&vni(0)].is_empty());
         let why: Vec<_> = skips.iter().map(|s| (s.underlay, s.conflict)).collect();
@@ -463,7 +497,7 @@ mod tests {
         };
         let statics = [
             Static::Fdb(vni(42), mac, ip(9)),
-            Static::Route(net("10.244.9.0/24"), ip(9)),
+            Static::Route(net("10.244.9.0/24"), ip(9).into()),
         ];
         let (d, skips) = desired(&me(Tunnel::L2Vxlan, &[42]), &[], &[ann], &statics);
         assert_eq!(d.fdb[&(vni(42), mac)], ip(9));
@@ -515,26 +549,146 @@ mod tests {
         assert_eq!(lost, [(ip(3), true), (ip(4), true)], "{skips:?}");
     }
 
+    /// A dual-stack member: its IPv4 and IPv6 prefixes both routed, IPIP to its underlay
+    /// address (IPv6 as protocol 41), L3 VXLAN via its overlay address of the prefix's family,
+    /// both addresses bound to its MAC. A daemon without an IPv6 address takes only the IPv4
+    /// ones (nothing skipped: it has no use for them).
+    #[test]
+    fn ipv6_prefixes_are_routed_by_the_mode() {
+        let six = |s: &str| IpAddr::V6(s.parse().unwrap());
+        let mut a = member(2, 0);
+        a.prefixes = vec![net("10.244.2.0/24")];
+        a.prefixes6 = vec![net("fd00:244:2::/64")];
+        let (d, skips) = desired(&me(Tunnel::L3Ipip, &[0]), &[a.clone()], &[], &[]);
+        let want: Vec<(IpNet, IpAddr)> = vec![
+            (net("10.244.2.0/24"), ip(2).into()),
+            (net("fd00:244:2::/64"), ip(2).into()),
+        ];
+        assert_eq!(d.routes.into_iter().collect::<Vec<_>>(), want);
+        assert!(skips.is_empty(), "{skips:?}");
+        let v4_only = Me {
+            ipv6: false,
+            ..me(Tunnel::L3Ipip, &[0])
+        };
+        let (d, skips) = desired(&v4_only, &[a], &[], &[]);
+        assert_eq!(d.routes.into_keys().collect::<Vec<_>>(), [want[0].0]);
+        assert!(skips.is_empty(), "{skips:?}");
+
+        let mac = MacAddr([2, 0, 0, 0, 0, 2]);
+        let mut b = member(2, 1);
+        b.mac = Some(mac);
+        b.address = Some(Ipv4Addr::new(10, 244, 2, 0));
+        b.address6 = Some("fd00:244:2::".parse().unwrap());
+        b.prefixes = vec![net("10.244.2.0/24")];
+        b.prefixes6 = vec![net("fd00:244:2::/64")];
+        let (d, skips) = desired(&me(Tunnel::L3Vxlan, &[1]), &[b.clone()], &[], &[]);
+        assert!(skips.is_empty(), "{skips:?}");
+        assert_eq!(d.routes[&net("fd00:244:2::/64")], six("fd00:244:2::"));
+        assert_eq!(
+            d.routes[&net("10.244.2.0/24")],
+            IpAddr::from(Ipv4Addr::new(10, 244, 2, 0))
+        );
+        assert_eq!(
+            d.neigh.keys().map(|(_, a)| *a).collect::<Vec<_>>(),
+            [Ipv4Addr::new(10, 244, 2, 0).into(), six("fd00:244:2::")]
+        );
+        assert!(d.neigh.values().all(|m| *m == mac));
+        assert_eq!(d.fdb[&(vni(1), mac)], ip(2));
+        let v4_only = Me {
+            ipv6: false,
+            ..me(Tunnel::L3Vxlan, &[1])
+        };
+        let (d, _) = desired(&v4_only, &[b], &[], &[]);
+        assert_eq!(d.routes.len(), 1);
+        assert_eq!(d.neigh.len(), 1, "no IPv6 next hop without IPv6 of ours");
+    }
+
+    /// IPv6 conflicts are settled as IPv4 ones: an IPv6 overlay address two members claim goes
+    /// to the lower underlay address, an IPv6 prefix overlapping ours is refused, the
+    /// operator's IPv6 route wins over a member's prefix.
+    #[test]
+    fn ipv6_conflicts_go_to_the_lower_address() {
+        let l3 = |n: u8, a6: &str, p6: &str| {
+            let mut m = member(n, 1);
+            m.mac = Some(MacAddr([2, 0, 0, 0, 0, n]));
+            m.address = Some(Ipv4Addr::new(10, 244, n, 0));
+            m.address6 = Some(a6.parse().unwrap());
+            m.prefixes6 = vec![net(p6)];
+            m
+        };
+        let ms = [
+            l3(3, "fd00::2", "fd00:244:3::/64"),
+            l3(2, "fd00::2", "fd00:244:2::/64"),
+            l3(4, "fd00::4", "fd00:244:1:0:8::/80"),
+            l3(5, "fd00::5", "fd00:9::/64"),
+        ];
+        let statics = [Static::Route(
+            net("fd00:9::/64"),
+            "fd00::9".parse().unwrap(),
+        )];
+        let (d, skips) = desired(&me(Tunnel::L3Vxlan, &[1]), &ms, &[], &statics);
+        let routes: Vec<(IpNet, IpAddr)> = d.routes.into_iter().collect();
+        let hop = |s: &str| IpAddr::V6(s.parse().unwrap());
+        assert_eq!(
+            routes,
+            [
+                (net("fd00:9::/64"), hop("fd00::9")),
+                (net("fd00:244:2::/64"), hop("fd00::2")),
+            ]
+        );
+        let lost: Vec<_> = skips.iter().map(|s| (s.underlay, s.conflict)).collect();
+        assert_eq!(
+            lost,
+            [(ip(3), true), (ip(4), true), (ip(5), true)],
+            "{skips:?}"
+        );
+        assert!(skips[0].why.contains("fd00::2"), "{skips:?}");
+        // The operator's IPv6 route needs our IPv6 address too.
+        let v4_only = Me {
+            ipv6: false,
+            ..me(Tunnel::L3Vxlan, &[1])
+        };
+        let (d, _) = desired(&v4_only, &[], &[], &statics);
+        assert!(d.routes.is_empty());
+    }
+
+    /// A change of an IPv6 route's next hop is one set; a gone one one del.
+    #[test]
+    fn diff_takes_ipv6_routes() {
+        let mut have = Desired::default();
+        have.routes.insert(net("fd00:1::/64"), ip(2).into());
+        have.routes.insert(net("fd00:2::/64"), ip(2).into());
+        let mut want = have.clone();
+        want.routes.insert(net("fd00:1::/64"), ip(3).into());
+        want.routes.remove(&net("fd00:2::/64"));
+        let c = diff(&have, &want);
+        assert_eq!(c.route_set, [(net("fd00:1::/64"), ip(3).into())]);
+        assert_eq!(c.route_del, [net::<IpNet>("fd00:2::/64")]);
+    }
+
     #[test]
     fn diff_lists_only_what_changed() {
         let mut have = Desired::default();
         have.peers.insert(vni(1), vec![ip(2), ip(3)]);
         have.peers.insert(vni(2), vec![ip(2)]);
-        have.routes.insert(net("10.0.1.0/24"), ip(2));
-        have.routes.insert(net("10.0.2.0/24"), ip(3));
+        have.routes.insert(net("10.0.1.0/24"), ip(2).into());
+        have.routes.insert(net("10.0.2.0/24"), ip(3).into());
         let mut want = have.clone();
         assert!(diff(&have, &want).is_empty());
         want.peers.insert(vni(1), vec![ip(3)]);
         want.routes.remove(&net("10.0.1.0/24"));
-        want.routes.insert(net("10.0.2.0/24"), ip(4));
-        want.routes.insert(net("10.0.3.0/24"), ip(4));
+        want.routes.insert(net("10.0.2.0/24"), ip(4).into());
+        want.routes.insert(net("10.0.3.0/24"), ip(4).into());
         want.peers.remove(&vni(2));
         let c = diff(&have, &want);
         assert_eq!(c.peers, [(vni(1), vec![ip(3)]), (vni(2), vec![])]);
-        assert_eq!(c.route_del, [net("10.0.1.0/24")]);
+        assert_eq!(c.route_del, [net::<IpNet>("10.0.1.0/24")]);
         assert_eq!(
             c.route_set,
-            [(net("10.0.2.0/24"), ip(4)), (net("10.0.3.0/24"), ip(4))]
+            [
+                (net("10.0.2.0/24"), ip(4).into()),
+                (net("10.0.3.0/24"), ip(4).into())
+            ]
         );
         assert!(c.neigh_del.is_empty() && c.fdb_set.is_empty());
     }
