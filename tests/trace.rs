@@ -344,7 +344,7 @@ fn l2_inject_names_the_remote_every_flood_peer_and_refuses_a_static_move() {
     let fdb = a.fdb();
     assert_eq!(fdb.len(), 1, "only the static entry: {fdb:?}");
     // ND suppression: a solicitation for a known remote address is answered here, one for an
-    // unknown address flooded; an advertisement from the tunnel would teach, and teaches not.
+    // unknown address flooded; one from the tunnel would teach its source, and teaches not.
     a.ok(&["neigh", "add", "fd00::9", "02:00:00:00:00:09"]);
     let ask = |target: &str| inject(&a, &["--proto", "nd", "--dst-ip", target]);
     let known = ask("fd00::9");
