@@ -11,7 +11,7 @@ mod l3_pair_support;
 
 use daemon_support::{BIN, Daemon, Netns, Pair, run, wait_calling, wait_until};
 use l2_pair_support::{daemon_on_a, l2_daemon};
-use l3_pair_support::{ipip_pair, l3vx_pair};
+use l3_pair_support::{ipip_pair6, l3vx_pair6};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -78,6 +78,12 @@ fn has_step(r: &Value, want: Value) -> bool {
         .unwrap()
         .iter()
         .any(|s| want.iter().all(|(k, v)| &s[k] == v))
+}
+
+/// Asserts that `r` has a step with every field of `want`.
+#[track_caller]
+fn assert_step(r: &Value, want: Value) {
+    assert!(has_step(r, want.clone()), "no step {want} in {r}");
 }
 
 /// The echo request (from the device, tunnelled to 192.0.2.2) and the echo reply (from the
@@ -253,7 +259,12 @@ fn with_drops_armed_malformed_datagrams_and_a_refused_send_are_traced_with_their
 fn l2_inject_names_the_remote_every_flood_peer_and_refuses_a_static_move() {
     let p = Pair::new();
     p.a.disable_ipv6();
-    let a = l2_daemon(&p.a, 1, 2, &["--vni", "42", "--peer", "192.0.2.3"]);
+    let a = l2_daemon(
+        &p.a,
+        1,
+        2,
+        &["--vni", "42", "--peer", "192.0.2.3", "--arp-suppress"],
+    );
     a.ok(&["fdb", "add", "02:00:00:00:00:09", "192.0.2.3"]);
     let known = inject(&a, &["--dst-mac", "02:00:00:00:00:09"]);
     assert_eq!(
@@ -332,15 +343,59 @@ fn l2_inject_names_the_remote_every_flood_peer_and_refuses_a_static_move() {
     ));
     let fdb = a.fdb();
     assert_eq!(fdb.len(), 1, "only the static entry: {fdb:?}");
+    // ND suppression: a solicitation for a known remote address is answered here, one for an
+    // unknown address flooded; one from the tunnel would teach its source, and teaches not.
+    a.ok(&["neigh", "add", "fd00::9", "02:00:00:00:00:09"]);
+    let ask = |target: &str| inject(&a, &["--proto", "nd", "--dst-ip", target]);
+    let known = ask("fd00::9");
+    assert_eq!(known["outcome"], "answered", "{known}");
+    assert_eq!(
+        (&known["headers"]["src_ip"], &known["headers"]["icmp_type"]),
+        (&"fd00::1".into(), &135.into()),
+        "{known}"
+    );
+    assert_step(
+        &known,
+        serde_json::json!({"step": "nd_suppress", "target": "fd00::9", "answer": "02:00:00:00:00:09"}),
+    );
+    let unknown = ask("fd00::10");
+    assert_eq!(unknown["copies"], 2, "flooded: {unknown}");
+    assert_step(
+        &unknown,
+        serde_json::json!({"step": "nd_suppress", "target": "fd00::10", "answer": null}),
+    );
+    let from_b = ["--from", "tunnel", "--outer-src", "192.0.2.2"];
+    let nd_from_b = [
+        "--src-mac",
+        "02:00:00:00:00:0c",
+        "--src-ip",
+        "fd00::c",
+        "--proto",
+        "nd",
+    ];
+    let snooped = inject(&a, &[&from_b[..], &nd_from_b].concat());
+    assert_step(
+        &snooped,
+        serde_json::json!({"step": "neigh_learn", "ip": "fd00::c", "result": "new"}),
+    );
+    let neigh = a.ok(&["neigh", "show", "--json"]);
+    assert!(!neigh.contains("fd00::c"), "nothing bound: {neigh}");
     let after = a.stats();
-    for c in ["rx_tunnel", "learned", "tx_tunnel", "rx_device"] {
+    for c in [
+        "rx_tunnel",
+        "learned",
+        "tx_tunnel",
+        "rx_device",
+        "nd_suppressed",
+        "neigh_learned",
+    ] {
         assert_eq!(after[c], before[c], "{c}");
     }
 }
 
 #[test]
 fn l3_vxlan_trace_of_a_ping_and_an_inject_name_route_neighbour_and_remote() {
-    let (p, a, _b) = l3vx_pair("1");
+    let (p, a, _b) = l3vx_pair6("1");
     let records = traced_ping(&p, &a, &["--ip", "10.45.0.2"], "10.45.0.2", "10.45.0.2");
     let out = &records[0];
     assert!(
@@ -361,11 +416,72 @@ fn l3_vxlan_trace_of_a_ping_and_an_inject_name_route_neighbour_and_remote() {
     assert_eq!(a.stats()["arp_requests"], asked, "a simulation asks nobody");
     let to_b = inject(&a, &["--dst-ip", "10.45.0.2"]);
     assert_eq!(to_b["remotes"], serde_json::json!(["192.0.2.2"]), "{to_b}");
+
+    // IPv6: a ping traced both ways by its address (the reply's inner frame is IPv6).
+    let [out6, _] = traced_ping(&p, &a, &["--ip", "fd00:45::2"], "fd00:45::2", "fd00:45::2");
+    let resolved = out6["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["step"] == "neigh" && s["hop"] == "fd00:45::2" && s["mac"].is_string());
+    assert!(resolved, "{out6}");
+    // Simulated: resolved, to B; unresolved, held and a solicitation made (none is).
+    let to_b6 = inject(&a, &["--dst-ip", "fd00:45::2"]);
+    assert_eq!(
+        to_b6["remotes"],
+        serde_json::json!(["192.0.2.2"]),
+        "{to_b6}"
+    );
+    let before = a.stats();
+    let held6 = inject(&a, &["--dst-ip", "fd00:45::77"]);
+    assert_eq!(held6["outcome"], "held", "{held6}");
+    assert_step(
+        &held6,
+        serde_json::json!({"step": "hold", "hop": "fd00:45::77", "arp_request": true}),
+    );
+    let text = a.ok(&["trace", "--inject", "--dst-ip", "fd00:45::77"]);
+    assert!(
+        text.contains("(a neighbour solicitation would be sent)"),
+        "{text}"
+    );
+    // A solicitation for A's address from the tunnel: the asker would be learned and answered.
+    let who_has_a = inject(
+        &a,
+        &[
+            "--from",
+            "tunnel",
+            "--outer-src",
+            "192.0.2.2",
+            "--proto",
+            "nd",
+            "--src-mac",
+            "02:00:00:00:00:0c",
+            "--src-ip",
+            "fd00:45::c",
+            "--dst-ip",
+            "fd00:45::1",
+        ],
+    );
+    assert_eq!(who_has_a["outcome"], "consumed", "{who_has_a}");
+    assert_step(
+        &who_has_a,
+        serde_json::json!({"step": "neigh_learn", "ip": "fd00:45::c", "result": "new"}),
+    );
+    assert_step(
+        &who_has_a,
+        serde_json::json!({"step": "reply", "kind": "nd"}),
+    );
+    let neigh = a.ok(&["neigh", "show", "--json"]);
+    assert!(!neigh.contains("fd00:45::c"), "nothing bound: {neigh}");
+    let after = a.stats();
+    for c in ["nd_solicits", "nd_adverts", "neigh_learned"] {
+        assert_eq!(after[c], before[c], "a simulation changes no {c}");
+    }
 }
 
 #[test]
 fn ipip_trace_of_a_ping_and_an_inject_name_the_route_and_the_peer_check() {
-    let (p, a, _b) = ipip_pair("1");
+    let (p, a, _b) = ipip_pair6("1");
     let records = traced_ping(&p, &a, &["--proto", "icmp"], "10.43.2.1", "192.0.2.2");
     let back = &records[1];
     assert!(has_step(
@@ -389,6 +505,38 @@ fn ipip_trace_of_a_ping_and_an_inject_name_the_route_and_the_peer_check() {
         ],
     );
     assert_eq!(stranger["reason"], "unknown_peer", "{stranger}");
+    // IPv6 goes by its route to B (as protocol 41), and B's protocol 41 is delivered.
+    let to_b6 = inject(&a, &["--dst-ip", "fd00:43:2::5"]);
+    assert_eq!(
+        to_b6["remotes"],
+        serde_json::json!(["192.0.2.2"]),
+        "{to_b6}"
+    );
+    assert_step(
+        &to_b6,
+        serde_json::json!({"step": "route", "dst": "fd00:43:2::5", "via": "192.0.2.2"}),
+    );
+    let from_b6 = inject(
+        &a,
+        &[
+            "--from",
+            "tunnel",
+            "--outer-src",
+            "192.0.2.2",
+            "--src-ip",
+            "fd00:43:2::5",
+            "--dst-ip",
+            "fd00:43:1::1",
+            "--proto",
+            "udp",
+        ],
+    );
+    assert_eq!(from_b6["outcome"], "deliver", "{from_b6}");
+    assert_eq!(
+        (&from_b6["headers"]["dst_ip"], &from_b6["headers"]["proto"]),
+        (&"fd00:43:1::1".into(), &17.into()),
+        "{from_b6}"
+    );
 }
 
 /// One raw control request line to `d`: the answer (bounded by a 5 s read timeout).
@@ -486,6 +634,8 @@ fn trace_help_names_every_filter_and_the_inject_fields() {
         "--dst-mac",
         "--src-ip",
         "--dst-ip",
+        "IPv4 or IPv6",
+        "nd: a neighbour solicitation",
         "mac=02:00:00:00:00:01,proto=icmp,drops",
     ] {
         assert!(help.contains(flag), "trace --help lacks {flag}: {help}");
@@ -512,6 +662,14 @@ fn bad_trace_arguments_are_one_line_and_status_2() {
             "cannot be used",
         ),
         (&["--hex", "00"], "--inject"),
+        (
+            &["--inject", "--src-ip", "10.0.0.1", "--dst-ip", "fd00::1"],
+            "one address family",
+        ),
+        (
+            &["--inject", "--proto", "nd", "--dst-ip", "10.0.0.1"],
+            "IPv6's",
+        ),
     ] {
         let out = run(Command::new(BIN)
             .arg("trace")

@@ -9,7 +9,7 @@
 //! a whole-buffer checksum or tie it to their own packet types, and the encapsulation hot path needs
 //! to combine a precomputed template sum with per-packet fields.
 
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 
 /// Adds `b` to `a` with end-around carry (one's complement addition on 64 bits).
 #[inline]
@@ -118,6 +118,16 @@ pub const fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, len: u16)
         + u32::from_be_bytes(dst.octets()) as u64
         + protocol as u64
         + len as u64
+}
+
+/// The sum of the IPv6 pseudo-header used by ICMPv6, UDP and TCP (RFC 8200 §8.1): addresses,
+/// upper-layer length, next header.
+#[inline]
+pub fn pseudo_header6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, len: u32) -> u64 {
+    add(
+        add(sum(&src.octets()), sum(&dst.octets())),
+        u64::from(len) + u64::from(next_header),
+    )
 }
 
 /// Updates checksum field `hc` after a 16-bit word changed from `old` to `new` (RFC 1624 eqn. 3:

@@ -131,7 +131,9 @@ cross from the workers through a bounded queue: when the client reads too slowly
 ends within 5 s.\n\
 Examples:\n  vtepd trace --count 10 --proto icmp\n  vtepd trace --drops --json\n  \
 vtepd trace --inject --dst-mac 02:00:00:00:00:09\n  \
-vtepd trace --inject --from tunnel --outer-src 192.0.2.2 --src-mac 02:00:00:00:00:09";
+vtepd trace --inject --from tunnel --outer-src 192.0.2.2 --src-mac 02:00:00:00:00:09\n  \
+vtepd trace --inject --dst-ip fd00:45::2\n  \
+vtepd trace --inject --proto nd --dst-ip fd00::9";
 
 /// `vtepd config ...`
 #[derive(Debug, Subcommand)]

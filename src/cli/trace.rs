@@ -12,7 +12,7 @@ use crate::core::trace::{Filter, Mac, Proto};
 use clap::{Args, ValueEnum};
 use encap::{MacAddr, Vni};
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -39,8 +39,9 @@ pub struct TraceArgs {
     /// Only packets from this remote (tunnel side) or sent to it (device side).
     #[arg(long, value_name = "IP", conflicts_with = "inject")]
     pub outer_ip: Option<IpAddr>,
-    /// Only this protocol: icmp, icmp6, tcp, udp, arp or an IP protocol number (--inject: the
-    /// packet's protocol, ICMP echo by default).
+    /// Only this protocol: icmp, icmp6, tcp, udp, arp, nd (IPv6 Neighbor Discovery) or an IP
+    /// protocol number (--inject: the packet's protocol, an ICMP or ICMPv6 echo request by
+    /// default; arp: an ARP request, nd: a neighbour solicitation).
     #[arg(long, value_name = "PROTO", value_parser = parse_proto)]
     pub proto: Option<Proto>,
     /// Only packets that were dropped (by the engine, or by a worker around it: cut short on
@@ -71,16 +72,18 @@ pub struct TraceArgs {
     /// --inject: the Ethernet source (default 02:00:00:00:00:01).
     #[arg(long, value_name = "MAC", value_parser = parse_mac, requires = "inject")]
     pub src_mac: Option<MacAddr>,
-    /// --inject: the Ethernet destination (default 02:00:00:00:00:02; ARP: broadcast; L3
-    /// VXLAN from the tunnel: vtepd's MAC).
+    /// --inject: the Ethernet destination (default 02:00:00:00:00:02; ARP: broadcast; ND: the
+    /// target's solicited-node group; L3 VXLAN from the tunnel: vtepd's MAC).
     #[arg(long, value_name = "MAC", value_parser = parse_mac, requires = "inject")]
     pub dst_mac: Option<MacAddr>,
-    /// --inject: the IPv4 source, or the ARP sender (default 10.0.0.1).
+    /// --inject: the IPv4 or IPv6 source, the ARP sender or the ND asker (default 10.0.0.1;
+    /// fd00::1 for IPv6: an IPv6 address given, icmp6 or nd).
     #[arg(long, value_name = "IP", requires = "inject")]
-    pub src_ip: Option<Ipv4Addr>,
-    /// --inject: the IPv4 destination, or the address ARP asks for (default 10.0.0.2).
+    pub src_ip: Option<IpAddr>,
+    /// --inject: the IPv4 or IPv6 destination, or the address ARP or ND asks for (default
+    /// 10.0.0.2; fd00::2 for IPv6).
     #[arg(long, value_name = "IP", requires = "inject")]
-    pub dst_ip: Option<Ipv4Addr>,
+    pub dst_ip: Option<IpAddr>,
     #[command(flatten)]
     pub ctl: ControlArg,
 }
@@ -168,7 +171,11 @@ pub fn run(a: &TraceArgs) -> Result<(), Failure> {
     let path = &a.ctl.control;
     let mut out = std::io::stdout().lock();
     if a.inject {
-        let row: TraceRow = call_typed(path, &Request::TraceInject(a.inject()))?;
+        let req = a.inject();
+        if req.hex.is_none() {
+            req.fields.check().map_err(Failure::Usage)?;
+        }
+        let row: TraceRow = call_typed(path, &Request::TraceInject(req))?;
         print(&mut out, &row, 1, a.json)?;
         return Ok(());
     }

@@ -24,6 +24,18 @@ fn proto(p: u8) -> String {
     }
 }
 
+/// The name of an ICMPv6 Neighbor Discovery message (with a leading space), or nothing.
+fn nd(h: &Headers) -> &'static str {
+    match (h.proto, h.icmp_type) {
+        (Some(58), Some(133)) => " router solicitation",
+        (Some(58), Some(134)) => " router advertisement",
+        (Some(58), Some(135)) => " neighbour solicitation",
+        (Some(58), Some(136)) => " neighbour advertisement",
+        (Some(58), Some(137)) => " redirect",
+        _ => "",
+    }
+}
+
 fn headers(h: &Headers) -> String {
     let mut s = String::new();
     if let Some(v) = h.vni {
@@ -45,7 +57,7 @@ fn headers(h: &Headers) -> String {
         }
         (_, Some(src), Some(dst)) => {
             let p = h.proto.map_or(String::new(), |p| format!(" {}", proto(p)));
-            let _ = write!(s, "{src} > {dst}{p}, ");
+            let _ = write!(s, "{src} > {dst}{p}{}, ", nd(h));
         }
         _ => {
             if let Some(t) = h.ethertype {
@@ -132,18 +144,19 @@ pub fn step(s: &Step, simulated: bool) -> String {
             Some(m) => format!("neighbour lookup {hop}: {m}"),
             None => format!("neighbour lookup {hop}: unresolved"),
         },
-        Step::Hold { hop, arp_request } => format!(
-            "{would}held until {hop} resolves{}",
-            if *arp_request {
-                if hop.is_ipv6() {
-                    " (neighbour solicitation sent)"
-                } else {
-                    " (ARP request sent)"
-                }
+        Step::Hold { hop, arp_request } => {
+            let ask = if hop.is_ipv6() {
+                "a neighbour solicitation"
             } else {
-                ""
-            }
-        ),
+                "an ARP request"
+            };
+            let how = match (arp_request, simulated) {
+                (true, false) => format!("{ask} sent"),
+                (true, true) => format!("{ask} would be sent"),
+                (false, _) => "already asked for, pending".to_owned(),
+            };
+            format!("{would}held until {hop} resolves ({how})")
+        }
         Step::Reply {
             kind: ReplyKind::Arp,
         } => "answered: ARP reply".to_owned(),
@@ -302,5 +315,44 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("= dropped: static_conflict"), "{text}");
+    }
+
+    /// ND in words: the message a header carries, a solicitation sent (or that would be) for a
+    /// held packet's next hop, and one already pending.
+    #[test]
+    fn nd_steps_and_headers_are_named() {
+        let hop: IpAddr = "fd00::77".parse().unwrap();
+        let asked = Step::Hold {
+            hop,
+            arp_request: true,
+        };
+        assert_eq!(
+            step(&asked, true),
+            "would be held until fd00::77 resolves (a neighbour solicitation would be sent)"
+        );
+        assert_eq!(
+            step(&asked, false),
+            "held until fd00::77 resolves (a neighbour solicitation sent)"
+        );
+        let pending = Step::Hold {
+            hop: Ipv4Addr::new(10, 0, 0, 7).into(),
+            arp_request: false,
+        };
+        assert_eq!(
+            step(&pending, false),
+            "held until 10.0.0.7 resolves (already asked for, pending)"
+        );
+        let h = Headers {
+            len: 86,
+            src_ip: Some("fd00::5".parse().unwrap()),
+            dst_ip: Some("ff02::1:ff00:77".parse().unwrap()),
+            proto: Some(58),
+            icmp_type: Some(135),
+            ..Headers::default()
+        };
+        assert_eq!(
+            headers(&h),
+            "fd00::5 > ff02::1:ff00:77 icmp6 neighbour solicitation, 86 bytes"
+        );
     }
 }

@@ -409,10 +409,20 @@ pub struct Headers {
     /// The ARP operation (1 request, 2 reply).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arp_op: Option<u16>,
+    /// The ICMP or ICMPv6 type, when that header follows the IP header (ICMPv6 135 and 136:
+    /// a neighbour solicitation and advertisement).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_type: Option<u8>,
 }
 
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_ARP: u16 = 0x0806;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+/// ICMP's and ICMPv6's protocol numbers.
+const ICMP: u8 = 1;
+const ICMPV6: u8 = 58;
+/// The ICMPv6 types of Neighbor Discovery (RFC 4861: router solicitation to redirect).
+const ND_TYPES: std::ops::RangeInclusive<u8> = 133..=137;
 
 fn ip_at(b: &[u8], at: usize) -> Option<IpAddr> {
     let o = b.get(at..at + 4)?;
@@ -438,7 +448,7 @@ impl Headers {
         h.src_mac = Some(Mac(eth.src()));
         h.ethertype = Some(eth.ethertype());
         match eth.ethertype() {
-            ETHERTYPE_IPV4 => h.ip(eth.payload()),
+            ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => h.ip(eth.payload()),
             ETHERTYPE_ARP => {
                 let a = eth.payload();
                 h.arp_op = a.get(6..8).map(|o| u16::from_be_bytes([o[0], o[1]]));
@@ -487,11 +497,20 @@ impl Headers {
                 self.proto = Some(p[9]);
                 self.src_ip = ip_at(p, 12);
                 self.dst_ip = ip_at(p, 16);
+                // Not a later fragment: its ICMP header is there.
+                let first = p[6] & 0x1f == 0 && p[7] == 0;
+                let ihl = usize::from(p[0] & 0x0f) * 4;
+                if p[9] == ICMP && first {
+                    self.icmp_type = p.get(ihl).copied();
+                }
             }
             Some(6) if p.len() >= 40 => {
                 self.proto = Some(p[6]);
                 self.src_ip = ip6_at(p, 8);
                 self.dst_ip = ip6_at(p, 24);
+                if p[6] == ICMPV6 {
+                    self.icmp_type = p.get(40).copied();
+                }
             }
             _ => {}
         }
@@ -622,6 +641,8 @@ impl Record {
 pub enum Proto {
     /// ARP.
     Arp,
+    /// IPv6 Neighbor Discovery (ICMPv6 types 133-137).
+    Nd,
     /// An IP protocol number, IPv6's next header (icmp 1, tcp 6, udp 17, icmp6 58).
     Ip(u8),
 }
@@ -631,14 +652,15 @@ impl FromStr for Proto {
     fn from_str(s: &str) -> Result<Proto, String> {
         match s {
             "arp" => Ok(Proto::Arp),
+            "nd" => Ok(Proto::Nd),
             "icmp" => Ok(Proto::Ip(1)),
             "tcp" => Ok(Proto::Ip(6)),
             "udp" => Ok(Proto::Ip(17)),
             "icmp6" => Ok(Proto::Ip(58)),
             n => n.parse().map(Proto::Ip).map_err(|_| {
                 format!(
-                    "'{s}' is not a protocol (expected icmp, icmp6, tcp, udp, arp or a number \
-                     0-255)"
+                    "'{s}' is not a protocol (expected icmp, icmp6, tcp, udp, arp, nd or a \
+                     number 0-255)"
                 )
             }),
         }
@@ -652,7 +674,7 @@ pub struct Filter {
     /// The Ethernet source or destination.
     #[serde(default)]
     pub mac: Option<Mac>,
-    /// The inner IPv4 (or ARP) source or destination.
+    /// The inner IPv4 or IPv6 (or ARP) source or destination.
     #[serde(default)]
     pub ip: Option<IpAddr>,
     /// The outer address: the source of a packet from the tunnel, a remote a packet from the
@@ -690,6 +712,9 @@ impl Filter {
             && self.vni.is_none_or(|v| vni == Some(v))
             && self.proto.is_none_or(|p| match p {
                 Proto::Arp => h.ethertype == Some(ETHERTYPE_ARP),
+                Proto::Nd => {
+                    h.proto == Some(ICMPV6) && h.icmp_type.is_some_and(|t| ND_TYPES.contains(&t))
+                }
                 Proto::Ip(n) => h.proto == Some(n),
             })
             && outer_ok
@@ -735,7 +760,7 @@ impl FromStr for Filter {
                 }
                 "outer-ip" | "outer_ip" => {
                     dup(f.outer_ip.is_some())?;
-                    f.outer_ip = Some(v.parse().map_err(|_| bad("an IPv4 address"))?);
+                    f.outer_ip = Some(v.parse().map_err(|_| bad("an IP address"))?);
                 }
                 "vni" => {
                     dup(f.vni.is_some())?;
@@ -850,6 +875,43 @@ mod tests {
         let f = |s: &str| s.parse::<Filter>().unwrap();
         assert!(f("ip=fd00:2::7,proto=icmp6").may_take(&from, &h));
         assert!(!f("proto=icmp").may_take(&from, &h));
+    }
+
+    /// An IPv6 frame (L2, or L3 VXLAN's inner frame) shows its addresses, protocol and ICMPv6
+    /// type, which `ip=` and `proto=` (`nd`: Neighbor Discovery) filter on.
+    #[test]
+    fn an_ipv6_frame_shows_its_addresses_and_nd_is_a_protocol() {
+        use super::super::synth::Synth;
+        let (a, b): (IpAddr, IpAddr) = ("fd00::5".parse().unwrap(), "fd00::7".parse().unwrap());
+        let synth = |proto: &str| Synth {
+            src_ip: Some(a),
+            dst_ip: Some(b),
+            proto: Some(proto.parse().unwrap()),
+            ..Synth::default()
+        };
+        let echo = Headers::of_frame(&synth("icmp6").frame(MacAddr::BROADCAST).unwrap());
+        assert_eq!(
+            (
+                echo.ethertype,
+                echo.src_ip,
+                echo.dst_ip,
+                echo.proto,
+                echo.icmp_type
+            ),
+            (Some(0x86dd), Some(a), Some(b), Some(58), Some(128))
+        );
+        let ns = synth("nd").frame(MacAddr::BROADCAST).unwrap();
+        let nd = Headers::of_vxlan(&super::super::synth::vxlan(42, &ns));
+        assert_eq!(
+            (nd.vni, nd.src_ip, nd.icmp_type),
+            (Some(42), Some(a), Some(135))
+        );
+        let dev = Origin::Device { vni: 42 };
+        let f = |s: &str| s.parse::<Filter>().unwrap();
+        assert!(f("ip=fd00::7,proto=icmp6").may_take(&dev, &echo));
+        assert!(f("proto=nd").may_take(&dev, &nd) && !f("proto=nd").may_take(&dev, &echo));
+        let ping = Headers::of_frame(&Synth::default().frame(MacAddr::BROADCAST).unwrap());
+        assert_eq!(ping.icmp_type, Some(8), "IPv4's echo request");
     }
 
     #[test]

@@ -91,10 +91,13 @@ impl Injector {
             dst_port: (o.port != 0).then_some(o.port),
             tos: o.tos,
         };
-        let bytes = |build: &dyn Fn(&Synth) -> Vec<u8>| given.clone().unwrap_or_else(|| build(f));
+        let bytes = |build: &dyn Fn(&Synth) -> Result<Vec<u8>, String>| match &given {
+            Some(b) => Ok(b.clone()),
+            None => build(f),
+        };
         let (origin, headers, outcome) = match (self, req.from) {
             (Injector::L2(e), InjectFrom::Device) => {
-                let frame = bytes(&|f| f.frame(DEFAULT_DST_MAC));
+                let frame = bytes(&|f| f.frame(DEFAULT_DST_MAC))?;
                 let v = e.on_local_traced(now, net, &frame, &mut out, &mut ctr, &mut rec);
                 (
                     Origin::Device { vni },
@@ -104,7 +107,7 @@ impl Injector {
             }
             (Injector::L2(e), InjectFrom::Tunnel) => {
                 let o = outer()?;
-                let mut d = bytes(&|f| synth::vxlan(vni, &f.frame(DEFAULT_DST_MAC)));
+                let mut d = bytes(&|f| Ok(synth::vxlan(vni, &f.frame(DEFAULT_DST_MAC)?)))?;
                 let h = Headers::of_vxlan(&d);
                 let v = e.on_remote_traced(now, o, &mut d, &mut ctr, &mut rec);
                 (
@@ -115,7 +118,7 @@ impl Injector {
             }
             (Injector::L3Vx(e), InjectFrom::Device) => {
                 let mut frame = vec![0u8; ETH];
-                frame.extend_from_slice(&bytes(&Synth::ip_packet));
+                frame.extend_from_slice(&bytes(&Synth::ip_packet)?);
                 let h = Headers::of_ip(&frame[ETH..]);
                 let v = e.on_local_traced(now, &mut frame, &mut out, &mut ctr, &mut rec);
                 (
@@ -127,7 +130,7 @@ impl Injector {
             (Injector::L3Vx(e), InjectFrom::Tunnel) => {
                 let o = outer()?;
                 let own = e.own_mac();
-                let mut d = bytes(&|f| synth::vxlan(vni, &f.frame(own)));
+                let mut d = bytes(&|f| Ok(synth::vxlan(vni, &f.frame(own)?)))?;
                 let h = Headers::of_vxlan(&d);
                 let v = e.on_remote_traced(now, o, &mut d, &mut out, &mut ctr, &mut rec);
                 (
@@ -137,7 +140,7 @@ impl Injector {
                 )
             }
             (Injector::Ipip(e), InjectFrom::Device) => {
-                let p = bytes(&Synth::ip_packet);
+                let p = bytes(&Synth::ip_packet)?;
                 let v = e.on_local_traced(now, &p, &mut out, &mut ctr, &mut rec);
                 (
                     Origin::Device { vni: 0 },
@@ -153,7 +156,7 @@ impl Injector {
                         "IPIP runs over IPv4: --outer-src must be an IPv4 address".to_owned()
                     );
                 };
-                let mut p = bytes(&|f| synth::ipip(src, local, &f.ip_packet()));
+                let mut p = bytes(&|f| Ok(synth::ipip(src, local, &f.ip_packet()?)))?;
                 let h = Headers::of_ipip(&p);
                 let v = e.on_remote_traced(now, o, &mut p, &mut ctr, &mut rec);
                 (tunnel_origin(o), h, Outcome::from_tunnel(&v, 0))

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use encap::{MacAddr, Vni};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use vtepd::core::ipip::{Ipip, IpipSettings};
 use vtepd::core::l3vx::{L3Vx, L3VxConfig};
@@ -43,19 +43,44 @@ pub fn core_with(net: NetworkConfig) -> Arc<Core> {
 /// The L3 VXLAN engine on `core`'s network: MAC `own`, overlay address `address`/24, the
 /// overlay `routes`.
 pub fn l3vx(core: &Arc<Core>, own: MacAddr, address: Ipv4Addr, routes: &[Route]) -> L3Vx {
-    let routes = Routes::with_overlay_routes(LOCAL, false, routes).unwrap();
-    let cfg = L3VxConfig::new(own, address, 24);
+    l3vx_with(core, L3VxConfig::new(own, address, 24), routes)
+}
+
+/// [`l3vx`] dual-stack: IPv6 overlay address `address6`/64 too (the routes may be IPv6).
+pub fn l3vx6(
+    core: &Arc<Core>,
+    own: MacAddr,
+    address: Ipv4Addr,
+    address6: Ipv6Addr,
+    routes: &[Route],
+) -> L3Vx {
+    let cfg = L3VxConfig::new(own, address, 24).with_address6(address6, 64);
+    l3vx_with(core, cfg, routes)
+}
+
+fn l3vx_with(core: &Arc<Core>, cfg: L3VxConfig, routes: &[Route]) -> L3Vx {
+    let ipv6 = cfg.address6.is_some();
+    let routes = Routes::with_overlay_routes(LOCAL, ipv6, routes).unwrap();
     L3Vx::new(Arc::clone(core), NetId(0), cfg, Arc::new(routes))
 }
 
 /// The IPIP engine at [`LOCAL`] with `routes` and a tunnel MTU of 1480, from known peers only.
 pub fn ipip(routes: &[Route]) -> Ipip {
-    let routes = Routes::with_routes(LOCAL, false, routes).unwrap();
+    ipip_with(routes, false)
+}
+
+/// [`ipip`] carrying IPv6 too (protocol 41; the routes may be IPv6).
+pub fn ipip6(routes: &[Route]) -> Ipip {
+    ipip_with(routes, true)
+}
+
+fn ipip_with(routes: &[Route], ipv6: bool) -> Ipip {
+    let routes = Routes::with_routes(LOCAL, ipv6, routes).unwrap();
     let settings = IpipSettings {
         local: LOCAL,
         allow_any_peer: false,
         tunnel_mtu: 1480,
-        ipv6: false,
+        ipv6,
     };
     Ipip::new(&settings, Arc::new(routes))
 }
