@@ -521,4 +521,16 @@ mod tests {
             );
         }
     }
+
+    /// An IPv4-mapped IPv6 address would be taken for its IPv4 address by [`super::Remote`]:
+    /// it is refused with the address to give instead.
+    #[test]
+    fn an_ipv4_mapped_address_is_not_a_remote() {
+        let local: IpAddr = "2001:db8::1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.2".parse().unwrap();
+        let e = UnusableRemote::check(local, mapped).unwrap_err();
+        assert_eq!(e, UnusableRemote::Ipv4Mapped(mapped));
+        assert!(e.to_string().contains("give the IPv4 address"), "{e}");
+        assert!(UnusableRemote::check(local, "2001:db8::2".parse().unwrap()).is_ok());
+    }
 }
