@@ -85,9 +85,14 @@ fn qdisc_drops_on_the_way_out_are_counted() {
         nobufs > 0 && nobufs <= qdisc_dropped,
         "tunnel_tx_nobufs {nobufs}, qdisc dropped {qdisc_dropped}: {after}"
     );
-    // The qdisc may also drop the kernel's own packets (ARP): nearly all of it is ours.
+    // Nearly all of the qdisc's drops are ours. Not all: it may also drop the kernel's own
+    // packets (ARP), and a datagram refused after the first of a `sendmmsg` call is dropped
+    // without an error (the call returns how many were sent, the error is lost: sendmmsg(2))
+    // and vtepd sends it again with its next call, so the qdisc drops one attempt that vtepd
+    // never saw fail. How many calls end that way depends on the machine's timing (2-3% of
+    // the drops on a 6.18 kernel; under 20 in all on others).
     assert!(
-        nobufs + 20 >= qdisc_dropped,
+        nobufs + nobufs / 10 + 20 >= qdisc_dropped,
         "tunnel_tx_nobufs {nobufs}, qdisc dropped {qdisc_dropped}"
     );
 }

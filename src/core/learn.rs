@@ -22,7 +22,7 @@ impl Core {
     /// (its result is then a constant to the caller); everything else out of line. A
     /// [`LearnResult`] returned from a call goes through memory and is read back whole, which
     /// measured a store-forwarding stall on every datagram.
-    #[inline]
+    #[inline(always)]
     pub(super) fn learn(
         &self,
         net: &Network,
