@@ -20,8 +20,8 @@ use encap::{MacAddr, Vni};
 use vtepd::core::capture::{Link, Spec};
 use vtepd::core::trace::{Filter, Headers, Origin};
 use vtepd::core::{
-    Core, CoreConfig, Counters, FromDevice, FromTunnel, NetId, NetworkConfig, Outer, Remotes,
-    Timestamp,
+    Core, CoreConfig, Counters, FromDevice, FromTunnel, NetId, NetworkConfig, Outer, Remote,
+    Remotes, Timestamp,
 };
 use vtepd::daemon::capture::{CaptureSessions, Received, WorkerCapture, capture_tunnel};
 use vtepd::daemon::session::{ArmedFlags, Limits, Sessions};
@@ -161,7 +161,7 @@ fn on_remote_counted(bencher: divan::Bencher) {
         now += 1;
         let v = black_box(c.on_remote(Timestamp(now), src, black_box(d.as_mut_slice()), &mut ctr));
         if let FromTunnel::Deliver { net, range } = v {
-            traffic.tunnel_rx(net, src.src.ip(), 1, range.len() as u64);
+            traffic.tunnel_rx(net, src.src, 1, range.len() as u64);
         }
     });
     assert!(board.peers().0.len() == 1);
@@ -174,7 +174,7 @@ fn count_tunnel_tx_32_peers(bencher: divan::Bencher) {
     let board = StatsBoard::new(1);
     board.ensure_networks(1);
     let traffic = board.traffic(0);
-    let remotes: Vec<IpAddr> = (0..32).map(peer).collect();
+    let remotes: Vec<Remote> = (0..32).map(|i| peer(i).into()).collect();
     let mut i = 0;
     bencher.bench_local(|| {
         i = (i + 1) % remotes.len();

@@ -261,9 +261,15 @@ impl Encapsulator {
     #[inline]
     fn refresh(&mut self) {
         let g = self.pmtu.generation();
-        if g == self.generation {
-            return;
+        if g != self.generation {
+            self.reread_path_mtus(g);
         }
+    }
+
+    /// [`Encapsulator::refresh`]'s work, out of line: it runs once per change of the table.
+    #[cold]
+    #[inline(never)]
+    fn reread_path_mtus(&mut self, g: u64) {
         self.generation = g;
         let max = self.max_outer;
         for ((_, dst), r) in self.templates.iter_mut() {
@@ -291,6 +297,8 @@ impl Encapsulator {
     /// Writes the outer headers for `dst` in front of the packet at `buf[off..off + len]` (an
     /// Ethernet frame for VXLAN, with `vni`; an IPv4 packet for IPIP) and returns the range of
     /// the finished packet, or why it cannot be sent (`TooBig`: longer than the underlay MTU).
+    /// In line where it is called, as it was before IPv6: the IPv6 path is a call.
+    #[inline]
     pub fn encapsulate(
         &mut self,
         buf: &mut [u8],

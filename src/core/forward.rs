@@ -120,7 +120,7 @@ impl Core {
             });
         }
         if let Some(remote) = known {
-            if remote == self.local_remote {
+            if remote == self.local {
                 return drop(ctr, DropReason::ToSelf);
             }
             to.push(remote);

@@ -199,9 +199,8 @@ pub enum CoreError {
 /// by one mutex the data path never touches, publishing new snapshots on change.
 #[derive(Debug)]
 pub struct Core {
-    local: IpAddr,
-    /// `local` as the data path compares it.
-    local_remote: Remote,
+    /// Our own underlay address.
+    local: Remote,
     allow_any_peer: AtomicBool,
     /// Network slots by [`NetId`], filled in order (at start, then by [`Core::add_network`]) and
     /// never emptied or reused: a removed network stays in its slot, retired.
@@ -236,8 +235,7 @@ impl Core {
             .saturating_add(room)
             .min(usize::from(u16::MAX) + 1);
         let core = Core {
-            local: cfg.local,
-            local_remote: cfg.local.into(),
+            local: cfg.local.into(),
             allow_any_peer: AtomicBool::new(cfg.allow_any_peer),
             nets: (0..slots).map(|_| OnceLock::new()).collect(),
             by_vni: vni_index::VniIndex::new(slots),
@@ -255,7 +253,7 @@ impl Core {
 
     /// Our own underlay address.
     pub fn local(&self) -> IpAddr {
-        self.local
+        self.local.ip()
     }
 
     /// Hands each MAC frozen by dampening since the last call to `report` (once per freeze).
@@ -358,7 +356,7 @@ impl Core {
     }
 
     fn usable_remote(&self, ip: IpAddr) -> Result<(), UnusableRemote> {
-        UnusableRemote::check(self.local, ip)
+        UnusableRemote::check(self.local.ip(), ip)
     }
 
     /// Whether `ip` may be a remote VTEP (what [`UnusableRemote::check`] accepts), for the per
@@ -366,8 +364,8 @@ impl Core {
     /// building the error.
     #[inline]
     fn is_usable_remote(&self, r: Remote) -> bool {
-        match (self.local, r.as_v4()) {
-            (IpAddr::V4(l), Some(a)) => UnusableRemote::usable_v4(l, a),
+        match (self.local.as_v4(), r.as_v4()) {
+            (Some(l), Some(a)) => UnusableRemote::usable_v4(l, a),
             _ => self.usable_remote(r.ip()).is_ok(),
         }
     }

@@ -238,6 +238,20 @@ mod tests {
         assert!(!s.is_known(ip(2).into()));
     }
 
+    /// IPv6 remotes are known as IPv4 ones are; an IPv4 address and the IPv6 address whose
+    /// low 32 bits it is are told apart.
+    #[test]
+    fn known_ipv6_remotes_are_kept_apart_from_ipv4() {
+        let v6 = |s: &str| IpAddr::V6(s.parse().unwrap());
+        let s = PeerSnapshot::new(&[v6("2001:db8::2"), ip(1)], [v6("2001:db8::9")].into_iter());
+        for r in [v6("2001:db8::2"), v6("2001:db8::9"), ip(1)] {
+            assert!(s.is_known(r.into()), "{r}");
+        }
+        for r in [v6("2001:db8::3"), v6("::c000:201"), ip(2)] {
+            assert!(!s.is_known(r.into()), "{r}");
+        }
+    }
+
     #[test]
     fn known_large_list_bisects() {
         let flood: Vec<_> = (1..=100).map(ip).collect();

@@ -10,7 +10,7 @@
 use super::batch_gro::{MAX_HEADER, Part};
 use super::capture::WorkerCapture;
 use super::io::DatagramSocket;
-use crate::core::{Counters, DropReason};
+use crate::core::{Counters, DropReason, Remote};
 use crate::sys::{MAX_BATCH, RecvMeta, SendMsg};
 use encap::tunnel::vxlan::OVERHEAD;
 use std::io;
@@ -282,7 +282,7 @@ struct Queued {
     len: u32,
     /// Head bytes.
     head_len: u8,
-    dst: Option<IpAddr>,
+    dst: Option<Remote>,
     /// The network the datagram carries a frame of (its `NetId`), for the traffic counters.
     net: u16,
     /// It carries a frame vtepd made itself (its ARP, an echo reply), for captures.
@@ -402,7 +402,7 @@ impl SendBatch {
 
     /// Queues a datagram of network `net` to `dst`: the outer headers `head`, then the frame
     /// `slot[HEADROOM..HEADROOM + len]`. Returns false (nothing queued) when the batch is full.
-    pub fn push(&mut self, head: &[u8], slot: usize, len: usize, dst: IpAddr, net: u16) -> bool {
+    pub fn push(&mut self, head: &[u8], slot: usize, len: usize, dst: Remote, net: u16) -> bool {
         self.push_part(head, slot, HEADROOM, len, dst, net)
     }
 
@@ -415,7 +415,7 @@ impl SendBatch {
         slot: usize,
         start: usize,
         len: usize,
-        dst: IpAddr,
+        dst: Remote,
         net: u16,
     ) -> bool {
         let (Ok(slot16), Ok(start32), Ok(len32), Ok(head8)) = (
@@ -456,8 +456,8 @@ impl SendBatch {
         &mut self,
         sock: &impl DatagramSocket,
         capture: &WorkerCapture,
-        mut on_error: impl FnMut(u16, IpAddr, &io::Error),
-        mut on_sent: impl FnMut(u16, IpAddr, u64),
+        mut on_error: impl FnMut(u16, Remote, &io::Error),
+        mut on_sent: impl FnMut(u16, Remote, u64),
     ) -> Flushed {
         let mut msgs = [SendMsg {
             head: &[],
@@ -469,13 +469,13 @@ impl SendBatch {
             msgs[i] = SendMsg {
                 head: &self.heads[i][..usize::from(q.head_len)],
                 body: &self.frames[start..start + q.len as usize],
-                dst: q.dst.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                dst: q.dst.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), Remote::ip),
             };
         }
         let (queued, outer) = (&self.queued, self.outer);
         let mut on_error = |i: usize, e: &io::Error| {
-            if let Some(q) = queued.get(i) {
-                on_error(q.net, q.dst.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), e);
+            if let Some((q, dst)) = queued.get(i).and_then(|q| Some((q, q.dst?))) {
+                on_error(q.net, dst, e);
             }
         };
         let out = send_all(
@@ -485,13 +485,9 @@ impl SendBatch {
             |i| queued.get(i).is_some_and(|q| q.own),
             &mut on_error,
             &mut |i| {
-                if let Some(q) = queued.get(i) {
+                if let Some((q, dst)) = queued.get(i).and_then(|q| Some((q, q.dst?))) {
                     let inner = (usize::from(q.head_len) + q.len as usize).saturating_sub(outer);
-                    on_sent(
-                        q.net,
-                        q.dst.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-                        inner as u64,
-                    );
+                    on_sent(q.net, dst, inner as u64);
                 }
             },
         );
@@ -518,11 +514,11 @@ mod tests {
             assert_eq!(i, k);
             s[HEADROOM] = k as u8;
             b.commit_slot();
-            assert!(b.push(&head, i, 1, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 0));
+            assert!(b.push(&head, i, 1, Remote::v4(Ipv4Addr::new(192, 0, 2, 1)), 0));
         }
         assert!(!b.has_free_slot());
         assert!(!b.has_room());
-        assert!(!b.push(&head, 0, 1, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 0));
+        assert!(!b.push(&head, 0, 1, Remote::v4(Ipv4Addr::new(192, 0, 2, 1)), 0));
         assert_eq!(b.len(), MAX_BATCH);
         // A flush in the middle of a frame's copies must not hand its slot out again.
         let raw = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -531,7 +527,7 @@ mod tests {
             &head,
             MAX_BATCH - 1,
             1,
-            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            Remote::v4(Ipv4Addr::new(192, 0, 2, 1)),
             0
         ));
         assert!(!b.has_free_slot(), "the last slot is still referenced");
@@ -542,14 +538,14 @@ mod tests {
     fn push_refuses_out_of_range() {
         let mut b = SendBatch::new();
         let head = [0u8; OVERHEAD];
-        assert!(!b.push(&head, MAX_BATCH, 1, IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
-        assert!(!b.push(&head, 0, SLOT, IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
+        assert!(!b.push(&head, MAX_BATCH, 1, Remote::v4(Ipv4Addr::LOCALHOST), 0));
+        assert!(!b.push(&head, 0, SLOT, Remote::v4(Ipv4Addr::LOCALHOST), 0));
         assert!(!b.push_part(
             &[0u8; MAX_HEAD + 1],
             0,
             0,
             1,
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Remote::v4(Ipv4Addr::LOCALHOST),
             0
         ));
         assert!(b.is_empty());
@@ -558,7 +554,7 @@ mod tests {
             0,
             SLOT - 1,
             1,
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Remote::v4(Ipv4Addr::LOCALHOST),
             0
         ));
     }

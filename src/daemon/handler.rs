@@ -789,8 +789,8 @@ mod tests {
         h.board.ensure_networks(2);
         let t = h.board.traffic(0);
         let net43 = h.core.net_by_vni(Vni::new(43).unwrap()).unwrap();
-        t.tunnel_rx(net43, PEER, 2, 200);
-        t.tunnel_tx(net43, PEER, 1, 100);
+        t.tunnel_rx(net43, PEER.into(), 2, 200);
+        t.tunnel_tx(net43, PEER.into(), 1, 100);
         t.device_tx(net43, 2, 200);
         t.dropped(net43, crate::core::DropReason::StormBroadcast);
         let st = answer(&h, Request::Stats).data;

@@ -562,7 +562,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
         }
         if let FromTunnel::Deliver { net, range } = v {
             let len = range.len() as u64;
-            self.rx.accepted.add(&self.traffic, net, src, 1, len);
+            self.rx.accepted.add(&self.traffic, net, outer.src, 1, len);
             let part = (i, range.start);
             let (batch, ctr) = (&self.rx.batch, &mut self.ctr);
             let framing = Framing::Ethernet;

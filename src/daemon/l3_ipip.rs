@@ -45,7 +45,8 @@ use crate::core::route::Routes;
 use crate::core::too_big::{self, TooBig};
 use crate::core::trace::{Headers, Origin, Outcome};
 use crate::core::{
-    Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, Out, Outer, Timestamp,
+    Core, CoreConfig, Counters, DropReason, FromDevice, FromTunnel, NetId, Out, Outer, Remote,
+    Timestamp,
 };
 use crate::error::Failure;
 use encap::{IpipConfig, Vni};
@@ -333,9 +334,9 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
         }
         if let FromTunnel::Deliver { range, .. } = v {
             // The source checked is the outer header's (the socket's address is the same).
-            let src = packet
-                .get(12..16)
-                .map_or(outer.src.ip(), |b| IpAddr::from([b[0], b[1], b[2], b[3]]));
+            let src = packet.get(12..16).map_or(outer.src, |b| {
+                Remote::v4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+            });
             let len = range.len() as u64;
             self.rx
                 .accepted
@@ -466,7 +467,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
                     FromDevice::Tunnel => {
                         let dst = self.out.remotes.as_slice()[0];
                         match self.enc.encapsulate(slot, OVERHEAD, n, Vni::ZERO, dst) {
-                            Ok(range) => self.queue.push(i, range, dst.ip()),
+                            Ok(range) => self.queue.push(i, range, dst),
                             Err(DropReason::TooBig) => {
                                 // Below the tunnel MTU, above the path's: answered with DF,
                                 // else dropped (the kernel cuts IPIP's inner packets only
@@ -515,7 +516,7 @@ impl<D: DeviceQueue, S: DatagramSocket> IpipWorker<D, S> {
         let traffic = self.dev[0].traffic();
         self.queue
             .flush(&self.reader, self.rx.sock(), &self.capture, &mut self.ctr, traffic, |dst, e| {
-                learner.on_send_error(dst, e);
+                learner.on_send_error(dst.ip(), e);
                 // Unreachable, ENOBUFS, EMSGSIZE (a path MTU below ours), a full buffer: this
                 // packet is lost, the loop goes on.
                 if let Some(held) = log.check(now) {

@@ -15,7 +15,7 @@ use super::batch::{send_all, send_drop_reason};
 use super::capture::WorkerCapture;
 use super::io::{DatagramSocket, DeviceQueue};
 use super::stats::Traffic;
-use crate::core::{Counters, NetId};
+use crate::core::{Counters, NetId, Remote};
 use crate::sys::{MAX_BATCH, SendMsg};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
@@ -106,7 +106,7 @@ impl TunReader {
 struct Queued {
     slot: usize,
     range: Range<usize>,
-    dst: IpAddr,
+    dst: Remote,
 }
 
 /// Encapsulated packets (in [`TunReader`] slots) queued for the tunnel socket.
@@ -130,7 +130,7 @@ impl TunnelQueue {
     }
 
     /// Queues `slot[range]` to `dst`.
-    pub fn push(&mut self, slot: usize, range: Range<usize>, dst: IpAddr) {
+    pub fn push(&mut self, slot: usize, range: Range<usize>, dst: Remote) {
         // Never more than one entry per slot, and the capacity is every slot: no allocation.
         self.queued.push(Queued { slot, range, dst });
     }
@@ -146,7 +146,7 @@ impl TunnelQueue {
         capture: &WorkerCapture,
         ctr: &mut Counters,
         traffic: &Traffic,
-        mut on_error: impl FnMut(IpAddr, &io::Error),
+        mut on_error: impl FnMut(Remote, &io::Error),
     ) {
         let mut msgs = [SendMsg {
             head: &[],
@@ -158,7 +158,7 @@ impl TunnelQueue {
                 *m = SendMsg {
                     head: &[],
                     body: &reader.slot(q.slot)[q.range.clone()],
-                    dst: q.dst,
+                    dst: q.dst.ip(),
                 };
             }
             let mut bytes = 0;

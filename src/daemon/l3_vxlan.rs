@@ -332,7 +332,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         if matches!(v, FromTunnel::Consumed | FromTunnel::Deliver { .. }) {
             self.rx
                 .accepted
-                .add(self.tun[0].traffic(), NET, src, 1, inner);
+                .add(self.tun[0].traffic(), NET, outer.src, 1, inner);
         }
         if let FromTunnel::Deliver { range, .. } = v {
             let part = (i, range.start);

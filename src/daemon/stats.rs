@@ -12,7 +12,7 @@
 //! ([`StatsBoard::ensure_networks`], for the networks there are, and again before networks
 //! are added at run time), the per-peer rows are a fixed table of [`PEER_ROWS`] per worker.
 
-use crate::core::{Counters, DropReason, NetId, NetTraffic, PeerTraffic, Timestamp};
+use crate::core::{Counters, DropReason, NetId, NetTraffic, PeerTraffic, Remote, Timestamp};
 use crossbeam_utils::CachePadded;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -140,20 +140,11 @@ fn load_peer(c: &PeerCell) -> PeerTraffic {
 /// Set in the key of an IPv6 remote's row.
 const PEER_V6: u64 = 1 << 49;
 
-/// A (network, remote) row's key, never 0 (0 marks a free slot), and for an IPv6 remote its
-/// address (the key then holds a fold of it, and the row the whole address beside the key).
-/// An IPv4 remote is the key alone, as compact as before IPv6.
+/// The key of network `net`'s rows: never 0 (0 marks a free slot); an IPv4 remote's row key is
+/// this and its address, as compact as before IPv6.
 #[inline]
-fn peer_key(net: NetId, remote: IpAddr) -> (u64, u128) {
-    let base = 1 << 48 | u64::from(net.0) << 32;
-    match remote {
-        IpAddr::V4(a) => (base | u64::from(u32::from(a)), 0),
-        IpAddr::V6(a) => {
-            let bits = u128::from(a);
-            let fold = (bits as u64) ^ (bits >> 64) as u64;
-            (base | PEER_V6 | (fold ^ fold >> 32) & 0xffff_ffff, bits)
-        }
-    }
+fn net_key(net: NetId) -> u64 {
+    1 << 48 | u64::from(net.0) << 32
 }
 
 /// Where a row's lookup starts. A multiplicative (Fibonacci) hash written here rather than a
@@ -169,7 +160,7 @@ pub struct Traffic {
     /// Per-network cells in chunks of [`NET_CHUNK`], allocated by
     /// [`Traffic::ensure_networks`] (never on the packet path).
     nets: Box<[OnceLock<Box<[NetCell]>>]>,
-    /// Row keys ([`peer_key`]; 0: free), published with release ordering once the row's
+    /// Row keys ([`net_key`] and the IPv4 address, or a fold of the IPv6 one; 0: free), published with release ordering once the row's
     /// cells (zero) are there.
     keys: Box<[AtomicU64]>,
     /// The IPv6 address of a row whose key has [`PEER_V6`] (high and low halves), written
@@ -248,10 +239,30 @@ impl Traffic {
     }
 
     /// The row of `remote` in network `net`: found, or taken now if the table has room near
-    /// its home; else the overflow.
+    /// its home; else the overflow. An IPv4 remote's row is found by its key alone, in line;
+    /// an IPv6 one's key holds a fold of the address, the row the whole address beside it.
     #[inline]
-    fn peer(&self, net: NetId, remote: IpAddr) -> &PeerCell {
-        let (key, v6) = peer_key(net, remote);
+    fn peer(&self, net: NetId, remote: Remote) -> &PeerCell {
+        match remote.as_v4() {
+            Some(a) => self.row(net_key(net) | u64::from(a.to_bits()), 0),
+            None => self.peer6(net, remote),
+        }
+    }
+
+    /// [`Traffic::peer`] of an IPv6 remote, out of line so that the IPv4 path stays small.
+    #[inline(never)]
+    fn peer6(&self, net: NetId, remote: Remote) -> &PeerCell {
+        let bits = remote.as_v6().map_or(0, u128::from);
+        let fold = (bits as u64) ^ (bits >> 64) as u64;
+        self.row(
+            net_key(net) | PEER_V6 | (fold ^ fold >> 32) & 0xffff_ffff,
+            bits,
+        )
+    }
+
+    /// The row with key `key` (and, with [`PEER_V6`] in the key, IPv6 address `v6`).
+    #[inline(always)]
+    fn row(&self, key: u64, v6: u128) -> &PeerCell {
         let home = peer_home(key);
         for k in 0..PEER_PROBES {
             let s = (home + k) % PEER_ROWS;
@@ -261,8 +272,10 @@ impl Traffic {
                 }
                 0 => {
                     // Only this worker's thread writes: no other writer can take the slot.
-                    self.v6[s][0].store((v6 >> 64) as u64, Ordering::Relaxed);
-                    self.v6[s][1].store(v6 as u64, Ordering::Relaxed);
+                    if key & PEER_V6 != 0 {
+                        self.v6[s][0].store((v6 >> 64) as u64, Ordering::Relaxed);
+                        self.v6[s][1].store(v6 as u64, Ordering::Relaxed);
+                    }
                     self.keys[s].store(key, Ordering::Release);
                     bump_usize(&self.rows);
                     return &self.peers[s];
@@ -276,7 +289,7 @@ impl Traffic {
     /// A packet of `bytes` inner bytes from `remote` accepted into network `net` (`pkts`: the
     /// segments a merged one stands for).
     #[inline]
-    pub fn tunnel_rx(&self, net: NetId, remote: IpAddr, pkts: u64, bytes: u64) {
+    pub fn tunnel_rx(&self, net: NetId, remote: Remote, pkts: u64, bytes: u64) {
         self.net(net, RX_TUNNEL, pkts, bytes);
         let p = self.peer(net, remote);
         bump(&p[RX_TUNNEL], pkts);
@@ -285,7 +298,7 @@ impl Traffic {
 
     /// `pkts` packets of network `net` sent to `remote`, `bytes` inner bytes in all.
     #[inline]
-    pub fn tunnel_tx(&self, net: NetId, remote: IpAddr, pkts: u64, bytes: u64) {
+    pub fn tunnel_tx(&self, net: NetId, remote: Remote, pkts: u64, bytes: u64) {
         self.net(net, TX_TUNNEL, pkts, bytes);
         let p = self.peer(net, remote);
         bump(&p[TX_TUNNEL], pkts);
@@ -368,7 +381,7 @@ impl Traffic {
 /// of every receive batch, before the worker publishes anything.
 #[derive(Debug, Default)]
 pub struct RxRun {
-    at: Option<(NetId, IpAddr)>,
+    at: Option<(NetId, Remote)>,
     pkts: u64,
     bytes: u64,
 }
@@ -376,7 +389,7 @@ pub struct RxRun {
 impl RxRun {
     /// `pkts` packets of `bytes` inner bytes from `remote` accepted into `net`.
     #[inline]
-    pub fn add(&mut self, t: &Traffic, net: NetId, remote: IpAddr, pkts: u64, bytes: u64) {
+    pub fn add(&mut self, t: &Traffic, net: NetId, remote: Remote, pkts: u64, bytes: u64) {
         if self.at != Some((net, remote)) {
             self.flush(t);
             self.at = Some((net, remote));
@@ -468,8 +481,8 @@ mod tests {
         Counters::from_array(&std::array::from_fn(|i| k * 100 + i as u64))
     }
 
-    const A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
-    const B: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3));
+    const A: Remote = Remote::v4(Ipv4Addr::new(192, 0, 2, 2));
+    const B: Remote = Remote::v4(Ipv4Addr::new(192, 0, 2, 3));
 
     #[test]
     fn a_run_counts_what_each_packet_would_have() {
@@ -579,9 +592,9 @@ mod tests {
         assert_eq!(
             rows,
             vec![
-                (NetId(0), A, rx(3, 400)),
-                (NetId(1), A, tx(3, 30)),
-                (NetId(1), B, tx(1, 10)),
+                (NetId(0), A.ip(), rx(3, 400)),
+                (NetId(1), A.ip(), tx(3, 30)),
+                (NetId(1), B.ip(), tx(1, 10)),
             ]
         );
         assert!(overflow.is_zero());
@@ -613,6 +626,33 @@ mod tests {
         assert_eq!(last.0.tx_device, 1);
     }
 
+    /// IPv6 remotes whose keys fold to the same bits keep rows of their own, as does an IPv4
+    /// remote whose address is that fold.
+    #[test]
+    fn ipv6_rows_are_told_apart_by_their_whole_address() {
+        let b = StatsBoard::new(1);
+        b.ensure_networks(1);
+        let t = b.traffic(0);
+        let a: Ipv6Addr = "2001:db8::1:2".parse().unwrap();
+        // The same change in both halves leaves the fold of the halves as it is.
+        let x = 0x0000_0005_0000_0000_u128;
+        let c = Ipv6Addr::from(u128::from(a) ^ (x << 64 | x));
+        let bits = u128::from(a);
+        let fold = (bits as u64) ^ (bits >> 64) as u64;
+        let v4 = Ipv4Addr::from(((fold ^ fold >> 32) & 0xffff_ffff) as u32);
+        for (remote, n) in [(Remote::v6(a), 1), (Remote::v6(c), 2), (Remote::v4(v4), 3)] {
+            for _ in 0..n {
+                t.tunnel_rx(NetId(0), remote, 1, 10);
+            }
+        }
+        let mut got: Vec<(IpAddr, u64)> =
+            b.peers().0.iter().map(|r| (r.1, r.2.rx_tunnel)).collect();
+        got.sort();
+        let mut want = vec![(IpAddr::V6(a), 1), (IpAddr::V6(c), 2), (IpAddr::V4(v4), 3)];
+        want.sort();
+        assert_eq!(got, want);
+    }
+
     #[test]
     fn peer_rows_are_bounded_and_the_rest_overflows() {
         let b = StatsBoard::new(1);
@@ -636,7 +676,7 @@ mod tests {
         assert_eq!(b.networks(1)[0].0.rx_tunnel, u64::from(n));
         // A remote that has a row keeps counting there.
         let (net, known, before) = rows[0];
-        t.tunnel_tx(net, known, 1, 5);
+        t.tunnel_tx(net, known.into(), 1, 5);
         let (after, _) = b.peers();
         assert_eq!(after.len(), rows.len());
         assert_eq!(after[0].2.tx_tunnel, before.tx_tunnel + 1);

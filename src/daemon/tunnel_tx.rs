@@ -295,10 +295,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         let mut head = [0u8; HEADROOM];
         let outer = HEADROOM - range.start;
         head[..outer].copy_from_slice(&buf[range.start..HEADROOM]);
-        if !self
-            .txb
-            .push(&head[..outer], slot, len, dst.ip(), self.net.0)
-        {
+        if !self.txb.push(&head[..outer], slot, len, dst, self.net.0) {
             self.drop(ctr, DropReason::TunnelTxError);
         }
         None
@@ -431,7 +428,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
             slot,
             HEADROOM + payload.start,
             plen,
-            dst.ip(),
+            dst,
             self.net.0,
         ) {
             self.drop(ctr, DropReason::TunnelTxError);
@@ -556,7 +553,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
             // Inner bytes: each segment's inner headers and payload, not its VXLAN header.
             let bytes = (part.iter().map(|s| s.len()).sum::<usize>() - k * HEADER_LEN) as u64;
             ctr.tx_tunnel_bytes += bytes;
-            self.traffic.tunnel_tx(self.net, dst.ip(), k as u64, bytes);
+            self.traffic.tunnel_tx(self.net, dst, k as u64, bytes);
             sent += k;
         }
         ctr.tx_tunnel += sent as u64;
@@ -593,7 +590,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
                 let r = send_drop_reason(e);
                 ctr.drop(r);
                 traffic.dropped(NetId(net), r);
-                learner.on_send_error(dst, e);
+                learner.on_send_error(dst.ip(), e);
                 if let Some(held) = log.check(now) {
                     warn!(remote = %dst, error = %e, suppressed = held, "send to remote VTEP failed");
                 }
