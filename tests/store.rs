@@ -216,7 +216,8 @@ fn hosts_given_only_the_store_find_each_other_and_leave() {
 /// the store register under their IPv6 addresses, flood to each other, ping across (IPv4 and
 /// IPv6 overlay), and the MACs they announce and an operator's static entry reach the others'
 /// FDB with IPv6 remotes. A member of the other family (IPv4) is left out, counted as `skipped`
-/// and logged once; a static entry with an IPv4 remote is a bad value.
+/// and logged once; a static entry with an IPv4 remote is a bad value. Two L3 VXLAN hosts on
+/// the same underlay route to each other's advertised blocks through the store.
 #[test]
 fn an_ipv6_underlay_fabric_runs_on_the_store() {
     let t0 = std::time::Instant::now();
@@ -309,6 +310,35 @@ fn an_ipv6_underlay_fabric_runs_on_the_store() {
     let mut flood = peers(&d[0]).0;
     flood.sort();
     assert_eq!(flood, ["2001:db8::2", "2001:db8::3"]);
+
+    // L3 VXLAN on the same underlay (a port and a fabric of its own): hosts 1 and 2 route to
+    // each other's advertised block via its overlay address, its MAC behind its IPv6 address.
+    let l3: Vec<Daemon> = (1..=2)
+        .map(|n| {
+            let local = format!("2001:db8::{n}");
+            let (addr, block) = (format!("10.245.{n}.0/32"), format!("10.245.{n}.0/24"));
+            let mut args = vec![
+                "--mode", "l3", "--encap", "vxlan", "--vni", "1", "--dev", "vt1",
+            ];
+            args.extend_from_slice(&["--port", "4790", "--local", &local, "--threads", "1"]);
+            args.extend_from_slice(&["--address", &addr, "--advertise", &block]);
+            args.extend_from_slice(&["--store", &store, "--store-prefix", "/vtepd/l3"]);
+            Daemon::start(&ns[n - 1], &args)
+        })
+        .collect();
+    let want = [("10.245.2.0/24".to_owned(), "10.245.2.0".to_owned())];
+    let routed = wait_until(WAIT, || routes(&l3[0]) == want);
+    assert!(routed, "{:?} {}", routes(&l3[0]), l3[0].log_text());
+    let mac = l3[1].stats()["networks"][0]["mac"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(from_store(&l3[0], &mac, "2001:db8::2"), "{:?}", l3[0].fdb());
+    assert!(
+        ns[0].ping_within("10.245.2.0", WAIT),
+        "{}",
+        l3[1].log_text()
+    );
     eprintln!("store ipv6 underlay: {:.1} s", t0.elapsed().as_secs_f64());
 }
 
