@@ -679,13 +679,6 @@ impl DaemonConfig {
         }
         self.validate_mode()?;
         let store = self.store.settings().map_err(ConfigError)?;
-        if store.is_some() && self.local.is_ipv6() {
-            return err(format!(
-                "--local {}: --store registers IPv4 underlay addresses only; an IPv6 underlay \
-                 is configured by flags or the file",
-                self.local
-            ));
-        }
         if let Some(n) = self.networks.iter().find(|n| !n.advertise.is_empty()) {
             if self.tunnel == Tunnel::L2Vxlan {
                 return err(format!(
@@ -777,7 +770,7 @@ impl DaemonConfig {
     }
 
     /// Our underlay address where an IPv4 one is needed: IPIP's (which
-    /// [`DaemonConfig::validate`] refuses over IPv6) and the store's (likewise); for L3 VXLAN's
+    /// [`DaemonConfig::validate`] refuses over IPv6); for L3 VXLAN's
     /// overlay route checks, `UNSPECIFIED` over IPv6 (no IPv4 address of ours to keep out of
     /// a route).
     pub fn local_v4(&self) -> Ipv4Addr {
@@ -1415,6 +1408,12 @@ vni = 43
         let l3 = "local = \"2001:db8:1::1\"\nmode = \"l3\"\n[[network]]\ndev = \"v\"\nvni = 1\n\
                   address = \"10.0.0.1/24\"\npeers = [\"2001:db8:1::2\"]\n";
         assert!(DaemonConfig::from_toml(l3).is_ok());
+        // With a store too (its members then register IPv6 underlay addresses).
+        let store = "store = \"etcd=http://[2001:db8:1::fe]:2379\"\n";
+        for t in [text, l3] {
+            let c = DaemonConfig::from_toml(&format!("{store}{t}")).unwrap();
+            assert!(c.store.settings().unwrap().is_some());
+        }
     }
 
     #[test]
@@ -1740,6 +1739,11 @@ vni = 43
             (
                 "local = \"2001:db8::1\"\nmode = \"l3\"\nencap = \"ipip\"\n[[network]]\ndev=\"t\"\n",
                 "runs over an IPv4 underlay",
+            ),
+            (
+                "local = \"2001:db8::1\"\nmode = \"l3\"\nencap = \"ipip\"\n\
+                 store = \"etcd=http://192.0.2.10:2379\"\n[[network]]\ndev=\"t\"\n",
+                "--encap ipip runs over an IPv4 underlay",
             ),
             (
                 "local = \"ff02::1\"\n[[network]]\ndev=\"v\"\nvni=1\n",

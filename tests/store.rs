@@ -5,7 +5,8 @@
 //! withdrawn; what the store installed is not the operator's configuration and is marked as the
 //! store's; announced MACs and the addresses behind them answer ARP and ND before any traffic;
 //! faults
-//! (etcd down, leases lost, bad values, a watch behind a compaction) are survived and counted.
+//! (etcd down, leases lost, bad values, a watch behind a compaction) are survived and counted;
+//! a fabric over an IPv6 underlay registers and finds its members by their IPv6 addresses.
 //! Needs root (network namespaces) and etcd (scripts/setup.sh).
 
 mod daemon_support;
@@ -209,6 +210,136 @@ fn hosts_given_only_the_store_find_each_other_and_leave() {
     let st = d[0].stats();
     assert_eq!(st["store"]["state"], "connected", "{st}");
     assert_eq!(st["store"]["members"], 2, "{st}");
+}
+
+/// Over an IPv6 underlay (2001:db8::/64, etcd reached over IPv6 too): three L2 hosts given only
+/// the store register under their IPv6 addresses, flood to each other, ping across (IPv4 and
+/// IPv6 overlay), and the MACs they announce and an operator's static entry reach the others'
+/// FDB with IPv6 remotes. A member of the other family (IPv4) is left out, counted as `skipped`
+/// and logged once; a static entry with an IPv4 remote is a bad value. Two L3 VXLAN hosts on
+/// the same underlay route to each other's advertised blocks through the store.
+#[test]
+fn an_ipv6_underlay_fabric_runs_on_the_store() {
+    let t0 = std::time::Instant::now();
+    let sw = Switch::new(Some("2001:db8::fe/64"));
+    let etcd = Etcd::start(&sw.ns, "[2001:db8::fe]");
+    let store = format!("etcd={}", etcd.url);
+    let ns: Vec<Netns> = (1..=3)
+        .map(|n| sw.host(&format!("2001:db8::{n}/64")))
+        .collect();
+    let d: Vec<Daemon> = (1..=3)
+        .map(|n| {
+            let (local, address) = (format!("2001:db8::{n}"), format!("10.9.0.{n}/24"));
+            let mut args = vec!["--dev", "vx0", "--vni", "42", "--local", &local];
+            args.extend_from_slice(&["--address", &address, "--threads", "1", "--store", &store]);
+            args.extend_from_slice(&["--store-prefix", PREFIX, "--store-ttl", TTL, "--announce"]);
+            Daemon::start(&ns[n - 1], &args)
+        })
+        .collect();
+    wait_flood(&d[0], &["2001:db8::2", "2001:db8::3"]);
+    wait_flood(&d[1], &["2001:db8::1", "2001:db8::3"]);
+    wait_flood(&d[2], &["2001:db8::1", "2001:db8::2"]);
+    let mut keys = etcd.keys(&sw.ns, &format!("{PREFIX}/members/"));
+    keys.sort();
+    assert_eq!(
+        keys,
+        [1, 2, 3].map(|n| format!("{PREFIX}/members/42/2001:db8::{n}"))
+    );
+    assert!(ns[0].ping_within("10.9.0.2", WAIT), "{}", d[1].log_text());
+    assert!(ns[1].ping_within("10.9.0.3", WAIT), "{}", d[2].log_text());
+    for (n, h) in ns.iter().enumerate() {
+        h.enable_ipv6("vx0", &format!("fd00::9:{}/64", n + 1));
+    }
+    assert!(ns[2].ping_within("fd00::9:1", WAIT), "{}", d[0].log_text());
+    // Host 2's MAC (seen on its device by now) is announced from its IPv6 address.
+    let mac2 = ns[1].mac("vx0");
+    let from_store = |d: &Daemon, mac: &str, remote: &str| {
+        d.fdb().iter().any(|e| {
+            e["mac"] == mac && e["remote"] == remote && e["kind"] == "static" && e["store"] == true
+        })
+    };
+    let announced = wait_until(WAIT, || from_store(&d[0], &mac2, "2001:db8::2"));
+    assert!(announced, "{:?} {}", d[0].fdb(), d[1].log_text());
+
+    // A member of the other family: never a peer, counted once, logged once.
+    let counters = |d: &Daemon| store_stats(d)["counters"].clone();
+    let before = counters(&d[0]);
+    let key9 = format!("{PREFIX}/members/42/192.0.2.9");
+    etcd.put(
+        &sw.ns,
+        &key9,
+        br#"{"version":1,"underlay":"192.0.2.9","vni":42,"port":4789}"#,
+    );
+    let skipped = |d: &Daemon| counters(d)["skipped"].as_u64().unwrap();
+    let base = before["skipped"].as_u64().unwrap();
+    assert!(
+        wait_until(WAIT, || skipped(&d[0]) == base + 1),
+        "{}",
+        store_stats(&d[0])
+    );
+    // An operator's static entries: an IPv6 remote is installed everywhere, an IPv4 one is a
+    // bad value (one address family per network, as on the command line).
+    let bad_before = before["bad_values"].as_u64().unwrap();
+    let fdb_key = |m: u8| format!("{PREFIX}/fdb/42/02:00:00:00:00:{m:02x}");
+    etcd.put(
+        &sw.ns,
+        &fdb_key(0x99),
+        br#"{"version":1,"remote":"2001:db8::3"}"#,
+    );
+    etcd.put(
+        &sw.ns,
+        &fdb_key(0x98),
+        br#"{"version":1,"remote":"192.0.2.3"}"#,
+    );
+    let installed = wait_until(WAIT, || {
+        from_store(&d[0], "02:00:00:00:00:99", "2001:db8::3")
+            && counters(&d[0])["bad_values"].as_u64() == Some(bad_before + 1)
+    });
+    assert!(installed, "{:?} {}", d[0].fdb(), store_stats(&d[0]));
+    let text = d[0].ok(&["fdb", "show"]);
+    assert!(
+        text.contains("02:00:00:00:00:99 dev vx0 vni 42 dst 2001:db8::3 static (store)")
+            && !text.contains("02:00:00:00:00:98"),
+        "{text}"
+    );
+    // Those changes were rounds of their own: the member left out is still counted once.
+    assert_eq!(skipped(&d[0]), base + 1, "{}", store_stats(&d[0]));
+    let log = d[0].log_text();
+    let why = "192.0.2.9 is an IPv4 address but --local 2001:db8::1 is IPv6";
+    assert_eq!(log.matches(why).count(), 1, "{log}");
+    let mut flood = peers(&d[0]).0;
+    flood.sort();
+    assert_eq!(flood, ["2001:db8::2", "2001:db8::3"]);
+
+    // L3 VXLAN on the same underlay (a port and a fabric of its own): hosts 1 and 2 route to
+    // each other's advertised block via its overlay address, its MAC behind its IPv6 address.
+    let l3: Vec<Daemon> = (1..=2)
+        .map(|n| {
+            let local = format!("2001:db8::{n}");
+            let (addr, block) = (format!("10.245.{n}.0/32"), format!("10.245.{n}.0/24"));
+            let mut args = vec![
+                "--mode", "l3", "--encap", "vxlan", "--vni", "1", "--dev", "vt1",
+            ];
+            args.extend_from_slice(&["--port", "4790", "--local", &local, "--threads", "1"]);
+            args.extend_from_slice(&["--address", &addr, "--advertise", &block]);
+            args.extend_from_slice(&["--store", &store, "--store-prefix", "/vtepd/l3"]);
+            Daemon::start(&ns[n - 1], &args)
+        })
+        .collect();
+    let want = [("10.245.2.0/24".to_owned(), "10.245.2.0".to_owned())];
+    let routed = wait_until(WAIT, || routes(&l3[0]) == want);
+    assert!(routed, "{:?} {}", routes(&l3[0]), l3[0].log_text());
+    let mac = l3[1].stats()["networks"][0]["mac"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(from_store(&l3[0], &mac, "2001:db8::2"), "{:?}", l3[0].fdb());
+    assert!(
+        ns[0].ping_within("10.245.2.0", WAIT),
+        "{}",
+        l3[1].log_text()
+    );
+    eprintln!("store ipv6 underlay: {:.1} s", t0.elapsed().as_secs_f64());
 }
 
 /// `routes show --json` of `d`: (prefix, next hop) pairs.

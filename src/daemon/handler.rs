@@ -353,8 +353,7 @@ impl Handler {
                     remote: e.remote,
                     kind: kind(e.kind),
                     store: e.kind == EntryKind::Static
-                        && store.fdb.get(&(e.vni, e.mac)).map(|&r| IpAddr::from(r))
-                            == Some(e.remote),
+                        && store.fdb.get(&(e.vni, e.mac)) == Some(&e.remote),
                     age_secs: e.age.as_secs(),
                     // Rounded up: a frozen entry never shows 0 s left.
                     frozen_secs: e.frozen.map(|d| d.as_millis().div_ceil(1000) as u64),

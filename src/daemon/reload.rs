@@ -174,13 +174,7 @@ impl Reloader {
             n.fdb = fdb
                 .iter()
                 .filter(|e| e.vni == n.vni && e.kind == EntryKind::Static)
-                .filter(|e| {
-                    store
-                        .fdb
-                        .get(&(e.vni, e.mac))
-                        .map(|&r| std::net::IpAddr::from(r))
-                        != Some(e.remote)
-                })
+                .filter(|e| store.fdb.get(&(e.vni, e.mac)) != Some(&e.remote))
                 .map(|e| StaticFdb {
                     mac: e.mac,
                     remote: e.remote,

@@ -277,7 +277,8 @@ impl Pair {
 }
 
 /// An underlay switch: a namespace holding a bridge (`br0`, up) that hosts are plugged into,
-/// on 192.0.2.0/24; the switch itself may hold an address on it (a service the hosts reach).
+/// on 192.0.2.0/24 (or 2001:db8::/64); the switch itself may hold an address on it (a service
+/// the hosts reach).
 #[derive(Debug)]
 pub struct Switch {
     /// The switch's namespace.
@@ -286,14 +287,26 @@ pub struct Switch {
 }
 
 impl Switch {
-    /// A switch with `br0` up, holding `addr` (like `192.0.2.254/24`) if given.
+    /// A switch with `br0` up, holding `addr` (like `192.0.2.254/24`, or an IPv6 one with IPv6
+    /// on for `br0` and `lo` alone) if given.
     pub fn new(addr: Option<&str>) -> Switch {
         let ns = Netns::new("sw");
         ns.disable_ipv6();
         ns.ip(&["link", "add", "br0", "type", "bridge"]);
         ns.ip(&["link", "set", "br0", "up"]);
-        if let Some(a) = addr {
-            ns.ip(&["addr", "add", a, "dev", "br0"]);
+        match addr {
+            Some(a) if a.contains(':') => {
+                ns.enable_ipv6("br0", a);
+                // Its own clients reach it through `lo`.
+                must(
+                    ns.cmd("sysctl")
+                        .args(["-qw", "net.ipv6.conf.lo.disable_ipv6=0"]),
+                );
+            }
+            Some(a) => {
+                ns.ip(&["addr", "add", a, "dev", "br0"]);
+            }
+            None => {}
         }
         Switch {
             ns,
@@ -301,7 +314,8 @@ impl Switch {
         }
     }
 
-    /// A new host namespace (IPv6 off) whose `eth0` is plugged into the switch and holds `addr`.
+    /// A new host namespace (IPv6 off) whose `eth0` is plugged into the switch and holds `addr`
+    /// (an IPv6 one turns IPv6 on for `eth0` alone: [`Netns::enable_ipv6`]).
     pub fn host(&self, addr: &str) -> Netns {
         let h = Netns::new("h");
         h.disable_ipv6();
@@ -310,7 +324,11 @@ impl Switch {
             "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &h.name,
         ]);
         self.ns.ip(&["link", "set", &port, "master", "br0", "up"]);
-        h.ip(&["addr", "add", addr, "dev", "eth0"]);
+        if addr.contains(':') {
+            h.enable_ipv6("eth0", addr);
+        } else {
+            h.ip(&["addr", "add", addr, "dev", "eth0"]);
+        }
         h.ip(&["link", "set", "eth0", "up"]);
         h
     }

@@ -21,8 +21,8 @@ pub struct Etcd {
 }
 
 impl Etcd {
-    /// Starts etcd in `ns` on `addr` (an address `ns` holds) and waits (≤ 10 s) until it
-    /// answers.
+    /// Starts etcd in `ns` on `addr` (an address `ns` holds; an IPv6 one in brackets, as in a
+    /// URL) and waits (≤ 10 s) until it answers.
     pub fn start(ns: &Netns, addr: &str) -> Etcd {
         let dir = std::env::temp_dir().join(unique("etcd"));
         let mut e = Etcd {

@@ -435,7 +435,7 @@ impl StoreClient {
                 }
             },
             Ok(kind @ (KeyKind::Fdb(..) | KeyKind::Route(_))) => {
-                match Static::parse(key, kind, value, self.me.tunnel)? {
+                match Static::parse(key, kind, value, self.me.tunnel, self.me.underlay)? {
                     Ok(s) => Some((key.to_owned(), Entry::Static(s))),
                     Err(e) => {
                         bad(e);

@@ -4,7 +4,9 @@
 //!
 //! - `PREFIX/members/VNI/UNDERLAY`: one daemon's registration in one network, written by that
 //!   daemon under its lease (gone when the daemon leaves or its lease expires). IPIP has no
-//!   VNI: its registrations use 0. The value is a [`Member`] in JSON:
+//!   VNI: its registrations use 0. `UNDERLAY` is an IPv4 or (VXLAN over an IPv6 underlay) an
+//!   IPv6 address in its usual text (`PREFIX/members/42/2001:db8::1`: everything after the VNI
+//!   is the address). The value is a [`Member`] in JSON:
 //!   `{"version":1,"underlay":"192.0.2.1","vni":42,"port":4789}`, with `mac` (its MAC on the
 //!   network, L3 VXLAN), `address` and `address6` (its own IPv4 and IPv6 overlay addresses, L3
 //!   VXLAN), `prefixes` and `prefixes6` (the IPv4 and IPv6 overlay prefixes behind it, L3
@@ -24,13 +26,16 @@
 //!   the store's static FDB entries and routes: `{"version":1,"remote":"192.0.2.9"}` and
 //!   `{"version":1,"via":"192.0.2.9"}`. A route's CIDR may be IPv6 (`PREFIX/routes/fd00:9::/64`:
 //!   everything after `routes/` is the CIDR), its next hop then of the family the mode needs
-//!   ([`check_family`]). They win over what members register or announce.
+//!   ([`check_family`]); an FDB entry's remote is of the family of the reader's `--local`
+//!   (as on the command line: [`UnusableRemote::check`]). They win over what members register
+//!   or announce.
 //!
 //! Other keys under the prefix are not vtepd's and are left alone. A value that does not parse,
 //! names another network or address than its key, or has a `version` this vtepd does not know
 //! is a [`BadValue`]: skipped whole (never applied half-way), logged and counted.
 
 use crate::config::Tunnel;
+use crate::core::UnusableRemote;
 use crate::core::route::{Route, check_family, check_prefix, parse_prefix};
 use encap::{MacAddr, Vni};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -45,8 +50,8 @@ pub const VERSION: u32 = 1;
 pub struct Member {
     /// The layout version ([`VERSION`]).
     pub version: u32,
-    /// Its underlay address (where tunnel packets for it go).
-    pub underlay: Ipv4Addr,
+    /// Its underlay address (where tunnel packets for it go; IPv6 over an IPv6 underlay).
+    pub underlay: IpAddr,
     /// The network's VNI (0 for IPIP).
     pub vni: u32,
     /// Its VXLAN UDP port (0 for IPIP).
@@ -90,7 +95,7 @@ pub struct Announcement {
     #[serde(with = "mac_text::one")]
     pub mac: MacAddr,
     /// The announcing daemon's underlay address (where frames to the MAC go).
-    pub underlay: Ipv4Addr,
+    pub underlay: IpAddr,
     /// The IPv4 and IPv6 addresses seen behind the MAC (ARP/ND suppression bindings); absent
     /// in values written before there were any, read as none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -125,7 +130,7 @@ impl Announcement {
         if !a.mac.is_unicast() {
             return Err(bad("mac is not a unicast MAC address".into()));
         }
-        if let Some(why) = crate::core::UnusableRemote::of(a.underlay.into()) {
+        if let Some(why) = UnusableRemote::of(a.underlay) {
             return Err(bad(why.to_string()));
         }
         if let Some(ip) = a
@@ -143,24 +148,26 @@ impl Announcement {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Static {
     /// An FDB entry: (network, MAC) -> remote VTEP.
-    Fdb(Vni, MacAddr, Ipv4Addr),
+    Fdb(Vni, MacAddr, IpAddr),
     /// A route: prefix -> next hop.
     Route(IpNet, IpAddr),
 }
 
 impl Static {
     /// The static entry under `key` (its `kind` from [`classify`]) holding `value`, as a daemon
-    /// of mode `tunnel` reads it (a route's next hop must be of the family the mode needs);
-    /// `None` for a key that is not one.
+    /// of mode `tunnel` whose `--local` is `local` reads it (a route's next hop must be of the
+    /// family the mode needs, an FDB remote of the family of `local`); `None` for a key that
+    /// is not one.
     pub fn parse(
         key: &str,
         kind: KeyKind,
         value: &[u8],
         tunnel: Tunnel,
+        local: IpAddr,
     ) -> Option<Result<Static, BadValue>> {
         #[derive(Deserialize)]
         struct Value {
-            remote: Option<Ipv4Addr>,
+            remote: Option<IpAddr>,
             via: Option<IpAddr>,
         }
         let bad = |why: String| BadValue {
@@ -172,7 +179,12 @@ impl Static {
             let v: Value = serde_json::from_slice(value).map_err(|e| bad(e.to_string()))?;
             let (s, ip) = match (kind, v.remote, v.via) {
                 (KeyKind::Fdb(vni, mac), Some(r), _) if mac.is_unicast() => {
-                    (Static::Fdb(vni, mac, r), r.into())
+                    // Our own address is the one host the entry is not for: left out there.
+                    match UnusableRemote::check(local, r) {
+                        Ok(()) | Err(UnusableRemote::Own(_)) => {}
+                        Err(e) => return Err(bad(e.to_string())),
+                    }
+                    (Static::Fdb(vni, mac, r), r)
                 }
                 (KeyKind::Fdb(..), Some(_), _) => {
                     return Err(bad("not a unicast MAC address".into()));
@@ -188,7 +200,7 @@ impl Static {
                 (KeyKind::Fdb(..), None, _) => return Err(bad("no remote".into())),
                 _ => return Err(bad("no via".into())),
             };
-            match crate::core::UnusableRemote::of(ip) {
+            match UnusableRemote::of(ip) {
                 Some(why) => Err(bad(why.to_string())),
                 None => Ok(s),
             }
@@ -222,7 +234,7 @@ fn check_version(value: &[u8]) -> Result<(), String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
     /// A member's registration: its network and underlay address.
-    Member(Vni, Ipv4Addr),
+    Member(Vni, IpAddr),
     /// A MAC announcement: its network and MAC.
     Mac(Vni, MacAddr),
     /// An operator's static FDB entry: its network and MAC.
@@ -234,7 +246,7 @@ pub enum KeyKind {
 }
 
 /// The key of `underlay`'s registration in network `vni`.
-pub fn member_key(prefix: &str, vni: Vni, underlay: Ipv4Addr) -> String {
+pub fn member_key(prefix: &str, vni: Vni, underlay: IpAddr) -> String {
     format!("{prefix}/members/{}/{underlay}", vni.get())
 }
 
@@ -280,8 +292,8 @@ pub fn classify(prefix: &str, key: &str) -> Result<KeyKind, BadValue> {
         });
     }
     let ip = last
-        .parse::<Ipv4Addr>()
-        .map_err(|_| bad(format!("'{last}' is not an IPv4 address")))?;
+        .parse::<IpAddr>()
+        .map_err(|_| bad(format!("'{last}' is not an IP address")))?;
     Ok(KeyKind::Member(vni, ip))
 }
 
@@ -293,12 +305,7 @@ impl Member {
     }
 
     /// The registration stored under `key` (`vni`, `underlay` from [`classify`]) as `value`.
-    pub fn parse(
-        key: &str,
-        vni: Vni,
-        underlay: Ipv4Addr,
-        value: &[u8],
-    ) -> Result<Member, BadValue> {
+    pub fn parse(key: &str, vni: Vni, underlay: IpAddr, value: &[u8]) -> Result<Member, BadValue> {
         let bad = |why: String| BadValue {
             key: key.to_owned(),
             why,
@@ -311,7 +318,7 @@ impl Member {
                 m.vni, m.underlay
             )));
         }
-        if let Some(why) = crate::core::UnusableRemote::of(m.underlay.into()) {
+        if let Some(why) = UnusableRemote::of(m.underlay) {
             return Err(bad(why.to_string()));
         }
         if m.mac.is_some_and(|mac| !mac.is_unicast()) {
@@ -378,7 +385,7 @@ mod tests {
         Vni::new(v).unwrap()
     }
 
-    const A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 
     #[test]
     fn keys_name_the_network_and_the_host() {
@@ -516,33 +523,33 @@ mod tests {
         let (fk, rk) = (KeyKind::Fdb(vni(42), mac), KeyKind::Route(p.into()));
         let r = br#"{"version":1,"remote":"192.0.2.9"}"#;
         let v = br#"{"version":1,"via":"192.0.2.9"}"#;
-        let ip9 = Ipv4Addr::new(192, 0, 2, 9);
+        let ip9 = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
         let l3 = Tunnel::L3Ipip;
         assert_eq!(
-            Static::parse("k", fk, r, l3),
+            Static::parse("k", fk, r, l3, A),
             Some(Ok(Static::Fdb(vni(42), mac, ip9)))
         );
         assert_eq!(
-            Static::parse("k", rk, v, l3),
-            Some(Ok(Static::Route(p.into(), ip9.into())))
+            Static::parse("k", rk, v, l3, A),
+            Some(Ok(Static::Route(p.into(), ip9)))
         );
         assert!(
-            Static::parse("k", fk, v, l3)
+            Static::parse("k", fk, v, l3, A)
                 .unwrap()
                 .unwrap_err()
                 .why
                 .contains("no remote")
         );
         assert!(
-            Static::parse("k", rk, r, l3)
+            Static::parse("k", rk, r, l3, A)
                 .unwrap()
                 .unwrap_err()
                 .why
                 .contains("no via")
         );
         let lo = br#"{"version":1,"via":"127.0.0.1"}"#;
-        assert!(Static::parse("k", rk, lo, l3).unwrap().is_err());
-        assert_eq!(Static::parse("k", KeyKind::Other, r, l3), None);
+        assert!(Static::parse("k", rk, lo, l3, A).unwrap().is_err());
+        assert_eq!(Static::parse("k", KeyKind::Other, r, l3, A), None);
     }
 
     /// An IPv6 route key: its next hop of the family the reader's mode needs (IPIP: a node's
@@ -554,7 +561,7 @@ mod tests {
         let p4 = KeyKind::Route("10.244.9.0/24".parse().unwrap());
         let via4: &[u8] = br#"{"version":1,"via":"192.0.2.9"}"#;
         let via6: &[u8] = br#"{"version":1,"via":"fd00::9"}"#;
-        let parse = |kind, v: &[u8], t| Static::parse("k", kind, v, t).unwrap();
+        let parse = |kind, v: &[u8], t| Static::parse("k", kind, v, t, A).unwrap();
         let route =
             |s: &str, via: &str| Ok(Static::Route(s.parse().unwrap(), via.parse().unwrap()));
         assert_eq!(
@@ -576,6 +583,70 @@ mod tests {
         }
         let mc = br#"{"version":1,"via":"ff02::1"}"#;
         assert!(parse(p6, mc, Tunnel::L3Vxlan).is_err());
+    }
+
+    /// Over an IPv6 underlay: the key holds the address in its usual text and reads back
+    /// (everything after the VNI is the address), the values carry it as a string like an IPv4
+    /// one; a key naming another address than its value is refused as before.
+    #[test]
+    fn ipv6_underlay_keys_and_values_read_back() {
+        let six: IpAddr = "2001:db8::1".parse().unwrap();
+        let key = member_key("/vtepd/t", vni(42), six);
+        assert_eq!(key, "/vtepd/t/members/42/2001:db8::1");
+        assert_eq!(
+            classify("/vtepd/t", &key),
+            Ok(KeyKind::Member(vni(42), six))
+        );
+        let text = br#"{"version":1,"underlay":"2001:db8::1","vni":42,"port":4789}"#;
+        let m = Member::parse(&key, vni(42), six, text).unwrap();
+        assert_eq!(m.underlay, six);
+        assert_eq!(m.to_json().as_bytes(), text);
+        let e = Member::parse(&key, vni(42), A, text).unwrap_err();
+        assert!(e.why.contains("not the key's"), "{e}");
+        let mapped = br#"{"version":1,"underlay":"::ffff:192.0.2.1","vni":42,"port":4789}"#;
+        let m6: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        let e = Member::parse(&key, vni(42), m6, mapped).unwrap_err();
+        assert!(e.why.contains("IPv4-mapped"), "{e}");
+        let mac = MacAddr([2, 0x42, 0x0a, 0x2a, 1, 0x0a]);
+        let a = br#"{"version":1,"vni":42,"mac":"02:42:0a:2a:01:0a","underlay":"2001:db8::1"}"#;
+        let ann = Announcement::parse(&mac_key("/p", vni(42), mac), vni(42), mac, a).unwrap();
+        assert_eq!(ann.underlay, six);
+        assert_eq!(ann.to_json().as_bytes(), a);
+    }
+
+    /// A static FDB entry's remote is of the family of the reader's `--local`, as on the
+    /// command line: an IPv6 one over an IPv6 underlay; the other family is a bad value; the
+    /// reader's own address is left to the reader (the one host the entry is not for).
+    #[test]
+    fn static_fdb_remotes_take_the_family_of_local() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 9]);
+        let fk = KeyKind::Fdb(vni(42), mac);
+        let l6: IpAddr = "2001:db8::1".parse().unwrap();
+        let r6 = br#"{"version":1,"remote":"2001:db8::9"}"#;
+        let r4 = br#"{"version":1,"remote":"192.0.2.9"}"#;
+        let own6 = br#"{"version":1,"remote":"2001:db8::1"}"#;
+        let parse = |v: &[u8], local| Static::parse("k", fk, v, Tunnel::L2Vxlan, local).unwrap();
+        let fdb = |r: &str| Ok(Static::Fdb(vni(42), mac, r.parse().unwrap()));
+        assert_eq!(parse(r6, l6), fdb("2001:db8::9"));
+        assert_eq!(parse(own6, l6), fdb("2001:db8::1"));
+        assert_eq!(parse(r4, A), fdb("192.0.2.9"));
+        for (v, local, why) in [
+            (
+                &r4[..],
+                l6,
+                "192.0.2.9 is an IPv4 address but --local 2001:db8::1 is IPv6",
+            ),
+            (
+                &r6[..],
+                A,
+                "2001:db8::9 is an IPv6 address but --local 192.0.2.1 is IPv4",
+            ),
+        ] {
+            let e = parse(v, local).unwrap_err();
+            assert!(e.why.contains(why), "{e}");
+        }
+        let mc = br#"{"version":1,"remote":"ff02::1"}"#;
+        assert!(parse(mc, l6).unwrap_err().why.contains("multicast"));
     }
 
     /// A dual-stack member: `address6` and `prefixes6` read and write back; a vtepd that knows
@@ -634,11 +705,11 @@ mod tests {
             assert!(e.to_string().contains(why), "{}: {e}", String::from_utf8_lossy(value));
             assert!(!e.to_string().contains('\n'));
         }
-        let lo = member_key("/p", vni(1), Ipv4Addr::LOCALHOST);
+        let lo = member_key("/p", vni(1), Ipv4Addr::LOCALHOST.into());
         let e = Member::parse(
             &lo,
             vni(1),
-            Ipv4Addr::LOCALHOST,
+            Ipv4Addr::LOCALHOST.into(),
             br#"{"version":1,"underlay":"127.0.0.1","vni":1,"port":4789}"#,
         )
         .unwrap_err();

@@ -115,8 +115,7 @@ impl Installer {
             failed += 1;
         };
         for (vni, list) in &c.peers {
-            let ips: Vec<std::net::IpAddr> = list.iter().map(|&p| p.into()).collect();
-            match self.core.store_peers_set(*vni, &ips) {
+            match self.core.store_peers_set(*vni, list) {
                 Ok(_) => {
                     debug!(%vni, peers = list.len(), "store: flood list now {}", show(list));
                     have.peers.insert(*vni, list.clone());
@@ -213,7 +212,7 @@ pub fn me(cfg: &DaemonConfig) -> Me {
         own_prefixes.extend(n.advertise.iter().copied());
     }
     Me {
-        underlay: cfg.local_v4(),
+        underlay: cfg.local,
         port: cfg.port,
         tunnel: cfg.tunnel,
         vnis: cfg.networks.iter().map(|n| store_vni(cfg, n)).collect(),
@@ -230,7 +229,7 @@ pub fn registrations(cfg: &DaemonConfig, nets: &NetList) -> Vec<Member> {
             let l3vx = cfg.tunnel == Tunnel::L3Vxlan;
             let mut m = Member {
                 version: keys::VERSION,
-                underlay: cfg.local_v4(),
+                underlay: cfg.local,
                 vni: store_vni(cfg, n).get(),
                 port: if cfg.tunnel.is_vxlan() { cfg.port } else { 0 },
                 mac: nets
@@ -255,7 +254,7 @@ pub fn registrations(cfg: &DaemonConfig, nets: &NetList) -> Vec<Member> {
 }
 
 /// A flood list for a log line: at most a few addresses, then how many more.
-fn show(list: &[std::net::Ipv4Addr]) -> String {
+fn show(list: &[std::net::IpAddr]) -> String {
     const NAMED: usize = 8;
     let mut s = list
         .iter()

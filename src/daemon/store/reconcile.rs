@@ -6,7 +6,9 @@
 //! the same underlay address); in L3 VXLAN a route to each other member's prefixes through its
 //! overlay address of the prefix's family, that address bound to its MAC, and the MAC to its
 //! underlay address (flannel's way). A daemon whose device has no IPv6 address leaves the IPv6
-//! prefixes and routes out, as an L2 daemon leaves out every route. [`diff`] compares that with
+//! prefixes and routes out, as an L2 daemon leaves out every route. A network's underlay is one
+//! address family: a member or an announcement whose underlay address is not of our own's
+//! family can never be reached and is left out (a [`Skip`]). [`diff`] compares that with
 //! what the store installed before and lists the changes; the caller applies them through the
 //! control plane.
 
@@ -15,13 +17,13 @@ use crate::config::Tunnel;
 use encap::{MacAddr, Vni};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 /// This daemon, as far as the store's members concern it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Me {
-    /// Our underlay address (our own registrations are not peers).
-    pub underlay: Ipv4Addr,
+    /// Our underlay address (our own registrations are not peers; others of its family are).
+    pub underlay: IpAddr,
     /// Our VXLAN port: members with another one cannot be reached and are skipped.
     pub port: u16,
     /// The mode.
@@ -48,13 +50,25 @@ impl Me {
     fn takes(&self, p: &IpNet) -> bool {
         self.ipv6 || matches!(p, IpNet::V4(_))
     }
+
+    /// Why `underlay` can never be reached from us: it is not of our underlay's family (one
+    /// family per network, as on the command line).
+    fn unreachable(&self, underlay: IpAddr) -> Option<String> {
+        (underlay.is_ipv4() != self.underlay.is_ipv4()).then(|| {
+            crate::core::UnusableRemote::OtherFamily {
+                ip: underlay,
+                local: self.underlay,
+            }
+            .to_string()
+        })
+    }
 }
 
 /// What the store says this daemon should have installed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Desired {
     /// The store's flood list of each of our networks (every network listed, maybe empty).
-    pub peers: BTreeMap<Vni, Vec<Ipv4Addr>>,
+    pub peers: BTreeMap<Vni, Vec<IpAddr>>,
     /// Routes: overlay prefix -> next hop (IPIP: the node's underlay address; L3 VXLAN: its
     /// overlay address of the prefix's family).
     pub routes: BTreeMap<IpNet, IpAddr>,
@@ -62,14 +76,14 @@ pub struct Desired {
     /// (network, overlay address) -> MAC.
     pub neigh: BTreeMap<(Vni, IpAddr), MacAddr>,
     /// Static FDB entries (L3 VXLAN): (network, MAC) -> underlay address.
-    pub fdb: BTreeMap<(Vni, MacAddr), Ipv4Addr>,
+    pub fdb: BTreeMap<(Vni, MacAddr), IpAddr>,
 }
 
 /// A member (or part of one) left out, and why: logged and counted by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skip {
     /// The member.
-    pub underlay: Ipv4Addr,
+    pub underlay: IpAddr,
     /// Its network.
     pub vni: u32,
     /// Why (one line).
@@ -127,6 +141,10 @@ pub fn desired<'a>(
                 conflict,
             })
         };
+        if let Some(why) = me.unreachable(m.underlay) {
+            skip(why, false);
+            continue;
+        }
         if me.tunnel.is_vxlan() && m.port != me.port {
             skip(
                 format!("its port {} is not ours ({})", m.port, me.port),
@@ -140,7 +158,7 @@ pub fn desired<'a>(
         // The next hops of its IPv4 and its IPv6 prefixes.
         let (hop4, hop6): (IpAddr, Option<IpAddr>) = match me.tunnel {
             Tunnel::L2Vxlan => continue,
-            Tunnel::L3Ipip => (m.underlay.into(), Some(m.underlay.into())),
+            Tunnel::L3Ipip => (m.underlay, Some(m.underlay)),
             Tunnel::L3Vxlan => {
                 let (Some(address), Some(mac)) = (m.address, m.mac) else {
                     if !m.prefixes.is_empty() || !m.prefixes6.is_empty() {
@@ -201,14 +219,27 @@ fn announced<'a>(
     if me.tunnel != Tunnel::L2Vxlan {
         return;
     }
-    let mut sorted: Vec<&Announcement> = macs.into_iter().collect();
+    // Those of our networks; one from an underlay of the other family is left out before the
+    // conflicts are settled (it can win nothing: it cannot be reached).
+    let mut sorted: Vec<&Announcement> = Vec::new();
+    for a in macs {
+        if !Vni::new(a.vni).is_ok_and(|v| d.peers.contains_key(&v)) {
+            continue; // another network's
+        }
+        match me.unreachable(a.underlay) {
+            Some(why) => skips.push(Skip {
+                underlay: a.underlay,
+                vni: a.vni,
+                why: format!("MAC {}: {why}", a.mac),
+                conflict: false,
+            }),
+            None => sorted.push(a),
+        }
+    }
     sorted.sort_by_key(|a| (a.vni, a.mac, a.underlay));
     let mut winner: Option<(u32, MacAddr)> = None;
     for a in sorted.iter().copied() {
         let Ok(vni) = Vni::new(a.vni) else { continue };
-        if !d.peers.contains_key(&vni) {
-            continue; // another network's
-        }
         if winner == Some((a.vni, a.mac)) {
             skips.push(Skip {
                 underlay: a.underlay,
@@ -236,14 +267,11 @@ fn announced<'a>(
     // The addresses behind the MACs, for ARP and ND suppression: each to the MAC of the lowest
     // underlay address announcing it (ours included: then none), where that MAC's entry goes
     // to that address.
-    let mut bound: BTreeMap<(Vni, IpAddr), (Ipv4Addr, MacAddr)> = BTreeMap::new();
+    let mut bound: BTreeMap<(Vni, IpAddr), (IpAddr, MacAddr)> = BTreeMap::new();
     let mut ordered: Vec<&Announcement> = sorted;
     ordered.sort_by_key(|a| (a.underlay, a.mac));
     for a in ordered {
         let Ok(vni) = Vni::new(a.vni) else { continue };
-        if !d.peers.contains_key(&vni) {
-            continue;
-        }
         for ip in &a.ips {
             if let Some((u, m)) = bound.get(&(vni, *ip)) {
                 skips.push(Skip {
@@ -268,7 +296,7 @@ fn announced<'a>(
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changes {
     /// Networks whose store flood list is replaced, with the new list.
-    pub peers: Vec<(Vni, Vec<Ipv4Addr>)>,
+    pub peers: Vec<(Vni, Vec<IpAddr>)>,
     /// Routes removed.
     pub route_del: Vec<IpNet>,
     /// Routes added or changed.
@@ -280,7 +308,7 @@ pub struct Changes {
     /// FDB entries removed.
     pub fdb_del: Vec<(Vni, MacAddr)>,
     /// FDB entries added or changed.
-    pub fdb_set: Vec<((Vni, MacAddr), Ipv4Addr)>,
+    pub fdb_set: Vec<((Vni, MacAddr), IpAddr)>,
 }
 
 impl Changes {
@@ -339,9 +367,10 @@ pub fn diff(have: &Desired, want: &Desired) -> Changes {
 mod tests {
     use super::super::keys::{Announcement, Static, VERSION};
     use super::*;
+    use std::net::Ipv4Addr;
 
-    fn ip(n: u8) -> Ipv4Addr {
-        Ipv4Addr::new(192, 0, 2, n)
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, n))
     }
     fn vni(v: u32) -> Vni {
         Vni::new(v).unwrap()
@@ -412,10 +441,7 @@ mod tests {
         let (d, skips) = desired(&me(Tunnel::L3Ipip, &[0]), &[a, b], &[], &[]);
         assert_eq!(
             d.routes.into_iter().collect::<Vec<_>>(),
-            [
-                (net("10.244.3.0/26"), ip(3).into()),
-                (net("10.244.9.0/24"), ip(2).into())
-            ]
+            [(net("10.244.3.0/26"), ip(3)), (net("10.244.9.0/24"), ip(2))]
         );
         assert!(d.peers[&vni(0)].is_empty());
         let why: Vec<_> = skips.iter().map(|s| (s.underlay, s.conflict)).collect();
@@ -497,7 +523,7 @@ mod tests {
         };
         let statics = [
             Static::Fdb(vni(42), mac, ip(9)),
-            Static::Route(net("10.244.9.0/24"), ip(9).into()),
+            Static::Route(net("10.244.9.0/24"), ip(9)),
         ];
         let (d, skips) = desired(&me(Tunnel::L2Vxlan, &[42]), &[], &[ann], &statics);
         assert_eq!(d.fdb[&(vni(42), mac)], ip(9));
@@ -561,8 +587,8 @@ mod tests {
         a.prefixes6 = vec![net("fd00:244:2::/64")];
         let (d, skips) = desired(&me(Tunnel::L3Ipip, &[0]), &[a.clone()], &[], &[]);
         let want: Vec<(IpNet, IpAddr)> = vec![
-            (net("10.244.2.0/24"), ip(2).into()),
-            (net("fd00:244:2::/64"), ip(2).into()),
+            (net("10.244.2.0/24"), ip(2)),
+            (net("fd00:244:2::/64"), ip(2)),
         ];
         assert_eq!(d.routes.into_iter().collect::<Vec<_>>(), want);
         assert!(skips.is_empty(), "{skips:?}");
@@ -652,17 +678,96 @@ mod tests {
         assert!(d.routes.is_empty());
     }
 
+    /// Over an IPv6 underlay (one family per network): the other IPv6 members are the flood
+    /// list and, in L3 VXLAN, their MACs' remotes; a member or an announcement from an IPv4
+    /// underlay is left out (reported, not a conflict) before conflicts are settled, so that
+    /// it wins nothing (an IPv4 address sorts before every IPv6 one); and the other way round.
+    #[test]
+    fn members_of_the_other_family_are_left_out() {
+        let six = |n: u8| IpAddr::V6(format!("2001:db8::{n}").parse().unwrap());
+        let at = |u: IpAddr, vni: u32| Member {
+            underlay: u,
+            ..member(0, vni)
+        };
+        let me6 = |t: Tunnel, vnis: &[u32]| Me {
+            underlay: six(1),
+            ..me(t, vnis)
+        };
+        let ms = [
+            at(six(3), 42),
+            at(six(1), 42),
+            at(ip(4), 42),
+            at(six(2), 42),
+        ];
+        let (d, skips) = desired(&me6(Tunnel::L2Vxlan, &[42]), &ms, &[], &[]);
+        assert_eq!(d.peers[&vni(42)], [six(2), six(3)]);
+        assert_eq!(skips.len(), 1, "{skips:?}");
+        assert_eq!((skips[0].underlay, skips[0].conflict), (ip(4), false));
+        assert!(
+            skips[0]
+                .why
+                .contains("192.0.2.4 is an IPv4 address but --local 2001:db8::1 is IPv6"),
+            "{skips:?}"
+        );
+        let (d, skips) = desired(&me(Tunnel::L2Vxlan, &[42]), &ms, &[], &[]);
+        assert_eq!(d.peers[&vni(42)], [ip(4)]);
+        assert_eq!(skips.len(), 3, "{skips:?}");
+
+        let mac = MacAddr([2, 0, 0, 0, 0, 7]);
+        let ann = |u: IpAddr| Announcement {
+            version: VERSION,
+            vni: 42,
+            mac,
+            underlay: u,
+            ips: vec![Ipv4Addr::new(10, 9, 0, 7).into()],
+        };
+        let (d, skips) = desired(
+            &me6(Tunnel::L2Vxlan, &[42]),
+            &[],
+            &[ann(ip(2)), ann(six(3))],
+            &[],
+        );
+        assert_eq!(d.fdb[&(vni(42), mac)], six(3));
+        assert_eq!(d.neigh[&(vni(42), Ipv4Addr::new(10, 9, 0, 7).into())], mac);
+        assert_eq!(skips.len(), 1, "{skips:?}");
+        assert_eq!((skips[0].underlay, skips[0].conflict), (ip(2), false));
+        assert!(skips[0].why.contains("MAC 02:00:00:00:00:07"), "{skips:?}");
+
+        let mut m = at(six(2), 1);
+        m.mac = Some(mac);
+        m.address = Some(Ipv4Addr::new(10, 244, 2, 0));
+        m.prefixes = vec![net("10.244.2.0/24")];
+        let mut m4 = m.clone();
+        (m4.underlay, m4.address) = (ip(3), Some(Ipv4Addr::new(10, 244, 3, 0)));
+        let (d, skips) = desired(&me6(Tunnel::L3Vxlan, &[1]), &[m4, m], &[], &[]);
+        assert_eq!(d.peers[&vni(1)], [six(2)]);
+        assert_eq!(
+            d.fdb[&(vni(1), mac)],
+            six(2),
+            "the MAC goes to the IPv6 member"
+        );
+        assert_eq!(
+            d.routes[&net("10.244.2.0/24")],
+            Ipv4Addr::new(10, 244, 2, 0)
+        );
+        assert_eq!(skips.len(), 1, "{skips:?}");
+        assert!(
+            !skips[0].conflict && skips[0].underlay == ip(3),
+            "{skips:?}"
+        );
+    }
+
     /// A change of an IPv6 route's next hop is one set; a gone one one del.
     #[test]
     fn diff_takes_ipv6_routes() {
         let mut have = Desired::default();
-        have.routes.insert(net("fd00:1::/64"), ip(2).into());
-        have.routes.insert(net("fd00:2::/64"), ip(2).into());
+        have.routes.insert(net("fd00:1::/64"), ip(2));
+        have.routes.insert(net("fd00:2::/64"), ip(2));
         let mut want = have.clone();
-        want.routes.insert(net("fd00:1::/64"), ip(3).into());
+        want.routes.insert(net("fd00:1::/64"), ip(3));
         want.routes.remove(&net("fd00:2::/64"));
         let c = diff(&have, &want);
-        assert_eq!(c.route_set, [(net("fd00:1::/64"), ip(3).into())]);
+        assert_eq!(c.route_set, [(net("fd00:1::/64"), ip(3))]);
         assert_eq!(c.route_del, [net::<IpNet>("fd00:2::/64")]);
     }
 
@@ -671,24 +776,21 @@ mod tests {
         let mut have = Desired::default();
         have.peers.insert(vni(1), vec![ip(2), ip(3)]);
         have.peers.insert(vni(2), vec![ip(2)]);
-        have.routes.insert(net("10.0.1.0/24"), ip(2).into());
-        have.routes.insert(net("10.0.2.0/24"), ip(3).into());
+        have.routes.insert(net("10.0.1.0/24"), ip(2));
+        have.routes.insert(net("10.0.2.0/24"), ip(3));
         let mut want = have.clone();
         assert!(diff(&have, &want).is_empty());
         want.peers.insert(vni(1), vec![ip(3)]);
         want.routes.remove(&net("10.0.1.0/24"));
-        want.routes.insert(net("10.0.2.0/24"), ip(4).into());
-        want.routes.insert(net("10.0.3.0/24"), ip(4).into());
+        want.routes.insert(net("10.0.2.0/24"), ip(4));
+        want.routes.insert(net("10.0.3.0/24"), ip(4));
         want.peers.remove(&vni(2));
         let c = diff(&have, &want);
         assert_eq!(c.peers, [(vni(1), vec![ip(3)]), (vni(2), vec![])]);
         assert_eq!(c.route_del, [net::<IpNet>("10.0.1.0/24")]);
         assert_eq!(
             c.route_set,
-            [
-                (net("10.0.2.0/24"), ip(4).into()),
-                (net("10.0.3.0/24"), ip(4).into())
-            ]
+            [(net("10.0.2.0/24"), ip(4)), (net("10.0.3.0/24"), ip(4))]
         );
         assert!(c.neigh_del.is_empty() && c.fdb_set.is_empty());
     }

@@ -71,7 +71,8 @@ store_counters! {
     events,
     /// Values skipped as bad: not JSON, an unknown version, a key they do not match.
     bad_values,
-    /// Registrations (or their prefixes) left out: another port, or a conflict lost.
+    /// Registrations (or their prefixes) or announcements left out: another port or family,
+    /// or a conflict lost (each logged once).
     skipped,
     /// Times the store became unreachable (each is also one log line).
     unreachable,
