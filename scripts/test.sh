@@ -31,8 +31,13 @@ step "fuzz crate: fmt, clippy, the checked-in corpus replayed through every targ
     cargo clippy --locked --all-targets -- -D warnings
     cargo test --locked --lib
 )
-step "fuzz: every target for ${FUZZ_SECONDS:-10} s from its checked-in corpus (libFuzzer)"
-# Without AddressSanitizer (the targets are safe Rust): it builds in about 2 minutes here where
-# the sanitized build takes 6. `scripts/fuzz.sh 600` is the long run.
-FUZZ_SANITIZER=none scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
+# libFuzzer itself is not part of the default run: building the targets for it takes 5 minutes
+# here (and installing cargo-fuzz 2 more on a fresh machine), which would put the whole run over
+# its 20-minute budget.
+# FUZZ_SECONDS=N adds it (every target for N s, built without AddressSanitizer: the targets are
+# safe Rust); `scripts/fuzz.sh 600` is the long run.
+if [ -n "${FUZZ_SECONDS:-}" ]; then
+    step "fuzz: every target for $FUZZ_SECONDS s from its checked-in corpus (libFuzzer)"
+    FUZZ_SANITIZER=none scripts/fuzz.sh "$FUZZ_SECONDS"
+fi
 step "all checks passed"
