@@ -17,8 +17,9 @@ step "cargo build --release (lab binaries: vtepd, and the ceiling lab/bench.sh m
 cargo build --release --locked --bin vtepd --example ceiling
 step "cargo test"
 # Integration tests run the lab scripts against these release binaries.
+# Two test binaries at a time, two tests each (scripts/run-tests.sh says why).
 VTEPD_BIN="$PWD/target/release/vtepd" BENCH_CEILING_BIN="$PWD/target/release/examples/ceiling" \
-    cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
+    scripts/run-tests.sh
 step "fuzz crate: fmt, clippy, the checked-in corpus replayed through every target"
 # Without libFuzzer: building the targets with sanitizers takes about 6 minutes here, so CI runs
 # each target's body on its corpus (fuzz/README.md) and scripts/fuzz.sh does the fuzzing. In the

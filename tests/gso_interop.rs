@@ -23,9 +23,8 @@ use lab_util::{Lab, lab_available};
 use serde_json::Value;
 use transfer_support::{Ends, Payload, transfer};
 
-/// Payload bytes per transfer (about 1500 full-MSS segments: each capture is read by scapy,
-/// whose time grows with it).
-const LEN: u64 = 2 << 20;
+/// Payload bytes per transfer.
+const LEN: u64 = 8 << 20;
 /// The underlay MTU (veth default).
 const MTU: u64 = 1500;
 /// The bulk transfer: full-MSS segments (filling the MTU), large writes.
