@@ -573,6 +573,8 @@ pub struct DaemonConfig {
     pub tunnel: Tunnel,
     /// Dataplane worker threads.
     pub threads: usize,
+    /// Workers poll without sleeping (`--busy-poll`).
+    pub busy_poll: bool,
     /// Control socket path.
     pub control: PathBuf,
     /// How log lines are written.
@@ -950,6 +952,7 @@ impl DaemonConfig {
             ),
             encap: Some(if vxlan { "vxlan" } else { "ipip" }.into()),
             threads: Some(self.threads as u64),
+            busy_poll: self.busy_poll,
             control: Some(self.control.to_string_lossy().into_owned()),
             log_format: Some(
                 match self.log_format {
@@ -1039,6 +1042,8 @@ struct FileConfig {
     encap: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     threads: Option<u64>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    busy_poll: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     control: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1300,6 +1305,7 @@ impl FileConfig {
             allow_any_peer: self.allow_any_peer,
             tunnel,
             threads: threads.unwrap_or_else(default_threads),
+            busy_poll: self.busy_poll,
             control,
             log_format,
             metrics,
@@ -1378,6 +1384,24 @@ vni = 43
 
     fn toml_err(text: &str) -> String {
         DaemonConfig::from_toml(text).unwrap_err().0
+    }
+
+    /// `busy_poll` is off unless set, and `config show` writes it only when on.
+    #[test]
+    fn busy_poll_reads_back_and_is_shown_only_when_on() {
+        let text = "local = \"192.0.2.1\"\n[[network]]\ndev = \"v\"\nvni = 1\n";
+        let off = DaemonConfig::from_toml(text).unwrap();
+        assert!(!off.busy_poll);
+        assert!(!off.to_toml().unwrap().contains("busy_poll"));
+        let on = DaemonConfig::from_toml(&format!("busy_poll = true\n{text}")).unwrap();
+        assert!(on.busy_poll);
+        let shown = on.to_toml().unwrap();
+        assert!(shown.contains("busy_poll = true"), "{shown}");
+        assert_eq!(DaemonConfig::from_toml(&shown).unwrap(), on);
+        assert!(
+            toml_err(&format!("busy_poll = 1\n{text}"))
+                .contains("line 1: invalid type: integer `1`, expected a boolean")
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod l2_pair_support;
 
 use daemon_support::{Daemon, Pair};
 use flow_support::{assert_rows_sum_to_totals, n, traffic_sums_to_totals, workers};
-use l2_pair_support::{l2_daemon, two_daemons};
+use l2_pair_support::{l2_daemon, two_daemons, two_daemons_with};
 use std::time::Duration;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
@@ -86,6 +86,27 @@ fn one_thread_still_works_and_reports_one_worker() {
     let st = a.stats();
     assert_eq!(workers(&st).len(), 1, "{st}");
     assert_rows_sum_to_totals(&st);
+}
+
+/// `--busy-poll`: workers that never sleep still carry every flow, in order, and a SIGTERM
+/// still stops the daemon cleanly.
+#[test]
+fn busy_polling_workers_forward_every_flow_in_order() {
+    let (p, a, b) = two_daemons_with("2", &["--busy-poll"]);
+    let report = sequenced_flows(&p, 8, 200);
+    assert_eq!(n(&report, "reordered"), 0, "a flow was reordered: {report}");
+    assert_eq!(n(&report, "flows"), 8, "every flow arrived: {report}");
+    assert!(n(&report, "received") > 8 * 200 / 2, "{report}");
+    for mut d in [a, b] {
+        assert_rows_sum_to_totals(&d.stats());
+        d.signal("TERM");
+        let status = d.wait_exit(SECS(10));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{status:?}: {}",
+            d.log_text()
+        );
+    }
 }
 
 #[test]

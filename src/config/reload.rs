@@ -7,7 +7,7 @@
 //! routes (L3), and each network's learning, ageing, learned-entry cap, ARP suppression,
 //! MAC-move dampening and storm limits; `allow_any_peer` (VXLAN). Everything else needs a
 //! restart and refuses the whole reload, naming each setting: `local`, `mode`, `encap`,
-//! `threads`, `control`, `log_format`, `metrics`, `allow_any_peer` with IPIP, a network added or removed in
+//! `threads`, `busy_poll`, `control`, `log_format`, `metrics`, `allow_any_peer` with IPIP, a network added or removed in
 //! the L3 modes, a network renamed (its `dev`, or a device moved to another VNI), a network's
 //! `address`, `mtu` and outer-header policy (`ttl`, `tos`, `df`, `srcport`, `udp_csum`: every
 //! worker keeps header templates built from it; `udp6_zero_csum_rx`), and the UDP ports
@@ -224,6 +224,12 @@ pub fn plan(running: &DaemonConfig, new: &DaemonConfig) -> Result<Vec<Step>, Ref
     }
     if running.threads != new.threads {
         restart(format!("threads {} -> {}", running.threads, new.threads));
+    }
+    if running.busy_poll != new.busy_poll {
+        restart(format!(
+            "busy_poll {} -> {}",
+            running.busy_poll, new.busy_poll
+        ));
     }
     if running.control != new.control {
         restart(format!(
@@ -588,7 +594,7 @@ mod tests {
             .replace("192.0.2.1", "192.0.2.100")
             .replace(
                 "threads = 2",
-                "threads = 3\nport = 8472\nmetrics = \"127.0.0.1:9570\"",
+                "threads = 3\nport = 8472\nmetrics = \"127.0.0.1:9570\"\nbusy_poll = true",
             )
             .replace("/tmp/r.sock", "/tmp/s.sock")
             .replace("dev = \"v43\"", "dev = \"w43\"\nmtu = 1400\nttl = 9")
@@ -603,6 +609,7 @@ mod tests {
             "local 192.0.2.1 -> 192.0.2.100: needs a restart",
             "port 4789 -> 8472",
             "threads 2 -> 3",
+            "busy_poll false -> true",
             "control /tmp/r.sock -> /tmp/s.sock",
             "metrics none -> 127.0.0.1:9570",
             "network VNI 43 (dev v43): dev v43 -> w43",

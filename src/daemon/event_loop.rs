@@ -78,6 +78,9 @@ pub struct LoopContext {
     pub trace: Arc<TraceSessions>,
     /// The daemon's capture sessions (expired the same way).
     pub capture: Arc<CaptureSessions>,
+    /// Never sleep in the poller (`--busy-poll`): poll without waiting, giving the CPU up when
+    /// a poll finds nothing.
+    pub busy_poll: bool,
 }
 
 /// A dataplane registered with its own poller, ready to run on its thread.
@@ -128,8 +131,9 @@ impl<D: Dataplane> EventLoop<D> {
         let mut next_tick = start.add(TICK);
         let mut drops = DropReport::new(start);
         let (id, leader) = (self.cx.id, self.cx.id == 0);
+        let busy = self.cx.busy_poll;
         loop {
-            let timeout = if self.pending.contains(&true) {
+            let timeout = if busy || self.pending.contains(&true) {
                 Duration::ZERO
             } else {
                 next_tick.since(self.cx.clock.now())
@@ -139,6 +143,11 @@ impl<D: Dataplane> EventLoop<D> {
                     continue;
                 }
                 return Err(format!("worker {id}: poll failed: {e}"));
+            }
+            // Busy polling and nothing came: let whatever else wants this CPU run first (a
+            // thread that only spun would hold the CPU the next stage of the path needs).
+            if busy && events.is_empty() && !self.pending.contains(&true) {
+                std::thread::yield_now();
             }
             if self.cx.stop.load(Ordering::Acquire) {
                 self.cx.board.publish(id, self.dp.counters());
@@ -216,6 +225,8 @@ mod tests {
         ends: [UnixStream; 2],
         ctr: Counters,
         ticks: Arc<std::sync::atomic::AtomicU32>,
+        /// Rounds of the loop (it asks for changes once a round).
+        rounds: Arc<std::sync::atomic::AtomicU32>,
         fail_on: Option<u8>,
     }
 
@@ -248,6 +259,10 @@ mod tests {
         fn counters(&self) -> &Counters {
             &self.ctr
         }
+        fn changes_waiting(&self) -> bool {
+            self.rounds.fetch_add(1, Ordering::Relaxed);
+            false
+        }
     }
 
     fn pipes(fail_on: Option<u8>) -> (Pipes, [UnixStream; 2]) {
@@ -259,6 +274,7 @@ mod tests {
             ends: [a, b],
             ctr: Counters::default(),
             ticks: Arc::default(),
+            rounds: Arc::default(),
             fail_on,
         };
         (p, [a2, b2])
@@ -272,6 +288,7 @@ mod tests {
             stop: Arc::new(AtomicBool::new(false)),
             trace: Arc::default(),
             capture: Arc::default(),
+            busy_poll: false,
         }
     }
 
@@ -321,11 +338,14 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_idle_loop_sleeps_until_the_next_tick() {
+    /// An idle loop, sleeping or busy polling, for 2.5 s: (ticks, rounds).
+    fn idle_for_two_ticks(busy_poll: bool) -> (u32, u32) {
         let (dp, _ends) = pipes(None);
-        let ticks = Arc::clone(&dp.ticks);
-        let cx = context();
+        let (ticks, rounds) = (Arc::clone(&dp.ticks), Arc::clone(&dp.rounds));
+        let cx = LoopContext {
+            busy_poll,
+            ..context()
+        };
         let stop = Arc::clone(&cx.stop);
         let (lp, waker) = EventLoop::new(dp, cx).unwrap();
         let t = std::thread::spawn(move || lp.run());
@@ -333,8 +353,25 @@ mod tests {
         stop.store(true, Ordering::Release);
         waker.wake().unwrap();
         assert_eq!(t.join().unwrap(), Ok(()));
+        (
+            ticks.load(Ordering::Relaxed),
+            rounds.load(Ordering::Relaxed),
+        )
+    }
+
+    #[test]
+    fn an_idle_loop_sleeps_until_the_next_tick() {
+        let (ticks, rounds) = idle_for_two_ticks(false);
         // About one a second: some, and not one per (busy) round.
-        let n = ticks.load(Ordering::Relaxed);
-        assert!((1..=3).contains(&n), "{n} ticks in 2.5 s");
+        assert!((1..=3).contains(&ticks), "{ticks} ticks in 2.5 s");
+        assert!(rounds < 10, "{rounds} rounds in 2.5 s: it did not sleep");
+    }
+
+    #[test]
+    fn a_busy_polling_loop_never_sleeps_and_still_ticks_once_a_second() {
+        let (ticks, rounds) = idle_for_two_ticks(true);
+        assert!((1..=3).contains(&ticks), "{ticks} ticks in 2.5 s");
+        // A sleeping loop makes a round a tick; one poll and one yield take microseconds.
+        assert!(rounds > 1000, "{rounds} rounds in 2.5 s: it slept");
     }
 }

@@ -334,6 +334,7 @@ fn start<W: Dataplane + Send + 'static>(
             stop: Arc::clone(stop),
             trace: Arc::clone(&trace),
             capture: Arc::clone(&capture),
+            busy_poll: cfg.busy_poll,
         };
         let (lp, waker) = EventLoop::new(w, cx).map_err(|e| rt("cannot set up a worker", e))?;
         let name = format!("vtepd-{}-{id}", cfg.tunnel.name());

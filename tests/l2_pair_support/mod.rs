@@ -44,10 +44,16 @@ pub fn daemon_on_a(extra: &[&str]) -> (Pair, Daemon) {
 /// vtepd L2 on VNI 42 with `--threads threads` on both hosts; returns once A pings B through the
 /// tunnel (≤ 10 s).
 pub fn two_daemons(threads: &str) -> (Pair, Daemon, Daemon) {
+    two_daemons_with(threads, &[])
+}
+
+/// [`two_daemons`], both daemons also given the flags `extra`.
+pub fn two_daemons_with(threads: &str, extra: &[&str]) -> (Pair, Daemon, Daemon) {
     let p = Pair::new();
     p.a.disable_ipv6();
     p.b.disable_ipv6();
-    let flags = ["--vni", "42", "--threads", threads];
+    let mut flags = vec!["--vni", "42", "--threads", threads];
+    flags.extend_from_slice(extra);
     let a = l2_daemon(&p.a, 1, 2, &flags);
     let b = l2_daemon(&p.b, 2, 1, &flags);
     assert!(
