@@ -305,8 +305,8 @@ pub struct RunArgs {
 
     /// Workers never sleep: each polls its device queue and socket without waiting, and gives
     /// the CPU up (sched_yield) when a poll finds nothing. Saves the wake-ups of a round trip
-    /// (about half its time on the lab's VMs) for a busy CPU per worker even when idle, and
-    /// less throughput where the workers share their CPUs with the applications: for CPUs set
+    /// (0.4-0.8x the RTT on the lab's VMs) for a busy CPU per worker even when idle, and more
+    /// CPU per byte where the workers share their CPUs with the applications: for CPUs set
     /// aside for vtepd (see --threads).
     #[arg(long)]
     pub busy_poll: bool,
