@@ -480,23 +480,35 @@ lab_capture() {
     done
 }
 
-# lab_capture_stop NAME: stops capture NAME (SIGTERM: tcpdump writes out what it holds), waits
-# (bounded) until tcpdump has exited, and prints how many packets the kernel dropped from it.
+# lab_capture_stop NAME...: stops each capture NAME (SIGTERM: tcpdump writes out what it holds),
+# waits (bounded) until its tcpdump has exited, and prints how many packets the kernel dropped
+# from it, one line per NAME in order. Captures that end together are best stopped in one call:
+# the wait for a bulk capture's last block is then paid once.
 lab_capture_stop() {
-    local name=$1 pid log deadline=$((SECONDS + LAB_TIMEOUT))
-    pid=$(cat "$LAB_DIR/$name.tcpdump.pid") || return
-    log=$LAB_DIR/$name.tcpdump.log
+    local name pid log deadline=$((SECONDS + LAB_TIMEOUT))
     # A bulk capture's last block reaches tcpdump only when the kernel retires it, at most a
     # second (tcpdump's timeout) after its first packet; tcpdump stopped before that loses it.
-    [ ! -e "$LAB_DIR/$name.bulk" ] || sleep 1.5
-    kill -TERM "$pid" 2>/dev/null
-    while kill -0 "$pid" 2>/dev/null; do
-        [ "$SECONDS" -lt "$deadline" ] || lab_die "tcpdump of capture $name did not exit" || return
-        sleep 0.05
+    for name in "$@"; do
+        if [ -e "$LAB_DIR/$name.bulk" ]; then
+            sleep 1.5
+            break
+        fi
     done
-    rm -f "$LAB_DIR/$name.tcpdump.pid"
-    sed -n 's/^\([0-9]*\) packets\{0,1\} dropped by kernel$/\1/p' "$log" | grep . ||
-        lab_die "capture $name: tcpdump reported no statistics: $(cat "$log")"
+    for name in "$@"; do
+        pid=$(cat "$LAB_DIR/$name.tcpdump.pid") || return
+        kill -TERM "$pid" 2>/dev/null
+    done
+    for name in "$@"; do
+        pid=$(cat "$LAB_DIR/$name.tcpdump.pid") || return
+        log=$LAB_DIR/$name.tcpdump.log
+        while kill -0 "$pid" 2>/dev/null; do
+            [ "$SECONDS" -lt "$deadline" ] || lab_die "tcpdump of capture $name did not exit" || return
+            sleep 0.05
+        done
+        rm -f "$LAB_DIR/$name.tcpdump.pid"
+        sed -n 's/^\([0-9]*\) packets\{0,1\} dropped by kernel$/\1/p' "$log" | grep . ||
+            lab_die "capture $name: tcpdump reported no statistics: $(cat "$log")" || return
+    done
 }
 
 # lab_wire_port HOST: makes the underlay bridge's port toward HOST behave like a NIC without

@@ -63,13 +63,17 @@ fn captured_transfer(
     lab.sh_env(&bulk, &["capture", rx, "eth0", filter, "in"]);
     let ns = |pod: &str| format!("{}-{pod}", lab.prefix());
     let (sent, got) = transfer(Ends(&ns(from), &ns(to)), file, dst, port, mss, chunk);
-    let lost = |name: &str| {
-        let out = lab.sh(&["capture-stop", name]);
-        out.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("capture-stop printed {out:?}"))
+    // Both stopped in one call: the wait for a bulk capture's last block is paid once.
+    let out = lab.sh(&["capture-stop", "out", "in"]);
+    let counts: Vec<u64> = out
+        .lines()
+        .map(|l| l.trim().parse())
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|_| panic!("capture-stop printed {out:?}"));
+    let [out_lost, in_lost] = counts[..] else {
+        panic!("capture-stop printed {out:?}: not one count per capture");
     };
-    let lost = (lost("out"), lost("in"));
+    let lost = (out_lost, in_lost);
     assert_eq!(n(&sent, "bytes"), LEN, "{from} -> {to}, MSS {mss}: {sent}");
     assert_eq!(
         got, sent,
