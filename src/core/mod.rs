@@ -445,11 +445,13 @@ impl UnusableRemote {
         match UnusableRemote::of(ip) {
             Some(e) => Err(e),
             None if ip == local => Err(UnusableRemote::Own(ip)),
-            None if ip.is_ipv4() != local.is_ipv4() => {
-                Err(UnusableRemote::OtherFamily { ip, local })
-            }
-            None => Ok(()),
+            None => UnusableRemote::other_family(local, ip).map_or(Ok(()), Err),
         }
+    }
+
+    /// `ip` refused for not being of the family of `local` (one family per network).
+    pub fn other_family(local: IpAddr, ip: IpAddr) -> Option<UnusableRemote> {
+        (ip.is_ipv4() != local.is_ipv4()).then_some(UnusableRemote::OtherFamily { ip, local })
     }
 
     /// [`UnusableRemote::check`] of an IPv4 address by an IPv4 VTEP, as a bool: the per-packet

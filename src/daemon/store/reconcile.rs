@@ -54,13 +54,7 @@ impl Me {
     /// Why `underlay` can never be reached from us: it is not of our underlay's family (one
     /// family per network, as on the command line).
     fn unreachable(&self, underlay: IpAddr) -> Option<String> {
-        (underlay.is_ipv4() != self.underlay.is_ipv4()).then(|| {
-            crate::core::UnusableRemote::OtherFamily {
-                ip: underlay,
-                local: self.underlay,
-            }
-            .to_string()
-        })
+        crate::core::UnusableRemote::other_family(self.underlay, underlay).map(|e| e.to_string())
     }
 }
 
