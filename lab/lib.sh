@@ -485,7 +485,7 @@ lab_capture() {
 # from it, one line per NAME in order. Captures that end together are best stopped in one call:
 # the wait for a bulk capture's last block is then paid once.
 lab_capture_stop() {
-    local name pid log deadline=$((SECONDS + LAB_TIMEOUT))
+    local name pid log i pids=() deadline=$((SECONDS + LAB_TIMEOUT))
     # A bulk capture's last block reaches tcpdump only when the kernel retires it, at most a
     # second (tcpdump's timeout) after its first packet; tcpdump stopped before that loses it.
     for name in "$@"; do
@@ -496,10 +496,12 @@ lab_capture_stop() {
     done
     for name in "$@"; do
         pid=$(cat "$LAB_DIR/$name.tcpdump.pid") || return
+        pids+=("$pid")
         kill -TERM "$pid" 2>/dev/null
     done
+    i=0
     for name in "$@"; do
-        pid=$(cat "$LAB_DIR/$name.tcpdump.pid") || return
+        pid=${pids[i]} i=$((i + 1))
         log=$LAB_DIR/$name.tcpdump.log
         while kill -0 "$pid" 2>/dev/null; do
             [ "$SECONDS" -lt "$deadline" ] || lab_die "tcpdump of capture $name did not exit" || return
