@@ -22,7 +22,7 @@ const FIGURES: [&str; 7] = [
 const RATIOS: [&str; 6] = ["tcp1", "tcp4", "udp64", "rtt_p50", "rtt_p99", "cpu"];
 
 /// The ceiling (examples/ceiling.rs): `$BENCH_CEILING_BIN` (scripts/test.sh builds it with the
-/// release vtepd), else the one `cargo build --example ceiling` put next to this test's binary.
+/// vtepd the tests run), else the one `cargo build --example ceiling` put next to this test's binary.
 fn ceiling_bin() -> std::path::PathBuf {
     if let Some(bin) = std::env::var_os("BENCH_CEILING_BIN") {
         return bin.into();
