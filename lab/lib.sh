@@ -16,6 +16,8 @@
 #   LAB_IMPLS    per-host implementation list for `lab_fabric`, e.g. "vtepd vtepd kernel"
 #   LAB_VNI      VNI of the fabric (default 42)
 #   VTEPD_ARGS   extra `vtepd run` flags for every vtepd host of `lab_fabric` (word-split)
+#   LAB_UNDERLAY6=1  an IPv6 underlay: hosts' eth0 2001:db8::N/64 and etcd on 2001:db8::254 instead
+#                of 192.0.2.N/24 and 192.0.2.254 (IPv6 on only there; lab/store-fabric.sh --ipv6)
 #   QUIET=1      print nothing but failures
 #   LAB_TIMEOUT  seconds allowed for each bounded wait (default 10)
 #
@@ -39,6 +41,7 @@ VTEPD_BIN=${VTEPD_BIN:-$LAB_REPO/target/release/vtepd}
 LAB_PY=/usr/bin/python3 # Debian's python, the one with scapy
 LAB_POD_MTU=1450
 LAB_UNDERLAY_NET=192.0.2
+LAB_UNDERLAY6=${LAB_UNDERLAY6:-}
 
 # ---------------------------------------------------------------------------------------------
 # Output
@@ -59,7 +62,11 @@ lab_die() {
 # Full namespace name of a lab node: lab_ns h1 -> <prefix>-h1.
 lab_ns() { printf '%s-%s' "$LAB_PREFIX" "$1"; }
 # Underlay address of host hN.
-lab_host_ip() { printf '%s.%s' "$LAB_UNDERLAY_NET" "${1#h}"; }
+lab_host_ip() {
+    if [ -n "$LAB_UNDERLAY6" ]; then printf '2001:db8::%s' "${1#h}"; else printf '%s.%s' "$LAB_UNDERLAY_NET" "${1#h}"; fi
+}
+# Prefix length of the underlay's addresses.
+lab_underlay_plen() { if [ -n "$LAB_UNDERLAY6" ]; then echo 64; else echo 24; fi; }
 # Overlay address of pod M on host hN (without prefix length).
 lab_pod_ip() { printf '10.42.%s.%s' "${1#h}" $((9 + ${2#p})); }
 # MAC address of pod M on host hN.
@@ -95,8 +102,10 @@ lab_host() {
     hns=$(lab_ns "$name")
     lab_netns_add "$name" || return
     ip -n "$ul" link add "$name" type veth peer name eth0 netns "$hns" &&
-        ip -n "$ul" link set "$name" master br0 up &&
-        ip -n "$hns" addr add "$ip/24" dev eth0 &&
+        ip -n "$ul" link set "$name" master br0 up || lab_die "cannot attach $name to the underlay" || return
+    local v6=()
+    if [ -n "$LAB_UNDERLAY6" ]; then lab_ipv6_on "$name" eth0 && v6=(nodad) || return; fi
+    ip -n "$hns" addr add "$ip/$(lab_underlay_plen)" dev eth0 "${v6[@]}" &&
         ip -n "$hns" link set eth0 up || lab_die "cannot attach $name to the underlay" || return
     echo "$ip" >"$LAB_DIR/$name.ip"
 }
@@ -127,15 +136,21 @@ lab_pod() {
         ip -n "$pns" addr add "$cidr" dev eth0 || lab_die "cannot create pod $host$pod" || return
 }
 
-# lab_pod_ipv6 NODE CIDR: turns IPv6 on for a pod's eth0 (lab_netns_add turns it off) with address
-# CIDR and nothing else on the wire by itself: no link-local address, no duplicate address detection,
-# no router solicitations, and its MLD reports sent at once rather than spread over a second.
-lab_pod_ipv6() {
-    local c=net.ipv6.conf.eth0
+# lab_ipv6_on NAME DEV: turns IPv6 on for DEV in namespace NAME (lab_netns_add turns it off) with
+# nothing on the wire by itself: no link-local address, no router solicitations, and its MLD reports
+# sent at once rather than spread over a second. Add addresses with `nodad`.
+lab_ipv6_on() {
+    local c=net.ipv6.conf.$2
     ip netns exec "$(lab_ns "$1")" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 $c.disable_ipv6=1 \
         $c.router_solicitations=0 $c.addr_gen_mode=1 $c.mldv1_unsolicited_report_interval=1 \
         $c.mldv2_unsolicited_report_interval=1 >/dev/null &&
-        ip netns exec "$(lab_ns "$1")" sysctl -qw $c.disable_ipv6=0 >/dev/null &&
+        ip netns exec "$(lab_ns "$1")" sysctl -qw $c.disable_ipv6=0 >/dev/null ||
+        lab_die "cannot turn IPv6 on for $2 in $1"
+}
+
+# lab_pod_ipv6 NODE CIDR: IPv6 on for a pod's eth0 (lab_ipv6_on), with address CIDR.
+lab_pod_ipv6() {
+    lab_ipv6_on "$1" eth0 &&
         ip -n "$(lab_ns "$1")" -6 addr add "$2" dev eth0 nodad ||
         lab_die "cannot turn IPv6 on in $1" || return
 }
@@ -186,17 +201,23 @@ lab_vtepd() {
     ip -n "$hns" link set vtep0 master cni0 && ip -n "$hns" link set vtep0 up
 }
 
-# lab_etcd [ADDR]: an etcd server (Debian's etcd-server) in the underlay namespace, on ADDR (default
-# LAB_ETCD_IP, which br0 is given) port 2379, its data in the lab's state directory; waits until it
-# answers. Its client URL is lab_etcd_url. Stopped by lab_cleanup like the daemons (recorded PID).
-LAB_ETCD_IP=${LAB_UNDERLAY_NET}.254
-lab_etcd_url() { printf 'http://%s:2379' "$LAB_ETCD_IP"; }
+# lab_etcd: an etcd server (Debian's etcd-server) in the underlay namespace, on lab_etcd_ip (which
+# br0 is given) port 2379, its data in the lab's state directory; waits until it answers. Its client
+# URL is lab_etcd_url. Stopped by lab_cleanup like the daemons (recorded PID).
+lab_etcd_ip() {
+    if [ -n "$LAB_UNDERLAY6" ]; then echo 2001:db8::254; else echo "$LAB_UNDERLAY_NET.254"; fi
+}
+lab_etcd_url() {
+    if [ -n "$LAB_UNDERLAY6" ]; then printf 'http://[%s]:2379' "$(lab_etcd_ip)"; else printf 'http://%s:2379' "$(lab_etcd_ip)"; fi
+}
 lab_etcd() {
     local ul url peer=http://127.0.0.1:2380 deadline=$((SECONDS + LAB_TIMEOUT))
     ul=$(lab_ns ul)
     url=$(lab_etcd_url)
     command -v etcd >/dev/null || lab_die "etcd not found (scripts/setup.sh installs etcd-server)" || return
-    ip -n "$ul" addr add "$LAB_ETCD_IP/24" dev br0 || return
+    local v6=()
+    if [ -n "$LAB_UNDERLAY6" ]; then lab_ipv6_on ul br0 && v6=(nodad) || return; fi
+    ip -n "$ul" addr add "$(lab_etcd_ip)/$(lab_underlay_plen)" dev br0 "${v6[@]}" || return
     ip netns exec "$ul" etcd --name lab --data-dir "$LAB_DIR/etcd" --listen-client-urls "$url" \
         --advertise-client-urls "$url" --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
         --initial-cluster "lab=$peer" </dev/null >"$LAB_DIR/etcd.log" 2>&1 &

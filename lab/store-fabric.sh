@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# vtepd store-driven fabric: an etcd server on the underlay bridge (192.0.2.254) and hosts running
+# vtepd store-driven fabric: an etcd server on the underlay bridge (192.0.2.254, or 2001:db8::254 with
+# --ipv6) and hosts running
 # vtepd with only `--store` (no --peer): they find each other through etcd and their pods ping. Then a
 # fourth host joins and is reached without touching the others, host h2 dies (SIGKILL) and drops out
 # of the others' flood lists when its lease expires, and h4 leaves cleanly (its lease revoked). Each
 # step prints the flood lists (`vtepd peers show`) so you can watch hosts come and go.
 #
-# usage: sudo lab/store-fabric.sh [--quiet] [--keep]
+# usage: sudo lab/store-fabric.sh [--ipv6] [--quiet] [--keep]
+#   --ipv6    the underlay and the store over IPv6 (hosts 2001:db8::N): VXLAN over IPv6 between them
 #   --quiet   print nothing but failures (for tests); the exit status tells the result
 #   --keep    leave the lab up at the end to look around (prints how to remove it)
 # STORE_TTL (default 3) is the hosts' lease TTL in seconds. Runs scripts/setup.sh and builds vtepd
 # first (set VTEPD_BIN to use a built binary, LAB_SKIP_SETUP=1 to skip setup).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-lab_parse_args "$@"
+args=()
+for a in "$@"; do
+    if [ "$a" = --ipv6 ]; then LAB_UNDERLAY6=1; else args+=("$a"); fi
+done
+lab_parse_args "${args[@]}"
 lab_prepare
 lab_traps
 
