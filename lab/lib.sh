@@ -65,8 +65,15 @@ lab_ns() { printf '%s-%s' "$LAB_PREFIX" "$1"; }
 lab_host_ip() {
     if [ -n "$LAB_UNDERLAY6" ]; then printf '2001:db8::%s' "${1#h}"; else printf '%s.%s' "$LAB_UNDERLAY_NET" "${1#h}"; fi
 }
-# Prefix length of the underlay's addresses.
-lab_underlay_plen() { if [ -n "$LAB_UNDERLAY6" ]; then echo 64; else echo 24; fi; }
+# lab_underlay_addr NAME DEV IP: gives DEV in namespace NAME underlay address IP (/24, or /64 on an
+# IPv6 underlay: IPv6 turned on for DEV first, the address added without duplicate detection).
+lab_underlay_addr() {
+    if [ -z "$LAB_UNDERLAY6" ]; then
+        ip -n "$(lab_ns "$1")" addr add "$3/24" dev "$2"
+    else
+        lab_ipv6_on "$1" "$2" && ip -n "$(lab_ns "$1")" addr add "$3/64" dev "$2" nodad
+    fi
+}
 # Overlay address of pod M on host hN (without prefix length).
 lab_pod_ip() { printf '10.42.%s.%s' "${1#h}" $((9 + ${2#p})); }
 # MAC address of pod M on host hN.
@@ -102,10 +109,8 @@ lab_host() {
     hns=$(lab_ns "$name")
     lab_netns_add "$name" || return
     ip -n "$ul" link add "$name" type veth peer name eth0 netns "$hns" &&
-        ip -n "$ul" link set "$name" master br0 up || lab_die "cannot attach $name to the underlay" || return
-    local v6=()
-    if [ -n "$LAB_UNDERLAY6" ]; then lab_ipv6_on "$name" eth0 && v6=(nodad) || return; fi
-    ip -n "$hns" addr add "$ip/$(lab_underlay_plen)" dev eth0 "${v6[@]}" &&
+        ip -n "$ul" link set "$name" master br0 up &&
+        lab_underlay_addr "$name" eth0 "$ip" &&
         ip -n "$hns" link set eth0 up || lab_die "cannot attach $name to the underlay" || return
     echo "$ip" >"$LAB_DIR/$name.ip"
 }
@@ -215,9 +220,7 @@ lab_etcd() {
     ul=$(lab_ns ul)
     url=$(lab_etcd_url)
     command -v etcd >/dev/null || lab_die "etcd not found (scripts/setup.sh installs etcd-server)" || return
-    local v6=()
-    if [ -n "$LAB_UNDERLAY6" ]; then lab_ipv6_on ul br0 && v6=(nodad) || return; fi
-    ip -n "$ul" addr add "$(lab_etcd_ip)/$(lab_underlay_plen)" dev br0 "${v6[@]}" || return
+    lab_underlay_addr ul br0 "$(lab_etcd_ip)" || return
     ip netns exec "$ul" etcd --name lab --data-dir "$LAB_DIR/etcd" --listen-client-urls "$url" \
         --advertise-client-urls "$url" --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
         --initial-cluster "lab=$peer" </dev/null >"$LAB_DIR/etcd.log" 2>&1 &
