@@ -234,19 +234,25 @@ lab_etcd() {
 
 # lab_kernel_vtep HOST VNI PEERS [DEV]: the Linux kernel vxlan device (default vx0) as the host's VTEP:
 # dstport 4789, learning on, flood list = PEERS (comma-separated) through all-zero FDB entries.
+# LAB_KERNEL_VXLAN: more ip-link vxlan options (word-split, e.g. "udpcsum remcsumtx remcsumrx").
 lab_kernel_vtep() {
-    local host=$1 vni=$2 peers=$3 dev=${4:-vx0} hns ip p
+    local host=$1 vni=$2 peers=$3 dev=${4:-vx0} hns ip p opts
+    read -r -a opts <<<"${LAB_KERNEL_VXLAN:-}"
     hns=$(lab_ns "$host")
     ip=$(cat "$LAB_DIR/$host.ip")
-    lab_info "$host: kernel vxlan $dev id $vni local $ip dstport 4789, flood to $peers"
-    ip -n "$hns" link add "$dev" type vxlan id "$vni" local "$ip" dstport 4789 dev eth0 ||
+    lab_info "$host: kernel vxlan $dev id $vni local $ip dstport 4789 ${opts[*]}, flood to $peers"
+    ip -n "$hns" link add "$dev" type vxlan id "$vni" local "$ip" dstport 4789 dev eth0 "${opts[@]}" ||
         lab_die "cannot create vxlan device on $host" || return
     # With tx checksum offload on, the kernel leaves the inner TCP/UDP checksum unfinished
     # (CHECKSUM_PARTIAL) for a NIC to complete, and over veth nothing ever completes it: a
     # userspace VTEP receives the inner segment with only the pseudo-header sum in it. flannel turns
     # it off on its vxlan device for the same reason. (ICMP is always checksummed in software.)
-    ip netns exec "$hns" ethtool -K "$dev" tx off >/dev/null ||
-        lab_die "cannot turn off tx checksum offload on $host $dev" || return
+    # With remote checksum offload (remcsumtx) that is what the option is for: the VXLAN header
+    # tells the receiver where the checksum is, and the offload stays on.
+    if [[ " ${opts[*]} " != *" remcsumtx "* ]]; then
+        ip netns exec "$hns" ethtool -K "$dev" tx off >/dev/null ||
+            lab_die "cannot turn off tx checksum offload on $host $dev" || return
+    fi
     for p in ${peers//,/ }; do
         bridge -n "$hns" fdb append 00:00:00:00:00:00 dev "$dev" dst "$p" || return
     done

@@ -602,6 +602,7 @@ impl NetConfig {
             mac_move: self.mac_move,
             storm: self.storm,
             announce: self.announce,
+            remote_csum_rx: self.outer.remote_csum_rx(),
         }
     }
 
@@ -680,6 +681,13 @@ impl DaemonConfig {
             return err("too many networks");
         }
         self.validate_mode()?;
+        if let Some((n, why)) = self
+            .networks
+            .iter()
+            .find_map(|n| n.outer.conflict().map(|w| (n, w)))
+        {
+            return err(format!("dev {}: {why}", n.dev));
+        }
         let store = self.store.settings().map_err(ConfigError)?;
         if let Some(n) = self.networks.iter().find(|n| !n.advertise.is_empty()) {
             if self.tunnel == Tunnel::L2Vxlan {

@@ -15,11 +15,12 @@ mod flow_support;
 mod l3_pair_support;
 mod transfer_support;
 
-use daemon_support::Netns;
+use daemon_support::{Capture, Netns, Pair};
 use flow_support::{
     assert_rows_sum_to_totals, five_pings_are_counted, n, sequenced_flows, workers,
 };
-use l3_pair_support::{l3vx_pair, l3vx_pair6};
+use l3_pair_support::{l3vx_daemon_extra, l3vx_pair, l3vx_pair6};
+use std::time::Duration;
 use transfer_support::{Payload, transfer};
 
 fn device_counter(ns: &Netns, key: &str) -> u64 {
@@ -98,6 +99,56 @@ fn l3_vxlan_tcp_streams_arrive_byte_identical_with_tun_offloads() {
     // The host's MLD reports into the device are the only drops (quiet, expected).
     let quiet = st["drops"]["ipv6_multicast"].as_u64().unwrap_or(0);
     assert_eq!(n(&st, "drops_total"), quiet, "{st}");
+}
+
+/// With remote checksum offload on both sides (`--remcsum-tx on --remcsum-rx on`), the
+/// segments leave with their TCP checksum partial and the option in their VXLAN header (tshark
+/// reads the flags 0x0820 and start 34 / 2 on B's link), and the stream still arrives intact:
+/// B writes them checksum partial, and its kernel's TCP takes them.
+#[test]
+fn l3_vxlan_streams_arrive_byte_identical_with_remote_checksum_offload() {
+    let p = Pair::new();
+    p.a.disable_ipv6();
+    p.b.disable_ipv6();
+    let rco = ["--remcsum-tx", "on", "--remcsum-rx", "on"];
+    let a = l3vx_daemon_extra(&p.a, 1, 2, &rco);
+    let b = l3vx_daemon_extra(&p.b, 2, 1, &rco);
+    assert!(p.a.ping_within("10.45.0.2", Duration::from_secs(10)));
+    let cap = Capture::start(&p.b, "udp dst port 4789");
+    let file = Payload::new("l3vxr", 0x0dd5_eed5_7ac0_11a5, 8 << 20);
+    let (sent, got) = transfer(&p, &file, "10.45.0.2", 7450, 0, 65_536);
+    assert_eq!(sent["bytes"], 8 << 20, "{sent}");
+    assert_eq!(
+        got,
+        sent,
+        "the stream changed in the tunnel\n{}",
+        b.log_text()
+    );
+    let fields = cap.tshark(&[
+        "-d",
+        "udp.port==4789,vxlan",
+        "-Y",
+        "tcp.len >= 1000",
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=f",
+        "-e",
+        "vxlan.flags",
+        "-e",
+        "vxlan.reserved8",
+    ]);
+    let rows: Vec<&str> = fields.lines().collect();
+    let rco_rows = rows.iter().filter(|r| **r == "0x0820\t17").count();
+    assert!(
+        !rows.is_empty() && 2 * rco_rows >= rows.len(),
+        "{} of {} data segments with the option",
+        rco_rows,
+        rows.len()
+    );
+    for d in [&a, &b] {
+        assert_eq!(d.stats()["drops"]["remote_csum"], 0, "{}", d.stats());
+    }
 }
 
 #[test]

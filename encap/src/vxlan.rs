@@ -15,6 +15,19 @@ pub const HEADER_LEN: usize = 8;
 pub const FLAG_I: u8 = 0x08;
 /// IANA-assigned VXLAN UDP port.
 pub const DEFAULT_PORT: u16 = 4789;
+/// Remote checksum offload (draft-herbert-vxlan-rco, Linux's `remcsumtx`/`remcsumrx`): the C
+/// bit, bit 21 of the first word (0x20 of its second byte), says that the last byte of the VNI
+/// word carries the inner checksum's start (bits 0-6, in units of 2 bytes from the inner frame's
+/// first byte) and where its field is (bit 7: UDP's, at start + 6; clear: TCP's, at start + 16).
+pub const FLAG_RCO: u8 = 0x20;
+/// The RCO option's "UDP checksum" bit in the VNI word's last byte.
+const RCO_UDP: u8 = 0x80;
+/// Offset of the UDP checksum field in its header.
+pub const UDP_CSUM_OFFSET: u16 = 6;
+/// Offset of the TCP checksum field in its header.
+pub const TCP_CSUM_OFFSET: u16 = 16;
+/// Largest checksum start RCO can say (127 units of 2 bytes).
+pub const MAX_RCO_START: u16 = 0x7f << 1;
 
 /// A 24-bit VXLAN network identifier.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -81,6 +94,22 @@ impl<T: AsRef<[u8]>> VxlanPacket<T> {
         let b = self.buffer.as_ref();
         Vni(u32::from_be_bytes([0, b[4], b[5], b[6]]))
     }
+    /// The remote checksum offload option (RCO, [`FLAG_RCO`]), if the header carries one: the
+    /// inner checksum's start (from the inner frame's first byte) and its field's offset from
+    /// there ([`TCP_CSUM_OFFSET`] or [`UDP_CSUM_OFFSET`]). Not checked against the inner frame.
+    pub fn remote_csum(&self) -> Option<(u16, u16)> {
+        let b = self.buffer.as_ref();
+        if b[1] & FLAG_RCO == 0 {
+            return None;
+        }
+        let start = u16::from(b[7] & !RCO_UDP) << 1;
+        let offset = if b[7] & RCO_UDP != 0 {
+            UDP_CSUM_OFFSET
+        } else {
+            TCP_CSUM_OFFSET
+        };
+        Some((start, offset))
+    }
     /// The inner frame.
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..]
@@ -98,6 +127,24 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> VxlanPacket<T> {
         let v = vni.0.to_be_bytes();
         b.copy_from_slice(&[FLAG_I, 0, 0, 0, v[1], v[2], v[3], 0]);
     }
+    /// Adds the remote checksum offload option to the header: the inner checksum starts at
+    /// `start` (even, at most [`MAX_RCO_START`]) and its field is at `offset` from there (TCP's
+    /// or UDP's). False, the header unchanged, when RCO cannot say that.
+    pub fn set_remote_csum(&mut self, start: u16, offset: u16) -> bool {
+        let udp = match offset {
+            TCP_CSUM_OFFSET => 0,
+            UDP_CSUM_OFFSET => RCO_UDP,
+            _ => return false,
+        };
+        if start % 2 != 0 || start > MAX_RCO_START {
+            return false;
+        }
+        let b = self.buffer.as_mut();
+        b[1] |= FLAG_RCO;
+        // `start >> 1` is at most 0x7f (checked above).
+        b[7] = udp | (start >> 1) as u8;
+        true
+    }
 }
 
 /// The owned, validated content of a VXLAN header.
@@ -108,7 +155,8 @@ pub struct VxlanRepr {
 }
 
 impl VxlanRepr {
-    /// Validates a received header: the I flag must be set; reserved bits are ignored.
+    /// Validates a received header: the I flag must be set; reserved bits are ignored (remote
+    /// checksum offload's are read by [`VxlanPacket::remote_csum`]).
     pub fn parse<T: AsRef<[u8]>>(p: &VxlanPacket<T>) -> Result<VxlanRepr> {
         p.check_len()?;
         if p.flags() & FLAG_I == 0 {

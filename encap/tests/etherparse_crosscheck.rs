@@ -525,7 +525,16 @@ proptest! {
     ) {
         let bytes = frame.to_bytes();
         check_frame(&bytes, &frame)?;
-        let cfg = VxlanConfig { local, dst_port, src_ports, ttl, dscp, df, udp_checksum };
+        let cfg = VxlanConfig {
+            local,
+            dst_port,
+            src_ports,
+            ttl,
+            dscp,
+            df,
+            udp_checksum,
+            remote_csum_tx: false,
+        };
         let enc = VxlanEncap::new(&cfg, remote).unwrap();
         let mut buf = vec![0u8; headroom + bytes.len()];
         buf[headroom..].copy_from_slice(&bytes);

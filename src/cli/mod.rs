@@ -104,7 +104,7 @@ neighbours, routes, learning, ageing, max_fdb, arp_suppress, mac_move, storm, al
 Refused, nothing changed (restart vtepd instead): local, port, mode, encap, threads, busy_poll, control, \
 log_format, store, store_prefix, store_ttl, networks added or removed in L3 mode, a network \
 renamed, a network's address, mtu, announce, advertise or outer-header policy (ttl, tos, df, \
-srcport, udp_csum), and an invalid file.\n\
+srcport, udp_csum, remcsum_tx, remcsum_rx), and an invalid file.\n\
 The file is the truth: peers, entries, neighbours and routes added through the control socket \
 and not in the file are removed (save them first with `vtepd config show > FILE`).\n\
 Exit status: 0 applied (or no change), 2 refused, 1 failed while applying.";
@@ -166,7 +166,7 @@ pub struct RunArgs {
     /// fdb = [{mac, remote}], routes = ["CIDR=IP", ...], advertise = ["CIDR", ...], announce,
     /// neigh = [{ip, mac}], arp_suppress,
     /// mac_move = {moves, window, hold}, storm = {broadcast, unknown_unicast, multicast}, ttl,
-    /// tos, df, srcport, udp_csum).
+    /// tos, df, srcport, udp_csum, remcsum_tx, remcsum_rx).
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "dev", "local", "vni", "peers", "port", "address", "address6", "mtu", "no_learning", "ageing",
         "max_fdb", "allow_any_peer", "threads", "busy_poll", "mode", "encap", "routes", "advertise", "announce", "neigh",

@@ -1,5 +1,5 @@
 //! The outer-header policy of a network, named like ip-link(8)'s vxlan options: `ttl`, `tos`,
-//! `df`, `srcport`, `udp-csum` and `udp6-zero-csum-rx`. Defined once here: the `vtepd run` flags (flattened into
+//! `df`, `srcport`, `udp-csum`, `udp6-zero-csum-rx`, `remcsum-tx` and `remcsum-rx`. Defined once here: the `vtepd run` flags (flattened into
 //! the command line), their parsers, the file keys of a `[[network]]` (same names, `udp_csum`
 //! with an underscore) and what the encapsulators get ([`Outer::vxlan`], [`Outer::ipip`]).
 //!
@@ -59,6 +59,25 @@ pub struct Outer {
     #[arg(long, value_name = "on|off", value_parser = parse_udp6_zero_csum_rx)]
     #[serde(default, deserialize_with = "de_udp6_zero_csum_rx")]
     pub udp6_zero_csum_rx: Option<bool>,
+
+    /// VXLAN: remote checksum offload on send (draft-herbert-vxlan-rco), like ip-link's
+    /// `remcsumtx`: a TCP segment cut from a device super-frame leaves with its checksum left to
+    /// the receiver (the VXLAN header says where it goes) instead of computed here. Only for
+    /// peers that take it (`--remcsum-rx`, the kernel's `remcsumrx`): others drop every such
+    /// datagram. Needs the outer UDP checksum, which covers the inner bytes instead
+    /// [default: off; on, `--udp-csum` defaults to on].
+    #[arg(long, value_name = "on|off", value_parser = parse_remcsum_tx)]
+    #[serde(default, deserialize_with = "de_remcsum_tx")]
+    pub remcsum_tx: Option<bool>,
+
+    /// VXLAN: accept remote checksum offload (ip-link's `remcsumrx`): a datagram whose VXLAN
+    /// header carries the option goes to the device with its inner checksum marked partial
+    /// (the kernel completes it if the frame leaves the host), as Linux's vxlan device does;
+    /// off, such datagrams are dropped (`remote_csum`), as the kernel drops them
+    /// [default: off].
+    #[arg(long, value_name = "on|off", value_parser = parse_remcsum_rx)]
+    #[serde(default, deserialize_with = "de_remcsum_rx")]
+    pub remcsum_rx: Option<bool>,
 }
 
 impl Outer {
@@ -70,6 +89,10 @@ impl Outer {
             Some(("--udp-csum", "udp_csum"))
         } else if self.udp6_zero_csum_rx.is_some() {
             Some(("--udp6-zero-csum-rx", "udp6_zero_csum_rx"))
+        } else if self.remcsum_tx.is_some() {
+            Some(("--remcsum-tx", "remcsum_tx"))
+        } else if self.remcsum_rx.is_some() {
+            Some(("--remcsum-rx", "remcsum_rx"))
         } else {
             None
         }
@@ -92,8 +115,22 @@ impl Outer {
         v.src_ports = self.srcport.unwrap_or(PortRange::DEFAULT);
         // Off over IPv4 (as Linux's vxlan device), on over IPv6 (RFC 8200 §8.1; off is
         // RFC 6935's zero checksum, ip-link's udp6zerocsumtx).
-        v.udp_checksum = self.udp_csum.unwrap_or(v6);
+        v.remote_csum_tx = self.remcsum_tx.unwrap_or(false);
+        // RCO leaves the inner bytes to the outer UDP checksum.
+        v.udp_checksum = self.udp_csum.unwrap_or(v6 || v.remote_csum_tx);
         v
+    }
+
+    /// Why these options cannot go together, if they cannot.
+    pub fn conflict(&self) -> Option<&'static str> {
+        (self.remcsum_tx == Some(true) && self.udp_csum == Some(false)).then_some(
+            "remcsum_tx needs the outer UDP checksum (udp_csum on): it stands in for the inner one",
+        )
+    }
+
+    /// Whether datagrams with remote checksum offload are accepted (`--remcsum-rx`).
+    pub fn remote_csum_rx(&self) -> bool {
+        self.remcsum_rx.unwrap_or(false)
     }
 
     /// The IPIP encapsulation settings for packets from `local`.
@@ -140,6 +177,12 @@ impl Serialize for Outer {
         }
         if let Some(c) = self.udp6_zero_csum_rx {
             m.serialize_entry("udp6_zero_csum_rx", &c)?;
+        }
+        if let Some(c) = self.remcsum_tx {
+            m.serialize_entry("remcsum_tx", &c)?;
+        }
+        if let Some(c) = self.remcsum_rx {
+            m.serialize_entry("remcsum_rx", &c)?;
         }
         m.end()
     }
@@ -209,6 +252,16 @@ pub fn parse_udp6_zero_csum_rx(s: &str) -> Result<bool, String> {
     on_off("udp6-zero-csum-rx", s)
 }
 
+/// Parses `--remcsum-tx`: `on` or `off`.
+pub fn parse_remcsum_tx(s: &str) -> Result<bool, String> {
+    on_off("remcsum-tx", s)
+}
+
+/// Parses `--remcsum-rx`: `on` or `off`.
+pub fn parse_remcsum_rx(s: &str) -> Result<bool, String> {
+    on_off("remcsum-rx", s)
+}
+
 /// `on` or `off` for option `name`.
 fn on_off(name: &str, s: &str) -> Result<bool, String> {
     match s.trim() {
@@ -257,6 +310,12 @@ fn de_udp_csum<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error
 }
 fn de_udp6_zero_csum_rx<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     de_with(d, parse_udp6_zero_csum_rx)
+}
+fn de_remcsum_tx<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    de_with(d, parse_remcsum_tx)
+}
+fn de_remcsum_rx<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    de_with(d, parse_remcsum_rx)
 }
 
 #[cfg(test)]
@@ -333,6 +392,45 @@ mod tests {
         assert!(parse_udp_csum("yes").is_err());
     }
 
+    /// Remote checksum offload: off by default; on send it needs the outer UDP checksum,
+    /// which it then turns on unless told otherwise (a conflict).
+    #[test]
+    fn remote_checksum_offload_and_the_udp_checksum() {
+        let local = Ipv4Addr::new(192, 0, 2, 1).into();
+        let v = Outer::default().vxlan(local, 4789);
+        assert!(!v.remote_csum_tx && !v.udp_checksum);
+        assert!(!Outer::default().remote_csum_rx());
+        let tx = Outer {
+            remcsum_tx: Some(true),
+            ..Outer::default()
+        };
+        let v = tx.vxlan(local, 4789);
+        assert!(v.remote_csum_tx && v.udp_checksum);
+        assert_eq!(tx.conflict(), None);
+        assert_eq!(tx.vxlan_only(), Some(("--remcsum-tx", "remcsum_tx")));
+        let off = Outer {
+            udp_csum: Some(false),
+            ..tx
+        };
+        assert!(
+            off.conflict()
+                .unwrap()
+                .contains("needs the outer UDP checksum")
+        );
+        let rx = Outer {
+            remcsum_rx: Some(true),
+            ..Outer::default()
+        };
+        assert!(rx.remote_csum_rx());
+        assert_eq!(rx.vxlan_only(), Some(("--remcsum-rx", "remcsum_rx")));
+        assert_eq!(parse_remcsum_rx("on"), Ok(true));
+        assert!(
+            parse_remcsum_tx("yes")
+                .unwrap_err()
+                .contains("remcsum-tx 'yes'")
+        );
+    }
+
     #[test]
     fn defaults_and_resolution() {
         let local = Ipv4Addr::new(192, 0, 2, 1);
@@ -355,6 +453,8 @@ mod tests {
             srcport: PortRange::new(5000, 5010).ok(),
             udp_csum: Some(true),
             udp6_zero_csum_rx: Some(true),
+            remcsum_tx: None,
+            remcsum_rx: None,
         };
         let v = o.vxlan(local.into(), 4789);
         assert_eq!(

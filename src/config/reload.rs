@@ -374,7 +374,8 @@ pub fn plan(running: &DaemonConfig, new: &DaemonConfig) -> Result<Vec<Step>, Ref
         }
         if o.outer != n.outer {
             restart(format!(
-                "{at}: outer-header policy (ttl, tos, df, srcport, udp_csum, udp6_zero_csum_rx)"
+                "{at}: outer-header policy (ttl, tos, df, srcport, udp_csum, udp6_zero_csum_rx, \
+                 remcsum_tx, remcsum_rx)"
             ));
         }
         let (op, np) = (running.port_of(o), new.port_of(n));

@@ -40,6 +40,10 @@ drop_reasons! {
     /// VXLAN: the datagram arrived on a UDP port other than its VNI's network's (`port` of
     /// the network): the kernel's vxlan device with that `dstport` would not have taken it.
     WrongPort = "wrong_port",
+    /// VXLAN: a datagram with remote checksum offload on a network that does not accept it
+    /// (`remcsum_rx` off, as Linux's vxlan device without `remcsumrx`), or whose checksum
+    /// start or field is outside its inner frame.
+    RemoteCsum = "remote_csum",
     /// Source address is not a known remote (and `--allow-any-peer` is off).
     UnknownPeer = "unknown_peer",
     /// Inner frame shorter than an Ethernet header.

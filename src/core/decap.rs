@@ -59,6 +59,9 @@ impl Core {
         if net.port != outer.port {
             return drop(ctr, DropReason::WrongPort);
         }
+        if let Err(r) = super::remote_csum::check(&pkt, net.remote_csum_rx) {
+            return drop(ctr, r);
+        }
         let src = outer.src;
         let any_peer = self.allow_any_peer();
         let accepted = self.is_usable_remote(src) && (any_peer || net.peers.load().is_known(src));
@@ -147,22 +150,48 @@ mod tests {
 
     /// Each network takes the datagrams of its own UDP port only (ip-link's `dstport` per
     /// device): one for its VNI on another port is dropped as `wrong_port`, not learned from.
-    #[test]
-    fn a_datagram_is_taken_only_on_its_networks_port() {
-        let peer = std::net::IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
-        let net = |vni: u32, port: u16, mac: u8| NetworkConfig {
-            vni: Vni::new(vni).unwrap(),
-            peers: vec![peer],
-            own_mac: MacAddr([2, 0, 0, 0, 0, mac]),
-            port,
-            ..NetworkConfig::default()
-        };
-        let core = Core::new(CoreConfig {
+    /// The one peer of [`core_of`]'s networks.
+    const PEER: std::net::IpAddr = std::net::IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+
+    /// A core at 192.0.2.1 with networks made by `f` from (VNI, own MAC's last byte), each
+    /// with [`PEER`] as its peer.
+    fn core_of(nets: &[(u32, u8)], f: impl Fn(NetworkConfig) -> NetworkConfig) -> Core {
+        let networks = nets
+            .iter()
+            .map(|&(vni, mac)| {
+                f(NetworkConfig {
+                    vni: Vni::new(vni).unwrap(),
+                    peers: vec![PEER],
+                    own_mac: MacAddr([2, 0, 0, 0, 0, mac]),
+                    ..NetworkConfig::default()
+                })
+            })
+            .collect();
+        Core::new(CoreConfig {
             local: Ipv4Addr::new(192, 0, 2, 1).into(),
             allow_any_peer: false,
-            networks: vec![net(42, 4789, 1), net(43, 8472, 2)],
+            networks,
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    /// A datagram: VXLAN header `vxlan`, then a 60-byte frame of EtherType `ethertype` from a
+    /// MAC of its own (its last byte `mac`).
+    fn datagram(vxlan: [u8; 8], mac: u8, ethertype: u16) -> Vec<u8> {
+        let mut d = vxlan.to_vec();
+        d.extend_from_slice(&[0x02, 0, 0, 0, 0, 0xff, 0x02, 0x42, 0, 0, 0, mac]);
+        d.extend_from_slice(&ethertype.to_be_bytes());
+        d.extend_from_slice(&[0u8; 46]);
+        d
+    }
+
+    #[test]
+    fn a_datagram_is_taken_only_on_its_networks_port() {
+        let peer = PEER;
+        let core = core_of(&[(42, 1), (43, 2)], |n| NetworkConfig {
+            port: if n.vni.get() == 42 { 4789 } else { 8472 },
+            ..n
+        });
         let mut ctr = Counters::default();
         for (i, (vni, port, want)) in [
             (42u8, 4789, Some(NetId(0))),
@@ -174,11 +203,7 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            // VXLAN header (I flag), then a frame from a MAC of its own.
-            let mut d = vec![0x08, 0, 0, 0, 0, 0, vni, 0];
-            d.extend_from_slice(&[0x02, 0, 0, 0, 0, 0xff, 0x02, 0x42, 0, 0, 0, i as u8]);
-            d.extend_from_slice(&[0x88, 0xb5]);
-            d.extend_from_slice(&[0u8; 46]);
+            let mut d = datagram([0x08, 0, 0, 0, 0, 0, vni, 0], i as u8, 0x88b5);
             let outer = Outer {
                 src: peer.into(),
                 tos: 0,
@@ -204,6 +229,47 @@ mod tests {
         assert_eq!(ctr.drops_of(DropReason::WrongPort), 3);
         assert_eq!(ctr.total_drops(), 3);
         assert_eq!(core.fdb_len(), 2, "learned from the right ports only");
+    }
+
+    /// A datagram with remote checksum offload is taken only by a network that accepts it,
+    /// and only with its checksum inside the inner frame (the kernel without `remcsumrx` drops
+    /// it as malformed); counted `remote_csum` otherwise, never learned from.
+    #[test]
+    fn remote_checksum_offload_is_taken_only_where_accepted() {
+        let peer = PEER;
+        let core = core_of(&[(42, 1), (43, 2)], |n| NetworkConfig {
+            remote_csum_rx: n.vni.get() == 42,
+            ..n
+        });
+        let mut ctr = Counters::default();
+        // (VNI, the VXLAN header's second byte and last byte, taken): TCP's checksum at 34
+        // (17 units), past the frame's end (start 254), inside the Ethernet header (start 2).
+        for (i, (vni, flag, last, want)) in [
+            (42u8, 0x20, 17, true),
+            (42, 0, 0, true),
+            (43, 0, 0, true),
+            (43, 0x20, 17, false),
+            (42, 0x20, 127, false),
+            (42, 0x20, 1, false),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut d = datagram([0x08, flag, 0, 0, 0, 0, vni, last], i as u8, 0x0800);
+            let outer = Outer {
+                src: peer.into(),
+                tos: 0,
+                port: encap::vxlan::DEFAULT_PORT,
+            };
+            let v = core.on_remote(Timestamp(0), outer, &mut d, &mut ctr);
+            let ctx = format!("VNI {vni}, flags {flag:#x}, {last}");
+            match want {
+                true => assert!(matches!(v, FromTunnel::Deliver { .. }), "{ctx}: {v:?}"),
+                false => assert_eq!(v, FromTunnel::Drop(DropReason::RemoteCsum), "{ctx}"),
+            }
+        }
+        assert_eq!(ctr.drops_of(DropReason::RemoteCsum), 3);
+        assert_eq!(core.fdb_len(), 3, "learned from the taken datagrams only");
     }
 
     /// An Ethernet frame holding an IPv4 header with ECN bits `ecn` and a valid checksum.

@@ -34,6 +34,7 @@ mod neigh_control;
 pub mod network;
 pub mod pmtu;
 pub mod remote;
+pub mod remote_csum;
 pub mod route;
 pub mod storm;
 pub mod synth;
@@ -95,6 +96,9 @@ pub struct NetworkConfig {
     /// Record the source MACs of frames from the device, for the daemon to announce
     /// ([`Core::local_macs`]).
     pub announce: bool,
+    /// VXLAN: accept datagrams with remote checksum offload ([`remote_csum`]); without it
+    /// they are dropped (`remote_csum`).
+    pub remote_csum_rx: bool,
 }
 
 impl Default for NetworkConfig {
@@ -112,6 +116,7 @@ impl Default for NetworkConfig {
             storm: storm::StormLimits::default(),
             port: encap::vxlan::DEFAULT_PORT,
             announce: false,
+            remote_csum_rx: false,
         }
     }
 }

@@ -107,6 +107,9 @@ pub struct Network {
     pub peers: ArcSwap<PeerSnapshot>,
     /// Whether the source MACs of frames from the device are recorded (`announce`).
     pub announce: bool,
+    /// VXLAN: whether datagrams with remote checksum offload are accepted (part of the
+    /// outer-header policy: fixed for the network's life).
+    pub remote_csum_rx: bool,
 }
 
 impl Network {
@@ -126,6 +129,7 @@ impl Network {
             learned: AtomicUsize::new(0),
             peers: ArcSwap::from_pointee(PeerSnapshot::new(flood, std::iter::empty())),
             announce: cfg.announce,
+            remote_csum_rx: cfg.remote_csum_rx,
         }
     }
 

@@ -21,9 +21,11 @@
 //! already merged (a raw IPIP socket behind a NIC with GRO receives those whole: TCP/IPv4 in
 //! protocol 4, TCP/IPv6 in protocol 41).
 
+pub use crate::core::remote_csum::Partial;
 use crate::core::{Counters, DropReason};
 use crate::sys::MAX_BATCH;
 use encap::checksum;
+use encap::vxlan::TCP_CSUM_OFFSET;
 use std::io::{self, IoSlice};
 use std::net::Ipv4Addr;
 
@@ -69,6 +71,9 @@ pub struct TcpSegment {
     pub payload: usize,
     /// PSH set.
     pub psh: bool,
+    /// Its checksum was left partial by the sender (VXLAN remote checksum offload), not
+    /// verified: written on its own, it goes to the device as checksum partial.
+    pub partial: bool,
 }
 
 impl TcpSegment {
@@ -171,6 +176,17 @@ fn pseudo(pkt: &[u8], l3: usize, tcp_len: usize) -> Option<u64> {
 /// The segment `pkt` carries, if it is one that may be merged (see the module docs) and its
 /// TCP checksum verifies.
 pub fn tcp_segment(pkt: &[u8], framing: Framing) -> Option<TcpSegment> {
+    tcp_segment_of(pkt, framing, None)
+}
+
+/// [`tcp_segment`] for a packet whose checksum may have been left partial by its sender
+/// (`partial`, [`Partial::of_datagram`]): one left partial at its TCP checksum is not verified
+/// (the outer UDP checksum covered its bytes); one partial elsewhere is not merged.
+pub fn tcp_segment_of(
+    pkt: &[u8],
+    framing: Framing,
+    partial: Option<Partial>,
+) -> Option<TcpSegment> {
     let (v6, (l3, ip_total, doff, flags)) = any_tcp_header(pkt, framing)?;
     if flags & !(TCP_ACK | TCP_PSH) != 0 || flags & TCP_ACK == 0 {
         return None;
@@ -181,13 +197,19 @@ pub fn tcp_segment(pkt: &[u8], framing: Framing) -> Option<TcpSegment> {
     if payload == 0 {
         return None;
     }
-    let pseudo = if v6 {
-        pseudo6(pkt, l3, tcp.len())
-    } else {
-        pseudo(pkt, l3, tcp.len())?
-    };
-    if checksum::fold(checksum::add(pseudo, checksum::sum(tcp))) != 0xffff {
-        return None;
+    match partial {
+        Some(p) if p.start != l4 || p.offset != usize::from(TCP_CSUM_OFFSET) => return None,
+        Some(_) => {}
+        None => {
+            let pseudo = if v6 {
+                pseudo6(pkt, l3, tcp.len())
+            } else {
+                pseudo(pkt, l3, tcp.len())?
+            };
+            if checksum::fold(checksum::add(pseudo, checksum::sum(tcp))) != 0xffff {
+                return None;
+            }
+        }
     }
     Some(TcpSegment {
         l3,
@@ -196,6 +218,7 @@ pub fn tcp_segment(pkt: &[u8], framing: Framing) -> Option<TcpSegment> {
         seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
         payload,
         psh: flags & TCP_PSH != 0,
+        partial: partial.is_some(),
     })
 }
 
@@ -345,6 +368,17 @@ pub fn kernel_merged(pkt: &[u8], framing: Framing, mtu: usize) -> Option<[u8; VN
     Some(gso_header_of(gso, l4, hdr_len, max_seg))
 }
 
+/// The virtio-net header of a packet whose checksum is left partial at `p`: the kernel
+/// completes it if the packet leaves the host, and the local stack trusts it.
+pub fn partial_header(p: Partial) -> [u8; VNET_HDR_LEN] {
+    let mut v = VNET_HDR_NONE;
+    v[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    // Both fit: the core took the option only with its checksum inside the frame.
+    v[6..8].copy_from_slice(&(p.start as u16).to_le_bytes());
+    v[8..10].copy_from_slice(&(p.offset as u16).to_le_bytes());
+    v
+}
+
 /// Completes the TCP checksum of a packet [`kernel_merged`] recognised (for a device without
 /// virtio-net headers, which takes only whole packets).
 pub fn complete_merged(pkt: &mut [u8], framing: Framing) -> bool {
@@ -370,6 +404,8 @@ pub struct TcpRun {
     key: u16,
     /// Segments in the run; `parts[..count]` are where they are.
     count: usize,
+    /// Bit k: segment k's checksum was left partial ([`TcpSegment::partial`]).
+    partial: u64,
     parts: [Part; MAX_BATCH],
     first: TcpSegment,
     last: TcpSegment,
@@ -418,10 +454,12 @@ impl TcpRun {
             seq: 0,
             payload: 0,
             psh: false,
+            partial: false,
         };
         TcpRun {
             key: 0,
             count: 0,
+            partial: 0,
             parts: [(0, 0); MAX_BATCH],
             first: none,
             last: none,
@@ -454,6 +492,7 @@ impl TcpRun {
             return false;
         }
         self.parts[self.count] = part;
+        self.partial |= u64::from(seg.partial) << self.count;
         self.count += 1;
         self.last = *seg;
         self.total += seg.payload;
@@ -465,6 +504,7 @@ impl TcpRun {
     pub fn start(&mut self, key: u16, part: Part, seg: &TcpSegment) {
         self.key = key;
         self.count = 1;
+        self.partial = u64::from(seg.partial);
         self.parts[0] = part;
         self.first = *seg;
         self.last = *seg;
@@ -498,6 +538,15 @@ impl TcpRun {
     /// [`settle`](TcpRun::settle)); valid until the next [`start`](TcpRun::start).
     pub fn flushed(&self, count: usize) -> &[Part] {
         &self.parts[..count.min(MAX_BATCH)]
+    }
+
+    /// Where the checksum of the `k`th of [`flushed`](TcpRun::flushed)'s segments was left
+    /// partial, if it was (all of a run's segments have the same headers).
+    pub fn flushed_partial(&self, k: usize) -> Option<Partial> {
+        (k < MAX_BATCH && self.partial & (1 << k) != 0).then(|| Partial {
+            start: self.first.l4(),
+            offset: usize::from(TCP_CSUM_OFFSET),
+        })
     }
 
     /// Ends the run: several segments are written to the run's device (`dev` finds it by key)

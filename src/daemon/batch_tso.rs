@@ -8,7 +8,8 @@
 //! its total length, an ID counting up from the super-frame's and a fresh checksum, or IPv6
 //! (TCP right behind the fixed header, no extension headers) with its payload length; TCP with
 //! its sequence number, FIN/PSH only on the last segment, CWR only on the first, and a full
-//! checksum over the pseudo-header of its IP version (the kernel left it partial).
+//! checksum over the pseudo-header of its IP version (the kernel left it partial), or, for a
+//! peer that takes VXLAN remote checksum offload, the pseudo-header sum alone.
 
 use super::batch_gro::{MAX_HEADER, VNET_HDR_LEN, pseudo6};
 use encap::checksum;
@@ -136,6 +137,19 @@ pub fn segment(
     k: usize,
     out: &mut [u8; MAX_HEADER],
 ) -> Option<Range<usize>> {
+    segment_of(frame, t, k, out, false)
+}
+
+/// [`segment`], with the TCP checksum left partial when `partial` (the field holds the
+/// pseudo-header sum, for a receiver told by VXLAN remote checksum offload to complete it):
+/// the payload is not read.
+pub fn segment_of(
+    frame: &[u8],
+    t: &TsoFrame,
+    k: usize,
+    out: &mut [u8; MAX_HEADER],
+    partial: bool,
+) -> Option<Range<usize>> {
     let n = t.segments();
     if k >= n || frame.len() < t.hdr_len + t.payload {
         return None;
@@ -177,17 +191,22 @@ pub fn segment(
         let dst = Ipv4Addr::new(out[l3 + 16], out[l3 + 17], out[l3 + 18], out[l3 + 19]);
         checksum::pseudo_header(src, dst, 6, tcp_len)
     };
-    let acc = checksum::add(
-        checksum::add(pseudo, checksum::sum(&out[l4..h])),
-        checksum::sum(&frame[start..end]),
-    );
-    out[l4 + 16..l4 + 18].copy_from_slice(&checksum::finish(acc).to_be_bytes());
+    let field = if partial {
+        checksum::fold(pseudo)
+    } else {
+        let acc = checksum::add(
+            checksum::add(pseudo, checksum::sum(&out[l4..h])),
+            checksum::sum(&frame[start..end]),
+        );
+        checksum::finish(acc)
+    };
+    out[l4 + 16..l4 + 18].copy_from_slice(&field.to_be_bytes());
     Some(start..end)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::batch_gro::{Framing, tcp_segment};
+    use super::super::batch_gro::{Framing, Partial, TcpRun, tcp_segment, tcp_segment_of};
     use super::*;
 
     /// A super-frame: headers (with TCP options) then `payload` bytes, as the kernel hands it
@@ -258,6 +277,45 @@ mod tests {
             }
             assert_eq!(stream, f[f.len() - payload..]);
             assert!(segment(&f, &t, t.segments(), &mut out).is_none());
+        }
+    }
+
+    /// Left partial (remote checksum offload), a segment is the same but for its TCP checksum
+    /// field, which holds the pseudo-header sum: completing it gives the full checksum, the
+    /// GRO side takes the segment only as partial at its TCP header, and the run it starts
+    /// hands it back as partial.
+    #[test]
+    fn a_segment_left_partial_completes_to_the_full_checksum() {
+        for (payload, mss, vlan) in [(3001, 1398, false), (2797, 1398, true)] {
+            let f = super_frame(payload, 0x18, vlan);
+            let t = tso_frame(&vnet(mss as u16), &f).unwrap();
+            let (mut full, mut partial) = ([0u8; MAX_HEADER], [0u8; MAX_HEADER]);
+            let field = t.l4 + 16;
+            for k in 0..t.segments() {
+                let r = segment(&f, &t, k, &mut full).unwrap();
+                assert_eq!(segment_of(&f, &t, k, &mut partial, true), Some(r.clone()));
+                assert_eq!(full[..field], partial[..field], "segment {k}");
+                assert_eq!(full[field + 2..t.hdr_len], partial[field + 2..t.hdr_len]);
+                let mut seg = partial[..t.hdr_len].to_vec();
+                seg.extend_from_slice(&f[r]);
+                let p = Partial {
+                    start: t.l4,
+                    offset: 16,
+                };
+                assert_eq!(p.complete(&seg).to_be_bytes(), full[field..field + 2]);
+                let framing = Framing::Ethernet;
+                if !vlan {
+                    assert!(tcp_segment(&seg, framing).is_none(), "not a checksum");
+                    let s = tcp_segment_of(&seg, framing, Some(p)).unwrap();
+                    assert!(s.partial);
+                    let udp = Partial { offset: 6, ..p };
+                    assert!(tcp_segment_of(&seg, framing, Some(udp)).is_none());
+                    let mut run = TcpRun::new(framing);
+                    run.start(0, (0, 0), &s);
+                    assert_eq!(run.flushed_partial(0), Some(p));
+                    assert_eq!(run.flushed_partial(1), None);
+                }
+            }
         }
     }
 

@@ -6,7 +6,7 @@
 //! segments coalesced into one GSO write.
 
 use super::batch::RecvBatch;
-use super::batch_gro::{self, Framing, Part, TcpRun, VNET_HDR_NONE};
+use super::batch_gro::{self, Framing, Part, Partial, TcpRun, VNET_HDR_NONE};
 use super::io::DeviceQueue;
 use super::ratelimit::RateLimit;
 use super::stats::Traffic;
@@ -87,14 +87,41 @@ impl<D: DeviceQueue> DevPort<D> {
 
     /// Writes one whole packet (`None`: a place that held none, counted lost) and counts it.
     pub fn write(&mut self, now: Timestamp, packet: Option<&[u8]>, ctr: &mut Counters) {
+        self.write_partial(now, packet, None, ctr);
+    }
+
+    /// [`write`](DevPort::write) for a packet whose checksum its sender may have left partial
+    /// (`partial`): with a virtio-net header it goes as checksum partial (the kernel completes
+    /// the checksum if the packet leaves the host), without one the checksum is completed here.
+    pub fn write_partial(
+        &mut self,
+        now: Timestamp,
+        packet: Option<&[u8]>,
+        partial: Option<Partial>,
+        ctr: &mut Counters,
+    ) {
         let Some(packet) = packet else {
             return ctr.drop(DropReason::DeviceTxError);
         };
-        let r = if self.vnet_hdr {
-            self.dev
-                .write_packet(&[IoSlice::new(&VNET_HDR_NONE), IoSlice::new(packet)])
-        } else {
-            self.dev.send(packet)
+        let r = match partial {
+            None if self.vnet_hdr => self
+                .dev
+                .write_packet(&[IoSlice::new(&VNET_HDR_NONE), IoSlice::new(packet)]),
+            None => self.dev.send(packet),
+            Some(p) if self.vnet_hdr => self.dev.write_packet(&[
+                IoSlice::new(&batch_gro::partial_header(p)),
+                IoSlice::new(packet),
+            ]),
+            Some(p) => {
+                // The packet stays where it is; the completed checksum goes in its place.
+                let field = (p.start + p.offset).min(packet.len().saturating_sub(2));
+                let c = p.complete(packet).to_be_bytes();
+                self.dev.write_packet(&[
+                    IoSlice::new(&packet[..field]),
+                    IoSlice::new(&c),
+                    IoSlice::new(&packet[field + 2..]),
+                ])
+            }
         };
         match r {
             Ok(_) => {
@@ -237,20 +264,21 @@ pub fn flush_run<'a, D: DeviceQueue>(
     };
     for k in 0..singles {
         let part = run.flushed(singles)[k];
-        port.write(now, bytes(part), ctr);
+        port.write_partial(now, bytes(part), run.flushed_partial(k), ctr);
     }
 }
 
 /// Hands the packet at `part` of the receive batch `batch` to port `key`: a TCP segment that
 /// continues the pending run joins it (one that does not starts a new run, after the old one is
-/// written); anything else is written as it is, after the run.
+/// written); anything else is written as it is, after the run. `partial`: where its sender left
+/// its checksum partial, if it did ([`Partial::of_datagram`]).
 #[allow(clippy::too_many_arguments)]
 pub fn deliver<D: DeviceQueue>(
     run: &mut TcpRun,
     ports: &mut impl Ports<D>,
     batch: &RecvBatch,
-    key: u16,
-    part: Part,
+    (key, part): (u16, Part),
+    partial: Option<Partial>,
     framing: Framing,
     now: Timestamp,
     ctr: &mut Counters,
@@ -260,7 +288,7 @@ pub fn deliver<D: DeviceQueue>(
     };
     let packet = batch.at(part);
     let seg = match packet {
-        Some(p) if vnet_hdr => batch_gro::tcp_segment(p, framing),
+        Some(p) if vnet_hdr => batch_gro::tcp_segment_of(p, framing, partial),
         _ => None,
     };
     let bytes = |p: Part| batch.at(p);
@@ -273,7 +301,7 @@ pub fn deliver<D: DeviceQueue>(
         None => {
             flush_run(run, ports, bytes, now, ctr);
             if let Some(p) = ports.port_mut(key) {
-                p.write(now, packet, ctr);
+                p.write_partial(now, packet, partial, ctr);
             }
         }
     }

@@ -35,7 +35,7 @@
 //! and SO_REUSEPORT both hash the flow), so a flow is never reordered.
 
 use super::batch::HEADROOM;
-use super::batch_gro::{self, Framing, TcpRun, VNET_HDR_LEN};
+use super::batch_gro::{self, Framing, Partial, TcpRun, VNET_HDR_LEN};
 use super::batch_tso;
 use super::capture::{Received, Seen, WorkerCapture, capture_tunnel};
 use super::dev_port::{DevPort, deliver, flush_run};
@@ -565,13 +565,16 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             self.rx.accepted.add(&self.traffic, net, outer.src, 1, len);
             let part = (i, range.start);
             let (batch, ctr) = (&self.rx.batch, &mut self.ctr);
+            let partial = batch
+                .get(i)
+                .and_then(|(d, _)| Partial::of_datagram(d, range.start));
             let framing = Framing::Ethernet;
             deliver(
                 &mut self.run,
                 &mut self.taps,
                 batch,
-                net.0,
-                part,
+                (net.0, part),
+                partial,
                 framing,
                 now,
                 ctr,

@@ -30,7 +30,7 @@
 //!   (one device packet per datagram).
 
 use super::batch::{HEADROOM, MAX_PACKET};
-use super::batch_gro::{self, Framing, MAX_HEADER, TcpRun, VNET_HDR_LEN};
+use super::batch_gro::{self, Framing, MAX_HEADER, Partial, TcpRun, VNET_HDR_LEN};
 use super::batch_tso::{self, TsoFrame};
 use super::capture::{Received, Seen, WorkerCapture, capture_tunnel};
 use super::dev_port::{DevPort, deliver, flush_run};
@@ -337,12 +337,15 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         if let FromTunnel::Deliver { range, .. } = v {
             let part = (i, range.start);
             let (batch, ctr) = (&self.rx.batch, &mut self.ctr);
+            let partial = batch
+                .get(i)
+                .and_then(|(d, _)| Partial::of_datagram(d, range.start));
             deliver(
                 &mut self.run,
                 &mut self.tun,
                 batch,
-                0,
-                part,
+                (0, part),
+                partial,
                 Framing::Ip,
                 now,
                 ctr,

@@ -39,7 +39,8 @@ use crate::core::encapsulator::{Encapsulator, TunnelConfig};
 use crate::core::pmtu::PathMtus;
 use crate::core::too_big::Fragments;
 use crate::core::{Counters, DropReason, NetId, Remote, Remotes, Timestamp};
-use encap::vxlan::HEADER_LEN;
+use encap::checksum;
+use encap::vxlan::{self, HEADER_LEN};
 use encap::{Vni, VxlanConfig};
 use socket2::Socket;
 use std::collections::HashMap;
@@ -229,6 +230,15 @@ impl<S: DatagramSocket> TunnelTx<S> {
         }
     }
 
+    /// Where the segments of `t` say their TCP checksum starts when network `vni` sends with
+    /// remote checksum offload (`remcsum_tx`) and the option can say it; `None` otherwise (the
+    /// segments carry complete checksums).
+    fn remote_csum(&self, vni: Vni, t: &TsoFrame) -> Option<u16> {
+        let start = u16::try_from(t.l4).ok()?;
+        let fits = start % 2 == 0 && start <= vxlan::MAX_RCO_START;
+        (fits && self.settings(vni).is_some_and(|c| c.remote_csum_tx)).then_some(start)
+    }
+
     /// Sends a copy of the frame in send slot `slot` (`len` bytes at `HEADROOM`; a TCP
     /// super-frame when `tso`) to every remote in `to` (the engine's decision for it: one
     /// remote, or one per peer for head-end replication). A frame for one remote that does
@@ -322,7 +332,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
             let Some((h, payload)) = f.header(frame, k, &mut inner) else {
                 return self.drop(ctr, DropReason::EncapError);
             };
-            self.queue_cut(now, vni, dst, slot, len, &inner[..h], payload, ctr);
+            self.queue_cut(now, vni, dst, slot, len, &inner[..h], payload, None, ctr);
         }
     }
 
@@ -374,17 +384,20 @@ impl<S: DatagramSocket> TunnelTx<S> {
         k: usize,
         ctr: &mut Counters,
     ) {
+        let rco = self.remote_csum(vni, t);
         let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
         let mut inner = [0u8; MAX_HEADER];
-        let Some(payload) = batch_tso::segment(frame, t, k, &mut inner) else {
+        let Some(payload) = batch_tso::segment_of(frame, t, k, &mut inner, rco.is_some()) else {
             return self.drop(ctr, DropReason::DeviceOffload);
         };
-        self.queue_cut(now, vni, dst, slot, len, &inner[..t.hdr_len], payload, ctr);
+        let inner = &inner[..t.hdr_len];
+        self.queue_cut(now, vni, dst, slot, len, inner, payload, rco, ctr);
     }
 
     /// Encapsulates and queues a packet cut out of the frame in send slot `slot` (`len` bytes
     /// at `HEADROOM`): its own headers `inner`, then `payload` (a range of the frame), which
-    /// is sent from the slot.
+    /// is sent from the slot. `rco`: its TCP checksum was left partial, starting there (the
+    /// VXLAN header says so).
     #[allow(clippy::too_many_arguments)]
     fn queue_cut(
         &mut self,
@@ -395,6 +408,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         len: usize,
         inner: &[u8],
         payload: Range<usize>,
+        rco: Option<u16>,
         ctr: &mut Counters,
     ) {
         if !self.txb.has_room() {
@@ -422,6 +436,11 @@ impl<S: DatagramSocket> TunnelTx<S> {
         let outer = at - range.start;
         let mut head = [0u8; MAX_HEAD];
         head[..outer].copy_from_slice(&self.scratch[range.start..at]);
+        if let Some(start) = rco {
+            // The VXLAN header closes the outer headers; the UDP checksum (if any) is computed
+            // over the header as sent, so it is fixed up for the two bytes the option changes.
+            set_remote_csum(&mut head[..outer], start);
+        }
         head[outer..outer + h].copy_from_slice(inner);
         if !self.txb.push_part(
             &head[..outer + h],
@@ -462,9 +481,10 @@ impl<S: DatagramSocket> TunnelTx<S> {
         // MSS (a shorter first segment of several is refused below), so every datagram the
         // kernel cuts is at most its size; one too big for the underlay is never attempted
         // (the caller then counts each segment `too_big`).
+        let rco = self.remote_csum(vni, t);
         let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
         let mut inner = [0u8; MAX_HEADER];
-        let Some(p0) = batch_tso::segment(frame, t, 0, &mut inner) else {
+        let Some(p0) = batch_tso::segment_of(frame, t, 0, &mut inner, rco.is_some()) else {
             return 0;
         };
         self.scratch[oh..oh + h].copy_from_slice(&inner[..h]);
@@ -484,6 +504,11 @@ impl<S: DatagramSocket> TunnelTx<S> {
         outer_ip[..ip_udp].copy_from_slice(&outer[..ip_udp]);
         let mut vx = [0u8; HEADER_LEN];
         vx.copy_from_slice(&outer[ip_udp..oh]);
+        if let Some(start) = rco {
+            // The kernel computes this send's UDP checksums (a GSO send always has them).
+            vxlan::VxlanPacket::new_unchecked(&mut vx[..])
+                .set_remote_csum(start, vxlan::TCP_CSUM_OFFSET);
+        }
         let gso_size = HEADER_LEN + h + t.mss;
         let Ok(gso16) = u16::try_from(gso_size) else {
             return 0;
@@ -517,7 +542,8 @@ impl<S: DatagramSocket> TunnelTx<S> {
         for k in 0..segs {
             let head = &mut self.gso_heads[k];
             if k > 0 {
-                let Some(next) = batch_tso::segment(frame, t, k, &mut inner) else {
+                let Some(next) = batch_tso::segment_of(frame, t, k, &mut inner, rco.is_some())
+                else {
                     return 0;
                 };
                 p = next;
@@ -602,5 +628,84 @@ impl<S: DatagramSocket> TunnelTx<S> {
         );
         ctr.tx_tunnel += done.sent;
         ctr.tx_tunnel_bytes += bytes;
+    }
+}
+
+/// Adds the remote checksum offload option (the inner TCP checksum starts at `start`) to the
+/// VXLAN header that ends `outer` (outer IP, UDP and VXLAN headers), and updates the UDP
+/// checksum, if there is one, for the two 16-bit words that changed (RFC 1624).
+fn set_remote_csum(outer: &mut [u8], start: u16) {
+    let Some(at) = outer.len().checked_sub(8 + HEADER_LEN) else {
+        return;
+    };
+    let (udp, vx) = outer[at..].split_at_mut(8);
+    let words = |v: &[u8]| [be16(v, 0), be16(v, 6)];
+    let before = words(vx);
+    if !vxlan::VxlanPacket::new_unchecked(&mut *vx).set_remote_csum(start, vxlan::TCP_CSUM_OFFSET) {
+        return;
+    }
+    let after = words(vx);
+    let c = be16(udp, 6);
+    if c != 0 {
+        let c = checksum::update(
+            checksum::update(c, before[0], after[0]),
+            before[1],
+            after[1],
+        );
+        // A UDP checksum that comes out zero is sent as all ones (RFC 768).
+        let c = if c == 0 { 0xffff } else { c };
+        udp[6..8].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
+fn be16(b: &[u8], i: usize) -> u16 {
+    u16::from_be_bytes([b[i], b[i + 1]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    /// The UDP checksum of outer headers `h` (IPv4 20, UDP 8, VXLAN 8) and `payload`.
+    fn udp_sum(h: &[u8], payload: &[u8]) -> u16 {
+        let len = (16 + payload.len()) as u16;
+        let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
+        let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
+        let mut udp = h[20..].to_vec();
+        udp[6..8].fill(0);
+        let acc = checksum::add(
+            checksum::pseudo_header(src, dst, 17, len),
+            checksum::add(checksum::sum(&udp), checksum::sum(payload)),
+        );
+        match checksum::finish(acc) {
+            0 => 0xffff,
+            c => c,
+        }
+    }
+
+    /// The option set in the header that ends the outer headers keeps their UDP checksum
+    /// right (as computed again over the changed header), and a zero one zero.
+    #[test]
+    fn the_option_keeps_the_udp_checksum_right() {
+        let payload: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for vni in [42u8, 0xff] {
+            let mut h = vec![0u8; 36];
+            h[0] = 0x45;
+            h[12..20].copy_from_slice(&[192, 0, 2, 1, 192, 0, 2, 2]);
+            h[20..24].copy_from_slice(&[0xc0, 0x01, 0x12, 0xb5]);
+            h[24..26].copy_from_slice(&(1016u16).to_be_bytes());
+            h[28..36].copy_from_slice(&[0x08, 0, 0, 0, 0, 0, vni, 0]);
+            let c = udp_sum(&h, &payload);
+            h[26..28].copy_from_slice(&c.to_be_bytes());
+            set_remote_csum(&mut h, 34);
+            assert_eq!(&h[28..36], &[0x08, 0x20, 0, 0, 0, 0, vni, 17]);
+            assert_eq!(be16(&h, 26), udp_sum(&h, &payload), "VNI {vni}");
+            // Without a UDP checksum there is nothing to update.
+            h[26..28].fill(0);
+            h[29] = 0;
+            set_remote_csum(&mut h, 38);
+            assert_eq!((be16(&h, 26), h[35]), (0, 19));
+        }
     }
 }

@@ -82,6 +82,11 @@ fn l3vx_daemon_with(ns: &Netns, me: u8, other: u8, threads: &str, extra: &[&str]
     Daemon::start(ns, &[&args[..], extra].concat())
 }
 
+/// [`l3vx_daemon`] with more flags.
+pub fn l3vx_daemon_extra(ns: &Netns, me: u8, other: u8, extra: &[&str]) -> Daemon {
+    l3vx_daemon_with(ns, me, other, "1", extra)
+}
+
 /// A pair with IPv6 off and `start` run in both hosts; returns once A pings `b_addr` through
 /// the tunnel (≤ 10 s: ARP resolved in L3 VXLAN).
 fn pair(
