@@ -101,6 +101,13 @@ pub const fn finish(acc: u64) -> u16 {
     !fold(acc)
 }
 
+/// A computed UDP checksum as it is sent: zero, which would mean "no checksum", goes as all ones
+/// (RFC 768; RFC 8200 §8.1).
+#[inline]
+pub const fn udp_field(c: u16) -> u16 {
+    if c == 0 { 0xffff } else { c }
+}
+
 /// The RFC 1071 checksum of `data`: the value to store in a zeroed checksum field.
 pub fn checksum(data: &[u8]) -> u16 {
     finish(sum(data))

@@ -126,7 +126,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
             checksum::sum(data),
         );
         let c = checksum::finish(acc);
-        self.set_checksum(if c == 0 { 0xffff } else { c });
+        self.set_checksum(checksum::udp_field(c));
     }
 }
 

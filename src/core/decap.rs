@@ -148,8 +148,6 @@ mod tests {
     use encap::Vni;
     use std::net::Ipv4Addr;
 
-    /// Each network takes the datagrams of its own UDP port only (ip-link's `dstport` per
-    /// device): one for its VNI on another port is dropped as `wrong_port`, not learned from.
     /// The one peer of [`core_of`]'s networks.
     const PEER: std::net::IpAddr = std::net::IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
 
@@ -185,6 +183,8 @@ mod tests {
         d
     }
 
+    /// Each network takes the datagrams of its own UDP port only (ip-link's `dstport` per
+    /// device): one for its VNI on another port is dropped as `wrong_port`, not learned from.
     #[test]
     fn a_datagram_is_taken_only_on_its_networks_port() {
         let peer = PEER;

@@ -43,9 +43,8 @@ impl Partial {
         let c = encap::checksum::finish(encap::checksum::sum(
             &packet[self.start.min(packet.len())..],
         ));
-        // UDP sends a computed zero as all ones (RFC 768).
-        if c == 0 && self.offset == usize::from(UDP_CSUM_OFFSET) {
-            0xffff
+        if self.offset == usize::from(UDP_CSUM_OFFSET) {
+            encap::checksum::udp_field(c)
         } else {
             c
         }
@@ -72,8 +71,8 @@ pub fn check<T: AsRef<[u8]>>(pkt: &VxlanPacket<T>, accept: bool) -> Result<(), D
 mod tests {
     use super::*;
 
-    /// A VXLAN datagram whose inner frame is `inner` bytes, with the RCO bits `rco` (byte 1's
-    /// flag and byte 7) written as the kernel writes them (include/net/vxlan.h: the C bit is
+    /// A VXLAN datagram whose inner frame is `inner` bytes, with the RCO bits (`flag` in byte
+    /// 1, `last` in byte 7) written as the kernel writes them (include/net/vxlan.h: the C bit is
     /// bit 21 of the first word; the last byte of the VNI word holds start / 2 and, in its top
     /// bit, "UDP").
     fn datagram(inner: usize, flag: u8, last: u8) -> Vec<u8> {

@@ -83,7 +83,8 @@ impl TcpSegment {
     }
 }
 
-fn be16(b: &[u8], i: usize) -> u16 {
+/// The big-endian 16-bit word at `i` of `b`.
+pub(super) fn be16(b: &[u8], i: usize) -> u16 {
     u16::from_be_bytes([b[i], b[i + 1]])
 }
 

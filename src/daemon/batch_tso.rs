@@ -11,7 +11,7 @@
 //! checksum over the pseudo-header of its IP version (the kernel left it partial), or, for a
 //! peer that takes VXLAN remote checksum offload, the pseudo-header sum alone.
 
-use super::batch_gro::{MAX_HEADER, VNET_HDR_LEN, pseudo6};
+use super::batch_gro::{MAX_HEADER, VNET_HDR_LEN, be16, pseudo6};
 use encap::checksum;
 use std::net::Ipv4Addr;
 use std::ops::Range;
@@ -45,10 +45,6 @@ impl TsoFrame {
     pub fn segments(&self) -> usize {
         self.payload.div_ceil(self.mss)
     }
-}
-
-fn be16(b: &[u8], i: usize) -> u16 {
-    u16::from_be_bytes([b[i], b[i + 1]])
 }
 
 /// Whether `vnet` asks for TCP segmentation (over IPv4 or IPv6).

@@ -28,7 +28,7 @@
 //! new remote or port is first seen, and are cleared (not freed) at their caps.
 
 use super::batch::{HEADROOM, MAX_HEAD, MAX_PACKET, SendBatch, send_drop_reason};
-use super::batch_gro::MAX_HEADER;
+use super::batch_gro::{MAX_HEADER, be16};
 use super::batch_tso::{self, TsoFrame};
 use super::capture::WorkerCapture;
 use super::io::DatagramSocket;
@@ -337,7 +337,8 @@ impl<S: DatagramSocket> TunnelTx<S> {
     }
 
     /// Sends every segment of the TCP super-frame `t` in send slot `slot` (`len` bytes at
-    /// `HEADROOM`) to `dst`: as UDP GSO sends where it can, the rest queued one by one.
+    /// `HEADROOM`) to `dst`: as UDP GSO sends where it can, the rest queued one by one; with
+    /// remote checksum offload (decided once for all of them), their checksums left partial.
     #[allow(clippy::too_many_arguments)]
     fn queue_super(
         &mut self,
@@ -363,15 +364,16 @@ impl<S: DatagramSocket> TunnelTx<S> {
                 }
             }
         }
-        let from = self.send_gso(now, vni, dst, slot, len, &t, ctr);
+        let rco = self.remote_csum(vni, &t);
+        let from = self.send_gso(now, vni, dst, slot, len, &t, rco, ctr);
         for k in from..t.segments() {
-            self.queue_segment(now, vni, dst, slot, len, &t, k, ctr);
+            self.queue_segment(now, vni, dst, slot, len, &t, k, rco, ctr);
         }
     }
 
     /// Cuts segment `k` out of the TCP super-frame in send slot `slot` (`len` bytes at
     /// `HEADROOM`), encapsulates it for `dst` and queues it: its outer and inner headers as the
-    /// head, its payload from the slot.
+    /// head, its payload from the slot. `rco`: [`TunnelTx::remote_csum`].
     #[allow(clippy::too_many_arguments)]
     fn queue_segment(
         &mut self,
@@ -382,9 +384,9 @@ impl<S: DatagramSocket> TunnelTx<S> {
         len: usize,
         t: &TsoFrame,
         k: usize,
+        rco: Option<u16>,
         ctr: &mut Counters,
     ) {
-        let rco = self.remote_csum(vni, t);
         let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
         let mut inner = [0u8; MAX_HEADER];
         let Some(payload) = batch_tso::segment_of(frame, t, k, &mut inner, rco.is_some()) else {
@@ -457,7 +459,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
     /// Sends all segments of the TCP super-frame in send slot `slot` (`len` bytes at
     /// `HEADROOM`) to `dst` with one UDP GSO `sendmsg` from the pool socket bound to the flow's
     /// source port. Returns how many segments (from the first) were sent: the caller queues
-    /// the rest one by one (0 when GSO does not fit).
+    /// the rest one by one (0 when GSO does not fit). `rco`: [`TunnelTx::remote_csum`].
     #[allow(clippy::too_many_arguments)]
     fn send_gso(
         &mut self,
@@ -467,6 +469,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
         slot: usize,
         len: usize,
         t: &TsoFrame,
+        rco: Option<u16>,
         ctr: &mut Counters,
     ) -> usize {
         let segs = t.segments();
@@ -481,7 +484,6 @@ impl<S: DatagramSocket> TunnelTx<S> {
         // MSS (a shorter first segment of several is refused below), so every datagram the
         // kernel cuts is at most its size; one too big for the underlay is never attempted
         // (the caller then counts each segment `too_big`).
-        let rco = self.remote_csum(vni, t);
         let frame = &self.txb.slot_mut(slot)[HEADROOM..HEADROOM + len];
         let mut inner = [0u8; MAX_HEADER];
         let Some(p0) = batch_tso::segment_of(frame, t, 0, &mut inner, rco.is_some()) else {
@@ -652,14 +654,8 @@ fn set_remote_csum(outer: &mut [u8], start: u16) {
             before[1],
             after[1],
         );
-        // A UDP checksum that comes out zero is sent as all ones (RFC 768).
-        let c = if c == 0 { 0xffff } else { c };
-        udp[6..8].copy_from_slice(&c.to_be_bytes());
+        udp[6..8].copy_from_slice(&checksum::udp_field(c).to_be_bytes());
     }
-}
-
-fn be16(b: &[u8], i: usize) -> u16 {
-    u16::from_be_bytes([b[i], b[i + 1]])
 }
 
 #[cfg(test)]
@@ -678,10 +674,7 @@ mod tests {
             checksum::pseudo_header(src, dst, 17, len),
             checksum::add(checksum::sum(&udp), checksum::sum(payload)),
         );
-        match checksum::finish(acc) {
-            0 => 0xffff,
-            c => c,
-        }
+        checksum::udp_field(checksum::finish(acc))
     }
 
     /// The option set in the header that ends the outer headers keeps their UDP checksum

@@ -196,8 +196,7 @@ impl VxlanEncap {
                 checksum::sum(rest),
             );
             let c = checksum::finish(acc);
-            head[UDP_AT + 6..UDP_AT + 8]
-                .copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
+            head[UDP_AT + 6..UDP_AT + 8].copy_from_slice(&checksum::udp_field(c).to_be_bytes());
         }
         Ok(span)
     }

@@ -144,9 +144,7 @@ impl Vxlan6Encap {
                 checksum::sum(rest),
             );
             let c = checksum::finish(acc);
-            // A computed zero is sent as all ones (RFC 768; zero means "none").
-            head[UDP_AT + 6..UDP_AT + 8]
-                .copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
+            head[UDP_AT + 6..UDP_AT + 8].copy_from_slice(&checksum::udp_field(c).to_be_bytes());
         }
         Ok(span)
     }
