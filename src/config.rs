@@ -603,6 +603,7 @@ impl NetConfig {
             storm: self.storm,
             announce: self.announce,
             remote_csum_rx: self.outer.remote_csum_rx(),
+            remote_csum_tx: self.outer.remote_csum_tx(),
         }
     }
 
@@ -699,6 +700,18 @@ impl DaemonConfig {
             if store.is_none() {
                 return err(format!("dev {}: advertise needs --store", n.dev));
             }
+        }
+        if let Some(n) = self
+            .networks
+            .iter()
+            .find(|n| n.outer.remote_csum_tx() == crate::core::remote_csum::TxMode::Auto)
+            && store.is_none()
+        {
+            return err(format!(
+                "dev {}: remcsum_tx auto needs --store (its members say there whether they take \
+                 the option; use on toward peers that all do)",
+                n.dev
+            ));
         }
         if let Some((n, p)) = self.networks.iter().find_map(|n| {
             let v6 = n

@@ -124,27 +124,10 @@ fn l3_vxlan_streams_arrive_byte_identical_with_remote_checksum_offload() {
         "the stream changed in the tunnel\n{}",
         b.log_text()
     );
-    let fields = cap.tshark(&[
-        "-d",
-        "udp.port==4789,vxlan",
-        "-Y",
-        "tcp.len >= 1000",
-        "-T",
-        "fields",
-        "-E",
-        "occurrence=f",
-        "-e",
-        "vxlan.flags",
-        "-e",
-        "vxlan.reserved8",
-    ]);
-    let rows: Vec<&str> = fields.lines().collect();
-    let rco_rows = rows.iter().filter(|r| **r == "0x0820\t17").count();
+    let (rows, rco_rows) = cap.rco_segments("frame");
     assert!(
-        !rows.is_empty() && 2 * rco_rows >= rows.len(),
-        "{} of {} data segments with the option",
-        rco_rows,
-        rows.len()
+        rows > 0 && 2 * rco_rows >= rows,
+        "{rco_rows} of {rows} data segments with the option"
     );
     for d in [&a, &b] {
         assert_eq!(d.stats()["drops"]["remote_csum"], 0, "{}", d.stats());

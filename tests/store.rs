@@ -11,10 +11,12 @@
 
 mod daemon_support;
 mod etcd_support;
+mod transfer_support;
 
-use daemon_support::{Conf, Daemon, Netns, Switch, wait_until};
+use daemon_support::{Capture, Conf, Daemon, Netns, Switch, wait_until};
 use etcd_support::Etcd;
 use std::time::Duration;
+use transfer_support::{Ends, Payload, transfer};
 
 const PREFIX: &str = "/vtepd/t";
 /// The lease TTL the daemons register with: short, so a dead host leaves quickly.
@@ -29,29 +31,32 @@ fn host(ns: &Netns, n: u8, etcd: &Etcd) -> Daemon {
 
 /// [`host`] with a lease TTL of `ttl` seconds.
 fn host_ttl(ns: &Netns, n: u8, etcd: &Etcd, ttl: &str) -> Daemon {
+    host_with(ns, n, etcd, ttl, &[])
+}
+
+/// [`host_ttl`] with `extra` flags.
+fn host_with(ns: &Netns, n: u8, etcd: &Etcd, ttl: &str, extra: &[&str]) -> Daemon {
     let (local, address) = (format!("192.0.2.{n}"), format!("10.9.0.{n}/24"));
     let store = format!("etcd={}", etcd.url);
-    Daemon::start(
-        ns,
-        &[
-            "--dev",
-            "vx0",
-            "--vni",
-            "42",
-            "--local",
-            &local,
-            "--address",
-            &address,
-            "--threads",
-            "1",
-            "--store",
-            &store,
-            "--store-prefix",
-            PREFIX,
-            "--store-ttl",
-            ttl,
-        ],
-    )
+    let args = [
+        "--dev",
+        "vx0",
+        "--vni",
+        "42",
+        "--local",
+        &local,
+        "--address",
+        &address,
+        "--threads",
+        "1",
+        "--store",
+        &store,
+        "--store-prefix",
+        PREFIX,
+        "--store-ttl",
+        ttl,
+    ];
+    Daemon::start(ns, &[&args[..], extra].concat())
 }
 
 /// `peers show --json` of VNI 42: (flood list, those from the store).
@@ -97,6 +102,70 @@ fn wait_flood(d: &Daemon, want: &[&str]) {
         peers(d),
         d.log_text()
     );
+}
+
+/// `--remcsum-tx auto`: VXLAN remote checksum offload negotiated per peer through the store.
+/// h1 sends with it to the members that registered taking it (h2, `--remcsum-rx on`) and
+/// complete checksums to the others (h3, which would drop the option as `remote_csum`). A file
+/// crosses by TCP to each, byte-exact; tshark on h1's link counts the data segments to each
+/// that carry the option (VXLAN flags 0x0820, start 17).
+#[test]
+fn remote_checksum_offload_goes_to_the_members_that_take_it() {
+    let sw = Switch::new(Some("192.0.2.254/24"));
+    let etcd = Etcd::start(&sw.ns, "192.0.2.254");
+    let ns: Vec<Netns> = (1..=3)
+        .map(|n| sw.host(&format!("192.0.2.{n}/24")))
+        .collect();
+    let extra: [&[&str]; 3] = [
+        &["--remcsum-tx", "auto", "--remcsum-rx", "on"],
+        &["--remcsum-rx", "on"],
+        &[],
+    ];
+    let d: Vec<Daemon> = (0..3)
+        .map(|i| host_with(&ns[i], i as u8 + 1, &etcd, TTL, extra[i]))
+        .collect();
+    wait_flood(&d[0], &["192.0.2.2", "192.0.2.3"]);
+    let takers = || {
+        let rows: serde_json::Value =
+            serde_json::from_str(&d[0].ok(&["peers", "show", "--json"])).unwrap();
+        rows[0]["remcsum_rx"].clone()
+    };
+    assert!(
+        wait_until(WAIT, || takers() == serde_json::json!(["192.0.2.2"])),
+        "h1 takes {} as the peers taking the option",
+        takers()
+    );
+    let text = d[0].ok(&["peers", "show"]);
+    let line = |ip: &str| text.lines().find(|l| l.contains(ip)).unwrap_or_default();
+    assert!(line("192.0.2.2").ends_with("(store, remcsum-rx)"), "{text}");
+    assert!(line("192.0.2.3").ends_with("(store)"), "{text}");
+    assert!(ns[0].ping_within("10.9.0.2", WAIT) && ns[0].ping_within("10.9.0.3", WAIT));
+    let cap = Capture::start(&ns[0], "src host 192.0.2.1 and udp dst port 4789");
+    let file = Payload::new("rcoauto", 0x51a7_e0c4_9d2b_1f03, 4 << 20);
+    for (i, dst) in [(1, "10.9.0.2"), (2, "10.9.0.3")] {
+        let (sent, got) = transfer(Ends(&ns[0].name, &ns[i].name), &file, dst, 7600, 0, 65_536);
+        assert_eq!(sent["bytes"], 4 << 20, "to {dst}: {sent}");
+        assert_eq!(got, sent, "to {dst}: the stream changed in the tunnel");
+    }
+    let count = |to: &str| cap.rco_segments(&format!("ip.dst == {to}"));
+    let (to_h2, rco_h2) = count("192.0.2.2");
+    let (to_h3, rco_h3) = count("192.0.2.3");
+    eprintln!(
+        "data segments (with the option): to h2 {to_h2} ({rco_h2}), to h3 {to_h3} ({rco_h3})"
+    );
+    assert!(to_h2 > 0 && to_h3 > 0, "data segments not captured");
+    // What h1 cuts from a device super-frame carries the option; a bulk transfer is those.
+    assert!(
+        2 * rco_h2 >= to_h2,
+        "to h2: {to_h2} data segments, {rco_h2} with the option"
+    );
+    assert_eq!(rco_h3, 0, "h3 does not take the option");
+    let drops = |d: &Daemon| {
+        d.stats()["drops"]["remote_csum"]
+            .as_u64()
+            .expect("a drop reason")
+    };
+    assert_eq!((drops(&d[1]), drops(&d[2])), (0, 0));
 }
 
 #[test]

@@ -533,7 +533,6 @@ proptest! {
             dscp,
             df,
             udp_checksum,
-            remote_csum_tx: false,
         };
         let enc = VxlanEncap::new(&cfg, remote).unwrap();
         let mut buf = vec![0u8; headroom + bytes.len()];

@@ -193,7 +193,6 @@ fn check_vxlan_encode(c: &Case) {
         // Every kernel capture was made with `df set`.
         df: encap::Df::Set,
         udp_checksum: c.config["udp_checksum"] == "1",
-        remote_csum_tx: false,
     };
     let enc = VxlanEncap::new(&cfg, dst).unwrap();
     // Independent of our decoder: these packets have a 20-byte outer IPv4 header.

@@ -848,6 +848,12 @@ mod tests {
             (&["--store-ttl", "5"], "needs --store"),
             (&["--store-prefix", "/a/"], "empty segment"),
             (&["--announce"], "needs --store"),
+            (&["--remcsum-tx", "auto"], "remcsum_tx auto needs --store"),
+            (&["--remcsum-tx", "yes"], "expected on or off (or auto)"),
+            (
+                &["--remcsum-tx", "on", "--udp-csum", "off"],
+                "needs the outer UDP checksum",
+            ),
             (&["--advertise", "10.1.0.0/24"], "for --mode l3"),
             (&["--advertise", "10.1.0.1/24"], "host bits"),
         ];

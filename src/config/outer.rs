@@ -6,6 +6,7 @@
 //! Every field is `None` when not given, so the defaults live in one place (the `resolve`
 //! functions) and a VXLAN-only option given for IPIP can be refused ([`Outer::vxlan_only`]).
 
+use crate::core::remote_csum::TxMode;
 use encap::{Df, Dscp, IpipConfig, PortRange, Ttl, VxlanConfig};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::net::{IpAddr, Ipv4Addr};
@@ -62,13 +63,15 @@ pub struct Outer {
 
     /// VXLAN: remote checksum offload on send (draft-herbert-vxlan-rco), like ip-link's
     /// `remcsumtx`: a TCP segment cut from a device super-frame leaves with its checksum left to
-    /// the receiver (the VXLAN header says where it goes) instead of computed here. Only for
-    /// peers that take it (`--remcsum-rx`, the kernel's `remcsumrx`): others drop every such
-    /// datagram. Needs the outer UDP checksum, which covers the inner bytes instead
-    /// [default: off; on, `--udp-csum` defaults to on].
-    #[arg(long, value_name = "on|off", value_parser = parse_remcsum_tx)]
+    /// the receiver (the VXLAN header says where it goes) instead of computed here. `on`:
+    /// toward every peer, which must all take it (`--remcsum-rx`, the kernel's `remcsumrx`;
+    /// others drop every such datagram). `auto` (with `--store`): toward the members that
+    /// registered taking it, complete checksums toward the others. Needs the outer UDP
+    /// checksum, which covers the inner bytes instead [default: off; on or auto,
+    /// `--udp-csum` defaults to on].
+    #[arg(long, value_name = "on|off|auto", value_parser = parse_remcsum_tx)]
     #[serde(default, deserialize_with = "de_remcsum_tx")]
-    pub remcsum_tx: Option<bool>,
+    pub remcsum_tx: Option<TxMode>,
 
     /// VXLAN: accept remote checksum offload (ip-link's `remcsumrx`): a datagram whose VXLAN
     /// header carries the option goes to the device with its inner checksum marked partial
@@ -114,18 +117,24 @@ impl Outer {
         v.df = self.df.unwrap_or(Df::Set);
         v.src_ports = self.srcport.unwrap_or(PortRange::DEFAULT);
         // Off over IPv4 (as Linux's vxlan device), on over IPv6 (RFC 8200 §8.1; off is
-        // RFC 6935's zero checksum, ip-link's udp6zerocsumtx).
-        v.remote_csum_tx = self.remcsum_tx.unwrap_or(false);
-        // RCO leaves the inner bytes to the outer UDP checksum.
-        v.udp_checksum = self.udp_csum.unwrap_or(v6 || v.remote_csum_tx);
+        // RFC 6935's zero checksum, ip-link's udp6zerocsumtx). RCO leaves the inner bytes to
+        // the outer UDP checksum.
+        let rco = self.remote_csum_tx() != TxMode::Off;
+        v.udp_checksum = self.udp_csum.unwrap_or(v6 || rco);
         v
     }
 
     /// Why these options cannot go together, if they cannot.
     pub fn conflict(&self) -> Option<&'static str> {
-        (self.remcsum_tx == Some(true) && self.udp_csum == Some(false)).then_some(
+        let rco = self.remote_csum_tx() != TxMode::Off;
+        (rco && self.udp_csum == Some(false)).then_some(
             "remcsum_tx needs the outer UDP checksum (udp_csum on): it stands in for the inner one",
         )
+    }
+
+    /// Toward which remotes TCP segments leave with remote checksum offload (`--remcsum-tx`).
+    pub fn remote_csum_tx(&self) -> TxMode {
+        self.remcsum_tx.unwrap_or_default()
     }
 
     /// Whether datagrams with remote checksum offload are accepted (`--remcsum-rx`).
@@ -179,7 +188,7 @@ impl Serialize for Outer {
             m.serialize_entry("udp6_zero_csum_rx", &c)?;
         }
         if let Some(c) = self.remcsum_tx {
-            m.serialize_entry("remcsum_tx", &c)?;
+            m.serialize_entry("remcsum_tx", c.name())?;
         }
         if let Some(c) = self.remcsum_rx {
             m.serialize_entry("remcsum_rx", &c)?;
@@ -252,9 +261,15 @@ pub fn parse_udp6_zero_csum_rx(s: &str) -> Result<bool, String> {
     on_off("udp6-zero-csum-rx", s)
 }
 
-/// Parses `--remcsum-tx`: `on` or `off`.
-pub fn parse_remcsum_tx(s: &str) -> Result<bool, String> {
-    on_off("remcsum-tx", s)
+/// Parses `--remcsum-tx`: `on`, `off` or `auto`.
+pub fn parse_remcsum_tx(s: &str) -> Result<TxMode, String> {
+    match s.trim() {
+        "auto" => Ok(TxMode::Auto),
+        t => match on_off("remcsum-tx", t) {
+            Ok(on) => Ok(if on { TxMode::On } else { TxMode::Off }),
+            Err(e) => Err(format!("{e} (or auto)")),
+        },
+    }
 }
 
 /// Parses `--remcsum-rx`: `on` or `off`.
@@ -311,7 +326,7 @@ fn de_udp_csum<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error
 fn de_udp6_zero_csum_rx<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     de_with(d, parse_udp6_zero_csum_rx)
 }
-fn de_remcsum_tx<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+fn de_remcsum_tx<'de, D: Deserializer<'de>>(d: D) -> Result<Option<TxMode>, D::Error> {
     de_with(d, parse_remcsum_tx)
 }
 fn de_remcsum_rx<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
@@ -398,25 +413,32 @@ mod tests {
     fn remote_checksum_offload_and_the_udp_checksum() {
         let local = Ipv4Addr::new(192, 0, 2, 1).into();
         let v = Outer::default().vxlan(local, 4789);
-        assert!(!v.remote_csum_tx && !v.udp_checksum);
+        assert!(!v.udp_checksum);
+        assert_eq!(Outer::default().remote_csum_tx(), TxMode::Off);
         assert!(!Outer::default().remote_csum_rx());
+        for mode in [TxMode::On, TxMode::Auto] {
+            let tx = Outer {
+                remcsum_tx: Some(mode),
+                ..Outer::default()
+            };
+            assert!(tx.vxlan(local, 4789).udp_checksum, "{mode:?}");
+            assert_eq!(tx.remote_csum_tx(), mode);
+            assert_eq!(tx.conflict(), None);
+            let off = Outer {
+                udp_csum: Some(false),
+                ..tx
+            };
+            assert!(
+                off.conflict()
+                    .unwrap()
+                    .contains("needs the outer UDP checksum")
+            );
+        }
         let tx = Outer {
-            remcsum_tx: Some(true),
+            remcsum_tx: Some(TxMode::On),
             ..Outer::default()
         };
-        let v = tx.vxlan(local, 4789);
-        assert!(v.remote_csum_tx && v.udp_checksum);
-        assert_eq!(tx.conflict(), None);
         assert_eq!(tx.vxlan_only(), Some(("--remcsum-tx", "remcsum_tx")));
-        let off = Outer {
-            udp_csum: Some(false),
-            ..tx
-        };
-        assert!(
-            off.conflict()
-                .unwrap()
-                .contains("needs the outer UDP checksum")
-        );
         let rx = Outer {
             remcsum_rx: Some(true),
             ..Outer::default()
@@ -424,10 +446,12 @@ mod tests {
         assert!(rx.remote_csum_rx());
         assert_eq!(rx.vxlan_only(), Some(("--remcsum-rx", "remcsum_rx")));
         assert_eq!(parse_remcsum_rx("on"), Ok(true));
+        assert_eq!(parse_remcsum_tx("auto"), Ok(TxMode::Auto));
+        assert_eq!(parse_remcsum_tx("off"), Ok(TxMode::Off));
+        let e = parse_remcsum_tx("yes").unwrap_err();
         assert!(
-            parse_remcsum_tx("yes")
-                .unwrap_err()
-                .contains("remcsum-tx 'yes'")
+            e.contains("remcsum-tx 'yes'") && e.contains("or auto"),
+            "{e}"
         );
     }
 

@@ -71,7 +71,16 @@ pub fn peers_table(rows: &[PeersRow]) -> String {
                 Some(m) => m.mtu.to_string(),
                 None => String::new(),
             };
-            let from = if r.store.contains(p) { "  (store)" } else { "" };
+            let marks: Vec<&str> = [(&r.store, "store"), (&r.remcsum_rx, "remcsum-rx")]
+                .into_iter()
+                .filter(|(list, _)| list.contains(p))
+                .map(|(_, mark)| mark)
+                .collect();
+            let from = if marks.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", marks.join(", "))
+            };
             let line = format!("{:<8}  {:<w$}  {:<15}  {pmtu}", r.vni, r.dev, p.to_string());
             let _ = writeln!(s, "{}{from}", line.trim_end());
         }
@@ -364,6 +373,7 @@ mod tests {
                     IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3)),
                 ],
                 store: vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2))],
+                remcsum_rx: vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2))],
                 path_mtu: vec![PathMtuRow {
                     remote: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3)),
                     mtu: 1400,
@@ -376,6 +386,7 @@ mod tests {
                 dev: "v7".into(),
                 peers: vec![],
                 store: vec![],
+                remcsum_rx: vec![],
                 path_mtu: vec![],
             },
         ];
@@ -383,7 +394,7 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 4, "{t}");
         assert!(lines[0].starts_with("VNI"));
-        assert!(lines[1].contains("42") && lines[1].ends_with("192.0.2.2  (store)"));
+        assert!(lines[1].contains("42") && lines[1].ends_with("192.0.2.2  (store, remcsum-rx)"));
         assert!(lines[2].contains("192.0.2.3") && lines[2].ends_with("1400 learned, 540s left"));
         assert!(lines[3].starts_with("7 ") && lines[3].ends_with('-'));
     }

@@ -368,6 +368,10 @@ pub struct PeersRow {
     /// Those of `peers` the store put there (`--store`) and the operator did not.
     #[serde(default)]
     pub store: Vec<IpAddr>,
+    /// Those of `peers` that registered in the store taking VXLAN remote checksum offload
+    /// (`remcsum_rx`: with `--remcsum-tx auto`, TCP segments to them leave with the option).
+    #[serde(default)]
+    pub remcsum_rx: Vec<IpAddr>,
     /// The path MTU toward each of them, in the same order.
     #[serde(default)]
     pub path_mtu: Vec<PathMtuRow>,

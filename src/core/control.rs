@@ -26,6 +26,9 @@ pub(super) struct NetControl {
     /// that a reload or `peers del` never touches it and the store never removes the
     /// operator's peers. The data path floods to both (each peer once).
     store: Vec<IpAddr>,
+    /// The peers the store says take remote checksum offload (members registered with
+    /// `remcsum_rx`): with `remcsum_tx auto`, TCP segments toward them leave with the option.
+    remote_csum: Vec<IpAddr>,
     /// Remote -> number of static entries pointing at it.
     static_remotes: BTreeMap<IpAddr, usize>,
     /// Static entries in the FDB (the sum of `static_remotes`' counts).
@@ -37,6 +40,7 @@ impl NetControl {
         NetControl {
             flood,
             store: Vec::new(),
+            remote_csum: Vec::new(),
             static_remotes: BTreeMap::new(),
             statics: 0,
         }
@@ -46,6 +50,7 @@ impl NetControl {
         let extra = self.store.iter().filter(|p| !self.flood.contains(p));
         let flood: Vec<IpAddr> = self.flood.iter().chain(extra).copied().collect();
         PeerSnapshot::new(&flood, self.static_remotes.keys().copied())
+            .with_remote_csum(self.remote_csum.iter().copied())
     }
 
     fn static_added(&mut self, remote: IpAddr) {
@@ -398,6 +403,18 @@ impl Core {
         self.replace_list(vni, peers, |c| &mut c.store)
     }
 
+    /// Replaces the peers of network `vni` that the store says take remote checksum offload;
+    /// `Ok(false)` if it was already that list. Checked whole before anything changes.
+    pub fn store_remote_csum_set(&self, vni: Vni, peers: &[IpAddr]) -> Result<bool, CoreError> {
+        self.replace_list(vni, peers, |c| &mut c.remote_csum)
+    }
+
+    /// Every network's peers known to take remote checksum offload
+    /// ([`Core::store_remote_csum_set`]), in [`NetId`] order.
+    pub fn remote_csum_peers(&self) -> Vec<(Vni, Vec<IpAddr>)> {
+        self.flood_lists(|c| &c.remote_csum)
+    }
+
     /// Adds a network (at start, or at run time by a reload) in the next free slot; its
     /// [`NetId`] is new. Fails on a VNI in use, an unusable peer, or no room left.
     pub fn add_network(&self, cfg: &super::NetworkConfig) -> Result<NetId, CoreError> {
@@ -542,6 +559,50 @@ mod tests {
         assert_eq!(c.flood_peers(), [(v, vec![ip(4)])]);
         assert!(!c.known_remote(v, ip(3)));
         assert!(c.store_peers_set(v, &[ip(1)]).is_err(), "our own address");
+    }
+
+    /// `remcsum_tx`: off sends to nobody with the option, on to everybody, auto to the
+    /// peers the store says take it; the list survives changes of the flood lists.
+    #[test]
+    fn remote_checksum_offload_goes_to_the_peers_the_mode_names() {
+        use super::super::remote_csum::TxMode;
+        let with = |vni: u32, mode: TxMode| super::super::NetworkConfig {
+            remote_csum_tx: mode,
+            ..net(vni)
+        };
+        let c = Core::new(super::super::CoreConfig {
+            local: ip(1),
+            allow_any_peer: false,
+            networks: vec![
+                with(10, TxMode::Off),
+                with(11, TxMode::On),
+                with(12, TxMode::Auto),
+            ],
+        })
+        .unwrap();
+        let v = |n| Vni::new(n).unwrap();
+        let sends = |vni, to: u8| c.sends_remote_csum(c.net_by_vni(v(vni)).unwrap(), ip(to).into());
+        for vni in [10, 11, 12] {
+            assert_eq!(c.store_remote_csum_set(v(vni), &[ip(3)]), Ok(true));
+        }
+        assert_eq!(c.store_remote_csum_set(v(12), &[ip(3)]), Ok(false));
+        assert!(!sends(10, 3) && !sends(10, 2));
+        assert!(sends(11, 3) && sends(11, 2));
+        assert!(sends(12, 3) && !sends(12, 2));
+        assert_eq!(c.store_peers_set(v(12), &[ip(3), ip(4)]), Ok(true));
+        assert_eq!(c.peers_set(v(12), &[]), Ok(true));
+        assert!(sends(12, 3), "kept across flood-list changes");
+        assert_eq!(c.remote_csum_peers()[2], (v(12), vec![ip(3)]));
+        assert_eq!(c.store_remote_csum_set(v(12), &[]), Ok(true));
+        assert!(!sends(12, 3));
+        assert!(
+            c.store_remote_csum_set(v(12), &[ip(1)]).is_err(),
+            "our own address"
+        );
+        assert!(
+            !c.sends_remote_csum(NetId(9), ip(3).into()),
+            "no such network"
+        );
     }
 
     #[test]

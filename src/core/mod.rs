@@ -99,6 +99,8 @@ pub struct NetworkConfig {
     /// VXLAN: accept datagrams with remote checksum offload ([`remote_csum`]); without it
     /// they are dropped (`remote_csum`).
     pub remote_csum_rx: bool,
+    /// VXLAN: toward which remotes TCP segments leave with remote checksum offload.
+    pub remote_csum_tx: remote_csum::TxMode,
 }
 
 impl Default for NetworkConfig {
@@ -117,6 +119,7 @@ impl Default for NetworkConfig {
             port: encap::vxlan::DEFAULT_PORT,
             announce: false,
             remote_csum_rx: false,
+            remote_csum_tx: remote_csum::TxMode::Off,
         }
     }
 }
@@ -331,6 +334,16 @@ impl Core {
     }
 
     #[inline]
+    /// Whether TCP segments of network `id` toward `dst` leave with remote checksum offload
+    /// (its `remcsum_tx`: toward every remote, or toward those known to take it).
+    pub fn sends_remote_csum(&self, id: NetId, dst: Remote) -> bool {
+        self.net(id).is_some_and(|n| match n.remote_csum_tx {
+            remote_csum::TxMode::Off => false,
+            remote_csum::TxMode::On => true,
+            remote_csum::TxMode::Auto => n.peers.load().takes_remote_csum(dst),
+        })
+    }
+
     fn net(&self, id: NetId) -> Option<&Network> {
         self.nets
             .get(usize::from(id.0))?

@@ -20,6 +20,9 @@ pub struct PeerSnapshot {
     pub flood: Box<[Remote]>,
     /// Sorted, deduplicated: flood-list peers and the remotes of static FDB entries.
     known: Box<[Remote]>,
+    /// Sorted, deduplicated: the peers known to take remote checksum offload (the store's
+    /// members registered with `remcsum_rx`).
+    remote_csum: Box<[Remote]>,
 }
 
 impl PeerSnapshot {
@@ -34,7 +37,20 @@ impl PeerSnapshot {
         PeerSnapshot {
             flood,
             known: sorted(known),
+            remote_csum: Box::default(),
         }
+    }
+
+    /// This snapshot, with `peers` as those that take remote checksum offload.
+    pub fn with_remote_csum(mut self, peers: impl Iterator<Item = IpAddr>) -> Self {
+        self.remote_csum = sorted(peers.map(Remote::from).collect());
+        self
+    }
+
+    /// Whether `ip` is known to take remote checksum offload.
+    #[inline]
+    pub fn takes_remote_csum(&self, ip: Remote) -> bool {
+        contains(&self.remote_csum, &ip)
     }
     /// Whether `ip` may send us tunnel traffic for this network.
     #[inline]
@@ -110,6 +126,9 @@ pub struct Network {
     /// VXLAN: whether datagrams with remote checksum offload are accepted (part of the
     /// outer-header policy: fixed for the network's life).
     pub remote_csum_rx: bool,
+    /// VXLAN: toward which remotes TCP segments leave with remote checksum offload (part of
+    /// the outer-header policy: fixed for the network's life).
+    pub remote_csum_tx: super::remote_csum::TxMode,
 }
 
 impl Network {
@@ -130,6 +149,7 @@ impl Network {
             peers: ArcSwap::from_pointee(PeerSnapshot::new(flood, std::iter::empty())),
             announce: cfg.announce,
             remote_csum_rx: cfg.remote_csum_rx,
+            remote_csum_tx: cfg.remote_csum_tx,
         }
     }
 

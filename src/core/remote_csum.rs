@@ -7,13 +7,38 @@
 //! kernel completes the checksum if the frame leaves the host. The outer UDP checksum, verified
 //! by the receiving kernel, covers the inner bytes instead.
 //!
-//! The core decides whether a datagram's option is taken ([`check`]); the daemon finds where
-//! the checksum is in what it writes to the device ([`Partial::of_datagram`]).
+//! The core decides whether a datagram's option is taken ([`check`]) and toward which remotes
+//! segments leave with it ([`TxMode`], [`super::Core::sends_remote_csum`]); the daemon finds
+//! where the checksum is in what it writes to the device ([`Partial::of_datagram`]).
 
 use encap::vxlan::{HEADER_LEN, TCP_CSUM_OFFSET, UDP_CSUM_OFFSET, VxlanPacket};
 
 use super::DropReason;
 use super::forward::ETH_HEADER_LEN;
+
+/// Toward which remotes a network's TCP segments leave with the option (`--remcsum-tx`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TxMode {
+    /// Toward none: every segment carries its complete checksum.
+    #[default]
+    Off,
+    /// Toward every remote, as Linux's `remcsumtx` does: every peer must take the option.
+    On,
+    /// Toward the remotes known to take it: the store's members that registered with
+    /// `remcsum_rx` (negotiated per peer; the others get complete checksums).
+    Auto,
+}
+
+impl TxMode {
+    /// The mode's name, as `--remcsum-tx` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TxMode::Off => "off",
+            TxMode::On => "on",
+            TxMode::Auto => "auto",
+        }
+    }
+}
 
 /// A checksum left partial: it covers the bytes from `start` to the end, and its field is at
 /// `start + offset` (each from the first byte of the packet it is in).

@@ -404,6 +404,12 @@ impl Handler {
                         (v.get(), only.collect())
                     })
                     .collect();
+                let remcsum_rx: std::collections::HashMap<u32, Vec<IpAddr>> = self
+                    .core
+                    .remote_csum_peers()
+                    .into_iter()
+                    .map(|(v, p)| (v.get(), p))
+                    .collect();
                 let row = move |vni: u32, dev: String, peers: Vec<IpAddr>| PeersRow {
                     vni,
                     dev,
@@ -412,6 +418,7 @@ impl Handler {
                         .filter_map(|p| self.path_mtu_row(now, *p))
                         .collect(),
                     store: store.get(&vni).cloned().unwrap_or_default(),
+                    remcsum_rx: remcsum_rx.get(&vni).cloned().unwrap_or_default(),
                     peers,
                 };
                 let nets = self.nets();

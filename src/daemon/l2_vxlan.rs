@@ -198,7 +198,7 @@ impl Mode for L2Vxlan {
                     )
                 })
                 .flatten();
-            let tx = tunnel_tx(cfg, Arc::clone(&pmtu), listener)?;
+            let tx = tunnel_tx(cfg, &core, Arc::clone(&pmtu), listener)?;
             let devs = taps.iter().map(|t| port_of(t, id)).collect();
             let changes = Arc::new(SegQueue::new());
             queues.push(Arc::clone(&changes));

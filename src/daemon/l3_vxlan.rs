@@ -199,7 +199,7 @@ impl Mode for L3Vxlan {
                     )
                 })
                 .flatten();
-            let tx = tunnel_tx(cfg, Arc::clone(&pmtu), listener)?;
+            let tx = tunnel_tx(cfg, &core, Arc::clone(&pmtu), listener)?;
             let port = DevPort::new(Arc::clone(queue), &tun.name, true, true);
             let sock = (udp_port, sock.into());
             workers.push(L3VxWorker::new(Arc::clone(&engine), sock, tx, port));

@@ -74,10 +74,12 @@ pub fn run(cfg: &DaemonConfig, source: Option<ConfigSource>) -> Result<(), Failu
 /// settings (our address, its VXLAN port, and its policy: by default source ports from the inner
 /// flow hash in 49152-65535, TTL 64, DSCP and ECN inherited, DF set, and a zero UDP checksum, as
 /// Linux's vxlan device sends by default over IPv4; RFC 7348 §5 allows it and saves a pass over
-/// the frame). It follows and feeds the shared path MTUs `pmtu`, and reads the ICMP listener
-/// `icmp` (one worker's) on the tick.
+/// the frame). It follows and feeds the shared path MTUs `pmtu`, reads the ICMP listener
+/// `icmp` (one worker's) on the tick, and asks `core` toward which remotes segments leave with
+/// remote checksum offload.
 fn tunnel_tx(
     cfg: &DaemonConfig,
+    core: &std::sync::Arc<Core>,
     pmtu: std::sync::Arc<crate::core::pmtu::PathMtus>,
     icmp: Option<pmtu::IcmpListener>,
 ) -> Result<tunnel_tx::TunnelTx, Failure> {
@@ -87,7 +89,8 @@ fn tunnel_tx(
         .first()
         .map_or_else(|| Outer::default().vxlan(cfg.local, cfg.port), settings);
     let raw = socket::open_raw_sender(cfg.local)?;
-    let mut tx = tunnel_tx::TunnelTx::with_path_mtus(raw, first, pmtu, icmp);
+    let mut tx = tunnel_tx::TunnelTx::with_path_mtus(raw, first, pmtu, icmp)
+        .with_core(std::sync::Arc::clone(core));
     if let IpAddr::V6(l) = cfg.local {
         tx = tx.over_ipv6(l);
     }

@@ -38,7 +38,7 @@ use super::stats::Traffic;
 use crate::core::encapsulator::{Encapsulator, TunnelConfig};
 use crate::core::pmtu::PathMtus;
 use crate::core::too_big::Fragments;
-use crate::core::{Counters, DropReason, NetId, Remote, Remotes, Timestamp};
+use crate::core::{Core, Counters, DropReason, NetId, Remote, Remotes, Timestamp};
 use encap::checksum;
 use encap::vxlan::{self, HEADER_LEN};
 use encap::{Vni, VxlanConfig};
@@ -146,6 +146,9 @@ pub struct TunnelTx<S = Socket> {
     /// The network of the frame at hand (set by [`TunnelTx::send_copies`] and
     /// [`TunnelTx::send_fragments`]).
     net: NetId,
+    /// The forwarding core, asked toward which remotes segments leave with remote checksum
+    /// offload (none without it).
+    core: Option<Arc<Core>>,
 }
 
 impl<S: DatagramSocket> TunnelTx<S> {
@@ -180,6 +183,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
             traffic: Traffic::detached(),
             capture: WorkerCapture::default(),
             net: NetId(0),
+            core: None,
         }
     }
 
@@ -197,6 +201,13 @@ impl<S: DatagramSocket> TunnelTx<S> {
         self.enc = self.enc.over_ipv6(local);
         self.txb.set_outer_len(self.enc.overhead());
         self.learner = self.learner.with_local(self.local);
+        self
+    }
+
+    /// Sends TCP segments with remote checksum offload where `core` says so
+    /// ([`Core::sends_remote_csum`]).
+    pub fn with_core(mut self, core: Arc<Core>) -> TunnelTx<S> {
+        self.core = Some(core);
         self
     }
 
@@ -230,13 +241,14 @@ impl<S: DatagramSocket> TunnelTx<S> {
         }
     }
 
-    /// Where the segments of `t` say their TCP checksum starts when network `vni` sends with
-    /// remote checksum offload (`remcsum_tx`) and the option can say it; `None` otherwise (the
-    /// segments carry complete checksums).
-    fn remote_csum(&self, vni: Vni, t: &TsoFrame) -> Option<u16> {
+    /// Where the segments of `t` say their TCP checksum starts when the network at hand sends
+    /// them to `dst` with remote checksum offload (`remcsum_tx`) and the option can say it;
+    /// `None` otherwise (the segments carry complete checksums).
+    fn remote_csum(&self, t: &TsoFrame, dst: Remote) -> Option<u16> {
         let start = u16::try_from(t.l4).ok()?;
         let fits = start % 2 == 0 && start <= vxlan::MAX_RCO_START;
-        (fits && self.settings(vni).is_some_and(|c| c.remote_csum_tx)).then_some(start)
+        let core = self.core.as_ref()?;
+        (fits && core.sends_remote_csum(self.net, dst)).then_some(start)
     }
 
     /// Sends a copy of the frame in send slot `slot` (`len` bytes at `HEADROOM`; a TCP
@@ -364,7 +376,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
                 }
             }
         }
-        let rco = self.remote_csum(vni, &t);
+        let rco = self.remote_csum(&t, dst);
         let from = self.send_gso(now, vni, dst, slot, len, &t, rco, ctr);
         for k in from..t.segments() {
             self.queue_segment(now, vni, dst, slot, len, &t, k, rco, ctr);

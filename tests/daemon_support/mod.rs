@@ -241,6 +241,30 @@ impl Capture {
             .args(args));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+
+    /// VXLAN data segments (inner TCP payload of 1000 bytes or more) captured so far that
+    /// match the display filter `also` (`"frame"`: all), and how many of them carry remote
+    /// checksum offload (flags 0x0820) with the start of TCP over IPv4 behind Ethernet
+    /// (34 / 2 = 17); tshark decodes them, not vtepd.
+    pub fn rco_segments(&self, also: &str) -> (usize, usize) {
+        let fields = self.tshark(&[
+            "-d",
+            "udp.port==4789,vxlan",
+            "-Y",
+            &format!("tcp.len >= 1000 && ({also})"),
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=f",
+            "-e",
+            "vxlan.flags",
+            "-e",
+            "vxlan.reserved8",
+        ]);
+        let rows: Vec<&str> = fields.lines().collect();
+        let rco = rows.iter().filter(|r| **r == "0x0820\t17").count();
+        (rows.len(), rco)
+    }
 }
 
 impl Drop for Capture {

@@ -55,10 +55,6 @@ pub struct VxlanConfig {
     pub df: Df,
     /// Compute the UDP checksum (true) or send zero (like Linux without `udpcsum`).
     pub udp_checksum: bool,
-    /// Remote checksum offload on send (Linux's `remcsumtx`): the sender leaves the inner
-    /// checksum of a segment it cuts to the receiver ([`crate::vxlan::FLAG_RCO`]). Not used by
-    /// the encapsulator itself, which writes the plain header.
-    pub remote_csum_tx: bool,
 }
 
 impl VxlanConfig {
@@ -73,7 +69,6 @@ impl VxlanConfig {
             dscp: Dscp::Inherit,
             df: Df::Set,
             udp_checksum: true,
-            remote_csum_tx: false,
         }
     }
 }

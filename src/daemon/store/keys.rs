@@ -10,7 +10,9 @@
 //!   `{"version":1,"underlay":"192.0.2.1","vni":42,"port":4789}`, with `mac` (its MAC on the
 //!   network, L3 VXLAN), `address` and `address6` (its own IPv4 and IPv6 overlay addresses, L3
 //!   VXLAN), `prefixes` and `prefixes6` (the IPv4 and IPv6 overlay prefixes behind it, L3
-//!   modes) when it has them. The IPv6 ones are fields of their own, so that a vtepd that
+//!   modes) when it has them, and `"remcsum_rx":true` when it takes VXLAN remote checksum
+//!   offload (`remcsum_rx`; the others then send it TCP segments with the option under
+//!   `remcsum_tx auto`; left out when it does not). The IPv6 ones are fields of their own, so that a vtepd that
 //!   knows only the IPv4 ones reads a dual-stack member's value as before (unknown fields are
 //!   ignored; an IPv6 prefix in `prefixes` would make the whole value bad to it).
 //!
@@ -72,6 +74,9 @@ pub struct Member {
     /// documentation).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prefixes6: Vec<Ipv6Net>,
+    /// VXLAN: whether it takes remote checksum offload (`remcsum_rx`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remcsum_rx: bool,
 }
 
 /// A value under the prefix that was skipped, and why (one line).
@@ -679,6 +684,22 @@ mod tests {
         assert_eq!(old.prefixes, ["10.244.1.0/24".parse::<Ipv4Net>().unwrap()]);
         let mixed = json.replace(r#""10.244.1.0/24""#, r#""10.244.1.0/24","fd00:244:1::/64""#);
         assert!(serde_json::from_str::<Before>(&mixed).is_err());
+    }
+
+    /// `remcsum_rx`: written only when true, read back; a value without it reads as false.
+    #[test]
+    fn members_say_whether_they_take_remote_checksum_offload() {
+        let key = member_key("/p", vni(1), A);
+        let plain = br#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":4789}"#;
+        let mut m = Member::parse(&key, vni(1), A, plain).unwrap();
+        assert!(!m.remcsum_rx);
+        assert!(!m.to_json().contains("remcsum"), "{}", m.to_json());
+        m.remcsum_rx = true;
+        let json = m.to_json();
+        assert!(json.contains(r#""remcsum_rx":true"#), "{json}");
+        assert_eq!(Member::parse(&key, vni(1), A, json.as_bytes()), Ok(m));
+        let bad = br#"{"version":1,"underlay":"192.0.2.1","vni":1,"port":4789,"remcsum_rx":1}"#;
+        assert!(Member::parse(&key, vni(1), A, bad).is_err());
     }
 
     #[test]

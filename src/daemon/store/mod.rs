@@ -127,6 +127,20 @@ impl Installer {
                 Err(e) => fail(format!("VNI {vni}: flood list not set: {e}")),
             }
         }
+        for (vni, list) in &c.remote_csum {
+            match self.core.store_remote_csum_set(*vni, list) {
+                Ok(_) => {
+                    debug!(%vni, "store: remote checksum offload taken by {}", show(list));
+                    have.remote_csum.insert(*vni, list.clone());
+                }
+                Err(crate::core::CoreError::UnknownVni(_)) => {
+                    have.remote_csum.remove(vni);
+                }
+                Err(e) => fail(format!(
+                    "VNI {vni}: remote checksum offload peers not set: {e}"
+                )),
+            }
+        }
         // A deletion in a network a reload removed is done: the network took it along.
         let gone = |e: &crate::core::CoreError| matches!(e, crate::core::CoreError::UnknownVni(_));
         for (vni, mac) in &c.fdb_del {
@@ -241,6 +255,7 @@ pub fn registrations(cfg: &DaemonConfig, nets: &NetList) -> Vec<Member> {
                 address6: n.address6.map(|a| a.addr).filter(|_| l3vx),
                 prefixes: Vec::new(),
                 prefixes6: Vec::new(),
+                remcsum_rx: cfg.tunnel.is_vxlan() && n.outer.remote_csum_rx(),
             };
             for p in &n.advertise {
                 match *p {

@@ -63,6 +63,9 @@ impl Me {
 pub struct Desired {
     /// The store's flood list of each of our networks (every network listed, maybe empty).
     pub peers: BTreeMap<Vni, Vec<IpAddr>>,
+    /// VXLAN: the members of each of our networks that take remote checksum offload (a part
+    /// of its flood list; every network listed, maybe empty).
+    pub remote_csum: BTreeMap<Vni, Vec<IpAddr>>,
     /// Routes: overlay prefix -> next hop (IPIP: the node's underlay address; L3 VXLAN: its
     /// overlay address of the prefix's family).
     pub routes: BTreeMap<IpNet, IpAddr>,
@@ -97,6 +100,7 @@ pub fn desired<'a>(
 ) -> (Desired, Vec<Skip>) {
     let mut d = Desired {
         peers: me.vnis.iter().map(|v| (*v, Vec::new())).collect(),
+        remote_csum: me.vnis.iter().map(|v| (*v, Vec::new())).collect(),
         ..Desired::default()
     };
     let mut skips = Vec::new();
@@ -148,6 +152,11 @@ pub fn desired<'a>(
         }
         if me.tunnel.is_vxlan() {
             peers.push(m.underlay);
+            if m.remcsum_rx
+                && let Some(rco) = d.remote_csum.get_mut(&vni)
+            {
+                rco.push(m.underlay);
+            }
         }
         // The next hops of its IPv4 and its IPv6 prefixes.
         let (hop4, hop6): (IpAddr, Option<IpAddr>) = match me.tunnel {
@@ -291,6 +300,9 @@ fn announced<'a>(
 pub struct Changes {
     /// Networks whose store flood list is replaced, with the new list.
     pub peers: Vec<(Vni, Vec<IpAddr>)>,
+    /// Networks whose list of peers taking remote checksum offload is replaced, with the new
+    /// list.
+    pub remote_csum: Vec<(Vni, Vec<IpAddr>)>,
     /// Routes removed.
     pub route_del: Vec<IpNet>,
     /// Routes added or changed.
@@ -312,6 +324,23 @@ impl Changes {
     }
 }
 
+/// The lists of `want` that differ from `have`'s, and an empty one for each network only
+/// `have` lists (a reload removed it).
+fn lists(
+    have: &BTreeMap<Vni, Vec<IpAddr>>,
+    want: &BTreeMap<Vni, Vec<IpAddr>>,
+) -> Vec<(Vni, Vec<IpAddr>)> {
+    let gone = have
+        .keys()
+        .filter(|v| !want.contains_key(v))
+        .map(|v| (*v, Vec::new()));
+    want.iter()
+        .filter(|(v, list)| have.get(v) != Some(list))
+        .map(|(v, list)| (*v, list.clone()))
+        .chain(gone)
+        .collect()
+}
+
 /// What differs between `have` and `want`, map by map.
 pub fn diff(have: &Desired, want: &Desired) -> Changes {
     fn split<K: Ord + Copy, V: PartialEq + Copy>(
@@ -330,24 +359,14 @@ pub fn diff(have: &Desired, want: &Desired) -> Changes {
             .collect();
         (del, set)
     }
-    // A network no longer ours (a reload removed it): its list emptied.
-    let gone = have
-        .peers
-        .keys()
-        .filter(|v| !want.peers.contains_key(v))
-        .map(|v| (*v, Vec::new()));
-    let peers = want
-        .peers
-        .iter()
-        .filter(|(v, list)| have.peers.get(v) != Some(list))
-        .map(|(v, list)| (*v, list.clone()))
-        .chain(gone)
-        .collect();
+    let peers = lists(&have.peers, &want.peers);
+    let remote_csum = lists(&have.remote_csum, &want.remote_csum);
     let (route_del, route_set) = split(&have.routes, &want.routes);
     let (neigh_del, neigh_set) = split(&have.neigh, &want.neigh);
     let (fdb_del, fdb_set) = split(&have.fdb, &want.fdb);
     Changes {
         peers,
+        remote_csum,
         route_del,
         route_set,
         neigh_del,
@@ -387,6 +406,7 @@ mod tests {
             address6: None,
             prefixes: Vec::new(),
             prefixes6: Vec::new(),
+            remcsum_rx: false,
         }
     }
     fn me(tunnel: Tunnel, vnis: &[u32]) -> Me {
@@ -422,6 +442,38 @@ mod tests {
         assert!(d.routes.is_empty() && d.neigh.is_empty() && d.fdb.is_empty());
         assert_eq!(skips.len(), 1);
         assert!(skips[0].why.contains("port 8472") && !skips[0].conflict);
+    }
+
+    /// Remote checksum offload is negotiated per peer: the members of a network that take it
+    /// are listed apart (a part of its flood list); other networks' members, members left out
+    /// of the flood list, and IPIP (no VXLAN) list none; a change is a change of its own.
+    #[test]
+    fn members_taking_remote_checksum_offload_are_listed() {
+        let takes = |n: u8, vni: u32| Member {
+            remcsum_rx: true,
+            ..member(n, vni)
+        };
+        let mut other_port = takes(5, 42);
+        other_port.port = 8472;
+        let ms = [
+            takes(3, 42),
+            member(2, 42),
+            takes(4, 43),
+            takes(6, 7),
+            other_port,
+        ];
+        let (d, _) = desired(&me(Tunnel::L2Vxlan, &[42, 43]), &ms, &[], &[]);
+        assert_eq!(d.peers[&vni(42)], [ip(2), ip(3)]);
+        assert_eq!(d.remote_csum[&vni(42)], [ip(3)]);
+        assert_eq!(d.remote_csum[&vni(43)], [ip(4)]);
+        let (ipip, _) = desired(&me(Tunnel::L3Ipip, &[0]), &[takes(3, 0)], &[], &[]);
+        assert!(ipip.remote_csum[&vni(0)].is_empty());
+        let mut want = d.clone();
+        want.remote_csum.insert(vni(42), vec![]);
+        want.remote_csum.remove(&vni(43));
+        let c = diff(&d, &want);
+        assert!(c.peers.is_empty(), "{c:?}");
+        assert_eq!(c.remote_csum, [(vni(42), vec![]), (vni(43), vec![])]);
     }
 
     /// IPIP: a route to each other node's prefixes; a prefix two nodes claim goes to the lower
