@@ -1407,6 +1407,28 @@ vni = 43
         DaemonConfig::from_toml(text).unwrap_err().0
     }
 
+    /// `remcsum_tx`: `auto` needs a store, and `config show` writes it as text (on and off as
+    /// booleans, like the other on/off keys); each reads back as it was.
+    #[test]
+    fn remcsum_tx_auto_needs_a_store_and_reads_back() {
+        use crate::core::remote_csum::TxMode;
+        let net = "[[network]]\ndev = \"v\"\nvni = 1\nremcsum_tx = \"auto\"\n";
+        let e = toml_err(&format!("local = \"192.0.2.1\"\n{net}"));
+        assert!(e.contains("remcsum_tx auto needs --store"), "{e}");
+        let text = format!("local = \"192.0.2.1\"\nstore = \"etcd=http://192.0.2.9:2379\"\n{net}");
+        for (given, mode, shown) in [
+            ("\"auto\"", TxMode::Auto, "remcsum_tx = \"auto\""),
+            ("\"on\"", TxMode::On, "remcsum_tx = true"),
+            ("false", TxMode::Off, "remcsum_tx = false"),
+        ] {
+            let c = DaemonConfig::from_toml(&text.replace("\"auto\"", given)).unwrap();
+            assert_eq!(c.networks[0].outer.remote_csum_tx(), mode);
+            let back = c.to_toml().unwrap();
+            assert!(back.contains(shown), "{back}");
+            assert_eq!(DaemonConfig::from_toml(&back).unwrap(), c);
+        }
+    }
+
     /// `busy_poll` is off unless set, and `config show` writes it only when on.
     #[test]
     fn busy_poll_reads_back_and_is_shown_only_when_on() {

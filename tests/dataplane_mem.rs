@@ -461,6 +461,64 @@ fn l2_cuts_a_tso_super_frame_into_valid_segments() {
     assert!(sent(&r.raw).is_empty());
 }
 
+/// `remcsum_tx auto`: a super-frame flooded to two peers leaves with remote checksum offload
+/// toward the one the store says takes it (VXLAN flags 0x0820, start 34 / 2 = 17; its TCP
+/// checksum left partial, completing to a valid one) and with complete checksums (valid TCP
+/// segments, no option) toward the other.
+#[test]
+fn remote_checksum_offload_goes_only_to_the_peers_that_take_it() {
+    let core = engine_support::core_with(NetworkConfig {
+        vni: vni(),
+        peers: vec![P1.into(), P2.into()],
+        own_mac: OWN,
+        remote_csum_tx: vtepd::core::remote_csum::TxMode::Auto,
+        ..Default::default()
+    });
+    assert_eq!(core.store_remote_csum_set(vni(), &[P1.into()]), Ok(true));
+    let engine = Arc::new(L2::new(Arc::clone(&core), vec![false]));
+    let tap = Arc::new(MemDevice::new(128, true).unwrap());
+    let raw = Arc::new(MemSocket::new(128).unwrap());
+    let tx = TunnelTx::new(Arc::clone(&raw), vxlan_settings(), UNDERLAY_MTU).with_core(core);
+    let port = DevPort::new(Arc::clone(&tap), "tap0", true, true);
+    let udp = Arc::new(MemSocket::new(128).unwrap());
+    let mut w = L2Worker::new(engine, (4789, udp), tx, vec![port]);
+    let (vnet, f) = tso_frame(3, 1000);
+    assert!(tap.inject_with_header(&vnet, &f));
+    assert_eq!(w.drain(DEVICE, NOW, BUDGET), Ok(false));
+    let out = sent(&raw);
+    assert_eq!(out.len(), 6, "three segments to each peer");
+    for (dst, pkt) in &out {
+        let rx = encap::tunnel::vxlan::decapsulate(pkt, 4789).unwrap();
+        let vx = &pkt[rx.inner.start - 8..rx.inner.start];
+        let seg = vtepd::daemon::batch_gro::tcp_segment(
+            &pkt[rx.inner.clone()],
+            vtepd::daemon::batch_gro::Framing::Ethernet,
+        );
+        if *dst == IpAddr::from(P1) {
+            assert_eq!((vx[1], vx[7]), (0x20, 17), "to the peer that takes it");
+            assert!(seg.is_none(), "its checksum left partial");
+            let p = vtepd::core::remote_csum::Partial::of_datagram(&pkt[rx.inner.start - 8..], 8)
+                .expect("the option, inside the frame");
+            let mut inner = pkt[rx.inner.clone()].to_vec();
+            let at = p.start + p.offset;
+            let c = p.complete(&inner);
+            inner[at..at + 2].copy_from_slice(&c.to_be_bytes());
+            assert!(
+                vtepd::daemon::batch_gro::tcp_segment(
+                    &inner,
+                    vtepd::daemon::batch_gro::Framing::Ethernet
+                )
+                .is_some(),
+                "completes to a valid segment"
+            );
+        } else {
+            assert_eq!(*dst, IpAddr::from(P2));
+            assert_eq!((vx[1], vx[7]), (0, 0), "to the other: no option");
+            assert!(seg.is_some(), "a complete checksum");
+        }
+    }
+}
+
 /// A TSO super-frame from host A to host B: `segs` TCP segments of `mss` bytes, as the kernel
 /// hands it over (IP length of the whole, pseudo-header sum in the TCP checksum, a virtio-net
 /// header asking for TCPv4 segmentation).

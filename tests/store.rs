@@ -121,19 +121,19 @@ fn remote_checksum_offload_goes_to_the_members_that_take_it() {
         &["--remcsum-rx", "on"],
         &[],
     ];
-    let d: Vec<Daemon> = (0..3)
+    let mut d: Vec<Daemon> = (0..3)
         .map(|i| host_with(&ns[i], i as u8 + 1, &etcd, TTL, extra[i]))
         .collect();
     wait_flood(&d[0], &["192.0.2.2", "192.0.2.3"]);
-    let takers = || {
+    let takers = |d: &Daemon| {
         let rows: serde_json::Value =
-            serde_json::from_str(&d[0].ok(&["peers", "show", "--json"])).unwrap();
+            serde_json::from_str(&d.ok(&["peers", "show", "--json"])).unwrap();
         rows[0]["remcsum_rx"].clone()
     };
     assert!(
-        wait_until(WAIT, || takers() == serde_json::json!(["192.0.2.2"])),
+        wait_until(WAIT, || takers(&d[0]) == serde_json::json!(["192.0.2.2"])),
         "h1 takes {} as the peers taking the option",
-        takers()
+        takers(&d[0])
     );
     let text = d[0].ok(&["peers", "show"]);
     let line = |ip: &str| text.lines().find(|l| l.contains(ip)).unwrap_or_default();
@@ -166,6 +166,13 @@ fn remote_checksum_offload_goes_to_the_members_that_take_it() {
             .expect("a drop reason")
     };
     assert_eq!((drops(&d[1]), drops(&d[2])), (0, 0));
+    // h2 leaves (its lease revoked): h1 no longer counts it among those taking the option.
+    drop(d.remove(1));
+    assert!(
+        wait_until(WAIT, || takers(&d[0]) == serde_json::json!([])),
+        "h1 still takes {} as taking the option",
+        takers(&d[0])
+    );
 }
 
 #[test]

@@ -67,8 +67,8 @@ pub struct Outer {
     /// toward every peer, which must all take it (`--remcsum-rx`, the kernel's `remcsumrx`;
     /// others drop every such datagram). `auto` (with `--store`): toward the members that
     /// registered taking it, complete checksums toward the others. Needs the outer UDP
-    /// checksum, which covers the inner bytes instead [default: off; on or auto,
-    /// `--udp-csum` defaults to on].
+    /// checksum, which covers the inner bytes instead (toward every peer: it is the
+    /// network's) [default: off; on or auto, `--udp-csum` defaults to on].
     #[arg(long, value_name = "on|off|auto", value_parser = parse_remcsum_tx)]
     #[serde(default, deserialize_with = "de_remcsum_tx")]
     pub remcsum_tx: Option<TxMode>,
@@ -76,7 +76,8 @@ pub struct Outer {
     /// VXLAN: accept remote checksum offload (ip-link's `remcsumrx`): a datagram whose VXLAN
     /// header carries the option goes to the device with its inner checksum marked partial
     /// (the kernel completes it if the frame leaves the host), as Linux's vxlan device does;
-    /// off, such datagrams are dropped (`remote_csum`), as the kernel drops them
+    /// off, such datagrams are dropped (`remote_csum`), as the kernel drops them. With
+    /// `--store` it is registered (`"remcsum_rx":true`), for peers with `--remcsum-tx auto`
     /// [default: off].
     #[arg(long, value_name = "on|off", value_parser = parse_remcsum_rx)]
     #[serde(default, deserialize_with = "de_remcsum_rx")]
@@ -187,8 +188,10 @@ impl Serialize for Outer {
         if let Some(c) = self.udp6_zero_csum_rx {
             m.serialize_entry("udp6_zero_csum_rx", &c)?;
         }
-        if let Some(c) = self.remcsum_tx {
-            m.serialize_entry("remcsum_tx", c.name())?;
+        match self.remcsum_tx {
+            Some(TxMode::Auto) => m.serialize_entry("remcsum_tx", TxMode::Auto.name())?,
+            Some(c) => m.serialize_entry("remcsum_tx", &(c == TxMode::On))?,
+            None => {}
         }
         if let Some(c) = self.remcsum_rx {
             m.serialize_entry("remcsum_rx", &c)?;

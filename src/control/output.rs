@@ -55,7 +55,8 @@ pub fn neigh_table(rows: &[NeighRow]) -> String {
 }
 
 /// Flood lists as a table: one row per (network, peer), with the path MTU toward the peer
-/// (`1400 learned, 540s left` when a lower one was learned).
+/// (`1400 learned, 540s left` when a lower one was learned) and marks: `store` (the store put
+/// it there), `remcsum-rx` (it registered taking remote checksum offload).
 pub fn peers_table(rows: &[PeersRow]) -> String {
     let w = rows.iter().map(|r| r.dev.len()).max().unwrap_or(0).max(3);
     let mut s = format!("{:<8}  {:<w$}  {:<15}  PMTU\n", "VNI", "DEV", "PEER");

@@ -333,8 +333,9 @@ impl Core {
         Ok(list)
     }
 
-    /// Replaces one of network `vni`'s flood lists (`which`) with `peers`, checked whole first;
-    /// `Ok(false)` if it was already that list.
+    /// Replaces one of network `vni`'s peer lists (`which`: a flood list, or the peers taking
+    /// remote checksum offload) with `peers`, checked whole first; `Ok(false)` if it was
+    /// already that list.
     fn replace_list(
         &self,
         vni: Vni,

@@ -333,7 +333,6 @@ impl Core {
         Some(self.net(self.net_by_vni(vni)?)?.learned_count())
     }
 
-    #[inline]
     /// Whether TCP segments of network `id` toward `dst` leave with remote checksum offload
     /// (its `remcsum_tx`: toward every remote, or toward those known to take it).
     pub fn sends_remote_csum(&self, id: NetId, dst: Remote) -> bool {
@@ -344,6 +343,7 @@ impl Core {
         })
     }
 
+    #[inline]
     fn net(&self, id: NetId) -> Option<&Network> {
         self.nets
             .get(usize::from(id.0))?

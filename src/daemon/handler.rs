@@ -385,31 +385,18 @@ impl Handler {
                 Response::ok(serde_json::json!({ "removed": removed })).into()
             }
             Request::PeersShow => {
-                // The store's peers the operator did not also list, per VNI.
-                let operator: std::collections::HashMap<u32, Vec<IpAddr>> = self
-                    .core
-                    .peers()
-                    .into_iter()
-                    .map(|(v, p)| (v.get(), p))
-                    .collect();
-                let store: std::collections::HashMap<u32, Vec<IpAddr>> = self
-                    .core
-                    .store_peers()
-                    .into_iter()
-                    .map(|(v, p)| {
-                        let op = operator.get(&v.get());
-                        let only = p
-                            .into_iter()
-                            .filter(|ip| op.is_none_or(|o| !o.contains(ip)));
-                        (v.get(), only.collect())
-                    })
-                    .collect();
-                let remcsum_rx: std::collections::HashMap<u32, Vec<IpAddr>> = self
-                    .core
-                    .remote_csum_peers()
-                    .into_iter()
-                    .map(|(v, p)| (v.get(), p))
-                    .collect();
+                // Per VNI: the operator's peers, the store's they did not also list, and those
+                // taking remote checksum offload.
+                let by_vni = |lists: Vec<(Vni, Vec<IpAddr>)>| -> std::collections::HashMap<u32, Vec<IpAddr>> {
+                    lists.into_iter().map(|(v, p)| (v.get(), p)).collect()
+                };
+                let operator = by_vni(self.core.peers());
+                let mut store = by_vni(self.core.store_peers());
+                for (vni, list) in &mut store {
+                    let op = operator.get(vni);
+                    list.retain(|ip| op.is_none_or(|o| !o.contains(ip)));
+                }
+                let remcsum_rx = by_vni(self.core.remote_csum_peers());
                 let row = move |vni: u32, dev: String, peers: Vec<IpAddr>| PeersRow {
                     vni,
                     dev,

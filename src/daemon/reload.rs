@@ -96,7 +96,7 @@ pub struct Reloader {
     /// Held exclusively for a whole reload, shared for each control-socket change.
     changes: RwLock<()>,
     /// What the store installed (`--store`): not the operator's, so not part of the running
-    /// configuration, and never changed by a reload.
+    /// configuration; a reload only forgets what a network it removes took along.
     store: Option<super::store::Installed>,
     /// How many reloads changed the configuration (the store client registers again after one).
     generation: AtomicU64,
@@ -217,6 +217,14 @@ impl Reloader {
             .clone()
     }
 
+    /// Forgets what the store installed in network `vni`, which took it along when it was
+    /// removed: a network added again under that VNI gets it all installed again.
+    fn forget_store_net(&self, vni: Vni) {
+        if let Some(s) = &self.store {
+            s.lock().unwrap_or_else(PoisonError::into_inner).forget(vni);
+        }
+    }
+
     /// A copy of what the store installed (`--store`; empty without one).
     pub fn store_installed(&self) -> super::store::reconcile::Desired {
         self.store
@@ -293,10 +301,10 @@ impl Reloader {
                         dev: n.dev.clone(),
                     });
                 }),
-                Step::NetDel { vni, .. } => self
-                    .net_set()
-                    .and_then(|s| s.remove(*vni))
-                    .map(|()| removed.push(*vni)),
+                Step::NetDel { vni, .. } => self.net_set().and_then(|s| s.remove(*vni)).map(|()| {
+                    self.forget_store_net(*vni);
+                    removed.push(*vni);
+                }),
                 Step::RouteDel(r) => self.route_del(r.prefix).map(|()| {
                     undo.push(Step::RouteSet {
                         route: *r,

@@ -10,11 +10,11 @@
 //!   `{"version":1,"underlay":"192.0.2.1","vni":42,"port":4789}`, with `mac` (its MAC on the
 //!   network, L3 VXLAN), `address` and `address6` (its own IPv4 and IPv6 overlay addresses, L3
 //!   VXLAN), `prefixes` and `prefixes6` (the IPv4 and IPv6 overlay prefixes behind it, L3
-//!   modes) when it has them, and `"remcsum_rx":true` when it takes VXLAN remote checksum
-//!   offload (`remcsum_rx`; the others then send it TCP segments with the option under
-//!   `remcsum_tx auto`; left out when it does not). The IPv6 ones are fields of their own, so that a vtepd that
+//!   modes) when it has them. The IPv6 ones are fields of their own, so that a vtepd that
 //!   knows only the IPv4 ones reads a dual-stack member's value as before (unknown fields are
-//!   ignored; an IPv6 prefix in `prefixes` would make the whole value bad to it).
+//!   ignored; an IPv6 prefix in `prefixes` would make the whole value bad to it). In VXLAN,
+//!   `"remcsum_rx":true` says it takes remote checksum offload (`remcsum_rx`; the others then
+//!   send it TCP segments with the option under `remcsum_tx auto`); left out when it does not.
 //!
 //! - `PREFIX/macs/VNI/MAC`: a MAC seen on a daemon's local device in an announcing network
 //!   (`announce = true`), written by that daemon under its lease, deleted when it ages out. The

@@ -76,6 +76,17 @@ pub struct Desired {
     pub fdb: BTreeMap<(Vni, MacAddr), IpAddr>,
 }
 
+impl Desired {
+    /// Leaves out everything of network `vni` (a reload removed it, and it took along what the
+    /// store had installed in it).
+    pub fn forget(&mut self, vni: Vni) {
+        self.peers.remove(&vni);
+        self.remote_csum.remove(&vni);
+        self.neigh.retain(|(v, _), _| *v != vni);
+        self.fdb.retain(|(v, _), _| *v != vni);
+    }
+}
+
 /// A member (or part of one) left out, and why: logged and counted by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skip {
@@ -98,9 +109,11 @@ pub fn desired<'a>(
     macs: impl IntoIterator<Item = &'a Announcement>,
     statics: impl IntoIterator<Item = &'a Static>,
 ) -> (Desired, Vec<Skip>) {
+    // IPIP has no flood lists (its core has no networks): none wanted, none set.
+    let vxlan: &[Vni] = if me.tunnel.is_vxlan() { &me.vnis } else { &[] };
     let mut d = Desired {
-        peers: me.vnis.iter().map(|v| (*v, Vec::new())).collect(),
-        remote_csum: me.vnis.iter().map(|v| (*v, Vec::new())).collect(),
+        peers: vxlan.iter().map(|v| (*v, Vec::new())).collect(),
+        remote_csum: vxlan.iter().map(|v| (*v, Vec::new())).collect(),
         ..Desired::default()
     };
     let mut skips = Vec::new();
@@ -128,9 +141,9 @@ pub fn desired<'a>(
             continue;
         }
         let Ok(vni) = Vni::new(m.vni) else { continue };
-        let Some(peers) = d.peers.get_mut(&vni) else {
+        if !me.vnis.contains(&vni) {
             continue; // another network's member
-        };
+        }
         let mut skip = |why: String, conflict: bool| {
             skips.push(Skip {
                 underlay: m.underlay,
@@ -150,13 +163,13 @@ pub fn desired<'a>(
             );
             continue;
         }
-        if me.tunnel.is_vxlan() {
+        if let Some(peers) = d.peers.get_mut(&vni) {
             peers.push(m.underlay);
-            if m.remcsum_rx
-                && let Some(rco) = d.remote_csum.get_mut(&vni)
-            {
-                rco.push(m.underlay);
-            }
+        }
+        if m.remcsum_rx
+            && let Some(rco) = d.remote_csum.get_mut(&vni)
+        {
+            rco.push(m.underlay);
         }
         // The next hops of its IPv4 and its IPv6 prefixes.
         let (hop4, hop6): (IpAddr, Option<IpAddr>) = match me.tunnel {
@@ -467,7 +480,7 @@ mod tests {
         assert_eq!(d.remote_csum[&vni(42)], [ip(3)]);
         assert_eq!(d.remote_csum[&vni(43)], [ip(4)]);
         let (ipip, _) = desired(&me(Tunnel::L3Ipip, &[0]), &[takes(3, 0)], &[], &[]);
-        assert!(ipip.remote_csum[&vni(0)].is_empty());
+        assert!(ipip.peers.is_empty() && ipip.remote_csum.is_empty());
         let mut want = d.clone();
         want.remote_csum.insert(vni(42), vec![]);
         want.remote_csum.remove(&vni(43));
@@ -489,7 +502,7 @@ mod tests {
             d.routes.into_iter().collect::<Vec<_>>(),
             [(net("10.244.3.0/26"), ip(3)), (net("10.244.9.0/24"), ip(2))]
         );
-        assert!(d.peers[&vni(0)].is_empty());
+        assert!(d.peers.is_empty(), "IPIP has no flood lists");
         let why: Vec<_> = skips.iter().map(|s| (s.underlay, s.conflict)).collect();
         assert_eq!(why, [(ip(2), true), (ip(3), true)], "{skips:?}");
     }
@@ -815,6 +828,35 @@ mod tests {
         let c = diff(&have, &want);
         assert_eq!(c.route_set, [(net("fd00:1::/64"), ip(3))]);
         assert_eq!(c.route_del, [net::<IpNet>("fd00:2::/64")]);
+    }
+
+    /// A network a reload removed took the store's state in it along; the record forgets it
+    /// (so a network added again under its VNI gets it all again).
+    #[test]
+    fn a_removed_network_is_forgotten_whole() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 9]);
+        let mut d = Desired::default();
+        for v in [1, 2] {
+            d.peers.insert(vni(v), vec![ip(2)]);
+            d.remote_csum.insert(vni(v), vec![ip(2)]);
+            d.fdb.insert((vni(v), mac), ip(2));
+            d.neigh.insert((vni(v), ip(9)), mac);
+        }
+        d.routes.insert(net("10.0.1.0/24"), ip(2));
+        let mut kept = d.clone();
+        d.forget(vni(1));
+        for m in [&mut kept.peers, &mut kept.remote_csum] {
+            m.remove(&vni(1));
+        }
+        kept.fdb.remove(&(vni(1), mac));
+        kept.neigh.remove(&(vni(1), ip(9)));
+        assert_eq!(d, kept);
+        // Added again: the store's state is installed again, as for a new network.
+        let want = Desired {
+            peers: [(vni(1), vec![ip(2)]), (vni(2), vec![ip(2)])].into(),
+            ..d.clone()
+        };
+        assert_eq!(diff(&d, &want).peers, [(vni(1), vec![ip(2)])]);
     }
 
     #[test]
