@@ -29,6 +29,8 @@ MODES = [
     ("vtepd_l2_vxlan", "L2 VXLAN"),
     ("vtepd_l3_vxlan", "L3 VXLAN"),
     ("vtepd_l3_ipip", "L3 IPIP"),
+    ("vtepd_l2_rco", "L2 VXLAN, RCO"),
+    ("vtepd_l3_rco", "L3 VXLAN, RCO"),
 ]
 SERIES = [("ratio", "/ kernel vxlan", "#4c72b0"), ("of_ceiling", "/ its ceiling", "#dd8452")]
 
