@@ -487,6 +487,7 @@ fn remote_checksum_offload_goes_only_to_the_peers_that_take_it() {
     assert_eq!(w.drain(DEVICE, NOW, BUDGET), Ok(false));
     let out = sent(&raw);
     assert_eq!(out.len(), 6, "three segments to each peer");
+    assert_eq!(w.counters().tx_remote_csum, 3);
     for (dst, pkt) in &out {
         let rx = encap::tunnel::vxlan::decapsulate(pkt, 4789).unwrap();
         let vx = &pkt[rx.inner.start - 8..rx.inner.start];

@@ -96,4 +96,7 @@ fn remote_checksum_offload_interoperates_with_the_kernel_vxlan_device() {
     );
     let st = lab.stats("h1");
     assert_eq!(st.drop_of("remote_csum"), 0, "{:?}", st.0);
+    // The kernel's datagrams with the option, taken; vtepd's own, counted as it sent them.
+    assert!(st.get("rx_remote_csum") >= kernel_rco as u64, "{:?}", st.0);
+    assert!(st.get("tx_remote_csum") >= ours_rco as u64, "{:?}", st.0);
 }

@@ -141,10 +141,11 @@ fn remote_checksum_offload_goes_to_the_members_that_take_it() {
     assert!(line("192.0.2.3").ends_with("(store)"), "{text}");
     assert!(ns[0].ping_within("10.9.0.2", WAIT) && ns[0].ping_within("10.9.0.3", WAIT));
     let cap = Capture::start(&ns[0], "src host 192.0.2.1 and udp dst port 4789");
-    let file = Payload::new("rcoauto", 0x51a7_e0c4_9d2b_1f03, 4 << 20);
+    const LEN: usize = 4 << 20;
+    let file = Payload::new("rcoauto", 0x51a7_e0c4_9d2b_1f03, LEN);
     for (i, dst) in [(1, "10.9.0.2"), (2, "10.9.0.3")] {
         let (sent, got) = transfer(Ends(&ns[0].name, &ns[i].name), &file, dst, 7600, 0, 65_536);
-        assert_eq!(sent["bytes"], 4 << 20, "to {dst}: {sent}");
+        assert_eq!(sent["bytes"], LEN, "to {dst}: {sent}");
         assert_eq!(got, sent, "to {dst}: the stream changed in the tunnel");
     }
     let count = |to: &str| cap.rco_segments(&format!("ip.dst == {to}"));
@@ -166,6 +167,11 @@ fn remote_checksum_offload_goes_to_the_members_that_take_it() {
             .expect("a drop reason")
     };
     assert_eq!((drops(&d[1]), drops(&d[2])), (0, 0));
+    // Counted on both sides: what h1 sent with it, what h2 took; h3 took none.
+    let n = |d: &Daemon, k: &str| d.stats()[k].as_u64().expect("a counter");
+    assert!(n(&d[0], "tx_remote_csum") >= (LEN / 1448) as u64 / 2);
+    assert!(n(&d[1], "rx_remote_csum") > 0);
+    assert_eq!(n(&d[2], "rx_remote_csum"), 0);
     // h2 leaves (its lease revoked): h1 no longer counts it among those taking the option.
     drop(d.remove(1));
     assert!(

@@ -320,6 +320,12 @@ counters! {
     fragmented = modes::VXLAN,
     /// Lower path MTUs learned toward a remote (from ICMP errors, EMSGSIZE and route MTUs).
     pmtu_learned = modes::ALL,
+    /// TCP segments handed to the underlay with VXLAN remote checksum offload (`remcsum_tx`:
+    /// their checksum left to the receiver; those of a UDP GSO send once it is sent).
+    tx_remote_csum = modes::VXLAN,
+    /// Datagrams taken with VXLAN remote checksum offload (`remcsum_rx`): written to the
+    /// device with their inner checksum partial, or completed for a device without offloads.
+    rx_remote_csum = modes::VXLAN,
 }
 
 /// Declares a set of traffic counters once (per network, per peer): a plain struct with
@@ -451,7 +457,7 @@ mod tests {
         let c = Counters::from_array(&a);
         assert_eq!(c.to_array(), a);
         assert_eq!(c.rx_tunnel, 1000);
-        assert_eq!(c.pmtu_learned, 1000 + Counters::SCALARS as u64 - 1);
+        assert_eq!(c.rx_remote_csum, 1000 + Counters::SCALARS as u64 - 1);
         assert_eq!(
             c.drops_of(DropReason::ALL[0]),
             1000 + Counters::SCALARS as u64

@@ -289,6 +289,9 @@ pub fn deliver<D: DeviceQueue>(
     let Some(vnet_hdr) = ports.port(key).map(|p| p.vnet_hdr) else {
         return ctr.drop(DropReason::UnknownNetwork);
     };
+    if partial.is_some() {
+        ctr.rx_remote_csum += 1;
+    }
     let packet = batch.at(part);
     let seg = match packet {
         Some(p) if vnet_hdr => batch_gro::tcp_segment_of(p, framing, partial),

@@ -454,6 +454,7 @@ impl<S: DatagramSocket> TunnelTx<S> {
             // The VXLAN header closes the outer headers; the UDP checksum (if any) is computed
             // over the header as sent, so it is fixed up for the two bytes the option changes.
             set_remote_csum(&mut head[..outer], start);
+            ctr.tx_remote_csum += 1;
         }
         head[outer..outer + h].copy_from_slice(inner);
         if !self.txb.push_part(
@@ -597,6 +598,9 @@ impl<S: DatagramSocket> TunnelTx<S> {
             sent += k;
         }
         ctr.tx_tunnel += sent as u64;
+        if rco.is_some() {
+            ctr.tx_remote_csum += sent as u64;
+        }
         sent
     }
 
