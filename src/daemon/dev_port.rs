@@ -271,10 +271,18 @@ pub fn flush_run<'a, D: DeviceQueue>(
     }
 }
 
+/// Where the sender of the VXLAN datagram that holds `part` (the inner frame, or the packet in
+/// it) left its checksum partial (remote checksum offload), if it did.
+pub fn vxlan_partial(batch: &RecvBatch, (i, from): Part) -> Option<Partial> {
+    batch
+        .get(i)
+        .and_then(|(d, _)| Partial::of_datagram(d, from))
+}
+
 /// Hands the packet at `part` of the receive batch `batch` to port `key`: a TCP segment that
 /// continues the pending run joins it (one that does not starts a new run, after the old one is
 /// written); anything else is written as it is, after the run. `partial`: where its sender left
-/// its checksum partial, if it did ([`Partial::of_datagram`]).
+/// its checksum partial, if it did ([`vxlan_partial`]).
 #[allow(clippy::too_many_arguments)]
 pub fn deliver<D: DeviceQueue>(
     run: &mut TcpRun,

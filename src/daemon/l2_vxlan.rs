@@ -35,10 +35,10 @@
 //! and SO_REUSEPORT both hash the flow), so a flow is never reordered.
 
 use super::batch::HEADROOM;
-use super::batch_gro::{self, Framing, Partial, TcpRun, VNET_HDR_LEN};
+use super::batch_gro::{self, Framing, TcpRun, VNET_HDR_LEN};
 use super::batch_tso;
 use super::capture::{Received, Seen, WorkerCapture, capture_tunnel};
-use super::dev_port::{DevPort, deliver, flush_run};
+use super::dev_port::{DevPort, deliver, flush_run, vxlan_partial};
 use super::device::OwnedDevice;
 use super::device::{self, Tap, Underlay};
 use super::event_loop::Dataplane;
@@ -565,9 +565,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L2Worker<D, S> {
             self.rx.accepted.add(&self.traffic, net, outer.src, 1, len);
             let part = (i, range.start);
             let (batch, ctr) = (&self.rx.batch, &mut self.ctr);
-            let partial = batch
-                .get(i)
-                .and_then(|(d, _)| Partial::of_datagram(d, range.start));
+            let partial = vxlan_partial(batch, part);
             let framing = Framing::Ethernet;
             deliver(
                 &mut self.run,

@@ -30,10 +30,10 @@
 //!   (one device packet per datagram).
 
 use super::batch::{HEADROOM, MAX_PACKET};
-use super::batch_gro::{self, Framing, MAX_HEADER, Partial, TcpRun, VNET_HDR_LEN};
+use super::batch_gro::{self, Framing, MAX_HEADER, TcpRun, VNET_HDR_LEN};
 use super::batch_tso::{self, TsoFrame};
 use super::capture::{Received, Seen, WorkerCapture, capture_tunnel};
-use super::dev_port::{DevPort, deliver, flush_run};
+use super::dev_port::{DevPort, deliver, flush_run, vxlan_partial};
 use super::device::{Underlay, overlay_mtu, vxlan_mtu_overhead, warn_if_above_underlay};
 use super::event_loop::Dataplane;
 use super::handler::NetInfo;
@@ -337,9 +337,7 @@ impl<D: DeviceQueue, S: DatagramSocket> L3VxWorker<D, S> {
         if let FromTunnel::Deliver { range, .. } = v {
             let part = (i, range.start);
             let (batch, ctr) = (&self.rx.batch, &mut self.ctr);
-            let partial = batch
-                .get(i)
-                .and_then(|(d, _)| Partial::of_datagram(d, range.start));
+            let partial = vxlan_partial(batch, part);
             deliver(
                 &mut self.run,
                 &mut self.tun,
