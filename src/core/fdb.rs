@@ -89,7 +89,7 @@ impl RemoteCell {
     #[inline]
     fn holds(&self, r: Remote) -> bool {
         match self {
-            RemoteCell::V4(c) => Remote::v4(Ipv4Addr::from_bits(c.load(Relaxed))) == r,
+            RemoteCell::V4(c) => r.as_v4().map(Ipv4Addr::to_bits) == Some(c.load(Relaxed)),
             RemoteCell::V6(c) => holds6(c, r),
         }
     }

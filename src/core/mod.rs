@@ -384,8 +384,16 @@ impl Core {
     fn is_usable_remote(&self, r: Remote) -> bool {
         match (self.local.as_v4(), r.as_v4()) {
             (Some(l), Some(a)) => UnusableRemote::usable_v4(l, a),
-            _ => self.usable_remote(r.ip()).is_ok(),
+            _ => self.is_usable_remote_v6(r),
         }
+    }
+
+    /// [`Core::is_usable_remote`] of an IPv6 remote or at an IPv6 VTEP, out of line: the IPv4
+    /// check stays small enough to be inlined where it is called.
+    #[cold]
+    #[inline(never)]
+    fn is_usable_remote_v6(&self, r: Remote) -> bool {
+        self.usable_remote(r.ip()).is_ok()
     }
 }
 

@@ -18,8 +18,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 pub struct PeerSnapshot {
     /// Head-end replication list, in the order peers were added.
     pub flood: Box<[Remote]>,
-    /// Sorted, deduplicated: flood-list peers and the remotes of static FDB entries.
-    known: Box<[Remote]>,
+    /// Sorted, deduplicated: the IPv4 ones of the flood-list peers and the remotes of static
+    /// FDB entries, as 4-byte addresses (the IPv4 check compares 4 bytes, not 16)...
+    known_v4: Box<[u32]>,
+    /// ...and the IPv6 ones.
+    known_v6: Box<[Remote]>,
     /// Sorted, deduplicated: the peers known to take remote checksum offload (the store's
     /// members registered with `remcsum_rx`).
     remote_csum: Box<[Remote]>,
@@ -29,14 +32,21 @@ impl PeerSnapshot {
     /// A snapshot from a flood list and the remotes of static entries.
     pub fn new(flood: &[IpAddr], static_remotes: impl Iterator<Item = IpAddr>) -> Self {
         let flood: Box<[Remote]> = flood.iter().map(|&ip| Remote::from(ip)).collect();
-        let known = flood
+        let (mut known_v4, mut known_v6) = (Vec::new(), Vec::new());
+        for r in flood
             .iter()
             .copied()
             .chain(static_remotes.map(Remote::from))
-            .collect();
+        {
+            match r.as_v4() {
+                Some(a) => known_v4.push(a.to_bits()),
+                None => known_v6.push(r),
+            }
+        }
         PeerSnapshot {
             flood,
-            known: sorted(known),
+            known_v4: sorted(known_v4),
+            known_v6: sorted(known_v6),
             remote_csum: Box::default(),
         }
     }
@@ -55,7 +65,16 @@ impl PeerSnapshot {
     /// Whether `ip` may send us tunnel traffic for this network.
     #[inline]
     pub fn is_known(&self, ip: Remote) -> bool {
-        contains(&self.known, &ip)
+        match ip.as_v4() {
+            Some(a) => contains(&self.known_v4, &a.to_bits()),
+            None => self.is_known_v6(ip),
+        }
+    }
+
+    /// [`PeerSnapshot::is_known`] of an IPv6 address, out of line: the IPv4 check stays small.
+    #[inline(never)]
+    fn is_known_v6(&self, ip: Remote) -> bool {
+        contains(&self.known_v6, &ip)
     }
 }
 
