@@ -110,7 +110,11 @@ for b in "${builds[@]}"; do
         -name "$bench-*" ! -name '*.s[0-9]*' -printf '%T@ %p\n' | sort -n | tail -n 1 | cut -d' ' -f2)
     [ -n "${exe[$name]}" ] || { echo "bench-layouts: no binary for $name" >&2; exit 1; }
     for s in $(seq 1 "$seeds"); do
-        [ -x "${exe[$name]}.s$s" ] || { echo "bench-layouts: layout $s of $name not linked (lld?)" >&2; exit 1; }
+        [ -x "${exe[$name]}.s$s" ] || {
+            echo "bench-layouts: layout $s of $name not linked: the linker is not lld, or it was" \
+                "built before with fewer --seeds (remove ${exe[$name]} to link it again)" >&2
+            exit 1
+        }
     done
 done
 

@@ -61,10 +61,7 @@ impl Remote {
     /// The remote at IPv4 address `a`.
     #[inline]
     pub const fn v4(a: Ipv4Addr) -> Remote {
-        Remote {
-            hi: NonZeroU64::MAX,
-            lo: V4_MAPPED | a.to_bits() as u64,
-        }
+        Remote::from_bits((V4_MAPPED | a.to_bits() as u64) as u128)
     }
 
     /// The remote at IPv6 address `a` (an IPv4-mapped `a` is its IPv4 address).
