@@ -64,7 +64,7 @@ impl Core {
         }
         let src = outer.src;
         let any_peer = self.allow_any_peer();
-        let accepted = self.is_usable_remote(src) && (any_peer || net.peers.load().is_known(src));
+        let accepted = self.accepts_source(net, src, any_peer);
         t.step(Step::Peer {
             src,
             accepted,

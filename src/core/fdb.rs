@@ -89,7 +89,9 @@ impl RemoteCell {
     #[inline]
     fn holds(&self, r: Remote) -> bool {
         match self {
-            RemoteCell::V4(c) => r.as_v4().map(Ipv4Addr::to_bits) == Some(c.load(Relaxed)),
+            // Compared as a `Remote` (two compares), not decoded from `r` (as many, and the
+            // decoding's own).
+            RemoteCell::V4(c) => Remote::v4(Ipv4Addr::from_bits(c.load(Relaxed))) == r,
             RemoteCell::V6(c) => holds6(c, r),
         }
     }
@@ -310,6 +312,18 @@ mod tests {
     const R2: Remote = Remote::v4(Ipv4Addr::new(192, 0, 2, 2));
     const R6A: Remote = Remote::v6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
     const R6B: Remote = Remote::v6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
+
+    /// Both kinds keep their remote of either family, and say their kind.
+    #[test]
+    fn an_entry_keeps_its_kind_and_remote_of_either_family() {
+        for kind in [EntryKind::Learned, EntryKind::Static] {
+            for r in [R1, R6A] {
+                let e = FdbEntry::new(kind, r, 5);
+                assert_eq!((e.kind(), e.remote(), e.last_seen()), (kind, r, 5));
+                assert!(e.is_at(r) && !e.is_at(if r == R1 { R2 } else { R6B }));
+            }
+        }
+    }
 
     #[test]
     fn key_round_trips_vni_and_mac() {

@@ -209,6 +209,8 @@ pub enum CoreError {
 pub struct Core {
     /// Our own underlay address.
     local: Remote,
+    /// The same, when it is an IPv4 address: decoded once, for the per-datagram source check.
+    local_v4: Option<Ipv4Addr>,
     allow_any_peer: AtomicBool,
     /// Network slots by [`NetId`], filled in order (at start, then by [`Core::add_network`]) and
     /// never emptied or reused: a removed network stays in its slot, retired.
@@ -244,6 +246,10 @@ impl Core {
             .min(usize::from(u16::MAX) + 1);
         let core = Core {
             local: cfg.local.into(),
+            local_v4: match cfg.local {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            },
             allow_any_peer: AtomicBool::new(cfg.allow_any_peer),
             nets: (0..slots).map(|_| OnceLock::new()).collect(),
             by_vni: vni_index::VniIndex::new(slots),
@@ -377,25 +383,28 @@ impl Core {
         UnusableRemote::check(self.local.ip(), ip)
     }
 
-    /// Whether `ip` may be a remote VTEP (what [`UnusableRemote::check`] accepts), for the per
-    /// datagram check: an IPv4 source of an IPv4 VTEP is judged on its 4 bytes without
-    /// building the error.
-    #[inline]
-    fn is_usable_remote(&self, r: Remote) -> bool {
-        match (self.local.as_v4(), r.as_v4()) {
-            (Some(l), Some(a)) => UnusableRemote::usable_v4(l, a),
-            _ => self.is_usable_remote_v6(r),
+    /// Whether a datagram from `src` is taken for network `net`: `src` may be a remote VTEP
+    /// (what [`UnusableRemote::check`] accepts) and is one of the network's known remotes, or
+    /// any source is allowed (`any_peer`). An IPv4 source at an IPv4 VTEP is decoded once and
+    /// judged on its 4 bytes, without building an error.
+    #[inline(always)]
+    fn accepts_source(&self, net: &network::Network, src: Remote, any_peer: bool) -> bool {
+        match (self.local_v4, src.as_v4()) {
+            (Some(l), Some(a)) => {
+                UnusableRemote::usable_v4(l, a) && (any_peer || net.peers.load().is_known_v4(a))
+            }
+            _ => self.accepts_source_v6(net, src, any_peer),
         }
     }
 
-    /// [`Core::is_usable_remote`] of an IPv6 remote or at an IPv6 VTEP, out of line: the IPv4
-    /// check stays small enough to be inlined where it is called. Marked cold although every
-    /// datagram over an IPv6 underlay takes it: without the mark the IPv4 receive path measured
-    /// 1-7% slower over random code layouts (`scripts/bench-layouts.sh`).
+    /// [`Core::accepts_source`] of an IPv6 source or at an IPv6 VTEP, out of line, so that the
+    /// IPv4 check stays small. Marked cold although every datagram over an IPv6 underlay takes
+    /// it: without the mark (on the usability check, before the peer check joined it) the IPv4
+    /// receive path measured 1-7% slower over random code layouts (`scripts/bench-layouts.sh`).
     #[cold]
     #[inline(never)]
-    fn is_usable_remote_v6(&self, r: Remote) -> bool {
-        self.usable_remote(r.ip()).is_ok()
+    fn accepts_source_v6(&self, net: &network::Network, src: Remote, any_peer: bool) -> bool {
+        self.usable_remote(src.ip()).is_ok() && (any_peer || net.peers.load().is_known(src))
     }
 }
 
@@ -483,14 +492,16 @@ impl UnusableRemote {
     }
 
     /// [`UnusableRemote::check`] of an IPv4 address by an IPv4 VTEP, as a bool: the per-packet
-    /// form, which builds no error.
+    /// form, which builds no error. Written on the address's bits (the two ends of the space in
+    /// one compare), where `is_unspecified() || is_loopback() || ...` took more instructions.
     #[inline]
     pub fn usable_v4(local: Ipv4Addr, ip: Ipv4Addr) -> bool {
-        !(ip.is_unspecified()
-            || ip.is_loopback()
-            || ip.is_multicast()
-            || ip.is_broadcast()
-            || ip == local)
+        let (a, first) = (ip.to_bits(), ip.octets()[0]);
+        // 0.0.0.0 and 255.255.255.255 in one compare: `a - 1` wraps 0 round to the top.
+        a.wrapping_sub(1) < u32::MAX - 1
+            && first != 127
+            && first & 0xf0 != 0xe0
+            && a != local.to_bits()
     }
 
     /// The refused address.
@@ -526,22 +537,36 @@ mod tests {
     use super::UnusableRemote;
     use std::net::{IpAddr, Ipv4Addr};
 
-    /// The per-packet IPv4 check accepts exactly what the full check accepts.
+    /// The per-packet IPv4 check accepts exactly what the full check accepts: at the edges of
+    /// every refused range and over a sweep of the whole space.
     #[test]
     fn the_ipv4_fast_check_is_the_full_check() {
         let local = Ipv4Addr::new(192, 0, 2, 1);
-        for ip in [
+        let edges = [
             [0, 0, 0, 0],
+            [0, 0, 0, 1],
+            [126, 255, 255, 255],
+            [127, 0, 0, 0],
             [127, 0, 0, 1],
+            [127, 255, 255, 255],
+            [128, 0, 0, 0],
+            [223, 255, 255, 255],
+            [224, 0, 0, 0],
             [224, 0, 0, 5],
             [239, 1, 2, 3],
+            [239, 255, 255, 255],
+            [240, 0, 0, 0],
+            [255, 255, 255, 254],
             [255, 255, 255, 255],
+            [192, 0, 2, 0],
             [192, 0, 2, 1],
             [192, 0, 2, 2],
             [169, 254, 1, 1],
             [10, 1, 2, 3],
-        ] {
-            let ip = Ipv4Addr::from(ip);
+        ]
+        .map(Ipv4Addr::from);
+        let sweep = (0..=u32::MAX).step_by(65_521).map(Ipv4Addr::from_bits);
+        for ip in edges.into_iter().chain(sweep) {
             assert_eq!(
                 UnusableRemote::usable_v4(local, ip),
                 UnusableRemote::check(IpAddr::V4(local), IpAddr::V4(ip)).is_ok(),
