@@ -4,17 +4,20 @@
 # build is run in turn, so a build's figure is its mean over layouts, not the luck of one.
 #
 # usage: scripts/bench-layouts.sh [--bench NAME] [--filter REGEX] [--seeds N] [--rounds R]
-#                                 NAME=REV [NAME=REV ...]
+#                                 [--count] NAME=REV [NAME=REV ...]
 #   NAME=REV      a build: a git revision, or "." for the working tree as it is; the first one
 #                 is the reference the ratios are taken against
 #   --bench NAME  the benches/ file to run (default forward)
 #   --filter RE   the divan filter: which of its benchmarks (default all)
 #   --seeds N     random layouts per build besides the one as linked (default 8)
 #   --rounds R    passes over every layout of every build (default 2)
+#   --count       count instructions per call instead of timing (valgrind; exact, no layouts)
 #
 # Prints, for each benchmark (those without arguments) and build, the mean of divan's fastest
 # sample over all layouts and rounds (with the least and the greatest), and each build's ratio
-# to the first.
+# to the first. With --count: the instructions one call executes, for each benchmark and build
+# (valgrind's cachegrind, runs of 10 and 110 samples of 1000 calls, the least of 3 of each:
+# their difference over 100 000 calls, so set-up and the harness's per-run work cancel out).
 #
 # Why: these benchmarks run a few dozen nanoseconds a call, and where a function lands in
 # memory (its alignment against the CPU's fetch and cache-line boundaries) moves them by 10-20%
@@ -58,7 +61,7 @@ usage() {
     exit 2
 }
 
-bench=forward filter="" seeds=8 rounds=2 builds=()
+bench=forward filter="" seeds=8 rounds=2 count=0 builds=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --bench) [ $# -ge 2 ] || usage "--bench needs a name"; bench=$2; shift ;;
@@ -69,6 +72,7 @@ while [ $# -gt 0 ]; do
     --rounds)
         [ $# -ge 2 ] && [[ $2 =~ ^[1-9][0-9]?$ ]] || usage "--rounds needs a count from 1 to 99"
         rounds=$2; shift ;;
+    --count) count=1 ;;
     -h | --help) usage "builds and runs benchmark layouts" ;;
     *=*) builds+=("$1") ;;
     *) usage "unexpected argument '$1' (a build is NAME=REV)" ;;
@@ -76,6 +80,8 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ ${#builds[@]} -ge 1 ] || usage "name at least one build (NAME=REV)"
+[ "$count" = 0 ] || command -v valgrind >/dev/null ||
+    usage "--count needs valgrind (Debian: apt-get install valgrind)"
 
 root=$(git rev-parse --show-toplevel)
 cd "$root"
@@ -117,6 +123,69 @@ for b in "${builds[@]}"; do
         }
     done
 done
+
+# --count: instructions per call, "benchmark build count", for each benchmark without arguments
+# (one whose own row in divan's table has figures) that the filter picks.
+count_calls() {
+    local b name path n c out figures runs tmp least total
+    tmp=$(mktemp)
+    for b in "${builds[@]}"; do
+        name=${b%%=*} path=${exe[$name]}
+        for n in $("$path" --bench --list ${filter:+"$filter"} 2>/dev/null | sed -n 's/^[├╰]─ //p'); do
+            runs="" figures=1
+            for c in 10 110; do
+                # The least of 3 runs: what varies between runs (a concurrent structure's
+                # retries, its memory reclaimed or not) only ever adds instructions.
+                least=""
+                for _ in 1 2 3; do
+                    out=$(timeout 600 valgrind --tool=cachegrind --cache-sim=no \
+                        --cachegrind-out-file="$tmp" "$path" --bench --exact "$bench::$n" \
+                        --sample-count "$c" --sample-size 1000 2>/dev/null) || figures=0
+                    # A benchmark with arguments has no figures on its own row: not counted.
+                    grep -qE "─ $n +[0-9.]+ [a-zµ]+ +│" <<<"$out" || figures=0
+                    total=$(sed -n 's/^summary: *//p' "$tmp")
+                    [ -n "$total" ] || { figures=0; total=0; }
+                    [ -n "$least" ] && [ "$least" -le "$total" ] || least=$total
+                done
+                runs+=" $least"
+            done
+            read -r lo hi <<<"$runs"
+            [ "$figures" = 1 ] && [ -n "${hi:-}" ] &&
+                awk -v n="$n" -v b="$name" -v lo="$lo" -v hi="$hi" \
+                    'BEGIN { printf "%s %s %.1f\n", n, b, (hi - lo) / 100000 }'
+        done
+    done
+    rm -f "$tmp"
+}
+
+if [ "$count" = 1 ]; then
+    echo "bench-layouts: counting instructions per call (valgrind), each build as linked" >&2
+    count_calls | awk -v order="$(printf '%s ' "${builds[@]%%=*}")" '
+        { v[$1 SUBSEP $2] = $3; if (!($1 in seen)) { seen[$1] = 1; benches[++nb] = $1 } }
+        END {
+            nbuild = split(order, names, " ")
+            printf "| benchmark |"
+            for (i = 1; i <= nbuild; i++) printf " %s: instructions per call |", names[i]
+            for (i = 2; i <= nbuild; i++) printf " %s / %s |", names[i], names[1]
+            printf "\n|---|"
+            for (i = 2; i <= 2 * nbuild; i++) printf "---|"
+            printf "\n"
+            for (j = 1; j <= nb; j++) {
+                printf "| %s |", benches[j]
+                for (i = 1; i <= nbuild; i++) {
+                    k = benches[j] SUBSEP names[i]
+                    if (k in v) printf " %.1f |", v[k]; else printf " |"
+                }
+                r = benches[j] SUBSEP names[1]
+                for (i = 2; i <= nbuild; i++) {
+                    k = benches[j] SUBSEP names[i]
+                    if ((k in v) && (r in v)) printf " %.3f |", v[k] / v[r]; else printf " |"
+                }
+                printf "\n"
+            }
+        }'
+    exit 0
+fi
 
 # Every layout of every build in turn, round after round: "benchmark build fastest".
 run() {
