@@ -386,7 +386,7 @@ impl Core {
     /// peers not already in it.
     pub fn flood_peers(&self) -> Vec<(Vni, Vec<IpAddr>)> {
         self.live_nets()
-            .map(|(_, n)| (n.vni, n.peers.load().flood.iter().map(|r| r.ip()).collect()))
+            .map(|(_, n)| (n.vni, n.peers().flood.iter().map(|r| r.ip()).collect()))
             .collect()
     }
 

@@ -126,7 +126,7 @@ impl Core {
             to.push(remote);
             return FromDevice::Tunnel;
         }
-        let peers = n.peers.load();
+        let peers = n.peers();
         let kind = if dst == MacAddr::BROADCAST {
             FloodKind::Broadcast
         } else if dst.is_multicast() {

@@ -23,6 +23,7 @@ pub mod engine;
 pub mod fdb;
 mod forward;
 pub mod ipip;
+mod known_v4;
 pub mod l2;
 pub mod l3vx;
 mod learn;
@@ -323,7 +324,7 @@ impl Core {
     pub fn known_remote(&self, vni: Vni, ip: IpAddr) -> bool {
         self.net_by_vni(vni)
             .and_then(|id| self.net(id))
-            .is_some_and(|n| n.peers.load().is_known(ip.into()))
+            .is_some_and(|n| n.peers().is_known(ip.into()))
     }
 
     /// The remote VTEP a frame to `mac` in `vni` would go to (`None`: it would be flooded).
@@ -345,7 +346,7 @@ impl Core {
         self.net(id).is_some_and(|n| match n.remote_csum_tx {
             remote_csum::TxMode::Off => false,
             remote_csum::TxMode::On => true,
-            remote_csum::TxMode::Auto => n.peers.load().takes_remote_csum(dst),
+            remote_csum::TxMode::Auto => n.peers().takes_remote_csum(dst),
         })
     }
 
@@ -370,7 +371,7 @@ impl Core {
 
     /// Flood-list length of network `id` (0 for a removed one).
     pub fn flood_len(&self, id: NetId) -> usize {
-        self.net(id).map_or(0, |n| n.peers.load().flood.len())
+        self.net(id).map_or(0, |n| n.peers().flood.len())
     }
 
     fn control(&self) -> MutexGuard<'_, control::ControlState> {
@@ -390,9 +391,7 @@ impl Core {
     #[inline(always)]
     fn accepts_source(&self, net: &network::Network, src: Remote, any_peer: bool) -> bool {
         match (self.local_v4, src.as_v4()) {
-            (Some(l), Some(a)) => {
-                UnusableRemote::usable_v4(l, a) && (any_peer || net.peers.load().is_known_v4(a))
-            }
+            (Some(l), Some(a)) => UnusableRemote::usable_v4(l, a) && (any_peer || net.knows_v4(a)),
             _ => self.accepts_source_v6(net, src, any_peer),
         }
     }
@@ -404,7 +403,7 @@ impl Core {
     #[cold]
     #[inline(never)]
     fn accepts_source_v6(&self, net: &network::Network, src: Remote, any_peer: bool) -> bool {
-        self.usable_remote(src.ip()).is_ok() && (any_peer || net.peers.load().is_known(src))
+        self.usable_remote(src.ip()).is_ok() && (any_peer || net.peers().is_known(src))
     }
 }
 

@@ -1,9 +1,11 @@
 //! One overlay network as the data path sees it: its settings (atomics, so a reload can change
 //! them while the workers read them without a lock), the learned-entry count, and a snapshot of
-//! its peers (flood list and known remotes) swapped on every change.
+//! its peers (flood list and known remotes) swapped on every change, its IPv4 list copied into
+//! a table each datagram's source check reads without loading the snapshot (`known_v4`).
 
 use super::Remote;
 use super::dampening::{AtomicMoveLimit, MoveLimit};
+use super::known_v4::KnownV4;
 use super::storm::StormControl;
 use super::{NetworkConfig, Timestamp};
 use arc_swap::ArcSwap;
@@ -146,8 +148,10 @@ pub struct Network {
     live: AtomicBool,
     /// Learned entries currently in the FDB for this network (expired ones until removed).
     learned: AtomicUsize,
-    /// Current peers.
-    pub peers: ArcSwap<PeerSnapshot>,
+    /// Current peers (published with [`Network::publish_peers`], read with [`Network::peers`]).
+    peers: ArcSwap<PeerSnapshot>,
+    /// Their IPv4 list, for the check of every datagram ([`Network::knows_v4`]).
+    known_v4: KnownV4,
     /// Whether the source MACs of frames from the device are recorded (`announce`).
     pub announce: bool,
     /// VXLAN: whether datagrams with remote checksum offload are accepted (part of the
@@ -161,6 +165,7 @@ pub struct Network {
 impl Network {
     /// A network from its configuration, with an initial peer snapshot.
     pub fn new(cfg: &NetworkConfig, flood: &[IpAddr]) -> Network {
+        let snap = PeerSnapshot::new(flood, std::iter::empty());
         Network {
             vni: cfg.vni,
             own_mac: cfg.own_mac,
@@ -173,7 +178,8 @@ impl Network {
             arp_suppress: AtomicBool::new(false),
             live: AtomicBool::new(true),
             learned: AtomicUsize::new(0),
-            peers: ArcSwap::from_pointee(PeerSnapshot::new(flood, std::iter::empty())),
+            known_v4: KnownV4::new(&snap.known_v4),
+            peers: ArcSwap::from_pointee(snap),
             announce: cfg.announce,
             remote_csum_rx: cfg.remote_csum_rx,
             remote_csum_tx: cfg.remote_csum_tx,
@@ -264,9 +270,34 @@ impl Network {
         self.learned.load(Ordering::Relaxed)
     }
 
+    /// The current peer snapshot.
+    #[inline]
+    pub fn peers(&self) -> arc_swap::Guard<Arc<PeerSnapshot>> {
+        self.peers.load()
+    }
+
     /// Publishes a new peer snapshot.
     pub fn publish_peers(&self, snap: PeerSnapshot) {
-        self.peers.store(Arc::new(snap));
+        let snap = Arc::new(snap);
+        self.known_v4
+            .publish(&snap.known_v4, || self.peers.store(Arc::clone(&snap)));
+    }
+
+    /// Whether the IPv4 address `a` may send us tunnel traffic for this network (the current
+    /// snapshot's [`PeerSnapshot::is_known_v4`], without loading it when the list is short).
+    #[inline]
+    pub fn knows_v4(&self, a: Ipv4Addr) -> bool {
+        match self.known_v4.get(a.to_bits()) {
+            Some(known) => known,
+            None => self.knows_v4_from_snapshot(a),
+        }
+    }
+
+    /// [`Network::knows_v4`] of a network with more IPv4 peers than the table holds.
+    #[cold]
+    #[inline(never)]
+    fn knows_v4_from_snapshot(&self, a: Ipv4Addr) -> bool {
+        self.peers.load().is_known_v4(a)
     }
 }
 
@@ -309,6 +340,35 @@ mod tests {
         let s = PeerSnapshot::new(&flood, std::iter::empty());
         assert!(s.is_known(ip(57).into()));
         assert!(!s.is_known(ip(200).into()));
+    }
+
+    /// The per-datagram IPv4 check answers as the published snapshot does, from the table for
+    /// a short list and from the snapshot for one too long for it, and follows publications.
+    #[test]
+    fn knows_v4_follows_each_published_snapshot() {
+        let cfg = NetworkConfig {
+            vni: Vni::new(1).unwrap(),
+            ..NetworkConfig::default()
+        };
+        let v4 = |n: u8| Ipv4Addr::new(192, 0, 2, n);
+        let n = Network::new(&cfg, &[ip(1), ip(2)]);
+        assert!(n.knows_v4(v4(1)) && n.knows_v4(v4(2)) && !n.knows_v4(v4(3)));
+        let v6 = IpAddr::V6("2001:db8::5".parse().unwrap());
+        for (flood, statics) in [
+            ((10..=200).map(ip).collect::<Vec<_>>(), vec![ip(5)]),
+            (vec![ip(7), v6], vec![ip(3)]),
+            ((100..=163).map(ip).collect(), vec![]),
+            ((100..=164).map(ip).collect(), vec![]),
+            (vec![], vec![]),
+        ] {
+            n.publish_peers(PeerSnapshot::new(&flood, statics.iter().copied()));
+            let snap = n.peers();
+            for a in 0..=255 {
+                assert_eq!(n.knows_v4(v4(a)), snap.is_known_v4(v4(a)), "{}", v4(a));
+            }
+            let want = flood.iter().chain(&statics).filter(|r| r.is_ipv4()).count();
+            assert_eq!((0..=255).filter(|&a| n.knows_v4(v4(a))).count(), want);
+        }
     }
 
     #[test]
