@@ -283,8 +283,9 @@ impl Network {
             .publish(&snap.known_v4, || self.peers.store(Arc::clone(&snap)));
     }
 
-    /// Whether the IPv4 address `a` may send us tunnel traffic for this network (the current
-    /// snapshot's [`PeerSnapshot::is_known_v4`], without loading it when the list is short).
+    /// Whether the IPv4 address `a` may send us tunnel traffic for this network: a published
+    /// snapshot's [`PeerSnapshot::is_known_v4`] (the current one's, or while a publication is
+    /// under way the next one's), without loading it when the list is short.
     #[inline]
     pub fn knows_v4(&self, a: Ipv4Addr) -> bool {
         match self.known_v4.get(a.to_bits()) {
@@ -293,7 +294,8 @@ impl Network {
         }
     }
 
-    /// [`Network::knows_v4`] of a network with more IPv4 peers than the table holds.
+    /// [`Network::knows_v4`] of a network with more IPv4 peers than the table holds, or while
+    /// publications keep the table busy.
     #[cold]
     #[inline(never)]
     fn knows_v4_from_snapshot(&self, a: Ipv4Addr) -> bool {
@@ -363,10 +365,16 @@ mod tests {
         ] {
             n.publish_peers(PeerSnapshot::new(&flood, statics.iter().copied()));
             let snap = n.peers();
+            let want = flood.iter().chain(&statics).filter(|r| r.is_ipv4()).count();
+            // The table answers for up to 64 addresses, the snapshot for more.
+            assert_eq!(
+                n.known_v4.get(1).is_some(),
+                want <= KnownV4::CAP,
+                "{want} addresses"
+            );
             for a in 0..=255 {
                 assert_eq!(n.knows_v4(v4(a)), snap.is_known_v4(v4(a)), "{}", v4(a));
             }
-            let want = flood.iter().chain(&statics).filter(|r| r.is_ipv4()).count();
             assert_eq!((0..=255).filter(|&a| n.knows_v4(v4(a))).count(), want);
         }
     }
