@@ -158,14 +158,16 @@ count_calls() {
     rm -f "$tmp"
 }
 
-if [ "$count" = 1 ]; then
-    echo "bench-layouts: counting instructions per call (valgrind), each build as linked" >&2
-    count_calls | awk -v order="$(printf '%s ' "${builds[@]%%=*}")" '
-        { v[$1 SUBSEP $2] = $3; if (!($1 in seen)) { seen[$1] = 1; benches[++nb] = $1 } }
+# The result table, from lines "benchmark<TAB>build<TAB>cell<TAB>value" (the cell as printed,
+# the value the ratios are taken of); $1 names the builds' column.
+table() {
+    awk -F'\t' -v what="$1" -v order="$(printf '%s ' "${builds[@]%%=*}")" '
+        { cell[$1 SUBSEP $2] = $3; v[$1 SUBSEP $2] = $4
+          if (!($1 in seen)) { seen[$1] = 1; benches[++nb] = $1 } }
         END {
             nbuild = split(order, names, " ")
             printf "| benchmark |"
-            for (i = 1; i <= nbuild; i++) printf " %s: instructions per call |", names[i]
+            for (i = 1; i <= nbuild; i++) printf " %s: %s |", names[i], what
             for (i = 2; i <= nbuild; i++) printf " %s / %s |", names[i], names[1]
             printf "\n|---|"
             for (i = 2; i <= 2 * nbuild; i++) printf "---|"
@@ -174,7 +176,7 @@ if [ "$count" = 1 ]; then
                 printf "| %s |", benches[j]
                 for (i = 1; i <= nbuild; i++) {
                     k = benches[j] SUBSEP names[i]
-                    if (k in v) printf " %.1f |", v[k]; else printf " |"
+                    if (k in v) printf " %s |", cell[k]; else printf " |"
                 }
                 r = benches[j] SUBSEP names[1]
                 for (i = 2; i <= nbuild; i++) {
@@ -184,6 +186,12 @@ if [ "$count" = 1 ]; then
                 printf "\n"
             }
         }'
+}
+
+if [ "$count" = 1 ]; then
+    echo "bench-layouts: counting instructions per call (valgrind), each build as linked" >&2
+    count_calls | awk '{ printf "%s\t%s\t%.1f\t%s\n", $1, $2, $3, $3 }' |
+        table "instructions per call"
     exit 0
 fi
 
@@ -208,7 +216,7 @@ run() {
 }
 
 echo "bench-layouts: $rounds round(s) of $((seeds + 1)) layouts per build, on CPU $cpu" >&2
-run | awk -v order="$(printf '%s ' "${builds[@]%%=*}")" '
+run | awk '
     function ns(v,  n) {
         n = v + 0
         if (v ~ /ps/) return n / 1000
@@ -219,28 +227,10 @@ run | awk -v order="$(printf '%s ' "${builds[@]%%=*}")" '
     { k = $1 SUBSEP $2; t = ns($3 $4); sum[k] += t; cnt[k]++
       if (!(k in lo) || t < lo[k]) lo[k] = t
       if (!(k in hi) || t > hi[k]) hi[k] = t
-      if (!($1 in seen)) { seen[$1] = 1; benches[++nb] = $1 } }
+      if (!(k in seen)) { seen[k] = 1; keys[++nk] = k } }
     END {
-        nbuild = split(order, names, " ")
-        printf "| benchmark |"
-        for (i = 1; i <= nbuild; i++) printf " %s: mean (least-greatest) ns |", names[i]
-        for (i = 2; i <= nbuild; i++) printf " %s / %s |", names[i], names[1]
-        printf "\n|---|"
-        for (i = 2; i <= 2 * nbuild; i++) printf "---|"
-        printf "\n"
-        for (j = 1; j <= nb; j++) {
-            printf "| %s |", benches[j]
-            for (i = 1; i <= nbuild; i++) {
-                k = benches[j] SUBSEP names[i]
-                if (k in cnt) printf " %.1f (%.1f-%.1f) |", sum[k] / cnt[k], lo[k], hi[k]
-                else printf " |"
-            }
-            r = benches[j] SUBSEP names[1]
-            for (i = 2; i <= nbuild; i++) {
-                k = benches[j] SUBSEP names[i]
-                if ((k in cnt) && (r in cnt)) printf " %.3f |", (sum[k] / cnt[k]) / (sum[r] / cnt[r])
-                else printf " |"
-            }
-            printf "\n"
+        for (j = 1; j <= nk; j++) {
+            k = keys[j]; split(k, bb, SUBSEP); m = sum[k] / cnt[k]
+            printf "%s\t%s\t%.1f (%.1f-%.1f)\t%s\n", bb[1], bb[2], m, lo[k], hi[k], m
         }
-    }'
+    }' | table "mean (least-greatest) ns"
