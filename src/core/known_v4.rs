@@ -10,6 +10,7 @@
 //! busy, sends the reader to the snapshot instead, so the answer is always the snapshot's (the
 //! one before or after a publication that is under way).
 
+use super::network::contains_by_key;
 use std::sync::atomic::{AtomicU32, Ordering, fence};
 use std::sync::{Mutex, PoisonError};
 
@@ -57,13 +58,7 @@ impl KnownV4 {
                 return None;
             }
             let list = &self.addrs[..(len as usize).min(KnownV4::CAP)];
-            // Small lists (the common case) are faster to scan than to bisect.
-            let found = if list.len() <= 16 {
-                list.iter().any(|s| s.load(Ordering::Relaxed) == a)
-            } else {
-                list.binary_search_by(|s| s.load(Ordering::Relaxed).cmp(&a))
-                    .is_ok()
-            };
+            let found = contains_by_key(list, |s| s.load(Ordering::Relaxed), &a);
             // What was read above is whole if no writer began or ended meanwhile.
             fence(Ordering::Acquire);
             if seq & 1 == 0 && self.seq.load(Ordering::Relaxed) == seq {

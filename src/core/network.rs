@@ -95,14 +95,21 @@ fn sorted<T: Ord>(mut v: Vec<T>) -> Box<[T]> {
 
 /// Whether the sorted `list` holds `x`.
 #[inline]
-fn contains<T: Ord>(list: &[T], x: &T) -> bool {
+fn contains<T: Ord + Copy>(list: &[T], x: &T) -> bool {
+    contains_by_key(list, |&k| k, x)
+}
+
+/// Whether `list`, sorted by `key`, holds an element whose key is `x` (the peer lists here,
+/// and the sequence-locked copy of the IPv4 one, whose elements are atomics).
+#[inline]
+pub(super) fn contains_by_key<T, K: Ord>(list: &[T], key: impl Fn(&T) -> K, x: &K) -> bool {
     // Small lists (the common case) are faster to scan than to bisect. Scanned by hand:
     // `<[u32]>::contains` compares in chunks of 16 with vector instructions, whose set-up
     // costs more than the few compares a network's handful of IPv4 peers takes.
     if list.len() <= 16 {
-        list.iter().any(|k| k == x)
+        list.iter().any(|k| key(k) == *x)
     } else {
-        list.binary_search(x).is_ok()
+        list.binary_search_by(|k| key(k).cmp(x)).is_ok()
     }
 }
 
